@@ -1,0 +1,170 @@
+//! Wiring: builds every part from validated settings, runs them, and shuts them down in order.
+//!
+//! Start-up: open and migrate the store, keep config subscribers in step, bind the listener.
+//! Shutdown: stop accepting requests and finish the ones in flight, store what the ingest writer
+//! holds, stop the pipeline after its current step, let dispatchers finish in-flight sends and
+//! release their leases, then close the store.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use jiff::Timestamp;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::Channel;
+use crate::channel::email::EmailChannel;
+use crate::domain::incident::Timing;
+use crate::domain::signal::NormalizeRules;
+use crate::domain::subscriber::ChannelKind;
+use crate::incident::{Engine, random_hex};
+use crate::ingest::{IngestQueue, ParseOptions};
+use crate::outbox::{Backoff, Dispatcher, OutboxConfig, RateLimiter};
+use crate::pipeline::{Pipeline, Wakers};
+use crate::route::Router;
+use crate::settings::Validated;
+use crate::store::{self, Store};
+use crate::unsubscribe::UnsubscribeLinks;
+use crate::web::{self, AppState, Authenticator};
+
+pub struct Application {
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    state: AppState,
+    pipeline: Pipeline,
+    dispatchers: Vec<Dispatcher>,
+    ingest_writer: tokio::task::JoinHandle<()>,
+    request_timeout: std::time::Duration,
+}
+
+impl Application {
+    pub async fn build(v: Validated) -> anyhow::Result<Application> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let s = &v.settings;
+        let metrics = crate::telemetry::metrics();
+        let store = store::open(&s.store).await.context("opening the store")?;
+        store.migrate().await.context("migrating the store")?;
+
+        let key = match s.server.secret_key.expose() {
+            "" => store.setting_or_insert("unsubscribe_key", &random_hex(32)).await?,
+            configured => configured.to_owned(),
+        };
+        let deployment_id = store.setting_or_insert("deployment_id", &random_hex(6)).await?;
+        let report = store.sync_config_subscribers(&v.subscribers, Timestamp::now()).await?;
+        tracing::info!(created = report.created, updated = report.updated, removed = report.removed, "config subscribers in step");
+
+        let wake = Wakers::default();
+        let links = UnsubscribeLinks::new(key.as_bytes(), &s.server.public_url);
+        let owner = format!("{}-{}", hostname(), random_hex(4));
+
+        let mut dispatchers = Vec::new();
+        let mut enabled = BTreeSet::new();
+        if s.channels.email.enabled {
+            let email = EmailChannel::new(&s.channels.email, v.email_password.as_ref(), &deployment_id)?;
+            let channel: Arc<dyn Channel> = Arc::new(email);
+            enabled.insert(ChannelKind::Email);
+            let rate = s.channels.email.rate_per_second;
+            dispatchers.push(Dispatcher::new(
+                store.clone(),
+                channel,
+                OutboxConfig {
+                    lease: s.outbox.lease.get(),
+                    batch_size: s.outbox.batch_size,
+                    max_attempts: s.outbox.max_attempts,
+                    backoff: Backoff { initial: s.outbox.retry_initial.get(), max: s.outbox.retry_max.get() },
+                    poll_interval: s.outbox.poll_interval.get(),
+                    concurrency: s.channels.email.pool_size as usize,
+                    shutdown_timeout: s.server.shutdown_timeout.get(),
+                },
+                owner.clone(),
+                wake.dispatch.clone(),
+                links.clone(),
+                (rate > 0).then(|| Arc::new(RateLimiter::new(rate))),
+            ));
+        }
+
+        let timing = Timing {
+            group_wait: s.routing.group_wait.get(),
+            group_interval: s.routing.group_interval.get(),
+            flap_hold_down: s.routing.flap_hold_down.get(),
+        };
+        let engine = Engine::new(store.clone(), timing, s.routing.group_by.clone());
+        let router = Router::new(store.clone(), v.renderer.clone(), &s.server.public_url, enabled);
+        let pipeline = Pipeline {
+            engine: engine.clone(),
+            router,
+            wake: wake.clone(),
+            poll_interval: s.outbox.poll_interval.get(),
+        };
+        let (ingest, ingest_writer) = IngestQueue::start(store.clone(), wake.pipeline.clone());
+        let state = AppState {
+            store: store.clone(),
+            auth: Arc::new(Authenticator::new(&v.tokens, &v.hmac)),
+            ingest,
+            engine,
+            wake,
+            links,
+            renderer: v.renderer.clone(),
+            metrics,
+            default_language: s.routing.default_language.clone(),
+            parse_options: ParseOptions { uptime_kuma_severity: s.ingest.uptime_kuma_severity.as_str().to_owned() },
+            normalize: NormalizeRules { default_severity: s.ingest.default_severity },
+            max_body_bytes: s.server.max_body_bytes,
+        };
+        let listener = TcpListener::bind(s.server.listen)
+            .await
+            .with_context(|| format!("binding {}", s.server.listen))?;
+        Ok(Application {
+            listener,
+            store,
+            state,
+            pipeline,
+            dispatchers,
+            ingest_writer,
+            request_timeout: s.server.request_timeout.get(),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops everything in order.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let addr = self.local_addr()?;
+        let workers = CancellationToken::new();
+        let pipeline = tokio::spawn(self.pipeline.run(workers.clone()));
+        let dispatchers: Vec<_> = self
+            .dispatchers
+            .into_iter()
+            .map(|d| tokio::spawn(d.run(workers.clone())))
+            .collect();
+        tracing::info!(%addr, "listening");
+        let app = web::router(self.state, self.request_timeout);
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        tracing::info!("no longer accepting requests; stopping workers");
+        // Every handle of the ingest writer went with the router: it stores what it holds and ends.
+        let _ = self.ingest_writer.await;
+        workers.cancel();
+        let _ = pipeline.await;
+        for d in dispatchers {
+            let _ = d.await;
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+        served.context("serving HTTP")
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "banditore".to_owned())
+}

@@ -1,0 +1,50 @@
+//! Channels: the only code that talks to the outside world to deliver a message.
+//!
+//! Each channel is one file implementing [`Channel`]; the outbox calls [`Channel::send`] for one
+//! recipient and acts on the [`SendError`] class (retry later, give up, or mark the address gone).
+
+pub mod email;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::subscriber::ChannelKind;
+
+/// One message to one recipient, with the per-recipient parts already filled in.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Stable across retries: channels use it as an idempotency key or message id.
+    pub delivery_id: i64,
+    pub recipient: String,
+    pub recipient_name: String,
+    pub subject: Option<String>,
+    pub text: String,
+    pub html: Option<String>,
+    pub unsubscribe_url: String,
+}
+
+/// What the provider said when it accepted the message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Receipt {
+    pub provider_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again: throttling, a 4xx SMTP reply, a 5xx HTTP status, a timeout.
+    #[error("temporary failure: {reason}")]
+    Retry { after: Option<Duration>, reason: String },
+    /// Trying again will not help: the message itself was refused.
+    #[error("rejected: {reason}")]
+    Reject { reason: String },
+    /// The address no longer exists (unknown mailbox, blocked bot, dead number).
+    #[error("recipient gone: {reason}")]
+    RecipientGone { reason: String },
+}
+
+#[async_trait]
+pub trait Channel: Send + Sync + 'static {
+    fn kind(&self) -> ChannelKind;
+    async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError>;
+}

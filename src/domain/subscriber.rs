@@ -1,0 +1,284 @@
+//! Subscribers (a desk, an office, a person), where they are reached, and what they follow.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Matcher, Severity};
+
+/// A way to reach someone. Each kind has one adapter under `crate::channel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    Email,
+}
+
+impl ChannelKind {
+    pub const ALL: [ChannelKind; 1] = [ChannelKind::Email];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Email => "email",
+        }
+    }
+
+    /// Checks an address for this channel and returns its canonical form.
+    pub fn parse_address(self, raw: &str) -> Result<String, String> {
+        let trimmed = raw.trim();
+        match self {
+            ChannelKind::Email => trimmed
+                .parse::<lettre::Address>()
+                .map(|a| a.to_string())
+                .map_err(|e| format!("`{trimmed}` is not a valid email address ({e})")),
+        }
+    }
+}
+
+impl fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ChannelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ChannelKind::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown channel `{s}` (known: email)"))
+    }
+}
+
+/// A language tag such as `it` or `en-GB`, lower-cased primary subtag first.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Language(String);
+
+impl Language {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The primary subtag: `en` for `en-GB`; templates are looked up by it.
+    pub fn primary(&self) -> &str {
+        self.0.split('-').next().unwrap_or(&self.0)
+    }
+}
+
+impl TryFrom<String> for Language {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        let mut parts = s.split('-');
+        let primary = parts.next().unwrap_or("");
+        let primary_ok = (2..=3).contains(&primary.len()) && primary.chars().all(|c| c.is_ascii_alphabetic());
+        let rest_ok = parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+        if primary_ok && rest_ok {
+            let mut out = primary.to_ascii_lowercase();
+            out.push_str(&s[primary.len()..]);
+            Ok(Language(out))
+        } else {
+            Err(format!("`{s}` is not a language tag (expected e.g. `it` or `en-GB`)"))
+        }
+    }
+}
+
+impl From<Language> for String {
+    fn from(l: Language) -> String {
+        l.0
+    }
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a subscriber follows: incidents with a signal matching every matcher, at `min_severity`
+/// or worse, on the listed channels (all the subscriber's channels when empty).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    #[serde(default)]
+    pub matchers: Vec<Matcher>,
+    #[serde(default = "default_min_severity")]
+    pub min_severity: Severity,
+    #[serde(default)]
+    pub channels: Vec<ChannelKind>,
+}
+
+fn default_min_severity() -> Severity {
+    Severity::Info
+}
+
+impl Subscription {
+    pub fn wants_channel(&self, channel: ChannelKind) -> bool {
+        self.channels.is_empty() || self.channels.contains(&channel)
+    }
+}
+
+/// One or several addresses for a channel, as written in JSON or TOML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// A subscriber as an administrator writes it, in the API or in `[[subscribers]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriberSpec {
+    pub name: String,
+    pub language: Option<Language>,
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    #[serde(default)]
+    pub addresses: BTreeMap<String, OneOrMany>,
+    #[serde(default)]
+    pub subscriptions: Vec<Subscription>,
+}
+
+fn default_audience() -> String {
+    "internal".to_owned()
+}
+
+/// A subscriber spec that passed validation: addresses canonical, per channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSubscriber {
+    pub name: String,
+    pub language: Language,
+    pub audience: String,
+    pub addresses: Vec<(ChannelKind, String)>,
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// A validation problem with the path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl SubscriberSpec {
+    pub fn validate(self, default_language: &Language) -> Result<ValidSubscriber, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let name = self.name.trim().to_owned();
+        if name.is_empty() {
+            errors.push(FieldError { field: "name".into(), message: "must not be empty".into() });
+        } else if name.chars().count() > 200 {
+            errors.push(FieldError { field: "name".into(), message: "is longer than 200 characters".into() });
+        }
+        let audience = self.audience.trim().to_owned();
+        if audience.is_empty() || !audience.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            errors.push(FieldError {
+                field: "audience".into(),
+                message: format!("`{audience}` must be a non-empty word of letters, digits, `-` or `_`"),
+            });
+        }
+        let mut addresses = Vec::new();
+        for (channel_name, values) in self.addresses {
+            let channel = match channel_name.parse::<ChannelKind>() {
+                Ok(c) => c,
+                Err(message) => {
+                    errors.push(FieldError { field: format!("addresses.{channel_name}"), message });
+                    continue;
+                }
+            };
+            for (i, raw) in values.into_vec().into_iter().enumerate() {
+                match channel.parse_address(&raw) {
+                    Ok(address) if !addresses.contains(&(channel, address.clone())) => {
+                        addresses.push((channel, address))
+                    }
+                    Ok(_) => {}
+                    Err(message) => errors.push(FieldError {
+                        field: format!("addresses.{channel_name}[{i}]"),
+                        message,
+                    }),
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(ValidSubscriber {
+                name,
+                language: self.language.unwrap_or_else(|| default_language.clone()),
+                audience,
+                addresses,
+                subscriptions: self.subscriptions,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn it() -> Language {
+        Language::try_from("it".to_owned()).unwrap()
+    }
+
+    #[test]
+    fn language_tags() {
+        assert_eq!(Language::try_from("EN-GB".to_owned()).unwrap().as_str(), "en-GB");
+        assert_eq!(Language::try_from("en-GB".to_owned()).unwrap().primary(), "en");
+        assert!(Language::try_from("italiano".to_owned()).is_err());
+        assert!(Language::try_from("".to_owned()).is_err());
+    }
+
+    #[test]
+    fn spec_from_issue_example_validates() {
+        let json = r#"{"name": "CUP Foligno", "language": "it", "audience": "cup-desk",
+            "addresses": {"email": "cup.foligno@example.org"},
+            "subscriptions": [{"matchers": ["service=~\"cup.*\""], "min_severity": "warning"}]}"#;
+        let spec: SubscriberSpec = serde_json::from_str(json).unwrap();
+        let valid = spec.validate(&it()).unwrap();
+        assert_eq!(valid.addresses, vec![(ChannelKind::Email, "cup.foligno@example.org".to_owned())]);
+        assert_eq!(valid.subscriptions[0].min_severity, Severity::Warning);
+        assert_eq!(valid.subscriptions[0].matchers.len(), 1);
+    }
+
+    #[test]
+    fn validation_reports_every_field() {
+        let json = r#"{"name": " ", "audience": "cup desk",
+            "addresses": {"email": ["ok@example.org", "not-an-address"], "fax": "123"}}"#;
+        let spec: SubscriberSpec = serde_json::from_str(json).unwrap();
+        let errors = spec.validate(&it()).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, vec!["name", "audience", "addresses.email[1]", "addresses.fax"]);
+    }
+
+    #[test]
+    fn bad_matcher_is_a_deserialize_error() {
+        let json = r#"{"name": "x", "subscriptions": [{"matchers": ["service=~\"(\""]}]}"#;
+        let err = serde_json::from_str::<SubscriberSpec>(json).unwrap_err();
+        assert!(err.to_string().contains("invalid regex"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_addresses_are_kept_once() {
+        let json = r#"{"name": "x", "addresses": {"email": ["a@example.org", " a@example.org "]}}"#;
+        let spec: SubscriberSpec = serde_json::from_str(json).unwrap();
+        assert_eq!(spec.validate(&it()).unwrap().addresses.len(), 1);
+    }
+}

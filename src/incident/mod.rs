@@ -1,0 +1,443 @@
+//! The incident engine: turns stored signals into incidents and incident updates.
+//!
+//! One [`Engine::step`] is one write transaction: it applies a batch of unprocessed signals to
+//! the alerts and incidents they concern, then evaluates every incident whose timer is due (group
+//! wait, update interval, flap hold-down) with [`crate::domain::incident::evaluate`], writing an
+//! update for each announcement. Updates are picked up by the router. Because the signals are
+//! marked processed in the same transaction, a crash at any point replays cleanly.
+//!
+//! Operators' manual incidents and updates go through [`Engine::open_manual`] and
+//! [`Engine::post_update`], in their own transactions.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use crate::domain::incident::{AlertState, Announced, Decision, IncidentState, Timing, evaluate};
+use crate::domain::{IncidentStatus, Labels, Severity, SignalStatus, UpdateKind};
+use crate::store::{
+    AlertRow, IncidentOrigin, IncidentRow, NewIncident, NewUpdate, Store, StoreError, StoredSignal, Tx, UpdateRow,
+};
+
+/// How many signals one step takes at most.
+const SIGNAL_BATCH: u32 = 500;
+/// How many due incidents one step evaluates at most.
+const DUE_BATCH: u32 = 500;
+
+#[derive(Debug, Clone, Default)]
+pub struct StepReport {
+    pub signals: usize,
+    pub updates: usize,
+    /// When the engine must run again even if no signal arrives.
+    pub next_eval: Option<Timestamp>,
+    /// True when a full batch was taken: there may be more to do right away.
+    pub more: bool,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    timing: Timing,
+    group_by: Vec<String>,
+}
+
+/// A manual incident, as posted to `POST /api/v1/incidents`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualIncident {
+    pub title: String,
+    #[serde(default = "default_status")]
+    pub status: IncidentStatus,
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    /// Labels subscriptions match on, such as `service` and `area`.
+    #[serde(default)]
+    pub labels: Labels,
+    pub body: Option<String>,
+}
+
+fn default_status() -> IncidentStatus {
+    IncidentStatus::Investigating
+}
+
+fn default_severity() -> Severity {
+    Severity::Major
+}
+
+/// A manual update, as posted to `POST /api/v1/incidents/{id}/updates`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualUpdate {
+    pub status: Option<IncidentStatus>,
+    pub severity: Option<Severity>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManualError {
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("incident {0} not found")]
+    NotFound(i64),
+    #[error("incident {0} is already resolved")]
+    Resolved(i64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+const MAX_TITLE: usize = 200;
+const MAX_BODY: usize = 10_000;
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), ManualError> {
+    if value.trim().is_empty() {
+        return Err(ManualError::Invalid { field, message: "must not be empty".into() });
+    }
+    if value.chars().count() > max {
+        return Err(ManualError::Invalid { field, message: format!("is longer than {max} characters") });
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, timing: Timing, group_by: Vec<String>) -> Engine {
+        Engine { store, timing, group_by }
+    }
+
+    /// The group key of a signal: the values of the `group_by` labels, or its fingerprint when
+    /// it has none of them.
+    pub fn group_key(&self, labels: &Labels, fingerprint: &str) -> String {
+        let parts: Vec<String> = self
+            .group_by
+            .iter()
+            .filter_map(|name| labels.get(name).map(|v| format!("{name}={v}")))
+            .collect();
+        if parts.is_empty() { format!("fingerprint={fingerprint}") } else { parts.join(",") }
+    }
+
+    pub async fn step(&self, now: Timestamp) -> Result<StepReport, StoreError> {
+        let mut tx = self.store.begin().await?;
+        let signals = tx.unprocessed_signals(SIGNAL_BATCH).await?;
+        let mut touched = BTreeSet::new();
+        for signal in &signals {
+            if let Some(id) = self.apply(tx.as_mut(), signal, now).await? {
+                touched.insert(id);
+            }
+        }
+        touched.extend(tx.due_incidents(now, DUE_BATCH).await?);
+        let mut updates = 0;
+        for id in touched {
+            if self.evaluate_incident(tx.as_mut(), id, now).await?.is_some() {
+                updates += 1;
+            }
+        }
+        let next_eval = tx.next_eval_at().await?;
+        tx.commit().await?;
+        for s in &signals {
+            metrics::counter!("banditore_signals_processed_total", "source" => s.signal.source.as_str()).increment(1);
+        }
+        Ok(StepReport {
+            signals: signals.len(),
+            updates,
+            next_eval,
+            more: signals.len() as u32 == SIGNAL_BATCH,
+        })
+    }
+
+    /// Applies one signal; returns the incident it touched.
+    async fn apply(&self, tx: &mut dyn Tx, stored: &StoredSignal, now: Timestamp) -> Result<Option<i64>, StoreError> {
+        let s = &stored.signal;
+        let at = stored.received_at;
+        if let Some(mut alert) = tx.active_alert(&s.fingerprint).await? {
+            let changed = match s.status {
+                SignalStatus::Firing => !alert.firing || alert.severity != s.severity,
+                SignalStatus::Resolved => alert.firing,
+            };
+            let outcome = match (s.status, changed) {
+                (SignalStatus::Firing, true) if !alert.firing => "refired",
+                (SignalStatus::Firing, true) => "severity-changed",
+                (SignalStatus::Firing, false) => "refreshed",
+                (SignalStatus::Resolved, true) => "resolved",
+                (SignalStatus::Resolved, false) => "duplicate",
+            };
+            alert.firing = s.status == SignalStatus::Firing;
+            alert.resolved_at = match s.status {
+                SignalStatus::Resolved if changed => Some(at),
+                SignalStatus::Resolved => alert.resolved_at,
+                SignalStatus::Firing => None,
+            };
+            alert.severity = s.severity;
+            alert.peak_severity = alert.peak_severity.max(s.severity);
+            alert.labels = s.labels.clone();
+            alert.annotations = s.annotations.clone();
+            alert.summary = s.summary.clone();
+            alert.url = s.url.clone().or(alert.url);
+            alert.component = s.component.clone().or(alert.component);
+            alert.last_seen_at = at;
+            tx.save_alert(&alert).await?;
+            if changed {
+                if let Some(mut incident) = tx.incident(alert.incident_id).await? {
+                    incident.pending_since = Some(incident.pending_since.map_or(at, |p| p.min(at)));
+                    tx.save_incident(&incident).await?;
+                }
+            }
+            tx.mark_signal(stored.id, now, outcome, Some(alert.incident_id)).await?;
+            return Ok(changed.then_some(alert.incident_id));
+        }
+        if s.status == SignalStatus::Resolved {
+            tx.mark_signal(stored.id, now, "ignored-unknown-resolved", None).await?;
+            return Ok(None);
+        }
+        let key = self.group_key(&s.labels, &s.fingerprint);
+        let (incident, outcome) = match tx.open_incident_by_key(&key).await? {
+            Some(mut incident) => {
+                incident.pending_since = Some(incident.pending_since.map_or(at, |p| p.min(at)));
+                tx.save_incident(&incident).await?;
+                (incident, "joined")
+            }
+            None => {
+                let new = NewIncident {
+                    group_key: key,
+                    title: s.summary.clone(),
+                    status: IncidentStatus::Investigating,
+                    severity: s.severity,
+                    origin: IncidentOrigin::Signals,
+                    labels: Labels::new(),
+                    opened_at: at,
+                    eval_at: Some(add(at, self.timing.group_wait)),
+                    pending_since: Some(at),
+                };
+                (tx.insert_incident(&new).await?, "opened")
+            }
+        };
+        let alert = AlertRow {
+            incident_id: incident.id,
+            fingerprint: s.fingerprint.clone(),
+            source: s.source,
+            firing: true,
+            severity: s.severity,
+            peak_severity: s.severity,
+            service: s.service.clone(),
+            component: s.component.clone(),
+            labels: s.labels.clone(),
+            annotations: s.annotations.clone(),
+            summary: s.summary.clone(),
+            url: s.url.clone(),
+            starts_at: s.starts_at,
+            first_seen_at: at,
+            last_seen_at: at,
+            resolved_at: None,
+        };
+        tx.save_alert(&alert).await?;
+        tx.mark_signal(stored.id, now, outcome, Some(incident.id)).await?;
+        Ok(Some(incident.id))
+    }
+
+    /// Evaluates one incident opened by signals and persists the decision. Returns the update
+    /// written, if any.
+    async fn evaluate_incident(&self, tx: &mut dyn Tx, id: i64, now: Timestamp) -> Result<Option<UpdateRow>, StoreError> {
+        let Some(mut incident) = tx.incident(id).await? else {
+            return Ok(None);
+        };
+        if incident.resolved_at.is_some() || incident.origin == IncidentOrigin::Manual {
+            if incident.eval_at.is_some() {
+                incident.eval_at = None;
+                tx.save_incident(&incident).await?;
+            }
+            return Ok(None);
+        }
+        let alerts = tx.alerts(id).await?;
+        let states: Vec<AlertState> = alerts
+            .iter()
+            .map(|a| AlertState {
+                fingerprint: a.fingerprint.clone(),
+                firing: a.firing,
+                severity: a.severity,
+                resolved_at: a.resolved_at,
+            })
+            .collect();
+        let state = IncidentState {
+            opened_at: incident.opened_at,
+            announced: incident.announced.clone(),
+            last_announced_at: incident.last_announced_at,
+        };
+        let mut written = None;
+        match evaluate(&state, &states, now, &self.timing) {
+            Decision::WaitUntil(at) => incident.eval_at = Some(at),
+            Decision::Idle => {
+                incident.eval_at = None;
+                incident.pending_since = None;
+            }
+            Decision::CloseSilently => {
+                incident.status = IncidentStatus::Resolved;
+                incident.resolved_at = Some(now);
+                incident.eval_at = None;
+                incident.pending_since = None;
+                incident.last_seq += 1;
+                // Recorded for the history, never routed: nobody had been told it opened.
+                let update = self
+                    .write_update(tx, &incident, UpdateKind::Resolved, None, None, now, true)
+                    .await?;
+                written = Some(update);
+            }
+            Decision::Announce { kind, announced } => {
+                if let Some(severity) = announced.severity {
+                    incident.severity = severity;
+                }
+                if kind == UpdateKind::Resolved {
+                    incident.status = IncidentStatus::Resolved;
+                    incident.resolved_at = Some(now);
+                }
+                incident.title = title_for(&incident, &alerts);
+                incident.announced = Some(announced);
+                incident.last_announced_at = Some(now);
+                incident.eval_at = None;
+                incident.last_seq += 1;
+                let update = self.write_update(tx, &incident, kind, None, None, now, false).await?;
+                incident.pending_since = None;
+                written = Some(update);
+            }
+        }
+        tx.save_incident(&incident).await?;
+        Ok(written)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_update(
+        &self,
+        tx: &mut dyn Tx,
+        incident: &IncidentRow,
+        kind: UpdateKind,
+        body: Option<String>,
+        author: Option<String>,
+        now: Timestamp,
+        silent: bool,
+    ) -> Result<UpdateRow, StoreError> {
+        tx.insert_update(&NewUpdate {
+            incident_id: incident.id,
+            seq: incident.last_seq,
+            kind,
+            status: incident.status,
+            severity: incident.severity,
+            body,
+            author,
+            created_at: now,
+            origin_at: incident.pending_since.unwrap_or(now),
+            silent,
+        })
+        .await
+    }
+
+    /// Opens an incident by hand; its first update is routed at once.
+    pub async fn open_manual(&self, req: ManualIncident, author: &str, now: Timestamp) -> Result<(IncidentRow, UpdateRow), ManualError> {
+        check_text("title", &req.title, MAX_TITLE)?;
+        if let Some(body) = &req.body {
+            check_text("body", body, MAX_BODY)?;
+        }
+        if req.status == IncidentStatus::Resolved {
+            return Err(ManualError::Invalid { field: "status", message: "a new incident cannot start resolved".into() });
+        }
+        let mut tx = self.store.begin().await?;
+        let new = NewIncident {
+            group_key: format!("manual:{}", random_hex(8)),
+            title: req.title.trim().to_owned(),
+            status: req.status,
+            severity: req.severity,
+            origin: IncidentOrigin::Manual,
+            labels: req.labels,
+            opened_at: now,
+            eval_at: None,
+            pending_since: None,
+        };
+        let mut incident = tx.insert_incident(&new).await?;
+        incident.last_seq = 1;
+        incident.announced = Some(Announced { severity: Some(req.severity), firing: BTreeSet::new() });
+        incident.last_announced_at = Some(now);
+        let update = self
+            .write_update(tx.as_mut(), &incident, UpdateKind::Opened, req.body, Some(author.to_owned()), now, false)
+            .await?;
+        tx.save_incident(&incident).await?;
+        tx.commit().await?;
+        Ok((incident, update))
+    }
+
+    /// Posts an operator's update to an open incident; it is routed at once.
+    pub async fn post_update(&self, id: i64, req: ManualUpdate, author: &str, now: Timestamp) -> Result<(IncidentRow, UpdateRow), ManualError> {
+        if let Some(body) = &req.body {
+            check_text("body", body, MAX_BODY)?;
+        }
+        if req.body.is_none() && req.status.is_none() && req.severity.is_none() {
+            return Err(ManualError::Invalid {
+                field: "body",
+                message: "give at least a body, a status or a severity".into(),
+            });
+        }
+        let mut tx = self.store.begin().await?;
+        let mut incident = tx.incident(id).await?.ok_or(ManualError::NotFound(id))?;
+        if incident.resolved_at.is_some() {
+            return Err(ManualError::Resolved(id));
+        }
+        if let Some(status) = req.status {
+            incident.status = status;
+        }
+        if let Some(severity) = req.severity {
+            incident.severity = severity;
+        }
+        let kind = if incident.status == IncidentStatus::Resolved {
+            incident.resolved_at = Some(now);
+            incident.eval_at = None;
+            UpdateKind::Resolved
+        } else if incident.announced.is_none() {
+            UpdateKind::Opened
+        } else {
+            UpdateKind::Updated
+        };
+        if incident.announced.is_none() || kind != UpdateKind::Resolved {
+            // The operator's word is an announcement of the present state: later automatic
+            // updates compare against it.
+            let alerts = tx.alerts(id).await?;
+            let firing = alerts.iter().filter(|a| a.firing).map(|a| a.fingerprint.clone()).collect();
+            let severity = alerts.iter().filter(|a| a.firing).map(|a| a.severity).max().or(Some(incident.severity));
+            incident.announced = Some(Announced { severity, firing });
+        }
+        incident.last_announced_at = Some(now);
+        incident.last_seq += 1;
+        let update = self
+            .write_update(tx.as_mut(), &incident, kind, req.body, Some(author.to_owned()), now, false)
+            .await?;
+        incident.pending_since = None;
+        tx.save_incident(&incident).await?;
+        tx.commit().await?;
+        Ok((incident, update))
+    }
+}
+
+/// An incident's title: the summary of its first signal, with a count when more are involved.
+fn title_for(incident: &IncidentRow, alerts: &[AlertRow]) -> String {
+    match alerts.first() {
+        Some(first) if alerts.len() > 1 => {
+            let services: BTreeSet<&str> = alerts.iter().map(|a| a.service.as_str()).collect();
+            if services.len() == 1 {
+                format!("{} (+{} more)", first.summary, alerts.len() - 1)
+            } else {
+                format!("{} (+{} more, {} services)", first.summary, alerts.len() - 1, services.len())
+            }
+        }
+        Some(first) => first.summary.clone(),
+        None => incident.title.clone(),
+    }
+}
+
+fn add(t: Timestamp, d: std::time::Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::fill(&mut buf[..]);
+    hex::encode(buf)
+}

@@ -1,0 +1,187 @@
+//! CloudEvents 1.0, structured JSON mode, single and batch.
+//!
+//! `data` (an object) or `data_base64` (base64 of a JSON object) carries a signal in the generic
+//! shape. Without such data the signal is built from the attributes: `type` ending in a status
+//! word (`….firing`, `….resolved`) gives the status, `subject` names the service, `time` the
+//! start. A string `data` is taken as the summary and never re-parsed as JSON, as the
+//! specification requires. Extension attributes become labels.
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::generic::parse_signal;
+use super::json::{Obj, scalar};
+use super::{IngestError, Parsed};
+use crate::domain::{RawSignal, SignalStatus};
+
+const CONTEXT_ATTRIBUTES: [&str; 10] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "data",
+    "data_base64",
+];
+
+pub fn parse_batch(value: &Value) -> Result<Parsed, IngestError> {
+    let Value::Array(events) = value else {
+        return Err(IngestError::body("a CloudEvents batch must be a JSON array of events"));
+    };
+    let mut parsed = Parsed::default();
+    if events.is_empty() {
+        parsed.notes.push("empty batch".into());
+    }
+    for (i, event) in events.iter().enumerate() {
+        let one = parse_one(event, &format!("[{i}]"))?;
+        parsed.signals.extend(one.signals);
+    }
+    Ok(parsed)
+}
+
+pub fn parse_one(value: &Value, path: &str) -> Result<Parsed, IngestError> {
+    let event = Obj::root(value, path)?;
+    let attr = |name: &str| -> Result<String, IngestError> {
+        event
+            .str(name)?
+            .ok_or_else(|| IngestError::field(event.field(name), "missing: a CloudEvent requires it"))
+    };
+    let specversion = attr("specversion")?;
+    if specversion != "1.0" {
+        return Err(IngestError::field(event.field("specversion"), format!("`{specversion}` is not supported (1.0 is)")));
+    }
+    let id = attr("id")?;
+    let source = attr("source")?;
+    let event_type = attr("type")?;
+    let subject = event.str("subject")?;
+    if event.get("data").is_some() && event.get("data_base64").is_some() {
+        return Err(IngestError::field(event.field("data"), "`data` and `data_base64` are mutually exclusive"));
+    }
+    let content_type = event.str("datacontenttype")?;
+    let mut signal = match (event.get("data"), event.get("data_base64")) {
+        (Some(data @ Value::Object(_)), None) => parse_signal(Obj::root(data, &event.field("data"))?)?,
+        (Some(Value::String(text)), None) => RawSignal { summary: Some(text.clone()), ..RawSignal::default() },
+        (Some(other), None) => {
+            return Err(IngestError::field(
+                event.field("data"),
+                format!("expected an object in Banditore's generic shape, found {}", super::json::kind(other)),
+            ));
+        }
+        (None, Some(encoded)) => {
+            if !content_type.as_deref().is_some_and(is_json) {
+                return Err(IngestError::field(
+                    event.field("datacontenttype"),
+                    "data_base64 is read only when datacontenttype is JSON",
+                ));
+            }
+            let text = encoded.as_str().unwrap_or_default();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|e| IngestError::field(event.field("data_base64"), format!("not base64: {e}")))?;
+            let data: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| IngestError::field(event.field("data_base64"), format!("does not hold JSON: {e}")))?;
+            parse_signal(Obj::root(&data, &event.field("data_base64"))?)?
+        }
+        (None, None) | (Some(_), Some(_)) => RawSignal::default(),
+    };
+    // Extension attributes are labels, unless the data already set that label.
+    for (key, v) in event.map {
+        if CONTEXT_ATTRIBUTES.contains(&key.as_str()) || v.is_null() {
+            continue;
+        }
+        if let Some(text) = scalar(v) {
+            signal.labels.entry(key.clone()).or_insert(text);
+        }
+    }
+    if signal.status.is_none() {
+        let word = event_type.rsplit(['.', ':', '/']).next().unwrap_or_default();
+        signal.status = SignalStatus::from_word(word);
+        if signal.status.is_none() && signal.ends_at.is_none() {
+            return Err(IngestError::field(
+                event.field("type"),
+                format!("cannot tell firing from resolved: set data.status, or end the type with .firing or .resolved (got `{event_type}`)"),
+            ));
+        }
+    }
+    if signal.service.is_none() && !signal.labels.contains_key("service") {
+        signal.service = subject.clone();
+    }
+    if signal.starts_at.is_none() && signal.status == Some(SignalStatus::Firing) {
+        signal.starts_at = event.time("time")?;
+    }
+    if signal.summary.is_none() {
+        signal.summary = Some(event_type.clone());
+    }
+    if signal.fingerprint.is_none() {
+        // The event id names this event, not the thing it is about: use source and subject.
+        signal.fingerprint = subject.map(|s| format!("{source}#{s}"));
+    }
+    signal.annotations.entry("cloudevent_id".into()).or_insert(id);
+    signal.annotations.entry("cloudevent_source".into()).or_insert(source);
+    Ok(Parsed { signals: vec![signal], notes: Vec::new() })
+}
+
+/// `application/json`, `text/json` or any `*/*+json`, parameters ignored.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::json::decode;
+
+    fn value(name: &str) -> Value {
+        let path = format!("{}/tests/fixtures/ingest/cloudevents/{name}", env!("CARGO_MANIFEST_DIR"));
+        decode(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn single_event_with_extensions() {
+        let p = parse_one(&value("single.json"), "").unwrap();
+        let s = &p.signals[0];
+        assert_eq!(s.status, Some(SignalStatus::Firing));
+        assert_eq!(s.service.as_deref(), Some("cup-backend"));
+        assert_eq!(s.labels.get("aslunitid").map(String::as_str), Some("55"));
+        assert!(!s.labels.contains_key("dataschema"));
+        assert_eq!(s.fingerprint.as_deref(), Some("cup-backend/db/umbria"));
+    }
+
+    #[test]
+    fn batch_with_base64_and_content_type_parameters() {
+        let p = parse_batch(&value("batch.json")).unwrap();
+        assert_eq!(p.signals.len(), 2);
+        assert_eq!(p.signals[0].status, Some(SignalStatus::Resolved));
+        assert_eq!(p.signals[0].service.as_deref(), Some("referti"));
+        assert_eq!(p.signals[1].status, Some(SignalStatus::Firing));
+        let empty = parse_batch(&value("batch-empty.json")).unwrap();
+        assert!(empty.signals.is_empty());
+    }
+
+    #[test]
+    fn string_data_is_never_reparsed() {
+        match parse_one(&value("string-data.json"), "") {
+            Ok(p) => assert_ne!(p.signals[0].status, Some(SignalStatus::Resolved), "read `resolved` out of a string"),
+            Err(e) => assert_eq!(e.field.as_deref(), Some("type")),
+        }
+    }
+
+    #[test]
+    fn required_attributes_are_named() {
+        let err = parse_one(&serde_json::json!({"specversion": "1.0", "id": "1", "type": "x.firing"}), "").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("source"));
+        let err = parse_batch(&serde_json::json!([{"specversion": "0.3", "id": "1", "source": "s", "type": "t"}])).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("[0].specversion"));
+        let ok = parse_one(
+            &serde_json::json!({"specversion": "1.0", "id": "1", "source": "/probe", "type": "org.example.cup.resolved", "subject": "cup"}),
+            "",
+        )
+        .unwrap();
+        assert_eq!(ok.signals[0].status, Some(SignalStatus::Resolved));
+        assert_eq!(ok.signals[0].fingerprint.as_deref(), Some("/probe#cup"));
+    }
+}

@@ -1,0 +1,19 @@
+//! Banditore: an incident notification broadcaster.
+//!
+//! Signals from monitors become incidents; incident updates become messages to every subscribed
+//! desk, through a durable outbox. See ARCHITECTURE.md for the map of this crate.
+
+pub mod app;
+pub mod channel;
+pub mod domain;
+pub mod incident;
+pub mod ingest;
+pub mod outbox;
+pub mod pipeline;
+pub mod render;
+pub mod route;
+pub mod settings;
+pub mod store;
+pub mod telemetry;
+pub mod unsubscribe;
+pub mod web;

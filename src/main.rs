@@ -1,0 +1,159 @@
+//! The `banditore` command: serve, check-config, migrate, version.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use banditore::app::Application;
+use banditore::settings::{self, LogFormat, Problem};
+
+#[derive(Parser)]
+#[command(name = "banditore", version, about = "Incident notification broadcaster")]
+struct Cli {
+    /// Deployment configuration, layered over the built-in defaults.
+    #[arg(long, short, global = true, env = "BANDITORE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format; overrides `log.format`.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<Format>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve,
+    /// Validate the configuration and templates; print every problem; exit 2 if any.
+    CheckConfig,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the version.
+    Version,
+}
+
+const EXIT_CONFIG: u8 = 2;
+
+fn print_problems(problems: &[Problem]) {
+    eprintln!("configuration has {} problem(s):", problems.len());
+    for p in problems {
+        eprintln!("  {p}");
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("banditore {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig => match settings::load_and_validate(cli.config.as_deref()) {
+            Ok(v) => {
+                for w in &v.warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!(
+                    "configuration OK: {} token(s), {} subscriber(s) from config, email {}",
+                    v.tokens.len(),
+                    v.subscribers.len(),
+                    if v.settings.channels.email.enabled { "enabled" } else { "disabled" }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                print_problems(&problems);
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Serve | Command::Migrate => {
+            let validated = match settings::load_and_validate(cli.config.as_deref()) {
+                Ok(v) => v,
+                Err(problems) => {
+                    print_problems(&problems);
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let format = match cli.log_format {
+                Some(Format::Json) => LogFormat::Json,
+                Some(Format::Text) => LogFormat::Text,
+                None => validated.settings.log.format,
+            };
+            banditore::telemetry::init_logging(format, &validated.settings.log.level);
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = match cli.command {
+                Command::Serve => runtime.block_on(serve(validated)),
+                _ => runtime.block_on(migrate(validated)),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "stopped on error");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(validated: settings::Validated) -> anyhow::Result<()> {
+    for w in &validated.warnings {
+        tracing::warn!(key = %w.path, "{}", w.message);
+    }
+    let app = Application::build(validated).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    app.run(shutdown).await
+}
+
+async fn migrate(validated: settings::Validated) -> anyhow::Result<()> {
+    let store = banditore::store::open(&validated.settings.store).await.context("opening the store")?;
+    store.migrate().await.context("migrating")?;
+    store.close().await;
+    println!("migrations applied to {}", settings::redact_url(&validated.settings.store.url));
+    Ok(())
+}
+
+/// SIGTERM or SIGINT starts a graceful shutdown; a second one exits at once.
+async fn watch_signals(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    for round in 0..2 {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        if round == 0 {
+            tracing::info!("shutdown requested: finishing in-flight work (signal again to exit at once)");
+            shutdown.cancel();
+        } else {
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(130);
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The router: incident updates × subscriptions → frozen messages and one delivery per
+//! recipient, written in one transaction.
+//!
+//! A subscriber follows an incident when one of the incident's signals (or, for a manual incident,
+//! its own labels) matches every matcher of one of their subscriptions at the subscription's
+//! minimum severity or worse. The peak severity of each signal is used, so whoever was told an
+//! incident opened is also told how it ends.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+
+use crate::domain::matcher::all_match;
+use crate::domain::subscriber::ChannelKind;
+use crate::domain::{Labels, Severity};
+use crate::render::{IncidentView, MessageContext, Rendered, Renderer, SignalView, UpdateView};
+use crate::store::{AlertRow, IncidentOrigin, IncidentRow, NewDelivery, NewMessage, Store, StoreError, SubscriberRow, UpdateRow};
+
+const UPDATE_BATCH: u32 = 16;
+
+#[derive(Debug, Clone, Default)]
+pub struct RouteReport {
+    pub updates: usize,
+    pub deliveries: u64,
+    pub more: bool,
+}
+
+pub struct Router {
+    store: Arc<dyn Store>,
+    renderer: Renderer,
+    public_url: String,
+    enabled: BTreeSet<ChannelKind>,
+    /// Subscribers as of a version of the subscribers table; reloaded when it changes.
+    cache: Mutex<Option<(i64, Arc<Vec<SubscriberRow>>)>>,
+}
+
+/// One recipient of a message.
+struct Recipient {
+    address_id: i64,
+    address: String,
+    subscriber_name: String,
+}
+
+impl Router {
+    pub fn new(store: Arc<dyn Store>, renderer: Renderer, public_url: &str, enabled: BTreeSet<ChannelKind>) -> Router {
+        Router {
+            store,
+            renderer,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            enabled,
+            cache: Mutex::new(None),
+        }
+    }
+
+    pub async fn step(&self, now: Timestamp) -> Result<RouteReport, StoreError> {
+        let mut tx = self.store.begin().await?;
+        let updates = tx.unrouted_updates(UPDATE_BATCH).await?;
+        if updates.is_empty() {
+            return Ok(RouteReport::default());
+        }
+        let version = tx.subscribers_version().await?;
+        let cached = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().filter(|(v, _)| *v == version).map(|(_, s)| s.clone()));
+        let subscribers = match cached {
+            Some(s) => s,
+            None => {
+                let loaded = Arc::new(tx.subscribers().await?);
+                if let Ok(mut c) = self.cache.lock() {
+                    *c = Some((version, loaded.clone()));
+                }
+                loaded
+            }
+        };
+        let mut deliveries = 0;
+        for update in &updates {
+            let Some(incident) = tx.incident(update.incident_id).await? else {
+                tx.mark_routed(update.id, now).await?;
+                continue;
+            };
+            let alerts = tx.alerts(incident.id).await?;
+            let groups = self.recipients(&incident, &alerts, &subscribers);
+            for ((channel, language, audience), recipients) in groups {
+                let ctx = context(&incident, update, &alerts, &audience, &self.public_url);
+                let rendered = match self.renderer.render_in(channel, &language, &ctx) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(incident = incident.id, update = update.seq, %channel, error = %e,
+                            "template failed; sending the plain fallback text");
+                        metrics::counter!("banditore_render_failures_total", "channel" => channel.as_str()).increment(1);
+                        fallback(&ctx, &language)
+                    }
+                };
+                let message_id = tx
+                    .insert_message(&NewMessage {
+                        update_id: update.id,
+                        channel,
+                        language: rendered.language.clone(),
+                        audience: audience.clone(),
+                        subject: rendered.subject,
+                        body: rendered.text,
+                        html: rendered.html,
+                        created_at: now,
+                    })
+                    .await?;
+                let rows: Vec<NewDelivery> = recipients
+                    .into_iter()
+                    .map(|r| NewDelivery {
+                        message_id,
+                        update_id: update.id,
+                        incident_id: incident.id,
+                        address_id: r.address_id,
+                        subscriber_name: r.subscriber_name,
+                        channel,
+                        recipient: r.address,
+                        origin_at: update.origin_at,
+                        created_at: now,
+                    })
+                    .collect();
+                deliveries += tx.insert_deliveries(&rows).await?;
+            }
+            tx.mark_routed(update.id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(RouteReport {
+            updates: updates.len(),
+            deliveries,
+            more: updates.len() as u32 == UPDATE_BATCH,
+        })
+    }
+
+    /// Who hears about this incident, grouped by what they will receive:
+    /// (channel, template language, audience) → recipients, each address once per channel.
+    fn recipients(
+        &self,
+        incident: &IncidentRow,
+        alerts: &[AlertRow],
+        subscribers: &[SubscriberRow],
+    ) -> BTreeMap<(ChannelKind, String, String), Vec<Recipient>> {
+        let mut label_sets: Vec<(&Labels, Severity)> = alerts.iter().map(|a| (&a.labels, a.peak_severity)).collect();
+        if incident.origin == IncidentOrigin::Manual {
+            label_sets.push((&incident.labels, incident.severity));
+        }
+        let mut groups: BTreeMap<(ChannelKind, String, String), Vec<Recipient>> = BTreeMap::new();
+        let mut seen: BTreeSet<(ChannelKind, &str)> = BTreeSet::new();
+        for subscriber in subscribers {
+            let wanted: BTreeSet<ChannelKind> = subscriber
+                .subscriptions
+                .iter()
+                .filter(|sub| {
+                    label_sets
+                        .iter()
+                        .any(|(labels, severity)| *severity >= sub.min_severity && all_match(&sub.matchers, labels))
+                })
+                .flat_map(|sub| {
+                    ChannelKind::ALL.into_iter().filter(move |c| sub.wants_channel(*c))
+                })
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            for address in subscriber.addresses.iter().filter(|a| a.is_active()) {
+                if !wanted.contains(&address.channel) || !self.enabled.contains(&address.channel) {
+                    continue;
+                }
+                if !seen.insert((address.channel, address.address.as_str())) {
+                    continue;
+                }
+                let Some(language) = self.renderer.language_for(address.channel, &subscriber.language) else {
+                    continue;
+                };
+                groups
+                    .entry((address.channel, language, subscriber.audience.clone()))
+                    .or_default()
+                    .push(Recipient {
+                        address_id: address.id,
+                        address: address.address.clone(),
+                        subscriber_name: subscriber.name.clone(),
+                    });
+            }
+        }
+        groups
+    }
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    t.to_string()
+}
+
+/// Builds what templates see for one update.
+pub fn context(incident: &IncidentRow, update: &UpdateRow, alerts: &[AlertRow], audience: &str, public_url: &str) -> MessageContext {
+    let mut signals: Vec<&AlertRow> = alerts.iter().collect();
+    signals.sort_by_key(|a| (!a.firing, std::cmp::Reverse(a.peak_severity)));
+    let mut services: Vec<String> = Vec::new();
+    let mut components: Vec<String> = Vec::new();
+    for a in &signals {
+        if !services.contains(&a.service) {
+            services.push(a.service.clone());
+        }
+        if let Some(c) = &a.component {
+            if !components.contains(c) {
+                components.push(c.clone());
+            }
+        }
+    }
+    if let Some(service) = incident.labels.get("service") {
+        if !services.contains(service) {
+            services.push(service.clone());
+        }
+    }
+    if let Some(component) = incident.labels.get("component") {
+        if !components.contains(component) {
+            components.push(component.clone());
+        }
+    }
+    let duration_minutes = incident
+        .resolved_at
+        .map(|end| (end.as_second() - incident.opened_at.as_second()).max(0) / 60);
+    MessageContext::new(
+        IncidentView {
+            id: incident.id,
+            title: incident.title.clone(),
+            status: incident.status.as_str().into(),
+            severity: incident.severity.as_str().into(),
+            services,
+            components,
+            opened_at: rfc3339(incident.opened_at),
+            resolved_at: incident.resolved_at.map(rfc3339),
+            duration_minutes,
+        },
+        UpdateView {
+            seq: update.seq,
+            kind: update.kind.as_str().into(),
+            status: update.status.as_str().into(),
+            body: update.body.clone(),
+            author: update.author.clone(),
+            at: rfc3339(update.created_at),
+        },
+        signals
+            .iter()
+            .map(|a| SignalView {
+                service: a.service.clone(),
+                component: a.component.clone(),
+                summary: a.summary.clone(),
+                description: a.annotations.get("description").cloned(),
+                status: if a.firing { "firing" } else { "resolved" }.into(),
+                severity: a.peak_severity.as_str().into(),
+                starts_at: a.starts_at.map(rfc3339),
+                url: a.url.clone(),
+            })
+            .collect(),
+        audience,
+        public_url,
+    )
+}
+
+/// Plain text used when a template fails at run time, so that the recipient still hears.
+fn fallback(ctx: &MessageContext, language: &str) -> Rendered {
+    let i = &ctx.incident;
+    let subject = format!("[Banditore] #{} {} ({})", i.id, i.title, ctx.update.kind);
+    let mut text = format!(
+        "{}\n\nincident #{}: {}\nstatus: {}\nseverity: {}\nservices: {}\nopened: {}\n",
+        subject,
+        i.id,
+        i.title,
+        i.status,
+        i.severity,
+        i.services.join(", "),
+        i.opened_at
+    );
+    if let Some(body) = &ctx.update.body {
+        text.push_str(&format!("\n{body}\n"));
+    }
+    text.push_str(&format!("\n--\n{}\n", ctx.unsubscribe_url));
+    Rendered {
+        language: language.to_owned(),
+        subject: Some(subject),
+        text,
+        html: None,
+    }
+}

@@ -1,0 +1,285 @@
+//! Configuration: compiled-in defaults, a deployment file, then `BANDITORE__SECTION__KEY`
+//! environment variables, each layer on top of the one before.
+//!
+//! Loading never stops at the first mistake: a value of the wrong type is reported with its key
+//! path and replaced by its default so the rest can still be checked, and unknown keys (typos) are
+//! reported too. [`validate`] then checks meaning (addresses, secrets, subscribers, templates).
+
+mod load;
+mod secret;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::domain::Severity;
+use crate::domain::subscriber::{Language, SubscriberSpec};
+
+pub use load::{Problem, load};
+pub use secret::{Secret, SecretSource};
+pub use validate::{HmacKey, TokenKey, Validated, load_and_validate, redact_url, validate};
+
+pub const DEFAULTS: &str = include_str!("../../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub log: LogSettings,
+    pub auth: AuthSettings,
+    pub ingest: IngestSettings,
+    pub routing: RoutingSettings,
+    pub templates: TemplateSettings,
+    pub outbox: OutboxSettings,
+    pub channels: ChannelSettings,
+    pub subscribers: Vec<SubscriberSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub max_body_bytes: usize,
+    pub request_timeout: Dur,
+    pub shutdown_timeout: Dur,
+    pub time_zone: String,
+    pub secret_key: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoreSettings {
+    pub url: String,
+    pub sqlite_synchronous: SqliteSynchronous,
+    pub max_connections: u32,
+    pub replicas: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// May post signals.
+    Ingest,
+    /// May read incidents and deliveries.
+    Viewer,
+    /// Viewer, and may open and update incidents by hand.
+    Operator,
+    /// Everything, including subscribers.
+    Admin,
+}
+
+impl Role {
+    /// Whether holding `self` grants `needed`.
+    pub fn grants(self, needed: Role) -> bool {
+        match self {
+            Role::Admin => true,
+            Role::Operator => matches!(needed, Role::Operator | Role::Viewer),
+            Role::Viewer => needed == Role::Viewer,
+            Role::Ingest => needed == Role::Ingest,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenSettings {
+    pub name: String,
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+    pub roles: Vec<Role>,
+}
+
+impl TokenSettings {
+    pub fn secret(&self) -> SecretSource {
+        SecretSource {
+            value: self.token.clone(),
+            file: self.token_file.clone(),
+            env: self.token_env.clone(),
+        }
+    }
+}
+
+/// An HMAC signature scheme that authenticates ingest requests by their body, as Grafana's
+/// webhook contact point signs them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HmacSettings {
+    pub name: String,
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    #[serde(default = "default_hmac_header")]
+    pub header: String,
+    /// When set, the signed content is `<timestamp>:<body>` and the timestamp must be recent.
+    pub timestamp_header: Option<String>,
+    #[serde(default = "default_hmac_tolerance")]
+    pub tolerance: Dur,
+    /// Text before the hex digest in the header, such as `sha256=`.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+fn default_hmac_header() -> String {
+    "X-Grafana-Alerting-Signature".to_owned()
+}
+
+fn default_hmac_tolerance() -> Dur {
+    Dur(Duration::from_secs(300))
+}
+
+impl HmacSettings {
+    pub fn secret(&self) -> SecretSource {
+        SecretSource {
+            value: self.secret.clone(),
+            file: self.secret_file.clone(),
+            env: self.secret_env.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub tokens: Vec<TokenSettings>,
+    pub hmac: Vec<HmacSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IngestSettings {
+    pub default_severity: Severity,
+    pub uptime_kuma_severity: Severity,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoutingSettings {
+    pub group_by: Vec<String>,
+    pub group_wait: Dur,
+    pub group_interval: Dur,
+    pub flap_hold_down: Dur,
+    pub default_language: Language,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TemplateSettings {
+    pub dir: PathBuf,
+    pub fallback_language: Language,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboxSettings {
+    pub lease: Dur,
+    pub batch_size: u32,
+    pub max_attempts: u32,
+    pub retry_initial: Dur,
+    pub retry_max: Dur,
+    pub poll_interval: Dur,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelSettings {
+    pub email: EmailSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmailSettings {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub tls: EmailTls,
+    pub from: String,
+    pub username: String,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub pool_size: u32,
+    pub timeout: Dur,
+    pub rate_per_second: u32,
+}
+
+impl EmailSettings {
+    pub fn password(&self) -> SecretSource {
+        SecretSource {
+            value: self.password.clone(),
+            file: self.password_file.clone(),
+            env: self.password_env.clone(),
+        }
+    }
+}
+
+/// A duration written as `"500ms"`, `"30s"`, `"2m"`, `"1h 30m"`, or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Ok(Dur(Duration::from_secs(s))),
+            Raw::Text(t) => humantime::parse_duration(t.trim()).map(Dur).map_err(|e| {
+                serde::de::Error::custom(format!("`{t}` is not a duration like \"500ms\", \"30s\" or \"2m\": {e}"))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_grant() {
+        assert!(Role::Admin.grants(Role::Ingest));
+        assert!(Role::Operator.grants(Role::Viewer));
+        assert!(!Role::Operator.grants(Role::Admin));
+        assert!(!Role::Ingest.grants(Role::Viewer));
+        assert!(!Role::Viewer.grants(Role::Operator));
+    }
+
+    #[test]
+    fn durations() {
+        let d: Dur = serde_json::from_str("\"1m 30s\"").unwrap();
+        assert_eq!(d.get(), Duration::from_secs(90));
+        let d: Dur = serde_json::from_str("5").unwrap();
+        assert_eq!(d.get(), Duration::from_secs(5));
+        assert!(serde_json::from_str::<Dur>("\"soon\"").is_err());
+    }
+}

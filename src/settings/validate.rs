@@ -1,0 +1,327 @@
+//! Checks of meaning, after the types are right: every problem is collected, none stops the check.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+
+use super::{EmailTls, Problem, Role, Secret, Settings};
+use crate::domain::subscriber::ValidSubscriber;
+use crate::render::Renderer;
+
+/// An API token, resolved.
+#[derive(Debug, Clone)]
+pub struct TokenKey {
+    pub name: String,
+    pub secret: Secret,
+    pub roles: Vec<Role>,
+}
+
+/// An HMAC scheme, resolved.
+#[derive(Debug, Clone)]
+pub struct HmacKey {
+    pub name: String,
+    pub secret: Secret,
+    pub header: String,
+    pub timestamp_header: Option<String>,
+    pub tolerance: Duration,
+    pub prefix: String,
+}
+
+/// Settings that passed every check, with secrets read and subscribers parsed.
+#[derive(Clone)]
+pub struct Validated {
+    pub settings: Settings,
+    pub tokens: Vec<TokenKey>,
+    pub hmac: Vec<HmacKey>,
+    pub email_password: Option<Secret>,
+    pub subscribers: Vec<ValidSubscriber>,
+    pub time_zone: TimeZone,
+    pub renderer: Renderer,
+    /// Things worth knowing that do not stop the service.
+    pub warnings: Vec<Problem>,
+}
+
+const MIN_TOKEN_LEN: usize = 16;
+
+/// Validates everything and returns either usable settings or every problem found.
+pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let mut push = |path: &str, msg: String| problems.push(Problem::new(path, msg));
+
+    // server
+    match url::Url::parse(&settings.server.public_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            if u.scheme() == "http" && !is_loopback_host(&u) {
+                warnings.push(Problem::new(
+                    "server.public_url",
+                    "is plain http: one-click unsubscribe (RFC 8058) needs https",
+                ));
+            }
+        }
+        _ => push(
+            "server.public_url",
+            format!("`{}` is not an http(s) URL", settings.server.public_url),
+        ),
+    }
+    if settings.server.max_body_bytes < 1024 {
+        push("server.max_body_bytes", "must be at least 1024".into());
+    }
+    let time_zone = match TimeZone::get(&settings.server.time_zone) {
+        Ok(tz) => tz,
+        Err(e) => {
+            push("server.time_zone", format!("`{}`: {e}", settings.server.time_zone));
+            TimeZone::UTC
+        }
+    };
+    let secret_key = settings.server.secret_key.expose();
+    if !secret_key.is_empty() && secret_key.len() < 32 {
+        push("server.secret_key", "must be at least 32 characters (or empty to generate one)".into());
+    }
+
+    // store
+    let url = &settings.store.url;
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            push("store.url", "names no database file".into());
+        }
+        if settings.store.replicas > 1 {
+            push(
+                "store.replicas",
+                format!(
+                    "{} replicas cannot share SQLite: SQLite allows one Banditore process; use PostgreSQL for several",
+                    settings.store.replicas
+                ),
+            );
+        }
+    } else {
+        push(
+            "store.url",
+            format!("`{}`: only sqlite:// URLs are supported by this version", redact_url(url)),
+        );
+    }
+    if settings.store.max_connections == 0 {
+        push("store.max_connections", "must be at least 1".into());
+    }
+    if settings.store.replicas == 0 {
+        push("store.replicas", "must be at least 1".into());
+    }
+
+    // log
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.log.level) {
+        push("log.level", format!("`{}`: {e}", settings.log.level));
+    }
+
+    // auth
+    let mut tokens = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut values = BTreeSet::new();
+    for (i, t) in settings.auth.tokens.iter().enumerate() {
+        let path = format!("auth.tokens[{i}]");
+        if t.name.trim().is_empty() {
+            push(&format!("{path}.name"), "must not be empty".into());
+        } else if !names.insert(t.name.clone()) {
+            push(&format!("{path}.name"), format!("`{}` is used by another token", t.name));
+        }
+        if t.roles.is_empty() {
+            push(&format!("{path}.roles"), "give at least one role (ingest, viewer, operator, admin)".into());
+        }
+        match t.secret().resolve("token") {
+            Ok(Some(secret)) => {
+                if secret.expose().chars().count() < MIN_TOKEN_LEN {
+                    push(
+                        &format!("{path}.token"),
+                        format!("is shorter than {MIN_TOKEN_LEN} characters (try `openssl rand -hex 32`)"),
+                    );
+                } else if !values.insert(secret.expose().to_owned()) {
+                    push(&format!("{path}.token"), "is the same as another token's".into());
+                }
+                tokens.push(TokenKey { name: t.name.clone(), secret, roles: t.roles.clone() });
+            }
+            Ok(None) => push(&format!("{path}.token"), "give `token`, `token_file` or `token_env`".into()),
+            Err(e) => push(&format!("{path}.token"), e),
+        }
+    }
+    let mut hmac = Vec::new();
+    for (i, h) in settings.auth.hmac.iter().enumerate() {
+        let path = format!("auth.hmac[{i}]");
+        if h.name.trim().is_empty() {
+            push(&format!("{path}.name"), "must not be empty".into());
+        }
+        for (key, header) in [("header", Some(&h.header)), ("timestamp_header", h.timestamp_header.as_ref())] {
+            if let Some(header) = header {
+                if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    push(&format!("{path}.{key}"), format!("`{header}` is not a valid header name"));
+                }
+            }
+        }
+        match h.secret().resolve("secret") {
+            Ok(Some(secret)) => hmac.push(HmacKey {
+                name: h.name.clone(),
+                secret,
+                header: h.header.clone(),
+                timestamp_header: h.timestamp_header.clone(),
+                tolerance: h.tolerance.get(),
+                prefix: h.prefix.clone(),
+            }),
+            Ok(None) => push(&format!("{path}.secret"), "give `secret`, `secret_file` or `secret_env`".into()),
+            Err(e) => push(&format!("{path}.secret"), e),
+        }
+    }
+    if tokens.is_empty() && hmac.is_empty() {
+        warnings.push(Problem::new(
+            "auth.tokens",
+            "no tokens configured: every API and webhook request will be refused with 401",
+        ));
+    }
+
+    // routing
+    if settings.routing.group_by.is_empty() {
+        push("routing.group_by", "name at least one label".into());
+    }
+    for (i, label) in settings.routing.group_by.iter().enumerate() {
+        if label.trim().is_empty() {
+            push(&format!("routing.group_by[{i}]"), "is empty".into());
+        }
+    }
+
+    // outbox
+    let o = &settings.outbox;
+    if !(1..=1000).contains(&o.batch_size) {
+        push("outbox.batch_size", "must be between 1 and 1000".into());
+    }
+    if o.max_attempts == 0 {
+        push("outbox.max_attempts", "must be at least 1".into());
+    }
+    if o.retry_initial.get() > o.retry_max.get() {
+        push("outbox.retry_initial", "is longer than outbox.retry_max".into());
+    }
+    if o.lease.get() < Duration::from_secs(5) {
+        push("outbox.lease", "must be at least 5s".into());
+    }
+    if o.poll_interval.get() < Duration::from_millis(100) {
+        push("outbox.poll_interval", "must be at least 100ms".into());
+    }
+
+    // channels.email
+    let e = &settings.channels.email;
+    let mut email_password = None;
+    if e.enabled {
+        if e.host.trim().is_empty() {
+            push("channels.email.host", "must not be empty".into());
+        }
+        if e.from.parse::<lettre::message::Mailbox>().is_err() {
+            push("channels.email.from", format!("`{}` is not a mailbox like `Banditore <noreply@example.org>`", e.from));
+        }
+        if e.pool_size == 0 {
+            push("channels.email.pool_size", "must be at least 1".into());
+        }
+        match e.password().resolve("password") {
+            Ok(p) => email_password = p,
+            Err(msg) => push("channels.email.password", msg),
+        }
+        match (e.username.is_empty(), email_password.is_some()) {
+            (false, false) => push("channels.email.password", "a username is set but no password".into()),
+            (true, true) => push("channels.email.username", "a password is set but no username".into()),
+            (false, true) if e.tls == EmailTls::None && !is_loopback_name(&e.host) => push(
+                "channels.email.tls",
+                "`none` would send the SMTP password in clear to a remote host: use starttls or tls".into(),
+            ),
+            _ => {}
+        }
+    }
+
+    // subscribers
+    let mut subscribers = Vec::new();
+    let mut subscriber_names = BTreeSet::new();
+    for (i, spec) in settings.subscribers.iter().enumerate() {
+        match spec.clone().validate(&settings.routing.default_language) {
+            Ok(valid) => {
+                if !subscriber_names.insert(valid.name.clone()) {
+                    push(
+                        &format!("subscribers[{i}].name"),
+                        format!("`{}` is declared twice (the name identifies a subscriber from config)", valid.name),
+                    );
+                }
+                subscribers.push(valid);
+            }
+            Err(errors) => {
+                for err in errors {
+                    push(&format!("subscribers[{i}].{}", err.field), err.message);
+                }
+            }
+        }
+    }
+
+    // templates
+    let renderer = match Renderer::new(&settings.templates.dir, &settings.templates.fallback_language, time_zone.clone()) {
+        Ok(r) => {
+            for msg in r.check() {
+                push("templates", msg);
+            }
+            Some(r)
+        }
+        Err(errors) => {
+            for msg in errors {
+                push("templates", msg);
+            }
+            None
+        }
+    };
+
+    match renderer {
+        Some(renderer) if problems.is_empty() => Ok(Validated {
+            settings,
+            tokens,
+            hmac,
+            email_password,
+            subscribers,
+            time_zone,
+            renderer,
+            warnings,
+        }),
+        _ => Err(problems),
+    }
+}
+
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => is_loopback_name(d),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Hides a password in a database URL before it is printed.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Used by `check-config` and tests to validate a file on disk in one call.
+pub fn load_and_validate(file: Option<&Path>) -> Result<Validated, Vec<Problem>> {
+    let (settings, mut problems) = super::load(file);
+    match settings {
+        Some(s) if problems.is_empty() => validate(s),
+        Some(s) => {
+            if let Err(more) = validate(s) {
+                problems.extend(more);
+            }
+            Err(problems)
+        }
+        None => Err(problems),
+    }
+}

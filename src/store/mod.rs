@@ -1,0 +1,414 @@
+//! Persistence. The only module that speaks SQL.
+//!
+//! [`Store`] holds the operations the rest of the service needs, in domain terms; [`Tx`] is a
+//! write transaction for the stages that must change several rows at once (the incident engine,
+//! the router, manual incident updates). SQLite is the embedded default
+//! ([`sqlite::SqliteStore`]).
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::domain::incident::Announced;
+use crate::domain::subscriber::{ChannelKind, Language, Subscription, ValidSubscriber};
+use crate::domain::{IncidentStatus, Labels, Severity, Signal, Source, UpdateKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// Whether retrying later can help (the database is busy, down or unreachable), as opposed to
+    /// a fault in the request or the data.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Database(e) => matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Tls(_)
+            ) || e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "5" || c == "6" || c == "10" || c == "13" || c.starts_with("517")),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A signal as stored, with its arrival time.
+#[derive(Debug, Clone)]
+pub struct StoredSignal {
+    pub id: i64,
+    pub received_at: Timestamp,
+    pub signal: Signal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentOrigin {
+    Signals,
+    Manual,
+}
+
+impl IncidentOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentOrigin::Signals => "signals",
+            IncidentOrigin::Manual => "manual",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IncidentRow {
+    pub id: i64,
+    pub group_key: String,
+    pub title: String,
+    pub status: IncidentStatus,
+    pub severity: Severity,
+    pub origin: IncidentOrigin,
+    /// Labels given by hand (manual incidents); signal incidents carry theirs on their alerts.
+    pub labels: Labels,
+    pub opened_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+    pub announced: Option<Announced>,
+    pub last_announced_at: Option<Timestamp>,
+    pub eval_at: Option<Timestamp>,
+    pub pending_since: Option<Timestamp>,
+    pub last_seq: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub group_key: String,
+    pub title: String,
+    pub status: IncidentStatus,
+    pub severity: Severity,
+    pub origin: IncidentOrigin,
+    pub labels: Labels,
+    pub opened_at: Timestamp,
+    pub eval_at: Option<Timestamp>,
+    pub pending_since: Option<Timestamp>,
+}
+
+/// The state of one fingerprint within one incident.
+#[derive(Debug, Clone)]
+pub struct AlertRow {
+    pub incident_id: i64,
+    pub fingerprint: String,
+    pub source: Source,
+    pub firing: bool,
+    pub severity: Severity,
+    pub peak_severity: Severity,
+    pub service: String,
+    pub component: Option<String>,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub summary: String,
+    pub url: Option<String>,
+    pub starts_at: Option<Timestamp>,
+    pub first_seen_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpdateRow {
+    pub id: i64,
+    pub incident_id: i64,
+    pub seq: i64,
+    pub kind: UpdateKind,
+    pub status: IncidentStatus,
+    pub severity: Severity,
+    pub body: Option<String>,
+    pub author: Option<String>,
+    pub created_at: Timestamp,
+    pub origin_at: Timestamp,
+    pub silent: bool,
+    pub routed_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUpdate {
+    pub incident_id: i64,
+    pub seq: i64,
+    pub kind: UpdateKind,
+    pub status: IncidentStatus,
+    pub severity: Severity,
+    pub body: Option<String>,
+    pub author: Option<String>,
+    pub created_at: Timestamp,
+    pub origin_at: Timestamp,
+    /// Kept for the history but never routed (an incident closed before anyone was told).
+    pub silent: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriberOrigin {
+    Api,
+    Config,
+}
+
+impl SubscriberOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriberOrigin::Api => "api",
+            SubscriberOrigin::Config => "config",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AddressRow {
+    pub id: i64,
+    pub channel: ChannelKind,
+    pub address: String,
+    pub unsubscribed_at: Option<Timestamp>,
+    pub gone_at: Option<Timestamp>,
+    pub gone_reason: Option<String>,
+}
+
+impl AddressRow {
+    pub fn is_active(&self) -> bool {
+        self.unsubscribed_at.is_none() && self.gone_at.is_none()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AddressOwner {
+    pub address: AddressRow,
+    pub subscriber_name: String,
+    pub language: Language,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubscriberRow {
+    pub id: i64,
+    pub name: String,
+    pub language: Language,
+    pub audience: String,
+    pub origin: SubscriberOrigin,
+    pub created_at: Timestamp,
+    pub addresses: Vec<AddressRow>,
+    pub subscriptions: Vec<Subscription>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted { cancelled_deliveries: u64 },
+    NotFound,
+    ManagedByConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub created: u64,
+    pub updated: u64,
+    pub removed: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub update_id: i64,
+    pub channel: ChannelKind,
+    pub language: String,
+    pub audience: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub html: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    pub id: i64,
+    pub update_id: i64,
+    pub channel: ChannelKind,
+    pub language: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub html: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub message_id: i64,
+    pub update_id: i64,
+    pub incident_id: i64,
+    pub address_id: i64,
+    pub subscriber_name: String,
+    pub channel: ChannelKind,
+    pub recipient: String,
+    pub origin_at: Timestamp,
+    pub created_at: Timestamp,
+}
+
+/// A delivery claimed by a worker, with the lease it holds.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub message_id: i64,
+    pub channel: ChannelKind,
+    pub recipient: String,
+    pub address_id: Option<i64>,
+    pub subscriber_name: String,
+    /// Attempts including this one.
+    pub attempts: u32,
+    pub origin_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    Sent { provider_id: Option<String> },
+    Retry { at: Timestamp, error: String },
+    Failed { error: String },
+    Gone { error: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub update_seq: i64,
+    pub channel: ChannelKind,
+    pub recipient: String,
+    pub subscriber: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub provider_id: Option<String>,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    /// Only open (true) or only resolved (false) incidents.
+    pub open: Option<bool>,
+    pub limit: u32,
+    /// Incidents with an id below this one (for paging back in time).
+    pub before: Option<i64>,
+}
+
+/// Figures for `/metrics`, read at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub open_incidents: i64,
+    /// (channel, state) → number of deliveries.
+    pub deliveries: BTreeMap<(String, String), i64>,
+    pub unprocessed_signals: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn migrate(&self) -> Result<()>;
+    async fn ping(&self) -> Result<()>;
+    async fn close(&self);
+
+    /// Returns the stored value for `key`, storing `value` first if there is none.
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String>;
+
+    /// Stores signals in one transaction and returns their ids in order. Durable on return.
+    async fn insert_signals(&self, signals: &[(Timestamp, Signal)]) -> Result<Vec<i64>>;
+
+    async fn begin(&self) -> Result<Box<dyn Tx>>;
+
+    // Outbox.
+    async fn claim_deliveries(
+        &self,
+        channel: ChannelKind,
+        limit: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+    ) -> Result<Vec<ClaimedDelivery>>;
+    async fn message(&self, id: i64) -> Result<Option<MessageRow>>;
+    /// Records what happened to claimed deliveries; rows no longer leased by `owner` are left
+    /// alone (their lease expired and someone else took them).
+    async fn record_outcomes(&self, owner: &str, outcomes: &[(i64, DeliveryOutcome)], now: Timestamp) -> Result<()>;
+    /// Gives back deliveries `owner` claimed but did not send (shutdown).
+    async fn release_leases(&self, owner: &str) -> Result<u64>;
+    /// Makes deliveries whose lease expired claimable again.
+    async fn reclaim_expired_leases(&self, now: Timestamp) -> Result<u64>;
+    /// When the next pending delivery of `channel` becomes due.
+    async fn next_attempt_at(&self, channel: ChannelKind) -> Result<Option<Timestamp>>;
+
+    // Reads for the API.
+    async fn list_incidents(&self, filter: &IncidentFilter) -> Result<Vec<IncidentRow>>;
+    async fn incident(&self, id: i64) -> Result<Option<IncidentRow>>;
+    async fn incident_updates(&self, incident_id: i64) -> Result<Vec<UpdateRow>>;
+    async fn incident_alerts(&self, incident_id: i64) -> Result<Vec<AlertRow>>;
+    async fn incident_deliveries(&self, incident_id: i64) -> Result<Vec<DeliveryRow>>;
+    async fn counts(&self) -> Result<Counts>;
+
+    // Subscribers.
+    async fn subscribers(&self) -> Result<Vec<SubscriberRow>>;
+    async fn subscriber(&self, id: i64) -> Result<Option<SubscriberRow>>;
+    async fn create_subscriber(&self, s: &ValidSubscriber, now: Timestamp) -> Result<i64>;
+    async fn delete_subscriber(&self, id: i64) -> Result<DeleteOutcome>;
+    /// Makes the config-managed subscribers exactly `wanted`, keyed by name. Unsubscribed and
+    /// gone marks of addresses that stay are kept.
+    async fn sync_config_subscribers(&self, wanted: &[ValidSubscriber], now: Timestamp) -> Result<SyncReport>;
+    /// An address with its subscriber's name and language.
+    async fn address(&self, id: i64) -> Result<Option<AddressOwner>>;
+    /// Marks an address unsubscribed and cancels its pending deliveries. `false` if unknown.
+    async fn unsubscribe_address(&self, id: i64, now: Timestamp) -> Result<bool>;
+}
+
+/// A write transaction. Dropping it without [`Tx::commit`] rolls back.
+#[async_trait]
+pub trait Tx: Send {
+    async fn commit(self: Box<Self>) -> Result<()>;
+
+    // Incident engine.
+    async fn unprocessed_signals(&mut self, limit: u32) -> Result<Vec<StoredSignal>>;
+    async fn mark_signal(&mut self, id: i64, now: Timestamp, outcome: &str, incident_id: Option<i64>) -> Result<()>;
+    /// The alert for `fingerprint` in an open incident, if any.
+    async fn active_alert(&mut self, fingerprint: &str) -> Result<Option<AlertRow>>;
+    async fn open_incident_by_key(&mut self, key: &str) -> Result<Option<IncidentRow>>;
+    async fn incident(&mut self, id: i64) -> Result<Option<IncidentRow>>;
+    async fn insert_incident(&mut self, new: &NewIncident) -> Result<IncidentRow>;
+    async fn save_incident(&mut self, incident: &IncidentRow) -> Result<()>;
+    /// Inserts or replaces the alert of (incident, fingerprint).
+    async fn save_alert(&mut self, alert: &AlertRow) -> Result<()>;
+    async fn alerts(&mut self, incident_id: i64) -> Result<Vec<AlertRow>>;
+    async fn due_incidents(&mut self, now: Timestamp, limit: u32) -> Result<Vec<i64>>;
+    async fn next_eval_at(&mut self) -> Result<Option<Timestamp>>;
+    async fn insert_update(&mut self, new: &NewUpdate) -> Result<UpdateRow>;
+
+    // Router.
+    async fn unrouted_updates(&mut self, limit: u32) -> Result<Vec<UpdateRow>>;
+    /// A number that changes whenever subscribers, subscriptions or addresses change.
+    async fn subscribers_version(&mut self) -> Result<i64>;
+    async fn subscribers(&mut self) -> Result<Vec<SubscriberRow>>;
+    async fn insert_message(&mut self, new: &NewMessage) -> Result<i64>;
+    async fn insert_deliveries(&mut self, new: &[NewDelivery]) -> Result<u64>;
+    async fn mark_routed(&mut self, update_id: i64, now: Timestamp) -> Result<()>;
+}
+
+/// Opens the store named by `url`.
+pub async fn open(settings: &crate::settings::StoreSettings) -> Result<std::sync::Arc<dyn Store>> {
+    let store = sqlite::SqliteStore::open(settings).await?;
+    Ok(std::sync::Arc::new(store))
+}

@@ -1,0 +1,108 @@
+//! One error type for the HTTP API, mapped to statuses in one place. Bodies are JSON:
+//! `{"error": "what is wrong", "field": "where, when known"}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::ingest::IngestError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest { message: String, field: Option<String> },
+    Unauthorized,
+    Forbidden(String),
+    NotFound(String),
+    Conflict(String),
+    PayloadTooLarge(usize),
+    UnsupportedMediaType(String),
+    Unavailable(String),
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest { message: message.into(), field: None }
+    }
+
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest { message: message.into(), field: Some(field.into()) }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        ApiError::BadRequest { message: e.message, field: e.field }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            ApiError::Unavailable(format!("the store is unavailable, try again: {e}"))
+        } else {
+            match e {
+                StoreError::Conflict(m) => ApiError::Conflict(m),
+                other => ApiError::Internal(other.to_string()),
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (message, field) = match &self {
+            ApiError::BadRequest { message, field } => (message.clone(), field.as_deref()),
+            ApiError::Unauthorized => ("missing or invalid credentials".to_owned(), None),
+            ApiError::Forbidden(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m)
+            | ApiError::UnsupportedMediaType(m)
+            | ApiError::Unavailable(m) => (m.clone(), None),
+            ApiError::PayloadTooLarge(limit) => (format!("the body is larger than {limit} bytes"), None),
+            ApiError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                ("internal error; see the server log".to_owned(), None)
+            }
+        };
+        let mut response = (status, Json(Body { error: &message, field })).into_response();
+        let headers = response.headers_mut();
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"banditore\", Basic realm=\"banditore\""),
+                );
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

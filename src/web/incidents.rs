@@ -1,0 +1,205 @@
+//! `/api/v1/incidents`: list, read, open by hand, post updates, see deliveries.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::body::{json, read};
+use super::error::ApiError;
+use super::{AppState, require};
+use crate::domain::Labels;
+use crate::incident::{ManualError, ManualIncident, ManualUpdate};
+use crate::settings::Role;
+use crate::store::{AlertRow, DeliveryRow, IncidentFilter, IncidentRow, UpdateRow};
+
+#[derive(Serialize)]
+pub struct IncidentJson {
+    id: i64,
+    title: String,
+    status: String,
+    severity: String,
+    origin: &'static str,
+    opened_at: Timestamp,
+    resolved_at: Option<Timestamp>,
+    announced: bool,
+    updates: i64,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: Labels,
+}
+
+impl From<&IncidentRow> for IncidentJson {
+    fn from(i: &IncidentRow) -> Self {
+        IncidentJson {
+            id: i.id,
+            title: i.title.clone(),
+            status: i.status.as_str().into(),
+            severity: i.severity.as_str().into(),
+            origin: i.origin.as_str(),
+            opened_at: i.opened_at,
+            resolved_at: i.resolved_at,
+            announced: i.announced.is_some(),
+            updates: i.last_seq,
+            labels: i.labels.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct UpdateJson {
+    seq: i64,
+    kind: &'static str,
+    status: &'static str,
+    severity: &'static str,
+    body: Option<String>,
+    author: Option<String>,
+    created_at: Timestamp,
+    /// False for the record of an incident that closed before anyone was told.
+    notified: bool,
+}
+
+impl From<&UpdateRow> for UpdateJson {
+    fn from(u: &UpdateRow) -> Self {
+        UpdateJson {
+            seq: u.seq,
+            kind: u.kind.as_str(),
+            status: u.status.as_str(),
+            severity: u.severity.as_str(),
+            body: u.body.clone(),
+            author: u.author.clone(),
+            created_at: u.created_at,
+            notified: !u.silent,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SignalJson {
+    fingerprint: String,
+    source: &'static str,
+    status: &'static str,
+    severity: &'static str,
+    service: String,
+    component: Option<String>,
+    summary: String,
+    labels: Labels,
+    annotations: Labels,
+    url: Option<String>,
+    starts_at: Option<Timestamp>,
+    first_seen_at: Timestamp,
+    last_seen_at: Timestamp,
+    resolved_at: Option<Timestamp>,
+}
+
+impl From<&AlertRow> for SignalJson {
+    fn from(a: &AlertRow) -> Self {
+        SignalJson {
+            fingerprint: a.fingerprint.clone(),
+            source: a.source.as_str(),
+            status: if a.firing { "firing" } else { "resolved" },
+            severity: a.severity.as_str(),
+            service: a.service.clone(),
+            component: a.component.clone(),
+            summary: a.summary.clone(),
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            url: a.url.clone(),
+            starts_at: a.starts_at,
+            first_seen_at: a.first_seen_at,
+            last_seen_at: a.last_seen_at,
+            resolved_at: a.resolved_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<impl IntoResponse, ApiError> {
+    require(&state, &headers, Role::Viewer)?;
+    let open = match q.status.as_deref() {
+        None | Some("all") => None,
+        Some("open") => Some(true),
+        Some("resolved") => Some(false),
+        Some(other) => return Err(ApiError::field("status", format!("`{other}`: expected open, resolved or all"))),
+    };
+    let filter = IncidentFilter { open, limit: q.limit.unwrap_or(50).clamp(1, 500), before: q.before };
+    let rows = state.store.list_incidents(&filter).await?;
+    let incidents: Vec<IncidentJson> = rows.iter().map(IncidentJson::from).collect();
+    Ok(Json(serde_json::json!({ "incidents": incidents })))
+}
+
+pub async fn get(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<impl IntoResponse, ApiError> {
+    require(&state, &headers, Role::Viewer)?;
+    let incident = state
+        .store
+        .incident(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("incident {id} not found")))?;
+    let updates = state.store.incident_updates(id).await?;
+    let alerts = state.store.incident_alerts(id).await?;
+    let mut body = serde_json::to_value(IncidentJson::from(&incident)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    body["updates"] = serde_json::to_value(updates.iter().map(UpdateJson::from).collect::<Vec<_>>())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    body["signals"] = serde_json::to_value(alerts.iter().map(SignalJson::from).collect::<Vec<_>>())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(body))
+}
+
+pub async fn deliveries(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<impl IntoResponse, ApiError> {
+    require(&state, &headers, Role::Viewer)?;
+    if state.store.incident(id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("incident {id} not found")));
+    }
+    let rows: Vec<DeliveryRow> = state.store.incident_deliveries(id).await?;
+    let mut summary: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for d in &rows {
+        *summary.entry(d.channel.as_str().to_owned()).or_default().entry(d.state.clone()).or_default() += 1;
+    }
+    Ok(Json(serde_json::json!({ "summary": summary, "deliveries": rows })))
+}
+
+fn manual_error(e: ManualError) -> ApiError {
+    match e {
+        ManualError::Invalid { field, message } => ApiError::field(field, message),
+        ManualError::NotFound(id) => ApiError::NotFound(format!("incident {id} not found")),
+        ManualError::Resolved(id) => ApiError::Conflict(format!("incident {id} is resolved; open a new one")),
+        ManualError::Store(e) => e.into(),
+    }
+}
+
+pub async fn open(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<impl IntoResponse, ApiError> {
+    let who = require(&state, &headers, Role::Operator)?;
+    let bytes = read(&headers, body, state.max_body_bytes).await?;
+    let req: ManualIncident = json(&headers, &bytes)?;
+    let (incident, update) = state.engine.open_manual(req, &who.name, Timestamp::now()).await.map_err(manual_error)?;
+    state.wake.pipeline.notify_one();
+    tracing::info!(incident = incident.id, by = %who.name, "incident opened by hand");
+    let mut body = serde_json::to_value(IncidentJson::from(&incident)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    body["update"] = serde_json::to_value(UpdateJson::from(&update)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((StatusCode::CREATED, [("location", format!("/api/v1/incidents/{}", incident.id))], Json(body)))
+}
+
+pub async fn post_update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = require(&state, &headers, Role::Operator)?;
+    let bytes = read(&headers, body, state.max_body_bytes).await?;
+    let req: ManualUpdate = json(&headers, &bytes)?;
+    let (_, update) = state.engine.post_update(id, req, &who.name, Timestamp::now()).await.map_err(manual_error)?;
+    state.wake.pipeline.notify_one();
+    tracing::info!(incident = id, seq = update.seq, by = %who.name, "incident update posted by hand");
+    Ok((StatusCode::CREATED, Json(UpdateJson::from(&update))))
+}

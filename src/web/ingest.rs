@@ -1,0 +1,170 @@
+//! Webhook endpoints: `POST /api/v1/signals/{alertmanager,grafana,uptime-kuma,generic}`.
+//!
+//! A request is authenticated (token, basic auth or HMAC signature), read within the size limit,
+//! parsed by its format, normalized and handed to the group-commit writer; the 202 goes out only
+//! once the signals are in the store. 5xx is answered only when retrying can help (the store is
+//! unavailable), because Alertmanager retries 5xx and gives up on everything else.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::body::{form_field, is_json_like, media_type, multipart_field, read};
+use super::error::ApiError;
+use crate::domain::Source;
+use crate::ingest::{self, GenericFraming, Parsed};
+use crate::settings::Role;
+
+#[derive(Serialize)]
+struct Accepted {
+    status: &'static str,
+    signals: Vec<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
+}
+
+fn count(source: Source, outcome: &'static str, n: u64) {
+    metrics::counter!("banditore_signals_received_total", "source" => source.as_str(), "outcome" => outcome).increment(n);
+}
+
+fn outcome_label(e: &ApiError) -> &'static str {
+    match e {
+        ApiError::Unauthorized | ApiError::Forbidden(_) => "unauthorized",
+        ApiError::PayloadTooLarge(_) => "too_large",
+        ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+        ApiError::Unavailable(_) => "unavailable",
+        ApiError::BadRequest { .. } => "invalid",
+        _ => "error",
+    }
+}
+
+pub async fn alertmanager(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    respond(Source::Alertmanager, handle(&state, Source::Alertmanager, &headers, body).await)
+}
+
+pub async fn grafana(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    respond(Source::Grafana, handle(&state, Source::Grafana, &headers, body).await)
+}
+
+pub async fn uptime_kuma(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    respond(Source::UptimeKuma, handle(&state, Source::UptimeKuma, &headers, body).await)
+}
+
+pub async fn generic(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    respond(Source::Generic, handle(&state, Source::Generic, &headers, body).await)
+}
+
+#[derive(Deserialize)]
+pub struct KumaQuery {
+    msg: Option<String>,
+    heartbeat: Option<String>,
+    monitor: Option<String>,
+}
+
+/// Uptime Kuma's GET mode: the notification in query parameters.
+pub async fn uptime_kuma_get(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<KumaQuery>) -> Response {
+    let result = async {
+        authenticate(&state, &headers, None)?;
+        let parsed = ingest::parse_uptime_kuma_query(
+            q.msg.as_deref(),
+            q.heartbeat.as_deref(),
+            q.monitor.as_deref(),
+            &state.parse_options,
+        )?;
+        accept(&state, Source::UptimeKuma, parsed).await
+    }
+    .await;
+    respond(Source::UptimeKuma, result)
+}
+
+fn respond(source: Source, result: Result<(StatusCode, Accepted), ApiError>) -> Response {
+    match result {
+        Ok((status, body)) => {
+            count(source, "accepted", body.signals.len() as u64);
+            (status, Json(body)).into_response()
+        }
+        Err(e) => {
+            count(source, outcome_label(&e), 1);
+            tracing::info!(%source, status = e.status().as_u16(), error = ?e, "webhook refused");
+            e.into_response()
+        }
+    }
+}
+
+/// The caller, by token if one is presented, else by a body signature.
+fn authenticate(state: &AppState, headers: &HeaderMap, body: Option<&[u8]>) -> Result<(), ApiError> {
+    let principal = match state.auth.from_headers(headers) {
+        Some(p) => Some(p),
+        None => body.and_then(|b| state.auth.from_signature(headers, b, Timestamp::now())),
+    };
+    match principal {
+        None => Err(ApiError::Unauthorized),
+        Some(p) if p.has(Role::Ingest) => Ok(()),
+        Some(p) => Err(ApiError::Forbidden(format!("token `{}` may not post signals (needs the ingest role)", p.name))),
+    }
+}
+
+async fn handle(state: &AppState, source: Source, headers: &HeaderMap, body: Body) -> Result<(StatusCode, Accepted), ApiError> {
+    // Refuse unauthenticated callers before reading the body, unless a signature could vouch for it.
+    if !state.auth.has_hmac() && state.auth.from_headers(headers).is_none() {
+        return Err(ApiError::Unauthorized);
+    }
+    let bytes = read(headers, body, state.max_body_bytes).await?;
+    authenticate(state, headers, Some(&bytes))?;
+    let media = media_type(headers);
+    let parsed = match (source, media.as_deref()) {
+        (Source::UptimeKuma, Some("multipart/form-data")) => {
+            let data = multipart_field(headers, &bytes, "data")
+                .await?
+                .ok_or_else(|| ApiError::field("data", "missing: Uptime Kuma's form-data mode sends the JSON in a `data` field"))?;
+            ingest::parse(source, data.as_bytes(), GenericFraming::Json, &state.parse_options)?
+        }
+        (Source::UptimeKuma, Some("application/x-www-form-urlencoded")) => {
+            let data = form_field(&bytes, "data")
+                .ok_or_else(|| ApiError::field("data", "missing: expected the JSON in a `data` field"))?;
+            ingest::parse(source, data.as_bytes(), GenericFraming::Json, &state.parse_options)?
+        }
+        (Source::Generic, Some("application/cloudevents+json")) => {
+            ingest::parse(Source::Cloudevents, &bytes, GenericFraming::CloudEvent, &state.parse_options)?
+        }
+        (Source::Generic, Some("application/cloudevents-batch+json")) => {
+            ingest::parse(Source::Cloudevents, &bytes, GenericFraming::CloudEventBatch, &state.parse_options)?
+        }
+        (_, m) if is_json_like(m) => ingest::parse(source, &bytes, GenericFraming::Json, &state.parse_options)?,
+        (_, m) => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "`{}` cannot be read here; send application/json{}",
+                m.unwrap_or_default(),
+                match source {
+                    Source::Generic => ", application/cloudevents+json or application/cloudevents-batch+json",
+                    Source::UptimeKuma => " or multipart/form-data with a `data` field",
+                    _ => "",
+                }
+            )));
+        }
+    };
+    let source = match media.as_deref() {
+        Some("application/cloudevents+json" | "application/cloudevents-batch+json") => Source::Cloudevents,
+        _ => source,
+    };
+    accept(state, source, parsed).await
+}
+
+async fn accept(state: &AppState, source: Source, parsed: Parsed) -> Result<(StatusCode, Accepted), ApiError> {
+    let now = Timestamp::now();
+    let signals: Vec<_> = parsed
+        .signals
+        .into_iter()
+        .map(|raw| (now, raw.normalize(source, &state.normalize, now)))
+        .collect();
+    if signals.is_empty() {
+        return Ok((StatusCode::OK, Accepted { status: "ok", signals: Vec::new(), notes: parsed.notes }));
+    }
+    let ids = state.ingest.store(signals).await?;
+    Ok((StatusCode::ACCEPTED, Accepted { status: "accepted", signals: ids, notes: parsed.notes }))
+}

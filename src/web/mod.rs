@@ -1,0 +1,95 @@
+//! The HTTP surface (axum): webhook ingest, the REST API, unsubscribe pages, operations
+//! endpoints. Handlers write to the store and wake the workers; they never send messages.
+
+mod auth;
+mod body;
+mod error;
+mod incidents;
+mod ingest;
+mod ops;
+mod subscribers;
+mod unsubscribe;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{Authenticator, Principal};
+pub use error::ApiError;
+
+use crate::domain::signal::NormalizeRules;
+use crate::domain::subscriber::Language;
+use crate::incident::Engine;
+use crate::ingest::{IngestQueue, ParseOptions};
+use crate::pipeline::Wakers;
+use crate::render::Renderer;
+use crate::settings::Role;
+use crate::store::Store;
+use crate::unsubscribe::UnsubscribeLinks;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Authenticator>,
+    pub ingest: IngestQueue,
+    pub engine: Engine,
+    pub wake: Wakers,
+    pub links: UnsubscribeLinks,
+    pub renderer: Renderer,
+    pub metrics: PrometheusHandle,
+    pub default_language: Language,
+    pub parse_options: ParseOptions,
+    pub normalize: NormalizeRules,
+    pub max_body_bytes: usize,
+}
+
+/// The caller, if their token grants `role`: 401 without valid credentials, 403 without the role.
+pub fn require(state: &AppState, headers: &HeaderMap, role: Role) -> Result<Principal, ApiError> {
+    let principal = state.auth.from_headers(headers).ok_or(ApiError::Unauthorized)?;
+    if principal.has(role) {
+        Ok(principal)
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "token `{}` lacks the {role:?} role",
+            principal.name
+        )))
+    }
+}
+
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    Router::new()
+        .route("/api/v1/signals/alertmanager", post(ingest::alertmanager))
+        .route("/api/v1/signals/grafana", post(ingest::grafana).put(ingest::grafana))
+        .route("/api/v1/signals/uptime-kuma", post(ingest::uptime_kuma).get(ingest::uptime_kuma_get))
+        .route("/api/v1/signals/generic", post(ingest::generic))
+        .route("/api/v1/incidents", get(incidents::list).post(incidents::open))
+        .route("/api/v1/incidents/{id}", get(incidents::get))
+        .route("/api/v1/incidents/{id}/updates", post(incidents::post_update))
+        .route("/api/v1/incidents/{id}/deliveries", get(incidents::deliveries))
+        .route("/api/v1/subscribers", get(subscribers::list).post(subscribers::create))
+        .route("/api/v1/subscribers/{id}", get(subscribers::get).delete(subscribers::delete))
+        .route("/unsubscribe/{token}", get(unsubscribe::show).post(unsubscribe::confirm))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .with_state(state)
+        // Bodies are read with our own limit and a JSON 413; axum's default 2 MiB cap is off.
+        .layer(DefaultBodyLimit::disable())
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn not_found() -> impl IntoResponse {
+    ApiError::NotFound("no such endpoint".into())
+}

@@ -1,0 +1,44 @@
+//! Operations endpoints: `/healthz` (the process answers), `/readyz` (the store answers),
+//! `/metrics` (Prometheus text format).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+
+use super::AppState;
+
+pub async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store did not answer within 2s\n".to_owned()),
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Gauges that live in the store are read at scrape time, so they are right after a restart.
+    match state.store.counts().await {
+        Ok(counts) => {
+            metrics::gauge!("banditore_incidents_open").set(counts.open_incidents as f64);
+            metrics::gauge!("banditore_signals_unprocessed").set(counts.unprocessed_signals as f64);
+            for ((channel, delivery_state), n) in counts.deliveries {
+                metrics::gauge!("banditore_deliveries", "channel" => channel, "state" => delivery_state).set(n as f64);
+            }
+            metrics::gauge!("banditore_store_up").set(1.0);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot read counts from the store");
+            metrics::gauge!("banditore_store_up").set(0.0);
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,123 @@
+//! `/api/v1/subscribers`: who is told, where, about what. Admin only.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::body::{json, read};
+use super::error::ApiError;
+use super::{AppState, require};
+use crate::domain::subscriber::{Subscription, SubscriberSpec};
+use crate::settings::Role;
+use crate::store::{DeleteOutcome, SubscriberRow};
+
+#[derive(Serialize)]
+struct AddressJson {
+    id: i64,
+    channel: &'static str,
+    address: String,
+    /// active, unsubscribed or gone
+    state: &'static str,
+    unsubscribed_at: Option<Timestamp>,
+    gone_at: Option<Timestamp>,
+    gone_reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SubscriberJson {
+    id: i64,
+    name: String,
+    language: String,
+    audience: String,
+    origin: &'static str,
+    created_at: Timestamp,
+    addresses: Vec<AddressJson>,
+    subscriptions: Vec<Subscription>,
+}
+
+impl From<SubscriberRow> for SubscriberJson {
+    fn from(s: SubscriberRow) -> Self {
+        SubscriberJson {
+            id: s.id,
+            name: s.name,
+            language: s.language.to_string(),
+            audience: s.audience,
+            origin: s.origin.as_str(),
+            created_at: s.created_at,
+            addresses: s
+                .addresses
+                .into_iter()
+                .map(|a| AddressJson {
+                    id: a.id,
+                    channel: a.channel.as_str(),
+                    state: if a.gone_at.is_some() {
+                        "gone"
+                    } else if a.unsubscribed_at.is_some() {
+                        "unsubscribed"
+                    } else {
+                        "active"
+                    },
+                    address: a.address,
+                    unsubscribed_at: a.unsubscribed_at,
+                    gone_at: a.gone_at,
+                    gone_reason: a.gone_reason,
+                })
+                .collect(),
+            subscriptions: s.subscriptions,
+        }
+    }
+}
+
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<impl IntoResponse, ApiError> {
+    let who = require(&state, &headers, Role::Admin)?;
+    let bytes = read(&headers, body, state.max_body_bytes).await?;
+    let spec: SubscriberSpec = json(&headers, &bytes)?;
+    let valid = spec.validate(&state.default_language).map_err(|errors| {
+        let first = &errors[0];
+        let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        ApiError::field(first.field.clone(), message)
+    })?;
+    let id = state.store.create_subscriber(&valid, Timestamp::now()).await?;
+    tracing::info!(subscriber = id, by = %who.name, "subscriber created");
+    let row = state
+        .store
+        .subscriber(id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("subscriber {id} vanished after creation")))?;
+    Ok((StatusCode::CREATED, [("location", format!("/api/v1/subscribers/{id}"))], Json(SubscriberJson::from(row))))
+}
+
+pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    require(&state, &headers, Role::Admin)?;
+    let rows = state.store.subscribers().await?;
+    let list: Vec<SubscriberJson> = rows.into_iter().map(SubscriberJson::from).collect();
+    Ok(Json(serde_json::json!({ "subscribers": list })))
+}
+
+pub async fn get(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<impl IntoResponse, ApiError> {
+    require(&state, &headers, Role::Admin)?;
+    let row = state
+        .store
+        .subscriber(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("subscriber {id} not found")))?;
+    Ok(Json(SubscriberJson::from(row)))
+}
+
+pub async fn delete(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<impl IntoResponse, ApiError> {
+    let who = require(&state, &headers, Role::Admin)?;
+    match state.store.delete_subscriber(id).await? {
+        DeleteOutcome::Deleted { cancelled_deliveries } => {
+            tracing::info!(subscriber = id, by = %who.name, cancelled_deliveries, "subscriber deleted");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        DeleteOutcome::NotFound => Err(ApiError::NotFound(format!("subscriber {id} not found"))),
+        DeleteOutcome::ManagedByConfig => Err(ApiError::Conflict(format!(
+            "subscriber {id} is declared in the configuration file; remove it there"
+        ))),
+    }
+}
