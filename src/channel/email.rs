@@ -161,8 +161,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn message_carries_unsubscribe_headers_and_a_stable_id() {
+    #[tokio::test]
+    async fn message_carries_unsubscribe_headers_and_a_stable_id() {
         let channel = EmailChannel::new(&settings(), None, "d3ad").unwrap();
         let raw = String::from_utf8(channel.build(&outgoing()).unwrap().formatted()).unwrap();
         assert!(raw.contains("List-Unsubscribe: <https://banditore.example/unsubscribe/abc>"), "{raw}");
@@ -173,8 +173,8 @@ mod tests {
         assert!(again.contains("Message-ID: <banditore.d3ad.77@asl.example>"));
     }
 
-    #[test]
-    fn invalid_recipient_is_gone_not_retried() {
+    #[tokio::test]
+    async fn invalid_recipient_is_gone_not_retried() {
         let channel = EmailChannel::new(&settings(), None, "d3ad").unwrap();
         let mut msg = outgoing();
         msg.recipient = "not an address".into();

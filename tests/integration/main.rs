@@ -1,0 +1,6 @@
+//! Integration tests: the real binary on a random port, a fresh SQLite file per test, a real SMTP
+//! server on loopback. One test binary, so the (large) link happens once.
+
+mod support;
+
+mod email;

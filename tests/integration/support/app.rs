@@ -1,0 +1,251 @@
+//! The real `banditore` binary, started on port 0 with a fresh SQLite file, its JSON log captured.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::smtp::SmtpServer;
+
+pub const INGEST_TOKEN: &str = "ingest-token-for-tests-0001";
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0002";
+pub const OPERATOR_TOKEN: &str = "operator-token-for-tests-0003";
+pub const VIEWER_TOKEN: &str = "viewer-token-for-tests-0004";
+
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub addr: SocketAddr,
+    pub base: String,
+    pub http: reqwest::Client,
+    child: Option<Child>,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// The settings every test starts from; `extra` is appended (it may add `[[subscribers]]` and
+/// other arrays of tables) and `env` overrides single keys, as an operator would.
+fn base_config(dir: &std::path::Path, smtp_port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://banditore.asl.example"
+shutdown_timeout = "10s"
+
+[store]
+url = "sqlite://{db}"
+
+[routing]
+group_wait = "0s"
+group_interval = "0s"
+flap_hold_down = "0s"
+
+[outbox]
+retry_initial = "200ms"
+retry_max = "1s"
+poll_interval = "200ms"
+
+[channels.email]
+host = "127.0.0.1"
+port = {smtp_port}
+from = "Banditore ASL <banditore@asl.example>"
+pool_size = 4
+timeout = "5s"
+
+[[auth.tokens]]
+name = "alertmanager"
+token = "{INGEST_TOKEN}"
+roles = ["ingest"]
+
+[[auth.tokens]]
+name = "admin"
+token = "{ADMIN_TOKEN}"
+roles = ["admin"]
+
+[[auth.tokens]]
+name = "sala-operativa"
+token = "{OPERATOR_TOKEN}"
+roles = ["operator"]
+
+[[auth.tokens]]
+name = "dashboard"
+token = "{VIEWER_TOKEN}"
+roles = ["viewer"]
+
+{extra}
+"#,
+        db = dir.join("banditore.db").display(),
+    )
+}
+
+impl TestApp {
+    /// Starts the binary against `smtp`, with `extra` TOML and `env` overrides.
+    pub async fn spawn(smtp: &SmtpServer, extra: &str, env: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("banditore.toml");
+        std::fs::write(&config, base_config(dir.path(), smtp.addr().port(), extra)).unwrap();
+        let mut app = TestApp {
+            dir,
+            config,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            base: String::new(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            child: None,
+            logs: Arc::new(Mutex::new(Vec::new())),
+        };
+        app.start().await;
+        app
+    }
+
+    /// Starts (or restarts) the process with the same directory and configuration.
+    pub async fn start(&mut self) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_banditore"));
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--log-format")
+            .arg("json")
+            .arg("serve")
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info,banditore=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start banditore");
+        let stderr = child.stderr.take().unwrap();
+        let (found, listening) = mpsc::channel();
+        let logs = self.logs.clone();
+        std::thread::spawn(move || {
+            let mut found = Some(found);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["fields"]["message"] == "listening" {
+                        if let (Some(tx), Some(addr)) = (found.take(), v["fields"]["addr"].as_str()) {
+                            let _ = tx.send(addr.to_owned());
+                        }
+                    }
+                }
+                logs.lock().unwrap().push(line);
+            }
+        });
+        let addr = tokio::task::spawn_blocking(move || listening.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .unwrap_or_else(|_| panic!("banditore did not start; log:\n{}", self.logs()));
+        self.addr = addr.parse().unwrap();
+        self.base = format!("http://{}", self.addr);
+        self.child = Some(child);
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        let mut req = self.http.post(self.url(path)).header("content-type", content_type).body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+        self.post(path, token, "application/json", body.to_string()).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        let resp = self.get(path, Some(token)).await;
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+
+    /// Creates a subscriber through the API and returns its id.
+    pub async fn subscribe(&self, spec: Value) -> i64 {
+        let resp = self.post_json("/api/v1/subscribers", Some(ADMIN_TOKEN), &spec).await;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// Ends the process with SIGKILL: no shutdown work at all.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        for _ in 0..300 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An Alertmanager webhook body for one alert.
+pub fn alertmanager(status: &str, alertname: &str, labels: &[(&str, &str)], summary: &str) -> Value {
+    let mut l = serde_json::Map::new();
+    l.insert("alertname".into(), alertname.into());
+    for (k, v) in labels {
+        l.insert((*k).into(), (*v).into());
+    }
+    serde_json::json!({
+        "version": "4",
+        "groupKey": format!("{{}}:{{alertname=\"{alertname}\"}}"),
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "banditore",
+        "groupLabels": {"alertname": alertname},
+        "commonLabels": l,
+        "commonAnnotations": {"summary": summary},
+        "externalURL": "http://alertmanager.asl.example:9093",
+        "alerts": [{
+            "status": status,
+            "labels": l,
+            "annotations": {"summary": summary, "description": format!("{summary}: descrizione")},
+            "startsAt": "2026-11-26T09:14:03.123456789Z",
+            "endsAt": if status == "resolved" { "2026-11-26T09:44:03Z" } else { "0001-01-01T00:00:00Z" },
+            "generatorURL": "http://prometheus.asl.example:9090/graph?g0.expr=up",
+            "fingerprint": format!("fp-{alertname}-{}", labels.iter().map(|(k, v)| format!("{k}{v}")).collect::<String>()),
+        }]
+    })
+}

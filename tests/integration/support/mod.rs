@@ -1,0 +1,30 @@
+//! Test harness: the real binary, a real SMTP server, and payload builders.
+#![allow(dead_code)]
+
+pub mod app;
+pub mod smtp;
+
+pub use app::*;
+pub use smtp::{Mail, SmtpServer};
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Polls `probe` until `done` holds for its value (10 s at most), and returns that value.
+pub async fn eventually<T: std::fmt::Debug, F, Fut>(mut probe: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = probe().await;
+        if done(&value) {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("condition not met within 10s; last value: {value:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,244 @@
+//! A real SMTP server on loopback for the tests: the `mailin` protocol state machine behind a
+//! TCP listener, recording every message it accepts. It can be stopped and started on the same
+//! port (SMTP down, then up) and scripted to refuse recipients with 4xx or 5xx replies.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mailin::{Action, Handler, Response, SessionBuilder};
+
+/// A message as the server received it.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub raw: Vec<u8>,
+}
+
+impl Mail {
+    pub fn parsed(&self) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::default().parse(&self.raw).expect("received mail parses as MIME")
+    }
+
+    pub fn subject(&self) -> String {
+        self.parsed().subject().unwrap_or_default().to_owned()
+    }
+
+    pub fn text(&self) -> String {
+        self.parsed().body_text(0).map(|t| t.into_owned()).unwrap_or_default()
+    }
+
+    pub fn html(&self) -> String {
+        self.parsed().body_html(0).map(|t| t.into_owned()).unwrap_or_default()
+    }
+
+    /// A header's raw value, unfolded and trimmed.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let raw = String::from_utf8_lossy(&self.raw);
+        let head = raw.split("\r\n\r\n").next().unwrap_or_default().replace("\r\n ", " ").replace("\r\n\t", " ");
+        head.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    mails: Mutex<Vec<Mail>>,
+    /// Recipient → (code, text) to answer RCPT TO with.
+    refusals: Mutex<HashMap<String, (u16, String)>>,
+    connections: Mutex<Vec<TcpStream>>,
+}
+
+pub struct SmtpServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    running: Option<Arc<AtomicBool>>,
+}
+
+#[derive(Clone)]
+struct Recorder {
+    shared: Arc<Shared>,
+    from: String,
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl Handler for Recorder {
+    fn mail(&mut self, _ip: IpAddr, _domain: &str, from: &str) -> Response {
+        self.from = from.to_owned();
+        self.to.clear();
+        self.data.clear();
+        mailin::response::OK
+    }
+
+    fn rcpt(&mut self, to: &str) -> Response {
+        let refusal = self.shared.refusals.lock().unwrap().get(to).cloned();
+        match refusal {
+            Some((code, text)) => Response::custom(code, text),
+            None => {
+                self.to.push(to.to_owned());
+                mailin::response::OK
+            }
+        }
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let mail = Mail { from: self.from.clone(), to: self.to.clone(), raw: std::mem::take(&mut self.data) };
+        let mut mails = self.shared.mails.lock().unwrap();
+        mails.push(mail);
+        Response::custom(250, format!("2.0.0 Ok: queued as TEST{}", mails.len()))
+    }
+}
+
+impl SmtpServer {
+    /// Starts on a free loopback port.
+    pub fn start() -> SmtpServer {
+        let mut server = SmtpServer {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            shared: Arc::new(Shared::default()),
+            running: None,
+        };
+        server.listen();
+        server
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn listen(&mut self) {
+        let listener = TcpListener::bind(self.addr).expect("bind SMTP test server");
+        self.addr = listener.local_addr().unwrap();
+        let running = Arc::new(AtomicBool::new(true));
+        self.running = Some(running.clone());
+        let shared = self.shared.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if !running.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                if let Ok(clone) = stream.try_clone() {
+                    shared.connections.lock().unwrap().push(clone);
+                }
+                let shared = shared.clone();
+                let running = running.clone();
+                std::thread::spawn(move || serve(stream, shared, running));
+            }
+        });
+    }
+
+    /// Stops listening and drops every open connection: the server is down.
+    pub fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.store(false, Ordering::SeqCst);
+            // Wake the accept loop so it sees the flag and drops the listener.
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+            for conn in self.shared.connections.lock().unwrap().drain(..) {
+                let _ = conn.shutdown(std::net::Shutdown::Both);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        for _ in 0..50 {
+            if TcpListener::bind(self.addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.listen();
+    }
+
+    /// Answers `RCPT TO:<recipient>` with this code and text from now on.
+    pub fn refuse(&self, recipient: &str, code: u16, text: &str) {
+        self.shared.refusals.lock().unwrap().insert(recipient.to_owned(), (code, text.to_owned()));
+    }
+
+    pub fn accept_again(&self, recipient: &str) {
+        self.shared.refusals.lock().unwrap().remove(recipient);
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.shared.mails.lock().unwrap().clone()
+    }
+
+    pub fn mails_to(&self, recipient: &str) -> Vec<Mail> {
+        self.mails().into_iter().filter(|m| m.to.iter().any(|t| t == recipient)).collect()
+    }
+
+    /// Waits until `count` messages reached `recipient`, or panics after `timeout`.
+    pub fn wait_for(&self, recipient: &str, count: usize, timeout: Duration) -> Vec<Mail> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mails = self.mails_to(recipient);
+            if mails.len() >= count {
+                return mails;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "expected {count} mail(s) to {recipient} within {timeout:?}, got {}: {:?}",
+                    mails.len(),
+                    mails.iter().map(Mail::subject).collect::<Vec<_>>()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let peer = stream.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let Ok(mut writer) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(stream);
+    let recorder = Recorder { shared, from: String::new(), to: Vec::new(), data: Vec::new() };
+    let mut session = SessionBuilder::new("smtp.test").build(peer, recorder);
+    if session.greeting().write_to(&mut writer).is_err() {
+        return;
+    }
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if !running.load(Ordering::SeqCst) {
+            return;
+        }
+        let response = session.process(&line);
+        match response.action {
+            Action::NoReply => {}
+            Action::Close => {
+                let _ = response.write_to(&mut writer);
+                return;
+            }
+            Action::Reply | Action::UpgradeTls => {
+                if response.write_to(&mut writer).is_err() || writer.flush().is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
