@@ -48,12 +48,25 @@ impl Application {
         store.migrate().await.context("migrating the store")?;
 
         let key = match s.server.secret_key.expose() {
-            "" => store.setting_or_insert("unsubscribe_key", &random_hex(32)).await?,
+            "" => {
+                store
+                    .setting_or_insert("unsubscribe_key", &random_hex(32))
+                    .await?
+            }
             configured => configured.to_owned(),
         };
-        let deployment_id = store.setting_or_insert("deployment_id", &random_hex(6)).await?;
-        let report = store.sync_config_subscribers(&v.subscribers, Timestamp::now()).await?;
-        tracing::info!(created = report.created, updated = report.updated, removed = report.removed, "config subscribers in step");
+        let deployment_id = store
+            .setting_or_insert("deployment_id", &random_hex(6))
+            .await?;
+        let report = store
+            .sync_config_subscribers(&v.subscribers, Timestamp::now())
+            .await?;
+        tracing::info!(
+            created = report.created,
+            updated = report.updated,
+            removed = report.removed,
+            "config subscribers in step"
+        );
 
         let wake = Wakers::default();
         let links = UnsubscribeLinks::new(key.as_bytes(), &s.server.public_url);
@@ -62,7 +75,8 @@ impl Application {
         let mut dispatchers = Vec::new();
         let mut enabled = BTreeSet::new();
         if s.channels.email.enabled {
-            let email = EmailChannel::new(&s.channels.email, v.email_password.as_ref(), &deployment_id)?;
+            let email =
+                EmailChannel::new(&s.channels.email, v.email_password.as_ref(), &deployment_id)?;
             let channel: Arc<dyn Channel> = Arc::new(email);
             enabled.insert(ChannelKind::Email);
             let rate = s.channels.email.rate_per_second;
@@ -73,7 +87,10 @@ impl Application {
                     lease: s.outbox.lease.get(),
                     batch_size: s.outbox.batch_size,
                     max_attempts: s.outbox.max_attempts,
-                    backoff: Backoff { initial: s.outbox.retry_initial.get(), max: s.outbox.retry_max.get() },
+                    backoff: Backoff {
+                        initial: s.outbox.retry_initial.get(),
+                        max: s.outbox.retry_max.get(),
+                    },
                     poll_interval: s.outbox.poll_interval.get(),
                     concurrency: s.channels.email.pool_size as usize,
                     shutdown_timeout: s.server.shutdown_timeout.get(),
@@ -91,7 +108,12 @@ impl Application {
             flap_hold_down: s.routing.flap_hold_down.get(),
         };
         let engine = Engine::new(store.clone(), timing, s.routing.group_by.clone());
-        let router = Router::new(store.clone(), v.renderer.clone(), &s.server.public_url, enabled);
+        let router = Router::new(
+            store.clone(),
+            v.renderer.clone(),
+            &s.server.public_url,
+            enabled,
+        );
         let pipeline = Pipeline {
             engine: engine.clone(),
             router,
@@ -109,8 +131,12 @@ impl Application {
             renderer: v.renderer.clone(),
             metrics,
             default_language: s.routing.default_language.clone(),
-            parse_options: ParseOptions { uptime_kuma_severity: s.ingest.uptime_kuma_severity.as_str().to_owned() },
-            normalize: NormalizeRules { default_severity: s.ingest.default_severity },
+            parse_options: ParseOptions {
+                uptime_kuma_severity: s.ingest.uptime_kuma_severity.as_str().to_owned(),
+            },
+            normalize: NormalizeRules {
+                default_severity: s.ingest.default_severity,
+            },
             max_body_bytes: s.server.max_body_bytes,
         };
         let listener = TcpListener::bind(s.server.listen)
@@ -164,7 +190,11 @@ fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "banditore".to_owned())
 }

@@ -11,7 +11,11 @@ use banditore::app::Application;
 use banditore::settings::{self, LogFormat, Problem};
 
 #[derive(Parser)]
-#[command(name = "banditore", version, about = "Incident notification broadcaster")]
+#[command(
+    name = "banditore",
+    version,
+    about = "Incident notification broadcaster"
+)]
 struct Cli {
     /// Deployment configuration, layered over the built-in defaults.
     #[arg(long, short, global = true, env = "BANDITORE_CONFIG")]
@@ -66,7 +70,11 @@ fn main() -> ExitCode {
                     "configuration OK: {} token(s), {} subscriber(s) from config, email {}",
                     v.tokens.len(),
                     v.subscribers.len(),
-                    if v.settings.channels.email.enabled { "enabled" } else { "disabled" }
+                    if v.settings.channels.email.enabled {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    }
                 );
                 ExitCode::SUCCESS
             }
@@ -89,7 +97,10 @@ fn main() -> ExitCode {
                 None => validated.settings.log.format,
             };
             banditore::telemetry::init_logging(format, &validated.settings.log.level);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("cannot start the runtime: {e}");
@@ -123,10 +134,15 @@ async fn serve(validated: settings::Validated) -> anyhow::Result<()> {
 }
 
 async fn migrate(validated: settings::Validated) -> anyhow::Result<()> {
-    let store = banditore::store::open(&validated.settings.store).await.context("opening the store")?;
+    let store = banditore::store::open(&validated.settings.store)
+        .await
+        .context("opening the store")?;
     store.migrate().await.context("migrating")?;
     store.close().await;
-    println!("migrations applied to {}", settings::redact_url(&validated.settings.store.url));
+    println!(
+        "migrations applied to {}",
+        settings::redact_url(&validated.settings.store.url)
+    );
     Ok(())
 }
 
@@ -149,7 +165,9 @@ async fn watch_signals(shutdown: CancellationToken) {
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
         if round == 0 {
-            tracing::info!("shutdown requested: finishing in-flight work (signal again to exit at once)");
+            tracing::info!(
+                "shutdown requested: finishing in-flight work (signal again to exit at once)"
+            );
             shutdown.cancel();
         } else {
             tracing::warn!("second signal: exiting now");

@@ -42,7 +42,11 @@ impl Pipeline {
                     more |= report.more;
                     next_eval = report.next_eval;
                     if report.signals > 0 || report.updates > 0 {
-                        tracing::debug!(signals = report.signals, updates = report.updates, "engine step");
+                        tracing::debug!(
+                            signals = report.signals,
+                            updates = report.updates,
+                            "engine step"
+                        );
                     }
                 }
                 Err(e) => {
@@ -54,7 +58,11 @@ impl Pipeline {
                 Ok(report) => {
                     more |= report.more;
                     if report.deliveries > 0 {
-                        tracing::debug!(updates = report.updates, deliveries = report.deliveries, "routed");
+                        tracing::debug!(
+                            updates = report.updates,
+                            deliveries = report.deliveries,
+                            "routed"
+                        );
                         self.wake.dispatch.notify_one();
                     }
                 }

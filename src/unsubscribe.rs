@@ -26,7 +26,8 @@ impl UnsubscribeLinks {
 
     fn mac(&self, address_id: i64) -> Hmac<Sha256> {
         // Any key length is valid for HMAC.
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
         mac.update(b"unsubscribe:");
         mac.update(address_id.to_string().as_bytes());
         mac
@@ -34,7 +35,10 @@ impl UnsubscribeLinks {
 
     pub fn token(&self, address_id: i64) -> String {
         let tag = self.mac(address_id).finalize().into_bytes();
-        format!("{address_id}.{}", URL_SAFE_NO_PAD.encode(&tag[..SIGNATURE_BYTES]))
+        format!(
+            "{address_id}.{}",
+            URL_SAFE_NO_PAD.encode(&tag[..SIGNATURE_BYTES])
+        )
     }
 
     pub fn url(&self, address_id: i64) -> String {
@@ -60,10 +64,15 @@ mod tests {
 
     #[test]
     fn tokens_verify_and_forgeries_do_not() {
-        let links = UnsubscribeLinks::new(b"0123456789abcdef0123456789abcdef", "https://b.example/");
+        let links =
+            UnsubscribeLinks::new(b"0123456789abcdef0123456789abcdef", "https://b.example/");
         let token = links.token(42);
         assert_eq!(links.verify(&token), Some(42));
-        assert!(links.url(42).starts_with("https://b.example/unsubscribe/42."));
+        assert!(
+            links
+                .url(42)
+                .starts_with("https://b.example/unsubscribe/42.")
+        );
         let (_, sig) = token.split_once('.').unwrap();
         assert_eq!(links.verify(&format!("43.{sig}")), None);
         assert_eq!(links.verify("42"), None);

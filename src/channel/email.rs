@@ -33,7 +33,11 @@ pub enum EmailSetupError {
 }
 
 impl EmailChannel {
-    pub fn new(settings: &EmailSettings, password: Option<&Secret>, deployment_id: &str) -> Result<EmailChannel, EmailSetupError> {
+    pub fn new(
+        settings: &EmailSettings,
+        password: Option<&Secret>,
+        deployment_id: &str,
+    ) -> Result<EmailChannel, EmailSetupError> {
         let from: Mailbox = settings
             .from
             .parse()
@@ -41,19 +45,25 @@ impl EmailChannel {
         let tls = match settings.tls {
             EmailTls::None => Tls::None,
             EmailTls::Starttls => Tls::Required(
-                TlsParameters::new(settings.host.clone()).map_err(|e| EmailSetupError::Tls(e.to_string()))?,
+                TlsParameters::new(settings.host.clone())
+                    .map_err(|e| EmailSetupError::Tls(e.to_string()))?,
             ),
             EmailTls::Tls => Tls::Wrapper(
-                TlsParameters::new(settings.host.clone()).map_err(|e| EmailSetupError::Tls(e.to_string()))?,
+                TlsParameters::new(settings.host.clone())
+                    .map_err(|e| EmailSetupError::Tls(e.to_string()))?,
             ),
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
-            .port(settings.port)
-            .tls(tls)
-            .timeout(Some(settings.timeout.get()))
-            .pool_config(PoolConfig::new().max_size(settings.pool_size.max(1)));
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
+                .port(settings.port)
+                .tls(tls)
+                .timeout(Some(settings.timeout.get()))
+                .pool_config(PoolConfig::new().max_size(settings.pool_size.max(1)));
         if let Some(password) = password {
-            builder = builder.credentials(Credentials::new(settings.username.clone(), password.expose().to_owned()));
+            builder = builder.credentials(Credentials::new(
+                settings.username.clone(),
+                password.expose().to_owned(),
+            ));
         }
         let id_domain = from.email.domain().to_owned();
         Ok(EmailChannel {
@@ -66,9 +76,12 @@ impl EmailChannel {
 
     /// Builds the MIME message for one recipient.
     pub fn build(&self, msg: &Outgoing) -> Result<Message, SendError> {
-        let address: Address = msg.recipient.parse().map_err(|e| SendError::RecipientGone {
-            reason: format!("`{}` is not a valid address: {e}", msg.recipient),
-        })?;
+        let address: Address = msg
+            .recipient
+            .parse()
+            .map_err(|e| SendError::RecipientGone {
+                reason: format!("`{}` is not a valid address: {e}", msg.recipient),
+            })?;
         let to = Mailbox::new(Some(msg.recipient_name.clone()), address);
         let header = |name: &'static str, value: String| {
             HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
@@ -77,16 +90,30 @@ impl EmailChannel {
             .from(self.from.clone())
             .to(to)
             .subject(msg.subject.clone().unwrap_or_default())
-            .message_id(Some(format!("<{}.{}@{}>", self.id_prefix, msg.delivery_id, self.id_domain)))
+            .message_id(Some(format!(
+                "<{}.{}@{}>",
+                self.id_prefix, msg.delivery_id, self.id_domain
+            )))
             .date_now()
-            .raw_header(header("List-Unsubscribe", format!("<{}>", msg.unsubscribe_url)))
-            .raw_header(header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()))
+            .raw_header(header(
+                "List-Unsubscribe",
+                format!("<{}>", msg.unsubscribe_url),
+            ))
+            .raw_header(header(
+                "List-Unsubscribe-Post",
+                "List-Unsubscribe=One-Click".into(),
+            ))
             .raw_header(header("Auto-Submitted", "auto-generated".into()));
         let built = match &msg.html {
-            Some(html) => builder.multipart(MultiPart::alternative_plain_html(msg.text.clone(), html.clone())),
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                msg.text.clone(),
+                html.clone(),
+            )),
             None => builder.singlepart(SinglePart::plain(msg.text.clone())),
         };
-        built.map_err(|e| SendError::Reject { reason: format!("cannot build the message: {e}") })
+        built.map_err(|e| SendError::Reject {
+            reason: format!("cannot build the message: {e}"),
+        })
     }
 }
 
@@ -100,7 +127,10 @@ impl Channel for EmailChannel {
         let message = self.build(msg)?;
         match self.transport.send(message).await {
             Ok(response) => Ok(Receipt {
-                provider_id: response.message().next().map(|l| l.chars().take(200).collect()),
+                provider_id: response
+                    .message()
+                    .next()
+                    .map(|l| l.chars().take(200).collect()),
             }),
             Err(e) => Err(classify(&e)),
         }
@@ -113,7 +143,9 @@ fn classify(e: &lettre::transport::smtp::Error) -> SendError {
     if e.is_permanent() {
         // RFC 3463: X.1.1 bad mailbox, X.1.2 bad system, X.1.10 null MX; all say "this
         // address will never work".
-        let gone = ["5.1.1", "5.1.2", "5.1.10"].iter().any(|code| reason.contains(code));
+        let gone = ["5.1.1", "5.1.2", "5.1.10"]
+            .iter()
+            .any(|code| reason.contains(code));
         if gone {
             SendError::RecipientGone { reason }
         } else {
@@ -123,7 +155,10 @@ fn classify(e: &lettre::transport::smtp::Error) -> SendError {
         SendError::Reject { reason }
     } else {
         // Transient replies, network and TLS failures, timeouts, a closed pool.
-        SendError::Retry { after: None, reason }
+        SendError::Retry {
+            after: None,
+            reason,
+        }
     }
 }
 
@@ -165,7 +200,10 @@ mod tests {
     async fn message_carries_unsubscribe_headers_and_a_stable_id() {
         let channel = EmailChannel::new(&settings(), None, "d3ad").unwrap();
         let raw = String::from_utf8(channel.build(&outgoing()).unwrap().formatted()).unwrap();
-        assert!(raw.contains("List-Unsubscribe: <https://banditore.example/unsubscribe/abc>"), "{raw}");
+        assert!(
+            raw.contains("List-Unsubscribe: <https://banditore.example/unsubscribe/abc>"),
+            "{raw}"
+        );
         assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
         assert!(raw.contains("Message-ID: <banditore.d3ad.77@asl.example>"));
         assert!(raw.contains("multipart/alternative"));
@@ -178,6 +216,9 @@ mod tests {
         let channel = EmailChannel::new(&settings(), None, "d3ad").unwrap();
         let mut msg = outgoing();
         msg.recipient = "not an address".into();
-        assert!(matches!(channel.build(&msg), Err(SendError::RecipientGone { .. })));
+        assert!(matches!(
+            channel.build(&msg),
+            Err(SendError::RecipientGone { .. })
+        ));
     }
 }

@@ -34,7 +34,10 @@ pub struct Receipt {
 pub enum SendError {
     /// Worth trying again: throttling, a 4xx SMTP reply, a 5xx HTTP status, a timeout.
     #[error("temporary failure: {reason}")]
-    Retry { after: Option<Duration>, reason: String },
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
     /// Trying again will not help: the message itself was refused.
     #[error("rejected: {reason}")]
     Reject { reason: String },

@@ -137,7 +137,10 @@ pub enum Decision {
     /// Nothing to say, and no timer needed until a signal arrives.
     Idle,
     /// Emit an update with this kind; `announced` becomes the new baseline.
-    Announce { kind: UpdateKind, announced: Announced },
+    Announce {
+        kind: UpdateKind,
+        announced: Announced,
+    },
     /// The incident ended before anyone was told: close it without a notice.
     CloseSilently,
 }
@@ -150,17 +153,18 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
 }
 
 /// Decides what an incident opened by signals needs at `now`.
-pub fn evaluate(incident: &IncidentState, alerts: &[AlertState], now: Timestamp, timing: &Timing) -> Decision {
+pub fn evaluate(
+    incident: &IncidentState,
+    alerts: &[AlertState],
+    now: Timestamp,
+    timing: &Timing,
+) -> Decision {
     let firing: BTreeSet<String> = alerts
         .iter()
         .filter(|a| a.firing)
         .map(|a| a.fingerprint.clone())
         .collect();
-    let severity = alerts
-        .iter()
-        .filter(|a| a.firing)
-        .map(|a| a.severity)
-        .max();
+    let severity = alerts.iter().filter(|a| a.firing).map(|a| a.severity).max();
 
     let Some(previous) = &incident.announced else {
         if firing.is_empty() {
@@ -241,7 +245,11 @@ mod tests {
     }
 
     fn fresh() -> IncidentState {
-        IncidentState { opened_at: ts(0), announced: None, last_announced_at: None }
+        IncidentState {
+            opened_at: ts(0),
+            announced: None,
+            last_announced_at: None,
+        }
     }
 
     fn announced(fps: &[&str], severity: Severity, at: i64) -> IncidentState {
@@ -258,7 +266,10 @@ mod tests {
     #[test]
     fn new_incident_waits_for_group_wait_then_opens() {
         let alerts = [alert("a", true, Severity::Warning, None)];
-        assert_eq!(evaluate(&fresh(), &alerts, ts(1), &timing()), Decision::WaitUntil(ts(5)));
+        assert_eq!(
+            evaluate(&fresh(), &alerts, ts(1), &timing()),
+            Decision::WaitUntil(ts(5))
+        );
         match evaluate(&fresh(), &alerts, ts(5), &timing()) {
             Decision::Announce { kind, announced } => {
                 assert_eq!(kind, UpdateKind::Opened);
@@ -271,25 +282,39 @@ mod tests {
 
     #[test]
     fn zero_group_wait_opens_at_once() {
-        let t = Timing { group_wait: Duration::ZERO, ..timing() };
+        let t = Timing {
+            group_wait: Duration::ZERO,
+            ..timing()
+        };
         let alerts = [alert("a", true, Severity::Critical, None)];
         assert!(matches!(
             evaluate(&fresh(), &alerts, ts(0), &t),
-            Decision::Announce { kind: UpdateKind::Opened, .. }
+            Decision::Announce {
+                kind: UpdateKind::Opened,
+                ..
+            }
         ));
     }
 
     #[test]
     fn blip_resolved_before_announcement_closes_silently() {
         let alerts = [alert("a", false, Severity::Warning, Some(2))];
-        assert_eq!(evaluate(&fresh(), &alerts, ts(5), &timing()), Decision::CloseSilently);
+        assert_eq!(
+            evaluate(&fresh(), &alerts, ts(5), &timing()),
+            Decision::CloseSilently
+        );
     }
 
     #[test]
     fn unchanged_announced_incident_is_idle() {
         let alerts = [alert("a", true, Severity::Warning, None)];
         assert_eq!(
-            evaluate(&announced(&["a"], Severity::Warning, 5), &alerts, ts(500), &timing()),
+            evaluate(
+                &announced(&["a"], Severity::Warning, 5),
+                &alerts,
+                ts(500),
+                &timing()
+            ),
             Decision::Idle
         );
     }
@@ -301,10 +326,16 @@ mod tests {
             alert("a", true, Severity::Warning, None),
             alert("b", true, Severity::Warning, None),
         ];
-        assert_eq!(evaluate(&inc, &alerts, ts(10), &timing()), Decision::WaitUntil(ts(65)));
+        assert_eq!(
+            evaluate(&inc, &alerts, ts(10), &timing()),
+            Decision::WaitUntil(ts(65))
+        );
         assert!(matches!(
             evaluate(&inc, &alerts, ts(65), &timing()),
-            Decision::Announce { kind: UpdateKind::Updated, .. }
+            Decision::Announce {
+                kind: UpdateKind::Updated,
+                ..
+            }
         ));
     }
 
@@ -328,7 +359,10 @@ mod tests {
             alert("a", false, Severity::Warning, Some(40)),
             alert("b", false, Severity::Warning, Some(50)),
         ];
-        assert_eq!(evaluate(&inc, &alerts, ts(60), &timing()), Decision::WaitUntil(ts(80)));
+        assert_eq!(
+            evaluate(&inc, &alerts, ts(60), &timing()),
+            Decision::WaitUntil(ts(80))
+        );
         match evaluate(&inc, &alerts, ts(80), &timing()) {
             Decision::Announce { kind, announced } => {
                 assert_eq!(kind, UpdateKind::Resolved);
@@ -348,18 +382,27 @@ mod tests {
 
     #[test]
     fn zero_hold_down_resolves_at_once() {
-        let t = Timing { flap_hold_down: Duration::ZERO, ..timing() };
+        let t = Timing {
+            flap_hold_down: Duration::ZERO,
+            ..timing()
+        };
         let inc = announced(&["a"], Severity::Warning, 5);
         let alerts = [alert("a", false, Severity::Warning, Some(9))];
         assert!(matches!(
             evaluate(&inc, &alerts, ts(9), &t),
-            Decision::Announce { kind: UpdateKind::Resolved, .. }
+            Decision::Announce {
+                kind: UpdateKind::Resolved,
+                ..
+            }
         ));
     }
 
     #[test]
     fn statuses_parse() {
-        assert_eq!("monitoring".parse::<IncidentStatus>(), Ok(IncidentStatus::Monitoring));
+        assert_eq!(
+            "monitoring".parse::<IncidentStatus>(),
+            Ok(IncidentStatus::Monitoring)
+        );
         assert!("fixed".parse::<IncidentStatus>().is_err());
     }
 }

@@ -105,8 +105,10 @@ impl FromStr for Matcher {
         if s.is_empty() {
             return Err(MatcherError::Empty);
         }
-        let (name_part, rest) = split_name(s).ok_or_else(|| MatcherError::NoOperator(input.into()))?;
-        let name = unquote_name(name_part.trim()).ok_or_else(|| MatcherError::Unterminated(input.into()))?;
+        let (name_part, rest) =
+            split_name(s).ok_or_else(|| MatcherError::NoOperator(input.into()))?;
+        let name = unquote_name(name_part.trim())
+            .ok_or_else(|| MatcherError::Unterminated(input.into()))?;
         if name.is_empty() {
             return Err(MatcherError::EmptyName(input.into()));
         }
@@ -158,7 +160,8 @@ fn unquote_name(name: &str) -> Option<String> {
 
 fn parse_value(v: &str, input: &str) -> Result<String, MatcherError> {
     if v.starts_with('"') {
-        let (value, rest) = read_quoted(v).ok_or_else(|| MatcherError::Unterminated(input.into()))?;
+        let (value, rest) =
+            read_quoted(v).ok_or_else(|| MatcherError::Unterminated(input.into()))?;
         if !rest.trim().is_empty() {
             return Err(MatcherError::TrailingText(input.into()));
         }
@@ -217,7 +220,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn m(s: &str) -> Matcher {
@@ -266,11 +272,26 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         assert_eq!("".parse::<Matcher>(), Err(MatcherError::Empty));
-        assert!(matches!("service".parse::<Matcher>(), Err(MatcherError::NoOperator(_))));
-        assert!(matches!(r#"service="cup"#.parse::<Matcher>(), Err(MatcherError::Unterminated(_))));
-        assert!(matches!(r#"service="cup" x"#.parse::<Matcher>(), Err(MatcherError::TrailingText(_))));
-        assert!(matches!(r#"service=~"cup(""#.parse::<Matcher>(), Err(MatcherError::BadRegex { .. })));
-        assert!(matches!(r#"="x""#.parse::<Matcher>(), Err(MatcherError::EmptyName(_))));
+        assert!(matches!(
+            "service".parse::<Matcher>(),
+            Err(MatcherError::NoOperator(_))
+        ));
+        assert!(matches!(
+            r#"service="cup"#.parse::<Matcher>(),
+            Err(MatcherError::Unterminated(_))
+        ));
+        assert!(matches!(
+            r#"service="cup" x"#.parse::<Matcher>(),
+            Err(MatcherError::TrailingText(_))
+        ));
+        assert!(matches!(
+            r#"service=~"cup(""#.parse::<Matcher>(),
+            Err(MatcherError::BadRegex { .. })
+        ));
+        assert!(matches!(
+            r#"="x""#.parse::<Matcher>(),
+            Err(MatcherError::EmptyName(_))
+        ));
     }
 
     #[test]
@@ -284,8 +305,14 @@ mod tests {
     #[test]
     fn all_match_is_conjunction() {
         let ms = vec![m(r#"service=~"cup.*""#), m(r#"area="umbria""#)];
-        assert!(all_match(&ms, &labels(&[("service", "cup-x"), ("area", "umbria")])));
-        assert!(!all_match(&ms, &labels(&[("service", "cup-x"), ("area", "marche")])));
+        assert!(all_match(
+            &ms,
+            &labels(&[("service", "cup-x"), ("area", "umbria")])
+        ));
+        assert!(!all_match(
+            &ms,
+            &labels(&[("service", "cup-x"), ("area", "marche")])
+        ));
         assert!(all_match(&[], &labels(&[])));
     }
 }

@@ -38,8 +38,8 @@ impl Severity {
     pub fn from_label(value: &str) -> Option<Severity> {
         let v = value.trim().to_ascii_lowercase();
         let level = match v.as_str() {
-            "info" | "informational" | "information" | "notice" | "low" | "none" | "ok" | "debug"
-            | "not classified" | "p5" | "sev5" | "5" => Severity::Info,
+            "info" | "informational" | "information" | "notice" | "low" | "none" | "ok"
+            | "debug" | "not classified" | "p5" | "sev5" | "5" => Severity::Info,
             "warning" | "warn" | "minor" | "medium" | "average" | "moderate" | "p4" | "p3"
             | "sev4" | "sev3" | "4" | "3" => Severity::Warning,
             "major" | "error" | "err" | "high" | "severe" | "p2" | "sev2" | "2" => Severity::Major,

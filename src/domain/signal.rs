@@ -82,9 +82,7 @@ impl SignalStatus {
             "firing" | "alerting" | "problem" | "triggered" | "trigger" | "down" | "open"
             | "critical" | "error" | "failing" | "failed" | "fail" | "active" | "alert" | "nok"
             | "re-triggered" | "retriggered" | "warn" | "re-warn" | "renotify" | "no data"
-            | "re-no data" => {
-                Some(SignalStatus::Firing)
-            }
+            | "re-no data" => Some(SignalStatus::Firing),
             "resolved" | "ok" | "recovered" | "recovery" | "up" | "closed" | "normal"
             | "resolve" | "success" | "inactive" | "cleared" | "clear" => {
                 Some(SignalStatus::Resolved)
@@ -160,7 +158,8 @@ impl RawSignal {
     /// `component` then `instance`, severity folded, fingerprint from the sender or from the label
     /// set, status from the sender or from `ends_at`.
     pub fn normalize(mut self, source: Source, rules: &NormalizeRules, now: Timestamp) -> Signal {
-        let non_empty = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let non_empty =
+            |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
         let service = non_empty(self.service.take())
             .or_else(|| non_empty(self.labels.get("service").cloned()))
             .or_else(|| non_empty(self.labels.get("alertname").cloned()))
@@ -185,9 +184,12 @@ impl RawSignal {
             None => format!("{source}:{}", label_fingerprint(&self.labels, &service)),
         };
         self.labels.insert("service".into(), service.clone());
-        self.labels.insert("severity".into(), severity.as_str().into());
+        self.labels
+            .insert("severity".into(), severity.as_str().into());
         if let Some(c) = &component {
-            self.labels.entry("component".into()).or_insert_with(|| c.clone());
+            self.labels
+                .entry("component".into())
+                .or_insert_with(|| c.clone());
         }
         let summary = non_empty(self.summary.take())
             .or_else(|| non_empty(self.annotations.get("summary").cloned()))
@@ -235,7 +237,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -255,10 +260,18 @@ mod tests {
     #[test]
     fn normalize_derives_service_component_severity() {
         let raw = RawSignal {
-            labels: labels(&[("alertname", "CupDown"), ("instance", "db1:5432"), ("severity", "page")]),
+            labels: labels(&[
+                ("alertname", "CupDown"),
+                ("instance", "db1:5432"),
+                ("severity", "page"),
+            ]),
             ..RawSignal::default()
         };
-        let s = raw.normalize(Source::Alertmanager, &NormalizeRules::default(), Timestamp::UNIX_EPOCH);
+        let s = raw.normalize(
+            Source::Alertmanager,
+            &NormalizeRules::default(),
+            Timestamp::UNIX_EPOCH,
+        );
         assert_eq!(s.service, "CupDown");
         assert_eq!(s.component.as_deref(), Some("db1:5432"));
         assert_eq!(s.severity, Severity::Critical);
@@ -279,7 +292,9 @@ mod tests {
             annotations: labels(&[("summary", "CUP giù")]),
             ..RawSignal::default()
         };
-        let rules = NormalizeRules { default_severity: Severity::Major };
+        let rules = NormalizeRules {
+            default_severity: Severity::Major,
+        };
         let s = raw.normalize(Source::Generic, &rules, Timestamp::UNIX_EPOCH);
         assert_eq!(s.fingerprint, "generic:abc");
         assert_eq!(s.service, "cup-backend");
@@ -300,15 +315,30 @@ mod tests {
             ..RawSignal::default()
         };
         let rules = NormalizeRules::default();
-        assert_eq!(past.normalize(Source::Generic, &rules, now).status, SignalStatus::Resolved);
-        assert_eq!(future.normalize(Source::Generic, &rules, now).status, SignalStatus::Firing);
+        assert_eq!(
+            past.normalize(Source::Generic, &rules, now).status,
+            SignalStatus::Resolved
+        );
+        assert_eq!(
+            future.normalize(Source::Generic, &rules, now).status,
+            SignalStatus::Firing
+        );
     }
 
     #[test]
     fn status_words() {
-        assert_eq!(SignalStatus::from_word("Triggered"), Some(SignalStatus::Firing));
-        assert_eq!(SignalStatus::from_word("RECOVERED"), Some(SignalStatus::Resolved));
-        assert_eq!(SignalStatus::from_word("Re-Triggered"), Some(SignalStatus::Firing));
+        assert_eq!(
+            SignalStatus::from_word("Triggered"),
+            Some(SignalStatus::Firing)
+        );
+        assert_eq!(
+            SignalStatus::from_word("RECOVERED"),
+            Some(SignalStatus::Resolved)
+        );
+        assert_eq!(
+            SignalStatus::from_word("Re-Triggered"),
+            Some(SignalStatus::Firing)
+        );
         assert_eq!(SignalStatus::from_word("pending"), None);
     }
 }

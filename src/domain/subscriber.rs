@@ -73,14 +73,18 @@ impl TryFrom<String> for Language {
     fn try_from(s: String) -> Result<Self, Self::Error> {
         let mut parts = s.split('-');
         let primary = parts.next().unwrap_or("");
-        let primary_ok = (2..=3).contains(&primary.len()) && primary.chars().all(|c| c.is_ascii_alphabetic());
-        let rest_ok = parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+        let primary_ok =
+            (2..=3).contains(&primary.len()) && primary.chars().all(|c| c.is_ascii_alphabetic());
+        let rest_ok = parts
+            .all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
         if primary_ok && rest_ok {
             let mut out = primary.to_ascii_lowercase();
             out.push_str(&s[primary.len()..]);
             Ok(Language(out))
         } else {
-            Err(format!("`{s}` is not a language tag (expected e.g. `it` or `en-GB`)"))
+            Err(format!(
+                "`{s}` is not a language tag (expected e.g. `it` or `en-GB`)"
+            ))
         }
     }
 }
@@ -183,15 +187,27 @@ impl SubscriberSpec {
         let mut errors = Vec::new();
         let name = self.name.trim().to_owned();
         if name.is_empty() {
-            errors.push(FieldError { field: "name".into(), message: "must not be empty".into() });
+            errors.push(FieldError {
+                field: "name".into(),
+                message: "must not be empty".into(),
+            });
         } else if name.chars().count() > 200 {
-            errors.push(FieldError { field: "name".into(), message: "is longer than 200 characters".into() });
+            errors.push(FieldError {
+                field: "name".into(),
+                message: "is longer than 200 characters".into(),
+            });
         }
         let audience = self.audience.trim().to_owned();
-        if audience.is_empty() || !audience.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if audience.is_empty()
+            || !audience
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             errors.push(FieldError {
                 field: "audience".into(),
-                message: format!("`{audience}` must be a non-empty word of letters, digits, `-` or `_`"),
+                message: format!(
+                    "`{audience}` must be a non-empty word of letters, digits, `-` or `_`"
+                ),
             });
         }
         let mut addresses = Vec::new();
@@ -199,7 +215,10 @@ impl SubscriberSpec {
             let channel = match channel_name.parse::<ChannelKind>() {
                 Ok(c) => c,
                 Err(message) => {
-                    errors.push(FieldError { field: format!("addresses.{channel_name}"), message });
+                    errors.push(FieldError {
+                        field: format!("addresses.{channel_name}"),
+                        message,
+                    });
                     continue;
                 }
             };
@@ -240,8 +259,14 @@ mod tests {
 
     #[test]
     fn language_tags() {
-        assert_eq!(Language::try_from("EN-GB".to_owned()).unwrap().as_str(), "en-GB");
-        assert_eq!(Language::try_from("en-GB".to_owned()).unwrap().primary(), "en");
+        assert_eq!(
+            Language::try_from("EN-GB".to_owned()).unwrap().as_str(),
+            "en-GB"
+        );
+        assert_eq!(
+            Language::try_from("en-GB".to_owned()).unwrap().primary(),
+            "en"
+        );
         assert!(Language::try_from("italiano".to_owned()).is_err());
         assert!(Language::try_from("".to_owned()).is_err());
     }
@@ -253,7 +278,10 @@ mod tests {
             "subscriptions": [{"matchers": ["service=~\"cup.*\""], "min_severity": "warning"}]}"#;
         let spec: SubscriberSpec = serde_json::from_str(json).unwrap();
         let valid = spec.validate(&it()).unwrap();
-        assert_eq!(valid.addresses, vec![(ChannelKind::Email, "cup.foligno@example.org".to_owned())]);
+        assert_eq!(
+            valid.addresses,
+            vec![(ChannelKind::Email, "cup.foligno@example.org".to_owned())]
+        );
         assert_eq!(valid.subscriptions[0].min_severity, Severity::Warning);
         assert_eq!(valid.subscriptions[0].matchers.len(), 1);
     }
@@ -265,7 +293,10 @@ mod tests {
         let spec: SubscriberSpec = serde_json::from_str(json).unwrap();
         let errors = spec.validate(&it()).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, vec!["name", "audience", "addresses.email[1]", "addresses.fax"]);
+        assert_eq!(
+            fields,
+            vec!["name", "audience", "addresses.email[1]", "addresses.fax"]
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ use serde::Deserialize;
 use crate::domain::incident::{AlertState, Announced, Decision, IncidentState, Timing, evaluate};
 use crate::domain::{IncidentStatus, Labels, Severity, SignalStatus, UpdateKind};
 use crate::store::{
-    AlertRow, IncidentOrigin, IncidentRow, NewIncident, NewUpdate, Store, StoreError, StoredSignal, Tx, UpdateRow,
+    AlertRow, IncidentOrigin, IncidentRow, NewIncident, NewUpdate, Store, StoreError, StoredSignal,
+    Tx, UpdateRow,
 };
 
 /// How many signals one step takes at most.
@@ -78,7 +79,10 @@ pub struct ManualUpdate {
 #[derive(Debug, thiserror::Error)]
 pub enum ManualError {
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("incident {0} not found")]
     NotFound(i64),
     #[error("incident {0} is already resolved")]
@@ -92,17 +96,27 @@ const MAX_BODY: usize = 10_000;
 
 fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), ManualError> {
     if value.trim().is_empty() {
-        return Err(ManualError::Invalid { field, message: "must not be empty".into() });
+        return Err(ManualError::Invalid {
+            field,
+            message: "must not be empty".into(),
+        });
     }
     if value.chars().count() > max {
-        return Err(ManualError::Invalid { field, message: format!("is longer than {max} characters") });
+        return Err(ManualError::Invalid {
+            field,
+            message: format!("is longer than {max} characters"),
+        });
     }
     Ok(())
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, timing: Timing, group_by: Vec<String>) -> Engine {
-        Engine { store, timing, group_by }
+        Engine {
+            store,
+            timing,
+            group_by,
+        }
     }
 
     /// The group key of a signal: the values of the `group_by` labels, or its fingerprint when
@@ -113,7 +127,11 @@ impl Engine {
             .iter()
             .filter_map(|name| labels.get(name).map(|v| format!("{name}={v}")))
             .collect();
-        if parts.is_empty() { format!("fingerprint={fingerprint}") } else { parts.join(",") }
+        if parts.is_empty() {
+            format!("fingerprint={fingerprint}")
+        } else {
+            parts.join(",")
+        }
     }
 
     pub async fn step(&self, now: Timestamp) -> Result<StepReport, StoreError> {
@@ -128,7 +146,11 @@ impl Engine {
         touched.extend(tx.due_incidents(now, DUE_BATCH).await?);
         let mut updates = 0;
         for id in touched {
-            if self.evaluate_incident(tx.as_mut(), id, now).await?.is_some() {
+            if self
+                .evaluate_incident(tx.as_mut(), id, now)
+                .await?
+                .is_some()
+            {
                 updates += 1;
             }
         }
@@ -146,7 +168,12 @@ impl Engine {
     }
 
     /// Applies one signal; returns the incident it touched.
-    async fn apply(&self, tx: &mut dyn Tx, stored: &StoredSignal, now: Timestamp) -> Result<Option<i64>, StoreError> {
+    async fn apply(
+        &self,
+        tx: &mut dyn Tx,
+        stored: &StoredSignal,
+        now: Timestamp,
+    ) -> Result<Option<i64>, StoreError> {
         let s = &stored.signal;
         let at = stored.received_at;
         if let Some(mut alert) = tx.active_alert(&s.fingerprint).await? {
@@ -176,17 +203,17 @@ impl Engine {
             alert.component = s.component.clone().or(alert.component);
             alert.last_seen_at = at;
             tx.save_alert(&alert).await?;
-            if changed {
-                if let Some(mut incident) = tx.incident(alert.incident_id).await? {
-                    incident.pending_since = Some(incident.pending_since.map_or(at, |p| p.min(at)));
-                    tx.save_incident(&incident).await?;
-                }
+            if changed && let Some(mut incident) = tx.incident(alert.incident_id).await? {
+                incident.pending_since = Some(incident.pending_since.map_or(at, |p| p.min(at)));
+                tx.save_incident(&incident).await?;
             }
-            tx.mark_signal(stored.id, now, outcome, Some(alert.incident_id)).await?;
+            tx.mark_signal(stored.id, now, outcome, Some(alert.incident_id))
+                .await?;
             return Ok(changed.then_some(alert.incident_id));
         }
         if s.status == SignalStatus::Resolved {
-            tx.mark_signal(stored.id, now, "ignored-unknown-resolved", None).await?;
+            tx.mark_signal(stored.id, now, "ignored-unknown-resolved", None)
+                .await?;
             return Ok(None);
         }
         let key = self.group_key(&s.labels, &s.fingerprint);
@@ -230,13 +257,19 @@ impl Engine {
             resolved_at: None,
         };
         tx.save_alert(&alert).await?;
-        tx.mark_signal(stored.id, now, outcome, Some(incident.id)).await?;
+        tx.mark_signal(stored.id, now, outcome, Some(incident.id))
+            .await?;
         Ok(Some(incident.id))
     }
 
     /// Evaluates one incident opened by signals and persists the decision. Returns the update
     /// written, if any.
-    async fn evaluate_incident(&self, tx: &mut dyn Tx, id: i64, now: Timestamp) -> Result<Option<UpdateRow>, StoreError> {
+    async fn evaluate_incident(
+        &self,
+        tx: &mut dyn Tx,
+        id: i64,
+        now: Timestamp,
+    ) -> Result<Option<UpdateRow>, StoreError> {
         let Some(mut incident) = tx.incident(id).await? else {
             return Ok(None);
         };
@@ -294,7 +327,9 @@ impl Engine {
                 incident.last_announced_at = Some(now);
                 incident.eval_at = None;
                 incident.last_seq += 1;
-                let update = self.write_update(tx, &incident, kind, None, None, now, false).await?;
+                let update = self
+                    .write_update(tx, &incident, kind, None, None, now, false)
+                    .await?;
                 incident.pending_since = None;
                 written = Some(update);
             }
@@ -330,13 +365,21 @@ impl Engine {
     }
 
     /// Opens an incident by hand; its first update is routed at once.
-    pub async fn open_manual(&self, req: ManualIncident, author: &str, now: Timestamp) -> Result<(IncidentRow, UpdateRow), ManualError> {
+    pub async fn open_manual(
+        &self,
+        req: ManualIncident,
+        author: &str,
+        now: Timestamp,
+    ) -> Result<(IncidentRow, UpdateRow), ManualError> {
         check_text("title", &req.title, MAX_TITLE)?;
         if let Some(body) = &req.body {
             check_text("body", body, MAX_BODY)?;
         }
         if req.status == IncidentStatus::Resolved {
-            return Err(ManualError::Invalid { field: "status", message: "a new incident cannot start resolved".into() });
+            return Err(ManualError::Invalid {
+                field: "status",
+                message: "a new incident cannot start resolved".into(),
+            });
         }
         let mut tx = self.store.begin().await?;
         let new = NewIncident {
@@ -352,10 +395,21 @@ impl Engine {
         };
         let mut incident = tx.insert_incident(&new).await?;
         incident.last_seq = 1;
-        incident.announced = Some(Announced { severity: Some(req.severity), firing: BTreeSet::new() });
+        incident.announced = Some(Announced {
+            severity: Some(req.severity),
+            firing: BTreeSet::new(),
+        });
         incident.last_announced_at = Some(now);
         let update = self
-            .write_update(tx.as_mut(), &incident, UpdateKind::Opened, req.body, Some(author.to_owned()), now, false)
+            .write_update(
+                tx.as_mut(),
+                &incident,
+                UpdateKind::Opened,
+                req.body,
+                Some(author.to_owned()),
+                now,
+                false,
+            )
             .await?;
         tx.save_incident(&incident).await?;
         tx.commit().await?;
@@ -363,7 +417,13 @@ impl Engine {
     }
 
     /// Posts an operator's update to an open incident; it is routed at once.
-    pub async fn post_update(&self, id: i64, req: ManualUpdate, author: &str, now: Timestamp) -> Result<(IncidentRow, UpdateRow), ManualError> {
+    pub async fn post_update(
+        &self,
+        id: i64,
+        req: ManualUpdate,
+        author: &str,
+        now: Timestamp,
+    ) -> Result<(IncidentRow, UpdateRow), ManualError> {
         if let Some(body) = &req.body {
             check_text("body", body, MAX_BODY)?;
         }
@@ -397,14 +457,31 @@ impl Engine {
             // The operator's word is an announcement of the present state: later automatic
             // updates compare against it.
             let alerts = tx.alerts(id).await?;
-            let firing = alerts.iter().filter(|a| a.firing).map(|a| a.fingerprint.clone()).collect();
-            let severity = alerts.iter().filter(|a| a.firing).map(|a| a.severity).max().or(Some(incident.severity));
+            let firing = alerts
+                .iter()
+                .filter(|a| a.firing)
+                .map(|a| a.fingerprint.clone())
+                .collect();
+            let severity = alerts
+                .iter()
+                .filter(|a| a.firing)
+                .map(|a| a.severity)
+                .max()
+                .or(Some(incident.severity));
             incident.announced = Some(Announced { severity, firing });
         }
         incident.last_announced_at = Some(now);
         incident.last_seq += 1;
         let update = self
-            .write_update(tx.as_mut(), &incident, kind, req.body, Some(author.to_owned()), now, false)
+            .write_update(
+                tx.as_mut(),
+                &incident,
+                kind,
+                req.body,
+                Some(author.to_owned()),
+                now,
+                false,
+            )
             .await?;
         incident.pending_since = None;
         tx.save_incident(&incident).await?;
@@ -421,7 +498,12 @@ fn title_for(incident: &IncidentRow, alerts: &[AlertRow]) -> String {
             if services.len() == 1 {
                 format!("{} (+{} more)", first.summary, alerts.len() - 1)
             } else {
-                format!("{} (+{} more, {} services)", first.summary, alerts.len() - 1, services.len())
+                format!(
+                    "{} (+{} more, {} services)",
+                    first.summary,
+                    alerts.len() - 1,
+                    services.len()
+                )
             }
         }
         Some(first) => first.summary.clone(),

@@ -8,15 +8,22 @@ use crate::domain::{RawSignal, SignalStatus};
 
 pub fn parse(value: &Value) -> Result<Parsed, IngestError> {
     let root = Obj::root(value, "")?;
-    let alerts = root
-        .array("alerts")?
-        .ok_or_else(|| IngestError::field("alerts", "missing: an Alertmanager webhook carries an `alerts` array"))?;
+    let alerts = root.array("alerts")?.ok_or_else(|| {
+        IngestError::field(
+            "alerts",
+            "missing: an Alertmanager webhook carries an `alerts` array",
+        )
+    })?;
     let mut parsed = Parsed::default();
     for (i, alert) in alerts.iter().enumerate() {
         let path = format!("alerts[{i}]");
         parsed.signals.push(parse_alert(Obj::root(alert, &path)?)?);
     }
-    if let Some(truncated) = root.get("truncatedAlerts").and_then(Value::as_u64).filter(|n| *n > 0) {
+    if let Some(truncated) = root
+        .get("truncatedAlerts")
+        .and_then(Value::as_u64)
+        .filter(|n| *n > 0)
+    {
         parsed.notes.push(format!(
             "{truncated} alerts were left out by the sender's max_alerts; raise it so Banditore sees them all"
         ));
@@ -29,7 +36,10 @@ pub fn parse_alert(alert: Obj<'_>) -> Result<RawSignal, IngestError> {
     let status = match alert.str("status")? {
         None => None,
         Some(word) => Some(SignalStatus::from_word(&word).ok_or_else(|| {
-            IngestError::field(alert.field("status"), format!("`{word}` is neither firing nor resolved"))
+            IngestError::field(
+                alert.field("status"),
+                format!("`{word}` is neither firing nor resolved"),
+            )
         })?),
     };
     Ok(RawSignal {
@@ -50,7 +60,10 @@ mod tests {
     use crate::ingest::json::decode;
 
     fn fixture(name: &str) -> Parsed {
-        let path = format!("{}/tests/fixtures/ingest/alertmanager/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/ingest/alertmanager/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         parse(&decode(&std::fs::read(path).unwrap()).unwrap()).unwrap()
     }
 
@@ -63,13 +76,25 @@ mod tests {
         assert_eq!(a.ends_at, None, "Go's zero time is no end");
         assert!(a.fingerprint.is_some());
         assert!(a.starts_at.is_some());
-        assert!(p.signals.iter().any(|s| s.annotations.values().any(|v| v.contains('&') || v.contains('<'))));
-        assert_eq!(a.labels.get("service").map(String::as_str), Some("cup-backend"));
+        assert!(p.signals.iter().any(|s| {
+            s.annotations
+                .values()
+                .any(|v| v.contains('&') || v.contains('<'))
+        }));
+        assert_eq!(
+            a.labels.get("service").map(String::as_str),
+            Some("cup-backend")
+        );
     }
 
     #[test]
     fn resolved_and_mixed() {
-        assert!(fixture("resolved.json").signals.iter().all(|s| s.status == Some(SignalStatus::Resolved)));
+        assert!(
+            fixture("resolved.json")
+                .signals
+                .iter()
+                .all(|s| s.status == Some(SignalStatus::Resolved))
+        );
         let mixed = fixture("mixed.json");
         let statuses: Vec<_> = mixed.signals.iter().map(|s| s.status).collect();
         assert!(statuses.contains(&Some(SignalStatus::Firing)));
@@ -90,15 +115,25 @@ mod tests {
     #[test]
     fn unicode_labels_survive() {
         let p = fixture("unicode.json");
-        let all: String = p.signals.iter().flat_map(|s| s.labels.values().cloned()).collect();
-        assert!(all.contains("放射科") || all.contains("ペルージャ"), "{all}");
+        let all: String = p
+            .signals
+            .iter()
+            .flat_map(|s| s.labels.values().cloned())
+            .collect();
+        assert!(
+            all.contains("放射科") || all.contains("ペルージャ"),
+            "{all}"
+        );
     }
 
     #[test]
     fn errors_name_the_field() {
         let err = parse(&serde_json::json!({"version": "4"})).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("alerts"));
-        let err = parse(&serde_json::json!({"alerts": [{"labels": {"a": "b"}}, {"startsAt": "yesterday"}]})).unwrap_err();
+        let err = parse(
+            &serde_json::json!({"alerts": [{"labels": {"a": "b"}}, {"startsAt": "yesterday"}]}),
+        )
+        .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("alerts[1].startsAt"));
         let err = parse(&serde_json::json!({"alerts": [{"labels": {"a": ["x"]}}]})).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("alerts[0].labels.a"));

@@ -29,7 +29,9 @@ const CONTEXT_ATTRIBUTES: [&str; 10] = [
 
 pub fn parse_batch(value: &Value) -> Result<Parsed, IngestError> {
     let Value::Array(events) = value else {
-        return Err(IngestError::body("a CloudEvents batch must be a JSON array of events"));
+        return Err(IngestError::body(
+            "a CloudEvents batch must be a JSON array of events",
+        ));
     };
     let mut parsed = Parsed::default();
     if events.is_empty() {
@@ -45,29 +47,43 @@ pub fn parse_batch(value: &Value) -> Result<Parsed, IngestError> {
 pub fn parse_one(value: &Value, path: &str) -> Result<Parsed, IngestError> {
     let event = Obj::root(value, path)?;
     let attr = |name: &str| -> Result<String, IngestError> {
-        event
-            .str(name)?
-            .ok_or_else(|| IngestError::field(event.field(name), "missing: a CloudEvent requires it"))
+        event.str(name)?.ok_or_else(|| {
+            IngestError::field(event.field(name), "missing: a CloudEvent requires it")
+        })
     };
     let specversion = attr("specversion")?;
     if specversion != "1.0" {
-        return Err(IngestError::field(event.field("specversion"), format!("`{specversion}` is not supported (1.0 is)")));
+        return Err(IngestError::field(
+            event.field("specversion"),
+            format!("`{specversion}` is not supported (1.0 is)"),
+        ));
     }
     let id = attr("id")?;
     let source = attr("source")?;
     let event_type = attr("type")?;
     let subject = event.str("subject")?;
     if event.get("data").is_some() && event.get("data_base64").is_some() {
-        return Err(IngestError::field(event.field("data"), "`data` and `data_base64` are mutually exclusive"));
+        return Err(IngestError::field(
+            event.field("data"),
+            "`data` and `data_base64` are mutually exclusive",
+        ));
     }
     let content_type = event.str("datacontenttype")?;
     let mut signal = match (event.get("data"), event.get("data_base64")) {
-        (Some(data @ Value::Object(_)), None) => parse_signal(Obj::root(data, &event.field("data"))?)?,
-        (Some(Value::String(text)), None) => RawSignal { summary: Some(text.clone()), ..RawSignal::default() },
+        (Some(data @ Value::Object(_)), None) => {
+            parse_signal(Obj::root(data, &event.field("data"))?)?
+        }
+        (Some(Value::String(text)), None) => RawSignal {
+            summary: Some(text.clone()),
+            ..RawSignal::default()
+        },
         (Some(other), None) => {
             return Err(IngestError::field(
                 event.field("data"),
-                format!("expected an object in Banditore's generic shape, found {}", super::json::kind(other)),
+                format!(
+                    "expected an object in Banditore's generic shape, found {}",
+                    super::json::kind(other)
+                ),
             ));
         }
         (None, Some(encoded)) => {
@@ -80,9 +96,15 @@ pub fn parse_one(value: &Value, path: &str) -> Result<Parsed, IngestError> {
             let text = encoded.as_str().unwrap_or_default();
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
-                .map_err(|e| IngestError::field(event.field("data_base64"), format!("not base64: {e}")))?;
-            let data: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| IngestError::field(event.field("data_base64"), format!("does not hold JSON: {e}")))?;
+                .map_err(|e| {
+                    IngestError::field(event.field("data_base64"), format!("not base64: {e}"))
+                })?;
+            let data: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                IngestError::field(
+                    event.field("data_base64"),
+                    format!("does not hold JSON: {e}"),
+                )
+            })?;
             parse_signal(Obj::root(&data, &event.field("data_base64"))?)?
         }
         (None, None) | (Some(_), Some(_)) => RawSignal::default(),
@@ -97,12 +119,17 @@ pub fn parse_one(value: &Value, path: &str) -> Result<Parsed, IngestError> {
         }
     }
     if signal.status.is_none() {
-        let word = event_type.rsplit(['.', ':', '/']).next().unwrap_or_default();
+        let word = event_type
+            .rsplit(['.', ':', '/'])
+            .next()
+            .unwrap_or_default();
         signal.status = SignalStatus::from_word(word);
         if signal.status.is_none() && signal.ends_at.is_none() {
             return Err(IngestError::field(
                 event.field("type"),
-                format!("cannot tell firing from resolved: set data.status, or end the type with .firing or .resolved (got `{event_type}`)"),
+                format!(
+                    "cannot tell firing from resolved: set data.status, or end the type with .firing or .resolved (got `{event_type}`)"
+                ),
             ));
         }
     }
@@ -119,14 +146,28 @@ pub fn parse_one(value: &Value, path: &str) -> Result<Parsed, IngestError> {
         // The event id names this event, not the thing it is about: use source and subject.
         signal.fingerprint = subject.map(|s| format!("{source}#{s}"));
     }
-    signal.annotations.entry("cloudevent_id".into()).or_insert(id);
-    signal.annotations.entry("cloudevent_source".into()).or_insert(source);
-    Ok(Parsed { signals: vec![signal], notes: Vec::new() })
+    signal
+        .annotations
+        .entry("cloudevent_id".into())
+        .or_insert(id);
+    signal
+        .annotations
+        .entry("cloudevent_source".into())
+        .or_insert(source);
+    Ok(Parsed {
+        signals: vec![signal],
+        notes: Vec::new(),
+    })
 }
 
 /// `application/json`, `text/json` or any `*/*+json`, parameters ignored.
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
 }
 
@@ -136,7 +177,10 @@ mod tests {
     use crate::ingest::json::decode;
 
     fn value(name: &str) -> Value {
-        let path = format!("{}/tests/fixtures/ingest/cloudevents/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/ingest/cloudevents/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         decode(&std::fs::read(path).unwrap()).unwrap()
     }
 
@@ -165,16 +209,27 @@ mod tests {
     #[test]
     fn string_data_is_never_reparsed() {
         match parse_one(&value("string-data.json"), "") {
-            Ok(p) => assert_ne!(p.signals[0].status, Some(SignalStatus::Resolved), "read `resolved` out of a string"),
+            Ok(p) => assert_ne!(
+                p.signals[0].status,
+                Some(SignalStatus::Resolved),
+                "read `resolved` out of a string"
+            ),
             Err(e) => assert_eq!(e.field.as_deref(), Some("type")),
         }
     }
 
     #[test]
     fn required_attributes_are_named() {
-        let err = parse_one(&serde_json::json!({"specversion": "1.0", "id": "1", "type": "x.firing"}), "").unwrap_err();
+        let err = parse_one(
+            &serde_json::json!({"specversion": "1.0", "id": "1", "type": "x.firing"}),
+            "",
+        )
+        .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("source"));
-        let err = parse_batch(&serde_json::json!([{"specversion": "0.3", "id": "1", "source": "s", "type": "t"}])).unwrap_err();
+        let err = parse_batch(
+            &serde_json::json!([{"specversion": "0.3", "id": "1", "source": "s", "type": "t"}]),
+        )
+        .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("[0].specversion"));
         let ok = parse_one(
             &serde_json::json!({"specversion": "1.0", "id": "1", "source": "/probe", "type": "org.example.cup.resolved", "subject": "cup"}),

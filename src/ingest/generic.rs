@@ -81,10 +81,17 @@ fn merge_tags(o: &Obj<'_>, labels: &mut Labels) -> Result<(), IngestError> {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                scalar(v).ok_or_else(|| IngestError::field(format!("{}[{i}]", o.field("tags")), "expected text"))
+                scalar(v).ok_or_else(|| {
+                    IngestError::field(format!("{}[{i}]", o.field("tags")), "expected text")
+                })
             })
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(IngestError::field(o.field("tags"), "expected \"k:v,k2:v2\" or an array of \"k:v\"")),
+        Some(_) => {
+            return Err(IngestError::field(
+                o.field("tags"),
+                "expected \"k:v,k2:v2\" or an array of \"k:v\"",
+            ));
+        }
     };
     for item in items {
         let item = item.trim();
@@ -96,7 +103,9 @@ fn merge_tags(o: &Obj<'_>, labels: &mut Labels) -> Result<(), IngestError> {
             None => (item, "true"),
         };
         if !key.is_empty() {
-            labels.entry(key.to_owned()).or_insert_with(|| value.to_owned());
+            labels
+                .entry(key.to_owned())
+                .or_insert_with(|| value.to_owned());
         }
     }
     Ok(())
@@ -108,7 +117,10 @@ mod tests {
     use crate::ingest::json::decode;
 
     fn fixture(name: &str) -> Parsed {
-        let path = format!("{}/tests/fixtures/ingest/generic/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/ingest/generic/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         parse(&decode(&std::fs::read(path).unwrap()).unwrap()).unwrap()
     }
 
@@ -124,12 +136,24 @@ mod tests {
         let p = fixture("batch.json");
         assert_eq!(p.signals.len(), 3);
         assert_eq!(p.signals[0].status, Some(SignalStatus::Firing));
-        assert_eq!(p.signals[0].labels.get("area").map(String::as_str), Some("umbria"));
-        assert_eq!(p.signals[0].starts_at.unwrap().to_string(), "2026-11-26T09:14:03Z");
+        assert_eq!(
+            p.signals[0].labels.get("area").map(String::as_str),
+            Some("umbria")
+        );
+        assert_eq!(
+            p.signals[0].starts_at.unwrap().to_string(),
+            "2026-11-26T09:14:03Z"
+        );
         assert_eq!(p.signals[1].status, Some(SignalStatus::Resolved));
-        assert_eq!(p.signals[1].starts_at.unwrap().as_millisecond(), 1795682400000);
+        assert_eq!(
+            p.signals[1].starts_at.unwrap().as_millisecond(),
+            1795682400000
+        );
         assert_eq!(p.signals[2].status, Some(SignalStatus::Resolved));
-        assert_eq!(p.signals[2].labels.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(
+            p.signals[2].labels.get("env").map(String::as_str),
+            Some("prod")
+        );
     }
 
     #[test]
@@ -149,7 +173,8 @@ mod tests {
 
     #[test]
     fn unknown_status_and_empty_signal_are_named() {
-        let err = parse(&serde_json::json!({"signals": [{"summary": "x", "status": "maybe"}]})).unwrap_err();
+        let err = parse(&serde_json::json!({"signals": [{"summary": "x", "status": "maybe"}]}))
+            .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("signals[0].status"));
         let err = parse(&serde_json::json!({"status": "firing"})).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("summary"));

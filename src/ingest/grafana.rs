@@ -43,7 +43,10 @@ fn is_test(root: &Obj<'_>, alerts: &[Value]) -> bool {
         .and_then(Value::as_str)
         .is_some_and(|k| k.starts_with("test-"));
     let test_alert = alerts.iter().all(|a| {
-        a.get("labels").and_then(|l| l.get("alertname")).and_then(Value::as_str) == Some("TestAlert")
+        a.get("labels")
+            .and_then(|l| l.get("alertname"))
+            .and_then(Value::as_str)
+            == Some("TestAlert")
     });
     group_key_test && test_alert
 }
@@ -62,7 +65,10 @@ mod tests {
     use crate::ingest::json::decode;
 
     fn fixture(name: &str) -> Result<Parsed, IngestError> {
-        let path = format!("{}/tests/fixtures/ingest/grafana/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/ingest/grafana/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         parse(&decode(&std::fs::read(path).unwrap()).unwrap())
     }
 
@@ -73,9 +79,19 @@ mod tests {
         let s = &p.signals[0];
         assert_eq!(s.status, Some(SignalStatus::Firing));
         // Panel and dashboard URLs are empty here, so the rule link is used, with a scheme.
-        assert!(s.url.as_deref().unwrap().starts_with("http://localhost:3000/"), "{:?}", s.url);
+        assert!(
+            s.url
+                .as_deref()
+                .unwrap()
+                .starts_with("http://localhost:3000/"),
+            "{:?}",
+            s.url
+        );
         assert!(s.annotations.contains_key("value"));
-        assert_eq!(s.labels.get("service").map(String::as_str), Some("cup-portal"));
+        assert_eq!(
+            s.labels.get("service").map(String::as_str),
+            Some("cup-portal")
+        );
     }
 
     #[test]
@@ -84,7 +100,13 @@ mod tests {
         assert_eq!(r.signals[0].status, Some(SignalStatus::Resolved));
         let old = fixture("old-valuestring-only.json").unwrap();
         assert!(old.signals[0].annotations.contains_key("value"));
-        assert!(old.signals[0].url.as_deref().unwrap().starts_with("https://"));
+        assert!(
+            old.signals[0]
+                .url
+                .as_deref()
+                .unwrap()
+                .starts_with("https://")
+        );
     }
 
     #[test]

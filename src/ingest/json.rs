@@ -11,7 +11,8 @@ pub fn decode(body: &[u8]) -> Result<Value, IngestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(IngestError::body("the body is empty"));
     }
-    let text = std::str::from_utf8(body).map_err(|e| IngestError::body(format!("the body is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| IngestError::body(format!("the body is not UTF-8: {e}")))?;
     serde_json::from_str(text).map_err(|e| IngestError::body(format!("malformed JSON: {e}")))
 }
 
@@ -23,7 +24,11 @@ pub struct Obj<'a> {
 }
 
 pub fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 impl<'a> Obj<'a> {
@@ -52,7 +57,9 @@ impl<'a> Obj<'a> {
             None => Ok(None),
             Some(v) => scalar(v)
                 .map(|s| Some(s).filter(|s| !s.trim().is_empty()))
-                .ok_or_else(|| IngestError::field(self.field(key), format!("expected text, found {}", kind(v)))),
+                .ok_or_else(|| {
+                    IngestError::field(self.field(key), format!("expected text, found {}", kind(v)))
+                }),
         }
     }
 
@@ -60,7 +67,10 @@ impl<'a> Obj<'a> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Array(a)) => Ok(Some(a)),
-            Some(v) => Err(IngestError::field(self.field(key), format!("expected an array, found {}", kind(v)))),
+            Some(v) => Err(IngestError::field(
+                self.field(key),
+                format!("expected an array, found {}", kind(v)),
+            )),
         }
     }
 
@@ -75,13 +85,19 @@ impl<'a> Obj<'a> {
                         continue;
                     }
                     let text = scalar(v).ok_or_else(|| {
-                        IngestError::field(join(&self.field(key), k), format!("expected text, found {}", kind(v)))
+                        IngestError::field(
+                            join(&self.field(key), k),
+                            format!("expected text, found {}", kind(v)),
+                        )
                     })?;
                     out.insert(k.clone(), text);
                 }
                 Ok(out)
             }
-            Some(v) => Err(IngestError::field(self.field(key), format!("expected an object, found {}", kind(v)))),
+            Some(v) => Err(IngestError::field(
+                self.field(key),
+                format!("expected an object, found {}", kind(v)),
+            )),
         }
     }
 

@@ -37,11 +37,17 @@ pub struct IngestError {
 
 impl IngestError {
     pub fn body(message: impl Into<String>) -> IngestError {
-        IngestError { field: None, message: message.into() }
+        IngestError {
+            field: None,
+            message: message.into(),
+        }
     }
 
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> IngestError {
-        IngestError { field: Some(field.into()), message: message.into() }
+        IngestError {
+            field: Some(field.into()),
+            message: message.into(),
+        }
     }
 }
 
@@ -54,7 +60,9 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        ParseOptions { uptime_kuma_severity: "critical".into() }
+        ParseOptions {
+            uptime_kuma_severity: "critical".into(),
+        }
     }
 }
 
@@ -70,7 +78,12 @@ pub enum GenericFraming {
 }
 
 /// Parses a JSON body for `source`.
-pub fn parse(source: Source, body: &[u8], framing: GenericFraming, options: &ParseOptions) -> Result<Parsed, IngestError> {
+pub fn parse(
+    source: Source,
+    body: &[u8],
+    framing: GenericFraming,
+    options: &ParseOptions,
+) -> Result<Parsed, IngestError> {
     let value = json::decode(body)?;
     match source {
         Source::Alertmanager => alertmanager::parse(&value),
@@ -102,6 +115,9 @@ pub fn parse_uptime_kuma_query(
     let mut object = serde_json::Map::new();
     object.insert("heartbeat".into(), field("heartbeat", heartbeat)?);
     object.insert("monitor".into(), field("monitor", monitor)?);
-    object.insert("msg".into(), msg.map(Into::into).unwrap_or(serde_json::Value::Null));
+    object.insert(
+        "msg".into(),
+        msg.map(Into::into).unwrap_or(serde_json::Value::Null),
+    );
     uptime_kuma::parse(&serde_json::Value::Object(object), options)
 }

@@ -13,7 +13,10 @@ use crate::store::{Store, StoreError};
 /// Signals stored per transaction at most.
 const MAX_BATCH: usize = 2000;
 
-type Request = (Vec<(Timestamp, Signal)>, oneshot::Sender<Result<Vec<i64>, StoreError>>);
+type Request = (
+    Vec<(Timestamp, Signal)>,
+    oneshot::Sender<Result<Vec<i64>, StoreError>>,
+);
 
 #[derive(Clone)]
 pub struct IngestQueue {
@@ -22,7 +25,10 @@ pub struct IngestQueue {
 
 impl IngestQueue {
     /// Starts the writer. It stops when every handle is dropped, after storing what it holds.
-    pub fn start(store: Arc<dyn Store>, wake: Arc<Notify>) -> (IngestQueue, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        store: Arc<dyn Store>,
+        wake: Arc<Notify>,
+    ) -> (IngestQueue, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel::<Request>(4096);
         let task = tokio::spawn(write(store, wake, receiver));
         (IngestQueue { sender }, task)

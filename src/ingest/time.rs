@@ -14,11 +14,14 @@ pub fn parse_time(v: &Value) -> Result<Option<Timestamp>, String> {
             Some(i) => epoch(i),
             None => n
                 .as_f64()
-                .map(|f| epoch_float(f))
+                .map(epoch_float)
                 .unwrap_or_else(|| Err(format!("`{n}` is not a time"))),
         },
         Value::String(s) => parse_text(s),
-        other => Err(format!("expected a time, found {}", super::json::kind(other))),
+        other => Err(format!(
+            "expected a time, found {}",
+            super::json::kind(other)
+        )),
     }
 }
 
@@ -37,12 +40,14 @@ fn parse_text(raw: &str) -> Result<Option<Timestamp>, String> {
         return Ok(Some(t));
     }
     // No offset: Uptime Kuma writes UTC this way.
-    if let Ok(dt) = s.replacen(' ', "T", 1).parse::<DateTime>() {
-        if let Ok(z) = dt.to_zoned_datetime(jiff::tz::TimeZone::UTC) {
-            return Ok(Some(z.timestamp()));
-        }
+    if let Ok(dt) = s.replacen(' ', "T", 1).parse::<DateTime>()
+        && let Ok(z) = dt.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+    {
+        return Ok(Some(z.timestamp()));
     }
-    Err(format!("`{raw}` is not a time (expected RFC 3339, `YYYY-MM-DD HH:MM:SS` in UTC, or epoch seconds/milliseconds)"))
+    Err(format!(
+        "`{raw}` is not a time (expected RFC 3339, `YYYY-MM-DD HH:MM:SS` in UTC, or epoch seconds/milliseconds)"
+    ))
 }
 
 /// Epoch in seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude.
@@ -60,7 +65,9 @@ fn epoch(i: i64) -> Result<Option<Timestamp>, String> {
     } else {
         Timestamp::from_nanosecond(i128::from(i))
     };
-    result.map(Some).map_err(|e| format!("`{i}` is out of range: {e}"))
+    result
+        .map(Some)
+        .map_err(|e| format!("`{i}` is out of range: {e}"))
 }
 
 fn epoch_float(f: f64) -> Result<Option<Timestamp>, String> {
@@ -69,7 +76,9 @@ fn epoch_float(f: f64) -> Result<Option<Timestamp>, String> {
     }
     if f.abs() < 100_000_000_000.0 {
         let ms = (f * 1000.0).round() as i64;
-        return Timestamp::from_millisecond(ms).map(Some).map_err(|e| e.to_string());
+        return Timestamp::from_millisecond(ms)
+            .map(Some)
+            .map_err(|e| e.to_string());
     }
     epoch(f.round() as i64)
 }
@@ -85,9 +94,18 @@ mod tests {
 
     #[test]
     fn rfc3339_with_any_fraction_and_offset() {
-        assert_eq!(t(json!("2026-11-26T09:14:03.123456789Z")).as_deref(), Some("2026-11-26T09:14:03.123456789Z"));
-        assert_eq!(t(json!("2026-11-26T17:14:03.5+08:00")).as_deref(), Some("2026-11-26T09:14:03.5Z"));
-        assert_eq!(t(json!("2026-11-26T09:14:03Z")).as_deref(), Some("2026-11-26T09:14:03Z"));
+        assert_eq!(
+            t(json!("2026-11-26T09:14:03.123456789Z")).as_deref(),
+            Some("2026-11-26T09:14:03.123456789Z")
+        );
+        assert_eq!(
+            t(json!("2026-11-26T17:14:03.5+08:00")).as_deref(),
+            Some("2026-11-26T09:14:03.5Z")
+        );
+        assert_eq!(
+            t(json!("2026-11-26T09:14:03Z")).as_deref(),
+            Some("2026-11-26T09:14:03Z")
+        );
     }
 
     #[test]
@@ -100,8 +118,14 @@ mod tests {
 
     #[test]
     fn uptime_kuma_utc_without_zone() {
-        assert_eq!(t(json!("2026-11-26 09:14:03.512")).as_deref(), Some("2026-11-26T09:14:03.512Z"));
-        assert_eq!(t(json!("2026-11-26 09:14:03")).as_deref(), Some("2026-11-26T09:14:03Z"));
+        assert_eq!(
+            t(json!("2026-11-26 09:14:03.512")).as_deref(),
+            Some("2026-11-26T09:14:03.512Z")
+        );
+        assert_eq!(
+            t(json!("2026-11-26 09:14:03")).as_deref(),
+            Some("2026-11-26T09:14:03Z")
+        );
     }
 
     #[test]
@@ -112,12 +136,19 @@ mod tests {
         assert_eq!(t(json!(1795684443000i64)), expected);
         assert_eq!(t(json!("1795684443000")), expected);
         assert_eq!(t(json!(1795684443000000i64)), expected);
-        assert_eq!(t(json!(1795684443.5)).as_deref(), Some("2026-11-26T09:14:03.5Z"));
+        assert_eq!(
+            t(json!(1795684443.5)).as_deref(),
+            Some("2026-11-26T09:14:03.5Z")
+        );
     }
 
     #[test]
     fn garbage_is_an_error() {
-        assert!(parse_time(&json!("yesterday")).unwrap_err().contains("yesterday"));
+        assert!(
+            parse_time(&json!("yesterday"))
+                .unwrap_err()
+                .contains("yesterday")
+        );
         assert!(parse_time(&json!({"a": 1})).is_err());
     }
 }

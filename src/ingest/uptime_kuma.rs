@@ -23,8 +23,16 @@ pub fn parse(value: &Value, options: &ParseOptions) -> Result<Parsed, IngestErro
                 )],
             });
         }
-        (Some(h), m) => (Obj::root(h, "heartbeat")?, m.map(|m| Obj::root(m, "monitor")).transpose()?),
-        (None, Some(_)) => return Err(IngestError::field("heartbeat", "missing while `monitor` is present")),
+        (Some(h), m) => (
+            Obj::root(h, "heartbeat")?,
+            m.map(|m| Obj::root(m, "monitor")).transpose()?,
+        ),
+        (None, Some(_)) => {
+            return Err(IngestError::field(
+                "heartbeat",
+                "missing while `monitor` is present",
+            ));
+        }
     };
     let code = heartbeat
         .get("status")
@@ -32,7 +40,12 @@ pub fn parse(value: &Value, options: &ParseOptions) -> Result<Parsed, IngestErro
     let code = code
         .as_i64()
         .or_else(|| code.as_str().and_then(|s| s.trim().parse().ok()))
-        .ok_or_else(|| IngestError::field("heartbeat.status", "expected 0 (down), 1 (up), 2 (pending) or 3 (maintenance)"))?;
+        .ok_or_else(|| {
+            IngestError::field(
+                "heartbeat.status",
+                "expected 0 (down), 1 (up), 2 (pending) or 3 (maintenance)",
+            )
+        })?;
     let status = match code {
         0 => SignalStatus::Firing,
         1 => SignalStatus::Resolved,
@@ -40,7 +53,9 @@ pub fn parse(value: &Value, options: &ParseOptions) -> Result<Parsed, IngestErro
             let word = if code == 2 { "pending" } else { "maintenance" };
             return Ok(Parsed {
                 signals: Vec::new(),
-                notes: vec![format!("heartbeat status {code} ({word}): accepted, nothing changes until the monitor is down or up")],
+                notes: vec![format!(
+                    "heartbeat status {code} ({word}): accepted, nothing changes until the monitor is down or up"
+                )],
             });
         }
         other => {
@@ -56,7 +71,12 @@ pub fn parse(value: &Value, options: &ParseOptions) -> Result<Parsed, IngestErro
             Some(m) => m.str("id")?,
             None => None,
         })
-        .ok_or_else(|| IngestError::field("heartbeat.monitorID", "missing: Banditore needs it to tell monitors apart"))?;
+        .ok_or_else(|| {
+            IngestError::field(
+                "heartbeat.monitorID",
+                "missing: Banditore needs it to tell monitors apart",
+            )
+        })?;
     let mut labels = Labels::new();
     let mut name = None;
     let mut link = None;
@@ -79,7 +99,9 @@ pub fn parse(value: &Value, options: &ParseOptions) -> Result<Parsed, IngestErro
     }
     let name = name.unwrap_or_else(|| format!("monitor {monitor_id}"));
     labels.insert("monitor".into(), name.clone());
-    labels.entry("alertname".into()).or_insert_with(|| name.clone());
+    labels
+        .entry("alertname".into())
+        .or_insert_with(|| name.clone());
     let detail = heartbeat.str("msg")?.filter(|m| m != "N/A");
     let summary = match (status, &detail) {
         (SignalStatus::Firing, Some(d)) => format!("{name}: {d}"),
@@ -94,7 +116,10 @@ pub fn parse(value: &Value, options: &ParseOptions) -> Result<Parsed, IngestErro
         annotations.insert("message".into(), m);
     }
     let time = heartbeat.time("time")?;
-    let severity = labels.get("severity").cloned().unwrap_or_else(|| options.uptime_kuma_severity.clone());
+    let severity = labels
+        .get("severity")
+        .cloned()
+        .unwrap_or_else(|| options.uptime_kuma_severity.clone());
     Ok(Parsed {
         signals: vec![RawSignal {
             fingerprint: Some(format!("monitor-{monitor_id}")),
@@ -104,8 +129,16 @@ pub fn parse(value: &Value, options: &ParseOptions) -> Result<Parsed, IngestErro
             labels,
             annotations,
             summary: Some(summary),
-            starts_at: if status == SignalStatus::Firing { time } else { None },
-            ends_at: if status == SignalStatus::Resolved { time } else { None },
+            starts_at: if status == SignalStatus::Firing {
+                time
+            } else {
+                None
+            },
+            ends_at: if status == SignalStatus::Resolved {
+                time
+            } else {
+                None
+            },
             url: link,
             ..RawSignal::default()
         }],
@@ -119,8 +152,15 @@ mod tests {
     use crate::ingest::json::decode;
 
     fn fixture(name: &str) -> Parsed {
-        let path = format!("{}/tests/fixtures/ingest/uptime-kuma/{name}", env!("CARGO_MANIFEST_DIR"));
-        parse(&decode(&std::fs::read(path).unwrap()).unwrap(), &ParseOptions::default()).unwrap()
+        let path = format!(
+            "{}/tests/fixtures/ingest/uptime-kuma/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        parse(
+            &decode(&std::fs::read(path).unwrap()).unwrap(),
+            &ParseOptions::default(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -167,7 +207,11 @@ mod tests {
 
     #[test]
     fn bad_status_is_named() {
-        let err = parse(&serde_json::json!({"heartbeat": {"status": 9, "monitorID": 1}}), &ParseOptions::default()).unwrap_err();
+        let err = parse(
+            &serde_json::json!({"heartbeat": {"status": 9, "monitorID": 1}}),
+            &ParseOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("heartbeat.status"));
     }
 }

@@ -28,7 +28,10 @@ mod tests {
 
     #[test]
     fn grows_exponentially_within_jitter_and_cap() {
-        let b = Backoff { initial: Duration::from_secs(5), max: Duration::from_secs(60) };
+        let b = Backoff {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(60),
+        };
         for _ in 0..50 {
             let d1 = b.delay(1, None).as_secs_f64();
             assert!((4.0..=6.0).contains(&d1), "{d1}");
@@ -40,8 +43,17 @@ mod tests {
 
     #[test]
     fn retry_after_wins_but_is_capped() {
-        let b = Backoff { initial: Duration::from_secs(5), max: Duration::from_secs(60) };
-        assert_eq!(b.delay(1, Some(Duration::from_secs(17))), Duration::from_secs(17));
-        assert_eq!(b.delay(1, Some(Duration::from_secs(3600))), Duration::from_secs(60));
+        let b = Backoff {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(60),
+        };
+        assert_eq!(
+            b.delay(1, Some(Duration::from_secs(17))),
+            Duration::from_secs(17)
+        );
+        assert_eq!(
+            b.delay(1, Some(Duration::from_secs(3600))),
+            Duration::from_secs(60)
+        );
     }
 }

@@ -62,17 +62,33 @@ impl Dispatcher {
         links: UnsubscribeLinks,
         limiter: Option<Arc<RateLimiter>>,
     ) -> Dispatcher {
-        Dispatcher { store, channel, config, owner, wake, links, limiter }
+        Dispatcher {
+            store,
+            channel,
+            config,
+            owner,
+            wake,
+            links,
+            limiter,
+        }
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
         let kind = self.channel.kind();
         let (results, received) = mpsc::unbounded_channel::<Recorded>();
-        let recorder = tokio::spawn(record(self.store.clone(), self.owner.clone(), received));
+        let recorder = tokio::spawn(record(
+            self.store.clone(),
+            self.owner.clone(),
+            received,
+            self.wake.clone(),
+        ));
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut messages: HashMap<i64, Arc<MessageRow>> = HashMap::new();
         let concurrency = self.config.concurrency.max(1);
-        let claim_threshold = (self.config.batch_size as usize).min(concurrency).div_ceil(2).max(1);
+        let claim_threshold = (self.config.batch_size as usize)
+            .min(concurrency)
+            .div_ceil(2)
+            .max(1);
         let mut last_reclaim = tokio::time::Instant::now();
         loop {
             while in_flight.try_join_next().is_some() {}
@@ -82,9 +98,15 @@ impl Dispatcher {
                 let want = capacity.min(self.config.batch_size as usize) as u32;
                 let now = Timestamp::now();
                 let lease_until = now
-                    .checked_add(jiff::SignedDuration::try_from(self.config.lease).unwrap_or_default())
+                    .checked_add(
+                        jiff::SignedDuration::try_from(self.config.lease).unwrap_or_default(),
+                    )
                     .unwrap_or(now);
-                match self.store.claim_deliveries(kind, want, now, lease_until, &self.owner).await {
+                match self
+                    .store
+                    .claim_deliveries(kind, want, now, lease_until, &self.owner)
+                    .await
+                {
                     Ok(claimed) => {
                         claimed_all = claimed.len() as u32 == want;
                         for delivery in claimed {
@@ -128,8 +150,12 @@ impl Dispatcher {
                 last_reclaim = tokio::time::Instant::now();
                 match self.store.reclaim_expired_leases(Timestamp::now()).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::warn!(channel = %kind, deliveries = n, "reclaimed deliveries whose lease expired"),
-                    Err(e) => tracing::warn!(channel = %kind, error = %e, "cannot reclaim expired leases"),
+                    Ok(n) => {
+                        tracing::warn!(channel = %kind, deliveries = n, "reclaimed deliveries whose lease expired")
+                    }
+                    Err(e) => {
+                        tracing::warn!(channel = %kind, error = %e, "cannot reclaim expired leases")
+                    }
                 }
             }
         }
@@ -149,8 +175,12 @@ impl Dispatcher {
         let _ = recorder.await;
         match self.store.release_leases(&self.owner).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(channel = %kind, deliveries = n, "released leases of unsent deliveries"),
-            Err(e) => tracing::warn!(channel = %kind, error = %e, "cannot release leases; they will expire"),
+            Ok(n) => {
+                tracing::info!(channel = %kind, deliveries = n, "released leases of unsent deliveries")
+            }
+            Err(e) => {
+                tracing::warn!(channel = %kind, error = %e, "cannot release leases; they will expire")
+            }
         }
     }
 
@@ -167,7 +197,11 @@ impl Dispatcher {
         }
     }
 
-    async fn message(&self, cache: &mut HashMap<i64, Arc<MessageRow>>, id: i64) -> Option<Arc<MessageRow>> {
+    async fn message(
+        &self,
+        cache: &mut HashMap<i64, Arc<MessageRow>>,
+        id: i64,
+    ) -> Option<Arc<MessageRow>> {
         if let Some(m) = cache.get(&id) {
             return Some(m.clone());
         }
@@ -208,8 +242,12 @@ impl Send {
         };
         let label = match &outcome {
             DeliveryOutcome::Sent { .. } => {
-                let latency = Timestamp::now().duration_since(delivery.origin_at).as_secs_f64().max(0.0);
-                metrics::histogram!("banditore_signal_to_sent_seconds", "channel" => kind.as_str()).record(latency);
+                let latency = Timestamp::now()
+                    .duration_since(delivery.origin_at)
+                    .as_secs_f64()
+                    .max(0.0);
+                metrics::histogram!("banditore_signal_to_sent_seconds", "channel" => kind.as_str())
+                    .record(latency);
                 "sent"
             }
             DeliveryOutcome::Retry { error, .. } => {
@@ -231,10 +269,15 @@ impl Send {
 
     async fn send(&self, delivery: &ClaimedDelivery, message: &MessageRow) -> DeliveryOutcome {
         let Some(address_id) = delivery.address_id else {
-            return DeliveryOutcome::Failed { error: "the subscriber was deleted".into() };
+            return DeliveryOutcome::Failed {
+                error: "the subscriber was deleted".into(),
+            };
         };
         let unsubscribe_url = self.links.url(address_id);
-        let fill = Placeholders { recipient_name: &delivery.subscriber_name, unsubscribe_url: &unsubscribe_url };
+        let fill = Placeholders {
+            recipient_name: &delivery.subscriber_name,
+            unsubscribe_url: &unsubscribe_url,
+        };
         let outgoing = Outgoing {
             delivery_id: delivery.id,
             recipient: delivery.recipient.clone(),
@@ -250,15 +293,24 @@ impl Send {
         // Stay well inside the lease, so that nobody else takes the delivery while it is in flight.
         let budget = self.config.lease / 2;
         match tokio::time::timeout(budget, self.channel.send(&outgoing)).await {
-            Ok(Ok(receipt)) => DeliveryOutcome::Sent { provider_id: receipt.provider_id },
-            Ok(Err(SendError::Retry { after, reason })) => self.retry_or_fail(delivery, after, reason),
+            Ok(Ok(receipt)) => DeliveryOutcome::Sent {
+                provider_id: receipt.provider_id,
+            },
+            Ok(Err(SendError::Retry { after, reason })) => {
+                self.retry_or_fail(delivery, after, reason)
+            }
             Ok(Err(SendError::Reject { reason })) => DeliveryOutcome::Failed { error: reason },
             Ok(Err(SendError::RecipientGone { reason })) => DeliveryOutcome::Gone { error: reason },
             Err(_) => self.retry_or_fail(delivery, None, format!("no answer within {budget:?}")),
         }
     }
 
-    fn retry_or_fail(&self, delivery: &ClaimedDelivery, after: Option<Duration>, reason: String) -> DeliveryOutcome {
+    fn retry_or_fail(
+        &self,
+        delivery: &ClaimedDelivery,
+        after: Option<Duration>,
+        reason: String,
+    ) -> DeliveryOutcome {
         if delivery.attempts >= self.config.max_attempts {
             return DeliveryOutcome::Failed {
                 error: format!("gave up after {} attempts: {reason}", delivery.attempts),
@@ -274,13 +326,26 @@ impl Send {
 
 /// Writes outcomes in batches: whatever finished while the previous batch was being written goes
 /// into the next one. A failing store is retried until it answers, so no outcome is dropped.
-async fn record(store: Arc<dyn Store>, owner: String, mut received: mpsc::UnboundedReceiver<Recorded>) {
+/// Each batch written wakes the dispatcher: a delivery that waited behind one just finished (the
+/// next update to the same recipient) is now due.
+async fn record(
+    store: Arc<dyn Store>,
+    owner: String,
+    mut received: mpsc::UnboundedReceiver<Recorded>,
+    wake: Arc<Notify>,
+) {
     let mut batch = Vec::with_capacity(256);
     while received.recv_many(&mut batch, 256).await > 0 {
         let mut delay = Duration::from_millis(100);
         loop {
-            match store.record_outcomes(&owner, &batch, Timestamp::now()).await {
-                Ok(()) => break,
+            match store
+                .record_outcomes(&owner, &batch, Timestamp::now())
+                .await
+            {
+                Ok(()) => {
+                    wake.notify_one();
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, outcomes = batch.len(), "cannot record delivery outcomes; retrying");
                     tokio::time::sleep(delay).await;

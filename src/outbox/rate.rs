@@ -54,6 +54,9 @@ mod tests {
         }
         // 10 come from the one-second burst, the other 20 at 10 per second.
         let elapsed = start.elapsed();
-        assert!(elapsed >= Duration::from_millis(1900) && elapsed <= Duration::from_millis(2100), "{elapsed:?}");
+        assert!(
+            elapsed >= Duration::from_millis(1900) && elapsed <= Duration::from_millis(2100),
+            "{elapsed:?}"
+        );
     }
 }

@@ -58,7 +58,13 @@ pub struct SignalView {
 }
 
 impl MessageContext {
-    pub fn new(incident: IncidentView, update: UpdateView, signals: Vec<SignalView>, audience: &str, public_url: &str) -> Self {
+    pub fn new(
+        incident: IncidentView,
+        update: UpdateView,
+        signals: Vec<SignalView>,
+        audience: &str,
+        public_url: &str,
+    ) -> Self {
         MessageContext {
             incident,
             update,
@@ -89,7 +95,12 @@ pub fn sample_context(kind: UpdateKind) -> MessageContext {
         IncidentView {
             id: 42,
             title: "CUP backend non raggiungibile".into(),
-            status: if resolved { "resolved" } else { "investigating" }.into(),
+            status: if resolved {
+                "resolved"
+            } else {
+                "investigating"
+            }
+            .into(),
             severity: "critical".into(),
             services: vec!["cup-backend".into()],
             components: vec!["database".into(), "api".into()],
@@ -104,8 +115,14 @@ pub fn sample_context(kind: UpdateKind) -> MessageContext {
                 UpdateKind::Resolved => 3,
             },
             kind: kind.as_str().into(),
-            status: if resolved { "resolved" } else { "investigating" }.into(),
-            body: (kind == UpdateKind::Updated).then(|| "Guasto di rete nel data centre regionale.".into()),
+            status: if resolved {
+                "resolved"
+            } else {
+                "investigating"
+            }
+            .into(),
+            body: (kind == UpdateKind::Updated)
+                .then(|| "Guasto di rete nel data centre regionale.".into()),
             author: (kind == UpdateKind::Updated).then(|| "sala operativa".into()),
             at: "2023-07-19T09:14:00Z".into(),
         },

@@ -65,10 +65,10 @@ impl Renderer {
         let mut sources: BTreeMap<String, String> = BTreeMap::new();
         collect_built_in(&BUILT_IN, &mut sources);
         let mut errors = Vec::new();
-        if !dir.as_os_str().is_empty() {
-            if let Err(e) = collect_dir(dir, dir, &mut sources) {
-                errors.push(format!("templates.dir {}: {e}", dir.display()));
-            }
+        if !dir.as_os_str().is_empty()
+            && let Err(e) = collect_dir(dir, dir, &mut sources)
+        {
+            errors.push(format!("templates.dir {}: {e}", dir.display()));
         }
         let mut env = Environment::new();
         let syntax = minijinja::syntax::SyntaxConfig::builder()
@@ -82,7 +82,11 @@ impl Renderer {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
         env.set_auto_escape_callback(|name| {
-            if name.ends_with("html.j2") { AutoEscape::Html } else { AutoEscape::None }
+            if name.ends_with("html.j2") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
         });
         env.add_filter("localtime", move |value: String, format: Option<String>| {
             local_time(&value, format.as_deref(), &tz)
@@ -100,18 +104,19 @@ impl Renderer {
             let prefix = format!("{}/", channel.as_str());
             let mut candidates: BTreeSet<String> = BTreeSet::new();
             for (name, _) in env.templates() {
-                if let Some(rest) = name.strip_prefix(&prefix) {
-                    if let Some((lang, _)) = rest.split_once('/') {
-                        candidates.insert(lang.to_owned());
-                    }
+                if let Some(rest) = name.strip_prefix(&prefix)
+                    && let Some((lang, _)) = rest.split_once('/')
+                {
+                    candidates.insert(lang.to_owned());
                 }
             }
             let complete = candidates
                 .into_iter()
                 .filter(|lang| {
-                    parts(channel)
-                        .iter()
-                        .all(|part| env.get_template(&template_name(channel, lang, part)).is_ok())
+                    parts(channel).iter().all(|part| {
+                        env.get_template(&template_name(channel, lang, part))
+                            .is_ok()
+                    })
                 })
                 .collect();
             languages.insert(channel, complete);
@@ -127,10 +132,15 @@ impl Renderer {
     /// subtag, or the fallback.
     pub fn language_for(&self, channel: ChannelKind, wanted: &Language) -> Option<String> {
         let available = self.languages.get(&channel)?;
-        [wanted.as_str(), wanted.primary(), self.fallback.as_str(), self.fallback.primary()]
-            .into_iter()
-            .find(|l| available.contains(*l))
-            .map(str::to_owned)
+        [
+            wanted.as_str(),
+            wanted.primary(),
+            self.fallback.as_str(),
+            self.fallback.primary(),
+        ]
+        .into_iter()
+        .find(|l| available.contains(*l))
+        .map(str::to_owned)
     }
 
     pub fn languages(&self, channel: ChannelKind) -> Vec<String> {
@@ -154,15 +164,23 @@ impl Renderer {
     }
 
     /// Renders in a template language returned by [`Renderer::language_for`].
-    pub fn render_in(&self, channel: ChannelKind, language: &str, ctx: &MessageContext) -> Result<Rendered, RenderError> {
+    pub fn render_in(
+        &self,
+        channel: ChannelKind,
+        language: &str,
+        ctx: &MessageContext,
+    ) -> Result<Rendered, RenderError> {
         let language = language.to_owned();
         let value = minijinja::Value::from(minijinja::value::Serde(ctx));
         let render = |part: &str| -> Result<String, RenderError> {
             let name = template_name(channel, &language, part);
-            let tmpl = self.env.get_template(&name).map_err(|e| RenderError::Template {
-                name: name.clone(),
-                detail: describe(&name, &e),
-            })?;
+            let tmpl = self
+                .env
+                .get_template(&name)
+                .map_err(|e| RenderError::Template {
+                    name: name.clone(),
+                    detail: describe(&name, &e),
+                })?;
             tmpl.render(&value).map_err(|e| RenderError::Template {
                 name: name.clone(),
                 detail: describe(&name, &e),
@@ -180,19 +198,30 @@ impl Renderer {
     }
 
     /// Renders a web page, `web/<language>/<name>.html.j2`, in the language or the fallback.
-    pub fn page<S: serde::Serialize>(&self, name: &str, language: &str, ctx: S) -> Result<String, RenderError> {
+    pub fn page<S: serde::Serialize>(
+        &self,
+        name: &str,
+        language: &str,
+        ctx: S,
+    ) -> Result<String, RenderError> {
         let wanted = format!("web/{language}/{name}.html.j2");
         let template_name = if self.env.get_template(&wanted).is_ok() {
             wanted
         } else {
             format!("web/{}/{name}.html.j2", self.fallback.primary())
         };
-        let tmpl = self.env.get_template(&template_name).map_err(|e| RenderError::Template {
-            name: template_name.clone(),
-            detail: describe(&template_name, &e),
-        })?;
+        let tmpl = self
+            .env
+            .get_template(&template_name)
+            .map_err(|e| RenderError::Template {
+                name: template_name.clone(),
+                detail: describe(&template_name, &e),
+            })?;
         tmpl.render(minijinja::Value::from(minijinja::value::Serde(ctx)))
-            .map_err(|e| RenderError::Template { name: template_name.clone(), detail: describe(&template_name, &e) })
+            .map_err(|e| RenderError::Template {
+                name: template_name.clone(),
+                detail: describe(&template_name, &e),
+            })
     }
 
     /// Renders every channel, language and update kind against a sample incident and returns
@@ -215,17 +244,32 @@ impl Renderer {
             }
             for lang in langs {
                 let Ok(language) = Language::try_from(lang.clone()) else {
-                    problems.push(format!("{channel}/{lang}: folder name is not a language tag"));
+                    problems.push(format!(
+                        "{channel}/{lang}: folder name is not a language tag"
+                    ));
                     continue;
                 };
-                for kind in [UpdateKind::Opened, UpdateKind::Updated, UpdateKind::Resolved] {
+                // The same fault usually shows for every kind of update: report it once.
+                let mut faults: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+                for kind in [
+                    UpdateKind::Opened,
+                    UpdateKind::Updated,
+                    UpdateKind::Resolved,
+                ] {
                     match self.render(channel, &language, &sample_context(kind)) {
-                        Ok(r) if r.text.trim().is_empty() => {
-                            problems.push(format!("{channel}/{lang}: text renders empty for a {} update", kind.as_str()))
-                        }
+                        Ok(r) if r.text.trim().is_empty() => faults
+                            .entry(format!("{channel}/{lang}: the text part renders empty"))
+                            .or_default()
+                            .push(kind.as_str()),
                         Ok(_) => {}
-                        Err(e) => problems.push(format!("{e} (sample {} update)", kind.as_str())),
+                        Err(e) => faults.entry(e.to_string()).or_default().push(kind.as_str()),
                     }
+                }
+                for (fault, kinds) in faults {
+                    problems.push(format!(
+                        "{fault} (rendering the sample {} update)",
+                        kinds.join("/")
+                    ));
                 }
             }
         }
@@ -256,26 +300,37 @@ fn describe(name: &str, e: &minijinja::Error) -> String {
     out
 }
 
-fn local_time(value: &str, format: Option<&str>, tz: &TimeZone) -> Result<String, minijinja::Error> {
+fn local_time(
+    value: &str,
+    format: Option<&str>,
+    tz: &TimeZone,
+) -> Result<String, minijinja::Error> {
     let ts: Timestamp = value.parse().map_err(|e| {
-        minijinja::Error::new(ErrorKind::InvalidOperation, format!("localtime: `{value}` is not a timestamp: {e}"))
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("localtime: `{value}` is not a timestamp: {e}"),
+        )
     })?;
     let zoned = ts.to_zoned_datetime(tz.clone());
     let format = format.unwrap_or("%d/%m/%Y %H:%M %Z");
     let mut out = String::new();
     use std::fmt::Write;
-    write!(out, "{}", zoned.strftime(format))
-        .map_err(|_| minijinja::Error::new(ErrorKind::InvalidOperation, format!("localtime: bad format `{format}`")))?;
+    write!(out, "{}", zoned.strftime(format)).map_err(|_| {
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("localtime: bad format `{format}`"),
+        )
+    })?;
     Ok(out)
 }
 
 fn collect_built_in(dir: &Dir<'_>, out: &mut BTreeMap<String, String>) {
     for file in dir.files() {
         let name = file.path().to_string_lossy().replace('\\', "/");
-        if name.ends_with(".j2") {
-            if let Some(text) = file.contents_utf8() {
-                out.insert(name, text.to_owned());
-            }
+        if name.ends_with(".j2")
+            && let Some(text) = file.contents_utf8()
+        {
+            out.insert(name, text.to_owned());
         }
     }
     for sub in dir.dirs() {
@@ -319,7 +374,8 @@ impl Placeholders<'_> {
     pub fn fill_html(&self, html: &str) -> String {
         let name = minijinja::HtmlEscape(self.recipient_name).to_string();
         let url = minijinja::HtmlEscape(self.unsubscribe_url).to_string();
-        html.replace(RECIPIENT_NAME, &name).replace(UNSUBSCRIBE_URL, &url)
+        html.replace(RECIPIENT_NAME, &name)
+            .replace(UNSUBSCRIBE_URL, &url)
     }
 }
 
@@ -343,9 +399,15 @@ mod tests {
         let r = renderer();
         assert_eq!(r.languages(ChannelKind::Email), vec!["en", "it"]);
         let en_gb = Language::try_from("en-GB".to_owned()).unwrap();
-        assert_eq!(r.language_for(ChannelKind::Email, &en_gb).as_deref(), Some("en"));
+        assert_eq!(
+            r.language_for(ChannelKind::Email, &en_gb).as_deref(),
+            Some("en")
+        );
         let fr = Language::try_from("fr".to_owned()).unwrap();
-        assert_eq!(r.language_for(ChannelKind::Email, &fr).as_deref(), Some("it"));
+        assert_eq!(
+            r.language_for(ChannelKind::Email, &fr).as_deref(),
+            Some("it")
+        );
     }
 
     #[test]
@@ -357,7 +419,10 @@ mod tests {
         let out = r.render(ChannelKind::Email, &it, &ctx).unwrap();
         assert!(out.text.contains("CUP <giù> & \"lento\""), "{}", out.text);
         let html = out.html.unwrap();
-        assert!(html.contains("CUP &lt;giù&gt; &amp; &quot;lento&quot;"), "{html}");
+        assert!(
+            html.contains("CUP &lt;giù&gt; &amp; &quot;lento&quot;"),
+            "{html}"
+        );
         assert!(!html.contains("<giù>"));
         assert!(out.subject.unwrap().contains("CUP <giù>"));
     }
@@ -376,10 +441,16 @@ mod tests {
     fn override_dir_replaces_one_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("email/it")).unwrap();
-        std::fs::write(dir.path().join("email/it/subject.j2"), "Avviso {{ incident.id }}").unwrap();
+        std::fs::write(
+            dir.path().join("email/it/subject.j2"),
+            "Avviso {{ incident.id }}",
+        )
+        .unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
         let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
-        let out = r.render(ChannelKind::Email, &it, &sample_context(UpdateKind::Opened)).unwrap();
+        let out = r
+            .render(ChannelKind::Email, &it, &sample_context(UpdateKind::Opened))
+            .unwrap();
         assert_eq!(out.subject.as_deref(), Some("Avviso 42"));
         assert!(out.text.contains("CUP"));
     }
@@ -388,11 +459,20 @@ mod tests {
     fn broken_template_is_reported_with_its_name_and_line() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("email/en")).unwrap();
-        std::fs::write(dir.path().join("email/en/text.j2"), "line one\n{{ incident.nosuchfield }}\n").unwrap();
+        std::fs::write(
+            dir.path().join("email/en/text.j2"),
+            "line one\n{{ incident.nosuchfield }}\n",
+        )
+        .unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
         let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
         let problems = r.check();
-        assert!(problems.iter().any(|p| p.contains("email/en/text.j2 line 2")), "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("email/en/text.j2 line 2")),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -416,15 +496,25 @@ mod tests {
         .unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
         let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
-        let err = r.render(ChannelKind::Email, &it, &sample_context(UpdateKind::Opened)).unwrap_err();
+        let err = r
+            .render(ChannelKind::Email, &it, &sample_context(UpdateKind::Opened))
+            .unwrap_err();
         assert!(err.to_string().contains("runaway"), "{err}");
     }
 
     #[test]
     fn placeholders_fill_per_part() {
-        let p = Placeholders { recipient_name: "CUP <Foligno>", unsubscribe_url: "https://x/u/a?b&c" };
-        assert_eq!(p.fill(&format!("Ciao {RECIPIENT_NAME} {UNSUBSCRIBE_URL}")), "Ciao CUP <Foligno> https://x/u/a?b&c");
-        let html = p.fill_html(&format!("<a href=\"{UNSUBSCRIBE_URL}\">{RECIPIENT_NAME}</a>"));
+        let p = Placeholders {
+            recipient_name: "CUP <Foligno>",
+            unsubscribe_url: "https://x/u/a?b&c",
+        };
+        assert_eq!(
+            p.fill(&format!("Ciao {RECIPIENT_NAME} {UNSUBSCRIBE_URL}")),
+            "Ciao CUP <Foligno> https://x/u/a?b&c"
+        );
+        let html = p.fill_html(&format!(
+            "<a href=\"{UNSUBSCRIBE_URL}\">{RECIPIENT_NAME}</a>"
+        ));
         assert!(html.contains("CUP &lt;Foligno&gt;"));
         assert!(html.contains("a?b&amp;c"));
     }

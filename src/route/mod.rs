@@ -15,7 +15,10 @@ use crate::domain::matcher::all_match;
 use crate::domain::subscriber::ChannelKind;
 use crate::domain::{Labels, Severity};
 use crate::render::{IncidentView, MessageContext, Rendered, Renderer, SignalView, UpdateView};
-use crate::store::{AlertRow, IncidentOrigin, IncidentRow, NewDelivery, NewMessage, Store, StoreError, SubscriberRow, UpdateRow};
+use crate::store::{
+    AlertRow, IncidentOrigin, IncidentRow, NewDelivery, NewMessage, Store, StoreError,
+    SubscriberRow, UpdateRow,
+};
 
 const UPDATE_BATCH: u32 = 16;
 
@@ -43,7 +46,12 @@ struct Recipient {
 }
 
 impl Router {
-    pub fn new(store: Arc<dyn Store>, renderer: Renderer, public_url: &str, enabled: BTreeSet<ChannelKind>) -> Router {
+    pub fn new(
+        store: Arc<dyn Store>,
+        renderer: Renderer,
+        public_url: &str,
+        enabled: BTreeSet<ChannelKind>,
+    ) -> Router {
         Router {
             store,
             renderer,
@@ -60,11 +68,11 @@ impl Router {
             return Ok(RouteReport::default());
         }
         let version = tx.subscribers_version().await?;
-        let cached = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|c| c.as_ref().filter(|(v, _)| *v == version).map(|(_, s)| s.clone()));
+        let cached = self.cache.lock().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|(v, _)| *v == version)
+                .map(|(_, s)| s.clone())
+        });
         let subscribers = match cached {
             Some(s) => s,
             None => {
@@ -140,7 +148,10 @@ impl Router {
         alerts: &[AlertRow],
         subscribers: &[SubscriberRow],
     ) -> BTreeMap<(ChannelKind, String, String), Vec<Recipient>> {
-        let mut label_sets: Vec<(&Labels, Severity)> = alerts.iter().map(|a| (&a.labels, a.peak_severity)).collect();
+        let mut label_sets: Vec<(&Labels, Severity)> = alerts
+            .iter()
+            .map(|a| (&a.labels, a.peak_severity))
+            .collect();
         if incident.origin == IncidentOrigin::Manual {
             label_sets.push((&incident.labels, incident.severity));
         }
@@ -151,12 +162,14 @@ impl Router {
                 .subscriptions
                 .iter()
                 .filter(|sub| {
-                    label_sets
-                        .iter()
-                        .any(|(labels, severity)| *severity >= sub.min_severity && all_match(&sub.matchers, labels))
+                    label_sets.iter().any(|(labels, severity)| {
+                        *severity >= sub.min_severity && all_match(&sub.matchers, labels)
+                    })
                 })
                 .flat_map(|sub| {
-                    ChannelKind::ALL.into_iter().filter(move |c| sub.wants_channel(*c))
+                    ChannelKind::ALL
+                        .into_iter()
+                        .filter(move |c| sub.wants_channel(*c))
                 })
                 .collect();
             if wanted.is_empty() {
@@ -169,7 +182,10 @@ impl Router {
                 if !seen.insert((address.channel, address.address.as_str())) {
                     continue;
                 }
-                let Some(language) = self.renderer.language_for(address.channel, &subscriber.language) else {
+                let Some(language) = self
+                    .renderer
+                    .language_for(address.channel, &subscriber.language)
+                else {
                     continue;
                 };
                 groups
@@ -191,7 +207,13 @@ fn rfc3339(t: Timestamp) -> String {
 }
 
 /// Builds what templates see for one update.
-pub fn context(incident: &IncidentRow, update: &UpdateRow, alerts: &[AlertRow], audience: &str, public_url: &str) -> MessageContext {
+pub fn context(
+    incident: &IncidentRow,
+    update: &UpdateRow,
+    alerts: &[AlertRow],
+    audience: &str,
+    public_url: &str,
+) -> MessageContext {
     let mut signals: Vec<&AlertRow> = alerts.iter().collect();
     signals.sort_by_key(|a| (!a.firing, std::cmp::Reverse(a.peak_severity)));
     let mut services: Vec<String> = Vec::new();
@@ -200,21 +222,21 @@ pub fn context(incident: &IncidentRow, update: &UpdateRow, alerts: &[AlertRow], 
         if !services.contains(&a.service) {
             services.push(a.service.clone());
         }
-        if let Some(c) = &a.component {
-            if !components.contains(c) {
-                components.push(c.clone());
-            }
+        if let Some(c) = &a.component
+            && !components.contains(c)
+        {
+            components.push(c.clone());
         }
     }
-    if let Some(service) = incident.labels.get("service") {
-        if !services.contains(service) {
-            services.push(service.clone());
-        }
+    if let Some(service) = incident.labels.get("service")
+        && !services.contains(service)
+    {
+        services.push(service.clone());
     }
-    if let Some(component) = incident.labels.get("component") {
-        if !components.contains(component) {
-            components.push(component.clone());
-        }
+    if let Some(component) = incident.labels.get("component")
+        && !components.contains(component)
+    {
+        components.push(component.clone());
     }
     let duration_minutes = incident
         .resolved_at

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::path::Path;
 
-use config::{Config, Environment, File, FileFormat, Value, ValueKind};
 use super::{DEFAULTS, Settings};
+use config::{Config, Environment, File, FileFormat, Value, ValueKind};
 
 /// One thing wrong with the configuration, with the key path it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,12 @@ pub(crate) fn load_with_env(
         .and_then(|c| c.try_deserialize::<Value>())
     {
         Ok(v) => v,
-        Err(e) => return (None, vec![Problem::new("(built-in defaults)", e.to_string())]),
+        Err(e) => {
+            return (
+                None,
+                vec![Problem::new("(built-in defaults)", e.to_string())],
+            );
+        }
     };
     let mut environment = Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("__")
@@ -63,7 +68,10 @@ pub(crate) fn load_with_env(
         if !path.is_file() {
             return (
                 None,
-                vec![Problem::new("--config", format!("{} is not a readable file", path.display()))],
+                vec![Problem::new(
+                    "--config",
+                    format!("{} is not a readable file", path.display()),
+                )],
             );
         }
         builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
@@ -75,7 +83,9 @@ pub(crate) fn load_with_env(
     {
         Ok(v) => v,
         Err(e) => {
-            let origin = file.map(|p| p.display().to_string()).unwrap_or_else(|| "environment".into());
+            let origin = file
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "environment".into());
             return (None, vec![Problem::new(origin, e.to_string())]);
         }
     };
@@ -96,11 +106,9 @@ fn deserialize_collecting(mut tree: Value, defaults: &Value) -> (Option<Settings
         };
         match result {
             Ok(settings) => {
-                problems.extend(
-                    unknown
-                        .into_iter()
-                        .map(|p| Problem::new(p, "unknown key (a typo, or a key from another version?)")),
-                );
+                problems.extend(unknown.into_iter().map(|p| {
+                    Problem::new(p, "unknown key (a typo, or a key from another version?)")
+                }));
                 return (Some(settings), problems);
             }
             Err(error) => {
@@ -139,7 +147,11 @@ fn path_string(segments: &[serde_path_to_error::Segment]) -> String {
             Segment::Unknown => {}
         }
     }
-    if out.is_empty() { "(root)".to_owned() } else { out }
+    if out.is_empty() {
+        "(root)".to_owned()
+    } else {
+        out
+    }
 }
 
 fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
@@ -149,11 +161,15 @@ fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
         Path::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
         Path::Map { parent, key } => {
             let p = ignored_path(parent);
-            if p.is_empty() { key.clone() } else { format!("{p}.{key}") }
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            ignored_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => ignored_path(parent),
     }
 }
 
@@ -232,8 +248,14 @@ mod tests {
     #[test]
     fn file_then_env_layering() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(b"[server]\nlisten = \"127.0.0.1:9000\"\npublic_url = \"https://status.example.org\"\n").unwrap();
-        let env = vec![("BANDITORE__SERVER__LISTEN".to_owned(), "0.0.0.0:9100".to_owned())];
+        f.write_all(
+            b"[server]\nlisten = \"127.0.0.1:9000\"\npublic_url = \"https://status.example.org\"\n",
+        )
+        .unwrap();
+        let env = vec![(
+            "BANDITORE__SERVER__LISTEN".to_owned(),
+            "0.0.0.0:9100".to_owned(),
+        )];
         let (s, problems) = load_with_env(Some(f.path()), Some(env));
         assert!(problems.is_empty(), "{problems:?}");
         let s = s.unwrap();
@@ -256,7 +278,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_reported() {
-        let (_, problems) = with_file("[server]\nlisen = \"127.0.0.1:1\"\n[[auth.tokens]]\nname = \"a\"\ntoken = \"x\"\nroles = [\"ingest\"]\nrole = \"admin\"\n");
+        let (_, problems) = with_file(
+            "[server]\nlisen = \"127.0.0.1:1\"\n[[auth.tokens]]\nname = \"a\"\ntoken = \"x\"\nroles = [\"ingest\"]\nrole = \"admin\"\n",
+        );
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
         assert!(paths.contains(&"server.lisen"), "{problems:?}");
         assert!(paths.contains(&"auth.tokens[0].role"), "{problems:?}");
@@ -265,8 +289,14 @@ mod tests {
     #[test]
     fn env_lists_and_numbers() {
         let env = vec![
-            ("BANDITORE__ROUTING__GROUP_BY".to_owned(), "service,area".to_owned()),
-            ("BANDITORE__CHANNELS__EMAIL__PORT".to_owned(), "2525".to_owned()),
+            (
+                "BANDITORE__ROUTING__GROUP_BY".to_owned(),
+                "service,area".to_owned(),
+            ),
+            (
+                "BANDITORE__CHANNELS__EMAIL__PORT".to_owned(),
+                "2525".to_owned(),
+            ),
         ];
         let (s, problems) = load_with_env(None, Some(env));
         assert!(problems.is_empty(), "{problems:?}");
@@ -277,8 +307,14 @@ mod tests {
 
     #[test]
     fn bad_array_element_is_reported_and_dropped() {
-        let (s, problems) = with_file("[[auth.tokens]]\nname = \"a\"\ntoken = \"x\"\nroles = [\"superuser\"]\n");
-        assert!(problems.iter().any(|p| p.path.starts_with("auth.tokens[0].roles")), "{problems:?}");
+        let (s, problems) =
+            with_file("[[auth.tokens]]\nname = \"a\"\ntoken = \"x\"\nroles = [\"superuser\"]\n");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path.starts_with("auth.tokens[0].roles")),
+            "{problems:?}"
+        );
         assert!(s.is_some());
     }
 }

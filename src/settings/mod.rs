@@ -24,6 +24,40 @@ pub use validate::{HmacKey, TokenKey, Validated, load_and_validate, redact_url, 
 
 pub const DEFAULTS: &str = include_str!("../../config/default.toml");
 
+/// A config enum written as one of a few lower-case words, with an error that lists them.
+macro_rules! word_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $word:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const WORDS: &'static [&'static str] = &[$($word),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $word),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($word => Ok($name::$variant),)+
+                    other => Err(format!("`{other}` is not one of {}", Self::WORDS.join(", "))),
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let word = String::deserialize(d)?;
+                word.trim().to_ascii_lowercase().parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -40,6 +74,7 @@ pub struct Settings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerSettings {
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     pub public_url: String,
     pub max_body_bytes: usize,
@@ -49,11 +84,11 @@ pub struct ServerSettings {
     pub secret_key: Secret,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SqliteSynchronous {
-    Full,
-    Normal,
+word_enum! {
+    pub enum SqliteSynchronous {
+        Full => "full",
+        Normal => "normal",
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,11 +99,11 @@ pub struct StoreSettings {
     pub replicas: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
+word_enum! {
+    pub enum LogFormat {
+        Text => "text",
+        Json => "json",
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,17 +112,17 @@ pub struct LogSettings {
     pub level: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// May post signals.
-    Ingest,
-    /// May read incidents and deliveries.
-    Viewer,
-    /// Viewer, and may open and update incidents by hand.
-    Operator,
-    /// Everything, including subscribers.
-    Admin,
+word_enum! {
+    pub enum Role {
+        /// May post signals.
+        Ingest => "ingest",
+        /// May read incidents and deliveries.
+        Viewer => "viewer",
+        /// Viewer, and may open and update incidents by hand.
+        Operator => "operator",
+        /// Everything, including subscribers.
+        Admin => "admin",
+    }
 }
 
 impl Role {
@@ -200,12 +235,12 @@ pub struct ChannelSettings {
     pub email: EmailSettings,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EmailTls {
-    None,
-    Starttls,
-    Tls,
+word_enum! {
+    pub enum EmailTls {
+        None => "none",
+        Starttls => "starttls",
+        Tls => "tls",
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +269,15 @@ impl EmailSettings {
     }
 }
 
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not an IP address and port like 127.0.0.1:8080 or [::]:8080"
+        ))
+    })
+}
+
 /// A duration written as `"500ms"`, `"30s"`, `"2m"`, `"1h 30m"`, or a number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
@@ -255,7 +299,9 @@ impl<'de> Deserialize<'de> for Dur {
         match Raw::deserialize(d)? {
             Raw::Seconds(s) => Ok(Dur(Duration::from_secs(s))),
             Raw::Text(t) => humantime::parse_duration(t.trim()).map(Dur).map_err(|e| {
-                serde::de::Error::custom(format!("`{t}` is not a duration like \"500ms\", \"30s\" or \"2m\": {e}"))
+                serde::de::Error::custom(format!(
+                    "`{t}` is not a duration like \"500ms\", \"30s\" or \"2m\": {e}"
+                ))
             }),
         }
     }

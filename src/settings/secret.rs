@@ -46,9 +46,15 @@ impl SecretSource {
     /// is, or when the file or variable cannot be read or is empty. `key` names the inline key in
     /// messages (`token`, `password`…).
     pub fn resolve(&self, key: &str) -> Result<Option<Secret>, String> {
-        let given = [self.value.is_some(), self.file.is_some(), self.env.is_some()];
+        let given = [
+            self.value.is_some(),
+            self.file.is_some(),
+            self.env.is_some(),
+        ];
         if given.iter().filter(|g| **g).count() > 1 {
-            return Err(format!("give only one of `{key}`, `{key}_file` and `{key}_env`"));
+            return Err(format!(
+                "give only one of `{key}`, `{key}_file` and `{key}_env`"
+            ));
         }
         let value = if let Some(v) = &self.value {
             v.expose().to_owned()
@@ -57,7 +63,9 @@ impl SecretSource {
                 .map_err(|e| format!("cannot read `{key}_file` {}: {e}", path.display()))?;
             raw.trim_end_matches(['\n', '\r']).to_owned()
         } else if let Some(var) = &self.env {
-            std::env::var(var).map_err(|_| format!("environment variable `{var}` (from `{key}_env`) is not set"))?
+            std::env::var(var).map_err(|_| {
+                format!("environment variable `{var}` (from `{key}_env`) is not set")
+            })?
         } else {
             return Ok(None);
         };
@@ -76,7 +84,10 @@ mod tests {
     fn debug_never_shows_the_value() {
         let s = Secret::new("hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
-        let src = SecretSource { value: Some(s), ..Default::default() };
+        let src = SecretSource {
+            value: Some(s),
+            ..Default::default()
+        };
         assert!(!format!("{src:?}").contains("hunter2"));
     }
 
@@ -85,8 +96,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "s3cret-token\n").unwrap();
-        let src = SecretSource { file: Some(path), ..Default::default() };
-        assert_eq!(src.resolve("token").unwrap().unwrap().expose(), "s3cret-token");
+        let src = SecretSource {
+            file: Some(path),
+            ..Default::default()
+        };
+        assert_eq!(
+            src.resolve("token").unwrap().unwrap().expose(),
+            "s3cret-token"
+        );
     }
 
     #[test]
@@ -101,10 +118,24 @@ mod tests {
 
     #[test]
     fn missing_file_and_unset_variable_are_named() {
-        let src = SecretSource { file: Some("/nonexistent/banditore".into()), ..Default::default() };
-        assert!(src.resolve("password").unwrap_err().contains("password_file"));
-        let src = SecretSource { env: Some("BANDITORE_TEST_SURELY_UNSET".into()), ..Default::default() };
-        assert!(src.resolve("token").unwrap_err().contains("BANDITORE_TEST_SURELY_UNSET"));
+        let src = SecretSource {
+            file: Some("/nonexistent/banditore".into()),
+            ..Default::default()
+        };
+        assert!(
+            src.resolve("password")
+                .unwrap_err()
+                .contains("password_file")
+        );
+        let src = SecretSource {
+            env: Some("BANDITORE_TEST_SURELY_UNSET".into()),
+            ..Default::default()
+        };
+        assert!(
+            src.resolve("token")
+                .unwrap_err()
+                .contains("BANDITORE_TEST_SURELY_UNSET")
+        );
         assert_eq!(SecretSource::default().resolve("token"), Ok(None));
     }
 }

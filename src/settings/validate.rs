@@ -73,13 +73,19 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
     let time_zone = match TimeZone::get(&settings.server.time_zone) {
         Ok(tz) => tz,
         Err(e) => {
-            push("server.time_zone", format!("`{}`: {e}", settings.server.time_zone));
+            push(
+                "server.time_zone",
+                format!("`{}`: {e}", settings.server.time_zone),
+            );
             TimeZone::UTC
         }
     };
     let secret_key = settings.server.secret_key.expose();
     if !secret_key.is_empty() && secret_key.len() < 32 {
-        push("server.secret_key", "must be at least 32 characters (or empty to generate one)".into());
+        push(
+            "server.secret_key",
+            "must be at least 32 characters (or empty to generate one)".into(),
+        );
     }
 
     // store
@@ -100,7 +106,10 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
     } else {
         push(
             "store.url",
-            format!("`{}`: only sqlite:// URLs are supported by this version", redact_url(url)),
+            format!(
+                "`{}`: only sqlite:// URLs are supported by this version",
+                redact_url(url)
+            ),
         );
     }
     if settings.store.max_connections == 0 {
@@ -124,24 +133,42 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         if t.name.trim().is_empty() {
             push(&format!("{path}.name"), "must not be empty".into());
         } else if !names.insert(t.name.clone()) {
-            push(&format!("{path}.name"), format!("`{}` is used by another token", t.name));
+            push(
+                &format!("{path}.name"),
+                format!("`{}` is used by another token", t.name),
+            );
         }
         if t.roles.is_empty() {
-            push(&format!("{path}.roles"), "give at least one role (ingest, viewer, operator, admin)".into());
+            push(
+                &format!("{path}.roles"),
+                "give at least one role (ingest, viewer, operator, admin)".into(),
+            );
         }
         match t.secret().resolve("token") {
             Ok(Some(secret)) => {
                 if secret.expose().chars().count() < MIN_TOKEN_LEN {
                     push(
                         &format!("{path}.token"),
-                        format!("is shorter than {MIN_TOKEN_LEN} characters (try `openssl rand -hex 32`)"),
+                        format!(
+                            "is shorter than {MIN_TOKEN_LEN} characters (try `openssl rand -hex 32`)"
+                        ),
                     );
                 } else if !values.insert(secret.expose().to_owned()) {
-                    push(&format!("{path}.token"), "is the same as another token's".into());
+                    push(
+                        &format!("{path}.token"),
+                        "is the same as another token's".into(),
+                    );
                 }
-                tokens.push(TokenKey { name: t.name.clone(), secret, roles: t.roles.clone() });
+                tokens.push(TokenKey {
+                    name: t.name.clone(),
+                    secret,
+                    roles: t.roles.clone(),
+                });
             }
-            Ok(None) => push(&format!("{path}.token"), "give `token`, `token_file` or `token_env`".into()),
+            Ok(None) => push(
+                &format!("{path}.token"),
+                "give `token`, `token_file` or `token_env`".into(),
+            ),
             Err(e) => push(&format!("{path}.token"), e),
         }
     }
@@ -151,11 +178,17 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         if h.name.trim().is_empty() {
             push(&format!("{path}.name"), "must not be empty".into());
         }
-        for (key, header) in [("header", Some(&h.header)), ("timestamp_header", h.timestamp_header.as_ref())] {
-            if let Some(header) = header {
-                if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                    push(&format!("{path}.{key}"), format!("`{header}` is not a valid header name"));
-                }
+        for (key, header) in [
+            ("header", Some(&h.header)),
+            ("timestamp_header", h.timestamp_header.as_ref()),
+        ] {
+            if let Some(header) = header
+                && axum::http::HeaderName::from_bytes(header.as_bytes()).is_err()
+            {
+                push(
+                    &format!("{path}.{key}"),
+                    format!("`{header}` is not a valid header name"),
+                );
             }
         }
         match h.secret().resolve("secret") {
@@ -167,7 +200,10 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
                 tolerance: h.tolerance.get(),
                 prefix: h.prefix.clone(),
             }),
-            Ok(None) => push(&format!("{path}.secret"), "give `secret`, `secret_file` or `secret_env`".into()),
+            Ok(None) => push(
+                &format!("{path}.secret"),
+                "give `secret`, `secret_file` or `secret_env`".into(),
+            ),
             Err(e) => push(&format!("{path}.secret"), e),
         }
     }
@@ -197,7 +233,10 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         push("outbox.max_attempts", "must be at least 1".into());
     }
     if o.retry_initial.get() > o.retry_max.get() {
-        push("outbox.retry_initial", "is longer than outbox.retry_max".into());
+        push(
+            "outbox.retry_initial",
+            "is longer than outbox.retry_max".into(),
+        );
     }
     if o.lease.get() < Duration::from_secs(5) {
         push("outbox.lease", "must be at least 5s".into());
@@ -214,7 +253,13 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
             push("channels.email.host", "must not be empty".into());
         }
         if e.from.parse::<lettre::message::Mailbox>().is_err() {
-            push("channels.email.from", format!("`{}` is not a mailbox like `Banditore <noreply@example.org>`", e.from));
+            push(
+                "channels.email.from",
+                format!(
+                    "`{}` is not a mailbox like `Banditore <noreply@example.org>`",
+                    e.from
+                ),
+            );
         }
         if e.pool_size == 0 {
             push("channels.email.pool_size", "must be at least 1".into());
@@ -243,7 +288,10 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
                 if !subscriber_names.insert(valid.name.clone()) {
                     push(
                         &format!("subscribers[{i}].name"),
-                        format!("`{}` is declared twice (the name identifies a subscriber from config)", valid.name),
+                        format!(
+                            "`{}` is declared twice (the name identifies a subscriber from config)",
+                            valid.name
+                        ),
                     );
                 }
                 subscribers.push(valid);
@@ -257,7 +305,11 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
     }
 
     // templates
-    let renderer = match Renderer::new(&settings.templates.dir, &settings.templates.fallback_language, time_zone.clone()) {
+    let renderer = match Renderer::new(
+        &settings.templates.dir,
+        &settings.templates.fallback_language,
+        time_zone.clone(),
+    ) {
         Ok(r) => {
             for msg in r.check() {
                 push("templates", msg);

@@ -37,17 +37,21 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable(_) => true,
-            StoreError::Database(e) => matches!(
-                e,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-                    | sqlx::Error::Tls(_)
-            ) || e
-                .as_database_error()
-                .and_then(|d| d.code())
-                .is_some_and(|c| c == "5" || c == "6" || c == "10" || c == "13" || c.starts_with("517")),
+            StoreError::Database(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                        | sqlx::Error::Tls(_)
+                ) || e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|c| {
+                        c == "5" || c == "6" || c == "10" || c == "13" || c.starts_with("517")
+                    })
+            }
             _ => false,
         }
     }
@@ -346,7 +350,12 @@ pub trait Store: Send + Sync + 'static {
     async fn message(&self, id: i64) -> Result<Option<MessageRow>>;
     /// Records what happened to claimed deliveries; rows no longer leased by `owner` are left
     /// alone (their lease expired and someone else took them).
-    async fn record_outcomes(&self, owner: &str, outcomes: &[(i64, DeliveryOutcome)], now: Timestamp) -> Result<()>;
+    async fn record_outcomes(
+        &self,
+        owner: &str,
+        outcomes: &[(i64, DeliveryOutcome)],
+        now: Timestamp,
+    ) -> Result<()>;
     /// Gives back deliveries `owner` claimed but did not send (shutdown).
     async fn release_leases(&self, owner: &str) -> Result<u64>;
     /// Makes deliveries whose lease expired claimable again.
@@ -369,7 +378,11 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_subscriber(&self, id: i64) -> Result<DeleteOutcome>;
     /// Makes the config-managed subscribers exactly `wanted`, keyed by name. Unsubscribed and
     /// gone marks of addresses that stay are kept.
-    async fn sync_config_subscribers(&self, wanted: &[ValidSubscriber], now: Timestamp) -> Result<SyncReport>;
+    async fn sync_config_subscribers(
+        &self,
+        wanted: &[ValidSubscriber],
+        now: Timestamp,
+    ) -> Result<SyncReport>;
     /// An address with its subscriber's name and language.
     async fn address(&self, id: i64) -> Result<Option<AddressOwner>>;
     /// Marks an address unsubscribed and cancels its pending deliveries. `false` if unknown.
@@ -383,7 +396,13 @@ pub trait Tx: Send {
 
     // Incident engine.
     async fn unprocessed_signals(&mut self, limit: u32) -> Result<Vec<StoredSignal>>;
-    async fn mark_signal(&mut self, id: i64, now: Timestamp, outcome: &str, incident_id: Option<i64>) -> Result<()>;
+    async fn mark_signal(
+        &mut self,
+        id: i64,
+        now: Timestamp,
+        outcome: &str,
+        incident_id: Option<i64>,
+    ) -> Result<()>;
     /// The alert for `fingerprint` in an open incident, if any.
     async fn active_alert(&mut self, fingerprint: &str) -> Result<Option<AlertRow>>;
     async fn open_incident_by_key(&mut self, key: &str) -> Result<Option<IncidentRow>>;

@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::sqlite::{SqliteConnection, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::*;
@@ -33,8 +36,9 @@ impl SqliteStore {
     pub async fn open(settings: &StoreSettings) -> Result<SqliteStore> {
         let path = database_path(&settings.url)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let lock = lock_file(&path)?;
         let synchronous = match settings.sqlite_synchronous {
@@ -82,7 +86,9 @@ pub fn database_path(url: &str) -> Result<PathBuf> {
         .ok_or_else(|| StoreError::Unavailable(format!("`{url}` is not a sqlite:// URL")))?;
     let path = rest.split('?').next().unwrap_or(rest);
     if path.is_empty() {
-        return Err(StoreError::Unavailable("the sqlite:// URL names no file".into()));
+        return Err(StoreError::Unavailable(
+            "the sqlite:// URL names no file".into(),
+        ));
     }
     Ok(PathBuf::from(path))
 }
@@ -95,7 +101,12 @@ fn lock_file(db: &Path) -> Result<File> {
         .truncate(false)
         .write(true)
         .open(&name)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open lock file {}: {e}", Path::new(&name).display())))?;
+        .map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot open lock file {}: {e}",
+                Path::new(&name).display()
+            ))
+        })?;
     file.try_lock().map_err(|_| {
         StoreError::Unavailable(format!(
             "{} is in use by another Banditore process (SQLite allows one; use PostgreSQL for several)",
@@ -175,7 +186,10 @@ fn incident_from_row(row: &SqliteRow) -> Result<IncidentRow> {
         labels: from_json(row.try_get("labels")?, "labels")?,
         opened_at: ts(row.try_get("opened_at")?)?,
         resolved_at: opt_ts(row.try_get("resolved_at")?)?,
-        announced: announced.as_deref().map(|a| from_json(a, "announced")).transpose()?,
+        announced: announced
+            .as_deref()
+            .map(|a| from_json(a, "announced"))
+            .transpose()?,
         last_announced_at: opt_ts(row.try_get("last_announced_at")?)?,
         eval_at: opt_ts(row.try_get("eval_at")?)?,
         pending_since: opt_ts(row.try_get("pending_since")?)?,
@@ -236,7 +250,10 @@ const SIGNAL_COLUMNS: &str = "id, received_at, source, fingerprint, status, seve
 const INCIDENT_COLUMNS: &str = "id, group_key, title, status, severity, origin, labels, opened_at, resolved_at, announced, last_announced_at, eval_at, pending_since, last_seq";
 
 /// Loads subscribers with their addresses and subscriptions, from any executor.
-async fn load_subscribers(conn: &mut SqliteConnection, only: Option<i64>) -> Result<Vec<SubscriberRow>> {
+async fn load_subscribers(
+    conn: &mut SqliteConnection,
+    only: Option<i64>,
+) -> Result<Vec<SubscriberRow>> {
     let id = only.unwrap_or(-1);
     let all = only.is_none();
     let rows = sqlx::query(
@@ -293,7 +310,10 @@ async fn load_subscribers(conn: &mut SqliteConnection, only: Option<i64>) -> Res
         let matchers: Vec<String> = from_json(row.try_get("matchers")?, "matchers")?;
         let matchers = matchers
             .iter()
-            .map(|m| m.parse::<Matcher>().map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(|m| {
+                m.parse::<Matcher>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
             .collect::<Result<Vec<_>>>()?;
         let subscription = Subscription {
             matchers,
@@ -325,18 +345,26 @@ async fn insert_subscriber_parts(
 ) -> Result<()> {
     if keep_addresses {
         // Keep rows (and their unsubscribe/gone marks) for addresses still wanted.
-        let existing = sqlx::query("SELECT id, channel, address FROM addresses WHERE subscriber_id = $1")
-            .bind(id)
-            .fetch_all(&mut **tx)
-            .await?;
+        let existing =
+            sqlx::query("SELECT id, channel, address FROM addresses WHERE subscriber_id = $1")
+                .bind(id)
+                .fetch_all(&mut **tx)
+                .await?;
         for row in existing {
             let channel: String = row.try_get("channel")?;
             let address: String = row.try_get("address")?;
-            let wanted = s.addresses.iter().any(|(c, a)| c.as_str() == channel && a == &address);
+            let wanted = s
+                .addresses
+                .iter()
+                .any(|(c, a)| c.as_str() == channel && a == &address);
             if !wanted {
                 let address_id: i64 = row.try_get("id")?;
-                cancel_address_deliveries(tx, address_id, "address removed from the subscriber").await?;
-                sqlx::query("DELETE FROM addresses WHERE id = $1").bind(address_id).execute(&mut **tx).await?;
+                cancel_address_deliveries(tx, address_id, "address removed from the subscriber")
+                    .await?;
+                sqlx::query("DELETE FROM addresses WHERE id = $1")
+                    .bind(address_id)
+                    .execute(&mut **tx)
+                    .await?;
             }
         }
     }
@@ -371,7 +399,11 @@ async fn insert_subscriber_parts(
     Ok(())
 }
 
-async fn cancel_address_deliveries(tx: &mut Transaction<'static, Sqlite>, address_id: i64, reason: &str) -> Result<u64> {
+async fn cancel_address_deliveries(
+    tx: &mut Transaction<'static, Sqlite>,
+    address_id: i64,
+    reason: &str,
+) -> Result<u64> {
     let done = sqlx::query(
         "UPDATE deliveries SET state = 'cancelled', last_error = $2, lease_until = NULL, locked_by = NULL
          WHERE address_id = $1 AND state = 'pending'",
@@ -404,17 +436,21 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.reader.close().await;
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await;
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await;
         self.writer.close().await;
     }
 
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
         let mut tx = self.write().await?;
-        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(value)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&mut *tx)
+        .await?;
         let stored: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
             .fetch_one(&mut *tx)
@@ -434,21 +470,24 @@ impl Store for SqliteStore {
             for (_, s) in chunk {
                 encoded.push((json(&s.labels)?, json(&s.annotations)?));
             }
-            qb.push_values(chunk.iter().zip(encoded), |mut b, ((at, s), (labels, annotations))| {
-                b.push_bind(ms(*at))
-                    .push_bind(s.source.as_str())
-                    .push_bind(s.fingerprint.clone())
-                    .push_bind(s.status.as_str())
-                    .push_bind(s.severity.as_str())
-                    .push_bind(s.service.clone())
-                    .push_bind(s.component.clone())
-                    .push_bind(labels)
-                    .push_bind(annotations)
-                    .push_bind(s.summary.clone())
-                    .push_bind(opt_ms(s.starts_at))
-                    .push_bind(opt_ms(s.ends_at))
-                    .push_bind(s.url.clone());
-            });
+            qb.push_values(
+                chunk.iter().zip(encoded),
+                |mut b, ((at, s), (labels, annotations))| {
+                    b.push_bind(ms(*at))
+                        .push_bind(s.source.as_str())
+                        .push_bind(s.fingerprint.clone())
+                        .push_bind(s.status.as_str())
+                        .push_bind(s.severity.as_str())
+                        .push_bind(s.service.clone())
+                        .push_bind(s.component.clone())
+                        .push_bind(labels)
+                        .push_bind(annotations)
+                        .push_bind(s.summary.clone())
+                        .push_bind(opt_ms(s.starts_at))
+                        .push_bind(opt_ms(s.ends_at))
+                        .push_bind(s.url.clone());
+                },
+            );
             qb.push(" RETURNING id");
             let rows = qb.build().fetch_all(&mut *tx).await?;
             for row in rows {
@@ -461,7 +500,9 @@ impl Store for SqliteStore {
     }
 
     async fn begin(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(SqliteTx { tx: self.write().await? }))
+        Ok(Box::new(SqliteTx {
+            tx: self.write().await?,
+        }))
     }
 
     async fn claim_deliveries(
@@ -534,7 +575,12 @@ impl Store for SqliteStore {
         .transpose()
     }
 
-    async fn record_outcomes(&self, owner: &str, outcomes: &[(i64, DeliveryOutcome)], now: Timestamp) -> Result<()> {
+    async fn record_outcomes(
+        &self,
+        owner: &str,
+        outcomes: &[(i64, DeliveryOutcome)],
+        now: Timestamp,
+    ) -> Result<()> {
         if outcomes.is_empty() {
             return Ok(());
         }
@@ -627,7 +673,7 @@ impl Store for SqliteStore {
 
     async fn reclaim_expired_leases(&self, now: Timestamp) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE deliveries SET state = 'pending', next_attempt_at = $1, lease_until = NULL, locked_by = NULL,
+            "UPDATE deliveries SET state = 'pending', lease_until = NULL, locked_by = NULL,
              last_error = COALESCE(last_error, 'lease expired: the worker stopped before recording an outcome')
              WHERE state = 'sending' AND lease_until < $1",
         )
@@ -638,8 +684,15 @@ impl Store for SqliteStore {
     }
 
     async fn next_attempt_at(&self, channel: ChannelKind) -> Result<Option<Timestamp>> {
+        // Deliveries waiting behind an earlier one to the same recipient do not count: they
+        // become due when that one is done, and the dispatcher is woken then.
         let v: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'pending' AND channel = $1",
+            "SELECT MIN(d.next_attempt_at) FROM deliveries d
+             WHERE d.state = 'pending' AND d.channel = $1
+               AND NOT EXISTS (
+                 SELECT 1 FROM deliveries e
+                 WHERE e.incident_id = d.incident_id AND e.channel = d.channel AND e.recipient = d.recipient
+                   AND e.id < d.id AND e.state IN ('pending', 'sending'))",
         )
         .bind(channel.as_str())
         .fetch_one(&self.reader)
@@ -674,10 +727,11 @@ impl Store for SqliteStore {
     }
 
     async fn incident_updates(&self, incident_id: i64) -> Result<Vec<UpdateRow>> {
-        let rows = sqlx::query("SELECT * FROM incident_updates WHERE incident_id = $1 ORDER BY seq")
-            .bind(incident_id)
-            .fetch_all(&self.reader)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM incident_updates WHERE incident_id = $1 ORDER BY seq")
+                .bind(incident_id)
+                .fetch_all(&self.reader)
+                .await?;
         rows.iter().map(update_from_row).collect()
     }
 
@@ -715,27 +769,42 @@ impl Store for SqliteStore {
                     provider_id: row.try_get("provider_id")?,
                     created_at: ts(row.try_get("created_at")?)?,
                     sent_at: opt_ts(row.try_get("sent_at")?)?,
-                    next_attempt_at: if pending { Some(ts(row.try_get("next_attempt_at")?)?) } else { None },
+                    next_attempt_at: if pending {
+                        Some(ts(row.try_get("next_attempt_at")?)?)
+                    } else {
+                        None
+                    },
                 })
             })
             .collect()
     }
 
     async fn counts(&self) -> Result<Counts> {
-        let open_incidents: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM incidents WHERE resolved_at IS NULL")
-            .fetch_one(&self.reader)
-            .await?;
-        let unprocessed_signals: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signals WHERE processed_at IS NULL")
-            .fetch_one(&self.reader)
-            .await?;
-        let rows = sqlx::query("SELECT channel, state, COUNT(*) AS n FROM deliveries GROUP BY channel, state")
-            .fetch_all(&self.reader)
-            .await?;
+        let open_incidents: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM incidents WHERE resolved_at IS NULL")
+                .fetch_one(&self.reader)
+                .await?;
+        let unprocessed_signals: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM signals WHERE processed_at IS NULL")
+                .fetch_one(&self.reader)
+                .await?;
+        let rows = sqlx::query(
+            "SELECT channel, state, COUNT(*) AS n FROM deliveries GROUP BY channel, state",
+        )
+        .fetch_all(&self.reader)
+        .await?;
         let mut deliveries = BTreeMap::new();
         for row in rows {
-            deliveries.insert((row.try_get("channel")?, row.try_get("state")?), row.try_get("n")?);
+            deliveries.insert(
+                (row.try_get("channel")?, row.try_get("state")?),
+                row.try_get("n")?,
+            );
         }
-        Ok(Counts { open_incidents, deliveries, unprocessed_signals })
+        Ok(Counts {
+            open_incidents,
+            deliveries,
+            unprocessed_signals,
+        })
     }
 
     async fn subscribers(&self) -> Result<Vec<SubscriberRow>> {
@@ -745,7 +814,10 @@ impl Store for SqliteStore {
 
     async fn subscriber(&self, id: i64) -> Result<Option<SubscriberRow>> {
         let mut conn = self.reader.acquire().await?;
-        Ok(load_subscribers(&mut conn, Some(id)).await?.into_iter().next())
+        Ok(load_subscribers(&mut conn, Some(id))
+            .await?
+            .into_iter()
+            .next())
     }
 
     async fn create_subscriber(&self, s: &ValidSubscriber, now: Timestamp) -> Result<i64> {
@@ -768,10 +840,11 @@ impl Store for SqliteStore {
 
     async fn delete_subscriber(&self, id: i64) -> Result<DeleteOutcome> {
         let mut tx = self.write().await?;
-        let origin: Option<String> = sqlx::query_scalar("SELECT origin FROM subscribers WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let origin: Option<String> =
+            sqlx::query_scalar("SELECT origin FROM subscribers WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         match origin.as_deref() {
             None => return Ok(DeleteOutcome::NotFound),
             Some("config") => return Ok(DeleteOutcome::ManagedByConfig),
@@ -785,17 +858,27 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query("DELETE FROM subscribers WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM subscribers WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         bump_subscribers_version(&mut tx).await?;
         tx.commit().await?;
-        Ok(DeleteOutcome::Deleted { cancelled_deliveries: cancelled })
+        Ok(DeleteOutcome::Deleted {
+            cancelled_deliveries: cancelled,
+        })
     }
 
-    async fn sync_config_subscribers(&self, wanted: &[ValidSubscriber], now: Timestamp) -> Result<SyncReport> {
+    async fn sync_config_subscribers(
+        &self,
+        wanted: &[ValidSubscriber],
+        now: Timestamp,
+    ) -> Result<SyncReport> {
         let mut tx = self.write().await?;
-        let existing: Vec<(i64, String)> = sqlx::query_as("SELECT id, name FROM subscribers WHERE origin = 'config'")
-            .fetch_all(&mut *tx)
-            .await?;
+        let existing: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, name FROM subscribers WHERE origin = 'config'")
+                .fetch_all(&mut *tx)
+                .await?;
         let mut report = SyncReport::default();
         for s in wanted {
             match existing.iter().find(|(_, name)| name == &s.name) {
@@ -835,7 +918,10 @@ impl Store for SqliteStore {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("DELETE FROM subscribers WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM subscribers WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 report.removed += 1;
             }
         }
@@ -865,12 +951,14 @@ impl Store for SqliteStore {
 
     async fn unsubscribe_address(&self, id: i64, now: Timestamp) -> Result<bool> {
         let mut tx = self.write().await?;
-        let found = sqlx::query("UPDATE addresses SET unsubscribed_at = COALESCE(unsubscribed_at, $2) WHERE id = $1")
-            .bind(id)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+        let found = sqlx::query(
+            "UPDATE addresses SET unsubscribed_at = COALESCE(unsubscribed_at, $2) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
             > 0;
         if found {
             cancel_address_deliveries(&mut tx, id, "recipient unsubscribed").await?;
@@ -893,7 +981,9 @@ impl Tx for SqliteTx {
     }
 
     async fn unprocessed_signals(&mut self, limit: u32) -> Result<Vec<StoredSignal>> {
-        let sql = format!("SELECT {SIGNAL_COLUMNS} FROM signals WHERE processed_at IS NULL ORDER BY id LIMIT $1");
+        let sql = format!(
+            "SELECT {SIGNAL_COLUMNS} FROM signals WHERE processed_at IS NULL ORDER BY id LIMIT $1"
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(i64::from(limit))
             .fetch_all(&mut *self.tx)
@@ -901,14 +991,22 @@ impl Tx for SqliteTx {
         rows.iter().map(signal_from_row).collect()
     }
 
-    async fn mark_signal(&mut self, id: i64, now: Timestamp, outcome: &str, incident_id: Option<i64>) -> Result<()> {
-        sqlx::query("UPDATE signals SET processed_at = $2, outcome = $3, incident_id = $4 WHERE id = $1")
-            .bind(id)
-            .bind(ms(now))
-            .bind(outcome)
-            .bind(incident_id)
-            .execute(&mut *self.tx)
-            .await?;
+    async fn mark_signal(
+        &mut self,
+        id: i64,
+        now: Timestamp,
+        outcome: &str,
+        incident_id: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE signals SET processed_at = $2, outcome = $3, incident_id = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .bind(outcome)
+        .bind(incident_id)
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
@@ -924,7 +1022,9 @@ impl Tx for SqliteTx {
     }
 
     async fn open_incident_by_key(&mut self, key: &str) -> Result<Option<IncidentRow>> {
-        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE group_key = $1 AND resolved_at IS NULL");
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE group_key = $1 AND resolved_at IS NULL"
+        );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(key)
             .fetch_optional(&mut *self.tx)
@@ -958,10 +1058,15 @@ impl Tx for SqliteTx {
             .bind(opt_ms(new.pending_since))
             .fetch_one(&mut *self.tx)
             .await
-            .map_err(|e| match e.as_database_error().map(|d| d.is_unique_violation()) {
-                Some(true) => StoreError::Conflict(format!("an incident with key `{}` is already open", new.group_key)),
-                _ => StoreError::Database(e),
-            })?;
+            .map_err(
+                |e| match e.as_database_error().map(|d| d.is_unique_violation()) {
+                    Some(true) => StoreError::Conflict(format!(
+                        "an incident with key `{}` is already open",
+                        new.group_key
+                    )),
+                    _ => StoreError::Database(e),
+                },
+            )?;
         incident_from_row(&row)
     }
 
@@ -1028,17 +1133,20 @@ impl Tx for SqliteTx {
     }
 
     async fn due_incidents(&mut self, now: Timestamp, limit: u32) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar("SELECT id FROM incidents WHERE eval_at <= $1 ORDER BY eval_at LIMIT $2")
-            .bind(ms(now))
-            .bind(i64::from(limit))
-            .fetch_all(&mut *self.tx)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM incidents WHERE eval_at <= $1 ORDER BY eval_at LIMIT $2",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?)
     }
 
     async fn next_eval_at(&mut self) -> Result<Option<Timestamp>> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(eval_at) FROM incidents WHERE eval_at IS NOT NULL")
-            .fetch_one(&mut *self.tx)
-            .await?;
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(eval_at) FROM incidents WHERE eval_at IS NOT NULL")
+                .fetch_one(&mut *self.tx)
+                .await?;
         opt_ts(v)
     }
 
@@ -1064,22 +1172,25 @@ impl Tx for SqliteTx {
     }
 
     async fn unrouted_updates(&mut self, limit: u32) -> Result<Vec<UpdateRow>> {
-        let rows = sqlx::query("SELECT * FROM incident_updates WHERE routed_at IS NULL ORDER BY id LIMIT $1")
-            .bind(i64::from(limit))
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM incident_updates WHERE routed_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
         rows.iter().map(update_from_row).collect()
     }
 
     async fn subscribers_version(&mut self) -> Result<i64> {
-        let v: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'subscribers_version'")
-            .fetch_optional(&mut *self.tx)
-            .await?;
+        let v: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'subscribers_version'")
+                .fetch_optional(&mut *self.tx)
+                .await?;
         Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
 
     async fn subscribers(&mut self) -> Result<Vec<SubscriberRow>> {
-        load_subscribers(&mut *self.tx, None).await
+        load_subscribers(&mut self.tx, None).await
     }
 
     async fn insert_message(&mut self, m: &NewMessage) -> Result<i64> {

@@ -69,7 +69,9 @@ impl Authenticator {
         let token = match scheme.to_ascii_lowercase().as_str() {
             "bearer" => credentials.trim().to_owned(),
             "basic" => {
-                let decoded = base64::engine::general_purpose::STANDARD.decode(credentials.trim()).ok()?;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(credentials.trim())
+                    .ok()?;
                 let text = String::from_utf8(decoded).ok()?;
                 text.split_once(':')?.1.to_owned()
             }
@@ -83,7 +85,10 @@ impl Authenticator {
         let mut found = None;
         for t in &self.tokens {
             if bool::from(t.digest.ct_eq(&presented)) {
-                found = Some(Principal { name: t.name.clone(), roles: t.roles.clone() });
+                found = Some(Principal {
+                    name: t.name.clone(),
+                    roles: t.roles.clone(),
+                });
             }
         }
         found
@@ -91,16 +96,27 @@ impl Authenticator {
 
     /// The caller proven by an HMAC signature of `body`, if a configured scheme's header is
     /// present and valid. A signer may only ingest.
-    pub fn from_signature(&self, headers: &HeaderMap, body: &[u8], now: Timestamp) -> Option<Principal> {
+    pub fn from_signature(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Option<Principal> {
         self.hmac
             .iter()
             .find(|scheme| verify(scheme, headers, body, now))
-            .map(|scheme| Principal { name: scheme.name.clone(), roles: vec![Role::Ingest] })
+            .map(|scheme| Principal {
+                name: scheme.name.clone(),
+                roles: vec![Role::Ingest],
+            })
     }
 }
 
 fn verify(scheme: &HmacKey, headers: &HeaderMap, body: &[u8], now: Timestamp) -> bool {
-    let Some(signature) = headers.get(scheme.header.as_str()).and_then(|v| v.to_str().ok()) else {
+    let Some(signature) = headers
+        .get(scheme.header.as_str())
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let signature = signature.trim();
@@ -110,11 +126,15 @@ fn verify(scheme: &HmacKey, headers: &HeaderMap, body: &[u8], now: Timestamp) ->
     let Ok(expected) = hex::decode(hex_digest.trim()) else {
         return false;
     };
-    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(scheme.secret.expose().as_bytes()) else {
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(scheme.secret.expose().as_bytes())
+    else {
         return false;
     };
     if let Some(ts_header) = &scheme.timestamp_header {
-        let Some(stamp) = headers.get(ts_header.as_str()).and_then(|v| v.to_str().ok()) else {
+        let Some(stamp) = headers
+            .get(ts_header.as_str())
+            .and_then(|v| v.to_str().ok())
+        else {
             return false;
         };
         if !fresh(stamp.trim(), now, scheme.tolerance) {
@@ -132,7 +152,11 @@ fn fresh(stamp: &str, now: Timestamp, tolerance: Duration) -> bool {
     let Ok(value) = stamp.parse::<i64>() else {
         return false;
     };
-    let seconds = if value > 100_000_000_000 { value / 1000 } else { value };
+    let seconds = if value > 100_000_000_000 {
+        value / 1000
+    } else {
+        value
+    };
     (now.as_second() - seconds).unsigned_abs() <= tolerance.as_secs()
 }
 
@@ -145,8 +169,16 @@ mod tests {
     fn auth() -> Authenticator {
         Authenticator::new(
             &[
-                TokenKey { name: "am".into(), secret: Secret::new("ingest-token-0123456789"), roles: vec![Role::Ingest] },
-                TokenKey { name: "ops".into(), secret: Secret::new("admin-token-0123456789"), roles: vec![Role::Admin] },
+                TokenKey {
+                    name: "am".into(),
+                    secret: Secret::new("ingest-token-0123456789"),
+                    roles: vec![Role::Ingest],
+                },
+                TokenKey {
+                    name: "ops".into(),
+                    secret: Secret::new("admin-token-0123456789"),
+                    roles: vec![Role::Admin],
+                },
             ],
             &[HmacKey {
                 name: "grafana".into(),
@@ -170,14 +202,31 @@ mod tests {
     #[test]
     fn bearer_and_basic() {
         let a = auth();
-        let p = a.from_headers(&headers(&[("authorization", "Bearer ingest-token-0123456789")])).unwrap();
+        let p = a
+            .from_headers(&headers(&[(
+                "authorization",
+                "Bearer ingest-token-0123456789",
+            )]))
+            .unwrap();
         assert_eq!(p.name, "am");
         assert!(p.has(Role::Ingest) && !p.has(Role::Viewer));
-        let basic = base64::engine::general_purpose::STANDARD.encode("alertmanager:admin-token-0123456789");
-        let p = a.from_headers(&headers(&[("authorization", &format!("Basic {basic}"))])).unwrap();
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode("alertmanager:admin-token-0123456789");
+        let p = a
+            .from_headers(&headers(&[("authorization", &format!("Basic {basic}"))]))
+            .unwrap();
         assert!(p.has(Role::Ingest) && p.has(Role::Admin));
-        assert!(a.from_headers(&headers(&[("authorization", "Bearer wrong")])).is_none());
-        assert!(a.from_headers(&headers(&[("authorization", "Token ingest-token-0123456789")])).is_none());
+        assert!(
+            a.from_headers(&headers(&[("authorization", "Bearer wrong")]))
+                .is_none()
+        );
+        assert!(
+            a.from_headers(&headers(&[(
+                "authorization",
+                "Token ingest-token-0123456789"
+            )]))
+            .is_none()
+        );
         assert!(a.from_headers(&HeaderMap::new()).is_none());
     }
 
@@ -187,8 +236,16 @@ mod tests {
         let a = auth();
         let sig = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
         let h = headers(&[("x-grafana-alerting-signature", sig)]);
-        assert_eq!(a.from_signature(&h, b"Hello, World!", Timestamp::now()).unwrap().roles, vec![Role::Ingest]);
-        assert!(a.from_signature(&h, b"Hello, World?", Timestamp::now()).is_none());
+        assert_eq!(
+            a.from_signature(&h, b"Hello, World!", Timestamp::now())
+                .unwrap()
+                .roles,
+            vec![Role::Ingest]
+        );
+        assert!(
+            a.from_signature(&h, b"Hello, World?", Timestamp::now())
+                .is_none()
+        );
     }
 
     #[test]

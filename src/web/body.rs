@@ -33,14 +33,22 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
 /// The media type without parameters, lower-cased; `None` when the header is absent.
 pub fn media_type(headers: &HeaderMap) -> Option<String> {
     let raw = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    Some(raw.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+    Some(
+        raw.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// JSON, or something a sender may use for JSON without saying so.
 pub fn is_json_like(media: Option<&str>) -> bool {
     match media {
         None | Some("") => true,
-        Some(m) => m == "application/json" || m == "text/json" || m == "text/plain" || m.ends_with("+json"),
+        Some(m) => {
+            m == "application/json" || m == "text/json" || m == "text/plain" || m.ends_with("+json")
+        }
     }
 }
 
@@ -62,9 +70,14 @@ pub fn json<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T,
         } else {
             strip_position(&inner.to_string())
         };
-        if path == "." { ApiError::bad(message) } else { ApiError::field(path, message) }
+        if path == "." {
+            ApiError::bad(message)
+        } else {
+            ApiError::field(path, message)
+        }
     })?;
-    de.end().map_err(|e| ApiError::bad(format!("malformed JSON: {e}")))?;
+    de.end()
+        .map_err(|e| ApiError::bad(format!("malformed JSON: {e}")))?;
     Ok(value)
 }
 
@@ -76,7 +89,11 @@ fn strip_position(message: &str) -> String {
 }
 
 /// The value of `field` in a multipart/form-data body.
-pub async fn multipart_field(headers: &HeaderMap, body: &[u8], field: &str) -> Result<Option<String>, ApiError> {
+pub async fn multipart_field(
+    headers: &HeaderMap,
+    body: &[u8],
+    field: &str,
+) -> Result<Option<String>, ApiError> {
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -88,7 +105,10 @@ pub async fn multipart_field(headers: &HeaderMap, body: &[u8], field: &str) -> R
         match parts.next_field().await {
             Ok(Some(part)) => {
                 if part.name() == Some(field) {
-                    let text = part.text().await.map_err(|e| ApiError::bad(format!("multipart field `{field}`: {e}")))?;
+                    let text = part
+                        .text()
+                        .await
+                        .map_err(|e| ApiError::bad(format!("multipart field `{field}`: {e}")))?;
                     return Ok(Some(text));
                 }
             }

@@ -11,7 +11,10 @@ use crate::store::StoreError;
 
 #[derive(Debug)]
 pub enum ApiError {
-    BadRequest { message: String, field: Option<String> },
+    BadRequest {
+        message: String,
+        field: Option<String>,
+    },
     Unauthorized,
     Forbidden(String),
     NotFound(String),
@@ -31,11 +34,17 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn bad(message: impl Into<String>) -> ApiError {
-        ApiError::BadRequest { message: message.into(), field: None }
+        ApiError::BadRequest {
+            message: message.into(),
+            field: None,
+        }
     }
 
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
-        ApiError::BadRequest { message: message.into(), field: Some(field.into()) }
+        ApiError::BadRequest {
+            message: message.into(),
+            field: Some(field.into()),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -55,7 +64,10 @@ impl ApiError {
 
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
-        ApiError::BadRequest { message: e.message, field: e.field }
+        ApiError::BadRequest {
+            message: e.message,
+            field: e.field,
+        }
     }
 }
 
@@ -83,19 +95,30 @@ impl IntoResponse for ApiError {
             | ApiError::Conflict(m)
             | ApiError::UnsupportedMediaType(m)
             | ApiError::Unavailable(m) => (m.clone(), None),
-            ApiError::PayloadTooLarge(limit) => (format!("the body is larger than {limit} bytes"), None),
+            ApiError::PayloadTooLarge(limit) => {
+                (format!("the body is larger than {limit} bytes"), None)
+            }
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 ("internal error; see the server log".to_owned(), None)
             }
         };
-        let mut response = (status, Json(Body { error: &message, field })).into_response();
+        let mut response = (
+            status,
+            Json(Body {
+                error: &message,
+                field,
+            }),
+        )
+            .into_response();
         let headers = response.headers_mut();
         match status {
             StatusCode::UNAUTHORIZED => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"banditore\", Basic realm=\"banditore\""),
+                    HeaderValue::from_static(
+                        "Bearer realm=\"banditore\", Basic realm=\"banditore\"",
+                    ),
                 );
             }
             StatusCode::SERVICE_UNAVAILABLE => {

@@ -124,21 +124,38 @@ pub struct ListQuery {
     before: Option<i64>,
 }
 
-pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<impl IntoResponse, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Role::Viewer)?;
     let open = match q.status.as_deref() {
         None | Some("all") => None,
         Some("open") => Some(true),
         Some("resolved") => Some(false),
-        Some(other) => return Err(ApiError::field("status", format!("`{other}`: expected open, resolved or all"))),
+        Some(other) => {
+            return Err(ApiError::field(
+                "status",
+                format!("`{other}`: expected open, resolved or all"),
+            ));
+        }
     };
-    let filter = IncidentFilter { open, limit: q.limit.unwrap_or(50).clamp(1, 500), before: q.before };
+    let filter = IncidentFilter {
+        open,
+        limit: q.limit.unwrap_or(50).clamp(1, 500),
+        before: q.before,
+    };
     let rows = state.store.list_incidents(&filter).await?;
     let incidents: Vec<IncidentJson> = rows.iter().map(IncidentJson::from).collect();
     Ok(Json(serde_json::json!({ "incidents": incidents })))
 }
 
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<impl IntoResponse, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Role::Viewer)?;
     let incident = state
         .store
@@ -147,15 +164,21 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, Path(id): Pa
         .ok_or_else(|| ApiError::NotFound(format!("incident {id} not found")))?;
     let updates = state.store.incident_updates(id).await?;
     let alerts = state.store.incident_alerts(id).await?;
-    let mut body = serde_json::to_value(IncidentJson::from(&incident)).map_err(|e| ApiError::Internal(e.to_string()))?;
-    body["updates"] = serde_json::to_value(updates.iter().map(UpdateJson::from).collect::<Vec<_>>())
+    let mut body = serde_json::to_value(IncidentJson::from(&incident))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    body["updates"] =
+        serde_json::to_value(updates.iter().map(UpdateJson::from).collect::<Vec<_>>())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
     body["signals"] = serde_json::to_value(alerts.iter().map(SignalJson::from).collect::<Vec<_>>())
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(body))
 }
 
-pub async fn deliveries(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<impl IntoResponse, ApiError> {
+pub async fn deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Role::Viewer)?;
     if state.store.incident(id).await?.is_none() {
         return Err(ApiError::NotFound(format!("incident {id} not found")));
@@ -163,30 +186,52 @@ pub async fn deliveries(State(state): State<AppState>, headers: HeaderMap, Path(
     let rows: Vec<DeliveryRow> = state.store.incident_deliveries(id).await?;
     let mut summary: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for d in &rows {
-        *summary.entry(d.channel.as_str().to_owned()).or_default().entry(d.state.clone()).or_default() += 1;
+        *summary
+            .entry(d.channel.as_str().to_owned())
+            .or_default()
+            .entry(d.state.clone())
+            .or_default() += 1;
     }
-    Ok(Json(serde_json::json!({ "summary": summary, "deliveries": rows })))
+    Ok(Json(
+        serde_json::json!({ "summary": summary, "deliveries": rows }),
+    ))
 }
 
 fn manual_error(e: ManualError) -> ApiError {
     match e {
         ManualError::Invalid { field, message } => ApiError::field(field, message),
         ManualError::NotFound(id) => ApiError::NotFound(format!("incident {id} not found")),
-        ManualError::Resolved(id) => ApiError::Conflict(format!("incident {id} is resolved; open a new one")),
+        ManualError::Resolved(id) => {
+            ApiError::Conflict(format!("incident {id} is resolved; open a new one"))
+        }
         ManualError::Store(e) => e.into(),
     }
 }
 
-pub async fn open(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<impl IntoResponse, ApiError> {
+pub async fn open(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
     let who = require(&state, &headers, Role::Operator)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let req: ManualIncident = json(&headers, &bytes)?;
-    let (incident, update) = state.engine.open_manual(req, &who.name, Timestamp::now()).await.map_err(manual_error)?;
+    let (incident, update) = state
+        .engine
+        .open_manual(req, &who.name, Timestamp::now())
+        .await
+        .map_err(manual_error)?;
     state.wake.pipeline.notify_one();
     tracing::info!(incident = incident.id, by = %who.name, "incident opened by hand");
-    let mut body = serde_json::to_value(IncidentJson::from(&incident)).map_err(|e| ApiError::Internal(e.to_string()))?;
-    body["update"] = serde_json::to_value(UpdateJson::from(&update)).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok((StatusCode::CREATED, [("location", format!("/api/v1/incidents/{}", incident.id))], Json(body)))
+    let mut body = serde_json::to_value(IncidentJson::from(&incident))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    body["update"] = serde_json::to_value(UpdateJson::from(&update))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        StatusCode::CREATED,
+        [("location", format!("/api/v1/incidents/{}", incident.id))],
+        Json(body),
+    ))
 }
 
 pub async fn post_update(
@@ -198,7 +243,11 @@ pub async fn post_update(
     let who = require(&state, &headers, Role::Operator)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let req: ManualUpdate = json(&headers, &bytes)?;
-    let (_, update) = state.engine.post_update(id, req, &who.name, Timestamp::now()).await.map_err(manual_error)?;
+    let (_, update) = state
+        .engine
+        .post_update(id, req, &who.name, Timestamp::now())
+        .await
+        .map_err(manual_error)?;
     state.wake.pipeline.notify_one();
     tracing::info!(incident = id, seq = update.seq, by = %who.name, "incident update posted by hand");
     Ok((StatusCode::CREATED, Json(UpdateJson::from(&update))))

@@ -43,20 +43,40 @@ fn outcome_label(e: &ApiError) -> &'static str {
     }
 }
 
-pub async fn alertmanager(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    respond(Source::Alertmanager, handle(&state, Source::Alertmanager, &headers, body).await)
+pub async fn alertmanager(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(
+        Source::Alertmanager,
+        handle(&state, Source::Alertmanager, &headers, body).await,
+    )
 }
 
 pub async fn grafana(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    respond(Source::Grafana, handle(&state, Source::Grafana, &headers, body).await)
+    respond(
+        Source::Grafana,
+        handle(&state, Source::Grafana, &headers, body).await,
+    )
 }
 
-pub async fn uptime_kuma(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    respond(Source::UptimeKuma, handle(&state, Source::UptimeKuma, &headers, body).await)
+pub async fn uptime_kuma(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(
+        Source::UptimeKuma,
+        handle(&state, Source::UptimeKuma, &headers, body).await,
+    )
 }
 
 pub async fn generic(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    respond(Source::Generic, handle(&state, Source::Generic, &headers, body).await)
+    respond(
+        Source::Generic,
+        handle(&state, Source::Generic, &headers, body).await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -67,7 +87,11 @@ pub struct KumaQuery {
 }
 
 /// Uptime Kuma's GET mode: the notification in query parameters.
-pub async fn uptime_kuma_get(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<KumaQuery>) -> Response {
+pub async fn uptime_kuma_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<KumaQuery>,
+) -> Response {
     let result = async {
         authenticate(&state, &headers, None)?;
         let parsed = ingest::parse_uptime_kuma_query(
@@ -97,7 +121,11 @@ fn respond(source: Source, result: Result<(StatusCode, Accepted), ApiError>) -> 
 }
 
 /// The caller, by token if one is presented, else by a body signature.
-fn authenticate(state: &AppState, headers: &HeaderMap, body: Option<&[u8]>) -> Result<(), ApiError> {
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+) -> Result<(), ApiError> {
     let principal = match state.auth.from_headers(headers) {
         Some(p) => Some(p),
         None => body.and_then(|b| state.auth.from_signature(headers, b, Timestamp::now())),
@@ -105,11 +133,19 @@ fn authenticate(state: &AppState, headers: &HeaderMap, body: Option<&[u8]>) -> R
     match principal {
         None => Err(ApiError::Unauthorized),
         Some(p) if p.has(Role::Ingest) => Ok(()),
-        Some(p) => Err(ApiError::Forbidden(format!("token `{}` may not post signals (needs the ingest role)", p.name))),
+        Some(p) => Err(ApiError::Forbidden(format!(
+            "token `{}` may not post signals (needs the ingest role)",
+            p.name
+        ))),
     }
 }
 
-async fn handle(state: &AppState, source: Source, headers: &HeaderMap, body: Body) -> Result<(StatusCode, Accepted), ApiError> {
+async fn handle(
+    state: &AppState,
+    source: Source,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Accepted), ApiError> {
     // Refuse unauthenticated callers before reading the body, unless a signature could vouch for it.
     if !state.auth.has_hmac() && state.auth.from_headers(headers).is_none() {
         return Err(ApiError::Unauthorized);
@@ -121,27 +157,52 @@ async fn handle(state: &AppState, source: Source, headers: &HeaderMap, body: Bod
         (Source::UptimeKuma, Some("multipart/form-data")) => {
             let data = multipart_field(headers, &bytes, "data")
                 .await?
-                .ok_or_else(|| ApiError::field("data", "missing: Uptime Kuma's form-data mode sends the JSON in a `data` field"))?;
-            ingest::parse(source, data.as_bytes(), GenericFraming::Json, &state.parse_options)?
+                .ok_or_else(|| {
+                    ApiError::field(
+                        "data",
+                        "missing: Uptime Kuma's form-data mode sends the JSON in a `data` field",
+                    )
+                })?;
+            ingest::parse(
+                source,
+                data.as_bytes(),
+                GenericFraming::Json,
+                &state.parse_options,
+            )?
         }
         (Source::UptimeKuma, Some("application/x-www-form-urlencoded")) => {
-            let data = form_field(&bytes, "data")
-                .ok_or_else(|| ApiError::field("data", "missing: expected the JSON in a `data` field"))?;
-            ingest::parse(source, data.as_bytes(), GenericFraming::Json, &state.parse_options)?
+            let data = form_field(&bytes, "data").ok_or_else(|| {
+                ApiError::field("data", "missing: expected the JSON in a `data` field")
+            })?;
+            ingest::parse(
+                source,
+                data.as_bytes(),
+                GenericFraming::Json,
+                &state.parse_options,
+            )?
         }
-        (Source::Generic, Some("application/cloudevents+json")) => {
-            ingest::parse(Source::Cloudevents, &bytes, GenericFraming::CloudEvent, &state.parse_options)?
+        (Source::Generic, Some("application/cloudevents+json")) => ingest::parse(
+            Source::Cloudevents,
+            &bytes,
+            GenericFraming::CloudEvent,
+            &state.parse_options,
+        )?,
+        (Source::Generic, Some("application/cloudevents-batch+json")) => ingest::parse(
+            Source::Cloudevents,
+            &bytes,
+            GenericFraming::CloudEventBatch,
+            &state.parse_options,
+        )?,
+        (_, m) if is_json_like(m) => {
+            ingest::parse(source, &bytes, GenericFraming::Json, &state.parse_options)?
         }
-        (Source::Generic, Some("application/cloudevents-batch+json")) => {
-            ingest::parse(Source::Cloudevents, &bytes, GenericFraming::CloudEventBatch, &state.parse_options)?
-        }
-        (_, m) if is_json_like(m) => ingest::parse(source, &bytes, GenericFraming::Json, &state.parse_options)?,
         (_, m) => {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "`{}` cannot be read here; send application/json{}",
                 m.unwrap_or_default(),
                 match source {
-                    Source::Generic => ", application/cloudevents+json or application/cloudevents-batch+json",
+                    Source::Generic =>
+                        ", application/cloudevents+json or application/cloudevents-batch+json",
                     Source::UptimeKuma => " or multipart/form-data with a `data` field",
                     _ => "",
                 }
@@ -149,13 +210,19 @@ async fn handle(state: &AppState, source: Source, headers: &HeaderMap, body: Bod
         }
     };
     let source = match media.as_deref() {
-        Some("application/cloudevents+json" | "application/cloudevents-batch+json") => Source::Cloudevents,
+        Some("application/cloudevents+json" | "application/cloudevents-batch+json") => {
+            Source::Cloudevents
+        }
         _ => source,
     };
     accept(state, source, parsed).await
 }
 
-async fn accept(state: &AppState, source: Source, parsed: Parsed) -> Result<(StatusCode, Accepted), ApiError> {
+async fn accept(
+    state: &AppState,
+    source: Source,
+    parsed: Parsed,
+) -> Result<(StatusCode, Accepted), ApiError> {
     let now = Timestamp::now();
     let signals: Vec<_> = parsed
         .signals
@@ -163,8 +230,22 @@ async fn accept(state: &AppState, source: Source, parsed: Parsed) -> Result<(Sta
         .map(|raw| (now, raw.normalize(source, &state.normalize, now)))
         .collect();
     if signals.is_empty() {
-        return Ok((StatusCode::OK, Accepted { status: "ok", signals: Vec::new(), notes: parsed.notes }));
+        return Ok((
+            StatusCode::OK,
+            Accepted {
+                status: "ok",
+                signals: Vec::new(),
+                notes: parsed.notes,
+            },
+        ));
     }
     let ids = state.ingest.store(signals).await?;
-    Ok((StatusCode::ACCEPTED, Accepted { status: "accepted", signals: ids, notes: parsed.notes }))
+    Ok((
+        StatusCode::ACCEPTED,
+        Accepted {
+            status: "accepted",
+            signals: ids,
+            notes: parsed.notes,
+        },
+    ))
 }

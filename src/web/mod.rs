@@ -54,13 +54,17 @@ pub struct AppState {
 
 /// The caller, if their token grants `role`: 401 without valid credentials, 403 without the role.
 pub fn require(state: &AppState, headers: &HeaderMap, role: Role) -> Result<Principal, ApiError> {
-    let principal = state.auth.from_headers(headers).ok_or(ApiError::Unauthorized)?;
+    let principal = state
+        .auth
+        .from_headers(headers)
+        .ok_or(ApiError::Unauthorized)?;
     if principal.has(role) {
         Ok(principal)
     } else {
         Err(ApiError::Forbidden(format!(
-            "token `{}` lacks the {role:?} role",
-            principal.name
+            "token `{}` lacks the {} role",
+            principal.name,
+            role.as_str()
         )))
     }
 }
@@ -68,16 +72,40 @@ pub fn require(state: &AppState, headers: &HeaderMap, role: Role) -> Result<Prin
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
         .route("/api/v1/signals/alertmanager", post(ingest::alertmanager))
-        .route("/api/v1/signals/grafana", post(ingest::grafana).put(ingest::grafana))
-        .route("/api/v1/signals/uptime-kuma", post(ingest::uptime_kuma).get(ingest::uptime_kuma_get))
+        .route(
+            "/api/v1/signals/grafana",
+            post(ingest::grafana).put(ingest::grafana),
+        )
+        .route(
+            "/api/v1/signals/uptime-kuma",
+            post(ingest::uptime_kuma).get(ingest::uptime_kuma_get),
+        )
         .route("/api/v1/signals/generic", post(ingest::generic))
-        .route("/api/v1/incidents", get(incidents::list).post(incidents::open))
+        .route(
+            "/api/v1/incidents",
+            get(incidents::list).post(incidents::open),
+        )
         .route("/api/v1/incidents/{id}", get(incidents::get))
-        .route("/api/v1/incidents/{id}/updates", post(incidents::post_update))
-        .route("/api/v1/incidents/{id}/deliveries", get(incidents::deliveries))
-        .route("/api/v1/subscribers", get(subscribers::list).post(subscribers::create))
-        .route("/api/v1/subscribers/{id}", get(subscribers::get).delete(subscribers::delete))
-        .route("/unsubscribe/{token}", get(unsubscribe::show).post(unsubscribe::confirm))
+        .route(
+            "/api/v1/incidents/{id}/updates",
+            post(incidents::post_update),
+        )
+        .route(
+            "/api/v1/incidents/{id}/deliveries",
+            get(incidents::deliveries),
+        )
+        .route(
+            "/api/v1/subscribers",
+            get(subscribers::list).post(subscribers::create),
+        )
+        .route(
+            "/api/v1/subscribers/{id}",
+            get(subscribers::get).delete(subscribers::delete),
+        )
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe::show).post(unsubscribe::confirm),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -85,7 +113,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .with_state(state)
         // Bodies are read with our own limit and a JSON 413; axum's default 2 MiB cap is off.
         .layer(DefaultBodyLimit::disable())
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
 }

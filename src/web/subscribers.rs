@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::body::{json, read};
 use super::error::ApiError;
 use super::{AppState, require};
-use crate::domain::subscriber::{Subscription, SubscriberSpec};
+use crate::domain::subscriber::{SubscriberSpec, Subscription};
 use crate::settings::Role;
 use crate::store::{DeleteOutcome, SubscriberRow};
 
@@ -72,33 +72,54 @@ impl From<SubscriberRow> for SubscriberJson {
     }
 }
 
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
     let who = require(&state, &headers, Role::Admin)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let spec: SubscriberSpec = json(&headers, &bytes)?;
     let valid = spec.validate(&state.default_language).map_err(|errors| {
         let first = &errors[0];
-        let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let message = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
         ApiError::field(first.field.clone(), message)
     })?;
-    let id = state.store.create_subscriber(&valid, Timestamp::now()).await?;
-    tracing::info!(subscriber = id, by = %who.name, "subscriber created");
-    let row = state
+    let id = state
         .store
-        .subscriber(id)
-        .await?
-        .ok_or_else(|| ApiError::Internal(format!("subscriber {id} vanished after creation")))?;
-    Ok((StatusCode::CREATED, [("location", format!("/api/v1/subscribers/{id}"))], Json(SubscriberJson::from(row))))
+        .create_subscriber(&valid, Timestamp::now())
+        .await?;
+    tracing::info!(subscriber = id, by = %who.name, "subscriber created");
+    let row =
+        state.store.subscriber(id).await?.ok_or_else(|| {
+            ApiError::Internal(format!("subscriber {id} vanished after creation"))
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        [("location", format!("/api/v1/subscribers/{id}"))],
+        Json(SubscriberJson::from(row)),
+    ))
 }
 
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Role::Admin)?;
     let rows = state.store.subscribers().await?;
     let list: Vec<SubscriberJson> = rows.into_iter().map(SubscriberJson::from).collect();
     Ok(Json(serde_json::json!({ "subscribers": list })))
 }
 
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<impl IntoResponse, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Role::Admin)?;
     let row = state
         .store
@@ -108,10 +129,16 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, Path(id): Pa
     Ok(Json(SubscriberJson::from(row)))
 }
 
-pub async fn delete(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<impl IntoResponse, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
     let who = require(&state, &headers, Role::Admin)?;
     match state.store.delete_subscriber(id).await? {
-        DeleteOutcome::Deleted { cancelled_deliveries } => {
+        DeleteOutcome::Deleted {
+            cancelled_deliveries,
+        } => {
             tracing::info!(subscriber = id, by = %who.name, cancelled_deliveries, "subscriber deleted");
             Ok(StatusCode::NO_CONTENT)
         }

@@ -31,8 +31,14 @@ fn html(status: StatusCode, body: String) -> Response {
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
     );
     // The token is in the URL: never hand it to another site.
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -43,21 +49,37 @@ async fn render(state: &AppState, token: &str, act: bool) -> Response {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "unsubscribe: store unavailable");
-                return (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable, try again").into_response();
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily unavailable, try again",
+                )
+                    .into_response();
             }
         },
         None => None,
     };
     let Some(owner) = owner else {
-        let page = Page { found: false, done: false, address: String::new(), subscriber: String::new() };
-        return match state.renderer.page("unsubscribe", state.default_language.primary(), &page) {
+        let page = Page {
+            found: false,
+            done: false,
+            address: String::new(),
+            subscriber: String::new(),
+        };
+        return match state
+            .renderer
+            .page("unsubscribe", state.default_language.primary(), &page)
+        {
             Ok(body) => html(StatusCode::NOT_FOUND, body),
             Err(_) => (StatusCode::NOT_FOUND, "invalid link").into_response(),
         };
     };
     let mut done = owner.address.unsubscribed_at.is_some();
     if act && !done {
-        match state.store.unsubscribe_address(owner.address.id, Timestamp::now()).await {
+        match state
+            .store
+            .unsubscribe_address(owner.address.id, Timestamp::now())
+            .await
+        {
             Ok(_) => {
                 done = true;
                 tracing::info!(address = owner.address.id, subscriber = %owner.subscriber_name, "recipient unsubscribed");
@@ -65,16 +87,36 @@ async fn render(state: &AppState, token: &str, act: bool) -> Response {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "unsubscribe failed");
-                return (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable, try again").into_response();
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily unavailable, try again",
+                )
+                    .into_response();
             }
         }
     }
-    let page = Page { found: true, done, address: owner.address.address, subscriber: owner.subscriber_name };
-    match state.renderer.page("unsubscribe", owner.language.primary(), &page) {
+    let page = Page {
+        found: true,
+        done,
+        address: owner.address.address,
+        subscriber: owner.subscriber_name,
+    };
+    match state
+        .renderer
+        .page("unsubscribe", owner.language.primary(), &page)
+    {
         Ok(body) => html(StatusCode::OK, body),
         Err(e) => {
             tracing::error!(error = %e, "unsubscribe page template failed");
-            (StatusCode::OK, if done { "unsubscribed" } else { "confirm with POST" }).into_response()
+            (
+                StatusCode::OK,
+                if done {
+                    "unsubscribed"
+                } else {
+                    "confirm with POST"
+                },
+            )
+                .into_response()
         }
     }
 }
@@ -83,7 +125,12 @@ pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> R
     render(&state, &token, false).await
 }
 
-pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>, headers: HeaderMap, body: Body) -> Response {
+pub async fn confirm(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     // The body (the page's empty form, or `List-Unsubscribe=One-Click`) carries nothing needed;
     // it is read only to keep its size bounded.
     if read(&headers, body, 64 * 1024).await.is_err() {

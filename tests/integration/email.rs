@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use crate::support::*;
+use serde_json::json;
 
 const DESK: &str = "cup.foligno@asl.example";
 
@@ -24,66 +24,148 @@ async fn firing_then_resolved_reaches_the_desk_in_italian() {
     let app = TestApp::spawn(&smtp, "", &[]).await;
     desk(&app, "it", DESK).await;
 
-    let firing = alertmanager("firing", "CupBackendDown", &[("service", "cup-backend"), ("severity", "critical"), ("component", "db")], "CUP backend non risponde");
-    let resp = app.post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &firing).await;
+    let firing = alertmanager(
+        "firing",
+        "CupBackendDown",
+        &[
+            ("service", "cup-backend"),
+            ("severity", "critical"),
+            ("component", "db"),
+        ],
+        "CUP backend non risponde",
+    );
+    let resp = app
+        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &firing)
+        .await;
     assert_eq!(resp.status(), 202);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["signals"].as_array().unwrap().len(), 1);
 
     let mails = smtp.wait_for(DESK, 1, Duration::from_secs(10));
     let opened = &mails[0];
-    assert_eq!(opened.subject(), "[Disservizio in corso] CUP backend non risponde · cup-backend");
+    assert_eq!(
+        opened.subject(),
+        "[Disservizio in corso] CUP backend non risponde · cup-backend"
+    );
     let text = opened.text();
     assert!(text.contains("È in corso un disservizio"), "{text}");
     assert!(text.contains("Gravità:  critico"), "{text}");
     assert!(text.contains("CUP backend non risponde (db)"), "{text}");
-    assert!(text.contains("Messaggio inviato da Banditore a CUP Foligno"), "{text}");
+    assert!(
+        text.contains("Messaggio inviato da Banditore a CUP Foligno"),
+        "{text}"
+    );
     let html = opened.html();
     assert!(html.contains("<html lang=\"it\">"), "{html}");
     let unsubscribe = opened.header("List-Unsubscribe").unwrap();
-    assert!(unsubscribe.starts_with("<https://banditore.asl.example/unsubscribe/"), "{unsubscribe}");
-    assert_eq!(opened.header("List-Unsubscribe-Post").as_deref(), Some("List-Unsubscribe=One-Click"));
-    assert!(opened.header("Message-ID").unwrap().contains("@asl.example>"));
-    assert_eq!(opened.header("Auto-Submitted").as_deref(), Some("auto-generated"));
+    assert!(
+        unsubscribe.starts_with("<https://banditore.asl.example/unsubscribe/"),
+        "{unsubscribe}"
+    );
+    assert_eq!(
+        opened.header("List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    assert!(
+        opened
+            .header("Message-ID")
+            .unwrap()
+            .contains("@asl.example>")
+    );
+    assert_eq!(
+        opened.header("Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
     assert!(opened.header("To").unwrap().contains("CUP Foligno"));
 
-    let resolved = alertmanager("resolved", "CupBackendDown", &[("service", "cup-backend"), ("severity", "critical"), ("component", "db")], "CUP backend non risponde");
-    let resp = app.post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &resolved).await;
+    let resolved = alertmanager(
+        "resolved",
+        "CupBackendDown",
+        &[
+            ("service", "cup-backend"),
+            ("severity", "critical"),
+            ("component", "db"),
+        ],
+        "CUP backend non risponde",
+    );
+    let resp = app
+        .post_json(
+            "/api/v1/signals/alertmanager",
+            Some(INGEST_TOKEN),
+            &resolved,
+        )
+        .await;
     assert_eq!(resp.status(), 202);
     let mails = smtp.wait_for(DESK, 2, Duration::from_secs(10));
-    assert_eq!(mails[1].subject(), "[Disservizio risolto] CUP backend non risponde · cup-backend");
+    assert_eq!(
+        mails[1].subject(),
+        "[Disservizio risolto] CUP backend non risponde · cup-backend"
+    );
     assert!(mails[1].text().contains("Il disservizio è risolto"));
     assert_ne!(mails[0].header("Message-ID"), mails[1].header("Message-ID"));
 
     // The incident history tells the same story.
     let list = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await;
     let id = list["incidents"][0]["id"].as_i64().unwrap();
-    let incident = app.get_json(&format!("/api/v1/incidents/{id}"), VIEWER_TOKEN).await;
+    let incident = app
+        .get_json(&format!("/api/v1/incidents/{id}"), VIEWER_TOKEN)
+        .await;
     assert_eq!(incident["status"], "resolved");
-    let kinds: Vec<_> = incident["updates"].as_array().unwrap().iter().map(|u| u["kind"].as_str().unwrap().to_owned()).collect();
+    let kinds: Vec<_> = incident["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["kind"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(kinds, vec!["opened", "resolved"]);
     // The SMTP server may have the message a moment before its outcome is recorded.
     let path = format!("/api/v1/incidents/{id}/deliveries");
-    let deliveries = eventually(|| async { app.get_json(&path, VIEWER_TOKEN).await }, |d| d["summary"]["email"]["sent"] == 2).await;
+    let deliveries = eventually(
+        || async { app.get_json(&path, VIEWER_TOKEN).await },
+        |d| d["summary"]["email"]["sent"] == 2,
+    )
+    .await;
     assert_eq!(deliveries["deliveries"].as_array().unwrap().len(), 2);
 }
 
 fn cup_alert(status: &str) -> serde_json::Value {
-    alertmanager(status, "CupBackendDown", &[("service", "cup-backend"), ("severity", "critical"), ("component", "db")], "CUP backend non risponde")
+    alertmanager(
+        status,
+        "CupBackendDown",
+        &[
+            ("service", "cup-backend"),
+            ("severity", "critical"),
+            ("component", "db"),
+        ],
+        "CUP backend non risponde",
+    )
 }
 
 async fn post_alert(app: &TestApp, body: &serde_json::Value) {
-    let resp = app.post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), body).await;
-    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap_or_default());
+    let resp = app
+        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), body)
+        .await;
+    assert_eq!(
+        resp.status(),
+        202,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
 }
 
 /// How many deliveries of the first incident are in `state`.
 async fn delivered(app: &TestApp, state: &str) -> u64 {
     let list = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await;
-    let Some(id) = list["incidents"].as_array().and_then(|l| l.last()).and_then(|i| i["id"].as_i64()) else {
+    let Some(id) = list["incidents"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|i| i["id"].as_i64())
+    else {
         return 0;
     };
-    let d = app.get_json(&format!("/api/v1/incidents/{id}/deliveries"), VIEWER_TOKEN).await;
+    let d = app
+        .get_json(&format!("/api/v1/incidents/{id}/deliveries"), VIEWER_TOKEN)
+        .await;
     d["summary"]["email"][state].as_u64().unwrap_or(0)
 }
 
@@ -97,8 +179,15 @@ async fn english_subscribers_get_english_and_each_address_once() {
     desk(&app, "it", "shared@asl.example").await;
     post_alert(&app, &cup_alert("firing")).await;
     let mails = smtp.wait_for("duty.manager@asl.example", 1, Duration::from_secs(10));
-    assert_eq!(mails[0].subject(), "[Service disruption] CUP backend non risponde · cup-backend");
-    assert!(mails[0].text().contains("A service disruption is under way"));
+    assert_eq!(
+        mails[0].subject(),
+        "[Service disruption] CUP backend non risponde · cup-backend"
+    );
+    assert!(
+        mails[0]
+            .text()
+            .contains("A service disruption is under way")
+    );
     assert!(mails[0].html().contains("<html lang=\"en\">"));
     smtp.wait_for("shared@asl.example", 1, Duration::from_secs(10));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -135,13 +224,47 @@ async fn matchers_and_minimum_severity_choose_who_hears() {
     }))
     .await;
     // Info about CUP: below the desk's threshold. Referti in Umbria: the referti office only.
-    post_alert(&app, &alertmanager("firing", "CupSlow", &[("service", "cup-portal"), ("severity", "info")], "CUP lento")).await;
-    post_alert(&app, &alertmanager("firing", "RefertiDown", &[("service", "referti"), ("area", "umbria")], "Referti giù")).await;
-    post_alert(&app, &alertmanager("firing", "MyCup", &[("service", "my-cup"), ("severity", "critical")], "Non CUP")).await;
+    post_alert(
+        &app,
+        &alertmanager(
+            "firing",
+            "CupSlow",
+            &[("service", "cup-portal"), ("severity", "info")],
+            "CUP lento",
+        ),
+    )
+    .await;
+    post_alert(
+        &app,
+        &alertmanager(
+            "firing",
+            "RefertiDown",
+            &[("service", "referti"), ("area", "umbria")],
+            "Referti giù",
+        ),
+    )
+    .await;
+    post_alert(
+        &app,
+        &alertmanager(
+            "firing",
+            "MyCup",
+            &[("service", "my-cup"), ("severity", "critical")],
+            "Non CUP",
+        ),
+    )
+    .await;
     let mails = smtp.wait_for("referti@asl.example", 1, Duration::from_secs(10));
     assert!(mails[0].subject().contains("Referti giù"));
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(smtp.mails_to(DESK).is_empty(), "{:?}", smtp.mails_to(DESK).iter().map(Mail::subject).collect::<Vec<_>>());
+    assert!(
+        smtp.mails_to(DESK).is_empty(),
+        "{:?}",
+        smtp.mails_to(DESK)
+            .iter()
+            .map(Mail::subject)
+            .collect::<Vec<_>>()
+    );
     // A critical CUP alert does reach the desk.
     post_alert(&app, &cup_alert("firing")).await;
     smtp.wait_for(DESK, 1, Duration::from_secs(10));
@@ -155,7 +278,11 @@ async fn smtp_down_then_up_is_delivered_after_recovery() {
     smtp.stop();
     post_alert(&app, &cup_alert("firing")).await;
     // The send fails and is retried with backoff while the server is down.
-    eventually(|| async { app.logs() }, |l| l.contains("delivery failed; will retry")).await;
+    eventually(
+        || async { app.logs() },
+        |l| l.contains("delivery failed; will retry"),
+    )
+    .await;
     assert_eq!(delivered(&app, "sent").await, 0);
     smtp.restart();
     let mails = smtp.wait_for(DESK, 1, Duration::from_secs(15));
@@ -182,11 +309,23 @@ async fn killed_between_accept_and_send_delivers_exactly_once_after_restart() {
 #[tokio::test]
 async fn killed_with_a_delivery_pending_delivers_exactly_once_after_restart() {
     let mut smtp = SmtpServer::start();
-    let mut app = TestApp::spawn(&smtp, "", &[("BANDITORE__OUTBOX__RETRY_INITIAL", "3s"), ("BANDITORE__OUTBOX__RETRY_MAX", "3s")]).await;
+    let mut app = TestApp::spawn(
+        &smtp,
+        "",
+        &[
+            ("BANDITORE__OUTBOX__RETRY_INITIAL", "3s"),
+            ("BANDITORE__OUTBOX__RETRY_MAX", "3s"),
+        ],
+    )
+    .await;
     desk(&app, "it", DESK).await;
     smtp.stop();
     post_alert(&app, &cup_alert("firing")).await;
-    eventually(|| async { app.logs() }, |l| l.contains("delivery failed; will retry")).await;
+    eventually(
+        || async { app.logs() },
+        |l| l.contains("delivery failed; will retry"),
+    )
+    .await;
     app.kill();
     smtp.restart();
     app.start().await;
@@ -201,15 +340,33 @@ async fn killed_with_a_delivery_pending_delivers_exactly_once_after_restart() {
 async fn smtp_replies_decide_retry_give_up_or_gone() {
     let smtp = SmtpServer::start();
     let app = TestApp::spawn(&smtp, "", &[]).await;
-    let gone = app.subscribe(json!({"name": "Vecchio sportello", "addresses": {"email": "old@asl.example"},
-        "subscriptions": [{"matchers": []}]})).await;
-    app.subscribe(json!({"name": "Sportello lento", "addresses": {"email": "busy@asl.example"},
-        "subscriptions": [{"matchers": []}]})).await;
-    app.subscribe(json!({"name": "Filtrato", "addresses": {"email": "policy@asl.example"},
-        "subscriptions": [{"matchers": []}]})).await;
-    smtp.refuse("old@asl.example", 550, "5.1.1 <old@asl.example>: Recipient address rejected: User unknown");
+    let gone = app
+        .subscribe(
+            json!({"name": "Vecchio sportello", "addresses": {"email": "old@asl.example"},
+        "subscriptions": [{"matchers": []}]}),
+        )
+        .await;
+    app.subscribe(
+        json!({"name": "Sportello lento", "addresses": {"email": "busy@asl.example"},
+        "subscriptions": [{"matchers": []}]}),
+    )
+    .await;
+    app.subscribe(
+        json!({"name": "Filtrato", "addresses": {"email": "policy@asl.example"},
+        "subscriptions": [{"matchers": []}]}),
+    )
+    .await;
+    smtp.refuse(
+        "old@asl.example",
+        550,
+        "5.1.1 <old@asl.example>: Recipient address rejected: User unknown",
+    );
     smtp.refuse("busy@asl.example", 451, "4.7.1 Try again later");
-    smtp.refuse("policy@asl.example", 554, "5.7.1 Message rejected by policy");
+    smtp.refuse(
+        "policy@asl.example",
+        554,
+        "5.7.1 Message rejected by policy",
+    );
     post_alert(&app, &cup_alert("firing")).await;
     eventually(|| delivered(&app, "gone"), |n| *n == 1).await;
     eventually(|| delivered(&app, "failed"), |n| *n == 1).await;
@@ -218,9 +375,16 @@ async fn smtp_replies_decide_retry_give_up_or_gone() {
     smtp.accept_again("busy@asl.example");
     smtp.wait_for("busy@asl.example", 1, Duration::from_secs(10));
     // The gone address is marked, so the operator sees it and later incidents skip it.
-    let s = app.get_json(&format!("/api/v1/subscribers/{gone}"), ADMIN_TOKEN).await;
+    let s = app
+        .get_json(&format!("/api/v1/subscribers/{gone}"), ADMIN_TOKEN)
+        .await;
     assert_eq!(s["addresses"][0]["state"], "gone", "{s}");
-    assert!(s["addresses"][0]["gone_reason"].as_str().unwrap().contains("5.1.1"));
+    assert!(
+        s["addresses"][0]["gone_reason"]
+            .as_str()
+            .unwrap()
+            .contains("5.1.1")
+    );
 }
 
 #[tokio::test]
@@ -240,23 +404,63 @@ async fn one_click_unsubscribe_stops_further_mail() {
     let page = app.get(path, None).await;
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
-    assert!(page.text().await.unwrap().contains("Conferma la disiscrizione"));
-    let s = app.get_json(&format!("/api/v1/subscribers/{id}"), ADMIN_TOKEN).await;
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Conferma la disiscrizione")
+    );
+    let s = app
+        .get_json(&format!("/api/v1/subscribers/{id}"), ADMIN_TOKEN)
+        .await;
     assert_eq!(s["addresses"][0]["state"], "active");
 
     // The mail client's RFC 8058 one-click POST, with no cookies and no credentials.
-    let resp = app.post(path, None, "application/x-www-form-urlencoded", "List-Unsubscribe=One-Click").await;
+    let resp = app
+        .post(
+            path,
+            None,
+            "application/x-www-form-urlencoded",
+            "List-Unsubscribe=One-Click",
+        )
+        .await;
     assert_eq!(resp.status(), 200);
-    assert!(resp.text().await.unwrap().contains("Disiscrizione completata"));
-    let s = app.get_json(&format!("/api/v1/subscribers/{id}"), ADMIN_TOKEN).await;
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Disiscrizione completata")
+    );
+    let s = app
+        .get_json(&format!("/api/v1/subscribers/{id}"), ADMIN_TOKEN)
+        .await;
     assert_eq!(s["addresses"][0]["state"], "unsubscribed");
 
     // A forged token is refused; a different address id with this signature too.
     let forged = path.replacen("/unsubscribe/", "/unsubscribe/9", 1);
-    assert_eq!(app.post(&forged, None, "application/x-www-form-urlencoded", "List-Unsubscribe=One-Click").await.status(), 404);
+    assert_eq!(
+        app.post(
+            &forged,
+            None,
+            "application/x-www-form-urlencoded",
+            "List-Unsubscribe=One-Click"
+        )
+        .await
+        .status(),
+        404
+    );
 
     post_alert(&app, &cup_alert("resolved")).await;
-    post_alert(&app, &alertmanager("firing", "CupPortal", &[("service", "cup-portal"), ("severity", "critical")], "Portale giù")).await;
+    post_alert(
+        &app,
+        &alertmanager(
+            "firing",
+            "CupPortal",
+            &[("service", "cup-portal"), ("severity", "critical")],
+            "Portale giù",
+        ),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(smtp.mails_to(DESK).len(), 1);
 }
@@ -266,20 +470,65 @@ async fn grafana_and_uptime_kuma_reach_the_desk() {
     let smtp = SmtpServer::start();
     let app = TestApp::spawn(&smtp, "", &[]).await;
     desk(&app, "it", DESK).await;
-    let fixture = |p: &str| std::fs::read(format!("{}/tests/fixtures/ingest/{p}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let resp = app.post("/api/v1/signals/grafana", Some(INGEST_TOKEN), "application/json", fixture("grafana/firing.json")).await;
+    let fixture = |p: &str| {
+        std::fs::read(format!(
+            "{}/tests/fixtures/ingest/{p}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let resp = app
+        .post(
+            "/api/v1/signals/grafana",
+            Some(INGEST_TOKEN),
+            "application/json",
+            fixture("grafana/firing.json"),
+        )
+        .await;
     assert_eq!(resp.status(), 202);
     let mails = smtp.wait_for(DESK, 1, Duration::from_secs(10));
-    assert!(mails[0].subject().contains("Portale CUP lento"), "{}", mails[0].subject());
+    assert!(
+        mails[0].subject().contains("Portale CUP lento"),
+        "{}",
+        mails[0].subject()
+    );
 
-    let resp = app.post("/api/v1/signals/uptime-kuma", Some(INGEST_TOKEN), "application/json", fixture("uptime-kuma/down.json")).await;
+    let resp = app
+        .post(
+            "/api/v1/signals/uptime-kuma",
+            Some(INGEST_TOKEN),
+            "application/json",
+            fixture("uptime-kuma/down.json"),
+        )
+        .await;
     assert_eq!(resp.status(), 202);
     // Kuma's monitor joins the open cup-portal incident: the desk is told of the change.
-    let resp = app.post("/api/v1/signals/grafana", Some(INGEST_TOKEN), "application/json", fixture("grafana/resolved.json")).await;
+    let resp = app
+        .post(
+            "/api/v1/signals/grafana",
+            Some(INGEST_TOKEN),
+            "application/json",
+            fixture("grafana/resolved.json"),
+        )
+        .await;
     assert_eq!(resp.status(), 202);
-    let resp = app.post("/api/v1/signals/uptime-kuma", Some(INGEST_TOKEN), "application/json", fixture("uptime-kuma/up.json")).await;
+    let resp = app
+        .post(
+            "/api/v1/signals/uptime-kuma",
+            Some(INGEST_TOKEN),
+            "application/json",
+            fixture("uptime-kuma/up.json"),
+        )
+        .await;
     assert_eq!(resp.status(), 202);
-    let mails = eventually(|| async { smtp.mails_to(DESK) }, |m| m.iter().any(|m| m.subject().starts_with("[Disservizio risolto]"))).await;
+    let mails = eventually(
+        || async { smtp.mails_to(DESK) },
+        |m| {
+            m.iter()
+                .any(|m| m.subject().starts_with("[Disservizio risolto]"))
+        },
+    )
+    .await;
     assert!(mails.len() >= 2);
 }
 
@@ -298,34 +547,76 @@ subscriptions = [{ matchers = ['area="umbria"'], min_severity = "major" }]
     // Opening by hand needs the operator role.
     let req = json!({"title": "Rete del data centre regionale irraggiungibile", "severity": "critical",
         "labels": {"service": "cup-backend", "area": "umbria"}, "body": "Stiamo verificando con il fornitore."});
-    let resp = app.post_json("/api/v1/incidents", Some(VIEWER_TOKEN), &req).await;
+    let resp = app
+        .post_json("/api/v1/incidents", Some(VIEWER_TOKEN), &req)
+        .await;
     assert_eq!(resp.status(), 403);
-    let resp = app.post_json("/api/v1/incidents", Some(OPERATOR_TOKEN), &req).await;
+    let resp = app
+        .post_json("/api/v1/incidents", Some(OPERATOR_TOKEN), &req)
+        .await;
     assert_eq!(resp.status(), 201);
     let incident: serde_json::Value = resp.json().await.unwrap();
     let id = incident["id"].as_i64().unwrap();
     let mails = smtp.wait_for("comunicazione@asl.example", 1, Duration::from_secs(10));
-    assert!(mails[0].text().contains("Stiamo verificando con il fornitore."), "{}", mails[0].text());
+    assert!(
+        mails[0]
+            .text()
+            .contains("Stiamo verificando con il fornitore."),
+        "{}",
+        mails[0].text()
+    );
 
     let update = json!({"status": "identified", "body": "Guasto a un apparato di rete; intervento in corso."});
-    let resp = app.post_json(&format!("/api/v1/incidents/{id}/updates"), Some(OPERATOR_TOKEN), &update).await;
+    let resp = app
+        .post_json(
+            &format!("/api/v1/incidents/{id}/updates"),
+            Some(OPERATOR_TOKEN),
+            &update,
+        )
+        .await;
     assert_eq!(resp.status(), 201);
     let mails = smtp.wait_for("comunicazione@asl.example", 2, Duration::from_secs(10));
-    assert!(mails[1].text().contains("causa individuata"), "{}", mails[1].text());
-    assert!(mails[1].text().contains("sala-operativa"), "the author is shown: {}", mails[1].text());
+    assert!(
+        mails[1].text().contains("causa individuata"),
+        "{}",
+        mails[1].text()
+    );
+    assert!(
+        mails[1].text().contains("sala-operativa"),
+        "the author is shown: {}",
+        mails[1].text()
+    );
 
-    let resp = app.post_json(&format!("/api/v1/incidents/{id}/updates"), Some(OPERATOR_TOKEN), &json!({"status": "resolved", "body": "Rete ripristinata."})).await;
+    let resp = app
+        .post_json(
+            &format!("/api/v1/incidents/{id}/updates"),
+            Some(OPERATOR_TOKEN),
+            &json!({"status": "resolved", "body": "Rete ripristinata."}),
+        )
+        .await;
     assert_eq!(resp.status(), 201);
     let mails = smtp.wait_for("comunicazione@asl.example", 3, Duration::from_secs(10));
     assert!(mails[2].subject().starts_with("[Disservizio risolto]"));
     // A resolved incident takes no more updates.
-    let resp = app.post_json(&format!("/api/v1/incidents/{id}/updates"), Some(OPERATOR_TOKEN), &json!({"body": "ancora"})).await;
+    let resp = app
+        .post_json(
+            &format!("/api/v1/incidents/{id}/updates"),
+            Some(OPERATOR_TOKEN),
+            &json!({"body": "ancora"}),
+        )
+        .await;
     assert_eq!(resp.status(), 409);
     // Config subscribers cannot be deleted through the API.
     let list = app.get_json("/api/v1/subscribers", ADMIN_TOKEN).await;
     let sid = list["subscribers"][0]["id"].as_i64().unwrap();
     assert_eq!(list["subscribers"][0]["origin"], "config");
-    let resp = app.http.delete(app.url(&format!("/api/v1/subscribers/{sid}"))).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let resp = app
+        .http
+        .delete(app.url(&format!("/api/v1/subscribers/{sid}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 409);
 }
 

@@ -3,4 +3,8 @@
 
 mod support;
 
+mod cli;
 mod email;
+mod engine;
+mod ingest;
+mod store;

@@ -93,10 +93,16 @@ impl TestApp {
         let mut app = TestApp {
             dir,
             config,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             addr: "127.0.0.1:0".parse().unwrap(),
             base: String::new(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             child: None,
             logs: Arc::new(Mutex::new(Vec::new())),
         };
@@ -128,20 +134,20 @@ impl TestApp {
         std::thread::spawn(move || {
             let mut found = Some(found);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["fields"]["message"] == "listening" {
-                        if let (Some(tx), Some(addr)) = (found.take(), v["fields"]["addr"].as_str()) {
-                            let _ = tx.send(addr.to_owned());
-                        }
-                    }
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["fields"]["message"] == "listening"
+                    && let (Some(tx), Some(addr)) = (found.take(), v["fields"]["addr"].as_str())
+                {
+                    let _ = tx.send(addr.to_owned());
                 }
                 logs.lock().unwrap().push(line);
             }
         });
-        let addr = tokio::task::spawn_blocking(move || listening.recv_timeout(Duration::from_secs(30)))
-            .await
-            .unwrap()
-            .unwrap_or_else(|_| panic!("banditore did not start; log:\n{}", self.logs()));
+        let addr =
+            tokio::task::spawn_blocking(move || listening.recv_timeout(Duration::from_secs(30)))
+                .await
+                .unwrap()
+                .unwrap_or_else(|_| panic!("banditore did not start; log:\n{}", self.logs()));
         self.addr = addr.parse().unwrap();
         self.base = format!("http://{}", self.addr);
         self.child = Some(child);
@@ -155,16 +161,32 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        let mut req = self.http.post(self.url(path)).header("content-type", content_type).body(body);
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         req.send().await.expect("request")
     }
 
-    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
-        self.post(path, token, "application/json", body.to_string()).await
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.post(path, token, "application/json", body.to_string())
+            .await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
@@ -183,7 +205,9 @@ impl TestApp {
 
     /// Creates a subscriber through the API and returns its id.
     pub async fn subscribe(&self, spec: Value) -> i64 {
-        let resp = self.post_json("/api/v1/subscribers", Some(ADMIN_TOKEN), &spec).await;
+        let resp = self
+            .post_json("/api/v1/subscribers", Some(ADMIN_TOKEN), &spec)
+            .await;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap();
         assert_eq!(status, 201, "{body}");
@@ -222,7 +246,12 @@ impl Drop for TestApp {
 }
 
 /// An Alertmanager webhook body for one alert.
-pub fn alertmanager(status: &str, alertname: &str, labels: &[(&str, &str)], summary: &str) -> Value {
+pub fn alertmanager(
+    status: &str,
+    alertname: &str,
+    labels: &[(&str, &str)],
+    summary: &str,
+) -> Value {
     let mut l = serde_json::Map::new();
     l.insert("alertname".into(), alertname.into());
     for (k, v) in labels {

@@ -21,7 +21,9 @@ pub struct Mail {
 
 impl Mail {
     pub fn parsed(&self) -> mail_parser::Message<'_> {
-        mail_parser::MessageParser::default().parse(&self.raw).expect("received mail parses as MIME")
+        mail_parser::MessageParser::default()
+            .parse(&self.raw)
+            .expect("received mail parses as MIME")
     }
 
     pub fn subject(&self) -> String {
@@ -29,17 +31,28 @@ impl Mail {
     }
 
     pub fn text(&self) -> String {
-        self.parsed().body_text(0).map(|t| t.into_owned()).unwrap_or_default()
+        self.parsed()
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default()
     }
 
     pub fn html(&self) -> String {
-        self.parsed().body_html(0).map(|t| t.into_owned()).unwrap_or_default()
+        self.parsed()
+            .body_html(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default()
     }
 
     /// A header's raw value, unfolded and trimmed.
     pub fn header(&self, name: &str) -> Option<String> {
         let raw = String::from_utf8_lossy(&self.raw);
-        let head = raw.split("\r\n\r\n").next().unwrap_or_default().replace("\r\n ", " ").replace("\r\n\t", " ");
+        let head = raw
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .replace("\r\n ", " ")
+            .replace("\r\n\t", " ");
         head.lines().find_map(|line| {
             let (k, v) = line.split_once(':')?;
             k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
@@ -94,7 +107,11 @@ impl Handler for Recorder {
     }
 
     fn data_end(&mut self) -> Response {
-        let mail = Mail { from: self.from.clone(), to: self.to.clone(), raw: std::mem::take(&mut self.data) };
+        let mail = Mail {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            raw: std::mem::take(&mut self.data),
+        };
         let mut mails = self.shared.mails.lock().unwrap();
         mails.push(mail);
         Response::custom(250, format!("2.0.0 Ok: queued as TEST{}", mails.len()))
@@ -166,7 +183,11 @@ impl SmtpServer {
 
     /// Answers `RCPT TO:<recipient>` with this code and text from now on.
     pub fn refuse(&self, recipient: &str, code: u16, text: &str) {
-        self.shared.refusals.lock().unwrap().insert(recipient.to_owned(), (code, text.to_owned()));
+        self.shared
+            .refusals
+            .lock()
+            .unwrap()
+            .insert(recipient.to_owned(), (code, text.to_owned()));
     }
 
     pub fn accept_again(&self, recipient: &str) {
@@ -178,7 +199,10 @@ impl SmtpServer {
     }
 
     pub fn mails_to(&self, recipient: &str) -> Vec<Mail> {
-        self.mails().into_iter().filter(|m| m.to.iter().any(|t| t == recipient)).collect()
+        self.mails()
+            .into_iter()
+            .filter(|m| m.to.iter().any(|t| t == recipient))
+            .collect()
     }
 
     /// Waits until `count` messages reached `recipient`, or panics after `timeout`.
@@ -209,10 +233,20 @@ impl Drop for SmtpServer {
 
 fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let peer = stream.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let Ok(mut writer) = stream.try_clone() else { return };
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(stream);
-    let recorder = Recorder { shared, from: String::new(), to: Vec::new(), data: Vec::new() };
+    let recorder = Recorder {
+        shared,
+        from: String::new(),
+        to: Vec::new(),
+        data: Vec::new(),
+    };
     let mut session = SessionBuilder::new("smtp.test").build(peer, recorder);
     if session.greeting().write_to(&mut writer).is_err() {
         return;

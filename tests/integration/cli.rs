@@ -1,0 +1,199 @@
+//! The command line: check-config, migrate, version, and what the service says about itself.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn banditore(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_banditore"));
+    cmd.args(args).current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run banditore");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn defaults_pass_check_config_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = banditore(dir.path(), &["check-config"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("configuration OK"));
+    assert!(err.contains("no tokens configured"));
+}
+
+#[test]
+fn check_config_reports_every_problem_with_its_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("tpl/email/it");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(templates.join("subject.j2"), "{{ incident.titolo }}").unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "localhost:http"
+public_url = "not a url"
+time_zone = "Europe/Atlantis"
+
+[store]
+url = "sqlite://data/b.db"
+replicas = 2
+
+[routing]
+group_wait = "presto"
+gruop_by = ["service"]
+
+[templates]
+dir = "{tpl}"
+
+[channels.email]
+from = "not a mailbox"
+username = "banditore"
+
+[[auth.tokens]]
+name = "am"
+token = "short"
+roles = ["ingest"]
+
+[[subscribers]]
+name = "CUP Foligno"
+addresses = {{ email = "not-an-address" }}
+subscriptions = [{{ matchers = ['service=~"cup('] }}]
+"#,
+            tpl = dir.path().join("tpl").display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = banditore(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "check-config"],
+        &[],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    for path in [
+        "server.listen",
+        "server.public_url",
+        "server.time_zone",
+        "store.replicas",
+        "routing.group_wait",
+        "routing.gruop_by",
+        "channels.email.from",
+        "channels.email.password",
+        "auth.tokens[0].token",
+        "subscribers[0]",
+        "templates",
+    ] {
+        assert!(err.contains(&path.to_string()), "missing {path} in:\n{err}");
+    }
+    assert!(err.contains("email/it/subject.j2"), "{err}");
+    assert!(err.contains("SQLite allows one"), "{err}");
+    assert!(
+        !err.contains("short\""),
+        "the token value must not be printed:\n{err}"
+    );
+}
+
+#[test]
+fn environment_overrides_the_file_and_secrets_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("token");
+    std::fs::write(&secret, "a-token-read-from-a-file-0001\n").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!("[[auth.tokens]]\nname = \"am\"\ntoken_file = \"{}\"\nroles = [\"ingest\"]\n[server]\nlisten = \"nonsense\"\n", secret.display()),
+    )
+    .unwrap();
+    let (code, _, err) = banditore(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "check-config"],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("server.listen"));
+    let (code, out, err) = banditore(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "check-config"],
+        &[("BANDITORE__SERVER__LISTEN", "127.0.0.1:9999")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 token(s)"));
+    assert!(!out.contains("a-token-read-from-a-file") && !err.contains("a-token-read-from-a-file"));
+}
+
+#[test]
+fn migrate_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = banditore(dir.path(), &["migrate"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("migrations applied"));
+    assert!(
+        dir.path().join("data/banditore.db").exists(),
+        "the default store file and folder are created"
+    );
+    let (code, out, _) = banditore(dir.path(), &["version"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("banditore "));
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_sqlite_file_is_refused() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    let (code, _, err) = banditore(
+        app.dir.path(),
+        &["--config", app.config.to_str().unwrap(), "migrate"],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("in use by another Banditore process"), "{err}");
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    assert_eq!(app.get("/healthz", None).await.status(), 200);
+    assert_eq!(app.get("/readyz", None).await.status(), 200);
+    app.subscribe(serde_json::json!({"name": "x", "addresses": {"email": "x@asl.example"}, "subscriptions": [{}]})).await;
+    let body = alertmanager("firing", "CupDown", &[("service", "cup")], "CUP giù");
+    assert_eq!(
+        app.post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        app.post_json(
+            "/api/v1/signals/alertmanager",
+            Some("bad-token-bad-token"),
+            &body
+        )
+        .await
+        .status(),
+        401
+    );
+    smtp.wait_for("x@asl.example", 1, std::time::Duration::from_secs(10));
+    let metrics = eventually(
+        || async { app.get("/metrics", None).await.text().await.unwrap() },
+        |m| m.contains("banditore_deliveries{channel=\"email\",state=\"sent\"} 1"),
+    )
+    .await;
+    for line in [
+        "banditore_signals_received_total{source=\"alertmanager\",outcome=\"accepted\"} 1",
+        "banditore_signals_received_total{source=\"alertmanager\",outcome=\"unauthorized\"} 1",
+        "banditore_incidents_open 1",
+        "banditore_signal_to_sent_seconds_bucket{channel=\"email\",le=\"1\"} 1",
+        "banditore_deliveries_total{channel=\"email\",outcome=\"sent\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in:\n{metrics}");
+    }
+}

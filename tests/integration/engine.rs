@@ -1,0 +1,266 @@
+//! The incident engine against a real SQLite store, with time given explicitly: grouping,
+//! deduplication, the grouping wait, the update interval and the flap hold-down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use banditore::domain::incident::Timing;
+use banditore::domain::signal::NormalizeRules;
+use banditore::domain::{RawSignal, SignalStatus, Source, UpdateKind};
+use banditore::incident::Engine;
+use banditore::settings::{SqliteSynchronous, StoreSettings};
+use banditore::store::{Store, UpdateRow};
+use jiff::Timestamp;
+
+pub async fn sqlite_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+    let settings = StoreSettings {
+        url: format!("sqlite://{}", dir.path().join("engine.db").display()),
+        sqlite_synchronous: SqliteSynchronous::Normal,
+        max_connections: 4,
+        replicas: 1,
+    };
+    let store = banditore::store::open(&settings).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+struct Bench {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    engine: Engine,
+}
+
+impl Bench {
+    async fn new(group_wait: u64, group_interval: u64, hold_down: u64) -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir).await;
+        let timing = Timing {
+            group_wait: Duration::from_secs(group_wait),
+            group_interval: Duration::from_secs(group_interval),
+            flap_hold_down: Duration::from_secs(hold_down),
+        };
+        let engine = Engine::new(store.clone(), timing, vec!["service".into()]);
+        Bench {
+            _dir: dir,
+            store,
+            engine,
+        }
+    }
+
+    async fn signal(&self, t: i64, fp: &str, service: &str, status: SignalStatus, severity: &str) {
+        let raw = RawSignal {
+            fingerprint: Some(fp.into()),
+            status: Some(status),
+            severity: Some(severity.into()),
+            service: Some(service.into()),
+            summary: Some(format!("{service} {fp}")),
+            ..RawSignal::default()
+        };
+        let signal = raw.normalize(Source::Generic, &NormalizeRules::default(), at(t));
+        self.store.insert_signals(&[(at(t), signal)]).await.unwrap();
+    }
+
+    async fn step(&self, t: i64) {
+        self.engine.step(at(t)).await.unwrap();
+    }
+
+    async fn incidents(&self) -> Vec<i64> {
+        let filter = banditore::store::IncidentFilter {
+            open: None,
+            limit: 100,
+            before: None,
+        };
+        let mut ids: Vec<i64> = self
+            .store
+            .list_incidents(&filter)
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| i.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    async fn updates(&self, incident: i64) -> Vec<UpdateRow> {
+        self.store.incident_updates(incident).await.unwrap()
+    }
+
+    async fn kinds(&self, incident: i64) -> Vec<UpdateKind> {
+        self.updates(incident)
+            .await
+            .iter()
+            .filter(|u| !u.silent)
+            .map(|u| u.kind)
+            .collect()
+    }
+}
+
+use SignalStatus::{Firing, Resolved};
+
+#[tokio::test]
+async fn signals_of_one_service_gather_into_one_incident_during_the_group_wait() {
+    let b = Bench::new(5, 60, 0).await;
+    b.signal(0, "db", "cup-backend", Firing, "warning").await;
+    b.step(0).await;
+    b.signal(2, "api", "cup-backend", Firing, "critical").await;
+    b.signal(3, "web", "referti", Firing, "warning").await;
+    b.step(3).await;
+    let ids = b.incidents().await;
+    assert_eq!(ids.len(), 2, "cup-backend and referti");
+    assert!(
+        b.kinds(ids[0]).await.is_empty(),
+        "nothing announced before the group wait ends"
+    );
+    b.step(5).await;
+    assert_eq!(b.kinds(ids[0]).await, vec![UpdateKind::Opened]);
+    let cup = b.store.incident(ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        cup.severity.as_str(),
+        "critical",
+        "the worst signal sets the severity"
+    );
+    assert_eq!(b.store.incident_alerts(ids[0]).await.unwrap().len(), 2);
+    assert!(
+        b.kinds(ids[1]).await.is_empty(),
+        "referti opened at 3s waits until 8s"
+    );
+    b.step(8).await;
+    assert_eq!(b.kinds(ids[1]).await, vec![UpdateKind::Opened]);
+    // The latency clock starts at the first signal's arrival.
+    assert_eq!(b.updates(ids[0]).await[0].origin_at, at(0));
+}
+
+#[tokio::test]
+async fn a_repeated_firing_signal_refreshes_and_does_not_duplicate() {
+    let b = Bench::new(0, 0, 0).await;
+    for t in 0..5 {
+        b.signal(t, "db", "cup", Firing, "warning").await;
+        b.step(t).await;
+    }
+    let ids = b.incidents().await;
+    assert_eq!(ids.len(), 1);
+    assert_eq!(b.kinds(ids[0]).await, vec![UpdateKind::Opened]);
+    let alert = &b.store.incident_alerts(ids[0]).await.unwrap()[0];
+    assert_eq!(alert.last_seen_at, at(4));
+    assert_eq!(alert.first_seen_at, at(0));
+}
+
+#[tokio::test]
+async fn an_incident_resolves_when_all_its_signals_resolve() {
+    let b = Bench::new(0, 0, 0).await;
+    b.signal(0, "db", "cup", Firing, "warning").await;
+    b.signal(0, "api", "cup", Firing, "warning").await;
+    b.step(0).await;
+    b.signal(10, "db", "cup", Resolved, "warning").await;
+    b.step(10).await;
+    let id = b.incidents().await[0];
+    assert_eq!(
+        b.kinds(id).await,
+        vec![UpdateKind::Opened, UpdateKind::Updated],
+        "one of two recovered"
+    );
+    b.signal(20, "api", "cup", Resolved, "warning").await;
+    b.step(20).await;
+    assert_eq!(
+        b.kinds(id).await,
+        vec![
+            UpdateKind::Opened,
+            UpdateKind::Updated,
+            UpdateKind::Resolved
+        ]
+    );
+    let incident = b.store.incident(id).await.unwrap().unwrap();
+    assert_eq!(incident.resolved_at, Some(at(20)));
+    // The next firing opens a new incident.
+    b.signal(30, "db", "cup", Firing, "warning").await;
+    b.step(30).await;
+    assert_eq!(b.incidents().await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_flap_hold_down_absorbs_an_open_resolve_storm() {
+    let b = Bench::new(0, 0, 60).await;
+    b.signal(0, "db", "cup", Firing, "warning").await;
+    b.step(0).await;
+    // Resolve and fire again every 10 s: nobody is told anything.
+    for round in 0..5 {
+        let t = 10 + round * 20;
+        b.signal(t, "db", "cup", Resolved, "warning").await;
+        b.step(t).await;
+        b.signal(t + 10, "db", "cup", Firing, "warning").await;
+        b.step(t + 10).await;
+    }
+    let id = b.incidents().await[0];
+    assert_eq!(b.kinds(id).await, vec![UpdateKind::Opened]);
+    // Then it stays resolved: resolved only once the hold-down has passed.
+    b.signal(200, "db", "cup", Resolved, "warning").await;
+    b.step(200).await;
+    b.step(259).await;
+    assert_eq!(b.kinds(id).await, vec![UpdateKind::Opened]);
+    b.step(260).await;
+    assert_eq!(
+        b.kinds(id).await,
+        vec![UpdateKind::Opened, UpdateKind::Resolved]
+    );
+}
+
+#[tokio::test]
+async fn a_blip_inside_the_group_wait_is_never_announced() {
+    let b = Bench::new(30, 0, 0).await;
+    b.signal(0, "db", "cup", Firing, "warning").await;
+    b.step(0).await;
+    b.signal(5, "db", "cup", Resolved, "warning").await;
+    b.step(5).await;
+    b.step(30).await;
+    let id = b.incidents().await[0];
+    assert!(b.kinds(id).await.is_empty());
+    let updates = b.updates(id).await;
+    assert_eq!(updates.len(), 1, "closed, and the closure is on record");
+    assert!(updates[0].silent);
+    assert!(
+        b.store
+            .incident(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .resolved_at
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn changes_after_the_announcement_wait_for_the_group_interval_and_escalation_is_news() {
+    let b = Bench::new(0, 60, 0).await;
+    b.signal(0, "db", "cup", Firing, "warning").await;
+    b.step(0).await;
+    b.signal(10, "db", "cup", Firing, "critical").await;
+    b.step(10).await;
+    let id = b.incidents().await[0];
+    assert_eq!(b.kinds(id).await, vec![UpdateKind::Opened]);
+    b.step(59).await;
+    assert_eq!(b.kinds(id).await.len(), 1);
+    b.step(60).await;
+    assert_eq!(
+        b.kinds(id).await,
+        vec![UpdateKind::Opened, UpdateKind::Updated]
+    );
+    assert_eq!(b.updates(id).await[1].severity.as_str(), "critical");
+}
+
+#[tokio::test]
+async fn a_resolution_for_an_unknown_fingerprint_is_ignored() {
+    let b = Bench::new(0, 0, 0).await;
+    b.signal(0, "ghost", "cup", Resolved, "warning").await;
+    b.step(0).await;
+    assert!(b.incidents().await.is_empty());
+    let counts = b.store.counts().await.unwrap();
+    assert_eq!(
+        counts.unprocessed_signals, 0,
+        "processed, with nothing to do"
+    );
+}

@@ -1,0 +1,425 @@
+//! The store's outbox and subscriber semantics, written against the `Store` trait so that every
+//! back end runs the same suite.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use banditore::domain::subscriber::{ChannelKind, SubscriberSpec};
+use banditore::domain::{IncidentStatus, Labels, Severity, UpdateKind};
+use banditore::store::*;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::engine::sqlite_store;
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+fn later(seconds: i64) -> Timestamp {
+    now() + SignedDuration::from_secs(seconds)
+}
+
+async fn subscriber(store: &Arc<dyn Store>, name: &str, emails: &[&str]) -> (i64, Vec<i64>) {
+    let spec: SubscriberSpec = serde_json::from_value(serde_json::json!({
+        "name": name, "addresses": {"email": emails}, "subscriptions": [{}]
+    }))
+    .unwrap();
+    let valid = spec.validate(&"it".to_owned().try_into().unwrap()).unwrap();
+    let id = store.create_subscriber(&valid, now()).await.unwrap();
+    let row = store.subscriber(id).await.unwrap().unwrap();
+    (id, row.addresses.iter().map(|a| a.id).collect())
+}
+
+/// An incident with `updates` updates, one message each, delivered to every address given.
+async fn seed(
+    store: &Arc<dyn Store>,
+    updates: usize,
+    addresses: &[(i64, &str)],
+) -> (i64, Vec<i64>) {
+    let mut tx = store.begin().await.unwrap();
+    let incident = tx
+        .insert_incident(&NewIncident {
+            group_key: format!("service=test-{}", rand_suffix()),
+            title: "test".into(),
+            status: IncidentStatus::Investigating,
+            severity: Severity::Major,
+            origin: IncidentOrigin::Manual,
+            labels: Labels::new(),
+            opened_at: now(),
+            eval_at: None,
+            pending_since: None,
+        })
+        .await
+        .unwrap();
+    let mut messages = Vec::new();
+    for seq in 1..=updates as i64 {
+        let update = tx
+            .insert_update(&NewUpdate {
+                incident_id: incident.id,
+                seq,
+                kind: if seq == 1 {
+                    UpdateKind::Opened
+                } else {
+                    UpdateKind::Updated
+                },
+                status: IncidentStatus::Investigating,
+                severity: Severity::Major,
+                body: None,
+                author: None,
+                created_at: now(),
+                origin_at: now(),
+                silent: false,
+            })
+            .await
+            .unwrap();
+        let message = tx
+            .insert_message(&NewMessage {
+                update_id: update.id,
+                channel: ChannelKind::Email,
+                language: "it".into(),
+                audience: "internal".into(),
+                subject: Some(format!("update {seq}")),
+                body: "body".into(),
+                html: None,
+                created_at: now(),
+            })
+            .await
+            .unwrap();
+        let deliveries: Vec<NewDelivery> = addresses
+            .iter()
+            .map(|(address_id, recipient)| NewDelivery {
+                message_id: message,
+                update_id: update.id,
+                incident_id: incident.id,
+                address_id: *address_id,
+                subscriber_name: "desk".into(),
+                channel: ChannelKind::Email,
+                recipient: (*recipient).into(),
+                origin_at: now(),
+                created_at: now(),
+            })
+            .collect();
+        assert_eq!(
+            tx.insert_deliveries(&deliveries).await.unwrap(),
+            addresses.len() as u64
+        );
+        // The same rows again are refused by the uniqueness rule, not duplicated.
+        assert_eq!(tx.insert_deliveries(&deliveries).await.unwrap(), 0);
+        messages.push(message);
+    }
+    tx.commit().await.unwrap();
+    (incident.id, messages)
+}
+
+fn rand_suffix() -> String {
+    banditore::incident::random_hex(4)
+}
+
+async fn claim(store: &Arc<dyn Store>, owner: &str, limit: u32) -> Vec<ClaimedDelivery> {
+    store
+        .claim_deliveries(ChannelKind::Email, limit, now(), later(60), owner)
+        .await
+        .unwrap()
+}
+
+pub async fn concurrent_claims_are_disjoint_and_sent_rows_stay_sent(store: Arc<dyn Store>) {
+    let emails: Vec<String> = (0..200).map(|i| format!("desk{i}@asl.example")).collect();
+    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
+    let (_, addresses) = subscriber(&store, "many", &refs).await;
+    let targets: Vec<(i64, &str)> = addresses
+        .iter()
+        .copied()
+        .zip(refs.iter().copied())
+        .collect();
+    seed(&store, 1, &targets).await;
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = claim(&store, &format!("worker-{worker}"), 7).await;
+                if got.is_empty() {
+                    break;
+                }
+                let outcomes: Vec<_> = got
+                    .iter()
+                    .map(|d| {
+                        (
+                            d.id,
+                            DeliveryOutcome::Sent {
+                                provider_id: Some("ok".into()),
+                            },
+                        )
+                    })
+                    .collect();
+                store
+                    .record_outcomes(&format!("worker-{worker}"), &outcomes, now())
+                    .await
+                    .unwrap();
+                mine.extend(got.into_iter().map(|d| d.id));
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: BTreeSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 200, "every delivery claimed");
+    assert_eq!(unique.len(), 200, "no delivery claimed twice");
+    assert!(claim(&store, "late", 10).await.is_empty());
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        counts.deliveries.get(&("email".into(), "sent".into())),
+        Some(&200)
+    );
+}
+
+pub async fn a_later_update_waits_for_the_earlier_one_to_the_same_recipient(store: Arc<dyn Store>) {
+    let (_, addresses) = subscriber(&store, "desk", &["desk@asl.example"]).await;
+    seed(&store, 2, &[(addresses[0], "desk@asl.example")]).await;
+    let first = claim(&store, "w", 10).await;
+    assert_eq!(first.len(), 1, "only the first update is claimable");
+    let retry_at = later(3600);
+    store
+        .record_outcomes(
+            "w",
+            &[(
+                first[0].id,
+                DeliveryOutcome::Retry {
+                    at: retry_at,
+                    error: "451".into(),
+                },
+            )],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        claim(&store, "w", 10).await.is_empty(),
+        "the second waits while the first is retrying"
+    );
+    assert_eq!(
+        store
+            .next_attempt_at(ChannelKind::Email)
+            .await
+            .unwrap()
+            .map(|t| t.as_millisecond()),
+        Some(retry_at.as_millisecond())
+    );
+    // Once the first is due and sent, the second follows.
+    let again = store
+        .claim_deliveries(ChannelKind::Email, 10, later(3601), later(3700), "w")
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, first[0].id);
+    assert_eq!(again[0].attempts, 2);
+    store
+        .record_outcomes(
+            "w",
+            &[(again[0].id, DeliveryOutcome::Sent { provider_id: None })],
+            now(),
+        )
+        .await
+        .unwrap();
+    let second = claim(&store, "w", 10).await;
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0].id, first[0].id);
+}
+
+pub async fn expired_leases_are_reclaimed_and_released_leases_come_back(store: Arc<dyn Store>) {
+    let (_, addresses) = subscriber(&store, "desk", &["a@asl.example", "b@asl.example"]).await;
+    seed(
+        &store,
+        1,
+        &[
+            (addresses[0], "a@asl.example"),
+            (addresses[1], "b@asl.example"),
+        ],
+    )
+    .await;
+    let short = store
+        .claim_deliveries(ChannelKind::Email, 1, now(), later(1), "dead-worker")
+        .await
+        .unwrap();
+    assert_eq!(short.len(), 1);
+    // Before the lease ends nothing is reclaimed; after it, the row is claimable again.
+    assert_eq!(store.reclaim_expired_leases(now()).await.unwrap(), 0);
+    assert_eq!(store.reclaim_expired_leases(later(2)).await.unwrap(), 1);
+    // An outcome from the worker that lost its lease is ignored.
+    let retaken = claim(&store, "live-worker", 10).await;
+    assert_eq!(retaken.len(), 2);
+    store
+        .record_outcomes(
+            "dead-worker",
+            &[(
+                short[0].id,
+                DeliveryOutcome::Failed {
+                    error: "late".into(),
+                },
+            )],
+            now(),
+        )
+        .await
+        .unwrap();
+    // Released leases are pending again and the attempt is not counted.
+    assert_eq!(store.release_leases("live-worker").await.unwrap(), 2);
+    let again = claim(&store, "w", 10).await;
+    assert_eq!(again.len(), 2);
+    let a = again.iter().find(|d| d.id == short[0].id).unwrap();
+    assert_eq!(a.attempts, 2, "one attempt by the dead worker, one now");
+}
+
+pub async fn a_gone_address_is_marked_and_its_pending_deliveries_stop(store: Arc<dyn Store>) {
+    let (sid, addresses) = subscriber(&store, "desk", &["old@asl.example"]).await;
+    seed(&store, 2, &[(addresses[0], "old@asl.example")]).await;
+    let mut tx = store.begin().await.unwrap();
+    let version = tx.subscribers_version().await.unwrap();
+    drop(tx);
+    let first = claim(&store, "w", 10).await;
+    store
+        .record_outcomes(
+            "w",
+            &[(
+                first[0].id,
+                DeliveryOutcome::Gone {
+                    error: "550 5.1.1 user unknown".into(),
+                },
+            )],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        claim(&store, "w", 10).await.is_empty(),
+        "the later delivery to the gone address is dropped"
+    );
+    let row = store.subscriber(sid).await.unwrap().unwrap();
+    assert!(row.addresses[0].gone_at.is_some());
+    assert!(!row.addresses[0].is_active());
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.subscribers_version().await.unwrap() > version,
+        "the router reloads subscribers"
+    );
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        counts.deliveries.get(&("email".into(), "gone".into())),
+        Some(&2)
+    );
+}
+
+pub async fn unsubscribing_cancels_pending_deliveries(store: Arc<dyn Store>) {
+    let (_, addresses) = subscriber(&store, "desk", &["u@asl.example"]).await;
+    seed(&store, 1, &[(addresses[0], "u@asl.example")]).await;
+    assert!(
+        store
+            .unsubscribe_address(addresses[0], now())
+            .await
+            .unwrap()
+    );
+    assert!(claim(&store, "w", 10).await.is_empty());
+    assert!(!store.unsubscribe_address(999_999, now()).await.unwrap());
+    let owner = store.address(addresses[0]).await.unwrap().unwrap();
+    assert!(owner.address.unsubscribed_at.is_some());
+    assert_eq!(owner.subscriber_name, "desk");
+}
+
+pub async fn config_subscribers_stay_in_step_and_keep_opt_outs(store: Arc<dyn Store>) {
+    let spec = |name: &str, emails: &[&str]| {
+        let spec: SubscriberSpec = serde_json::from_value(serde_json::json!({
+            "name": name, "addresses": {"email": emails}, "subscriptions": [{"matchers": ["service=\"cup\""]}]
+        }))
+        .unwrap();
+        spec.validate(&"it".to_owned().try_into().unwrap()).unwrap()
+    };
+    let report = store
+        .sync_config_subscribers(
+            &[
+                spec("CUP Foligno", &["a@asl.example", "b@asl.example"]),
+                spec("Referti", &["r@asl.example"]),
+            ],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        SyncReport {
+            created: 2,
+            updated: 0,
+            removed: 0
+        }
+    );
+    let rows = store.subscribers().await.unwrap();
+    let foligno = rows.iter().find(|s| s.name == "CUP Foligno").unwrap();
+    let a = foligno
+        .addresses
+        .iter()
+        .find(|x| x.address == "a@asl.example")
+        .unwrap()
+        .id;
+    store.unsubscribe_address(a, now()).await.unwrap();
+    // Restart with a changed file: Referti removed, b replaced by c, a kept (and still opted out).
+    let report = store
+        .sync_config_subscribers(
+            &[spec("CUP Foligno", &["a@asl.example", "c@asl.example"])],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        SyncReport {
+            created: 0,
+            updated: 1,
+            removed: 1
+        }
+    );
+    let rows = store.subscribers().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let emails: Vec<_> = rows[0]
+        .addresses
+        .iter()
+        .map(|x| (x.address.as_str(), x.is_active()))
+        .collect();
+    assert_eq!(
+        emails,
+        vec![("a@asl.example", false), ("c@asl.example", true)]
+    );
+    assert_eq!(rows[0].origin, SubscriberOrigin::Config);
+    assert_eq!(
+        store.delete_subscriber(rows[0].id).await.unwrap(),
+        DeleteOutcome::ManagedByConfig
+    );
+    assert_eq!(
+        store.delete_subscriber(424242).await.unwrap(),
+        DeleteOutcome::NotFound
+    );
+}
+
+macro_rules! sqlite_suite {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$name(super::sqlite_store(&dir).await).await;
+                }
+            )+
+        }
+    };
+}
+
+sqlite_suite!(
+    concurrent_claims_are_disjoint_and_sent_rows_stay_sent,
+    a_later_update_waits_for_the_earlier_one_to_the_same_recipient,
+    expired_leases_are_reclaimed_and_released_leases_come_back,
+    a_gone_address_is_marked_and_its_pending_deliveries_stop,
+    unsubscribing_cancels_pending_deliveries,
+    config_subscribers_stay_in_step_and_keep_opt_outs,
+);
