@@ -142,6 +142,7 @@ impl Application {
         let listener = TcpListener::bind(s.server.listen)
             .await
             .with_context(|| format!("binding {}", s.server.listen))?;
+        release_startup_memory();
         Ok(Application {
             listener,
             store,
@@ -183,6 +184,16 @@ impl Application {
         self.store.close().await;
         tracing::info!("stopped");
         served.context("serving HTTP")
+    }
+}
+
+/// Hands memory freed after start-up back to the system. Loading a configuration with thousands
+/// of subscribers builds large temporary trees; glibc keeps the freed pages otherwise.
+fn release_startup_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -4,6 +4,7 @@
 //! Wake-ups are in-process [`Notify`]s; the poll interval is only the safety net.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -16,11 +17,26 @@ use crate::route::Router;
 /// In-process wake-ups between stages.
 #[derive(Clone, Default)]
 pub struct Wakers {
-    /// New signals or manual updates: run the engine and the router.
+    /// New signals: run the engine.
     pub pipeline: Arc<Notify>,
+    /// Set when an update was written outside the engine (by hand): the router must run.
+    route: Arc<AtomicBool>,
     /// New deliveries: run the dispatchers.
     pub dispatch: Arc<Notify>,
 }
+
+impl Wakers {
+    /// An update was written by hand: route it now.
+    pub fn updates_written(&self) {
+        self.route.store(true, Ordering::SeqCst);
+        self.pipeline.notify_one();
+    }
+}
+
+/// Under load, a step that found this many signals waits a moment before the next one, so that
+/// the next step takes a larger batch in the same few statements.
+const BUSY_SIGNALS: usize = 50;
+const BUSY_PAUSE: Duration = Duration::from_millis(2);
 
 pub struct Pipeline {
     pub engine: Engine,
@@ -32,15 +48,21 @@ pub struct Pipeline {
 impl Pipeline {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
+        // Route once at start: updates written just before a crash are still waiting.
+        let mut route = true;
+        let mut last_safety_net = tokio::time::Instant::now();
         loop {
             let now = Timestamp::now();
             let mut more = false;
+            let mut busy = false;
             let mut next_eval = None;
             let mut ok = true;
             match self.engine.step(now).await {
                 Ok(report) => {
                     more |= report.more;
+                    busy = report.signals >= BUSY_SIGNALS;
                     next_eval = report.next_eval;
+                    route |= report.updates > 0;
                     if report.signals > 0 || report.updates > 0 {
                         tracing::debug!(
                             signals = report.signals,
@@ -54,21 +76,30 @@ impl Pipeline {
                     tracing::warn!(error = %e, "incident engine step failed; retrying");
                 }
             }
-            match self.router.step(now).await {
-                Ok(report) => {
-                    more |= report.more;
-                    if report.deliveries > 0 {
-                        tracing::debug!(
-                            updates = report.updates,
-                            deliveries = report.deliveries,
-                            "routed"
-                        );
-                        self.wake.dispatch.notify_one();
+            route |= self.wake.route.swap(false, Ordering::SeqCst);
+            // The poll interval doubles as a safety net for updates nobody announced.
+            if last_safety_net.elapsed() >= self.poll_interval {
+                route = true;
+                last_safety_net = tokio::time::Instant::now();
+            }
+            if route {
+                match self.router.step(now).await {
+                    Ok(report) => {
+                        route = report.more;
+                        more |= report.more;
+                        if report.deliveries > 0 {
+                            tracing::debug!(
+                                updates = report.updates,
+                                deliveries = report.deliveries,
+                                "routed"
+                            );
+                            self.wake.dispatch.notify_one();
+                        }
                     }
-                }
-                Err(e) => {
-                    ok = false;
-                    tracing::warn!(error = %e, "router step failed; retrying");
+                    Err(e) => {
+                        ok = false;
+                        tracing::warn!(error = %e, "router step failed; retrying");
+                    }
                 }
             }
             failures = if ok { 0 } else { failures + 1 };
@@ -87,7 +118,11 @@ impl Pipeline {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.pipeline.notified() => {}
+                _ = self.wake.pipeline.notified() => {
+                    if busy {
+                        tokio::time::sleep(BUSY_PAUSE).await;
+                    }
+                }
                 _ = tokio::time::sleep(wait) => {}
             }
         }

@@ -2,8 +2,10 @@
 //! `name!~"regex"`. Regexes are anchored at both ends, as in Alertmanager, so `service=~"cup.*"`
 //! matches `cup-backend` but not `my-cup`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
 
 use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -62,12 +64,12 @@ pub enum MatcherError {
 impl Matcher {
     pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, MatcherError> {
         let regex = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(
-                Regex::new(&format!("^(?:{value})$")).map_err(|e| MatcherError::BadRegex {
+            MatchOp::Regex | MatchOp::NotRegex => {
+                Some(anchored(value).map_err(|reason| MatcherError::BadRegex {
                     input: format!("{name}{}\"{value}\"", op.as_str()),
-                    reason: e.to_string(),
-                })?,
-            ),
+                    reason,
+                })?)
+            }
             MatchOp::Equal | MatchOp::NotEqual => None,
         };
         Ok(Matcher {
@@ -90,6 +92,26 @@ impl Matcher {
             (MatchOp::Regex | MatchOp::NotRegex, None) => false,
         }
     }
+}
+
+/// Compiles `^(?:pattern)$`, once per pattern for the life of the process: thousands of
+/// subscriptions usually share a handful of patterns, and compiling is the costly part of loading
+/// them.
+fn anchored(pattern: &str) -> Result<Regex, String> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(re) = cache.lock().ok().and_then(|c| c.get(pattern).cloned()) {
+        return Ok(re);
+    }
+    let re = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| e.to_string())?;
+    if let Ok(mut c) = cache.lock() {
+        // Bounded: patterns come from administrators, but never let the cache grow without end.
+        if c.len() >= 10_000 {
+            c.clear();
+        }
+        c.insert(pattern.to_owned(), re.clone());
+    }
+    Ok(re)
 }
 
 /// True when every matcher matches (an empty list matches everything).

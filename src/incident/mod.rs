@@ -9,7 +9,7 @@
 //! Operators' manual incidents and updates go through [`Engine::open_manual`] and
 //! [`Engine::post_update`], in their own transactions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -137,17 +137,29 @@ impl Engine {
     pub async fn step(&self, now: Timestamp) -> Result<StepReport, StoreError> {
         let mut tx = self.store.begin().await?;
         let signals = tx.unprocessed_signals(SIGNAL_BATCH).await?;
-        let mut touched = BTreeSet::new();
-        for signal in &signals {
-            if let Some(id) = self.apply(tx.as_mut(), signal, now).await? {
-                touched.insert(id);
+        let mut batch = Batch::default();
+        if !signals.is_empty() {
+            let fingerprints: Vec<String> = signals
+                .iter()
+                .map(|s| s.signal.fingerprint.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for alert in tx.active_alerts(&fingerprints).await? {
+                batch.alerts.insert(alert.fingerprint.clone(), alert);
             }
+            for signal in &signals {
+                self.apply(tx.as_mut(), &mut batch, signal).await?;
+            }
+            batch.write(tx.as_mut(), now).await?;
         }
-        touched.extend(tx.due_incidents(now, DUE_BATCH).await?);
+        let mut due: BTreeSet<i64> = batch.pending.keys().copied().collect();
+        due.extend(tx.due_incidents(now, DUE_BATCH).await?);
         let mut updates = 0;
-        for id in touched {
+        for id in due {
+            let pending = batch.pending.get(&id).copied();
             if self
-                .evaluate_incident(tx.as_mut(), id, now)
+                .evaluate_incident(tx.as_mut(), id, now, pending)
                 .await?
                 .is_some()
             {
@@ -167,16 +179,17 @@ impl Engine {
         })
     }
 
-    /// Applies one signal; returns the incident it touched.
+    /// Applies one signal to the batch's in-memory state; new incidents are created at once so
+    /// that later signals of the batch join them.
     async fn apply(
         &self,
         tx: &mut dyn Tx,
+        batch: &mut Batch,
         stored: &StoredSignal,
-        now: Timestamp,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<(), StoreError> {
         let s = &stored.signal;
         let at = stored.received_at;
-        if let Some(mut alert) = tx.active_alert(&s.fingerprint).await? {
+        if let Some(alert) = batch.alerts.get_mut(&s.fingerprint) {
             let changed = match s.status {
                 SignalStatus::Firing => !alert.firing || alert.severity != s.severity,
                 SignalStatus::Resolved => alert.firing,
@@ -188,6 +201,11 @@ impl Engine {
                 (SignalStatus::Resolved, true) => "resolved",
                 (SignalStatus::Resolved, false) => "duplicate",
             };
+            let details_changed = alert.labels != s.labels
+                || alert.annotations != s.annotations
+                || alert.summary != s.summary
+                || (s.url.is_some() && alert.url != s.url)
+                || (s.component.is_some() && alert.component != s.component);
             alert.firing = s.status == SignalStatus::Firing;
             alert.resolved_at = match s.status {
                 SignalStatus::Resolved if changed => Some(at),
@@ -199,67 +217,73 @@ impl Engine {
             alert.labels = s.labels.clone();
             alert.annotations = s.annotations.clone();
             alert.summary = s.summary.clone();
-            alert.url = s.url.clone().or(alert.url);
-            alert.component = s.component.clone().or(alert.component);
+            alert.url = s.url.clone().or(alert.url.take());
+            alert.component = s.component.clone().or(alert.component.take());
             alert.last_seen_at = at;
-            tx.save_alert(&alert).await?;
-            if changed && let Some(mut incident) = tx.incident(alert.incident_id).await? {
-                incident.pending_since = Some(incident.pending_since.map_or(at, |p| p.min(at)));
-                tx.save_incident(&incident).await?;
+            let incident = alert.incident_id;
+            if changed || details_changed {
+                batch.dirty.insert(s.fingerprint.clone());
+            } else {
+                batch.seen.insert(s.fingerprint.clone());
             }
-            tx.mark_signal(stored.id, now, outcome, Some(alert.incident_id))
-                .await?;
-            return Ok(changed.then_some(alert.incident_id));
+            if changed {
+                batch.pend(incident, at);
+            }
+            batch.mark(stored.id, outcome, Some(incident));
+            return Ok(());
         }
         if s.status == SignalStatus::Resolved {
-            tx.mark_signal(stored.id, now, "ignored-unknown-resolved", None)
-                .await?;
-            return Ok(None);
+            batch.mark(stored.id, "ignored-unknown-resolved", None);
+            return Ok(());
         }
         let key = self.group_key(&s.labels, &s.fingerprint);
-        let (incident, outcome) = match tx.open_incident_by_key(&key).await? {
-            Some(mut incident) => {
-                incident.pending_since = Some(incident.pending_since.map_or(at, |p| p.min(at)));
-                tx.save_incident(&incident).await?;
-                (incident, "joined")
-            }
-            None => {
-                let new = NewIncident {
-                    group_key: key,
-                    title: s.summary.clone(),
-                    status: IncidentStatus::Investigating,
-                    severity: s.severity,
-                    origin: IncidentOrigin::Signals,
-                    labels: Labels::new(),
-                    opened_at: at,
-                    eval_at: Some(add(at, self.timing.group_wait)),
-                    pending_since: Some(at),
-                };
-                (tx.insert_incident(&new).await?, "opened")
-            }
+        let (incident_id, outcome) = match batch.incidents_by_key.get(&key) {
+            Some(id) => (*id, "joined"),
+            None => match tx.open_incident_by_key(&key).await? {
+                Some(incident) => (incident.id, "joined"),
+                None => {
+                    let new = NewIncident {
+                        group_key: key.clone(),
+                        title: s.summary.clone(),
+                        status: IncidentStatus::Investigating,
+                        severity: s.severity,
+                        origin: IncidentOrigin::Signals,
+                        labels: Labels::new(),
+                        opened_at: at,
+                        eval_at: Some(add(at, self.timing.group_wait)),
+                        pending_since: Some(at),
+                    };
+                    (tx.insert_incident(&new).await?.id, "opened")
+                }
+            },
         };
-        let alert = AlertRow {
-            incident_id: incident.id,
-            fingerprint: s.fingerprint.clone(),
-            source: s.source,
-            firing: true,
-            severity: s.severity,
-            peak_severity: s.severity,
-            service: s.service.clone(),
-            component: s.component.clone(),
-            labels: s.labels.clone(),
-            annotations: s.annotations.clone(),
-            summary: s.summary.clone(),
-            url: s.url.clone(),
-            starts_at: s.starts_at,
-            first_seen_at: at,
-            last_seen_at: at,
-            resolved_at: None,
-        };
-        tx.save_alert(&alert).await?;
-        tx.mark_signal(stored.id, now, outcome, Some(incident.id))
-            .await?;
-        Ok(Some(incident.id))
+        batch.incidents_by_key.insert(key, incident_id);
+        batch.alerts.insert(
+            s.fingerprint.clone(),
+            AlertRow {
+                id: 0,
+                incident_id,
+                fingerprint: s.fingerprint.clone(),
+                source: s.source,
+                firing: true,
+                severity: s.severity,
+                peak_severity: s.severity,
+                service: s.service.clone(),
+                component: s.component.clone(),
+                labels: s.labels.clone(),
+                annotations: s.annotations.clone(),
+                summary: s.summary.clone(),
+                url: s.url.clone(),
+                starts_at: s.starts_at,
+                first_seen_at: at,
+                last_seen_at: at,
+                resolved_at: None,
+            },
+        );
+        batch.dirty.insert(s.fingerprint.clone());
+        batch.pend(incident_id, at);
+        batch.mark(stored.id, outcome, Some(incident_id));
+        Ok(())
     }
 
     /// Evaluates one incident opened by signals and persists the decision. Returns the update
@@ -269,10 +293,14 @@ impl Engine {
         tx: &mut dyn Tx,
         id: i64,
         now: Timestamp,
+        pending: Option<Timestamp>,
     ) -> Result<Option<UpdateRow>, StoreError> {
         let Some(mut incident) = tx.incident(id).await? else {
             return Ok(None);
         };
+        if let Some(at) = pending {
+            incident.pending_since = Some(incident.pending_since.map_or(at, |p| p.min(at)));
+        }
         if incident.resolved_at.is_some() || incident.origin == IncidentOrigin::Manual {
             if incident.eval_at.is_some() {
                 incident.eval_at = None;
@@ -487,6 +515,65 @@ impl Engine {
         tx.save_incident(&incident).await?;
         tx.commit().await?;
         Ok((incident, update))
+    }
+}
+
+/// What one engine step learned from its signals, written back in a few statements.
+#[derive(Default)]
+struct Batch {
+    /// Active alerts of the batch's fingerprints, loaded once, changed in memory.
+    alerts: HashMap<String, AlertRow>,
+    /// Fingerprints whose alert changed and must be saved.
+    dirty: BTreeSet<String>,
+    /// Fingerprints seen again unchanged: only their last-seen time moves.
+    seen: BTreeSet<String>,
+    /// Open incidents found or created in this step, by group key.
+    incidents_by_key: HashMap<String, i64>,
+    /// Incidents with news, and the arrival of the earliest signal behind it.
+    pending: BTreeMap<i64, Timestamp>,
+    /// Signal ids by (outcome, incident).
+    marks: BTreeMap<(&'static str, Option<i64>), Vec<i64>>,
+}
+
+impl Batch {
+    fn pend(&mut self, incident: i64, at: Timestamp) {
+        let entry = self.pending.entry(incident).or_insert(at);
+        *entry = (*entry).min(at);
+    }
+
+    fn mark(&mut self, signal: i64, outcome: &'static str, incident: Option<i64>) {
+        self.marks
+            .entry((outcome, incident))
+            .or_default()
+            .push(signal);
+    }
+
+    async fn write(&self, tx: &mut dyn Tx, now: Timestamp) -> Result<(), StoreError> {
+        for fingerprint in &self.dirty {
+            if let Some(alert) = self.alerts.get(fingerprint) {
+                tx.save_alert(alert).await?;
+            }
+        }
+        let seen: Vec<i64> = self
+            .seen
+            .iter()
+            .filter(|fp| !self.dirty.contains(*fp))
+            .filter_map(|fp| self.alerts.get(fp))
+            .map(|a| a.id)
+            .collect();
+        if let Some(latest) = self
+            .seen
+            .iter()
+            .filter_map(|fp| self.alerts.get(fp))
+            .map(|a| a.last_seen_at)
+            .max()
+        {
+            tx.touch_alerts(&seen, latest).await?;
+        }
+        for ((outcome, incident), ids) in &self.marks {
+            tx.mark_signals(ids, now, outcome, *incident).await?;
+        }
+        Ok(())
     }
 }
 

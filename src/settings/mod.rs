@@ -257,6 +257,8 @@ pub struct EmailSettings {
     pub pool_size: u32,
     pub timeout: Dur,
     pub rate_per_second: u32,
+    /// Extra certificate authority (PEM) to trust, for a relay with a private certificate.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl EmailSettings {

@@ -118,6 +118,8 @@ pub struct NewIncident {
 /// The state of one fingerprint within one incident.
 #[derive(Debug, Clone)]
 pub struct AlertRow {
+    /// 0 until the row is saved.
+    pub id: i64,
     pub incident_id: i64,
     pub fingerprint: String,
     pub source: Source,
@@ -396,15 +398,18 @@ pub trait Tx: Send {
 
     // Incident engine.
     async fn unprocessed_signals(&mut self, limit: u32) -> Result<Vec<StoredSignal>>;
-    async fn mark_signal(
+    /// Marks signals processed, all with the same outcome and incident.
+    async fn mark_signals(
         &mut self,
-        id: i64,
+        ids: &[i64],
         now: Timestamp,
         outcome: &str,
         incident_id: Option<i64>,
     ) -> Result<()>;
-    /// The alert for `fingerprint` in an open incident, if any.
-    async fn active_alert(&mut self, fingerprint: &str) -> Result<Option<AlertRow>>;
+    /// The alerts of these fingerprints that belong to open incidents.
+    async fn active_alerts(&mut self, fingerprints: &[String]) -> Result<Vec<AlertRow>>;
+    /// Moves the last-seen time of alerts that were seen again unchanged.
+    async fn touch_alerts(&mut self, ids: &[i64], at: Timestamp) -> Result<()>;
     async fn open_incident_by_key(&mut self, key: &str) -> Result<Option<IncidentRow>>;
     async fn incident(&mut self, id: i64) -> Result<Option<IncidentRow>>;
     async fn insert_incident(&mut self, new: &NewIncident) -> Result<IncidentRow>;

@@ -199,6 +199,7 @@ fn incident_from_row(row: &SqliteRow) -> Result<IncidentRow> {
 
 fn alert_from_row(row: &SqliteRow) -> Result<AlertRow> {
     Ok(AlertRow {
+        id: row.try_get("id")?,
         incident_id: row.try_get("incident_id")?,
         fingerprint: row.try_get("fingerprint")?,
         source: parse(row.try_get::<&str, _>("source")?, "source")?,
@@ -991,17 +992,18 @@ impl Tx for SqliteTx {
         rows.iter().map(signal_from_row).collect()
     }
 
-    async fn mark_signal(
+    async fn mark_signals(
         &mut self,
-        id: i64,
+        ids: &[i64],
         now: Timestamp,
         outcome: &str,
         incident_id: Option<i64>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE signals SET processed_at = $2, outcome = $3, incident_id = $4 WHERE id = $1",
+            "UPDATE signals SET processed_at = $2, outcome = $3, incident_id = $4
+             WHERE id IN (SELECT value FROM json_each($1))",
         )
-        .bind(id)
+        .bind(json(&ids)?)
         .bind(ms(now))
         .bind(outcome)
         .bind(incident_id)
@@ -1010,15 +1012,28 @@ impl Tx for SqliteTx {
         Ok(())
     }
 
-    async fn active_alert(&mut self, fingerprint: &str) -> Result<Option<AlertRow>> {
-        let row = sqlx::query(
+    async fn active_alerts(&mut self, fingerprints: &[String]) -> Result<Vec<AlertRow>> {
+        let rows = sqlx::query(
             "SELECT a.* FROM alerts a JOIN incidents i ON i.id = a.incident_id
-             WHERE a.fingerprint = $1 AND i.resolved_at IS NULL ORDER BY a.id DESC LIMIT 1",
+             WHERE a.fingerprint IN (SELECT value FROM json_each($1)) AND i.resolved_at IS NULL
+             ORDER BY a.id",
         )
-        .bind(fingerprint)
-        .fetch_optional(&mut *self.tx)
+        .bind(json(&fingerprints)?)
+        .fetch_all(&mut *self.tx)
         .await?;
-        row.as_ref().map(alert_from_row).transpose()
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn touch_alerts(&mut self, ids: &[i64], at: Timestamp) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE alerts SET last_seen_at = MAX(last_seen_at, $2) WHERE id IN (SELECT value FROM json_each($1))")
+            .bind(json(&ids)?)
+            .bind(ms(at))
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn open_incident_by_key(&mut self, key: &str) -> Result<Option<IncidentRow>> {

@@ -221,7 +221,7 @@ pub async fn open(
         .open_manual(req, &who.name, Timestamp::now())
         .await
         .map_err(manual_error)?;
-    state.wake.pipeline.notify_one();
+    state.wake.updates_written();
     tracing::info!(incident = incident.id, by = %who.name, "incident opened by hand");
     let mut body = serde_json::to_value(IncidentJson::from(&incident))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -248,7 +248,7 @@ pub async fn post_update(
         .post_update(id, req, &who.name, Timestamp::now())
         .await
         .map_err(manual_error)?;
-    state.wake.pipeline.notify_one();
+    state.wake.updates_written();
     tracing::info!(incident = id, seq = update.seq, by = %who.name, "incident update posted by hand");
     Ok((StatusCode::CREATED, Json(UpdateJson::from(&update))))
 }

@@ -87,9 +87,14 @@ roles = ["viewer"]
 impl TestApp {
     /// Starts the binary against `smtp`, with `extra` TOML and `env` overrides.
     pub async fn spawn(smtp: &SmtpServer, extra: &str, env: &[(&str, &str)]) -> TestApp {
+        TestApp::spawn_on(smtp.addr().port(), extra, env).await
+    }
+
+    /// Starts the binary with email sent to any SMTP server on loopback at `smtp_port`.
+    pub async fn spawn_on(smtp_port: u16, extra: &str, env: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("banditore.toml");
-        std::fs::write(&config, base_config(dir.path(), smtp.addr().port(), extra)).unwrap();
+        std::fs::write(&config, base_config(dir.path(), smtp_port, extra)).unwrap();
         let mut app = TestApp {
             dir,
             config,
@@ -120,7 +125,7 @@ impl TestApp {
             .arg("json")
             .arg("serve")
             .current_dir(self.dir.path())
-            .env("RUST_LOG", "info,banditore=debug")
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -151,6 +156,11 @@ impl TestApp {
         self.addr = addr.parse().unwrap();
         self.base = format!("http://{}", self.addr);
         self.child = Some(child);
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn logs(&self) -> String {

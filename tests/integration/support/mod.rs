@@ -1,5 +1,6 @@
 //! Test harness: the real binary, a real SMTP server, and payload builders.
-#![allow(dead_code)]
+//! Shared by the integration tests and the benchmarks, which each use part of it.
+#![allow(dead_code, unused_imports)]
 
 pub mod app;
 pub mod smtp;

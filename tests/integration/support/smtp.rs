@@ -17,6 +17,8 @@ pub struct Mail {
     pub from: String,
     pub to: Vec<String>,
     pub raw: Vec<u8>,
+    /// When the server accepted the message (end of DATA).
+    pub received: Instant,
 }
 
 impl Mail {
@@ -111,6 +113,7 @@ impl Handler for Recorder {
             from: self.from.clone(),
             to: self.to.clone(),
             raw: std::mem::take(&mut self.data),
+            received: Instant::now(),
         };
         let mut mails = self.shared.mails.lock().unwrap();
         mails.push(mail);
@@ -233,6 +236,8 @@ impl Drop for SmtpServer {
 
 fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    // Replies go out in one write each, without waiting for the client's ACK.
+    let _ = stream.set_nodelay(true);
     let peer = stream
         .peer_addr()
         .map(|a| a.ip())
@@ -248,7 +253,13 @@ fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>) {
         data: Vec::new(),
     };
     let mut session = SessionBuilder::new("smtp.test").build(peer, recorder);
-    if session.greeting().write_to(&mut writer).is_err() {
+    let reply = |writer: &mut TcpStream, response: &Response| -> bool {
+        response
+            .buffer()
+            .and_then(|bytes| writer.write_all(&bytes))
+            .is_ok()
+    };
+    if !reply(&mut writer, &session.greeting()) {
         return;
     }
     let mut line = Vec::new();
@@ -265,11 +276,11 @@ fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>) {
         match response.action {
             Action::NoReply => {}
             Action::Close => {
-                let _ = response.write_to(&mut writer);
+                reply(&mut writer, &response);
                 return;
             }
             Action::Reply | Action::UpgradeTls => {
-                if response.write_to(&mut writer).is_err() || writer.flush().is_err() {
+                if !reply(&mut writer, &response) {
                     return;
                 }
             }

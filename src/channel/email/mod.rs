@@ -4,20 +4,27 @@
 //! SMTP replies decide the outcome: 4xx is temporary; 5xx is permanent, and a 5.1.x enhanced
 //! status (no such mailbox or domain) marks the address gone.
 
+mod pool;
+
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
+use lettre::{Address, Message};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
+use self::pool::{Security, SmtpFailure, SmtpPool};
 use super::{Channel, Outgoing, Receipt, SendError};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::{EmailSettings, EmailTls, Secret};
 
 pub struct EmailChannel {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    pool: SmtpPool,
     from: Mailbox,
     /// Left part of Message-IDs, unique per deployment so ids never collide across installations.
     id_prefix: String,
@@ -30,6 +37,8 @@ pub enum EmailSetupError {
     From(String),
     #[error("channels.email: {0}")]
     Tls(String),
+    #[error("channels.email.ca_file: {0}")]
+    CaFile(String),
 }
 
 impl EmailChannel {
@@ -42,32 +51,71 @@ impl EmailChannel {
             .from
             .parse()
             .map_err(|_| EmailSetupError::From(settings.from.clone()))?;
-        let tls = match settings.tls {
-            EmailTls::None => Tls::None,
-            EmailTls::Starttls => Tls::Required(
-                TlsParameters::new(settings.host.clone())
-                    .map_err(|e| EmailSetupError::Tls(e.to_string()))?,
+        let extra_ca = match &settings.ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| EmailSetupError::CaFile(format!("{}: {e}", path.display())))?,
             ),
-            EmailTls::Tls => Tls::Wrapper(
-                TlsParameters::new(settings.host.clone())
-                    .map_err(|e| EmailSetupError::Tls(e.to_string()))?,
-            ),
+            None => None,
         };
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
-                .port(settings.port)
-                .tls(tls)
-                .timeout(Some(settings.timeout.get()))
-                .pool_config(PoolConfig::new().max_size(settings.pool_size.max(1)));
-        if let Some(password) = password {
-            builder = builder.credentials(Credentials::new(
-                settings.username.clone(),
-                password.expose().to_owned(),
-            ));
-        }
+        let security = match settings.tls {
+            EmailTls::None => Security::Plain,
+            EmailTls::Starttls => {
+                let mut params = TlsParameters::builder(settings.host.clone());
+                if let Some(pem) = &extra_ca {
+                    let cert = Certificate::from_pem(pem)
+                        .map_err(|e| EmailSetupError::CaFile(e.to_string()))?;
+                    params = params.add_root_certificate(cert);
+                }
+                Security::StartTls(
+                    params
+                        .build_rustls()
+                        .map_err(|e| EmailSetupError::Tls(e.to_string()))?,
+                )
+            }
+            EmailTls::Tls => {
+                let mut roots = RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                };
+                if let Some(pem) = &extra_ca {
+                    for cert in rustls_pem_certs(pem).map_err(EmailSetupError::CaFile)? {
+                        roots
+                            .add(cert)
+                            .map_err(|e| EmailSetupError::CaFile(e.to_string()))?;
+                    }
+                }
+                let config = ClientConfig::builder_with_provider(Arc::new(
+                    tokio_rustls::rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| EmailSetupError::Tls(e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                let server_name = ServerName::try_from(settings.host.clone()).map_err(|e| {
+                    EmailSetupError::Tls(format!(
+                        "`{}` is not a TLS server name: {e}",
+                        settings.host
+                    ))
+                })?;
+                Security::Implicit {
+                    connector: TlsConnector::from(Arc::new(config)),
+                    server_name,
+                }
+            }
+        };
+        let credentials =
+            password.map(|p| Credentials::new(settings.username.clone(), p.expose().to_owned()));
+        let pool = SmtpPool::new(
+            &settings.host,
+            settings.port,
+            security,
+            credentials,
+            settings.timeout.get(),
+            settings.pool_size as usize,
+        );
         let id_domain = from.email.domain().to_owned();
         Ok(EmailChannel {
-            transport: builder.build(),
+            pool,
             from,
             id_prefix: format!("banditore.{deployment_id}"),
             id_domain,
@@ -125,16 +173,35 @@ impl Channel for EmailChannel {
 
     async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
         let message = self.build(msg)?;
-        match self.transport.send(message).await {
+        let bytes = message.formatted();
+        match self.pool.send(message.envelope(), &bytes).await {
             Ok(response) => Ok(Receipt {
                 provider_id: response
                     .message()
                     .next()
                     .map(|l| l.chars().take(200).collect()),
             }),
-            Err(e) => Err(classify(&e)),
+            Err(SmtpFailure::Smtp(e)) => Err(classify(&e)),
+            Err(other) => Err(SendError::Retry {
+                after: None,
+                reason: other.to_string(),
+            }),
         }
     }
+}
+
+/// Certificates from a PEM file.
+fn rustls_pem_certs(
+    pem: &[u8],
+) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, String> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let certs: Vec<_> = tokio_rustls::rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("not a PEM certificate file: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in the file".into());
+    }
+    Ok(certs)
 }
 
 /// Maps an SMTP error to what the outbox should do.
@@ -181,6 +248,7 @@ mod tests {
             pool_size: 2,
             timeout: Dur(std::time::Duration::from_secs(5)),
             rate_per_second: 0,
+            ca_file: None,
         }
     }
 

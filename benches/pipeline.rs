@@ -1,0 +1,377 @@
+//! End-to-end figures of the release binary, as an operator would see them: webhook-to-SMTP
+//! latency, ingest throughput with memory, email fan-out, idle memory.
+//!
+//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|idle` picks one, and
+//! `-- --quick` runs smaller sizes. Postfix's `smtp-sink` is used as the fan-out sink when it is
+//! installed (Debian package `postfix`); otherwise the test suite's SMTP server stands in and the
+//! report says so. The numbers are printed, never asserted.
+
+#[path = "../tests/integration/support/mod.rs"]
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .get("/metrics", None)
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn idle() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = app.pid().unwrap();
+    println!(
+        "idle: resident memory {:.1} MiB after 3 s (target < 50 MiB)",
+        mib(rss_kib(pid))
+    );
+}
+
+async fn latency(incidents: usize) {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    app.subscribe(json!({"name": "Sala operativa", "addresses": {"email": "sala@asl.example"}, "subscriptions": [{}]}))
+        .await;
+    let mut samples = Vec::with_capacity(incidents);
+    for i in 0..incidents {
+        let body = alertmanager(
+            "firing",
+            &format!("Down{i}"),
+            &[("service", &format!("svc-{i}")), ("severity", "critical")],
+            &format!("bench-{i}"),
+        );
+        let sent = Instant::now();
+        let resp = app
+            .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+            .await;
+        assert_eq!(resp.status(), 202);
+        let mails = smtp.wait_for("sala@asl.example", i + 1, Duration::from_secs(30));
+        samples.push(mails[i].received.duration_since(sent));
+    }
+    samples.sort();
+    println!(
+        "latency: webhook to SMTP server over {incidents} incidents (group_wait 0, synchronous=full): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (target p99 < 20 ms)",
+        ms(percentile(&samples, 0.50)),
+        ms(percentile(&samples, 0.90)),
+        ms(percentile(&samples, 0.99)),
+        ms(*samples.last().unwrap()),
+    );
+}
+
+fn am_body(alerts: usize, seed: u64) -> Value {
+    let list: Vec<Value> = (0..alerts)
+        .map(|k| {
+            let n = (seed * 7 + k as u64 * 13) % 2000;
+            json!({
+                "status": "firing",
+                "labels": {"alertname": "Bench", "service": format!("svc-{}", n % 50), "instance": format!("host-{n}"), "severity": "warning"},
+                "annotations": {"summary": format!("bench alert {n}")},
+                "startsAt": "2026-11-26T09:14:03.123456789Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.example:9090/graph",
+                "fingerprint": format!("{n:016x}"),
+            })
+        })
+        .collect();
+    json!({"version": "4", "status": "firing", "receiver": "banditore", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am", "alerts": list})
+}
+
+async fn ingest(clients: usize, alerts_per_request: usize, seconds: u64) {
+    let smtp = SmtpServer::start();
+    let app = Arc::new(TestApp::spawn(&smtp, "", &[]).await);
+    let pid = app.pid().unwrap();
+    let before = rss_kib(pid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let peak = Arc::new(AtomicU64::new(before));
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let bodies: Arc<Vec<String>> = Arc::new(
+        (0..64)
+            .map(|s| am_body(alerts_per_request, s).to_string())
+            .collect(),
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (app, stop, accepted, bodies) =
+            (app.clone(), stop.clone(), accepted.clone(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = c;
+            while !stop.load(Ordering::Relaxed) {
+                let resp = app
+                    .post(
+                        "/api/v1/signals/alertmanager",
+                        Some(INGEST_TOKEN),
+                        "application/json",
+                        bodies[i % bodies.len()].clone(),
+                    )
+                    .await;
+                assert_eq!(resp.status(), 202);
+                accepted.fetch_add(alerts_per_request as u64, Ordering::Relaxed);
+                i += clients;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let _ = sampler.await;
+    let total = accepted.load(Ordering::Relaxed);
+    // Every accepted signal must be in the store: 202 means durable.
+    let stored = metric(
+        &app,
+        "banditore_signals_received_total{source=\"alertmanager\",outcome=\"accepted\"}",
+    )
+    .await as u64;
+    let drain_started = Instant::now();
+    loop {
+        if metric(&app, "banditore_signals_unprocessed").await == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drained = drain_started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "ingest: {clients} clients x {alerts_per_request} alert(s)/request for {:.1} s: {:.0} signals/s accepted ({total} total, {stored} counted by the server); engine backlog drained {:.1} s after the load stopped; resident memory {:.1} MiB before, {:.1} MiB peak, {:.1} MiB after (target >= 10,000/s, < 200 MiB)",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        drained.as_secs_f64(),
+        mib(before),
+        mib(peak.load(Ordering::Relaxed)),
+        mib(rss_kib(pid)),
+    );
+}
+
+struct Sink {
+    child: Option<Child>,
+    port: u16,
+    name: &'static str,
+    _fallback: Option<SmtpServer>,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sink() -> Sink {
+    let port = free_port();
+    let spawned = Command::new("smtp-sink")
+        .args(["-u", "postfix", &format!("127.0.0.1:{port}"), "1024"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(child) => {
+            std::thread::sleep(Duration::from_millis(300));
+            Sink {
+                child: Some(child),
+                port,
+                name: "postfix smtp-sink",
+                _fallback: None,
+            }
+        }
+        Err(_) => {
+            let server = SmtpServer::start();
+            Sink {
+                child: None,
+                port: server.addr().port(),
+                name: "test SMTP server (smtp-sink not installed)",
+                _fallback: Some(server),
+            }
+        }
+    }
+}
+
+fn smtp_source_reference(port: u16) {
+    let started = Instant::now();
+    let out = Command::new("smtp-source")
+        .args([
+            "-s",
+            "4",
+            "-m",
+            "20000",
+            "-l",
+            "4000",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output();
+    if let Ok(o) = out
+        && o.status.success()
+    {
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "reference: smtp-source, 4 sessions, 20,000 messages of 4 kB into the same sink: {:.0} messages/s",
+            20000.0 / secs
+        );
+    }
+}
+
+async fn fanout(subscribers: usize, pool_size: u32) {
+    let sink = sink();
+    let mut extra = String::with_capacity(subscribers * 160);
+    for i in 0..subscribers {
+        extra.push_str(&format!(
+            "[[subscribers]]\nname = \"Sportello {i}\"\naddresses = {{ email = \"desk{i}@asl.example\" }}\nsubscriptions = [{{ matchers = ['service=~\"cup.*\"'] }}]\n"
+        ));
+    }
+    let pool = pool_size.to_string();
+    let app = TestApp::spawn_on(
+        sink.port,
+        &extra,
+        &[("BANDITORE__CHANNELS__EMAIL__POOL_SIZE", &pool)],
+    )
+    .await;
+    let pid = app.pid().unwrap();
+    let body = alertmanager(
+        "firing",
+        "CupDown",
+        &[("service", "cup-backend"), ("severity", "critical")],
+        "CUP backend non risponde",
+    );
+    let started = Instant::now();
+    assert_eq!(
+        app.post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+            .await
+            .status(),
+        202
+    );
+    let mut first = None;
+    let mut peak = 0;
+    loop {
+        let sent = metric(
+            &app,
+            "banditore_deliveries{channel=\"email\",state=\"sent\"}",
+        )
+        .await as usize;
+        peak = peak.max(rss_kib(pid));
+        if sent > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if sent >= subscribers {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            println!("fanout: gave up after 300 s with {sent} sent");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = started.elapsed();
+    let first = first.unwrap_or_default();
+    println!(
+        "fanout: 1 incident to {subscribers} subscribers via {} (pool_size {pool_size}): all sent in {:.2} s = {:.0} messages/s overall; first message after {:.0} ms; {:.0} messages/s after it; peak resident memory {:.1} MiB (target >= 5,000/s)",
+        sink.name,
+        total.as_secs_f64(),
+        subscribers as f64 / total.as_secs_f64(),
+        ms(first),
+        subscribers as f64 / (total - first).as_secs_f64(),
+        mib(peak),
+    );
+    if sink.child.is_some() {
+        smtp_source_reference(sink.port);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--bench"))
+        .collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let wanted: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |name: &str| wanted.is_empty() || wanted.contains(&name);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if run("idle") {
+            idle().await;
+        }
+        if run("latency") {
+            latency(if quick { 100 } else { 500 }).await;
+        }
+        if run("ingest") {
+            let secs = if quick { 3 } else { 10 };
+            ingest(16, 1, secs).await;
+            ingest(64, 1, secs).await;
+            ingest(16, 10, secs).await;
+        }
+        if run("fanout") {
+            let n = if quick { 2000 } else { 10_000 };
+            fanout(n, 16).await;
+            if !quick {
+                fanout(n, 8).await;
+                fanout(n, 32).await;
+            }
+        }
+    });
+}
