@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod email;
+mod email_tls;
 mod engine;
 mod ingest;
 mod store;

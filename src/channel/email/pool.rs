@@ -41,6 +41,8 @@ pub enum SmtpFailure {
     Connect(String),
     /// TLS could not be set up.
     Tls(String),
+    /// The server refused our credentials: a configuration problem, not the message's.
+    Auth(String),
     /// The server did not answer in time.
     Timeout,
 }
@@ -51,6 +53,10 @@ impl fmt::Display for SmtpFailure {
             SmtpFailure::Smtp(e) => write!(f, "{e}"),
             SmtpFailure::Connect(e) => write!(f, "cannot connect: {e}"),
             SmtpFailure::Tls(e) => write!(f, "TLS failed: {e}"),
+            SmtpFailure::Auth(e) => write!(
+                f,
+                "SMTP authentication failed (check channels.email.username and password): {e}"
+            ),
             SmtpFailure::Timeout => f.write_str("the SMTP server did not answer in time"),
         }
     }
@@ -199,7 +205,7 @@ impl SmtpPool {
             )
             .await
             .map_err(|_| SmtpFailure::Timeout)?
-            .map_err(SmtpFailure::Smtp)?;
+            .map_err(|e| SmtpFailure::Auth(e.to_string()))?;
         }
         Ok(conn)
     }

@@ -6,7 +6,7 @@ pub mod app;
 pub mod smtp;
 
 pub use app::*;
-pub use smtp::{Mail, SmtpServer};
+pub use smtp::{Mail, SmtpOptions, SmtpServer, TestTls};
 
 use std::future::Future;
 use std::time::{Duration, Instant};

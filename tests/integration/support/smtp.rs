@@ -1,15 +1,17 @@
 //! A real SMTP server on loopback for the tests: the `mailin` protocol state machine behind a
 //! TCP listener, recording every message it accepts. It can be stopped and started on the same
-//! port (SMTP down, then up) and scripted to refuse recipients with 4xx or 5xx replies.
+//! port (SMTP down, then up), scripted to refuse recipients with 4xx or 5xx replies, and run with
+//! STARTTLS or implicit TLS (a test CA and certificate for `localhost`) and AUTH PLAIN.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mailin::{Action, Handler, Response, SessionBuilder};
+use mailin::{Action, AuthMechanism, Handler, Response, Session, SessionBuilder};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 /// A message as the server received it.
 #[derive(Debug, Clone)]
@@ -70,15 +72,61 @@ struct Shared {
     connections: Mutex<Vec<TcpStream>>,
 }
 
+/// How the server speaks.
+#[derive(Clone, Default)]
+pub struct SmtpOptions {
+    /// Offer STARTTLS with this configuration.
+    pub starttls: Option<Arc<ServerConfig>>,
+    /// Speak TLS from the first byte (port 465 style).
+    pub implicit_tls: Option<Arc<ServerConfig>>,
+    /// Require AUTH PLAIN with this user and password.
+    pub auth: Option<(String, String)>,
+}
+
+/// A test certificate authority and a certificate for `localhost` signed by it.
+pub struct TestTls {
+    pub ca_pem: String,
+    pub server: Arc<ServerConfig>,
+}
+
+impl TestTls {
+    pub fn new() -> TestTls {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Banditore test CA");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+        let server = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
+            .unwrap();
+        TestTls {
+            ca_pem: ca.pem(),
+            server: Arc::new(server),
+        }
+    }
+}
+
 pub struct SmtpServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     running: Option<Arc<AtomicBool>>,
+    options: SmtpOptions,
 }
 
 #[derive(Clone)]
 struct Recorder {
     shared: Arc<Shared>,
+    auth: Option<(String, String)>,
     from: String,
     to: Vec<String>,
     data: Vec<u8>,
@@ -108,6 +156,20 @@ impl Handler for Recorder {
         Ok(())
     }
 
+    fn auth_plain(
+        &mut self,
+        _authorization_id: &str,
+        authentication_id: &str,
+        password: &str,
+    ) -> Response {
+        match &self.auth {
+            Some((user, pass)) if user == authentication_id && pass == password => {
+                mailin::response::AUTH_OK
+            }
+            _ => mailin::response::INVALID_CREDENTIALS,
+        }
+    }
+
     fn data_end(&mut self) -> Response {
         let mail = Mail {
             from: self.from.clone(),
@@ -124,10 +186,15 @@ impl Handler for Recorder {
 impl SmtpServer {
     /// Starts on a free loopback port.
     pub fn start() -> SmtpServer {
+        SmtpServer::start_with(SmtpOptions::default())
+    }
+
+    pub fn start_with(options: SmtpOptions) -> SmtpServer {
         let mut server = SmtpServer {
             addr: "127.0.0.1:0".parse().unwrap(),
             shared: Arc::new(Shared::default()),
             running: None,
+            options,
         };
         server.listen();
         server
@@ -143,6 +210,7 @@ impl SmtpServer {
         let running = Arc::new(AtomicBool::new(true));
         self.running = Some(running.clone());
         let shared = self.shared.clone();
+        let options = self.options.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if !running.load(Ordering::SeqCst) {
@@ -154,7 +222,8 @@ impl SmtpServer {
                 }
                 let shared = shared.clone();
                 let running = running.clone();
-                std::thread::spawn(move || serve(stream, shared, running));
+                let options = options.clone();
+                std::thread::spawn(move || serve(stream, shared, running, options));
             }
         });
     }
@@ -234,7 +303,7 @@ impl Drop for SmtpServer {
     }
 }
 
-fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>) {
+fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>, options: SmtpOptions) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     // Replies go out in one write each, without waiting for the client's ACK.
     let _ = stream.set_nodelay(true);
@@ -242,46 +311,85 @@ fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>) {
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
     let recorder = Recorder {
         shared,
+        auth: options.auth.clone(),
         from: String::new(),
         to: Vec::new(),
         data: Vec::new(),
     };
-    let mut session = SessionBuilder::new("smtp.test").build(peer, recorder);
-    let reply = |writer: &mut TcpStream, response: &Response| -> bool {
-        response
-            .buffer()
-            .and_then(|bytes| writer.write_all(&bytes))
-            .is_ok()
-    };
-    if !reply(&mut writer, &session.greeting()) {
+    let mut builder = SessionBuilder::new("smtp.test");
+    if options.starttls.is_some() {
+        builder.enable_start_tls();
+    }
+    if options.auth.is_some() {
+        builder.enable_auth(AuthMechanism::Plain);
+    }
+    let mut session = builder.build(peer, recorder);
+    if let Some(config) = options.implicit_tls {
+        let Ok(conn) = ServerConnection::new(config) else {
+            return;
+        };
+        session.tls_active();
+        let mut io = BufReader::new(StreamOwned::new(conn, stream));
+        if reply(io.get_mut(), &session.greeting()) {
+            converse(&mut session, &mut io, &running);
+        }
         return;
     }
+    let mut io = BufReader::new(stream);
+    if !reply(io.get_mut(), &session.greeting()) {
+        return;
+    }
+    if converse(&mut session, &mut io, &running) {
+        // STARTTLS accepted: the same session goes on over TLS.
+        let Some(config) = options.starttls else {
+            return;
+        };
+        let Ok(conn) = ServerConnection::new(config) else {
+            return;
+        };
+        session.tls_active();
+        let mut tls = BufReader::new(StreamOwned::new(conn, io.into_inner()));
+        converse(&mut session, &mut tls, &running);
+    }
+}
+
+fn reply<W: Write>(writer: &mut W, response: &Response) -> bool {
+    response
+        .buffer()
+        .and_then(|bytes| writer.write_all(&bytes))
+        .and_then(|_| writer.flush())
+        .is_ok()
+}
+
+/// Runs the session until the client leaves (false) or asks for TLS (true).
+fn converse<S: Read + Write>(
+    session: &mut Session<Recorder>,
+    io: &mut BufReader<S>,
+    running: &AtomicBool,
+) -> bool {
     let mut line = Vec::new();
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
+        match io.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return false,
             Ok(_) => {}
         }
         if !running.load(Ordering::SeqCst) {
-            return;
+            return false;
         }
         let response = session.process(&line);
         match response.action {
             Action::NoReply => {}
             Action::Close => {
-                reply(&mut writer, &response);
-                return;
+                reply(io.get_mut(), &response);
+                return false;
             }
-            Action::Reply | Action::UpgradeTls => {
-                if !reply(&mut writer, &response) {
-                    return;
+            Action::UpgradeTls => return reply(io.get_mut(), &response),
+            Action::Reply => {
+                if !reply(io.get_mut(), &response) {
+                    return false;
                 }
             }
         }
