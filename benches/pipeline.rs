@@ -337,6 +337,12 @@ async fn fanout(subscribers: usize, pool_size: u32) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries too, without `--bench`: figures from a debug
+    // build under a test run mean nothing, so only `cargo bench` measures.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("pipeline benchmark: run it with `cargo bench --bench pipeline`");
+        return;
+    }
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--bench"))

@@ -577,25 +577,12 @@ impl Batch {
     }
 }
 
-/// An incident's title: the summary of its first signal, with a count when more are involved.
+/// An incident's title: the summary of its first signal. It is kept in no particular language
+/// (summaries are the monitors' own words); templates list the other signals.
 fn title_for(incident: &IncidentRow, alerts: &[AlertRow]) -> String {
-    match alerts.first() {
-        Some(first) if alerts.len() > 1 => {
-            let services: BTreeSet<&str> = alerts.iter().map(|a| a.service.as_str()).collect();
-            if services.len() == 1 {
-                format!("{} (+{} more)", first.summary, alerts.len() - 1)
-            } else {
-                format!(
-                    "{} (+{} more, {} services)",
-                    first.summary,
-                    alerts.len() - 1,
-                    services.len()
-                )
-            }
-        }
-        Some(first) => first.summary.clone(),
-        None => incident.title.clone(),
-    }
+    alerts
+        .first()
+        .map_or_else(|| incident.title.clone(), |first| first.summary.clone())
 }
 
 fn add(t: Timestamp, d: std::time::Duration) -> Timestamp {

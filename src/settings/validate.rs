@@ -264,11 +264,13 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         if e.pool_size == 0 {
             push("channels.email.pool_size", "must be at least 1".into());
         }
-        match e.password().resolve("password") {
+        let resolved = e.password().resolve("password");
+        let readable = resolved.is_ok();
+        match resolved {
             Ok(p) => email_password = p,
             Err(msg) => push("channels.email.password", msg),
         }
-        match (e.username.is_empty(), email_password.is_some()) {
+        match (e.username.is_empty(), email_password.is_some() || !readable) {
             (false, false) => push("channels.email.password", "a username is set but no password".into()),
             (true, true) => push("channels.email.username", "a password is set but no username".into()),
             (false, true) if e.tls == EmailTls::None && !is_loopback_name(&e.host) => push(

@@ -197,3 +197,53 @@ async fn health_readiness_and_metrics() {
         assert!(metrics.contains(line), "missing `{line}` in:\n{metrics}");
     }
 }
+
+/// The configuration files shipped in `config/` stay valid: the example deployment (with its
+/// secrets provided) and the tour.
+#[test]
+fn shipped_example_configurations_are_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    for name in [
+        "banditore-alertmanager",
+        "banditore-kuma",
+        "banditore-grafana-hmac",
+        "banditore-smtp",
+    ] {
+        std::fs::write(
+            secrets.join(name),
+            format!("{name}-secret-value-0123456789\n"),
+        )
+        .unwrap();
+    }
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = std::fs::read_to_string(format!("{root}/config/example.toml"))
+        .unwrap()
+        .replace("/run/secrets/", &format!("{}/", secrets.display()))
+        .replace("/etc/banditore/templates", &templates.display().to_string())
+        .replace("/var/lib/banditore/", &format!("{}/", dir.path().display()));
+    let config = dir.path().join("example.toml");
+    std::fs::write(&config, example).unwrap();
+    let env = [
+        ("BANDITORE_OPERATOR_TOKEN", "operator-token-0123456789"),
+        ("BANDITORE_ADMIN_TOKEN", "admin-token-0123456789"),
+    ];
+    let (code, out, err) = banditore(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "check-config"],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("5 subscriber(s) from config"), "{out}");
+
+    let tour = format!("{root}/config/tour.toml");
+    let (code, out, err) = banditore(
+        dir.path(),
+        &["--config", &tour, "check-config"],
+        &[("BANDITORE_TOKEN", "tour-token-0123456789abcdef")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
