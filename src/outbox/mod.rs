@@ -10,7 +10,7 @@
 mod backoff;
 mod rate;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,17 +85,23 @@ impl Dispatcher {
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut messages: HashMap<i64, Arc<MessageRow>> = HashMap::new();
         let concurrency = self.config.concurrency.max(1);
-        let claim_threshold = (self.config.batch_size as usize)
-            .min(concurrency)
-            .div_ceil(2)
-            .max(1);
+        // Deliveries are claimed ahead of the free send slots, so that one claim serves many
+        // sends; never more than can go out well within the lease when sends are paced.
+        let prefetch = match &self.limiter {
+            None => (self.config.batch_size as usize).max(concurrency),
+            Some(l) => l
+                .within(self.config.lease / 4)
+                .clamp(1, self.config.batch_size as usize),
+        };
+        // Each claimed delivery with the time by which it must have started: half the lease, so a
+        // send never runs while its lease could expire and another claim take it.
+        let mut queue: VecDeque<(ClaimedDelivery, tokio::time::Instant)> = VecDeque::new();
+        let mut maybe_more = true;
         let mut last_reclaim = tokio::time::Instant::now();
         loop {
             while in_flight.try_join_next().is_some() {}
-            let capacity = concurrency.saturating_sub(in_flight.len());
-            let mut claimed_all = false;
-            if capacity >= claim_threshold || (capacity > 0 && in_flight.is_empty()) {
-                let want = capacity.min(self.config.batch_size as usize) as u32;
+            if maybe_more && queue.len() < concurrency.min(prefetch) {
+                let want = (prefetch - queue.len()) as u32;
                 let now = Timestamp::now();
                 let lease_until = now
                     .checked_add(
@@ -108,18 +114,9 @@ impl Dispatcher {
                     .await
                 {
                     Ok(claimed) => {
-                        claimed_all = claimed.len() as u32 == want;
-                        for delivery in claimed {
-                            let message = self.message(&mut messages, delivery.message_id).await;
-                            let task = Send {
-                                channel: self.channel.clone(),
-                                links: self.links.clone(),
-                                limiter: self.limiter.clone(),
-                                config: self.config.clone(),
-                                results: results.clone(),
-                            };
-                            in_flight.spawn(task.run(delivery, message));
-                        }
+                        maybe_more = claimed.len() as u32 == want;
+                        let start_by = tokio::time::Instant::now() + self.config.lease / 2;
+                        queue.extend(claimed.into_iter().map(|d| (d, start_by)));
                     }
                     Err(e) => {
                         tracing::warn!(channel = %kind, error = %e, "cannot claim deliveries; retrying shortly");
@@ -131,10 +128,28 @@ impl Dispatcher {
                     }
                 }
             }
-            if claimed_all && in_flight.len() < concurrency {
+            while in_flight.len() < concurrency {
+                let Some((delivery, start_by)) = queue.pop_front() else {
+                    break;
+                };
+                if tokio::time::Instant::now() > start_by {
+                    // Too late to start safely: its lease will be reclaimed and claimed afresh.
+                    continue;
+                }
+                let message = self.message(&mut messages, delivery.message_id).await;
+                let task = Send {
+                    channel: self.channel.clone(),
+                    links: self.links.clone(),
+                    limiter: self.limiter.clone(),
+                    config: self.config.clone(),
+                    results: results.clone(),
+                };
+                in_flight.spawn(task.run(delivery, message));
+            }
+            if queue.is_empty() && maybe_more {
                 continue;
             }
-            let wait = if in_flight.is_empty() {
+            let wait = if in_flight.is_empty() && queue.is_empty() {
                 self.idle_wait(kind).await
             } else {
                 self.config.poll_interval
@@ -143,8 +158,8 @@ impl Dispatcher {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => maybe_more = true,
+                _ = tokio::time::sleep(wait) => maybe_more = true,
             }
             if last_reclaim.elapsed() >= self.config.poll_interval {
                 last_reclaim = tokio::time::Instant::now();
@@ -158,6 +173,9 @@ impl Dispatcher {
                     }
                 }
             }
+        }
+        if !queue.is_empty() {
+            tracing::info!(channel = %kind, unsent = queue.len(), "handing back claimed deliveries not yet started");
         }
         let pending = in_flight.len();
         if pending > 0 {

@@ -22,6 +22,11 @@ impl RateLimiter {
         }
     }
 
+    /// How many acquisitions fit in `span` at the configured pace.
+    pub fn within(&self, span: Duration) -> usize {
+        (span.as_nanos() / self.interval.as_nanos().max(1)) as usize
+    }
+
     /// Waits for a slot.
     pub async fn acquire(&self) {
         let slot = {

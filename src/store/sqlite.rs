@@ -587,19 +587,12 @@ impl Store for SqliteStore {
         }
         let mut tx = self.write().await?;
         let mut gone_addresses = false;
+        let mut sent = Vec::new();
         for (id, outcome) in outcomes {
             match outcome {
+                // Sent outcomes are the bulk of a fan-out: written below in one statement.
                 DeliveryOutcome::Sent { provider_id } => {
-                    sqlx::query(
-                        "UPDATE deliveries SET state = 'sent', sent_at = $3, provider_id = $4, last_error = NULL,
-                         lease_until = NULL, locked_by = NULL WHERE id = $1 AND locked_by = $2 AND state = 'sending'",
-                    )
-                    .bind(id)
-                    .bind(owner)
-                    .bind(ms(now))
-                    .bind(provider_id)
-                    .execute(&mut *tx)
-                    .await?;
+                    sent.push(serde_json::json!([id, provider_id]))
                 }
                 DeliveryOutcome::Retry { at, error } => {
                     sqlx::query(
@@ -653,6 +646,19 @@ impl Store for SqliteStore {
                     }
                 }
             }
+        }
+        if !sent.is_empty() {
+            sqlx::query(
+                "UPDATE deliveries SET state = 'sent', sent_at = $3, provider_id = j.provider_id, last_error = NULL,
+                 lease_until = NULL, locked_by = NULL
+                 FROM (SELECT value ->> 0 AS id, value ->> 1 AS provider_id FROM json_each($1)) AS j
+                 WHERE deliveries.id = j.id AND deliveries.locked_by = $2 AND deliveries.state = 'sending'",
+            )
+            .bind(json(&sent)?)
+            .bind(owner)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
         }
         if gone_addresses {
             bump_subscribers_version(&mut tx).await?;
