@@ -35,8 +35,8 @@ impl Wakers {
 
 /// Under load, a step that found this many signals waits a moment before the next one, so that
 /// the next step takes a larger batch in the same few statements.
-const BUSY_SIGNALS: usize = 50;
-const BUSY_PAUSE: Duration = Duration::from_millis(2);
+const BUSY_SIGNALS: usize = 8;
+const BUSY_PAUSE: Duration = Duration::from_millis(5);
 
 pub struct Pipeline {
     pub engine: Engine,
