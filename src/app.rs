@@ -142,7 +142,6 @@ impl Application {
         let listener = TcpListener::bind(s.server.listen)
             .await
             .with_context(|| format!("binding {}", s.server.listen))?;
-        release_startup_memory();
         Ok(Application {
             listener,
             store,
@@ -160,6 +159,8 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then stops everything in order.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // The settings and subscriber lists used to build everything are gone by now.
+        release_startup_memory();
         let addr = self.local_addr()?;
         let workers = CancellationToken::new();
         let pipeline = tokio::spawn(self.pipeline.run(workers.clone()));
