@@ -119,6 +119,8 @@ impl Application {
             router,
             wake: wake.clone(),
             poll_interval: s.outbox.poll_interval.get(),
+            store: store.clone(),
+            retention: s.store.retention.get(),
         };
         let (ingest, ingest_writer) = IngestQueue::start(store.clone(), wake.pipeline.clone());
         let state = AppState {

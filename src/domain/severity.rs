@@ -34,6 +34,16 @@ impl Severity {
         }
     }
 
+    /// The Statuspage-style impact of an incident at this severity.
+    pub fn impact(self) -> &'static str {
+        match self {
+            Severity::Info => "none",
+            Severity::Warning => "minor",
+            Severity::Major => "major",
+            Severity::Critical => "critical",
+        }
+    }
+
     /// Folds the vocabulary of common monitors into a level; `None` for a word it does not know.
     pub fn from_label(value: &str) -> Option<Severity> {
         let v = value.trim().to_ascii_lowercase();

@@ -97,6 +97,7 @@ pub struct StoreSettings {
     pub sqlite_synchronous: SqliteSynchronous,
     pub max_connections: u32,
     pub replicas: u32,
+    pub retention: Dur,
 }
 
 word_enum! {

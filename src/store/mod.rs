@@ -326,6 +326,13 @@ pub struct Counts {
     pub unprocessed_signals: i64,
 }
 
+/// What [`Store::prune`] deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub signals: u64,
+    pub deliveries: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
@@ -372,6 +379,9 @@ pub trait Store: Send + Sync + 'static {
     async fn incident_alerts(&self, incident_id: i64) -> Result<Vec<AlertRow>>;
     async fn incident_deliveries(&self, incident_id: i64) -> Result<Vec<DeliveryRow>>;
     async fn counts(&self) -> Result<Counts>;
+    /// Deletes processed signals received before `before`, and finished deliveries of resolved
+    /// incidents created before it, in small batches.
+    async fn prune(&self, before: Timestamp) -> Result<PruneReport>;
 
     // Subscribers.
     async fn subscribers(&self) -> Result<Vec<SubscriberRow>>;

@@ -51,7 +51,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
+            // Another process holding the write lock (a backup tool, an admin shell) makes writes wait
+            // this long, then fail as "unavailable" (HTTP 503, which Alertmanager retries).
+            .busy_timeout(Duration::from_secs(5))
             .pragma("temp_store", "memory")
             // Page cache per connection, in KiB: generous for the writer, small for readers.
             .pragma("cache_size", "-8000");
@@ -813,6 +815,43 @@ impl Store for SqliteStore {
             deliveries,
             unprocessed_signals,
         })
+    }
+
+    async fn prune(&self, before: Timestamp) -> Result<PruneReport> {
+        let mut report = PruneReport::default();
+        // Small batches keep the write lock short: ingest goes on while old rows go.
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM signals WHERE id IN (
+                    SELECT id FROM signals WHERE processed_at IS NOT NULL AND received_at < $1 LIMIT 5000)",
+            )
+            .bind(ms(before))
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+            report.signals += done;
+            if done == 0 {
+                break;
+            }
+        }
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM deliveries WHERE id IN (
+                    SELECT d.id FROM deliveries d JOIN incidents i ON i.id = d.incident_id
+                    WHERE d.state IN ('sent', 'failed', 'gone', 'cancelled') AND d.created_at < $1
+                      AND i.resolved_at IS NOT NULL
+                    LIMIT 5000)",
+            )
+            .bind(ms(before))
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+            report.deliveries += done;
+            if done == 0 {
+                break;
+            }
+        }
+        Ok(report)
     }
 
     async fn subscribers(&self) -> Result<Vec<SubscriberRow>> {

@@ -24,6 +24,8 @@ pub struct IncidentJson {
     title: String,
     status: String,
     severity: String,
+    /// Statuspage-style impact: none, minor, major or critical.
+    impact: &'static str,
     origin: &'static str,
     opened_at: Timestamp,
     resolved_at: Option<Timestamp>,
@@ -40,6 +42,7 @@ impl From<&IncidentRow> for IncidentJson {
             title: i.title.clone(),
             status: i.status.as_str().into(),
             severity: i.severity.as_str().into(),
+            impact: i.severity.impact(),
             origin: i.origin.as_str(),
             opened_at: i.opened_at,
             resolved_at: i.resolved_at,

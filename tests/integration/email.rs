@@ -111,6 +111,7 @@ async fn firing_then_resolved_reaches_the_desk_in_italian() {
         .get_json(&format!("/api/v1/incidents/{id}"), VIEWER_TOKEN)
         .await;
     assert_eq!(incident["status"], "resolved");
+    assert_eq!(incident["impact"], "critical");
     let kinds: Vec<_> = incident["updates"]
         .as_array()
         .unwrap()

@@ -18,6 +18,7 @@ pub async fn sqlite_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
         sqlite_synchronous: SqliteSynchronous::Normal,
         max_connections: 4,
         replicas: 1,
+        retention: banditore::settings::Dur(Duration::from_secs(0)),
     };
     let store = banditore::store::open(&settings).await.unwrap();
     store.migrate().await.unwrap();

@@ -441,3 +441,57 @@ async fn cloudevents_and_generic_bodies() {
     );
     assert!(signals.contains(&"generic|cup".to_owned()), "{signals:?}");
 }
+
+#[tokio::test]
+async fn a_store_that_cannot_write_gets_503_and_nothing_is_lost() {
+    use sqlx::Connection;
+    let (_smtp, app) = app().await;
+    let body = fixture("alertmanager/firing.json");
+    // Another process takes SQLite's write lock and keeps it (an admin shell, a backup tool).
+    let db = app.dir.path().join("banditore.db");
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let resp = app
+        .post(
+            "/api/v1/signals/alertmanager",
+            Some(INGEST_TOKEN),
+            "application/json",
+            body.clone(),
+        )
+        .await;
+    assert_eq!(resp.status(), 503, "Alertmanager retries 5xx");
+    assert_eq!(resp.headers()["retry-after"], "5");
+    let err: Value = resp.json().await.unwrap();
+    assert!(
+        err["error"].as_str().unwrap().contains("unavailable"),
+        "{err}"
+    );
+    assert_eq!(
+        app.get("/readyz", None).await.status(),
+        200,
+        "reads still work: the store is up, busy"
+    );
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    drop(other);
+    // The sender retries and the signal is taken.
+    let resp = app
+        .post(
+            "/api/v1/signals/alertmanager",
+            Some(INGEST_TOKEN),
+            "application/json",
+            body,
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let incidents = eventually(
+        || app.get_json("/api/v1/incidents", VIEWER_TOKEN),
+        |v| v["incidents"].as_array().is_some_and(|l| l.len() == 1),
+    )
+    .await;
+    assert_eq!(incidents["incidents"][0]["status"], "investigating");
+}

@@ -401,6 +401,68 @@ pub async fn config_subscribers_stay_in_step_and_keep_opt_outs(store: Arc<dyn St
     );
 }
 
+pub async fn old_history_is_pruned_and_open_work_kept(store: Arc<dyn Store>) {
+    use banditore::domain::{RawSignal, Source};
+    let signal = |fp: &str| {
+        RawSignal {
+            fingerprint: Some(fp.into()),
+            service: Some("cup".into()),
+            ..RawSignal::default()
+        }
+        .normalize(Source::Generic, &Default::default(), now())
+    };
+    let ids = store
+        .insert_signals(&[(now(), signal("a")), (now(), signal("b"))])
+        .await
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.mark_signals(&ids[..1], now(), "test", None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let (_, addresses) = subscriber(&store, "desk", &["p@asl.example"]).await;
+    let (incident, _) = seed(&store, 1, &[(addresses[0], "p@asl.example")]).await;
+    let claimed = claim(&store, "w", 10).await;
+    store
+        .record_outcomes(
+            "w",
+            &[(claimed[0].id, DeliveryOutcome::Sent { provider_id: None })],
+            now(),
+        )
+        .await
+        .unwrap();
+
+    // Nothing is old yet.
+    assert_eq!(
+        store.prune(later(-60)).await.unwrap(),
+        PruneReport::default()
+    );
+    // Later: the processed signal goes, the unprocessed one stays; the delivery of an open
+    // incident stays.
+    assert_eq!(
+        store.prune(later(60)).await.unwrap(),
+        PruneReport {
+            signals: 1,
+            deliveries: 0
+        }
+    );
+    assert_eq!(store.counts().await.unwrap().unprocessed_signals, 1);
+    let mut tx = store.begin().await.unwrap();
+    let mut row = tx.incident(incident).await.unwrap().unwrap();
+    row.resolved_at = Some(now());
+    tx.save_incident(&row).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.prune(later(60)).await.unwrap(),
+        PruneReport {
+            signals: 0,
+            deliveries: 1
+        }
+    );
+    // The incident and its update remain as history.
+    assert_eq!(store.incident_updates(incident).await.unwrap().len(), 1);
+}
+
 macro_rules! sqlite_suite {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -422,4 +484,5 @@ sqlite_suite!(
     a_gone_address_is_marked_and_its_pending_deliveries_stop,
     unsubscribing_cancels_pending_deliveries,
     config_subscribers_stay_in_step_and_keep_opt_outs,
+    old_history_is_pruned_and_open_work_kept,
 );
