@@ -172,20 +172,8 @@ impl Renderer {
     ) -> Result<Rendered, RenderError> {
         let language = language.to_owned();
         let value = minijinja::Value::from(minijinja::value::Serde(ctx));
-        let render = |part: &str| -> Result<String, RenderError> {
-            let name = template_name(channel, &language, part);
-            let tmpl = self
-                .env
-                .get_template(&name)
-                .map_err(|e| RenderError::Template {
-                    name: name.clone(),
-                    detail: describe(&name, &e),
-                })?;
-            tmpl.render(&value).map_err(|e| RenderError::Template {
-                name: name.clone(),
-                detail: describe(&name, &e),
-            })
-        };
+        let render =
+            |part: &str| self.render_named(&template_name(channel, &language, part), &value);
         let rendered = match channel {
             ChannelKind::Email => Rendered {
                 subject: Some(single_line(&render("subject")?)),
@@ -210,18 +198,22 @@ impl Renderer {
         } else {
             format!("web/{}/{name}.html.j2", self.fallback.primary())
         };
-        let tmpl = self
-            .env
-            .get_template(&template_name)
-            .map_err(|e| RenderError::Template {
-                name: template_name.clone(),
-                detail: describe(&template_name, &e),
-            })?;
-        tmpl.render(minijinja::Value::from(minijinja::value::Serde(ctx)))
-            .map_err(|e| RenderError::Template {
-                name: template_name.clone(),
-                detail: describe(&template_name, &e),
-            })
+        self.render_named(
+            &template_name,
+            &minijinja::Value::from(minijinja::value::Serde(ctx)),
+        )
+    }
+
+    fn render_named(&self, name: &str, value: &minijinja::Value) -> Result<String, RenderError> {
+        let fail = |e: minijinja::Error| RenderError::Template {
+            name: name.to_owned(),
+            detail: describe(name, &e),
+        };
+        self.env
+            .get_template(name)
+            .map_err(fail)?
+            .render(value)
+            .map_err(fail)
     }
 
     /// Renders every channel, language and update kind against a sample incident and returns

@@ -818,40 +818,36 @@ impl Store for SqliteStore {
     }
 
     async fn prune(&self, before: Timestamp) -> Result<PruneReport> {
-        let mut report = PruneReport::default();
         // Small batches keep the write lock short: ingest goes on while old rows go.
-        loop {
-            let done = sqlx::query(
+        let in_batches = |sql: &'static str| async move {
+            let mut total = 0;
+            loop {
+                let done = sqlx::query(sql)
+                    .bind(ms(before))
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected();
+                total += done;
+                if done == 0 {
+                    return Ok::<u64, StoreError>(total);
+                }
+            }
+        };
+        Ok(PruneReport {
+            signals: in_batches(
                 "DELETE FROM signals WHERE id IN (
                     SELECT id FROM signals WHERE processed_at IS NOT NULL AND received_at < $1 LIMIT 5000)",
             )
-            .bind(ms(before))
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
-            report.signals += done;
-            if done == 0 {
-                break;
-            }
-        }
-        loop {
-            let done = sqlx::query(
+            .await?,
+            deliveries: in_batches(
                 "DELETE FROM deliveries WHERE id IN (
                     SELECT d.id FROM deliveries d JOIN incidents i ON i.id = d.incident_id
                     WHERE d.state IN ('sent', 'failed', 'gone', 'cancelled') AND d.created_at < $1
                       AND i.resolved_at IS NOT NULL
                     LIMIT 5000)",
             )
-            .bind(ms(before))
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
-            report.deliveries += done;
-            if done == 0 {
-                break;
-            }
-        }
-        Ok(report)
+            .await?,
+        })
     }
 
     async fn subscribers(&self) -> Result<Vec<SubscriberRow>> {

@@ -154,25 +154,20 @@ async fn handle(
     authenticate(state, headers, Some(&bytes))?;
     let media = media_type(headers);
     let parsed = match (source, media.as_deref()) {
-        (Source::UptimeKuma, Some("multipart/form-data")) => {
-            let data = multipart_field(headers, &bytes, "data")
-                .await?
-                .ok_or_else(|| {
-                    ApiError::field(
-                        "data",
-                        "missing: Uptime Kuma's form-data mode sends the JSON in a `data` field",
-                    )
-                })?;
-            ingest::parse(
-                source,
-                data.as_bytes(),
-                GenericFraming::Json,
-                &state.parse_options,
-            )?
-        }
-        (Source::UptimeKuma, Some("application/x-www-form-urlencoded")) => {
-            let data = form_field(&bytes, "data").ok_or_else(|| {
-                ApiError::field("data", "missing: expected the JSON in a `data` field")
+        // Uptime Kuma's form modes carry the JSON in a `data` field.
+        (
+            Source::UptimeKuma,
+            Some(form @ ("multipart/form-data" | "application/x-www-form-urlencoded")),
+        ) => {
+            let data = match form {
+                "multipart/form-data" => multipart_field(headers, &bytes, "data").await?,
+                _ => form_field(&bytes, "data"),
+            }
+            .ok_or_else(|| {
+                ApiError::field(
+                    "data",
+                    "missing: Uptime Kuma's form modes send the JSON in a `data` field",
+                )
             })?;
             ingest::parse(
                 source,
