@@ -31,6 +31,7 @@ use crate::web::{self, AppState, Authenticator};
 
 pub struct Application {
     listener: TcpListener,
+    retention: std::time::Duration,
     store: Arc<dyn Store>,
     state: AppState,
     pipeline: Pipeline,
@@ -47,13 +48,13 @@ impl Application {
         let store = store::open(&s.store).await.context("opening the store")?;
         store.migrate().await.context("migrating the store")?;
 
-        let key = match s.server.secret_key.expose() {
-            "" => {
+        let key = match &v.secret_key {
+            Some(configured) => configured.expose().to_owned(),
+            None => {
                 store
                     .setting_or_insert("unsubscribe_key", &random_hex(32))
                     .await?
             }
-            configured => configured.to_owned(),
         };
         let deployment_id = store
             .setting_or_insert("deployment_id", &random_hex(6))
@@ -119,8 +120,6 @@ impl Application {
             router,
             wake: wake.clone(),
             poll_interval: s.outbox.poll_interval.get(),
-            store: store.clone(),
-            retention: s.store.retention.get(),
         };
         let (ingest, ingest_writer) = IngestQueue::start(store.clone(), wake.pipeline.clone());
         let state = AppState {
@@ -146,6 +145,7 @@ impl Application {
             .with_context(|| format!("binding {}", s.server.listen))?;
         Ok(Application {
             listener,
+            retention: s.store.retention.get(),
             store,
             state,
             pipeline,
@@ -166,6 +166,11 @@ impl Application {
         let addr = self.local_addr()?;
         let workers = CancellationToken::new();
         let pipeline = tokio::spawn(self.pipeline.run(workers.clone()));
+        let retention = tokio::spawn(crate::retention::run(
+            self.store.clone(),
+            self.retention,
+            workers.clone(),
+        ));
         let dispatchers: Vec<_> = self
             .dispatchers
             .into_iter()
@@ -181,6 +186,7 @@ impl Application {
         let _ = self.ingest_writer.await;
         workers.cancel();
         let _ = pipeline.await;
+        let _ = retention.await;
         for d in dispatchers {
             let _ = d.await;
         }

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod outbox;
 pub mod pipeline;
 pub mod render;
+pub mod retention;
 pub mod route;
 pub mod settings;
 pub mod store;

@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::incident::Engine;
 use crate::route::Router;
-use crate::store::Store;
 
 /// In-process wake-ups between stages.
 #[derive(Clone, Default)]
@@ -44,13 +43,7 @@ pub struct Pipeline {
     pub router: Router,
     pub wake: Wakers,
     pub poll_interval: Duration,
-    pub store: Arc<dyn Store>,
-    /// How long history is kept; zero keeps everything.
-    pub retention: Duration,
 }
-
-/// How often old history is pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 impl Pipeline {
     pub async fn run(self, shutdown: CancellationToken) {
@@ -58,13 +51,7 @@ impl Pipeline {
         // Route once at start: updates written just before a crash are still waiting.
         let mut route = true;
         let mut last_safety_net = tokio::time::Instant::now();
-        // Prune soon after start, then every hour.
-        let mut next_prune = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            if !self.retention.is_zero() && tokio::time::Instant::now() >= next_prune {
-                next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
-                self.prune().await;
-            }
             let now = Timestamp::now();
             let mut more = false;
             let mut busy = false;
@@ -138,22 +125,6 @@ impl Pipeline {
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
-        }
-    }
-
-    async fn prune(&self) {
-        let Ok(keep) = jiff::SignedDuration::try_from(self.retention) else {
-            return;
-        };
-        let Ok(before) = Timestamp::now().checked_sub(keep) else {
-            return;
-        };
-        match self.store.prune(before).await {
-            Ok(r) if r.signals > 0 || r.deliveries > 0 => {
-                tracing::info!(signals = r.signals, deliveries = r.deliveries, %before, "pruned old history")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot prune old history; will try again"),
         }
     }
 }

@@ -1,12 +1,16 @@
 //! Per-recipient unsubscribe links: `<public_url>/unsubscribe/<address id>.<signature>`.
 //!
-//! The signature is an HMAC of the address id under the deployment's secret key, so links need no
-//! table of their own, cannot be guessed or enumerated, and stay valid across restarts.
+//! The signature is an HMAC, under the deployment's secret key, of the address id together with
+//! the channel and the address itself, so links need no table of their own, cannot be guessed or
+//! enumerated, stay valid across restarts, and stop working if the id ever names another address
+//! (a database restored from an older backup, say).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+
+use crate::domain::subscriber::ChannelKind;
 
 const SIGNATURE_BYTES: usize = 16;
 
@@ -14,6 +18,12 @@ const SIGNATURE_BYTES: usize = 16;
 pub struct UnsubscribeLinks {
     key: Vec<u8>,
     base: String,
+}
+
+/// A token taken apart, not yet checked.
+pub struct Token {
+    pub address_id: i64,
+    signature: Vec<u8>,
 }
 
 impl UnsubscribeLinks {
@@ -24,37 +34,46 @@ impl UnsubscribeLinks {
         }
     }
 
-    fn mac(&self, address_id: i64) -> Hmac<Sha256> {
+    fn mac(&self, address_id: i64, channel: ChannelKind, address: &str) -> Hmac<Sha256> {
         // Any key length is valid for HMAC.
         let mut mac =
             <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
-        mac.update(b"unsubscribe:");
-        mac.update(address_id.to_string().as_bytes());
+        mac.update(format!("unsubscribe\0{address_id}\0{}\0", channel.as_str()).as_bytes());
+        mac.update(address.as_bytes());
         mac
     }
 
-    pub fn token(&self, address_id: i64) -> String {
-        let tag = self.mac(address_id).finalize().into_bytes();
+    pub fn token(&self, address_id: i64, channel: ChannelKind, address: &str) -> String {
+        let tag = self
+            .mac(address_id, channel, address)
+            .finalize()
+            .into_bytes();
         format!(
             "{address_id}.{}",
             URL_SAFE_NO_PAD.encode(&tag[..SIGNATURE_BYTES])
         )
     }
 
-    pub fn url(&self, address_id: i64) -> String {
-        format!("{}{}", self.base, self.token(address_id))
+    pub fn url(&self, address_id: i64, channel: ChannelKind, address: &str) -> String {
+        format!("{}{}", self.base, self.token(address_id, channel, address))
     }
 
-    /// The address id a token was issued for, if the signature holds (compared in constant time).
-    pub fn verify(&self, token: &str) -> Option<i64> {
+    /// Takes a token apart; `None` when it is not of our shape.
+    pub fn parse(token: &str) -> Option<Token> {
         let (id, signature) = token.split_once('.')?;
-        let id: i64 = id.parse().ok()?;
+        let address_id = id.parse().ok()?;
         let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-        if signature.len() != SIGNATURE_BYTES {
-            return None;
-        }
-        self.mac(id).verify_truncated_left(&signature).ok()?;
-        Some(id)
+        (signature.len() == SIGNATURE_BYTES).then_some(Token {
+            address_id,
+            signature,
+        })
+    }
+
+    /// Whether the token was issued for this address (compared in constant time).
+    pub fn verify(&self, token: &Token, channel: ChannelKind, address: &str) -> bool {
+        self.mac(token.address_id, channel, address)
+            .verify_truncated_left(&token.signature)
+            .is_ok()
     }
 }
 
@@ -62,23 +81,39 @@ impl UnsubscribeLinks {
 mod tests {
     use super::*;
 
+    const EMAIL: ChannelKind = ChannelKind::Email;
+
+    fn links() -> UnsubscribeLinks {
+        UnsubscribeLinks::new(b"0123456789abcdef0123456789abcdef", "https://b.example/")
+    }
+
+    fn check(l: &UnsubscribeLinks, token: &str, id: i64, address: &str) -> bool {
+        UnsubscribeLinks::parse(token)
+            .is_some_and(|t| t.address_id == id && l.verify(&t, EMAIL, address))
+    }
+
     #[test]
     fn tokens_verify_and_forgeries_do_not() {
-        let links =
-            UnsubscribeLinks::new(b"0123456789abcdef0123456789abcdef", "https://b.example/");
-        let token = links.token(42);
-        assert_eq!(links.verify(&token), Some(42));
+        let l = links();
+        let token = l.token(42, EMAIL, "cup@asl.example");
+        assert!(check(&l, &token, 42, "cup@asl.example"));
         assert!(
-            links
-                .url(42)
+            l.url(42, EMAIL, "cup@asl.example")
                 .starts_with("https://b.example/unsubscribe/42.")
         );
         let (_, sig) = token.split_once('.').unwrap();
-        assert_eq!(links.verify(&format!("43.{sig}")), None);
-        assert_eq!(links.verify("42"), None);
-        assert_eq!(links.verify("42.AAAA"), None);
-        assert_eq!(links.verify("x.y"), None);
+        assert!(!check(&l, &format!("43.{sig}"), 43, "cup@asl.example"));
+        assert!(UnsubscribeLinks::parse("42").is_none());
+        assert!(UnsubscribeLinks::parse("42.AAAA").is_none());
+        assert!(UnsubscribeLinks::parse("x.y").is_none());
         let other = UnsubscribeLinks::new(b"another key, another deployment", "https://b.example");
-        assert_eq!(other.verify(&token), None);
+        assert!(!check(&other, &token, 42, "cup@asl.example"));
+    }
+
+    #[test]
+    fn a_token_dies_when_its_id_names_another_address() {
+        let l = links();
+        let token = l.token(7, EMAIL, "old.desk@asl.example");
+        assert!(!check(&l, &token, 7, "new.desk@asl.example"));
     }
 }

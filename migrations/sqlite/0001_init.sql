@@ -1,4 +1,6 @@
 -- Banditore schema, SQLite. Times are Unix milliseconds (INTEGER); label maps are JSON text.
+-- Ids that leave the database (incident numbers, unsubscribe links, Message-IDs) use
+-- AUTOINCREMENT so that a deleted row's id is never given to another.
 
 -- Key/value settings the service keeps for itself (the generated unsubscribe key).
 CREATE TABLE settings (
@@ -27,10 +29,11 @@ CREATE TABLE signals (
     incident_id  INTEGER
 );
 CREATE INDEX signals_unprocessed ON signals (id) WHERE processed_at IS NULL;
+CREATE INDEX signals_prunable ON signals (received_at) WHERE processed_at IS NOT NULL;
 CREATE INDEX signals_incident ON signals (incident_id);
 
 CREATE TABLE incidents (
-    id                INTEGER PRIMARY KEY,
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
     group_key         TEXT    NOT NULL,
     title             TEXT    NOT NULL,
     status            TEXT    NOT NULL,
@@ -77,7 +80,7 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_fingerprint ON alerts (fingerprint);
 
 CREATE TABLE incident_updates (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     incident_id   INTEGER NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
     seq           INTEGER NOT NULL,
     kind          TEXT    NOT NULL CHECK (kind IN ('opened', 'updated', 'resolved')),
@@ -88,6 +91,10 @@ CREATE TABLE incident_updates (
     created_at    INTEGER NOT NULL,
     -- Receive time of the first signal behind this update (or of the API request).
     origin_at     INTEGER NOT NULL,
+    -- What the update says, frozen when it is written: the title and the signals (JSON) as
+    -- they were, so that an update routed late still tells its own moment.
+    title         TEXT    NOT NULL,
+    signals       TEXT    NOT NULL,
     -- 1 for the record of an incident closed before anyone was told: never routed.
     silent        INTEGER NOT NULL DEFAULT 0,
     routed_at     INTEGER,
@@ -96,7 +103,7 @@ CREATE TABLE incident_updates (
 CREATE INDEX updates_unrouted ON incident_updates (id) WHERE routed_at IS NULL;
 
 CREATE TABLE subscribers (
-    id         INTEGER PRIMARY KEY,
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     name       TEXT    NOT NULL,
     language   TEXT    NOT NULL,
     audience   TEXT    NOT NULL,
@@ -108,7 +115,7 @@ CREATE TABLE subscribers (
 CREATE UNIQUE INDEX subscribers_config_name ON subscribers (name) WHERE origin = 'config';
 
 CREATE TABLE addresses (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     subscriber_id   INTEGER NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
     channel         TEXT    NOT NULL,
     address         TEXT    NOT NULL,
@@ -130,7 +137,7 @@ CREATE INDEX subscriptions_subscriber ON subscriptions (subscriber_id);
 
 -- Text rendered once per (update, channel, language, audience), frozen.
 CREATE TABLE messages (
-    id         INTEGER PRIMARY KEY,
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     update_id  INTEGER NOT NULL REFERENCES incident_updates (id) ON DELETE CASCADE,
     channel    TEXT    NOT NULL,
     language   TEXT    NOT NULL,
@@ -144,7 +151,7 @@ CREATE TABLE messages (
 
 -- One row per recipient of a message: the outbox.
 CREATE TABLE deliveries (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     message_id      INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
     update_id       INTEGER NOT NULL,
     incident_id     INTEGER NOT NULL,
@@ -169,3 +176,5 @@ CREATE INDEX deliveries_due ON deliveries (channel, next_attempt_at, id) WHERE s
 CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE state = 'sending';
 CREATE INDEX deliveries_thread ON deliveries (incident_id, channel, recipient, id);
 CREATE INDEX deliveries_incident ON deliveries (incident_id, id);
+CREATE INDEX deliveries_address ON deliveries (address_id) WHERE address_id IS NOT NULL;
+CREATE INDEX deliveries_prunable ON deliveries (created_at) WHERE state IN ('sent', 'failed', 'gone', 'cancelled');

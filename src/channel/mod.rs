@@ -16,6 +16,8 @@ use crate::domain::subscriber::ChannelKind;
 pub struct Outgoing {
     /// Stable across retries: channels use it as an idempotency key or message id.
     pub delivery_id: i64,
+    /// Every message of one incident shares it: channels that thread conversations use it.
+    pub incident_id: i64,
     pub recipient: String,
     pub recipient_name: String,
     pub subject: Option<String>,

@@ -18,8 +18,8 @@ use serde::Deserialize;
 use crate::domain::incident::{AlertState, Announced, Decision, IncidentState, Timing, evaluate};
 use crate::domain::{IncidentStatus, Labels, Severity, SignalStatus, UpdateKind};
 use crate::store::{
-    AlertRow, IncidentOrigin, IncidentRow, NewIncident, NewUpdate, Store, StoreError, StoredSignal,
-    Tx, UpdateRow,
+    AlertRow, IncidentOrigin, IncidentRow, NewIncident, NewUpdate, SignalSnapshot, Store,
+    StoreError, StoredSignal, Tx, UpdateRow,
 };
 
 /// How many signals one step takes at most.
@@ -201,24 +201,31 @@ impl Engine {
                 (SignalStatus::Resolved, true) => "resolved",
                 (SignalStatus::Resolved, false) => "duplicate",
             };
-            let details_changed = alert.labels != s.labels
-                || alert.annotations != s.annotations
-                || alert.summary != s.summary
-                || (s.url.is_some() && alert.url != s.url)
-                || (s.component.is_some() && alert.component != s.component);
-            alert.firing = s.status == SignalStatus::Firing;
+            // A firing signal is the sender's current description of the problem; a resolution
+            // only says it is over (senders often send it with fewer labels or a bare "ok"), so
+            // it never rewrites what the incident is about.
+            let firing = s.status == SignalStatus::Firing;
+            let details_changed = firing
+                && (alert.labels != s.labels
+                    || alert.annotations != s.annotations
+                    || alert.summary != s.summary
+                    || (s.url.is_some() && alert.url != s.url)
+                    || (s.component.is_some() && alert.component != s.component));
+            alert.firing = firing;
             alert.resolved_at = match s.status {
                 SignalStatus::Resolved if changed => Some(at),
                 SignalStatus::Resolved => alert.resolved_at,
                 SignalStatus::Firing => None,
             };
-            alert.severity = s.severity;
-            alert.peak_severity = alert.peak_severity.max(s.severity);
-            alert.labels = s.labels.clone();
-            alert.annotations = s.annotations.clone();
-            alert.summary = s.summary.clone();
-            alert.url = s.url.clone().or(alert.url.take());
-            alert.component = s.component.clone().or(alert.component.take());
+            if firing {
+                alert.severity = s.severity;
+                alert.peak_severity = alert.peak_severity.max(s.severity);
+                alert.labels = s.labels.clone();
+                alert.annotations = s.annotations.clone();
+                alert.summary = s.summary.clone();
+                alert.url = s.url.clone().or(alert.url.take());
+                alert.component = s.component.clone().or(alert.component.take());
+            }
             alert.last_seen_at = at;
             let incident = alert.incident_id;
             if changed || details_changed {
@@ -338,7 +345,13 @@ impl Engine {
                 incident.last_seq += 1;
                 // Recorded for the history, never routed: nobody had been told it opened.
                 let update = self
-                    .write_update(tx, &incident, UpdateKind::Resolved, None, None, now, true)
+                    .write_update(
+                        tx,
+                        &incident,
+                        &alerts,
+                        Note::automatic(UpdateKind::Resolved).silent(),
+                        now,
+                    )
                     .await?;
                 written = Some(update);
             }
@@ -356,7 +369,7 @@ impl Engine {
                 incident.eval_at = None;
                 incident.last_seq += 1;
                 let update = self
-                    .write_update(tx, &incident, kind, None, None, now, false)
+                    .write_update(tx, &incident, &alerts, Note::automatic(kind), now)
                     .await?;
                 incident.pending_since = None;
                 written = Some(update);
@@ -366,28 +379,29 @@ impl Engine {
         Ok(written)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Writes the incident's next update (`incident.last_seq`), with the signals as they are
+    /// now frozen into it.
     async fn write_update(
         &self,
         tx: &mut dyn Tx,
         incident: &IncidentRow,
-        kind: UpdateKind,
-        body: Option<String>,
-        author: Option<String>,
+        alerts: &[AlertRow],
+        note: Note,
         now: Timestamp,
-        silent: bool,
     ) -> Result<UpdateRow, StoreError> {
         tx.insert_update(&NewUpdate {
             incident_id: incident.id,
             seq: incident.last_seq,
-            kind,
+            kind: note.kind,
             status: incident.status,
             severity: incident.severity,
-            body,
-            author,
+            title: incident.title.clone(),
+            signals: SignalSnapshot::of(alerts),
+            body: note.body,
+            author: note.author,
             created_at: now,
             origin_at: incident.pending_since.unwrap_or(now),
-            silent,
+            silent: note.silent,
         })
         .await
     }
@@ -428,16 +442,14 @@ impl Engine {
             firing: BTreeSet::new(),
         });
         incident.last_announced_at = Some(now);
+        let note = Note {
+            kind: UpdateKind::Opened,
+            body: req.body,
+            author: Some(author.to_owned()),
+            silent: false,
+        };
         let update = self
-            .write_update(
-                tx.as_mut(),
-                &incident,
-                UpdateKind::Opened,
-                req.body,
-                Some(author.to_owned()),
-                now,
-                false,
-            )
+            .write_update(tx.as_mut(), &incident, &[], note, now)
             .await?;
         tx.save_incident(&incident).await?;
         tx.commit().await?;
@@ -481,10 +493,12 @@ impl Engine {
         } else {
             UpdateKind::Updated
         };
+        let alerts = tx.alerts(id).await?;
+        // Resolving by hand an incident nobody was told about closes it quietly.
+        let silent = kind == UpdateKind::Resolved && incident.announced.is_none();
         if incident.announced.is_none() || kind != UpdateKind::Resolved {
             // The operator's word is an announcement of the present state: later automatic
             // updates compare against it.
-            let alerts = tx.alerts(id).await?;
             let firing = alerts
                 .iter()
                 .filter(|a| a.firing)
@@ -500,21 +514,44 @@ impl Engine {
         }
         incident.last_announced_at = Some(now);
         incident.last_seq += 1;
+        let note = Note {
+            kind,
+            body: req.body,
+            author: Some(author.to_owned()),
+            silent,
+        };
         let update = self
-            .write_update(
-                tx.as_mut(),
-                &incident,
-                kind,
-                req.body,
-                Some(author.to_owned()),
-                now,
-                false,
-            )
+            .write_update(tx.as_mut(), &incident, &alerts, note, now)
             .await?;
         incident.pending_since = None;
         tx.save_incident(&incident).await?;
         tx.commit().await?;
         Ok((incident, update))
+    }
+}
+
+/// What an update says besides the incident's state.
+struct Note {
+    kind: UpdateKind,
+    body: Option<String>,
+    author: Option<String>,
+    /// Kept for the history, never routed.
+    silent: bool,
+}
+
+impl Note {
+    fn automatic(kind: UpdateKind) -> Note {
+        Note {
+            kind,
+            body: None,
+            author: None,
+            silent: false,
+        }
+    }
+
+    fn silent(mut self) -> Note {
+        self.silent = true;
+        self
     }
 }
 

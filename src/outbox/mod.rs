@@ -6,12 +6,17 @@
 //! it is sent again. The window in which a message can go out twice is between the provider
 //! accepting it and the outcome being committed; channels with idempotency keys close it, email
 //! keeps the same Message-ID so mail clients can fold the copy.
+//!
+//! While this worker lives, nobody takes its deliveries over: it renews the lease of every
+//! delivery it holds (queued, in flight, or sent with the outcome not yet written), and outcomes
+//! are fenced by the claim they belong to. A delivery that waited in the local queue too long to
+//! start safely is handed back without counting an attempt.
 
 mod backoff;
 mod rate;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -24,7 +29,7 @@ pub use rate::RateLimiter;
 
 use crate::channel::{Channel, Outgoing, SendError};
 use crate::render::Placeholders;
-use crate::store::{ClaimedDelivery, DeliveryOutcome, MessageRow, Store};
+use crate::store::{ClaimedDelivery, DeliveryOutcome, MessageRow, Outcome, Store};
 use crate::unsubscribe::UnsubscribeLinks;
 
 #[derive(Debug, Clone)]
@@ -50,7 +55,47 @@ pub struct Dispatcher {
     limiter: Option<Arc<RateLimiter>>,
 }
 
-type Recorded = (i64, DeliveryOutcome);
+/// Deliveries this worker holds a lease on and has not yet recorded an outcome for.
+#[derive(Clone, Default)]
+struct Held(Arc<Mutex<HashSet<i64>>>);
+
+impl Held {
+    fn add(&self, ids: impl IntoIterator<Item = i64>) {
+        if let Ok(mut held) = self.0.lock() {
+            held.extend(ids);
+        }
+    }
+
+    fn remove(&self, outcomes: &[Outcome]) {
+        if let Ok(mut held) = self.0.lock() {
+            for o in outcomes {
+                held.remove(&o.delivery);
+            }
+        }
+    }
+
+    fn ids(&self) -> Vec<i64> {
+        self.0
+            .lock()
+            .map(|held| held.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn outcome_of(delivery: &ClaimedDelivery, outcome: DeliveryOutcome) -> Outcome {
+    Outcome {
+        delivery: delivery.id,
+        attempts: delivery.attempts,
+        outcome,
+    }
+}
+
+fn later_by(now: Timestamp, span: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(span)
+        .ok()
+        .and_then(|d| now.checked_add(d).ok())
+        .unwrap_or(now)
+}
 
 impl Dispatcher {
     pub fn new(
@@ -75,12 +120,14 @@ impl Dispatcher {
 
     pub async fn run(self, shutdown: CancellationToken) {
         let kind = self.channel.kind();
-        let (results, received) = mpsc::unbounded_channel::<Recorded>();
+        let (results, received) = mpsc::unbounded_channel::<Outcome>();
+        let held = Held::default();
         let recorder = tokio::spawn(record(
             self.store.clone(),
             self.owner.clone(),
             received,
             self.wake.clone(),
+            held.clone(),
         ));
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut messages: HashMap<i64, Arc<MessageRow>> = HashMap::new();
@@ -98,16 +145,13 @@ impl Dispatcher {
         let mut queue: VecDeque<(ClaimedDelivery, tokio::time::Instant)> = VecDeque::new();
         let mut maybe_more = true;
         let mut last_reclaim = tokio::time::Instant::now();
+        let mut last_renewal = tokio::time::Instant::now();
         loop {
             while in_flight.try_join_next().is_some() {}
             if maybe_more && queue.len() < concurrency.min(prefetch) {
                 let want = (prefetch - queue.len()) as u32;
                 let now = Timestamp::now();
-                let lease_until = now
-                    .checked_add(
-                        jiff::SignedDuration::try_from(self.config.lease).unwrap_or_default(),
-                    )
-                    .unwrap_or(now);
+                let lease_until = later_by(now, self.config.lease);
                 match self
                     .store
                     .claim_deliveries(kind, want, now, lease_until, &self.owner)
@@ -115,6 +159,7 @@ impl Dispatcher {
                 {
                     Ok(claimed) => {
                         maybe_more = claimed.len() as u32 == want;
+                        held.add(claimed.iter().map(|d| d.id));
                         let start_by = tokio::time::Instant::now() + self.config.lease / 2;
                         queue.extend(claimed.into_iter().map(|d| (d, start_by)));
                     }
@@ -133,7 +178,8 @@ impl Dispatcher {
                     break;
                 };
                 if tokio::time::Instant::now() > start_by {
-                    // Too late to start safely: its lease will be reclaimed and claimed afresh.
+                    // Too late to start safely: hand it back, the attempt not counted.
+                    let _ = results.send(outcome_of(&delivery, DeliveryOutcome::Released));
                     continue;
                 }
                 let message = self.message(&mut messages, delivery.message_id).await;
@@ -161,12 +207,31 @@ impl Dispatcher {
                 _ = self.wake.notified() => maybe_more = true,
                 _ = tokio::time::sleep(wait) => maybe_more = true,
             }
+            if last_renewal.elapsed() >= self.config.lease / 3 {
+                last_renewal = tokio::time::Instant::now();
+                let ids = held.ids();
+                if let Err(e) = self
+                    .store
+                    .renew_leases(
+                        &self.owner,
+                        &ids,
+                        later_by(Timestamp::now(), self.config.lease),
+                    )
+                    .await
+                {
+                    tracing::warn!(channel = %kind, error = %e, held = ids.len(), "cannot renew leases");
+                }
+            }
             if last_reclaim.elapsed() >= self.config.poll_interval {
                 last_reclaim = tokio::time::Instant::now();
-                match self.store.reclaim_expired_leases(Timestamp::now()).await {
+                match self
+                    .store
+                    .reclaim_expired_leases(Timestamp::now(), &self.owner)
+                    .await
+                {
                     Ok(0) => {}
                     Ok(n) => {
-                        tracing::warn!(channel = %kind, deliveries = n, "reclaimed deliveries whose lease expired")
+                        tracing::warn!(channel = %kind, deliveries = n, "reclaimed deliveries whose worker stopped")
                     }
                     Err(e) => {
                         tracing::warn!(channel = %kind, error = %e, "cannot reclaim expired leases")
@@ -247,7 +312,7 @@ struct Send {
     links: UnsubscribeLinks,
     limiter: Option<Arc<RateLimiter>>,
     config: OutboxConfig,
-    results: mpsc::UnboundedSender<Recorded>,
+    results: mpsc::UnboundedSender<Outcome>,
 }
 
 impl Send {
@@ -280,9 +345,10 @@ impl Send {
                 tracing::warn!(delivery = delivery.id, channel = %kind, %error, "recipient address is gone");
                 "gone"
             }
+            DeliveryOutcome::Released => "released",
         };
         metrics::counter!("banditore_deliveries_total", "channel" => kind.as_str(), "outcome" => label).increment(1);
-        let _ = self.results.send((delivery.id, outcome));
+        let _ = self.results.send(outcome_of(&delivery, outcome));
     }
 
     async fn send(&self, delivery: &ClaimedDelivery, message: &MessageRow) -> DeliveryOutcome {
@@ -291,13 +357,16 @@ impl Send {
                 error: "the subscriber was deleted".into(),
             };
         };
-        let unsubscribe_url = self.links.url(address_id);
+        let unsubscribe_url = self
+            .links
+            .url(address_id, delivery.channel, &delivery.recipient);
         let fill = Placeholders {
             recipient_name: &delivery.subscriber_name,
             unsubscribe_url: &unsubscribe_url,
         };
         let outgoing = Outgoing {
             delivery_id: delivery.id,
+            incident_id: delivery.incident_id,
             recipient: delivery.recipient.clone(),
             recipient_name: delivery.subscriber_name.clone(),
             subject: message.subject.as_deref().map(|s| fill.fill(s)),
@@ -335,10 +404,10 @@ impl Send {
             };
         }
         let delay = self.config.backoff.delay(delivery.attempts, after);
-        let at = Timestamp::now()
-            .checked_add(jiff::SignedDuration::try_from(delay).unwrap_or_default())
-            .unwrap_or_else(|_| Timestamp::now());
-        DeliveryOutcome::Retry { at, error: reason }
+        DeliveryOutcome::Retry {
+            at: later_by(Timestamp::now(), delay),
+            error: reason,
+        }
     }
 }
 
@@ -349,8 +418,9 @@ impl Send {
 async fn record(
     store: Arc<dyn Store>,
     owner: String,
-    mut received: mpsc::UnboundedReceiver<Recorded>,
+    mut received: mpsc::UnboundedReceiver<Outcome>,
     wake: Arc<Notify>,
+    held: Held,
 ) {
     let mut batch = Vec::with_capacity(256);
     while received.recv_many(&mut batch, 256).await > 0 {
@@ -361,6 +431,7 @@ async fn record(
                 .await
             {
                 Ok(()) => {
+                    held.remove(&batch);
                     wake.notify_one();
                     break;
                 }

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 
 use crate::domain::matcher::all_match;
 use crate::domain::subscriber::ChannelKind;
-use crate::domain::{Labels, Severity};
+use crate::domain::{Labels, Severity, UpdateKind};
 use crate::render::{IncidentView, MessageContext, Rendered, Renderer, SignalView, UpdateView};
 use crate::store::{
     AlertRow, IncidentOrigin, IncidentRow, NewDelivery, NewMessage, Store, StoreError,
@@ -90,9 +90,18 @@ impl Router {
                 continue;
             };
             let alerts = tx.alerts(incident.id).await?;
-            let groups = self.recipients(&incident, &alerts, &subscribers);
+            // Whoever heard an earlier update hears this one too, whatever the labels now say.
+            let notified = match update.kind {
+                UpdateKind::Opened => BTreeSet::new(),
+                UpdateKind::Updated | UpdateKind::Resolved => tx
+                    .notified_addresses(incident.id)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            };
+            let groups = self.recipients(&incident, &alerts, &subscribers, &notified);
             for ((channel, language, audience), recipients) in groups {
-                let ctx = context(&incident, update, &alerts, &audience, &self.public_url);
+                let ctx = context(&incident, update, &audience, &self.public_url);
                 let rendered = match self.renderer.render_in(channel, &language, &ctx) {
                     Ok(r) => r,
                     Err(e) => {
@@ -147,6 +156,7 @@ impl Router {
         incident: &IncidentRow,
         alerts: &[AlertRow],
         subscribers: &[SubscriberRow],
+        notified: &BTreeSet<(i64, ChannelKind)>,
     ) -> BTreeMap<(ChannelKind, String, String), Vec<Recipient>> {
         let mut label_sets: Vec<(&Labels, Severity)> = alerts
             .iter()
@@ -172,11 +182,10 @@ impl Router {
                         .filter(move |c| sub.wants_channel(*c))
                 })
                 .collect();
-            if wanted.is_empty() {
-                continue;
-            }
             for address in subscriber.addresses.iter().filter(|a| a.is_active()) {
-                if !wanted.contains(&address.channel) || !self.enabled.contains(&address.channel) {
+                let follows = wanted.contains(&address.channel)
+                    || notified.contains(&(address.id, address.channel));
+                if !follows || !self.enabled.contains(&address.channel) {
                     continue;
                 }
                 if !seen.insert((address.channel, address.address.as_str())) {
@@ -206,51 +215,46 @@ fn rfc3339(t: Timestamp) -> String {
     t.to_string()
 }
 
-/// Builds what templates see for one update.
+/// Builds what templates see for one update: the incident as the update froze it, so that a
+/// message routed late still tells the moment it was written.
 pub fn context(
     incident: &IncidentRow,
     update: &UpdateRow,
-    alerts: &[AlertRow],
     audience: &str,
     public_url: &str,
 ) -> MessageContext {
-    let mut signals: Vec<&AlertRow> = alerts.iter().collect();
-    signals.sort_by_key(|a| (!a.firing, std::cmp::Reverse(a.peak_severity)));
     let mut services: Vec<String> = Vec::new();
     let mut components: Vec<String> = Vec::new();
-    for a in &signals {
-        if !services.contains(&a.service) {
-            services.push(a.service.clone());
+    let add = |list: &mut Vec<String>, value: &str| {
+        if !list.iter().any(|v| v == value) {
+            list.push(value.to_owned());
         }
-        if let Some(c) = &a.component
-            && !components.contains(c)
-        {
-            components.push(c.clone());
+    };
+    for s in &update.signals {
+        add(&mut services, &s.service);
+        if let Some(c) = &s.component {
+            add(&mut components, c);
         }
     }
-    if let Some(service) = incident.labels.get("service")
-        && !services.contains(service)
-    {
-        services.push(service.clone());
+    if let Some(service) = incident.labels.get("service") {
+        add(&mut services, service);
     }
-    if let Some(component) = incident.labels.get("component")
-        && !components.contains(component)
-    {
-        components.push(component.clone());
+    if let Some(component) = incident.labels.get("component") {
+        add(&mut components, component);
     }
-    let duration_minutes = incident
-        .resolved_at
-        .map(|end| (end.as_second() - incident.opened_at.as_second()).max(0) / 60);
+    let resolved_at = (update.kind == UpdateKind::Resolved).then_some(update.created_at);
+    let duration_minutes =
+        resolved_at.map(|end| (end.as_second() - incident.opened_at.as_second()).max(0) / 60);
     MessageContext::new(
         IncidentView {
             id: incident.id,
-            title: incident.title.clone(),
-            status: incident.status.as_str().into(),
-            severity: incident.severity.as_str().into(),
+            title: update.title.clone(),
+            status: update.status.as_str().into(),
+            severity: update.severity.as_str().into(),
             services,
             components,
             opened_at: rfc3339(incident.opened_at),
-            resolved_at: incident.resolved_at.map(rfc3339),
+            resolved_at: resolved_at.map(rfc3339),
             duration_minutes,
         },
         UpdateView {
@@ -261,17 +265,18 @@ pub fn context(
             author: update.author.clone(),
             at: rfc3339(update.created_at),
         },
-        signals
+        update
+            .signals
             .iter()
-            .map(|a| SignalView {
-                service: a.service.clone(),
-                component: a.component.clone(),
-                summary: a.summary.clone(),
-                description: a.annotations.get("description").cloned(),
-                status: if a.firing { "firing" } else { "resolved" }.into(),
-                severity: a.peak_severity.as_str().into(),
-                starts_at: a.starts_at.map(rfc3339),
-                url: a.url.clone(),
+            .map(|s| SignalView {
+                service: s.service.clone(),
+                component: s.component.clone(),
+                summary: s.summary.clone(),
+                description: s.description.clone(),
+                status: if s.firing { "firing" } else { "resolved" }.into(),
+                severity: s.severity.as_str().into(),
+                starts_at: s.starts_at.map(rfc3339),
+                url: s.url.clone(),
             })
             .collect(),
         audience,

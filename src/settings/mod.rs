@@ -81,7 +81,9 @@ pub struct ServerSettings {
     pub request_timeout: Dur,
     pub shutdown_timeout: Dur,
     pub time_zone: String,
-    pub secret_key: Secret,
+    pub secret_key: Option<Secret>,
+    pub secret_key_file: Option<PathBuf>,
+    pub secret_key_env: Option<String>,
 }
 
 word_enum! {
@@ -282,6 +284,16 @@ fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> 
 }
 
 /// A duration written as `"500ms"`, `"30s"`, `"2m"`, `"1h 30m"`, or a number of seconds.
+impl ServerSettings {
+    pub fn secret_key(&self) -> SecretSource {
+        SecretSource {
+            value: self.secret_key.clone(),
+            file: self.secret_key_file.clone(),
+            env: self.secret_key_env.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 

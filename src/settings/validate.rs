@@ -34,6 +34,8 @@ pub struct HmacKey {
 #[derive(Clone)]
 pub struct Validated {
     pub settings: Settings,
+    /// The configured key for unsubscribe links; `None`: one is generated and kept in the store.
+    pub secret_key: Option<Secret>,
     pub tokens: Vec<TokenKey>,
     pub hmac: Vec<HmacKey>,
     pub email_password: Option<Secret>,
@@ -80,13 +82,20 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
             TimeZone::UTC
         }
     };
-    let secret_key = settings.server.secret_key.expose();
-    if !secret_key.is_empty() && secret_key.len() < 32 {
-        push(
-            "server.secret_key",
-            "must be at least 32 characters (or empty to generate one)".into(),
-        );
-    }
+    let secret_key = match settings.server.secret_key().resolve("secret_key") {
+        Ok(Some(key)) if key.expose().len() < 32 => {
+            push(
+                "server.secret_key",
+                "must be at least 32 characters (or left out to generate one)".into(),
+            );
+            None
+        }
+        Ok(key) => key,
+        Err(e) => {
+            push("server.secret_key", e);
+            None
+        }
+    };
 
     // store
     let url = &settings.store.url;
@@ -226,6 +235,9 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
 
     // outbox
     let o = &settings.outbox;
+    if o.lease.get() > Duration::from_secs(3600) {
+        push("outbox.lease", "must be at most 1h".into());
+    }
     if !(1..=1000).contains(&o.batch_size) {
         push("outbox.batch_size", "must be between 1 and 1000".into());
     }
@@ -263,6 +275,16 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         }
         if e.pool_size == 0 {
             push("channels.email.pool_size", "must be at least 1".into());
+        }
+        // A send gets half the lease; the SMTP timeout must fit in it or sends are cut short.
+        if e.timeout.get() > o.lease.get() / 2 {
+            push(
+                "channels.email.timeout",
+                format!(
+                    "must be at most half of outbox.lease ({:?})",
+                    o.lease.get() / 2
+                ),
+            );
         }
         let resolved = e.password().resolve("password");
         let readable = resolved.is_ok();
@@ -329,6 +351,7 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
     match renderer {
         Some(renderer) if problems.is_empty() => Ok(Validated {
             settings,
+            secret_key,
             tokens,
             hmac,
             email_password,

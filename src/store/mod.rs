@@ -48,13 +48,26 @@ impl StoreError {
                 ) || e
                     .as_database_error()
                     .and_then(|d| d.code())
-                    .is_some_and(|c| {
-                        c == "5" || c == "6" || c == "10" || c == "13" || c.starts_with("517")
-                    })
+                    .is_some_and(|c| unavailable_code(&c))
             }
             _ => false,
         }
     }
+}
+
+/// Database error codes that mean "try again later". SQLite reports extended result codes
+/// (the primary code is the low byte): BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+/// PostgreSQL reports SQLSTATEs: connection exceptions, insufficient resources, operator
+/// intervention, system errors.
+fn unavailable_code(code: &str) -> bool {
+    // SQLSTATEs are always five characters; SQLite's codes are numbers below 10,000.
+    if code.len() == 5 {
+        return ["08", "53", "57P", "58"]
+            .iter()
+            .any(|class| code.starts_with(class));
+    }
+    code.parse::<i32>()
+        .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 8 | 10 | 13 | 14 | 15))
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -138,6 +151,39 @@ pub struct AlertRow {
     pub resolved_at: Option<Timestamp>,
 }
 
+/// A signal as an update described it, frozen with the update.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SignalSnapshot {
+    pub service: String,
+    pub component: Option<String>,
+    pub summary: String,
+    pub description: Option<String>,
+    pub firing: bool,
+    pub severity: Severity,
+    pub starts_at: Option<Timestamp>,
+    pub url: Option<String>,
+}
+
+impl SignalSnapshot {
+    /// The incident's signals as they are now, firing ones first, worst first.
+    pub fn of(alerts: &[AlertRow]) -> Vec<SignalSnapshot> {
+        let mut list: Vec<&AlertRow> = alerts.iter().collect();
+        list.sort_by_key(|a| (!a.firing, std::cmp::Reverse(a.peak_severity)));
+        list.into_iter()
+            .map(|a| SignalSnapshot {
+                service: a.service.clone(),
+                component: a.component.clone(),
+                summary: a.summary.clone(),
+                description: a.annotations.get("description").cloned(),
+                firing: a.firing,
+                severity: a.peak_severity,
+                starts_at: a.starts_at,
+                url: a.url.clone(),
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct UpdateRow {
     pub id: i64,
@@ -146,6 +192,8 @@ pub struct UpdateRow {
     pub kind: UpdateKind,
     pub status: IncidentStatus,
     pub severity: Severity,
+    pub title: String,
+    pub signals: Vec<SignalSnapshot>,
     pub body: Option<String>,
     pub author: Option<String>,
     pub created_at: Timestamp,
@@ -161,6 +209,8 @@ pub struct NewUpdate {
     pub kind: UpdateKind,
     pub status: IncidentStatus,
     pub severity: Severity,
+    pub title: String,
+    pub signals: Vec<SignalSnapshot>,
     pub body: Option<String>,
     pub author: Option<String>,
     pub created_at: Timestamp,
@@ -275,6 +325,7 @@ pub struct NewDelivery {
 pub struct ClaimedDelivery {
     pub id: i64,
     pub message_id: i64,
+    pub incident_id: i64,
     pub channel: ChannelKind,
     pub recipient: String,
     pub address_id: Option<i64>,
@@ -286,10 +337,31 @@ pub struct ClaimedDelivery {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryOutcome {
-    Sent { provider_id: Option<String> },
-    Retry { at: Timestamp, error: String },
-    Failed { error: String },
-    Gone { error: String },
+    Sent {
+        provider_id: Option<String>,
+    },
+    Retry {
+        at: Timestamp,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    Gone {
+        error: String,
+    },
+    /// Claimed but never tried (it could not start in time): back to pending, the attempt
+    /// not counted.
+    Released,
+}
+
+/// What happened to one claimed delivery. `attempts` is the value its claim gave it: an
+/// outcome from an older claim of the same row is ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub delivery: i64,
+    pub attempts: u32,
+    pub outcome: DeliveryOutcome,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -357,18 +429,22 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
     ) -> Result<Vec<ClaimedDelivery>>;
     async fn message(&self, id: i64) -> Result<Option<MessageRow>>;
-    /// Records what happened to claimed deliveries; rows no longer leased by `owner` are left
-    /// alone (their lease expired and someone else took them).
+    /// Records what happened to claimed deliveries. A row no longer held by `owner` under the
+    /// same claim (its lease expired and it was claimed again) is left alone.
     async fn record_outcomes(
         &self,
         owner: &str,
-        outcomes: &[(i64, DeliveryOutcome)],
+        outcomes: &[Outcome],
         now: Timestamp,
     ) -> Result<()>;
     /// Gives back deliveries `owner` claimed but did not send (shutdown).
     async fn release_leases(&self, owner: &str) -> Result<u64>;
-    /// Makes deliveries whose lease expired claimable again.
-    async fn reclaim_expired_leases(&self, now: Timestamp) -> Result<u64>;
+    /// Extends the lease of deliveries `owner` still holds (queued, in flight, or sent with the
+    /// outcome not yet written), so that nobody takes them over while this worker lives.
+    async fn renew_leases(&self, owner: &str, ids: &[i64], lease_until: Timestamp) -> Result<u64>;
+    /// Makes deliveries whose lease expired claimable again, except those of `live_owner`
+    /// (the caller, who knows its own are not abandoned).
+    async fn reclaim_expired_leases(&self, now: Timestamp, live_owner: &str) -> Result<u64>;
     /// When the next pending delivery of `channel` becomes due.
     async fn next_attempt_at(&self, channel: ChannelKind) -> Result<Option<Timestamp>>;
 
@@ -439,10 +515,33 @@ pub trait Tx: Send {
     async fn insert_message(&mut self, new: &NewMessage) -> Result<i64>;
     async fn insert_deliveries(&mut self, new: &[NewDelivery]) -> Result<u64>;
     async fn mark_routed(&mut self, update_id: i64, now: Timestamp) -> Result<()>;
+    /// Addresses (id, channel) that were sent an earlier update of the incident: they hear every
+    /// later update, whatever the signals' labels have become.
+    async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>>;
 }
 
 /// Opens the store named by `url`.
 pub async fn open(settings: &crate::settings::StoreSettings) -> Result<std::sync::Arc<dyn Store>> {
     let store = sqlite::SqliteStore::open(settings).await?;
     Ok(std::sync::Arc::new(store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unavailable_code;
+
+    #[test]
+    fn extended_sqlite_codes_and_sqlstates() {
+        assert!(unavailable_code("5")); // SQLITE_BUSY
+        assert!(unavailable_code("517")); // SQLITE_BUSY_SNAPSHOT
+        assert!(unavailable_code("773")); // SQLITE_BUSY_TIMEOUT
+        assert!(unavailable_code("778")); // SQLITE_IOERR_WRITE
+        assert!(unavailable_code("13")); // SQLITE_FULL
+        assert!(unavailable_code("1032")); // SQLITE_READONLY_DBMOVED
+        assert!(!unavailable_code("2067")); // SQLITE_CONSTRAINT_UNIQUE
+        assert!(!unavailable_code("19")); // SQLITE_CONSTRAINT
+        assert!(unavailable_code("08006")); // connection failure
+        assert!(unavailable_code("57P01")); // admin shutdown
+        assert!(!unavailable_code("23505")); // unique violation
+    }
 }

@@ -230,6 +230,8 @@ fn update_from_row(row: &SqliteRow) -> Result<UpdateRow> {
         kind: parse(row.try_get::<&str, _>("kind")?, "update kind")?,
         status: parse(row.try_get::<&str, _>("status")?, "incident status")?,
         severity: parse(row.try_get::<&str, _>("severity")?, "severity")?,
+        title: row.try_get("title")?,
+        signals: from_json(row.try_get("signals")?, "update signals")?,
         body: row.try_get("body")?,
         author: row.try_get("author")?,
         created_at: ts(row.try_get("created_at")?)?,
@@ -531,7 +533,7 @@ impl Store for SqliteStore {
                       AND e.id < d.id AND e.state IN ('pending', 'sending'))
                 ORDER BY d.next_attempt_at, d.id
                 LIMIT $5)
-             RETURNING id, message_id, channel, recipient, address_id, subscriber_name, attempts, origin_at",
+             RETURNING id, message_id, incident_id, channel, recipient, address_id, subscriber_name, attempts, origin_at",
         )
         .bind(ms(lease_until))
         .bind(owner)
@@ -547,6 +549,7 @@ impl Store for SqliteStore {
                 Ok(ClaimedDelivery {
                     id: row.try_get("id")?,
                     message_id: row.try_get("message_id")?,
+                    incident_id: row.try_get("incident_id")?,
                     channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
                     recipient: row.try_get("recipient")?,
                     address_id: row.try_get("address_id")?,
@@ -582,55 +585,73 @@ impl Store for SqliteStore {
     async fn record_outcomes(
         &self,
         owner: &str,
-        outcomes: &[(i64, DeliveryOutcome)],
+        outcomes: &[Outcome],
         now: Timestamp,
     ) -> Result<()> {
         if outcomes.is_empty() {
             return Ok(());
         }
+        // Every statement is fenced on (owner, attempts): an outcome only lands on the claim it
+        // belongs to, never on a later claim of the same row.
+        const HELD: &str = "id = $1 AND locked_by = $2 AND attempts = $3 AND state = 'sending'";
         let mut tx = self.write().await?;
         let mut gone_addresses = false;
         let mut sent = Vec::new();
-        for (id, outcome) in outcomes {
-            match outcome {
+        for o in outcomes {
+            let (id, attempts) = (o.delivery, i64::from(o.attempts));
+            match &o.outcome {
                 // Sent outcomes are the bulk of a fan-out: written below in one statement.
                 DeliveryOutcome::Sent { provider_id } => {
-                    sent.push(serde_json::json!([id, provider_id]))
+                    sent.push(serde_json::json!([id, attempts, provider_id]))
                 }
                 DeliveryOutcome::Retry { at, error } => {
-                    sqlx::query(
-                        "UPDATE deliveries SET state = 'pending', next_attempt_at = $3, last_error = $4,
-                         lease_until = NULL, locked_by = NULL WHERE id = $1 AND locked_by = $2 AND state = 'sending'",
-                    )
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET state = 'pending', next_attempt_at = $4, last_error = $5,
+                         lease_until = NULL, locked_by = NULL WHERE {HELD}"
+                    )))
                     .bind(id)
                     .bind(owner)
+                    .bind(attempts)
                     .bind(ms(*at))
                     .bind(error)
                     .execute(&mut *tx)
                     .await?;
                 }
                 DeliveryOutcome::Failed { error } => {
-                    sqlx::query(
-                        "UPDATE deliveries SET state = 'failed', last_error = $3,
-                         lease_until = NULL, locked_by = NULL WHERE id = $1 AND locked_by = $2 AND state = 'sending'",
-                    )
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET state = 'failed', last_error = $4,
+                         lease_until = NULL, locked_by = NULL WHERE {HELD}"
+                    )))
                     .bind(id)
                     .bind(owner)
+                    .bind(attempts)
                     .bind(error)
                     .execute(&mut *tx)
                     .await?;
                 }
-                DeliveryOutcome::Gone { error } => {
-                    let address_id: Option<Option<i64>> = sqlx::query_scalar(
-                        "UPDATE deliveries SET state = 'gone', last_error = $3,
-                         lease_until = NULL, locked_by = NULL WHERE id = $1 AND locked_by = $2 AND state = 'sending'
-                         RETURNING address_id",
-                    )
+                DeliveryOutcome::Released => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET state = 'pending', attempts = MAX(attempts - 1, 0),
+                         lease_until = NULL, locked_by = NULL WHERE {HELD}"
+                    )))
                     .bind(id)
                     .bind(owner)
-                    .bind(error)
-                    .fetch_optional(&mut *tx)
+                    .bind(attempts)
+                    .execute(&mut *tx)
                     .await?;
+                }
+                DeliveryOutcome::Gone { error } => {
+                    let address_id: Option<Option<i64>> =
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                            "UPDATE deliveries SET state = 'gone', last_error = $4,
+                         lease_until = NULL, locked_by = NULL WHERE {HELD} RETURNING address_id"
+                        )))
+                        .bind(id)
+                        .bind(owner)
+                        .bind(attempts)
+                        .bind(error)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                     if let Some(Some(address_id)) = address_id {
                         sqlx::query("UPDATE addresses SET gone_at = $2, gone_reason = $3 WHERE id = $1 AND gone_at IS NULL")
                             .bind(address_id)
@@ -654,8 +675,10 @@ impl Store for SqliteStore {
             sqlx::query(
                 "UPDATE deliveries SET state = 'sent', sent_at = $3, provider_id = j.provider_id, last_error = NULL,
                  lease_until = NULL, locked_by = NULL
-                 FROM (SELECT value ->> 0 AS id, value ->> 1 AS provider_id FROM json_each($1)) AS j
-                 WHERE deliveries.id = j.id AND deliveries.locked_by = $2 AND deliveries.state = 'sending'",
+                 FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempts, value ->> 2 AS provider_id
+                       FROM json_each($1)) AS j
+                 WHERE deliveries.id = j.id AND deliveries.attempts = j.attempts
+                   AND deliveries.locked_by = $2 AND deliveries.state = 'sending'",
             )
             .bind(json(&sent)?)
             .bind(owner)
@@ -681,13 +704,30 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn reclaim_expired_leases(&self, now: Timestamp) -> Result<u64> {
+    async fn renew_leases(&self, owner: &str, ids: &[i64], lease_until: Timestamp) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE deliveries SET lease_until = $3
+             WHERE id IN (SELECT value FROM json_each($1)) AND locked_by = $2 AND state = 'sending'",
+        )
+        .bind(json(&ids)?)
+        .bind(owner)
+        .bind(ms(lease_until))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn reclaim_expired_leases(&self, now: Timestamp, live_owner: &str) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE deliveries SET state = 'pending', lease_until = NULL, locked_by = NULL,
              last_error = COALESCE(last_error, 'lease expired: the worker stopped before recording an outcome')
-             WHERE state = 'sending' AND lease_until < $1",
+             WHERE state = 'sending' AND lease_until < $1 AND locked_by IS NOT $2",
         )
         .bind(ms(now))
+        .bind(live_owner)
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
@@ -1209,8 +1249,8 @@ impl Tx for SqliteTx {
 
     async fn insert_update(&mut self, new: &NewUpdate) -> Result<UpdateRow> {
         let row = sqlx::query(
-            "INSERT INTO incident_updates (incident_id, seq, kind, status, severity, body, author, created_at, origin_at, silent, routed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
+            "INSERT INTO incident_updates (incident_id, seq, kind, status, severity, body, author, created_at, origin_at, silent, routed_at, title, signals)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *",
         )
         .bind(new.incident_id)
         .bind(new.seq)
@@ -1223,6 +1263,8 @@ impl Tx for SqliteTx {
         .bind(ms(new.origin_at))
         .bind(new.silent)
         .bind(new.silent.then(|| ms(new.created_at)))
+        .bind(&new.title)
+        .bind(json(&new.signals)?)
         .fetch_one(&mut *self.tx)
         .await?;
         update_from_row(&row)
@@ -1294,6 +1336,19 @@ impl Tx for SqliteTx {
             inserted += qb.build().execute(&mut *self.tx).await?.rows_affected();
         }
         Ok(inserted)
+    }
+
+    async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT DISTINCT address_id, channel FROM deliveries
+             WHERE incident_id = $1 AND address_id IS NOT NULL AND state != 'cancelled'",
+        )
+        .bind(incident_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter()
+            .map(|(id, channel)| Ok((id, parse(&channel, "channel")?)))
+            .collect()
     }
 
     async fn mark_routed(&mut self, update_id: i64, now: Timestamp) -> Result<()> {

@@ -157,7 +157,7 @@ fn fresh(stamp: &str, now: Timestamp, tolerance: Duration) -> bool {
     } else {
         value
     };
-    (now.as_second() - seconds).unsigned_abs() <= tolerance.as_secs()
+    now.as_second().abs_diff(seconds) <= tolerance.as_secs()
 }
 
 #[cfg(test)]

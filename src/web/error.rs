@@ -74,7 +74,9 @@ impl From<IngestError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         if e.is_unavailable() {
-            ApiError::Unavailable(format!("the store is unavailable, try again: {e}"))
+            // The detail (file paths, server messages) goes to the log, not to the caller.
+            tracing::warn!(error = %e, "store unavailable");
+            ApiError::Unavailable("the store is unavailable; try again shortly".into())
         } else {
             match e {
                 StoreError::Conflict(m) => ApiError::Conflict(m),

@@ -27,14 +27,23 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+const DELIVERY_STATES: [&str; 6] = ["pending", "sending", "sent", "failed", "gone", "cancelled"];
+
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Gauges that live in the store are read at scrape time, so they are right after a restart.
     match state.store.counts().await {
         Ok(counts) => {
             metrics::gauge!("banditore_incidents_open").set(counts.open_incidents as f64);
             metrics::gauge!("banditore_signals_unprocessed").set(counts.unprocessed_signals as f64);
-            for ((channel, delivery_state), n) in counts.deliveries {
-                metrics::gauge!("banditore_deliveries", "channel" => channel, "state" => delivery_state).set(n as f64);
+            // Every (channel, state) pair is set, zeros included: a state that has emptied must
+            // read 0, not the last count it had.
+            for channel in crate::domain::subscriber::ChannelKind::ALL {
+                for delivery_state in DELIVERY_STATES {
+                    let key = (channel.as_str().to_owned(), delivery_state.to_owned());
+                    let n = counts.deliveries.get(&key).copied().unwrap_or(0);
+                    metrics::gauge!("banditore_deliveries", "channel" => channel.as_str(), "state" => delivery_state)
+                        .set(n as f64);
+                }
             }
             metrics::gauge!("banditore_store_up").set(1.0);
         }

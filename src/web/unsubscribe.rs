@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::body::read;
+use crate::unsubscribe::UnsubscribeLinks;
 
 #[derive(Serialize)]
 struct Page {
@@ -44,8 +45,9 @@ fn html(status: StatusCode, body: String) -> Response {
 }
 
 async fn render(state: &AppState, token: &str, act: bool) -> Response {
-    let owner = match state.links.verify(token) {
-        Some(id) => match state.store.address(id).await {
+    let parsed = UnsubscribeLinks::parse(token);
+    let owner = match &parsed {
+        Some(t) => match state.store.address(t.address_id).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "unsubscribe: store unavailable");
@@ -58,6 +60,12 @@ async fn render(state: &AppState, token: &str, act: bool) -> Response {
         },
         None => None,
     };
+    // The signature covers the address itself: a token for another address is not valid here.
+    let owner = owner.filter(|o| {
+        parsed
+            .as_ref()
+            .is_some_and(|t| state.links.verify(t, o.address.channel, &o.address.address))
+    });
     let Some(owner) = owner else {
         let page = Page {
             found: false,

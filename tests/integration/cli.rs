@@ -193,6 +193,7 @@ async fn health_readiness_and_metrics() {
         "banditore_incidents_open 1",
         "banditore_signal_to_sent_seconds_bucket{channel=\"email\",le=\"1\"} 1",
         "banditore_deliveries_total{channel=\"email\",outcome=\"sent\"} 1",
+        "banditore_deliveries{channel=\"email\",state=\"pending\"} 0",
     ] {
         assert!(metrics.contains(line), "missing `{line}` in:\n{metrics}");
     }
@@ -210,6 +211,7 @@ fn shipped_example_configurations_are_valid() {
         "banditore-kuma",
         "banditore-grafana-hmac",
         "banditore-smtp",
+        "banditore-secret-key",
     ] {
         std::fs::write(
             secrets.join(name),

@@ -632,3 +632,84 @@ async fn sigterm_finishes_cleanly() {
     assert!(status.success(), "{status:?}\n{}", app.logs());
     assert!(app.logs().contains("\"stopped\""));
 }
+
+#[tokio::test]
+async fn whoever_heard_the_opening_hears_the_end_whatever_the_resolution_says() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    desk(&app, "it", DESK).await;
+    // A generic sender describes the problem when it fires...
+    let firing = serde_json::json!({"fingerprint": "job-42", "status": "firing", "service": "cup-backend",
+        "severity": "critical", "summary": "CUP: prenotazioni bloccate"});
+    let resp = app
+        .post_json("/api/v1/signals/generic", Some(INGEST_TOKEN), &firing)
+        .await;
+    assert_eq!(resp.status(), 202);
+    smtp.wait_for(DESK, 1, Duration::from_secs(10));
+    // ...and only says "ok" when it resolves: no service, no severity.
+    let resolved =
+        serde_json::json!({"fingerprint": "job-42", "status": "resolved", "summary": "ok"});
+    let resp = app
+        .post_json("/api/v1/signals/generic", Some(INGEST_TOKEN), &resolved)
+        .await;
+    assert_eq!(resp.status(), 202);
+    let mails = smtp.wait_for(DESK, 2, Duration::from_secs(10));
+    assert!(
+        mails[1]
+            .subject()
+            .starts_with("[Disservizio risolto] CUP: prenotazioni bloccate"),
+        "{}",
+        mails[1].subject()
+    );
+    // Both belong to one conversation in the desk's mail client.
+    assert_eq!(mails[0].header("References"), mails[1].header("References"));
+    assert!(
+        mails[1]
+            .header("In-Reply-To")
+            .unwrap()
+            .contains(".incident-")
+    );
+}
+
+#[tokio::test]
+async fn lowering_a_manual_incident_below_a_threshold_does_not_silence_it() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    app.subscribe(
+        json!({"name": "Direzione", "addresses": {"email": "direzione@asl.example"},
+        "subscriptions": [{"matchers": ["area=\"umbria\""], "min_severity": "critical"}]}),
+    )
+    .await;
+    let req = json!({"title": "Rete regionale giù", "severity": "critical", "labels": {"area": "umbria"}});
+    let resp = app
+        .post_json("/api/v1/incidents", Some(OPERATOR_TOKEN), &req)
+        .await;
+    let id = resp.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    smtp.wait_for("direzione@asl.example", 1, Duration::from_secs(10));
+    let lower = json!({"severity": "warning", "body": "Servizi in parte ripristinati."});
+    assert_eq!(
+        app.post_json(
+            &format!("/api/v1/incidents/{id}/updates"),
+            Some(OPERATOR_TOKEN),
+            &lower
+        )
+        .await
+        .status(),
+        201
+    );
+    let end = json!({"status": "resolved", "body": "Tutto ripristinato."});
+    assert_eq!(
+        app.post_json(
+            &format!("/api/v1/incidents/{id}/updates"),
+            Some(OPERATOR_TOKEN),
+            &end
+        )
+        .await
+        .status(),
+        201
+    );
+    let mails = smtp.wait_for("direzione@asl.example", 3, Duration::from_secs(10));
+    assert!(mails[2].text().contains("Tutto ripristinato."));
+}

@@ -265,3 +265,43 @@ async fn a_resolution_for_an_unknown_fingerprint_is_ignored() {
         "processed, with nothing to do"
     );
 }
+
+#[tokio::test]
+async fn an_update_keeps_the_moment_it_was_written() {
+    let b = Bench::new(0, 0, 0).await;
+    b.signal(0, "db", "cup", Firing, "critical").await;
+    b.step(0).await;
+    b.signal(10, "db", "cup", Resolved, "critical").await;
+    b.step(10).await;
+    let id = b.incidents().await[0];
+    let updates = b.updates(id).await;
+    assert_eq!(updates.len(), 2);
+    // Routed late, the opening still says what was true when it was written.
+    assert_eq!(updates[0].status.as_str(), "investigating");
+    assert!(updates[0].signals[0].firing);
+    assert!(!updates[1].signals[0].firing);
+    assert_eq!(updates[1].status.as_str(), "resolved");
+}
+
+#[tokio::test]
+async fn resolving_by_hand_before_anyone_was_told_stays_quiet() {
+    let b = Bench::new(30, 0, 0).await;
+    b.signal(0, "db", "cup", Firing, "critical").await;
+    b.step(0).await;
+    let id = b.incidents().await[0];
+    let update = banditore::incident::ManualUpdate {
+        status: Some(banditore::domain::IncidentStatus::Resolved),
+        severity: None,
+        body: Some("Falso allarme".into()),
+    };
+    b.engine
+        .post_update(id, update, "sala", at(5))
+        .await
+        .unwrap();
+    let updates = b.updates(id).await;
+    assert_eq!(updates.len(), 1);
+    assert!(
+        updates[0].silent,
+        "nobody heard it open, so nobody hears it close"
+    );
+}

@@ -57,6 +57,8 @@ async fn seed(
             .insert_update(&NewUpdate {
                 incident_id: incident.id,
                 seq,
+                title: "test".into(),
+                signals: Vec::new(),
                 kind: if seq == 1 {
                     UpdateKind::Opened
                 } else {
@@ -115,6 +117,14 @@ fn rand_suffix() -> String {
     banditore::incident::random_hex(4)
 }
 
+fn done(d: &ClaimedDelivery, outcome: DeliveryOutcome) -> Outcome {
+    Outcome {
+        delivery: d.id,
+        attempts: d.attempts,
+        outcome,
+    }
+}
+
 async fn claim(store: &Arc<dyn Store>, owner: &str, limit: u32) -> Vec<ClaimedDelivery> {
     store
         .claim_deliveries(ChannelKind::Email, limit, now(), later(60), owner)
@@ -145,8 +155,8 @@ pub async fn concurrent_claims_are_disjoint_and_sent_rows_stay_sent(store: Arc<d
                 let outcomes: Vec<_> = got
                     .iter()
                     .map(|d| {
-                        (
-                            d.id,
+                        done(
+                            d,
                             DeliveryOutcome::Sent {
                                 provider_id: Some("ok".into()),
                             },
@@ -186,8 +196,8 @@ pub async fn a_later_update_waits_for_the_earlier_one_to_the_same_recipient(stor
     store
         .record_outcomes(
             "w",
-            &[(
-                first[0].id,
+            &[done(
+                &first[0],
                 DeliveryOutcome::Retry {
                     at: retry_at,
                     error: "451".into(),
@@ -220,7 +230,7 @@ pub async fn a_later_update_waits_for_the_earlier_one_to_the_same_recipient(stor
     store
         .record_outcomes(
             "w",
-            &[(again[0].id, DeliveryOutcome::Sent { provider_id: None })],
+            &[done(&again[0], DeliveryOutcome::Sent { provider_id: None })],
             now(),
         )
         .await
@@ -230,7 +240,7 @@ pub async fn a_later_update_waits_for_the_earlier_one_to_the_same_recipient(stor
     assert_ne!(second[0].id, first[0].id);
 }
 
-pub async fn expired_leases_are_reclaimed_and_released_leases_come_back(store: Arc<dyn Store>) {
+pub async fn leases_expire_only_for_stopped_workers_and_outcomes_are_fenced(store: Arc<dyn Store>) {
     let (_, addresses) = subscriber(&store, "desk", &["a@asl.example", "b@asl.example"]).await;
     seed(
         &store,
@@ -246,17 +256,41 @@ pub async fn expired_leases_are_reclaimed_and_released_leases_come_back(store: A
         .await
         .unwrap();
     assert_eq!(short.len(), 1);
-    // Before the lease ends nothing is reclaimed; after it, the row is claimable again.
-    assert_eq!(store.reclaim_expired_leases(now()).await.unwrap(), 0);
-    assert_eq!(store.reclaim_expired_leases(later(2)).await.unwrap(), 1);
-    // An outcome from the worker that lost its lease is ignored.
-    let retaken = claim(&store, "live-worker", 10).await;
+    assert_eq!(short[0].attempts, 1);
+    // A worker never takes back its own leases: it knows they are not abandoned.
+    assert_eq!(
+        store
+            .reclaim_expired_leases(later(2), "dead-worker")
+            .await
+            .unwrap(),
+        0
+    );
+    // Another takes them back once the lease has ended, not before.
+    assert_eq!(
+        store.reclaim_expired_leases(now(), "live").await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .reclaim_expired_leases(later(2), "live")
+            .await
+            .unwrap(),
+        1
+    );
+    let retaken = claim(&store, "live", 10).await;
     assert_eq!(retaken.len(), 2);
+    let a = retaken
+        .iter()
+        .find(|d| d.id == short[0].id)
+        .unwrap()
+        .clone();
+    assert_eq!(a.attempts, 2, "one attempt by the stopped worker, one now");
+    // Outcomes of the first claim land on nothing: fenced by owner and by claim.
     store
         .record_outcomes(
             "dead-worker",
-            &[(
-                short[0].id,
+            &[done(
+                &short[0],
                 DeliveryOutcome::Failed {
                     error: "late".into(),
                 },
@@ -265,12 +299,44 @@ pub async fn expired_leases_are_reclaimed_and_released_leases_come_back(store: A
         )
         .await
         .unwrap();
-    // Released leases are pending again and the attempt is not counted.
-    assert_eq!(store.release_leases("live-worker").await.unwrap(), 2);
+    let stale = Outcome {
+        delivery: a.id,
+        attempts: 1,
+        outcome: DeliveryOutcome::Sent { provider_id: None },
+    };
+    store
+        .record_outcomes("live", &[stale], now())
+        .await
+        .unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        counts.deliveries.get(&("email".into(), "sending".into())),
+        Some(&2)
+    );
+    // A live worker renews its leases, so nobody takes them over.
+    let ids: Vec<i64> = retaken.iter().map(|d| d.id).collect();
+    assert_eq!(
+        store.renew_leases("live", &ids, later(120)).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .reclaim_expired_leases(later(90), "other")
+            .await
+            .unwrap(),
+        0
+    );
+    // Handed back unstarted: pending again, the attempt not counted.
+    store
+        .record_outcomes("live", &[done(&a, DeliveryOutcome::Released)], now())
+        .await
+        .unwrap();
+    // Released at shutdown: the same.
+    assert_eq!(store.release_leases("live").await.unwrap(), 1);
     let again = claim(&store, "w", 10).await;
     assert_eq!(again.len(), 2);
-    let a = again.iter().find(|d| d.id == short[0].id).unwrap();
-    assert_eq!(a.attempts, 2, "one attempt by the dead worker, one now");
+    assert_eq!(again.iter().find(|d| d.id == a.id).unwrap().attempts, 2);
+    assert_eq!(again.iter().find(|d| d.id != a.id).unwrap().attempts, 1);
 }
 
 pub async fn a_gone_address_is_marked_and_its_pending_deliveries_stop(store: Arc<dyn Store>) {
@@ -283,8 +349,8 @@ pub async fn a_gone_address_is_marked_and_its_pending_deliveries_stop(store: Arc
     store
         .record_outcomes(
             "w",
-            &[(
-                first[0].id,
+            &[done(
+                &first[0],
                 DeliveryOutcome::Gone {
                     error: "550 5.1.1 user unknown".into(),
                 },
@@ -426,7 +492,10 @@ pub async fn old_history_is_pruned_and_open_work_kept(store: Arc<dyn Store>) {
     store
         .record_outcomes(
             "w",
-            &[(claimed[0].id, DeliveryOutcome::Sent { provider_id: None })],
+            &[done(
+                &claimed[0],
+                DeliveryOutcome::Sent { provider_id: None },
+            )],
             now(),
         )
         .await
@@ -459,6 +528,12 @@ pub async fn old_history_is_pruned_and_open_work_kept(store: Arc<dyn Store>) {
             deliveries: 1
         }
     );
+    // Ids are never reused, even for the newest row once deleted: links and Message-IDs built
+    // on them stay unique.
+    let (gone, gone_addresses) = subscriber(&store, "temporary", &["t@asl.example"]).await;
+    store.delete_subscriber(gone).await.unwrap();
+    let (_, fresh) = subscriber(&store, "after", &["t@asl.example"]).await;
+    assert!(fresh[0] > gone_addresses[0]);
     // The incident and its update remain as history.
     assert_eq!(store.incident_updates(incident).await.unwrap().len(), 1);
 }
@@ -480,7 +555,7 @@ macro_rules! sqlite_suite {
 sqlite_suite!(
     concurrent_claims_are_disjoint_and_sent_rows_stay_sent,
     a_later_update_waits_for_the_earlier_one_to_the_same_recipient,
-    expired_leases_are_reclaimed_and_released_leases_come_back,
+    leases_expire_only_for_stopped_workers_and_outcomes_are_fenced,
     a_gone_address_is_marked_and_its_pending_deliveries_stop,
     unsubscribing_cancels_pending_deliveries,
     config_subscribers_stay_in_step_and_keep_opt_outs,

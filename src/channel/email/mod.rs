@@ -131,6 +131,10 @@ impl EmailChannel {
                 reason: format!("`{}` is not a valid address: {e}", msg.recipient),
             })?;
         let to = Mailbox::new(Some(msg.recipient_name.clone()), address);
+        let thread = format!(
+            "<{}.incident-{}@{}>",
+            self.id_prefix, msg.incident_id, self.id_domain
+        );
         let header = |name: &'static str, value: String| {
             HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
         };
@@ -142,6 +146,10 @@ impl EmailChannel {
                 "<{}.{}@{}>",
                 self.id_prefix, msg.delivery_id, self.id_domain
             )))
+            // Every message of an incident refers to one (virtual) first message, so mail
+            // clients show the whole story as one conversation.
+            .in_reply_to(thread.clone())
+            .references(thread)
             .date_now()
             .raw_header(header(
                 "List-Unsubscribe",
@@ -208,12 +216,10 @@ fn rustls_pem_certs(
 fn classify(e: &lettre::transport::smtp::Error) -> SendError {
     let reason = e.to_string();
     if e.is_permanent() {
-        // RFC 3463: X.1.1 bad mailbox, X.1.2 bad system, X.1.10 null MX; all say "this
-        // address will never work".
-        let gone = ["5.1.1", "5.1.2", "5.1.10"]
-            .iter()
-            .any(|code| reason.contains(code));
-        if gone {
+        // RFC 3463: X.1.1 bad mailbox, X.1.2 bad system, X.1.10 null MX all say "this address
+        // will never work". Only the enhanced status code at the start of the reply counts, not
+        // the same digits elsewhere (an IP address in a block notice, say).
+        if matches!(enhanced_status(&reason), Some("5.1.1" | "5.1.2" | "5.1.10")) {
             SendError::RecipientGone { reason }
         } else {
             SendError::Reject { reason }
@@ -227,6 +233,18 @@ fn classify(e: &lettre::transport::smtp::Error) -> SendError {
             reason,
         }
     }
+}
+
+/// The enhanced status code (`5.1.1`) that opens the server's reply text, as lettre prints it:
+/// `permanent error (550): 5.1.1 <x@y>: User unknown`.
+fn enhanced_status(reason: &str) -> Option<&str> {
+    let (_, text) = reason.split_once("): ")?;
+    let code = text.split_whitespace().next()?;
+    let mut parts = code.split('.');
+    let well_formed = parts.next().is_some_and(|c| matches!(c, "2" | "4" | "5"))
+        && parts.clone().count() == 2
+        && parts.all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+    well_formed.then_some(code)
 }
 
 #[cfg(test)]
@@ -255,6 +273,7 @@ mod tests {
     fn outgoing() -> Outgoing {
         Outgoing {
             delivery_id: 77,
+            incident_id: 9,
             recipient: "cup.foligno@asl.example".into(),
             recipient_name: "CUP Foligno".into(),
             subject: Some("[Disservizio in corso] CUP giù".into()),
@@ -277,6 +296,27 @@ mod tests {
         assert!(raw.contains("multipart/alternative"));
         let again = String::from_utf8(channel.build(&outgoing()).unwrap().formatted()).unwrap();
         assert!(again.contains("Message-ID: <banditore.d3ad.77@asl.example>"));
+    }
+
+    #[test]
+    fn enhanced_status_is_read_only_at_the_start_of_the_reply() {
+        assert_eq!(
+            enhanced_status("permanent error (550): 5.1.1 <a@b>: User unknown"),
+            Some("5.1.1")
+        );
+        assert_eq!(
+            enhanced_status("permanent error (550): 5.1.10 null MX"),
+            Some("5.1.10")
+        );
+        assert_eq!(
+            enhanced_status("permanent error (550): 5.7.1 Client host [85.1.1.20] blocked"),
+            Some("5.7.1")
+        );
+        assert_eq!(
+            enhanced_status("permanent error (554): Transaction failed 5.1.1"),
+            None
+        );
+        assert_eq!(enhanced_status("network error: reset"), None);
     }
 
     #[tokio::test]
