@@ -377,33 +377,24 @@ async fn uptime_kuma_json_form_data_get_and_test_notifications() {
 async fn cloudevents_and_generic_bodies() {
     let (smtp, app) = app().await;
     app.subscribe(json!({"name": "Tutto", "addresses": {"email": "tutto@asl.example"}, "subscriptions": [{}]})).await;
-    let resp = app
-        .post(
-            "/api/v1/signals/generic",
-            Some(INGEST_TOKEN),
-            "application/cloudevents+json",
-            fixture("cloudevents/single.json"),
-        )
-        .await;
-    assert_eq!(resp.status(), 202);
-    let resp = app
-        .post(
-            "/api/v1/signals/generic",
-            Some(INGEST_TOKEN),
+    for (content_type, body) in [
+        ("application/cloudevents+json", "cloudevents/single.json"),
+        (
             "application/cloudevents-batch+json; charset=utf-8",
-            fixture("cloudevents/batch.json"),
-        )
-        .await;
-    assert_eq!(resp.status(), 202);
-    let resp = app
-        .post(
-            "/api/v1/signals/generic",
-            Some(INGEST_TOKEN),
-            "application/json",
-            fixture("generic/zabbix.json"),
-        )
-        .await;
-    assert_eq!(resp.status(), 202);
+            "cloudevents/batch.json",
+        ),
+        ("application/json", "generic/zabbix.json"),
+    ] {
+        let resp = app
+            .post(
+                "/api/v1/signals/generic",
+                Some(INGEST_TOKEN),
+                content_type,
+                fixture(body),
+            )
+            .await;
+        assert_eq!(resp.status(), 202, "{body}");
+    }
     let mails = smtp.wait_for("tutto@asl.example", 3, Duration::from_secs(10));
     let subjects: Vec<_> = mails.iter().map(Mail::subject).collect();
     assert!(

@@ -117,6 +117,14 @@ fn rand_suffix() -> String {
     banditore::incident::random_hex(4)
 }
 
+async fn deliveries_in(store: &Arc<dyn Store>, state: &str) -> Option<i64> {
+    let counts = store.counts().await.unwrap();
+    counts
+        .deliveries
+        .get(&("email".to_owned(), state.to_owned()))
+        .copied()
+}
+
 fn done(d: &ClaimedDelivery, outcome: DeliveryOutcome) -> Outcome {
     Outcome {
         delivery: d.id,
@@ -180,11 +188,7 @@ pub async fn concurrent_claims_are_disjoint_and_sent_rows_stay_sent(store: Arc<d
     assert_eq!(all.len(), 200, "every delivery claimed");
     assert_eq!(unique.len(), 200, "no delivery claimed twice");
     assert!(claim(&store, "late", 10).await.is_empty());
-    let counts = store.counts().await.unwrap();
-    assert_eq!(
-        counts.deliveries.get(&("email".into(), "sent".into())),
-        Some(&200)
-    );
+    assert_eq!(deliveries_in(&store, "sent").await, Some(200));
 }
 
 pub async fn a_later_update_waits_for_the_earlier_one_to_the_same_recipient(store: Arc<dyn Store>) {
@@ -308,11 +312,7 @@ pub async fn leases_expire_only_for_stopped_workers_and_outcomes_are_fenced(stor
         .record_outcomes("live", &[stale], now())
         .await
         .unwrap();
-    let counts = store.counts().await.unwrap();
-    assert_eq!(
-        counts.deliveries.get(&("email".into(), "sending".into())),
-        Some(&2)
-    );
+    assert_eq!(deliveries_in(&store, "sending").await, Some(2));
     // A live worker renews its leases, so nobody takes them over.
     let ids: Vec<i64> = retaken.iter().map(|d| d.id).collect();
     assert_eq!(
@@ -371,11 +371,7 @@ pub async fn a_gone_address_is_marked_and_its_pending_deliveries_stop(store: Arc
         tx.subscribers_version().await.unwrap() > version,
         "the router reloads subscribers"
     );
-    let counts = store.counts().await.unwrap();
-    assert_eq!(
-        counts.deliveries.get(&("email".into(), "gone".into())),
-        Some(&2)
-    );
+    assert_eq!(deliveries_in(&store, "gone").await, Some(2));
 }
 
 pub async fn unsubscribing_cancels_pending_deliveries(store: Arc<dyn Store>) {
