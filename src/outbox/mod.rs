@@ -147,6 +147,8 @@ impl Dispatcher {
         let mut last_reclaim = tokio::time::Instant::now();
         let mut last_renewal = tokio::time::Instant::now();
         loop {
+            self.keep_leases(&held, &mut last_renewal, &mut last_reclaim)
+                .await;
             while in_flight.try_join_next().is_some() {}
             if maybe_more && queue.len() < concurrency.min(prefetch) {
                 let want = (prefetch - queue.len()) as u32;
@@ -207,37 +209,6 @@ impl Dispatcher {
                 _ = self.wake.notified() => maybe_more = true,
                 _ = tokio::time::sleep(wait) => maybe_more = true,
             }
-            if last_renewal.elapsed() >= self.config.lease / 3 {
-                last_renewal = tokio::time::Instant::now();
-                let ids = held.ids();
-                if let Err(e) = self
-                    .store
-                    .renew_leases(
-                        &self.owner,
-                        &ids,
-                        later_by(Timestamp::now(), self.config.lease),
-                    )
-                    .await
-                {
-                    tracing::warn!(channel = %kind, error = %e, held = ids.len(), "cannot renew leases");
-                }
-            }
-            if last_reclaim.elapsed() >= self.config.poll_interval {
-                last_reclaim = tokio::time::Instant::now();
-                match self
-                    .store
-                    .reclaim_expired_leases(Timestamp::now(), &self.owner)
-                    .await
-                {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::warn!(channel = %kind, deliveries = n, "reclaimed deliveries whose worker stopped")
-                    }
-                    Err(e) => {
-                        tracing::warn!(channel = %kind, error = %e, "cannot reclaim expired leases")
-                    }
-                }
-            }
         }
         if !queue.is_empty() {
             tracing::info!(channel = %kind, unsent = queue.len(), "handing back claimed deliveries not yet started");
@@ -263,6 +234,48 @@ impl Dispatcher {
             }
             Err(e) => {
                 tracing::warn!(channel = %kind, error = %e, "cannot release leases; they will expire")
+            }
+        }
+    }
+
+    /// Renews the leases this worker holds (every third of a lease), and takes back the
+    /// deliveries of workers that stopped (every poll interval).
+    async fn keep_leases(
+        &self,
+        held: &Held,
+        last_renewal: &mut tokio::time::Instant,
+        last_reclaim: &mut tokio::time::Instant,
+    ) {
+        let kind = self.channel.kind();
+        if last_renewal.elapsed() >= self.config.lease / 3 {
+            *last_renewal = tokio::time::Instant::now();
+            let ids = held.ids();
+            if let Err(e) = self
+                .store
+                .renew_leases(
+                    &self.owner,
+                    &ids,
+                    later_by(Timestamp::now(), self.config.lease),
+                )
+                .await
+            {
+                tracing::warn!(channel = %kind, error = %e, held = ids.len(), "cannot renew leases");
+            }
+        }
+        if last_reclaim.elapsed() >= self.config.poll_interval {
+            *last_reclaim = tokio::time::Instant::now();
+            match self
+                .store
+                .reclaim_expired_leases(Timestamp::now(), &self.owner)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!(channel = %kind, deliveries = n, "reclaimed deliveries whose worker stopped")
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %kind, error = %e, "cannot reclaim expired leases")
+                }
             }
         }
     }
