@@ -45,7 +45,9 @@ impl Application {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let s = &v.settings;
         let metrics = crate::telemetry::metrics();
-        let store = store::open(&s.store).await.context("opening the store")?;
+        let store = store::open(&s.store, v.store_password.as_ref())
+            .await
+            .context("opening the store")?;
         store.migrate().await.context("migrating the store")?;
 
         let key = match &v.secret_key {

@@ -134,9 +134,10 @@ async fn serve(validated: settings::Validated) -> anyhow::Result<()> {
 }
 
 async fn migrate(validated: settings::Validated) -> anyhow::Result<()> {
-    let store = banditore::store::open(&validated.settings.store)
-        .await
-        .context("opening the store")?;
+    let store =
+        banditore::store::open(&validated.settings.store, validated.store_password.as_ref())
+            .await
+            .context("opening the store")?;
     store.migrate().await.context("migrating")?;
     store.close().await;
     println!(

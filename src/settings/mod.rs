@@ -100,6 +100,24 @@ pub struct StoreSettings {
     pub max_connections: u32,
     pub replicas: u32,
     pub retention: Dur,
+    /// PostgreSQL's password, kept out of the URL.
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+}
+
+impl StoreSettings {
+    pub fn password(&self) -> SecretSource {
+        SecretSource {
+            value: self.password.clone(),
+            file: self.password_file.clone(),
+            env: self.password_env.clone(),
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.url.starts_with("sqlite://")
+    }
 }
 
 word_enum! {

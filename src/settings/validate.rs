@@ -36,6 +36,8 @@ pub struct Validated {
     pub settings: Settings,
     /// The configured key for unsubscribe links; `None`: one is generated and kept in the store.
     pub secret_key: Option<Secret>,
+    /// PostgreSQL's password, when given apart from the URL.
+    pub store_password: Option<Secret>,
     pub tokens: Vec<TokenKey>,
     pub hmac: Vec<HmacKey>,
     pub email_password: Option<Secret>,
@@ -112,14 +114,42 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
                 ),
             );
         }
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url::Url::parse(url) {
+            Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => {
+                if u.password().is_some() {
+                    warnings.push(Problem::new(
+                        "store.url",
+                        "carries a password: give it as store.password_file or store.password_env instead",
+                    ));
+                }
+            }
+            _ => push(
+                "store.url",
+                format!(
+                    "`{}` is not a postgres://user@host/database URL",
+                    redact_url(url)
+                ),
+            ),
+        }
     } else {
         push(
             "store.url",
             format!(
-                "`{}`: only sqlite:// URLs are supported by this version",
+                "`{}`: expected sqlite://path or postgres://user@host/database",
                 redact_url(url)
             ),
         );
+    }
+    let store_password = match settings.store.password().resolve("password") {
+        Ok(p) => p,
+        Err(e) => {
+            push("store.password", e);
+            None
+        }
+    };
+    if store_password.is_some() && settings.store.is_sqlite() {
+        push("store.password", "SQLite takes no password".into());
     }
     if settings.store.max_connections == 0 {
         push("store.max_connections", "must be at least 1".into());
@@ -352,6 +382,7 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         Some(renderer) if problems.is_empty() => Ok(Validated {
             settings,
             secret_key,
+            store_password,
             tokens,
             hmac,
             email_password,

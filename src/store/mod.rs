@@ -5,6 +5,8 @@
 //! the router, manual incident updates). SQLite is the embedded default
 //! ([`sqlite::SqliteStore`]).
 
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -521,8 +523,17 @@ pub trait Tx: Send {
 }
 
 /// Opens the store named by `url`.
-pub async fn open(settings: &crate::settings::StoreSettings) -> Result<std::sync::Arc<dyn Store>> {
-    let store = sqlite::SqliteStore::open(settings).await?;
+/// Opens the store named by `store.url`: `sqlite://…` or `postgres://…`.
+pub async fn open(
+    settings: &crate::settings::StoreSettings,
+    password: Option<&crate::settings::Secret>,
+) -> Result<std::sync::Arc<dyn Store>> {
+    sqlx::any::install_default_drivers();
+    let store = if settings.url.starts_with("sqlite://") {
+        sqlite::open(settings).await?
+    } else {
+        postgres::open(settings, password).await?
+    };
     Ok(std::sync::Arc::new(store))
 }
 

@@ -19,8 +19,11 @@ pub async fn sqlite_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
         max_connections: 4,
         replicas: 1,
         retention: banditore::settings::Dur(Duration::from_secs(0)),
+        password: None,
+        password_file: None,
+        password_env: None,
     };
-    let store = banditore::store::open(&settings).await.unwrap();
+    let store = banditore::store::open(&settings, None).await.unwrap();
     store.migrate().await.unwrap();
     store
 }

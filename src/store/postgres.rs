@@ -1,0 +1,43 @@
+//! Opening the store on PostgreSQL, for several replicas.
+//!
+//! One pool serves reads and writes; PostgreSQL runs them side by side. The password may come
+//! from `store.password` (or `_file`, `_env`) rather than the URL, so that it is never written in
+//! the configuration.
+
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+
+use super::sql::{Dialect, SqlStore};
+use super::{Result, StoreError};
+use crate::settings::{Secret, StoreSettings, redact_url};
+
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The connection URL with the password put in, if one is given apart.
+pub fn connection_url(settings: &StoreSettings, password: Option<&Secret>) -> Result<String> {
+    let mut url = url::Url::parse(&settings.url).map_err(|e| {
+        StoreError::Unavailable(format!("`{}` is not a URL: {e}", redact_url(&settings.url)))
+    })?;
+    if let Some(password) = password {
+        url.set_password(Some(password.expose()))
+            .map_err(|_| StoreError::Unavailable("the store URL cannot carry a password".into()))?;
+    }
+    Ok(url.into())
+}
+
+pub async fn open(settings: &StoreSettings, password: Option<&Secret>) -> Result<SqlStore> {
+    let url = connection_url(settings, password)?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(settings.max_connections.max(2))
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(&url)
+        .await
+        .map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot connect to {}: {e}",
+                redact_url(&settings.url)
+            ))
+        })?;
+    Ok(SqlStore::new(Dialect::Postgres, pool.clone(), pool, None))
+}

@@ -1,0 +1,1382 @@
+//! The SQL store: one implementation for SQLite and PostgreSQL, through sqlx's `Any` driver.
+//!
+//! Statements are written once; the few places where the two dialects differ (JSON arrays as
+//! parameters, `GREATEST`, row locks, `SKIP LOCKED`) pick their text from [`Dialect`]. Times are
+//! Unix milliseconds (BIGINT), label maps JSON text, flags 0/1 integers: the types both engines
+//! store alike. Opening a store (files, pools, pragmas, listeners) is in `sqlite.rs` and
+//! `postgres.rs`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::any::AnyRow;
+use sqlx::{Any, QueryBuilder, Row, Transaction};
+use sqlx::{AnyConnection, AnyPool};
+
+use super::*;
+use crate::domain::Matcher;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The statement text for this dialect.
+    fn pick(self, sqlite: &'static str, postgres: &'static str) -> &'static str {
+        match self {
+            Dialect::Sqlite => sqlite,
+            Dialect::Postgres => postgres,
+        }
+    }
+
+    /// The ids in `$1`, a JSON array of integers, as a subquery.
+    fn ids(self) -> &'static str {
+        self.pick(
+            "SELECT value FROM json_each($1)",
+            "SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb) AS t(value)",
+        )
+    }
+
+    /// The strings in `$1`, a JSON array of strings, as a subquery.
+    fn texts(self) -> &'static str {
+        self.pick(
+            "SELECT value FROM json_each($1)",
+            "SELECT value FROM jsonb_array_elements_text($1::jsonb) AS t(value)",
+        )
+    }
+
+    /// The larger of two values.
+    fn greatest(self) -> &'static str {
+        self.pick("MAX", "GREATEST")
+    }
+
+    /// `a IS NOT b`, true when they differ, NULLs included.
+    fn is_not(self) -> &'static str {
+        self.pick("IS NOT", "IS DISTINCT FROM")
+    }
+}
+
+pub struct SqlStore {
+    dialect: Dialect,
+    /// Write transactions. On SQLite a single connection, so writers queue instead of spinning.
+    writer: AnyPool,
+    /// Reads; on PostgreSQL the same pool as writes.
+    reader: AnyPool,
+    /// SQLite's exclusive lock on `<file>.lock`, held for the life of the store.
+    _lock: Option<File>,
+}
+
+impl SqlStore {
+    pub(super) fn new(
+        dialect: Dialect,
+        writer: AnyPool,
+        reader: AnyPool,
+        lock: Option<File>,
+    ) -> SqlStore {
+        SqlStore {
+            dialect,
+            writer,
+            reader,
+            _lock: lock,
+        }
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.dialect {
+            // IMMEDIATE takes the write lock at once: a deferred transaction that reads first
+            // would fail its lock upgrade with SQLITE_BUSY instead of waiting.
+            Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.writer.begin().await?,
+        })
+    }
+}
+
+/// A 0/1 flag column.
+fn flag(row: &AnyRow, column: &str) -> Result<bool> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn opt_ms(t: Option<Timestamp>) -> Option<i64> {
+    t.map(ms)
+}
+
+fn ts(v: i64) -> Result<Timestamp> {
+    Timestamp::from_millisecond(v).map_err(|e| StoreError::Corrupt(format!("timestamp {v}: {e}")))
+}
+
+fn opt_ts(v: Option<i64>) -> Result<Option<Timestamp>> {
+    v.map(ts).transpose()
+}
+
+fn parse<T: FromStr>(value: &str, what: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("{what} `{value}`: {e}")))
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(value: &str, what: &str) -> Result<T> {
+    serde_json::from_str(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn signal_from_row(row: &AnyRow) -> Result<StoredSignal> {
+    Ok(StoredSignal {
+        id: row.try_get("id")?,
+        received_at: ts(row.try_get("received_at")?)?,
+        signal: Signal {
+            source: parse(row.try_get::<&str, _>("source")?, "source")?,
+            fingerprint: row.try_get("fingerprint")?,
+            status: parse(row.try_get::<&str, _>("status")?, "status")?,
+            severity: parse(row.try_get::<&str, _>("severity")?, "severity")?,
+            service: row.try_get("service")?,
+            component: row.try_get("component")?,
+            labels: from_json(row.try_get("labels")?, "labels")?,
+            annotations: from_json(row.try_get("annotations")?, "annotations")?,
+            summary: row.try_get("summary")?,
+            starts_at: opt_ts(row.try_get("starts_at")?)?,
+            ends_at: opt_ts(row.try_get("ends_at")?)?,
+            url: row.try_get("url")?,
+        },
+    })
+}
+
+fn incident_from_row(row: &AnyRow) -> Result<IncidentRow> {
+    let origin = match row.try_get::<&str, _>("origin")? {
+        "manual" => IncidentOrigin::Manual,
+        _ => IncidentOrigin::Signals,
+    };
+    let announced: Option<String> = row.try_get("announced")?;
+    Ok(IncidentRow {
+        id: row.try_get("id")?,
+        group_key: row.try_get("group_key")?,
+        title: row.try_get("title")?,
+        status: parse(row.try_get::<&str, _>("status")?, "incident status")?,
+        severity: parse(row.try_get::<&str, _>("severity")?, "severity")?,
+        origin,
+        labels: from_json(row.try_get("labels")?, "labels")?,
+        opened_at: ts(row.try_get("opened_at")?)?,
+        resolved_at: opt_ts(row.try_get("resolved_at")?)?,
+        announced: announced
+            .as_deref()
+            .map(|a| from_json(a, "announced"))
+            .transpose()?,
+        last_announced_at: opt_ts(row.try_get("last_announced_at")?)?,
+        eval_at: opt_ts(row.try_get("eval_at")?)?,
+        pending_since: opt_ts(row.try_get("pending_since")?)?,
+        last_seq: row.try_get("last_seq")?,
+    })
+}
+
+fn alert_from_row(row: &AnyRow) -> Result<AlertRow> {
+    Ok(AlertRow {
+        id: row.try_get("id")?,
+        incident_id: row.try_get("incident_id")?,
+        fingerprint: row.try_get("fingerprint")?,
+        source: parse(row.try_get::<&str, _>("source")?, "source")?,
+        firing: flag(row, "firing")?,
+        severity: parse(row.try_get::<&str, _>("severity")?, "severity")?,
+        peak_severity: parse(row.try_get::<&str, _>("peak_severity")?, "severity")?,
+        service: row.try_get("service")?,
+        component: row.try_get("component")?,
+        labels: from_json(row.try_get("labels")?, "labels")?,
+        annotations: from_json(row.try_get("annotations")?, "annotations")?,
+        summary: row.try_get("summary")?,
+        url: row.try_get("url")?,
+        starts_at: opt_ts(row.try_get("starts_at")?)?,
+        first_seen_at: ts(row.try_get("first_seen_at")?)?,
+        last_seen_at: ts(row.try_get("last_seen_at")?)?,
+        resolved_at: opt_ts(row.try_get("resolved_at")?)?,
+    })
+}
+
+fn update_from_row(row: &AnyRow) -> Result<UpdateRow> {
+    Ok(UpdateRow {
+        id: row.try_get("id")?,
+        incident_id: row.try_get("incident_id")?,
+        seq: row.try_get("seq")?,
+        kind: parse(row.try_get::<&str, _>("kind")?, "update kind")?,
+        status: parse(row.try_get::<&str, _>("status")?, "incident status")?,
+        severity: parse(row.try_get::<&str, _>("severity")?, "severity")?,
+        title: row.try_get("title")?,
+        signals: from_json(row.try_get("signals")?, "update signals")?,
+        body: row.try_get("body")?,
+        author: row.try_get("author")?,
+        created_at: ts(row.try_get("created_at")?)?,
+        origin_at: ts(row.try_get("origin_at")?)?,
+        silent: flag(row, "silent")?,
+        routed_at: opt_ts(row.try_get("routed_at")?)?,
+    })
+}
+
+fn address_from_row(row: &AnyRow) -> Result<AddressRow> {
+    Ok(AddressRow {
+        id: row.try_get("id")?,
+        channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
+        address: row.try_get("address")?,
+        unsubscribed_at: opt_ts(row.try_get("unsubscribed_at")?)?,
+        gone_at: opt_ts(row.try_get("gone_at")?)?,
+        gone_reason: row.try_get("gone_reason")?,
+    })
+}
+
+const SIGNAL_COLUMNS: &str = "id, received_at, source, fingerprint, status, severity, service, component, labels, annotations, summary, starts_at, ends_at, url";
+const INCIDENT_COLUMNS: &str = "id, group_key, title, status, severity, origin, labels, opened_at, resolved_at, announced, last_announced_at, eval_at, pending_since, last_seq";
+
+/// Loads subscribers with their addresses and subscriptions, from any executor.
+async fn load_subscribers(
+    conn: &mut AnyConnection,
+    only: Option<i64>,
+) -> Result<Vec<SubscriberRow>> {
+    let id = only.unwrap_or(-1);
+    let all = only.is_none();
+    let rows = sqlx::query(
+        "SELECT id, name, language, audience, origin, created_at FROM subscribers WHERE $1 OR id = $2 ORDER BY id",
+    )
+    .bind(all)
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out: BTreeMap<i64, SubscriberRow> = BTreeMap::new();
+    for row in rows {
+        let sid: i64 = row.try_get("id")?;
+        let origin = match row.try_get::<&str, _>("origin")? {
+            "config" => SubscriberOrigin::Config,
+            _ => SubscriberOrigin::Api,
+        };
+        let language: String = row.try_get("language")?;
+        out.insert(
+            sid,
+            SubscriberRow {
+                id: sid,
+                name: row.try_get("name")?,
+                language: Language::try_from(language).map_err(StoreError::Corrupt)?,
+                audience: row.try_get("audience")?,
+                origin,
+                created_at: ts(row.try_get("created_at")?)?,
+                addresses: Vec::new(),
+                subscriptions: Vec::new(),
+            },
+        );
+    }
+    let rows = sqlx::query(
+        "SELECT id, subscriber_id, channel, address, unsubscribed_at, gone_at, gone_reason FROM addresses WHERE $1 OR subscriber_id = $2 ORDER BY id",
+    )
+    .bind(all)
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in rows {
+        let sid: i64 = row.try_get("subscriber_id")?;
+        if let Some(s) = out.get_mut(&sid) {
+            s.addresses.push(address_from_row(&row)?);
+        }
+    }
+    let rows = sqlx::query(
+        "SELECT subscriber_id, matchers, min_severity, channels FROM subscriptions WHERE $1 OR subscriber_id = $2 ORDER BY subscriber_id, position",
+    )
+    .bind(all)
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in rows {
+        let sid: i64 = row.try_get("subscriber_id")?;
+        let matchers: Vec<String> = from_json(row.try_get("matchers")?, "matchers")?;
+        let matchers = matchers
+            .iter()
+            .map(|m| {
+                m.parse::<Matcher>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let subscription = Subscription {
+            matchers,
+            min_severity: parse(row.try_get::<&str, _>("min_severity")?, "severity")?,
+            channels: from_json(row.try_get("channels")?, "channels")?,
+        };
+        if let Some(s) = out.get_mut(&sid) {
+            s.subscriptions.push(subscription);
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+async fn bump_subscribers_version(tx: &mut Transaction<'static, Any>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ('subscribers_version', '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)",
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_subscriber_parts(
+    tx: &mut Transaction<'static, Any>,
+    id: i64,
+    s: &ValidSubscriber,
+    keep_addresses: bool,
+) -> Result<()> {
+    if keep_addresses {
+        // Keep rows (and their unsubscribe/gone marks) for addresses still wanted.
+        let existing =
+            sqlx::query("SELECT id, channel, address FROM addresses WHERE subscriber_id = $1")
+                .bind(id)
+                .fetch_all(&mut **tx)
+                .await?;
+        for row in existing {
+            let channel: String = row.try_get("channel")?;
+            let address: String = row.try_get("address")?;
+            let wanted = s
+                .addresses
+                .iter()
+                .any(|(c, a)| c.as_str() == channel && a == &address);
+            if !wanted {
+                let address_id: i64 = row.try_get("id")?;
+                cancel_address_deliveries(tx, address_id, "address removed from the subscriber")
+                    .await?;
+                sqlx::query("DELETE FROM addresses WHERE id = $1")
+                    .bind(address_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+    }
+    for (channel, address) in &s.addresses {
+        sqlx::query(
+            "INSERT INTO addresses (subscriber_id, channel, address) VALUES ($1, $2, $3)
+             ON CONFLICT (subscriber_id, channel, address) DO NOTHING",
+        )
+        .bind(id)
+        .bind(channel.as_str())
+        .bind(address)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM subscriptions WHERE subscriber_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    for (position, sub) in s.subscriptions.iter().enumerate() {
+        let matchers: Vec<String> = sub.matchers.iter().map(ToString::to_string).collect();
+        sqlx::query(
+            "INSERT INTO subscriptions (subscriber_id, position, matchers, min_severity, channels) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(position as i64)
+        .bind(json(&matchers)?)
+        .bind(sub.min_severity.as_str())
+        .bind(json(&sub.channels)?)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn cancel_address_deliveries(
+    tx: &mut Transaction<'static, Any>,
+    address_id: i64,
+    reason: &str,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE deliveries SET state = 'cancelled', last_error = $2, lease_until = NULL, locked_by = NULL
+         WHERE address_id = $1 AND state = 'pending'",
+    )
+    .bind(address_id)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn migrate(&self) -> Result<()> {
+        match self.dialect {
+            Dialect::Sqlite => {
+                super::sqlite::MIGRATOR.run(&self.writer).await?;
+                // The file lock guarantees no other process is alive: whatever the last one had
+                // claimed is orphaned and can be sent again.
+                sqlx::query(
+                    "UPDATE deliveries SET state = 'pending', lease_until = NULL, locked_by = NULL WHERE state = 'sending'",
+                )
+                .execute(&self.writer)
+                .await?;
+            }
+            // Other replicas may be alive: their deliveries come back when their leases end.
+            // sqlx takes an advisory lock around migrations, so replicas may migrate at once.
+            Dialect::Postgres => super::postgres::MIGRATOR.run(&self.writer).await?,
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.reader.close().await;
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await;
+        self.writer.close().await;
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&mut *tx)
+        .await?;
+        let stored: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn insert_signals(&self, signals: &[(Timestamp, Signal)]) -> Result<Vec<i64>> {
+        let mut tx = self.write().await?;
+        let mut ids = Vec::with_capacity(signals.len());
+        for chunk in signals.chunks(64) {
+            let mut qb: QueryBuilder<Any> = QueryBuilder::new(
+                "INSERT INTO signals (received_at, source, fingerprint, status, severity, service, component, labels, annotations, summary, starts_at, ends_at, url) ",
+            );
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for (_, s) in chunk {
+                encoded.push((json(&s.labels)?, json(&s.annotations)?));
+            }
+            qb.push_values(
+                chunk.iter().zip(encoded),
+                |mut b, ((at, s), (labels, annotations))| {
+                    b.push_bind(ms(*at))
+                        .push_bind(s.source.as_str())
+                        .push_bind(s.fingerprint.clone())
+                        .push_bind(s.status.as_str())
+                        .push_bind(s.severity.as_str())
+                        .push_bind(s.service.clone())
+                        .push_bind(s.component.clone())
+                        .push_bind(labels)
+                        .push_bind(annotations)
+                        .push_bind(s.summary.clone())
+                        .push_bind(opt_ms(s.starts_at))
+                        .push_bind(opt_ms(s.ends_at))
+                        .push_bind(s.url.clone());
+                },
+            );
+            qb.push(" RETURNING id");
+            let rows = qb.build().fetch_all(&mut *tx).await?;
+            for row in rows {
+                ids.push(row.try_get::<i64, _>(0)?);
+            }
+        }
+        tx.commit().await?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Tx>> {
+        Ok(Box::new(SqlTx {
+            tx: self.write().await?,
+            dialect: self.dialect,
+        }))
+    }
+
+    async fn claim_deliveries(
+        &self,
+        channel: ChannelKind,
+        limit: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let mut tx = self.write().await?;
+        // A delivery waits while an earlier one of the same incident to the same recipient is
+        // still pending or in flight, so that "resolved" never overtakes "opened".
+        // On PostgreSQL, replicas claim side by side: rows another transaction is claiming are
+        // skipped, not waited for.
+        let skip_locked = self.dialect.pick("", "FOR UPDATE SKIP LOCKED");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = $1, locked_by = $2
+             WHERE id IN (
+                SELECT d.id FROM deliveries d
+                WHERE d.state = 'pending' AND d.channel = $3 AND d.next_attempt_at <= $4
+                  AND NOT EXISTS (
+                    SELECT 1 FROM deliveries e
+                    WHERE e.incident_id = d.incident_id AND e.channel = d.channel AND e.recipient = d.recipient
+                      AND e.id < d.id AND e.state IN ('pending', 'sending'))
+                ORDER BY d.next_attempt_at, d.id
+                LIMIT $5 {skip_locked})
+             RETURNING id, message_id, incident_id, channel, recipient, address_id, subscriber_name, attempts, origin_at"
+        )))
+        .bind(ms(lease_until))
+        .bind(owner)
+        .bind(channel.as_str())
+        .bind(ms(now))
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut out = rows
+            .iter()
+            .map(|row| {
+                Ok(ClaimedDelivery {
+                    id: row.try_get("id")?,
+                    message_id: row.try_get("message_id")?,
+                    incident_id: row.try_get("incident_id")?,
+                    channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
+                    recipient: row.try_get("recipient")?,
+                    address_id: row.try_get("address_id")?,
+                    subscriber_name: row.try_get("subscriber_name")?,
+                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                    origin_at: ts(row.try_get("origin_at")?)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|d| d.id);
+        Ok(out)
+    }
+
+    async fn message(&self, id: i64) -> Result<Option<MessageRow>> {
+        let row = sqlx::query("SELECT id, update_id, channel, language, subject, body, html FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            Ok(MessageRow {
+                id: row.try_get("id")?,
+                update_id: row.try_get("update_id")?,
+                channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
+                language: row.try_get("language")?,
+                subject: row.try_get("subject")?,
+                body: row.try_get("body")?,
+                html: row.try_get("html")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_outcomes(
+        &self,
+        owner: &str,
+        outcomes: &[Outcome],
+        now: Timestamp,
+    ) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        // Every statement is fenced on (owner, attempts): an outcome only lands on the claim it
+        // belongs to, never on a later claim of the same row.
+        const HELD: &str = "id = $1 AND locked_by = $2 AND attempts = $3 AND state = 'sending'";
+        let mut tx = self.write().await?;
+        let mut gone_addresses = false;
+        let mut sent = Vec::new();
+        for o in outcomes {
+            let (id, attempts) = (o.delivery, i64::from(o.attempts));
+            match &o.outcome {
+                // Sent outcomes are the bulk of a fan-out: written below in one statement.
+                DeliveryOutcome::Sent { provider_id } => {
+                    sent.push(serde_json::json!([id, attempts, provider_id]))
+                }
+                DeliveryOutcome::Retry { at, error } => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET state = 'pending', next_attempt_at = $4, last_error = $5,
+                         lease_until = NULL, locked_by = NULL WHERE {HELD}"
+                    )))
+                    .bind(id)
+                    .bind(owner)
+                    .bind(attempts)
+                    .bind(ms(*at))
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                DeliveryOutcome::Failed { error } => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET state = 'failed', last_error = $4,
+                         lease_until = NULL, locked_by = NULL WHERE {HELD}"
+                    )))
+                    .bind(id)
+                    .bind(owner)
+                    .bind(attempts)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                DeliveryOutcome::Released => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET state = 'pending', attempts = {}(attempts - 1, 0),
+                         lease_until = NULL, locked_by = NULL WHERE {HELD}",
+                        self.dialect.greatest()
+                    )))
+                    .bind(id)
+                    .bind(owner)
+                    .bind(attempts)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                DeliveryOutcome::Gone { error } => {
+                    let address_id: Option<Option<i64>> =
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                            "UPDATE deliveries SET state = 'gone', last_error = $4,
+                         lease_until = NULL, locked_by = NULL WHERE {HELD} RETURNING address_id"
+                        )))
+                        .bind(id)
+                        .bind(owner)
+                        .bind(attempts)
+                        .bind(error)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(Some(address_id)) = address_id {
+                        sqlx::query("UPDATE addresses SET gone_at = $2, gone_reason = $3 WHERE id = $1 AND gone_at IS NULL")
+                            .bind(address_id)
+                            .bind(ms(now))
+                            .bind(error)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(
+                            "UPDATE deliveries SET state = 'gone', last_error = $2 WHERE address_id = $1 AND state = 'pending'",
+                        )
+                        .bind(address_id)
+                        .bind(format!("address gone: {error}"))
+                        .execute(&mut *tx)
+                        .await?;
+                        gone_addresses = true;
+                    }
+                }
+            }
+        }
+        if !sent.is_empty() {
+            // `$1` is a JSON array of [id, attempts, provider id].
+            let outcomes = self.dialect.pick(
+                "SELECT value ->> 0 AS id, value ->> 1 AS attempts, value ->> 2 AS provider_id FROM json_each($1)",
+                "SELECT (value ->> 0)::bigint AS id, (value ->> 1)::bigint AS attempts, value ->> 2 AS provider_id
+                 FROM jsonb_array_elements($1::jsonb) AS t(value)",
+            );
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE deliveries SET state = 'sent', sent_at = $3, provider_id = j.provider_id, last_error = NULL,
+                 lease_until = NULL, locked_by = NULL
+                 FROM ({outcomes}) AS j
+                 WHERE deliveries.id = j.id AND deliveries.attempts = j.attempts
+                   AND deliveries.locked_by = $2 AND deliveries.state = 'sending'"
+            )))
+            .bind(json(&sent)?)
+            .bind(owner)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if gone_addresses {
+            bump_subscribers_version(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_leases(&self, owner: &str) -> Result<u64> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries SET state = 'pending', attempts = {}(attempts - 1, 0), lease_until = NULL, locked_by = NULL
+             WHERE state = 'sending' AND locked_by = $1",
+            self.dialect.greatest()
+        )))
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn renew_leases(&self, owner: &str, ids: &[i64], lease_until: Timestamp) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries SET lease_until = $3
+             WHERE id IN ({}) AND locked_by = $2 AND state = 'sending'",
+            self.dialect.ids()
+        )))
+        .bind(json(&ids)?)
+        .bind(owner)
+        .bind(ms(lease_until))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn reclaim_expired_leases(&self, now: Timestamp, live_owner: &str) -> Result<u64> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries SET state = 'pending', lease_until = NULL, locked_by = NULL,
+             last_error = COALESCE(last_error, 'lease expired: the worker stopped before recording an outcome')
+             WHERE state = 'sending' AND lease_until < $1 AND locked_by {} $2",
+            self.dialect.is_not()
+        )))
+        .bind(ms(now))
+        .bind(live_owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn next_attempt_at(&self, channel: ChannelKind) -> Result<Option<Timestamp>> {
+        // Deliveries waiting behind an earlier one to the same recipient do not count: they
+        // become due when that one is done, and the dispatcher is woken then.
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(d.next_attempt_at) FROM deliveries d
+             WHERE d.state = 'pending' AND d.channel = $1
+               AND NOT EXISTS (
+                 SELECT 1 FROM deliveries e
+                 WHERE e.incident_id = d.incident_id AND e.channel = d.channel AND e.recipient = d.recipient
+                   AND e.id < d.id AND e.state IN ('pending', 'sending'))",
+        )
+        .bind(channel.as_str())
+        .fetch_one(&self.reader)
+        .await?;
+        opt_ts(v)
+    }
+
+    async fn list_incidents(&self, filter: &IncidentFilter) -> Result<Vec<IncidentRow>> {
+        let open = filter.open.map(i64::from).unwrap_or(-1);
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents
+             WHERE ($1 = -1 OR ($1 = 1 AND resolved_at IS NULL) OR ($1 = 0 AND resolved_at IS NOT NULL))
+               AND id < $2
+             ORDER BY id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(open)
+            .bind(filter.before.unwrap_or(i64::MAX))
+            .bind(i64::from(filter.limit.max(1)))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
+    async fn incident(&self, id: i64) -> Result<Option<IncidentRow>> {
+        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(incident_from_row).transpose()
+    }
+
+    async fn incident_updates(&self, incident_id: i64) -> Result<Vec<UpdateRow>> {
+        let rows =
+            sqlx::query("SELECT * FROM incident_updates WHERE incident_id = $1 ORDER BY seq")
+                .bind(incident_id)
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter().map(update_from_row).collect()
+    }
+
+    async fn incident_alerts(&self, incident_id: i64) -> Result<Vec<AlertRow>> {
+        let rows = sqlx::query("SELECT * FROM alerts WHERE incident_id = $1 ORDER BY id")
+            .bind(incident_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn incident_deliveries(&self, incident_id: i64) -> Result<Vec<DeliveryRow>> {
+        let rows = sqlx::query(
+            "SELECT d.id, u.seq, d.channel, d.recipient, d.subscriber_name, d.state, d.attempts, d.last_error,
+                    d.provider_id, d.created_at, d.sent_at, d.next_attempt_at
+             FROM deliveries d JOIN incident_updates u ON u.id = d.update_id
+             WHERE d.incident_id = $1 ORDER BY d.id",
+        )
+        .bind(incident_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("state")?;
+                let pending = state == "pending";
+                Ok(DeliveryRow {
+                    id: row.try_get("id")?,
+                    update_seq: row.try_get("seq")?,
+                    channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
+                    recipient: row.try_get("recipient")?,
+                    subscriber: row.try_get("subscriber_name")?,
+                    state,
+                    attempts: row.try_get("attempts")?,
+                    last_error: row.try_get("last_error")?,
+                    provider_id: row.try_get("provider_id")?,
+                    created_at: ts(row.try_get("created_at")?)?,
+                    sent_at: opt_ts(row.try_get("sent_at")?)?,
+                    next_attempt_at: if pending {
+                        Some(ts(row.try_get("next_attempt_at")?)?)
+                    } else {
+                        None
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn counts(&self) -> Result<Counts> {
+        let open_incidents: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM incidents WHERE resolved_at IS NULL")
+                .fetch_one(&self.reader)
+                .await?;
+        let unprocessed_signals: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM signals WHERE processed_at IS NULL")
+                .fetch_one(&self.reader)
+                .await?;
+        let rows = sqlx::query(
+            "SELECT channel, state, COUNT(*) AS n FROM deliveries GROUP BY channel, state",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let mut deliveries = BTreeMap::new();
+        for row in rows {
+            deliveries.insert(
+                (row.try_get("channel")?, row.try_get("state")?),
+                row.try_get("n")?,
+            );
+        }
+        Ok(Counts {
+            open_incidents,
+            deliveries,
+            unprocessed_signals,
+        })
+    }
+
+    async fn prune(&self, before: Timestamp) -> Result<PruneReport> {
+        // Small batches keep the write lock short: ingest goes on while old rows go.
+        let in_batches = |sql: &'static str| async move {
+            let mut total = 0;
+            loop {
+                let done = sqlx::query(sql)
+                    .bind(ms(before))
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected();
+                total += done;
+                if done == 0 {
+                    return Ok::<u64, StoreError>(total);
+                }
+            }
+        };
+        Ok(PruneReport {
+            signals: in_batches(
+                "DELETE FROM signals WHERE id IN (
+                    SELECT id FROM signals WHERE processed_at IS NOT NULL AND received_at < $1 LIMIT 5000)",
+            )
+            .await?,
+            deliveries: in_batches(
+                "DELETE FROM deliveries WHERE id IN (
+                    SELECT d.id FROM deliveries d JOIN incidents i ON i.id = d.incident_id
+                    WHERE d.state IN ('sent', 'failed', 'gone', 'cancelled') AND d.created_at < $1
+                      AND i.resolved_at IS NOT NULL
+                    LIMIT 5000)",
+            )
+            .await?,
+        })
+    }
+
+    async fn subscribers(&self) -> Result<Vec<SubscriberRow>> {
+        let mut conn = self.reader.acquire().await?;
+        load_subscribers(&mut conn, None).await
+    }
+
+    async fn subscriber(&self, id: i64) -> Result<Option<SubscriberRow>> {
+        let mut conn = self.reader.acquire().await?;
+        Ok(load_subscribers(&mut conn, Some(id))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn create_subscriber(&self, s: &ValidSubscriber, now: Timestamp) -> Result<i64> {
+        let mut tx = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO subscribers (name, language, audience, origin, created_at, updated_at)
+             VALUES ($1, $2, $3, 'api', $4, $4) RETURNING id",
+        )
+        .bind(&s.name)
+        .bind(s.language.as_str())
+        .bind(&s.audience)
+        .bind(ms(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        insert_subscriber_parts(&mut tx, id, s, false).await?;
+        bump_subscribers_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn delete_subscriber(&self, id: i64) -> Result<DeleteOutcome> {
+        let mut tx = self.write().await?;
+        let origin: Option<String> =
+            sqlx::query_scalar("SELECT origin FROM subscribers WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match origin.as_deref() {
+            None => return Ok(DeleteOutcome::NotFound),
+            Some("config") => return Ok(DeleteOutcome::ManagedByConfig),
+            Some(_) => {}
+        }
+        let cancelled = sqlx::query(
+            "UPDATE deliveries SET state = 'cancelled', last_error = 'subscriber deleted'
+             WHERE state = 'pending' AND address_id IN (SELECT id FROM addresses WHERE subscriber_id = $1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM subscribers WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        bump_subscribers_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(DeleteOutcome::Deleted {
+            cancelled_deliveries: cancelled,
+        })
+    }
+
+    async fn sync_config_subscribers(
+        &self,
+        wanted: &[ValidSubscriber],
+        now: Timestamp,
+    ) -> Result<SyncReport> {
+        let mut tx = self.write().await?;
+        if self.dialect == Dialect::Postgres {
+            // Replicas starting together take turns: each sees the others' rows.
+            sqlx::query("SELECT pg_advisory_xact_lock(7261001)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let existing: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, name FROM subscribers WHERE origin = 'config'")
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut report = SyncReport::default();
+        for s in wanted {
+            match existing.iter().find(|(_, name)| name == &s.name) {
+                Some((id, _)) => {
+                    sqlx::query("UPDATE subscribers SET language = $2, audience = $3, updated_at = $4 WHERE id = $1")
+                        .bind(id)
+                        .bind(s.language.as_str())
+                        .bind(&s.audience)
+                        .bind(ms(now))
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_subscriber_parts(&mut tx, *id, s, true).await?;
+                    report.updated += 1;
+                }
+                None => {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO subscribers (name, language, audience, origin, created_at, updated_at)
+                         VALUES ($1, $2, $3, 'config', $4, $4) RETURNING id",
+                    )
+                    .bind(&s.name)
+                    .bind(s.language.as_str())
+                    .bind(&s.audience)
+                    .bind(ms(now))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    insert_subscriber_parts(&mut tx, id, s, false).await?;
+                    report.created += 1;
+                }
+            }
+        }
+        for (id, name) in &existing {
+            if !wanted.iter().any(|s| &s.name == name) {
+                sqlx::query(
+                    "UPDATE deliveries SET state = 'cancelled', last_error = 'subscriber removed from the configuration'
+                     WHERE state = 'pending' AND address_id IN (SELECT id FROM addresses WHERE subscriber_id = $1)",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM subscribers WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                report.removed += 1;
+            }
+        }
+        bump_subscribers_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn address(&self, id: i64) -> Result<Option<AddressOwner>> {
+        let row = sqlx::query(
+            "SELECT a.id, a.channel, a.address, a.unsubscribed_at, a.gone_at, a.gone_reason, s.name, s.language
+             FROM addresses a JOIN subscribers s ON s.id = a.subscriber_id WHERE a.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            let language: String = row.try_get("language")?;
+            Ok(AddressOwner {
+                address: address_from_row(&row)?,
+                subscriber_name: row.try_get("name")?,
+                language: Language::try_from(language).map_err(StoreError::Corrupt)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn unsubscribe_address(&self, id: i64, now: Timestamp) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let found = sqlx::query(
+            "UPDATE addresses SET unsubscribed_at = COALESCE(unsubscribed_at, $2) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if found {
+            cancel_address_deliveries(&mut tx, id, "recipient unsubscribed").await?;
+            bump_subscribers_version(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+}
+
+pub struct SqlTx {
+    tx: Transaction<'static, Any>,
+    dialect: Dialect,
+}
+
+#[async_trait]
+impl Tx for SqlTx {
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unprocessed_signals(&mut self, limit: u32) -> Result<Vec<StoredSignal>> {
+        let sql = format!(
+            "SELECT {SIGNAL_COLUMNS} FROM signals WHERE processed_at IS NULL ORDER BY id LIMIT $1"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(signal_from_row).collect()
+    }
+
+    async fn mark_signals(
+        &mut self,
+        ids: &[i64],
+        now: Timestamp,
+        outcome: &str,
+        incident_id: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE signals SET processed_at = $2, outcome = $3, incident_id = $4 WHERE id IN ({})",
+            self.dialect.ids()
+        )))
+        .bind(json(&ids)?)
+        .bind(ms(now))
+        .bind(outcome)
+        .bind(incident_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn active_alerts(&mut self, fingerprints: &[String]) -> Result<Vec<AlertRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT a.* FROM alerts a JOIN incidents i ON i.id = a.incident_id
+             WHERE a.fingerprint IN ({}) AND i.resolved_at IS NULL
+             ORDER BY a.id",
+            self.dialect.texts()
+        )))
+        .bind(json(&fingerprints)?)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn touch_alerts(&mut self, ids: &[i64], at: Timestamp) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE alerts SET last_seen_at = {}(last_seen_at, $2) WHERE id IN ({})",
+            self.dialect.greatest(),
+            self.dialect.ids()
+        )))
+        .bind(json(&ids)?)
+        .bind(ms(at))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn open_incident_by_key(&mut self, key: &str) -> Result<Option<IncidentRow>> {
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE group_key = $1 AND resolved_at IS NULL {}",
+            self.dialect.pick("", "FOR UPDATE")
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(incident_from_row).transpose()
+    }
+
+    async fn incident(&mut self, id: i64) -> Result<Option<IncidentRow>> {
+        // Inside a write transaction the incident is about to change: on PostgreSQL, lock it so
+        // that an operator's update and the engine never interleave on it.
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1 {}",
+            self.dialect.pick("", "FOR UPDATE")
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(incident_from_row).transpose()
+    }
+
+    async fn insert_incident(&mut self, new: &NewIncident) -> Result<IncidentRow> {
+        let sql = format!(
+            "INSERT INTO incidents (group_key, title, status, severity, origin, labels, opened_at, eval_at, pending_since)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {INCIDENT_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&new.group_key)
+            .bind(&new.title)
+            .bind(new.status.as_str())
+            .bind(new.severity.as_str())
+            .bind(new.origin.as_str())
+            .bind(json(&new.labels)?)
+            .bind(ms(new.opened_at))
+            .bind(opt_ms(new.eval_at))
+            .bind(opt_ms(new.pending_since))
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(
+                |e| match e.as_database_error().map(|d| d.is_unique_violation()) {
+                    Some(true) => StoreError::Conflict(format!(
+                        "an incident with key `{}` is already open",
+                        new.group_key
+                    )),
+                    _ => StoreError::Database(e),
+                },
+            )?;
+        incident_from_row(&row)
+    }
+
+    async fn save_incident(&mut self, i: &IncidentRow) -> Result<()> {
+        let announced = i.announced.as_ref().map(json).transpose()?;
+        sqlx::query(
+            "UPDATE incidents SET title = $2, status = $3, severity = $4, labels = $5, resolved_at = $6, announced = $7,
+             last_announced_at = $8, eval_at = $9, pending_since = $10, last_seq = $11 WHERE id = $1",
+        )
+        .bind(i.id)
+        .bind(&i.title)
+        .bind(i.status.as_str())
+        .bind(i.severity.as_str())
+        .bind(json(&i.labels)?)
+        .bind(opt_ms(i.resolved_at))
+        .bind(announced)
+        .bind(opt_ms(i.last_announced_at))
+        .bind(opt_ms(i.eval_at))
+        .bind(opt_ms(i.pending_since))
+        .bind(i.last_seq)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn save_alert(&mut self, a: &AlertRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO alerts (incident_id, fingerprint, source, firing, severity, peak_severity, service, component,
+                                 labels, annotations, summary, url, starts_at, first_seen_at, last_seen_at, resolved_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             ON CONFLICT (incident_id, fingerprint) DO UPDATE SET
+                firing = excluded.firing, severity = excluded.severity, peak_severity = excluded.peak_severity,
+                service = excluded.service, component = excluded.component, labels = excluded.labels,
+                annotations = excluded.annotations, summary = excluded.summary, url = excluded.url,
+                starts_at = excluded.starts_at, last_seen_at = excluded.last_seen_at, resolved_at = excluded.resolved_at",
+        )
+        .bind(a.incident_id)
+        .bind(&a.fingerprint)
+        .bind(a.source.as_str())
+        .bind(i64::from(a.firing))
+        .bind(a.severity.as_str())
+        .bind(a.peak_severity.as_str())
+        .bind(&a.service)
+        .bind(&a.component)
+        .bind(json(&a.labels)?)
+        .bind(json(&a.annotations)?)
+        .bind(&a.summary)
+        .bind(&a.url)
+        .bind(opt_ms(a.starts_at))
+        .bind(ms(a.first_seen_at))
+        .bind(ms(a.last_seen_at))
+        .bind(opt_ms(a.resolved_at))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn alerts(&mut self, incident_id: i64) -> Result<Vec<AlertRow>> {
+        let rows = sqlx::query("SELECT * FROM alerts WHERE incident_id = $1 ORDER BY id")
+            .bind(incident_id)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn due_incidents(&mut self, now: Timestamp, limit: u32) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM incidents WHERE eval_at <= $1 ORDER BY eval_at LIMIT $2",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn next_eval_at(&mut self) -> Result<Option<Timestamp>> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(eval_at) FROM incidents WHERE eval_at IS NOT NULL")
+                .fetch_one(&mut *self.tx)
+                .await?;
+        opt_ts(v)
+    }
+
+    async fn insert_update(&mut self, new: &NewUpdate) -> Result<UpdateRow> {
+        let row = sqlx::query(
+            "INSERT INTO incident_updates (incident_id, seq, kind, status, severity, body, author, created_at, origin_at, silent, routed_at, title, signals)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *",
+        )
+        .bind(new.incident_id)
+        .bind(new.seq)
+        .bind(new.kind.as_str())
+        .bind(new.status.as_str())
+        .bind(new.severity.as_str())
+        .bind(&new.body)
+        .bind(&new.author)
+        .bind(ms(new.created_at))
+        .bind(ms(new.origin_at))
+        .bind(i64::from(new.silent))
+        .bind(new.silent.then(|| ms(new.created_at)))
+        .bind(&new.title)
+        .bind(json(&new.signals)?)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        update_from_row(&row)
+    }
+
+    async fn unrouted_updates(&mut self, limit: u32) -> Result<Vec<UpdateRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM incident_updates WHERE routed_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(update_from_row).collect()
+    }
+
+    async fn subscribers_version(&mut self) -> Result<i64> {
+        let v: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'subscribers_version'")
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    async fn subscribers(&mut self) -> Result<Vec<SubscriberRow>> {
+        load_subscribers(&mut self.tx, None).await
+    }
+
+    async fn insert_message(&mut self, m: &NewMessage) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (update_id, channel, language, audience, subject, body, html, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (update_id, channel, language, audience) DO UPDATE SET update_id = excluded.update_id
+             RETURNING id",
+        )
+        .bind(m.update_id)
+        .bind(m.channel.as_str())
+        .bind(&m.language)
+        .bind(&m.audience)
+        .bind(&m.subject)
+        .bind(&m.body)
+        .bind(&m.html)
+        .bind(ms(m.created_at))
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(id)
+    }
+
+    async fn insert_deliveries(&mut self, new: &[NewDelivery]) -> Result<u64> {
+        let mut inserted = 0;
+        for chunk in new.chunks(80) {
+            let mut qb: QueryBuilder<Any> = QueryBuilder::new(
+                "INSERT INTO deliveries (message_id, update_id, incident_id, address_id, subscriber_name, channel, recipient,
+                                         state, next_attempt_at, origin_at, created_at) ",
+            );
+            qb.push_values(chunk, |mut b, d| {
+                b.push_bind(d.message_id)
+                    .push_bind(d.update_id)
+                    .push_bind(d.incident_id)
+                    .push_bind(d.address_id)
+                    .push_bind(d.subscriber_name.clone())
+                    .push_bind(d.channel.as_str())
+                    .push_bind(d.recipient.clone())
+                    .push_bind("pending")
+                    .push_bind(ms(d.created_at))
+                    .push_bind(ms(d.origin_at))
+                    .push_bind(ms(d.created_at));
+            });
+            qb.push(" ON CONFLICT (update_id, channel, recipient) DO NOTHING");
+            inserted += qb.build().execute(&mut *self.tx).await?.rows_affected();
+        }
+        Ok(inserted)
+    }
+
+    async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT DISTINCT address_id, channel FROM deliveries
+             WHERE incident_id = $1 AND address_id IS NOT NULL AND state != 'cancelled'",
+        )
+        .bind(incident_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter()
+            .map(|(id, channel)| Ok((id, parse(&channel, "channel")?)))
+            .collect()
+    }
+
+    async fn mark_routed(&mut self, update_id: i64, now: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE incident_updates SET routed_at = $2 WHERE id = $1")
+            .bind(update_id)
+            .bind(ms(now))
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}
