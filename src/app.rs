@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::Channel;
 use crate::channel::email::EmailChannel;
+use crate::cluster::{self, Leadership};
 use crate::domain::incident::Timing;
 use crate::domain::signal::NormalizeRules;
 use crate::domain::subscriber::ChannelKind;
@@ -25,13 +26,17 @@ use crate::outbox::{Backoff, Dispatcher, OutboxConfig, RateLimiter};
 use crate::pipeline::{Pipeline, Wakers};
 use crate::route::Router;
 use crate::settings::Validated;
-use crate::store::{self, Store};
+use crate::store::{self, Store, Topic};
 use crate::unsubscribe::UnsubscribeLinks;
 use crate::web::{self, AppState, Authenticator};
 
 pub struct Application {
     listener: TcpListener,
     retention: std::time::Duration,
+    leadership: Leadership,
+    campaign: tokio::task::JoinHandle<()>,
+    campaign_stop: CancellationToken,
+    wakeups: Option<tokio::task::JoinHandle<()>>,
     store: Arc<dyn Store>,
     state: AppState,
     pipeline: Pipeline,
@@ -73,7 +78,23 @@ impl Application {
 
         let wake = Wakers::default();
         let links = UnsubscribeLinks::new(key.as_bytes(), &s.server.public_url);
-        let owner = format!("{}-{}", hostname(), random_hex(4));
+        let owner = match s.cluster.instance.as_str() {
+            "" => format!("{}-{}", hostname(), random_hex(4)),
+            name => name.to_owned(),
+        };
+        let campaign_stop = CancellationToken::new();
+        let (leadership, campaign) = cluster::campaign(
+            store.clone(),
+            owner.clone(),
+            s.cluster.leader_lease.get(),
+            wake.leader.clone(),
+            campaign_stop.clone(),
+        );
+        let wakeups = store
+            .wakeups()
+            .await
+            .context("listening for other replicas")?
+            .map(|rx| tokio::spawn(forward_wakeups(rx, wake.clone())));
 
         let mut dispatchers = Vec::new();
         let mut enabled = BTreeSet::new();
@@ -101,7 +122,7 @@ impl Application {
                 owner.clone(),
                 wake.dispatch.clone(),
                 links.clone(),
-                (rate > 0).then(|| Arc::new(RateLimiter::new(rate))),
+                (rate > 0).then(|| Arc::new(RateLimiter::new(store.clone(), "email", rate))),
             ));
         }
 
@@ -122,6 +143,8 @@ impl Application {
             router,
             wake: wake.clone(),
             poll_interval: s.outbox.poll_interval.get(),
+            leadership: leadership.clone(),
+            store: store.clone(),
         };
         let (ingest, ingest_writer) = IngestQueue::start(store.clone(), wake.pipeline.clone());
         let state = AppState {
@@ -148,6 +171,10 @@ impl Application {
         Ok(Application {
             listener,
             retention: s.store.retention.get(),
+            leadership,
+            campaign,
+            campaign_stop,
+            wakeups,
             store,
             state,
             pipeline,
@@ -171,6 +198,7 @@ impl Application {
         let retention = tokio::spawn(crate::retention::run(
             self.store.clone(),
             self.retention,
+            self.leadership.clone(),
             workers.clone(),
         ));
         let dispatchers: Vec<_> = self
@@ -189,12 +217,30 @@ impl Application {
         workers.cancel();
         let _ = pipeline.await;
         let _ = retention.await;
+        // Only now that the pipeline has stopped may another replica lead.
+        self.campaign_stop.cancel();
+        let _ = self.campaign.await;
         for d in dispatchers {
             let _ = d.await;
+        }
+        if let Some(task) = self.wakeups {
+            task.abort();
         }
         self.store.close().await;
         tracing::info!("stopped");
         served.context("serving HTTP")
+    }
+}
+
+/// Turns other replicas' announcements into local wake-ups.
+async fn forward_wakeups(mut rx: crate::store::Wakeups, wake: Wakers) {
+    while let Some(topic) = rx.recv().await {
+        match topic {
+            // Another replica stored signals or an operator's update: the leader routes too.
+            Topic::Signals => wake.updates_written(),
+            Topic::Deliveries => wake.dispatch.notify_one(),
+            Topic::Leader => wake.leader.notify_one(),
+        }
     }
 }
 

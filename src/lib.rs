@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod channel;
+pub mod cluster;
 pub mod domain;
 pub mod incident;
 pub mod ingest;

@@ -1,7 +1,8 @@
 //! The pipeline worker: runs the incident engine, then the router, whenever signals arrive or a
 //! timer is due, and wakes the dispatchers when deliveries were written.
 //!
-//! Wake-ups are in-process [`Notify`]s; the poll interval is only the safety net.
+//! Only the leading replica runs it (see `cluster`). Wake-ups are in-process [`Notify`]s, and
+//! `NOTIFY` from other replicas on PostgreSQL; the poll interval is only the safety net.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,8 +12,10 @@ use jiff::Timestamp;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Leadership;
 use crate::incident::Engine;
 use crate::route::Router;
+use crate::store::{Store, Topic};
 
 /// In-process wake-ups between stages.
 #[derive(Clone, Default)]
@@ -23,6 +26,8 @@ pub struct Wakers {
     route: Arc<AtomicBool>,
     /// New deliveries: run the dispatchers.
     pub dispatch: Arc<Notify>,
+    /// The leader stepped down: campaign now.
+    pub leader: Arc<Notify>,
 }
 
 impl Wakers {
@@ -43,6 +48,8 @@ pub struct Pipeline {
     pub router: Router,
     pub wake: Wakers,
     pub poll_interval: Duration,
+    pub leadership: Leadership,
+    pub store: Arc<dyn Store>,
 }
 
 impl Pipeline {
@@ -51,7 +58,17 @@ impl Pipeline {
         // Route once at start: updates written just before a crash are still waiting.
         let mut route = true;
         let mut last_safety_net = tokio::time::Instant::now();
+        let mut leadership = self.leadership.clone();
         loop {
+            if !leadership.is_leader() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = leadership.wait() => {}
+                }
+                // A new leader starts from whatever the last one left.
+                route = true;
+                continue;
+            }
             let now = Timestamp::now();
             let mut more = false;
             let mut busy = false;
@@ -94,6 +111,7 @@ impl Pipeline {
                                 "routed"
                             );
                             self.wake.dispatch.notify_one();
+                            self.store.announce(Topic::Deliveries).await;
                         }
                     }
                     Err(e) => {

@@ -8,12 +8,19 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Leadership;
 use crate::store::Store;
 
 const FIRST_RUN_AFTER: Duration = Duration::from_secs(30);
 const EVERY: Duration = Duration::from_secs(3600);
 
-pub async fn run(store: Arc<dyn Store>, keep: Duration, shutdown: CancellationToken) {
+/// Prunes while this replica leads (one replica prunes, not all of them).
+pub async fn run(
+    store: Arc<dyn Store>,
+    keep: Duration,
+    leadership: Leadership,
+    shutdown: CancellationToken,
+) {
     if keep.is_zero() {
         return;
     }
@@ -24,6 +31,9 @@ pub async fn run(store: Arc<dyn Store>, keep: Duration, shutdown: CancellationTo
             _ = tokio::time::sleep(wait) => {}
         }
         wait = EVERY;
+        if !leadership.is_leader() {
+            continue;
+        }
         let before = jiff::SignedDuration::try_from(keep)
             .ok()
             .and_then(|keep| Timestamp::now().checked_sub(keep).ok());

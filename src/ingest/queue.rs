@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::domain::Signal;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Topic};
 
 /// Signals stored per transaction at most.
 const MAX_BATCH: usize = 2000;
@@ -78,6 +78,7 @@ async fn write(store: Arc<dyn Store>, wake: Arc<Notify>, mut receiver: mpsc::Rec
                     let _ = reply.send(Ok(mine.to_vec()));
                 }
                 wake.notify_one();
+                store.announce(Topic::Signals).await;
             }
             Err(e) => {
                 let message = e.to_string();

@@ -29,7 +29,7 @@ pub use rate::RateLimiter;
 
 use crate::channel::{Channel, Outgoing, SendError};
 use crate::render::Placeholders;
-use crate::store::{ClaimedDelivery, DeliveryOutcome, MessageRow, Outcome, Store};
+use crate::store::{ClaimedDelivery, DeliveryOutcome, MessageRow, Outcome, Store, Topic};
 use crate::unsubscribe::UnsubscribeLinks;
 
 #[derive(Debug, Clone)]
@@ -230,7 +230,9 @@ impl Dispatcher {
         match self.store.release_leases(&self.owner).await {
             Ok(0) => {}
             Ok(n) => {
-                tracing::info!(channel = %kind, deliveries = n, "released leases of unsent deliveries")
+                tracing::info!(channel = %kind, deliveries = n, "released leases of unsent deliveries");
+                // Other replicas may take them at once.
+                self.store.announce(Topic::Deliveries).await;
             }
             Err(e) => {
                 tracing::warn!(channel = %kind, error = %e, "cannot release leases; they will expire")

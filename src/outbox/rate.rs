@@ -1,67 +1,66 @@
-//! A pacing limiter: at most `per_second` acquisitions per second, spread evenly, with a burst of
-//! up to one second's worth after a quiet spell.
+//! Pacing a channel for the whole deployment: tokens come from a bucket in the store that every
+//! replica shares (refilled at the configured rate, holding at most one second's worth), taken a
+//! few at a time and spent locally.
 
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use jiff::Timestamp;
+use tokio::sync::Mutex;
+
+use crate::store::Store;
 
 pub struct RateLimiter {
-    interval: Duration,
-    burst: Duration,
-    next: Mutex<Instant>,
+    store: Arc<dyn Store>,
+    bucket: String,
+    per_second: u32,
+    /// Tokens taken from the bucket and not yet spent.
+    local: Mutex<u32>,
 }
 
 impl RateLimiter {
-    pub fn new(per_second: u32) -> RateLimiter {
-        let per_second = per_second.max(1);
+    pub fn new(store: Arc<dyn Store>, bucket: impl Into<String>, per_second: u32) -> RateLimiter {
         RateLimiter {
-            interval: Duration::from_secs(1) / per_second,
-            burst: Duration::from_secs(1),
-            next: Mutex::new(Instant::now()),
+            store,
+            bucket: bucket.into(),
+            per_second: per_second.max(1),
+            local: Mutex::new(0),
         }
     }
 
-    /// How many acquisitions fit in `span` at the configured pace.
+    /// How many sends fit in `span` at the configured pace.
     pub fn within(&self, span: Duration) -> usize {
-        (span.as_nanos() / self.interval.as_nanos().max(1)) as usize
+        (span.as_secs_f64() * f64::from(self.per_second)) as usize
     }
 
-    /// Waits for a slot.
+    /// Waits for a token.
     pub async fn acquire(&self) {
-        let slot = {
-            let mut next = match self.next.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let now = Instant::now();
-            // Unused time up to the burst allowance can be spent at once.
-            let earliest = now.checked_sub(self.burst).unwrap_or(now);
-            let slot = (*next).max(earliest);
-            *next = slot + self.interval;
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn paces_to_the_rate_after_the_burst() {
-        let limiter = RateLimiter::new(10);
-        tokio::time::advance(Duration::from_secs(5)).await;
-        let start = Instant::now();
-        for _ in 0..30 {
-            limiter.acquire().await;
+        // One refill at a time; the others wait for its tokens.
+        let mut local = self.local.lock().await;
+        loop {
+            if *local > 0 {
+                *local -= 1;
+                return;
+            }
+            // A tenth of a second's worth at a time: few round trips, and replicas share fairly.
+            let want = (self.per_second / 10).max(1);
+            let burst = self.per_second;
+            match self
+                .store
+                .take_tokens(&self.bucket, want, self.per_second, burst, Timestamp::now())
+                .await
+            {
+                Ok(0) => {
+                    let refill =
+                        Duration::from_secs_f64(f64::from(want) / f64::from(self.per_second));
+                    tokio::time::sleep(refill.min(Duration::from_secs(1))).await;
+                }
+                Ok(granted) => *local = granted,
+                Err(e) => {
+                    tracing::warn!(error = %e, bucket = %self.bucket, "cannot take send tokens; waiting");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
         }
-        // 10 come from the one-second burst, the other 20 at 10 per second.
-        let elapsed = start.elapsed();
-        assert!(
-            elapsed >= Duration::from_millis(1900) && elapsed <= Duration::from_millis(2100),
-            "{elapsed:?}"
-        );
     }
 }

@@ -62,6 +62,7 @@ macro_rules! word_enum {
 pub struct Settings {
     pub server: ServerSettings,
     pub store: StoreSettings,
+    pub cluster: ClusterSettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
     pub ingest: IngestSettings,
@@ -125,6 +126,12 @@ word_enum! {
         Text => "text",
         Json => "json",
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClusterSettings {
+    pub instance: String,
+    pub leader_lease: Dur,
 }
 
 #[derive(Debug, Clone, Deserialize)]

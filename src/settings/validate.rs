@@ -158,6 +158,23 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         push("store.replicas", "must be at least 1".into());
     }
 
+    // cluster
+    let lease = settings.cluster.leader_lease.get();
+    if lease < Duration::from_secs(3) || lease > Duration::from_secs(300) {
+        push("cluster.leader_lease", "must be between 3s and 5m".into());
+    }
+    if !settings
+        .cluster
+        .instance
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        push(
+            "cluster.instance",
+            "use letters, digits, `-`, `_` and `.` only".into(),
+        );
+    }
+
     // log
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.log.level) {
         push("log.level", format!("`{}`: {e}", settings.log.level));

@@ -400,6 +400,39 @@ pub struct Counts {
     pub unprocessed_signals: i64,
 }
 
+/// A wake-up other replicas hear (PostgreSQL `NOTIFY`); in-process wake-ups need none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// Signals or manual updates were stored: the leader's pipeline has work.
+    Signals,
+    /// Deliveries became due: every dispatcher may claim.
+    Deliveries,
+    /// A leader stepped down: another may take over now.
+    Leader,
+}
+
+impl Topic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::Signals => "signals",
+            Topic::Deliveries => "deliveries",
+            Topic::Leader => "leader",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Topic> {
+        match s {
+            "signals" => Some(Topic::Signals),
+            "deliveries" => Some(Topic::Deliveries),
+            "leader" => Some(Topic::Leader),
+            _ => None,
+        }
+    }
+}
+
+/// Wake-ups from other replicas, as they arrive.
+pub type Wakeups = tokio::sync::mpsc::Receiver<Topic>;
+
 /// What [`Store::prune`] deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
@@ -460,6 +493,33 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes processed signals received before `before`, and finished deliveries of resolved
     /// incidents created before it, in small batches.
     async fn prune(&self, before: Timestamp) -> Result<PruneReport>;
+
+    // Several replicas.
+    /// Takes or renews the lease on a singleton duty until `until`; true while `holder` has it.
+    /// A lease held by someone else is taken only once it has run out at `now`.
+    async fn lead(
+        &self,
+        duty: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool>;
+    /// Gives a duty up, so that another replica takes it at once.
+    async fn resign(&self, duty: &str, holder: &str) -> Result<()>;
+    /// Takes up to `want` tokens from a bucket shared by every replica, refilled at
+    /// `per_second` up to `burst`. Returns how many were granted (possibly none).
+    async fn take_tokens(
+        &self,
+        bucket: &str,
+        want: u32,
+        per_second: u32,
+        burst: u32,
+        now: Timestamp,
+    ) -> Result<u32>;
+    /// Tells the other replicas (no-op on SQLite, where there are none).
+    async fn announce(&self, topic: Topic);
+    /// Wake-ups from the other replicas; `None` when there can be none (SQLite).
+    async fn wakeups(&self) -> Result<Option<Wakeups>>;
 
     // Subscribers.
     async fn subscribers(&self) -> Result<Vec<SubscriberRow>>;

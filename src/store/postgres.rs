@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::PgListener;
 
 use super::sql::{Dialect, SqlStore};
-use super::{Result, StoreError};
+use super::{Result, StoreError, Topic, Wakeups};
 use crate::settings::{Secret, StoreSettings, redact_url};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -39,5 +40,53 @@ pub async fn open(settings: &StoreSettings, password: Option<&Secret>) -> Result
                 redact_url(&settings.url)
             ))
         })?;
-    Ok(SqlStore::new(Dialect::Postgres, pool.clone(), pool, None))
+    Ok(SqlStore::new(
+        Dialect::Postgres,
+        pool.clone(),
+        pool,
+        None,
+        Some(url),
+    ))
+}
+
+/// Listens for other replicas' `NOTIFY banditore` on a connection of its own. The listener
+/// reconnects by itself after a network failure; wake-ups sent meanwhile are lost, which only
+/// costs a poll interval.
+pub async fn listen(url: &str, own_voice: &str) -> Result<Wakeups> {
+    let own_voice = own_voice.to_owned();
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen("banditore").await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            match listener.recv().await {
+                Ok(notification) => {
+                    // Payloads are `<topic>:<voice>`; this store's own are not news to it.
+                    let (topic, voice) = notification
+                        .payload()
+                        .split_once(':')
+                        .unwrap_or((notification.payload(), ""));
+                    if voice == own_voice {
+                        continue;
+                    }
+                    if let Some(topic) = Topic::parse(topic) {
+                        // A full queue already holds wake-ups: dropping this one loses nothing.
+                        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                            tx.try_send(topic)
+                        {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "lost the PostgreSQL listener; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(rx)
 }

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::any::AnyRow;
-use sqlx::{Any, QueryBuilder, Row, Transaction};
+use sqlx::{Any, Row, Transaction};
 use sqlx::{AnyConnection, AnyPool};
 
 use super::*;
@@ -63,6 +63,10 @@ impl Dialect {
 
 pub struct SqlStore {
     dialect: Dialect,
+    /// PostgreSQL: where to open the connection that listens for other replicas' wake-ups.
+    listen_url: Option<String>,
+    /// Signs this store's announcements, so that it does not wake itself with them.
+    voice: String,
     /// Write transactions. On SQLite a single connection, so writers queue instead of spinning.
     writer: AnyPool,
     /// Reads; on PostgreSQL the same pool as writes.
@@ -77,9 +81,12 @@ impl SqlStore {
         writer: AnyPool,
         reader: AnyPool,
         lock: Option<File>,
+        listen_url: Option<String>,
     ) -> SqlStore {
         SqlStore {
             dialect,
+            listen_url,
+            voice: crate::incident::random_hex(6),
             writer,
             reader,
             _lock: lock,
@@ -94,6 +101,26 @@ impl SqlStore {
             Dialect::Postgres => self.writer.begin().await?,
         })
     }
+}
+
+/// `($1, $2, …), (…)` for `rows` rows of `columns` placeholders, in the `$n` form both engines
+/// read (sqlx's query builder writes `?` for `Any`, which PostgreSQL refuses).
+fn values(rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", row * columns + column + 1));
+        }
+        out.push(')');
+    }
+    out
 }
 
 /// A 0/1 flag column.
@@ -458,34 +485,30 @@ impl Store for SqlStore {
         let mut tx = self.write().await?;
         let mut ids = Vec::with_capacity(signals.len());
         for chunk in signals.chunks(64) {
-            let mut qb: QueryBuilder<Any> = QueryBuilder::new(
-                "INSERT INTO signals (received_at, source, fingerprint, status, severity, service, component, labels, annotations, summary, starts_at, ends_at, url) ",
+            let sql = format!(
+                "INSERT INTO signals (received_at, source, fingerprint, status, severity, service, component, labels,
+                                      annotations, summary, starts_at, ends_at, url)
+                 VALUES {} RETURNING id",
+                values(chunk.len(), 13)
             );
-            let mut encoded = Vec::with_capacity(chunk.len());
-            for (_, s) in chunk {
-                encoded.push((json(&s.labels)?, json(&s.annotations)?));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (at, s) in chunk {
+                query = query
+                    .bind(ms(*at))
+                    .bind(s.source.as_str())
+                    .bind(s.fingerprint.clone())
+                    .bind(s.status.as_str())
+                    .bind(s.severity.as_str())
+                    .bind(s.service.clone())
+                    .bind(s.component.clone())
+                    .bind(json(&s.labels)?)
+                    .bind(json(&s.annotations)?)
+                    .bind(s.summary.clone())
+                    .bind(opt_ms(s.starts_at))
+                    .bind(opt_ms(s.ends_at))
+                    .bind(s.url.clone());
             }
-            qb.push_values(
-                chunk.iter().zip(encoded),
-                |mut b, ((at, s), (labels, annotations))| {
-                    b.push_bind(ms(*at))
-                        .push_bind(s.source.as_str())
-                        .push_bind(s.fingerprint.clone())
-                        .push_bind(s.status.as_str())
-                        .push_bind(s.severity.as_str())
-                        .push_bind(s.service.clone())
-                        .push_bind(s.component.clone())
-                        .push_bind(labels)
-                        .push_bind(annotations)
-                        .push_bind(s.summary.clone())
-                        .push_bind(opt_ms(s.starts_at))
-                        .push_bind(opt_ms(s.ends_at))
-                        .push_bind(s.url.clone());
-                },
-            );
-            qb.push(" RETURNING id");
-            let rows = qb.build().fetch_all(&mut *tx).await?;
-            for row in rows {
+            for row in query.fetch_all(&mut *tx).await? {
                 ids.push(row.try_get::<i64, _>(0)?);
             }
         }
@@ -892,6 +915,104 @@ impl Store for SqlStore {
         })
     }
 
+    async fn lead(
+        &self,
+        duty: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        // Inserted, renewed, or taken over once run out: a row comes back only for the holder.
+        let row = sqlx::query(
+            "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+             WHERE leases.until < $4 OR leases.holder = excluded.holder
+             RETURNING holder",
+        )
+        .bind(duty)
+        .bind(holder)
+        .bind(ms(until))
+        .bind(ms(now))
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn resign(&self, duty: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(duty)
+            .bind(holder)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_tokens(
+        &self,
+        bucket: &str,
+        want: u32,
+        per_second: u32,
+        burst: u32,
+        now: Timestamp,
+    ) -> Result<u32> {
+        let mut tx = self.write().await?;
+        let capacity = i64::from(burst.max(1)) * 1000;
+        let now_ms = ms(now);
+        // A new bucket starts full. Creating the row first gives PostgreSQL a row to lock, so
+        // that concurrent takers queue on it rather than each seeing a full new bucket.
+        sqlx::query(
+            "INSERT INTO rate_buckets (name, millitokens, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(bucket)
+        .bind(capacity)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        let lock = self.dialect.pick("", "FOR UPDATE");
+        let (millitokens, at): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT millitokens, updated_at FROM rate_buckets WHERE name = $1 {lock}"
+        )))
+        .bind(bucket)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Refill is `per_second` tokens a second, i.e. that many thousandths of a token a
+        // millisecond, up to the burst.
+        let elapsed = (now_ms - at).max(0);
+        let available = millitokens
+            .saturating_add(elapsed.saturating_mul(i64::from(per_second)))
+            .min(capacity);
+        let granted = (available / 1000).min(i64::from(want));
+        sqlx::query("UPDATE rate_buckets SET millitokens = $2, updated_at = $3 WHERE name = $1")
+            .bind(bucket)
+            .bind(available - granted * 1000)
+            .bind(now_ms.max(at))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(u32::try_from(granted).unwrap_or(0))
+    }
+
+    async fn announce(&self, topic: Topic) {
+        if self.dialect != Dialect::Postgres {
+            return;
+        }
+        let sent = sqlx::query("SELECT pg_notify('banditore', $1)")
+            .bind(format!("{}:{}", topic.as_str(), self.voice))
+            .execute(&self.writer)
+            .await;
+        if let Err(e) = sent {
+            // Others still poll: a lost wake-up only costs them a poll interval.
+            tracing::debug!(error = %e, topic = topic.as_str(), "cannot notify other replicas");
+        }
+    }
+
+    async fn wakeups(&self) -> Result<Option<Wakeups>> {
+        match &self.listen_url {
+            Some(url) => Ok(Some(super::postgres::listen(url, &self.voice).await?)),
+            None => Ok(None),
+        }
+    }
+
     async fn subscribers(&self) -> Result<Vec<SubscriberRow>> {
         let mut conn = self.reader.acquire().await?;
         load_subscribers(&mut conn, None).await
@@ -1073,8 +1194,11 @@ impl Tx for SqlTx {
     }
 
     async fn unprocessed_signals(&mut self, limit: u32) -> Result<Vec<StoredSignal>> {
+        // Locked on PostgreSQL: should two replicas ever both believe they lead, the second
+        // waits, then finds the rows processed, instead of applying them twice.
         let sql = format!(
-            "SELECT {SIGNAL_COLUMNS} FROM signals WHERE processed_at IS NULL ORDER BY id LIMIT $1"
+            "SELECT {SIGNAL_COLUMNS} FROM signals WHERE processed_at IS NULL ORDER BY id LIMIT $1 {}",
+            self.dialect.pick("", "FOR UPDATE")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(i64::from(limit))
@@ -1291,9 +1415,10 @@ impl Tx for SqlTx {
     }
 
     async fn unrouted_updates(&mut self, limit: u32) -> Result<Vec<UpdateRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM incident_updates WHERE routed_at IS NULL ORDER BY id LIMIT $1",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM incident_updates WHERE routed_at IS NULL ORDER BY id LIMIT $1 {}",
+            self.dialect.pick("", "FOR UPDATE")
+        )))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
         .await?;
@@ -1335,25 +1460,28 @@ impl Tx for SqlTx {
     async fn insert_deliveries(&mut self, new: &[NewDelivery]) -> Result<u64> {
         let mut inserted = 0;
         for chunk in new.chunks(80) {
-            let mut qb: QueryBuilder<Any> = QueryBuilder::new(
-                "INSERT INTO deliveries (message_id, update_id, incident_id, address_id, subscriber_name, channel, recipient,
-                                         state, next_attempt_at, origin_at, created_at) ",
+            let sql = format!(
+                "INSERT INTO deliveries (message_id, update_id, incident_id, address_id, subscriber_name, channel,
+                                         recipient, state, next_attempt_at, origin_at, created_at)
+                 VALUES {} ON CONFLICT (update_id, channel, recipient) DO NOTHING",
+                values(chunk.len(), 11)
             );
-            qb.push_values(chunk, |mut b, d| {
-                b.push_bind(d.message_id)
-                    .push_bind(d.update_id)
-                    .push_bind(d.incident_id)
-                    .push_bind(d.address_id)
-                    .push_bind(d.subscriber_name.clone())
-                    .push_bind(d.channel.as_str())
-                    .push_bind(d.recipient.clone())
-                    .push_bind("pending")
-                    .push_bind(ms(d.created_at))
-                    .push_bind(ms(d.origin_at))
-                    .push_bind(ms(d.created_at));
-            });
-            qb.push(" ON CONFLICT (update_id, channel, recipient) DO NOTHING");
-            inserted += qb.build().execute(&mut *self.tx).await?.rows_affected();
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for d in chunk {
+                query = query
+                    .bind(d.message_id)
+                    .bind(d.update_id)
+                    .bind(d.incident_id)
+                    .bind(d.address_id)
+                    .bind(d.subscriber_name.clone())
+                    .bind(d.channel.as_str())
+                    .bind(d.recipient.clone())
+                    .bind("pending")
+                    .bind(ms(d.created_at))
+                    .bind(ms(d.origin_at))
+                    .bind(ms(d.created_at));
+            }
+            inserted += query.execute(&mut *self.tx).await?.rows_affected();
         }
         Ok(inserted)
     }

@@ -79,7 +79,13 @@ pub async fn open(settings: &StoreSettings) -> Result<SqlStore> {
         .connect(&format!("{base}?mode=ro"))
         .await
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-    Ok(SqlStore::new(Dialect::Sqlite, writer, reader, Some(lock)))
+    Ok(SqlStore::new(
+        Dialect::Sqlite,
+        writer,
+        reader,
+        Some(lock),
+        None,
+    ))
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -16,7 +16,7 @@ use super::{AppState, require};
 use crate::domain::Labels;
 use crate::incident::{ManualError, ManualIncident, ManualUpdate};
 use crate::settings::Role;
-use crate::store::{AlertRow, DeliveryRow, IncidentFilter, IncidentRow, UpdateRow};
+use crate::store::{AlertRow, DeliveryRow, IncidentFilter, IncidentRow, Topic, UpdateRow};
 
 #[derive(Serialize)]
 pub struct IncidentJson {
@@ -225,6 +225,7 @@ pub async fn open(
         .await
         .map_err(manual_error)?;
     state.wake.updates_written();
+    state.store.announce(Topic::Signals).await;
     tracing::info!(incident = incident.id, by = %who.name, "incident opened by hand");
     let mut body = serde_json::to_value(IncidentJson::from(&incident))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -252,6 +253,7 @@ pub async fn post_update(
         .await
         .map_err(manual_error)?;
     state.wake.updates_written();
+    state.store.announce(Topic::Signals).await;
     tracing::info!(incident = id, seq = update.seq, by = %who.name, "incident update posted by hand");
     Ok((StatusCode::CREATED, Json(UpdateJson::from(&update))))
 }

@@ -13,8 +13,17 @@ use banditore::store::{Store, UpdateRow};
 use jiff::Timestamp;
 
 pub async fn sqlite_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+    store_at(format!(
+        "sqlite://{}",
+        dir.path().join("engine.db").display()
+    ))
+    .await
+}
+
+/// A migrated store at `url`.
+pub async fn store_at(url: String) -> Arc<dyn Store> {
     let settings = StoreSettings {
-        url: format!("sqlite://{}", dir.path().join("engine.db").display()),
+        url,
         sqlite_synchronous: SqliteSynchronous::Normal,
         max_connections: 4,
         replicas: 1,
@@ -32,27 +41,61 @@ fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + seconds).unwrap()
 }
 
+/// Which back end a case runs on.
+#[derive(Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What keeps a test store alive: its folder or its database, removed when dropped.
+#[expect(dead_code, reason = "held only for what its Drop does")]
+enum Keep {
+    Dir(tempfile::TempDir),
+    Db(crate::support::TestDatabase),
+}
+
+/// A migrated store on `backend`; `None` when PostgreSQL is not reachable outside CI.
+pub async fn test_store(backend: Backend) -> Option<(Arc<dyn Store>, impl Send)> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let store = sqlite_store(&dir).await;
+            Some((store, Keep::Dir(dir)))
+        }
+        Backend::Postgres => {
+            let db = crate::support::fresh_database().await?;
+            let store = store_at(db.url.clone()).await;
+            Some((store, Keep::Db(db)))
+        }
+    }
+}
+
 struct Bench {
-    _dir: tempfile::TempDir,
+    _keep: Box<dyn Send>,
     store: Arc<dyn Store>,
     engine: Engine,
 }
 
 impl Bench {
-    async fn new(group_wait: u64, group_interval: u64, hold_down: u64) -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(&dir).await;
+    async fn new(
+        backend: Backend,
+        group_wait: u64,
+        group_interval: u64,
+        hold_down: u64,
+    ) -> Option<Bench> {
+        let (store, keep) = test_store(backend).await?;
         let timing = Timing {
             group_wait: Duration::from_secs(group_wait),
             group_interval: Duration::from_secs(group_interval),
             flap_hold_down: Duration::from_secs(hold_down),
         };
         let engine = Engine::new(store.clone(), timing, vec!["service".into()]);
-        Bench {
-            _dir: dir,
+        Some(Bench {
+            _keep: Box::new(keep),
             store,
             engine,
-        }
+        })
     }
 
     async fn signal(&self, t: i64, fp: &str, service: &str, status: SignalStatus, severity: &str) {
@@ -106,9 +149,10 @@ impl Bench {
 
 use SignalStatus::{Firing, Resolved};
 
-#[tokio::test]
-async fn signals_of_one_service_gather_into_one_incident_during_the_group_wait() {
-    let b = Bench::new(5, 60, 0).await;
+async fn signals_of_one_service_gather_into_one_incident_during_the_group_wait(backend: Backend) {
+    let Some(b) = Bench::new(backend, 5, 60, 0).await else {
+        return;
+    };
     b.signal(0, "db", "cup-backend", Firing, "warning").await;
     b.step(0).await;
     b.signal(2, "api", "cup-backend", Firing, "critical").await;
@@ -139,9 +183,10 @@ async fn signals_of_one_service_gather_into_one_incident_during_the_group_wait()
     assert_eq!(b.updates(ids[0]).await[0].origin_at, at(0));
 }
 
-#[tokio::test]
-async fn a_repeated_firing_signal_refreshes_and_does_not_duplicate() {
-    let b = Bench::new(0, 0, 0).await;
+async fn a_repeated_firing_signal_refreshes_and_does_not_duplicate(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
+        return;
+    };
     for t in 0..5 {
         b.signal(t, "db", "cup", Firing, "warning").await;
         b.step(t).await;
@@ -154,9 +199,10 @@ async fn a_repeated_firing_signal_refreshes_and_does_not_duplicate() {
     assert_eq!(alert.first_seen_at, at(0));
 }
 
-#[tokio::test]
-async fn an_incident_resolves_when_all_its_signals_resolve() {
-    let b = Bench::new(0, 0, 0).await;
+async fn an_incident_resolves_when_all_its_signals_resolve(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
+        return;
+    };
     b.signal(0, "db", "cup", Firing, "warning").await;
     b.signal(0, "api", "cup", Firing, "warning").await;
     b.step(0).await;
@@ -186,9 +232,10 @@ async fn an_incident_resolves_when_all_its_signals_resolve() {
     assert_eq!(b.incidents().await.len(), 2);
 }
 
-#[tokio::test]
-async fn the_flap_hold_down_absorbs_an_open_resolve_storm() {
-    let b = Bench::new(0, 0, 60).await;
+async fn the_flap_hold_down_absorbs_an_open_resolve_storm(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 0, 60).await else {
+        return;
+    };
     b.signal(0, "db", "cup", Firing, "warning").await;
     b.step(0).await;
     // Resolve and fire again every 10 s: nobody is told anything.
@@ -213,9 +260,10 @@ async fn the_flap_hold_down_absorbs_an_open_resolve_storm() {
     );
 }
 
-#[tokio::test]
-async fn a_blip_inside_the_group_wait_is_never_announced() {
-    let b = Bench::new(30, 0, 0).await;
+async fn a_blip_inside_the_group_wait_is_never_announced(backend: Backend) {
+    let Some(b) = Bench::new(backend, 30, 0, 0).await else {
+        return;
+    };
     b.signal(0, "db", "cup", Firing, "warning").await;
     b.step(0).await;
     b.signal(5, "db", "cup", Resolved, "warning").await;
@@ -237,9 +285,12 @@ async fn a_blip_inside_the_group_wait_is_never_announced() {
     );
 }
 
-#[tokio::test]
-async fn changes_after_the_announcement_wait_for_the_group_interval_and_escalation_is_news() {
-    let b = Bench::new(0, 60, 0).await;
+async fn changes_after_the_announcement_wait_for_the_group_interval_and_escalation_is_news(
+    backend: Backend,
+) {
+    let Some(b) = Bench::new(backend, 0, 60, 0).await else {
+        return;
+    };
     b.signal(0, "db", "cup", Firing, "warning").await;
     b.step(0).await;
     b.signal(10, "db", "cup", Firing, "critical").await;
@@ -256,9 +307,10 @@ async fn changes_after_the_announcement_wait_for_the_group_interval_and_escalati
     assert_eq!(b.updates(id).await[1].severity.as_str(), "critical");
 }
 
-#[tokio::test]
-async fn a_resolution_for_an_unknown_fingerprint_is_ignored() {
-    let b = Bench::new(0, 0, 0).await;
+async fn a_resolution_for_an_unknown_fingerprint_is_ignored(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
+        return;
+    };
     b.signal(0, "ghost", "cup", Resolved, "warning").await;
     b.step(0).await;
     assert!(b.incidents().await.is_empty());
@@ -269,9 +321,10 @@ async fn a_resolution_for_an_unknown_fingerprint_is_ignored() {
     );
 }
 
-#[tokio::test]
-async fn an_update_keeps_the_moment_it_was_written() {
-    let b = Bench::new(0, 0, 0).await;
+async fn an_update_keeps_the_moment_it_was_written(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
+        return;
+    };
     b.signal(0, "db", "cup", Firing, "critical").await;
     b.step(0).await;
     b.signal(10, "db", "cup", Resolved, "critical").await;
@@ -286,9 +339,10 @@ async fn an_update_keeps_the_moment_it_was_written() {
     assert_eq!(updates[1].status.as_str(), "resolved");
 }
 
-#[tokio::test]
-async fn resolving_by_hand_before_anyone_was_told_stays_quiet() {
-    let b = Bench::new(30, 0, 0).await;
+async fn resolving_by_hand_before_anyone_was_told_stays_quiet(backend: Backend) {
+    let Some(b) = Bench::new(backend, 30, 0, 0).await else {
+        return;
+    };
     b.signal(0, "db", "cup", Firing, "critical").await;
     b.step(0).await;
     let id = b.incidents().await[0];
@@ -308,3 +362,27 @@ async fn resolving_by_hand_before_anyone_was_told_stays_quiet() {
         "nobody heard it open, so nobody hears it close"
     );
 }
+
+/// Every case runs on SQLite and on PostgreSQL.
+macro_rules! on_both {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )+
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await } )+
+        }
+    };
+}
+
+on_both!(
+    signals_of_one_service_gather_into_one_incident_during_the_group_wait,
+    a_repeated_firing_signal_refreshes_and_does_not_duplicate,
+    an_incident_resolves_when_all_its_signals_resolve,
+    the_flap_hold_down_absorbs_an_open_resolve_storm,
+    a_blip_inside_the_group_wait_is_never_announced,
+    changes_after_the_announcement_wait_for_the_group_interval_and_escalation_is_news,
+    a_resolution_for_an_unknown_fingerprint_is_ignored,
+    an_update_keeps_the_moment_it_was_written,
+    resolving_by_hand_before_anyone_was_told_stays_quiet,
+);

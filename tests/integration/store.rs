@@ -534,7 +534,89 @@ pub async fn old_history_is_pruned_and_open_work_kept(store: Arc<dyn Store>) {
     assert_eq!(store.incident_updates(incident).await.unwrap().len(), 1);
 }
 
-macro_rules! sqlite_suite {
+pub async fn one_replica_leads_until_its_lease_runs_out_or_it_steps_down(store: Arc<dyn Store>) {
+    let t = |s: i64| Timestamp::from_second(1_900_000_000 + s).unwrap();
+    assert!(store.lead("pipeline", "a", t(0), t(10)).await.unwrap());
+    assert!(
+        !store.lead("pipeline", "b", t(1), t(11)).await.unwrap(),
+        "a holds it"
+    );
+    assert!(
+        store.lead("pipeline", "a", t(5), t(15)).await.unwrap(),
+        "a renews"
+    );
+    assert!(
+        !store.lead("pipeline", "b", t(14), t(24)).await.unwrap(),
+        "renewed: still a's"
+    );
+    assert!(
+        store.lead("pipeline", "b", t(16), t(26)).await.unwrap(),
+        "a stopped renewing: b takes over"
+    );
+    assert!(!store.lead("pipeline", "a", t(17), t(27)).await.unwrap());
+    // Stepping down hands it over at once.
+    store.resign("pipeline", "b").await.unwrap();
+    assert!(store.lead("pipeline", "a", t(18), t(28)).await.unwrap());
+    // Other duties are independent; resigning what one does not hold changes nothing.
+    assert!(store.lead("other", "b", t(18), t(28)).await.unwrap());
+    store.resign("pipeline", "b").await.unwrap();
+    assert!(!store.lead("pipeline", "b", t(19), t(29)).await.unwrap());
+}
+
+pub async fn a_shared_bucket_paces_every_taker_together(store: Arc<dyn Store>) {
+    let t = |ms: i64| Timestamp::from_millisecond(1_900_000_000_000 + ms).unwrap();
+    // 10 per second, a burst of 10: a full bucket gives 10, then nothing until it refills.
+    assert_eq!(
+        store.take_tokens("email", 4, 10, 10, t(0)).await.unwrap(),
+        4
+    );
+    assert_eq!(
+        store.take_tokens("email", 20, 10, 10, t(0)).await.unwrap(),
+        6
+    );
+    assert_eq!(
+        store.take_tokens("email", 5, 10, 10, t(50)).await.unwrap(),
+        0
+    );
+    // 10 a second is one each 100 ms, whoever asks.
+    assert_eq!(
+        store.take_tokens("email", 5, 10, 10, t(100)).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.take_tokens("email", 5, 10, 10, t(350)).await.unwrap(),
+        2
+    );
+    // Never more than the burst, however long it rested.
+    assert_eq!(
+        store
+            .take_tokens("email", 50, 10, 10, t(60_000))
+            .await
+            .unwrap(),
+        10
+    );
+    // Buckets are separate.
+    assert_eq!(
+        store.take_tokens("sms", 3, 1, 3, t(60_000)).await.unwrap(),
+        3
+    );
+    // Concurrent takers never get more than there is.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.take_tokens("race", 5, 1, 20, t(0)).await.unwrap()
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    assert_eq!(total, 20);
+}
+
+/// Every case runs on SQLite and on PostgreSQL.
+macro_rules! suite {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
             $(
@@ -545,10 +627,19 @@ macro_rules! sqlite_suite {
                 }
             )+
         }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = crate::support::fresh_database().await else { return };
+                    super::$name(crate::engine::store_at(db.url.clone()).await).await;
+                }
+            )+
+        }
     };
 }
 
-sqlite_suite!(
+suite!(
     concurrent_claims_are_disjoint_and_sent_rows_stay_sent,
     a_later_update_waits_for_the_earlier_one_to_the_same_recipient,
     leases_expire_only_for_stopped_workers_and_outcomes_are_fenced,
@@ -556,4 +647,6 @@ sqlite_suite!(
     unsubscribing_cancels_pending_deliveries,
     config_subscribers_stay_in_step_and_keep_opt_outs,
     old_history_is_pruned_and_open_work_kept,
+    one_replica_leads_until_its_lease_runs_out_or_it_steps_down,
+    a_shared_bucket_paces_every_taker_together,
 );

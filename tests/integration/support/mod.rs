@@ -3,9 +3,11 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod app;
+pub mod postgres;
 pub mod smtp;
 
 pub use app::*;
+pub use postgres::{TestDatabase, fresh_database};
 pub use smtp::{Mail, SmtpOptions, SmtpServer, TestTls};
 
 use std::future::Future;
