@@ -8,4 +8,5 @@ mod email;
 mod email_tls;
 mod engine;
 mod ingest;
+mod replicas;
 mod store;

@@ -81,6 +81,8 @@ pub struct SmtpOptions {
     pub implicit_tls: Option<Arc<ServerConfig>>,
     /// Require AUTH PLAIN with this user and password.
     pub auth: Option<(String, String)>,
+    /// Time taken to accept each message, as a slow relay would.
+    pub delay: Option<Duration>,
 }
 
 /// A test certificate authority and a certificate for `localhost` signed by it.
@@ -127,6 +129,7 @@ pub struct SmtpServer {
 struct Recorder {
     shared: Arc<Shared>,
     auth: Option<(String, String)>,
+    delay: Option<Duration>,
     from: String,
     to: Vec<String>,
     data: Vec<u8>,
@@ -171,6 +174,9 @@ impl Handler for Recorder {
     }
 
     fn data_end(&mut self) -> Response {
+        if let Some(delay) = self.delay {
+            std::thread::sleep(delay);
+        }
         let mail = Mail {
             from: self.from.clone(),
             to: self.to.clone(),
@@ -311,9 +317,10 @@ fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>, optio
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let recorder = Recorder {
+        let recorder = Recorder {
         shared,
         auth: options.auth.clone(),
+        delay: options.delay,
         from: String::new(),
         to: Vec::new(),
         data: Vec::new(),
