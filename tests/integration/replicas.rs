@@ -19,7 +19,13 @@ fn desks(n: usize) -> String {
 }
 
 /// `n` replicas sharing `db`, named replica-0, replica-1…
-async fn replicas(n: usize, db: &TestDatabase, smtp: &SmtpServer, extra: &str, env: &[(&str, &str)]) -> Vec<TestApp> {
+async fn replicas(
+    n: usize,
+    db: &TestDatabase,
+    smtp: &SmtpServer,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> Vec<TestApp> {
     let mut apps = Vec::new();
     for i in 0..n {
         let name = format!("replica-{i}");
@@ -38,7 +44,12 @@ async fn replicas(n: usize, db: &TestDatabase, smtp: &SmtpServer, extra: &str, e
 }
 
 fn fire() -> serde_json::Value {
-    alertmanager("firing", "CupDown", &[("service", "cup-backend"), ("severity", "critical")], "CUP backend non risponde")
+    alertmanager(
+        "firing",
+        "CupDown",
+        &[("service", "cup-backend"), ("severity", "critical")],
+        "CUP backend non risponde",
+    )
 }
 
 /// How many messages each recipient got.
@@ -53,7 +64,12 @@ fn tally(smtp: &SmtpServer) -> BTreeMap<String, usize> {
 }
 
 async fn sent_by(app: &TestApp) -> u64 {
-    let metrics = app.get("/metrics", None).await.text().await.unwrap_or_default();
+    let metrics = app
+        .get("/metrics", None)
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
     metrics
         .lines()
         .find(|l| l.starts_with("banditore_deliveries_total{channel=\"email\",outcome=\"sent\"}"))
@@ -64,18 +80,26 @@ async fn sent_by(app: &TestApp) -> u64 {
 async fn wait_for_total(smtp: &SmtpServer, total: usize, within: Duration) {
     let deadline = Instant::now() + within;
     while smtp.mails().len() < total {
-        assert!(Instant::now() < deadline, "only {} of {total} messages arrived", smtp.mails().len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {total} messages arrived",
+            smtp.mails().len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 #[tokio::test]
 async fn two_replicas_share_a_fan_out_without_duplicates_or_losses() {
-    let Some(db) = fresh_database().await else { return };
+    let Some(db) = fresh_database().await else {
+        return;
+    };
     let smtp = SmtpServer::start();
     let n = 2000;
     let apps = replicas(2, &db, &smtp, &desks(n), &[]).await;
-    let resp = apps[1].post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &fire()).await;
+    let resp = apps[1]
+        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &fire())
+        .await;
     assert_eq!(resp.status(), 202);
     wait_for_total(&smtp, n, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -90,12 +114,30 @@ async fn two_replicas_share_a_fan_out_without_duplicates_or_losses() {
 
 #[tokio::test]
 async fn a_replica_killed_mid_fan_out_loses_nothing() {
-    let Some(db) = fresh_database().await else { return };
+    let Some(db) = fresh_database().await else {
+        return;
+    };
     // A relay that takes 2 ms a message keeps the fan-out going long enough to kill in the middle.
-    let smtp = SmtpServer::start_with(SmtpOptions { delay: Some(Duration::from_millis(2)), ..SmtpOptions::default() });
+    let smtp = SmtpServer::start_with(SmtpOptions {
+        delay: Some(Duration::from_millis(2)),
+        ..SmtpOptions::default()
+    });
     let n = 3000;
-    let mut apps = replicas(2, &db, &smtp, &desks(n), &[("BANDITORE__CHANNELS__EMAIL__POOL_SIZE", "4")]).await;
-    assert_eq!(apps[0].post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &fire()).await.status(), 202);
+    let mut apps = replicas(
+        2,
+        &db,
+        &smtp,
+        &desks(n),
+        &[("BANDITORE__CHANNELS__EMAIL__POOL_SIZE", "4")],
+    )
+    .await;
+    assert_eq!(
+        apps[0]
+            .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &fire())
+            .await
+            .status(),
+        202
+    );
     wait_for_total(&smtp, n / 5, Duration::from_secs(60)).await;
     let killed_at = smtp.mails().len();
     apps[0].kill();
@@ -114,12 +156,17 @@ async fn a_replica_killed_mid_fan_out_loses_nothing() {
 
 #[tokio::test]
 async fn leadership_moves_when_the_leader_dies_or_steps_down() {
-    let Some(db) = fresh_database().await else { return };
+    let Some(db) = fresh_database().await else {
+        return;
+    };
     let smtp = SmtpServer::start();
     let mut apps = replicas(2, &db, &smtp, &desks(1), &[]).await;
     // The first started leads; the other follows.
     let leader = eventually(
-        || async { apps.iter().position(|a| a.logs().contains("leading: running the incident engine")) },
+        || async {
+            apps.iter()
+                .position(|a| a.logs().contains("leading: running the incident engine"))
+        },
         Option::is_some,
     )
     .await
@@ -128,7 +175,13 @@ async fn leadership_moves_when_the_leader_dies_or_steps_down() {
     // Killed, the leader's lease (3 s) runs out and the follower takes over.
     apps[leader].kill();
     let killed = Instant::now();
-    assert_eq!(apps[follower].post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &fire()).await.status(), 202);
+    assert_eq!(
+        apps[follower]
+            .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &fire())
+            .await
+            .status(),
+        202
+    );
     smtp.wait_for("desk0@asl.example", 1, Duration::from_secs(20));
     let took_over = killed.elapsed();
     eprintln!("after a kill, the follower led and notified within {took_over:?}");
@@ -138,8 +191,23 @@ async fn leadership_moves_when_the_leader_dies_or_steps_down() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stopped = Instant::now();
     apps[follower].terminate();
-    let resolved = alertmanager("resolved", "CupDown", &[("service", "cup-backend"), ("severity", "critical")], "CUP backend non risponde");
-    assert_eq!(apps[leader].post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &resolved).await.status(), 202);
+    let resolved = alertmanager(
+        "resolved",
+        "CupDown",
+        &[("service", "cup-backend"), ("severity", "critical")],
+        "CUP backend non risponde",
+    );
+    assert_eq!(
+        apps[leader]
+            .post_json(
+                "/api/v1/signals/alertmanager",
+                Some(INGEST_TOKEN),
+                &resolved
+            )
+            .await
+            .status(),
+        202
+    );
     smtp.wait_for("desk0@asl.example", 2, Duration::from_secs(20));
     let handed_over = stopped.elapsed();
     eprintln!("after a clean stop, the other replica led and notified within {handed_over:?}");
@@ -148,11 +216,26 @@ async fn leadership_moves_when_the_leader_dies_or_steps_down() {
 
 #[tokio::test]
 async fn the_rate_limit_holds_for_the_whole_deployment() {
-    let Some(db) = fresh_database().await else { return };
+    let Some(db) = fresh_database().await else {
+        return;
+    };
     let smtp = SmtpServer::start();
     let n = 100;
-    let apps = replicas(2, &db, &smtp, &desks(n), &[("BANDITORE__CHANNELS__EMAIL__RATE_PER_SECOND", "20")]).await;
-    assert_eq!(apps[0].post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &fire()).await.status(), 202);
+    let apps = replicas(
+        2,
+        &db,
+        &smtp,
+        &desks(n),
+        &[("BANDITORE__CHANNELS__EMAIL__RATE_PER_SECOND", "20")],
+    )
+    .await;
+    assert_eq!(
+        apps[0]
+            .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &fire())
+            .await
+            .status(),
+        202
+    );
     wait_for_total(&smtp, n, Duration::from_secs(60)).await;
     let mails = smtp.mails();
     let first = mails.iter().map(|m| m.received).min().unwrap();
@@ -168,7 +251,9 @@ async fn the_rate_limit_holds_for_the_whole_deployment() {
 
 #[tokio::test]
 async fn replicas_may_migrate_at_the_same_time() {
-    let Some(db) = fresh_database().await else { return };
+    let Some(db) = fresh_database().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let run = |dir: std::path::PathBuf, url: String| {
         std::thread::spawn(move || {
@@ -180,9 +265,15 @@ async fn replicas_may_migrate_at_the_same_time() {
                 .unwrap()
         })
     };
-    let runs: Vec<_> = (0..3).map(|_| run(dir.path().to_owned(), db.url.clone())).collect();
+    let runs: Vec<_> = (0..3)
+        .map(|_| run(dir.path().to_owned(), db.url.clone()))
+        .collect();
     for r in runs {
         let out = r.join().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

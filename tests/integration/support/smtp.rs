@@ -317,7 +317,7 @@ fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>, optio
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let recorder = Recorder {
+    let recorder = Recorder {
         shared,
         auth: options.auth.clone(),
         delay: options.delay,
