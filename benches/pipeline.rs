@@ -1,8 +1,9 @@
 //! End-to-end figures of the release binary, as an operator would see them: webhook-to-SMTP
 //! latency, ingest throughput with memory, email fan-out, idle memory.
 //!
-//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|idle` picks one, and
-//! `-- --quick` runs smaller sizes. Postfix's `smtp-sink` is used as the fan-out sink when it is
+//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|idle` picks
+//! one, and `-- --quick` runs smaller sizes. `fanout-pg` runs one and two replicas on a fresh
+//! database of the PostgreSQL server named by `BANDITORE_TEST_POSTGRES`, skipping without one. Postfix's `smtp-sink` is used as the fan-out sink when it is
 //! installed (Debian package `postfix`); otherwise the test suite's SMTP server stands in and the
 //! report says so. The numbers are printed, never asserted.
 
@@ -270,7 +271,29 @@ fn smtp_source_reference(port: u16) {
     }
 }
 
-async fn fanout(subscribers: usize, pool_size: u32) {
+/// Where the fan-out's replicas keep their state.
+enum Store {
+    Sqlite,
+    Postgres { replicas: usize },
+}
+
+async fn fanout(subscribers: usize, pool_size: u32, store: Store) {
+    let database = match store {
+        Store::Sqlite => None,
+        Store::Postgres { .. } => match fresh_database().await {
+            Some(db) => Some(db),
+            None => {
+                println!(
+                    "fanout on PostgreSQL: skipped, no server (start one with `eval \"$(.ci/postgres start durable)\"`)"
+                );
+                return;
+            }
+        },
+    };
+    let replicas = match store {
+        Store::Sqlite => 1,
+        Store::Postgres { replicas } => replicas,
+    };
     let sink = sink();
     let mut extra = String::with_capacity(subscribers * 160);
     for i in 0..subscribers {
@@ -279,13 +302,23 @@ async fn fanout(subscribers: usize, pool_size: u32) {
         ));
     }
     let pool = pool_size.to_string();
-    let app = TestApp::spawn_on(
-        sink.port,
-        &extra,
-        &[("BANDITORE__CHANNELS__EMAIL__POOL_SIZE", &pool)],
-    )
-    .await;
-    let pid = app.pid().unwrap();
+    let count = replicas.to_string();
+    let mut apps = Vec::new();
+    let starting = Instant::now();
+    for r in 0..replicas {
+        let instance = format!("replica-{r}");
+        let mut env = vec![("BANDITORE__CHANNELS__EMAIL__POOL_SIZE", pool.as_str())];
+        if let Some(db) = &database {
+            env.push(("BANDITORE__STORE__URL", db.url.as_str()));
+            env.push(("BANDITORE__STORE__REPLICAS", count.as_str()));
+            env.push(("BANDITORE__CLUSTER__INSTANCE", instance.as_str()));
+        }
+        apps.push(TestApp::spawn_on(sink.port, &extra, &env).await);
+    }
+    // Each replica loads the configured subscribers into the store before it reports ready.
+    let startup = starting.elapsed() / replicas as u32;
+    let app = &apps[0];
+    let pids: Vec<u32> = apps.iter().filter_map(TestApp::pid).collect();
     let body = alertmanager(
         "firing",
         "CupDown",
@@ -302,12 +335,13 @@ async fn fanout(subscribers: usize, pool_size: u32) {
     let mut first = None;
     let mut peak = 0;
     loop {
+        // The gauge counts the store's rows, so one replica sees the whole deployment's work.
         let sent = metric(
-            &app,
+            app,
             "banditore_deliveries{channel=\"email\",state=\"sent\"}",
         )
         .await as usize;
-        peak = peak.max(rss_kib(pid));
+        peak = peak.max(pids.iter().map(|&p| rss_kib(p)).max().unwrap_or(0));
         if sent > 0 && first.is_none() {
             first = Some(started.elapsed());
         }
@@ -322,16 +356,36 @@ async fn fanout(subscribers: usize, pool_size: u32) {
     }
     let total = started.elapsed();
     let first = first.unwrap_or_default();
+    let on = match store {
+        Store::Sqlite => "1 replica on SQLite".to_owned(),
+        Store::Postgres { replicas: 1 } => "1 replica on PostgreSQL".to_owned(),
+        Store::Postgres { replicas } => {
+            let mut shares = Vec::new();
+            for a in &apps {
+                let sent = metric(
+                    a,
+                    "banditore_deliveries_total{channel=\"email\",outcome=\"sent\"}",
+                )
+                .await;
+                shares.push(format!("{sent:.0}"));
+            }
+            format!(
+                "{replicas} replicas on PostgreSQL sending {} each",
+                shares.join(" / ")
+            )
+        }
+    };
     println!(
-        "fanout: 1 incident to {subscribers} subscribers via {} (pool_size {pool_size}): all sent in {:.2} s = {:.0} messages/s overall; first message after {:.0} ms; {:.0} messages/s after it; peak resident memory {:.1} MiB (target >= 5,000/s)",
+        "fanout: 1 incident to {subscribers} subscribers via {}, {on} (pool_size {pool_size}): all sent in {:.2} s = {:.0} messages/s overall; first message after {:.0} ms; {:.0} messages/s after it; peak resident memory {:.1} MiB per replica; start-up with {subscribers} configured subscribers {:.1} s per replica (target >= 5,000/s)",
         sink.name,
         total.as_secs_f64(),
         subscribers as f64 / total.as_secs_f64(),
         ms(first),
         subscribers as f64 / (total - first).as_secs_f64(),
         mib(peak),
+        startup.as_secs_f64(),
     );
-    if sink.child.is_some() {
+    if sink.child.is_some() && matches!(store, Store::Sqlite) && pool_size == 16 {
         smtp_source_reference(sink.port);
     }
 }
@@ -373,11 +427,16 @@ fn main() {
         }
         if run("fanout") {
             let n = if quick { 2000 } else { 10_000 };
-            fanout(n, 16).await;
+            fanout(n, 16, Store::Sqlite).await;
             if !quick {
-                fanout(n, 8).await;
-                fanout(n, 32).await;
+                fanout(n, 8, Store::Sqlite).await;
+                fanout(n, 32, Store::Sqlite).await;
             }
+        }
+        if run("fanout-pg") {
+            let n = if quick { 2000 } else { 10_000 };
+            fanout(n, 16, Store::Postgres { replicas: 1 }).await;
+            fanout(n, 16, Store::Postgres { replicas: 2 }).await;
         }
     });
 }

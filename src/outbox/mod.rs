@@ -160,7 +160,9 @@ impl Dispatcher {
                     .await
                 {
                     Ok(claimed) => {
-                        maybe_more = claimed.len() as u32 == want;
+                        // A short claim does not mean the outbox is drained: other replicas may
+                        // have held some rows for a moment. Only an empty one stops claiming.
+                        maybe_more = !claimed.is_empty();
                         held.add(claimed.iter().map(|d| d.id));
                         let start_by = tokio::time::Instant::now() + self.config.lease / 2;
                         queue.extend(claimed.into_iter().map(|d| (d, start_by)));
@@ -205,7 +207,7 @@ impl Dispatcher {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => maybe_more = true,
                 _ = self.wake.notified() => maybe_more = true,
                 _ = tokio::time::sleep(wait) => maybe_more = true,
             }
