@@ -367,6 +367,28 @@ async fn bump_subscribers_version(tx: &mut Transaction<'static, Any>) -> Result<
     Ok(())
 }
 
+/// A new subscriber with its addresses and subscriptions; `origin` is `api` or `config`.
+async fn insert_subscriber(
+    tx: &mut Transaction<'static, Any>,
+    s: &ValidSubscriber,
+    origin: &str,
+    now: Timestamp,
+) -> Result<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO subscribers (name, language, audience, origin, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+    )
+    .bind(&s.name)
+    .bind(s.language.as_str())
+    .bind(&s.audience)
+    .bind(origin)
+    .bind(ms(now))
+    .fetch_one(&mut **tx)
+    .await?;
+    insert_subscriber_parts(tx, id, s, false).await?;
+    Ok(id)
+}
+
 async fn insert_subscriber_parts(
     tx: &mut Transaction<'static, Any>,
     id: i64,
@@ -1038,17 +1060,7 @@ impl Store for SqlStore {
 
     async fn create_subscriber(&self, s: &ValidSubscriber, now: Timestamp) -> Result<i64> {
         let mut tx = self.write().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO subscribers (name, language, audience, origin, created_at, updated_at)
-             VALUES ($1, $2, $3, 'api', $4, $4) RETURNING id",
-        )
-        .bind(&s.name)
-        .bind(s.language.as_str())
-        .bind(&s.audience)
-        .bind(ms(now))
-        .fetch_one(&mut *tx)
-        .await?;
-        insert_subscriber_parts(&mut tx, id, s, false).await?;
+        let id = insert_subscriber(&mut tx, s, "api", now).await?;
         bump_subscribers_version(&mut tx).await?;
         tx.commit().await?;
         Ok(id)
@@ -1122,17 +1134,7 @@ impl Store for SqlStore {
                     report.updated += 1;
                 }
                 None => {
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO subscribers (name, language, audience, origin, created_at, updated_at)
-                         VALUES ($1, $2, $3, 'config', $4, $4) RETURNING id",
-                    )
-                    .bind(&s.name)
-                    .bind(s.language.as_str())
-                    .bind(&s.audience)
-                    .bind(ms(now))
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    insert_subscriber_parts(&mut tx, id, s, false).await?;
+                    insert_subscriber(&mut tx, s, "config", now).await?;
                     report.created += 1;
                 }
             }

@@ -43,13 +43,18 @@ async fn replicas(
     apps
 }
 
-fn fire() -> serde_json::Value {
-    alertmanager(
+/// Posts "CUP backend down" to `app` and checks it was accepted.
+async fn fire(app: &TestApp) {
+    let body = alertmanager(
         "firing",
         "CupDown",
         &[("service", "cup-backend"), ("severity", "critical")],
         "CUP backend non risponde",
-    )
+    );
+    let resp = app
+        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+        .await;
+    assert_eq!(resp.status(), 202);
 }
 
 /// How many messages each recipient got.
@@ -97,10 +102,7 @@ async fn two_replicas_share_a_fan_out_without_duplicates_or_losses() {
     let smtp = SmtpServer::start();
     let n = 2000;
     let apps = replicas(2, &db, &smtp, &desks(n), &[]).await;
-    let resp = apps[1]
-        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &fire())
-        .await;
-    assert_eq!(resp.status(), 202);
+    fire(&apps[1]).await;
     wait_for_total(&smtp, n, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let counts = tally(&smtp);
@@ -131,13 +133,7 @@ async fn a_replica_killed_mid_fan_out_loses_nothing() {
         &[("BANDITORE__CHANNELS__EMAIL__POOL_SIZE", "4")],
     )
     .await;
-    assert_eq!(
-        apps[0]
-            .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &fire())
-            .await
-            .status(),
-        202
-    );
+    fire(&apps[0]).await;
     wait_for_total(&smtp, n / 5, Duration::from_secs(60)).await;
     let killed_at = smtp.mails().len();
     apps[0].kill();
@@ -175,13 +171,7 @@ async fn leadership_moves_when_the_leader_dies_or_steps_down() {
     // Killed, the leader's lease (3 s) runs out and the follower takes over.
     apps[leader].kill();
     let killed = Instant::now();
-    assert_eq!(
-        apps[follower]
-            .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &fire())
-            .await
-            .status(),
-        202
-    );
+    fire(&apps[follower]).await;
     smtp.wait_for("desk0@asl.example", 1, Duration::from_secs(20));
     let took_over = killed.elapsed();
     eprintln!("after a kill, the follower led and notified within {took_over:?}");
@@ -229,13 +219,7 @@ async fn the_rate_limit_holds_for_the_whole_deployment() {
         &[("BANDITORE__CHANNELS__EMAIL__RATE_PER_SECOND", "20")],
     )
     .await;
-    assert_eq!(
-        apps[0]
-            .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &fire())
-            .await
-            .status(),
-        202
-    );
+    fire(&apps[0]).await;
     wait_for_total(&smtp, n, Duration::from_secs(60)).await;
     let mails = smtp.mails();
     let first = mails.iter().map(|m| m.received).min().unwrap();
