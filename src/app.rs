@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::Channel;
 use crate::channel::email::EmailChannel;
+use crate::channel::telegram::{self, BotContext, TelegramChannel, UpdateReceiver};
 use crate::cluster::{self, Leadership};
 use crate::domain::incident::Timing;
 use crate::domain::signal::NormalizeRules;
@@ -25,10 +26,10 @@ use crate::ingest::{IngestQueue, ParseOptions};
 use crate::outbox::{Backoff, Dispatcher, OutboxConfig, RateLimiter};
 use crate::pipeline::{Pipeline, Wakers};
 use crate::route::Router;
-use crate::settings::Validated;
+use crate::settings::{TelegramMode, Validated};
 use crate::store::{self, Store, Topic};
 use crate::unsubscribe::UnsubscribeLinks;
-use crate::web::{self, AppState, Authenticator};
+use crate::web::{self, AppState, Authenticator, TelegramWeb, WEBHOOK_PATH};
 
 pub struct Application {
     listener: TcpListener,
@@ -43,7 +44,16 @@ pub struct Application {
     dispatchers: Vec<Dispatcher>,
     ingest_writer: tokio::task::JoinHandle<()>,
     request_timeout: std::time::Duration,
+    /// The Telegram bot, when enabled: the client, what its handlers need, and in webhook mode
+    /// the URL to register, its secret and the updates the endpoint receives.
+    bot: Option<TelegramBot>,
 }
+
+type TelegramBot = (
+    teloxide::Bot,
+    Arc<BotContext>,
+    Option<(url::Url, String, UpdateReceiver)>,
+);
 
 impl Application {
     pub async fn build(v: Validated) -> anyhow::Result<Application> {
@@ -98,6 +108,18 @@ impl Application {
 
         let mut dispatchers = Vec::new();
         let mut enabled = BTreeSet::new();
+        let outbox = OutboxConfig {
+            lease: s.outbox.lease.get(),
+            batch_size: s.outbox.batch_size,
+            max_attempts: s.outbox.max_attempts,
+            backoff: Backoff {
+                initial: s.outbox.retry_initial.get(),
+                max: s.outbox.retry_max.get(),
+            },
+            poll_interval: s.outbox.poll_interval.get(),
+            concurrency: 1,
+            shutdown_timeout: s.server.shutdown_timeout.get(),
+        };
         if s.channels.email.enabled {
             let email =
                 EmailChannel::new(&s.channels.email, v.email_password.as_ref(), &deployment_id)?;
@@ -108,22 +130,70 @@ impl Application {
                 store.clone(),
                 channel,
                 OutboxConfig {
-                    lease: s.outbox.lease.get(),
-                    batch_size: s.outbox.batch_size,
-                    max_attempts: s.outbox.max_attempts,
-                    backoff: Backoff {
-                        initial: s.outbox.retry_initial.get(),
-                        max: s.outbox.retry_max.get(),
-                    },
-                    poll_interval: s.outbox.poll_interval.get(),
                     concurrency: s.channels.email.pool_size as usize,
-                    shutdown_timeout: s.server.shutdown_timeout.get(),
+                    ..outbox.clone()
                 },
                 owner.clone(),
-                wake.dispatch.clone(),
+                wake.dispatch.bell(),
                 links.clone(),
                 (rate > 0).then(|| Arc::new(RateLimiter::new(store.clone(), "email", rate))),
             ));
+        }
+
+        let mut telegram_web = None;
+        let mut bot = None;
+        if s.channels.telegram.enabled {
+            let t = &s.channels.telegram;
+            let keys = v
+                .telegram
+                .as_ref()
+                .context("channels.telegram: enabled without a token")?;
+            let client = telegram::bot(&keys.token, &t.api_url, t.timeout.get())?;
+            enabled.insert(ChannelKind::Telegram);
+            dispatchers.push(Dispatcher::new(
+                store.clone(),
+                Arc::new(TelegramChannel::new(client.clone())),
+                OutboxConfig {
+                    concurrency: t.concurrency as usize,
+                    ..outbox.clone()
+                },
+                owner.clone(),
+                wake.dispatch.bell(),
+                links.clone(),
+                Some(Arc::new(RateLimiter::new(
+                    store.clone(),
+                    "telegram",
+                    t.rate_per_second,
+                ))),
+            ));
+            let (webhook, endpoint) = match (t.mode, &keys.secret_token) {
+                (TelegramMode::Webhook, Some(secret)) => {
+                    let url = format!(
+                        "{}{WEBHOOK_PATH}",
+                        s.server.public_url.trim_end_matches('/')
+                    );
+                    let url =
+                        url::Url::parse(&url).with_context(|| format!("webhook URL `{url}`"))?;
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    (
+                        Some((url, secret.expose().to_owned(), rx)),
+                        Some((secret.clone(), tx)),
+                    )
+                }
+                _ => (None, None),
+            };
+            telegram_web = Some(Arc::new(TelegramWeb {
+                bot: client.clone(),
+                username: tokio::sync::OnceCell::new(),
+                invite_ttl: t.invite_ttl.get(),
+                webhook: endpoint,
+            }));
+            let context = BotContext {
+                store: store.clone(),
+                renderer: v.renderer.clone(),
+                default_language: s.routing.default_language.clone(),
+            };
+            bot = Some((client, Arc::new(context), webhook));
         }
 
         let timing = Timing {
@@ -164,6 +234,7 @@ impl Application {
                 default_severity: s.ingest.default_severity,
             },
             max_body_bytes: s.server.max_body_bytes,
+            telegram: telegram_web,
         };
         let listener = TcpListener::bind(s.server.listen)
             .await
@@ -181,6 +252,7 @@ impl Application {
             dispatchers,
             ingest_writer,
             request_timeout: s.server.request_timeout.get(),
+            bot,
         })
     }
 
@@ -201,6 +273,15 @@ impl Application {
             self.leadership.clone(),
             workers.clone(),
         ));
+        let bot = self.bot.map(|(client, context, webhook)| {
+            tokio::spawn(telegram::run_bot(
+                client,
+                context,
+                webhook,
+                self.leadership.clone(),
+                workers.clone(),
+            ))
+        });
         let dispatchers: Vec<_> = self
             .dispatchers
             .into_iter()
@@ -217,6 +298,9 @@ impl Application {
         workers.cancel();
         let _ = pipeline.await;
         let _ = retention.await;
+        if let Some(bot) = bot {
+            let _ = bot.await;
+        }
         // Only now that the pipeline has stopped may another replica lead.
         self.campaign_stop.cancel();
         let _ = self.campaign.await;
@@ -238,7 +322,7 @@ async fn forward_wakeups(mut rx: crate::store::Wakeups, wake: Wakers) {
         match topic {
             // Another replica stored signals or an operator's update: the leader routes too.
             Topic::Signals => wake.updates_written(),
-            Topic::Deliveries => wake.dispatch.notify_one(),
+            Topic::Deliveries => wake.dispatch.ring(),
             Topic::Leader => wake.leader.notify_one(),
         }
     }

@@ -33,6 +33,27 @@ impl Leadership {
             .is_some_and(|until| Instant::now() < until)
     }
 
+    /// Returns once this replica no longer leads (at once if it does not): its lease ran out or
+    /// was not renewed, or the campaign ended.
+    pub async fn lost(&mut self) {
+        loop {
+            let until = *self.until.borrow();
+            match until {
+                Some(until) if Instant::now() < until => {
+                    tokio::select! {
+                        changed = self.until.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                        }
+                        _ = tokio::time::sleep_until(until) => {}
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
     /// Returns once this replica leads (at once if it does).
     pub async fn wait(&mut self) {
         loop {

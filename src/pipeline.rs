@@ -25,7 +25,7 @@ pub struct Wakers {
     /// Set when an update was written outside the engine (by hand): the router must run.
     route: Arc<AtomicBool>,
     /// New deliveries: run the dispatchers.
-    pub dispatch: Arc<Notify>,
+    pub dispatch: Bells,
     /// The leader stepped down: campaign now.
     pub leader: Arc<Notify>,
 }
@@ -35,6 +35,31 @@ impl Wakers {
     pub fn updates_written(&self) {
         self.route.store(true, Ordering::SeqCst);
         self.pipeline.notify_one();
+    }
+}
+
+/// One wake-up per dispatcher (one per channel): each keeps its own, so a dispatcher busy
+/// when the bell rings still finds it when it next waits.
+#[derive(Clone, Default)]
+pub struct Bells(Arc<std::sync::Mutex<Vec<Arc<Notify>>>>);
+
+impl Bells {
+    /// A new dispatcher's own bell.
+    pub fn bell(&self) -> Arc<Notify> {
+        let bell = Arc::new(Notify::new());
+        if let Ok(mut bells) = self.0.lock() {
+            bells.push(bell.clone());
+        }
+        bell
+    }
+
+    /// Wakes every dispatcher.
+    pub fn ring(&self) {
+        if let Ok(bells) = self.0.lock() {
+            for bell in bells.iter() {
+                bell.notify_one();
+            }
+        }
     }
 }
 
@@ -110,7 +135,7 @@ impl Pipeline {
                                 deliveries = report.deliveries,
                                 "routed"
                             );
-                            self.wake.dispatch.notify_one();
+                            self.wake.dispatch.ring();
                             self.store.announce(Topic::Deliveries).await;
                         }
                     }

@@ -4,12 +4,14 @@
 //! recipient and acts on the [`SendError`] class (retry later, give up, or mark the address gone).
 
 pub mod email;
+pub mod telegram;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::domain::subscriber::ChannelKind;
+use crate::render::Markup;
 
 /// One message to one recipient, with the per-recipient parts already filled in.
 #[derive(Debug, Clone)]
@@ -46,10 +48,17 @@ pub enum SendError {
     /// The address no longer exists (unknown mailbox, blocked bot, dead number).
     #[error("recipient gone: {reason}")]
     RecipientGone { reason: String },
+    /// The provider asked to slow down: try again after `after`, without counting an attempt.
+    #[error("throttled by the provider for {after:?}")]
+    Throttled { after: Duration },
 }
 
 #[async_trait]
 pub trait Channel: Send + Sync + 'static {
     fn kind(&self) -> ChannelKind;
+    /// How the message body is written, for the per-recipient parts filled into it.
+    fn body_markup(&self) -> Markup {
+        Markup::Plain
+    }
     async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError>;
 }

@@ -13,14 +13,16 @@ use super::{Matcher, Severity};
 #[serde(rename_all = "lowercase")]
 pub enum ChannelKind {
     Email,
+    Telegram,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 1] = [ChannelKind::Email];
+    pub const ALL: [ChannelKind; 2] = [ChannelKind::Email, ChannelKind::Telegram];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Email => "email",
+            ChannelKind::Telegram => "telegram",
         }
     }
 
@@ -32,6 +34,57 @@ impl ChannelKind {
                 .parse::<lettre::Address>()
                 .map(|a| a.to_string())
                 .map_err(|e| format!("`{trimmed}` is not a valid email address ({e})")),
+            ChannelKind::Telegram => TelegramChat::parse(trimmed).map(|c| c.to_string()),
+        }
+    }
+}
+
+/// Where a Telegram message goes: a chat id (a person's is positive, a group's negative,
+/// a supergroup's or channel's starts with -100) or a public channel's `@username`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TelegramChat {
+    Id(i64),
+    Username(String),
+}
+
+impl TelegramChat {
+    pub fn parse(raw: &str) -> Result<TelegramChat, String> {
+        if let Some(name) = raw.strip_prefix('@') {
+            // Telegram usernames: 5–32 characters, letters, digits and underscores, starting with
+            // a letter; case does not matter.
+            let valid = (5..=32).contains(&name.len())
+                && name.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            return if valid {
+                Ok(TelegramChat::Username(name.to_ascii_lowercase()))
+            } else {
+                Err(format!(
+                    "`{raw}` is not a Telegram @username (5–32 letters, digits or `_`, starting with a letter)"
+                ))
+            };
+        }
+        match raw.parse::<i64>() {
+            Ok(id) if id != 0 => Ok(TelegramChat::Id(id)),
+            _ => Err(format!(
+                "`{raw}` is not a Telegram chat: expected a chat id such as 123456789 or -1001234567890, or a channel's @username"
+            )),
+        }
+    }
+
+    /// Groups, supergroups and channels: anything but a conversation with one person.
+    pub fn is_group(&self) -> bool {
+        match self {
+            TelegramChat::Id(id) => *id < 0,
+            TelegramChat::Username(_) => true,
+        }
+    }
+}
+
+impl fmt::Display for TelegramChat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TelegramChat::Id(id) => write!(f, "{id}"),
+            TelegramChat::Username(name) => write!(f, "@{name}"),
         }
     }
 }
@@ -48,7 +101,7 @@ impl FromStr for ChannelKind {
         ChannelKind::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown channel `{s}` (known: email)"))
+            .ok_or_else(|| format!("unknown channel `{s}` (known: email, telegram)"))
     }
 }
 
@@ -141,6 +194,9 @@ impl OneOrMany {
     }
 }
 
+/// The longest subscriber name accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
 /// A subscriber as an administrator writes it, in the API or in `[[subscribers]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,10 +247,10 @@ impl SubscriberSpec {
                 field: "name".into(),
                 message: "must not be empty".into(),
             });
-        } else if name.chars().count() > 200 {
+        } else if name.chars().count() > MAX_NAME_CHARS {
             errors.push(FieldError {
                 field: "name".into(),
-                message: "is longer than 200 characters".into(),
+                message: format!("is longer than {MAX_NAME_CHARS} characters"),
             });
         }
         let audience = self.audience.trim().to_owned();
@@ -255,6 +311,26 @@ mod tests {
 
     fn it() -> Language {
         Language::try_from("it".to_owned()).unwrap()
+    }
+
+    #[test]
+    fn telegram_addresses() {
+        let tg = ChannelKind::Telegram;
+        assert_eq!(tg.parse_address(" 123456789 ").unwrap(), "123456789");
+        assert_eq!(
+            tg.parse_address("-1001234567890").unwrap(),
+            "-1001234567890"
+        );
+        assert_eq!(
+            tg.parse_address("@Regione_Avvisi").unwrap(),
+            "@regione_avvisi"
+        );
+        for bad in ["0", "abc", "@ab", "@1abcde", "@with space", "12.5", ""] {
+            assert!(tg.parse_address(bad).is_err(), "{bad} accepted");
+        }
+        assert!(!TelegramChat::parse("42").unwrap().is_group());
+        assert!(TelegramChat::parse("-42").unwrap().is_group());
+        assert!(TelegramChat::parse("@regione_avvisi").unwrap().is_group());
     }
 
     #[test]

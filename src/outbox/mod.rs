@@ -363,6 +363,10 @@ impl Send {
                 "gone"
             }
             DeliveryOutcome::Released => "released",
+            DeliveryOutcome::Deferred { .. } => {
+                tracing::info!(delivery = delivery.id, channel = %kind, "provider asked to slow down; deferred");
+                "deferred"
+            }
         };
         metrics::counter!("banditore_deliveries_total", "channel" => kind.as_str(), "outcome" => label).increment(1);
         let _ = self.results.send(outcome_of(&delivery, outcome));
@@ -387,7 +391,7 @@ impl Send {
             recipient: delivery.recipient.clone(),
             recipient_name: delivery.subscriber_name.clone(),
             subject: message.subject.as_deref().map(|s| fill.fill(s)),
-            text: fill.fill(&message.body),
+            text: fill.fill_as(&message.body, self.channel.body_markup()),
             html: message.html.as_deref().map(|h| fill.fill_html(h)),
             unsubscribe_url,
         };
@@ -405,6 +409,9 @@ impl Send {
             }
             Ok(Err(SendError::Reject { reason })) => DeliveryOutcome::Failed { error: reason },
             Ok(Err(SendError::RecipientGone { reason })) => DeliveryOutcome::Gone { error: reason },
+            Ok(Err(SendError::Throttled { after })) => DeliveryOutcome::Deferred {
+                at: later_by(Timestamp::now(), after),
+            },
             Err(_) => self.retry_or_fail(delivery, None, format!("no answer within {budget:?}")),
         }
     }

@@ -12,6 +12,8 @@ pub struct MessageContext {
     pub update: UpdateView,
     /// Signals of the incident, firing ones first.
     pub signals: Vec<SignalView>,
+    /// Signals left out of `signals` to keep the message within the channel's length limit.
+    pub signals_omitted: usize,
     pub audience: String,
     pub public_url: String,
     /// Placeholder, filled per recipient at send time.
@@ -69,6 +71,7 @@ impl MessageContext {
             incident,
             update,
             signals,
+            signals_omitted: 0,
             audience: audience.to_owned(),
             public_url: public_url.trim_end_matches('/').to_owned(),
             recipient_name: RECIPIENT_NAME,

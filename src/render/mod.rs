@@ -7,6 +7,7 @@
 //! [`Placeholders::fill`] substitutes at send time, so a fan-out to thousands costs one render.
 
 mod context;
+pub mod telegram;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -18,11 +19,14 @@ use jiff::tz::TimeZone;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 
 use crate::domain::UpdateKind;
-use crate::domain::subscriber::{ChannelKind, Language};
+use crate::domain::subscriber::{ChannelKind, Language, MAX_NAME_CHARS};
 
 pub use context::{IncidentView, MessageContext, SignalView, UpdateView, sample_context};
 
 static BUILT_IN: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
+
+/// Auto-escaping for Telegram templates: Telegram HTML escapes fewer characters than HTML does.
+const TELEGRAM_ESCAPE: &str = "telegram-html";
 
 /// Fuel bounds the work one render may do, so that a looping template fails instead of hanging.
 const FUEL: u64 = 200_000;
@@ -48,6 +52,7 @@ pub struct Rendered {
 fn parts(channel: ChannelKind) -> &'static [&'static str] {
     match channel {
         ChannelKind::Email => &["subject", "text", "html"],
+        ChannelKind::Telegram => &["message", "bot"],
     }
 }
 
@@ -82,11 +87,25 @@ impl Renderer {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
         env.set_auto_escape_callback(|name| {
-            if name.ends_with("html.j2") {
+            if name.starts_with("telegram/") {
+                AutoEscape::Custom(TELEGRAM_ESCAPE.into())
+            } else if name.ends_with("html.j2") {
                 AutoEscape::Html
             } else {
                 AutoEscape::None
             }
+        });
+        env.set_formatter(|out, state, value| match state.auto_escape() {
+            AutoEscape::Custom(name) if name == TELEGRAM_ESCAPE => {
+                let text = value.to_string();
+                let text = if value.is_safe() {
+                    text
+                } else {
+                    telegram::escape(&text)
+                };
+                out.write_str(&text).map_err(minijinja::Error::from)
+            }
+            _ => minijinja::escape_formatter(out, state, value),
         });
         env.add_filter("localtime", move |value: String, format: Option<String>| {
             local_time(&value, format.as_deref(), &tz)
@@ -181,8 +200,67 @@ impl Renderer {
                 html: Some(render("html")?),
                 language,
             },
+            ChannelKind::Telegram => Rendered {
+                subject: None,
+                text: self.render_telegram(&language, ctx)?,
+                html: None,
+                language,
+            },
         };
         Ok(rendered)
+    }
+
+    /// A Telegram message within Telegram's limit: when the whole text is too long, it is
+    /// rendered again with fewer signals (templates say how many were left out), and only if
+    /// that is not enough is it cut.
+    fn render_telegram(&self, language: &str, ctx: &MessageContext) -> Result<String, RenderError> {
+        let name = template_name(ChannelKind::Telegram, language, "message");
+        let render = |ctx: &MessageContext| {
+            self.render_named(&name, &minijinja::Value::from(minijinja::value::Serde(ctx)))
+        };
+        // The recipient's name replaces its placeholder at send time; leave room for the longest.
+        let limit = |text: &str| {
+            let names = text.matches(RECIPIENT_NAME).count();
+            telegram::MAX_LEN.saturating_sub(names * (MAX_NAME_CHARS - RECIPIENT_NAME.len()))
+        };
+        let mut text = render(ctx)?;
+        let mut keep = ctx.signals.len();
+        while telegram::visible_len(&text) > limit(&text) && keep > 0 {
+            keep /= 2;
+            let mut shorter = ctx.clone();
+            shorter.signals.truncate(keep);
+            shorter.signals_omitted = ctx.signals.len() - keep;
+            text = render(&shorter)?;
+        }
+        let max = limit(&text);
+        Ok(telegram::truncate(&text, max))
+    }
+
+    /// What the Telegram bot answers: macro `name` of `telegram/<language>/bot.j2`, in the
+    /// chat's language (or the fallback), its arguments escaped for Telegram.
+    pub fn bot_text(
+        &self,
+        wanted: &Language,
+        name: &str,
+        args: &[minijinja::Value],
+    ) -> Result<String, RenderError> {
+        let language = self
+            .language_for(ChannelKind::Telegram, wanted)
+            .ok_or(RenderError::NoTemplates(ChannelKind::Telegram))?;
+        let template = template_name(ChannelKind::Telegram, &language, "bot");
+        let fail = |e: minijinja::Error| RenderError::Template {
+            name: format!("{template} ({name})"),
+            detail: describe(&template, &e),
+        };
+        let mut captured = self
+            .env
+            .get_template(&template)
+            .map_err(fail)?
+            .render_captured(minijinja::context! {})
+            .map_err(fail)?;
+        captured
+            .with_state_mut(|state| state.call_macro(name, args))
+            .map_err(fail)
     }
 
     /// Renders a web page, `web/<language>/<name>.html.j2`, in the language or the fallback.
@@ -263,10 +341,54 @@ impl Renderer {
                         kinds.join("/")
                     ));
                 }
+                if channel == ChannelKind::Telegram {
+                    for (name, args) in bot_samples() {
+                        if let Err(e) = self.bot_text(&language, name, &args) {
+                            problems.push(e.to_string());
+                        }
+                    }
+                }
             }
         }
         problems
     }
+}
+
+/// Every macro the Telegram bot calls, with sample arguments, for [`Renderer::check`].
+fn bot_samples() -> Vec<(&'static str, Vec<minijinja::Value>)> {
+    use minijinja::Value;
+    let name = || Value::from("CUP Foligno <sportello 2>");
+    let list = || Value::from(vec!["cup-backend", "portale-referti"]);
+    let incident = minijinja::context! {
+        id => 42, title => "CUP backend non raggiungibile", status => "investigating",
+        severity => "critical", opened_at => "2023-07-19T09:14:00Z", services => vec!["cup-backend"],
+    };
+    vec![
+        ("help", vec![]),
+        ("not_registered", vec![]),
+        ("bound", vec![name()]),
+        ("already_active", vec![name()]),
+        ("bound_elsewhere", vec![name()]),
+        ("invite_expired", vec![]),
+        ("invite_used", vec![]),
+        ("invite_unknown", vec![]),
+        ("status", vec![Value::from(vec![incident]), Value::from(3)]),
+        (
+            "status",
+            vec![Value::from(Vec::<Value>::new()), Value::from(0)],
+        ),
+        ("subscribe_usage", vec![list()]),
+        ("subscribed", vec![Value::from("cup-backend")]),
+        ("unsubscribe_usage", vec![list(), list()]),
+        ("unsubscribed", vec![Value::from("cup-backend")]),
+        ("bad_service", vec![Value::from("<cup>")]),
+        ("stopped", vec![]),
+        ("resumed", vec![name()]),
+        ("language_usage", vec![Value::from(vec!["en", "it"])]),
+        ("language_set", vec![]),
+        ("unknown_command", vec![]),
+        ("trouble", vec![]),
+    ]
 }
 
 pub fn template_name(channel: ChannelKind, language: &str, part: &str) -> String {
@@ -369,6 +491,25 @@ impl Placeholders<'_> {
         html.replace(RECIPIENT_NAME, &name)
             .replace(UNSUBSCRIBE_URL, &url)
     }
+
+    /// Fills a message body written in `markup`.
+    pub fn fill_as(&self, body: &str, markup: Markup) -> String {
+        match markup {
+            Markup::Plain => self.fill(body),
+            Markup::Html => self.fill_html(body),
+            Markup::TelegramHtml => body
+                .replace(RECIPIENT_NAME, &telegram::escape(self.recipient_name))
+                .replace(UNSUBSCRIBE_URL, &telegram::escape(self.unsubscribe_url)),
+        }
+    }
+}
+
+/// How a channel's message body is written, for filling placeholders into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Markup {
+    Plain,
+    Html,
+    TelegramHtml,
 }
 
 #[cfg(test)]
@@ -509,5 +650,64 @@ mod tests {
         ));
         assert!(html.contains("CUP &lt;Foligno&gt;"));
         assert!(html.contains("a?b&amp;c"));
+    }
+
+    #[test]
+    fn telegram_messages_escape_what_monitors_send() {
+        let r = renderer();
+        let it = Language::try_from("it".to_owned()).unwrap();
+        let mut ctx = sample_context(UpdateKind::Opened);
+        ctx.incident.title = "CUP <backend> & \"API\" 🚨".into();
+        ctx.signals[0].summary = "latency > 5s & errors < 1%".into();
+        let out = r.render(ChannelKind::Telegram, &it, &ctx).unwrap();
+        assert_eq!(out.subject, None);
+        assert!(
+            out.text
+                .contains("<b>CUP &lt;backend&gt; &amp; &quot;API&quot; 🚨</b>"),
+            "{}",
+            out.text
+        );
+        assert!(out.text.contains("latency &gt; 5s &amp; errors &lt; 1%"));
+        assert!(out.text.contains("🔴 <b>Disservizio in corso</b>"));
+        let p = Placeholders {
+            recipient_name: "CUP <Foligno>",
+            unsubscribe_url: "https://x/u?a&b",
+        };
+        assert_eq!(
+            p.fill_as(
+                &format!("{RECIPIENT_NAME} {UNSUBSCRIBE_URL}"),
+                Markup::TelegramHtml
+            ),
+            "CUP &lt;Foligno&gt; https://x/u?a&amp;b"
+        );
+    }
+
+    #[test]
+    fn long_telegram_messages_drop_signals_then_cut() {
+        let r = renderer();
+        let en = Language::try_from("en".to_owned()).unwrap();
+        let mut ctx = sample_context(UpdateKind::Opened);
+        let one = ctx.signals[0].clone();
+        ctx.signals = (0..400)
+            .map(|i| SignalView {
+                summary: format!("host-{i} does not answer & drops <connections>"),
+                ..one.clone()
+            })
+            .collect();
+        let out = r.render(ChannelKind::Telegram, &en, &ctx).unwrap();
+        let len = telegram::visible_len(&out.text);
+        assert!(len <= telegram::MAX_LEN, "{len}");
+        assert!(out.text.contains("more signals"), "{}", out.text);
+        assert!(out.text.contains("Incident no. 42"), "the end is kept");
+        // A body too long on its own is cut, markup balanced.
+        ctx.signals.truncate(1);
+        ctx.update.body = Some("x".repeat(10_000));
+        let out = r.render(ChannelKind::Telegram, &en, &ctx).unwrap();
+        assert!(telegram::visible_len(&out.text) <= telegram::MAX_LEN);
+        assert!(
+            out.text.ends_with('…'),
+            "{}",
+            &out.text[out.text.len() - 50..]
+        );
     }
 }

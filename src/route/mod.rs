@@ -16,8 +16,8 @@ use crate::domain::subscriber::ChannelKind;
 use crate::domain::{Labels, Severity, UpdateKind};
 use crate::render::{IncidentView, MessageContext, Rendered, Renderer, SignalView, UpdateView};
 use crate::store::{
-    AlertRow, IncidentOrigin, IncidentRow, NewDelivery, NewMessage, Store, StoreError,
-    SubscriberRow, UpdateRow,
+    AddressRow, AlertRow, IncidentOrigin, IncidentRow, NewDelivery, NewMessage, ServiceMode, Store,
+    StoreError, SubscriberRow, UpdateRow,
 };
 
 const UPDATE_BATCH: u32 = 16;
@@ -183,17 +183,20 @@ impl Router {
                 })
                 .collect();
             for address in subscriber.addresses.iter().filter(|a| a.is_active()) {
-                let follows = wanted.contains(&address.channel)
-                    || notified.contains(&(address.id, address.channel));
+                let follows = if address.services.is_empty() {
+                    wanted.contains(&address.channel)
+                        || notified.contains(&(address.id, address.channel))
+                } else {
+                    follows_with_choices(subscriber, address, &label_sets, notified)
+                };
                 if !follows || !self.enabled.contains(&address.channel) {
                     continue;
                 }
                 if !seen.insert((address.channel, address.address.as_str())) {
                     continue;
                 }
-                let Some(language) = self
-                    .renderer
-                    .language_for(address.channel, &subscriber.language)
+                let wanted_language = address.language.as_ref().unwrap_or(&subscriber.language);
+                let Some(language) = self.renderer.language_for(address.channel, wanted_language)
                 else {
                     continue;
                 };
@@ -209,6 +212,44 @@ impl Router {
         }
         groups
     }
+}
+
+/// Whether an address that chose services itself (`/subscribe`, `/unsubscribe`) follows an
+/// incident: signals about muted services do not count, even for whoever heard the incident
+/// open; followed services count at any severity; the subscriber's subscriptions count for the
+/// rest.
+fn follows_with_choices(
+    subscriber: &SubscriberRow,
+    address: &AddressRow,
+    label_sets: &[(&Labels, Severity)],
+    notified: &BTreeSet<(i64, ChannelKind)>,
+) -> bool {
+    let choice = |labels: &Labels| {
+        labels
+            .get("service")
+            .and_then(|s| address.services.get(s))
+            .copied()
+    };
+    let live: Vec<&(&Labels, Severity)> = label_sets
+        .iter()
+        .filter(|(labels, _)| choice(labels) != Some(ServiceMode::Mute))
+        .collect();
+    if live.is_empty() {
+        return false;
+    }
+    let followed = live
+        .iter()
+        .any(|(labels, _)| choice(labels) == Some(ServiceMode::Follow));
+    let subscribed = subscriber
+        .subscriptions
+        .iter()
+        .filter(|sub| sub.wants_channel(address.channel))
+        .any(|sub| {
+            live.iter().any(|(labels, severity)| {
+                *severity >= sub.min_severity && all_match(&sub.matchers, labels)
+            })
+        });
+    followed || subscribed || notified.contains(&(address.id, address.channel))
 }
 
 fn rfc3339(t: Timestamp) -> String {

@@ -261,6 +261,53 @@ pub struct OutboxSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ChannelSettings {
     pub email: EmailSettings,
+    pub telegram: TelegramSettings,
+}
+
+word_enum! {
+    pub enum TelegramMode {
+        /// The leading replica long-polls `getUpdates`.
+        Polling => "polling",
+        /// Telegram posts updates to `<public_url>/telegram/webhook`.
+        Webhook => "webhook",
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelegramSettings {
+    pub enabled: bool,
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+    pub api_url: String,
+    pub mode: TelegramMode,
+    /// Checked on `X-Telegram-Bot-Api-Secret-Token` in webhook mode.
+    pub secret_token: Option<Secret>,
+    pub secret_token_file: Option<PathBuf>,
+    pub secret_token_env: Option<String>,
+    pub public_channel: String,
+    pub rate_per_second: u32,
+    pub concurrency: u32,
+    pub timeout: Dur,
+    pub invite_ttl: Dur,
+}
+
+impl TelegramSettings {
+    pub fn token(&self) -> SecretSource {
+        SecretSource {
+            value: self.token.clone(),
+            file: self.token_file.clone(),
+            env: self.token_env.clone(),
+        }
+    }
+
+    pub fn secret_token(&self) -> SecretSource {
+        SecretSource {
+            value: self.secret_token.clone(),
+            file: self.secret_token_file.clone(),
+            env: self.secret_token_env.clone(),
+        }
+    }
 }
 
 word_enum! {
@@ -308,7 +355,6 @@ fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> 
     })
 }
 
-/// A duration written as `"500ms"`, `"30s"`, `"2m"`, `"1h 30m"`, or a number of seconds.
 impl ServerSettings {
     pub fn secret_key(&self) -> SecretSource {
         SecretSource {
@@ -319,6 +365,7 @@ impl ServerSettings {
     }
 }
 
+/// A duration written as `"500ms"`, `"30s"`, `"2m"`, `"1h 30m"`, or a number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 

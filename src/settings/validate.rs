@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
-use super::{EmailTls, Problem, Role, Secret, Settings};
-use crate::domain::subscriber::ValidSubscriber;
+use super::{EmailTls, Problem, Role, Secret, Settings, TelegramMode};
+use crate::domain::subscriber::{TelegramChat, ValidSubscriber};
 use crate::render::Renderer;
 
 /// An API token, resolved.
@@ -41,11 +41,21 @@ pub struct Validated {
     pub tokens: Vec<TokenKey>,
     pub hmac: Vec<HmacKey>,
     pub email_password: Option<Secret>,
+    /// The bot's secrets, when Telegram is enabled.
+    pub telegram: Option<TelegramKeys>,
     pub subscribers: Vec<ValidSubscriber>,
     pub time_zone: TimeZone,
     pub renderer: Renderer,
     /// Things worth knowing that do not stop the service.
     pub warnings: Vec<Problem>,
+}
+
+/// The Telegram bot's secrets, resolved.
+#[derive(Debug, Clone)]
+pub struct TelegramKeys {
+    pub token: Secret,
+    /// Webhook mode: what Telegram must send in `X-Telegram-Bot-Api-Secret-Token`.
+    pub secret_token: Option<Secret>,
 }
 
 const MIN_TOKEN_LEN: usize = 16;
@@ -350,6 +360,8 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         }
     }
 
+    let telegram = validate_telegram(&settings, &mut push);
+
     // subscribers
     let mut subscribers = Vec::new();
     let mut subscriber_names = BTreeSet::new();
@@ -403,6 +415,7 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
             tokens,
             hmac,
             email_password,
+            telegram,
             subscribers,
             time_zone,
             renderer,
@@ -410,6 +423,117 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         }),
         _ => Err(problems),
     }
+}
+
+/// `channels.telegram`: the token, the API address, webhook mode's secret, the public channel.
+fn validate_telegram(
+    settings: &Settings,
+    push: &mut impl FnMut(&str, String),
+) -> Option<TelegramKeys> {
+    let t = &settings.channels.telegram;
+    if !t.enabled {
+        return None;
+    }
+    let token = match t.token().resolve("token") {
+        // @BotFather's tokens look like 123456789:AAE…; the part before the colon is the bot's id.
+        Ok(Some(token))
+            if token
+                .expose()
+                .split_once(':')
+                .is_some_and(|(id, rest)| id.parse::<u64>().is_ok() && !rest.is_empty()) =>
+        {
+            Some(token)
+        }
+        Ok(Some(_)) => {
+            push(
+                "channels.telegram.token",
+                "is not a bot token like 123456789:AAE… (from @BotFather)".into(),
+            );
+            None
+        }
+        Ok(None) => {
+            push(
+                "channels.telegram.token",
+                "give `token`, `token_file` or `token_env`".into(),
+            );
+            None
+        }
+        Err(e) => {
+            push("channels.telegram.token", e);
+            None
+        }
+    };
+    match url::Url::parse(&t.api_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => push(
+            "channels.telegram.api_url",
+            format!("`{}` is not an http(s) URL", t.api_url),
+        ),
+    }
+    let secret_token = match t.secret_token().resolve("secret_token") {
+        Ok(secret) => secret,
+        Err(e) => {
+            push("channels.telegram.secret_token", e);
+            None
+        }
+    };
+    if t.mode == TelegramMode::Webhook {
+        match &secret_token {
+            // Telegram's rule for setWebhook's secret_token.
+            Some(s)
+                if (1..=256).contains(&s.expose().len())
+                    && s
+                        .expose()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+            {
+                if s.expose().len() < MIN_TOKEN_LEN {
+                    push(
+                        "channels.telegram.secret_token",
+                        format!("is shorter than {MIN_TOKEN_LEN} characters"),
+                    );
+                }
+            }
+            Some(_) => push(
+                "channels.telegram.secret_token",
+                "use 1–256 letters, digits, `_` or `-` (Telegram's rule)".into(),
+            ),
+            None => push(
+                "channels.telegram.secret_token",
+                "webhook mode needs `secret_token`, `secret_token_file` or `secret_token_env`, so that only Telegram can post updates".into(),
+            ),
+        }
+    }
+    if !t.public_channel.is_empty()
+        && let Err(e) = TelegramChat::parse(&t.public_channel)
+    {
+        push("channels.telegram.public_channel", e);
+    }
+    if t.rate_per_second == 0 {
+        push(
+            "channels.telegram.rate_per_second",
+            "must be at least 1 (Telegram allows about 30)".into(),
+        );
+    }
+    if t.concurrency == 0 {
+        push("channels.telegram.concurrency", "must be at least 1".into());
+    }
+    if t.timeout.get() > settings.outbox.lease.get() / 2 {
+        push(
+            "channels.telegram.timeout",
+            format!(
+                "must be at most half of outbox.lease ({:?})",
+                settings.outbox.lease.get() / 2
+            ),
+        );
+    }
+    if t.invite_ttl.get() < Duration::from_secs(60) {
+        push("channels.telegram.invite_ttl", "must be at least 1m".into());
+    }
+    token.map(|token| TelegramKeys {
+        token,
+        secret_token,
+    })
 }
 
 fn is_loopback_host(url: &url::Url) -> bool {

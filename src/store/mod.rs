@@ -5,9 +5,13 @@
 //! the router, manual incident updates). SQLite is the embedded default
 //! ([`sqlite::SqliteStore`]).
 
+mod chat;
+mod chat_sql;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+
+pub use chat::{ChatBinding, ChatStore, Redeemed};
 
 use std::collections::BTreeMap;
 
@@ -237,6 +241,42 @@ impl SubscriberOrigin {
     }
 }
 
+/// Who put an address there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressOrigin {
+    /// The API or the configuration file; the file keeps its own in step.
+    Admin,
+    /// A chat that bound itself with an invite; only the chat or an administrator removes it.
+    Chat,
+}
+
+impl AddressOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressOrigin::Admin => "admin",
+            AddressOrigin::Chat => "chat",
+        }
+    }
+}
+
+/// What a chat said about one service: follow it beyond the subscriptions, or mute it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceMode {
+    Follow,
+    Mute,
+}
+
+impl ServiceMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceMode::Follow => "follow",
+            ServiceMode::Mute => "mute",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AddressRow {
     pub id: i64,
@@ -245,6 +285,11 @@ pub struct AddressRow {
     pub unsubscribed_at: Option<Timestamp>,
     pub gone_at: Option<Timestamp>,
     pub gone_reason: Option<String>,
+    pub origin: AddressOrigin,
+    /// The chat's own language, over its subscriber's.
+    pub language: Option<Language>,
+    /// Services the chat follows or muted itself.
+    pub services: BTreeMap<String, ServiceMode>,
 }
 
 impl AddressRow {
@@ -355,6 +400,11 @@ pub enum DeliveryOutcome {
     /// Claimed but never tried (it could not start in time): back to pending, the attempt
     /// not counted.
     Released,
+    /// Tried, and the provider asked to wait (a rate limit): pending again from `at`, the
+    /// attempt not counted.
+    Deferred {
+        at: Timestamp,
+    },
 }
 
 /// What happened to one claimed delivery. `attempts` is the value its claim gave it: an
@@ -441,7 +491,7 @@ pub struct PruneReport {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ChatStore + Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
     async fn close(&self);

@@ -19,15 +19,16 @@ use sqlx::{AnyConnection, AnyPool};
 use super::*;
 use crate::domain::Matcher;
 
-/// Deliveries `d` that are first in their thread: no earlier delivery of the same incident to the
-/// same recipient is still pending or in flight. A correlated MIN that PostgreSQL runs as one
-/// lookup in `deliveries_thread` per row, rather than NOT EXISTS, which it turns into an anti-join
-/// planned from statistics: right after a large fan-out those still describe an empty table, and
-/// the plan scanned every delivery of the incident for each candidate (10,000 of them).
-const FIRST_IN_THREAD: &str = "d.id = (
+/// Deliveries `d` that are next for their recipient: no earlier delivery on the same channel to
+/// the same recipient is still pending or in flight, so a recipient reads messages in the order
+/// they were written ("resolved" never overtakes "opened"; a deferred message holds back the
+/// ones after it). A correlated MIN that both engines answer from the partial index
+/// `deliveries_live`, rather than NOT EXISTS, which PostgreSQL turns into an anti-join planned
+/// from statistics: right after a large fan-out those still describe an empty table, and the plan
+/// scanned every delivery of the incident for each candidate (10,000 of them).
+const NEXT_FOR_RECIPIENT: &str = "d.id = (
     SELECT MIN(e.id) FROM deliveries e
-    WHERE e.incident_id = d.incident_id AND e.channel = d.channel AND e.recipient = d.recipient
-      AND e.state IN ('pending', 'sending'))";
+    WHERE e.recipient = d.recipient AND e.channel = d.channel AND e.state IN ('pending', 'sending'))";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -37,7 +38,7 @@ pub enum Dialect {
 
 impl Dialect {
     /// The statement text for this dialect.
-    fn pick(self, sqlite: &'static str, postgres: &'static str) -> &'static str {
+    pub(super) fn pick(self, sqlite: &'static str, postgres: &'static str) -> &'static str {
         match self {
             Dialect::Sqlite => sqlite,
             Dialect::Postgres => postgres,
@@ -72,15 +73,15 @@ impl Dialect {
 }
 
 pub struct SqlStore {
-    dialect: Dialect,
+    pub(super) dialect: Dialect,
     /// PostgreSQL: where to open the connection that listens for other replicas' wake-ups.
     listen_url: Option<String>,
     /// Signs this store's announcements, so that it does not wake itself with them.
     voice: String,
     /// Write transactions. On SQLite a single connection, so writers queue instead of spinning.
-    writer: AnyPool,
+    pub(super) writer: AnyPool,
     /// Reads; on PostgreSQL the same pool as writes.
-    reader: AnyPool,
+    pub(super) reader: AnyPool,
     /// SQLite's exclusive lock on `<file>.lock`, held for the life of the store.
     _lock: Option<File>,
 }
@@ -103,7 +104,7 @@ impl SqlStore {
         }
     }
 
-    async fn write(&self) -> Result<Transaction<'static, Any>> {
+    pub(super) async fn write(&self) -> Result<Transaction<'static, Any>> {
         Ok(match self.dialect {
             // IMMEDIATE takes the write lock at once: a deferred transaction that reads first
             // would fail its lock upgrade with SQLITE_BUSY instead of waiting.
@@ -143,7 +144,7 @@ fn flag(row: &AnyRow, column: &str) -> Result<bool> {
     Ok(row.try_get::<i64, _>(column)? != 0)
 }
 
-fn ms(t: Timestamp) -> i64 {
+pub(super) fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
 
@@ -151,11 +152,11 @@ fn opt_ms(t: Option<Timestamp>) -> Option<i64> {
     t.map(ms)
 }
 
-fn ts(v: i64) -> Result<Timestamp> {
+pub(super) fn ts(v: i64) -> Result<Timestamp> {
     Timestamp::from_millisecond(v).map_err(|e| StoreError::Corrupt(format!("timestamp {v}: {e}")))
 }
 
-fn opt_ts(v: Option<i64>) -> Result<Option<Timestamp>> {
+pub(super) fn opt_ts(v: Option<i64>) -> Result<Option<Timestamp>> {
     v.map(ts).transpose()
 }
 
@@ -265,7 +266,12 @@ fn update_from_row(row: &AnyRow) -> Result<UpdateRow> {
     })
 }
 
-fn address_from_row(row: &AnyRow) -> Result<AddressRow> {
+/// The columns [`address_from_row`] reads, from `addresses a`.
+pub(super) const ADDRESS_COLUMNS: &str = "a.id, a.subscriber_id, a.channel, a.address, a.unsubscribed_at, a.gone_at, a.gone_reason, a.origin, a.language AS address_language";
+
+/// An address without its services (see [`load_services`]).
+pub(super) fn address_from_row(row: &AnyRow) -> Result<AddressRow> {
+    let language: Option<String> = row.try_get("address_language")?;
     Ok(AddressRow {
         id: row.try_get("id")?,
         channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
@@ -273,7 +279,42 @@ fn address_from_row(row: &AnyRow) -> Result<AddressRow> {
         unsubscribed_at: opt_ts(row.try_get("unsubscribed_at")?)?,
         gone_at: opt_ts(row.try_get("gone_at")?)?,
         gone_reason: row.try_get("gone_reason")?,
+        origin: match row.try_get::<&str, _>("origin")? {
+            "chat" => AddressOrigin::Chat,
+            _ => AddressOrigin::Admin,
+        },
+        language: language
+            .map(Language::try_from)
+            .transpose()
+            .map_err(StoreError::Corrupt)?,
+        services: BTreeMap::new(),
     })
+}
+
+/// The services addresses follow or muted, for the addresses of one subscriber (or all).
+pub(super) async fn load_services(
+    conn: &mut AnyConnection,
+    subscriber: Option<i64>,
+) -> Result<BTreeMap<i64, BTreeMap<String, ServiceMode>>> {
+    let rows = sqlx::query(
+        "SELECT s.address_id, s.service, s.mode FROM address_services s
+         JOIN addresses a ON a.id = s.address_id WHERE $1 OR a.subscriber_id = $2",
+    )
+    .bind(subscriber.is_none())
+    .bind(subscriber.unwrap_or(-1))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out: BTreeMap<i64, BTreeMap<String, ServiceMode>> = BTreeMap::new();
+    for row in rows {
+        let mode = match row.try_get::<&str, _>("mode")? {
+            "mute" => ServiceMode::Mute,
+            _ => ServiceMode::Follow,
+        };
+        out.entry(row.try_get("address_id")?)
+            .or_default()
+            .insert(row.try_get("service")?, mode);
+    }
+    Ok(out)
 }
 
 const SIGNAL_COLUMNS: &str = "id, received_at, source, fingerprint, status, severity, service, component, labels, annotations, summary, starts_at, ends_at, url";
@@ -315,17 +356,21 @@ async fn load_subscribers(
             },
         );
     }
-    let rows = sqlx::query(
-        "SELECT id, subscriber_id, channel, address, unsubscribed_at, gone_at, gone_reason FROM addresses WHERE $1 OR subscriber_id = $2 ORDER BY id",
-    )
-    .bind(all)
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let sql = format!(
+        "SELECT {ADDRESS_COLUMNS} FROM addresses a WHERE $1 OR a.subscriber_id = $2 ORDER BY a.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(all)
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut services = load_services(conn, only).await?;
     for row in rows {
         let sid: i64 = row.try_get("subscriber_id")?;
         if let Some(s) = out.get_mut(&sid) {
-            s.addresses.push(address_from_row(&row)?);
+            let mut address = address_from_row(&row)?;
+            address.services = services.remove(&address.id).unwrap_or_default();
+            s.addresses.push(address);
         }
     }
     let rows = sqlx::query(
@@ -357,7 +402,7 @@ async fn load_subscribers(
     Ok(out.into_values().collect())
 }
 
-async fn bump_subscribers_version(tx: &mut Transaction<'static, Any>) -> Result<()> {
+pub(super) async fn bump_subscribers_version(tx: &mut Transaction<'static, Any>) -> Result<()> {
     sqlx::query(
         "INSERT INTO settings (key, value) VALUES ('subscribers_version', '1')
          ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)",
@@ -397,11 +442,13 @@ async fn insert_subscriber_parts(
 ) -> Result<()> {
     if keep_addresses {
         // Keep rows (and their unsubscribe/gone marks) for addresses still wanted.
-        let existing =
-            sqlx::query("SELECT id, channel, address FROM addresses WHERE subscriber_id = $1")
-                .bind(id)
-                .fetch_all(&mut **tx)
-                .await?;
+        // Chats that bound themselves stay: the file does not list them.
+        let existing = sqlx::query(
+            "SELECT id, channel, address FROM addresses WHERE subscriber_id = $1 AND origin = 'admin'",
+        )
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?;
         for row in existing {
             let channel: String = row.try_get("channel")?;
             let address: String = row.try_get("address")?;
@@ -451,7 +498,7 @@ async fn insert_subscriber_parts(
     Ok(())
 }
 
-async fn cancel_address_deliveries(
+pub(super) async fn cancel_address_deliveries(
     tx: &mut Transaction<'static, Any>,
     address_id: i64,
     reason: &str,
@@ -570,8 +617,7 @@ impl Store for SqlStore {
         owner: &str,
     ) -> Result<Vec<ClaimedDelivery>> {
         let mut tx = self.write().await?;
-        // A delivery waits while an earlier one of the same incident to the same recipient is
-        // still pending or in flight, so that "resolved" never overtakes "opened".
+        // A delivery waits while an earlier one to the same recipient is pending or in flight.
         // On PostgreSQL, replicas claim side by side: rows another transaction is claiming are
         // skipped, not waited for.
         let skip_locked = self.dialect.pick("", "FOR UPDATE SKIP LOCKED");
@@ -580,7 +626,7 @@ impl Store for SqlStore {
              WHERE id IN (
                 SELECT d.id FROM deliveries d
                 WHERE d.state = 'pending' AND d.channel = $3 AND d.next_attempt_at <= $4
-                  AND {FIRST_IN_THREAD}
+                  AND {NEXT_FOR_RECIPIENT}
                 ORDER BY d.next_attempt_at, d.id
                 LIMIT $5 {skip_locked})
              RETURNING id, message_id, incident_id, channel, recipient, address_id, subscriber_name, attempts, origin_at"
@@ -679,15 +725,22 @@ impl Store for SqlStore {
                     .execute(&mut *tx)
                     .await?;
                 }
-                DeliveryOutcome::Released => {
+                DeliveryOutcome::Released | DeliveryOutcome::Deferred { .. } => {
+                    // Not counted as an attempt; a deferred one waits until the provider's time.
+                    let at = match &o.outcome {
+                        DeliveryOutcome::Deferred { at } => Some(ms(*at)),
+                        _ => None,
+                    };
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "UPDATE deliveries SET state = 'pending', attempts = {}(attempts - 1, 0),
+                         next_attempt_at = COALESCE($4, next_attempt_at),
                          lease_until = NULL, locked_by = NULL WHERE {HELD}",
                         self.dialect.greatest()
                     )))
                     .bind(id)
                     .bind(owner)
                     .bind(attempts)
+                    .bind(at)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -798,7 +851,7 @@ impl Store for SqlStore {
         let sql = format!(
             "SELECT MIN(d.next_attempt_at) FROM deliveries d
              WHERE d.state = 'pending' AND d.channel = $1
-               AND {FIRST_IN_THREAD}"
+               AND {NEXT_FOR_RECIPIENT}"
         );
         let v: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(channel.as_str())
@@ -1161,13 +1214,14 @@ impl Store for SqlStore {
     }
 
     async fn address(&self, id: i64) -> Result<Option<AddressOwner>> {
-        let row = sqlx::query(
-            "SELECT a.id, a.channel, a.address, a.unsubscribed_at, a.gone_at, a.gone_reason, s.name, s.language
-             FROM addresses a JOIN subscribers s ON s.id = a.subscriber_id WHERE a.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?;
+        let sql = format!(
+            "SELECT {ADDRESS_COLUMNS}, s.name, s.language
+             FROM addresses a JOIN subscribers s ON s.id = a.subscriber_id WHERE a.id = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
         row.map(|row| {
             let language: String = row.try_get("language")?;
             Ok(AddressOwner {

@@ -8,6 +8,7 @@ mod incidents;
 mod ingest;
 mod ops;
 mod subscribers;
+mod telegram;
 mod unsubscribe;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{Authenticator, Principal};
 pub use error::ApiError;
+pub use telegram::{TelegramWeb, WEBHOOK_PATH};
 
 use crate::domain::signal::NormalizeRules;
 use crate::domain::subscriber::Language;
@@ -50,6 +52,7 @@ pub struct AppState {
     pub parse_options: ParseOptions,
     pub normalize: NormalizeRules,
     pub max_body_bytes: usize,
+    pub telegram: Option<Arc<TelegramWeb>>,
 }
 
 /// The caller, if their token grants `role`: 401 without valid credentials, 403 without the role.
@@ -102,6 +105,11 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             "/api/v1/subscribers/{id}",
             get(subscribers::get).delete(subscribers::delete),
         )
+        .route(
+            "/api/v1/subscribers/{id}/telegram-invite",
+            post(telegram::invite),
+        )
+        .route(WEBHOOK_PATH, post(telegram::webhook))
         .route(
             "/unsubscribe/{token}",
             get(unsubscribe::show).post(unsubscribe::confirm),

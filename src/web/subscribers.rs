@@ -1,5 +1,7 @@
 //! `/api/v1/subscribers`: who is told, where, about what. Admin only.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -13,7 +15,7 @@ use super::error::ApiError;
 use super::{AppState, require};
 use crate::domain::subscriber::{SubscriberSpec, Subscription};
 use crate::settings::Role;
-use crate::store::{DeleteOutcome, SubscriberRow};
+use crate::store::{DeleteOutcome, ServiceMode, SubscriberRow};
 
 #[derive(Serialize)]
 struct AddressJson {
@@ -25,6 +27,12 @@ struct AddressJson {
     unsubscribed_at: Option<Timestamp>,
     gone_at: Option<Timestamp>,
     gone_reason: Option<String>,
+    /// `admin` (API or configuration) or `chat` (bound itself with an invite).
+    origin: &'static str,
+    /// The chat's own language, if it chose one.
+    language: Option<String>,
+    /// Services the chat follows or muted itself.
+    services: BTreeMap<String, ServiceMode>,
 }
 
 #[derive(Serialize)]
@@ -65,6 +73,9 @@ impl From<SubscriberRow> for SubscriberJson {
                     unsubscribed_at: a.unsubscribed_at,
                     gone_at: a.gone_at,
                     gone_reason: a.gone_reason,
+                    origin: a.origin.as_str(),
+                    language: a.language.map(|l| l.to_string()),
+                    services: a.services,
                 })
                 .collect(),
             subscriptions: s.subscriptions,

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod chats;
 mod cli;
 mod email;
 mod email_tls;

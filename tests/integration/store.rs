@@ -9,7 +9,7 @@ use banditore::domain::{IncidentStatus, Labels, Severity, UpdateKind};
 use banditore::store::*;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::engine::sqlite_store;
+use crate::support::suite;
 
 fn now() -> Timestamp {
     Timestamp::now()
@@ -242,6 +242,44 @@ pub async fn a_later_update_waits_for_the_earlier_one_to_the_same_recipient(stor
     let second = claim(&store, "w", 10).await;
     assert_eq!(second.len(), 1);
     assert_ne!(second[0].id, first[0].id);
+}
+
+pub async fn a_recipient_reads_every_incident_in_the_order_written(store: Arc<dyn Store>) {
+    let (_, a) = subscriber(&store, "desk", &["desk@asl.example"]).await;
+    let (_, b) = subscriber(&store, "other", &["other@asl.example"]).await;
+    seed(
+        &store,
+        1,
+        &[(a[0], "desk@asl.example"), (b[0], "other@asl.example")],
+    )
+    .await;
+    seed(&store, 1, &[(a[0], "desk@asl.example")]).await;
+    let first = claim(&store, "w", 10).await;
+    let desk: Vec<_> = first
+        .iter()
+        .filter(|d| d.recipient == "desk@asl.example")
+        .collect();
+    assert_eq!(first.len(), 2, "the desk's first message and the other's");
+    assert_eq!(desk.len(), 1, "the second incident waits for the first");
+    let retry_at = later(3600);
+    store
+        .record_outcomes(
+            "w",
+            &[done(
+                desk[0],
+                DeliveryOutcome::Retry {
+                    at: retry_at,
+                    error: "429".into(),
+                },
+            )],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        claim(&store, "w", 10).await.is_empty(),
+        "a deferred message holds back the ones after it"
+    );
 }
 
 pub async fn leases_expire_only_for_stopped_workers_and_outcomes_are_fenced(store: Arc<dyn Store>) {
@@ -615,33 +653,10 @@ pub async fn a_shared_bucket_paces_every_taker_together(store: Arc<dyn Store>) {
     assert_eq!(total, 20);
 }
 
-/// Every case runs on SQLite and on PostgreSQL.
-macro_rules! suite {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let dir = tempfile::tempdir().unwrap();
-                    super::$name(super::sqlite_store(&dir).await).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(db) = crate::support::fresh_database().await else { return };
-                    super::$name(crate::engine::store_at(db.url.clone()).await).await;
-                }
-            )+
-        }
-    };
-}
-
 suite!(
     concurrent_claims_are_disjoint_and_sent_rows_stay_sent,
     a_later_update_waits_for_the_earlier_one_to_the_same_recipient,
+    a_recipient_reads_every_incident_in_the_order_written,
     leases_expire_only_for_stopped_workers_and_outcomes_are_fenced,
     a_gone_address_is_marked_and_its_pending_deliveries_stop,
     unsubscribing_cancels_pending_deliveries,

@@ -1,6 +1,6 @@
 //! Test harness: the real binary, a real SMTP server, and payload builders.
 //! Shared by the integration tests and the benchmarks, which each use part of it.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod app;
 pub mod postgres;
@@ -31,3 +31,28 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Runs every listed store case on SQLite and on PostgreSQL.
+macro_rules! suite {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$name(crate::engine::sqlite_store(&dir).await).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = crate::support::fresh_database().await else { return };
+                    super::$name(crate::engine::store_at(db.url.clone()).await).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use suite;

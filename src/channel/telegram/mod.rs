@@ -1,0 +1,214 @@
+//! Telegram through teloxide: HTML messages to chats, groups and channels, and the bot that lets
+//! a desk bind its chat and choose what it follows (`bot.rs`).
+//!
+//! Telegram's answers decide the outcome: a 429 holds every chat for `retry_after` and defers
+//! the message without counting an attempt; a chat that blocked the bot, left, or no longer
+//! exists is gone; a message Telegram refuses (markup, length) is failed; anything else,
+//! including 5xx and network errors, is retried with backoff.
+
+mod bot;
+mod pace;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use teloxide::payloads::SendMessageSetters;
+use teloxide::prelude::Requester;
+use teloxide::types::{ChatId, LinkPreviewOptions, ParseMode, Recipient};
+use teloxide::{ApiError, Bot, RequestError};
+
+pub use bot::{BotContext, UpdateReceiver, UpdateSender, invite_digest, run_bot};
+
+use self::pace::Pacer;
+use super::{Channel, Outgoing, Receipt, SendError};
+use crate::domain::subscriber::{ChannelKind, TelegramChat};
+use crate::render::{Markup, telegram};
+use crate::settings::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelegramSetupError {
+    #[error("channels.telegram.api_url: `{0}` is not a URL")]
+    ApiUrl(String),
+    #[error("channels.telegram: cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// A teloxide bot talking to `api_url` (the real Bot API, or a local one).
+pub fn bot(token: &Secret, api_url: &str, timeout: Duration) -> Result<Bot, TelegramSetupError> {
+    let url = url::Url::parse(api_url).map_err(|_| TelegramSetupError::ApiUrl(api_url.into()))?;
+    let client = teloxide::net::default_reqwest_settings()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| TelegramSetupError::Client(e.to_string()))?;
+    Ok(Bot::with_client(token.expose(), client).set_api_url(url))
+}
+
+pub struct TelegramChannel {
+    bot: Bot,
+    pacer: Pacer,
+}
+
+impl TelegramChannel {
+    pub fn new(bot: Bot) -> TelegramChannel {
+        TelegramChannel {
+            bot,
+            pacer: Pacer::default(),
+        }
+    }
+}
+
+/// Where teloxide sends a message for an address.
+pub fn recipient(chat: &TelegramChat) -> Recipient {
+    match chat {
+        TelegramChat::Id(id) => Recipient::Id(ChatId(*id)),
+        TelegramChat::Username(name) => Recipient::ChannelUsername(format!("@{name}")),
+    }
+}
+
+#[async_trait]
+impl Channel for TelegramChannel {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Telegram
+    }
+
+    fn body_markup(&self) -> Markup {
+        Markup::TelegramHtml
+    }
+
+    async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
+        let chat =
+            TelegramChat::parse(&msg.recipient).map_err(|reason| SendError::Reject { reason })?;
+        // Rendering already kept the text within the limit; a long name filled in since may not.
+        let text = telegram::truncate(&msg.text, telegram::MAX_LEN);
+        self.pacer.turn(&chat).await;
+        let mut to = recipient(&chat);
+        let mut moved = false;
+        loop {
+            let sent = self
+                .bot
+                .send_message(to.clone(), text.clone())
+                .parse_mode(ParseMode::Html)
+                .link_preview_options(LinkPreviewOptions {
+                    is_disabled: true,
+                    url: None,
+                    prefer_small_media: false,
+                    prefer_large_media: false,
+                    show_above_text: false,
+                })
+                .await;
+            match sent {
+                Ok(message) => {
+                    return Ok(Receipt {
+                        provider_id: Some(message.id.0.to_string()),
+                    });
+                }
+                // The group became a supergroup: send there now; the bot moves the address when
+                // it sees the migration message.
+                Err(RequestError::MigrateToChatId(new)) if !moved => {
+                    tracing::info!(from = %msg.recipient, to = %new, "group moved to a supergroup; sending there");
+                    to = Recipient::Id(new);
+                    moved = true;
+                }
+                Err(e) => return Err(self.classify(e)),
+            }
+        }
+    }
+}
+
+impl TelegramChannel {
+    fn classify(&self, e: RequestError) -> SendError {
+        match e {
+            RequestError::RetryAfter(after) => {
+                let after = after.duration().max(Duration::from_secs(1));
+                self.pacer.freeze(after);
+                SendError::Throttled { after }
+            }
+            RequestError::MigrateToChatId(to) => SendError::Retry {
+                after: None,
+                reason: format!("the group moved twice, last to {to}"),
+            },
+            RequestError::Api(api) => classify_api(api),
+            RequestError::Network(e) => SendError::Retry {
+                after: None,
+                reason: format!("Telegram unreachable: {e}"),
+            },
+            RequestError::InvalidJson { raw, .. } => SendError::Retry {
+                after: None,
+                reason: format!(
+                    "Telegram answered something that is not the Bot API: {}",
+                    raw.chars().take(200).collect::<String>()
+                ),
+            },
+            RequestError::Io(e) => SendError::Retry {
+                after: None,
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+/// Telegram's own errors: gone recipients, refused messages, and the rest worth retrying.
+fn classify_api(api: ApiError) -> SendError {
+    let reason = api.to_string();
+    match api {
+        ApiError::BotBlocked
+        | ApiError::UserDeactivated
+        | ApiError::BotKicked
+        | ApiError::BotKickedFromSupergroup
+        | ApiError::BotKickedFromChannel
+        | ApiError::ChatNotFound
+        | ApiError::UserNotFound
+        | ApiError::NotEnoughRightsToPostMessages => SendError::RecipientGone { reason },
+        ApiError::MessageIsTooLong
+        | ApiError::MessageTextIsEmpty
+        | ApiError::CantParseEntities(_) => SendError::Reject { reason },
+        ApiError::Unknown(text) if text.starts_with("Forbidden:") => {
+            SendError::RecipientGone { reason: text }
+        }
+        ApiError::Unknown(text) if text.starts_with("Bad Request:") => {
+            SendError::Reject { reason: text }
+        }
+        ApiError::InvalidToken => {
+            tracing::error!("Telegram refuses the bot token: check channels.telegram.token");
+            SendError::Retry {
+                after: None,
+                reason,
+            }
+        }
+        _ => SendError::Retry {
+            after: None,
+            reason,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn telegram_errors_are_classified() {
+        assert!(matches!(
+            classify_api(ApiError::BotBlocked),
+            SendError::RecipientGone { .. }
+        ));
+        assert!(matches!(
+            classify_api(ApiError::ChatNotFound),
+            SendError::RecipientGone { .. }
+        ));
+        assert!(matches!(
+            classify_api(ApiError::MessageIsTooLong),
+            SendError::Reject { .. }
+        ));
+        assert!(matches!(
+            classify_api(ApiError::Unknown(
+                "Forbidden: bot can't initiate conversation with a user".into()
+            )),
+            SendError::RecipientGone { .. }
+        ));
+        assert!(matches!(
+            classify_api(ApiError::Unknown("Internal Server Error".into())),
+            SendError::Retry { .. }
+        ));
+    }
+}
