@@ -149,10 +149,11 @@ impl Application {
                 .as_ref()
                 .context("channels.telegram: enabled without a token")?;
             let client = telegram::bot(&keys.token, &t.api_url, t.timeout.get())?;
+            let pacer = Arc::new(telegram::Pacer::default());
             enabled.insert(ChannelKind::Telegram);
             dispatchers.push(Dispatcher::new(
                 store.clone(),
-                Arc::new(TelegramChannel::new(client.clone())),
+                Arc::new(TelegramChannel::new(client.clone(), pacer.clone())),
                 OutboxConfig {
                     concurrency: t.concurrency as usize,
                     ..outbox.clone()
@@ -192,6 +193,7 @@ impl Application {
                 store: store.clone(),
                 renderer: v.renderer.clone(),
                 default_language: s.routing.default_language.clone(),
+                pacer,
             };
             bot = Some((client, Arc::new(context), webhook));
         }

@@ -11,3 +11,4 @@ mod engine;
 mod ingest;
 mod replicas;
 mod store;
+mod telegram;

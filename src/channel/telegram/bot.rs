@@ -24,8 +24,9 @@ use teloxide::{Bot, RequestError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::Pacer;
 use crate::cluster::Leadership;
-use crate::domain::subscriber::{ChannelKind, Language};
+use crate::domain::subscriber::{ChannelKind, Language, TelegramChat};
 use crate::render::Renderer;
 use crate::store::{ChatBinding, IncidentFilter, Redeemed, ServiceMode, Store};
 
@@ -47,6 +48,8 @@ pub struct BotContext {
     pub store: Arc<dyn Store>,
     pub renderer: Renderer,
     pub default_language: Language,
+    /// Shared with the channel: answers and alerts to one chat take turns.
+    pub pacer: Arc<Pacer>,
 }
 
 /// How many open incidents `/status` lists.
@@ -111,11 +114,23 @@ impl BotContext {
     }
 }
 
-async fn reply(bot: &Bot, chat: ChatId, text: String) -> HandlerResult {
-    bot.send_message(chat, text)
-        .parse_mode(ParseMode::Html)
-        .await
-        .map(|_| ())
+/// Answers in `chat`, in turn with the alerts, waiting out Telegram's `retry_after` a few times.
+async fn reply(bot: &Bot, ctx: &BotContext, chat: ChatId, text: String) -> HandlerResult {
+    let mut tries = 0;
+    loop {
+        ctx.pacer.turn(&TelegramChat::Id(chat.0)).await;
+        match bot
+            .send_message(chat, text.clone())
+            .parse_mode(ParseMode::Html)
+            .await
+        {
+            Err(RequestError::RetryAfter(after)) if tries < 3 => {
+                ctx.pacer.freeze(after.duration());
+                tries += 1;
+            }
+            sent => return sent.map(|_| ()),
+        }
+    }
 }
 
 async fn on_command(bot: Bot, msg: Message, cmd: Command, ctx: Arc<BotContext>) -> HandlerResult {
@@ -125,7 +140,7 @@ async fn on_command(bot: Bot, msg: Message, cmd: Command, ctx: Arc<BotContext>) 
         Err(e) => {
             tracing::warn!(error = %e, chat = %chat, "cannot read the chat's binding");
             let language = ctx.language(None, &msg);
-            return reply(&bot, msg.chat.id, ctx.say(&language, "trouble", &[])).await;
+            return reply(&bot, &ctx, msg.chat.id, ctx.say(&language, "trouble", &[])).await;
         }
     };
     let language = ctx.language(binding.as_ref(), &msg);
@@ -136,7 +151,7 @@ async fn on_command(bot: Bot, msg: Message, cmd: Command, ctx: Arc<BotContext>) 
             ctx.say(&language, "trouble", &[])
         }
     };
-    reply(&bot, msg.chat.id, answer).await
+    reply(&bot, &ctx, msg.chat.id, answer).await
 }
 
 /// What to answer `cmd` from `chat`; store errors bubble up and become an apology.
@@ -334,7 +349,7 @@ async fn on_message(bot: Bot, msg: Message, me: Me, ctx: Arc<BotContext>) -> Han
         (false, Some(_)) => ctx.say(&language, "help", &[]),
         (false, None) => ctx.say(&language, "not_registered", &[]),
     };
-    reply(&bot, msg.chat.id, answer).await
+    reply(&bot, &ctx, msg.chat.id, answer).await
 }
 
 /// The command menu shown in Telegram's clients, in each language the templates speak.
@@ -447,10 +462,7 @@ pub async fn run_bot(
             }
             _ = shutdown.cancelled() => {}
         }
-        if let Ok(done) = token.shutdown() {
-            done.await;
-        }
-        let _ = run.await;
+        stop_dispatching(token, run).await;
         return;
     }
     loop {
@@ -488,10 +500,7 @@ pub async fn run_bot(
                 false
             }
         };
-        if let Ok(done) = token.shutdown() {
-            done.await;
-        }
-        let _ = run.await;
+        stop_dispatching(token, run).await;
         if stopped {
             return;
         }
@@ -502,6 +511,23 @@ pub async fn run_bot(
         delay = (delay * 2).min(Duration::from_secs(60));
     }
 }
+
+/// Asks the dispatcher to finish the updates it is handling, for a moment; then drops it, with
+/// the long poll it may be waiting on (Telegram answers that only after 25 s).
+async fn stop_dispatching<F: std::future::Future>(
+    token: teloxide::dispatching::ShutdownToken,
+    run: std::pin::Pin<&mut F>,
+) {
+    let _ = tokio::time::timeout(STOP_GRACE, async {
+        if let Ok(done) = token.shutdown() {
+            done.await;
+        }
+        run.await;
+    })
+    .await;
+}
+
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

@@ -18,12 +18,13 @@ use teloxide::types::{ChatId, LinkPreviewOptions, ParseMode, Recipient};
 use teloxide::{ApiError, Bot, RequestError};
 
 pub use bot::{BotContext, UpdateReceiver, UpdateSender, invite_digest, run_bot};
+pub use pace::Pacer;
 
-use self::pace::Pacer;
 use super::{Channel, Outgoing, Receipt, SendError};
 use crate::domain::subscriber::{ChannelKind, TelegramChat};
 use crate::render::{Markup, telegram};
 use crate::settings::Secret;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelegramSetupError {
@@ -45,15 +46,12 @@ pub fn bot(token: &Secret, api_url: &str, timeout: Duration) -> Result<Bot, Tele
 
 pub struct TelegramChannel {
     bot: Bot,
-    pacer: Pacer,
+    pacer: Arc<Pacer>,
 }
 
 impl TelegramChannel {
-    pub fn new(bot: Bot) -> TelegramChannel {
-        TelegramChannel {
-            bot,
-            pacer: Pacer::default(),
-        }
+    pub fn new(bot: Bot, pacer: Arc<Pacer>) -> TelegramChannel {
+        TelegramChannel { bot, pacer }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Pacing per chat, as Telegram asks: at most one message a second in a conversation with a
 //! person, twenty a minute in a group or channel; and after a 429, nothing at all until the
 //! time Telegram gave. The deployment-wide rate (about 30 a second) is the outbox's shared
-//! bucket; this is the part only the sending process can know.
+//! bucket; this is the part only the sending process can know. Alerts and the bot's answers
+//! share one pacer, so an answer right after an alert waits its turn instead of being refused.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,8 +12,9 @@ use tokio::time::Instant;
 
 use crate::domain::subscriber::TelegramChat;
 
-const PERSON: Duration = Duration::from_secs(1);
-const GROUP: Duration = Duration::from_secs(3);
+/// A little over Telegram's figures, so that network jitter never brings two sends closer.
+const PERSON: Duration = Duration::from_millis(1_100);
+const GROUP: Duration = Duration::from_millis(3_100);
 /// Entries older than this are forgotten once the table is large.
 const FORGET_AFTER: usize = 10_000;
 

@@ -1,14 +1,17 @@
-//! Test harness: the real binary, a real SMTP server, and payload builders.
+//! Test harness: the real binary, a real SMTP server, a Telegram Bot API double, and payload
+//! builders.
 //! Shared by the integration tests and the benchmarks, which each use part of it.
 #![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod app;
 pub mod postgres;
 pub mod smtp;
+pub mod telegram;
 
 pub use app::*;
 pub use postgres::{TestDatabase, fresh_database};
 pub use smtp::{Mail, SmtpOptions, SmtpServer, TestTls};
+pub use telegram::*;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

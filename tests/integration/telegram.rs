@@ -1,0 +1,614 @@
+//! Telegram end to end: the real binary against the Bot API double, in polling and webhook mode.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// The binary with Telegram on, talking to `double`, plus `env`.
+async fn app_with(double: &TelegramDouble, smtp: &SmtpServer, env: &[(&str, &str)]) -> TestApp {
+    let api = double.api_url();
+    let mut all: Vec<(&str, &str)> = vec![
+        ("BANDITORE__CHANNELS__TELEGRAM__ENABLED", "true"),
+        ("BANDITORE__CHANNELS__TELEGRAM__TOKEN", TELEGRAM_TOKEN),
+        ("BANDITORE__CHANNELS__TELEGRAM__API_URL", &api),
+    ];
+    all.extend_from_slice(env);
+    TestApp::spawn(smtp, "", &all).await
+}
+
+/// A desk following CUP, reached at the given Telegram chats.
+async fn desk(app: &TestApp, name: &str, chats: &[&str]) -> i64 {
+    app.subscribe(json!({
+        "name": name,
+        "language": "it",
+        "addresses": {"telegram": chats},
+        "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
+    }))
+    .await
+}
+
+/// An invite for `subscriber`: its token and the whole answer.
+async fn invite(app: &TestApp, subscriber: i64) -> (String, Value) {
+    let resp = app
+        .post(
+            &format!("/api/v1/subscribers/{subscriber}/telegram-invite"),
+            Some(ADMIN_TOKEN),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    let command = body["start_command"].as_str().unwrap();
+    let token = command.strip_prefix("/start ").unwrap().to_owned();
+    (token, body)
+}
+
+async fn fire(app: &TestApp, status: &str, service: &str, summary: &str) {
+    let body = alertmanager(
+        status,
+        &format!("{service}Down"),
+        &[("service", service), ("severity", "critical")],
+        summary,
+    );
+    let resp = app
+        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+        .await;
+    assert_eq!(resp.status(), 202);
+}
+
+async fn subscriber_json(app: &TestApp, id: i64) -> Value {
+    app.get_json(&format!("/api/v1/subscribers/{id}"), ADMIN_TOKEN)
+        .await
+}
+
+/// What `chat` was sent, visible text only.
+fn texts(double: &TelegramDouble, chat: &str) -> Vec<String> {
+    double
+        .sent_to(chat)
+        .into_iter()
+        .map(|m| m.visible)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_invite_binds_a_chat_and_alerts_follow_formatted_and_escaped() {
+    invite_and_alerts(&[]).await;
+}
+
+#[tokio::test]
+async fn on_postgresql_an_invite_binds_a_chat_and_alerts_follow() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    invite_and_alerts(&[("BANDITORE__STORE__URL", &db.url)]).await;
+}
+
+async fn invite_and_alerts(env: &[(&str, &str)]) {
+    let double = TelegramDouble::start().await;
+    double.add_private_chat(1001, "Anna", Some("it"));
+    double.add_group(-2002, "CUP Foligno sportelli");
+    double.add_private_chat(1003, "Bruno", Some("it"));
+    let smtp = SmtpServer::start();
+    let app = app_with(&double, &smtp, env).await;
+    let id = desk(&app, "CUP Foligno", &[]).await;
+
+    let (token, body) = invite(&app, id).await;
+    assert_eq!(
+        body["link"],
+        format!("https://t.me/{BOT_USERNAME}?start={token}")
+    );
+    assert_eq!(
+        body["group_link"],
+        format!("https://t.me/{BOT_USERNAME}?startgroup={token}")
+    );
+    assert!(body["expires_at"].is_string());
+    double
+        .user_says(1001, 1001, &format!("/start {token}"))
+        .await;
+    let welcome = double.wait_for("1001", 1, Duration::from_secs(10)).await;
+    assert!(
+        welcome[0].visible.contains("collegata a CUP Foligno"),
+        "{}",
+        welcome[0].visible
+    );
+    assert_eq!(welcome[0].parse_mode.as_deref(), Some("HTML"));
+
+    // The same invite does not work twice; a group joins with its own.
+    double
+        .user_says(1003, 1003, &format!("/start {token}"))
+        .await;
+    let refused = double.wait_for("1003", 1, Duration::from_secs(10)).await;
+    assert!(
+        refused[0].visible.contains("già stato usato"),
+        "{}",
+        refused[0].visible
+    );
+    let (group_token, _) = invite(&app, id).await;
+    double
+        .user_says(-2002, 1001, &format!("/start@{BOT_USERNAME} {group_token}"))
+        .await;
+    double.wait_for("-2002", 1, Duration::from_secs(10)).await;
+
+    let addresses = subscriber_json(&app, id).await["addresses"].clone();
+    let chats: Vec<(&str, &str)> = addresses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["address"].as_str().unwrap(),
+                a["origin"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(chats, vec![("1001", "chat"), ("-2002", "chat")]);
+
+    // Summaries with markup characters and emoji arrive as written, not as markup.
+    let summary = "CUP <backend> non risponde & i referti 🚨 \"tardano\"";
+    fire(&app, "firing", "cup-backend", summary).await;
+    for chat in ["1001", "-2002"] {
+        let sent = double.wait_for(chat, 2, Duration::from_secs(10)).await;
+        let alert = &sent[1];
+        assert_eq!(alert.parse_mode.as_deref(), Some("HTML"));
+        assert!(alert.visible.contains(summary), "{}", alert.visible);
+        assert!(alert.visible.contains("Disservizio in corso"));
+        assert!(
+            alert
+                .text
+                .contains("CUP &lt;backend&gt; non risponde &amp; i referti")
+        );
+        assert_eq!(
+            alert.body["link_preview_options"]["is_disabled"], true,
+            "no link previews"
+        );
+    }
+    fire(&app, "resolved", "cup-backend", summary).await;
+    for chat in ["1001", "-2002"] {
+        let sent = double.wait_for(chat, 3, Duration::from_secs(10)).await;
+        assert!(
+            sent[2].visible.contains("Disservizio risolto"),
+            "{}",
+            sent[2].visible
+        );
+    }
+    assert!(
+        double.sent_to("1003").len() == 1,
+        "the refused chat hears nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_chat_that_blocked_the_bot_is_marked_gone_and_others_still_hear() {
+    let double = TelegramDouble::start().await;
+    double.add_private_chat(1001, "Anna", None);
+    double.add_private_chat(1002, "Bruno", None);
+    double.block(1002);
+    let smtp = SmtpServer::start();
+    let app = app_with(&double, &smtp, &[]).await;
+    let id = desk(&app, "CUP Foligno", &["1001", "1002", "4040"]).await;
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    double.wait_for("1001", 1, Duration::from_secs(10)).await;
+    let subscriber = eventually(
+        || subscriber_json(&app, id),
+        |s| {
+            s["addresses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["state"] == "gone")
+                .count()
+                == 2
+        },
+    )
+    .await;
+    let gone = |chat: &str| {
+        subscriber["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["address"] == chat)
+            .unwrap()["gone_reason"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(gone("1002").contains("blocked"), "{}", gone("1002"));
+    assert!(gone("4040").contains("not found"), "{}", gone("4040"));
+    // Gone chats are not tried again.
+    fire(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    double.wait_for("1001", 2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tries_to_1002 = double
+        .requests()
+        .iter()
+        .filter(|r| r.method == "sendmessage" && r.body["chat_id"] == 1002)
+        .count();
+    assert_eq!(tries_to_1002, 1);
+}
+
+#[tokio::test]
+async fn a_429_storm_delays_but_delivers_every_message_once_in_order() {
+    let double = TelegramDouble::start().await;
+    let chats = ["1001", "1002", "1003"];
+    for (i, _) in chats.iter().enumerate() {
+        double.add_private_chat(1001 + i as i64, "Sportello", None);
+    }
+    let smtp = SmtpServer::start();
+    let app = app_with(&double, &smtp, &[]).await;
+    desk(&app, "CUP Foligno", &chats).await;
+    double.flood_until(Instant::now() + Duration::from_secs(2), 1);
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fire(&app, "firing", "cup-portale", "Portale referti lento").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fire(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    for chat in chats {
+        double.wait_for(chat, 3, Duration::from_secs(30)).await;
+    }
+    assert!(!double.throttled().is_empty(), "the storm was felt");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for chat in chats {
+        let got = texts(&double, chat);
+        assert_eq!(got.len(), 3, "{chat} got {got:#?}");
+        assert!(got[0].contains("CUP non risponde") && got[0].contains("in corso"));
+        assert!(got[1].contains("Portale referti lento"));
+        assert!(got[2].contains("CUP non risponde") && got[2].contains("risolto"));
+    }
+    // Waiting for Telegram is not a failed attempt.
+    let incidents = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await;
+    for incident in incidents["incidents"].as_array().unwrap() {
+        let id = incident["id"].as_i64().unwrap();
+        let deliveries = app
+            .get_json(&format!("/api/v1/incidents/{id}/deliveries"), VIEWER_TOKEN)
+            .await;
+        for d in deliveries["deliveries"].as_array().unwrap() {
+            assert_eq!(d["state"], "sent", "{d}");
+            assert_eq!(d["attempts"], 1, "{d}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn unsubscribe_mutes_a_service_and_subscribe_brings_it_back() {
+    let double = TelegramDouble::start().await;
+    double.add_private_chat(1001, "Anna", None);
+    double.add_private_chat(1002, "Bruno", None);
+    let smtp = SmtpServer::start();
+    let app = app_with(&double, &smtp, &[]).await;
+    desk(&app, "CUP Foligno", &["1001", "1002"]).await;
+
+    double
+        .user_says(1001, 1001, "/unsubscribe cup-backend")
+        .await;
+    let reply = double.wait_for("1001", 1, Duration::from_secs(10)).await;
+    assert!(
+        reply[0]
+            .visible
+            .contains("non riceverà più avvisi su cup-backend")
+    );
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    double.wait_for("1002", 1, Duration::from_secs(10)).await;
+    // Another service the desk follows still reaches the muted chat.
+    fire(&app, "firing", "cup-portale", "Portale lento").await;
+    let sent = double.wait_for("1001", 2, Duration::from_secs(10)).await;
+    assert!(
+        sent[1].visible.contains("Portale lento"),
+        "{}",
+        sent[1].visible
+    );
+    fire(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    double.wait_for("1002", 3, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        texts(&double, "1001")
+            .iter()
+            .filter(|t| t.contains("CUP non risponde"))
+            .count(),
+        0,
+        "nothing about the muted service"
+    );
+
+    // Following it again, and following a service outside the desk's subscriptions.
+    double.user_says(1001, 1001, "/subscribe cup-backend").await;
+    double.user_says(1001, 1001, "/subscribe anagrafe").await;
+    double.wait_for("1001", 4, Duration::from_secs(10)).await;
+    fire(&app, "firing", "cup-backend", "CUP di nuovo giù").await;
+    fire(&app, "firing", "anagrafe", "Anagrafe giù").await;
+    let sent = double.wait_for("1001", 6, Duration::from_secs(15)).await;
+    let all: String = sent.iter().map(|m| m.visible.clone()).collect();
+    assert!(all.contains("CUP di nuovo giù"));
+    assert!(all.contains("Anagrafe giù"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !texts(&double, "1002")
+            .iter()
+            .any(|t| t.contains("Anagrafe")),
+        "the other chat did not ask for it"
+    );
+}
+
+#[tokio::test]
+async fn the_bot_answers_status_language_stop_and_strangers() {
+    let double = TelegramDouble::start().await;
+    double.add_private_chat(1001, "Anna", Some("it"));
+    double.add_private_chat(3003, "Stranger", Some("en"));
+    double.add_group(-2002, "Chiacchiere");
+    let smtp = SmtpServer::start();
+    let app = app_with(&double, &smtp, &[]).await;
+    desk(&app, "CUP Foligno", &["1001"]).await;
+
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    double.wait_for("1001", 1, Duration::from_secs(10)).await;
+    double.user_says(1001, 1001, "/status").await;
+    let sent = double.wait_for("1001", 2, Duration::from_secs(10)).await;
+    assert!(
+        sent[1].visible.contains("Disservizi in corso"),
+        "{}",
+        sent[1].visible
+    );
+    assert!(
+        sent[1].visible.contains("cup-backend"),
+        "{}",
+        sent[1].visible
+    );
+
+    double.user_says(1001, 1001, "/lingua en").await;
+    let sent = double.wait_for("1001", 3, Duration::from_secs(10)).await;
+    assert_eq!(sent[2].visible, "From now on I write in English.");
+    fire(&app, "firing", "cup-portale", "Portal slow").await;
+    let sent = double.wait_for("1001", 4, Duration::from_secs(10)).await;
+    assert!(
+        sent[3].visible.contains("Service disruption"),
+        "{}",
+        sent[3].visible
+    );
+
+    double.user_says(1001, 1001, "/stop").await;
+    let sent = double.wait_for("1001", 5, Duration::from_secs(10)).await;
+    assert!(sent[4].visible.contains("paused"), "{}", sent[4].visible);
+    fire(&app, "resolved", "cup-portale", "Portal slow").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(double.sent_to("1001").len(), 5, "nothing after /stop");
+    double.user_says(1001, 1001, "/start").await;
+    let sent = double.wait_for("1001", 6, Duration::from_secs(10)).await;
+    assert!(sent[5].visible.contains("resumed"), "{}", sent[5].visible);
+
+    // Strangers get an explanation in their language, never an error; groups are left alone.
+    double.user_says(3003, 3003, "hello?").await;
+    double.user_says(3003, 3003, "/status").await;
+    double.user_says(3003, 3003, "/frobnicate").await;
+    let sent = double.wait_for("3003", 3, Duration::from_secs(10)).await;
+    assert!(
+        sent[0]
+            .visible
+            .contains("ask your administrator for an invite")
+    );
+    assert!(
+        sent[1]
+            .visible
+            .contains("ask your administrator for an invite")
+    );
+    assert!(sent[2].visible.contains("do not know this command"));
+    double.user_says(-2002, 3003, "ciao a tutti").await;
+    double.user_says(-2002, 3003, "/start@another_bot").await;
+    double.user_says(3003, 3003, "/start not+a+token").await;
+    double.wait_for("3003", 4, Duration::from_secs(10)).await;
+    assert!(
+        double.sent_to("-2002").is_empty(),
+        "the bot stays quiet in groups"
+    );
+}
+
+#[tokio::test]
+async fn webhook_mode_takes_updates_only_with_the_secret() {
+    let double = TelegramDouble::start().await;
+    double.add_private_chat(1001, "Anna", None);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let public = format!("http://127.0.0.1:{port}");
+    let secret = "webhook-secret-0123456789";
+    let smtp = SmtpServer::start();
+    let app = app_with(
+        &double,
+        &smtp,
+        &[
+            ("BANDITORE__SERVER__LISTEN", &listen),
+            ("BANDITORE__SERVER__PUBLIC_URL", &public),
+            ("BANDITORE__CHANNELS__TELEGRAM__MODE", "webhook"),
+            ("BANDITORE__CHANNELS__TELEGRAM__SECRET_TOKEN", secret),
+        ],
+    )
+    .await;
+    let webhook = eventually(|| async { double.webhook() }, Option::is_some)
+        .await
+        .unwrap();
+    assert_eq!(webhook.0, format!("{public}/telegram/webhook"));
+    assert_eq!(webhook.1.as_deref(), Some(secret));
+
+    let id = desk(&app, "CUP Foligno", &[]).await;
+    let (token, _) = invite(&app, id).await;
+    let update = double
+        .user_says(1001, 1001, &format!("/start {token}"))
+        .await;
+    let sent = double.wait_for("1001", 1, Duration::from_secs(10)).await;
+    assert!(sent[0].visible.contains("collegata a CUP Foligno"));
+    assert!(double.webhook_deliveries().contains(&(update, 200)));
+    assert!(
+        !double.requests().iter().any(|r| r.method == "getupdates"),
+        "no polling in webhook mode"
+    );
+
+    // Only Telegram, which knows the secret, may post updates.
+    let forged = json!({"update_id": 1, "message": {"message_id": 1, "date": 0,
+        "chat": {"id": 1001, "type": "private", "first_name": "Anna"}, "text": "/stop"}});
+    for header in [None, Some("wrong-secret")] {
+        let mut req = app.http.post(app.url("/telegram/webhook")).json(&forged);
+        if let Some(h) = header {
+            req = req.header("X-Telegram-Bot-Api-Secret-Token", h);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 401);
+    }
+    let garbage = app
+        .http
+        .post(app.url("/telegram/webhook"))
+        .header("X-Telegram-Bot-Api-Secret-Token", secret)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 400);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let subscriber = subscriber_json(&app, id).await;
+    assert_eq!(
+        subscriber["addresses"][0]["state"], "active",
+        "the forged /stop did nothing"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried() {
+    let double = TelegramDouble::start().await;
+    double.add_private_chat(1001, "Anna", None);
+    let smtp = SmtpServer::start();
+    let app = app_with(&double, &smtp, &[]).await;
+    desk(&app, "CUP Foligno", &["1001"]).await;
+    double.fail_next(1);
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    // teloxide waits 10 s after a 5xx before reading the answer; then the outbox retries.
+    let sent = double.wait_for("1001", 1, Duration::from_secs(30)).await;
+    assert!(sent[0].visible.contains("CUP non risponde"));
+    let statuses: Vec<u16> = double
+        .requests()
+        .iter()
+        .filter(|r| r.method == "sendmessage")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, vec![500, 200]);
+}
+
+#[tokio::test]
+async fn an_incident_with_hundreds_of_signals_fits_one_message() {
+    let double = TelegramDouble::start().await;
+    double.add_private_chat(1001, "Anna", None);
+    let smtp = SmtpServer::start();
+    let app = app_with(&double, &smtp, &[]).await;
+    desk(&app, "CUP Foligno", &["1001"]).await;
+    let alerts: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({
+                "status": "firing",
+                "labels": {"alertname": "SportelloDown", "service": "cup-backend", "instance": format!("sportello-{i}")},
+                "annotations": {"summary": format!("Lo sportello {i} non raggiunge il CUP <timeout> & riprova")},
+                "startsAt": "2026-11-26T09:14:03Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "fingerprint": format!("fp-{i:04}"),
+            })
+        })
+        .collect();
+    let body =
+        json!({"version": "4", "status": "firing", "receiver": "banditore", "alerts": alerts});
+    let resp = app
+        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+        .await;
+    assert_eq!(resp.status(), 202);
+    let sent = double.wait_for("1001", 1, Duration::from_secs(15)).await;
+    let text = &sent[0].visible;
+    assert!(text.encode_utf16().count() <= 4096, "{}", text.len());
+    assert!(text.contains("e altre"), "says how many were left out");
+    assert!(
+        text.contains("Incidente n."),
+        "the end of the message is kept"
+    );
+}
+
+#[tokio::test]
+async fn on_postgresql_one_replica_polls_and_another_takes_over() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let double = TelegramDouble::start().await;
+    double.add_private_chat(1001, "Anna", None);
+    let smtp = SmtpServer::start();
+    let mut apps = Vec::new();
+    for i in 0..2 {
+        let name = format!("replica-{i}");
+        apps.push(
+            app_with(
+                &double,
+                &smtp,
+                &[
+                    ("BANDITORE__STORE__URL", &db.url),
+                    ("BANDITORE__STORE__REPLICAS", "2"),
+                    ("BANDITORE__CLUSTER__INSTANCE", &name),
+                    ("BANDITORE__CLUSTER__LEADER_LEASE", "3s"),
+                ],
+            )
+            .await,
+        );
+    }
+    let id = desk(&apps[0], "CUP Foligno", &[]).await;
+    let (token, _) = invite(&apps[1], id).await;
+    double
+        .user_says(1001, 1001, &format!("/start {token}"))
+        .await;
+    double.wait_for("1001", 1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let conflicts = |double: &TelegramDouble| {
+        double
+            .requests()
+            .iter()
+            .filter(|r| r.method == "getupdates" && r.status == 409)
+            .count()
+    };
+    assert_eq!(conflicts(&double), 0, "only one replica polls");
+    // The leader dies; the other takes over polling within the lease and answers.
+    let leader = if apps[0].logs().contains("polling Telegram for bot updates") {
+        0
+    } else {
+        1
+    };
+    apps[leader].kill();
+    double.user_says(1001, 1001, "/status").await;
+    let sent = double.wait_for("1001", 2, Duration::from_secs(20)).await;
+    assert!(
+        sent[1].visible.contains("Nessun disservizio"),
+        "{}",
+        sent[1].visible
+    );
+    assert!(
+        apps[1 - leader]
+            .logs()
+            .contains("polling Telegram for bot updates")
+    );
+    assert_eq!(conflicts(&double), 0);
+}
+
+#[tokio::test]
+async fn a_polling_replica_stops_promptly() {
+    let double = TelegramDouble::start().await;
+    let smtp = SmtpServer::start();
+    let mut app = app_with(&double, &smtp, &[]).await;
+    eventually(
+        || async { double.requests().iter().any(|r| r.method == "getupdates") },
+        |polling| *polling,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A long poll is in flight; stopping must not wait for it to time out.
+    let started = Instant::now();
+    let status = app.terminate().expect("exit status");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
