@@ -1,8 +1,8 @@
 //! End-to-end figures of the release binary, as an operator would see them: webhook-to-SMTP
 //! latency, ingest throughput with memory, email fan-out, idle memory.
 //!
-//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|idle` picks
-//! one, and `-- --quick` runs smaller sizes. `fanout-pg` runs one and two replicas on a fresh
+//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|idle`
+//! picks one, and `-- --quick` runs smaller sizes. `fanout-pg` runs one and two replicas on a fresh
 //! database of the PostgreSQL server named by `BANDITORE_TEST_POSTGRES`, skipping without one. Postfix's `smtp-sink` is used as the fan-out sink when it is
 //! installed (Debian package `postfix`); otherwise the test suite's SMTP server stands in and the
 //! report says so. The numbers are printed, never asserted.
@@ -390,6 +390,78 @@ async fn fanout(subscribers: usize, pool_size: u32, store: Store) {
     }
 }
 
+/// One incident to `chats` Telegram chats, against the Bot API double enforcing Telegram's
+/// limits (30 messages/s overall, 1/s per chat): the rate achieved and the 429s received.
+async fn telegram(chats: usize) {
+    let double = TelegramDouble::start_with(TelegramOptions::default()).await;
+    let limit = TelegramOptions::default().overall_per_second.unwrap_or(30);
+    let ids: Vec<String> = (0..chats).map(|i| (100_000 + i).to_string()).collect();
+    for id in &ids {
+        double.add_private_chat(id.parse().unwrap(), "Sportello", None);
+    }
+    let list = ids
+        .iter()
+        .map(|id| format!("\"{id}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let extra = format!(
+        "[[subscribers]]\nname = \"Sportelli CUP\"\naddresses = {{ telegram = [{list}] }}\nsubscriptions = [{{ matchers = ['service=~\"cup.*\"'] }}]\n"
+    );
+    let smtp = SmtpServer::start();
+    let api = double.api_url();
+    let app = TestApp::spawn(
+        &smtp,
+        &extra,
+        &[
+            ("BANDITORE__CHANNELS__TELEGRAM__ENABLED", "true"),
+            ("BANDITORE__CHANNELS__TELEGRAM__TOKEN", TELEGRAM_TOKEN),
+            ("BANDITORE__CHANNELS__TELEGRAM__API_URL", &api),
+        ],
+    )
+    .await;
+    let body = alertmanager(
+        "firing",
+        "CupDown",
+        &[("service", "cup-backend"), ("severity", "critical")],
+        "CUP backend non risponde",
+    );
+    let started = Instant::now();
+    assert_eq!(
+        app.post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+            .await
+            .status(),
+        202
+    );
+    let deadline = started + Duration::from_secs(chats as u64 / 10 + 60);
+    while double.sent().len() < chats && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = double.sent();
+    let (Some(first), Some(last)) = (sent.first(), sent.last()) else {
+        println!("telegram: nothing sent");
+        return;
+    };
+    let span = last.at.duration_since(first.at).as_secs_f64();
+    let rate = (sent.len() - 1) as f64 / span.max(f64::EPSILON);
+    let throttled = double.throttled();
+    let late = throttled
+        .iter()
+        .filter(|t| t.duration_since(first.at) > Duration::from_secs(1))
+        .count();
+    let mut per_chat: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for m in &sent {
+        *per_chat.entry(m.chat_id.as_str()).or_default() += 1;
+    }
+    let twice = per_chat.values().filter(|n| **n > 1).count();
+    println!(
+        "telegram: 1 incident to {chats} chats, double enforcing {limit} messages/s overall and 1/s per chat: {} sent in {span:.1} s after the first (which left {:.0} ms after the webhook) = {rate:.2} messages/s, {:.3} of the limit (target >= 0.95); 429s: {} in all, {late} after the first second (target 0); chats messaged twice: {twice}",
+        sent.len(),
+        ms(first.at.duration_since(started)),
+        rate / f64::from(limit),
+        throttled.len(),
+    );
+}
+
 fn main() {
     // `cargo test --all-targets` runs bench binaries too, without `--bench`: figures from a debug
     // build under a test run mean nothing, so only `cargo bench` measures.
@@ -432,6 +504,9 @@ fn main() {
                 fanout(n, 8, Store::Sqlite).await;
                 fanout(n, 32, Store::Sqlite).await;
             }
+        }
+        if run("telegram") {
+            telegram(if quick { 300 } else { 5000 }).await;
         }
         if run("fanout-pg") {
             let n = if quick { 2000 } else { 10_000 };

@@ -136,7 +136,7 @@ impl Application {
                 owner.clone(),
                 wake.dispatch.bell(),
                 links.clone(),
-                (rate > 0).then(|| Arc::new(RateLimiter::new(store.clone(), "email", rate))),
+                (rate > 0).then(|| Arc::new(RateLimiter::new(store.clone(), "email", rate, rate))),
             ));
         }
 
@@ -161,10 +161,12 @@ impl Application {
                 owner.clone(),
                 wake.dispatch.bell(),
                 links.clone(),
+                // Telegram counts per second: sends evenly spaced, never a burst.
                 Some(Arc::new(RateLimiter::new(
                     store.clone(),
                     "telegram",
                     t.rate_per_second,
+                    1,
                 ))),
             ));
             let (webhook, endpoint) = match (t.mode, &keys.secret_token) {

@@ -483,6 +483,14 @@ impl Topic {
 /// Wake-ups from other replicas, as they arrive.
 pub type Wakeups = tokio::sync::mpsc::Receiver<Topic>;
 
+/// What [`Store::take_tokens`] granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tokens {
+    pub granted: u32,
+    /// After this grant, how long until the next whole token (for whoever asks first).
+    pub next_in: std::time::Duration,
+}
+
 /// What [`Store::prune`] deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
@@ -557,7 +565,9 @@ pub trait Store: ChatStore + Send + Sync + 'static {
     /// Gives a duty up, so that another replica takes it at once.
     async fn resign(&self, duty: &str, holder: &str) -> Result<()>;
     /// Takes up to `want` tokens from a bucket shared by every replica, refilled at
-    /// `per_second` up to `burst`. Returns how many were granted (possibly none).
+    /// `per_second` up to `burst`, as of `now` (which may be a moment ahead: a reservation).
+    /// Returns how many were granted (possibly none) and how long after `now` the next whole
+    /// token will be there.
     async fn take_tokens(
         &self,
         bucket: &str,
@@ -565,7 +575,7 @@ pub trait Store: ChatStore + Send + Sync + 'static {
         per_second: u32,
         burst: u32,
         now: Timestamp,
-    ) -> Result<u32>;
+    ) -> Result<Tokens>;
     /// Tells the other replicas (no-op on SQLite, where there are none).
     async fn announce(&self, topic: Topic);
     /// Wake-ups from the other replicas; `None` when there can be none (SQLite).

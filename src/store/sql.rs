@@ -1039,7 +1039,7 @@ impl Store for SqlStore {
         per_second: u32,
         burst: u32,
         now: Timestamp,
-    ) -> Result<u32> {
+    ) -> Result<Tokens> {
         let mut tx = self.write().await?;
         let capacity = i64::from(burst.max(1)) * 1000;
         let now_ms = ms(now);
@@ -1061,20 +1061,33 @@ impl Store for SqlStore {
         .fetch_one(&mut *tx)
         .await?;
         // Refill is `per_second` tokens a second, i.e. that many thousandths of a token a
-        // millisecond, up to the burst.
+        // millisecond, up to the burst. Takers come back on whole milliseconds, a fraction of
+        // one late: up to a millisecond's refill beyond the burst is kept (it never makes a
+        // whole extra token), or a burst of one would lose that fraction every time and pace
+        // 29 a second as 28.6.
         let elapsed = (now_ms - at).max(0);
         let available = millitokens
             .saturating_add(elapsed.saturating_mul(i64::from(per_second)))
-            .min(capacity);
+            .min(capacity + i64::from(per_second).min(999));
         let granted = (available / 1000).min(i64::from(want));
+        let left = available - granted * 1000;
         sqlx::query("UPDATE rate_buckets SET millitokens = $2, updated_at = $3 WHERE name = $1")
             .bind(bucket)
-            .bind(available - granted * 1000)
+            .bind(left)
             .bind(now_ms.max(at))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(u32::try_from(granted).unwrap_or(0))
+        let per_ms = i64::from(per_second.max(1));
+        let next_ms = if left >= 1000 {
+            0
+        } else {
+            (1000 - left + per_ms - 1) / per_ms
+        };
+        Ok(Tokens {
+            granted: u32::try_from(granted).unwrap_or(0),
+            next_in: std::time::Duration::from_millis(u64::try_from(next_ms).unwrap_or(0)),
+        })
     }
 
     async fn announce(&self, topic: Topic) {

@@ -228,6 +228,11 @@ fn shipped_example_configurations_are_valid() {
         )
         .unwrap();
     }
+    std::fs::write(
+        secrets.join("banditore-telegram"),
+        "123456789:AAE-banditore-telegram-token\n",
+    )
+    .unwrap();
     let templates = dir.path().join("templates");
     std::fs::create_dir_all(&templates).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");

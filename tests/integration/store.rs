@@ -605,24 +605,44 @@ pub async fn a_shared_bucket_paces_every_taker_together(store: Arc<dyn Store>) {
     let t = |ms: i64| Timestamp::from_millisecond(1_900_000_000_000 + ms).unwrap();
     // 10 per second, a burst of 10: a full bucket gives 10, then nothing until it refills.
     assert_eq!(
-        store.take_tokens("email", 4, 10, 10, t(0)).await.unwrap(),
+        store
+            .take_tokens("email", 4, 10, 10, t(0))
+            .await
+            .unwrap()
+            .granted,
         4
     );
     assert_eq!(
-        store.take_tokens("email", 20, 10, 10, t(0)).await.unwrap(),
+        store
+            .take_tokens("email", 20, 10, 10, t(0))
+            .await
+            .unwrap()
+            .granted,
         6
     );
+    // None left: the next comes when the bucket has refilled one whole token (50 ms more).
     assert_eq!(
         store.take_tokens("email", 5, 10, 10, t(50)).await.unwrap(),
-        0
+        Tokens {
+            granted: 0,
+            next_in: std::time::Duration::from_millis(50)
+        }
     );
     // 10 a second is one each 100 ms, whoever asks.
     assert_eq!(
-        store.take_tokens("email", 5, 10, 10, t(100)).await.unwrap(),
+        store
+            .take_tokens("email", 5, 10, 10, t(100))
+            .await
+            .unwrap()
+            .granted,
         1
     );
     assert_eq!(
-        store.take_tokens("email", 5, 10, 10, t(350)).await.unwrap(),
+        store
+            .take_tokens("email", 5, 10, 10, t(350))
+            .await
+            .unwrap()
+            .granted,
         2
     );
     // Never more than the burst, however long it rested.
@@ -630,12 +650,17 @@ pub async fn a_shared_bucket_paces_every_taker_together(store: Arc<dyn Store>) {
         store
             .take_tokens("email", 50, 10, 10, t(60_000))
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         10
     );
     // Buckets are separate.
     assert_eq!(
-        store.take_tokens("sms", 3, 1, 3, t(60_000)).await.unwrap(),
+        store
+            .take_tokens("sms", 3, 1, 3, t(60_000))
+            .await
+            .unwrap()
+            .granted,
         3
     );
     // Concurrent takers never get more than there is.
@@ -643,7 +668,11 @@ pub async fn a_shared_bucket_paces_every_taker_together(store: Arc<dyn Store>) {
     for _ in 0..8 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.take_tokens("race", 5, 1, 20, t(0)).await.unwrap()
+            store
+                .take_tokens("race", 5, 1, 20, t(0))
+                .await
+                .unwrap()
+                .granted
         }));
     }
     let mut total = 0;
