@@ -277,6 +277,24 @@ enum Store {
     Postgres { replicas: usize },
 }
 
+/// Posts the alert every fan-out scenario starts from; returns when it was posted.
+async fn fire_cup_down(app: &TestApp) -> Instant {
+    let body = alertmanager(
+        "firing",
+        "CupDown",
+        &[("service", "cup-backend"), ("severity", "critical")],
+        "CUP backend non risponde",
+    );
+    let started = Instant::now();
+    assert_eq!(
+        app.post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+            .await
+            .status(),
+        202
+    );
+    started
+}
+
 async fn fanout(subscribers: usize, pool_size: u32, store: Store) {
     let database = match store {
         Store::Sqlite => None,
@@ -319,19 +337,7 @@ async fn fanout(subscribers: usize, pool_size: u32, store: Store) {
     let startup = starting.elapsed() / replicas as u32;
     let app = &apps[0];
     let pids: Vec<u32> = apps.iter().filter_map(TestApp::pid).collect();
-    let body = alertmanager(
-        "firing",
-        "CupDown",
-        &[("service", "cup-backend"), ("severity", "critical")],
-        "CUP backend non risponde",
-    );
-    let started = Instant::now();
-    assert_eq!(
-        app.post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
-            .await
-            .status(),
-        202
-    );
+    let started = fire_cup_down(app).await;
     let mut first = None;
     let mut peak = 0;
     loop {
@@ -419,19 +425,7 @@ async fn telegram(chats: usize) {
         ],
     )
     .await;
-    let body = alertmanager(
-        "firing",
-        "CupDown",
-        &[("service", "cup-backend"), ("severity", "critical")],
-        "CUP backend non risponde",
-    );
-    let started = Instant::now();
-    assert_eq!(
-        app.post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
-            .await
-            .status(),
-        202
-    );
+    let started = fire_cup_down(&app).await;
     let deadline = started + Duration::from_secs(chats as u64 / 10 + 60);
     while double.sent().len() < chats && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
