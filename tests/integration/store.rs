@@ -603,65 +603,48 @@ pub async fn one_replica_leads_until_its_lease_runs_out_or_it_steps_down(store: 
 
 pub async fn a_shared_bucket_paces_every_taker_together(store: Arc<dyn Store>) {
     let t = |ms: i64| Timestamp::from_millisecond(1_900_000_000_000 + ms).unwrap();
+    let take = |bucket: &'static str, want: u32, rate: u32, burst: u32, at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .take_tokens(bucket, want, rate, burst, t(at))
+                .await
+                .unwrap()
+        }
+    };
     // 10 per second, a burst of 10: a full bucket gives 10, then nothing until it refills.
-    assert_eq!(
-        store
-            .take_tokens("email", 4, 10, 10, t(0))
-            .await
-            .unwrap()
-            .granted,
-        4
-    );
-    assert_eq!(
-        store
-            .take_tokens("email", 20, 10, 10, t(0))
-            .await
-            .unwrap()
-            .granted,
-        6
-    );
+    assert_eq!(take("email", 4, 10, 10, 0).await.granted, 4);
+    assert_eq!(take("email", 20, 10, 10, 0).await.granted, 6);
     // None left: the next comes when the bucket has refilled one whole token (50 ms more).
     assert_eq!(
-        store.take_tokens("email", 5, 10, 10, t(50)).await.unwrap(),
+        take("email", 5, 10, 10, 50).await,
         Tokens {
             granted: 0,
             next_in: std::time::Duration::from_millis(50)
         }
     );
     // 10 a second is one each 100 ms, whoever asks.
-    assert_eq!(
-        store
-            .take_tokens("email", 5, 10, 10, t(100))
-            .await
-            .unwrap()
-            .granted,
-        1
-    );
-    assert_eq!(
-        store
-            .take_tokens("email", 5, 10, 10, t(350))
-            .await
-            .unwrap()
-            .granted,
-        2
-    );
+    assert_eq!(take("email", 5, 10, 10, 100).await.granted, 1);
+    assert_eq!(take("email", 5, 10, 10, 350).await.granted, 2);
     // Never more than the burst, however long it rested.
-    assert_eq!(
-        store
-            .take_tokens("email", 50, 10, 10, t(60_000))
-            .await
-            .unwrap()
-            .granted,
-        10
-    );
+    assert_eq!(take("email", 50, 10, 10, 60_000).await.granted, 10);
     // Buckets are separate.
-    assert_eq!(
-        store
-            .take_tokens("sms", 3, 1, 3, t(60_000))
-            .await
-            .unwrap()
-            .granted,
-        3
+    assert_eq!(take("sms", 3, 1, 3, 60_000).await.granted, 3);
+    // A burst of one, taken each time the bucket says the next token is there: 29 a second
+    // exactly, although each answer is rounded up to a whole millisecond.
+    let mut at = 120_000;
+    assert_eq!(take("telegram", 1, 29, 1, at).await.granted, 1);
+    let first = at;
+    for _ in 0..29 {
+        let next = take("telegram", 1, 29, 1, at).await;
+        assert_eq!(next.granted, 0);
+        at += i64::try_from(next.next_in.as_millis()).unwrap();
+        assert_eq!(take("telegram", 1, 29, 1, at).await.granted, 1);
+    }
+    assert!(
+        (999..=1001).contains(&(at - first)),
+        "29 tokens took {} ms",
+        at - first
     );
     // Concurrent takers never get more than there is.
     let mut tasks = Vec::new();
