@@ -197,7 +197,13 @@ impl Application {
                 default_language: s.routing.default_language.clone(),
                 pacer,
             };
-            bot = Some((client, Arc::new(context), webhook));
+            // Its own client: a long poll holds a request open longer than a send may take.
+            let updates_client = telegram::bot(
+                &keys.token,
+                &t.api_url,
+                t.timeout.get() + telegram::POLL_TIMEOUT,
+            )?;
+            bot = Some((updates_client, Arc::new(context), webhook));
         }
 
         let timing = Timing {

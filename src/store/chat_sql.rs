@@ -6,10 +6,10 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::sql::{
-    ADDRESS_COLUMNS, SqlStore, address_from_row, bump_subscribers_version,
+    ADDRESS_COLUMNS, Dialect, SqlStore, address_from_row, bump_subscribers_version,
     cancel_address_deliveries, load_services, ms, ts,
 };
-use super::{ChatBinding, ChatStore, Redeemed, Result, ServiceMode, StoreError};
+use super::{AddressOrigin, ChatBinding, ChatStore, Redeemed, Result, ServiceMode, StoreError};
 use crate::domain::subscriber::{ChannelKind, Language};
 
 /// Address columns plus its subscriber's, for [`binding_from_row`].
@@ -91,6 +91,15 @@ impl ChatStore for SqlStore {
         now: Timestamp,
     ) -> Result<Redeemed> {
         let mut tx = self.write().await?;
+        if self.dialect == Dialect::Postgres {
+            // One redemption per chat at a time: two replicas handling two invites from the
+            // same chat would otherwise both see it unbound. (SQLite has one writer.)
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || ':' || $2))")
+                .bind(channel.as_str())
+                .bind(chat)
+                .execute(&mut *tx)
+                .await?;
+        }
         let lock = self.dialect.pick("", "FOR UPDATE");
         let invite = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, subscriber_id, expires_at, used_at, used_by FROM chat_invites
@@ -117,11 +126,20 @@ impl ChatStore for SqlStore {
         .map(binding_from_row)
         .collect::<Result<Vec<_>>>()?;
         if let Some(used_by) = used_by {
-            // The same chat sending the same /start again (a replayed update) is not an error.
+            // The same chat opening its invite again is not an error: it resumes, if stopped.
             return match existing.iter().find(|b| b.subscriber_id == subscriber_id) {
                 Some(binding) if used_by == chat => {
                     let id = binding.address.id;
-                    drop(tx);
+                    if !binding.address.is_active() {
+                        sqlx::query(
+                            "UPDATE addresses SET unsubscribed_at = NULL, gone_at = NULL, gone_reason = NULL WHERE id = $1",
+                        )
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                        bump_subscribers_version(&mut tx).await?;
+                    }
+                    tx.commit().await?;
                     Ok(self
                         .binding(id)
                         .await?
@@ -141,8 +159,12 @@ impl ChatStore for SqlStore {
                 subscriber_name: other.subscriber_name.clone(),
             });
         }
-        // A chat that stopped following another subscriber moves to this one.
-        for stale in existing.iter().filter(|b| b.subscriber_id != subscriber_id) {
+        // A chat that stopped following another subscriber moves to this one. Addresses an
+        // administrator gave stay (stopped) where they are.
+        for stale in existing
+            .iter()
+            .filter(|b| b.subscriber_id != subscriber_id && b.address.origin == AddressOrigin::Chat)
+        {
             cancel_address_deliveries(
                 &mut tx,
                 stale.address.id,
@@ -192,7 +214,8 @@ impl ChatStore for SqlStore {
 
     async fn chat(&self, channel: ChannelKind, chat: &str) -> Result<Option<ChatBinding>> {
         let id: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM addresses WHERE channel = $1 AND address = $2 ORDER BY id LIMIT 1",
+            "SELECT id FROM addresses WHERE channel = $1 AND address = $2
+             ORDER BY CASE WHEN unsubscribed_at IS NULL AND gone_at IS NULL THEN 0 ELSE 1 END, id LIMIT 1",
         )
         .bind(channel.as_str())
         .bind(chat)

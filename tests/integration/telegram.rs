@@ -178,6 +178,26 @@ async fn invite_and_alerts(env: &[(&str, &str)]) {
         double.sent_to("1003").len() == 1,
         "the refused chat hears nothing"
     );
+
+    // A chat that stopped and opens its old invite again is bound, and hears alerts again.
+    double.user_says(1001, 1001, "/stop").await;
+    double.wait_for("1001", 4, Duration::from_secs(10)).await;
+    double
+        .user_says(1001, 1001, &format!("/start {token}"))
+        .await;
+    let again = double.wait_for("1001", 5, Duration::from_secs(10)).await;
+    assert!(
+        again[4].visible.contains("collegata a CUP Foligno"),
+        "{}",
+        again[4].visible
+    );
+    fire(&app, "firing", "cup-portale", "Portale referti lento").await;
+    let sent = double.wait_for("1001", 6, Duration::from_secs(10)).await;
+    assert!(
+        sent[5].visible.contains("Portale referti lento"),
+        "{}",
+        sent[5].visible
+    );
 }
 
 #[tokio::test]
@@ -268,6 +288,54 @@ async fn a_429_storm_delays_but_delivers_every_message_once_in_order() {
             assert_eq!(d["state"], "sent", "{d}");
             assert_eq!(d["attempts"], 1, "{d}");
         }
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_a_send_may_take_costs_no_attempt() {
+    let double = TelegramDouble::start().await;
+    let chats = ["1001", "1002", "1003", "1004"];
+    for i in 0..chats.len() {
+        double.add_private_chat(1001 + i as i64, "Sportello", None);
+    }
+    let smtp = SmtpServer::start();
+    // A send may take half the lease, 2.5 s; Telegram asks for 4 s.
+    let app = app_with(
+        &double,
+        &smtp,
+        &[
+            ("BANDITORE__OUTBOX__LEASE", "5s"),
+            ("BANDITORE__CHANNELS__TELEGRAM__TIMEOUT", "2s"),
+            ("BANDITORE__CHANNELS__EMAIL__TIMEOUT", "2s"),
+        ],
+    )
+    .await;
+    desk(&app, "CUP Foligno", &chats).await;
+    double.flood_until(Instant::now() + Duration::from_secs(1), 4);
+    let fired = Instant::now();
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    for chat in chats {
+        double.wait_for(chat, 1, Duration::from_secs(30)).await;
+    }
+    assert!(!double.throttled().is_empty(), "the 429 was felt");
+    assert!(
+        fired.elapsed() >= Duration::from_secs(4),
+        "retry_after was honoured"
+    );
+    let incidents = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await;
+    let id = incidents["incidents"][0]["id"].as_i64().unwrap();
+    let deliveries = app
+        .get_json(&format!("/api/v1/incidents/{id}/deliveries"), VIEWER_TOKEN)
+        .await;
+    for d in deliveries["deliveries"].as_array().unwrap() {
+        assert_eq!(d["state"], "sent", "{d}");
+        assert_eq!(
+            d["attempts"], 1,
+            "waiting for Telegram is not an attempt: {d}"
+        );
+    }
+    for chat in chats {
+        assert_eq!(texts(&double, chat).len(), 1, "{chat} got one message");
     }
 }
 

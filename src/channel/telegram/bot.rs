@@ -43,6 +43,21 @@ pub enum Command {
     Lingua(String),
 }
 
+impl Command {
+    /// The command as typed, without its argument (which may be a secret invite).
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Start(_) => "start",
+            Command::Help => "help",
+            Command::Status => "status",
+            Command::Subscribe(_) => "subscribe",
+            Command::Unsubscribe(_) => "unsubscribe",
+            Command::Stop => "stop",
+            Command::Lingua(_) => "lingua",
+        }
+    }
+}
+
 /// What the handlers need.
 pub struct BotContext {
     pub store: Arc<dyn Store>,
@@ -51,6 +66,9 @@ pub struct BotContext {
     /// Shared with the channel: answers and alerts to one chat take turns.
     pub pacer: Arc<Pacer>,
 }
+
+/// How long one `getUpdates` long poll waits for updates.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// How many open incidents `/status` lists.
 const STATUS_MAX: usize = 15;
@@ -116,9 +134,11 @@ impl BotContext {
 
 /// Answers in `chat`, in turn with the alerts, waiting out Telegram's `retry_after` a few times.
 async fn reply(bot: &Bot, ctx: &BotContext, chat: ChatId, text: String) -> HandlerResult {
+    // Lists (open incidents, followed services) can outgrow one message: cut, never refused.
+    let text = crate::render::telegram::truncate(&text, crate::render::telegram::MAX_LEN);
     let mut tries = 0;
     loop {
-        ctx.pacer.turn(&TelegramChat::Id(chat.0)).await;
+        ctx.pacer.turn_patiently(&TelegramChat::Id(chat.0)).await;
         match bot
             .send_message(chat, text.clone())
             .parse_mode(ParseMode::Html)
@@ -147,7 +167,8 @@ async fn on_command(bot: Bot, msg: Message, cmd: Command, ctx: Arc<BotContext>) 
     let answer = match answer(&ctx, &cmd, &chat, binding, &language).await {
         Ok(text) => text,
         Err(e) => {
-            tracing::warn!(error = %e, chat = %chat, command = ?cmd, "bot command failed");
+            // The command's name only: a /start argument is an invite, still good after a failure.
+            tracing::warn!(error = %e, chat = %chat, command = cmd.name(), "bot command failed");
             ctx.say(&language, "trouble", &[])
         }
     };
@@ -444,6 +465,16 @@ pub async fn run_bot(
                 }
             }
         }
+        // The dispatcher asks getMe once and gives up if that fails: ask until it answers.
+        delay = Duration::from_secs(1);
+        while let Err(e) = bot.get_me().await {
+            tracing::warn!(error = %e, "Telegram does not answer getMe; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(60));
+        }
         publish_commands(&bot, &ctx.renderer).await;
         let mut dispatcher = Dispatcher::builder(bot.clone(), schema())
             .dependencies(dptree::deps![ctx.clone()])
@@ -473,7 +504,7 @@ pub async fn run_bot(
         tracing::info!("leading: polling Telegram for bot updates");
         publish_commands(&bot, &ctx.renderer).await;
         let polling = Polling::builder(bot.clone())
-            .timeout(Duration::from_secs(25))
+            .timeout(POLL_TIMEOUT)
             .delete_webhook()
             .await
             .build();
@@ -487,28 +518,29 @@ pub async fn run_bot(
         });
         let run = dispatcher.try_dispatch_with_listener(polling, listener_errors);
         tokio::pin!(run);
-        let stopped = tokio::select! {
-            result = &mut run => {
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "cannot start polling Telegram; retrying");
-                }
-                false
-            }
-            _ = shutdown.cancelled() => true,
+        // Some(failed) when the dispatcher ended by itself; None on shutdown or lost leadership.
+        let ended = tokio::select! {
+            result = &mut run => Some(result.is_err()),
+            _ = shutdown.cancelled() => None,
             _ = leadership.lost() => {
                 tracing::info!("no longer leading: another replica polls Telegram");
-                false
+                None
             }
         };
         stop_dispatching(token, run).await;
-        if stopped {
+        if shutdown.is_cancelled() {
             return;
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
+        if ended == Some(true) {
+            tracing::warn!("cannot start polling Telegram; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(60));
+        } else {
+            delay = Duration::from_secs(1);
         }
-        delay = (delay * 2).min(Duration::from_secs(60));
     }
 }
 

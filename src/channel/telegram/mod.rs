@@ -17,7 +17,7 @@ use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, LinkPreviewOptions, ParseMode, Recipient};
 use teloxide::{ApiError, Bot, RequestError};
 
-pub use bot::{BotContext, UpdateReceiver, UpdateSender, invite_digest, run_bot};
+pub use bot::{BotContext, POLL_TIMEOUT, UpdateReceiver, UpdateSender, invite_digest, run_bot};
 pub use pace::Pacer;
 
 use super::{Channel, Outgoing, Receipt, SendError};
@@ -78,7 +78,12 @@ impl Channel for TelegramChannel {
             TelegramChat::parse(&msg.recipient).map_err(|reason| SendError::Reject { reason })?;
         // Rendering already kept the text within the limit; a long name filled in since may not.
         let text = telegram::truncate(&msg.text, telegram::MAX_LEN);
-        self.pacer.turn(&chat).await;
+        // Telegram's retry_after can outlast the outbox's time limit for a send: give the
+        // delivery back (uncounted) rather than wait it out here.
+        self.pacer
+            .turn(&chat)
+            .await
+            .map_err(|after| SendError::Throttled { after })?;
         let mut to = recipient(&chat);
         let mut moved = false;
         loop {
@@ -156,6 +161,9 @@ fn classify_api(api: ApiError) -> SendError {
         | ApiError::BotKickedFromChannel
         | ApiError::ChatNotFound
         | ApiError::UserNotFound
+        | ApiError::GroupDeactivated
+        | ApiError::CantInitiateConversation
+        | ApiError::CantTalkWithBots
         | ApiError::NotEnoughRightsToPostMessages => SendError::RecipientGone { reason },
         ApiError::MessageIsTooLong
         | ApiError::MessageTextIsEmpty

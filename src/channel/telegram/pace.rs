@@ -31,12 +31,25 @@ struct State {
     frozen_until: Option<Instant>,
 }
 
+impl State {
+    fn frozen_left(&self, now: Instant) -> Option<Duration> {
+        self.frozen_until
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+    }
+}
+
 impl Pacer {
-    /// Waits for this chat's turn and takes it.
-    pub async fn turn(&self, chat: &TelegramChat) {
+    /// Waits for this chat's turn (a few seconds at most) and takes it; while Telegram's
+    /// `retry_after` runs, returns at once with what is left of it instead, so that a caller
+    /// under a time limit does not spend it waiting.
+    pub async fn turn(&self, chat: &TelegramChat) -> Result<(), Duration> {
         let at = {
             let mut state = self.lock();
             let now = Instant::now();
+            if let Some(left) = state.frozen_left(now) {
+                return Err(left);
+            }
             if state.next.len() > FORGET_AFTER {
                 state.next.retain(|_, at| *at > now);
             }
@@ -46,7 +59,17 @@ impl Pacer {
             at
         };
         tokio::time::sleep_until(at).await;
-        self.thawed().await;
+        match self.lock().frozen_left(Instant::now()) {
+            Some(left) => Err(left),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for this chat's turn however long Telegram asked everyone to wait.
+    pub async fn turn_patiently(&self, chat: &TelegramChat) {
+        while let Err(left) = self.turn(chat).await {
+            tokio::time::sleep(left).await;
+        }
     }
 
     /// Holds every chat until `after` has passed (Telegram's `retry_after`).
@@ -54,16 +77,6 @@ impl Pacer {
         let until = Instant::now() + after;
         let mut state = self.lock();
         state.frozen_until = Some(state.frozen_until.map_or(until, |f| f.max(until)));
-    }
-
-    async fn thawed(&self) {
-        loop {
-            let until = self.lock().frozen_until;
-            match until {
-                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
-                _ => return,
-            }
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -82,19 +95,25 @@ mod tests {
         let person = TelegramChat::Id(42);
         let group = TelegramChat::Id(-42);
         let start = Instant::now();
-        pacer.turn(&person).await;
-        pacer.turn(&group).await;
+        pacer.turn(&person).await.unwrap();
+        pacer.turn(&group).await.unwrap();
         assert_eq!(
             start.elapsed(),
             Duration::ZERO,
             "different chats do not wait"
         );
-        pacer.turn(&person).await;
+        pacer.turn(&person).await.unwrap();
         assert_eq!(start.elapsed(), PERSON);
-        pacer.turn(&group).await;
+        pacer.turn(&group).await.unwrap();
         assert_eq!(start.elapsed(), GROUP);
-        pacer.freeze(Duration::from_secs(10));
-        pacer.turn(&TelegramChat::Id(7)).await;
-        assert_eq!(start.elapsed(), GROUP + Duration::from_secs(10));
+        // While frozen, a turn is refused at once with what is left of the wait.
+        pacer.freeze(Duration::from_secs(40));
+        assert_eq!(
+            pacer.turn(&TelegramChat::Id(7)).await,
+            Err(Duration::from_secs(40))
+        );
+        assert_eq!(start.elapsed(), GROUP);
+        pacer.turn_patiently(&TelegramChat::Id(7)).await;
+        assert_eq!(start.elapsed(), GROUP + Duration::from_secs(40));
     }
 }
