@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::Channel;
 use crate::channel::email::EmailChannel;
+use crate::channel::sms::report::ReportLinks;
+use crate::channel::sms::sms_channel;
 use crate::channel::telegram::{self, BotContext, TelegramChannel, UpdateReceiver};
 use crate::cluster::{self, Leadership};
 use crate::domain::incident::Timing;
@@ -206,6 +208,28 @@ impl Application {
             bot = Some((updates_client, Arc::new(context), webhook));
         }
 
+        let mut sms_reports = None;
+        if s.channels.sms.enabled {
+            let reports = ReportLinks::new(key.as_bytes(), &s.server.public_url, &v.sms);
+            let channel = sms_channel(&s.channels.sms, &v.sms, store.clone(), &reports)
+                .map_err(anyhow::Error::msg)?;
+            enabled.insert(ChannelKind::Sms);
+            dispatchers.push(Dispatcher::new(
+                store.clone(),
+                Arc::new(channel),
+                OutboxConfig {
+                    concurrency: s.channels.sms.concurrency as usize,
+                    ..outbox.clone()
+                },
+                owner.clone(),
+                wake.dispatch.bell(),
+                links.clone(),
+                // Each provider paces itself (`rate_per_second`), shared by every replica.
+                None,
+            ));
+            sms_reports = Some(Arc::new(reports));
+        }
+
         let timing = Timing {
             group_wait: s.routing.group_wait.get(),
             group_interval: s.routing.group_interval.get(),
@@ -237,6 +261,8 @@ impl Application {
             renderer: v.renderer.clone(),
             metrics,
             default_language: s.routing.default_language.clone(),
+            subscriber_rules: v.subscriber_rules.clone(),
+            sms_reports,
             parse_options: ParseOptions {
                 uptime_kuma_severity: s.ingest.uptime_kuma_severity.as_str().to_owned(),
             },

@@ -4,6 +4,7 @@
 //! recipient and acts on the [`SendError`] class (retry later, give up, or mark the address gone).
 
 pub mod email;
+pub mod sms;
 pub mod telegram;
 
 use std::time::Duration;
@@ -28,11 +29,7 @@ pub struct Outgoing {
     pub unsubscribe_url: String,
 }
 
-/// What the provider said when it accepted the message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Receipt {
-    pub provider_id: Option<String>,
-}
+pub use crate::store::Receipt;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {

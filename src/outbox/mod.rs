@@ -401,9 +401,7 @@ impl Send {
         // Stay well inside the lease, so that nobody else takes the delivery while it is in flight.
         let budget = self.config.lease / 2;
         match tokio::time::timeout(budget, self.channel.send(&outgoing)).await {
-            Ok(Ok(receipt)) => DeliveryOutcome::Sent {
-                provider_id: receipt.provider_id,
-            },
+            Ok(Ok(receipt)) => DeliveryOutcome::Sent(receipt),
             Ok(Err(SendError::Retry { after, reason })) => {
                 self.retry_or_fail(delivery, after, reason)
             }

@@ -7,6 +7,7 @@
 //! [`Placeholders::fill`] substitutes at send time, so a fan-out to thousands costs one render.
 
 mod context;
+pub mod sms;
 pub mod telegram;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,6 +54,7 @@ fn parts(channel: ChannelKind) -> &'static [&'static str] {
     match channel {
         ChannelKind::Email => &["subject", "text", "html"],
         ChannelKind::Telegram => &["message", "bot"],
+        ChannelKind::Sms => &["text"],
     }
 }
 
@@ -62,7 +64,12 @@ pub struct Renderer {
     /// Languages with a complete template folder, per channel.
     languages: BTreeMap<ChannelKind, BTreeSet<String>>,
     fallback: Language,
+    /// Spell SMS text in GSM-7 where a usual spelling exists (`È` → `E'`).
+    sms_fold: bool,
 }
+
+/// What an SMS template costs at most, when it does not say (`{% set max_segments = N %}`).
+pub const SMS_DEFAULT_MAX_SEGMENTS: u32 = 2;
 
 impl Renderer {
     /// Loads the built-in templates, then the files under `dir` (if not empty) over them.
@@ -144,7 +151,14 @@ impl Renderer {
             env: Arc::new(env),
             languages,
             fallback: fallback.clone(),
+            sms_fold: true,
         })
+    }
+
+    /// Whether SMS text is folded to GSM-7 where it can be (on unless turned off).
+    pub fn with_sms_fold(mut self, fold: bool) -> Renderer {
+        self.sms_fold = fold;
+        self
     }
 
     /// The template language used for a subscriber language: the language itself, its primary
@@ -206,6 +220,12 @@ impl Renderer {
                 html: None,
                 language,
             },
+            ChannelKind::Sms => Rendered {
+                subject: None,
+                text: self.render_sms(&language, ctx)?.text,
+                html: None,
+                language,
+            },
         };
         Ok(rendered)
     }
@@ -234,6 +254,57 @@ impl Renderer {
         }
         let max = limit(&text);
         Ok(telegram::truncate(&text, max))
+    }
+
+    /// An SMS within its template's `max_segments`: folded to GSM-7 if so configured, rendered
+    /// again with fewer signals while too long, and cut only if that is not enough.
+    pub fn render_sms(&self, language: &str, ctx: &MessageContext) -> Result<SmsText, RenderError> {
+        let name = template_name(ChannelKind::Sms, language, "text");
+        let fail = |e: minijinja::Error| RenderError::Template {
+            name: name.clone(),
+            detail: describe(&name, &e),
+        };
+        let template = self.env.get_template(&name).map_err(fail)?;
+        let render = |ctx: &MessageContext| -> Result<(String, u32), RenderError> {
+            let captured = template
+                .render_captured(minijinja::Value::from(minijinja::value::Serde(ctx)))
+                .map_err(fail)?;
+            let declared = captured.state().lookup("max_segments");
+            let max = match declared {
+                None => SMS_DEFAULT_MAX_SEGMENTS,
+                Some(v) => u32::try_from(v.clone())
+                    .ok()
+                    .filter(|n| (1..=10).contains(n))
+                    .ok_or_else(|| RenderError::Template {
+                        name: name.clone(),
+                        detail: format!(
+                            "{name}: max_segments is `{v}`, expected a number from 1 to 10"
+                        ),
+                    })?,
+            };
+            let text = captured.into_output().trim().to_owned();
+            let text = if self.sms_fold {
+                sms::fold_to_gsm7(&text)
+            } else {
+                text
+            };
+            Ok((text, max))
+        };
+        let (mut text, max_segments) = render(ctx)?;
+        let mut keep = ctx.signals.len();
+        while sms::measure(&text).segments > max_segments && keep > 0 {
+            keep /= 2;
+            let mut shorter = ctx.clone();
+            shorter.signals.truncate(keep);
+            shorter.signals_omitted = ctx.signals.len() - keep;
+            text = render(&shorter)?.0;
+        }
+        let fits_without_cutting = sms::measure(&text).segments <= max_segments;
+        Ok(SmsText {
+            text: sms::truncate(&text, max_segments),
+            max_segments,
+            fits_without_cutting,
+        })
     }
 
     /// What the Telegram bot answers: macro `name` of `telegram/<language>/bot.j2`, in the
@@ -341,6 +412,22 @@ impl Renderer {
                         kinds.join("/")
                     ));
                 }
+                if channel == ChannelKind::Sms {
+                    for kind in [UpdateKind::Opened, UpdateKind::Resolved] {
+                        let mut ctx = sample_context(kind);
+                        ctx.signals.clear();
+                        if let Ok(sms) = self.render_sms(&lang, &ctx)
+                            && !sms.fits_without_cutting
+                        {
+                            problems.push(format!(
+                                "{}: even without signals the sample {} text is longer than max_segments = {} and would be cut",
+                                template_name(channel, &lang, "text"),
+                                kind.as_str(),
+                                sms.max_segments
+                            ));
+                        }
+                    }
+                }
                 if channel == ChannelKind::Telegram {
                     for (name, args) in bot_samples() {
                         if let Err(e) = self.bot_text(&language, name, &args) {
@@ -352,6 +439,15 @@ impl Renderer {
         }
         problems
     }
+}
+
+/// An SMS as rendered, and what its template allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsText {
+    pub text: String,
+    pub max_segments: u32,
+    /// False when even without signals the text was too long and had to be cut.
+    pub fits_without_cutting: bool,
 }
 
 /// Every macro the Telegram bot calls, with sample arguments, for [`Renderer::check`].
@@ -709,5 +805,87 @@ mod tests {
             "{}",
             &out.text[out.text.len() - 50..]
         );
+    }
+
+    #[test]
+    fn sms_fits_its_segments_dropping_signals_first() {
+        let r = renderer();
+        let mut ctx = sample_context(UpdateKind::Opened);
+        let one = ctx.signals[0].clone();
+        ctx.signals = (0..40)
+            .map(|i| SignalView {
+                summary: format!("sportello {i} non risponde"),
+                ..one.clone()
+            })
+            .collect();
+        let out = r.render_sms("it", &ctx).unwrap();
+        let m = sms::measure(&out.text);
+        assert_eq!(out.max_segments, 2);
+        assert!(m.segments <= 2, "{m:?}: {}", out.text);
+        assert_eq!(m.encoding, sms::Encoding::Gsm7, "{}", out.text);
+        assert!(out.text.contains("segnalazioni)"), "{}", out.text);
+        assert!(
+            out.text.ends_with("Inc. 42"),
+            "the end is kept: {}",
+            out.text
+        );
+        assert!(out.fits_without_cutting);
+    }
+
+    #[test]
+    fn sms_folding_keeps_an_accented_italian_text_in_gsm7() {
+        let mut ctx = sample_context(UpdateKind::Opened);
+        ctx.incident.title = "È in corso un guasto: l’accesso ai referti è sospeso".into();
+        let folded = renderer().render_sms("it", &ctx).unwrap();
+        assert!(
+            folded
+                .text
+                .contains("E' in corso un guasto: l'accesso ai referti è sospeso")
+        );
+        assert_eq!(sms::measure(&folded.text).encoding, sms::Encoding::Gsm7);
+        let kept = renderer()
+            .with_sms_fold(false)
+            .render_sms("it", &ctx)
+            .unwrap();
+        assert!(kept.text.contains("È in corso"), "{}", kept.text);
+        let m = sms::measure(&kept.text);
+        assert_eq!(m.encoding, sms::Encoding::Ucs2);
+        assert!(m.segments <= 2, "{m:?}");
+        // In the same two segments, the folded text says much more.
+        assert!(
+            folded.text.chars().count() > kept.text.chars().count() + 50,
+            "{}\n---\n{}",
+            folded.text,
+            kept.text
+        );
+    }
+
+    #[test]
+    fn check_reports_an_sms_template_that_cannot_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sms/it")).unwrap();
+        std::fs::write(
+            dir.path().join("sms/it/text.j2"),
+            format!(
+                "{{% set max_segments = 1 %}}{{{{ incident.title }}}} {}",
+                "x".repeat(200)
+            ),
+        )
+        .unwrap();
+        let it = Language::try_from("it".to_owned()).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let problems = r.check();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("sms/it/text.j2") && p.contains("max_segments = 1")),
+            "{problems:#?}"
+        );
+        // At run time it is cut to fit, never sent over.
+        let out = r
+            .render_sms("it", &sample_context(UpdateKind::Opened))
+            .unwrap();
+        assert_eq!(sms::measure(&out.text).segments, 1);
+        assert!(!out.fits_without_cutting);
     }
 }

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
+use super::sms::{SmsProviderKeys, phone_region, validate_sms};
 use super::{EmailTls, Problem, Role, Secret, Settings, TelegramMode};
-use crate::domain::subscriber::{TelegramChat, ValidSubscriber};
+use crate::domain::subscriber::{SubscriberRules, TelegramChat, ValidSubscriber};
 use crate::render::Renderer;
 
 /// An API token, resolved.
@@ -43,6 +44,10 @@ pub struct Validated {
     pub email_password: Option<Secret>,
     /// The bot's secrets, when Telegram is enabled.
     pub telegram: Option<TelegramKeys>,
+    /// SMS providers in the order they are tried (empty when SMS is off).
+    pub sms: Vec<SmsProviderKeys>,
+    /// How subscribers from the API are checked (language, phone region).
+    pub subscriber_rules: SubscriberRules,
     pub subscribers: Vec<ValidSubscriber>,
     pub time_zone: TimeZone,
     pub renderer: Renderer,
@@ -361,12 +366,17 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
     }
 
     let telegram = validate_telegram(&settings, &mut push);
+    let sms = validate_sms(&settings, &mut push);
+    let subscriber_rules = SubscriberRules {
+        default_language: settings.routing.default_language.clone(),
+        phone_region: phone_region(&settings, &mut push),
+    };
 
     // subscribers
     let mut subscribers = Vec::new();
     let mut subscriber_names = BTreeSet::new();
     for (i, spec) in settings.subscribers.iter().enumerate() {
-        match spec.clone().validate(&settings.routing.default_language) {
+        match spec.clone().validate(&subscriber_rules) {
             Ok(valid) => {
                 if !subscriber_names.insert(valid.name.clone()) {
                     push(
@@ -394,6 +404,7 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         time_zone.clone(),
     ) {
         Ok(r) => {
+            let r = r.with_sms_fold(settings.channels.sms.fold_to_gsm7);
             for msg in r.check() {
                 push("templates", msg);
             }
@@ -416,6 +427,8 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
             hmac,
             email_password,
             telegram,
+            sms,
+            subscriber_rules,
             subscribers,
             time_zone,
             renderer,

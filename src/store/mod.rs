@@ -384,9 +384,7 @@ pub struct ClaimedDelivery {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryOutcome {
-    Sent {
-        provider_id: Option<String>,
-    },
+    Sent(Receipt),
     Retry {
         at: Timestamp,
         error: String,
@@ -405,6 +403,28 @@ pub enum DeliveryOutcome {
     Deferred {
         at: Timestamp,
     },
+}
+
+/// What the provider said when it accepted a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Receipt {
+    /// The provider's id for the message (a delivery report names it).
+    pub provider_id: Option<String>,
+    /// Which of the channel's providers took it, when there are several (SMS).
+    pub provider: Option<String>,
+    /// What it cost, in SMS segments.
+    pub segments: Option<u32>,
+}
+
+/// A delivery report from a provider, about a message it accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub provider: String,
+    pub provider_id: String,
+    /// The provider's word, lower-cased: `delivered`, `undelivered`, `failed`, `sent`, …
+    pub status: String,
+    pub error: Option<String>,
+    pub at: Timestamp,
 }
 
 /// What happened to one claimed delivery. `attempts` is the value its claim gave it: an
@@ -427,6 +447,12 @@ pub struct DeliveryRow {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub provider_id: Option<String>,
+    pub provider: Option<String>,
+    pub segments: Option<i64>,
+    /// The last delivery report: the provider's status, its error code, when it came.
+    pub report_status: Option<String>,
+    pub report_error: Option<String>,
+    pub report_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub sent_at: Option<Timestamp>,
     pub next_attempt_at: Option<Timestamp>,
@@ -576,6 +602,10 @@ pub trait Store: ChatStore + Send + Sync + 'static {
         burst: u32,
         now: Timestamp,
     ) -> Result<Tokens>;
+    /// Records a provider's delivery report on the delivery it is about; `false` when no
+    /// delivery has that provider and id. A final word (delivered, undelivered, failed, …) is
+    /// not overwritten by a late intermediate one (sent, queued).
+    async fn record_report(&self, report: &DeliveryReport) -> Result<bool>;
     /// Tells the other replicas (no-op on SQLite, where there are none).
     async fn announce(&self, topic: Topic);
     /// Wake-ups from the other replicas; `None` when there can be none (SQLite).

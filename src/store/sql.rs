@@ -697,9 +697,13 @@ impl Store for SqlStore {
             let (id, attempts) = (o.delivery, i64::from(o.attempts));
             match &o.outcome {
                 // Sent outcomes are the bulk of a fan-out: written below in one statement.
-                DeliveryOutcome::Sent { provider_id } => {
-                    sent.push(serde_json::json!([id, attempts, provider_id]))
-                }
+                DeliveryOutcome::Sent(r) => sent.push(serde_json::json!([
+                    id,
+                    attempts,
+                    r.provider_id,
+                    r.provider,
+                    r.segments
+                ])),
                 DeliveryOutcome::Retry { at, error } => {
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "UPDATE deliveries SET state = 'pending', next_attempt_at = $4, last_error = $5,
@@ -776,14 +780,17 @@ impl Store for SqlStore {
             }
         }
         if !sent.is_empty() {
-            // `$1` is a JSON array of [id, attempts, provider id].
+            // `$1` is a JSON array of [id, attempts, provider id, provider, segments].
             let outcomes = self.dialect.pick(
-                "SELECT value ->> 0 AS id, value ->> 1 AS attempts, value ->> 2 AS provider_id FROM json_each($1)",
-                "SELECT (value ->> 0)::bigint AS id, (value ->> 1)::bigint AS attempts, value ->> 2 AS provider_id
+                "SELECT value ->> 0 AS id, value ->> 1 AS attempts, value ->> 2 AS provider_id,
+                        value ->> 3 AS provider, value ->> 4 AS segments FROM json_each($1)",
+                "SELECT (value ->> 0)::bigint AS id, (value ->> 1)::bigint AS attempts, value ->> 2 AS provider_id,
+                        value ->> 3 AS provider, (value ->> 4)::integer AS segments
                  FROM jsonb_array_elements($1::jsonb) AS t(value)",
             );
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE deliveries SET state = 'sent', sent_at = $3, provider_id = j.provider_id, last_error = NULL,
+                "UPDATE deliveries SET state = 'sent', sent_at = $3, provider_id = j.provider_id,
+                 provider = j.provider, segments = j.segments, last_error = NULL,
                  lease_until = NULL, locked_by = NULL
                  FROM ({outcomes}) AS j
                  WHERE deliveries.id = j.id AND deliveries.attempts = j.attempts
@@ -906,7 +913,8 @@ impl Store for SqlStore {
     async fn incident_deliveries(&self, incident_id: i64) -> Result<Vec<DeliveryRow>> {
         let rows = sqlx::query(
             "SELECT d.id, u.seq, d.channel, d.recipient, d.subscriber_name, d.state, d.attempts, d.last_error,
-                    d.provider_id, d.created_at, d.sent_at, d.next_attempt_at
+                    d.provider_id, d.provider, d.segments, d.report_status, d.report_error, d.report_at,
+                    d.created_at, d.sent_at, d.next_attempt_at
              FROM deliveries d JOIN incident_updates u ON u.id = d.update_id
              WHERE d.incident_id = $1 ORDER BY d.id",
         )
@@ -927,6 +935,11 @@ impl Store for SqlStore {
                     attempts: row.try_get("attempts")?,
                     last_error: row.try_get("last_error")?,
                     provider_id: row.try_get("provider_id")?,
+                    provider: row.try_get("provider")?,
+                    segments: row.try_get("segments")?,
+                    report_status: row.try_get("report_status")?,
+                    report_error: row.try_get("report_error")?,
+                    report_at: opt_ts(row.try_get("report_at")?)?,
                     created_at: ts(row.try_get("created_at")?)?,
                     sent_at: opt_ts(row.try_get("sent_at")?)?,
                     next_attempt_at: if pending {
@@ -1088,6 +1101,33 @@ impl Store for SqlStore {
             granted: u32::try_from(granted).unwrap_or(0),
             next_in: std::time::Duration::from_millis(u64::try_from(next_ms).unwrap_or(0)),
         })
+    }
+
+    async fn record_report(&self, report: &DeliveryReport) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM deliveries WHERE provider = $1 AND provider_id = $2",
+        )
+        .bind(&report.provider)
+        .bind(&report.provider_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = found else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "UPDATE deliveries SET report_status = $2, report_error = $3, report_at = $4
+             WHERE id = $1 AND (report_status IS NULL
+               OR report_status NOT IN ('delivered', 'undelivered', 'failed', 'expired', 'rejected', 'read'))",
+        )
+        .bind(id)
+        .bind(&report.status)
+        .bind(&report.error)
+        .bind(ms(report.at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn announce(&self, topic: Topic) {

@@ -7,6 +7,7 @@ mod error;
 mod incidents;
 mod ingest;
 mod ops;
+mod sms;
 mod subscribers;
 mod telegram;
 mod unsubscribe;
@@ -28,8 +29,9 @@ pub use auth::{Authenticator, Principal};
 pub use error::ApiError;
 pub use telegram::{TelegramWeb, WEBHOOK_PATH};
 
+use crate::channel::sms::report::{REPORT_PATH, ReportLinks};
 use crate::domain::signal::NormalizeRules;
-use crate::domain::subscriber::Language;
+use crate::domain::subscriber::{Language, SubscriberRules};
 use crate::incident::Engine;
 use crate::ingest::{IngestQueue, ParseOptions};
 use crate::pipeline::Wakers;
@@ -49,6 +51,9 @@ pub struct AppState {
     pub renderer: Renderer,
     pub metrics: PrometheusHandle,
     pub default_language: Language,
+    pub subscriber_rules: SubscriberRules,
+    /// SMS delivery reports, when SMS is enabled.
+    pub sms_reports: Option<Arc<ReportLinks>>,
     pub parse_options: ParseOptions,
     pub normalize: NormalizeRules,
     pub max_body_bytes: usize,
@@ -110,6 +115,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             post(telegram::invite),
         )
         .route(WEBHOOK_PATH, post(telegram::webhook))
+        .route(
+            &format!("{REPORT_PATH}/{{provider}}"),
+            post(sms::report).get(sms::report),
+        )
         .route(
             "/unsubscribe/{token}",
             get(unsubscribe::show).post(unsubscribe::confirm),

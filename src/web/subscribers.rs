@@ -91,7 +91,7 @@ pub async fn create(
     let who = require(&state, &headers, Role::Admin)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let spec: SubscriberSpec = json(&headers, &bytes)?;
-    let valid = spec.validate(&state.default_language).map_err(|errors| {
+    let valid = spec.validate(&state.subscriber_rules).map_err(|errors| {
         let first = &errors[0];
         let message = errors
             .iter()

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use banditore::domain::subscriber::{ChannelKind, Language, SubscriberSpec};
+use banditore::domain::subscriber::{ChannelKind, Language, SubscriberRules, SubscriberSpec};
 use banditore::store::*;
 use jiff::{SignedDuration, Timestamp};
 
@@ -23,7 +23,9 @@ async fn subscriber(store: &Arc<dyn Store>, name: &str) -> i64 {
         "name": name, "language": "it", "subscriptions": [{"matchers": ["service=~\"cup.*\""]}]
     }))
     .unwrap();
-    let valid = spec.validate(&"it".to_owned().try_into().unwrap()).unwrap();
+    let valid = spec
+        .validate(&SubscriberRules::new("it".to_owned().try_into().unwrap()))
+        .unwrap();
     store.create_subscriber(&valid, now()).await.unwrap()
 }
 
@@ -162,7 +164,8 @@ pub async fn the_configuration_keeps_chats_that_bound_themselves(store: Arc<dyn 
             "name": "CUP Foligno", "addresses": {"email": emails}
         }))
         .unwrap();
-        spec.validate(&"it".to_owned().try_into().unwrap()).unwrap()
+        spec.validate(&SubscriberRules::new("it".to_owned().try_into().unwrap()))
+            .unwrap()
     };
     store
         .sync_config_subscribers(&[spec(&["a@asl.example"])], now())

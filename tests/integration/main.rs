@@ -10,5 +10,6 @@ mod email_tls;
 mod engine;
 mod ingest;
 mod replicas;
+mod sms;
 mod store;
 mod telegram;

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use banditore::domain::subscriber::{ChannelKind, SubscriberSpec};
+use banditore::domain::subscriber::{ChannelKind, SubscriberRules, SubscriberSpec};
 use banditore::domain::{IncidentStatus, Labels, Severity, UpdateKind};
 use banditore::store::*;
 use jiff::{SignedDuration, Timestamp};
@@ -24,7 +24,9 @@ async fn subscriber(store: &Arc<dyn Store>, name: &str, emails: &[&str]) -> (i64
         "name": name, "addresses": {"email": emails}, "subscriptions": [{}]
     }))
     .unwrap();
-    let valid = spec.validate(&"it".to_owned().try_into().unwrap()).unwrap();
+    let valid = spec
+        .validate(&SubscriberRules::new("it".to_owned().try_into().unwrap()))
+        .unwrap();
     let id = store.create_subscriber(&valid, now()).await.unwrap();
     let row = store.subscriber(id).await.unwrap().unwrap();
     (id, row.addresses.iter().map(|a| a.id).collect())
@@ -165,9 +167,10 @@ pub async fn concurrent_claims_are_disjoint_and_sent_rows_stay_sent(store: Arc<d
                     .map(|d| {
                         done(
                             d,
-                            DeliveryOutcome::Sent {
+                            DeliveryOutcome::Sent(Receipt {
                                 provider_id: Some("ok".into()),
-                            },
+                                ..Receipt::default()
+                            }),
                         )
                     })
                     .collect();
@@ -234,7 +237,7 @@ pub async fn a_later_update_waits_for_the_earlier_one_to_the_same_recipient(stor
     store
         .record_outcomes(
             "w",
-            &[done(&again[0], DeliveryOutcome::Sent { provider_id: None })],
+            &[done(&again[0], DeliveryOutcome::Sent(Receipt::default()))],
             now(),
         )
         .await
@@ -344,7 +347,7 @@ pub async fn leases_expire_only_for_stopped_workers_and_outcomes_are_fenced(stor
     let stale = Outcome {
         delivery: a.id,
         attempts: 1,
-        outcome: DeliveryOutcome::Sent { provider_id: None },
+        outcome: DeliveryOutcome::Sent(Receipt::default()),
     };
     store
         .record_outcomes("live", &[stale], now())
@@ -434,7 +437,8 @@ pub async fn config_subscribers_stay_in_step_and_keep_opt_outs(store: Arc<dyn St
             "name": name, "addresses": {"email": emails}, "subscriptions": [{"matchers": ["service=\"cup\""]}]
         }))
         .unwrap();
-        spec.validate(&"it".to_owned().try_into().unwrap()).unwrap()
+        spec.validate(&SubscriberRules::new("it".to_owned().try_into().unwrap()))
+            .unwrap()
     };
     let report = store
         .sync_config_subscribers(
@@ -526,10 +530,7 @@ pub async fn old_history_is_pruned_and_open_work_kept(store: Arc<dyn Store>) {
     store
         .record_outcomes(
             "w",
-            &[done(
-                &claimed[0],
-                DeliveryOutcome::Sent { provider_id: None },
-            )],
+            &[done(&claimed[0], DeliveryOutcome::Sent(Receipt::default()))],
             now(),
         )
         .await

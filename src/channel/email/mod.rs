@@ -188,6 +188,7 @@ impl Channel for EmailChannel {
                     .message()
                     .next()
                     .map(|l| l.chars().take(200).collect()),
+                ..Receipt::default()
             }),
             Err(SmtpFailure::Smtp(e)) => Err(classify(&e)),
             Err(other) => Err(SendError::Retry {

@@ -103,6 +103,7 @@ impl Channel for TelegramChannel {
                 Ok(message) => {
                     return Ok(Receipt {
                         provider_id: Some(message.id.0.to_string()),
+                        ..Receipt::default()
                     });
                 }
                 // The group became a supergroup: send there now; the bot moves the address when

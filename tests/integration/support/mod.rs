@@ -5,11 +5,13 @@
 
 pub mod app;
 pub mod postgres;
+pub mod sms;
 pub mod smtp;
 pub mod telegram;
 
 pub use app::*;
 pub use postgres::{TestDatabase, fresh_database};
+pub use sms::*;
 pub use smtp::{Mail, SmtpOptions, SmtpServer, TestTls};
 pub use telegram::*;
 

@@ -1,0 +1,315 @@
+//! SMS through HTTP gateways, tried in priority order: when one throttles, fails or refuses a
+//! message, the next sends it; one that keeps failing is put aside for a while. Each gateway is
+//! one file; they share a [`Gateway`] trait and this file's failover.
+//!
+//! A provider that does not answer within `channels.sms.timeout` is treated as failed and the
+//! next one is tried: the first may still deliver, so a timeout can cost a duplicate text. For
+//! an alert, a duplicate is better than silence.
+
+mod generic;
+pub mod report;
+mod skebby;
+mod twilio;
+mod vonage;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use self::report::ReportLinks;
+use super::{Channel, Outgoing, Receipt, SendError};
+use crate::domain::subscriber::ChannelKind;
+use crate::outbox::RateLimiter;
+use crate::render::sms::{self as text, Encoding, Measure};
+use crate::settings::{SmsProviderKeys, SmsProviderKind, SmsSettings};
+use crate::store::Store;
+
+/// One message for a gateway.
+pub struct SmsMessage<'a> {
+    /// E.164, with `+`.
+    pub to: &'a str,
+    pub text: &'a str,
+    pub measure: Measure,
+    /// Where the provider should post its delivery report.
+    pub report_url: Option<&'a str>,
+    /// Stable across retries: a client reference where the API has one.
+    pub reference: i64,
+}
+
+impl SmsMessage<'_> {
+    /// The number without `+`, as some APIs want it.
+    pub fn to_digits(&self) -> &str {
+        self.to.trim_start_matches('+')
+    }
+
+    pub fn is_unicode(&self) -> bool {
+        self.measure.encoding == Encoding::Ucs2
+    }
+}
+
+/// The provider took the message.
+pub struct Accepted {
+    pub id: String,
+    /// What the provider says it cost, when it says.
+    pub segments: Option<u32>,
+}
+
+/// Why a provider did not take a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    /// Over this provider's rate: the next provider, or later.
+    Throttled {
+        after: Option<Duration>,
+        reason: String,
+    },
+    /// The provider is in trouble (5xx, no answer, credentials refused): the next provider.
+    Unavailable(String),
+    /// This provider refuses this message (its sender, its region, its rules): the next one may not.
+    Refused(String),
+    /// The number cannot receive SMS at all (invalid, not a mobile, opted out).
+    NumberGone(String),
+}
+
+#[async_trait]
+pub trait Gateway: Send + Sync {
+    async fn send(&self, msg: &SmsMessage<'_>) -> Result<Accepted, GatewayError>;
+}
+
+/// What every gateway needs from an HTTP answer: its status, headers and body, read whole.
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub retry_after: Option<Duration>,
+    pub body: String,
+}
+
+impl Answer {
+    pub async fn read(resp: reqwest::Response) -> Answer {
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.text().await.unwrap_or_default();
+        Answer {
+            status,
+            retry_after,
+            body,
+        }
+    }
+
+    /// The start of the body, for error messages.
+    pub fn excerpt(&self) -> String {
+        self.body.chars().take(200).collect()
+    }
+}
+
+/// A request that got no answer.
+pub fn unreachable(provider: &str, e: &reqwest::Error) -> GatewayError {
+    let what = if e.is_timeout() {
+        "no answer in time"
+    } else {
+        "unreachable"
+    };
+    // reqwest's message names the URL, never the credentials (they travel in headers or bodies).
+    GatewayError::Unavailable(format!("{provider} {what}: {e}"))
+}
+
+struct Provider {
+    name: String,
+    gateway: Box<dyn Gateway>,
+    limiter: Option<RateLimiter>,
+    report_url: Option<String>,
+    health: Mutex<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    failures: u32,
+    aside_until: Option<Instant>,
+}
+
+impl Provider {
+    fn is_aside(&self, now: Instant) -> bool {
+        self.health().aside_until.is_some_and(|until| until > now)
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        // Counters only: a panic elsewhere cannot leave them inconsistent.
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub struct SmsChannel {
+    providers: Vec<Provider>,
+    fold: bool,
+    put_aside_after: u32,
+    put_aside_for: Duration,
+}
+
+/// Builds the gateways from validated settings.
+pub fn sms_channel(
+    settings: &SmsSettings,
+    providers: &[SmsProviderKeys],
+    store: Arc<dyn Store>,
+    reports: &ReportLinks,
+) -> Result<SmsChannel, String> {
+    let http = reqwest::Client::builder()
+        .timeout(settings.timeout.get())
+        .connect_timeout(settings.timeout.get().min(Duration::from_secs(5)))
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(50))
+        .user_agent(concat!("banditore/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("channels.sms: cannot build the HTTP client: {e}"))?;
+    let mut built = Vec::new();
+    for keys in providers {
+        let p = &keys.settings;
+        let gateway: Box<dyn Gateway> = match p.kind {
+            SmsProviderKind::Twilio => Box::new(twilio::Twilio::new(keys, http.clone())),
+            SmsProviderKind::Vonage => Box::new(vonage::Vonage::new(keys, http.clone())),
+            SmsProviderKind::Skebby => Box::new(skebby::Skebby::new(keys, http.clone())),
+            SmsProviderKind::Generic => Box::new(generic::Generic::new(keys, http.clone())?),
+        };
+        built.push(Provider {
+            name: p.name.clone(),
+            gateway,
+            limiter: (p.rate_per_second > 0).then(|| {
+                RateLimiter::new(
+                    store.clone(),
+                    format!("sms:{}", p.name),
+                    p.rate_per_second,
+                    1,
+                )
+            }),
+            report_url: settings
+                .delivery_reports
+                .then(|| reports.url(&p.name, p.kind)),
+            health: Mutex::new(Health::default()),
+        });
+    }
+    Ok(SmsChannel {
+        providers: built,
+        fold: settings.fold_to_gsm7,
+        put_aside_after: settings.put_aside_after.max(1),
+        put_aside_for: settings.put_aside_for.get(),
+    })
+}
+
+#[async_trait]
+impl Channel for SmsChannel {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Sms
+    }
+
+    async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
+        // Rendering folded the template's text; a name filled in since may need it too.
+        let body = if self.fold {
+            text::fold_to_gsm7(&msg.text)
+        } else {
+            msg.text.clone()
+        };
+        let measure = text::measure(&body);
+        let now = Instant::now();
+        // Providers put aside are skipped, unless every one is.
+        let healthy: Vec<&Provider> = self.providers.iter().filter(|p| !p.is_aside(now)).collect();
+        let order = if healthy.is_empty() {
+            self.providers.iter().collect()
+        } else {
+            healthy
+        };
+        let mut throttled: Vec<Option<Duration>> = Vec::new();
+        let mut unavailable = false;
+        let mut reasons = Vec::new();
+        for provider in order {
+            if let Some(limiter) = &provider.limiter {
+                limiter.acquire().await;
+            }
+            let sms = SmsMessage {
+                to: &msg.recipient,
+                text: &body,
+                measure,
+                report_url: provider.report_url.as_deref(),
+                reference: msg.delivery_id,
+            };
+            let name = provider.name.as_str();
+            match provider.gateway.send(&sms).await {
+                Ok(accepted) => {
+                    *provider.health() = Health::default();
+                    let segments = accepted.segments.unwrap_or(measure.segments);
+                    metrics::counter!("banditore_sms_sent_total", "provider" => name.to_owned())
+                        .increment(1);
+                    metrics::counter!("banditore_sms_segments_total", "provider" => name.to_owned())
+                        .increment(u64::from(segments));
+                    if !reasons.is_empty() {
+                        tracing::info!(provider = name, delivery = msg.delivery_id, earlier = %reasons.join("; "), "SMS sent by a later provider");
+                    }
+                    return Ok(Receipt {
+                        provider_id: Some(accepted.id),
+                        provider: Some(name.to_owned()),
+                        segments: Some(segments),
+                    });
+                }
+                Err(GatewayError::NumberGone(reason)) => {
+                    return Err(SendError::RecipientGone {
+                        reason: format!("{name}: {reason}"),
+                    });
+                }
+                Err(e) => {
+                    let (kind, reason) = match e {
+                        GatewayError::Throttled { after, reason } => {
+                            throttled.push(after);
+                            ("throttled", reason)
+                        }
+                        GatewayError::Unavailable(reason) => {
+                            unavailable = true;
+                            self.failed(provider);
+                            ("unavailable", reason)
+                        }
+                        GatewayError::Refused(reason) => ("refused", reason),
+                        GatewayError::NumberGone(_) => unreachable!("handled above"),
+                    };
+                    metrics::counter!("banditore_sms_provider_errors_total", "provider" => name.to_owned(), "kind" => kind)
+                        .increment(1);
+                    tracing::warn!(provider = name, delivery = msg.delivery_id, kind, %reason, "SMS provider did not take the message");
+                    reasons.push(format!("{name} {kind}: {reason}"));
+                }
+            }
+        }
+        let reason = reasons.join("; ");
+        if !throttled.is_empty() && !unavailable && throttled.len() == reasons.len() {
+            // Every provider asked to slow down: wait, without counting an attempt.
+            let after = throttled
+                .into_iter()
+                .map(|a| a.unwrap_or(Duration::from_secs(1)))
+                .min()
+                .unwrap_or(Duration::from_secs(1));
+            return Err(SendError::Throttled { after });
+        }
+        if unavailable || !throttled.is_empty() {
+            return Err(SendError::Retry {
+                after: None,
+                reason,
+            });
+        }
+        Err(SendError::Reject { reason })
+    }
+}
+
+impl SmsChannel {
+    /// One more failure in a row; enough of them put the provider aside.
+    fn failed(&self, provider: &Provider) {
+        let mut health = provider.health();
+        health.failures += 1;
+        if health.failures >= self.put_aside_after {
+            health.failures = 0;
+            health.aside_until = Some(Instant::now() + self.put_aside_for);
+            tracing::warn!(provider = %provider.name, for_ = ?self.put_aside_for, "SMS provider put aside after repeated failures");
+            metrics::counter!("banditore_sms_put_aside_total", "provider" => provider.name.clone())
+                .increment(1);
+        }
+    }
+}

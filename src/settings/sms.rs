@@ -1,0 +1,202 @@
+//! `channels.sms`: the region numbers are read in, and the providers in the order they are tried.
+
+use std::collections::BTreeSet;
+
+use super::{Secret, Settings, SmsProviderKind, SmsProviderSettings};
+
+/// An SMS provider that passed its checks, with its secret read and its address settled.
+#[derive(Debug, Clone)]
+pub struct SmsProviderKeys {
+    pub settings: SmsProviderSettings,
+    pub password: Option<Secret>,
+    /// Where its API is (`base_url`, or the provider's public API).
+    pub base_url: url::Url,
+}
+
+/// The provider's public API, for `base_url` left empty.
+fn public_api(kind: SmsProviderKind) -> &'static str {
+    match kind {
+        SmsProviderKind::Twilio => "https://api.twilio.com/",
+        SmsProviderKind::Vonage => "https://rest.nexmo.com/",
+        SmsProviderKind::Skebby => "https://api.skebby.it/API/v1.0/REST/",
+        SmsProviderKind::Generic => "",
+    }
+}
+
+/// A sender the networks accept: a phone number, or up to 11 letters, digits and spaces.
+fn valid_sender(sender: &str) -> bool {
+    let digits = sender.strip_prefix('+').unwrap_or(sender);
+    let number = (3..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit());
+    let name = (1..=11).contains(&sender.chars().count())
+        && sender.chars().any(|c| c.is_ascii_alphabetic())
+        && sender
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-' || c == '.');
+    number || name
+}
+
+/// The region phone numbers are read in (`IT` when the key is wrong, after reporting it).
+pub fn phone_region(
+    settings: &Settings,
+    push: &mut impl FnMut(&str, String),
+) -> phonenumber::country::Id {
+    let raw = settings
+        .channels
+        .sms
+        .default_region
+        .trim()
+        .to_ascii_uppercase();
+    raw.parse().unwrap_or_else(|_| {
+        push(
+            "channels.sms.default_region",
+            format!("`{raw}` is not a country code such as IT, DE or GB"),
+        );
+        phonenumber::country::Id::IT
+    })
+}
+
+/// Checks every provider and returns them in the order they are tried (priority, then order
+/// of declaration). Empty when SMS is off.
+pub fn validate_sms(
+    settings: &Settings,
+    push: &mut impl FnMut(&str, String),
+) -> Vec<SmsProviderKeys> {
+    let sms = &settings.channels.sms;
+    if !sms.enabled {
+        return Vec::new();
+    }
+    if sms.providers.is_empty() {
+        push(
+            "channels.sms.providers",
+            "SMS is enabled but no [[channels.sms.providers]] is configured".into(),
+        );
+    }
+    if sms.concurrency == 0 {
+        push("channels.sms.concurrency", "must be at least 1".into());
+    }
+    if sms.timeout.get() > settings.outbox.lease.get() / (2 * sms.providers.len().max(1) as u32) {
+        push(
+            "channels.sms.timeout",
+            "times the number of providers must stay within half of outbox.lease (one send may try each provider)".into(),
+        );
+    }
+    if sms.put_aside_after == 0 {
+        push("channels.sms.put_aside_after", "must be at least 1".into());
+    }
+    let mut names = BTreeSet::new();
+    let mut keys = Vec::new();
+    for (i, p) in sms.providers.iter().enumerate() {
+        let at = |key: &str| format!("channels.sms.providers[{i}].{key}");
+        let mut ok = true;
+        let mut fail = |key: &str, msg: String| {
+            ok = false;
+            push(&at(key), msg);
+        };
+        if p.name.is_empty()
+            || !p
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            fail(
+                "name",
+                format!(
+                    "`{}` must be a word of lower-case letters, digits, `-` or `_` (it is part of the delivery-report URL)",
+                    p.name
+                ),
+            );
+        } else if !names.insert(p.name.clone()) {
+            fail("name", format!("`{}` is used by two providers", p.name));
+        }
+        let password = match p.password().resolve("password") {
+            Ok(secret) => secret,
+            Err(e) => {
+                fail("password", e);
+                None
+            }
+        };
+        let needs_login = p.kind != SmsProviderKind::Generic;
+        if needs_login && p.username.trim().is_empty() {
+            fail("username", login_hint(p.kind).into());
+        }
+        if needs_login && password.is_none() {
+            fail(
+                "password",
+                "give `password`, `password_file` or `password_env`".into(),
+            );
+        }
+        if (p.kind != SmsProviderKind::Generic || !p.sender.is_empty()) && !valid_sender(&p.sender)
+        {
+            fail(
+                "sender",
+                format!(
+                    "`{}` is not a sender: a phone number, or at most 11 letters and digits",
+                    p.sender
+                ),
+            );
+        }
+        let raw_url = match (p.kind, p.base_url.is_empty()) {
+            (SmsProviderKind::Generic, _) => p.url.clone(),
+            (kind, true) => public_api(kind).to_owned(),
+            (_, false) => p.base_url.clone(),
+        };
+        let base_url = match url::Url::parse(&raw_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            _ => {
+                let key = if p.kind == SmsProviderKind::Generic {
+                    "url"
+                } else {
+                    "base_url"
+                };
+                fail(key, format!("`{raw_url}` is not an http(s) URL"));
+                None
+            }
+        };
+        if p.kind == SmsProviderKind::Skebby
+            && !["GP", "TI", "SI", "EE", "AD", "N", "L", "LL"].contains(&p.message_type.as_str())
+        {
+            fail(
+                "message_type",
+                format!(
+                    "`{}` is not a message type (Skebby: GP, TI, SI; Aruba: N; Esendex: N, L, LL)",
+                    p.message_type
+                ),
+            );
+        }
+        if p.kind == SmsProviderKind::Generic {
+            if p.body.is_empty() && !p.url.contains("{{") {
+                fail(
+                    "body",
+                    "a generic provider needs a `body` table (or a `url` template) carrying {{ to }} and {{ text }}".into(),
+                );
+            }
+            if reqwest::Method::from_bytes(p.method.to_ascii_uppercase().as_bytes()).is_err() {
+                fail("method", format!("`{}` is not an HTTP method", p.method));
+            }
+            if !p.id_pointer.is_empty() && !p.id_pointer.starts_with('/') {
+                fail(
+                    "id_pointer",
+                    format!("`{}` is not a JSON pointer such as /id", p.id_pointer),
+                );
+            }
+        }
+        if let (true, Some(base_url)) = (ok, base_url) {
+            keys.push(SmsProviderKeys {
+                settings: p.clone(),
+                password,
+                base_url,
+            });
+        }
+    }
+    // A stable sort keeps the order of declaration among equal priorities.
+    keys.sort_by_key(|k| k.settings.priority);
+    keys
+}
+
+fn login_hint(kind: SmsProviderKind) -> &'static str {
+    match kind {
+        SmsProviderKind::Twilio => "Twilio needs the Account SID (AC…) as `username`",
+        SmsProviderKind::Vonage => "Vonage needs the API key as `username`",
+        _ => "needs the account's login as `username`",
+    }
+}

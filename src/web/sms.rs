@@ -1,0 +1,106 @@
+//! `POST /api/v1/callbacks/sms/{provider}` (and `GET`, as Vonage may be set to): delivery
+//! reports from SMS providers, recorded on the delivery they are about.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use jiff::Timestamp;
+
+use super::AppState;
+use super::body::read;
+use super::error::ApiError;
+use crate::channel::sms::report::fields;
+use crate::store::DeliveryReport;
+
+const TWILIO_SIGNATURE: &str = "x-twilio-signature";
+
+fn pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(bytes).into_owned().collect()
+}
+
+/// A JSON object's fields as text (numbers written as they are).
+fn json_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest {
+            message: format!("the report is not JSON: {e}"),
+            field: None,
+        })?;
+    let object = value.as_object().ok_or_else(|| ApiError::BadRequest {
+        message: "the report is not a JSON object".into(),
+        field: None,
+    })?;
+    Ok(object
+        .iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k.clone(), s.clone())),
+            serde_json::Value::Number(n) => Some((k.clone(), n.to_string())),
+            _ => None,
+        })
+        .collect())
+}
+
+pub async fn report(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let links = state
+        .sms_reports
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("SMS is not enabled".into()))?;
+    if links.kind(&provider).is_none() {
+        return Err(ApiError::NotFound(format!("no SMS provider `{provider}`")));
+    }
+    let query = pairs(query.unwrap_or_default().as_bytes());
+    let token = query
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.as_str());
+    let bytes = read(&headers, body, state.max_body_bytes).await?;
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let params = if is_json {
+        json_pairs(&bytes)?
+    } else {
+        pairs(&bytes)
+    };
+    let signature = headers.get(TWILIO_SIGNATURE).and_then(|v| v.to_str().ok());
+    if !links.verify(&provider, token, signature, &params) {
+        tracing::warn!(
+            provider,
+            "SMS delivery report with a wrong signature or token"
+        );
+        return Err(ApiError::Unauthorized);
+    }
+    // GET reports carry their fields in the query, beside the token.
+    let all: Vec<(String, String)> = params
+        .into_iter()
+        .chain(query.into_iter().filter(|(k, _)| k != "token"))
+        .collect();
+    let (provider_id, status, error) = fields(&all).ok_or_else(|| ApiError::BadRequest {
+        message: "a delivery report needs the message id and its status".into(),
+        field: None,
+    })?;
+    let report = DeliveryReport {
+        provider: provider.clone(),
+        provider_id,
+        status,
+        error,
+        at: Timestamp::now(),
+    };
+    let recorded = state.store.record_report(&report).await?;
+    metrics::counter!("banditore_sms_reports_total", "provider" => provider.clone(), "status" => report.status.clone())
+        .increment(1);
+    if !recorded {
+        // Reports for messages not sent from here (or long pruned) are answered, not retried.
+        tracing::info!(provider, id = %report.provider_id, "delivery report for an unknown message");
+    }
+    Ok(Json(serde_json::json!({ "recorded": recorded })))
+}

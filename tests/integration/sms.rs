@@ -1,0 +1,324 @@
+//! SMS through the gateway doubles: the first provider sends, the next takes over when it
+//! throttles or fails, Vonage's 200-with-error is a failure, GSM-7 folding, delivery reports.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// Providers as a deployment writes them, all pointing at the double.
+fn providers(double: &SmsDouble, kinds: &[SmsProvider]) -> String {
+    let mut toml = String::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        let body = match kind {
+            SmsProvider::Twilio => format!(
+                "name = \"twilio\"\nkind = \"twilio\"\nbase_url = \"{}\"\nusername = \"{TWILIO_SID}\"\npassword = \"{TWILIO_TOKEN}\"\nsender = \"+15005550006\"",
+                double.base_url()
+            ),
+            SmsProvider::Vonage => format!(
+                "name = \"vonage\"\nkind = \"vonage\"\nbase_url = \"{}\"\nusername = \"{VONAGE_KEY}\"\npassword = \"{VONAGE_SECRET}\"\nsender = \"Regione\"",
+                double.base_url()
+            ),
+            SmsProvider::Skebby => format!(
+                "name = \"skebby\"\nkind = \"skebby\"\nbase_url = \"{}\"\nusername = \"{SKEBBY_USER}\"\npassword = \"{SKEBBY_PASSWORD}\"\nsender = \"Regione\"",
+                double.skebby_base_url()
+            ),
+        };
+        toml.push_str(&format!(
+            "[[channels.sms.providers]]\n{body}\npriority = {i}\nrate_per_second = 50\n\n"
+        ));
+    }
+    toml
+}
+
+async fn app_with(double: &SmsDouble, kinds: &[SmsProvider], env: &[(&str, &str)]) -> TestApp {
+    let smtp = SmtpServer::start();
+    let mut all = vec![("BANDITORE__CHANNELS__SMS__ENABLED", "true")];
+    all.extend_from_slice(env);
+    TestApp::spawn(&smtp, &providers(double, kinds), &all).await
+}
+
+async fn desk(app: &TestApp, phones: &[&str]) -> i64 {
+    app.subscribe(json!({
+        "name": "Reperibile CUP",
+        "language": "it",
+        "addresses": {"sms": phones},
+        "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
+    }))
+    .await
+}
+
+async fn fire(app: &TestApp, status: &str, service: &str, summary: &str) {
+    let body = alertmanager(
+        status,
+        &format!("{service}Down"),
+        &[("service", service), ("severity", "critical")],
+        summary,
+    );
+    let resp = app
+        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+        .await;
+    assert_eq!(resp.status(), 202);
+}
+
+/// Every delivery of every incident, oldest first.
+async fn deliveries(app: &TestApp) -> Vec<Value> {
+    let incidents = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await;
+    let mut all = Vec::new();
+    for incident in incidents["incidents"].as_array().unwrap().iter().rev() {
+        let id = incident["id"].as_i64().unwrap();
+        let d = app
+            .get_json(&format!("/api/v1/incidents/{id}/deliveries"), VIEWER_TOKEN)
+            .await;
+        all.extend(d["deliveries"].as_array().unwrap().iter().cloned());
+    }
+    all
+}
+
+async fn settled(app: &TestApp, n: usize) -> Vec<Value> {
+    eventually(
+        || deliveries(app),
+        |d| {
+            d.len() >= n
+                && d.iter()
+                    .all(|d| d["state"] != "pending" && d["state"] != "sending")
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_incident_is_texted_through_the_first_provider_with_its_segments() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
+    desk(&app, &["333 123 4567"]).await;
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let sent = double.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].provider, SmsProvider::Twilio);
+    assert_eq!(sent[0].to, "+393331234567", "stored and sent in E.164");
+    assert_eq!(sent[0].from, "+15005550006");
+    assert!(
+        sent[0].text.contains("DISSERVIZIO IN CORSO"),
+        "{}",
+        sent[0].text
+    );
+    assert!(
+        sent[0].text.contains("CUP non risponde"),
+        "{}",
+        sent[0].text
+    );
+    assert_eq!(sent[0].encoding, "GSM-7", "{}", sent[0].text);
+    assert!(sent[0].segments <= 2);
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "sent");
+    assert_eq!(d["provider"], "twilio");
+    assert_eq!(d["provider_id"], sent[0].id.as_str());
+    assert_eq!(
+        d["segments"], sent[0].segments,
+        "the segments Twilio billed"
+    );
+
+    fire(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    let sent = double.wait_for(2, Duration::from_secs(10)).await;
+    assert!(
+        sent[1].text.contains("DISSERVIZIO RISOLTO"),
+        "{}",
+        sent[1].text
+    );
+    assert_eq!(double.sent_via(SmsProvider::Vonage).len(), 0);
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("banditore_sms_segments_total{provider=\"twilio\"}"),
+        "segments counted in metrics"
+    );
+}
+
+#[tokio::test]
+async fn a_throttling_or_failing_provider_hands_the_message_to_the_next_exactly_once() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
+    desk(&app, &["+393331234567"]).await;
+    double.throttle_next(SmsProvider::Twilio, 1);
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let sent = double.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].provider, SmsProvider::Vonage);
+    double.fail_next(SmsProvider::Twilio, 1, 503);
+    fire(&app, "firing", "cup-portale", "Portale referti lento").await;
+    let sent = double.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(sent[1].provider, SmsProvider::Vonage);
+    assert!(sent[1].text.contains("Portale referti lento"));
+    // Healthy again: the first provider sends.
+    fire(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    let sent = double.wait_for(3, Duration::from_secs(10)).await;
+    assert_eq!(sent[2].provider, SmsProvider::Twilio);
+    let d = settled(&app, 3).await;
+    let providers: Vec<&str> = d.iter().map(|d| d["provider"].as_str().unwrap()).collect();
+    // By incident, then by update: CUP opened (vonage) and resolved (twilio), portal (vonage).
+    assert_eq!(providers, ["vonage", "twilio", "vonage"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(double.sent().len(), 3, "each message sent exactly once");
+    for d in &d {
+        assert_eq!(d["state"], "sent", "{d}");
+        assert_eq!(d["attempts"], 1, "failing over is one attempt: {d}");
+    }
+}
+
+#[tokio::test]
+async fn vonage_200_with_an_error_status_is_a_failure() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Vonage], &[]).await;
+    desk(&app, &["+393331234567"]).await;
+    double.vonage_status_next("15", 1);
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "failed", "{d}");
+    assert!(
+        d["last_error"].as_str().unwrap().contains("status 15"),
+        "{d}"
+    );
+    assert!(double.sent().is_empty());
+}
+
+#[tokio::test]
+async fn accented_italian_stays_gsm7_when_folded_and_is_ucs2_when_not() {
+    let summary = "È in corso un guasto: l’accesso ai referti è sospeso";
+    let double = SmsDouble::start().await;
+    let folded = app_with(&double, &[SmsProvider::Vonage], &[]).await;
+    desk(&folded, &["+393331234567"]).await;
+    fire(&folded, "firing", "cup-backend", summary).await;
+    let sent = double.wait_for(1, Duration::from_secs(10)).await;
+    assert!(
+        sent[0].text.contains("E' in corso un guasto: l'accesso"),
+        "{}",
+        sent[0].text
+    );
+    assert_eq!(sent[0].encoding, "GSM-7");
+    assert!(!sent[0].unicode_flag && !sent[0].garbled);
+    drop(folded);
+
+    let double = SmsDouble::start().await;
+    let kept = app_with(
+        &double,
+        &[SmsProvider::Vonage],
+        &[("BANDITORE__CHANNELS__SMS__FOLD_TO_GSM7", "false")],
+    )
+    .await;
+    desk(&kept, &["+393331234567"]).await;
+    fire(&kept, "firing", "cup-backend", summary).await;
+    let sent = double.wait_for(1, Duration::from_secs(10)).await;
+    assert!(sent[0].text.contains("È in corso"), "{}", sent[0].text);
+    assert_eq!(sent[0].encoding, "UCS-2");
+    assert!(sent[0].unicode_flag, "sent as type=unicode");
+    assert!(!sent[0].garbled);
+    let d = &settled(&kept, 1).await[0];
+    assert_eq!(d["segments"], sent[0].segments);
+}
+
+#[tokio::test]
+async fn delivery_reports_mark_the_delivery_and_forgeries_are_refused() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Twilio], &[]).await;
+    double.deliver_callbacks_to(&app.base);
+    desk(&app, &["+393331234567"]).await;
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let sent = double.wait_for(1, Duration::from_secs(10)).await;
+    settled(&app, 1).await;
+    assert_eq!(
+        double
+            .twilio_status_callback_badly_signed(&sent[0].id, "delivered")
+            .await,
+        401
+    );
+    assert_eq!(
+        double
+            .twilio_status_callback(&sent[0].id, "sent", None)
+            .await,
+        200
+    );
+    assert_eq!(
+        double
+            .twilio_status_callback(&sent[0].id, "delivered", None)
+            .await,
+        200
+    );
+    // A late intermediate report does not undo the final one.
+    assert_eq!(
+        double
+            .twilio_status_callback(&sent[0].id, "sent", None)
+            .await,
+        200
+    );
+    let d = &deliveries(&app).await[0];
+    assert_eq!(d["report_status"], "delivered", "{d}");
+    assert!(d["report_at"].is_string());
+
+    // Vonage reports carry the token of their URL.
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Vonage], &[]).await;
+    double.deliver_callbacks_to(&app.base);
+    desk(&app, &["+393331234567"]).await;
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let sent = double.wait_for(1, Duration::from_secs(10)).await;
+    settled(&app, 1).await;
+    assert_eq!(double.vonage_receipt(&sent[0].id, "failed", "6").await, 200);
+    let d = &deliveries(&app).await[0];
+    assert_eq!(d["report_status"], "failed", "{d}");
+    assert_eq!(d["report_error"], "6", "{d}");
+    let forged = app
+        .post_json(
+            "/api/v1/callbacks/sms/vonage?token=guess",
+            None,
+            &json!({"messageId": sent[0].id, "status": "delivered"}),
+        )
+        .await;
+    assert_eq!(forged.status(), 401);
+}
+
+#[tokio::test]
+async fn an_invalid_phone_number_is_refused_with_the_field_named() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Twilio], &[]).await;
+    let resp = app
+        .post(
+            "/api/v1/subscribers",
+            Some(ADMIN_TOKEN),
+            "application/json",
+            json!({"name": "X", "addresses": {"sms": ["+39 333", "06 6988 1234x"]}}).to_string(),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("+39 333"),
+        "{body}"
+    );
+    assert_eq!(body["field"], "addresses.sms[0]", "{body}");
+    let list = app.get_json("/api/v1/subscribers", ADMIN_TOKEN).await;
+    assert_eq!(
+        list["subscribers"].as_array().unwrap().len(),
+        0,
+        "nothing half-written"
+    );
+}
+
+#[tokio::test]
+async fn skebby_logs_in_again_when_its_session_expires() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Skebby], &[]).await;
+    desk(&app, &["+393331234567"]).await;
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let sent = double.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].provider, SmsProvider::Skebby);
+    assert_eq!(sent[0].message_type.as_deref(), Some("GP"));
+    assert_eq!(double.skebby_logins(), 1);
+    double.expire_skebby_sessions();
+    fire(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    double.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(double.skebby_logins(), 2);
+    let d = settled(&app, 2).await;
+    assert!(
+        d.iter().all(|d| d["state"] == "sent" && d["attempts"] == 1),
+        "{d:#?}"
+    );
+}
