@@ -1,7 +1,7 @@
 //! End-to-end figures of the release binary, as an operator would see them: webhook-to-SMTP
 //! latency, ingest throughput with memory, email fan-out, idle memory.
 //!
-//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|idle`
+//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-render|idle`
 //! picks one, and `-- --quick` runs smaller sizes. `fanout-pg` runs one and two replicas on a fresh
 //! database of the PostgreSQL server named by `BANDITORE_TEST_POSTGRES`, skipping without one. Postfix's `smtp-sink` is used as the fan-out sink when it is
 //! installed (Debian package `postfix`); otherwise the test suite's SMTP server stands in and the
@@ -456,6 +456,78 @@ async fn telegram(chats: usize) {
     );
 }
 
+/// Rendering an SMS (template, folding, fitting) and counting its segments, in this process.
+fn sms_render(n: usize) {
+    use banditore::domain::UpdateKind;
+    use banditore::render::{Renderer, sample_context, sms};
+    let it = "it".to_owned().try_into().unwrap();
+    let renderer = Renderer::new(std::path::Path::new(""), &it, jiff::tz::TimeZone::UTC).unwrap();
+    let ctx = sample_context(UpdateKind::Opened);
+    let started = Instant::now();
+    let mut segments = 0u64;
+    for _ in 0..n {
+        let out = renderer.render_sms("it", &ctx).unwrap();
+        segments += u64::from(sms::measure(&out.text).segments);
+    }
+    let render_rate = n as f64 / started.elapsed().as_secs_f64();
+    let text = renderer.render_sms("it", &ctx).unwrap().text;
+    let started = Instant::now();
+    for _ in 0..n * 10 {
+        segments += u64::from(sms::measure(std::hint::black_box(&text)).segments);
+    }
+    let count_rate = (n * 10) as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "sms-render: {render_rate:.0} messages/s rendered, folded and fitted; {count_rate:.0} texts/s segment-counted ({} characters; checksum {segments})",
+        text.chars().count()
+    );
+}
+
+/// Fan-out of one incident to `recipients` phones through the Twilio double, the provider paced
+/// at `rate` messages/s.
+async fn sms(recipients: usize, rate: u32) {
+    let double = SmsDouble::start().await;
+    let phones: Vec<String> = (0..recipients)
+        .map(|i| format!("\"+39333{:07}\"", 1_000_000 + i))
+        .collect();
+    let extra = format!(
+        "[[channels.sms.providers]]\nname = \"twilio\"\nkind = \"twilio\"\nbase_url = \"{}\"\nusername = \"{TWILIO_SID}\"\npassword = \"{TWILIO_TOKEN}\"\nsender = \"+15005550006\"\nrate_per_second = {rate}\n\n[[subscribers]]\nname = \"Reperibili\"\naddresses = {{ sms = [{}] }}\nsubscriptions = [{{ matchers = ['service=~\"cup.*\"'] }}]\n",
+        double.base_url(),
+        phones.join(", ")
+    );
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(
+        &smtp,
+        &extra,
+        &[
+            ("BANDITORE__CHANNELS__SMS__ENABLED", "true"),
+            ("BANDITORE__CHANNELS__SMS__CONCURRENCY", "16"),
+        ],
+    )
+    .await;
+    let started = fire_cup_down(&app).await;
+    let deadline = started + Duration::from_secs(recipients as u64 / u64::from(rate) * 2 + 60);
+    while double.sent().len() < recipients && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = double.sent();
+    let (Some(first), Some(last)) = (sent.first(), sent.last()) else {
+        println!("sms: nothing sent");
+        return;
+    };
+    let span = last.at.duration_since(first.at).as_secs_f64();
+    let achieved = (sent.len() - 1) as f64 / span.max(f64::EPSILON);
+    let mut numbers: Vec<&str> = sent.iter().map(|m| m.to.as_str()).collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    println!(
+        "sms: 1 incident to {recipients} phones through the Twilio double, provider paced at {rate}/s: {} sent in {span:.1} s after the first (which left {:.0} ms after the webhook) = {achieved:.2} messages/s, {:.3} of the configured rate (target >= 0.95); phones texted twice: {}",
+        sent.len(),
+        first.at.duration_since(started).as_secs_f64() * 1000.0,
+        achieved / f64::from(rate),
+        sent.len() - numbers.len()
+    );
+}
+
 fn main() {
     // `cargo test --all-targets` runs bench binaries too, without `--bench`: figures from a debug
     // build under a test run mean nothing, so only `cargo bench` measures.
@@ -501,6 +573,12 @@ fn main() {
         }
         if run("telegram") {
             telegram(if quick { 300 } else { 5000 }).await;
+        }
+        if run("sms-render") {
+            sms_render(if quick { 2_000 } else { 20_000 });
+        }
+        if run("sms") {
+            sms(if quick { 1_000 } else { 10_000 }, 100).await;
         }
         if run("fanout-pg") {
             let n = if quick { 2000 } else { 10_000 };
