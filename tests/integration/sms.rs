@@ -322,3 +322,45 @@ async fn skebby_logs_in_again_when_its_session_expires() {
         "{d:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_provider_failing_again_and_again_is_put_aside() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
+    desk(&app, &["+393331234567", "+393331234568", "+393331234569"]).await;
+    double.fail_next(SmsProvider::Twilio, 3, 503);
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    double.wait_for(3, Duration::from_secs(10)).await;
+    // Three failures in a row (put_aside_after = 3): the next message skips Twilio.
+    fire(&app, "firing", "cup-portale", "Portale referti lento").await;
+    let sent = double.wait_for(6, Duration::from_secs(10)).await;
+    assert!(
+        sent.iter().all(|m| m.provider == SmsProvider::Vonage),
+        "{sent:#?}"
+    );
+    assert_eq!(
+        double.requests_to(SmsProvider::Twilio).len(),
+        3,
+        "not asked while aside"
+    );
+}
+
+#[tokio::test]
+async fn a_number_that_opted_out_is_marked_gone() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
+    double.twilio_stop_number("+393331234567");
+    let id = desk(&app, &["+393331234567"]).await;
+    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "gone", "{d}");
+    assert!(d["last_error"].as_str().unwrap().contains("21610"), "{d}");
+    assert!(
+        double.sent().is_empty(),
+        "the opt-out is honoured by every provider"
+    );
+    let subscriber = app
+        .get_json(&format!("/api/v1/subscribers/{id}"), ADMIN_TOKEN)
+        .await;
+    assert_eq!(subscriber["addresses"][0]["state"], "gone", "{subscriber}");
+}
