@@ -49,19 +49,6 @@ async fn desk(app: &TestApp, phones: &[&str]) -> i64 {
     .await
 }
 
-async fn fire(app: &TestApp, status: &str, service: &str, summary: &str) {
-    let body = alertmanager(
-        status,
-        &format!("{service}Down"),
-        &[("service", service), ("severity", "critical")],
-        summary,
-    );
-    let resp = app
-        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
-        .await;
-    assert_eq!(resp.status(), 202);
-}
-
 /// Every delivery of every incident, oldest first.
 async fn deliveries(app: &TestApp) -> Vec<Value> {
     let incidents = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await;
@@ -93,7 +80,7 @@ async fn an_incident_is_texted_through_the_first_provider_with_its_segments() {
     let double = SmsDouble::start().await;
     let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
     desk(&app, &["333 123 4567"]).await;
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     let sent = double.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(sent[0].provider, SmsProvider::Twilio);
     assert_eq!(sent[0].to, "+393331234567", "stored and sent in E.164");
@@ -119,7 +106,7 @@ async fn an_incident_is_texted_through_the_first_provider_with_its_segments() {
         "the segments Twilio billed"
     );
 
-    fire(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "resolved", "cup-backend", "CUP non risponde").await;
     let sent = double.wait_for(2, Duration::from_secs(10)).await;
     assert!(
         sent[1].text.contains("DISSERVIZIO RISOLTO"),
@@ -140,16 +127,16 @@ async fn a_throttling_or_failing_provider_hands_the_message_to_the_next_exactly_
     let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
     desk(&app, &["+393331234567"]).await;
     double.throttle_next(SmsProvider::Twilio, 1);
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     let sent = double.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(sent[0].provider, SmsProvider::Vonage);
     double.fail_next(SmsProvider::Twilio, 1, 503);
-    fire(&app, "firing", "cup-portale", "Portale referti lento").await;
+    fire_alert(&app, "firing", "cup-portale", "Portale referti lento").await;
     let sent = double.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(sent[1].provider, SmsProvider::Vonage);
     assert!(sent[1].text.contains("Portale referti lento"));
     // Healthy again: the first provider sends.
-    fire(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "resolved", "cup-backend", "CUP non risponde").await;
     let sent = double.wait_for(3, Duration::from_secs(10)).await;
     assert_eq!(sent[2].provider, SmsProvider::Twilio);
     let d = settled(&app, 3).await;
@@ -170,7 +157,7 @@ async fn vonage_200_with_an_error_status_is_a_failure() {
     let app = app_with(&double, &[SmsProvider::Vonage], &[]).await;
     desk(&app, &["+393331234567"]).await;
     double.vonage_status_next("15", 1);
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     let d = &settled(&app, 1).await[0];
     assert_eq!(d["state"], "failed", "{d}");
     assert!(
@@ -186,7 +173,7 @@ async fn accented_italian_stays_gsm7_when_folded_and_is_ucs2_when_not() {
     let double = SmsDouble::start().await;
     let folded = app_with(&double, &[SmsProvider::Vonage], &[]).await;
     desk(&folded, &["+393331234567"]).await;
-    fire(&folded, "firing", "cup-backend", summary).await;
+    fire_alert(&folded, "firing", "cup-backend", summary).await;
     let sent = double.wait_for(1, Duration::from_secs(10)).await;
     assert!(
         sent[0].text.contains("E' in corso un guasto: l'accesso"),
@@ -205,7 +192,7 @@ async fn accented_italian_stays_gsm7_when_folded_and_is_ucs2_when_not() {
     )
     .await;
     desk(&kept, &["+393331234567"]).await;
-    fire(&kept, "firing", "cup-backend", summary).await;
+    fire_alert(&kept, "firing", "cup-backend", summary).await;
     let sent = double.wait_for(1, Duration::from_secs(10)).await;
     assert!(sent[0].text.contains("È in corso"), "{}", sent[0].text);
     assert_eq!(sent[0].encoding, "UCS-2");
@@ -221,7 +208,7 @@ async fn delivery_reports_mark_the_delivery_and_forgeries_are_refused() {
     let app = app_with(&double, &[SmsProvider::Twilio], &[]).await;
     double.deliver_callbacks_to(&app.base);
     desk(&app, &["+393331234567"]).await;
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     let sent = double.wait_for(1, Duration::from_secs(10)).await;
     settled(&app, 1).await;
     assert_eq!(
@@ -258,7 +245,7 @@ async fn delivery_reports_mark_the_delivery_and_forgeries_are_refused() {
     let app = app_with(&double, &[SmsProvider::Vonage], &[]).await;
     double.deliver_callbacks_to(&app.base);
     desk(&app, &["+393331234567"]).await;
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     let sent = double.wait_for(1, Duration::from_secs(10)).await;
     settled(&app, 1).await;
     assert_eq!(double.vonage_receipt(&sent[0].id, "failed", "6").await, 200);
@@ -307,13 +294,13 @@ async fn skebby_logs_in_again_when_its_session_expires() {
     let double = SmsDouble::start().await;
     let app = app_with(&double, &[SmsProvider::Skebby], &[]).await;
     desk(&app, &["+393331234567"]).await;
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     let sent = double.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(sent[0].provider, SmsProvider::Skebby);
     assert_eq!(sent[0].message_type.as_deref(), Some("GP"));
     assert_eq!(double.skebby_logins(), 1);
     double.expire_skebby_sessions();
-    fire(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "resolved", "cup-backend", "CUP non risponde").await;
     double.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(double.skebby_logins(), 2);
     let d = settled(&app, 2).await;
@@ -329,10 +316,10 @@ async fn a_provider_failing_again_and_again_is_put_aside() {
     let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
     desk(&app, &["+393331234567", "+393331234568", "+393331234569"]).await;
     double.fail_next(SmsProvider::Twilio, 3, 503);
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     double.wait_for(3, Duration::from_secs(10)).await;
     // Three failures in a row (put_aside_after = 3): the next message skips Twilio.
-    fire(&app, "firing", "cup-portale", "Portale referti lento").await;
+    fire_alert(&app, "firing", "cup-portale", "Portale referti lento").await;
     let sent = double.wait_for(6, Duration::from_secs(10)).await;
     assert!(
         sent.iter().all(|m| m.provider == SmsProvider::Vonage),
@@ -351,7 +338,7 @@ async fn a_number_that_opted_out_is_marked_gone() {
     let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
     double.twilio_stop_number("+393331234567");
     let id = desk(&app, &["+393331234567"]).await;
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     let d = &settled(&app, 1).await[0];
     assert_eq!(d["state"], "gone", "{d}");
     assert!(d["last_error"].as_str().unwrap().contains("21610"), "{d}");

@@ -46,19 +46,6 @@ async fn invite(app: &TestApp, subscriber: i64) -> (String, Value) {
     (token, body)
 }
 
-async fn fire(app: &TestApp, status: &str, service: &str, summary: &str) {
-    let body = alertmanager(
-        status,
-        &format!("{service}Down"),
-        &[("service", service), ("severity", "critical")],
-        summary,
-    );
-    let resp = app
-        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
-        .await;
-    assert_eq!(resp.status(), 202);
-}
-
 async fn subscriber_json(app: &TestApp, id: i64) -> Value {
     app.get_json(&format!("/api/v1/subscribers/{id}"), ADMIN_TOKEN)
         .await
@@ -148,7 +135,7 @@ async fn invite_and_alerts(env: &[(&str, &str)]) {
 
     // Summaries with markup characters and emoji arrive as written, not as markup.
     let summary = "CUP <backend> non risponde & i referti 🚨 \"tardano\"";
-    fire(&app, "firing", "cup-backend", summary).await;
+    fire_alert(&app, "firing", "cup-backend", summary).await;
     for chat in ["1001", "-2002"] {
         let sent = double.wait_for(chat, 2, Duration::from_secs(10)).await;
         let alert = &sent[1];
@@ -165,7 +152,7 @@ async fn invite_and_alerts(env: &[(&str, &str)]) {
             "no link previews"
         );
     }
-    fire(&app, "resolved", "cup-backend", summary).await;
+    fire_alert(&app, "resolved", "cup-backend", summary).await;
     for chat in ["1001", "-2002"] {
         let sent = double.wait_for(chat, 3, Duration::from_secs(10)).await;
         assert!(
@@ -191,7 +178,7 @@ async fn invite_and_alerts(env: &[(&str, &str)]) {
         "{}",
         again[4].visible
     );
-    fire(&app, "firing", "cup-portale", "Portale referti lento").await;
+    fire_alert(&app, "firing", "cup-portale", "Portale referti lento").await;
     let sent = double.wait_for("1001", 6, Duration::from_secs(10)).await;
     assert!(
         sent[5].visible.contains("Portale referti lento"),
@@ -209,7 +196,7 @@ async fn a_chat_that_blocked_the_bot_is_marked_gone_and_others_still_hear() {
     let smtp = SmtpServer::start();
     let app = app_with(&double, &smtp, &[]).await;
     let id = desk(&app, "CUP Foligno", &["1001", "1002", "4040"]).await;
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     double.wait_for("1001", 1, Duration::from_secs(10)).await;
     let subscriber = eventually(
         || subscriber_json(&app, id),
@@ -238,7 +225,7 @@ async fn a_chat_that_blocked_the_bot_is_marked_gone_and_others_still_hear() {
     assert!(gone("1002").contains("blocked"), "{}", gone("1002"));
     assert!(gone("4040").contains("not found"), "{}", gone("4040"));
     // Gone chats are not tried again.
-    fire(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "resolved", "cup-backend", "CUP non risponde").await;
     double.wait_for("1001", 2, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let tries_to_1002 = double
@@ -260,11 +247,11 @@ async fn a_429_storm_delays_but_delivers_every_message_once_in_order() {
     let app = app_with(&double, &smtp, &[]).await;
     desk(&app, "CUP Foligno", &chats).await;
     double.flood_until(Instant::now() + Duration::from_secs(2), 1);
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    fire(&app, "firing", "cup-portale", "Portale referti lento").await;
+    fire_alert(&app, "firing", "cup-portale", "Portale referti lento").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    fire(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "resolved", "cup-backend", "CUP non risponde").await;
     for chat in chats {
         double.wait_for(chat, 3, Duration::from_secs(30)).await;
     }
@@ -313,7 +300,7 @@ async fn a_retry_after_longer_than_a_send_may_take_costs_no_attempt() {
     desk(&app, "CUP Foligno", &chats).await;
     double.flood_until(Instant::now() + Duration::from_secs(1), 4);
     let fired = Instant::now();
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     for chat in chats {
         double.wait_for(chat, 1, Duration::from_secs(30)).await;
     }
@@ -357,17 +344,17 @@ async fn unsubscribe_mutes_a_service_and_subscribe_brings_it_back() {
             .visible
             .contains("non riceverà più avvisi su cup-backend")
     );
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     double.wait_for("1002", 1, Duration::from_secs(10)).await;
     // Another service the desk follows still reaches the muted chat.
-    fire(&app, "firing", "cup-portale", "Portale lento").await;
+    fire_alert(&app, "firing", "cup-portale", "Portale lento").await;
     let sent = double.wait_for("1001", 2, Duration::from_secs(10)).await;
     assert!(
         sent[1].visible.contains("Portale lento"),
         "{}",
         sent[1].visible
     );
-    fire(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "resolved", "cup-backend", "CUP non risponde").await;
     double.wait_for("1002", 3, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -383,8 +370,8 @@ async fn unsubscribe_mutes_a_service_and_subscribe_brings_it_back() {
     double.user_says(1001, 1001, "/subscribe cup-backend").await;
     double.user_says(1001, 1001, "/subscribe anagrafe").await;
     double.wait_for("1001", 4, Duration::from_secs(10)).await;
-    fire(&app, "firing", "cup-backend", "CUP di nuovo giù").await;
-    fire(&app, "firing", "anagrafe", "Anagrafe giù").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP di nuovo giù").await;
+    fire_alert(&app, "firing", "anagrafe", "Anagrafe giù").await;
     let sent = double.wait_for("1001", 6, Duration::from_secs(15)).await;
     let all: String = sent.iter().map(|m| m.visible.clone()).collect();
     assert!(all.contains("CUP di nuovo giù"));
@@ -408,7 +395,7 @@ async fn the_bot_answers_status_language_stop_and_strangers() {
     let app = app_with(&double, &smtp, &[]).await;
     desk(&app, "CUP Foligno", &["1001"]).await;
 
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     double.wait_for("1001", 1, Duration::from_secs(10)).await;
     double.user_says(1001, 1001, "/status").await;
     let sent = double.wait_for("1001", 2, Duration::from_secs(10)).await;
@@ -426,7 +413,7 @@ async fn the_bot_answers_status_language_stop_and_strangers() {
     double.user_says(1001, 1001, "/lingua en").await;
     let sent = double.wait_for("1001", 3, Duration::from_secs(10)).await;
     assert_eq!(sent[2].visible, "From now on I write in English.");
-    fire(&app, "firing", "cup-portale", "Portal slow").await;
+    fire_alert(&app, "firing", "cup-portale", "Portal slow").await;
     let sent = double.wait_for("1001", 4, Duration::from_secs(10)).await;
     assert!(
         sent[3].visible.contains("Service disruption"),
@@ -437,7 +424,7 @@ async fn the_bot_answers_status_language_stop_and_strangers() {
     double.user_says(1001, 1001, "/stop").await;
     let sent = double.wait_for("1001", 5, Duration::from_secs(10)).await;
     assert!(sent[4].visible.contains("paused"), "{}", sent[4].visible);
-    fire(&app, "resolved", "cup-portale", "Portal slow").await;
+    fire_alert(&app, "resolved", "cup-portale", "Portal slow").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(double.sent_to("1001").len(), 5, "nothing after /stop");
     double.user_says(1001, 1001, "/start").await;
@@ -549,7 +536,7 @@ async fn server_errors_are_retried() {
     let app = app_with(&double, &smtp, &[]).await;
     desk(&app, "CUP Foligno", &["1001"]).await;
     double.fail_next(1);
-    fire(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     // teloxide waits 10 s after a 5xx before reading the answer; then the outbox retries.
     let sent = double.wait_for("1001", 1, Duration::from_secs(30)).await;
     assert!(sent[0].visible.contains("CUP non risponde"));

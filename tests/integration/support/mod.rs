@@ -18,6 +18,20 @@ pub use telegram::*;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+/// Posts one critical Alertmanager alert about `service` (`firing` or `resolved`); 202 expected.
+pub async fn fire_alert(app: &TestApp, status: &str, service: &str, summary: &str) {
+    let body = alertmanager(
+        status,
+        &format!("{service}Down"),
+        &[("service", service), ("severity", "critical")],
+        summary,
+    );
+    let resp = app
+        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+        .await;
+    assert_eq!(resp.status(), 202);
+}
+
 /// Polls `probe` until `done` holds for its value (10 s at most), and returns that value.
 pub async fn eventually<T: std::fmt::Debug, F, Fut>(mut probe: F, done: impl Fn(&T) -> bool) -> T
 where
