@@ -243,15 +243,9 @@ impl Renderer {
             let names = text.matches(RECIPIENT_NAME).count();
             telegram::MAX_LEN.saturating_sub(names * (MAX_NAME_CHARS - RECIPIENT_NAME.len()))
         };
-        let mut text = render(ctx)?;
-        let mut keep = ctx.signals.len();
-        while telegram::visible_len(&text) > limit(&text) && keep > 0 {
-            keep /= 2;
-            let mut shorter = ctx.clone();
-            shorter.signals.truncate(keep);
-            shorter.signals_omitted = ctx.signals.len() - keep;
-            text = render(&shorter)?;
-        }
+        let text = with_fewer_signals(ctx, render(ctx)?, render, |text| {
+            telegram::visible_len(text) > limit(text)
+        })?;
         let max = limit(&text);
         Ok(telegram::truncate(&text, max))
     }
@@ -290,15 +284,13 @@ impl Renderer {
             };
             Ok((text, max))
         };
-        let (mut text, max_segments) = render(ctx)?;
-        let mut keep = ctx.signals.len();
-        while sms::measure(&text).segments > max_segments && keep > 0 {
-            keep /= 2;
-            let mut shorter = ctx.clone();
-            shorter.signals.truncate(keep);
-            shorter.signals_omitted = ctx.signals.len() - keep;
-            text = render(&shorter)?.0;
-        }
+        let (first, max_segments) = render(ctx)?;
+        let text = with_fewer_signals(
+            ctx,
+            first,
+            |ctx| render(ctx).map(|(text, _)| text),
+            |text| sms::measure(text).segments > max_segments,
+        )?;
         let fits_without_cutting = sms::measure(&text).segments <= max_segments;
         Ok(SmsText {
             text: sms::truncate(&text, max_segments),
@@ -439,6 +431,26 @@ impl Renderer {
         }
         problems
     }
+}
+
+/// `first` (the text rendered from `ctx`), or while `too_long` says it is, the text rendered
+/// again with half as many signals, the others counted in `signals_omitted`.
+fn with_fewer_signals(
+    ctx: &MessageContext,
+    first: String,
+    render: impl Fn(&MessageContext) -> Result<String, RenderError>,
+    too_long: impl Fn(&str) -> bool,
+) -> Result<String, RenderError> {
+    let mut text = first;
+    let mut keep = ctx.signals.len();
+    while too_long(&text) && keep > 0 {
+        keep /= 2;
+        let mut shorter = ctx.clone();
+        shorter.signals.truncate(keep);
+        shorter.signals_omitted = ctx.signals.len() - keep;
+        text = render(&shorter)?;
+    }
+    Ok(text)
 }
 
 /// An SMS as rendered, and what its template allows.
@@ -778,18 +790,26 @@ mod tests {
         );
     }
 
+    /// The sample incident opening with `n` signals, summarised by `summary`.
+    fn with_signals(n: usize, summary: impl Fn(usize) -> String) -> MessageContext {
+        let mut ctx = sample_context(UpdateKind::Opened);
+        let one = ctx.signals[0].clone();
+        ctx.signals = (0..n)
+            .map(|i| SignalView {
+                summary: summary(i),
+                ..one.clone()
+            })
+            .collect();
+        ctx
+    }
+
     #[test]
     fn long_telegram_messages_drop_signals_then_cut() {
         let r = renderer();
         let en = Language::try_from("en".to_owned()).unwrap();
-        let mut ctx = sample_context(UpdateKind::Opened);
-        let one = ctx.signals[0].clone();
-        ctx.signals = (0..400)
-            .map(|i| SignalView {
-                summary: format!("host-{i} does not answer & drops <connections>"),
-                ..one.clone()
-            })
-            .collect();
+        let mut ctx = with_signals(400, |i| {
+            format!("host-{i} does not answer & drops <connections>")
+        });
         let out = r.render(ChannelKind::Telegram, &en, &ctx).unwrap();
         let len = telegram::visible_len(&out.text);
         assert!(len <= telegram::MAX_LEN, "{len}");
@@ -810,14 +830,7 @@ mod tests {
     #[test]
     fn sms_fits_its_segments_dropping_signals_first() {
         let r = renderer();
-        let mut ctx = sample_context(UpdateKind::Opened);
-        let one = ctx.signals[0].clone();
-        ctx.signals = (0..40)
-            .map(|i| SignalView {
-                summary: format!("sportello {i} non risponde"),
-                ..one.clone()
-            })
-            .collect();
+        let ctx = with_signals(40, |i| format!("sportello {i} non risponde"));
         let out = r.render_sms("it", &ctx).unwrap();
         let m = sms::measure(&out.text);
         assert_eq!(out.max_segments, 2);

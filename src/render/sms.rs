@@ -3,42 +3,25 @@
 //! units, an emoji two). One SMS holds 160 septets or 70 units; a longer text is split into
 //! segments of 153 or 67, each carrying the concatenation header.
 
-use std::fmt;
-
 /// The GSM 03.38 basic character set (the escape code, 0x1B, left out).
 const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
                      ¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
 /// The extension table: each is sent as ESC + a code, two septets.
 const EXTENSION: &str = "\u{000C}^{}\\[~]|€";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
-    #[serde(rename = "GSM-7")]
     Gsm7,
-    #[serde(rename = "UCS-2")]
     Ucs2,
 }
 
 impl Encoding {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Encoding::Gsm7 => "GSM-7",
-            Encoding::Ucs2 => "UCS-2",
-        }
-    }
-
     /// Units in a single SMS, and in each segment of a concatenated one.
     fn capacity(self) -> (usize, usize) {
         match self {
             Encoding::Gsm7 => (160, 153),
             Encoding::Ucs2 => (70, 67),
         }
-    }
-}
-
-impl fmt::Display for Encoding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -59,10 +42,6 @@ fn septets(c: char) -> Option<usize> {
     } else {
         None
     }
-}
-
-pub fn is_gsm7(text: &str) -> bool {
-    text.chars().all(|c| septets(c).is_some())
 }
 
 pub fn measure(text: &str) -> Measure {

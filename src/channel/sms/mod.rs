@@ -253,13 +253,13 @@ impl Channel for SmsChannel {
                         segments: Some(segments),
                     });
                 }
-                Err(GatewayError::NumberGone(reason)) => {
-                    return Err(SendError::RecipientGone {
-                        reason: format!("{name}: {reason}"),
-                    });
-                }
                 Err(e) => {
                     let (kind, reason) = match e {
+                        GatewayError::NumberGone(reason) => {
+                            return Err(SendError::RecipientGone {
+                                reason: format!("{name}: {reason}"),
+                            });
+                        }
                         GatewayError::Throttled { after, reason } => {
                             throttled.push(after);
                             ("throttled", reason)
@@ -270,7 +270,6 @@ impl Channel for SmsChannel {
                             ("unavailable", reason)
                         }
                         GatewayError::Refused(reason) => ("refused", reason),
-                        GatewayError::NumberGone(_) => unreachable!("handled above"),
                     };
                     metrics::counter!("banditore_sms_provider_errors_total", "provider" => name.to_owned(), "kind" => kind)
                         .increment(1);

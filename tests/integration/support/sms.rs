@@ -6,7 +6,7 @@
 //!   `token` → `USER_KEY;ACCESS_TOKEN`, `POST sms` (JSON, `user_key` + `Session_key` or
 //!   `Access_token` headers) → 201.
 //!
-//! Codes, bodies and error texts follow shared/api-facts/channels.md §3.1–3.4 and §9.3–9.5. The
+//! Codes, bodies and error texts are the providers' documented ones. The
 //! double counts GSM-7/UCS-2 segments itself, enforces sliding 1-second rate limits per provider,
 //! can be scripted to fail or throttle, and calls the app back (Twilio status callbacks, Vonage
 //! delivery receipts). A bad request never panics it: it gets the provider's error.
@@ -86,7 +86,7 @@ pub struct SmsSent {
     pub text: String,
     /// Twilio "SM"+32 hex, Vonage 16 upper hex (the first segment's), Skebby order_id.
     pub id: String,
-    /// "GSM-7" or "UCS-2" by the §3.4 rules (Vonage `type=unicode` forces "UCS-2").
+    /// "GSM-7" or "UCS-2" by the GSM 03.38 rules (Vonage `type=unicode` forces "UCS-2").
     pub encoding: &'static str,
     pub segments: u32,
     /// Vonage: `type=unicode` was sent.
@@ -459,69 +459,14 @@ fn twilio_signature(token: &str, url: &str, sorted: &[(String, String)]) -> Stri
     base64::engine::general_purpose::STANDARD.encode(mac)
 }
 
-/// HMAC (RFC 2104) over SHA-1, written out here so that the double needs no SHA-1 crate.
 fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..20].copy_from_slice(&sha1(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
-    let mut inner = pad(0x36);
-    inner.extend_from_slice(data);
-    let mut outer = pad(0x5c);
-    outer.extend_from_slice(&sha1(&inner));
-    sha1(&outer)
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(key).expect("any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
-/// SHA-1 (FIPS 180-4).
-fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [
-        0x6745_2301,
-        0xEFCD_AB89,
-        0x98BA_DCFE,
-        0x1032_5476,
-        0xC3D2_E1F0,
-    ];
-    let mut message = data.to_vec();
-    message.push(0x80);
-    while message.len() % 64 != 56 {
-        message.push(0);
-    }
-    message.extend_from_slice(&(data.len() as u64 * 8).to_be_bytes());
-    for chunk in message.chunks(64) {
-        let mut w = [0u32; 80];
-        for (i, word) in chunk.chunks(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, word) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..20 => ((b & c) | (!b & d), 0x5A82_7999),
-                20..40 => (b ^ c ^ d, 0x6ED9_EBA1),
-                40..60 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
-                _ => (b ^ c ^ d, 0xCA62_C1D6),
-            };
-            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e);
-            let t = t.wrapping_add(k).wrapping_add(*word);
-            (e, d, c, b, a) = (d, c, b.rotate_left(30), a, t);
-        }
-        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    let mut out = [0u8; 20];
-    for (i, x) in h.iter().enumerate() {
-        out[4 * i..4 * i + 4].copy_from_slice(&x.to_be_bytes());
-    }
-    out
-}
-
-/// `(encoding, segments)` by the §3.4 rules: GSM-7 if every char is in the basic or extension
+/// `(encoding, segments)` by the GSM 03.38 rules: GSM-7 if every char is in the basic or extension
 /// set (160 septets single, 153 per part; extension chars cost 2), else UCS-2 over UTF-16 units
 /// (70 single, 67 per part).
 pub fn sms_encoding(text: &str) -> (&'static str, u32) {
