@@ -64,6 +64,22 @@ token = "not-a-bot-token"
 mode = "webhook"
 public_channel = "@x"
 
+[channels.sms]
+enabled = true
+default_region = "Atlantide"
+
+[[channels.sms.providers]]
+name = "twilio"
+kind = "twilio"
+sender = "a sender far too long"
+
+[[channels.sms.providers]]
+name = "twilio"
+kind = "skebby"
+username = "regione"
+password = "skebby-secret-value"
+message_type = "XX"
+
 [[auth.tokens]]
 name = "am"
 token = "short"
@@ -96,6 +112,12 @@ subscriptions = [{{ matchers = ['service=~"cup('] }}]
         "channels.telegram.token",
         "channels.telegram.secret_token",
         "channels.telegram.public_channel",
+        "channels.sms.default_region",
+        "channels.sms.providers[0].username",
+        "channels.sms.providers[0].password",
+        "channels.sms.providers[0].sender",
+        "channels.sms.providers[1].name",
+        "channels.sms.providers[1].message_type",
         "auth.tokens[0].token",
         "subscribers[0]",
         "templates",
@@ -105,7 +127,9 @@ subscriptions = [{{ matchers = ['service=~"cup('] }}]
     assert!(err.contains("email/it/subject.j2"), "{err}");
     assert!(err.contains("SQLite allows one"), "{err}");
     assert!(
-        !err.contains("short\"") && !err.contains("not-a-bot-token"),
+        !err.contains("short\"")
+            && !err.contains("not-a-bot-token")
+            && !err.contains("skebby-secret-value"),
         "the token value must not be printed:\n{err}"
     );
 }
@@ -221,6 +245,8 @@ fn shipped_example_configurations_are_valid() {
         "banditore-grafana-hmac",
         "banditore-smtp",
         "banditore-secret-key",
+        "banditore-skebby",
+        "banditore-twilio",
     ] {
         std::fs::write(
             secrets.join(name),

@@ -351,3 +351,47 @@ async fn a_number_that_opted_out_is_marked_gone() {
         .await;
     assert_eq!(subscriber["addresses"][0]["state"], "gone", "{subscriber}");
 }
+
+#[tokio::test]
+async fn a_generic_provider_sends_the_request_its_configuration_describes() {
+    // Twilio's API, described by hand: what a deployment does for a gateway without a `kind`.
+    let double = SmsDouble::start().await;
+    let generic = format!(
+        r#"[[channels.sms.providers]]
+name = "gateway"
+kind = "generic"
+url = "{}/2010-04-01/Accounts/{{{{ username }}}}/Messages.json"
+username = "{TWILIO_SID}"
+password = "{TWILIO_TOKEN}"
+sender = "+15005550006"
+headers = {{ Authorization = "Basic {{{{ (username ~ ':' ~ password) | b64encode }}}}" }}
+body = {{ To = "{{{{ to }}}}", From = "{{{{ sender }}}}", Body = "{{{{ text }}}}" }}
+id_pointer = "/sid"
+"#,
+        double.base_url()
+    );
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(
+        &smtp,
+        &generic,
+        &[("BANDITORE__CHANNELS__SMS__ENABLED", "true")],
+    )
+    .await;
+    desk(&app, &["+393331234567"]).await;
+    double.throttle_next(SmsProvider::Twilio, 1);
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let sent = double.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(sent[0].to, "+393331234567");
+    assert_eq!(sent[0].from, "+15005550006");
+    assert!(
+        sent[0].text.contains("CUP non risponde"),
+        "{}",
+        sent[0].text
+    );
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "sent", "{d}");
+    assert_eq!(d["provider"], "gateway");
+    assert_eq!(d["provider_id"], sent[0].id.as_str(), "found at id_pointer");
+    assert_eq!(d["attempts"], 1, "the 429 was waited out, not counted: {d}");
+    assert_eq!(double.throttled().len(), 1);
+}

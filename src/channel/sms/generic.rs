@@ -1,9 +1,11 @@
 //! A gateway described in the configuration: a method, a URL, headers and a form or JSON body,
 //! each value a template over the message (`to`, `to_digits`, `text`, `sender`, `unicode`,
-//! `report_url`) and the account (`username`, `password`). `2xx` is success, `429` throttling,
-//! `5xx` and `408` trouble at the provider, any other `4xx` a refusal.
+//! `report_url`, `reference`) and the account (`username`, `password`); the `b64encode` filter
+//! writes basic auth (`Basic {{ (username ~ ":" ~ password) | b64encode }}`). `2xx` is success,
+//! `429` throttling, `5xx` and `408` trouble at the provider, any other `4xx` a refusal.
 
 use async_trait::async_trait;
+use base64::Engine as _;
 use minijinja::Environment;
 
 use super::{Accepted, Answer, Gateway, GatewayError, SmsMessage, unreachable};
@@ -31,6 +33,9 @@ impl Generic {
         let mut env = Environment::new();
         // Values go into URLs, headers and bodies as they are; reqwest encodes the body.
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.add_filter("b64encode", |value: String| {
+            base64::engine::general_purpose::STANDARD.encode(value)
+        });
         let mut add = |name: String, source: &str| {
             env.add_template_owned(name.clone(), source.to_owned())
                 .map_err(|e| format!("channels.sms.providers `{}`: {name}: {e}", p.name))
