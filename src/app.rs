@@ -241,6 +241,7 @@ impl Application {
             v.renderer.clone(),
             &s.server.public_url,
             enabled,
+            s.approval.clone(),
         );
         let pipeline = Pipeline {
             engine: engine.clone(),
@@ -309,6 +310,12 @@ impl Application {
             self.leadership.clone(),
             workers.clone(),
         ));
+        let approval = tokio::spawn(crate::approval::publish_on_timeout(
+            self.store.clone(),
+            self.state.wake.clone(),
+            self.leadership.clone(),
+            workers.clone(),
+        ));
         let bot = self.bot.map(|(client, context, webhook)| {
             tokio::spawn(telegram::run_bot(
                 client,
@@ -334,6 +341,7 @@ impl Application {
         workers.cancel();
         let _ = pipeline.await;
         let _ = retention.await;
+        let _ = approval.await;
         if let Some(bot) = bot {
             let _ = bot.await;
         }

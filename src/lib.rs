@@ -4,6 +4,7 @@
 //! desk, through a durable outbox. See ARCHITECTURE.md for the map of this crate.
 
 pub mod app;
+pub mod approval;
 pub mod channel;
 pub mod cluster;
 pub mod domain;

@@ -16,6 +16,13 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Gsm7 => "GSM-7",
+            Encoding::Ucs2 => "UCS-2",
+        }
+    }
+
     /// Units in a single SMS, and in each segment of a concatenated one.
     fn capacity(self) -> (usize, usize) {
         match self {

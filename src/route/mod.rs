@@ -15,9 +15,10 @@ use crate::domain::matcher::all_match;
 use crate::domain::subscriber::ChannelKind;
 use crate::domain::{Labels, Severity, UpdateKind};
 use crate::render::{IncidentView, MessageContext, Rendered, Renderer, SignalView, UpdateView};
+use crate::settings::{ApprovalPolicy, ApprovalSettings};
 use crate::store::{
-    AddressRow, AlertRow, IncidentOrigin, IncidentRow, NewDelivery, NewMessage, ServiceMode, Store,
-    StoreError, SubscriberRow, UpdateRow,
+    AddressRow, AlertRow, IncidentOrigin, IncidentRow, NewDelivery, NewDraftPart, NewMessage,
+    ServiceMode, Store, StoreError, SubscriberRow, UpdateRow,
 };
 
 const UPDATE_BATCH: u32 = 16;
@@ -26,6 +27,8 @@ const UPDATE_BATCH: u32 = 16;
 pub struct RouteReport {
     pub updates: usize,
     pub deliveries: u64,
+    /// Drafts that got new parts, waiting for the communications office.
+    pub drafts: Vec<i64>,
     pub more: bool,
 }
 
@@ -34,6 +37,8 @@ pub struct Router {
     renderer: Renderer,
     public_url: String,
     enabled: BTreeSet<ChannelKind>,
+    /// Which audiences wait for the communications office.
+    approval: ApprovalSettings,
     /// Subscribers as of a version of the subscribers table; reloaded when it changes.
     cache: Mutex<Option<(i64, Arc<Vec<SubscriberRow>>)>>,
 }
@@ -51,12 +56,14 @@ impl Router {
         renderer: Renderer,
         public_url: &str,
         enabled: BTreeSet<ChannelKind>,
+        approval: ApprovalSettings,
     ) -> Router {
         Router {
             store,
             renderer,
             public_url: public_url.trim_end_matches('/').to_owned(),
             enabled,
+            approval,
             cache: Mutex::new(None),
         }
     }
@@ -84,6 +91,7 @@ impl Router {
             }
         };
         let mut deliveries = 0;
+        let mut drafts = BTreeSet::new();
         for update in &updates {
             let Some(incident) = tx.incident(update.incident_id).await? else {
                 tx.mark_routed(update.id, now).await?;
@@ -123,6 +131,33 @@ impl Router {
                         created_at: now,
                     })
                     .await?;
+                let (policy, timeout) = self.approval.policy(&audience);
+                if policy != ApprovalPolicy::Auto {
+                    let draft = tx
+                        .hold_for_approval(&NewDraftPart {
+                            incident_id: incident.id,
+                            update_id: update.id,
+                            audience: audience.clone(),
+                            policy: policy.as_str(),
+                            publish_at: timeout.map(|t| {
+                                now.checked_add(
+                                    jiff::SignedDuration::try_from(t).unwrap_or_default(),
+                                )
+                                .unwrap_or(now)
+                            }),
+                            message_id,
+                            channel,
+                            language: rendered.language.clone(),
+                            recipients: recipients
+                                .into_iter()
+                                .map(|r| (r.address_id, r.address, r.subscriber_name))
+                                .collect(),
+                            now,
+                        })
+                        .await?;
+                    drafts.insert(draft);
+                    continue;
+                }
                 let rows: Vec<NewDelivery> = recipients
                     .into_iter()
                     .map(|r| NewDelivery {
@@ -145,6 +180,7 @@ impl Router {
         Ok(RouteReport {
             updates: updates.len(),
             deliveries,
+            drafts: drafts.into_iter().collect(),
             more: updates.len() as u32 == UPDATE_BATCH,
         })
     }

@@ -73,7 +73,50 @@ pub struct Settings {
     pub templates: TemplateSettings,
     pub outbox: OutboxSettings,
     pub channels: ChannelSettings,
+    pub approval: ApprovalSettings,
     pub subscribers: Vec<SubscriberSpec>,
+}
+
+word_enum! {
+    pub enum ApprovalPolicy {
+        /// Sent at once, like internal alerts.
+        Auto => "auto",
+        /// Drafted, and sent when the communications office approves.
+        Approval => "approval",
+        /// Drafted, and sent by itself after `timeout` if nobody decided.
+        ApprovalWithTimeout => "approval_with_timeout",
+    }
+}
+
+/// What happens to each audience's messages: audiences not listed are sent at once.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApprovalSettings {
+    pub audiences: BTreeMap<String, AudiencePolicy>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AudiencePolicy {
+    pub policy: ApprovalPolicy,
+    /// `approval_with_timeout`: how long silence may last.
+    #[serde(default = "default_approval_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_approval_timeout() -> Dur {
+    Dur(Duration::from_secs(15 * 60))
+}
+
+impl ApprovalSettings {
+    /// The policy for `audience`, and for timeouts when to publish by itself.
+    pub fn policy(&self, audience: &str) -> (ApprovalPolicy, Option<Duration>) {
+        match self.audiences.get(audience) {
+            Some(p) if p.policy == ApprovalPolicy::ApprovalWithTimeout => {
+                (p.policy, Some(p.timeout.get()))
+            }
+            Some(p) => (p.policy, None),
+            None => (ApprovalPolicy::Auto, None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,21 +192,49 @@ word_enum! {
         Ingest => "ingest",
         /// May read incidents and deliveries.
         Viewer => "viewer",
-        /// Viewer, and may open and update incidents by hand.
+        /// Viewer, and may open and update incidents by hand and manage subscribers.
         Operator => "operator",
+        /// Viewer, and may open and update incidents and decide on public drafts.
+        Communicator => "communicator",
         /// Everything, including subscribers.
         Admin => "admin",
     }
 }
 
+/// What a request needs; roles grant sets of these, the same on the API and in the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    Ingest,
+    Read,
+    Incidents,
+    Subscribers,
+    Drafts,
+    Admin,
+}
+
+impl Permission {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Permission::Ingest => "posting signals",
+            Permission::Read => "reading",
+            Permission::Incidents => "writing incidents",
+            Permission::Subscribers => "managing subscribers",
+            Permission::Drafts => "deciding on public drafts",
+            Permission::Admin => "administration",
+        }
+    }
+}
+
 impl Role {
-    /// Whether holding `self` grants `needed`.
-    pub fn grants(self, needed: Role) -> bool {
+    /// Whether holding `self` allows `needed`.
+    pub fn allows(self, needed: Permission) -> bool {
+        use Permission as P;
         match self {
             Role::Admin => true,
-            Role::Operator => matches!(needed, Role::Operator | Role::Viewer),
-            Role::Viewer => needed == Role::Viewer,
-            Role::Ingest => needed == Role::Ingest,
+            Role::Communicator => matches!(needed, P::Read | P::Incidents | P::Drafts),
+            Role::Operator => matches!(needed, P::Read | P::Incidents | P::Subscribers),
+            Role::Viewer => needed == P::Read,
+            Role::Ingest => needed == P::Ingest,
         }
     }
 }
@@ -508,12 +579,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn roles_grant() {
-        assert!(Role::Admin.grants(Role::Ingest));
-        assert!(Role::Operator.grants(Role::Viewer));
-        assert!(!Role::Operator.grants(Role::Admin));
-        assert!(!Role::Ingest.grants(Role::Viewer));
-        assert!(!Role::Viewer.grants(Role::Operator));
+    fn roles_allow() {
+        use Permission as P;
+        assert!(Role::Admin.allows(P::Ingest) && Role::Admin.allows(P::Drafts));
+        assert!(Role::Operator.allows(P::Read) && Role::Operator.allows(P::Subscribers));
+        assert!(!Role::Operator.allows(P::Drafts) && !Role::Operator.allows(P::Admin));
+        assert!(Role::Communicator.allows(P::Drafts) && Role::Communicator.allows(P::Incidents));
+        assert!(!Role::Communicator.allows(P::Subscribers));
+        assert!(!Role::Ingest.allows(P::Read));
+        assert!(!Role::Viewer.allows(P::Incidents));
     }
 
     #[test]

@@ -7,11 +7,16 @@
 
 mod chat;
 mod chat_sql;
+mod draft;
+mod draft_sql;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
 
 pub use chat::{ChatBinding, ChatStore, Redeemed};
+pub use draft::{
+    AuditEntry, Decided, Decision, Draft, DraftPart, DraftStore, NewAudit, NewDraftPart, PartEdit,
+};
 
 use std::collections::BTreeMap;
 
@@ -525,7 +530,7 @@ pub struct PruneReport {
 }
 
 #[async_trait]
-pub trait Store: ChatStore + Send + Sync + 'static {
+pub trait Store: ChatStore + DraftStore + Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
     async fn close(&self);
@@ -666,6 +671,10 @@ pub trait Tx: Send {
     async fn subscribers(&mut self) -> Result<Vec<SubscriberRow>>;
     async fn insert_message(&mut self, new: &NewMessage) -> Result<i64>;
     async fn insert_deliveries(&mut self, new: &[NewDelivery]) -> Result<u64>;
+    /// Holds a message for the communications office instead of sending it: adds it as a part
+    /// of the draft for its update and audience (created with the first part, which also
+    /// supersedes the incident's earlier undecided drafts for that audience). Returns the draft.
+    async fn hold_for_approval(&mut self, part: &NewDraftPart) -> Result<i64>;
     async fn mark_routed(&mut self, update_id: i64, now: Timestamp) -> Result<()>;
     /// Addresses (id, channel) that were sent an earlier update of the incident: they hear every
     /// later update, whatever the signals' labels have become.

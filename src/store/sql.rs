@@ -160,7 +160,7 @@ pub(super) fn opt_ts(v: Option<i64>) -> Result<Option<Timestamp>> {
     v.map(ts).transpose()
 }
 
-fn parse<T: FromStr>(value: &str, what: &str) -> Result<T>
+pub(super) fn parse<T: FromStr>(value: &str, what: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
@@ -1583,32 +1583,11 @@ impl Tx for SqlTx {
     }
 
     async fn insert_deliveries(&mut self, new: &[NewDelivery]) -> Result<u64> {
-        let mut inserted = 0;
-        for chunk in new.chunks(80) {
-            let sql = format!(
-                "INSERT INTO deliveries (message_id, update_id, incident_id, address_id, subscriber_name, channel,
-                                         recipient, state, next_attempt_at, origin_at, created_at)
-                 VALUES {} ON CONFLICT (update_id, channel, recipient) DO NOTHING",
-                values(self.dialect, chunk.len(), 11)
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for d in chunk {
-                query = query
-                    .bind(d.message_id)
-                    .bind(d.update_id)
-                    .bind(d.incident_id)
-                    .bind(d.address_id)
-                    .bind(d.subscriber_name.clone())
-                    .bind(d.channel.as_str())
-                    .bind(d.recipient.clone())
-                    .bind("pending")
-                    .bind(ms(d.created_at))
-                    .bind(ms(d.origin_at))
-                    .bind(ms(d.created_at));
-            }
-            inserted += query.execute(&mut *self.tx).await?.rows_affected();
-        }
-        Ok(inserted)
+        insert_deliveries(&mut self.tx, self.dialect, new).await
+    }
+
+    async fn hold_for_approval(&mut self, part: &NewDraftPart) -> Result<i64> {
+        super::draft_sql::hold(&mut self.tx, part).await
     }
 
     async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>> {
@@ -1632,4 +1611,38 @@ impl Tx for SqlTx {
             .await?;
         Ok(())
     }
+}
+
+/// Adds deliveries, pending now; those already there (same update, channel, recipient) stay.
+pub(super) async fn insert_deliveries(
+    tx: &mut Transaction<'static, Any>,
+    dialect: Dialect,
+    new: &[NewDelivery],
+) -> Result<u64> {
+    let mut inserted = 0;
+    for chunk in new.chunks(80) {
+        let sql = format!(
+            "INSERT INTO deliveries (message_id, update_id, incident_id, address_id, subscriber_name, channel,
+                                     recipient, state, next_attempt_at, origin_at, created_at)
+             VALUES {} ON CONFLICT (update_id, channel, recipient) DO NOTHING",
+            values(dialect, chunk.len(), 11)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for d in chunk {
+            query = query
+                .bind(d.message_id)
+                .bind(d.update_id)
+                .bind(d.incident_id)
+                .bind(d.address_id)
+                .bind(d.subscriber_name.clone())
+                .bind(d.channel.as_str())
+                .bind(d.recipient.clone())
+                .bind("pending")
+                .bind(ms(d.created_at))
+                .bind(ms(d.origin_at))
+                .bind(ms(d.created_at));
+        }
+        inserted += query.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(inserted)
 }

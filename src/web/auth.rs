@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::settings::{HmacKey, Role, TokenKey};
+use crate::settings::{HmacKey, Permission, Role, TokenKey};
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +22,8 @@ pub struct Principal {
 }
 
 impl Principal {
-    pub fn has(&self, role: Role) -> bool {
-        self.roles.iter().any(|r| r.grants(role))
+    pub fn may(&self, needed: Permission) -> bool {
+        self.roles.iter().any(|r| r.allows(needed))
     }
 }
 
@@ -209,13 +209,13 @@ mod tests {
             )]))
             .unwrap();
         assert_eq!(p.name, "am");
-        assert!(p.has(Role::Ingest) && !p.has(Role::Viewer));
+        assert!(p.may(Permission::Ingest) && !p.may(Permission::Read));
         let basic =
             base64::engine::general_purpose::STANDARD.encode("alertmanager:admin-token-0123456789");
         let p = a
             .from_headers(&headers(&[("authorization", &format!("Basic {basic}"))]))
             .unwrap();
-        assert!(p.has(Role::Ingest) && p.has(Role::Admin));
+        assert!(p.may(Permission::Ingest) && p.may(Permission::Admin));
         assert!(
             a.from_headers(&headers(&[("authorization", "Bearer wrong")]))
                 .is_none()

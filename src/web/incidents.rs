@@ -15,8 +15,10 @@ use super::error::ApiError;
 use super::{AppState, require};
 use crate::domain::Labels;
 use crate::incident::{ManualError, ManualIncident, ManualUpdate};
-use crate::settings::Role;
-use crate::store::{AlertRow, DeliveryRow, IncidentFilter, IncidentRow, Topic, UpdateRow};
+use crate::settings::Permission;
+use crate::store::{
+    AlertRow, DeliveryRow, IncidentFilter, IncidentRow, NewAudit, Topic, UpdateRow,
+};
 
 #[derive(Serialize)]
 pub struct IncidentJson {
@@ -132,7 +134,7 @@ pub async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require(&state, &headers, Role::Viewer)?;
+    require(&state, &headers, Permission::Read)?;
     let open = match q.status.as_deref() {
         None | Some("all") => None,
         Some("open") => Some(true),
@@ -159,7 +161,7 @@ pub async fn get(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require(&state, &headers, Role::Viewer)?;
+    require(&state, &headers, Permission::Read)?;
     let incident = state
         .store
         .incident(id)
@@ -182,7 +184,7 @@ pub async fn deliveries(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require(&state, &headers, Role::Viewer)?;
+    require(&state, &headers, Permission::Read)?;
     if state.store.incident(id).await?.is_none() {
         return Err(ApiError::NotFound(format!("incident {id} not found")));
     }
@@ -198,6 +200,27 @@ pub async fn deliveries(
     Ok(Json(
         serde_json::json!({ "summary": summary, "deliveries": rows }),
     ))
+}
+
+/// Writes an audit entry for what was just done; a failure is logged, the action stands.
+async fn audit(
+    state: &AppState,
+    actor: &str,
+    action: &'static str,
+    incident: i64,
+    detail: serde_json::Value,
+) {
+    let entry = NewAudit {
+        actor: actor.to_owned(),
+        action,
+        incident_id: Some(incident),
+        draft_id: None,
+        detail,
+        at: Timestamp::now(),
+    };
+    if let Err(e) = state.store.record_audit(&entry).await {
+        tracing::error!(error = %e, action, incident, "cannot write the audit log");
+    }
 }
 
 fn manual_error(e: ManualError) -> ApiError {
@@ -216,7 +239,7 @@ pub async fn open(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let who = require(&state, &headers, Role::Operator)?;
+    let who = require(&state, &headers, Permission::Incidents)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let req: ManualIncident = json(&headers, &bytes)?;
     let (incident, update) = state
@@ -227,6 +250,16 @@ pub async fn open(
     state.wake.updates_written();
     state.store.announce(Topic::Signals).await;
     tracing::info!(incident = incident.id, by = %who.name, "incident opened by hand");
+    audit(
+        &state,
+        &who.name,
+        "incident.opened",
+        incident.id,
+        serde_json::json!({
+            "title": incident.title, "severity": incident.severity.as_str(),
+        }),
+    )
+    .await;
     let mut body = serde_json::to_value(IncidentJson::from(&incident))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     body["update"] = serde_json::to_value(UpdateJson::from(&update))
@@ -244,7 +277,7 @@ pub async fn post_update(
     Path(id): Path<i64>,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let who = require(&state, &headers, Role::Operator)?;
+    let who = require(&state, &headers, Permission::Incidents)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let req: ManualUpdate = json(&headers, &bytes)?;
     let (_, update) = state
@@ -255,5 +288,15 @@ pub async fn post_update(
     state.wake.updates_written();
     state.store.announce(Topic::Signals).await;
     tracing::info!(incident = id, seq = update.seq, by = %who.name, "incident update posted by hand");
+    audit(
+        &state,
+        &who.name,
+        "incident.updated",
+        id,
+        serde_json::json!({
+            "seq": update.seq, "status": update.status.as_str(), "body": update.body,
+        }),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(UpdateJson::from(&update))))
 }

@@ -18,7 +18,7 @@ use super::body::{form_field, is_json_like, media_type, multipart_field, read};
 use super::error::ApiError;
 use crate::domain::Source;
 use crate::ingest::{self, GenericFraming, Parsed};
-use crate::settings::Role;
+use crate::settings::Permission;
 
 #[derive(Serialize)]
 struct Accepted {
@@ -132,7 +132,7 @@ fn authenticate(
     };
     match principal {
         None => Err(ApiError::Unauthorized),
-        Some(p) if p.has(Role::Ingest) => Ok(()),
+        Some(p) if p.may(Permission::Ingest) => Ok(()),
         Some(p) => Err(ApiError::Forbidden(format!(
             "token `{}` may not post signals (needs the ingest role)",
             p.name

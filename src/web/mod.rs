@@ -3,6 +3,7 @@
 
 mod auth;
 mod body;
+mod drafts;
 mod error;
 mod incidents;
 mod ingest;
@@ -36,7 +37,7 @@ use crate::incident::Engine;
 use crate::ingest::{IngestQueue, ParseOptions};
 use crate::pipeline::Wakers;
 use crate::render::Renderer;
-use crate::settings::Role;
+use crate::settings::Permission;
 use crate::store::Store;
 use crate::unsubscribe::UnsubscribeLinks;
 
@@ -60,19 +61,30 @@ pub struct AppState {
     pub telegram: Option<Arc<TelegramWeb>>,
 }
 
-/// The caller, if their token grants `role`: 401 without valid credentials, 403 without the role.
-pub fn require(state: &AppState, headers: &HeaderMap, role: Role) -> Result<Principal, ApiError> {
+/// The caller, if one of their roles allows `needed`: 401 without valid credentials, 403
+/// otherwise.
+pub fn require(
+    state: &AppState,
+    headers: &HeaderMap,
+    needed: Permission,
+) -> Result<Principal, ApiError> {
     let principal = state
         .auth
         .from_headers(headers)
         .ok_or(ApiError::Unauthorized)?;
-    if principal.has(role) {
+    if principal.may(needed) {
         Ok(principal)
     } else {
         Err(ApiError::Forbidden(format!(
-            "token `{}` lacks the {} role",
+            "`{}` may not do this: none of its roles ({}) allows {}",
             principal.name,
-            role.as_str()
+            principal
+                .roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            needed.describe()
         )))
     }
 }
@@ -114,6 +126,11 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             "/api/v1/subscribers/{id}/telegram-invite",
             post(telegram::invite),
         )
+        .route("/api/v1/drafts", get(drafts::list))
+        .route("/api/v1/drafts/{id}", get(drafts::get).put(drafts::edit))
+        .route("/api/v1/drafts/{id}/approve", post(drafts::approve))
+        .route("/api/v1/drafts/{id}/reject", post(drafts::reject))
+        .route("/api/v1/audit", get(drafts::audit))
         .route(WEBHOOK_PATH, post(telegram::webhook))
         .route(
             &format!("{REPORT_PATH}/{{provider}}"),

@@ -14,7 +14,7 @@ use super::body::{json, read};
 use super::error::ApiError;
 use super::{AppState, require};
 use crate::domain::subscriber::{SubscriberSpec, Subscription};
-use crate::settings::Role;
+use crate::settings::Permission;
 use crate::store::{DeleteOutcome, ServiceMode, SubscriberRow};
 
 #[derive(Serialize)]
@@ -88,7 +88,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let who = require(&state, &headers, Role::Admin)?;
+    let who = require(&state, &headers, Permission::Subscribers)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let spec: SubscriberSpec = json(&headers, &bytes)?;
     let valid = spec.validate(&state.subscriber_rules).map_err(|errors| {
@@ -120,7 +120,7 @@ pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    require(&state, &headers, Role::Admin)?;
+    require(&state, &headers, Permission::Subscribers)?;
     let rows = state.store.subscribers().await?;
     let list: Vec<SubscriberJson> = rows.into_iter().map(SubscriberJson::from).collect();
     Ok(Json(serde_json::json!({ "subscribers": list })))
@@ -131,7 +131,7 @@ pub async fn get(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require(&state, &headers, Role::Admin)?;
+    require(&state, &headers, Permission::Subscribers)?;
     let row = state
         .store
         .subscriber(id)
@@ -145,7 +145,7 @@ pub async fn delete(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let who = require(&state, &headers, Role::Admin)?;
+    let who = require(&state, &headers, Permission::Subscribers)?;
     match state.store.delete_subscriber(id).await? {
         DeleteOutcome::Deleted {
             cancelled_deliveries,

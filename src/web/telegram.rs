@@ -22,7 +22,7 @@ use super::error::ApiError;
 use super::{AppState, require};
 use crate::channel::telegram::{UpdateSender, invite_digest};
 use crate::domain::subscriber::ChannelKind;
-use crate::settings::{Role, Secret};
+use crate::settings::{Permission, Secret};
 
 /// What the HTTP side needs of the Telegram bot.
 pub struct TelegramWeb {
@@ -50,7 +50,7 @@ pub async fn invite(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let who = require(&state, &headers, Role::Admin)?;
+    let who = require(&state, &headers, Permission::Subscribers)?;
     let telegram = enabled(&state)?;
     let mut raw = [0u8; 24];
     rand::fill(&mut raw);

@@ -132,11 +132,18 @@ async fn authentication_is_required_and_checked() {
             .status(),
         403
     );
+    // Subscribers are the operators' (and admins'); the communications office decides drafts.
+    assert_eq!(
+        app.get("/api/v1/subscribers", Some(COMMUNICATOR_TOKEN))
+            .await
+            .status(),
+        403
+    );
     assert_eq!(
         app.get("/api/v1/subscribers", Some(OPERATOR_TOKEN))
             .await
             .status(),
-        403
+        200
     );
     assert_eq!(app.get("/api/v1/incidents", None).await.status(), 401);
     // The token never reaches the log.

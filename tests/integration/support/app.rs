@@ -16,6 +16,7 @@ pub const INGEST_TOKEN: &str = "ingest-token-for-tests-0001";
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0002";
 pub const OPERATOR_TOKEN: &str = "operator-token-for-tests-0003";
 pub const VIEWER_TOKEN: &str = "viewer-token-for-tests-0004";
+pub const COMMUNICATOR_TOKEN: &str = "communicator-token-for-tests-0005";
 
 pub struct TestApp {
     pub dir: tempfile::TempDir,
@@ -77,6 +78,11 @@ roles = ["operator"]
 name = "dashboard"
 token = "{VIEWER_TOKEN}"
 roles = ["viewer"]
+
+[[auth.tokens]]
+name = "ufficio-comunicazione"
+token = "{COMMUNICATOR_TOKEN}"
+roles = ["communicator"]
 
 {extra}
 "#,
@@ -197,6 +203,16 @@ impl TestApp {
     ) -> reqwest::Response {
         self.post(path, token, "application/json", body.to_string())
             .await
+    }
+
+    pub async fn put_json(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .put(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("PUT")
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {

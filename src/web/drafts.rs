@@ -1,0 +1,286 @@
+//! Public drafts: list, read, edit, approve, reject; and the audit log.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use super::body::{json, read};
+use super::error::ApiError;
+use super::{AppState, require};
+use crate::domain::subscriber::ChannelKind;
+use crate::render::{sms, telegram};
+use crate::settings::Permission;
+use crate::store::{Decision, Draft, PartEdit, Topic};
+
+/// The longest edited text accepted for a channel without a limit of its own.
+const MAX_BODY_CHARS: usize = 20_000;
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+/// What a text costs on its channel, and the channel's limit.
+pub fn measure(channel: ChannelKind, body: &str) -> serde_json::Value {
+    match channel {
+        ChannelKind::Telegram => serde_json::json!({
+            "unit": "characters", "used": telegram::visible_len(body), "limit": telegram::MAX_LEN,
+        }),
+        ChannelKind::Sms => {
+            let m = sms::measure(body);
+            serde_json::json!({
+                "unit": "segments", "used": m.segments, "encoding": m.encoding.as_str(),
+                "characters": body.chars().count(),
+            })
+        }
+        ChannelKind::Email => serde_json::json!({
+            "unit": "characters", "used": body.chars().count(), "limit": MAX_BODY_CHARS,
+        }),
+    }
+}
+
+fn with_measures(draft: &Draft) -> serde_json::Value {
+    let mut value = serde_json::to_value(draft).unwrap_or_default();
+    if let Some(parts) = value["parts"].as_array_mut() {
+        for (json, part) in parts.iter_mut().zip(&draft.parts) {
+            json["length"] = measure(part.channel, &part.body);
+        }
+    }
+    value
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    require(&state, &headers, Permission::Read)?;
+    if let Some(s) = &q.state
+        && !["pending", "approved", "rejected", "superseded"].contains(&s.as_str())
+    {
+        return Err(ApiError::field(
+            "state",
+            format!("`{s}` is not one of pending, approved, rejected, superseded"),
+        ));
+    }
+    let drafts = state
+        .store
+        .drafts(q.state.as_deref(), q.limit.unwrap_or(50).clamp(1, 500))
+        .await?;
+    let drafts: Vec<_> = drafts.iter().map(with_measures).collect();
+    Ok(Json(serde_json::json!({ "drafts": drafts })))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    require(&state, &headers, Permission::Read)?;
+    let draft = state
+        .store
+        .draft(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("draft {id} not found")))?;
+    Ok(Json(with_measures(&draft)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditRequest {
+    parts: Vec<EditPart>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditPart {
+    channel: ChannelKind,
+    language: String,
+    #[serde(default)]
+    subject: Option<String>,
+    body: String,
+}
+
+/// Refuses a text its channel would refuse, naming the part.
+fn check_edit(i: usize, part: &EditPart) -> Result<(), ApiError> {
+    let field = format!("parts[{i}].body");
+    if part.body.trim().is_empty() {
+        return Err(ApiError::field(field, "must not be empty"));
+    }
+    match part.channel {
+        ChannelKind::Telegram if telegram::visible_len(&part.body) > telegram::MAX_LEN => {
+            Err(ApiError::field(
+                field,
+                format!(
+                    "is {} characters; Telegram takes at most {}",
+                    telegram::visible_len(&part.body),
+                    telegram::MAX_LEN
+                ),
+            ))
+        }
+        ChannelKind::Sms if sms::measure(&part.body).segments > 10 => Err(ApiError::field(
+            field,
+            format!(
+                "would cost {} SMS segments; at most 10",
+                sms::measure(&part.body).segments
+            ),
+        )),
+        _ if part.body.chars().count() > MAX_BODY_CHARS => Err(ApiError::field(
+            field,
+            format!("is longer than {MAX_BODY_CHARS} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub async fn edit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = require(&state, &headers, Permission::Drafts)?;
+    let bytes = read(&headers, body, state.max_body_bytes).await?;
+    let req: EditRequest = json(&headers, &bytes)?;
+    if req.parts.is_empty() {
+        return Err(ApiError::field("parts", "must name at least one part"));
+    }
+    for (i, part) in req.parts.iter().enumerate() {
+        check_edit(i, part)?;
+    }
+    let edits: Vec<PartEdit> = req
+        .parts
+        .into_iter()
+        .map(|p| PartEdit {
+            channel: p.channel,
+            language: p.language,
+            subject: p.subject,
+            body: p.body,
+        })
+        .collect();
+    let draft = state
+        .store
+        .edit_draft(id, &edits, &who.name, Timestamp::now())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("draft {id} not found")))?;
+    tracing::info!(draft = id, by = %who.name, "draft edited");
+    Ok(Json(with_measures(&draft)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    #[serde(default)]
+    channels: Option<Vec<ChannelKind>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRequest {
+    reason: String,
+}
+
+pub async fn approve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = require(&state, &headers, Permission::Drafts)?;
+    let bytes = read(&headers, body, state.max_body_bytes).await?;
+    let req: ApproveRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ApproveRequest::default()
+    } else {
+        json(&headers, &bytes)?
+    };
+    decide(
+        &state,
+        id,
+        Decision::Approve {
+            channels: req.channels,
+        },
+        &who.name,
+    )
+    .await
+}
+
+pub async fn reject(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = require(&state, &headers, Permission::Drafts)?;
+    let bytes = read(&headers, body, state.max_body_bytes).await?;
+    let req: RejectRequest = json(&headers, &bytes)?;
+    let reason = req.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::field("reason", "say why the draft is rejected"));
+    }
+    decide(
+        &state,
+        id,
+        Decision::Reject {
+            reason: reason.to_owned(),
+        },
+        &who.name,
+    )
+    .await
+}
+
+/// Approves or rejects, and wakes the dispatchers when something entered the outbox.
+pub async fn decide(
+    state: &AppState,
+    id: i64,
+    decision: Decision,
+    actor: &str,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let decided = state
+        .store
+        .decide_draft(id, &decision, actor, Timestamp::now())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("draft {id} not found")))?;
+    let what = match decision {
+        Decision::Reject { .. } => "rejected",
+        _ => "approved",
+    };
+    metrics::counter!("banditore_drafts_decided_total", "decision" => what).increment(1);
+    tracing::info!(
+        draft = id,
+        by = actor,
+        decision = what,
+        deliveries = decided.deliveries,
+        "draft decided"
+    );
+    if decided.deliveries > 0 {
+        state.wake.dispatch.ring();
+        state.store.announce(Topic::Deliveries).await;
+    }
+    Ok(Json(serde_json::json!({
+        "draft": id, "decision": what, "parts": decided.parts, "deliveries": decided.deliveries,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    incident: Option<i64>,
+    limit: Option<u32>,
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    require(&state, &headers, Permission::Read)?;
+    let entries = state
+        .store
+        .audit_log(q.incident, q.limit.unwrap_or(100).clamp(1, 1000))
+        .await?;
+    Ok(Json(serde_json::json!({ "entries": entries })))
+}
