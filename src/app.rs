@@ -264,6 +264,7 @@ impl Application {
             default_language: s.routing.default_language.clone(),
             subscriber_rules: v.subscriber_rules.clone(),
             sms_reports,
+            console: Arc::new(crate::web::Console::new(&s.server.public_url)),
             parse_options: ParseOptions {
                 uptime_kuma_severity: s.ingest.uptime_kuma_severity.as_str().to_owned(),
             },
@@ -332,9 +333,12 @@ impl Application {
             .collect();
         tracing::info!(%addr, "listening");
         let app = web::router(self.state, self.request_timeout);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
+        let served = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
         tracing::info!("no longer accepting requests; stopping workers");
         // Every handle of the ingest writer went with the router: it stores what it holds and ends.
         let _ = self.ingest_writer.await;

@@ -19,4 +19,5 @@ pub mod settings;
 pub mod store;
 pub mod telemetry;
 pub mod unsubscribe;
+pub mod users;
 pub mod web;

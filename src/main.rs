@@ -1,4 +1,4 @@
-//! The `banditore` command: serve, check-config, migrate, version.
+//! The `banditore` command: serve, check-config, migrate, user, version.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,8 +41,30 @@ enum Command {
     CheckConfig,
     /// Apply database migrations and exit.
     Migrate,
+    /// Manage the people who use the web console.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input (one line, 12+ characters).
+    Add {
+        username: String,
+        /// admin, communicator, operator or viewer; repeat or separate with commas.
+        #[arg(long = "role", required = true, value_delimiter = ',')]
+        roles: Vec<String>,
+    },
+    /// Set a user's password (from standard input) and roles; their sessions end.
+    Set {
+        username: String,
+        #[arg(long = "role", required = true, value_delimiter = ',')]
+        roles: Vec<String>,
+    },
+    /// List the users and their roles.
+    List,
 }
 
 const EXIT_CONFIG: u8 = 2;
@@ -83,7 +105,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Serve | Command::Migrate => {
+        Command::Serve | Command::Migrate | Command::User(_) => {
             let validated = match settings::load_and_validate(cli.config.as_deref()) {
                 Ok(v) => v,
                 Err(problems) => {
@@ -109,6 +131,7 @@ fn main() -> ExitCode {
             };
             let result = match cli.command {
                 Command::Serve => runtime.block_on(serve(validated)),
+                Command::User(cmd) => runtime.block_on(user(validated, cmd)),
                 _ => runtime.block_on(migrate(validated)),
             };
             match result {
@@ -145,6 +168,73 @@ async fn migrate(validated: settings::Validated) -> anyhow::Result<()> {
         settings::redact_url(&validated.settings.store.url)
     );
     Ok(())
+}
+
+async fn user(validated: settings::Validated, cmd: UserCommand) -> anyhow::Result<()> {
+    use banditore::users::{check_roles, check_username, hash_password};
+    let store =
+        banditore::store::open(&validated.settings.store, validated.store_password.as_ref())
+            .await
+            .context("opening the store (on SQLite, stop the service first)")?;
+    store.migrate().await.context("migrating")?;
+    let parse_roles = |raw: &[String]| -> anyhow::Result<Vec<settings::Role>> {
+        let roles = raw
+            .iter()
+            .map(|r| r.trim().to_ascii_lowercase().parse::<settings::Role>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        check_roles(&roles)?;
+        Ok(roles)
+    };
+    let read_password = || -> anyhow::Result<String> {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    let result = match cmd {
+        UserCommand::Add { username, roles } => {
+            check_username(&username)?;
+            let roles = parse_roles(&roles)?;
+            let hash = hash_password(&read_password()?)?;
+            let names: Vec<String> = roles.iter().map(|r| r.as_str().to_owned()).collect();
+            if store
+                .create_user(&username, &hash, &names, jiff::Timestamp::now())
+                .await?
+            {
+                println!("user {username} created ({})", names.join(", "));
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "user {username} exists: use `banditore user set`"
+                ))
+            }
+        }
+        UserCommand::Set { username, roles } => {
+            let roles = parse_roles(&roles)?;
+            let hash = hash_password(&read_password()?)?;
+            let names: Vec<String> = roles.iter().map(|r| r.as_str().to_owned()).collect();
+            if store.update_user(&username, &hash, &names).await? {
+                println!(
+                    "user {username} updated ({}); their sessions ended",
+                    names.join(", ")
+                );
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("no user {username}"))
+            }
+        }
+        UserCommand::List => {
+            for u in store.users().await? {
+                let state = if u.disabled { " (disabled)" } else { "" };
+                println!("{}\t{}{state}", u.username, u.roles.join(","));
+            }
+            Ok(())
+        }
+    };
+    store.close().await;
+    result
 }
 
 /// SIGTERM or SIGINT starts a graceful shutdown; a second one exits at once.

@@ -117,6 +117,19 @@ impl Renderer {
         env.add_filter("localtime", move |value: String, format: Option<String>| {
             local_time(&value, format.as_deref(), &tz)
         });
+        // How long ago a time was, compactly ("4 min", "3 h", "2 d"), for the console.
+        env.add_filter("ago", |value: String| -> String {
+            let Ok(t) = value.parse::<Timestamp>() else {
+                return value;
+            };
+            let secs = Timestamp::now().duration_since(t).as_secs().max(0);
+            match secs {
+                0..60 => format!("{secs} s"),
+                60..3600 => format!("{} min", secs / 60),
+                3600..86400 => format!("{} h", secs / 3600),
+                _ => format!("{} d", secs / 86400),
+            }
+        });
         for (name, source) in sources {
             if let Err(e) = env.add_template_owned(name.clone(), source) {
                 errors.push(describe(&name, &e));
@@ -324,6 +337,32 @@ impl Renderer {
         captured
             .with_state_mut(|state| state.call_macro(name, args))
             .map_err(fail)
+    }
+
+    /// Renders a console page, `web/console/<name>.html.j2`; `ctx` carries `lang`, which picks
+    /// the words (`web/<lang>/console.j2`).
+    pub fn console(&self, name: &str, ctx: &minijinja::Value) -> Result<String, RenderError> {
+        let lang = ctx
+            .get_attr("lang")
+            .ok()
+            .and_then(|l| l.as_str().map(str::to_owned))
+            .unwrap_or_else(|| self.fallback.primary().to_owned());
+        let words_name = format!("web/{lang}/console.j2");
+        let fail = |e: minijinja::Error| RenderError::Template {
+            name: words_name.clone(),
+            detail: describe(&words_name, &e),
+        };
+        let words = self
+            .env
+            .get_template(&words_name)
+            .map_err(fail)?
+            .render_captured(minijinja::context! {})
+            .map_err(fail)?
+            .state()
+            .lookup("w")
+            .unwrap_or_default();
+        let ctx = minijinja::context! { w => words, ..ctx.clone() };
+        self.render_named(&format!("web/console/{name}.html.j2"), &ctx)
     }
 
     /// Renders a web page, `web/<language>/<name>.html.j2`, in the language or the fallback.

@@ -12,11 +12,14 @@ mod draft_sql;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+mod user;
+mod user_sql;
 
 pub use chat::{ChatBinding, ChatStore, Redeemed};
 pub use draft::{
     AuditEntry, Decided, Decision, Draft, DraftPart, DraftStore, NewAudit, NewDraftPart, PartEdit,
 };
+pub use user::{SessionRow, UserRow, UserStore};
 
 use std::collections::BTreeMap;
 
@@ -530,7 +533,7 @@ pub struct PruneReport {
 }
 
 #[async_trait]
-pub trait Store: ChatStore + DraftStore + Send + Sync + 'static {
+pub trait Store: ChatStore + DraftStore + UserStore + Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
     async fn close(&self);

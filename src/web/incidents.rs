@@ -84,7 +84,7 @@ impl From<&UpdateRow> for UpdateJson {
 }
 
 #[derive(Serialize)]
-struct SignalJson {
+pub struct SignalJson {
     fingerprint: String,
     source: &'static str,
     status: &'static str,
@@ -203,7 +203,7 @@ pub async fn deliveries(
 }
 
 /// Writes an audit entry for what was just done; a failure is logged, the action stands.
-async fn audit(
+pub async fn audit(
     state: &AppState,
     actor: &str,
     action: &'static str,
@@ -223,7 +223,7 @@ async fn audit(
     }
 }
 
-fn manual_error(e: ManualError) -> ApiError {
+pub fn manual_error(e: ManualError) -> ApiError {
     match e {
         ManualError::Invalid { field, message } => ApiError::field(field, message),
         ManualError::NotFound(id) => ApiError::NotFound(format!("incident {id} not found")),

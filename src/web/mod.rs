@@ -3,11 +3,13 @@
 
 mod auth;
 mod body;
+mod console;
 mod drafts;
 mod error;
 mod incidents;
 mod ingest;
 mod ops;
+mod session;
 mod sms;
 mod subscribers;
 mod telegram;
@@ -59,7 +61,10 @@ pub struct AppState {
     pub normalize: NormalizeRules,
     pub max_body_bytes: usize,
     pub telegram: Option<Arc<TelegramWeb>>,
+    pub console: Arc<session::Console>,
 }
+
+pub use session::Console;
 
 /// The caller, if one of their roles allows `needed`: 401 without valid credentials, 403
 /// otherwise.
@@ -126,6 +131,27 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             "/api/v1/subscribers/{id}/telegram-invite",
             post(telegram::invite),
         )
+        .route("/console", get(console::home))
+        .route(
+            "/console/login",
+            get(console::login_page).post(console::login_submit),
+        )
+        .route("/console/logout", post(console::logout))
+        .route("/console/drafts", get(console::drafts))
+        .route("/console/drafts/{id}", get(console::draft))
+        .route("/console/drafts/{id}/edit", post(console::draft_edit))
+        .route("/console/drafts/{id}/approve", post(console::draft_approve))
+        .route("/console/drafts/{id}/reject", post(console::draft_reject))
+        .route(
+            "/console/incidents",
+            get(console::incidents).post(console::incident_open),
+        )
+        .route("/console/incidents/{id}", get(console::incident))
+        .route(
+            "/console/incidents/{id}/updates",
+            post(console::incident_update),
+        )
+        .route("/console/audit", get(console::audit_page))
         .route("/api/v1/drafts", get(drafts::list))
         .route("/api/v1/drafts/{id}", get(drafts::get).put(drafts::edit))
         .route("/api/v1/drafts/{id}/approve", post(drafts::approve))

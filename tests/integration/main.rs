@@ -5,6 +5,7 @@ mod support;
 
 mod chats;
 mod cli;
+mod console;
 mod drafts;
 mod email;
 mod email_tls;

@@ -248,6 +248,44 @@ impl TestApp {
         }
     }
 
+    /// Runs `banditore <args>` on this app's configuration, with `stdin` as its input;
+    /// returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str], stdin: &str) -> (i32, String, String) {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_banditore"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.path())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run banditore");
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin.as_bytes());
+        }
+        let out = child.wait_with_output().expect("banditore output");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Adds a console user with `banditore user add` (the service stops meanwhile: SQLite has
+    /// one process at a time) and starts it again.
+    pub async fn add_user(&mut self, name: &str, password: &str, roles: &str) {
+        self.terminate();
+        let (code, out, err) = self.cli(
+            &["user", "add", name, "--role", roles],
+            &format!("{password}\n"),
+        );
+        assert_eq!(code, 0, "user add: {out}{err}");
+        self.start().await;
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;

@@ -1,0 +1,56 @@
+//! Console users and their sessions.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use super::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+}
+
+/// A live session and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub username: String,
+    pub roles: Vec<String>,
+    pub csrf: String,
+    pub expires_at: Timestamp,
+}
+
+#[async_trait]
+pub trait UserStore {
+    /// `false` when the username is taken.
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        roles: &[String],
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Sets a new password and roles; `false` when there is no such user. Ends their sessions.
+    async fn update_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        roles: &[String],
+    ) -> Result<bool>;
+    async fn user(&self, username: &str) -> Result<Option<UserRow>>;
+    async fn users(&self) -> Result<Vec<UserRow>>;
+    async fn create_session(
+        &self,
+        token_sha256: &str,
+        user_id: i64,
+        csrf: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<()>;
+    /// The session if it exists, has not expired, and its user is not disabled.
+    async fn session(&self, token_sha256: &str, now: Timestamp) -> Result<Option<SessionRow>>;
+    async fn delete_session(&self, token_sha256: &str) -> Result<()>;
+}

@@ -1,0 +1,652 @@
+//! The web console: server-rendered pages from `templates/web/console/`, in Italian or English,
+//! for the communications office and operators. Every page needs a session; every form carries
+//! the session's CSRF token; every action checks the same permissions as the API.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::header::{ACCEPT_LANGUAGE, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use jiff::Timestamp;
+use minijinja::Value;
+
+use super::AppState;
+use super::body::read;
+use super::drafts::{decide, measure};
+use super::error::ApiError;
+use super::incidents::{IncidentJson, SignalJson, UpdateJson, audit, manual_error};
+use super::session::{self, LoginOutcome, Visitor, csrf_ok, login_token, redirect};
+use crate::domain::subscriber::ChannelKind;
+use crate::incident::{ManualIncident, ManualUpdate};
+use crate::settings::Permission;
+use crate::store::{Decision, IncidentFilter, PartEdit, Topic};
+
+type Form = Vec<(String, String)>;
+
+/// The page language: the browser's first choice we have words for, else the deployment's.
+fn language(state: &AppState, headers: &HeaderMap) -> String {
+    let ours = ["it", "en"];
+    headers
+        .get(ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(|l| {
+            l.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .map(|l| l.split('-').next().unwrap_or("").to_owned())
+        .find(|l| ours.contains(&l.as_str()))
+        .unwrap_or_else(|| {
+            let d = state.default_language.primary();
+            if ours.contains(&d) {
+                d.to_owned()
+            } else {
+                "en".to_owned()
+            }
+        })
+}
+
+fn field<'a>(form: &'a Form, name: &str) -> &'a str {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+async fn form(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Form, ApiError> {
+    let bytes = read(headers, body, state.max_body_bytes).await?;
+    Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+/// Renders `web/console/<name>.html.j2`.
+fn page(
+    state: &AppState,
+    lang: &str,
+    visitor: Option<&Visitor>,
+    name: &str,
+    status: StatusCode,
+    ctx: Value,
+) -> Response {
+    let user = visitor.map(|v| {
+        minijinja::context! {
+            name => v.principal.name.clone(),
+            roles => v.principal.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            drafts => v.principal.may(Permission::Drafts),
+            incidents => v.principal.may(Permission::Incidents),
+            subscribers => v.principal.may(Permission::Subscribers),
+        }
+    });
+    let ctx = minijinja::context! {
+        lang => lang,
+        user => user,
+        csrf => visitor.map(|v| v.csrf.clone()),
+        page => ctx,
+    };
+    match state.renderer.console(name, &ctx) {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, page = name, "console page failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "console page failed to render; see the server log",
+            )
+                .into_response()
+        }
+    }
+}
+
+fn error_page(state: &AppState, lang: &str, visitor: Option<&Visitor>, e: ApiError) -> Response {
+    let status = e.status();
+    let message = match &e {
+        ApiError::BadRequest { message, .. } => message.clone(),
+        ApiError::Forbidden(m) | ApiError::NotFound(m) | ApiError::Conflict(m) => m.clone(),
+        ApiError::Unavailable(m) => m.clone(),
+        other => {
+            tracing::error!(error = ?other, "console error");
+            String::new()
+        }
+    };
+    page(
+        state,
+        lang,
+        visitor,
+        "error",
+        status,
+        minijinja::context! { status => status.as_u16(), message => message },
+    )
+}
+
+/// The visitor, or a redirect to the login page.
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Visitor, Response> {
+    session::visitor(state, headers)
+        .await
+        .ok_or_else(|| redirect("/console/login"))
+}
+
+/// The visitor if allowed `needed`, else the page that says why.
+async fn allowed(
+    state: &AppState,
+    headers: &HeaderMap,
+    lang: &str,
+    needed: Permission,
+) -> Result<Visitor, Response> {
+    let v = signed_in(state, headers).await?;
+    if v.principal.may(needed) {
+        Ok(v)
+    } else {
+        let e = ApiError::Forbidden(format!("{}: {}", v.principal.name, needed.describe()));
+        Err(error_page(state, lang, Some(&v), e))
+    }
+}
+
+/// A form post: signed in, allowed, and carrying this session's CSRF token (403 otherwise).
+async fn posted(
+    state: &AppState,
+    headers: &HeaderMap,
+    lang: &str,
+    needed: Permission,
+    body: Body,
+) -> Result<(Visitor, Form), Response> {
+    let v = allowed(state, headers, lang, needed).await?;
+    let form = form(state, headers, body)
+        .await
+        .map_err(|e| error_page(state, lang, Some(&v), e))?;
+    if !csrf_ok(&v, &form) {
+        tracing::warn!(user = %v.principal.name, "console form without its CSRF token");
+        return Err(error_page(
+            state,
+            lang,
+            Some(&v),
+            ApiError::Forbidden(
+                "the form is stale or did not come from this console: reload the page".into(),
+            ),
+        ));
+    }
+    Ok((v, form))
+}
+
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> Value {
+    Value::from(minijinja::value::Serde(value))
+}
+
+pub async fn home() -> Response {
+    redirect("/console/drafts")
+}
+
+pub async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let lang = language(&state, &headers);
+    login_form(&state, &headers, &lang, StatusCode::OK, None)
+}
+
+fn login_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    lang: &str,
+    status: StatusCode,
+    problem: Option<Value>,
+) -> Response {
+    let (token, cookie) = login_token(state, headers);
+    let mut response = page(
+        state,
+        lang,
+        None,
+        "login",
+        status,
+        minijinja::context! { login_token => token, problem => problem },
+    );
+    if let Some(c) = cookie {
+        response.headers_mut().append(SET_COOKIE, c);
+    }
+    response
+}
+
+pub async fn login_submit(
+    State(state): State<AppState>,
+    info: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let lang = language(&state, &headers);
+    let form = match form(&state, &headers, body).await {
+        Ok(f) => f,
+        Err(e) => return error_page(&state, &lang, None, e),
+    };
+    match session::login(&state, &headers, session::peer(Some(info)), &form).await {
+        LoginOutcome::Ok(cookie) => {
+            let mut response = redirect("/console/drafts");
+            response.headers_mut().append(SET_COOKIE, cookie);
+            response
+        }
+        LoginOutcome::Refused => login_form(
+            &state,
+            &headers,
+            &lang,
+            StatusCode::UNAUTHORIZED,
+            Some(Value::from("refused")),
+        ),
+        LoginOutcome::Blocked(wait) => login_form(
+            &state,
+            &headers,
+            &lang,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(minijinja::context! { blocked_minutes => wait.as_secs().div_ceil(60) }),
+        ),
+        LoginOutcome::Forged => login_form(
+            &state,
+            &headers,
+            &lang,
+            StatusCode::FORBIDDEN,
+            Some(Value::from("stale")),
+        ),
+    }
+}
+
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let lang = language(&state, &headers);
+    match posted(&state, &headers, &lang, Permission::Read, body).await {
+        Ok((v, _)) => session::logout(&state, &v).await,
+        Err(r) => r,
+    }
+}
+
+pub async fn drafts(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let lang = language(&state, &headers);
+    let v = match allowed(&state, &headers, &lang, Permission::Read).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (pending, recent) = match (
+        state.store.drafts(Some("pending"), 100).await,
+        state.store.drafts(None, 30).await,
+    ) {
+        (Ok(p), Ok(r)) => (p, r),
+        (Err(e), _) | (_, Err(e)) => return error_page(&state, &lang, Some(&v), e.into()),
+    };
+    let recent: Vec<_> = recent
+        .into_iter()
+        .filter(|d| d.state != "pending")
+        .collect();
+    page(
+        &state,
+        &lang,
+        Some(&v),
+        "drafts",
+        StatusCode::OK,
+        minijinja::context! { pending => json(&pending), recent => json(&recent) },
+    )
+}
+
+pub async fn draft(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let lang = language(&state, &headers);
+    let v = match allowed(&state, &headers, &lang, Permission::Read).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let loaded = async {
+        let draft = state
+            .store
+            .draft(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("draft {id}")))?;
+        let incident = state.store.incident(draft.incident_id).await?;
+        let alerts = state.store.incident_alerts(draft.incident_id).await?;
+        let audit = state.store.audit_log(Some(draft.incident_id), 50).await?;
+        Ok::<_, ApiError>((draft, incident, alerts, audit))
+    }
+    .await;
+    let (draft, incident, alerts, audit) = match loaded {
+        Ok(x) => x,
+        Err(e) => return error_page(&state, &lang, Some(&v), e),
+    };
+    let parts: Vec<Value> = draft
+        .parts
+        .iter()
+        .map(|p| {
+            minijinja::context! {
+                part => json(p),
+                key => format!("{}_{}", p.channel.as_str(), p.language),
+                length => json(&measure(p.channel, &p.body)),
+            }
+        })
+        .collect();
+    page(
+        &state,
+        &lang,
+        Some(&v),
+        "draft",
+        StatusCode::OK,
+        minijinja::context! {
+            draft => json(&draft),
+            parts => parts,
+            incident => incident.as_ref().map(|i| json(&IncidentJson::from(i))),
+            signals => json(&alerts.iter().map(SignalJson::from).collect::<Vec<_>>()),
+            audit => json(&audit.into_iter().filter(|a| a.draft_id == Some(id)).collect::<Vec<_>>()),
+        },
+    )
+}
+
+pub async fn draft_edit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Response {
+    let lang = language(&state, &headers);
+    let (v, form) = match posted(&state, &headers, &lang, Permission::Drafts, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let current = match state.store.draft(id).await {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return error_page(
+                &state,
+                &lang,
+                Some(&v),
+                ApiError::NotFound(format!("draft {id}")),
+            );
+        }
+        Err(e) => return error_page(&state, &lang, Some(&v), e.into()),
+    };
+    let mut edits = Vec::new();
+    for p in &current.parts {
+        let key = format!("{}_{}", p.channel.as_str(), p.language);
+        let Some((_, body)) = form.iter().find(|(k, _)| *k == format!("body_{key}")) else {
+            continue;
+        };
+        // Browsers send CRLF line ends; the stored text uses LF like the rendered one.
+        let body = body.replace("\r\n", "\n");
+        if body.trim().is_empty() {
+            return error_page(
+                &state,
+                &lang,
+                Some(&v),
+                ApiError::field(format!("body_{key}"), "must not be empty"),
+            );
+        }
+        let subject = form
+            .iter()
+            .find(|(k, _)| *k == format!("subject_{key}"))
+            .map(|(_, s)| s.trim().to_owned())
+            .or_else(|| p.subject.clone());
+        edits.push(PartEdit {
+            channel: p.channel,
+            language: p.language.clone(),
+            subject,
+            body,
+        });
+    }
+    match state
+        .store
+        .edit_draft(id, &edits, &v.principal.name, Timestamp::now())
+        .await
+    {
+        Ok(_) => redirect(&format!("/console/drafts/{id}")),
+        Err(e) => error_page(&state, &lang, Some(&v), e.into()),
+    }
+}
+
+pub async fn draft_approve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Response {
+    let lang = language(&state, &headers);
+    let (v, form) = match posted(&state, &headers, &lang, Permission::Drafts, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let channels: Vec<ChannelKind> = form
+        .iter()
+        .filter(|(k, _)| k == "channel")
+        .filter_map(|(_, c)| c.parse().ok())
+        .collect();
+    let decision = Decision::Approve {
+        channels: (!channels.is_empty()).then_some(channels),
+    };
+    match decide(&state, id, decision, &v.principal.name).await {
+        Ok(_) => redirect(&format!("/console/drafts/{id}")),
+        Err(e) => error_page(&state, &lang, Some(&v), e),
+    }
+}
+
+pub async fn draft_reject(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Response {
+    let lang = language(&state, &headers);
+    let (v, form) = match posted(&state, &headers, &lang, Permission::Drafts, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let reason = field(&form, "reason").trim();
+    if reason.is_empty() {
+        return error_page(
+            &state,
+            &lang,
+            Some(&v),
+            ApiError::field("reason", "say why the draft is rejected"),
+        );
+    }
+    let decision = Decision::Reject {
+        reason: reason.to_owned(),
+    };
+    match decide(&state, id, decision, &v.principal.name).await {
+        Ok(_) => redirect(&format!("/console/drafts/{id}")),
+        Err(e) => error_page(&state, &lang, Some(&v), e),
+    }
+}
+
+pub async fn incidents(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let lang = language(&state, &headers);
+    let v = match allowed(&state, &headers, &lang, Permission::Read).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let filter = IncidentFilter {
+        open: None,
+        limit: 100,
+        before: None,
+    };
+    match state.store.list_incidents(&filter).await {
+        Ok(rows) => page(
+            &state,
+            &lang,
+            Some(&v),
+            "incidents",
+            StatusCode::OK,
+            minijinja::context! {
+                incidents => json(&rows.iter().map(IncidentJson::from).collect::<Vec<_>>()),
+            },
+        ),
+        Err(e) => error_page(&state, &lang, Some(&v), e.into()),
+    }
+}
+
+pub async fn incident(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let lang = language(&state, &headers);
+    let v = match allowed(&state, &headers, &lang, Permission::Read).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let loaded = async {
+        let incident = state
+            .store
+            .incident(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("incident {id}")))?;
+        let updates = state.store.incident_updates(id).await?;
+        let alerts = state.store.incident_alerts(id).await?;
+        let deliveries = state.store.incident_deliveries(id).await?;
+        Ok::<_, ApiError>((incident, updates, alerts, deliveries))
+    }
+    .await;
+    let (incident, updates, alerts, deliveries) = match loaded {
+        Ok(x) => x,
+        Err(e) => return error_page(&state, &lang, Some(&v), e),
+    };
+    let mut summary: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+    for d in &deliveries {
+        *summary
+            .entry(d.channel.as_str())
+            .or_default()
+            .entry(d.state.as_str())
+            .or_default() += 1;
+    }
+    page(
+        &state,
+        &lang,
+        Some(&v),
+        "incident",
+        StatusCode::OK,
+        minijinja::context! {
+            incident => json(&IncidentJson::from(&incident)),
+            updates => json(&updates.iter().map(UpdateJson::from).collect::<Vec<_>>()),
+            signals => json(&alerts.iter().map(SignalJson::from).collect::<Vec<_>>()),
+            summary => json(&summary),
+            deliveries => json(&deliveries),
+        },
+    )
+}
+
+pub async fn incident_open(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let lang = language(&state, &headers);
+    let (v, form) = match posted(&state, &headers, &lang, Permission::Incidents, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let mut labels = crate::domain::Labels::new();
+    for key in ["service", "area"] {
+        let value = field(&form, key).trim();
+        if !value.is_empty() {
+            labels.insert(key.to_owned(), value.to_owned());
+        }
+    }
+    let parsed = (|| -> Result<ManualIncident, ApiError> {
+        Ok(ManualIncident {
+            title: field(&form, "title").trim().to_owned(),
+            status: crate::domain::IncidentStatus::Investigating,
+            severity: field(&form, "severity").parse().map_err(
+                |e: crate::domain::severity::UnknownSeverity| {
+                    ApiError::field("severity", e.to_string())
+                },
+            )?,
+            labels,
+            body: Some(field(&form, "body").trim().to_owned()).filter(|b| !b.is_empty()),
+        })
+    })();
+    let req = match parsed {
+        Ok(r) => r,
+        Err(e) => return error_page(&state, &lang, Some(&v), e),
+    };
+    match state
+        .engine
+        .open_manual(req, &v.principal.name, Timestamp::now())
+        .await
+    {
+        Ok((incident, _)) => {
+            state.wake.updates_written();
+            state.store.announce(Topic::Signals).await;
+            audit(
+                &state,
+                &v.principal.name,
+                "incident.opened",
+                incident.id,
+                serde_json::json!({
+                    "title": incident.title, "severity": incident.severity.as_str(),
+                }),
+            )
+            .await;
+            redirect(&format!("/console/incidents/{}", incident.id))
+        }
+        Err(e) => error_page(&state, &lang, Some(&v), manual_error(e)),
+    }
+}
+
+pub async fn incident_update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Response {
+    let lang = language(&state, &headers);
+    let (v, form) = match posted(&state, &headers, &lang, Permission::Incidents, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let status = match field(&form, "status") {
+        "" => None,
+        s => match s.parse() {
+            Ok(s) => Some(s),
+            Err(e) => return error_page(&state, &lang, Some(&v), ApiError::field("status", e)),
+        },
+    };
+    let req = ManualUpdate {
+        status,
+        severity: None,
+        body: Some(field(&form, "body").trim().to_owned()).filter(|b| !b.is_empty()),
+    };
+    match state
+        .engine
+        .post_update(id, req, &v.principal.name, Timestamp::now())
+        .await
+    {
+        Ok((_, update)) => {
+            state.wake.updates_written();
+            state.store.announce(Topic::Signals).await;
+            audit(
+                &state,
+                &v.principal.name,
+                "incident.updated",
+                id,
+                serde_json::json!({
+                    "seq": update.seq, "status": update.status.as_str(), "body": update.body,
+                }),
+            )
+            .await;
+            redirect(&format!("/console/incidents/{id}"))
+        }
+        Err(e) => error_page(&state, &lang, Some(&v), manual_error(e)),
+    }
+}
+
+pub async fn audit_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let lang = language(&state, &headers);
+    let v = match allowed(&state, &headers, &lang, Permission::Read).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match state.store.audit_log(None, 200).await {
+        Ok(entries) => page(
+            &state,
+            &lang,
+            Some(&v),
+            "audit",
+            StatusCode::OK,
+            minijinja::context! { entries => json(&entries) },
+        ),
+        Err(e) => error_page(&state, &lang, Some(&v), e.into()),
+    }
+}

@@ -1,0 +1,245 @@
+//! The web console over HTTP, as a browser would use it: login, sessions, CSRF, roles, drafts.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::*;
+
+const PUBLIC: &str = "cittadini@lista.asl.example";
+const PASSWORD: &str = "una password lunga abbastanza";
+
+/// A browser: keeps cookies, does not follow redirects (the tests look at them).
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in:\n{html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn login(
+    app: &TestApp,
+    b: &reqwest::Client,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    let page = b.get(app.url("/console/login")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let token = hidden(&page.text().await.unwrap(), "login_token");
+    b.post(app.url("/console/login"))
+        .form(&[
+            ("login_token", token.as_str()),
+            ("username", user),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn app_with_people(smtp: &SmtpServer) -> TestApp {
+    let mut app = TestApp::spawn(smtp, "", &[]).await;
+    app.add_user("m.rossi", PASSWORD, "communicator").await;
+    app.add_user("l.bianchi", PASSWORD, "operator").await;
+    app.subscribe(json!({
+        "name": "Lista pubblica", "audience": "public", "addresses": {"email": PUBLIC},
+        "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
+    }))
+    .await;
+    app
+}
+
+#[tokio::test]
+async fn login_sessions_and_logout() {
+    let smtp = SmtpServer::start();
+    let app = app_with_people(&smtp).await;
+    let b = browser();
+    // Pages need a session.
+    let resp = b.get(app.url("/console/drafts")).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/console/login");
+    let refused = login(&app, &b, "m.rossi", "wrong password here").await;
+    assert_eq!(refused.status(), 401);
+    assert!(refused.text().await.unwrap().contains("non corretti"));
+    let ok = login(&app, &b, "m.rossi", PASSWORD).await;
+    assert_eq!(ok.status(), 303);
+    let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("banditore_session="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let page = b.get(app.url("/console/drafts")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("m.rossi (communicator)"), "{html}");
+    // Logging out needs the token too, and ends the session.
+    let forged = b
+        .post(app.url("/console/logout"))
+        .form(&[("csrf", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let csrf = hidden(&html, "csrf");
+    let out = b
+        .post(app.url("/console/logout"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let resp = b.get(app.url("/console/drafts")).send().await.unwrap();
+    assert_eq!(resp.status(), 303, "the session is gone");
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_slowed_down() {
+    let smtp = SmtpServer::start();
+    let app = app_with_people(&smtp).await;
+    let b = browser();
+    for _ in 0..5 {
+        assert_eq!(
+            login(&app, &b, "m.rossi", "not the password")
+                .await
+                .status(),
+            401
+        );
+    }
+    let blocked = login(&app, &b, "m.rossi", PASSWORD).await;
+    assert_eq!(blocked.status(), 429, "even the right password waits");
+    assert!(blocked.text().await.unwrap().contains("Troppi tentativi"));
+    // A login form posted from elsewhere (no token of ours) is refused.
+    let other = browser();
+    let forged = other
+        .post(app.url("/console/login"))
+        .form(&[
+            ("login_token", "guess"),
+            ("username", "l.bianchi"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+}
+
+#[tokio::test]
+async fn a_communicator_edits_and_approves_in_the_console_and_an_operator_cannot() {
+    let smtp = SmtpServer::start();
+    let app = app_with_people(&smtp).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let drafts = eventually(
+        || async {
+            app.get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
+                .await["drafts"]
+                .clone()
+        },
+        |d| d.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
+    let id = drafts[0]["id"].as_i64().unwrap();
+
+    let operator = browser();
+    assert_eq!(
+        login(&app, &operator, "l.bianchi", PASSWORD).await.status(),
+        303
+    );
+    let html = operator
+        .get(app.url(&format!("/console/drafts/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !html.contains("approve-button"),
+        "no approve button for an operator"
+    );
+    let csrf = hidden(&html, "csrf");
+    let resp = operator
+        .post(app.url(&format!("/console/drafts/{id}/approve")))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    let comms = browser();
+    assert_eq!(login(&app, &comms, "m.rossi", PASSWORD).await.status(), 303);
+    let html = comms
+        .get(app.url(&format!("/console/drafts/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("CUP non risponde"), "{html}");
+    let csrf = hidden(&html, "csrf");
+    // Without the token: refused, and nothing changes.
+    let resp = comms
+        .post(app.url(&format!("/console/drafts/{id}/approve")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let edited = "Prenotazioni CUP sospese per un guasto.\r\nVi terremo aggiornati.";
+    let resp = comms
+        .post(app.url(&format!("/console/drafts/{id}/edit")))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("subject_email_it", "CUP sospeso"),
+            ("body_email_it", edited),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let resp = comms
+        .post(app.url(&format!("/console/drafts/{id}/approve")))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let mail = &smtp.wait_for(PUBLIC, 1, Duration::from_secs(10))[0];
+    assert_eq!(mail.subject(), "CUP sospeso");
+    assert_eq!(
+        mail.text().replace("\r\n", "\n").trim_end(),
+        edited.replace("\r\n", "\n")
+    );
+    let audit = app.get_json("/api/v1/audit", VIEWER_TOKEN).await;
+    let by: Vec<(&str, &str)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    assert!(
+        by.contains(&("draft.edited", "m.rossi")) && by.contains(&("draft.approved", "m.rossi")),
+        "{by:?}"
+    );
+    // The other pages render.
+    for path in [
+        "/console/incidents",
+        "/console/audit",
+        "/console/incidents/1",
+        "/console/drafts",
+    ] {
+        let resp = comms.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+}
