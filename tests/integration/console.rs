@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use fantoccini::Locator;
+
 use crate::support::*;
 
 const PUBLIC: &str = "cittadini@lista.asl.example";
@@ -242,4 +244,121 @@ async fn a_communicator_edits_and_approves_in_the_console_and_an_operator_cannot
         let resp = comms.get(app.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{path}");
     }
+}
+
+#[tokio::test]
+async fn in_a_real_browser_a_draft_appears_is_edited_approved_and_delivered_as_edited() {
+    let Some(mut browser) = Browser::start("console_draft_flow").await else {
+        return;
+    };
+    let smtp = SmtpServer::start();
+    let app = app_with_people(&smtp).await;
+    let c = browser.client.clone();
+    c.goto(&app.url("/console/drafts")).await.unwrap();
+    // Not logged in: the login page, in Italian.
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("m.rossi")
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    browser.screenshot("login").await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Css("h1")).await.unwrap();
+    assert!(
+        browser
+            .text_of("h1")
+            .await
+            .contains("In attesa di approvazione")
+    );
+
+    fire_alert(&app, "firing", "cup-backend", "CUP <non> risponde").await;
+    // The draft shows up in the queue (the page is reloaded, as the office would).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let link = loop {
+        c.refresh().await.unwrap();
+        if let Ok(link) = c.find(Locator::Css("a[href^='/console/drafts/']")).await {
+            break link;
+        }
+        assert!(std::time::Instant::now() < deadline, "no draft appeared");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    browser.screenshot("queue").await;
+    link.click().await.unwrap();
+    let area = c
+        .wait()
+        .for_element(Locator::Id("body_email_it"))
+        .await
+        .unwrap();
+    let original = area.prop("value").await.unwrap().unwrap_or_default();
+    assert!(original.contains("CUP <non> risponde"), "{original}");
+    // Editing updates the length live.
+    area.clear().await.unwrap();
+    let edited = "Le prenotazioni CUP sono sospese per un guasto.\nAggiornamenti su questo canale.";
+    area.send_keys(edited).await.unwrap();
+    let length = browser.text_of("#len_email_it").await;
+    assert!(
+        length.starts_with(&format!("{} /", edited.chars().count())),
+        "{length}"
+    );
+    let subject = c.find(Locator::Id("subject_email_it")).await.unwrap();
+    subject.clear().await.unwrap();
+    subject
+        .send_keys("CUP: prenotazioni sospese")
+        .await
+        .unwrap();
+    browser.screenshot("edited").await;
+    c.find(Locator::Css("form#edit button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Id("approve-button"))
+        .await
+        .unwrap();
+    let saved = c
+        .find(Locator::Id("body_email_it"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(saved, edited, "the saved version is shown");
+    c.find(Locator::Id("approve-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Id("draft-state"))
+        .await
+        .unwrap();
+    assert_eq!(browser.text_of("#draft-state").await, "approvata");
+    browser.screenshot("approved").await;
+    let mail = &smtp.wait_for(PUBLIC, 1, Duration::from_secs(10))[0];
+    assert_eq!(mail.subject(), "CUP: prenotazioni sospese");
+    assert_eq!(mail.text().replace("\r\n", "\n").trim_end(), edited);
+    c.goto(&app.url("/console/audit")).await.unwrap();
+    let audit = browser.text_of("table").await;
+    assert!(
+        audit.contains("draft.approved") && audit.contains("m.rossi"),
+        "{audit}"
+    );
+    browser.screenshot("audit").await;
+    browser.close().await;
 }

@@ -4,12 +4,14 @@
 #![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod app;
+pub mod browser;
 pub mod postgres;
 pub mod sms;
 pub mod smtp;
 pub mod telegram;
 
 pub use app::*;
+pub use browser::Browser;
 pub use postgres::{TestDatabase, fresh_database};
 pub use sms::*;
 pub use smtp::{Mail, SmtpOptions, SmtpServer, TestTls};
