@@ -1,7 +1,7 @@
 //! End-to-end figures of the release binary, as an operator would see them: webhook-to-SMTP
 //! latency, ingest throughput with memory, email fan-out, idle memory.
 //!
-//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-render|idle`
+//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-render|approval|idle`
 //! picks one, and `-- --quick` runs smaller sizes. `fanout-pg` runs one and two replicas on a fresh
 //! database of the PostgreSQL server named by `BANDITORE_TEST_POSTGRES`, skipping without one. Postfix's `smtp-sink` is used as the fan-out sink when it is
 //! installed (Debian package `postfix`); otherwise the test suite's SMTP server stands in and the
@@ -95,6 +95,64 @@ async fn latency(incidents: usize) {
         ms(percentile(&samples, 0.90)),
         ms(percentile(&samples, 0.99)),
         ms(*samples.last().unwrap()),
+    );
+}
+
+/// Webhook → draft visible to the communications office (the drafts API the console reads),
+/// and approval → public email at the SMTP server, over `incidents` incidents one after another.
+async fn approval(incidents: usize, group_wait: &str) {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[("BANDITORE__ROUTING__GROUP_WAIT", group_wait)]).await;
+    app.subscribe(json!({"name": "Lista pubblica", "audience": "public",
+        "addresses": {"email": "cittadini@lista.example"}, "subscriptions": [{}]}))
+        .await;
+    let mut to_draft = Vec::with_capacity(incidents);
+    let mut to_channel = Vec::with_capacity(incidents);
+    for i in 0..incidents {
+        let body = alertmanager(
+            "firing",
+            &format!("Down{i}"),
+            &[("service", &format!("svc-{i}")), ("severity", "critical")],
+            &format!("bench-{i}"),
+        );
+        let sent = Instant::now();
+        let resp = app
+            .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+            .await;
+        assert_eq!(resp.status(), 202);
+        let id = loop {
+            let drafts = app
+                .get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
+                .await;
+            if let Some(id) = drafts["drafts"][0]["id"].as_i64() {
+                break id;
+            }
+            assert!(sent.elapsed() < Duration::from_secs(30), "no draft");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        to_draft.push(sent.elapsed());
+        let clicked = Instant::now();
+        let resp = app
+            .post_json(
+                &format!("/api/v1/drafts/{id}/approve"),
+                Some(COMMUNICATOR_TOKEN),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let mails = smtp.wait_for("cittadini@lista.example", i + 1, Duration::from_secs(30));
+        to_channel.push(mails[i].received.duration_since(clicked));
+    }
+    to_draft.sort();
+    to_channel.sort();
+    println!(
+        "approval (group_wait {group_wait}, {incidents} incidents): webhook to draft visible p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target < 2 s); approval to the email at the SMTP server p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target < 1 s)",
+        ms(percentile(&to_draft, 0.50)),
+        ms(percentile(&to_draft, 0.99)),
+        ms(*to_draft.last().unwrap()),
+        ms(percentile(&to_channel, 0.50)),
+        ms(percentile(&to_channel, 0.99)),
+        ms(*to_channel.last().unwrap()),
     );
 }
 
@@ -573,6 +631,11 @@ fn main() {
         }
         if run("telegram") {
             telegram(if quick { 300 } else { 5000 }).await;
+        }
+        if run("approval") {
+            let n = if quick { 20 } else { 100 };
+            approval(n, "0s").await;
+            approval(n, "500ms").await;
         }
         if run("sms-render") {
             sms_render(if quick { 2_000 } else { 20_000 });
