@@ -466,6 +466,8 @@ pub struct TelegramSettings {
     pub secret_token_file: Option<PathBuf>,
     pub secret_token_env: Option<String>,
     pub public_channel: String,
+    /// The public channel hears incidents this severe or worse, once approved.
+    pub public_channel_min_severity: Severity,
     pub rate_per_second: u32,
     pub concurrency: u32,
     pub timeout: Dur,

@@ -9,7 +9,9 @@ use jiff::tz::TimeZone;
 
 use super::sms::{SmsProviderKeys, phone_region, validate_sms};
 use super::{EmailTls, Problem, Role, Secret, Settings, TelegramMode};
-use crate::domain::subscriber::{SubscriberRules, TelegramChat, ValidSubscriber};
+use crate::domain::subscriber::{
+    ChannelKind, SubscriberRules, Subscription, TelegramChat, ValidSubscriber,
+};
 use crate::render::Renderer;
 
 /// An API token, resolved.
@@ -64,6 +66,9 @@ pub struct TelegramKeys {
 }
 
 const MIN_TOKEN_LEN: usize = 16;
+
+/// The subscriber that stands for `channels.telegram.public_channel`.
+pub const PUBLIC_CHANNEL_SUBSCRIBER: &str = "Canale Telegram pubblico";
 
 /// Validates everything and returns either usable settings or every problem found.
 pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
@@ -395,6 +400,25 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
                 }
             }
         }
+    }
+
+    // The public Telegram channel is a destination of the `public` audience: what the
+    // communications office approves for citizens is posted there too.
+    let t = &settings.channels.telegram;
+    if t.enabled
+        && let Ok(chat) = TelegramChat::parse(&t.public_channel)
+    {
+        subscribers.push(ValidSubscriber {
+            name: PUBLIC_CHANNEL_SUBSCRIBER.to_owned(),
+            language: settings.routing.default_language.clone(),
+            audience: "public".to_owned(),
+            addresses: vec![(ChannelKind::Telegram, chat.to_string())],
+            subscriptions: vec![Subscription {
+                matchers: Vec::new(),
+                min_severity: t.public_channel_min_severity,
+                channels: vec![ChannelKind::Telegram],
+            }],
+        });
     }
 
     // templates

@@ -667,3 +667,54 @@ async fn a_polling_replica_stops_promptly() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn the_public_channel_gets_what_the_communications_office_approves() {
+    let double = TelegramDouble::start().await;
+    double.add_channel("regione_avvisi", -1_009_000);
+    double.add_private_chat(1001, "Anna", None);
+    let smtp = SmtpServer::start();
+    let app = app_with(
+        &double,
+        &smtp,
+        &[(
+            "BANDITORE__CHANNELS__TELEGRAM__PUBLIC_CHANNEL",
+            "@regione_avvisi",
+        )],
+    )
+    .await;
+    desk(&app, "CUP Foligno", &["1001"]).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    // The desk hears at once; the channel waits for approval.
+    double.wait_for("1001", 1, Duration::from_secs(10)).await;
+    let drafts = eventually(
+        || async {
+            app.get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
+                .await["drafts"]
+                .clone()
+        },
+        |d| d.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
+    assert!(double.sent_to("@regione_avvisi").is_empty());
+    let draft = &drafts[0];
+    assert_eq!(draft["parts"][0]["channel"], "telegram");
+    assert_eq!(draft["parts"][0]["length"]["limit"], 4096);
+    let id = draft["id"].as_i64().unwrap();
+    let resp = app
+        .post_json(
+            &format!("/api/v1/drafts/{id}/approve"),
+            Some(COMMUNICATOR_TOKEN),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let posted = double
+        .wait_for("@regione_avvisi", 1, Duration::from_secs(10))
+        .await;
+    assert!(
+        posted[0].visible.contains("CUP non risponde"),
+        "{}",
+        posted[0].visible
+    );
+}
