@@ -13,12 +13,13 @@ use axum::response::{Html, IntoResponse, Response};
 use jiff::Timestamp;
 use minijinja::Value;
 
-use super::AppState;
 use super::body::read;
 use super::drafts::{decide, measure};
 use super::error::ApiError;
-use super::incidents::{IncidentJson, SignalJson, UpdateJson, audit, manual_error};
+use super::incidents::{IncidentJson, SignalJson, UpdateJson, manual_error};
 use super::session::{self, LoginOutcome, Visitor, csrf_ok, login_token, redirect};
+use super::subscribers::{SubscriberJson, create_from, delete_by};
+use super::{AppState, record_audit};
 use crate::domain::subscriber::ChannelKind;
 use crate::incident::{ManualIncident, ManualUpdate};
 use crate::settings::Permission;
@@ -569,11 +570,11 @@ pub async fn incident_open(
         Ok((incident, _)) => {
             state.wake.updates_written();
             state.store.announce(Topic::Signals).await;
-            audit(
+            record_audit(
                 &state,
                 &v.principal.name,
                 "incident.opened",
-                incident.id,
+                Some(incident.id),
                 serde_json::json!({
                     "title": incident.title, "severity": incident.severity.as_str(),
                 }),
@@ -616,11 +617,11 @@ pub async fn incident_update(
         Ok((_, update)) => {
             state.wake.updates_written();
             state.store.announce(Topic::Signals).await;
-            audit(
+            record_audit(
                 &state,
                 &v.principal.name,
                 "incident.updated",
-                id,
+                Some(id),
                 serde_json::json!({
                     "seq": update.seq, "status": update.status.as_str(), "body": update.body,
                 }),
@@ -648,5 +649,94 @@ pub async fn audit_page(State(state): State<AppState>, headers: HeaderMap) -> Re
             minijinja::context! { entries => json(&entries) },
         ),
         Err(e) => error_page(&state, &lang, Some(&v), e.into()),
+    }
+}
+
+pub async fn subscribers(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let lang = language(&state, &headers);
+    let v = match allowed(&state, &headers, &lang, Permission::Subscribers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match state.store.subscribers().await {
+        Ok(rows) => {
+            let list: Vec<SubscriberJson> = rows.into_iter().map(SubscriberJson::from).collect();
+            page(
+                &state,
+                &lang,
+                Some(&v),
+                "subscribers",
+                StatusCode::OK,
+                minijinja::context! { subscribers => json(&list) },
+            )
+        }
+        Err(e) => error_page(&state, &lang, Some(&v), e.into()),
+    }
+}
+
+/// Addresses typed one per line or separated by commas.
+fn list_field(form: &Form, name: &str) -> Vec<String> {
+    field(form, name)
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+pub async fn subscriber_create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let lang = language(&state, &headers);
+    let (v, form) = match posted(&state, &headers, &lang, Permission::Subscribers, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let mut addresses = serde_json::Map::new();
+    for channel in ChannelKind::ALL {
+        let list = list_field(&form, channel.as_str());
+        if !list.is_empty() {
+            addresses.insert(channel.as_str().to_owned(), list.into());
+        }
+    }
+    let matchers: Vec<String> = field(&form, "matchers")
+        .lines()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let spec = serde_json::json!({
+        "name": field(&form, "name"),
+        "audience": Some(field(&form, "audience").trim()).filter(|a| !a.is_empty()).unwrap_or("internal"),
+        "language": Some(field(&form, "language").trim()).filter(|l| !l.is_empty()),
+        "addresses": addresses,
+        "subscriptions": [{"matchers": matchers, "min_severity": Some(field(&form, "min_severity")).filter(|s| !s.is_empty()).unwrap_or("info")}],
+    });
+    let spec = match serde_json::from_value(spec) {
+        Ok(s) => s,
+        Err(e) => return error_page(&state, &lang, Some(&v), ApiError::bad(e.to_string())),
+    };
+    match create_from(&state, spec, &v.principal.name).await {
+        Ok(_) => redirect("/console/subscribers"),
+        Err(e) => error_page(&state, &lang, Some(&v), e),
+    }
+}
+
+pub async fn subscriber_delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Response {
+    let lang = language(&state, &headers);
+    let (v, _) = match posted(&state, &headers, &lang, Permission::Subscribers, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match delete_by(&state, id, &v.principal.name).await {
+        Ok(()) => redirect("/console/subscribers"),
+        Err(e) => error_page(&state, &lang, Some(&v), e),
     }
 }

@@ -12,13 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use super::body::{json, read};
 use super::error::ApiError;
-use super::{AppState, require};
+use super::{AppState, record_audit, require};
 use crate::domain::Labels;
 use crate::incident::{ManualError, ManualIncident, ManualUpdate};
 use crate::settings::Permission;
-use crate::store::{
-    AlertRow, DeliveryRow, IncidentFilter, IncidentRow, NewAudit, Topic, UpdateRow,
-};
+use crate::store::{AlertRow, DeliveryRow, IncidentFilter, IncidentRow, Topic, UpdateRow};
 
 #[derive(Serialize)]
 pub struct IncidentJson {
@@ -202,27 +200,6 @@ pub async fn deliveries(
     ))
 }
 
-/// Writes an audit entry for what was just done; a failure is logged, the action stands.
-pub async fn audit(
-    state: &AppState,
-    actor: &str,
-    action: &'static str,
-    incident: i64,
-    detail: serde_json::Value,
-) {
-    let entry = NewAudit {
-        actor: actor.to_owned(),
-        action,
-        incident_id: Some(incident),
-        draft_id: None,
-        detail,
-        at: Timestamp::now(),
-    };
-    if let Err(e) = state.store.record_audit(&entry).await {
-        tracing::error!(error = %e, action, incident, "cannot write the audit log");
-    }
-}
-
 pub fn manual_error(e: ManualError) -> ApiError {
     match e {
         ManualError::Invalid { field, message } => ApiError::field(field, message),
@@ -250,11 +227,11 @@ pub async fn open(
     state.wake.updates_written();
     state.store.announce(Topic::Signals).await;
     tracing::info!(incident = incident.id, by = %who.name, "incident opened by hand");
-    audit(
+    record_audit(
         &state,
         &who.name,
         "incident.opened",
-        incident.id,
+        Some(incident.id),
         serde_json::json!({
             "title": incident.title, "severity": incident.severity.as_str(),
         }),
@@ -288,11 +265,11 @@ pub async fn post_update(
     state.wake.updates_written();
     state.store.announce(Topic::Signals).await;
     tracing::info!(incident = id, seq = update.seq, by = %who.name, "incident update posted by hand");
-    audit(
+    record_audit(
         &state,
         &who.name,
         "incident.updated",
-        id,
+        Some(id),
         serde_json::json!({
             "seq": update.seq, "status": update.status.as_str(), "body": update.body,
         }),

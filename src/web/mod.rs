@@ -66,6 +66,27 @@ pub struct AppState {
 
 pub use session::Console;
 
+/// Writes an audit entry for what was just done; a failure is logged, the action stands.
+pub async fn record_audit(
+    state: &AppState,
+    actor: &str,
+    action: &'static str,
+    incident: Option<i64>,
+    detail: serde_json::Value,
+) {
+    let entry = crate::store::NewAudit {
+        actor: actor.to_owned(),
+        action,
+        incident_id: incident,
+        draft_id: None,
+        detail,
+        at: jiff::Timestamp::now(),
+    };
+    if let Err(e) = state.store.record_audit(&entry).await {
+        tracing::error!(error = %e, action, "cannot write the audit log");
+    }
+}
+
 /// The caller, if one of their roles allows `needed`: 401 without valid credentials, 403
 /// otherwise.
 pub fn require(
@@ -152,6 +173,14 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             post(console::incident_update),
         )
         .route("/console/audit", get(console::audit_page))
+        .route(
+            "/console/subscribers",
+            get(console::subscribers).post(console::subscriber_create),
+        )
+        .route(
+            "/console/subscribers/{id}/delete",
+            post(console::subscriber_delete),
+        )
         .route("/api/v1/drafts", get(drafts::list))
         .route("/api/v1/drafts/{id}", get(drafts::get).put(drafts::edit))
         .route("/api/v1/drafts/{id}/approve", post(drafts::approve))

@@ -1,4 +1,4 @@
-//! `/api/v1/subscribers`: who is told, where, about what. Admin only.
+//! `/api/v1/subscribers`: who is told, where, about what. Operators and admins.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::body::{json, read};
 use super::error::ApiError;
-use super::{AppState, require};
+use super::{AppState, record_audit, require};
 use crate::domain::subscriber::{SubscriberSpec, Subscription};
 use crate::settings::Permission;
 use crate::store::{DeleteOutcome, ServiceMode, SubscriberRow};
@@ -36,7 +36,7 @@ struct AddressJson {
 }
 
 #[derive(Serialize)]
-struct SubscriberJson {
+pub struct SubscriberJson {
     id: i64,
     name: String,
     language: String,
@@ -91,20 +91,7 @@ pub async fn create(
     let who = require(&state, &headers, Permission::Subscribers)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let spec: SubscriberSpec = json(&headers, &bytes)?;
-    let valid = spec.validate(&state.subscriber_rules).map_err(|errors| {
-        let first = &errors[0];
-        let message = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        ApiError::field(first.field.clone(), message)
-    })?;
-    let id = state
-        .store
-        .create_subscriber(&valid, Timestamp::now())
-        .await?;
-    tracing::info!(subscriber = id, by = %who.name, "subscriber created");
+    let id = create_from(&state, spec, &who.name).await?;
     let row =
         state.store.subscriber(id).await?.ok_or_else(|| {
             ApiError::Internal(format!("subscriber {id} vanished after creation"))
@@ -146,12 +133,62 @@ pub async fn delete(
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     let who = require(&state, &headers, Permission::Subscribers)?;
+    delete_by(&state, id, &who.name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Validates and stores a subscriber, and writes the audit log; the API and the console use it.
+pub async fn create_from(
+    state: &AppState,
+    spec: SubscriberSpec,
+    actor: &str,
+) -> Result<i64, ApiError> {
+    let valid = spec.validate(&state.subscriber_rules).map_err(|errors| {
+        let first = &errors[0];
+        let message = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError::field(first.field.clone(), message)
+    })?;
+    let id = state
+        .store
+        .create_subscriber(&valid, Timestamp::now())
+        .await?;
+    tracing::info!(subscriber = id, by = %actor, "subscriber created");
+    record_audit(
+        state,
+        actor,
+        "subscriber.created",
+        None,
+        serde_json::json!({
+            "id": id, "name": valid.name, "audience": valid.audience,
+            "addresses": valid.addresses.len(),
+        }),
+    )
+    .await;
+    Ok(id)
+}
+
+/// Deletes a subscriber made through the API (its pending deliveries are cancelled).
+pub async fn delete_by(state: &AppState, id: i64, actor: &str) -> Result<(), ApiError> {
     match state.store.delete_subscriber(id).await? {
         DeleteOutcome::Deleted {
             cancelled_deliveries,
         } => {
-            tracing::info!(subscriber = id, by = %who.name, cancelled_deliveries, "subscriber deleted");
-            Ok(StatusCode::NO_CONTENT)
+            tracing::info!(subscriber = id, by = %actor, cancelled_deliveries, "subscriber deleted");
+            record_audit(
+                state,
+                actor,
+                "subscriber.deleted",
+                None,
+                serde_json::json!({
+                    "id": id, "cancelled_deliveries": cancelled_deliveries,
+                }),
+            )
+            .await;
+            Ok(())
         }
         DeleteOutcome::NotFound => Err(ApiError::NotFound(format!("subscriber {id} not found"))),
         DeleteOutcome::ManagedByConfig => Err(ApiError::Conflict(format!(

@@ -279,7 +279,8 @@ fn shipped_example_configurations_are_valid() {
         &env,
     );
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("5 subscriber(s) from config"), "{out}");
+    // Five declared, and the public Telegram channel.
+    assert!(out.contains("6 subscriber(s) from config"), "{out}");
 
     let tour = format!("{root}/config/tour.toml");
     let (code, out, err) = banditore(

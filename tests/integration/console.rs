@@ -362,3 +362,82 @@ async fn in_a_real_browser_a_draft_appears_is_edited_approved_and_delivered_as_e
     browser.screenshot("audit").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn operators_manage_subscribers_in_the_console_and_communicators_may_not() {
+    let smtp = SmtpServer::start();
+    let app = app_with_people(&smtp).await;
+    let comms = browser();
+    assert_eq!(login(&app, &comms, "m.rossi", PASSWORD).await.status(), 303);
+    let resp = comms
+        .get(app.url("/console/subscribers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    let op = browser();
+    assert_eq!(login(&app, &op, "l.bianchi", PASSWORD).await.status(), 303);
+    let html = op
+        .get(app.url("/console/subscribers"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Lista pubblica"), "{html}");
+    let csrf = hidden(&html, "csrf");
+    let bad = op
+        .post(app.url("/console/subscribers"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "CUP Gubbio"),
+            ("sms", "+39 333"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("+39 333"));
+    let ok = op
+        .post(app.url("/console/subscribers"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "CUP Gubbio"),
+            ("audience", "cup-desk"),
+            ("email", "cup.gubbio@asl.example"),
+            ("sms", "333 123 4567"),
+            ("matchers", "service=~\"cup.*\""),
+            ("min_severity", "warning"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    let list = app.get_json("/api/v1/subscribers", ADMIN_TOKEN).await;
+    let gubbio = list["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "CUP Gubbio")
+        .cloned()
+        .expect("created");
+    assert_eq!(gubbio["addresses"].as_array().unwrap().len(), 2);
+    assert_eq!(gubbio["subscriptions"][0]["min_severity"], "warning");
+    let id = gubbio["id"].as_i64().unwrap();
+    let gone = op
+        .post(app.url(&format!("/console/subscribers/{id}/delete")))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 303);
+    let list = app.get_json("/api/v1/subscribers", ADMIN_TOKEN).await;
+    assert!(!list.to_string().contains("CUP Gubbio"));
+    let audit = app
+        .get_json("/api/v1/audit", VIEWER_TOKEN)
+        .await
+        .to_string();
+    assert!(audit.contains("subscriber.created") && audit.contains("subscriber.deleted"));
+}

@@ -39,6 +39,7 @@ async fn post(app: &TestApp, path: &str, token: &str, body: Value) -> (u16, Valu
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// The drafts' audit entries, oldest first, as (action, actor).
 async fn audit_actions(app: &TestApp) -> Vec<(String, String)> {
     let log = app.get_json("/api/v1/audit", VIEWER_TOKEN).await;
     let mut entries: Vec<(String, String)> = log["entries"]
@@ -53,6 +54,7 @@ async fn audit_actions(app: &TestApp) -> Vec<(String, String)> {
         })
         .collect();
     entries.reverse();
+    entries.retain(|(action, _)| action.starts_with("draft."));
     entries
 }
 
