@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::approval::{Announcer, ApprovalLinks};
 use crate::channel::Channel;
 use crate::channel::email::EmailChannel;
 use crate::channel::sms::report::ReportLinks;
@@ -49,6 +50,8 @@ pub struct Application {
     /// The Telegram bot, when enabled: the client, what its handlers need, and in webhook mode
     /// the URL to register, its secret and the updates the endpoint receives.
     bot: Option<TelegramBot>,
+    /// Tells the communications office about new drafts, when it has an audience.
+    announcer: Option<Announcer>,
 }
 
 type TelegramBot = (
@@ -109,6 +112,7 @@ impl Application {
             .map(|rx| tokio::spawn(forward_wakeups(rx, wake.clone())));
 
         let mut dispatchers = Vec::new();
+        let mut email_channel = None;
         let mut enabled = BTreeSet::new();
         let outbox = OutboxConfig {
             lease: s.outbox.lease.get(),
@@ -126,6 +130,7 @@ impl Application {
             let email =
                 EmailChannel::new(&s.channels.email, v.email_password.as_ref(), &deployment_id)?;
             let channel: Arc<dyn Channel> = Arc::new(email);
+            email_channel = Some(channel.clone());
             enabled.insert(ChannelKind::Email);
             let rate = s.channels.email.rate_per_second;
             dispatchers.push(Dispatcher::new(
@@ -142,6 +147,8 @@ impl Application {
             ));
         }
 
+        let approval_links = ApprovalLinks::new(key.as_bytes(), &s.server.public_url);
+        let mut telegram_for_notices = None;
         let mut telegram_web = None;
         let mut bot = None;
         if s.channels.telegram.enabled {
@@ -193,11 +200,19 @@ impl Application {
                 invite_ttl: t.invite_ttl.get(),
                 webhook: endpoint,
             }));
+            telegram_for_notices = Some((client.clone(), pacer.clone()));
             let context = BotContext {
                 store: store.clone(),
                 renderer: v.renderer.clone(),
                 default_language: s.routing.default_language.clone(),
                 pacer,
+                approvals: (!s.approval.notify_audience.is_empty()).then(|| {
+                    telegram::BotApprovals {
+                        links: approval_links.clone(),
+                        audience: s.approval.notify_audience.clone(),
+                        wake: wake.dispatch.clone(),
+                    }
+                }),
             };
             // Its own client: a long poll holds a request open longer than a send may take.
             let updates_client = telegram::bot(
@@ -229,6 +244,15 @@ impl Application {
             ));
             sms_reports = Some(Arc::new(reports));
         }
+
+        let announcer = (!s.approval.notify_audience.is_empty()).then(|| Announcer {
+            audience: s.approval.notify_audience.clone(),
+            links: approval_links.clone(),
+            renderer: v.renderer.clone(),
+            language: s.routing.default_language.clone(),
+            email: email_channel.clone(),
+            telegram: telegram_for_notices.clone(),
+        });
 
         let timing = Timing {
             group_wait: s.routing.group_wait.get(),
@@ -291,6 +315,7 @@ impl Application {
             ingest_writer,
             request_timeout: s.server.request_timeout.get(),
             bot,
+            announcer,
         })
     }
 
@@ -311,9 +336,10 @@ impl Application {
             self.leadership.clone(),
             workers.clone(),
         ));
-        let approval = tokio::spawn(crate::approval::publish_on_timeout(
+        let approval = tokio::spawn(crate::approval::run(
             self.store.clone(),
             self.state.wake.clone(),
+            self.announcer,
             self.leadership.clone(),
             workers.clone(),
         ));

@@ -1,6 +1,7 @@
-//! Drafts whose audience's policy is `approval_with_timeout` publish themselves when nobody
-//! decided in time: the leading replica looks every second, publishes each due draft as the
-//! `timeout` actor (the audit log says so) and wakes the dispatchers.
+//! The leader's work on drafts, every second: tell the communications office about new drafts
+//! (by email, and in Telegram with an Approve button carrying a signed token and a link to the
+//! console), and publish the drafts whose `approval_with_timeout` ran out, as the `timeout`
+//! actor (the audit log says so).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,18 +9,86 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use teloxide::payloads::SendMessageSetters;
+use teloxide::prelude::Requester;
+use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, ParseMode};
+
+use crate::channel::telegram::Pacer;
+use crate::channel::{Channel, Outgoing};
 use crate::cluster::Leadership;
+use crate::domain::subscriber::{ChannelKind, Language, TelegramChat};
 use crate::pipeline::Wakers;
-use crate::store::{Decision, Store, StoreError, Topic};
+use crate::render::Renderer;
+use crate::store::{Decision, Draft, Store, StoreError, Topic};
+
+/// Signs Telegram buttons and builds console links for drafts.
+#[derive(Clone)]
+pub struct ApprovalLinks {
+    key: Vec<u8>,
+    console: String,
+}
+
+const TAG_BYTES: usize = 12;
+
+impl ApprovalLinks {
+    pub fn new(key: &[u8], public_url: &str) -> ApprovalLinks {
+        ApprovalLinks {
+            key: key.to_vec(),
+            console: format!("{}/console/drafts/", public_url.trim_end_matches('/')),
+        }
+    }
+
+    pub fn console_url(&self, draft: i64) -> String {
+        format!("{}{draft}", self.console)
+    }
+
+    fn mac(&self, draft: i64) -> Hmac<Sha256> {
+        // Any key length is valid for HMAC.
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
+        mac.update(format!("approve-draft\0{draft}").as_bytes());
+        mac
+    }
+
+    /// The Approve button's callback data: `ap:<draft>:<tag>`, within Telegram's 64 bytes.
+    pub fn approve_data(&self, draft: i64) -> String {
+        let tag = self.mac(draft).finalize().into_bytes();
+        format!("ap:{draft}:{}", URL_SAFE_NO_PAD.encode(&tag[..TAG_BYTES]))
+    }
+
+    /// The draft an Approve button is for, if its tag is ours (checked in constant time).
+    pub fn verify_approve(&self, data: &str) -> Option<i64> {
+        let rest = data.strip_prefix("ap:")?;
+        let (id, tag) = rest.split_once(':')?;
+        let id: i64 = id.parse().ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        (tag.len() == TAG_BYTES && self.mac(id).verify_truncated_left(&tag).is_ok()).then_some(id)
+    }
+}
+
+/// Whom to tell about new drafts, and how.
+pub struct Announcer {
+    pub audience: String,
+    pub links: ApprovalLinks,
+    pub renderer: Renderer,
+    pub language: Language,
+    pub email: Option<Arc<dyn Channel>>,
+    pub telegram: Option<(teloxide::Bot, Arc<Pacer>)>,
+}
 
 const EVERY: Duration = Duration::from_secs(1);
 
 /// Who publishes a draft nobody decided on, in the audit log.
 pub const TIMEOUT_ACTOR: &str = "policy: approval_with_timeout";
 
-pub async fn publish_on_timeout(
+pub async fn run(
     store: Arc<dyn Store>,
     wake: Wakers,
+    announcer: Option<Announcer>,
     leadership: Leadership,
     shutdown: CancellationToken,
 ) {
@@ -30,6 +99,11 @@ pub async fn publish_on_timeout(
         }
         if !leadership.is_leader() {
             continue;
+        }
+        if let Some(announcer) = &announcer
+            && let Err(e) = announcer.announce(&*store).await
+        {
+            tracing::warn!(error = %e, "cannot tell the communications office about drafts; will try again");
         }
         if let Err(e) = publish_due(&*store, &wake).await {
             tracing::warn!(error = %e, "cannot publish drafts whose time ran out; will try again");
@@ -62,4 +136,136 @@ async fn publish_due(store: &dyn Store, wake: &Wakers) -> Result<(), StoreError>
         }
     }
     Ok(())
+}
+
+/// `html` without its tags and entities, for an email.
+fn plain(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+impl Announcer {
+    /// Tells the office about each new draft once. A draft counts as told when every address
+    /// was tried; one that failed is logged (the draft is in the console all the same).
+    async fn announce(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let drafts = store.unannounced_drafts(20).await?;
+        if drafts.is_empty() {
+            return Ok(());
+        }
+        let addresses = store.audience_addresses(&self.audience).await?;
+        for draft in drafts {
+            self.tell(&draft, &addresses).await;
+            store
+                .mark_announced(draft.id, jiff::Timestamp::now())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn tell(&self, draft: &Draft, addresses: &[(ChannelKind, String, String)]) {
+        let url = self.links.console_url(draft.id);
+        let say = |name: &str, args: &[minijinja::Value]| {
+            self.renderer
+                .bot_text(&self.language, name, args)
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "draft notice template failed");
+                    format!("Banditore: {url}")
+                })
+        };
+        let text = say(
+            "draft_waiting",
+            &[
+                minijinja::Value::from(minijinja::value::Serde(draft)),
+                minijinja::Value::from(url.clone()),
+            ],
+        );
+        for (channel, address, name) in addresses {
+            let sent = match (channel, &self.email, &self.telegram) {
+                (ChannelKind::Email, Some(email), _) => {
+                    let body = plain(&text);
+                    let outgoing = Outgoing {
+                        delivery_id: -draft.id,
+                        incident_id: draft.incident_id,
+                        recipient: address.clone(),
+                        recipient_name: name.clone(),
+                        subject: body.lines().next().map(|l| l.trim().to_owned()),
+                        text: body,
+                        html: None,
+                        unsubscribe_url: String::new(),
+                    };
+                    email
+                        .send(&outgoing)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+                (ChannelKind::Telegram, _, Some((bot, pacer))) => {
+                    let chat = match TelegramChat::parse(address) {
+                        Ok(TelegramChat::Id(id)) => id,
+                        _ => continue,
+                    };
+                    pacer.turn_patiently(&TelegramChat::Id(chat)).await;
+                    let open = url::Url::parse(&url)
+                        .ok()
+                        .map(|u| InlineKeyboardButton::url(say("draft_button_open", &[]), u));
+                    let mut row = vec![InlineKeyboardButton::callback(
+                        say("draft_button_approve", &[]),
+                        self.links.approve_data(draft.id),
+                    )];
+                    row.extend(open);
+                    bot.send_message(ChatId(chat), text.clone())
+                        .parse_mode(ParseMode::Html)
+                        .reply_markup(InlineKeyboardMarkup::new(vec![row]))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+                _ => continue,
+            };
+            match sent {
+                Ok(()) => {
+                    tracing::info!(draft = draft.id, %channel, "communications office told of a draft")
+                }
+                Err(e) => {
+                    tracing::warn!(draft = draft.id, %channel, error = %e, "cannot tell the communications office of a draft")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approve_buttons_are_signed() {
+        let links = ApprovalLinks::new(b"0123456789abcdef0123456789abcdef", "https://b.example/");
+        let data = links.approve_data(42);
+        assert!(data.len() <= 64, "{data}");
+        assert_eq!(links.verify_approve(&data), Some(42));
+        assert_eq!(links.verify_approve(&data.replace("ap:42", "ap:43")), None);
+        assert_eq!(links.verify_approve("ap:42:AAAAAAAAAAAAAAAA"), None);
+        assert_eq!(links.verify_approve("nonsense"), None);
+        assert_eq!(links.console_url(42), "https://b.example/console/drafts/42");
+        let other = ApprovalLinks::new(b"another key, another deployment", "https://b.example");
+        assert_eq!(other.verify_approve(&data), None);
+    }
+
+    #[test]
+    fn notices_lose_their_markup_in_email() {
+        assert_eq!(plain("<b>CUP &lt;x&gt;</b> &amp; co"), "CUP <x> & co");
+    }
 }

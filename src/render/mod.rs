@@ -535,6 +535,25 @@ fn bot_samples() -> Vec<(&'static str, Vec<minijinja::Value>)> {
         ("language_set", vec![]),
         ("unknown_command", vec![]),
         ("trouble", vec![]),
+        (
+            "draft_waiting",
+            vec![
+                Value::from(minijinja::value::Serde(serde_json::json!({
+                    "id": 3, "incident_title": "CUP <backend> non raggiungibile", "audience": "public",
+                    "publish_at": "2023-07-19T09:34:00Z",
+                    "parts": [{"channel": "email", "body": "Il servizio è sospeso."}],
+                }))),
+                Value::from("https://banditore.example/console/drafts/3"),
+            ],
+        ),
+        ("draft_button_approve", vec![]),
+        ("draft_button_open", vec![]),
+        ("draft_approved", vec![Value::from(3), name()]),
+        (
+            "draft_decided",
+            vec![Value::from(3), Value::from("approved")],
+        ),
+        ("draft_not_allowed", vec![]),
     ]
 }
 

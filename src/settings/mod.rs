@@ -92,6 +92,9 @@ word_enum! {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApprovalSettings {
     pub audiences: BTreeMap<String, AudiencePolicy>,
+    /// The audience of the communications office: its subscribers' email addresses and
+    /// Telegram chats are told when a draft is waiting (empty: nobody is told).
+    pub notify_audience: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

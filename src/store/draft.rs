@@ -138,6 +138,14 @@ pub trait DraftStore {
     ) -> Result<Option<Decided>>;
     /// Pending drafts whose policy publishes them by `now`.
     async fn due_drafts(&self, now: Timestamp) -> Result<Vec<i64>>;
+    /// Pending drafts the communications office has not been told about yet, oldest first.
+    async fn unannounced_drafts(&self, limit: u32) -> Result<Vec<Draft>>;
+    async fn mark_announced(&self, id: i64, now: Timestamp) -> Result<()>;
+    /// Active addresses of the subscribers of `audience`: (channel, address, subscriber name).
+    async fn audience_addresses(
+        &self,
+        audience: &str,
+    ) -> Result<Vec<(ChannelKind, String, String)>>;
     async fn record_audit(&self, entry: &NewAudit) -> Result<()>;
     /// The audit log, newest first, of one incident when given.
     async fn audit_log(&self, incident_id: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>>;

@@ -474,6 +474,47 @@ impl DraftStore for SqlStore {
         .await?)
     }
 
+    async fn unannounced_drafts(&self, limit: u32) -> Result<Vec<Draft>> {
+        let mut drafts = self
+            .load_drafts(
+                "d.announced_at IS NULL AND d.state = 'pending' AND $1 = 0",
+                None,
+                None,
+                limit,
+            )
+            .await?;
+        drafts.reverse();
+        Ok(drafts)
+    }
+
+    async fn mark_announced(&self, id: i64, now: Timestamp) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE drafts SET announced_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audience_addresses(
+        &self,
+        audience: &str,
+    ) -> Result<Vec<(ChannelKind, String, String)>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT a.channel, a.address, s.name FROM addresses a JOIN subscribers s ON s.id = a.subscriber_id
+             WHERE s.audience = $1 AND a.unsubscribed_at IS NULL AND a.gone_at IS NULL
+             ORDER BY a.id",
+        )
+        .bind(audience)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(c, a, s)| Ok((parse(&c, "channel")?, a, s)))
+            .collect()
+    }
+
     async fn record_audit(&self, entry: &NewAudit) -> Result<()> {
         let mut tx = self.write().await?;
         audit(&mut tx, entry).await?;

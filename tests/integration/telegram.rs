@@ -718,3 +718,93 @@ async fn the_public_channel_gets_what_the_communications_office_approves() {
         posted[0].visible
     );
 }
+
+#[tokio::test]
+async fn the_office_is_told_of_a_draft_and_approves_it_with_the_telegram_button() {
+    let double = TelegramDouble::start().await;
+    double.add_private_chat(1005, "Ufficio", None);
+    double.add_private_chat(1006, "Sportello", None);
+    let smtp = SmtpServer::start();
+    let app = app_with(&double, &smtp, &[]).await;
+    app.subscribe(json!({
+        "name": "Ufficio comunicazione", "audience": "comms",
+        "addresses": {"telegram": ["1005"], "email": ["comunicazione@regione.example"]},
+        "subscriptions": [{"matchers": ["service=\"nothing\""]}],
+    }))
+    .await;
+    desk(&app, "CUP Foligno", &["1006"]).await;
+    app.subscribe(json!({
+        "name": "Lista pubblica", "audience": "public", "addresses": {"email": "cittadini@lista.example"},
+        "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
+    }))
+    .await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let notice = double.wait_for("1005", 1, Duration::from_secs(10)).await;
+    assert!(
+        notice[0].visible.contains("in attesa di approvazione"),
+        "{}",
+        notice[0].visible
+    );
+    assert!(notice[0].visible.contains("CUP non risponde"));
+    let keyboard = &notice[0].body["reply_markup"]["inline_keyboard"][0];
+    let data = keyboard[0]["callback_data"].as_str().unwrap().to_owned();
+    assert!(data.starts_with("ap:"), "{keyboard}");
+    assert!(
+        keyboard[1]["url"]
+            .as_str()
+            .unwrap()
+            .contains("/console/drafts/")
+    );
+    let mail = &eventually(
+        || async { smtp.mails_to("comunicazione@regione.example") },
+        |m| !m.is_empty(),
+    )
+    .await[0];
+    assert!(mail.text().contains("/console/drafts/"), "{}", mail.text());
+    assert!(mail.header("List-Unsubscribe").is_none());
+
+    // A desk's chat cannot approve, nor can a forged button.
+    double.press_button(1006, 1006, 1, &data).await;
+    double
+        .press_button(1005, 1005, notice[0].message_id, "ap:1:AAAAAAAAAAAAAAAA")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pending = app
+        .get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
+        .await;
+    assert_eq!(
+        pending["drafts"].as_array().unwrap().len(),
+        1,
+        "still pending"
+    );
+    assert!(smtp.mails_to("cittadini@lista.example").is_empty());
+
+    double
+        .press_button(1005, 1005, notice[0].message_id, &data)
+        .await;
+    // The double runs on this test's runtime: wait without blocking it.
+    let public = eventually(
+        || async { smtp.mails_to("cittadini@lista.example") },
+        |m| !m.is_empty(),
+    )
+    .await;
+    assert!(public[0].text().contains("CUP non risponde"));
+    let edits: Vec<_> = double
+        .requests()
+        .into_iter()
+        .filter(|r| r.method.eq_ignore_ascii_case("editmessagetext"))
+        .collect();
+    assert!(
+        edits.iter().any(|r| r.body["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("approvata da Ufficio comunicazione")),
+        "{:?}",
+        edits.iter().map(|r| r.body.to_string()).collect::<Vec<_>>()
+    );
+    let audit = app
+        .get_json("/api/v1/audit", VIEWER_TOKEN)
+        .await
+        .to_string();
+    assert!(audit.contains("telegram: Ufficio comunicazione"), "{audit}");
+}

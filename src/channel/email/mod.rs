@@ -138,7 +138,7 @@ impl EmailChannel {
         let header = |name: &'static str, value: String| {
             HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
         };
-        let builder = Message::builder()
+        let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(msg.subject.clone().unwrap_or_default())
@@ -151,15 +151,19 @@ impl EmailChannel {
             .in_reply_to(thread.clone())
             .references(thread)
             .date_now()
-            .raw_header(header(
-                "List-Unsubscribe",
-                format!("<{}>", msg.unsubscribe_url),
-            ))
-            .raw_header(header(
-                "List-Unsubscribe-Post",
-                "List-Unsubscribe=One-Click".into(),
-            ))
             .raw_header(header("Auto-Submitted", "auto-generated".into()));
+        // Notices to the communications office have no list to leave.
+        if !msg.unsubscribe_url.is_empty() {
+            builder = builder
+                .raw_header(header(
+                    "List-Unsubscribe",
+                    format!("<{}>", msg.unsubscribe_url),
+                ))
+                .raw_header(header(
+                    "List-Unsubscribe-Post",
+                    "List-Unsubscribe=One-Click".into(),
+                ));
+        }
         let built = match &msg.html {
             Some(html) => builder.multipart(MultiPart::alternative_plain_html(
                 msg.text.clone(),

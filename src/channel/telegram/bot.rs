@@ -14,10 +14,13 @@ use jiff::Timestamp;
 use minijinja::Value;
 use sha2::{Digest, Sha256};
 use teloxide::dispatching::{Dispatcher, HandlerExt, UpdateFilterExt, UpdateHandler};
-use teloxide::payloads::{SendMessageSetters, SetMyCommandsSetters, SetWebhookSetters};
+use teloxide::payloads::{
+    AnswerCallbackQuerySetters, EditMessageTextSetters, SendMessageSetters, SetMyCommandsSetters,
+    SetWebhookSetters,
+};
 use teloxide::prelude::{Requester, dptree};
 use teloxide::stop::{StopToken, mk_stop_token};
-use teloxide::types::{BotCommand, ChatId, Me, Message, ParseMode, Update};
+use teloxide::types::{BotCommand, CallbackQuery, ChatId, Me, Message, ParseMode, Update};
 use teloxide::update_listeners::{Polling, StatefulListener, UpdateListener};
 use teloxide::utils::command::BotCommands;
 use teloxide::{Bot, RequestError};
@@ -25,10 +28,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Pacer;
+use crate::approval::ApprovalLinks;
 use crate::cluster::Leadership;
 use crate::domain::subscriber::{ChannelKind, Language, TelegramChat};
+use crate::pipeline::Bells;
 use crate::render::Renderer;
-use crate::store::{ChatBinding, IncidentFilter, Redeemed, ServiceMode, Store};
+use crate::store::{
+    ChatBinding, Decision, IncidentFilter, Redeemed, ServiceMode, Store, StoreError, Topic,
+};
 
 /// The commands, as Telegram users type them.
 #[derive(BotCommands, Clone, Debug, PartialEq, Eq)]
@@ -65,6 +72,16 @@ pub struct BotContext {
     pub default_language: Language,
     /// Shared with the channel: answers and alerts to one chat take turns.
     pub pacer: Arc<Pacer>,
+    /// The Approve buttons of draft notices, when the communications office has an audience.
+    pub approvals: Option<BotApprovals>,
+}
+
+/// What the Approve button needs: its signature, who may press it, whom to wake.
+pub struct BotApprovals {
+    pub links: ApprovalLinks,
+    /// Chats of this audience's subscribers act for the communications office.
+    pub audience: String,
+    pub wake: Bells,
 }
 
 /// How long one `getUpdates` long poll waits for updates.
@@ -76,13 +93,110 @@ const STATUS_MAX: usize = 15;
 type HandlerResult = Result<(), RequestError>;
 
 fn schema() -> UpdateHandler<RequestError> {
-    Update::filter_message()
+    dptree::entry()
         .branch(
-            dptree::entry()
-                .filter_command::<Command>()
-                .endpoint(on_command),
+            Update::filter_message()
+                .branch(
+                    dptree::entry()
+                        .filter_command::<Command>()
+                        .endpoint(on_command),
+                )
+                .branch(dptree::endpoint(on_message)),
         )
-        .branch(dptree::endpoint(on_message))
+        .branch(Update::filter_callback_query().endpoint(on_button))
+}
+
+/// The Approve button of a draft notice: signed, pressed in a chat of the communications
+/// office, on a draft still pending. The notice is edited to say who decided.
+async fn on_button(bot: Bot, q: CallbackQuery, ctx: Arc<BotContext>) -> HandlerResult {
+    let Some(approvals) = &ctx.approvals else {
+        return bot.answer_callback_query(q.id.clone()).await.map(|_| ());
+    };
+    let Some((chat, message_id)) = q.message.as_ref().map(|m| (m.chat().id, m.id())) else {
+        return bot.answer_callback_query(q.id.clone()).await.map(|_| ());
+    };
+    let language = ctx.default_language.clone();
+    let say = |name: &str, args: &[Value]| ctx.say(&language, name, args);
+    let draft = q
+        .data
+        .as_deref()
+        .and_then(|d| approvals.links.verify_approve(d));
+    let office = match ctx.store.audience_addresses(&approvals.audience).await {
+        Ok(addresses) => addresses
+            .into_iter()
+            .find(|(channel, address, _)| {
+                *channel == ChannelKind::Telegram && *address == chat.0.to_string()
+            })
+            .map(|(_, _, name)| name),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the communications office's chats");
+            None
+        }
+    };
+    let (Some(id), Some(office)) = (draft, office) else {
+        tracing::warn!(
+            chat = chat.0,
+            "draft button pressed where it may not be, or forged"
+        );
+        return bot
+            .answer_callback_query(q.id.clone())
+            .text(say("draft_not_allowed", &[]))
+            .show_alert(true)
+            .await
+            .map(|_| ());
+    };
+    let who = match q.from.username.as_deref() {
+        Some(user) => format!("{office} (@{user})"),
+        None => format!("{office} ({})", q.from.first_name),
+    };
+    let actor = format!("telegram: {who}");
+    let answer = match ctx
+        .store
+        .decide_draft(
+            id,
+            &Decision::Approve { channels: None },
+            &actor,
+            Timestamp::now(),
+        )
+        .await
+    {
+        Ok(Some(decided)) => {
+            tracing::info!(draft = id, by = %actor, deliveries = decided.deliveries, "draft approved from Telegram");
+            metrics::counter!("banditore_drafts_decided_total", "decision" => "approved")
+                .increment(1);
+            approvals.wake.ring();
+            ctx.store.announce(Topic::Deliveries).await;
+            let text = say(
+                "draft_approved",
+                &[Value::from(id), Value::from(who.clone())],
+            );
+            // The notice says who decided, and loses its buttons.
+            let _ = bot
+                .edit_message_text(chat, message_id, text.clone())
+                .parse_mode(ParseMode::Html)
+                .await;
+            text
+        }
+        Ok(None) => say("draft_not_allowed", &[]),
+        Err(StoreError::Conflict(_)) => {
+            let state = ctx
+                .store
+                .draft(id)
+                .await
+                .ok()
+                .flatten()
+                .map_or_else(String::new, |d| d.state);
+            say("draft_decided", &[Value::from(id), Value::from(state)])
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, draft = id, "cannot approve the draft from Telegram");
+            say("trouble", &[])
+        }
+    };
+    bot.answer_callback_query(q.id.clone())
+        .text(crate::render::telegram::truncate(&answer, 190))
+        .await
+        .map(|_| ())
 }
 
 /// The SHA-256 under which an invite token is stored.

@@ -17,7 +17,9 @@ use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, LinkPreviewOptions, ParseMode, Recipient};
 use teloxide::{ApiError, Bot, RequestError};
 
-pub use bot::{BotContext, POLL_TIMEOUT, UpdateReceiver, UpdateSender, invite_digest, run_bot};
+pub use bot::{
+    BotApprovals, BotContext, POLL_TIMEOUT, UpdateReceiver, UpdateSender, invite_digest, run_bot,
+};
 pub use pace::Pacer;
 
 use super::{Channel, Outgoing, Receipt, SendError};

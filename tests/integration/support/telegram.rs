@@ -287,6 +287,38 @@ impl TelegramDouble {
         update["update_id"].as_i64().unwrap()
     }
 
+    /// A user presses an inline button with `data` under the bot's message `message_id` in
+    /// `chat_id`: a `callback_query` update, queued or POSTed like a message. Returns the update id.
+    pub async fn press_button(
+        &self,
+        chat_id: i64,
+        from_user_id: i64,
+        message_id: i64,
+        data: &str,
+    ) -> i64 {
+        let (update, webhook) = {
+            let mut state = self.state();
+            let Some(chat) = state.chats.get(&chat_id).cloned() else {
+                panic!("press_button: chat {chat_id} is not registered with the Telegram double");
+            };
+            let from = json!({"id": from_user_id, "is_bot": false,
+                              "first_name": format!("User {from_user_id}")});
+            state.last_update_id += 1;
+            let message = message_json(message_id, &chat, bot_user(), "…");
+            let update = json!({"update_id": state.last_update_id, "callback_query": {
+                "id": format!("cb{}", state.last_update_id), "from": from, "message": message,
+                "chat_instance": format!("ci{chat_id}"), "data": data,
+            }});
+            state.pending.push_back(update.clone());
+            (update, state.webhook.clone())
+        };
+        self.shared.wake.notify_waiters();
+        if let Some(webhook) = webhook {
+            deliver(&self.shared, &webhook, &update).await;
+        }
+        update["update_id"].as_i64().unwrap()
+    }
+
     /// Messages the bot sent successfully (HTTP 200), in order.
     pub fn sent(&self) -> Vec<SentMessage> {
         self.state().sent.clone()
