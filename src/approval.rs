@@ -46,27 +46,53 @@ impl ApprovalLinks {
         format!("{}{draft}", self.console)
     }
 
-    fn mac(&self, draft: i64) -> Hmac<Sha256> {
+    fn mac(&self, button: Button, draft: i64) -> Hmac<Sha256> {
         // Any key length is valid for HMAC.
         let mut mac =
             <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
-        mac.update(format!("approve-draft\0{draft}").as_bytes());
+        mac.update(format!("draft-button\0{}\0{draft}", button.prefix()).as_bytes());
         mac
     }
 
-    /// The Approve button's callback data: `ap:<draft>:<tag>`, within Telegram's 64 bytes.
-    pub fn approve_data(&self, draft: i64) -> String {
-        let tag = self.mac(draft).finalize().into_bytes();
-        format!("ap:{draft}:{}", URL_SAFE_NO_PAD.encode(&tag[..TAG_BYTES]))
+    /// A button's callback data, `ap:<draft>:<tag>` or `rj:…`, within Telegram's 64 bytes.
+    pub fn button_data(&self, button: Button, draft: i64) -> String {
+        let tag = self.mac(button, draft).finalize().into_bytes();
+        format!(
+            "{}:{draft}:{}",
+            button.prefix(),
+            URL_SAFE_NO_PAD.encode(&tag[..TAG_BYTES])
+        )
     }
 
-    /// The draft an Approve button is for, if its tag is ours (checked in constant time).
-    pub fn verify_approve(&self, data: &str) -> Option<i64> {
-        let rest = data.strip_prefix("ap:")?;
-        let (id, tag) = rest.split_once(':')?;
-        let id: i64 = id.parse().ok()?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        (tag.len() == TAG_BYTES && self.mac(id).verify_truncated_left(&tag).is_ok()).then_some(id)
+    /// The button and draft of callback data, if its tag is ours (checked in constant time).
+    pub fn verify_button(&self, data: &str) -> Option<(Button, i64)> {
+        let mut parts = data.splitn(3, ':');
+        let button = match parts.next()? {
+            "ap" => Button::Approve,
+            "rj" => Button::Reject,
+            _ => return None,
+        };
+        let id: i64 = parts.next()?.parse().ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
+        (tag.len() == TAG_BYTES && self.mac(button, id).verify_truncated_left(&tag).is_ok())
+            .then_some((button, id))
+    }
+}
+
+/// The buttons under a draft notice in Telegram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Button {
+    Approve,
+    /// Asks for the reason, then rejects.
+    Reject,
+}
+
+impl Button {
+    fn prefix(self) -> &'static str {
+        match self {
+            Button::Approve => "ap",
+            Button::Reject => "rj",
+        }
     }
 }
 
@@ -220,14 +246,20 @@ impl Announcer {
                     let open = url::Url::parse(&url)
                         .ok()
                         .map(|u| InlineKeyboardButton::url(say("draft_button_open", &[]), u));
-                    let mut row = vec![InlineKeyboardButton::callback(
-                        say("draft_button_approve", &[]),
-                        self.links.approve_data(draft.id),
-                    )];
-                    row.extend(open);
+                    let decide = vec![
+                        InlineKeyboardButton::callback(
+                            say("draft_button_approve", &[]),
+                            self.links.button_data(Button::Approve, draft.id),
+                        ),
+                        InlineKeyboardButton::callback(
+                            say("draft_button_reject", &[]),
+                            self.links.button_data(Button::Reject, draft.id),
+                        ),
+                    ];
+                    let rows = std::iter::once(decide).chain(open.map(|b| vec![b]));
                     bot.send_message(ChatId(chat), text.clone())
                         .parse_mode(ParseMode::Html)
-                        .reply_markup(InlineKeyboardMarkup::new(vec![row]))
+                        .reply_markup(InlineKeyboardMarkup::new(rows))
                         .await
                         .map(|_| ())
                         .map_err(|e| e.to_string())
@@ -251,17 +283,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn approve_buttons_are_signed() {
+    fn draft_buttons_are_signed() {
         let links = ApprovalLinks::new(b"0123456789abcdef0123456789abcdef", "https://b.example/");
-        let data = links.approve_data(42);
+        let data = links.button_data(Button::Approve, 42);
         assert!(data.len() <= 64, "{data}");
-        assert_eq!(links.verify_approve(&data), Some(42));
-        assert_eq!(links.verify_approve(&data.replace("ap:42", "ap:43")), None);
-        assert_eq!(links.verify_approve("ap:42:AAAAAAAAAAAAAAAA"), None);
-        assert_eq!(links.verify_approve("nonsense"), None);
+        assert_eq!(links.verify_button(&data), Some((Button::Approve, 42)));
+        assert_eq!(links.verify_button(&data.replace("ap:42", "ap:43")), None);
+        // An Approve tag does not make a Reject button, nor the reverse.
+        assert_eq!(links.verify_button(&data.replacen("ap", "rj", 1)), None);
+        let reject = links.button_data(Button::Reject, 42);
+        assert_eq!(links.verify_button(&reject), Some((Button::Reject, 42)));
+        assert_eq!(links.verify_button("ap:42:AAAAAAAAAAAAAAAA"), None);
+        assert_eq!(links.verify_button("nonsense"), None);
         assert_eq!(links.console_url(42), "https://b.example/console/drafts/42");
         let other = ApprovalLinks::new(b"another key, another deployment", "https://b.example");
-        assert_eq!(other.verify_approve(&data), None);
+        assert_eq!(other.verify_button(&data), None);
     }
 
     #[test]

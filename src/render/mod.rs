@@ -554,6 +554,9 @@ fn bot_samples() -> Vec<(&'static str, Vec<minijinja::Value>)> {
             vec![Value::from(3), Value::from("approved")],
         ),
         ("draft_not_allowed", vec![]),
+        ("draft_button_reject", vec![]),
+        ("draft_reason_prompt", vec![Value::from(3)]),
+        ("draft_rejected", vec![Value::from(3), name()]),
     ]
 }
 

@@ -750,7 +750,7 @@ async fn the_office_is_told_of_a_draft_and_approves_it_with_the_telegram_button(
     let data = keyboard[0]["callback_data"].as_str().unwrap().to_owned();
     assert!(data.starts_with("ap:"), "{keyboard}");
     assert!(
-        keyboard[1]["url"]
+        notice[0].body["reply_markup"]["inline_keyboard"][1][0]["url"]
             .as_str()
             .unwrap()
             .contains("/console/drafts/")
@@ -807,4 +807,64 @@ async fn the_office_is_told_of_a_draft_and_approves_it_with_the_telegram_button(
         .await
         .to_string();
     assert!(audit.contains("telegram: Ufficio comunicazione"), "{audit}");
+
+    // Reject asks why; the reply rejects with that reason.
+    fire_alert(&app, "firing", "cup-portale", "Portale lento").await;
+    let notice = eventually(
+        || async { double.sent_to("1005") },
+        |m| m.iter().any(|m| m.visible.contains("Portale lento")),
+    )
+    .await
+    .into_iter()
+    .rev()
+    .find(|m| m.visible.contains("Portale lento"))
+    .unwrap();
+    let reject = notice.body["reply_markup"]["inline_keyboard"][0][1]["callback_data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reject.starts_with("rj:"), "{reject}");
+    double
+        .press_button(1005, 1005, notice.message_id, &reject)
+        .await;
+    let prompt = eventually(
+        || async { double.sent_to("1005") },
+        |m| {
+            m.last()
+                .is_some_and(|m| m.visible.contains("Perché rifiuti la bozza #"))
+        },
+    )
+    .await
+    .pop()
+    .unwrap();
+    assert_eq!(prompt.body["reply_markup"]["force_reply"], true);
+    double
+        .user_replies(
+            1005,
+            1005,
+            prompt.message_id,
+            "Rallentamento interno, nessun disservizio",
+        )
+        .await;
+    eventually(
+        || async { double.sent_to("1005") },
+        |m| {
+            m.last()
+                .is_some_and(|m| m.visible.contains("rifiutata da Ufficio comunicazione"))
+        },
+    )
+    .await;
+    let rejected = app
+        .get_json("/api/v1/drafts?state=rejected", VIEWER_TOKEN)
+        .await;
+    assert_eq!(
+        rejected["drafts"][0]["reason"],
+        "Rallentamento interno, nessun disservizio"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        smtp.mails_to("cittadini@lista.example").len(),
+        1,
+        "nothing more published"
+    );
 }

@@ -20,7 +20,9 @@ use teloxide::payloads::{
 };
 use teloxide::prelude::{Requester, dptree};
 use teloxide::stop::{StopToken, mk_stop_token};
-use teloxide::types::{BotCommand, CallbackQuery, ChatId, Me, Message, ParseMode, Update};
+use teloxide::types::{
+    BotCommand, CallbackQuery, ChatId, ForceReply, Me, Message, ParseMode, Update,
+};
 use teloxide::update_listeners::{Polling, StatefulListener, UpdateListener};
 use teloxide::utils::command::BotCommands;
 use teloxide::{Bot, RequestError};
@@ -28,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Pacer;
-use crate::approval::ApprovalLinks;
+use crate::approval::{ApprovalLinks, Button};
 use crate::cluster::Leadership;
 use crate::domain::subscriber::{ChannelKind, Language, TelegramChat};
 use crate::pipeline::Bells;
@@ -106,22 +108,9 @@ fn schema() -> UpdateHandler<RequestError> {
         .branch(Update::filter_callback_query().endpoint(on_button))
 }
 
-/// The Approve button of a draft notice: signed, pressed in a chat of the communications
-/// office, on a draft still pending. The notice is edited to say who decided.
-async fn on_button(bot: Bot, q: CallbackQuery, ctx: Arc<BotContext>) -> HandlerResult {
-    let Some(approvals) = &ctx.approvals else {
-        return bot.answer_callback_query(q.id.clone()).await.map(|_| ());
-    };
-    let Some((chat, message_id)) = q.message.as_ref().map(|m| (m.chat().id, m.id())) else {
-        return bot.answer_callback_query(q.id.clone()).await.map(|_| ());
-    };
-    let language = ctx.default_language.clone();
-    let say = |name: &str, args: &[Value]| ctx.say(&language, name, args);
-    let draft = q
-        .data
-        .as_deref()
-        .and_then(|d| approvals.links.verify_approve(d));
-    let office = match ctx.store.audience_addresses(&approvals.audience).await {
+/// The communications office subscriber a chat belongs to, if it does.
+async fn office_of(ctx: &BotContext, approvals: &BotApprovals, chat: ChatId) -> Option<String> {
+    match ctx.store.audience_addresses(&approvals.audience).await {
         Ok(addresses) => addresses
             .into_iter()
             .find(|(channel, address, _)| {
@@ -132,8 +121,93 @@ async fn on_button(bot: Bot, q: CallbackQuery, ctx: Arc<BotContext>) -> HandlerR
             tracing::warn!(error = %e, "cannot read the communications office's chats");
             None
         }
+    }
+}
+
+fn who_pressed(office: &str, user: Option<&teloxide::types::User>) -> String {
+    match user {
+        Some(u) => match u.username.as_deref() {
+            Some(name) => format!("{office} (@{name})"),
+            None => format!("{office} ({})", u.first_name),
+        },
+        None => office.to_owned(),
+    }
+}
+
+/// Approves or rejects a draft for the office; the answer to show.
+async fn decide_from_chat(
+    ctx: &BotContext,
+    approvals: &BotApprovals,
+    id: i64,
+    decision: Decision,
+    who: &str,
+) -> (bool, String) {
+    let language = ctx.default_language.clone();
+    let say = |name: &str, args: &[Value]| ctx.say(&language, name, args);
+    let actor = format!("telegram: {who}");
+    let rejected = matches!(decision, Decision::Reject { .. });
+    match ctx
+        .store
+        .decide_draft(id, &decision, &actor, Timestamp::now())
+        .await
+    {
+        Ok(Some(decided)) => {
+            let what = if rejected { "rejected" } else { "approved" };
+            tracing::info!(draft = id, by = %actor, decision = what, deliveries = decided.deliveries, "draft decided from Telegram");
+            metrics::counter!("banditore_drafts_decided_total", "decision" => what).increment(1);
+            if decided.deliveries > 0 {
+                approvals.wake.ring();
+                ctx.store.announce(Topic::Deliveries).await;
+            }
+            let name = if rejected {
+                "draft_rejected"
+            } else {
+                "draft_approved"
+            };
+            (
+                true,
+                say(name, &[Value::from(id), Value::from(who.to_owned())]),
+            )
+        }
+        Ok(None) => (false, say("draft_not_allowed", &[])),
+        Err(StoreError::Conflict(_)) => {
+            let state = ctx
+                .store
+                .draft(id)
+                .await
+                .ok()
+                .flatten()
+                .map_or_else(String::new, |d| d.state);
+            (
+                false,
+                say("draft_decided", &[Value::from(id), Value::from(state)]),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, draft = id, "cannot decide the draft from Telegram");
+            (false, say("trouble", &[]))
+        }
+    }
+}
+
+/// A draft notice's buttons: signed, pressed in a chat of the communications office. Approve
+/// publishes (and the notice says who decided); Reject asks for the reason, which the reply to
+/// that question gives.
+async fn on_button(bot: Bot, q: CallbackQuery, ctx: Arc<BotContext>) -> HandlerResult {
+    let Some(approvals) = &ctx.approvals else {
+        return bot.answer_callback_query(q.id.clone()).await.map(|_| ());
     };
-    let (Some(id), Some(office)) = (draft, office) else {
+    let Some((chat, message_id)) = q.message.as_ref().map(|m| (m.chat().id, m.id())) else {
+        return bot.answer_callback_query(q.id.clone()).await.map(|_| ());
+    };
+    let language = ctx.default_language.clone();
+    let say = |name: &str, args: &[Value]| ctx.say(&language, name, args);
+    let button = q
+        .data
+        .as_deref()
+        .and_then(|d| approvals.links.verify_button(d));
+    let office = office_of(&ctx, approvals, chat).await;
+    let (Some((button, id)), Some(office)) = (button, office) else {
         tracing::warn!(
             chat = chat.0,
             "draft button pressed where it may not be, or forged"
@@ -145,58 +219,52 @@ async fn on_button(bot: Bot, q: CallbackQuery, ctx: Arc<BotContext>) -> HandlerR
             .await
             .map(|_| ());
     };
-    let who = match q.from.username.as_deref() {
-        Some(user) => format!("{office} (@{user})"),
-        None => format!("{office} ({})", q.from.first_name),
-    };
-    let actor = format!("telegram: {who}");
-    let answer = match ctx
-        .store
-        .decide_draft(
-            id,
-            &Decision::Approve { channels: None },
-            &actor,
-            Timestamp::now(),
-        )
-        .await
-    {
-        Ok(Some(decided)) => {
-            tracing::info!(draft = id, by = %actor, deliveries = decided.deliveries, "draft approved from Telegram");
-            metrics::counter!("banditore_drafts_decided_total", "decision" => "approved")
-                .increment(1);
-            approvals.wake.ring();
-            ctx.store.announce(Topic::Deliveries).await;
-            let text = say(
-                "draft_approved",
-                &[Value::from(id), Value::from(who.clone())],
-            );
-            // The notice says who decided, and loses its buttons.
-            let _ = bot
-                .edit_message_text(chat, message_id, text.clone())
-                .parse_mode(ParseMode::Html)
-                .await;
+    let answer = match button {
+        Button::Approve => {
+            let who = who_pressed(&office, Some(&q.from));
+            let (done, text) = decide_from_chat(
+                &ctx,
+                approvals,
+                id,
+                Decision::Approve { channels: None },
+                &who,
+            )
+            .await;
+            if done {
+                // The notice says who decided, and loses its buttons.
+                let _ = bot
+                    .edit_message_text(chat, message_id, text.clone())
+                    .parse_mode(ParseMode::Html)
+                    .await;
+            }
             text
         }
-        Ok(None) => say("draft_not_allowed", &[]),
-        Err(StoreError::Conflict(_)) => {
-            let state = ctx
-                .store
-                .draft(id)
-                .await
-                .ok()
-                .flatten()
-                .map_or_else(String::new, |d| d.state);
-            say("draft_decided", &[Value::from(id), Value::from(state)])
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, draft = id, "cannot approve the draft from Telegram");
-            say("trouble", &[])
+        Button::Reject => {
+            ctx.pacer.turn_patiently(&TelegramChat::Id(chat.0)).await;
+            bot.send_message(chat, say("draft_reason_prompt", &[Value::from(id)]))
+                .parse_mode(ParseMode::Html)
+                .reply_markup(ForceReply::new().selective())
+                .await?;
+            String::new()
         }
     };
-    bot.answer_callback_query(q.id.clone())
-        .text(crate::render::telegram::truncate(&answer, 190))
-        .await
-        .map(|_| ())
+    let mut answer_query = bot.answer_callback_query(q.id.clone());
+    if !answer.is_empty() {
+        answer_query = answer_query.text(crate::render::telegram::truncate(&answer, 190));
+    }
+    answer_query.await.map(|_| ())
+}
+
+/// The draft a reason prompt asks about: the number after `#` in the bot's own message.
+fn prompted_draft(msg: &Message, me: &Me) -> Option<i64> {
+    let asked = msg.reply_to_message()?;
+    if asked.from.as_ref().map(|u| u.id) != Some(me.id) {
+        return None;
+    }
+    let text = asked.text()?;
+    let after = &text[text.find('#')? + 1..];
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// The SHA-256 under which an invite token is stored.
@@ -462,6 +530,24 @@ async fn on_message(bot: Bot, msg: Message, me: Me, ctx: Arc<BotContext>) -> Han
     let Some(text) = msg.text() else {
         return Ok(());
     };
+    // The reason for rejecting a draft, given as a reply to the bot's question.
+    if let (Some(approvals), Some(id)) = (&ctx.approvals, prompted_draft(&msg, &me))
+        && !text.trim().is_empty()
+        && let Some(office) = office_of(&ctx, approvals, msg.chat.id).await
+    {
+        let who = who_pressed(&office, msg.from.as_ref());
+        let (_, answer) = decide_from_chat(
+            &ctx,
+            approvals,
+            id,
+            Decision::Reject {
+                reason: text.trim().to_owned(),
+            },
+            &who,
+        )
+        .await;
+        return reply(&bot, &ctx, msg.chat.id, answer).await;
+    }
     let command = text.starts_with('/');
     let to_us = text
         .split_whitespace()

@@ -287,6 +287,43 @@ impl TelegramDouble {
         update["update_id"].as_i64().unwrap()
     }
 
+    /// A user answers the bot's message `to_message_id` in `chat_id` (Telegram's reply, as a
+    /// ForceReply prompt asks for): the update's message carries `reply_to_message`.
+    pub async fn user_replies(
+        &self,
+        chat_id: i64,
+        from_user_id: i64,
+        to_message_id: i64,
+        text: &str,
+    ) -> i64 {
+        let (update, webhook) = {
+            let mut state = self.state();
+            let Some(chat) = state.chats.get(&chat_id).cloned() else {
+                panic!("user_replies: chat {chat_id} is not registered with the Telegram double");
+            };
+            let asked = state
+                .sent
+                .iter()
+                .find(|m| m.message_id == to_message_id)
+                .map(|m| m.visible.clone())
+                .unwrap_or_default();
+            let from = json!({"id": from_user_id, "is_bot": false,
+                              "first_name": format!("User {from_user_id}")});
+            state.last_update_id += 1;
+            state.last_message_id += 1;
+            let mut message = message_json(state.last_message_id, &chat, from, text);
+            message["reply_to_message"] = message_json(to_message_id, &chat, bot_user(), &asked);
+            let update = json!({"update_id": state.last_update_id, "message": message});
+            state.pending.push_back(update.clone());
+            (update, state.webhook.clone())
+        };
+        self.shared.wake.notify_waiters();
+        if let Some(webhook) = webhook {
+            deliver(&self.shared, &webhook, &update).await;
+        }
+        update["update_id"].as_i64().unwrap()
+    }
+
     /// A user presses an inline button with `data` under the bot's message `message_id` in
     /// `chat_id`: a `callback_query` update, queued or POSTed like a message. Returns the update id.
     pub async fn press_button(
