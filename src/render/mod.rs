@@ -468,6 +468,21 @@ impl Renderer {
                 }
             }
         }
+        for lang in ["it", "en"] {
+            let user = minijinja::context! {
+                name => "m.rossi", roles => vec!["communicator"], drafts => true,
+                incidents => true, subscribers => true,
+            };
+            for (name, sample) in console_samples() {
+                let ctx = minijinja::context! {
+                    lang => lang, user => user.clone(), csrf => "sample",
+                    page => minijinja::Value::from(minijinja::value::Serde(sample)),
+                };
+                if let Err(e) = self.console(name, &ctx) {
+                    problems.push(e.to_string());
+                }
+            }
+        }
         problems
     }
 }
@@ -499,6 +514,54 @@ pub struct SmsText {
     pub max_segments: u32,
     /// False when even without signals the text was too long and had to be cut.
     pub fits_without_cutting: bool,
+}
+
+/// Every console page with a sample of what it is given, for [`Renderer::check`].
+fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::json;
+    let at = "2023-07-19T09:14:00Z";
+    let part = json!({"channel": "email", "language": "it", "state": "pending", "version": 2,
+        "subject": "CUP", "body": "Il servizio <è> sospeso.", "recipients": 3});
+    let draft = json!({"id": 3, "incident_id": 42, "incident_title": "CUP non raggiungibile",
+        "update_seq": 1, "update_kind": "opened", "audience": "public", "policy": "approval",
+        "state": "pending", "publish_at": at, "combined": true, "created_at": at,
+        "decided_at": null, "decided_by": null, "reason": null, "parts": [part.clone()]});
+    let incident = json!({"id": 42, "title": "CUP non raggiungibile", "status": "investigating",
+        "severity": "critical", "opened_at": at, "resolved_at": null});
+    let signal = json!({"status": "firing", "service": "cup-backend", "component": "db",
+        "summary": "CUP non risponde", "severity": "critical"});
+    let entry = json!({"id": 1, "at": at, "actor": "m.rossi", "action": "draft.edited",
+        "incident_id": 42, "draft_id": 3, "detail": {"diff": "-a\n+b", "channels": ["email"]}});
+    let update = json!({"seq": 1, "kind": "opened", "status": "investigating", "body": "In verifica",
+        "author": "m.rossi", "created_at": at});
+    let subscriber = json!({"id": 1, "name": "CUP Foligno", "audience": "cup-desk", "language": "it",
+        "origin": "api", "addresses": [{"channel": "email", "address": "cup@asl.example", "state": "active"}],
+        "subscriptions": [{"matchers": ["service=~\"cup.*\""], "min_severity": "warning"}]});
+    vec![
+        (
+            "login",
+            json!({"login_token": "t", "problem": {"blocked_minutes": 3}}),
+        ),
+        ("error", json!({"status": 403, "message": "no"})),
+        (
+            "drafts",
+            json!({"pending": [draft.clone()], "recent": [draft.clone()]}),
+        ),
+        (
+            "draft",
+            json!({"draft": draft, "incident": incident.clone(), "signals": [signal.clone()],
+            "audit": [entry.clone()],
+            "parts": [{"part": part, "key": "email_it", "length": {"unit": "characters", "used": 20, "limit": 20000}}]}),
+        ),
+        ("incidents", json!({"incidents": [incident.clone()]})),
+        (
+            "incident",
+            json!({"incident": incident, "updates": [update], "signals": [signal],
+            "summary": {"email": {"sent": 3}}, "deliveries": []}),
+        ),
+        ("audit", json!({"entries": [entry]})),
+        ("subscribers", json!({"subscribers": [subscriber]})),
+    ]
 }
 
 /// Every macro the Telegram bot calls, with sample arguments, for [`Renderer::check`].
@@ -961,5 +1024,26 @@ mod tests {
             .unwrap();
         assert_eq!(sms::measure(&out.text).segments, 1);
         assert!(!out.fits_without_cutting);
+    }
+
+    #[test]
+    fn check_renders_every_console_page_and_reports_a_broken_one() {
+        assert!(renderer().check().is_empty(), "{:#?}", renderer().check());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("web/console")).unwrap();
+        std::fs::write(
+            dir.path().join("web/console/drafts.html.j2"),
+            "{{ page.pending[0].no_such_field.x }}",
+        )
+        .unwrap();
+        let it = Language::try_from("it".to_owned()).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let problems = r.check();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("web/console/drafts.html.j2")),
+            "{problems:#?}"
+        );
     }
 }
