@@ -206,12 +206,9 @@ impl Application {
                 renderer: v.renderer.clone(),
                 default_language: s.routing.default_language.clone(),
                 pacer,
-                approvals: (!s.approval.notify_audience.is_empty()).then(|| {
-                    telegram::BotApprovals {
-                        links: approval_links.clone(),
-                        audience: s.approval.notify_audience.clone(),
-                        wake: wake.dispatch.clone(),
-                    }
+                approvals: Some(telegram::BotApprovals {
+                    links: approval_links.clone(),
+                    wake: wake.dispatch.clone(),
                 }),
             };
             // Its own client: a long poll holds a request open longer than a send may take.
@@ -245,7 +242,7 @@ impl Application {
             sms_reports = Some(Arc::new(reports));
         }
 
-        let announcer = (!s.approval.notify_audience.is_empty()).then(|| Announcer {
+        let announcer = Some(Announcer {
             audience: s.approval.notify_audience.clone(),
             links: approval_links.clone(),
             renderer: v.renderer.clone(),
@@ -289,6 +286,7 @@ impl Application {
             subscriber_rules: v.subscriber_rules.clone(),
             sms_reports,
             console: Arc::new(crate::web::Console::new(&s.server.public_url)),
+            approval_links: approval_links.clone(),
             parse_options: ParseOptions {
                 uptime_kuma_severity: s.ingest.uptime_kuma_severity.as_str().to_owned(),
             },

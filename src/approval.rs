@@ -23,6 +23,7 @@ use crate::cluster::Leadership;
 use crate::domain::subscriber::{ChannelKind, Language, TelegramChat};
 use crate::pipeline::Wakers;
 use crate::render::Renderer;
+use crate::settings::{Permission, Role};
 use crate::store::{Decision, Draft, Store, StoreError, Topic};
 
 /// Signs Telegram buttons and builds console links for drafts.
@@ -76,6 +77,40 @@ impl ApprovalLinks {
         let tag = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
         (tag.len() == TAG_BYTES && self.mac(button, id).verify_truncated_left(&tag).is_ok())
             .then_some((button, id))
+    }
+}
+
+impl ApprovalLinks {
+    /// The `/start` payload that links the Telegram account opening it to console user
+    /// `user_id`, valid until `expires` (Unix seconds): `u_<id>_<expires>_<tag>`.
+    pub fn link_payload(&self, user_id: i64, expires: i64) -> String {
+        let tag = self.link_mac(user_id, expires).finalize().into_bytes();
+        format!(
+            "u_{user_id}_{expires}_{}",
+            URL_SAFE_NO_PAD.encode(&tag[..TAG_BYTES])
+        )
+    }
+
+    /// The user a link payload is for, if it is ours and not expired at `now` (Unix seconds).
+    pub fn verify_link(&self, payload: &str, now: i64) -> Option<i64> {
+        let mut parts = payload.strip_prefix("u_")?.splitn(3, '_');
+        let id: i64 = parts.next()?.parse().ok()?;
+        let expires: i64 = parts.next()?.parse().ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
+        (expires > now
+            && tag.len() == TAG_BYTES
+            && self
+                .link_mac(id, expires)
+                .verify_truncated_left(&tag)
+                .is_ok())
+        .then_some(id)
+    }
+
+    fn link_mac(&self, user_id: i64, expires: i64) -> Hmac<Sha256> {
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
+        mac.update(format!("link-telegram\0{user_id}\0{expires}").as_bytes());
+        mac
     }
 }
 
@@ -190,7 +225,26 @@ impl Announcer {
         if drafts.is_empty() {
             return Ok(());
         }
-        let addresses = store.audience_addresses(&self.audience).await?;
+        let mut addresses = if self.audience.is_empty() {
+            Vec::new()
+        } else {
+            store.audience_addresses(&self.audience).await?
+        };
+        // Console users who may decide and linked their Telegram account hear in private.
+        for user in store.users().await? {
+            let decides = user
+                .roles
+                .iter()
+                .filter_map(|r| r.parse::<Role>().ok())
+                .any(|r| r.allows(Permission::Drafts));
+            if let (false, true, Some(tg)) = (user.disabled, decides, user.telegram_user)
+                && !addresses
+                    .iter()
+                    .any(|(c, a, _)| *c == ChannelKind::Telegram && *a == tg)
+            {
+                addresses.push((ChannelKind::Telegram, tg, user.username));
+            }
+        }
         for draft in drafts {
             self.tell(&draft, &addresses).await;
             store
@@ -298,6 +352,24 @@ mod tests {
         assert_eq!(links.console_url(42), "https://b.example/console/drafts/42");
         let other = ApprovalLinks::new(b"another key, another deployment", "https://b.example");
         assert_eq!(other.verify_button(&data), None);
+    }
+
+    #[test]
+    fn telegram_link_payloads_are_signed_and_expire() {
+        let links = ApprovalLinks::new(b"0123456789abcdef0123456789abcdef", "https://b.example/");
+        let payload = links.link_payload(7, 1_900_000_600);
+        assert!(payload.len() <= 64, "{payload}");
+        assert!(
+            payload
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        );
+        assert_eq!(links.verify_link(&payload, 1_900_000_000), Some(7));
+        assert_eq!(links.verify_link(&payload, 1_900_000_601), None, "expired");
+        assert_eq!(
+            links.verify_link(&payload.replace("u_7_", "u_8_"), 1_900_000_000),
+            None
+        );
     }
 
     #[test]

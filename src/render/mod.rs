@@ -561,6 +561,10 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
         ),
         ("audit", json!({"entries": [entry]})),
         ("subscribers", json!({"subscribers": [subscriber]})),
+        (
+            "me",
+            json!({"linked": false, "link": {"url": "https://t.me/b?start=u_1_2_x", "command": "/start u_1_2_x"}}),
+        ),
     ]
 }
 
@@ -620,6 +624,8 @@ fn bot_samples() -> Vec<(&'static str, Vec<minijinja::Value>)> {
         ("draft_button_reject", vec![]),
         ("draft_reason_prompt", vec![Value::from(3)]),
         ("draft_rejected", vec![Value::from(3), name()]),
+        ("user_linked", vec![]),
+        ("user_link_private", vec![]),
     ]
 }
 

@@ -12,6 +12,8 @@ pub struct UserRow {
     pub password_hash: String,
     pub roles: Vec<String>,
     pub disabled: bool,
+    /// The linked Telegram account's user id.
+    pub telegram_user: Option<String>,
 }
 
 /// A live session and whose it is.
@@ -41,6 +43,10 @@ pub trait UserStore {
         roles: &[String],
     ) -> Result<bool>;
     async fn user(&self, username: &str) -> Result<Option<UserRow>>;
+    /// Links a Telegram account to a user (unlinking it from anyone else); `None` unlinks.
+    async fn link_telegram(&self, user_id: i64, telegram_user: Option<&str>) -> Result<bool>;
+    /// The enabled user a Telegram account is linked to.
+    async fn user_by_telegram(&self, telegram_user: &str) -> Result<Option<UserRow>>;
     async fn users(&self) -> Result<Vec<UserRow>>;
     async fn create_session(
         &self,

@@ -23,6 +23,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserRow> {
         password_hash: row.try_get("password_hash")?,
         roles: roles(row.try_get("roles")?),
         disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+        telegram_user: row.try_get("telegram_user")?,
     })
 }
 
@@ -79,7 +80,7 @@ impl UserStore for SqlStore {
 
     async fn user(&self, username: &str) -> Result<Option<UserRow>> {
         sqlx::query(
-            "SELECT id, username, password_hash, roles, disabled_at FROM users WHERE username = $1",
+            "SELECT id, username, password_hash, roles, disabled_at, telegram_user FROM users WHERE username = $1",
         )
         .bind(username)
         .fetch_optional(&self.reader)
@@ -89,9 +90,40 @@ impl UserStore for SqlStore {
         .transpose()
     }
 
+    async fn link_telegram(&self, user_id: i64, telegram_user: Option<&str>) -> Result<bool> {
+        let mut tx = self.write().await?;
+        if let Some(tg) = telegram_user {
+            sqlx::query("UPDATE users SET telegram_user = NULL WHERE telegram_user = $1")
+                .bind(tg)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let changed = sqlx::query("UPDATE users SET telegram_user = $2 WHERE id = $1")
+            .bind(user_id)
+            .bind(telegram_user)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    async fn user_by_telegram(&self, telegram_user: &str) -> Result<Option<UserRow>> {
+        sqlx::query(
+            "SELECT id, username, password_hash, roles, disabled_at, telegram_user FROM users
+             WHERE telegram_user = $1 AND disabled_at IS NULL",
+        )
+        .bind(telegram_user)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
     async fn users(&self) -> Result<Vec<UserRow>> {
         sqlx::query(
-            "SELECT id, username, password_hash, roles, disabled_at FROM users ORDER BY username",
+            "SELECT id, username, password_hash, roles, disabled_at, telegram_user FROM users ORDER BY username",
         )
         .fetch_all(&self.reader)
         .await?

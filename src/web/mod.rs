@@ -62,6 +62,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub telegram: Option<Arc<TelegramWeb>>,
     pub console: Arc<session::Console>,
+    /// Signs draft buttons and Telegram account links.
+    pub approval_links: crate::approval::ApprovalLinks,
 }
 
 pub use session::Console;
@@ -173,6 +175,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             post(console::incident_update),
         )
         .route("/console/audit", get(console::audit_page))
+        .route("/console/me", get(console::me))
         .route(
             "/console/subscribers",
             get(console::subscribers).post(console::subscriber_create),

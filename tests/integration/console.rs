@@ -11,45 +11,6 @@ use crate::support::*;
 const PUBLIC: &str = "cittadini@lista.asl.example";
 const PASSWORD: &str = "una password lunga abbastanza";
 
-/// A browser: keeps cookies, does not follow redirects (the tests look at them).
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in:\n{html}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
-}
-
-async fn login(
-    app: &TestApp,
-    b: &reqwest::Client,
-    user: &str,
-    password: &str,
-) -> reqwest::Response {
-    let page = b.get(app.url("/console/login")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let token = hidden(&page.text().await.unwrap(), "login_token");
-    b.post(app.url("/console/login"))
-        .form(&[
-            ("login_token", token.as_str()),
-            ("username", user),
-            ("password", password),
-        ])
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn app_with_people(smtp: &SmtpServer) -> TestApp {
     let mut app = TestApp::spawn(smtp, "", &[]).await;
     app.add_user("m.rossi", PASSWORD, "communicator").await;
@@ -66,15 +27,15 @@ async fn app_with_people(smtp: &SmtpServer) -> TestApp {
 async fn login_sessions_and_logout() {
     let smtp = SmtpServer::start();
     let app = app_with_people(&smtp).await;
-    let b = browser();
+    let b = console_browser();
     // Pages need a session.
     let resp = b.get(app.url("/console/drafts")).send().await.unwrap();
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()["location"], "/console/login");
-    let refused = login(&app, &b, "m.rossi", "wrong password here").await;
+    let refused = console_login(&app, &b, "m.rossi", "wrong password here").await;
     assert_eq!(refused.status(), 401);
     assert!(refused.text().await.unwrap().contains("non corretti"));
-    let ok = login(&app, &b, "m.rossi", PASSWORD).await;
+    let ok = console_login(&app, &b, "m.rossi", PASSWORD).await;
     assert_eq!(ok.status(), 303);
     let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("banditore_session="), "{cookie}");
@@ -94,7 +55,7 @@ async fn login_sessions_and_logout() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 403);
-    let csrf = hidden(&html, "csrf");
+    let csrf = hidden_field(&html, "csrf");
     let out = b
         .post(app.url("/console/logout"))
         .form(&[("csrf", csrf.as_str())])
@@ -110,20 +71,20 @@ async fn login_sessions_and_logout() {
 async fn repeated_failed_logins_are_slowed_down() {
     let smtp = SmtpServer::start();
     let app = app_with_people(&smtp).await;
-    let b = browser();
+    let b = console_browser();
     for _ in 0..5 {
         assert_eq!(
-            login(&app, &b, "m.rossi", "not the password")
+            console_login(&app, &b, "m.rossi", "not the password")
                 .await
                 .status(),
             401
         );
     }
-    let blocked = login(&app, &b, "m.rossi", PASSWORD).await;
+    let blocked = console_login(&app, &b, "m.rossi", PASSWORD).await;
     assert_eq!(blocked.status(), 429, "even the right password waits");
     assert!(blocked.text().await.unwrap().contains("Troppi tentativi"));
     // A login form posted from elsewhere (no token of ours) is refused.
-    let other = browser();
+    let other = console_browser();
     let forged = other
         .post(app.url("/console/login"))
         .form(&[
@@ -153,9 +114,11 @@ async fn a_communicator_edits_and_approves_in_the_console_and_an_operator_cannot
     .await;
     let id = drafts[0]["id"].as_i64().unwrap();
 
-    let operator = browser();
+    let operator = console_browser();
     assert_eq!(
-        login(&app, &operator, "l.bianchi", PASSWORD).await.status(),
+        console_login(&app, &operator, "l.bianchi", PASSWORD)
+            .await
+            .status(),
         303
     );
     let html = operator
@@ -170,7 +133,7 @@ async fn a_communicator_edits_and_approves_in_the_console_and_an_operator_cannot
         !html.contains("approve-button"),
         "no approve button for an operator"
     );
-    let csrf = hidden(&html, "csrf");
+    let csrf = hidden_field(&html, "csrf");
     let resp = operator
         .post(app.url(&format!("/console/drafts/{id}/approve")))
         .form(&[("csrf", csrf.as_str())])
@@ -179,8 +142,13 @@ async fn a_communicator_edits_and_approves_in_the_console_and_an_operator_cannot
         .unwrap();
     assert_eq!(resp.status(), 403);
 
-    let comms = browser();
-    assert_eq!(login(&app, &comms, "m.rossi", PASSWORD).await.status(), 303);
+    let comms = console_browser();
+    assert_eq!(
+        console_login(&app, &comms, "m.rossi", PASSWORD)
+            .await
+            .status(),
+        303
+    );
     let html = comms
         .get(app.url(&format!("/console/drafts/{id}")))
         .send()
@@ -190,7 +158,7 @@ async fn a_communicator_edits_and_approves_in_the_console_and_an_operator_cannot
         .await
         .unwrap();
     assert!(html.contains("CUP non risponde"), "{html}");
-    let csrf = hidden(&html, "csrf");
+    let csrf = hidden_field(&html, "csrf");
     // Without the token: refused, and nothing changes.
     let resp = comms
         .post(app.url(&format!("/console/drafts/{id}/approve")))
@@ -367,8 +335,13 @@ async fn in_a_real_browser_a_draft_appears_is_edited_approved_and_delivered_as_e
 async fn operators_manage_subscribers_in_the_console_and_communicators_may_not() {
     let smtp = SmtpServer::start();
     let app = app_with_people(&smtp).await;
-    let comms = browser();
-    assert_eq!(login(&app, &comms, "m.rossi", PASSWORD).await.status(), 303);
+    let comms = console_browser();
+    assert_eq!(
+        console_login(&app, &comms, "m.rossi", PASSWORD)
+            .await
+            .status(),
+        303
+    );
     let resp = comms
         .get(app.url("/console/subscribers"))
         .send()
@@ -376,8 +349,13 @@ async fn operators_manage_subscribers_in_the_console_and_communicators_may_not()
         .unwrap();
     assert_eq!(resp.status(), 403);
 
-    let op = browser();
-    assert_eq!(login(&app, &op, "l.bianchi", PASSWORD).await.status(), 303);
+    let op = console_browser();
+    assert_eq!(
+        console_login(&app, &op, "l.bianchi", PASSWORD)
+            .await
+            .status(),
+        303
+    );
     let html = op
         .get(app.url("/console/subscribers"))
         .send()
@@ -387,7 +365,7 @@ async fn operators_manage_subscribers_in_the_console_and_communicators_may_not()
         .await
         .unwrap();
     assert!(html.contains("Lista pubblica"), "{html}");
-    let csrf = hidden(&html, "csrf");
+    let csrf = hidden_field(&html, "csrf");
     let bad = op
         .post(app.url("/console/subscribers"))
         .form(&[

@@ -724,11 +724,46 @@ async fn the_office_is_told_of_a_draft_and_approves_it_with_the_telegram_button(
     let double = TelegramDouble::start().await;
     double.add_private_chat(1005, "Ufficio", None);
     double.add_private_chat(1006, "Sportello", None);
+    double.add_private_chat(1007, "Stagista", None);
     let smtp = SmtpServer::start();
-    let app = app_with(&double, &smtp, &[]).await;
+    let mut app = app_with(&double, &smtp, &[]).await;
+    // m.rossi (communicator) links her Telegram account, 1005, from the console.
+    app.add_user("m.rossi", "una password lunga abbastanza", "communicator")
+        .await;
+    let browser = console_browser();
+    let resp = console_login(&app, &browser, "m.rossi", "una password lunga abbastanza").await;
+    assert_eq!(resp.status(), 303);
+    let me = browser
+        .get(app.url("/console/me"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        // HTML escapes `/`.
+        .replace("&#x2f;", "/");
+    let start = me
+        .split("<code id=\"telegram-command\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or_else(|| panic!("no link command in:\n{me}"))
+        .to_owned();
+    assert!(
+        me.contains(&format!("https://t.me/{BOT_USERNAME}?start=u_")),
+        "{me}"
+    );
+    double.user_says(1005, 1005, &start).await;
+    let linked = double.wait_for("1005", 1, Duration::from_secs(10)).await;
+    assert!(
+        linked[0].visible.contains("collegato al tuo utente"),
+        "{}",
+        linked[0].visible
+    );
+    // The office's shared chat, 1007, is not anyone's console account.
     app.subscribe(json!({
         "name": "Ufficio comunicazione", "audience": "comms",
-        "addresses": {"telegram": ["1005"], "email": ["comunicazione@regione.example"]},
+        "addresses": {"telegram": ["1007"], "email": ["comunicazione@regione.example"]},
         "subscriptions": [{"matchers": ["service=\"nothing\""]}],
     }))
     .await;
@@ -739,7 +774,8 @@ async fn the_office_is_told_of_a_draft_and_approves_it_with_the_telegram_button(
     }))
     .await;
     fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
-    let notice = double.wait_for("1005", 1, Duration::from_secs(10)).await;
+    double.wait_for("1007", 1, Duration::from_secs(10)).await;
+    let notice = double.wait_for("1005", 2, Duration::from_secs(10)).await[1..].to_vec();
     assert!(
         notice[0].visible.contains("in attesa di approvazione"),
         "{}",
@@ -763,8 +799,10 @@ async fn the_office_is_told_of_a_draft_and_approves_it_with_the_telegram_button(
     assert!(mail.text().contains("/console/drafts/"), "{}", mail.text());
     assert!(mail.header("List-Unsubscribe").is_none());
 
-    // A desk's chat cannot approve, nor can a forged button.
+    // Only a linked user who may decide can approve: not a desk, not the shared office chat's
+    // unlinked member, not a forged button.
     double.press_button(1006, 1006, 1, &data).await;
+    double.press_button(1007, 1007, 1, &data).await;
     double
         .press_button(1005, 1005, notice[0].message_id, "ap:1:AAAAAAAAAAAAAAAA")
         .await;
@@ -798,7 +836,7 @@ async fn the_office_is_told_of_a_draft_and_approves_it_with_the_telegram_button(
         edits.iter().any(|r| r.body["text"]
             .as_str()
             .unwrap_or("")
-            .contains("approvata da Ufficio comunicazione")),
+            .contains("approvata da m.rossi")),
         "{:?}",
         edits.iter().map(|r| r.body.to_string()).collect::<Vec<_>>()
     );
@@ -806,7 +844,7 @@ async fn the_office_is_told_of_a_draft_and_approves_it_with_the_telegram_button(
         .get_json("/api/v1/audit", VIEWER_TOKEN)
         .await
         .to_string();
-    assert!(audit.contains("telegram: Ufficio comunicazione"), "{audit}");
+    assert!(audit.contains("telegram: m.rossi"), "{audit}");
 
     // Reject asks why; the reply rejects with that reason.
     fire_alert(&app, "firing", "cup-portale", "Portale lento").await;
@@ -850,7 +888,7 @@ async fn the_office_is_told_of_a_draft_and_approves_it_with_the_telegram_button(
         || async { double.sent_to("1005") },
         |m| {
             m.last()
-                .is_some_and(|m| m.visible.contains("rifiutata da Ufficio comunicazione"))
+                .is_some_and(|m| m.visible.contains("rifiutata da m.rossi"))
         },
     )
     .await;

@@ -35,6 +35,7 @@ use crate::cluster::Leadership;
 use crate::domain::subscriber::{ChannelKind, Language, TelegramChat};
 use crate::pipeline::Bells;
 use crate::render::Renderer;
+use crate::settings::{Permission, Role};
 use crate::store::{
     ChatBinding, Decision, IncidentFilter, Redeemed, ServiceMode, Store, StoreError, Topic,
 };
@@ -78,11 +79,10 @@ pub struct BotContext {
     pub approvals: Option<BotApprovals>,
 }
 
-/// What the Approve button needs: its signature, who may press it, whom to wake.
+/// What the draft buttons need: their signatures, and whom to wake. Who may press them: a
+/// Telegram account linked to a console user whose roles allow deciding on drafts.
 pub struct BotApprovals {
     pub links: ApprovalLinks,
-    /// Chats of this audience's subscribers act for the communications office.
-    pub audience: String,
     pub wake: Bells,
 }
 
@@ -108,29 +108,27 @@ fn schema() -> UpdateHandler<RequestError> {
         .branch(Update::filter_callback_query().endpoint(on_button))
 }
 
-/// The communications office subscriber a chat belongs to, if it does.
-async fn office_of(ctx: &BotContext, approvals: &BotApprovals, chat: ChatId) -> Option<String> {
-    match ctx.store.audience_addresses(&approvals.audience).await {
-        Ok(addresses) => addresses
-            .into_iter()
-            .find(|(channel, address, _)| {
-                *channel == ChannelKind::Telegram && *address == chat.0.to_string()
+/// The console user a Telegram account is linked to, if that user may decide on drafts: who
+/// acts when a draft button is pressed or a reason given.
+async fn decider(ctx: &BotContext, from: Option<&teloxide::types::User>) -> Option<String> {
+    let from = from?;
+    match ctx.store.user_by_telegram(&from.id.0.to_string()).await {
+        Ok(Some(user)) => {
+            let allowed = user
+                .roles
+                .iter()
+                .filter_map(|r| r.parse::<Role>().ok())
+                .any(|r| r.allows(Permission::Drafts));
+            allowed.then(|| match from.username.as_deref() {
+                Some(tg) => format!("{} (@{tg})", user.username),
+                None => user.username,
             })
-            .map(|(_, _, name)| name),
+        }
+        Ok(None) => None,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the communications office's chats");
+            tracing::warn!(error = %e, "cannot read the linked console users");
             None
         }
-    }
-}
-
-fn who_pressed(office: &str, user: Option<&teloxide::types::User>) -> String {
-    match user {
-        Some(u) => match u.username.as_deref() {
-            Some(name) => format!("{office} (@{name})"),
-            None => format!("{office} ({})", u.first_name),
-        },
-        None => office.to_owned(),
     }
 }
 
@@ -206,11 +204,12 @@ async fn on_button(bot: Bot, q: CallbackQuery, ctx: Arc<BotContext>) -> HandlerR
         .data
         .as_deref()
         .and_then(|d| approvals.links.verify_button(d));
-    let office = office_of(&ctx, approvals, chat).await;
-    let (Some((button, id)), Some(office)) = (button, office) else {
+    let who = decider(&ctx, Some(&q.from)).await;
+    let (Some((button, id)), Some(who)) = (button, who) else {
         tracing::warn!(
             chat = chat.0,
-            "draft button pressed where it may not be, or forged"
+            from = q.from.id.0,
+            "draft button pressed by someone who may not decide, or forged"
         );
         return bot
             .answer_callback_query(q.id.clone())
@@ -221,7 +220,6 @@ async fn on_button(bot: Bot, q: CallbackQuery, ctx: Arc<BotContext>) -> HandlerR
     };
     let answer = match button {
         Button::Approve => {
-            let who = who_pressed(&office, Some(&q.from));
             let (done, text) = decide_from_chat(
                 &ctx,
                 approvals,
@@ -367,6 +365,26 @@ async fn answer(
 ) -> Result<String, crate::store::StoreError> {
     let say = |name: &str, args: &[Value]| ctx.say(language, name, args);
     let now = Timestamp::now();
+    // A console user links this Telegram account, with the link the console gave them.
+    if let Command::Start(token) = cmd
+        && let Some(approvals) = &ctx.approvals
+        && token.trim().starts_with("u_")
+    {
+        return Ok(
+            match approvals.links.verify_link(token.trim(), now.as_second()) {
+                Some(_) if chat.starts_with('-') => say("user_link_private", &[]),
+                Some(user_id) => {
+                    if ctx.store.link_telegram(user_id, Some(chat)).await? {
+                        tracing::info!(chat, user_id, "Telegram account linked to a console user");
+                        say("user_linked", &[])
+                    } else {
+                        say("invite_unknown", &[])
+                    }
+                }
+                None => say("invite_expired", &[]),
+            },
+        );
+    }
     if let Command::Start(token) = cmd {
         let token = token.trim();
         if token.is_empty() {
@@ -533,9 +551,8 @@ async fn on_message(bot: Bot, msg: Message, me: Me, ctx: Arc<BotContext>) -> Han
     // The reason for rejecting a draft, given as a reply to the bot's question.
     if let (Some(approvals), Some(id)) = (&ctx.approvals, prompted_draft(&msg, &me))
         && !text.trim().is_empty()
-        && let Some(office) = office_of(&ctx, approvals, msg.chat.id).await
+        && let Some(who) = decider(&ctx, msg.from.as_ref()).await
     {
-        let who = who_pressed(&office, msg.from.as_ref());
         let (_, answer) = decide_from_chat(
             &ctx,
             approvals,

@@ -277,7 +277,20 @@ impl TestApp {
     /// Adds a console user with `banditore user add` (the service stops meanwhile: SQLite has
     /// one process at a time) and starts it again.
     pub async fn add_user(&mut self, name: &str, password: &str, roles: &str) {
-        self.terminate();
+        // Waits without blocking: a double on this runtime may have to answer the shutdown.
+        if let Some(mut child) = self.child.take() {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            for _ in 0..300 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let (code, out, err) = self.cli(
             &["user", "add", name, "--role", roles],
             &format!("{password}\n"),
@@ -341,4 +354,43 @@ pub fn alertmanager(
             "fingerprint": format!("fp-{alertname}-{}", labels.iter().map(|(k, v)| format!("{k}{v}")).collect::<String>()),
         }]
     })
+}
+
+/// A browser: keeps cookies, does not follow redirects (the tests look at them).
+pub fn console_browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+pub fn hidden_field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in:\n{html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+pub async fn console_login(
+    app: &TestApp,
+    b: &reqwest::Client,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    let page = b.get(app.url("/console/login")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let token = hidden_field(&page.text().await.unwrap(), "login_token");
+    b.post(app.url("/console/login"))
+        .form(&[
+            ("login_token", token.as_str()),
+            ("username", user),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
 }
