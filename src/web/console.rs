@@ -27,6 +27,16 @@ use crate::store::{Decision, IncidentFilter, PartEdit, Topic};
 
 type Form = Vec<(String, String)>;
 
+/// The value, or the page that says why there is none (the login page, a 403…).
+macro_rules! or_page {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(page) => return page,
+        }
+    };
+}
+
 /// The page language: the browser's first choice we have words for, else the deployment's.
 fn language(state: &AppState, headers: &HeaderMap) -> String {
     let ours = ["it", "en"];
@@ -259,10 +269,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bod
 
 pub async fn drafts(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let lang = language(&state, &headers);
-    let v = match allowed(&state, &headers, &lang, Permission::Read).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let v = or_page!(allowed(&state, &headers, &lang, Permission::Read).await);
     let (pending, recent) = match (
         state.store.drafts(Some("pending"), 100).await,
         state.store.drafts(None, 30).await,
@@ -290,10 +297,7 @@ pub async fn draft(
     Path(id): Path<i64>,
 ) -> Response {
     let lang = language(&state, &headers);
-    let v = match allowed(&state, &headers, &lang, Permission::Read).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let v = or_page!(allowed(&state, &headers, &lang, Permission::Read).await);
     let loaded = async {
         let draft = state
             .store
@@ -344,10 +348,7 @@ pub async fn draft_edit(
     body: Body,
 ) -> Response {
     let lang = language(&state, &headers);
-    let (v, form) = match posted(&state, &headers, &lang, Permission::Drafts, body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (v, form) = or_page!(posted(&state, &headers, &lang, Permission::Drafts, body).await);
     let current = match state.store.draft(id).await {
         Ok(Some(d)) => d,
         Ok(None) => {
@@ -405,10 +406,7 @@ pub async fn draft_approve(
     body: Body,
 ) -> Response {
     let lang = language(&state, &headers);
-    let (v, form) = match posted(&state, &headers, &lang, Permission::Drafts, body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (v, form) = or_page!(posted(&state, &headers, &lang, Permission::Drafts, body).await);
     let channels: Vec<ChannelKind> = form
         .iter()
         .filter(|(k, _)| k == "channel")
@@ -430,10 +428,7 @@ pub async fn draft_reject(
     body: Body,
 ) -> Response {
     let lang = language(&state, &headers);
-    let (v, form) = match posted(&state, &headers, &lang, Permission::Drafts, body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (v, form) = or_page!(posted(&state, &headers, &lang, Permission::Drafts, body).await);
     let reason = field(&form, "reason").trim();
     if reason.is_empty() {
         return error_page(
@@ -454,10 +449,7 @@ pub async fn draft_reject(
 
 pub async fn incidents(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let lang = language(&state, &headers);
-    let v = match allowed(&state, &headers, &lang, Permission::Read).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let v = or_page!(allowed(&state, &headers, &lang, Permission::Read).await);
     let filter = IncidentFilter {
         open: None,
         limit: 100,
@@ -484,10 +476,7 @@ pub async fn incident(
     Path(id): Path<i64>,
 ) -> Response {
     let lang = language(&state, &headers);
-    let v = match allowed(&state, &headers, &lang, Permission::Read).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let v = or_page!(allowed(&state, &headers, &lang, Permission::Read).await);
     let loaded = async {
         let incident = state
             .store
@@ -534,10 +523,7 @@ pub async fn incident_open(
     body: Body,
 ) -> Response {
     let lang = language(&state, &headers);
-    let (v, form) = match posted(&state, &headers, &lang, Permission::Incidents, body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (v, form) = or_page!(posted(&state, &headers, &lang, Permission::Incidents, body).await);
     let mut labels = crate::domain::Labels::new();
     for key in ["service", "area"] {
         let value = field(&form, key).trim();
@@ -593,10 +579,7 @@ pub async fn incident_update(
     body: Body,
 ) -> Response {
     let lang = language(&state, &headers);
-    let (v, form) = match posted(&state, &headers, &lang, Permission::Incidents, body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (v, form) = or_page!(posted(&state, &headers, &lang, Permission::Incidents, body).await);
     let status = match field(&form, "status") {
         "" => None,
         s => match s.parse() {
@@ -635,10 +618,7 @@ pub async fn incident_update(
 
 pub async fn audit_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let lang = language(&state, &headers);
-    let v = match allowed(&state, &headers, &lang, Permission::Read).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let v = or_page!(allowed(&state, &headers, &lang, Permission::Read).await);
     match state.store.audit_log(None, 200).await {
         Ok(entries) => page(
             &state,
@@ -654,10 +634,7 @@ pub async fn audit_page(State(state): State<AppState>, headers: HeaderMap) -> Re
 
 pub async fn subscribers(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let lang = language(&state, &headers);
-    let v = match allowed(&state, &headers, &lang, Permission::Subscribers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let v = or_page!(allowed(&state, &headers, &lang, Permission::Subscribers).await);
     match state.store.subscribers().await {
         Ok(rows) => {
             let list: Vec<SubscriberJson> = rows.into_iter().map(SubscriberJson::from).collect();
@@ -690,10 +667,7 @@ pub async fn subscriber_create(
     body: Body,
 ) -> Response {
     let lang = language(&state, &headers);
-    let (v, form) = match posted(&state, &headers, &lang, Permission::Subscribers, body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (v, form) = or_page!(posted(&state, &headers, &lang, Permission::Subscribers, body).await);
     let mut addresses = serde_json::Map::new();
     for channel in ChannelKind::ALL {
         let list = list_field(&form, channel.as_str());
@@ -731,10 +705,7 @@ pub async fn subscriber_delete(
     body: Body,
 ) -> Response {
     let lang = language(&state, &headers);
-    let (v, _) = match posted(&state, &headers, &lang, Permission::Subscribers, body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (v, _) = or_page!(posted(&state, &headers, &lang, Permission::Subscribers, body).await);
     match delete_by(&state, id, &v.principal.name).await {
         Ok(()) => redirect("/console/subscribers"),
         Err(e) => error_page(&state, &lang, Some(&v), e),
@@ -745,10 +716,7 @@ pub async fn subscriber_delete(
 /// (so that they can approve drafts from Telegram), valid for a quarter of an hour.
 pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let lang = language(&state, &headers);
-    let v = match allowed(&state, &headers, &lang, Permission::Read).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let v = or_page!(allowed(&state, &headers, &lang, Permission::Read).await);
     let user = match state.store.user(&v.principal.name).await {
         Ok(Some(u)) => u,
         Ok(None) => return error_page(&state, &lang, Some(&v), ApiError::NotFound("user".into())),
