@@ -9,13 +9,27 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
+/// A body refused for the size it declares is still read, and dropped, up to this much: the
+/// sender then finishes writing and reads the 413, instead of a connection reset under it.
+const DRAIN_AT_MOST: u64 = 8 * 1024 * 1024;
+
+async fn drain(mut body: Body) {
+    use http_body_util::BodyExt;
+    while let Some(Ok(_)) = body.frame().await {}
+}
+
 /// Reads the whole body, refusing more than `limit` bytes.
 pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if let Some(n) = declared
+        && n > limit as u64
+    {
+        if n <= DRAIN_AT_MOST {
+            drain(body).await;
+        }
         return Err(ApiError::PayloadTooLarge(limit));
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
