@@ -293,6 +293,8 @@ async fn oversize_bodies_get_413_and_foreign_media_types_415() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
+    // The connection ends with a 413 and says so, so the next request goes on a new one.
+    assert_eq!(resp.headers()["connection"], "close");
     let resp = app
         .post(
             "/api/v1/signals/alertmanager",
