@@ -362,7 +362,8 @@ pub async fn draft_edit(
         Err(e) => return error_page(&state, &lang, Some(&v), e.into()),
     };
     let mut edits = Vec::new();
-    for p in &current.parts {
+    // Decided parts are shown read-only; only pending ones can change.
+    for p in current.parts.iter().filter(|p| p.state == "pending") {
         let key = format!("{}_{}", p.channel.as_str(), p.language);
         let Some((_, body)) = form.iter().find(|(k, _)| *k == format!("body_{key}")) else {
             continue;
