@@ -906,3 +906,91 @@ async fn the_office_is_told_of_a_draft_and_approves_it_with_the_telegram_button(
         "nothing more published"
     );
 }
+
+#[tokio::test]
+async fn a_partly_approved_draft_can_still_be_edited_in_the_console() {
+    let double = TelegramDouble::start().await;
+    double.add_channel("regione_avvisi", -1_009_000);
+    let smtp = SmtpServer::start();
+    let mut app = app_with(
+        &double,
+        &smtp,
+        &[(
+            "BANDITORE__CHANNELS__TELEGRAM__PUBLIC_CHANNEL",
+            "@regione_avvisi",
+        )],
+    )
+    .await;
+    app.add_user("m.rossi", "una password lunga abbastanza", "communicator")
+        .await;
+    app.subscribe(json!({
+        "name": "Lista pubblica", "audience": "public", "addresses": {"email": "cittadini@lista.example"},
+        "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
+    }))
+    .await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let drafts = eventually(
+        || async {
+            app.get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
+                .await["drafts"]
+                .clone()
+        },
+        |d| d[0]["parts"].as_array().is_some_and(|p| p.len() == 2),
+    )
+    .await;
+    let id = drafts[0]["id"].as_i64().unwrap();
+    // The channel goes out now; the email waits for a better text.
+    let resp = app
+        .post_json(
+            &format!("/api/v1/drafts/{id}/approve"),
+            Some(COMMUNICATOR_TOKEN),
+            &json!({"channels": ["telegram"]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let browser = console_browser();
+    let resp = console_login(&app, &browser, "m.rossi", "una password lunga abbastanza").await;
+    assert_eq!(resp.status(), 303);
+    let html = browser
+        .get(app.url(&format!("/console/drafts/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_field(&html, "csrf");
+    // The form posts every part, the approved one read-only: only the pending one changes.
+    let telegram_body = drafts[0]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["channel"] == "telegram")
+        .unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = browser
+        .post(app.url(&format!("/console/drafts/{id}/edit")))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("body_email_it", "Prenotazioni sospese."),
+            ("body_telegram_it", telegram_body.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let draft = app
+        .get_json(&format!("/api/v1/drafts/{id}"), VIEWER_TOKEN)
+        .await;
+    let email = draft["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["channel"] == "email")
+        .unwrap()
+        .clone();
+    assert_eq!(email["version"], 2);
+    assert_eq!(email["body"], "Prenotazioni sospese.");
+}
