@@ -242,6 +242,21 @@ impl Application {
             sms_reports = Some(Arc::new(reports));
         }
 
+        let social = social_channels(&v, store.clone(), &deployment_id)?;
+        for channel in social {
+            enabled.insert(channel.kind());
+            dispatchers.push(Dispatcher::new(
+                store.clone(),
+                channel,
+                // One post at a time per account, so that each update finds the post before it.
+                outbox.clone(),
+                owner.clone(),
+                wake.dispatch.bell(),
+                links.clone(),
+                None,
+            ));
+        }
+
         let announcer = Some(Announcer {
             audience: s.approval.notify_audience.clone(),
             links: approval_links.clone(),
@@ -386,6 +401,44 @@ impl Application {
         tracing::info!("stopped");
         served.context("serving HTTP")
     }
+}
+
+/// The social accounts that are enabled, as channels.
+fn social_channels(
+    v: &Validated,
+    store: Arc<dyn Store>,
+    deployment_id: &str,
+) -> anyhow::Result<Vec<Arc<dyn Channel>>> {
+    use crate::channel::{
+        bluesky::BlueskyChannel, facebook::FacebookChannel, mastodon::MastodonChannel, x::XChannel,
+    };
+    let c = &v.settings.channels;
+    let keys = &v.social;
+    let language = v.settings.routing.default_language.as_str();
+    let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
+    if let (true, Some(token)) = (c.mastodon.enabled, &keys.mastodon) {
+        let m = MastodonChannel::new(
+            &c.mastodon,
+            token.clone(),
+            language,
+            deployment_id,
+            store.clone(),
+        );
+        channels.push(Arc::new(m.map_err(anyhow::Error::msg)?));
+    }
+    if let (true, Some(password)) = (c.bluesky.enabled, &keys.bluesky) {
+        let b = BlueskyChannel::new(&c.bluesky, password.clone(), language, store.clone());
+        channels.push(Arc::new(b.map_err(anyhow::Error::msg)?));
+    }
+    if let (true, Some((consumer, token))) = (c.x.enabled, &keys.x) {
+        let x = XChannel::new(&c.x, consumer.clone(), token.clone(), store.clone());
+        channels.push(Arc::new(x.map_err(anyhow::Error::msg)?));
+    }
+    if let (true, Some(token)) = (c.facebook.enabled, &keys.facebook) {
+        let f = FacebookChannel::new(&c.facebook, token.clone(), store.clone());
+        channels.push(Arc::new(f.map_err(anyhow::Error::msg)?));
+    }
+    Ok(channels)
 }
 
 /// Turns other replicas' announcements into local wake-ups.

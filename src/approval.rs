@@ -278,6 +278,7 @@ impl Announcer {
                     let outgoing = Outgoing {
                         delivery_id: -draft.id,
                         incident_id: draft.incident_id,
+                        attempt: 1,
                         recipient: address.clone(),
                         recipient_name: name.clone(),
                         subject: body.lines().next().map(|l| l.trim().to_owned()),

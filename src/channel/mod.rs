@@ -3,9 +3,14 @@
 //! Each channel is one file implementing [`Channel`]; the outbox calls [`Channel::send`] for one
 //! recipient and acts on the [`SendError`] class (retry later, give up, or mark the address gone).
 
+pub mod bluesky;
 pub mod email;
+pub mod facebook;
+pub mod mastodon;
 pub mod sms;
+pub mod social;
 pub mod telegram;
+pub mod x;
 
 use std::time::Duration;
 
@@ -21,6 +26,8 @@ pub struct Outgoing {
     pub delivery_id: i64,
     /// Every message of one incident shares it: channels that thread conversations use it.
     pub incident_id: i64,
+    /// Which attempt this is, from 1: a retry may follow an attempt whose answer was lost.
+    pub attempt: u32,
     pub recipient: String,
     pub recipient_name: String,
     pub subject: Option<String>,

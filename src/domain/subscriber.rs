@@ -15,16 +15,58 @@ pub enum ChannelKind {
     Email,
     Telegram,
     Sms,
+    Mastodon,
+    Bluesky,
+    X,
+    Facebook,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 3] = [ChannelKind::Email, ChannelKind::Telegram, ChannelKind::Sms];
+    pub const ALL: [ChannelKind; 7] = [
+        ChannelKind::Email,
+        ChannelKind::Telegram,
+        ChannelKind::Sms,
+        ChannelKind::Mastodon,
+        ChannelKind::Bluesky,
+        ChannelKind::X,
+        ChannelKind::Facebook,
+    ];
+
+    /// The social networks: one account each, set in `channels.<network>`, posting public
+    /// statements as threads.
+    pub const SOCIAL: [ChannelKind; 4] = [
+        ChannelKind::Mastodon,
+        ChannelKind::Bluesky,
+        ChannelKind::X,
+        ChannelKind::Facebook,
+    ];
+
+    /// The name people know the channel by.
+    pub fn title(self) -> &'static str {
+        match self {
+            ChannelKind::Email => "Email",
+            ChannelKind::Telegram => "Telegram",
+            ChannelKind::Sms => "SMS",
+            ChannelKind::Mastodon => "Mastodon",
+            ChannelKind::Bluesky => "Bluesky",
+            ChannelKind::X => "X",
+            ChannelKind::Facebook => "Facebook",
+        }
+    }
+
+    pub fn is_social(self) -> bool {
+        ChannelKind::SOCIAL.contains(&self)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Email => "email",
             ChannelKind::Telegram => "telegram",
             ChannelKind::Sms => "sms",
+            ChannelKind::Mastodon => "mastodon",
+            ChannelKind::Bluesky => "bluesky",
+            ChannelKind::X => "x",
+            ChannelKind::Facebook => "facebook",
         }
     }
 
@@ -38,6 +80,9 @@ impl ChannelKind {
                 .map_err(|e| format!("`{trimmed}` is not a valid email address ({e})")),
             ChannelKind::Telegram => TelegramChat::parse(trimmed).map(|c| c.to_string()),
             ChannelKind::Sms => parse_phone(trimmed, rules.phone_region),
+            social => Err(format!(
+                "{social} is not a subscriber address: the account is set in channels.{social}, and it posts what the `public` audience is approved to hear"
+            )),
         }
     }
 }
@@ -146,7 +191,10 @@ impl FromStr for ChannelKind {
         ChannelKind::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown channel `{s}` (known: email, telegram, sms)"))
+            .ok_or_else(|| {
+                let known: Vec<&str> = ChannelKind::ALL.iter().map(|c| c.as_str()).collect();
+                format!("unknown channel `{s}` (known: {})", known.join(", "))
+            })
     }
 }
 

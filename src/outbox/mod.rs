@@ -388,6 +388,7 @@ impl Send {
         let outgoing = Outgoing {
             delivery_id: delivery.id,
             incident_id: delivery.incident_id,
+            attempt: delivery.attempts,
             recipient: delivery.recipient.clone(),
             recipient_name: delivery.subscriber_name.clone(),
             subject: message.subject.as_deref().map(|s| fill.fill(s)),

@@ -16,6 +16,10 @@ pub struct MessageContext {
     pub signals_omitted: usize,
     pub audience: String,
     pub public_url: String,
+    /// The public status page.
+    pub status_url: String,
+    /// This incident on the public status page.
+    pub incident_url: String,
     /// Placeholder, filled per recipient at send time.
     pub recipient_name: &'static str,
     /// Placeholder, filled per recipient at send time.
@@ -67,13 +71,17 @@ impl MessageContext {
         audience: &str,
         public_url: &str,
     ) -> Self {
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        let status_url = format!("{public_url}/status");
         MessageContext {
+            incident_url: format!("{status_url}/incidents/{}", incident.id),
+            status_url,
             incident,
             update,
             signals,
             signals_omitted: 0,
             audience: audience.to_owned(),
-            public_url: public_url.trim_end_matches('/').to_owned(),
+            public_url,
             recipient_name: RECIPIENT_NAME,
             unsubscribe_url: UNSUBSCRIBE_URL,
         }

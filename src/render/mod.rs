@@ -8,6 +8,7 @@
 
 mod context;
 pub mod sms;
+pub mod social;
 pub mod telegram;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +56,9 @@ fn parts(channel: ChannelKind) -> &'static [&'static str] {
         ChannelKind::Email => &["subject", "text", "html"],
         ChannelKind::Telegram => &["message", "bot"],
         ChannelKind::Sms => &["text"],
+        ChannelKind::Mastodon | ChannelKind::Bluesky | ChannelKind::X | ChannelKind::Facebook => {
+            &["post"]
+        }
     }
 }
 
@@ -66,6 +70,8 @@ pub struct Renderer {
     fallback: Language,
     /// Spell SMS text in GSM-7 where a usual spelling exists (`È` → `E'`).
     sms_fold: bool,
+    /// The social networks' limits (Mastodon's depends on the instance).
+    social: social::Limits,
 }
 
 /// What an SMS template costs at most, when it does not say (`{% set max_segments = N %}`).
@@ -165,6 +171,7 @@ impl Renderer {
             languages,
             fallback: fallback.clone(),
             sms_fold: true,
+            social: social::Limits::default(),
         })
     }
 
@@ -172,6 +179,16 @@ impl Renderer {
     pub fn with_sms_fold(mut self, fold: bool) -> Renderer {
         self.sms_fold = fold;
         self
+    }
+
+    /// The social networks' limits in force.
+    pub fn with_social_limits(mut self, limits: social::Limits) -> Renderer {
+        self.social = limits;
+        self
+    }
+
+    pub fn social_limits(&self) -> social::Limits {
+        self.social
     }
 
     /// The template language used for a subscriber language: the language itself, its primary
@@ -236,6 +253,15 @@ impl Renderer {
             ChannelKind::Sms => Rendered {
                 subject: None,
                 text: self.render_sms(&language, ctx)?.text,
+                html: None,
+                language,
+            },
+            ChannelKind::Mastodon
+            | ChannelKind::Bluesky
+            | ChannelKind::X
+            | ChannelKind::Facebook => Rendered {
+                subject: None,
+                text: self.render_post(channel, &language, ctx)?.text,
                 html: None,
                 language,
             },
@@ -308,6 +334,52 @@ impl Renderer {
         Ok(SmsText {
             text: sms::truncate(&text, max_segments),
             max_segments,
+            fits_without_cutting,
+        })
+    }
+
+    /// A post for a social network, within the network's limit counted its way, or the lower
+    /// `max_length` the template declares (`{% set max_length = N %}`): rendered again with
+    /// fewer signals while too long, then cut before its last line (the link), which is kept.
+    pub fn render_post(
+        &self,
+        channel: ChannelKind,
+        language: &str,
+        ctx: &MessageContext,
+    ) -> Result<Post, RenderError> {
+        let name = template_name(channel, language, "post");
+        let fail = |e: minijinja::Error| RenderError::Template {
+            name: name.clone(),
+            detail: describe(&name, &e),
+        };
+        let template = self.env.get_template(&name).map_err(fail)?;
+        let network_max = self.social.limit(channel).unwrap_or(usize::MAX);
+        let render = |ctx: &MessageContext| -> Result<(String, usize), RenderError> {
+            let captured = template
+                .render_captured(minijinja::Value::from(minijinja::value::Serde(ctx)))
+                .map_err(fail)?;
+            let max = match captured.state().lookup("max_length") {
+                None => network_max,
+                Some(v) => usize::try_from(v.clone())
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| RenderError::Template {
+                        name: name.clone(),
+                        detail: format!("{name}: max_length is `{v}`, expected a positive number"),
+                    })?
+                    .min(network_max),
+            };
+            Ok((captured.into_output().trim().to_owned(), max))
+        };
+        let (first, max_length) = render(ctx)?;
+        let fits = |text: &str| {
+            self.social.fits(channel, text) && self.social.length(channel, text) <= max_length
+        };
+        let text = with_fewer_signals(ctx, first, |ctx| render(ctx).map(|(t, _)| t), |t| !fits(t))?;
+        let fits_without_cutting = fits(&text);
+        Ok(Post {
+            text: social::fit(&text, fits),
+            max_length,
             fits_without_cutting,
         })
     }
@@ -459,6 +531,24 @@ impl Renderer {
                         }
                     }
                 }
+                if channel.is_social() {
+                    // A long update body is cut to fit; the plain update must fit whole.
+                    for kind in [UpdateKind::Opened, UpdateKind::Resolved] {
+                        let mut ctx = sample_context(kind);
+                        ctx.signals.clear();
+                        if let Ok(post) = self.render_post(channel, &lang, &ctx)
+                            && !post.fits_without_cutting
+                        {
+                            problems.push(format!(
+                                "{}: even without signals the sample {} post is longer than {} {} and would be cut",
+                                template_name(channel, &lang, "post"),
+                                kind.as_str(),
+                                post.max_length,
+                                social::Limits::unit(channel),
+                            ));
+                        }
+                    }
+                }
                 if channel == ChannelKind::Telegram {
                     for (name, args) in bot_samples() {
                         if let Err(e) = self.bot_text(&language, name, &args) {
@@ -505,6 +595,15 @@ fn with_fewer_signals(
         text = render(&shorter)?;
     }
     Ok(text)
+}
+
+/// A social post as rendered, and what its template allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Post {
+    pub text: String,
+    pub max_length: usize,
+    /// False when even without signals the text was too long and had to be cut.
+    pub fits_without_cutting: bool,
 }
 
 /// An SMS as rendered, and what its template allows.

@@ -61,6 +61,13 @@ macro_rules! word_enum {
     };
 }
 
+// After `word_enum!`, which it uses.
+mod social;
+pub use social::{
+    BlueskySettings, FacebookSettings, FacebookUpdates, MastodonSettings, MastodonVisibility,
+    SocialKeys, XSettings,
+};
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -340,6 +347,10 @@ pub struct ChannelSettings {
     pub email: EmailSettings,
     pub telegram: TelegramSettings,
     pub sms: SmsSettings,
+    pub mastodon: MastodonSettings,
+    pub bluesky: BlueskySettings,
+    pub x: XSettings,
+    pub facebook: FacebookSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -48,6 +48,8 @@ pub struct Validated {
     pub telegram: Option<TelegramKeys>,
     /// SMS providers in the order they are tried (empty when SMS is off).
     pub sms: Vec<SmsProviderKeys>,
+    /// The social accounts' secrets.
+    pub social: super::SocialKeys,
     /// How subscribers from the API are checked (language, phone region).
     pub subscriber_rules: SubscriberRules,
     pub subscribers: Vec<ValidSubscriber>,
@@ -372,6 +374,7 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
 
     let telegram = validate_telegram(&settings, &mut push);
     let sms = validate_sms(&settings, &mut push);
+    let social = super::social::validate_social(&settings, &mut push);
     let subscriber_rules = SubscriberRules {
         default_language: settings.routing.default_language.clone(),
         phone_region: phone_region(&settings, &mut push),
@@ -421,6 +424,8 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         });
     }
 
+    subscribers.extend(super::social::account_subscribers(&settings));
+
     // templates
     let renderer = match Renderer::new(
         &settings.templates.dir,
@@ -428,7 +433,13 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         time_zone.clone(),
     ) {
         Ok(r) => {
-            let r = r.with_sms_fold(settings.channels.sms.fold_to_gsm7);
+            let m = &settings.channels.mastodon;
+            let r = r
+                .with_sms_fold(settings.channels.sms.fold_to_gsm7)
+                .with_social_limits(crate::render::social::Limits {
+                    mastodon_max: m.max_characters,
+                    mastodon_url: m.characters_reserved_per_url,
+                });
             for msg in r.check() {
                 push("templates", msg);
             }
@@ -452,6 +463,7 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
             email_password,
             telegram,
             sms,
+            social,
             subscriber_rules,
             subscribers,
             time_zone,

@@ -117,6 +117,8 @@ pub trait DraftStore {
     /// Drafts, newest first; only those in `state` when given.
     async fn drafts(&self, state: Option<&str>, limit: u32) -> Result<Vec<Draft>>;
     async fn draft(&self, id: i64) -> Result<Option<Draft>>;
+    /// The approved drafts of `audience` about one incident, newest first: what was published.
+    async fn published_drafts(&self, incident_id: i64, audience: &str) -> Result<Vec<Draft>>;
     /// Adds a version to each edited part. `Conflict` unless the draft and the part are pending;
     /// `None` when there is no such draft.
     async fn edit_draft(

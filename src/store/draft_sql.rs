@@ -243,6 +243,22 @@ impl DraftStore for SqlStore {
             .next())
     }
 
+    async fn published_drafts(&self, incident_id: i64, audience: &str) -> Result<Vec<Draft>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM drafts WHERE incident_id = $1 AND audience = $2 AND state = 'approved'
+             ORDER BY id DESC LIMIT 100",
+        )
+        .bind(incident_id)
+        .bind(audience)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut drafts = Vec::with_capacity(ids.len());
+        for id in ids {
+            drafts.extend(self.draft(id).await?);
+        }
+        Ok(drafts)
+    }
+
     async fn edit_draft(
         &self,
         id: i64,

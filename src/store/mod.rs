@@ -556,6 +556,14 @@ pub trait Store: ChatStore + DraftStore + UserStore + Send + Sync + 'static {
         owner: &str,
     ) -> Result<Vec<ClaimedDelivery>>;
     async fn message(&self, id: i64) -> Result<Option<MessageRow>>;
+    /// What the provider called each message already sent about `incident_id` to `recipient`
+    /// on `channel`, oldest first: the posts a social network's thread continues from.
+    async fn sent_provider_ids(
+        &self,
+        incident_id: i64,
+        channel: ChannelKind,
+        recipient: &str,
+    ) -> Result<Vec<String>>;
     /// Records what happened to claimed deliveries. A row no longer held by `owner` under the
     /// same claim (its lease expired and it was claimed again) is left alone.
     async fn record_outcomes(

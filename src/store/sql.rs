@@ -678,6 +678,26 @@ impl Store for SqlStore {
         .transpose()
     }
 
+    async fn sent_provider_ids(
+        &self,
+        incident_id: i64,
+        channel: ChannelKind,
+        recipient: &str,
+    ) -> Result<Vec<String>> {
+        let ids = sqlx::query_scalar(
+            "SELECT provider_id FROM deliveries
+             WHERE incident_id = $1 AND channel = $2 AND recipient = $3
+               AND state = 'sent' AND provider_id IS NOT NULL
+             ORDER BY id",
+        )
+        .bind(incident_id)
+        .bind(channel.as_str())
+        .bind(recipient)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(ids)
+    }
+
     async fn record_outcomes(
         &self,
         owner: &str,

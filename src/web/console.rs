@@ -38,7 +38,7 @@ macro_rules! or_page {
 }
 
 /// The page language: the browser's first choice we have words for, else the deployment's.
-fn language(state: &AppState, headers: &HeaderMap) -> String {
+pub(super) fn language(state: &AppState, headers: &HeaderMap) -> String {
     let ours = ["it", "en"];
     headers
         .get(ACCEPT_LANGUAGE)
@@ -321,7 +321,7 @@ pub async fn draft(
             minijinja::context! {
                 part => json(p),
                 key => format!("{}_{}", p.channel.as_str(), p.language),
-                length => json(&measure(p.channel, &p.body)),
+                length => json(&measure(&state.renderer.social_limits(), p.channel, &p.body)),
             }
         })
         .collect();

@@ -12,6 +12,7 @@ use super::body::{json, read};
 use super::error::ApiError;
 use super::{AppState, require};
 use crate::domain::subscriber::ChannelKind;
+use crate::render::social::Limits;
 use crate::render::{sms, telegram};
 use crate::settings::Permission;
 use crate::store::{Decision, Draft, PartEdit, Topic};
@@ -26,7 +27,17 @@ pub struct ListQuery {
 }
 
 /// What a text costs on its channel, and the channel's limit.
-pub fn measure(channel: ChannelKind, body: &str) -> serde_json::Value {
+pub fn measure(limits: &Limits, channel: ChannelKind, body: &str) -> serde_json::Value {
+    if let Some(limit) = limits.limit(channel) {
+        let mut m = serde_json::json!({
+            "unit": Limits::unit(channel), "used": limits.length(channel, body), "limit": limit,
+        });
+        if channel == ChannelKind::Bluesky {
+            m["bytes"] = body.len().into();
+            m["byte_limit"] = crate::render::social::BLUESKY_MAX_BYTES.into();
+        }
+        return m;
+    }
     match channel {
         ChannelKind::Telegram => serde_json::json!({
             "unit": "characters", "used": telegram::visible_len(body), "limit": telegram::MAX_LEN,
@@ -38,17 +49,17 @@ pub fn measure(channel: ChannelKind, body: &str) -> serde_json::Value {
                 "characters": body.chars().count(),
             })
         }
-        ChannelKind::Email => serde_json::json!({
+        _ => serde_json::json!({
             "unit": "characters", "used": body.chars().count(), "limit": MAX_BODY_CHARS,
         }),
     }
 }
 
-fn with_measures(draft: &Draft) -> serde_json::Value {
+fn with_measures(limits: &Limits, draft: &Draft) -> serde_json::Value {
     let mut value = serde_json::to_value(draft).unwrap_or_default();
     if let Some(parts) = value["parts"].as_array_mut() {
         for (json, part) in parts.iter_mut().zip(&draft.parts) {
-            json["length"] = measure(part.channel, &part.body);
+            json["length"] = measure(limits, part.channel, &part.body);
         }
     }
     value
@@ -72,7 +83,8 @@ pub async fn list(
         .store
         .drafts(q.state.as_deref(), q.limit.unwrap_or(50).clamp(1, 500))
         .await?;
-    let drafts: Vec<_> = drafts.iter().map(with_measures).collect();
+    let limits = state.renderer.social_limits();
+    let drafts: Vec<_> = drafts.iter().map(|d| with_measures(&limits, d)).collect();
     Ok(Json(serde_json::json!({ "drafts": drafts })))
 }
 
@@ -87,7 +99,7 @@ pub async fn get(
         .draft(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("draft {id} not found")))?;
-    Ok(Json(with_measures(&draft)))
+    Ok(Json(with_measures(&state.renderer.social_limits(), &draft)))
 }
 
 #[derive(Deserialize)]
@@ -107,10 +119,32 @@ pub struct EditPart {
 }
 
 /// Refuses a text its channel would refuse, naming the part.
-fn check_edit(i: usize, part: &EditPart) -> Result<(), ApiError> {
+fn check_edit(limits: &Limits, i: usize, part: &EditPart) -> Result<(), ApiError> {
     let field = format!("parts[{i}].body");
     if part.body.trim().is_empty() {
         return Err(ApiError::field(field, "must not be empty"));
+    }
+    if let Some(limit) = limits.limit(part.channel)
+        && !limits.fits(part.channel, &part.body)
+    {
+        let used = limits.length(part.channel, &part.body);
+        let bytes = if used <= limit {
+            format!(
+                " ({} bytes; Bluesky takes at most {})",
+                part.body.len(),
+                crate::render::social::BLUESKY_MAX_BYTES
+            )
+        } else {
+            String::new()
+        };
+        return Err(ApiError::field(
+            field,
+            format!(
+                "is {used} {} as {} counts them{bytes}; it takes at most {limit}",
+                Limits::unit(part.channel),
+                part.channel.title(),
+            ),
+        ));
     }
     match part.channel {
         ChannelKind::Telegram if telegram::visible_len(&part.body) > telegram::MAX_LEN => {
@@ -151,7 +185,7 @@ pub async fn edit(
         return Err(ApiError::field("parts", "must name at least one part"));
     }
     for (i, part) in req.parts.iter().enumerate() {
-        check_edit(i, part)?;
+        check_edit(&state.renderer.social_limits(), i, part)?;
     }
     let edits: Vec<PartEdit> = req
         .parts
@@ -169,7 +203,7 @@ pub async fn edit(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("draft {id} not found")))?;
     tracing::info!(draft = id, by = %who.name, "draft edited");
-    Ok(Json(with_measures(&draft)))
+    Ok(Json(with_measures(&state.renderer.social_limits(), &draft)))
 }
 
 #[derive(Deserialize, Default)]

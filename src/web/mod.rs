@@ -11,6 +11,7 @@ mod ingest;
 mod ops;
 mod session;
 mod sms;
+mod status;
 mod subscribers;
 mod telegram;
 mod unsubscribe;
@@ -198,6 +199,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             "/unsubscribe/{token}",
             get(unsubscribe::show).post(unsubscribe::confirm),
         )
+        .route("/status/incidents/{id}", get(status::incident))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

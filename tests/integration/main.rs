@@ -13,5 +13,6 @@ mod engine;
 mod ingest;
 mod replicas;
 mod sms;
+mod social;
 mod store;
 mod telegram;

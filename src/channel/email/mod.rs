@@ -279,6 +279,7 @@ mod tests {
         Outgoing {
             delivery_id: 77,
             incident_id: 9,
+            attempt: 1,
             recipient: "cup.foligno@asl.example".into(),
             recipient_name: "CUP Foligno".into(),
             subject: Some("[Disservizio in corso] CUP giù".into()),

@@ -4,11 +4,15 @@
 #![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod app;
+pub mod bluesky;
 pub mod browser;
+pub mod facebook;
+pub mod mastodon;
 pub mod postgres;
 pub mod sms;
 pub mod smtp;
 pub mod telegram;
+pub mod x;
 
 pub use app::*;
 pub use browser::Browser;

@@ -1,0 +1,181 @@
+//! Mastodon: `POST /api/v1/statuses` with the account's bearer token.
+//!
+//! Every post carries an `Idempotency-Key` made of the deployment and the delivery, so that a
+//! retry after a lost answer returns the status already made instead of posting twice (Mastodon
+//! keeps keys for an hour). Updates reply to the incident's latest post (`in_reply_to_id`).
+//! `X-RateLimit-Remaining` of 0 holds posting until `X-RateLimit-Reset` (ISO 8601).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use super::social::{RateGate, excerpt, header, header_number, thread, unreachable};
+use super::{Channel, Outgoing, Receipt, SendError};
+use crate::domain::subscriber::ChannelKind;
+use crate::settings::{MastodonSettings, Secret};
+use crate::store::Store;
+
+const KIND: ChannelKind = ChannelKind::Mastodon;
+
+pub struct MastodonChannel {
+    http: reqwest::Client,
+    url: String,
+    token: Secret,
+    visibility: &'static str,
+    language: String,
+    deployment: String,
+    store: Arc<dyn Store>,
+    gate: RateGate,
+}
+
+#[derive(Deserialize)]
+struct Status {
+    id: String,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    error: String,
+}
+
+impl MastodonChannel {
+    pub fn new(
+        settings: &MastodonSettings,
+        token: Secret,
+        language: &str,
+        deployment: &str,
+        store: Arc<dyn Store>,
+    ) -> Result<MastodonChannel, String> {
+        Ok(MastodonChannel {
+            http: super::social::http_client(KIND, settings.timeout.get())?,
+            url: format!(
+                "{}/api/v1/statuses",
+                settings.base_url.trim_end_matches('/')
+            ),
+            token,
+            visibility: settings.visibility.as_str(),
+            language: language.to_owned(),
+            deployment: deployment.to_owned(),
+            store,
+            gate: RateGate::default(),
+        })
+    }
+
+    /// The same for every attempt of one delivery, and unique across deployments sharing an
+    /// account.
+    fn idempotency_key(&self, msg: &Outgoing) -> String {
+        format!("banditore-{}-{}", self.deployment, msg.delivery_id)
+    }
+}
+
+fn reset(headers: &reqwest::header::HeaderMap) -> Option<Timestamp> {
+    header(headers, "x-ratelimit-reset").and_then(|v| v.parse().ok())
+}
+
+#[async_trait]
+impl Channel for MastodonChannel {
+    fn kind(&self) -> ChannelKind {
+        KIND
+    }
+
+    async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
+        self.gate.check()?;
+        let earlier = thread(&self.store, KIND, msg).await?;
+        match self.post(msg, earlier.last().map(String::as_str)).await {
+            // The post the update replies to was deleted: the update starts a thread of its own.
+            Err(Posting::ParentGone) => match self.post(msg, None).await {
+                Err(Posting::ParentGone) => unreachable_parent(),
+                Err(Posting::Failed(e)) => Err(e),
+                Ok(receipt) => Ok(receipt),
+            },
+            Err(Posting::Failed(e)) => Err(e),
+            Ok(receipt) => Ok(receipt),
+        }
+    }
+}
+
+enum Posting {
+    ParentGone,
+    Failed(SendError),
+}
+
+impl From<SendError> for Posting {
+    fn from(e: SendError) -> Posting {
+        Posting::Failed(e)
+    }
+}
+
+fn unreachable_parent() -> Result<Receipt, SendError> {
+    Err(SendError::Reject {
+        reason: "mastodon answered 404 to a post that replies to nothing".into(),
+    })
+}
+
+impl MastodonChannel {
+    async fn post(&self, msg: &Outgoing, parent: Option<&str>) -> Result<Receipt, Posting> {
+        let mut form = vec![
+            ("status", msg.text.as_str()),
+            ("visibility", self.visibility),
+            ("language", self.language.as_str()),
+        ];
+        if let Some(parent) = parent {
+            form.push(("in_reply_to_id", parent));
+        }
+        let resp = self
+            .http
+            .post(&self.url)
+            .bearer_auth(self.token.expose())
+            .header("Idempotency-Key", self.idempotency_key(msg))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| unreachable(KIND, &e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let remaining = header_number(&headers, "x-ratelimit-remaining");
+        let body = resp.text().await.map_err(|e| unreachable(KIND, &e))?;
+        if status.as_u16() == 429 {
+            return Err(self.gate.throttled(reset(&headers)).into());
+        }
+        self.gate.observe(remaining, reset(&headers));
+        if status.is_success() {
+            let posted: Status = serde_json::from_str(&body).map_err(|e| SendError::Retry {
+                after: None,
+                reason: format!(
+                    "mastodon answered {status} with a body that is not a status ({e}): {}",
+                    excerpt(&body)
+                ),
+            })?;
+            return Ok(Receipt {
+                provider_id: Some(posted.id),
+                provider: Some("mastodon".into()),
+                segments: None,
+            });
+        }
+        if status.as_u16() == 404 && parent.is_some() {
+            return Err(Posting::ParentGone);
+        }
+        let error = serde_json::from_str::<ErrorBody>(&body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| excerpt(&body));
+        let reason = format!("mastodon answered {status}: {error}");
+        Err(Posting::Failed(match status.as_u16() {
+            // A token revoked or short of write:statuses: retried, so that once the token is
+            // fixed the statement still goes out.
+            401 | 403 => SendError::Retry {
+                after: None,
+                reason: format!(
+                    "{reason} (check channels.mastodon.token and its write:statuses scope)"
+                ),
+            },
+            400 | 404 | 422 => SendError::Reject { reason },
+            _ => SendError::Retry {
+                after: None,
+                reason,
+            },
+        }))
+    }
+}

@@ -1,0 +1,486 @@
+//! Approved statements on the region's social accounts: Mastodon, Bluesky, X and a Facebook
+//! Page, each against a local double that counts, limits and fails the way the network does.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::bluesky::{self, BSKY_HANDLE, BSKY_PASSWORD, BlueskyDouble};
+use crate::support::facebook::{self, FB_PAGE_ID, FB_PAGE_TOKEN, FacebookDouble};
+use crate::support::mastodon::{self, MASTODON_TOKEN, MastodonDouble};
+use crate::support::x::{
+    self, X_ACCESS_SECRET, X_ACCESS_TOKEN, X_CONSUMER_KEY, X_CONSUMER_SECRET, XDouble,
+};
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Networks {
+    mastodon: MastodonDouble,
+    bluesky: BlueskyDouble,
+    x: XDouble,
+    facebook: FacebookDouble,
+}
+
+impl Networks {
+    async fn start() -> Networks {
+        Networks {
+            mastodon: MastodonDouble::start().await,
+            bluesky: BlueskyDouble::start().await,
+            x: XDouble::start().await,
+            facebook: FacebookDouble::start().await,
+        }
+    }
+
+    /// Every account enabled, secrets given inline (the tests' own values).
+    fn config(&self, mastodon_token: &str) -> String {
+        format!(
+            r#"
+[channels.mastodon]
+enabled = true
+base_url = "{m}"
+token = "{mastodon_token}"
+
+[channels.bluesky]
+enabled = true
+base_url = "{b}"
+identifier = "{BSKY_HANDLE}"
+password = "{BSKY_PASSWORD}"
+
+[channels.x]
+enabled = true
+base_url = "{x}"
+consumer_key = "{X_CONSUMER_KEY}"
+consumer_secret = "{X_CONSUMER_SECRET}"
+access_token = "{X_ACCESS_TOKEN}"
+access_token_secret = "{X_ACCESS_SECRET}"
+
+[channels.facebook]
+enabled = true
+base_url = "{f}"
+page_id = "{FB_PAGE_ID}"
+page_token = "{FB_PAGE_TOKEN}"
+"#,
+            m = self.mastodon.url(),
+            b = self.bluesky.url(),
+            x = self.x.url(),
+            f = self.facebook.url(),
+        )
+    }
+}
+
+async fn pending(app: &TestApp) -> Vec<Value> {
+    app.get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
+        .await["drafts"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits for the next pending draft and approves it whole; returns it as it was shown.
+async fn approve_next(app: &TestApp) -> Value {
+    let drafts = eventually(|| pending(app), |d| !d.is_empty()).await;
+    let draft = drafts[0].clone();
+    let id = draft["id"].as_i64().unwrap();
+    let resp = app
+        .post_json(
+            &format!("/api/v1/drafts/{id}/approve"),
+            Some(COMMUNICATOR_TOKEN),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    draft
+}
+
+async fn post_update(app: &TestApp, incident: i64, status: &str, body: &str) {
+    let resp = app
+        .post_json(
+            &format!("/api/v1/incidents/{incident}/updates"),
+            Some(OPERATOR_TOKEN),
+            &json!({"status": status, "body": body}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+}
+
+async fn open_incident(app: &TestApp, title: &str, body: &str) -> i64 {
+    let req = json!({"title": title, "severity": "critical",
+        "labels": {"service": "cup-prenotazioni"}, "body": body});
+    let resp = app
+        .post_json("/api/v1/incidents", Some(OPERATOR_TOKEN), &req)
+        .await;
+    assert_eq!(resp.status(), 201);
+    resp.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+}
+
+/// The deliveries of an incident on one channel.
+async fn deliveries(app: &TestApp, incident: i64, channel: &str) -> Vec<Value> {
+    let all = app
+        .get_json(
+            &format!("/api/v1/incidents/{incident}/deliveries"),
+            VIEWER_TOKEN,
+        )
+        .await;
+    all["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["channel"] == channel)
+        .cloned()
+        .collect()
+}
+
+/// The path of the status-page link a post ends with.
+fn status_path(text: &str) -> String {
+    let url = text
+        .split_whitespace()
+        .find(|w| w.contains("/status/incidents/"))
+        .unwrap_or_else(|| panic!("no status link in {text:?}"));
+    let path = &url[url.find("/status/").unwrap()..];
+    assert!(text.trim_end().ends_with(url), "the link is last: {text}");
+    path.to_owned()
+}
+
+#[tokio::test]
+async fn approved_statement_is_posted_on_every_network_and_updates_continue_the_thread() {
+    let smtp = SmtpServer::start();
+    let net = Networks::start().await;
+    let app = TestApp::spawn(&smtp, &net.config(MASTODON_TOKEN), &[]).await;
+    let title = "Il CUP è giù 🚨 prenotazioni sospese";
+    let incident = open_incident(&app, title, "Stiamo verificando con il fornitore di rete.").await;
+
+    // One draft, a part per network, each within its limit by that network's count.
+    let draft = approve_next(&app).await;
+    let parts = draft["parts"].as_array().unwrap();
+    for network in ["mastodon", "bluesky", "x", "facebook"] {
+        let part = parts
+            .iter()
+            .find(|p| p["channel"] == network)
+            .unwrap_or_else(|| panic!("no {network} part in {parts:#?}"));
+        let length = &part["length"];
+        assert!(
+            length["used"].as_u64().unwrap() <= length["limit"].as_u64().unwrap(),
+            "{network}: {length}"
+        );
+        assert_eq!(part["recipients"], 1);
+    }
+    let x_part = parts.iter().find(|p| p["channel"] == "x").unwrap();
+    assert_eq!(x_part["length"]["unit"], "weighted characters");
+    assert_eq!(
+        x_part["length"]["used"].as_u64().unwrap() as usize,
+        x::weighted_length(x_part["body"].as_str().unwrap()),
+        "the draft view counts as X does"
+    );
+
+    let toot = net.mastodon.wait_for(1, WAIT).await.remove(0);
+    let skeet = net.bluesky.wait_for(1, WAIT).await.remove(0);
+    let tweet = net.x.wait_for(1, WAIT).await.remove(0);
+    let fb = net.facebook.wait_for(1, WAIT).await.remove(0);
+    for text in [&toot.text, &skeet.text, &tweet.text, &fb.message] {
+        assert!(text.contains(title), "{text}");
+        assert!(text.contains("Stiamo verificando"), "{text}");
+    }
+    assert!(mastodon::count_length(&toot.text) <= 500);
+    assert_eq!(toot.visibility, "public");
+    assert_eq!(toot.language.as_deref(), Some("it"));
+    assert!(bluesky::count_graphemes(&skeet.text) <= 300);
+    assert!(x::weighted_length(&tweet.text) <= 280);
+    assert_eq!(fb.parent, None);
+    assert_eq!(toot.in_reply_to_id, None);
+    assert_eq!(skeet.reply_root, None);
+    assert_eq!(tweet.in_reply_to, None);
+
+    // The link works: the status page shows the approved statement.
+    let path = status_path(&toot.text);
+    assert_eq!(path, format!("/status/incidents/{incident}"));
+    let page = app.get(&path, None).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Stiamo verificando con il fornitore di rete."),
+        "{html}"
+    );
+    assert!(html.contains("<main>"), "{html}");
+    // Bluesky's link is a facet over the URL's UTF-8 bytes, past `è` and `🚨`.
+    let links = skeet.links();
+    assert_eq!(links.len(), 1, "{:?}", skeet.facets);
+    assert_eq!(links[0].0, links[0].1, "the facet covers exactly the URL");
+    assert!(links[0].1.ends_with(&path));
+
+    // An update, then the resolution: replies in the same thread on each network.
+    post_update(
+        &app,
+        incident,
+        "identified",
+        "Guasto a un apparato di rete; intervento in corso.",
+    )
+    .await;
+    approve_next(&app).await;
+    let toots = net.mastodon.wait_for(2, WAIT).await;
+    let skeets = net.bluesky.wait_for(2, WAIT).await;
+    let tweets = net.x.wait_for(2, WAIT).await;
+    let comments = eventually(
+        || async { net.facebook.comments_on(&fb.id) },
+        |c| c.len() == 1,
+    )
+    .await;
+    assert_eq!(toots[1].in_reply_to_id.as_deref(), Some(toot.id.as_str()));
+    assert_eq!(skeets[1].reply_root.as_deref(), Some(skeet.uri.as_str()));
+    assert_eq!(skeets[1].reply_parent.as_deref(), Some(skeet.uri.as_str()));
+    assert_eq!(tweets[1].in_reply_to.as_deref(), Some(tweet.id.as_str()));
+    assert!(comments[0].message.contains("intervento in corso"));
+
+    post_update(
+        &app,
+        incident,
+        "resolved",
+        "Rete ripristinata, prenotazioni riaperte.",
+    )
+    .await;
+    approve_next(&app).await;
+    let toots = net.mastodon.wait_for(3, WAIT).await;
+    let skeets = net.bluesky.wait_for(3, WAIT).await;
+    let tweets = net.x.wait_for(3, WAIT).await;
+    let comments = eventually(
+        || async { net.facebook.comments_on(&fb.id) },
+        |c| c.len() == 2,
+    )
+    .await;
+    assert_eq!(
+        toots[2].in_reply_to_id,
+        Some(toots[1].id.clone()),
+        "replies to the latest"
+    );
+    assert_eq!(skeets[2].reply_root.as_deref(), Some(skeet.uri.as_str()));
+    assert_eq!(skeets[2].reply_parent, Some(skeets[1].uri.clone()));
+    assert_eq!(tweets[2].in_reply_to, Some(tweets[1].id.clone()));
+    assert!(
+        toots[2].text.contains("Disservizio risolto"),
+        "{}",
+        toots[2].text
+    );
+    assert!(comments[1].message.contains("prenotazioni riaperte"));
+    assert_eq!(
+        net.facebook.feed().len(),
+        1,
+        "updates are comments, not posts"
+    );
+    // Bluesky logged in once for all three posts.
+    assert_eq!(net.bluesky.sessions_created(), 1);
+
+    // The post ids are kept on the deliveries, so the thread survives a restart.
+    let sent = deliveries(&app, incident, "mastodon").await;
+    let ids: Vec<&str> = sent
+        .iter()
+        .map(|d| d["provider_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, toots.iter().map(|t| t.id.as_str()).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn failed_or_throttled_posts_are_retried_and_published_exactly_once() {
+    let smtp = SmtpServer::start();
+    let net = Networks::start().await;
+    // Each network loses or refuses the first attempt in its own way.
+    net.mastodon
+        .script(1, mastodon::Scripted::PostThenFail(502));
+    net.bluesky.script(1, bluesky::Scripted::PostThenFail(500));
+    net.x.script(1, x::Scripted::Throttle);
+    net.x.script(1, x::Scripted::PostThenFail(503));
+    net.facebook.script(1, facebook::Scripted::Fail(503));
+    net.facebook
+        .script(1, facebook::Scripted::PostThenFail(500));
+    let app = TestApp::spawn(&smtp, &net.config(MASTODON_TOKEN), &[]).await;
+    let incident = open_incident(
+        &app,
+        "Portale referti non raggiungibile",
+        "Verifiche in corso.",
+    )
+    .await;
+    approve_next(&app).await;
+
+    for channel in ["mastodon", "bluesky", "x", "facebook"] {
+        let sent = eventually(
+            || deliveries(&app, incident, channel),
+            |d| d.len() == 1 && d[0]["state"] == "sent",
+        )
+        .await;
+        assert!(
+            sent[0]["attempts"].as_i64().unwrap() >= 2,
+            "{channel}: {sent:?}"
+        );
+    }
+    // Give a stray second post time to show.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(net.mastodon.posts().len(), 1);
+    assert_eq!(net.bluesky.posts().len(), 1);
+    assert_eq!(net.x.posts().len(), 1);
+    assert_eq!(net.facebook.posts().len(), 1);
+
+    // Mastodon: the retry carried the first attempt's Idempotency-Key.
+    let keys: Vec<String> = net
+        .mastodon
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == "idempotency-key")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(!keys[0].is_empty() && keys[0] == keys[1], "{keys:?}");
+    // Bluesky: the retry found its post among the latest instead of posting again.
+    assert!(
+        net.bluesky
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("com.atproto.repo.listRecords")),
+        "{:?}",
+        net.bluesky.requests()
+    );
+    // X: the 429 deferred the post (no Retry-After: the reset header says when).
+    assert_eq!(net.x.throttled(), 1);
+    let x_posts: Vec<_> = net
+        .x
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert_eq!(
+        x_posts.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [429, 503, 403],
+        "throttled, answer lost, then duplicate = already posted"
+    );
+}
+
+#[tokio::test]
+async fn an_over_long_statement_is_shortened_by_the_templates_never_refused() {
+    let smtp = SmtpServer::start();
+    let net = Networks::start().await;
+    let app = TestApp::spawn(&smtp, &net.config(MASTODON_TOKEN), &[]).await;
+    let long = "L'accesso alle prenotazioni è sospeso in tutta la regione — città, farmacie e sportelli 🚑. "
+        .repeat(30);
+    let incident = open_incident(&app, "Disservizio CUP regionale", &long).await;
+    let draft = approve_next(&app).await;
+    for part in draft["parts"].as_array().unwrap() {
+        let length = &part["length"];
+        assert!(
+            length["used"].as_u64() <= length["limit"].as_u64(),
+            "{}: {length}",
+            part["channel"]
+        );
+    }
+    let toot = net.mastodon.wait_for(1, WAIT).await.remove(0);
+    let skeet = net.bluesky.wait_for(1, WAIT).await.remove(0);
+    let tweet = net.x.wait_for(1, WAIT).await.remove(0);
+    let fb = net.facebook.wait_for(1, WAIT).await.remove(0);
+    assert!(mastodon::count_length(&toot.text) <= 500);
+    assert!(bluesky::count_graphemes(&skeet.text) <= 300);
+    assert!(x::weighted_length(&tweet.text) <= 280);
+    assert!(fb.message.chars().count() <= 2000);
+    for text in [&toot.text, &skeet.text, &tweet.text, &fb.message] {
+        // Cut before the link, which stays whole and last.
+        assert!(text.contains("…\n"), "{text}");
+        assert_eq!(status_path(text), format!("/status/incidents/{incident}"));
+    }
+    // The cut keeps as much as fits: X's text is close to its 280.
+    assert!(x::weighted_length(&tweet.text) > 240, "{}", tweet.text);
+    // Nothing was refused on the way.
+    for statuses in [
+        net.mastodon
+            .requests()
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        net.x.requests().iter().map(|r| r.status).collect(),
+        net.facebook.requests().iter().map(|r| r.status).collect(),
+    ] {
+        assert!(statuses.iter().all(|s| *s < 400), "{statuses:?}");
+    }
+    assert_eq!(skeet.links().len(), 1);
+    assert_eq!(skeet.links()[0].0, skeet.links()[0].1);
+}
+
+#[tokio::test]
+async fn bluesky_refreshes_an_expired_session_instead_of_logging_in_again() {
+    let smtp = SmtpServer::start();
+    let net = Networks::start().await;
+    let app = TestApp::spawn(&smtp, &net.config(MASTODON_TOKEN), &[]).await;
+    let incident = open_incident(&app, "Sito ASL non raggiungibile", "Verifiche in corso.").await;
+    approve_next(&app).await;
+    let first = net.bluesky.wait_for(1, WAIT).await.remove(0);
+    net.bluesky.expire_access_tokens();
+    post_update(
+        &app,
+        incident,
+        "monitoring",
+        "Servizio ripristinato, in osservazione.",
+    )
+    .await;
+    approve_next(&app).await;
+    let posts = net.bluesky.wait_for(2, WAIT).await;
+    assert_eq!(posts[1].reply_parent.as_deref(), Some(first.uri.as_str()));
+    assert_eq!(net.bluesky.sessions_created(), 1, "no second login");
+    assert_eq!(net.bluesky.refreshes(), 1);
+    let refused: Vec<_> = net
+        .bluesky
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 400)
+        .collect();
+    assert_eq!(refused.len(), 1, "one ExpiredToken answer: {refused:?}");
+    assert!(refused[0].path.contains("createRecord"), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_refused_token_is_retried_and_said_while_an_over_long_edit_is_refused() {
+    let smtp = SmtpServer::start();
+    let net = Networks::start().await;
+    let app = TestApp::spawn(&smtp, &net.config(mastodon::MASTODON_READ_TOKEN), &[]).await;
+    let incident = open_incident(&app, "Portale regionale lento", "Verifiche in corso.").await;
+    let drafts = eventually(|| pending(&app), |d| !d.is_empty()).await;
+    let id = drafts[0]["id"].as_i64().unwrap();
+
+    // An edit longer than X allows is refused, naming X's own count.
+    let too_long = format!("{} https://example.org/x", "€".repeat(140));
+    let resp = app
+        .put_json(
+            &format!("/api/v1/drafts/{id}"),
+            COMMUNICATOR_TOKEN,
+            &json!({"parts": [{"channel": "x", "language": "it", "body": too_long}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let error = resp.text().await.unwrap();
+    assert!(
+        error.contains("parts[0].body") && error.contains("weighted characters"),
+        "{error}"
+    );
+    assert!(
+        error.contains("304 weighted characters as X counts them"),
+        "140 × € (2 each) + space + link (23): {error}"
+    );
+
+    approve_next(&app).await;
+    // The token lacks write:statuses: Mastodon refuses and the delivery waits for a fix.
+    let waiting = eventually(
+        || deliveries(&app, incident, "mastodon"),
+        |d| d.len() == 1 && d[0]["attempts"].as_i64() >= Some(2),
+    )
+    .await;
+    assert_eq!(waiting[0]["state"], "pending");
+    let error = waiting[0]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("write:statuses"), "{waiting:?}");
+    assert!(net.mastodon.posts().is_empty());
+    assert!(
+        !app.logs().contains(mastodon::MASTODON_READ_TOKEN),
+        "no token in the logs"
+    );
+    // The other networks were not held up.
+    net.x.wait_for(1, WAIT).await;
+}

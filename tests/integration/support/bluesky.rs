@@ -1,0 +1,794 @@
+//! A local stand-in for a Bluesky PDS (AT Protocol XRPC), on one loopback port:
+//! - `POST /xrpc/com.atproto.server.createSession` (handle or DID + app password) → `accessJwt`
+//!   and `refreshJwt`, rate limited per handle with `RateLimit-*` headers on every answer;
+//! - `POST /xrpc/com.atproto.server.refreshSession` (Bearer refreshJwt) → a new pair, the old
+//!   refresh token revoked;
+//! - `POST /xrpc/com.atproto.repo.createRecord` (Bearer accessJwt) → `{"uri","cid","commit",
+//!   "validationStatus"}` for an `app.bsky.feed.post`, validated like the lexicon (300 graphemes,
+//!   3000 bytes, RFC 3339 `createdAt`, facets as UTF-8 byte ranges inside the text, replies naming
+//!   stored posts), counting 3 write points per create against 5000 an hour;
+//! - `GET /xrpc/com.atproto.repo.listRecords` → the stored posts, newest first.
+//!
+//! Errors are XRPC's `{"error":"<Name>","message":"…"}`. Access tokens expire after a short TTL
+//! (or on demand); the post-creating call can be scripted to fail, throttle, or store a post and
+//! lose the reply. A bad request never panics it: it gets the PDS's error.
+
+// Shared by the integration tests, which each use part of it.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Request as HttpRequest, State as AxumState};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use unicode_segmentation::UnicodeSegmentation;
+
+pub const BSKY_HANDLE: &str = "regione.bsky.social";
+/// The account's app password.
+pub const BSKY_PASSWORD: &str = "abcd-efgh-ijkl-mnop";
+pub const BSKY_DID: &str = "did:plc:regione0000000000000000";
+
+const POST_TYPE: &str = "app.bsky.feed.post";
+const LINK_TYPE: &str = "app.bsky.richtext.facet#link";
+const MAX_GRAPHEMES: usize = 300;
+const MAX_BYTES: usize = 3000;
+const SESSION_WINDOW: Duration = Duration::from_secs(300);
+const WRITE_WINDOW: Duration = Duration::from_secs(3600);
+const WRITE_POINTS: u32 = 5000;
+const CREATE_POINTS: u32 = 3;
+/// Only for the refresh token's `exp` claim: refresh tokens here expire by rotation.
+const REFRESH_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Base32-sortable, as TIDs use.
+const TID_ALPHABET: &[u8; 32] = b"234567abcdefghijklmnopqrstuvwxyz";
+/// RFC 4648 base32, lower case, as CIDv1 strings use.
+const CID_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+const EXPIRED: (&str, &str) = ("ExpiredToken", "Token has expired");
+const INVALID_TOKEN: (&str, &str) = ("InvalidToken", "Token could not be verified");
+const AUTH_REQUIRED: (&str, &str) = ("AuthenticationRequired", "Authentication Required");
+const RATE_LIMITED: (&str, &str) = ("RateLimitExceeded", "Rate Limit Exceeded");
+
+#[derive(Clone, Debug)]
+pub struct BlueskyOptions {
+    /// An accessJwt is refused with ExpiredToken this long after it was issued. Default 120 s.
+    pub access_ttl: Duration,
+    /// createSession calls per handle per sliding 5 minutes. Default 30.
+    pub sessions_per_5min: u32,
+}
+
+impl Default for BlueskyOptions {
+    fn default() -> Self {
+        BlueskyOptions {
+            access_ttl: Duration::from_secs(120),
+            sessions_per_5min: 30,
+        }
+    }
+}
+
+/// A scripted outcome for one `createRecord` past authentication.
+#[derive(Clone, Debug)]
+pub enum Scripted {
+    /// Answer this status with the XRPC error body; nothing is posted.
+    Fail(u16),
+    /// 429 RateLimitExceeded with the `RateLimit-*` headers; nothing is posted.
+    Throttle,
+    /// The post IS stored, but the answer is this status with the XRPC error body: a lost reply.
+    PostThenFail(u16),
+}
+
+/// One stored post.
+#[derive(Clone, Debug)]
+pub struct BlueskyPost {
+    /// `at://<did>/app.bsky.feed.post/<rkey>`.
+    pub uri: String,
+    pub cid: String,
+    pub text: String,
+    pub facets: Vec<Value>,
+    /// `reply.root.uri`.
+    pub reply_root: Option<String>,
+    /// `reply.parent.uri`.
+    pub reply_parent: Option<String>,
+    pub langs: Vec<String>,
+    pub created_at: String,
+}
+
+impl BlueskyPost {
+    /// For every link facet feature: (the text's bytes `byteStart..byteEnd`, lossily, its `uri`).
+    pub fn links(&self) -> Vec<(String, String)> {
+        let bytes = self.text.as_bytes();
+        let mut links = Vec::new();
+        for facet in &self.facets {
+            let start = facet["index"]["byteStart"].as_u64().unwrap_or(0) as usize;
+            let end = facet["index"]["byteEnd"].as_u64().unwrap_or(0) as usize;
+            let slice = bytes.get(start..end).unwrap_or_default();
+            for feature in facet["features"].as_array().into_iter().flatten() {
+                if feature["$type"].as_str() == Some(LINK_TYPE) {
+                    let uri = feature["uri"].as_str().unwrap_or_default().to_owned();
+                    links.push((String::from_utf8_lossy(slice).into_owned(), uri));
+                }
+            }
+        }
+        links
+    }
+}
+
+/// One request as received (path with its query string) and the HTTP status answered.
+#[derive(Clone, Debug)]
+pub struct BlueskyRequest {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub body: String,
+    /// Lower-case names, in the order received.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The Bluesky PDS double, serving on a loopback port until dropped.
+pub struct BlueskyDouble {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    options: BlueskyOptions,
+    state: Mutex<State>,
+}
+
+/// A stored record, as posted.
+struct Stored {
+    rkey: String,
+    cid: String,
+    value: Value,
+}
+
+#[derive(Default)]
+struct State {
+    scripted: VecDeque<Scripted>,
+    /// accessJwt → when issued (None once expired by `expire_access_tokens`).
+    access: HashMap<String, Option<Instant>>,
+    /// refreshJwt → not yet rotated.
+    refresh: HashMap<String, bool>,
+    /// createSession calls per handle (sliding 5 minutes).
+    session_calls: HashMap<String, VecDeque<Instant>>,
+    /// Accepted creates (sliding hour), CREATE_POINTS each.
+    writes: VecDeque<Instant>,
+    /// The last TID's microseconds, and this double's clock id.
+    last_tid: u64,
+    clock_id: u64,
+    posts: Vec<BlueskyPost>,
+    records: Vec<Stored>,
+    sessions_created: usize,
+    refreshes: usize,
+    throttled: usize,
+    requests: Vec<BlueskyRequest>,
+}
+
+impl BlueskyDouble {
+    pub async fn start() -> BlueskyDouble {
+        BlueskyDouble::start_with(BlueskyOptions::default()).await
+    }
+
+    pub async fn start_with(options: BlueskyOptions) -> BlueskyDouble {
+        let state = State {
+            clock_id: u64::from(rand::random::<u16>() % 1024),
+            ..State::default()
+        };
+        let shared = Arc::new(Shared {
+            options,
+            state: Mutex::new(state),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind Bluesky double");
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .await
+                .expect("Bluesky double server");
+        });
+        BlueskyDouble {
+            addr,
+            shared,
+            server,
+        }
+    }
+
+    /// The PDS URL, "http://127.0.0.1:PORT" (no trailing slash).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+
+    /// The next `n` createRecord calls past authentication get `what` (queued after whatever
+    /// is already scripted).
+    pub fn script(&self, n: usize, what: Scripted) {
+        self.state().scripted.extend(std::iter::repeat_n(what, n));
+    }
+
+    /// Every accessJwt issued so far is now expired (refresh tokens stay valid).
+    pub fn expire_access_tokens(&self) {
+        for issued in self.state().access.values_mut() {
+            *issued = None;
+        }
+    }
+
+    /// Successful createSession calls.
+    pub fn sessions_created(&self) -> usize {
+        self.state().sessions_created
+    }
+
+    /// Successful refreshSession calls.
+    pub fn refreshes(&self) -> usize {
+        self.state().refreshes
+    }
+
+    /// How many 429 answers were given (scripted or by rate).
+    pub fn throttled(&self) -> usize {
+        self.state().throttled
+    }
+
+    /// Stored posts, oldest first.
+    pub fn posts(&self) -> Vec<BlueskyPost> {
+        self.state().posts.clone()
+    }
+
+    pub fn requests(&self) -> Vec<BlueskyRequest> {
+        self.state().requests.clone()
+    }
+
+    /// Waits until at least `n` posts are stored and returns them; panics after `timeout`,
+    /// listing what was posted and requested.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<BlueskyPost> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let posts = self.posts();
+            if posts.len() >= n {
+                return posts;
+            }
+            if Instant::now() > deadline {
+                let all: Vec<_> = (posts.iter())
+                    .map(|p| format!("{}: {:?}", p.uri, p.text))
+                    .collect();
+                let requests: Vec<_> = (self.requests().iter())
+                    .map(|r| format!("{} {} → {}: {}", r.method, r.path, r.status, r.body))
+                    .collect();
+                panic!(
+                    "expected {n} Bluesky posts within {timeout:?}, got {}: {all:#?}; \
+                     requests: {requests:#?}",
+                    posts.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for BlueskyDouble {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Grapheme clusters, as the lexicon's `maxGraphemes` counts them.
+pub fn count_graphemes(text: &str) -> usize {
+    text.graphemes(true).count()
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// `RateLimit-*` for a sliding window holding `stamps`, each costing `cost` points.
+fn window_headers(stamps: &VecDeque<Instant>, limit: u32, cost: u32, window: Duration) -> Headers {
+    let now = Instant::now();
+    let used = (stamps.len() as u32).saturating_mul(cost);
+    let left = (stamps.front()).map_or(window, |first| {
+        (*first + window).saturating_duration_since(now)
+    });
+    let reset = unix_now().as_secs() + left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    vec![
+        ("ratelimit-limit", limit.to_string()),
+        (
+            "ratelimit-remaining",
+            limit.saturating_sub(used).to_string(),
+        ),
+        ("ratelimit-reset", reset.to_string()),
+        (
+            "ratelimit-policy",
+            format!("{limit};w={}", window.as_secs()),
+        ),
+    ]
+}
+
+/// A JWT-shaped opaque token (ES256K header, claims with `exp`, random signature).
+fn jwt(typ: &str, scope: &str, ttl: Duration) -> String {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = unix_now().as_secs();
+    let header = json!({"typ": typ, "alg": "ES256K"});
+    let claims = json!({
+        "scope": scope, "sub": BSKY_DID, "aud": "did:web:127.0.0.1", "iat": now,
+        "exp": now + ttl.as_secs(), "jti": format!("{:032x}", rand::random::<u128>()),
+    });
+    let signature = [rand::random::<[u8; 32]>(), rand::random::<[u8; 32]>()].concat();
+    let header = engine.encode(header.to_string());
+    let claims = engine.encode(claims.to_string());
+    format!("{header}.{claims}.{}", engine.encode(signature))
+}
+
+fn random_cid() -> String {
+    let tail: String = (0..52)
+        .map(|_| CID_ALPHABET[usize::from(rand::random::<u8>() % 32)] as char)
+        .collect();
+    format!("bafyrei{tail}")
+}
+
+/// A 13-character TID: microseconds since the epoch (strictly increasing) and the clock id.
+fn next_tid(state: &mut State) -> String {
+    let micros = (unix_now().as_micros() as u64).max(state.last_tid + 1);
+    state.last_tid = micros;
+    let value = (micros << 10) | state.clock_id;
+    (0..13u32)
+        .rev()
+        .map(|i| TID_ALPHABET[((value >> (5 * i)) & 31) as usize] as char)
+        .collect()
+}
+
+fn is_account(identifier: &str) -> bool {
+    identifier == BSKY_DID || identifier.eq_ignore_ascii_case(BSKY_HANDLE)
+}
+
+/// A datetime as atproto wants it: RFC 3339, upper-case 'T', with an offset.
+fn valid_datetime(value: &str) -> bool {
+    value.as_bytes().get(10) == Some(&b'T') && value.parse::<jiff::Timestamp>().is_ok()
+}
+
+/// A request, read whole.
+struct Incoming {
+    method: String,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Incoming {
+    fn bearer(&self) -> Option<&str> {
+        let value = self.headers.get("authorization")?.to_str().ok()?;
+        let (scheme, token) = value.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    }
+
+    fn json(&self) -> Result<Value, Reply> {
+        match serde_json::from_slice::<Value>(&self.body) {
+            Ok(value @ Value::Object(_)) => Ok(value),
+            _ => Err(invalid("Input must be a JSON object")),
+        }
+    }
+}
+
+type Headers = Vec<(&'static str, String)>;
+
+/// An answer: status, extra headers, JSON body.
+struct Reply {
+    status: u16,
+    headers: Headers,
+    body: Value,
+}
+
+impl Reply {
+    fn with(mut self, headers: Headers) -> Reply {
+        self.headers.extend(headers);
+        self
+    }
+}
+
+fn json_reply(status: u16, body: Value) -> Reply {
+    let headers = Vec::new();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn xrpc_error(status: u16, (error, message): (&str, &str)) -> Reply {
+    json_reply(status, json!({"error": error, "message": message}))
+}
+
+fn invalid(message: &str) -> Reply {
+    xrpc_error(400, ("InvalidRequest", message))
+}
+
+/// XRPC's error for `status` (name by XRPC's response types; message its reason phrase).
+fn failure(status: u16) -> Reply {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let name = match code.as_u16() {
+        400 => "InvalidRequest",
+        401 => AUTH_REQUIRED.0,
+        403 => "Forbidden",
+        404 => "NotFound",
+        413 => "PayloadTooLarge",
+        429 => return xrpc_error(429, RATE_LIMITED),
+        501 => "MethodNotImplemented",
+        502 => "UpstreamFailure",
+        503 => "NotEnoughResources",
+        504 => "UpstreamTimeout",
+        _ => "InternalServerError",
+    };
+    xrpc_error(
+        code.as_u16(),
+        (name, code.canonical_reason().unwrap_or("Error")),
+    )
+}
+
+async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: HttpRequest) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 8 << 20)
+        .await
+        .unwrap_or_default();
+    let req = Incoming {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        headers: parts.headers,
+        body: body.to_vec(),
+    };
+    let mut state = shared.lock();
+    let reply = match req.path.strip_prefix("/xrpc/") {
+        None => xrpc_error(404, ("NotFound", "Not Found")),
+        Some(nsid) => route(&shared, &mut state, &req, nsid),
+    };
+    if reply.status == 429 {
+        state.throttled += 1;
+    }
+    state.requests.push(BlueskyRequest {
+        method: req.method.clone(),
+        path: match req.query.as_str() {
+            "" => req.path.clone(),
+            query => format!("{}?{query}", req.path),
+        },
+        status: reply.status,
+        body: String::from_utf8_lossy(&req.body).into_owned(),
+        headers: (req.headers.iter())
+            .map(|(n, v)| {
+                let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (n.as_str().to_owned(), value)
+            })
+            .collect(),
+    });
+    drop(state);
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type = [(header::CONTENT_TYPE, "application/json; charset=utf-8")];
+    let mut response = (status, content_type, reply.body.to_string()).into_response();
+    for (name, value) in reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+fn route(shared: &Shared, state: &mut State, req: &Incoming, nsid: &str) -> Reply {
+    let expected = match nsid {
+        "com.atproto.server.createSession"
+        | "com.atproto.server.refreshSession"
+        | "com.atproto.repo.createRecord" => "POST",
+        "com.atproto.repo.listRecords" => "GET",
+        _ => return xrpc_error(501, ("MethodNotImplemented", "Method Not Implemented")),
+    };
+    if req.method != expected {
+        let message = format!("Incorrect HTTP method ({}) expected {expected}", req.method);
+        return invalid(&message);
+    }
+    match nsid {
+        "com.atproto.server.createSession" => create_session(shared, state, req),
+        "com.atproto.server.refreshSession" => match req.bearer() {
+            None => xrpc_error(401, AUTH_REQUIRED),
+            Some(token) => match state.refresh.get(token).copied() {
+                Some(true) => {
+                    state.refresh.insert(token.to_owned(), false);
+                    state.refreshes += 1;
+                    new_session(shared, state)
+                }
+                Some(false) => xrpc_error(400, EXPIRED),
+                None => xrpc_error(400, INVALID_TOKEN),
+            },
+        },
+        "com.atproto.repo.createRecord" => {
+            let reply = create_record(shared, state, req);
+            let now = Instant::now();
+            (state.writes).retain(|t| now.duration_since(*t) < WRITE_WINDOW);
+            reply.with(window_headers(
+                &state.writes,
+                WRITE_POINTS,
+                CREATE_POINTS,
+                WRITE_WINDOW,
+            ))
+        }
+        _ => list_records(state, req),
+    }
+}
+
+/// Ok for a live accessJwt; else 401 (none), 400 ExpiredToken or 400 InvalidToken.
+fn check_access(shared: &Shared, state: &State, req: &Incoming) -> Result<(), Reply> {
+    let Some(token) = req.bearer() else {
+        return Err(xrpc_error(401, AUTH_REQUIRED));
+    };
+    match state.access.get(token) {
+        Some(Some(issued)) if issued.elapsed() < shared.options.access_ttl => Ok(()),
+        Some(_) => Err(xrpc_error(400, EXPIRED)),
+        None => Err(xrpc_error(400, INVALID_TOKEN)),
+    }
+}
+
+fn new_session(shared: &Shared, state: &mut State) -> Reply {
+    let access = jwt("at+jwt", "com.atproto.appPass", shared.options.access_ttl);
+    let refresh = jwt("refresh+jwt", "com.atproto.refresh", REFRESH_TTL);
+    state.access.insert(access.clone(), Some(Instant::now()));
+    state.refresh.insert(refresh.clone(), true);
+    json_reply(
+        200,
+        json!({
+            "did": BSKY_DID, "handle": BSKY_HANDLE, "accessJwt": access, "refreshJwt": refresh,
+            "active": true,
+        }),
+    )
+}
+
+/// Rate limited per handle (the DID counts as the handle), every call counted.
+fn create_session(shared: &Shared, state: &mut State, req: &Incoming) -> Reply {
+    let body = req.json();
+    let field = |name: &str| body.as_ref().ok().and_then(|b| b[name].as_str());
+    let identifier = field("identifier").unwrap_or_default();
+    let key = if is_account(identifier) {
+        BSKY_HANDLE.to_owned()
+    } else {
+        identifier.to_ascii_lowercase()
+    };
+    let limit = shared.options.sessions_per_5min;
+    let now = Instant::now();
+    let calls = state.session_calls.entry(key).or_default();
+    calls.retain(|t| now.duration_since(*t) < SESSION_WINDOW);
+    if calls.len() >= limit as usize {
+        return xrpc_error(429, RATE_LIMITED).with(window_headers(calls, limit, 1, SESSION_WINDOW));
+    }
+    calls.push_back(now);
+    let headers = window_headers(calls, limit, 1, SESSION_WINDOW);
+    let reply = match (&body, field("identifier"), field("password")) {
+        (Err(_), _, _) => invalid("Input must be a JSON object"),
+        (_, None, _) => invalid("Input must have the property \"identifier\""),
+        (_, _, None) => invalid("Input must have the property \"password\""),
+        (_, Some(id), Some(password)) if is_account(id) && password == BSKY_PASSWORD => {
+            state.sessions_created += 1;
+            new_session(shared, state)
+        }
+        _ => xrpc_error(
+            401,
+            ("AuthenticationRequired", "Invalid identifier or password"),
+        ),
+    };
+    reply.with(headers)
+}
+
+fn create_record(shared: &Shared, state: &mut State, req: &Incoming) -> Reply {
+    if let Err(reply) = check_access(shared, state, req) {
+        return reply;
+    }
+    let lost = match state.scripted.pop_front() {
+        Some(Scripted::Fail(status)) => return failure(status),
+        Some(Scripted::Throttle) => return failure(429),
+        Some(Scripted::PostThenFail(status)) => Some(status),
+        None => None,
+    };
+    let now = Instant::now();
+    (state.writes).retain(|t| now.duration_since(*t) < WRITE_WINDOW);
+    if (state.writes.len() as u32 + 1) * CREATE_POINTS > WRITE_POINTS {
+        return failure(429);
+    }
+    let body = match req.json() {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    if let Err(message) = validate(state, &body) {
+        return invalid(&message);
+    }
+    state.writes.push_back(now);
+    let record = body["record"].clone();
+    let rkey = next_tid(state);
+    let cid = random_cid();
+    let uri = format!("at://{BSKY_DID}/{POST_TYPE}/{rkey}");
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    state.posts.push(BlueskyPost {
+        uri: uri.clone(),
+        cid: cid.clone(),
+        text: text(&record["text"]).unwrap_or_default(),
+        facets: record["facets"].as_array().cloned().unwrap_or_default(),
+        reply_root: text(&record["reply"]["root"]["uri"]),
+        reply_parent: text(&record["reply"]["parent"]["uri"]),
+        langs: (record["langs"].as_array().into_iter().flatten())
+            .filter_map(text)
+            .collect(),
+        created_at: text(&record["createdAt"]).unwrap_or_default(),
+    });
+    let stored = Stored {
+        rkey,
+        cid: cid.clone(),
+        value: record,
+    };
+    state.records.push(stored);
+    if let Some(status) = lost {
+        return failure(status);
+    }
+    let commit = json!({"cid": random_cid(), "rev": next_tid(state)});
+    let body = json!({"uri": uri, "cid": cid, "commit": commit, "validationStatus": "valid"});
+    json_reply(200, body)
+}
+
+/// What is wrong with a createRecord body, if anything.
+fn validate(state: &State, body: &Value) -> Result<(), String> {
+    let repo = body["repo"]
+        .as_str()
+        .ok_or("Input must have the property \"repo\"")?;
+    if !is_account(repo) {
+        return Err(format!("Could not find repo: {repo}"));
+    }
+    let collection =
+        (body["collection"].as_str()).ok_or("Input must have the property \"collection\"")?;
+    if collection != POST_TYPE {
+        return Err(format!(
+            "Invalid collection: {collection} (expected {POST_TYPE})"
+        ));
+    }
+    let record = &body["record"];
+    if !record.is_object() {
+        return Err("Input/record must be an object".to_owned());
+    }
+    validate_post(state, record).map_err(|what| format!("Invalid {POST_TYPE} record: {what}"))
+}
+
+fn validate_post(state: &State, record: &Value) -> Result<(), String> {
+    if record["$type"].as_str() != Some(POST_TYPE) {
+        return Err(format!("Record/$type must be {POST_TYPE}"));
+    }
+    let text = record["text"]
+        .as_str()
+        .ok_or("Record must have the property \"text\"")?;
+    if count_graphemes(text) > MAX_GRAPHEMES {
+        return Err(format!(
+            "Record/text must not be longer than {MAX_GRAPHEMES} graphemes"
+        ));
+    }
+    if text.len() > MAX_BYTES {
+        return Err(format!(
+            "Record/text must not be longer than {MAX_BYTES} characters"
+        ));
+    }
+    let created =
+        (record["createdAt"].as_str()).ok_or("Record must have the property \"createdAt\"")?;
+    if !valid_datetime(created) {
+        let what = "Record/createdAt must be an valid atproto datetime";
+        return Err(format!("{what} (both RFC-3339 and ISO-8601)"));
+    }
+    let tag = |l: &Value| l.as_str().is_some_and(|l| !l.is_empty());
+    match &record["langs"] {
+        Value::Null => {}
+        Value::Array(langs) if langs.len() <= 3 && langs.iter().all(tag) => {}
+        _ => return Err("Record/langs must be an array of at most 3 language tags".to_owned()),
+    }
+    let empty = Vec::new();
+    let facets = match &record["facets"] {
+        Value::Null => &empty,
+        Value::Array(facets) => facets,
+        _ => return Err("Record/facets must be an array".to_owned()),
+    };
+    for (i, facet) in facets.iter().enumerate() {
+        let index = &facet["index"];
+        let (start, end) = (index["byteStart"].as_u64(), index["byteEnd"].as_u64());
+        if !matches!((start, end), (Some(s), Some(e)) if s < e && e <= text.len() as u64) {
+            let len = text.len();
+            return Err(format!(
+                "Record/facets/{i}/index must have byteStart < byteEnd <= {len} (UTF-8 bytes)"
+            ));
+        }
+        let features = (facet["features"].as_array()).ok_or(format!(
+            "Record/facets/{i} must have the property \"features\""
+        ))?;
+        for (j, feature) in features.iter().enumerate() {
+            let needs = match feature["$type"].as_str() {
+                Some(LINK_TYPE) => "uri",
+                Some("app.bsky.richtext.facet#mention") => "did",
+                Some("app.bsky.richtext.facet#tag") => "tag",
+                Some(_) => continue,
+                None => return Err(format!("Record/facets/{i}/features/{j} must have a $type")),
+            };
+            if feature[needs].as_str().is_none_or(str::is_empty) {
+                let what = format!("Record/facets/{i}/features/{j} must have the property");
+                return Err(format!("{what} \"{needs}\""));
+            }
+        }
+    }
+    let reply = &record["reply"];
+    if reply.is_null() {
+        return Ok(());
+    }
+    for part in ["root", "parent"] {
+        let reference = &reply[part];
+        let (Some(uri), Some(cid)) = (reference["uri"].as_str(), reference["cid"].as_str()) else {
+            let what = format!("Record/reply/{part} must have the properties");
+            return Err(format!("{what} \"uri\" and \"cid\""));
+        };
+        if !state.posts.iter().any(|p| p.uri == uri && p.cid == cid) {
+            return Err(format!(
+                "Record/reply/{part} names no stored post: {uri} ({cid})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Newest first; `cursor` is the last rkey of the page before.
+fn list_records(state: &State, req: &Incoming) -> Reply {
+    let params: HashMap<String, String> = url::form_urlencoded::parse(req.query.as_bytes())
+        .into_owned()
+        .collect();
+    let param = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let Some(repo) = param("repo") else {
+        return invalid("Params must have the property \"repo\"");
+    };
+    if !is_account(repo) {
+        return invalid(&format!("Could not find repo: {repo}"));
+    }
+    let Some(collection) = param("collection") else {
+        return invalid("Params must have the property \"collection\"");
+    };
+    let limit = match param("limit").map(str::parse::<usize>) {
+        None => 50,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        Some(_) => return invalid("limit must be an integer between 1 and 100"),
+    };
+    let cursor = param("cursor");
+    let mut records: Vec<&Stored> = match collection {
+        POST_TYPE => state.records.iter().collect(),
+        _ => Vec::new(),
+    };
+    records.reverse();
+    let page: Vec<&Stored> = (records.into_iter())
+        .filter(|r| cursor.is_none_or(|c| r.rkey.as_str() < c))
+        .take(limit)
+        .collect();
+    let listed: Vec<Value> = (page.iter())
+        .map(|r| {
+            let uri = format!("at://{BSKY_DID}/{POST_TYPE}/{}", r.rkey);
+            json!({"uri": uri, "cid": r.cid, "value": r.value})
+        })
+        .collect();
+    let mut body = json!({ "records": listed });
+    if let Some(last) = page.last() {
+        body["cursor"] = json!(last.rkey);
+    }
+    json_reply(200, body)
+}

@@ -1,0 +1,597 @@
+//! A local stand-in for the Facebook Graph API's Page publishing, on a loopback port:
+//! - `POST /v{N}.{M}/{page_id}/feed` with `message`, optional `link` and `access_token` (form,
+//!   query or JSON; the token also as `Authorization: Bearer`) → 200 `{"id":"<page>_<post>"}`;
+//! - `POST /v{N}.{M}/{post_id}/comments` with `message` → 200 `{"id":"<post>_<comment>"}`.
+//!
+//! Errors are Graph's: HTTP 400 (5xx for server faults) with
+//! `{"error":{"message","type","code","error_subcode","fbtrace_id"}}`: code 190 for a missing,
+//! wrong or expired Page token, 100 for unknown objects and missing parameters, 506 for the same
+//! message posted twice within 24 h, 32 and 80001 for throttling. Every answer carries
+//! `X-Business-Use-Case-Usage` with the share of the Page's call budget (rolling 24 h) used.
+//! The double can be scripted to fail, throttle or lose the reply of a stored post. A bad
+//! request never panics it: it gets Graph's error.
+
+// Shared by the integration tests, which each use part of it.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request as HttpRequest, State as AxumState};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+pub const FB_PAGE_ID: &str = "104233412345678";
+pub const FB_PAGE_TOKEN: &str = "EAAGpageToken0123456789";
+pub const FB_API_VERSION: &str = "v23.0";
+
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+const USAGE_HEADER: &str = "x-business-use-case-usage";
+/// The first post or comment number handed out.
+const FIRST_NUMBER: u64 = 122_093_000_000_000_001;
+
+#[derive(Clone, Debug)]
+pub struct FacebookOptions {
+    /// The Page's Business Use Case budget: calls per rolling 24 h. Default 4800 (one engaged
+    /// user).
+    pub calls_per_window: u32,
+}
+
+impl Default for FacebookOptions {
+    fn default() -> Self {
+        FacebookOptions {
+            calls_per_window: 4800,
+        }
+    }
+}
+
+/// A scripted outcome for one authenticated publishing call (feed or comments), taken in order.
+#[derive(Clone, Debug)]
+pub enum Scripted {
+    /// Answer this status with Graph's error body (5xx: code 2, transient); nothing is posted.
+    Fail(u16),
+    /// 400 code 32 "Page request limit reached", regain in 1 minute; nothing is posted.
+    Throttle,
+    /// The post IS stored, but the answer is this status (a lost reply).
+    PostThenFail(u16),
+}
+
+/// `Scripted`, under a name that does not clash with other doubles' when glob-imported.
+pub type FbScripted = Scripted;
+
+/// One stored feed post or comment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FbPost {
+    pub id: String,
+    pub message: String,
+    pub link: Option<String>,
+    /// The post id, for comments.
+    pub parent: Option<String>,
+}
+
+/// One request as received (path with its query string) and the HTTP status answered.
+#[derive(Clone, Debug)]
+pub struct FbRequest {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub body: String,
+    /// Lower-case names, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub at: Instant,
+}
+
+/// The Graph API double, serving on a loopback port until dropped.
+pub struct FacebookDouble {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    options: FacebookOptions,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    scripted: VecDeque<Scripted>,
+    /// Calls counted against the budget, within the last 24 h.
+    calls: VecDeque<Instant>,
+    /// Stored posts and comments, and when.
+    posts: Vec<(FbPost, Instant)>,
+    next_number: u64,
+    requests: Vec<FbRequest>,
+    throttled: usize,
+}
+
+impl FacebookDouble {
+    pub async fn start() -> FacebookDouble {
+        FacebookDouble::start_with(FacebookOptions::default()).await
+    }
+
+    pub async fn start_with(options: FacebookOptions) -> FacebookDouble {
+        let state = Mutex::new(State {
+            next_number: FIRST_NUMBER,
+            ..State::default()
+        });
+        let shared = Arc::new(Shared { options, state });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind Facebook double");
+        let addr = listener.local_addr().expect("Facebook double address");
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .await
+                .expect("Facebook double server");
+        });
+        FacebookDouble {
+            addr,
+            shared,
+            server,
+        }
+    }
+
+    /// "http://127.0.0.1:PORT" (no trailing slash), in place of "https://graph.facebook.com".
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// "http://127.0.0.1:PORT/v23.0".
+    pub fn versioned_url(&self) -> String {
+        format!("{}/{FB_API_VERSION}", self.url())
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+
+    /// The next `n` authenticated publishing calls get `what`, after whatever is already
+    /// scripted.
+    pub fn script(&self, n: usize, what: Scripted) {
+        self.state().scripted.extend(std::iter::repeat_n(what, n));
+    }
+
+    /// Stored posts and comments, oldest first (including those whose reply was lost).
+    pub fn posts(&self) -> Vec<FbPost> {
+        self.state().posts.iter().map(|(p, _)| p.clone()).collect()
+    }
+
+    /// The Page's feed posts (no comments).
+    pub fn feed(&self) -> Vec<FbPost> {
+        let posts = self.posts().into_iter();
+        posts.filter(|p| p.parent.is_none()).collect()
+    }
+
+    pub fn comments_on(&self, post_id: &str) -> Vec<FbPost> {
+        let posts = self.posts().into_iter();
+        posts
+            .filter(|p| p.parent.as_deref() == Some(post_id))
+            .collect()
+    }
+
+    /// Waits until at least `n` posts and comments were stored and returns them; panics after
+    /// `timeout`, listing them and the requests.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<FbPost> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let posts = self.posts();
+            if posts.len() >= n {
+                return posts;
+            }
+            if Instant::now() > deadline {
+                let requests: Vec<_> = (self.requests().iter())
+                    .map(|r| format!("{} {} → {}: {}", r.method, r.path, r.status, r.body))
+                    .collect();
+                panic!(
+                    "expected {n} Facebook posts within {timeout:?}, got {}: {posts:#?}; \
+                     requests: {requests:#?}",
+                    posts.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn requests(&self) -> Vec<FbRequest> {
+        self.state().requests.clone()
+    }
+
+    /// Throttling answers given so far (code 32 scripted, code 80001 by budget).
+    pub fn throttled(&self) -> usize {
+        self.state().throttled
+    }
+}
+
+impl Drop for FacebookDouble {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A request, read whole.
+struct Incoming {
+    method: String,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Incoming {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Query parameters, overridden by the body's (form-encoded or a JSON object).
+    fn params(&self) -> HashMap<String, String> {
+        let mut params = form(self.query.as_bytes());
+        let content_type = self.header("content-type").unwrap_or_default();
+        let content_type = content_type.to_ascii_lowercase();
+        if content_type.starts_with("application/x-www-form-urlencoded") {
+            params.extend(form(&self.body));
+        } else if content_type.starts_with("application/json") {
+            let body: Value = serde_json::from_slice(&self.body).unwrap_or_default();
+            for (key, value) in body.as_object().into_iter().flatten() {
+                let value = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Null => continue,
+                    other => other.to_string(),
+                };
+                params.insert(key.clone(), value);
+            }
+        }
+        params
+    }
+
+    /// `access_token`, else an `Authorization: Bearer` (or `OAuth`) token.
+    fn token(&self, params: &HashMap<String, String>) -> Option<String> {
+        if let Some(token) = params.get("access_token").filter(|t| !t.is_empty()) {
+            return Some(token.clone());
+        }
+        let (scheme, token) = self.header("authorization")?.trim().split_once(' ')?;
+        let known = scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("oauth");
+        Some(token.trim().to_owned()).filter(|t| known && !t.is_empty())
+    }
+}
+
+fn form(bytes: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(bytes).into_owned().collect()
+}
+
+/// Graph's error body for `status`.
+fn graph_error(status: u16, kind: &str, code: u32, subcode: Option<u32>, message: &str) -> Answer {
+    let mut error = json!({"message": message, "type": kind, "code": code});
+    if let Some(subcode) = subcode {
+        error["error_subcode"] = json!(subcode);
+    }
+    error["fbtrace_id"] = json!(fbtrace_id());
+    Answer {
+        status,
+        body: json!({"error": error}),
+        throttled: false,
+    }
+}
+
+fn oauth_error(code: u32, subcode: Option<u32>, message: &str) -> Answer {
+    graph_error(400, "OAuthException", code, subcode, message)
+}
+
+/// The object does not exist (or does not take this edge).
+fn unsupported(method: &str, object: &str) -> Answer {
+    let message = format!(
+        "Unsupported {method} request. Object with ID '{object}' does not exist, cannot be loaded \
+         due to missing permissions, or does not support this operation."
+    );
+    graph_error(400, "GraphMethodException", 100, Some(33), &message)
+}
+
+fn transient(mut answer: Answer) -> Answer {
+    answer.body["error"]["is_transient"] = json!(true);
+    answer
+}
+
+/// Graph's error for a scripted status.
+fn failure(status: u16) -> Answer {
+    let status = StatusCode::from_u16(status).map_or(500, |s| s.as_u16());
+    let message = "An unexpected error has occurred. Please retry your request later.";
+    match status {
+        500.. => transient(graph_error(status, "OAuthException", 2, None, message)),
+        403 => graph_error(403, "OAuthException", 200, None, "(#200) Permissions error"),
+        _ => graph_error(
+            status,
+            "OAuthException",
+            1,
+            None,
+            "An unknown error occurred",
+        ),
+    }
+}
+
+/// An 11-character trace id, as Graph sends in every error.
+fn fbtrace_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..11)
+        .map(|_| char::from(ALPHABET[usize::from(rand::random::<u8>()) % ALPHABET.len()]))
+        .collect()
+}
+
+/// "Friday, 13-Sep-24 03:10:45 PDT", `seconds_ago` before now, Pacific time as Graph writes it.
+fn graph_time(seconds_ago: i64) -> String {
+    let now = jiff::Timestamp::now().as_second();
+    let Ok(at) = jiff::Timestamp::from_second(now - seconds_ago) else {
+        return String::new();
+    };
+    let format = "%A, %d-%b-%y %H:%M:%S";
+    match at.in_tz("America/Los_Angeles") {
+        Ok(zoned) => format!("{} {}", zoned.strftime(format), zoned.strftime("%Z")),
+        Err(_) => format!("{} UTC", at.strftime(format)),
+    }
+}
+
+/// `v<digits>.<digits>`.
+fn is_version(segment: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let version = segment.strip_prefix('v').and_then(|v| v.split_once('.'));
+    version.is_some_and(|(major, minor)| digits(major) && digits(minor))
+}
+
+/// An answer: status, body, and whether the usage header shows a throttle (regain in 1 min).
+struct Answer {
+    status: u16,
+    body: Value,
+    throttled: bool,
+}
+
+async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: HttpRequest) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 8 << 20)
+        .await
+        .unwrap_or_default();
+    let req = Incoming {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        headers: parts.headers,
+        body: body.to_vec(),
+    };
+    let now = Instant::now();
+    let (answer, usage) = {
+        let mut state = shared.lock();
+        let answer = graph(&shared, &mut state, &req, now);
+        let usage = usage(&shared, &mut state, now, answer.throttled);
+        (answer, usage)
+    };
+    let path = match req.query.as_str() {
+        "" => req.path.clone(),
+        query => format!("{}?{query}", req.path),
+    };
+    let headers = (req.headers.iter())
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    shared.lock().requests.push(FbRequest {
+        method: req.method.clone(),
+        path,
+        status: answer.status,
+        body: String::from_utf8_lossy(&req.body).into_owned(),
+        headers,
+        at: Instant::now(),
+    });
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type = [(header::CONTENT_TYPE, "application/json; charset=UTF-8")];
+    let mut response = (status, content_type, answer.body.to_string()).into_response();
+    if let Ok(value) = HeaderValue::from_str(&usage) {
+        let name = HeaderName::from_static(USAGE_HEADER);
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+/// Drops calls older than 24 h from the budget.
+fn prune(state: &mut State, now: Instant) {
+    while state
+        .calls
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= DAY)
+    {
+        state.calls.pop_front();
+    }
+}
+
+/// The `X-Business-Use-Case-Usage` value: percentages of the budget used, and the minutes until
+/// a call is possible again (0 while under budget; 1 for a scripted throttle).
+fn usage(shared: &Shared, state: &mut State, now: Instant, throttled: bool) -> String {
+    prune(state, now);
+    let budget = shared.options.calls_per_window as usize;
+    let used = state.calls.len();
+    let mut percent = match budget {
+        0 => 100,
+        _ => (used * 100 / budget).min(100),
+    };
+    let mut regain = 0;
+    if used >= budget {
+        let oldest = state
+            .calls
+            .front()
+            .map_or(Duration::ZERO, |t| now.duration_since(*t));
+        regain = DAY.saturating_sub(oldest).as_secs().div_ceil(60).max(1);
+    }
+    if throttled {
+        (percent, regain) = (100, 1);
+    }
+    let entry = json!({
+        "type": "pages", "call_count": percent, "total_cputime": percent,
+        "total_time": percent, "estimated_time_to_regain_access": regain,
+    });
+    let mut map = Map::new();
+    map.insert(FB_PAGE_ID.to_owned(), json!([entry]));
+    Value::Object(map).to_string()
+}
+
+/// Routes, authenticates, applies the script and the budget, then publishes.
+fn graph(shared: &Shared, state: &mut State, req: &Incoming, now: Instant) -> Answer {
+    let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let (object, edge) = match segments.as_slice() {
+        [version, object, edge @ ("feed" | "comments")] if is_version(version) => (*object, *edge),
+        _ => {
+            let message = format!("Unknown path components: {}", req.path);
+            return oauth_error(2500, None, &message);
+        }
+    };
+    let params = req.params();
+    let Some(token) = req.token(&params) else {
+        let message = "An active access token must be used to query information about the \
+                       current user.";
+        return oauth_error(190, None, message);
+    };
+    if token != FB_PAGE_TOKEN {
+        let message = format!(
+            "Error validating access token: Session has expired on {}. The current time is {}.",
+            graph_time(3600),
+            graph_time(0)
+        );
+        return oauth_error(190, Some(463), &message);
+    }
+    if req.method != "POST" {
+        return unsupported(&req.method.to_ascii_lowercase(), object);
+    }
+    let lost_reply = match state.scripted.pop_front() {
+        Some(Scripted::Fail(status)) => {
+            state.calls.push_back(now);
+            return failure(status);
+        }
+        Some(Scripted::Throttle) => {
+            state.throttled += 1;
+            let mut answer = transient(oauth_error(32, None, "Page request limit reached"));
+            answer.throttled = true;
+            return answer;
+        }
+        Some(Scripted::PostThenFail(status)) => Some(status),
+        None => None,
+    };
+    prune(state, now);
+    if state.calls.len() >= shared.options.calls_per_window as usize {
+        state.throttled += 1;
+        let message = "There have been too many calls to this Page account. Wait a bit and try \
+                       again.";
+        return transient(oauth_error(80001, None, message));
+    }
+    state.calls.push_back(now);
+    let published = match edge {
+        "feed" => publish(state, &params, object, now),
+        _ => comment(state, &params, object, now),
+    };
+    match (published, lost_reply) {
+        (Ok(_), Some(status)) => failure(status),
+        (Ok(id), None) => Answer {
+            status: 200,
+            body: json!({ "id": id }),
+            throttled: false,
+        },
+        (Err(answer), _) => answer,
+    }
+}
+
+fn next_number(state: &mut State) -> u64 {
+    let number = state.next_number;
+    state.next_number += 1;
+    number
+}
+
+/// `POST /{page_id}/feed`: the stored post's id, or Graph's refusal.
+fn publish(
+    state: &mut State,
+    params: &HashMap<String, String>,
+    object: &str,
+    now: Instant,
+) -> Result<String, Answer> {
+    if object != FB_PAGE_ID {
+        return Err(unsupported("post", object));
+    }
+    let message = params.get("message").cloned().unwrap_or_default();
+    let link = params.get("link").filter(|l| !l.trim().is_empty()).cloned();
+    if message.trim().is_empty() && link.is_none() {
+        let text = "(#100) Missing message or attachment: one of message or link is required";
+        return Err(oauth_error(100, None, text));
+    }
+    if let Some(link) = &link {
+        let parsed = url::Url::parse(link);
+        if !parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            return Err(oauth_error(
+                100,
+                None,
+                "(#100) The link parameter must be a valid URL",
+            ));
+        }
+    }
+    let duplicate = (state.posts.iter()).any(|(p, at)| {
+        p.parent.is_none()
+            && !message.trim().is_empty()
+            && p.message == message
+            && now.duration_since(*at) < DAY
+    });
+    if duplicate {
+        let mut answer = oauth_error(506, Some(1_455_006), "Duplicate status message");
+        answer.body["error"]["error_user_title"] = json!("Duplicate Status Update");
+        answer.body["error"]["error_user_msg"] = json!(
+            "This status update is identical to the last one you posted. Try posting something \
+             different, or delete your previous update."
+        );
+        return Err(answer);
+    }
+    let id = format!("{FB_PAGE_ID}_{}", next_number(state));
+    let post = FbPost {
+        id: id.clone(),
+        message,
+        link,
+        parent: None,
+    };
+    state.posts.push((post, now));
+    Ok(id)
+}
+
+/// `POST /{post_id}/comments`: the stored comment's id, or Graph's refusal.
+fn comment(
+    state: &mut State,
+    params: &HashMap<String, String>,
+    object: &str,
+    now: Instant,
+) -> Result<String, Answer> {
+    let exists = (state.posts.iter()).any(|(p, _)| p.parent.is_none() && p.id == object);
+    if !exists {
+        return Err(unsupported("post", object));
+    }
+    let message = params.get("message").cloned().unwrap_or_default();
+    if message.trim().is_empty() {
+        let text = "(#100) Missing message or attachment: the message parameter is required";
+        return Err(oauth_error(100, None, text));
+    }
+    let post_number = object.split_once('_').map_or(object, |(_, n)| n);
+    let id = format!("{post_number}_{}", next_number(state));
+    let comment = FbPost {
+        id: id.clone(),
+        message,
+        link: params.get("link").cloned(),
+        parent: Some(object.to_owned()),
+    };
+    state.posts.push((comment, now));
+    Ok(id)
+}
