@@ -1,7 +1,7 @@
 //! End-to-end figures of the release binary, as an operator would see them: webhook-to-SMTP
 //! latency, ingest throughput with memory, email fan-out, idle memory.
 //!
-//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-render|approval|idle`
+//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-render|approval|social|idle`
 //! picks one, and `-- --quick` runs smaller sizes. `fanout-pg` runs one and two replicas on a fresh
 //! database of the PostgreSQL server named by `BANDITORE_TEST_POSTGRES`, skipping without one. Postfix's `smtp-sink` is used as the fan-out sink when it is
 //! installed (Debian package `postfix`); otherwise the test suite's SMTP server stands in and the
@@ -586,6 +586,113 @@ async fn sms(recipients: usize, rate: u32) {
     );
 }
 
+/// Approval of a public draft to the post on each social network (their doubles on loopback),
+/// for the opening post and for an update replying in the thread.
+async fn social(incidents: usize) {
+    use support::networks::Networks;
+    let smtp = SmtpServer::start();
+    let net = Networks::start().await;
+    let config = net.config(support::mastodon::MASTODON_TOKEN);
+    let app = TestApp::spawn(&smtp, &config, &[]).await;
+    let counts = |net: &Networks| {
+        [
+            net.mastodon.posts().len(),
+            net.bluesky.posts().len(),
+            net.x.posts().len(),
+            net.facebook.posts().len(),
+        ]
+    };
+    // Per network, the time from the click to the post; and to the last of the four.
+    let mut took: [Vec<Duration>; 5] = Default::default();
+    let mut replies: [Vec<Duration>; 5] = Default::default();
+    for i in 0..incidents {
+        let req = json!({"title": format!("Servizio {i} non raggiungibile"), "severity": "critical",
+            "labels": {"service": format!("svc-{i}")}, "body": "Verifiche in corso."});
+        let resp = app
+            .post_json("/api/v1/incidents", Some(OPERATOR_TOKEN), &req)
+            .await;
+        assert_eq!(resp.status(), 201);
+        let incident = resp.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+        for (round, into) in [&mut took, &mut replies].into_iter().enumerate() {
+            if round == 1 {
+                let resp = app
+                    .post_json(
+                        &format!("/api/v1/incidents/{incident}/updates"),
+                        Some(OPERATOR_TOKEN),
+                        &json!({"status": "identified", "body": "Causa individuata."}),
+                    )
+                    .await;
+                assert_eq!(resp.status(), 201);
+            }
+            let started = Instant::now();
+            let id = loop {
+                let drafts = app
+                    .get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
+                    .await;
+                if let Some(id) = drafts["drafts"][0]["id"].as_i64() {
+                    break id;
+                }
+                assert!(started.elapsed() < Duration::from_secs(30), "no draft");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            };
+            let before = counts(&net);
+            let clicked = Instant::now();
+            let resp = app
+                .post_json(
+                    &format!("/api/v1/drafts/{id}/approve"),
+                    Some(COMMUNICATOR_TOKEN),
+                    &json!({}),
+                )
+                .await;
+            assert_eq!(resp.status(), 200);
+            let mut done = [None; 4];
+            while done.iter().any(Option::is_none) {
+                let now = counts(&net);
+                for n in 0..4 {
+                    if done[n].is_none() && now[n] > before[n] {
+                        done[n] = Some(clicked.elapsed());
+                    }
+                }
+                assert!(
+                    clicked.elapsed() < Duration::from_secs(30),
+                    "posts missing: {done:?}"
+                );
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            let done = done.map(|d| d.unwrap_or_default());
+            for n in 0..4 {
+                into[n].push(done[n]);
+            }
+            into[4].push(done.into_iter().max().unwrap_or_default());
+        }
+    }
+    let names = ["mastodon", "bluesky", "x", "facebook", "all four"];
+    for (what, figures) in [("first post", &mut took), ("reply in thread", &mut replies)] {
+        let line: Vec<String> = figures
+            .iter_mut()
+            .zip(names)
+            .map(|(f, name)| {
+                f.sort();
+                format!(
+                    "{name} p50 {:.1} ms, p99 {:.1} ms",
+                    ms(percentile(f, 0.50)),
+                    ms(percentile(f, 0.99))
+                )
+            })
+            .collect();
+        println!(
+            "social ({incidents} incidents, {what}): approval to the network's post: {} (target: seconds)",
+            line.join("; ")
+        );
+    }
+    let tweets = net.x.posts();
+    let threaded = tweets.iter().filter(|t| t.in_reply_to.is_some()).count();
+    println!(
+        "social: {} posts on X, {threaded} of them replies",
+        tweets.len()
+    );
+}
+
 fn main() {
     // `cargo test --all-targets` runs bench binaries too, without `--bench`: figures from a debug
     // build under a test run mean nothing, so only `cargo bench` measures.
@@ -636,6 +743,9 @@ fn main() {
             let n = if quick { 20 } else { 100 };
             approval(n, "0s").await;
             approval(n, "500ms").await;
+        }
+        if run("social") {
+            social(if quick { 10 } else { 50 }).await;
         }
         if run("sms-render") {
             sms_render(if quick { 2_000 } else { 20_000 });

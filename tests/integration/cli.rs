@@ -80,6 +80,26 @@ username = "regione"
 password = "skebby-secret-value"
 message_type = "XX"
 
+[channels.mastodon]
+enabled = true
+base_url = "mastodon.example"
+visibility = "friends"
+
+[channels.bluesky]
+enabled = true
+password = "bluesky-app-password"
+
+[channels.x]
+enabled = true
+consumer_key = "key"
+consumer_secret = "x-consumer-secret-value"
+
+[channels.facebook]
+enabled = true
+page_id = "regione-umbria"
+api_version = "23"
+page_token = "fb-page-token-value"
+
 [[auth.tokens]]
 name = "am"
 token = "short"
@@ -118,6 +138,14 @@ subscriptions = [{{ matchers = ['service=~"cup('] }}]
         "channels.sms.providers[0].sender",
         "channels.sms.providers[1].name",
         "channels.sms.providers[1].message_type",
+        "channels.mastodon.base_url",
+        "channels.mastodon.token",
+        "channels.mastodon.visibility",
+        "channels.bluesky.identifier",
+        "channels.x.access_token",
+        "channels.x.access_token_secret",
+        "channels.facebook.page_id",
+        "channels.facebook.api_version",
         "auth.tokens[0].token",
         "subscribers[0]",
         "templates",
@@ -129,7 +157,10 @@ subscriptions = [{{ matchers = ['service=~"cup('] }}]
     assert!(
         !err.contains("short\"")
             && !err.contains("not-a-bot-token")
-            && !err.contains("skebby-secret-value"),
+            && !err.contains("skebby-secret-value")
+            && !err.contains("bluesky-app-password")
+            && !err.contains("x-consumer-secret-value")
+            && !err.contains("fb-page-token-value"),
         "the token value must not be printed:\n{err}"
     );
 }
@@ -247,6 +278,11 @@ fn shipped_example_configurations_are_valid() {
         "banditore-secret-key",
         "banditore-skebby",
         "banditore-twilio",
+        "banditore-mastodon",
+        "banditore-bluesky",
+        "banditore-x-consumer",
+        "banditore-x-token",
+        "banditore-facebook",
     ] {
         std::fs::write(
             secrets.join(name),
@@ -279,8 +315,8 @@ fn shipped_example_configurations_are_valid() {
         &env,
     );
     assert_eq!(code, 0, "{out}{err}");
-    // Five declared, and the public Telegram channel.
-    assert!(out.contains("6 subscriber(s) from config"), "{out}");
+    // Five declared, the public Telegram channel and the four social accounts.
+    assert!(out.contains("10 subscriber(s) from config"), "{out}");
 
     let tour = format!("{root}/config/tour.toml");
     let (code, out, err) = banditore(

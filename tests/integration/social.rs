@@ -5,69 +5,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::bluesky::{self, BSKY_HANDLE, BSKY_PASSWORD, BlueskyDouble};
-use crate::support::facebook::{self, FB_PAGE_ID, FB_PAGE_TOKEN, FacebookDouble};
-use crate::support::mastodon::{self, MASTODON_TOKEN, MastodonDouble};
-use crate::support::x::{
-    self, X_ACCESS_SECRET, X_ACCESS_TOKEN, X_CONSUMER_KEY, X_CONSUMER_SECRET, XDouble,
-};
+use crate::support::mastodon::MASTODON_TOKEN;
+use crate::support::networks::Networks;
 use crate::support::*;
+use crate::support::{bluesky, facebook, mastodon, x};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-struct Networks {
-    mastodon: MastodonDouble,
-    bluesky: BlueskyDouble,
-    x: XDouble,
-    facebook: FacebookDouble,
-}
-
-impl Networks {
-    async fn start() -> Networks {
-        Networks {
-            mastodon: MastodonDouble::start().await,
-            bluesky: BlueskyDouble::start().await,
-            x: XDouble::start().await,
-            facebook: FacebookDouble::start().await,
-        }
-    }
-
-    /// Every account enabled, secrets given inline (the tests' own values).
-    fn config(&self, mastodon_token: &str) -> String {
-        format!(
-            r#"
-[channels.mastodon]
-enabled = true
-base_url = "{m}"
-token = "{mastodon_token}"
-
-[channels.bluesky]
-enabled = true
-base_url = "{b}"
-identifier = "{BSKY_HANDLE}"
-password = "{BSKY_PASSWORD}"
-
-[channels.x]
-enabled = true
-base_url = "{x}"
-consumer_key = "{X_CONSUMER_KEY}"
-consumer_secret = "{X_CONSUMER_SECRET}"
-access_token = "{X_ACCESS_TOKEN}"
-access_token_secret = "{X_ACCESS_SECRET}"
-
-[channels.facebook]
-enabled = true
-base_url = "{f}"
-page_id = "{FB_PAGE_ID}"
-page_token = "{FB_PAGE_TOKEN}"
-"#,
-            m = self.mastodon.url(),
-            b = self.bluesky.url(),
-            x = self.x.url(),
-            f = self.facebook.url(),
-        )
-    }
-}
 
 async fn pending(app: &TestApp) -> Vec<Value> {
     app.get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)

@@ -8,6 +8,7 @@ pub mod bluesky;
 pub mod browser;
 pub mod facebook;
 pub mod mastodon;
+pub mod networks;
 pub mod postgres;
 pub mod sms;
 pub mod smtp;
