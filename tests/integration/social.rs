@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use fantoccini::Locator;
 use serde_json::{Value, json};
 
-use crate::support::mastodon::MASTODON_TOKEN;
+use crate::support::mastodon::{MASTODON_TOKEN, MastodonDouble};
 use crate::support::networks::Networks;
 use crate::support::*;
 use crate::support::{bluesky, facebook, mastodon, x};
@@ -426,4 +427,113 @@ async fn a_refused_token_is_retried_and_said_while_an_over_long_edit_is_refused(
     );
     // The other networks were not held up.
     net.x.wait_for(1, WAIT).await;
+}
+
+#[tokio::test]
+async fn mastodon_rate_limit_holds_posts_until_its_reset_without_counting_attempts() {
+    let smtp = SmtpServer::start();
+    let mut net = Networks::start().await;
+    // One status per 2-second window, as Mastodon's 300 per 3 hours in miniature.
+    net.mastodon = MastodonDouble::start_with(mastodon::MastodonOptions {
+        statuses_per_window: 1,
+        statuses_window: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await;
+    let app = TestApp::spawn(&smtp, &net.config(MASTODON_TOKEN), &[]).await;
+    let incident = open_incident(&app, "CUP lento", "Verifiche in corso.").await;
+    approve_next(&app).await;
+    net.mastodon.wait_for(1, WAIT).await;
+    post_update(&app, incident, "identified", "Causa individuata.").await;
+    approve_next(&app).await;
+    let toots = net.mastodon.wait_for(2, WAIT).await;
+    assert_eq!(toots[1].in_reply_to_id, Some(toots[0].id.clone()));
+    let sent = deliveries(&app, incident, "mastodon").await;
+    assert!(sent.iter().all(|d| d["state"] == "sent"), "{sent:?}");
+    // The first post used the window up (`X-RateLimit-Remaining: 0`): the second waited for
+    // the reset instead of being refused, and waiting costs no attempt.
+    assert_eq!(net.mastodon.throttled(), 0, "{:?}", net.mastodon.requests());
+    assert_eq!(sent[1]["attempts"], 1, "{sent:?}");
+    let statuses: Vec<u16> = net
+        .mastodon
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn in_a_real_browser_each_network_part_counts_as_its_network_while_typing() {
+    let Some(mut browser) = Browser::start("social_draft_lengths").await else {
+        return;
+    };
+    let smtp = SmtpServer::start();
+    let net = Networks::start().await;
+    let mut app = TestApp::spawn(&smtp, &net.config(MASTODON_TOKEN), &[]).await;
+    app.add_user("m.rossi", "una-password-lunga-abbastanza", "communicator")
+        .await;
+    open_incident(&app, "CUP giù", "Verifiche in corso.").await;
+    let id = eventually(|| pending(&app), |d| !d.is_empty()).await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let c = browser.client.clone();
+    c.goto(&app.url(&format!("/console/drafts/{id}")))
+        .await
+        .unwrap();
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("m.rossi")
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("una-password-lunga-abbastanza")
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.goto(&app.url(&format!("/console/drafts/{id}")))
+        .await
+        .unwrap();
+    let text = "Guasto: 10 € di rimborso 🚑 Città https://stato.example.org/status/incidents/1";
+    for (channel, expected) in [
+        // X weighs € and the emoji 2 and the link 23; Mastodon counts the link 23 too.
+        ("x", x::weighted_length(text)),
+        ("mastodon", mastodon::count_length(text)),
+        ("bluesky", bluesky::count_graphemes(text)),
+        ("facebook", text.chars().count()),
+    ] {
+        let area = c
+            .wait()
+            .for_element(Locator::Id(&format!("body_{channel}_it")))
+            .await
+            .unwrap();
+        area.clear().await.unwrap();
+        area.send_keys(text).await.unwrap();
+        let shown = browser.text_of(&format!("#len_{channel}_it")).await;
+        assert!(
+            shown.starts_with(&format!("{expected} / ")),
+            "{channel}: {shown} (expected {expected})"
+        );
+    }
+    assert!(
+        browser
+            .text_of("#len_x_it")
+            .await
+            .ends_with("/ 280 caratteri ponderati")
+    );
+    browser.screenshot("social-lengths").await;
+    browser.close().await;
 }
