@@ -10,24 +10,24 @@
 //! - `GET /xrpc/com.atproto.repo.listRecords` → the stored posts, newest first.
 //!
 //! Errors are XRPC's `{"error":"<Name>","message":"…"}`. Access tokens expire after a short TTL
-//! (or on demand); the post-creating call can be scripted to fail, throttle, or store a post and
-//! lose the reply. A bad request never panics it: it gets the PDS's error.
+//! (or on demand); the post-creating call can be scripted to fail, throttle (429
+//! RateLimitExceeded with the `RateLimit-*` headers), or store a post and lose the reply. A bad
+//! request never panics it: it gets the PDS's error. What it shares with the other networks'
+//! doubles is in `double`.
 
 // Shared by the integration tests, which each use part of it.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::extract::{Request as HttpRequest, State as AxumState};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use unicode_segmentation::UnicodeSegmentation;
+
+pub use super::double::Scripted;
+use super::double::{Common, Double, Headers, Incoming, Network, Recorded, Reply, Shared};
 
 pub const BSKY_HANDLE: &str = "regione.bsky.social";
 /// The account's app password.
@@ -71,17 +71,6 @@ impl Default for BlueskyOptions {
     }
 }
 
-/// A scripted outcome for one `createRecord` past authentication.
-#[derive(Clone, Debug)]
-pub enum Scripted {
-    /// Answer this status with the XRPC error body; nothing is posted.
-    Fail(u16),
-    /// 429 RateLimitExceeded with the `RateLimit-*` headers; nothing is posted.
-    Throttle,
-    /// The post IS stored, but the answer is this status with the XRPC error body: a lost reply.
-    PostThenFail(u16),
-}
-
 /// One stored post.
 #[derive(Clone, Debug)]
 pub struct BlueskyPost {
@@ -118,28 +107,13 @@ impl BlueskyPost {
     }
 }
 
-/// One request as received (path with its query string) and the HTTP status answered.
-#[derive(Clone, Debug)]
-pub struct BlueskyRequest {
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    pub body: String,
-    /// Lower-case names, in the order received.
-    pub headers: Vec<(String, String)>,
-}
+pub type BlueskyRequest = Recorded;
 
 /// The Bluesky PDS double, serving on a loopback port until dropped.
-pub struct BlueskyDouble {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
-}
+pub type BlueskyDouble = Double<Bluesky>;
 
-struct Shared {
-    options: BlueskyOptions,
-    state: Mutex<State>,
-}
+/// A Bluesky PDS, for `Double`.
+pub struct Bluesky;
 
 /// A stored record, as posted.
 struct Stored {
@@ -149,8 +123,8 @@ struct Stored {
 }
 
 #[derive(Default)]
-struct State {
-    scripted: VecDeque<Scripted>,
+pub struct State {
+    common: Common,
     /// accessJwt → when issued (None once expired by `expire_access_tokens`).
     access: HashMap<String, Option<Instant>>,
     /// refreshJwt → not yet rotated.
@@ -166,56 +140,43 @@ struct State {
     records: Vec<Stored>,
     sessions_created: usize,
     refreshes: usize,
-    throttled: usize,
-    requests: Vec<BlueskyRequest>,
 }
 
-impl BlueskyDouble {
-    pub async fn start() -> BlueskyDouble {
-        BlueskyDouble::start_with(BlueskyOptions::default()).await
-    }
+impl Network for Bluesky {
+    const NAME: &'static str = "Bluesky";
+    type Options = BlueskyOptions;
+    type State = State;
+    type Post = BlueskyPost;
 
-    pub async fn start_with(options: BlueskyOptions) -> BlueskyDouble {
-        let state = State {
+    fn fresh() -> State {
+        State {
             clock_id: u64::from(rand::random::<u16>() % 1024),
             ..State::default()
-        };
-        let shared = Arc::new(Shared {
-            options,
-            state: Mutex::new(state),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind Bluesky double");
-        let addr = listener.local_addr().unwrap();
-        let app = Router::new().fallback(handle).with_state(shared.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("Bluesky double server");
-        });
-        BlueskyDouble {
-            addr,
-            shared,
-            server,
         }
     }
 
-    /// The PDS URL, "http://127.0.0.1:PORT" (no trailing slash).
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+    fn common(state: &mut State) -> &mut Common {
+        &mut state.common
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.shared.lock()
+    fn posts(state: &State) -> Vec<BlueskyPost> {
+        state.posts.clone()
     }
 
-    /// The next `n` createRecord calls past authentication get `what` (queued after whatever
-    /// is already scripted).
-    pub fn script(&self, n: usize, what: Scripted) {
-        self.state().scripted.extend(std::iter::repeat_n(what, n));
+    /// Counts every 429 as throttled.
+    fn answer(shared: &Shared<Bluesky>, state: &mut State, req: &Incoming) -> Reply {
+        let reply = match req.path.strip_prefix("/xrpc/") {
+            None => xrpc_error(404, ("NotFound", "Not Found")),
+            Some(nsid) => route(shared, state, req, nsid),
+        };
+        if reply.status == 429 {
+            state.common.throttled += 1;
+        }
+        reply
     }
+}
 
+impl BlueskyDouble {
     /// Every accessJwt issued so far is now expired (refresh tokens stay valid).
     pub fn expire_access_tokens(&self) {
         for issued in self.state().access.values_mut() {
@@ -231,60 +192,6 @@ impl BlueskyDouble {
     /// Successful refreshSession calls.
     pub fn refreshes(&self) -> usize {
         self.state().refreshes
-    }
-
-    /// How many 429 answers were given (scripted or by rate).
-    pub fn throttled(&self) -> usize {
-        self.state().throttled
-    }
-
-    /// Stored posts, oldest first.
-    pub fn posts(&self) -> Vec<BlueskyPost> {
-        self.state().posts.clone()
-    }
-
-    pub fn requests(&self) -> Vec<BlueskyRequest> {
-        self.state().requests.clone()
-    }
-
-    /// Waits until at least `n` posts are stored and returns them; panics after `timeout`,
-    /// listing what was posted and requested.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<BlueskyPost> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let posts = self.posts();
-            if posts.len() >= n {
-                return posts;
-            }
-            if Instant::now() > deadline {
-                let all: Vec<_> = (posts.iter())
-                    .map(|p| format!("{}: {:?}", p.uri, p.text))
-                    .collect();
-                let requests: Vec<_> = (self.requests().iter())
-                    .map(|r| format!("{} {} → {}: {}", r.method, r.path, r.status, r.body))
-                    .collect();
-                panic!(
-                    "expected {n} Bluesky posts within {timeout:?}, got {}: {all:#?}; \
-                     requests: {requests:#?}",
-                    posts.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl Drop for BlueskyDouble {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -363,57 +270,15 @@ fn valid_datetime(value: &str) -> bool {
     value.as_bytes().get(10) == Some(&b'T') && value.parse::<jiff::Timestamp>().is_ok()
 }
 
-/// A request, read whole.
-struct Incoming {
-    method: String,
-    path: String,
-    query: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Incoming {
-    fn bearer(&self) -> Option<&str> {
-        let value = self.headers.get("authorization")?.to_str().ok()?;
-        let (scheme, token) = value.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    }
-
-    fn json(&self) -> Result<Value, Reply> {
-        match serde_json::from_slice::<Value>(&self.body) {
-            Ok(value @ Value::Object(_)) => Ok(value),
-            _ => Err(invalid("Input must be a JSON object")),
-        }
-    }
-}
-
-type Headers = Vec<(&'static str, String)>;
-
-/// An answer: status, extra headers, JSON body.
-struct Reply {
-    status: u16,
-    headers: Headers,
-    body: Value,
-}
-
-impl Reply {
-    fn with(mut self, headers: Headers) -> Reply {
-        self.headers.extend(headers);
-        self
-    }
-}
-
-fn json_reply(status: u16, body: Value) -> Reply {
-    let headers = Vec::new();
-    Reply {
-        status,
-        headers,
-        body,
+fn json_body(req: &Incoming) -> Result<Value, Reply> {
+    match serde_json::from_slice::<Value>(&req.body) {
+        Ok(value @ Value::Object(_)) => Ok(value),
+        _ => Err(invalid("Input must be a JSON object")),
     }
 }
 
 fn xrpc_error(status: u16, (error, message): (&str, &str)) -> Reply {
-    json_reply(status, json!({"error": error, "message": message}))
+    Reply::json(status, json!({"error": error, "message": message}))
 }
 
 fn invalid(message: &str) -> Reply {
@@ -442,57 +307,7 @@ fn failure(status: u16) -> Reply {
     )
 }
 
-async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: HttpRequest) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, 8 << 20)
-        .await
-        .unwrap_or_default();
-    let req = Incoming {
-        method: parts.method.as_str().to_owned(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().unwrap_or_default().to_owned(),
-        headers: parts.headers,
-        body: body.to_vec(),
-    };
-    let mut state = shared.lock();
-    let reply = match req.path.strip_prefix("/xrpc/") {
-        None => xrpc_error(404, ("NotFound", "Not Found")),
-        Some(nsid) => route(&shared, &mut state, &req, nsid),
-    };
-    if reply.status == 429 {
-        state.throttled += 1;
-    }
-    state.requests.push(BlueskyRequest {
-        method: req.method.clone(),
-        path: match req.query.as_str() {
-            "" => req.path.clone(),
-            query => format!("{}?{query}", req.path),
-        },
-        status: reply.status,
-        body: String::from_utf8_lossy(&req.body).into_owned(),
-        headers: (req.headers.iter())
-            .map(|(n, v)| {
-                let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                (n.as_str().to_owned(), value)
-            })
-            .collect(),
-    });
-    drop(state);
-    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let content_type = [(header::CONTENT_TYPE, "application/json; charset=utf-8")];
-    let mut response = (status, content_type, reply.body.to_string()).into_response();
-    for (name, value) in reply.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
-}
-
-fn route(shared: &Shared, state: &mut State, req: &Incoming, nsid: &str) -> Reply {
+fn route(shared: &Shared<Bluesky>, state: &mut State, req: &Incoming, nsid: &str) -> Reply {
     let expected = match nsid {
         "com.atproto.server.createSession"
         | "com.atproto.server.refreshSession"
@@ -534,7 +349,7 @@ fn route(shared: &Shared, state: &mut State, req: &Incoming, nsid: &str) -> Repl
 }
 
 /// Ok for a live accessJwt; else 401 (none), 400 ExpiredToken or 400 InvalidToken.
-fn check_access(shared: &Shared, state: &State, req: &Incoming) -> Result<(), Reply> {
+fn check_access(shared: &Shared<Bluesky>, state: &State, req: &Incoming) -> Result<(), Reply> {
     let Some(token) = req.bearer() else {
         return Err(xrpc_error(401, AUTH_REQUIRED));
     };
@@ -545,12 +360,12 @@ fn check_access(shared: &Shared, state: &State, req: &Incoming) -> Result<(), Re
     }
 }
 
-fn new_session(shared: &Shared, state: &mut State) -> Reply {
+fn new_session(shared: &Shared<Bluesky>, state: &mut State) -> Reply {
     let access = jwt("at+jwt", "com.atproto.appPass", shared.options.access_ttl);
     let refresh = jwt("refresh+jwt", "com.atproto.refresh", REFRESH_TTL);
     state.access.insert(access.clone(), Some(Instant::now()));
     state.refresh.insert(refresh.clone(), true);
-    json_reply(
+    Reply::json(
         200,
         json!({
             "did": BSKY_DID, "handle": BSKY_HANDLE, "accessJwt": access, "refreshJwt": refresh,
@@ -560,8 +375,8 @@ fn new_session(shared: &Shared, state: &mut State) -> Reply {
 }
 
 /// Rate limited per handle (the DID counts as the handle), every call counted.
-fn create_session(shared: &Shared, state: &mut State, req: &Incoming) -> Reply {
-    let body = req.json();
+fn create_session(shared: &Shared<Bluesky>, state: &mut State, req: &Incoming) -> Reply {
+    let body = json_body(req);
     let field = |name: &str| body.as_ref().ok().and_then(|b| b[name].as_str());
     let identifier = field("identifier").unwrap_or_default();
     let key = if is_account(identifier) {
@@ -594,11 +409,11 @@ fn create_session(shared: &Shared, state: &mut State, req: &Incoming) -> Reply {
     reply.with(headers)
 }
 
-fn create_record(shared: &Shared, state: &mut State, req: &Incoming) -> Reply {
+fn create_record(shared: &Shared<Bluesky>, state: &mut State, req: &Incoming) -> Reply {
     if let Err(reply) = check_access(shared, state, req) {
         return reply;
     }
-    let lost = match state.scripted.pop_front() {
+    let lost = match state.common.scripted.pop_front() {
         Some(Scripted::Fail(status)) => return failure(status),
         Some(Scripted::Throttle) => return failure(429),
         Some(Scripted::PostThenFail(status)) => Some(status),
@@ -609,7 +424,7 @@ fn create_record(shared: &Shared, state: &mut State, req: &Incoming) -> Reply {
     if (state.writes.len() as u32 + 1) * CREATE_POINTS > WRITE_POINTS {
         return failure(429);
     }
-    let body = match req.json() {
+    let body = match json_body(req) {
         Ok(body) => body,
         Err(reply) => return reply,
     };
@@ -645,7 +460,7 @@ fn create_record(shared: &Shared, state: &mut State, req: &Incoming) -> Reply {
     }
     let commit = json!({"cid": random_cid(), "rev": next_tid(state)});
     let body = json!({"uri": uri, "cid": cid, "commit": commit, "validationStatus": "valid"});
-    json_reply(200, body)
+    Reply::json(200, body)
 }
 
 /// What is wrong with a createRecord body, if anything.
@@ -752,9 +567,7 @@ fn validate_post(state: &State, record: &Value) -> Result<(), String> {
 
 /// Newest first; `cursor` is the last rkey of the page before.
 fn list_records(state: &State, req: &Incoming) -> Reply {
-    let params: HashMap<String, String> = url::form_urlencoded::parse(req.query.as_bytes())
-        .into_owned()
-        .collect();
+    let params = req.query_params();
     let param = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let Some(repo) = param("repo") else {
         return invalid("Params must have the property \"repo\"");
@@ -790,5 +603,5 @@ fn list_records(state: &State, req: &Incoming) -> Reply {
     if let Some(last) = page.last() {
         body["cursor"] = json!(last.rkey);
     }
-    json_reply(200, body)
+    Reply::json(200, body)
 }

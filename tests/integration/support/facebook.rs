@@ -8,22 +8,23 @@
 //! wrong or expired Page token, 100 for unknown objects and missing parameters, 506 for the same
 //! message posted twice within 24 h, 32 and 80001 for throttling. Every answer carries
 //! `X-Business-Use-Case-Usage` with the share of the Page's call budget (rolling 24 h) used.
-//! The double can be scripted to fail, throttle or lose the reply of a stored post. A bad
-//! request never panics it: it gets Graph's error.
+//! The double can be scripted to fail (5xx: code 2, transient), throttle (400 code 32 "Page
+//! request limit reached", regain in 1 minute) or lose the reply of a stored post; its
+//! `throttled()` counts code 32 (scripted) and code 80001 (by budget). A bad request never
+//! panics it: it gets Graph's error. What it shares with the other networks' doubles is in
+//! `double`.
 
 // Shared by the integration tests, which each use part of it.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Request as HttpRequest, State as AxumState};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
+
+pub use super::double::Scripted;
+use super::double::{Common, Double, Incoming, Network, Recorded, Reply, Shared, form};
 
 pub const FB_PAGE_ID: &str = "104233412345678";
 pub const FB_PAGE_TOKEN: &str = "EAAGpageToken0123456789";
@@ -49,17 +50,6 @@ impl Default for FacebookOptions {
     }
 }
 
-/// A scripted outcome for one authenticated publishing call (feed or comments), taken in order.
-#[derive(Clone, Debug)]
-pub enum Scripted {
-    /// Answer this status with Graph's error body (5xx: code 2, transient); nothing is posted.
-    Fail(u16),
-    /// 400 code 32 "Page request limit reached", regain in 1 minute; nothing is posted.
-    Throttle,
-    /// The post IS stored, but the answer is this status (a lost reply).
-    PostThenFail(u16),
-}
-
 /// `Scripted`, under a name that does not clash with other doubles' when glob-imported.
 pub type FbScripted = Scripted;
 
@@ -73,93 +63,59 @@ pub struct FbPost {
     pub parent: Option<String>,
 }
 
-/// One request as received (path with its query string) and the HTTP status answered.
-#[derive(Clone, Debug)]
-pub struct FbRequest {
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    pub body: String,
-    /// Lower-case names, in arrival order.
-    pub headers: Vec<(String, String)>,
-    pub at: Instant,
-}
+pub type FbRequest = Recorded;
 
 /// The Graph API double, serving on a loopback port until dropped.
-pub struct FacebookDouble {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
-}
+pub type FacebookDouble = Double<Facebook>;
 
-struct Shared {
-    options: FacebookOptions,
-    state: Mutex<State>,
-}
+/// The Facebook Graph API, for `Double`.
+pub struct Facebook;
 
 #[derive(Default)]
-struct State {
-    scripted: VecDeque<Scripted>,
+pub struct State {
+    common: Common,
     /// Calls counted against the budget, within the last 24 h.
     calls: VecDeque<Instant>,
     /// Stored posts and comments, and when.
     posts: Vec<(FbPost, Instant)>,
     next_number: u64,
-    requests: Vec<FbRequest>,
-    throttled: usize,
 }
 
-impl FacebookDouble {
-    pub async fn start() -> FacebookDouble {
-        FacebookDouble::start_with(FacebookOptions::default()).await
-    }
+impl Network for Facebook {
+    const NAME: &'static str = "Facebook";
+    const CONTENT_TYPE: &'static str = "application/json; charset=UTF-8";
+    type Options = FacebookOptions;
+    type State = State;
+    type Post = FbPost;
 
-    pub async fn start_with(options: FacebookOptions) -> FacebookDouble {
-        let state = Mutex::new(State {
+    fn fresh() -> State {
+        State {
             next_number: FIRST_NUMBER,
             ..State::default()
-        });
-        let shared = Arc::new(Shared { options, state });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind Facebook double");
-        let addr = listener.local_addr().expect("Facebook double address");
-        let app = Router::new().fallback(handle).with_state(shared.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("Facebook double server");
-        });
-        FacebookDouble {
-            addr,
-            shared,
-            server,
         }
     }
 
-    /// "http://127.0.0.1:PORT" (no trailing slash), in place of "https://graph.facebook.com".
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+    fn common(state: &mut State) -> &mut Common {
+        &mut state.common
     }
 
-    /// "http://127.0.0.1:PORT/v23.0".
+    fn posts(state: &State) -> Vec<FbPost> {
+        state.posts.iter().map(|(p, _)| p.clone()).collect()
+    }
+
+    /// Graph's answer, with the usage header.
+    fn answer(shared: &Shared<Facebook>, state: &mut State, req: &Incoming) -> Reply {
+        let now = Instant::now();
+        let answer = graph(shared, state, req, now);
+        let usage = usage(shared, state, now, answer.throttled);
+        Reply::json(answer.status, answer.body).with(vec![(USAGE_HEADER, usage)])
+    }
+}
+
+impl FacebookDouble {
+    /// "http://127.0.0.1:PORT/v23.0" (`url()` stands in for "https://graph.facebook.com").
     pub fn versioned_url(&self) -> String {
         format!("{}/{FB_API_VERSION}", self.url())
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.shared.lock()
-    }
-
-    /// The next `n` authenticated publishing calls get `what`, after whatever is already
-    /// scripted.
-    pub fn script(&self, n: usize, what: Scripted) {
-        self.state().scripted.extend(std::iter::repeat_n(what, n));
-    }
-
-    /// Stored posts and comments, oldest first (including those whose reply was lost).
-    pub fn posts(&self) -> Vec<FbPost> {
-        self.state().posts.iter().map(|(p, _)| p.clone()).collect()
     }
 
     /// The Page's feed posts (no comments).
@@ -174,102 +130,37 @@ impl FacebookDouble {
             .filter(|p| p.parent.as_deref() == Some(post_id))
             .collect()
     }
+}
 
-    /// Waits until at least `n` posts and comments were stored and returns them; panics after
-    /// `timeout`, listing them and the requests.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<FbPost> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let posts = self.posts();
-            if posts.len() >= n {
-                return posts;
-            }
-            if Instant::now() > deadline {
-                let requests: Vec<_> = (self.requests().iter())
-                    .map(|r| format!("{} {} → {}: {}", r.method, r.path, r.status, r.body))
-                    .collect();
-                panic!(
-                    "expected {n} Facebook posts within {timeout:?}, got {}: {posts:#?}; \
-                     requests: {requests:#?}",
-                    posts.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+/// Query parameters, overridden by the body's (form-encoded or a JSON object).
+fn params(req: &Incoming) -> HashMap<String, String> {
+    let mut params = req.query_params();
+    let content_type = req.header("content-type").unwrap_or_default();
+    let content_type = content_type.to_ascii_lowercase();
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        params.extend(form(&req.body));
+    } else if content_type.starts_with("application/json") {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        for (key, value) in body.as_object().into_iter().flatten() {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                Value::Null => continue,
+                other => other.to_string(),
+            };
+            params.insert(key.clone(), value);
         }
     }
-
-    pub fn requests(&self) -> Vec<FbRequest> {
-        self.state().requests.clone()
-    }
-
-    /// Throttling answers given so far (code 32 scripted, code 80001 by budget).
-    pub fn throttled(&self) -> usize {
-        self.state().throttled
-    }
+    params
 }
 
-impl Drop for FacebookDouble {
-    fn drop(&mut self) {
-        self.server.abort();
+/// `access_token`, else an `Authorization: Bearer` (or `OAuth`) token.
+fn token(req: &Incoming, params: &HashMap<String, String>) -> Option<String> {
+    if let Some(token) = params.get("access_token").filter(|t| !t.is_empty()) {
+        return Some(token.clone());
     }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// A request, read whole.
-struct Incoming {
-    method: String,
-    path: String,
-    query: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Incoming {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// Query parameters, overridden by the body's (form-encoded or a JSON object).
-    fn params(&self) -> HashMap<String, String> {
-        let mut params = form(self.query.as_bytes());
-        let content_type = self.header("content-type").unwrap_or_default();
-        let content_type = content_type.to_ascii_lowercase();
-        if content_type.starts_with("application/x-www-form-urlencoded") {
-            params.extend(form(&self.body));
-        } else if content_type.starts_with("application/json") {
-            let body: Value = serde_json::from_slice(&self.body).unwrap_or_default();
-            for (key, value) in body.as_object().into_iter().flatten() {
-                let value = match value {
-                    Value::String(s) => s.clone(),
-                    Value::Null => continue,
-                    other => other.to_string(),
-                };
-                params.insert(key.clone(), value);
-            }
-        }
-        params
-    }
-
-    /// `access_token`, else an `Authorization: Bearer` (or `OAuth`) token.
-    fn token(&self, params: &HashMap<String, String>) -> Option<String> {
-        if let Some(token) = params.get("access_token").filter(|t| !t.is_empty()) {
-            return Some(token.clone());
-        }
-        let (scheme, token) = self.header("authorization")?.trim().split_once(' ')?;
-        let known = scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("oauth");
-        Some(token.trim().to_owned()).filter(|t| known && !t.is_empty())
-    }
-}
-
-fn form(bytes: &[u8]) -> HashMap<String, String> {
-    url::form_urlencoded::parse(bytes).into_owned().collect()
+    let (scheme, token) = req.authorization()?;
+    let known = scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("oauth");
+    Some(token.to_owned()).filter(|t| known && !t.is_empty())
 }
 
 /// Graph's error body for `status`.
@@ -356,55 +247,6 @@ struct Answer {
     throttled: bool,
 }
 
-async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: HttpRequest) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, 8 << 20)
-        .await
-        .unwrap_or_default();
-    let req = Incoming {
-        method: parts.method.as_str().to_owned(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().unwrap_or_default().to_owned(),
-        headers: parts.headers,
-        body: body.to_vec(),
-    };
-    let now = Instant::now();
-    let (answer, usage) = {
-        let mut state = shared.lock();
-        let answer = graph(&shared, &mut state, &req, now);
-        let usage = usage(&shared, &mut state, now, answer.throttled);
-        (answer, usage)
-    };
-    let path = match req.query.as_str() {
-        "" => req.path.clone(),
-        query => format!("{}?{query}", req.path),
-    };
-    let headers = (req.headers.iter())
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    shared.lock().requests.push(FbRequest {
-        method: req.method.clone(),
-        path,
-        status: answer.status,
-        body: String::from_utf8_lossy(&req.body).into_owned(),
-        headers,
-        at: Instant::now(),
-    });
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let content_type = [(header::CONTENT_TYPE, "application/json; charset=UTF-8")];
-    let mut response = (status, content_type, answer.body.to_string()).into_response();
-    if let Ok(value) = HeaderValue::from_str(&usage) {
-        let name = HeaderName::from_static(USAGE_HEADER);
-        response.headers_mut().insert(name, value);
-    }
-    response
-}
-
 /// Drops calls older than 24 h from the budget.
 fn prune(state: &mut State, now: Instant) {
     while state
@@ -418,7 +260,7 @@ fn prune(state: &mut State, now: Instant) {
 
 /// The `X-Business-Use-Case-Usage` value: percentages of the budget used, and the minutes until
 /// a call is possible again (0 while under budget; 1 for a scripted throttle).
-fn usage(shared: &Shared, state: &mut State, now: Instant, throttled: bool) -> String {
+fn usage(shared: &Shared<Facebook>, state: &mut State, now: Instant, throttled: bool) -> String {
     prune(state, now);
     let budget = shared.options.calls_per_window as usize;
     let used = state.calls.len();
@@ -447,7 +289,7 @@ fn usage(shared: &Shared, state: &mut State, now: Instant, throttled: bool) -> S
 }
 
 /// Routes, authenticates, applies the script and the budget, then publishes.
-fn graph(shared: &Shared, state: &mut State, req: &Incoming, now: Instant) -> Answer {
+fn graph(shared: &Shared<Facebook>, state: &mut State, req: &Incoming, now: Instant) -> Answer {
     let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
     let (object, edge) = match segments.as_slice() {
         [version, object, edge @ ("feed" | "comments")] if is_version(version) => (*object, *edge),
@@ -456,8 +298,8 @@ fn graph(shared: &Shared, state: &mut State, req: &Incoming, now: Instant) -> An
             return oauth_error(2500, None, &message);
         }
     };
-    let params = req.params();
-    let Some(token) = req.token(&params) else {
+    let params = params(req);
+    let Some(token) = token(req, &params) else {
         let message = "An active access token must be used to query information about the \
                        current user.";
         return oauth_error(190, None, message);
@@ -473,13 +315,13 @@ fn graph(shared: &Shared, state: &mut State, req: &Incoming, now: Instant) -> An
     if req.method != "POST" {
         return unsupported(&req.method.to_ascii_lowercase(), object);
     }
-    let lost_reply = match state.scripted.pop_front() {
+    let lost_reply = match state.common.scripted.pop_front() {
         Some(Scripted::Fail(status)) => {
             state.calls.push_back(now);
             return failure(status);
         }
         Some(Scripted::Throttle) => {
-            state.throttled += 1;
+            state.common.throttled += 1;
             let mut answer = transient(oauth_error(32, None, "Page request limit reached"));
             answer.throttled = true;
             return answer;
@@ -489,7 +331,7 @@ fn graph(shared: &Shared, state: &mut State, req: &Incoming, now: Instant) -> An
     };
     prune(state, now);
     if state.calls.len() >= shared.options.calls_per_window as usize {
-        state.throttled += 1;
+        state.common.throttled += 1;
         let message = "There have been too many calls to this Page account. Wait a bit and try \
                        again.";
         return transient(oauth_error(80001, None, message));

@@ -11,22 +11,22 @@
 //! double honours `Idempotency-Key` for an hour, enforces the posting limit (300 per 3 hours,
 //! a fixed window aligned to the epoch) and 300 posts per 5 minutes per token, sends
 //! `X-RateLimit-*` on every posting answer, and can be scripted to fail, throttle, or store a post
-//! and lose the reply. A bad request never panics it: it gets Mastodon's error.
+//! and lose the reply (`Scripted::Throttle` is a 429 `{"error":"Too many requests"}` with the
+//! rate-limit headers). A bad request never panics it: it gets Mastodon's error. What it shares
+//! with the other networks' doubles is in `double`.
 
 // Shared by the integration tests, which each use part of it.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::extract::{Request as HttpRequest, State as AxumState};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use unicode_segmentation::UnicodeSegmentation;
+
+pub use super::double::Scripted;
+use super::double::{Common, Double, Headers, Incoming, Network, Recorded, Reply, Shared, form};
 
 /// The token with `write:statuses` scope; any other token (but the read one) gets 401.
 pub const MASTODON_TOKEN: &str = "mastodon-token-0123456789abcdef";
@@ -72,18 +72,6 @@ impl Default for MastodonOptions {
     }
 }
 
-/// A scripted outcome for one `POST /api/v1/statuses` past authentication.
-#[derive(Clone, Debug)]
-pub enum Scripted {
-    /// Answer this status with Mastodon's error body; nothing is posted.
-    Fail(u16),
-    /// 429 `{"error":"Too many requests"}` with the rate-limit headers; nothing is posted.
-    Throttle,
-    /// The post IS stored (and its idempotency key remembered), but the answer is this status
-    /// with Mastodon's error body: a lost reply.
-    PostThenFail(u16),
-}
-
 /// One stored status.
 #[derive(Clone, Debug)]
 pub struct MastodonPost {
@@ -98,34 +86,17 @@ pub struct MastodonPost {
     pub spoiler_text: String,
 }
 
-/// One request as received (path with its query string) and the HTTP status answered.
-#[derive(Clone, Debug)]
-pub struct MastodonRequest {
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    pub body: String,
-    /// Lower-case names, in the order received.
-    pub headers: Vec<(String, String)>,
-}
+pub type MastodonRequest = Recorded;
 
 /// The Mastodon double, serving on a loopback port until dropped.
-pub struct MastodonDouble {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
-}
+pub type MastodonDouble = Double<Mastodon>;
 
-struct Shared {
-    options: MastodonOptions,
-    /// "http://127.0.0.1:PORT".
-    base: String,
-    state: Mutex<State>,
-}
+/// Mastodon, for `Double`.
+pub struct Mastodon;
 
 #[derive(Default)]
-struct State {
-    scripted: VecDeque<Scripted>,
+pub struct State {
+    common: Common,
     next_id: u64,
     posts: Vec<MastodonPost>,
     /// Status JSON by id.
@@ -136,115 +107,43 @@ struct State {
     window: (u64, u32),
     /// When the token's accepted posts arrived (sliding 5 minutes).
     token_posts: VecDeque<Instant>,
-    requests: Vec<MastodonRequest>,
-    throttled: usize,
 }
 
-impl MastodonDouble {
-    pub async fn start() -> MastodonDouble {
-        MastodonDouble::start_with(MastodonOptions::default()).await
-    }
+impl Network for Mastodon {
+    const NAME: &'static str = "Mastodon";
+    type Options = MastodonOptions;
+    type State = State;
+    type Post = MastodonPost;
 
-    pub async fn start_with(options: MastodonOptions) -> MastodonDouble {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind Mastodon double");
-        let addr = listener.local_addr().unwrap();
-        let state = State {
+    fn fresh() -> State {
+        State {
             next_id: FIRST_ID + 1,
             ..State::default()
-        };
-        let shared = Arc::new(Shared {
-            options,
-            base: format!("http://{addr}"),
-            state: Mutex::new(state),
-        });
-        let app = Router::new().fallback(handle).with_state(shared.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("Mastodon double server");
-        });
-        MastodonDouble {
-            addr,
-            shared,
-            server,
         }
     }
 
-    /// The instance URL, "http://127.0.0.1:PORT" (no trailing slash).
-    pub fn url(&self) -> String {
-        self.shared.base.clone()
+    fn common(state: &mut State) -> &mut Common {
+        &mut state.common
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.shared.lock()
+    fn posts(state: &State) -> Vec<MastodonPost> {
+        state.posts.clone()
     }
 
-    /// The next `n` posting requests past authentication get `what` (queued after whatever is
-    /// already scripted).
-    pub fn script(&self, n: usize, what: Scripted) {
-        self.state().scripted.extend(std::iter::repeat_n(what, n));
-    }
-
-    /// Stored statuses, oldest first.
-    pub fn posts(&self) -> Vec<MastodonPost> {
-        self.state().posts.clone()
-    }
-
-    pub fn requests(&self) -> Vec<MastodonRequest> {
-        self.state().requests.clone()
-    }
-
-    /// How many 429 answers were given (scripted or by rate).
-    pub fn throttled(&self) -> usize {
-        self.state().throttled
-    }
-
-    /// Waits until at least `n` statuses are stored and returns them; panics after `timeout`,
-    /// listing what was posted and requested.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<MastodonPost> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let posts = self.posts();
-            if posts.len() >= n {
-                return posts;
-            }
-            if Instant::now() > deadline {
-                let all: Vec<_> = posts
-                    .iter()
-                    .map(|p| format!("{}: {:?}", p.id, p.text))
-                    .collect();
-                let requests: Vec<_> = (self.requests().iter())
-                    .map(|r| format!("{} {} → {}: {}", r.method, r.path, r.status, r.body))
-                    .collect();
-                panic!(
-                    "expected {n} Mastodon statuses within {timeout:?}, got {}: {all:#?}; \
-                     requests: {requests:#?}",
-                    posts.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    /// Counts every 429 as throttled.
+    fn answer(shared: &Shared<Mastodon>, state: &mut State, req: &Incoming) -> Reply {
+        let reply = route(shared, state, req);
+        if reply.status == 429 {
+            state.common.throttled += 1;
         }
+        reply
     }
 }
 
-impl Drop for MastodonDouble {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
+impl MastodonOptions {
     /// The current statuses window: (its index since the epoch, its end in ms since the epoch).
     fn statuses_window(&self) -> (u64, i64) {
-        let period = (self.options.statuses_window.as_millis() as u64).max(1);
+        let period = (self.statuses_window.as_millis() as u64).max(1);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -253,14 +152,14 @@ impl Shared {
     }
 
     /// `X-RateLimit-*` for the statuses window.
-    fn rate_headers(&self, state: &State) -> Vec<(&'static str, String)> {
+    fn rate_headers(&self, state: &State) -> Headers {
         let (index, reset) = self.statuses_window();
         let used = if state.window.0 == index {
             state.window.1
         } else {
             0
         };
-        let limit = self.options.statuses_per_window;
+        let limit = self.statuses_per_window;
         let reset = jiff::Timestamp::from_millisecond(reset).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         vec![
             ("x-ratelimit-limit", limit.to_string()),
@@ -349,74 +248,35 @@ fn escape_html(text: &str) -> String {
     out
 }
 
-/// A request, read whole.
-struct Incoming {
-    method: String,
-    path: String,
-    query: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Incoming {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn bearer(&self) -> Option<&str> {
-        let (scheme, token) = self.header("authorization")?.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    }
-
-    /// Query parameters, overridden by the body's (JSON scalars or form fields).
-    fn params(&self) -> Result<HashMap<String, String>, Reply> {
-        let mut params = form(self.query.as_bytes());
-        let content_type = self.header("content-type").unwrap_or_default();
-        let is_json = content_type
-            .to_ascii_lowercase()
-            .starts_with("application/json");
-        if is_json && !self.body.trim_ascii().is_empty() {
-            let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&self.body) else {
-                let message = "Error occurred while parsing request parameters";
-                return Err(error(400, message));
+/// Query parameters, overridden by the body's (JSON scalars or form fields).
+fn params(req: &Incoming) -> Result<HashMap<String, String>, Reply> {
+    let mut params = req.query_params();
+    let content_type = req.header("content-type").unwrap_or_default();
+    let is_json = content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json");
+    if is_json && !req.body.trim_ascii().is_empty() {
+        let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&req.body) else {
+            let message = "Error occurred while parsing request parameters";
+            return Err(error(400, message));
+        };
+        for (key, value) in body {
+            let value = match value {
+                Value::String(s) => s,
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => continue,
             };
-            for (key, value) in body {
-                let value = match value {
-                    Value::String(s) => s,
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    _ => continue,
-                };
-                params.insert(key, value);
-            }
-        } else if !is_json {
-            params.extend(form(&self.body));
+            params.insert(key, value);
         }
-        Ok(params)
+    } else if !is_json {
+        params.extend(form(&req.body));
     }
-}
-
-fn form(bytes: &[u8]) -> HashMap<String, String> {
-    url::form_urlencoded::parse(bytes).into_owned().collect()
-}
-
-/// An answer: status, extra headers, JSON body.
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Value,
-}
-
-fn json_reply(status: u16, body: Value) -> Reply {
-    Reply {
-        status,
-        headers: Vec::new(),
-        body,
-    }
+    Ok(params)
 }
 
 fn error(status: u16, message: &str) -> Reply {
-    json_reply(status, json!({ "error": message }))
+    Reply::json(status, json!({ "error": message }))
 }
 
 /// Mastodon's error for `status` (any other status: its reason phrase).
@@ -446,26 +306,12 @@ fn account(base: &str) -> Value {
     })
 }
 
-async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: HttpRequest) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, 8 << 20)
-        .await
-        .unwrap_or_default();
-    let req = Incoming {
-        method: parts.method.as_str().to_owned(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().unwrap_or_default().to_owned(),
-        headers: parts.headers,
-        body: body.to_vec(),
-    };
-    let reply = match (req.method.as_str(), req.path.as_str()) {
+fn route(shared: &Shared<Mastodon>, state: &mut State, req: &Incoming) -> Reply {
+    match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/api/v1/statuses") => {
-            let mut state = shared.lock();
-            let mut reply = post_status(&shared, &mut state, &req);
-            reply.headers.extend(shared.rate_headers(&state));
-            reply
+            post_status(shared, state, req).with(shared.options.rate_headers(state))
         }
-        ("GET", "/api/v2/instance") => json_reply(
+        ("GET", "/api/v2/instance") => Reply::json(
             200,
             json!({"domain": "127.0.0.1", "configuration": {"statuses": {
                 "max_characters": shared.options.max_characters,
@@ -473,65 +319,28 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: HttpRequest)
             }}}),
         ),
         ("GET", "/api/v1/accounts/verify_credentials") => match req.bearer() {
-            Some(MASTODON_TOKEN | MASTODON_READ_TOKEN) => json_reply(200, account(&shared.base)),
+            Some(MASTODON_TOKEN | MASTODON_READ_TOKEN) => Reply::json(200, account(&shared.base)),
             _ => error(401, INVALID_TOKEN),
         },
         ("GET", path) if path.starts_with("/api/v1/statuses/") => {
             let id = &path["/api/v1/statuses/".len()..];
-            match shared.lock().statuses.get(id) {
-                Some(status) => json_reply(200, status.clone()),
+            match state.statuses.get(id) {
+                Some(status) => Reply::json(200, status.clone()),
                 None => error(404, NOT_FOUND),
             }
         }
         _ => error(404, NOT_FOUND),
-    };
-    let path = match req.query.as_str() {
-        "" => req.path.clone(),
-        query => format!("{}?{query}", req.path),
-    };
-    let headers = (req.headers.iter())
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    {
-        let mut state = shared.lock();
-        if reply.status == 429 {
-            state.throttled += 1;
-        }
-        state.requests.push(MastodonRequest {
-            method: req.method.clone(),
-            path,
-            status: reply.status,
-            body: String::from_utf8_lossy(&req.body).into_owned(),
-            headers,
-        });
     }
-    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let content_type = [(header::CONTENT_TYPE, "application/json; charset=utf-8")];
-    let mut response = (status, content_type, reply.body.to_string()).into_response();
-    for (name, value) in reply.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
 }
 
 /// `POST /api/v1/statuses`: auth, script, idempotency, validation, rate limits, then the post.
-fn post_status(shared: &Shared, state: &mut State, req: &Incoming) -> Reply {
+fn post_status(shared: &Shared<Mastodon>, state: &mut State, req: &Incoming) -> Reply {
     match req.bearer() {
         Some(MASTODON_TOKEN) => {}
         Some(MASTODON_READ_TOKEN) => return error(403, OUT_OF_SCOPE),
         _ => return error(401, INVALID_TOKEN),
     }
-    let lost = match state.scripted.pop_front() {
+    let lost = match state.common.scripted.pop_front() {
         Some(Scripted::Fail(status)) => return failure(status),
         Some(Scripted::Throttle) => return failure(429),
         Some(Scripted::PostThenFail(status)) => Some(status),
@@ -539,7 +348,7 @@ fn post_status(shared: &Shared, state: &mut State, req: &Incoming) -> Reply {
     };
     let answer = |status: Value| match lost {
         Some(code) => failure(code),
-        None => json_reply(200, status),
+        None => Reply::json(200, status),
     };
     let now = Instant::now();
     state
@@ -555,7 +364,7 @@ fn post_status(shared: &Shared, state: &mut State, req: &Incoming) -> Reply {
     if let Some(status) = original {
         return answer(status.clone());
     }
-    let params = match req.params() {
+    let params = match params(req) {
         Ok(params) => params,
         Err(reply) => return reply,
     };
@@ -581,7 +390,7 @@ fn post_status(shared: &Shared, state: &mut State, req: &Incoming) -> Reply {
         let message = format!("Validation failed: Text character limit of {max} exceeded");
         return error(422, &message);
     }
-    let (index, _) = shared.statuses_window();
+    let (index, _) = shared.options.statuses_window();
     if state.window.0 != index {
         state.window = (index, 0);
     }

@@ -7,27 +7,26 @@
 //! and replies to unknown tweets (400), and accepts 100 posts per user per 15 minutes (then 429).
 //! Every answer on the route carries `x-rate-limit-limit/remaining/reset`, never `Retry-After`.
 //! Bodies are X's RFC 7807 problems; success is 201 with a 19-digit snowflake id. It can be
-//! scripted to fail, throttle or lose the reply of a stored post, and can run out of credits
-//! (402). A bad request never panics it: it gets X's error.
+//! scripted to fail, throttle (429, remaining 0, reset in 2 s) or lose the reply of a stored
+//! post, and can run out of credits (402). A bad request never panics it: it gets X's error.
+//! What it shares with the other networks' doubles is in `double`.
 
 // Shared by the integration tests, which each use part of it.
 #![allow(dead_code)]
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Request as HttpRequest, State as AxumState};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use unicode_normalization::UnicodeNormalization;
 use unicode_segmentation::UnicodeSegmentation;
+
+pub use super::double::Scripted;
+use super::double::{Common, Double, Incoming, Network, Recorded, Reply, Shared};
 
 type HmacSha1 = Hmac<sha1::Sha1>;
 
@@ -66,17 +65,6 @@ impl Default for XOptions {
     }
 }
 
-/// A scripted outcome for one authenticated `POST /2/tweets`, taken in order.
-#[derive(Clone, Debug)]
-pub enum Scripted {
-    /// Answer this status with X's error body; nothing is posted.
-    Fail(u16),
-    /// X's 429 (remaining 0, reset in 2 s); nothing is posted.
-    Throttle,
-    /// The post IS stored, but the answer is this status (a lost reply).
-    PostThenFail(u16),
-}
-
 /// `Scripted`, under a name that does not clash with other doubles' when glob-imported.
 pub type XScripted = Scripted;
 
@@ -89,29 +77,13 @@ pub struct Tweet {
     pub in_reply_to: Option<String>,
 }
 
-/// One request as received (path with its query string) and the HTTP status answered.
-#[derive(Clone, Debug)]
-pub struct XRequest {
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    pub body: String,
-    /// Lower-case names, in arrival order.
-    pub headers: Vec<(String, String)>,
-    pub at: Instant,
-}
+pub type XRequest = Recorded;
 
-/// The X API double, serving on a loopback port until dropped.
-pub struct XDouble {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
-}
+/// The X API double, serving on a loopback port until dropped; posts go to `{url}/2/tweets`.
+pub type XDouble = Double<X>;
 
-struct Shared {
-    options: XOptions,
-    state: Mutex<State>,
-}
+/// X API v2, for `Double`.
+pub struct X;
 
 /// A user's fixed 15-minute window, opened by their first request.
 struct Window {
@@ -121,8 +93,8 @@ struct Window {
 }
 
 #[derive(Default)]
-struct State {
-    scripted: VecDeque<Scripted>,
+pub struct State {
+    common: Common,
     /// Per access token ("" for requests without one).
     windows: HashMap<String, Window>,
     nonces: HashSet<String>,
@@ -130,100 +102,42 @@ struct State {
     tweets: Vec<(Tweet, Instant)>,
     last_id: u64,
     credits_depleted: bool,
-    requests: Vec<XRequest>,
-    throttled: usize,
+}
+
+impl Network for X {
+    const NAME: &'static str = "X";
+    type Options = XOptions;
+    type State = State;
+    type Post = Tweet;
+
+    fn fresh() -> State {
+        State::default()
+    }
+
+    fn common(state: &mut State) -> &mut Common {
+        &mut state.common
+    }
+
+    fn posts(state: &State) -> Vec<Tweet> {
+        state.tweets.iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    /// Counts the 429s of the posting route (but a lost reply's) as throttled.
+    fn answer(shared: &Shared<X>, state: &mut State, req: &Incoming) -> Reply {
+        if req.path == TWEETS_PATH && req.method == "POST" {
+            tweets(shared, state, req)
+        } else {
+            let body =
+                json!({"errors": [{"message": "Sorry, that page does not exist", "code": 34}]});
+            Reply::json(404, body)
+        }
+    }
 }
 
 impl XDouble {
-    pub async fn start() -> XDouble {
-        XDouble::start_with(XOptions::default()).await
-    }
-
-    pub async fn start_with(options: XOptions) -> XDouble {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind X double");
-        let addr = listener.local_addr().expect("X double address");
-        let state = Mutex::new(State::default());
-        let shared = Arc::new(Shared { options, state });
-        let app = Router::new().fallback(handle).with_state(shared.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("X double server");
-        });
-        XDouble {
-            addr,
-            shared,
-            server,
-        }
-    }
-
-    /// "http://127.0.0.1:PORT" (no trailing slash); posts go to `{url}/2/tweets`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.shared.lock()
-    }
-
-    /// The next `n` authenticated posts get `what`, after whatever is already scripted.
-    pub fn script(&self, n: usize, what: Scripted) {
-        self.state().scripted.extend(std::iter::repeat_n(what, n));
-    }
-
     /// From now on, authenticated posts get 402 CreditsDepleted.
     pub fn deplete_credits(&self) {
         self.state().credits_depleted = true;
-    }
-
-    /// Accepted posts, oldest first (including those whose reply was scripted to be lost).
-    pub fn posts(&self) -> Vec<Tweet> {
-        self.state().tweets.iter().map(|(t, _)| t.clone()).collect()
-    }
-
-    /// Waits until at least `n` posts were accepted and returns them; panics after `timeout`,
-    /// listing the posts and the requests.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Tweet> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let posts = self.posts();
-            if posts.len() >= n {
-                return posts;
-            }
-            if Instant::now() > deadline {
-                let requests: Vec<_> = (self.requests().iter())
-                    .map(|r| format!("{} {} → {}: {}", r.method, r.path, r.status, r.body))
-                    .collect();
-                panic!(
-                    "expected {n} X posts within {timeout:?}, got {}: {posts:#?}; requests: {requests:#?}",
-                    posts.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    pub fn requests(&self) -> Vec<XRequest> {
-        self.state().requests.clone()
-    }
-
-    /// 429 answers given so far (scripted or by rate).
-    pub fn throttled(&self) -> usize {
-        self.state().throttled
-    }
-}
-
-impl Drop for XDouble {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -352,44 +266,20 @@ fn char_weight(c: char) -> usize {
     }
 }
 
-/// A request, read whole.
-struct Incoming {
-    method: String,
-    path: String,
-    query: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Incoming {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+/// The parameters of an `Authorization: OAuth …` header, decoded.
+fn oauth(req: &Incoming) -> Option<Vec<(String, String)>> {
+    let (scheme, rest) = req.authorization()?;
+    if !scheme.eq_ignore_ascii_case("oauth") {
+        return None;
     }
-
-    /// The parameters of an `Authorization: OAuth …` header, decoded.
-    fn oauth(&self) -> Option<Vec<(String, String)>> {
-        let value = self.header("authorization")?.trim();
-        let (scheme, rest) = value.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("oauth") {
-            return None;
-        }
-        let mut params = Vec::new();
-        for item in rest.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (key, value) = item.split_once('=')?;
-            let value = value.trim();
-            let value =
-                (value.strip_prefix('"').and_then(|v| v.strip_suffix('"'))).unwrap_or(value);
-            params.push((percent_decode(key.trim())?, percent_decode(value)?));
-        }
-        Some(params)
+    let mut params = Vec::new();
+    for item in rest.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (key, value) = item.split_once('=')?;
+        let value = value.trim();
+        let value = (value.strip_prefix('"').and_then(|v| v.strip_suffix('"'))).unwrap_or(value);
+        params.push((percent_decode(key.trim())?, percent_decode(value)?));
     }
-}
-
-/// An answer: status, JSON body, extra headers.
-struct Reply {
-    status: u16,
-    body: String,
-    headers: Vec<(&'static str, String)>,
+    Some(params)
 }
 
 fn problem(status: u16, title: &str, detail: &str, kind: &str) -> (u16, Value) {
@@ -432,61 +322,6 @@ fn failure(status: u16) -> (u16, Value) {
     }
 }
 
-async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: HttpRequest) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, 8 << 20)
-        .await
-        .unwrap_or_default();
-    let req = Incoming {
-        method: parts.method.as_str().to_owned(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().unwrap_or_default().to_owned(),
-        headers: parts.headers,
-        body: body.to_vec(),
-    };
-    let reply = if req.path == TWEETS_PATH && req.method == "POST" {
-        tweets(&shared, &req)
-    } else {
-        let body = json!({"errors": [{"message": "Sorry, that page does not exist", "code": 34}]});
-        Reply {
-            status: 404,
-            body: body.to_string(),
-            headers: Vec::new(),
-        }
-    };
-    let path = match req.query.as_str() {
-        "" => req.path.clone(),
-        query => format!("{}?{query}", req.path),
-    };
-    let headers = (req.headers.iter())
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    shared.lock().requests.push(XRequest {
-        method: req.method.clone(),
-        path,
-        status: reply.status,
-        body: String::from_utf8_lossy(&req.body).into_owned(),
-        headers,
-        at: Instant::now(),
-    });
-    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let content_type = [(header::CONTENT_TYPE, "application/json; charset=utf-8")];
-    let mut response = (status, content_type, reply.body).into_response();
-    for (name, value) in reply.headers {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response
-                .headers_mut()
-                .insert(HeaderName::from_static(name), value);
-        }
-    }
-    response
-}
-
 /// The user's current window, opening a new one when none is running.
 fn window<'s>(state: &'s mut State, user: &str, now: Instant, unix: i64) -> &'s mut Window {
     let fresh = Window {
@@ -506,42 +341,29 @@ fn window<'s>(state: &'s mut State, user: &str, now: Instant, unix: i64) -> &'s 
 }
 
 /// `POST /2/tweets`, with the rate-limit headers on whatever is answered.
-fn tweets(shared: &Shared, req: &Incoming) -> Reply {
+fn tweets(shared: &Shared<X>, state: &mut State, req: &Incoming) -> Reply {
     let now = Instant::now();
     let unix = jiff::Timestamp::now().as_second();
-    let mut state = shared.lock();
-    let oauth = req.oauth().unwrap_or_default();
+    let oauth = oauth(req).unwrap_or_default();
     let user = (oauth.iter().find(|(k, _)| k == "oauth_token"))
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
     let mut rate_override = None;
-    let (status, body) = post(
-        shared,
-        &mut state,
-        req,
-        &user,
-        now,
-        unix,
-        &mut rate_override,
-    );
+    let (status, body) = post(shared, state, req, &user, now, unix, &mut rate_override);
     let limit = shared.options.per_15min;
     let (remaining, reset) = rate_override.unwrap_or_else(|| {
-        let window = window(&mut state, &user, now, unix);
+        let window = window(state, &user, now, unix);
         (limit.saturating_sub(window.used), window.reset_unix)
     });
-    Reply {
-        status,
-        body: body.to_string(),
-        headers: vec![
-            ("x-rate-limit-limit", limit.to_string()),
-            ("x-rate-limit-remaining", remaining.to_string()),
-            ("x-rate-limit-reset", reset.to_string()),
-        ],
-    }
+    Reply::json(status, body).with(vec![
+        ("x-rate-limit-limit", limit.to_string()),
+        ("x-rate-limit-remaining", remaining.to_string()),
+        ("x-rate-limit-reset", reset.to_string()),
+    ])
 }
 
 fn post(
-    shared: &Shared,
+    shared: &Shared<X>,
     state: &mut State,
     req: &Incoming,
     user: &str,
@@ -552,16 +374,16 @@ fn post(
     if let Err(answer) = authenticate(state, req, unix) {
         return answer;
     }
-    let lost_reply = match state.scripted.pop_front() {
+    let lost_reply = match state.common.scripted.pop_front() {
         Some(Scripted::Fail(status)) => {
             let answer = failure(status);
             if answer.0 == 429 {
-                state.throttled += 1;
+                state.common.throttled += 1;
             }
             return answer;
         }
         Some(Scripted::Throttle) => {
-            state.throttled += 1;
+            state.common.throttled += 1;
             *rate_override = Some((0, unix + 2));
             return too_many_requests();
         }
@@ -572,7 +394,7 @@ fn post(
         return credits_depleted();
     }
     if window(state, user, now, unix).used >= shared.options.per_15min {
-        state.throttled += 1;
+        state.common.throttled += 1;
         return too_many_requests();
     }
     let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
@@ -624,11 +446,8 @@ fn post(
 
 /// OAuth 1.0a User Context with the known keys; the app-only Bearer → 403, else 401.
 fn authenticate(state: &mut State, req: &Incoming, unix: i64) -> Result<(), (u16, Value)> {
-    let authorization = req.header("authorization").unwrap_or_default().trim();
-    if let Some((scheme, token)) = authorization.split_once(' ')
-        && scheme.eq_ignore_ascii_case("bearer")
-    {
-        if token.trim() != X_APP_BEARER {
+    if let Some(token) = req.bearer() {
+        if token != X_APP_BEARER {
             return Err(unauthorized());
         }
         let detail = "Authenticating with OAuth 2.0 Application-Only is forbidden for this \
@@ -637,7 +456,7 @@ fn authenticate(state: &mut State, req: &Incoming, unix: i64) -> Result<(), (u16
         let kind = "https://api.twitter.com/2/problems/unsupported-authentication";
         return Err(problem(403, "Unsupported Authentication", detail, kind));
     }
-    let Some(oauth) = req.oauth() else {
+    let Some(oauth) = oauth(req) else {
         return Err(unauthorized());
     };
     let get = |key: &str| (oauth.iter().find(|(k, _)| k == key)).map(|(_, v)| v.as_str());
