@@ -537,3 +537,40 @@ async fn in_a_real_browser_each_network_part_counts_as_its_network_while_typing(
     browser.screenshot("social-lengths").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn after_a_restart_the_thread_continues_and_facebook_can_post_updates_as_posts() {
+    let smtp = SmtpServer::start();
+    let net = Networks::start().await;
+    let config = net.config(MASTODON_TOKEN).replace(
+        &format!("page_token = \"{}\"", facebook::FB_PAGE_TOKEN),
+        &format!(
+            "page_token = \"{}\"\nupdates = \"posts\"",
+            facebook::FB_PAGE_TOKEN
+        ),
+    );
+    let mut app = TestApp::spawn(&smtp, &config, &[]).await;
+    let incident = open_incident(&app, "Portale referti lento", "Verifiche in corso.").await;
+    approve_next(&app).await;
+    let first = net.mastodon.wait_for(1, WAIT).await.remove(0);
+    let first_skeet = net.bluesky.wait_for(1, WAIT).await.remove(0);
+    net.facebook.wait_for(1, WAIT).await;
+    // A restart: the thread is read back from the store.
+    app.terminate();
+    app.start().await;
+    post_update(&app, incident, "resolved", "Servizio ripristinato.").await;
+    approve_next(&app).await;
+    let toots = net.mastodon.wait_for(2, WAIT).await;
+    assert_eq!(toots[1].in_reply_to_id, Some(first.id));
+    let skeets = net.bluesky.wait_for(2, WAIT).await;
+    assert_eq!(skeets[1].reply_root, Some(first_skeet.uri));
+    // Facebook: a new post on the Page, not a comment.
+    let feed = eventually(|| async { net.facebook.feed() }, |f| f.len() == 2).await;
+    assert!(
+        feed[1].message.contains("Servizio ripristinato"),
+        "{feed:?}"
+    );
+    assert!(net.facebook.comments_on(&feed[0].id).is_empty());
+    // A new session after the restart: one login per process, not per post.
+    assert_eq!(net.bluesky.sessions_created(), 2);
+}
