@@ -28,6 +28,9 @@ use crate::incident::{Engine, random_hex};
 use crate::ingest::{IngestQueue, ParseOptions};
 use crate::outbox::{Backoff, Dispatcher, OutboxConfig, RateLimiter};
 use crate::pipeline::{Pipeline, Wakers};
+use crate::probe::check::Check;
+use crate::probe::window::Window;
+use crate::probe::{ProbeStatus, Prober};
 use crate::route::Router;
 use crate::settings::{TelegramMode, Validated};
 use crate::store::{self, Store, Topic};
@@ -52,6 +55,8 @@ pub struct Application {
     bot: Option<TelegramBot>,
     /// Tells the communications office about new drafts, when it has an audience.
     announcer: Option<Announcer>,
+    /// Banditore's own probes.
+    prober: Prober,
 }
 
 type TelegramBot = (
@@ -272,12 +277,20 @@ impl Application {
             flap_hold_down: s.routing.flap_hold_down.get(),
         };
         let engine = Engine::new(store.clone(), timing, s.routing.group_by.clone());
+        let windows: Arc<Vec<Window>> = Arc::new(
+            s.maintenance
+                .iter()
+                .map(|m| Window::from_spec(m, &s.server.time_zone))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("maintenance.{}: {}", e.0, e.1))?,
+        );
         let router = Router::new(
             store.clone(),
             v.renderer.clone(),
             &s.server.public_url,
             enabled,
             s.approval.clone(),
+            windows.clone(),
         );
         let pipeline = Pipeline {
             engine: engine.clone(),
@@ -288,6 +301,31 @@ impl Application {
             store: store.clone(),
         };
         let (ingest, ingest_writer) = IngestQueue::start(store.clone(), wake.pipeline.clone());
+        let probe_status = Arc::new(ProbeStatus::default());
+        let build = |spec: &crate::settings::ProbeSpec| Check::new(spec.clone()).map(Arc::new);
+        let prober = Prober {
+            checks: s
+                .probes
+                .iter()
+                .map(build)
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?,
+            canaries: s
+                .probing
+                .canaries
+                .iter()
+                .map(build)
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?,
+            canary_interval: s.probing.canary_interval.get(),
+            concurrency: s.probing.concurrency as usize,
+            quorum: s.probing.quorum,
+            instance: owner.clone(),
+            store: store.clone(),
+            ingest: ingest.clone(),
+            leadership: leadership.clone(),
+            status: probe_status.clone(),
+        };
         let state = AppState {
             store: store.clone(),
             auth: Arc::new(Authenticator::new(&v.tokens, &v.hmac)),
@@ -310,6 +348,14 @@ impl Application {
             },
             max_body_bytes: s.server.max_body_bytes,
             telegram: telegram_web,
+            probes: Arc::new(web::Probes {
+                specs: s.probes.clone(),
+                status: probe_status,
+                quorum: s.probing.quorum,
+                instance: owner.clone(),
+                windows,
+                time_zone: v.time_zone.clone(),
+            }),
         };
         let listener = TcpListener::bind(s.server.listen)
             .await
@@ -329,6 +375,7 @@ impl Application {
             request_timeout: s.server.request_timeout.get(),
             bot,
             announcer,
+            prober,
         })
     }
 
@@ -356,6 +403,7 @@ impl Application {
             self.leadership.clone(),
             workers.clone(),
         ));
+        let prober = tokio::spawn(self.prober.run(workers.clone()));
         let bot = self.bot.map(|(client, context, webhook)| {
             tokio::spawn(telegram::run_bot(
                 client,
@@ -385,6 +433,7 @@ impl Application {
         let _ = pipeline.await;
         let _ = retention.await;
         let _ = approval.await;
+        let _ = prober.await;
         if let Some(bot) = bot {
             let _ = bot.await;
         }

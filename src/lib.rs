@@ -12,6 +12,7 @@ pub mod incident;
 pub mod ingest;
 pub mod outbox;
 pub mod pipeline;
+pub mod probe;
 pub mod render;
 pub mod retention;
 pub mod route;

@@ -23,15 +23,18 @@ pub enum Source {
     UptimeKuma,
     Generic,
     Cloudevents,
+    /// Banditore's own probes.
+    Probe,
 }
 
 impl Source {
-    pub const ALL: [Source; 5] = [
+    pub const ALL: [Source; 6] = [
         Source::Alertmanager,
         Source::Grafana,
         Source::UptimeKuma,
         Source::Generic,
         Source::Cloudevents,
+        Source::Probe,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Source {
             Source::UptimeKuma => "uptime-kuma",
             Source::Generic => "generic",
             Source::Cloudevents => "cloudevents",
+            Source::Probe => "probe",
         }
     }
 }

@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 
+use crate::domain::Matcher;
 use crate::domain::matcher::all_match;
 use crate::domain::subscriber::ChannelKind;
 use crate::domain::{Labels, Severity, UpdateKind};
+use crate::probe::window::Window;
 use crate::render::{IncidentView, MessageContext, Rendered, Renderer, SignalView, UpdateView};
 use crate::settings::{ApprovalPolicy, ApprovalSettings};
 use crate::store::{
@@ -41,6 +43,8 @@ pub struct Router {
     approval: ApprovalSettings,
     /// Subscribers as of a version of the subscribers table; reloaded when it changes.
     cache: Mutex<Option<(i64, Arc<Vec<SubscriberRow>>)>>,
+    /// Maintenance windows from the configuration (silences come from the store).
+    windows: Arc<Vec<Window>>,
 }
 
 /// One recipient of a message.
@@ -57,8 +61,10 @@ impl Router {
         public_url: &str,
         enabled: BTreeSet<ChannelKind>,
         approval: ApprovalSettings,
+        windows: Arc<Vec<Window>>,
     ) -> Router {
         Router {
+            windows,
             store,
             renderer,
             public_url: public_url.trim_end_matches('/').to_owned(),
@@ -92,12 +98,30 @@ impl Router {
         };
         let mut deliveries = 0;
         let mut drafts = BTreeSet::new();
+        let quiet = self.quiet_windows(now).await?;
         for update in &updates {
             let Some(incident) = tx.incident(update.incident_id).await? else {
                 tx.mark_routed(update.id, now).await?;
                 continue;
             };
             let alerts = tx.alerts(incident.id).await?;
+            if let Some(window) = silenced_by(&quiet, &incident, &alerts) {
+                // Whoever heard the incident open hears it end, even inside a window.
+                let heard = update.kind == UpdateKind::Resolved
+                    && !tx.notified_addresses(incident.id).await?.is_empty();
+                if !heard {
+                    tracing::info!(
+                        incident = incident.id,
+                        update = update.seq,
+                        window,
+                        "in maintenance: nobody is notified"
+                    );
+                    metrics::counter!("banditore_updates_silenced_total").increment(1);
+                    tx.set_maintenance(incident.id, window).await?;
+                    tx.mark_routed(update.id, now).await?;
+                    continue;
+                }
+            }
             // Whoever heard an earlier update hears this one too, whatever the labels now say.
             let notified = match update.kind {
                 UpdateKind::Opened => BTreeSet::new(),
@@ -185,6 +209,30 @@ impl Router {
         })
     }
 
+    /// The windows and silences open at `now`: (name, matchers).
+    async fn quiet_windows(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Vec<Matcher>)>, StoreError> {
+        let mut open: Vec<(String, Vec<Matcher>)> = self
+            .windows
+            .iter()
+            .filter(|w| w.open_at(now))
+            .map(|w| (w.name.clone(), w.matchers.clone()))
+            .collect();
+        for s in self.store.silences(now).await? {
+            if s.starts_at > now {
+                continue;
+            }
+            let matchers: Vec<Matcher> = s.matchers.iter().filter_map(|m| m.parse().ok()).collect();
+            // A silence whose matchers no longer parse silences nothing.
+            if matchers.len() == s.matchers.len() && !matchers.is_empty() {
+                open.push((format!("silence {}: {}", s.id, s.comment), matchers));
+            }
+        }
+        Ok(open)
+    }
+
     /// Who hears about this incident, grouped by what they will receive:
     /// (channel, template language, audience) → recipients, each address once per channel.
     fn recipients(
@@ -248,6 +296,36 @@ impl Router {
         }
         groups
     }
+}
+
+/// The window or silence that covers every signal of the incident (and its own labels, for one
+/// opened by hand), if one does.
+fn silenced_by<'a>(
+    quiet: &'a [(String, Vec<Matcher>)],
+    incident: &IncidentRow,
+    alerts: &[AlertRow],
+) -> Option<&'a str> {
+    if quiet.is_empty() {
+        return None;
+    }
+    let mut label_sets: Vec<&Labels> = alerts.iter().map(|a| &a.labels).collect();
+    if incident.origin == IncidentOrigin::Manual {
+        label_sets.push(&incident.labels);
+    }
+    if label_sets.is_empty() {
+        return None;
+    }
+    let covering = |labels: &Labels| {
+        quiet
+            .iter()
+            .find(|(_, matchers)| all_match(matchers, labels))
+            .map(|(name, _)| name.as_str())
+    };
+    let names: Vec<&str> = label_sets
+        .iter()
+        .map(|l| covering(l))
+        .collect::<Option<_>>()?;
+    names.first().copied()
 }
 
 /// Whether an address that chose services itself (`/subscribe`, `/unsubscribe`) follows an

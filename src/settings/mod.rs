@@ -61,8 +61,10 @@ macro_rules! word_enum {
     };
 }
 
-// After `word_enum!`, which it uses.
+// After `word_enum!`, which they use.
+mod probes;
 mod social;
+pub use probes::{MaintenanceSpec, ProbeKind, ProbeSpec, ProbingSettings, Recurrence, StatusSet};
 pub use social::{
     BlueskySettings, FacebookSettings, FacebookUpdates, MastodonSettings, MastodonVisibility,
     SocialKeys, XSettings,
@@ -82,6 +84,9 @@ pub struct Settings {
     pub channels: ChannelSettings,
     pub approval: ApprovalSettings,
     pub subscribers: Vec<SubscriberSpec>,
+    pub probing: ProbingSettings,
+    pub probes: Vec<ProbeSpec>,
+    pub maintenance: Vec<MaintenanceSpec>,
 }
 
 word_enum! {

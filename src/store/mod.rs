@@ -10,6 +10,8 @@ mod chat_sql;
 mod draft;
 mod draft_sql;
 pub mod postgres;
+mod probe;
+mod probe_sql;
 mod sql;
 pub mod sqlite;
 mod user;
@@ -19,6 +21,7 @@ pub use chat::{ChatBinding, ChatStore, Redeemed};
 pub use draft::{
     AuditEntry, Decided, Decision, Draft, DraftPart, DraftStore, NewAudit, NewDraftPart, PartEdit,
 };
+pub use probe::{NewSilence, Observation, ProbeStore, SilenceRow, Verdict};
 pub use user::{SessionRow, UserRow, UserStore};
 
 use std::collections::BTreeMap;
@@ -127,6 +130,8 @@ pub struct IncidentRow {
     pub eval_at: Option<Timestamp>,
     pub pending_since: Option<Timestamp>,
     pub last_seq: i64,
+    /// The maintenance window or silence that kept the incident's updates from being sent.
+    pub maintenance: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -533,7 +538,7 @@ pub struct PruneReport {
 }
 
 #[async_trait]
-pub trait Store: ChatStore + DraftStore + UserStore + Send + Sync + 'static {
+pub trait Store: ChatStore + DraftStore + ProbeStore + UserStore + Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
     async fn close(&self);
@@ -687,6 +692,8 @@ pub trait Tx: Send {
     /// supersedes the incident's earlier undecided drafts for that audience). Returns the draft.
     async fn hold_for_approval(&mut self, part: &NewDraftPart) -> Result<i64>;
     async fn mark_routed(&mut self, update_id: i64, now: Timestamp) -> Result<()>;
+    /// Records that a maintenance window or silence kept an update of the incident quiet.
+    async fn set_maintenance(&mut self, incident_id: i64, window: &str) -> Result<()>;
     /// Addresses (id, channel) that were sent an earlier update of the incident: they hear every
     /// later update, whatever the signals' labels have become.
     async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>>;

@@ -222,6 +222,7 @@ fn incident_from_row(row: &AnyRow) -> Result<IncidentRow> {
         eval_at: opt_ts(row.try_get("eval_at")?)?,
         pending_since: opt_ts(row.try_get("pending_since")?)?,
         last_seq: row.try_get("last_seq")?,
+        maintenance: row.try_get("maintenance")?,
     })
 }
 
@@ -318,7 +319,7 @@ pub(super) async fn load_services(
 }
 
 const SIGNAL_COLUMNS: &str = "id, received_at, source, fingerprint, status, severity, service, component, labels, annotations, summary, starts_at, ends_at, url";
-const INCIDENT_COLUMNS: &str = "id, group_key, title, status, severity, origin, labels, opened_at, resolved_at, announced, last_announced_at, eval_at, pending_since, last_seq";
+const INCIDENT_COLUMNS: &str = "id, group_key, title, status, severity, origin, labels, opened_at, resolved_at, announced, last_announced_at, eval_at, pending_since, last_seq, maintenance";
 
 /// Loads subscribers with their addresses and subscriptions, from any executor.
 async fn load_subscribers(
@@ -1621,6 +1622,15 @@ impl Tx for SqlTx {
         rows.into_iter()
             .map(|(id, channel)| Ok((id, parse(&channel, "channel")?)))
             .collect()
+    }
+
+    async fn set_maintenance(&mut self, incident_id: i64, window: &str) -> Result<()> {
+        sqlx::query("UPDATE incidents SET maintenance = $2 WHERE id = $1")
+            .bind(incident_id)
+            .bind(window)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn mark_routed(&mut self, update_id: i64, now: Timestamp) -> Result<()> {

@@ -31,6 +31,9 @@ pub struct IncidentJson {
     resolved_at: Option<Timestamp>,
     announced: bool,
     updates: i64,
+    /// The maintenance window or silence that kept its updates from being sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maintenance: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     labels: Labels,
 }
@@ -48,6 +51,7 @@ impl From<&IncidentRow> for IncidentJson {
             resolved_at: i.resolved_at,
             announced: i.announced.is_some(),
             updates: i.last_seq,
+            maintenance: i.maintenance.clone(),
             labels: i.labels.clone(),
         }
     }

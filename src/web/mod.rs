@@ -9,6 +9,7 @@ mod error;
 mod incidents;
 mod ingest;
 mod ops;
+mod probes;
 mod session;
 mod sms;
 mod status;
@@ -65,8 +66,11 @@ pub struct AppState {
     pub console: Arc<session::Console>,
     /// Signs draft buttons and Telegram account links.
     pub approval_links: crate::approval::ApprovalLinks,
+    /// The probes as configured and this replica's view of them.
+    pub probes: Arc<Probes>,
 }
 
+pub use probes::Probes;
 pub use session::Console;
 
 /// Writes an audit entry for what was just done; a failure is logged, the action stands.
@@ -200,6 +204,15 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             get(unsubscribe::show).post(unsubscribe::confirm),
         )
         .route("/status/incidents/{id}", get(status::incident))
+        .route("/api/v1/probes", get(probes::list))
+        .route(
+            "/api/v1/silences",
+            get(probes::list_silences).post(probes::create_silence),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(probes::delete_silence),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -11,6 +11,7 @@ mod email;
 mod email_tls;
 mod engine;
 mod ingest;
+mod probes;
 mod replicas;
 mod sms;
 mod social;

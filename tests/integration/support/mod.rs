@@ -13,6 +13,7 @@ pub mod networks;
 pub mod postgres;
 pub mod sms;
 pub mod smtp;
+pub mod targets;
 pub mod telegram;
 pub mod x;
 

@@ -1,0 +1,287 @@
+//! One check of one target: HTTP, TCP, DNS or TLS, bounded by the probe's timeout.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use crate::settings::{ProbeKind, ProbeSpec, StatusSet};
+
+/// What one check found.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub ok: bool,
+    /// What was seen, for people: "HTTP 503 (expected 2xx)", "connection refused", "200 in 35 ms".
+    pub detail: String,
+    pub took: Duration,
+    /// TLS: whole days until the certificate expires.
+    pub cert_days_left: Option<i64>,
+}
+
+/// A check ready to run: the spec with what it needs built once (clients, regex, TLS roots).
+pub struct Check {
+    pub spec: ProbeSpec,
+    http: Option<reqwest::Client>,
+    regex: Option<regex::Regex>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Check {
+    pub fn new(spec: ProbeSpec) -> Result<Check, String> {
+        let mut check = Check {
+            http: None,
+            regex: None,
+            tls: None,
+            spec,
+        };
+        let s = &check.spec;
+        match s.kind {
+            ProbeKind::Http => {
+                let redirects = if s.follow_redirects {
+                    reqwest::redirect::Policy::limited(10)
+                } else {
+                    reqwest::redirect::Policy::none()
+                };
+                let client = reqwest::Client::builder()
+                    .redirect(redirects)
+                    .timeout(s.timeout.get())
+                    .connect_timeout(s.timeout.get())
+                    // Every check opens its own connection, as a citizen's browser would.
+                    .pool_max_idle_per_host(0)
+                    .user_agent(concat!("banditore-probe/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("probe {}: HTTP client: {e}", s.name))?;
+                check.http = Some(client);
+                if !s.body_regex.is_empty() {
+                    check.regex = Some(
+                        regex::Regex::new(&s.body_regex)
+                            .map_err(|e| format!("probe {}: body_regex: {e}", s.name))?,
+                    );
+                }
+            }
+            ProbeKind::Tls => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                if let Some(path) = &s.ca_file {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        format!("probe {}: ca_file {}: {e}", s.name, path.display())
+                    })?;
+                    for cert in rustls_pemfile_certs(&pem) {
+                        roots
+                            .add(cert)
+                            .map_err(|e| format!("probe {}: ca_file: {e}", s.name))?;
+                    }
+                }
+                let config = rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                check.tls = Some(Arc::new(config));
+            }
+            ProbeKind::Tcp | ProbeKind::Dns => {}
+        }
+        Ok(check)
+    }
+
+    pub async fn run(&self) -> Outcome {
+        let started = Instant::now();
+        let found = tokio::time::timeout(self.spec.timeout.get(), self.attempt()).await;
+        let took = started.elapsed();
+        match found {
+            Ok(Ok((detail, cert_days_left))) => {
+                if let Some(max) = self.spec.max_latency
+                    && took > max.get()
+                {
+                    return Outcome {
+                        ok: false,
+                        detail: format!("{detail}, slower than {} ms", max.get().as_millis()),
+                        took,
+                        cert_days_left,
+                    };
+                }
+                Outcome {
+                    ok: true,
+                    detail: format!("{detail} in {} ms", took.as_millis()),
+                    took,
+                    cert_days_left,
+                }
+            }
+            Ok(Err(detail)) => Outcome {
+                ok: false,
+                detail,
+                took,
+                cert_days_left: None,
+            },
+            Err(_) => Outcome {
+                ok: false,
+                detail: format!(
+                    "no answer within {} ms",
+                    self.spec.timeout.get().as_millis()
+                ),
+                took,
+                cert_days_left: None,
+            },
+        }
+    }
+
+    async fn attempt(&self) -> Result<(String, Option<i64>), String> {
+        match self.spec.kind {
+            ProbeKind::Http => self.http().await.map(|d| (d, None)),
+            ProbeKind::Tcp => connect(&self.spec.target)
+                .await
+                .map(|_| ("connected".to_owned(), None)),
+            ProbeKind::Dns => self.dns().await.map(|d| (d, None)),
+            ProbeKind::Tls => self.tls().await.map(|(d, days)| (d, Some(days))),
+        }
+    }
+
+    async fn http(&self) -> Result<String, String> {
+        let s = &self.spec;
+        let Some(client) = &self.http else {
+            return Err("no HTTP client".into());
+        };
+        let method = reqwest::Method::from_bytes(s.method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut request = client.request(method, &s.url);
+        for (name, value) in &s.headers {
+            request = request.header(name, value);
+        }
+        let resp = request.send().await.map_err(|e| describe_http(&e))?;
+        let status = resp.status().as_u16();
+        if !s.expected_status.iter().any(|set| set.accepts(status)) {
+            let expected: Vec<String> =
+                s.expected_status.iter().map(StatusSet::to_string).collect();
+            return Err(format!("HTTP {status} (expected {})", expected.join(", ")));
+        }
+        if !s.body_contains.is_empty() || self.regex.is_some() {
+            let body = resp.text().await.map_err(|e| describe_http(&e))?;
+            if !s.body_contains.is_empty() && !body.contains(&s.body_contains) {
+                return Err(format!(
+                    "HTTP {status} without “{}” in the page",
+                    s.body_contains
+                ));
+            }
+            if let Some(re) = &self.regex
+                && !re.is_match(&body)
+            {
+                return Err(format!(
+                    "HTTP {status}, the page does not match /{}/",
+                    re.as_str()
+                ));
+            }
+        }
+        Ok(format!("HTTP {status}"))
+    }
+
+    async fn dns(&self) -> Result<String, String> {
+        let s = &self.spec;
+        let record = if s.record_type.is_empty() {
+            "A".to_owned()
+        } else {
+            s.record_type.to_ascii_uppercase()
+        };
+        let answers = super::dns::resolve(&s.target, &record, &s.resolver, s.timeout.get()).await?;
+        if answers.is_empty() {
+            return Err(format!("no {record} record for {}", s.target));
+        }
+        if !s.expected.is_empty() {
+            let norm = |v: &str| v.trim().trim_end_matches('.').to_ascii_lowercase();
+            let wanted: Vec<String> = s.expected.iter().map(|e| norm(e)).collect();
+            if !answers.iter().any(|a| wanted.contains(&norm(a))) {
+                return Err(format!(
+                    "{} {record} is {} (expected {})",
+                    s.target,
+                    answers.join(", "),
+                    s.expected.join(", ")
+                ));
+            }
+        }
+        Ok(format!("{} {record} {}", s.target, answers.join(", ")))
+    }
+
+    async fn tls(&self) -> Result<(String, i64), String> {
+        let s = &self.spec;
+        let Some(config) = &self.tls else {
+            return Err("no TLS configuration".into());
+        };
+        let host = s
+            .target
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+            .unwrap_or(&s.target);
+        let name = if s.server_name.is_empty() {
+            host
+        } else {
+            &s.server_name
+        };
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
+            .map_err(|e| format!("`{name}` is not a server name: {e}"))?;
+        let tcp = connect(&s.target).await?;
+        let tls = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        let (_, session) = tls.get_ref();
+        let cert = session
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .ok_or("the server sent no certificate")?;
+        let not_after = certificate_not_after(cert.as_ref())
+            .ok_or("the certificate's validity cannot be read")?;
+        let left = not_after.duration_since(jiff::Timestamp::now());
+        let days = left.as_secs().div_euclid(86400);
+        Ok((format!("certificate valid for {days} more days"), days))
+    }
+}
+
+/// When a DER certificate stops being valid.
+fn certificate_not_after(der: &[u8]) -> Option<jiff::Timestamp> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    jiff::Timestamp::from_second(cert.validity().not_after.timestamp()).ok()
+}
+
+/// The certificates in a PEM file.
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect()
+}
+
+async fn connect(target: &str) -> Result<TcpStream, String> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target)
+        .await
+        .map_err(|e| format!("cannot resolve {target}: {e}"))?
+        .collect();
+    let mut last = format!("{target} has no address");
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = format!("cannot connect to {addr}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+fn describe_http(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "no answer in time"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_redirect() {
+        "too many redirects"
+    } else {
+        "request failed"
+    };
+    // The source chain says why (refused, reset, certificate), without the URL twice.
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {cause}")
+    }
+}

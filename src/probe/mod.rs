@@ -1,0 +1,556 @@
+//! Banditore's own probes, run from where it is deployed, so that an outage is detected even when
+//! the monitors inside the failing data centre go dark with it.
+//!
+//! - Every replica runs every probe, spread over its interval (a stable offset per probe, so
+//!   that a thousand probes do not fire together), at most `probing.concurrency` at once.
+//! - Each replica keeps a probe's state: down after `failure_threshold` failures in a row, up
+//!   after `success_threshold` successes. Its latest view goes to the store
+//!   (`probe_observations`), in batches.
+//! - The canaries (targets outside every watched service) tell whether this replica can reach
+//!   the network at all. When all of them fail, the replica raises one signal about itself and its
+//!   views count as `unknown`: it declares nothing until they recover.
+//! - The leader reads every replica's fresh views and declares a service down when `quorum` of
+//!   them see it down, up when fewer do. A change becomes a signal (`probe:<name>`, firing or
+//!   resolved) through the same queue as webhooks, so grouping, subscriptions, templates and
+//!   approval apply unchanged. A certificate close to expiry is a warning of its own.
+
+pub mod check;
+pub mod dns;
+pub mod window;
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Leadership;
+use crate::domain::signal::{NormalizeRules, RawSignal, SignalStatus, Source};
+use crate::domain::{Labels, Severity};
+use crate::ingest::IngestQueue;
+use crate::settings::ProbeSpec;
+use crate::store::{Observation, Store, Verdict};
+use check::{Check, Outcome};
+
+/// How this replica sees one probe now.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalView {
+    pub state: &'static str,
+    pub failures_in_a_row: u32,
+    pub successes_in_a_row: u32,
+    pub last_detail: String,
+    pub last_ok: Option<bool>,
+    pub last_duration_ms: Option<u128>,
+    pub last_at: Option<Timestamp>,
+    pub cert_days_left: Option<i64>,
+}
+
+impl Default for LocalView {
+    fn default() -> Self {
+        LocalView {
+            // A probe is taken as up until it fails `failure_threshold` times.
+            state: "up",
+            failures_in_a_row: 0,
+            successes_in_a_row: 0,
+            last_detail: String::new(),
+            last_ok: None,
+            last_duration_ms: None,
+            last_at: None,
+            cert_days_left: None,
+        }
+    }
+}
+
+impl LocalView {
+    /// Counts one outcome; true when the state changed.
+    fn observe(
+        &mut self,
+        outcome: &Outcome,
+        failure_threshold: u32,
+        success_threshold: u32,
+    ) -> bool {
+        if outcome.ok {
+            self.successes_in_a_row += 1;
+            self.failures_in_a_row = 0;
+        } else {
+            self.failures_in_a_row += 1;
+            self.successes_in_a_row = 0;
+        }
+        self.last_detail = outcome.detail.clone();
+        self.last_ok = Some(outcome.ok);
+        self.last_duration_ms = Some(outcome.took.as_millis());
+        self.last_at = Some(Timestamp::now());
+        self.cert_days_left = outcome.cert_days_left;
+        let before = self.state;
+        if self.state == "up" && self.failures_in_a_row >= failure_threshold {
+            self.state = "down";
+        } else if self.state == "down" && self.successes_in_a_row >= success_threshold {
+            self.state = "up";
+        }
+        before != self.state
+    }
+}
+
+/// What the API shows and the leader shares: this replica's views, and whether it can reach the
+/// network.
+#[derive(Default)]
+pub struct ProbeStatus {
+    views: Mutex<BTreeMap<String, LocalView>>,
+    network_down: AtomicBool,
+    canaries: Mutex<Vec<(String, Outcome)>>,
+}
+
+impl ProbeStatus {
+    pub fn views(&self) -> BTreeMap<String, LocalView> {
+        self.views.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub fn network_ok(&self) -> bool {
+        !self.network_down.load(Ordering::Relaxed)
+    }
+
+    /// The canaries' last outcomes: (target, ok, detail).
+    pub fn canaries(&self) -> Vec<(String, bool, String)> {
+        self.canaries
+            .lock()
+            .map(|c| {
+                c.iter()
+                    .map(|(t, o)| (t.clone(), o.ok, o.detail.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub struct Prober {
+    pub checks: Vec<Arc<Check>>,
+    pub canaries: Vec<Arc<Check>>,
+    pub canary_interval: Duration,
+    pub concurrency: usize,
+    pub quorum: u32,
+    pub instance: String,
+    pub store: Arc<dyn Store>,
+    pub ingest: IngestQueue,
+    pub leadership: Leadership,
+    pub status: Arc<ProbeStatus>,
+}
+
+/// The stable offset of a probe within its interval, so that probes do not all start together.
+fn offset(name: &str, interval: Duration) -> Duration {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    let ms = interval.as_millis().max(1) as u64;
+    Duration::from_millis(h.finish() % ms)
+}
+
+/// How long a replica's view of a probe counts: three intervals and a timeout, at least 5 s.
+pub fn freshness(spec: &ProbeSpec) -> Duration {
+    (spec.interval.get() * 3 + spec.timeout.get()).max(Duration::from_secs(5))
+}
+
+impl Prober {
+    pub async fn run(self, shutdown: CancellationToken) {
+        if self.checks.is_empty() {
+            return;
+        }
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let (observed, to_store) = mpsc::unbounded_channel::<Observation>();
+        let mut tasks = tokio::task::JoinSet::new();
+        for check in &self.checks {
+            tasks.spawn(probe_loop(
+                check.clone(),
+                permits.clone(),
+                self.status.clone(),
+                observed.clone(),
+                self.instance.clone(),
+                shutdown.clone(),
+            ));
+        }
+        if !self.canaries.is_empty() {
+            tasks.spawn(canary_loop(
+                self.canaries.clone(),
+                self.canary_interval,
+                self.status.clone(),
+                self.ingest.clone(),
+                self.instance.clone(),
+                shutdown.clone(),
+            ));
+        }
+        drop(observed);
+        tasks.spawn(store_observations(self.store.clone(), to_store));
+        let judge = Judge {
+            checks: self.checks.clone(),
+            quorum: self.quorum,
+            store: self.store.clone(),
+            ingest: self.ingest.clone(),
+        };
+        let mut leadership = self.leadership.clone();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if !leadership.is_leader() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = leadership.wait() => continue,
+                }
+            }
+            if let Err(e) = judge.step(Timestamp::now()).await {
+                tracing::warn!(error = %e, "cannot judge the probes; trying again shortly");
+            }
+        }
+        tasks.shutdown().await;
+    }
+}
+
+async fn probe_loop(
+    check: Arc<Check>,
+    permits: Arc<Semaphore>,
+    status: Arc<ProbeStatus>,
+    observed: mpsc::UnboundedSender<Observation>,
+    instance: String,
+    shutdown: CancellationToken,
+) {
+    let spec = &check.spec;
+    let interval = spec.interval.get();
+    tokio::select! {
+        _ = shutdown.cancelled() => return,
+        _ = tokio::time::sleep(offset(&spec.name, interval)) => {}
+    }
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(_permit) = permits.acquire().await else {
+            return;
+        };
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            o = check.run() => o,
+        };
+        metrics::histogram!("banditore_probe_duration_seconds", "probe" => spec.name.clone())
+            .record(outcome.took.as_secs_f64());
+        let view = {
+            let Ok(mut views) = status.views.lock() else {
+                return;
+            };
+            let view = views.entry(spec.name.clone()).or_default();
+            if view.observe(&outcome, spec.failure_threshold, spec.success_threshold) {
+                tracing::info!(probe = %spec.name, state = view.state, detail = %outcome.detail, "probe state changed here");
+            }
+            view.clone()
+        };
+        metrics::gauge!("banditore_probe_up", "probe" => spec.name.clone())
+            .set(if view.state == "up" { 1.0 } else { 0.0 });
+        let state = if status.network_ok() {
+            view.state
+        } else {
+            "unknown"
+        };
+        let _ = observed.send(Observation {
+            probe: spec.name.clone(),
+            instance: instance.clone(),
+            state: state.to_owned(),
+            detail: outcome.detail,
+            cert_days_left: outcome.cert_days_left,
+            observed_at: Timestamp::now(),
+        });
+    }
+}
+
+/// Writes observations in batches: whatever arrived while the last batch was written.
+async fn store_observations(
+    store: Arc<dyn Store>,
+    mut to_store: mpsc::UnboundedReceiver<Observation>,
+) {
+    let mut batch = Vec::new();
+    while to_store.recv_many(&mut batch, 1024).await > 0 {
+        // One row per probe: only the latest observation of each matters.
+        let mut latest: HashMap<String, Observation> = HashMap::new();
+        for o in batch.drain(..) {
+            latest.insert(o.probe.clone(), o);
+        }
+        let rows: Vec<Observation> = latest.into_values().collect();
+        if let Err(e) = store.record_observations(&rows).await {
+            tracing::warn!(error = %e, observations = rows.len(), "cannot store probe observations");
+        }
+    }
+}
+
+/// Runs the canaries every `interval`: when every one fails, this replica cannot reach the
+/// network; it says so once, and its probe views count as unknown until one succeeds again.
+async fn canary_loop(
+    canaries: Vec<Arc<Check>>,
+    interval: Duration,
+    status: Arc<ProbeStatus>,
+    ingest: IngestQueue,
+    instance: String,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let outcomes = futures_util::future::join_all(canaries.iter().map(|c| c.run())).await;
+        let all_failed = outcomes.iter().all(|o| !o.ok);
+        let findings: Vec<String> = canaries
+            .iter()
+            .zip(&outcomes)
+            .map(|(c, o)| format!("{}: {}", target_of(&c.spec), o.detail))
+            .collect();
+        if let Ok(mut last) = status.canaries.lock() {
+            *last = canaries
+                .iter()
+                .zip(outcomes)
+                .map(|(c, o)| (target_of(&c.spec), o))
+                .collect();
+        }
+        let was_down = status.network_down.swap(all_failed, Ordering::Relaxed);
+        metrics::gauge!("banditore_network_ok").set(if all_failed { 0.0 } else { 1.0 });
+        if was_down == all_failed {
+            continue;
+        }
+        let status_now = if all_failed {
+            tracing::error!(instance = %instance, canaries = ?findings, "every canary fails: this replica cannot reach the network; holding outage declarations");
+            SignalStatus::Firing
+        } else {
+            tracing::info!(instance = %instance, "a canary answers again: probing resumes");
+            SignalStatus::Resolved
+        };
+        let mut labels = Labels::new();
+        labels.insert("service".into(), "banditore".into());
+        labels.insert("component".into(), "network".into());
+        labels.insert("instance".into(), instance.clone());
+        let raw = RawSignal {
+            fingerprint: Some(format!("network:{instance}")),
+            status: Some(status_now),
+            severity: Some(Severity::Critical.as_str().into()),
+            service: Some("banditore".into()),
+            component: Some("network".into()),
+            labels,
+            summary: Some(format!(
+                "Banditore cannot reach the network from {instance}: {}",
+                findings.join("; ")
+            )),
+            starts_at: Some(Timestamp::now()),
+            ..RawSignal::default()
+        };
+        emit(&ingest, raw).await;
+    }
+}
+
+fn target_of(spec: &ProbeSpec) -> String {
+    if spec.url.is_empty() {
+        spec.target.clone()
+    } else {
+        spec.url.clone()
+    }
+}
+
+async fn emit(ingest: &IngestQueue, raw: RawSignal) {
+    let now = Timestamp::now();
+    let rules = NormalizeRules {
+        default_severity: Severity::Warning,
+    };
+    let signal = raw.normalize(Source::Probe, &rules, now);
+    // The queue answers once the signal is durable; a failing store is retried, so that a
+    // declared outage is never lost.
+    let mut delay = Duration::from_millis(200);
+    for _ in 0..20 {
+        match ingest.store(vec![(now, signal.clone())]).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, fingerprint = %signal.fingerprint, "cannot store a probe signal; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    tracing::error!(fingerprint = %signal.fingerprint, "gave up storing a probe signal");
+}
+
+/// The leader's judgement over every replica's views.
+struct Judge {
+    checks: Vec<Arc<Check>>,
+    quorum: u32,
+    store: Arc<dyn Store>,
+    ingest: IngestQueue,
+}
+
+impl Judge {
+    async fn step(&self, now: Timestamp) -> Result<(), crate::store::StoreError> {
+        let observations = self.store.observations().await?;
+        let verdicts: HashMap<String, Verdict> = self
+            .store
+            .verdicts()
+            .await?
+            .into_iter()
+            .map(|v| (v.subject.clone(), v))
+            .collect();
+        for check in &self.checks {
+            let spec = &check.spec;
+            let fresh = jiff::SignedDuration::try_from(freshness(spec)).unwrap_or_default();
+            let known: Vec<&Observation> = observations
+                .iter()
+                .filter(|o| o.probe == spec.name && o.state != "unknown")
+                .filter(|o| now.duration_since(o.observed_at) <= fresh)
+                .collect();
+            // Nobody able to see the target: nothing is declared either way.
+            if known.is_empty() {
+                continue;
+            }
+            let down: Vec<&&Observation> = known.iter().filter(|o| o.state == "down").collect();
+            let is_down = down.len() as u32 >= self.quorum;
+            metrics::gauge!("banditore_probe_declared_down", "probe" => spec.name.clone())
+                .set(if is_down { 1.0 } else { 0.0 });
+            let detail = match down.first() {
+                Some(o) if is_down => o.detail.clone(),
+                _ => known[0].detail.clone(),
+            };
+            self.declare(&verdicts, spec, &spec.name, is_down, &detail, now)
+                .await?;
+            // A certificate close to its end is a warning of its own.
+            let days = known.iter().filter_map(|o| o.cert_days_left).min();
+            if let Some(days) = days {
+                let expiring = days < i64::from(spec.warn_days);
+                let subject = format!("{}#certificate", spec.name);
+                let detail = format!("the certificate of {} expires in {days} days", spec.target);
+                self.declare(&verdicts, spec, &subject, expiring, &detail, now)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records and signals a change of `subject` (a probe, or its certificate).
+    async fn declare(
+        &self,
+        verdicts: &HashMap<String, Verdict>,
+        spec: &ProbeSpec,
+        subject: &str,
+        down: bool,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<(), crate::store::StoreError> {
+        let was_down = verdicts.get(subject).is_some_and(|v| v.state == "down");
+        if was_down == down {
+            return Ok(());
+        }
+        let state = if down { "down" } else { "up" };
+        tracing::info!(probe = %spec.name, subject, state, detail, "probe verdict changed");
+        let certificate = subject.ends_with("#certificate");
+        let mut labels: Labels = spec
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.insert("probe".into(), spec.name.clone());
+        labels.insert("service".into(), spec.service.clone());
+        if let Some(c) = &spec.component {
+            labels.insert("component".into(), c.clone());
+        }
+        let what = if spec.summary.is_empty() {
+            spec.name.clone()
+        } else {
+            spec.summary.clone()
+        };
+        let raw = RawSignal {
+            fingerprint: Some(subject.to_owned()),
+            status: Some(if down {
+                SignalStatus::Firing
+            } else {
+                SignalStatus::Resolved
+            }),
+            severity: Some(
+                if certificate {
+                    Severity::Warning
+                } else {
+                    spec.severity
+                }
+                .as_str()
+                .into(),
+            ),
+            service: Some(spec.service.clone()),
+            component: spec.component.clone(),
+            labels,
+            summary: Some(format!("{what}: {detail}")),
+            starts_at: Some(now),
+            url: (!spec.url.is_empty()).then(|| spec.url.clone()),
+            ..RawSignal::default()
+        };
+        // Signal first, then the verdict: a crash in between declares again, never silently not.
+        emit(&self.ingest, raw).await;
+        self.store
+            .set_verdict(&Verdict {
+                subject: subject.to_owned(),
+                state: state.into(),
+                detail: detail.to_owned(),
+                changed_at: now,
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(ok: bool) -> Outcome {
+        Outcome {
+            ok,
+            detail: String::new(),
+            took: Duration::from_millis(1),
+            cert_days_left: None,
+        }
+    }
+
+    #[test]
+    fn thresholds_decide_and_flapping_changes_nothing() {
+        let mut v = LocalView::default();
+        assert!(!v.observe(&outcome(false), 2, 2));
+        assert!(
+            v.observe(&outcome(false), 2, 2),
+            "down at the second failure"
+        );
+        assert_eq!(v.state, "down");
+        assert!(!v.observe(&outcome(true), 2, 2));
+        assert!(v.observe(&outcome(true), 2, 2), "up at the second success");
+        for i in 0..20 {
+            assert!(
+                !v.observe(&outcome(i % 2 == 0), 2, 2),
+                "flapping never changes it"
+            );
+        }
+        assert_eq!(v.state, "up");
+    }
+
+    #[test]
+    fn offsets_spread_probes_over_the_interval() {
+        let interval = Duration::from_secs(30);
+        let offsets: Vec<Duration> = (0..1000)
+            .map(|i| offset(&format!("p{i}"), interval))
+            .collect();
+        assert!(offsets.iter().all(|o| *o < interval));
+        // Each tenth of the interval gets some probes: no herd at the start.
+        for tenth in 0..10 {
+            let lo = interval * tenth / 10;
+            let hi = interval * (tenth + 1) / 10;
+            let n = offsets.iter().filter(|o| **o >= lo && **o < hi).count();
+            assert!((50..=150).contains(&n), "tenth {tenth}: {n}");
+        }
+    }
+}

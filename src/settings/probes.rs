@@ -1,0 +1,342 @@
+//! `[probing]`, `[[probes]]` and `[[maintenance]]`: Banditore's own checks of the services
+//! people depend on, run from where it is deployed, and the windows in which their signals
+//! notify nobody.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+
+use super::{Dur, Settings};
+use crate::domain::{Matcher, Severity};
+
+word_enum! {
+    pub enum ProbeKind {
+        Http => "http",
+        Tcp => "tcp",
+        Dns => "dns",
+        Tls => "tls",
+    }
+}
+
+word_enum! {
+    pub enum Recurrence {
+        Daily => "daily",
+        Weekly => "weekly",
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProbingSettings {
+    /// Checks in flight at once, over every probe.
+    pub concurrency: u32,
+    /// Replicas that must see a service down before it is declared down.
+    pub quorum: u32,
+    /// Targets outside every watched service (a public resolver, well-known sites): when all of
+    /// them fail, the problem is Banditore's own network, and outages are not declared.
+    pub canaries: Vec<ProbeSpec>,
+    pub canary_interval: Dur,
+}
+
+/// One check. The fields used depend on `kind`; `check-config` says which are missing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSpec {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub component: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub kind: ProbeKind,
+    /// What people read in the alert; the check's own finding is added to it.
+    #[serde(default)]
+    pub summary: String,
+    #[serde(default = "default_interval")]
+    pub interval: Dur,
+    #[serde(default = "default_timeout")]
+    pub timeout: Dur,
+    #[serde(default = "default_threshold")]
+    pub failure_threshold: u32,
+    #[serde(default = "default_threshold")]
+    pub success_threshold: u32,
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    // http
+    #[serde(default)]
+    pub url: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Accepted statuses: numbers, or classes such as `"2xx"`.
+    #[serde(default = "default_statuses", deserialize_with = "statuses")]
+    pub expected_status: Vec<StatusSet>,
+    #[serde(default)]
+    pub body_contains: String,
+    #[serde(default)]
+    pub body_regex: String,
+    pub max_latency: Option<Dur>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    pub follow_redirects: bool,
+    // tcp, tls
+    #[serde(default)]
+    pub target: String,
+    // dns
+    #[serde(default)]
+    pub record_type: String,
+    #[serde(default)]
+    pub expected: Vec<String>,
+    /// `ip:port` of the resolver to ask; empty: the system's.
+    #[serde(default)]
+    pub resolver: String,
+    // tls
+    #[serde(default)]
+    pub server_name: String,
+    #[serde(default = "default_warn_days")]
+    pub warn_days: u32,
+    /// Extra certificate authority (PEM) the certificate may chain to.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// An accepted HTTP status: one code or a class (`2xx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusSet {
+    Code(u16),
+    Class(u16),
+}
+
+impl StatusSet {
+    pub fn accepts(self, status: u16) -> bool {
+        match self {
+            StatusSet::Code(c) => c == status,
+            StatusSet::Class(c) => status / 100 == c,
+        }
+    }
+}
+
+impl std::fmt::Display for StatusSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatusSet::Code(c) => write!(f, "{c}"),
+            StatusSet::Class(c) => write!(f, "{c}xx"),
+        }
+    }
+}
+
+fn statuses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<StatusSet>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum One {
+        Code(u16),
+        Text(String),
+    }
+    let raw = Vec::<One>::deserialize(d)?;
+    raw.into_iter()
+        .map(|one| match one {
+            One::Code(c) if (100..600).contains(&c) => Ok(StatusSet::Code(c)),
+            One::Text(t) => {
+                let t = t.trim().to_ascii_lowercase();
+                match t.as_bytes() {
+                    [d @ b'1'..=b'5', b'x', b'x'] => Ok(StatusSet::Class(u16::from(d - b'0'))),
+                    _ => t
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|c| (100..600).contains(c))
+                        .map(StatusSet::Code)
+                        .ok_or_else(|| {
+                            serde::de::Error::custom(format!(
+                                "`{t}` is not an HTTP status or a class like \"2xx\""
+                            ))
+                        }),
+                }
+            }
+            One::Code(c) => Err(serde::de::Error::custom(format!(
+                "{c} is not an HTTP status"
+            ))),
+        })
+        .collect()
+}
+
+fn default_interval() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
+}
+fn default_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(10))
+}
+fn default_threshold() -> u32 {
+    2
+}
+fn default_severity() -> Severity {
+    Severity::Critical
+}
+fn default_method() -> String {
+    "GET".to_owned()
+}
+fn default_statuses() -> Vec<StatusSet> {
+    vec![StatusSet::Class(2)]
+}
+fn yes() -> bool {
+    true
+}
+fn default_warn_days() -> u32 {
+    14
+}
+
+/// A window in which matching signals notify nobody: one-off (`starts_at`, `ends_at`) or
+/// recurring (`every`, `days`, `at`, `duration`, in `time_zone`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSpec {
+    pub name: String,
+    #[serde(default)]
+    pub matchers: Vec<Matcher>,
+    #[serde(default)]
+    pub starts_at: Option<String>,
+    #[serde(default)]
+    pub ends_at: Option<String>,
+    pub every: Option<Recurrence>,
+    /// Weekly: `mon` … `sun`.
+    #[serde(default)]
+    pub days: Vec<String>,
+    /// `HH:MM`, local time.
+    #[serde(default)]
+    pub at: String,
+    pub duration: Option<Dur>,
+    /// Empty: `server.time_zone`.
+    #[serde(default)]
+    pub time_zone: String,
+}
+
+/// Checks every probe, canary and maintenance window.
+pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String)) {
+    let lease = settings.outbox.lease.get();
+    let mut names = std::collections::BTreeSet::new();
+    let specs = settings
+        .probes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("probes[{i}]"), p, true))
+        .chain(
+            settings
+                .probing
+                .canaries
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("probing.canaries[{i}]"), p, false)),
+        );
+    for (path, p, named) in specs {
+        let at = |key: &str| format!("{path}.{key}");
+        if named {
+            if p.name.trim().is_empty() {
+                push(
+                    &at("name"),
+                    "give the probe a name (it identifies its alerts)".into(),
+                );
+            } else if !names.insert(p.name.trim().to_owned()) {
+                push(&at("name"), format!("`{}` is declared twice", p.name));
+            }
+            if p.service.trim().is_empty() {
+                push(&at("service"), "name the service the probe watches".into());
+            }
+        }
+        if p.interval.get() < std::time::Duration::from_millis(100) {
+            push(&at("interval"), "must be at least 100ms".into());
+        }
+        if p.timeout.get().is_zero() || p.timeout.get() > lease {
+            push(
+                &at("timeout"),
+                "must be more than 0 and at most outbox.lease".into(),
+            );
+        }
+        if p.failure_threshold == 0 || p.success_threshold == 0 {
+            push(
+                &at("failure_threshold"),
+                "thresholds must be at least 1".into(),
+            );
+        }
+        match p.kind {
+            ProbeKind::Http => {
+                match url::Url::parse(&p.url) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                    _ => push(&at("url"), format!("`{}` is not an http(s) URL", p.url)),
+                }
+                if reqwest::Method::from_bytes(p.method.as_bytes()).is_err() {
+                    push(
+                        &at("method"),
+                        format!("`{}` is not an HTTP method", p.method),
+                    );
+                }
+                if !p.body_regex.is_empty()
+                    && let Err(e) = regex::Regex::new(&p.body_regex)
+                {
+                    push(&at("body_regex"), format!("does not compile: {e}"));
+                }
+                for name in p.headers.keys() {
+                    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        push(&at("headers"), format!("`{name}` is not a header name"));
+                    }
+                }
+            }
+            ProbeKind::Tcp | ProbeKind::Tls => {
+                if !host_port(&p.target) {
+                    push(&at("target"), format!("`{}` is not host:port", p.target));
+                }
+            }
+            ProbeKind::Dns => {
+                if p.target.trim().is_empty() {
+                    push(&at("target"), "name the DNS name to resolve".into());
+                }
+                if !["", "A", "AAAA", "CNAME", "MX", "TXT", "NS"]
+                    .contains(&p.record_type.to_ascii_uppercase().as_str())
+                {
+                    push(
+                        &at("record_type"),
+                        format!(
+                            "`{}` is not one of A, AAAA, CNAME, MX, TXT, NS",
+                            p.record_type
+                        ),
+                    );
+                }
+                if !p.resolver.is_empty() && p.resolver.parse::<std::net::SocketAddr>().is_err() {
+                    push(
+                        &at("resolver"),
+                        format!("`{}` is not ip:port, like 9.9.9.9:53", p.resolver),
+                    );
+                }
+            }
+        }
+        if let Some(ca) = &p.ca_file
+            && let Err(e) = std::fs::metadata(ca)
+        {
+            push(&at("ca_file"), format!("{}: {e}", ca.display()));
+        }
+    }
+    let probing = &settings.probing;
+    if probing.concurrency == 0 {
+        push("probing.concurrency", "must be at least 1".into());
+    }
+    if probing.quorum == 0 || probing.quorum > settings.store.replicas.max(1) {
+        push(
+            "probing.quorum",
+            format!(
+                "must be from 1 to store.replicas ({}): that many replicas must see a service down",
+                settings.store.replicas
+            ),
+        );
+    }
+    for (i, m) in settings.maintenance.iter().enumerate() {
+        let at = |key: &str| format!("maintenance[{i}].{key}");
+        if let Err(e) = crate::probe::window::Window::from_spec(m, &settings.server.time_zone) {
+            push(&at(e.0), e.1);
+        }
+    }
+}
+
+fn host_port(target: &str) -> bool {
+    target
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+}

@@ -1,0 +1,63 @@
+//! Probe observations and verdicts, and silences: what [`crate::probe`] and the router keep.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::Result;
+
+/// What one replica last saw of one probe.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Observation {
+    pub probe: String,
+    pub instance: String,
+    /// `up`, `down`, or `unknown` (the replica cannot reach the network: not counted).
+    pub state: String,
+    pub detail: String,
+    pub cert_days_left: Option<i64>,
+    pub observed_at: Timestamp,
+}
+
+/// What the leader declared about a probe (or its certificate: `<probe>#certificate`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub subject: String,
+    pub state: String,
+    pub detail: String,
+    pub changed_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSilence {
+    pub matchers: Vec<String>,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub comment: String,
+    pub created_by: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SilenceRow {
+    pub id: i64,
+    pub matchers: Vec<String>,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub comment: String,
+    pub created_by: String,
+    pub created_at: Timestamp,
+}
+
+#[async_trait]
+pub trait ProbeStore {
+    /// Stores each replica's latest view of its probes (one row per probe and replica).
+    async fn record_observations(&self, observations: &[Observation]) -> Result<()>;
+    async fn observations(&self) -> Result<Vec<Observation>>;
+    async fn verdicts(&self) -> Result<Vec<Verdict>>;
+    async fn set_verdict(&self, verdict: &Verdict) -> Result<()>;
+    async fn insert_silence(&self, silence: &NewSilence) -> Result<i64>;
+    /// Silences not yet ended at `now` (those still to come included), newest first.
+    async fn silences(&self, now: Timestamp) -> Result<Vec<SilenceRow>>;
+    /// Ends a silence now; false if there is no such silence still running.
+    async fn expire_silence(&self, id: i64, now: Timestamp) -> Result<bool>;
+}
