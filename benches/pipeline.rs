@@ -1,7 +1,7 @@
 //! End-to-end figures of the release binary, as an operator would see them: webhook-to-SMTP
 //! latency, ingest throughput with memory, email fan-out, idle memory.
 //!
-//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-render|approval|social|idle`
+//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-render|approval|social|probe-latency|probes|idle`
 //! picks one, and `-- --quick` runs smaller sizes. `fanout-pg` runs one and two replicas on a fresh
 //! database of the PostgreSQL server named by `BANDITORE_TEST_POSTGRES`, skipping without one. Postfix's `smtp-sink` is used as the fan-out sink when it is
 //! installed (Debian package `postfix`); otherwise the test suite's SMTP server stands in and the
@@ -693,6 +693,139 @@ async fn social(incidents: usize) {
     );
 }
 
+/// CPU time (user + system) the process has used, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) start at ") ".
+            let rest = s
+                .rsplit_once(") ")?
+                .1
+                .split_whitespace()
+                .collect::<Vec<_>>();
+            let utime: f64 = rest.get(11)?.parse().ok()?;
+            let stime: f64 = rest.get(12)?.parse().ok()?;
+            Some(Duration::from_secs_f64((utime + stime) / ticks_per_second))
+        })
+        .unwrap_or_default()
+}
+
+/// Time from a watched service going dark to the desk's email, with interval 10 s and
+/// threshold 2: the service answering 503 at once, and the service no longer answering at all
+/// (the check waits for its 5 s timeout).
+async fn probe_latency(runs: usize) {
+    use support::targets::{HttpTarget, Mode};
+    let smtp = SmtpServer::start();
+    let site = HttpTarget::start().await;
+    let extra = format!(
+        r#"
+[[subscribers]]
+name = "CUP Foligno"
+addresses = {{ email = "desk@asl.example" }}
+subscriptions = [{{ matchers = ['service="cup"'] }}]
+
+[[probes]]
+name = "cup-portale"
+service = "cup"
+kind = "http"
+url = "{}"
+interval = "10s"
+timeout = "5s"
+failure_threshold = 2
+success_threshold = 2
+"#,
+        site.url()
+    );
+    let app = TestApp::spawn(&smtp, &extra, &[]).await;
+    for (mode, what) in [
+        (Mode::Failing, "answering 503"),
+        (Mode::Hanging, "not answering"),
+    ] {
+        let mut took = Vec::new();
+        for _ in 0..runs {
+            let before = smtp.mails_to("desk@asl.example").len();
+            // Going dark at a random moment of the probe's interval.
+            tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 10_000)).await;
+            let dark = Instant::now();
+            site.set(mode);
+            loop {
+                if smtp.mails_to("desk@asl.example").len() > before {
+                    break;
+                }
+                assert!(dark.elapsed() < Duration::from_secs(90), "no email");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            took.push(dark.elapsed());
+            site.set(Mode::Up);
+            // Wait for the resolution, so the next run starts from a service that is up.
+            loop {
+                if smtp.mails_to("desk@asl.example").len() > before + 1 {
+                    break;
+                }
+                assert!(dark.elapsed() < Duration::from_secs(180), "no resolution");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        took.sort();
+        let secs: Vec<String> = took
+            .iter()
+            .map(|d| format!("{:.1}", d.as_secs_f64()))
+            .collect();
+        println!(
+            "probe-latency ({what}, interval 10s, threshold 2, {runs} runs): service dark to the desk's email {} s; max {:.1} s (target < 30 s)",
+            secs.join(", "),
+            took.last().unwrap_or(&Duration::ZERO).as_secs_f64()
+        );
+    }
+    drop(app);
+}
+
+/// The cost of 1,000 HTTP probes at a 30 s interval against a local site: CPU and memory of the
+/// Banditore process over two minutes.
+async fn probes_cost(probes: usize, seconds: u64) {
+    use support::targets::HttpTarget;
+    let smtp = SmtpServer::start();
+    let site = HttpTarget::start().await;
+    let mut extra = String::new();
+    for i in 0..probes {
+        extra.push_str(&format!(
+            "[[probes]]\nname = \"p{i}\"\nservice = \"svc-{}\"\nkind = \"http\"\nurl = \"{}?p={i}\"\ninterval = \"30s\"\n",
+            i % 50,
+            site.url()
+        ));
+    }
+    let app = TestApp::spawn(&smtp, &extra, &[]).await;
+    let pid = app.pid().expect("the binary's pid");
+    // Let every probe run once (their offsets spread them over the first interval).
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let (cpu0, served0, t0) = (cpu_time(pid), site.requests(), Instant::now());
+    let mut peak = 0;
+    while t0.elapsed() < Duration::from_secs(seconds) {
+        peak = peak.max(rss_kib(pid));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let cpu = cpu_time(pid) - cpu0;
+    let wall = t0.elapsed();
+    let checks = site.requests() - served0;
+    println!(
+        "probes ({probes} HTTP probes every 30 s, {} s measured): {checks} checks ({:.1}/s), CPU {:.2} s = {:.1} % of one core, {:.1} µs per check; memory {:.1} MiB peak, {:.1} MiB now",
+        wall.as_secs(),
+        checks as f64 / wall.as_secs_f64(),
+        cpu.as_secs_f64(),
+        100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
+        1e6 * cpu.as_secs_f64() / checks.max(1) as f64,
+        mib(peak),
+        mib(rss_kib(pid)),
+    );
+    let incidents = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await;
+    println!(
+        "probes: {} incidents opened (0 expected: the site stayed up)",
+        incidents["incidents"].as_array().map_or(0, Vec::len)
+    );
+}
+
 fn main() {
     // `cargo test --all-targets` runs bench binaries too, without `--bench`: figures from a debug
     // build under a test run mean nothing, so only `cargo bench` measures.
@@ -743,6 +876,12 @@ fn main() {
             let n = if quick { 20 } else { 100 };
             approval(n, "0s").await;
             approval(n, "500ms").await;
+        }
+        if run("probe-latency") {
+            probe_latency(if quick { 1 } else { 3 }).await;
+        }
+        if run("probes") {
+            probes_cost(1000, if quick { 30 } else { 120 }).await;
         }
         if run("social") {
             social(if quick { 10 } else { 50 }).await;

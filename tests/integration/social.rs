@@ -214,7 +214,11 @@ async fn approved_statement_is_posted_on_every_network_and_updates_continue_the_
     assert_eq!(net.bluesky.sessions_created(), 1);
 
     // The post ids are kept on the deliveries, so the thread survives a restart.
-    let sent = deliveries(&app, incident, "mastodon").await;
+    let sent = eventually(
+        || deliveries(&app, incident, "mastodon"),
+        |d| d.len() == 3 && d.iter().all(|d| d["state"] == "sent"),
+    )
+    .await;
     let ids: Vec<&str> = sent
         .iter()
         .map(|d| d["provider_id"].as_str().unwrap())
@@ -448,8 +452,12 @@ async fn mastodon_rate_limit_holds_posts_until_its_reset_without_counting_attemp
     approve_next(&app).await;
     let toots = net.mastodon.wait_for(2, WAIT).await;
     assert_eq!(toots[1].in_reply_to_id, Some(toots[0].id.clone()));
-    let sent = deliveries(&app, incident, "mastodon").await;
-    assert!(sent.iter().all(|d| d["state"] == "sent"), "{sent:?}");
+    // The double has the post; the outcome is recorded a moment later.
+    let sent = eventually(
+        || deliveries(&app, incident, "mastodon"),
+        |d| d.iter().all(|d| d["state"] == "sent"),
+    )
+    .await;
     // The first post used the window up (`X-RateLimit-Remaining: 0`): the second waited for
     // the reset instead of being refused, and waiting costs no attempt.
     assert_eq!(net.mastodon.throttled(), 0, "{:?}", net.mastodon.requests());
