@@ -28,7 +28,7 @@ use crate::incident::{Engine, random_hex};
 use crate::ingest::{IngestQueue, ParseOptions};
 use crate::outbox::{Backoff, Dispatcher, OutboxConfig, RateLimiter};
 use crate::pipeline::{Pipeline, Wakers};
-use crate::probe::check::Check;
+use crate::probe::check::{Check, HttpClients};
 use crate::probe::window::Window;
 use crate::probe::{ProbeStatus, Prober};
 use crate::route::Router;
@@ -302,7 +302,9 @@ impl Application {
         };
         let (ingest, ingest_writer) = IngestQueue::start(store.clone(), wake.pipeline.clone());
         let probe_status = Arc::new(ProbeStatus::default());
-        let build = |spec: &crate::settings::ProbeSpec| Check::new(spec.clone()).map(Arc::new);
+        let clients = HttpClients::new().map_err(anyhow::Error::msg)?;
+        let build =
+            |spec: &crate::settings::ProbeSpec| Check::new(spec.clone(), &clients).map(Arc::new);
         let prober = Prober {
             checks: s
                 .probes

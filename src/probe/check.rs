@@ -27,8 +27,34 @@ pub struct Check {
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
+/// The HTTP clients every probe shares: one that follows redirects and one that does not.
+/// Timeouts are set per request; no connection is kept, so every check connects as a citizen's
+/// browser would.
+#[derive(Clone)]
+pub struct HttpClients {
+    follow: reqwest::Client,
+    stay: reqwest::Client,
+}
+
+impl HttpClients {
+    pub fn new() -> Result<HttpClients, String> {
+        let build = |redirects| {
+            reqwest::Client::builder()
+                .redirect(redirects)
+                .pool_max_idle_per_host(0)
+                .user_agent(concat!("banditore-probe/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| format!("probes: HTTP client: {e}"))
+        };
+        Ok(HttpClients {
+            follow: build(reqwest::redirect::Policy::limited(10))?,
+            stay: build(reqwest::redirect::Policy::none())?,
+        })
+    }
+}
+
 impl Check {
-    pub fn new(spec: ProbeSpec) -> Result<Check, String> {
+    pub fn new(spec: ProbeSpec, clients: &HttpClients) -> Result<Check, String> {
         let mut check = Check {
             http: None,
             regex: None,
@@ -38,21 +64,11 @@ impl Check {
         let s = &check.spec;
         match s.kind {
             ProbeKind::Http => {
-                let redirects = if s.follow_redirects {
-                    reqwest::redirect::Policy::limited(10)
+                check.http = Some(if s.follow_redirects {
+                    clients.follow.clone()
                 } else {
-                    reqwest::redirect::Policy::none()
-                };
-                let client = reqwest::Client::builder()
-                    .redirect(redirects)
-                    .timeout(s.timeout.get())
-                    .connect_timeout(s.timeout.get())
-                    // Every check opens its own connection, as a citizen's browser would.
-                    .pool_max_idle_per_host(0)
-                    .user_agent(concat!("banditore-probe/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| format!("probe {}: HTTP client: {e}", s.name))?;
-                check.http = Some(client);
+                    clients.stay.clone()
+                });
                 if !s.body_regex.is_empty() {
                     check.regex = Some(
                         regex::Regex::new(&s.body_regex)
@@ -141,7 +157,7 @@ impl Check {
             return Err("no HTTP client".into());
         };
         let method = reqwest::Method::from_bytes(s.method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut request = client.request(method, &s.url);
+        let mut request = client.request(method, &s.url).timeout(s.timeout.get());
         for (name, value) in &s.headers {
             request = request.header(name, value);
         }

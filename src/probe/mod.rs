@@ -401,12 +401,19 @@ impl Judge {
             .into_iter()
             .map(|v| (v.subject.clone(), v))
             .collect();
+        let mut by_probe: HashMap<&str, Vec<&Observation>> = HashMap::new();
+        for o in &observations {
+            by_probe.entry(o.probe.as_str()).or_default().push(o);
+        }
         for check in &self.checks {
             let spec = &check.spec;
             let fresh = jiff::SignedDuration::try_from(freshness(spec)).unwrap_or_default();
-            let known: Vec<&Observation> = observations
-                .iter()
-                .filter(|o| o.probe == spec.name && o.state != "unknown")
+            let known: Vec<&Observation> = by_probe
+                .get(spec.name.as_str())
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|o| o.state != "unknown")
                 .filter(|o| now.duration_since(o.observed_at) <= fresh)
                 .collect();
             // Nobody able to see the target: nothing is declared either way.

@@ -67,13 +67,13 @@ pub fn parse_time(raw: &str, tz: &TimeZone) -> Result<Timestamp, String> {
 
 impl Window {
     pub fn from_spec(spec: &MaintenanceSpec, default_tz: &str) -> Result<Window, WindowError> {
-        let tz_name = if spec.time_zone.is_empty() {
-            default_tz
+        let tz = if spec.time_zone.is_empty() {
+            // server.time_zone, checked (and reported) on its own.
+            TimeZone::get(default_tz).unwrap_or(TimeZone::UTC)
         } else {
-            &spec.time_zone
+            TimeZone::get(&spec.time_zone)
+                .map_err(|e| WindowError("time_zone", format!("`{}`: {e}", spec.time_zone)))?
         };
-        let tz = TimeZone::get(tz_name)
-            .map_err(|e| WindowError("time_zone", format!("`{tz_name}`: {e}")))?;
         if spec.name.trim().is_empty() {
             return Err(WindowError(
                 "name",

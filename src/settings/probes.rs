@@ -272,6 +272,12 @@ pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String))
                 if !p.body_regex.is_empty()
                     && let Err(e) = regex::Regex::new(&p.body_regex)
                 {
+                    // The regex crate's message spans lines; one line reads better here.
+                    let e = e
+                        .to_string()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
                     push(&at("body_regex"), format!("does not compile: {e}"));
                 }
                 for name in p.headers.keys() {

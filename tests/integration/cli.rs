@@ -100,6 +100,29 @@ page_id = "regione-umbria"
 api_version = "23"
 page_token = "fb-page-token-value"
 
+[probing]
+quorum = 3
+
+[[probes]]
+name = "cup"
+kind = "http"
+url = "cup.regione.example"
+body_regex = "("
+
+[[probes]]
+name = "cup"
+service = "cup"
+kind = "dns"
+target = "cup.regione.example"
+record_type = "SRVX"
+resolver = "9.9.9.9"
+
+[[maintenance]]
+name = "Backup"
+every = "weekly"
+at = "02:00"
+duration = "2h"
+
 [[auth.tokens]]
 name = "am"
 token = "short"
@@ -138,6 +161,14 @@ subscriptions = [{{ matchers = ['service=~"cup('] }}]
         "channels.sms.providers[0].sender",
         "channels.sms.providers[1].name",
         "channels.sms.providers[1].message_type",
+        "probing.quorum",
+        "probes[0].service",
+        "probes[0].url",
+        "probes[0].body_regex",
+        "probes[1].name",
+        "probes[1].record_type",
+        "probes[1].resolver",
+        "maintenance[0].days",
         "channels.mastodon.base_url",
         "channels.mastodon.token",
         "channels.mastodon.visibility",
