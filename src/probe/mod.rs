@@ -183,11 +183,14 @@ impl Prober {
         }
         drop(observed);
         tasks.spawn(store_observations(self.store.clone(), to_store));
-        let judge = Judge {
+        let mut judge = Judge {
             checks: self.checks.clone(),
             quorum: self.quorum,
             store: self.store.clone(),
             ingest: self.ingest.clone(),
+            seen: HashMap::new(),
+            read_until: None,
+            verdicts: None,
         };
         let mut leadership = self.leadership.clone();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -198,6 +201,8 @@ impl Prober {
                 _ = tick.tick() => {}
             }
             if !leadership.is_leader() {
+                // Another replica judged meanwhile: start again from the store.
+                judge.forget();
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = leadership.wait() => continue,
@@ -389,22 +394,38 @@ struct Judge {
     quorum: u32,
     store: Arc<dyn Store>,
     ingest: IngestQueue,
+    /// Every replica's latest view, kept up to date with what changed since the last read.
+    seen: HashMap<(String, String), Observation>,
+    read_until: Option<Timestamp>,
+    /// The verdicts, as this leader stored them (read once when it starts to lead).
+    verdicts: Option<HashMap<String, Verdict>>,
 }
 
 impl Judge {
-    async fn step(&self, now: Timestamp) -> Result<(), crate::store::StoreError> {
-        let observations = self.store.observations().await?;
-        let verdicts: HashMap<String, Verdict> = self
-            .store
-            .verdicts()
-            .await?
-            .into_iter()
-            .map(|v| (v.subject.clone(), v))
-            .collect();
+    fn forget(&mut self) {
+        self.seen.clear();
+        self.read_until = None;
+        self.verdicts = None;
+    }
+
+    async fn step(&mut self, now: Timestamp) -> Result<(), crate::store::StoreError> {
+        // Rows written late by a slow replica are caught by reading a little before the last read.
+        let since = self
+            .read_until
+            .map(|t| t - jiff::SignedDuration::from_secs(5));
+        for o in self.store.observations(since).await? {
+            self.seen.insert((o.probe.clone(), o.instance.clone()), o);
+        }
+        self.read_until = Some(now);
+        if self.verdicts.is_none() {
+            let stored = self.store.verdicts().await?;
+            self.verdicts = Some(stored.into_iter().map(|v| (v.subject.clone(), v)).collect());
+        }
         let mut by_probe: HashMap<&str, Vec<&Observation>> = HashMap::new();
-        for o in &observations {
+        for o in self.seen.values() {
             by_probe.entry(o.probe.as_str()).or_default().push(o);
         }
+        let mut changes = Vec::new();
         for check in &self.checks {
             let spec = &check.spec;
             let fresh = jiff::SignedDuration::try_from(freshness(spec)).unwrap_or_default();
@@ -428,16 +449,29 @@ impl Judge {
                 Some(o) if is_down => o.detail.clone(),
                 _ => known[0].detail.clone(),
             };
-            self.declare(&verdicts, spec, &spec.name, is_down, &detail, now)
-                .await?;
+            changes.push((check.clone(), spec.name.clone(), is_down, detail));
             // A certificate close to its end is a warning of its own.
             let days = known.iter().filter_map(|o| o.cert_days_left).min();
             if let Some(days) = days {
                 let expiring = days < i64::from(spec.warn_days);
                 let subject = format!("{}#certificate", spec.name);
                 let detail = format!("the certificate of {} expires in {days} days", spec.target);
-                self.declare(&verdicts, spec, &subject, expiring, &detail, now)
+                changes.push((check.clone(), subject, expiring, detail));
+            }
+        }
+        for (check, subject, down, detail) in changes {
+            let was_down = self
+                .verdicts
+                .as_ref()
+                .and_then(|v| v.get(&subject))
+                .is_some_and(|v| v.state == "down");
+            if was_down != down {
+                let verdict = self
+                    .declare(&check.spec, &subject, down, &detail, now)
                     .await?;
+                if let Some(v) = self.verdicts.as_mut() {
+                    v.insert(subject, verdict);
+                }
             }
         }
         Ok(())
@@ -446,17 +480,12 @@ impl Judge {
     /// Records and signals a change of `subject` (a probe, or its certificate).
     async fn declare(
         &self,
-        verdicts: &HashMap<String, Verdict>,
         spec: &ProbeSpec,
         subject: &str,
         down: bool,
         detail: &str,
         now: Timestamp,
-    ) -> Result<(), crate::store::StoreError> {
-        let was_down = verdicts.get(subject).is_some_and(|v| v.state == "down");
-        if was_down == down {
-            return Ok(());
-        }
+    ) -> Result<Verdict, crate::store::StoreError> {
         let state = if down { "down" } else { "up" };
         tracing::info!(probe = %spec.name, subject, state, detail, "probe verdict changed");
         let certificate = subject.ends_with("#certificate");
@@ -501,14 +530,14 @@ impl Judge {
         };
         // Signal first, then the verdict: a crash in between declares again, never silently not.
         emit(&self.ingest, raw).await;
-        self.store
-            .set_verdict(&Verdict {
-                subject: subject.to_owned(),
-                state: state.into(),
-                detail: detail.to_owned(),
-                changed_at: now,
-            })
-            .await
+        let verdict = Verdict {
+            subject: subject.to_owned(),
+            state: state.into(),
+            detail: detail.to_owned(),
+            changed_at: now,
+        };
+        self.store.set_verdict(&verdict).await?;
+        Ok(verdict)
     }
 }
 

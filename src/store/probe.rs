@@ -52,7 +52,8 @@ pub struct SilenceRow {
 pub trait ProbeStore {
     /// Stores each replica's latest view of its probes (one row per probe and replica).
     async fn record_observations(&self, observations: &[Observation]) -> Result<()>;
-    async fn observations(&self) -> Result<Vec<Observation>>;
+    /// Observations made at or after `since` (all of them without it).
+    async fn observations(&self, since: Option<Timestamp>) -> Result<Vec<Observation>>;
     async fn verdicts(&self) -> Result<Vec<Verdict>>;
     async fn set_verdict(&self, verdict: &Verdict) -> Result<()>;
     async fn insert_silence(&self, silence: &NewSilence) -> Result<i64>;

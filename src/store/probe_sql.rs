@@ -35,11 +35,12 @@ impl ProbeStore for SqlStore {
         Ok(())
     }
 
-    async fn observations(&self) -> Result<Vec<Observation>> {
+    async fn observations(&self, since: Option<Timestamp>) -> Result<Vec<Observation>> {
         let rows = sqlx::query(
             "SELECT probe, instance, state, detail, cert_days_left, observed_at
-             FROM probe_observations ORDER BY probe, instance",
+             FROM probe_observations WHERE observed_at >= $1 ORDER BY probe, instance",
         )
+        .bind(since.map_or(i64::MIN, ms))
         .fetch_all(&self.reader)
         .await?;
         rows.iter()

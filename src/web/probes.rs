@@ -40,7 +40,7 @@ pub async fn list(
     require(&state, &headers, Permission::Read)?;
     let p = &state.probes;
     let views = p.status.views();
-    let observations = state.store.observations().await?;
+    let observations = state.store.observations(None).await?;
     let verdicts = state.store.verdicts().await?;
     let probes: Vec<serde_json::Value> = p
         .specs
