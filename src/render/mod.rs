@@ -655,6 +655,13 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
         ("incidents", json!({"incidents": [incident.clone()]})),
         (
             "incident",
+            json!({"incident": {"id": 43, "title": "CUP", "status": "investigating",
+                "severity": "critical", "opened_at": at, "resolved_at": null,
+                "maintenance": "Aggiornamento CUP"},
+            "updates": [], "signals": [], "summary": {}, "deliveries": []}),
+        ),
+        (
+            "incident",
             json!({"incident": incident, "updates": [update], "signals": [signal],
             "summary": {"email": {"sent": 3}}, "deliveries": []}),
         ),

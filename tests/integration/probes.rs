@@ -110,6 +110,15 @@ async fn a_site_that_fails_opens_an_incident_at_the_threshold_and_resolves_when_
     let p = probe(&app, "cup-portale").await;
     assert_eq!(p["state"], "down", "{p}");
     assert_eq!(p["replicas"][0]["state"], "down", "{p}");
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("banditore_probe_up{probe=\"cup-portale\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("banditore_probe_duration_seconds"),
+        "{metrics}"
+    );
 
     site.set(Mode::Up);
     let mails = mails_to(&smtp, DESK, 2).await;
