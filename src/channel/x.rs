@@ -177,12 +177,21 @@ impl Channel for XChannel {
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.map_err(|e| unreachable(KIND, &e))?;
-        let reset = reset_unix(&headers, "x-rate-limit-reset");
+        // The 15-minute window, and the 24-hour ones per user and per app: a spent window holds
+        // posting until its reset, the furthest when several are spent.
+        let windows = ["x-rate-limit", "x-user-limit-24hour", "x-app-limit-24hour"];
+        let spent = windows
+            .iter()
+            .filter(|w| header_number(&headers, &format!("{w}-remaining")) == Some(0))
+            .filter_map(|w| reset_unix(&headers, &format!("{w}-reset")))
+            .max();
         if status.as_u16() == 429 {
+            let reset = spent.or_else(|| reset_unix(&headers, "x-rate-limit-reset"));
             return Err(self.gate.throttled(reset));
         }
-        self.gate
-            .observe(header_number(&headers, "x-rate-limit-remaining"), reset);
+        if spent.is_some() {
+            self.gate.observe(Some(0), spent);
+        }
         if status.is_success() {
             let created: Created = serde_json::from_str(&text).map_err(|e| SendError::Retry {
                 after: None,
@@ -198,7 +207,8 @@ impl Channel for XChannel {
             });
         }
         let problem: Problem = serde_json::from_str(&text).unwrap_or_default();
-        if status.as_u16() == 403 && problem.detail.contains("duplicate content") {
+        if status.as_u16() == 403 && problem.detail.contains("duplicate content") && msg.attempt > 1
+        {
             tracing::info!(channel = %KIND, delivery = msg.delivery_id, attempt = msg.attempt,
                 "x already has this post (an earlier attempt's answer was lost); counting it as posted");
             return Ok(Receipt {
@@ -213,16 +223,25 @@ impl Channel for XChannel {
             format!("{}: {}", problem.title, problem.detail)
         };
         let reason = format!("x answered {status}: {detail}");
+        let credentials = status.as_u16() == 401
+            || (status.as_u16() == 403 && problem.title.contains("Authentication"));
         Err(match status.as_u16() {
-            401 => SendError::Retry {
+            // Refused keys: retried, so that once they are fixed the statement still goes out.
+            _ if credentials => SendError::Retry {
                 after: None,
                 reason: format!("{reason} (check channels.x keys and tokens)"),
             },
-            // Pay-per-use credits spent: retried, so that once topped up the post still goes.
+            // Pay-per-use credits spent (402, sometimes 403): retried, so that once topped up
+            // the post still goes.
             402 => SendError::Retry {
                 after: None,
                 reason,
             },
+            403 if problem.title == "CreditsDepleted" => SendError::Retry {
+                after: None,
+                reason,
+            },
+            // A text X refuses (too long, a duplicate of a recent post on a first attempt).
             400 | 403 => SendError::Reject { reason },
             _ => SendError::Retry {
                 after: None,

@@ -354,7 +354,9 @@ async fn canary_loop(
             starts_at: Some(Timestamp::now()),
             ..RawSignal::default()
         };
-        emit(&ingest, raw).await;
+        if let Err(e) = emit(&ingest, raw, 20).await {
+            tracing::error!(error = %e, "cannot store the signal about this replica's network");
+        }
     }
 }
 
@@ -362,30 +364,50 @@ fn target_of(spec: &ProbeSpec) -> String {
     if spec.url.is_empty() {
         spec.target.clone()
     } else {
-        spec.url.clone()
+        public_url(&spec.url)
     }
 }
 
-async fn emit(ingest: &IngestQueue, raw: RawSignal) {
+/// A probe's URL without what may be a credential (user and password, query string), for
+/// alerts and the API.
+pub fn public_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// Stores a signal through the ingest queue (durable when it returns `Ok`), trying `tries` times.
+async fn emit(
+    ingest: &IngestQueue,
+    raw: RawSignal,
+    tries: u32,
+) -> Result<(), crate::store::StoreError> {
     let now = Timestamp::now();
     let rules = NormalizeRules {
         default_severity: Severity::Warning,
     };
     let signal = raw.normalize(Source::Probe, &rules, now);
-    // The queue answers once the signal is durable; a failing store is retried, so that a
-    // declared outage is never lost.
     let mut delay = Duration::from_millis(200);
-    for _ in 0..20 {
+    let mut tried = 0;
+    loop {
         match ingest.store(vec![(now, signal.clone())]).await {
-            Ok(_) => return,
+            Ok(_) => return Ok(()),
+            Err(e) if tried + 1 >= tries => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, fingerprint = %signal.fingerprint, "cannot store a probe signal; retrying");
+                tried += 1;
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
-    tracing::error!(fingerprint = %signal.fingerprint, "gave up storing a probe signal");
 }
 
 /// The leader's judgement over every replica's views.
@@ -409,10 +431,16 @@ impl Judge {
     }
 
     async fn step(&mut self, now: Timestamp) -> Result<(), crate::store::StoreError> {
-        // Rows written late by a slow replica are caught by reading a little before the last read.
-        let since = self
-            .read_until
-            .map(|t| t - jiff::SignedDuration::from_secs(5));
+        // Rows written late (a slow replica, a clock a little behind) are caught by reading a
+        // freshness window before the last read: anything older no longer counts anyway.
+        let overlap = self
+            .checks
+            .iter()
+            .map(|c| freshness(&c.spec))
+            .max()
+            .unwrap_or(Duration::from_secs(5));
+        let overlap = jiff::SignedDuration::try_from(overlap).unwrap_or_default();
+        let since = self.read_until.and_then(|t| t.checked_sub(overlap).ok());
         for o in self.store.observations(since).await? {
             self.seen.insert((o.probe.clone(), o.instance.clone()), o);
         }
@@ -525,11 +553,12 @@ impl Judge {
             labels,
             summary: Some(format!("{what}: {detail}")),
             starts_at: Some(now),
-            url: (!spec.url.is_empty()).then(|| spec.url.clone()),
+            url: (!spec.url.is_empty()).then(|| public_url(&spec.url)),
             ..RawSignal::default()
         };
-        // Signal first, then the verdict: a crash in between declares again, never silently not.
-        emit(&self.ingest, raw).await;
+        // Signal first, then the verdict: a crash or a failing store in between declares again
+        // at the next step, never silently not.
+        emit(&self.ingest, raw, 3).await?;
         let verdict = Verdict {
             subject: subject.to_owned(),
             state: state.into(),

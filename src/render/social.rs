@@ -27,7 +27,7 @@ pub const MASTODON_DEFAULT_URL: usize = 23;
 /// A URL as the networks find one: a scheme, then everything up to white space, without the
 /// punctuation that usually ends a sentence.
 static URL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"https?://[^\s<>"]+[^\s<>".,;:!?')\]]"#).unwrap_or_else(|_| unreachable!())
+    Regex::new(r#"https?://[^\s<>"…]+[^\s<>".,;:!?')\]…]"#).unwrap_or_else(|_| unreachable!())
 });
 
 /// `@user@domain`: Mastodon counts only `@user`.

@@ -117,10 +117,13 @@ impl Router {
                         "in maintenance: nobody is notified"
                     );
                     metrics::counter!("banditore_updates_silenced_total").increment(1);
-                    tx.set_maintenance(incident.id, window).await?;
+                    tx.set_maintenance(incident.id, Some(window)).await?;
                     tx.mark_routed(update.id, now).await?;
                     continue;
                 }
+            }
+            if incident.maintenance.is_some() {
+                tx.set_maintenance(incident.id, None).await?;
             }
             // Whoever heard an earlier update hears this one too, whatever the labels now say.
             let notified = match update.kind {

@@ -242,8 +242,10 @@ pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String))
                 push(&at("service"), "name the service the probe watches".into());
             }
         }
-        if p.interval.get() < std::time::Duration::from_millis(100) {
-            push(&at("interval"), "must be at least 100ms".into());
+        if p.interval.get() < std::time::Duration::from_millis(100)
+            || p.interval.get() > std::time::Duration::from_secs(86400)
+        {
+            push(&at("interval"), "must be from 100ms to 1 day".into());
         }
         if p.timeout.get().is_zero() || p.timeout.get() > lease {
             push(
@@ -321,6 +323,15 @@ pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String))
         }
     }
     let probing = &settings.probing;
+    let canary = probing.canary_interval.get();
+    if canary < std::time::Duration::from_millis(100)
+        || canary > std::time::Duration::from_secs(86400)
+    {
+        push(
+            "probing.canary_interval",
+            "must be from 100ms to 1 day".into(),
+        );
+    }
     if probing.concurrency == 0 {
         push("probing.concurrency", "must be at least 1".into());
     }

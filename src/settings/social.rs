@@ -186,6 +186,21 @@ fn check_timeout(
 pub fn validate_social(settings: &Settings, push: &mut impl FnMut(&str, String)) -> SocialKeys {
     let c = &settings.channels;
     let mut keys = SocialKeys::default();
+    // The accounts post what the `public` audience hears: that must wait for the office.
+    let (policy, _) = settings.approval.policy("public");
+    for (channel, enabled) in [
+        ("mastodon", c.mastodon.enabled),
+        ("bluesky", c.bluesky.enabled),
+        ("x", c.x.enabled),
+        ("facebook", c.facebook.enabled),
+    ] {
+        if enabled && policy == super::ApprovalPolicy::Auto {
+            push(
+                &format!("channels.{channel}.enabled"),
+                "the account posts public statements, but approval.audiences.public lets them out without approval: set its policy to \"approval\" or \"approval_with_timeout\"".into(),
+            );
+        }
+    }
     if c.mastodon.enabled {
         let m = &c.mastodon;
         check_url("channels.mastodon.base_url", &m.base_url, push);

@@ -693,7 +693,8 @@ pub trait Tx: Send {
     async fn hold_for_approval(&mut self, part: &NewDraftPart) -> Result<i64>;
     async fn mark_routed(&mut self, update_id: i64, now: Timestamp) -> Result<()>;
     /// Records that a maintenance window or silence kept an update of the incident quiet.
-    async fn set_maintenance(&mut self, incident_id: i64, window: &str) -> Result<()>;
+    /// `None` once an update goes out again.
+    async fn set_maintenance(&mut self, incident_id: i64, window: Option<&str>) -> Result<()>;
     /// Addresses (id, channel) that were sent an earlier update of the incident: they hear every
     /// later update, whatever the signals' labels have become.
     async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>>;

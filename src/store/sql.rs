@@ -1624,7 +1624,7 @@ impl Tx for SqlTx {
             .collect()
     }
 
-    async fn set_maintenance(&mut self, incident_id: i64, window: &str) -> Result<()> {
+    async fn set_maintenance(&mut self, incident_id: i64, window: Option<&str>) -> Result<()> {
         sqlx::query("UPDATE incidents SET maintenance = $2 WHERE id = $1")
             .bind(incident_id)
             .bind(window)

@@ -55,7 +55,7 @@ pub async fn list(
                 "service": spec.service,
                 "component": spec.component,
                 "kind": spec.kind.as_str(),
-                "target": if spec.url.is_empty() { &spec.target } else { &spec.url },
+                "target": if spec.url.is_empty() { spec.target.clone() } else { crate::probe::public_url(&spec.url) },
                 "interval_ms": spec.interval.get().as_millis() as u64,
                 "failure_threshold": spec.failure_threshold,
                 "success_threshold": spec.success_threshold,

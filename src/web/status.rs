@@ -1,6 +1,7 @@
 //! `/status/incidents/{id}`: what citizens were told about one incident, the page every social
 //! post links to. Only text the communications office approved for the `public` audience
-//! appears; an incident with none is not found.
+//! appears (not even the incident's title, which monitors write); an incident with none is not
+//! found.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -34,7 +35,6 @@ struct Statement {
 #[derive(Serialize)]
 struct Page {
     id: i64,
-    title: String,
     resolved: bool,
     statements: Vec<Statement>,
 }
@@ -76,10 +76,6 @@ pub async fn incident(
     let found = !statements.is_empty();
     let page = Page {
         id,
-        title: drafts
-            .first()
-            .map(|d| d.incident_title.clone())
-            .unwrap_or_default(),
         resolved: drafts.iter().any(|d| d.update_kind == "resolved"),
         statements,
     };

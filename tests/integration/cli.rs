@@ -100,6 +100,9 @@ page_id = "regione-umbria"
 api_version = "23"
 page_token = "fb-page-token-value"
 
+[approval.audiences.public]
+policy = "auto"
+
 [probing]
 quorum = 3
 
@@ -169,6 +172,7 @@ subscriptions = [{{ matchers = ['service=~"cup('] }}]
         "probes[1].record_type",
         "probes[1].resolver",
         "maintenance[0].days",
+        "channels.mastodon.enabled",
         "channels.mastodon.base_url",
         "channels.mastodon.token",
         "channels.mastodon.visibility",
