@@ -350,6 +350,7 @@ impl Application {
             },
             max_body_bytes: s.server.max_body_bytes,
             telegram: telegram_web,
+            status: Arc::new(web::StatusPage::new(s.status.clone(), v.time_zone.clone())),
             probes: Arc::new(web::Probes {
                 specs: s.probes.clone(),
                 status: probe_status,

@@ -17,6 +17,7 @@ pub mod render;
 pub mod retention;
 pub mod route;
 pub mod settings;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod unsubscribe;

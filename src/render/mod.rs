@@ -414,12 +414,27 @@ impl Renderer {
     /// Renders a console page, `web/console/<name>.html.j2`; `ctx` carries `lang`, which picks
     /// the words (`web/<lang>/console.j2`).
     pub fn console(&self, name: &str, ctx: &minijinja::Value) -> Result<String, RenderError> {
+        self.with_words(&format!("web/console/{name}.html.j2"), "console", ctx)
+    }
+
+    /// Renders a public status page, `web/status/<name>.html.j2`; `ctx` carries `lang`, which
+    /// picks the words (`web/<lang>/status.j2`).
+    pub fn status_page(&self, name: &str, ctx: &minijinja::Value) -> Result<String, RenderError> {
+        self.with_words(&format!("web/status/{name}.html.j2"), "status", ctx)
+    }
+
+    fn with_words(
+        &self,
+        template: &str,
+        words: &str,
+        ctx: &minijinja::Value,
+    ) -> Result<String, RenderError> {
         let lang = ctx
             .get_attr("lang")
             .ok()
             .and_then(|l| l.as_str().map(str::to_owned))
             .unwrap_or_else(|| self.fallback.primary().to_owned());
-        let words_name = format!("web/{lang}/console.j2");
+        let words_name = format!("web/{lang}/{words}.j2");
         let fail = |e: minijinja::Error| RenderError::Template {
             name: words_name.clone(),
             detail: describe(&words_name, &e),
@@ -434,7 +449,7 @@ impl Renderer {
             .lookup("w")
             .unwrap_or_default();
         let ctx = minijinja::context! { w => words, ..ctx.clone() };
-        self.render_named(&format!("web/console/{name}.html.j2"), &ctx)
+        self.render_named(template, &ctx)
     }
 
     /// Renders a web page, `web/<language>/<name>.html.j2`, in the language or the fallback.
@@ -573,8 +588,40 @@ impl Renderer {
                 }
             }
         }
+        for lang in ["it", "en"] {
+            for (name, sample) in status_samples() {
+                let ctx = minijinja::context! {
+                    lang => lang, title => "Stato dei servizi", days => 90, id => 42,
+                    ..minijinja::Value::from(minijinja::value::Serde(sample))
+                };
+                if let Err(e) = self.status_page(name, &ctx) {
+                    problems.push(e.to_string());
+                }
+            }
+        }
         problems
     }
+}
+
+/// Every public status page with a sample of what it is given, for [`Renderer::check`].
+fn status_samples() -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::json;
+    let at = "2023-07-19T09:14:00Z";
+    let statement = json!({"at": at, "kind": "opened", "language": "it", "text": "Prenotazioni sospese."});
+    let incident = json!({"id": 42, "state": "major_outage", "resolved": false, "opened_at": at,
+        "resolved_at": null, "services": ["cup"], "statements": [statement]});
+    let service = json!({"id": "cup", "name": "Prenotazioni", "name_en": "Bookings",
+        "state": "major_outage", "uptime_days": 98.9,
+        "history": [{"date": "2023-07-19", "state": "major_outage"}]});
+    vec![
+        (
+            "page",
+            json!({"board": {"generated_at": at, "overall": "major_outage",
+                "services": [service.clone()], "incidents": [incident.clone()]}}),
+        ),
+        ("incident", json!({"incident": incident, "services": [service.clone()]})),
+        ("incident", json!({"incident": null, "services": [service]})),
+    ]
 }
 
 /// `first` (the text rendered from `ctx`), or while `too_long` says it is, the text rendered

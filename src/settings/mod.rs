@@ -64,11 +64,13 @@ macro_rules! word_enum {
 // After `word_enum!`, which they use.
 mod probes;
 mod social;
+mod status;
 pub use probes::{MaintenanceSpec, ProbeKind, ProbeSpec, ProbingSettings, Recurrence, StatusSet};
 pub use social::{
     BlueskySettings, FacebookSettings, FacebookUpdates, MastodonSettings, MastodonVisibility,
     SocialKeys, XSettings,
 };
+pub use status::{StatusService, StatusSettings};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -87,6 +89,7 @@ pub struct Settings {
     pub probing: ProbingSettings,
     pub probes: Vec<ProbeSpec>,
     pub maintenance: Vec<MaintenanceSpec>,
+    pub status: StatusSettings,
 }
 
 word_enum! {

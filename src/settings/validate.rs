@@ -376,6 +376,7 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
     let sms = validate_sms(&settings, &mut push);
     let social = super::social::validate_social(&settings, &mut push);
     super::probes::validate_probes(&settings, &mut push);
+    super::status::validate_status(&settings, &mut push);
     let subscriber_rules = SubscriberRules {
         default_language: settings.routing.default_language.clone(),
         phone_region: phone_region(&settings, &mut push),

@@ -68,10 +68,13 @@ pub struct AppState {
     pub approval_links: crate::approval::ApprovalLinks,
     /// The probes as configured and this replica's view of them.
     pub probes: Arc<Probes>,
+    /// The public status board, built at most every two seconds.
+    pub status: Arc<status::StatusPage>,
 }
 
 pub use probes::Probes;
 pub use session::Console;
+pub use status::StatusPage;
 
 /// Writes an audit entry for what was just done; a failure is logged, the action stands.
 pub async fn record_audit(
@@ -203,7 +206,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             "/unsubscribe/{token}",
             get(unsubscribe::show).post(unsubscribe::confirm),
         )
+        .route("/status", get(status::page))
         .route("/status/incidents/{id}", get(status::incident))
+        .route("/api/v1/status", get(status::api))
         .route("/api/v1/probes", get(probes::list))
         .route(
             "/api/v1/silences",

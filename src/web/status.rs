@@ -1,111 +1,306 @@
-//! `/status/incidents/{id}`: what citizens were told about one incident, the page every social
-//! post links to. Only text the communications office approved for the `public` audience
-//! appears (not even the incident's title, which monitors write); an incident with none is not
-//! found.
+//! The public side: `/status` (the status page), `/status/incidents/{id}` (one incident, the page
+//! every social post links to) and `/api/v1/status` (the same board as JSON, for other sites,
+//! with CORS). Only text the communications office approved for the `public` audience appears,
+//! never the monitors' own titles.
+//!
+//! The board is built at most once every [`FRESH_FOR`] and kept with its rendered forms and an
+//! ETag, so that a crowd of citizens reloading costs one build, and a reload with the same ETag
+//! gets `304`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde::Deserialize;
+use sha2::Digest;
 
 use super::AppState;
-use crate::domain::subscriber::ChannelKind;
-use crate::store::Draft;
+use crate::settings::StatusSettings;
+use crate::status::{Board, board};
 
-/// The parts whose text reads best on a page, best first: plain text written for the public.
-const READABLE: [ChannelKind; 4] = [
-    ChannelKind::Facebook,
-    ChannelKind::Mastodon,
-    ChannelKind::Bluesky,
-    ChannelKind::X,
-];
+/// How long a built board is served before it is built again.
+const FRESH_FOR: Duration = Duration::from_secs(2);
+
+/// The board as last built, and what was made of it.
+struct Built {
+    at: Instant,
+    board: Arc<Board>,
+    json: bytes::Bytes,
+    etag: String,
+    last_modified: String,
+    html: HashMap<String, bytes::Bytes>,
+}
+
+pub struct StatusPage {
+    pub settings: StatusSettings,
+    pub time_zone: jiff::tz::TimeZone,
+    built: tokio::sync::Mutex<Option<Arc<Mutex<Built>>>>,
+}
+
+impl StatusPage {
+    pub fn new(settings: StatusSettings, time_zone: jiff::tz::TimeZone) -> StatusPage {
+        StatusPage {
+            settings,
+            time_zone,
+            built: tokio::sync::Mutex::new(None),
+        }
+    }
+}
 
 #[derive(Deserialize)]
 pub struct LangQuery {
     lang: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Statement {
-    at: String,
-    kind: String,
-    text: String,
+fn language(state: &AppState, headers: &HeaderMap, q: &LangQuery) -> String {
+    match q.lang.as_deref() {
+        Some(l @ ("it" | "en")) => l.to_owned(),
+        _ => super::console::language(state, headers),
+    }
 }
 
-#[derive(Serialize)]
-struct Page {
-    id: i64,
-    resolved: bool,
-    statements: Vec<Statement>,
+/// The current board, built again when older than [`FRESH_FOR`]. One request builds; the others
+/// wait for it rather than building too.
+async fn current(state: &AppState) -> Result<Arc<Mutex<Built>>, crate::store::StoreError> {
+    let page = &state.status;
+    let mut slot = page.built.lock().await;
+    if let Some(built) = slot.as_ref()
+        && built.lock().is_ok_and(|b| b.at.elapsed() < FRESH_FOR)
+    {
+        return Ok(built.clone());
+    }
+    let now = Timestamp::now();
+    let board = board(
+        &state.store,
+        &page.settings.services,
+        page.settings.history_days,
+        &page.time_zone,
+        now,
+    )
+    .await?;
+    let json = serde_json::to_vec(&board).unwrap_or_default();
+    // The ETag follows what the board says, not when it was built.
+    let mut unstamped = board.clone();
+    unstamped.generated_at = Timestamp::UNIX_EPOCH;
+    let digest = sha2::Sha256::digest(serde_json::to_vec(&unstamped).unwrap_or_default());
+    let etag = format!("\"{}\"", hex::encode(&digest[..12]));
+    let last_modified = board
+        .incidents
+        .iter()
+        .flat_map(|i| i.statements.iter().map(|s| s.at))
+        .chain(board.incidents.iter().map(|i| i.opened_at))
+        .max()
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+    let built = Arc::new(Mutex::new(Built {
+        at: Instant::now(),
+        board: Arc::new(board),
+        json: json.into(),
+        etag,
+        last_modified: http_date(last_modified),
+        html: HashMap::new(),
+    }));
+    *slot = Some(built.clone());
+    Ok(built)
 }
 
-/// The text of a published draft in `lang` (or any language), from its most readable part.
-fn statement(draft: &Draft, lang: &str) -> Option<Statement> {
-    let approved = || draft.parts.iter().filter(|p| p.state == "approved");
-    let pick = |same_language: bool| {
-        READABLE.iter().find_map(|channel| {
-            approved().find(|p| p.channel == *channel && (!same_language || p.language == lang))
-        })
+/// An HTTP date (RFC 9110 IMF-fixdate).
+fn http_date(t: Timestamp) -> String {
+    t.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .strftime("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+fn cached(
+    status: StatusCode,
+    content_type: &'static str,
+    body: bytes::Bytes,
+    etag: &str,
+    modified: &str,
+) -> Response {
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=15"),
+    );
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(modified) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "cannot build the status board");
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "status unavailable, try again shortly",
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+fn html_headers(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    response
+}
+
+/// `GET /status`: the page.
+pub async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let lang = language(&state, &headers, &q);
+    let built = match current(&state).await {
+        Ok(b) => b,
+        Err(e) => return unavailable(e),
     };
-    let part = pick(true).or_else(|| pick(false))?;
-    Some(Statement {
-        at: draft.decided_at.unwrap_or(draft.created_at).to_string(),
-        kind: draft.update_kind.clone(),
-        text: part.body.clone(),
-    })
+    let Ok(mut b) = built.lock() else {
+        return unavailable("poisoned");
+    };
+    let etag = format!("{}-{lang}\"", b.etag.trim_end_matches('"'));
+    if not_modified(&headers, &etag) {
+        return cached(
+            StatusCode::NOT_MODIFIED,
+            "text/html; charset=utf-8",
+            bytes::Bytes::new(),
+            &etag,
+            &b.last_modified,
+        );
+    }
+    if !b.html.contains_key(&lang) {
+        let s = &state.status.settings;
+        let ctx = minijinja::context! {
+            lang => &lang,
+            title => if lang == "en" { &s.title_en } else { &s.title },
+            board => minijinja::Value::from(minijinja::value::Serde(&*b.board)),
+            days => s.history_days,
+        };
+        match state.renderer.status_page("page", &ctx) {
+            Ok(html) => {
+                b.html.insert(lang.clone(), html.into());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "status page template failed");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "page unavailable").into_response();
+            }
+        }
+    }
+    let body = b.html.get(&lang).cloned().unwrap_or_default();
+    html_headers(cached(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        body,
+        &etag,
+        &b.last_modified,
+    ))
 }
 
+/// `GET /api/v1/status`: the board as JSON, for any site (CORS).
+pub async fn api(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let built = match current(&state).await {
+        Ok(b) => b,
+        Err(e) => return unavailable(e),
+    };
+    let Ok(b) = built.lock() else {
+        return unavailable("poisoned");
+    };
+    let (status, body) = if not_modified(&headers, &b.etag) {
+        (StatusCode::NOT_MODIFIED, bytes::Bytes::new())
+    } else {
+        (StatusCode::OK, b.json.clone())
+    };
+    let mut response = cached(status, "application/json", body, &b.etag, &b.last_modified);
+    let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("ETag, Last-Modified"),
+    );
+    response
+}
+
+/// `GET /status/incidents/{id}`: one incident's approved statements; 404 before there is one.
 pub async fn incident(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
     Query(q): Query<LangQuery>,
 ) -> Response {
-    let lang = match q.lang.as_deref() {
-        Some(l @ ("it" | "en")) => l.to_owned(),
-        _ => super::console::language(&state, &headers),
+    let lang = language(&state, &headers, &q);
+    let built = match current(&state).await {
+        Ok(b) => b,
+        Err(e) => return unavailable(e),
     };
-    let drafts = match state.store.published_drafts(id, "public").await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(incident = id, error = %e, "cannot read published statements");
-            return (StatusCode::SERVICE_UNAVAILABLE, "try again shortly").into_response();
-        }
+    let (found, board) = {
+        let Ok(b) = built.lock() else {
+            return unavailable("poisoned");
+        };
+        (
+            b.board.incidents.iter().find(|i| i.id == id).cloned(),
+            b.board.clone(),
+        )
     };
-    let statements: Vec<Statement> = drafts.iter().filter_map(|d| statement(d, &lang)).collect();
-    let found = !statements.is_empty();
-    let page = Page {
-        id,
-        resolved: drafts.iter().any(|d| d.update_kind == "resolved"),
-        statements,
+    // Incidents that concern no listed service are not on the board: read their statements.
+    let incident = match found {
+        Some(i) => Some(i),
+        None => match crate::status::incident_alone(&state.store, id).await {
+            Ok(i) => i,
+            Err(e) => return unavailable(e),
+        },
     };
-    let status = if found {
+    let status = if incident.is_some() {
         StatusCode::OK
     } else {
         StatusCode::NOT_FOUND
     };
-    let body = match state.renderer.page("status_incident", &lang, &page) {
-        Ok(b) => b,
+    let ctx = minijinja::context! {
+        lang => &lang,
+        id => id,
+        incident => incident.map(|i| minijinja::Value::from(minijinja::value::Serde(&i))),
+        services => minijinja::Value::from(minijinja::value::Serde(&board.services)),
+    };
+    match state.renderer.status_page("incident", &ctx) {
+        Ok(html) => {
+            let mut r = (status, axum::response::Html(html)).into_response();
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=15"),
+            );
+            html_headers(r)
+        }
         Err(e) => {
             tracing::error!(error = %e, "status page template failed");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "page unavailable").into_response();
+            (StatusCode::INTERNAL_SERVER_ERROR, "page unavailable").into_response()
         }
-    };
-    let mut response = (status, Html(body)).into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=30"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
+    }
 }

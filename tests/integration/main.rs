@@ -15,5 +15,6 @@ mod probes;
 mod replicas;
 mod sms;
 mod social;
+mod status;
 mod store;
 mod telegram;

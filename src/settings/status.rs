@@ -1,0 +1,67 @@
+//! `[status]`: the public status page and the services citizens see on it.
+
+use serde::Deserialize;
+
+use super::Settings;
+use crate::domain::Matcher;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatusSettings {
+    pub title: String,
+    pub title_en: String,
+    /// Days of history shown per service.
+    pub history_days: u32,
+    pub services: Vec<StatusService>,
+}
+
+/// A service as citizens know it ("Prenotazioni CUP"), and the signals that concern it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusService {
+    /// In URLs and the API: letters, digits and `-`.
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub name_en: String,
+    /// Signals (or labels of incidents opened by hand) matching all of these concern it.
+    pub matchers: Vec<Matcher>,
+}
+
+pub fn validate_status(settings: &Settings, push: &mut impl FnMut(&str, String)) {
+    let s = &settings.status;
+    if !(1..=366).contains(&s.history_days) {
+        push("status.history_days", "must be from 1 to 366".into());
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, service) in s.services.iter().enumerate() {
+        let at = |key: &str| format!("status.services[{i}].{key}");
+        let id_ok = !service.id.is_empty()
+            && service
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !id_ok {
+            push(
+                &at("id"),
+                format!(
+                    "`{}` must be letters, digits and `-` (it appears in URLs)",
+                    service.id
+                ),
+            );
+        } else if !ids.insert(service.id.as_str()) {
+            push(&at("id"), format!("`{}` is declared twice", service.id));
+        }
+        if service.name.trim().is_empty() {
+            push(
+                &at("name"),
+                "give the name citizens know the service by".into(),
+            );
+        }
+        if service.matchers.is_empty() {
+            push(
+                &at("matchers"),
+                "say which signals concern the service, e.g. ['service=~\"cup.*\"']".into(),
+            );
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The public status board: each service's state from its open incidents, no internal text,
+//! maintenance, history, and the JSON API with CORS and ETags. (Approved statements on the board
+//! are checked with the social posts they come from, in `social.rs`.)
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn config() -> String {
+    let now = jiff::Timestamp::now();
+    format!(
+        r#"
+[[status.services]]
+id = "cup"
+name = "Prenotazioni (CUP)"
+name_en = "Bookings (CUP)"
+matchers = ['service=~"cup.*"']
+
+[[status.services]]
+id = "referti"
+name = "Referti online"
+name_en = "Medical reports"
+matchers = ['service="referti"']
+
+[[status.services]]
+id = "portale"
+name = "Portale sanità"
+matchers = ['service="portale"']
+
+[[maintenance]]
+name = "Migrazione referti"
+matchers = ['service="referti"']
+starts_at = "{}"
+ends_at = "{}"
+
+[[subscribers]]
+name = "Cittadini"
+audience = "public"
+addresses = {{ email = "cittadini@lista.example" }}
+subscriptions = [{{ matchers = [] }}]
+"#,
+        now - jiff::SignedDuration::from_hours(1),
+        now + jiff::SignedDuration::from_hours(1),
+    )
+}
+
+async fn status(app: &TestApp) -> Value {
+    app.get_json("/api/v1/status", VIEWER_TOKEN).await
+}
+
+fn service<'a>(board: &'a Value, id: &str) -> &'a Value {
+    board["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn services_show_their_incidents_and_only_approved_text_is_public() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, &config(), &[]).await;
+    let board = status(&app).await;
+    assert_eq!(board["overall"], "operational");
+    assert_eq!(
+        service(&board, "cup")["history"].as_array().unwrap().len(),
+        90
+    );
+
+    fire_alert(
+        &app,
+        "firing",
+        "cup-backend",
+        "CUP backend: pool di connessioni esaurito",
+    )
+    .await;
+    let req = json!({"title": "Migrazione del portale referti", "severity": "major",
+        "labels": {"service": "referti"}, "body": "Lavori programmati."});
+    let resp = app
+        .post_json("/api/v1/incidents", Some(OPERATOR_TOKEN), &req)
+        .await;
+    assert_eq!(resp.status(), 201);
+    let board = eventually(
+        || status(&app),
+        |b| b["overall"] == "major_outage" && service(b, "referti")["state"] == "maintenance",
+    )
+    .await;
+    assert_eq!(service(&board, "cup")["state"], "major_outage");
+    assert_eq!(service(&board, "portale")["state"], "operational");
+    // Nothing approved yet: the states show, no text does.
+    assert!(board["incidents"].as_array().unwrap().is_empty(), "{board}");
+    let page = app.get("/status", None).await.text().await.unwrap();
+    assert!(
+        page.contains("Non disponibile") && page.contains("In manutenzione"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("pool di connessioni"),
+        "monitors' words stay internal"
+    );
+
+    let en = app.get("/status?lang=en", None).await.text().await.unwrap();
+    assert!(
+        en.contains("Bookings (CUP)") && en.contains("Unavailable"),
+        "{en}"
+    );
+}
+
+#[tokio::test]
+async fn the_json_status_api_is_open_to_other_sites_and_cacheable() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, &config(), &[]).await;
+    let resp = app.get("/api/v1/status", None).await;
+    assert_eq!(resp.status(), 200, "no credentials needed");
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(resp.headers().contains_key("last-modified"));
+    let again = app
+        .http
+        .get(app.url("/api/v1/status"))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let page = app.get("/status", None).await;
+    assert_eq!(page.status(), 200);
+    let page_etag = page.headers()["etag"].to_str().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    assert!(html.len() < 30_000, "page weight {} bytes", html.len());
+    let again = app
+        .http
+        .get(app.url("/status"))
+        .header("If-None-Match", &page_etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    // Something changes: the ETag does too (after the board's two seconds).
+    fire_alert(&app, "firing", "portale", "Portale giù").await;
+    let changed = eventually(
+        || async {
+            let r = app.get("/api/v1/status", None).await;
+            r.headers()["etag"].to_str().unwrap().to_owned()
+        },
+        |e| *e != etag,
+    )
+    .await;
+    assert_ne!(changed, etag);
+}
