@@ -247,6 +247,18 @@ impl Application {
             sms_reports = Some(Arc::new(reports));
         }
 
+        if !s.status.services.is_empty() {
+            enabled.insert(ChannelKind::Status);
+            dispatchers.push(Dispatcher::new(
+                store.clone(),
+                Arc::new(crate::channel::status::StatusChannel),
+                outbox.clone(),
+                owner.clone(),
+                wake.dispatch.bell(),
+                links.clone(),
+                None,
+            ));
+        }
         let social = social_channels(&v, store.clone(), &deployment_id)?;
         for channel in social {
             enabled.insert(channel.kind());

@@ -274,11 +274,12 @@ pub async fn incident_alone(
     }))
 }
 
-/// The text of each language of an approved draft, from the part that reads best on a page:
-/// the social posts are written for the public in plain text.
+/// The text of each language of an approved draft: the status page's own part, or else the
+/// social post that reads best on a page (all are written for the public, in plain text).
 fn readable_parts(parts: Vec<crate::store::DraftPart>) -> Vec<(String, String)> {
     use crate::domain::subscriber::ChannelKind;
-    const READABLE: [ChannelKind; 4] = [
+    const READABLE: [ChannelKind; 5] = [
+        ChannelKind::Status,
         ChannelKind::Facebook,
         ChannelKind::Mastodon,
         ChannelKind::Bluesky,

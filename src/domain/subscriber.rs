@@ -19,10 +19,12 @@ pub enum ChannelKind {
     Bluesky,
     X,
     Facebook,
+    /// The public status page: its text is a part of the public draft like any channel's.
+    Status,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 7] = [
+    pub const ALL: [ChannelKind; 8] = [
         ChannelKind::Email,
         ChannelKind::Telegram,
         ChannelKind::Sms,
@@ -30,6 +32,7 @@ impl ChannelKind {
         ChannelKind::Bluesky,
         ChannelKind::X,
         ChannelKind::Facebook,
+        ChannelKind::Status,
     ];
 
     /// The social networks: one account each, set in `channels.<network>`, posting public
@@ -51,6 +54,7 @@ impl ChannelKind {
             ChannelKind::Bluesky => "Bluesky",
             ChannelKind::X => "X",
             ChannelKind::Facebook => "Facebook",
+            ChannelKind::Status => "Status page",
         }
     }
 
@@ -67,6 +71,7 @@ impl ChannelKind {
             ChannelKind::Bluesky => "bluesky",
             ChannelKind::X => "x",
             ChannelKind::Facebook => "facebook",
+            ChannelKind::Status => "status",
         }
     }
 
@@ -80,6 +85,9 @@ impl ChannelKind {
                 .map_err(|e| format!("`{trimmed}` is not a valid email address ({e})")),
             ChannelKind::Telegram => TelegramChat::parse(trimmed).map(|c| c.to_string()),
             ChannelKind::Sms => parse_phone(trimmed, rules.phone_region),
+            ChannelKind::Status => Err(
+                "status is not a subscriber address: the status page shows what the `public` audience is approved to hear, for the services in [[status.services]]".into(),
+            ),
             social => Err(format!(
                 "{social} is not a subscriber address: the account is set in channels.{social}, and it posts what the `public` audience is approved to hear"
             )),

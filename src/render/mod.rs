@@ -56,9 +56,11 @@ fn parts(channel: ChannelKind) -> &'static [&'static str] {
         ChannelKind::Email => &["subject", "text", "html"],
         ChannelKind::Telegram => &["message", "bot"],
         ChannelKind::Sms => &["text"],
-        ChannelKind::Mastodon | ChannelKind::Bluesky | ChannelKind::X | ChannelKind::Facebook => {
-            &["post"]
-        }
+        ChannelKind::Mastodon
+        | ChannelKind::Bluesky
+        | ChannelKind::X
+        | ChannelKind::Facebook
+        | ChannelKind::Status => &["post"],
     }
 }
 
@@ -259,7 +261,8 @@ impl Renderer {
             ChannelKind::Mastodon
             | ChannelKind::Bluesky
             | ChannelKind::X
-            | ChannelKind::Facebook => Rendered {
+            | ChannelKind::Facebook
+            | ChannelKind::Status => Rendered {
                 subject: None,
                 text: self.render_post(channel, &language, ctx)?.text,
                 html: None,
@@ -607,7 +610,8 @@ impl Renderer {
 fn status_samples() -> Vec<(&'static str, serde_json::Value)> {
     use serde_json::json;
     let at = "2023-07-19T09:14:00Z";
-    let statement = json!({"at": at, "kind": "opened", "language": "it", "text": "Prenotazioni sospese."});
+    let statement =
+        json!({"at": at, "kind": "opened", "language": "it", "text": "Prenotazioni sospese."});
     let incident = json!({"id": 42, "state": "major_outage", "resolved": false, "opened_at": at,
         "resolved_at": null, "services": ["cup"], "statements": [statement]});
     let service = json!({"id": "cup", "name": "Prenotazioni", "name_en": "Bookings",
@@ -619,7 +623,10 @@ fn status_samples() -> Vec<(&'static str, serde_json::Value)> {
             json!({"board": {"generated_at": at, "overall": "major_outage",
                 "services": [service.clone()], "incidents": [incident.clone()]}}),
         ),
-        ("incident", json!({"incident": incident, "services": [service.clone()]})),
+        (
+            "incident",
+            json!({"incident": incident, "services": [service.clone()]}),
+        ),
         ("incident", json!({"incident": null, "services": [service]})),
     ]
 }

@@ -21,6 +21,8 @@ pub const BLUESKY_MAX_BYTES: usize = 3000;
 pub const X_MAX_WEIGHT: usize = 280;
 pub const X_URL_WEIGHT: usize = 23;
 pub const FACEBOOK_MAX_CHARS: usize = 63_206;
+/// The status page's text per update: a statement, not an article.
+pub const STATUS_MAX_CHARS: usize = 5_000;
 pub const MASTODON_DEFAULT_MAX: usize = 500;
 pub const MASTODON_DEFAULT_URL: usize = 23;
 
@@ -58,6 +60,7 @@ impl Limits {
             ChannelKind::Bluesky => Some(BLUESKY_MAX_GRAPHEMES),
             ChannelKind::X => Some(X_MAX_WEIGHT),
             ChannelKind::Facebook => Some(FACEBOOK_MAX_CHARS),
+            ChannelKind::Status => Some(STATUS_MAX_CHARS),
             _ => None,
         }
     }

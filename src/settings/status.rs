@@ -3,7 +3,34 @@
 use serde::Deserialize;
 
 use super::Settings;
-use crate::domain::Matcher;
+use crate::domain::subscriber::{ChannelKind, Subscription, ValidSubscriber};
+use crate::domain::{Matcher, Severity};
+
+/// The config subscriber standing for the status page.
+pub const STATUS_SUBSCRIBER: &str = "Pagina di stato pubblica";
+
+/// The status page as a subscriber of the `public` audience, following the listed services: its
+/// statement is part of each public draft.
+pub fn status_subscriber(settings: &Settings) -> Option<ValidSubscriber> {
+    let services = &settings.status.services;
+    if services.is_empty() {
+        return None;
+    }
+    Some(ValidSubscriber {
+        name: STATUS_SUBSCRIBER.to_owned(),
+        language: settings.routing.default_language.clone(),
+        audience: "public".to_owned(),
+        addresses: vec![(ChannelKind::Status, "status".to_owned())],
+        subscriptions: services
+            .iter()
+            .map(|s| Subscription {
+                matchers: s.matchers.clone(),
+                min_severity: Severity::Info,
+                channels: vec![ChannelKind::Status],
+            })
+            .collect(),
+    })
+}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct StatusSettings {

@@ -427,6 +427,7 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
     }
 
     subscribers.extend(super::social::account_subscribers(&settings));
+    subscribers.extend(super::status::status_subscriber(&settings));
 
     // templates
     let renderer = match Renderer::new(

@@ -100,6 +100,76 @@ async fn services_show_their_incidents_and_only_approved_text_is_public() {
         "monitors' words stay internal"
     );
 
+    // The office edits the page's statement and approves: it appears, and nothing else does.
+    let drafts = eventually(
+        || async {
+            app.get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
+                .await["drafts"]
+                .clone()
+        },
+        |d| {
+            d.as_array().is_some_and(|d| {
+                d.iter()
+                    .any(|d| d["incident_title"].as_str().unwrap_or("").contains("CUP"))
+            })
+        },
+    )
+    .await;
+    let draft = drafts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["incident_title"].as_str().unwrap_or("").contains("CUP"))
+        .unwrap();
+    let part = draft["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["channel"] == "status")
+        .unwrap_or_else(|| panic!("no status part in {draft}"));
+    assert!(
+        part["body"]
+            .as_str()
+            .unwrap()
+            .contains("È in corso un disservizio"),
+        "{part}"
+    );
+    let id = draft["id"].as_i64().unwrap();
+    let text = "Le prenotazioni CUP sono sospese. Gli sportelli accettano solo le urgenze.";
+    let resp = app
+        .put_json(
+            &format!("/api/v1/drafts/{id}"),
+            COMMUNICATOR_TOKEN,
+            &json!({"parts": [{"channel": "status", "language": "it", "body": text}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let resp = app
+        .post_json(
+            &format!("/api/v1/drafts/{id}/approve"),
+            Some(COMMUNICATOR_TOKEN),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let board = eventually(
+        || status(&app),
+        |b| b["incidents"].as_array().is_some_and(|i| !i.is_empty()),
+    )
+    .await;
+    let listed = &board["incidents"][0];
+    assert_eq!(listed["services"], json!(["cup"]), "{listed}");
+    assert_eq!(listed["statements"][0]["text"], text);
+    let page = app.get("/status", None).await.text().await.unwrap();
+    assert!(
+        page.contains("Gli sportelli accettano solo le urgenze."),
+        "{page}"
+    );
+    assert!(!page.contains("pool di connessioni"), "{page}");
+    let incident_page = app
+        .get(&format!("/status/incidents/{}", listed["id"]), None)
+        .await;
+    assert_eq!(incident_page.status(), 200);
     let en = app.get("/status?lang=en", None).await.text().await.unwrap();
     assert!(
         en.contains("Bookings (CUP)") && en.contains("Unavailable"),
