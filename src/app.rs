@@ -362,7 +362,11 @@ impl Application {
             },
             max_body_bytes: s.server.max_body_bytes,
             telegram: telegram_web,
-            status: Arc::new(web::StatusPage::new(s.status.clone(), v.time_zone.clone())),
+            status: Arc::new(web::StatusPage::new(
+                s.status.clone(),
+                v.time_zone.clone(),
+                &s.server.public_url,
+            )),
             probes: Arc::new(web::Probes {
                 specs: s.probes.clone(),
                 status: probe_status,

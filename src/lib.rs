@@ -8,6 +8,7 @@ pub mod approval;
 pub mod channel;
 pub mod cluster;
 pub mod domain;
+pub mod feeds;
 pub mod incident;
 pub mod ingest;
 pub mod outbox;

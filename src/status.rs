@@ -76,6 +76,7 @@ pub struct PublicIncident {
     pub resolved: bool,
     pub opened_at: Timestamp,
     pub resolved_at: Option<Timestamp>,
+    pub severity: Severity,
     pub services: Vec<String>,
     /// Approved statements, oldest first.
     pub statements: Vec<Statement>,
@@ -83,6 +84,8 @@ pub struct PublicIncident {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Statement {
+    /// The approved draft it comes from: one CAP alert per draft.
+    pub draft: i64,
     pub at: Timestamp,
     pub kind: String,
     pub language: String,
@@ -180,6 +183,7 @@ pub async fn board(
                 resolved: incident.resolved_at.is_some(),
                 opened_at: incident.opened_at,
                 resolved_at: incident.resolved_at,
+                severity: incident.severity,
                 services: affected.iter().map(|s| s.id.clone()).collect(),
                 statements,
             });
@@ -238,9 +242,11 @@ async fn statements(store: &Arc<dyn Store>, incident: i64) -> Result<Vec<Stateme
         .flat_map(|d| {
             let at = d.decided_at.unwrap_or(d.created_at);
             let kind = d.update_kind.clone();
+            let draft = d.id;
             readable_parts(d.parts)
                 .into_iter()
                 .map(move |(language, text)| Statement {
+                    draft,
                     at,
                     kind: kind.clone(),
                     language,
@@ -269,6 +275,7 @@ pub async fn incident_alone(
         resolved: incident.resolved_at.is_some(),
         opened_at: incident.opened_at,
         resolved_at: incident.resolved_at,
+        severity: incident.severity,
         services: Vec::new(),
         statements,
     }))

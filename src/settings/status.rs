@@ -39,6 +39,10 @@ pub struct StatusSettings {
     /// Days of history shown per service.
     pub history_days: u32,
     pub services: Vec<StatusService>,
+    /// CAP `sender`; empty: `banditore@<host of server.public_url>`.
+    pub cap_sender: String,
+    /// CAP `areaDesc`: where the services are.
+    pub area: String,
 }
 
 /// A service as citizens know it ("Prenotazioni CUP"), and the signals that concern it.
@@ -58,6 +62,12 @@ pub fn validate_status(settings: &Settings, push: &mut impl FnMut(&str, String))
     let s = &settings.status;
     if !(1..=366).contains(&s.history_days) {
         push("status.history_days", "must be from 1 to 366".into());
+    }
+    if s.cap_sender.contains([' ', ',', '<', '&']) {
+        push(
+            "status.cap_sender",
+            "must not contain spaces, commas, `<` or `&` (CAP 1.2)".into(),
+        );
     }
     let mut ids = std::collections::BTreeSet::new();
     for (i, service) in s.services.iter().enumerate() {

@@ -208,6 +208,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         )
         .route("/status", get(status::page))
         .route("/status/incidents/{id}", get(status::incident))
+        .route("/status/feed.atom", get(status::atom))
+        .route("/status/services/{id}/feed.atom", get(status::service_atom))
+        .route("/status/cap.atom", get(status::cap_index))
+        .route("/status/cap/{file}", get(status::cap_alert))
         .route("/api/v1/status", get(status::api))
         .route("/api/v1/probes", get(probes::list))
         .route(

@@ -38,14 +38,34 @@ struct Built {
 pub struct StatusPage {
     pub settings: StatusSettings,
     pub time_zone: jiff::tz::TimeZone,
+    /// `server.public_url`, without a trailing slash.
+    pub base: String,
+    /// CAP sender, settled.
+    pub sender: String,
     built: tokio::sync::Mutex<Option<Arc<Mutex<Built>>>>,
 }
 
 impl StatusPage {
-    pub fn new(settings: StatusSettings, time_zone: jiff::tz::TimeZone) -> StatusPage {
+    pub fn new(
+        settings: StatusSettings,
+        time_zone: jiff::tz::TimeZone,
+        public_url: &str,
+    ) -> StatusPage {
+        let base = public_url.trim_end_matches('/').to_owned();
+        let sender = if settings.cap_sender.is_empty() {
+            let host = url::Url::parse(&base)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| "localhost".into());
+            format!("banditore@{host}")
+        } else {
+            settings.cap_sender.clone()
+        };
         StatusPage {
             settings,
             time_zone,
+            base,
+            sender,
             built: tokio::sync::Mutex::new(None),
         }
     }
@@ -303,4 +323,123 @@ pub async fn incident(
             (StatusCode::INTERNAL_SERVER_ERROR, "page unavailable").into_response()
         }
     }
+}
+
+fn site<'a>(page: &'a StatusPage, lang: &str) -> crate::feeds::Site<'a> {
+    crate::feeds::Site {
+        base: &page.base,
+        title: if lang == "en" {
+            &page.settings.title_en
+        } else {
+            &page.settings.title
+        },
+        sender: &page.sender,
+        area: &page.settings.area,
+    }
+}
+
+/// Serves a feed made from the current board, with the board's ETag.
+async fn feed(
+    state: &AppState,
+    headers: &HeaderMap,
+    content_type: &'static str,
+    variant: &str,
+    make: impl FnOnce(&Board, &StatusPage) -> Option<String>,
+) -> Response {
+    let built = match current(state).await {
+        Ok(b) => b,
+        Err(e) => return unavailable(e),
+    };
+    let (board, etag, modified) = {
+        let Ok(b) = built.lock() else {
+            return unavailable("poisoned");
+        };
+        (b.board.clone(), b.etag.clone(), b.last_modified.clone())
+    };
+    let etag = format!("{}-{variant}\"", etag.trim_end_matches('"'));
+    if not_modified(headers, &etag) {
+        return cached(
+            StatusCode::NOT_MODIFIED,
+            content_type,
+            bytes::Bytes::new(),
+            &etag,
+            &modified,
+        );
+    }
+    match make(&board, &state.status) {
+        Some(body) => cached(StatusCode::OK, content_type, body.into(), &etag, &modified),
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+/// `GET /status/feed.atom`: every approved statement.
+pub async fn atom(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let lang = language(&state, &headers, &q);
+    feed(
+        &state,
+        &headers,
+        "application/atom+xml",
+        &format!("atom-{lang}"),
+        |b, p| Some(crate::feeds::atom(b, &site(p, &lang), &lang, None)),
+    )
+    .await
+}
+
+/// `GET /status/services/{id}/feed.atom`: the statements about one service.
+pub async fn service_atom(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let lang = language(&state, &headers, &q);
+    if !state.status.settings.services.iter().any(|s| s.id == id) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no service `{id}` on the status page"),
+        )
+            .into_response();
+    }
+    feed(
+        &state,
+        &headers,
+        "application/atom+xml",
+        &format!("atom-{id}-{lang}"),
+        |b, p| Some(crate::feeds::atom(b, &site(p, &lang), &lang, Some(&id))),
+    )
+    .await
+}
+
+/// `GET /status/cap.atom`: the index of the CAP alerts in force.
+pub async fn cap_index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    feed(&state, &headers, "application/atom+xml", "cap", |b, p| {
+        Some(crate::feeds::cap_index(b, &site(p, "it")))
+    })
+    .await
+}
+
+/// `GET /status/cap/{draft}.xml`: one CAP 1.2 alert.
+pub async fn cap_alert(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+) -> Response {
+    let Some(draft) = file
+        .strip_suffix(".xml")
+        .and_then(|d| d.parse::<i64>().ok())
+    else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    feed(
+        &state,
+        &headers,
+        "application/cap+xml",
+        &format!("cap-{draft}"),
+        |b, p| crate::feeds::cap_alert(b, &site(p, "it"), draft),
+    )
+    .await
 }

@@ -219,3 +219,185 @@ async fn the_json_status_api_is_open_to_other_sites_and_cacheable() {
     .await;
     assert_ne!(changed, etag);
 }
+
+/// Runs xmllint on `xml` (with `args`); `None` when xmllint is missing outside CI.
+fn xmllint(xml: &str, args: &[&str]) -> Option<(bool, String)> {
+    if std::process::Command::new("xmllint")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs xmllint (libxml2-utils): .ci/run installs it"
+        );
+        eprintln!("skipping the XML checks: no xmllint here (apt-get install libxml2-utils)");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("doc.xml");
+    std::fs::write(&file, xml).unwrap();
+    let out = std::process::Command::new("xmllint")
+        .args(args)
+        .arg(&file)
+        .output()
+        .unwrap();
+    Some((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+async fn approve_all(app: &TestApp) {
+    let drafts = eventually(
+        || async {
+            app.get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
+                .await["drafts"]
+                .clone()
+        },
+        |d| d.as_array().is_some_and(|d| !d.is_empty()),
+    )
+    .await;
+    for d in drafts.as_array().unwrap() {
+        let id = d["id"].as_i64().unwrap();
+        let resp = app
+            .post_json(
+                &format!("/api/v1/drafts/{id}/approve"),
+                Some(COMMUNICATOR_TOKEN),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn atom_and_cap_feeds_carry_the_approved_statements_and_cap_validates() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, &config(), &[]).await;
+    let req = json!({"title": "CUP giù", "severity": "critical",
+        "labels": {"service": "cup"}, "body": "Prenotazioni sospese <in tutta la regione> & sportelli chiusi."});
+    let resp = app
+        .post_json("/api/v1/incidents", Some(OPERATOR_TOKEN), &req)
+        .await;
+    let incident = resp.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    approve_all(&app).await;
+    let first = eventually(
+        || async {
+            app.get("/status/cap.atom", None)
+                .await
+                .text()
+                .await
+                .unwrap()
+        },
+        |x| x.contains("<entry>"),
+    )
+    .await;
+    let href = first
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|h| h.contains("/status/cap/") && h.ends_with(".xml"))
+        .unwrap_or_else(|| panic!("no CAP link in {first}"))
+        .to_owned();
+    assert!(first.contains("type=\"application/cap+xml\""), "{first}");
+    let path = &href[href.find("/status/cap/").unwrap()..];
+    let resp = app.get(path, None).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/cap+xml");
+    let alert = resp.text().await.unwrap();
+    assert!(
+        alert.contains("<msgType>Alert</msgType>") && alert.contains("<category>Infra</category>"),
+        "{alert}"
+    );
+    assert!(
+        alert.contains("-00:00</sent>") && !alert.contains("Z</sent>"),
+        "{alert}"
+    );
+    assert!(
+        alert.contains("&lt;in tutta la regione&gt; &amp; sportelli"),
+        "{alert}"
+    );
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/cap/CAP-v1.2.xsd"
+    );
+    if let Some((ok, out)) = xmllint(&alert, &["--noout", "--schema", schema]) {
+        assert!(ok, "{out}\n{alert}");
+    }
+    // The Atom feeds are well-formed and carry the statement.
+    for path in [
+        "/status/feed.atom",
+        "/status/services/cup/feed.atom",
+        "/status/cap.atom",
+    ] {
+        let feed = app.get(path, None).await.text().await.unwrap();
+        for element in ["<id>", "<title>", "<updated>", "<entry>", "<link"] {
+            assert!(feed.contains(element), "{path}: no {element} in {feed}");
+        }
+        if let Some((ok, out)) = xmllint(&feed, &["--noout"]) {
+            assert!(ok, "{path}: {out}");
+        }
+    }
+    let other = app
+        .get("/status/services/portale/feed.atom", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!other.contains("<entry>"), "{other}");
+    assert_eq!(
+        app.get("/status/services/nessuno/feed.atom", None)
+            .await
+            .status(),
+        404
+    );
+
+    // Resolved: a Cancel referencing the alert before it, and the index lets it go.
+    let resp = app
+        .post_json(
+            &format!("/api/v1/incidents/{incident}/updates"),
+            Some(OPERATOR_TOKEN),
+            &json!({"status": "resolved", "body": "Prenotazioni riaperte."}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    approve_all(&app).await;
+    let index = eventually(
+        || async {
+            app.get("/status/cap.atom", None)
+                .await
+                .text()
+                .await
+                .unwrap()
+        },
+        |x| !x.contains("<entry>"),
+    )
+    .await;
+    assert!(!index.contains("<entry>"), "{index}");
+    let board = status(&app).await;
+    let drafts: Vec<i64> = board["incidents"][0]["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["draft"].as_i64().unwrap())
+        .collect();
+    let last = drafts.iter().max().unwrap();
+    let cancel = app
+        .get(&format!("/status/cap/{last}.xml"), None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(cancel.contains("<msgType>Cancel</msgType>"), "{cancel}");
+    assert!(
+        cancel.contains("<references>banditore@banditore.asl.example,"),
+        "{cancel}"
+    );
+    if let Some((ok, out)) = xmllint(&cancel, &["--noout", "--schema", schema]) {
+        assert!(ok, "{out}\n{cancel}");
+    }
+}
