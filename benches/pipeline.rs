@@ -1,7 +1,7 @@
 //! End-to-end figures of the release binary, as an operator would see them: webhook-to-SMTP
 //! latency, ingest throughput with memory, email fan-out, idle memory.
 //!
-//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-render|approval|social|probe-latency|probes|idle`
+//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-render|approval|social|probe-latency|probes|status|idle`
 //! picks one, and `-- --quick` runs smaller sizes. `fanout-pg` runs one and two replicas on a fresh
 //! database of the PostgreSQL server named by `BANDITORE_TEST_POSTGRES`, skipping without one. Postfix's `smtp-sink` is used as the fan-out sink when it is
 //! installed (Debian package `postfix`); otherwise the test suite's SMTP server stands in and the
@@ -826,6 +826,80 @@ async fn probes_cost(probes: usize, seconds: u64) {
     );
 }
 
+/// The public status page under load from `wrk` on loopback (a few services, an incident with an
+/// approved statement): requests per second, latency, and the page's weight.
+async fn status_page(seconds: u64) {
+    let smtp = SmtpServer::start();
+    let mut extra = String::new();
+    for (id, name) in [
+        ("cup", "Prenotazioni (CUP)"),
+        ("referti", "Referti online"),
+        ("portale", "Portale sanità"),
+        ("fse", "Fascicolo sanitario"),
+    ] {
+        extra.push_str(&format!("[[status.services]]\nid = \"{id}\"\nname = \"{name}\"\nmatchers = ['service=\"{id}\"']\n"));
+    }
+    let mut app = TestApp::spawn(&smtp, &extra, &[]).await;
+    let req = json!({"title": "CUP giù", "severity": "critical", "labels": {"service": "cup"},
+        "body": "Prenotazioni sospese in tutta la regione."});
+    let resp = app
+        .post_json("/api/v1/incidents", Some(OPERATOR_TOKEN), &req)
+        .await;
+    assert_eq!(resp.status(), 201);
+    let id = loop {
+        let drafts = app
+            .get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
+            .await;
+        if let Some(id) = drafts["drafts"][0]["id"].as_i64() {
+            break id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let resp = app
+        .post_json(
+            &format!("/api/v1/drafts/{id}/approve"),
+            Some(COMMUNICATOR_TOKEN),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let page = app
+        .get("/status", None)
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    println!(
+        "status page: {} bytes of HTML (target < 30 KB), no script, one inline stylesheet",
+        page.len()
+    );
+    let url = app.url("/status");
+    let out = Command::new("wrk")
+        .args(["-t2", "-c64", &format!("-d{seconds}s"), "--latency", &url])
+        .output();
+    match out {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            for line in text.lines().filter(|l| {
+                l.contains("Requests/sec")
+                    || l.contains("99%")
+                    || l.contains("50%")
+                    || l.contains("requests in")
+            }) {
+                println!(
+                    "status page under wrk (2 threads, 64 connections, {seconds} s): {}",
+                    line.trim()
+                );
+            }
+        }
+        Err(e) => {
+            println!("status page: wrk not available ({e}); install it (apt-get install wrk)")
+        }
+    }
+    app.terminate();
+}
+
 fn main() {
     // `cargo test --all-targets` runs bench binaries too, without `--bench`: figures from a debug
     // build under a test run mean nothing, so only `cargo bench` measures.
@@ -882,6 +956,9 @@ fn main() {
         }
         if run("probes") {
             probes_cost(1000, if quick { 30 } else { 120 }).await;
+        }
+        if run("status") {
+            status_page(if quick { 5 } else { 15 }).await;
         }
         if run("social") {
             social(if quick { 10 } else { 50 }).await;
