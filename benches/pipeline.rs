@@ -120,26 +120,10 @@ async fn approval(incidents: usize, group_wait: &str) {
             .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
             .await;
         assert_eq!(resp.status(), 202);
-        let id = loop {
-            let drafts = app
-                .get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
-                .await;
-            if let Some(id) = drafts["drafts"][0]["id"].as_i64() {
-                break id;
-            }
-            assert!(sent.elapsed() < Duration::from_secs(30), "no draft");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        };
+        let id = app.next_draft().await["id"].as_i64().unwrap_or_default();
         to_draft.push(sent.elapsed());
         let clicked = Instant::now();
-        let resp = app
-            .post_json(
-                &format!("/api/v1/drafts/{id}/approve"),
-                Some(COMMUNICATOR_TOKEN),
-                &json!({}),
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
+        app.approve_draft(id).await;
         let mails = smtp.wait_for("cittadini@lista.example", i + 1, Duration::from_secs(30));
         to_channel.push(mails[i].received.duration_since(clicked));
     }
@@ -624,27 +608,10 @@ async fn social(incidents: usize) {
                     .await;
                 assert_eq!(resp.status(), 201);
             }
-            let started = Instant::now();
-            let id = loop {
-                let drafts = app
-                    .get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
-                    .await;
-                if let Some(id) = drafts["drafts"][0]["id"].as_i64() {
-                    break id;
-                }
-                assert!(started.elapsed() < Duration::from_secs(30), "no draft");
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            };
+            let id = app.next_draft().await["id"].as_i64().unwrap_or_default();
             let before = counts(&net);
             let clicked = Instant::now();
-            let resp = app
-                .post_json(
-                    &format!("/api/v1/drafts/{id}/approve"),
-                    Some(COMMUNICATOR_TOKEN),
-                    &json!({}),
-                )
-                .await;
-            assert_eq!(resp.status(), 200);
+            app.approve_draft(id).await;
             let mut done = [None; 4];
             while done.iter().any(Option::is_none) {
                 let now = counts(&net);
@@ -846,23 +813,8 @@ async fn status_page(seconds: u64) {
         .post_json("/api/v1/incidents", Some(OPERATOR_TOKEN), &req)
         .await;
     assert_eq!(resp.status(), 201);
-    let id = loop {
-        let drafts = app
-            .get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
-            .await;
-        if let Some(id) = drafts["drafts"][0]["id"].as_i64() {
-            break id;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let resp = app
-        .post_json(
-            &format!("/api/v1/drafts/{id}/approve"),
-            Some(COMMUNICATOR_TOKEN),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
+    let id = app.next_draft().await["id"].as_i64().unwrap_or_default();
+    app.approve_draft(id).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let page = app
         .get("/status", None)

@@ -13,27 +13,10 @@ use crate::support::{bluesky, facebook, mastodon, x};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-async fn pending(app: &TestApp) -> Vec<Value> {
-    app.get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
-        .await["drafts"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 /// Waits for the next pending draft and approves it whole; returns it as it was shown.
 async fn approve_next(app: &TestApp) -> Value {
-    let drafts = eventually(|| pending(app), |d| !d.is_empty()).await;
-    let draft = drafts[0].clone();
-    let id = draft["id"].as_i64().unwrap();
-    let resp = app
-        .post_json(
-            &format!("/api/v1/drafts/{id}/approve"),
-            Some(COMMUNICATOR_TOKEN),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let draft = app.next_draft().await;
+    app.approve_draft(draft["id"].as_i64().unwrap()).await;
     draft
 }
 
@@ -391,8 +374,7 @@ async fn a_refused_token_is_retried_and_said_while_an_over_long_edit_is_refused(
     let net = Networks::start().await;
     let app = TestApp::spawn(&smtp, &net.config(mastodon::MASTODON_READ_TOKEN), &[]).await;
     let incident = open_incident(&app, "Portale regionale lento", "Verifiche in corso.").await;
-    let drafts = eventually(|| pending(&app), |d| !d.is_empty()).await;
-    let id = drafts[0]["id"].as_i64().unwrap();
+    let id = app.next_draft().await["id"].as_i64().unwrap();
 
     // An edit longer than X allows is refused, naming X's own count.
     let too_long = format!("{} https://example.org/x", "€".repeat(140));
@@ -487,9 +469,7 @@ async fn in_a_real_browser_each_network_part_counts_as_its_network_while_typing(
     app.add_user("m.rossi", "una-password-lunga-abbastanza", "communicator")
         .await;
     open_incident(&app, "CUP giù", "Verifiche in corso.").await;
-    let id = eventually(|| pending(&app), |d| !d.is_empty()).await[0]["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.next_draft().await["id"].as_i64().unwrap();
     let c = browser.client.clone();
     c.goto(&app.url(&format!("/console/drafts/{id}")))
         .await

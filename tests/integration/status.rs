@@ -101,26 +101,9 @@ async fn services_show_their_incidents_and_only_approved_text_is_public() {
     );
 
     // The office edits the page's statement and approves: it appears, and nothing else does.
-    let drafts = eventually(
-        || async {
-            app.get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
-                .await["drafts"]
-                .clone()
-        },
-        |d| {
-            d.as_array().is_some_and(|d| {
-                d.iter()
-                    .any(|d| d["incident_title"].as_str().unwrap_or("").contains("CUP"))
-            })
-        },
-    )
-    .await;
-    let draft = drafts
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["incident_title"].as_str().unwrap_or("").contains("CUP"))
-        .unwrap();
+    let is_cup = |d: &Value| d["incident_title"].as_str().unwrap_or("").contains("CUP");
+    let drafts = eventually(|| app.pending_drafts(), |d| d.iter().any(is_cup)).await;
+    let draft = drafts.iter().find(|d| is_cup(d)).unwrap();
     let part = draft["parts"]
         .as_array()
         .unwrap()
@@ -144,14 +127,7 @@ async fn services_show_their_incidents_and_only_approved_text_is_public() {
         )
         .await;
     assert_eq!(resp.status(), 200);
-    let resp = app
-        .post_json(
-            &format!("/api/v1/drafts/{id}/approve"),
-            Some(COMMUNICATOR_TOKEN),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
+    app.approve_draft(id).await;
     let board = eventually(
         || status(&app),
         |b| b["incidents"].as_array().is_some_and(|i| !i.is_empty()),
@@ -253,25 +229,9 @@ fn xmllint(xml: &str, args: &[&str]) -> Option<(bool, String)> {
 }
 
 async fn approve_all(app: &TestApp) {
-    let drafts = eventually(
-        || async {
-            app.get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
-                .await["drafts"]
-                .clone()
-        },
-        |d| d.as_array().is_some_and(|d| !d.is_empty()),
-    )
-    .await;
-    for d in drafts.as_array().unwrap() {
-        let id = d["id"].as_i64().unwrap();
-        let resp = app
-            .post_json(
-                &format!("/api/v1/drafts/{id}/approve"),
-                Some(COMMUNICATOR_TOKEN),
-                &json!({}),
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
+    app.next_draft().await;
+    for d in app.pending_drafts().await {
+        app.approve_draft(d["id"].as_i64().unwrap()).await;
     }
 }
 

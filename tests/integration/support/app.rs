@@ -240,6 +240,39 @@ impl TestApp {
         body["id"].as_i64().unwrap()
     }
 
+    /// The pending public drafts, newest first.
+    pub async fn pending_drafts(&self) -> Vec<Value> {
+        let drafts = self
+            .get_json("/api/v1/drafts?state=pending", VIEWER_TOKEN)
+            .await;
+        drafts["drafts"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits (30 s at most, checking every 2 ms) for a pending draft and returns the newest.
+    pub async fn next_draft(&self) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(draft) = self.pending_drafts().await.into_iter().next() {
+                return draft;
+            }
+            assert!(std::time::Instant::now() < deadline, "no draft within 30 s");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Approves every part of a draft as the communications office.
+    pub async fn approve_draft(&self, id: i64) {
+        let resp = self
+            .post_json(
+                &format!("/api/v1/drafts/{id}/approve"),
+                Some(COMMUNICATOR_TOKEN),
+                &serde_json::json!({}),
+            )
+            .await;
+        let status = resp.status();
+        assert_eq!(status, 200, "{}", resp.text().await.unwrap_or_default());
+    }
+
     /// Ends the process with SIGKILL: no shutdown work at all.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
