@@ -621,13 +621,10 @@ fn status_samples() -> Vec<(&'static str, serde_json::Value)> {
         (
             "page",
             json!({"board": {"generated_at": at, "overall": "major_outage",
-                "services": [service.clone()], "incidents": [incident.clone()]}}),
+                "services": [service], "incidents": [incident.clone()]}}),
         ),
-        (
-            "incident",
-            json!({"incident": incident, "services": [service.clone()]}),
-        ),
-        ("incident", json!({"incident": null, "services": [service]})),
+        ("incident", json!({"incident": incident})),
+        ("incident", json!({"incident": null})),
     ]
 }
 

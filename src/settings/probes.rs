@@ -261,10 +261,7 @@ pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String))
         }
         match p.kind {
             ProbeKind::Http => {
-                match url::Url::parse(&p.url) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-                    _ => push(&at("url"), format!("`{}` is not an http(s) URL", p.url)),
-                }
+                super::social::check_url(&at("url"), &p.url, push);
                 if reqwest::Method::from_bytes(p.method.as_bytes()).is_err() {
                     push(
                         &at("method"),

@@ -141,7 +141,8 @@ pub struct SocialKeys {
     pub facebook: Option<Secret>,
 }
 
-fn check_url(path: &str, raw: &str, push: &mut impl FnMut(&str, String)) {
+/// Reports `raw` at `path` unless it is an http(s) URL with a host.
+pub(super) fn check_url(path: &str, raw: &str, push: &mut impl FnMut(&str, String)) {
     match url::Url::parse(raw) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
         _ => push(path, format!("`{raw}` is not an http(s) URL")),

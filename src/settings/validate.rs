@@ -515,13 +515,7 @@ fn validate_telegram(
             None
         }
     };
-    match url::Url::parse(&t.api_url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        _ => push(
-            "channels.telegram.api_url",
-            format!("`{}` is not an http(s) URL", t.api_url),
-        ),
-    }
+    super::social::check_url("channels.telegram.api_url", &t.api_url, push);
     let secret_token = match t.secret_token().resolve("secret_token") {
         Ok(secret) => secret,
         Err(e) => {

@@ -281,14 +281,11 @@ pub async fn incident(
         Ok(b) => b,
         Err(e) => return unavailable(e),
     };
-    let (found, board) = {
+    let found = {
         let Ok(b) = built.lock() else {
             return unavailable("poisoned");
         };
-        (
-            b.board.incidents.iter().find(|i| i.id == id).cloned(),
-            b.board.clone(),
-        )
+        b.board.incidents.iter().find(|i| i.id == id).cloned()
     };
     // Incidents that concern no listed service are not on the board: read their statements.
     let incident = match found {
@@ -307,7 +304,6 @@ pub async fn incident(
         lang => &lang,
         id => id,
         incident => incident.map(|i| minijinja::Value::from(minijinja::value::Serde(&i))),
-        services => minijinja::Value::from(minijinja::value::Serde(&board.services)),
     };
     match state.renderer.status_page("incident", &ctx) {
         Ok(html) => {

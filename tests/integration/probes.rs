@@ -2,7 +2,7 @@
 //! flapping, canaries, maintenance windows and silences, certificates, and several replicas
 //! that must agree.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -68,15 +68,6 @@ async fn mails_to(smtp: &SmtpServer, to: &str, n: usize) -> Vec<Mail> {
     eventually(|| async { smtp.mails_to(to) }, |m| m.len() >= n).await
 }
 
-/// Waits until `done` holds, checking every 20 ms, up to `limit`.
-async fn until(limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_site_that_fails_opens_an_incident_at_the_threshold_and_resolves_when_it_returns() {
     let smtp = SmtpServer::start();
@@ -87,11 +78,11 @@ async fn a_site_that_fails_opens_an_incident_at_the_threshold_and_resolves_when_
         http_probe("cup-portale", "cup", &site.url(), "failure_threshold = 3")
     );
     let app = TestApp::spawn(&smtp, &extra, &[]).await;
-    until(Duration::from_secs(5), || site.requests() >= 2).await;
+    eventually(|| async { site.requests() }, |n| *n >= 2).await;
     assert_eq!(probe(&app, "cup-portale").await["here"]["state"], "up");
 
     site.set(Mode::Failing);
-    until(Duration::from_secs(5), || site.failures() >= 2).await;
+    eventually(|| async { site.failures() }, |n| *n >= 2).await;
     // Two failures are not three: nothing is declared yet.
     assert!(incidents(&app).await.is_empty());
     let mails = mails_to(&smtp, DESK, 1).await;
@@ -145,7 +136,7 @@ async fn a_closed_port_is_an_outage_and_a_flapping_site_is_not_a_storm() {
     // A site failing every other check never fails twice in a row.
     site.set(Mode::Flapping);
     let start = site.requests();
-    until(Duration::from_secs(15), || site.requests() >= start + 16).await;
+    eventually(|| async { site.requests() }, |n| *n >= start + 16).await;
     assert!(site.failures() >= 7);
     assert!(
         incidents(&app).await.is_empty(),
@@ -233,7 +224,7 @@ async fn when_the_canaries_fail_operators_hear_once_and_no_outage_is_declared() 
         mails[0].text()
     );
     // The failing site is not declared while the network is in doubt.
-    until(Duration::from_secs(10), || site.failures() >= 10).await;
+    eventually(|| async { site.failures() }, |n| *n >= 10).await;
     assert!(smtp.mails_to(DESK).is_empty(), "no outage declared");
     let all = app.get_json("/api/v1/probes", VIEWER_TOKEN).await;
     assert_eq!(all["network_ok"], false, "{all}");
