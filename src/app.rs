@@ -40,6 +40,7 @@ use crate::web::{self, AppState, Authenticator, TelegramWeb, WEBHOOK_PATH};
 pub struct Application {
     listener: TcpListener,
     retention: std::time::Duration,
+    citizens_retention: crate::retention::Citizens,
     leadership: Leadership,
     campaign: tokio::task::JoinHandle<()>,
     campaign_stop: CancellationToken,
@@ -226,14 +227,18 @@ impl Application {
         }
 
         let mut sms_reports = None;
+        let mut sms_for_citizens = None;
         if s.channels.sms.enabled {
             let reports = ReportLinks::new(key.as_bytes(), &s.server.public_url, &v.sms);
-            let channel = sms_channel(&s.channels.sms, &v.sms, store.clone(), &reports)
-                .map_err(anyhow::Error::msg)?;
+            let channel: Arc<dyn Channel> = Arc::new(
+                sms_channel(&s.channels.sms, &v.sms, store.clone(), &reports)
+                    .map_err(anyhow::Error::msg)?,
+            );
+            sms_for_citizens = Some(channel.clone());
             enabled.insert(ChannelKind::Sms);
             dispatchers.push(Dispatcher::new(
                 store.clone(),
-                Arc::new(channel),
+                channel,
                 OutboxConfig {
                     concurrency: s.channels.sms.concurrency as usize,
                     ..outbox.clone()
@@ -340,7 +345,30 @@ impl Application {
             leadership: leadership.clone(),
             status: probe_status.clone(),
         };
+        let citizens = Arc::new(crate::citizen::Citizens::new(
+            crate::citizen::CitizenParts {
+                store: store.clone(),
+                settings: s.status.subscribe.clone(),
+                services: s.status.services.clone(),
+                rules: v.subscriber_rules.clone(),
+                links: links.clone(),
+                key: key.as_bytes().to_vec(),
+                public_url: s.server.public_url.clone(),
+                renderer: v.renderer.clone(),
+                email: email_channel.clone(),
+                sms: sms_for_citizens,
+            },
+        ));
+        match citizens.sync().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                citizens = n,
+                "citizens' subscriptions follow the services' new matchers"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot bring citizens' subscriptions up to date"),
+        }
         let state = AppState {
+            citizens: citizens.clone(),
             store: store.clone(),
             auth: Arc::new(Authenticator::new(&v.tokens, &v.hmac)),
             ingest,
@@ -382,6 +410,12 @@ impl Application {
         Ok(Application {
             listener,
             retention: s.store.retention.get(),
+            citizens_retention: crate::retention::Citizens {
+                erase_after: s.status.subscribe.erase_after.get(),
+                // The invite lasts `code_ttl`; an hour more for a slow start.
+                unbound_for: s.status.subscribe.code_ttl.get()
+                    + std::time::Duration::from_secs(3600),
+            },
             leadership,
             campaign,
             campaign_stop,
@@ -412,6 +446,7 @@ impl Application {
         let retention = tokio::spawn(crate::retention::run(
             self.store.clone(),
             self.retention,
+            self.citizens_retention,
             self.leadership.clone(),
             workers.clone(),
         ));

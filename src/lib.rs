@@ -6,6 +6,7 @@
 pub mod app;
 pub mod approval;
 pub mod channel;
+pub mod citizen;
 pub mod cluster;
 pub mod domain;
 pub mod feeds;

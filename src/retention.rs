@@ -1,6 +1,8 @@
 //! Retention: deletes processed signals and finished deliveries older than `store.retention`,
 //! soon after start and then every hour, in its own task so that the pipeline never waits for
-//! it. Incidents, their updates and the messages sent are kept.
+//! it. Incidents, their updates and the messages sent are kept. Citizens' personal data goes on
+//! its own clock: expired sign-ups, addresses unsubscribed for longer than
+//! `status.subscribe.erase_after`, and Telegram sign-ups never bound.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,40 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::Leadership;
 use crate::store::Store;
 
+/// How long citizens' data is kept: see [`crate::settings::SubscribeSettings`].
+#[derive(Debug, Clone, Copy)]
+pub struct Citizens {
+    /// After an address is unsubscribed.
+    pub erase_after: Duration,
+    /// A citizen subscriber with no address (a Telegram link never opened).
+    pub unbound_for: Duration,
+}
+
+fn ago(d: Duration) -> Option<Timestamp> {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| Timestamp::now().checked_sub(d).ok())
+}
+
+async fn prune_citizens(store: &dyn Store, c: Citizens) {
+    let (Some(unsubscribed), Some(unbound)) = (ago(c.erase_after), ago(c.unbound_for)) else {
+        return;
+    };
+    match store
+        .prune_citizens(Timestamp::now(), unsubscribed, unbound)
+        .await
+    {
+        Ok(r) if r != crate::store::CitizenPrune::default() => tracing::info!(
+            signups = r.signups,
+            addresses = r.addresses,
+            subscribers = r.subscribers,
+            "erased citizens' expired sign-ups and unsubscribed contacts"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot erase citizens' old data; will try again"),
+    }
+}
+
 const FIRST_RUN_AFTER: Duration = Duration::from_secs(30);
 const EVERY: Duration = Duration::from_secs(3600);
 
@@ -18,12 +54,10 @@ const EVERY: Duration = Duration::from_secs(3600);
 pub async fn run(
     store: Arc<dyn Store>,
     keep: Duration,
+    citizens: Citizens,
     leadership: Leadership,
     shutdown: CancellationToken,
 ) {
-    if keep.is_zero() {
-        return;
-    }
     let mut wait = FIRST_RUN_AFTER;
     loop {
         tokio::select! {
@@ -34,10 +68,11 @@ pub async fn run(
         if !leadership.is_leader() {
             continue;
         }
-        let before = jiff::SignedDuration::try_from(keep)
-            .ok()
-            .and_then(|keep| Timestamp::now().checked_sub(keep).ok());
-        let Some(before) = before else { continue };
+        prune_citizens(store.as_ref(), citizens).await;
+        if keep.is_zero() {
+            continue;
+        }
+        let Some(before) = ago(keep) else { continue };
         match store.prune(before).await {
             Ok(r) if r.signals > 0 || r.deliveries > 0 => {
                 tracing::info!(signals = r.signals, deliveries = r.deliveries, %before, "pruned old history")

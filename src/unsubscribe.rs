@@ -1,4 +1,6 @@
-//! Per-recipient unsubscribe links: `<public_url>/unsubscribe/<address id>.<signature>`.
+//! Per-recipient links: `<public_url>/unsubscribe/<address id>.<signature>` to leave, and
+//! `<public_url>/manage/<address id>.<signature>` for a citizen's preferences (which also
+//! leaves). The two are signed for their purpose, so one cannot stand for the other.
 //!
 //! The signature is an HMAC, under the deployment's secret key, of the address id together with
 //! the channel and the address itself, so links need no table of their own, cannot be guessed or
@@ -18,6 +20,23 @@ const SIGNATURE_BYTES: usize = 16;
 pub struct UnsubscribeLinks {
     key: Vec<u8>,
     base: String,
+    manage_base: String,
+}
+
+/// What a link lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Unsubscribe,
+    Manage,
+}
+
+impl Purpose {
+    fn tag(self) -> &'static str {
+        match self {
+            Purpose::Unsubscribe => "unsubscribe",
+            Purpose::Manage => "manage",
+        }
+    }
 }
 
 /// A token taken apart, not yet checked.
@@ -28,24 +47,42 @@ pub struct Token {
 
 impl UnsubscribeLinks {
     pub fn new(key: &[u8], public_url: &str) -> UnsubscribeLinks {
+        let public_url = public_url.trim_end_matches('/');
         UnsubscribeLinks {
             key: key.to_vec(),
-            base: format!("{}/unsubscribe/", public_url.trim_end_matches('/')),
+            base: format!("{public_url}/unsubscribe/"),
+            manage_base: format!("{public_url}/manage/"),
         }
     }
 
-    fn mac(&self, address_id: i64, channel: ChannelKind, address: &str) -> Hmac<Sha256> {
+    fn mac(
+        &self,
+        purpose: Purpose,
+        address_id: i64,
+        channel: ChannelKind,
+        address: &str,
+    ) -> Hmac<Sha256> {
         // Any key length is valid for HMAC.
         let mut mac =
             <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
-        mac.update(format!("unsubscribe\0{address_id}\0{}\0", channel.as_str()).as_bytes());
+        mac.update(format!("{}\0{address_id}\0{}\0", purpose.tag(), channel.as_str()).as_bytes());
         mac.update(address.as_bytes());
         mac
     }
 
     pub fn token(&self, address_id: i64, channel: ChannelKind, address: &str) -> String {
+        self.token_for(Purpose::Unsubscribe, address_id, channel, address)
+    }
+
+    fn token_for(
+        &self,
+        purpose: Purpose,
+        address_id: i64,
+        channel: ChannelKind,
+        address: &str,
+    ) -> String {
         let tag = self
-            .mac(address_id, channel, address)
+            .mac(purpose, address_id, channel, address)
             .finalize()
             .into_bytes();
         format!(
@@ -56,6 +93,15 @@ impl UnsubscribeLinks {
 
     pub fn url(&self, address_id: i64, channel: ChannelKind, address: &str) -> String {
         format!("{}{}", self.base, self.token(address_id, channel, address))
+    }
+
+    /// The preferences page of one address.
+    pub fn manage_url(&self, address_id: i64, channel: ChannelKind, address: &str) -> String {
+        format!(
+            "{}{}",
+            self.manage_base,
+            self.token_for(Purpose::Manage, address_id, channel, address)
+        )
     }
 
     /// Takes a token apart; `None` when it is not of our shape.
@@ -69,9 +115,15 @@ impl UnsubscribeLinks {
         })
     }
 
-    /// Whether the token was issued for this address (compared in constant time).
-    pub fn verify(&self, token: &Token, channel: ChannelKind, address: &str) -> bool {
-        self.mac(token.address_id, channel, address)
+    /// Whether the token was issued for this address and purpose (compared in constant time).
+    pub fn verify(
+        &self,
+        purpose: Purpose,
+        token: &Token,
+        channel: ChannelKind,
+        address: &str,
+    ) -> bool {
+        self.mac(purpose, token.address_id, channel, address)
             .verify_truncated_left(&token.signature)
             .is_ok()
     }
@@ -88,8 +140,9 @@ mod tests {
     }
 
     fn check(l: &UnsubscribeLinks, token: &str, id: i64, address: &str) -> bool {
-        UnsubscribeLinks::parse(token)
-            .is_some_and(|t| t.address_id == id && l.verify(&t, EMAIL, address))
+        UnsubscribeLinks::parse(token).is_some_and(|t| {
+            t.address_id == id && l.verify(Purpose::Unsubscribe, &t, EMAIL, address)
+        })
     }
 
     #[test]
@@ -108,6 +161,19 @@ mod tests {
         assert!(UnsubscribeLinks::parse("x.y").is_none());
         let other = UnsubscribeLinks::new(b"another key, another deployment", "https://b.example");
         assert!(!check(&other, &token, 42, "cup@asl.example"));
+    }
+
+    #[test]
+    fn a_manage_link_is_no_unsubscribe_link_and_back() {
+        let l = links();
+        let manage = l.manage_url(42, EMAIL, "a@b.example");
+        let token = manage.rsplit('/').next().unwrap();
+        assert!(manage.starts_with("https://b.example/manage/42."));
+        assert!(!check(&l, token, 42, "a@b.example"));
+        let parsed = UnsubscribeLinks::parse(token).unwrap();
+        assert!(l.verify(Purpose::Manage, &parsed, EMAIL, "a@b.example"));
+        let unsubscribe = UnsubscribeLinks::parse(&l.token(42, EMAIL, "a@b.example")).unwrap();
+        assert!(!l.verify(Purpose::Manage, &unsubscribe, EMAIL, "a@b.example"));
     }
 
     #[test]

@@ -381,9 +381,13 @@ impl Send {
         let unsubscribe_url = self
             .links
             .url(address_id, delivery.channel, &delivery.recipient);
+        let manage_url = self
+            .links
+            .manage_url(address_id, delivery.channel, &delivery.recipient);
         let fill = Placeholders {
             recipient_name: &delivery.subscriber_name,
             unsubscribe_url: &unsubscribe_url,
+            manage_url: &manage_url,
         };
         let outgoing = Outgoing {
             delivery_id: delivery.id,

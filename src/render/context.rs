@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{RECIPIENT_NAME, UNSUBSCRIBE_URL};
+use super::{MANAGE_URL, RECIPIENT_NAME, UNSUBSCRIBE_URL};
 use crate::domain::UpdateKind;
 
 #[derive(Debug, Clone, Serialize)]
@@ -24,6 +24,9 @@ pub struct MessageContext {
     pub recipient_name: &'static str,
     /// Placeholder, filled per recipient at send time.
     pub unsubscribe_url: &'static str,
+    /// Placeholder, filled per recipient at send time: the recipient's preferences page (a
+    /// citizen's services, channel and language; for others, leaving).
+    pub manage_url: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +87,7 @@ impl MessageContext {
             public_url,
             recipient_name: RECIPIENT_NAME,
             unsubscribe_url: UNSUBSCRIBE_URL,
+            manage_url: MANAGE_URL,
         }
     }
 }

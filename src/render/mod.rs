@@ -280,10 +280,17 @@ impl Renderer {
         let render = |ctx: &MessageContext| {
             self.render_named(&name, &minijinja::Value::from(minijinja::value::Serde(ctx)))
         };
-        // The recipient's name replaces its placeholder at send time; leave room for the longest.
+        // The recipient's name and link replace their placeholders at send time; leave room for
+        // the longest.
+        let link_room = manage_url_sample(&ctx.public_url)
+            .len()
+            .saturating_sub(MANAGE_URL.len());
         let limit = |text: &str| {
             let names = text.matches(RECIPIENT_NAME).count();
-            telegram::MAX_LEN.saturating_sub(names * (MAX_NAME_CHARS - RECIPIENT_NAME.len()))
+            let links = text.matches(MANAGE_URL).count();
+            telegram::MAX_LEN
+                .saturating_sub(names * (MAX_NAME_CHARS - RECIPIENT_NAME.len()))
+                .saturating_sub(links * link_room)
         };
         let text = with_fewer_signals(ctx, render(ctx)?, render, |text| {
             telegram::visible_len(text) > limit(text)
@@ -327,15 +334,29 @@ impl Renderer {
             Ok((text, max))
         };
         let (first, max_segments) = render(ctx)?;
+        // A last line with the preferences link is measured as long as the longest link, and
+        // kept whole when the rest is cut.
+        let sample = manage_url_sample(&ctx.public_url);
+        let as_sent = |text: &str| text.replace(MANAGE_URL, &sample);
         let text = with_fewer_signals(
             ctx,
             first,
             |ctx| render(ctx).map(|(text, _)| text),
-            |text| sms::measure(text).segments > max_segments,
+            |text| sms::measure(&as_sent(text)).segments > max_segments,
         )?;
-        let fits_without_cutting = sms::measure(&text).segments <= max_segments;
+        let fits_without_cutting = sms::measure(&as_sent(&text)).segments <= max_segments;
+        let text = match text
+            .rfind('\n')
+            .filter(|at| text[*at..].contains(MANAGE_URL))
+        {
+            Some(at) if !fits_without_cutting => {
+                let (body, tail) = text.split_at(at);
+                sms::truncate_before(body, &as_sent(tail), tail, max_segments)
+            }
+            _ => sms::truncate(&text, max_segments),
+        };
         Ok(SmsText {
-            text: sms::truncate(&text, max_segments),
+            text,
             max_segments,
             fits_without_cutting,
         })
@@ -398,14 +419,41 @@ impl Renderer {
         let language = self
             .language_for(ChannelKind::Telegram, wanted)
             .ok_or(RenderError::NoTemplates(ChannelKind::Telegram))?;
-        let template = template_name(ChannelKind::Telegram, &language, "bot");
+        self.call_macro(
+            &template_name(ChannelKind::Telegram, &language, "bot"),
+            name,
+            args,
+        )
+    }
+
+    /// A message to a citizen signing up (`web/<language>/citizen.j2`): the confirmation email
+    /// (its first line the subject) or the SMS code.
+    pub fn citizen_text(
+        &self,
+        wanted: &Language,
+        name: &str,
+        args: &[minijinja::Value],
+    ) -> Result<String, RenderError> {
+        let mut template = format!("web/{}/citizen.j2", wanted.primary());
+        if self.env.get_template(&template).is_err() {
+            template = format!("web/{}/citizen.j2", self.fallback.primary());
+        }
+        self.call_macro(&template, name, args)
+    }
+
+    fn call_macro(
+        &self,
+        template: &str,
+        name: &str,
+        args: &[minijinja::Value],
+    ) -> Result<String, RenderError> {
         let fail = |e: minijinja::Error| RenderError::Template {
             name: format!("{template} ({name})"),
-            detail: describe(&template, &e),
+            detail: describe(template, &e),
         };
         let mut captured = self
             .env
-            .get_template(&template)
+            .get_template(template)
             .map_err(fail)?
             .render_captured(minijinja::context! {})
             .map_err(fail)?;
@@ -601,6 +649,22 @@ impl Renderer {
                     problems.push(e.to_string());
                 }
             }
+            let language = Language::try_from(lang.to_owned()).unwrap_or(self.fallback.clone());
+            for (name, args) in [
+                (
+                    "confirm_email",
+                    vec![
+                        minijinja::Value::from("https://x/status/subscribe/confirm/t"),
+                        minijinja::Value::from(vec!["Prenotazioni"]),
+                        minijinja::Value::from(24),
+                    ],
+                ),
+                ("code_sms", vec![minijinja::Value::from("123456")]),
+            ] {
+                if let Err(e) = self.citizen_text(&language, name, &args) {
+                    problems.push(e.to_string());
+                }
+            }
         }
         problems
     }
@@ -620,11 +684,51 @@ fn status_samples() -> Vec<(&'static str, serde_json::Value)> {
     vec![
         (
             "page",
-            json!({"board": {"generated_at": at, "overall": "major_outage",
+            json!({"subscribe": true, "board": {"generated_at": at, "overall": "major_outage",
                 "services": [service], "incidents": [incident.clone()]}}),
         ),
         ("incident", json!({"incident": incident})),
         ("incident", json!({"incident": null})),
+        (
+            "subscribe",
+            json!({"step": "form", "error": "`x` is not a phone number", "error_field": "address",
+                "services": [{"id": "cup", "name": "Prenotazioni", "checked": true}],
+                "channels": ["email", "sms", "telegram"], "channel": "email",
+                "address": "x", "replaces": ""}),
+        ),
+        (
+            "subscribe",
+            json!({"step": "code", "error": null, "token": "t", "attempts_left": 2}),
+        ),
+        (
+            "subscribe",
+            json!({"step": "telegram", "error": null, "token": "t", "link": "https://t.me/b?start=t",
+                "expires_at": at}),
+        ),
+        (
+            "subscribe",
+            json!({"step": "confirm", "error": null, "token": "t", "service_names": ["Prenotazioni"]}),
+        ),
+        (
+            "subscribe",
+            json!({"step": "done", "error": null, "manage_url": "https://x/manage/1.s"}),
+        ),
+        ("subscribe", json!({"step": "invalid", "error": null})),
+        (
+            "manage",
+            json!({"found": true, "erased": false, "notice": "ok", "citizen": true,
+                "channel": "email", "address": "ma•••@example.org", "stopped": false,
+                "erase_days": 30, "language": "it",
+                "services": [{"id": "cup", "name": "Prenotazioni", "checked": true}],
+                "change_url": "/status/subscribe?replaces=t"}),
+        ),
+        (
+            "manage",
+            json!({"found": true, "erased": false, "notice": null, "citizen": false,
+                "channel": "sms", "address": "•••567", "stopped": true, "erase_days": 30,
+                "language": "it", "services": [], "change_url": ""}),
+        ),
+        ("manage", json!({"found": false})),
     ]
 }
 
@@ -867,24 +971,38 @@ fn collect_dir(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> s
 pub struct Placeholders<'a> {
     pub recipient_name: &'a str,
     pub unsubscribe_url: &'a str,
+    pub manage_url: &'a str,
 }
 
 pub const RECIPIENT_NAME: &str = "@@BANDITORE_RECIPIENT_NAME@@";
 pub const UNSUBSCRIBE_URL: &str = "@@BANDITORE_UNSUBSCRIBE_URL@@";
+pub const MANAGE_URL: &str = "@@BANDITORE_MANAGE_URL@@";
+
+/// The longest a preferences link gets beyond `server.public_url`: `/manage/`, an address id and
+/// a 22-character signature. Texts with a length limit keep room for it.
+const MANAGE_PATH_ROOM: usize = "/manage/".len() + 19 + 1 + 22;
+
+/// A stand-in for the preferences link, as long as the longest real one, to measure texts by.
+fn manage_url_sample(public_url: &str) -> String {
+    format!("{public_url}{}", "m".repeat(MANAGE_PATH_ROOM))
+}
 
 impl Placeholders<'_> {
     /// Fills plain text.
     pub fn fill(&self, text: &str) -> String {
         text.replace(RECIPIENT_NAME, self.recipient_name)
             .replace(UNSUBSCRIBE_URL, self.unsubscribe_url)
+            .replace(MANAGE_URL, self.manage_url)
     }
 
     /// Fills HTML, escaping the values.
     pub fn fill_html(&self, html: &str) -> String {
         let name = minijinja::HtmlEscape(self.recipient_name).to_string();
         let url = minijinja::HtmlEscape(self.unsubscribe_url).to_string();
+        let manage = minijinja::HtmlEscape(self.manage_url).to_string();
         html.replace(RECIPIENT_NAME, &name)
             .replace(UNSUBSCRIBE_URL, &url)
+            .replace(MANAGE_URL, &manage)
     }
 
     /// Fills a message body written in `markup`.
@@ -894,7 +1012,8 @@ impl Placeholders<'_> {
             Markup::Html => self.fill_html(body),
             Markup::TelegramHtml => body
                 .replace(RECIPIENT_NAME, &telegram::escape(self.recipient_name))
-                .replace(UNSUBSCRIBE_URL, &telegram::escape(self.unsubscribe_url)),
+                .replace(UNSUBSCRIBE_URL, &telegram::escape(self.unsubscribe_url))
+                .replace(MANAGE_URL, &telegram::escape(self.manage_url)),
         }
     }
 }
@@ -1035,10 +1154,13 @@ mod tests {
         let p = Placeholders {
             recipient_name: "CUP <Foligno>",
             unsubscribe_url: "https://x/u/a?b&c",
+            manage_url: "https://x/manage/1.s",
         };
         assert_eq!(
-            p.fill(&format!("Ciao {RECIPIENT_NAME} {UNSUBSCRIBE_URL}")),
-            "Ciao CUP <Foligno> https://x/u/a?b&c"
+            p.fill(&format!(
+                "Ciao {RECIPIENT_NAME} {UNSUBSCRIBE_URL} {MANAGE_URL}"
+            )),
+            "Ciao CUP <Foligno> https://x/u/a?b&c https://x/manage/1.s"
         );
         let html = p.fill_html(&format!(
             "<a href=\"{UNSUBSCRIBE_URL}\">{RECIPIENT_NAME}</a>"
@@ -1067,6 +1189,7 @@ mod tests {
         let p = Placeholders {
             recipient_name: "CUP <Foligno>",
             unsubscribe_url: "https://x/u?a&b",
+            manage_url: "https://x/manage/1.s",
         };
         assert_eq!(
             p.fill_as(
@@ -1130,6 +1253,30 @@ mod tests {
             out.text
         );
         assert!(out.fits_without_cutting);
+    }
+
+    #[test]
+    fn a_citizens_sms_keeps_its_preferences_link_whole() {
+        let r = renderer();
+        let mut ctx = with_signals(40, |i| format!("sportello {i} non risponde"));
+        ctx.audience = "public".into();
+        ctx.public_url = "https://stato.asl.example".into();
+        ctx.incident.title = "x".repeat(400);
+        let out = r.render_sms("it", &ctx).unwrap();
+        assert!(!out.fits_without_cutting);
+        assert!(
+            out.text.ends_with(&format!("Gestisci: {MANAGE_URL}")),
+            "{}",
+            out.text
+        );
+        // Sent with the longest link, it still costs at most two SMS.
+        let sent = out
+            .text
+            .replace(MANAGE_URL, &manage_url_sample(&ctx.public_url));
+        assert!(sms::measure(&sent).segments <= 2, "{sent}");
+        // Desks' SMS have no such line.
+        ctx.audience = "cup-desk".into();
+        assert!(!r.render_sms("it", &ctx).unwrap().text.contains(MANAGE_URL));
     }
 
     #[test]

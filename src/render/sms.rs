@@ -133,6 +133,24 @@ pub fn fold_to_gsm7(text: &str) -> String {
 
 /// Cuts `text` to fit `max_segments`, at a word where one is near, ending with "..." (GSM-7)
 /// or "…" (UCS-2). The encoding is the text's own: cutting never changes it.
+/// `body` cut so that it and `tail` (measured as `measured_tail`, which is at least as long)
+/// fit in `max_segments`; then `tail`, whole.
+pub fn truncate_before(body: &str, measured_tail: &str, tail: &str, max_segments: u32) -> String {
+    let mut keep = body.chars().count();
+    loop {
+        let cut: String = body.chars().take(keep).collect();
+        let cut = if keep < body.chars().count() {
+            format!("{}...", cut.trim_end())
+        } else {
+            cut
+        };
+        if keep == 0 || measure(&format!("{cut}{measured_tail}")).segments <= max_segments {
+            return format!("{cut}{tail}");
+        }
+        keep -= 1;
+    }
+}
+
 pub fn truncate(text: &str, max_segments: u32) -> String {
     let m = measure(text);
     if m.segments <= max_segments {

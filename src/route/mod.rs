@@ -423,9 +423,12 @@ pub fn context(
             author: update.author.clone(),
             at: rfc3339(update.created_at),
         },
+        // The monitors' own words (host names, error texts) are for people inside; a public
+        // statement is drafted without them.
         update
             .signals
             .iter()
+            .filter(|_| audience != "public")
             .map(|s| SignalView {
                 service: s.service.clone(),
                 component: s.component.clone(),

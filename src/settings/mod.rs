@@ -70,7 +70,7 @@ pub use social::{
     BlueskySettings, FacebookSettings, FacebookUpdates, MastodonSettings, MastodonVisibility,
     SocialKeys, XSettings,
 };
-pub use status::{StatusService, StatusSettings};
+pub use status::{StatusService, StatusSettings, SubscribeSettings};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {

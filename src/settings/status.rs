@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::Settings;
+use super::{Dur, Settings};
 use crate::domain::subscriber::{ChannelKind, Subscription, ValidSubscriber};
 use crate::domain::{Matcher, Severity};
 
@@ -43,6 +43,30 @@ pub struct StatusSettings {
     pub cap_sender: String,
     /// CAP `areaDesc`: where the services are.
     pub area: String,
+    pub subscribe: SubscribeSettings,
+}
+
+/// `[status.subscribe]`: citizens subscribing themselves from the status page.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubscribeSettings {
+    /// The channels offered (`email`, `sms`, `telegram`); empty: no sign-up form.
+    pub channels: Vec<ChannelKind>,
+    /// How long the confirmation link sent by email stays good.
+    pub link_ttl: Dur,
+    /// How long the code sent by SMS (and the Telegram link) stays good.
+    pub code_ttl: Dur,
+    /// Wrong codes allowed before the sign-up is void.
+    pub code_attempts: u32,
+    /// Sign-ups per client address per hour.
+    pub per_ip: u32,
+    /// Sign-ups per email address or phone number per hour.
+    pub per_address: u32,
+    /// Take the client's address from the last `X-Forwarded-For` entry (behind a reverse proxy
+    /// that sets it), not from the connection.
+    pub forwarded_for: bool,
+    /// How long an unsubscribed citizen's address is kept (so that a mistaken click can be
+    /// undone) before it is erased.
+    pub erase_after: Dur,
 }
 
 /// A service as citizens know it ("Prenotazioni CUP"), and the signals that concern it.
@@ -60,6 +84,7 @@ pub struct StatusService {
 
 pub fn validate_status(settings: &Settings, push: &mut impl FnMut(&str, String)) {
     let s = &settings.status;
+    validate_subscribe(settings, push);
     if !(1..=366).contains(&s.history_days) {
         push("status.history_days", "must be from 1 to 366".into());
     }
@@ -98,6 +123,66 @@ pub fn validate_status(settings: &Settings, push: &mut impl FnMut(&str, String))
             push(
                 &at("matchers"),
                 "say which signals concern the service, e.g. ['service=~\"cup.*\"']".into(),
+            );
+        }
+    }
+}
+
+fn validate_subscribe(settings: &Settings, push: &mut impl FnMut(&str, String)) {
+    let sub = &settings.status.subscribe;
+    if sub.channels.is_empty() {
+        return;
+    }
+    let channels = &settings.channels;
+    for (i, channel) in sub.channels.iter().enumerate() {
+        let enabled = match channel {
+            ChannelKind::Email => channels.email.enabled,
+            ChannelKind::Sms => channels.sms.enabled,
+            ChannelKind::Telegram => channels.telegram.enabled,
+            _ => {
+                push(
+                    &format!("status.subscribe.channels[{i}]"),
+                    format!("citizens subscribe by email, sms or telegram, not {channel}"),
+                );
+                continue;
+            }
+        };
+        if !enabled {
+            push(
+                &format!("status.subscribe.channels[{i}]"),
+                format!("{channel} is offered to citizens but channels.{channel} is not enabled"),
+            );
+        }
+    }
+    if settings.status.services.is_empty() {
+        push(
+            "status.subscribe.channels",
+            "citizens subscribe to the services of the status page: list them in [[status.services]]".into(),
+        );
+    }
+    let (policy, _) = settings.approval.policy("public");
+    if policy == super::ApprovalPolicy::Auto {
+        push(
+            "status.subscribe.channels",
+            "citizens hear public statements, but approval.audiences.public lets them out without approval: set its policy to \"approval\" or \"approval_with_timeout\"".into(),
+        );
+    }
+    let minute = std::time::Duration::from_secs(60);
+    if sub.link_ttl.get() < minute {
+        push("status.subscribe.link_ttl", "must be at least 1m".into());
+    }
+    if sub.code_ttl.get() < minute {
+        push("status.subscribe.code_ttl", "must be at least 1m".into());
+    }
+    for (key, value) in [
+        ("code_attempts", sub.code_attempts),
+        ("per_ip", sub.per_ip),
+        ("per_address", sub.per_address),
+    ] {
+        if value == 0 {
+            push(
+                &format!("status.subscribe.{key}"),
+                "must be at least 1".into(),
             );
         }
     }

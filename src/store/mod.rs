@@ -7,6 +7,8 @@
 
 mod chat;
 mod chat_sql;
+mod citizen;
+mod citizen_sql;
 mod draft;
 mod draft_sql;
 pub mod postgres;
@@ -18,6 +20,7 @@ mod user;
 mod user_sql;
 
 pub use chat::{ChatBinding, ChatStore, Redeemed};
+pub use citizen::{CitizenPlan, CitizenPrune, CitizenStore, NewSignup, Signup};
 pub use draft::{
     AuditEntry, Decided, Decision, Draft, DraftPart, DraftStore, NewAudit, NewDraftPart, PartEdit,
 };
@@ -243,6 +246,8 @@ pub struct NewUpdate {
 pub enum SubscriberOrigin {
     Api,
     Config,
+    /// A citizen who subscribed from the status page.
+    Citizen,
 }
 
 impl SubscriberOrigin {
@@ -250,6 +255,7 @@ impl SubscriberOrigin {
         match self {
             SubscriberOrigin::Api => "api",
             SubscriberOrigin::Config => "config",
+            SubscriberOrigin::Citizen => "citizen",
         }
     }
 }
@@ -314,6 +320,7 @@ impl AddressRow {
 #[derive(Debug, Clone)]
 pub struct AddressOwner {
     pub address: AddressRow,
+    pub subscriber_id: i64,
     pub subscriber_name: String,
     pub language: Language,
 }
@@ -328,6 +335,8 @@ pub struct SubscriberRow {
     pub created_at: Timestamp,
     pub addresses: Vec<AddressRow>,
     pub subscriptions: Vec<Subscription>,
+    /// For citizens: the ids of the status-page services they follow.
+    pub citizen_services: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -538,7 +547,9 @@ pub struct PruneReport {
 }
 
 #[async_trait]
-pub trait Store: ChatStore + DraftStore + ProbeStore + UserStore + Send + Sync + 'static {
+pub trait Store:
+    ChatStore + CitizenStore + DraftStore + ProbeStore + UserStore + Send + Sync + 'static
+{
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
     async fn close(&self);

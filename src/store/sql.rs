@@ -329,7 +329,7 @@ async fn load_subscribers(
     let id = only.unwrap_or(-1);
     let all = only.is_none();
     let rows = sqlx::query(
-        "SELECT id, name, language, audience, origin, created_at FROM subscribers WHERE $1 OR id = $2 ORDER BY id",
+        "SELECT id, name, language, audience, origin, created_at, citizen_services FROM subscribers WHERE $1 OR id = $2 ORDER BY id",
     )
     .bind(all)
     .bind(id)
@@ -338,8 +338,13 @@ async fn load_subscribers(
     let mut out: BTreeMap<i64, SubscriberRow> = BTreeMap::new();
     for row in rows {
         let sid: i64 = row.try_get("id")?;
-        let origin = match row.try_get::<&str, _>("origin")? {
-            "config" => SubscriberOrigin::Config,
+        let citizen_services: Option<String> = row.try_get("citizen_services")?;
+        let citizen_services: Option<Vec<String>> = citizen_services
+            .map(|s| from_json(&s, "citizen_services"))
+            .transpose()?;
+        let origin = match (row.try_get::<&str, _>("origin")?, &citizen_services) {
+            ("config", _) => SubscriberOrigin::Config,
+            (_, Some(_)) => SubscriberOrigin::Citizen,
             _ => SubscriberOrigin::Api,
         };
         let language: String = row.try_get("language")?;
@@ -354,6 +359,7 @@ async fn load_subscribers(
                 created_at: ts(row.try_get("created_at")?)?,
                 addresses: Vec::new(),
                 subscriptions: Vec::new(),
+                citizen_services: citizen_services.unwrap_or_default(),
             },
         );
     }
@@ -414,7 +420,7 @@ pub(super) async fn bump_subscribers_version(tx: &mut Transaction<'static, Any>)
 }
 
 /// A new subscriber with its addresses and subscriptions; `origin` is `api` or `config`.
-async fn insert_subscriber(
+pub(super) async fn insert_subscriber(
     tx: &mut Transaction<'static, Any>,
     s: &ValidSubscriber,
     origin: &str,
@@ -479,11 +485,20 @@ async fn insert_subscriber_parts(
         .execute(&mut **tx)
         .await?;
     }
+    write_subscriptions(tx, id, &s.subscriptions).await
+}
+
+/// Replaces a subscriber's subscriptions.
+pub(super) async fn write_subscriptions(
+    tx: &mut Transaction<'static, Any>,
+    id: i64,
+    subscriptions: &[Subscription],
+) -> Result<()> {
     sqlx::query("DELETE FROM subscriptions WHERE subscriber_id = $1")
         .bind(id)
         .execute(&mut **tx)
         .await?;
-    for (position, sub) in s.subscriptions.iter().enumerate() {
+    for (position, sub) in subscriptions.iter().enumerate() {
         let matchers: Vec<String> = sub.matchers.iter().map(ToString::to_string).collect();
         sqlx::query(
             "INSERT INTO subscriptions (subscriber_id, position, matchers, min_severity, channels) VALUES ($1, $2, $3, $4, $5)",
@@ -497,6 +512,24 @@ async fn insert_subscriber_parts(
         .await?;
     }
     Ok(())
+}
+
+/// Overwrites the recipient (an email address, a phone number, a chat) of every delivery to the
+/// addresses `addresses` selects (a query of one `$1` parameter), so that erasing an address
+/// leaves no copy of it in the delivery history.
+pub(super) async fn erase_delivered_addresses(
+    tx: &mut Transaction<'static, Any>,
+    addresses: &str,
+    param: i64,
+) -> Result<u64> {
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE deliveries SET recipient = 'erased:' || CAST(id AS TEXT)
+         WHERE address_id IN ({addresses})"
+    )))
+    .bind(param)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 pub(super) async fn cancel_address_deliveries(
@@ -1213,6 +1246,12 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        erase_delivered_addresses(
+            &mut tx,
+            "SELECT id FROM addresses WHERE subscriber_id = $1",
+            id,
+        )
+        .await?;
         sqlx::query("DELETE FROM subscribers WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -1300,6 +1339,7 @@ impl Store for SqlStore {
             let language: String = row.try_get("language")?;
             Ok(AddressOwner {
                 address: address_from_row(&row)?,
+                subscriber_id: row.try_get("subscriber_id")?,
                 subscriber_name: row.try_get("name")?,
                 language: Language::try_from(language).map_err(StoreError::Corrupt)?,
             })

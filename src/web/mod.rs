@@ -3,6 +3,7 @@
 
 mod auth;
 mod body;
+mod citizen;
 mod console;
 mod drafts;
 mod error;
@@ -70,6 +71,8 @@ pub struct AppState {
     pub probes: Arc<Probes>,
     /// The public status board, built at most every two seconds.
     pub status: Arc<status::StatusPage>,
+    /// Citizens' sign-ups and preferences.
+    pub citizens: Arc<crate::citizen::Citizens>,
 }
 
 pub use probes::Probes;
@@ -207,6 +210,19 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             get(unsubscribe::show).post(unsubscribe::confirm),
         )
         .route("/status", get(status::page))
+        .route(
+            "/status/subscribe",
+            get(citizen::form).post(citizen::submit),
+        )
+        .route(
+            "/status/subscribe/confirm/{token}",
+            get(citizen::confirm_page).post(citizen::confirm),
+        )
+        .route("/status/subscribe/code/{token}", post(citizen::code))
+        .route(
+            "/manage/{token}",
+            get(citizen::manage).post(citizen::manage_post),
+        )
         .route("/status/incidents/{id}", get(status::incident))
         .route("/status/feed.atom", get(status::atom))
         .route("/status/services/{id}/feed.atom", get(status::service_atom))

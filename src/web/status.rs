@@ -221,6 +221,7 @@ pub async fn page(
             title => if lang == "en" { &s.title_en } else { &s.title },
             board => minijinja::Value::from(minijinja::value::Serde(&*b.board)),
             days => s.history_days,
+            subscribe => !s.subscribe.channels.is_empty(),
         };
         match state.renderer.status_page("page", &ctx) {
             Ok(html) => {

@@ -45,6 +45,9 @@ pub struct SubscriberJson {
     created_at: Timestamp,
     addresses: Vec<AddressJson>,
     subscriptions: Vec<Subscription>,
+    /// A citizen's status-page services, which its subscriptions are written from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    services: Vec<String>,
 }
 
 impl From<SubscriberRow> for SubscriberJson {
@@ -79,6 +82,7 @@ impl From<SubscriberRow> for SubscriberJson {
                 })
                 .collect(),
             subscriptions: s.subscriptions,
+            services: s.citizen_services,
         }
     }
 }

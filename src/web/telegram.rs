@@ -75,26 +75,13 @@ pub async fn invite(
         return Err(ApiError::NotFound(format!("subscriber {id} not found")));
     }
     tracing::info!(subscriber = id, by = %who.name, %expires_at, "Telegram invite created");
-    let username = telegram
-        .username
-        .get_or_try_init(|| async {
-            telegram
-                .bot
-                .get_me()
-                .await
-                .map(|me| me.username().to_owned())
-        })
-        .await;
     // Without the bot's name (Telegram unreachable) the chat can still type the command.
-    let (link, group_link) = match username {
-        Ok(name) => (
+    let (link, group_link) = match bot_username(telegram).await {
+        Some(name) => (
             Some(format!("https://t.me/{name}?start={token}")),
             Some(format!("https://t.me/{name}?startgroup={token}")),
         ),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot learn the bot's username from Telegram");
-            (None, None)
-        }
+        None => (None, None),
     };
     Ok((
         StatusCode::CREATED,
@@ -106,6 +93,28 @@ pub async fn invite(
             "expires_at": expires_at,
         })),
     ))
+}
+
+/// The bot's username, asked of Telegram (`getMe`) once; `None` while Telegram cannot be
+/// reached.
+pub async fn bot_username(telegram: &TelegramWeb) -> Option<String> {
+    let name = telegram
+        .username
+        .get_or_try_init(|| async {
+            telegram
+                .bot
+                .get_me()
+                .await
+                .map(|me| me.username().to_owned())
+        })
+        .await;
+    match name {
+        Ok(name) => Some(name.clone()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot learn the bot's username from Telegram");
+            None
+        }
+    }
 }
 
 /// `POST /telegram/webhook`: updates from Telegram, authenticated by the secret it was given.

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::body::read;
-use crate::unsubscribe::UnsubscribeLinks;
+use crate::unsubscribe::{Purpose, UnsubscribeLinks};
 
 #[derive(Serialize)]
 struct Page {
@@ -62,9 +62,14 @@ async fn render(state: &AppState, token: &str, act: bool) -> Response {
     };
     // The signature covers the address itself: a token for another address is not valid here.
     let owner = owner.filter(|o| {
-        parsed
-            .as_ref()
-            .is_some_and(|t| state.links.verify(t, o.address.channel, &o.address.address))
+        parsed.as_ref().is_some_and(|t| {
+            state.links.verify(
+                Purpose::Unsubscribe,
+                t,
+                o.address.channel,
+                &o.address.address,
+            )
+        })
     });
     let Some(owner) = owner else {
         let page = Page {

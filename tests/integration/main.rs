@@ -4,6 +4,7 @@
 mod support;
 
 mod chats;
+mod citizens;
 mod cli;
 mod console;
 mod drafts;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// Providers as a deployment writes them, all pointing at the double.
-fn providers(double: &SmsDouble, kinds: &[SmsProvider]) -> String {
+pub(crate) fn providers(double: &SmsDouble, kinds: &[SmsProvider]) -> String {
     let mut toml = String::new();
     for (i, kind) in kinds.iter().enumerate() {
         let body = match kind {

@@ -130,7 +130,8 @@ impl EmailChannel {
             .map_err(|e| SendError::RecipientGone {
                 reason: format!("`{}` is not a valid address: {e}", msg.recipient),
             })?;
-        let to = Mailbox::new(Some(msg.recipient_name.clone()), address);
+        let name = Some(msg.recipient_name.clone()).filter(|n| !n.is_empty());
+        let to = Mailbox::new(name, address);
         let thread = format!(
             "<{}.incident-{}@{}>",
             self.id_prefix, msg.incident_id, self.id_domain
@@ -138,20 +139,28 @@ impl EmailChannel {
         let header = |name: &'static str, value: String| {
             HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
         };
+        // A message that is no delivery (a notice of a draft, a sign-up's link) has a negative
+        // id, unique together with its incident's (0 for none).
+        let id = if msg.delivery_id < 0 {
+            format!("notice-{}-{}", msg.incident_id, -msg.delivery_id)
+        } else {
+            msg.delivery_id.to_string()
+        };
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(msg.subject.clone().unwrap_or_default())
             .message_id(Some(format!(
-                "<{}.{}@{}>",
-                self.id_prefix, msg.delivery_id, self.id_domain
+                "<{}.{id}@{}>",
+                self.id_prefix, self.id_domain
             )))
-            // Every message of an incident refers to one (virtual) first message, so mail
-            // clients show the whole story as one conversation.
-            .in_reply_to(thread.clone())
-            .references(thread)
             .date_now()
             .raw_header(header("Auto-Submitted", "auto-generated".into()));
+        if msg.incident_id > 0 {
+            // Every message of an incident refers to one (virtual) first message, so mail
+            // clients show the whole story as one conversation.
+            builder = builder.in_reply_to(thread.clone()).references(thread);
+        }
         // Notices to the communications office have no list to leave.
         if !msg.unsubscribe_url.is_empty() {
             builder = builder

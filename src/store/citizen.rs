@@ -1,0 +1,96 @@
+//! Citizens who subscribe themselves from the status page: sign-ups waiting for their
+//! confirmation, the citizen subscribers they become, and the erasure of their addresses.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use super::Result;
+use crate::domain::subscriber::{ChannelKind, Language, Subscription};
+
+/// A sign-up to store; only digests of its token and code are kept.
+#[derive(Debug, Clone)]
+pub struct NewSignup {
+    pub token_sha256: String,
+    pub channel: ChannelKind,
+    pub address: String,
+    /// A keyed digest of the address, to count sign-ups per address.
+    pub address_key: String,
+    pub language: Language,
+    pub services: Vec<String>,
+    pub code_sha256: Option<String>,
+    pub replaces: Option<i64>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Signup {
+    pub id: i64,
+    pub channel: ChannelKind,
+    /// `None` once the sign-up is used.
+    pub address: Option<String>,
+    pub language: Language,
+    pub services: Vec<String>,
+    pub code_sha256: Option<String>,
+    /// Wrong codes given so far.
+    pub attempts: u32,
+    pub replaces: Option<i64>,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+}
+
+/// What a citizen subscriber is made of: written at confirmation and on each change of
+/// preferences.
+#[derive(Debug, Clone)]
+pub struct CitizenPlan {
+    pub name: String,
+    pub language: Language,
+    /// The ids of the status-page services followed.
+    pub services: Vec<String>,
+    /// One per service, with its matchers, on the citizen's channel.
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// What the retention task removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CitizenPrune {
+    pub signups: u64,
+    pub addresses: u64,
+    pub subscribers: u64,
+}
+
+#[async_trait]
+pub trait CitizenStore {
+    /// Sign-ups for the address with this key since `since`, used or not.
+    async fn signups_since(&self, address_key: &str, since: Timestamp) -> Result<u64>;
+    async fn create_signup(&self, new: &NewSignup) -> Result<i64>;
+    async fn signup(&self, token_sha256: &str) -> Result<Option<Signup>>;
+    /// Counts one wrong code and returns the count.
+    async fn signup_attempt(&self, id: i64) -> Result<u32>;
+    /// Uses up the sign-up and subscribes its address, in one transaction: a citizen address
+    /// already subscribed is updated and resumed rather than doubled, and the address the
+    /// sign-up replaces is erased. `None` when the sign-up was already used.
+    async fn confirm_signup(
+        &self,
+        id: i64,
+        plan: &CitizenPlan,
+        now: Timestamp,
+    ) -> Result<Option<i64>>;
+    /// A citizen subscriber with no address yet (a Telegram chat binds itself to it with an
+    /// invite).
+    async fn create_citizen(&self, plan: &CitizenPlan, now: Timestamp) -> Result<i64>;
+    /// Rewrites a citizen's language, services and subscriptions; `false` when there is no such
+    /// citizen.
+    async fn set_citizen(&self, subscriber_id: i64, plan: &CitizenPlan) -> Result<bool>;
+    /// Removes an address and its trace in past deliveries (pending ones are cancelled); a
+    /// citizen left with no address goes too. `false` when there was no such address.
+    async fn erase_address(&self, address_id: i64) -> Result<bool>;
+    /// Deletes expired sign-ups, the addresses of citizens who unsubscribed before
+    /// `unsubscribed_before`, and citizens who never bound an address by `unbound_before`.
+    async fn prune_citizens(
+        &self,
+        now: Timestamp,
+        unsubscribed_before: Timestamp,
+        unbound_before: Timestamp,
+    ) -> Result<CitizenPrune>;
+}

@@ -1,0 +1,702 @@
+//! Citizens' own pages, linked from the status page and from every message they receive:
+//!
+//! - `GET/POST /status/subscribe`: the sign-up form and what follows it;
+//! - `GET/POST /status/subscribe/confirm/{token}`: the link sent by email (the `GET` shows a
+//!   button, since mail scanners open links; the `POST` confirms);
+//! - `POST /status/subscribe/code/{token}`: the code sent by SMS;
+//! - `GET/POST /manage/{token}`: preferences (services, language, channel), stop, erase.
+//!
+//! Plain HTML forms, no script and no cookies: the tokens in the URLs are the only credentials,
+//! so there is no session for another site to ride on. Pages with a token are `no-store` and
+//! `no-referrer`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use jiff::Timestamp;
+
+use super::AppState;
+use super::body::read;
+use crate::citizen::{Citizens, Confirmation, SignupError, SignupForm, Started};
+use crate::domain::subscriber::{ChannelKind, Language};
+use crate::store::SubscriberOrigin;
+
+type Form = Vec<(String, String)>;
+
+fn field<'a>(form: &'a Form, name: &str) -> &'a str {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+fn all(form: &Form, name: &str) -> Vec<String> {
+    form.iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+fn query(raw: Option<String>) -> Form {
+    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The page language: `lang` from the form or query, else the browser's.
+fn lang(state: &AppState, headers: &HeaderMap, form: &Form) -> String {
+    match field(form, "lang") {
+        l @ ("it" | "en") => l.to_owned(),
+        _ => super::console::language(state, headers),
+    }
+}
+
+fn respond(status: StatusCode, body: String) -> Response {
+    let mut response = (status, Html(body)).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Renders `web/status/<name>.html.j2` with the page's common parts.
+fn render(
+    state: &AppState,
+    status: StatusCode,
+    name: &str,
+    lang: &str,
+    ctx: minijinja::Value,
+) -> Response {
+    let s = &state.status.settings;
+    let ctx = minijinja::context! {
+        lang => lang,
+        title => if lang == "en" { &s.title_en } else { &s.title },
+        ..ctx
+    };
+    match state.renderer.status_page(name, &ctx) {
+        Ok(html) => respond(status, html),
+        Err(e) => {
+            tracing::error!(error = %e, page = name, "citizen page template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "page unavailable").into_response()
+        }
+    }
+}
+
+fn step(state: &AppState, status: StatusCode, lang: &str, step: &str) -> Response {
+    render(
+        state,
+        status,
+        "subscribe",
+        lang,
+        minijinja::context! { step => step, error => (), here => "/status/subscribe" },
+    )
+}
+
+/// The sign-up side, when the deployment offers it.
+fn citizens(state: &AppState) -> Option<&Citizens> {
+    Some(&*state.citizens).filter(|c| !c.settings().channels.is_empty())
+}
+
+fn not_offered() -> Response {
+    super::ApiError::NotFound("citizens cannot subscribe here".into()).into_response()
+}
+
+/// The services as form choices, in the page's language.
+fn service_choices(c: &Citizens, lang: &str, checked: &[String]) -> Vec<minijinja::Value> {
+    c.services()
+        .iter()
+        .map(|s| {
+            minijinja::context! {
+                id => &s.id,
+                name => if lang == "en" && !s.name_en.is_empty() { &s.name_en } else { &s.name },
+                checked => checked.contains(&s.id),
+            }
+        })
+        .collect()
+}
+
+/// The form, filled with what was given and the error to correct, if any.
+fn form_page(
+    state: &AppState,
+    c: &Citizens,
+    status: StatusCode,
+    lang: &str,
+    given: &SignupForm,
+    error: Option<(&str, String)>,
+) -> Response {
+    let channels: Vec<&str> = c.settings().channels.iter().map(|k| k.as_str()).collect();
+    let channel = if given.channel.is_empty() {
+        channels.first().copied().unwrap_or("email").to_owned()
+    } else {
+        given.channel.clone()
+    };
+    render(
+        state,
+        status,
+        "subscribe",
+        lang,
+        minijinja::context! {
+            step => "form",
+            here => "/status/subscribe",
+            services => service_choices(c, lang, &given.services),
+            channels => channels,
+            channel => channel,
+            address => &given.address,
+            replaces => &given.replaces,
+            error => error.as_ref().map(|(_, m)| m.clone()),
+            error_field => error.as_ref().map(|(f, _)| *f),
+        },
+    )
+}
+
+/// `GET /status/subscribe`: the form; `services` and `replaces` in the query fill it in.
+pub async fn form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let Some(c) = citizens(&state) else {
+        return not_offered();
+    };
+    let q = query(raw);
+    let lang = lang(&state, &headers, &q);
+    let given = SignupForm {
+        services: all(&q, "services"),
+        replaces: field(&q, "replaces").to_owned(),
+        ..SignupForm::default()
+    };
+    form_page(&state, c, StatusCode::OK, &lang, &given, None)
+}
+
+/// The client's address: the connection's, or the last `X-Forwarded-For` entry when the
+/// deployment says a reverse proxy sets it.
+fn client(c: &Citizens, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+    if c.settings().forwarded_for
+        && let Some(ip) = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|v| v.trim().parse::<IpAddr>().ok())
+            .next_back()
+    {
+        return ip;
+    }
+    peer.ip()
+}
+
+/// `POST /status/subscribe`.
+pub async fn submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(c) = citizens(&state) else {
+        return not_offered();
+    };
+    let Ok(bytes) = read(&headers, body, 16 * 1024).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
+    };
+    let f: Form = url::form_urlencoded::parse(&bytes).into_owned().collect();
+    let lang = lang(&state, &headers, &f);
+    let given = SignupForm {
+        channel: field(&f, "channel").to_owned(),
+        address: field(&f, "address").to_owned(),
+        services: all(&f, "services"),
+        language: lang.clone(),
+        replaces: field(&f, "replaces").to_owned(),
+    };
+    let ip = client(c, &headers, peer);
+    match c.start(&given, ip).await {
+        Ok(Started::EmailSent) => step(&state, StatusCode::ACCEPTED, &lang, "email_sent"),
+        Ok(Started::CodeSent { token }) => {
+            code_page(&state, StatusCode::ACCEPTED, &lang, &token, None)
+        }
+        Ok(Started::Telegram { token, expires_at }) => {
+            let link = match &state.telegram {
+                Some(t) => super::telegram::bot_username(t)
+                    .await
+                    .map(|name| format!("https://t.me/{name}?start={token}")),
+                None => None,
+            };
+            render(
+                &state,
+                StatusCode::ACCEPTED,
+                "subscribe",
+                &lang,
+                minijinja::context! {
+                    step => "telegram", error => (), token => token, link => link,
+                    expires_at => expires_at.to_string(), here => "/status/subscribe",
+                },
+            )
+        }
+        Err(SignupError::Invalid { field, message }) => form_page(
+            &state,
+            c,
+            StatusCode::BAD_REQUEST,
+            &lang,
+            &given,
+            Some((field, message)),
+        ),
+        Err(SignupError::TooMany(wait)) => {
+            let mut r = step(&state, StatusCode::TOO_MANY_REQUESTS, &lang, "too_many");
+            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+        Err(SignupError::Unavailable(message)) => form_page(
+            &state,
+            c,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &lang,
+            &given,
+            Some(("", message)),
+        ),
+    }
+}
+
+fn code_page(
+    state: &AppState,
+    status: StatusCode,
+    lang: &str,
+    token: &str,
+    attempts_left: Option<u32>,
+) -> Response {
+    render(
+        state,
+        status,
+        "subscribe",
+        lang,
+        minijinja::context! {
+            step => "code", error => (), token => token, attempts_left => attempts_left,
+            here => "/status/subscribe",
+        },
+    )
+}
+
+/// What a confirmation came to, as a page.
+async fn confirmed(
+    state: &AppState,
+    c: &Citizens,
+    lang: &str,
+    token: &str,
+    outcome: Result<Confirmation, SignupError>,
+) -> Response {
+    match outcome {
+        Ok(Confirmation::Subscribed { address_id }) => {
+            let manage_url = match state.store.address(address_id).await {
+                Ok(Some(o)) => {
+                    Some(c.manage_url(address_id, o.address.channel, &o.address.address))
+                }
+                _ => None,
+            };
+            render(
+                state,
+                StatusCode::OK,
+                "subscribe",
+                lang,
+                minijinja::context! { step => "done", error => (), manage_url => manage_url, here => "/status" },
+            )
+        }
+        Ok(Confirmation::WrongCode { attempts_left }) if attempts_left > 0 => code_page(
+            state,
+            StatusCode::BAD_REQUEST,
+            lang,
+            token,
+            Some(attempts_left),
+        ),
+        Ok(Confirmation::WrongCode { .. } | Confirmation::Expired | Confirmation::Unknown) => {
+            step(state, StatusCode::NOT_FOUND, lang, "invalid")
+        }
+        Ok(Confirmation::Used) => step(state, StatusCode::GONE, lang, "used"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot confirm a sign-up");
+            step(state, StatusCode::SERVICE_UNAVAILABLE, lang, "unavailable")
+        }
+    }
+}
+
+/// `GET /status/subscribe/confirm/{token}`: what the link confirms, and the button.
+pub async fn confirm_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let Some(c) = citizens(&state) else {
+        return not_offered();
+    };
+    let lang = lang(&state, &headers, &query(raw));
+    let signup = match c.signup(&token).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a sign-up");
+            return step(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &lang,
+                "unavailable",
+            );
+        }
+    };
+    match signup {
+        Some(s) if s.used_at.is_some() => step(&state, StatusCode::GONE, &lang, "used"),
+        Some(s) if s.expires_at > Timestamp::now() && s.code_sha256.is_none() => {
+            let language = Language::try_from(lang.clone()).unwrap_or(s.language.clone());
+            render(
+                &state,
+                StatusCode::OK,
+                "subscribe",
+                &lang,
+                minijinja::context! {
+                    step => "confirm", error => (), token => &token,
+                    service_names => c.service_names(&s.services, &language),
+                    here => format!("/status/subscribe/confirm/{token}"),
+                },
+            )
+        }
+        _ => step(&state, StatusCode::NOT_FOUND, &lang, "invalid"),
+    }
+}
+
+async fn posted_form(headers: &HeaderMap, body: Body) -> Option<Form> {
+    let bytes = read(headers, body, 16 * 1024).await.ok()?;
+    Some(url::form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+/// `POST /status/subscribe/confirm/{token}`.
+pub async fn confirm(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    body: Body,
+) -> Response {
+    let Some(c) = citizens(&state) else {
+        return not_offered();
+    };
+    let Some(f) = posted_form(&headers, body).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
+    };
+    let lang = lang(&state, &headers, &f);
+    // A link is no code: a sign-up waiting for one is not confirmed by its link.
+    let outcome = match c.signup(&token).await {
+        Ok(Some(s)) if s.code_sha256.is_some() => Ok(Confirmation::Unknown),
+        Ok(_) => c.confirm(&token, None).await,
+        Err(e) => Err(e.into()),
+    };
+    confirmed(&state, c, &lang, &token, outcome).await
+}
+
+/// `POST /status/subscribe/code/{token}`.
+pub async fn code(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    body: Body,
+) -> Response {
+    let Some(c) = citizens(&state) else {
+        return not_offered();
+    };
+    let Some(f) = posted_form(&headers, body).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
+    };
+    let lang = lang(&state, &headers, &f);
+    let outcome = match c.signup(&token).await {
+        Ok(Some(s)) if s.code_sha256.is_none() => Ok(Confirmation::Unknown),
+        Ok(_) => c.confirm(&token, Some(field(&f, "code"))).await,
+        Err(e) => Err(e.into()),
+    };
+    confirmed(&state, c, &lang, &token, outcome).await
+}
+
+/// Masks most of an address: the page is for its owner, but may be seen over a shoulder.
+fn masked(channel: ChannelKind, address: &str) -> String {
+    let keep = |s: &str, n: usize| -> String {
+        let shown: String = s.chars().take(n).collect();
+        format!(
+            "{shown}{}",
+            "•".repeat(s.chars().count().saturating_sub(n).min(8))
+        )
+    };
+    match channel {
+        ChannelKind::Email => match address.split_once('@') {
+            Some((local, domain)) => format!("{}@{domain}", keep(local, 2)),
+            None => keep(address, 2),
+        },
+        ChannelKind::Sms => {
+            let tail: String = address
+                .chars()
+                .rev()
+                .take(3)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            format!(
+                "{}{tail}",
+                "•".repeat(address.chars().count().saturating_sub(3))
+            )
+        }
+        _ => String::from("Telegram"),
+    }
+}
+
+async fn manage_page(state: &AppState, token: &str, lang: &str, form: Option<&Form>) -> Response {
+    let c = &*state.citizens;
+    let not_found = || {
+        render(
+            state,
+            StatusCode::NOT_FOUND,
+            "manage",
+            lang,
+            minijinja::context! { found => false, here => "" },
+        )
+    };
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, "preferences page: store unavailable");
+        step(state, StatusCode::SERVICE_UNAVAILABLE, lang, "unavailable")
+    };
+    let (address_id, subscriber) = match c.manage(token).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(&e),
+    };
+    let Some(address) = subscriber
+        .addresses
+        .iter()
+        .find(|a| a.id == address_id)
+        .cloned()
+    else {
+        return not_found();
+    };
+    let citizen = subscriber.origin == SubscriberOrigin::Citizen;
+    let mut notice = None;
+    let mut status = StatusCode::OK;
+    if let Some(f) = form {
+        let words = |it: &str, en: &str| {
+            if lang == "en" {
+                en.to_owned()
+            } else {
+                it.to_owned()
+            }
+        };
+        let done = match field(f, "action") {
+            "stop" => state
+                .store
+                .unsubscribe_address(address_id, Timestamp::now())
+                .await
+                .map(|_| {
+                    words(
+                        "Non riceverai più avvisi.",
+                        "You will receive no more alerts.",
+                    )
+                }),
+            "resume" => state
+                .store
+                .set_address_stopped(address_id, false, Timestamp::now())
+                .await
+                .map(|_| words("Gli avvisi riprendono.", "Alerts resume.")),
+            "erase" if citizen => match state.store.erase_address(address_id).await {
+                Ok(_) => {
+                    tracing::info!(address = address_id, "citizen erased their contact");
+                    metrics::counter!("banditore_citizens_erased_total").increment(1);
+                    return render(
+                        state,
+                        StatusCode::OK,
+                        "manage",
+                        lang,
+                        minijinja::context! { found => true, erased => true, here => "" },
+                    );
+                }
+                Err(e) => Err(e),
+            },
+            "save" if citizen => match c.chosen(&all(f, "services")) {
+                Err(_) => {
+                    status = StatusCode::BAD_REQUEST;
+                    Ok(words(
+                        "Scegli almeno un servizio, o non ricevere più avvisi.",
+                        "Choose at least one service, or stop all alerts.",
+                    ))
+                }
+                Ok(services) => {
+                    let language = Language::try_from(field(f, "language").to_owned())
+                        .ok()
+                        .filter(|l| matches!(l.primary(), "it" | "en"))
+                        .unwrap_or(subscriber.language.clone());
+                    let plan = c.plan(&services, address.channel, language);
+                    state
+                        .store
+                        .set_citizen(subscriber.id, &plan)
+                        .await
+                        .map(|_| words("Preferenze salvate.", "Preferences saved."))
+                }
+            },
+            other => {
+                status = StatusCode::BAD_REQUEST;
+                Ok(format!("`{other}`?"))
+            }
+        };
+        match done {
+            Ok(text) => notice = Some(text),
+            Err(e) => return unavailable(&e),
+        }
+        tracing::info!(
+            address = address_id,
+            action = field(f, "action"),
+            "preferences changed"
+        );
+        // Read back what is stored now.
+        return Box::pin(manage_after(state, token, lang, status, notice)).await;
+    }
+    show_manage(
+        state,
+        c,
+        token,
+        lang,
+        status,
+        notice,
+        address_id,
+        &subscriber,
+    )
+}
+
+async fn manage_after(
+    state: &AppState,
+    token: &str,
+    lang: &str,
+    status: StatusCode,
+    notice: Option<String>,
+) -> Response {
+    let c = &*state.citizens;
+    match c.manage(token).await {
+        Ok(Some((address_id, subscriber))) => show_manage(
+            state,
+            c,
+            token,
+            lang,
+            status,
+            notice,
+            address_id,
+            &subscriber,
+        ),
+        Ok(None) => render(
+            state,
+            StatusCode::OK,
+            "manage",
+            lang,
+            minijinja::context! { found => true, erased => true, here => "" },
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "preferences page: store unavailable");
+            step(state, StatusCode::SERVICE_UNAVAILABLE, lang, "unavailable")
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn show_manage(
+    state: &AppState,
+    c: &Citizens,
+    token: &str,
+    lang: &str,
+    status: StatusCode,
+    notice: Option<String>,
+    address_id: i64,
+    subscriber: &crate::store::SubscriberRow,
+) -> Response {
+    let Some(address) = subscriber.addresses.iter().find(|a| a.id == address_id) else {
+        return render(
+            state,
+            StatusCode::NOT_FOUND,
+            "manage",
+            lang,
+            minijinja::context! { found => false, here => "" },
+        );
+    };
+    let citizen = subscriber.origin == SubscriberOrigin::Citizen;
+    let mut change = url::form_urlencoded::Serializer::new(String::new());
+    change
+        .append_pair("lang", lang)
+        .append_pair("replaces", token);
+    for s in &subscriber.citizen_services {
+        change.append_pair("services", s);
+    }
+    render(
+        state,
+        status,
+        "manage",
+        lang,
+        minijinja::context! {
+            found => true,
+            erased => false,
+            here => format!("/manage/{token}"),
+            notice => notice,
+            citizen => citizen,
+            channel => address.channel.as_str(),
+            address => masked(address.channel, &address.address),
+            stopped => !address.is_active(),
+            erase_days => c.settings().erase_after.get().as_secs() / 86_400,
+            language => subscriber.language.primary(),
+            services => service_choices(c, lang, &subscriber.citizen_services),
+            change_url => format!("/status/subscribe?{}", change.finish()),
+        },
+    )
+}
+
+/// `GET /manage/{token}`.
+pub async fn manage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let lang = lang(&state, &headers, &query(raw));
+    manage_page(&state, &token, &lang, None).await
+}
+
+/// `POST /manage/{token}`.
+pub async fn manage_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    body: Body,
+) -> Response {
+    let Some(f) = posted_form(&headers, body).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
+    };
+    let lang = lang(&state, &headers, &f);
+    manage_page(&state, &token, &lang, Some(&f)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_masked() {
+        assert_eq!(
+            masked(ChannelKind::Email, "mario.rossi@example.org"),
+            "ma••••••••@example.org"
+        );
+        assert_eq!(masked(ChannelKind::Sms, "+393331234567"), "••••••••••567");
+        assert_eq!(masked(ChannelKind::Telegram, "12345"), "Telegram");
+    }
+}

@@ -1,0 +1,978 @@
+//! Citizens subscribing from the status page: email double opt-in through the real SMTP
+//! server, the SMS code through the gateway double, the Telegram deep link through the bot
+//! double; the limits, the answers that tell nobody who is subscribed, the preferences page,
+//! and erasure.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const PUBLIC: &str = "https://banditore.asl.example";
+
+fn config(channels: &str, limits: &str) -> String {
+    format!(
+        r#"
+[[status.services]]
+id = "cup"
+name = "Prenotazioni (CUP)"
+name_en = "Bookings (CUP)"
+matchers = ['service=~"cup.*"']
+
+[[status.services]]
+id = "referti"
+name = "Referti online"
+name_en = "Medical reports"
+matchers = ['service="referti"']
+
+[status.subscribe]
+channels = [{channels}]
+{limits}
+"#
+    )
+}
+
+/// Posts the sign-up form as a browser would.
+async fn sign_up(app: &TestApp, fields: &[(&str, &str)]) -> (u16, String) {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let resp = app
+        .post(
+            "/status/subscribe",
+            None,
+            "application/x-www-form-urlencoded",
+            body,
+        )
+        .await;
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+async fn post_form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let resp = app
+        .post(path, None, "application/x-www-form-urlencoded", body)
+        .await;
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// `html` with the entities that links in it may hold decoded.
+fn unescape(html: &str) -> String {
+    html.replace("&#x2f;", "/").replace("&amp;", "&")
+}
+
+/// The first link in `text` under `prefix` (a path of the public URL), as a path.
+fn link(text: &str, prefix: &str) -> String {
+    let text = &unescape(text);
+    let start = text
+        .find(&format!("{PUBLIC}{prefix}"))
+        .unwrap_or_else(|| panic!("no {prefix} link in {text}"));
+    let rest = &text[start + PUBLIC.len()..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .unwrap_or(rest.len());
+    rest[..end].to_owned()
+}
+
+async fn citizens(app: &TestApp) -> Vec<Value> {
+    let all = app.get_json("/api/v1/subscribers", ADMIN_TOKEN).await;
+    all["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["origin"] == "citizen")
+        .cloned()
+        .collect()
+}
+
+/// Fires an alert on `service`, approves the public draft it makes, and returns the draft.
+async fn approved_statement(app: &TestApp, service: &str, summary: &str) -> Value {
+    let before: Vec<i64> = app
+        .pending_drafts()
+        .await
+        .iter()
+        .filter_map(|d| d["id"].as_i64())
+        .collect();
+    fire_alert(app, "firing", service, summary).await;
+    let drafts = eventually(
+        || app.pending_drafts(),
+        |d| {
+            d.iter()
+                .any(|d| !before.contains(&d["id"].as_i64().unwrap()))
+        },
+    )
+    .await;
+    let draft = drafts
+        .into_iter()
+        .find(|d| !before.contains(&d["id"].as_i64().unwrap()))
+        .unwrap();
+    app.approve_draft(draft["id"].as_i64().unwrap()).await;
+    draft
+}
+
+#[tokio::test]
+async fn a_citizen_confirms_by_email_and_hears_the_next_approved_statement() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, &config(r#""email""#, ""), &[]).await;
+    let page = app.get("/status", None).await.text().await.unwrap();
+    assert!(
+        page.contains("href=\"/status/subscribe?lang=it\""),
+        "{page}"
+    );
+    let form = app.get("/status/subscribe", None).await;
+    assert_eq!(form.status(), 200);
+    let form = form.text().await.unwrap();
+    assert!(form.contains("value=\"cup\"") && form.contains("Referti online"));
+
+    let (status, answer) = sign_up(
+        &app,
+        &[
+            ("channel", "email"),
+            ("address", "mario.rossi@example.org"),
+            ("services", "cup"),
+            ("lang", "it"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert!(answer.contains("Controlla la tua email"), "{answer}");
+    let mail = smtp.wait_for("mario.rossi@example.org", 1, Duration::from_secs(10));
+    assert_eq!(
+        mail[0].subject(),
+        "Conferma l'iscrizione agli avvisi sui servizi"
+    );
+    let text = mail[0].text();
+    assert!(
+        text.contains("Prenotazioni (CUP)") && text.contains("24 ore"),
+        "{text}"
+    );
+    assert!(
+        mail[0].header("In-Reply-To").is_none(),
+        "not part of a thread"
+    );
+    let confirm = link(&text, "/status/subscribe/confirm/");
+    // Nobody is subscribed before the link is used, and opening it (as a mail scanner does)
+    // confirms nothing.
+    assert!(citizens(&app).await.is_empty());
+    let opened = app.get(&confirm, None).await;
+    assert_eq!(opened.status(), 200);
+    let opened = opened.text().await.unwrap();
+    assert!(opened.contains("Prenotazioni (CUP)") && opened.contains("<form method=\"post\""));
+    assert!(citizens(&app).await.is_empty());
+    let path = confirm.split('?').next().unwrap();
+    let (status, done) = post_form(&app, path, &[("lang", "it")]).await;
+    assert_eq!(status, 200, "{done}");
+    assert!(done.contains("Iscrizione confermata"), "{done}");
+    let manage = link(&done.replace("href=\"", " "), "/manage/");
+    let list = citizens(&app).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["audience"], "public");
+    assert_eq!(list[0]["services"], json!(["cup"]));
+    assert_eq!(
+        list[0]["addresses"][0]["address"],
+        "mario.rossi@example.org"
+    );
+    assert_eq!(
+        list[0]["subscriptions"][0]["matchers"],
+        json!(["service=~\"cup.*\""])
+    );
+    // The link is single-use.
+    let (status, _) = post_form(&app, path, &[]).await;
+    assert_eq!(status, 410);
+
+    // The next approved statement about CUP reaches the citizen, with a link to manage.
+    approved_statement(&app, "cup-backend", "CUP backend: pool esaurito").await;
+    let mails = smtp.wait_for("mario.rossi@example.org", 2, Duration::from_secs(15));
+    let alert = &mails[1];
+    let body = alert.text();
+    assert!(
+        !body.contains("Segnalazioni"),
+        "a public statement lists no monitors' signals: {body}"
+    );
+    assert!(body.contains("per non ricevere più avvisi"), "{body}");
+    assert_eq!(link(&body, "/manage/"), manage);
+    assert!(
+        alert
+            .header("List-Unsubscribe")
+            .is_some_and(|h| h.contains("/unsubscribe/")),
+        "one-click unsubscribe stays"
+    );
+    let html = unescape(&alert.html());
+    assert!(html.contains(&format!("{PUBLIC}{manage}")), "{html}");
+
+    // Signing up again reads exactly as a first sign-up does: the form tells nobody who is
+    // subscribed.
+    let ask = |address: &'static str| {
+        let app = &app;
+        async move {
+            sign_up(
+                app,
+                &[
+                    ("channel", "email"),
+                    ("address", address),
+                    ("services", "cup"),
+                    ("lang", "it"),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        ask("mario.rossi@example.org").await,
+        ask("nuovo.utente@example.org").await
+    );
+    // Confirming again updates the one subscription rather than making a second.
+    let again = smtp.wait_for("mario.rossi@example.org", 3, Duration::from_secs(10));
+    let path = link(&again[2].text(), "/status/subscribe/confirm/");
+    let (status, _) = post_form(&app, path.split('?').next().unwrap(), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        citizens(&app)
+            .await
+            .iter()
+            .filter(|c| c["addresses"][0]["address"] == "mario.rossi@example.org")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn bad_sign_ups_are_named_and_limited_per_client_and_per_address() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(
+        &smtp,
+        &config(r#""email""#, "per_ip = 4\nper_address = 2"),
+        &[],
+    )
+    .await;
+    let (status, page) = sign_up(
+        &app,
+        &[
+            ("channel", "email"),
+            ("address", "non è un indirizzo"),
+            ("services", "cup"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("is not a valid email address") && page.contains("non è valido"),
+        "{page}"
+    );
+    assert!(page.contains("aria-invalid=\"true\""), "{page}");
+    let (status, page) = sign_up(
+        &app,
+        &[
+            ("channel", "email"),
+            ("address", "a@example.org"),
+            ("services", "anagrafe"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("scegli almeno uno dei servizi elencati"),
+        "{page}"
+    );
+    let (status, page) = sign_up(
+        &app,
+        &[
+            ("channel", "sms"),
+            ("address", "+393331234567"),
+            ("services", "cup"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(page.contains("scegli uno dei canali elencati"), "{page}");
+    let (status, page) = sign_up(&app, &[("channel", "email"), ("address", "a@example.org")]).await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("scegli almeno uno dei servizi elencati"),
+        "{page}"
+    );
+    assert!(smtp.mails().is_empty(), "nothing sent for a refused form");
+
+    // Per address: the third link in an hour is not sent, and the page does not say so.
+    let form = [
+        ("channel", "email"),
+        ("address", "anna@example.org"),
+        ("services", "cup"),
+    ];
+    for _ in 0..3 {
+        let (status, page) = sign_up(&app, &form).await;
+        assert_eq!(status, 202, "{page}");
+    }
+    smtp.wait_for("anna@example.org", 2, Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.mails_to("anna@example.org").len(), 2);
+    // Per client: the fourth accepted form from this address is over, with a Retry-After.
+    let (status, _) = sign_up(
+        &app,
+        &[
+            ("channel", "email"),
+            ("address", "b@example.org"),
+            ("services", "cup"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("channel", "email"),
+            ("address", "c@example.org"),
+            ("services", "cup"),
+        ])
+        .finish();
+    let resp = app
+        .post(
+            "/status/subscribe",
+            None,
+            "application/x-www-form-urlencoded",
+            body,
+        )
+        .await;
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    assert!(smtp.mails_to("c@example.org").is_empty());
+
+    // Made-up and garbled links are refused alike.
+    for (path, status) in [
+        (
+            "/status/subscribe/confirm/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            404,
+        ),
+        ("/status/subscribe/confirm/%ff", 400),
+        ("/manage/1.AAAAAAAAAAAAAAAAAAAAAA", 404),
+        ("/manage/x", 404),
+    ] {
+        assert_eq!(app.get(path, None).await.status(), status, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_citizen_confirms_by_sms_code_and_the_code_has_few_tries() {
+    let double = SmsDouble::start().await;
+    let smtp = SmtpServer::start();
+    let extra = format!(
+        "{}\n{}",
+        config(r#""sms""#, "code_attempts = 3"),
+        crate::sms::providers(&double, &[SmsProvider::Twilio])
+    );
+    let app = TestApp::spawn(
+        &smtp,
+        &extra,
+        &[("BANDITORE__CHANNELS__SMS__ENABLED", "true")],
+    )
+    .await;
+    let (status, page) = sign_up(
+        &app,
+        &[
+            ("channel", "sms"),
+            ("address", "333 123 4567"),
+            ("services", "referti"),
+            ("lang", "en"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202, "{page}");
+    assert!(page.contains("Enter the code"), "{page}");
+    let sent = double.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].to, "+393331234567");
+    let code: String = sent[0].text.chars().take(6).collect();
+    assert!(code.chars().all(|c| c.is_ascii_digit()), "{}", sent[0].text);
+    let action = {
+        let at = page.find("/status/subscribe/code/").unwrap();
+        let rest = &page[at..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    };
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (status, page) = post_form(&app, &action, &[("code", wrong), ("lang", "en")]).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("Wrong code. Tries left: 2"), "{page}");
+    let (status, page) = post_form(&app, &action, &[("code", &code), ("lang", "en")]).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Subscription confirmed"));
+    let list = citizens(&app).await;
+    assert_eq!(list[0]["addresses"][0]["address"], "+393331234567");
+    assert_eq!(list[0]["language"], "en");
+    let (status, _) = post_form(&app, &action, &[("code", &code)]).await;
+    assert_eq!(status, 410, "the code is single-use");
+
+    // A second sign-up guessed at three times is void, even for the right code.
+    let (_, page) = sign_up(
+        &app,
+        &[
+            ("channel", "sms"),
+            ("address", "+393471112233"),
+            ("services", "cup"),
+        ],
+    )
+    .await;
+    let sent = double.wait_for(2, Duration::from_secs(10)).await;
+    let code: String = sent[1].text.chars().take(6).collect();
+    let at = page.find("/status/subscribe/code/").unwrap();
+    let action = page[at..at + page[at..].find('"').unwrap()].to_owned();
+    for _ in 0..3 {
+        post_form(&app, &action, &[("code", "999999x")]).await;
+    }
+    let (status, _) = post_form(&app, &action, &[("code", &code)]).await;
+    assert_eq!(status, 404);
+    assert_eq!(citizens(&app).await.len(), 1);
+
+    // The approved statement reaches the phone, in English, with its preferences link whole.
+    approved_statement(&app, "referti", "referti: disco pieno").await;
+    let sent = double.wait_for(3, Duration::from_secs(15)).await;
+    let sms = &sent[2];
+    assert_eq!(sms.to, "+393331234567");
+    assert!(
+        !sms.text.lines().any(|l| l.starts_with("- ")),
+        "a public statement lists no monitors' signals: {}",
+        sms.text
+    );
+    let manage = sms.text.lines().last().unwrap();
+    assert!(
+        manage.starts_with(&format!("Manage: {PUBLIC}/manage/")),
+        "{}",
+        sms.text
+    );
+    let page = app
+        .get(
+            manage
+                .trim_start_matches("Manage: ")
+                .trim_start_matches(PUBLIC),
+            None,
+        )
+        .await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("••••••••••567"));
+}
+
+#[tokio::test]
+async fn a_citizen_follows_the_telegram_link_to_the_bot() {
+    let double = TelegramDouble::start().await;
+    let smtp = SmtpServer::start();
+    let api = double.api_url();
+    let app = TestApp::spawn(
+        &smtp,
+        &config(r#""telegram", "email""#, ""),
+        &[
+            ("BANDITORE__CHANNELS__TELEGRAM__ENABLED", "true"),
+            ("BANDITORE__CHANNELS__TELEGRAM__TOKEN", TELEGRAM_TOKEN),
+            ("BANDITORE__CHANNELS__TELEGRAM__API_URL", &api),
+        ],
+    )
+    .await;
+    let (status, page) = sign_up(
+        &app,
+        &[("channel", "telegram"), ("services", "cup"), ("lang", "it")],
+    )
+    .await;
+    assert_eq!(status, 202, "{page}");
+    let page = unescape(&page);
+    let prefix = format!("https://t.me/{BOT_USERNAME}?start=");
+    let at = page.find(&prefix).unwrap_or_else(|| panic!("{page}"));
+    let token: String = page[at + prefix.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    double.add_private_chat(5005, "Giulia", Some("it"));
+    double
+        .user_says(5005, 5005, &format!("/start {token}"))
+        .await;
+    let list = eventually(
+        || citizens(&app),
+        |l| {
+            l.first()
+                .is_some_and(|c| c["addresses"][0]["address"] == "5005")
+        },
+    )
+    .await;
+    assert_eq!(list[0]["services"], json!(["cup"]));
+    approved_statement(&app, "cup-frontend", "CUP frontend giù").await;
+    let sent = eventually(
+        || async { double.sent_to("5005") },
+        |m| m.iter().any(|m| m.text.contains("/manage/")),
+    )
+    .await;
+    let alert = sent.iter().find(|m| m.text.contains("/manage/")).unwrap();
+    assert!(!alert.text.contains("Segnalazioni"), "{}", alert.text);
+    assert!(
+        alert.text.contains(&format!("href=\"{PUBLIC}/manage/")),
+        "{}",
+        alert.text
+    );
+    // The bot greeted the chat in the citizen's language.
+    assert!(
+        sent[0].visible.contains("Iscrizione alla pagina di stato"),
+        "{}",
+        sent[0].visible
+    );
+}
+
+#[tokio::test]
+async fn preferences_change_services_language_channel_and_stop_then_erase() {
+    let double = SmsDouble::start().await;
+    let smtp = SmtpServer::start();
+    let extra = format!(
+        "{}\n{}",
+        config(r#""email", "sms""#, ""),
+        crate::sms::providers(&double, &[SmsProvider::Twilio])
+    );
+    let app = TestApp::spawn(
+        &smtp,
+        &extra,
+        &[("BANDITORE__CHANNELS__SMS__ENABLED", "true")],
+    )
+    .await;
+    sign_up(
+        &app,
+        &[
+            ("channel", "email"),
+            ("address", "lucia@example.org"),
+            ("services", "cup"),
+        ],
+    )
+    .await;
+    let mail = smtp.wait_for("lucia@example.org", 1, Duration::from_secs(10));
+    let confirm = link(&mail[0].text(), "/status/subscribe/confirm/");
+    let (_, done) = post_form(&app, confirm.split('?').next().unwrap(), &[]).await;
+    let manage = link(&done.replace("href=\"", " "), "/manage/");
+    let page = app.get(&manage, None).await.text().await.unwrap();
+    assert!(page.contains("lu•••@example.org"), "{page}");
+    assert!(page.contains("value=\"cup\" checked"), "{page}");
+
+    // Services and language.
+    let (status, page) = post_form(
+        &app,
+        &manage,
+        &[
+            ("action", "save"),
+            ("services", "referti"),
+            ("services", "cup"),
+            ("language", "en"),
+            ("lang", "en"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Preferences saved."), "{page}");
+    let me = &citizens(&app).await[0];
+    assert_eq!(me["services"], json!(["cup", "referti"]));
+    assert_eq!(me["language"], "en");
+    assert_eq!(me["subscriptions"].as_array().unwrap().len(), 2);
+    let (status, _) = post_form(&app, &manage, &[("action", "save"), ("lang", "en")]).await;
+    assert_eq!(status, 400, "at least one service");
+
+    // Stop, then resume: the contact stays until the grace period is over.
+    let (_, page) = post_form(&app, &manage, &[("action", "stop")]).await;
+    assert!(page.contains("30 giorni"), "{page}");
+    assert_eq!(
+        citizens(&app).await[0]["addresses"][0]["state"],
+        "unsubscribed"
+    );
+    post_form(&app, &manage, &[("action", "resume")]).await;
+    assert_eq!(citizens(&app).await[0]["addresses"][0]["state"], "active");
+
+    // Moving to SMS: the new number is confirmed, then the email address is erased.
+    let page = unescape(&app.get(&manage, None).await.text().await.unwrap());
+    let change = {
+        let at = page.find("/status/subscribe?").unwrap();
+        page[at..at + page[at..].find('"').unwrap()].to_owned()
+    };
+    let form = app.get(&change, None).await.text().await.unwrap();
+    assert!(form.contains("name=\"replaces\""), "{form}");
+    assert!(form.contains("value=\"referti\" checked"), "{form}");
+    let replaces = hidden_field(&form, "replaces");
+    let (status, page) = sign_up(
+        &app,
+        &[
+            ("channel", "sms"),
+            ("address", "+393481234567"),
+            ("services", "cup"),
+            ("services", "referti"),
+            ("replaces", &replaces),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202, "{page}");
+    let sent = double.wait_for(1, Duration::from_secs(10)).await;
+    let code: String = sent[0].text.chars().take(6).collect();
+    let at = page.find("/status/subscribe/code/").unwrap();
+    let action = page[at..at + page[at..].find('"').unwrap()].to_owned();
+    let (status, _) = post_form(&app, &action, &[("code", &code)]).await;
+    assert_eq!(status, 200);
+    let list = citizens(&app).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["addresses"][0]["address"], "+393481234567");
+    assert_eq!(list[0]["services"], json!(["cup", "referti"]));
+    assert_eq!(
+        app.get(&manage, None).await.status(),
+        404,
+        "the old link died with its address"
+    );
+
+    // Erasing at once: the subscriber and every copy of the number go.
+    approved_statement(&app, "cup-backend", "CUP giù").await;
+    double.wait_for(2, Duration::from_secs(15)).await;
+    let sms_manage = double.sent()[1].text.lines().last().unwrap().to_owned();
+    let sms_manage = sms_manage.split(PUBLIC).nth(1).unwrap().to_owned();
+    let (status, page) = post_form(&app, &sms_manage, &[("action", "erase")]).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("I tuoi dati sono stati cancellati"), "{page}");
+    assert!(citizens(&app).await.is_empty());
+    let incidents = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await;
+    let id = incidents["incidents"][0]["id"].as_i64().unwrap();
+    let d = app
+        .get_json(&format!("/api/v1/incidents/{id}/deliveries"), VIEWER_TOKEN)
+        .await
+        .to_string();
+    assert!(
+        !d.contains("+393481234567") && !d.contains("lucia@example.org"),
+        "{d}"
+    );
+    assert!(d.contains("erased:"), "{d}");
+}
+
+#[tokio::test]
+async fn deleting_a_subscriber_erases_its_addresses_from_the_history() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    let id = app
+        .subscribe(json!({
+            "name": "CUP Foligno", "language": "it",
+            "addresses": {"email": ["cup.foligno@asl.example"]},
+            "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
+        }))
+        .await;
+    fire_alert(&app, "firing", "cup-backend", "CUP giù").await;
+    smtp.wait_for("cup.foligno@asl.example", 1, Duration::from_secs(10));
+    let resp = reqwest::Client::new()
+        .delete(app.url(&format!("/api/v1/subscribers/{id}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let incidents = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await;
+    let incident = incidents["incidents"][0]["id"].as_i64().unwrap();
+    let d = app
+        .get_json(
+            &format!("/api/v1/incidents/{incident}/deliveries"),
+            VIEWER_TOKEN,
+        )
+        .await;
+    let d = &d["deliveries"][0];
+    assert_eq!(d["state"], "sent", "the history stays: {d}");
+    assert!(
+        d["recipient"].as_str().unwrap().starts_with("erased:"),
+        "{d}"
+    );
+}
+
+/// What the page fails of WCAG 2.1 AA basics, checked in the browser: images without text,
+/// missing landmarks or language, form fields without labels, and text whose computed colour
+/// has less contrast with its computed background than 4.5:1 (3:1 for large text).
+const ACCESSIBILITY: &str = r#"
+const problems = [];
+for (const img of document.querySelectorAll('img')) {
+  if (!img.hasAttribute('alt')) problems.push('img without alt: ' + img.outerHTML.slice(0, 80));
+}
+for (const el of document.querySelectorAll('[role=img]')) {
+  if (!el.getAttribute('aria-label')) problems.push('role=img without a label');
+}
+for (const tag of ['header', 'main', 'footer']) {
+  if (!document.querySelector(tag)) problems.push('no <' + tag + '> landmark');
+}
+if (!document.documentElement.lang) problems.push('no lang on <html>');
+const first = document.querySelector('a[href], button, input:not([type=hidden])');
+if (!first || first.getAttribute('href') !== '#main') problems.push('the first stop is not the skip link');
+for (const input of document.querySelectorAll('input:not([type=hidden]), textarea, select')) {
+  const label = input.closest('label') || (input.id && document.querySelector('label[for="' + input.id + '"]'));
+  if (!label) problems.push('field without a label: ' + input.name);
+}
+const rgb = s => (s.match(/[\d.]+/g) || []).map(Number);
+const lum = ([r, g, b]) => {
+  const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+};
+const background = el => {
+  for (let e = el; e; e = e.parentElement) {
+    const c = rgb(getComputedStyle(e).backgroundColor);
+    if (c.length >= 3 && (c.length < 4 || c[3] > 0)) return c;
+  }
+  return [255, 255, 255];
+};
+let checked = 0;
+for (const el of document.querySelectorAll('body *')) {
+  const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+  const style = getComputedStyle(el);
+  if (!own || style.visibility === 'hidden' || el.getClientRects().length === 0) continue;
+  if (el.classList.contains('skip')) continue;
+  const a = lum(rgb(style.color)), b = lum(background(el));
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  const size = parseFloat(style.fontSize), bold = parseInt(style.fontWeight) >= 700;
+  const large = size >= 24 || (bold && size >= 18.66);
+  checked++;
+  if (ratio < (large ? 3 : 4.5)) problems.push('contrast ' + ratio.toFixed(2) + ':1 for "' + el.textContent.trim().slice(0, 30) + '"');
+}
+if (checked < 5) problems.push('only ' + checked + ' texts checked');
+return problems;
+"#;
+
+async fn accessibility_problems(c: &fantoccini::Client) -> Vec<String> {
+    let found = c.execute(ACCESSIBILITY, vec![]).await.unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
+#[tokio::test]
+async fn a_citizen_subscribes_in_chromium_and_hears_the_next_statement() {
+    use fantoccini::Locator;
+    let Some(mut browser) = Browser::start("citizen_subscribes").await else {
+        return;
+    };
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, &config(r#""email""#, ""), &[]).await;
+    // An open incident, so that every state colour on the page is on show.
+    approved_statement(&app, "cup-backend", "CUP backend giù").await;
+    let c = browser.client.clone();
+    c.goto(&app.url("/status")).await.unwrap();
+    browser.screenshot("status").await;
+    assert_eq!(browser.text_of("h1").await, "Disservizio grave in corso");
+    assert!(browser.text_of("main").await.contains("Prenotazioni (CUP)"));
+    let problems = accessibility_problems(&c).await;
+    assert!(problems.is_empty(), "status page: {problems:#?}");
+
+    c.find(Locator::LinkText("Ricevi gli avvisi"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Id("address")).await.unwrap();
+    let problems = accessibility_problems(&c).await;
+    assert!(problems.is_empty(), "sign-up form: {problems:#?}");
+    c.find(Locator::Css("input[name=services][value=referti]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Id("address"))
+        .await
+        .unwrap()
+        .send_keys("giulia.bianchi@example.org")
+        .await
+        .unwrap();
+    browser.screenshot("form").await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Css("h1")).await.unwrap();
+    assert_eq!(browser.text_of("h1").await, "Controlla la tua email");
+
+    // The link from the mailbox, opened in the browser, then the button.
+    let mail = smtp.wait_for("giulia.bianchi@example.org", 1, Duration::from_secs(10));
+    let confirm = link(&mail[0].text(), "/status/subscribe/confirm/");
+    c.goto(&app.url(&confirm)).await.unwrap();
+    assert!(browser.text_of("main").await.contains("Referti online"));
+    browser.screenshot("confirm").await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Css("h1")).await.unwrap();
+    assert_eq!(browser.text_of("h1").await, "Iscrizione confermata");
+    let problems = accessibility_problems(&c).await;
+    assert!(problems.is_empty(), "confirmation: {problems:#?}");
+    browser.screenshot("done").await;
+
+    // The preferences page, linked from the confirmation, passes too. (The link is under the
+    // deployment's public URL; the test's server listens elsewhere.)
+    let href = c
+        .find(Locator::LinkText("La tua iscrizione"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    c.goto(&app.url(href.trim_start_matches(PUBLIC)))
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Css("form")).await.unwrap();
+    let problems = accessibility_problems(&c).await;
+    assert!(problems.is_empty(), "preferences: {problems:#?}");
+    browser.screenshot("preferences").await;
+
+    approved_statement(&app, "referti", "referti: archivio non raggiungibile").await;
+    let mails = smtp.wait_for("giulia.bianchi@example.org", 2, Duration::from_secs(15));
+    assert!(mails[1].text().contains("referti"), "{}", mails[1].text());
+    browser.close().await;
+}
+
+mod store {
+    use std::sync::Arc;
+
+    use banditore::domain::subscriber::{ChannelKind, Subscription};
+    use banditore::store::*;
+    use jiff::{SignedDuration, Timestamp};
+
+    use crate::support::suite;
+
+    fn plan(services: &[&str]) -> CitizenPlan {
+        CitizenPlan {
+            name: "Iscrizione alla pagina di stato".into(),
+            language: "it".to_owned().try_into().unwrap(),
+            services: services.iter().map(|s| s.to_string()).collect(),
+            subscriptions: vec![Subscription {
+                matchers: vec!["service=~\"cup.*\"".parse().unwrap()],
+                min_severity: banditore::domain::Severity::Info,
+                channels: vec![ChannelKind::Email],
+            }],
+        }
+    }
+
+    async fn signup(store: &Arc<dyn Store>, token: &str, address: &str, at: Timestamp) -> i64 {
+        store
+            .create_signup(&NewSignup {
+                token_sha256: token.into(),
+                channel: ChannelKind::Email,
+                address: address.into(),
+                address_key: format!("key:{address}"),
+                language: "it".to_owned().try_into().unwrap(),
+                services: vec!["cup".into()],
+                code_sha256: None,
+                replaces: None,
+                created_at: at,
+                expires_at: at + SignedDuration::from_hours(24),
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn a_sign_up_is_confirmed_once_and_leaves_no_address_behind(store: Arc<dyn Store>) {
+        let now = Timestamp::now();
+        let id = signup(&store, "t1", "anna@example.org", now).await;
+        assert_eq!(
+            store
+                .signups_since("key:anna@example.org", now - SignedDuration::from_hours(1))
+                .await
+                .unwrap(),
+            1
+        );
+        let address = store
+            .confirm_signup(id, &plan(&["cup"]), now)
+            .await
+            .unwrap();
+        assert!(address.is_some());
+        assert_eq!(
+            store
+                .confirm_signup(id, &plan(&["cup"]), now)
+                .await
+                .unwrap(),
+            None,
+            "single-use"
+        );
+        let used = store.signup("t1").await.unwrap().unwrap();
+        assert!(used.used_at.is_some());
+        assert_eq!(
+            used.address, None,
+            "the address is not kept on a used sign-up"
+        );
+        // The same address confirmed again updates the citizen it already is.
+        let again = signup(&store, "t2", "anna@example.org", now).await;
+        assert_eq!(
+            store
+                .confirm_signup(again, &plan(&["cup", "referti"]), now)
+                .await
+                .unwrap(),
+            address
+        );
+        let citizens: Vec<_> = store
+            .subscribers()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.origin == SubscriberOrigin::Citizen)
+            .collect();
+        assert_eq!(citizens.len(), 1);
+        assert_eq!(citizens[0].citizen_services, ["cup", "referti"]);
+    }
+
+    pub async fn unsubscribed_citizens_are_erased_after_the_grace_period(store: Arc<dyn Store>) {
+        let now = Timestamp::now();
+        let day = SignedDuration::from_hours(24);
+        let kept = signup(&store, "k", "kept@example.org", now).await;
+        let gone = signup(&store, "g", "gone@example.org", now).await;
+        let recent = signup(&store, "r", "recent@example.org", now).await;
+        let kept = store
+            .confirm_signup(kept, &plan(&["cup"]), now)
+            .await
+            .unwrap()
+            .unwrap();
+        let gone = store
+            .confirm_signup(gone, &plan(&["cup"]), now)
+            .await
+            .unwrap()
+            .unwrap();
+        let recent = store
+            .confirm_signup(recent, &plan(&["cup"]), now)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .unsubscribe_address(gone, now - day * 31)
+            .await
+            .unwrap();
+        store.unsubscribe_address(recent, now - day).await.unwrap();
+        // A Telegram sign-up never opened, and one opened long ago but still bound elsewhere.
+        let unbound = store.create_citizen(&plan(&["cup"]), now).await.unwrap();
+        signup(&store, "old", "old@example.org", now - day * 3).await;
+
+        let report = store
+            .prune_citizens(now, now - day * 30, now + SignedDuration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(report.addresses, 1, "{report:?}");
+        assert_eq!(report.signups, 1, "{report:?}");
+        assert!(report.subscribers >= 1, "{report:?}");
+        assert!(store.address(gone).await.unwrap().is_none());
+        assert!(
+            store.address(recent).await.unwrap().is_some(),
+            "still in its grace period"
+        );
+        assert!(store.address(kept).await.unwrap().is_some());
+        assert!(store.subscriber(unbound).await.unwrap().is_none());
+        assert!(store.signup("old").await.unwrap().is_none());
+        // Erasing at once removes the citizen with its last address.
+        let owner = store.address(kept).await.unwrap().unwrap();
+        assert!(store.erase_address(kept).await.unwrap());
+        assert!(
+            store
+                .subscriber(owner.subscriber_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(!store.erase_address(kept).await.unwrap());
+    }
+
+    suite!(
+        a_sign_up_is_confirmed_once_and_leaves_no_address_behind,
+        unsubscribed_citizens_are_erased_after_the_grace_period,
+    );
+}
