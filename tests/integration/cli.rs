@@ -103,6 +103,11 @@ page_token = "fb-page-token-value"
 [approval.audiences.public]
 policy = "auto"
 
+[status.subscribe]
+channels = ["email", "x"]
+code_attempts = 0
+link_ttl = "10s"
+
 [probing]
 quorum = 3
 
@@ -184,11 +189,19 @@ subscriptions = [{{ matchers = ['service=~"cup('] }}]
         "auth.tokens[0].token",
         "subscribers[0]",
         "templates",
+        "status.subscribe.channels[1]",
+        "status.subscribe.code_attempts",
+        "status.subscribe.link_ttl",
     ] {
         assert!(err.contains(&path.to_string()), "missing {path} in:\n{err}");
     }
     assert!(err.contains("email/it/subject.j2"), "{err}");
     assert!(err.contains("SQLite allows one"), "{err}");
+    assert!(
+        err.contains("list them in [[status.services]]")
+            && err.contains("citizens hear public statements"),
+        "{err}"
+    );
     assert!(
         !err.contains("short\"")
             && !err.contains("not-a-bot-token")
@@ -350,8 +363,8 @@ fn shipped_example_configurations_are_valid() {
         &env,
     );
     assert_eq!(code, 0, "{out}{err}");
-    // Five declared, the public Telegram channel and the four social accounts.
-    assert!(out.contains("10 subscriber(s) from config"), "{out}");
+    // Five declared, the public Telegram channel, the four social accounts and the status page.
+    assert!(out.contains("11 subscriber(s) from config"), "{out}");
 
     let tour = format!("{root}/config/tour.toml");
     let (code, out, err) = banditore(
