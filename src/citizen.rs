@@ -472,6 +472,10 @@ impl Citizens {
             return Ok(Confirmation::Unknown);
         };
         let now = Timestamp::now();
+        // A link is no code, and a code no link: each confirms only its own kind of sign-up.
+        if signup.code_sha256.is_some() != code.is_some() {
+            return Ok(Confirmation::Unknown);
+        }
         if signup.used_at.is_some() {
             return Ok(Confirmation::Used);
         }
@@ -479,7 +483,7 @@ impl Citizens {
             return Ok(Confirmation::Expired);
         }
         if let Some(expected) = &signup.code_sha256 {
-            let given = code.unwrap_or("").trim();
+            let given = code.unwrap_or_default().trim();
             let matches: bool = subtle::ConstantTimeEq::ct_eq(
                 code_digest(token, given).as_bytes(),
                 expected.as_bytes(),

@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 
 use super::AppState;
@@ -54,27 +54,6 @@ fn lang(state: &AppState, headers: &HeaderMap, form: &Form) -> String {
     }
 }
 
-fn respond(status: StatusCode, body: String) -> Response {
-    let mut response = (status, Html(body)).into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
 /// Renders `web/status/<name>.html.j2` with the page's common parts.
 fn render(
     state: &AppState,
@@ -90,7 +69,7 @@ fn render(
         ..ctx
     };
     match state.renderer.status_page(name, &ctx) {
-        Ok(html) => respond(status, html),
+        Ok(html) => super::unsubscribe::html(status, html),
         Err(e) => {
             tracing::error!(error = %e, page = name, "citizen page template failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "page unavailable").into_response()
@@ -382,49 +361,43 @@ async fn posted_form(headers: &HeaderMap, body: Body) -> Option<Form> {
     Some(url::form_urlencoded::parse(&bytes).into_owned().collect())
 }
 
-/// `POST /status/subscribe/confirm/{token}`.
+/// `POST /status/subscribe/confirm/{token}`: the button of the emailed link.
 pub async fn confirm(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(token): Path<String>,
     body: Body,
 ) -> Response {
-    let Some(c) = citizens(&state) else {
-        return not_offered();
-    };
-    let Some(f) = posted_form(&headers, body).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
-    };
-    let lang = lang(&state, &headers, &f);
-    // A link is no code: a sign-up waiting for one is not confirmed by its link.
-    let outcome = match c.signup(&token).await {
-        Ok(Some(s)) if s.code_sha256.is_some() => Ok(Confirmation::Unknown),
-        Ok(_) => c.confirm(&token, None).await,
-        Err(e) => Err(e.into()),
-    };
-    confirmed(&state, c, &lang, &token, outcome).await
+    confirm_posted(&state, &headers, &token, body, false).await
 }
 
-/// `POST /status/subscribe/code/{token}`.
+/// `POST /status/subscribe/code/{token}`: the code sent by SMS.
 pub async fn code(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(token): Path<String>,
     body: Body,
 ) -> Response {
-    let Some(c) = citizens(&state) else {
+    confirm_posted(&state, &headers, &token, body, true).await
+}
+
+async fn confirm_posted(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+    body: Body,
+    with_code: bool,
+) -> Response {
+    let Some(c) = citizens(state) else {
         return not_offered();
     };
-    let Some(f) = posted_form(&headers, body).await else {
+    let Some(f) = posted_form(headers, body).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
     };
-    let lang = lang(&state, &headers, &f);
-    let outcome = match c.signup(&token).await {
-        Ok(Some(s)) if s.code_sha256.is_none() => Ok(Confirmation::Unknown),
-        Ok(_) => c.confirm(&token, Some(field(&f, "code"))).await,
-        Err(e) => Err(e.into()),
-    };
-    confirmed(&state, c, &lang, &token, outcome).await
+    let lang = lang(state, headers, &f);
+    let code = with_code.then(|| field(&f, "code"));
+    let outcome = c.confirm(token, code).await;
+    confirmed(state, c, &lang, token, outcome).await
 }
 
 /// Masks most of an address: the page is for its owner, but may be seen over a shoulder.

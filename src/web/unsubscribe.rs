@@ -24,7 +24,8 @@ struct Page {
     subscriber: String,
 }
 
-fn html(status: StatusCode, body: String) -> Response {
+/// A page reached through a link that carries a token: no caching, no referrer, no scripts.
+pub(super) fn html(status: StatusCode, body: String) -> Response {
     let mut response = (status, Html(body)).into_response();
     let h = response.headers_mut();
     h.insert(
