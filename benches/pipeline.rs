@@ -806,6 +806,8 @@ async fn status_page(seconds: u64) {
     ] {
         extra.push_str(&format!("[[status.services]]\nid = \"{id}\"\nname = \"{name}\"\nmatchers = ['service=\"{id}\"']\n"));
     }
+    // With the sign-up button, as a deployment that offers it shows the page.
+    extra.push_str("[status.subscribe]\nchannels = [\"email\"]\n");
     let mut app = TestApp::spawn(&smtp, &extra, &[]).await;
     let req = json!({"title": "CUP giù", "severity": "critical", "labels": {"service": "cup"},
         "body": "Prenotazioni sospese in tutta la regione."});
@@ -848,6 +850,66 @@ async fn status_page(seconds: u64) {
         Err(e) => {
             println!("status page: wrk not available ({e}); install it (apt-get install wrk)")
         }
+    }
+    app.terminate();
+}
+
+/// Citizens signing up by email, one after another: how long the sign-up request takes (the
+/// sign-up stored and the link accepted by the mail server, so the link is in the mailbox when
+/// the page answers; checked), then confirming.
+async fn signups(count: usize) {
+    let smtp = SmtpServer::start();
+    let extra = format!(
+        "[[status.services]]\nid = \"cup\"\nname = \"Prenotazioni\"\nmatchers = ['service=\"cup\"']\n\
+         [status.subscribe]\nchannels = [\"email\"]\nper_ip = {}\n",
+        count * 2
+    );
+    let mut app = TestApp::spawn(&smtp, &extra, &[]).await;
+    let http = reqwest::Client::new();
+    let (mut answered, mut confirmed) = (Vec::new(), Vec::new());
+    for i in 0..count {
+        let address = format!("cittadino{i}@example.org");
+        let body = format!("channel=email&services=cup&address={address}");
+        let start = Instant::now();
+        let resp = http
+            .post(app.url("/status/subscribe"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        answered.push(start.elapsed());
+        let text = smtp
+            .mails_to(&address)
+            .first()
+            .map(|m| m.text())
+            .expect("the link is at the mail server when the page answers");
+        let path = text
+            .split_whitespace()
+            .find(|w| w.contains("/status/subscribe/confirm/"))
+            .and_then(|l| l.split("https://banditore.asl.example").nth(1))
+            .map(|p| p.split('?').next().unwrap_or(p).to_owned())
+            .unwrap();
+        let start = Instant::now();
+        let resp = http.post(app.url(&path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        confirmed.push(start.elapsed());
+    }
+    for (what, mut d) in [
+        (
+            "sign-up answered (stored, link accepted by the mail server)",
+            answered,
+        ),
+        ("confirmation answered (citizen subscribed)", confirmed),
+    ] {
+        d.sort();
+        println!(
+            "signups: {what}, {count} citizens: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms(percentile(&d, 0.5)),
+            ms(percentile(&d, 0.99)),
+            ms(d[d.len() - 1])
+        );
     }
     app.terminate();
 }
@@ -911,6 +973,9 @@ fn main() {
         }
         if run("status") {
             status_page(if quick { 5 } else { 15 }).await;
+        }
+        if run("signups") {
+            signups(if quick { 50 } else { 200 }).await;
         }
         if run("social") {
             social(if quick { 10 } else { 50 }).await;

@@ -247,7 +247,7 @@ pub async fn submit(
             StatusCode::SERVICE_UNAVAILABLE,
             &lang,
             &given,
-            Some(("", message)),
+            Some(("unavailable", message)),
         ),
     }
 }

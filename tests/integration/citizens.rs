@@ -244,10 +244,10 @@ async fn a_citizen_confirms_by_email_and_hears_the_next_approved_statement() {
 
 #[tokio::test]
 async fn bad_sign_ups_are_named_and_limited_per_client_and_per_address() {
-    let smtp = SmtpServer::start();
+    let mut smtp = SmtpServer::start();
     let app = TestApp::spawn(
         &smtp,
-        &config(r#""email""#, "per_ip = 4\nper_address = 2"),
+        &config(r#""email""#, "per_ip = 5\nper_address = 2"),
         &[],
     )
     .await;
@@ -294,6 +294,17 @@ async fn bad_sign_ups_are_named_and_limited_per_client_and_per_address() {
         }
     }
     assert!(smtp.mails().is_empty(), "nothing sent for a refused form");
+
+    // The mail server down: the citizen is told at once, in their language, to try again.
+    smtp.stop();
+    let (status, page) = sign_up(
+        &app,
+        &[email, ("address", "d@example.org"), ("services", "cup")],
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert!(page.contains("non è stato possibile inviare"), "{page}");
+    smtp.restart();
 
     // Per address: the third link in an hour is not sent, and the page does not say so.
     let form = [
