@@ -429,14 +429,17 @@ impl Citizens {
         Ok(Started::Telegram { token, expires_at })
     }
 
-    /// The address id a preferences token names, when it is a citizen's.
+    /// The address id a preferences token names, when it is a citizen's (a desk's address is
+    /// the operators' to move).
     async fn replaces(&self, token: &str) -> Result<Option<i64>, SignupError> {
         if token.is_empty() {
             return Ok(None);
         }
         match self.manage(token).await? {
-            Some((address, _)) => Ok(Some(address)),
-            None => Err(SignupError::Invalid {
+            Some((address, s)) if s.origin == crate::store::SubscriberOrigin::Citizen => {
+                Ok(Some(address))
+            }
+            _ => Err(SignupError::Invalid {
                 field: "replaces",
                 message: "the link to the subscription being changed is not valid".into(),
             }),

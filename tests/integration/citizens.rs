@@ -252,7 +252,7 @@ async fn bad_sign_ups_are_named_and_limited_per_client_and_per_address() {
     )
     .await;
     let email = ("channel", "email");
-    let refused: [(Form, &[&str]); 4] = [
+    let refused: [(Form, &[&str]); 5] = [
         (
             &[
                 email,
@@ -284,6 +284,15 @@ async fn bad_sign_ups_are_named_and_limited_per_client_and_per_address() {
         (
             &[email, ("address", "a@example.org")],
             &["scegli almeno uno dei servizi elencati"],
+        ),
+        (
+            &[
+                email,
+                ("address", "a@example.org"),
+                ("services", "cup"),
+                ("replaces", "1.AAAAAAAAAAAAAAAAAAAAAA"),
+            ],
+            &["da cambiare non è valido"],
         ),
     ];
     for (form, says) in refused {
