@@ -119,10 +119,12 @@ pub struct CitizenParts {
     pub sms: Option<Arc<dyn Channel>>,
 }
 
+/// A sign-up token: 32 random bytes, with a `c` before them so that a Telegram `/start` payload
+/// never reads as another kind (a console user's link starts `u_`).
 pub fn random_token() -> String {
     let mut raw = [0u8; 32];
     rand::fill(&mut raw);
-    URL_SAFE_NO_PAD.encode(raw)
+    format!("c{}", URL_SAFE_NO_PAD.encode(raw))
 }
 
 pub fn digest(token: &str) -> String {
@@ -179,6 +181,13 @@ impl Citizens {
 
     /// Counts a sign-up from `ip`, or says how long until it may try again.
     fn admit(&self, ip: IpAddr) -> Result<(), SignupError> {
+        // One IPv6 client usually holds a whole /64: count it as one.
+        let ip = match ip {
+            IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+            v4 => v4,
+        };
         let now = Instant::now();
         let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 10_000 {
@@ -203,6 +212,38 @@ impl Citizens {
         }
         list.push_back(now);
         Ok(())
+    }
+
+    /// The address as given, checked and written the one way it is stored: an email address in
+    /// lower case (so that one mailbox is one citizen), a number in E.164 from one of the
+    /// countries texts may go to.
+    fn address(&self, channel: ChannelKind, raw: &str) -> Result<String, SignupError> {
+        let invalid = |message: String| SignupError::Invalid {
+            field: "address",
+            message,
+        };
+        let address = channel.parse_address(raw, &self.rules).map_err(invalid)?;
+        match channel {
+            ChannelKind::Email => Ok(address.to_lowercase()),
+            ChannelKind::Sms
+                if !self
+                    .settings
+                    .sms_country_codes
+                    .iter()
+                    .any(|c| address.starts_with(&format!("+{c}"))) =>
+            {
+                Err(invalid(format!(
+                    "codes are sent only to numbers with country code {}",
+                    self.settings
+                        .sms_country_codes
+                        .iter()
+                        .map(|c| format!("+{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+            _ => Ok(address),
+        }
     }
 
     /// The services asked for, checked against the status page's, each once.
@@ -288,31 +329,12 @@ impl Citizens {
         let replaces = self.replaces(&form.replaces).await?;
         if channel == ChannelKind::Telegram {
             self.admit(ip)?;
-            return self.start_telegram(&services, language).await;
+            return self.start_telegram(&services, language, replaces).await;
         }
-        let address = channel
-            .parse_address(&form.address, &self.rules)
-            .map_err(|message| SignupError::Invalid {
-                field: "address",
-                message,
-            })?;
+        let address = self.address(channel, &form.address)?;
         self.admit(ip)?;
         let now = Timestamp::now();
         let key = self.address_key(channel, &address);
-        let recent = self
-            .store
-            .signups_since(&key, now.checked_sub(LIMIT_WINDOW).unwrap_or(now))
-            .await?;
-        if recent >= u64::from(self.settings.per_address) {
-            metrics::counter!("banditore_signups_refused_total", "why" => "per_address")
-                .increment(1);
-            if channel == ChannelKind::Email {
-                // Say nothing that tells this address from any other.
-                tracing::info!("email sign-up over its per-address limit; nothing sent");
-                return Ok(Started::EmailSent);
-            }
-            return Err(SignupError::TooMany(LIMIT_WINDOW));
-        }
         let token = random_token();
         let code = (channel == ChannelKind::Sms)
             .then(|| format!("{:06}", rand::random_range(0..1_000_000u32)));
@@ -321,21 +343,35 @@ impl Citizens {
         } else {
             self.settings.link_ttl.get()
         };
-        let id = self
+        let stored = self
             .store
-            .create_signup(&NewSignup {
-                token_sha256: digest(&token),
-                channel,
-                address: address.clone(),
-                address_key: key,
-                language: language.clone(),
-                services: services.clone(),
-                code_sha256: code.as_deref().map(|c| code_digest(&token, c)),
-                replaces,
-                created_at: now,
-                expires_at: after(now, ttl),
-            })
+            .create_signup(
+                &NewSignup {
+                    token_sha256: digest(&token),
+                    channel,
+                    address: address.clone(),
+                    address_key: key,
+                    language: language.clone(),
+                    services: services.clone(),
+                    code_sha256: code.as_deref().map(|c| code_digest(&token, c)),
+                    replaces,
+                    created_at: now,
+                    expires_at: after(now, ttl),
+                },
+                now.checked_sub(LIMIT_WINDOW).unwrap_or(now),
+                self.settings.per_address,
+            )
             .await?;
+        let Some(id) = stored else {
+            metrics::counter!("banditore_signups_refused_total", "why" => "per_address")
+                .increment(1);
+            if channel == ChannelKind::Email {
+                // Say nothing that tells this address from any other.
+                tracing::info!("email sign-up over its per-address limit; nothing sent");
+                return Ok(Started::EmailSent);
+            }
+            return Err(SignupError::TooMany(LIMIT_WINDOW));
+        };
         let (name, args, sender) = match &code {
             Some(code) => (
                 "code_sms",
@@ -408,21 +444,15 @@ impl Citizens {
         &self,
         services: &[String],
         language: Language,
+        replaces: Option<i64>,
     ) -> Result<Started, SignupError> {
         let now = Timestamp::now();
         let plan = self.plan(services, ChannelKind::Telegram, language);
-        let subscriber = self.store.create_citizen(&plan, now).await?;
         let token = random_token();
         let expires_at = after(now, self.settings.code_ttl.get());
-        self.store
-            .create_invite(
-                subscriber,
-                ChannelKind::Telegram,
-                &digest(&token),
-                "status page",
-                now,
-                expires_at,
-            )
+        let subscriber = self
+            .store
+            .create_citizen(&plan, &digest(&token), expires_at, replaces, now)
             .await?;
         metrics::counter!("banditore_signups_total", "channel" => "telegram").increment(1);
         tracing::info!(subscriber, "Telegram sign-up link made");
@@ -482,10 +512,15 @@ impl Citizens {
         if signup.used_at.is_some() {
             return Ok(Confirmation::Used);
         }
-        if signup.expires_at < now || signup.attempts >= self.settings.code_attempts {
+        if signup.expires_at < now {
             return Ok(Confirmation::Expired);
         }
         if let Some(expected) = &signup.code_sha256 {
+            // The try is taken before the code is compared: guesses sent at once each use one.
+            let max = self.settings.code_attempts;
+            let Some(taken) = self.store.signup_attempt(signup.id, max).await? else {
+                return Ok(Confirmation::Expired);
+            };
             let given = code.unwrap_or_default().trim();
             let matches: bool = subtle::ConstantTimeEq::ct_eq(
                 code_digest(token, given).as_bytes(),
@@ -493,9 +528,8 @@ impl Citizens {
             )
             .into();
             if !matches {
-                let attempts = self.store.signup_attempt(signup.id).await?;
                 return Ok(Confirmation::WrongCode {
-                    attempts_left: self.settings.code_attempts.saturating_sub(attempts),
+                    attempts_left: max.saturating_sub(taken),
                 });
             }
         }

@@ -25,5 +25,8 @@ CREATE TABLE signups (
     expires_at   BIGINT NOT NULL,
     used_at      BIGINT
 );
+-- A Telegram sign-up replacing a citizen's contact: erased when the chat binds.
+ALTER TABLE chat_invites ADD COLUMN replaces BIGINT;
+
 CREATE INDEX signups_address ON signups (address_key, created_at);
 CREATE INDEX signups_expires ON signups (expires_at);

@@ -57,8 +57,10 @@ pub struct SubscribeSettings {
     pub code_ttl: Dur,
     /// Wrong codes allowed before the sign-up is void.
     pub code_attempts: u32,
-    /// Sign-ups per client address per hour.
+    /// Sign-ups per client address per hour (an IPv6 /64 counts as one address).
     pub per_ip: u32,
+    /// Country calling codes of the numbers codes are texted to (each text costs money).
+    pub sms_country_codes: Vec<u16>,
     /// Sign-ups per email address or phone number per hour.
     pub per_address: u32,
     /// Take the client's address from the last `X-Forwarded-For` entry (behind a reverse proxy
@@ -158,6 +160,12 @@ fn validate_subscribe(settings: &Settings, push: &mut impl FnMut(&str, String)) 
         push(
             "status.subscribe.channels",
             "citizens subscribe to the services of the status page: list them in [[status.services]]".into(),
+        );
+    }
+    if sub.channels.contains(&ChannelKind::Sms) && sub.sms_country_codes.is_empty() {
+        push(
+            "status.subscribe.sms_country_codes",
+            "say which countries' numbers may sign up by SMS, e.g. [39]".into(),
         );
     }
     let (policy, _) = settings.approval.policy("public");

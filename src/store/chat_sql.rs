@@ -102,7 +102,7 @@ impl ChatStore for SqlStore {
         }
         let lock = self.dialect.pick("", "FOR UPDATE");
         let invite = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id, subscriber_id, expires_at, used_at, used_by FROM chat_invites
+            "SELECT id, subscriber_id, expires_at, used_at, used_by, replaces FROM chat_invites
              WHERE token_sha256 = $1 AND channel = $2 {lock}"
         )))
         .bind(token_sha256)
@@ -204,6 +204,11 @@ impl ChatStore for SqlStore {
             .bind(chat)
             .execute(&mut *tx)
             .await?;
+        // A citizen moving to Telegram: the contact they leave goes once the chat is bound.
+        let replaces: Option<i64> = invite.try_get("replaces")?;
+        if let Some(old) = replaces.filter(|old| *old != address_id) {
+            super::citizen_sql::erase(&mut tx, old).await?;
+        }
         bump_subscribers_version(&mut tx).await?;
         tx.commit().await?;
         let binding = self.binding(address_id).await?.ok_or_else(|| {

@@ -61,32 +61,49 @@ pub struct CitizenPrune {
 
 #[async_trait]
 pub trait CitizenStore {
-    /// Sign-ups for the address with this key since `since`, used or not.
-    async fn signups_since(&self, address_key: &str, since: Timestamp) -> Result<u64>;
-    async fn create_signup(&self, new: &NewSignup) -> Result<i64>;
+    /// Stores a sign-up unless its address already has `max` sign-ups (used or not) since
+    /// `since`: `None` then. Counting and storing are one transaction, so replicas taking sign-ups
+    /// for one address at once stay within the limit together.
+    async fn create_signup(
+        &self,
+        new: &NewSignup,
+        since: Timestamp,
+        max: u32,
+    ) -> Result<Option<i64>>;
     async fn signup(&self, token_sha256: &str) -> Result<Option<Signup>>;
-    /// Counts one wrong code and returns the count.
-    async fn signup_attempt(&self, id: i64) -> Result<u32>;
+    /// Takes one of the sign-up's `max` tries at its code, before the code is compared, and
+    /// returns how many are taken; `None` when none is left (or it is used). Concurrent guesses
+    /// each take their own.
+    async fn signup_attempt(&self, id: i64, max: u32) -> Result<Option<u32>>;
     /// Uses up the sign-up and subscribes its address, in one transaction: a citizen address
     /// already subscribed is updated and resumed rather than doubled, and the address the
-    /// sign-up replaces is erased. `None` when the sign-up was already used.
+    /// sign-up replaces is erased. `None` when the sign-up was already used or has expired.
     async fn confirm_signup(
         &self,
         id: i64,
         plan: &CitizenPlan,
         now: Timestamp,
     ) -> Result<Option<i64>>;
-    /// A citizen subscriber with no address yet (a Telegram chat binds itself to it with an
-    /// invite).
-    async fn create_citizen(&self, plan: &CitizenPlan, now: Timestamp) -> Result<i64>;
+    /// A citizen subscriber with no address yet, and the invite a Telegram chat binds itself to
+    /// it with (`token_sha256`, good until `expires_at`); when the chat binds, the contact
+    /// `replaces` names is erased.
+    async fn create_citizen(
+        &self,
+        plan: &CitizenPlan,
+        token_sha256: &str,
+        expires_at: Timestamp,
+        replaces: Option<i64>,
+        now: Timestamp,
+    ) -> Result<i64>;
     /// Rewrites a citizen's language, services and subscriptions; `false` when there is no such
     /// citizen.
     async fn set_citizen(&self, subscriber_id: i64, plan: &CitizenPlan) -> Result<bool>;
     /// Removes an address and its trace in past deliveries (pending ones are cancelled); a
     /// citizen left with no address goes too. `false` when there was no such address.
     async fn erase_address(&self, address_id: i64) -> Result<bool>;
-    /// Deletes expired sign-ups, the addresses of citizens who unsubscribed before
-    /// `unsubscribed_before`, and citizens who never bound an address by `unbound_before`.
+    /// Deletes expired sign-ups, the addresses of citizens who unsubscribed (or that were found
+    /// gone) before `unsubscribed_before`, and citizens who never bound an address by
+    /// `unbound_before`.
     async fn prune_citizens(
         &self,
         now: Timestamp,

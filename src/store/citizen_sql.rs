@@ -7,7 +7,8 @@ use sqlx::{Any, Row, Transaction};
 use super::citizen::{CitizenPlan, CitizenPrune, CitizenStore, NewSignup, Signup};
 use super::sql::{
     Dialect, SqlStore, bump_subscribers_version, cancel_address_deliveries,
-    erase_delivered_addresses, insert_subscriber, ms, opt_ts, parse, ts, write_subscriptions,
+    erase_delivered_addresses, forget_in_drafts, insert_subscriber, ms, opt_ts, parse, ts,
+    write_subscriptions,
 };
 use super::{Result, StoreError};
 use crate::domain::subscriber::{ChannelKind, Language, ValidSubscriber};
@@ -17,7 +18,7 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String> {
 }
 
 /// Erases one address in `tx` (see [`CitizenStore::erase_address`]).
-async fn erase(tx: &mut Transaction<'static, Any>, address_id: i64) -> Result<bool> {
+pub(super) async fn erase(tx: &mut Transaction<'static, Any>, address_id: i64) -> Result<bool> {
     let owner: Option<(i64, Option<String>)> = sqlx::query_as(
         "SELECT s.id, s.citizen_services FROM addresses a JOIN subscribers s ON s.id = a.subscriber_id
          WHERE a.id = $1",
@@ -30,6 +31,7 @@ async fn erase(tx: &mut Transaction<'static, Any>, address_id: i64) -> Result<bo
     };
     cancel_address_deliveries(tx, address_id, "address erased").await?;
     erase_delivered_addresses(tx, "SELECT $1", address_id).await?;
+    forget_in_drafts(tx, address_id).await?;
     sqlx::query("DELETE FROM addresses WHERE id = $1")
         .bind(address_id)
         .execute(&mut **tx)
@@ -96,19 +98,29 @@ async fn insert_citizen(
 
 #[async_trait]
 impl CitizenStore for SqlStore {
-    async fn signups_since(&self, address_key: &str, since: Timestamp) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
+    async fn create_signup(
+        &self,
+        new: &NewSignup,
+        since: Timestamp,
+        max: u32,
+    ) -> Result<Option<i64>> {
+        let mut tx = self.write().await?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('signup:' || $1))")
+                .bind(&new.address_key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let recent: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM signups WHERE address_key = $1 AND created_at >= $2",
         )
-        .bind(address_key)
+        .bind(&new.address_key)
         .bind(ms(since))
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(n.max(0) as u64)
-    }
-
-    async fn create_signup(&self, new: &NewSignup) -> Result<i64> {
-        let mut tx = self.write().await?;
+        if recent >= i64::from(max) {
+            return Ok(None);
+        }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO signups (token_sha256, channel, address, address_key, language, services,
                                   code_sha256, replaces, created_at, expires_at)
@@ -127,7 +139,7 @@ impl CitizenStore for SqlStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(id)
+        Ok(Some(id))
     }
 
     async fn signup(&self, token_sha256: &str) -> Result<Option<Signup>> {
@@ -157,16 +169,18 @@ impl CitizenStore for SqlStore {
         }))
     }
 
-    async fn signup_attempt(&self, id: i64) -> Result<u32> {
+    async fn signup_attempt(&self, id: i64, max: u32) -> Result<Option<u32>> {
         let mut tx = self.write().await?;
-        let n: i64 = sqlx::query_scalar(
-            "UPDATE signups SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts",
+        let n: Option<i64> = sqlx::query_scalar(
+            "UPDATE signups SET attempts = attempts + 1
+             WHERE id = $1 AND attempts < $2 AND used_at IS NULL RETURNING attempts",
         )
         .bind(id)
-        .fetch_one(&mut *tx)
+        .bind(i64::from(max))
+        .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(n.max(0) as u32)
+        Ok(n.map(|n| n.max(0) as u32))
     }
 
     async fn confirm_signup(
@@ -178,9 +192,11 @@ impl CitizenStore for SqlStore {
         let mut tx = self.write().await?;
         let lock = self.dialect.pick("", "FOR UPDATE");
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT channel, address, replaces FROM signups WHERE id = $1 AND used_at IS NULL {lock}"
+            "SELECT channel, address, replaces FROM signups
+             WHERE id = $1 AND used_at IS NULL AND expires_at >= $2 {lock}"
         )))
         .bind(id)
+        .bind(ms(now))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -239,9 +255,28 @@ impl CitizenStore for SqlStore {
         Ok(Some(address_id))
     }
 
-    async fn create_citizen(&self, plan: &CitizenPlan, now: Timestamp) -> Result<i64> {
+    async fn create_citizen(
+        &self,
+        plan: &CitizenPlan,
+        token_sha256: &str,
+        expires_at: Timestamp,
+        replaces: Option<i64>,
+        now: Timestamp,
+    ) -> Result<i64> {
         let mut tx = self.write().await?;
         let id = insert_citizen(&mut tx, plan, Vec::new(), now).await?;
+        sqlx::query(
+            "INSERT INTO chat_invites (token_sha256, subscriber_id, channel, created_by, created_at,
+                                       expires_at, replaces)
+             VALUES ($1, $2, 'telegram', 'status page', $3, $4, $5)",
+        )
+        .bind(token_sha256)
+        .bind(id)
+        .bind(ms(now))
+        .bind(ms(expires_at))
+        .bind(replaces)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -274,7 +309,8 @@ impl CitizenStore for SqlStore {
             .rows_affected();
         let leaving: Vec<i64> = sqlx::query_scalar(
             "SELECT a.id FROM addresses a JOIN subscribers s ON s.id = a.subscriber_id
-             WHERE s.citizen_services IS NOT NULL AND a.unsubscribed_at < $1",
+             WHERE s.citizen_services IS NOT NULL
+               AND (a.unsubscribed_at < $1 OR a.gone_at < $1)",
         )
         .bind(ms(unsubscribed_before))
         .fetch_all(&mut *tx)

@@ -398,6 +398,21 @@ impl DraftStore for SqlStore {
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
+            // Recipients were frozen with the draft; those who left since (unsubscribed, erased,
+            // deleted, gone) are not written to.
+            let listed: Vec<i64> = chosen
+                .iter()
+                .flat_map(|p| p.recipients.iter().map(|(a, _, _)| *a))
+                .collect();
+            let live: std::collections::HashSet<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM addresses WHERE id IN ({}) AND unsubscribed_at IS NULL AND gone_at IS NULL",
+                self.dialect.ids()
+            )))
+            .bind(serde_json::to_string(&listed).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
             for part in &chosen {
                 // What goes out is the approved version, byte for byte.
                 if part.part.version > 1 {
@@ -413,6 +428,7 @@ impl DraftStore for SqlStore {
                 let rows: Vec<NewDelivery> = part
                     .recipients
                     .iter()
+                    .filter(|(address_id, _, _)| live.contains(address_id))
                     .map(|(address_id, address, subscriber)| NewDelivery {
                         message_id: part.message_id,
                         update_id,

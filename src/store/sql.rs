@@ -46,7 +46,7 @@ impl Dialect {
     }
 
     /// The ids in `$1`, a JSON array of integers, as a subquery.
-    fn ids(self) -> &'static str {
+    pub(super) fn ids(self) -> &'static str {
         self.pick(
             "SELECT value FROM json_each($1)",
             "SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb) AS t(value)",
@@ -522,14 +522,39 @@ pub(super) async fn erase_delivered_addresses(
     addresses: &str,
     param: i64,
 ) -> Result<u64> {
+    // A provider's error text may quote the address too (our own reasons for cancelling do not).
     let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE deliveries SET recipient = 'erased:' || CAST(id AS TEXT)
+        "UPDATE deliveries SET recipient = 'erased:' || CAST(id AS TEXT), report_error = NULL,
+                last_error = CASE WHEN state = 'cancelled' THEN last_error ELSE NULL END
          WHERE address_id IN ({addresses})"
     )))
     .bind(param)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Takes an address out of the recipients drafts were frozen with, so that no copy of it stays
+/// there once it is erased.
+pub(super) async fn forget_in_drafts(
+    tx: &mut Transaction<'static, Any>,
+    address_id: i64,
+) -> Result<()> {
+    let parts: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, recipients FROM draft_parts WHERE recipients LIKE $1")
+            .bind(format!("%[{address_id},%"))
+            .fetch_all(&mut **tx)
+            .await?;
+    for (id, recipients) in parts {
+        let mut list: Vec<(i64, String, String)> = from_json(&recipients, "draft recipients")?;
+        list.retain(|(a, _, _)| *a != address_id);
+        sqlx::query("UPDATE draft_parts SET recipients = $2 WHERE id = $1")
+            .bind(id)
+            .bind(json(&list)?)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 pub(super) async fn cancel_address_deliveries(
@@ -1252,6 +1277,14 @@ impl Store for SqlStore {
             id,
         )
         .await?;
+        let addresses: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM addresses WHERE subscriber_id = $1")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for address in addresses {
+            forget_in_drafts(&mut tx, address).await?;
+        }
         sqlx::query("DELETE FROM subscribers WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -125,6 +125,14 @@ fn form_page(
     } else {
         given.channel.clone()
     };
+    // The language link keeps what the form was opened with.
+    let mut here = url::form_urlencoded::Serializer::new(String::new());
+    for s in &given.services {
+        here.append_pair("services", s);
+    }
+    if !given.replaces.is_empty() {
+        here.append_pair("replaces", &given.replaces);
+    }
     render(
         state,
         status,
@@ -132,7 +140,7 @@ fn form_page(
         lang,
         minijinja::context! {
             step => "form",
-            here => "/status/subscribe",
+            here => format!("/status/subscribe?{}", here.finish()),
             services => service_choices(c, lang, &given.services),
             channels => channels,
             channel => channel,
@@ -197,7 +205,19 @@ pub async fn submit(
     let lang = lang(&state, &headers, &f);
     let given = SignupForm {
         channel: field(&f, "channel").to_owned(),
-        address: field(&f, "address").to_owned(),
+        // The form has a field per channel; a client may also send `address`.
+        address: [
+            match field(&f, "channel") {
+                "sms" => "phone",
+                _ => "email",
+            },
+            "address",
+        ]
+        .iter()
+        .map(|name| field(&f, name))
+        .find(|v| !v.trim().is_empty())
+        .unwrap_or_default()
+        .to_owned(),
         services: all(&f, "services"),
         language: lang.clone(),
         replaces: field(&f, "replaces").to_owned(),
@@ -266,7 +286,7 @@ fn code_page(
         lang,
         minijinja::context! {
             step => "code", error => (), token => token, attempts_left => attempts_left,
-            here => "/status/subscribe",
+            here => format!("/status/subscribe/code/{token}"),
         },
     )
 }
@@ -369,6 +389,39 @@ pub async fn confirm(
     body: Body,
 ) -> Response {
     confirm_posted(&state, &headers, &token, body, false).await
+}
+
+/// `GET /status/subscribe/code/{token}`: the form for the code again (after switching the
+/// page's language, say).
+pub async fn code_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let Some(c) = citizens(&state) else {
+        return not_offered();
+    };
+    let lang = lang(&state, &headers, &query(raw));
+    match c.signup(&token).await {
+        Ok(Some(s))
+            if s.code_sha256.is_some()
+                && s.used_at.is_none()
+                && s.expires_at > Timestamp::now() =>
+        {
+            code_page(&state, StatusCode::OK, &lang, &token, None)
+        }
+        Ok(_) => step(&state, StatusCode::NOT_FOUND, &lang, "invalid"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a sign-up");
+            step(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &lang,
+                "unavailable",
+            )
+        }
+    }
 }
 
 /// `POST /status/subscribe/code/{token}`: the code sent by SMS.
@@ -482,11 +535,18 @@ async fn manage_page(state: &AppState, token: &str, lang: &str, form: Option<&Fo
                         "You will receive no more alerts.",
                     )
                 }),
-            "resume" => state
+            "resume" if citizen => state
                 .store
                 .set_address_stopped(address_id, false, Timestamp::now())
                 .await
                 .map(|_| words("Gli avvisi riprendono.", "Alerts resume.")),
+            "erase" if citizen && field(f, "confirm") != "yes" => {
+                status = StatusCode::BAD_REQUEST;
+                Ok(words(
+                    "Per cancellare i tuoi dati spunta la conferma.",
+                    "To delete your data, tick the confirmation.",
+                ))
+            }
             "erase" if citizen => match state.store.erase_address(address_id).await {
                 Ok(_) => {
                     tracing::info!(address = address_id, "citizen erased their contact");

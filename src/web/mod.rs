@@ -218,7 +218,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             "/status/subscribe/confirm/{token}",
             get(citizen::confirm_page).post(citizen::confirm),
         )
-        .route("/status/subscribe/code/{token}", post(citizen::code))
+        .route(
+            "/status/subscribe/code/{token}",
+            get(citizen::code_form).post(citizen::code),
+        )
         .route(
             "/manage/{token}",
             get(citizen::manage).post(citizen::manage_post),

@@ -396,7 +396,7 @@ async fn a_citizen_confirms_by_sms_code_and_the_code_has_few_tries() {
         &app,
         &[
             ("channel", "sms"),
-            ("address", "333 123 4567"),
+            ("phone", "333 123 4567"),
             ("services", "referti"),
             ("lang", "en"),
         ],
@@ -414,6 +414,10 @@ async fn a_citizen_confirms_by_sms_code_and_the_code_has_few_tries() {
         rest[..rest.find('"').unwrap()].to_owned()
     };
     let wrong = if code == "000000" { "111111" } else { "000000" };
+    // The code form comes back after switching the page's language.
+    let again = app.get(&format!("{action}?lang=it"), None).await;
+    assert_eq!(again.status(), 200);
+    assert!(again.text().await.unwrap().contains("Inserisci il codice"));
     let (status, page) = post_form(&app, &action, &[("code", wrong), ("lang", "en")]).await;
     assert_eq!(status, 400);
     assert!(page.contains("Wrong code. Tries left: 2"), "{page}");
@@ -425,6 +429,20 @@ async fn a_citizen_confirms_by_sms_code_and_the_code_has_few_tries() {
     assert_eq!(list[0]["language"], "en");
     let (status, _) = post_form(&app, &action, &[("code", &code)]).await;
     assert_eq!(status, 410, "the code is single-use");
+
+    // Texts go only to the countries the deployment pays for.
+    let (status, page) = sign_up(
+        &app,
+        &[
+            ("channel", "sms"),
+            ("phone", "+44 7911 123456"),
+            ("services", "cup"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(page.contains("country code +39"), "{page}");
+    assert_eq!(double.sent().len(), 1);
 
     // A second sign-up guessed at three times is void, even for the right code.
     let (_, page) = sign_up(
@@ -490,12 +508,37 @@ async fn a_citizen_follows_the_telegram_link_to_the_bot() {
         ],
     )
     .await;
+    // Giulia follows CUP by email, then moves to Telegram from her preferences page.
+    sign_up(
+        &app,
+        &[
+            ("channel", "email"),
+            ("email", "giulia@example.org"),
+            ("services", "cup"),
+        ],
+    )
+    .await;
+    let mail = smtp.wait_for("giulia@example.org", 1, Duration::from_secs(10));
+    let confirm = link(&mail[0].text(), "/status/subscribe/confirm/");
+    let (_, done) = post_form(&app, confirm.split('?').next().unwrap(), &[]).await;
+    let manage = link(&done.replace("href=\"", " "), "/manage/");
+    let replaces = manage.trim_start_matches("/manage/").to_owned();
     let (status, page) = sign_up(
         &app,
-        &[("channel", "telegram"), ("services", "cup"), ("lang", "it")],
+        &[
+            ("channel", "telegram"),
+            ("services", "cup"),
+            ("lang", "it"),
+            ("replaces", &replaces),
+        ],
     )
     .await;
     assert_eq!(status, 202, "{page}");
+    assert_eq!(
+        citizens(&app).await.len(),
+        2,
+        "the email stays until the chat binds"
+    );
     let page = unescape(&page);
     let prefix = format!("https://t.me/{BOT_USERNAME}?start=");
     let at = page.find(&prefix).unwrap_or_else(|| panic!("{page}"));
@@ -509,12 +552,14 @@ async fn a_citizen_follows_the_telegram_link_to_the_bot() {
         .await;
     let list = eventually(
         || citizens(&app),
-        |l| {
-            l.first()
-                .is_some_and(|c| c["addresses"][0]["address"] == "5005")
-        },
+        |l| l.len() == 1 && l[0]["addresses"][0]["address"] == "5005",
     )
     .await;
+    assert_eq!(
+        app.get(&manage, None).await.status(),
+        404,
+        "the email is erased"
+    );
     assert_eq!(list[0]["services"], json!(["cup"]));
     approved_statement(&app, "cup-frontend", "CUP frontend giù").await;
     let sent = eventually(
@@ -645,6 +690,15 @@ async fn preferences_change_services_language_channel_and_stop_then_erase() {
     let sms_manage = double.sent()[1].text.lines().last().unwrap().to_owned();
     let sms_manage = sms_manage.split(PUBLIC).nth(1).unwrap().to_owned();
     let (status, page) = post_form(&app, &sms_manage, &[("action", "erase")]).await;
+    assert_eq!(status, 400, "erasing asks for its confirmation");
+    assert!(page.contains("spunta la conferma"), "{page}");
+    assert_eq!(citizens(&app).await.len(), 1);
+    let (status, page) = post_form(
+        &app,
+        &sms_manage,
+        &[("action", "erase"), ("confirm", "yes")],
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(page.contains("I tuoi dati sono stati cancellati"), "{page}");
     assert!(citizens(&app).await.is_empty());
@@ -776,7 +830,7 @@ async fn a_citizen_subscribes_in_chromium_and_hears_the_next_statement() {
         .click()
         .await
         .unwrap();
-    c.wait().for_element(Locator::Id("address")).await.unwrap();
+    c.wait().for_element(Locator::Id("email")).await.unwrap();
     let problems = accessibility_problems(&c).await;
     assert!(problems.is_empty(), "sign-up form: {problems:#?}");
     c.find(Locator::Css("input[name=services][value=referti]"))
@@ -785,7 +839,7 @@ async fn a_citizen_subscribes_in_chromium_and_hears_the_next_statement() {
         .click()
         .await
         .unwrap();
-    c.find(Locator::Id("address"))
+    c.find(Locator::Id("email"))
         .await
         .unwrap()
         .send_keys("giulia.bianchi@example.org")
@@ -866,33 +920,35 @@ mod store {
     }
 
     async fn signup(store: &Arc<dyn Store>, token: &str, address: &str, at: Timestamp) -> i64 {
-        store
-            .create_signup(&NewSignup {
-                token_sha256: token.into(),
-                channel: ChannelKind::Email,
-                address: address.into(),
-                address_key: format!("key:{address}"),
-                language: "it".to_owned().try_into().unwrap(),
-                services: vec!["cup".into()],
-                code_sha256: None,
-                replaces: None,
-                created_at: at,
-                expires_at: at + SignedDuration::from_hours(24),
-            })
-            .await
-            .unwrap()
+        try_signup(store, token, address, at).await.unwrap()
+    }
+
+    /// A sign-up, unless the address has had two this hour.
+    async fn try_signup(
+        store: &Arc<dyn Store>,
+        token: &str,
+        address: &str,
+        at: Timestamp,
+    ) -> Option<i64> {
+        let new = NewSignup {
+            token_sha256: token.into(),
+            channel: ChannelKind::Email,
+            address: address.into(),
+            address_key: format!("key:{address}"),
+            language: "it".to_owned().try_into().unwrap(),
+            services: vec!["cup".into()],
+            code_sha256: None,
+            replaces: None,
+            created_at: at,
+            expires_at: at + SignedDuration::from_hours(24),
+        };
+        let since = at - SignedDuration::from_hours(1);
+        store.create_signup(&new, since, 2).await.unwrap()
     }
 
     pub async fn a_sign_up_is_confirmed_once_and_leaves_no_address_behind(store: Arc<dyn Store>) {
         let now = Timestamp::now();
         let id = signup(&store, "t1", "anna@example.org", now).await;
-        assert_eq!(
-            store
-                .signups_since("key:anna@example.org", now - SignedDuration::from_hours(1))
-                .await
-                .unwrap(),
-            1
-        );
         let address = store
             .confirm_signup(id, &plan(&["cup"]), now)
             .await
@@ -914,6 +970,11 @@ mod store {
         );
         // The same address confirmed again updates the citizen it already is.
         let again = signup(&store, "t2", "anna@example.org", now).await;
+        assert_eq!(
+            try_signup(&store, "t3", "anna@example.org", now).await,
+            None,
+            "two sign-ups an hour for one address"
+        );
         assert_eq!(
             store
                 .confirm_signup(again, &plan(&["cup", "referti"]), now)
@@ -959,7 +1020,11 @@ mod store {
             .unwrap();
         store.unsubscribe_address(recent, now - day).await.unwrap();
         // A Telegram sign-up never opened, and one opened long ago but still bound elsewhere.
-        let unbound = store.create_citizen(&plan(&["cup"]), now).await.unwrap();
+        let invite_ends = now + SignedDuration::from_hours(1);
+        let unbound = store
+            .create_citizen(&plan(&["cup"]), "invite", invite_ends, None, now)
+            .await
+            .unwrap();
         signup(&store, "old", "old@example.org", now - day * 3).await;
 
         let report = store
