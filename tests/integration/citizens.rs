@@ -1060,3 +1060,61 @@ mod store {
         unsubscribed_citizens_are_erased_after_the_grace_period,
     );
 }
+
+#[tokio::test]
+async fn a_draft_approved_after_a_citizen_left_goes_to_the_others_only() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, &config(r#""email""#, ""), &[]).await;
+    let mut manage = Vec::new();
+    for who in [
+        "resta@example.org",
+        "parte@example.org",
+        "cancella@example.org",
+    ] {
+        sign_up(
+            &app,
+            &[("channel", "email"), ("email", who), ("services", "cup")],
+        )
+        .await;
+        let mail = smtp.wait_for(who, 1, Duration::from_secs(10));
+        let confirm = link(&mail[0].text(), "/status/subscribe/confirm/");
+        let (_, done) = post_form(&app, confirm.split('?').next().unwrap(), &[]).await;
+        manage.push(link(&done.replace("href=\"", " "), "/manage/"));
+    }
+    // The draft is written for all three; then one stops and one erases, before approval.
+    fire_alert(&app, "firing", "cup-backend", "CUP giù").await;
+    let draft = app.next_draft().await;
+    post_form(&app, &manage[1], &[("action", "stop")]).await;
+    let (status, _) = post_form(&app, &manage[2], &[("action", "erase"), ("confirm", "yes")]).await;
+    assert_eq!(status, 200);
+    let id = draft["id"].as_i64().unwrap();
+    let email_recipients = |d: &Value| {
+        d["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["channel"] == "email")
+            .map(|p| p["recipients"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(email_recipients(&draft), 3, "{draft}");
+    let pending = app
+        .get_json(&format!("/api/v1/drafts/{id}"), VIEWER_TOKEN)
+        .await;
+    assert_eq!(
+        email_recipients(&pending),
+        2,
+        "the erased one is forgotten: {pending}"
+    );
+    app.approve_draft(id).await;
+    smtp.wait_for("resta@example.org", 2, Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(smtp.mails_to("parte@example.org").len(), 1, "only the link");
+    assert_eq!(
+        smtp.mails_to("cancella@example.org").len(),
+        1,
+        "only the link"
+    );
+    let board = app.get_json("/api/v1/status", VIEWER_TOKEN).await;
+    assert_eq!(board["incidents"].as_array().unwrap().len(), 1, "{board}");
+}
