@@ -394,6 +394,7 @@ impl Application {
                 s.status.clone(),
                 v.time_zone.clone(),
                 &s.server.public_url,
+                windows.clone(),
             )),
             probes: Arc::new(web::Probes {
                 specs: s.probes.clone(),

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::domain::matcher::all_match;
 use crate::domain::{Labels, Severity};
+use crate::probe::window::Window;
 use crate::settings::StatusService;
 use crate::store::{IncidentFilter, IncidentOrigin, Store, StoreError};
 
@@ -49,6 +50,53 @@ pub struct Board {
     pub overall: &'static str,
     pub services: Vec<ServiceState>,
     pub incidents: Vec<PublicIncident>,
+    /// Maintenance announced to citizens, in progress or in the next [`MAINTENANCE_AHEAD`],
+    /// earliest first.
+    pub maintenance: Vec<Scheduled>,
+}
+
+/// How far ahead the board announces maintenance.
+pub const MAINTENANCE_AHEAD: jiff::SignedDuration = jiff::SignedDuration::from_hours(14 * 24);
+
+/// One time a maintenance window with a public note is open.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scheduled {
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub in_progress: bool,
+    /// The `[[status.services]]` ids it concerns.
+    pub services: Vec<String>,
+    pub note: String,
+    pub note_en: String,
+}
+
+/// The announced maintenance of `windows` from `now` to [`MAINTENANCE_AHEAD`], at most three
+/// times per window (a nightly window is not listed fourteen times).
+pub fn scheduled(windows: &[Window], now: Timestamp) -> Vec<Scheduled> {
+    let until = now.checked_add(MAINTENANCE_AHEAD).unwrap_or(now);
+    let mut out: Vec<Scheduled> = windows
+        .iter()
+        .filter_map(|w| w.public.as_ref().map(|p| (w, p)))
+        .flat_map(|(w, p)| {
+            w.occurrences(now, until)
+                .into_iter()
+                .take(3)
+                .map(|(starts_at, ends_at)| Scheduled {
+                    starts_at,
+                    ends_at,
+                    in_progress: starts_at <= now,
+                    services: p.services.clone(),
+                    note: p.note.clone(),
+                    note_en: if p.note_en.is_empty() {
+                        p.note.clone()
+                    } else {
+                        p.note_en.clone()
+                    },
+                })
+        })
+        .collect();
+    out.sort_by_key(|s| s.starts_at);
+    out
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +145,7 @@ pub struct Statement {
 pub async fn board(
     store: &Arc<dyn Store>,
     services: &[StatusService],
+    windows: &[Window],
     days: u32,
     tz: &TimeZone,
     now: Timestamp,
@@ -229,6 +278,7 @@ pub async fn board(
         overall,
         services,
         incidents: public,
+        maintenance: scheduled(windows, now),
     })
 }
 

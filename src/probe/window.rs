@@ -10,13 +10,15 @@ use jiff::{SignedDuration, Timestamp, ToSpan, ZonedDateTime};
 
 use crate::domain::matcher::all_match;
 use crate::domain::{Labels, Matcher};
-use crate::settings::{MaintenanceSpec, Recurrence};
+use crate::settings::{MaintenanceSpec, PublicMaintenance, Recurrence};
 
 #[derive(Debug, Clone)]
 pub struct Window {
     pub name: String,
     pub matchers: Vec<Matcher>,
     pub when: When,
+    /// What the status page says of it, if anything.
+    pub public: Option<PublicMaintenance>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,37 +138,56 @@ impl Window {
             name: spec.name.trim().to_owned(),
             matchers: spec.matchers.clone(),
             when,
+            public: spec.public.clone(),
         })
     }
 
     /// Whether the window is open at `now`.
     pub fn open_at(&self, now: Timestamp) -> bool {
+        self.occurrences(now, now)
+            .iter()
+            .any(|(start, end)| *start <= now && now < *end)
+    }
+
+    /// The times the window is open that end after `from` and start by `until`, earliest first.
+    pub fn occurrences(&self, from: Timestamp, until: Timestamp) -> Vec<(Timestamp, Timestamp)> {
         match &self.when {
-            When::Once { starts_at, ends_at } => *starts_at <= now && now < *ends_at,
+            When::Once { starts_at, ends_at } => (*ends_at > from && *starts_at <= until)
+                .then_some((*starts_at, *ends_at))
+                .into_iter()
+                .collect(),
             When::Every {
                 days,
                 at,
                 duration,
                 tz,
             } => {
-                let local = now.to_zoned_datetime(tz.clone());
-                // A window that opened on one of the last days may still be open.
-                let span_days = duration.as_secs() / 86400 + 1;
-                (0..=span_days).any(|back| {
-                    let Ok(day) = local.date().checked_sub(back.days()) else {
-                        return false;
-                    };
-                    if !days.is_empty() && !days.contains(&day.weekday()) {
-                        return false;
+                let first = from.to_zoned_datetime(tz.clone()).date();
+                let last = until.to_zoned_datetime(tz.clone()).date();
+                // A window that opened on one of the days before `from` may still be open.
+                let back = duration.as_secs() / 86400 + 1;
+                let Ok(mut day) = first.checked_sub(back.days()) else {
+                    return Vec::new();
+                };
+                let mut out = Vec::new();
+                while day <= last {
+                    if days.is_empty() || days.contains(&day.weekday()) {
+                        let start: Result<ZonedDateTime, _> =
+                            day.to_datetime(*at).to_zoned_datetime(tz.clone());
+                        if let Ok(start) = start {
+                            let start = start.timestamp();
+                            let end = start.checked_add(*duration).unwrap_or(start);
+                            if end > from && start <= until {
+                                out.push((start, end));
+                            }
+                        }
                     }
-                    let Ok(start): Result<ZonedDateTime, _> =
-                        day.to_datetime(*at).to_zoned_datetime(tz.clone())
-                    else {
-                        return false;
+                    let Ok(next) = day.checked_add(1.days()) else {
+                        break;
                     };
-                    let start = start.timestamp();
-                    start <= now && now.duration_since(start) < *duration
-                })
+                    day = next;
+                }
+                out
             }
         }
     }
@@ -191,6 +212,41 @@ mod tests {
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn occurrences_list_the_times_ahead_and_the_one_in_progress() {
+        let nightly = Window::from_spec(
+            &spec(r#"{"name": "Backup", "every": "daily", "at": "23:30", "duration": "2h", "time_zone": "Europe/Rome"}"#),
+            "UTC",
+        )
+        .unwrap();
+        // 00:10 in Rome: last night's is still open, then one a night.
+        let now = at("2026-12-01T23:10:00Z");
+        let ahead = nightly.occurrences(now, now + SignedDuration::from_hours(48));
+        assert_eq!(
+            ahead,
+            vec![
+                (at("2026-12-01T22:30:00Z"), at("2026-12-02T00:30:00Z")),
+                (at("2026-12-02T22:30:00Z"), at("2026-12-03T00:30:00Z")),
+                (at("2026-12-03T22:30:00Z"), at("2026-12-04T00:30:00Z")),
+            ]
+        );
+        assert!(nightly.open_at(now));
+        let once = Window::from_spec(
+            &spec(r#"{"name": "CUP", "starts_at": "2026-12-10T22:00:00Z", "ends_at": "2026-12-11T02:00:00Z"}"#),
+            "UTC",
+        )
+        .unwrap();
+        assert!(
+            once.occurrences(now, now + SignedDuration::from_hours(48))
+                .is_empty()
+        );
+        assert_eq!(
+            once.occurrences(now, now + SignedDuration::from_hours(14 * 24))
+                .len(),
+            1
+        );
     }
 
     #[test]

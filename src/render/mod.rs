@@ -685,7 +685,9 @@ fn status_samples() -> Vec<(&'static str, serde_json::Value)> {
         (
             "page",
             json!({"subscribe": true, "board": {"generated_at": at, "overall": "major_outage",
-                "services": [service], "incidents": [incident.clone()]}}),
+                "services": [service], "incidents": [incident.clone()],
+                "maintenance": [{"starts_at": at, "ends_at": at, "in_progress": false,
+                    "services": ["cup"], "note": "Aggiornamento del CUP.", "note_en": "CUP update."}]}}),
         ),
         ("incident", json!({"incident": incident})),
         ("incident", json!({"incident": null})),

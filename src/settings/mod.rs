@@ -65,7 +65,10 @@ macro_rules! word_enum {
 mod probes;
 mod social;
 mod status;
-pub use probes::{MaintenanceSpec, ProbeKind, ProbeSpec, ProbingSettings, Recurrence, StatusSet};
+pub use probes::{
+    MaintenanceSpec, ProbeKind, ProbeSpec, ProbingSettings, PublicMaintenance, Recurrence,
+    StatusSet,
+};
 pub use social::{
     BlueskySettings, FacebookSettings, FacebookUpdates, MastodonSettings, MastodonVisibility,
     SocialKeys, XSettings,

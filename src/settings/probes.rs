@@ -208,6 +208,21 @@ pub struct MaintenanceSpec {
     /// Empty: `server.time_zone`.
     #[serde(default)]
     pub time_zone: String,
+    /// What citizens are told of it on the status page; without it the window is internal.
+    #[serde(default)]
+    pub public: Option<PublicMaintenance>,
+}
+
+/// A maintenance window as the status page announces it, ahead and while it lasts.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicMaintenance {
+    /// What is done and what citizens will notice, in Italian.
+    pub note: String,
+    #[serde(default)]
+    pub note_en: String,
+    /// The `[[status.services]]` ids it concerns.
+    pub services: Vec<String>,
 }
 
 /// Checks every probe, canary and maintenance window.
@@ -345,6 +360,28 @@ pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String))
         let at = |key: &str| format!("maintenance[{i}].{key}");
         if let Err(e) = crate::probe::window::Window::from_spec(m, &settings.server.time_zone) {
             push(&at(e.0), e.1);
+        }
+        if let Some(public) = &m.public {
+            if public.note.trim().is_empty() {
+                push(
+                    &at("public.note"),
+                    "say what citizens will notice (it is shown on the status page)".into(),
+                );
+            }
+            if public.services.is_empty() {
+                push(
+                    &at("public.services"),
+                    "name the status page services it concerns".into(),
+                );
+            }
+            for id in &public.services {
+                if !settings.status.services.iter().any(|s| &s.id == id) {
+                    push(
+                        &at("public.services"),
+                        format!("`{id}` is not the id of a [[status.services]] entry"),
+                    );
+                }
+            }
         }
     }
 }

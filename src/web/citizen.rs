@@ -3,7 +3,7 @@
 //! - `GET/POST /status/subscribe`: the sign-up form and what follows it;
 //! - `GET/POST /status/subscribe/confirm/{token}`: the link sent by email (the `GET` shows a
 //!   button, since mail scanners open links; the `POST` confirms);
-//! - `POST /status/subscribe/code/{token}`: the code sent by SMS;
+//! - `GET/POST /status/subscribe/code/{token}`: the code sent by SMS;
 //! - `GET/POST /manage/{token}`: preferences (services, language, channel), stop, erase.
 //!
 //! Plain HTML forms, no script and no cookies: the tokens in the URLs are the only credentials,

@@ -42,6 +42,8 @@ pub struct StatusPage {
     pub base: String,
     /// CAP sender, settled.
     pub sender: String,
+    /// Maintenance windows, for those announced to citizens.
+    pub windows: Arc<Vec<crate::probe::window::Window>>,
     built: tokio::sync::Mutex<Option<Arc<Mutex<Built>>>>,
 }
 
@@ -50,6 +52,7 @@ impl StatusPage {
         settings: StatusSettings,
         time_zone: jiff::tz::TimeZone,
         public_url: &str,
+        windows: Arc<Vec<crate::probe::window::Window>>,
     ) -> StatusPage {
         let base = public_url.trim_end_matches('/').to_owned();
         let sender = if settings.cap_sender.is_empty() {
@@ -66,6 +69,7 @@ impl StatusPage {
             time_zone,
             base,
             sender,
+            windows,
             built: tokio::sync::Mutex::new(None),
         }
     }
@@ -97,6 +101,7 @@ async fn current(state: &AppState) -> Result<Arc<Mutex<Built>>, crate::store::St
     let board = board(
         &state.store,
         &page.settings.services,
+        &page.windows,
         page.settings.history_days,
         &page.time_zone,
         now,

@@ -130,6 +130,7 @@ name = "Backup"
 every = "weekly"
 at = "02:00"
 duration = "2h"
+public = {{ note = " ", services = ["anagrafe"] }}
 
 [[auth.tokens]]
 name = "am"
@@ -177,6 +178,8 @@ subscriptions = [{{ matchers = ['service=~"cup('] }}]
         "probes[1].record_type",
         "probes[1].resolver",
         "maintenance[0].days",
+        "maintenance[0].public.note",
+        "maintenance[0].public.services",
         "channels.mastodon.enabled",
         "channels.mastodon.base_url",
         "channels.mastodon.token",

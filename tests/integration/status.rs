@@ -33,6 +33,15 @@ matchers = ['service="referti"']
 starts_at = "{}"
 ends_at = "{}"
 
+[[maintenance]]
+name = "Aggiornamento notturno CUP (change 4411)"
+matchers = ['service=~"cup.*"']
+every = "daily"
+at = "23:30"
+duration = "1h"
+time_zone = "Europe/Rome"
+public = {{ note = "Le prenotazioni online non sono disponibili.", note_en = "Online booking is unavailable.", services = ["cup"] }}
+
 [[subscribers]]
 name = "Cittadini"
 audience = "public"
@@ -149,6 +158,35 @@ async fn services_show_their_incidents_and_only_approved_text_is_public() {
     let en = app.get("/status?lang=en", None).await.text().await.unwrap();
     assert!(
         en.contains("Bookings (CUP)") && en.contains("Unavailable"),
+        "{en}"
+    );
+}
+
+#[tokio::test]
+async fn scheduled_maintenance_is_announced_with_its_public_note_only() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, &config(), &[]).await;
+    let board = status(&app).await;
+    let planned = board["maintenance"].as_array().unwrap();
+    // The nightly window, the next three times (or the one in progress and the next two); the
+    // referti migration has no public note and stays internal.
+    assert_eq!(planned.len(), 3, "{board}");
+    assert!(planned.iter().all(|m| m["services"] == json!(["cup"])));
+    assert_eq!(
+        planned[0]["note"],
+        "Le prenotazioni online non sono disponibili."
+    );
+    let page = app.get("/status", None).await.text().await.unwrap();
+    assert!(page.contains("Manutenzioni programmate"), "{page}");
+    assert!(
+        page.contains("Prenotazioni (CUP): Le prenotazioni online non sono disponibili."),
+        "{page}"
+    );
+    assert!(!page.contains("change 4411") && !page.contains("Migrazione referti"));
+    let en = app.get("/status?lang=en", None).await.text().await.unwrap();
+    assert!(
+        en.contains("Scheduled maintenance")
+            && en.contains("Bookings (CUP): Online booking is unavailable."),
         "{en}"
     );
 }
