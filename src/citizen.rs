@@ -23,7 +23,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
-use crate::channel::{Channel, Outgoing};
+use crate::channel::{Channel, Outgoing, SendError};
 use crate::domain::subscriber::{ChannelKind, Language, SubscriberRules, Subscription};
 use crate::domain::{Matcher, Severity};
 use crate::render::Renderer;
@@ -431,7 +431,14 @@ impl Citizens {
                 })
             }
             Err(e) => {
-                tracing::warn!(signup = id, channel = %channel, error = %e, "cannot send the sign-up confirmation");
+                // The provider's words may quote the address: only their kind is logged.
+                let kind = match e {
+                    SendError::Retry { .. } => "temporary failure",
+                    SendError::Reject { .. } => "refused",
+                    SendError::RecipientGone { .. } => "recipient unknown",
+                    SendError::Throttled { .. } => "throttled",
+                };
+                tracing::warn!(signup = id, channel = %channel, kind, "cannot send the sign-up confirmation");
                 Err(SignupError::Unavailable(format!(
                     "the {} could not be sent; try again in a few minutes",
                     if code.is_some() { "code" } else { "link" }

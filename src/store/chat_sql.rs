@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use super::sql::{
     ADDRESS_COLUMNS, Dialect, SqlStore, address_from_row, bump_subscribers_version,
-    cancel_address_deliveries, load_services, ms, ts,
+    cancel_address_deliveries, erase_delivered_addresses, forget_in_drafts, load_services, ms, ts,
 };
 use super::{AddressOrigin, ChatBinding, ChatStore, Redeemed, Result, ServiceMode, StoreError};
 use crate::domain::subscriber::{ChannelKind, Language};
@@ -171,6 +171,9 @@ impl ChatStore for SqlStore {
                 "chat moved to another subscriber",
             )
             .await?;
+            // The chat's id leaves the old subscriber's history with it.
+            erase_delivered_addresses(&mut tx, "SELECT $1", stale.address.id).await?;
+            forget_in_drafts(&mut tx, stale.address.id).await?;
             sqlx::query("DELETE FROM addresses WHERE id = $1")
                 .bind(stale.address.id)
                 .execute(&mut *tx)
