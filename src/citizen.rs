@@ -93,19 +93,11 @@ pub enum Confirmation {
 }
 
 pub struct Citizens {
-    store: Arc<dyn Store>,
-    settings: SubscribeSettings,
-    services: Vec<StatusService>,
-    rules: SubscriberRules,
-    links: UnsubscribeLinks,
-    key: Vec<u8>,
-    public_url: String,
-    renderer: Renderer,
-    email: Option<Arc<dyn Channel>>,
-    sms: Option<Arc<dyn Channel>>,
+    p: CitizenParts,
     per_ip: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
 }
 
+/// What [`Citizens`] works with.
 pub struct CitizenParts {
     pub store: Arc<dyn Store>,
     pub settings: SubscribeSettings,
@@ -143,38 +135,30 @@ fn after(now: Timestamp, d: Duration) -> Timestamp {
 }
 
 impl Citizens {
-    pub fn new(parts: CitizenParts) -> Citizens {
+    pub fn new(mut parts: CitizenParts) -> Citizens {
+        parts.public_url = parts.public_url.trim_end_matches('/').to_owned();
         Citizens {
-            store: parts.store,
-            settings: parts.settings,
-            services: parts.services,
-            rules: parts.rules,
-            links: parts.links,
-            key: parts.key,
-            public_url: parts.public_url.trim_end_matches('/').to_owned(),
-            renderer: parts.renderer,
-            email: parts.email,
-            sms: parts.sms,
+            p: parts,
             per_ip: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn settings(&self) -> &SubscribeSettings {
-        &self.settings
+        &self.p.settings
     }
 
     pub fn services(&self) -> &[StatusService] {
-        &self.services
+        &self.p.services
     }
 
     pub fn offers(&self, channel: ChannelKind) -> bool {
-        self.settings.channels.contains(&channel)
+        self.p.settings.channels.contains(&channel)
     }
 
     /// A keyed digest of an address: counts sign-ups without keeping the address.
     fn address_key(&self, channel: ChannelKind, address: &str) -> String {
-        let mut mac =
-            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.p.key)
+            .unwrap_or_else(|_| unreachable!());
         mac.update(format!("signup\0{}\0{address}", channel.as_str()).as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
@@ -203,7 +187,7 @@ impl Citizens {
         {
             list.pop_front();
         }
-        if list.len() >= self.settings.per_ip as usize {
+        if list.len() >= self.p.settings.per_ip as usize {
             let wait = list.front().map_or(LIMIT_WINDOW, |t| {
                 LIMIT_WINDOW.saturating_sub(now.duration_since(*t))
             });
@@ -222,11 +206,12 @@ impl Citizens {
             field: "address",
             message,
         };
-        let address = channel.parse_address(raw, &self.rules).map_err(invalid)?;
+        let address = channel.parse_address(raw, &self.p.rules).map_err(invalid)?;
         match channel {
             ChannelKind::Email => Ok(address.to_lowercase()),
             ChannelKind::Sms
                 if !self
+                    .p
                     .settings
                     .sms_country_codes
                     .iter()
@@ -234,7 +219,8 @@ impl Citizens {
             {
                 Err(invalid(format!(
                     "codes are sent only to numbers with country code {}",
-                    self.settings
+                    self.p
+                        .settings
                         .sms_country_codes
                         .iter()
                         .map(|c| format!("+{c}"))
@@ -250,7 +236,7 @@ impl Citizens {
     pub fn chosen(&self, asked: &[String]) -> Result<Vec<String>, SignupError> {
         let mut chosen = BTreeSet::new();
         for id in asked {
-            if !self.services.iter().any(|s| &s.id == id) {
+            if !self.p.services.iter().any(|s| &s.id == id) {
                 return Err(SignupError::Invalid {
                     field: "services",
                     message: format!("`{id}` is not a service of this status page"),
@@ -270,8 +256,8 @@ impl Citizens {
     fn language(&self, asked: &str) -> Language {
         match asked {
             "it" | "en" => Language::try_from(asked.to_owned())
-                .unwrap_or_else(|_| self.rules.default_language.clone()),
-            _ => self.rules.default_language.clone(),
+                .unwrap_or_else(|_| self.p.rules.default_language.clone()),
+            _ => self.p.rules.default_language.clone(),
         }
     }
 
@@ -283,6 +269,7 @@ impl Citizens {
         language: Language,
     ) -> CitizenPlan {
         let subscriptions = self
+            .p
             .services
             .iter()
             .filter(|s| services.contains(&s.id))
@@ -339,11 +326,12 @@ impl Citizens {
         let code = (channel == ChannelKind::Sms)
             .then(|| format!("{:06}", rand::random_range(0..1_000_000u32)));
         let ttl = if code.is_some() {
-            self.settings.code_ttl.get()
+            self.p.settings.code_ttl.get()
         } else {
-            self.settings.link_ttl.get()
+            self.p.settings.link_ttl.get()
         };
         let stored = self
+            .p
             .store
             .create_signup(
                 &NewSignup {
@@ -359,7 +347,7 @@ impl Citizens {
                     expires_at: after(now, ttl),
                 },
                 now.checked_sub(LIMIT_WINDOW).unwrap_or(now),
-                self.settings.per_address,
+                self.p.settings.per_address,
             )
             .await?;
         let Some(id) = stored else {
@@ -376,20 +364,20 @@ impl Citizens {
             Some(code) => (
                 "code_sms",
                 vec![minijinja::Value::from(code.as_str())],
-                &self.sms,
+                &self.p.sms,
             ),
             None => (
                 "confirm_email",
                 vec![
                     minijinja::Value::from(format!(
                         "{}/status/subscribe/confirm/{token}?lang={}",
-                        self.public_url,
+                        self.p.public_url,
                         language.primary()
                     )),
                     minijinja::Value::from(self.service_names(&services, &language)),
                     minijinja::Value::from(ttl.as_secs() / 3600),
                 ],
-                &self.email,
+                &self.p.email,
             ),
         };
         let Some(sender) = sender else {
@@ -399,6 +387,7 @@ impl Citizens {
             )));
         };
         let text = self
+            .p
             .renderer
             .citizen_text(&language, name, &args)
             .map_err(|e| SignupError::Unavailable(e.to_string()))?;
@@ -456,8 +445,9 @@ impl Citizens {
         let now = Timestamp::now();
         let plan = self.plan(services, ChannelKind::Telegram, language);
         let token = random_token();
-        let expires_at = after(now, self.settings.code_ttl.get());
+        let expires_at = after(now, self.p.settings.code_ttl.get());
         let subscriber = self
+            .p
             .store
             .create_citizen(&plan, &digest(&token), expires_at, replaces, now)
             .await?;
@@ -484,7 +474,8 @@ impl Citizens {
     }
 
     pub fn service_names(&self, ids: &[String], language: &Language) -> Vec<String> {
-        self.services
+        self.p
+            .services
             .iter()
             .filter(|s| ids.contains(&s.id))
             .map(|s| {
@@ -499,7 +490,7 @@ impl Citizens {
 
     /// The sign-up a token names, if any.
     pub async fn signup(&self, token: &str) -> Result<Option<Signup>, StoreError> {
-        self.store.signup(&digest(token)).await
+        self.p.store.signup(&digest(token)).await
     }
 
     /// Confirms a sign-up: by its link (email) or its code (SMS).
@@ -524,8 +515,8 @@ impl Citizens {
         }
         if let Some(expected) = &signup.code_sha256 {
             // The try is taken before the code is compared: guesses sent at once each use one.
-            let max = self.settings.code_attempts;
-            let Some(taken) = self.store.signup_attempt(signup.id, max).await? else {
+            let max = self.p.settings.code_attempts;
+            let Some(taken) = self.p.store.signup_attempt(signup.id, max).await? else {
                 return Ok(Confirmation::Expired);
             };
             let given = code.unwrap_or_default().trim();
@@ -543,11 +534,11 @@ impl Citizens {
         let services: Vec<String> = signup
             .services
             .iter()
-            .filter(|id| self.services.iter().any(|s| &s.id == *id))
+            .filter(|id| self.p.services.iter().any(|s| &s.id == *id))
             .cloned()
             .collect();
         let plan = self.plan(&services, signup.channel, signup.language.clone());
-        match self.store.confirm_signup(signup.id, &plan, now).await? {
+        match self.p.store.confirm_signup(signup.id, &plan, now).await? {
             Some(address_id) => {
                 metrics::counter!("banditore_signups_confirmed_total", "channel" => signup.channel.as_str())
                     .increment(1);
@@ -567,11 +558,11 @@ impl Citizens {
         let Some(parsed) = UnsubscribeLinks::parse(token) else {
             return Ok(None);
         };
-        let Some(owner) = self.store.address(parsed.address_id).await? else {
+        let Some(owner) = self.p.store.address(parsed.address_id).await? else {
             return Ok(None);
         };
         let a = &owner.address;
-        if !self.links.verify(
+        if !self.p.links.verify(
             crate::unsubscribe::Purpose::Manage,
             &parsed,
             a.channel,
@@ -579,20 +570,20 @@ impl Citizens {
         ) {
             return Ok(None);
         }
-        let subscriber = self.store.subscriber(owner.subscriber_id).await?;
+        let subscriber = self.p.store.subscriber(owner.subscriber_id).await?;
         Ok(subscriber.map(|s| (a.id, s)))
     }
 
     /// The preferences link of an address.
     pub fn manage_url(&self, address_id: i64, channel: ChannelKind, address: &str) -> String {
-        self.links.manage_url(address_id, channel, address)
+        self.p.links.manage_url(address_id, channel, address)
     }
 
     /// Rewrites every citizen's subscriptions from the services' current matchers (run at
     /// start: the configuration may have changed them). Services no longer listed are dropped.
     pub async fn sync(&self) -> Result<u64, StoreError> {
         let mut changed = 0;
-        for s in self.store.subscribers().await? {
+        for s in self.p.store.subscribers().await? {
             if s.origin != crate::store::SubscriberOrigin::Citizen {
                 continue;
             }
@@ -605,7 +596,7 @@ impl Citizens {
             let services: Vec<String> = s
                 .citizen_services
                 .iter()
-                .filter(|id| self.services.iter().any(|x| &x.id == *id))
+                .filter(|id| self.p.services.iter().any(|x| &x.id == *id))
                 .cloned()
                 .collect();
             let plan = self.plan(&services, channel, s.language.clone());
@@ -620,7 +611,7 @@ impl Citizens {
                             && a.channels == b.channels
                     });
             if !same {
-                self.store.set_citizen(s.id, &plan).await?;
+                self.p.store.set_citizen(s.id, &plan).await?;
                 changed += 1;
             }
         }
