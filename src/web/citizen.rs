@@ -340,39 +340,59 @@ pub async fn confirm_page(
     Path(token): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let Some(c) = citizens(&state) else {
+    pending_page(&state, &headers, &token, raw, false).await
+}
+
+/// `GET /status/subscribe/code/{token}`: the form for the code again (after switching the
+/// page's language, say).
+pub async fn code_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    pending_page(&state, &headers, &token, raw, true).await
+}
+
+/// The page of a sign-up waiting for its link (`with_code` false) or its code.
+async fn pending_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+    raw: Option<String>,
+    with_code: bool,
+) -> Response {
+    let Some(c) = citizens(state) else {
         return not_offered();
     };
-    let lang = lang(&state, &headers, &query(raw));
-    let signup = match c.signup(&token).await {
-        Ok(s) => s,
+    let lang = lang(state, headers, &query(raw));
+    match c.signup(token).await {
         Err(e) => {
             tracing::warn!(error = %e, "cannot read a sign-up");
-            return step(
-                &state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                &lang,
-                "unavailable",
-            );
+            step(state, StatusCode::SERVICE_UNAVAILABLE, &lang, "unavailable")
         }
-    };
-    match signup {
-        Some(s) if s.used_at.is_some() => step(&state, StatusCode::GONE, &lang, "used"),
-        Some(s) if s.expires_at > Timestamp::now() && s.code_sha256.is_none() => {
+        Ok(Some(s)) if s.code_sha256.is_some() != with_code => {
+            step(state, StatusCode::NOT_FOUND, &lang, "invalid")
+        }
+        Ok(Some(s)) if s.used_at.is_some() => step(state, StatusCode::GONE, &lang, "used"),
+        Ok(Some(s)) if s.expires_at > Timestamp::now() => {
+            if with_code {
+                return code_page(state, StatusCode::OK, &lang, token, None);
+            }
             let language = Language::try_from(lang.clone()).unwrap_or(s.language.clone());
             render(
-                &state,
+                state,
                 StatusCode::OK,
                 "subscribe",
                 &lang,
                 minijinja::context! {
-                    step => "confirm", error => (), token => &token,
+                    step => "confirm", error => (), token => token,
                     service_names => c.service_names(&s.services, &language),
                     here => format!("/status/subscribe/confirm/{token}"),
                 },
             )
         }
-        _ => step(&state, StatusCode::NOT_FOUND, &lang, "invalid"),
+        Ok(_) => step(state, StatusCode::NOT_FOUND, &lang, "invalid"),
     }
 }
 
@@ -389,39 +409,6 @@ pub async fn confirm(
     body: Body,
 ) -> Response {
     confirm_posted(&state, &headers, &token, body, false).await
-}
-
-/// `GET /status/subscribe/code/{token}`: the form for the code again (after switching the
-/// page's language, say).
-pub async fn code_form(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(token): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    let Some(c) = citizens(&state) else {
-        return not_offered();
-    };
-    let lang = lang(&state, &headers, &query(raw));
-    match c.signup(&token).await {
-        Ok(Some(s))
-            if s.code_sha256.is_some()
-                && s.used_at.is_none()
-                && s.expires_at > Timestamp::now() =>
-        {
-            code_page(&state, StatusCode::OK, &lang, &token, None)
-        }
-        Ok(_) => step(&state, StatusCode::NOT_FOUND, &lang, "invalid"),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read a sign-up");
-            step(
-                &state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                &lang,
-                "unavailable",
-            )
-        }
-    }
 }
 
 /// `POST /status/subscribe/code/{token}`: the code sent by SMS.

@@ -80,6 +80,34 @@ fn link(text: &str, prefix: &str) -> String {
     rest[..end].to_owned()
 }
 
+/// Signs `who` up by email for `services`, follows the link from the mailbox, and returns the
+/// path of their preferences page.
+async fn subscribed_by_email(
+    app: &TestApp,
+    smtp: &SmtpServer,
+    who: &str,
+    services: &[&str],
+) -> String {
+    let mut form = vec![("channel", "email"), ("email", who)];
+    form.extend(services.iter().map(|s| ("services", *s)));
+    let (status, page) = sign_up(app, &form).await;
+    assert_eq!(status, 202, "{page}");
+    // The link is at the mail server when the page answers: the last mail is it.
+    let mail = smtp.wait_for(who, 1, Duration::from_secs(10));
+    let confirm = link(&mail[mail.len() - 1].text(), "/status/subscribe/confirm/");
+    let (status, done) = post_form(app, confirm.split('?').next().unwrap(), &[]).await;
+    assert_eq!(status, 200, "{done}");
+    link(&done.replace("href=\"", " "), "/manage/")
+}
+
+/// The path the code form posts to, from the page that asks for the code.
+fn code_action(page: &str) -> String {
+    let at = page
+        .find("/status/subscribe/code/")
+        .unwrap_or_else(|| panic!("no code form in {page}"));
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
 async fn citizens(app: &TestApp) -> Vec<Value> {
     let all = app.get_json("/api/v1/subscribers", ADMIN_TOKEN).await;
     all["subscribers"]
@@ -408,11 +436,7 @@ async fn a_citizen_confirms_by_sms_code_and_the_code_has_few_tries() {
     assert_eq!(sent[0].to, "+393331234567");
     let code: String = sent[0].text.chars().take(6).collect();
     assert!(code.chars().all(|c| c.is_ascii_digit()), "{}", sent[0].text);
-    let action = {
-        let at = page.find("/status/subscribe/code/").unwrap();
-        let rest = &page[at..];
-        rest[..rest.find('"').unwrap()].to_owned()
-    };
+    let action = code_action(&page);
     let wrong = if code == "000000" { "111111" } else { "000000" };
     // The code form comes back after switching the page's language.
     let again = app.get(&format!("{action}?lang=it"), None).await;
@@ -456,8 +480,7 @@ async fn a_citizen_confirms_by_sms_code_and_the_code_has_few_tries() {
     .await;
     let sent = double.wait_for(2, Duration::from_secs(10)).await;
     let code: String = sent[1].text.chars().take(6).collect();
-    let at = page.find("/status/subscribe/code/").unwrap();
-    let action = page[at..at + page[at..].find('"').unwrap()].to_owned();
+    let action = code_action(&page);
     for _ in 0..3 {
         post_form(&app, &action, &[("code", "999999x")]).await;
     }
@@ -509,19 +532,7 @@ async fn a_citizen_follows_the_telegram_link_to_the_bot() {
     )
     .await;
     // Giulia follows CUP by email, then moves to Telegram from her preferences page.
-    sign_up(
-        &app,
-        &[
-            ("channel", "email"),
-            ("email", "giulia@example.org"),
-            ("services", "cup"),
-        ],
-    )
-    .await;
-    let mail = smtp.wait_for("giulia@example.org", 1, Duration::from_secs(10));
-    let confirm = link(&mail[0].text(), "/status/subscribe/confirm/");
-    let (_, done) = post_form(&app, confirm.split('?').next().unwrap(), &[]).await;
-    let manage = link(&done.replace("href=\"", " "), "/manage/");
+    let manage = subscribed_by_email(&app, &smtp, "giulia@example.org", &["cup"]).await;
     let replaces = manage.trim_start_matches("/manage/").to_owned();
     let (status, page) = sign_up(
         &app,
@@ -597,19 +608,7 @@ async fn preferences_change_services_language_channel_and_stop_then_erase() {
         &[("BANDITORE__CHANNELS__SMS__ENABLED", "true")],
     )
     .await;
-    sign_up(
-        &app,
-        &[
-            ("channel", "email"),
-            ("address", "lucia@example.org"),
-            ("services", "cup"),
-        ],
-    )
-    .await;
-    let mail = smtp.wait_for("lucia@example.org", 1, Duration::from_secs(10));
-    let confirm = link(&mail[0].text(), "/status/subscribe/confirm/");
-    let (_, done) = post_form(&app, confirm.split('?').next().unwrap(), &[]).await;
-    let manage = link(&done.replace("href=\"", " "), "/manage/");
+    let manage = subscribed_by_email(&app, &smtp, "lucia@example.org", &["cup"]).await;
     let page = app.get(&manage, None).await.text().await.unwrap();
     assert!(page.contains("lu•••@example.org"), "{page}");
     assert!(page.contains("value=\"cup\" checked"), "{page}");
@@ -670,8 +669,7 @@ async fn preferences_change_services_language_channel_and_stop_then_erase() {
     assert_eq!(status, 202, "{page}");
     let sent = double.wait_for(1, Duration::from_secs(10)).await;
     let code: String = sent[0].text.chars().take(6).collect();
-    let at = page.find("/status/subscribe/code/").unwrap();
-    let action = page[at..at + page[at..].find('"').unwrap()].to_owned();
+    let action = code_action(&page);
     let (status, _) = post_form(&app, &action, &[("code", &code)]).await;
     assert_eq!(status, 200);
     let list = citizens(&app).await;
@@ -1071,15 +1069,7 @@ async fn a_draft_approved_after_a_citizen_left_goes_to_the_others_only() {
         "parte@example.org",
         "cancella@example.org",
     ] {
-        sign_up(
-            &app,
-            &[("channel", "email"), ("email", who), ("services", "cup")],
-        )
-        .await;
-        let mail = smtp.wait_for(who, 1, Duration::from_secs(10));
-        let confirm = link(&mail[0].text(), "/status/subscribe/confirm/");
-        let (_, done) = post_form(&app, confirm.split('?').next().unwrap(), &[]).await;
-        manage.push(link(&done.replace("href=\"", " "), "/manage/"));
+        manage.push(subscribed_by_email(&app, &smtp, who, &["cup"]).await);
     }
     // The draft is written for all three; then one stops and one erases, before approval.
     fire_alert(&app, "firing", "cup-backend", "CUP giù").await;
