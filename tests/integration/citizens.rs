@@ -356,7 +356,8 @@ async fn bad_sign_ups_are_named_and_limited_per_client_and_per_address() {
     smtp.wait_for("anna@example.org", 2, Duration::from_secs(10));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(smtp.mails_to("anna@example.org").len(), 2);
-    // Per client: the fourth accepted form from this address is over, with a Retry-After.
+    // Per client (`per_ip = 5`: the form the mail server could not take, three for anna and
+    // this one), the next form is refused, with a Retry-After.
     let (status, _) = sign_up(
         &app,
         &[
