@@ -55,7 +55,7 @@ pub struct SubscribeSettings {
     pub link_ttl: Dur,
     /// How long the code sent by SMS (and the Telegram link) stays good.
     pub code_ttl: Dur,
-    /// Wrong codes allowed before the sign-up is void.
+    /// Tries at the SMS code (the right one included) before the sign-up is void.
     pub code_attempts: u32,
     /// Sign-ups per client address per hour (an IPv6 /64 counts as one address).
     pub per_ip: u32,
