@@ -823,7 +823,10 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
             "summary": {"email": {"sent": 3}}, "deliveries": []}),
         ),
         ("audit", json!({"entries": [entry]})),
-        ("subscribers", json!({"subscribers": [subscriber]})),
+        (
+            "subscribers",
+            json!({"subscribers": [subscriber], "citizens": 1250}),
+        ),
         (
             "me",
             json!({"linked": false, "link": {"url": "https://t.me/b?start=u_1_2_x", "command": "/start u_1_2_x"}}),

@@ -638,14 +638,18 @@ pub async fn subscribers(State(state): State<AppState>, headers: HeaderMap) -> R
     let v = or_page!(allowed(&state, &headers, &lang, Permission::Subscribers).await);
     match state.store.subscribers().await {
         Ok(rows) => {
-            let list: Vec<SubscriberJson> = rows.into_iter().map(SubscriberJson::from).collect();
+            // Citizens are counted, not listed: their contacts are theirs to manage.
+            let (citizens, desks): (Vec<_>, Vec<_>) = rows
+                .into_iter()
+                .partition(|s| s.origin == crate::store::SubscriberOrigin::Citizen);
+            let list: Vec<SubscriberJson> = desks.into_iter().map(SubscriberJson::from).collect();
             page(
                 &state,
                 &lang,
                 Some(&v),
                 "subscribers",
                 StatusCode::OK,
-                minijinja::context! { subscribers => json(&list) },
+                minijinja::context! { subscribers => json(&list), citizens => citizens.len() },
             )
         }
         Err(e) => error_page(&state, &lang, Some(&v), e.into()),

@@ -271,6 +271,30 @@ async fn a_citizen_confirms_by_email_and_hears_the_next_approved_statement() {
 }
 
 #[tokio::test]
+async fn the_console_counts_citizens_without_listing_their_contacts() {
+    let smtp = SmtpServer::start();
+    let mut app = TestApp::spawn(&smtp, &config(r#""email""#, ""), &[]).await;
+    app.add_user("l.bianchi", "una password lunga abbastanza", "operator")
+        .await;
+    subscribed_by_email(&app, &smtp, "mario.rossi@example.org", &["cup"]).await;
+    let b = console_browser();
+    console_login(&app, &b, "l.bianchi", "una password lunga abbastanza").await;
+    let page = b
+        .get(app.url("/console/subscribers"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Cittadini iscritti dalla pagina di stato: 1."),
+        "{page}"
+    );
+    assert!(!page.contains("mario.rossi@example.org"), "{page}");
+}
+
+#[tokio::test]
 async fn bad_sign_ups_are_named_and_limited_per_client_and_per_address() {
     let mut smtp = SmtpServer::start();
     let app = TestApp::spawn(
