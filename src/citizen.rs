@@ -32,7 +32,7 @@ use crate::store::{CitizenPlan, NewSignup, Signup, Store, StoreError, Subscriber
 use crate::unsubscribe::UnsubscribeLinks;
 
 /// How far back the sign-up limits look.
-const LIMIT_WINDOW: Duration = Duration::from_secs(3600);
+pub const LIMIT_WINDOW: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignupError {

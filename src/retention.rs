@@ -32,8 +32,11 @@ async fn prune_citizens(store: &dyn Store, c: Citizens) {
     let (Some(unsubscribed), Some(unbound)) = (ago(c.erase_after), ago(c.unbound_for)) else {
         return;
     };
+    let Some(counted) = ago(crate::citizen::LIMIT_WINDOW) else {
+        return;
+    };
     match store
-        .prune_citizens(Timestamp::now(), unsubscribed, unbound)
+        .prune_citizens(Timestamp::now(), counted, unsubscribed, unbound)
         .await
     {
         Ok(r) if r != crate::store::CitizenPrune::default() => tracing::info!(

@@ -101,12 +101,14 @@ pub trait CitizenStore {
     /// Removes an address and its trace in past deliveries (pending ones are cancelled); a
     /// citizen left with no address goes too. `false` when there was no such address.
     async fn erase_address(&self, address_id: i64) -> Result<bool>;
-    /// Deletes expired sign-ups, the addresses of citizens who unsubscribed (or that were found
-    /// gone) before `unsubscribed_before`, and citizens who never bound an address by
-    /// `unbound_before`.
+    /// Clears the address of expired sign-ups and deletes those created before `counted_since`
+    /// (until then they count towards the per-address limit); erases the addresses of citizens
+    /// who unsubscribed (or that were found gone) before `unsubscribed_before`, and deletes
+    /// citizens who never bound an address by `unbound_before`.
     async fn prune_citizens(
         &self,
         now: Timestamp,
+        counted_since: Timestamp,
         unsubscribed_before: Timestamp,
         unbound_before: Timestamp,
     ) -> Result<CitizenPrune>;

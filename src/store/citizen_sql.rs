@@ -298,12 +298,20 @@ impl CitizenStore for SqlStore {
     async fn prune_citizens(
         &self,
         now: Timestamp,
+        counted_since: Timestamp,
         unsubscribed_before: Timestamp,
         unbound_before: Timestamp,
     ) -> Result<CitizenPrune> {
         let mut tx = self.write().await?;
-        let signups = sqlx::query("DELETE FROM signups WHERE expires_at < $1")
+        sqlx::query(
+            "UPDATE signups SET address = NULL WHERE expires_at < $1 AND address IS NOT NULL",
+        )
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        let signups = sqlx::query("DELETE FROM signups WHERE expires_at < $1 AND created_at < $2")
             .bind(ms(now))
+            .bind(ms(counted_since))
             .execute(&mut *tx)
             .await?
             .rows_affected();

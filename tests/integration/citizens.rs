@@ -1042,16 +1042,40 @@ mod store {
             .await
             .unwrap();
         store.unsubscribe_address(recent, now - day).await.unwrap();
-        // A Telegram sign-up never opened, and one opened long ago but still bound elsewhere.
+        // A Telegram sign-up never opened; an email sign-up that expired days ago, and one that
+        // expired minutes ago (it still counts towards its address's limit, without the address).
         let invite_ends = now + SignedDuration::from_hours(1);
         let unbound = store
             .create_citizen(&plan(&["cup"]), "invite", invite_ends, None, now)
             .await
             .unwrap();
         signup(&store, "old", "old@example.org", now - day * 3).await;
+        let minutes = SignedDuration::from_mins(30);
+        let lapsed = NewSignup {
+            token_sha256: "lapsed".into(),
+            channel: ChannelKind::Sms,
+            address: "+393331234567".into(),
+            address_key: "key:+393331234567".into(),
+            language: "it".to_owned().try_into().unwrap(),
+            services: vec!["cup".into()],
+            code_sha256: Some("code".into()),
+            replaces: None,
+            created_at: now - minutes,
+            expires_at: now - minutes / 3,
+        };
+        store
+            .create_signup(&lapsed, now - minutes * 2, 3)
+            .await
+            .unwrap()
+            .unwrap();
 
         let report = store
-            .prune_citizens(now, now - day * 30, now + SignedDuration::from_secs(1))
+            .prune_citizens(
+                now,
+                now - day,
+                now - day * 30,
+                now + SignedDuration::from_secs(1),
+            )
             .await
             .unwrap();
         assert_eq!(report.addresses, 1, "{report:?}");
@@ -1065,6 +1089,8 @@ mod store {
         assert!(store.address(kept).await.unwrap().is_some());
         assert!(store.subscriber(unbound).await.unwrap().is_none());
         assert!(store.signup("old").await.unwrap().is_none());
+        let lapsed = store.signup("lapsed").await.unwrap().unwrap();
+        assert_eq!(lapsed.address, None, "an expired sign-up keeps no number");
         // Erasing at once removes the citizen with its last address.
         let owner = store.address(kept).await.unwrap().unwrap();
         assert!(store.erase_address(kept).await.unwrap());
