@@ -847,21 +847,13 @@ async fn a_citizen_subscribes_in_chromium_and_hears_the_next_statement() {
     let problems = accessibility_problems(&c).await;
     assert!(problems.is_empty(), "status page: {problems:#?}");
 
-    c.find(Locator::LinkText("Ricevi gli avvisi"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::LinkText("Ricevi gli avvisi")).await;
     c.wait().for_element(Locator::Id("email")).await.unwrap();
     let problems = accessibility_problems(&c).await;
     assert!(problems.is_empty(), "sign-up form: {problems:#?}");
-    c.find(Locator::Css("input[name=services][value=referti]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser
+        .click(Locator::Css("input[name=services][value=referti]"))
+        .await;
     c.find(Locator::Id("email"))
         .await
         .unwrap()
@@ -869,12 +861,7 @@ async fn a_citizen_subscribes_in_chromium_and_hears_the_next_statement() {
         .await
         .unwrap();
     browser.screenshot("form").await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Css("button[type=submit]")).await;
     c.wait().for_element(Locator::Css("h1")).await.unwrap();
     assert_eq!(browser.text_of("h1").await, "Controlla la tua email");
 
@@ -884,12 +871,7 @@ async fn a_citizen_subscribes_in_chromium_and_hears_the_next_statement() {
     c.goto(&app.url(&confirm)).await.unwrap();
     assert!(browser.text_of("main").await.contains("Referti online"));
     browser.screenshot("confirm").await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Css("button[type=submit]")).await;
     c.wait().for_element(Locator::Css("h1")).await.unwrap();
     assert_eq!(browser.text_of("h1").await, "Iscrizione confermata");
     let problems = accessibility_problems(&c).await;

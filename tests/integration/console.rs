@@ -237,12 +237,7 @@ async fn in_a_real_browser_a_draft_appears_is_edited_approved_and_delivered_as_e
         .await
         .unwrap();
     browser.screenshot("login").await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Css("button[type=submit]")).await;
     c.wait().for_element(Locator::Css("h1")).await.unwrap();
     assert!(
         browser
@@ -287,12 +282,9 @@ async fn in_a_real_browser_a_draft_appears_is_edited_approved_and_delivered_as_e
         .await
         .unwrap();
     browser.screenshot("edited").await;
-    c.find(Locator::Css("form#edit button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser
+        .click(Locator::Css("form#edit button[type=submit]"))
+        .await;
     c.wait()
         .for_element(Locator::Id("approve-button"))
         .await
@@ -306,12 +298,7 @@ async fn in_a_real_browser_a_draft_appears_is_edited_approved_and_delivered_as_e
         .unwrap()
         .unwrap_or_default();
     assert_eq!(saved, edited, "the saved version is shown");
-    c.find(Locator::Id("approve-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Id("approve-button")).await;
     c.wait()
         .for_element(Locator::Id("draft-state"))
         .await

@@ -487,12 +487,7 @@ async fn in_a_real_browser_each_network_part_counts_as_its_network_while_typing(
         .send_keys("una-password-lunga-abbastanza")
         .await
         .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Css("button[type=submit]")).await;
     c.goto(&app.url(&format!("/console/drafts/{id}")))
         .await
         .unwrap();

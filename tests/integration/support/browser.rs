@@ -106,6 +106,17 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// Clicks the first element `locator` finds.
+    pub async fn click(&self, locator: Locator<'_>) {
+        self.client
+            .find(locator)
+            .await
+            .unwrap_or_else(|e| panic!("nothing to click for {locator:?}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("cannot click {locator:?}: {e}"));
+    }
+
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
