@@ -718,7 +718,7 @@ fn status_samples() -> Vec<(&'static str, serde_json::Value)> {
         ("subscribe", json!({"step": "invalid", "error": null})),
         (
             "manage",
-            json!({"found": true, "erased": false, "notice": "ok", "citizen": true,
+            json!({"found": true, "erased": false, "notice": "ok", "refused": false, "citizen": true,
                 "channel": "email", "address": "ma•••@example.org", "stopped": false,
                 "erase_days": 30, "language": "it",
                 "services": [{"id": "cup", "name": "Prenotazioni", "checked": true}],
@@ -726,7 +726,7 @@ fn status_samples() -> Vec<(&'static str, serde_json::Value)> {
         ),
         (
             "manage",
-            json!({"found": true, "erased": false, "notice": null, "citizen": false,
+            json!({"found": true, "erased": false, "notice": "no", "refused": true, "citizen": false,
                 "channel": "sms", "address": "•••567", "stopped": true, "erase_days": 30,
                 "language": "it", "services": [], "change_url": ""}),
         ),

@@ -669,6 +669,7 @@ fn show_manage(
             erased => false,
             here => format!("/manage/{token}"),
             notice => notice,
+            refused => status != StatusCode::OK,
             citizen => citizen,
             channel => address.channel.as_str(),
             address => masked(address.channel, &address.address),

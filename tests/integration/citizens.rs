@@ -714,7 +714,12 @@ async fn preferences_change_services_language_channel_and_stop_then_erase() {
     let sms_manage = sms_manage.split(PUBLIC).nth(1).unwrap().to_owned();
     let (status, page) = post_form(&app, &sms_manage, &[("action", "erase")]).await;
     assert_eq!(status, 400, "erasing asks for its confirmation");
-    assert!(page.contains("spunta la conferma"), "{page}");
+    assert!(
+        page.contains(
+            "<p role=\"alert\" class=\"error\">Per cancellare i tuoi dati spunta la conferma."
+        ),
+        "{page}"
+    );
     assert_eq!(citizens(&app).await.len(), 1);
     let (status, page) = post_form(
         &app,
