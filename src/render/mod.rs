@@ -582,16 +582,26 @@ impl Renderer {
                     ));
                 }
                 if channel == ChannelKind::Sms {
-                    for kind in [UpdateKind::Opened, UpdateKind::Resolved] {
+                    // The public audience's text also carries the preferences link.
+                    for (kind, public) in [
+                        (UpdateKind::Opened, false),
+                        (UpdateKind::Resolved, false),
+                        (UpdateKind::Opened, true),
+                        (UpdateKind::Resolved, true),
+                    ] {
                         let mut ctx = sample_context(kind);
                         ctx.signals.clear();
+                        if public {
+                            ctx.audience = "public".into();
+                        }
                         if let Ok(sms) = self.render_sms(&lang, &ctx)
                             && !sms.fits_without_cutting
                         {
                             problems.push(format!(
-                                "{}: even without signals the sample {} text is longer than max_segments = {} and would be cut",
+                                "{}: even without signals the sample {} text for the {} audience is longer than max_segments = {} and would be cut",
                                 template_name(channel, &lang, "text"),
                                 kind.as_str(),
+                                ctx.audience,
                                 sms.max_segments
                             ));
                         }
