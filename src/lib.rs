@@ -10,6 +10,8 @@ pub mod citizen;
 pub mod cluster;
 pub mod domain;
 pub mod feeds;
+#[cfg(test)]
+pub mod hostile;
 pub mod incident;
 pub mod ingest;
 pub mod outbox;

@@ -1,0 +1,47 @@
+//! Text as a stranger could write it, for property tests: arbitrary Unicode with the characters
+//! that break protocols over-represented (controls, NUL, CR/LF, separators, noncharacters, bidi
+//! marks, combining marks, emoji, markup), words of thousands of characters, links and hashtags,
+//! and empty strings. Every field a monitor, an operator or a citizen controls is tested with it.
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::select;
+
+/// Characters that protocols treat specially.
+const AWKWARD: &[char] = &[
+    '\0', '\r', '\n', '\t', '\u{b}', '\u{c}', '\u{1b}', '\u{7f}', '\u{85}', '\u{a0}', '\u{2028}',
+    '\u{2029}', '\u{fffe}', '\u{ffff}', '\u{feff}', '\u{200b}', '\u{200d}', '\u{200f}',
+    '\u{202e}', '\u{301}', '\u{fe0f}', '🚨', '👩', '🇮', '🇹', 'è', 'à', '€', 'ß', '中', 'я', '<', '>',
+    '&', '"', '\'', '#', '@', '=', '?', '_', '*', '`', '[', ']', '{', '}', '%', '+', '\\', '/',
+    ':', '.', ' ',
+];
+
+/// One character: any at all, or one of the awkward ones.
+pub fn character() -> impl Strategy<Value = char> {
+    prop_oneof![2 => any::<char>(), 3 => select(AWKWARD), 3 => proptest::char::range('a', 'z')]
+}
+
+/// One word: short, huge (1,000 to 10,000 characters), a link or a hashtag.
+pub fn word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        16 => vec(character(), 0..12).prop_map(String::from_iter),
+        1 => (1_000usize..10_000, character())
+            .prop_map(|(n, c)| std::iter::repeat_n(c, n).collect()),
+        1 => (1_000usize..4_000).prop_map(|n| format!("https://asl.example/{}", "x".repeat(n))),
+        3 => "[a-z0-9./_-]{1,60}".prop_map(|p| format!("https://asl.example/{p}")),
+        2 => "[A-Za-zàèìòù0-9_]{1,30}".prop_map(|t| format!("#{t}")),
+        1 => "[a-z0-9_]{1,20}".prop_map(|u| format!("@{u}@mastodon.example")),
+    ]
+}
+
+/// A text of words joined by spaces, line breaks or nothing; sometimes empty.
+pub fn text() -> impl Strategy<Value = String> {
+    vec((word(), select(&[" ", " ", " ", "\n", "\r\n", "", "\t"][..])), 0..24).prop_map(
+        |parts| {
+            parts
+                .into_iter()
+                .map(|(word, gap)| word + gap)
+                .collect::<String>()
+        },
+    )
+}
