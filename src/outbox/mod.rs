@@ -8,17 +8,25 @@
 //! keeps the same Message-ID so mail clients can fold the copy.
 //!
 //! While this worker lives, nobody takes its deliveries over: it renews the lease of every
-//! delivery it holds (queued, in flight, or sent with the outcome not yet written), and outcomes
-//! are fenced by the claim they belong to. A delivery that waited in the local queue too long to
-//! start safely is handed back without counting an attempt.
+//! delivery it holds (queued, in flight, or sent with the outcome not yet written) every quarter
+//! of a lease, and outcomes are fenced by the claim they belong to. The lease is short (seconds),
+//! so that a dead replica's deliveries are taken over within about a lease; a send is bounded by
+//! its own `send_timeout` instead. A send starts only while the worker's hold is known good (a
+//! claim or a renewal less than half a lease ago); otherwise the delivery is handed back without
+//! counting an attempt.
+//!
+//! A panic inside a channel fails that one delivery, with the panic's message as its reason; the
+//! worker goes on.
 
 mod backoff;
 mod rate;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
@@ -34,7 +42,10 @@ use crate::unsubscribe::UnsubscribeLinks;
 
 #[derive(Debug, Clone)]
 pub struct OutboxConfig {
+    /// How long a claim lasts unless renewed; renewed every quarter of it.
     pub lease: Duration,
+    /// The longest one send may take before it counts as failed (and is retried).
+    pub send_timeout: Duration,
     pub batch_size: u32,
     pub max_attempts: u32,
     pub backoff: Backoff,
@@ -140,15 +151,13 @@ impl Dispatcher {
                 .within(self.config.lease / 4)
                 .clamp(1, self.config.batch_size as usize),
         };
-        // Each claimed delivery with the time by which it must have started: half the lease, so a
-        // send never runs while its lease could expire and another claim take it.
+        // Each claimed delivery with the moment it was claimed: it may start while the claim, or the
+        // last renewal of every lease this worker holds, is less than half a lease old.
         let mut queue: VecDeque<(ClaimedDelivery, tokio::time::Instant)> = VecDeque::new();
         let mut maybe_more = true;
-        let mut last_reclaim = tokio::time::Instant::now();
-        let mut last_renewal = tokio::time::Instant::now();
+        let mut leases = Leases::new(tokio::time::Instant::now());
         loop {
-            self.keep_leases(&held, &mut last_renewal, &mut last_reclaim)
-                .await;
+            self.keep_leases(&held, &mut leases).await;
             while in_flight.try_join_next().is_some() {}
             if maybe_more && queue.len() < concurrency.min(prefetch) {
                 let want = (prefetch - queue.len()) as u32;
@@ -164,8 +173,8 @@ impl Dispatcher {
                         // have held some rows for a moment. Only an empty one stops claiming.
                         maybe_more = !claimed.is_empty();
                         held.add(claimed.iter().map(|d| d.id));
-                        let start_by = tokio::time::Instant::now() + self.config.lease / 2;
-                        queue.extend(claimed.into_iter().map(|d| (d, start_by)));
+                        let claimed_at = tokio::time::Instant::now();
+                        queue.extend(claimed.into_iter().map(|d| (d, claimed_at)));
                     }
                     Err(e) => {
                         tracing::warn!(channel = %kind, error = %e, "cannot claim deliveries; retrying shortly");
@@ -178,10 +187,11 @@ impl Dispatcher {
                 }
             }
             while in_flight.len() < concurrency {
-                let Some((delivery, start_by)) = queue.pop_front() else {
+                let Some((delivery, claimed_at)) = queue.pop_front() else {
                     break;
                 };
-                if tokio::time::Instant::now() > start_by {
+                let held_since = claimed_at.max(leases.renewed);
+                if held_since.elapsed() > self.config.lease / 2 {
                     // Too late to start safely: hand it back, the attempt not counted.
                     let _ = results.send(outcome_of(&delivery, DeliveryOutcome::Released));
                     continue;
@@ -203,7 +213,9 @@ impl Dispatcher {
                 self.idle_wait(kind).await
             } else {
                 self.config.poll_interval
-            };
+            }
+            // Leases are renewed, and others' expired ones taken back, every quarter of a lease.
+            .min(Leases::every(self.config.lease));
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -242,32 +254,36 @@ impl Dispatcher {
         }
     }
 
-    /// Renews the leases this worker holds (every third of a lease), and takes back the
-    /// deliveries of workers that stopped (every poll interval).
-    async fn keep_leases(
-        &self,
-        held: &Held,
-        last_renewal: &mut tokio::time::Instant,
-        last_reclaim: &mut tokio::time::Instant,
-    ) {
+    /// Renews the leases this worker holds, and takes back the deliveries of workers that
+    /// stopped, every quarter of a lease: a dead replica's claims are sent by another within
+    /// about a lease and a quarter.
+    async fn keep_leases(&self, held: &Held, leases: &mut Leases) {
         let kind = self.channel.kind();
-        if last_renewal.elapsed() >= self.config.lease / 3 {
-            *last_renewal = tokio::time::Instant::now();
+        let every = Leases::every(self.config.lease);
+        let started = tokio::time::Instant::now();
+        if started.duration_since(leases.renewed) >= every {
             let ids = held.ids();
-            if let Err(e) = self
-                .store
-                .renew_leases(
-                    &self.owner,
-                    &ids,
-                    later_by(Timestamp::now(), self.config.lease),
-                )
-                .await
-            {
-                tracing::warn!(channel = %kind, error = %e, held = ids.len(), "cannot renew leases");
+            if ids.is_empty() {
+                leases.renewed = started;
+            } else {
+                match self
+                    .store
+                    .renew_leases(
+                        &self.owner,
+                        &ids,
+                        later_by(Timestamp::now(), self.config.lease),
+                    )
+                    .await
+                {
+                    Ok(_) => leases.renewed = started,
+                    Err(e) => {
+                        tracing::warn!(channel = %kind, error = %e, held = ids.len(), "cannot renew leases")
+                    }
+                }
             }
         }
-        if last_reclaim.elapsed() >= self.config.poll_interval {
-            *last_reclaim = tokio::time::Instant::now();
+        if started.duration_since(leases.reclaimed) >= every {
+            leases.reclaimed = started;
             match self
                 .store
                 .reclaim_expired_leases(Timestamp::now(), &self.owner)
@@ -275,7 +291,8 @@ impl Dispatcher {
             {
                 Ok(0) => {}
                 Ok(n) => {
-                    tracing::warn!(channel = %kind, deliveries = n, "reclaimed deliveries whose worker stopped")
+                    tracing::warn!(channel = %kind, deliveries = n, "reclaimed deliveries whose worker stopped");
+                    self.store.announce(Topic::Deliveries).await;
                 }
                 Err(e) => {
                     tracing::warn!(channel = %kind, error = %e, "cannot reclaim expired leases")
@@ -323,6 +340,27 @@ impl Dispatcher {
     }
 }
 
+/// When this worker last made sure of its leases.
+struct Leases {
+    /// The last renewal that succeeded (or found nothing to renew), as of when it started.
+    renewed: tokio::time::Instant,
+    /// The last look for other workers' expired leases.
+    reclaimed: tokio::time::Instant,
+}
+
+impl Leases {
+    fn new(now: tokio::time::Instant) -> Leases {
+        Leases {
+            renewed: now,
+            reclaimed: now,
+        }
+    }
+
+    fn every(lease: Duration) -> Duration {
+        lease / 4
+    }
+}
+
 /// One send, from filling the placeholders to reporting the outcome.
 struct Send {
     channel: Arc<dyn Channel>,
@@ -338,7 +376,13 @@ impl Send {
         let outcome = match message {
             // The message row cannot be read: retry later rather than drop.
             None => self.retry_or_fail(&delivery, None, "message could not be loaded".into()),
-            Some(message) => self.send(&delivery, &message).await,
+            // A panic in a channel (or in filling the message) fails this delivery only.
+            Some(message) => AssertUnwindSafe(self.send(&delivery, &message))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| DeliveryOutcome::Failed {
+                    error: format!("the {kind} channel failed: {}", panic_message(&*panic)),
+                }),
         };
         let label = match &outcome {
             DeliveryOutcome::Sent { .. } => {
@@ -403,8 +447,8 @@ impl Send {
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
         }
-        // Stay well inside the lease, so that nobody else takes the delivery while it is in flight.
-        let budget = self.config.lease / 2;
+        // The lease is renewed while the send runs; this bounds a send that never ends.
+        let budget = self.config.send_timeout;
         match tokio::time::timeout(budget, self.channel.send(&outgoing)).await {
             Ok(Ok(receipt)) => DeliveryOutcome::Sent(receipt),
             Ok(Err(SendError::Retry { after, reason })) => {
@@ -436,6 +480,19 @@ impl Send {
             error: reason,
         }
     }
+}
+
+/// What a panic said, for the delivery's error.
+fn panic_message(panic: &(dyn std::any::Any + std::marker::Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    format!(
+        "internal error: {}",
+        text.chars().take(300).collect::<String>()
+    )
 }
 
 /// Writes outcomes in batches: whatever finished while the previous batch was being written goes
@@ -470,5 +527,93 @@ async fn record(
             }
         }
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::Receipt;
+    use crate::domain::subscriber::ChannelKind;
+
+    /// A channel that panics on its first send and works afterwards.
+    struct Fragile(std::sync::atomic::AtomicBool);
+
+    #[async_trait::async_trait]
+    impl Channel for Fragile {
+        fn kind(&self) -> ChannelKind {
+            ChannelKind::Email
+        }
+
+        async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
+            if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                panic!("header value for {} is invalid", msg.recipient);
+            }
+            Ok(Receipt::default())
+        }
+    }
+
+    fn delivery(id: i64) -> ClaimedDelivery {
+        ClaimedDelivery {
+            id,
+            message_id: 1,
+            incident_id: 1,
+            channel: ChannelKind::Email,
+            recipient: "cup@asl.example".into(),
+            address_id: Some(1),
+            subscriber_name: "CUP".into(),
+            attempts: 1,
+            origin_at: Timestamp::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_a_send_fails_that_delivery_and_the_next_send_goes_out() {
+        let (results, mut received) = mpsc::unbounded_channel();
+        let channel: Arc<dyn Channel> = Arc::new(Fragile(Default::default()));
+        let message = Arc::new(MessageRow {
+            id: 1,
+            update_id: 1,
+            channel: ChannelKind::Email,
+            language: "it".into(),
+            subject: Some("CUP".into()),
+            body: "CUP giù".into(),
+            html: None,
+        });
+        let send = || Send {
+            channel: channel.clone(),
+            links: UnsubscribeLinks::new(b"key", "https://banditore.example"),
+            limiter: None,
+            config: OutboxConfig {
+                lease: Duration::from_secs(3),
+                send_timeout: Duration::from_secs(5),
+                batch_size: 10,
+                max_attempts: 3,
+                backoff: Backoff {
+                    initial: Duration::from_secs(1),
+                    max: Duration::from_secs(1),
+                },
+                poll_interval: Duration::from_secs(1),
+                concurrency: 1,
+                shutdown_timeout: Duration::from_secs(1),
+            },
+            results: results.clone(),
+        };
+        send().run(delivery(1), Some(message.clone())).await;
+        send().run(delivery(2), Some(message)).await;
+        let first = received.recv().await.unwrap();
+        assert_eq!(first.delivery, 1);
+        match first.outcome {
+            DeliveryOutcome::Failed { error } => {
+                assert!(
+                    error.contains("header value for cup@asl.example is invalid"),
+                    "{error}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let second = received.recv().await.unwrap();
+        assert_eq!(second.delivery, 2);
+        assert!(matches!(second.outcome, DeliveryOutcome::Sent(_)));
     }
 }

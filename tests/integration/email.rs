@@ -1,6 +1,6 @@
 //! End to end: a monitor's webhook in, an email out of a real SMTP server.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 use serde_json::json;
@@ -294,15 +294,25 @@ async fn smtp_down_then_up_is_delivered_after_recovery() {
 #[tokio::test]
 async fn killed_between_accept_and_send_delivers_exactly_once_after_restart() {
     let smtp = SmtpServer::start();
-    // A long grouping wait holds the notice back, so the process dies with the signal stored and
+    // A grouping wait holds the notice back, so the process dies with the signal stored and
     // nothing sent.
-    let mut app = TestApp::spawn(&smtp, "", &[("BANDITORE__ROUTING__GROUP_WAIT", "2s")]).await;
+    let mut app = TestApp::spawn(&smtp, "", &[("BANDITORE__ROUTING__GROUP_WAIT", "1s")]).await;
     desk(&app, "it", DESK).await;
     post_alert(&app, &cup_alert("firing")).await;
     app.kill();
     assert!(smtp.mails_to(DESK).is_empty());
+    // By now the grouping wait is over: the restarted process has the notice to send at once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     app.start().await;
+    let listening = Instant::now();
     smtp.wait_for(DESK, 1, Duration::from_secs(15));
+    let first_send = listening.elapsed();
+    // The dead process's leadership lease (10 s) is not waited out: SQLite's lock file proves
+    // that no other process runs. (The target is 1 s; BENCHMARKS.md has the measured figure.)
+    assert!(
+        first_send < Duration::from_secs(3),
+        "first send {first_send:?} after the restart"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(smtp.mails_to(DESK).len(), 1);
 }

@@ -2,8 +2,13 @@
 //! unsubscribe headers (RFC 8058), a Message-ID stable across retries.
 //!
 //! SMTP replies decide the outcome: 4xx is temporary; 5xx is permanent, and a 5.1.x enhanced
-//! status (no such mailbox or domain) marks the address gone.
+//! status (no such mailbox or domain) marks the address gone. A message refused for good for
+//! another reason may have been refused for what our rendering made of it (its size, its HTML, a
+//! server's own rules): it is sent once more at once in a plain, shortened form, and fails only
+//! if that is refused too. Header text is cleaned and encoded by `header.rs`, so no value a
+//! monitor or an operator writes can break a line or inject a header.
 
+mod header;
 mod pool;
 
 use std::sync::Arc;
@@ -130,7 +135,7 @@ impl EmailChannel {
             .map_err(|e| SendError::RecipientGone {
                 reason: format!("`{}` is not a valid address: {e}", msg.recipient),
             })?;
-        let name = Some(msg.recipient_name.clone()).filter(|n| !n.is_empty());
+        let name = Some(header::clean(&msg.recipient_name)).filter(|n| !n.is_empty());
         let to = Mailbox::new(name, address);
         let thread = format!(
             "<{}.incident-{}@{}>",
@@ -149,7 +154,10 @@ impl EmailChannel {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(msg.subject.clone().unwrap_or_default())
+            .raw_header(header::unstructured(
+                "Subject",
+                msg.subject.as_deref().unwrap_or_default(),
+            ))
             .message_id(Some(format!(
                 "<{}.{id}@{}>",
                 self.id_prefix, self.id_domain
@@ -193,6 +201,36 @@ impl Channel for EmailChannel {
     }
 
     async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
+        match self.send_built(msg).await {
+            Err(SendError::Reject { reason }) => {
+                let plain = plain_fallback(msg);
+                if plain.html.is_none()
+                    && msg.html.is_none()
+                    && plain.subject == msg.subject
+                    && plain.text == msg.text
+                {
+                    // Already as plain as it gets.
+                    return Err(SendError::Reject { reason });
+                }
+                match self.send_built(&plain).await {
+                    Ok(receipt) => {
+                        tracing::warn!(delivery = msg.delivery_id, refused = %reason, "email refused; its plain, shortened form was accepted");
+                        metrics::counter!("banditore_email_plain_fallbacks_total").increment(1);
+                        Ok(receipt)
+                    }
+                    Err(SendError::Reject { reason: again }) => Err(SendError::Reject {
+                        reason: format!("{reason}; its plain, shortened form too: {again}"),
+                    }),
+                    Err(other) => Err(other),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+impl EmailChannel {
+    async fn send_built(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
         let message = self.build(msg)?;
         let bytes = message.formatted();
         match self.pool.send(message.envelope(), &bytes).await {
@@ -209,6 +247,32 @@ impl Channel for EmailChannel {
                 reason: other.to_string(),
             }),
         }
+    }
+}
+
+/// The safest form of a message: text only, a subject of at most a line, the body cut to a size
+/// every server takes.
+fn plain_fallback(msg: &Outgoing) -> Outgoing {
+    const SUBJECT_CHARS: usize = 70;
+    const BODY_CHARS: usize = 8_000;
+    let subject = msg.subject.as_deref().map(|s| {
+        let s = header::clean(s);
+        if s.chars().count() > SUBJECT_CHARS {
+            let cut: String = s.chars().take(SUBJECT_CHARS - 1).collect();
+            format!("{}…", cut.trim_end())
+        } else {
+            s
+        }
+    });
+    let mut text: String = msg.text.chars().take(BODY_CHARS).collect();
+    if text.len() < msg.text.len() {
+        text.push_str("\n…");
+    }
+    Outgoing {
+        subject,
+        text,
+        html: None,
+        ..msg.clone()
     }
 }
 
@@ -332,6 +396,86 @@ mod tests {
             None
         );
         assert_eq!(enhanced_status("network error: reset"), None);
+    }
+
+    /// What every SMTP server and mail reader requires of a message, checked on its bytes: lines of
+    /// at most 998 bytes ended by CRLF, no bare CR or LF, and headers that parse back to what
+    /// was meant (one recipient, no header smuggled in by a name or a subject).
+    fn check_wire_format(raw: &[u8], msg: &Outgoing) -> Result<(), String> {
+        let text = String::from_utf8(raw.to_vec()).map_err(|e| e.to_string())?;
+        for line in text.split("\r\n") {
+            if line.len() > 998 {
+                return Err(format!("a line of {} bytes", line.len()));
+            }
+            if line.contains(['\r', '\n']) {
+                return Err(format!("a bare CR or LF in {line:?}"));
+            }
+        }
+        let parsed = mail_parser::MessageParser::default()
+            .parse(raw)
+            .ok_or("mail-parser cannot read the message")?;
+        let subject = header::clean(msg.subject.as_deref().unwrap_or_default());
+        if parsed.subject().unwrap_or_default() != subject {
+            return Err(format!(
+                "subject {:?} reads back as {:?}",
+                subject,
+                parsed.subject()
+            ));
+        }
+        let to = parsed.to().ok_or("no To")?;
+        let recipients: Vec<_> = to.iter().collect();
+        if recipients.len() != 1 || recipients[0].address() != Some(msg.recipient.as_str()) {
+            return Err(format!("To reads back as {recipients:?}"));
+        }
+        let name = header::clean(&msg.recipient_name);
+        if recipients[0].name().unwrap_or_default() != name {
+            return Err(format!(
+                "name {name:?} reads back as {:?}",
+                recipients[0].name()
+            ));
+        }
+        if parsed.bcc().is_some() || parsed.cc().is_some() {
+            return Err("a Cc or Bcc appeared".into());
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_subject_holding_a_long_url_is_folded_into_short_lines() {
+        let channel = EmailChannel::new(&settings(), None, "d3ad").unwrap();
+        let mut msg = outgoing();
+        msg.subject = Some(format!(
+            "[Disservizio in corso] https://cup.example/{}",
+            "elenco-sportelli-".repeat(70)
+        ));
+        msg.recipient_name = "Evil\r\nBcc: x@y".into();
+        let raw = channel.build(&msg).unwrap().formatted();
+        check_wire_format(&raw, &msg).unwrap();
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_subject_name_and_body_make_a_message_every_server_takes(
+            subject in crate::hostile::text(),
+            name in crate::hostile::text(),
+            text in crate::hostile::text(),
+            html in proptest::option::of(crate::hostile::text()),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let _entered = runtime.enter();
+            let channel = EmailChannel::new(&settings(), None, "d3ad").unwrap();
+            let msg = Outgoing { subject: Some(subject), recipient_name: name, text, html, ..outgoing() };
+            let raw = channel.build(&msg).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?.formatted();
+            if let Err(problem) = check_wire_format(&raw, &msg) {
+                return Err(proptest::test_runner::TestCaseError::fail(problem));
+            }
+            let plain = plain_fallback(&msg);
+            let raw = channel.build(&plain).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?.formatted();
+            if let Err(problem) = check_wire_format(&raw, &plain) {
+                return Err(proptest::test_runner::TestCaseError::fail(problem));
+            }
+        }
     }
 
     #[tokio::test]
