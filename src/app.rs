@@ -122,6 +122,7 @@ impl Application {
         let mut enabled = BTreeSet::new();
         let outbox = OutboxConfig {
             lease: s.outbox.lease.get(),
+            send_timeout: s.outbox.send_timeout.get(),
             batch_size: s.outbox.batch_size,
             max_attempts: s.outbox.max_attempts,
             backoff: Backoff {
@@ -164,7 +165,7 @@ impl Application {
                 .as_ref()
                 .context("channels.telegram: enabled without a token")?;
             let client = telegram::bot(&keys.token, &t.api_url, t.timeout.get())?;
-            let pacer = Arc::new(telegram::Pacer::default());
+            let pacer = Arc::new(telegram::Pacer::new(t.rate_per_second));
             enabled.insert(ChannelKind::Telegram);
             dispatchers.push(Dispatcher::new(
                 store.clone(),

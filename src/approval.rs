@@ -297,7 +297,7 @@ impl Announcer {
                         Ok(TelegramChat::Id(id)) => id,
                         _ => continue,
                     };
-                    pacer.turn_patiently(&TelegramChat::Id(chat)).await;
+                    let _turn = pacer.turn_patiently(&TelegramChat::Id(chat)).await;
                     let open = url::Url::parse(&url)
                         .ok()
                         .map(|u| InlineKeyboardButton::url(say("draft_button_open", &[]), u));

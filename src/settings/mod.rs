@@ -346,6 +346,7 @@ pub struct TemplateSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct OutboxSettings {
     pub lease: Dur,
+    pub send_timeout: Dur,
     pub batch_size: u32,
     pub max_attempts: u32,
     pub retry_initial: Dur,

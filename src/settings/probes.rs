@@ -227,7 +227,7 @@ pub struct PublicMaintenance {
 
 /// Checks every probe, canary and maintenance window.
 pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String)) {
-    let lease = settings.outbox.lease.get();
+    let longest = settings.outbox.send_timeout.get();
     let mut names = std::collections::BTreeSet::new();
     let specs = settings
         .probes
@@ -262,10 +262,10 @@ pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String))
         {
             push(&at("interval"), "must be from 100ms to 1 day".into());
         }
-        if p.timeout.get().is_zero() || p.timeout.get() > lease {
+        if p.timeout.get().is_zero() || p.timeout.get() > longest {
             push(
                 &at("timeout"),
-                "must be more than 0 and at most outbox.lease".into(),
+                "must be more than 0 and at most outbox.send_timeout".into(),
             );
         }
         if p.failure_threshold == 0 || p.success_threshold == 0 {

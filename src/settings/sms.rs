@@ -74,10 +74,11 @@ pub fn validate_sms(
     if sms.concurrency == 0 {
         push("channels.sms.concurrency", "must be at least 1".into());
     }
-    if sms.timeout.get() > settings.outbox.lease.get() / (2 * sms.providers.len().max(1) as u32) {
+    if sms.timeout.get() > settings.outbox.send_timeout.get() / (sms.providers.len().max(1) as u32)
+    {
         push(
             "channels.sms.timeout",
-            "times the number of providers must stay within half of outbox.lease (one send may try each provider)".into(),
+            "times the number of providers must stay within outbox.send_timeout (one send may try each provider)".into(),
         );
     }
     if sms.put_aside_after == 0 {

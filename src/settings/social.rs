@@ -174,10 +174,10 @@ fn check_timeout(
     settings: &Settings,
     push: &mut impl FnMut(&str, String),
 ) {
-    if timeout.get().is_zero() || timeout.get() > settings.outbox.lease.get() / 2 {
+    if timeout.get().is_zero() || timeout.get() > settings.outbox.send_timeout.get() {
         push(
             path,
-            "must be more than 0 and at most half of outbox.lease (a send must end within its lease)"
+            "must be more than 0 and at most outbox.send_timeout (a send must end within it)"
                 .into(),
         );
     }

@@ -319,8 +319,13 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
             "is longer than outbox.retry_max".into(),
         );
     }
-    if o.lease.get() < Duration::from_secs(5) {
-        push("outbox.lease", "must be at least 5s".into());
+    if o.lease.get() < Duration::from_secs(2) {
+        push("outbox.lease", "must be at least 2s".into());
+    }
+    if o.send_timeout.get() < Duration::from_secs(1)
+        || o.send_timeout.get() > Duration::from_secs(3600)
+    {
+        push("outbox.send_timeout", "must be between 1s and 1h".into());
     }
     if o.poll_interval.get() < Duration::from_millis(100) {
         push("outbox.poll_interval", "must be at least 100ms".into());
@@ -345,13 +350,13 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         if e.pool_size == 0 {
             push("channels.email.pool_size", "must be at least 1".into());
         }
-        // A send gets half the lease; the SMTP timeout must fit in it or sends are cut short.
-        if e.timeout.get() > o.lease.get() / 2 {
+        // The SMTP timeout must fit in a send's time or sends are cut short.
+        if e.timeout.get() > o.send_timeout.get() {
             push(
                 "channels.email.timeout",
                 format!(
-                    "must be at most half of outbox.lease ({:?})",
-                    o.lease.get() / 2
+                    "must be at most outbox.send_timeout ({:?})",
+                    o.send_timeout.get()
                 ),
             );
         }
@@ -564,12 +569,12 @@ fn validate_telegram(
     if t.concurrency == 0 {
         push("channels.telegram.concurrency", "must be at least 1".into());
     }
-    if t.timeout.get() > settings.outbox.lease.get() / 2 {
+    if t.timeout.get() > settings.outbox.send_timeout.get() {
         push(
             "channels.telegram.timeout",
             format!(
-                "must be at most half of outbox.lease ({:?})",
-                settings.outbox.lease.get() / 2
+                "must be at most outbox.send_timeout ({:?})",
+                settings.outbox.send_timeout.get()
             ),
         );
     }

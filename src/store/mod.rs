@@ -612,7 +612,8 @@ pub trait Store:
 
     // Several replicas.
     /// Takes or renews the lease on a singleton duty until `until`; true while `holder` has it.
-    /// A lease held by someone else is taken only once it has run out at `now`.
+    /// A lease held by someone else is taken only once it has run out at `now`; on SQLite,
+    /// where the lock file proves the caller is the only process, at once.
     async fn lead(
         &self,
         duty: &str,

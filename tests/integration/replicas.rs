@@ -34,7 +34,6 @@ async fn replicas(
             ("BANDITORE__STORE__REPLICAS", "2"),
             ("BANDITORE__CLUSTER__INSTANCE", &name),
             ("BANDITORE__CLUSTER__LEADER_LEASE", "3s"),
-            ("BANDITORE__OUTBOX__LEASE", "6s"),
             ("BANDITORE__CHANNELS__EMAIL__TIMEOUT", "3s"),
         ];
         all.extend_from_slice(env);
@@ -137,6 +136,23 @@ async fn a_replica_killed_mid_fan_out_loses_nothing() {
     wait_for_total(&smtp, n / 5, Duration::from_secs(60)).await;
     let killed_at = smtp.mails().len();
     apps[0].kill();
+    let killed = Instant::now();
+    // The dead replica's claims come back when their short lease (3 s) runs out, found by the
+    // survivor's look every quarter of a lease, not after a minute.
+    let survivor = &apps[1];
+    while !survivor
+        .logs()
+        .contains("reclaimed deliveries whose worker stopped")
+    {
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "the dead replica's claims were not taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let taken_over = killed.elapsed();
+    eprintln!("the dead replica's claims were taken over {taken_over:?} after the kill");
+    assert!(taken_over < Duration::from_secs(8), "{taken_over:?}");
     wait_for_total(&smtp, n, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let counts = tally(&smtp);

@@ -130,6 +130,8 @@ async fn a_throttling_or_failing_provider_hands_the_message_to_the_next_exactly_
     fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     let sent = double.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(sent[0].provider, SmsProvider::Vonage);
+    // A 429 puts Twilio aside for a second (it sends no Retry-After); then it is tried again.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     double.fail_next(SmsProvider::Twilio, 1, 503);
     fire_alert(&app, "firing", "cup-portale", "Portale referti lento").await;
     let sent = double.wait_for(2, Duration::from_secs(10)).await;
@@ -330,6 +332,57 @@ async fn a_provider_failing_again_and_again_is_put_aside() {
         3,
         "not asked while aside"
     );
+}
+
+#[tokio::test]
+async fn a_throttled_primary_is_put_aside_and_the_secondary_sends_at_its_own_rate() {
+    let double = SmsDouble::start().await;
+    // Twilio paced at 3 a second and answering 429 to everything; Vonage at 30 a second.
+    let config = providers(&double, &[SmsProvider::Twilio, SmsProvider::Vonage])
+        .replacen("rate_per_second = 50", "rate_per_second = 3", 1)
+        .replacen("rate_per_second = 50", "rate_per_second = 30", 1);
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(
+        &smtp,
+        &config,
+        &[("BANDITORE__CHANNELS__SMS__ENABLED", "true")],
+    )
+    .await;
+    let phones: Vec<String> = (0..30).map(|i| format!("+3933312345{i:02}")).collect();
+    let phones: Vec<&str> = phones.iter().map(String::as_str).collect();
+    desk(&app, &phones).await;
+    double.throttle_next(SmsProvider::Twilio, 10_000);
+    let fired = std::time::Instant::now();
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let sent = double.wait_for(30, Duration::from_secs(30)).await;
+    let took = fired.elapsed();
+    assert!(sent.iter().all(|m| m.provider == SmsProvider::Vonage));
+    let asked = double.requests_to(SmsProvider::Twilio).len();
+    eprintln!("30 messages in {took:?}; Twilio asked {asked} times");
+    // At Twilio's pace the 30 would take 10 s; at Vonage's, one. Twilio is asked again only
+    // when its time aside (1 s, then 2 s…) ends.
+    assert!(asked <= 4, "Twilio asked {asked} times");
+    assert!(took < Duration::from_secs(5), "30 messages took {took:?}");
+}
+
+#[tokio::test]
+async fn a_provider_answering_only_500_is_asked_put_aside_after_times_whatever_runs_at_once() {
+    let double = SmsDouble::start().await;
+    let app = app_with(
+        &double,
+        &[SmsProvider::Twilio, SmsProvider::Vonage],
+        &[("BANDITORE__CHANNELS__SMS__CONCURRENCY", "16")],
+    )
+    .await;
+    let phones: Vec<String> = (0..20).map(|i| format!("+3933312346{i:02}")).collect();
+    let phones: Vec<&str> = phones.iter().map(String::as_str).collect();
+    desk(&app, &phones).await;
+    double.fail_next(SmsProvider::Twilio, 10_000, 500);
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let sent = double.wait_for(20, Duration::from_secs(30)).await;
+    assert!(sent.iter().all(|m| m.provider == SmsProvider::Vonage));
+    // put_aside_after = 3: three tries, however many sends were in flight.
+    assert_eq!(double.requests_to(SmsProvider::Twilio).len(), 3);
 }
 
 #[tokio::test]

@@ -576,6 +576,13 @@ pub async fn old_history_is_pruned_and_open_work_kept(store: Arc<dyn Store>) {
 pub async fn one_replica_leads_until_its_lease_runs_out_or_it_steps_down(store: Arc<dyn Store>) {
     let t = |s: i64| Timestamp::from_second(1_900_000_000 + s).unwrap();
     assert!(store.lead("pipeline", "a", t(0), t(10)).await.unwrap());
+    // SQLite has no other replicas: its lock file proves the process asking is the only one, so
+    // a process restarted after a kill leads at once instead of waiting out the dead one's lease.
+    if store.wakeups().await.unwrap().is_none() {
+        assert!(store.lead("pipeline", "b", t(1), t(11)).await.unwrap());
+        assert!(store.lead("pipeline", "b", t(2), t(12)).await.unwrap());
+        return;
+    }
     assert!(
         !store.lead("pipeline", "b", t(1), t(11)).await.unwrap(),
         "a holds it"

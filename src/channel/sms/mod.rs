@@ -1,6 +1,13 @@
 //! SMS through HTTP gateways, tried in priority order: when one throttles, fails or refuses a
-//! message, the next sends it; one that keeps failing is put aside for a while. Each gateway is
-//! one file; they share a [`Gateway`] trait and this file's failover.
+//! message, the next sends it. Each gateway is one file; they share a [`Gateway`] trait and this
+//! file's failover.
+//!
+//! A provider that throttles is put aside for its `Retry-After` (or a back-off doubling from a
+//! second), and one that fails `put_aside_after` times in a row for `put_aside_for`, so that
+//! traffic flows to the next at that one's own pace instead of waiting on the first. A provider
+//! not known to work (at start, after a failure, once back from aside) takes only as many sends
+//! at once as it has failures left before being put aside: a dead provider costs that many
+//! tries, however many sends are in flight, and one back from aside is tried by one send first.
 //!
 //! A provider that does not answer within `channels.sms.timeout` is treated as failed and the
 //! next one is tried: the first may still deliver, so a timeout can cost a duplicate text. For
@@ -118,6 +125,9 @@ pub fn unreachable(provider: &str, e: &reqwest::Error) -> GatewayError {
     GatewayError::Unavailable(format!("{provider} {what}: {e}"))
 }
 
+/// How long a send waits for providers on trial to give their verdict before trying one anyway.
+const VERDICT_WAIT: Duration = Duration::from_secs(2);
+
 struct Provider {
     name: String,
     gateway: Box<dyn Gateway>,
@@ -128,13 +138,43 @@ struct Provider {
 
 #[derive(Default)]
 struct Health {
+    /// Failures in a row since the provider last took a message.
     failures: u32,
+    /// Throttles in a row, for the back-off when the provider gives no `Retry-After`.
+    throttles: u32,
+    /// Whether the provider took a message since its last failure (or since the start).
+    proven: bool,
+    /// Sends being tried on it now.
+    in_flight: u32,
     aside_until: Option<Instant>,
 }
 
+/// A send admitted to a provider; counted in flight until dropped.
+struct Slot<'a>(&'a Provider);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut health = self.0.health();
+        health.in_flight = health.in_flight.saturating_sub(1);
+    }
+}
+
 impl Provider {
-    fn is_aside(&self, now: Instant) -> bool {
-        self.health().aside_until.is_some_and(|until| until > now)
+    /// A slot on this provider, unless it is aside or, not known to work, already has as many
+    /// sends in flight as it has failures left (one, once back from aside).
+    fn admit(&self, now: Instant, failures_allowed: u32) -> Option<Slot<'_>> {
+        let mut health = self.health();
+        if health.aside_until.is_some_and(|until| until > now) {
+            return None;
+        }
+        if !health.proven {
+            let left = failures_allowed.saturating_sub(health.failures).max(1);
+            if health.in_flight >= left {
+                return None;
+            }
+        }
+        health.in_flight += 1;
+        Some(Slot(self))
     }
 
     fn health(&self) -> std::sync::MutexGuard<'_, Health> {
@@ -213,18 +253,10 @@ impl Channel for SmsChannel {
             msg.text.clone()
         };
         let measure = text::measure(&body);
-        let now = Instant::now();
-        // Providers put aside are skipped, unless every one is.
-        let healthy: Vec<&Provider> = self.providers.iter().filter(|p| !p.is_aside(now)).collect();
-        let order = if healthy.is_empty() {
-            self.providers.iter().collect()
-        } else {
-            healthy
-        };
         let mut throttled: Vec<Option<Duration>> = Vec::new();
         let mut unavailable = false;
         let mut reasons = Vec::new();
-        for provider in order {
+        for (provider, _slot) in self.order().await {
             if let Some(limiter) = &provider.limiter {
                 limiter.acquire().await;
             }
@@ -238,7 +270,7 @@ impl Channel for SmsChannel {
             let name = provider.name.as_str();
             match provider.gateway.send(&sms).await {
                 Ok(accepted) => {
-                    *provider.health() = Health::default();
+                    self.succeeded(provider);
                     let segments = accepted.segments.unwrap_or(measure.segments);
                     metrics::counter!("banditore_sms_sent_total", "provider" => name.to_owned())
                         .increment(1);
@@ -262,6 +294,7 @@ impl Channel for SmsChannel {
                         }
                         GatewayError::Throttled { after, reason } => {
                             throttled.push(after);
+                            self.throttled(provider, after);
                             ("throttled", reason)
                         }
                         GatewayError::Unavailable(reason) => {
@@ -299,12 +332,69 @@ impl Channel for SmsChannel {
 }
 
 impl SmsChannel {
+    /// The providers to try for one message, in priority order, each with its slot: those put
+    /// aside are skipped. One not known to work and already trying as many sends as it has
+    /// failures left is skipped too, or, when no provider has room, waited for a moment: its
+    /// verdict comes with its answers. When every provider is aside, the one whose time aside
+    /// ends first is tried all the same (better a refusal than no try at all).
+    async fn order(&self) -> Vec<(&Provider, Option<Slot<'_>>)> {
+        let waiting_since = Instant::now();
+        loop {
+            let now = Instant::now();
+            let admitted: Vec<_> = self
+                .providers
+                .iter()
+                .filter_map(|p| {
+                    p.admit(now, self.put_aside_after)
+                        .map(|slot| (p, Some(slot)))
+                })
+                .collect();
+            if !admitted.is_empty() {
+                return admitted;
+            }
+            let all_aside = self
+                .providers
+                .iter()
+                .all(|p| p.health().aside_until.is_some_and(|until| until > now));
+            if all_aside || now.duration_since(waiting_since) >= VERDICT_WAIT {
+                let soonest = self
+                    .providers
+                    .iter()
+                    .min_by_key(|p| p.health().aside_until.unwrap_or(now));
+                return soonest.map(|p| (p, None)).into_iter().collect();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn succeeded(&self, provider: &Provider) {
+        let mut health = provider.health();
+        health.failures = 0;
+        health.throttles = 0;
+        health.proven = true;
+        health.aside_until = None;
+    }
+
+    /// Over the provider's rate: aside for as long as it asked, or a second doubling with each
+    /// throttle in a row up to `put_aside_for`.
+    fn throttled(&self, provider: &Provider, after: Option<Duration>) {
+        let mut health = provider.health();
+        health.throttles = health.throttles.saturating_add(1);
+        let backoff = Duration::from_secs(1)
+            .saturating_mul(1 << (health.throttles - 1).min(16))
+            .min(self.put_aside_for.max(Duration::from_secs(1)));
+        let until = Instant::now() + after.unwrap_or(backoff);
+        health.aside_until = Some(health.aside_until.map_or(until, |u| u.max(until)));
+        metrics::counter!("banditore_sms_put_aside_total", "provider" => provider.name.clone())
+            .increment(1);
+    }
+
     /// One more failure in a row; enough of them put the provider aside.
     fn failed(&self, provider: &Provider) {
         let mut health = provider.health();
-        health.failures += 1;
+        health.failures = health.failures.saturating_add(1);
+        health.proven = false;
         if health.failures >= self.put_aside_after {
-            health.failures = 0;
             health.aside_until = Some(Instant::now() + self.put_aside_for);
             tracing::warn!(provider = %provider.name, for_ = ?self.put_aside_for, "SMS provider put aside after repeated failures");
             metrics::counter!("banditore_sms_put_aside_total", "provider" => provider.name.clone())

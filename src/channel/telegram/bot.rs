@@ -238,7 +238,7 @@ async fn on_button(bot: Bot, q: CallbackQuery, ctx: Arc<BotContext>) -> HandlerR
             text
         }
         Button::Reject => {
-            ctx.pacer.turn_patiently(&TelegramChat::Id(chat.0)).await;
+            let _turn = ctx.pacer.turn_patiently(&TelegramChat::Id(chat.0)).await;
             bot.send_message(chat, say("draft_reason_prompt", &[Value::from(id)]))
                 .parse_mode(ParseMode::Html)
                 .reply_markup(ForceReply::new().selective())
@@ -318,12 +318,13 @@ async fn reply(bot: &Bot, ctx: &BotContext, chat: ChatId, text: String) -> Handl
     let text = crate::render::telegram::truncate(&text, crate::render::telegram::MAX_LEN);
     let mut tries = 0;
     loop {
-        ctx.pacer.turn_patiently(&TelegramChat::Id(chat.0)).await;
-        match bot
+        let turn = ctx.pacer.turn_patiently(&TelegramChat::Id(chat.0)).await;
+        let sent = bot
             .send_message(chat, text.clone())
             .parse_mode(ParseMode::Html)
-            .await
-        {
+            .await;
+        drop(turn);
+        match sent {
             Err(RequestError::RetryAfter(after)) if tries < 3 => {
                 ctx.pacer.freeze(after.duration());
                 tries += 1;

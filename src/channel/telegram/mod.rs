@@ -82,7 +82,9 @@ impl Channel for TelegramChannel {
         let text = telegram::truncate(&msg.text, telegram::MAX_LEN);
         // Telegram's retry_after can outlast the outbox's time limit for a send: give the
         // delivery back (uncounted) rather than wait it out here.
-        self.pacer
+        // Held until Telegram has answered, so that the pacer knows when the message arrived.
+        let _turn = self
+            .pacer
             .turn(&chat)
             .await
             .map_err(|after| SendError::Throttled { after })?;
