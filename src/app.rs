@@ -26,7 +26,7 @@ use crate::domain::signal::NormalizeRules;
 use crate::domain::subscriber::ChannelKind;
 use crate::incident::{Engine, random_hex};
 use crate::ingest::{IngestQueue, ParseOptions};
-use crate::outbox::{Backoff, Dispatcher, OutboxConfig, RateLimiter};
+use crate::outbox::{Backoff, Crew, Dispatcher, OutboxConfig, Pauses, RateLimiter};
 use crate::pipeline::{Pipeline, Wakers};
 use crate::probe::check::{Check, HttpClients};
 use crate::probe::window::Window;
@@ -58,6 +58,8 @@ pub struct Application {
     announcer: Option<Announcer>,
     /// Banditore's own probes.
     prober: Prober,
+    /// Tells the operators when a channel of this replica is paused or resumes.
+    notices: crate::outbox::pause::Notices,
 }
 
 type TelegramBot = (
@@ -117,6 +119,20 @@ impl Application {
             .context("listening for other replicas")?
             .map(|rx| tokio::spawn(forward_wakeups(rx, wake.clone())));
 
+        // Channels whose credentials the provider refuses; read by /readyz, /metrics, the console.
+        let pauses = Pauses::new(
+            s.outbox.retry_initial.get(),
+            s.outbox
+                .retry_max
+                .get()
+                .min(std::time::Duration::from_secs(300)),
+        );
+        let crew = Crew {
+            store: store.clone(),
+            owner: owner.clone(),
+            links: links.clone(),
+            pauses: pauses.clone(),
+        };
         let mut dispatchers = Vec::new();
         let mut email_channel = None;
         let mut enabled = BTreeSet::new();
@@ -141,15 +157,13 @@ impl Application {
             enabled.insert(ChannelKind::Email);
             let rate = s.channels.email.rate_per_second;
             dispatchers.push(Dispatcher::new(
-                store.clone(),
+                &crew,
                 channel,
                 OutboxConfig {
                     concurrency: s.channels.email.pool_size as usize,
                     ..outbox.clone()
                 },
-                owner.clone(),
                 wake.dispatch.bell(),
-                links.clone(),
                 (rate > 0).then(|| Arc::new(RateLimiter::new(store.clone(), "email", rate, rate))),
             ));
         }
@@ -168,15 +182,13 @@ impl Application {
             let pacer = Arc::new(telegram::Pacer::new(t.rate_per_second));
             enabled.insert(ChannelKind::Telegram);
             dispatchers.push(Dispatcher::new(
-                store.clone(),
+                &crew,
                 Arc::new(TelegramChannel::new(client.clone(), pacer.clone())),
                 OutboxConfig {
                     concurrency: t.concurrency as usize,
                     ..outbox.clone()
                 },
-                owner.clone(),
                 wake.dispatch.bell(),
-                links.clone(),
                 // Telegram counts per second: sends evenly spaced, never a burst.
                 Some(Arc::new(RateLimiter::new(
                     store.clone(),
@@ -238,15 +250,13 @@ impl Application {
             sms_for_citizens = Some(channel.clone());
             enabled.insert(ChannelKind::Sms);
             dispatchers.push(Dispatcher::new(
-                store.clone(),
+                &crew,
                 channel,
                 OutboxConfig {
                     concurrency: s.channels.sms.concurrency as usize,
                     ..outbox.clone()
                 },
-                owner.clone(),
                 wake.dispatch.bell(),
-                links.clone(),
                 // Each provider paces itself (`rate_per_second`), shared by every replica.
                 None,
             ));
@@ -256,12 +266,10 @@ impl Application {
         if !s.status.services.is_empty() {
             enabled.insert(ChannelKind::Status);
             dispatchers.push(Dispatcher::new(
-                store.clone(),
+                &crew,
                 Arc::new(crate::channel::status::StatusChannel),
                 outbox.clone(),
-                owner.clone(),
                 wake.dispatch.bell(),
-                links.clone(),
                 None,
             ));
         }
@@ -269,17 +277,33 @@ impl Application {
         for channel in social {
             enabled.insert(channel.kind());
             dispatchers.push(Dispatcher::new(
-                store.clone(),
+                &crew,
                 channel,
                 // One post at a time per account, so that each update finds the post before it.
                 outbox.clone(),
-                owner.clone(),
                 wake.dispatch.bell(),
-                links.clone(),
                 None,
             ));
         }
 
+        let notices = crate::outbox::pause::Notices {
+            store: store.clone(),
+            audience: s.outbox.notify_audience.clone(),
+            channels: dispatchers
+                .iter()
+                .map(Dispatcher::channel)
+                .filter(|c| {
+                    matches!(
+                        c.kind(),
+                        ChannelKind::Email | ChannelKind::Telegram | ChannelKind::Sms
+                    )
+                })
+                .map(|c| (c.kind(), c))
+                .collect(),
+            renderer: v.renderer.clone(),
+            language: s.routing.default_language.clone(),
+            replica: owner.clone(),
+        };
         let announcer = Some(Announcer {
             audience: s.approval.notify_audience.clone(),
             links: approval_links.clone(),
@@ -369,6 +393,7 @@ impl Application {
             Err(e) => tracing::warn!(error = %e, "cannot bring citizens' subscriptions up to date"),
         }
         let state = AppState {
+            pauses: pauses.clone(),
             citizens: citizens.clone(),
             store: store.clone(),
             auth: Arc::new(Authenticator::new(&v.tokens, &v.hmac)),
@@ -431,6 +456,7 @@ impl Application {
             bot,
             announcer,
             prober,
+            notices,
         })
     }
 
@@ -460,6 +486,7 @@ impl Application {
             workers.clone(),
         ));
         let prober = tokio::spawn(self.prober.run(workers.clone()));
+        let notices = tokio::spawn(self.notices.run(self.state.pauses.clone(), workers.clone()));
         let bot = self.bot.map(|(client, context, webhook)| {
             tokio::spawn(telegram::run_bot(
                 client,
@@ -490,6 +517,7 @@ impl Application {
         let _ = retention.await;
         let _ = approval.await;
         let _ = prober.await;
+        let _ = notices.await;
         if let Some(bot) = bot {
             let _ = bot.await;
         }

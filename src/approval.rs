@@ -200,7 +200,7 @@ async fn publish_due(store: &dyn Store, wake: &Wakers) -> Result<(), StoreError>
 }
 
 /// `html` without its tags and entities, for an email.
-fn plain(html: &str) -> String {
+pub(crate) fn plain(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut in_tag = false;
     for c in html.chars() {

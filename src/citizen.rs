@@ -426,6 +426,7 @@ impl Citizens {
                     SendError::Reject { .. } => "refused",
                     SendError::RecipientGone { .. } => "recipient unknown",
                     SendError::Throttled { .. } => "throttled",
+                    SendError::Credentials { .. } => "credentials refused",
                 };
                 tracing::warn!(signup = id, channel = %channel, kind, "cannot send the sign-up confirmation");
                 Err(SignupError::Unavailable(format!(

@@ -56,6 +56,11 @@ pub enum SendError {
     /// The provider asked to slow down: try again after `after`, without counting an attempt.
     #[error("throttled by the provider for {after:?}")]
     Throttled { after: Duration },
+    /// The provider refused the channel's own credentials (a revoked token, a changed
+    /// password): an outage of the channel, not of the message. The outbox pauses the channel,
+    /// keeps its deliveries pending and tries again with back-off until they are accepted.
+    #[error("credentials refused: {reason}")]
+    Credentials { reason: String },
 }
 
 #[async_trait]

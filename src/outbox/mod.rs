@@ -16,9 +16,12 @@
 //! counting an attempt.
 //!
 //! A panic inside a channel fails that one delivery, with the panic's message as its reason; the
-//! worker goes on.
+//! worker goes on. A provider refusing the channel's own credentials pauses the channel
+//! (`pause.rs`): its deliveries stay pending, uncounted, and one at a time is tried as a probe
+//! with back-off until the credentials are accepted again.
 
 mod backoff;
+pub mod pause;
 mod rate;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -33,6 +36,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
+pub use pause::Pauses;
 pub use rate::RateLimiter;
 
 use crate::channel::{Channel, Outgoing, SendError};
@@ -64,6 +68,7 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     links: UnsubscribeLinks,
     limiter: Option<Arc<RateLimiter>>,
+    pauses: Pauses,
 }
 
 /// Deliveries this worker holds a lease on and has not yet recorded an outcome for.
@@ -108,25 +113,39 @@ fn later_by(now: Timestamp, span: Duration) -> Timestamp {
         .unwrap_or(now)
 }
 
+/// What every dispatcher of this process shares.
+#[derive(Clone)]
+pub struct Crew {
+    pub store: Arc<dyn Store>,
+    /// This replica, as leases name it.
+    pub owner: String,
+    pub links: UnsubscribeLinks,
+    pub pauses: Pauses,
+}
+
 impl Dispatcher {
     pub fn new(
-        store: Arc<dyn Store>,
+        crew: &Crew,
         channel: Arc<dyn Channel>,
         config: OutboxConfig,
-        owner: String,
         wake: Arc<Notify>,
-        links: UnsubscribeLinks,
         limiter: Option<Arc<RateLimiter>>,
     ) -> Dispatcher {
         Dispatcher {
-            store,
+            store: crew.store.clone(),
             channel,
             config,
-            owner,
+            owner: crew.owner.clone(),
             wake,
-            links,
+            links: crew.links.clone(),
             limiter,
+            pauses: crew.pauses.clone(),
         }
+    }
+
+    /// The channel this dispatcher sends through.
+    pub fn channel(&self) -> Arc<dyn Channel> {
+        self.channel.clone()
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
@@ -159,8 +178,23 @@ impl Dispatcher {
         loop {
             self.keep_leases(&held, &mut leases).await;
             while in_flight.try_join_next().is_some() {}
-            if maybe_more && queue.len() < concurrency.min(prefetch) {
-                let want = (prefetch - queue.len()) as u32;
+            // While the channel is paused, one delivery at a time is claimed, when its probe is
+            // due, and nothing else is sent.
+            let pause = self.pauses.get(kind);
+            let probe_due = |in_flight: &JoinSet<()>| {
+                pause
+                    .as_ref()
+                    .is_none_or(|p| in_flight.is_empty() && Timestamp::now() >= p.next_probe)
+            };
+            if maybe_more
+                && queue.len() < concurrency.min(prefetch)
+                && (pause.is_none() || (queue.is_empty() && probe_due(&in_flight)))
+            {
+                let want = if pause.is_some() {
+                    1
+                } else {
+                    (prefetch - queue.len()) as u32
+                };
                 let now = Timestamp::now();
                 let lease_until = later_by(now, self.config.lease);
                 match self
@@ -196,6 +230,13 @@ impl Dispatcher {
                     let _ = results.send(outcome_of(&delivery, DeliveryOutcome::Released));
                     continue;
                 }
+                if let Some(p) = self.pauses.get(kind)
+                    && !(in_flight.is_empty() && Timestamp::now() >= p.next_probe)
+                {
+                    let error = format!("channel paused: credentials refused: {}", p.reason);
+                    let _ = results.send(outcome_of(&delivery, DeliveryOutcome::Paused { error }));
+                    continue;
+                }
                 let message = self.message(&mut messages, delivery.message_id).await;
                 let task = Send {
                     channel: self.channel.clone(),
@@ -203,13 +244,18 @@ impl Dispatcher {
                     limiter: self.limiter.clone(),
                     config: self.config.clone(),
                     results: results.clone(),
+                    pauses: self.pauses.clone(),
                 };
                 in_flight.spawn(task.run(delivery, message));
             }
-            if queue.is_empty() && maybe_more {
+            if queue.is_empty() && maybe_more && pause.is_none() {
                 continue;
             }
-            let wait = if in_flight.is_empty() && queue.is_empty() {
+            let wait = if let Some(p) = &pause {
+                Duration::try_from(p.next_probe.duration_since(Timestamp::now()))
+                    .unwrap_or(Duration::ZERO)
+                    .max(Duration::from_millis(50))
+            } else if in_flight.is_empty() && queue.is_empty() {
                 self.idle_wait(kind).await
             } else {
                 self.config.poll_interval
@@ -368,6 +414,7 @@ struct Send {
     limiter: Option<Arc<RateLimiter>>,
     config: OutboxConfig,
     results: mpsc::UnboundedSender<Outcome>,
+    pauses: Pauses,
 }
 
 impl Send {
@@ -407,6 +454,7 @@ impl Send {
                 "gone"
             }
             DeliveryOutcome::Released => "released",
+            DeliveryOutcome::Paused { .. } => "paused",
             DeliveryOutcome::Deferred { .. } => {
                 tracing::info!(delivery = delivery.id, channel = %kind, "provider asked to slow down; deferred");
                 "deferred"
@@ -450,16 +498,47 @@ impl Send {
         // The lease is renewed while the send runs; this bounds a send that never ends.
         let budget = self.config.send_timeout;
         match tokio::time::timeout(budget, self.channel.send(&outgoing)).await {
-            Ok(Ok(receipt)) => DeliveryOutcome::Sent(receipt),
+            Ok(Ok(receipt)) => {
+                self.resumed();
+                DeliveryOutcome::Sent(receipt)
+            }
             Ok(Err(SendError::Retry { after, reason })) => {
                 self.retry_or_fail(delivery, after, reason)
             }
             Ok(Err(SendError::Reject { reason })) => DeliveryOutcome::Failed { error: reason },
-            Ok(Err(SendError::RecipientGone { reason })) => DeliveryOutcome::Gone { error: reason },
+            Ok(Err(SendError::RecipientGone { reason })) => {
+                // The provider looked the recipient up: it took the credentials.
+                self.resumed();
+                DeliveryOutcome::Gone { error: reason }
+            }
             Ok(Err(SendError::Throttled { after })) => DeliveryOutcome::Deferred {
                 at: later_by(Timestamp::now(), after),
             },
+            Ok(Err(SendError::Credentials { reason })) => {
+                let kind = self.channel.kind();
+                if let Some(pause::Change::Paused(_, p)) =
+                    self.pauses.refused(kind, &reason, Timestamp::now())
+                {
+                    tracing::error!(channel = %kind, %reason, next_probe = %p.next_probe, "channel paused: the provider refuses its credentials; deliveries stay pending and are tried again when they are accepted");
+                    metrics::gauge!("banditore_channel_paused", "channel" => kind.as_str())
+                        .set(1.0);
+                    metrics::counter!("banditore_channel_pauses_total", "channel" => kind.as_str())
+                        .increment(1);
+                }
+                DeliveryOutcome::Paused {
+                    error: format!("channel paused: credentials refused: {reason}"),
+                }
+            }
             Err(_) => self.retry_or_fail(delivery, None, format!("no answer within {budget:?}")),
+        }
+    }
+
+    /// The provider took the channel's credentials: a pause, if any, is over.
+    fn resumed(&self) {
+        let kind = self.channel.kind();
+        if self.pauses.accepted(kind).is_some() {
+            tracing::warn!(channel = %kind, "channel resumed: the provider accepts its credentials again");
+            metrics::gauge!("banditore_channel_paused", "channel" => kind.as_str()).set(0.0);
         }
     }
 
@@ -598,6 +677,7 @@ mod tests {
                 shutdown_timeout: Duration::from_secs(1),
             },
             results: results.clone(),
+            pauses: Pauses::new(Duration::from_secs(1), Duration::from_secs(1)),
         };
         send().run(delivery(1), Some(message.clone())).await;
         send().run(delivery(2), Some(message)).await;

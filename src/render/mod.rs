@@ -639,9 +639,15 @@ impl Renderer {
                 name => "m.rossi", roles => vec!["communicator"], drafts => true,
                 incidents => true, subscribers => true,
             };
+            // Every page with the banner of a paused channel.
+            let paused = vec![minijinja::context! {
+                channel => "Telegram", since => "2023-07-19T08:14:00Z",
+                reason => "Telegram refuses the bot token <401 Unauthorized>",
+                next_probe => "2023-07-19T08:19:00Z",
+            }];
             for (name, sample) in console_samples() {
                 let ctx = minijinja::context! {
-                    lang => lang, user => user.clone(), csrf => "sample",
+                    lang => lang, user => user.clone(), csrf => "sample", paused => paused.clone(),
                     page => minijinja::Value::from(minijinja::value::Serde(sample)),
                 };
                 if let Err(e) = self.console(name, &ctx) {
@@ -854,6 +860,18 @@ fn bot_samples() -> Vec<(&'static str, Vec<minijinja::Value>)> {
         severity => "critical", opened_at => "2023-07-19T09:14:00Z", services => vec!["cup-backend"],
     };
     vec![
+        (
+            "channel_paused",
+            vec![
+                Value::from("Telegram"),
+                Value::from("401 Unauthorized <check the token>"),
+                Value::from("banditore-1"),
+            ],
+        ),
+        (
+            "channel_resumed",
+            vec![Value::from("Telegram"), Value::from("banditore-1")],
+        ),
         ("help", vec![]),
         ("not_registered", vec![]),
         ("bound", vec![name()]),

@@ -347,6 +347,8 @@ pub struct TemplateSettings {
 pub struct OutboxSettings {
     pub lease: Dur,
     pub send_timeout: Dur,
+    /// Told when a channel is paused or resumes (empty: nobody).
+    pub notify_audience: String,
     pub batch_size: u32,
     pub max_attempts: u32,
     pub retry_initial: Dur,

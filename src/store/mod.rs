@@ -425,6 +425,11 @@ pub enum DeliveryOutcome {
     Deferred {
         at: Timestamp,
     },
+    /// Held back because the channel is paused (its credentials were refused): pending again,
+    /// the attempt not counted, the reason kept for whoever looks at the delivery.
+    Paused {
+        error: String,
+    },
 }
 
 /// What the provider said when it accepted a message.

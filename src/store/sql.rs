@@ -808,15 +808,20 @@ impl Store for SqlStore {
                     .execute(&mut *tx)
                     .await?;
                 }
-                DeliveryOutcome::Released | DeliveryOutcome::Deferred { .. } => {
-                    // Not counted as an attempt; a deferred one waits until the provider's time.
-                    let at = match &o.outcome {
-                        DeliveryOutcome::Deferred { at } => Some(ms(*at)),
-                        _ => None,
+                DeliveryOutcome::Released
+                | DeliveryOutcome::Deferred { .. }
+                | DeliveryOutcome::Paused { .. } => {
+                    // Not counted as an attempt; a deferred one waits until the provider's time,
+                    // a paused one keeps why.
+                    let (at, error) = match &o.outcome {
+                        DeliveryOutcome::Deferred { at } => (Some(ms(*at)), None),
+                        DeliveryOutcome::Paused { error } => (None, Some(error.as_str())),
+                        _ => (None, None),
                     };
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "UPDATE deliveries SET state = 'pending', attempts = {}(attempts - 1, 0),
                          next_attempt_at = COALESCE($4, next_attempt_at),
+                         last_error = COALESCE($5, last_error),
                          lease_until = NULL, locked_by = NULL WHERE {HELD}",
                         self.dialect.greatest()
                     )))
@@ -824,6 +829,7 @@ impl Store for SqlStore {
                     .bind(owner)
                     .bind(attempts)
                     .bind(at)
+                    .bind(error)
                     .execute(&mut *tx)
                     .await?;
                 }

@@ -94,10 +94,29 @@ fn page(
             subscribers => v.principal.may(Permission::Subscribers),
         }
     });
+    // Every signed-in page says which channels are paused, so nobody misses it.
+    let paused: Vec<_> = visitor
+        .map(|_| {
+            state
+                .pauses
+                .all()
+                .into_iter()
+                .map(|(channel, p)| {
+                    minijinja::context! {
+                        channel => channel.title(),
+                        since => p.since.to_string(),
+                        reason => p.reason,
+                        next_probe => p.next_probe.to_string(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let ctx = minijinja::context! {
         lang => lang,
         user => user,
         csrf => visitor.map(|v| v.csrf.clone()),
+        paused => paused,
         page => ctx,
     };
     match state.renderer.console(name, &ctx) {

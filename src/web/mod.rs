@@ -73,6 +73,8 @@ pub struct AppState {
     pub status: Arc<status::StatusPage>,
     /// Citizens' sign-ups and preferences.
     pub citizens: Arc<crate::citizen::Citizens>,
+    /// Channels paused because their credentials were refused.
+    pub pauses: crate::outbox::Pauses,
 }
 
 pub use probes::Probes;

@@ -1,5 +1,7 @@
-//! Operations endpoints: `/healthz` (the process answers), `/readyz` (the store answers),
-//! `/metrics` (Prometheus text format).
+//! Operations endpoints: `/healthz` (the process answers), `/readyz` (the store answers; the
+//! body also names every channel paused because its credentials were refused, while the status
+//! stays 200: the replica still takes signals and sends on its other channels), `/metrics`
+//! (Prometheus text format).
 
 use std::time::Duration;
 
@@ -15,7 +17,16 @@ pub async fn healthz() -> impl IntoResponse {
 
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(Ok(())) => {
+            let mut body = "ready\n".to_owned();
+            for (channel, p) in state.pauses.all() {
+                body.push_str(&format!(
+                    "channel {channel} paused since {}: credentials refused ({}); next try at {}\n",
+                    p.since, p.reason, p.next_probe
+                ));
+            }
+            (StatusCode::OK, body)
+        }
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store unavailable: {e}\n"),

@@ -1012,3 +1012,100 @@ async fn a_partly_approved_draft_can_still_be_edited_in_the_console() {
     assert_eq!(email["version"], 2);
     assert_eq!(email["body"], "Prenotazioni sospese.");
 }
+
+#[tokio::test]
+async fn a_revoked_token_pauses_the_channel_and_every_alert_goes_out_once_it_works_again() {
+    let double = TelegramDouble::start().await;
+    let chats = ["2001", "2002", "2003"];
+    for (i, _) in chats.iter().enumerate() {
+        double.add_private_chat(2001 + i as i64, "Sportello", None);
+    }
+    let smtp = SmtpServer::start();
+    // Probes after 1 s, then 2 s…; two attempts would fail a message for good if they counted.
+    let app = app_with(
+        &double,
+        &smtp,
+        &[
+            ("BANDITORE__OUTBOX__RETRY_INITIAL", "1s"),
+            ("BANDITORE__OUTBOX__RETRY_MAX", "2s"),
+            ("BANDITORE__OUTBOX__MAX_ATTEMPTS", "2"),
+        ],
+    )
+    .await;
+    desk(&app, "CUP Foligno", &chats).await;
+    app.subscribe(json!({
+        "name": "Reperibile Banditore",
+        "audience": "operators",
+        "addresses": {"email": ["reperibile@asl.example"]},
+        "subscriptions": [],
+    }))
+    .await;
+    double.revoke_token(true);
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    eventually(|| async { app.logs() }, |l| l.contains("channel paused")).await;
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status(), 200, "the replica still takes signals");
+    let body = ready.text().await.unwrap();
+    assert!(body.contains("channel telegram paused"), "{body}");
+    let notice = smtp.wait_for("reperibile@asl.example", 1, Duration::from_secs(15));
+    assert!(
+        notice[0].text().contains("Telegram"),
+        "{}",
+        notice[0].text()
+    );
+    // Several probes are refused; nothing is lost, no attempt is counted.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    fire_alert(&app, "firing", "cup-portale", "Portale referti lento").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let incidents = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await;
+    let mut paths = Vec::new();
+    for incident in incidents["incidents"].as_array().unwrap() {
+        let id = incident["id"].as_i64().unwrap();
+        paths.push(format!("/api/v1/incidents/{id}/deliveries"));
+    }
+    assert_eq!(paths.len(), 2);
+    for path in &paths {
+        let d = app.get_json(path, VIEWER_TOKEN).await;
+        for d in d["deliveries"].as_array().unwrap() {
+            assert!(d["state"] == "pending" || d["state"] == "sending", "{d}");
+        }
+    }
+    assert!(double.sent().is_empty());
+    let refused = double
+        .requests()
+        .iter()
+        .filter(|r| r.method == "sendmessage" && r.status == 401)
+        .count();
+    assert!(
+        (2..=6).contains(&refused),
+        "one probe at a time with back-off, not every message: {refused}"
+    );
+    // The token works again: everything goes out, each message once, as its first attempt.
+    double.revoke_token(false);
+    for chat in chats {
+        double.wait_for(chat, 2, Duration::from_secs(20)).await;
+    }
+    for path in &paths {
+        let d = eventually(
+            || app.get_json(path, VIEWER_TOKEN),
+            |d| {
+                d["deliveries"]
+                    .as_array()
+                    .is_some_and(|l| l.iter().all(|d| d["state"] == "sent"))
+            },
+        )
+        .await;
+        for d in d["deliveries"].as_array().unwrap() {
+            assert_eq!(d["attempts"], 1, "{d}");
+        }
+    }
+    assert_eq!(double.sent().len(), 6);
+    let body = app.get("/readyz", None).await.text().await.unwrap();
+    assert_eq!(body, "ready\n");
+    let notices = smtp.wait_for("reperibile@asl.example", 2, Duration::from_secs(15));
+    assert!(
+        notices[1].subject().contains("Telegram"),
+        "{}",
+        notices[1].subject()
+    );
+}

@@ -242,6 +242,9 @@ impl EmailChannel {
                 ..Receipt::default()
             }),
             Err(SmtpFailure::Smtp(e)) => Err(classify(&e)),
+            Err(SmtpFailure::Auth(e)) => Err(SendError::Credentials {
+                reason: SmtpFailure::Auth(e).to_string(),
+            }),
             Err(other) => Err(SendError::Retry {
                 after: None,
                 reason: other.to_string(),

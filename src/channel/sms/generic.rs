@@ -127,10 +127,7 @@ impl Gateway for Generic {
                 reason: reason(),
             }),
             408 | 500..=599 => Err(GatewayError::Unavailable(reason())),
-            401 | 403 => Err(GatewayError::Unavailable(format!(
-                "credentials refused: {}",
-                reason()
-            ))),
+            401 | 403 => Err(GatewayError::Credentials(reason())),
             _ => Err(GatewayError::Refused(reason())),
         }
     }

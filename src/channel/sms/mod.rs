@@ -77,6 +77,9 @@ pub enum GatewayError {
     Refused(String),
     /// The number cannot receive SMS at all (invalid, not a mobile, opted out).
     NumberGone(String),
+    /// The provider refuses our credentials: the next provider; when every one does, the
+    /// channel is paused.
+    Credentials(String),
 }
 
 #[async_trait]
@@ -255,6 +258,7 @@ impl Channel for SmsChannel {
         let measure = text::measure(&body);
         let mut throttled: Vec<Option<Duration>> = Vec::new();
         let mut unavailable = false;
+        let mut refused_credentials = 0;
         let mut reasons = Vec::new();
         for (provider, _slot) in self.order().await {
             if let Some(limiter) = &provider.limiter {
@@ -302,6 +306,12 @@ impl Channel for SmsChannel {
                             self.failed(provider);
                             ("unavailable", reason)
                         }
+                        GatewayError::Credentials(reason) => {
+                            refused_credentials += 1;
+                            self.failed(provider);
+                            tracing::error!(provider = name, %reason, "SMS provider refuses its credentials: check channels.sms.providers");
+                            ("credentials", reason)
+                        }
                         GatewayError::Refused(reason) => ("refused", reason),
                     };
                     metrics::counter!("banditore_sms_provider_errors_total", "provider" => name.to_owned(), "kind" => kind)
@@ -312,6 +322,9 @@ impl Channel for SmsChannel {
             }
         }
         let reason = reasons.join("; ");
+        if refused_credentials > 0 && refused_credentials == reasons.len() {
+            return Err(SendError::Credentials { reason });
+        }
         if !throttled.is_empty() && !unavailable && throttled.len() == reasons.len() {
             // Every provider asked to slow down: wait, without counting an attempt.
             let after = throttled
@@ -321,7 +334,7 @@ impl Channel for SmsChannel {
                 .unwrap_or(Duration::from_secs(1));
             return Err(SendError::Throttled { after });
         }
-        if unavailable || !throttled.is_empty() {
+        if unavailable || refused_credentials > 0 || !throttled.is_empty() {
             return Err(SendError::Retry {
                 after: None,
                 reason,

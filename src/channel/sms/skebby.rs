@@ -62,11 +62,19 @@ impl Skebby {
             .await
             .map_err(|e| unreachable(&self.name, &e))?;
         let answer = Answer::read(resp).await;
-        if !answer.status.is_success() {
-            return Err(GatewayError::Unavailable(format!(
-                "login refused: HTTP {}",
-                answer.status.as_u16()
-            )));
+        match answer.status.as_u16() {
+            200..=299 => {}
+            401 | 403 => {
+                return Err(GatewayError::Credentials(format!(
+                    "login refused: HTTP {}",
+                    answer.status.as_u16()
+                )));
+            }
+            status => {
+                return Err(GatewayError::Unavailable(format!(
+                    "login refused: HTTP {status}"
+                )));
+            }
         }
         match answer.body.trim().split_once(';') {
             Some((user, session)) if !user.is_empty() && !session.is_empty() => {
@@ -140,10 +148,7 @@ impl Gateway for Skebby {
             }
             401 => {
                 *self.session.lock().await = None;
-                Err(GatewayError::Unavailable(format!(
-                    "credentials refused: {}",
-                    reason()
-                )))
+                Err(GatewayError::Credentials(reason()))
             }
             429 => Err(GatewayError::Throttled {
                 after: answer.retry_after,

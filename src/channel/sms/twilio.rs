@@ -105,7 +105,7 @@ impl Gateway for Twilio {
                 reason,
             },
             (_, Some(c)) if NUMBER_GONE.contains(&c) => GatewayError::NumberGone(reason),
-            (401 | 403, _) => GatewayError::Unavailable(format!("credentials refused: {reason}")),
+            (401 | 403, _) | (_, Some(20003)) => GatewayError::Credentials(reason),
             (400..=499, _) => GatewayError::Refused(reason),
             _ => GatewayError::Unavailable(reason),
         })

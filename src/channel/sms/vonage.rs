@@ -57,6 +57,8 @@ fn classify(status: &str, reason: String) -> GatewayError {
         },
         // Barred destination.
         "7" => GatewayError::NumberGone(reason),
+        // Invalid credentials.
+        "4" => GatewayError::Credentials(reason),
         // Missing or invalid parameters, invalid message, too long, invalid sender, network
         // code, callback, destination not whitelisted: this message, at this provider.
         "2" | "3" | "6" | "12" | "15" | "22" | "23" | "29" => GatewayError::Refused(reason),
@@ -145,7 +147,7 @@ mod tests {
         assert!(matches!(classify("1", r()), GatewayError::Throttled { .. }));
         assert!(matches!(classify("7", r()), GatewayError::NumberGone(_)));
         assert!(matches!(classify("15", r()), GatewayError::Refused(_)));
-        assert!(matches!(classify("4", r()), GatewayError::Unavailable(_)));
+        assert!(matches!(classify("4", r()), GatewayError::Credentials(_)));
         assert!(matches!(classify("9", r()), GatewayError::Unavailable(_)));
         assert!(matches!(classify("5", r()), GatewayError::Unavailable(_)));
     }

@@ -3,8 +3,9 @@
 //!
 //! Telegram's answers decide the outcome: a 429 holds every chat for `retry_after` and defers
 //! the message without counting an attempt; a chat that blocked the bot, left, or no longer
-//! exists is gone; a message Telegram refuses (markup, length) is failed; anything else,
-//! including 5xx and network errors, is retried with backoff.
+//! exists is gone; a message Telegram refuses (markup, length) is failed; a refused bot token
+//! pauses the channel; anything else, including 5xx and network errors, is retried with
+//! backoff.
 
 mod bot;
 mod pace;
@@ -179,13 +180,11 @@ fn classify_api(api: ApiError) -> SendError {
         ApiError::Unknown(text) if text.starts_with("Bad Request:") => {
             SendError::Reject { reason: text }
         }
-        ApiError::InvalidToken => {
-            tracing::error!("Telegram refuses the bot token: check channels.telegram.token");
-            SendError::Retry {
-                after: None,
-                reason,
-            }
-        }
+        ApiError::InvalidToken => SendError::Credentials {
+            reason: format!(
+                "Telegram refuses the bot token ({reason}): check channels.telegram.token"
+            ),
+        },
         _ => SendError::Retry {
             after: None,
             reason,
@@ -220,6 +219,10 @@ mod tests {
         assert!(matches!(
             classify_api(ApiError::Unknown("Internal Server Error".into())),
             SendError::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_api(ApiError::InvalidToken),
+            SendError::Credentials { .. }
         ));
     }
 }

@@ -111,6 +111,8 @@ struct State {
     /// Lower-cased channel username (without "@") → chat id.
     channels: HashMap<String, i64>,
     blocked: HashSet<i64>,
+    /// The token was revoked (BotFather's /revoke): every method answers 401 "Unauthorized".
+    revoked: bool,
     fail_next: usize,
     flood: Option<(Instant, u32)>,
     /// When accepted messages were sent, over all chats and per chat (the sliding windows).
@@ -232,6 +234,12 @@ impl TelegramDouble {
     /// "Forbidden: bot was blocked by the user".
     pub fn block(&self, chat_id: i64) {
         self.state().blocked.insert(chat_id);
+    }
+
+    /// While `revoked`, the bot's token is refused as Telegram refuses a revoked one: HTTP 401
+    /// `{"ok":false,"error_code":401,"description":"Unauthorized"}` to every method.
+    pub fn revoke_token(&self, revoked: bool) {
+        self.state().revoked = revoked;
     }
 
     /// The next `n` sendMessage calls (any chat) answer HTTP 500
@@ -471,7 +479,9 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> 
     };
     let (status, body) = match route {
         None => error(404, "Not Found"),
-        Some((token, _)) if token != TELEGRAM_TOKEN => error(401, "Unauthorized"),
+        Some((token, _)) if token != TELEGRAM_TOKEN || shared.state.lock().unwrap().revoked => {
+            error(401, "Unauthorized")
+        }
         Some((_, method)) => call(&shared, &method, &params).await,
     };
     shared.state.lock().unwrap().requests[index].status = status;
