@@ -280,7 +280,7 @@ impl RawSignal {
                 .url
                 .map(|u| {
                     u.chars()
-                        .filter(|c| !is_unprintable(*c))
+                        .filter(|c| !is_unprintable(*c) && !is_line_break(*c))
                         .collect::<String>()
                 })
                 .map(|u| u.trim().to_owned())
