@@ -80,13 +80,14 @@ impl SignalStatus {
         }
     }
 
-    /// Folds the words monitors use for "it is broken" and "it is fine again".
+    /// Folds the words monitors use for "it is broken" and "it is fine again" (`no_data` reads as
+    /// `no data`).
     pub fn from_word(word: &str) -> Option<SignalStatus> {
-        match word.trim().to_ascii_lowercase().as_str() {
+        match word.trim().to_ascii_lowercase().replace('_', " ").as_str() {
             "firing" | "alerting" | "problem" | "triggered" | "trigger" | "down" | "open"
             | "critical" | "error" | "failing" | "failed" | "fail" | "active" | "alert" | "nok"
-            | "re-triggered" | "retriggered" | "warn" | "re-warn" | "renotify" | "no data"
-            | "re-no data" => Some(SignalStatus::Firing),
+            | "re-triggered" | "retriggered" | "warn" | "warning" | "re-warn" | "renotify"
+            | "no data" | "re-no data" => Some(SignalStatus::Firing),
             "resolved" | "ok" | "recovered" | "recovery" | "up" | "closed" | "normal"
             | "resolve" | "success" | "inactive" | "cleared" | "clear" => {
                 Some(SignalStatus::Resolved)
@@ -94,6 +95,52 @@ impl SignalStatus {
             _ => None,
         }
     }
+
+    /// The status stated by a title's leading tags: Datadog's `[Triggered on {…}]` and
+    /// `[Recovered on {…}]` (after `[P1]`), Grafana's `[FIRING:2]` and `[RESOLVED]`, its legacy
+    /// alerting's `[Alerting]`, `[OK]` and `[No Data]`.
+    pub fn from_title(title: &str) -> Option<SignalStatus> {
+        leading_tags(title).0.into_iter().find_map(tag_status)
+    }
+}
+
+/// The bracketed tags at the start of a title, and the rest of it.
+fn leading_tags(title: &str) -> (Vec<&str>, &str) {
+    let mut tags = Vec::new();
+    let mut rest = title.trim_start();
+    while let Some((tag, after)) = rest
+        .strip_prefix('[')
+        .and_then(|inner| inner.split_once(']'))
+    {
+        tags.push(tag);
+        rest = after.trim_start();
+    }
+    (tags, rest)
+}
+
+/// `Re-Warn on {host:a}` and `FIRING:9, RESOLVED:1` state their first word.
+fn tag_status(tag: &str) -> Option<SignalStatus> {
+    let word = tag.split(" on ").next().unwrap_or_default();
+    SignalStatus::from_word(word.split([':', ',']).next().unwrap_or_default())
+}
+
+/// A title without the status its tags state, so that a trigger and its recovery read alike:
+/// `[P1] [Recovered on {host:a}] CPU` becomes `[P1] {host:a} CPU`.
+fn without_status_tags(title: &str) -> String {
+    let (tags, rest) = leading_tags(title);
+    let mut parts: Vec<String> = tags
+        .into_iter()
+        .map(|tag| match tag_status(tag) {
+            Some(_) => tag
+                .split_once(" on ")
+                .map(|(_, scope)| scope.to_owned())
+                .unwrap_or_default(),
+            None => format!("[{tag}]"),
+        })
+        .collect();
+    parts.push(rest.to_owned());
+    parts.retain(|p| !p.is_empty());
+    parts.join(" ")
 }
 
 impl FromStr for SignalStatus {
@@ -159,12 +206,18 @@ impl Default for NormalizeRules {
 
 impl RawSignal {
     /// Applies the shared rules: service from `service` then `alertname`, component from
-    /// `component` then `instance`, severity folded, fingerprint from the sender or from the label
-    /// set, status from the sender or from `ends_at`.
+    /// `component` then `instance`, severity folded, fingerprint from the sender, else from the
+    /// label set, else (no labels and no service) from what the signal says, status from the
+    /// sender or from `ends_at`. Text loses the characters that would break a message, a page or
+    /// a feed.
     pub fn normalize(mut self, source: Source, rules: &NormalizeRules, now: Timestamp) -> Signal {
-        let non_empty =
-            |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-        let service = non_empty(self.service.take())
+        let non_empty = |v: Option<String>| {
+            v.map(|s| one_line(&s).trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        let given_service = non_empty(self.service.take());
+        let service = given_service
+            .clone()
             .or_else(|| non_empty(self.labels.get("service").cloned()))
             .or_else(|| non_empty(self.labels.get("alertname").cloned()))
             .unwrap_or_else(|| "unknown".to_owned());
@@ -181,40 +234,144 @@ impl RawSignal {
             Some(end) if end <= now => SignalStatus::Resolved,
             _ => SignalStatus::Firing,
         });
-        // The fingerprint is computed before the derived labels are added, so that it depends only
-        // on what the sender said.
+        // The label fingerprint is computed before the derived labels are added and before the
+        // labels are cleaned, so that it depends only on what the sender said, as it always has.
         let fingerprint = match non_empty(self.fingerprint.take()) {
-            Some(fp) => format!("{source}:{fp}"),
-            None => format!("{source}:{}", label_fingerprint(&self.labels, &service)),
+            Some(fp) => fp,
+            None if self.labels.is_empty() && given_service.is_none() => self
+                .content_fingerprint()
+                .unwrap_or_else(|| label_fingerprint(&self.labels, &service)),
+            None => label_fingerprint(&self.labels, &service),
         };
-        self.labels.insert("service".into(), service.clone());
-        self.labels
-            .insert("severity".into(), severity.as_str().into());
+        let mut labels: Labels = self
+            .labels
+            .into_iter()
+            .map(|(k, v)| (one_line(&k), one_line(&v)))
+            .collect();
+        labels.insert("service".into(), service.clone());
+        labels.insert("severity".into(), severity.as_str().into());
         if let Some(c) = &component {
-            self.labels
+            labels
                 .entry("component".into())
                 .or_insert_with(|| c.clone());
         }
         let summary = non_empty(self.summary.take())
             .or_else(|| non_empty(self.annotations.get("summary").cloned()))
             .or_else(|| non_empty(self.annotations.get("title").cloned()))
-            .or_else(|| non_empty(self.labels.get("alertname").cloned()))
+            .or_else(|| non_empty(labels.get("alertname").cloned()))
             .unwrap_or_else(|| service.clone());
         Signal {
             source,
-            fingerprint,
+            fingerprint: format!("{source}:{fingerprint}"),
             status,
             severity,
             service,
             component,
-            labels: self.labels,
-            annotations: self.annotations,
+            labels,
+            annotations: self
+                .annotations
+                .into_iter()
+                .map(|(k, v)| (one_line(&k), free_text(&v)))
+                .collect(),
             summary,
             starts_at: self.starts_at,
             ends_at: self.ends_at,
-            url: non_empty(self.url),
+            url: self
+                .url
+                .map(|u| {
+                    u.chars()
+                        .filter(|c| !is_unprintable(*c) && !is_line_break(*c))
+                        .collect::<String>()
+                })
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty()),
         }
     }
+
+    /// A fingerprint from what the signal says, for one that names neither a service nor
+    /// labels: its title without status tags (a recovery's title differs from its trigger's only
+    /// there), its component, and its link without query or fragment (where a per-event link
+    /// differs). `None` when it says none of these.
+    pub fn content_fingerprint(&self) -> Option<String> {
+        let title = self
+            .summary
+            .as_ref()
+            .or(self.annotations.get("summary"))
+            .or(self.annotations.get("title"))
+            .map(|t| without_status_tags(t.trim()))
+            .unwrap_or_default();
+        let component = self.component.as_deref().unwrap_or_default().trim();
+        let link = self
+            .url
+            .as_deref()
+            .and_then(|u| u.split(['?', '#']).next())
+            .unwrap_or_default()
+            .trim();
+        if title.is_empty() && component.is_empty() && link.is_empty() {
+            return None;
+        }
+        let mut hasher = Sha256::new();
+        // A prefix no label set starts with keeps these apart from label fingerprints.
+        hasher.update(b"content\xff");
+        for part in [title.as_str(), component, link] {
+            hasher.update(part.as_bytes());
+            hasher.update([0xfe]);
+        }
+        Some(hex::encode(&hasher.finalize()[..8]))
+    }
+}
+
+/// Characters that break a message, a page or a feed: controls (C0, DEL, C1) and noncharacters
+/// such as U+FFFE, which XML forbids.
+fn is_unprintable(c: char) -> bool {
+    let n = u32::from(c);
+    c.is_control() || (0xFDD0..=0xFDEF).contains(&n) || n & 0xFFFE == 0xFFFE
+}
+
+fn is_line_break(c: char) -> bool {
+    matches!(
+        c,
+        '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+    )
+}
+
+/// Text for one line (a summary, a label): each run of line breaks and tabs becomes one space,
+/// and unprintable characters go.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut gap = false;
+    for c in text.chars() {
+        if is_line_break(c) || c == '\t' {
+            gap = true;
+        } else if !is_unprintable(c) {
+            if std::mem::take(&mut gap) {
+                out.push(' ');
+            }
+            out.push(c);
+        }
+    }
+    if gap {
+        out.push(' ');
+    }
+    out
+}
+
+/// Text of several lines (a description): every line break becomes `\n` (CR LF one), tabs stay,
+/// and unprintable characters go.
+fn free_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' && chars.peek() == Some(&'\n') {
+            continue;
+        }
+        if is_line_break(c) {
+            out.push('\n');
+        } else if c == '\t' || !is_unprintable(c) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A stable fingerprint of a label set, for senders that do not send their own: the same labels
@@ -327,6 +484,125 @@ mod tests {
             future.normalize(Source::Generic, &rules, now).status,
             SignalStatus::Firing
         );
+    }
+
+    /// Fingerprints of signals with labels or a service are what running incidents are keyed on:
+    /// an upgrade that changed them would split every open incident in two.
+    #[test]
+    fn fingerprints_of_labelled_signals_are_kept() {
+        let rules = NormalizeRules::default();
+        let labelled = RawSignal {
+            labels: labels(&[
+                ("alertname", "CupBackendDown"),
+                ("service", "cup-backend"),
+                ("component", "db"),
+                ("area", "umbria"),
+            ]),
+            summary: Some("CUP backend giù".into()),
+            url: Some("https://grafana.asl.example/d/cup".into()),
+            ..RawSignal::default()
+        };
+        assert_eq!(
+            labelled
+                .normalize(Source::Alertmanager, &rules, Timestamp::UNIX_EPOCH)
+                .fingerprint,
+            "alertmanager:4730330bdebe3f51"
+        );
+        let with_service = RawSignal {
+            service: Some("cup-backend".into()),
+            labels: labels(&[("area", "umbria"), ("env", "prod")]),
+            summary: Some("anything".into()),
+            ..RawSignal::default()
+        };
+        assert_eq!(
+            with_service
+                .normalize(Source::Generic, &rules, Timestamp::UNIX_EPOCH)
+                .fingerprint,
+            "generic:3b3d969799e6127e"
+        );
+        let service_only = RawSignal {
+            service: Some("cup-backend".into()),
+            summary: Some("CUP lento".into()),
+            ..RawSignal::default()
+        };
+        assert_eq!(
+            service_only
+                .normalize(Source::Generic, &rules, Timestamp::UNIX_EPOCH)
+                .fingerprint,
+            "generic:67a183f696e19ed5"
+        );
+    }
+
+    #[test]
+    fn signals_without_service_or_labels_are_told_apart_by_what_they_say() {
+        let rules = NormalizeRules::default();
+        let fingerprint = |summary: &str, url: Option<&str>| {
+            RawSignal {
+                summary: Some(summary.into()),
+                url: url.map(Into::into),
+                ..RawSignal::default()
+            }
+            .normalize(Source::Generic, &rules, Timestamp::UNIX_EPOCH)
+            .fingerprint
+        };
+        let disk = fingerprint("Disco pieno su cup-db-01", None);
+        let cert = fingerprint("Certificato di referti.asl.example in scadenza", None);
+        assert_ne!(disk, cert, "two unrelated problems are two signals");
+        assert_ne!(
+            fingerprint("Sito giù", Some("https://cup.asl.example/")),
+            fingerprint("Sito giù", Some("https://referti.asl.example/")),
+        );
+        // A recovery's title differs from the trigger's only by its status tag; the event link
+        // differs only by its query.
+        assert_eq!(
+            fingerprint(
+                "[P1] [Triggered on {host:cup-db-01}] CUP lento",
+                Some("https://app.datadog.example/event/jump_to?event_id=1")
+            ),
+            fingerprint(
+                "[P1] [Recovered on {host:cup-db-01}] CUP lento",
+                Some("https://app.datadog.example/event/jump_to?event_id=2")
+            ),
+        );
+        assert_ne!(
+            fingerprint("[Triggered on {host:cup-db-01}] CUP lento", None),
+            fingerprint("[Triggered on {host:cup-db-02}] CUP lento", None),
+        );
+        assert_eq!(
+            fingerprint("[Alerting] Latenza portale", None),
+            fingerprint("[OK] Latenza portale", None)
+        );
+        assert_eq!(
+            fingerprint("[FIRING:2] Latenza portale", None),
+            fingerprint("[RESOLVED] Latenza portale", None)
+        );
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_message() {
+        let raw = RawSignal {
+            fingerprint: Some("fp\0\r\n1".into()),
+            service: Some("cup\u{1b}[31m-backend\u{7f}".into()),
+            component: Some("db\u{fffe}".into()),
+            labels: labels(&[("area\n", "umbria\r\nBcc: x"), ("env", "prod\0")]),
+            annotations: labels(&[("description", "riga 1\r\nriga 2\0\u{85}\tfine")]),
+            summary: Some("CUP\r\ngiù\u{2028}\u{ffff}".into()),
+            url: Some("https://cup.asl.example/\r\nx".into()),
+            ..RawSignal::default()
+        };
+        let s = raw.normalize(
+            Source::Generic,
+            &NormalizeRules::default(),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(s.summary, "CUP giù");
+        assert_eq!(s.service, "cup[31m-backend");
+        assert_eq!(s.component.as_deref(), Some("db"));
+        assert_eq!(s.labels["area "], "umbria Bcc: x");
+        assert_eq!(s.labels["env"], "prod");
+        assert_eq!(s.annotations["description"], "riga 1\nriga 2\n\tfine");
+        assert_eq!(s.url.as_deref(), Some("https://cup.asl.example/x"));
+        assert_eq!(s.fingerprint, "generic:fp 1");
     }
 
     #[test]

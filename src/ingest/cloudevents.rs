@@ -1,10 +1,10 @@
 //! CloudEvents 1.0, structured JSON mode, single and batch.
 //!
 //! `data` (an object) or `data_base64` (base64 of a JSON object) carries a signal in the generic
-//! shape. Without such data the signal is built from the attributes: `type` ending in a status
-//! word (`….firing`, `….resolved`) gives the status, `subject` names the service, `time` the
-//! start. A string `data` is taken as the summary and never re-parsed as JSON, as the
-//! specification requires. Extension attributes become labels.
+//! shape. The attributes fill what it leaves out: `type` ending in a status word (`….firing`,
+//! `….resolved`) gives the status, `subject` names the service, `time` the start, `subject` and
+//! `type` the summary. A string `data` is taken as the summary and never re-parsed as JSON, as the
+//! specification requires. Extension attributes become labels, so data need not name a service.
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -69,12 +69,19 @@ pub fn parse_one(value: &Value, path: &str) -> Result<Parsed, IngestError> {
         ));
     }
     let content_type = event.str("datacontenttype")?;
+    let typed = SignalStatus::from_word(
+        event_type
+            .rsplit(['.', ':', '/'])
+            .next()
+            .unwrap_or_default(),
+    );
     let mut signal = match (event.get("data"), event.get("data_base64")) {
         (Some(data @ Value::Object(_)), None) => {
-            parse_signal(Obj::root(data, &event.field("data"))?)?
+            parse_signal(Obj::root(data, &event.field("data"))?, typed)?
         }
         (Some(Value::String(text)), None) => RawSignal {
             summary: Some(text.clone()),
+            status: typed,
             ..RawSignal::default()
         },
         (Some(other), None) => {
@@ -105,9 +112,12 @@ pub fn parse_one(value: &Value, path: &str) -> Result<Parsed, IngestError> {
                     format!("does not hold JSON: {e}"),
                 )
             })?;
-            parse_signal(Obj::root(&data, &event.field("data_base64"))?)?
+            parse_signal(Obj::root(&data, &event.field("data_base64"))?, typed)?
         }
-        (None, None) | (Some(_), Some(_)) => RawSignal::default(),
+        (None, None) | (Some(_), Some(_)) => RawSignal {
+            status: typed,
+            ..RawSignal::default()
+        },
     };
     // Extension attributes are labels, unless the data already set that label.
     for (key, v) in event.map {
@@ -118,20 +128,13 @@ pub fn parse_one(value: &Value, path: &str) -> Result<Parsed, IngestError> {
             signal.labels.entry(key.clone()).or_insert(text);
         }
     }
-    if signal.status.is_none() {
-        let word = event_type
-            .rsplit(['.', ':', '/'])
-            .next()
-            .unwrap_or_default();
-        signal.status = SignalStatus::from_word(word);
-        if signal.status.is_none() && signal.ends_at.is_none() {
-            return Err(IngestError::field(
-                event.field("type"),
-                format!(
-                    "cannot tell firing from resolved: set data.status, or end the type with .firing or .resolved (got `{event_type}`)"
-                ),
-            ));
-        }
+    if signal.status.is_none() && signal.ends_at.is_none() {
+        return Err(IngestError::field(
+            event.field("type"),
+            format!(
+                "cannot tell firing from resolved: set data.status, or end the type with .firing or .resolved (got `{event_type}`)"
+            ),
+        ));
     }
     if signal.service.is_none() && !signal.labels.contains_key("service") {
         signal.service = subject.clone();
@@ -140,11 +143,21 @@ pub fn parse_one(value: &Value, path: &str) -> Result<Parsed, IngestError> {
         signal.starts_at = event.time("time")?;
     }
     if signal.summary.is_none() {
-        signal.summary = Some(event_type.clone());
+        signal.summary = Some(match &subject {
+            Some(subject) => format!("{subject}: {event_type}"),
+            None => event_type.clone(),
+        });
     }
     if signal.fingerprint.is_none() {
-        // The event id names this event, not the thing it is about: use source and subject.
-        signal.fingerprint = subject.map(|s| format!("{source}#{s}"));
+        // The event id names this event, not the thing it is about: use source and subject, or,
+        // for an event about nothing named, source and what it says.
+        signal.fingerprint = match &subject {
+            Some(s) => Some(format!("{source}#{s}")),
+            None if signal.labels.is_empty() && signal.service.is_none() => signal
+                .content_fingerprint()
+                .map(|content| format!("{source}#{content}")),
+            None => None,
+        };
     }
     signal
         .annotations
@@ -216,6 +229,42 @@ mod tests {
             ),
             Err(e) => assert_eq!(e.field.as_deref(), Some("type")),
         }
+    }
+
+    #[test]
+    fn extensions_are_enough_when_data_names_nothing() {
+        let p = parse_one(&value("extensions-only.json"), "").unwrap();
+        let s = &p.signals[0];
+        assert_eq!(s.status, Some(SignalStatus::Firing));
+        assert_eq!(
+            s.labels.get("service").map(String::as_str),
+            Some("cup-backend")
+        );
+        assert_eq!(s.labels.get("area").map(String::as_str), Some("umbria"));
+        assert_eq!(
+            s.summary.as_deref(),
+            Some("it.asl-umbria.monitoring.signal.v1")
+        );
+        // The subject, when there is one, says what the event is about.
+        let about = parse_one(
+            &serde_json::json!({"specversion": "1.0", "id": "1", "source": "/probe",
+                "type": "org.example.cup.down", "subject": "cup-portal", "area": "umbria",
+                "data": {"status": "down"}}),
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            about.signals[0].summary.as_deref(),
+            Some("cup-portal: org.example.cup.down")
+        );
+        // The type's status word decides when data's status is missing.
+        let typed = parse_one(
+            &serde_json::json!({"specversion": "1.0", "id": "1", "source": "/probe",
+                "type": "org.example.cup.resolved", "area": "umbria", "data": {}}),
+            "",
+        )
+        .unwrap();
+        assert_eq!(typed.signals[0].status, Some(SignalStatus::Resolved));
     }
 
     #[test]

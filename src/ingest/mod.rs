@@ -122,3 +122,216 @@ pub fn parse_uptime_kuma_query(
     );
     uptime_kuma::parse(&serde_json::Value::Object(object), options)
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+    use serde_json::{Map, Value};
+
+    use super::*;
+    use crate::domain::Signal;
+    use crate::domain::signal::NormalizeRules;
+    use crate::hostile::text;
+
+    /// What a stranger could put in a field: hostile text mostly, and every other JSON kind.
+    fn field_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            8 => text().prop_map(Value::String),
+            1 => any::<i64>().prop_map(Value::from),
+            1 => any::<f64>().prop_map(Value::from),
+            1 => any::<bool>().prop_map(Value::Bool),
+            1 => Just(Value::Null),
+            1 => vec(text(), 0..4).prop_map(|items| items.into_iter().map(Value::String).collect()),
+            1 => text_map(),
+        ]
+    }
+
+    fn text_map() -> impl Strategy<Value = Value> {
+        vec((text(), text()), 0..4).prop_map(|pairs| {
+            Value::Object(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            )
+        })
+    }
+
+    /// A value for `key`, mostly of the kind the format expects there so that most bodies get
+    /// through to normalization, sometimes anything at all.
+    fn value_for(key: &str) -> BoxedStrategy<Value> {
+        let expected = match key {
+            "labels" | "annotations" | "tags" => text_map().boxed(),
+            "status" | "alert_transition" | "event_status" | "trigger_status" | "state" => {
+                prop_oneof![
+                    select(
+                        &[
+                            "firing",
+                            "Recovered",
+                            "Re-No Data",
+                            "PROBLEM",
+                            "OK",
+                            "no_data"
+                        ][..]
+                    )
+                    .prop_map(Value::from),
+                    text().prop_map(Value::String),
+                ]
+                .boxed()
+            }
+            "starts_at" | "ends_at" => prop_oneof![
+                (0i64..4_000_000_000_000).prop_map(Value::from),
+                Just(Value::from("2026-11-26T09:14:03+01:00")),
+            ]
+            .boxed(),
+            _ => text().prop_map(Value::String).boxed(),
+        };
+        prop_oneof![6 => expected, 1 => field_value()].boxed()
+    }
+
+    /// An object with some of `known` keys (and stray ones), each holding a value for its key.
+    fn object(known: &'static [&'static str]) -> impl Strategy<Value = Map<String, Value>> {
+        let key = prop_oneof![6 => select(known).prop_map(str::to_owned), 1 => text()];
+        let field = key.prop_flat_map(|k| value_for(&k).prop_map(move |v| (k.clone(), v)));
+        (vec(field, 0..10), proptest::option::weighted(0.7, text())).prop_map(
+            |(fields, summary)| {
+                let mut object: Map<String, Value> = fields.into_iter().collect();
+                if let Some(summary) = summary {
+                    object.entry("summary").or_insert(summary.into());
+                }
+                object
+            },
+        )
+    }
+
+    const SIGNAL_FIELDS: &[&str] = &[
+        "fingerprint",
+        "status",
+        "severity",
+        "service",
+        "component",
+        "summary",
+        "title",
+        "message",
+        "description",
+        "labels",
+        "annotations",
+        "tags",
+        "starts_at",
+        "ends_at",
+        "url",
+        "alert_transition",
+        "alert_type",
+        "event_value",
+        "event_status",
+        "trigger_status",
+        "state",
+    ];
+
+    fn generic_body() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            3 => object(SIGNAL_FIELDS).prop_map(Value::Object),
+            1 => vec(object(SIGNAL_FIELDS), 0..3).prop_map(|signals| {
+                serde_json::json!({"signals": signals})
+            }),
+        ]
+    }
+
+    fn cloud_event() -> impl Strategy<Value = Value> {
+        let attributes = (
+            prop_oneof![9 => Just("1.0".to_owned()), 1 => text()],
+            text(),
+            text(),
+            prop_oneof![
+                1 => text(),
+                2 => text().prop_map(|t| format!("org.example.{t}.resolved")),
+            ],
+            proptest::option::of(text()),
+        );
+        let data = prop_oneof![
+            4 => object(SIGNAL_FIELDS).prop_map(Value::Object),
+            1 => field_value(),
+        ];
+        let extensions = vec((text(), field_value()), 0..4);
+        (attributes, proptest::option::of(data), extensions).prop_map(
+            |((version, id, source, kind, subject), data, extensions)| {
+                let mut event: Map<String, Value> = extensions.into_iter().collect();
+                event.insert("specversion".into(), version.into());
+                event.insert("id".into(), id.into());
+                event.insert("source".into(), source.into());
+                event.insert("type".into(), kind.into());
+                if let Some(subject) = subject {
+                    event.insert("subject".into(), subject.into());
+                }
+                if let Some(data) = data {
+                    event.insert("data".into(), data);
+                }
+                Value::Object(event)
+            },
+        )
+    }
+
+    /// Nothing a monitor writes may make a message, a page or a feed invalid: no controls, no
+    /// noncharacters, and line breaks (as `\n`) and tabs only in free text.
+    fn assert_printable(signal: &Signal) -> Result<(), TestCaseError> {
+        let unprintable = |c: char| {
+            let n = u32::from(c);
+            c.is_control() || (0xFDD0..=0xFDEF).contains(&n) || n & 0xFFFE == 0xFFFE
+        };
+        let line = |t: &str| {
+            !t.chars()
+                .any(|c| unprintable(c) || c == '\u{2028}' || c == '\u{2029}')
+        };
+        let lines = |t: &str| !t.chars().any(|c| unprintable(c) && c != '\n' && c != '\t');
+        prop_assert!(line(&signal.fingerprint), "{:?}", signal.fingerprint);
+        prop_assert!(line(&signal.service), "{:?}", signal.service);
+        prop_assert!(line(&signal.summary), "{:?}", signal.summary);
+        prop_assert!(signal.component.as_deref().is_none_or(line));
+        prop_assert!(signal.url.as_deref().is_none_or(line));
+        for (k, v) in &signal.labels {
+            prop_assert!(line(k) && line(v), "{k:?}={v:?}");
+        }
+        for (k, v) in &signal.annotations {
+            prop_assert!(line(k) && lines(v), "{k:?}={v:?}");
+        }
+        prop_assert!(!signal.summary.trim().is_empty());
+        Ok(())
+    }
+
+    /// Parses `body` as the generic endpoint would and normalizes what it takes; a refusal must
+    /// name the field at fault.
+    fn ingest(body: &Value, framing: GenericFraming) -> Result<(), TestCaseError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        match parse(Source::Generic, &bytes, framing, &ParseOptions::default()) {
+            Ok(parsed) => {
+                for raw in parsed.signals {
+                    let signal = raw.normalize(
+                        Source::Generic,
+                        &NormalizeRules::default(),
+                        jiff::Timestamp::UNIX_EPOCH,
+                    );
+                    assert_printable(&signal)?;
+                }
+            }
+            Err(e) => {
+                prop_assert!(e.field.as_deref().is_some_and(|f| !f.is_empty()), "{e:?}");
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn generic_bodies_are_taken_clean_or_refused_by_field(body in generic_body()) {
+            ingest(&body, GenericFraming::Json)?;
+        }
+
+        #[test]
+        fn cloud_events_are_taken_clean_or_refused_by_field(event in cloud_event()) {
+            ingest(&event, GenericFraming::CloudEvent)?;
+        }
+    }
+}

@@ -495,3 +495,75 @@ async fn a_store_that_cannot_write_gets_503_and_nothing_is_lost() {
     .await;
     assert_eq!(incidents["incidents"][0]["status"], "investigating");
 }
+
+/// A Datadog monitor with the webhook's default payload says firing or recovered only in its
+/// title, and names neither a service nor labels; an unrelated problem posted the same way is
+/// another signal, which the recovery leaves firing.
+#[tokio::test]
+async fn a_datadog_recovery_resolves_its_signal_and_leaves_unrelated_ones_firing() {
+    let (_smtp, app) = app().await;
+    for body in [
+        fixture("generic/datadog-default-triggered.json"),
+        serde_json::to_vec(&json!({"summary": "Certificato di referti.asl.example in scadenza"}))
+            .unwrap(),
+    ] {
+        let resp = app
+            .post(
+                "/api/v1/signals/generic",
+                Some(INGEST_TOKEN),
+                "application/json",
+                body,
+            )
+            .await;
+        assert_eq!(resp.status(), 202);
+    }
+    let signals = |status: &'static str| {
+        let app = &app;
+        async move {
+            let list = app
+                .get_json(&format!("/api/v1/incidents?status={status}"), VIEWER_TOKEN)
+                .await;
+            let mut out = Vec::new();
+            for i in list["incidents"].as_array().unwrap() {
+                let detail = app
+                    .get_json(&format!("/api/v1/incidents/{}", i["id"]), VIEWER_TOKEN)
+                    .await;
+                for s in detail["signals"].as_array().unwrap() {
+                    out.push(format!(
+                        "{}|{}",
+                        s["status"].as_str().unwrap(),
+                        s["summary"].as_str().unwrap()
+                    ));
+                }
+            }
+            out.sort();
+            out
+        }
+    };
+    let firing = eventually(|| signals("open"), |s: &Vec<String>| s.len() == 2).await;
+    assert!(
+        firing.iter().all(|s| s.starts_with("firing|")),
+        "{firing:?}"
+    );
+    let resp = app
+        .post(
+            "/api/v1/signals/generic",
+            Some(INGEST_TOKEN),
+            "application/json",
+            fixture("generic/datadog-default-recovered.json"),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let after = eventually(
+        || signals("open"),
+        |s: &Vec<String>| s.iter().any(|s| s.starts_with("resolved|")),
+    )
+    .await;
+    assert_eq!(
+        after,
+        vec![
+            "firing|Certificato di referti.asl.example in scadenza".to_owned(),
+            "resolved|[P1] [Triggered on {host:cup-db-01}] CUP backend lento".to_owned(),
+        ]
+    );
+}
