@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::text;
 use super::{Matcher, Severity};
 
 /// A way to reach someone. Each kind has one adapter under `crate::channel`.
@@ -353,6 +354,12 @@ impl SubscriberSpec {
                 field: "name".into(),
                 message: format!("is longer than {MAX_NAME_CHARS} characters"),
             });
+        } else if let Err(refused) = text::one_line(&name) {
+            // The name is the display name of every email to the subscriber (`To:`).
+            errors.push(FieldError {
+                field: "name".into(),
+                message: refused.to_string(),
+            });
         }
         let audience = self.audience.trim().to_owned();
         if audience.is_empty()
@@ -410,7 +417,10 @@ impl SubscriberSpec {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::hostile;
 
     fn it() -> Language {
         Language::try_from("it".to_owned()).unwrap()
@@ -459,6 +469,70 @@ mod tests {
             sms.parse_address("07911 123456", &uk).unwrap(),
             "+447911123456"
         );
+    }
+
+    proptest! {
+        /// A name that is stored holds no control character, line or paragraph separator or
+        /// noncharacter; one that is refused is refused for its name.
+        #[test]
+        fn a_stored_name_is_one_line_of_text(name in hostile::text()) {
+            let spec = SubscriberSpec {
+                name: name.clone(),
+                language: None,
+                audience: default_audience(),
+                addresses: BTreeMap::new(),
+                subscriptions: Vec::new(),
+            };
+            match spec.validate(&rules()) {
+                Ok(valid) => prop_assert!(
+                    !valid.name.chars().any(|c| c.is_control()
+                        || matches!(c, '\u{2028}' | '\u{2029}')
+                        || (0xfdd0..=0xfdef).contains(&u32::from(c))
+                        || u32::from(c) & 0xfffe == 0xfffe),
+                    "{name:?} stored"
+                ),
+                Err(errors) => prop_assert!(errors.iter().all(|e| e.field == "name"), "{errors:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn names_with_line_breaks_or_controls_are_refused_with_the_field_named() {
+        let named = |name: &str| SubscriberSpec {
+            name: name.to_owned(),
+            language: None,
+            audience: default_audience(),
+            addresses: BTreeMap::new(),
+            subscriptions: Vec::new(),
+        };
+        for (name, said) in [
+            ("Evil\r\nBcc: x@y", "U+000D"),
+            ("Evil\nBcc: x@y", "U+000A"),
+            ("CUP\tFoligno", "U+0009"),
+            ("CUP\u{0}", "U+0000"),
+            ("CUP \u{1b}[31mrosso", "U+001B"),
+            ("CUP\u{7f}", "U+007F"),
+            ("CUP\u{85}Foligno", "U+0085"),
+            ("CUP\u{2028}Foligno", "U+2028"),
+            ("CUP\u{2029}Foligno", "U+2029"),
+            ("CUP\u{fffe}", "U+FFFE"),
+            ("CUP\u{ffff}", "U+FFFF"),
+            ("CUP\u{1fffe}", "U+1FFFE"),
+        ] {
+            let errors = named(name).validate(&rules()).unwrap_err();
+            assert_eq!(errors.len(), 1, "{name:?}: {errors:?}");
+            assert_eq!(errors[0].field, "name");
+            assert!(errors[0].message.contains(said), "{name:?}: {errors:?}");
+        }
+        for name in [
+            "Pronto Soccorso Città di Castello",
+            "مكتب الحجز",
+            "CUP 🚑 Foligno",
+            "Ufficio «Referti» – turno di notte",
+            " spazi attorno \n",
+        ] {
+            assert!(named(name).validate(&rules()).is_ok(), "{name:?} refused");
+        }
     }
 
     #[test]
