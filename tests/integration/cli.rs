@@ -262,6 +262,49 @@ url = "https://cup.asl.example/"
 }
 
 #[test]
+fn a_missing_sms_password_file_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let missing = dir.path().join("skebby-password");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[channels.sms]
+enabled = true
+
+[[channels.sms.providers]]
+name = "skebby"
+kind = "skebby"
+username = "regione"
+password_file = "{}"
+sender = "Regione"
+"#,
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = banditore(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "check-config"],
+        &[],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("channels.sms.providers[0]"))
+        .collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(
+        said[0].contains(&format!(
+            "channels.sms.providers[0].password: cannot read `password_file` {}",
+            missing.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn environment_overrides_the_file_and_secrets_come_from_files() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("token");
