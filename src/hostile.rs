@@ -5,7 +5,7 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::sample::select;
+use proptest::sample::{Index, select};
 
 /// Characters that protocols treat specially.
 const AWKWARD: &[char] = &[
@@ -46,4 +46,35 @@ pub fn text() -> impl Strategy<Value = String> {
             .map(|(word, gap)| word + gap)
             .collect::<String>()
     })
+}
+
+/// A phone number as people write it, or nearly: `+`, `00`, a country code, a mobile's or a
+/// landline's first digit or nothing, then digits broken by spaces, dots, dashes, slashes or
+/// parentheses, with now and then a character from anywhere.
+pub fn phone_number() -> impl Strategy<Value = String> {
+    let start = select(
+        &[
+            "", "3", "3", "3", "39", "+39 3", "0039 3", "+39 0", "0", "+44 7", "+1 ", "+", "00",
+        ][..],
+    );
+    let breaks = vec(
+        (
+            any::<Index>(),
+            select(&[' ', ' ', '.', '-', '/', '(', ')'][..]),
+        ),
+        0..4,
+    );
+    let odd = prop_oneof![8 => Just(None), 1 => character().prop_map(Some)];
+    (start, "[0-9]{5,11}", breaks, odd, any::<Index>()).prop_map(
+        |(start, digits, breaks, odd, at)| {
+            let mut written: Vec<char> = digits.chars().collect();
+            for (i, gap) in breaks {
+                written.insert(i.index(written.len() + 1), gap);
+            }
+            if let Some(c) = odd {
+                written.insert(at.index(written.len() + 1), c);
+            }
+            start.chars().chain(written).collect()
+        },
+    )
 }

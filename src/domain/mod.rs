@@ -1,4 +1,5 @@
-//! The vocabulary of Banditore: signals, severities, matchers, incidents and subscribers.
+//! The vocabulary of Banditore: signals, severities, matchers, incidents and subscribers, and
+//! what people may write in them.
 //! Pure types and rules; no I/O.
 
 pub mod incident;
@@ -6,6 +7,7 @@ pub mod matcher;
 pub mod severity;
 pub mod signal;
 pub mod subscriber;
+pub mod text;
 
 pub use incident::{IncidentStatus, UpdateKind};
 pub use matcher::Matcher;

@@ -6,6 +6,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use phonenumber::metadata::{Descriptor, Descriptors};
+
+use super::text::{self, Described};
 use super::{Matcher, Severity};
 
 /// A way to reach someone. Each kind has one adapter under `crate::channel`.
@@ -112,28 +115,84 @@ impl SubscriberRules {
     }
 }
 
-/// A phone number that can receive SMS, in E.164 (`+393331234567`).
+/// A phone number that can receive SMS, in E.164 (`+393331234567`): `+` or the international
+/// prefix (`00`) and a country code, or a national number of `region`; its digits grouped by
+/// spaces, dots, dashes, slashes or parentheses.
 fn parse_phone(raw: &str, region: phonenumber::country::Id) -> Result<String, String> {
-    use phonenumber::Type;
-    let number = phonenumber::parse(Some(region), raw)
+    if let Some(c) = raw
+        .chars()
+        .find(|c| !c.is_ascii_digit() && !" .-/()+".contains(*c))
+    {
+        return Err(format!(
+            "contains {}: a phone number is digits grouped by spaces, dots, dashes, slashes or parentheses, with `+` before a country code",
+            Described(c)
+        ));
+    }
+    let plus = raw.find('+');
+    if plus.is_some_and(|at| {
+        raw[at + 1..].contains('+') || raw[..at].contains(|c: char| c.is_ascii_digit())
+    }) {
+        return Err(format!("`{raw}`: `+` comes once, before the country code"));
+    }
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    if digits.is_empty() {
+        return Err(format!("`{raw}` has no digits"));
+    }
+    // E.164 numbers have at most 15 digits; an international prefix adds up to 3 (US: 011).
+    if digits.len() > 18 {
+        return Err(format!(
+            "has {} digits, more than any phone number",
+            digits.len()
+        ));
+    }
+    let written = if plus.is_some() {
+        format!("+{digits}")
+    } else {
+        digits
+    };
+    let mut number = phonenumber::parse(Some(region), &written)
         .map_err(|e| format!("`{raw}` is not a phone number ({e})"))?;
+    // phonenumber 0.3 checks the length of a national number against an empty list (its data
+    // gives the general description no possible lengths; libphonenumber derives them when it
+    // builds its own), so it takes any national number that begins with the region's country
+    // code for one written with the code but without `+`, and drops those digits: Italy's 39x
+    // mobiles, Norway's 47…, Denmark's 45… (whisperfish/rust-phonenumber#68). Read it as
+    // national first, as libphonenumber does, and as the code without `+` only when the
+    // national reading is no number.
+    if number.code().source() == phonenumber::country::Source::Number
+        && let Ok(national) =
+            phonenumber::parse(None, format!("+{}{written}", number.code().value()))
+        && national.is_valid()
+    {
+        number = national;
+    }
     if !number.is_valid() {
         return Err(format!(
             "`{raw}` is not a valid phone number (numbers without a country code are read as {region:?}; write +<country code> otherwise)"
         ));
     }
-    match number.number_type(&phonenumber::metadata::DATABASE) {
-        Type::FixedLine
-        | Type::TollFree
-        | Type::PremiumRate
-        | Type::SharedCost
-        | Type::Voip
-        | Type::Pager
-        | Type::Uan
-        | Type::Voicemail => Err(format!(
-            "`{raw}` is not a mobile number: SMS cannot reach it"
-        )),
-        _ => Ok(number.format().mode(phonenumber::Mode::E164).to_string()),
+    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+    // The number types are matched here on the national number with its leading zeros: the
+    // crate's `number_type` drops them, and so finds no type for an Italian landline.
+    let national = number.national().to_string();
+    let regions = phonenumber::metadata::DATABASE
+        .by_code(&number.code().value())
+        .unwrap_or_default();
+    let is = |kind: fn(&Descriptors) -> Option<&Descriptor>| {
+        regions
+            .iter()
+            .any(|m| kind(m.descriptors()).is_some_and(|d| d.is_match(&national)))
+    };
+    if is(Descriptors::mobile) {
+        Ok(e164)
+    } else if is(Descriptors::fixed_line) {
+        Err(format!(
+            "`{raw}` is a landline ({e164}): SMS cannot reach it"
+        ))
+    } else {
+        Err(format!(
+            "`{raw}` is not a mobile number ({e164}: toll-free, premium-rate or another service): SMS cannot reach it"
+        ))
     }
 }
 
@@ -353,6 +412,12 @@ impl SubscriberSpec {
                 field: "name".into(),
                 message: format!("is longer than {MAX_NAME_CHARS} characters"),
             });
+        } else if let Err(refused) = text::one_line(&name) {
+            // The name is the display name of every email to the subscriber (`To:`).
+            errors.push(FieldError {
+                field: "name".into(),
+                message: refused.to_string(),
+            });
         }
         let audience = self.audience.trim().to_owned();
         if audience.is_empty()
@@ -410,7 +475,10 @@ impl SubscriberSpec {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::hostile;
 
     fn it() -> Language {
         Language::try_from("it".to_owned()).unwrap()
@@ -441,9 +509,7 @@ mod tests {
             sms.parse_address("+44 7911 123456", &r).unwrap(),
             "+447911123456"
         );
-        // A number known not to be a mobile cannot receive SMS. (The numbering data leaves
-        // Italian landlines' type unknown: those pass, and a provider refusing one as not a
-        // mobile marks the address gone.)
+        // A number known not to be a mobile cannot receive SMS.
         let toll_free = sms.parse_address("+39 800 123456", &r).unwrap_err();
         assert!(toll_free.contains("not a mobile number"), "{toll_free}");
         // Nonsense is not a number.
@@ -459,6 +525,216 @@ mod tests {
             sms.parse_address("07911 123456", &uk).unwrap(),
             "+447911123456"
         );
+    }
+
+    #[test]
+    fn italian_mobiles_of_every_range_are_read_as_national_numbers() {
+        let sms = ChannelKind::Sms;
+        let r = rules();
+        // The plan gives mobiles the 3 decade: 31x to 39x, ten digits (the 39x ranges begin
+        // with Italy's own country code, and were taken for numbers written without `+`).
+        for prefix in 310..=399 {
+            let e164 = format!("+39{prefix}1234567");
+            for written in [
+                format!("{prefix}1234567"),
+                format!("{prefix} 123 4567"),
+                format!("{prefix}.123.45.67"),
+                format!("{prefix}-123-4567"),
+                format!("({prefix}) 1234567"),
+                format!("{prefix}/1234567"),
+                format!("+39 {prefix} 1234567"),
+                format!("+39{prefix}1234567"),
+                format!("0039 {prefix} 1234567"),
+                format!("0039-{prefix}-123-4567"),
+                format!("(+39) {prefix} 123 4567"),
+            ] {
+                assert_eq!(
+                    sms.parse_address(&written, &r),
+                    Ok(e164.clone()),
+                    "{written}"
+                );
+            }
+        }
+        // TIM's first numbers have nine digits.
+        assert_eq!(
+            sms.parse_address("333 123456", &r),
+            Ok("+39333123456".to_owned())
+        );
+        // Written with the country code but without `+`: no national number is that long.
+        assert_eq!(
+            sms.parse_address("39 333 1234567", &r),
+            Ok("+393331234567".to_owned())
+        );
+        // 30x is no mobile range.
+        for prefix in 300..=309 {
+            let written = format!("{prefix}1234567");
+            assert!(
+                sms.parse_address(&written, &r).is_err(),
+                "{written} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn landlines_keep_their_zero_and_cannot_receive_sms() {
+        let sms = ChannelKind::Sms;
+        for (written, e164) in [
+            ("06 1234567", "+39061234567"),
+            ("06 12345678", "+390612345678"),
+            ("02 12345678", "+390212345678"),
+            ("075 1234567", "+390751234567"),
+            ("0744 123456", "+390744123456"),
+            ("+39 06 1234567", "+39061234567"),
+            ("0039 06 1234567", "+39061234567"),
+            ("+39 (0)6 1234567", "+39061234567"),
+        ] {
+            let refused = sms.parse_address(written, &rules()).unwrap_err();
+            assert!(
+                refused.contains("landline") && refused.contains(e164),
+                "{written}: {refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_countries_numbers_are_read_with_their_code() {
+        let sms = ChannelKind::Sms;
+        for (written, e164) in [
+            ("+44 7911 123456", "+447911123456"),
+            ("0044 7911 123456", "+447911123456"),
+            ("+49 151 23456789", "+4915123456789"),
+            ("+33 6 12 34 56 78", "+33612345678"),
+            ("+41 78 123 45 67", "+41781234567"),
+            ("+34 612 34 56 78", "+34612345678"),
+            ("+1 (201) 555-0123", "+12015550123"),
+            ("+47 406 12 345", "+4740612345"),
+            // Côte d'Ivoire's mobiles keep a leading zero after the country code.
+            ("+225 01 23 45 67 89", "+2250123456789"),
+        ] {
+            assert_eq!(
+                sms.parse_address(written, &rules()),
+                Ok(e164.to_owned()),
+                "{written}"
+            );
+        }
+        // In Norway and Denmark too, national numbers can begin with the country code.
+        for (region, written, e164) in [
+            (phonenumber::country::Id::NO, "47 12 34 56", "+4747123456"),
+            (phonenumber::country::Id::DK, "45 12 34 56", "+4545123456"),
+            (
+                phonenumber::country::Id::GB,
+                "07911 123456",
+                "+447911123456",
+            ),
+        ] {
+            let local = SubscriberRules {
+                phone_region: region,
+                ..rules()
+            };
+            assert_eq!(
+                sms.parse_address(written, &local),
+                Ok(e164.to_owned()),
+                "{region:?} {written}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_phone_number_is_digits_and_separators() {
+        let sms = ChannelKind::Sms;
+        for (written, said) in [
+            ("333 123 4567 ext. 5", "U+0065"),
+            ("333\u{0}1234567", "U+0000"),
+            ("tel:+393331234567", "U+0074"),
+            ("333+1234567", "`+`"),
+            ("+", "no digits"),
+            ("333 123 4567 890 123 456 789", "22 digits"),
+        ] {
+            let refused = sms.parse_address(written, &rules()).unwrap_err();
+            assert!(refused.contains(said), "{written:?}: {refused}");
+        }
+    }
+
+    proptest! {
+        /// Whatever is written, the answer is a refusal or one E.164 number (`+`, then 7 to 15
+        /// digits: Niue's and Tokelau's mobiles have seven) that reads as itself.
+        #[test]
+        fn a_number_is_refused_or_stored_in_e164(
+            written in prop_oneof![hostile::phone_number(), hostile::text()]
+        ) {
+            if let Ok(e164) = ChannelKind::Sms.parse_address(&written, &rules()) {
+                let digits = e164.strip_prefix('+').unwrap_or_default();
+                prop_assert!(
+                    (7..=15).contains(&digits.len())
+                        && !digits.starts_with('0')
+                        && digits.bytes().all(|b| b.is_ascii_digit()),
+                    "{written:?} became {e164}"
+                );
+                prop_assert_eq!(ChannelKind::Sms.parse_address(&e164, &rules()), Ok(e164.clone()));
+            }
+        }
+
+        /// A name that is stored holds no control character, line or paragraph separator or
+        /// noncharacter; one that is refused is refused for its name.
+        #[test]
+        fn a_stored_name_is_one_line_of_text(name in hostile::text()) {
+            let spec = SubscriberSpec {
+                name: name.clone(),
+                language: None,
+                audience: default_audience(),
+                addresses: BTreeMap::new(),
+                subscriptions: Vec::new(),
+            };
+            match spec.validate(&rules()) {
+                Ok(valid) => prop_assert!(
+                    !valid.name.chars().any(|c| c.is_control()
+                        || matches!(c, '\u{2028}' | '\u{2029}')
+                        || (0xfdd0..=0xfdef).contains(&u32::from(c))
+                        || u32::from(c) & 0xfffe == 0xfffe),
+                    "{name:?} stored"
+                ),
+                Err(errors) => prop_assert!(errors.iter().all(|e| e.field == "name"), "{errors:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn names_with_line_breaks_or_controls_are_refused_with_the_field_named() {
+        let named = |name: &str| SubscriberSpec {
+            name: name.to_owned(),
+            language: None,
+            audience: default_audience(),
+            addresses: BTreeMap::new(),
+            subscriptions: Vec::new(),
+        };
+        for (name, said) in [
+            ("Evil\r\nBcc: x@y", "U+000D"),
+            ("Evil\nBcc: x@y", "U+000A"),
+            ("CUP\tFoligno", "U+0009"),
+            ("CUP\u{0}", "U+0000"),
+            ("CUP \u{1b}[31mrosso", "U+001B"),
+            ("CUP\u{7f}", "U+007F"),
+            ("CUP\u{85}Foligno", "U+0085"),
+            ("CUP\u{2028}Foligno", "U+2028"),
+            ("CUP\u{2029}Foligno", "U+2029"),
+            ("CUP\u{fffe}", "U+FFFE"),
+            ("CUP\u{ffff}", "U+FFFF"),
+            ("CUP\u{1fffe}", "U+1FFFE"),
+        ] {
+            let errors = named(name).validate(&rules()).unwrap_err();
+            assert_eq!(errors.len(), 1, "{name:?}: {errors:?}");
+            assert_eq!(errors[0].field, "name");
+            assert!(errors[0].message.contains(said), "{name:?}: {errors:?}");
+        }
+        for name in [
+            "Pronto Soccorso Città di Castello",
+            "مكتب الحجز",
+            "CUP 🚑 Foligno",
+            "Ufficio «Referti» – turno di notte",
+            " spazi attorno \n",
+        ] {
+            assert!(named(name).validate(&rules()).is_ok(), "{name:?} refused");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::domain::incident::{AlertState, Announced, Decision, IncidentState, Timing, evaluate};
-use crate::domain::{IncidentStatus, Labels, Severity, SignalStatus, UpdateKind};
+use crate::domain::{IncidentStatus, Labels, Severity, SignalStatus, UpdateKind, text};
 use crate::store::{
     AlertRow, IncidentOrigin, IncidentRow, NewIncident, NewUpdate, SignalSnapshot, Store,
     StoreError, StoredSignal, Tx, UpdateRow,
@@ -94,7 +94,14 @@ pub enum ManualError {
 const MAX_TITLE: usize = 200;
 const MAX_BODY: usize = 10_000;
 
-fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), ManualError> {
+/// Checks an operator's text: `written` is [`text::one_line`] for a title (it becomes a mail
+/// subject and a feed's title), [`text::lines`] for a body.
+fn check_text(
+    field: &'static str,
+    value: &str,
+    max: usize,
+    written: fn(&str) -> Result<(), text::Unwritable>,
+) -> Result<(), ManualError> {
     if value.trim().is_empty() {
         return Err(ManualError::Invalid {
             field,
@@ -107,7 +114,10 @@ fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Manual
             message: format!("is longer than {max} characters"),
         });
     }
-    Ok(())
+    written(value).map_err(|refused| ManualError::Invalid {
+        field,
+        message: refused.to_string(),
+    })
 }
 
 impl Engine {
@@ -413,9 +423,9 @@ impl Engine {
         author: &str,
         now: Timestamp,
     ) -> Result<(IncidentRow, UpdateRow), ManualError> {
-        check_text("title", &req.title, MAX_TITLE)?;
+        check_text("title", &req.title, MAX_TITLE, text::one_line)?;
         if let Some(body) = &req.body {
-            check_text("body", body, MAX_BODY)?;
+            check_text("body", body, MAX_BODY, text::lines)?;
         }
         if req.status == IncidentStatus::Resolved {
             return Err(ManualError::Invalid {
@@ -465,7 +475,7 @@ impl Engine {
         now: Timestamp,
     ) -> Result<(IncidentRow, UpdateRow), ManualError> {
         if let Some(body) = &req.body {
-            check_text("body", body, MAX_BODY)?;
+            check_text("body", body, MAX_BODY, text::lines)?;
         }
         if req.body.is_none() && req.status.is_none() && req.severity.is_none() {
             return Err(ManualError::Invalid {

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
 
+use super::validate::check_one_line;
 use super::{Dur, Settings};
-use crate::domain::{Matcher, Severity};
+use crate::domain::{Matcher, Severity, text};
 
 word_enum! {
     pub enum ProbeKind {
@@ -256,6 +257,10 @@ pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String))
             if p.service.trim().is_empty() {
                 push(&at("service"), "name the service the probe watches".into());
             }
+            // They make its alerts' service and summary, and so incident titles.
+            check_one_line(&at("name"), &p.name, push);
+            check_one_line(&at("service"), &p.service, push);
+            check_one_line(&at("summary"), &p.summary, push);
         }
         if p.interval.get() < std::time::Duration::from_millis(100)
             || p.interval.get() > std::time::Duration::from_secs(86400)
@@ -361,12 +366,21 @@ pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String))
         if let Err(e) = crate::probe::window::Window::from_spec(m, &settings.server.time_zone) {
             push(&at(e.0), e.1);
         }
+        check_one_line(&at("name"), &m.name, push);
         if let Some(public) = &m.public {
             if public.note.trim().is_empty() {
                 push(
                     &at("public.note"),
                     "say what citizens will notice (it is shown on the status page)".into(),
                 );
+            }
+            for (key, note) in [
+                ("public.note", &public.note),
+                ("public.note_en", &public.note_en),
+            ] {
+                if let Err(refused) = text::lines(note) {
+                    push(&at(key), refused.to_string());
+                }
             }
             if public.services.is_empty() {
                 push(

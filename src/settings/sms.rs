@@ -109,23 +109,25 @@ pub fn validate_sms(
         } else if !names.insert(p.name.clone()) {
             fail("name", format!("`{}` is used by two providers", p.name));
         }
+        let needs_login = p.kind != SmsProviderKind::Generic;
+        if needs_login && p.username.trim().is_empty() {
+            fail("username", login_hint(p.kind).into());
+        }
+        // A password given but unreadable is said once, as such, not also as missing.
         let password = match p.password().resolve("password") {
+            Ok(None) if needs_login => {
+                fail(
+                    "password",
+                    "give `password`, `password_file` or `password_env`".into(),
+                );
+                None
+            }
             Ok(secret) => secret,
             Err(e) => {
                 fail("password", e);
                 None
             }
         };
-        let needs_login = p.kind != SmsProviderKind::Generic;
-        if needs_login && p.username.trim().is_empty() {
-            fail("username", login_hint(p.kind).into());
-        }
-        if needs_login && password.is_none() {
-            fail(
-                "password",
-                "give `password`, `password_file` or `password_env`".into(),
-            );
-        }
         if (p.kind != SmsProviderKind::Generic || !p.sender.is_empty()) && !valid_sender(&p.sender)
         {
             fail(

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::validate::check_one_line;
 use super::{Dur, Settings};
 use crate::domain::subscriber::{ChannelKind, Subscription, ValidSubscriber};
 use crate::domain::{Matcher, Severity};
@@ -96,6 +97,8 @@ pub fn validate_status(settings: &Settings, push: &mut impl FnMut(&str, String))
             "must not contain spaces, commas, `<` or `&` (CAP 1.2)".into(),
         );
     }
+    check_one_line("status.title", &s.title, push);
+    check_one_line("status.title_en", &s.title_en, push);
     let mut ids = std::collections::BTreeSet::new();
     for (i, service) in s.services.iter().enumerate() {
         let at = |key: &str| format!("status.services[{i}].{key}");
@@ -121,6 +124,8 @@ pub fn validate_status(settings: &Settings, push: &mut impl FnMut(&str, String))
                 "give the name citizens know the service by".into(),
             );
         }
+        check_one_line(&at("name"), &service.name, push);
+        check_one_line(&at("name_en"), &service.name_en, push);
         if service.matchers.is_empty() {
             push(
                 &at("matchers"),

@@ -12,7 +12,16 @@ use super::{EmailTls, Problem, Role, Secret, Settings, TelegramMode};
 use crate::domain::subscriber::{
     ChannelKind, SubscriberRules, Subscription, TelegramChat, ValidSubscriber,
 };
+use crate::domain::text;
 use crate::render::Renderer;
+
+/// Refuses a line break, a control character or a noncharacter in a one-line setting (a name, a
+/// title): such settings reach mail headers, feeds and pages.
+pub(super) fn check_one_line(path: &str, value: &str, push: &mut impl FnMut(&str, String)) {
+    if let Err(refused) = text::one_line(value) {
+        push(path, refused.to_string());
+    }
+}
 
 /// An API token, resolved.
 #[derive(Debug, Clone)]

@@ -441,12 +441,14 @@ pub(super) async fn insert_subscriber(
     Ok(id)
 }
 
+/// Writes a subscriber's addresses and subscriptions; true when that changed any.
 async fn insert_subscriber_parts(
     tx: &mut Transaction<'static, Any>,
     id: i64,
     s: &ValidSubscriber,
     keep_addresses: bool,
-) -> Result<()> {
+) -> Result<bool> {
+    let mut changed = false;
     if keep_addresses {
         // Keep rows (and their unsubscribe/gone marks) for addresses still wanted.
         // Chats that bound themselves stay: the file does not list them.
@@ -471,11 +473,12 @@ async fn insert_subscriber_parts(
                     .bind(address_id)
                     .execute(&mut **tx)
                     .await?;
+                changed = true;
             }
         }
     }
     for (channel, address) in &s.addresses {
-        sqlx::query(
+        let added = sqlx::query(
             "INSERT INTO addresses (subscriber_id, channel, address) VALUES ($1, $2, $3)
              ON CONFLICT (subscriber_id, channel, address) DO NOTHING",
         )
@@ -483,35 +486,57 @@ async fn insert_subscriber_parts(
         .bind(channel.as_str())
         .bind(address)
         .execute(&mut **tx)
-        .await?;
+        .await?
+        .rows_affected();
+        changed |= added > 0;
     }
-    write_subscriptions(tx, id, &s.subscriptions).await
+    Ok(write_subscriptions(tx, id, &s.subscriptions).await? || changed)
 }
 
-/// Replaces a subscriber's subscriptions.
+/// Replaces a subscriber's subscriptions, unless they are those already stored; true when it
+/// replaced them.
 pub(super) async fn write_subscriptions(
     tx: &mut Transaction<'static, Any>,
     id: i64,
     subscriptions: &[Subscription],
-) -> Result<()> {
+) -> Result<bool> {
+    let wanted = subscriptions
+        .iter()
+        .map(|sub| {
+            let matchers: Vec<String> = sub.matchers.iter().map(ToString::to_string).collect();
+            Ok((
+                json(&matchers)?,
+                sub.min_severity.as_str().to_owned(),
+                json(&sub.channels)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let stored: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT matchers, min_severity, channels FROM subscriptions WHERE subscriber_id = $1 ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    if stored == wanted {
+        return Ok(false);
+    }
     sqlx::query("DELETE FROM subscriptions WHERE subscriber_id = $1")
         .bind(id)
         .execute(&mut **tx)
         .await?;
-    for (position, sub) in subscriptions.iter().enumerate() {
-        let matchers: Vec<String> = sub.matchers.iter().map(ToString::to_string).collect();
+    for (position, (matchers, min_severity, channels)) in wanted.iter().enumerate() {
         sqlx::query(
             "INSERT INTO subscriptions (subscriber_id, position, matchers, min_severity, channels) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id)
         .bind(position as i64)
-        .bind(json(&matchers)?)
-        .bind(sub.min_severity.as_str())
-        .bind(json(&sub.channels)?)
+        .bind(matchers)
+        .bind(min_severity)
+        .bind(channels)
         .execute(&mut **tx)
         .await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Overwrites the recipient (an email address, a phone number, a chat) of every delivery to the
@@ -1340,15 +1365,22 @@ impl Store for SqlStore {
         for s in wanted {
             match by_name.get(s.name.as_str()) {
                 Some(id) => {
-                    sqlx::query("UPDATE subscribers SET language = $2, audience = $3, updated_at = $4 WHERE id = $1")
-                        .bind(id)
-                        .bind(s.language.as_str())
-                        .bind(&s.audience)
-                        .bind(ms(now))
-                        .execute(&mut *tx)
-                        .await?;
-                    insert_subscriber_parts(&mut tx, *id, s, true).await?;
-                    report.updated += 1;
+                    // Only a subscriber that differs from the file counts as updated: every
+                    // start syncs them all.
+                    let parts = insert_subscriber_parts(&mut tx, *id, s, true).await?;
+                    let updated = sqlx::query(
+                        "UPDATE subscribers SET language = $2, audience = $3, updated_at = $4
+                         WHERE id = $1 AND ($5 = 1 OR language <> $2 OR audience <> $3)",
+                    )
+                    .bind(id)
+                    .bind(s.language.as_str())
+                    .bind(&s.audience)
+                    .bind(ms(now))
+                    .bind(i64::from(parts))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    report.updated += updated;
                 }
                 None => {
                     insert_subscriber(&mut tx, s, "config", now).await?;

@@ -217,6 +217,94 @@ subscriptions = [{{ matchers = ['service=~"cup('] }}]
 }
 
 #[test]
+fn names_and_titles_on_two_lines_are_refused_with_their_key_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[subscribers]]
+name = "CUP Foligno"
+addresses = { email = "cup.foligno@asl.example" }
+
+[[subscribers]]
+name = "Evil\r\nBcc: x@y"
+addresses = { email = "evil@asl.example" }
+
+[[status.services]]
+id = "cup"
+name = "Prenotazioni\nCUP"
+matchers = ['service="cup"']
+
+[[probes]]
+name = "cup\tweb"
+service = "cup"
+kind = "http"
+url = "https://cup.asl.example/"
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = banditore(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "check-config"],
+        &[],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    for problem in [
+        "subscribers[1].name: contains a line break (U+000D) at character 5",
+        "status.services[0].name: contains a line break (U+000A) at character 13",
+        "probes[0].name: contains a control character (U+0009) at character 4",
+    ] {
+        assert!(err.contains(problem), "missing `{problem}` in:\n{err}");
+    }
+    assert!(err.contains("3 problem(s)"), "{err}");
+    assert!(!err.contains("Bcc"), "the name is not printed:\n{err}");
+}
+
+#[test]
+fn a_missing_sms_password_file_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let missing = dir.path().join("skebby-password");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[channels.sms]
+enabled = true
+
+[[channels.sms.providers]]
+name = "skebby"
+kind = "skebby"
+username = "regione"
+password_file = "{}"
+sender = "Regione"
+"#,
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = banditore(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "check-config"],
+        &[],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("channels.sms.providers[0]"))
+        .collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(
+        said[0].contains(&format!(
+            "channels.sms.providers[0].password: cannot read `password_file` {}",
+            missing.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn environment_overrides_the_file_and_secrets_come_from_files() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("token");

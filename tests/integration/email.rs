@@ -631,6 +631,73 @@ subscriptions = [{ matchers = ['area="umbria"'], min_severity = "major" }]
     assert_eq!(resp.status(), 409);
 }
 
+/// Asserts a `400` naming `field`, and the character refused in it.
+async fn refused(resp: reqwest::Response, field: &str, character: &str) {
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["field"], field, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains(character),
+        "{body}"
+    );
+}
+
+/// A name or a title is one line: a line break in one would end the header it travels in.
+#[tokio::test]
+async fn a_name_or_a_title_with_a_line_break_is_refused_with_the_field_named() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    let evil = json!({"name": "Evil\r\nBcc: x@y", "addresses": {"email": DESK}});
+    let resp = app
+        .post_json("/api/v1/subscribers", Some(ADMIN_TOKEN), &evil)
+        .await;
+    refused(resp, "name", "U+000D").await;
+    let list = app.get_json("/api/v1/subscribers", ADMIN_TOKEN).await;
+    assert_eq!(list["subscribers"].as_array().unwrap().len(), 0, "{list}");
+
+    let open =
+        |title: &str, body: &str| json!({"title": title, "severity": "critical", "body": body});
+    let resp = app
+        .post_json(
+            "/api/v1/incidents",
+            Some(OPERATOR_TOKEN),
+            &open("CUP giù\r\nBcc: x@y", "Prenotazioni sospese."),
+        )
+        .await;
+    refused(resp, "title", "U+000D").await;
+    // A body may break lines, and hold nothing else of the kind.
+    let resp = app
+        .post_json(
+            "/api/v1/incidents",
+            Some(OPERATOR_TOKEN),
+            &open(
+                "CUP giù",
+                "Prenotazioni sospese.\r\nRiprovare più tardi.\u{0}",
+            ),
+        )
+        .await;
+    refused(resp, "body", "U+0000").await;
+    let resp = app
+        .post_json(
+            "/api/v1/incidents",
+            Some(OPERATOR_TOKEN),
+            &open("CUP giù", "Prenotazioni sospese.\r\nRiprovare più tardi."),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let resp = app
+        .post_json(
+            &format!("/api/v1/incidents/{id}/updates"),
+            Some(OPERATOR_TOKEN),
+            &json!({"body": "Ancora giù\u{1b}[2J"}),
+        )
+        .await;
+    refused(resp, "body", "U+001B").await;
+}
+
 #[tokio::test]
 async fn sigterm_finishes_cleanly() {
     let smtp = SmtpServer::start();

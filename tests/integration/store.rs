@@ -440,16 +440,11 @@ pub async fn config_subscribers_stay_in_step_and_keep_opt_outs(store: Arc<dyn St
         spec.validate(&SubscriberRules::new("it".to_owned().try_into().unwrap()))
             .unwrap()
     };
-    let report = store
-        .sync_config_subscribers(
-            &[
-                spec("CUP Foligno", &["a@asl.example", "b@asl.example"]),
-                spec("Referti", &["r@asl.example"]),
-            ],
-            now(),
-        )
-        .await
-        .unwrap();
+    let file = [
+        spec("CUP Foligno", &["a@asl.example", "b@asl.example"]),
+        spec("Referti", &["r@asl.example"]),
+    ];
+    let report = store.sync_config_subscribers(&file, now()).await.unwrap();
     assert_eq!(
         report,
         SyncReport {
@@ -458,6 +453,9 @@ pub async fn config_subscribers_stay_in_step_and_keep_opt_outs(store: Arc<dyn St
             removed: 0
         }
     );
+    // A restart with the same file changes nothing.
+    let report = store.sync_config_subscribers(&file, now()).await.unwrap();
+    assert_eq!(report, SyncReport::default());
     let rows = store.subscribers().await.unwrap();
     let foligno = rows.iter().find(|s| s.name == "CUP Foligno").unwrap();
     let a = foligno
@@ -483,6 +481,26 @@ pub async fn config_subscribers_stay_in_step_and_keep_opt_outs(store: Arc<dyn St
             removed: 1
         }
     );
+    // Each part of a subscriber counts: its language, its audience, its subscriptions.
+    let foligno = spec("CUP Foligno", &["a@asl.example", "c@asl.example"]);
+    let mut english = foligno.clone();
+    english.language = "en".to_owned().try_into().unwrap();
+    let mut desk = foligno.clone();
+    desk.audience = "cup-desk".to_owned();
+    let mut critical = foligno.clone();
+    critical.subscriptions[0].min_severity = Severity::Critical;
+    for changed in [english, desk, critical, foligno] {
+        let report = store
+            .sync_config_subscribers(std::slice::from_ref(&changed), now())
+            .await
+            .unwrap();
+        assert_eq!(report.updated, 1, "{changed:?}");
+        let report = store
+            .sync_config_subscribers(std::slice::from_ref(&changed), now())
+            .await
+            .unwrap();
+        assert_eq!(report, SyncReport::default(), "{changed:?}");
+    }
     let rows = store.subscribers().await.unwrap();
     assert_eq!(rows.len(), 1);
     let emails: Vec<_> = rows[0]
