@@ -34,6 +34,34 @@ pub fn clean(text: &str) -> String {
     out
 }
 
+/// A body as every server takes it: line breaks of any kind (CR LF, a lone CR, U+2028) made
+/// one line feed (lettre writes them CR LF), and control characters other than tab dropped,
+/// since a bare CR or a NUL is refused by careful servers and mangled by others.
+pub fn body(text: &str) -> String {
+    let text = text.replace("\r\n", "\n");
+    text.chars()
+        .filter_map(|c| match c {
+            '\r' | '\u{2028}' | '\u{2029}' | '\u{85}' => Some('\n'),
+            '\n' | '\t' => Some(c),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// Longest display name kept in `To:`: the name is a courtesy, the line must stay short.
+const DISPLAY_NAME_CHARS: usize = 60;
+
+/// A recipient's name for `To:`, cleaned and cut to a length lettre writes on one short line.
+pub fn display_name(name: &str) -> String {
+    let name = clean(name);
+    if name.chars().count() <= DISPLAY_NAME_CHARS {
+        return name;
+    }
+    let cut: String = name.chars().take(DISPLAY_NAME_CHARS - 1).collect();
+    format!("{}…", cut.trim_end())
+}
+
 /// An unstructured header (`Subject`) holding `text`, cleaned and encoded so that any value
 /// gives lines a server accepts.
 pub fn unstructured(name: &'static str, text: &str) -> HeaderValue {
