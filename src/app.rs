@@ -406,7 +406,10 @@ impl Application {
             default_language: s.routing.default_language.clone(),
             subscriber_rules: v.subscriber_rules.clone(),
             sms_reports,
-            console: Arc::new(crate::web::Console::new(&s.server.public_url)),
+            console: Arc::new(crate::web::Console::new(
+                &s.server.public_url,
+                key.as_bytes(),
+            )),
             approval_links: approval_links.clone(),
             parse_options: ParseOptions {
                 uptime_kuma_severity: s.ingest.uptime_kuma_severity.as_str().to_owned(),
@@ -588,11 +591,18 @@ async fn forward_wakeups(mut rx: crate::store::Wakeups, wake: Wakers) {
 
 /// Hands memory freed after start-up back to the system. Loading a configuration with thousands
 /// of subscribers builds large temporary trees; glibc keeps the freed pages otherwise.
+///
+/// It also fixes glibc's mmap threshold at 1 MiB. Left dynamic, the threshold climbs after the
+/// first large block is freed, and later ones (argon2 takes 19 MiB per password checked) come
+/// from the heap and stay there: a burst of logins left the process a gigabyte bigger for good.
+/// Blocks of a mebibyte or more are now mapped and unmapped, so their memory goes back at once.
 fn release_startup_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    // SAFETY: malloc_trim only releases free heap pages and mallopt only sets a tuning
+    // parameter; neither has preconditions.
     unsafe {
         libc::malloc_trim(0);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

@@ -65,6 +65,9 @@ enum UserCommand {
     },
     /// List the users and their roles.
     List,
+    /// Forgive a user's failed console logins so far, on every replica (PostgreSQL: while the
+    /// service runs; SQLite: with it stopped, and a restart forgets them anyway).
+    Unlock { username: String },
 }
 
 const EXIT_CONFIG: u8 = 2;
@@ -220,6 +223,14 @@ async fn user(validated: settings::Validated, cmd: UserCommand) -> anyhow::Resul
                     "user {username} updated ({}); their sessions ended",
                     names.join(", ")
                 );
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("no user {username}"))
+            }
+        }
+        UserCommand::Unlock { username } => {
+            if store.unlock_user(&username, jiff::Timestamp::now()).await? {
+                println!("user {username} unlocked: earlier failed logins no longer count");
                 Ok(())
             } else {
                 Err(anyhow::anyhow!("no user {username}"))

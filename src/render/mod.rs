@@ -812,8 +812,13 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
     vec![
         (
             "login",
-            json!({"login_token": "t", "problem": {"blocked_minutes": 3}}),
+            json!({"login_token": "t", "problem": {"blocked_minutes": 3, "blocked_seconds": 180}}),
         ),
+        (
+            "login",
+            json!({"login_token": "t", "problem": {"blocked_minutes": 1, "blocked_seconds": 29}}),
+        ),
+        ("login", json!({"login_token": "t", "problem": "busy"})),
         ("error", json!({"status": 403, "message": "no"})),
         (
             "drafts",

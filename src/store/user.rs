@@ -14,6 +14,8 @@ pub struct UserRow {
     pub disabled: bool,
     /// The linked Telegram account's user id.
     pub telegram_user: Option<String>,
+    /// Failed logins before this moment no longer count for this user's name.
+    pub unlocked_at: Option<Timestamp>,
 }
 
 /// A live session and whose it is.
@@ -43,6 +45,8 @@ pub trait UserStore {
         roles: &[String],
     ) -> Result<bool>;
     async fn user(&self, username: &str) -> Result<Option<UserRow>>;
+    /// Forgives the failed logins of `username` so far; `false` when there is no such user.
+    async fn unlock_user(&self, username: &str, now: Timestamp) -> Result<bool>;
     /// Links a Telegram account to a user (unlinking it from anyone else); `None` unlinks.
     async fn link_telegram(&self, user_id: i64, telegram_user: Option<&str>) -> Result<bool>;
     /// The enabled user a Telegram account is linked to.

@@ -24,6 +24,10 @@ fn user_from_row(row: &AnyRow) -> Result<UserRow> {
         roles: roles(row.try_get("roles")?),
         disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
         telegram_user: row.try_get("telegram_user")?,
+        unlocked_at: row
+            .try_get::<Option<i64>, _>("unlocked_at")?
+            .map(ts)
+            .transpose()?,
     })
 }
 
@@ -80,7 +84,7 @@ impl UserStore for SqlStore {
 
     async fn user(&self, username: &str) -> Result<Option<UserRow>> {
         sqlx::query(
-            "SELECT id, username, password_hash, roles, disabled_at, telegram_user FROM users WHERE username = $1",
+            "SELECT id, username, password_hash, roles, disabled_at, telegram_user, unlocked_at FROM users WHERE username = $1",
         )
         .bind(username)
         .fetch_optional(&self.reader)
@@ -88,6 +92,16 @@ impl UserStore for SqlStore {
         .as_ref()
         .map(user_from_row)
         .transpose()
+    }
+
+    async fn unlock_user(&self, username: &str, now: Timestamp) -> Result<bool> {
+        let changed = sqlx::query("UPDATE users SET unlocked_at = $2 WHERE username = $1")
+            .bind(username)
+            .bind(ms(now))
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(changed == 1)
     }
 
     async fn link_telegram(&self, user_id: i64, telegram_user: Option<&str>) -> Result<bool> {
@@ -110,7 +124,7 @@ impl UserStore for SqlStore {
 
     async fn user_by_telegram(&self, telegram_user: &str) -> Result<Option<UserRow>> {
         sqlx::query(
-            "SELECT id, username, password_hash, roles, disabled_at, telegram_user FROM users
+            "SELECT id, username, password_hash, roles, disabled_at, telegram_user, unlocked_at FROM users
              WHERE telegram_user = $1 AND disabled_at IS NULL",
         )
         .bind(telegram_user)
@@ -123,7 +137,7 @@ impl UserStore for SqlStore {
 
     async fn users(&self) -> Result<Vec<UserRow>> {
         sqlx::query(
-            "SELECT id, username, password_hash, roles, disabled_at, telegram_user FROM users ORDER BY username",
+            "SELECT id, username, password_hash, roles, disabled_at, telegram_user, unlocked_at FROM users ORDER BY username",
         )
         .fetch_all(&self.reader)
         .await?

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::header::{ACCEPT_LANGUAGE, SET_COOKIE};
+use axum::http::header::{ACCEPT_LANGUAGE, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use jiff::Timestamp;
@@ -249,9 +249,23 @@ pub async fn login_submit(
         Err(e) => return error_page(&state, &lang, None, e),
     };
     match session::login(&state, &headers, session::peer(Some(info)), &form).await {
-        LoginOutcome::Ok(cookie) => {
+        LoginOutcome::Ok(session, device) => {
             let mut response = redirect("/console/drafts");
-            response.headers_mut().append(SET_COOKIE, cookie);
+            response.headers_mut().append(SET_COOKIE, session);
+            response.headers_mut().append(SET_COOKIE, device);
+            response
+        }
+        LoginOutcome::Busy => {
+            let mut response = login_form(
+                &state,
+                &headers,
+                &lang,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(Value::from("busy")),
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
             response
         }
         LoginOutcome::Refused => login_form(
@@ -261,13 +275,22 @@ pub async fn login_submit(
             StatusCode::UNAUTHORIZED,
             Some(Value::from("refused")),
         ),
-        LoginOutcome::Blocked(wait) => login_form(
-            &state,
-            &headers,
-            &lang,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(minijinja::context! { blocked_minutes => wait.as_secs().div_ceil(60) }),
-        ),
+        LoginOutcome::Blocked(wait) => {
+            let mut response = login_form(
+                &state,
+                &headers,
+                &lang,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(minijinja::context! {
+                    blocked_minutes => wait.as_secs().div_ceil(60),
+                    blocked_seconds => wait.as_secs().max(1),
+                }),
+            );
+            if let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                response.headers_mut().insert(RETRY_AFTER, v);
+            }
+            response
+        }
         LoginOutcome::Forged => login_form(
             &state,
             &headers,

@@ -9,6 +9,7 @@ mod drafts;
 mod error;
 mod incidents;
 mod ingest;
+mod login_limit;
 mod ops;
 mod probes;
 mod session;

@@ -1,11 +1,12 @@
 //! Console sessions: login with a password (argon2), a session cookie (HttpOnly, SameSite=Lax,
 //! Secure when the console is served over https) stored as its SHA-256, a CSRF token per
-//! session checked on every form, failed logins limited per name and per address, logout.
+//! session checked on every form, logout. Logins are limited by `login_limit` (reserved before
+//! the password is checked) and at most two passwords are checked at once, a few more logins
+//! waiting for a turn and the rest answered `429` at once, so a flood of logins costs neither
+//! memory nor the limits' worth.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -17,77 +18,78 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use hmac::{Hmac, Mac};
+use tokio::sync::Semaphore;
+
 use super::AppState;
 use super::auth::Principal;
+use super::login_limit::{Attempt, LoginLimits};
 use crate::settings::Role;
 use crate::users::{decoy_hash, verify_password};
 
 pub const SESSION_COOKIE: &str = "banditore_session";
 /// Before login: the double-submit token of the login form.
 const LOGIN_COOKIE: &str = "banditore_login";
+/// After a login: this browser is known to belong to the user (signed; see `login_limit`).
+const DEVICE_COOKIE: &str = "banditore_device";
+const DEVICE_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Failed logins allowed per name, and per client address, in `FAILURE_WINDOW`.
-const MAX_FAILURES: usize = 5;
-const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Passwords checked at once (argon2 takes 19 MiB and tens of milliseconds each), and logins
+/// that may wait for a turn; beyond, `429` at once.
+const HASHING: usize = 2;
+const WAITING: usize = 16;
 
 /// What the console needs beyond the API's state.
 pub struct Console {
     /// Cookies carry `Secure` when the console is reached over https.
     pub secure_cookies: bool,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    limits: LoginLimits,
+    /// Logins inside the server: hashing or waiting to.
+    admitted: Semaphore,
+    hashing: Semaphore,
+    /// Signs device cookies.
+    device_key: Vec<u8>,
 }
 
 impl Console {
-    pub fn new(public_url: &str) -> Console {
+    pub fn new(public_url: &str, secret_key: &[u8]) -> Console {
+        let mut device_key = b"console-device\0".to_vec();
+        device_key.extend_from_slice(secret_key);
         Console {
             secure_cookies: public_url.starts_with("https://"),
-            failures: Mutex::new(HashMap::new()),
+            limits: LoginLimits::default(),
+            admitted: Semaphore::new(HASHING + WAITING),
+            hashing: Semaphore::new(HASHING),
+            device_key,
         }
     }
 
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Instant>>> {
-        // Counters only: a panic elsewhere cannot leave them inconsistent.
-        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    /// A device cookie's value for `user_id`, good until `until` (Unix seconds).
+    fn device_value(&self, user_id: i64, until: i64) -> String {
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&self.device_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(format!("{user_id}.{until}").as_bytes());
+        format!(
+            "{user_id}.{until}.{}",
+            hex::encode(mac.finalize().into_bytes())
+        )
     }
 
-    /// How long until `keys` may try again, if any of them failed too often lately.
-    fn blocked(&self, keys: &[String]) -> Option<Duration> {
-        let now = Instant::now();
-        let mut failures = self.failures();
-        keys.iter()
-            .filter_map(|k| {
-                let list = failures.get_mut(k)?;
-                while list
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
-                {
-                    list.pop_front();
-                }
-                (list.len() >= MAX_FAILURES)
-                    .then(|| {
-                        list.front()
-                            .map(|t| FAILURE_WINDOW.saturating_sub(now.duration_since(*t)))
-                    })
-                    .flatten()
-            })
-            .max()
-    }
-
-    fn failed(&self, keys: &[String]) {
-        let mut failures = self.failures();
-        if failures.len() > 10_000 {
-            let now = Instant::now();
-            failures.retain(|_, l| {
-                l.back()
-                    .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
-            });
-        }
-        for k in keys {
-            failures
-                .entry(k.clone())
-                .or_default()
-                .push_back(Instant::now());
-        }
+    /// Whether the browser's device cookie names `user_id` and is still good.
+    fn known_device(&self, headers: &HeaderMap, user_id: i64, now: Timestamp) -> bool {
+        let Some(value) = cookie(headers, DEVICE_COOKIE) else {
+            return false;
+        };
+        let mut parts = value.splitn(3, '.');
+        let (Some(id), Some(until)) = (parts.next(), parts.next()) else {
+            return false;
+        };
+        let (Ok(id), Ok(until)) = (id.parse::<i64>(), until.parse::<i64>()) else {
+            return false;
+        };
+        id == user_id
+            && until > now.as_second()
+            && same_secret(value, &self.device_value(id, until))
     }
 
     fn cookie(&self, name: &str, value: &str, max_age: Duration) -> HeaderValue {
@@ -187,8 +189,10 @@ pub fn login_token(state: &AppState, headers: &HeaderMap) -> (String, Option<Hea
 }
 
 pub enum LoginOutcome {
-    /// Logged in: go on, with this cookie.
-    Ok(HeaderValue),
+    /// Logged in: go on, with the session cookie and the device cookie.
+    Ok(HeaderValue, HeaderValue),
+    /// Too many logins being checked at once: try again in a second.
+    Busy,
     /// Wrong name or password (one message for both).
     Refused,
     /// Too many failures lately: try again after this.
@@ -215,13 +219,11 @@ pub async fn login(
         return LoginOutcome::Forged;
     }
     let username = field("username").trim();
-    let keys = vec![
-        format!("user:{}", username.to_lowercase()),
-        format!("addr:{}", peer.map_or("unknown".into(), |p| p.to_string())),
-    ];
-    if let Some(wait) = state.console.blocked(&keys) {
-        return LoginOutcome::Blocked(wait);
-    }
+    // Beyond the logins already inside, answer at once: no queue to fill, no memory to take.
+    let Ok(_admitted) = state.console.admitted.try_acquire() else {
+        metrics::counter!("banditore_console_logins_total", "outcome" => "busy").increment(1);
+        return LoginOutcome::Busy;
+    };
     let user = match state.store.user(username).await {
         Ok(u) => u.filter(|u| !u.disabled),
         Err(e) => {
@@ -229,21 +231,37 @@ pub async fn login(
             None
         }
     };
+    let now = Timestamp::now();
+    let attempt = Attempt {
+        name: username.to_lowercase(),
+        client: peer.map_or("unknown".into(), client_key),
+        known_device: user
+            .as_ref()
+            .is_some_and(|u| state.console.known_device(headers, u.id, now)),
+        unlocked_at: user.as_ref().and_then(|u| u.unlocked_at),
+    };
+    let reservation = match state.console.limits.reserve(&attempt, now) {
+        Ok(r) => r,
+        Err(wait) => return LoginOutcome::Blocked(wait),
+    };
     // A missing user costs the same time as a wrong password.
     let hash = user
         .as_ref()
-        .map_or(decoy_hash(), |u| u.password_hash.as_str());
+        .map_or(decoy_hash(), |u| u.password_hash.as_str())
+        .to_owned();
     let password = field("password").to_owned();
-    let hash = hash.to_owned();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-        .await
-        .unwrap_or(false);
+    let matches = match state.console.hashing.acquire().await {
+        Ok(_turn) => tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+            .await
+            .unwrap_or(false),
+        Err(_) => false,
+    };
     let Some(user) = user.filter(|_| matches) else {
-        state.console.failed(&keys);
         tracing::warn!(username, "console login refused");
         metrics::counter!("banditore_console_logins_total", "outcome" => "refused").increment(1);
         return LoginOutcome::Refused;
     };
+    state.console.limits.succeeded(reservation);
     let token = random_token();
     let now = Timestamp::now();
     let expires = now
@@ -259,7 +277,29 @@ pub async fn login(
     }
     tracing::info!(username, "console login");
     metrics::counter!("banditore_console_logins_total", "outcome" => "ok").increment(1);
-    LoginOutcome::Ok(state.console.cookie(SESSION_COOKIE, &token, SESSION_TTL))
+    let until = now.as_second() + DEVICE_TTL.as_secs() as i64;
+    LoginOutcome::Ok(
+        state.console.cookie(SESSION_COOKIE, &token, SESSION_TTL),
+        state.console.cookie(
+            DEVICE_COOKIE,
+            &state.console.device_value(user.id, until),
+            DEVICE_TTL,
+        ),
+    )
+}
+
+/// A client as the limits count it: an IPv6 /64 is one client (one household or host).
+fn client_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 /// Ends the session and clears the cookie.

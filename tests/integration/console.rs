@@ -98,6 +98,128 @@ async fn repeated_failed_logins_are_slowed_down() {
     assert_eq!(forged.status(), 403);
 }
 
+/// A console browser whose connections come from `ip` (any 127.x.y.z reaches the server).
+fn browser_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .unwrap()
+}
+
+async fn metric(app: &TestApp, line_start: &str) -> f64 {
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(line_start))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn logins_sent_at_once_check_no_more_passwords_than_the_limit() {
+    let smtp = SmtpServer::start();
+    let app = app_with_people(&smtp).await;
+    // Forty login forms, then forty posts at once from one address, the right password last.
+    let mut forms = Vec::new();
+    for _ in 0..40 {
+        let b = console_browser();
+        let page = b.get(app.url("/console/login")).send().await.unwrap();
+        let token = hidden_field(&page.text().await.unwrap(), "login_token");
+        forms.push((b, token));
+    }
+    let mut posts = Vec::new();
+    for (i, (b, token)) in forms.into_iter().enumerate() {
+        let url = app.url("/console/login");
+        let password = if i == 39 {
+            PASSWORD
+        } else {
+            "not the password"
+        };
+        posts.push(tokio::spawn(async move {
+            let resp = b
+                .post(url)
+                .form(&[
+                    ("login_token", token.as_str()),
+                    ("username", "m.rossi"),
+                    ("password", password),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (
+                resp.status().as_u16(),
+                resp.headers().contains_key("retry-after"),
+            )
+        }));
+    }
+    let mut answers = Vec::new();
+    for p in posts {
+        answers.push(p.await.unwrap());
+    }
+    let checked = answers.iter().filter(|(s, _)| *s != 429).count();
+    assert!(checked <= 5, "{checked} passwords checked: {answers:?}");
+    assert!(
+        answers
+            .iter()
+            .filter(|(s, _)| *s == 429)
+            .all(|(_, retry)| *retry),
+        "every 429 says when to come back"
+    );
+    let refused = metric(&app, "banditore_console_logins_total{outcome=\"refused\"}").await;
+    let ok = metric(&app, "banditore_console_logins_total{outcome=\"ok\"}").await;
+    assert!(refused + ok <= 5.0, "{refused} refused, {ok} ok");
+}
+
+#[tokio::test]
+async fn a_stranger_slows_a_name_down_but_its_owners_browser_still_gets_in() {
+    let smtp = SmtpServer::start();
+    let app = app_with_people(&smtp).await;
+    // The communicator's own browser has logged in before: it carries a device cookie.
+    let own = browser_from([127, 0, 0, 1]);
+    assert_eq!(
+        console_login(&app, &own, "m.rossi", PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    // Someone guesses from five addresses, one wrong password each.
+    for i in 2..7 {
+        let b = browser_from([127, 0, 0, i]);
+        assert_eq!(
+            console_login(&app, &b, "m.rossi", "not the password")
+                .await
+                .status(),
+            401
+        );
+    }
+    // The name is slowed for a browser it was never used from, even with the right password…
+    let new = browser_from([127, 0, 0, 9]);
+    let slowed = console_login(&app, &new, "m.rossi", PASSWORD).await;
+    assert_eq!(slowed.status(), 429);
+    let wait: u64 = slowed.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&wait), "slowed, not locked: {wait} s");
+    // …but not locked: the owner's known browser gets in at once.
+    assert_eq!(
+        console_login(&app, &own, "m.rossi", PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    // Other users are not touched.
+    assert_eq!(
+        console_login(&app, &new, "l.bianchi", PASSWORD)
+            .await
+            .status(),
+        303
+    );
+}
+
 #[tokio::test]
 async fn a_communicator_edits_and_approves_in_the_console_and_an_operator_cannot() {
     let smtp = SmtpServer::start();
@@ -405,4 +527,38 @@ async fn operators_manage_subscribers_in_the_console_and_communicators_may_not()
         .await
         .to_string();
     assert!(audit.contains("subscriber.created") && audit.contains("subscriber.deleted"));
+}
+
+#[tokio::test]
+async fn an_administrator_unlocks_a_name_on_a_running_deployment() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let smtp = SmtpServer::start();
+    let mut app = TestApp::spawn(&smtp, "", &[("BANDITORE__STORE__URL", db.url.as_str())]).await;
+    app.add_user("m.rossi", PASSWORD, "communicator").await;
+    let b = console_browser();
+    for _ in 0..5 {
+        assert_eq!(
+            console_login(&app, &b, "m.rossi", "not the password")
+                .await
+                .status(),
+            401
+        );
+    }
+    assert_eq!(
+        console_login(&app, &b, "m.rossi", PASSWORD).await.status(),
+        429
+    );
+    // On PostgreSQL the command runs beside the service, and every replica reads it.
+    let (code, out, err) = app.cli(&["user", "unlock", "m.rossi"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("unlocked"), "{out}");
+    assert_eq!(
+        console_login(&app, &b, "m.rossi", PASSWORD).await.status(),
+        303
+    );
+    let (code, _, err) = app.cli(&["user", "unlock", "nessuno"], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("no user nessuno"), "{err}");
 }
