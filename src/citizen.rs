@@ -119,6 +119,20 @@ pub fn random_token() -> String {
     format!("c{}", URL_SAFE_NO_PAD.encode(raw))
 }
 
+/// The mailbox an email address reaches, for counting: lower case, without the `+tag` of its
+/// local part (`victim+1@example.org` is `victim@example.org`).
+fn mailbox(address: &str) -> String {
+    let address = address.to_lowercase();
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            let base = local.split(['+']).next().unwrap_or(local);
+            let base = if base.is_empty() { local } else { base };
+            format!("{base}@{domain}")
+        }
+        None => address,
+    }
+}
+
 pub fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -155,11 +169,16 @@ impl Citizens {
         self.p.settings.channels.contains(&channel)
     }
 
-    /// A keyed digest of an address: counts sign-ups without keeping the address.
+    /// A keyed digest of an address: counts sign-ups without keeping the address. An email
+    /// address counts as its mailbox, so `victim+1@` and `victim+2@` share one count.
     fn address_key(&self, channel: ChannelKind, address: &str) -> String {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.p.key)
             .unwrap_or_else(|_| unreachable!());
-        mac.update(format!("signup\0{}\0{address}", channel.as_str()).as_bytes());
+        let counted = match channel {
+            ChannelKind::Email => mailbox(address),
+            _ => address.to_owned(),
+        };
+        mac.update(format!("signup\0{}\0{counted}", channel.as_str()).as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
 
@@ -622,4 +641,21 @@ impl Citizens {
 
 fn matchers_text(m: &[Matcher]) -> Vec<String> {
     m.iter().map(ToString::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mailbox;
+
+    #[test]
+    fn plus_tags_reach_one_mailbox() {
+        assert_eq!(mailbox("Victim+1@Example.org"), "victim@example.org");
+        assert_eq!(mailbox("victim+a+b@example.org"), "victim@example.org");
+        assert_eq!(mailbox("victim@example.org"), "victim@example.org");
+        assert_eq!(mailbox("+x@example.org"), "+x@example.org");
+        assert_eq!(
+            mailbox("mario-rossi@example.org"),
+            "mario-rossi@example.org"
+        );
+    }
 }

@@ -469,6 +469,8 @@ pub struct DeliveryRow {
     pub update_seq: i64,
     pub channel: ChannelKind,
     pub recipient: String,
+    /// The recipient is a citizen who signed up on the status page (personal data).
+    pub citizen: bool,
     pub subscriber: String,
     pub state: String,
     pub attempts: i64,

@@ -1024,8 +1024,11 @@ impl Store for SqlStore {
         let rows = sqlx::query(
             "SELECT d.id, u.seq, d.channel, d.recipient, d.subscriber_name, d.state, d.attempts, d.last_error,
                     d.provider_id, d.provider, d.segments, d.report_status, d.report_error, d.report_at,
-                    d.created_at, d.sent_at, d.next_attempt_at
+                    d.created_at, d.sent_at, d.next_attempt_at,
+                    CAST(CASE WHEN s.citizen_services IS NULL THEN 0 ELSE 1 END AS BIGINT) AS citizen
              FROM deliveries d JOIN incident_updates u ON u.id = d.update_id
+             LEFT JOIN addresses a ON a.id = d.address_id
+             LEFT JOIN subscribers s ON s.id = a.subscriber_id
              WHERE d.incident_id = $1 ORDER BY d.id",
         )
         .bind(incident_id)
@@ -1040,6 +1043,7 @@ impl Store for SqlStore {
                     update_seq: row.try_get("seq")?,
                     channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
                     recipient: row.try_get("recipient")?,
+                    citizen: row.try_get::<i64, _>("citizen")? != 0,
                     subscriber: row.try_get("subscriber_name")?,
                     state,
                     attempts: row.try_get("attempts")?,

@@ -441,7 +441,7 @@ async fn confirm_posted(
 }
 
 /// Masks most of an address: the page is for its owner, but may be seen over a shoulder.
-fn masked(channel: ChannelKind, address: &str) -> String {
+pub(crate) fn masked(channel: ChannelKind, address: &str) -> String {
     let keep = |s: &str, n: usize| -> String {
         let shown: String = s.chars().take(n).collect();
         format!(

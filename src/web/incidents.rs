@@ -186,11 +186,37 @@ pub async fn deliveries(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require(&state, &headers, Permission::Read)?;
+    let principal = require(&state, &headers, Permission::Read)?;
     if state.store.incident(id).await?.is_none() {
         return Err(ApiError::NotFound(format!("incident {id} not found")));
     }
-    let rows: Vec<DeliveryRow> = state.store.incident_deliveries(id).await?;
+    let mut rows: Vec<DeliveryRow> = state.store.incident_deliveries(id).await?;
+    // Citizens' contacts are personal data: whole for administrators (and the read is audited),
+    // masked for everyone else, with the provider's words that may repeat them.
+    let citizens = rows.iter().filter(|d| d.citizen).count();
+    if principal.may(Permission::Admin) {
+        if citizens > 0 {
+            super::record_audit(
+                &state,
+                &principal.name,
+                "personal_data.read",
+                Some(id),
+                serde_json::json!({ "what": "deliveries", "citizens": citizens }),
+            )
+            .await;
+        }
+    } else {
+        for d in rows.iter_mut().filter(|d| d.citizen) {
+            let masked = super::citizen::masked(d.channel, &d.recipient);
+            for text in [&mut d.last_error, &mut d.report_error]
+                .into_iter()
+                .flatten()
+            {
+                *text = text.replace(&d.recipient, &masked);
+            }
+            d.recipient = masked;
+        }
+    }
     let mut summary: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for d in &rows {
         *summary
