@@ -389,7 +389,7 @@ async fn a_provider_answering_only_500_is_asked_put_aside_after_times_whatever_r
 async fn a_number_that_opted_out_is_marked_gone() {
     let double = SmsDouble::start().await;
     let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
-    double.twilio_stop_number("+393331234567");
+    double.twilio_refuse_number("+393331234567", 21610);
     let id = desk(&app, &["+393331234567"]).await;
     fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     let d = &settled(&app, 1).await[0];
