@@ -448,3 +448,44 @@ id_pointer = "/sid"
     assert_eq!(d["attempts"], 1, "the 429 was waited out, not counted: {d}");
     assert_eq!(double.throttled().len(), 1);
 }
+
+/// The subscriber's first address.
+async fn first_address(app: &TestApp, subscriber: i64) -> Value {
+    let path = format!("/api/v1/subscribers/{subscriber}");
+    app.get_json(&path, ADMIN_TOKEN).await["addresses"][0].clone()
+}
+
+/// Twilio's 21612 says that this 'To' cannot be reached from this 'From' (sender rules of the
+/// country or network, no route): another provider, with its own sender and routes, may reach
+/// it, and the number is not gone.
+#[tokio::test]
+async fn a_number_twilio_cannot_route_is_texted_by_the_next_provider() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
+    double.twilio_refuse_number("+393331234567", 21612);
+    let id = desk(&app, &["+393331234567"]).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "sent", "{d}");
+    assert_eq!(d["provider"], "vonage", "{d}");
+    assert_eq!(double.sent_via(SmsProvider::Vonage).len(), 1);
+    let address = first_address(&app, id).await;
+    assert_eq!(address["state"], "active", "{address}");
+}
+
+/// Twilio's 21614 says the number is not a mobile (a landline): it cannot receive SMS from
+/// anyone, so it is marked gone and no other provider is paid to try.
+#[tokio::test]
+async fn a_landline_is_marked_gone() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
+    double.twilio_refuse_number("+393331234567", 21614);
+    let id = desk(&app, &["+393331234567"]).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "gone", "{d}");
+    assert!(d["last_error"].as_str().unwrap().contains("21614"), "{d}");
+    assert!(double.requests_to(SmsProvider::Vonage).is_empty());
+    let address = first_address(&app, id).await;
+    assert_eq!(address["state"], "gone", "{address}");
+}

@@ -29,8 +29,11 @@ struct Failure {
     message: Option<String>,
 }
 
-/// Twilio's codes for a number that cannot receive SMS: invalid, not a mobile, opted out (STOP).
-const NUMBER_GONE: &[u32] = &[21211, 21614, 21610, 21612];
+/// Twilio's codes for a number that cannot receive SMS: invalid (21211), not a mobile (21614),
+/// opted out with STOP (21610). Not 21612: that 'To' cannot be reached from this 'From' (the
+/// country's or network's sender rules, no route from Twilio), which another provider, with its
+/// own sender and routes, may well reach.
+const NUMBER_GONE: &[u32] = &[21211, 21614, 21610];
 
 impl Twilio {
     pub fn new(keys: &SmsProviderKeys, http: reqwest::Client) -> Twilio {
