@@ -489,3 +489,33 @@ async fn a_landline_is_marked_gone() {
     let address = first_address(&app, id).await;
     assert_eq!(address["state"], "gone", "{address}");
 }
+
+/// Twilio queues what goes over a sender's rate and refuses more (21611) once the queue is
+/// longer than it keeps: that is Twilio asking to slow down, so the messages wait, without
+/// counting attempts, and all go out once the queue has room.
+#[tokio::test]
+async fn a_full_twilio_queue_holds_messages_instead_of_failing_them() {
+    let double = SmsDouble::start_with(SmsOptions {
+        twilio_segments_per_second: Some(2),
+        twilio_queue_limit: Duration::from_secs(1),
+        ..SmsOptions::default()
+    })
+    .await;
+    let app = app_with(&double, &[SmsProvider::Twilio], &[]).await;
+    let phones: Vec<String> = (0..6).map(|i| format!("+3933312347{i:02}")).collect();
+    let phones: Vec<&str> = phones.iter().map(String::as_str).collect();
+    desk(&app, &phones).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    double.wait_for(6, Duration::from_secs(30)).await;
+    let refused = double.requests_to(SmsProvider::Twilio);
+    let refused = refused.iter().filter(|r| r.status == 400).count();
+    assert!(refused > 0, "the queue filled up");
+    let d = settled(&app, 6).await;
+    for d in &d {
+        assert_eq!(d["state"], "sent", "{d}");
+        assert_eq!(
+            d["attempts"], 1,
+            "waiting for the queue is not an attempt: {d}"
+        );
+    }
+}

@@ -103,7 +103,10 @@ impl Gateway for Twilio {
             None => format!("HTTP {}: {}", answer.status.as_u16(), answer.excerpt()),
         };
         Err(match (answer.status.as_u16(), code) {
-            (429, _) | (_, Some(20429)) => GatewayError::Throttled {
+            // 20429: too many requests at once, never processed. 21611: the sender's queue
+            // holds more than Twilio keeps (hours of its rate), so Twilio takes no more for now.
+            // Both ask to slow down; neither is about this message.
+            (429, _) | (_, Some(20429 | 21611)) => GatewayError::Throttled {
                 after: answer.retry_after,
                 reason,
             },
