@@ -519,3 +519,65 @@ async fn a_full_twilio_queue_holds_messages_instead_of_failing_them() {
         );
     }
 }
+
+/// An alert long enough for two parts, so that one of them can fail.
+const LONG_SUMMARY: &str = "CUP non risponde: le prenotazioni allo sportello e al telefono \
+    sono sospese, i referti online non si scaricano e le disdette non vengono registrate; \
+    rivolgersi al numero verde per le urgenze";
+
+/// A Vonage message whose second part is refused reached the phone incomplete: it goes whole
+/// through the next provider (a duplicate first part is better than a message cut short), and
+/// never whole through Vonage again, even when that next provider needs another attempt.
+#[tokio::test]
+async fn a_vonage_message_cut_short_goes_whole_through_another_provider_not_vonage_again() {
+    let double = SmsDouble::start().await;
+    let app = app_with(
+        &double,
+        &[SmsProvider::Vonage, SmsProvider::Twilio],
+        &[("BANDITORE__OUTBOX__RETRY_INITIAL", "1s")],
+    )
+    .await;
+    desk(&app, &["+393331234567"]).await;
+    double.vonage_fail_part_next(2, "5", 1);
+    double.fail_next(SmsProvider::Twilio, 1, 503);
+    fire_alert(&app, "firing", "cup-backend", LONG_SUMMARY).await;
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "sent", "{d}");
+    assert_eq!(d["provider"], "twilio", "{d}");
+    let sent = double.sent_to("+393331234567");
+    let providers: Vec<_> = sent
+        .iter()
+        .map(|m| (m.provider, m.failed_parts.clone()))
+        .collect();
+    assert_eq!(
+        providers,
+        [
+            (SmsProvider::Vonage, vec![2]),
+            (SmsProvider::Twilio, vec![])
+        ],
+        "the first part twice, the whole message once"
+    );
+    assert_eq!(double.requests_to(SmsProvider::Vonage).len(), 1);
+}
+
+/// With Vonage alone, a message whose second part is throttled is not sent whole again and
+/// again (each time repeating its first part): it fails once, naming what reached the phone.
+#[tokio::test]
+async fn a_vonage_message_cut_short_is_not_repeated_when_no_other_provider_can_send_it() {
+    let double = SmsDouble::start().await;
+    let app = app_with(
+        &double,
+        &[SmsProvider::Vonage],
+        &[("BANDITORE__OUTBOX__RETRY_INITIAL", "1s")],
+    )
+    .await;
+    desk(&app, &["+393331234567"]).await;
+    double.vonage_fail_part_next(2, "1", 5);
+    fire_alert(&app, "firing", "cup-backend", LONG_SUMMARY).await;
+    let d = &settled(&app, 1).await[0];
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(double.requests_to(SmsProvider::Vonage).len(), 1, "{d}");
+    assert_eq!(d["state"], "failed", "{d}");
+    let error = d["last_error"].as_str().unwrap();
+    assert!(error.contains("part 2 of 2"), "{d}");
+}

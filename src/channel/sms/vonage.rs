@@ -1,5 +1,7 @@
 //! Vonage SMS API: `POST /sms/json`, form-encoded. The answer is `200` even when the message
-//! failed: each entry of `messages` has a `status`, `"0"` for success and `"1"` for throttling.
+//! failed: `messages` has one entry per part of the (concatenated) message, each with its own
+//! `status`, `"0"` for accepted. Some parts accepted and others not is a message cut short
+//! ([`GatewayError::Partial`]), whatever the refused part's status says.
 
 use std::time::Duration;
 
@@ -113,12 +115,18 @@ impl Gateway for Vonage {
         let sent: Sent = serde_json::from_str(&answer.body).map_err(|e| {
             GatewayError::Unavailable(format!("unexpected answer ({e}): {}", answer.excerpt()))
         })?;
-        if let Some(bad) = sent.messages.iter().find(|p| p.status != "0") {
-            let reason = format!(
-                "status {} {}",
-                bad.status,
-                bad.error.as_deref().unwrap_or("")
-            );
+        let parts = sent.messages.len();
+        let refused = (sent.messages.iter().enumerate()).find(|(_, p)| p.status != "0");
+        if let Some((i, bad)) = refused {
+            let error = bad.error.as_deref().unwrap_or("");
+            let reason = format!("status {} {error}", bad.status);
+            if sent.messages.iter().any(|p| p.status == "0") {
+                let reason = format!(
+                    "part {} of {parts}: {reason}; the others were accepted",
+                    i + 1
+                );
+                return Err(GatewayError::Partial(reason));
+            }
             return Err(classify(&bad.status, reason));
         }
         let id = sent
