@@ -581,3 +581,23 @@ async fn a_vonage_message_cut_short_is_not_repeated_when_no_other_provider_can_s
     let error = d["last_error"].as_str().unwrap();
     assert!(error.contains("part 2 of 2"), "{d}");
 }
+
+/// Vonage's status 33 says the number is de-activated and may not receive messages: the
+/// number is gone, for every provider.
+#[tokio::test]
+async fn a_number_vonage_reports_deactivated_is_marked_gone() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Vonage, SmsProvider::Twilio], &[]).await;
+    double.vonage_status_next("33", 1);
+    let id = desk(&app, &["+393331234567"]).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "gone", "{d}");
+    assert!(
+        d["last_error"].as_str().unwrap().contains("status 33"),
+        "{d}"
+    );
+    assert!(double.requests_to(SmsProvider::Twilio).is_empty());
+    let address = first_address(&app, id).await;
+    assert_eq!(address["state"], "gone", "{address}");
+}

@@ -57,8 +57,9 @@ fn classify(status: &str, reason: String) -> GatewayError {
             after: Some(Duration::from_secs(1)),
             reason,
         },
-        // Barred destination.
-        "7" => GatewayError::NumberGone(reason),
+        // A barred number (on Vonage's list of barred numbers) or a de-activated one: it may
+        // not receive messages.
+        "7" | "33" => GatewayError::NumberGone(reason),
         // Invalid credentials.
         "4" => GatewayError::Credentials(reason),
         // Missing or invalid parameters, invalid message, too long, invalid sender, network
@@ -154,6 +155,7 @@ mod tests {
         let r = || "r".to_owned();
         assert!(matches!(classify("1", r()), GatewayError::Throttled { .. }));
         assert!(matches!(classify("7", r()), GatewayError::NumberGone(_)));
+        assert!(matches!(classify("33", r()), GatewayError::NumberGone(_)));
         assert!(matches!(classify("15", r()), GatewayError::Refused(_)));
         assert!(matches!(classify("4", r()), GatewayError::Credentials(_)));
         assert!(matches!(classify("9", r()), GatewayError::Unavailable(_)));
