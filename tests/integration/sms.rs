@@ -601,3 +601,27 @@ async fn a_number_vonage_reports_deactivated_is_marked_gone() {
     let address = first_address(&app, id).await;
     assert_eq!(address["state"], "gone", "{address}");
 }
+
+/// Vonage's status 8 says the account is suspended: like refused credentials, an operator must
+/// act, so the channel is paused and the message waits, uncounted, until Vonage takes it.
+#[tokio::test]
+async fn a_suspended_vonage_account_pauses_the_channel() {
+    let double = SmsDouble::start().await;
+    let app = app_with(
+        &double,
+        &[SmsProvider::Vonage],
+        &[
+            ("BANDITORE__OUTBOX__RETRY_INITIAL", "1s"),
+            ("BANDITORE__OUTBOX__RETRY_MAX", "1s"),
+        ],
+    )
+    .await;
+    desk(&app, &["+393331234567"]).await;
+    double.vonage_status_next("8", 3);
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    eventually(|| async { app.logs() }, |l| l.contains("channel paused")).await;
+    double.wait_for(1, Duration::from_secs(20)).await;
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "sent", "{d}");
+    assert_eq!(d["attempts"], 1, "a paused channel counts no attempt: {d}");
+}

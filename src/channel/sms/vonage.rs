@@ -60,13 +60,14 @@ fn classify(status: &str, reason: String) -> GatewayError {
         // A barred number (on Vonage's list of barred numbers) or a de-activated one: it may
         // not receive messages.
         "7" | "33" => GatewayError::NumberGone(reason),
-        // Invalid credentials.
-        "4" => GatewayError::Credentials(reason),
+        // Credentials refused (4), the account suspended (8), a signature refused (14) or
+        // required instead of the secret (32): every message fails until an operator acts, as
+        // with Twilio's 20003, whose causes include a suspended account.
+        "4" | "8" | "14" | "32" => GatewayError::Credentials(reason),
         // Missing or invalid parameters, invalid message, too long, invalid sender, network
         // code, callback, destination not whitelisted: this message, at this provider.
         "2" | "3" | "6" | "12" | "15" | "22" | "23" | "29" => GatewayError::Refused(reason),
-        // Credentials, account barred, no credit, binds, HTTP not enabled, signature,
-        // internal error: the provider, not the message.
+        // No credit, binds, HTTP not enabled, internal error: the provider, not the message.
         _ => GatewayError::Unavailable(reason),
     }
 }
@@ -158,6 +159,8 @@ mod tests {
         assert!(matches!(classify("33", r()), GatewayError::NumberGone(_)));
         assert!(matches!(classify("15", r()), GatewayError::Refused(_)));
         assert!(matches!(classify("4", r()), GatewayError::Credentials(_)));
+        assert!(matches!(classify("8", r()), GatewayError::Credentials(_)));
+        assert!(matches!(classify("32", r()), GatewayError::Credentials(_)));
         assert!(matches!(classify("9", r()), GatewayError::Unavailable(_)));
         assert!(matches!(classify("5", r()), GatewayError::Unavailable(_)));
     }
