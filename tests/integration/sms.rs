@@ -389,7 +389,7 @@ async fn a_provider_answering_only_500_is_asked_put_aside_after_times_whatever_r
 async fn a_number_that_opted_out_is_marked_gone() {
     let double = SmsDouble::start().await;
     let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
-    double.twilio_stop_number("+393331234567");
+    double.twilio_refuse_number("+393331234567", 21610);
     let id = desk(&app, &["+393331234567"]).await;
     fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
     let d = &settled(&app, 1).await[0];
@@ -447,4 +447,181 @@ id_pointer = "/sid"
     assert_eq!(d["provider_id"], sent[0].id.as_str(), "found at id_pointer");
     assert_eq!(d["attempts"], 1, "the 429 was waited out, not counted: {d}");
     assert_eq!(double.throttled().len(), 1);
+}
+
+/// The subscriber's first address.
+async fn first_address(app: &TestApp, subscriber: i64) -> Value {
+    let path = format!("/api/v1/subscribers/{subscriber}");
+    app.get_json(&path, ADMIN_TOKEN).await["addresses"][0].clone()
+}
+
+/// Twilio's 21612 says that this 'To' cannot be reached from this 'From' (sender rules of the
+/// country or network, no route): another provider, with its own sender and routes, may reach
+/// it, and the number is not gone.
+#[tokio::test]
+async fn a_number_twilio_cannot_route_is_texted_by_the_next_provider() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
+    double.twilio_refuse_number("+393331234567", 21612);
+    let id = desk(&app, &["+393331234567"]).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "sent", "{d}");
+    assert_eq!(d["provider"], "vonage", "{d}");
+    assert_eq!(double.sent_via(SmsProvider::Vonage).len(), 1);
+    let address = first_address(&app, id).await;
+    assert_eq!(address["state"], "active", "{address}");
+}
+
+/// Twilio's 21614 says the number is not a mobile (a landline): it cannot receive SMS from
+/// anyone, so it is marked gone and no other provider is paid to try.
+#[tokio::test]
+async fn a_landline_is_marked_gone() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Twilio, SmsProvider::Vonage], &[]).await;
+    double.twilio_refuse_number("+393331234567", 21614);
+    let id = desk(&app, &["+393331234567"]).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "gone", "{d}");
+    assert!(d["last_error"].as_str().unwrap().contains("21614"), "{d}");
+    assert!(double.requests_to(SmsProvider::Vonage).is_empty());
+    let address = first_address(&app, id).await;
+    assert_eq!(address["state"], "gone", "{address}");
+}
+
+/// Twilio queues what goes over a sender's rate and refuses more (21611) once the queue is
+/// longer than it keeps: that is Twilio asking to slow down, so the messages wait, without
+/// counting attempts, and all go out once the queue has room.
+#[tokio::test]
+async fn a_full_twilio_queue_holds_messages_instead_of_failing_them() {
+    let double = SmsDouble::start_with(SmsOptions {
+        twilio_segments_per_second: Some(2),
+        twilio_queue_limit: Duration::from_secs(1),
+        ..SmsOptions::default()
+    })
+    .await;
+    let app = app_with(&double, &[SmsProvider::Twilio], &[]).await;
+    let phones: Vec<String> = (0..6).map(|i| format!("+3933312347{i:02}")).collect();
+    let phones: Vec<&str> = phones.iter().map(String::as_str).collect();
+    desk(&app, &phones).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    double.wait_for(6, Duration::from_secs(30)).await;
+    let refused = double.requests_to(SmsProvider::Twilio);
+    let refused = refused.iter().filter(|r| r.status == 400).count();
+    assert!(refused > 0, "the queue filled up");
+    let d = settled(&app, 6).await;
+    for d in &d {
+        assert_eq!(d["state"], "sent", "{d}");
+        assert_eq!(
+            d["attempts"], 1,
+            "waiting for the queue is not an attempt: {d}"
+        );
+    }
+}
+
+/// An alert long enough for two parts, so that one of them can fail.
+const LONG_SUMMARY: &str = "CUP non risponde: le prenotazioni allo sportello e al telefono \
+    sono sospese, i referti online non si scaricano e le disdette non vengono registrate; \
+    rivolgersi al numero verde per le urgenze";
+
+/// A Vonage message whose second part is refused reached the phone incomplete: it goes whole
+/// through the next provider (a duplicate first part is better than a message cut short), and
+/// never whole through Vonage again, even when that next provider needs another attempt.
+#[tokio::test]
+async fn a_vonage_message_cut_short_goes_whole_through_another_provider_not_vonage_again() {
+    let double = SmsDouble::start().await;
+    let app = app_with(
+        &double,
+        &[SmsProvider::Vonage, SmsProvider::Twilio],
+        &[("BANDITORE__OUTBOX__RETRY_INITIAL", "1s")],
+    )
+    .await;
+    desk(&app, &["+393331234567"]).await;
+    double.vonage_fail_part_next(2, "5", 1);
+    double.fail_next(SmsProvider::Twilio, 1, 503);
+    fire_alert(&app, "firing", "cup-backend", LONG_SUMMARY).await;
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "sent", "{d}");
+    assert_eq!(d["provider"], "twilio", "{d}");
+    let sent = double.sent_to("+393331234567");
+    let providers: Vec<_> = sent
+        .iter()
+        .map(|m| (m.provider, m.failed_parts.clone()))
+        .collect();
+    assert_eq!(
+        providers,
+        [
+            (SmsProvider::Vonage, vec![2]),
+            (SmsProvider::Twilio, vec![])
+        ],
+        "the first part twice, the whole message once"
+    );
+    assert_eq!(double.requests_to(SmsProvider::Vonage).len(), 1);
+}
+
+/// With Vonage alone, a message whose second part is throttled is not sent whole again and
+/// again (each time repeating its first part): it fails once, naming what reached the phone.
+#[tokio::test]
+async fn a_vonage_message_cut_short_is_not_repeated_when_no_other_provider_can_send_it() {
+    let double = SmsDouble::start().await;
+    let app = app_with(
+        &double,
+        &[SmsProvider::Vonage],
+        &[("BANDITORE__OUTBOX__RETRY_INITIAL", "1s")],
+    )
+    .await;
+    desk(&app, &["+393331234567"]).await;
+    double.vonage_fail_part_next(2, "1", 5);
+    fire_alert(&app, "firing", "cup-backend", LONG_SUMMARY).await;
+    let d = &settled(&app, 1).await[0];
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(double.requests_to(SmsProvider::Vonage).len(), 1, "{d}");
+    assert_eq!(d["state"], "failed", "{d}");
+    let error = d["last_error"].as_str().unwrap();
+    assert!(error.contains("part 2 of 2"), "{d}");
+}
+
+/// Vonage's status 33 says the number is de-activated and may not receive messages: the
+/// number is gone, for every provider.
+#[tokio::test]
+async fn a_number_vonage_reports_deactivated_is_marked_gone() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Vonage, SmsProvider::Twilio], &[]).await;
+    double.vonage_status_next("33", 1);
+    let id = desk(&app, &["+393331234567"]).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "gone", "{d}");
+    assert!(
+        d["last_error"].as_str().unwrap().contains("status 33"),
+        "{d}"
+    );
+    assert!(double.requests_to(SmsProvider::Twilio).is_empty());
+    let address = first_address(&app, id).await;
+    assert_eq!(address["state"], "gone", "{address}");
+}
+
+/// Vonage's status 8 says the account is suspended: like refused credentials, an operator must
+/// act, so the channel is paused and the message waits, uncounted, until Vonage takes it.
+#[tokio::test]
+async fn a_suspended_vonage_account_pauses_the_channel() {
+    let double = SmsDouble::start().await;
+    let app = app_with(
+        &double,
+        &[SmsProvider::Vonage],
+        &[
+            ("BANDITORE__OUTBOX__RETRY_INITIAL", "1s"),
+            ("BANDITORE__OUTBOX__RETRY_MAX", "1s"),
+        ],
+    )
+    .await;
+    desk(&app, &["+393331234567"]).await;
+    double.vonage_status_next("8", 3);
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    eventually(|| async { app.logs() }, |l| l.contains("channel paused")).await;
+    double.wait_for(1, Duration::from_secs(20)).await;
+    let d = &settled(&app, 1).await[0];
+    assert_eq!(d["state"], "sent", "{d}");
+    assert_eq!(d["attempts"], 1, "a paused channel counts no attempt: {d}");
 }

@@ -192,7 +192,7 @@ async fn a_chat_that_blocked_the_bot_is_marked_gone_and_others_still_hear() {
     let double = TelegramDouble::start().await;
     double.add_private_chat(1001, "Anna", None);
     double.add_private_chat(1002, "Bruno", None);
-    double.block(1002);
+    double.refuse(1002, Refusal::Blocked);
     let smtp = SmtpServer::start();
     let app = app_with(&double, &smtp, &[]).await;
     let id = desk(&app, "CUP Foligno", &["1001", "1002", "4040"]).await;
@@ -234,6 +234,135 @@ async fn a_chat_that_blocked_the_bot_is_marked_gone_and_others_still_hear() {
         .filter(|r| r.method == "sendmessage" && r.body["chat_id"] == 1002)
         .count();
     assert_eq!(tries_to_1002, 1);
+}
+
+/// Every refusal Telegram gives for a chat that can no longer be reached marks that address
+/// gone with Telegram's words, and the others still hear.
+#[tokio::test]
+async fn chats_telegram_refuses_are_marked_gone_with_its_reason() {
+    let double = TelegramDouble::start().await;
+    double.add_private_chat(1001, "Anna", None);
+    double.add_private_chat(1002, "Bruno", None);
+    double.add_private_chat(1003, "Carla", None);
+    double.add_group(-4002, "CUP Spoleto");
+    double.add_group(-1_000_000_004_003, "CUP Terni");
+    double.add_group(-4004, "CUP Orvieto");
+    double.add_channel("cup_avvisi", -1_000_000_004_005);
+    double.refuse(1002, Refusal::UserDeactivated);
+    double.refuse(1003, Refusal::NeverStarted);
+    double.refuse(-4002, Refusal::Kicked);
+    double.refuse(-1_000_000_004_003, Refusal::Kicked);
+    double.refuse(-4004, Refusal::GroupDeactivated);
+    double.refuse(-1_000_000_004_005, Refusal::NotAdmin);
+    let smtp = SmtpServer::start();
+    let app = app_with(&double, &smtp, &[]).await;
+    let chats = [
+        "1001",
+        "1002",
+        "1003",
+        "-4002",
+        "-1000000004003",
+        "-4004",
+        "@cup_avvisi",
+    ];
+    let id = desk(&app, "CUP Umbria", &chats).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    double.wait_for("1001", 1, Duration::from_secs(10)).await;
+    let subscriber = eventually(
+        || subscriber_json(&app, id),
+        |s| {
+            let addresses = s["addresses"].as_array().unwrap();
+            addresses.iter().filter(|a| a["state"] == "gone").count() == chats.len() - 1
+        },
+    )
+    .await;
+    let reason = |chat: &str| {
+        let addresses = subscriber["addresses"].as_array().unwrap();
+        let address = addresses.iter().find(|a| a["address"] == chat).unwrap();
+        address["gone_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for (chat, words) in [
+        ("1002", "user is deactivated"),
+        ("1003", "can't initiate conversation"),
+        ("-4002", "kicked from the group chat"),
+        ("-1000000004003", "kicked from the supergroup chat"),
+        ("-4004", "group is deactivated"),
+        ("@cup_avvisi", "need administrator rights"),
+    ] {
+        assert!(reason(chat).contains(words), "{chat}: {}", reason(chat));
+    }
+    assert_eq!(double.sent().len(), 1, "only Anna's chat took the alert");
+}
+
+/// A group that became a supergroup answers 400 with the new id: the alert goes there at once,
+/// and the address follows when the bot sees the service message, so later alerts go straight
+/// to the supergroup.
+#[tokio::test]
+async fn a_group_moved_to_a_supergroup_is_followed_and_its_address_moves() {
+    let double = TelegramDouble::start().await;
+    double.add_group(-4001, "CUP Foligno sportelli");
+    let smtp = SmtpServer::start();
+    let app = app_with(&double, &smtp, &[]).await;
+    let id = desk(&app, "CUP Foligno", &["-4001"]).await;
+    double.migrate(-4001, -1_000_000_004_001);
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let sent = double
+        .wait_for("-1000000004001", 1, Duration::from_secs(10))
+        .await;
+    assert!(sent[0].visible.contains("CUP non risponde"));
+    let to_old = |double: &TelegramDouble| {
+        (double.requests().iter())
+            .filter(|r| r.method == "sendmessage" && r.body["chat_id"] == -4001)
+            .map(|r| r.status)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(to_old(&double), [400]);
+    let incidents = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await;
+    let incident = incidents["incidents"][0]["id"].as_i64().unwrap();
+    let path = format!("/api/v1/incidents/{incident}/deliveries");
+    let deliveries = eventually(
+        || app.get_json(&path, VIEWER_TOKEN),
+        |d| d["deliveries"][0]["state"] == "sent",
+    )
+    .await;
+    assert_eq!(deliveries["deliveries"][0]["attempts"], 1);
+
+    double
+        .announce_migration(-4001, -1_000_000_004_001, 1001)
+        .await;
+    eventually(
+        || subscriber_json(&app, id),
+        |s| s["addresses"][0]["address"] == "-1000000004001",
+    )
+    .await;
+    fire_alert(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    let sent = double
+        .wait_for("-1000000004001", 2, Duration::from_secs(10))
+        .await;
+    assert!(sent[1].visible.contains("risolto"), "{}", sent[1].visible);
+    assert_eq!(to_old(&double), [400], "the old id is not asked again");
+}
+
+/// Telegram's one message a second applies inside a group too, besides its twenty a minute:
+/// alerts in a row reach a group spaced out, never refused.
+#[tokio::test]
+async fn alerts_in_a_row_reach_a_group_without_a_429() {
+    let double = TelegramDouble::start().await;
+    double.add_group(-4001, "CUP Foligno sportelli");
+    let smtp = SmtpServer::start();
+    let app = app_with(&double, &smtp, &[]).await;
+    desk(&app, "CUP Foligno", &["-4001"]).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    fire_alert(&app, "firing", "cup-portale", "Portale referti lento").await;
+    fire_alert(&app, "firing", "cup-prenotazioni", "Prenotazioni ferme").await;
+    let sent = double.wait_for("-4001", 3, Duration::from_secs(20)).await;
+    assert!(double.throttled().is_empty(), "no 429 given");
+    for pair in sent.windows(2) {
+        assert!(pair[1].at - pair[0].at >= Duration::from_secs(1));
+    }
 }
 
 #[tokio::test]

@@ -12,6 +12,14 @@
 //! A provider that does not answer within `channels.sms.timeout` is treated as failed and the
 //! next one is tried: the first may still deliver, so a timeout can cost a duplicate text. For
 //! an alert, a duplicate is better than silence.
+//!
+//! A concatenated message of which a provider took some parts and refused others reached the
+//! phone incomplete. It is sent whole through the next provider, in this attempt or a later one
+//! (the phone then holds the parts it had twice: better than a text cut short), but never whole
+//! through that provider again, where each try would repeat the parts already delivered. When
+//! every provider has taken part of it, the delivery fails, naming what reached the phone. The
+//! providers that took part of a message are remembered by this process only: a retry on
+//! another replica, or after a restart, may send it whole once more.
 
 mod generic;
 pub mod report;
@@ -19,6 +27,7 @@ mod skebby;
 mod twilio;
 mod vonage;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +89,9 @@ pub enum GatewayError {
     /// The provider refuses our credentials: the next provider; when every one does, the
     /// channel is paused.
     Credentials(String),
+    /// The provider took some parts of a concatenated message and refused the others: the
+    /// phone holds an incomplete text. The next provider, never this one again for this message.
+    Partial(String),
 }
 
 #[async_trait]
@@ -130,6 +142,10 @@ pub fn unreachable(provider: &str, e: &reqwest::Error) -> GatewayError {
 
 /// How long a send waits for providers on trial to give their verdict before trying one anyway.
 const VERDICT_WAIT: Duration = Duration::from_secs(2);
+
+/// Deliveries remembered as partly sent, at most; past it they are forgotten (a retry elsewhere
+/// forgets them anyway), so that deliveries given up by the outbox cannot pile up.
+const PARTLY_SENT_MAX: usize = 4_096;
 
 struct Provider {
     name: String,
@@ -191,6 +207,9 @@ pub struct SmsChannel {
     fold: bool,
     put_aside_after: u32,
     put_aside_for: Duration,
+    /// Per delivery and recipient (notices that are not deliveries share an id), the providers
+    /// that took part of its message (see the module's comment).
+    partly_sent: Mutex<HashMap<(i64, String), Vec<String>>>,
 }
 
 /// Builds the gateways from validated settings.
@@ -239,6 +258,7 @@ pub fn sms_channel(
         fold: settings.fold_to_gsm7,
         put_aside_after: settings.put_aside_after.max(1),
         put_aside_for: settings.put_aside_for.get(),
+        partly_sent: Mutex::default(),
     })
 }
 
@@ -259,8 +279,13 @@ impl Channel for SmsChannel {
         let mut throttled: Vec<Option<Duration>> = Vec::new();
         let mut unavailable = false;
         let mut refused_credentials = 0;
+        let mut partial = false;
         let mut reasons = Vec::new();
-        for (provider, _slot) in self.order().await {
+        let partly_sent = self.partly_sent(msg);
+        if !partly_sent.is_empty() && self.providers.iter().all(|p| partly_sent.contains(&p.name)) {
+            return Err(self.cut_short(msg, "".into()));
+        }
+        for (provider, _slot) in self.order(&partly_sent).await {
             if let Some(limiter) = &provider.limiter {
                 limiter.acquire().await;
             }
@@ -274,6 +299,7 @@ impl Channel for SmsChannel {
             let name = provider.name.as_str();
             match provider.gateway.send(&sms).await {
                 Ok(accepted) => {
+                    self.forget_partly_sent(msg);
                     self.succeeded(provider);
                     let segments = accepted.segments.unwrap_or(measure.segments);
                     metrics::counter!("banditore_sms_sent_total", "provider" => name.to_owned())
@@ -292,6 +318,7 @@ impl Channel for SmsChannel {
                 Err(e) => {
                     let (kind, reason) = match e {
                         GatewayError::NumberGone(reason) => {
+                            self.forget_partly_sent(msg);
                             return Err(SendError::RecipientGone {
                                 reason: format!("{name}: {reason}"),
                             });
@@ -313,6 +340,11 @@ impl Channel for SmsChannel {
                             ("credentials", reason)
                         }
                         GatewayError::Refused(reason) => ("refused", reason),
+                        GatewayError::Partial(reason) => {
+                            partial = true;
+                            self.sent_in_part(msg, name);
+                            ("partial", reason)
+                        }
                     };
                     metrics::counter!("banditore_sms_provider_errors_total", "provider" => name.to_owned(), "kind" => kind)
                         .increment(1);
@@ -322,6 +354,17 @@ impl Channel for SmsChannel {
             }
         }
         let reason = reasons.join("; ");
+        if partial {
+            // Never Throttled, which would send it again without counting an attempt.
+            let partly_sent = self.partly_sent(msg);
+            if self.providers.iter().all(|p| partly_sent.contains(&p.name)) {
+                return Err(self.cut_short(msg, reason));
+            }
+            return Err(SendError::Retry {
+                after: None,
+                reason,
+            });
+        }
         if refused_credentials > 0 && refused_credentials == reasons.len() {
             return Err(SendError::Credentials { reason });
         }
@@ -340,23 +383,65 @@ impl Channel for SmsChannel {
                 reason,
             });
         }
+        self.forget_partly_sent(msg);
         Err(SendError::Reject { reason })
     }
 }
 
 impl SmsChannel {
+    /// The providers that took part of this message.
+    fn partly_sent(&self, msg: &Outgoing) -> Vec<String> {
+        let key = (msg.delivery_id, msg.recipient.clone());
+        self.sent_in_parts().get(&key).cloned().unwrap_or_default()
+    }
+
+    fn sent_in_part(&self, msg: &Outgoing, provider: &str) {
+        let mut partly_sent = self.sent_in_parts();
+        if partly_sent.len() >= PARTLY_SENT_MAX {
+            partly_sent.clear();
+        }
+        let key = (msg.delivery_id, msg.recipient.clone());
+        partly_sent
+            .entry(key)
+            .or_default()
+            .push(provider.to_owned());
+    }
+
+    fn forget_partly_sent(&self, msg: &Outgoing) {
+        let key = (msg.delivery_id, msg.recipient.clone());
+        self.sent_in_parts().remove(&key);
+    }
+
+    fn sent_in_parts(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, String), Vec<String>>> {
+        // Names only: a panic elsewhere cannot leave them inconsistent.
+        self.partly_sent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every provider took part of the message: sending it whole again would repeat what
+    /// reached the phone.
+    fn cut_short(&self, msg: &Outgoing, reason: String) -> SendError {
+        let names = self.partly_sent(msg).join(", ");
+        self.forget_partly_sent(msg);
+        let reason = format!(
+            "{reason}{}part of the message reached the number through {names}; not sent whole \
+             again, which would repeat those parts",
+            if reason.is_empty() { "" } else { "; " }
+        );
+        SendError::Reject { reason }
+    }
+
     /// The providers to try for one message, in priority order, each with its slot: those put
     /// aside are skipped. One not known to work and already trying as many sends as it has
     /// failures left is skipped too, or, when no provider has room, waited for a moment: its
     /// verdict comes with its answers. When every provider is aside, the one whose time aside
     /// ends first is tried all the same (better a refusal than no try at all).
-    async fn order(&self) -> Vec<(&Provider, Option<Slot<'_>>)> {
+    /// Providers named in `skip` are left out.
+    async fn order(&self, skip: &[String]) -> Vec<(&Provider, Option<Slot<'_>>)> {
         let waiting_since = Instant::now();
+        let providers = || self.providers.iter().filter(|p| !skip.contains(&p.name));
         loop {
             let now = Instant::now();
-            let admitted: Vec<_> = self
-                .providers
-                .iter()
+            let admitted: Vec<_> = providers()
                 .filter_map(|p| {
                     p.admit(now, self.put_aside_after)
                         .map(|slot| (p, Some(slot)))
@@ -365,15 +450,10 @@ impl SmsChannel {
             if !admitted.is_empty() {
                 return admitted;
             }
-            let all_aside = self
-                .providers
-                .iter()
-                .all(|p| p.health().aside_until.is_some_and(|until| until > now));
+            let all_aside =
+                providers().all(|p| p.health().aside_until.is_some_and(|until| until > now));
             if all_aside || now.duration_since(waiting_since) >= VERDICT_WAIT {
-                let soonest = self
-                    .providers
-                    .iter()
-                    .min_by_key(|p| p.health().aside_until.unwrap_or(now));
+                let soonest = providers().min_by_key(|p| p.health().aside_until.unwrap_or(now));
                 return soonest.map(|p| (p, None)).into_iter().collect();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -29,8 +29,11 @@ struct Failure {
     message: Option<String>,
 }
 
-/// Twilio's codes for a number that cannot receive SMS: invalid, not a mobile, opted out (STOP).
-const NUMBER_GONE: &[u32] = &[21211, 21614, 21610, 21612];
+/// Twilio's codes for a number that cannot receive SMS: invalid (21211), not a mobile (21614),
+/// opted out with STOP (21610). Not 21612: that 'To' cannot be reached from this 'From' (the
+/// country's or network's sender rules, no route from Twilio), which another provider, with its
+/// own sender and routes, may well reach.
+const NUMBER_GONE: &[u32] = &[21211, 21614, 21610];
 
 impl Twilio {
     pub fn new(keys: &SmsProviderKeys, http: reqwest::Client) -> Twilio {
@@ -100,7 +103,10 @@ impl Gateway for Twilio {
             None => format!("HTTP {}: {}", answer.status.as_u16(), answer.excerpt()),
         };
         Err(match (answer.status.as_u16(), code) {
-            (429, _) | (_, Some(20429)) => GatewayError::Throttled {
+            // 20429: too many requests at once, never processed. 21611: the sender's queue
+            // holds more than Twilio keeps (hours of its rate), so Twilio takes no more for now.
+            // Both ask to slow down; neither is about this message.
+            (429, _) | (_, Some(20429 | 21611)) => GatewayError::Throttled {
                 after: answer.retry_after,
                 reason,
             },

@@ -1,5 +1,7 @@
 //! Vonage SMS API: `POST /sms/json`, form-encoded. The answer is `200` even when the message
-//! failed: each entry of `messages` has a `status`, `"0"` for success and `"1"` for throttling.
+//! failed: `messages` has one entry per part of the (concatenated) message, each with its own
+//! `status`, `"0"` for accepted. Some parts accepted and others not is a message cut short
+//! ([`GatewayError::Partial`]), whatever the refused part's status says.
 
 use std::time::Duration;
 
@@ -55,15 +57,17 @@ fn classify(status: &str, reason: String) -> GatewayError {
             after: Some(Duration::from_secs(1)),
             reason,
         },
-        // Barred destination.
-        "7" => GatewayError::NumberGone(reason),
-        // Invalid credentials.
-        "4" => GatewayError::Credentials(reason),
+        // A barred number (on Vonage's list of barred numbers) or a de-activated one: it may
+        // not receive messages.
+        "7" | "33" => GatewayError::NumberGone(reason),
+        // Credentials refused (4), the account suspended (8), a signature refused (14) or
+        // required instead of the secret (32): every message fails until an operator acts, as
+        // with Twilio's 20003, whose causes include a suspended account.
+        "4" | "8" | "14" | "32" => GatewayError::Credentials(reason),
         // Missing or invalid parameters, invalid message, too long, invalid sender, network
         // code, callback, destination not whitelisted: this message, at this provider.
         "2" | "3" | "6" | "12" | "15" | "22" | "23" | "29" => GatewayError::Refused(reason),
-        // Credentials, account barred, no credit, binds, HTTP not enabled, signature,
-        // internal error: the provider, not the message.
+        // No credit, binds, HTTP not enabled, internal error: the provider, not the message.
         _ => GatewayError::Unavailable(reason),
     }
 }
@@ -113,12 +117,18 @@ impl Gateway for Vonage {
         let sent: Sent = serde_json::from_str(&answer.body).map_err(|e| {
             GatewayError::Unavailable(format!("unexpected answer ({e}): {}", answer.excerpt()))
         })?;
-        if let Some(bad) = sent.messages.iter().find(|p| p.status != "0") {
-            let reason = format!(
-                "status {} {}",
-                bad.status,
-                bad.error.as_deref().unwrap_or("")
-            );
+        let parts = sent.messages.len();
+        let refused = (sent.messages.iter().enumerate()).find(|(_, p)| p.status != "0");
+        if let Some((i, bad)) = refused {
+            let error = bad.error.as_deref().unwrap_or("");
+            let reason = format!("status {} {error}", bad.status);
+            if sent.messages.iter().any(|p| p.status == "0") {
+                let reason = format!(
+                    "part {} of {parts}: {reason}; the others were accepted",
+                    i + 1
+                );
+                return Err(GatewayError::Partial(reason));
+            }
             return Err(classify(&bad.status, reason));
         }
         let id = sent
@@ -146,8 +156,11 @@ mod tests {
         let r = || "r".to_owned();
         assert!(matches!(classify("1", r()), GatewayError::Throttled { .. }));
         assert!(matches!(classify("7", r()), GatewayError::NumberGone(_)));
+        assert!(matches!(classify("33", r()), GatewayError::NumberGone(_)));
         assert!(matches!(classify("15", r()), GatewayError::Refused(_)));
         assert!(matches!(classify("4", r()), GatewayError::Credentials(_)));
+        assert!(matches!(classify("8", r()), GatewayError::Credentials(_)));
+        assert!(matches!(classify("32", r()), GatewayError::Credentials(_)));
         assert!(matches!(classify("9", r()), GatewayError::Unavailable(_)));
         assert!(matches!(classify("5", r()), GatewayError::Unavailable(_)));
     }

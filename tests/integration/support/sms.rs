@@ -7,9 +7,13 @@
 //!   `Access_token` headers) → 201.
 //!
 //! Codes, bodies and error texts are the providers' documented ones. The
-//! double counts GSM-7/UCS-2 segments itself, enforces sliding 1-second rate limits per provider,
-//! can be scripted to fail or throttle, and calls the app back (Twilio status callbacks, Vonage
-//! delivery receipts). A bad request never panics it: it gets the provider's error.
+//! double counts GSM-7/UCS-2 segments itself, enforces Vonage's 30 requests a sliding second,
+//! queues Twilio's messages at the sender's segments a second and refuses them once the queue is
+//! longer than its limit (21611, as Twilio's error pages describe: Twilio queues what goes over
+//! a sender's rate, it does not answer 429 for it), can be scripted to fail or throttle, refuses
+//! numbers with Twilio's documented codes, fails one part of a Vonage concatenated message while
+//! the others are accepted, and calls the app back (Twilio status callbacks, Vonage delivery
+//! receipts). A bad request never panics it: it gets the provider's error.
 
 // Shared by the integration tests, which each use part of it.
 #![allow(dead_code)]
@@ -55,10 +59,16 @@ pub enum SmsProvider {
 
 #[derive(Clone, Debug)]
 pub struct SmsOptions {
-    /// Requests per sliding second accepted per provider before throttling; None = unlimited.
-    pub twilio_per_second: Option<u32>,
-    /// Default Some(30), as Vonage documents.
+    /// Twilio's sender rate in message segments a second (a US long code: 1); None = unlimited.
+    /// Over it, Twilio queues; it answers 429 (20429) only to too many concurrent requests,
+    /// which `throttle_next` scripts.
+    pub twilio_segments_per_second: Option<u32>,
+    /// How long a sender's queue may be before Twilio refuses more with 400 21611. Default 10 h,
+    /// as error 21611's page says.
+    pub twilio_queue_limit: Duration,
+    /// Requests per sliding second before status "1"; default Some(30), as Vonage documents.
     pub vonage_per_second: Option<u32>,
+    /// Requests per sliding second before 429 (not documented by Skebby: off by default).
     pub skebby_per_second: Option<u32>,
     /// Skebby session keys expire after this long without use. Default 60 s.
     pub skebby_session_idle: Duration,
@@ -67,7 +77,8 @@ pub struct SmsOptions {
 impl Default for SmsOptions {
     fn default() -> Self {
         SmsOptions {
-            twilio_per_second: None,
+            twilio_segments_per_second: None,
+            twilio_queue_limit: Duration::from_secs(10 * 3600),
             vonage_per_second: Some(30),
             skebby_per_second: None,
             skebby_session_idle: Duration::from_secs(60),
@@ -93,6 +104,9 @@ pub struct SmsSent {
     pub unicode_flag: bool,
     /// Vonage: the text needs UCS-2 but `type=unicode` was not sent.
     pub garbled: bool,
+    /// Vonage: the parts (from 1) that were refused while the others went out; the recipient
+    /// holds an incomplete concatenated message.
+    pub failed_parts: Vec<u32>,
     /// Twilio StatusCallback / Vonage callback.
     pub callback: Option<String>,
     /// Skebby message_type.
@@ -130,6 +144,8 @@ enum Scripted {
     Fail(u16),
     Throttle,
     VonageStatus(String),
+    /// Vonage: this part (from 1) of a concatenated message gets this status, the others "0".
+    VonagePart(u32, String),
 }
 
 #[derive(Default)]
@@ -140,8 +156,10 @@ struct State {
     scripted: HashMap<SmsProvider, VecDeque<Scripted>>,
     /// When accepted send requests arrived, per provider (the sliding windows).
     accepted: HashMap<SmsProvider, VecDeque<Instant>>,
-    /// Numbers that replied STOP to Twilio, without '+'.
-    stopped: HashSet<String>,
+    /// Numbers Twilio refuses, without '+', with the error code it answers.
+    twilio_refused: HashMap<String, u32>,
+    /// Per Twilio sender: when its queue will have been sent.
+    twilio_queue: HashMap<String, Instant>,
     skebby_user_key: String,
     /// Skebby session key → last use.
     sessions: HashMap<String, Instant>,
@@ -230,10 +248,21 @@ impl SmsDouble {
         self.script(SmsProvider::Vonage, n, what);
     }
 
-    /// Twilio refuses this number with 400 code 21610.
-    pub fn twilio_stop_number(&self, number: &str) {
+    /// The next `n` Vonage sends of a concatenated message have part `part` (from 1) refused
+    /// with `code` while the other parts are accepted and charged, as the SMS API's answer (one
+    /// object per part, each with its own status) allows. A message of fewer parts goes whole.
+    pub fn vonage_fail_part_next(&self, part: u32, code: &str, n: usize) {
+        let what = Scripted::VonagePart(part, code.to_owned());
+        self.script(SmsProvider::Vonage, n, what);
+    }
+
+    /// Twilio refuses this number at create time with HTTP 400 and `code`, one of its documented
+    /// refusals of a 'To': 21211 (not a valid phone number), 21610 (replied STOP), 21612 (this
+    /// 'To' and 'From' cannot be connected: sender rules, network, no route) or 21614 (not a
+    /// mobile number: a landline).
+    pub fn twilio_refuse_number(&self, number: &str, code: u32) {
         let number = number.trim_start_matches('+').to_owned();
-        self.state().stopped.insert(number);
+        self.state().twilio_refused.insert(number, code);
     }
 
     /// Every Skebby session key becomes invalid now (access tokens stay valid).
@@ -419,7 +448,8 @@ impl Shared {
     /// provider's sliding second is full. Throttles are recorded.
     fn gate(&self, state: &mut State, provider: SmsProvider, now: Instant) -> Option<Scripted> {
         let limit = match provider {
-            SmsProvider::Twilio => self.options.twilio_per_second,
+            // Twilio queues what goes over a sender's rate (see `twilio_enqueue`).
+            SmsProvider::Twilio => None,
             SmsProvider::Vonage => self.options.vonage_per_second,
             SmsProvider::Skebby => self.options.skebby_per_second,
         };
@@ -605,6 +635,7 @@ fn accepted(provider: SmsProvider, to: &str, from: &str, text: &str, id: &str) -
         segments,
         unicode_flag: false,
         garbled: false,
+        failed_parts: Vec::new(),
         callback: None,
         message_type: None,
         at: Instant::now(),
@@ -681,7 +712,7 @@ fn twilio(shared: &Shared, req: &Incoming) -> Reply {
                 _ => twilio_error(status, 20000 + u32::from(status), "Error"),
             };
         }
-        Some(Scripted::VonageStatus(_)) | None => {}
+        Some(Scripted::VonageStatus(_) | Scripted::VonagePart(..)) | None => {}
     }
     let Some(to) = param("To") else {
         return twilio_error(400, 21604, "A 'To' phone number is required.");
@@ -706,19 +737,23 @@ fn twilio(shared: &Shared, req: &Incoming) -> Reply {
     if callback.is_some_and(|url| !valid_callback(url)) {
         return twilio_error(400, 21609, "Invalid StatusCallback url");
     }
-    if state.stopped.contains(to.trim_start_matches('+')) {
-        return twilio_error(400, 21610, "Attempt to send to unsubscribed recipient");
+    if let Some(&code) = state.twilio_refused.get(to.trim_start_matches('+')) {
+        return twilio_error(400, code, &twilio_refusal(code, to));
+    }
+    let id = format!("SM{:032x}", rand::random::<u128>());
+    let message = SmsSent {
+        callback: callback.map(str::to_owned),
+        ..accepted(SmsProvider::Twilio, to, from, text, &id)
+    };
+    if !twilio_enqueue(&shared.options, &mut state, from, message.segments, now) {
+        let text = "This 'From' number has exceeded the maximum number of queued messages";
+        return twilio_error(400, 21611, text);
     }
     state
         .accepted
         .entry(SmsProvider::Twilio)
         .or_default()
         .push_back(now);
-    let id = format!("SM{:032x}", rand::random::<u128>());
-    let message = SmsSent {
-        callback: callback.map(str::to_owned),
-        ..accepted(SmsProvider::Twilio, to, from, text, &id)
-    };
     // With only a Messaging Service: "accepted" and "0" segments until a sender is assigned.
     let sender = param("From");
     let (status, segments) = match sender {
@@ -742,6 +777,47 @@ fn twilio(shared: &Shared, req: &Incoming) -> Reply {
             "subresource_uris": {"media": format!("{uri}/Media.json")},
         }),
     )
+}
+
+/// The message of Twilio's documented refusal of a 'To' number.
+fn twilio_refusal(code: u32, to: &str) -> String {
+    match code {
+        21211 => format!("The 'To' number {to} is not a valid phone number."),
+        21610 => "Attempt to send to unsubscribed recipient".into(),
+        21612 => "Message cannot be sent with the current combination of 'To' and/or 'From' \
+                  parameters"
+            .into(),
+        21614 => "'To' number is not a valid mobile number".into(),
+        _ => "Error".into(),
+    }
+}
+
+/// Queues `segments` behind what `from` already has queued, at the sender's rate, unless the
+/// queue is already longer than Twilio keeps (then 21611: the caller refuses the message).
+fn twilio_enqueue(
+    options: &SmsOptions,
+    state: &mut State,
+    from: &str,
+    segments: u32,
+    now: Instant,
+) -> bool {
+    let Some(rate) = options.twilio_segments_per_second.filter(|r| *r > 0) else {
+        return true;
+    };
+    let drained = state
+        .twilio_queue
+        .get(from)
+        .copied()
+        .unwrap_or(now)
+        .max(now);
+    if drained - now > options.twilio_queue_limit {
+        return false;
+    }
+    let sending = Duration::from_secs(u64::from(segments)) / rate;
+    state
+        .twilio_queue
+        .insert(from.to_owned(), drained + sending);
+    true
 }
 
 // Vonage ---------------------------------------------------------------------------------------
@@ -806,12 +882,14 @@ fn vonage(shared: &Shared, req: &Incoming) -> Reply {
     }
     let now = Instant::now();
     let mut state = shared.lock();
+    let mut failing_part = None;
     match shared.gate(&mut state, SmsProvider::Vonage, now) {
         Some(Scripted::Fail(_)) => return vonage_failure(to, "5", vonage_error_text("5")),
         Some(Scripted::Throttle) => return vonage_failure(to, "1", vonage_error_text("1")),
         Some(Scripted::VonageStatus(code)) => {
             return vonage_failure(to, &code, vonage_error_text(&code));
         }
+        Some(Scripted::VonagePart(part, code)) => failing_part = Some((part, code)),
         None => {}
     }
     let (Some(from), Some(to), Some(text)) = (param("from"), to, param("text")) else {
@@ -847,7 +925,14 @@ fn vonage(shared: &Shared, req: &Incoming) -> Reply {
         (message.encoding, message.segments) = ("UCS-2", ucs2_segments(text));
     }
     let mut parts = Vec::new();
-    for _ in 0..message.segments {
+    for part in 1..=message.segments {
+        if let Some((_, code)) = failing_part.as_ref().filter(|(p, _)| *p == part) {
+            let error = vonage_error_text(code);
+            let to = to.trim_start_matches('+');
+            parts.push(json!({"to": to, "status": code, "error-text": error}));
+            message.failed_parts.push(part);
+            continue;
+        }
         let id = format!("{:016X}", rand::random::<u64>());
         state.vonage_balance = state.vonage_balance.saturating_sub(VONAGE_PRICE);
         parts.push(json!({
@@ -927,7 +1012,7 @@ fn skebby_send(shared: &Shared, req: &Incoming) -> Reply {
             );
         }
         Some(Scripted::Throttle) => return text_reply(429, "Too Many Requests"),
-        Some(Scripted::VonageStatus(_)) | None => {}
+        Some(Scripted::VonageStatus(_) | Scripted::VonagePart(..)) | None => {}
     }
     let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
     if !body.is_object() {

@@ -4,8 +4,11 @@
 //! Descriptions are Telegram's, character for character, because teloxide matches them exactly.
 //!
 //! It knows a few chats, parses HTML parse mode like Telegram (and rejects what Telegram rejects),
-//! enforces the documented flood limits with sliding windows, can be scripted to block, fail or
-//! flood, and delivers user messages through `getUpdates` long polling or a webhook.
+//! enforces the Bot FAQ's flood limits with sliding windows (one message a second in any chat,
+//! twenty a minute in a group, about thirty a second in all), refuses chats as Telegram does
+//! (blocked, deactivated, never started, bot kicked or demoted, group deactivated), moves a group
+//! to a supergroup (400 with `parameters.migrate_to_chat_id`), can be scripted to fail or flood,
+//! and delivers user messages through `getUpdates` long polling or a webhook.
 //! Everything it receives and sends is recorded for the assertions.
 
 // Shared by the integration tests and a benchmark (`#[path]`), which each use part of it.
@@ -42,16 +45,40 @@ const WEBHOOK_CONFLICT: &str = "Conflict: can't use getUpdates method while webh
 const TERMINATED: &str = "Conflict: terminated by other getUpdates request; \
                           make sure that only one bot instance is running";
 
-/// The flood limits the double enforces on `sendMessage` (Telegram's Bot FAQ numbers by default).
+/// The flood limits the double enforces on `sendMessage` (Telegram's Bot FAQ numbers by default:
+/// "avoid sending more than one message per second" inside a particular chat, "not more than 20
+/// messages per minute to the same group", about 30 a second in all).
 #[derive(Clone, Debug)]
 pub struct TelegramOptions {
     /// Sliding 1-second window for sendMessage over all chats; None = no limit. Default Some(30).
     pub overall_per_second: Option<u32>,
-    /// Per private chat: at most this many per 1-second sliding window. Default Some(1).
+    /// Per chat of any kind: at most this many per 1-second sliding window. Default Some(1).
     pub per_chat_per_second: Option<u32>,
-    /// Per group/supergroup/channel chat: at most this many per 60-second sliding window.
-    /// Default Some(20).
+    /// Per group/supergroup/channel chat, besides the per-second limit: at most this many per
+    /// 60-second sliding window. Default Some(20).
     pub group_per_minute: Option<u32>,
+}
+
+/// Why Telegram refuses to deliver to a chat. The answers are Telegram's own bodies, as clients
+/// (teloxide's `ApiError`, grammY, telegraf) match them word for word; the Bot API pages do not
+/// list them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 403 "Forbidden: bot was blocked by the user".
+    Blocked,
+    /// 403 "Forbidden: user is deactivated": the account was deleted or banned.
+    UserDeactivated,
+    /// 403 "Forbidden: bot can't initiate conversation with a user": a user id that never
+    /// pressed Start.
+    NeverStarted,
+    /// 403 "Forbidden: bot was kicked from the group chat" (or "supergroup chat", "channel
+    /// chat", after the chat's kind).
+    Kicked,
+    /// 400 "Bad Request: need administrator rights in the channel chat": a channel where the
+    /// bot may no longer post.
+    NotAdmin,
+    /// 400 "Bad Request: group is deactivated".
+    GroupDeactivated,
 }
 
 impl Default for TelegramOptions {
@@ -110,7 +137,9 @@ struct State {
     chats: HashMap<i64, Chat>,
     /// Lower-cased channel username (without "@") → chat id.
     channels: HashMap<String, i64>,
-    blocked: HashSet<i64>,
+    refused: HashMap<i64, Refusal>,
+    /// Groups that became supergroups: old id → new id.
+    migrated: HashMap<i64, i64>,
     /// The token was revoked (BotFather's /revoke): every method answers 401 "Unauthorized".
     revoked: bool,
     fail_next: usize,
@@ -230,10 +259,62 @@ impl TelegramDouble {
         state.chats.insert(id, Chat { id, kind });
     }
 
-    /// The user blocked the bot: sendMessage to this chat gets 403
-    /// "Forbidden: bot was blocked by the user".
-    pub fn block(&self, chat_id: i64) {
-        self.state().blocked.insert(chat_id);
+    /// From now on, sendMessage and editMessageText to this chat get the answer of `refusal`.
+    pub fn refuse(&self, chat_id: i64, refusal: Refusal) {
+        self.state().refused.insert(chat_id, refusal);
+    }
+
+    /// The group `old_id` becomes the supergroup `new_id` (same title): from now on a message to
+    /// `old_id` gets HTTP 400 "Bad Request: group chat was upgraded to a supergroup chat" with
+    /// `parameters.migrate_to_chat_id` (ResponseParameters in the Bot API reference), and
+    /// `new_id` takes messages. Telegram also posts service messages in both chats, which
+    /// `announce_migration` queues, so that a test chooses whether the bot has heard of it.
+    pub fn migrate(&self, old_id: i64, new_id: i64) {
+        let mut state = self.state();
+        let Some(old) = state.chats.get(&old_id).cloned() else {
+            panic!("migrate: chat {old_id} is not registered with the Telegram double");
+        };
+        let ChatKind::Group { title } = old.kind else {
+            panic!("migrate: chat {old_id} is not a group");
+        };
+        let kind = ChatKind::Group { title };
+        state.chats.insert(new_id, Chat { id: new_id, kind });
+        state.migrated.insert(old_id, new_id);
+    }
+
+    /// The service messages of `migrate(old_id, new_id)`: a message with `migrate_to_chat_id`
+    /// in the old group and one with `migrate_from_chat_id` in the supergroup, as the Bot API's
+    /// Message object describes them, queued or POSTed like any update.
+    pub async fn announce_migration(&self, old_id: i64, new_id: i64, by_user_id: i64) {
+        let (updates, webhook) = {
+            let mut state = self.state();
+            let chat = |id: i64| state.chats.get(&id).cloned();
+            let (Some(old), Some(new)) = (chat(old_id), chat(new_id)) else {
+                panic!("announce_migration: migrate({old_id}, {new_id}) first");
+            };
+            let from = json!({"id": by_user_id, "is_bot": false,
+                              "first_name": format!("User {by_user_id}")});
+            let mut updates = Vec::new();
+            for (chat, field, id) in [
+                (old, "migrate_to_chat_id", new_id),
+                (new, "migrate_from_chat_id", old_id),
+            ] {
+                state.last_update_id += 1;
+                state.last_message_id += 1;
+                let message = json!({"message_id": state.last_message_id, "date": unix_now(),
+                                     "chat": chat.json(), "from": from, field: id});
+                let update = json!({"update_id": state.last_update_id, "message": message});
+                state.pending.push_back(update.clone());
+                updates.push(update);
+            }
+            (updates, state.webhook.clone())
+        };
+        self.shared.wake.notify_waiters();
+        if let Some(webhook) = webhook {
+            for update in &updates {
+                deliver(&self.shared, &webhook, update).await;
+            }
+        }
     }
 
     /// While `revoked`, the bot's token is refused as Telegram refuses a revoked one: HTTP 401
@@ -651,7 +732,8 @@ fn visible_text(text: &str, parse_mode: Option<&str>) -> Result<String, Reply> {
 }
 
 impl State {
-    /// The chat for a `chat_id` parameter, which may be blocked (403) or unknown (400).
+    /// The chat for a `chat_id` parameter, or Telegram's answer when it is unknown (400), moved
+    /// to a supergroup (400 with `migrate_to_chat_id`) or refused.
     fn find_chat(&self, chat_id: &str) -> Result<Chat, Reply> {
         let id = match chat_id.strip_prefix('@') {
             Some(name) => self.channels.get(&name.to_lowercase()).copied(),
@@ -660,28 +742,72 @@ impl State {
         let Some(chat) = id.and_then(|id| self.chats.get(&id)) else {
             return Err(error(400, "Bad Request: chat not found"));
         };
-        if self.blocked.contains(&chat.id) {
-            return Err(error(403, "Forbidden: bot was blocked by the user"));
+        if let Some(new_id) = self.migrated.get(&chat.id) {
+            let mut reply = error(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+            );
+            reply.1["parameters"] = json!({"migrate_to_chat_id": new_id});
+            return Err(reply);
         }
-        Ok(chat.clone())
+        let refused = |code, description: &str| Err(error(code, description));
+        match self.refused.get(&chat.id) {
+            None => Ok(chat.clone()),
+            Some(Refusal::Blocked) => refused(403, "Forbidden: bot was blocked by the user"),
+            Some(Refusal::UserDeactivated) => refused(403, "Forbidden: user is deactivated"),
+            Some(Refusal::NeverStarted) => refused(
+                403,
+                "Forbidden: bot can't initiate conversation with a user",
+            ),
+            Some(Refusal::Kicked) => {
+                let kind = chat.json()["type"].as_str().unwrap_or("group").to_owned();
+                refused(
+                    403,
+                    &format!("Forbidden: bot was kicked from the {kind} chat"),
+                )
+            }
+            Some(Refusal::NotAdmin) => refused(
+                400,
+                "Bad Request: need administrator rights in the channel chat",
+            ),
+            Some(Refusal::GroupDeactivated) => refused(400, "Bad Request: group is deactivated"),
+        }
     }
 
-    /// How long until both the overall and the chat's window admit one more message, if either
-    /// is full.
+    /// How long until the overall window and the chat's windows (its second; a group's minute
+    /// too) admit one more message, if any is full.
     fn rate_wait(
         &mut self,
         options: &TelegramOptions,
         chat: &Chat,
         now: Instant,
     ) -> Option<Duration> {
-        let (limit, window) = match chat.kind {
-            ChatKind::Private { .. } => (options.per_chat_per_second, SECOND),
-            _ => (options.group_per_minute, MINUTE),
-        };
         let overall = window_wait(&mut self.accepted, options.overall_per_second, SECOND, now);
         let stamps = self.accepted_by_chat.entry(chat.id).or_default();
-        overall.max(window_wait(stamps, limit, window, now))
+        let per_minute = match chat.kind {
+            ChatKind::Private { .. } => None,
+            _ => options.group_per_minute,
+        };
+        // Also forgets what is older than a minute, for private chats too.
+        let minute = window_wait(stamps, per_minute, MINUTE, now);
+        let second = window_wait_within(stamps, options.per_chat_per_second, SECOND, now);
+        overall.max(minute).max(second)
     }
+}
+
+/// Like `window_wait` over the stamps of the last `window` only, leaving older ones (a group's
+/// minute still needs them).
+fn window_wait_within(
+    stamps: &VecDeque<Instant>,
+    limit: Option<u32>,
+    window: Duration,
+    now: Instant,
+) -> Option<Duration> {
+    let mut recent: VecDeque<Instant> = (stamps.iter())
+        .filter(|t| now - **t < window)
+        .copied()
+        .collect();
+    window_wait(&mut recent, limit, window, now)
 }
 
 /// Forgets stamps older than `window`; if `limit` of them remain, how long until the oldest
