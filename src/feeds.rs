@@ -20,8 +20,10 @@ fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            // Characters XML 1.0 does not allow are dropped.
+            // Characters XML 1.0 does not allow are dropped: C0 controls but tab and line ends,
+            // and the noncharacters U+FFFE and U+FFFF (a Rust char is never a surrogate).
             c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => {}
+            '\u{fffe}' | '\u{ffff}' => {}
             c => out.push(c),
         }
     }
@@ -278,6 +280,22 @@ pub fn cap_index(board: &Board, site: &Site) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    proptest::proptest! {
+        /// Whatever a statement holds, the escaped text has only characters XML 1.0 allows and
+        /// no markup of its own.
+        #[test]
+        fn escaped_text_is_always_xml_character_data(text in crate::hostile::text()) {
+            let out = esc(&text);
+            let allowed = |c: char| matches!(c, '\t' | '\n' | '\r')
+                || ('\u{20}'..='\u{d7ff}').contains(&c)
+                || ('\u{e000}'..='\u{fffd}').contains(&c)
+                || c >= '\u{10000}';
+            proptest::prop_assert!(out.chars().all(allowed), "{out:?}");
+            proptest::prop_assert!(!out.contains(['<', '>', '"', '\'']), "{out:?}");
+        }
+    }
 
     #[test]
     fn cap_times_have_an_offset_never_z() {
