@@ -281,7 +281,6 @@ pub fn cap_index(board: &Board, site: &Site) -> String {
 mod tests {
     use super::*;
 
-    #[test]
     proptest::proptest! {
         /// Whatever a statement holds, the escaped text has only characters XML 1.0 allows and
         /// no markup of its own.

@@ -174,7 +174,7 @@ async fn migrate(validated: settings::Validated) -> anyhow::Result<()> {
 }
 
 async fn user(validated: settings::Validated, cmd: UserCommand) -> anyhow::Result<()> {
-    use banditore::users::{check_roles, check_username, hash_password};
+    use banditore::users::{check_password, check_roles, check_username, hash_password};
     let store =
         banditore::store::open(&validated.settings.store, validated.store_password.as_ref())
             .await
@@ -200,7 +200,20 @@ async fn user(validated: settings::Validated, cmd: UserCommand) -> anyhow::Resul
         UserCommand::Add { username, roles } => {
             check_username(&username)?;
             let roles = parse_roles(&roles)?;
-            let hash = hash_password(&read_password()?)?;
+            if let Some(other) = store
+                .users()
+                .await?
+                .into_iter()
+                .find(|u| u.username.eq_ignore_ascii_case(&username))
+            {
+                anyhow::bail!(
+                    "user {} exists: names differing only in case would pass for each other",
+                    other.username
+                );
+            }
+            let password = read_password()?;
+            check_password(&password, &username)?;
+            let hash = hash_password(&password)?;
             let names: Vec<String> = roles.iter().map(|r| r.as_str().to_owned()).collect();
             if store
                 .create_user(&username, &hash, &names, jiff::Timestamp::now())
@@ -216,7 +229,9 @@ async fn user(validated: settings::Validated, cmd: UserCommand) -> anyhow::Resul
         }
         UserCommand::Set { username, roles } => {
             let roles = parse_roles(&roles)?;
-            let hash = hash_password(&read_password()?)?;
+            let password = read_password()?;
+            check_password(&password, &username)?;
+            let hash = hash_password(&password)?;
             let names: Vec<String> = roles.iter().map(|r| r.as_str().to_owned()).collect();
             if store.update_user(&username, &hash, &names).await? {
                 println!(

@@ -1,4 +1,9 @@
 //! Console users: names, passwords (argon2id, PHC strings) and the roles they may hold.
+//!
+//! Names are ASCII letters, digits, `.`, `_` and `-`, so that no name can pass for another
+//! (`аdmin` with a Cyrillic `а` beside `admin`), and are unique whatever their case. Passwords
+//! are at least twelve characters and must resist guessing as zxcvbn estimates it (score 3 of 4:
+//! about 10^8 guesses or more), with the user's own name counted as known to the attacker.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -10,10 +15,12 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UserError {
-    #[error("`{0}` is not a username: 3–64 letters, digits, `.`, `_` or `-`")]
+    #[error("`{0}` is not a username: 3–64 ASCII letters, digits, `.`, `_` or `-`")]
     Username(String),
     #[error("the password is shorter than {MIN_PASSWORD_CHARS} characters")]
     ShortPassword,
+    #[error("the password is too easy to guess{0}")]
+    WeakPassword(String),
     #[error("a console user needs at least one role (admin, communicator, operator, viewer)")]
     NoRole,
     #[error("`ingest` is for monitors' tokens, not for people")]
@@ -26,7 +33,7 @@ pub fn check_username(name: &str) -> Result<(), UserError> {
     let ok = (3..=64).contains(&name.chars().count())
         && name
             .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
@@ -42,6 +49,28 @@ pub fn check_roles(roles: &[Role]) -> Result<(), UserError> {
         return Err(UserError::IngestRole);
     }
     Ok(())
+}
+
+/// Guesses a password must resist, as zxcvbn estimates them, for a console account.
+const MIN_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
+
+/// Whether `password` is long enough and hard enough to guess for the user `username`.
+pub fn check_password(password: &str, username: &str) -> Result<(), UserError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(UserError::ShortPassword);
+    }
+    let estimate = zxcvbn::zxcvbn(password, &[username, "banditore", "console"]);
+    if estimate.score() >= MIN_SCORE {
+        return Ok(());
+    }
+    let hint = estimate
+        .feedback()
+        .and_then(|f| f.warning().map(|w| format!(": {w}")))
+        .unwrap_or_default();
+    Err(UserError::WeakPassword(format!(
+        "{hint} (about {} guesses; use a few unrelated words or a password manager)",
+        estimate.guesses()
+    )))
 }
 
 /// An argon2id hash of `password` with a fresh salt.
@@ -94,8 +123,42 @@ mod tests {
     }
 
     #[test]
+    fn easy_passwords_are_refused_and_good_ones_taken() {
+        for weak in [
+            "            ",
+            "aaaaaaaaaaaa",
+            "123456789012",
+            "password1234",
+            "m.rossi2024!",
+            "qwertyuiopas",
+        ] {
+            assert!(
+                matches!(
+                    check_password(weak, "m.rossi"),
+                    Err(UserError::WeakPassword(_))
+                ),
+                "{weak:?}"
+            );
+        }
+        assert_eq!(
+            check_password("short", "m.rossi"),
+            Err(UserError::ShortPassword)
+        );
+        for strong in [
+            "una password lunga abbastanza",
+            "una-password-lunga-abbastanza",
+            "correct horse battery staple",
+            "Vb7#kq2!Lm9$",
+        ] {
+            assert_eq!(check_password(strong, "m.rossi"), Ok(()), "{strong:?}");
+        }
+    }
+
+    #[test]
     fn names_and_roles() {
         assert!(check_username("m.rossi").is_ok());
+        assert!(check_username("\u{430}dmin").is_err(), "a Cyrillic а");
+        assert!(check_username("àdmin").is_err());
         assert!(check_username("ab").is_err());
         assert!(check_username("a b").is_err());
         assert!(check_roles(&[]).is_err());

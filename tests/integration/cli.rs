@@ -465,3 +465,61 @@ fn shipped_example_configurations_are_valid() {
     );
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// `banditore user …` with `password` on standard input.
+fn user_command(dir: &std::path::Path, args: &[&str], password: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_banditore"))
+        .arg("user")
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run banditore");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = writeln!(stdin, "{password}");
+    }
+    let out = child.wait_with_output().expect("banditore ends");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn easy_passwords_and_names_that_pass_for_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for weak in ["            ", "aaaaaaaaaaaa", "password1234"] {
+        let (code, out) = user_command(
+            dir.path(),
+            &["add", "m.rossi", "--role", "communicator"],
+            weak,
+        );
+        assert_ne!(code, 0, "{weak:?} was taken: {out}");
+        assert!(out.contains("too easy to guess"), "{out}");
+    }
+    let good = "una password lunga abbastanza";
+    let (code, out) = user_command(
+        dir.path(),
+        &["add", "m.rossi", "--role", "communicator"],
+        good,
+    );
+    assert_eq!(code, 0, "{out}");
+    // The same name in other letters or another case would pass for it.
+    for lookalike in ["M.Rossi", "m.r\u{43e}ssi"] {
+        let (code, out) = user_command(dir.path(), &["add", lookalike, "--role", "admin"], good);
+        assert_ne!(code, 0, "{lookalike} was taken: {out}");
+    }
+    let (code, out) = user_command(
+        dir.path(),
+        &["set", "m.rossi", "--role", "admin"],
+        "aaaaaaaaaaaa",
+    );
+    assert_ne!(code, 0, "{out}");
+}
