@@ -11,6 +11,7 @@ mod incidents;
 mod ingest;
 mod ops;
 mod probes;
+mod serve;
 mod session;
 mod sms;
 mod status;
@@ -33,6 +34,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{Authenticator, Principal};
 pub use error::ApiError;
+pub use serve::{Limits, serve};
 pub use telegram::{TelegramWeb, WEBHOOK_PATH};
 
 use crate::channel::sms::report::{REPORT_PATH, ReportLinks};

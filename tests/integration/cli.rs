@@ -465,3 +465,40 @@ fn shipped_example_configurations_are_valid() {
     );
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn connection_limits_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let write = |server: &str, hmac: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\n{server}\n\n[[auth.hmac]]\nname = \"grafana\"\n\
+                 secret = \"grafana-hmac-secret\"\n{hmac}\n"
+            ),
+        )
+        .unwrap();
+    };
+    let check = || {
+        banditore(
+            dir.path(),
+            &["--config", config.to_str().unwrap(), "check-config"],
+            &[],
+        )
+    };
+    write("max_connections = 0\nheader_read_timeout = \"0s\"", "");
+    let (code, out, err) = check();
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("server.max_connections: must be between 1 and"),
+        "{err}"
+    );
+    assert!(
+        err.contains("server.header_read_timeout: must be between 1s and"),
+        "{err}"
+    );
+    write("", "");
+    let (code, out, err) = check();
+    assert_eq!(code, 0, "{out}{err}");
+}
