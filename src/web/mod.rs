@@ -1,5 +1,7 @@
 //! The HTTP surface (axum): webhook ingest, the REST API, unsubscribe pages, operations
 //! endpoints. Handlers write to the store and wake the workers; they never send messages.
+//!
+//! Around every handler: a deadline (`408` while the body is still arriving, `503` after).
 
 mod auth;
 mod body;
@@ -19,17 +21,22 @@ mod subscribers;
 mod telegram;
 mod unsubscribe;
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper::body::Body as HttpBody;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{Authenticator, Principal};
@@ -252,12 +259,61 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .with_state(state)
         // Bodies are read with our own limit and a JSON 413; axum's default 2 MiB cap is off.
         .layer(DefaultBodyLimit::disable())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
-        ))
+        .layer(middleware::from_fn_with_state(request_timeout, deadline))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
+}
+
+/// Ends a request that takes longer than `server.request_timeout`: `408` if its body was still
+/// arriving (the client is slow, and a monitor must not retry that forever as it does a 5xx),
+/// `503` with `Retry-After` otherwise (the server is slow; later may be better).
+async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    let waiting = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| {
+        Body::new(Watched {
+            inner: body,
+            waiting: waiting.clone(),
+        })
+    });
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) if waiting.load(Ordering::Acquire) => {
+            ApiError::RequestTimeout(limit).into_response()
+        }
+        Err(_) => ApiError::Unavailable(format!(
+            "no answer within {}; try again shortly",
+            humantime::format_duration(limit)
+        ))
+        .into_response(),
+    }
+}
+
+/// A request body that says whether its reader is waiting for the client's next bytes.
+struct Watched {
+    inner: Body,
+    waiting: Arc<AtomicBool>,
+}
+
+impl HttpBody for Watched {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        self.waiting.store(polled.is_pending(), Ordering::Release);
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 async fn not_found() -> impl IntoResponse {

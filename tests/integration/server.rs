@@ -1,8 +1,9 @@
 //! The HTTP server under hostile or careless clients: connections that send half a header and
-//! wait, kept-alive connections left idle.
+//! wait, kept-alive connections left idle, bodies trickled in.
 
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -175,4 +176,47 @@ async fn half_sent_headers_and_idle_kept_alive_connections_are_closed_after_10s(
         idle_closed >= Duration::from_secs(9) && idle_closed < Duration::from_secs(12),
         "an idle connection was held {idle_closed:?} after its answer"
     );
+}
+
+#[tokio::test]
+async fn a_body_sent_slower_than_the_request_timeout_gets_408_in_json() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[("BANDITORE__SERVER__REQUEST_TIMEOUT", "2s")]).await;
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /api/v1/signals/alertmanager HTTP/1.1\r\nHost: banditore\r\n\
+             Authorization: Bearer {INGEST_TOKEN}\r\nContent-Type: application/json\r\n\
+             Content-Length: 1000\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    // One byte every 100 ms: a thousand would take 100 s.
+    while started.elapsed() < Duration::from_secs(8) {
+        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) if answer.is_empty() => {
+                let _ = s.write_all(b" ").await;
+            }
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    assert!(head.starts_with("HTTP/1.1 408"), "{text:?}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let json: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+    assert!(
+        json["error"].as_str().unwrap_or_default().contains("2s"),
+        "{json}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
 }
