@@ -1,7 +1,8 @@
 //! The HTTP surface (axum): webhook ingest, the REST API, unsubscribe pages, operations
 //! endpoints. Handlers write to the store and wake the workers; they never send messages.
 //!
-//! Around every handler: a deadline (`408` while the body is still arriving, `503` after).
+//! Around every handler: a deadline (`408` while the body is still arriving, `503` after); around
+//! the console's, its framing, caching and script policy.
 
 mod auth;
 mod body;
@@ -140,6 +141,38 @@ pub fn require(
 }
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let console = Router::new()
+        .route("/console", get(console::home))
+        .route(
+            "/console/login",
+            get(console::login_page).post(console::login_submit),
+        )
+        .route("/console/logout", post(console::logout))
+        .route("/console/drafts", get(console::drafts))
+        .route("/console/drafts/{id}", get(console::draft))
+        .route("/console/drafts/{id}/edit", post(console::draft_edit))
+        .route("/console/drafts/{id}/approve", post(console::draft_approve))
+        .route("/console/drafts/{id}/reject", post(console::draft_reject))
+        .route(
+            "/console/incidents",
+            get(console::incidents).post(console::incident_open),
+        )
+        .route("/console/incidents/{id}", get(console::incident))
+        .route(
+            "/console/incidents/{id}/updates",
+            post(console::incident_update),
+        )
+        .route("/console/audit", get(console::audit_page))
+        .route("/console/me", get(console::me))
+        .route(
+            "/console/subscribers",
+            get(console::subscribers).post(console::subscriber_create),
+        )
+        .route(
+            "/console/subscribers/{id}/delete",
+            post(console::subscriber_delete),
+        )
+        .route_layer(middleware::map_response(console::guard));
     Router::new()
         .route("/api/v1/signals/alertmanager", post(ingest::alertmanager))
         .route(
@@ -176,41 +209,21 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             "/api/v1/subscribers/{id}/telegram-invite",
             post(telegram::invite),
         )
-        .route("/console", get(console::home))
-        .route(
-            "/console/login",
-            get(console::login_page).post(console::login_submit),
-        )
-        .route("/console/logout", post(console::logout))
-        .route("/console/drafts", get(console::drafts))
-        .route("/console/drafts/{id}", get(console::draft))
-        .route("/console/drafts/{id}/edit", post(console::draft_edit))
-        .route("/console/drafts/{id}/approve", post(console::draft_approve))
-        .route("/console/drafts/{id}/reject", post(console::draft_reject))
-        .route(
-            "/console/incidents",
-            get(console::incidents).post(console::incident_open),
-        )
-        .route("/console/incidents/{id}", get(console::incident))
-        .route(
-            "/console/incidents/{id}/updates",
-            post(console::incident_update),
-        )
-        .route("/console/audit", get(console::audit_page))
-        .route("/console/me", get(console::me))
-        .route(
-            "/console/subscribers",
-            get(console::subscribers).post(console::subscriber_create),
-        )
-        .route(
-            "/console/subscribers/{id}/delete",
-            post(console::subscriber_delete),
-        )
         .route("/api/v1/drafts", get(drafts::list))
         .route("/api/v1/drafts/{id}", get(drafts::get).put(drafts::edit))
         .route("/api/v1/drafts/{id}/approve", post(drafts::approve))
         .route("/api/v1/drafts/{id}/reject", post(drafts::reject))
         .route("/api/v1/audit", get(drafts::audit))
+        .route("/api/v1/probes", get(probes::list))
+        .route(
+            "/api/v1/silences",
+            get(probes::list_silences).post(probes::create_silence),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(probes::delete_silence),
+        )
+        .merge(console)
         .route(WEBHOOK_PATH, post(telegram::webhook))
         .route(
             &format!("{REPORT_PATH}/{{provider}}"),
@@ -243,15 +256,6 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/status/cap.atom", get(status::cap_index))
         .route("/status/cap/{file}", get(status::cap_alert))
         .route("/api/v1/status", get(status::api))
-        .route("/api/v1/probes", get(probes::list))
-        .route(
-            "/api/v1/silences",
-            get(probes::list_silences).post(probes::create_silence),
-        )
-        .route(
-            "/api/v1/silences/{id}",
-            axum::routing::delete(probes::delete_silence),
-        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
