@@ -291,6 +291,14 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
                 );
             }
         }
+        if h.timestamp_header.is_none() {
+            warnings.push(Problem::new(
+                format!("{path}.timestamp_header"),
+                "not set: the signature proves the body but not when it was sent, so a \
+                 request caught on the way can be replayed for ever; if the sender signs a \
+                 timestamp (Grafana's `timestampHeader`), name its header here",
+            ));
+        }
         match h.secret().resolve("secret") {
             Ok(Some(secret)) => hmac.push(HmacKey {
                 name: h.name.clone(),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::{
     ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, SET_COOKIE,
     X_FRAME_OPTIONS,
@@ -23,6 +23,7 @@ use minijinja::Value;
 use super::body::read;
 use super::drafts::{decide, measure};
 use super::error::ApiError;
+use super::extract::Path;
 use super::incidents::{IncidentJson, SignalJson, UpdateJson, manual_error};
 use super::session::{self, LoginOutcome, Visitor, csrf_ok, login_token, redirect};
 use super::subscribers::{SubscriberJson, create_from, delete_by};

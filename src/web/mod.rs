@@ -1,8 +1,9 @@
 //! The HTTP surface (axum): webhook ingest, the REST API, unsubscribe pages, operations
 //! endpoints. Handlers write to the store and wake the workers; they never send messages.
 //!
-//! Around every handler: a deadline (`408` while the body is still arriving, `503` after); around
-//! the console's, its framing, caching and script policy.
+//! Around every handler: a deadline (`408` while the body is still arriving, `503` after),
+//! `X-Content-Type-Options: nosniff` on every answer, credentials checked before the API reads a
+//! path or a query, and the console's framing, caching and script policy.
 
 mod auth;
 mod body;
@@ -10,6 +11,7 @@ mod citizen;
 mod console;
 mod drafts;
 mod error;
+mod extract;
 mod incidents;
 mod ingest;
 mod ops;
@@ -31,7 +33,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -141,49 +143,8 @@ pub fn require(
 }
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    let console = Router::new()
-        .route("/console", get(console::home))
-        .route(
-            "/console/login",
-            get(console::login_page).post(console::login_submit),
-        )
-        .route("/console/logout", post(console::logout))
-        .route("/console/drafts", get(console::drafts))
-        .route("/console/drafts/{id}", get(console::draft))
-        .route("/console/drafts/{id}/edit", post(console::draft_edit))
-        .route("/console/drafts/{id}/approve", post(console::draft_approve))
-        .route("/console/drafts/{id}/reject", post(console::draft_reject))
-        .route(
-            "/console/incidents",
-            get(console::incidents).post(console::incident_open),
-        )
-        .route("/console/incidents/{id}", get(console::incident))
-        .route(
-            "/console/incidents/{id}/updates",
-            post(console::incident_update),
-        )
-        .route("/console/audit", get(console::audit_page))
-        .route("/console/me", get(console::me))
-        .route(
-            "/console/subscribers",
-            get(console::subscribers).post(console::subscriber_create),
-        )
-        .route(
-            "/console/subscribers/{id}/delete",
-            post(console::subscriber_delete),
-        )
-        .route_layer(middleware::map_response(console::guard));
-    Router::new()
-        .route("/api/v1/signals/alertmanager", post(ingest::alertmanager))
-        .route(
-            "/api/v1/signals/grafana",
-            post(ingest::grafana).put(ingest::grafana),
-        )
-        .route(
-            "/api/v1/signals/uptime-kuma",
-            post(ingest::uptime_kuma).get(ingest::uptime_kuma_get),
-        )
-        .route("/api/v1/signals/generic", post(ingest::generic))
+    // Token-only API: anyone without credentials is refused before the path or query is read.
+    let api = Router::new()
         .route(
             "/api/v1/incidents",
             get(incidents::list).post(incidents::open),
@@ -223,6 +184,52 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             "/api/v1/silences/{id}",
             axum::routing::delete(probes::delete_silence),
         )
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticated));
+    let console = Router::new()
+        .route("/console", get(console::home))
+        .route(
+            "/console/login",
+            get(console::login_page).post(console::login_submit),
+        )
+        .route("/console/logout", post(console::logout))
+        .route("/console/drafts", get(console::drafts))
+        .route("/console/drafts/{id}", get(console::draft))
+        .route("/console/drafts/{id}/edit", post(console::draft_edit))
+        .route("/console/drafts/{id}/approve", post(console::draft_approve))
+        .route("/console/drafts/{id}/reject", post(console::draft_reject))
+        .route(
+            "/console/incidents",
+            get(console::incidents).post(console::incident_open),
+        )
+        .route("/console/incidents/{id}", get(console::incident))
+        .route(
+            "/console/incidents/{id}/updates",
+            post(console::incident_update),
+        )
+        .route("/console/audit", get(console::audit_page))
+        .route("/console/me", get(console::me))
+        .route(
+            "/console/subscribers",
+            get(console::subscribers).post(console::subscriber_create),
+        )
+        .route(
+            "/console/subscribers/{id}/delete",
+            post(console::subscriber_delete),
+        )
+        .route_layer(middleware::map_response(console::guard));
+    Router::new()
+        // Ingest authenticates by token or by a signature of the body, so it reads the body first.
+        .route("/api/v1/signals/alertmanager", post(ingest::alertmanager))
+        .route(
+            "/api/v1/signals/grafana",
+            post(ingest::grafana).put(ingest::grafana),
+        )
+        .route(
+            "/api/v1/signals/uptime-kuma",
+            post(ingest::uptime_kuma).get(ingest::uptime_kuma_get),
+        )
+        .route("/api/v1/signals/generic", post(ingest::generic))
+        .merge(api)
         .merge(console)
         .route(WEBHOOK_PATH, post(telegram::webhook))
         .route(
@@ -266,6 +273,26 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .layer(middleware::from_fn_with_state(request_timeout, deadline))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::map_response(nosniff))
+}
+
+/// Refuses a caller without valid credentials (`401`); what their roles allow is each handler's
+/// business.
+async fn authenticated(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.auth.from_headers(request.headers()).is_none() {
+        return ApiError::Unauthorized.into_response();
+    }
+    next.run(request).await
+}
+
+/// Tells browsers to take every answer for the type it declares, so that text echoing a caller's
+/// input is never run as a page or a script.
+async fn nosniff(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// Ends a request that takes longer than `server.request_timeout`: `408` if its body was still

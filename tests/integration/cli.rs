@@ -467,7 +467,7 @@ fn shipped_example_configurations_are_valid() {
 }
 
 #[test]
-fn connection_limits_are_checked() {
+fn connection_limits_are_checked_and_unstamped_signatures_warn_of_replays() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     let write = |server: &str, hmac: &str| {
@@ -498,7 +498,19 @@ fn connection_limits_are_checked() {
         err.contains("server.header_read_timeout: must be between 1s and"),
         "{err}"
     );
+    // A signature without a signed time proves the body, not when it was sent.
     write("", "");
     let (code, out, err) = check();
     assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("warning: auth.hmac[0].timestamp_header: not set") && err.contains("replayed"),
+        "{err}"
+    );
+    write(
+        "",
+        "timestamp_header = \"X-Grafana-Alerting-Signature-Timestamp\"",
+    );
+    let (code, out, err) = check();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("replayed"), "{err}");
 }

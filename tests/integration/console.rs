@@ -452,6 +452,7 @@ async fn console_answers_forbid_framing_caching_and_foreign_scripts() {
         assert_eq!(h["x-frame-options"], "DENY");
         assert_eq!(h["cache-control"], "no-store");
         assert_eq!(h["referrer-policy"], "same-origin");
+        assert_eq!(h["x-content-type-options"], "nosniff");
         if resp.status() == 200 {
             let nonce = csp_nonce(&csp);
             let html = resp.text().await.unwrap();

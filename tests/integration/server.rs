@@ -1,5 +1,6 @@
 //! The HTTP server under hostile or careless clients: connections that send half a header and
-//! wait, kept-alive connections left idle, bodies trickled in.
+//! wait, kept-alive connections left idle, bodies trickled in, anonymous callers with malformed
+//! paths, and the headers every answer carries.
 
 use std::time::{Duration, Instant};
 
@@ -219,4 +220,75 @@ async fn a_body_sent_slower_than_the_request_timeout_gets_408_in_json() {
         "{json}"
     );
     assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn anonymous_callers_get_401_before_paths_and_queries_are_read() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    for path in [
+        "/api/v1/incidents/not-a-number",
+        "/api/v1/incidents/not-a-number/deliveries",
+        "/api/v1/incidents?limit=many",
+        "/api/v1/drafts/x",
+        "/api/v1/audit?incident=x",
+        "/api/v1/subscribers/x",
+        "/api/v1/signals/uptime-kuma?msg=a&msg=b",
+    ] {
+        let resp = app.get(path, None).await;
+        assert_eq!(resp.status(), 401, "{path}");
+        assert_eq!(resp.headers()["content-type"], "application/json", "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "missing or invalid credentials", "{path}");
+    }
+    // With credentials, a malformed path or query is a 400 in the usual JSON.
+    for (path, token) in [
+        ("/api/v1/incidents/not-a-number", VIEWER_TOKEN),
+        ("/api/v1/incidents?limit=many", VIEWER_TOKEN),
+        ("/api/v1/signals/uptime-kuma?msg=a&msg=b", INGEST_TOKEN),
+    ] {
+        let resp = app.get(path, Some(token)).await;
+        assert_eq!(resp.status(), 400, "{path}");
+        assert_eq!(resp.headers()["content-type"], "application/json", "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_feed_is_not_echoed_and_every_answer_says_nosniff() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    let resp = app
+        .get(
+            "/status/services/%3Cscript%3Ealert(1)%3C%2Fscript%3E/feed.atom",
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains("script"), "{body}");
+    for (path, token) in [
+        ("/healthz", None),
+        ("/readyz", None),
+        ("/metrics", None),
+        ("/status", None),
+        ("/status/cap/x.xml", None),
+        ("/status/incidents/x", None),
+        ("/no/such/page", None),
+        ("/api/v1/incidents", Some(VIEWER_TOKEN)),
+        ("/api/v1/incidents", None),
+        ("/console/login", None),
+    ] {
+        let resp = app.get(path, token).await;
+        assert_eq!(
+            resp.headers()
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            Some("nosniff".to_owned()),
+            "{path}: {}",
+            resp.status()
+        );
+    }
 }
