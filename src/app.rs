@@ -51,6 +51,7 @@ pub struct Application {
     dispatchers: Vec<Dispatcher>,
     ingest_writer: tokio::task::JoinHandle<()>,
     request_timeout: std::time::Duration,
+    limits: web::Limits,
     /// The Telegram bot, when enabled: the client, what its handlers need, and in webhook mode
     /// the URL to register, its secret and the updates the endpoint receives.
     bot: Option<TelegramBot>,
@@ -72,6 +73,7 @@ impl Application {
     pub async fn build(v: Validated) -> anyhow::Result<Application> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let s = &v.settings;
+        raise_open_files_limit(s.server.max_connections);
         let metrics = crate::telemetry::metrics();
         let store = store::open(&s.store, v.store_password.as_ref())
             .await
@@ -456,6 +458,10 @@ impl Application {
             dispatchers,
             ingest_writer,
             request_timeout: s.server.request_timeout.get(),
+            limits: web::Limits {
+                max_connections: s.server.max_connections,
+                header_read_timeout: s.server.header_read_timeout.get(),
+            },
             bot,
             announcer,
             prober,
@@ -506,12 +512,7 @@ impl Application {
             .collect();
         tracing::info!(%addr, "listening");
         let app = web::router(self.state, self.request_timeout);
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+        web::serve(self.listener, app, self.limits, shutdown).await;
         tracing::info!("no longer accepting requests; stopping workers");
         // Every handle of the ingest writer went with the router: it stores what it holds and ends.
         let _ = self.ingest_writer.await;
@@ -535,7 +536,7 @@ impl Application {
         }
         self.store.close().await;
         tracing::info!("stopped");
-        served.context("serving HTTP")
+        Ok(())
     }
 }
 
@@ -586,6 +587,45 @@ async fn forward_wakeups(mut rx: crate::store::Wakeups, wake: Wakers) {
             Topic::Deliveries => wake.dispatch.ring(),
             Topic::Leader => wake.leader.notify_one(),
         }
+    }
+}
+
+/// Descriptors left for everything but client connections: the store's connections and files,
+/// SMTP and HTTP clients, probes, logs.
+const RESERVED_FILES: u64 = 256;
+
+/// Raises the soft limit on open files to the hard one: the usual soft limit of 1,024 is soon
+/// reached by connections held open. Logged, with a warning when `max_connections` leaves too
+/// few descriptors for the rest.
+fn raise_open_files_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open files limit");
+            return;
+        }
+        let before = limit.rlim_cur;
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the open files limit");
+                limit.rlim_cur = before;
+            }
+        }
+        tracing::info!(before, now = limit.rlim_cur, "open files limit");
+        limit.rlim_cur
+    };
+    if (max_connections as u64).saturating_add(RESERVED_FILES) > soft {
+        tracing::warn!(
+            max_connections,
+            open_files = soft,
+            "server.max_connections leaves fewer than {RESERVED_FILES} open files for the store \
+             and the channels: lower it, or raise the hard limit (LimitNOFILE, ulimit -Hn)"
+        );
     }
 }
 

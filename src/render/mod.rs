@@ -648,6 +648,7 @@ impl Renderer {
             for (name, sample) in console_samples() {
                 let ctx = minijinja::context! {
                     lang => lang, user => user.clone(), csrf => "sample", paused => paused.clone(),
+                    nonce => "sample",
                     page => minijinja::Value::from(minijinja::value::Serde(sample)),
                 };
                 if let Err(e) = self.console(name, &ctx) {

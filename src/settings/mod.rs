@@ -147,6 +147,11 @@ pub struct ServerSettings {
     pub public_url: String,
     pub max_body_bytes: usize,
     pub request_timeout: Dur,
+    /// How long a client may take to send a request's headers, from when it connects or from
+    /// the previous answer on a kept-alive connection.
+    pub header_read_timeout: Dur,
+    /// Connections held open at once; beyond, the oldest idle one is closed, or the new one.
+    pub max_connections: usize,
     pub shutdown_timeout: Dur,
     pub time_zone: String,
     pub secret_key: Option<Secret>,

@@ -105,6 +105,19 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
     if settings.server.max_body_bytes < 1024 {
         push("server.max_body_bytes", "must be at least 1024".into());
     }
+    let header_read = settings.server.header_read_timeout.get();
+    if header_read < Duration::from_secs(1) || header_read > Duration::from_secs(300) {
+        push(
+            "server.header_read_timeout",
+            "must be between 1s and 5m".into(),
+        );
+    }
+    if !(1..=1_000_000).contains(&settings.server.max_connections) {
+        push(
+            "server.max_connections",
+            "must be between 1 and 1000000".into(),
+        );
+    }
     let time_zone = match TimeZone::get(&settings.server.time_zone) {
         Ok(tz) => tz,
         Err(e) => {
@@ -277,6 +290,14 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
                     format!("`{header}` is not a valid header name"),
                 );
             }
+        }
+        if h.timestamp_header.is_none() {
+            warnings.push(Problem::new(
+                format!("{path}.timestamp_header"),
+                "not set: the signature proves the body but not when it was sent, so a \
+                 request caught on the way can be replayed for ever; if the sender signs a \
+                 timestamp (Grafana's `timestampHeader`), name its header here",
+            ));
         }
         match h.secret().resolve("secret") {
             Ok(Some(secret)) => hmac.push(HmacKey {

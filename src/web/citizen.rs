@@ -13,13 +13,14 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 
 use super::AppState;
 use super::body::read;
+use super::extract::Path;
 use crate::citizen::{Citizens, Confirmation, SignupError, SignupForm, Started};
 use crate::domain::subscriber::{ChannelKind, Language};
 use crate::store::SubscriberOrigin;

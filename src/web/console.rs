@@ -1,14 +1,21 @@
 //! The web console: server-rendered pages from `templates/web/console/`, in Italian or English,
 //! for the communications office and operators. Every page needs a session; every form carries
 //! the session's CSRF token; every action checks the same permissions as the API.
+//!
+//! Every answer forbids framing (clickjacking a decision button), caching (pages hold contacts
+//! and drafts) and referrers; a page runs only the inline script and style that carry its
+//! response's nonce, so markup injected past the escaping runs nothing.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::header::{ACCEPT_LANGUAGE, RETRY_AFTER, SET_COOKIE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::{
+    ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, RETRY_AFTER,
+    SET_COOKIE, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use jiff::Timestamp;
 use minijinja::Value;
@@ -16,6 +23,7 @@ use minijinja::Value;
 use super::body::read;
 use super::drafts::{decide, measure};
 use super::error::ApiError;
+use super::extract::Path;
 use super::incidents::{IncidentJson, SignalJson, UpdateJson, manual_error};
 use super::session::{self, LoginOutcome, Visitor, csrf_ok, login_token, redirect};
 use super::subscribers::{SubscriberJson, create_from, delete_by};
@@ -62,6 +70,33 @@ pub(super) fn language(state: &AppState, headers: &HeaderMap) -> String {
                 "en".to_owned()
             }
         })
+}
+
+/// The policy of an answer without a page: nothing may load or run.
+const NO_PAGE_POLICY: &str =
+    "default-src 'none'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+/// The policy of a page whose inline script and style carry `nonce`.
+fn page_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+         img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
+/// The headers of every console answer; a page has set its own policy already.
+pub(super) async fn guard(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    if !headers.contains_key(CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(NO_PAGE_POLICY),
+        );
+    }
+    response
 }
 
 fn field<'a>(form: &'a Form, name: &str) -> &'a str {
@@ -112,15 +147,21 @@ fn page(
                 .collect()
         })
         .unwrap_or_default();
+    let nonce = crate::incident::random_hex(16);
     let ctx = minijinja::context! {
         lang => lang,
         user => user,
         csrf => visitor.map(|v| v.csrf.clone()),
         paused => paused,
+        nonce => &nonce,
         page => ctx,
     };
     match state.renderer.console(name, &ctx) {
-        Ok(html) => (status, Html(html)).into_response(),
+        Ok(html) => {
+            let policy = HeaderValue::from_str(&page_policy(&nonce))
+                .unwrap_or_else(|_| HeaderValue::from_static(NO_PAGE_POLICY));
+            (status, [(CONTENT_SECURITY_POLICY, policy)], Html(html)).into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, page = name, "console page failed to render");
             (

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use jiff::Timestamp;
@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::body::{json, read};
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use super::{AppState, require};
 use crate::domain::subscriber::ChannelKind;
 use crate::render::social::Limits;

@@ -20,6 +20,8 @@ pub enum ApiError {
     NotFound(String),
     Conflict(String),
     PayloadTooLarge(usize),
+    /// The body was still arriving when `server.request_timeout` ran out.
+    RequestTimeout(std::time::Duration),
     UnsupportedMediaType(String),
     Unavailable(String),
     Internal(String),
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -100,6 +103,13 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge(limit) => {
                 (format!("the body is larger than {limit} bytes"), None)
             }
+            ApiError::RequestTimeout(limit) => (
+                format!(
+                    "the request did not arrive within {}",
+                    humantime::format_duration(*limit)
+                ),
+                None,
+            ),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 ("internal error; see the server log".to_owned(), None)
@@ -126,9 +136,9 @@ impl IntoResponse for ApiError {
             StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            // The rest of a body too large may still be unread: the connection ends with this
+            // The rest of a body too large or too slow may still be unread: the connection ends with this
             // answer, and saying so keeps the client from sending its next request on it.
-            StatusCode::PAYLOAD_TOO_LARGE => {
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}

@@ -7,8 +7,8 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -86,14 +86,15 @@ pub struct KumaQuery {
     monitor: Option<String>,
 }
 
-/// Uptime Kuma's GET mode: the notification in query parameters.
+/// Uptime Kuma's GET mode: the notification in query parameters, read once the caller is known.
 pub async fn uptime_kuma_get(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<KumaQuery>,
+    uri: Uri,
 ) -> Response {
     let result = async {
         authenticate(&state, &headers, None)?;
+        let q: KumaQuery = super::extract::query(&uri)?;
         let parsed = ingest::parse_uptime_kuma_query(
             q.msg.as_deref(),
             q.heartbeat.as_deref(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use jiff::Timestamp;
@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::body::{json, read};
 use super::error::ApiError;
+use super::extract::Path;
 use super::{AppState, record_audit, require};
 use crate::domain::Matcher;
 use crate::probe::ProbeStatus;

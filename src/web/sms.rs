@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use super::AppState;
 use super::body::read;
 use super::error::ApiError;
+use super::extract::Path;
 use crate::channel::sms::report::fields;
 use crate::store::DeliveryReport;
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
@@ -19,6 +19,8 @@ use serde::Deserialize;
 use sha2::Digest;
 
 use super::AppState;
+use super::error::ApiError;
+use super::extract::{Path, Query};
 use crate::settings::StatusSettings;
 use crate::status::{Board, board};
 
@@ -400,11 +402,8 @@ pub async fn service_atom(
 ) -> Response {
     let lang = language(&state, &headers, &q);
     if !state.status.settings.services.iter().any(|s| s.id == id) {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("no service `{id}` on the status page"),
-        )
-            .into_response();
+        // Not echoed: the id is whatever a stranger put in the link.
+        return ApiError::NotFound("no such service on the status page".into()).into_response();
     }
     feed(
         &state,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use jiff::Timestamp;
@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::body::{json, read};
 use super::error::ApiError;
+use super::extract::Path;
 use super::{AppState, record_audit, require};
 use crate::domain::subscriber::{SubscriberSpec, Subscription};
 use crate::settings::Permission;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use base64::Engine;
@@ -19,6 +19,7 @@ use tokio::sync::OnceCell;
 
 use super::body::read;
 use super::error::ApiError;
+use super::extract::Path;
 use super::{AppState, require};
 use crate::channel::telegram::{UpdateSender, invite_digest};
 use crate::domain::subscriber::ChannelKind;

@@ -6,7 +6,7 @@
 //! capability: it names one address and is signed, so no other check is needed.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use jiff::Timestamp;
@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::body::read;
+use super::extract::Path;
 use crate::unsubscribe::{Purpose, UnsubscribeLinks};
 
 #[derive(Serialize)]

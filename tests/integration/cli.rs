@@ -523,3 +523,52 @@ fn easy_passwords_and_names_that_pass_for_others_are_refused() {
     );
     assert_ne!(code, 0, "{out}");
 }
+
+#[test]
+fn connection_limits_are_checked_and_unstamped_signatures_warn_of_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let write = |server: &str, hmac: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\n{server}\n\n[[auth.hmac]]\nname = \"grafana\"\n\
+                 secret = \"grafana-hmac-secret\"\n{hmac}\n"
+            ),
+        )
+        .unwrap();
+    };
+    let check = || {
+        banditore(
+            dir.path(),
+            &["--config", config.to_str().unwrap(), "check-config"],
+            &[],
+        )
+    };
+    write("max_connections = 0\nheader_read_timeout = \"0s\"", "");
+    let (code, out, err) = check();
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("server.max_connections: must be between 1 and"),
+        "{err}"
+    );
+    assert!(
+        err.contains("server.header_read_timeout: must be between 1s and"),
+        "{err}"
+    );
+    // A signature without a signed time proves the body, not when it was sent.
+    write("", "");
+    let (code, out, err) = check();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("warning: auth.hmac[0].timestamp_header: not set") && err.contains("replayed"),
+        "{err}"
+    );
+    write(
+        "",
+        "timestamp_header = \"X-Grafana-Alerting-Signature-Timestamp\"",
+    );
+    let (code, out, err) = check();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("replayed"), "{err}");
+}

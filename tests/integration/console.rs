@@ -421,11 +421,20 @@ async fn in_a_real_browser_a_draft_appears_is_edited_approved_and_delivered_as_e
         .unwrap_or_default();
     assert_eq!(saved, edited, "the saved version is shown");
     browser.click(Locator::Id("approve-button")).await;
-    c.wait()
-        .for_element(Locator::Id("draft-state"))
-        .await
-        .unwrap();
-    assert_eq!(browser.text_of("#draft-state").await, "approvata");
+    // The page before the click has a #draft-state too: wait for the one that says approved.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(state) = c.find(Locator::Id("draft-state")).await
+            && state.text().await.is_ok_and(|t| t == "approvata")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the draft was not shown approved"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     browser.screenshot("approved").await;
     let mail = &smtp.wait_for(PUBLIC, 1, Duration::from_secs(10))[0];
     assert_eq!(mail.subject(), "CUP: prenotazioni sospese");
@@ -561,4 +570,57 @@ async fn an_administrator_unlocks_a_name_on_a_running_deployment() {
     let (code, _, err) = app.cli(&["user", "unlock", "nessuno"], "");
     assert_ne!(code, 0);
     assert!(err.contains("no user nessuno"), "{err}");
+}
+
+/// The nonce a console answer's `Content-Security-Policy` allows for inline scripts and styles.
+fn csp_nonce(csp: &str) -> String {
+    let start = csp
+        .find("'nonce-")
+        .unwrap_or_else(|| panic!("no nonce in {csp}"))
+        + 7;
+    csp[start..].split('\'').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn console_answers_forbid_framing_caching_and_foreign_scripts() {
+    let smtp = SmtpServer::start();
+    let mut app = TestApp::spawn(&smtp, "", &[]).await;
+    app.add_user("l.bianchi", PASSWORD, "operator").await;
+    let b = console_browser();
+    let anonymous = b.get(app.url("/console/drafts")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 303);
+    let login = b.get(app.url("/console/login")).send().await.unwrap();
+    assert_eq!(
+        console_login(&app, &b, "l.bianchi", PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    let subscribers = b.get(app.url("/console/subscribers")).send().await.unwrap();
+    assert_eq!(subscribers.status(), 200);
+    let mut nonces = Vec::new();
+    for resp in [anonymous, login, subscribers] {
+        let h = resp.headers().clone();
+        let csp = h["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["referrer-policy"], "same-origin");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        if resp.status() == 200 {
+            let nonce = csp_nonce(&csp);
+            let html = resp.text().await.unwrap();
+            // The page's own style carries the nonce, and nothing is styled outside it.
+            assert!(
+                html.contains(&format!("<style nonce=\"{nonce}\">")),
+                "{html}"
+            );
+            assert!(!html.contains(" style="), "{html}");
+            nonces.push(nonce);
+        }
+    }
+    assert_eq!(nonces.len(), 2);
+    assert_ne!(nonces[0], nonces[1], "a nonce is used once");
 }

@@ -14,6 +14,7 @@ mod engine;
 mod ingest;
 mod probes;
 mod replicas;
+mod server;
 mod sms;
 mod social;
 mod status;

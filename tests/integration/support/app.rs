@@ -25,6 +25,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
     pub http: reqwest::Client,
+    /// The process's limit on open files (soft and hard), when a test lowers it.
+    pub open_files: Option<u64>,
     child: Option<Child>,
     logs: Arc<Mutex<Vec<String>>>,
 }
@@ -98,6 +100,17 @@ impl TestApp {
 
     /// Starts the binary with email sent to any SMTP server on loopback at `smtp_port`.
     pub async fn spawn_on(smtp_port: u16, extra: &str, env: &[(&str, &str)]) -> TestApp {
+        TestApp::spawn_limited(smtp_port, extra, env, None).await
+    }
+
+    /// Starts the binary as `spawn_on` does, limited to `open_files` descriptors (soft and hard),
+    /// as under a shell's `ulimit -n`.
+    pub async fn spawn_limited(
+        smtp_port: u16,
+        extra: &str,
+        env: &[(&str, &str)],
+        open_files: Option<u64>,
+    ) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("banditore.toml");
         std::fs::write(&config, base_config(dir.path(), smtp_port, extra)).unwrap();
@@ -114,6 +127,7 @@ impl TestApp {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            open_files,
             child: None,
             logs: Arc::new(Mutex::new(Vec::new())),
         };
@@ -137,6 +151,23 @@ impl TestApp {
             .stderr(Stdio::piped());
         for (k, v) in &self.env {
             command.env(k, v);
+        }
+        if let Some(limit) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches only the child about to exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let l = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &l) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         let mut child = command.spawn().expect("start banditore");
         let stderr = child.stderr.take().unwrap();
