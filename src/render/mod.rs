@@ -56,11 +56,11 @@ fn parts(channel: ChannelKind) -> &'static [&'static str] {
         ChannelKind::Email => &["subject", "text", "html"],
         ChannelKind::Telegram => &["message", "bot"],
         ChannelKind::Sms => &["text"],
-        ChannelKind::Mastodon
-        | ChannelKind::Bluesky
-        | ChannelKind::X
-        | ChannelKind::Facebook
-        | ChannelKind::Status => &["post"],
+        ChannelKind::Mastodon | ChannelKind::Bluesky | ChannelKind::X | ChannelKind::Facebook => {
+            &["post"]
+        }
+        // The statement, and the public title it is shown under.
+        ChannelKind::Status => &["post", "title"],
     }
 }
 
@@ -261,9 +261,16 @@ impl Renderer {
             ChannelKind::Mastodon
             | ChannelKind::Bluesky
             | ChannelKind::X
-            | ChannelKind::Facebook
-            | ChannelKind::Status => Rendered {
+            | ChannelKind::Facebook => Rendered {
                 subject: None,
+                text: self.render_post(channel, &language, ctx)?.text,
+                html: None,
+                language,
+            },
+            ChannelKind::Status => Rendered {
+                subject: Some(crate::domain::text::headline(&single_line(&render(
+                    "title",
+                )?))),
                 text: self.render_post(channel, &language, ctx)?.text,
                 html: None,
                 language,
@@ -690,8 +697,8 @@ impl Renderer {
 fn status_samples() -> Vec<(&'static str, serde_json::Value)> {
     use serde_json::json;
     let at = "2023-07-19T09:14:00Z";
-    let statement =
-        json!({"at": at, "kind": "opened", "language": "it", "text": "Prenotazioni sospese."});
+    let statement = json!({"at": at, "kind": "opened", "language": "it",
+        "title": "Disservizio: Prenotazioni (CUP)", "text": "Prenotazioni sospese."});
     let incident = json!({"id": 42, "state": "major_outage", "resolved": false, "opened_at": at,
         "resolved_at": null, "services": ["cup"], "statements": [statement]});
     let service = json!({"id": "cup", "name": "Prenotazioni", "name_en": "Bookings",

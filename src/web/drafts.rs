@@ -12,6 +12,7 @@ use super::body::{json, read};
 use super::error::ApiError;
 use super::{AppState, require};
 use crate::domain::subscriber::ChannelKind;
+use crate::domain::text;
 use crate::render::social::Limits;
 use crate::render::{sms, telegram};
 use crate::settings::Permission;
@@ -118,11 +119,46 @@ pub struct EditPart {
     body: String,
 }
 
-/// Refuses a text its channel would refuse, naming the part.
-fn check_edit(limits: &Limits, i: usize, part: &EditPart) -> Result<(), ApiError> {
-    let field = format!("parts[{i}].body");
+/// Why an edit of a part is refused: which of its fields (`subject` or `body`), and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn refuse(field: &'static str, message: impl Into<String>) -> Result<(), Refused> {
+    Err(Refused {
+        field,
+        message: message.into(),
+    })
+}
+
+/// Refuses a text its channel would refuse, or a title a page, a feed or an alert could not carry:
+/// the one check of an edit, whether it comes from the API or from the console.
+pub fn check_part(limits: &Limits, part: &PartEdit) -> Result<(), Refused> {
+    if let Some(subject) = &part.subject {
+        if subject.trim().is_empty() {
+            return refuse("subject", "must not be empty");
+        }
+        if let Err(e) = text::one_line(subject) {
+            return refuse("subject", e.to_string());
+        }
+        let chars = subject.chars().count();
+        if part.channel == ChannelKind::Status && chars > text::PUBLIC_TITLE_CHARS {
+            return refuse(
+                "subject",
+                format!(
+                    "is {chars} characters; a public title takes at most {}",
+                    text::PUBLIC_TITLE_CHARS
+                ),
+            );
+        }
+    }
     if part.body.trim().is_empty() {
-        return Err(ApiError::field(field, "must not be empty"));
+        return refuse("body", "must not be empty");
+    }
+    if let Err(e) = text::lines(&part.body) {
+        return refuse("body", e.to_string());
     }
     if let Some(limit) = limits.limit(part.channel)
         && !limits.fits(part.channel, &part.body)
@@ -137,37 +173,35 @@ fn check_edit(limits: &Limits, i: usize, part: &EditPart) -> Result<(), ApiError
         } else {
             String::new()
         };
-        return Err(ApiError::field(
-            field,
+        return refuse(
+            "body",
             format!(
                 "is {used} {} as {} counts them{bytes}; it takes at most {limit}",
                 Limits::unit(part.channel),
                 part.channel.title(),
             ),
-        ));
+        );
     }
     match part.channel {
-        ChannelKind::Telegram if telegram::visible_len(&part.body) > telegram::MAX_LEN => {
-            Err(ApiError::field(
-                field,
-                format!(
-                    "is {} characters; Telegram takes at most {}",
-                    telegram::visible_len(&part.body),
-                    telegram::MAX_LEN
-                ),
-            ))
-        }
-        ChannelKind::Sms if sms::measure(&part.body).segments > 10 => Err(ApiError::field(
-            field,
+        ChannelKind::Telegram if telegram::visible_len(&part.body) > telegram::MAX_LEN => refuse(
+            "body",
+            format!(
+                "is {} characters; Telegram takes at most {}",
+                telegram::visible_len(&part.body),
+                telegram::MAX_LEN
+            ),
+        ),
+        ChannelKind::Sms if sms::measure(&part.body).segments > 10 => refuse(
+            "body",
             format!(
                 "would cost {} SMS segments; at most 10",
                 sms::measure(&part.body).segments
             ),
-        )),
-        _ if part.body.chars().count() > MAX_BODY_CHARS => Err(ApiError::field(
-            field,
+        ),
+        _ if part.body.chars().count() > MAX_BODY_CHARS => refuse(
+            "body",
             format!("is longer than {MAX_BODY_CHARS} characters"),
-        )),
+        ),
         _ => Ok(()),
     }
 }
@@ -184,9 +218,6 @@ pub async fn edit(
     if req.parts.is_empty() {
         return Err(ApiError::field("parts", "must name at least one part"));
     }
-    for (i, part) in req.parts.iter().enumerate() {
-        check_edit(&state.renderer.social_limits(), i, part)?;
-    }
     let edits: Vec<PartEdit> = req
         .parts
         .into_iter()
@@ -197,6 +228,10 @@ pub async fn edit(
             body: p.body,
         })
         .collect();
+    for (i, part) in edits.iter().enumerate() {
+        check_part(&state.renderer.social_limits(), part)
+            .map_err(|r| ApiError::field(format!("parts[{i}].{}", r.field), r.message))?;
+    }
     let draft = state
         .store
         .edit_draft(id, &edits, &who.name, Timestamp::now())

@@ -406,3 +406,106 @@ async fn operators_manage_subscribers_in_the_console_and_communicators_may_not()
         .to_string();
     assert!(audit.contains("subscriber.created") && audit.contains("subscriber.deleted"));
 }
+
+const STATUS_PAGE: &str = r#"
+[[status.services]]
+id = "cup"
+name = "Prenotazioni (CUP)"
+name_en = "Bookings (CUP)"
+matchers = ['service=~"cup.*"']
+"#;
+
+#[tokio::test]
+async fn each_language_of_the_status_part_is_edited_with_the_checks_of_the_api() {
+    let smtp = SmtpServer::start();
+    let mut app = TestApp::spawn(&smtp, STATUS_PAGE, &[]).await;
+    app.add_user("m.rossi", PASSWORD, "communicator").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let id = app.next_draft().await["id"].as_i64().unwrap();
+    let comms = console_browser();
+    assert_eq!(
+        console_login(&app, &comms, "m.rossi", PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    let html = comms
+        .get(app.url(&format!("/console/drafts/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for field in [
+        "subject_status_it",
+        "body_status_it",
+        "subject_status_en",
+        "body_status_en",
+    ] {
+        assert!(
+            html.contains(&format!("name=\"{field}\"")),
+            "{field}: {html}"
+        );
+    }
+    assert!(html.contains("Titolo pubblico"), "{html}");
+    let csrf = hidden_field(&html, "csrf");
+    let edit = |fields: Vec<(&'static str, String)>| {
+        let mut form = vec![("csrf", csrf.clone())];
+        form.extend(fields);
+        comms
+            .post(app.url(&format!("/console/drafts/{id}/edit")))
+            .form(&form)
+            .send()
+    };
+    // What the API refuses, the console refuses, naming the field.
+    for (field, value) in [
+        ("subject_status_en", "x".repeat(161)),
+        ("subject_status_en", "Outage\u{2028}Bcc".to_owned()),
+        ("body_status_en", "x".repeat(20_001)),
+    ] {
+        let resp = edit(vec![(field, value)]).await.unwrap();
+        assert_eq!(resp.status(), 400, "{field}");
+        let page = resp.text().await.unwrap();
+        assert!(page.contains(field), "{field}: {page}");
+    }
+    let resp = edit(vec![
+        ("subject_status_it", "Prenotazioni sospese".to_owned()),
+        (
+            "body_status_it",
+            "Le prenotazioni online sono sospese.".to_owned(),
+        ),
+        ("subject_status_en", "Bookings suspended".to_owned()),
+        ("body_status_en", "Online booking is suspended.".to_owned()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 303);
+    let draft = app
+        .get_json(&format!("/api/v1/drafts/{id}"), VIEWER_TOKEN)
+        .await;
+    let status: Vec<(&str, &str, &str)> = draft["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["channel"] == "status")
+        .map(|p| {
+            (
+                p["language"].as_str().unwrap(),
+                p["subject"].as_str().unwrap(),
+                p["body"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("en", "Bookings suspended", "Online booking is suspended."),
+            (
+                "it",
+                "Prenotazioni sospese",
+                "Le prenotazioni online sono sospese."
+            ),
+        ]
+    );
+}
