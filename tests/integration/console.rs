@@ -509,3 +509,55 @@ async fn each_language_of_the_status_part_is_edited_with_the_checks_of_the_api()
         ]
     );
 }
+
+#[tokio::test]
+async fn the_console_names_states_and_severities_in_its_language() {
+    let smtp = SmtpServer::start();
+    let app = app_with_people(&smtp).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    app.next_draft().await;
+    let it = console_browser();
+    assert_eq!(
+        console_login(&app, &it, "l.bianchi", PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    let page = |b: &reqwest::Client, path: &str, lang: &str| {
+        b.get(app.url(path)).header("Accept-Language", lang).send()
+    };
+    for path in ["/console/incidents", "/console/incidents/1"] {
+        let html = page(&it, path, "it").await.unwrap().text().await.unwrap();
+        assert!(
+            html.contains("in verifica") && html.contains("critico"),
+            "{path}: {html}"
+        );
+        // What the page shows, without the values its forms send.
+        let shown = html
+            .split("value=\"")
+            .enumerate()
+            .map(|(i, s)| {
+                if i == 0 {
+                    s
+                } else {
+                    s.split_once('"').map_or(s, |(_, r)| r)
+                }
+            })
+            .collect::<String>();
+        for english in ["investigating", "critical", "firing"] {
+            assert!(!shown.contains(english), "{path}: {english} in {html}");
+        }
+        let html = page(&it, path, "en").await.unwrap().text().await.unwrap();
+        assert!(
+            html.contains("investigating") && html.contains("critical"),
+            "{path}: {html}"
+        );
+    }
+    let html = page(&it, "/console/incidents/1", "it")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("in corso"), "the signal's state: {html}");
+}
