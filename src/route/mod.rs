@@ -491,6 +491,7 @@ pub fn context(
                 severity: s.severity.as_str().into(),
                 starts_at: s.starts_at.map(rfc3339),
                 url: s.url.clone(),
+                finding: s.finding.clone(),
             })
             .collect(),
         audience,
