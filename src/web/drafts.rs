@@ -353,3 +353,102 @@ pub async fn audit(
         .await?;
     Ok(Json(serde_json::json!({ "entries": entries })))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::Severity;
+    use crate::status::{Board, PublicIncident, Statement};
+
+    fn status_edit(subject: &str, body: &str) -> PartEdit {
+        PartEdit {
+            channel: ChannelKind::Status,
+            language: "en".into(),
+            subject: Some(subject.to_owned()),
+            body: body.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_public_title_is_one_short_line() {
+        let limits = Limits::default();
+        let ok = status_edit("Bookings suspended", "Online booking is suspended.");
+        assert_eq!(check_part(&limits, &ok), Ok(()));
+        for bad in ["", "  ", "Outage\nBcc: x@y", "a\u{fffe}"] {
+            let refused = check_part(&limits, &status_edit(bad, "x")).unwrap_err();
+            assert_eq!(refused.field, "subject", "{bad:?}");
+        }
+        let long = "x".repeat(text::PUBLIC_TITLE_CHARS + 1);
+        let refused = check_part(&limits, &status_edit(&long, "x")).unwrap_err();
+        assert!(refused.message.contains("at most 160"), "{refused:?}");
+        let refused = check_part(&limits, &status_edit("ok", "a\u{1b}b")).unwrap_err();
+        assert_eq!(refused.field, "body");
+    }
+
+    /// What XML 1.0 can carry.
+    fn xml_char(c: char) -> bool {
+        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{fffe}' | '\u{ffff}'))
+    }
+
+    proptest! {
+        /// Whatever the office types, an edit is refused with its field named, or it makes a CAP
+        /// alert that XML can carry, headed by that one-line title.
+        #[test]
+        fn an_accepted_title_and_statement_make_a_valid_alert(
+            title in crate::hostile::text(),
+            body in crate::hostile::text(),
+        ) {
+            let edit = status_edit(&title, &body);
+            match check_part(&Limits::default(), &edit) {
+                Err(refused) => prop_assert!(["subject", "body"].contains(&refused.field)),
+                Ok(()) => {
+                    prop_assert!(text::one_line(&title).is_ok());
+                    prop_assert!(title.chars().count() <= text::PUBLIC_TITLE_CHARS);
+                    let at = jiff::Timestamp::UNIX_EPOCH;
+                    let board = Board {
+                        generated_at: at,
+                        overall: "major_outage",
+                        services: Vec::new(),
+                        maintenance: Vec::new(),
+                        incidents: vec![PublicIncident {
+                            id: 1,
+                            state: "major_outage",
+                            resolved: false,
+                            opened_at: at,
+                            resolved_at: None,
+                            severity: Severity::Critical,
+                            services: vec!["cup".into()],
+                            statements: vec![Statement {
+                                draft: 7,
+                                at,
+                                kind: "opened".into(),
+                                language: "en".into(),
+                                title: title.clone(),
+                                text: body.clone(),
+                            }],
+                        }],
+                    };
+                    let site = crate::feeds::Site {
+                        base: "https://stato.example",
+                        title: "Service status",
+                        sender: "banditore@stato.example",
+                        area: "Regione",
+                    };
+                    let alert = crate::feeds::cap_alert(&board, &site, 7);
+                    prop_assert!(alert.is_some());
+                    let alert = alert.unwrap_or_default();
+                    prop_assert!(alert.chars().all(xml_char), "{alert:?}");
+                    prop_assert_eq!(alert.matches("<headline>").count(), 1);
+                    let headline = alert
+                        .split("<headline>")
+                        .nth(1)
+                        .and_then(|h| h.split("</headline>").next())
+                        .unwrap_or_default();
+                    prop_assert!(!headline.contains('\n'), "{headline:?}");
+                }
+            }
+        }
+    }
+}
