@@ -50,7 +50,6 @@ pub struct Router {
 }
 
 /// One recipient of a message.
-#[derive(Clone)]
 struct Recipient {
     address_id: i64,
     address: String,
