@@ -335,6 +335,7 @@ impl Application {
             enabled,
             s.approval.clone(),
             windows.clone(),
+            Arc::new(s.status.services.clone()),
         );
         let pipeline = Pipeline {
             engine: engine.clone(),

@@ -1,6 +1,7 @@
-//! Feeds of the approved public statements: Atom (RFC 4287), global and per service, and CAP 1.2
-//! (one alert per approved statement, `Update` and `Cancel` referencing the alerts before it,
-//! one `<info>` per language) with an Atom index of the alerts in force.
+//! Feeds of the approved public statements: Atom (RFC 4287), global and per service, in the
+//! reader's language, and CAP 1.2 (one alert per approved statement, `Update` and `Cancel`
+//! referencing the alerts before it, one `<info>` per language, headed by that language's public
+//! title) with an Atom index of the alerts in force.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -39,21 +40,6 @@ pub fn cap_time(t: Timestamp) -> String {
 fn atom_time(t: Timestamp) -> String {
     let utc = t.to_zoned_datetime(jiff::tz::TimeZone::UTC);
     utc.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// The first line of a statement, at most 160 characters: a headline.
-fn headline(text: &str) -> String {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    if line.chars().count() <= 160 {
-        line.to_owned()
-    } else {
-        let cut: String = line.chars().take(159).collect();
-        format!("{cut}…")
-    }
 }
 
 /// Where the feeds and pages are, and who sends the alerts.
@@ -115,7 +101,7 @@ pub fn atom(board: &Board, site: &Site, lang: &str, service: Option<&str>) -> St
             esc(&link),
             s.draft,
             esc(&s.language),
-            esc(&headline(&s.text)),
+            esc(&s.title),
             atom_time(s.at),
             esc(&link),
             esc(site.base),
@@ -221,7 +207,7 @@ pub fn cap_alert(board: &Board, site: &Site, draft: i64) -> Option<String> {
             cap_severity(incident.severity),
             cap_time(incident.opened_at),
             esc(site.title),
-            esc(&headline(&s.text)),
+            esc(&s.title),
             esc(&s.text),
             esc(site.base),
             incident.id,
@@ -267,7 +253,7 @@ pub fn cap_index(board: &Board, site: &Site) -> String {
             out,
             "<entry>\n<id>{}</id>\n<title>{}</title>\n<updated>{}</updated>\n<link rel=\"alternate\" type=\"application/cap+xml\" href=\"{}\"/>\n<category term=\"Infra\"/>\n<summary>{}</summary>\n</entry>\n",
             esc(&url),
-            esc(&headline(&s.text)),
+            esc(&s.title),
             atom_time(s.at),
             esc(&url),
             esc(&format!("incident-{}", incident.id)),
@@ -304,9 +290,7 @@ mod tests {
     }
 
     #[test]
-    fn headlines_are_one_short_line_and_text_is_escaped() {
-        assert_eq!(headline("\n  CUP giù\nresto"), "CUP giù");
-        assert_eq!(headline(&"x".repeat(200)).chars().count(), 160);
+    fn text_is_escaped() {
         assert_eq!(esc("a<b & \"c\"\u{1}"), "a&lt;b &amp; &quot;c&quot;");
     }
 }

@@ -4,7 +4,8 @@
 //! A service's state is a fact derived from the open incidents whose signals (or labels, for an
 //! incident opened by hand) match the service's matchers: `major_outage` for a critical incident,
 //! `partial_outage` for a major one, `degraded` for the rest, `maintenance` when every one of them
-//! is kept quiet by a maintenance window. Text shown is only approved public text.
+//! is kept quiet by a maintenance window. Text shown is only approved public text, each language
+//! under the public title approved with it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -137,7 +138,21 @@ pub struct Statement {
     pub at: Timestamp,
     pub kind: String,
     pub language: String,
+    /// The public title the office approved with the text (the incident's heading on the page,
+    /// the feeds' entry title, CAP's `headline`), or else the text's first line.
+    pub title: String,
     pub text: String,
+}
+
+/// The services of the board that any of `label_sets` concerns.
+pub fn concerned<'a>(
+    services: &'a [StatusService],
+    label_sets: &[&Labels],
+) -> Vec<&'a StatusService> {
+    services
+        .iter()
+        .filter(|s| label_sets.iter().any(|l| all_match(&s.matchers, l)))
+        .collect()
 }
 
 /// Builds the board from the store. Incidents of the last `days` count for the history; open
@@ -192,10 +207,8 @@ pub async fn board(
         if incident.origin == IncidentOrigin::Manual {
             label_sets.push((incident.labels.clone(), incident.severity));
         }
-        let affected: Vec<&StatusService> = services
-            .iter()
-            .filter(|s| label_sets.iter().any(|(l, _)| all_match(&s.matchers, l)))
-            .collect();
+        let labels: Vec<&Labels> = label_sets.iter().map(|(l, _)| l).collect();
+        let affected = concerned(services, &labels);
         if affected.is_empty() {
             continue;
         }
@@ -246,11 +259,7 @@ pub async fn board(
             ServiceState {
                 id: s.id.clone(),
                 name: s.name.clone(),
-                name_en: if s.name_en.is_empty() {
-                    s.name.clone()
-                } else {
-                    s.name_en.clone()
-                },
+                name_en: s.name_in("en").to_owned(),
                 state: states.get(s.id.as_str()).copied().unwrap_or("operational"),
                 uptime_days: if days.is_empty() {
                     100.0
@@ -295,11 +304,12 @@ async fn statements(store: &Arc<dyn Store>, incident: i64) -> Result<Vec<Stateme
             let draft = d.id;
             readable_parts(d.parts)
                 .into_iter()
-                .map(move |(language, text)| Statement {
+                .map(move |(language, title, text)| Statement {
                     draft,
                     at,
                     kind: kind.clone(),
                     language,
+                    title,
                     text,
                 })
         })
@@ -331,9 +341,10 @@ pub async fn incident_alone(
     }))
 }
 
-/// The text of each language of an approved draft: the status page's own part, or else the
-/// social post that reads best on a page (all are written for the public, in plain text).
-fn readable_parts(parts: Vec<crate::store::DraftPart>) -> Vec<(String, String)> {
+/// The title and text of each language of an approved draft: the status page's own part (its
+/// subject is the public title), or else the social post that reads best on a page (all are
+/// written for the public, in plain text) under its first line.
+fn readable_parts(parts: Vec<crate::store::DraftPart>) -> Vec<(String, String, String)> {
     use crate::domain::subscriber::ChannelKind;
     const READABLE: [ChannelKind; 5] = [
         ChannelKind::Status,
@@ -342,18 +353,24 @@ fn readable_parts(parts: Vec<crate::store::DraftPart>) -> Vec<(String, String)> 
         ChannelKind::Bluesky,
         ChannelKind::X,
     ];
-    let mut by_language: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    let mut by_language: BTreeMap<String, (usize, String, String)> = BTreeMap::new();
     for p in parts.into_iter().filter(|p| p.state == "approved") {
         let Some(rank) = READABLE.iter().position(|c| *c == p.channel) else {
             continue;
         };
-        let better = by_language.get(&p.language).is_none_or(|(r, _)| rank < *r);
+        let better = by_language
+            .get(&p.language)
+            .is_none_or(|(r, _, _)| rank < *r);
         if better {
-            by_language.insert(p.language, (rank, p.body));
+            let title = p
+                .subject
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or_else(|| crate::domain::text::headline(&p.body));
+            by_language.insert(p.language, (rank, title, p.body));
         }
     }
     by_language
         .into_iter()
-        .map(|(language, (_, text))| (language, text))
+        .map(|(language, (_, title, text))| (language, title, text))
         .collect()
 }

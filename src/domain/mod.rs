@@ -1,7 +1,8 @@
-//! The vocabulary of Banditore: signals, severities, matchers, incidents and subscribers, and
-//! what people may write in them.
+//! The vocabulary of Banditore: signals, severities, matchers, incidents and subscribers, what
+//! probes find, and what people may write in them.
 //! Pure types and rules; no I/O.
 
+pub mod finding;
 pub mod incident;
 pub mod matcher;
 pub mod severity;
@@ -9,6 +10,7 @@ pub mod signal;
 pub mod subscriber;
 pub mod text;
 
+pub use finding::Finding;
 pub use incident::{IncidentStatus, UpdateKind};
 pub use matcher::Matcher;
 pub use severity::Severity;

@@ -337,7 +337,7 @@ fn is_line_break(c: char) -> bool {
 
 /// Text for one line (a summary, a label): each run of line breaks and tabs becomes one space,
 /// and unprintable characters go.
-fn one_line(text: &str) -> String {
+pub(super) fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut gap = false;
     for c in text.chars() {

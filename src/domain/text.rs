@@ -19,6 +19,26 @@ pub struct Unwritable {
     lines: bool,
 }
 
+/// The longest public title: CAP's `headline`, which the standard would keep within 160
+/// characters, as the status page, the feeds and the alerts show it.
+pub const PUBLIC_TITLE_CHARS: usize = 160;
+
+/// The first line of `text` that says something, cut to [`PUBLIC_TITLE_CHARS`]: a headline for
+/// text that has no title of its own.
+pub fn headline(text: &str) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    if line.chars().count() <= PUBLIC_TITLE_CHARS {
+        line.to_owned()
+    } else {
+        let cut: String = line.chars().take(PUBLIC_TITLE_CHARS - 1).collect();
+        format!("{cut}…")
+    }
+}
+
 /// Checks a one-line field: a name, a title, anything a mail header or a feed's title carries.
 pub fn one_line(text: &str) -> Result<(), Unwritable> {
     first_unwritable(text, false)
@@ -77,6 +97,14 @@ mod tests {
 
     use super::*;
     use crate::hostile;
+
+    #[test]
+    fn a_headline_is_the_first_line_that_says_something_cut_short() {
+        assert_eq!(headline("\n  CUP giù\nresto"), "CUP giù");
+        let long = headline(&"x".repeat(200));
+        assert_eq!(long.chars().count(), PUBLIC_TITLE_CHARS);
+        assert!(long.ends_with('…'));
+    }
 
     #[test]
     fn a_line_refuses_what_a_body_keeps() {

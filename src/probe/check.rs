@@ -6,17 +6,30 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
+use crate::domain::Finding;
 use crate::settings::{ProbeKind, ProbeSpec, StatusSet};
 
 /// What one check found.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub ok: bool,
-    /// What was seen, for people: "HTTP 503 (expected 2xx)", "connection refused", "200 in 35 ms".
-    pub detail: String,
+    /// What was seen, as data: messages put it into their reader's words.
+    pub finding: Finding,
     pub took: Duration,
     /// TLS: whole days until the certificate expires.
     pub cert_days_left: Option<i64>,
+}
+
+impl Outcome {
+    /// The finding in the operators' English, with the time a passing check took: "HTTP 200 in
+    /// 35 ms", "HTTP 503 (expected 2xx)".
+    pub fn detail(&self) -> String {
+        if self.ok {
+            format!("{} in {} ms", self.finding, self.took.as_millis())
+        } else {
+            self.finding.to_string()
+        }
+    }
 }
 
 /// A check ready to run: the spec with what it needs built once (clients, regex, TLS roots).
@@ -103,60 +116,68 @@ impl Check {
         let started = Instant::now();
         let found = tokio::time::timeout(self.spec.timeout.get(), self.attempt()).await;
         let took = started.elapsed();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         match found {
-            Ok(Ok((detail, cert_days_left))) => {
+            Ok(Ok((finding, cert_days_left))) => {
                 if let Some(max) = self.spec.max_latency
                     && took > max.get()
                 {
                     return Outcome {
                         ok: false,
-                        detail: format!("{detail}, slower than {} ms", max.get().as_millis()),
+                        finding: Finding::Slow {
+                            took_ms: ms(took),
+                            limit_ms: ms(max.get()),
+                        },
                         took,
                         cert_days_left,
                     };
                 }
                 Outcome {
                     ok: true,
-                    detail: format!("{detail} in {} ms", took.as_millis()),
+                    finding,
                     took,
                     cert_days_left,
                 }
             }
-            Ok(Err(detail)) => Outcome {
+            Ok(Err(finding)) => Outcome {
                 ok: false,
-                detail,
+                finding,
                 took,
                 cert_days_left: None,
             },
             Err(_) => Outcome {
                 ok: false,
-                detail: format!(
-                    "no answer within {} ms",
-                    self.spec.timeout.get().as_millis()
-                ),
+                finding: Finding::Timeout {
+                    ms: ms(self.spec.timeout.get()),
+                },
                 took,
                 cert_days_left: None,
             },
         }
     }
 
-    async fn attempt(&self) -> Result<(String, Option<i64>), String> {
+    async fn attempt(&self) -> Result<(Finding, Option<i64>), Finding> {
         match self.spec.kind {
-            ProbeKind::Http => self.http().await.map(|d| (d, None)),
+            ProbeKind::Http => self.http().await.map(|f| (f, None)),
             ProbeKind::Tcp => connect(&self.spec.target)
                 .await
-                .map(|_| ("connected".to_owned(), None)),
-            ProbeKind::Dns => self.dns().await.map(|d| (d, None)),
-            ProbeKind::Tls => self.tls().await.map(|(d, days)| (d, Some(days))),
+                .map(|_| (Finding::Connected, None)),
+            ProbeKind::Dns => self.dns().await.map(|f| (f, None)),
+            ProbeKind::Tls => self
+                .tls()
+                .await
+                .map(|days| (Finding::CertificateValid { days }, Some(days))),
         }
     }
 
-    async fn http(&self) -> Result<String, String> {
+    async fn http(&self) -> Result<Finding, Finding> {
         let s = &self.spec;
+        let failed = |cause: String| Finding::Failed { cause };
         let Some(client) = &self.http else {
-            return Err("no HTTP client".into());
+            return Err(failed("no HTTP client".into()));
         };
-        let method = reqwest::Method::from_bytes(s.method.as_bytes()).map_err(|e| e.to_string())?;
+        let method = reqwest::Method::from_bytes(s.method.as_bytes())
+            .map_err(|e| failed(format!("`{}` is not an HTTP method: {e}", s.method)))?;
         let mut request = client.request(method, &s.url).timeout(s.timeout.get());
         for (name, value) in &s.headers {
             request = request.header(name, value);
@@ -164,31 +185,32 @@ impl Check {
         let resp = request.send().await.map_err(|e| describe_http(&e))?;
         let status = resp.status().as_u16();
         if !s.expected_status.iter().any(|set| set.accepts(status)) {
-            let expected: Vec<String> =
-                s.expected_status.iter().map(StatusSet::to_string).collect();
-            return Err(format!("HTTP {status} (expected {})", expected.join(", ")));
+            return Err(Finding::HttpStatus {
+                status,
+                expected: s.expected_status.iter().map(StatusSet::to_string).collect(),
+            });
         }
         if !s.body_contains.is_empty() || self.regex.is_some() {
             let body = resp.text().await.map_err(|e| describe_http(&e))?;
             if !s.body_contains.is_empty() && !body.contains(&s.body_contains) {
-                return Err(format!(
-                    "HTTP {status} without “{}” in the page",
-                    s.body_contains
-                ));
+                return Err(Finding::TextMissing {
+                    status,
+                    text: s.body_contains.clone(),
+                });
             }
             if let Some(re) = &self.regex
                 && !re.is_match(&body)
             {
-                return Err(format!(
-                    "HTTP {status}, the page does not match /{}/",
-                    re.as_str()
-                ));
+                return Err(Finding::NoMatch {
+                    status,
+                    pattern: re.as_str().to_owned(),
+                });
             }
         }
-        Ok(format!("HTTP {status}"))
+        Ok(Finding::HttpOk { status })
     }
 
-    async fn dns(&self) -> Result<String, String> {
+    async fn dns(&self) -> Result<Finding, Finding> {
         let s = &self.spec;
         let record = if s.record_type.is_empty() {
             "A".to_owned()
@@ -197,27 +219,37 @@ impl Check {
         };
         let answers = super::dns::resolve(&s.target, &record, &s.resolver, s.timeout.get()).await?;
         if answers.is_empty() {
-            return Err(format!("no {record} record for {}", s.target));
+            return Err(Finding::NoRecord {
+                name: s.target.clone(),
+                record,
+            });
         }
         if !s.expected.is_empty() {
             let norm = |v: &str| v.trim().trim_end_matches('.').to_ascii_lowercase();
             let wanted: Vec<String> = s.expected.iter().map(|e| norm(e)).collect();
             if !answers.iter().any(|a| wanted.contains(&norm(a))) {
-                return Err(format!(
-                    "{} {record} is {} (expected {})",
-                    s.target,
-                    answers.join(", "),
-                    s.expected.join(", ")
-                ));
+                return Err(Finding::WrongAnswer {
+                    name: s.target.clone(),
+                    record,
+                    answers,
+                    expected: s.expected.clone(),
+                });
             }
         }
-        Ok(format!("{} {record} {}", s.target, answers.join(", ")))
+        Ok(Finding::DnsAnswer {
+            name: s.target.clone(),
+            record,
+            answers,
+        })
     }
 
-    async fn tls(&self) -> Result<(String, i64), String> {
+    /// The days the certificate has left, once the handshake succeeds.
+    async fn tls(&self) -> Result<i64, Finding> {
         let s = &self.spec;
         let Some(config) = &self.tls else {
-            return Err("no TLS configuration".into());
+            return Err(Finding::Failed {
+                cause: "no TLS configuration".into(),
+            });
         };
         let host = s
             .target
@@ -229,23 +261,28 @@ impl Check {
         } else {
             &s.server_name
         };
-        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
-            .map_err(|e| format!("`{name}` is not a server name: {e}"))?;
+        let server_name =
+            rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(|e| {
+                Finding::Failed {
+                    cause: format!("`{name}` is not a server name: {e}"),
+                }
+            })?;
         let tcp = connect(&s.target).await?;
         let tls = tokio_rustls::TlsConnector::from(config.clone())
             .connect(server_name, tcp)
             .await
-            .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            .map_err(|e| Finding::HandshakeFailed {
+                cause: e.to_string(),
+            })?;
         let (_, session) = tls.get_ref();
         let cert = session
             .peer_certificates()
             .and_then(|c| c.first())
-            .ok_or("the server sent no certificate")?;
-        let not_after = certificate_not_after(cert.as_ref())
-            .ok_or("the certificate's validity cannot be read")?;
+            .ok_or(Finding::NoCertificate)?;
+        let not_after =
+            certificate_not_after(cert.as_ref()).ok_or(Finding::CertificateUnreadable)?;
         let left = not_after.duration_since(jiff::Timestamp::now());
-        let days = left.as_secs().div_euclid(86400);
-        Ok((format!("certificate valid for {days} more days"), days))
+        Ok(left.as_secs().div_euclid(86400))
     }
 }
 
@@ -263,31 +300,32 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'st
         .collect()
 }
 
-async fn connect(target: &str) -> Result<TcpStream, String> {
+async fn connect(target: &str) -> Result<TcpStream, Finding> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target)
         .await
-        .map_err(|e| format!("cannot resolve {target}: {e}"))?
+        .map_err(|e| Finding::Unresolvable {
+            target: target.to_owned(),
+            cause: e.to_string(),
+        })?
         .collect();
-    let mut last = format!("{target} has no address");
+    let mut last = Finding::NoAddress {
+        target: target.to_owned(),
+    };
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => return Ok(stream),
-            Err(e) => last = format!("cannot connect to {addr}: {e}"),
+            Err(e) => {
+                last = Finding::ConnectionFailed {
+                    address: addr.to_string(),
+                    cause: e.to_string(),
+                }
+            }
         }
     }
     Err(last)
 }
 
-fn describe_http(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "no answer in time"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else if e.is_redirect() {
-        "too many redirects"
-    } else {
-        "request failed"
-    };
+fn describe_http(e: &reqwest::Error) -> Finding {
     // The source chain says why (refused, reset, certificate), without the URL twice.
     let mut cause = String::new();
     let mut source = std::error::Error::source(e);
@@ -295,9 +333,13 @@ fn describe_http(e: &reqwest::Error) -> String {
         cause = s.to_string();
         source = s.source();
     }
-    if cause.is_empty() {
-        what.to_owned()
+    if e.is_timeout() {
+        Finding::NoAnswerInTime { cause }
+    } else if e.is_connect() {
+        Finding::CannotConnect { cause }
+    } else if e.is_redirect() {
+        Finding::TooManyRedirects { cause }
     } else {
-        format!("{what}: {cause}")
+        Finding::RequestFailed { cause }
     }
 }

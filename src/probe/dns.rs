@@ -8,6 +8,8 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 
+use crate::domain::Finding;
+
 fn system_resolver() -> Result<SocketAddr, String> {
     let conf = std::fs::read_to_string("/etc/resolv.conf")
         .map_err(|e| format!("no resolver given and /etc/resolv.conf unreadable: {e}"))?;
@@ -25,18 +27,20 @@ pub async fn resolve(
     record: &str,
     resolver: &str,
     timeout: Duration,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, Finding> {
+    let failed = |cause: String| Finding::Failed { cause };
     let server: SocketAddr = if resolver.is_empty() {
-        system_resolver()?
+        system_resolver().map_err(failed)?
     } else {
         resolver
             .parse()
-            .map_err(|_| format!("`{resolver}` is not ip:port"))?
+            .map_err(|_| failed(format!("`{resolver}` is not ip:port")))?
     };
     let record_type: RecordType = record
         .parse()
-        .map_err(|_| format!("`{record}` is not a record type"))?;
-    let fqdn = Name::from_ascii(name).map_err(|e| format!("`{name}` is not a DNS name: {e}"))?;
+        .map_err(|_| failed(format!("`{record}` is not a record type")))?;
+    let fqdn =
+        Name::from_ascii(name).map_err(|e| failed(format!("`{name}` is not a DNS name: {e}")))?;
     let id: u16 = rand::random();
     let mut query = Message::new();
     query
@@ -45,46 +49,52 @@ pub async fn resolve(
         .set_op_code(OpCode::Query)
         .set_recursion_desired(true)
         .add_query(Query::query(fqdn, record_type));
-    let bytes = query.to_bytes().map_err(|e| e.to_string())?;
+    let bytes = query.to_bytes().map_err(|e| failed(e.to_string()))?;
     let bind = if server.is_ipv4() {
         "0.0.0.0:0"
     } else {
         "[::]:0"
     };
+    let unreachable = |e: std::io::Error| Finding::ResolverUnreachable {
+        server: server.to_string(),
+        cause: e.to_string(),
+    };
     let socket = tokio::net::UdpSocket::bind(bind)
         .await
-        .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
-    socket
-        .connect(server)
-        .await
-        .map_err(|e| format!("cannot reach the resolver {server}: {e}"))?;
+        .map_err(|e| failed(format!("cannot open a UDP socket: {e}")))?;
+    socket.connect(server).await.map_err(unreachable)?;
     let exchange = async {
-        socket
-            .send(&bytes)
-            .await
-            .map_err(|e| format!("cannot query {server}: {e}"))?;
+        socket.send(&bytes).await.map_err(unreachable)?;
         let mut buf = vec![0u8; 4096];
         loop {
-            let n = socket
-                .recv(&mut buf)
-                .await
-                .map_err(|e| format!("no answer from {server}: {e}"))?;
+            let n = socket.recv(&mut buf).await.map_err(unreachable)?;
             let Ok(answer) = Message::from_bytes(&buf[..n]) else {
                 continue;
             };
             // Anything else on the socket is not our answer.
             if answer.id() == id {
-                return Ok::<Message, String>(answer);
+                return Ok::<Message, Finding>(answer);
             }
         }
     };
     let answer = tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| format!("the resolver {server} did not answer"))??;
+        .map_err(|_| Finding::ResolverSilent {
+            server: server.to_string(),
+        })??;
     match answer.response_code() {
         ResponseCode::NoError => {}
-        ResponseCode::NXDomain => return Err(format!("{name} does not exist (NXDOMAIN)")),
-        code => return Err(format!("the resolver {server} answered {code}")),
+        ResponseCode::NXDomain => {
+            return Err(Finding::NoSuchName {
+                name: name.to_owned(),
+            });
+        }
+        code => {
+            return Err(Finding::ResolverAnswered {
+                server: server.to_string(),
+                code: code.to_string(),
+            });
+        }
     }
     Ok(answer
         .answers()

@@ -13,6 +13,8 @@
 //!   them see it down, up when fewer do. A change becomes a signal (`probe:<name>`, firing or
 //!   resolved) through the same queue as webhooks, so grouping, subscriptions, templates and
 //!   approval apply unchanged. A certificate close to expiry is a warning of its own.
+//! - What a check found is data ([`Finding`]: a status code, the statuses expected…), carried
+//!   by the signal to the templates, which say it in each reader's language.
 
 pub mod check;
 pub mod dns;
@@ -30,8 +32,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Leadership;
+use crate::domain::finding::FINDING_ANNOTATION;
 use crate::domain::signal::{NormalizeRules, RawSignal, SignalStatus, Source};
-use crate::domain::{Labels, Severity};
+use crate::domain::{Finding, Labels, Severity};
 use crate::ingest::IngestQueue;
 use crate::settings::ProbeSpec;
 use crate::store::{Observation, Store, Verdict};
@@ -81,7 +84,7 @@ impl LocalView {
             self.failures_in_a_row += 1;
             self.successes_in_a_row = 0;
         }
-        self.last_detail = outcome.detail.clone();
+        self.last_detail = outcome.detail();
         self.last_ok = Some(outcome.ok);
         self.last_duration_ms = Some(outcome.took.as_millis());
         self.last_at = Some(Timestamp::now());
@@ -120,7 +123,7 @@ impl ProbeStatus {
             .lock()
             .map(|c| {
                 c.iter()
-                    .map(|(t, o)| (t.clone(), o.ok, o.detail.clone()))
+                    .map(|(t, o)| (t.clone(), o.ok, o.detail()))
                     .collect()
             })
             .unwrap_or_default()
@@ -252,7 +255,7 @@ async fn probe_loop(
             };
             let view = views.entry(spec.name.clone()).or_default();
             if view.observe(&outcome, spec.failure_threshold, spec.success_threshold) {
-                tracing::info!(probe = %spec.name, state = view.state, detail = %outcome.detail, "probe state changed here");
+                tracing::info!(probe = %spec.name, state = view.state, detail = %outcome.detail(), "probe state changed here");
             }
             view.clone()
         };
@@ -267,7 +270,8 @@ async fn probe_loop(
             probe: spec.name.clone(),
             instance: instance.clone(),
             state: state.to_owned(),
-            detail: outcome.detail,
+            detail: outcome.detail(),
+            finding: Some(outcome.finding),
             cert_days_left: outcome.cert_days_left,
             observed_at: Timestamp::now(),
         });
@@ -315,7 +319,7 @@ async fn canary_loop(
         let findings: Vec<String> = canaries
             .iter()
             .zip(&outcomes)
-            .map(|(c, o)| format!("{}: {}", target_of(&c.spec), o.detail))
+            .map(|(c, o)| format!("{}: {}", target_of(&c.spec), o.detail()))
             .collect();
         if let Ok(mut last) = status.canaries.lock() {
             *last = canaries
@@ -473,21 +477,40 @@ impl Judge {
             let is_down = down.len() as u32 >= self.quorum;
             metrics::gauge!("banditore_probe_declared_down", "probe" => spec.name.clone())
                 .set(if is_down { 1.0 } else { 0.0 });
-            let detail = match down.first() {
-                Some(o) if is_down => o.detail.clone(),
-                _ => known[0].detail.clone(),
+            let seen = match down.first() {
+                Some(o) if is_down => **o,
+                _ => known[0],
             };
-            changes.push((check.clone(), spec.name.clone(), is_down, detail));
+            changes.push((
+                check.clone(),
+                spec.name.clone(),
+                is_down,
+                seen.detail.clone(),
+                seen.finding.clone(),
+            ));
             // A certificate close to its end is a warning of its own.
             let days = known.iter().filter_map(|o| o.cert_days_left).min();
             if let Some(days) = days {
                 let expiring = days < i64::from(spec.warn_days);
                 let subject = format!("{}#certificate", spec.name);
-                let detail = format!("the certificate of {} expires in {days} days", spec.target);
-                changes.push((check.clone(), subject, expiring, detail));
+                let finding = if expiring {
+                    Finding::CertificateExpiring {
+                        target: spec.target.clone(),
+                        days,
+                    }
+                } else {
+                    Finding::CertificateValid { days }
+                };
+                changes.push((
+                    check.clone(),
+                    subject,
+                    expiring,
+                    finding.to_string(),
+                    Some(finding),
+                ));
             }
         }
-        for (check, subject, down, detail) in changes {
+        for (check, subject, down, detail, finding) in changes {
             let was_down = self
                 .verdicts
                 .as_ref()
@@ -495,7 +518,7 @@ impl Judge {
                 .is_some_and(|v| v.state == "down");
             if was_down != down {
                 let verdict = self
-                    .declare(&check.spec, &subject, down, &detail, now)
+                    .declare(&check.spec, &subject, down, &detail, finding.as_ref(), now)
                     .await?;
                 if let Some(v) = self.verdicts.as_mut() {
                     v.insert(subject, verdict);
@@ -505,13 +528,16 @@ impl Judge {
         Ok(())
     }
 
-    /// Records and signals a change of `subject` (a probe, or its certificate).
+    /// Records and signals a change of `subject` (a probe, or its certificate). The signal says
+    /// what the probe is (its summary, or its name) and carries the finding as data, which each
+    /// message puts into its reader's words; `detail`, the finding in English, is the operators'.
     async fn declare(
         &self,
         spec: &ProbeSpec,
         subject: &str,
         down: bool,
         detail: &str,
+        finding: Option<&Finding>,
         now: Timestamp,
     ) -> Result<Verdict, crate::store::StoreError> {
         let state = if down { "down" } else { "up" };
@@ -527,6 +553,10 @@ impl Judge {
         if let Some(c) = &spec.component {
             labels.insert("component".into(), c.clone());
         }
+        let annotations: Labels = finding
+            .map(|f| (FINDING_ANNOTATION.to_owned(), f.to_annotation()))
+            .into_iter()
+            .collect();
         let what = if spec.summary.is_empty() {
             spec.name.clone()
         } else {
@@ -551,7 +581,8 @@ impl Judge {
             service: Some(spec.service.clone()),
             component: spec.component.clone(),
             labels,
-            summary: Some(format!("{what}: {detail}")),
+            annotations,
+            summary: Some(what),
             starts_at: Some(now),
             url: (!spec.url.is_empty()).then(|| public_url(&spec.url)),
             ..RawSignal::default()
@@ -577,7 +608,7 @@ mod tests {
     fn outcome(ok: bool) -> Outcome {
         Outcome {
             ok,
-            detail: String::new(),
+            finding: Finding::Connected,
             took: Duration::from_millis(1),
             cert_days_left: None,
         }

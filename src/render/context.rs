@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{MANAGE_URL, RECIPIENT_NAME, UNSUBSCRIBE_URL};
-use crate::domain::UpdateKind;
+use crate::domain::{Finding, UpdateKind};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageContext {
@@ -64,6 +64,9 @@ pub struct SignalView {
     pub severity: String,
     pub starts_at: Option<String>,
     pub url: Option<String>,
+    /// What a probe found, as data (`kind` and its facts), for the `finding` macro of
+    /// `common/<lang>.j2` to say in the reader's language; null for monitors' signals.
+    pub finding: Option<Finding>,
 }
 
 impl MessageContext {
@@ -105,6 +108,7 @@ pub fn sample_context(kind: UpdateKind) -> MessageContext {
         severity: severity.into(),
         starts_at: Some("2023-07-19T09:14:00Z".into()),
         url: Some("https://prometheus.example.org/graph?g0.expr=up".into()),
+        finding: None,
     };
     MessageContext::new(
         IncidentView {

@@ -20,8 +20,8 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 
-use crate::domain::UpdateKind;
 use crate::domain::subscriber::{ChannelKind, Language, MAX_NAME_CHARS};
+use crate::domain::{Finding, UpdateKind};
 
 pub use context::{IncidentView, MessageContext, SignalView, UpdateView, sample_context};
 
@@ -56,11 +56,11 @@ fn parts(channel: ChannelKind) -> &'static [&'static str] {
         ChannelKind::Email => &["subject", "text", "html"],
         ChannelKind::Telegram => &["message", "bot"],
         ChannelKind::Sms => &["text"],
-        ChannelKind::Mastodon
-        | ChannelKind::Bluesky
-        | ChannelKind::X
-        | ChannelKind::Facebook
-        | ChannelKind::Status => &["post"],
+        ChannelKind::Mastodon | ChannelKind::Bluesky | ChannelKind::X | ChannelKind::Facebook => {
+            &["post"]
+        }
+        // The statement, and the public title it is shown under.
+        ChannelKind::Status => &["post", "title"],
     }
 }
 
@@ -261,9 +261,16 @@ impl Renderer {
             ChannelKind::Mastodon
             | ChannelKind::Bluesky
             | ChannelKind::X
-            | ChannelKind::Facebook
-            | ChannelKind::Status => Rendered {
+            | ChannelKind::Facebook => Rendered {
                 subject: None,
+                text: self.render_post(channel, &language, ctx)?.text,
+                html: None,
+                language,
+            },
+            ChannelKind::Status => Rendered {
+                subject: Some(crate::domain::text::headline(&single_line(&render(
+                    "title",
+                )?))),
                 text: self.render_post(channel, &language, ctx)?.text,
                 html: None,
                 language,
@@ -581,6 +588,26 @@ impl Renderer {
                         kinds.join("/")
                     ));
                 }
+                // Every kind of probe finding, each alone so that none is dropped for length.
+                let mut faults: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for finding in Finding::samples() {
+                    let mut ctx = sample_context(UpdateKind::Opened);
+                    ctx.signals.truncate(1);
+                    let kind = serde_json::to_value(&finding)
+                        .ok()
+                        .and_then(|v| v["kind"].as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    ctx.signals[0].finding = Some(finding);
+                    if let Err(e) = self.render(channel, &language, &ctx) {
+                        faults.entry(e.to_string()).or_default().push(kind);
+                    }
+                }
+                for (fault, kinds) in faults {
+                    problems.push(format!(
+                        "{fault} (rendering a probe's {} finding)",
+                        kinds.join("/")
+                    ));
+                }
                 if channel == ChannelKind::Sms {
                     // The public audience's text also carries the preferences link.
                     for (kind, public) in [
@@ -691,8 +718,8 @@ impl Renderer {
 fn status_samples() -> Vec<(&'static str, serde_json::Value)> {
     use serde_json::json;
     let at = "2023-07-19T09:14:00Z";
-    let statement =
-        json!({"at": at, "kind": "opened", "language": "it", "text": "Prenotazioni sospese."});
+    let statement = json!({"at": at, "kind": "opened", "language": "it",
+        "title": "Disservizio: Prenotazioni (CUP)", "text": "Prenotazioni sospese."});
     let incident = json!({"id": 42, "state": "major_outage", "resolved": false, "opened_at": at,
         "resolved_at": null, "services": ["cup"], "statements": [statement]});
     let service = json!({"id": "cup", "name": "Prenotazioni", "name_en": "Bookings",
@@ -802,7 +829,10 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
     let incident = json!({"id": 42, "title": "CUP non raggiungibile", "status": "investigating",
         "severity": "critical", "opened_at": at, "resolved_at": null});
     let signal = json!({"status": "firing", "service": "cup-backend", "component": "db",
-        "summary": "CUP non risponde", "severity": "critical"});
+        "summary": "CUP non risponde", "severity": "critical", "finding": null});
+    let probed = json!({"status": "firing", "service": "cup", "component": null,
+        "summary": "Portale CUP", "severity": "critical",
+        "finding": {"kind": "http_status", "status": 503, "expected": ["2xx"]}});
     let entry = json!({"id": 1, "at": at, "actor": "m.rossi", "action": "draft.edited",
         "incident_id": 42, "draft_id": 3, "detail": {"diff": "-a\n+b", "channels": ["email"]}});
     let update = json!({"seq": 1, "kind": "opened", "status": "investigating", "body": "In verifica",
@@ -827,7 +857,7 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
         ),
         (
             "draft",
-            json!({"draft": draft, "incident": incident.clone(), "signals": [signal.clone()],
+            json!({"draft": draft, "incident": incident.clone(), "signals": [signal.clone(), probed.clone()],
             "audit": [entry.clone()],
             "parts": [{"part": part, "key": "email_it", "length": {"unit": "characters", "used": 20, "limit": 20000}}]}),
         ),
@@ -841,7 +871,7 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
         ),
         (
             "incident",
-            json!({"incident": incident, "updates": [update], "signals": [signal],
+            json!({"incident": incident, "updates": [update], "signals": [signal, probed],
             "summary": {"email": {"sent": 3}}, "deliveries": []}),
         ),
         ("audit", json!({"entries": [entry]})),
@@ -1237,6 +1267,121 @@ mod tests {
             ),
             "CUP &lt;Foligno&gt; https://x/u?a&amp;b"
         );
+    }
+
+    /// The sample incident opening with one signal from a probe that found `finding`.
+    fn probed(finding: Finding) -> MessageContext {
+        let mut ctx = sample_context(UpdateKind::Opened);
+        ctx.signals.truncate(1);
+        ctx.signals[0].summary = "Portale CUP".into();
+        ctx.signals[0].finding = Some(finding);
+        ctx
+    }
+
+    #[test]
+    fn a_probes_finding_reads_in_the_recipients_language() {
+        let r = renderer();
+        let it = Language::try_from("it".to_owned()).unwrap();
+        let en = Language::try_from("en".to_owned()).unwrap();
+        let http = probed(Finding::HttpStatus {
+            status: 503,
+            expected: vec!["2xx".into(), "301".into()],
+        });
+        let cert = probed(Finding::CertificateExpiring {
+            target: "cup.regione.example:443".into(),
+            days: 5,
+        });
+        for channel in [ChannelKind::Email, ChannelKind::Telegram, ChannelKind::Sms] {
+            let text = r.render(channel, &it, &http).unwrap().text;
+            assert!(
+                text.contains("Portale CUP: HTTP 503 (atteso 2xx o 301)"),
+                "{channel}: {text}"
+            );
+            assert!(!text.contains("expected"), "{channel}: {text}");
+            let text = r.render(channel, &en, &http).unwrap().text;
+            assert!(
+                text.contains("Portale CUP: HTTP 503 (expected 2xx or 301)"),
+                "{channel}: {text}"
+            );
+            let text = r.render(channel, &it, &cert).unwrap().text;
+            assert!(
+                text.contains("il certificato di cup.regione.example:443 scade tra 5 giorni"),
+                "{channel}: {text}"
+            );
+        }
+        // Every kind has words of its own in each language, never the bare kind.
+        for finding in Finding::samples() {
+            let kind = serde_json::to_value(&finding).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            for language in [&it, &en] {
+                let text = r
+                    .render(ChannelKind::Email, language, &probed(finding.clone()))
+                    .unwrap()
+                    .text;
+                if kind.contains('_') {
+                    assert!(!text.contains(&kind), "{language}: {kind} in {text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn what_a_probe_saw_is_escaped_where_markup_is_read() {
+        let r = renderer();
+        let it = Language::try_from("it".to_owned()).unwrap();
+        let ctx = probed(Finding::DnsAnswer {
+            name: "cup.example.".into(),
+            record: "TXT".into(),
+            answers: vec!["<b>x</b> & y".into()],
+        });
+        let email = r.render(ChannelKind::Email, &it, &ctx).unwrap();
+        assert!(email.text.contains("<b>x</b> & y"), "{}", email.text);
+        let html = email.html.unwrap();
+        assert!(
+            html.contains("TXT &lt;b&gt;x&lt;&#x2f;b&gt; &amp; y"),
+            "{html}"
+        );
+        let telegram = r.render(ChannelKind::Telegram, &it, &ctx).unwrap().text;
+        assert!(
+            telegram.contains("&lt;b&gt;x&lt;/b&gt; &amp; y"),
+            "{telegram}"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever a target answers or an error says, every message still renders, and the
+        /// text reaches Telegram escaped.
+        #[test]
+        fn any_finding_text_renders(cause in crate::hostile::text(), word in crate::hostile::word()) {
+            let r = renderer();
+            let findings = [
+                Finding::ConnectionFailed { address: word.clone(), cause: cause.clone() },
+                Finding::WrongAnswer {
+                    name: word.clone(), record: "TXT".into(),
+                    answers: vec![cause.clone()], expected: vec![word.clone()],
+                },
+                Finding::TextMissing { status: 200, text: cause.clone() },
+            ];
+            for finding in findings {
+                let ctx = probed(finding);
+                for lang in ["it", "en"] {
+                    let language = Language::try_from(lang.to_owned()).unwrap();
+                    for channel in [ChannelKind::Email, ChannelKind::Telegram, ChannelKind::Sms] {
+                        let out = r.render(channel, &language, &ctx);
+                        proptest::prop_assert!(out.is_ok(), "{channel}/{lang}: {out:?}");
+                    }
+                    let telegram = r.render(ChannelKind::Telegram, &language, &ctx).unwrap().text;
+                    proptest::prop_assert!(
+                        !cause.contains('<') || !telegram.contains(&cause),
+                        "unescaped: {telegram}"
+                    );
+                }
+            }
+        }
     }
 
     /// The sample incident opening with `n` signals, summarised by `summary`.

@@ -17,7 +17,7 @@ use crate::domain::subscriber::ChannelKind;
 use crate::domain::{Labels, Severity, UpdateKind};
 use crate::probe::window::Window;
 use crate::render::{IncidentView, MessageContext, Rendered, Renderer, SignalView, UpdateView};
-use crate::settings::{ApprovalPolicy, ApprovalSettings};
+use crate::settings::{ApprovalPolicy, ApprovalSettings, STATUS_LANGUAGES, StatusService};
 use crate::store::{
     AddressRow, AlertRow, IncidentOrigin, IncidentRow, NewDelivery, NewDraftPart, NewMessage,
     ServiceMode, Store, StoreError, SubscriberRow, UpdateRow,
@@ -45,6 +45,8 @@ pub struct Router {
     cache: Mutex<Option<(i64, Arc<Vec<SubscriberRow>>)>>,
     /// Maintenance windows from the configuration (silences come from the store).
     windows: Arc<Vec<Window>>,
+    /// The status page's services: the public reads their names, not the monitors' labels.
+    status_services: Arc<Vec<StatusService>>,
 }
 
 /// One recipient of a message.
@@ -62,9 +64,11 @@ impl Router {
         enabled: BTreeSet<ChannelKind>,
         approval: ApprovalSettings,
         windows: Arc<Vec<Window>>,
+        status_services: Arc<Vec<StatusService>>,
     ) -> Router {
         Router {
             windows,
+            status_services,
             store,
             renderer,
             public_url: public_url.trim_end_matches('/').to_owned(),
@@ -135,71 +139,80 @@ impl Router {
                     .collect(),
             };
             let groups = self.recipients(&incident, &alerts, &subscribers, &notified);
-            for ((channel, language, audience), recipients) in groups {
-                let ctx = context(&incident, update, &audience, &self.public_url);
-                let rendered = match self.renderer.render_in(channel, &language, &ctx) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(incident = incident.id, update = update.seq, %channel, error = %e,
-                            "template failed; sending the plain fallback text");
-                        metrics::counter!("banditore_render_failures_total", "channel" => channel.as_str()).increment(1);
-                        fallback(&ctx, &language)
+            for ((channel, group_language, audience), recipients) in groups {
+                for language in self.languages_of(channel, group_language) {
+                    let mut ctx = context(&incident, update, &audience, &self.public_url);
+                    if audience == "public" {
+                        self.name_services_for_the_public(&mut ctx, &incident, &alerts, &language);
                     }
-                };
-                let message_id = tx
-                    .insert_message(&NewMessage {
-                        update_id: update.id,
-                        channel,
-                        language: rendered.language.clone(),
-                        audience: audience.clone(),
-                        subject: rendered.subject,
-                        body: rendered.text,
-                        html: rendered.html,
-                        created_at: now,
-                    })
-                    .await?;
-                let (policy, timeout) = self.approval.policy(&audience);
-                if policy != ApprovalPolicy::Auto {
-                    let draft = tx
-                        .hold_for_approval(&NewDraftPart {
-                            incident_id: incident.id,
+                    let rendered = match self.renderer.render_in(channel, &language, &ctx) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(incident = incident.id, update = update.seq, %channel, error = %e,
+                                "template failed; sending the plain fallback text");
+                            metrics::counter!("banditore_render_failures_total", "channel" => channel.as_str()).increment(1);
+                            fallback(&ctx, &language)
+                        }
+                    };
+                    let message_id = tx
+                        .insert_message(&NewMessage {
                             update_id: update.id,
-                            audience: audience.clone(),
-                            policy: policy.as_str(),
-                            publish_at: timeout.map(|t| {
-                                now.checked_add(
-                                    jiff::SignedDuration::try_from(t).unwrap_or_default(),
-                                )
-                                .unwrap_or(now)
-                            }),
-                            message_id,
                             channel,
                             language: rendered.language.clone(),
-                            recipients: recipients
-                                .into_iter()
-                                .map(|r| (r.address_id, r.address, r.subscriber_name))
-                                .collect(),
-                            now,
+                            audience: audience.clone(),
+                            subject: rendered.subject,
+                            body: rendered.text,
+                            html: rendered.html,
+                            created_at: now,
                         })
                         .await?;
-                    drafts.insert(draft);
-                    continue;
+                    let (policy, timeout) = self.approval.policy(&audience);
+                    if policy != ApprovalPolicy::Auto {
+                        let draft = tx
+                            .hold_for_approval(&NewDraftPart {
+                                incident_id: incident.id,
+                                update_id: update.id,
+                                audience: audience.clone(),
+                                policy: policy.as_str(),
+                                publish_at: timeout.map(|t| {
+                                    now.checked_add(
+                                        jiff::SignedDuration::try_from(t).unwrap_or_default(),
+                                    )
+                                    .unwrap_or(now)
+                                }),
+                                message_id,
+                                channel,
+                                language: rendered.language.clone(),
+                                recipients: recipients
+                                    .iter()
+                                    .map(|r| {
+                                        (r.address_id, r.address.clone(), r.subscriber_name.clone())
+                                    })
+                                    .collect(),
+                                now,
+                            })
+                            .await?;
+                        drafts.insert(draft);
+                        continue;
+                    }
+                    // Each language of the status page goes to the one page: the first written
+                    // is its delivery, the others are kept as messages.
+                    let rows: Vec<NewDelivery> = recipients
+                        .iter()
+                        .map(|r| NewDelivery {
+                            message_id,
+                            update_id: update.id,
+                            incident_id: incident.id,
+                            address_id: r.address_id,
+                            subscriber_name: r.subscriber_name.clone(),
+                            channel,
+                            recipient: r.address.clone(),
+                            origin_at: update.origin_at,
+                            created_at: now,
+                        })
+                        .collect();
+                    deliveries += tx.insert_deliveries(&rows).await?;
                 }
-                let rows: Vec<NewDelivery> = recipients
-                    .into_iter()
-                    .map(|r| NewDelivery {
-                        message_id,
-                        update_id: update.id,
-                        incident_id: incident.id,
-                        address_id: r.address_id,
-                        subscriber_name: r.subscriber_name,
-                        channel,
-                        recipient: r.address,
-                        origin_at: update.origin_at,
-                        created_at: now,
-                    })
-                    .collect();
-                deliveries += tx.insert_deliveries(&rows).await?;
             }
             tx.mark_routed(update.id, now).await?;
         }
@@ -210,6 +223,45 @@ impl Router {
             drafts: drafts.into_iter().collect(),
             more: updates.len() as u32 == UPDATE_BATCH,
         })
+    }
+
+    /// The template languages a group is written in: its own, and for the status page every
+    /// language the page offers (parts of one draft, approved together).
+    fn languages_of(&self, channel: ChannelKind, language: String) -> Vec<String> {
+        let mut languages = vec![language];
+        if channel == ChannelKind::Status {
+            let available = self.renderer.languages(channel);
+            for offered in STATUS_LANGUAGES {
+                if !languages.iter().any(|l| l == offered) && available.iter().any(|l| l == offered)
+                {
+                    languages.push(offered.to_owned());
+                }
+            }
+        }
+        languages
+    }
+
+    /// What the public reads of the services: the status page's names of those the incident
+    /// concerns, in `language`, rather than the monitors' label values. Unchanged when no
+    /// service of the page concerns it.
+    fn name_services_for_the_public(
+        &self,
+        ctx: &mut MessageContext,
+        incident: &IncidentRow,
+        alerts: &[AlertRow],
+        language: &str,
+    ) {
+        let mut label_sets: Vec<&Labels> = alerts.iter().map(|a| &a.labels).collect();
+        if incident.origin == IncidentOrigin::Manual {
+            label_sets.push(&incident.labels);
+        }
+        let names: Vec<String> = crate::status::concerned(&self.status_services, &label_sets)
+            .into_iter()
+            .map(|s| s.name_in(language).to_owned())
+            .collect();
+        if !names.is_empty() {
+            ctx.incident.services = names;
+        }
     }
 
     /// The windows and silences open at `now`: (name, matchers).
@@ -438,6 +490,7 @@ pub fn context(
                 severity: s.severity.as_str().into(),
                 starts_at: s.starts_at.map(rfc3339),
                 url: s.url.clone(),
+                finding: s.finding.clone(),
             })
             .collect(),
         audience,

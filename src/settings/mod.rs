@@ -73,7 +73,7 @@ pub use social::{
     BlueskySettings, FacebookSettings, FacebookUpdates, MastodonSettings, MastodonVisibility,
     SocialKeys, XSettings,
 };
-pub use status::{StatusService, StatusSettings, SubscribeSettings};
+pub use status::{LANGUAGES as STATUS_LANGUAGES, StatusService, StatusSettings, SubscribeSettings};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {

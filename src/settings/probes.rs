@@ -52,7 +52,8 @@ pub struct ProbeSpec {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub kind: ProbeKind,
-    /// What people read in the alert; the check's own finding is added to it.
+    /// What people read in the alert: the incident's title. The check's finding follows it in
+    /// each message, in the reader's language.
     #[serde(default)]
     pub summary: String,
     #[serde(default = "default_interval")]

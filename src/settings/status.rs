@@ -10,6 +10,11 @@ use crate::domain::{Matcher, Severity};
 /// The config subscriber standing for the status page.
 pub const STATUS_SUBSCRIBER: &str = "Pagina di stato pubblica";
 
+/// The languages the status page is written in: it has words for them
+/// (`templates/web/<lang>/status.j2`) and each service a name (`name`, `name_en`). Every public
+/// draft has a status part in each.
+pub const LANGUAGES: [&str; 2] = ["it", "en"];
+
 /// The status page as a subscriber of the `public` audience, following the listed services: its
 /// statement is part of each public draft.
 pub fn status_subscriber(settings: &Settings) -> Option<ValidSubscriber> {
@@ -83,6 +88,17 @@ pub struct StatusService {
     pub name_en: String,
     /// Signals (or labels of incidents opened by hand) matching all of these concern it.
     pub matchers: Vec<Matcher>,
+}
+
+impl StatusService {
+    /// The name citizens read in `language`: `name_en` in English when there is one, else `name`.
+    pub fn name_in(&self, language: &str) -> &str {
+        if language == "en" && !self.name_en.is_empty() {
+            &self.name_en
+        } else {
+            &self.name
+        }
+    }
 }
 
 pub fn validate_status(settings: &Settings, push: &mut impl FnMut(&str, String)) {

@@ -33,9 +33,10 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::domain::finding::FINDING_ANNOTATION;
 use crate::domain::incident::Announced;
 use crate::domain::subscriber::{ChannelKind, Language, Subscription, ValidSubscriber};
-use crate::domain::{IncidentStatus, Labels, Severity, Signal, Source, UpdateKind};
+use crate::domain::{Finding, IncidentStatus, Labels, Severity, Signal, Source, UpdateKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -184,6 +185,22 @@ pub struct SignalSnapshot {
     pub severity: Severity,
     pub starts_at: Option<Timestamp>,
     pub url: Option<String>,
+    /// A probe's finding, which templates put into words (absent from other signals, and from
+    /// updates written before findings were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding: Option<Finding>,
+}
+
+impl AlertRow {
+    /// What the probe behind this signal found; a monitor's annotations are not read as one.
+    pub fn finding(&self) -> Option<Finding> {
+        if self.source != Source::Probe {
+            return None;
+        }
+        self.annotations
+            .get(FINDING_ANNOTATION)
+            .and_then(|json| Finding::from_annotation(json))
+    }
 }
 
 impl SignalSnapshot {
@@ -201,6 +218,7 @@ impl SignalSnapshot {
                 severity: a.peak_severity,
                 starts_at: a.starts_at,
                 url: a.url.clone(),
+                finding: a.finding(),
             })
             .collect()
     }

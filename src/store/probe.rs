@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::Result;
+use crate::domain::Finding;
 
 /// What one replica last saw of one probe.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -13,7 +14,10 @@ pub struct Observation {
     pub instance: String,
     /// `up`, `down`, or `unknown` (the replica cannot reach the network: not counted).
     pub state: String,
+    /// What the check found, in the operators' English.
     pub detail: String,
+    /// The same, as data (`None` in rows written before findings were kept).
+    pub finding: Option<Finding>,
     pub cert_days_left: Option<i64>,
     pub observed_at: Timestamp,
 }

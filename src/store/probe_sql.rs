@@ -16,16 +16,22 @@ impl ProbeStore for SqlStore {
         let mut tx = self.write().await?;
         for o in observations {
             sqlx::query(
-                "INSERT INTO probe_observations (probe, instance, state, detail, cert_days_left, observed_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                "INSERT INTO probe_observations (probe, instance, state, detail, finding, cert_days_left, observed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (probe, instance) DO UPDATE SET state = excluded.state,
-                   detail = excluded.detail, cert_days_left = excluded.cert_days_left,
-                   observed_at = excluded.observed_at",
+                   detail = excluded.detail, finding = excluded.finding,
+                   cert_days_left = excluded.cert_days_left, observed_at = excluded.observed_at",
             )
             .bind(&o.probe)
             .bind(&o.instance)
             .bind(&o.state)
             .bind(&o.detail)
+            .bind(
+                o.finding
+                    .as_ref()
+                    .map(|f| serde_json::to_string(f).map_err(|e| StoreError::Corrupt(e.to_string())))
+                    .transpose()?,
+            )
             .bind(o.cert_days_left)
             .bind(ms(o.observed_at))
             .execute(&mut *tx)
@@ -37,7 +43,7 @@ impl ProbeStore for SqlStore {
 
     async fn observations(&self, since: Option<Timestamp>) -> Result<Vec<Observation>> {
         let rows = sqlx::query(
-            "SELECT probe, instance, state, detail, cert_days_left, observed_at
+            "SELECT probe, instance, state, detail, finding, cert_days_left, observed_at
              FROM probe_observations WHERE observed_at >= $1 ORDER BY probe, instance",
         )
         .bind(since.map_or(i64::MIN, ms))
@@ -50,6 +56,11 @@ impl ProbeStore for SqlStore {
                     instance: r.try_get("instance")?,
                     state: r.try_get("state")?,
                     detail: r.try_get("detail")?,
+                    // A finding this version cannot read (another version's) is left out: the
+                    // signal then says what the probe is, without it.
+                    finding: r
+                        .try_get::<Option<&str>, _>("finding")?
+                        .and_then(|f| serde_json::from_str(f).ok()),
                     cert_days_left: r.try_get("cert_days_left")?,
                     observed_at: ts(r.try_get("observed_at")?)?,
                 })

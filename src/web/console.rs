@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use minijinja::Value;
 
 use super::body::read;
-use super::drafts::{decide, measure};
+use super::drafts::{check_part, decide, measure};
 use super::error::ApiError;
 use super::extract::Path;
 use super::incidents::{IncidentJson, SignalJson, UpdateJson, manual_error};
@@ -176,6 +176,10 @@ fn page(
 fn error_page(state: &AppState, lang: &str, visitor: Option<&Visitor>, e: ApiError) -> Response {
     let status = e.status();
     let message = match &e {
+        ApiError::BadRequest {
+            message,
+            field: Some(field),
+        } => format!("{field}: {message}"),
         ApiError::BadRequest { message, .. } => message.clone(),
         ApiError::Forbidden(m) | ApiError::NotFound(m) | ApiError::Conflict(m) => m.clone(),
         ApiError::Unavailable(m) => m.clone(),
@@ -448,30 +452,28 @@ pub async fn draft_edit(
     // Decided parts are shown read-only; only pending ones can change.
     for p in current.parts.iter().filter(|p| p.state == "pending") {
         let key = format!("{}_{}", p.channel.as_str(), p.language);
-        let Some((_, body)) = form.iter().find(|(k, _)| *k == format!("body_{key}")) else {
-            continue;
+        let sent = |name: &str| {
+            form.iter()
+                .find(|(k, _)| *k == format!("{name}_{key}"))
+                .map(|(_, v)| v)
         };
         // Browsers send CRLF line ends; the stored text uses LF like the rendered one.
-        let body = body.replace("\r\n", "\n");
-        if body.trim().is_empty() {
-            return error_page(
-                &state,
-                &lang,
-                Some(&v),
-                ApiError::field(format!("body_{key}"), "must not be empty"),
-            );
+        let body = sent("body").map(|b| b.replace("\r\n", "\n"));
+        let subject = sent("subject").map(|s| s.trim().to_owned());
+        if body.is_none() && subject.is_none() {
+            continue;
         }
-        let subject = form
-            .iter()
-            .find(|(k, _)| *k == format!("subject_{key}"))
-            .map(|(_, s)| s.trim().to_owned())
-            .or_else(|| p.subject.clone());
-        edits.push(PartEdit {
+        let edit = PartEdit {
             channel: p.channel,
             language: p.language.clone(),
-            subject,
-            body,
-        });
+            subject: subject.or_else(|| p.subject.clone()),
+            body: body.unwrap_or_else(|| p.body.clone()),
+        };
+        if let Err(r) = check_part(&state.renderer.social_limits(), &edit) {
+            let e = ApiError::field(format!("{}_{key}", r.field), r.message);
+            return error_page(&state, &lang, Some(&v), e);
+        }
+        edits.push(edit);
     }
     match state
         .store

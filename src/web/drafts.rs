@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::extract::{Path, Query};
 use super::{AppState, require};
 use crate::domain::subscriber::ChannelKind;
+use crate::domain::text;
 use crate::render::social::Limits;
 use crate::render::{sms, telegram};
 use crate::settings::Permission;
@@ -119,11 +120,46 @@ pub struct EditPart {
     body: String,
 }
 
-/// Refuses a text its channel would refuse, naming the part.
-fn check_edit(limits: &Limits, i: usize, part: &EditPart) -> Result<(), ApiError> {
-    let field = format!("parts[{i}].body");
+/// Why an edit of a part is refused: which of its fields (`subject` or `body`), and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn refuse(field: &'static str, message: impl Into<String>) -> Result<(), Refused> {
+    Err(Refused {
+        field,
+        message: message.into(),
+    })
+}
+
+/// Refuses a text its channel would refuse, or a title a page, a feed or an alert could not carry:
+/// the one check of an edit, whether it comes from the API or from the console.
+pub fn check_part(limits: &Limits, part: &PartEdit) -> Result<(), Refused> {
+    if let Some(subject) = &part.subject {
+        if subject.trim().is_empty() {
+            return refuse("subject", "must not be empty");
+        }
+        if let Err(e) = text::one_line(subject) {
+            return refuse("subject", e.to_string());
+        }
+        let chars = subject.chars().count();
+        if part.channel == ChannelKind::Status && chars > text::PUBLIC_TITLE_CHARS {
+            return refuse(
+                "subject",
+                format!(
+                    "is {chars} characters; a public title takes at most {}",
+                    text::PUBLIC_TITLE_CHARS
+                ),
+            );
+        }
+    }
     if part.body.trim().is_empty() {
-        return Err(ApiError::field(field, "must not be empty"));
+        return refuse("body", "must not be empty");
+    }
+    if let Err(e) = text::lines(&part.body) {
+        return refuse("body", e.to_string());
     }
     if let Some(limit) = limits.limit(part.channel)
         && !limits.fits(part.channel, &part.body)
@@ -138,37 +174,35 @@ fn check_edit(limits: &Limits, i: usize, part: &EditPart) -> Result<(), ApiError
         } else {
             String::new()
         };
-        return Err(ApiError::field(
-            field,
+        return refuse(
+            "body",
             format!(
                 "is {used} {} as {} counts them{bytes}; it takes at most {limit}",
                 Limits::unit(part.channel),
                 part.channel.title(),
             ),
-        ));
+        );
     }
     match part.channel {
-        ChannelKind::Telegram if telegram::visible_len(&part.body) > telegram::MAX_LEN => {
-            Err(ApiError::field(
-                field,
-                format!(
-                    "is {} characters; Telegram takes at most {}",
-                    telegram::visible_len(&part.body),
-                    telegram::MAX_LEN
-                ),
-            ))
-        }
-        ChannelKind::Sms if sms::measure(&part.body).segments > 10 => Err(ApiError::field(
-            field,
+        ChannelKind::Telegram if telegram::visible_len(&part.body) > telegram::MAX_LEN => refuse(
+            "body",
+            format!(
+                "is {} characters; Telegram takes at most {}",
+                telegram::visible_len(&part.body),
+                telegram::MAX_LEN
+            ),
+        ),
+        ChannelKind::Sms if sms::measure(&part.body).segments > 10 => refuse(
+            "body",
             format!(
                 "would cost {} SMS segments; at most 10",
                 sms::measure(&part.body).segments
             ),
-        )),
-        _ if part.body.chars().count() > MAX_BODY_CHARS => Err(ApiError::field(
-            field,
+        ),
+        _ if part.body.chars().count() > MAX_BODY_CHARS => refuse(
+            "body",
             format!("is longer than {MAX_BODY_CHARS} characters"),
-        )),
+        ),
         _ => Ok(()),
     }
 }
@@ -185,9 +219,6 @@ pub async fn edit(
     if req.parts.is_empty() {
         return Err(ApiError::field("parts", "must name at least one part"));
     }
-    for (i, part) in req.parts.iter().enumerate() {
-        check_edit(&state.renderer.social_limits(), i, part)?;
-    }
     let edits: Vec<PartEdit> = req
         .parts
         .into_iter()
@@ -198,6 +229,10 @@ pub async fn edit(
             body: p.body,
         })
         .collect();
+    for (i, part) in edits.iter().enumerate() {
+        check_part(&state.renderer.social_limits(), part)
+            .map_err(|r| ApiError::field(format!("parts[{i}].{}", r.field), r.message))?;
+    }
     let draft = state
         .store
         .edit_draft(id, &edits, &who.name, Timestamp::now())
@@ -318,4 +353,103 @@ pub async fn audit(
         .audit_log(q.incident, q.limit.unwrap_or(100).clamp(1, 1000))
         .await?;
     Ok(Json(serde_json::json!({ "entries": entries })))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::Severity;
+    use crate::status::{Board, PublicIncident, Statement};
+
+    fn status_edit(subject: &str, body: &str) -> PartEdit {
+        PartEdit {
+            channel: ChannelKind::Status,
+            language: "en".into(),
+            subject: Some(subject.to_owned()),
+            body: body.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_public_title_is_one_short_line() {
+        let limits = Limits::default();
+        let ok = status_edit("Bookings suspended", "Online booking is suspended.");
+        assert_eq!(check_part(&limits, &ok), Ok(()));
+        for bad in ["", "  ", "Outage\nBcc: x@y", "a\u{fffe}"] {
+            let refused = check_part(&limits, &status_edit(bad, "x")).unwrap_err();
+            assert_eq!(refused.field, "subject", "{bad:?}");
+        }
+        let long = "x".repeat(text::PUBLIC_TITLE_CHARS + 1);
+        let refused = check_part(&limits, &status_edit(&long, "x")).unwrap_err();
+        assert!(refused.message.contains("at most 160"), "{refused:?}");
+        let refused = check_part(&limits, &status_edit("ok", "a\u{1b}b")).unwrap_err();
+        assert_eq!(refused.field, "body");
+    }
+
+    /// What XML 1.0 can carry.
+    fn xml_char(c: char) -> bool {
+        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{fffe}' | '\u{ffff}'))
+    }
+
+    proptest! {
+        /// Whatever the office types, an edit is refused with its field named, or it makes a CAP
+        /// alert that XML can carry, headed by that one-line title.
+        #[test]
+        fn an_accepted_title_and_statement_make_a_valid_alert(
+            title in crate::hostile::text(),
+            body in crate::hostile::text(),
+        ) {
+            let edit = status_edit(&title, &body);
+            match check_part(&Limits::default(), &edit) {
+                Err(refused) => prop_assert!(["subject", "body"].contains(&refused.field)),
+                Ok(()) => {
+                    prop_assert!(text::one_line(&title).is_ok());
+                    prop_assert!(title.chars().count() <= text::PUBLIC_TITLE_CHARS);
+                    let at = jiff::Timestamp::UNIX_EPOCH;
+                    let board = Board {
+                        generated_at: at,
+                        overall: "major_outage",
+                        services: Vec::new(),
+                        maintenance: Vec::new(),
+                        incidents: vec![PublicIncident {
+                            id: 1,
+                            state: "major_outage",
+                            resolved: false,
+                            opened_at: at,
+                            resolved_at: None,
+                            severity: Severity::Critical,
+                            services: vec!["cup".into()],
+                            statements: vec![Statement {
+                                draft: 7,
+                                at,
+                                kind: "opened".into(),
+                                language: "en".into(),
+                                title: title.clone(),
+                                text: body.clone(),
+                            }],
+                        }],
+                    };
+                    let site = crate::feeds::Site {
+                        base: "https://stato.example",
+                        title: "Service status",
+                        sender: "banditore@stato.example",
+                        area: "Regione",
+                    };
+                    let alert = crate::feeds::cap_alert(&board, &site, 7);
+                    prop_assert!(alert.is_some());
+                    let alert = alert.unwrap_or_default();
+                    prop_assert!(alert.chars().all(xml_char), "{alert:?}");
+                    prop_assert_eq!(alert.matches("<headline>").count(), 1);
+                    let headline = alert
+                        .split("<headline>")
+                        .nth(1)
+                        .and_then(|h| h.split("</headline>").next())
+                        .unwrap_or_default();
+                    prop_assert!(!headline.contains('\n'), "{headline:?}");
+                }
+            }
+        }
+    }
 }

@@ -95,6 +95,8 @@ pub struct SignalJson {
     service: String,
     component: Option<String>,
     summary: String,
+    /// A probe's finding, as data.
+    finding: Option<crate::domain::Finding>,
     labels: Labels,
     annotations: Labels,
     url: Option<String>,
@@ -114,6 +116,7 @@ impl From<&AlertRow> for SignalJson {
             service: a.service.clone(),
             component: a.component.clone(),
             summary: a.summary.clone(),
+            finding: a.finding(),
             labels: a.labels.clone(),
             annotations: a.annotations.clone(),
             url: a.url.clone(),

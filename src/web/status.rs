@@ -84,7 +84,7 @@ pub struct LangQuery {
 
 fn language(state: &AppState, headers: &HeaderMap, q: &LangQuery) -> String {
     match q.lang.as_deref() {
-        Some(l @ ("it" | "en")) => l.to_owned(),
+        Some(l) if crate::settings::STATUS_LANGUAGES.contains(&l) => l.to_owned(),
         _ => super::console::language(state, headers),
     }
 }

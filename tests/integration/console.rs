@@ -624,3 +624,158 @@ async fn console_answers_forbid_framing_caching_and_foreign_scripts() {
     assert_eq!(nonces.len(), 2);
     assert_ne!(nonces[0], nonces[1], "a nonce is used once");
 }
+
+const STATUS_PAGE: &str = r#"
+[[status.services]]
+id = "cup"
+name = "Prenotazioni (CUP)"
+name_en = "Bookings (CUP)"
+matchers = ['service=~"cup.*"']
+"#;
+
+#[tokio::test]
+async fn each_language_of_the_status_part_is_edited_with_the_checks_of_the_api() {
+    let smtp = SmtpServer::start();
+    let mut app = TestApp::spawn(&smtp, STATUS_PAGE, &[]).await;
+    app.add_user("m.rossi", PASSWORD, "communicator").await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let id = app.next_draft().await["id"].as_i64().unwrap();
+    let comms = console_browser();
+    assert_eq!(
+        console_login(&app, &comms, "m.rossi", PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    let html = comms
+        .get(app.url(&format!("/console/drafts/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for field in [
+        "subject_status_it",
+        "body_status_it",
+        "subject_status_en",
+        "body_status_en",
+    ] {
+        assert!(
+            html.contains(&format!("name=\"{field}\"")),
+            "{field}: {html}"
+        );
+    }
+    assert!(html.contains("Titolo pubblico"), "{html}");
+    let csrf = hidden_field(&html, "csrf");
+    let edit = |fields: Vec<(&'static str, String)>| {
+        let mut form = vec![("csrf", csrf.clone())];
+        form.extend(fields);
+        comms
+            .post(app.url(&format!("/console/drafts/{id}/edit")))
+            .form(&form)
+            .send()
+    };
+    // What the API refuses, the console refuses, naming the field.
+    for (field, value) in [
+        ("subject_status_en", "x".repeat(161)),
+        ("subject_status_en", "Outage\u{2028}Bcc".to_owned()),
+        ("body_status_en", "x".repeat(20_001)),
+    ] {
+        let resp = edit(vec![(field, value)]).await.unwrap();
+        assert_eq!(resp.status(), 400, "{field}");
+        let page = resp.text().await.unwrap();
+        assert!(page.contains(field), "{field}: {page}");
+    }
+    let resp = edit(vec![
+        ("subject_status_it", "Prenotazioni sospese".to_owned()),
+        (
+            "body_status_it",
+            "Le prenotazioni online sono sospese.".to_owned(),
+        ),
+        ("subject_status_en", "Bookings suspended".to_owned()),
+        ("body_status_en", "Online booking is suspended.".to_owned()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 303);
+    let draft = app
+        .get_json(&format!("/api/v1/drafts/{id}"), VIEWER_TOKEN)
+        .await;
+    let status: Vec<(&str, &str, &str)> = draft["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["channel"] == "status")
+        .map(|p| {
+            (
+                p["language"].as_str().unwrap(),
+                p["subject"].as_str().unwrap(),
+                p["body"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("en", "Bookings suspended", "Online booking is suspended."),
+            (
+                "it",
+                "Prenotazioni sospese",
+                "Le prenotazioni online sono sospese."
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_console_names_states_and_severities_in_its_language() {
+    let smtp = SmtpServer::start();
+    let app = app_with_people(&smtp).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    app.next_draft().await;
+    let it = console_browser();
+    assert_eq!(
+        console_login(&app, &it, "l.bianchi", PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    let page = |b: &reqwest::Client, path: &str, lang: &str| {
+        b.get(app.url(path)).header("Accept-Language", lang).send()
+    };
+    for path in ["/console/incidents", "/console/incidents/1"] {
+        let html = page(&it, path, "it").await.unwrap().text().await.unwrap();
+        assert!(
+            html.contains("in verifica") && html.contains("critico"),
+            "{path}: {html}"
+        );
+        // What the page shows, without the values its forms send.
+        let shown = html
+            .split("value=\"")
+            .enumerate()
+            .map(|(i, s)| {
+                if i == 0 {
+                    s
+                } else {
+                    s.split_once('"').map_or(s, |(_, r)| r)
+                }
+            })
+            .collect::<String>();
+        for english in ["investigating", "critical", "firing"] {
+            assert!(!shown.contains(english), "{path}: {english} in {html}");
+        }
+        let html = page(&it, path, "en").await.unwrap().text().await.unwrap();
+        assert!(
+            html.contains("investigating") && html.contains("critical"),
+            "{path}: {html}"
+        );
+    }
+    let html = page(&it, "/console/incidents/1", "it")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("in corso"), "the signal's state: {html}");
+}

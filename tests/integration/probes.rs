@@ -152,7 +152,7 @@ async fn a_closed_port_is_an_outage_and_a_flapping_site_is_not_a_storm() {
         mails[0].text()
     );
     assert!(
-        mails[0].text().contains("cannot connect"),
+        mails[0].text().contains("impossibile connettersi"),
         "{}",
         mails[0].text()
     );
@@ -364,7 +364,7 @@ async fn a_certificate_close_to_expiry_raises_a_warning() {
     let app = TestApp::spawn(&smtp, &extra, &[]).await;
     let mails = mails_to(&smtp, DESK, 1).await;
     let text = mails[0].text();
-    assert!(text.contains("expires in 5 days"), "{text}");
+    assert!(text.contains("scade tra 5 giorni"), "{text}");
     let incident = &incidents(&app).await[0];
     assert_eq!(incident["severity"], "warning", "{incident}");
     let p = probe(&app, "cup-https").await;
@@ -425,4 +425,35 @@ async fn with_three_replicas_and_quorum_two_one_replica_seeing_an_outage_declare
     assert_eq!(incidents(&apps[2]).await.len(), 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(smtp.mails_to(DESK).len(), 1, "declared once, by the leader");
+}
+
+#[tokio::test]
+async fn each_desk_reads_the_probes_verdict_in_its_own_language() {
+    const ENGLISH_DESK: &str = "cup.desk.en@asl.example";
+    let smtp = SmtpServer::start();
+    let site = HttpTarget::start().await;
+    let extra = format!(
+        "{}\n[[subscribers]]\nname = \"CUP desk (English)\"\nlanguage = \"en\"\naddresses = {{ email = \"{ENGLISH_DESK}\" }}\nsubscriptions = [{{ matchers = ['service=\"cup\"'] }}]\n{}",
+        people(),
+        http_probe("cup-portale", "cup", &site.url(), "failure_threshold = 2")
+    );
+    let _app = TestApp::spawn(&smtp, &extra, &[]).await;
+    site.set(Mode::Failing);
+    let it = &mails_to(&smtp, DESK, 1).await[0];
+    let en = &mails_to(&smtp, ENGLISH_DESK, 1).await[0];
+    // The verdict is words of the desk's templates, around what the probe saw.
+    assert!(
+        it.text().contains("Portale cup: HTTP 503 (atteso 2xx)"),
+        "{}",
+        it.text()
+    );
+    assert!(
+        en.text().contains("Portale cup: HTTP 503 (expected 2xx)"),
+        "{}",
+        en.text()
+    );
+    for english in ["expected", "HTTP 503"] {
+        assert!(!it.subject().contains(english), "{}", it.subject());
+    }
+    assert!(!it.text().contains("expected"), "{}", it.text());
 }

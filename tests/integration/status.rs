@@ -117,8 +117,8 @@ async fn services_show_their_incidents_and_only_approved_text_is_public() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["channel"] == "status")
-        .unwrap_or_else(|| panic!("no status part in {draft}"));
+        .find(|p| p["channel"] == "status" && p["language"] == "it")
+        .unwrap_or_else(|| panic!("no Italian status part in {draft}"));
     assert!(
         part["body"]
             .as_str()
@@ -144,7 +144,13 @@ async fn services_show_their_incidents_and_only_approved_text_is_public() {
     .await;
     let listed = &board["incidents"][0];
     assert_eq!(listed["services"], json!(["cup"]), "{listed}");
-    assert_eq!(listed["statements"][0]["text"], text);
+    let italian = listed["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["language"] == "it")
+        .unwrap();
+    assert_eq!(italian["text"], text);
     let page = app.get("/status", None).await.text().await.unwrap();
     assert!(
         page.contains("Gli sportelli accettano solo le urgenze."),
@@ -397,5 +403,175 @@ async fn atom_and_cap_feeds_carry_the_approved_statements_and_cap_validates() {
     );
     if let Some((ok, out)) = xmllint(&cancel, &["--noout", "--schema", schema]) {
         assert!(ok, "{out}\n{cancel}");
+    }
+}
+
+/// The status parts of a draft, by language.
+fn status_parts(draft: &Value) -> std::collections::BTreeMap<String, Value> {
+    draft["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["channel"] == "status")
+        .map(|p| (p["language"].as_str().unwrap().to_owned(), p.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_public_draft_speaks_every_language_of_the_page_under_a_public_title() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, &config(), &[]).await;
+    fire_alert(
+        &app,
+        "firing",
+        "cup-backend",
+        "CUP backend: pool di connessioni esaurito",
+    )
+    .await;
+    let draft = app.next_draft().await;
+    let id = draft["id"].as_i64().unwrap();
+    // One status part per language the page offers, each drafted from its own templates with the
+    // services' display names, under a short public title.
+    let parts = status_parts(&draft);
+    assert_eq!(parts.keys().collect::<Vec<_>>(), ["en", "it"], "{draft:#}");
+    assert_eq!(parts["it"]["subject"], "Disservizio: Prenotazioni (CUP)");
+    assert_eq!(parts["en"]["subject"], "Outage: Bookings (CUP)");
+    let it = parts["it"]["body"].as_str().unwrap();
+    let en = parts["en"]["body"].as_str().unwrap();
+    assert!(
+        it.contains("È in corso un disservizio che riguarda: Prenotazioni (CUP)."),
+        "{it}"
+    );
+    assert!(
+        en.contains("An outage is affecting: Bookings (CUP)."),
+        "{en}"
+    );
+    // The citizens' email names the service as the page does, not by its label.
+    let email = draft["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["channel"] == "email")
+        .unwrap();
+    let mail = email["body"].as_str().unwrap();
+    assert!(mail.contains("Prenotazioni (CUP)"), "{mail}");
+    for text in [it, en, mail] {
+        assert!(!text.contains("cup-backend"), "{text}");
+    }
+
+    // A title is one short line, refused otherwise with the field named.
+    let edit = |subject: &str, body: &str| json!({"parts": [{"channel": "status", "language": "en", "subject": subject, "body": body}]});
+    for bad in ["Outage\nBcc: x@y", " ", &"x".repeat(161)] {
+        let resp = app
+            .put_json(
+                &format!("/api/v1/drafts/{id}"),
+                COMMUNICATOR_TOKEN,
+                &edit(bad, "Online booking is suspended."),
+            )
+            .await;
+        assert_eq!(resp.status(), 400, "{bad:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["field"], "parts[0].subject", "{body}");
+    }
+    let text_en = "Online booking is suspended. Desks take urgent bookings only.";
+    let resp = app
+        .put_json(
+            &format!("/api/v1/drafts/{id}"),
+            COMMUNICATOR_TOKEN,
+            &edit("Bookings suspended", text_en),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    app.approve_draft(id).await;
+
+    // The board carries each language, its title and its text.
+    let board = eventually(
+        || status(&app),
+        |b| b["incidents"].as_array().is_some_and(|i| !i.is_empty()),
+    )
+    .await;
+    let incident = board["incidents"][0]["id"].as_i64().unwrap();
+    let said: std::collections::BTreeMap<&str, (&str, &str)> = board["incidents"][0]["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["language"].as_str().unwrap(),
+                (s["title"].as_str().unwrap(), s["text"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(said["en"], ("Bookings suspended", text_en), "{board}");
+    assert_eq!(said["it"].0, "Disservizio: Prenotazioni (CUP)", "{board}");
+
+    // The page heads the incident with its title in the reader's language.
+    let page_en = app.get("/status?lang=en", None).await.text().await.unwrap();
+    assert!(
+        page_en.contains("Bookings suspended") && page_en.contains(text_en),
+        "{page_en}"
+    );
+    let page_it = app.get("/status", None).await.text().await.unwrap();
+    assert!(
+        page_it.contains("Disservizio: Prenotazioni (CUP)"),
+        "{page_it}"
+    );
+    let alone = app
+        .get(&format!("/status/incidents/{incident}?lang=en"), None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(alone.contains("<h1>Bookings suspended</h1>"), "{alone}");
+    for page in [&page_en, &page_it, &alone] {
+        assert!(
+            !page.contains("Incident no.") && !page.contains("Disservizio n."),
+            "{page}"
+        );
+        assert!(!page.contains("pool di connessioni"), "{page}");
+    }
+
+    // Atom in each language, CAP with one <info> per language, each headed by its title.
+    let atom_en = app
+        .get("/status/feed.atom?lang=en", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        atom_en.contains("<title>Bookings suspended</title>") && atom_en.contains(text_en),
+        "{atom_en}"
+    );
+    let atom_it = app
+        .get("/status/feed.atom", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        atom_it.contains("<title>Disservizio: Prenotazioni (CUP)</title>"),
+        "{atom_it}"
+    );
+    let alert = app
+        .get(&format!("/status/cap/{id}.xml"), None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(alert.matches("<info>").count(), 2, "{alert}");
+    for wanted in [
+        "<language>it-IT</language>",
+        "<language>en-US</language>",
+        "<headline>Disservizio: Prenotazioni (CUP)</headline>",
+        "<headline>Bookings suspended</headline>",
+    ] {
+        assert!(alert.contains(wanted), "no {wanted} in {alert}");
+    }
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/cap/CAP-v1.2.xsd"
+    );
+    if let Some((ok, out)) = xmllint(&alert, &["--noout", "--schema", schema]) {
+        assert!(ok, "{out}\n{alert}");
     }
 }

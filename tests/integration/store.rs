@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use banditore::domain::subscriber::{ChannelKind, SubscriberRules, SubscriberSpec};
-use banditore::domain::{IncidentStatus, Labels, Severity, UpdateKind};
+use banditore::domain::{Finding, IncidentStatus, Labels, Severity, UpdateKind};
 use banditore::store::*;
 use jiff::{SignedDuration, Timestamp};
 
@@ -691,7 +691,46 @@ pub async fn a_shared_bucket_paces_every_taker_together(store: Arc<dyn Store>) {
     assert_eq!(total, 20);
 }
 
+pub async fn observations_keep_what_each_check_found_as_data(store: Arc<dyn Store>) {
+    let probe = format!("cup-portale-{}", rand_suffix());
+    // Stored to the millisecond.
+    let at = Timestamp::from_millisecond(now().as_millisecond()).unwrap();
+    let observe = |instance: &str, finding: Option<Finding>| Observation {
+        probe: probe.clone(),
+        instance: instance.to_owned(),
+        state: "down".into(),
+        detail: finding
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        finding,
+        cert_days_left: None,
+        observed_at: at,
+    };
+    let refused = Finding::HttpStatus {
+        status: 503,
+        expected: vec!["2xx".into()],
+    };
+    let written = [
+        observe("replica-a", Some(refused.clone())),
+        observe("replica-b", None),
+    ];
+    store.record_observations(&written).await.unwrap();
+    let mine = |all: Vec<Observation>| -> Vec<Observation> {
+        all.into_iter().filter(|o| o.probe == probe).collect()
+    };
+    assert_eq!(mine(store.observations(None).await.unwrap()), written);
+    // The next observation replaces the replica's row, finding and all.
+    let silent = Finding::Timeout { ms: 1000 };
+    let next = observe("replica-a", Some(silent.clone()));
+    store.record_observations(&[next]).await.unwrap();
+    let seen = mine(store.observations(None).await.unwrap());
+    assert_eq!(seen[0].finding, Some(silent));
+    assert_eq!(seen[1].finding, None);
+}
+
 suite!(
+    observations_keep_what_each_check_found_as_data,
     concurrent_claims_are_disjoint_and_sent_rows_stay_sent,
     a_later_update_waits_for_the_earlier_one_to_the_same_recipient,
     a_recipient_reads_every_incident_in_the_order_written,
