@@ -173,6 +173,14 @@ pub fn validate_sms(
                     "a generic provider needs a `body` table (or a `url` template) carrying {{ to }} and {{ text }}".into(),
                 );
             }
+            // Values are percent-encoded in the URL by construction: encoding them again would
+            // send `%2520` for a space.
+            if p.url.contains("urlencode") {
+                fail(
+                    "url",
+                    "drop `| urlencode`: every value in the URL is percent-encoded already".into(),
+                );
+            }
             if reqwest::Method::from_bytes(p.method.to_ascii_uppercase().as_bytes()).is_err() {
                 fail("method", format!("`{}` is not an HTTP method", p.method));
             }

@@ -305,6 +305,35 @@ sender = "Regione"
 }
 
 #[test]
+fn a_generic_sms_url_that_encodes_its_values_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        r#"
+[channels.sms]
+enabled = true
+
+[[channels.sms.providers]]
+name = "gateway"
+kind = "generic"
+url = "https://sms.example/send?to={{ to_digits }}&text={{ text | urlencode }}"
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = banditore(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "check-config"],
+        &[],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("channels.sms.providers[0].url: drop `| urlencode`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn environment_overrides_the_file_and_secrets_come_from_files() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("token");

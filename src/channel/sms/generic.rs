@@ -3,10 +3,15 @@
 //! `report_url`, `reference`) and the account (`username`, `password`); the `b64encode` filter
 //! writes basic auth (`Basic {{ (username ~ ":" ~ password) | b64encode }}`). `2xx` is success,
 //! `429` throttling, `5xx` and `408` trouble at the provider, any other `4xx` a refusal.
+//!
+//! Every value is encoded for its place by construction, never trusted to the template's author:
+//! in the URL each value is percent-encoded (so a monitor's `&to=…` in a summary stays text), in
+//! a header control characters become spaces (no header can be added), and form and JSON bodies
+//! are encoded by reqwest and serde.
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use minijinja::Environment;
+use minijinja::{AutoEscape, Environment};
 
 use super::{Accepted, Answer, Gateway, GatewayError, SmsMessage, unreachable};
 use crate::settings::{BodyFormat, Secret, SmsProviderKeys};
@@ -26,13 +31,52 @@ pub struct Generic {
 }
 
 const URL: &str = "url";
+/// How values are written in the URL and in headers.
+const IN_URL: &str = "url";
+const IN_HEADER: &str = "header";
+
+/// A value as one component of a URL: everything but letters, digits and `-._~` percent-encoded
+/// (RFC 3986 unreserved), so it cannot end a parameter, start another or cut the URL short.
+fn percent_encoded(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 impl Generic {
     pub fn new(keys: &SmsProviderKeys, http: reqwest::Client) -> Result<Generic, String> {
         let p = &keys.settings;
         let mut env = Environment::new();
-        // Values go into URLs, headers and bodies as they are; reqwest encodes the body.
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|name| {
+            if name == URL {
+                AutoEscape::Custom(IN_URL.into())
+            } else if name.starts_with("header:") {
+                AutoEscape::Custom(IN_HEADER.into())
+            } else {
+                AutoEscape::None
+            }
+        });
+        env.set_formatter(|out, state, value| {
+            let text = value.to_string();
+            let written = match state.auto_escape() {
+                AutoEscape::Custom(place) if place == IN_URL && !value.is_safe() => {
+                    percent_encoded(&text)
+                }
+                AutoEscape::Custom(place) if place == IN_HEADER => text
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect(),
+                _ => text,
+            };
+            out.write_str(&written).map_err(minijinja::Error::from)
+        });
         env.add_filter("b64encode", |value: String| {
             base64::engine::general_purpose::STANDARD.encode(value)
         });
@@ -130,5 +174,58 @@ impl Gateway for Generic {
             401 | 403 => Err(GatewayError::Credentials(reason())),
             _ => Err(GatewayError::Refused(reason())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::SmsProviderSettings;
+
+    proptest::proptest! {
+        /// Whatever a monitor writes, its text is one query value: the URL parses, keeps its
+        /// one `to` and gives the text back whole.
+        #[test]
+        fn a_text_stays_one_value_in_a_url_template(text in crate::hostile::text()) {
+            let url = format!(
+                "https://gw.example/send?to=393330000001&text={}",
+                percent_encoded(&text)
+            );
+            let parsed = url::Url::parse(&url).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+            proptest::prop_assert_eq!(pairs.len(), 2);
+            proptest::prop_assert_eq!(&pairs[0], &("to".to_owned(), "393330000001".to_owned()));
+            proptest::prop_assert_eq!(&pairs[1].1, &text);
+            proptest::prop_assert!(parsed.fragment().is_none());
+        }
+    }
+
+    #[test]
+    fn a_summary_cannot_add_a_recipient_to_a_url_or_a_header() {
+        let settings: SmsProviderSettings = serde_json::from_value(serde_json::json!({
+            "name": "gw",
+            "kind": "generic",
+            "url": "https://gw.example/send?to={{ to_digits }}&text={{ text }}",
+            "headers": {"X-Text": "{{ text }}"},
+        }))
+        .unwrap();
+        let keys = SmsProviderKeys {
+            settings,
+            password: None,
+            base_url: url::Url::parse("https://gw.example/").unwrap(),
+        };
+        let g = Generic::new(&keys, reqwest::Client::new()).unwrap();
+        let ctx = minijinja::context! {
+            to => "+393331234567", to_digits => "393331234567",
+            text => "CUP giù&to=393330000000&text=PWNED#tail\r\nX-Evil: 1",
+            sender => "", unicode => false, report_url => "", reference => 1,
+            username => "", password => "",
+        };
+        let url = url::Url::parse(&g.render(URL, &ctx).unwrap()).unwrap();
+        let to: Vec<_> = url.query_pairs().filter(|(k, _)| k == "to").collect();
+        assert_eq!(to.len(), 1, "{url}");
+        assert!(url.fragment().is_none(), "{url}");
+        let header = g.render("header:X-Text", &ctx).unwrap();
+        assert!(!header.contains(['\r', '\n']), "{header}");
     }
 }
