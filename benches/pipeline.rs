@@ -1,7 +1,7 @@
 //! End-to-end figures of the release binary, as an operator would see them: webhook-to-SMTP
 //! latency, ingest throughput with memory, email fan-out, idle memory.
 //!
-//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-render|approval|social|probe-latency|probes|status|idle`
+//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-failover|sms-render|approval|social|probe-latency|probes|status|signups|abuse|restart|takeover-pg|idle`
 //! picks one, and `-- --quick` runs smaller sizes. `fanout-pg` runs one and two replicas on a fresh
 //! database of the PostgreSQL server named by `BANDITORE_TEST_POSTGRES`, skipping without one. Postfix's `smtp-sink` is used as the fan-out sink when it is
 //! installed (Debian package `postfix`); otherwise the test suite's SMTP server stands in and the
@@ -1082,6 +1082,100 @@ async fn status_page(seconds: u64) {
 /// Citizens signing up by email, one after another: how long the sign-up request takes (the
 /// sign-up stored and the link accepted by the mail server, so the link is in the mailbox when
 /// the page answers; checked), then confirming.
+/// Abuse, bounded and on loopback: `logins` console logins sent at once from one address (an
+/// unknown name and the real one), with the process's peak resident memory and how many
+/// passwords it checked; then a sign-up flood of `flood` forms for one mailbox (+tags) from one
+/// address, and how many links the mail server received.
+async fn abuse(logins: usize, flood: usize) {
+    let smtp = SmtpServer::start();
+    let extra = "[[status.services]]\nid = \"cup\"\nname = \"Prenotazioni\"\nmatchers = ['service=\"cup\"']\n\
+         [status.subscribe]\nchannels = [\"email\"]\n";
+    let mut app = TestApp::spawn(&smtp, extra, &[]).await;
+    app.add_user("m.rossi", "una password lunga abbastanza", "communicator")
+        .await;
+    let pid = app.pid().unwrap_or(0);
+    let before = rss_kib(pid);
+    // Every login needs its form's token: fetched first, then all posted at once.
+    let mut forms = Vec::new();
+    for _ in 0..logins {
+        let b = console_browser();
+        let page = b.get(app.url("/console/login")).send().await.unwrap();
+        let token = hidden_field(&page.text().await.unwrap(), "login_token");
+        forms.push((b, token));
+    }
+    let peak = Arc::new(AtomicU64::new(before));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut posts = Vec::new();
+    for (i, (b, token)) in forms.into_iter().enumerate() {
+        let url = app.url("/console/login");
+        let name = if i % 2 == 0 { "m.rossi" } else { "nessuno" };
+        posts.push(tokio::spawn(async move {
+            b.post(url)
+                .form(&[
+                    ("login_token", token.as_str()),
+                    ("username", name),
+                    ("password", "indovina"),
+                ])
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }));
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    for p in posts {
+        *statuses.entry(p.await.unwrap_or(0)).or_insert(0usize) += 1;
+    }
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.await;
+    let after = rss_kib(pid);
+    let checked = metric(&app, "banditore_console_logins_total{outcome=\"refused\"}").await
+        + metric(&app, "banditore_console_logins_total{outcome=\"ok\"}").await;
+    println!(
+        "abuse: {logins} console logins at once from one address (half for a real user, half unknown): answered in {:.2} s {statuses:?}; {checked:.0} passwords checked (limit: 5 per name and address, 20 per address); resident memory {:.1} MiB before, peak {:.1} MiB, {:.1} MiB half a second after (target: peak < 150 MiB)",
+        took.as_secs_f64(),
+        mib(before),
+        mib(peak.load(Ordering::Relaxed)),
+        mib(after),
+    );
+    let http = reqwest::Client::new();
+    let mut accepted = 0;
+    let mut limited = 0;
+    for i in 0..flood {
+        let body = format!("channel=email&services=cup&address=vittima%2B{i}@example.org");
+        let resp = http
+            .post(app.url("/status/subscribe"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        match resp.status().as_u16() {
+            202 => accepted += 1,
+            429 => limited += 1,
+            _ => {}
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!(
+        "abuse: {flood} sign-up forms for one mailbox (vittima+N@) from one address: {accepted} answered 202, {limited} answered 429; links received by the mail server: {} (target: at most the per-address limit)",
+        smtp.mails().len()
+    );
+    app.terminate();
+}
+
 async fn signups(count: usize) {
     let smtp = SmtpServer::start();
     let extra = format!(
@@ -1208,6 +1302,9 @@ fn main() {
         }
         if run("status") {
             status_page(if quick { 5 } else { 15 }).await;
+        }
+        if run("abuse") {
+            abuse(if quick { 200 } else { 1000 }, if quick { 20 } else { 100 }).await;
         }
         if run("signups") {
             signups(if quick { 50 } else { 200 }).await;
