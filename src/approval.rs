@@ -82,17 +82,29 @@ impl ApprovalLinks {
 
 impl ApprovalLinks {
     /// The `/start` payload that links the Telegram account opening it to console user
-    /// `user_id`, valid until `expires` (Unix seconds): `u_<id>_<expires>_<tag>`.
-    pub fn link_payload(&self, user_id: i64, expires: i64) -> String {
-        let tag = self.link_mac(user_id, expires).finalize().into_bytes();
+    /// `user_id`, valid until `expires` (Unix seconds): `u_<id>_<expires>_<tag>`. The tag also
+    /// signs the account the user is linked to now (`linked`), so the payload is good once: as
+    /// soon as it links an account, the user's link changes and the payload no longer verifies,
+    /// and a second Telegram account sending it cannot take the link over.
+    pub fn link_payload(&self, user_id: i64, expires: i64, linked: Option<&str>) -> String {
+        let tag = self
+            .link_mac(user_id, expires, linked)
+            .finalize()
+            .into_bytes();
         format!(
             "u_{user_id}_{expires}_{}",
             URL_SAFE_NO_PAD.encode(&tag[..TAG_BYTES])
         )
     }
 
-    /// The user a link payload is for, if it is ours and not expired at `now` (Unix seconds).
-    pub fn verify_link(&self, payload: &str, now: i64) -> Option<i64> {
+    /// The user a link payload names, before its tag is checked.
+    pub fn link_user(payload: &str) -> Option<i64> {
+        payload.strip_prefix("u_")?.split('_').next()?.parse().ok()
+    }
+
+    /// The user a link payload is for, if it is ours, not expired at `now` (Unix seconds), and
+    /// not used since: `linked` is the account the user is linked to now.
+    pub fn verify_link(&self, payload: &str, now: i64, linked: Option<&str>) -> Option<i64> {
         let mut parts = payload.strip_prefix("u_")?.splitn(3, '_');
         let id: i64 = parts.next()?.parse().ok()?;
         let expires: i64 = parts.next()?.parse().ok()?;
@@ -100,16 +112,22 @@ impl ApprovalLinks {
         (expires > now
             && tag.len() == TAG_BYTES
             && self
-                .link_mac(id, expires)
+                .link_mac(id, expires, linked)
                 .verify_truncated_left(&tag)
                 .is_ok())
         .then_some(id)
     }
 
-    fn link_mac(&self, user_id: i64, expires: i64) -> Hmac<Sha256> {
+    fn link_mac(&self, user_id: i64, expires: i64, linked: Option<&str>) -> Hmac<Sha256> {
         let mut mac =
             <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
-        mac.update(format!("link-telegram\0{user_id}\0{expires}").as_bytes());
+        mac.update(
+            format!(
+                "link-telegram\0{user_id}\0{expires}\0{}",
+                linked.unwrap_or("")
+            )
+            .as_bytes(),
+        );
         mac
     }
 }
@@ -358,18 +376,29 @@ mod tests {
     #[test]
     fn telegram_link_payloads_are_signed_and_expire() {
         let links = ApprovalLinks::new(b"0123456789abcdef0123456789abcdef", "https://b.example/");
-        let payload = links.link_payload(7, 1_900_000_600);
+        let payload = links.link_payload(7, 1_900_000_600, None);
         assert!(payload.len() <= 64, "{payload}");
         assert!(
             payload
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         );
-        assert_eq!(links.verify_link(&payload, 1_900_000_000), Some(7));
-        assert_eq!(links.verify_link(&payload, 1_900_000_601), None, "expired");
+        assert_eq!(ApprovalLinks::link_user(&payload), Some(7));
+        assert_eq!(links.verify_link(&payload, 1_900_000_000, None), Some(7));
         assert_eq!(
-            links.verify_link(&payload.replace("u_7_", "u_8_"), 1_900_000_000),
+            links.verify_link(&payload, 1_900_000_601, None),
+            None,
+            "expired"
+        );
+        assert_eq!(
+            links.verify_link(&payload.replace("u_7_", "u_8_"), 1_900_000_000, None),
             None
+        );
+        // Once it has linked an account, the same payload is void.
+        assert_eq!(
+            links.verify_link(&payload, 1_900_000_000, Some("4242")),
+            None,
+            "single use"
         );
     }
 

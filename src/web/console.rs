@@ -815,7 +815,10 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let link = match &state.telegram {
         Some(telegram) if v.principal.may(Permission::Drafts) => {
             let expires = Timestamp::now().as_second() + 15 * 60;
-            let payload = state.approval_links.link_payload(user.id, expires);
+            let payload =
+                state
+                    .approval_links
+                    .link_payload(user.id, expires, user.telegram_user.as_deref());
             let bot = telegram
                 .username
                 .get_or_try_init(|| async {

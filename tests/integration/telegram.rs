@@ -897,6 +897,22 @@ async fn the_office_is_told_of_a_draft_and_approves_it_with_the_telegram_button(
         "{}",
         linked[0].visible
     );
+    // The link is good once: another account sending it (a screenshot, a shared screen) is
+    // refused, and the link stays with 1005, written to the audit log.
+    double.add_private_chat(1008, "Curioso", None);
+    double.user_says(1008, 1008, &start).await;
+    let refused = double.wait_for("1008", 1, Duration::from_secs(10)).await;
+    assert!(
+        !refused[0].visible.contains("collegato al tuo utente"),
+        "{}",
+        refused[0].visible
+    );
+    let audit = app.get_json("/api/v1/audit", ADMIN_TOKEN).await.to_string();
+    assert!(
+        audit.contains("user.telegram_linked") && audit.contains("1005"),
+        "{audit}"
+    );
+    assert!(!audit.contains("\"telegram:1008\""), "{audit}");
     // The office's shared chat, 1007, is not anyone's console account.
     app.subscribe(json!({
         "name": "Ufficio comunicazione", "audience": "comms",

@@ -371,12 +371,37 @@ async fn answer(
         && let Some(approvals) = &ctx.approvals
         && token.trim().starts_with("u_")
     {
+        // The payload signs the user's link as it was: once used, it verifies no more.
+        let linked = match crate::approval::ApprovalLinks::link_user(token.trim()) {
+            Some(id) => ctx
+                .store
+                .users()
+                .await?
+                .into_iter()
+                .find(|u| u.id == id)
+                .and_then(|u| u.telegram_user),
+            None => None,
+        };
         return Ok(
-            match approvals.links.verify_link(token.trim(), now.as_second()) {
+            match approvals
+                .links
+                .verify_link(token.trim(), now.as_second(), linked.as_deref())
+            {
                 Some(_) if chat.starts_with('-') => say("user_link_private", &[]),
                 Some(user_id) => {
                     if ctx.store.link_telegram(user_id, Some(chat)).await? {
-                        tracing::info!(chat, user_id, "Telegram account linked to a console user");
+                        tracing::warn!(chat, user_id, "Telegram account linked to a console user");
+                        let entry = crate::store::NewAudit {
+                            actor: format!("telegram:{chat}"),
+                            action: "user.telegram_linked",
+                            incident_id: None,
+                            draft_id: None,
+                            detail: serde_json::json!({ "user_id": user_id, "telegram_user": chat }),
+                            at: now,
+                        };
+                        if let Err(e) = ctx.store.record_audit(&entry).await {
+                            tracing::warn!(error = %e, "cannot audit a Telegram link");
+                        }
                         say("user_linked", &[])
                     } else {
                         say("invite_unknown", &[])
