@@ -363,8 +363,9 @@ impl Renderer {
     }
 
     /// A post for a social network, within the network's limit counted its way, or the lower
-    /// `max_length` the template declares (`{% set max_length = N %}`): rendered again with
-    /// fewer signals while too long, then cut before its last line (the link), which is kept.
+    /// `max_length` the template declares (`{% set max_length = N %}`): without the characters
+    /// networks refuse, rendered again with fewer signals while too long, then cut before its
+    /// last line (the link), which is kept, never inside a link, a mention or a hashtag.
     pub fn render_post(
         &self,
         channel: ChannelKind,
@@ -393,7 +394,8 @@ impl Renderer {
                     })?
                     .min(network_max),
             };
-            Ok((captured.into_output().trim().to_owned(), max))
+            let text = social::clean(captured.into_output().trim());
+            Ok((text.trim().to_owned(), max))
         };
         let (first, max_length) = render(ctx)?;
         let fits = |text: &str| {
@@ -1370,5 +1372,29 @@ mod tests {
                 .any(|p| p.contains("web/console/drafts.html.j2")),
             "{problems:#?}"
         );
+    }
+
+    #[test]
+    fn posts_lose_the_characters_networks_refuse() {
+        let r = renderer();
+        let mut ctx = sample_context(UpdateKind::Updated);
+        ctx.update.body = Some(
+            "Guasto\0 al\u{1b}[31m CUP\r\nriprova\u{feff} più tardi\u{fffe}\u{ffff}\u{85}fine\u{b}qui\rora"
+                .into(),
+        );
+        for channel in [
+            ChannelKind::Mastodon,
+            ChannelKind::Bluesky,
+            ChannelKind::X,
+            ChannelKind::Facebook,
+        ] {
+            let post = r.render_post(channel, "it", &ctx).unwrap();
+            assert!(
+                post.text
+                    .contains("Guasto al[31m CUP\nriprova più tardi\nfine qui\nora"),
+                "{channel}: {:?}",
+                post.text
+            );
+        }
     }
 }

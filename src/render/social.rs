@@ -1,13 +1,23 @@
 //! Lengths on the social networks, each counted the way that network counts, and cutting a post
-//! to its limit while keeping its last line (the link to the status page).
+//! to its limit while keeping its last line (the link to the status page) and every link, mention
+//! and hashtag whole.
 //!
-//! - Mastodon: grapheme clusters, every URL as `characters_reserved_per_url` (23), a mention
-//!   `@user@domain` as `@user`; 500 by default, instances may change it.
-//! - Bluesky: grapheme clusters, URLs in full; 300, and at most 3,000 bytes.
-//! - X: weighted after NFC: URLs 23, emoji 2, code points in the Latin/Greek/Cyrillic/… ranges
-//!   and some punctuation 1, everything else (CJK, `€`) 2; 280.
+//! - Mastodon: grapheme clusters; a link as twitter-text finds one (a scheme, a host ending in a
+//!   known top-level domain, without the punctuation that ends a sentence) counts
+//!   `characters_reserved_per_url` (23), a mention `@user@domain` counts as `@user`; 500 by
+//!   default, instances may change it.
+//! - Bluesky: grapheme clusters, links in full; 300, and at most 3,000 bytes. Bluesky finds
+//!   nothing by itself: links (`urls`) and hashtags (`tags`) become facets.
+//! - X: weighted after NFC: links twitter-text finds, with a scheme or a bare domain, 23, emoji
+//!   2, code points in the Latin/Greek/Cyrillic/… ranges and some punctuation 1, everything else
+//!   (CJK, `€`) 2; 280.
 //! - Facebook: characters; 63,206.
+//!
+//! Where our reading of a link may differ from the network's, the count errs long: a post cut to
+//! our count is never refused for its length.
 
+use std::collections::HashSet;
+use std::ops::Range;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -18,6 +28,9 @@ use crate::domain::subscriber::ChannelKind;
 
 pub const BLUESKY_MAX_GRAPHEMES: usize = 300;
 pub const BLUESKY_MAX_BYTES: usize = 3000;
+/// A Bluesky tag, by the lexicon (`app.bsky.richtext.facet#tag`).
+pub const BLUESKY_TAG_MAX_GRAPHEMES: usize = 64;
+pub const BLUESKY_TAG_MAX_BYTES: usize = 640;
 pub const X_MAX_WEIGHT: usize = 280;
 pub const X_URL_WEIGHT: usize = 23;
 pub const FACEBOOK_MAX_CHARS: usize = 63_206;
@@ -26,15 +39,47 @@ pub const STATUS_MAX_CHARS: usize = 5_000;
 pub const MASTODON_DEFAULT_MAX: usize = 500;
 pub const MASTODON_DEFAULT_URL: usize = 23;
 
-/// A URL as the networks find one: a scheme, then everything up to white space, without the
-/// punctuation that usually ends a sentence.
-static URL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"https?://[^\s<>"…]+[^\s<>".,;:!?')\]…]"#).unwrap_or_else(|_| unreachable!())
+const ELLIPSIS: &str = "…";
+/// How far back a cut looks for the end of a word, in graphemes, before cutting inside one.
+const BACK_OFF: usize = 30;
+/// twitter-text takes no longer link (4,096 with the scheme); a longer one counts in full.
+const MAX_URL_BYTES: usize = 4_000;
+
+/// Top-level domains as twitter-text knows them, in lower case.
+static TLDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("tlds.txt")
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
 });
 
-/// `@user@domain`: Mastodon counts only `@user`.
-static MENTION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(^|[^\w/])@(\w+)@[\w.-]+\w").unwrap_or_else(|_| unreachable!()));
+/// What may follow a host: a port, a path, a query, each ending as twitter-text ends it, with
+/// only the characters both X and Mastodon take there, so that a link never runs past where
+/// either network ends it (trailing `.`, `,`, `)`, `!`, `?`, `=` and the like stay outside).
+static AFTER_HOST: LazyLock<Regex> = LazyLock::new(|| {
+    let accents = r"\x{c0}-\x{d6}\x{d8}-\x{f6}\x{f8}-\x{24f}\x{253}\x{254}\x{256}\x{257}\x{259}\x{25b}\x{263}\x{268}\x{26f}\x{272}\x{289}\x{28b}\x{2bb}\x{300}-\x{36f}\x{1e00}-\x{1eff}\x{400}-\x{4ff}";
+    let general = format!(r"[a-zA-Z0-9!*';:=+,.$/%#\[\]\-\x{{2013}}_\~@|\&{accents}]");
+    let ending = format!(r"[a-zA-Z0-9+\-_#/{accents}]");
+    let parens = format!(r"\((?:{general}+|{general}*\({general}+\){general}*)\)");
+    let segment = format!(r"{general}*(?:{parens}{general}*)*(?:{ending}|{parens})");
+    let query = r"\?[a-zA-Z0-9!?*'@();:\&=+$/%#\[\]\-_.,\~|]*[a-zA-Z0-9\-_\&=#/]";
+    Regex::new(&format!(r"^(?::[0-9]+)?(?:/(?:{segment})*)?(?:{query})?"))
+        .unwrap_or_else(|_| unreachable!())
+});
+
+/// `@user@domain` as Mastodon finds it (`Account::MENTION_RE`); it counts only `@user`.
+static MENTION: LazyLock<Regex> = LazyLock::new(|| {
+    let word = r"\p{L}\p{M}\p{Nd}\p{Pc}";
+    Regex::new(&format!(
+        r"(?:^|[^=/{word}])(@[A-Za-z0-9_]+(?:[.-]+[A-Za-z0-9_]+)*)@[{word}]+(?:[.-]+[{word}]+)*"
+    ))
+    .unwrap_or_else(|_| unreachable!())
+});
+
+static TRAILING_PUNCTUATION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\p{P}+$").unwrap_or_else(|_| unreachable!()));
+static NOT_DIGIT_OR_PUNCTUATION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[^0-9\p{P}]").unwrap_or_else(|_| unreachable!()));
 
 /// The limits in force: Mastodon's depend on the instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,28 +138,337 @@ impl Limits {
     }
 }
 
-/// The URLs in `text`, with their byte ranges.
-pub fn urls(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, &str)> {
-    URL.find_iter(text).map(|m| (m.range(), m.as_str()))
+/// A character a network refuses or shows as nothing in a post: the controls but tab, line
+/// feed and carriage return (Mastodon's database refuses NUL), U+FEFF and the noncharacters
+/// (X refuses U+FFFE, U+FEFF and U+FFFF).
+pub fn refused(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        || c == '\u{feff}'
+        || matches!(u32::from(c), 0xfdd0..=0xfdef)
+        || u32::from(c) & 0xfffe == 0xfffe
+}
+
+/// `text` as every network takes it: CR LF, a lone CR and NEL become a line feed, vertical tab
+/// and form feed a space, and the characters networks refuse are left out.
+pub fn clean(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .chars()
+        .filter_map(|c| match c {
+            '\r' | '\u{85}' => Some('\n'),
+            '\u{b}' | '\u{c}' => Some(' '),
+            c if refused(c) => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// The `http(s)` links in `text` (any host, a name or an address), with their byte ranges, as
+/// Bluesky's link facets cover them.
+pub fn urls(text: &str) -> impl Iterator<Item = (Range<usize>, &str)> {
+    schemes(text, &["https", "http"]).filter_map(move |(start, host)| {
+        let rest = &text[host..];
+        let run = host_run(rest);
+        let name = rest[..run].trim_end_matches(['.', '-', '_']);
+        if !name.starts_with(host_char) {
+            return None;
+        }
+        let end = host + name.len() + after_host(&rest[name.len()..]);
+        Some((start..end, &text[start..end]))
+    })
+}
+
+/// Bluesky's hashtags as its app finds them, with their byte ranges (`#` included) and their
+/// tag (without it): `#` or `＃` at the start or after white space, up to white space or a
+/// zero-width character, less trailing punctuation, holding something that is not a digit or
+/// punctuation; within the lexicon's 64 graphemes and 640 bytes.
+pub fn tags(text: &str) -> Vec<(Range<usize>, &str)> {
+    let mut found = Vec::new();
+    let mut previous: Option<char> = None;
+    for (at, c) in text.char_indices() {
+        let starts = matches!(c, '#' | '＃') && previous.is_none_or(char::is_whitespace);
+        previous = Some(c);
+        if !starts {
+            continue;
+        }
+        let body = &text[at + c.len_utf8()..];
+        let body = &body[..body.find(ends_tag).unwrap_or(body.len())];
+        let tag = TRAILING_PUNCTUATION
+            .find(body)
+            .map_or(body, |p| &body[..p.start()]);
+        let fits = tag.len() <= BLUESKY_TAG_MAX_BYTES
+            && tag.graphemes(true).count() <= BLUESKY_TAG_MAX_GRAPHEMES;
+        // `##tag` would be a tag starting with `#`, which the lexicon asks not to write.
+        if fits
+            && NOT_DIGIT_OR_PUNCTUATION.is_match(tag)
+            && !tag.starts_with(['\u{fe0f}', '#', '＃'])
+        {
+            let end = at + c.len_utf8() + tag.len();
+            found.push((at..end, tag));
+        }
+    }
+    found
+}
+
+fn ends_tag(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{ad}' | '\u{2060}' | '\u{200a}' | '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{20e2}'
+        )
+}
+
+/// How sure a count can be that a network takes a span for a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// It does: the span counts as a link.
+    Sure,
+    /// It may not (a bare domain of two labels, which X links only with a path): the span counts
+    /// as the more of a link and its own length.
+    Maybe,
+}
+
+/// The links twitter-text finds in `text`: after one of `schemes`, and on X bare domains too.
+fn counted_links(text: &str, schemes_taken: &[&str], bare: bool) -> Vec<(Range<usize>, Link)> {
+    let mut links: Vec<(Range<usize>, Link)> = schemes(text, schemes_taken)
+        .filter_map(|(start, host)| {
+            let rest = &text[host..];
+            let domain = domain_len(rest, true)?;
+            let end = host + domain + after_host(&rest[domain..]);
+            (end - start <= MAX_URL_BYTES).then_some((start..end, Link::Sure))
+        })
+        .collect();
+    if bare {
+        let mut from = 0;
+        let mut found = Vec::new();
+        for link in links
+            .iter()
+            .map(|(r, _)| r.clone())
+            .chain([text.len()..text.len()])
+        {
+            found.extend(bare_domains(text, from..link.start));
+            from = link.end;
+        }
+        links.extend(found);
+        links.sort_by_key(|(range, _)| range.start);
+    }
+    // A scheme can sit inside an earlier link's query; that link holds it.
+    let mut end = 0;
+    links.retain(|(range, _)| {
+        let alone = range.start >= end;
+        end = end.max(range.end);
+        alone
+    });
+    links
+}
+
+/// Where each `scheme://` of `schemes_taken` (in any case) starts in `text`, and where its host
+/// starts, if what comes before could not continue it (twitter-text's preceding characters).
+fn schemes<'t>(
+    text: &'t str,
+    schemes_taken: &'t [&'t str],
+) -> impl Iterator<Item = (usize, usize)> + 't {
+    text.match_indices("://").filter_map(move |(at, _)| {
+        let before = &text[..at];
+        let scheme = schemes_taken.iter().find(|s| {
+            before.len() >= s.len()
+                && before.is_char_boundary(before.len() - s.len())
+                && before[before.len() - s.len()..].eq_ignore_ascii_case(s)
+        })?;
+        let start = at - scheme.len();
+        let preceding = text[..start].chars().next_back();
+        let joined = preceding.is_some_and(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '@' | '＠' | '$' | '#' | '＃') || refused(c)
+        });
+        (!joined).then_some((start, at + 3))
+    })
+}
+
+/// A character twitter-text takes in a host's labels (beside `-` and `_` inside them).
+fn host_char(c: char) -> bool {
+    !(c.is_ascii_punctuation() || c.is_whitespace() || c.is_control() || c == '\u{180e}')
+        && !refused(c)
+}
+
+/// The bytes at the start of `rest` that could be a host: labels and dots.
+fn host_run(rest: &str) -> usize {
+    rest.find(|c: char| !(host_char(c) || matches!(c, '.' | '-' | '_')))
+        .unwrap_or(rest.len())
+}
+
+/// The length of the domain twitter-text reads at the start of `rest`: the most labels whose
+/// last is a known top-level domain (or punycode) that nothing could continue. `named` allows
+/// any label character (after a scheme); otherwise only those of an ASCII domain (a bare one).
+fn domain_len(rest: &str, named: bool) -> Option<usize> {
+    let run = if named {
+        host_run(rest)
+    } else {
+        rest.find(|c: char| !(ascii_domain_char(c) || c == '.'))
+            .unwrap_or(rest.len())
+    };
+    let labels: Vec<(usize, &str)> = rest[..run]
+        .split('.')
+        .scan(0, |at, label| {
+            let start = *at;
+            *at += label.len() + 1;
+            Some((start, label))
+        })
+        .collect();
+    let label_ok = |label: &str, inner: &[char]| {
+        label.starts_with(host_char)
+            && label.ends_with(host_char)
+            && label.chars().all(|c| host_char(c) || inner.contains(&c))
+    };
+    // Subdomains may hold `_`, the name before the top-level domain only `-`.
+    let subdomains = labels
+        .iter()
+        .take_while(|(_, label)| label_ok(label, &['-', '_']))
+        .count();
+    let last = labels.len().saturating_sub(1).min(subdomains + 1);
+    for k in (1..=last).rev() {
+        if !label_ok(labels[k - 1].1, &['-']) {
+            continue;
+        }
+        let (start, label) = labels[k];
+        if let Some(tld) = tld_len(&rest[start..], label) {
+            return Some(start + tld);
+        }
+    }
+    None
+}
+
+/// The length of the top-level domain at the start of `label` (which `rest` continues), if any.
+fn tld_len(rest: &str, label: &str) -> Option<usize> {
+    // No top-level domain is longer than a DNS label, 63 bytes.
+    let ends: Vec<usize> = label
+        .char_indices()
+        .map(|(i, c)| i + c.len_utf8())
+        .take_while(|end| *end <= 63)
+        .collect();
+    for &end in ends.iter().rev() {
+        let next = rest[end..].chars().next();
+        let continued = next.is_some_and(|c| c.is_ascii_alphanumeric() || "@+-".contains(c));
+        if !continued && TLDS.contains(label[..end].to_lowercase().as_str()) {
+            return Some(end);
+        }
+    }
+    let puny = label
+        .get(..4)?
+        .eq_ignore_ascii_case("xn--")
+        .then(|| &label[4..])?;
+    let run = puny
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .unwrap_or(puny.len());
+    (run > 0).then_some(4 + run)
+}
+
+/// A character of an ASCII domain as twitter-text reads a bare one (its accented Latin letters
+/// included).
+fn ascii_domain_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || c == '-'
+        || matches!(u32::from(c), 0xc0..=0xd6 | 0xd8..=0xf6 | 0xf8..=0x24f | 0x1e00..=0x1eff)
+}
+
+/// The bytes of port, path and query at the start of `rest`.
+fn after_host(rest: &str) -> usize {
+    AFTER_HOST.find(rest).map_or(0, |m| m.end())
+}
+
+/// Domains without a scheme in `text[within]`, as X links them.
+fn bare_domains(text: &str, within: Range<usize>) -> Vec<(Range<usize>, Link)> {
+    let mut found = Vec::new();
+    let mut at = within.start;
+    while at < within.end {
+        let Some(c) = text[at..].chars().next() else {
+            break;
+        };
+        let preceding = text[..at].chars().next_back();
+        let may_start = ascii_domain_char(c)
+            && c != '-'
+            && preceding.is_none_or(|p| {
+                !(ascii_domain_char(p)
+                    || matches!(p, '@' | '＠' | '$' | '#' | '＃' | '_' | '.' | '/')
+                    || refused(p))
+            });
+        if may_start && let Some(domain) = domain_len(&text[at..within.end], false) {
+            let more = after_host(&text[at + domain..within.end]);
+            let end = at + domain + more;
+            let two_labels = text[at..at + domain].matches('.').count() == 1;
+            let link = if two_labels && more == 0 {
+                Link::Maybe
+            } else {
+                Link::Sure
+            };
+            if end - at <= MAX_URL_BYTES {
+                found.push((at..end, link));
+            }
+            at = end;
+            continue;
+        }
+        at += c.len_utf8();
+    }
+    found
 }
 
 fn mastodon_length(text: &str, per_url: usize) -> usize {
-    let mentions = MENTION.replace_all(text, "$1@$2");
-    let mut count = 0;
+    let schemes = [
+        "https", "http", "dat", "dweb", "ipfs", "ipns", "ssb", "gopher", "gemini",
+    ];
+    // As Mastodon does: each link becomes `per_url` characters and each mention `@user` (an
+    // entity overlapping an earlier one is not one), then the result is counted in graphemes.
+    let mut entities: Vec<(Range<usize>, String)> = counted_links(text, &schemes, false)
+        .into_iter()
+        .map(|(range, link)| {
+            let own = text[range.clone()].graphemes(true).count();
+            let counted = match link {
+                Link::Sure => per_url,
+                Link::Maybe => per_url.max(own),
+            };
+            (range, "x".repeat(counted))
+        })
+        .collect();
+    entities.extend(mentions(text).map(|(range, user)| (range, user.to_owned())));
+    entities.sort_by_key(|(range, _)| range.start);
+    let mut countable = String::with_capacity(text.len());
     let mut last = 0;
-    for (range, _) in urls(&mentions) {
-        count += mentions[last..range.start].graphemes(true).count() + per_url;
+    for (range, counted) in entities {
+        if range.start < last {
+            continue;
+        }
+        countable.push_str(&text[last..range.start]);
+        countable.push_str(&counted);
         last = range.end;
     }
-    count + mentions[last..].graphemes(true).count()
+    countable.push_str(&text[last..]);
+    countable.graphemes(true).count()
+}
+
+/// The mentions `@user@domain` Mastodon finds, with their byte ranges and their `@user`; not
+/// one followed by `@`, an accented letter or `://`, which Mastodon leaves as text.
+fn mentions(text: &str) -> impl Iterator<Item = (Range<usize>, &str)> {
+    MENTION.captures_iter(text).filter_map(move |found| {
+        let (whole, user) = (found.get(0)?, found.get(1)?);
+        let after = &text[whole.end()..];
+        let continued = after.starts_with(['@', '＠'])
+            || after.starts_with("://")
+            || after
+                .chars()
+                .next()
+                .is_some_and(|c| !c.is_ascii() && ascii_domain_char(c));
+        (!continued).then_some((user.start()..whole.end(), user.as_str()))
+    })
 }
 
 fn x_weighted_length(text: &str) -> usize {
     let text: String = text.nfc().collect();
     let mut weight = 0;
     let mut last = 0;
-    for (range, _) in urls(&text) {
-        weight += x_weight(&text[last..range.start]) + X_URL_WEIGHT;
+    for (range, link) in counted_links(&text, &["https", "http"], true) {
+        weight += x_weight(&text[last..range.start]);
+        weight += match link {
+            Link::Sure => X_URL_WEIGHT,
+            Link::Maybe => X_URL_WEIGHT.max(x_weight(&text[range.clone()])),
+        };
         last = range.end;
     }
     weight + x_weight(&text[last..])
@@ -145,39 +499,127 @@ fn is_emoji(grapheme: &str) -> bool {
         .any(|c| matches!(c as u32, 0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0xFE0F | 0x200D))
 }
 
-/// `text` within `fits`, cut if it must be: the last line (the link to the status page) is
-/// kept whole and the text before it loses its end, preferably at a word boundary, marked `…`.
+/// Whether a word (text between white space) may hold a link, a mention or a hashtag on some
+/// network: a scheme, `@`, `#`, or a dot between a letter or digit and a letter (a domain).
+/// Such a word is never cut: a network would read what is left of it as another link, person
+/// or tag.
+fn holds_entity(word: &str) -> bool {
+    if word.contains("://") || word.contains(['@', '＠', '#', '＃']) {
+        return true;
+    }
+    let chars: Vec<char> = word.chars().collect();
+    chars
+        .windows(3)
+        .any(|w| w[0].is_alphanumeric() && w[1] == '.' && w[2].is_alphabetic())
+}
+
+/// A place a text may be cut at: a byte offset, how many graphemes come before it, and whether
+/// it lies between words.
+struct Cut {
+    at: usize,
+    grapheme: usize,
+    between_words: bool,
+}
+
+/// Every grapheme boundary of `head` but those inside a word that holds a link, a mention or a
+/// hashtag.
+fn cuts(head: &str) -> Vec<Cut> {
+    let mut whole: Vec<Range<usize>> = Vec::new();
+    let mut word_start = None;
+    for (at, c) in head.char_indices().chain([(head.len(), ' ')]) {
+        match (c.is_whitespace(), word_start) {
+            (true, Some(start)) => {
+                if holds_entity(&head[start..at]) {
+                    whole.push(start..at);
+                }
+                word_start = None;
+            }
+            (false, None) => word_start = Some(at),
+            _ => {}
+        }
+    }
+    let mut whole = whole.into_iter().peekable();
+    let boundaries = head.grapheme_indices(true).map(|(at, _)| at);
+    let mut cuts = Vec::new();
+    for (grapheme, at) in boundaries.chain([head.len()]).enumerate() {
+        while whole.next_if(|w| w.end <= at).is_some() {}
+        if whole.peek().is_some_and(|w| w.start < at) {
+            continue;
+        }
+        let between_words = at == 0
+            || at == head.len()
+            || head[..at].ends_with(char::is_whitespace)
+            || head[at..].starts_with(char::is_whitespace);
+        cuts.push(Cut {
+            at,
+            grapheme,
+            between_words,
+        });
+    }
+    cuts
+}
+
+/// `head` up to `at`, the `mark` saying it was cut, and the `tail`. The mark keeps a space from
+/// a word holding a link or a hashtag, which would otherwise take it in.
+fn joined(head: &str, at: usize, mark: &str, tail: &str) -> String {
+    let kept = head[..at].trim_end();
+    if kept.is_empty() {
+        return format!("{mark}{tail}").trim_start().to_owned();
+    }
+    let last_word = kept.rsplit(char::is_whitespace).next().unwrap_or_default();
+    let gap = if !mark.is_empty() && holds_entity(last_word) {
+        " "
+    } else {
+        ""
+    };
+    format!("{kept}{gap}{mark}{tail}")
+}
+
+/// `text` within `fits`, cut if it must be: the last line (the link to the status page) is kept
+/// whole and the text before it loses its end, marked `…`. The cut falls between words when one
+/// ends near it, inside a long plain word otherwise, and never inside a word that holds a link, a
+/// mention or a hashtag: such a word is left out whole when it does not fit, however long.
 pub fn fit(text: &str, fits: impl Fn(&str) -> bool) -> String {
     if fits(text) {
         return text.to_owned();
     }
     let (head, tail) = match text.trim_end().rsplit_once('\n') {
-        Some((head, tail)) if fits(&format!("…\n{tail}")) => (head, format!("…\n{tail}")),
-        _ => (text, "…".to_owned()),
+        Some((head, tail)) if fits(&format!("{ELLIPSIS}\n{tail}")) => (head, format!("\n{tail}")),
+        _ => (text, String::new()),
     };
-    let graphemes: Vec<&str> = head.graphemes(true).collect();
-    let joined = |n: usize| {
-        let mut s: String = graphemes[..n].concat();
-        s.truncate(s.trim_end().len());
-        s.push_str(&tail);
-        s
-    };
-    // The most graphemes of the head that still fit (fitting only shrinks as the head grows).
-    let (mut lo, mut hi) = (0, graphemes.len());
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        if fits(&joined(mid)) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
+    let cuts = cuts(head);
+    // Without room even for `…`, the text is cut without it.
+    for mark in [ELLIPSIS, ""] {
+        let fits_at = |i: usize| fits(&joined(head, cuts[i].at, mark, &tail));
+        if !fits_at(0) {
+            continue;
         }
+        // The most of the head that still fits (fitting only shrinks as the head grows): a
+        // doubling search first, so that a huge text costs what its fitting part costs.
+        let (mut lo, mut hi) = (0, 1);
+        while hi < cuts.len() && fits_at(hi) {
+            lo = hi;
+            hi *= 2;
+        }
+        let mut hi = hi.min(cuts.len() - 1);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if fits_at(mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        // Back off to the end of a word if one is near, so that no word is left half.
+        let best = &cuts[lo];
+        let chosen = (0..=lo)
+            .rev()
+            .take_while(|&i| best.grapheme - cuts[i].grapheme <= BACK_OFF)
+            .find(|&i| cuts[i].between_words && fits_at(i))
+            .unwrap_or(lo);
+        return joined(head, cuts[chosen].at, mark, &tail);
     }
-    // Back off to the last space, if one is near, so that no word (or link) is left half.
-    let cut = (lo.saturating_sub(30)..lo)
-        .rev()
-        .find(|&i| graphemes[i].chars().all(char::is_whitespace))
-        .unwrap_or(lo);
-    joined(cut)
+    String::new()
 }
 
 #[cfg(test)]
@@ -258,5 +700,116 @@ mod tests {
         assert_eq!(*url, "https://status.example.org/i/42");
         assert_eq!(&text.as_bytes()[range.clone()], url.as_bytes());
         assert_eq!(range.start, "È giù 🚨 ".len());
+    }
+
+    /// A text whose cut falls inside `word`: filler, the word, more filler, the status line.
+    fn cut_inside(word: &str, filler: usize) -> String {
+        format!(
+            "{} {word} e poi altro ancora da dire\n\nAggiornamenti: https://banditore.asl.example/status/incidents/42",
+            "parola ".repeat(filler).trim_end()
+        )
+    }
+
+    #[test]
+    fn a_long_link_at_the_cut_is_dropped_whole_on_bluesky() {
+        let l = Limits::default();
+        let link = format!(
+            "https://www.regione.umbria.it/documents/{}/elenco-sportelli-cup.pdf",
+            "a".repeat(60)
+        );
+        let text = cut_inside(&link, 20);
+        let out = fit(&text, |t| l.fits(ChannelKind::Bluesky, t));
+        assert!(l.fits(ChannelKind::Bluesky, &out), "{out}");
+        assert!(
+            !out.contains("https://www.regione"),
+            "no part of the link: {out}"
+        );
+        assert!(
+            out.ends_with(
+                "parola…\nAggiornamenti: https://banditore.asl.example/status/incidents/42"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_hashtag_or_a_mention_at_the_cut_is_dropped_whole() {
+        let l = Limits::default();
+        let tag = format!("#SanitàUmbria{}", "Sportelli".repeat(8));
+        let out = fit(&cut_inside(&tag, 25), |t| l.fits(ChannelKind::X, t));
+        assert!(l.fits(ChannelKind::X, &out), "{out}");
+        assert!(!out.contains("#Sanit"), "{out}");
+        let mention = "@protezione_civile_regione_umbria_cup_ufficio@mastodon.example";
+        let out = fit(&cut_inside(mention, 60), |t| {
+            l.fits(ChannelKind::Mastodon, t)
+        });
+        assert!(l.fits(ChannelKind::Mastodon, &out), "{out}");
+        assert!(!out.contains("@protezione"), "{out}");
+    }
+
+    #[test]
+    fn the_ellipsis_is_never_glued_onto_a_link_or_a_hashtag() {
+        let l = Limits::default();
+        // The cut falls in the long hashtag after the link: the link stays, then ` …`.
+        let text = format!(
+            "Vedi https://asl.it/x {}\nhttps://banditore.asl.example/status/incidents/42",
+            "#y".repeat(400)
+        );
+        let out = fit(&text, |t| l.fits(ChannelKind::Bluesky, t));
+        assert!(out.starts_with("Vedi https://asl.it/x …\n"), "{out}");
+        let text = format!(
+            "Vedi #CUP {}\nhttps://banditore.asl.example/s",
+            "@y".repeat(400)
+        );
+        let out = fit(&text, |t| l.fits(ChannelKind::X, t));
+        assert!(out.starts_with("Vedi #CUP …\n"), "{out}");
+    }
+
+    #[test]
+    fn a_word_longer_than_the_limit_still_gives_a_post() {
+        let l = Limits::default();
+        for channel in [ChannelKind::Mastodon, ChannelKind::Bluesky, ChannelKind::X] {
+            let plain = format!(
+                "{}\nhttps://banditore.asl.example/status/incidents/42",
+                "è".repeat(10_000)
+            );
+            let out = fit(&plain, |t| l.fits(channel, t));
+            assert!(l.fits(channel, &out), "{channel}: {out}");
+            assert!(
+                out.starts_with("èèè") && out.contains("è…\n"),
+                "{channel}: {out}"
+            );
+            let tag = format!("#{}", "è".repeat(10_000));
+            let out = fit(&tag, |t| l.fits(channel, t));
+            assert_eq!(out, "…", "{channel}");
+        }
+    }
+
+    #[test]
+    fn links_count_as_23_only_where_twitter_text_finds_them() {
+        let l = Limits::default();
+        // No known top-level domain: counted in full, as Mastodon and X count it.
+        let example = "https://banditore.asl.example/status/incidents/42";
+        assert_eq!(l.length(ChannelKind::Mastodon, example), 49);
+        assert_eq!(l.length(ChannelKind::X, example), 49);
+        let ip = "http://127.0.0.1:8080/status";
+        assert_eq!(l.length(ChannelKind::Mastodon, ip), 28);
+        // Trailing punctuation is not part of the link.
+        assert_eq!(
+            l.length(ChannelKind::Mastodon, "(https://asl.it/x)."),
+            1 + 23 + 2
+        );
+        assert_eq!(l.length(ChannelKind::X, "https://asl.it/a?b=1&c."), 23 + 1);
+        // X links a bare domain too; Mastodon does not.
+        assert_eq!(l.length(ChannelKind::X, "su www.regione.umbria.it"), 3 + 23);
+        assert_eq!(
+            l.length(ChannelKind::Mastodon, "su www.regione.umbria.it"),
+            24
+        );
+        // Mastodon: gemini and friends are links too.
+        assert_eq!(l.length(ChannelKind::Mastodon, "gemini://a.it"), 23);
+        // A mention Mastodon would not take keeps its domain in the count.
+        assert_eq!(l.length(ChannelKind::Mastodon, "x=@cup@social.example"), 21);
+        assert_eq!(l.length(ChannelKind::Mastodon, "@cup@social.example@x"), 21);
     }
 }
