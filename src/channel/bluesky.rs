@@ -400,6 +400,9 @@ impl Channel for BlueskyChannel {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use unicode_segmentation::UnicodeSegmentation;
+
     use super::*;
 
     #[test]
@@ -452,5 +455,40 @@ mod tests {
         // Longer than the lexicon's 64 graphemes: plain text.
         assert!(facets(&format!("#{}", "a".repeat(65))).is_empty());
         assert_eq!(facets(&format!("#{}", "è".repeat(64))).len(), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn facets_cover_whole_links_and_tags_on_char_boundaries(text in crate::hostile::text()) {
+            let punctuation_last = regex::Regex::new(r"\p{P}$").unwrap();
+            let mut end_of_last = 0;
+            for facet in facets(&text) {
+                let start = facet["index"]["byteStart"].as_u64().unwrap_or(u64::MAX) as usize;
+                let end = facet["index"]["byteEnd"].as_u64().unwrap_or(0) as usize;
+                prop_assert!(end_of_last <= start && start < end && end <= text.len());
+                prop_assert!(text.is_char_boundary(start) && text.is_char_boundary(end));
+                end_of_last = end;
+                let covered = &text[start..end];
+                let feature = &facet["features"][0];
+                match feature["$type"].as_str() {
+                    Some(LINK) => {
+                        prop_assert_eq!(feature["uri"].as_str(), Some(covered));
+                        prop_assert!(covered.starts_with("http"), "{covered:?}");
+                        prop_assert!(!covered.contains(char::is_whitespace), "{covered:?}");
+                        prop_assert!(!covered.ends_with(['.', ',', '!', '?', ':']), "{covered:?}");
+                        prop_assert!(!covered.ends_with(')') || covered.contains('('));
+                    }
+                    Some(TAG) => {
+                        let tag = feature["tag"].as_str().unwrap_or_default();
+                        let hash = covered.strip_suffix(tag);
+                        prop_assert!(matches!(hash, Some("#" | "＃")), "{covered:?} {tag:?}");
+                        prop_assert!(!tag.starts_with('#') && !tag.is_empty());
+                        prop_assert!(tag.graphemes(true).count() <= 64 && tag.len() <= 640);
+                        prop_assert!(!punctuation_last.is_match(tag), "{tag:?}");
+                    }
+                    other => prop_assert!(false, "unexpected feature {other:?}"),
+                }
+            }
+        }
     }
 }

@@ -398,13 +398,15 @@ impl Renderer {
             Ok((text.trim().to_owned(), max))
         };
         let (first, max_length) = render(ctx)?;
-        let fits = |text: &str| {
-            self.social.fits(channel, text) && self.social.length(channel, text) <= max_length
-        };
+        let fits = |text: &str| self.social.fits_within(channel, text, max_length);
         let text = with_fewer_signals(ctx, first, |ctx| render(ctx).map(|(t, _)| t), |t| !fits(t))?;
         let fits_without_cutting = fits(&text);
         Ok(Post {
-            text: social::fit(&text, fits),
+            text: if fits_without_cutting {
+                text
+            } else {
+                social::fit(&text, fits)
+            },
             max_length,
             fits_without_cutting,
         })
@@ -1045,6 +1047,10 @@ pub enum Markup {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::LazyLock;
+
+    use proptest::prelude::*;
+
     use super::*;
 
     fn renderer() -> Renderer {
@@ -1395,6 +1401,32 @@ mod tests {
                 "{channel}: {:?}",
                 post.text
             );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn posts_fit_their_network_whatever_monitors_and_operators_write(
+            title in crate::hostile::text(),
+            body in crate::hostile::text(),
+            service in crate::hostile::word(),
+        ) {
+            static RENDERER: LazyLock<Renderer> = LazyLock::new(renderer);
+            let r = &*RENDERER;
+            let mut ctx = sample_context(UpdateKind::Updated);
+            ctx.incident.title = title;
+            ctx.incident.services = vec![service];
+            ctx.update.body = Some(body);
+            let limits = r.social_limits();
+            for channel in ChannelKind::SOCIAL {
+                let post = r.render_post(channel, "it", &ctx).unwrap_or_else(|e| panic!("{e}"));
+                let text = &post.text;
+                prop_assert!(limits.fits(channel, text), "{channel}: {text:?}");
+                prop_assert!(limits.length(channel, text) <= post.max_length, "{channel}");
+                prop_assert!(!text.contains(|c| social::refused(c) || c == '\r'), "{text:?}");
+                let last = text.lines().last().unwrap_or_default();
+                prop_assert!(last.ends_with(&format!(" {}", ctx.incident_url)), "{channel}: {text:?}");
+            }
         }
     }
 }

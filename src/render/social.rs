@@ -53,6 +53,9 @@ static TLDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
         .collect()
 });
 
+/// A link's query, as twitter-text ends it.
+const QUERY: &str = r"\?[a-zA-Z0-9!?*'@();:\&=+$/%#\[\]\-_.,\~|]*[a-zA-Z0-9\-_\&=#/]";
+
 /// What may follow a host: a port, a path, a query, each ending as twitter-text ends it, with
 /// only the characters both X and Mastodon take there, so that a link never runs past where
 /// either network ends it (trailing `.`, `,`, `)`, `!`, `?`, `=` and the like stay outside).
@@ -62,9 +65,13 @@ static AFTER_HOST: LazyLock<Regex> = LazyLock::new(|| {
     let ending = format!(r"[a-zA-Z0-9+\-_#/{accents}]");
     let parens = format!(r"\((?:{general}+|{general}*\({general}+\){general}*)\)");
     let segment = format!(r"{general}*(?:{parens}{general}*)*(?:{ending}|{parens})");
-    let query = r"\?[a-zA-Z0-9!?*'@();:\&=+$/%#\[\]\-_.,\~|]*[a-zA-Z0-9\-_\&=#/]";
-    Regex::new(&format!(r"^(?::[0-9]+)?(?:/(?:{segment})*)?(?:{query})?"))
+    Regex::new(&format!(r"^(?::[0-9]+)?(?:/(?:{segment})*)?(?:{QUERY})?"))
         .unwrap_or_else(|_| unreachable!())
+});
+
+/// What follows `t.co`: a slug, and perhaps a query.
+static TCO: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(r"^/([a-zA-Z0-9]+)(?:{QUERY})?")).unwrap_or_else(|_| unreachable!())
 });
 
 /// `@user@domain` as Mastodon finds it (`Account::MENTION_RE`); it counts only `@user`.
@@ -112,20 +119,34 @@ impl Limits {
 
     /// How long `text` is on `channel`, by that network's rule.
     pub fn length(&self, channel: ChannelKind, text: &str) -> usize {
+        self.length_beyond(channel, text, usize::MAX)
+    }
+
+    /// How long `text` is, or some length over `cap` once it is known to be longer: a huge text
+    /// is not counted to its end only to be found too long.
+    fn length_beyond(&self, channel: ChannelKind, text: &str, cap: usize) -> usize {
+        let over = cap.saturating_add(1);
         match channel {
-            ChannelKind::Mastodon => mastodon_length(text, self.mastodon_url),
-            ChannelKind::Bluesky => text.graphemes(true).count(),
-            ChannelKind::X => x_weighted_length(text),
-            _ => text.chars().count(),
+            ChannelKind::Mastodon => mastodon_length(text, self.mastodon_url, over),
+            ChannelKind::Bluesky => text.graphemes(true).take(over).count(),
+            ChannelKind::X => x_weighted_length(text, over),
+            _ => text.chars().take(over).count(),
         }
     }
 
     /// Whether `text` fits: Bluesky also bounds the bytes.
     pub fn fits(&self, channel: ChannelKind, text: &str) -> bool {
-        let within = self
-            .limit(channel)
-            .is_none_or(|max| self.length(channel, text) <= max);
-        within && (channel != ChannelKind::Bluesky || text.len() <= BLUESKY_MAX_BYTES)
+        self.fits_within(channel, text, usize::MAX)
+    }
+
+    /// Whether `text` fits, and is at most `max` long too.
+    pub fn fits_within(&self, channel: ChannelKind, text: &str, max: usize) -> bool {
+        // The bytes first: a long text is refused without counting it.
+        if channel == ChannelKind::Bluesky && text.len() > BLUESKY_MAX_BYTES {
+            return false;
+        }
+        let max = self.limit(channel).map_or(max, |limit| limit.min(max));
+        max == usize::MAX || self.length_beyond(channel, text, max) <= max
     }
 
     /// How the count is named, for people reading it.
@@ -165,16 +186,25 @@ pub fn clean(text: &str) -> String {
 /// The `http(s)` links in `text` (any host, a name or an address), with their byte ranges, as
 /// Bluesky's link facets cover them.
 pub fn urls(text: &str) -> impl Iterator<Item = (Range<usize>, &str)> {
-    schemes(text, &["https", "http"]).filter_map(move |(start, host)| {
-        let rest = &text[host..];
-        let run = host_run(rest);
-        let name = rest[..run].trim_end_matches(['.', '-', '_']);
-        if !name.starts_with(host_char) {
-            return None;
-        }
-        let end = host + name.len() + after_host(&rest[name.len()..]);
-        Some((start..end, &text[start..end]))
-    })
+    // A scheme can sit inside an earlier link's path or query; that link holds it.
+    let mut end_of_last = 0;
+    let alone = move |(range, _): &(Range<usize>, &str)| {
+        let alone = range.start >= end_of_last;
+        end_of_last = end_of_last.max(range.end);
+        alone
+    };
+    schemes(text, &["https", "http"])
+        .filter_map(move |(start, host)| {
+            let rest = &text[host..];
+            let run = host_run(rest);
+            let name = rest[..run].trim_end_matches(['.', '-', '_']);
+            if !name.starts_with(host_char) {
+                return None;
+            }
+            let end = host + name.len() + after_host(&rest[name.len()..]);
+            Some((start..end, &text[start..end]))
+        })
+        .filter(alone)
 }
 
 /// Bluesky's hashtags as its app finds them, with their byte ranges (`#` included) and their
@@ -222,8 +252,9 @@ fn ends_tag(c: char) -> bool {
 enum Link {
     /// It does: the span counts as a link.
     Sure,
-    /// It may not (a bare domain of two labels, which X links only with a path): the span counts
-    /// as the more of a link and its own length.
+    /// It may not (a bare domain of two labels, which X links only with a path; a host in other
+    /// letters, whose ASCII form may be invalid): the span counts as the more of a link and its
+    /// own length.
     Maybe,
 }
 
@@ -233,25 +264,39 @@ fn counted_links(text: &str, schemes_taken: &[&str], bare: bool) -> Vec<(Range<u
         .filter_map(|(start, host)| {
             let rest = &text[host..];
             let domain = domain_len(rest, true)?;
-            let end = host + domain + after_host(&rest[domain..]);
-            (end - start <= MAX_URL_BYTES).then_some((start..end, Link::Sure))
+            let more = if rest[..domain].eq_ignore_ascii_case("t.co") {
+                // t.co links end after their slug, and have one of at most 40 characters.
+                let slug = TCO.captures(&rest[domain..])?;
+                if slug.get(1)?.len() > 40 {
+                    return None;
+                }
+                slug.get(0)?.len()
+            } else {
+                after_host(&rest[domain..])
+            };
+            let end = host + domain + more;
+            // A host in other letters counts only if its ASCII form is valid.
+            let link = if rest[..domain].is_ascii() {
+                Link::Sure
+            } else {
+                Link::Maybe
+            };
+            (end - start <= MAX_URL_BYTES).then_some((start..end, link))
         })
         .collect();
     if bare {
+        // In the text between the links with a scheme.
         let mut from = 0;
         let mut found = Vec::new();
-        for link in links
-            .iter()
-            .map(|(r, _)| r.clone())
-            .chain([text.len()..text.len()])
-        {
+        for (link, _) in &links {
             found.extend(bare_domains(text, from..link.start));
             from = link.end;
         }
+        found.extend(bare_domains(text, from..text.len()));
         links.extend(found);
         links.sort_by_key(|(range, _)| range.start);
     }
-    // A scheme can sit inside an earlier link's query; that link holds it.
+    // A scheme can sit inside an earlier link's path or query; that link holds it.
     let mut end = 0;
     links.retain(|(range, _)| {
         let alone = range.start >= end;
@@ -285,8 +330,11 @@ fn schemes<'t>(
 
 /// A character twitter-text takes in a host's labels (beside `-` and `_` inside them).
 fn host_char(c: char) -> bool {
-    !(c.is_ascii_punctuation() || c.is_whitespace() || c.is_control() || c == '\u{180e}')
-        && !refused(c)
+    !(c.is_ascii_punctuation()
+        || c.is_whitespace()
+        || c.is_control()
+        || c == '\u{180e}'
+        || refused(c))
 }
 
 /// The bytes at the start of `rest` that could be a host: labels and dots.
@@ -297,14 +345,10 @@ fn host_run(rest: &str) -> usize {
 
 /// The length of the domain twitter-text reads at the start of `rest`: the most labels whose
 /// last is a known top-level domain (or punycode) that nothing could continue. `named` allows
-/// any label character (after a scheme); otherwise only those of an ASCII domain (a bare one).
+/// any label character (after a scheme); otherwise the labels before the top-level domain are
+/// those of an ASCII domain (a bare one).
 fn domain_len(rest: &str, named: bool) -> Option<usize> {
-    let run = if named {
-        host_run(rest)
-    } else {
-        rest.find(|c: char| !(ascii_domain_char(c) || c == '.'))
-            .unwrap_or(rest.len())
-    };
+    let run = host_run(rest);
     let labels: Vec<(usize, &str)> = rest[..run]
         .split('.')
         .scan(0, |at, label| {
@@ -313,10 +357,14 @@ fn domain_len(rest: &str, named: bool) -> Option<usize> {
             Some((start, label))
         })
         .collect();
+    // An ASCII label longer than DNS allows is no label; a longer one in other letters may still
+    // be one, as its ASCII form is shorter, and counts as one that may not be a link.
     let label_ok = |label: &str, inner: &[char]| {
         label.starts_with(host_char)
             && label.ends_with(host_char)
             && label.chars().all(|c| host_char(c) || inner.contains(&c))
+            && (named || label.chars().all(ascii_domain_char))
+            && (label.len() <= 63 || !label.is_ascii())
     };
     // Subdomains may hold `_`, the name before the top-level domain only `-`.
     let subdomains = labels
@@ -394,7 +442,7 @@ fn bare_domains(text: &str, within: Range<usize>) -> Vec<(Range<usize>, Link)> {
             let more = after_host(&text[at + domain..within.end]);
             let end = at + domain + more;
             let two_labels = text[at..at + domain].matches('.').count() == 1;
-            let link = if two_labels && more == 0 {
+            let link = if (two_labels && more == 0) || !text[at..at + domain].is_ascii() {
                 Link::Maybe
             } else {
                 Link::Sure
@@ -410,7 +458,8 @@ fn bare_domains(text: &str, within: Range<usize>) -> Vec<(Range<usize>, Link)> {
     found
 }
 
-fn mastodon_length(text: &str, per_url: usize) -> usize {
+/// Mastodon's length of `text`, counted at most up to `upto`.
+fn mastodon_length(text: &str, per_url: usize, upto: usize) -> usize {
     let schemes = [
         "https", "http", "dat", "dweb", "ipfs", "ipns", "ssb", "gopher", "gemini",
     ];
@@ -440,7 +489,7 @@ fn mastodon_length(text: &str, per_url: usize) -> usize {
         last = range.end;
     }
     countable.push_str(&text[last..]);
-    countable.graphemes(true).count()
+    countable.graphemes(true).take(upto).count()
 }
 
 /// The mentions `@user@domain` Mastodon finds, with their byte ranges and their `@user`; not
@@ -459,31 +508,39 @@ fn mentions(text: &str) -> impl Iterator<Item = (Range<usize>, &str)> {
     })
 }
 
-fn x_weighted_length(text: &str) -> usize {
+/// X's weighted length of `text`, counted at most up to `upto`.
+fn x_weighted_length(text: &str, upto: usize) -> usize {
     let text: String = text.nfc().collect();
     let mut weight = 0;
     let mut last = 0;
     for (range, link) in counted_links(&text, &["https", "http"], true) {
-        weight += x_weight(&text[last..range.start]);
+        weight += x_weight(&text[last..range.start], upto - weight.min(upto));
         weight += match link {
             Link::Sure => X_URL_WEIGHT,
-            Link::Maybe => X_URL_WEIGHT.max(x_weight(&text[range.clone()])),
+            Link::Maybe => X_URL_WEIGHT.max(x_weight(&text[range.clone()], upto)),
         };
+        if weight >= upto {
+            return weight;
+        }
         last = range.end;
     }
-    weight + x_weight(&text[last..])
+    weight + x_weight(&text[last..], upto - weight)
 }
 
-fn x_weight(text: &str) -> usize {
-    text.graphemes(true)
-        .map(|g| {
-            if is_emoji(g) {
-                2
-            } else {
-                g.chars().map(x_char_weight).sum()
-            }
-        })
-        .sum()
+/// The weight of `text` without links, counted at most up to `upto`.
+fn x_weight(text: &str, upto: usize) -> usize {
+    let mut weight = 0;
+    for g in text.graphemes(true) {
+        if weight >= upto {
+            break;
+        }
+        weight += if is_emoji(g) {
+            2
+        } else {
+            g.chars().map(x_char_weight).sum()
+        };
+    }
+    weight
 }
 
 fn x_char_weight(c: char) -> usize {
@@ -521,12 +578,15 @@ struct Cut {
     between_words: bool,
 }
 
-/// Every grapheme boundary of `head` but those inside a word that holds a link, a mention or a
-/// hashtag.
-fn cuts(head: &str) -> Vec<Cut> {
+/// Every grapheme boundary of `head` up to `bound` bytes but those inside a word that holds a
+/// link, a mention or a hashtag.
+fn cuts(head: &str, bound: usize) -> Vec<Cut> {
     let mut whole: Vec<Range<usize>> = Vec::new();
     let mut word_start = None;
     for (at, c) in head.char_indices().chain([(head.len(), ' ')]) {
+        if at > bound && word_start.is_none() {
+            break;
+        }
         match (c.is_whitespace(), word_start) {
             (true, Some(start)) => {
                 if holds_entity(&head[start..at]) {
@@ -540,8 +600,9 @@ fn cuts(head: &str) -> Vec<Cut> {
     }
     let mut whole = whole.into_iter().peekable();
     let boundaries = head.grapheme_indices(true).map(|(at, _)| at);
+    let boundaries = boundaries.chain([head.len()]).take_while(|at| *at <= bound);
     let mut cuts = Vec::new();
-    for (grapheme, at) in boundaries.chain([head.len()]).enumerate() {
+    for (grapheme, at) in boundaries.enumerate() {
         while whole.next_if(|w| w.end <= at).is_some() {}
         if whole.peek().is_some_and(|w| w.start < at) {
             continue;
@@ -587,13 +648,21 @@ pub fn fit(text: &str, fits: impl Fn(&str) -> bool) -> String {
         Some((head, tail)) if fits(&format!("{ELLIPSIS}\n{tail}")) => (head, format!("\n{tail}")),
         _ => (text, String::new()),
     };
-    let cuts = cuts(head);
     // Without room even for `…`, the text is cut without it.
     for mark in [ELLIPSIS, ""] {
-        let fits_at = |i: usize| fits(&joined(head, cuts[i].at, mark, &tail));
-        if !fits_at(0) {
+        if !fits(&joined(head, 0, mark, &tail)) {
             continue;
         }
+        // How much of the head can fit at most, doubling in bytes, so that a huge text is only
+        // searched for a cut in its beginning.
+        let mut bound = 256;
+        while bound < head.len()
+            && fits(&joined(head, head.floor_char_boundary(bound), mark, &tail))
+        {
+            bound *= 2;
+        }
+        let cuts = cuts(head, bound);
+        let fits_at = |i: usize| fits(&joined(head, cuts[i].at, mark, &tail));
         // The most of the head that still fits (fitting only shrinks as the head grows): a
         // doubling search first, so that a huge text costs what its fitting part costs.
         let (mut lo, mut hi) = (0, 1);
@@ -624,6 +693,8 @@ pub fn fit(text: &str, fits: impl Fn(&str) -> bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -808,8 +879,52 @@ mod tests {
         );
         // Mastodon: gemini and friends are links too.
         assert_eq!(l.length(ChannelKind::Mastodon, "gemini://a.it"), 23);
+        // t.co links end after their slug; a host in other letters counts at least in full.
+        assert_eq!(l.length(ChannelKind::X, "http://t.co/abc's"), 23 + 2);
+        assert_eq!(l.length(ChannelKind::Mastodon, "https://città.it"), 23);
+        let long = format!("https://{}.it/x", "città".repeat(10));
+        assert_eq!(l.length(ChannelKind::Mastodon, &long), 8 + 50 + 5);
+        // X reads a bare domain whose top-level domain is in other letters too.
+        assert_eq!(l.length(ChannelKind::X, "regione.みんな"), 23);
         // A mention Mastodon would not take keeps its domain in the count.
         assert_eq!(l.length(ChannelKind::Mastodon, "x=@cup@social.example"), 21);
         assert_eq!(l.length(ChannelKind::Mastodon, "@cup@social.example@x"), 21);
+    }
+
+    /// The links, mentions and hashtags in `text`, as any network reads them.
+    fn entities(text: &str) -> Vec<&str> {
+        let mastodon = ["https", "http", "gemini"];
+        let mut found: Vec<&str> = urls(text).map(|(_, url)| url).collect();
+        found.extend(tags(text).into_iter().map(|(range, _)| &text[range]));
+        let links = counted_links(text, &mastodon, false)
+            .into_iter()
+            .chain(counted_links(text, &["https", "http"], true));
+        found.extend(links.map(|(range, _)| &text[range]));
+        found.extend(mentions(text).map(|(range, _)| &text[range]));
+        found
+    }
+
+    proptest! {
+        #[test]
+        fn fitted_posts_fit_and_keep_every_link_mention_and_hashtag_whole(
+            body in crate::hostile::text()
+        ) {
+            let l = Limits::default();
+            let status = "Aggiornamenti: https://banditore.asl.example/status/incidents/42";
+            let text = format!("{}\n\n{status}", clean(&body).trim());
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let found = entities(&text);
+            for channel in ChannelKind::SOCIAL {
+                let out = fit(&text, |t| l.fits(channel, t));
+                prop_assert!(l.fits(channel, &out), "{channel}: {out}");
+                prop_assert!(out.ends_with(&format!("\n{status}")), "{channel}: {out}");
+                for word in out.split_whitespace().filter(|w| holds_entity(w)) {
+                    prop_assert!(words.contains(&word), "{channel}: {word:?} is cut");
+                }
+                for entity in entities(&out) {
+                    prop_assert!(found.contains(&entity), "{channel}: {entity:?} is not in {text:?}");
+                }
+            }
+        }
     }
 }
