@@ -29,8 +29,8 @@ use crate::domain::subscriber::ChannelKind;
 pub const BLUESKY_MAX_GRAPHEMES: usize = 300;
 pub const BLUESKY_MAX_BYTES: usize = 3000;
 /// A Bluesky tag, by the lexicon (`app.bsky.richtext.facet#tag`).
-pub const BLUESKY_TAG_MAX_GRAPHEMES: usize = 64;
-pub const BLUESKY_TAG_MAX_BYTES: usize = 640;
+const BLUESKY_TAG_MAX_GRAPHEMES: usize = 64;
+const BLUESKY_TAG_MAX_BYTES: usize = 640;
 pub const X_MAX_WEIGHT: usize = 280;
 pub const X_URL_WEIGHT: usize = 23;
 pub const FACEBOOK_MAX_CHARS: usize = 63_206;
@@ -60,9 +60,10 @@ const QUERY: &str = r"\?[a-zA-Z0-9!?*'@();:\&=+$/%#\[\]\-_.,\~|]*[a-zA-Z0-9\-_\&
 /// only the characters both X and Mastodon take there, so that a link never runs past where
 /// either network ends it (trailing `.`, `,`, `)`, `!`, `?`, `=` and the like stay outside).
 static AFTER_HOST: LazyLock<Regex> = LazyLock::new(|| {
-    let accents = r"\x{c0}-\x{d6}\x{d8}-\x{f6}\x{f8}-\x{24f}\x{253}\x{254}\x{256}\x{257}\x{259}\x{25b}\x{263}\x{268}\x{26f}\x{272}\x{289}\x{28b}\x{2bb}\x{300}-\x{36f}\x{1e00}-\x{1eff}\x{400}-\x{4ff}";
-    let general = format!(r"[a-zA-Z0-9!*';:=+,.$/%#\[\]\-\x{{2013}}_\~@|\&{accents}]");
-    let ending = format!(r"[a-zA-Z0-9+\-_#/{accents}]");
+    // Accented Latin and Cyrillic letters, which twitter-text takes in a path.
+    let letters = r"\x{c0}-\x{d6}\x{d8}-\x{f6}\x{f8}-\x{24f}\x{253}\x{254}\x{256}\x{257}\x{259}\x{25b}\x{263}\x{268}\x{26f}\x{272}\x{289}\x{28b}\x{2bb}\x{300}-\x{36f}\x{1e00}-\x{1eff}\x{400}-\x{4ff}";
+    let general = format!(r"[a-zA-Z0-9!*';:=+,.$/%#\[\]\-\x{{2013}}_\~@|\&{letters}]");
+    let ending = format!(r"[a-zA-Z0-9+\-_#/{letters}]");
     let parens = format!(r"\((?:{general}+|{general}*\({general}+\){general}*)\)");
     let segment = format!(r"{general}*(?:{parens}{general}*)*(?:{ending}|{parens})");
     Regex::new(&format!(r"^(?::[0-9]+)?(?:/(?:{segment})*)?(?:{QUERY})?"))
