@@ -44,6 +44,8 @@ const ELLIPSIS: &str = "…";
 const BACK_OFF: usize = 30;
 /// twitter-text takes no longer link (4,096 with the scheme); a longer one counts in full.
 const MAX_URL_BYTES: usize = 4_000;
+/// The longest host name read as one.
+const MAX_HOST_BYTES: usize = 253;
 
 /// Top-level domains as twitter-text knows them, in lower case.
 static TLDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
@@ -248,63 +250,144 @@ fn ends_tag(c: char) -> bool {
         )
 }
 
-/// How sure a count can be that a network takes a span for a link.
+/// How a network may count a span that may hold a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
-    /// It does: the span counts as a link.
+    /// As one link.
     Sure,
-    /// It may not (a bare domain of two labels, which X links only with a path; a host in other
-    /// letters, whose ASCII form may be invalid): the span counts as the more of a link and its
-    /// own length.
+    /// As one link or as text, whichever is longer: a bare domain of two labels, which X links
+    /// only with a path; a host in other letters, whose ASCII form may be invalid.
     Maybe,
+    /// As text in which up to this many links may be read: a bare host in other letters, from
+    /// which X takes the ASCII domains.
+    Parts(usize),
 }
 
-/// The links twitter-text finds in `text`: after one of `schemes`, and on X bare domains too.
-fn counted_links(text: &str, schemes_taken: &[&str], bare: bool) -> Vec<(Range<usize>, Link)> {
-    let mut links: Vec<(Range<usize>, Link)> = schemes(text, schemes_taken)
-        .filter_map(|(start, host)| {
-            let rest = &text[host..];
-            let domain = domain_len(rest, true)?;
-            let more = if rest[..domain].eq_ignore_ascii_case("t.co") {
-                // t.co links end after their slug, and have one of at most 40 characters.
-                let slug = TCO.captures(&rest[domain..])?;
-                if slug.get(1)?.len() > 40 {
-                    return None;
-                }
-                slug.get(0)?.len()
-            } else {
-                after_host(&rest[domain..])
-            };
-            let end = host + domain + more;
-            // A host in other letters counts only if its ASCII form is valid.
-            let link = if rest[..domain].is_ascii() {
-                Link::Sure
-            } else {
-                Link::Maybe
-            };
-            (end - start <= MAX_URL_BYTES).then_some((start..end, link))
-        })
-        .collect();
-    if bare {
-        // In the text between the links with a scheme.
-        let mut from = 0;
-        let mut found = Vec::new();
-        for (link, _) in &links {
-            found.extend(bare_domains(text, from..link.start));
-            from = link.end;
+impl Link {
+    /// What the span counts at most, given a link's count and the span's own length.
+    fn counted(self, per_link: usize, own: usize) -> usize {
+        match self {
+            Link::Sure => per_link,
+            Link::Maybe => per_link.max(own),
+            Link::Parts(links) => own + links * per_link,
         }
-        found.extend(bare_domains(text, from..text.len()));
-        links.extend(found);
-        links.sort_by_key(|(range, _)| range.start);
     }
-    // A scheme can sit inside an earlier link's path or query; that link holds it.
-    let mut end = 0;
-    links.retain(|(range, _)| {
-        let alone = range.start >= end;
-        end = end.max(range.end);
-        alone
-    });
-    links
+}
+
+/// The links twitter-text finds in `text`, read from its start as twitter-text's expression
+/// reads it: where nothing before could continue a word, a scheme of `schemes_taken` and a
+/// host, or else a bare host. Each takes its extent, a bare host too where the network does not
+/// link it (never on Mastodon; on X not after `-`, `_`, `.` or `/`), so that a scheme inside its
+/// path makes no link either.
+fn counted_links(text: &str, schemes_taken: &[&str], bare: bool) -> Vec<(Range<usize>, Link)> {
+    let mut found = Vec::new();
+    let mut at = 0;
+    let mut no_host_before = 0;
+    // Where the word of the last link or host ends: the network may read that link or host
+    // further than we do, over a link we find after it.
+    let mut word_end = 0;
+    while let Some(c) = text[at..].chars().next() {
+        let preceding = text[..at].chars().next_back();
+        let may_start = preceding.is_none_or(|p| {
+            !(p.is_ascii_alphanumeric() || matches!(p, '@' | '＠' | '$' | '#' | '＃') || refused(p))
+        });
+        let read = if !may_start {
+            None
+        } else if let Some(read) = scheme_link(text, at, schemes_taken) {
+            Some(read)
+        } else if let Some(domain) = bare_host(text, at, &mut no_host_before) {
+            let end = at + domain + after_host(&text[at + domain..]);
+            let host = &text[at..at + domain];
+            let linked = bare && !preceding.is_some_and(|p| "-_./".contains(p));
+            let link = if !linked || end - at > MAX_URL_BYTES || !dns_labels(host) {
+                None
+            } else if host.chars().all(|c| c == '.' || ascii_domain_char(c)) {
+                let short = host.matches('.').count() == 1 && end == at + domain;
+                Some(if short { Link::Maybe } else { Link::Sure })
+            } else {
+                Some(Link::Parts(host.matches('.').count()))
+            };
+            Some((end, link.map(|link| (end, link))))
+        } else {
+            None
+        };
+        let Some((end, link)) = read else {
+            at += c.len_utf8();
+            continue;
+        };
+        let link = match link {
+            Some((link_end, Link::Sure)) if at < word_end => Some((link_end, Link::Maybe)),
+            link => link,
+        };
+        found.extend(link.map(|(link_end, link)| (at..link_end, link)));
+        word_end = end
+            + text[end..]
+                .find(char::is_whitespace)
+                .unwrap_or(text.len() - end);
+        // The character after a link or host can only precede the next one.
+        at = end + text[end..].chars().next().map_or(0, char::len_utf8);
+    }
+    found
+}
+
+/// The length of the domain at `at`, unless a host read from further back in the same first
+/// label was none (`no_host_before` keeps where that label ends): this one would be none alike.
+fn bare_host(text: &str, at: usize, no_host_before: &mut usize) -> Option<usize> {
+    if at < *no_host_before || !text[at..].starts_with(host_char) {
+        return None;
+    }
+    let domain = domain_len(&text[at..]);
+    if domain.is_none() {
+        let rest = &text[at..];
+        let run = &rest[..host_run(&rest[..rest.floor_char_boundary(MAX_HOST_BYTES)])];
+        *no_host_before = at + run.find(['.', '-', '_']).unwrap_or(run.len());
+    }
+    domain
+}
+
+/// A link with one of `schemes_taken` at `at`: where what twitter-text reads ends, and the
+/// link in it, where it ends and how it counts (`None` for what is no link: a t.co link with a
+/// slug over 40 characters, a link too long or with a label DNS would refuse).
+type Read = (usize, Option<(usize, Link)>);
+
+fn scheme_link(text: &str, at: usize, schemes_taken: &[&str]) -> Option<Read> {
+    let scheme = schemes_taken.iter().find(|s| {
+        text.get(at..at + s.len() + 3).is_some_and(|t| {
+            t.ends_with("://") && t.get(..s.len()).is_some_and(|h| h.eq_ignore_ascii_case(s))
+        })
+    })?;
+    let host = at + scheme.len() + 3;
+    let rest = &text[host..];
+    let domain = domain_len(rest)?;
+    let end = host + domain + after_host(&rest[domain..]);
+    let mut link_end = end;
+    // A t.co link ends after its slug (of at most 40 characters), what is read after it is no
+    // link.
+    if rest[..domain].eq_ignore_ascii_case("t.co")
+        && let Some(tco) = TCO.captures(&rest[domain..])
+        && let (Some(whole), Some(slug)) = (tco.get(0), tco.get(1))
+    {
+        if slug.len() > 40 {
+            return Some((end.max(host + domain + whole.len()), None));
+        }
+        link_end = host + domain + whole.len();
+    }
+    // A host in other letters counts only if its ASCII form is valid.
+    let link = if rest[..domain].is_ascii() {
+        Link::Sure
+    } else {
+        Link::Maybe
+    };
+    let valid = link_end - at <= MAX_URL_BYTES && dns_labels(&rest[..domain]);
+    Some((end.max(link_end), valid.then_some((link_end, link))))
+}
+
+/// Whether no ASCII label of `host` is longer than DNS allows (63 bytes): twitter-text reads
+/// such a host, but takes it for no link. A longer label in other letters may be shorter in
+/// its ASCII form.
+fn dns_labels(host: &str) -> bool {
+    host.split('.')
+        .all(|label| label.len() <= 63 || !label.is_ascii())
 }
 
 /// Where each `scheme://` of `schemes_taken` (in any case) starts in `text`, and where its host
@@ -345,11 +428,13 @@ fn host_run(rest: &str) -> usize {
 }
 
 /// The length of the domain twitter-text reads at the start of `rest`: the most labels whose
-/// last is a known top-level domain (or punycode) that nothing could continue. `named` allows
-/// any label character (after a scheme); otherwise the labels before the top-level domain are
-/// those of an ASCII domain (a bare one).
-fn domain_len(rest: &str, named: bool) -> Option<usize> {
-    let run = host_run(rest);
+/// last is a known top-level domain (or punycode) that nothing could continue.
+fn domain_len(rest: &str) -> Option<usize> {
+    if !rest.starts_with(host_char) {
+        return None;
+    }
+    // No longer name is read (DNS allows 253 bytes): one is counted as text, which is longer.
+    let run = host_run(&rest[..rest.floor_char_boundary(MAX_HOST_BYTES)]);
     let labels: Vec<(usize, &str)> = rest[..run]
         .split('.')
         .scan(0, |at, label| {
@@ -358,14 +443,10 @@ fn domain_len(rest: &str, named: bool) -> Option<usize> {
             Some((start, label))
         })
         .collect();
-    // An ASCII label longer than DNS allows is no label; a longer one in other letters may still
-    // be one, as its ASCII form is shorter, and counts as one that may not be a link.
     let label_ok = |label: &str, inner: &[char]| {
         label.starts_with(host_char)
             && label.ends_with(host_char)
             && label.chars().all(|c| host_char(c) || inner.contains(&c))
-            && (named || label.chars().all(ascii_domain_char))
-            && (label.len() <= 63 || !label.is_ascii())
     };
     // Subdomains may hold `_`, the name before the top-level domain only `-`.
     let subdomains = labels
@@ -410,8 +491,7 @@ fn tld_len(rest: &str, label: &str) -> Option<usize> {
     (run > 0).then_some(4 + run)
 }
 
-/// A character of an ASCII domain as twitter-text reads a bare one (its accented Latin letters
-/// included).
+/// A character of an ASCII domain, as X links a bare one (accented Latin letters included).
 fn ascii_domain_char(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || c == '-'
@@ -421,42 +501,6 @@ fn ascii_domain_char(c: char) -> bool {
 /// The bytes of port, path and query at the start of `rest`.
 fn after_host(rest: &str) -> usize {
     AFTER_HOST.find(rest).map_or(0, |m| m.end())
-}
-
-/// Domains without a scheme in `text[within]`, as X links them.
-fn bare_domains(text: &str, within: Range<usize>) -> Vec<(Range<usize>, Link)> {
-    let mut found = Vec::new();
-    let mut at = within.start;
-    while at < within.end {
-        let Some(c) = text[at..].chars().next() else {
-            break;
-        };
-        let preceding = text[..at].chars().next_back();
-        let may_start = ascii_domain_char(c)
-            && c != '-'
-            && preceding.is_none_or(|p| {
-                !(ascii_domain_char(p)
-                    || matches!(p, '@' | '＠' | '$' | '#' | '＃' | '_' | '.' | '/')
-                    || refused(p))
-            });
-        if may_start && let Some(domain) = domain_len(&text[at..within.end], false) {
-            let more = after_host(&text[at + domain..within.end]);
-            let end = at + domain + more;
-            let two_labels = text[at..at + domain].matches('.').count() == 1;
-            let link = if (two_labels && more == 0) || !text[at..at + domain].is_ascii() {
-                Link::Maybe
-            } else {
-                Link::Sure
-            };
-            if end - at <= MAX_URL_BYTES {
-                found.push((at..end, link));
-            }
-            at = end;
-            continue;
-        }
-        at += c.len_utf8();
-    }
-    found
 }
 
 /// Mastodon's length of `text`, counted at most up to `upto`.
@@ -469,10 +513,10 @@ fn mastodon_length(text: &str, per_url: usize, upto: usize) -> usize {
     let mut entities: Vec<(Range<usize>, String)> = counted_links(text, &schemes, false)
         .into_iter()
         .map(|(range, link)| {
-            let own = text[range.clone()].graphemes(true).count();
+            let own = || text[range.clone()].graphemes(true).count();
             let counted = match link {
                 Link::Sure => per_url,
-                Link::Maybe => per_url.max(own),
+                _ => link.counted(per_url, own()),
             };
             (range, "x".repeat(counted))
         })
@@ -518,7 +562,7 @@ fn x_weighted_length(text: &str, upto: usize) -> usize {
         weight += x_weight(&text[last..range.start], upto - weight.min(upto));
         weight += match link {
             Link::Sure => X_URL_WEIGHT,
-            Link::Maybe => X_URL_WEIGHT.max(x_weight(&text[range.clone()], upto)),
+            _ => link.counted(X_URL_WEIGHT, x_weight(&text[range.clone()], upto)),
         };
         if weight >= upto {
             return weight;
@@ -885,8 +929,8 @@ mod tests {
         assert_eq!(l.length(ChannelKind::Mastodon, "https://città.it"), 23);
         let long = format!("https://{}.it/x", "città".repeat(10));
         assert_eq!(l.length(ChannelKind::Mastodon, &long), 8 + 50 + 5);
-        // X reads a bare domain whose top-level domain is in other letters too.
-        assert_eq!(l.length(ChannelKind::X, "regione.みんな"), 23);
+        // X may read a link in a bare host in other letters: it counts as text and a link.
+        assert_eq!(l.length(ChannelKind::X, "regione.みんな"), 7 + 1 + 6 + 23);
         // A mention Mastodon would not take keeps its domain in the count.
         assert_eq!(l.length(ChannelKind::Mastodon, "x=@cup@social.example"), 21);
         assert_eq!(l.length(ChannelKind::Mastodon, "@cup@social.example@x"), 21);

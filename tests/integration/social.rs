@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
+use banditore::domain::subscriber::ChannelKind;
+use banditore::render::social::Limits;
 use fantoccini::Locator;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::select;
 use serde_json::{Value, json};
 
 use crate::support::mastodon::{MASTODON_TOKEN, MastodonDouble};
@@ -634,5 +639,70 @@ async fn a_long_link_at_the_cut_is_left_out_whole_on_mastodon_bluesky_and_x() {
         net.x.requests().iter().map(|r| r.status).collect(),
     ] {
         assert!(statuses.iter().all(|s| *s < 400), "{statuses:?}");
+    }
+}
+
+/// Text made of the pieces links, mentions and their edges are made of, joined at random.
+fn link_soup() -> impl Strategy<Value = String> {
+    const PIECES: &[&str] = &[
+        "https://",
+        "http://",
+        "HTTPS://",
+        "gemini://",
+        "www.",
+        "asl",
+        "regione",
+        "umbria",
+        ".it",
+        ".com",
+        ".co",
+        ".example",
+        ".みんな",
+        "città",
+        "中文",
+        "/",
+        "/path",
+        "(",
+        ")",
+        ".",
+        ",",
+        "!",
+        "?",
+        "?a=1",
+        "=",
+        "&",
+        "#",
+        "#tag",
+        "@",
+        "@cup",
+        "@social.it",
+        "t.co/",
+        "xn--p1ai",
+        ":8080",
+        " ",
+        "\n",
+        "-",
+        "_",
+        "…",
+        "'",
+        "\"",
+        "%20",
+        "~",
+        "é",
+        "\u{301}",
+    ];
+    vec(select(PIECES), 0..40).prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    /// The application's count of a post is never shorter than the network's, whichever way
+    /// links and mentions are spelled, so a post cut to fit is never refused for its length.
+    #[test]
+    fn the_application_never_counts_a_post_shorter_than_mastodon_or_x(text in link_soup()) {
+        let limits = Limits::default();
+        let ours = limits.length(ChannelKind::Mastodon, &text);
+        prop_assert!(ours >= mastodon::count_length(&text), "mastodon {ours}: {text:?}");
+        let ours = limits.length(ChannelKind::X, &text);
+        prop_assert!(ours >= x::weighted_length(&text), "x {ours}: {text:?}");
     }
 }

@@ -20,9 +20,11 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
+use regex::Regex;
 use serde_json::{Value, json};
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -223,16 +225,24 @@ fn mention_at(s: &str) -> Option<(usize, usize)> {
     }
     let keep = 1 + user;
     let domain_part = s[keep..].strip_prefix('@')?;
-    if !domain_part.starts_with(|c: char| c.is_alphanumeric() || c == '_') {
+    if !domain_part.starts_with(word) {
         return None;
     }
-    let domain = run(domain_part, |c| c.is_alphanumeric() || c == '_');
+    let domain = run(domain_part, word);
     let consumed = keep + 1 + domain;
     let after = &s[consumed..];
     let continued = after.starts_with(['@', '＠'])
         || after.starts_with("://")
         || after.starts_with(|c: char| matches!(u32::from(c), 0xc0..=0x24f | 0x1e00..=0x1eff));
     (!continued).then_some((keep, consumed))
+}
+
+/// A character of Ruby's `[[:word:]]`: a letter, a mark, a decimal digit or a connector.
+fn word(c: char) -> bool {
+    static WORD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^[\p{L}\p{M}\p{Nd}\p{Pc}]$").unwrap_or_else(|e| panic!("{e}"))
+    });
+    WORD.is_match(c.encode_utf8(&mut [0; 4]))
 }
 
 fn escape_html(text: &str) -> String {
