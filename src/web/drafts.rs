@@ -12,7 +12,7 @@ use super::body::{json, read};
 use super::error::ApiError;
 use super::{AppState, require};
 use crate::domain::subscriber::ChannelKind;
-use crate::render::social::Limits;
+use crate::render::social::{self, Limits};
 use crate::render::{sms, telegram};
 use crate::settings::Permission;
 use crate::store::{Decision, Draft, PartEdit, Topic};
@@ -34,7 +34,7 @@ pub fn measure(limits: &Limits, channel: ChannelKind, body: &str) -> serde_json:
         });
         if channel == ChannelKind::Bluesky {
             m["bytes"] = body.len().into();
-            m["byte_limit"] = crate::render::social::BLUESKY_MAX_BYTES.into();
+            m["byte_limit"] = social::BLUESKY_MAX_BYTES.into();
         }
         return m;
     }
@@ -124,6 +124,18 @@ fn check_edit(limits: &Limits, i: usize, part: &EditPart) -> Result<(), ApiError
     if part.body.trim().is_empty() {
         return Err(ApiError::field(field, "must not be empty"));
     }
+    if part.channel.is_social()
+        && let Some(c) = part.body.chars().find(|c| social::refused(*c))
+    {
+        let network = part.channel.title();
+        return Err(ApiError::field(
+            field,
+            format!(
+                "holds U+{:04X}, which {network} refuses or shows as nothing; remove it",
+                u32::from(c)
+            ),
+        ));
+    }
     if let Some(limit) = limits.limit(part.channel)
         && !limits.fits(part.channel, &part.body)
     {
@@ -132,7 +144,7 @@ fn check_edit(limits: &Limits, i: usize, part: &EditPart) -> Result<(), ApiError
             format!(
                 " ({} bytes; Bluesky takes at most {})",
                 part.body.len(),
-                crate::render::social::BLUESKY_MAX_BYTES
+                social::BLUESKY_MAX_BYTES
             )
         } else {
             String::new()
@@ -317,4 +329,42 @@ pub async fn audit(
         .audit_log(q.incident, q.limit.unwrap_or(100).clamp(1, 1000))
         .await?;
     Ok(Json(serde_json::json!({ "entries": entries })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(channel: ChannelKind, body: &str) -> EditPart {
+        EditPart {
+            channel,
+            language: "it".into(),
+            subject: None,
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn an_edit_holding_a_character_the_network_refuses_is_refused_naming_it() {
+        let limits = Limits::default();
+        let refused = check_edit(&limits, 1, &part(ChannelKind::X, "Guasto\u{feff} al CUP"));
+        let Err(ApiError::BadRequest { message, field }) = refused else {
+            panic!("accepted: {refused:?}");
+        };
+        assert_eq!(field.as_deref(), Some("parts[1].body"));
+        assert!(message.contains("U+FEFF"), "{message}");
+        for (channel, body) in [
+            (ChannelKind::Mastodon, "CUP\0 giù"),
+            (ChannelKind::Bluesky, "CUP \u{1b}[31m giù"),
+            (ChannelKind::Facebook, "CUP \u{fffe}"),
+        ] {
+            assert!(
+                check_edit(&limits, 0, &part(channel, body)).is_err(),
+                "{channel}"
+            );
+        }
+        // Line ends as a browser sends them are fine.
+        let lines = part(ChannelKind::Bluesky, "CUP giù\r\nsportelli chiusi\ttutti");
+        assert!(check_edit(&limits, 0, &lines).is_ok());
+    }
 }
