@@ -288,10 +288,7 @@ fn counted_links(text: &str, schemes_taken: &[&str], bare: bool) -> Vec<(Range<u
     let mut word_end = 0;
     while let Some(c) = text[at..].chars().next() {
         let preceding = text[..at].chars().next_back();
-        let may_start = preceding.is_none_or(|p| {
-            !(p.is_ascii_alphanumeric() || matches!(p, '@' | '＠' | '$' | '#' | '＃') || refused(p))
-        });
-        let read = if !may_start {
+        let read = if preceding.is_some_and(continues_link) {
             None
         } else if let Some(read) = scheme_link(text, at, schemes_taken) {
             Some(read)
@@ -345,11 +342,12 @@ fn bare_host(text: &str, at: usize, no_host_before: &mut usize) -> Option<usize>
     domain
 }
 
-/// A link with one of `schemes_taken` at `at`: where what twitter-text reads ends, and the
-/// link in it, where it ends and how it counts (`None` for what is no link: a t.co link with a
-/// slug over 40 characters, a link too long or with a label DNS would refuse).
+/// Where what twitter-text reads ends, and the link in it: where that ends and how it counts
+/// (`None` for what is read but no link).
 type Read = (usize, Option<(usize, Link)>);
 
+/// A link with one of `schemes_taken` at `at`; no link if it is a t.co link with a slug over 40
+/// characters, too long, or has a label DNS would refuse.
 fn scheme_link(text: &str, at: usize, schemes_taken: &[&str]) -> Option<Read> {
     let scheme = schemes_taken.iter().find(|s| {
         text.get(at..at + s.len() + 3).is_some_and(|t| {
@@ -391,7 +389,7 @@ fn dns_labels(host: &str) -> bool {
 }
 
 /// Where each `scheme://` of `schemes_taken` (in any case) starts in `text`, and where its host
-/// starts, if what comes before could not continue it (twitter-text's preceding characters).
+/// starts, if what comes before could not continue it.
 fn schemes<'t>(
     text: &'t str,
     schemes_taken: &'t [&'t str],
@@ -405,11 +403,13 @@ fn schemes<'t>(
         })?;
         let start = at - scheme.len();
         let preceding = text[..start].chars().next_back();
-        let joined = preceding.is_some_and(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '@' | '＠' | '$' | '#' | '＃') || refused(c)
-        });
-        (!joined).then_some((start, at + 3))
+        (!preceding.is_some_and(continues_link)).then_some((start, at + 3))
     })
+}
+
+/// Whether a link could not start right after `c` (twitter-text's preceding characters).
+fn continues_link(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '@' | '＠' | '$' | '#' | '＃') || refused(c)
 }
 
 /// A character twitter-text takes in a host's labels (beside `-` and `_` inside them).
@@ -513,12 +513,8 @@ fn mastodon_length(text: &str, per_url: usize, upto: usize) -> usize {
     let mut entities: Vec<(Range<usize>, String)> = counted_links(text, &schemes, false)
         .into_iter()
         .map(|(range, link)| {
-            let own = || text[range.clone()].graphemes(true).count();
-            let counted = match link {
-                Link::Sure => per_url,
-                _ => link.counted(per_url, own()),
-            };
-            (range, "x".repeat(counted))
+            let own = text[range.clone()].graphemes(true).count();
+            (range, "x".repeat(link.counted(per_url, own)))
         })
         .collect();
     entities.extend(mentions(text).map(|(range, user)| (range, user.to_owned())));
@@ -560,10 +556,7 @@ fn x_weighted_length(text: &str, upto: usize) -> usize {
     let mut last = 0;
     for (range, link) in counted_links(&text, &["https", "http"], true) {
         weight += x_weight(&text[last..range.start], upto - weight.min(upto));
-        weight += match link {
-            Link::Sure => X_URL_WEIGHT,
-            _ => link.counted(X_URL_WEIGHT, x_weight(&text[range.clone()], upto)),
-        };
+        weight += link.counted(X_URL_WEIGHT, x_weight(&text[range.clone()], upto));
         if weight >= upto {
             return weight;
         }
