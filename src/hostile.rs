@@ -21,16 +21,32 @@ pub fn character() -> impl Strategy<Value = char> {
     prop_oneof![2 => any::<char>(), 3 => select(AWKWARD), 3 => proptest::char::range('a', 'z')]
 }
 
-/// One word: short, huge (1,000 to 10,000 characters), a link or a hashtag.
+/// One word: short, huge (1,000 to 10,000 characters), a link (to a known top-level domain or
+/// not, with or without its scheme, inside a sentence's punctuation), a hashtag (any letters,
+/// longer than Bluesky takes, with trailing punctuation) or a mention.
 pub fn word() -> impl Strategy<Value = String> {
+    let around = select(&["", ".", ",", ")", "!?", "…", ":"][..]);
     prop_oneof![
         16 => vec(character(), 0..12).prop_map(String::from_iter),
         1 => (1_000usize..10_000, character())
             .prop_map(|(n, c)| std::iter::repeat_n(c, n).collect()),
         1 => (1_000usize..4_000).prop_map(|n| format!("https://asl.example/{}", "x".repeat(n))),
         3 => "[a-z0-9./_-]{1,60}".prop_map(|p| format!("https://asl.example/{p}")),
+        3 => (
+            any::<bool>(),
+            "(www\\.)?[a-z]{1,12}\\.(it|eu|org)",
+            "(/[a-zA-Z0-9/._()?=&#àè-]{0,80})?",
+            around.clone(),
+        )
+            .prop_map(|(scheme, host, path, end)| {
+                format!("{}{host}{path}{end}", if scheme { "https://" } else { "" })
+            }),
+        1 => (40usize..400).prop_map(|n| format!("https://www.regione.umbria.it/{}", "x".repeat(n))),
         2 => "[A-Za-zàèìòù0-9_]{1,30}".prop_map(|t| format!("#{t}")),
+        2 => ("[#＃]", "[\\p{L}\\p{N}_-]{1,80}", around)
+            .prop_map(|(hash, tag, end)| format!("{hash}{tag}{end}")),
         1 => "[a-z0-9_]{1,20}".prop_map(|u| format!("@{u}@mastodon.example")),
+        1 => "[a-z0-9_.]{1,50}@[a-z]{1,10}\\.(it|social)".prop_map(|u| format!("@{u}")),
     ]
 }
 

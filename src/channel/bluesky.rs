@@ -2,13 +2,14 @@
 //!
 //! - The session is made once (`createSession`, with an app password) and kept; an expired
 //!   access token is renewed with `refreshSession`, and only a refused refresh logs in again.
-//! - Links are not found by Bluesky itself: each URL becomes a link facet, its range in UTF-8
-//!   bytes of the text.
+//! - Links and hashtags are not found by Bluesky itself: each URL becomes a link facet and each
+//!   hashtag a tag facet, their ranges in UTF-8 bytes of the text.
 //! - Updates are replies: `root` is the incident's first post, `parent` its latest.
 //! - A retry after a lost answer first looks at the account's latest posts (`listRecords`) for
 //!   this very text, and keeps that post instead of making a second one.
 //! - The provider id is the post's `uri` and `cid`, separated by a space: replies need both.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -19,12 +20,14 @@ use serde_json::{Value, json};
 use super::social::{RateGate, excerpt, header_number, reset_unix, thread, unreachable};
 use super::{Channel, Outgoing, Receipt, SendError};
 use crate::domain::subscriber::ChannelKind;
-use crate::render::social::urls;
+use crate::render::social::{tags, urls};
 use crate::settings::{BlueskySettings, Secret};
 use crate::store::Store;
 
 const KIND: ChannelKind = ChannelKind::Bluesky;
 const POST: &str = "app.bsky.feed.post";
+const LINK: &str = "app.bsky.richtext.facet#link";
+const TAG: &str = "app.bsky.richtext.facet#tag";
 /// How many of the account's latest posts a retry looks through for its own.
 const LOOK_BACK: u32 = 25;
 
@@ -96,16 +99,37 @@ impl Ref {
     }
 }
 
-/// The link facets of `text`: each URL's range in UTF-8 bytes.
-pub fn link_facets(text: &str) -> Vec<Value> {
-    urls(text)
+/// The facets of `text`, each by its range in UTF-8 bytes: a link facet over each URL, a tag
+/// facet (the tag without `#`) over each hashtag that is not inside a link.
+pub fn facets(text: &str) -> Vec<Value> {
+    let links: Vec<(Range<usize>, &str)> = urls(text).collect();
+    let mut facets: Vec<(usize, Value)> = links
+        .iter()
         .map(|(range, url)| {
-            json!({
-                "index": {"byteStart": range.start, "byteEnd": range.end},
-                "features": [{"$type": "app.bsky.richtext.facet#link", "uri": url}],
-            })
+            (
+                range.start,
+                facet(range, json!({"$type": LINK, "uri": url})),
+            )
         })
-        .collect()
+        .collect();
+    for (range, tag) in tags(text) {
+        if !links
+            .iter()
+            .any(|(link, _)| link.start < range.end && range.start < link.end)
+        {
+            let feature = json!({"$type": TAG, "tag": tag});
+            facets.push((range.start, facet(&range, feature)));
+        }
+    }
+    facets.sort_by_key(|(start, _)| *start);
+    facets.into_iter().map(|(_, facet)| facet).collect()
+}
+
+fn facet(range: &Range<usize>, feature: Value) -> Value {
+    json!({
+        "index": {"byteStart": range.start, "byteEnd": range.end},
+        "features": [feature],
+    })
 }
 
 /// What one answer from the PDS came to.
@@ -346,7 +370,7 @@ impl Channel for BlueskyChannel {
             "createdAt": Timestamp::now().to_string(),
             "langs": [self.language],
         });
-        let facets = link_facets(&msg.text);
+        let facets = facets(&msg.text);
         if !facets.is_empty() {
             record["facets"] = Value::Array(facets);
         }
@@ -376,14 +400,17 @@ impl Channel for BlueskyChannel {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use unicode_segmentation::UnicodeSegmentation;
+
     use super::*;
 
     #[test]
     fn facets_point_at_utf8_bytes() {
         let text = "È giù il CUP 🚨 dalle 10: https://stato.example.it/status/incidents/42\nPoi https://b.example";
-        let facets = link_facets(text);
-        assert_eq!(facets.len(), 2);
-        for f in &facets {
+        let found = facets(text);
+        assert_eq!(found.len(), 2);
+        for f in &found {
             let start = f["index"]["byteStart"].as_u64().unwrap() as usize;
             let end = f["index"]["byteEnd"].as_u64().unwrap() as usize;
             let uri = f["features"][0]["uri"].as_str().unwrap();
@@ -391,7 +418,7 @@ mod tests {
         }
         // Counting characters instead of bytes would start 5 earlier (È, ù one each, 🚨 three).
         let chars_before = text.chars().take_while(|c| *c != 'h').count();
-        assert_eq!(facets[0]["index"]["byteStart"], chars_before + 5);
+        assert_eq!(found[0]["index"]["byteStart"], chars_before + 5);
     }
 
     #[test]
@@ -400,5 +427,68 @@ mod tests {
         assert_eq!(r.uri, "at://did:plc:x/app.bsky.feed.post/3k");
         assert_eq!(r.cid, "bafyabc");
         assert_eq!(Ref::parse("no-cid"), None);
+    }
+
+    #[test]
+    fn hashtags_become_tag_facets_without_their_hash() {
+        let text = "Disservizio #SanitàUmbria, #CUP. #123 x#no (#no) #🦋 ＃Salute #tag_1-a!? fine";
+        let found = facets(text);
+        let tags: Vec<(&str, &str)> = found
+            .iter()
+            .map(|f| {
+                let start = f["index"]["byteStart"].as_u64().unwrap() as usize;
+                let end = f["index"]["byteEnd"].as_u64().unwrap() as usize;
+                assert_eq!(f["features"][0]["$type"], "app.bsky.richtext.facet#tag");
+                (&text[start..end], f["features"][0]["tag"].as_str().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                ("#SanitàUmbria", "SanitàUmbria"),
+                ("#CUP", "CUP"),
+                ("#🦋", "🦋"),
+                ("＃Salute", "Salute"),
+                ("#tag_1-a", "tag_1-a"),
+            ]
+        );
+        // Longer than the lexicon's 64 graphemes: plain text.
+        assert!(facets(&format!("#{}", "a".repeat(65))).is_empty());
+        assert_eq!(facets(&format!("#{}", "è".repeat(64))).len(), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn facets_cover_whole_links_and_tags_on_char_boundaries(text in crate::hostile::text()) {
+            let punctuation_last = regex::Regex::new(r"\p{P}$").unwrap();
+            let mut end_of_last = 0;
+            for facet in facets(&text) {
+                let start = facet["index"]["byteStart"].as_u64().unwrap_or(u64::MAX) as usize;
+                let end = facet["index"]["byteEnd"].as_u64().unwrap_or(0) as usize;
+                prop_assert!(end_of_last <= start && start < end && end <= text.len());
+                prop_assert!(text.is_char_boundary(start) && text.is_char_boundary(end));
+                end_of_last = end;
+                let covered = &text[start..end];
+                let feature = &facet["features"][0];
+                match feature["$type"].as_str() {
+                    Some(LINK) => {
+                        prop_assert_eq!(feature["uri"].as_str(), Some(covered));
+                        prop_assert!(covered.starts_with("http"), "{covered:?}");
+                        prop_assert!(!covered.contains(char::is_whitespace), "{covered:?}");
+                        prop_assert!(!covered.ends_with(['.', ',', '!', '?', ':']), "{covered:?}");
+                        prop_assert!(!covered.ends_with(')') || covered.contains('('));
+                    }
+                    Some(TAG) => {
+                        let tag = feature["tag"].as_str().unwrap_or_default();
+                        let hash = covered.strip_suffix(tag);
+                        prop_assert!(matches!(hash, Some("#" | "＃")), "{covered:?} {tag:?}");
+                        prop_assert!(!tag.starts_with('#') && !tag.is_empty());
+                        prop_assert!(tag.graphemes(true).count() <= 64 && tag.len() <= 640);
+                        prop_assert!(!punctuation_last.is_match(tag), "{tag:?}");
+                    }
+                    other => prop_assert!(false, "unexpected feature {other:?}"),
+                }
+            }
+        }
     }
 }

@@ -370,8 +370,9 @@ impl Renderer {
     }
 
     /// A post for a social network, within the network's limit counted its way, or the lower
-    /// `max_length` the template declares (`{% set max_length = N %}`): rendered again with
-    /// fewer signals while too long, then cut before its last line (the link), which is kept.
+    /// `max_length` the template declares (`{% set max_length = N %}`): without the characters
+    /// networks refuse, rendered again with fewer signals while too long, then cut before its
+    /// last line (the link), which is kept, never inside a link, a mention or a hashtag.
     pub fn render_post(
         &self,
         channel: ChannelKind,
@@ -400,16 +401,19 @@ impl Renderer {
                     })?
                     .min(network_max),
             };
-            Ok((captured.into_output().trim().to_owned(), max))
+            let text = social::clean(captured.into_output().trim());
+            Ok((text.trim().to_owned(), max))
         };
         let (first, max_length) = render(ctx)?;
-        let fits = |text: &str| {
-            self.social.fits(channel, text) && self.social.length(channel, text) <= max_length
-        };
+        let fits = |text: &str| self.social.fits_within(channel, text, max_length);
         let text = with_fewer_signals(ctx, first, |ctx| render(ctx).map(|(t, _)| t), |t| !fits(t))?;
         let fits_without_cutting = fits(&text);
         Ok(Post {
-            text: social::fit(&text, fits),
+            text: if fits_without_cutting {
+                text
+            } else {
+                social::fit(&text, fits)
+            },
             max_length,
             fits_without_cutting,
         })
@@ -1097,6 +1101,10 @@ pub enum Markup {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::LazyLock;
+
+    use proptest::prelude::*;
+
     use super::*;
 
     fn renderer() -> Renderer {
@@ -1539,5 +1547,55 @@ mod tests {
                 .any(|p| p.contains("web/console/drafts.html.j2")),
             "{problems:#?}"
         );
+    }
+
+    #[test]
+    fn posts_lose_the_characters_networks_refuse() {
+        let r = renderer();
+        let mut ctx = sample_context(UpdateKind::Updated);
+        ctx.update.body = Some(
+            "Guasto\0 al\u{1b}[31m CUP\r\nriprova\u{feff} più tardi\u{fffe}\u{ffff}\u{85}fine\u{b}qui\rora"
+                .into(),
+        );
+        for channel in [
+            ChannelKind::Mastodon,
+            ChannelKind::Bluesky,
+            ChannelKind::X,
+            ChannelKind::Facebook,
+        ] {
+            let post = r.render_post(channel, "it", &ctx).unwrap();
+            assert!(
+                post.text
+                    .contains("Guasto al[31m CUP\nriprova più tardi\nfine qui\nora"),
+                "{channel}: {:?}",
+                post.text
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn posts_fit_their_network_whatever_monitors_and_operators_write(
+            title in crate::hostile::text(),
+            body in crate::hostile::text(),
+            service in crate::hostile::word(),
+        ) {
+            static RENDERER: LazyLock<Renderer> = LazyLock::new(renderer);
+            let r = &*RENDERER;
+            let mut ctx = sample_context(UpdateKind::Updated);
+            ctx.incident.title = title;
+            ctx.incident.services = vec![service];
+            ctx.update.body = Some(body);
+            let limits = r.social_limits();
+            for channel in ChannelKind::SOCIAL {
+                let post = r.render_post(channel, "it", &ctx).unwrap_or_else(|e| panic!("{e}"));
+                let text = &post.text;
+                prop_assert!(limits.fits(channel, text), "{channel}: {text:?}");
+                prop_assert!(limits.length(channel, text) <= post.max_length, "{channel}");
+                prop_assert!(!text.contains(|c| social::refused(c) || c == '\r'), "{text:?}");
+                let last = text.lines().last().unwrap_or_default();
+                prop_assert!(last.ends_with(&format!(" {}", ctx.incident_url)), "{channel}: {text:?}");
+            }
+        }
     }
 }

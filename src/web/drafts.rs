@@ -14,7 +14,7 @@ use super::extract::{Path, Query};
 use super::{AppState, require};
 use crate::domain::subscriber::ChannelKind;
 use crate::domain::text;
-use crate::render::social::Limits;
+use crate::render::social::{self, Limits};
 use crate::render::{sms, telegram};
 use crate::settings::Permission;
 use crate::store::{Decision, Draft, PartEdit, Topic};
@@ -36,7 +36,7 @@ pub fn measure(limits: &Limits, channel: ChannelKind, body: &str) -> serde_json:
         });
         if channel == ChannelKind::Bluesky {
             m["bytes"] = body.len().into();
-            m["byte_limit"] = crate::render::social::BLUESKY_MAX_BYTES.into();
+            m["byte_limit"] = social::BLUESKY_MAX_BYTES.into();
         }
         return m;
     }
@@ -161,6 +161,18 @@ pub fn check_part(limits: &Limits, part: &PartEdit) -> Result<(), Refused> {
     if let Err(e) = text::lines(&part.body) {
         return refuse("body", e.to_string());
     }
+    if part.channel.is_social()
+        && let Some(c) = part.body.chars().find(|c| social::refused(*c))
+    {
+        let network = part.channel.title();
+        return refuse(
+            "body",
+            format!(
+                "holds U+{:04X}, which {network} refuses or shows as nothing; remove it",
+                u32::from(c)
+            ),
+        );
+    }
     if let Some(limit) = limits.limit(part.channel)
         && !limits.fits(part.channel, &part.body)
     {
@@ -169,7 +181,7 @@ pub fn check_part(limits: &Limits, part: &PartEdit) -> Result<(), Refused> {
             format!(
                 " ({} bytes; Bluesky takes at most {})",
                 part.body.len(),
-                crate::render::social::BLUESKY_MAX_BYTES
+                social::BLUESKY_MAX_BYTES
             )
         } else {
             String::new()
@@ -451,5 +463,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_edit_holding_a_character_the_network_refuses_is_refused_naming_it() {
+        let limits = Limits::default();
+        let part = |channel: ChannelKind, body: &str| PartEdit {
+            channel,
+            language: "it".into(),
+            subject: None,
+            body: body.into(),
+        };
+        let refused =
+            check_part(&limits, &part(ChannelKind::X, "Guasto\u{feff} al CUP")).unwrap_err();
+        assert_eq!(refused.field, "body");
+        assert!(refused.message.contains("U+FEFF"), "{refused:?}");
+        for (channel, body) in [
+            (ChannelKind::Mastodon, "CUP\0 giù"),
+            (ChannelKind::Bluesky, "CUP \u{1b}[31m giù"),
+            (ChannelKind::Facebook, "CUP \u{fffe}"),
+        ] {
+            assert!(
+                check_part(&limits, &part(channel, body)).is_err(),
+                "{channel}"
+            );
+        }
+        // Line ends as a browser sends them are fine.
+        let lines = part(ChannelKind::Bluesky, "CUP giù\r\nsportelli chiusi\ttutti");
+        assert!(check_part(&limits, &lines).is_ok());
     }
 }

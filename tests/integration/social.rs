@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
+use banditore::domain::subscriber::ChannelKind;
+use banditore::render::social::Limits;
 use fantoccini::Locator;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::select;
 use serde_json::{Value, json};
 
 use crate::support::mastodon::{MASTODON_TOKEN, MastodonDouble};
@@ -557,4 +562,147 @@ async fn after_a_restart_the_thread_continues_and_facebook_can_post_updates_as_p
     assert!(net.facebook.comments_on(&feed[0].id).is_empty());
     // A new session after the restart: one login per process, not per post.
     assert_eq!(net.bluesky.sessions_created(), 2);
+}
+
+#[tokio::test]
+async fn a_long_link_at_the_cut_is_left_out_whole_on_mastodon_bluesky_and_x() {
+    let smtp = SmtpServer::start();
+    let net = Networks::start().await;
+    let app = TestApp::spawn(&smtp, &net.config(MASTODON_TOKEN), &[]).await;
+    // Long links between a few words: wherever a network's cut falls, it is most likely inside
+    // one. Without a known top-level domain they count in full on every network.
+    let link = |i: usize| {
+        let path = format!("elenco-sportelli-cup-aperti-{i}-{}", "x".repeat(40));
+        format!("https://cup.asl.example/documenti/{path}")
+    };
+    let body = (0..12)
+        .map(|i| format!("Sportelli {i}: {} #SanitàUmbria", link(i)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let incident = open_incident(&app, "CUP giù", &body).await;
+    approve_next(&app).await;
+
+    let toot = net.mastodon.wait_for(1, WAIT).await.remove(0);
+    let skeet = net.bluesky.wait_for(1, WAIT).await.remove(0);
+    let tweet = net.x.wait_for(1, WAIT).await.remove(0);
+    let status = format!("/status/incidents/{incident}");
+    for (network, text) in [
+        ("mastodon", &toot.text),
+        ("bluesky", &skeet.text),
+        ("x", &tweet.text),
+    ] {
+        assert!(text.contains("…"), "{network}: cut: {text}");
+        assert_eq!(
+            status_path(text),
+            status,
+            "{network}: the status link is whole and last"
+        );
+        // Every word with a link or a hashtag is one of the statement's, whole.
+        for word in text.split_whitespace() {
+            if word.contains("://") && !word.ends_with(&status) {
+                assert!(
+                    (0..12).any(|i| word == link(i)),
+                    "{network}: {word:?} in {text}"
+                );
+            }
+            if word.contains('#') {
+                assert_eq!(word, "#SanitàUmbria", "{network}: {text}");
+            }
+        }
+    }
+    // Bluesky: a link facet over each whole link, a tag facet (without `#`) over each hashtag.
+    let links = skeet.links();
+    assert!(links.len() >= 2, "{links:?}");
+    for (covered, uri) in &links {
+        assert_eq!(covered, uri);
+        assert!(
+            (0..12).any(|i| *uri == link(i)) || uri.ends_with(&status),
+            "{uri}"
+        );
+    }
+    let tags = skeet.tags();
+    assert!(!tags.is_empty(), "{:?}", skeet.facets);
+    for (covered, tag) in &tags {
+        assert_eq!(
+            (covered.as_str(), tag.as_str()),
+            ("#SanitàUmbria", "SanitàUmbria")
+        );
+    }
+    // Nothing was refused on the way.
+    for statuses in [
+        net.mastodon
+            .requests()
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        net.bluesky.requests().iter().map(|r| r.status).collect(),
+        net.x.requests().iter().map(|r| r.status).collect(),
+    ] {
+        assert!(statuses.iter().all(|s| *s < 400), "{statuses:?}");
+    }
+}
+
+/// Text made of the pieces links, mentions and their edges are made of, joined at random.
+fn link_soup() -> impl Strategy<Value = String> {
+    const PIECES: &[&str] = &[
+        "https://",
+        "http://",
+        "HTTPS://",
+        "gemini://",
+        "www.",
+        "asl",
+        "regione",
+        "umbria",
+        ".it",
+        ".com",
+        ".co",
+        ".example",
+        ".みんな",
+        "città",
+        "中文",
+        "/",
+        "/path",
+        "(",
+        ")",
+        ".",
+        ",",
+        "!",
+        "?",
+        "?a=1",
+        "=",
+        "&",
+        "#",
+        "#tag",
+        "@",
+        "@cup",
+        "@social.it",
+        "t.co/",
+        "xn--p1ai",
+        ":8080",
+        " ",
+        "\n",
+        "-",
+        "_",
+        "…",
+        "'",
+        "\"",
+        "%20",
+        "~",
+        "é",
+        "\u{301}",
+    ];
+    vec(select(PIECES), 0..40).prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    /// The application's count of a post is never shorter than the network's, whichever way
+    /// links and mentions are spelled, so a post cut to fit is never refused for its length.
+    #[test]
+    fn the_application_never_counts_a_post_shorter_than_mastodon_or_x(text in link_soup()) {
+        let limits = Limits::default();
+        let ours = limits.length(ChannelKind::Mastodon, &text);
+        prop_assert!(ours >= mastodon::count_length(&text), "mastodon {ours}: {text:?}");
+        let ours = limits.length(ChannelKind::X, &text);
+        prop_assert!(ours >= x::weighted_length(&text), "x {ours}: {text:?}");
+    }
 }

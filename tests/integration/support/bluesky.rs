@@ -5,8 +5,10 @@
 //!   refresh token revoked;
 //! - `POST /xrpc/com.atproto.repo.createRecord` (Bearer accessJwt) → `{"uri","cid","commit",
 //!   "validationStatus"}` for an `app.bsky.feed.post`, validated like the lexicon (300 graphemes,
-//!   3000 bytes, RFC 3339 `createdAt`, facets as UTF-8 byte ranges inside the text, replies naming
-//!   stored posts), counting 3 write points per create against 5000 an hour;
+//!   3000 bytes, RFC 3339 `createdAt`, replies naming stored posts; facets as UTF-8 byte ranges
+//!   inside the text that split no character, a link's `uri` a URI, a tag's `tag` without its `#`
+//!   and within 64 graphemes and 640 bytes), counting 3 write points per create against 5000 an
+//!   hour;
 //! - `GET /xrpc/com.atproto.repo.listRecords` → the stored posts, newest first.
 //!
 //! Errors are XRPC's `{"error":"<Name>","message":"…"}`. Access tokens expire after a short TTL
@@ -36,6 +38,10 @@ pub const BSKY_DID: &str = "did:plc:regione0000000000000000";
 
 const POST_TYPE: &str = "app.bsky.feed.post";
 const LINK_TYPE: &str = "app.bsky.richtext.facet#link";
+const TAG_TYPE: &str = "app.bsky.richtext.facet#tag";
+/// A tag facet's value, by the lexicon.
+const MAX_TAG_GRAPHEMES: usize = 64;
+const MAX_TAG_BYTES: usize = 640;
 const MAX_GRAPHEMES: usize = 300;
 const MAX_BYTES: usize = 3000;
 const SESSION_WINDOW: Duration = Duration::from_secs(300);
@@ -90,20 +96,29 @@ pub struct BlueskyPost {
 impl BlueskyPost {
     /// For every link facet feature: (the text's bytes `byteStart..byteEnd`, lossily, its `uri`).
     pub fn links(&self) -> Vec<(String, String)> {
+        self.features(LINK_TYPE, "uri")
+    }
+
+    /// For every tag facet feature: (the text's bytes `byteStart..byteEnd`, lossily, its `tag`).
+    pub fn tags(&self) -> Vec<(String, String)> {
+        self.features(TAG_TYPE, "tag")
+    }
+
+    fn features(&self, kind: &str, value: &str) -> Vec<(String, String)> {
         let bytes = self.text.as_bytes();
-        let mut links = Vec::new();
+        let mut found = Vec::new();
         for facet in &self.facets {
             let start = facet["index"]["byteStart"].as_u64().unwrap_or(0) as usize;
             let end = facet["index"]["byteEnd"].as_u64().unwrap_or(0) as usize;
             let slice = bytes.get(start..end).unwrap_or_default();
             for feature in facet["features"].as_array().into_iter().flatten() {
-                if feature["$type"].as_str() == Some(LINK_TYPE) {
-                    let uri = feature["uri"].as_str().unwrap_or_default().to_owned();
-                    links.push((String::from_utf8_lossy(slice).into_owned(), uri));
+                if feature["$type"].as_str() == Some(kind) {
+                    let value = feature[value].as_str().unwrap_or_default().to_owned();
+                    found.push((String::from_utf8_lossy(slice).into_owned(), value));
                 }
             }
         }
-        links
+        found
     }
 }
 
@@ -193,6 +208,18 @@ impl BlueskyDouble {
     pub fn refreshes(&self) -> usize {
         self.state().refreshes
     }
+}
+
+/// A URI as atproto's `uri` format takes one: a scheme, then no white space.
+fn valid_uri(value: &str) -> bool {
+    let Some((scheme, rest)) = value.split_once(':') else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    scheme_ok && !rest.is_empty() && !value.contains(char::is_whitespace)
 }
 
 /// Grapheme clusters, as the lexicon's `maxGraphemes` counts them.
@@ -523,26 +550,52 @@ fn validate_post(state: &State, record: &Value) -> Result<(), String> {
     for (i, facet) in facets.iter().enumerate() {
         let index = &facet["index"];
         let (start, end) = (index["byteStart"].as_u64(), index["byteEnd"].as_u64());
-        if !matches!((start, end), (Some(s), Some(e)) if s < e && e <= text.len() as u64) {
-            let len = text.len();
+        let (start, end) = match (start, end) {
+            (Some(s), Some(e)) if s < e && e <= text.len() as u64 => (s as usize, e as usize),
+            _ => {
+                let len = text.len();
+                return Err(format!(
+                    "Record/facets/{i}/index must have byteStart < byteEnd <= {len} (UTF-8 bytes)"
+                ));
+            }
+        };
+        if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
             return Err(format!(
-                "Record/facets/{i}/index must have byteStart < byteEnd <= {len} (UTF-8 bytes)"
+                "Record/facets/{i}/index must not split a character of the UTF-8 text"
             ));
         }
         let features = (facet["features"].as_array()).ok_or(format!(
             "Record/facets/{i} must have the property \"features\""
         ))?;
         for (j, feature) in features.iter().enumerate() {
+            let at = format!("Record/facets/{i}/features/{j}");
             let needs = match feature["$type"].as_str() {
                 Some(LINK_TYPE) => "uri",
                 Some("app.bsky.richtext.facet#mention") => "did",
-                Some("app.bsky.richtext.facet#tag") => "tag",
+                Some(TAG_TYPE) => "tag",
                 Some(_) => continue,
-                None => return Err(format!("Record/facets/{i}/features/{j} must have a $type")),
+                None => return Err(format!("{at} must have a $type")),
             };
-            if feature[needs].as_str().is_none_or(str::is_empty) {
-                let what = format!("Record/facets/{i}/features/{j} must have the property");
-                return Err(format!("{what} \"{needs}\""));
+            let Some(value) = feature[needs].as_str().filter(|v| !v.is_empty()) else {
+                return Err(format!("{at} must have the property \"{needs}\""));
+            };
+            match needs {
+                "uri" if !valid_uri(value) => return Err(format!("{at}/uri must be a uri")),
+                "tag" if value.len() > MAX_TAG_BYTES => {
+                    return Err(format!(
+                        "{at}/tag must not be longer than {MAX_TAG_BYTES} characters"
+                    ));
+                }
+                "tag" if count_graphemes(value) > MAX_TAG_GRAPHEMES => {
+                    return Err(format!(
+                        "{at}/tag must not be longer than {MAX_TAG_GRAPHEMES} graphemes"
+                    ));
+                }
+                // The lexicon: the text has the `#`, the tag does not.
+                "tag" if value.starts_with(['#', '＃']) => {
+                    return Err(format!("{at}/tag must not start with #"));
+                }
+                _ => {}
             }
         }
     }

@@ -7,7 +7,8 @@
 //!
 //! Errors are Mastodon's `{"error":"…"}` entity with its codes: 401 invalid token, 403 scope,
 //! 404 record not found, 422 validation, 429 throttled. Length is counted the way Mastodon counts
-//! it (grapheme clusters of spoiler text + text, every URL as 23, `@user@domain` as `@user`). The
+//! it (grapheme clusters of spoiler text + text, every link twitter-text finds as 23, so not one
+//! without a known top-level domain nor the punctuation after it, `@user@domain` as `@user`). The
 //! double honours `Idempotency-Key` for an hour, enforces the posting limit (300 per 3 hours,
 //! a fixed window aligned to the epoch) and 300 posts per 5 minutes per token, sends
 //! `X-RateLimit-*` on every posting answer, and can be scripted to fail, throttle, or store a post
@@ -19,14 +20,17 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
+use regex::Regex;
 use serde_json::{Value, json};
 use unicode_segmentation::UnicodeSegmentation;
 
 pub use super::double::Scripted;
 use super::double::{Common, Double, Headers, Incoming, Network, Recorded, Reply, Shared, form};
+use super::twitter_text;
 
 /// The token with `write:statuses` scope; any other token (but the read one) gets 401.
 pub const MASTODON_TOKEN: &str = "mastodon-token-0123456789abcdef";
@@ -172,18 +176,20 @@ impl MastodonOptions {
     }
 }
 
-/// Mastodon's length of a status: grapheme clusters, after replacing every URL (`http://` or
-/// `https://` and what follows up to whitespace) with 23 characters and every `@user@domain`
-/// with `@user`. The caller joins spoiler text and text first.
+/// Mastodon's length of a status: grapheme clusters, after replacing every link twitter-text
+/// finds (Mastodon's reading: a scheme and a known top-level domain) with 23 characters and
+/// every `@user@domain` with `@user`. The caller joins spoiler text and text first.
 pub fn count_length(text: &str) -> usize {
+    let links = twitter_text::links(text, twitter_text::Network::Mastodon);
     let mut countable = String::with_capacity(text.len());
     let mut rest = text;
     let mut previous: Option<char> = None;
     while let Some(c) = rest.chars().next() {
-        if let Some(len) = url_at(rest) {
+        let at = text.len() - rest.len();
+        if let Some(link) = links.iter().find(|l| l.start == at) {
             countable.extend(std::iter::repeat_n('x', URL_CHARS));
             previous = Some('x');
-            rest = &rest[len..];
+            rest = &text[link.end..];
             continue;
         }
         let after_word = previous.is_some_and(|p| p.is_alphanumeric() || "_=/".contains(p));
@@ -203,34 +209,40 @@ pub fn count_length(text: &str) -> usize {
     countable.graphemes(true).count()
 }
 
-/// The byte length of a URL starting here: a scheme and at least one non-whitespace character.
-fn url_at(s: &str) -> Option<usize> {
-    let scheme = ["https://", "http://"]
-        .into_iter()
-        .find(|p| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))?;
-    let after = &s[scheme.len()..];
-    let len = after.find(char::is_whitespace).unwrap_or(after.len());
-    (len > 0).then_some(scheme.len() + len)
-}
-
 /// A mention starting here (`s` starts with '@'): (bytes of `@user` kept, bytes consumed
-/// including any `@domain`).
+/// including `@domain`), when it has a domain and is not followed by what Mastodon reads as its
+/// continuation (`@`, an accented letter, `://`).
 fn mention_at(s: &str) -> Option<(usize, usize)> {
-    let word = |c: char| c.is_alphanumeric() || c == '_';
-    let run = |t: &str| {
+    let run = |t: &str, word: fn(char) -> bool| {
         let end = t
             .find(|c: char| !(word(c) || c == '.' || c == '-'))
             .unwrap_or(t.len());
         t[..end].trim_end_matches(['.', '-']).len()
     };
-    let tail = &s[1..];
-    let user = run(tail);
-    if user == 0 || !tail.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+    let user = run(&s[1..], |c| c.is_ascii_alphanumeric() || c == '_');
+    if user == 0 || !s[1..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
         return None;
     }
     let keep = 1 + user;
-    let domain = s[keep..].strip_prefix('@').map_or(0, run);
-    Some((keep, if domain > 0 { keep + 1 + domain } else { keep }))
+    let domain_part = s[keep..].strip_prefix('@')?;
+    if !domain_part.starts_with(word) {
+        return None;
+    }
+    let domain = run(domain_part, word);
+    let consumed = keep + 1 + domain;
+    let after = &s[consumed..];
+    let continued = after.starts_with(['@', '＠'])
+        || after.starts_with("://")
+        || after.starts_with(|c: char| matches!(u32::from(c), 0xc0..=0x24f | 0x1e00..=0x1eff));
+    (!continued).then_some((keep, consumed))
+}
+
+/// A character of Ruby's `[[:word:]]`: a letter, a mark, a decimal digit or a connector.
+fn word(c: char) -> bool {
+    static WORD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^[\p{L}\p{M}\p{Nd}\p{Pc}]$").unwrap_or_else(|e| panic!("{e}"))
+    });
+    WORD.is_match(c.encode_utf8(&mut [0; 4]))
 }
 
 fn escape_html(text: &str) -> String {

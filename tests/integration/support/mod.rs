@@ -15,6 +15,7 @@ pub mod sms;
 pub mod smtp;
 pub mod targets;
 pub mod telegram;
+pub mod twitter_text;
 pub mod x;
 
 pub use app::*;

@@ -3,7 +3,8 @@
 //! It authenticates OAuth 1.0a User Context: the HMAC-SHA1 `oauth_signature` over
 //! `POST&enc(http://HOST/path)&enc(sorted oauth_* and query params)` (never the JSON body), known
 //! keys, a timestamp within 5 minutes, fresh nonces. The app-only Bearer gets 403, anything else
-//! 401. It measures text with twitter-text v3 weights (over 280 → 400), refuses duplicates (403)
+//! 401. It measures text with twitter-text v3 weights and links (over 280 → 400), refuses
+//! U+FFFE, U+FEFF and U+FFFF, which twitter-text holds invalid (400), refuses duplicates (403)
 //! and replies to unknown tweets (400), and accepts 100 posts per user per 15 minutes (then 429).
 //! Every answer on the route carries `x-rate-limit-limit/remaining/reset`, never `Retry-After`.
 //! Bodies are X's RFC 7807 problems; success is 201 with a 19-digit snowflake id. It can be
@@ -27,6 +28,7 @@ use unicode_segmentation::UnicodeSegmentation;
 
 pub use super::double::Scripted;
 use super::double::{Common, Double, Incoming, Network, Recorded, Reply, Shared};
+use super::twitter_text;
 
 type HmacSha1 = Hmac<sha1::Sha1>;
 
@@ -47,6 +49,7 @@ const URL_WEIGHT: usize = 23;
 const SNOWFLAKE_EPOCH_MS: i64 = 1_288_834_974_657;
 const TOO_LONG: &str = "Your Tweet text is too long. For more information on how Twitter determines \
                         text length see https://github.com/twitter/twitter-text.";
+const INVALID_CHARACTERS: &str = "Your Tweet text contains characters Twitter does not accept.";
 
 #[derive(Clone, Debug)]
 pub struct XOptions {
@@ -209,38 +212,18 @@ pub fn oauth_signature(
     base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
-/// The twitter-text v3 weighted length: NFC first; each `http(s)://…` run up to whitespace
-/// weighs 23; each emoji grapheme cluster 2; any other code point 1 if in 0–4351, 8192–8205,
-/// 8208–8223 or 8242–8247, else 2.
+/// The twitter-text v3 weighted length: NFC first; each link twitter-text finds (a scheme or a
+/// bare domain, a known top-level domain) weighs 23; each emoji grapheme cluster 2; any other
+/// code point 1 if in 0–4351, 8192–8205, 8208–8223 or 8242–8247, else 2.
 pub fn weighted_length(text: &str) -> usize {
     let text: String = text.nfc().collect();
     let mut total = 0;
-    let mut rest = text.as_str();
-    while let Some((start, end)) = find_url(rest) {
-        total += plain_weight(&rest[..start]) + URL_WEIGHT;
-        rest = &rest[end..];
+    let mut last = 0;
+    for link in twitter_text::links(&text, twitter_text::Network::X) {
+        total += plain_weight(&text[last..link.start]) + URL_WEIGHT;
+        last = link.end;
     }
-    total + plain_weight(rest)
-}
-
-/// Byte range of the first `http://` or `https://` (any case) followed by at least one
-/// non-whitespace character, up to the next whitespace.
-fn find_url(text: &str) -> Option<(usize, usize)> {
-    // ASCII lower-casing keeps byte offsets.
-    let lower = text.to_ascii_lowercase();
-    let mut from = 0;
-    loop {
-        let (start, prefix) = ["http://", "https://"]
-            .into_iter()
-            .filter_map(|p| lower[from..].find(p).map(|i| (from + i, p.len())))
-            .min()?;
-        let after = start + prefix;
-        let end = (text[after..].find(char::is_whitespace)).map_or(text.len(), |i| after + i);
-        if end > after {
-            return Some((start, end));
-        }
-        from = after;
-    }
+    total + plain_weight(&text[last..])
 }
 
 fn plain_weight(text: &str) -> usize {
@@ -422,6 +405,10 @@ fn post(
     if weighted_length(text) > MAX_WEIGHTED_LENGTH {
         return invalid_request(TOO_LONG);
     }
+    // twitter-text holds a text with U+FFFE, U+FEFF or U+FFFF invalid.
+    if text.contains(['\u{fffe}', '\u{feff}', '\u{ffff}']) {
+        return invalid_request(INVALID_CHARACTERS);
+    }
     let window_of_duplicates = shared.options.duplicate_window;
     let duplicate = (state.tweets.iter())
         .any(|(t, at)| t.text == text && now.duration_since(*at) < window_of_duplicates);
@@ -541,5 +528,9 @@ mod tests {
         assert_eq!(weighted_length("👍🏽"), 2);
         assert_eq!(weighted_length("https://example.com/a b"), 25);
         assert_eq!(weighted_length(&"a".repeat(280)), 280);
+        // Only a known top-level domain makes a link; a bare one counts too, punctuation not.
+        assert_eq!(weighted_length("https://stato.asl.example/x"), 27);
+        assert_eq!(weighted_length("vedi www.regione.umbria.it."), 5 + 23 + 1);
+        assert_eq!(weighted_length("(https://asl.it/a_(b))."), 1 + 23 + 2);
     }
 }
