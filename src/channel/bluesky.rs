@@ -222,13 +222,13 @@ impl BlueskyChannel {
         let status = resp.status();
         match self.answer(resp, "createSession").await {
             Answer::Ok(body) => parse_session(&body),
-            // Refused credentials: retried, so that once they are fixed the post still goes.
+            // Refused credentials pause the channel, so that once they are fixed the post still
+            // goes.
             Answer::Failed(SendError::Reject { reason })
             | Answer::Failed(SendError::Retry { reason, .. })
                 if status.as_u16() == 401 || status.as_u16() == 400 =>
             {
-                Err(SendError::Retry {
-                    after: None,
+                Err(SendError::Credentials {
                     reason: format!(
                         "{reason} (check channels.bluesky.identifier and its app password)"
                     ),

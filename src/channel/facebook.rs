@@ -167,10 +167,9 @@ impl Channel for FacebookChannel {
         };
         let reason = format!("facebook answered {status}: {detail}");
         Err(match error.code {
-            // The token expired or lacks a permission: retried, so that once it is renewed the
-            // statement still goes out.
-            190 | 10 | 200..=299 => SendError::Retry {
-                after: None,
+            // The token expired or lacks a permission: the channel is paused, so that once it is
+            // renewed the statement still goes out.
+            190 | 10 | 200..=299 => SendError::Credentials {
                 reason: format!(
                     "{reason} (check channels.facebook.page_token and its pages_manage_posts permission)"
                 ),

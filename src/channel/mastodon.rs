@@ -163,13 +163,16 @@ impl MastodonChannel {
             .unwrap_or_else(|_| excerpt(&body));
         let reason = format!("mastodon answered {status}: {error}");
         Err(Posting::Failed(match status.as_u16() {
-            // A token revoked or short of write:statuses: retried, so that once the token is
-            // fixed the statement still goes out.
-            401 | 403 => SendError::Retry {
-                after: None,
+            // A token revoked, short of write:statuses, or of no user (an app token, which
+            // Mastodon refuses with 422): the channel is paused, so that once the token is fixed
+            // the statement still goes out.
+            401 | 403 => SendError::Credentials {
                 reason: format!(
                     "{reason} (check channels.mastodon.token and its write:statuses scope)"
                 ),
+            },
+            422 if error.contains("requires an authenticated user") => SendError::Credentials {
+                reason: format!("{reason} (channels.mastodon.token must be a user's token)"),
             },
             400 | 404 | 422 => SendError::Reject { reason },
             _ => SendError::Retry {

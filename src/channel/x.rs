@@ -121,6 +121,8 @@ struct Problem {
     #[serde(default)]
     title: String,
     #[serde(default)]
+    r#type: String,
+    #[serde(default)]
     detail: String,
 }
 
@@ -223,13 +225,18 @@ impl Channel for XChannel {
             format!("{}: {}", problem.title, problem.detail)
         };
         let reason = format!("x answered {status}: {detail}");
+        // Refused keys, or an app X does not let post (without write permission, or not in a
+        // Project): the channel is paused, so that once fixed the statement still goes out.
         let credentials = status.as_u16() == 401
-            || (status.as_u16() == 403 && problem.title.contains("Authentication"));
+            || (status.as_u16() == 403
+                && (problem.title.contains("Authentication")
+                    || problem.r#type.contains("oauth1-permissions")
+                    || problem.r#type.contains("client-forbidden")
+                    || problem.title.contains("Client Forbidden")
+                    || problem.detail.contains("oauth1 app permissions")));
         Err(match status.as_u16() {
-            // Refused keys: retried, so that once they are fixed the statement still goes out.
-            _ if credentials => SendError::Retry {
-                after: None,
-                reason: format!("{reason} (check channels.x keys and tokens)"),
+            _ if credentials => SendError::Credentials {
+                reason: format!("{reason} (check channels.x keys, tokens and app permissions)"),
             },
             // Pay-per-use credits spent (402, sometimes 403): retried, so that once topped up
             // the post still goes.

@@ -374,7 +374,7 @@ async fn bluesky_refreshes_an_expired_session_instead_of_logging_in_again() {
 }
 
 #[tokio::test]
-async fn a_refused_token_is_retried_and_said_while_an_over_long_edit_is_refused() {
+async fn a_refused_token_pauses_the_channel_and_is_said_while_an_over_long_edit_is_refused() {
     let smtp = SmtpServer::start();
     let net = Networks::start().await;
     let app = TestApp::spawn(&smtp, &net.config(mastodon::MASTODON_READ_TOKEN), &[]).await;
@@ -402,16 +402,24 @@ async fn a_refused_token_is_retried_and_said_while_an_over_long_edit_is_refused(
     );
 
     approve_next(&app).await;
-    // The token lacks write:statuses: Mastodon refuses and the delivery waits for a fix.
+    // The token lacks write:statuses: Mastodon refuses, the channel is paused and the delivery
+    // waits for a fix, no attempt counted.
     let waiting = eventually(
         || deliveries(&app, incident, "mastodon"),
-        // Between two attempts (a read during one sees it `sending`).
-        |d| d.len() == 1 && d[0]["attempts"].as_i64() >= Some(2) && d[0]["state"] != "sending",
+        |d| {
+            d.len() == 1
+                && d[0]["state"] == "pending"
+                && d[0]["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("channel paused"))
+        },
     )
     .await;
-    assert_eq!(waiting[0]["state"], "pending");
+    assert_eq!(waiting[0]["attempts"], 0, "{waiting:?}");
     let error = waiting[0]["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("write:statuses"), "{waiting:?}");
+    let ready = app.get("/readyz", None).await.text().await.unwrap();
+    assert!(ready.contains("channel mastodon paused"), "{ready}");
     assert!(net.mastodon.posts().is_empty());
     assert!(
         !app.logs().contains(mastodon::MASTODON_READ_TOKEN),
