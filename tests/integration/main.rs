@@ -14,6 +14,7 @@ mod engine;
 mod ingest;
 mod probes;
 mod replicas;
+mod roles;
 mod server;
 mod sms;
 mod social;
