@@ -70,6 +70,8 @@ impl Pauses {
     pub fn refused(&self, channel: ChannelKind, reason: &str, now: Timestamp) -> Option<Change> {
         let mut paused = self.lock();
         let (change, pause) = match paused.get(&channel) {
+            // A send that started before the pause, refused since: not a probe, no back-off.
+            Some(p) if now < p.next_probe => return None,
             Some(p) => {
                 let probes = p.probes.saturating_add(1);
                 let pause = Pause {
@@ -250,6 +252,11 @@ mod tests {
             first,
             Some(Change::Paused(ChannelKind::Telegram, _))
         ));
+        assert_eq!(pauses.get(ChannelKind::Telegram).unwrap().next_probe, t(5));
+        // Sends in flight when the pause began come back refused too: they do not push the
+        // probe further away.
+        assert_eq!(pauses.refused(ChannelKind::Telegram, "401", t(1)), None);
+        assert_eq!(pauses.refused(ChannelKind::Telegram, "401", t(2)), None);
         assert_eq!(pauses.get(ChannelKind::Telegram).unwrap().next_probe, t(5));
         assert_eq!(pauses.refused(ChannelKind::Telegram, "401", t(5)), None);
         assert_eq!(pauses.get(ChannelKind::Telegram).unwrap().next_probe, t(15));
