@@ -252,9 +252,11 @@ impl Dispatcher {
                 continue;
             }
             let wait = if let Some(p) = &pause {
+                // Not sooner than a quarter of a lease, even with the probe due and nothing to
+                // send: a paused channel must not poll the store in a loop.
                 Duration::try_from(p.next_probe.duration_since(Timestamp::now()))
                     .unwrap_or(Duration::ZERO)
-                    .max(Duration::from_millis(50))
+                    .max(Leases::every(self.config.lease))
             } else if in_flight.is_empty() && queue.is_empty() {
                 self.idle_wait(kind).await
             } else {
@@ -321,7 +323,11 @@ impl Dispatcher {
                     )
                     .await
                 {
-                    Ok(_) => leases.renewed = started,
+                    // Every lease still ours: the queue may go on starting. One missing (taken
+                    // over while this worker stalled, or just recorded) and queued deliveries
+                    // start only within half a lease of their own claim.
+                    Ok(n) if n as usize >= ids.len() => leases.renewed = started,
+                    Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(channel = %kind, error = %e, held = ids.len(), "cannot renew leases")
                     }

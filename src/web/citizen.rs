@@ -174,7 +174,7 @@ pub async fn form(
 
 /// The client's address: the connection's, or the last `X-Forwarded-For` entry when the
 /// deployment says a reverse proxy sets it.
-fn client(c: &Citizens, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+pub(crate) fn client(c: &Citizens, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
     if c.settings().forwarded_for
         && let Some(ip) = headers
             .get_all("x-forwarded-for")

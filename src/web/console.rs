@@ -293,7 +293,10 @@ pub async fn login_submit(
         Ok(f) => f,
         Err(e) => return error_page(&state, &lang, None, e),
     };
-    match session::login(&state, &headers, session::peer(Some(info)), &form).await {
+    // Behind a reverse proxy every login would come from the proxy: the client's address is
+    // read as the citizens' pages read it (`status.subscribe.forwarded_for`).
+    let client = super::citizen::client(&state.citizens, &headers, info.0);
+    match session::login(&state, &headers, Some(client), &form).await {
         LoginOutcome::Ok(session, device) => {
             let mut response = redirect("/console/drafts");
             response.headers_mut().append(SET_COOKIE, session);

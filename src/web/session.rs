@@ -5,10 +5,9 @@
 //! waiting for a turn and the rest answered `429` at once, so a flood of logins costs neither
 //! memory nor the limits' worth.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -313,9 +312,4 @@ pub async fn logout(state: &AppState, visitor: &Visitor) -> Response {
         state.console.cookie(SESSION_COOKIE, "", Duration::ZERO),
     );
     response
-}
-
-/// The client's address, for login limits.
-pub fn peer(info: Option<ConnectInfo<SocketAddr>>) -> Option<IpAddr> {
-    info.map(|ConnectInfo(addr)| addr.ip())
 }

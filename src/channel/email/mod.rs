@@ -242,7 +242,15 @@ impl EmailChannel {
                 ..Receipt::default()
             }),
             Err(SmtpFailure::Smtp(e)) => Err(classify(&e)),
-            Err(SmtpFailure::Auth(e)) => Err(SendError::Credentials {
+            // A permanent refusal of the login (535 and other 5xx) pauses the channel; a
+            // temporary one (454) or a connection lost during AUTH is retried as any other.
+            Err(SmtpFailure::Auth(e)) if e.contains("permanent error") => {
+                Err(SendError::Credentials {
+                    reason: SmtpFailure::Auth(e).to_string(),
+                })
+            }
+            Err(SmtpFailure::Auth(e)) => Err(SendError::Retry {
+                after: None,
                 reason: SmtpFailure::Auth(e).to_string(),
             }),
             Err(other) => Err(SendError::Retry {

@@ -365,7 +365,12 @@ impl Channel for SmsChannel {
                 reason,
             });
         }
-        if refused_credentials > 0 && refused_credentials == reasons.len() {
+        // Only when every provider was asked and refused: one not asked (aside, or busy on
+        // trial) may still send, and pausing the channel would hold it back too.
+        if refused_credentials > 0
+            && refused_credentials == reasons.len()
+            && reasons.len() == self.providers.len()
+        {
             return Err(SendError::Credentials { reason });
         }
         if !throttled.is_empty() && !unavailable && throttled.len() == reasons.len() {
@@ -374,7 +379,8 @@ impl Channel for SmsChannel {
                 .into_iter()
                 .map(|a| a.unwrap_or(Duration::from_secs(1)))
                 .min()
-                .unwrap_or(Duration::from_secs(1));
+                .unwrap_or(Duration::from_secs(1))
+                .min(self.put_aside_for.max(Duration::from_secs(1)));
             return Err(SendError::Throttled { after });
         }
         if unavailable || refused_credentials > 0 || !throttled.is_empty() {
@@ -476,7 +482,11 @@ impl SmsChannel {
         let backoff = Duration::from_secs(1)
             .saturating_mul(1 << (health.throttles - 1).min(16))
             .min(self.put_aside_for.max(Duration::from_secs(1)));
-        let until = Instant::now() + after.unwrap_or(backoff);
+        // A provider's Retry-After is believed up to `put_aside_for`, however large it says.
+        let until = Instant::now()
+            + after
+                .map(|a| a.min(self.put_aside_for.max(Duration::from_secs(1))))
+                .unwrap_or(backoff);
         health.aside_until = Some(health.aside_until.map_or(until, |u| u.max(until)));
         metrics::counter!("banditore_sms_put_aside_total", "provider" => provider.name.clone())
             .increment(1);
