@@ -133,6 +133,20 @@ fn mailbox(address: &str) -> String {
     }
 }
 
+/// The address that stands for a client in per-client limits: an IPv4 address (also when it
+/// comes IPv4-mapped), or an IPv6 /64, which one client usually holds whole.
+pub fn one_client(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+        v4 => v4,
+    }
+}
+
 pub fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -184,13 +198,7 @@ impl Citizens {
 
     /// Counts a sign-up from `ip`, or says how long until it may try again.
     fn admit(&self, ip: IpAddr) -> Result<(), SignupError> {
-        // One IPv6 client usually holds a whole /64: count it as one.
-        let ip = match ip {
-            IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
-                u128::from(v6) & !((1u128 << 64) - 1),
-            )),
-            v4 => v4,
-        };
+        let ip = one_client(ip);
         let now = Instant::now();
         let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 10_000 {

@@ -78,7 +78,7 @@ impl Pauses {
                     since: p.since,
                     reason: reason.to_owned(),
                     probes,
-                    next_probe: later(now, self.wait(probes)),
+                    next_probe: super::later_by(now, self.wait(probes)),
                 };
                 (None, pause)
             }
@@ -87,7 +87,7 @@ impl Pauses {
                     since: now,
                     reason: reason.to_owned(),
                     probes: 0,
-                    next_probe: later(now, self.first_probe),
+                    next_probe: super::later_by(now, self.first_probe),
                 };
                 (Some(Change::Paused(channel, pause.clone())), pause)
             }
@@ -230,13 +230,6 @@ impl Notices {
             }
         }
     }
-}
-
-fn later(now: Timestamp, span: Duration) -> Timestamp {
-    jiff::SignedDuration::try_from(span)
-        .ok()
-        .and_then(|d| now.checked_add(d).ok())
-        .unwrap_or(now)
 }
 
 #[cfg(test)]

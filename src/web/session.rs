@@ -233,7 +233,9 @@ pub async fn login(
     let now = Timestamp::now();
     let attempt = Attempt {
         name: username.to_lowercase(),
-        client: peer.map_or("unknown".into(), client_key),
+        client: peer.map_or("unknown".into(), |ip| {
+            crate::citizen::one_client(ip).to_string()
+        }),
         known_device: user
             .as_ref()
             .is_some_and(|u| state.console.known_device(headers, u.id, now)),
@@ -285,20 +287,6 @@ pub async fn login(
             DEVICE_TTL,
         ),
     )
-}
-
-/// A client as the limits count it: an IPv6 /64 is one client (one household or host).
-fn client_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
 }
 
 /// Ends the session and clears the cookie.
