@@ -24,10 +24,11 @@ use crate::cluster::{self, Leadership};
 use crate::domain::incident::Timing;
 use crate::domain::signal::NormalizeRules;
 use crate::domain::subscriber::ChannelKind;
-use crate::incident::{Engine, random_hex};
+use crate::ids::random_hex;
+use crate::incident::Engine;
 use crate::ingest::{IngestQueue, ParseOptions};
 use crate::outbox::{Backoff, Crew, Dispatcher, OutboxConfig, Pauses, RateLimiter};
-use crate::pipeline::{Pipeline, Wakers};
+use crate::pipeline::Pipeline;
 use crate::probe::check::{Check, HttpClients};
 use crate::probe::window::Window;
 use crate::probe::{ProbeStatus, Prober};
@@ -35,6 +36,7 @@ use crate::route::Router;
 use crate::settings::{TelegramMode, Validated};
 use crate::store::{self, Store, Topic};
 use crate::unsubscribe::UnsubscribeLinks;
+use crate::wake::Wakers;
 use crate::web::{self, AppState, Authenticator, TelegramWeb, WEBHOOK_PATH};
 
 pub struct Application {

@@ -21,10 +21,10 @@ use crate::channel::telegram::Pacer;
 use crate::channel::{Channel, Outgoing};
 use crate::cluster::Leadership;
 use crate::domain::subscriber::{ChannelKind, Language, TelegramChat};
-use crate::pipeline::Wakers;
 use crate::render::Renderer;
 use crate::settings::{Permission, Role};
 use crate::store::{Decision, Draft, Store, StoreError, Topic};
+use crate::wake::Wakers;
 
 /// Signs Telegram buttons and builds console links for drafts.
 #[derive(Clone)]

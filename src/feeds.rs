@@ -8,8 +8,8 @@ use std::fmt::Write;
 
 use jiff::Timestamp;
 
+use crate::board::{Board, PublicIncident, Statement};
 use crate::domain::Severity;
-use crate::status::{Board, PublicIncident, Statement};
 
 /// Escapes text for XML content and attribute values.
 fn esc(s: &str) -> String {

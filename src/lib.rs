@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod approval;
+pub mod board;
 pub mod channel;
 pub mod citizen;
 pub mod cluster;
@@ -12,6 +13,7 @@ pub mod domain;
 pub mod feeds;
 #[cfg(test)]
 pub mod hostile;
+pub mod ids;
 pub mod incident;
 pub mod ingest;
 pub mod outbox;
@@ -21,9 +23,9 @@ pub mod render;
 pub mod retention;
 pub mod route;
 pub mod settings;
-pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod unsubscribe;
 pub mod users;
+pub mod wake;
 pub mod web;

@@ -5,63 +5,16 @@
 //! `NOTIFY` from other replicas on PostgreSQL; the poll interval is only the safety net.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Leadership;
 use crate::incident::Engine;
 use crate::route::Router;
 use crate::store::{Store, Topic};
-
-/// In-process wake-ups between stages.
-#[derive(Clone, Default)]
-pub struct Wakers {
-    /// New signals: run the engine.
-    pub pipeline: Arc<Notify>,
-    /// Set when an update was written outside the engine (by hand): the router must run.
-    route: Arc<AtomicBool>,
-    /// New deliveries: run the dispatchers.
-    pub dispatch: Bells,
-    /// The leader stepped down: campaign now.
-    pub leader: Arc<Notify>,
-}
-
-impl Wakers {
-    /// An update was written by hand: route it now.
-    pub fn updates_written(&self) {
-        self.route.store(true, Ordering::SeqCst);
-        self.pipeline.notify_one();
-    }
-}
-
-/// One wake-up per dispatcher (one per channel): each keeps its own, so a dispatcher busy
-/// when the bell rings still finds it when it next waits.
-#[derive(Clone, Default)]
-pub struct Bells(Arc<std::sync::Mutex<Vec<Arc<Notify>>>>);
-
-impl Bells {
-    /// A new dispatcher's own bell.
-    pub fn bell(&self) -> Arc<Notify> {
-        let bell = Arc::new(Notify::new());
-        if let Ok(mut bells) = self.0.lock() {
-            bells.push(bell.clone());
-        }
-        bell
-    }
-
-    /// Wakes every dispatcher.
-    pub fn ring(&self) {
-        if let Ok(bells) = self.0.lock() {
-            for bell in bells.iter() {
-                bell.notify_one();
-            }
-        }
-    }
-}
+use crate::wake::Wakers;
 
 /// Under load, a step that found this many signals waits a moment before the next one, so that
 /// the next step takes a larger batch in the same few statements.
@@ -118,7 +71,7 @@ impl Pipeline {
                     tracing::warn!(error = %e, "incident engine step failed; retrying");
                 }
             }
-            route |= self.wake.route.swap(false, Ordering::SeqCst);
+            route |= self.wake.take_route();
             // The poll interval doubles as a safety net for updates nobody announced.
             if last_safety_net.elapsed() >= self.poll_interval {
                 route = true;

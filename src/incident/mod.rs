@@ -435,7 +435,7 @@ impl Engine {
         }
         let mut tx = self.store.begin().await?;
         let new = NewIncident {
-            group_key: format!("manual:{}", random_hex(8)),
+            group_key: format!("manual:{}", crate::ids::random_hex(8)),
             title: req.title.trim().to_owned(),
             status: req.status,
             severity: req.severity,
@@ -637,10 +637,4 @@ fn add(t: Timestamp, d: std::time::Duration) -> Timestamp {
         .ok()
         .and_then(|d| t.checked_add(d).ok())
         .unwrap_or(Timestamp::MAX)
-}
-
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::fill(&mut buf[..]);
-    hex::encode(buf)
 }

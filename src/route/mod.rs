@@ -255,7 +255,7 @@ impl Router {
         if incident.origin == IncidentOrigin::Manual {
             label_sets.push(&incident.labels);
         }
-        let names: Vec<String> = crate::status::concerned(&self.status_services, &label_sets)
+        let names: Vec<String> = crate::board::concerned(&self.status_services, &label_sets)
             .into_iter()
             .map(|s| s.name_in(language).to_owned())
             .collect();

@@ -64,7 +64,7 @@ macro_rules! word_enum {
 // After `word_enum!`, which they use.
 mod probes;
 mod social;
-mod status;
+mod status_page;
 pub use probes::{
     MaintenanceSpec, ProbeKind, ProbeSpec, ProbingSettings, PublicMaintenance, Recurrence,
     StatusSet,
@@ -73,7 +73,9 @@ pub use social::{
     BlueskySettings, FacebookSettings, FacebookUpdates, MastodonSettings, MastodonVisibility,
     SocialKeys, XSettings,
 };
-pub use status::{LANGUAGES as STATUS_LANGUAGES, StatusService, StatusSettings, SubscribeSettings};
+pub use status_page::{
+    LANGUAGES as STATUS_LANGUAGES, StatusService, StatusSettings, SubscribeSettings,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {

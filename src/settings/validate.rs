@@ -411,7 +411,7 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
     let sms = validate_sms(&settings, &mut push);
     let social = super::social::validate_social(&settings, &mut push);
     super::probes::validate_probes(&settings, &mut push);
-    super::status::validate_status(&settings, &mut push);
+    super::status_page::validate_status(&settings, &mut push);
     let subscriber_rules = SubscriberRules {
         default_language: settings.routing.default_language.clone(),
         phone_region: phone_region(&settings, &mut push),
@@ -462,7 +462,7 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
     }
 
     subscribers.extend(super::social::account_subscribers(&settings));
-    subscribers.extend(super::status::status_subscriber(&settings));
+    subscribers.extend(super::status_page::status_subscriber(&settings));
 
     // templates
     let renderer = match Renderer::new(

@@ -97,7 +97,7 @@ impl SqlStore {
         SqlStore {
             dialect,
             listen_url,
-            voice: crate::incident::random_hex(6),
+            voice: crate::ids::random_hex(6),
             writer,
             reader,
             _lock: lock,

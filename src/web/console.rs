@@ -147,7 +147,7 @@ fn page(
                 .collect()
         })
         .unwrap_or_default();
-    let nonce = crate::incident::random_hex(16);
+    let nonce = crate::ids::random_hex(16);
     let ctx = minijinja::context! {
         lang => lang,
         user => user,

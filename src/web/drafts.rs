@@ -372,8 +372,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::board::{Board, PublicIncident, Statement};
     use crate::domain::Severity;
-    use crate::status::{Board, PublicIncident, Statement};
 
     fn status_edit(subject: &str, body: &str) -> PartEdit {
         PartEdit {

@@ -53,11 +53,11 @@ use crate::domain::signal::NormalizeRules;
 use crate::domain::subscriber::{Language, SubscriberRules};
 use crate::incident::Engine;
 use crate::ingest::{IngestQueue, ParseOptions};
-use crate::pipeline::Wakers;
 use crate::render::Renderer;
 use crate::settings::Permission;
 use crate::store::Store;
 use crate::unsubscribe::UnsubscribeLinks;
+use crate::wake::Wakers;
 
 #[derive(Clone)]
 pub struct AppState {

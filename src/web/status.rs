@@ -21,8 +21,8 @@ use sha2::Digest;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Path, Query};
+use crate::board::{Board, board};
 use crate::settings::StatusSettings;
-use crate::status::{Board, board};
 
 /// How long a built board is served before it is built again.
 const FRESH_FOR: Duration = Duration::from_secs(2);
@@ -298,7 +298,7 @@ pub async fn incident(
     // Incidents that concern no listed service are not on the board: read their statements.
     let incident = match found {
         Some(i) => Some(i),
-        None => match crate::status::incident_alone(&state.store, id).await {
+        None => match crate::board::incident_alone(&state.store, id).await {
             Ok(i) => i,
             Err(e) => return unavailable(e),
         },

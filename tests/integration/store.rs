@@ -116,7 +116,7 @@ async fn seed(
 }
 
 fn rand_suffix() -> String {
-    banditore::incident::random_hex(4)
+    banditore::ids::random_hex(4)
 }
 
 async fn deliveries_in(store: &Arc<dyn Store>, state: &str) -> Option<i64> {

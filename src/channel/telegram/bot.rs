@@ -33,12 +33,12 @@ use super::Pacer;
 use crate::approval::{ApprovalLinks, Button};
 use crate::cluster::Leadership;
 use crate::domain::subscriber::{ChannelKind, Language, TelegramChat};
-use crate::pipeline::Bells;
 use crate::render::Renderer;
 use crate::settings::{Permission, Role};
 use crate::store::{
     ChatBinding, Decision, IncidentFilter, Redeemed, ServiceMode, Store, StoreError, Topic,
 };
+use crate::wake::Bells;
 
 /// The commands, as Telegram users type them.
 #[derive(BotCommands, Clone, Debug, PartialEq, Eq)]

@@ -47,7 +47,7 @@ pub async fn fresh_database() -> Option<TestDatabase> {
             return None;
         }
     };
-    let name = format!("banditore_test_{}", banditore::incident::random_hex(6));
+    let name = format!("banditore_test_{}", banditore::ids::random_hex(6));
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await

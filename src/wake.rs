@@ -1,0 +1,61 @@
+//! Wake-ups between the stages of one process: new signals wake the pipeline, new deliveries
+//! ring every dispatcher's own bell, a leader stepping down wakes the campaign. A leaf: it knows
+//! nothing of the stages it wakes, so any of them (and the bot, and the web handlers) can hold it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
+
+/// In-process wake-ups between stages.
+#[derive(Clone, Default)]
+pub struct Wakers {
+    /// New signals: run the engine.
+    pub pipeline: Arc<Notify>,
+    /// Set when an update was written outside the engine (by hand): the router must run.
+    route: Arc<AtomicBool>,
+    /// New deliveries: run the dispatchers.
+    pub dispatch: Bells,
+    /// The leader stepped down: campaign now.
+    pub leader: Arc<Notify>,
+}
+
+impl Wakers {
+    /// An update was written by hand: route it now.
+    pub fn updates_written(&self) {
+        self.route.store(true, Ordering::SeqCst);
+        self.pipeline.notify_one();
+    }
+}
+
+/// One wake-up per dispatcher (one per channel): each keeps its own, so a dispatcher busy
+/// when the bell rings still finds it when it next waits.
+#[derive(Clone, Default)]
+pub struct Bells(Arc<std::sync::Mutex<Vec<Arc<Notify>>>>);
+
+impl Bells {
+    /// A new dispatcher's own bell.
+    pub fn bell(&self) -> Arc<Notify> {
+        let bell = Arc::new(Notify::new());
+        if let Ok(mut bells) = self.0.lock() {
+            bells.push(bell.clone());
+        }
+        bell
+    }
+
+    /// Wakes every dispatcher.
+    pub fn ring(&self) {
+        if let Ok(bells) = self.0.lock() {
+            for bell in bells.iter() {
+                bell.notify_one();
+            }
+        }
+    }
+}
+
+impl Wakers {
+    /// Takes the flag [`Wakers::updates_written`] set: true once per hand-written batch.
+    pub fn take_route(&self) -> bool {
+        self.route.swap(false, Ordering::SeqCst)
+    }
+}
