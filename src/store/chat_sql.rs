@@ -5,9 +5,12 @@ use jiff::Timestamp;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::sql::{
-    ADDRESS_COLUMNS, Dialect, SqlStore, address_from_row, bump_subscribers_version,
-    cancel_address_deliveries, erase_delivered_addresses, forget_in_drafts, load_services, ms, ts,
+use super::dialect::Dialect;
+use super::rows::{ADDRESS_COLUMNS, address_from_row, ms, ts};
+use super::sql::SqlStore;
+use super::subscriber_sql::{
+    bump_subscribers_version, cancel_address_deliveries, erase_delivered_addresses,
+    forget_in_drafts, load_services,
 };
 use super::{AddressOrigin, ChatBinding, ChatStore, Redeemed, Result, ServiceMode, StoreError};
 use crate::domain::subscriber::{ChannelKind, Language};

@@ -5,10 +5,12 @@ use jiff::Timestamp;
 use sqlx::{Any, Row, Transaction};
 
 use super::citizen::{CitizenPlan, CitizenPrune, CitizenStore, NewSignup, Signup};
-use super::sql::{
-    Dialect, SqlStore, bump_subscribers_version, cancel_address_deliveries,
-    erase_delivered_addresses, forget_in_drafts, insert_subscriber, ms, opt_ts, parse, ts,
-    write_subscriptions,
+use super::dialect::Dialect;
+use super::rows::{ms, opt_ts, parse, ts};
+use super::sql::SqlStore;
+use super::subscriber_sql::{
+    bump_subscribers_version, cancel_address_deliveries, erase_delivered_addresses,
+    forget_in_drafts, insert_subscriber, write_subscriptions,
 };
 use super::{Result, StoreError};
 use crate::domain::subscriber::{ChannelKind, Language, ValidSubscriber};

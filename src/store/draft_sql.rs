@@ -8,7 +8,9 @@ use jiff::Timestamp;
 use sqlx::any::{Any, AnyRow};
 use sqlx::{Row, Transaction};
 
-use super::sql::{SqlStore, insert_deliveries, ms, opt_ts, parse, ts};
+use super::rows::{ms, opt_ts, parse, ts};
+use super::sql::SqlStore;
+use super::tx_sql::insert_deliveries;
 use super::{
     AuditEntry, Decided, Decision, Draft, DraftPart, DraftStore, NewAudit, NewDelivery,
     NewDraftPart, PartEdit, Result, StoreError,

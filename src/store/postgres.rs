@@ -9,7 +9,8 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgListener;
 
-use super::sql::{Dialect, SqlStore};
+use super::dialect::Dialect;
+use super::sql::SqlStore;
 use super::{Result, StoreError, Topic, Wakeups};
 use crate::settings::{Secret, StoreSettings, redact_url};
 

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::Row;
 
-use super::sql::{SqlStore, ms, ts};
+use super::rows::{ms, ts};
+use super::sql::SqlStore;
 use super::{NewSilence, Observation, ProbeStore, Result, SilenceRow, StoreError, Verdict};
 
 #[async_trait]

@@ -12,7 +12,8 @@ use std::time::Duration;
 use sqlx::Executor;
 use sqlx::any::AnyPoolOptions;
 
-use super::sql::{Dialect, SqlStore};
+use super::dialect::Dialect;
+use super::sql::SqlStore;
 use super::{Result, StoreError};
 use crate::settings::{SqliteSynchronous, StoreSettings};
 

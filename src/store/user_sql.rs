@@ -5,7 +5,8 @@ use jiff::Timestamp;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::sql::{SqlStore, ms, ts};
+use super::rows::{ms, ts};
+use super::sql::SqlStore;
 use super::{Result, SessionRow, UserRow, UserStore};
 
 fn roles(text: &str) -> Vec<String> {

@@ -1,0 +1,196 @@
+//! Incidents as the API, the console and the status pages read them: the incident, its alerts, its
+//! updates and the deliveries they made, and the figures `/metrics` shows. The engine writes the
+//! same rows through [`super::Tx`].
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::Result;
+use crate::domain::finding::FINDING_ANNOTATION;
+use crate::domain::incident::Announced;
+use crate::domain::subscriber::ChannelKind;
+use crate::domain::{Finding, IncidentStatus, Labels, Severity, Source, UpdateKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentOrigin {
+    Signals,
+    Manual,
+}
+
+impl IncidentOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentOrigin::Signals => "signals",
+            IncidentOrigin::Manual => "manual",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IncidentRow {
+    pub id: i64,
+    pub group_key: String,
+    pub title: String,
+    pub status: IncidentStatus,
+    pub severity: Severity,
+    pub origin: IncidentOrigin,
+    /// Labels given by hand (manual incidents); signal incidents carry theirs on their alerts.
+    pub labels: Labels,
+    pub opened_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+    pub announced: Option<Announced>,
+    pub last_announced_at: Option<Timestamp>,
+    pub eval_at: Option<Timestamp>,
+    pub pending_since: Option<Timestamp>,
+    pub last_seq: i64,
+    /// The maintenance window or silence that kept the incident's updates from being sent.
+    pub maintenance: Option<String>,
+}
+
+/// The state of one fingerprint within one incident.
+#[derive(Debug, Clone)]
+pub struct AlertRow {
+    /// 0 until the row is saved.
+    pub id: i64,
+    pub incident_id: i64,
+    pub fingerprint: String,
+    pub source: Source,
+    pub firing: bool,
+    pub severity: Severity,
+    pub peak_severity: Severity,
+    pub service: String,
+    pub component: Option<String>,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub summary: String,
+    pub url: Option<String>,
+    pub starts_at: Option<Timestamp>,
+    pub first_seen_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+}
+
+/// A signal as an update described it, frozen with the update.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SignalSnapshot {
+    pub service: String,
+    pub component: Option<String>,
+    pub summary: String,
+    pub description: Option<String>,
+    pub firing: bool,
+    pub severity: Severity,
+    pub starts_at: Option<Timestamp>,
+    pub url: Option<String>,
+    /// A probe's finding, which templates put into words (absent from other signals, and from
+    /// updates written before findings were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding: Option<Finding>,
+}
+
+impl AlertRow {
+    /// What the probe behind this signal found; a monitor's annotations are not read as one.
+    pub fn finding(&self) -> Option<Finding> {
+        if self.source != Source::Probe {
+            return None;
+        }
+        self.annotations
+            .get(FINDING_ANNOTATION)
+            .and_then(|json| Finding::from_annotation(json))
+    }
+}
+
+impl SignalSnapshot {
+    /// The incident's signals as they are now, firing ones first, worst first.
+    pub fn of(alerts: &[AlertRow]) -> Vec<SignalSnapshot> {
+        let mut list: Vec<&AlertRow> = alerts.iter().collect();
+        list.sort_by_key(|a| (!a.firing, std::cmp::Reverse(a.peak_severity)));
+        list.into_iter()
+            .map(|a| SignalSnapshot {
+                service: a.service.clone(),
+                component: a.component.clone(),
+                summary: a.summary.clone(),
+                description: a.annotations.get("description").cloned(),
+                firing: a.firing,
+                severity: a.peak_severity,
+                starts_at: a.starts_at,
+                url: a.url.clone(),
+                finding: a.finding(),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpdateRow {
+    pub id: i64,
+    pub incident_id: i64,
+    pub seq: i64,
+    pub kind: UpdateKind,
+    pub status: IncidentStatus,
+    pub severity: Severity,
+    pub title: String,
+    pub signals: Vec<SignalSnapshot>,
+    pub body: Option<String>,
+    pub author: Option<String>,
+    pub created_at: Timestamp,
+    pub origin_at: Timestamp,
+    pub silent: bool,
+    pub routed_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub update_seq: i64,
+    pub channel: ChannelKind,
+    pub recipient: String,
+    /// The recipient is a citizen who signed up on the status page (personal data).
+    pub citizen: bool,
+    pub subscriber: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub provider_id: Option<String>,
+    pub provider: Option<String>,
+    pub segments: Option<i64>,
+    /// The last delivery report: the provider's status, its error code, when it came.
+    pub report_status: Option<String>,
+    pub report_error: Option<String>,
+    pub report_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    /// Only open (true) or only resolved (false) incidents.
+    pub open: Option<bool>,
+    pub limit: u32,
+    /// Incidents with an id below this one (for paging back in time).
+    pub before: Option<i64>,
+}
+
+/// Figures for `/metrics`, read at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub open_incidents: i64,
+    /// (channel, state) → number of deliveries.
+    pub deliveries: BTreeMap<(String, String), i64>,
+    pub unprocessed_signals: i64,
+}
+
+/// Reads of incidents and what was sent about them.
+#[async_trait]
+pub trait IncidentReads: Send + Sync {
+    async fn list_incidents(&self, filter: &IncidentFilter) -> Result<Vec<IncidentRow>>;
+    async fn incident(&self, id: i64) -> Result<Option<IncidentRow>>;
+    async fn incident_updates(&self, incident_id: i64) -> Result<Vec<UpdateRow>>;
+    async fn incident_alerts(&self, incident_id: i64) -> Result<Vec<AlertRow>>;
+    async fn incident_deliveries(&self, incident_id: i64) -> Result<Vec<DeliveryRow>>;
+    async fn counts(&self) -> Result<Counts>;
+}

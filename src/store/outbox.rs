@@ -1,0 +1,158 @@
+//! What the outbox needs from the store: deliveries claimed under a lease and the outcome of each
+//! send written back, the rendered messages they carry, the token buckets that pace a channel
+//! across replicas, and the providers' delivery reports. The dispatcher, the channels and the
+//! delivery-report endpoints hold this trait rather than the whole store.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use super::{Announce, Result};
+use crate::domain::subscriber::ChannelKind;
+
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    pub id: i64,
+    pub update_id: i64,
+    pub channel: ChannelKind,
+    pub language: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub html: Option<String>,
+}
+
+/// A delivery claimed by a worker, with the lease it holds.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub message_id: i64,
+    pub incident_id: i64,
+    pub channel: ChannelKind,
+    pub recipient: String,
+    pub address_id: Option<i64>,
+    pub subscriber_name: String,
+    /// Attempts including this one.
+    pub attempts: u32,
+    pub origin_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    Sent(Receipt),
+    Retry {
+        at: Timestamp,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    Gone {
+        error: String,
+    },
+    /// Claimed but never tried (it could not start in time): back to pending, the attempt
+    /// not counted.
+    Released,
+    /// Tried, and the provider asked to wait (a rate limit): pending again from `at`, the
+    /// attempt not counted.
+    Deferred {
+        at: Timestamp,
+    },
+    /// Held back because the channel is paused (its credentials were refused): pending again,
+    /// the attempt not counted, the reason kept for whoever looks at the delivery.
+    Paused {
+        error: String,
+    },
+}
+
+/// What the provider said when it accepted a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Receipt {
+    /// The provider's id for the message (a delivery report names it).
+    pub provider_id: Option<String>,
+    /// Which of the channel's providers took it, when there are several (SMS).
+    pub provider: Option<String>,
+    /// What it cost, in SMS segments.
+    pub segments: Option<u32>,
+}
+
+/// A delivery report from a provider, about a message it accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub provider: String,
+    pub provider_id: String,
+    /// The provider's word, lower-cased: `delivered`, `undelivered`, `failed`, `sent`, …
+    pub status: String,
+    pub error: Option<String>,
+    pub at: Timestamp,
+}
+
+/// What happened to one claimed delivery. `attempts` is the value its claim gave it: an
+/// outcome from an older claim of the same row is ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub delivery: i64,
+    pub attempts: u32,
+    pub outcome: DeliveryOutcome,
+}
+
+/// What [`OutboxStore::take_tokens`] granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tokens {
+    pub granted: u32,
+    /// After this grant, how long until the next whole token (for whoever asks first).
+    pub next_in: std::time::Duration,
+}
+
+#[async_trait]
+pub trait OutboxStore: Announce + Send + Sync {
+    async fn claim_deliveries(
+        &self,
+        channel: ChannelKind,
+        limit: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+    ) -> Result<Vec<ClaimedDelivery>>;
+    async fn message(&self, id: i64) -> Result<Option<MessageRow>>;
+    /// What the provider called each message already sent about `incident_id` to `recipient`
+    /// on `channel`, oldest first: the posts a social network's thread continues from.
+    async fn sent_provider_ids(
+        &self,
+        incident_id: i64,
+        channel: ChannelKind,
+        recipient: &str,
+    ) -> Result<Vec<String>>;
+    /// Records what happened to claimed deliveries. A row no longer held by `owner` under the
+    /// same claim (its lease expired and it was claimed again) is left alone.
+    async fn record_outcomes(
+        &self,
+        owner: &str,
+        outcomes: &[Outcome],
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Gives back deliveries `owner` claimed but did not send (shutdown).
+    async fn release_leases(&self, owner: &str) -> Result<u64>;
+    /// Extends the lease of deliveries `owner` still holds (queued, in flight, or sent with the
+    /// outcome not yet written), so that nobody takes them over while this worker lives.
+    async fn renew_leases(&self, owner: &str, ids: &[i64], lease_until: Timestamp) -> Result<u64>;
+    /// Makes deliveries whose lease expired claimable again, except those of `live_owner`
+    /// (the caller, who knows its own are not abandoned).
+    async fn reclaim_expired_leases(&self, now: Timestamp, live_owner: &str) -> Result<u64>;
+    /// When the next pending delivery of `channel` becomes due.
+    async fn next_attempt_at(&self, channel: ChannelKind) -> Result<Option<Timestamp>>;
+    /// Takes up to `want` tokens from a bucket shared by every replica, refilled at
+    /// `per_second` up to `burst`, as of `now` (which may be a moment ahead: a reservation).
+    /// Returns how many were granted (possibly none) and how long after `now` the next whole
+    /// token will be there.
+    async fn take_tokens(
+        &self,
+        bucket: &str,
+        want: u32,
+        per_second: u32,
+        burst: u32,
+        now: Timestamp,
+    ) -> Result<Tokens>;
+    /// Records a provider's delivery report on the delivery it is about; `false` when no
+    /// delivery has that provider and id. A final word (delivered, undelivered, failed, …) is
+    /// not overwritten by a late intermediate one (sent, queued).
+    async fn record_report(&self, report: &DeliveryReport) -> Result<bool>;
+}

@@ -1,0 +1,399 @@
+//! [`OutboxStore`] over the SQL store: claims under a lease, outcomes fenced on the claim they
+//! belong to, the shared token buckets and delivery reports.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::Row;
+
+use super::rows::{json, ms, opt_ts, parse, ts};
+use super::sql::SqlStore;
+use super::subscriber_sql::bump_subscribers_version;
+use super::{
+    ClaimedDelivery, DeliveryOutcome, DeliveryReport, MessageRow, OutboxStore, Outcome, Result,
+    Tokens,
+};
+use crate::domain::subscriber::ChannelKind;
+
+/// Deliveries `d` that are next for their recipient: no earlier delivery on the same channel to
+/// the same recipient is still pending or in flight, so a recipient reads messages in the order
+/// they were written ("resolved" never overtakes "opened"; a deferred message holds back the
+/// ones after it). A correlated MIN that both engines answer from the partial index
+/// `deliveries_live`, rather than NOT EXISTS, which PostgreSQL turns into an anti-join planned
+/// from statistics: right after a large fan-out those still describe an empty table, and the plan
+/// scanned every delivery of the incident for each candidate (10,000 of them).
+const NEXT_FOR_RECIPIENT: &str = "d.id = (
+    SELECT MIN(e.id) FROM deliveries e
+    WHERE e.recipient = d.recipient AND e.channel = d.channel AND e.state IN ('pending', 'sending'))";
+
+#[async_trait]
+impl OutboxStore for SqlStore {
+    async fn claim_deliveries(
+        &self,
+        channel: ChannelKind,
+        limit: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let mut tx = self.write().await?;
+        // A delivery waits while an earlier one to the same recipient is pending or in flight.
+        // On PostgreSQL, replicas claim side by side: rows another transaction is claiming are
+        // skipped, not waited for.
+        let skip_locked = self.dialect.pick("", "FOR UPDATE SKIP LOCKED");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = $1, locked_by = $2
+             WHERE id IN (
+                SELECT d.id FROM deliveries d
+                WHERE d.state = 'pending' AND d.channel = $3 AND d.next_attempt_at <= $4
+                  AND {NEXT_FOR_RECIPIENT}
+                ORDER BY d.next_attempt_at, d.id
+                LIMIT $5 {skip_locked})
+             RETURNING id, message_id, incident_id, channel, recipient, address_id, subscriber_name, attempts, origin_at"
+        )))
+        .bind(ms(lease_until))
+        .bind(owner)
+        .bind(channel.as_str())
+        .bind(ms(now))
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut out = rows
+            .iter()
+            .map(|row| {
+                Ok(ClaimedDelivery {
+                    id: row.try_get("id")?,
+                    message_id: row.try_get("message_id")?,
+                    incident_id: row.try_get("incident_id")?,
+                    channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
+                    recipient: row.try_get("recipient")?,
+                    address_id: row.try_get("address_id")?,
+                    subscriber_name: row.try_get("subscriber_name")?,
+                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                    origin_at: ts(row.try_get("origin_at")?)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|d| d.id);
+        Ok(out)
+    }
+
+    async fn message(&self, id: i64) -> Result<Option<MessageRow>> {
+        let row = sqlx::query("SELECT id, update_id, channel, language, subject, body, html FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            Ok(MessageRow {
+                id: row.try_get("id")?,
+                update_id: row.try_get("update_id")?,
+                channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
+                language: row.try_get("language")?,
+                subject: row.try_get("subject")?,
+                body: row.try_get("body")?,
+                html: row.try_get("html")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn sent_provider_ids(
+        &self,
+        incident_id: i64,
+        channel: ChannelKind,
+        recipient: &str,
+    ) -> Result<Vec<String>> {
+        let ids = sqlx::query_scalar(
+            "SELECT provider_id FROM deliveries
+             WHERE incident_id = $1 AND channel = $2 AND recipient = $3
+               AND state = 'sent' AND provider_id IS NOT NULL
+             ORDER BY id",
+        )
+        .bind(incident_id)
+        .bind(channel.as_str())
+        .bind(recipient)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(ids)
+    }
+
+    async fn record_outcomes(
+        &self,
+        owner: &str,
+        outcomes: &[Outcome],
+        now: Timestamp,
+    ) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        // Every statement is fenced on (owner, attempts): an outcome only lands on the claim it
+        // belongs to, never on a later claim of the same row.
+        const HELD: &str = "id = $1 AND locked_by = $2 AND attempts = $3 AND state = 'sending'";
+        let mut tx = self.write().await?;
+        let mut gone_addresses = false;
+        let mut sent = Vec::new();
+        for o in outcomes {
+            let (id, attempts) = (o.delivery, i64::from(o.attempts));
+            match &o.outcome {
+                // Sent outcomes are the bulk of a fan-out: written below in one statement.
+                DeliveryOutcome::Sent(r) => sent.push(serde_json::json!([
+                    id,
+                    attempts,
+                    r.provider_id,
+                    r.provider,
+                    r.segments
+                ])),
+                DeliveryOutcome::Retry { at, error } => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET state = 'pending', next_attempt_at = $4, last_error = $5,
+                         lease_until = NULL, locked_by = NULL WHERE {HELD}"
+                    )))
+                    .bind(id)
+                    .bind(owner)
+                    .bind(attempts)
+                    .bind(ms(*at))
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                DeliveryOutcome::Failed { error } => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET state = 'failed', last_error = $4,
+                         lease_until = NULL, locked_by = NULL WHERE {HELD}"
+                    )))
+                    .bind(id)
+                    .bind(owner)
+                    .bind(attempts)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                DeliveryOutcome::Released
+                | DeliveryOutcome::Deferred { .. }
+                | DeliveryOutcome::Paused { .. } => {
+                    // Not counted as an attempt; a deferred one waits until the provider's time,
+                    // a paused one keeps why.
+                    let (at, error) = match &o.outcome {
+                        DeliveryOutcome::Deferred { at } => (Some(ms(*at)), None),
+                        DeliveryOutcome::Paused { error } => (None, Some(error.as_str())),
+                        _ => (None, None),
+                    };
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET state = 'pending', attempts = {}(attempts - 1, 0),
+                         next_attempt_at = COALESCE($4, next_attempt_at),
+                         last_error = COALESCE($5, last_error),
+                         lease_until = NULL, locked_by = NULL WHERE {HELD}",
+                        self.dialect.greatest()
+                    )))
+                    .bind(id)
+                    .bind(owner)
+                    .bind(attempts)
+                    .bind(at)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                DeliveryOutcome::Gone { error } => {
+                    let address_id: Option<Option<i64>> =
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                            "UPDATE deliveries SET state = 'gone', last_error = $4,
+                         lease_until = NULL, locked_by = NULL WHERE {HELD} RETURNING address_id"
+                        )))
+                        .bind(id)
+                        .bind(owner)
+                        .bind(attempts)
+                        .bind(error)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(Some(address_id)) = address_id {
+                        sqlx::query("UPDATE addresses SET gone_at = $2, gone_reason = $3 WHERE id = $1 AND gone_at IS NULL")
+                            .bind(address_id)
+                            .bind(ms(now))
+                            .bind(error)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(
+                            "UPDATE deliveries SET state = 'gone', last_error = $2 WHERE address_id = $1 AND state = 'pending'",
+                        )
+                        .bind(address_id)
+                        .bind(format!("address gone: {error}"))
+                        .execute(&mut *tx)
+                        .await?;
+                        gone_addresses = true;
+                    }
+                }
+            }
+        }
+        if !sent.is_empty() {
+            // `$1` is a JSON array of [id, attempts, provider id, provider, segments].
+            let outcomes = self.dialect.pick(
+                "SELECT value ->> 0 AS id, value ->> 1 AS attempts, value ->> 2 AS provider_id,
+                        value ->> 3 AS provider, value ->> 4 AS segments FROM json_each($1)",
+                "SELECT (value ->> 0)::bigint AS id, (value ->> 1)::bigint AS attempts, value ->> 2 AS provider_id,
+                        value ->> 3 AS provider, (value ->> 4)::integer AS segments
+                 FROM jsonb_array_elements($1::jsonb) AS t(value)",
+            );
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE deliveries SET state = 'sent', sent_at = $3, provider_id = j.provider_id,
+                 provider = j.provider, segments = j.segments, last_error = NULL,
+                 lease_until = NULL, locked_by = NULL
+                 FROM ({outcomes}) AS j
+                 WHERE deliveries.id = j.id AND deliveries.attempts = j.attempts
+                   AND deliveries.locked_by = $2 AND deliveries.state = 'sending'"
+            )))
+            .bind(json(&sent)?)
+            .bind(owner)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if gone_addresses {
+            bump_subscribers_version(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_leases(&self, owner: &str) -> Result<u64> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries SET state = 'pending', attempts = {}(attempts - 1, 0), lease_until = NULL, locked_by = NULL
+             WHERE state = 'sending' AND locked_by = $1",
+            self.dialect.greatest()
+        )))
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn renew_leases(&self, owner: &str, ids: &[i64], lease_until: Timestamp) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries SET lease_until = $3
+             WHERE id IN ({}) AND locked_by = $2 AND state = 'sending'",
+            self.dialect.ids()
+        )))
+        .bind(json(&ids)?)
+        .bind(owner)
+        .bind(ms(lease_until))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn reclaim_expired_leases(&self, now: Timestamp, live_owner: &str) -> Result<u64> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries SET state = 'pending', lease_until = NULL, locked_by = NULL,
+             last_error = COALESCE(last_error, 'lease expired: the worker stopped before recording an outcome')
+             WHERE state = 'sending' AND lease_until < $1 AND locked_by {} $2",
+            self.dialect.is_not()
+        )))
+        .bind(ms(now))
+        .bind(live_owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn next_attempt_at(&self, channel: ChannelKind) -> Result<Option<Timestamp>> {
+        // Deliveries waiting behind an earlier one to the same recipient do not count: they
+        // become due when that one is done, and the dispatcher is woken then.
+        let sql = format!(
+            "SELECT MIN(d.next_attempt_at) FROM deliveries d
+             WHERE d.state = 'pending' AND d.channel = $1
+               AND {NEXT_FOR_RECIPIENT}"
+        );
+        let v: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(channel.as_str())
+            .fetch_one(&self.reader)
+            .await?;
+        opt_ts(v)
+    }
+
+    async fn take_tokens(
+        &self,
+        bucket: &str,
+        want: u32,
+        per_second: u32,
+        burst: u32,
+        now: Timestamp,
+    ) -> Result<Tokens> {
+        let mut tx = self.write().await?;
+        let capacity = i64::from(burst.max(1)) * 1000;
+        let now_ms = ms(now);
+        // A new bucket starts full. Creating the row first gives PostgreSQL a row to lock, so
+        // that concurrent takers queue on it rather than each seeing a full new bucket.
+        sqlx::query(
+            "INSERT INTO rate_buckets (name, millitokens, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(bucket)
+        .bind(capacity)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        let lock = self.dialect.pick("", "FOR UPDATE");
+        let (millitokens, at): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT millitokens, updated_at FROM rate_buckets WHERE name = $1 {lock}"
+        )))
+        .bind(bucket)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Refill is `per_second` tokens a second, i.e. that many thousandths of a token a
+        // millisecond, up to the burst. Takers come back on whole milliseconds, a fraction of
+        // one late: up to a millisecond's refill beyond the burst is kept (it never makes a
+        // whole extra token), or a burst of one would lose that fraction every time and pace
+        // 29 a second as 28.6.
+        let elapsed = (now_ms - at).max(0);
+        let available = millitokens
+            .saturating_add(elapsed.saturating_mul(i64::from(per_second)))
+            .min(capacity + i64::from(per_second).min(999));
+        let granted = (available / 1000).min(i64::from(want));
+        let left = available - granted * 1000;
+        sqlx::query("UPDATE rate_buckets SET millitokens = $2, updated_at = $3 WHERE name = $1")
+            .bind(bucket)
+            .bind(left)
+            .bind(now_ms.max(at))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let per_ms = i64::from(per_second.max(1));
+        let next_ms = if left >= 1000 {
+            0
+        } else {
+            (1000 - left + per_ms - 1) / per_ms
+        };
+        Ok(Tokens {
+            granted: u32::try_from(granted).unwrap_or(0),
+            next_in: std::time::Duration::from_millis(u64::try_from(next_ms).unwrap_or(0)),
+        })
+    }
+
+    async fn record_report(&self, report: &DeliveryReport) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM deliveries WHERE provider = $1 AND provider_id = $2",
+        )
+        .bind(&report.provider)
+        .bind(&report.provider_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = found else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "UPDATE deliveries SET report_status = $2, report_error = $3, report_at = $4
+             WHERE id = $1 AND (report_status IS NULL
+               OR report_status NOT IN ('delivered', 'undelivered', 'failed', 'expired', 'rejected', 'read'))",
+        )
+        .bind(id)
+        .bind(&report.status)
+        .bind(&report.error)
+        .bind(ms(report.at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

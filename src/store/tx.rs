@@ -1,0 +1,127 @@
+//! The write transaction of the stages that change several rows at once: the incident engine
+//! (signals into incidents, alerts and updates), the router (updates into messages and
+//! deliveries, or drafts held for approval) and manual incident updates. The rows it takes in
+//! are here; the incident rows it shares with the API's reads are in `incidents.rs`.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use super::{
+    AlertRow, IncidentOrigin, IncidentRow, NewDraftPart, Result, SignalSnapshot, SubscriberRow,
+    UpdateRow,
+};
+use crate::domain::subscriber::ChannelKind;
+use crate::domain::{IncidentStatus, Labels, Severity, Signal, UpdateKind};
+
+/// A signal as stored, with its arrival time.
+#[derive(Debug, Clone)]
+pub struct StoredSignal {
+    pub id: i64,
+    pub received_at: Timestamp,
+    pub signal: Signal,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub group_key: String,
+    pub title: String,
+    pub status: IncidentStatus,
+    pub severity: Severity,
+    pub origin: IncidentOrigin,
+    pub labels: Labels,
+    pub opened_at: Timestamp,
+    pub eval_at: Option<Timestamp>,
+    pub pending_since: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUpdate {
+    pub incident_id: i64,
+    pub seq: i64,
+    pub kind: UpdateKind,
+    pub status: IncidentStatus,
+    pub severity: Severity,
+    pub title: String,
+    pub signals: Vec<SignalSnapshot>,
+    pub body: Option<String>,
+    pub author: Option<String>,
+    pub created_at: Timestamp,
+    pub origin_at: Timestamp,
+    /// Kept for the history but never routed (an incident closed before anyone was told).
+    pub silent: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub update_id: i64,
+    pub channel: ChannelKind,
+    pub language: String,
+    pub audience: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub html: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub message_id: i64,
+    pub update_id: i64,
+    pub incident_id: i64,
+    pub address_id: i64,
+    pub subscriber_name: String,
+    pub channel: ChannelKind,
+    pub recipient: String,
+    pub origin_at: Timestamp,
+    pub created_at: Timestamp,
+}
+
+/// A write transaction. Dropping it without [`Tx::commit`] rolls back.
+#[async_trait]
+pub trait Tx: Send {
+    async fn commit(self: Box<Self>) -> Result<()>;
+
+    // Incident engine.
+    async fn unprocessed_signals(&mut self, limit: u32) -> Result<Vec<StoredSignal>>;
+    /// Marks signals processed, all with the same outcome and incident.
+    async fn mark_signals(
+        &mut self,
+        ids: &[i64],
+        now: Timestamp,
+        outcome: &str,
+        incident_id: Option<i64>,
+    ) -> Result<()>;
+    /// The alerts of these fingerprints that belong to open incidents.
+    async fn active_alerts(&mut self, fingerprints: &[String]) -> Result<Vec<AlertRow>>;
+    /// Moves the last-seen time of alerts that were seen again unchanged.
+    async fn touch_alerts(&mut self, ids: &[i64], at: Timestamp) -> Result<()>;
+    async fn open_incident_by_key(&mut self, key: &str) -> Result<Option<IncidentRow>>;
+    async fn incident(&mut self, id: i64) -> Result<Option<IncidentRow>>;
+    async fn insert_incident(&mut self, new: &NewIncident) -> Result<IncidentRow>;
+    async fn save_incident(&mut self, incident: &IncidentRow) -> Result<()>;
+    /// Inserts or replaces the alert of (incident, fingerprint).
+    async fn save_alert(&mut self, alert: &AlertRow) -> Result<()>;
+    async fn alerts(&mut self, incident_id: i64) -> Result<Vec<AlertRow>>;
+    async fn due_incidents(&mut self, now: Timestamp, limit: u32) -> Result<Vec<i64>>;
+    async fn next_eval_at(&mut self) -> Result<Option<Timestamp>>;
+    async fn insert_update(&mut self, new: &NewUpdate) -> Result<UpdateRow>;
+
+    // Router.
+    async fn unrouted_updates(&mut self, limit: u32) -> Result<Vec<UpdateRow>>;
+    /// A number that changes whenever subscribers, subscriptions or addresses change.
+    async fn subscribers_version(&mut self) -> Result<i64>;
+    async fn subscribers(&mut self) -> Result<Vec<SubscriberRow>>;
+    async fn insert_message(&mut self, new: &NewMessage) -> Result<i64>;
+    async fn insert_deliveries(&mut self, new: &[NewDelivery]) -> Result<u64>;
+    /// Holds a message for the communications office instead of sending it: adds it as a part
+    /// of the draft for its update and audience (created with the first part, which also
+    /// supersedes the incident's earlier undecided drafts for that audience). Returns the draft.
+    async fn hold_for_approval(&mut self, part: &NewDraftPart) -> Result<i64>;
+    async fn mark_routed(&mut self, update_id: i64, now: Timestamp) -> Result<()>;
+    /// Records that a maintenance window or silence kept an update of the incident quiet.
+    /// `None` once an update goes out again.
+    async fn set_maintenance(&mut self, incident_id: i64, window: Option<&str>) -> Result<()>;
+    /// Addresses (id, channel) that were sent an earlier update of the incident: they hear every
+    /// later update, whatever the signals' labels have become.
+    async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>>;
+}
