@@ -143,11 +143,6 @@ pub trait DraftStore {
     /// Pending drafts the communications office has not been told about yet, oldest first.
     async fn unannounced_drafts(&self, limit: u32) -> Result<Vec<Draft>>;
     async fn mark_announced(&self, id: i64, now: Timestamp) -> Result<()>;
-    /// Active addresses of the subscribers of `audience`: (channel, address, subscriber name).
-    async fn audience_addresses(
-        &self,
-        audience: &str,
-    ) -> Result<Vec<(ChannelKind, String, String)>>;
     async fn record_audit(&self, entry: &NewAudit) -> Result<()>;
     /// The audit log, newest first, of one incident when given.
     async fn audit_log(&self, incident_id: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>>;

@@ -532,23 +532,6 @@ impl DraftStore for SqlStore {
         Ok(())
     }
 
-    async fn audience_addresses(
-        &self,
-        audience: &str,
-    ) -> Result<Vec<(ChannelKind, String, String)>> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT a.channel, a.address, s.name FROM addresses a JOIN subscribers s ON s.id = a.subscriber_id
-             WHERE s.audience = $1 AND a.unsubscribed_at IS NULL AND a.gone_at IS NULL
-             ORDER BY a.id",
-        )
-        .bind(audience)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.into_iter()
-            .map(|(c, a, s)| Ok((parse(&c, "channel")?, a, s)))
-            .collect()
-    }
-
     async fn record_audit(&self, entry: &NewAudit) -> Result<()> {
         let mut tx = self.write().await?;
         audit(&mut tx, entry).await?;

@@ -140,4 +140,9 @@ pub trait SubscriberStore: Send + Sync {
     async fn address(&self, id: i64) -> Result<Option<AddressOwner>>;
     /// Marks an address unsubscribed and cancels its pending deliveries. `false` if unknown.
     async fn unsubscribe_address(&self, id: i64, now: Timestamp) -> Result<bool>;
+    /// Active addresses of the subscribers of `audience`: (channel, address, subscriber name).
+    async fn audience_addresses(
+        &self,
+        audience: &str,
+    ) -> Result<Vec<(ChannelKind, String, String)>>;
 }

@@ -16,7 +16,7 @@ use super::{
     SubscriberStore, SyncReport,
 };
 use crate::domain::Matcher;
-use crate::domain::subscriber::{Language, Subscription, ValidSubscriber};
+use crate::domain::subscriber::{ChannelKind, Language, Subscription, ValidSubscriber};
 
 /// The services addresses follow or muted, for the addresses of one subscriber (or all).
 pub(super) async fn load_services(
@@ -497,5 +497,22 @@ impl SubscriberStore for SqlStore {
         }
         tx.commit().await?;
         Ok(found)
+    }
+
+    async fn audience_addresses(
+        &self,
+        audience: &str,
+    ) -> Result<Vec<(ChannelKind, String, String)>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT a.channel, a.address, s.name FROM addresses a JOIN subscribers s ON s.id = a.subscriber_id
+             WHERE s.audience = $1 AND a.unsubscribed_at IS NULL AND a.gone_at IS NULL
+             ORDER BY a.id",
+        )
+        .bind(audience)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(c, a, s)| Ok((parse(&c, "channel")?, a, s)))
+            .collect()
     }
 }
