@@ -14,7 +14,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Store, Topic};
+use crate::store::{ClusterStore, Topic};
 
 /// The duty the engine, the router and pruning share.
 pub const PIPELINE: &str = "pipeline";
@@ -70,7 +70,7 @@ impl Leadership {
 
 /// Campaigns for leadership until `shutdown`, then steps down.
 pub fn campaign(
-    store: Arc<dyn Store>,
+    store: Arc<dyn ClusterStore>,
     holder: String,
     lease: Duration,
     nudge: Arc<Notify>,

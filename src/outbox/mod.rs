@@ -41,7 +41,7 @@ pub use rate::RateLimiter;
 
 use crate::channel::{Channel, Outgoing, SendError};
 use crate::render::Placeholders;
-use crate::store::{ClaimedDelivery, DeliveryOutcome, MessageRow, Outcome, Store, Topic};
+use crate::store::{ClaimedDelivery, DeliveryOutcome, MessageRow, OutboxStore, Outcome, Topic};
 use crate::unsubscribe::UnsubscribeLinks;
 
 #[derive(Debug, Clone)]
@@ -61,7 +61,7 @@ pub struct OutboxConfig {
 }
 
 pub struct Dispatcher {
-    store: Arc<dyn Store>,
+    store: Arc<dyn OutboxStore>,
     channel: Arc<dyn Channel>,
     config: OutboxConfig,
     owner: String,
@@ -116,7 +116,7 @@ fn later_by(now: Timestamp, span: Duration) -> Timestamp {
 /// What every dispatcher of this process shares.
 #[derive(Clone)]
 pub struct Crew {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn OutboxStore>,
     /// This replica, as leases name it.
     pub owner: String,
     pub links: UnsubscribeLinks,
@@ -585,7 +585,7 @@ fn panic_message(panic: &(dyn std::any::Any + std::marker::Send)) -> String {
 /// Each batch written wakes the dispatcher: a delivery that waited behind one just finished (the
 /// next update to the same recipient) is now due.
 async fn record(
-    store: Arc<dyn Store>,
+    store: Arc<dyn OutboxStore>,
     owner: String,
     mut received: mpsc::UnboundedReceiver<Outcome>,
     wake: Arc<Notify>,

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::{Channel, Outgoing};
 use crate::domain::subscriber::{ChannelKind, Language};
 use crate::render::Renderer;
-use crate::store::Store;
+use crate::store::SubscriberStore;
 
 /// Why and since when a channel is paused, and when it is tried next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -132,7 +132,7 @@ impl Pauses {
 /// Tells the operators (the subscribers of `outbox.notify_audience`) when a channel of this
 /// replica is paused and when it resumes, through the channels that still work.
 pub struct Notices {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn SubscriberStore>,
     pub audience: String,
     pub channels: BTreeMap<ChannelKind, Arc<dyn Channel>>,
     pub renderer: Renderer,

@@ -9,10 +9,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::sync::Mutex;
 
-use crate::store::Store;
+use crate::store::OutboxStore;
 
 pub struct RateLimiter {
-    store: Arc<dyn Store>,
+    store: Arc<dyn OutboxStore>,
     bucket: String,
     per_second: u32,
     burst: u32,
@@ -28,7 +28,7 @@ struct Local {
 
 impl RateLimiter {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn OutboxStore>,
         bucket: impl Into<String>,
         per_second: u32,
         burst: u32,
