@@ -1,7 +1,8 @@
-//! Who may call what: every API endpoint against every kind of caller, with the roles the README
-//! documents (`admin` may do everything; `operator` incidents, silences and subscribers;
-//! `communicator` incidents and drafts; `viewer` reads; `ingest` posts signals). A caller the
-//! endpoint does not allow gets `403`, a stranger `401`, before anything else is looked at.
+//! Who may call what: every API endpoint against every kind of caller, with the roles the HTTP API
+//! reference (`docs/src/reference/http-api.md`) documents (`admin` may do everything; `operator`
+//! incidents, silences and subscribers; `communicator` incidents and drafts; `viewer` reads; `ingest`
+//! posts signals). A caller the endpoint does not allow gets `403`, a stranger `401`, before anything
+//! else is looked at.
 
 use reqwest::Method;
 
@@ -16,7 +17,7 @@ enum Needs {
     Drafts,
 }
 
-/// The roles that may call an endpoint needing `needs`, as the README's API table says.
+/// The roles that may call an endpoint needing `needs`, as the HTTP API reference's table says.
 fn allowed(needs: Needs) -> &'static [&'static str] {
     match needs {
         Needs::Ingest => &["ingest", "admin"],
