@@ -8,16 +8,16 @@ use axum::response::IntoResponse;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::body::{json, read};
-use super::error::ApiError;
-use super::extract::{Path, Query};
-use super::{AppState, require};
 use crate::domain::subscriber::ChannelKind;
 use crate::domain::text;
 use crate::render::social::{self, Limits};
 use crate::render::{sms, telegram};
 use crate::settings::Permission;
 use crate::store::{Decision, Draft, PartEdit, Topic};
+use crate::web::body::{json, read};
+use crate::web::error::ApiError;
+use crate::web::extract::{Path, Query};
+use crate::web::{AppState, require};
 
 /// The longest edited text accepted for a channel without a limit of its own.
 const MAX_BODY_CHARS: usize = 20_000;

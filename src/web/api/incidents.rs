@@ -10,14 +10,14 @@ use axum::response::IntoResponse;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::body::{json, read};
-use super::error::ApiError;
-use super::extract::{Path, Query};
-use super::{AppState, record_audit, require};
 use crate::domain::Labels;
 use crate::incident::{ManualError, ManualIncident, ManualUpdate};
 use crate::settings::Permission;
 use crate::store::{AlertRow, DeliveryRow, IncidentFilter, IncidentRow, Topic, UpdateRow};
+use crate::web::body::{json, read};
+use crate::web::error::ApiError;
+use crate::web::extract::{Path, Query};
+use crate::web::{AppState, record_audit, require};
 
 #[derive(Serialize)]
 pub struct IncidentJson {
@@ -200,7 +200,7 @@ pub async fn deliveries(
     let citizens = rows.iter().filter(|d| d.citizen).count();
     if principal.may(Permission::Admin) {
         if citizens > 0 {
-            super::record_audit(
+            crate::web::record_audit(
                 &state,
                 &principal.name,
                 "personal_data.read",
@@ -211,7 +211,7 @@ pub async fn deliveries(
         }
     } else {
         for d in rows.iter_mut().filter(|d| d.citizen) {
-            let masked = super::citizen::masked(d.channel, &d.recipient);
+            let masked = crate::web::public::preferences::masked(d.channel, &d.recipient);
             for text in [&mut d.last_error, &mut d.report_error]
                 .into_iter()
                 .flatten()

@@ -1,4 +1,5 @@
-//! `/api/v1/subscribers`: who is told, where, about what. Operators and admins.
+//! `/api/v1/subscribers`: who is told, where, about what, and the Telegram invites that bind a
+//! chat to a subscriber. Operators and admins.
 
 use std::collections::BTreeMap;
 
@@ -10,13 +11,20 @@ use axum::response::IntoResponse;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::body::{json, read};
-use super::error::ApiError;
-use super::extract::Path;
-use super::{AppState, record_audit, require};
 use crate::domain::subscriber::{SubscriberSpec, Subscription};
+use crate::web::body::{json, read};
+use crate::web::error::ApiError;
+use crate::web::extract::Path;
+use crate::web::{AppState, record_audit, require};
+use std::sync::Arc;
+
+use base64::Engine as _;
+
+use crate::channel::telegram::invite_digest;
+use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
 use crate::store::{DeleteOutcome, ServiceMode, SubscriberRow};
+use crate::web::hooks::telegram_webhook::{TelegramWeb, bot_username};
 
 #[derive(Serialize)]
 struct AddressJson {
@@ -200,4 +208,62 @@ pub async fn delete_by(state: &AppState, id: i64, actor: &str) -> Result<(), Api
             "subscriber {id} is declared in the configuration file; remove it there"
         ))),
     }
+}
+
+fn telegram_enabled(state: &AppState) -> Result<&Arc<TelegramWeb>, ApiError> {
+    state.telegram.as_ref().ok_or_else(|| {
+        ApiError::Conflict("Telegram is not enabled (channels.telegram.enabled)".into())
+    })
+}
+
+/// `POST /api/v1/subscribers/{id}/telegram-invite`: a single-use link that binds the chat that
+/// opens it to the subscriber.
+pub async fn telegram_invite(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = require(&state, &headers, Permission::Subscribers)?;
+    let telegram = telegram_enabled(&state)?;
+    let mut raw = [0u8; 24];
+    rand::fill(&mut raw);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let now = Timestamp::now();
+    let expires_at = jiff::SignedDuration::try_from(telegram.invite_ttl)
+        .ok()
+        .and_then(|ttl| now.checked_add(ttl).ok())
+        .ok_or_else(|| ApiError::Internal("invite_ttl out of range".into()))?;
+    let created = state
+        .store
+        .create_invite(
+            id,
+            ChannelKind::Telegram,
+            &invite_digest(&token),
+            &who.name,
+            now,
+            expires_at,
+        )
+        .await?;
+    if !created {
+        return Err(ApiError::NotFound(format!("subscriber {id} not found")));
+    }
+    tracing::info!(subscriber = id, by = %who.name, %expires_at, "Telegram invite created");
+    // Without the bot's name (Telegram unreachable) the chat can still type the command.
+    let (link, group_link) = match bot_username(telegram).await {
+        Some(name) => (
+            Some(format!("https://t.me/{name}?start={token}")),
+            Some(format!("https://t.me/{name}?startgroup={token}")),
+        ),
+        None => (None, None),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "subscriber": id,
+            "link": link,
+            "group_link": group_link,
+            "start_command": format!("/start {token}"),
+            "expires_at": expires_at,
+        })),
+    ))
 }
