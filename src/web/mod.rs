@@ -20,6 +20,7 @@ mod hooks;
 mod ops;
 mod public;
 mod serve;
+mod service;
 
 use std::pin::Pin;
 use std::sync::Arc;

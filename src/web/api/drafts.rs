@@ -1,4 +1,5 @@
-//! Public drafts: list, read, edit, approve, reject; and the audit log.
+//! `/api/v1/drafts`: list, read, edit, approve, reject public drafts (the edits and decisions
+//! are the service layer's, shared with the console); and `/api/v1/audit`, the audit log.
 
 use axum::Json;
 use axum::body::Body;
@@ -9,52 +10,19 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::domain::subscriber::ChannelKind;
-use crate::domain::text;
-use crate::render::social::{self, Limits};
-use crate::render::{sms, telegram};
+use crate::render::social::Limits;
 use crate::settings::Permission;
-use crate::store::{Decision, Draft, PartEdit, Topic};
+use crate::store::{Draft, PartEdit};
 use crate::web::body::{json, read};
 use crate::web::error::ApiError;
 use crate::web::extract::{Path, Query};
+use crate::web::service::{self, drafts::Decided, drafts::measure};
 use crate::web::{AppState, require};
-
-/// The longest edited text accepted for a channel without a limit of its own.
-const MAX_BODY_CHARS: usize = 20_000;
 
 #[derive(Deserialize)]
 pub struct ListQuery {
     state: Option<String>,
     limit: Option<u32>,
-}
-
-/// What a text costs on its channel, and the channel's limit.
-pub fn measure(limits: &Limits, channel: ChannelKind, body: &str) -> serde_json::Value {
-    if let Some(limit) = limits.limit(channel) {
-        let mut m = serde_json::json!({
-            "unit": Limits::unit(channel), "used": limits.length(channel, body), "limit": limit,
-        });
-        if channel == ChannelKind::Bluesky {
-            m["bytes"] = body.len().into();
-            m["byte_limit"] = social::BLUESKY_MAX_BYTES.into();
-        }
-        return m;
-    }
-    match channel {
-        ChannelKind::Telegram => serde_json::json!({
-            "unit": "characters", "used": telegram::visible_len(body), "limit": telegram::MAX_LEN,
-        }),
-        ChannelKind::Sms => {
-            let m = sms::measure(body);
-            serde_json::json!({
-                "unit": "segments", "used": m.segments, "encoding": m.encoding.as_str(),
-                "characters": body.chars().count(),
-            })
-        }
-        _ => serde_json::json!({
-            "unit": "characters", "used": body.chars().count(), "limit": MAX_BODY_CHARS,
-        }),
-    }
 }
 
 fn with_measures(limits: &Limits, draft: &Draft) -> serde_json::Value {
@@ -120,105 +88,6 @@ pub struct EditPart {
     body: String,
 }
 
-/// Why an edit of a part is refused: which of its fields (`subject` or `body`), and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    pub field: &'static str,
-    pub message: String,
-}
-
-fn refuse(field: &'static str, message: impl Into<String>) -> Result<(), Refused> {
-    Err(Refused {
-        field,
-        message: message.into(),
-    })
-}
-
-/// Refuses a text its channel would refuse, or a title a page, a feed or an alert could not carry:
-/// the one check of an edit, whether it comes from the API or from the console.
-pub fn check_part(limits: &Limits, part: &PartEdit) -> Result<(), Refused> {
-    if let Some(subject) = &part.subject {
-        if subject.trim().is_empty() {
-            return refuse("subject", "must not be empty");
-        }
-        if let Err(e) = text::one_line(subject) {
-            return refuse("subject", e.to_string());
-        }
-        let chars = subject.chars().count();
-        if part.channel == ChannelKind::Status && chars > text::PUBLIC_TITLE_CHARS {
-            return refuse(
-                "subject",
-                format!(
-                    "is {chars} characters; a public title takes at most {}",
-                    text::PUBLIC_TITLE_CHARS
-                ),
-            );
-        }
-    }
-    if part.body.trim().is_empty() {
-        return refuse("body", "must not be empty");
-    }
-    if let Err(e) = text::lines(&part.body) {
-        return refuse("body", e.to_string());
-    }
-    if part.channel.is_social()
-        && let Some(c) = part.body.chars().find(|c| social::refused(*c))
-    {
-        let network = part.channel.title();
-        return refuse(
-            "body",
-            format!(
-                "holds U+{:04X}, which {network} refuses or shows as nothing; remove it",
-                u32::from(c)
-            ),
-        );
-    }
-    if let Some(limit) = limits.limit(part.channel)
-        && !limits.fits(part.channel, &part.body)
-    {
-        let used = limits.length(part.channel, &part.body);
-        let bytes = if used <= limit {
-            format!(
-                " ({} bytes; Bluesky takes at most {})",
-                part.body.len(),
-                social::BLUESKY_MAX_BYTES
-            )
-        } else {
-            String::new()
-        };
-        return refuse(
-            "body",
-            format!(
-                "is {used} {} as {} counts them{bytes}; it takes at most {limit}",
-                Limits::unit(part.channel),
-                part.channel.title(),
-            ),
-        );
-    }
-    match part.channel {
-        ChannelKind::Telegram if telegram::visible_len(&part.body) > telegram::MAX_LEN => refuse(
-            "body",
-            format!(
-                "is {} characters; Telegram takes at most {}",
-                telegram::visible_len(&part.body),
-                telegram::MAX_LEN
-            ),
-        ),
-        ChannelKind::Sms if sms::measure(&part.body).segments > 10 => refuse(
-            "body",
-            format!(
-                "would cost {} SMS segments; at most 10",
-                sms::measure(&part.body).segments
-            ),
-        ),
-        _ if part.body.chars().count() > MAX_BODY_CHARS => refuse(
-            "body",
-            format!("is longer than {MAX_BODY_CHARS} characters"),
-        ),
-        _ => Ok(()),
-    }
-}
-
 pub async fn edit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -241,16 +110,7 @@ pub async fn edit(
             body: p.body,
         })
         .collect();
-    for (i, part) in edits.iter().enumerate() {
-        check_part(&state.renderer.social_limits(), part)
-            .map_err(|r| ApiError::field(format!("parts[{i}].{}", r.field), r.message))?;
-    }
-    let draft = state
-        .store
-        .edit_draft(id, &edits, &who.name, Timestamp::now())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("draft {id} not found")))?;
-    tracing::info!(draft = id, by = %who.name, "draft edited");
+    let draft = service::drafts::edit(&state, id, &edits, &who.name, Timestamp::now()).await?;
     Ok(Json(with_measures(&state.renderer.social_limits(), &draft)))
 }
 
@@ -280,15 +140,9 @@ pub async fn approve(
     } else {
         json(&headers, &bytes)?
     };
-    decide(
-        &state,
-        id,
-        Decision::Approve {
-            channels: req.channels,
-        },
-        &who.name,
-    )
-    .await
+    let decided =
+        service::drafts::approve(&state, id, req.channels, &who.name, Timestamp::now()).await?;
+    Ok(decided_json(&decided))
 }
 
 pub async fn reject(
@@ -300,52 +154,16 @@ pub async fn reject(
     let who = require(&state, &headers, Permission::Drafts)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let req: RejectRequest = json(&headers, &bytes)?;
-    let reason = req.reason.trim();
-    if reason.is_empty() {
-        return Err(ApiError::field("reason", "say why the draft is rejected"));
-    }
-    decide(
-        &state,
-        id,
-        Decision::Reject {
-            reason: reason.to_owned(),
-        },
-        &who.name,
-    )
-    .await
+    let decided =
+        service::drafts::reject(&state, id, &req.reason, &who.name, Timestamp::now()).await?;
+    Ok(decided_json(&decided))
 }
 
-/// Approves or rejects, and wakes the dispatchers when something entered the outbox.
-pub async fn decide(
-    state: &AppState,
-    id: i64,
-    decision: Decision,
-    actor: &str,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let decided = state
-        .store
-        .decide_draft(id, &decision, actor, Timestamp::now())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("draft {id} not found")))?;
-    let what = match decision {
-        Decision::Reject { .. } => "rejected",
-        _ => "approved",
-    };
-    metrics::counter!("banditore_drafts_decided_total", "decision" => what).increment(1);
-    tracing::info!(
-        draft = id,
-        by = actor,
-        decision = what,
-        deliveries = decided.deliveries,
-        "draft decided"
-    );
-    if decided.deliveries > 0 {
-        state.wake.dispatch.ring();
-        state.store.announce(Topic::Deliveries).await;
-    }
-    Ok(Json(serde_json::json!({
-        "draft": id, "decision": what, "parts": decided.parts, "deliveries": decided.deliveries,
-    })))
+/// The answer to a decision.
+fn decided_json(d: &Decided) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "draft": d.draft, "decision": d.decision, "parts": d.parts, "deliveries": d.deliveries,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -365,131 +183,4 @@ pub async fn audit(
         .audit_log(q.incident, q.limit.unwrap_or(100).clamp(1, 1000))
         .await?;
     Ok(Json(serde_json::json!({ "entries": entries })))
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::board::{Board, PublicIncident, Statement};
-    use crate::domain::Severity;
-
-    fn status_edit(subject: &str, body: &str) -> PartEdit {
-        PartEdit {
-            channel: ChannelKind::Status,
-            language: "en".into(),
-            subject: Some(subject.to_owned()),
-            body: body.to_owned(),
-        }
-    }
-
-    #[test]
-    fn a_public_title_is_one_short_line() {
-        let limits = Limits::default();
-        let ok = status_edit("Bookings suspended", "Online booking is suspended.");
-        assert_eq!(check_part(&limits, &ok), Ok(()));
-        for bad in ["", "  ", "Outage\nBcc: x@y", "a\u{fffe}"] {
-            let refused = check_part(&limits, &status_edit(bad, "x")).unwrap_err();
-            assert_eq!(refused.field, "subject", "{bad:?}");
-        }
-        let long = "x".repeat(text::PUBLIC_TITLE_CHARS + 1);
-        let refused = check_part(&limits, &status_edit(&long, "x")).unwrap_err();
-        assert!(refused.message.contains("at most 160"), "{refused:?}");
-        let refused = check_part(&limits, &status_edit("ok", "a\u{1b}b")).unwrap_err();
-        assert_eq!(refused.field, "body");
-    }
-
-    /// What XML 1.0 can carry.
-    fn xml_char(c: char) -> bool {
-        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{fffe}' | '\u{ffff}'))
-    }
-
-    proptest! {
-        /// Whatever the office types, an edit is refused with its field named, or it makes a CAP
-        /// alert that XML can carry, headed by that one-line title.
-        #[test]
-        fn an_accepted_title_and_statement_make_a_valid_alert(
-            title in crate::hostile::text(),
-            body in crate::hostile::text(),
-        ) {
-            let edit = status_edit(&title, &body);
-            match check_part(&Limits::default(), &edit) {
-                Err(refused) => prop_assert!(["subject", "body"].contains(&refused.field)),
-                Ok(()) => {
-                    prop_assert!(text::one_line(&title).is_ok());
-                    prop_assert!(title.chars().count() <= text::PUBLIC_TITLE_CHARS);
-                    let at = jiff::Timestamp::UNIX_EPOCH;
-                    let board = Board {
-                        generated_at: at,
-                        overall: "major_outage",
-                        services: Vec::new(),
-                        maintenance: Vec::new(),
-                        incidents: vec![PublicIncident {
-                            id: 1,
-                            state: "major_outage",
-                            resolved: false,
-                            opened_at: at,
-                            resolved_at: None,
-                            severity: Severity::Critical,
-                            services: vec!["cup".into()],
-                            statements: vec![Statement {
-                                draft: 7,
-                                at,
-                                kind: "opened".into(),
-                                language: "en".into(),
-                                title: title.clone(),
-                                text: body.clone(),
-                            }],
-                        }],
-                    };
-                    let site = crate::feeds::Site {
-                        base: "https://stato.example",
-                        title: "Service status",
-                        sender: "banditore@stato.example",
-                        area: "Regione",
-                    };
-                    let alert = crate::feeds::cap_alert(&board, &site, 7);
-                    prop_assert!(alert.is_some());
-                    let alert = alert.unwrap_or_default();
-                    prop_assert!(alert.chars().all(xml_char), "{alert:?}");
-                    prop_assert_eq!(alert.matches("<headline>").count(), 1);
-                    let headline = alert
-                        .split("<headline>")
-                        .nth(1)
-                        .and_then(|h| h.split("</headline>").next())
-                        .unwrap_or_default();
-                    prop_assert!(!headline.contains('\n'), "{headline:?}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn an_edit_holding_a_character_the_network_refuses_is_refused_naming_it() {
-        let limits = Limits::default();
-        let part = |channel: ChannelKind, body: &str| PartEdit {
-            channel,
-            language: "it".into(),
-            subject: None,
-            body: body.into(),
-        };
-        let refused =
-            check_part(&limits, &part(ChannelKind::X, "Guasto\u{feff} al CUP")).unwrap_err();
-        assert_eq!(refused.field, "body");
-        assert!(refused.message.contains("U+FEFF"), "{refused:?}");
-        for (channel, body) in [
-            (ChannelKind::Mastodon, "CUP\0 giù"),
-            (ChannelKind::Bluesky, "CUP \u{1b}[31m giù"),
-            (ChannelKind::Facebook, "CUP \u{fffe}"),
-        ] {
-            assert!(
-                check_part(&limits, &part(channel, body)).is_err(),
-                "{channel}"
-            );
-        }
-        // Line ends as a browser sends them are fine.
-        let lines = part(ChannelKind::Bluesky, "CUP giù\r\nsportelli chiusi\ttutti");
-        assert!(check_part(&limits, &lines).is_ok());
-    }
 }

@@ -15,7 +15,8 @@ use crate::domain::subscriber::{SubscriberSpec, Subscription};
 use crate::web::body::{json, read};
 use crate::web::error::ApiError;
 use crate::web::extract::Path;
-use crate::web::{AppState, record_audit, require};
+use crate::web::service;
+use crate::web::{AppState, require};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -23,7 +24,7 @@ use base64::Engine as _;
 use crate::channel::telegram::invite_digest;
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
-use crate::store::{DeleteOutcome, ServiceMode, SubscriberRow};
+use crate::store::{ServiceMode, SubscriberRow};
 use crate::web::hooks::telegram_webhook::{TelegramWeb, bot_username};
 
 #[derive(Serialize)]
@@ -104,7 +105,7 @@ pub async fn create(
     let who = require(&state, &headers, Permission::Subscribers)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let spec: SubscriberSpec = json(&headers, &bytes)?;
-    let id = create_from(&state, spec, &who.name).await?;
+    let id = service::subscribers::create(&state, spec, &who.name, Timestamp::now()).await?;
     let row =
         state.store.subscriber(id).await?.ok_or_else(|| {
             ApiError::Internal(format!("subscriber {id} vanished after creation"))
@@ -146,68 +147,8 @@ pub async fn delete(
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     let who = require(&state, &headers, Permission::Subscribers)?;
-    delete_by(&state, id, &who.name).await?;
+    service::subscribers::delete(&state, id, &who.name).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Validates and stores a subscriber, and writes the audit log; the API and the console use it.
-pub async fn create_from(
-    state: &AppState,
-    spec: SubscriberSpec,
-    actor: &str,
-) -> Result<i64, ApiError> {
-    let valid = spec.validate(&state.subscriber_rules).map_err(|errors| {
-        let first = &errors[0];
-        let message = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        ApiError::field(first.field.clone(), message)
-    })?;
-    let id = state
-        .store
-        .create_subscriber(&valid, Timestamp::now())
-        .await?;
-    tracing::info!(subscriber = id, by = %actor, "subscriber created");
-    record_audit(
-        state,
-        actor,
-        "subscriber.created",
-        None,
-        serde_json::json!({
-            "id": id, "name": valid.name, "audience": valid.audience,
-            "addresses": valid.addresses.len(),
-        }),
-    )
-    .await;
-    Ok(id)
-}
-
-/// Deletes a subscriber made through the API (its pending deliveries are cancelled).
-pub async fn delete_by(state: &AppState, id: i64, actor: &str) -> Result<(), ApiError> {
-    match state.store.delete_subscriber(id).await? {
-        DeleteOutcome::Deleted {
-            cancelled_deliveries,
-        } => {
-            tracing::info!(subscriber = id, by = %actor, cancelled_deliveries, "subscriber deleted");
-            record_audit(
-                state,
-                actor,
-                "subscriber.deleted",
-                None,
-                serde_json::json!({
-                    "id": id, "cancelled_deliveries": cancelled_deliveries,
-                }),
-            )
-            .await;
-            Ok(())
-        }
-        DeleteOutcome::NotFound => Err(ApiError::NotFound(format!("subscriber {id} not found"))),
-        DeleteOutcome::ManagedByConfig => Err(ApiError::Conflict(format!(
-            "subscriber {id} is declared in the configuration file; remove it there"
-        ))),
-    }
 }
 
 fn telegram_enabled(state: &AppState) -> Result<&Arc<TelegramWeb>, ApiError> {

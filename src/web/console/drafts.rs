@@ -12,13 +12,14 @@ use super::session::redirect;
 use super::{allowed, error_page, field, json, page, posted};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
-use crate::store::{Decision, PartEdit};
+use crate::store::PartEdit;
 use crate::web::AppState;
-use crate::web::api::drafts::{check_part, decide, measure};
 use crate::web::api::incidents::{IncidentJson, SignalJson};
 use crate::web::client::language;
 use crate::web::error::ApiError;
 use crate::web::extract::Path;
+use crate::web::service::drafts::measure;
+use crate::web::service::{self, ServiceError};
 
 pub async fn drafts(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let lang = language(&state, &headers);
@@ -135,18 +136,20 @@ pub async fn draft_edit(
             subject: subject.or_else(|| p.subject.clone()),
             body: body.unwrap_or_else(|| p.body.clone()),
         };
-        if let Err(r) = check_part(&state.renderer.social_limits(), &edit) {
-            let e = ApiError::field(format!("{}_{key}", r.field), r.message);
-            return error_page(&state, &lang, Some(&v), e);
-        }
         edits.push(edit);
     }
-    match state
-        .store
-        .edit_draft(id, &edits, &v.principal.name, Timestamp::now())
-        .await
-    {
-        Ok(_) => redirect(&format!("/console/drafts/{id}")),
+    match service::drafts::edit(&state, id, &edits, &v.principal.name, Timestamp::now()).await {
+        // A draft gone since its page was loaded: its page says so.
+        Ok(_) | Err(ServiceError::NotFound(_)) => redirect(&format!("/console/drafts/{id}")),
+        // A refused part is named by its form field, `body_telegram_it` say.
+        Err(ServiceError::PartRefused { index, part }) => {
+            let key = edits
+                .get(index)
+                .map(|e| format!("_{}_{}", e.channel.as_str(), e.language))
+                .unwrap_or_default();
+            let e = ApiError::field(format!("{}{key}", part.field), part.message);
+            error_page(&state, &lang, Some(&v), e)
+        }
         Err(e) => error_page(&state, &lang, Some(&v), e.into()),
     }
 }
@@ -164,12 +167,12 @@ pub async fn draft_approve(
         .filter(|(k, _)| k == "channel")
         .filter_map(|(_, c)| c.parse().ok())
         .collect();
-    let decision = Decision::Approve {
-        channels: (!channels.is_empty()).then_some(channels),
-    };
-    match decide(&state, id, decision, &v.principal.name).await {
+    // No box ticked approves every pending part.
+    let channels = (!channels.is_empty()).then_some(channels);
+    let name = &v.principal.name;
+    match service::drafts::approve(&state, id, channels, name, Timestamp::now()).await {
         Ok(_) => redirect(&format!("/console/drafts/{id}")),
-        Err(e) => error_page(&state, &lang, Some(&v), e),
+        Err(e) => error_page(&state, &lang, Some(&v), e.into()),
     }
 }
 
@@ -181,20 +184,10 @@ pub async fn draft_reject(
 ) -> Response {
     let lang = language(&state, &headers);
     let (v, form) = or_page!(posted(&state, &headers, &lang, Permission::Drafts, body).await);
-    let reason = field(&form, "reason").trim();
-    if reason.is_empty() {
-        return error_page(
-            &state,
-            &lang,
-            Some(&v),
-            ApiError::field("reason", "say why the draft is rejected"),
-        );
-    }
-    let decision = Decision::Reject {
-        reason: reason.to_owned(),
-    };
-    match decide(&state, id, decision, &v.principal.name).await {
+    let reason = field(&form, "reason");
+    let name = &v.principal.name;
+    match service::drafts::reject(&state, id, reason, name, Timestamp::now()).await {
         Ok(_) => redirect(&format!("/console/drafts/{id}")),
-        Err(e) => error_page(&state, &lang, Some(&v), e),
+        Err(e) => error_page(&state, &lang, Some(&v), e.into()),
     }
 }

@@ -14,12 +14,13 @@ use super::session::redirect;
 use super::{allowed, error_page, field, json, page, posted};
 use crate::incident::{ManualIncident, ManualUpdate};
 use crate::settings::Permission;
-use crate::store::{IncidentFilter, Topic};
-use crate::web::api::incidents::{IncidentJson, SignalJson, UpdateJson, manual_error};
+use crate::store::IncidentFilter;
+use crate::web::AppState;
+use crate::web::api::incidents::{IncidentJson, SignalJson, UpdateJson};
 use crate::web::client::language;
 use crate::web::error::ApiError;
 use crate::web::extract::Path;
-use crate::web::{AppState, record_audit};
+use crate::web::service;
 
 pub async fn incidents(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let lang = language(&state, &headers);
@@ -122,27 +123,9 @@ pub async fn incident_open(
         Ok(r) => r,
         Err(e) => return error_page(&state, &lang, Some(&v), e),
     };
-    match state
-        .engine
-        .open_manual(req, &v.principal.name, Timestamp::now())
-        .await
-    {
-        Ok((incident, _)) => {
-            state.wake.updates_written();
-            state.store.announce(Topic::Signals).await;
-            record_audit(
-                &state,
-                &v.principal.name,
-                "incident.opened",
-                Some(incident.id),
-                serde_json::json!({
-                    "title": incident.title, "severity": incident.severity.as_str(),
-                }),
-            )
-            .await;
-            redirect(&format!("/console/incidents/{}", incident.id))
-        }
-        Err(e) => error_page(&state, &lang, Some(&v), manual_error(e)),
+    match service::incidents::open(&state, req, &v.principal.name, Timestamp::now()).await {
+        Ok((incident, _)) => redirect(&format!("/console/incidents/{}", incident.id)),
+        Err(e) => error_page(&state, &lang, Some(&v), e.into()),
     }
 }
 
@@ -166,26 +149,9 @@ pub async fn incident_update(
         severity: None,
         body: Some(field(&form, "body").trim().to_owned()).filter(|b| !b.is_empty()),
     };
-    match state
-        .engine
-        .post_update(id, req, &v.principal.name, Timestamp::now())
-        .await
-    {
-        Ok((_, update)) => {
-            state.wake.updates_written();
-            state.store.announce(Topic::Signals).await;
-            record_audit(
-                &state,
-                &v.principal.name,
-                "incident.updated",
-                Some(id),
-                serde_json::json!({
-                    "seq": update.seq, "status": update.status.as_str(), "body": update.body,
-                }),
-            )
-            .await;
-            redirect(&format!("/console/incidents/{id}"))
-        }
-        Err(e) => error_page(&state, &lang, Some(&v), manual_error(e)),
+    let name = &v.principal.name;
+    match service::incidents::post_update(&state, id, req, name, Timestamp::now()).await {
+        Ok(_) => redirect(&format!("/console/incidents/{id}")),
+        Err(e) => error_page(&state, &lang, Some(&v), e.into()),
     }
 }

@@ -5,16 +5,18 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use jiff::Timestamp;
 
 use super::session::redirect;
 use super::{Form, allowed, error_page, field, json, page, posted};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
 use crate::web::AppState;
-use crate::web::api::subscribers::{SubscriberJson, create_from, delete_by};
+use crate::web::api::subscribers::SubscriberJson;
 use crate::web::client::language;
 use crate::web::error::ApiError;
 use crate::web::extract::Path;
+use crate::web::service;
 
 pub async fn subscribers(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let lang = language(&state, &headers);
@@ -80,9 +82,9 @@ pub async fn subscriber_create(
         Ok(s) => s,
         Err(e) => return error_page(&state, &lang, Some(&v), ApiError::bad(e.to_string())),
     };
-    match create_from(&state, spec, &v.principal.name).await {
+    match service::subscribers::create(&state, spec, &v.principal.name, Timestamp::now()).await {
         Ok(_) => redirect("/console/subscribers"),
-        Err(e) => error_page(&state, &lang, Some(&v), e),
+        Err(e) => error_page(&state, &lang, Some(&v), e.into()),
     }
 }
 
@@ -94,8 +96,8 @@ pub async fn subscriber_delete(
 ) -> Response {
     let lang = language(&state, &headers);
     let (v, _) = or_page!(posted(&state, &headers, &lang, Permission::Subscribers, body).await);
-    match delete_by(&state, id, &v.principal.name).await {
+    match service::subscribers::delete(&state, id, &v.principal.name).await {
         Ok(()) => redirect("/console/subscribers"),
-        Err(e) => error_page(&state, &lang, Some(&v), e),
+        Err(e) => error_page(&state, &lang, Some(&v), e.into()),
     }
 }

@@ -10,42 +10,11 @@ use jiff::Timestamp;
 
 use super::signup::{Form, all, field, lang, posted_form, query, render, service_choices, step};
 use crate::citizen::Citizens;
-use crate::domain::subscriber::{ChannelKind, Language};
+use crate::domain::subscriber::Language;
 use crate::store::SubscriberOrigin;
 use crate::web::AppState;
 use crate::web::extract::Path;
-
-/// Masks most of an address: the page is for its owner, but may be seen over a shoulder.
-pub(crate) fn masked(channel: ChannelKind, address: &str) -> String {
-    let keep = |s: &str, n: usize| -> String {
-        let shown: String = s.chars().take(n).collect();
-        format!(
-            "{shown}{}",
-            "•".repeat(s.chars().count().saturating_sub(n).min(8))
-        )
-    };
-    match channel {
-        ChannelKind::Email => match address.split_once('@') {
-            Some((local, domain)) => format!("{}@{domain}", keep(local, 2)),
-            None => keep(address, 2),
-        },
-        ChannelKind::Sms => {
-            let tail: String = address
-                .chars()
-                .rev()
-                .take(3)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            format!(
-                "{}{tail}",
-                "•".repeat(address.chars().count().saturating_sub(3))
-            )
-        }
-        _ => String::from("Telegram"),
-    }
-}
+use crate::web::service::incidents::masked;
 
 async fn manage_page(state: &AppState, token: &str, lang: &str, form: Option<&Form>) -> Response {
     let c = &*state.citizens;
@@ -280,19 +249,4 @@ pub async fn manage_post(
     };
     let lang = lang(&state, &headers, &f);
     manage_page(&state, &token, &lang, Some(&f)).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_are_masked() {
-        assert_eq!(
-            masked(ChannelKind::Email, "mario.rossi@example.org"),
-            "ma••••••••@example.org"
-        );
-        assert_eq!(masked(ChannelKind::Sms, "+393331234567"), "••••••••••567");
-        assert_eq!(masked(ChannelKind::Telegram, "12345"), "Telegram");
-    }
 }
