@@ -1,29 +1,26 @@
-//! The HTTP surface (axum): webhook ingest, the REST API, unsubscribe pages, operations
-//! endpoints. Handlers write to the store and wake the workers; they never send messages.
+//! The HTTP surface (axum), cut by audience: `hooks/` for what other systems post (monitors'
+//! webhooks, Telegram's updates, SMS delivery reports), `api/` for the token API, `console/` for
+//! the office's pages, `public/` for the status page and citizens' pages. What the API and the
+//! console both do goes through `service/`, so that their checks cannot diverge. Handlers write to
+//! the store and wake the workers; they never send messages.
 //!
 //! Around every handler: a deadline (`408` while the body is still arriving, `503` after),
 //! `X-Content-Type-Options: nosniff` on every answer, credentials checked before the API reads a
-//! path or a query, and the console's framing, caching and script policy.
+//! path or a query, and the console's framing, caching and script policy. This file holds the
+//! router that merges the folders' routes, the state every handler gets, and those layers.
 
+mod api;
 mod auth;
 mod body;
-mod citizen;
+mod client;
 mod console;
-mod drafts;
 mod error;
 mod extract;
-mod incidents;
-mod ingest;
-mod login_limit;
+mod hooks;
 mod ops;
-mod probes;
+mod public;
 mod serve;
-mod session;
-mod sms;
-mod status;
-mod subscribers;
-mod telegram;
-mod unsubscribe;
+mod service;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -37,7 +34,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use hyper::body::Body as HttpBody;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -45,10 +42,10 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{Authenticator, Principal};
 pub use error::ApiError;
+pub use hooks::telegram_webhook::{TelegramWeb, WEBHOOK_PATH};
 pub use serve::{Limits, serve};
-pub use telegram::{TelegramWeb, WEBHOOK_PATH};
 
-use crate::channel::sms::report::{REPORT_PATH, ReportLinks};
+use crate::channel::sms::report::ReportLinks;
 use crate::domain::signal::NormalizeRules;
 use crate::domain::subscriber::{Language, SubscriberRules};
 use crate::incident::Engine;
@@ -77,22 +74,22 @@ pub struct AppState {
     pub normalize: NormalizeRules,
     pub max_body_bytes: usize,
     pub telegram: Option<Arc<TelegramWeb>>,
-    pub console: Arc<session::Console>,
+    pub console: Arc<Console>,
     /// Signs draft buttons and Telegram account links.
     pub approval_links: crate::approval::ApprovalLinks,
     /// The probes as configured and this replica's view of them.
     pub probes: Arc<Probes>,
     /// The public status board, built at most every two seconds.
-    pub status: Arc<status::StatusPage>,
+    pub status: Arc<StatusPage>,
     /// Citizens' sign-ups and preferences.
     pub citizens: Arc<crate::citizen::Citizens>,
     /// Channels paused because their credentials were refused.
     pub pauses: crate::outbox::Pauses,
 }
 
-pub use probes::Probes;
-pub use session::Console;
-pub use status::StatusPage;
+pub use api::probes::Probes;
+pub use console::session::Console;
+pub use public::status_page::StatusPage;
 
 /// Writes an audit entry for what was just done; a failure is logged, the action stands.
 pub async fn record_audit(
@@ -144,126 +141,11 @@ pub fn require(
 }
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    // Token-only API: anyone without credentials is refused before the path or query is read.
-    let api = Router::new()
-        .route(
-            "/api/v1/incidents",
-            get(incidents::list).post(incidents::open),
-        )
-        .route("/api/v1/incidents/{id}", get(incidents::get))
-        .route(
-            "/api/v1/incidents/{id}/updates",
-            post(incidents::post_update),
-        )
-        .route(
-            "/api/v1/incidents/{id}/deliveries",
-            get(incidents::deliveries),
-        )
-        .route(
-            "/api/v1/subscribers",
-            get(subscribers::list).post(subscribers::create),
-        )
-        .route(
-            "/api/v1/subscribers/{id}",
-            get(subscribers::get).delete(subscribers::delete),
-        )
-        .route(
-            "/api/v1/subscribers/{id}/telegram-invite",
-            post(telegram::invite),
-        )
-        .route("/api/v1/drafts", get(drafts::list))
-        .route("/api/v1/drafts/{id}", get(drafts::get).put(drafts::edit))
-        .route("/api/v1/drafts/{id}/approve", post(drafts::approve))
-        .route("/api/v1/drafts/{id}/reject", post(drafts::reject))
-        .route("/api/v1/audit", get(drafts::audit))
-        .route("/api/v1/probes", get(probes::list))
-        .route(
-            "/api/v1/silences",
-            get(probes::list_silences).post(probes::create_silence),
-        )
-        .route(
-            "/api/v1/silences/{id}",
-            axum::routing::delete(probes::delete_silence),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticated));
-    let console = Router::new()
-        .route("/console", get(console::home))
-        .route(
-            "/console/login",
-            get(console::login_page).post(console::login_submit),
-        )
-        .route("/console/logout", post(console::logout))
-        .route("/console/drafts", get(console::drafts))
-        .route("/console/drafts/{id}", get(console::draft))
-        .route("/console/drafts/{id}/edit", post(console::draft_edit))
-        .route("/console/drafts/{id}/approve", post(console::draft_approve))
-        .route("/console/drafts/{id}/reject", post(console::draft_reject))
-        .route(
-            "/console/incidents",
-            get(console::incidents).post(console::incident_open),
-        )
-        .route("/console/incidents/{id}", get(console::incident))
-        .route(
-            "/console/incidents/{id}/updates",
-            post(console::incident_update),
-        )
-        .route("/console/audit", get(console::audit_page))
-        .route("/console/me", get(console::me))
-        .route(
-            "/console/subscribers",
-            get(console::subscribers).post(console::subscriber_create),
-        )
-        .route(
-            "/console/subscribers/{id}/delete",
-            post(console::subscriber_delete),
-        )
-        .route_layer(middleware::map_response(console::guard));
     Router::new()
-        // Ingest authenticates by token or by a signature of the body, so it reads the body first.
-        .route("/api/v1/signals/alertmanager", post(ingest::alertmanager))
-        .route(
-            "/api/v1/signals/grafana",
-            post(ingest::grafana).put(ingest::grafana),
-        )
-        .route(
-            "/api/v1/signals/uptime-kuma",
-            post(ingest::uptime_kuma).get(ingest::uptime_kuma_get),
-        )
-        .route("/api/v1/signals/generic", post(ingest::generic))
-        .merge(api)
-        .merge(console)
-        .route(WEBHOOK_PATH, post(telegram::webhook))
-        .route(
-            &format!("{REPORT_PATH}/{{provider}}"),
-            post(sms::report).get(sms::report),
-        )
-        .route(
-            "/unsubscribe/{token}",
-            get(unsubscribe::show).post(unsubscribe::confirm),
-        )
-        .route("/status", get(status::page))
-        .route(
-            "/status/subscribe",
-            get(citizen::form).post(citizen::submit),
-        )
-        .route(
-            "/status/subscribe/confirm/{token}",
-            get(citizen::confirm_page).post(citizen::confirm),
-        )
-        .route(
-            "/status/subscribe/code/{token}",
-            get(citizen::code_form).post(citizen::code),
-        )
-        .route(
-            "/manage/{token}",
-            get(citizen::manage).post(citizen::manage_post),
-        )
-        .route("/status/incidents/{id}", get(status::incident))
-        .route("/status/feed.atom", get(status::atom))
-        .route("/status/services/{id}/feed.atom", get(status::service_atom))
-        .route("/status/cap.atom", get(status::cap_index))
-        .route("/status/cap/{file}", get(status::cap_alert))
-        .route("/api/v1/status", get(status::api))
+        .merge(hooks::routes())
+        .merge(api::routes(state.clone()))
+        .merge(console::routes())
+        .merge(public::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -279,7 +161,11 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
 
 /// Refuses a caller without valid credentials (`401`); what their roles allow is each handler's
 /// business.
-async fn authenticated(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn authenticated(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if state.auth.from_headers(request.headers()).is_none() {
         return ApiError::Unauthorized.into_response();
     }

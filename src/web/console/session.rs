@@ -20,11 +20,11 @@ use subtle::ConstantTimeEq;
 use hmac::{Hmac, Mac};
 use tokio::sync::Semaphore;
 
-use super::AppState;
-use super::auth::Principal;
 use super::login_limit::{Attempt, LoginLimits};
 use crate::settings::Role;
 use crate::users::{decoy_hash, verify_password};
+use crate::web::AppState;
+use crate::web::auth::Principal;
 
 pub const SESSION_COOKIE: &str = "banditore_session";
 /// Before login: the double-submit token of the login form.

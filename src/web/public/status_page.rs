@@ -18,11 +18,11 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use sha2::Digest;
 
-use super::AppState;
-use super::error::ApiError;
-use super::extract::{Path, Query};
 use crate::board::{Board, board};
 use crate::settings::StatusSettings;
+use crate::web::AppState;
+use crate::web::error::ApiError;
+use crate::web::extract::{Path, Query};
 
 /// How long a built board is served before it is built again.
 const FRESH_FOR: Duration = Duration::from_secs(2);
@@ -85,7 +85,7 @@ pub struct LangQuery {
 fn language(state: &AppState, headers: &HeaderMap, q: &LangQuery) -> String {
     match q.lang.as_deref() {
         Some(l) if crate::settings::STATUS_LANGUAGES.contains(&l) => l.to_owned(),
-        _ => super::console::language(state, headers),
+        _ => crate::web::client::language(state, headers),
     }
 }
 

@@ -13,15 +13,15 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body::{json, read};
-use super::error::ApiError;
-use super::extract::Path;
-use super::{AppState, record_audit, require};
 use crate::domain::Matcher;
 use crate::probe::ProbeStatus;
 use crate::probe::window::{Window, parse_time};
 use crate::settings::{Permission, ProbeSpec};
 use crate::store::NewSilence;
+use crate::web::body::{json, read};
+use crate::web::error::ApiError;
+use crate::web::extract::Path;
+use crate::web::{AppState, record_audit, require};
 
 /// What the probe endpoints need: the probes as configured and this replica's views.
 pub struct Probes {

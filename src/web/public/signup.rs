@@ -4,13 +4,13 @@
 //! - `GET/POST /status/subscribe/confirm/{token}`: the link sent by email (the `GET` shows a
 //!   button, since mail scanners open links; the `POST` confirms);
 //! - `GET/POST /status/subscribe/code/{token}`: the code sent by SMS;
-//! - `GET/POST /manage/{token}`: preferences (services, language, channel), stop, erase.
+//! - `GET/POST /manage/{token}`: preferences, in `preferences.rs`.
 //!
 //! Plain HTML forms, no script and no cookies: the tokens in the URLs are the only credentials,
 //! so there is no session for another site to ride on. Pages with a token are `no-store` and
 //! `no-referrer`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -18,45 +18,45 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 
-use super::AppState;
-use super::body::read;
-use super::extract::Path;
 use crate::citizen::{Citizens, Confirmation, SignupError, SignupForm, Started};
-use crate::domain::subscriber::{ChannelKind, Language};
-use crate::store::SubscriberOrigin;
+use crate::domain::subscriber::Language;
+use crate::web::AppState;
+use crate::web::body::read;
+use crate::web::client::client;
+use crate::web::extract::Path;
 
-type Form = Vec<(String, String)>;
+pub(super) type Form = Vec<(String, String)>;
 
-fn field<'a>(form: &'a Form, name: &str) -> &'a str {
+pub(super) fn field<'a>(form: &'a Form, name: &str) -> &'a str {
     form.iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
         .unwrap_or("")
 }
 
-fn all(form: &Form, name: &str) -> Vec<String> {
+pub(super) fn all(form: &Form, name: &str) -> Vec<String> {
     form.iter()
         .filter(|(k, _)| k == name)
         .map(|(_, v)| v.clone())
         .collect()
 }
 
-fn query(raw: Option<String>) -> Form {
+pub(super) fn query(raw: Option<String>) -> Form {
     url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()
 }
 
 /// The page language: `lang` from the form or query, else the browser's.
-fn lang(state: &AppState, headers: &HeaderMap, form: &Form) -> String {
+pub(super) fn lang(state: &AppState, headers: &HeaderMap, form: &Form) -> String {
     match field(form, "lang") {
         l @ ("it" | "en") => l.to_owned(),
-        _ => super::console::language(state, headers),
+        _ => crate::web::client::language(state, headers),
     }
 }
 
 /// Renders `web/status/<name>.html.j2` with the page's common parts.
-fn render(
+pub(super) fn render(
     state: &AppState,
     status: StatusCode,
     name: &str,
@@ -70,7 +70,7 @@ fn render(
         ..ctx
     };
     match state.renderer.status_page(name, &ctx) {
-        Ok(html) => super::unsubscribe::html(status, html),
+        Ok(html) => super::unsubscribe_page::html(status, html),
         Err(e) => {
             tracing::error!(error = %e, page = name, "citizen page template failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "page unavailable").into_response()
@@ -78,7 +78,7 @@ fn render(
     }
 }
 
-fn step(state: &AppState, status: StatusCode, lang: &str, step: &str) -> Response {
+pub(super) fn step(state: &AppState, status: StatusCode, lang: &str, step: &str) -> Response {
     render(
         state,
         status,
@@ -94,11 +94,15 @@ fn citizens(state: &AppState) -> Option<&Citizens> {
 }
 
 fn not_offered() -> Response {
-    super::ApiError::NotFound("citizens cannot subscribe here".into()).into_response()
+    crate::web::ApiError::NotFound("citizens cannot subscribe here".into()).into_response()
 }
 
 /// The services as form choices, in the page's language.
-fn service_choices(c: &Citizens, lang: &str, checked: &[String]) -> Vec<minijinja::Value> {
+pub(super) fn service_choices(
+    c: &Citizens,
+    lang: &str,
+    checked: &[String],
+) -> Vec<minijinja::Value> {
     c.services()
         .iter()
         .map(|s| {
@@ -172,23 +176,6 @@ pub async fn form(
     form_page(&state, c, StatusCode::OK, &lang, &given, None)
 }
 
-/// The client's address: the connection's, or the last `X-Forwarded-For` entry when the
-/// deployment says a reverse proxy sets it.
-pub(crate) fn client(c: &Citizens, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
-    if c.settings().forwarded_for
-        && let Some(ip) = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|v| v.trim().parse::<IpAddr>().ok())
-            .next_back()
-    {
-        return ip;
-    }
-    peer.ip()
-}
-
 /// `POST /status/subscribe`.
 pub async fn submit(
     State(state): State<AppState>,
@@ -231,7 +218,7 @@ pub async fn submit(
         }
         Ok(Started::Telegram { token, expires_at }) => {
             let link = match &state.telegram {
-                Some(t) => super::telegram::bot_username(t)
+                Some(t) => crate::web::hooks::telegram_webhook::bot_username(t)
                     .await
                     .map(|name| format!("https://t.me/{name}?start={token}")),
                 None => None,
@@ -397,7 +384,7 @@ async fn pending_page(
     }
 }
 
-async fn posted_form(headers: &HeaderMap, body: Body) -> Option<Form> {
+pub(super) async fn posted_form(headers: &HeaderMap, body: Body) -> Option<Form> {
     let bytes = read(headers, body, 16 * 1024).await.ok()?;
     Some(url::form_urlencoded::parse(&bytes).into_owned().collect())
 }
@@ -439,286 +426,4 @@ async fn confirm_posted(
     let code = with_code.then(|| field(&f, "code"));
     let outcome = c.confirm(token, code).await;
     confirmed(state, c, &lang, token, outcome).await
-}
-
-/// Masks most of an address: the page is for its owner, but may be seen over a shoulder.
-pub(crate) fn masked(channel: ChannelKind, address: &str) -> String {
-    let keep = |s: &str, n: usize| -> String {
-        let shown: String = s.chars().take(n).collect();
-        format!(
-            "{shown}{}",
-            "•".repeat(s.chars().count().saturating_sub(n).min(8))
-        )
-    };
-    match channel {
-        ChannelKind::Email => match address.split_once('@') {
-            Some((local, domain)) => format!("{}@{domain}", keep(local, 2)),
-            None => keep(address, 2),
-        },
-        ChannelKind::Sms => {
-            let tail: String = address
-                .chars()
-                .rev()
-                .take(3)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            format!(
-                "{}{tail}",
-                "•".repeat(address.chars().count().saturating_sub(3))
-            )
-        }
-        _ => String::from("Telegram"),
-    }
-}
-
-async fn manage_page(state: &AppState, token: &str, lang: &str, form: Option<&Form>) -> Response {
-    let c = &*state.citizens;
-    let not_found = || {
-        render(
-            state,
-            StatusCode::NOT_FOUND,
-            "manage",
-            lang,
-            minijinja::context! { found => false, here => "" },
-        )
-    };
-    let unavailable = |e: &dyn std::fmt::Display| {
-        tracing::warn!(error = %e, "preferences page: store unavailable");
-        step(state, StatusCode::SERVICE_UNAVAILABLE, lang, "unavailable")
-    };
-    let (address_id, subscriber) = match c.manage(token).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return not_found(),
-        Err(e) => return unavailable(&e),
-    };
-    let Some(address) = subscriber
-        .addresses
-        .iter()
-        .find(|a| a.id == address_id)
-        .cloned()
-    else {
-        return not_found();
-    };
-    let citizen = subscriber.origin == SubscriberOrigin::Citizen;
-    let mut notice = None;
-    let mut status = StatusCode::OK;
-    if let Some(f) = form {
-        let words = |it: &str, en: &str| {
-            if lang == "en" {
-                en.to_owned()
-            } else {
-                it.to_owned()
-            }
-        };
-        let done = match field(f, "action") {
-            "stop" => state
-                .store
-                .unsubscribe_address(address_id, Timestamp::now())
-                .await
-                .map(|_| {
-                    words(
-                        "Non riceverai più avvisi.",
-                        "You will receive no more alerts.",
-                    )
-                }),
-            "resume" if citizen => state
-                .store
-                .set_address_stopped(address_id, false, Timestamp::now())
-                .await
-                .map(|_| words("Gli avvisi riprendono.", "Alerts resume.")),
-            "erase" if citizen && field(f, "confirm") != "yes" => {
-                status = StatusCode::BAD_REQUEST;
-                Ok(words(
-                    "Per cancellare i tuoi dati spunta la conferma.",
-                    "To delete your data, tick the confirmation.",
-                ))
-            }
-            "erase" if citizen => match state.store.erase_address(address_id).await {
-                Ok(_) => {
-                    tracing::info!(address = address_id, "citizen erased their contact");
-                    metrics::counter!("banditore_citizens_erased_total").increment(1);
-                    return render(
-                        state,
-                        StatusCode::OK,
-                        "manage",
-                        lang,
-                        minijinja::context! { found => true, erased => true, here => "" },
-                    );
-                }
-                Err(e) => Err(e),
-            },
-            "save" if citizen => match c.chosen(&all(f, "services")) {
-                Err(_) => {
-                    status = StatusCode::BAD_REQUEST;
-                    Ok(words(
-                        "Scegli almeno un servizio, o non ricevere più avvisi.",
-                        "Choose at least one service, or stop all alerts.",
-                    ))
-                }
-                Ok(services) => {
-                    let language = Language::try_from(field(f, "language").to_owned())
-                        .ok()
-                        .filter(|l| matches!(l.primary(), "it" | "en"))
-                        .unwrap_or(subscriber.language.clone());
-                    let plan = c.plan(&services, address.channel, language);
-                    state
-                        .store
-                        .set_citizen(subscriber.id, &plan)
-                        .await
-                        .map(|_| words("Preferenze salvate.", "Preferences saved."))
-                }
-            },
-            other => {
-                status = StatusCode::BAD_REQUEST;
-                Ok(format!("`{other}`?"))
-            }
-        };
-        match done {
-            Ok(text) => notice = Some(text),
-            Err(e) => return unavailable(&e),
-        }
-        tracing::info!(
-            address = address_id,
-            action = field(f, "action"),
-            "preferences changed"
-        );
-        // Read back what is stored now.
-        return Box::pin(manage_after(state, token, lang, status, notice)).await;
-    }
-    show_manage(
-        state,
-        c,
-        token,
-        lang,
-        status,
-        notice,
-        address_id,
-        &subscriber,
-    )
-}
-
-async fn manage_after(
-    state: &AppState,
-    token: &str,
-    lang: &str,
-    status: StatusCode,
-    notice: Option<String>,
-) -> Response {
-    let c = &*state.citizens;
-    match c.manage(token).await {
-        Ok(Some((address_id, subscriber))) => show_manage(
-            state,
-            c,
-            token,
-            lang,
-            status,
-            notice,
-            address_id,
-            &subscriber,
-        ),
-        Ok(None) => render(
-            state,
-            StatusCode::OK,
-            "manage",
-            lang,
-            minijinja::context! { found => true, erased => true, here => "" },
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "preferences page: store unavailable");
-            step(state, StatusCode::SERVICE_UNAVAILABLE, lang, "unavailable")
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn show_manage(
-    state: &AppState,
-    c: &Citizens,
-    token: &str,
-    lang: &str,
-    status: StatusCode,
-    notice: Option<String>,
-    address_id: i64,
-    subscriber: &crate::store::SubscriberRow,
-) -> Response {
-    let Some(address) = subscriber.addresses.iter().find(|a| a.id == address_id) else {
-        return render(
-            state,
-            StatusCode::NOT_FOUND,
-            "manage",
-            lang,
-            minijinja::context! { found => false, here => "" },
-        );
-    };
-    let citizen = subscriber.origin == SubscriberOrigin::Citizen;
-    let mut change = url::form_urlencoded::Serializer::new(String::new());
-    change
-        .append_pair("lang", lang)
-        .append_pair("replaces", token);
-    for s in &subscriber.citizen_services {
-        change.append_pair("services", s);
-    }
-    render(
-        state,
-        status,
-        "manage",
-        lang,
-        minijinja::context! {
-            found => true,
-            erased => false,
-            here => format!("/manage/{token}"),
-            notice => notice,
-            refused => status != StatusCode::OK,
-            citizen => citizen,
-            channel => address.channel.as_str(),
-            address => masked(address.channel, &address.address),
-            stopped => !address.is_active(),
-            erase_days => c.settings().erase_after.get().as_secs() / 86_400,
-            language => subscriber.language.primary(),
-            services => service_choices(c, lang, &subscriber.citizen_services),
-            change_url => format!("/status/subscribe?{}", change.finish()),
-        },
-    )
-}
-
-/// `GET /manage/{token}`.
-pub async fn manage(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(token): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    let lang = lang(&state, &headers, &query(raw));
-    manage_page(&state, &token, &lang, None).await
-}
-
-/// `POST /manage/{token}`.
-pub async fn manage_post(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(token): Path<String>,
-    body: Body,
-) -> Response {
-    let Some(f) = posted_form(&headers, body).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
-    };
-    let lang = lang(&state, &headers, &f);
-    manage_page(&state, &token, &lang, Some(&f)).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_are_masked() {
-        assert_eq!(
-            masked(ChannelKind::Email, "mario.rossi@example.org"),
-            "ma••••••••@example.org"
-        );
-        assert_eq!(masked(ChannelKind::Sms, "+393331234567"), "••••••••••567");
-        assert_eq!(masked(ChannelKind::Telegram, "12345"), "Telegram");
-    }
 }

@@ -12,10 +12,10 @@ use axum::response::{Html, IntoResponse, Response};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::AppState;
-use super::body::read;
-use super::extract::Path;
 use crate::unsubscribe::{Purpose, UnsubscribeLinks};
+use crate::web::AppState;
+use crate::web::body::read;
+use crate::web::extract::Path;
 
 #[derive(Serialize)]
 struct Page {
@@ -26,7 +26,7 @@ struct Page {
 }
 
 /// A page reached through a link that carries a token: no caching, no referrer, no scripts.
-pub(super) fn html(status: StatusCode, body: String) -> Response {
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
     let mut response = (status, Html(body)).into_response();
     let h = response.headers_mut();
     h.insert(

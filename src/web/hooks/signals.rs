@@ -13,12 +13,12 @@ use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
-use super::body::{form_field, is_json_like, media_type, multipart_field, read};
-use super::error::ApiError;
 use crate::domain::Source;
 use crate::ingest::{self, GenericFraming, Parsed};
 use crate::settings::Permission;
+use crate::web::AppState;
+use crate::web::body::{form_field, is_json_like, media_type, multipart_field, read};
+use crate::web::error::ApiError;
 
 #[derive(Serialize)]
 struct Accepted {
@@ -94,7 +94,7 @@ pub async fn uptime_kuma_get(
 ) -> Response {
     let result = async {
         authenticate(&state, &headers, None)?;
-        let q: KumaQuery = super::extract::query(&uri)?;
+        let q: KumaQuery = crate::web::extract::query(&uri)?;
         let parsed = ingest::parse_uptime_kuma_query(
             q.msg.as_deref(),
             q.heartbeat.as_deref(),

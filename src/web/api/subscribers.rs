@@ -1,4 +1,5 @@
-//! `/api/v1/subscribers`: who is told, where, about what. Operators and admins.
+//! `/api/v1/subscribers`: who is told, where, about what, and the Telegram invites that bind a
+//! chat to a subscriber. Operators and admins.
 
 use std::collections::BTreeMap;
 
@@ -10,13 +11,21 @@ use axum::response::IntoResponse;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::body::{json, read};
-use super::error::ApiError;
-use super::extract::Path;
-use super::{AppState, record_audit, require};
 use crate::domain::subscriber::{SubscriberSpec, Subscription};
+use crate::web::body::{json, read};
+use crate::web::error::ApiError;
+use crate::web::extract::Path;
+use crate::web::service;
+use crate::web::{AppState, require};
+use std::sync::Arc;
+
+use base64::Engine as _;
+
+use crate::channel::telegram::invite_digest;
+use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
-use crate::store::{DeleteOutcome, ServiceMode, SubscriberRow};
+use crate::store::{ServiceMode, SubscriberRow};
+use crate::web::hooks::telegram_webhook::{TelegramWeb, bot_username};
 
 #[derive(Serialize)]
 struct AddressJson {
@@ -96,7 +105,7 @@ pub async fn create(
     let who = require(&state, &headers, Permission::Subscribers)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let spec: SubscriberSpec = json(&headers, &bytes)?;
-    let id = create_from(&state, spec, &who.name).await?;
+    let id = service::subscribers::create(&state, spec, &who.name, Timestamp::now()).await?;
     let row =
         state.store.subscriber(id).await?.ok_or_else(|| {
             ApiError::Internal(format!("subscriber {id} vanished after creation"))
@@ -138,66 +147,64 @@ pub async fn delete(
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     let who = require(&state, &headers, Permission::Subscribers)?;
-    delete_by(&state, id, &who.name).await?;
+    service::subscribers::delete(&state, id, &who.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Validates and stores a subscriber, and writes the audit log; the API and the console use it.
-pub async fn create_from(
-    state: &AppState,
-    spec: SubscriberSpec,
-    actor: &str,
-) -> Result<i64, ApiError> {
-    let valid = spec.validate(&state.subscriber_rules).map_err(|errors| {
-        let first = &errors[0];
-        let message = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        ApiError::field(first.field.clone(), message)
-    })?;
-    let id = state
-        .store
-        .create_subscriber(&valid, Timestamp::now())
-        .await?;
-    tracing::info!(subscriber = id, by = %actor, "subscriber created");
-    record_audit(
-        state,
-        actor,
-        "subscriber.created",
-        None,
-        serde_json::json!({
-            "id": id, "name": valid.name, "audience": valid.audience,
-            "addresses": valid.addresses.len(),
-        }),
-    )
-    .await;
-    Ok(id)
+fn telegram_enabled(state: &AppState) -> Result<&Arc<TelegramWeb>, ApiError> {
+    state.telegram.as_ref().ok_or_else(|| {
+        ApiError::Conflict("Telegram is not enabled (channels.telegram.enabled)".into())
+    })
 }
 
-/// Deletes a subscriber made through the API (its pending deliveries are cancelled).
-pub async fn delete_by(state: &AppState, id: i64, actor: &str) -> Result<(), ApiError> {
-    match state.store.delete_subscriber(id).await? {
-        DeleteOutcome::Deleted {
-            cancelled_deliveries,
-        } => {
-            tracing::info!(subscriber = id, by = %actor, cancelled_deliveries, "subscriber deleted");
-            record_audit(
-                state,
-                actor,
-                "subscriber.deleted",
-                None,
-                serde_json::json!({
-                    "id": id, "cancelled_deliveries": cancelled_deliveries,
-                }),
-            )
-            .await;
-            Ok(())
-        }
-        DeleteOutcome::NotFound => Err(ApiError::NotFound(format!("subscriber {id} not found"))),
-        DeleteOutcome::ManagedByConfig => Err(ApiError::Conflict(format!(
-            "subscriber {id} is declared in the configuration file; remove it there"
-        ))),
+/// `POST /api/v1/subscribers/{id}/telegram-invite`: a single-use link that binds the chat that
+/// opens it to the subscriber.
+pub async fn telegram_invite(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = require(&state, &headers, Permission::Subscribers)?;
+    let telegram = telegram_enabled(&state)?;
+    let mut raw = [0u8; 24];
+    rand::fill(&mut raw);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let now = Timestamp::now();
+    let expires_at = jiff::SignedDuration::try_from(telegram.invite_ttl)
+        .ok()
+        .and_then(|ttl| now.checked_add(ttl).ok())
+        .ok_or_else(|| ApiError::Internal("invite_ttl out of range".into()))?;
+    let created = state
+        .store
+        .create_invite(
+            id,
+            ChannelKind::Telegram,
+            &invite_digest(&token),
+            &who.name,
+            now,
+            expires_at,
+        )
+        .await?;
+    if !created {
+        return Err(ApiError::NotFound(format!("subscriber {id} not found")));
     }
+    tracing::info!(subscriber = id, by = %who.name, %expires_at, "Telegram invite created");
+    // Without the bot's name (Telegram unreachable) the chat can still type the command.
+    let (link, group_link) = match bot_username(telegram).await {
+        Some(name) => (
+            Some(format!("https://t.me/{name}?start={token}")),
+            Some(format!("https://t.me/{name}?startgroup={token}")),
+        ),
+        None => (None, None),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "subscriber": id,
+            "link": link,
+            "group_link": group_link,
+            "start_command": format!("/start {token}"),
+            "expires_at": expires_at,
+        })),
+    ))
 }

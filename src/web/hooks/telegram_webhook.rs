@@ -1,15 +1,13 @@
-//! Telegram: invite links for subscribers (admin), and the webhook Telegram posts bot updates to.
+//! The Telegram bot as the web side sees it: `POST /telegram/webhook`, where Telegram posts the
+//! bot's updates in webhook mode, and the bot's username, learned once, for the links that open a
+//! chat with it (subscribers' invites, the console's account link, citizens' sign-ups).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use base64::Engine;
-use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use teloxide::Bot;
@@ -17,13 +15,11 @@ use teloxide::prelude::Requester;
 use teloxide::types::Update;
 use tokio::sync::OnceCell;
 
-use super::body::read;
-use super::error::ApiError;
-use super::extract::Path;
-use super::{AppState, require};
-use crate::channel::telegram::{UpdateSender, invite_digest};
-use crate::domain::subscriber::ChannelKind;
-use crate::settings::{Permission, Secret};
+use crate::channel::telegram::UpdateSender;
+use crate::settings::Secret;
+use crate::web::AppState;
+use crate::web::body::read;
+use crate::web::error::ApiError;
 
 /// What the HTTP side needs of the Telegram bot.
 pub struct TelegramWeb {
@@ -37,64 +33,6 @@ pub struct TelegramWeb {
 
 pub const WEBHOOK_PATH: &str = "/telegram/webhook";
 const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
-
-fn enabled(state: &AppState) -> Result<&Arc<TelegramWeb>, ApiError> {
-    state.telegram.as_ref().ok_or_else(|| {
-        ApiError::Conflict("Telegram is not enabled (channels.telegram.enabled)".into())
-    })
-}
-
-/// `POST /api/v1/subscribers/{id}/telegram-invite`: a single-use link that binds the chat that
-/// opens it to the subscriber.
-pub async fn invite(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Result<impl IntoResponse, ApiError> {
-    let who = require(&state, &headers, Permission::Subscribers)?;
-    let telegram = enabled(&state)?;
-    let mut raw = [0u8; 24];
-    rand::fill(&mut raw);
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-    let now = Timestamp::now();
-    let expires_at = jiff::SignedDuration::try_from(telegram.invite_ttl)
-        .ok()
-        .and_then(|ttl| now.checked_add(ttl).ok())
-        .ok_or_else(|| ApiError::Internal("invite_ttl out of range".into()))?;
-    let created = state
-        .store
-        .create_invite(
-            id,
-            ChannelKind::Telegram,
-            &invite_digest(&token),
-            &who.name,
-            now,
-            expires_at,
-        )
-        .await?;
-    if !created {
-        return Err(ApiError::NotFound(format!("subscriber {id} not found")));
-    }
-    tracing::info!(subscriber = id, by = %who.name, %expires_at, "Telegram invite created");
-    // Without the bot's name (Telegram unreachable) the chat can still type the command.
-    let (link, group_link) = match bot_username(telegram).await {
-        Some(name) => (
-            Some(format!("https://t.me/{name}?start={token}")),
-            Some(format!("https://t.me/{name}?startgroup={token}")),
-        ),
-        None => (None, None),
-    };
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({
-            "subscriber": id,
-            "link": link,
-            "group_link": group_link,
-            "start_command": format!("/start {token}"),
-            "expires_at": expires_at,
-        })),
-    ))
-}
 
 /// The bot's username, asked of Telegram (`getMe`) once; `None` while Telegram cannot be
 /// reached.

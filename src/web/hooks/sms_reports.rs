@@ -9,12 +9,12 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use jiff::Timestamp;
 
-use super::AppState;
-use super::body::read;
-use super::error::ApiError;
-use super::extract::Path;
 use crate::channel::sms::report::fields;
 use crate::store::DeliveryReport;
+use crate::web::AppState;
+use crate::web::body::read;
+use crate::web::error::ApiError;
+use crate::web::extract::Path;
 
 const TWILIO_SIGNATURE: &str = "x-twilio-signature";
 

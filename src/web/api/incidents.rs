@@ -1,4 +1,5 @@
-//! `/api/v1/incidents`: list, read, open by hand, post updates, see deliveries.
+//! `/api/v1/incidents`: list, read, open by hand, post updates, see deliveries (opening, updates
+//! and the masking of citizens' contacts are the service layer's).
 
 use std::collections::BTreeMap;
 
@@ -10,14 +11,15 @@ use axum::response::IntoResponse;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::body::{json, read};
-use super::error::ApiError;
-use super::extract::{Path, Query};
-use super::{AppState, record_audit, require};
 use crate::domain::Labels;
-use crate::incident::{ManualError, ManualIncident, ManualUpdate};
+use crate::incident::{ManualIncident, ManualUpdate};
 use crate::settings::Permission;
-use crate::store::{AlertRow, DeliveryRow, IncidentFilter, IncidentRow, Topic, UpdateRow};
+use crate::store::{AlertRow, IncidentFilter, IncidentRow, UpdateRow};
+use crate::web::body::{json, read};
+use crate::web::error::ApiError;
+use crate::web::extract::{Path, Query};
+use crate::web::service;
+use crate::web::{AppState, require};
 
 #[derive(Serialize)]
 pub struct IncidentJson {
@@ -191,36 +193,7 @@ pub async fn deliveries(
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     let principal = require(&state, &headers, Permission::Read)?;
-    if state.store.incident(id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("incident {id} not found")));
-    }
-    let mut rows: Vec<DeliveryRow> = state.store.incident_deliveries(id).await?;
-    // Citizens' contacts are personal data: whole for administrators (and the read is audited),
-    // masked for everyone else, with the provider's words that may repeat them.
-    let citizens = rows.iter().filter(|d| d.citizen).count();
-    if principal.may(Permission::Admin) {
-        if citizens > 0 {
-            super::record_audit(
-                &state,
-                &principal.name,
-                "personal_data.read",
-                Some(id),
-                serde_json::json!({ "what": "deliveries", "citizens": citizens }),
-            )
-            .await;
-        }
-    } else {
-        for d in rows.iter_mut().filter(|d| d.citizen) {
-            let masked = super::citizen::masked(d.channel, &d.recipient);
-            for text in [&mut d.last_error, &mut d.report_error]
-                .into_iter()
-                .flatten()
-            {
-                *text = text.replace(&d.recipient, &masked);
-            }
-            d.recipient = masked;
-        }
-    }
+    let rows = service::incidents::deliveries(&state, id, &principal).await?;
     let mut summary: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for d in &rows {
         *summary
@@ -234,17 +207,6 @@ pub async fn deliveries(
     ))
 }
 
-pub fn manual_error(e: ManualError) -> ApiError {
-    match e {
-        ManualError::Invalid { field, message } => ApiError::field(field, message),
-        ManualError::NotFound(id) => ApiError::NotFound(format!("incident {id} not found")),
-        ManualError::Resolved(id) => {
-            ApiError::Conflict(format!("incident {id} is resolved; open a new one"))
-        }
-        ManualError::Store(e) => e.into(),
-    }
-}
-
 pub async fn open(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -253,24 +215,8 @@ pub async fn open(
     let who = require(&state, &headers, Permission::Incidents)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let req: ManualIncident = json(&headers, &bytes)?;
-    let (incident, update) = state
-        .engine
-        .open_manual(req, &who.name, Timestamp::now())
-        .await
-        .map_err(manual_error)?;
-    state.wake.updates_written();
-    state.store.announce(Topic::Signals).await;
-    tracing::info!(incident = incident.id, by = %who.name, "incident opened by hand");
-    record_audit(
-        &state,
-        &who.name,
-        "incident.opened",
-        Some(incident.id),
-        serde_json::json!({
-            "title": incident.title, "severity": incident.severity.as_str(),
-        }),
-    )
-    .await;
+    let (incident, update) =
+        service::incidents::open(&state, req, &who.name, Timestamp::now()).await?;
     let mut body = serde_json::to_value(IncidentJson::from(&incident))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     body["update"] = serde_json::to_value(UpdateJson::from(&update))
@@ -291,23 +237,7 @@ pub async fn post_update(
     let who = require(&state, &headers, Permission::Incidents)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let req: ManualUpdate = json(&headers, &bytes)?;
-    let (_, update) = state
-        .engine
-        .post_update(id, req, &who.name, Timestamp::now())
-        .await
-        .map_err(manual_error)?;
-    state.wake.updates_written();
-    state.store.announce(Topic::Signals).await;
-    tracing::info!(incident = id, seq = update.seq, by = %who.name, "incident update posted by hand");
-    record_audit(
-        &state,
-        &who.name,
-        "incident.updated",
-        Some(id),
-        serde_json::json!({
-            "seq": update.seq, "status": update.status.as_str(), "body": update.body,
-        }),
-    )
-    .await;
+    let update =
+        service::incidents::post_update(&state, id, req, &who.name, Timestamp::now()).await?;
     Ok((StatusCode::CREATED, Json(UpdateJson::from(&update))))
 }

@@ -1,32 +1,18 @@
-//! Public drafts: list, read, edit, approve, reject; and the audit log.
+//! Drafts: the one check of an edited part (`check_part`), what a text costs on its channel
+//! (`measure`), and editing, approving and rejecting a draft.
 
-use axum::Json;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
 use jiff::Timestamp;
-use serde::Deserialize;
 
-use super::body::{json, read};
-use super::error::ApiError;
-use super::extract::{Path, Query};
-use super::{AppState, require};
+use super::ServiceError;
 use crate::domain::subscriber::ChannelKind;
 use crate::domain::text;
 use crate::render::social::{self, Limits};
 use crate::render::{sms, telegram};
-use crate::settings::Permission;
 use crate::store::{Decision, Draft, PartEdit, Topic};
+use crate::web::AppState;
 
 /// The longest edited text accepted for a channel without a limit of its own.
 const MAX_BODY_CHARS: usize = 20_000;
-
-#[derive(Deserialize)]
-pub struct ListQuery {
-    state: Option<String>,
-    limit: Option<u32>,
-}
 
 /// What a text costs on its channel, and the channel's limit.
 pub fn measure(limits: &Limits, channel: ChannelKind, body: &str) -> serde_json::Value {
@@ -55,69 +41,6 @@ pub fn measure(limits: &Limits, channel: ChannelKind, body: &str) -> serde_json:
             "unit": "characters", "used": body.chars().count(), "limit": MAX_BODY_CHARS,
         }),
     }
-}
-
-fn with_measures(limits: &Limits, draft: &Draft) -> serde_json::Value {
-    let mut value = serde_json::to_value(draft).unwrap_or_default();
-    if let Some(parts) = value["parts"].as_array_mut() {
-        for (json, part) in parts.iter_mut().zip(&draft.parts) {
-            json["length"] = measure(limits, part.channel, &part.body);
-        }
-    }
-    value
-}
-
-pub async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> Result<impl IntoResponse, ApiError> {
-    require(&state, &headers, Permission::Read)?;
-    if let Some(s) = &q.state
-        && !["pending", "approved", "rejected", "superseded"].contains(&s.as_str())
-    {
-        return Err(ApiError::field(
-            "state",
-            format!("`{s}` is not one of pending, approved, rejected, superseded"),
-        ));
-    }
-    let drafts = state
-        .store
-        .drafts(q.state.as_deref(), q.limit.unwrap_or(50).clamp(1, 500))
-        .await?;
-    let limits = state.renderer.social_limits();
-    let drafts: Vec<_> = drafts.iter().map(|d| with_measures(&limits, d)).collect();
-    Ok(Json(serde_json::json!({ "drafts": drafts })))
-}
-
-pub async fn get(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Result<impl IntoResponse, ApiError> {
-    require(&state, &headers, Permission::Read)?;
-    let draft = state
-        .store
-        .draft(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("draft {id} not found")))?;
-    Ok(Json(with_measures(&state.renderer.social_limits(), &draft)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EditRequest {
-    parts: Vec<EditPart>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EditPart {
-    channel: ChannelKind,
-    language: String,
-    #[serde(default)]
-    subject: Option<String>,
-    body: String,
 }
 
 /// Why an edit of a part is refused: which of its fields (`subject` or `body`), and what is wrong.
@@ -219,114 +142,84 @@ pub fn check_part(limits: &Limits, part: &PartEdit) -> Result<(), Refused> {
     }
 }
 
+/// What a decision came to.
+#[derive(Debug)]
+pub struct Decided {
+    pub draft: i64,
+    /// `approved` or `rejected`.
+    pub decision: &'static str,
+    pub parts: usize,
+    /// Deliveries written to the outbox.
+    pub deliveries: u64,
+}
+
+/// Edits the pending parts of a draft, each checked by [`check_part`] first: the first refused
+/// part stops the edit, with its place in `edits`. `NotFound` when the draft is gone.
 pub async fn edit(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    body: Body,
-) -> Result<impl IntoResponse, ApiError> {
-    let who = require(&state, &headers, Permission::Drafts)?;
-    let bytes = read(&headers, body, state.max_body_bytes).await?;
-    let req: EditRequest = json(&headers, &bytes)?;
-    if req.parts.is_empty() {
-        return Err(ApiError::field("parts", "must name at least one part"));
-    }
-    let edits: Vec<PartEdit> = req
-        .parts
-        .into_iter()
-        .map(|p| PartEdit {
-            channel: p.channel,
-            language: p.language,
-            subject: p.subject,
-            body: p.body,
-        })
-        .collect();
-    for (i, part) in edits.iter().enumerate() {
-        check_part(&state.renderer.social_limits(), part)
-            .map_err(|r| ApiError::field(format!("parts[{i}].{}", r.field), r.message))?;
+    state: &AppState,
+    id: i64,
+    edits: &[PartEdit],
+    actor: &str,
+    now: Timestamp,
+) -> Result<Draft, ServiceError> {
+    let limits = state.renderer.social_limits();
+    for (index, part) in edits.iter().enumerate() {
+        check_part(&limits, part).map_err(|part| ServiceError::PartRefused { index, part })?;
     }
     let draft = state
         .store
-        .edit_draft(id, &edits, &who.name, Timestamp::now())
+        .edit_draft(id, edits, actor, now)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("draft {id} not found")))?;
-    tracing::info!(draft = id, by = %who.name, "draft edited");
-    Ok(Json(with_measures(&state.renderer.social_limits(), &draft)))
+        .ok_or_else(|| ServiceError::NotFound(format!("draft {id} not found")))?;
+    tracing::info!(draft = id, by = %actor, "draft edited");
+    Ok(draft)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ApproveRequest {
-    #[serde(default)]
-    channels: Option<Vec<ChannelKind>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RejectRequest {
-    reason: String,
-}
-
+/// Approves the draft's pending parts on `channels` (all of them when `None`).
 pub async fn approve(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    body: Body,
-) -> Result<impl IntoResponse, ApiError> {
-    let who = require(&state, &headers, Permission::Drafts)?;
-    let bytes = read(&headers, body, state.max_body_bytes).await?;
-    let req: ApproveRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        ApproveRequest::default()
-    } else {
-        json(&headers, &bytes)?
-    };
-    decide(
-        &state,
-        id,
-        Decision::Approve {
-            channels: req.channels,
-        },
-        &who.name,
-    )
-    .await
+    state: &AppState,
+    id: i64,
+    channels: Option<Vec<ChannelKind>>,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Decided, ServiceError> {
+    decide(state, id, Decision::Approve { channels }, actor, now).await
 }
 
+/// Rejects the draft's pending parts; `reason` must say why.
 pub async fn reject(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    body: Body,
-) -> Result<impl IntoResponse, ApiError> {
-    let who = require(&state, &headers, Permission::Drafts)?;
-    let bytes = read(&headers, body, state.max_body_bytes).await?;
-    let req: RejectRequest = json(&headers, &bytes)?;
-    let reason = req.reason.trim();
+    state: &AppState,
+    id: i64,
+    reason: &str,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Decided, ServiceError> {
+    let reason = reason.trim();
     if reason.is_empty() {
-        return Err(ApiError::field("reason", "say why the draft is rejected"));
+        return Err(ServiceError::invalid(
+            "reason",
+            "say why the draft is rejected",
+        ));
     }
-    decide(
-        &state,
-        id,
-        Decision::Reject {
-            reason: reason.to_owned(),
-        },
-        &who.name,
-    )
-    .await
+    let decision = Decision::Reject {
+        reason: reason.to_owned(),
+    };
+    decide(state, id, decision, actor, now).await
 }
 
 /// Approves or rejects, and wakes the dispatchers when something entered the outbox.
-pub async fn decide(
+async fn decide(
     state: &AppState,
     id: i64,
     decision: Decision,
     actor: &str,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    now: Timestamp,
+) -> Result<Decided, ServiceError> {
     let decided = state
         .store
-        .decide_draft(id, &decision, actor, Timestamp::now())
+        .decide_draft(id, &decision, actor, now)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("draft {id} not found")))?;
+        .ok_or_else(|| ServiceError::NotFound(format!("draft {id} not found")))?;
     let what = match decision {
         Decision::Reject { .. } => "rejected",
         _ => "approved",
@@ -343,28 +236,12 @@ pub async fn decide(
         state.wake.dispatch.ring();
         state.store.announce(Topic::Deliveries).await;
     }
-    Ok(Json(serde_json::json!({
-        "draft": id, "decision": what, "parts": decided.parts, "deliveries": decided.deliveries,
-    })))
-}
-
-#[derive(Deserialize)]
-pub struct AuditQuery {
-    incident: Option<i64>,
-    limit: Option<u32>,
-}
-
-pub async fn audit(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
-) -> Result<impl IntoResponse, ApiError> {
-    require(&state, &headers, Permission::Read)?;
-    let entries = state
-        .store
-        .audit_log(q.incident, q.limit.unwrap_or(100).clamp(1, 1000))
-        .await?;
-    Ok(Json(serde_json::json!({ "entries": entries })))
+    Ok(Decided {
+        draft: id,
+        decision: what,
+        parts: decided.parts,
+        deliveries: decided.deliveries,
+    })
 }
 
 #[cfg(test)]
