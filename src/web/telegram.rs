@@ -21,7 +21,7 @@ use super::body::read;
 use super::error::ApiError;
 use super::extract::Path;
 use super::{AppState, require};
-use crate::channel::telegram::{UpdateSender, invite_digest};
+use crate::bot::{UpdateSender, invite_digest};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::{Permission, Secret};
 

@@ -29,8 +29,8 @@ use teloxide::{Bot, RequestError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Pacer;
 use crate::approval::{ApprovalLinks, Button};
+use crate::channel::telegram::Pacer;
 use crate::cluster::Leadership;
 use crate::domain::subscriber::{ChannelKind, Language, TelegramChat};
 use crate::render::Renderer;
