@@ -364,7 +364,7 @@ pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String))
     }
     for (i, m) in settings.maintenance.iter().enumerate() {
         let at = |key: &str| format!("maintenance[{i}].{key}");
-        if let Err(e) = crate::probe::window::Window::from_spec(m, &settings.server.time_zone) {
+        if let Err(e) = crate::domain::window::Window::from_spec(m, &settings.server.time_zone) {
             push(&at(e.0), e.1);
         }
         check_one_line(&at("name"), &m.name, push);

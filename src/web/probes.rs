@@ -18,8 +18,8 @@ use super::error::ApiError;
 use super::extract::Path;
 use super::{AppState, record_audit, require};
 use crate::domain::Matcher;
+use crate::domain::window::{Window, parse_time};
 use crate::probe::ProbeStatus;
-use crate::probe::window::{Window, parse_time};
 use crate::settings::{Permission, ProbeSpec};
 use crate::store::NewSilence;
 
