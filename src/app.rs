@@ -325,7 +325,7 @@ impl Application {
         let windows: Arc<Vec<Window>> = Arc::new(
             s.maintenance
                 .iter()
-                .map(|m| Window::from_spec(m, &s.server.time_zone))
+                .map(|m| m.window(&s.server.time_zone))
                 .collect::<Result<_, _>>()
                 .map_err(|e| anyhow::anyhow!("maintenance.{}: {}", e.0, e.1))?,
         );
