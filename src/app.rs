@@ -15,22 +15,24 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::approval::{Announcer, ApprovalLinks};
+use crate::bot::{BotApprovals, BotContext, POLL_TIMEOUT, UpdateReceiver, run_bot};
 use crate::channel::Channel;
 use crate::channel::email::EmailChannel;
+use crate::channel::rate::RateLimiter;
 use crate::channel::sms::report::ReportLinks;
 use crate::channel::sms::sms_channel;
-use crate::channel::telegram::{self, BotContext, TelegramChannel, UpdateReceiver};
+use crate::channel::telegram::{self, TelegramChannel};
 use crate::cluster::{self, Leadership};
 use crate::domain::incident::Timing;
 use crate::domain::signal::NormalizeRules;
 use crate::domain::subscriber::ChannelKind;
+use crate::domain::window::Window;
 use crate::ids::random_hex;
 use crate::incident::Engine;
 use crate::ingest::{IngestQueue, ParseOptions};
-use crate::outbox::{Backoff, Crew, Dispatcher, OutboxConfig, Pauses, RateLimiter};
+use crate::outbox::{Backoff, Crew, Dispatcher, OutboxConfig, Pauses};
 use crate::pipeline::Pipeline;
 use crate::probe::check::{Check, HttpClients};
-use crate::probe::window::Window;
 use crate::probe::{ProbeStatus, Prober};
 use crate::route::Router;
 use crate::settings::{TelegramMode, Validated};
@@ -229,17 +231,14 @@ impl Application {
                 renderer: v.renderer.clone(),
                 default_language: s.routing.default_language.clone(),
                 pacer,
-                approvals: Some(telegram::BotApprovals {
+                approvals: Some(BotApprovals {
                     links: approval_links.clone(),
                     wake: wake.dispatch.clone(),
                 }),
             };
             // Its own client: a long poll holds a request open longer than a send may take.
-            let updates_client = telegram::bot(
-                &keys.token,
-                &t.api_url,
-                t.timeout.get() + telegram::POLL_TIMEOUT,
-            )?;
+            let updates_client =
+                telegram::bot(&keys.token, &t.api_url, t.timeout.get() + POLL_TIMEOUT)?;
             bot = Some((updates_client, Arc::new(context), webhook));
         }
 
@@ -326,7 +325,7 @@ impl Application {
         let windows: Arc<Vec<Window>> = Arc::new(
             s.maintenance
                 .iter()
-                .map(|m| Window::from_spec(m, &s.server.time_zone))
+                .map(|m| m.window(&s.server.time_zone))
                 .collect::<Result<_, _>>()
                 .map_err(|e| anyhow::anyhow!("maintenance.{}: {}", e.0, e.1))?,
         );
@@ -500,7 +499,7 @@ impl Application {
         let prober = tokio::spawn(self.prober.run(workers.clone()));
         let notices = tokio::spawn(self.notices.run(self.state.pauses.clone(), workers.clone()));
         let bot = self.bot.map(|(client, context, webhook)| {
-            tokio::spawn(telegram::run_bot(
+            tokio::spawn(run_bot(
                 client,
                 context,
                 webhook,

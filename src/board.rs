@@ -15,8 +15,8 @@ use jiff::tz::TimeZone;
 use serde::Serialize;
 
 use crate::domain::matcher::all_match;
+use crate::domain::window::Window;
 use crate::domain::{Labels, Severity};
-use crate::probe::window::Window;
 use crate::settings::StatusService;
 use crate::store::{IncidentFilter, IncidentOrigin, Store, StoreError};
 

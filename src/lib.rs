@@ -6,6 +6,7 @@
 pub mod app;
 pub mod approval;
 pub mod board;
+pub mod bot;
 pub mod channel;
 pub mod citizen;
 pub mod cluster;

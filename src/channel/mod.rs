@@ -7,6 +7,7 @@ pub mod bluesky;
 pub mod email;
 pub mod facebook;
 pub mod mastodon;
+pub mod rate;
 pub mod sms;
 pub mod social;
 pub mod status;

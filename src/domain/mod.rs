@@ -9,6 +9,7 @@ pub mod severity;
 pub mod signal;
 pub mod subscriber;
 pub mod text;
+pub mod window;
 
 pub use finding::Finding;
 pub use incident::{IncidentStatus, UpdateKind};

@@ -22,7 +22,6 @@
 
 mod backoff;
 pub mod pause;
-mod rate;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -37,8 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
 pub use pause::Pauses;
-pub use rate::RateLimiter;
 
+use crate::channel::rate::RateLimiter;
 use crate::channel::{Channel, Outgoing, SendError};
 use crate::render::Placeholders;
 use crate::store::{ClaimedDelivery, DeliveryOutcome, MessageRow, OutboxStore, Outcome, Topic};

@@ -18,7 +18,6 @@
 
 pub mod check;
 pub mod dns;
-pub mod window;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};

@@ -14,8 +14,8 @@ use jiff::Timestamp;
 use crate::domain::Matcher;
 use crate::domain::matcher::all_match;
 use crate::domain::subscriber::ChannelKind;
+use crate::domain::window::Window;
 use crate::domain::{Labels, Severity, UpdateKind};
-use crate::probe::window::Window;
 use crate::render::{IncidentView, MessageContext, Rendered, Renderer, SignalView, UpdateView};
 use crate::settings::{ApprovalPolicy, ApprovalSettings, STATUS_LANGUAGES, StatusService};
 use crate::store::{

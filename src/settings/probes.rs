@@ -9,7 +9,14 @@ use serde::{Deserialize, Deserializer};
 
 use super::validate::check_one_line;
 use super::{Dur, Settings};
+use jiff::SignedDuration;
+use jiff::civil::{Time, Weekday};
+use jiff::tz::TimeZone;
+
+use crate::domain::window::{When, Window, parse_time};
 use crate::domain::{Matcher, Severity, text};
+
+pub use crate::domain::window::PublicMaintenance;
 
 word_enum! {
     pub enum ProbeKind {
@@ -215,16 +222,99 @@ pub struct MaintenanceSpec {
     pub public: Option<PublicMaintenance>,
 }
 
-/// A maintenance window as the status page announces it, ahead and while it lasts.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PublicMaintenance {
-    /// What is done and what citizens will notice, in Italian.
-    pub note: String,
-    #[serde(default)]
-    pub note_en: String,
-    /// The `[[status.services]]` ids it concerns.
-    pub services: Vec<String>,
+/// A problem with a window's key: (key, message).
+#[derive(Debug)]
+pub struct WindowError(pub &'static str, pub String);
+
+fn weekday(raw: &str) -> Option<Weekday> {
+    Some(match raw.trim().to_ascii_lowercase().get(..3)? {
+        "mon" | "lun" => Weekday::Monday,
+        "tue" | "mar" => Weekday::Tuesday,
+        "wed" | "mer" => Weekday::Wednesday,
+        "thu" | "gio" => Weekday::Thursday,
+        "fri" | "ven" => Weekday::Friday,
+        "sat" | "sab" => Weekday::Saturday,
+        "sun" | "dom" => Weekday::Sunday,
+        _ => return None,
+    })
+}
+
+impl MaintenanceSpec {
+    /// The window this entry describes, or the key that is wrong and why.
+    pub fn window(&self, default_tz: &str) -> Result<Window, WindowError> {
+        let spec = self;
+        let tz = if spec.time_zone.is_empty() {
+            // server.time_zone, checked (and reported) on its own.
+            TimeZone::get(default_tz).unwrap_or(TimeZone::UTC)
+        } else {
+            TimeZone::get(&spec.time_zone)
+                .map_err(|e| WindowError("time_zone", format!("`{}`: {e}", spec.time_zone)))?
+        };
+        if spec.name.trim().is_empty() {
+            return Err(WindowError(
+                "name",
+                "give the window a name (it is shown on incidents)".into(),
+            ));
+        }
+        let when = match (&spec.every, &spec.starts_at, &spec.ends_at) {
+            (None, Some(start), Some(end)) => {
+                let starts_at = parse_time(start, &tz).map_err(|e| WindowError("starts_at", e))?;
+                let ends_at = parse_time(end, &tz).map_err(|e| WindowError("ends_at", e))?;
+                if ends_at <= starts_at {
+                    return Err(WindowError("ends_at", "must be after starts_at".into()));
+                }
+                When::Once { starts_at, ends_at }
+            }
+            (Some(every), None, None) => {
+                let at: Time = spec.at.trim().parse().map_err(|_| {
+                    WindowError(
+                        "at",
+                        format!("`{}` is not a local time like 02:00", spec.at),
+                    )
+                })?;
+                let duration = spec
+                    .duration
+                    .map(|d| d.get())
+                    .filter(|d| !d.is_zero() && *d <= std::time::Duration::from_secs(7 * 86400))
+                    .ok_or_else(|| {
+                        WindowError("duration", "give a duration from 1s to 7d".into())
+                    })?;
+                let duration = SignedDuration::try_from(duration)
+                    .map_err(|e| WindowError("duration", e.to_string()))?;
+                let days = spec
+                    .days
+                    .iter()
+                    .map(|d| {
+                        weekday(d).ok_or_else(|| {
+                            WindowError("days", format!("`{d}` is not a day (mon … sun)"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if *every == Recurrence::Weekly && days.is_empty() {
+                    return Err(WindowError("days", "a weekly window names its days".into()));
+                }
+                When::Every {
+                    days,
+                    at,
+                    duration,
+                    tz,
+                }
+            }
+            _ => {
+                return Err(WindowError(
+                    "every",
+                    "give either starts_at and ends_at (one-off) or every, at and duration (recurring)"
+                        .into(),
+                ));
+            }
+        };
+        Ok(Window {
+            name: spec.name.trim().to_owned(),
+            matchers: spec.matchers.clone(),
+            when,
+            public: spec.public.clone(),
+        })
+    }
 }
 
 /// Checks every probe, canary and maintenance window.
@@ -364,7 +454,7 @@ pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String))
     }
     for (i, m) in settings.maintenance.iter().enumerate() {
         let at = |key: &str| format!("maintenance[{i}].{key}");
-        if let Err(e) = crate::probe::window::Window::from_spec(m, &settings.server.time_zone) {
+        if let Err(e) = m.window(&settings.server.time_zone) {
             push(&at(e.0), e.1);
         }
         check_one_line(&at("name"), &m.name, push);
@@ -405,4 +495,114 @@ fn host_port(target: &str) -> bool {
     target
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Labels;
+    use jiff::Timestamp;
+
+    fn spec(toml_text: &str) -> MaintenanceSpec {
+        toml_like(toml_text)
+    }
+
+    fn toml_like(json: &str) -> MaintenanceSpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn occurrences_list_the_times_ahead_and_the_one_in_progress() {
+        let nightly = MaintenanceSpec::window(
+            &spec(r#"{"name": "Backup", "every": "daily", "at": "23:30", "duration": "2h", "time_zone": "Europe/Rome"}"#),
+            "UTC",
+        )
+        .unwrap();
+        // 00:10 in Rome: last night's is still open, then one a night.
+        let now = at("2026-12-01T23:10:00Z");
+        let ahead = nightly.occurrences(now, now + SignedDuration::from_hours(48));
+        assert_eq!(
+            ahead,
+            vec![
+                (at("2026-12-01T22:30:00Z"), at("2026-12-02T00:30:00Z")),
+                (at("2026-12-02T22:30:00Z"), at("2026-12-03T00:30:00Z")),
+                (at("2026-12-03T22:30:00Z"), at("2026-12-04T00:30:00Z")),
+            ]
+        );
+        assert!(nightly.open_at(now));
+        let once = MaintenanceSpec::window(
+            &spec(r#"{"name": "CUP", "starts_at": "2026-12-10T22:00:00Z", "ends_at": "2026-12-11T02:00:00Z"}"#),
+            "UTC",
+        )
+        .unwrap();
+        assert!(
+            once.occurrences(now, now + SignedDuration::from_hours(48))
+                .is_empty()
+        );
+        assert_eq!(
+            once.occurrences(now, now + SignedDuration::from_hours(14 * 24))
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn one_off_window_is_open_between_its_ends() {
+        let w = MaintenanceSpec::window(
+            &spec(r#"{"name": "CUP", "matchers": ["service=\"cup\""], "starts_at": "2026-12-01T22:00:00", "ends_at": "2026-12-02T02:00:00"}"#),
+            "Europe/Rome",
+        )
+        .unwrap();
+        // 22:00 in Rome is 21:00 UTC in winter.
+        assert!(!w.open_at(at("2026-12-01T20:59:59Z")));
+        assert!(w.open_at(at("2026-12-01T21:00:00Z")));
+        assert!(w.open_at(at("2026-12-02T00:59:59Z")));
+        assert!(!w.open_at(at("2026-12-02T01:00:00Z")));
+        let mut labels = Labels::new();
+        labels.insert("service".into(), "cup".into());
+        assert!(w.covers(&labels));
+        labels.insert("service".into(), "referti".into());
+        assert!(!w.covers(&labels));
+    }
+
+    #[test]
+    fn weekly_window_keeps_local_time_across_summer_time_and_midnight() {
+        let w = MaintenanceSpec::window(
+            &spec(r#"{"name": "Domenica", "every": "weekly", "days": ["sun"], "at": "23:00", "duration": "2h"}"#),
+            "Europe/Rome",
+        )
+        .unwrap();
+        // Sunday 29 March 2026 (summer time from that morning): 23:00 local = 21:00 UTC.
+        assert!(w.open_at(at("2026-03-29T21:30:00Z")));
+        // Still open past midnight, on Monday.
+        assert!(w.open_at(at("2026-03-29T22:59:00Z")));
+        assert!(!w.open_at(at("2026-03-29T23:00:00Z")));
+        // Sunday 22 March (winter time): 23:00 local = 22:00 UTC.
+        assert!(!w.open_at(at("2026-03-22T21:30:00Z")));
+        assert!(w.open_at(at("2026-03-22T22:30:00Z")));
+        // Not on Saturdays.
+        assert!(!w.open_at(at("2026-03-28T22:30:00Z")));
+    }
+
+    #[test]
+    fn a_window_without_its_times_names_the_key() {
+        let err = MaintenanceSpec::window(
+            &spec(r#"{"name": "x", "every": "weekly", "at": "02:00", "duration": "1h"}"#),
+            "Europe/Rome",
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "days");
+        let err = MaintenanceSpec::window(&spec(r#"{"name": "x"}"#), "Europe/Rome").unwrap_err();
+        assert_eq!(err.0, "every");
+        let err = MaintenanceSpec::window(
+            &spec(r#"{"name": "x", "starts_at": "2026-12-02T00:00:00Z", "ends_at": "2026-12-01T00:00:00Z"}"#),
+            "Europe/Rome",
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "ends_at");
+    }
 }

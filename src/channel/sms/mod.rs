@@ -36,8 +36,8 @@ use tokio::time::Instant;
 
 use self::report::ReportLinks;
 use super::{Channel, Outgoing, Receipt, SendError};
+use crate::channel::rate::RateLimiter;
 use crate::domain::subscriber::ChannelKind;
-use crate::outbox::RateLimiter;
 use crate::render::sms::{self as text, Encoding, Measure};
 use crate::settings::{SmsProviderKeys, SmsProviderKind, SmsSettings};
 use crate::store::Store;

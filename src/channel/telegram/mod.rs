@@ -1,5 +1,6 @@
-//! Telegram through teloxide: HTML messages to chats, groups and channels, and the bot that lets
-//! a desk bind its chat and choose what it follows (`bot.rs`).
+//! Telegram through teloxide: HTML messages to chats, groups and channels. The bot that lets a
+//! desk bind its chat and choose what it follows is an input and lives in `crate::bot`; it
+//! shares this channel's client construction (`bot`) and pacer.
 //!
 //! Telegram's answers decide the outcome: a 429 holds every chat for `retry_after` and defers
 //! the message without counting an attempt; a chat that blocked the bot, left, or no longer
@@ -7,7 +8,6 @@
 //! pauses the channel; anything else, including 5xx and network errors, is retried with
 //! backoff.
 
-mod bot;
 mod pace;
 
 use std::time::Duration;
@@ -18,9 +18,6 @@ use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, LinkPreviewOptions, ParseMode, Recipient};
 use teloxide::{ApiError, Bot, RequestError};
 
-pub use bot::{
-    BotApprovals, BotContext, POLL_TIMEOUT, UpdateReceiver, UpdateSender, invite_digest, run_bot,
-};
 pub use pace::Pacer;
 
 use super::{Channel, Outgoing, Receipt, SendError};

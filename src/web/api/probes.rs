@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::domain::Matcher;
+use crate::domain::window::{Window, parse_time};
 use crate::probe::ProbeStatus;
-use crate::probe::window::{Window, parse_time};
 use crate::settings::{Permission, ProbeSpec};
 use crate::store::NewSilence;
 use crate::web::body::{json, read};

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 
-use crate::channel::telegram::invite_digest;
+use crate::bot::invite_digest;
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
 use crate::store::{ServiceMode, SubscriberRow};

@@ -15,7 +15,7 @@ use teloxide::prelude::Requester;
 use teloxide::types::Update;
 use tokio::sync::OnceCell;
 
-use crate::channel::telegram::UpdateSender;
+use crate::bot::UpdateSender;
 use crate::settings::Secret;
 use crate::web::AppState;
 use crate::web::body::read;

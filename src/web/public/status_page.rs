@@ -45,7 +45,7 @@ pub struct StatusPage {
     /// CAP sender, settled.
     pub sender: String,
     /// Maintenance windows, for those announced to citizens.
-    pub windows: Arc<Vec<crate::probe::window::Window>>,
+    pub windows: Arc<Vec<crate::domain::window::Window>>,
     built: tokio::sync::Mutex<Option<Arc<Mutex<Built>>>>,
 }
 
@@ -54,7 +54,7 @@ impl StatusPage {
         settings: StatusSettings,
         time_zone: jiff::tz::TimeZone,
         public_url: &str,
-        windows: Arc<Vec<crate::probe::window::Window>>,
+        windows: Arc<Vec<crate::domain::window::Window>>,
     ) -> StatusPage {
         let base = public_url.trim_end_matches('/').to_owned();
         let sender = if settings.cap_sender.is_empty() {
