@@ -5,6 +5,12 @@
 //! `templates.dir` replaces any of them file by file. Rendering happens once per update, channel,
 //! language and audience; the few per-recipient parts are left as placeholders that
 //! [`Placeholders::fill`] substitutes at send time, so a fan-out to thousands costs one render.
+//!
+//! By job: `env.rs` loads the templates and sets minijinja up; `messages.rs` renders an update for
+//! a channel within its length; `pages.rs` renders the console's and the status page's pages;
+//! `check.rs` renders everything against samples for `check-config`; `placeholders.rs` fills the
+//! per-recipient parts. `context.rs` is what a template sees; `sms.rs`, `telegram.rs` and
+//! `social.rs` measure and cut text as each network counts it.
 
 mod check;
 mod context;
