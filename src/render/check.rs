@@ -1,0 +1,476 @@
+//! What `check-config` asks of the templates: every channel, language and kind of update
+//! rendered against a sample incident, every probe finding, every bot answer, console page,
+//! status page and citizen's message against samples of what the code gives them, so that a
+//! broken override is found before an incident needs it.
+
+use std::collections::BTreeMap;
+
+use super::env::{parts, template_name};
+use super::{Renderer, sample_context, social};
+use crate::domain::subscriber::{ChannelKind, Language};
+use crate::domain::{Finding, UpdateKind};
+
+impl Renderer {
+    /// Renders every channel, language and update kind against a sample incident and returns
+    /// what failed. `check-config` reports these.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for channel in ChannelKind::ALL {
+            let langs = self.languages(channel);
+            if langs.is_empty() {
+                problems.push(format!(
+                    "{channel}: no complete template folder ({} needed)",
+                    parts(channel).join(", ")
+                ));
+            }
+            if self.language_for(channel, &self.fallback).is_none() {
+                problems.push(format!(
+                    "{channel}: no templates for the fallback language `{}`",
+                    self.fallback
+                ));
+            }
+            for lang in langs {
+                let Ok(language) = Language::try_from(lang.clone()) else {
+                    problems.push(format!(
+                        "{channel}/{lang}: folder name is not a language tag"
+                    ));
+                    continue;
+                };
+                // The same fault usually shows for every kind of update: report it once.
+                let mut faults: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+                for kind in [
+                    UpdateKind::Opened,
+                    UpdateKind::Updated,
+                    UpdateKind::Resolved,
+                ] {
+                    match self.render(channel, &language, &sample_context(kind)) {
+                        Ok(r) if r.text.trim().is_empty() => faults
+                            .entry(format!("{channel}/{lang}: the text part renders empty"))
+                            .or_default()
+                            .push(kind.as_str()),
+                        Ok(_) => {}
+                        Err(e) => faults.entry(e.to_string()).or_default().push(kind.as_str()),
+                    }
+                }
+                for (fault, kinds) in faults {
+                    problems.push(format!(
+                        "{fault} (rendering the sample {} update)",
+                        kinds.join("/")
+                    ));
+                }
+                // Every kind of probe finding, each alone so that none is dropped for length.
+                let mut faults: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for finding in Finding::samples() {
+                    let mut ctx = sample_context(UpdateKind::Opened);
+                    ctx.signals.truncate(1);
+                    let kind = serde_json::to_value(&finding)
+                        .ok()
+                        .and_then(|v| v["kind"].as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    ctx.signals[0].finding = Some(finding);
+                    if let Err(e) = self.render(channel, &language, &ctx) {
+                        faults.entry(e.to_string()).or_default().push(kind);
+                    }
+                }
+                for (fault, kinds) in faults {
+                    problems.push(format!(
+                        "{fault} (rendering a probe's {} finding)",
+                        kinds.join("/")
+                    ));
+                }
+                if channel == ChannelKind::Sms {
+                    // The public audience's text also carries the preferences link.
+                    for (kind, public) in [
+                        (UpdateKind::Opened, false),
+                        (UpdateKind::Resolved, false),
+                        (UpdateKind::Opened, true),
+                        (UpdateKind::Resolved, true),
+                    ] {
+                        let mut ctx = sample_context(kind);
+                        ctx.signals.clear();
+                        if public {
+                            ctx.audience = "public".into();
+                        }
+                        if let Ok(sms) = self.render_sms(&lang, &ctx)
+                            && !sms.fits_without_cutting
+                        {
+                            problems.push(format!(
+                                "{}: even without signals the sample {} text for the {} audience is longer than max_segments = {} and would be cut",
+                                template_name(channel, &lang, "text"),
+                                kind.as_str(),
+                                ctx.audience,
+                                sms.max_segments
+                            ));
+                        }
+                    }
+                }
+                if channel.is_social() {
+                    // A long update body is cut to fit; the plain update must fit whole.
+                    for kind in [UpdateKind::Opened, UpdateKind::Resolved] {
+                        let mut ctx = sample_context(kind);
+                        ctx.signals.clear();
+                        if let Ok(post) = self.render_post(channel, &lang, &ctx)
+                            && !post.fits_without_cutting
+                        {
+                            problems.push(format!(
+                                "{}: even without signals the sample {} post is longer than {} {} and would be cut",
+                                template_name(channel, &lang, "post"),
+                                kind.as_str(),
+                                post.max_length,
+                                social::Limits::unit(channel),
+                            ));
+                        }
+                    }
+                }
+                if channel == ChannelKind::Telegram {
+                    for (name, args) in bot_samples() {
+                        if let Err(e) = self.bot_text(&language, name, &args) {
+                            problems.push(e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        for lang in ["it", "en"] {
+            let user = minijinja::context! {
+                name => "m.rossi", roles => vec!["communicator"], drafts => true,
+                incidents => true, subscribers => true,
+            };
+            // Every page with the banner of a paused channel.
+            let paused = vec![minijinja::context! {
+                channel => "Telegram", since => "2023-07-19T08:14:00Z",
+                reason => "Telegram refuses the bot token <401 Unauthorized>",
+                next_probe => "2023-07-19T08:19:00Z",
+            }];
+            for (name, sample) in console_samples() {
+                let ctx = minijinja::context! {
+                    lang => lang, user => user.clone(), csrf => "sample", paused => paused.clone(),
+                    nonce => "sample",
+                    page => minijinja::Value::from(minijinja::value::Serde(sample)),
+                };
+                if let Err(e) = self.console(name, &ctx) {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        for lang in ["it", "en"] {
+            for (name, sample) in status_samples() {
+                let ctx = minijinja::context! {
+                    lang => lang, title => "Stato dei servizi", days => 90, id => 42,
+                    ..minijinja::Value::from(minijinja::value::Serde(sample))
+                };
+                if let Err(e) = self.status_page(name, &ctx) {
+                    problems.push(e.to_string());
+                }
+            }
+            let language = Language::try_from(lang.to_owned()).unwrap_or(self.fallback.clone());
+            for (name, args) in [
+                (
+                    "confirm_email",
+                    vec![
+                        minijinja::Value::from("https://x/status/subscribe/confirm/t"),
+                        minijinja::Value::from(vec!["Prenotazioni"]),
+                        minijinja::Value::from(24),
+                    ],
+                ),
+                ("code_sms", vec![minijinja::Value::from("123456")]),
+            ] {
+                if let Err(e) = self.citizen_text(&language, name, &args) {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// Every public status page with a sample of what it is given, for [`Renderer::check`].
+fn status_samples() -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::json;
+    let at = "2023-07-19T09:14:00Z";
+    let statement = json!({"at": at, "kind": "opened", "language": "it",
+        "title": "Disservizio: Prenotazioni (CUP)", "text": "Prenotazioni sospese."});
+    let incident = json!({"id": 42, "state": "major_outage", "resolved": false, "opened_at": at,
+        "resolved_at": null, "services": ["cup"], "statements": [statement]});
+    let service = json!({"id": "cup", "name": "Prenotazioni", "name_en": "Bookings",
+        "state": "major_outage", "uptime_days": 98.9,
+        "history": [{"date": "2023-07-19", "state": "major_outage"}]});
+    vec![
+        (
+            "page",
+            json!({"subscribe": true, "board": {"generated_at": at, "overall": "major_outage",
+                "services": [service], "incidents": [incident.clone()],
+                "maintenance": [{"starts_at": at, "ends_at": at, "in_progress": false,
+                    "services": ["cup"], "note": "Aggiornamento del CUP.", "note_en": "CUP update."}]}}),
+        ),
+        ("incident", json!({"incident": incident})),
+        ("incident", json!({"incident": null})),
+        (
+            "subscribe",
+            json!({"step": "form", "error": "`x` is not a phone number", "error_field": "address",
+                "services": [{"id": "cup", "name": "Prenotazioni", "checked": true}],
+                "channels": ["email", "sms", "telegram"], "channel": "email",
+                "address": "x", "replaces": ""}),
+        ),
+        (
+            "subscribe",
+            json!({"step": "code", "error": null, "token": "t", "attempts_left": 2}),
+        ),
+        (
+            "subscribe",
+            json!({"step": "telegram", "error": null, "token": "t", "link": "https://t.me/b?start=t",
+                "expires_at": at}),
+        ),
+        (
+            "subscribe",
+            json!({"step": "confirm", "error": null, "token": "t", "service_names": ["Prenotazioni"]}),
+        ),
+        (
+            "subscribe",
+            json!({"step": "done", "error": null, "manage_url": "https://x/manage/1.s"}),
+        ),
+        ("subscribe", json!({"step": "invalid", "error": null})),
+        (
+            "manage",
+            json!({"found": true, "erased": false, "notice": "ok", "refused": false, "citizen": true,
+                "channel": "email", "address": "ma•••@example.org", "stopped": false,
+                "erase_days": 30, "language": "it",
+                "services": [{"id": "cup", "name": "Prenotazioni", "checked": true}],
+                "change_url": "/status/subscribe?replaces=t"}),
+        ),
+        (
+            "manage",
+            json!({"found": true, "erased": false, "notice": "no", "refused": true, "citizen": false,
+                "channel": "sms", "address": "•••567", "stopped": true, "erase_days": 30,
+                "language": "it", "services": [], "change_url": ""}),
+        ),
+        ("manage", json!({"found": false})),
+    ]
+}
+
+/// Every console page with a sample of what it is given, for [`Renderer::check`].
+fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::json;
+    let at = "2023-07-19T09:14:00Z";
+    let part = json!({"channel": "email", "language": "it", "state": "pending", "version": 2,
+        "subject": "CUP", "body": "Il servizio <è> sospeso.", "recipients": 3});
+    let draft = json!({"id": 3, "incident_id": 42, "incident_title": "CUP non raggiungibile",
+        "update_seq": 1, "update_kind": "opened", "audience": "public", "policy": "approval",
+        "state": "pending", "publish_at": at, "combined": true, "created_at": at,
+        "decided_at": null, "decided_by": null, "reason": null, "parts": [part.clone()]});
+    let incident = json!({"id": 42, "title": "CUP non raggiungibile", "status": "investigating",
+        "severity": "critical", "opened_at": at, "resolved_at": null});
+    let signal = json!({"status": "firing", "service": "cup-backend", "component": "db",
+        "summary": "CUP non risponde", "severity": "critical", "finding": null});
+    let probed = json!({"status": "firing", "service": "cup", "component": null,
+        "summary": "Portale CUP", "severity": "critical",
+        "finding": {"kind": "http_status", "status": 503, "expected": ["2xx"]}});
+    let entry = json!({"id": 1, "at": at, "actor": "m.rossi", "action": "draft.edited",
+        "incident_id": 42, "draft_id": 3, "detail": {"diff": "-a\n+b", "channels": ["email"]}});
+    let update = json!({"seq": 1, "kind": "opened", "status": "investigating", "body": "In verifica",
+        "author": "m.rossi", "created_at": at});
+    let subscriber = json!({"id": 1, "name": "CUP Foligno", "audience": "cup-desk", "language": "it",
+        "origin": "api", "addresses": [{"channel": "email", "address": "cup@asl.example", "state": "active"}],
+        "subscriptions": [{"matchers": ["service=~\"cup.*\""], "min_severity": "warning"}]});
+    vec![
+        (
+            "login",
+            json!({"login_token": "t", "problem": {"blocked_minutes": 3, "blocked_seconds": 180}}),
+        ),
+        (
+            "login",
+            json!({"login_token": "t", "problem": {"blocked_minutes": 1, "blocked_seconds": 29}}),
+        ),
+        ("login", json!({"login_token": "t", "problem": "busy"})),
+        ("error", json!({"status": 403, "message": "no"})),
+        (
+            "drafts",
+            json!({"pending": [draft.clone()], "recent": [draft.clone()]}),
+        ),
+        (
+            "draft",
+            json!({"draft": draft, "incident": incident.clone(), "signals": [signal.clone(), probed.clone()],
+            "audit": [entry.clone()],
+            "parts": [{"part": part, "key": "email_it", "length": {"unit": "characters", "used": 20, "limit": 20000}}]}),
+        ),
+        ("incidents", json!({"incidents": [incident.clone()]})),
+        (
+            "incident",
+            json!({"incident": {"id": 43, "title": "CUP", "status": "investigating",
+                "severity": "critical", "opened_at": at, "resolved_at": null,
+                "maintenance": "Aggiornamento CUP"},
+            "updates": [], "signals": [], "summary": {}, "deliveries": []}),
+        ),
+        (
+            "incident",
+            json!({"incident": incident, "updates": [update], "signals": [signal, probed],
+            "summary": {"email": {"sent": 3}}, "deliveries": []}),
+        ),
+        ("audit", json!({"entries": [entry]})),
+        (
+            "subscribers",
+            json!({"subscribers": [subscriber], "citizens": 1250}),
+        ),
+        (
+            "me",
+            json!({"linked": false, "link": {"url": "https://t.me/b?start=u_1_2_x", "command": "/start u_1_2_x"}}),
+        ),
+    ]
+}
+
+/// Every macro the Telegram bot calls, with sample arguments, for [`Renderer::check`].
+fn bot_samples() -> Vec<(&'static str, Vec<minijinja::Value>)> {
+    use minijinja::Value;
+    let name = || Value::from("CUP Foligno <sportello 2>");
+    let list = || Value::from(vec!["cup-backend", "portale-referti"]);
+    let incident = minijinja::context! {
+        id => 42, title => "CUP backend non raggiungibile", status => "investigating",
+        severity => "critical", opened_at => "2023-07-19T09:14:00Z", services => vec!["cup-backend"],
+    };
+    vec![
+        (
+            "channel_paused",
+            vec![
+                Value::from("Telegram"),
+                Value::from("401 Unauthorized <check the token>"),
+                Value::from("banditore-1"),
+            ],
+        ),
+        (
+            "channel_resumed",
+            vec![Value::from("Telegram"), Value::from("banditore-1")],
+        ),
+        ("help", vec![]),
+        ("not_registered", vec![]),
+        ("bound", vec![name()]),
+        ("already_active", vec![name()]),
+        ("bound_elsewhere", vec![name()]),
+        ("invite_expired", vec![]),
+        ("invite_used", vec![]),
+        ("invite_unknown", vec![]),
+        ("status", vec![Value::from(vec![incident]), Value::from(3)]),
+        (
+            "status",
+            vec![Value::from(Vec::<Value>::new()), Value::from(0)],
+        ),
+        ("subscribe_usage", vec![list()]),
+        ("subscribed", vec![Value::from("cup-backend")]),
+        ("unsubscribe_usage", vec![list(), list()]),
+        ("unsubscribed", vec![Value::from("cup-backend")]),
+        ("bad_service", vec![Value::from("<cup>")]),
+        ("stopped", vec![]),
+        ("resumed", vec![name()]),
+        ("language_usage", vec![Value::from(vec!["en", "it"])]),
+        ("language_set", vec![]),
+        ("unknown_command", vec![]),
+        ("trouble", vec![]),
+        (
+            "draft_waiting",
+            vec![
+                Value::from(minijinja::value::Serde(serde_json::json!({
+                    "id": 3, "incident_title": "CUP <backend> non raggiungibile", "audience": "public",
+                    "publish_at": "2023-07-19T09:34:00Z",
+                    "parts": [{"channel": "email", "body": "Il servizio è sospeso."}],
+                }))),
+                Value::from("https://banditore.example/console/drafts/3"),
+            ],
+        ),
+        ("draft_button_approve", vec![]),
+        ("draft_button_open", vec![]),
+        ("draft_approved", vec![Value::from(3), name()]),
+        (
+            "draft_decided",
+            vec![Value::from(3), Value::from("approved")],
+        ),
+        ("draft_not_allowed", vec![]),
+        ("draft_button_reject", vec![]),
+        ("draft_reason_prompt", vec![Value::from(3)]),
+        ("draft_rejected", vec![Value::from(3), name()]),
+        ("user_linked", vec![]),
+        ("user_link_private", vec![]),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::tz::TimeZone;
+
+    use super::*;
+    use crate::render::sms;
+    use crate::render::testing::renderer;
+
+    #[test]
+    fn built_in_templates_pass_the_check() {
+        assert_eq!(renderer().check(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn broken_template_is_reported_with_its_name_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("email/en")).unwrap();
+        std::fs::write(
+            dir.path().join("email/en/text.j2"),
+            "line one\n{{ incident.nosuchfield }}\n",
+        )
+        .unwrap();
+        let it = Language::try_from("it".to_owned()).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let problems = r.check();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("email/en/text.j2 line 2")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn check_reports_an_sms_template_that_cannot_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sms/it")).unwrap();
+        std::fs::write(
+            dir.path().join("sms/it/text.j2"),
+            format!(
+                "{{% set max_segments = 1 %}}{{{{ incident.title }}}} {}",
+                "x".repeat(200)
+            ),
+        )
+        .unwrap();
+        let it = Language::try_from("it".to_owned()).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let problems = r.check();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("sms/it/text.j2") && p.contains("max_segments = 1")),
+            "{problems:#?}"
+        );
+        // At run time it is cut to fit, never sent over.
+        let out = r
+            .render_sms("it", &sample_context(UpdateKind::Opened))
+            .unwrap();
+        assert_eq!(sms::measure(&out.text).segments, 1);
+        assert!(!out.fits_without_cutting);
+    }
+
+    #[test]
+    fn check_renders_every_console_page_and_reports_a_broken_one() {
+        assert!(renderer().check().is_empty(), "{:#?}", renderer().check());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("web/console")).unwrap();
+        std::fs::write(
+            dir.path().join("web/console/drafts.html.j2"),
+            "{{ page.pending[0].no_such_field.x }}",
+        )
+        .unwrap();
+        let it = Language::try_from("it".to_owned()).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let problems = r.check();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("web/console/drafts.html.j2")),
+            "{problems:#?}"
+        );
+    }
+}

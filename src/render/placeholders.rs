@@ -1,0 +1,90 @@
+//! Placeholders: the few per-recipient parts of a message (the name, the unsubscribe and
+//! preferences links) that rendering leaves as markers and sending fills in, escaped as the
+//! channel's markup needs, so that one render serves every recipient.
+
+use super::telegram;
+
+/// Per-recipient values, written into the rendered text at send time.
+pub struct Placeholders<'a> {
+    pub recipient_name: &'a str,
+    pub unsubscribe_url: &'a str,
+    pub manage_url: &'a str,
+}
+
+pub const RECIPIENT_NAME: &str = "@@BANDITORE_RECIPIENT_NAME@@";
+pub const UNSUBSCRIBE_URL: &str = "@@BANDITORE_UNSUBSCRIBE_URL@@";
+pub const MANAGE_URL: &str = "@@BANDITORE_MANAGE_URL@@";
+
+/// The longest a preferences link gets beyond `server.public_url`: `/manage/`, an address id and
+/// a 22-character signature. Texts with a length limit keep room for it.
+const MANAGE_PATH_ROOM: usize = "/manage/".len() + 19 + 1 + 22;
+
+/// A stand-in for the preferences link, as long as the longest real one, to measure texts by.
+pub(super) fn manage_url_sample(public_url: &str) -> String {
+    format!("{public_url}{}", "m".repeat(MANAGE_PATH_ROOM))
+}
+
+impl Placeholders<'_> {
+    /// Fills plain text.
+    pub fn fill(&self, text: &str) -> String {
+        text.replace(RECIPIENT_NAME, self.recipient_name)
+            .replace(UNSUBSCRIBE_URL, self.unsubscribe_url)
+            .replace(MANAGE_URL, self.manage_url)
+    }
+
+    /// Fills HTML, escaping the values.
+    pub fn fill_html(&self, html: &str) -> String {
+        let name = minijinja::HtmlEscape(self.recipient_name).to_string();
+        let url = minijinja::HtmlEscape(self.unsubscribe_url).to_string();
+        let manage = minijinja::HtmlEscape(self.manage_url).to_string();
+        html.replace(RECIPIENT_NAME, &name)
+            .replace(UNSUBSCRIBE_URL, &url)
+            .replace(MANAGE_URL, &manage)
+    }
+
+    /// Fills a message body written in `markup`.
+    pub fn fill_as(&self, body: &str, markup: Markup) -> String {
+        match markup {
+            Markup::Plain => self.fill(body),
+            Markup::Html => self.fill_html(body),
+            Markup::TelegramHtml => body
+                .replace(RECIPIENT_NAME, &telegram::escape(self.recipient_name))
+                .replace(UNSUBSCRIBE_URL, &telegram::escape(self.unsubscribe_url))
+                .replace(MANAGE_URL, &telegram::escape(self.manage_url)),
+        }
+    }
+}
+
+/// How a channel's message body is written, for filling placeholders into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Markup {
+    Plain,
+    Html,
+    TelegramHtml,
+}
+
+#[cfg(test)]
+mod tests {
+
+    use super::*;
+
+    #[test]
+    fn placeholders_fill_per_part() {
+        let p = Placeholders {
+            recipient_name: "CUP <Foligno>",
+            unsubscribe_url: "https://x/u/a?b&c",
+            manage_url: "https://x/manage/1.s",
+        };
+        assert_eq!(
+            p.fill(&format!(
+                "Ciao {RECIPIENT_NAME} {UNSUBSCRIBE_URL} {MANAGE_URL}"
+            )),
+            "Ciao CUP <Foligno> https://x/u/a?b&c https://x/manage/1.s"
+        );
+        let html = p.fill_html(&format!(
+            "<a href=\"{UNSUBSCRIBE_URL}\">{RECIPIENT_NAME}</a>"
+        ));
+        assert!(html.contains("CUP &lt;Foligno&gt;"));
+        assert!(html.contains("a?b&amp;c"));
+    }
+}
