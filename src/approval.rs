@@ -217,24 +217,6 @@ async fn publish_due(store: &dyn Store, wake: &Wakers) -> Result<(), StoreError>
     Ok(())
 }
 
-/// `html` without its tags and entities, for an email.
-pub(crate) fn plain(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&amp;", "&")
-}
-
 impl Announcer {
     /// Tells the office about each new draft once. A draft counts as told when every address
     /// was tried; one that failed is logged (the draft is in the console all the same).
@@ -292,7 +274,7 @@ impl Announcer {
         for (channel, address, name) in addresses {
             let sent = match (channel, &self.email, &self.telegram) {
                 (ChannelKind::Email, Some(email), _) => {
-                    let body = plain(&text);
+                    let body = crate::render::telegram::plain(&text);
                     let outgoing = Outgoing {
                         delivery_id: -draft.id,
                         incident_id: draft.incident_id,
@@ -400,10 +382,5 @@ mod tests {
             None,
             "single use"
         );
-    }
-
-    #[test]
-    fn notices_lose_their_markup_in_email() {
-        assert_eq!(plain("<b>CUP &lt;x&gt;</b> &amp; co"), "CUP <x> & co");
     }
 }

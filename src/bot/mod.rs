@@ -14,6 +14,7 @@
 mod commands;
 mod drafts;
 mod run;
+mod web;
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use teloxide::{Bot, RequestError};
 
 pub use commands::invite_digest;
 pub use run::{POLL_TIMEOUT, UpdateReceiver, UpdateSender, run_bot};
+pub use web::{HandOver, TelegramWeb, bot_username, hand_over};
 
 use crate::approval::ApprovalLinks;
 use crate::channel::telegram::Pacer;

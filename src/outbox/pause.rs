@@ -209,7 +209,7 @@ impl Notices {
             };
             let body = match channel.body_markup() {
                 crate::render::Markup::TelegramHtml => text.clone(),
-                _ => crate::approval::plain(&text),
+                _ => crate::render::telegram::plain(&text),
             };
             let outgoing = Outgoing {
                 delivery_id: id,
@@ -217,7 +217,7 @@ impl Notices {
                 attempt: 1,
                 recipient: address.clone(),
                 recipient_name: name,
-                subject: crate::approval::plain(&text)
+                subject: crate::render::telegram::plain(&text)
                     .lines()
                     .next()
                     .map(|l| l.trim().to_owned()),

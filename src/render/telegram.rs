@@ -8,6 +8,24 @@
 /// Telegram's limit for one message.
 pub const MAX_LEN: usize = 4096;
 
+/// A Telegram HTML text without its tags and entities, for a plain-text email of the same notice.
+pub fn plain(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
 /// Escapes text for Telegram HTML.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -143,6 +161,11 @@ pub fn truncate(html: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notices_lose_their_markup_in_email() {
+        assert_eq!(plain("<b>CUP &lt;x&gt;</b> &amp; co"), "CUP <x> & co");
+    }
 
     #[test]
     fn escapes_only_what_telegram_reads_as_markup() {

@@ -40,9 +40,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+pub use crate::bot::TelegramWeb;
 pub use auth::{Authenticator, Principal};
 pub use error::ApiError;
-pub use hooks::telegram_webhook::{TelegramWeb, WEBHOOK_PATH};
+pub use hooks::telegram_webhook::WEBHOOK_PATH;
 pub use serve::{Limits, serve};
 
 use crate::channel::sms::report::ReportLinks;

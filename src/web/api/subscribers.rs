@@ -22,10 +22,10 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use crate::bot::invite_digest;
+use crate::bot::{TelegramWeb, bot_username};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
 use crate::store::{ServiceMode, SubscriberRow};
-use crate::web::hooks::telegram_webhook::{TelegramWeb, bot_username};
 
 #[derive(Serialize)]
 struct AddressJson {

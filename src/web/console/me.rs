@@ -28,19 +28,7 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
                 state
                     .approval_links
                     .link_payload(user.id, expires, user.telegram_user.as_deref());
-            let bot = telegram
-                .username
-                .get_or_try_init(|| async {
-                    use teloxide::prelude::Requester;
-                    telegram
-                        .bot
-                        .get_me()
-                        .await
-                        .map(|me| me.username().to_owned())
-                })
-                .await
-                .ok()
-                .cloned();
+            let bot = crate::bot::bot_username(telegram).await;
             Some(minijinja::context! {
                 url => bot.map(|b| format!("https://t.me/{b}?start={payload}")),
                 command => format!("/start {payload}"),

@@ -218,7 +218,7 @@ pub async fn submit(
         }
         Ok(Started::Telegram { token, expires_at }) => {
             let link = match &state.telegram {
-                Some(t) => crate::web::hooks::telegram_webhook::bot_username(t)
+                Some(t) => crate::bot::bot_username(t)
                     .await
                     .map(|name| format!("https://t.me/{name}?start={token}")),
                 None => None,
