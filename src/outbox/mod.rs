@@ -19,29 +19,44 @@
 //! worker goes on. A provider refusing the channel's own credentials pauses the channel
 //! (`pause.rs`): its deliveries stay pending, uncounted, and one at a time is tried as a probe
 //! with back-off until the credentials are accepted again.
+//!
+//! Like the engine and the router, the work is a step with time as a parameter:
+//! [`Dispatcher::step`] claims and starts what is due at `now` and says when the next thing is
+//! due, [`Dispatcher::keep_leases`] renews and reclaims leases (`lease.rs`), and
+//! [`Dispatcher::record`] writes outcomes (`record.rs`); one send is `send.rs`.
+//! [`Dispatcher::run`] is only the loop around them: wake-ups, sleeps and shutdown.
 
 mod backoff;
+mod lease;
 pub mod pause;
+mod record;
+mod send;
+#[cfg(test)]
+mod tests;
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
+pub use lease::LeaseWork;
 pub use pause::Pauses;
 
+use crate::channel::Channel;
 use crate::channel::rate::RateLimiter;
-use crate::channel::{Channel, Outgoing, SendError};
-use crate::render::Placeholders;
-use crate::store::{ClaimedDelivery, DeliveryOutcome, MessageRow, OutboxStore, Outcome, Topic};
+use crate::domain::subscriber::ChannelKind;
+use crate::store::{
+    ClaimedDelivery, DeliveryOutcome, MessageRow, OutboxStore, Outcome, StoreError, Topic,
+};
 use crate::unsubscribe::UnsubscribeLinks;
+use lease::{Held, Leases};
+use record::Recorder;
+use send::Send;
 
 #[derive(Debug, Clone)]
 pub struct OutboxConfig {
@@ -59,6 +74,16 @@ pub struct OutboxConfig {
     pub shutdown_timeout: Duration,
 }
 
+/// What every dispatcher of this process shares.
+#[derive(Clone)]
+pub struct Crew {
+    pub store: Arc<dyn OutboxStore>,
+    /// This replica, as leases name it.
+    pub owner: String,
+    pub links: UnsubscribeLinks,
+    pub pauses: Pauses,
+}
+
 pub struct Dispatcher {
     store: Arc<dyn OutboxStore>,
     channel: Arc<dyn Channel>,
@@ -68,33 +93,46 @@ pub struct Dispatcher {
     links: UnsubscribeLinks,
     limiter: Option<Arc<RateLimiter>>,
     pauses: Pauses,
+    /// Sends in flight at once, at least one.
+    concurrency: usize,
+    /// How many deliveries are claimed ahead of the free send slots, so that one claim serves
+    /// many sends; never more than can go out well within the lease when sends are paced.
+    prefetch: usize,
+    /// Claimed deliveries not started yet, each with the moment it was claimed: it may start
+    /// while the claim, or the last renewal of every lease this worker holds, is less than half
+    /// a lease old.
+    queue: VecDeque<(ClaimedDelivery, Timestamp)>,
+    in_flight: JoinSet<()>,
+    /// Messages read for recent sends, by id.
+    messages: HashMap<i64, Arc<MessageRow>>,
+    held: Held,
+    leases: Leases,
+    recorder: Recorder,
+    /// Where sends report their outcomes.
+    results: mpsc::UnboundedSender<Outcome>,
+    /// What sends reported: read by the recorder task while [`Dispatcher::run`] runs, by
+    /// [`Dispatcher::finish_sends`] for a caller that steps the dispatcher itself.
+    received: Option<mpsc::UnboundedReceiver<Outcome>>,
 }
 
-/// Deliveries this worker holds a lease on and has not yet recorded an outcome for.
-#[derive(Clone, Default)]
-struct Held(Arc<Mutex<HashSet<i64>>>);
-
-impl Held {
-    fn add(&self, ids: impl IntoIterator<Item = i64>) {
-        if let Ok(mut held) = self.0.lock() {
-            held.extend(ids);
-        }
-    }
-
-    fn remove(&self, outcomes: &[Outcome]) {
-        if let Ok(mut held) = self.0.lock() {
-            for o in outcomes {
-                held.remove(&o.delivery);
-            }
-        }
-    }
-
-    fn ids(&self) -> Vec<i64> {
-        self.0
-            .lock()
-            .map(|held| held.iter().copied().collect())
-            .unwrap_or_default()
-    }
+/// What one [`Dispatcher::step`] did, and when the next one is due.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dispatched {
+    /// Deliveries claimed (a paused channel claims one at most: its probe).
+    pub claimed: usize,
+    /// Sends started.
+    pub started: usize,
+    /// Claimed deliveries handed back untried, the attempt not counted: held too long to start
+    /// safely, or held back by a pause.
+    pub handed_back: usize,
+    /// Sends in flight after this step.
+    pub in_flight: usize,
+    /// When to step again if nothing happens sooner (a send finishing, outcomes recorded, a
+    /// wake-up): the next due delivery, at most a poll interval away and never further than a
+    /// quarter of a lease, so leases are kept.
+    pub next: Timestamp,
+    /// True when free slots may take more at once: step again without waiting.
+    pub more: bool,
 }
 
 fn outcome_of(delivery: &ClaimedDelivery, outcome: DeliveryOutcome) -> Outcome {
@@ -112,14 +150,14 @@ fn later_by(now: Timestamp, span: Duration) -> Timestamp {
         .unwrap_or(now)
 }
 
-/// What every dispatcher of this process shares.
-#[derive(Clone)]
-pub struct Crew {
-    pub store: Arc<dyn OutboxStore>,
-    /// This replica, as leases name it.
-    pub owner: String,
-    pub links: UnsubscribeLinks,
-    pub pauses: Pauses,
+/// How long from `since` to `now`; `None` when the clock went back.
+fn elapsed(since: Timestamp, now: Timestamp) -> Option<Duration> {
+    Duration::try_from(now.duration_since(since)).ok()
+}
+
+/// How long from `now` until `at`; zero when it has passed.
+fn until(now: Timestamp, at: Timestamp) -> Duration {
+    elapsed(now, at).unwrap_or(Duration::ZERO)
 }
 
 impl Dispatcher {
@@ -130,7 +168,22 @@ impl Dispatcher {
         wake: Arc<Notify>,
         limiter: Option<Arc<RateLimiter>>,
     ) -> Dispatcher {
+        let concurrency = config.concurrency.max(1);
+        let prefetch = match &limiter {
+            None => (config.batch_size as usize).max(concurrency),
+            Some(l) => l
+                .within(Leases::every(config.lease))
+                .clamp(1, config.batch_size as usize),
+        };
+        let held = Held::default();
+        let (results, received) = mpsc::unbounded_channel();
         Dispatcher {
+            recorder: Recorder {
+                store: crew.store.clone(),
+                owner: crew.owner.clone(),
+                wake: wake.clone(),
+                held: held.clone(),
+            },
             store: crew.store.clone(),
             channel,
             config,
@@ -139,6 +192,15 @@ impl Dispatcher {
             links: crew.links.clone(),
             limiter,
             pauses: crew.pauses.clone(),
+            concurrency,
+            prefetch,
+            queue: VecDeque::new(),
+            in_flight: JoinSet::new(),
+            messages: HashMap::new(),
+            held,
+            leases: Leases::default(),
+            results,
+            received: Some(received),
         }
     }
 
@@ -147,147 +209,63 @@ impl Dispatcher {
         self.channel.clone()
     }
 
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Sends until `shutdown`: keeps the leases and steps at every send finished, batch of
+    /// outcomes written, wake-up, or when the step said the next thing is due. On shutdown it
+    /// finishes the sends in flight (within `shutdown_timeout`) and releases the rest.
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let kind = self.channel.kind();
-        let (results, received) = mpsc::unbounded_channel::<Outcome>();
-        let held = Held::default();
-        let recorder = tokio::spawn(record(
-            self.store.clone(),
-            self.owner.clone(),
-            received,
-            self.wake.clone(),
-            held.clone(),
-        ));
-        let mut in_flight: JoinSet<()> = JoinSet::new();
-        let mut messages: HashMap<i64, Arc<MessageRow>> = HashMap::new();
-        let concurrency = self.config.concurrency.max(1);
-        // Deliveries are claimed ahead of the free send slots, so that one claim serves many
-        // sends; never more than can go out well within the lease when sends are paced.
-        let prefetch = match &self.limiter {
-            None => (self.config.batch_size as usize).max(concurrency),
-            Some(l) => l
-                .within(self.config.lease / 4)
-                .clamp(1, self.config.batch_size as usize),
-        };
-        // Each claimed delivery with the moment it was claimed: it may start while the claim, or the
-        // last renewal of every lease this worker holds, is less than half a lease old.
-        let mut queue: VecDeque<(ClaimedDelivery, tokio::time::Instant)> = VecDeque::new();
-        let mut maybe_more = true;
-        let mut leases = Leases::new(tokio::time::Instant::now());
+        let recorder = self
+            .received
+            .take()
+            .map(|received| tokio::spawn(self.recorder.clone().run(received)));
         loop {
-            self.keep_leases(&held, &mut leases).await;
-            while in_flight.try_join_next().is_some() {}
-            // While the channel is paused, one delivery at a time is claimed, when its probe is
-            // due, and nothing else is sent.
-            let pause = self.pauses.get(kind);
-            let probe_due = |in_flight: &JoinSet<()>| {
-                pause
-                    .as_ref()
-                    .is_none_or(|p| in_flight.is_empty() && Timestamp::now() >= p.next_probe)
+            let now = Timestamp::now();
+            self.keep_leases(now).await;
+            let step = match self.step(now).await {
+                Ok(step) => step,
+                Err(e) => {
+                    tracing::warn!(channel = %kind, error = %e, "cannot claim deliveries; retrying shortly");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                    continue;
+                }
             };
-            if maybe_more
-                && queue.len() < concurrency.min(prefetch)
-                && (pause.is_none() || (queue.is_empty() && probe_due(&in_flight)))
-            {
-                let want = if pause.is_some() {
-                    1
-                } else {
-                    (prefetch - queue.len()) as u32
-                };
-                let now = Timestamp::now();
-                let lease_until = later_by(now, self.config.lease);
-                match self
-                    .store
-                    .claim_deliveries(kind, want, now, lease_until, &self.owner)
-                    .await
-                {
-                    Ok(claimed) => {
-                        // A short claim does not mean the outbox is drained: other replicas may
-                        // have held some rows for a moment. Only an empty one stops claiming.
-                        maybe_more = !claimed.is_empty();
-                        held.add(claimed.iter().map(|d| d.id));
-                        let claimed_at = tokio::time::Instant::now();
-                        queue.extend(claimed.into_iter().map(|d| (d, claimed_at)));
-                    }
-                    Err(e) => {
-                        tracing::warn!(channel = %kind, error = %e, "cannot claim deliveries; retrying shortly");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        }
-                        continue;
-                    }
-                }
-            }
-            while in_flight.len() < concurrency {
-                let Some((delivery, claimed_at)) = queue.pop_front() else {
-                    break;
-                };
-                let held_since = claimed_at.max(leases.renewed);
-                if held_since.elapsed() > self.config.lease / 2 {
-                    // Too late to start safely: hand it back, the attempt not counted.
-                    let _ = results.send(outcome_of(&delivery, DeliveryOutcome::Released));
-                    continue;
-                }
-                if let Some(p) = self.pauses.get(kind)
-                    && !(in_flight.is_empty() && Timestamp::now() >= p.next_probe)
-                {
-                    let error = format!("channel paused: credentials refused: {}", p.reason);
-                    let _ = results.send(outcome_of(&delivery, DeliveryOutcome::Paused { error }));
-                    continue;
-                }
-                let message = self.message(&mut messages, delivery.message_id).await;
-                let task = Send {
-                    channel: self.channel.clone(),
-                    links: self.links.clone(),
-                    limiter: self.limiter.clone(),
-                    config: self.config.clone(),
-                    results: results.clone(),
-                    pauses: self.pauses.clone(),
-                };
-                in_flight.spawn(task.run(delivery, message));
-            }
-            if queue.is_empty() && maybe_more && pause.is_none() {
+            if step.more {
                 continue;
             }
-            let wait = if let Some(p) = &pause {
-                // Not sooner than a quarter of a lease, even with the probe due and nothing to
-                // send: a paused channel must not poll the store in a loop.
-                Duration::try_from(p.next_probe.duration_since(Timestamp::now()))
-                    .unwrap_or(Duration::ZERO)
-                    .max(Leases::every(self.config.lease))
-            } else if in_flight.is_empty() && queue.is_empty() {
-                self.idle_wait(kind).await
-            } else {
-                self.config.poll_interval
-            }
-            // Leases are renewed, and others' expired ones taken back, every quarter of a lease.
-            .min(Leases::every(self.config.lease));
+            // Until the step's next moment, by its clock or by the wall clock if sooner (never
+            // longer if the clock went back meanwhile).
+            let wait = until(now, step.next).min(until(Timestamp::now(), step.next));
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => maybe_more = true,
-                _ = self.wake.notified() => maybe_more = true,
-                _ = tokio::time::sleep(wait) => maybe_more = true,
+                Some(_) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {}
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
-        if !queue.is_empty() {
-            tracing::info!(channel = %kind, unsent = queue.len(), "handing back claimed deliveries not yet started");
+        if !self.queue.is_empty() {
+            tracing::info!(channel = %kind, unsent = self.queue.len(), "handing back claimed deliveries not yet started");
         }
-        let pending = in_flight.len();
+        let pending = self.in_flight.len();
         if pending > 0 {
             tracing::info!(channel = %kind, in_flight = pending, "finishing in-flight sends before shutdown");
         }
+        let in_flight = &mut self.in_flight;
         let drained = tokio::time::timeout(self.config.shutdown_timeout, async {
             while in_flight.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(channel = %kind, abandoned = in_flight.len(), "shutdown timeout: abandoning sends still in flight");
-            in_flight.abort_all();
+            tracing::warn!(channel = %kind, abandoned = self.in_flight.len(), "shutdown timeout: abandoning sends still in flight");
+            self.in_flight.abort_all();
         }
-        drop(results);
-        let _ = recorder.await;
+        drop(self.results);
+        if let Some(recorder) = recorder {
+            let _ = recorder.await;
+        }
         match self.store.release_leases(&self.owner).await {
             Ok(0) => {}
             Ok(n) => {
@@ -301,85 +279,122 @@ impl Dispatcher {
         }
     }
 
-    /// Renews the leases this worker holds, and takes back the deliveries of workers that
-    /// stopped, every quarter of a lease: a dead replica's claims are sent by another within
-    /// about a lease and a quarter.
-    async fn keep_leases(&self, held: &Held, leases: &mut Leases) {
+    /// One step at `now`: claims what is due (as many as the free slots and the queue take, a
+    /// single probe when the channel is paused and the probe is due), starts sends in the free
+    /// slots while this worker's hold is known good, and says when the next thing is due. The
+    /// sends run on; their outcomes go to the recorder ([`Dispatcher::finish_sends`] when
+    /// stepping by hand). A failed claim starts nothing and returns the error.
+    pub async fn step(&mut self, now: Timestamp) -> Result<Dispatched, StoreError> {
         let kind = self.channel.kind();
-        let every = Leases::every(self.config.lease);
-        let started = tokio::time::Instant::now();
-        if started.duration_since(leases.renewed) >= every {
-            let ids = held.ids();
-            if ids.is_empty() {
-                leases.renewed = started;
+        self.leases.start(now);
+        while self.in_flight.try_join_next().is_some() {}
+        let mut done = Dispatched::default();
+        // While the channel is paused, one delivery at a time is claimed, when its probe is
+        // due, and nothing else is sent.
+        let pause = self.pauses.get(kind);
+        let probe_due = pause
+            .as_ref()
+            .is_none_or(|p| self.in_flight.is_empty() && now >= p.next_probe);
+        // A short claim does not mean the outbox is drained: other replicas may have held some
+        // rows for a moment. Only an empty one stops claiming.
+        let mut maybe_more = true;
+        if self.queue.len() < self.concurrency.min(self.prefetch)
+            && (pause.is_none() || (self.queue.is_empty() && probe_due))
+        {
+            let want = if pause.is_some() {
+                1
             } else {
-                match self
-                    .store
-                    .renew_leases(
-                        &self.owner,
-                        &ids,
-                        later_by(Timestamp::now(), self.config.lease),
-                    )
-                    .await
-                {
-                    // Every lease still ours: the queue may go on starting. One missing (taken
-                    // over while this worker stalled, or just recorded) and queued deliveries
-                    // start only within half a lease of their own claim.
-                    Ok(n) if n as usize >= ids.len() => leases.renewed = started,
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(channel = %kind, error = %e, held = ids.len(), "cannot renew leases")
-                    }
-                }
-            }
-        }
-        if started.duration_since(leases.reclaimed) >= every {
-            leases.reclaimed = started;
-            match self
+                (self.prefetch - self.queue.len()) as u32
+            };
+            let lease_until = later_by(now, self.config.lease);
+            let claimed = self
                 .store
-                .reclaim_expired_leases(Timestamp::now(), &self.owner)
-                .await
-            {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::warn!(channel = %kind, deliveries = n, "reclaimed deliveries whose worker stopped");
-                    self.store.announce(Topic::Deliveries).await;
-                }
-                Err(e) => {
-                    tracing::warn!(channel = %kind, error = %e, "cannot reclaim expired leases")
-                }
-            }
+                .claim_deliveries(kind, want, now, lease_until, &self.owner)
+                .await?;
+            maybe_more = !claimed.is_empty();
+            done.claimed = claimed.len();
+            self.held.add(claimed.iter().map(|d| d.id));
+            self.queue.extend(claimed.into_iter().map(|d| (d, now)));
         }
+        while self.in_flight.len() < self.concurrency {
+            let Some((delivery, claimed_at)) = self.queue.pop_front() else {
+                break;
+            };
+            let held_since = self.leases.held_since(claimed_at);
+            if elapsed(held_since, now).is_some_and(|d| d > self.config.lease / 2) {
+                // Too late to start safely: hand it back, the attempt not counted.
+                let _ = self
+                    .results
+                    .send(outcome_of(&delivery, DeliveryOutcome::Released));
+                done.handed_back += 1;
+                continue;
+            }
+            if let Some(p) = self.pauses.get(kind)
+                && !(self.in_flight.is_empty() && now >= p.next_probe)
+            {
+                let error = format!("channel paused: credentials refused: {}", p.reason);
+                let _ = self
+                    .results
+                    .send(outcome_of(&delivery, DeliveryOutcome::Paused { error }));
+                done.handed_back += 1;
+                continue;
+            }
+            let message = self.message(delivery.message_id).await;
+            let task = Send {
+                channel: self.channel.clone(),
+                links: self.links.clone(),
+                limiter: self.limiter.clone(),
+                config: self.config.clone(),
+                results: self.results.clone(),
+                pauses: self.pauses.clone(),
+            };
+            self.in_flight.spawn(task.run(delivery, message));
+            done.started += 1;
+        }
+        done.in_flight = self.in_flight.len();
+        if self.queue.is_empty() && maybe_more && pause.is_none() {
+            done.more = true;
+            done.next = now;
+            return Ok(done);
+        }
+        let every = Leases::every(self.config.lease);
+        let wait = if let Some(p) = &pause {
+            // Not sooner than a quarter of a lease, even with the probe due and nothing to
+            // send: a paused channel must not poll the store in a loop.
+            until(now, p.next_probe).max(every)
+        } else if self.in_flight.is_empty() && self.queue.is_empty() {
+            self.idle_wait(kind, now).await
+        } else {
+            self.config.poll_interval
+        }
+        // Leases are renewed, and others' expired ones taken back, every quarter of a lease.
+        .min(every);
+        done.next = later_by(now, wait);
+        Ok(done)
     }
 
-    /// How long to sleep with nothing in flight: until the next retry is due, at most the poll
+    /// How long to wait with nothing in flight: until the next retry is due, at most the poll
     /// interval.
-    async fn idle_wait(&self, kind: crate::domain::subscriber::ChannelKind) -> Duration {
+    async fn idle_wait(&self, kind: ChannelKind, now: Timestamp) -> Duration {
         match self.store.next_attempt_at(kind).await {
             Ok(Some(at)) => {
-                let until = at.duration_since(Timestamp::now());
-                let until = Duration::try_from(until).unwrap_or(Duration::ZERO);
-                until.clamp(Duration::from_millis(5), self.config.poll_interval)
+                until(now, at).clamp(Duration::from_millis(5), self.config.poll_interval)
             }
             _ => self.config.poll_interval,
         }
     }
 
-    async fn message(
-        &self,
-        cache: &mut HashMap<i64, Arc<MessageRow>>,
-        id: i64,
-    ) -> Option<Arc<MessageRow>> {
-        if let Some(m) = cache.get(&id) {
+    async fn message(&mut self, id: i64) -> Option<Arc<MessageRow>> {
+        if let Some(m) = self.messages.get(&id) {
             return Some(m.clone());
         }
         match self.store.message(id).await {
             Ok(Some(m)) => {
-                if cache.len() >= 256 {
-                    cache.clear();
+                if self.messages.len() >= 256 {
+                    self.messages.clear();
                 }
                 let m = Arc::new(m);
-                cache.insert(id, m.clone());
+                self.messages.insert(id, m.clone());
                 Some(m)
             }
             Ok(None) => None,
@@ -388,317 +403,5 @@ impl Dispatcher {
                 None
             }
         }
-    }
-}
-
-/// When this worker last made sure of its leases.
-struct Leases {
-    /// The last renewal that succeeded (or found nothing to renew), as of when it started.
-    renewed: tokio::time::Instant,
-    /// The last look for other workers' expired leases.
-    reclaimed: tokio::time::Instant,
-}
-
-impl Leases {
-    fn new(now: tokio::time::Instant) -> Leases {
-        Leases {
-            renewed: now,
-            reclaimed: now,
-        }
-    }
-
-    fn every(lease: Duration) -> Duration {
-        lease / 4
-    }
-}
-
-/// One send, from filling the placeholders to reporting the outcome.
-struct Send {
-    channel: Arc<dyn Channel>,
-    links: UnsubscribeLinks,
-    limiter: Option<Arc<RateLimiter>>,
-    config: OutboxConfig,
-    results: mpsc::UnboundedSender<Outcome>,
-    pauses: Pauses,
-}
-
-impl Send {
-    async fn run(self, delivery: ClaimedDelivery, message: Option<Arc<MessageRow>>) {
-        let kind = self.channel.kind();
-        let outcome = match message {
-            // The message row cannot be read: retry later rather than drop.
-            None => self.retry_or_fail(&delivery, None, "message could not be loaded".into()),
-            // A panic in a channel (or in filling the message) fails this delivery only.
-            Some(message) => AssertUnwindSafe(self.send(&delivery, &message))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| DeliveryOutcome::Failed {
-                    error: format!("the {kind} channel failed: {}", panic_message(&*panic)),
-                }),
-        };
-        let label = match &outcome {
-            DeliveryOutcome::Sent { .. } => {
-                let latency = Timestamp::now()
-                    .duration_since(delivery.origin_at)
-                    .as_secs_f64()
-                    .max(0.0);
-                metrics::histogram!("banditore_signal_to_sent_seconds", "channel" => kind.as_str())
-                    .record(latency);
-                "sent"
-            }
-            DeliveryOutcome::Retry { error, .. } => {
-                tracing::warn!(delivery = delivery.id, channel = %kind, attempt = delivery.attempts, %error, "delivery failed; will retry");
-                "retry"
-            }
-            DeliveryOutcome::Failed { error } => {
-                tracing::error!(delivery = delivery.id, channel = %kind, attempt = delivery.attempts, %error, "delivery failed for good");
-                "failed"
-            }
-            DeliveryOutcome::Gone { error } => {
-                tracing::warn!(delivery = delivery.id, channel = %kind, %error, "recipient address is gone");
-                "gone"
-            }
-            DeliveryOutcome::Released => "released",
-            DeliveryOutcome::Paused { .. } => "paused",
-            DeliveryOutcome::Deferred { .. } => {
-                tracing::info!(delivery = delivery.id, channel = %kind, "provider asked to slow down; deferred");
-                "deferred"
-            }
-        };
-        metrics::counter!("banditore_deliveries_total", "channel" => kind.as_str(), "outcome" => label).increment(1);
-        let _ = self.results.send(outcome_of(&delivery, outcome));
-    }
-
-    async fn send(&self, delivery: &ClaimedDelivery, message: &MessageRow) -> DeliveryOutcome {
-        let Some(address_id) = delivery.address_id else {
-            return DeliveryOutcome::Failed {
-                error: "the subscriber was deleted".into(),
-            };
-        };
-        let unsubscribe_url = self
-            .links
-            .url(address_id, delivery.channel, &delivery.recipient);
-        let manage_url = self
-            .links
-            .manage_url(address_id, delivery.channel, &delivery.recipient);
-        let fill = Placeholders {
-            recipient_name: &delivery.subscriber_name,
-            unsubscribe_url: &unsubscribe_url,
-            manage_url: &manage_url,
-        };
-        let outgoing = Outgoing {
-            delivery_id: delivery.id,
-            incident_id: delivery.incident_id,
-            attempt: delivery.attempts,
-            recipient: delivery.recipient.clone(),
-            recipient_name: delivery.subscriber_name.clone(),
-            subject: message.subject.as_deref().map(|s| fill.fill(s)),
-            text: fill.fill_as(&message.body, self.channel.body_markup()),
-            html: message.html.as_deref().map(|h| fill.fill_html(h)),
-            unsubscribe_url,
-        };
-        if let Some(limiter) = &self.limiter {
-            limiter.acquire().await;
-        }
-        // The lease is renewed while the send runs; this bounds a send that never ends.
-        let budget = self.config.send_timeout;
-        match tokio::time::timeout(budget, self.channel.send(&outgoing)).await {
-            Ok(Ok(receipt)) => {
-                self.resumed();
-                DeliveryOutcome::Sent(receipt)
-            }
-            Ok(Err(SendError::Retry { after, reason })) => {
-                self.retry_or_fail(delivery, after, reason)
-            }
-            Ok(Err(SendError::Reject { reason })) => DeliveryOutcome::Failed { error: reason },
-            Ok(Err(SendError::RecipientGone { reason })) => {
-                // The provider looked the recipient up: it took the credentials.
-                self.resumed();
-                DeliveryOutcome::Gone { error: reason }
-            }
-            Ok(Err(SendError::Throttled { after })) => DeliveryOutcome::Deferred {
-                at: later_by(Timestamp::now(), after),
-            },
-            Ok(Err(SendError::Credentials { reason })) => {
-                let kind = self.channel.kind();
-                if let Some(pause::Change::Paused(_, p)) =
-                    self.pauses.refused(kind, &reason, Timestamp::now())
-                {
-                    tracing::error!(channel = %kind, %reason, next_probe = %p.next_probe, "channel paused: the provider refuses its credentials; deliveries stay pending and are tried again when they are accepted");
-                    metrics::gauge!("banditore_channel_paused", "channel" => kind.as_str())
-                        .set(1.0);
-                    metrics::counter!("banditore_channel_pauses_total", "channel" => kind.as_str())
-                        .increment(1);
-                }
-                DeliveryOutcome::Paused {
-                    error: format!("channel paused: credentials refused: {reason}"),
-                }
-            }
-            Err(_) => self.retry_or_fail(delivery, None, format!("no answer within {budget:?}")),
-        }
-    }
-
-    /// The provider took the channel's credentials: a pause, if any, is over.
-    fn resumed(&self) {
-        let kind = self.channel.kind();
-        if self.pauses.accepted(kind).is_some() {
-            tracing::warn!(channel = %kind, "channel resumed: the provider accepts its credentials again");
-            metrics::gauge!("banditore_channel_paused", "channel" => kind.as_str()).set(0.0);
-        }
-    }
-
-    fn retry_or_fail(
-        &self,
-        delivery: &ClaimedDelivery,
-        after: Option<Duration>,
-        reason: String,
-    ) -> DeliveryOutcome {
-        if delivery.attempts >= self.config.max_attempts {
-            return DeliveryOutcome::Failed {
-                error: format!("gave up after {} attempts: {reason}", delivery.attempts),
-            };
-        }
-        let delay = self.config.backoff.delay(delivery.attempts, after);
-        DeliveryOutcome::Retry {
-            at: later_by(Timestamp::now(), delay),
-            error: reason,
-        }
-    }
-}
-
-/// What a panic said, for the delivery's error.
-fn panic_message(panic: &(dyn std::any::Any + std::marker::Send)) -> String {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into());
-    format!(
-        "internal error: {}",
-        text.chars().take(300).collect::<String>()
-    )
-}
-
-/// Writes outcomes in batches: whatever finished while the previous batch was being written goes
-/// into the next one. A failing store is retried until it answers, so no outcome is dropped.
-/// Each batch written wakes the dispatcher: a delivery that waited behind one just finished (the
-/// next update to the same recipient) is now due.
-async fn record(
-    store: Arc<dyn OutboxStore>,
-    owner: String,
-    mut received: mpsc::UnboundedReceiver<Outcome>,
-    wake: Arc<Notify>,
-    held: Held,
-) {
-    let mut batch = Vec::with_capacity(256);
-    while received.recv_many(&mut batch, 256).await > 0 {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match store
-                .record_outcomes(&owner, &batch, Timestamp::now())
-                .await
-            {
-                Ok(()) => {
-                    held.remove(&batch);
-                    wake.notify_one();
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, outcomes = batch.len(), "cannot record delivery outcomes; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        batch.clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::channel::Receipt;
-    use crate::domain::subscriber::ChannelKind;
-
-    /// A channel that panics on its first send and works afterwards.
-    struct Fragile(std::sync::atomic::AtomicBool);
-
-    #[async_trait::async_trait]
-    impl Channel for Fragile {
-        fn kind(&self) -> ChannelKind {
-            ChannelKind::Email
-        }
-
-        async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
-            if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                panic!("header value for {} is invalid", msg.recipient);
-            }
-            Ok(Receipt::default())
-        }
-    }
-
-    fn delivery(id: i64) -> ClaimedDelivery {
-        ClaimedDelivery {
-            id,
-            message_id: 1,
-            incident_id: 1,
-            channel: ChannelKind::Email,
-            recipient: "cup@asl.example".into(),
-            address_id: Some(1),
-            subscriber_name: "CUP".into(),
-            attempts: 1,
-            origin_at: Timestamp::now(),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_panic_in_a_send_fails_that_delivery_and_the_next_send_goes_out() {
-        let (results, mut received) = mpsc::unbounded_channel();
-        let channel: Arc<dyn Channel> = Arc::new(Fragile(Default::default()));
-        let message = Arc::new(MessageRow {
-            id: 1,
-            update_id: 1,
-            channel: ChannelKind::Email,
-            language: "it".into(),
-            subject: Some("CUP".into()),
-            body: "CUP giù".into(),
-            html: None,
-        });
-        let send = || Send {
-            channel: channel.clone(),
-            links: UnsubscribeLinks::new(b"key", "https://banditore.example"),
-            limiter: None,
-            config: OutboxConfig {
-                lease: Duration::from_secs(3),
-                send_timeout: Duration::from_secs(5),
-                batch_size: 10,
-                max_attempts: 3,
-                backoff: Backoff {
-                    initial: Duration::from_secs(1),
-                    max: Duration::from_secs(1),
-                },
-                poll_interval: Duration::from_secs(1),
-                concurrency: 1,
-                shutdown_timeout: Duration::from_secs(1),
-            },
-            results: results.clone(),
-            pauses: Pauses::new(Duration::from_secs(1), Duration::from_secs(1)),
-        };
-        send().run(delivery(1), Some(message.clone())).await;
-        send().run(delivery(2), Some(message)).await;
-        let first = received.recv().await.unwrap();
-        assert_eq!(first.delivery, 1);
-        match first.outcome {
-            DeliveryOutcome::Failed { error } => {
-                assert!(
-                    error.contains("header value for cup@asl.example is invalid"),
-                    "{error}"
-                )
-            }
-            other => panic!("{other:?}"),
-        }
-        let second = received.recv().await.unwrap();
-        assert_eq!(second.delivery, 2);
-        assert!(matches!(second.outcome, DeliveryOutcome::Sent(_)));
     }
 }

@@ -1,0 +1,186 @@
+//! One send, from filling the message's placeholders to reporting its outcome: paced by the
+//! channel's shared bucket, bounded by `send_timeout`, classified (sent, retry with back-off,
+//! failed, gone, deferred by a provider's throttle, paused on refused credentials), and shielded
+//! from a panic in the channel, which fails that one delivery and nothing else.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use super::{OutboxConfig, Pauses, later_by, outcome_of, pause};
+use crate::channel::rate::RateLimiter;
+use crate::channel::{Channel, Outgoing, SendError};
+use crate::render::Placeholders;
+use crate::store::{ClaimedDelivery, DeliveryOutcome, MessageRow, Outcome};
+use crate::unsubscribe::UnsubscribeLinks;
+
+/// One send, from filling the placeholders to reporting the outcome.
+pub(super) struct Send {
+    pub(super) channel: Arc<dyn Channel>,
+    pub(super) links: UnsubscribeLinks,
+    pub(super) limiter: Option<Arc<RateLimiter>>,
+    pub(super) config: OutboxConfig,
+    pub(super) results: mpsc::UnboundedSender<Outcome>,
+    pub(super) pauses: Pauses,
+}
+
+impl Send {
+    pub(super) async fn run(self, delivery: ClaimedDelivery, message: Option<Arc<MessageRow>>) {
+        let kind = self.channel.kind();
+        let outcome = match message {
+            // The message row cannot be read: retry later rather than drop.
+            None => self.retry_or_fail(&delivery, None, "message could not be loaded".into()),
+            // A panic in a channel (or in filling the message) fails this delivery only.
+            Some(message) => AssertUnwindSafe(self.send(&delivery, &message))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| DeliveryOutcome::Failed {
+                    error: format!("the {kind} channel failed: {}", panic_message(&*panic)),
+                }),
+        };
+        let label = match &outcome {
+            DeliveryOutcome::Sent { .. } => {
+                let latency = Timestamp::now()
+                    .duration_since(delivery.origin_at)
+                    .as_secs_f64()
+                    .max(0.0);
+                metrics::histogram!("banditore_signal_to_sent_seconds", "channel" => kind.as_str())
+                    .record(latency);
+                "sent"
+            }
+            DeliveryOutcome::Retry { error, .. } => {
+                tracing::warn!(delivery = delivery.id, channel = %kind, attempt = delivery.attempts, %error, "delivery failed; will retry");
+                "retry"
+            }
+            DeliveryOutcome::Failed { error } => {
+                tracing::error!(delivery = delivery.id, channel = %kind, attempt = delivery.attempts, %error, "delivery failed for good");
+                "failed"
+            }
+            DeliveryOutcome::Gone { error } => {
+                tracing::warn!(delivery = delivery.id, channel = %kind, %error, "recipient address is gone");
+                "gone"
+            }
+            DeliveryOutcome::Released => "released",
+            DeliveryOutcome::Paused { .. } => "paused",
+            DeliveryOutcome::Deferred { .. } => {
+                tracing::info!(delivery = delivery.id, channel = %kind, "provider asked to slow down; deferred");
+                "deferred"
+            }
+        };
+        metrics::counter!("banditore_deliveries_total", "channel" => kind.as_str(), "outcome" => label).increment(1);
+        let _ = self.results.send(outcome_of(&delivery, outcome));
+    }
+
+    async fn send(&self, delivery: &ClaimedDelivery, message: &MessageRow) -> DeliveryOutcome {
+        let Some(address_id) = delivery.address_id else {
+            return DeliveryOutcome::Failed {
+                error: "the subscriber was deleted".into(),
+            };
+        };
+        let unsubscribe_url = self
+            .links
+            .url(address_id, delivery.channel, &delivery.recipient);
+        let manage_url = self
+            .links
+            .manage_url(address_id, delivery.channel, &delivery.recipient);
+        let fill = Placeholders {
+            recipient_name: &delivery.subscriber_name,
+            unsubscribe_url: &unsubscribe_url,
+            manage_url: &manage_url,
+        };
+        let outgoing = Outgoing {
+            delivery_id: delivery.id,
+            incident_id: delivery.incident_id,
+            attempt: delivery.attempts,
+            recipient: delivery.recipient.clone(),
+            recipient_name: delivery.subscriber_name.clone(),
+            subject: message.subject.as_deref().map(|s| fill.fill(s)),
+            text: fill.fill_as(&message.body, self.channel.body_markup()),
+            html: message.html.as_deref().map(|h| fill.fill_html(h)),
+            unsubscribe_url,
+        };
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire().await;
+        }
+        // The lease is renewed while the send runs; this bounds a send that never ends.
+        let budget = self.config.send_timeout;
+        match tokio::time::timeout(budget, self.channel.send(&outgoing)).await {
+            Ok(Ok(receipt)) => {
+                self.resumed();
+                DeliveryOutcome::Sent(receipt)
+            }
+            Ok(Err(SendError::Retry { after, reason })) => {
+                self.retry_or_fail(delivery, after, reason)
+            }
+            Ok(Err(SendError::Reject { reason })) => DeliveryOutcome::Failed { error: reason },
+            Ok(Err(SendError::RecipientGone { reason })) => {
+                // The provider looked the recipient up: it took the credentials.
+                self.resumed();
+                DeliveryOutcome::Gone { error: reason }
+            }
+            Ok(Err(SendError::Throttled { after })) => DeliveryOutcome::Deferred {
+                at: later_by(Timestamp::now(), after),
+            },
+            Ok(Err(SendError::Credentials { reason })) => {
+                let kind = self.channel.kind();
+                if let Some(pause::Change::Paused(_, p)) =
+                    self.pauses.refused(kind, &reason, Timestamp::now())
+                {
+                    tracing::error!(channel = %kind, %reason, next_probe = %p.next_probe, "channel paused: the provider refuses its credentials; deliveries stay pending and are tried again when they are accepted");
+                    metrics::gauge!("banditore_channel_paused", "channel" => kind.as_str())
+                        .set(1.0);
+                    metrics::counter!("banditore_channel_pauses_total", "channel" => kind.as_str())
+                        .increment(1);
+                }
+                DeliveryOutcome::Paused {
+                    error: format!("channel paused: credentials refused: {reason}"),
+                }
+            }
+            Err(_) => self.retry_or_fail(delivery, None, format!("no answer within {budget:?}")),
+        }
+    }
+
+    /// The provider took the channel's credentials: a pause, if any, is over.
+    fn resumed(&self) {
+        let kind = self.channel.kind();
+        if self.pauses.accepted(kind).is_some() {
+            tracing::warn!(channel = %kind, "channel resumed: the provider accepts its credentials again");
+            metrics::gauge!("banditore_channel_paused", "channel" => kind.as_str()).set(0.0);
+        }
+    }
+
+    fn retry_or_fail(
+        &self,
+        delivery: &ClaimedDelivery,
+        after: Option<Duration>,
+        reason: String,
+    ) -> DeliveryOutcome {
+        if delivery.attempts >= self.config.max_attempts {
+            return DeliveryOutcome::Failed {
+                error: format!("gave up after {} attempts: {reason}", delivery.attempts),
+            };
+        }
+        let delay = self.config.backoff.delay(delivery.attempts, after);
+        DeliveryOutcome::Retry {
+            at: later_by(Timestamp::now(), delay),
+            error: reason,
+        }
+    }
+}
+
+/// What a panic said, for the delivery's error.
+fn panic_message(panic: &(dyn std::any::Any + std::marker::Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    format!(
+        "internal error: {}",
+        text.chars().take(300).collect::<String>()
+    )
+}

@@ -1,0 +1,437 @@
+//! The dispatcher stepped by hand against a real SQLite store, with time given explicitly: what
+//! a step claims and starts, when it says the next thing is due, how leases are kept and handed
+//! back, a paused channel's probe, a panicking channel, and shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use jiff::SignedDuration;
+use tokio::sync::Semaphore;
+
+use super::*;
+use crate::channel::{Outgoing, Receipt, SendError};
+use crate::domain::subscriber::{SubscriberRules, SubscriberSpec};
+use crate::domain::{IncidentStatus, Labels, Severity, UpdateKind};
+use crate::settings::{Dur, SqliteSynchronous, StoreSettings};
+use crate::store::{IncidentOrigin, NewDelivery, NewIncident, NewMessage, NewUpdate, Store};
+
+/// An email channel whose sends wait for a permit (none until the test gives some, unless it
+/// is open), report that they began, and go through.
+struct Gated {
+    permits: Semaphore,
+    began: mpsc::UnboundedSender<String>,
+}
+
+impl Gated {
+    fn new(open: bool) -> (Arc<Gated>, mpsc::UnboundedReceiver<String>) {
+        let (began, receiver) = mpsc::unbounded_channel();
+        let permits = if open { Semaphore::MAX_PERMITS } else { 0 };
+        let gated = Gated {
+            permits: Semaphore::new(permits),
+            began,
+        };
+        (Arc::new(gated), receiver)
+    }
+}
+
+#[async_trait::async_trait]
+impl Channel for Gated {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Email
+    }
+
+    async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
+        let _ = self.began.send(msg.recipient.clone());
+        if let Ok(permit) = self.permits.acquire().await {
+            permit.forget();
+        }
+        Ok(Receipt::default())
+    }
+}
+
+/// An email channel that panics on its first send and works afterwards.
+struct Fragile(AtomicBool);
+
+#[async_trait::async_trait]
+impl Channel for Fragile {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Email
+    }
+
+    async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
+        if !self.0.swap(true, Ordering::SeqCst) {
+            panic!("header value for {} is invalid", msg.recipient);
+        }
+        Ok(Receipt::default())
+    }
+}
+
+fn config(lease_ms: u64, concurrency: usize) -> OutboxConfig {
+    OutboxConfig {
+        lease: Duration::from_millis(lease_ms),
+        send_timeout: Duration::from_secs(5),
+        batch_size: 10,
+        max_attempts: 3,
+        backoff: Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+        },
+        poll_interval: Duration::from_secs(60),
+        concurrency,
+        shutdown_timeout: Duration::from_secs(5),
+    }
+}
+
+/// Now, to the millisecond the store keeps.
+fn t0() -> Timestamp {
+    Timestamp::from_millisecond(Timestamp::now().as_millisecond()).unwrap()
+}
+
+fn after(t: Timestamp, ms: i64) -> Timestamp {
+    t + SignedDuration::from_millis(ms)
+}
+
+struct Bench {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    pauses: Pauses,
+}
+
+impl Bench {
+    async fn new() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = StoreSettings {
+            url: format!("sqlite://{}", dir.path().join("outbox.db").display()),
+            sqlite_synchronous: SqliteSynchronous::Normal,
+            max_connections: 4,
+            replicas: 1,
+            retention: Dur(Duration::ZERO),
+            password: None,
+            password_file: None,
+            password_env: None,
+        };
+        let store = crate::store::open(&settings, None).await.unwrap();
+        store.migrate().await.unwrap();
+        Bench {
+            _dir: dir,
+            store,
+            pauses: Pauses::new(Duration::from_secs(10), Duration::from_secs(60)),
+        }
+    }
+
+    fn dispatcher(&self, channel: Arc<dyn Channel>, config: OutboxConfig) -> Dispatcher {
+        let crew = Crew {
+            store: self.store.clone(),
+            owner: "replica-a".into(),
+            links: UnsubscribeLinks::new(b"key", "https://banditore.example"),
+            pauses: self.pauses.clone(),
+        };
+        Dispatcher::new(&crew, channel, config, Arc::new(Notify::new()), None)
+    }
+
+    /// One email delivery to each of `recipients`, due at `due`.
+    async fn seed(&self, recipients: &[&str], due: Timestamp) {
+        let spec: SubscriberSpec = serde_json::from_value(serde_json::json!({
+            "name": "desk", "addresses": {"email": recipients}, "subscriptions": [{}]
+        }))
+        .unwrap();
+        let valid = spec
+            .validate(&SubscriberRules::new("it".to_owned().try_into().unwrap()))
+            .unwrap();
+        let id = self.store.create_subscriber(&valid, due).await.unwrap();
+        let row = self.store.subscriber(id).await.unwrap().unwrap();
+        let mut tx = self.store.begin().await.unwrap();
+        let incident = tx
+            .insert_incident(&NewIncident {
+                group_key: format!("service=cup-{id}"),
+                title: "CUP".into(),
+                status: IncidentStatus::Investigating,
+                severity: Severity::Major,
+                origin: IncidentOrigin::Manual,
+                labels: Labels::new(),
+                opened_at: due,
+                eval_at: None,
+                pending_since: None,
+            })
+            .await
+            .unwrap();
+        let update = tx
+            .insert_update(&NewUpdate {
+                incident_id: incident.id,
+                seq: 1,
+                kind: UpdateKind::Opened,
+                status: IncidentStatus::Investigating,
+                severity: Severity::Major,
+                title: "CUP".into(),
+                signals: Vec::new(),
+                body: None,
+                author: None,
+                created_at: due,
+                origin_at: due,
+                silent: false,
+            })
+            .await
+            .unwrap();
+        let message = tx
+            .insert_message(&NewMessage {
+                update_id: update.id,
+                channel: ChannelKind::Email,
+                language: "it".into(),
+                audience: "internal".into(),
+                subject: Some("CUP".into()),
+                body: "CUP giù".into(),
+                html: None,
+                created_at: due,
+            })
+            .await
+            .unwrap();
+        let deliveries: Vec<NewDelivery> = row
+            .addresses
+            .iter()
+            .map(|a| NewDelivery {
+                message_id: message,
+                update_id: update.id,
+                incident_id: incident.id,
+                address_id: a.id,
+                subscriber_name: "desk".into(),
+                channel: ChannelKind::Email,
+                recipient: a.address.clone(),
+                origin_at: due,
+                created_at: due,
+            })
+            .collect();
+        tx.insert_deliveries(&deliveries).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    async fn deliveries(&self, state: &str) -> i64 {
+        let counts = self.store.counts().await.unwrap();
+        counts
+            .deliveries
+            .get(&("email".to_owned(), state.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Waits for the sends in flight and records their outcomes at `now`.
+async fn settle(d: &mut Dispatcher, now: Timestamp) -> Vec<Outcome> {
+    let outcomes = d.finish_sends().await;
+    d.record(&outcomes, now).await.unwrap();
+    outcomes
+}
+
+#[tokio::test]
+async fn a_step_with_nothing_due_says_when_the_next_delivery_is_due() {
+    let bench = Bench::new().await;
+    let (channel, _) = Gated::new(true);
+    let mut d = bench.dispatcher(channel, config(60_000, 1));
+    let t = t0();
+    // An empty outbox: a poll interval away, never more than a quarter of a lease.
+    let step = d.step(t).await.unwrap();
+    let idle = Dispatched {
+        next: after(t, 15_000),
+        ..Dispatched::default()
+    };
+    assert_eq!(step, idle);
+    bench.seed(&["cup@asl.example"], after(t, 10_000)).await;
+    let step = d.step(t).await.unwrap();
+    let waiting = Dispatched {
+        next: after(t, 10_000),
+        ..Dispatched::default()
+    };
+    assert_eq!(step, waiting, "the delivery's own time");
+    let step = d.step(after(t, 10_000)).await.unwrap();
+    assert_eq!((step.claimed, step.started, step.more), (1, 1, true));
+    let outcomes = settle(&mut d, after(t, 10_000)).await;
+    assert!(matches!(
+        outcomes[..],
+        [Outcome {
+            outcome: DeliveryOutcome::Sent(_),
+            ..
+        }]
+    ));
+    assert_eq!(bench.deliveries("sent").await, 1);
+}
+
+#[tokio::test]
+async fn a_claim_not_renewed_is_reclaimable_once_its_lease_has_run_out() {
+    let bench = Bench::new().await;
+    let (channel, _) = Gated::new(false);
+    let mut d = bench.dispatcher(channel, config(3_000, 1));
+    let t = t0();
+    bench.seed(&["cup@asl.example"], t).await;
+    let step = d.step(t).await.unwrap();
+    assert_eq!((step.claimed, step.started, step.in_flight), (1, 1, 1));
+    let reclaim = |at| bench.store.reclaim_expired_leases(at, "replica-b");
+    // The lease runs until `t` + 3 s: another worker takes it back only after that.
+    assert_eq!(reclaim(after(t, 3_000)).await.unwrap(), 0);
+    assert_eq!(reclaim(after(t, 3_001)).await.unwrap(), 1);
+    assert_eq!(bench.deliveries("pending").await, 1);
+}
+
+#[tokio::test]
+async fn renewal_covers_a_send_in_flight_and_lets_queued_ones_start() {
+    let bench = Bench::new().await;
+    let (channel, mut began) = Gated::new(false);
+    let mut d = bench.dispatcher(channel.clone(), config(3_000, 1));
+    let t = t0();
+    bench.seed(&["a@asl.example", "b@asl.example"], t).await;
+    let step = d.step(t).await.unwrap();
+    assert_eq!(
+        (step.claimed, step.started),
+        (2, 1),
+        "one slot, two claimed"
+    );
+    assert_eq!(began.recv().await.unwrap(), "a@asl.example");
+    // Before a quarter of a lease nothing is due; at a quarter both leases are renewed, the
+    // send in flight and the queued delivery alike.
+    assert_eq!(d.keep_leases(after(t, 700)).await, LeaseWork::default());
+    let kept = d.keep_leases(after(t, 750)).await;
+    assert_eq!(kept.renewed, 2);
+    let reclaim = |at| bench.store.reclaim_expired_leases(at, "replica-b");
+    assert_eq!(reclaim(after(t, 3_001)).await.unwrap(), 0);
+    // The send finishes; at `t` + 2 s the queued one is 2 s past its claim but only 1.25 s
+    // past the renewal: it may start.
+    channel.permits.add_permits(2);
+    settle(&mut d, after(t, 1_000)).await;
+    let step = d.step(after(t, 2_000)).await.unwrap();
+    assert_eq!((step.started, step.handed_back), (1, 0));
+    let outcomes = settle(&mut d, after(t, 2_000)).await;
+    assert!(matches!(
+        outcomes[..],
+        [Outcome {
+            outcome: DeliveryOutcome::Sent(_),
+            ..
+        }]
+    ));
+    assert_eq!(bench.deliveries("sent").await, 2);
+    assert_eq!(
+        reclaim(after(t, 3_751)).await.unwrap(),
+        0,
+        "nothing left held"
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_held_past_half_a_lease_is_handed_back_uncounted() {
+    let bench = Bench::new().await;
+    let (channel, _) = Gated::new(true);
+    let mut d = bench.dispatcher(channel, config(4_000, 1));
+    let t = t0();
+    bench.seed(&["a@asl.example", "b@asl.example"], t).await;
+    let step = d.step(t).await.unwrap();
+    assert_eq!((step.claimed, step.started), (2, 1));
+    settle(&mut d, t).await;
+    // No renewal since the claim, 2.001 s ago: too late to start safely.
+    let step = d.step(after(t, 2_001)).await.unwrap();
+    assert_eq!((step.claimed, step.started, step.handed_back), (0, 0, 1));
+    assert!(step.more, "the slot is free: claim again at once");
+    let outcomes = settle(&mut d, after(t, 2_001)).await;
+    assert!(matches!(
+        outcomes[..],
+        [Outcome {
+            outcome: DeliveryOutcome::Released,
+            ..
+        }]
+    ));
+    assert_eq!(bench.deliveries("pending").await, 1);
+    let step = d.step(after(t, 2_001)).await.unwrap();
+    assert_eq!((step.claimed, step.started), (1, 1));
+    let outcomes = settle(&mut d, after(t, 2_001)).await;
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].attempts, 1, "the hand-back did not count");
+    assert_eq!(bench.deliveries("sent").await, 2);
+}
+
+#[tokio::test]
+async fn a_paused_channel_claims_one_probe_at_a_time() {
+    let bench = Bench::new().await;
+    let (channel, mut began) = Gated::new(false);
+    let mut d = bench.dispatcher(channel.clone(), config(3_000, 4));
+    let t = t0();
+    bench
+        .seed(&["a@asl.example", "b@asl.example", "c@asl.example"], t)
+        .await;
+    bench
+        .pauses
+        .refused(ChannelKind::Email, "535 authentication failed", t);
+    // Before the probe is due, nothing is claimed; the step comes back every quarter lease.
+    let step = d.step(after(t, 1_000)).await.unwrap();
+    let paused = Dispatched {
+        next: after(t, 1_750),
+        ..Dispatched::default()
+    };
+    assert_eq!(step, paused);
+    // The probe is due (10 s after the pause): one delivery, though four slots are free.
+    let step = d.step(after(t, 10_000)).await.unwrap();
+    assert_eq!((step.claimed, step.started, step.more), (1, 1, false));
+    assert_eq!(began.recv().await.unwrap(), "a@asl.example");
+    // Not a second one while the probe is out.
+    let step = d.step(after(t, 10_000)).await.unwrap();
+    assert_eq!((step.claimed, step.started, step.in_flight), (0, 0, 1));
+    // The probe gets through: the channel resumes and the next step claims the rest.
+    channel.permits.add_permits(3);
+    settle(&mut d, after(t, 10_000)).await;
+    assert!(bench.pauses.get(ChannelKind::Email).is_none());
+    let step = d.step(after(t, 10_000)).await.unwrap();
+    assert_eq!((step.claimed, step.started), (2, 2));
+    settle(&mut d, after(t, 10_000)).await;
+    assert_eq!(bench.deliveries("sent").await, 3);
+}
+
+#[tokio::test]
+async fn a_panic_in_a_send_fails_that_delivery_and_the_next_send_goes_out() {
+    let bench = Bench::new().await;
+    let mut d = bench.dispatcher(Arc::new(Fragile(AtomicBool::new(false))), config(3_000, 1));
+    let t = t0();
+    bench.seed(&["a@asl.example", "b@asl.example"], t).await;
+    let step = d.step(t).await.unwrap();
+    assert_eq!((step.claimed, step.started), (2, 1));
+    let first = settle(&mut d, t).await;
+    match &first[..] {
+        [
+            Outcome {
+                outcome: DeliveryOutcome::Failed { error },
+                ..
+            },
+        ] => {
+            assert!(
+                error.contains("header value for a@asl.example is invalid"),
+                "{error}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let step = d.step(t).await.unwrap();
+    assert_eq!(step.started, 1);
+    let second = settle(&mut d, t).await;
+    assert!(matches!(
+        second[..],
+        [Outcome {
+            outcome: DeliveryOutcome::Sent(_),
+            ..
+        }]
+    ));
+    assert_eq!(bench.deliveries("failed").await, 1);
+    assert_eq!(bench.deliveries("sent").await, 1);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_send_in_flight_and_releases_the_rest() {
+    let bench = Bench::new().await;
+    let (channel, mut began) = Gated::new(false);
+    let d = bench.dispatcher(channel.clone(), config(3_000, 1));
+    bench
+        .seed(&["a@asl.example", "b@asl.example", "c@asl.example"], t0())
+        .await;
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(d.run(shutdown.clone()));
+    assert_eq!(began.recv().await.unwrap(), "a@asl.example");
+    shutdown.cancel();
+    channel.permits.add_permits(1);
+    running.await.unwrap();
+    assert_eq!(bench.deliveries("sent").await, 1);
+    assert_eq!(bench.deliveries("pending").await, 2);
+    assert_eq!(bench.deliveries("sending").await, 0);
+}
