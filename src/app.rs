@@ -271,7 +271,7 @@ impl Application {
             enabled.insert(ChannelKind::Status);
             dispatchers.push(Dispatcher::new(
                 &crew,
-                Arc::new(crate::channel::status::StatusChannel),
+                Arc::new(crate::channel::status_page::StatusChannel),
                 outbox.clone(),
                 wake.dispatch.bell(),
                 None,

@@ -9,7 +9,7 @@ pub mod facebook;
 pub mod mastodon;
 pub mod sms;
 pub mod social;
-pub mod status;
+pub mod status_page;
 pub mod telegram;
 pub mod x;
 

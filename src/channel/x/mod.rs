@@ -15,8 +15,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::social::{RateGate, excerpt, header_number, reset_unix, thread, unreachable};
-use super::{Channel, Outgoing, Receipt, SendError};
+use crate::channel::social::{RateGate, excerpt, header_number, reset_unix, thread, unreachable};
+use crate::channel::{Channel, Outgoing, Receipt, SendError};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::{Secret, XSettings};
 use crate::store::Store;
@@ -134,7 +134,7 @@ impl XChannel {
         store: Arc<dyn Store>,
     ) -> Result<XChannel, String> {
         Ok(XChannel {
-            http: super::social::http_client(KIND, settings.timeout.get())?,
+            http: crate::channel::social::http_client(KIND, settings.timeout.get())?,
             url: format!("{}/2/tweets", settings.base_url.trim_end_matches('/')),
             oauth: OAuth1 {
                 consumer_key: settings.consumer_key.trim().to_owned(),

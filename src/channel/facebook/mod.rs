@@ -14,8 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::social::{RateGate, excerpt, header, thread, unreachable};
-use super::{Channel, Outgoing, Receipt, SendError};
+use crate::channel::social::{RateGate, excerpt, header, thread, unreachable};
+use crate::channel::{Channel, Outgoing, Receipt, SendError};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::{FacebookSettings, FacebookUpdates, Secret};
 use crate::store::Store;
@@ -61,7 +61,7 @@ impl FacebookChannel {
         store: Arc<dyn Store>,
     ) -> Result<FacebookChannel, String> {
         Ok(FacebookChannel {
-            http: super::social::http_client(KIND, settings.timeout.get())?,
+            http: crate::channel::social::http_client(KIND, settings.timeout.get())?,
             base: format!(
                 "{}/{}",
                 settings.base_url.trim_end_matches('/'),

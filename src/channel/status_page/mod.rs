@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{Channel, Outgoing, Receipt, SendError};
+use crate::channel::{Channel, Outgoing, Receipt, SendError};
 use crate::domain::subscriber::ChannelKind;
 
 pub struct StatusChannel;

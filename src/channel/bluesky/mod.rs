@@ -17,8 +17,8 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::social::{RateGate, excerpt, header_number, reset_unix, thread, unreachable};
-use super::{Channel, Outgoing, Receipt, SendError};
+use crate::channel::social::{RateGate, excerpt, header_number, reset_unix, thread, unreachable};
+use crate::channel::{Channel, Outgoing, Receipt, SendError};
 use crate::domain::subscriber::ChannelKind;
 use crate::render::social::{tags, urls};
 use crate::settings::{BlueskySettings, Secret};
@@ -148,7 +148,7 @@ impl BlueskyChannel {
         store: Arc<dyn Store>,
     ) -> Result<BlueskyChannel, String> {
         Ok(BlueskyChannel {
-            http: super::social::http_client(KIND, settings.timeout.get())?,
+            http: crate::channel::social::http_client(KIND, settings.timeout.get())?,
             base: settings.base_url.trim_end_matches('/').to_owned(),
             identifier: settings.identifier.trim().to_owned(),
             password,

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::social::{RateGate, excerpt, header, header_number, thread, unreachable};
-use super::{Channel, Outgoing, Receipt, SendError};
+use crate::channel::social::{RateGate, excerpt, header, header_number, thread, unreachable};
+use crate::channel::{Channel, Outgoing, Receipt, SendError};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::{MastodonSettings, Secret};
 use crate::store::Store;
@@ -50,7 +50,7 @@ impl MastodonChannel {
         store: Arc<dyn Store>,
     ) -> Result<MastodonChannel, String> {
         Ok(MastodonChannel {
-            http: super::social::http_client(KIND, settings.timeout.get())?,
+            http: crate::channel::social::http_client(KIND, settings.timeout.get())?,
             url: format!(
                 "{}/api/v1/statuses",
                 settings.base_url.trim_end_matches('/')
