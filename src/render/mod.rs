@@ -50,23 +50,42 @@ pub struct Rendered {
     pub html: Option<String>,
 }
 
-/// The channel parts that each template folder must provide.
-fn parts(channel: ChannelKind) -> &'static [&'static str] {
-    match channel {
-        ChannelKind::Email => &["subject", "text", "html"],
-        ChannelKind::Telegram => &["message", "bot"],
-        ChannelKind::Sms => &["text"],
-        ChannelKind::Mastodon | ChannelKind::Bluesky | ChannelKind::X | ChannelKind::Facebook => {
-            &["post"]
+/// How a channel's messages are rendered, and so the parts each language's template folder
+/// must provide. Each channel names its form in its `ChannelSpec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// A subject, a plain text and an HTML body.
+    Mail,
+    /// Telegram's HTML within its length, and the bot's answers.
+    Telegram,
+    /// Text fitted to the template's SMS segments.
+    Sms,
+    /// A post fitted to the network's limit.
+    Post,
+    /// A public statement, and the public title it is shown under.
+    Statement,
+    /// One plain text, whole.
+    Text,
+}
+
+impl Form {
+    /// The templates each language's folder must provide.
+    pub fn parts(self) -> &'static [&'static str] {
+        match self {
+            Form::Mail => &["subject", "text", "html"],
+            Form::Telegram => &["message", "bot"],
+            Form::Sms | Form::Text => &["text"],
+            Form::Post => &["post"],
+            Form::Statement => &["post", "title"],
         }
-        // The statement, and the public title it is shown under.
-        ChannelKind::Status => &["post", "title"],
     }
 }
 
 #[derive(Clone)]
 pub struct Renderer {
     env: Arc<Environment<'static>>,
+    /// How each channel's messages are rendered.
+    forms: BTreeMap<ChannelKind, Form>,
     /// Languages with a complete template folder, per channel.
     languages: BTreeMap<ChannelKind, BTreeSet<String>>,
     fallback: Language,
@@ -81,7 +100,13 @@ pub const SMS_DEFAULT_MAX_SEGMENTS: u32 = 2;
 
 impl Renderer {
     /// Loads the built-in templates, then the files under `dir` (if not empty) over them.
-    pub fn new(dir: &Path, fallback: &Language, tz: TimeZone) -> Result<Renderer, Vec<String>> {
+    /// Loads the templates and checks which languages each channel of `forms` has complete.
+    pub fn new(
+        dir: &Path,
+        fallback: &Language,
+        tz: TimeZone,
+        forms: &[(ChannelKind, Form)],
+    ) -> Result<Renderer, Vec<String>> {
         let mut sources: BTreeMap<String, String> = BTreeMap::new();
         collect_built_in(&BUILT_IN, &mut sources);
         let mut errors = Vec::new();
@@ -146,8 +171,9 @@ impl Renderer {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let forms: BTreeMap<ChannelKind, Form> = forms.iter().copied().collect();
         let mut languages: BTreeMap<ChannelKind, BTreeSet<String>> = BTreeMap::new();
-        for channel in ChannelKind::ALL {
+        for (&channel, form) in &forms {
             let prefix = format!("{}/", channel.as_str());
             let mut candidates: BTreeSet<String> = BTreeSet::new();
             for (name, _) in env.templates() {
@@ -160,7 +186,7 @@ impl Renderer {
             let complete = candidates
                 .into_iter()
                 .filter(|lang| {
-                    parts(channel).iter().all(|part| {
+                    form.parts().iter().all(|part| {
                         env.get_template(&template_name(channel, lang, part))
                             .is_ok()
                     })
@@ -170,6 +196,7 @@ impl Renderer {
         }
         Ok(Renderer {
             env: Arc::new(env),
+            forms,
             languages,
             fallback: fallback.clone(),
             sms_fold: true,
@@ -239,39 +266,46 @@ impl Renderer {
         let value = minijinja::Value::from(minijinja::value::Serde(ctx));
         let render =
             |part: &str| self.render_named(&template_name(channel, &language, part), &value);
-        let rendered = match channel {
-            ChannelKind::Email => Rendered {
+        let form = self
+            .forms
+            .get(&channel)
+            .ok_or(RenderError::NoTemplates(channel))?;
+        let rendered = match form {
+            Form::Mail => Rendered {
                 subject: Some(single_line(&render("subject")?)),
                 text: render("text")?,
                 html: Some(render("html")?),
                 language,
             },
-            ChannelKind::Telegram => Rendered {
+            Form::Telegram => Rendered {
                 subject: None,
                 text: self.render_telegram(&language, ctx)?,
                 html: None,
                 language,
             },
-            ChannelKind::Sms => Rendered {
+            Form::Sms => Rendered {
                 subject: None,
                 text: self.render_sms(&language, ctx)?.text,
                 html: None,
                 language,
             },
-            ChannelKind::Mastodon
-            | ChannelKind::Bluesky
-            | ChannelKind::X
-            | ChannelKind::Facebook => Rendered {
+            Form::Post => Rendered {
                 subject: None,
                 text: self.render_post(channel, &language, ctx)?.text,
                 html: None,
                 language,
             },
-            ChannelKind::Status => Rendered {
+            Form::Statement => Rendered {
                 subject: Some(crate::domain::text::headline(&single_line(&render(
                     "title",
                 )?))),
                 text: self.render_post(channel, &language, ctx)?.text,
+                html: None,
+                language,
+            },
+            Form::Text => Rendered {
+                subject: None,
+                text: render("text")?,
                 html: None,
                 language,
             },
@@ -549,12 +583,12 @@ impl Renderer {
     /// what failed. `check-config` reports these.
     pub fn check(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        for channel in ChannelKind::ALL {
+        for (&channel, &form) in &self.forms {
             let langs = self.languages(channel);
             if langs.is_empty() {
                 problems.push(format!(
                     "{channel}: no complete template folder ({} needed)",
-                    parts(channel).join(", ")
+                    form.parts().join(", ")
                 ));
             }
             if self.language_for(channel, &self.fallback).is_none() {
@@ -612,7 +646,7 @@ impl Renderer {
                         kinds.join("/")
                     ));
                 }
-                if channel == ChannelKind::Sms {
+                if form == Form::Sms {
                     // The public audience's text also carries the preferences link.
                     for (kind, public) in [
                         (UpdateKind::Opened, false),
@@ -638,7 +672,7 @@ impl Renderer {
                         }
                     }
                 }
-                if channel.is_social() {
+                if form == Form::Post {
                     // A long update body is cut to fit; the plain update must fit whole.
                     for kind in [UpdateKind::Opened, UpdateKind::Resolved] {
                         let mut ctx = sample_context(kind);
@@ -656,7 +690,7 @@ impl Renderer {
                         }
                     }
                 }
-                if channel == ChannelKind::Telegram {
+                if form == Form::Telegram {
                     for (name, args) in bot_samples() {
                         if let Err(e) = self.bot_text(&language, name, &args) {
                             problems.push(e.to_string());
@@ -1110,7 +1144,7 @@ mod tests {
     fn renderer() -> Renderer {
         let it = Language::try_from("it".to_owned()).unwrap();
         let tz = TimeZone::get("Europe/Rome").unwrap();
-        Renderer::new(Path::new(""), &it, tz).unwrap()
+        Renderer::new(Path::new(""), &it, tz, &crate::channel::forms()).unwrap()
     }
 
     #[test]
@@ -1171,7 +1205,7 @@ mod tests {
         )
         .unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
-        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
         let out = r
             .render(ChannelKind::Email, &it, &sample_context(UpdateKind::Opened))
             .unwrap();
@@ -1189,7 +1223,7 @@ mod tests {
         )
         .unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
-        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
         let problems = r.check();
         assert!(
             problems
@@ -1205,7 +1239,9 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("email/it")).unwrap();
         std::fs::write(dir.path().join("email/it/subject.j2"), "{% if %}").unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
-        let errors = Renderer::new(dir.path(), &it, TimeZone::UTC).err().unwrap();
+        let errors = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms())
+            .err()
+            .unwrap();
         assert!(errors[0].contains("email/it/subject.j2"), "{errors:?}");
     }
 
@@ -1219,7 +1255,7 @@ mod tests {
         )
         .unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
-        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
         let err = r
             .render(ChannelKind::Email, &it, &sample_context(UpdateKind::Opened))
             .unwrap_err();
@@ -1512,7 +1548,7 @@ mod tests {
         )
         .unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
-        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
         let problems = r.check();
         assert!(
             problems
@@ -1539,7 +1575,7 @@ mod tests {
         )
         .unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
-        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
         let problems = r.check();
         assert!(
             problems

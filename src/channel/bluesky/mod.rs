@@ -9,6 +9,8 @@
 //!   this very text, and keeps that post instead of making a second one.
 //! - The provider id is the post's `uri` and `cid`, separated by a space: replies need both.
 
+pub mod settings;
+
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -395,6 +397,59 @@ impl Channel for BlueskyChannel {
             uri: created.uri,
             cid: created.cid,
         }))
+    }
+}
+
+/// Bluesky in the registry: the region's account, posting approved statements as threads.
+pub struct Spec;
+
+impl crate::channel::ChannelSpec for Spec {
+    fn kind(&self) -> ChannelKind {
+        KIND
+    }
+
+    fn form(&self) -> crate::render::Form {
+        crate::render::Form::Post
+    }
+
+    fn validate(
+        &self,
+        s: &crate::settings::Settings,
+        keys: &mut crate::settings::ChannelKeys,
+        mut push: &mut dyn FnMut(&str, String),
+    ) {
+        if let Some(k) = settings::validate(s, &mut push) {
+            keys.insert(KIND, k);
+        }
+    }
+
+    fn subscribers(
+        &self,
+        s: &crate::settings::Settings,
+    ) -> Vec<crate::domain::subscriber::ValidSubscriber> {
+        settings::subscribers(s)
+    }
+
+    fn build(
+        &self,
+        v: &crate::settings::Validated,
+        wiring: &crate::channel::Wiring<'_>,
+    ) -> Result<Option<crate::channel::Built>, crate::channel::BuildError> {
+        let c = &v.settings.channels.bluesky;
+        let (true, Some(keys)) = (c.enabled, v.channels.get::<Secret>(KIND)) else {
+            return Ok(None);
+        };
+        let channel = BlueskyChannel::new(
+            c,
+            keys.clone(),
+            v.settings.routing.default_language.as_str(),
+            wiring.store.clone(),
+        )
+        .map_err(crate::channel::BuildError)?;
+        // One post at a time per account, so that each update finds the post before it.
+        Ok(Some(crate::channel::Built::one_at_a_time(Arc::new(
+            channel,
+        ))))
     }
 }
 

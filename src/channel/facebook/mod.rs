@@ -8,6 +8,8 @@
 //!   answer was lost: it counts as posted.
 //! - The token travels in the form body, never in a URL that an error message could print.
 
+pub mod settings;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,6 +182,54 @@ impl Channel for FacebookChannel {
                 reason,
             },
         })
+    }
+}
+
+/// Facebook in the registry: the region's Page, posting approved statements.
+pub struct Spec;
+
+impl crate::channel::ChannelSpec for Spec {
+    fn kind(&self) -> ChannelKind {
+        KIND
+    }
+
+    fn form(&self) -> crate::render::Form {
+        crate::render::Form::Post
+    }
+
+    fn validate(
+        &self,
+        s: &crate::settings::Settings,
+        keys: &mut crate::settings::ChannelKeys,
+        mut push: &mut dyn FnMut(&str, String),
+    ) {
+        if let Some(k) = settings::validate(s, &mut push) {
+            keys.insert(KIND, k);
+        }
+    }
+
+    fn subscribers(
+        &self,
+        s: &crate::settings::Settings,
+    ) -> Vec<crate::domain::subscriber::ValidSubscriber> {
+        settings::subscribers(s)
+    }
+
+    fn build(
+        &self,
+        v: &crate::settings::Validated,
+        wiring: &crate::channel::Wiring<'_>,
+    ) -> Result<Option<crate::channel::Built>, crate::channel::BuildError> {
+        let c = &v.settings.channels.facebook;
+        let (true, Some(keys)) = (c.enabled, v.channels.get::<Secret>(KIND)) else {
+            return Ok(None);
+        };
+        let channel = FacebookChannel::new(c, keys.clone(), wiring.store.clone())
+            .map_err(crate::channel::BuildError)?;
+        // One post at a time per account, so that each update finds the post before it.
+        Ok(Some(crate::channel::Built::one_at_a_time(Arc::new(
+            channel,
+        ))))
     }
 }
 

@@ -3,7 +3,11 @@
 
 use async_trait::async_trait;
 
-use crate::channel::{Channel, Outgoing, Receipt, SendError};
+use std::sync::Arc;
+
+use crate::channel::{
+    BuildError, Built, Channel, ChannelSpec, Outgoing, Receipt, SendError, Wiring,
+};
 use crate::domain::subscriber::ChannelKind;
 
 pub struct StatusChannel;
@@ -20,5 +24,45 @@ impl Channel for StatusChannel {
             provider: Some("status".into()),
             segments: None,
         })
+    }
+}
+
+/// The status page in the registry: on when `[[status.services]]` lists a service. Its section
+/// is `status` (`settings::StatusSettings`), checked with the page itself.
+pub struct Spec;
+
+impl ChannelSpec for Spec {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Status
+    }
+
+    fn form(&self) -> crate::render::Form {
+        crate::render::Form::Statement
+    }
+
+    fn validate(
+        &self,
+        _settings: &crate::settings::Settings,
+        _keys: &mut crate::settings::ChannelKeys,
+        _push: &mut dyn FnMut(&str, String),
+    ) {
+    }
+
+    fn subscribers(
+        &self,
+        settings: &crate::settings::Settings,
+    ) -> Vec<crate::domain::subscriber::ValidSubscriber> {
+        crate::settings::status_subscriber(settings)
+            .into_iter()
+            .collect()
+    }
+
+    fn build(
+        &self,
+        v: &crate::settings::Validated,
+        _wiring: &Wiring<'_>,
+    ) -> Result<Option<Built>, BuildError> {
+        Ok((!v.settings.status.services.is_empty())
+            .then(|| Built::one_at_a_time(Arc::new(StatusChannel))))
     }
 }
