@@ -897,7 +897,9 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
             "draft",
             json!({"draft": draft, "incident": incident.clone(), "signals": [signal.clone(), probed.clone()],
             "audit": [entry.clone()],
-            "parts": [{"part": part, "key": "email_it", "length": {"unit": "characters", "used": 20, "limit": 20000}}]}),
+            "parts": [{"part": part, "key": "email_it", "length": {"unit": "characters", "used": 20, "limit": 20000}}],
+            "counting": {"gsm_basic": "@£$", "gsm_extension": "€", "gsm7": [160, 153], "ucs2": [70, 67],
+                "mastodon_url": 23, "x_url": 23}}),
         ),
         ("incidents", json!({"incidents": [incident.clone()]})),
         (
