@@ -29,8 +29,11 @@ use crate::settings::{ChannelKeys, Settings, Validated};
 use crate::store::Store;
 
 /// Every channel Banditore has, in the order they are checked and started. Adding a channel is
-/// one folder under `channel/` and one line here (with its `ChannelKind`, its section in
-/// `config/default.toml` and its templates).
+/// one folder under `channel/` and one line here, with its `ChannelKind` variant (the compiler
+/// then names every match to complete), its field in `settings::ChannelSettings`, its section in
+/// `config/default.toml` and its templates. The store keeps a channel as a word and needs no
+/// migration, except for a channel citizens may sign up by: `signups.channel` is checked to be
+/// `email` or `sms`, the channels that can carry a confirmation code.
 pub fn registry() -> &'static [&'static dyn ChannelSpec] {
     &[
         &email::Spec,

@@ -1,4 +1,5 @@
-//! `channels.sms`: the region numbers are read in, and the providers in the order they are tried.
+//! `channels.sms`: the gateways' accounts, the region numbers are read in, and the providers in
+//! the order they are tried.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
