@@ -728,7 +728,13 @@ fn sms_render(n: usize) {
     use banditore::domain::UpdateKind;
     use banditore::render::{Renderer, sample_context, sms};
     let it = "it".to_owned().try_into().unwrap();
-    let renderer = Renderer::new(std::path::Path::new(""), &it, jiff::tz::TimeZone::UTC).unwrap();
+    let renderer = Renderer::new(
+        std::path::Path::new(""),
+        &it,
+        jiff::tz::TimeZone::UTC,
+        &banditore::channel::forms(),
+    )
+    .unwrap();
     let ctx = sample_context(UpdateKind::Opened);
     let started = Instant::now();
     let mut segments = 0u64;

@@ -5,7 +5,7 @@
 //! holds, stop the pipeline after its current step, let dispatchers finish in-flight sends and
 //! release their leases, then close the store.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -16,12 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::approval::{Announcer, ApprovalLinks};
 use crate::bot::{BotApprovals, BotContext, POLL_TIMEOUT, UpdateReceiver, run_bot};
-use crate::channel::Channel;
-use crate::channel::email::EmailChannel;
 use crate::channel::rate::RateLimiter;
 use crate::channel::sms::report::ReportLinks;
-use crate::channel::sms::sms_channel;
-use crate::channel::telegram::{self, TelegramChannel};
+use crate::channel::telegram;
 use crate::cluster::{self, Leadership};
 use crate::domain::incident::Timing;
 use crate::domain::signal::NormalizeRules;
@@ -35,7 +32,7 @@ use crate::pipeline::Pipeline;
 use crate::probe::check::{Check, HttpClients};
 use crate::probe::{ProbeStatus, Prober};
 use crate::route::Router;
-use crate::settings::{TelegramMode, Validated};
+use crate::settings::{TelegramKeys, TelegramMode, Validated};
 use crate::store::{self, Store, Topic};
 use crate::unsubscribe::UnsubscribeLinks;
 use crate::wake::Wakers;
@@ -140,7 +137,6 @@ impl Application {
             pauses: pauses.clone(),
         };
         let mut dispatchers = Vec::new();
-        let mut email_channel = None;
         let mut enabled = BTreeSet::new();
         let outbox = OutboxConfig {
             lease: s.outbox.lease.get(),
@@ -155,54 +151,58 @@ impl Application {
             concurrency: 1,
             shutdown_timeout: s.server.shutdown_timeout.get(),
         };
-        if s.channels.email.enabled {
-            let email =
-                EmailChannel::new(&s.channels.email, v.email_password.as_ref(), &deployment_id)?;
-            let channel: Arc<dyn Channel> = Arc::new(email);
-            email_channel = Some(channel.clone());
-            enabled.insert(ChannelKind::Email);
-            let rate = s.channels.email.rate_per_second;
+        // Every configured channel gets its dispatcher; what other parts share with a sender
+        // (the email and SMS channels for citizens, Telegram's client and pacer) is kept by kind.
+        let wiring = crate::channel::Wiring {
+            store: store.clone(),
+            deployment_id: &deployment_id,
+            key: key.as_bytes(),
+        };
+        let mut shared = BTreeMap::new();
+        let mut senders = BTreeMap::new();
+        for spec in crate::channel::registry() {
+            let Some(built) = spec.build(&v, &wiring)? else {
+                continue;
+            };
+            let kind = spec.kind();
+            enabled.insert(kind);
+            senders.insert(kind, built.channel.clone());
+            if let Some(parts) = built.shared {
+                shared.insert(kind, parts);
+            }
             dispatchers.push(Dispatcher::new(
                 &crew,
-                channel,
+                built.channel,
                 OutboxConfig {
-                    concurrency: s.channels.email.pool_size as usize,
+                    concurrency: built.concurrency,
                     ..outbox.clone()
                 },
                 wake.dispatch.bell(),
-                (rate > 0).then(|| Arc::new(RateLimiter::new(store.clone(), "email", rate, rate))),
+                built.rate.map(|(rate, burst)| {
+                    Arc::new(RateLimiter::new(store.clone(), kind.as_str(), rate, burst))
+                }),
             ));
         }
+        let email_channel = senders.get(&ChannelKind::Email).cloned();
+        let sms_for_citizens = senders.get(&ChannelKind::Sms).cloned();
+        let sms_reports = shared
+            .remove(&ChannelKind::Sms)
+            .and_then(|parts| parts.downcast::<ReportLinks>().ok());
 
         let approval_links = ApprovalLinks::new(key.as_bytes(), &s.server.public_url);
         let mut telegram_for_notices = None;
         let mut telegram_web = None;
         let mut bot = None;
-        if s.channels.telegram.enabled {
+        if let Some(parts) = shared
+            .remove(&ChannelKind::Telegram)
+            .and_then(|parts| parts.downcast::<telegram::Shared>().ok())
+        {
             let t = &s.channels.telegram;
             let keys = v
-                .telegram
-                .as_ref()
+                .channels
+                .get::<TelegramKeys>(ChannelKind::Telegram)
                 .context("channels.telegram: enabled without a token")?;
-            let client = telegram::bot(&keys.token, &t.api_url, t.timeout.get())?;
-            let pacer = Arc::new(telegram::Pacer::new(t.rate_per_second));
-            enabled.insert(ChannelKind::Telegram);
-            dispatchers.push(Dispatcher::new(
-                &crew,
-                Arc::new(TelegramChannel::new(client.clone(), pacer.clone())),
-                OutboxConfig {
-                    concurrency: t.concurrency as usize,
-                    ..outbox.clone()
-                },
-                wake.dispatch.bell(),
-                // Telegram counts per second: sends evenly spaced, never a burst.
-                Some(Arc::new(RateLimiter::new(
-                    store.clone(),
-                    "telegram",
-                    t.rate_per_second,
-                    1,
-                ))),
-            ));
+            let (client, pacer) = (parts.bot.clone(), parts.pacer.clone());
             let (webhook, endpoint) = match (t.mode, &keys.secret_token) {
                 (TelegramMode::Webhook, Some(secret)) => {
                     let url = format!(
@@ -242,65 +242,13 @@ impl Application {
             bot = Some((updates_client, Arc::new(context), webhook));
         }
 
-        let mut sms_reports = None;
-        let mut sms_for_citizens = None;
-        if s.channels.sms.enabled {
-            let reports = ReportLinks::new(key.as_bytes(), &s.server.public_url, &v.sms);
-            let channel: Arc<dyn Channel> = Arc::new(
-                sms_channel(&s.channels.sms, &v.sms, store.clone(), &reports)
-                    .map_err(anyhow::Error::msg)?,
-            );
-            sms_for_citizens = Some(channel.clone());
-            enabled.insert(ChannelKind::Sms);
-            dispatchers.push(Dispatcher::new(
-                &crew,
-                channel,
-                OutboxConfig {
-                    concurrency: s.channels.sms.concurrency as usize,
-                    ..outbox.clone()
-                },
-                wake.dispatch.bell(),
-                // Each provider paces itself (`rate_per_second`), shared by every replica.
-                None,
-            ));
-            sms_reports = Some(Arc::new(reports));
-        }
-
-        if !s.status.services.is_empty() {
-            enabled.insert(ChannelKind::Status);
-            dispatchers.push(Dispatcher::new(
-                &crew,
-                Arc::new(crate::channel::status::StatusChannel),
-                outbox.clone(),
-                wake.dispatch.bell(),
-                None,
-            ));
-        }
-        let social = social_channels(&v, store.clone(), &deployment_id)?;
-        for channel in social {
-            enabled.insert(channel.kind());
-            dispatchers.push(Dispatcher::new(
-                &crew,
-                channel,
-                // One post at a time per account, so that each update finds the post before it.
-                outbox.clone(),
-                wake.dispatch.bell(),
-                None,
-            ));
-        }
-
         let notices = crate::outbox::pause::Notices {
             store: store.clone(),
             audience: s.outbox.notify_audience.clone(),
             channels: dispatchers
                 .iter()
                 .map(Dispatcher::channel)
-                .filter(|c| {
-                    matches!(
-                        c.kind(),
-                        ChannelKind::Email | ChannelKind::Telegram | ChannelKind::Sms
-                    )
-                })
+                .filter(|c| crate::channel::spec(c.kind()).is_some_and(|s| s.reaches_people()))
                 .map(|c| (c.kind(), c))
                 .collect(),
             renderer: v.renderer.clone(),
@@ -540,44 +488,6 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
-}
-
-/// The social accounts that are enabled, as channels.
-fn social_channels(
-    v: &Validated,
-    store: Arc<dyn Store>,
-    deployment_id: &str,
-) -> anyhow::Result<Vec<Arc<dyn Channel>>> {
-    use crate::channel::{
-        bluesky::BlueskyChannel, facebook::FacebookChannel, mastodon::MastodonChannel, x::XChannel,
-    };
-    let c = &v.settings.channels;
-    let keys = &v.social;
-    let language = v.settings.routing.default_language.as_str();
-    let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
-    if let (true, Some(token)) = (c.mastodon.enabled, &keys.mastodon) {
-        let m = MastodonChannel::new(
-            &c.mastodon,
-            token.clone(),
-            language,
-            deployment_id,
-            store.clone(),
-        );
-        channels.push(Arc::new(m.map_err(anyhow::Error::msg)?));
-    }
-    if let (true, Some(password)) = (c.bluesky.enabled, &keys.bluesky) {
-        let b = BlueskyChannel::new(&c.bluesky, password.clone(), language, store.clone());
-        channels.push(Arc::new(b.map_err(anyhow::Error::msg)?));
-    }
-    if let (true, Some((consumer, token))) = (c.x.enabled, &keys.x) {
-        let x = XChannel::new(&c.x, consumer.clone(), token.clone(), store.clone());
-        channels.push(Arc::new(x.map_err(anyhow::Error::msg)?));
-    }
-    if let (true, Some(token)) = (c.facebook.enabled, &keys.facebook) {
-        let f = FacebookChannel::new(&c.facebook, token.clone(), store.clone());
-        channels.push(Arc::new(f.map_err(anyhow::Error::msg)?));
-    }
-    Ok(channels)
 }
 
 /// Turns other replicas' announcements into local wake-ups.

@@ -86,7 +86,10 @@ fn main() -> ExitCode {
             println!("banditore {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::CheckConfig => match settings::load_and_validate(cli.config.as_deref()) {
+        Command::CheckConfig => match settings::load_and_validate(
+            cli.config.as_deref(),
+            &banditore::channel::sections(),
+        ) {
             Ok(v) => {
                 for w in &v.warnings {
                     eprintln!("warning: {w}");
@@ -109,7 +112,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve | Command::Migrate | Command::User(_) => {
-            let validated = match settings::load_and_validate(cli.config.as_deref()) {
+            let validated = match settings::load_and_validate(
+                cli.config.as_deref(),
+                &banditore::channel::sections(),
+            ) {
                 Ok(v) => v,
                 Err(problems) => {
                     print_problems(&problems);

@@ -29,7 +29,7 @@ const FLOORS: &[(&str, &[&str])] = &[
         &["render", "unsubscribe"],
     ),
     (
-        "configuration (validation renders the templates)",
+        "configuration (validation renders the templates), with each channel's own section",
         &["settings"],
     ),
     (
@@ -50,6 +50,13 @@ const FLOORS: &[(&str, &[&str])] = &[
     ("HTTP handlers and the console", &["web"]),
     ("wiring", &["app"]),
 ];
+
+/// A channel's folder spans two floors: its `settings.rs` (the types of its configuration section
+/// and their checks, over `domain` and `settings` alone) is part of the configuration, which
+/// gathers every section; the rest of the folder (its sender and its spec) stands with the
+/// channels. Such a file, and an import of `crate::channel::<name>::settings`, count as
+/// `settings`.
+const CHANNEL_SETTINGS: &str = "settings";
 
 /// Imports from a higher floor that exist today and are being moved in issue 18: (file, the
 /// top-level module it imports). Each entry must still match an import, so this table can
@@ -387,9 +394,12 @@ fn sources() -> Vec<Source> {
             if modules.last().is_some_and(|m| m == "mod" || m == "lib") {
                 modules.pop();
             }
+            if modules.len() == 3 && modules[0] == "channel" && modules[2] == "settings" {
+                modules = vec![CHANNEL_SETTINGS.to_owned(), modules[1].clone()];
+            }
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("cannot read {relative}: {e}"));
-            let code = blank_comments_and_literals(&text);
+            let code = blank_test_modules(&blank_comments_and_literals(&text));
             Some(Source {
                 name: relative,
                 modules,
@@ -589,9 +599,14 @@ fn imports(file: &Source) -> Vec<Import> {
         } else {
             let name: String = rest.chars().take_while(|c| is_ident(*c)).collect();
             if !name.is_empty() {
+                let module = if name == "channel" && names_channel_settings(&rest[name.len()..]) {
+                    CHANNEL_SETTINGS.to_owned()
+                } else {
+                    name
+                };
                 found.push(Import {
                     line: line_of(code, at),
-                    module: name,
+                    module,
                 });
             }
         }
@@ -616,6 +631,70 @@ fn imports(file: &Source) -> Vec<Import> {
         }
     }
     found
+}
+
+/// Whether the path after `crate::channel` is `::<name>::settings`: a channel's own section.
+fn names_channel_settings(rest: &str) -> bool {
+    let Some(rest) = rest.trim_start().strip_prefix("::") else {
+        return false;
+    };
+    let name: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| is_ident(*c))
+        .collect();
+    let after = rest.trim_start()[name.len()..].trim_start();
+    after.strip_prefix("::").is_some_and(|r| {
+        r.trim_start().starts_with("settings")
+            && !r.trim_start()["settings".len()..].starts_with(is_ident)
+    })
+}
+
+/// `code` with the bodies of `#[cfg(test)] mod … { … }` blanked out: a test may assemble parts
+/// from any floor (a renderer with the registry's forms), as the integration tests do.
+fn blank_test_modules(code: &str) -> String {
+    let mut out = code.to_owned();
+    let mut from = 0;
+    while let Some(found) = code[from..].find("#[cfg(test)]") {
+        let at = from + found;
+        from = at + 1;
+        let rest = code[at + "#[cfg(test)]".len()..].trim_start();
+        let Some(rest) = rest.strip_prefix("mod ") else {
+            continue;
+        };
+        let Some(open) = rest.find(['{', ';']) else {
+            continue;
+        };
+        if rest.as_bytes()[open] == b';' {
+            continue;
+        }
+        let start = code.len() - rest.len() + open;
+        let mut depth = 0usize;
+        let mut end = code.len();
+        for (i, c) in code[start..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = start + i;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Byte for byte, so that offsets and line numbers still match the text.
+        let blanked: String = code[start..end]
+            .chars()
+            .flat_map(|c| {
+                let width = if c == '\n' { 0 } else { c.len_utf8() };
+                std::iter::repeat_n(' ', width).chain((c == '\n').then_some('\n'))
+            })
+            .collect();
+        out.replace_range(start..end, &blanked);
+    }
+    out
 }
 
 /// The first name of each item of a `{ … }` group whose inside starts `group`, with its offset.

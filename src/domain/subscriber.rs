@@ -24,10 +24,12 @@ pub enum ChannelKind {
     Facebook,
     /// The public status page: its text is a part of the public draft like any channel's.
     Status,
+    /// Banditore's own log: each delivery one structured line, for a SIEM to collect.
+    Log,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 8] = [
+    pub const ALL: [ChannelKind; 9] = [
         ChannelKind::Email,
         ChannelKind::Telegram,
         ChannelKind::Sms,
@@ -36,6 +38,7 @@ impl ChannelKind {
         ChannelKind::X,
         ChannelKind::Facebook,
         ChannelKind::Status,
+        ChannelKind::Log,
     ];
 
     /// The social networks: one account each, set in `channels.<network>`, posting public
@@ -58,6 +61,7 @@ impl ChannelKind {
             ChannelKind::X => "X",
             ChannelKind::Facebook => "Facebook",
             ChannelKind::Status => "Status page",
+            ChannelKind::Log => "Log",
         }
     }
 
@@ -75,6 +79,7 @@ impl ChannelKind {
             ChannelKind::X => "x",
             ChannelKind::Facebook => "facebook",
             ChannelKind::Status => "status",
+            ChannelKind::Log => "log",
         }
     }
 
@@ -91,9 +96,15 @@ impl ChannelKind {
             ChannelKind::Status => Err(
                 "status is not a subscriber address: the status page shows what the `public` audience is approved to hear, for the services in [[status.services]]".into(),
             ),
-            social => Err(format!(
-                "{social} is not a subscriber address: the account is set in channels.{social}, and it posts what the `public` audience is approved to hear"
+            ChannelKind::Mastodon
+            | ChannelKind::Bluesky
+            | ChannelKind::X
+            | ChannelKind::Facebook => Err(format!(
+                "{self} is not a subscriber address: the account is set in channels.{self}, and it posts what the `public` audience is approved to hear"
             )),
+            ChannelKind::Log => Err(
+                "log is not a subscriber address: the process log is set in channels.log, with the audience it writes down".into(),
+            ),
         }
     }
 }

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use super::env::{parts, template_name};
+use super::env::{Form, template_name};
 use super::{Renderer, sample_context, social};
-use crate::domain::subscriber::{ChannelKind, Language};
+use crate::domain::subscriber::Language;
 use crate::domain::{Finding, UpdateKind};
 
 impl Renderer {
@@ -15,12 +15,12 @@ impl Renderer {
     /// what failed. `check-config` reports these.
     pub fn check(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        for channel in ChannelKind::ALL {
+        for (&channel, &form) in &self.forms {
             let langs = self.languages(channel);
             if langs.is_empty() {
                 problems.push(format!(
                     "{channel}: no complete template folder ({} needed)",
-                    parts(channel).join(", ")
+                    form.parts().join(", ")
                 ));
             }
             if self.language_for(channel, &self.fallback).is_none() {
@@ -78,7 +78,7 @@ impl Renderer {
                         kinds.join("/")
                     ));
                 }
-                if channel == ChannelKind::Sms {
+                if form == Form::Sms {
                     // The public audience's text also carries the preferences link.
                     for (kind, public) in [
                         (UpdateKind::Opened, false),
@@ -104,7 +104,7 @@ impl Renderer {
                         }
                     }
                 }
-                if channel.is_social() {
+                if form == Form::Post {
                     // A long update body is cut to fit; the plain update must fit whole.
                     for kind in [UpdateKind::Opened, UpdateKind::Resolved] {
                         let mut ctx = sample_context(kind);
@@ -122,7 +122,7 @@ impl Renderer {
                         }
                     }
                 }
-                if channel == ChannelKind::Telegram {
+                if form == Form::Telegram {
                     for (name, args) in bot_samples() {
                         if let Err(e) = self.bot_text(&language, name, &args) {
                             problems.push(e.to_string());
@@ -291,7 +291,9 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
             "draft",
             json!({"draft": draft, "incident": incident.clone(), "signals": [signal.clone(), probed.clone()],
             "audit": [entry.clone()],
-            "parts": [{"part": part, "key": "email_it", "length": {"unit": "characters", "used": 20, "limit": 20000}}]}),
+            "parts": [{"part": part, "key": "email_it", "length": {"unit": "characters", "used": 20, "limit": 20000}}],
+            "counting": {"gsm_basic": "@£$", "gsm_extension": "€", "gsm7": [160, 153], "ucs2": [70, 67],
+                "mastodon_url": 23, "x_url": 23}}),
         ),
         ("incidents", json!({"incidents": [incident.clone()]})),
         (
@@ -414,7 +416,7 @@ mod tests {
         )
         .unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
-        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
         let problems = r.check();
         assert!(
             problems
@@ -437,7 +439,7 @@ mod tests {
         )
         .unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
-        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
         let problems = r.check();
         assert!(
             problems
@@ -464,7 +466,7 @@ mod tests {
         )
         .unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
-        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
         let problems = r.check();
         assert!(
             problems

@@ -24,23 +24,46 @@ const TELEGRAM_ESCAPE: &str = "telegram-html";
 /// Fuel bounds the work one render may do, so that a looping template fails instead of hanging.
 const FUEL: u64 = 200_000;
 
-/// The channel parts that each template folder must provide.
-pub(super) fn parts(channel: ChannelKind) -> &'static [&'static str] {
-    match channel {
-        ChannelKind::Email => &["subject", "text", "html"],
-        ChannelKind::Telegram => &["message", "bot"],
-        ChannelKind::Sms => &["text"],
-        ChannelKind::Mastodon | ChannelKind::Bluesky | ChannelKind::X | ChannelKind::Facebook => {
-            &["post"]
+/// How a channel's messages are rendered, and so the parts each language's template folder
+/// must provide. Each channel names its form in its `ChannelSpec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// A subject, a plain text and an HTML body.
+    Mail,
+    /// Telegram's HTML within its length, and the bot's answers.
+    Telegram,
+    /// Text fitted to the template's SMS segments.
+    Sms,
+    /// A post fitted to the network's limit.
+    Post,
+    /// A public statement, and the public title it is shown under.
+    Statement,
+    /// One plain text, whole.
+    Text,
+}
+
+impl Form {
+    /// The templates each language's folder must provide.
+    pub fn parts(self) -> &'static [&'static str] {
+        match self {
+            Form::Mail => &["subject", "text", "html"],
+            Form::Telegram => &["message", "bot"],
+            Form::Sms | Form::Text => &["text"],
+            Form::Post => &["post"],
+            Form::Statement => &["post", "title"],
         }
-        // The statement, and the public title it is shown under.
-        ChannelKind::Status => &["post", "title"],
     }
 }
 
 impl Renderer {
-    /// Loads the built-in templates, then the files under `dir` (if not empty) over them.
-    pub fn new(dir: &Path, fallback: &Language, tz: TimeZone) -> Result<Renderer, Vec<String>> {
+    /// Loads the built-in templates, then the files under `dir` (if not empty) over them, and
+    /// checks which languages each channel of `forms` has complete.
+    pub fn new(
+        dir: &Path,
+        fallback: &Language,
+        tz: TimeZone,
+        forms: &[(ChannelKind, Form)],
+    ) -> Result<Renderer, Vec<String>> {
         let mut sources: BTreeMap<String, String> = BTreeMap::new();
         collect_built_in(&BUILT_IN, &mut sources);
         let mut errors = Vec::new();
@@ -105,8 +128,9 @@ impl Renderer {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let forms: BTreeMap<ChannelKind, Form> = forms.iter().copied().collect();
         let mut languages: BTreeMap<ChannelKind, BTreeSet<String>> = BTreeMap::new();
-        for channel in ChannelKind::ALL {
+        for (&channel, form) in &forms {
             let prefix = format!("{}/", channel.as_str());
             let mut candidates: BTreeSet<String> = BTreeSet::new();
             for (name, _) in env.templates() {
@@ -119,7 +143,7 @@ impl Renderer {
             let complete = candidates
                 .into_iter()
                 .filter(|lang| {
-                    parts(channel).iter().all(|part| {
+                    form.parts().iter().all(|part| {
                         env.get_template(&template_name(channel, lang, part))
                             .is_ok()
                     })
@@ -129,6 +153,7 @@ impl Renderer {
         }
         Ok(Renderer {
             env: Arc::new(env),
+            forms,
             languages,
             fallback: fallback.clone(),
             sms_fold: true,
@@ -325,7 +350,7 @@ mod tests {
         )
         .unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
-        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
         let out = r
             .render(ChannelKind::Email, &it, &sample_context(UpdateKind::Opened))
             .unwrap();
@@ -339,7 +364,9 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("email/it")).unwrap();
         std::fs::write(dir.path().join("email/it/subject.j2"), "{% if %}").unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
-        let errors = Renderer::new(dir.path(), &it, TimeZone::UTC).err().unwrap();
+        let errors = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms())
+            .err()
+            .unwrap();
         assert!(errors[0].contains("email/it/subject.j2"), "{errors:?}");
     }
 
@@ -353,7 +380,7 @@ mod tests {
         )
         .unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
-        let r = Renderer::new(dir.path(), &it, TimeZone::UTC).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
         let err = r
             .render(ChannelKind::Email, &it, &sample_context(UpdateKind::Opened))
             .unwrap_err();

@@ -3,7 +3,7 @@
 //! network's count), by leaving signals out before cutting; and the short texts the Telegram bot
 //! answers with and citizens receive when they sign up.
 
-use super::env::{describe, template_name};
+use super::env::{Form, describe, template_name};
 use super::placeholders::{MANAGE_URL, RECIPIENT_NAME, manage_url_sample};
 use super::{MessageContext, RenderError, Renderer, sms, social, telegram};
 use crate::domain::subscriber::{ChannelKind, Language, MAX_NAME_CHARS};
@@ -45,39 +45,46 @@ impl Renderer {
         let value = minijinja::Value::from(minijinja::value::Serde(ctx));
         let render =
             |part: &str| self.render_named(&template_name(channel, &language, part), &value);
-        let rendered = match channel {
-            ChannelKind::Email => Rendered {
+        let form = self
+            .forms
+            .get(&channel)
+            .ok_or(RenderError::NoTemplates(channel))?;
+        let rendered = match form {
+            Form::Mail => Rendered {
                 subject: Some(single_line(&render("subject")?)),
                 text: render("text")?,
                 html: Some(render("html")?),
                 language,
             },
-            ChannelKind::Telegram => Rendered {
+            Form::Telegram => Rendered {
                 subject: None,
                 text: self.render_telegram(&language, ctx)?,
                 html: None,
                 language,
             },
-            ChannelKind::Sms => Rendered {
+            Form::Sms => Rendered {
                 subject: None,
                 text: self.render_sms(&language, ctx)?.text,
                 html: None,
                 language,
             },
-            ChannelKind::Mastodon
-            | ChannelKind::Bluesky
-            | ChannelKind::X
-            | ChannelKind::Facebook => Rendered {
+            Form::Post => Rendered {
                 subject: None,
                 text: self.render_post(channel, &language, ctx)?.text,
                 html: None,
                 language,
             },
-            ChannelKind::Status => Rendered {
+            Form::Statement => Rendered {
                 subject: Some(crate::domain::text::headline(&single_line(&render(
                     "title",
                 )?))),
                 text: self.render_post(channel, &language, ctx)?.text,
+                html: None,
+                language,
+            },
+            Form::Text => Rendered {
+                subject: None,
+                text: render("text")?,
                 html: None,
                 language,
             },

@@ -30,7 +30,7 @@ use minijinja::Environment;
 use crate::domain::subscriber::{ChannelKind, Language};
 
 pub use context::{IncidentView, MessageContext, SignalView, UpdateView, sample_context};
-pub use env::template_name;
+pub use env::{Form, template_name};
 pub use messages::{Post, Rendered, SMS_DEFAULT_MAX_SEGMENTS, SmsText};
 pub use placeholders::{MANAGE_URL, Markup, Placeholders, RECIPIENT_NAME, UNSUBSCRIBE_URL};
 
@@ -45,6 +45,8 @@ pub enum RenderError {
 #[derive(Clone)]
 pub struct Renderer {
     env: Arc<Environment<'static>>,
+    /// How each channel's messages are rendered.
+    forms: BTreeMap<ChannelKind, Form>,
     /// Languages with a complete template folder, per channel.
     languages: BTreeMap<ChannelKind, BTreeSet<String>>,
     fallback: Language,
@@ -67,6 +69,6 @@ mod testing {
     pub(super) fn renderer() -> Renderer {
         let it = Language::try_from("it".to_owned()).unwrap();
         let tz = TimeZone::get("Europe/Rome").unwrap();
-        Renderer::new(Path::new(""), &it, tz).unwrap()
+        Renderer::new(Path::new(""), &it, tz, &crate::channel::forms()).unwrap()
     }
 }

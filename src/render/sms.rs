@@ -4,10 +4,10 @@
 //! segments of 153 or 67, each carrying the concatenation header.
 
 /// The GSM 03.38 basic character set (the escape code, 0x1B, left out).
-const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
+pub const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
                      ¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
 /// The extension table: each is sent as ESC + a code, two septets.
-const EXTENSION: &str = "\u{000C}^{}\\[~]|€";
+pub const EXTENSION: &str = "\u{000C}^{}\\[~]|€";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -24,7 +24,7 @@ impl Encoding {
     }
 
     /// Units in a single SMS, and in each segment of a concatenated one.
-    fn capacity(self) -> (usize, usize) {
+    pub fn capacity(self) -> (usize, usize) {
         match self {
             Encoding::Gsm7 => (160, 153),
             Encoding::Ucs2 => (70, 67),

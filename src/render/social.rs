@@ -116,7 +116,9 @@ impl Limits {
             ChannelKind::X => Some(X_MAX_WEIGHT),
             ChannelKind::Facebook => Some(FACEBOOK_MAX_CHARS),
             ChannelKind::Status => Some(STATUS_MAX_CHARS),
-            _ => None,
+            ChannelKind::Email | ChannelKind::Telegram | ChannelKind::Sms | ChannelKind::Log => {
+                None
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 
 mod load;
 mod secret;
-mod sms;
+mod section;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -22,8 +22,10 @@ use crate::domain::subscriber::{Language, SubscriberSpec};
 
 pub use load::{Problem, load};
 pub use secret::{Secret, SecretSource};
-pub use sms::SmsProviderKeys;
-pub use validate::{HmacKey, TokenKey, Validated, load_and_validate, redact_url, validate};
+pub use section::ChannelSection;
+pub use validate::{
+    ChannelKeys, HmacKey, TokenKey, Validated, load_and_validate, redact_url, validate,
+};
 
 pub const DEFAULTS: &str = include_str!("../../config/default.toml");
 
@@ -52,29 +54,54 @@ macro_rules! word_enum {
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let word = String::deserialize(d)?;
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let word = <String as serde::Deserialize>::deserialize(d)?;
                 word.trim().to_ascii_lowercase().parse().map_err(serde::de::Error::custom)
             }
         }
     };
 }
 
+// The channels' sections are read with it too, each from its own folder.
+pub(crate) use word_enum;
+
+/// A `SecretSource` getter for a secret written as `<key>`, `<key>_file` or `<key>_env`.
+macro_rules! secret_source {
+    ($name:ident, $value:ident, $file:ident, $env:ident) => {
+        pub fn $name(&self) -> $crate::settings::SecretSource {
+            $crate::settings::SecretSource {
+                value: self.$value.clone(),
+                file: self.$file.clone(),
+                env: self.$env.clone(),
+            }
+        }
+    };
+}
+pub(crate) use secret_source;
+
 // After `word_enum!`, which they use.
+pub(crate) mod check;
 mod probes;
-mod social;
 mod status_page;
 pub use probes::{
     MaintenanceSpec, ProbeKind, ProbeSpec, ProbingSettings, PublicMaintenance, Recurrence,
     StatusSet,
 };
-pub use social::{
-    BlueskySettings, FacebookSettings, FacebookUpdates, MastodonSettings, MastodonVisibility,
-    SocialKeys, XSettings,
+// Each channel's section is declared in the channel's folder.
+pub use crate::channel::bluesky::settings::BlueskySettings;
+pub use crate::channel::email::settings::{EmailSettings, EmailTls};
+pub use crate::channel::facebook::settings::{FacebookSettings, FacebookUpdates};
+pub use crate::channel::log::settings::LogChannelSettings;
+pub use crate::channel::mastodon::settings::{MastodonSettings, MastodonVisibility};
+pub use crate::channel::sms::settings::{
+    BodyFormat, SmsProviderKeys, SmsProviderKind, SmsProviderSettings, SmsSettings,
 };
+pub use crate::channel::telegram::settings::{TelegramKeys, TelegramMode, TelegramSettings};
+pub use crate::channel::x::settings::XSettings;
 pub use status_page::{
     LANGUAGES as STATUS_LANGUAGES, StatusService, StatusSettings, SubscribeSettings,
+    status_subscriber,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -372,195 +399,7 @@ pub struct ChannelSettings {
     pub bluesky: BlueskySettings,
     pub x: XSettings,
     pub facebook: FacebookSettings,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct SmsSettings {
-    pub enabled: bool,
-    /// Where phone numbers written without a country code are from (ISO 3166 code).
-    pub default_region: String,
-    /// Spell text in GSM-7 where a usual spelling exists, so one accent does not double the cost.
-    pub fold_to_gsm7: bool,
-    pub concurrency: u32,
-    pub timeout: Dur,
-    /// Consecutive failures after which a provider is put aside, and for how long.
-    pub put_aside_after: u32,
-    pub put_aside_for: Dur,
-    /// Ask providers to post delivery reports to `<public_url>/api/v1/callbacks/sms/<name>`.
-    pub delivery_reports: bool,
-    pub providers: Vec<SmsProviderSettings>,
-}
-
-word_enum! {
-    pub enum SmsProviderKind {
-        Twilio => "twilio",
-        Vonage => "vonage",
-        /// Skebby, Aruba and Esendex Italia share one API; `base_url` picks the provider.
-        Skebby => "skebby",
-        /// A request described in the configuration.
-        Generic => "generic",
-    }
-}
-
-word_enum! {
-    pub enum BodyFormat {
-        Form => "form",
-        Json => "json",
-    }
-}
-
-/// One SMS gateway account. Credentials are `username` and `password` as the provider names
-/// them: Twilio's Account SID and auth token, Vonage's API key and secret, the Skebby login.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SmsProviderSettings {
-    pub name: String,
-    pub kind: SmsProviderKind,
-    /// Lower goes first.
-    #[serde(default)]
-    pub priority: i32,
-    /// Empty: the provider's public API.
-    #[serde(default)]
-    pub base_url: String,
-    #[serde(default)]
-    pub username: String,
-    pub password: Option<Secret>,
-    pub password_file: Option<PathBuf>,
-    pub password_env: Option<String>,
-    /// Sender: a phone number or an alphanumeric name of at most 11 characters.
-    #[serde(default)]
-    pub sender: String,
-    /// Messages per second for the whole deployment; 0 for no limit.
-    #[serde(default = "default_sms_rate")]
-    pub rate_per_second: u32,
-    /// Skebby family: the message quality (`GP`, `TI`, `SI` on Skebby; `N` on Aruba; `N`, `L`,
-    /// `LL` on Esendex).
-    #[serde(default = "default_message_type")]
-    pub message_type: String,
-    /// Generic: the request. Values are templates over `to`, `to_digits`, `text`, `sender`,
-    /// `username`, `password`, `callback_url`, `unicode`.
-    #[serde(default = "default_method")]
-    pub method: String,
-    #[serde(default)]
-    pub url: String,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default = "default_body_format")]
-    pub body_format: BodyFormat,
-    #[serde(default)]
-    pub body: BTreeMap<String, String>,
-    /// Generic: where the message id is in a JSON answer (a JSON pointer such as `/id`).
-    #[serde(default)]
-    pub id_pointer: String,
-}
-
-fn default_sms_rate() -> u32 {
-    10
-}
-
-fn default_message_type() -> String {
-    "GP".to_owned()
-}
-
-fn default_method() -> String {
-    "POST".to_owned()
-}
-
-fn default_body_format() -> BodyFormat {
-    BodyFormat::Form
-}
-
-impl SmsProviderSettings {
-    pub fn password(&self) -> SecretSource {
-        SecretSource {
-            value: self.password.clone(),
-            file: self.password_file.clone(),
-            env: self.password_env.clone(),
-        }
-    }
-}
-
-word_enum! {
-    pub enum TelegramMode {
-        /// The leading replica long-polls `getUpdates`.
-        Polling => "polling",
-        /// Telegram posts updates to `<public_url>/telegram/webhook`.
-        Webhook => "webhook",
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct TelegramSettings {
-    pub enabled: bool,
-    pub token: Option<Secret>,
-    pub token_file: Option<PathBuf>,
-    pub token_env: Option<String>,
-    pub api_url: String,
-    pub mode: TelegramMode,
-    /// Checked on `X-Telegram-Bot-Api-Secret-Token` in webhook mode.
-    pub secret_token: Option<Secret>,
-    pub secret_token_file: Option<PathBuf>,
-    pub secret_token_env: Option<String>,
-    pub public_channel: String,
-    /// The public channel hears incidents this severe or worse, once approved.
-    pub public_channel_min_severity: Severity,
-    pub rate_per_second: u32,
-    pub concurrency: u32,
-    pub timeout: Dur,
-    pub invite_ttl: Dur,
-}
-
-impl TelegramSettings {
-    pub fn token(&self) -> SecretSource {
-        SecretSource {
-            value: self.token.clone(),
-            file: self.token_file.clone(),
-            env: self.token_env.clone(),
-        }
-    }
-
-    pub fn secret_token(&self) -> SecretSource {
-        SecretSource {
-            value: self.secret_token.clone(),
-            file: self.secret_token_file.clone(),
-            env: self.secret_token_env.clone(),
-        }
-    }
-}
-
-word_enum! {
-    pub enum EmailTls {
-        None => "none",
-        Starttls => "starttls",
-        Tls => "tls",
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct EmailSettings {
-    pub enabled: bool,
-    pub host: String,
-    pub port: u16,
-    pub tls: EmailTls,
-    pub from: String,
-    pub username: String,
-    pub password: Option<Secret>,
-    pub password_file: Option<PathBuf>,
-    pub password_env: Option<String>,
-    pub pool_size: u32,
-    pub timeout: Dur,
-    pub rate_per_second: u32,
-    /// Extra certificate authority (PEM) to trust, for a relay with a private certificate.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl EmailSettings {
-    pub fn password(&self) -> SecretSource {
-        SecretSource {
-            value: self.password.clone(),
-            file: self.password_file.clone(),
-            env: self.password_env.clone(),
-        }
-    }
+    pub log: LogChannelSettings,
 }
 
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {

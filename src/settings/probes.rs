@@ -372,7 +372,7 @@ pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String))
         }
         match p.kind {
             ProbeKind::Http => {
-                super::social::check_url(&at("url"), &p.url, push);
+                super::check::check_url(&at("url"), &p.url, push);
                 if reqwest::Method::from_bytes(p.method.as_bytes()).is_err() {
                     push(
                         &at("method"),

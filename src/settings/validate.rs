@@ -1,17 +1,17 @@
 //! Checks of meaning, after the types are right: every problem is collected, none stops the check.
 
-use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
-use super::sms::{SmsProviderKeys, phone_region, validate_sms};
-use super::{EmailTls, Problem, Role, Secret, Settings, TelegramMode};
-use crate::domain::subscriber::{
-    ChannelKind, SubscriberRules, Subscription, TelegramChat, ValidSubscriber,
-};
+use super::check::is_loopback_name;
+use super::{ChannelSection, Problem, Role, Secret, Settings};
+use crate::channel::sms::settings::phone_region;
+use crate::domain::subscriber::{ChannelKind, SubscriberRules, ValidSubscriber};
 use crate::domain::text;
 use crate::render::Renderer;
 
@@ -52,13 +52,8 @@ pub struct Validated {
     pub store_password: Option<Secret>,
     pub tokens: Vec<TokenKey>,
     pub hmac: Vec<HmacKey>,
-    pub email_password: Option<Secret>,
-    /// The bot's secrets, when Telegram is enabled.
-    pub telegram: Option<TelegramKeys>,
-    /// SMS providers in the order they are tried (empty when SMS is off).
-    pub sms: Vec<SmsProviderKeys>,
-    /// The social accounts' secrets.
-    pub social: super::SocialKeys,
+    /// What each channel's check read for its sender (secrets, SMS providers in order).
+    pub channels: ChannelKeys,
     /// How subscribers from the API are checked (language, phone region).
     pub subscriber_rules: SubscriberRules,
     pub subscribers: Vec<ValidSubscriber>,
@@ -68,21 +63,30 @@ pub struct Validated {
     pub warnings: Vec<Problem>,
 }
 
-/// The Telegram bot's secrets, resolved.
-#[derive(Debug, Clone)]
-pub struct TelegramKeys {
-    pub token: Secret,
-    /// Webhook mode: what Telegram must send in `X-Telegram-Bot-Api-Secret-Token`.
-    pub secret_token: Option<Secret>,
-}
-
 const MIN_TOKEN_LEN: usize = 16;
 
-/// The subscriber that stands for `channels.telegram.public_channel`.
-pub const PUBLIC_CHANNEL_SUBSCRIBER: &str = "Canale Telegram pubblico";
+/// What each channel's check kept for its sender, by channel; each channel stores and takes
+/// its own type, so one channel's keys never reach another.
+#[derive(Clone, Default)]
+pub struct ChannelKeys(BTreeMap<ChannelKind, Arc<dyn Any + Send + Sync>>);
 
-/// Validates everything and returns either usable settings or every problem found.
-pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
+impl ChannelKeys {
+    pub fn insert<T: Any + Send + Sync>(&mut self, channel: ChannelKind, keys: T) {
+        self.0.insert(channel, Arc::new(keys));
+    }
+
+    /// What `channel` stored, when it stored a `T`.
+    pub fn get<T: Any>(&self, channel: ChannelKind) -> Option<&T> {
+        self.0.get(&channel)?.downcast_ref()
+    }
+}
+
+/// Validates everything and returns either usable settings or every problem found. `channels`
+/// are the registered channels (`channel::sections()`), whose sections are checked in turn.
+pub fn validate(
+    settings: Settings,
+    channels: &[&dyn ChannelSection],
+) -> Result<Validated, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let mut push = |path: &str, msg: String| problems.push(Problem::new(path, msg));
@@ -361,55 +365,11 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         push("outbox.poll_interval", "must be at least 100ms".into());
     }
 
-    // channels.email
-    let e = &settings.channels.email;
-    let mut email_password = None;
-    if e.enabled {
-        if e.host.trim().is_empty() {
-            push("channels.email.host", "must not be empty".into());
-        }
-        if e.from.parse::<lettre::message::Mailbox>().is_err() {
-            push(
-                "channels.email.from",
-                format!(
-                    "`{}` is not a mailbox like `Banditore <noreply@example.org>`",
-                    e.from
-                ),
-            );
-        }
-        if e.pool_size == 0 {
-            push("channels.email.pool_size", "must be at least 1".into());
-        }
-        // The SMTP timeout must fit in a send's time or sends are cut short.
-        if e.timeout.get() > o.send_timeout.get() {
-            push(
-                "channels.email.timeout",
-                format!(
-                    "must be at most outbox.send_timeout ({:?})",
-                    o.send_timeout.get()
-                ),
-            );
-        }
-        let resolved = e.password().resolve("password");
-        let readable = resolved.is_ok();
-        match resolved {
-            Ok(p) => email_password = p,
-            Err(msg) => push("channels.email.password", msg),
-        }
-        match (e.username.is_empty(), email_password.is_some() || !readable) {
-            (false, false) => push("channels.email.password", "a username is set but no password".into()),
-            (true, true) => push("channels.email.username", "a password is set but no username".into()),
-            (false, true) if e.tls == EmailTls::None && !is_loopback_name(&e.host) => push(
-                "channels.email.tls",
-                "`none` would send the SMTP password in clear to a remote host: use starttls or tls".into(),
-            ),
-            _ => {}
-        }
+    let sections = channels;
+    let mut channels = ChannelKeys::default();
+    for section in sections {
+        section.validate(&settings, &mut channels, &mut push);
     }
-
-    let telegram = validate_telegram(&settings, &mut push);
-    let sms = validate_sms(&settings, &mut push);
-    let social = super::social::validate_social(&settings, &mut push);
     super::probes::validate_probes(&settings, &mut push);
     super::status_page::validate_status(&settings, &mut push);
     let subscriber_rules = SubscriberRules {
@@ -442,33 +402,19 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
         }
     }
 
-    // The public Telegram channel is a destination of the `public` audience: what the
-    // communications office approves for citizens is posted there too.
-    let t = &settings.channels.telegram;
-    if t.enabled
-        && let Ok(chat) = TelegramChat::parse(&t.public_channel)
-    {
-        subscribers.push(ValidSubscriber {
-            name: PUBLIC_CHANNEL_SUBSCRIBER.to_owned(),
-            language: settings.routing.default_language.clone(),
-            audience: "public".to_owned(),
-            addresses: vec![(ChannelKind::Telegram, chat.to_string())],
-            subscriptions: vec![Subscription {
-                matchers: Vec::new(),
-                min_severity: t.public_channel_min_severity,
-                channels: vec![ChannelKind::Telegram],
-            }],
-        });
+    // The channels' own destinations (public accounts, the status page) follow the
+    // subscribers written in the configuration.
+    for section in sections {
+        subscribers.extend(section.subscribers(&settings));
     }
 
-    subscribers.extend(super::social::account_subscribers(&settings));
-    subscribers.extend(super::status_page::status_subscriber(&settings));
-
     // templates
+    let forms: Vec<_> = sections.iter().map(|s| (s.kind(), s.form())).collect();
     let renderer = match Renderer::new(
         &settings.templates.dir,
         &settings.templates.fallback_language,
         time_zone.clone(),
+        &forms,
     ) {
         Ok(r) => {
             let m = &settings.channels.mastodon;
@@ -498,10 +444,7 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
             store_password,
             tokens,
             hmac,
-            email_password,
-            telegram,
-            sms,
-            social,
+            channels,
             subscriber_rules,
             subscribers,
             time_zone,
@@ -512,111 +455,6 @@ pub fn validate(settings: Settings) -> Result<Validated, Vec<Problem>> {
     }
 }
 
-/// `channels.telegram`: the token, the API address, webhook mode's secret, the public channel.
-fn validate_telegram(
-    settings: &Settings,
-    push: &mut impl FnMut(&str, String),
-) -> Option<TelegramKeys> {
-    let t = &settings.channels.telegram;
-    if !t.enabled {
-        return None;
-    }
-    let token = match t.token().resolve("token") {
-        // @BotFather's tokens look like 123456789:AAE…; the part before the colon is the bot's id.
-        Ok(Some(token))
-            if token
-                .expose()
-                .split_once(':')
-                .is_some_and(|(id, rest)| id.parse::<u64>().is_ok() && !rest.is_empty()) =>
-        {
-            Some(token)
-        }
-        Ok(Some(_)) => {
-            push(
-                "channels.telegram.token",
-                "is not a bot token like 123456789:AAE… (from @BotFather)".into(),
-            );
-            None
-        }
-        Ok(None) => {
-            push(
-                "channels.telegram.token",
-                "give `token`, `token_file` or `token_env`".into(),
-            );
-            None
-        }
-        Err(e) => {
-            push("channels.telegram.token", e);
-            None
-        }
-    };
-    super::social::check_url("channels.telegram.api_url", &t.api_url, push);
-    let secret_token = match t.secret_token().resolve("secret_token") {
-        Ok(secret) => secret,
-        Err(e) => {
-            push("channels.telegram.secret_token", e);
-            None
-        }
-    };
-    if t.mode == TelegramMode::Webhook {
-        match &secret_token {
-            // Telegram's rule for setWebhook's secret_token.
-            Some(s)
-                if (1..=256).contains(&s.expose().len())
-                    && s
-                        .expose()
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
-            {
-                if s.expose().len() < MIN_TOKEN_LEN {
-                    push(
-                        "channels.telegram.secret_token",
-                        format!("is shorter than {MIN_TOKEN_LEN} characters"),
-                    );
-                }
-            }
-            Some(_) => push(
-                "channels.telegram.secret_token",
-                "use 1–256 letters, digits, `_` or `-` (Telegram's rule)".into(),
-            ),
-            None => push(
-                "channels.telegram.secret_token",
-                "webhook mode needs `secret_token`, `secret_token_file` or `secret_token_env`, so that only Telegram can post updates".into(),
-            ),
-        }
-    }
-    if !t.public_channel.is_empty()
-        && let Err(e) = TelegramChat::parse(&t.public_channel)
-    {
-        push("channels.telegram.public_channel", e);
-    }
-    if t.rate_per_second == 0 {
-        push(
-            "channels.telegram.rate_per_second",
-            "must be at least 1 (Telegram allows about 30)".into(),
-        );
-    }
-    if t.concurrency == 0 {
-        push("channels.telegram.concurrency", "must be at least 1".into());
-    }
-    if t.timeout.get() > settings.outbox.send_timeout.get() {
-        push(
-            "channels.telegram.timeout",
-            format!(
-                "must be at most outbox.send_timeout ({:?})",
-                settings.outbox.send_timeout.get()
-            ),
-        );
-    }
-    if t.invite_ttl.get() < Duration::from_secs(60) {
-        push("channels.telegram.invite_ttl", "must be at least 1m".into());
-    }
-    token.map(|token| TelegramKeys {
-        token,
-        secret_token,
-    })
-}
-
 fn is_loopback_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => is_loopback_name(d),
@@ -624,10 +462,6 @@ fn is_loopback_host(url: &url::Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
-}
-
-fn is_loopback_name(host: &str) -> bool {
-    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Hides a password in a database URL before it is printed.
@@ -642,12 +476,15 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Used by `check-config` and tests to validate a file on disk in one call.
-pub fn load_and_validate(file: Option<&Path>) -> Result<Validated, Vec<Problem>> {
+pub fn load_and_validate(
+    file: Option<&Path>,
+    channels: &[&dyn ChannelSection],
+) -> Result<Validated, Vec<Problem>> {
     let (settings, mut problems) = super::load(file);
     match settings {
-        Some(s) if problems.is_empty() => validate(s),
+        Some(s) if problems.is_empty() => validate(s, channels),
         Some(s) => {
-            if let Err(more) = validate(s) {
+            if let Err(more) = validate(s, channels) {
                 problems.extend(more);
             }
             Err(problems)

@@ -12,6 +12,7 @@ mod email;
 mod email_tls;
 mod engine;
 mod ingest;
+mod log;
 mod probes;
 mod replicas;
 mod roles;

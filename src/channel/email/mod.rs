@@ -10,6 +10,7 @@
 
 mod header;
 mod pool;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -334,6 +335,56 @@ fn enhanced_status(reason: &str) -> Option<&str> {
         && parts.clone().count() == 2
         && parts.all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
     well_formed.then_some(code)
+}
+
+/// Email in the registry: a subject, a text and an HTML body to each address.
+pub struct Spec;
+
+impl crate::settings::ChannelSection for Spec {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Email
+    }
+
+    fn form(&self) -> crate::render::Form {
+        crate::render::Form::Mail
+    }
+
+    fn validate(
+        &self,
+        settings: &crate::settings::Settings,
+        keys: &mut crate::settings::ChannelKeys,
+        mut push: &mut dyn FnMut(&str, String),
+    ) {
+        if let Some(password) = settings::validate(settings, &mut push) {
+            keys.insert(ChannelKind::Email, password);
+        }
+    }
+}
+
+impl super::ChannelSpec for Spec {
+    fn reaches_people(&self) -> bool {
+        true
+    }
+
+    fn build(
+        &self,
+        v: &crate::settings::Validated,
+        wiring: &super::Wiring<'_>,
+    ) -> Result<Option<super::Built>, super::BuildError> {
+        let e = &v.settings.channels.email;
+        if !e.enabled {
+            return Ok(None);
+        }
+        let password = v.channels.get::<Secret>(ChannelKind::Email);
+        let email =
+            EmailChannel::new(e, password, wiring.deployment_id).map_err(super::BuildError::new)?;
+        Ok(Some(super::Built {
+            channel: Arc::new(email),
+            concurrency: e.pool_size as usize,
+            rate: (e.rate_per_second > 0).then_some((e.rate_per_second, e.rate_per_second)),
+            shared: None,
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@
 
 mod generic;
 pub mod report;
+pub mod settings;
 mod skebby;
 mod twilio;
 mod vonage;
@@ -503,5 +504,59 @@ impl SmsChannel {
             metrics::counter!("banditore_sms_put_aside_total", "provider" => provider.name.clone())
                 .increment(1);
         }
+    }
+}
+
+/// SMS in the registry: text fitted to segments, through the gateways in priority order.
+pub struct Spec;
+
+impl crate::settings::ChannelSection for Spec {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Sms
+    }
+
+    fn form(&self) -> crate::render::Form {
+        crate::render::Form::Sms
+    }
+
+    fn validate(
+        &self,
+        s: &crate::settings::Settings,
+        keys: &mut crate::settings::ChannelKeys,
+        mut push: &mut dyn FnMut(&str, String),
+    ) {
+        let providers = settings::validate_sms(s, &mut push);
+        keys.insert(ChannelKind::Sms, providers);
+    }
+}
+
+impl super::ChannelSpec for Spec {
+    fn reaches_people(&self) -> bool {
+        true
+    }
+
+    fn build(
+        &self,
+        v: &crate::settings::Validated,
+        wiring: &super::Wiring<'_>,
+    ) -> Result<Option<super::Built>, super::BuildError> {
+        let s = &v.settings.channels.sms;
+        if !s.enabled {
+            return Ok(None);
+        }
+        let providers: &[SmsProviderKeys] = v
+            .channels
+            .get::<Vec<SmsProviderKeys>>(ChannelKind::Sms)
+            .map_or(&[], Vec::as_slice);
+        let reports = ReportLinks::new(wiring.key, &v.settings.server.public_url, providers);
+        let channel =
+            sms_channel(s, providers, wiring.store.clone(), &reports).map_err(super::BuildError)?;
+        Ok(Some(super::Built {
+            channel: Arc::new(channel),
+            concurrency: s.concurrency as usize,
+            // Each provider paces itself (`rate_per_second`), shared by every replica.
+            rate: None,
+            shared: Some(Arc::new(reports)),
+        }))
     }
 }

@@ -9,6 +9,7 @@
 //! backoff.
 
 mod pace;
+pub mod settings;
 
 use std::time::Duration;
 
@@ -186,6 +187,75 @@ fn classify_api(api: ApiError) -> SendError {
             after: None,
             reason,
         },
+    }
+}
+
+/// What the bot and the notices share with the Telegram sender: the client and the pace of
+/// each chat.
+pub struct Shared {
+    pub bot: Bot,
+    pub pacer: Arc<Pacer>,
+}
+
+/// Telegram in the registry: HTML messages to chats, and the bot's answers.
+pub struct Spec;
+
+impl crate::settings::ChannelSection for Spec {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Telegram
+    }
+
+    fn form(&self) -> crate::render::Form {
+        crate::render::Form::Telegram
+    }
+
+    fn validate(
+        &self,
+        s: &crate::settings::Settings,
+        keys: &mut crate::settings::ChannelKeys,
+        mut push: &mut dyn FnMut(&str, String),
+    ) {
+        if let Some(k) = settings::validate(s, &mut push) {
+            keys.insert(ChannelKind::Telegram, k);
+        }
+    }
+
+    fn subscribers(
+        &self,
+        s: &crate::settings::Settings,
+    ) -> Vec<crate::domain::subscriber::ValidSubscriber> {
+        settings::subscribers(s)
+    }
+}
+
+impl super::ChannelSpec for Spec {
+    fn reaches_people(&self) -> bool {
+        true
+    }
+
+    fn build(
+        &self,
+        v: &crate::settings::Validated,
+        _wiring: &super::Wiring<'_>,
+    ) -> Result<Option<super::Built>, super::BuildError> {
+        let t = &v.settings.channels.telegram;
+        if !t.enabled {
+            return Ok(None);
+        }
+        let keys = v
+            .channels
+            .get::<settings::TelegramKeys>(ChannelKind::Telegram)
+            .ok_or_else(|| super::BuildError::new("channels.telegram: enabled without a token"))?;
+        let client =
+            bot(&keys.token, &t.api_url, t.timeout.get()).map_err(super::BuildError::new)?;
+        let pacer = Arc::new(Pacer::new(t.rate_per_second));
+        Ok(Some(super::Built {
+            channel: Arc::new(TelegramChannel::new(client.clone(), pacer.clone())),
+            concurrency: t.concurrency as usize,
+            // Telegram counts per second: sends evenly spaced, never a burst.
+            rate: Some((t.rate_per_second, 1)),
+            shared: Some(Arc::new(Shared { bot: client, pacer })),
+        }))
     }
 }
 

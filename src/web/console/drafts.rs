@@ -91,6 +91,7 @@ pub async fn draft(
             incident => incident.as_ref().map(|i| json(&IncidentJson::from(i))),
             signals => json(&alerts.iter().map(SignalJson::from).collect::<Vec<_>>()),
             audit => json(&audit.into_iter().filter(|a| a.draft_id == Some(id)).collect::<Vec<_>>()),
+            counting => counting(&state.renderer.social_limits()),
         },
     )
 }
@@ -189,5 +190,20 @@ pub async fn draft_reject(
     match service::drafts::reject(&state, id, reason, name, Timestamp::now()).await {
         Ok(_) => redirect(&format!("/console/drafts/{id}")),
         Err(e) => error_page(&state, &lang, Some(&v), e.into()),
+    }
+}
+
+/// What the draft page's live counter needs to count as the server does: the GSM-7 alphabet
+/// and the segment sizes, and what a link weighs on Mastodon and X. Each part's limit comes with
+/// its measure (`data-limit`).
+fn counting(limits: &crate::render::social::Limits) -> Value {
+    use crate::render::sms::{self, Encoding};
+    minijinja::context! {
+        gsm_basic => sms::BASIC,
+        gsm_extension => sms::EXTENSION,
+        gsm7 => Encoding::Gsm7.capacity(),
+        ucs2 => Encoding::Ucs2.capacity(),
+        mastodon_url => limits.mastodon_url,
+        x_url => crate::render::social::X_URL_WEIGHT,
     }
 }

@@ -5,14 +5,16 @@
 //! keeps keys for an hour). Updates reply to the incident's latest post (`in_reply_to_id`).
 //! `X-RateLimit-Remaining` of 0 holds posting until `X-RateLimit-Reset` (ISO 8601).
 
+pub mod settings;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::social::{RateGate, excerpt, header, header_number, thread, unreachable};
-use super::{Channel, Outgoing, Receipt, SendError};
+use crate::channel::social::{RateGate, excerpt, header, header_number, thread, unreachable};
+use crate::channel::{Channel, Outgoing, Receipt, SendError};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::{MastodonSettings, Secret};
 use crate::store::Store;
@@ -50,7 +52,7 @@ impl MastodonChannel {
         store: Arc<dyn Store>,
     ) -> Result<MastodonChannel, String> {
         Ok(MastodonChannel {
-            http: super::social::http_client(KIND, settings.timeout.get())?,
+            http: crate::channel::social::http_client(KIND, settings.timeout.get())?,
             url: format!(
                 "{}/api/v1/statuses",
                 settings.base_url.trim_end_matches('/')
@@ -180,5 +182,61 @@ impl MastodonChannel {
                 reason,
             },
         }))
+    }
+}
+
+/// Mastodon in the registry: the region's account, posting approved statements as threads.
+pub struct Spec;
+
+impl crate::settings::ChannelSection for Spec {
+    fn kind(&self) -> ChannelKind {
+        KIND
+    }
+
+    fn form(&self) -> crate::render::Form {
+        crate::render::Form::Post
+    }
+
+    fn validate(
+        &self,
+        s: &crate::settings::Settings,
+        keys: &mut crate::settings::ChannelKeys,
+        mut push: &mut dyn FnMut(&str, String),
+    ) {
+        if let Some(k) = settings::validate(s, &mut push) {
+            keys.insert(KIND, k);
+        }
+    }
+
+    fn subscribers(
+        &self,
+        s: &crate::settings::Settings,
+    ) -> Vec<crate::domain::subscriber::ValidSubscriber> {
+        settings::subscribers(s)
+    }
+}
+
+impl crate::channel::ChannelSpec for Spec {
+    fn build(
+        &self,
+        v: &crate::settings::Validated,
+        wiring: &crate::channel::Wiring<'_>,
+    ) -> Result<Option<crate::channel::Built>, crate::channel::BuildError> {
+        let c = &v.settings.channels.mastodon;
+        let (true, Some(keys)) = (c.enabled, v.channels.get::<Secret>(KIND)) else {
+            return Ok(None);
+        };
+        let channel = MastodonChannel::new(
+            c,
+            keys.clone(),
+            v.settings.routing.default_language.as_str(),
+            wiring.deployment_id,
+            wiring.store.clone(),
+        )
+        .map_err(crate::channel::BuildError)?;
+        // One post at a time per account, so that each update finds the post before it.
+        Ok(Some(crate::channel::Built::one_at_a_time(Arc::new(
+            channel,
+        ))))
     }
 }

@@ -7,6 +7,8 @@
 //! - 429 holds posting until `x-rate-limit-reset` (unix seconds; X sends no `Retry-After`),
 //!   and so does `x-rate-limit-remaining: 0` on any answer.
 
+pub mod settings;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,8 +17,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::social::{RateGate, excerpt, header_number, reset_unix, thread, unreachable};
-use super::{Channel, Outgoing, Receipt, SendError};
+use crate::channel::social::{RateGate, excerpt, header_number, reset_unix, thread, unreachable};
+use crate::channel::{Channel, Outgoing, Receipt, SendError};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::{Secret, XSettings};
 use crate::store::Store;
@@ -134,7 +136,7 @@ impl XChannel {
         store: Arc<dyn Store>,
     ) -> Result<XChannel, String> {
         Ok(XChannel {
-            http: super::social::http_client(KIND, settings.timeout.get())?,
+            http: crate::channel::social::http_client(KIND, settings.timeout.get())?,
             url: format!("{}/2/tweets", settings.base_url.trim_end_matches('/')),
             oauth: OAuth1 {
                 consumer_key: settings.consumer_key.trim().to_owned(),
@@ -255,6 +257,56 @@ impl Channel for XChannel {
                 reason,
             },
         })
+    }
+}
+
+/// X in the registry: the region's account, posting approved statements as threads.
+pub struct Spec;
+
+impl crate::settings::ChannelSection for Spec {
+    fn kind(&self) -> ChannelKind {
+        KIND
+    }
+
+    fn form(&self) -> crate::render::Form {
+        crate::render::Form::Post
+    }
+
+    fn validate(
+        &self,
+        s: &crate::settings::Settings,
+        keys: &mut crate::settings::ChannelKeys,
+        mut push: &mut dyn FnMut(&str, String),
+    ) {
+        if let Some(k) = settings::validate(s, &mut push) {
+            keys.insert(KIND, k);
+        }
+    }
+
+    fn subscribers(
+        &self,
+        s: &crate::settings::Settings,
+    ) -> Vec<crate::domain::subscriber::ValidSubscriber> {
+        settings::subscribers(s)
+    }
+}
+
+impl crate::channel::ChannelSpec for Spec {
+    fn build(
+        &self,
+        v: &crate::settings::Validated,
+        wiring: &crate::channel::Wiring<'_>,
+    ) -> Result<Option<crate::channel::Built>, crate::channel::BuildError> {
+        let c = &v.settings.channels.x;
+        let (true, Some(keys)) = (c.enabled, v.channels.get::<(Secret, Secret)>(KIND)) else {
+            return Ok(None);
+        };
+        let channel = XChannel::new(c, keys.0.clone(), keys.1.clone(), wiring.store.clone())
+            .map_err(crate::channel::BuildError)?;
+        // One post at a time per account, so that each update finds the post before it.
+        Ok(Some(crate::channel::Built::one_at_a_time(Arc::new(
+            channel,
+        ))))
     }
 }
 

@@ -9,6 +9,8 @@
 //!   this very text, and keeps that post instead of making a second one.
 //! - The provider id is the post's `uri` and `cid`, separated by a space: replies need both.
 
+pub mod settings;
+
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -17,8 +19,8 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::social::{RateGate, excerpt, header_number, reset_unix, thread, unreachable};
-use super::{Channel, Outgoing, Receipt, SendError};
+use crate::channel::social::{RateGate, excerpt, header_number, reset_unix, thread, unreachable};
+use crate::channel::{Channel, Outgoing, Receipt, SendError};
 use crate::domain::subscriber::ChannelKind;
 use crate::render::social::{tags, urls};
 use crate::settings::{BlueskySettings, Secret};
@@ -148,7 +150,7 @@ impl BlueskyChannel {
         store: Arc<dyn Store>,
     ) -> Result<BlueskyChannel, String> {
         Ok(BlueskyChannel {
-            http: super::social::http_client(KIND, settings.timeout.get())?,
+            http: crate::channel::social::http_client(KIND, settings.timeout.get())?,
             base: settings.base_url.trim_end_matches('/').to_owned(),
             identifier: settings.identifier.trim().to_owned(),
             password,
@@ -395,6 +397,61 @@ impl Channel for BlueskyChannel {
             uri: created.uri,
             cid: created.cid,
         }))
+    }
+}
+
+/// Bluesky in the registry: the region's account, posting approved statements as threads.
+pub struct Spec;
+
+impl crate::settings::ChannelSection for Spec {
+    fn kind(&self) -> ChannelKind {
+        KIND
+    }
+
+    fn form(&self) -> crate::render::Form {
+        crate::render::Form::Post
+    }
+
+    fn validate(
+        &self,
+        s: &crate::settings::Settings,
+        keys: &mut crate::settings::ChannelKeys,
+        mut push: &mut dyn FnMut(&str, String),
+    ) {
+        if let Some(k) = settings::validate(s, &mut push) {
+            keys.insert(KIND, k);
+        }
+    }
+
+    fn subscribers(
+        &self,
+        s: &crate::settings::Settings,
+    ) -> Vec<crate::domain::subscriber::ValidSubscriber> {
+        settings::subscribers(s)
+    }
+}
+
+impl crate::channel::ChannelSpec for Spec {
+    fn build(
+        &self,
+        v: &crate::settings::Validated,
+        wiring: &crate::channel::Wiring<'_>,
+    ) -> Result<Option<crate::channel::Built>, crate::channel::BuildError> {
+        let c = &v.settings.channels.bluesky;
+        let (true, Some(keys)) = (c.enabled, v.channels.get::<Secret>(KIND)) else {
+            return Ok(None);
+        };
+        let channel = BlueskyChannel::new(
+            c,
+            keys.clone(),
+            v.settings.routing.default_language.as_str(),
+            wiring.store.clone(),
+        )
+        .map_err(crate::channel::BuildError)?;
+        // One post at a time per account, so that each update finds the post before it.
+        Ok(Some(crate::channel::Built::one_at_a_time(Arc::new(
+            channel,
+        ))))
     }
 }
 

@@ -1,8 +1,117 @@
-//! `channels.sms`: the region numbers are read in, and the providers in the order they are tried.
+//! `channels.sms`: the gateways' accounts, the region numbers are read in, and the providers in
+//! the order they are tried.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
-use super::{Secret, Settings, SmsProviderKind, SmsProviderSettings};
+use serde::Deserialize;
+
+use crate::settings::{Dur, Secret, SecretSource, Settings, word_enum};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmsSettings {
+    pub enabled: bool,
+    /// Where phone numbers written without a country code are from (ISO 3166 code).
+    pub default_region: String,
+    /// Spell text in GSM-7 where a usual spelling exists, so one accent does not double the cost.
+    pub fold_to_gsm7: bool,
+    pub concurrency: u32,
+    pub timeout: Dur,
+    /// Consecutive failures after which a provider is put aside, and for how long.
+    pub put_aside_after: u32,
+    pub put_aside_for: Dur,
+    /// Ask providers to post delivery reports to `<public_url>/api/v1/callbacks/sms/<name>`.
+    pub delivery_reports: bool,
+    pub providers: Vec<SmsProviderSettings>,
+}
+
+word_enum! {
+    pub enum SmsProviderKind {
+        Twilio => "twilio",
+        Vonage => "vonage",
+        /// Skebby, Aruba and Esendex Italia share one API; `base_url` picks the provider.
+        Skebby => "skebby",
+        /// A request described in the configuration.
+        Generic => "generic",
+    }
+}
+
+word_enum! {
+    pub enum BodyFormat {
+        Form => "form",
+        Json => "json",
+    }
+}
+
+/// One SMS gateway account. Credentials are `username` and `password` as the provider names
+/// them: Twilio's Account SID and auth token, Vonage's API key and secret, the Skebby login.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmsProviderSettings {
+    pub name: String,
+    pub kind: SmsProviderKind,
+    /// Lower goes first.
+    #[serde(default)]
+    pub priority: i32,
+    /// Empty: the provider's public API.
+    #[serde(default)]
+    pub base_url: String,
+    #[serde(default)]
+    pub username: String,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    /// Sender: a phone number or an alphanumeric name of at most 11 characters.
+    #[serde(default)]
+    pub sender: String,
+    /// Messages per second for the whole deployment; 0 for no limit.
+    #[serde(default = "default_sms_rate")]
+    pub rate_per_second: u32,
+    /// Skebby family: the message quality (`GP`, `TI`, `SI` on Skebby; `N` on Aruba; `N`, `L`,
+    /// `LL` on Esendex).
+    #[serde(default = "default_message_type")]
+    pub message_type: String,
+    /// Generic: the request. Values are templates over `to`, `to_digits`, `text`, `sender`,
+    /// `username`, `password`, `callback_url`, `unicode`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_body_format")]
+    pub body_format: BodyFormat,
+    #[serde(default)]
+    pub body: BTreeMap<String, String>,
+    /// Generic: where the message id is in a JSON answer (a JSON pointer such as `/id`).
+    #[serde(default)]
+    pub id_pointer: String,
+}
+
+fn default_sms_rate() -> u32 {
+    10
+}
+
+fn default_message_type() -> String {
+    "GP".to_owned()
+}
+
+fn default_method() -> String {
+    "POST".to_owned()
+}
+
+fn default_body_format() -> BodyFormat {
+    BodyFormat::Form
+}
+
+impl SmsProviderSettings {
+    pub fn password(&self) -> SecretSource {
+        SecretSource {
+            value: self.password.clone(),
+            file: self.password_file.clone(),
+            env: self.password_env.clone(),
+        }
+    }
+}
 
 /// An SMS provider that passed its checks, with its secret read and its address settled.
 #[derive(Debug, Clone)]

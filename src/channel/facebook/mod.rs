@@ -8,14 +8,16 @@
 //!   answer was lost: it counts as posted.
 //! - The token travels in the form body, never in a URL that an error message could print.
 
+pub mod settings;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::social::{RateGate, excerpt, header, thread, unreachable};
-use super::{Channel, Outgoing, Receipt, SendError};
+use crate::channel::social::{RateGate, excerpt, header, thread, unreachable};
+use crate::channel::{Channel, Outgoing, Receipt, SendError};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::{FacebookSettings, FacebookUpdates, Secret};
 use crate::store::Store;
@@ -61,7 +63,7 @@ impl FacebookChannel {
         store: Arc<dyn Store>,
     ) -> Result<FacebookChannel, String> {
         Ok(FacebookChannel {
-            http: super::social::http_client(KIND, settings.timeout.get())?,
+            http: crate::channel::social::http_client(KIND, settings.timeout.get())?,
             base: format!(
                 "{}/{}",
                 settings.base_url.trim_end_matches('/'),
@@ -180,6 +182,56 @@ impl Channel for FacebookChannel {
                 reason,
             },
         })
+    }
+}
+
+/// Facebook in the registry: the region's Page, posting approved statements.
+pub struct Spec;
+
+impl crate::settings::ChannelSection for Spec {
+    fn kind(&self) -> ChannelKind {
+        KIND
+    }
+
+    fn form(&self) -> crate::render::Form {
+        crate::render::Form::Post
+    }
+
+    fn validate(
+        &self,
+        s: &crate::settings::Settings,
+        keys: &mut crate::settings::ChannelKeys,
+        mut push: &mut dyn FnMut(&str, String),
+    ) {
+        if let Some(k) = settings::validate(s, &mut push) {
+            keys.insert(KIND, k);
+        }
+    }
+
+    fn subscribers(
+        &self,
+        s: &crate::settings::Settings,
+    ) -> Vec<crate::domain::subscriber::ValidSubscriber> {
+        settings::subscribers(s)
+    }
+}
+
+impl crate::channel::ChannelSpec for Spec {
+    fn build(
+        &self,
+        v: &crate::settings::Validated,
+        wiring: &crate::channel::Wiring<'_>,
+    ) -> Result<Option<crate::channel::Built>, crate::channel::BuildError> {
+        let c = &v.settings.channels.facebook;
+        let (true, Some(keys)) = (c.enabled, v.channels.get::<Secret>(KIND)) else {
+            return Ok(None);
+        };
+        let channel = FacebookChannel::new(c, keys.clone(), wiring.store.clone())
+            .map_err(crate::channel::BuildError)?;
+        // One post at a time per account, so that each update finds the post before it.
+        Ok(Some(crate::channel::Built::one_at_a_time(Arc::new(
+            channel,
+        ))))
     }
 }
 
