@@ -304,6 +304,14 @@ fn graph(shared: &Shared<Facebook>, state: &mut State, req: &Incoming, now: Inst
                        current user.";
         return oauth_error(190, None, message);
     };
+    if state.common.revoked {
+        // Graph's subcode 460: the session behind the token was invalidated (a password
+        // changed), after Meta's "Access Token Error Codes".
+        let message = "Error validating access token: The session has been invalidated because \
+                       the user changed their password or Facebook has changed the session for \
+                       security reasons.";
+        return oauth_error(190, Some(460), message);
+    }
     if token != FB_PAGE_TOKEN {
         let message = format!(
             "Error validating access token: Session has expired on {}. The current time is {}.",
