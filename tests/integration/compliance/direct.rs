@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::Harness;
+use super::edges::{self, Arrived, Edge, Via};
 use crate::support::*;
 
 const MAILBOX: &str = "sala@asl.example";
@@ -49,14 +50,12 @@ pub(crate) struct Email {
     fired: Cell<u32>,
     /// Holds the test CA's file while the app runs.
     _ca: tempfile::TempDir,
+    _templates: Option<tempfile::TempDir>,
 }
 
-impl Harness for Email {
-    const CHANNEL: &'static str = "email";
-    const IDEMPOTENT: bool = false;
-
+impl Email {
     /// STARTTLS and AUTH PLAIN, as a deployment's relay asks for them.
-    async fn start() -> Email {
+    async fn launch(templates: Option<(tempfile::TempDir, String)>) -> Email {
         let tls = TestTls::new();
         let smtp = SmtpServer::start_with(SmtpOptions {
             starttls: Some(tls.server.clone()),
@@ -77,7 +76,8 @@ impl Harness for Email {
             ("BANDITORE__CHANNELS__EMAIL__PASSWORD", SMTP_PASSWORD),
             ("BANDITORE__CHANNELS__EMAIL__TIMEOUT", "2s"),
         ];
-        let app = TestApp::spawn(&smtp, "", &env).await;
+        let (templates, extra) = templates.unzip();
+        let app = TestApp::spawn(&smtp, &extra.unwrap_or_default(), &env).await;
         let subscriber = recipient(&app, "email", MAILBOX).await;
         Email {
             smtp,
@@ -85,7 +85,56 @@ impl Harness for Email {
             subscriber,
             fired: Cell::new(0),
             _ca: ca,
+            _templates: templates,
         }
+    }
+}
+
+impl Harness for Email {
+    const CHANNEL: &'static str = "email";
+    const IDEMPOTENT: bool = false;
+
+    async fn start() -> Email {
+        Email::launch(None).await
+    }
+
+    /// The subject is the incident's title as it is written.
+    async fn start_for_edges() -> Email {
+        let subject = ("email/it/subject.j2", "{{ incident.title }}");
+        Email::launch(Some(edges::templates(&[subject]))).await
+    }
+
+    fn edges() -> Vec<Edge> {
+        edges::email()
+    }
+
+    /// The subject as a reader reads it, and its header as the server received it: every line
+    /// of the message at most 998 bytes, as SMTP allows, and the subject's at most 78, as
+    /// RFC 5322 recommends.
+    async fn publish(&self, _edge: &Edge, text: &str) -> Result<Arrived, String> {
+        let before = self.smtp.mails_to(MAILBOX).len();
+        edges::open(&self.app, text, "Verifiche in corso.").await;
+        let mail = edges::newest(before, || self.smtp.mails_to(MAILBOX), |_| true).await;
+        let raw = String::from_utf8_lossy(&mail.raw).into_owned();
+        for line in raw.split("\r\n") {
+            assert!(line.len() <= 998, "{} bytes: {line}", line.len());
+        }
+        let head = raw.split("\r\n\r\n").next().unwrap_or_default();
+        let mut subject: Vec<&str> = Vec::new();
+        for line in head.split("\r\n") {
+            if line.starts_with("Subject:") || (!subject.is_empty() && line.starts_with(' ')) {
+                subject.push(line);
+            } else if !subject.is_empty() {
+                break;
+            }
+        }
+        for line in &subject {
+            assert!(line.len() <= 78, "{} bytes: {line}", line.len());
+        }
+        Ok(Arrived {
+            read: mail.subject(),
+            wire: subject.join("\r\n"),
+        })
     }
 
     fn app(&self) -> &TestApp {
@@ -141,20 +190,22 @@ pub(crate) struct Telegram {
     subscriber: i64,
     fired: Cell<u32>,
     _smtp: SmtpServer,
+    _templates: Option<tempfile::TempDir>,
 }
 
-impl Harness for Telegram {
-    const CHANNEL: &'static str = "telegram";
-    const IDEMPOTENT: bool = false;
+/// The public channel whose part a public draft has.
+const PUBLIC_CHANNEL: &str = "@regione_avvisi";
 
+impl Telegram {
     /// A send may take 3 s: teloxide sleeps 10 s before reading a 5xx answer, and a lost answer
     /// is waited for no longer than the channel's timeout.
-    async fn start() -> Telegram {
+    async fn launch(templates: Option<(tempfile::TempDir, String)>) -> Telegram {
         let double = TelegramDouble::start().await;
         double.add_private_chat(CHAT, "Anna", Some("it"));
+        double.add_channel(PUBLIC_CHANNEL.trim_start_matches('@'), -1_009_000);
         let smtp = SmtpServer::start();
         let api = double.api_url();
-        let env = [
+        let mut env = vec![
             ("BANDITORE__CHANNELS__TELEGRAM__ENABLED", "true"),
             ("BANDITORE__CHANNELS__TELEGRAM__TOKEN", TELEGRAM_TOKEN),
             ("BANDITORE__CHANNELS__TELEGRAM__API_URL", api.as_str()),
@@ -162,7 +213,14 @@ impl Harness for Telegram {
             ("BANDITORE__CHANNELS__EMAIL__TIMEOUT", "2s"),
             ("BANDITORE__OUTBOX__SEND_TIMEOUT", "3s"),
         ];
-        let app = TestApp::spawn(&smtp, "", &env).await;
+        if templates.is_some() {
+            env.push((
+                "BANDITORE__CHANNELS__TELEGRAM__PUBLIC_CHANNEL",
+                PUBLIC_CHANNEL,
+            ));
+        }
+        let (templates, extra) = templates.unzip();
+        let app = TestApp::spawn(&smtp, &extra.unwrap_or_default(), &env).await;
         let subscriber = recipient(&app, "telegram", &CHAT.to_string()).await;
         Telegram {
             double,
@@ -170,7 +228,51 @@ impl Harness for Telegram {
             subscriber,
             fired: Cell::new(0),
             _smtp: smtp,
+            _templates: templates,
         }
+    }
+}
+
+impl Harness for Telegram {
+    const CHANNEL: &'static str = "telegram";
+    const IDEMPOTENT: bool = false;
+
+    async fn start() -> Telegram {
+        Telegram::launch(None).await
+    }
+
+    /// A message is the incident's body as it is written; a public channel has a part in each
+    /// public draft.
+    async fn start_for_edges() -> Telegram {
+        let message = ("telegram/it/message.j2", "{{ update.body }}");
+        Telegram::launch(Some(edges::templates(&[message]))).await
+    }
+
+    fn edges() -> Vec<Edge> {
+        edges::telegram()
+    }
+
+    /// The text as Telegram shows it (tags gone, entities read).
+    async fn publish(&self, edge: &Edge, text: &str) -> Result<Arrived, String> {
+        let chat = match edge.via {
+            Via::Draft => PUBLIC_CHANNEL.to_owned(),
+            Via::Message => CHAT.to_string(),
+        };
+        let before = self.double.sent_to(&chat).len();
+        match edge.via {
+            Via::Draft => {
+                let draft = edges::edit_draft(&self.app, "telegram", text).await?;
+                self.app.approve_draft(draft).await;
+            }
+            Via::Message => {
+                edges::open(&self.app, "CUP non risponde", text).await;
+            }
+        }
+        // Each draft's incident is a message to the chat too: find this text's.
+        let start: String = text.chars().take(20).collect();
+        let ours = |m: &SentMessage| m.visible.starts_with(&start);
+        let sent = edges::newest(before, || self.double.sent_to(&chat), ours).await;
+        Ok(Arrived::text(sent.visible))
     }
 
     fn app(&self) -> &TestApp {
@@ -286,21 +388,21 @@ pub(crate) struct Sms<G> {
     subscriber: i64,
     fired: Cell<u32>,
     gateway: PhantomData<G>,
+    _templates: Option<tempfile::TempDir>,
 }
 
-impl<G: Gateway> Harness for Sms<G> {
-    const CHANNEL: &'static str = "sms";
-    const IDEMPOTENT: bool = false;
-
+impl<G: Gateway> Sms<G> {
     /// A provider's answer is waited for 2 s.
-    async fn start() -> Sms<G> {
+    async fn launch(templates: Option<(tempfile::TempDir, String)>) -> Sms<G> {
         let double = SmsDouble::start().await;
         let smtp = SmtpServer::start();
         let env = [
             ("BANDITORE__CHANNELS__SMS__ENABLED", "true"),
             ("BANDITORE__CHANNELS__SMS__TIMEOUT", "2s"),
         ];
-        let app = TestApp::spawn(&smtp, &G::config(&double), &env).await;
+        let (templates, extra) = templates.unzip();
+        let config = format!("{}{}", G::config(&double), extra.unwrap_or_default());
+        let app = TestApp::spawn(&smtp, &config, &env).await;
         let subscriber = recipient(&app, "sms", PHONE).await;
         Sms {
             double,
@@ -308,7 +410,43 @@ impl<G: Gateway> Harness for Sms<G> {
             subscriber,
             fired: Cell::new(0),
             gateway: PhantomData,
+            _templates: templates,
         }
+    }
+}
+
+impl<G: Gateway> Harness for Sms<G> {
+    const CHANNEL: &'static str = "sms";
+    const IDEMPOTENT: bool = false;
+
+    async fn start() -> Sms<G> {
+        Sms::launch(None).await
+    }
+
+    /// A message is the incident's body as it is written, within the default `max_segments`.
+    async fn start_for_edges() -> Sms<G> {
+        let text = ("sms/it/text.j2", "{{ update.body }}");
+        Sms::launch(Some(edges::templates(&[text]))).await
+    }
+
+    fn edges() -> Vec<Edge> {
+        edges::sms()
+    }
+
+    /// The text as the gateway took it; its segments as the double counted them are the ones
+    /// the delivery records.
+    async fn publish(&self, _edge: &Edge, text: &str) -> Result<Arrived, String> {
+        let before = self.double.sent_to(PHONE).len();
+        let incident = edges::open(&self.app, "CUP non risponde", text).await;
+        let sent = edges::newest(before, || self.double.sent_to(PHONE), |_| true).await;
+        assert!(!sent.garbled, "UCS-2 without type=unicode: {sent:?}");
+        assert_eq!(sent.segments, sms_encoding(&sent.text).1, "{sent:?}");
+        let d = super::settled(self, incident).await;
+        assert_eq!(
+            d["segments"], sent.segments,
+            "the delivery records the segments: {d}"
+        );
+        Ok(Arrived::text(sent.text))
     }
 
     fn app(&self) -> &TestApp {

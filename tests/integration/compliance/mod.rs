@@ -11,20 +11,21 @@
 //! tell (Mastodon's `Idempotency-Key`, Bluesky's records, X's and Facebook's duplicate refusals),
 //! and is sent again, arriving twice, where it does not (SMTP, the Bot API, the SMS gateways:
 //! asserted as it is); refused credentials pause the channel, keep its deliveries pending and
-//! uncounted, and resume once they work again.
+//! uncounted, and resume once they work again; at a limit's exact edge the longest text goes
+//! whole and one unit more is refused, cut or split as the channel documents (each channel's
+//! texts, counted by its double, are in `edges`).
 //!
 //! Where a rule has no meaning for a channel it is left out of that channel's list, and said so
 //! here: SMTP has no throttling answer that names a wait (a 421 or 451 is a temporary failure);
 //! the social networks post on the account itself, so a recipient cannot be gone (a deleted or
 //! suspended account refuses the credentials); Skebby's and a generic gateway's answers name no
 //! number that is gone. Facebook's throttle names its wait in whole minutes, so its case checks
-//! that the post is deferred that long, uncounted, without waiting for it. Lengths at their edges
-//! are checked where each channel renders (`render` unit tests) and in `social.rs`, `sms.rs` and
-//! `telegram.rs`, not here. "A panic in a send fails that one delivery" is checked by the
-//! outbox's unit tests: nothing in the real binary panics on command, and no panic hook is put
-//! into production code for a test.
+//! that the post is deferred that long, uncounted, without waiting for it. "A panic in a send
+//! fails that one delivery" is checked by the outbox's unit tests: nothing in the real binary
+//! panics on command, and no panic hook is put into production code for a test.
 
 mod direct;
+mod edges;
 mod social;
 
 use std::time::{Duration, Instant};
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::*;
+use edges::{Arrived, Edge, the_longest_text_goes_whole_and_one_unit_more_as_documented};
 
 /// One channel pointed at its double, with one recipient.
 pub(crate) trait Harness: Sized {
@@ -78,6 +80,20 @@ pub(crate) trait Harness: Sized {
     }
     /// What else a lost reply leaves to check on this provider (the key sent, the look-up made).
     fn after_lost_reply(&self) {}
+
+    /// Starts as [`Harness::start`] does, with what the limits need (a template showing a text
+    /// as it is written, a public draft's part for the channel).
+    async fn start_for_edges() -> Self {
+        Self::start().await
+    }
+    /// The channel's limits, each at its edge.
+    fn edges() -> Vec<Edge> {
+        unreachable!("{}: no limits", Self::CHANNEL)
+    }
+    /// Sends `text` the way `edge` says: what arrived, or the API's refusal.
+    async fn publish(&self, _edge: &Edge, _text: &str) -> Result<Arrived, String> {
+        unreachable!("{}: no limits", Self::CHANNEL)
+    }
 }
 
 /// The deliveries of `incident` on `channel`.
@@ -227,6 +243,7 @@ compliance! {
         a_gone_recipient_is_marked_and_not_retried,
         a_lost_reply_is_sent_again_only_where_nothing_tells,
         refused_credentials_pause_the_channel_until_they_work,
+        the_longest_text_goes_whole_and_one_unit_more_as_documented,
     ];
     telegram: direct::Telegram => [
         a_throttle_is_waited_out_without_an_attempt,
@@ -234,6 +251,7 @@ compliance! {
         a_gone_recipient_is_marked_and_not_retried,
         a_lost_reply_is_sent_again_only_where_nothing_tells,
         refused_credentials_pause_the_channel_until_they_work,
+        the_longest_text_goes_whole_and_one_unit_more_as_documented,
     ];
     sms_twilio: direct::Sms<direct::Twilio> => [
         a_throttle_is_waited_out_without_an_attempt,
@@ -241,6 +259,7 @@ compliance! {
         a_gone_recipient_is_marked_and_not_retried,
         a_lost_reply_is_sent_again_only_where_nothing_tells,
         refused_credentials_pause_the_channel_until_they_work,
+        the_longest_text_goes_whole_and_one_unit_more_as_documented,
     ];
     sms_vonage: direct::Sms<direct::Vonage> => [
         a_throttle_is_waited_out_without_an_attempt,
@@ -248,42 +267,49 @@ compliance! {
         a_gone_recipient_is_marked_and_not_retried,
         a_lost_reply_is_sent_again_only_where_nothing_tells,
         refused_credentials_pause_the_channel_until_they_work,
+        the_longest_text_goes_whole_and_one_unit_more_as_documented,
     ];
     sms_skebby: direct::Sms<direct::Skebby> => [
         a_throttle_is_waited_out_without_an_attempt,
         a_temporary_failure_is_retried_and_arrives_once,
         a_lost_reply_is_sent_again_only_where_nothing_tells,
         refused_credentials_pause_the_channel_until_they_work,
+        the_longest_text_goes_whole_and_one_unit_more_as_documented,
     ];
     sms_generic: direct::Sms<direct::Generic> => [
         a_throttle_is_waited_out_without_an_attempt,
         a_temporary_failure_is_retried_and_arrives_once,
         a_lost_reply_is_sent_again_only_where_nothing_tells,
         refused_credentials_pause_the_channel_until_they_work,
+        the_longest_text_goes_whole_and_one_unit_more_as_documented,
     ];
     mastodon: social::Mastodon => [
         a_throttle_is_waited_out_without_an_attempt,
         a_temporary_failure_is_retried_and_arrives_once,
         a_lost_reply_is_sent_again_only_where_nothing_tells,
         refused_credentials_pause_the_channel_until_they_work,
+        the_longest_text_goes_whole_and_one_unit_more_as_documented,
     ];
     bluesky: social::Bluesky => [
         a_throttle_is_waited_out_without_an_attempt,
         a_temporary_failure_is_retried_and_arrives_once,
         a_lost_reply_is_sent_again_only_where_nothing_tells,
         refused_credentials_pause_the_channel_until_they_work,
+        the_longest_text_goes_whole_and_one_unit_more_as_documented,
     ];
     x: social::X => [
         a_throttle_is_waited_out_without_an_attempt,
         a_temporary_failure_is_retried_and_arrives_once,
         a_lost_reply_is_sent_again_only_where_nothing_tells,
         refused_credentials_pause_the_channel_until_they_work,
+        the_longest_text_goes_whole_and_one_unit_more_as_documented,
     ];
     facebook: social::Facebook => [
         a_throttle_of_minutes_defers_the_post_that_long_uncounted,
         a_temporary_failure_is_retried_and_arrives_once,
         a_lost_reply_is_sent_again_only_where_nothing_tells,
         refused_credentials_pause_the_channel_until_they_work,
+        the_longest_text_goes_whole_and_one_unit_more_as_documented,
     ];
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::Harness;
+use super::edges::{self, Arrived, Edge};
 use crate::support::bluesky::{BSKY_HANDLE, BSKY_PASSWORD, BlueskyDouble, BlueskyOptions};
 use crate::support::double::{Double, Network, Scripted};
 use crate::support::facebook::{FB_PAGE_ID, FB_PAGE_TOKEN, FacebookDouble};
@@ -23,6 +24,10 @@ pub(crate) trait Account: Network + Sized {
     fn config(double: &Double<Self>) -> String;
     /// What else a lost reply leaves to check.
     fn after_lost_reply(_double: &Double<Self>) {}
+    /// A post's text.
+    fn text(post: &Self::Post) -> String;
+    /// The network's limits, each at its edge.
+    fn edges() -> Vec<Edge>;
 }
 
 pub(crate) struct Social<N: Network> {
@@ -97,10 +102,31 @@ impl<N: Account> Harness for Social<N> {
     fn refuse_credentials(&self, refused: bool) {
         self.double.refuse_credentials(refused);
     }
+
+    fn edges() -> Vec<Edge> {
+        N::edges()
+    }
+
+    /// The network's part of a public draft, edited and approved.
+    async fn publish(&self, _edge: &Edge, text: &str) -> Result<Arrived, String> {
+        let draft = edges::edit_draft(&self.app, N::CHANNEL, text).await?;
+        let before = self.double.posts().len();
+        self.app.approve_draft(draft).await;
+        let post = edges::newest(before, || self.double.posts(), |_| true).await;
+        Ok(Arrived::text(N::text(&post)))
+    }
 }
 
 impl Account for crate::support::mastodon::Mastodon {
     const CHANNEL: &'static str = "mastodon";
+
+    fn text(post: &Self::Post) -> String {
+        post.text.clone()
+    }
+
+    fn edges() -> Vec<Edge> {
+        edges::mastodon()
+    }
 
     /// The posting window is 2 s, so that a 429's `X-RateLimit-Reset` comes within the case.
     async fn double() -> MastodonDouble {
@@ -136,6 +162,14 @@ impl Account for crate::support::mastodon::Mastodon {
 impl Account for crate::support::bluesky::Bluesky {
     const CHANNEL: &'static str = "bluesky";
 
+    fn text(post: &Self::Post) -> String {
+        post.text.clone()
+    }
+
+    fn edges() -> Vec<Edge> {
+        edges::bluesky()
+    }
+
     /// The write window is 2 s, so that a 429's `ratelimit-reset` comes within the case.
     async fn double() -> BlueskyDouble {
         BlueskyDouble::start_with(BlueskyOptions {
@@ -163,6 +197,14 @@ impl Account for crate::support::bluesky::Bluesky {
 impl Account for crate::support::x::X {
     const CHANNEL: &'static str = "x";
 
+    fn text(post: &Self::Post) -> String {
+        post.text.clone()
+    }
+
+    fn edges() -> Vec<Edge> {
+        edges::x()
+    }
+
     async fn double() -> XDouble {
         XDouble::start().await
     }
@@ -184,6 +226,14 @@ impl Account for crate::support::x::X {
 
 impl Account for crate::support::facebook::Facebook {
     const CHANNEL: &'static str = "facebook";
+
+    fn text(post: &Self::Post) -> String {
+        post.message.clone()
+    }
+
+    fn edges() -> Vec<Edge> {
+        edges::facebook()
+    }
 
     async fn double() -> FacebookDouble {
         FacebookDouble::start().await
