@@ -6,6 +6,7 @@ mod support;
 mod chats;
 mod citizens;
 mod cli;
+mod compliance;
 mod console;
 mod drafts;
 mod email;

@@ -666,27 +666,6 @@ async fn webhook_mode_takes_updates_only_with_the_secret() {
 }
 
 #[tokio::test]
-async fn server_errors_are_retried() {
-    let double = TelegramDouble::start().await;
-    double.add_private_chat(1001, "Anna", None);
-    let smtp = SmtpServer::start();
-    let app = app_with(&double, &smtp, &[]).await;
-    desk(&app, "CUP Foligno", &["1001"]).await;
-    double.fail_next(1);
-    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
-    // teloxide waits 10 s after a 5xx before reading the answer; then the outbox retries.
-    let sent = double.wait_for("1001", 1, Duration::from_secs(30)).await;
-    assert!(sent[0].visible.contains("CUP non risponde"));
-    let statuses: Vec<u16> = double
-        .requests()
-        .iter()
-        .filter(|r| r.method == "sendmessage")
-        .map(|r| r.status)
-        .collect();
-    assert_eq!(statuses, vec![500, 200]);
-}
-
-#[tokio::test]
 async fn an_incident_with_hundreds_of_signals_fits_one_message() {
     let double = TelegramDouble::start().await;
     double.add_private_chat(1001, "Anna", None);

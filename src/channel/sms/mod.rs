@@ -270,11 +270,17 @@ impl Channel for SmsChannel {
     }
 
     async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
-        // Rendering folded the template's text; a name filled in since may need it too.
-        let body = if self.fold {
-            text::fold_to_gsm7(&msg.text)
-        } else {
-            msg.text.clone()
+        // Rendering folded the template's text; a name filled in since may need it too. Folding
+        // is there to cost less: a text it cannot make GSM-7 keeps its cut's "…" (one UTF-16
+        // unit) rather than spend a segment more on "...".
+        let folded = self.fold.then(|| text::fold_to_gsm7(&msg.text));
+        let body = match folded {
+            Some(folded)
+                if text::measure(&folded).segments <= text::measure(&msg.text).segments =>
+            {
+                folded
+            }
+            _ => msg.text.clone(),
         };
         let measure = text::measure(&body);
         let mut throttled: Vec<Option<Duration>> = Vec::new();

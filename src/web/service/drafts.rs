@@ -134,10 +134,12 @@ pub fn check_part(limits: &Limits, part: &PartEdit) -> Result<(), Refused> {
                 sms::measure(&part.body).segments
             ),
         ),
-        _ if part.body.chars().count() > MAX_BODY_CHARS => refuse(
-            "body",
-            format!("is longer than {MAX_BODY_CHARS} characters"),
-        ),
+        _ if limits.limit(part.channel).is_none() && part.body.chars().count() > MAX_BODY_CHARS => {
+            refuse(
+                "body",
+                format!("is longer than {MAX_BODY_CHARS} characters"),
+            )
+        }
         _ => Ok(()),
     }
 }

@@ -66,6 +66,10 @@ pub struct BlueskyOptions {
     pub access_ttl: Duration,
     /// createSession calls per handle per sliding 5 minutes. Default 30.
     pub sessions_per_5min: u32,
+    /// The window of the account's write points (5000, a create costing 3), whose end a 429's
+    /// `ratelimit-reset` names. Default an hour, as "Rate Limits" in Bluesky's documentation
+    /// (docs.bsky.app, advanced guides) gives it; tests shorten it to see a reset come.
+    pub write_window: Duration,
 }
 
 impl Default for BlueskyOptions {
@@ -73,6 +77,7 @@ impl Default for BlueskyOptions {
         BlueskyOptions {
             access_ttl: Duration::from_secs(120),
             sessions_per_5min: 30,
+            write_window: WRITE_WINDOW,
         }
     }
 }
@@ -350,6 +355,7 @@ fn route(shared: &Shared<Bluesky>, state: &mut State, req: &Incoming, nsid: &str
         "com.atproto.server.createSession" => create_session(shared, state, req),
         "com.atproto.server.refreshSession" => match req.bearer() {
             None => xrpc_error(401, AUTH_REQUIRED),
+            Some(_) if state.common.revoked => xrpc_error(400, INVALID_TOKEN),
             Some(token) => match state.refresh.get(token).copied() {
                 Some(true) => {
                     state.refresh.insert(token.to_owned(), false);
@@ -363,12 +369,13 @@ fn route(shared: &Shared<Bluesky>, state: &mut State, req: &Incoming, nsid: &str
         "com.atproto.repo.createRecord" => {
             let reply = create_record(shared, state, req);
             let now = Instant::now();
-            (state.writes).retain(|t| now.duration_since(*t) < WRITE_WINDOW);
+            let window = shared.options.write_window;
+            (state.writes).retain(|t| now.duration_since(*t) < window);
             reply.with(window_headers(
                 &state.writes,
                 WRITE_POINTS,
                 CREATE_POINTS,
-                WRITE_WINDOW,
+                window,
             ))
         }
         _ => list_records(state, req),
@@ -380,6 +387,9 @@ fn check_access(shared: &Shared<Bluesky>, state: &State, req: &Incoming) -> Resu
     let Some(token) = req.bearer() else {
         return Err(xrpc_error(401, AUTH_REQUIRED));
     };
+    if state.common.revoked {
+        return Err(xrpc_error(400, INVALID_TOKEN));
+    }
     match state.access.get(token) {
         Some(Some(issued)) if issued.elapsed() < shared.options.access_ttl => Ok(()),
         Some(_) => Err(xrpc_error(400, EXPIRED)),
@@ -424,7 +434,9 @@ fn create_session(shared: &Shared<Bluesky>, state: &mut State, req: &Incoming) -
         (Err(_), _, _) => invalid("Input must be a JSON object"),
         (_, None, _) => invalid("Input must have the property \"identifier\""),
         (_, _, None) => invalid("Input must have the property \"password\""),
-        (_, Some(id), Some(password)) if is_account(id) && password == BSKY_PASSWORD => {
+        (_, Some(id), Some(password))
+            if is_account(id) && password == BSKY_PASSWORD && !state.common.revoked =>
+        {
             state.sessions_created += 1;
             new_session(shared, state)
         }
@@ -447,7 +459,8 @@ fn create_record(shared: &Shared<Bluesky>, state: &mut State, req: &Incoming) ->
         None => None,
     };
     let now = Instant::now();
-    (state.writes).retain(|t| now.duration_since(*t) < WRITE_WINDOW);
+    let window = shared.options.write_window;
+    (state.writes).retain(|t| now.duration_since(*t) < window);
     if (state.writes.len() as u32 + 1) * CREATE_POINTS > WRITE_POINTS {
         return failure(429);
     }

@@ -57,6 +57,9 @@ pub struct Common {
     pub requests: Vec<Recorded>,
     /// Throttling answers given, as the network counts them.
     pub throttled: usize,
+    /// The account's credentials are refused as the network refuses revoked ones (each network
+    /// answers in its own words; see each double).
+    pub revoked: bool,
 }
 
 /// A network the double stands in for.
@@ -140,6 +143,12 @@ impl<N: Network> Double<N> {
     pub fn script(&self, n: usize, what: Scripted) {
         let mut state = self.state();
         (N::common(&mut state).scripted).extend(std::iter::repeat_n(what, n));
+    }
+
+    /// While `revoked`, the account's credentials are refused as the network refuses revoked
+    /// ones (a token revoked, an app password deleted); then they work again.
+    pub fn refuse_credentials(&self, revoked: bool) {
+        N::common(&mut self.state()).revoked = revoked;
     }
 
     /// Stored posts, oldest first (including those whose reply was scripted to be lost).
@@ -295,6 +304,20 @@ impl Reply {
         }
         response
     }
+}
+
+/// An answer that never arrives whole: the status line may go out, then the connection is cut
+/// before the body ends, as when a provider acted on a request and the network lost its reply.
+/// The SMS and Telegram doubles use it too.
+pub fn lost_reply() -> Response {
+    let cut = std::io::Error::other("reply lost on the way");
+    let body = axum::body::Body::from_stream(tokio_stream::once(Err::<axum::body::Bytes, _>(cut)));
+    let mut response = Response::new(body);
+    (response.headers_mut()).insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Every request: read it, answer it and record it under one lock, send the answer.

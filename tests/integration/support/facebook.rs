@@ -5,9 +5,10 @@
 //!
 //! Errors are Graph's: HTTP 400 (5xx for server faults) with
 //! `{"error":{"message","type","code","error_subcode","fbtrace_id"}}`: code 190 for a missing,
-//! wrong or expired Page token, 100 for unknown objects and missing parameters, 506 for the same
-//! message posted twice within 24 h, 32 and 80001 for throttling. Every answer carries
-//! `X-Business-Use-Case-Usage` with the share of the Page's call budget (rolling 24 h) used.
+//! wrong or expired Page token, 100 for unknown objects, missing parameters and a message over
+//! 63,206 UTF-16 units, 506 for the same message posted twice within 24 h, 32 and 80001 for
+//! throttling. Every answer carries `X-Business-Use-Case-Usage` with the share of the Page's call
+//! budget (rolling 24 h) used.
 //! The double can be scripted to fail (5xx: code 2, transient), throttle (400 code 32 "Page
 //! request limit reached", regain in 1 minute) or lose the reply of a stored post; its
 //! `throttled()` counts code 32 (scripted) and code 80001 (by budget). A bad request never
@@ -29,6 +30,28 @@ use super::double::{Common, Double, Incoming, Network, Recorded, Reply, Shared, 
 pub const FB_PAGE_ID: &str = "104233412345678";
 pub const FB_PAGE_TOKEN: &str = "EAAGpageToken0123456789";
 pub const FB_API_VERSION: &str = "v23.0";
+
+/// The longest post or comment, in UTF-16 code units; over it Graph refuses with code 100.
+/// Meta's reference gives neither the number nor the error; both are from
+/// https://docs.letmepost.dev/preflight/facebook-text-max_graphemes ("Facebook's hard server-side
+/// cap on a Page post is 63,206 characters … Above it, Graph API rejects with code 100 …
+/// Facebook counts UTF-16 codeunits"). The error's wording here is ours.
+pub const FB_MAX_MESSAGE: usize = 63_206;
+
+/// A message's length as Facebook counts it.
+pub fn message_length(text: &str) -> usize {
+    text.encode_utf16().count()
+}
+
+/// Graph's refusal of a message over [`FB_MAX_MESSAGE`].
+fn too_long(message: &str) -> Option<Answer> {
+    let length = message_length(message);
+    (length > FB_MAX_MESSAGE).then(|| {
+        let text =
+            format!("(#100) The message is {length} characters long; at most {FB_MAX_MESSAGE}");
+        oauth_error(100, None, &text)
+    })
+}
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 const USAGE_HEADER: &str = "x-business-use-case-usage";
@@ -304,6 +327,14 @@ fn graph(shared: &Shared<Facebook>, state: &mut State, req: &Incoming, now: Inst
                        current user.";
         return oauth_error(190, None, message);
     };
+    if state.common.revoked {
+        // Graph's subcode 460: the session behind the token was invalidated (a password
+        // changed), after Meta's "Access Token Error Codes".
+        let message = "Error validating access token: The session has been invalidated because \
+                       the user changed their password or Facebook has changed the session for \
+                       security reasons.";
+        return oauth_error(190, Some(460), message);
+    }
     if token != FB_PAGE_TOKEN {
         let message = format!(
             "Error validating access token: Session has expired on {}. The current time is {}.",
@@ -374,6 +405,9 @@ fn publish(
         let text = "(#100) Missing message or attachment: one of message or link is required";
         return Err(oauth_error(100, None, text));
     }
+    if let Some(answer) = too_long(&message) {
+        return Err(answer);
+    }
     if let Some(link) = &link {
         let parsed = url::Url::parse(link);
         if !parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
@@ -425,6 +459,9 @@ fn comment(
     if message.trim().is_empty() {
         let text = "(#100) Missing message or attachment: the message parameter is required";
         return Err(oauth_error(100, None, text));
+    }
+    if let Some(answer) = too_long(&message) {
+        return Err(answer);
     }
     let post_number = object.split_once('_').map_or(object, |(_, n)| n);
     let id = format!("{post_number}_{}", next_number(state));

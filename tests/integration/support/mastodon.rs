@@ -348,6 +348,7 @@ fn route(shared: &Shared<Mastodon>, state: &mut State, req: &Incoming) -> Reply 
 /// `POST /api/v1/statuses`: auth, script, idempotency, validation, rate limits, then the post.
 fn post_status(shared: &Shared<Mastodon>, state: &mut State, req: &Incoming) -> Reply {
     match req.bearer() {
+        _ if state.common.revoked => return error(401, INVALID_TOKEN),
         Some(MASTODON_TOKEN) => {}
         Some(MASTODON_READ_TOKEN) => return error(403, OUT_OF_SCOPE),
         _ => return error(401, INVALID_TOKEN),

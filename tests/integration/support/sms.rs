@@ -12,7 +12,8 @@
 //! longer than its limit (21611, as Twilio's error pages describe: Twilio queues what goes over
 //! a sender's rate, it does not answer 429 for it), can be scripted to fail or throttle, refuses
 //! numbers with Twilio's documented codes, fails one part of a Vonage concatenated message while
-//! the others are accepted, and calls the app back (Twilio status callbacks, Vonage delivery
+//! the others are accepted, can accept a message and lose the answer, refuses credentials on
+//! demand, and calls the app back (Twilio status callbacks, Vonage delivery
 //! receipts). A bad request never panics it: it gets the provider's error.
 
 // Shared by the integration tests, which each use part of it.
@@ -146,6 +147,8 @@ enum Scripted {
     VonageStatus(String),
     /// Vonage: this part (from 1) of a concatenated message gets this status, the others "0".
     VonagePart(u32, String),
+    /// The message is accepted as usual, and the answer lost on the way back.
+    LoseReply,
 }
 
 #[derive(Default)]
@@ -172,6 +175,10 @@ struct State {
     vonage_parts: HashMap<String, usize>,
     requests: Vec<SmsRequest>,
     throttled: Vec<(SmsProvider, Instant)>,
+    /// The request being answered was scripted to lose its answer.
+    losing: bool,
+    /// Providers refusing the account's credentials, each in its own words.
+    credentials_refused: HashSet<SmsProvider>,
 }
 
 impl SmsDouble {
@@ -240,6 +247,30 @@ impl SmsDouble {
     /// status "1", Skebby 429).
     pub fn throttle_next(&self, provider: SmsProvider, n: usize) {
         self.script(provider, n, Scripted::Throttle);
+    }
+
+    /// The next `n` send requests to `provider` are accepted (the message is recorded in
+    /// `sent()`) and their answer is lost: the connection is cut before it ends. None of the
+    /// three APIs takes an idempotency key for a new message, so a client cannot tell whether
+    /// such a message went.
+    pub fn lose_reply_next(&self, provider: SmsProvider, n: usize) {
+        self.script(provider, n, Scripted::LoseReply);
+    }
+
+    /// While `refused`, `provider` refuses the account's credentials as it refuses wrong ones:
+    /// Twilio 401 with code 20003, Vonage status "4" "Bad Credentials", Skebby 401 to `login`,
+    /// `token` and `sms` (its sessions ended).
+    pub fn refuse_credentials(&self, provider: SmsProvider, refused: bool) {
+        let mut state = self.state();
+        if refused {
+            state.credentials_refused.insert(provider);
+            if provider == SmsProvider::Skebby {
+                state.sessions.clear();
+                state.access_tokens.clear();
+            }
+        } else {
+            state.credentials_refused.remove(&provider);
+        }
     }
 
     /// The next `n` Vonage sends answer 200 with status `code` and its documented error-text.
@@ -468,6 +499,10 @@ impl Shared {
         {
             Some(Scripted::VonageStatus(code)) if code == "1" => Some(Scripted::Throttle),
             Some(Scripted::VonageStatus(code)) if code == "0" => None,
+            Some(Scripted::LoseReply) => {
+                state.losing = true;
+                None
+            }
             None if full => Some(Scripted::Throttle),
             scripted => scripted,
         };
@@ -604,6 +639,7 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> 
     } else {
         (None, text_reply(404, "Not Found"))
     };
+    let lost = std::mem::take(&mut shared.lock().losing);
     if let Some(provider) = provider {
         let path = match req.query.as_str() {
             "" => req.path.clone(),
@@ -617,6 +653,9 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> 
             body: String::from_utf8_lossy(&req.body).into_owned(),
             at: Instant::now(),
         });
+    }
+    if lost {
+        return super::double::lost_reply();
     }
     let status = StatusCode::from_u16(reply.0).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, [(header::CONTENT_TYPE, reply.1)], reply.2).into_response()
@@ -681,7 +720,11 @@ fn twilio(shared: &Shared, req: &Incoming) -> Reply {
     let rest = req.path.strip_prefix("/2010-04-01/Accounts/");
     let (sid, tail) = rest.and_then(|r| r.split_once('/')).unwrap_or_default();
     let credentials = Some((TWILIO_SID.to_owned(), TWILIO_TOKEN.to_owned()));
-    if sid != TWILIO_SID || req.basic_auth() != credentials {
+    let refused = shared
+        .lock()
+        .credentials_refused
+        .contains(&SmsProvider::Twilio);
+    if sid != TWILIO_SID || req.basic_auth() != credentials || refused {
         return twilio_error(401, 20003, "Authenticate");
     }
     if tail != "Messages.json" || req.method != "POST" {
@@ -712,7 +755,8 @@ fn twilio(shared: &Shared, req: &Incoming) -> Reply {
                 _ => twilio_error(status, 20000 + u32::from(status), "Error"),
             };
         }
-        Some(Scripted::VonageStatus(_) | Scripted::VonagePart(..)) | None => {}
+        Some(Scripted::VonageStatus(_) | Scripted::VonagePart(..) | Scripted::LoseReply) | None => {
+        }
     }
     let Some(to) = param("To") else {
         return twilio_error(400, 21604, "A 'To' phone number is required.");
@@ -877,7 +921,11 @@ fn vonage(shared: &Shared, req: &Incoming) -> Reply {
     let Some((key, secret)) = param("api_key").map(|k| (k, param("api_secret"))).or(basic) else {
         return vonage_failure(to, "2", "Missing api_key");
     };
-    if key != VONAGE_KEY || secret != Some(VONAGE_SECRET) {
+    let refused = shared
+        .lock()
+        .credentials_refused
+        .contains(&SmsProvider::Vonage);
+    if key != VONAGE_KEY || secret != Some(VONAGE_SECRET) || refused {
         return vonage_failure(to, "4", vonage_error_text("4"));
     }
     let now = Instant::now();
@@ -890,7 +938,7 @@ fn vonage(shared: &Shared, req: &Incoming) -> Reply {
             return vonage_failure(to, &code, vonage_error_text(&code));
         }
         Some(Scripted::VonagePart(part, code)) => failing_part = Some((part, code)),
-        None => {}
+        Some(Scripted::LoseReply) | None => {}
     }
     let (Some(from), Some(to), Some(text)) = (param("from"), to, param("text")) else {
         let missing = ["from", "to", "text"]
@@ -970,7 +1018,11 @@ fn skebby_login(shared: &Shared, req: &Incoming, token: bool) -> Reply {
         (Some(user), Some(password)) => Some((user.clone(), password.clone())),
         _ => req.basic_auth(),
     };
-    if credentials != Some((SKEBBY_USER.to_owned(), SKEBBY_PASSWORD.to_owned())) {
+    let refused = shared
+        .lock()
+        .credentials_refused
+        .contains(&SmsProvider::Skebby);
+    if credentials != Some((SKEBBY_USER.to_owned(), SKEBBY_PASSWORD.to_owned())) || refused {
         return text_reply(401, "");
     }
     let key = format!("{:032x}", rand::random::<u128>());
@@ -1012,7 +1064,8 @@ fn skebby_send(shared: &Shared, req: &Incoming) -> Reply {
             );
         }
         Some(Scripted::Throttle) => return text_reply(429, "Too Many Requests"),
-        Some(Scripted::VonageStatus(_) | Scripted::VonagePart(..)) | None => {}
+        Some(Scripted::VonageStatus(_) | Scripted::VonagePart(..) | Scripted::LoseReply) | None => {
+        }
     }
     let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
     if !body.is_object() {

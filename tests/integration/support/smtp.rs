@@ -1,7 +1,9 @@
 //! A real SMTP server on loopback for the tests: the `mailin` protocol state machine behind a
 //! TCP listener, recording every message it accepts. It can be stopped and started on the same
-//! port (SMTP down, then up), scripted to refuse recipients with 4xx or 5xx replies, and run with
-//! STARTTLS or implicit TLS (a test CA and certificate for `localhost`) and AUTH PLAIN.
+//! port (SMTP down, then up), scripted to refuse recipients with 4xx or 5xx replies (for good or
+//! once), to refuse every login (535), or to take a message and close the connection instead of
+//! replying, and run with STARTTLS or implicit TLS (a test CA and certificate for `localhost`)
+//! and AUTH PLAIN.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -69,6 +71,14 @@ struct Shared {
     mails: Mutex<Vec<Mail>>,
     /// Recipient → (code, text) to answer RCPT TO with.
     refusals: Mutex<HashMap<String, (u16, String)>>,
+    /// Recipient → (code, text) to answer the next RCPT TO with, once.
+    refusals_once: Mutex<HashMap<String, (u16, String)>>,
+    /// RCPT TO commands received per recipient, refused ones included.
+    rcpt_tries: Mutex<HashMap<String, usize>>,
+    /// AUTH is answered 535 whatever the password, as after a password change.
+    logins_refused: AtomicBool,
+    /// Messages still to be taken (recorded) with the reply to their DATA never sent.
+    lose_replies: Mutex<usize>,
     connections: Mutex<Vec<TcpStream>>,
 }
 
@@ -128,6 +138,9 @@ pub struct SmtpServer {
 #[derive(Clone)]
 struct Recorder {
     shared: Arc<Shared>,
+    /// Set when the reply to the message just taken is to be lost: the connection is closed
+    /// instead.
+    lose_reply: Arc<AtomicBool>,
     auth: Option<(String, String)>,
     delay: Option<Duration>,
     from: String,
@@ -144,7 +157,15 @@ impl Handler for Recorder {
     }
 
     fn rcpt(&mut self, to: &str) -> Response {
-        let refusal = self.shared.refusals.lock().unwrap().get(to).cloned();
+        *self
+            .shared
+            .rcpt_tries
+            .lock()
+            .unwrap()
+            .entry(to.to_owned())
+            .or_default() += 1;
+        let once = self.shared.refusals_once.lock().unwrap().remove(to);
+        let refusal = once.or_else(|| self.shared.refusals.lock().unwrap().get(to).cloned());
         match refusal {
             Some((code, text)) => Response::custom(code, text),
             None => {
@@ -165,6 +186,9 @@ impl Handler for Recorder {
         authentication_id: &str,
         password: &str,
     ) -> Response {
+        if self.shared.logins_refused.load(Ordering::SeqCst) {
+            return mailin::response::INVALID_CREDENTIALS;
+        }
         match &self.auth {
             Some((user, pass)) if user == authentication_id && pass == password => {
                 mailin::response::AUTH_OK
@@ -183,6 +207,11 @@ impl Handler for Recorder {
             raw: std::mem::take(&mut self.data),
             received: Instant::now(),
         };
+        let mut lose = self.shared.lose_replies.lock().unwrap();
+        if *lose > 0 {
+            *lose -= 1;
+            self.lose_reply.store(true, Ordering::SeqCst);
+        }
         let mut mails = self.shared.mails.lock().unwrap();
         mails.push(mail);
         Response::custom(250, format!("2.0.0 Ok: queued as TEST{}", mails.len()))
@@ -268,6 +297,31 @@ impl SmtpServer {
             .insert(recipient.to_owned(), (code, text.to_owned()));
     }
 
+    /// Answers the next `RCPT TO:<recipient>` with this code and text, then accepts it again.
+    pub fn refuse_once(&self, recipient: &str, code: u16, text: &str) {
+        (self.shared.refusals_once.lock().unwrap())
+            .insert(recipient.to_owned(), (code, text.to_owned()));
+    }
+
+    /// How many times `RCPT TO:<recipient>` was asked, refused or not.
+    pub fn rcpt_tries(&self, recipient: &str) -> usize {
+        let tries = self.shared.rcpt_tries.lock().unwrap();
+        tries.get(recipient).copied().unwrap_or(0)
+    }
+
+    /// While `refused`, AUTH is answered 535 "Invalid credentials" (RFC 4954's permanent
+    /// refusal), whatever the password.
+    pub fn refuse_logins(&self, refused: bool) {
+        self.shared.logins_refused.store(refused, Ordering::SeqCst);
+    }
+
+    /// The next `n` messages are taken (and recorded) at the end of DATA, but the server closes
+    /// the connection instead of replying 250: the client cannot tell that they went. SMTP has
+    /// no idempotency key; the Message-ID is the receiving side's only way to see a duplicate.
+    pub fn lose_reply_next(&self, n: usize) {
+        *self.shared.lose_replies.lock().unwrap() = n;
+    }
+
     pub fn accept_again(&self, recipient: &str) {
         self.shared.refusals.lock().unwrap().remove(recipient);
     }
@@ -310,6 +364,20 @@ impl Drop for SmtpServer {
 }
 
 fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>, options: SmtpOptions) {
+    let raw = stream.try_clone().ok();
+    serve_session(stream, shared, running, options);
+    // The list of connections holds a clone: the session's end must close the socket itself.
+    if let Some(raw) = raw {
+        let _ = raw.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn serve_session(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    running: Arc<AtomicBool>,
+    options: SmtpOptions,
+) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     // Replies go out in one write each, without waiting for the client's ACK.
     let _ = stream.set_nodelay(true);
@@ -317,8 +385,10 @@ fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>, optio
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let lose_reply = Arc::new(AtomicBool::new(false));
     let recorder = Recorder {
         shared,
+        lose_reply: lose_reply.clone(),
         auth: options.auth.clone(),
         delay: options.delay,
         from: String::new(),
@@ -340,7 +410,7 @@ fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>, optio
         session.tls_active();
         let mut io = BufReader::new(StreamOwned::new(conn, stream));
         if reply(io.get_mut(), &session.greeting()) {
-            converse(&mut session, &mut io, &running);
+            converse(&mut session, &mut io, &running, &lose_reply);
         }
         return;
     }
@@ -348,7 +418,7 @@ fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>, optio
     if !reply(io.get_mut(), &session.greeting()) {
         return;
     }
-    if converse(&mut session, &mut io, &running) {
+    if converse(&mut session, &mut io, &running, &lose_reply) {
         // STARTTLS accepted: the same session goes on over TLS.
         let Some(config) = options.starttls else {
             return;
@@ -358,7 +428,7 @@ fn serve(stream: TcpStream, shared: Arc<Shared>, running: Arc<AtomicBool>, optio
         };
         session.tls_active();
         let mut tls = BufReader::new(StreamOwned::new(conn, io.into_inner()));
-        converse(&mut session, &mut tls, &running);
+        converse(&mut session, &mut tls, &running, &lose_reply);
     }
 }
 
@@ -375,6 +445,7 @@ fn converse<S: Read + Write>(
     session: &mut Session<Recorder>,
     io: &mut BufReader<S>,
     running: &AtomicBool,
+    lose_reply: &AtomicBool,
 ) -> bool {
     let mut line = Vec::new();
     loop {
@@ -387,6 +458,9 @@ fn converse<S: Read + Write>(
             return false;
         }
         let response = session.process(&line);
+        if lose_reply.swap(false, Ordering::SeqCst) {
+            return false;
+        }
         match response.action {
             Action::NoReply => {}
             Action::Close => {

@@ -7,8 +7,9 @@
 //! enforces the Bot FAQ's flood limits with sliding windows (one message a second in any chat,
 //! twenty a minute in a group, about thirty a second in all), refuses chats as Telegram does
 //! (blocked, deactivated, never started, bot kicked or demoted, group deactivated), moves a group
-//! to a supergroup (400 with `parameters.migrate_to_chat_id`), can be scripted to fail or flood,
-//! and delivers user messages through `getUpdates` long polling or a webhook.
+//! to a supergroup (400 with `parameters.migrate_to_chat_id`), can be scripted to fail, flood or
+//! send a message and lose the answer, and delivers user messages through `getUpdates` long
+//! polling or a webhook.
 //! Everything it receives and sends is recorded for the assertions.
 
 // Shared by the integration tests and a benchmark (`#[path]`), which each use part of it.
@@ -143,6 +144,8 @@ struct State {
     /// The token was revoked (BotFather's /revoke): every method answers 401 "Unauthorized".
     revoked: bool,
     fail_next: usize,
+    /// sendMessage calls still to be accepted with their answer lost.
+    lose_next: usize,
     flood: Option<(Instant, u32)>,
     /// When accepted messages were sent, over all chats and per chat (the sliding windows).
     accepted: VecDeque<Instant>,
@@ -328,6 +331,13 @@ impl TelegramDouble {
     /// Beware: teloxide sleeps 10 s before reading any 5xx answer.
     pub fn fail_next(&self, n: usize) {
         self.state().fail_next = n;
+    }
+
+    /// The next `n` sendMessage calls that Telegram accepts (the message is sent and recorded in
+    /// `sent()`) lose their answer: the connection is cut before the reply's body ends. The Bot
+    /// API has no idempotency key, so a client cannot tell whether such a message went.
+    pub fn lose_reply_next(&self, n: usize) {
+        self.state().lose_next = n;
     }
 
     /// Flood: until `until`, every valid sendMessage gets 429 with the given retry_after
@@ -565,7 +575,19 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> 
         }
         Some((_, method)) => call(&shared, &method, &params).await,
     };
-    shared.state.lock().unwrap().requests[index].status = status;
+    let lost = {
+        let mut state = shared.state.lock().unwrap();
+        state.requests[index].status = status;
+        let sent = status == 200 && state.requests[index].method == "sendmessage";
+        let lost = sent && state.lose_next > 0;
+        if lost {
+            state.lose_next -= 1;
+        }
+        lost
+    };
+    if lost {
+        return super::double::lost_reply();
+    }
     let status = StatusCode::from_u16(status).unwrap();
     (status, axum::Json(body)).into_response()
 }

@@ -433,6 +433,9 @@ fn post(
 
 /// OAuth 1.0a User Context with the known keys; the app-only Bearer → 403, else 401.
 fn authenticate(state: &mut State, req: &Incoming, unix: i64) -> Result<(), (u16, Value)> {
+    if state.common.revoked {
+        return Err(unauthorized());
+    }
     if let Some(token) = req.bearer() {
         if token != X_APP_BEARER {
             return Err(unauthorized());
