@@ -296,8 +296,26 @@ async fn a_citizen_confirms_by_email_and_hears_the_next_approved_statement() {
 #[tokio::test]
 async fn the_console_counts_citizens_without_listing_their_contacts() {
     let smtp = SmtpServer::start();
-    let mut app = TestApp::spawn(&smtp, &config(r#""email""#, ""), &[]).await;
+    // An incident page overridden to list every delivery's recipient: even then, and even for
+    // an administrator, the console shows citizens' contacts masked (the API is where an
+    // administrator reads them whole, audited).
+    let templates = tempfile::tempdir().unwrap();
+    let page_dir = templates.path().join("web/console");
+    std::fs::create_dir_all(&page_dir).unwrap();
+    std::fs::write(
+        page_dir.join("incident.html.j2"),
+        "{% for d in deliveries %}[{{ d.recipient }}]{% endfor %}",
+    )
+    .unwrap();
+    let cfg = format!(
+        "{}\n[templates]\ndir = \"{}\"\n",
+        config(r#""email""#, ""),
+        templates.path().display()
+    );
+    let mut app = TestApp::spawn(&smtp, &cfg, &[]).await;
     app.add_user("l.bianchi", "una password lunga abbastanza", "operator")
+        .await;
+    app.add_user("a.verdi", "un'altra password lunga abbastanza", "admin")
         .await;
     subscribed_by_email(&app, &smtp, "mario.rossi@example.org", &["cup"]).await;
     let b = console_browser();
@@ -315,6 +333,29 @@ async fn the_console_counts_citizens_without_listing_their_contacts() {
         "{page}"
     );
     assert!(!page.contains("mario.rossi@example.org"), "{page}");
+
+    approved_statement(&app, "cup-backend", "CUP backend: pool esaurito").await;
+    smtp.wait_for("mario.rossi@example.org", 2, Duration::from_secs(15));
+    let incidents = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await;
+    let id = incidents["incidents"][0]["id"].as_i64().unwrap();
+    let admin = console_browser();
+    console_login(
+        &app,
+        &admin,
+        "a.verdi",
+        "un'altra password lunga abbastanza",
+    )
+    .await;
+    let page = admin
+        .get(app.url(&format!("/console/incidents/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("[ma••••••••@example.org]"), "{page}");
+    assert!(!page.contains("mario.rossi"), "{page}");
 }
 
 #[tokio::test]

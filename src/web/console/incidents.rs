@@ -60,7 +60,10 @@ pub async fn incident(
             .ok_or_else(|| ApiError::NotFound(format!("incident {id}")))?;
         let updates = state.store.incident_updates(id).await?;
         let alerts = state.store.incident_alerts(id).await?;
-        let deliveries = state.store.incident_deliveries(id).await?;
+        // The page shows counts; a template that lists deliveries gets citizens' contacts
+        // masked, whoever reads (an administrator reads them whole, audited, from the API).
+        let mut deliveries = state.store.incident_deliveries(id).await?;
+        crate::web::service::incidents::mask_citizens(&mut deliveries);
         Ok::<_, ApiError>((incident, updates, alerts, deliveries))
     }
     .await;

@@ -99,18 +99,23 @@ pub async fn deliveries(
             .await;
         }
     } else {
-        for d in rows.iter_mut().filter(|d| d.citizen) {
-            let masked = masked(d.channel, &d.recipient);
-            for text in [&mut d.last_error, &mut d.report_error]
-                .into_iter()
-                .flatten()
-            {
-                *text = text.replace(&d.recipient, &masked);
-            }
-            d.recipient = masked;
-        }
+        mask_citizens(&mut rows);
     }
     Ok(rows)
+}
+
+/// Citizens' addresses in `rows` masked, in the errors that quote them too.
+pub fn mask_citizens(rows: &mut [DeliveryRow]) {
+    for d in rows.iter_mut().filter(|d| d.citizen) {
+        let masked = masked(d.channel, &d.recipient);
+        for text in [&mut d.last_error, &mut d.report_error]
+            .into_iter()
+            .flatten()
+        {
+            *text = text.replace(&d.recipient, &masked);
+        }
+        d.recipient = masked;
+    }
 }
 
 /// Masks most of an address: on a citizen's own preferences page, which may be seen over a
