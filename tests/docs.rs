@@ -2,8 +2,10 @@
 //! (`docs/src/reference/configuration.md`) must name every key of the built-in defaults
 //! (`config/default.toml`) and no key the defaults do not know; and every relative link in the
 //! README, the other top-level documents and the book must lead to a file that exists, and to a
-//! heading that exists when it names one. A small test target of its own: it needs neither the
-//! binary nor a database.
+//! heading that exists when it names one. ARCHITECTURE.md's code map must name every file of
+//! `src/`, `tests/` (but fixtures) and `benches/`, and no file that does not exist; its floors
+//! must be those `tests/architecture.rs` enforces. A small test target of its own: it needs
+//! neither the binary nor a database.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -249,5 +251,190 @@ fn every_page_of_the_book_is_in_its_summary() {
     assert!(
         orphans.is_empty(),
         "pages of docs/src missing from SUMMARY.md: {orphans:?}"
+    );
+}
+
+/// The files the code map of ARCHITECTURE.md must name, from the repository root: every file
+/// under `src/` and `benches/`, the test targets at the top of `tests/`, and every file of
+/// `tests/integration/`. Fixtures and proptest's regression files are data, not code.
+fn mapped_files() -> BTreeSet<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let root = root();
+    let mut files = Vec::new();
+    for dir in ["src", "benches", "tests/integration"] {
+        walk(&root.join(dir), &mut files);
+    }
+    for entry in std::fs::read_dir(root.join("tests")).expect("tests/ is readable") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+        .iter()
+        .filter_map(|p| p.strip_prefix(&root).ok())
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .collect()
+}
+
+/// The roots whose files the code map must name, and where a path it names must lead to a file.
+const MAPPED_ROOTS: [&str; 3] = ["src/", "tests/", "benches/"];
+
+/// Every file path ARCHITECTURE.md names in inline code, as (line, as written, from the root).
+///
+/// A heading whose first inline code is a folder (`### \`src/channel/\``) opens that folder's
+/// section: inside it, a path is read from that folder (`email/pool.rs` is
+/// `src/channel/email/pool.rs`), unless it starts at a root. Any other heading closes it, and a
+/// path outside a folder's section must start at a root (`src/`, `tests/`, `benches/`…). A path
+/// is inline code ending in a file's extension, or starting at a root; patterns (`<lang>`, `*`,
+/// `{a,b}`, `…`) are not paths.
+fn paths_named(text: &str) -> Vec<(usize, String, Option<String>)> {
+    let code = Regex::new(r"`([^`]+)`").unwrap();
+    let file = Regex::new(r"^[A-Za-z0-9_./-]+\.(rs|txt|sh|toml|md|sql|json)$").unwrap();
+    let roots = [
+        "src/",
+        "tests/",
+        "benches/",
+        "templates/",
+        "migrations/",
+        "config/",
+        "docs/",
+    ];
+    let mut folder: Option<String> = None;
+    let mut found = Vec::new();
+    let mut fenced = false;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with("```") || t.starts_with("~~~") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        if t.starts_with('#') {
+            folder = code
+                .captures(t)
+                .map(|c| c[1].to_string())
+                .filter(|first| first.ends_with('/'));
+            continue;
+        }
+        for c in code.captures_iter(line) {
+            let written = &c[1];
+            if written.contains(['<', '*', '{', '…', ' ']) {
+                continue;
+            }
+            let rooted = roots.iter().any(|r| written.starts_with(r));
+            if !rooted && !file.is_match(written) {
+                continue;
+            }
+            let resolved = if rooted {
+                Some(written.to_string())
+            } else {
+                folder.as_ref().map(|f| format!("{f}{written}"))
+            };
+            found.push((n + 1, written.to_string(), resolved));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_code_map_names_every_file_and_only_files_that_exist() {
+    let text = read(&root().join("ARCHITECTURE.md"));
+    let mut faults = Vec::new();
+    let mut named = BTreeSet::new();
+    for (line, written, resolved) in paths_named(&text) {
+        let Some(path) = resolved else {
+            faults.push(format!(
+                "ARCHITECTURE.md:{line}: `{written}` is outside a folder's section: write it from \
+                 the repository root"
+            ));
+            continue;
+        };
+        let checked = MAPPED_ROOTS.iter().any(|r| path.starts_with(r));
+        let exists = root().join(path.trim_end_matches('/')).exists();
+        if checked && !exists {
+            faults.push(format!(
+                "ARCHITECTURE.md:{line}: `{written}` ({path}) does not exist"
+            ));
+        }
+        named.insert(path);
+    }
+    for file in mapped_files() {
+        if !named.contains(&file) {
+            faults.push(format!(
+                "{file} is not in ARCHITECTURE.md's code map: add it, with its job, to its folder's \
+                 section"
+            ));
+        }
+    }
+    assert!(faults.is_empty(), "{}", faults.join("\n"));
+}
+
+/// The floors of `tests/architecture.rs`'s `FLOORS` table, from the bottom: the modules of each.
+fn architecture_test_floors() -> Vec<BTreeSet<String>> {
+    let source = read(&root().join("tests/architecture.rs"));
+    let start = source
+        .find("const FLOORS")
+        .expect("tests/architecture.rs has FLOORS");
+    let end = start
+        + source[start..]
+            .find("\n];")
+            .expect("FLOORS ends with `];` on a line of its own");
+    let floor = Regex::new(r#"\(\s*"[^"]*",\s*&\[([^\]]*)\]"#).unwrap();
+    let name = Regex::new(r#""([A-Za-z0-9_]+)""#).unwrap();
+    floor
+        .captures_iter(&source[start..end])
+        .map(|c| {
+            name.captures_iter(&c[1])
+                .map(|m| m[1].to_string())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_floors_here_are_the_architecture_tests_floors() {
+    let text = read(&root().join("ARCHITECTURE.md"));
+    let section = text
+        .split("\n## Floors\n")
+        .nth(1)
+        .expect("ARCHITECTURE.md has a `## Floors` section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    // | 10 | `app` | wiring |
+    let row = Regex::new(r"(?m)^\|\s*(\d+)\s*\|([^|]*)\|").unwrap();
+    let module = Regex::new(r"`([A-Za-z0-9_]+)`").unwrap();
+    let mut documented: Vec<(usize, BTreeSet<String>)> = row
+        .captures_iter(section)
+        .map(|c| {
+            let floor = c[1].parse().expect("a floor's number");
+            let modules = module.captures_iter(&c[2]).map(|m| m[1].to_string());
+            (floor, modules.collect())
+        })
+        .collect();
+    documented.sort_by_key(|(floor, _)| *floor);
+    let tested: Vec<(usize, BTreeSet<String>)> = architecture_test_floors()
+        .into_iter()
+        .enumerate()
+        .map(|(i, modules)| (i + 1, modules))
+        .collect();
+    assert!(
+        !tested.is_empty(),
+        "no floors read from tests/architecture.rs"
+    );
+    assert_eq!(
+        documented, tested,
+        "ARCHITECTURE.md's floors (numbered from 1 at the bottom) differ from FLOORS in \
+         tests/architecture.rs"
     );
 }
