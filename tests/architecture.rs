@@ -107,7 +107,7 @@ const NETWORK_EXCEPTIONS: &[(&str, &str, &str)] = &[
         "a generic SMS gateway's method is checked by the rules the HTTP client will apply",
     ),
     (
-        "src/domain/subscriber.rs",
+        "src/domain/subscriber/mod.rs",
         "lettre::Address",
         "an email address is parsed by the rules the mailer will apply; no I/O",
     ),
