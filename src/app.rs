@@ -582,8 +582,8 @@ impl Ground<'_> {
         })
     }
 
-    /// Citizens' sign-ups, reached by `email` and `sms`; their subscriptions are brought up to
-    /// date with the services' matchers, and a failure to do so is only logged.
+    /// Citizens' sign-ups, reached by the email and SMS channels when enabled; their
+    /// subscriptions are brought up to date with the services' matchers (a failure is logged).
     async fn citizens(
         &self,
         email_channel: Option<Arc<dyn Channel>>,
