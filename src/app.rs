@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::approval::{Announcer, ApprovalLinks};
 use crate::bot::{BotApprovals, BotContext, POLL_TIMEOUT, UpdateReceiver, run_bot};
+use crate::channel::Channel;
 use crate::channel::rate::RateLimiter;
 use crate::channel::sms::report::ReportLinks;
 use crate::channel::telegram;
@@ -71,190 +72,22 @@ type TelegramBot = (
 );
 
 impl Application {
+    /// Builds every part, one section after the other; the order is the order of the effects
+    /// (the store is migrated before anything reads it, the listener is bound last).
     pub async fn build(v: Validated) -> anyhow::Result<Application> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let s = &v.settings;
         raise_open_files_limit(s.server.max_connections);
         let metrics = crate::telemetry::metrics();
-        let store = store::open(&s.store, v.store_password.as_ref())
-            .await
-            .context("opening the store")?;
-        store.migrate().await.context("migrating the store")?;
+        let (store, key, deployment_id) = open_store(&v).await?;
+        let (ground, campaign) = join_cluster(&v, store, key).await?;
+        let mut channels = ground.channels(&deployment_id)?;
+        let telegram = ground.telegram(channels.telegram.take())?;
+        let notices = ground.pause_notices(&channels.dispatchers);
 
-        let key = match &v.secret_key {
-            Some(configured) => configured.expose().to_owned(),
-            None => {
-                store
-                    .setting_or_insert("unsubscribe_key", &random_hex(32))
-                    .await?
-            }
-        };
-        let deployment_id = store
-            .setting_or_insert("deployment_id", &random_hex(6))
-            .await?;
-        let report = store
-            .sync_config_subscribers(&v.subscribers, Timestamp::now())
-            .await?;
-        tracing::info!(
-            created = report.created,
-            updated = report.updated,
-            removed = report.removed,
-            "config subscribers in step"
-        );
-
-        let wake = Wakers::default();
-        let links = UnsubscribeLinks::new(key.as_bytes(), &s.server.public_url);
-        let owner = match s.cluster.instance.as_str() {
-            "" => format!("{}-{}", hostname(), random_hex(4)),
-            name => name.to_owned(),
-        };
-        let campaign_stop = CancellationToken::new();
-        let (leadership, campaign) = cluster::campaign(
-            store.clone(),
-            owner.clone(),
-            s.cluster.leader_lease.get(),
-            wake.leader.clone(),
-            campaign_stop.clone(),
-        );
-        let wakeups = store
-            .wakeups()
-            .await
-            .context("listening for other replicas")?
-            .map(|rx| tokio::spawn(forward_wakeups(rx, wake.clone())));
-
-        // Channels whose credentials the provider refuses; read by /readyz, /metrics, the console.
-        let pauses = Pauses::new(
-            s.outbox.retry_initial.get(),
-            s.outbox
-                .retry_max
-                .get()
-                .min(std::time::Duration::from_secs(300)),
-        );
-        let crew = Crew {
-            store: store.clone(),
-            owner: owner.clone(),
-            links: links.clone(),
-            pauses: pauses.clone(),
-        };
-        let mut dispatchers = Vec::new();
-        let mut enabled = BTreeSet::new();
-        let outbox = OutboxConfig {
-            lease: s.outbox.lease.get(),
-            send_timeout: s.outbox.send_timeout.get(),
-            batch_size: s.outbox.batch_size,
-            max_attempts: s.outbox.max_attempts,
-            backoff: Backoff {
-                initial: s.outbox.retry_initial.get(),
-                max: s.outbox.retry_max.get(),
-            },
-            poll_interval: s.outbox.poll_interval.get(),
-            concurrency: 1,
-            shutdown_timeout: s.server.shutdown_timeout.get(),
-        };
-        // Every configured channel gets its dispatcher; what other parts share with a sender
-        // (the email and SMS channels for citizens, Telegram's client and pacer) is kept by kind.
-        let wiring = crate::channel::Wiring {
-            store: store.clone(),
-            deployment_id: &deployment_id,
-            key: key.as_bytes(),
-        };
-        let mut shared = BTreeMap::new();
-        let mut senders = BTreeMap::new();
-        for spec in crate::channel::registry() {
-            let Some(built) = spec.build(&v, &wiring)? else {
-                continue;
-            };
-            let kind = spec.kind();
-            enabled.insert(kind);
-            senders.insert(kind, built.channel.clone());
-            if let Some(parts) = built.shared {
-                shared.insert(kind, parts);
-            }
-            dispatchers.push(Dispatcher::new(
-                &crew,
-                built.channel,
-                OutboxConfig {
-                    concurrency: built.concurrency,
-                    ..outbox.clone()
-                },
-                wake.dispatch.bell(),
-                built.rate.map(|(rate, burst)| {
-                    Arc::new(RateLimiter::new(store.clone(), kind.as_str(), rate, burst))
-                }),
-            ));
-        }
-        let email_channel = senders.get(&ChannelKind::Email).cloned();
-        let sms_for_citizens = senders.get(&ChannelKind::Sms).cloned();
-        let sms_reports = shared
-            .remove(&ChannelKind::Sms)
-            .and_then(|parts| parts.downcast::<ReportLinks>().ok());
-
-        let approval_links = ApprovalLinks::new(key.as_bytes(), &s.server.public_url);
-        let mut telegram_for_notices = None;
-        let mut telegram_web = None;
-        let mut bot = None;
-        if let Some(parts) = shared
-            .remove(&ChannelKind::Telegram)
-            .and_then(|parts| parts.downcast::<telegram::Shared>().ok())
-        {
-            let t = &s.channels.telegram;
-            let keys = v
-                .channels
-                .get::<TelegramKeys>(ChannelKind::Telegram)
-                .context("channels.telegram: enabled without a token")?;
-            let (client, pacer) = (parts.bot.clone(), parts.pacer.clone());
-            let (webhook, endpoint) = match (t.mode, &keys.secret_token) {
-                (TelegramMode::Webhook, Some(secret)) => {
-                    let url = format!(
-                        "{}{WEBHOOK_PATH}",
-                        s.server.public_url.trim_end_matches('/')
-                    );
-                    let url =
-                        url::Url::parse(&url).with_context(|| format!("webhook URL `{url}`"))?;
-                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                    (
-                        Some((url, secret.expose().to_owned(), rx)),
-                        Some((secret.clone(), tx)),
-                    )
-                }
-                _ => (None, None),
-            };
-            telegram_web = Some(Arc::new(TelegramWeb {
-                bot: client.clone(),
-                username: tokio::sync::OnceCell::new(),
-                invite_ttl: t.invite_ttl.get(),
-                webhook: endpoint,
-            }));
-            telegram_for_notices = Some((client.clone(), pacer.clone()));
-            let context = BotContext {
-                store: store.clone(),
-                renderer: v.renderer.clone(),
-                default_language: s.routing.default_language.clone(),
-                pacer,
-                approvals: Some(BotApprovals {
-                    links: approval_links.clone(),
-                    wake: wake.dispatch.clone(),
-                }),
-            };
-            // Its own client: a long poll holds a request open longer than a send may take.
-            let updates_client =
-                telegram::bot(&keys.token, &t.api_url, t.timeout.get() + POLL_TIMEOUT)?;
-            bot = Some((updates_client, Arc::new(context), webhook));
-        }
-
-        let notices = crate::outbox::pause::Notices {
-            store: store.clone(),
-            audience: s.outbox.notify_audience.clone(),
-            channels: dispatchers
-                .iter()
-                .map(Dispatcher::channel)
-                .filter(|c| crate::channel::spec(c.kind()).is_some_and(|s| s.reaches_people()))
-                .map(|c| (c.kind(), c))
-                .collect(),
-            renderer: v.renderer.clone(),
-            language: s.routing.default_language.clone(),
-            replica: owner.clone(),
-        };
+        let approval_links = &ground.approval_links;
+        let email_channel = &channels.email;
+        let telegram_for_notices = telegram.as_ref().map(|t| t.for_notices.clone());
         let announcer = Some(Announcer {
             audience: s.approval.notify_audience.clone(),
             links: approval_links.clone(),
@@ -264,128 +97,12 @@ impl Application {
             telegram: telegram_for_notices.clone(),
         });
 
-        let timing = Timing {
-            group_wait: s.routing.group_wait.get(),
-            group_interval: s.routing.group_interval.get(),
-            flap_hold_down: s.routing.flap_hold_down.get(),
-        };
-        let engine = Engine::new(store.clone(), timing, s.routing.group_by.clone());
-        let windows: Arc<Vec<Window>> = Arc::new(
-            s.maintenance
-                .iter()
-                .map(|m| m.window(&s.server.time_zone))
-                .collect::<Result<_, _>>()
-                .map_err(|e| anyhow::anyhow!("maintenance.{}: {}", e.0, e.1))?,
-        );
-        let router = Router::new(
-            store.clone(),
-            v.renderer.clone(),
-            &s.server.public_url,
-            enabled,
-            s.approval.clone(),
-            windows.clone(),
-            Arc::new(s.status.services.clone()),
-        );
-        let pipeline = Pipeline {
-            engine: engine.clone(),
-            router,
-            wake: wake.clone(),
-            poll_interval: s.outbox.poll_interval.get(),
-            leadership: leadership.clone(),
-            store: store.clone(),
-        };
-        let (ingest, ingest_writer) = IngestQueue::start(store.clone(), wake.pipeline.clone());
-        let probe_status = Arc::new(ProbeStatus::default());
-        let clients = HttpClients::new().map_err(anyhow::Error::msg)?;
-        let build =
-            |spec: &crate::settings::ProbeSpec| Check::new(spec.clone(), &clients).map(Arc::new);
-        let prober = Prober {
-            checks: s
-                .probes
-                .iter()
-                .map(build)
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?,
-            canaries: s
-                .probing
-                .canaries
-                .iter()
-                .map(build)
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?,
-            canary_interval: s.probing.canary_interval.get(),
-            concurrency: s.probing.concurrency as usize,
-            quorum: s.probing.quorum,
-            instance: owner.clone(),
-            store: store.clone(),
-            ingest: ingest.clone(),
-            leadership: leadership.clone(),
-            status: probe_status.clone(),
-        };
-        let citizens = Arc::new(crate::citizen::Citizens::new(
-            crate::citizen::CitizenParts {
-                store: store.clone(),
-                settings: s.status.subscribe.clone(),
-                services: s.status.services.clone(),
-                rules: v.subscriber_rules.clone(),
-                links: links.clone(),
-                key: key.as_bytes().to_vec(),
-                public_url: s.server.public_url.clone(),
-                renderer: v.renderer.clone(),
-                email: email_channel.clone(),
-                sms: sms_for_citizens,
-            },
-        ));
-        match citizens.sync().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                citizens = n,
-                "citizens' subscriptions follow the services' new matchers"
-            ),
-            Err(e) => tracing::warn!(error = %e, "cannot bring citizens' subscriptions up to date"),
-        }
-        let state = AppState {
-            pauses: pauses.clone(),
-            citizens: citizens.clone(),
-            store: store.clone(),
-            auth: Arc::new(Authenticator::new(&v.tokens, &v.hmac)),
-            ingest,
-            engine,
-            wake,
-            links,
-            renderer: v.renderer.clone(),
-            metrics,
-            default_language: s.routing.default_language.clone(),
-            subscriber_rules: v.subscriber_rules.clone(),
-            sms_reports,
-            console: Arc::new(crate::web::Console::new(
-                &s.server.public_url,
-                key.as_bytes(),
-            )),
-            approval_links: approval_links.clone(),
-            parse_options: ParseOptions {
-                uptime_kuma_severity: s.ingest.uptime_kuma_severity.as_str().to_owned(),
-            },
-            normalize: NormalizeRules {
-                default_severity: s.ingest.default_severity,
-            },
-            max_body_bytes: s.server.max_body_bytes,
-            telegram: telegram_web,
-            status: Arc::new(web::StatusPage::new(
-                s.status.clone(),
-                v.time_zone.clone(),
-                &s.server.public_url,
-                windows.clone(),
-            )),
-            probes: Arc::new(web::Probes {
-                specs: s.probes.clone(),
-                status: probe_status,
-                quorum: s.probing.quorum,
-                instance: owner.clone(),
-                windows,
-                time_zone: v.time_zone.clone(),
-            }),
-        };
+        let flow = ground.pipeline(std::mem::take(&mut channels.enabled))?;
+        let intake = ground.ingest_and_probes()?;
+        let citizens = ground
+            .citizens(channels.email.clone(), channels.sms.take())
+            .await;
+        let state = ground.web_state(metrics, &channels, &telegram, &flow, &intake, citizens);
         let listener = TcpListener::bind(s.server.listen)
             .await
             .with_context(|| format!("binding {}", s.server.listen))?;
@@ -398,23 +115,23 @@ impl Application {
                 unbound_for: s.status.subscribe.code_ttl.get()
                     + std::time::Duration::from_secs(3600),
             },
-            leadership,
-            campaign,
-            campaign_stop,
-            wakeups,
-            store,
+            leadership: ground.leadership,
+            campaign: campaign.task,
+            campaign_stop: campaign.stop,
+            wakeups: campaign.wakeups,
+            store: ground.store,
             state,
-            pipeline,
-            dispatchers,
-            ingest_writer,
+            pipeline: flow.pipeline,
+            dispatchers: channels.dispatchers,
+            ingest_writer: intake.writer,
             request_timeout: s.server.request_timeout.get(),
             limits: web::Limits {
                 max_connections: s.server.max_connections,
                 header_read_timeout: s.server.header_read_timeout.get(),
             },
-            bot,
+            bot: telegram.map(|t| t.bot),
             announcer,
-            prober,
+            prober: intake.prober,
             notices,
         })
     }
@@ -487,6 +204,473 @@ impl Application {
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Opens and migrates the store, takes the keys kept in it, and brings the subscribers of the
+/// configuration into step. Returns the store, the secret key and the deployment id.
+async fn open_store(v: &Validated) -> anyhow::Result<(Arc<dyn Store>, String, String)> {
+    let s = &v.settings;
+    let store = store::open(&s.store, v.store_password.as_ref())
+        .await
+        .context("opening the store")?;
+    store.migrate().await.context("migrating the store")?;
+
+    let key = match &v.secret_key {
+        Some(configured) => configured.expose().to_owned(),
+        None => {
+            store
+                .setting_or_insert("unsubscribe_key", &random_hex(32))
+                .await?
+        }
+    };
+    let deployment_id = store
+        .setting_or_insert("deployment_id", &random_hex(6))
+        .await?;
+    let report = store
+        .sync_config_subscribers(&v.subscribers, Timestamp::now())
+        .await?;
+    tracing::info!(
+        created = report.created,
+        updated = report.updated,
+        removed = report.removed,
+        "config subscribers in step"
+    );
+    Ok((store, key, deployment_id))
+}
+
+/// What the sections of [`Application::build`] share once the store is open: the settings, the
+/// store, the secret key and the links it signs, and this replica among the others.
+struct Ground<'v> {
+    v: &'v Validated,
+    store: Arc<dyn Store>,
+    key: String,
+    links: UnsubscribeLinks,
+    approval_links: ApprovalLinks,
+    /// This replica's name, in leases and in what it tells the operators.
+    owner: String,
+    wake: Wakers,
+    leadership: Leadership,
+}
+
+/// The campaign to lead and the task forwarding other replicas' wake-ups; stopped at shutdown.
+struct Campaign {
+    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+    wakeups: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Names this replica, starts its campaign to lead, and listens for the other replicas.
+async fn join_cluster(
+    v: &Validated,
+    store: Arc<dyn Store>,
+    key: String,
+) -> anyhow::Result<(Ground<'_>, Campaign)> {
+    let s = &v.settings;
+    let wake = Wakers::default();
+    let links = UnsubscribeLinks::new(key.as_bytes(), &s.server.public_url);
+    let owner = match s.cluster.instance.as_str() {
+        "" => format!("{}-{}", hostname(), random_hex(4)),
+        name => name.to_owned(),
+    };
+    let campaign_stop = CancellationToken::new();
+    let (leadership, campaign) = cluster::campaign(
+        store.clone(),
+        owner.clone(),
+        s.cluster.leader_lease.get(),
+        wake.leader.clone(),
+        campaign_stop.clone(),
+    );
+    let wakeups = store
+        .wakeups()
+        .await
+        .context("listening for other replicas")?
+        .map(|rx| tokio::spawn(forward_wakeups(rx, wake.clone())));
+    let approval_links = ApprovalLinks::new(key.as_bytes(), &s.server.public_url);
+    let ground = Ground {
+        v,
+        store,
+        key,
+        links,
+        approval_links,
+        owner,
+        wake,
+        leadership,
+    };
+    let campaign = Campaign {
+        task: campaign,
+        stop: campaign_stop,
+        wakeups,
+    };
+    Ok((ground, campaign))
+}
+
+/// The configured channels, each behind its dispatcher, and what other parts share with them.
+struct Channels {
+    /// Channels whose credentials the provider refuses; read by /readyz, /metrics, the console.
+    pauses: Pauses,
+    dispatchers: Vec<Dispatcher>,
+    enabled: BTreeSet<ChannelKind>,
+    /// The email channel, for approval notices and citizens.
+    email: Option<Arc<dyn Channel>>,
+    /// The SMS channel, for citizens.
+    sms: Option<Arc<dyn Channel>>,
+    sms_reports: Option<Arc<ReportLinks>>,
+    /// Telegram's client and pacer, for the bot and the approval notices.
+    telegram: Option<Arc<telegram::Shared>>,
+}
+
+/// The Telegram bot and what the web and the approval notices share with it.
+struct Telegram {
+    for_notices: (teloxide::Bot, Arc<telegram::Pacer>),
+    web: Arc<TelegramWeb>,
+    bot: TelegramBot,
+}
+
+/// The way signals go: the engine that groups them, the maintenance windows, the pipeline.
+struct Flow {
+    engine: Engine,
+    windows: Arc<Vec<Window>>,
+    pipeline: Pipeline,
+}
+
+/// What comes in: the ingest queue and its writer, and Banditore's own probes.
+struct Intake {
+    ingest: IngestQueue,
+    writer: tokio::task::JoinHandle<()>,
+    prober: Prober,
+    probe_status: Arc<ProbeStatus>,
+}
+
+impl Ground<'_> {
+    /// Builds every configured channel from the registry and gives each its dispatcher.
+    fn channels(&self, deployment_id: &str) -> anyhow::Result<Channels> {
+        let (v, store, wake) = (self.v, &self.store, &self.wake);
+        let s = &v.settings;
+        let pauses = Pauses::new(
+            s.outbox.retry_initial.get(),
+            s.outbox
+                .retry_max
+                .get()
+                .min(std::time::Duration::from_secs(300)),
+        );
+        let crew = Crew {
+            store: store.clone(),
+            owner: self.owner.clone(),
+            links: self.links.clone(),
+            pauses: pauses.clone(),
+        };
+        let mut dispatchers = Vec::new();
+        let mut enabled = BTreeSet::new();
+        let outbox = OutboxConfig {
+            lease: s.outbox.lease.get(),
+            send_timeout: s.outbox.send_timeout.get(),
+            batch_size: s.outbox.batch_size,
+            max_attempts: s.outbox.max_attempts,
+            backoff: Backoff {
+                initial: s.outbox.retry_initial.get(),
+                max: s.outbox.retry_max.get(),
+            },
+            poll_interval: s.outbox.poll_interval.get(),
+            concurrency: 1,
+            shutdown_timeout: s.server.shutdown_timeout.get(),
+        };
+        // Every configured channel gets its dispatcher; what other parts share with a sender
+        // (the email and SMS channels for citizens, Telegram's client and pacer) is kept by kind.
+        let wiring = crate::channel::Wiring {
+            store: store.clone(),
+            deployment_id,
+            key: self.key.as_bytes(),
+        };
+        let mut shared = BTreeMap::new();
+        let mut senders = BTreeMap::new();
+        for spec in crate::channel::registry() {
+            let Some(built) = spec.build(v, &wiring)? else {
+                continue;
+            };
+            let kind = spec.kind();
+            enabled.insert(kind);
+            senders.insert(kind, built.channel.clone());
+            if let Some(parts) = built.shared {
+                shared.insert(kind, parts);
+            }
+            dispatchers.push(Dispatcher::new(
+                &crew,
+                built.channel,
+                OutboxConfig {
+                    concurrency: built.concurrency,
+                    ..outbox.clone()
+                },
+                wake.dispatch.bell(),
+                built.rate.map(|(rate, burst)| {
+                    Arc::new(RateLimiter::new(store.clone(), kind.as_str(), rate, burst))
+                }),
+            ));
+        }
+        let email_channel = senders.get(&ChannelKind::Email).cloned();
+        let sms_for_citizens = senders.get(&ChannelKind::Sms).cloned();
+        let sms_reports = shared
+            .remove(&ChannelKind::Sms)
+            .and_then(|parts| parts.downcast::<ReportLinks>().ok());
+        let telegram = shared
+            .remove(&ChannelKind::Telegram)
+            .and_then(|parts| parts.downcast::<telegram::Shared>().ok());
+        Ok(Channels {
+            pauses,
+            dispatchers,
+            enabled,
+            email: email_channel,
+            sms: sms_for_citizens,
+            sms_reports,
+            telegram,
+        })
+    }
+
+    /// Sets up the Telegram bot when the Telegram channel is enabled: its own client for updates,
+    /// the webhook in webhook mode, and what its handlers need.
+    fn telegram(&self, parts: Option<Arc<telegram::Shared>>) -> anyhow::Result<Option<Telegram>> {
+        let Some(parts) = parts else {
+            return Ok(None);
+        };
+        let (v, store) = (self.v, &self.store);
+        let s = &v.settings;
+        let t = &s.channels.telegram;
+        let keys = v
+            .channels
+            .get::<TelegramKeys>(ChannelKind::Telegram)
+            .context("channels.telegram: enabled without a token")?;
+        let (client, pacer) = (parts.bot.clone(), parts.pacer.clone());
+        let (webhook, endpoint) = match (t.mode, &keys.secret_token) {
+            (TelegramMode::Webhook, Some(secret)) => {
+                let url = format!(
+                    "{}{WEBHOOK_PATH}",
+                    s.server.public_url.trim_end_matches('/')
+                );
+                let url = url::Url::parse(&url).with_context(|| format!("webhook URL `{url}`"))?;
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                (
+                    Some((url, secret.expose().to_owned(), rx)),
+                    Some((secret.clone(), tx)),
+                )
+            }
+            _ => (None, None),
+        };
+        let telegram_web = Arc::new(TelegramWeb {
+            bot: client.clone(),
+            username: tokio::sync::OnceCell::new(),
+            invite_ttl: t.invite_ttl.get(),
+            webhook: endpoint,
+        });
+        let telegram_for_notices = (client.clone(), pacer.clone());
+        let context = BotContext {
+            store: store.clone(),
+            renderer: v.renderer.clone(),
+            default_language: s.routing.default_language.clone(),
+            pacer,
+            approvals: Some(BotApprovals {
+                links: self.approval_links.clone(),
+                wake: self.wake.dispatch.clone(),
+            }),
+        };
+        // Its own client: a long poll holds a request open longer than a send may take.
+        let updates_client =
+            telegram::bot(&keys.token, &t.api_url, t.timeout.get() + POLL_TIMEOUT)?;
+        Ok(Some(Telegram {
+            for_notices: telegram_for_notices,
+            web: telegram_web,
+            bot: (updates_client, Arc::new(context), webhook),
+        }))
+    }
+
+    /// Tells the operators when a channel that reaches people is paused or resumes.
+    fn pause_notices(&self, dispatchers: &[Dispatcher]) -> crate::outbox::pause::Notices {
+        let (v, store) = (self.v, &self.store);
+        let s = &v.settings;
+        crate::outbox::pause::Notices {
+            store: store.clone(),
+            audience: s.outbox.notify_audience.clone(),
+            channels: dispatchers
+                .iter()
+                .map(Dispatcher::channel)
+                .filter(|c| crate::channel::spec(c.kind()).is_some_and(|s| s.reaches_people()))
+                .map(|c| (c.kind(), c))
+                .collect(),
+            renderer: v.renderer.clone(),
+            language: s.routing.default_language.clone(),
+            replica: self.owner.clone(),
+        }
+    }
+
+    /// The engine, the maintenance windows, the router to the `enabled` channels, and the
+    /// pipeline that steps them.
+    fn pipeline(&self, enabled: BTreeSet<ChannelKind>) -> anyhow::Result<Flow> {
+        let (v, store) = (self.v, &self.store);
+        let s = &v.settings;
+        let timing = Timing {
+            group_wait: s.routing.group_wait.get(),
+            group_interval: s.routing.group_interval.get(),
+            flap_hold_down: s.routing.flap_hold_down.get(),
+        };
+        let engine = Engine::new(store.clone(), timing, s.routing.group_by.clone());
+        let windows: Arc<Vec<Window>> = Arc::new(
+            s.maintenance
+                .iter()
+                .map(|m| m.window(&s.server.time_zone))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("maintenance.{}: {}", e.0, e.1))?,
+        );
+        let router = Router::new(
+            store.clone(),
+            v.renderer.clone(),
+            &s.server.public_url,
+            enabled,
+            s.approval.clone(),
+            windows.clone(),
+            Arc::new(s.status.services.clone()),
+        );
+        let pipeline = Pipeline {
+            engine: engine.clone(),
+            router,
+            wake: self.wake.clone(),
+            poll_interval: s.outbox.poll_interval.get(),
+            leadership: self.leadership.clone(),
+            store: store.clone(),
+        };
+        Ok(Flow {
+            engine,
+            windows,
+            pipeline,
+        })
+    }
+
+    /// Starts the ingest writer and builds the probes, which report through the same queue.
+    fn ingest_and_probes(&self) -> anyhow::Result<Intake> {
+        let (s, store, owner) = (&self.v.settings, &self.store, &self.owner);
+        let (ingest, ingest_writer) = IngestQueue::start(store.clone(), self.wake.pipeline.clone());
+        let probe_status = Arc::new(ProbeStatus::default());
+        let clients = HttpClients::new().map_err(anyhow::Error::msg)?;
+        let build =
+            |spec: &crate::settings::ProbeSpec| Check::new(spec.clone(), &clients).map(Arc::new);
+        let prober = Prober {
+            checks: s
+                .probes
+                .iter()
+                .map(build)
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?,
+            canaries: s
+                .probing
+                .canaries
+                .iter()
+                .map(build)
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?,
+            canary_interval: s.probing.canary_interval.get(),
+            concurrency: s.probing.concurrency as usize,
+            quorum: s.probing.quorum,
+            instance: owner.clone(),
+            store: store.clone(),
+            ingest: ingest.clone(),
+            leadership: self.leadership.clone(),
+            status: probe_status.clone(),
+        };
+        Ok(Intake {
+            ingest,
+            writer: ingest_writer,
+            prober,
+            probe_status,
+        })
+    }
+
+    /// Citizens' sign-ups, reached by the email and SMS channels when enabled; their
+    /// subscriptions are brought up to date with the services' matchers (a failure is logged).
+    async fn citizens(
+        &self,
+        email_channel: Option<Arc<dyn Channel>>,
+        sms_for_citizens: Option<Arc<dyn Channel>>,
+    ) -> Arc<crate::citizen::Citizens> {
+        let (v, store) = (self.v, &self.store);
+        let s = &v.settings;
+        let citizens = Arc::new(crate::citizen::Citizens::new(
+            crate::citizen::CitizenParts {
+                store: store.clone(),
+                settings: s.status.subscribe.clone(),
+                services: s.status.services.clone(),
+                rules: v.subscriber_rules.clone(),
+                links: self.links.clone(),
+                key: self.key.as_bytes().to_vec(),
+                public_url: s.server.public_url.clone(),
+                renderer: v.renderer.clone(),
+                email: email_channel,
+                sms: sms_for_citizens,
+            },
+        ));
+        match citizens.sync().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                citizens = n,
+                "citizens' subscriptions follow the services' new matchers"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot bring citizens' subscriptions up to date"),
+        }
+        citizens
+    }
+
+    /// What every web handler shares.
+    fn web_state(
+        &self,
+        metrics: metrics_exporter_prometheus::PrometheusHandle,
+        channels: &Channels,
+        telegram: &Option<Telegram>,
+        flow: &Flow,
+        intake: &Intake,
+        citizens: Arc<crate::citizen::Citizens>,
+    ) -> AppState {
+        let (v, store, owner) = (self.v, &self.store, &self.owner);
+        let s = &v.settings;
+        let windows = flow.windows.clone();
+        AppState {
+            pauses: channels.pauses.clone(),
+            citizens,
+            store: store.clone(),
+            auth: Arc::new(Authenticator::new(&v.tokens, &v.hmac)),
+            ingest: intake.ingest.clone(),
+            engine: flow.engine.clone(),
+            wake: self.wake.clone(),
+            links: self.links.clone(),
+            renderer: v.renderer.clone(),
+            metrics,
+            default_language: s.routing.default_language.clone(),
+            subscriber_rules: v.subscriber_rules.clone(),
+            sms_reports: channels.sms_reports.clone(),
+            console: Arc::new(crate::web::Console::new(
+                &s.server.public_url,
+                self.key.as_bytes(),
+            )),
+            approval_links: self.approval_links.clone(),
+            parse_options: ParseOptions {
+                uptime_kuma_severity: s.ingest.uptime_kuma_severity.as_str().to_owned(),
+            },
+            normalize: NormalizeRules {
+                default_severity: s.ingest.default_severity,
+            },
+            max_body_bytes: s.server.max_body_bytes,
+            telegram: telegram.as_ref().map(|t| t.web.clone()),
+            status: Arc::new(web::StatusPage::new(
+                s.status.clone(),
+                v.time_zone.clone(),
+                &s.server.public_url,
+                windows.clone(),
+            )),
+            probes: Arc::new(web::Probes {
+                specs: s.probes.clone(),
+                status: intake.probe_status.clone(),
+                quorum: s.probing.quorum,
+                instance: owner.clone(),
+                windows,
+                time_zone: v.time_zone.clone(),
+            }),
+        }
     }
 }
 

@@ -102,7 +102,7 @@ const NETWORK_EXCEPTIONS: &[(&str, &str, &str)] = &[
         "a probe's header names are checked by the rules the HTTP client will apply",
     ),
     (
-        "src/domain/subscriber.rs",
+        "src/domain/subscriber/mod.rs",
         "lettre::Address",
         "an email address is parsed by the rules the mailer will apply; no I/O",
     ),

@@ -10,7 +10,8 @@
 //! a channel within its length; `pages.rs` renders the console's and the status page's pages;
 //! `check.rs` renders everything against samples for `check-config`; `placeholders.rs` fills the
 //! per-recipient parts. `context.rs` is what a template sees; `sms.rs`, `telegram.rs` and
-//! `social.rs` measure and cut text as each network counts it.
+//! `social/` measure and cut text as each network counts it (`social/links.rs` finds the links,
+//! mentions and hashtags).
 
 mod check;
 mod context;

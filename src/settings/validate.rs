@@ -83,6 +83,9 @@ impl ChannelKeys {
 
 /// Validates everything and returns either usable settings or every problem found. `channels`
 /// are the registered channels (`channel::sections()`), whose sections are checked in turn.
+///
+/// The sections are checked one after the other, always in the same order, so the problems of
+/// a configuration are reported in the same order every time.
 pub fn validate(
     settings: Settings,
     channels: &[&dyn ChannelSection],
@@ -91,7 +94,49 @@ pub fn validate(
     let mut warnings = Vec::new();
     let mut push = |path: &str, msg: String| problems.push(Problem::new(path, msg));
 
-    // server
+    let (time_zone, secret_key) = validate_server(&settings, &mut warnings, &mut push);
+    let store_password = validate_store(&settings, &mut warnings, &mut push);
+    validate_cluster(&settings, &mut push);
+    validate_log(&settings, &mut push);
+    let (tokens, hmac) = validate_auth(&settings, &mut warnings, &mut push);
+    validate_routing(&settings, &mut push);
+    validate_outbox(&settings, &mut push);
+    let sections = channels;
+    let channels = validate_channels(&settings, sections, &mut push);
+    super::probes::validate_probes(&settings, &mut push);
+    super::status_page::validate_status(&settings, &mut push);
+    let subscriber_rules = SubscriberRules {
+        default_language: settings.routing.default_language.clone(),
+        phone_region: phone_region(&settings, &mut push),
+    };
+    let subscribers = validate_subscribers(&settings, sections, &subscriber_rules, &mut push);
+    let renderer = validate_templates(&settings, sections, &time_zone, &mut push);
+
+    match renderer {
+        Some(renderer) if problems.is_empty() => Ok(Validated {
+            settings,
+            secret_key,
+            store_password,
+            tokens,
+            hmac,
+            channels,
+            subscriber_rules,
+            subscribers,
+            time_zone,
+            renderer,
+            warnings,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// `[server]`: the public URL, the limits on requests, the time zone and the secret key.
+/// Returns the time zone (UTC when it is unknown) and the key, when one is configured.
+fn validate_server(
+    settings: &Settings,
+    warnings: &mut Vec<Problem>,
+    push: &mut impl FnMut(&str, String),
+) -> (TimeZone, Option<Secret>) {
     match url::Url::parse(&settings.server.public_url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
             if u.scheme() == "http" && !is_loopback_host(&u) {
@@ -146,8 +191,16 @@ pub fn validate(
             None
         }
     };
+    (time_zone, secret_key)
+}
 
-    // store
+/// `[store]`: the database URL, its password and the pool. Returns the password, when one is
+/// given apart from the URL.
+fn validate_store(
+    settings: &Settings,
+    warnings: &mut Vec<Problem>,
+    push: &mut impl FnMut(&str, String),
+) -> Option<Secret> {
     let url = &settings.store.url;
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
@@ -205,8 +258,11 @@ pub fn validate(
     if settings.store.replicas == 0 {
         push("store.replicas", "must be at least 1".into());
     }
+    store_password
+}
 
-    // cluster
+/// `[cluster]`: the leader's lease and this replica's name.
+fn validate_cluster(settings: &Settings, push: &mut impl FnMut(&str, String)) {
     let lease = settings.cluster.leader_lease.get();
     if lease < Duration::from_secs(3) || lease > Duration::from_secs(300) {
         push("cluster.leader_lease", "must be between 3s and 5m".into());
@@ -222,13 +278,21 @@ pub fn validate(
             "use letters, digits, `-`, `_` and `.` only".into(),
         );
     }
+}
 
-    // log
+/// `[log]`: the level, as a filter the log accepts.
+fn validate_log(settings: &Settings, push: &mut impl FnMut(&str, String)) {
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.log.level) {
         push("log.level", format!("`{}`: {e}", settings.log.level));
     }
+}
 
-    // auth
+/// `[auth]`: the API tokens and the HMAC schemes, with their secrets read.
+fn validate_auth(
+    settings: &Settings,
+    warnings: &mut Vec<Problem>,
+    push: &mut impl FnMut(&str, String),
+) -> (Vec<TokenKey>, Vec<HmacKey>) {
     let mut tokens = Vec::new();
     let mut names = BTreeSet::new();
     let mut values = BTreeSet::new();
@@ -325,8 +389,11 @@ pub fn validate(
             "no tokens configured: every API and webhook request will be refused with 401",
         ));
     }
+    (tokens, hmac)
+}
 
-    // routing
+/// `[routing]`: the labels incidents are grouped by.
+fn validate_routing(settings: &Settings, push: &mut impl FnMut(&str, String)) {
     if settings.routing.group_by.is_empty() {
         push("routing.group_by", "name at least one label".into());
     }
@@ -335,8 +402,10 @@ pub fn validate(
             push(&format!("routing.group_by[{i}]"), "is empty".into());
         }
     }
+}
 
-    // outbox
+/// `[outbox]`: the lease, the batches, the attempts and their timing.
+fn validate_outbox(settings: &Settings, push: &mut impl FnMut(&str, String)) {
     let o = &settings.outbox;
     if o.lease.get() > Duration::from_secs(3600) {
         push("outbox.lease", "must be at most 1h".into());
@@ -364,24 +433,35 @@ pub fn validate(
     if o.poll_interval.get() < Duration::from_millis(100) {
         push("outbox.poll_interval", "must be at least 100ms".into());
     }
+}
 
-    let sections = channels;
+/// `[channels.*]`: each registered channel checks its own section and keeps what its sender
+/// will need.
+fn validate_channels(
+    settings: &Settings,
+    sections: &[&dyn ChannelSection],
+    push: &mut impl FnMut(&str, String),
+) -> ChannelKeys {
     let mut channels = ChannelKeys::default();
     for section in sections {
-        section.validate(&settings, &mut channels, &mut push);
+        section.validate(settings, &mut channels, push);
     }
-    super::probes::validate_probes(&settings, &mut push);
-    super::status_page::validate_status(&settings, &mut push);
-    let subscriber_rules = SubscriberRules {
-        default_language: settings.routing.default_language.clone(),
-        phone_region: phone_region(&settings, &mut push),
-    };
+    channels
+}
 
-    // subscribers
+/// `[[subscribers]]`: each one parsed by `rules`, names unique; then the channels' own
+/// destinations (public accounts, the status page) follow the subscribers written in the
+/// configuration.
+fn validate_subscribers(
+    settings: &Settings,
+    sections: &[&dyn ChannelSection],
+    subscriber_rules: &SubscriberRules,
+    push: &mut impl FnMut(&str, String),
+) -> Vec<ValidSubscriber> {
     let mut subscribers = Vec::new();
     let mut subscriber_names = BTreeSet::new();
     for (i, spec) in settings.subscribers.iter().enumerate() {
-        match spec.clone().validate(&subscriber_rules) {
+        match spec.clone().validate(subscriber_rules) {
             Ok(valid) => {
                 if !subscriber_names.insert(valid.name.clone()) {
                     push(
@@ -402,15 +482,22 @@ pub fn validate(
         }
     }
 
-    // The channels' own destinations (public accounts, the status page) follow the
-    // subscribers written in the configuration.
     for section in sections {
-        subscribers.extend(section.subscribers(&settings));
+        subscribers.extend(section.subscribers(settings));
     }
+    subscribers
+}
 
-    // templates
+/// `[templates]`: loads them with every channel's form and renders each against samples.
+/// Returns the renderer when the templates load.
+fn validate_templates(
+    settings: &Settings,
+    sections: &[&dyn ChannelSection],
+    time_zone: &TimeZone,
+    push: &mut impl FnMut(&str, String),
+) -> Option<Renderer> {
     let forms: Vec<_> = sections.iter().map(|s| (s.kind(), s.form())).collect();
-    let renderer = match Renderer::new(
+    match Renderer::new(
         &settings.templates.dir,
         &settings.templates.fallback_language,
         time_zone.clone(),
@@ -435,23 +522,6 @@ pub fn validate(
             }
             None
         }
-    };
-
-    match renderer {
-        Some(renderer) if problems.is_empty() => Ok(Validated {
-            settings,
-            secret_key,
-            store_password,
-            tokens,
-            hmac,
-            channels,
-            subscriber_rules,
-            subscribers,
-            time_zone,
-            renderer,
-            warnings,
-        }),
-        _ => Err(problems),
     }
 }
 

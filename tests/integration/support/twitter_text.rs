@@ -41,7 +41,7 @@ static ASCII_DOMAIN: LazyLock<Regex> = LazyLock::new(|| {
 /// the end), which must not continue it; punycode needs none.
 fn start_and_domain(network: Network) -> String {
     let tlds: Vec<&str> = {
-        let mut tlds: Vec<&str> = include_str!("../../../src/render/tlds.txt")
+        let mut tlds: Vec<&str> = include_str!("../../../src/render/social/tlds.txt")
             .lines()
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .collect();
