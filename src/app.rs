@@ -190,7 +190,6 @@ impl Application {
             .and_then(|parts| parts.downcast::<ReportLinks>().ok());
 
         let approval_links = ApprovalLinks::new(key.as_bytes(), &s.server.public_url);
-        let mut telegram_for_notices = None;
         let mut telegram_web = None;
         let mut bot = None;
         if let Some(parts) = shared
@@ -225,7 +224,6 @@ impl Application {
                 invite_ttl: t.invite_ttl.get(),
                 webhook: endpoint,
             }));
-            telegram_for_notices = Some((client.clone(), pacer.clone()));
             let context = BotContext {
                 store: store.clone(),
                 renderer: v.renderer.clone(),
@@ -260,8 +258,10 @@ impl Application {
             links: approval_links.clone(),
             renderer: v.renderer.clone(),
             language: s.routing.default_language.clone(),
-            email: email_channel.clone(),
-            telegram: telegram_for_notices.clone(),
+            channels: [ChannelKind::Email, ChannelKind::Telegram]
+                .into_iter()
+                .filter(|c| senders.contains_key(c))
+                .collect(),
         });
 
         let timing = Timing {
