@@ -216,8 +216,7 @@ fn classify_api(api: ApiError) -> SendError {
     }
 }
 
-/// What the bot and the notices share with the Telegram sender: the client and the pace of
-/// each chat.
+/// What the bot shares with the Telegram sender: the client and the pace of each chat.
 pub struct Shared {
     pub bot: Bot,
     pub pacer: Arc<Pacer>,
