@@ -86,15 +86,15 @@ impl Application {
         let notices = ground.pause_notices(&channels.dispatchers);
 
         let approval_links = &ground.approval_links;
-        let email_channel = &channels.email;
-        let telegram_for_notices = telegram.as_ref().map(|t| t.for_notices.clone());
         let announcer = Some(Announcer {
             audience: s.approval.notify_audience.clone(),
             links: approval_links.clone(),
             renderer: v.renderer.clone(),
             language: s.routing.default_language.clone(),
-            email: email_channel.clone(),
-            telegram: telegram_for_notices.clone(),
+            channels: [ChannelKind::Email, ChannelKind::Telegram]
+                .into_iter()
+                .filter(|c| channels.enabled.contains(c))
+                .collect(),
         });
 
         let flow = ground.pipeline(std::mem::take(&mut channels.enabled))?;
@@ -311,18 +311,17 @@ struct Channels {
     pauses: Pauses,
     dispatchers: Vec<Dispatcher>,
     enabled: BTreeSet<ChannelKind>,
-    /// The email channel, for approval notices and citizens.
+    /// The email channel, for citizens' sign-ups.
     email: Option<Arc<dyn Channel>>,
     /// The SMS channel, for citizens.
     sms: Option<Arc<dyn Channel>>,
     sms_reports: Option<Arc<ReportLinks>>,
-    /// Telegram's client and pacer, for the bot and the approval notices.
+    /// Telegram's client and pacer, for the bot.
     telegram: Option<Arc<telegram::Shared>>,
 }
 
-/// The Telegram bot and what the web and the approval notices share with it.
+/// The Telegram bot and what the web shares with it.
 struct Telegram {
-    for_notices: (teloxide::Bot, Arc<telegram::Pacer>),
     web: Arc<TelegramWeb>,
     bot: TelegramBot,
 }
@@ -461,7 +460,6 @@ impl Ground<'_> {
             invite_ttl: t.invite_ttl.get(),
             webhook: endpoint,
         });
-        let telegram_for_notices = (client.clone(), pacer.clone());
         let context = BotContext {
             store: store.clone(),
             renderer: v.renderer.clone(),
@@ -476,7 +474,6 @@ impl Ground<'_> {
         let updates_client =
             telegram::bot(&keys.token, &t.api_url, t.timeout.get() + POLL_TIMEOUT)?;
         Ok(Some(Telegram {
-            for_notices: telegram_for_notices,
             web: telegram_web,
             bot: (updates_client, Arc::new(context), webhook),
         }))

@@ -1,7 +1,8 @@
 //! The leader's work on drafts, every second: tell the communications office about new drafts
-//! (by email, and in Telegram with an Approve button carrying a signed token and a link to the
-//! console), and publish the drafts whose `approval_with_timeout` ran out, as the `timeout`
-//! actor (the audit log says so).
+//! (by email, and in Telegram with Approve and Reject buttons carrying signed tokens and a link
+//! to the console), and publish the drafts whose `approval_with_timeout` ran out, as the
+//! `timeout` actor (the audit log says so). The notices are written to the outbox, which sends
+//! them like any message: this module renders and signs, it never talks to the outside.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,17 +14,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use teloxide::payloads::SendMessageSetters;
-use teloxide::prelude::Requester;
-use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, ParseMode};
 
-use crate::channel::telegram::Pacer;
-use crate::channel::{Channel, Outgoing};
 use crate::cluster::Leadership;
 use crate::domain::subscriber::{ChannelKind, Language, TelegramChat};
-use crate::render::Renderer;
+use crate::render::{Button as RenderedButton, ButtonAction, Buttons, Renderer};
 use crate::settings::{Permission, Role};
-use crate::store::{Decision, Draft, Store, StoreError, Topic};
+use crate::store::{Decision, Draft, DraftNotice, Store, StoreError, Topic};
 use crate::wake::Wakers;
 
 /// Signs Telegram buttons and builds console links for drafts.
@@ -155,8 +151,8 @@ pub struct Announcer {
     pub links: ApprovalLinks,
     pub renderer: Renderer,
     pub language: Language,
-    pub email: Option<Arc<dyn Channel>>,
-    pub telegram: Option<(teloxide::Bot, Arc<Pacer>)>,
+    /// The channels that are on, of those the office hears by (email and Telegram).
+    pub channels: Vec<ChannelKind>,
 }
 
 const EVERY: Duration = Duration::from_secs(1);
@@ -180,7 +176,7 @@ pub async fn run(
             continue;
         }
         if let Some(announcer) = &announcer
-            && let Err(e) = announcer.announce(&*store).await
+            && let Err(e) = announcer.announce(&*store, &wake, Timestamp::now()).await
         {
             tracing::warn!(error = %e, "cannot tell the communications office about drafts; will try again");
         }
@@ -218,9 +214,16 @@ async fn publish_due(store: &dyn Store, wake: &Wakers) -> Result<(), StoreError>
 }
 
 impl Announcer {
-    /// Tells the office about each new draft once. A draft counts as told when every address
-    /// was tried; one that failed is logged (the draft is in the console all the same).
-    async fn announce(&self, store: &dyn Store) -> Result<(), StoreError> {
+    /// Tells the office about each new draft once: its notices go into the outbox, in the same
+    /// transaction that marks the draft announced, and the outbox sends them (retrying like any
+    /// message). The office hears by email and, in private, in Telegram (numeric chats only),
+    /// on those of the two channels that are on.
+    async fn announce(
+        &self,
+        store: &dyn Store,
+        wake: &Wakers,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let drafts = store.unannounced_drafts(20).await?;
         if drafts.is_empty() {
             return Ok(());
@@ -245,16 +248,39 @@ impl Announcer {
                 addresses.push((ChannelKind::Telegram, tg, user.username));
             }
         }
+        addresses.retain(|(channel, address, _)| {
+            self.channels.contains(channel)
+                && match channel {
+                    ChannelKind::Email => true,
+                    ChannelKind::Telegram => {
+                        matches!(TelegramChat::parse(address), Ok(TelegramChat::Id(_)))
+                    }
+                    _ => false,
+                }
+        });
         for draft in drafts {
-            self.tell(&draft, &addresses).await;
-            store
-                .mark_announced(draft.id, jiff::Timestamp::now())
-                .await?;
+            let notices = self.notices(&draft, &addresses);
+            let queued = store.announce_draft(draft.id, &notices, now).await?;
+            tracing::info!(
+                draft = draft.id,
+                notices = queued,
+                "communications office's notices of a draft queued"
+            );
+            if queued > 0 {
+                wake.dispatch.ring();
+                store.announce(Topic::Deliveries).await;
+            }
         }
         Ok(())
     }
 
-    async fn tell(&self, draft: &Draft, addresses: &[(ChannelKind, String, String)]) {
+    /// The draft's notice on each channel: the same text for every recipient; in Telegram with
+    /// the Approve and Reject buttons (signed) and a link to the console.
+    fn notices(
+        &self,
+        draft: &Draft,
+        addresses: &[(ChannelKind, String, String)],
+    ) -> Vec<DraftNotice> {
         let url = self.links.console_url(draft.id);
         let say = |name: &str, args: &[minijinja::Value]| {
             self.renderer
@@ -271,65 +297,58 @@ impl Announcer {
                 minijinja::Value::from(url.clone()),
             ],
         );
-        for (channel, address, name) in addresses {
-            let sent = match (channel, &self.email, &self.telegram) {
-                (ChannelKind::Email, Some(email), _) => {
-                    let body = crate::render::telegram::plain(&text);
-                    let outgoing = Outgoing {
-                        delivery_id: -draft.id,
-                        incident_id: draft.incident_id,
-                        attempt: 1,
-                        recipient: address.clone(),
-                        recipient_name: name.clone(),
-                        subject: body.lines().next().map(|l| l.trim().to_owned()),
-                        text: body,
-                        html: None,
-                        unsubscribe_url: String::new(),
-                    };
-                    email
-                        .send(&outgoing)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-                (ChannelKind::Telegram, _, Some((bot, pacer))) => {
-                    let chat = match TelegramChat::parse(address) {
-                        Ok(TelegramChat::Id(id)) => id,
-                        _ => continue,
-                    };
-                    let _turn = pacer.turn_patiently(&TelegramChat::Id(chat)).await;
-                    let open = url::Url::parse(&url)
-                        .ok()
-                        .map(|u| InlineKeyboardButton::url(say("draft_button_open", &[]), u));
-                    let decide = vec![
-                        InlineKeyboardButton::callback(
-                            say("draft_button_approve", &[]),
-                            self.links.button_data(Button::Approve, draft.id),
-                        ),
-                        InlineKeyboardButton::callback(
-                            say("draft_button_reject", &[]),
-                            self.links.button_data(Button::Reject, draft.id),
-                        ),
-                    ];
-                    let rows = std::iter::once(decide).chain(open.map(|b| vec![b]));
-                    bot.send_message(ChatId(chat), text.clone())
-                        .parse_mode(ParseMode::Html)
-                        .reply_markup(InlineKeyboardMarkup::new(rows))
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-                _ => continue,
-            };
-            match sent {
-                Ok(()) => {
-                    tracing::info!(draft = draft.id, %channel, "communications office told of a draft")
-                }
-                Err(e) => {
-                    tracing::warn!(draft = draft.id, %channel, error = %e, "cannot tell the communications office of a draft")
-                }
-            }
+        let to = |kind: ChannelKind| -> Vec<(String, String)> {
+            addresses
+                .iter()
+                .filter(|(c, _, _)| *c == kind)
+                .map(|(_, address, name)| (address.clone(), name.clone()))
+                .collect()
+        };
+        let mut notices = Vec::new();
+        let email = to(ChannelKind::Email);
+        if !email.is_empty() {
+            let body = crate::render::telegram::plain(&text);
+            notices.push(DraftNotice {
+                channel: ChannelKind::Email,
+                language: self.language.as_str().to_owned(),
+                subject: body.lines().next().map(|l| l.trim().to_owned()),
+                body,
+                buttons: None,
+                recipients: email,
+            });
         }
+        let telegram = to(ChannelKind::Telegram);
+        if !telegram.is_empty() {
+            let decide = vec![
+                RenderedButton {
+                    label: say("draft_button_approve", &[]),
+                    action: ButtonAction::Callback(
+                        self.links.button_data(Button::Approve, draft.id),
+                    ),
+                },
+                RenderedButton {
+                    label: say("draft_button_reject", &[]),
+                    action: ButtonAction::Callback(
+                        self.links.button_data(Button::Reject, draft.id),
+                    ),
+                },
+            ];
+            let open = url::Url::parse(&url).ok().map(|_| {
+                vec![RenderedButton {
+                    label: say("draft_button_open", &[]),
+                    action: ButtonAction::Url(url.clone()),
+                }]
+            });
+            notices.push(DraftNotice {
+                channel: ChannelKind::Telegram,
+                language: self.language.as_str().to_owned(),
+                subject: None,
+                body: text.clone(),
+                buttons: Some(Buttons(std::iter::once(decide).chain(open).collect())),
+                recipients: telegram,
+            });
+        }
+        notices
     }
 }
 

@@ -435,6 +435,7 @@ impl Citizens {
             text,
             html: None,
             unsubscribe_url: String::new(),
+            buttons: None,
         };
         match sender.send(&outgoing).await {
             Ok(_) => {

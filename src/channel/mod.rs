@@ -25,7 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::subscriber::ChannelKind;
-use crate::render::{Form, Markup};
+use crate::render::{Buttons, Form, Markup};
 use crate::settings::{ChannelSection, Validated};
 use crate::store::Store;
 
@@ -138,7 +138,10 @@ pub struct Outgoing {
     pub subject: Option<String>,
     pub text: String,
     pub html: Option<String>,
+    /// Empty when there is no list to leave (a draft's notice to the communications office).
     pub unsubscribe_url: String,
+    /// Shown under the text by channels that can (Telegram); the others leave them out.
+    pub buttons: Option<Buttons>,
 }
 
 pub use crate::store::Receipt;

@@ -224,6 +224,7 @@ impl Notices {
                 text: body,
                 html: None,
                 unsubscribe_url: String::new(),
+                buttons: None,
             };
             if let Err(e) = channel.send(&outgoing).await {
                 tracing::warn!(channel = %kind, error = %e, "cannot tell an operator about a paused channel");

@@ -43,6 +43,8 @@ impl Send {
                 }),
         };
         let label = match &outcome {
+            // A draft's notice does not follow from a signal: it stays out of that latency.
+            DeliveryOutcome::Sent { .. } if delivery.draft_id.is_some() => "sent",
             DeliveryOutcome::Sent { .. } => {
                 let latency = Timestamp::now()
                     .duration_since(delivery.origin_at)
@@ -76,32 +78,9 @@ impl Send {
     }
 
     async fn send(&self, delivery: &ClaimedDelivery, message: &MessageRow) -> DeliveryOutcome {
-        let Some(address_id) = delivery.address_id else {
-            return DeliveryOutcome::Failed {
-                error: "the subscriber was deleted".into(),
-            };
-        };
-        let unsubscribe_url = self
-            .links
-            .url(address_id, delivery.channel, &delivery.recipient);
-        let manage_url = self
-            .links
-            .manage_url(address_id, delivery.channel, &delivery.recipient);
-        let fill = Placeholders {
-            recipient_name: &delivery.subscriber_name,
-            unsubscribe_url: &unsubscribe_url,
-            manage_url: &manage_url,
-        };
-        let outgoing = Outgoing {
-            delivery_id: delivery.id,
-            incident_id: delivery.incident_id,
-            attempt: delivery.attempts,
-            recipient: delivery.recipient.clone(),
-            recipient_name: delivery.subscriber_name.clone(),
-            subject: message.subject.as_deref().map(|s| fill.fill(s)),
-            text: fill.fill_as(&message.body, self.channel.body_markup()),
-            html: message.html.as_deref().map(|h| fill.fill_html(h)),
-            unsubscribe_url,
+        let outgoing = match self.outgoing(delivery, message) {
+            Ok(outgoing) => outgoing,
+            Err(error) => return DeliveryOutcome::Failed { error },
         };
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
@@ -142,6 +121,50 @@ impl Send {
             }
             Err(_) => self.retry_or_fail(delivery, None, format!("no answer within {budget:?}")),
         }
+    }
+
+    /// The message for this delivery's recipient. A message to a subscriber gets its name and its
+    /// unsubscribe and preferences links filled in; a draft's notice to the communications
+    /// office goes as it was written, with no list to leave.
+    fn outgoing(
+        &self,
+        delivery: &ClaimedDelivery,
+        message: &MessageRow,
+    ) -> Result<Outgoing, String> {
+        let mut outgoing = Outgoing {
+            delivery_id: delivery.id,
+            incident_id: delivery.incident_id,
+            attempt: delivery.attempts,
+            recipient: delivery.recipient.clone(),
+            recipient_name: delivery.subscriber_name.clone(),
+            subject: message.subject.clone(),
+            text: message.body.clone(),
+            html: message.html.clone(),
+            unsubscribe_url: String::new(),
+            buttons: message.buttons.clone(),
+        };
+        if delivery.draft_id.is_some() {
+            return Ok(outgoing);
+        }
+        let Some(address_id) = delivery.address_id else {
+            return Err("the subscriber was deleted".into());
+        };
+        let unsubscribe_url = self
+            .links
+            .url(address_id, delivery.channel, &delivery.recipient);
+        let manage_url = self
+            .links
+            .manage_url(address_id, delivery.channel, &delivery.recipient);
+        let fill = Placeholders {
+            recipient_name: &delivery.subscriber_name,
+            unsubscribe_url: &unsubscribe_url,
+            manage_url: &manage_url,
+        };
+        outgoing.subject = message.subject.as_deref().map(|s| fill.fill(s));
+        outgoing.text = fill.fill_as(&message.body, self.channel.body_markup());
+        outgoing.html = message.html.as_deref().map(|h| fill.fill_html(h));
+        outgoing.unsubscribe_url = unsubscribe_url;
+        Ok(outgoing)
     }
 
     /// The provider took the channel's credentials: a pause, if any, is over.

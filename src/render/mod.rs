@@ -9,10 +9,11 @@
 //! By job: `env.rs` loads the templates and sets minijinja up; `messages.rs` renders an update for
 //! a channel within its length; `pages.rs` renders the console's and the status page's pages;
 //! `check.rs` renders everything against samples for `check-config`; `placeholders.rs` fills the
-//! per-recipient parts. `context.rs` is what a template sees; `sms.rs`, `telegram.rs` and
-//! `social/` measure and cut text as each network counts it (`social/links.rs` finds the links,
-//! mentions and hashtags).
+//! per-recipient parts; `buttons.rs` is the buttons a message may carry under its text.
+//! `context.rs` is what a template sees; `sms.rs`, `telegram.rs` and `social/` measure and cut
+//! text as each network counts it (`social/links.rs` finds the links, mentions and hashtags).
 
+mod buttons;
 mod check;
 mod context;
 mod env;
@@ -30,6 +31,7 @@ use minijinja::Environment;
 
 use crate::domain::subscriber::{ChannelKind, Language};
 
+pub use buttons::{Button, ButtonAction, Buttons};
 pub use context::{IncidentView, MessageContext, SignalView, UpdateView, sample_context};
 pub use env::{Form, template_name};
 pub use messages::{Post, Rendered, SMS_DEFAULT_MAX_SEGMENTS, SmsText};

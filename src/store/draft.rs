@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::Result;
 use crate::domain::subscriber::ChannelKind;
+use crate::render::Buttons;
 
 /// One rendered message held for approval, with whom it will go to (router side).
 #[derive(Debug, Clone)]
@@ -68,6 +69,19 @@ pub struct PartEdit {
     pub language: String,
     pub subject: Option<String>,
     pub body: String,
+}
+
+/// What tells the communications office that a draft waits, on one channel: one text (with
+/// its buttons) for every recipient, sent by the outbox like any message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DraftNotice {
+    pub channel: ChannelKind,
+    pub language: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub buttons: Option<Buttons>,
+    /// `(address, name)` of each recipient.
+    pub recipients: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +156,12 @@ pub trait DraftStore {
     async fn due_drafts(&self, now: Timestamp) -> Result<Vec<i64>>;
     /// Pending drafts the communications office has not been told about yet, oldest first.
     async fn unannounced_drafts(&self, limit: u32) -> Result<Vec<Draft>>;
-    async fn mark_announced(&self, id: i64, now: Timestamp) -> Result<()>;
+    /// Marks the draft announced and puts its notices in the outbox, in one transaction: a
+    /// message per channel (audience `approval:<draft>`) and a pending delivery per recipient,
+    /// each known as the draft's (`draft_id`) and sent once. Returns the deliveries written;
+    /// none when the draft is gone.
+    async fn announce_draft(&self, id: i64, notices: &[DraftNotice], now: Timestamp)
+    -> Result<u64>;
     async fn record_audit(&self, entry: &NewAudit) -> Result<()>;
     /// The audit log, newest first, of one incident when given.
     async fn audit_log(&self, incident_id: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>>;

@@ -8,12 +8,12 @@ use jiff::Timestamp;
 use sqlx::any::{Any, AnyRow};
 use sqlx::{Row, Transaction};
 
-use super::rows::{ms, opt_ts, parse, ts};
+use super::rows::{json, ms, opt_ts, parse, ts};
 use super::sql::SqlStore;
 use super::tx_sql::insert_deliveries;
 use super::{
-    AuditEntry, Decided, Decision, Draft, DraftPart, DraftStore, NewAudit, NewDelivery,
-    NewDraftPart, PartEdit, Result, StoreError,
+    AuditEntry, Decided, Decision, Draft, DraftNotice, DraftPart, DraftStore, NewAudit,
+    NewDelivery, NewDraftPart, PartEdit, Result, StoreError,
 };
 use crate::domain::subscriber::ChannelKind;
 
@@ -521,15 +521,71 @@ impl DraftStore for SqlStore {
         Ok(drafts)
     }
 
-    async fn mark_announced(&self, id: i64, now: Timestamp) -> Result<()> {
+    async fn announce_draft(
+        &self,
+        id: i64,
+        notices: &[DraftNotice],
+        now: Timestamp,
+    ) -> Result<u64> {
         let mut tx = self.write().await?;
+        let found: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT d.update_id, d.incident_id, u.origin_at
+             FROM drafts d JOIN incident_updates u ON u.id = d.update_id WHERE d.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((update_id, incident_id, origin_at)) = found else {
+            return Ok(0);
+        };
+        let mut written = 0;
+        for notice in notices.iter().filter(|n| !n.recipients.is_empty()) {
+            // A notice written before (by a leader that stopped before marking the draft) is
+            // found again, not duplicated.
+            let message_id: i64 = sqlx::query_scalar(
+                "INSERT INTO messages (update_id, channel, language, audience, subject, body, html, buttons, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)
+                 ON CONFLICT (update_id, channel, language, audience) DO UPDATE SET update_id = excluded.update_id
+                 RETURNING id",
+            )
+            .bind(update_id)
+            .bind(notice.channel.as_str())
+            .bind(&notice.language)
+            .bind(format!("approval:{id}"))
+            .bind(&notice.subject)
+            .bind(&notice.body)
+            .bind(notice.buttons.as_ref().map(json).transpose()?)
+            .bind(ms(now))
+            .fetch_one(&mut *tx)
+            .await?;
+            for (recipient, name) in &notice.recipients {
+                written += sqlx::query(
+                    "INSERT INTO deliveries (message_id, update_id, incident_id, address_id, subscriber_name, channel,
+                                             recipient, state, next_attempt_at, origin_at, created_at, draft_id)
+                     VALUES ($1, $2, $3, NULL, $4, $5, $6, 'pending', $7, $8, $7, $9)
+                     ON CONFLICT (draft_id, channel, recipient) WHERE draft_id IS NOT NULL DO NOTHING",
+                )
+                .bind(message_id)
+                .bind(update_id)
+                .bind(incident_id)
+                .bind(name)
+                .bind(notice.channel.as_str())
+                .bind(recipient)
+                .bind(ms(now))
+                .bind(origin_at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+        }
         sqlx::query("UPDATE drafts SET announced_at = $2 WHERE id = $1")
             .bind(id)
             .bind(ms(now))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(written)
     }
 
     async fn record_audit(&self, entry: &NewAudit) -> Result<()> {

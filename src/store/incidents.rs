@@ -179,7 +179,7 @@ pub struct IncidentFilter {
 #[derive(Debug, Clone, Default)]
 pub struct Counts {
     pub open_incidents: i64,
-    /// (channel, state) → number of deliveries.
+    /// (channel, state) → number of deliveries, drafts' notices included.
     pub deliveries: BTreeMap<(String, String), i64>,
     pub unprocessed_signals: i64,
 }
@@ -191,6 +191,8 @@ pub trait IncidentReads: Send + Sync {
     async fn incident(&self, id: i64) -> Result<Option<IncidentRow>>;
     async fn incident_updates(&self, incident_id: i64) -> Result<Vec<UpdateRow>>;
     async fn incident_alerts(&self, incident_id: i64) -> Result<Vec<AlertRow>>;
+    /// What the incident's updates were sent as, to whom, oldest first; the notices of its
+    /// drafts to the communications office are not among them.
     async fn incident_deliveries(&self, incident_id: i64) -> Result<Vec<DeliveryRow>>;
     async fn counts(&self) -> Result<Counts>;
 }

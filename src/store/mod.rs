@@ -38,7 +38,8 @@ pub use chat::{ChatBinding, ChatStore, Redeemed};
 pub use citizen::{CitizenPlan, CitizenPrune, CitizenStore, NewSignup, Signup};
 pub use cluster::ClusterStore;
 pub use draft::{
-    AuditEntry, Decided, Decision, Draft, DraftPart, DraftStore, NewAudit, NewDraftPart, PartEdit,
+    AuditEntry, Decided, Decision, Draft, DraftNotice, DraftPart, DraftStore, NewAudit,
+    NewDraftPart, PartEdit,
 };
 pub use incidents::{
     AlertRow, Counts, DeliveryRow, IncidentFilter, IncidentOrigin, IncidentReads, IncidentRow,

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 
 use super::{Announce, Result};
 use crate::domain::subscriber::ChannelKind;
+use crate::render::Buttons;
 
 #[derive(Debug, Clone)]
 pub struct MessageRow {
@@ -18,6 +19,8 @@ pub struct MessageRow {
     pub subject: Option<String>,
     pub body: String,
     pub html: Option<String>,
+    /// Shown under the text where the channel can (a draft's notice in Telegram).
+    pub buttons: Option<Buttons>,
 }
 
 /// A delivery claimed by a worker, with the lease it holds.
@@ -33,6 +36,9 @@ pub struct ClaimedDelivery {
     /// Attempts including this one.
     pub attempts: u32,
     pub origin_at: Timestamp,
+    /// The draft this delivery tells the communications office about: a notice, not a message
+    /// to a subscriber, so it has no address row and no unsubscribe or preferences link.
+    pub draft_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::Row;
 
-use super::rows::{json, ms, opt_ts, parse, ts};
+use super::rows::{from_json, json, ms, opt_ts, parse, ts};
 use super::sql::SqlStore;
 use super::subscriber_sql::bump_subscribers_version;
 use super::{
@@ -48,7 +48,7 @@ impl OutboxStore for SqlStore {
                   AND {NEXT_FOR_RECIPIENT}
                 ORDER BY d.next_attempt_at, d.id
                 LIMIT $5 {skip_locked})
-             RETURNING id, message_id, incident_id, channel, recipient, address_id, subscriber_name, attempts, origin_at"
+             RETURNING id, message_id, incident_id, channel, recipient, address_id, subscriber_name, attempts, origin_at, draft_id"
         )))
         .bind(ms(lease_until))
         .bind(owner)
@@ -71,6 +71,7 @@ impl OutboxStore for SqlStore {
                     subscriber_name: row.try_get("subscriber_name")?,
                     attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
                     origin_at: ts(row.try_get("origin_at")?)?,
+                    draft_id: row.try_get("draft_id")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -79,7 +80,7 @@ impl OutboxStore for SqlStore {
     }
 
     async fn message(&self, id: i64) -> Result<Option<MessageRow>> {
-        let row = sqlx::query("SELECT id, update_id, channel, language, subject, body, html FROM messages WHERE id = $1")
+        let row = sqlx::query("SELECT id, update_id, channel, language, subject, body, html, buttons FROM messages WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
@@ -92,6 +93,10 @@ impl OutboxStore for SqlStore {
                 subject: row.try_get("subject")?,
                 body: row.try_get("body")?,
                 html: row.try_get("html")?,
+                buttons: row
+                    .try_get::<Option<&str>, _>("buttons")?
+                    .map(|b| from_json(b, "buttons"))
+                    .transpose()?,
             })
         })
         .transpose()

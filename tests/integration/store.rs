@@ -729,6 +729,128 @@ pub async fn observations_keep_what_each_check_found_as_data(store: Arc<dyn Stor
     assert_eq!(seen[1].finding, None);
 }
 
+/// A draft's notices go out once each, through the outbox, beside the update's own deliveries:
+/// to an approver who also hears the update on the same address too, with no address row, and
+/// not listed among the incident's deliveries.
+async fn a_drafts_notices_are_queued_once_beside_the_updates_deliveries(store: Arc<dyn Store>) {
+    let (_, addresses) = subscriber(&store, "Ufficio", &["ufficio@asl.example"]).await;
+    let (incident, messages) = seed(&store, 1, &[(addresses[0], "ufficio@asl.example")]).await;
+    let update = store.message(messages[0]).await.unwrap().unwrap().update_id;
+    let mut tx = store.begin().await.unwrap();
+    let public = tx
+        .insert_message(&NewMessage {
+            update_id: update,
+            channel: ChannelKind::Email,
+            language: "it".into(),
+            audience: "public".into(),
+            subject: Some("Avviso".into()),
+            body: "testo pubblico".into(),
+            html: None,
+            created_at: now(),
+        })
+        .await
+        .unwrap();
+    let draft = tx
+        .hold_for_approval(&NewDraftPart {
+            incident_id: incident,
+            update_id: update,
+            audience: "public".into(),
+            policy: "approval",
+            publish_at: None,
+            message_id: public,
+            channel: ChannelKind::Email,
+            language: "it".into(),
+            recipients: vec![(addresses[0], "ufficio@asl.example".into(), "Ufficio".into())],
+            now: now(),
+        })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let waiting = store.unannounced_drafts(20).await.unwrap();
+    assert_eq!(waiting.iter().map(|d| d.id).collect::<Vec<_>>(), [draft]);
+
+    let buttons = banditore::render::Buttons(vec![vec![banditore::render::Button {
+        label: "Approva".into(),
+        action: banditore::render::ButtonAction::Callback(format!("ap:{draft}:x")),
+    }]]);
+    let notices = [
+        DraftNotice {
+            channel: ChannelKind::Email,
+            language: "it".into(),
+            subject: Some("Bozza in attesa".into()),
+            body: "Bozza in attesa di approvazione".into(),
+            buttons: None,
+            recipients: vec![
+                ("ufficio@asl.example".into(), "Ufficio".into()),
+                ("portavoce@asl.example".into(), "m.rossi".into()),
+            ],
+        },
+        DraftNotice {
+            channel: ChannelKind::Telegram,
+            language: "it".into(),
+            subject: None,
+            body: "<b>Bozza</b> in attesa".into(),
+            buttons: Some(buttons.clone()),
+            recipients: vec![("1005".into(), "m.rossi".into())],
+        },
+    ];
+    assert_eq!(
+        store.announce_draft(draft, &notices, now()).await.unwrap(),
+        3
+    );
+    assert!(store.unannounced_drafts(20).await.unwrap().is_empty());
+    // Written again (a second leader, a retry), nothing is duplicated.
+    assert_eq!(
+        store.announce_draft(draft, &notices, now()).await.unwrap(),
+        0
+    );
+    // The incident's deliveries are the update's, not the notices.
+    let listed = store.incident_deliveries(incident).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].recipient, "ufficio@asl.example");
+
+    // The office's address hears the update first, then the notice; the other approver at once.
+    let first = claim(&store, "w", 10).await;
+    let mut seen: Vec<_> = first
+        .iter()
+        .map(|d| (d.recipient.as_str(), d.draft_id, d.address_id.is_some()))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("portavoce@asl.example", Some(draft), false),
+            ("ufficio@asl.example", None, true),
+        ]
+    );
+    let outcomes: Vec<_> = first
+        .iter()
+        .map(|d| done(d, DeliveryOutcome::Sent(Receipt::default())))
+        .collect();
+    store.record_outcomes("w", &outcomes, now()).await.unwrap();
+    let second = claim(&store, "w", 10).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].recipient, "ufficio@asl.example");
+    assert_eq!(second[0].draft_id, Some(draft));
+    assert_eq!(second[0].address_id, None);
+    let message = store.message(second[0].message_id).await.unwrap().unwrap();
+    assert_eq!(message.update_id, update);
+    assert_eq!(message.subject.as_deref(), Some("Bozza in attesa"));
+    assert_eq!(message.buttons, None);
+    let telegram = store
+        .claim_deliveries(ChannelKind::Telegram, 10, now(), later(60), "w")
+        .await
+        .unwrap();
+    assert_eq!(telegram.len(), 1);
+    assert_eq!(telegram[0].draft_id, Some(draft));
+    let message = store
+        .message(telegram[0].message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(message.buttons, Some(buttons));
+}
+
 suite!(
     observations_keep_what_each_check_found_as_data,
     concurrent_claims_are_disjoint_and_sent_rows_stay_sent,
@@ -741,4 +863,5 @@ suite!(
     old_history_is_pruned_and_open_work_kept,
     one_replica_leads_until_its_lease_runs_out_or_it_steps_down,
     a_shared_bucket_paces_every_taker_together,
+    a_drafts_notices_are_queued_once_beside_the_updates_deliveries,
 );

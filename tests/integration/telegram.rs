@@ -1040,6 +1040,92 @@ async fn the_office_is_told_of_a_draft_and_approves_it_with_the_telegram_button(
 }
 
 #[tokio::test]
+async fn a_draft_notice_that_fails_once_is_sent_again_and_arrives_once() {
+    let double = TelegramDouble::start().await;
+    double.add_private_chat(1007, "Ufficio", None);
+    let smtp = SmtpServer::start();
+    let app = app_with(&double, &smtp, &[]).await;
+    app.subscribe(json!({
+        "name": "Ufficio comunicazione", "audience": "comms",
+        "addresses": {"telegram": ["1007"], "email": ["comunicazione@regione.example"]},
+        "subscriptions": [{"matchers": ["service=\"nothing\""]}],
+    }))
+    .await;
+    app.subscribe(json!({
+        "name": "Lista pubblica", "audience": "public", "addresses": {"email": "cittadini@lista.example"},
+        "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
+    }))
+    .await;
+    // The notice is the only Telegram message: Telegram answers its first try with a 500 (which
+    // teloxide holds for ten seconds), and the mail server its first with a 451.
+    double.fail_next(1);
+    smtp.refuse_once(
+        "comunicazione@regione.example",
+        451,
+        "4.7.1 Try again later",
+    );
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let mails = eventually(
+        || async { smtp.mails_to("comunicazione@regione.example") },
+        |m| !m.is_empty(),
+    )
+    .await;
+    assert!(
+        mails[0].text().contains("/console/drafts/"),
+        "{}",
+        mails[0].text()
+    );
+    assert!(mails[0].header("List-Unsubscribe").is_none());
+    assert_eq!(smtp.rcpt_tries("comunicazione@regione.example"), 2);
+    let notice = double.wait_for("1007", 1, Duration::from_secs(30)).await;
+    assert!(
+        notice[0].visible.contains("in attesa di approvazione"),
+        "{}",
+        notice[0].visible
+    );
+    let keyboard = &notice[0].body["reply_markup"]["inline_keyboard"];
+    assert!(
+        keyboard[0][0]["callback_data"]
+            .as_str()
+            .unwrap()
+            .starts_with("ap:"),
+        "{keyboard}"
+    );
+    assert!(
+        keyboard[1][0]["url"]
+            .as_str()
+            .unwrap()
+            .contains("/console/drafts/")
+    );
+    let tries: Vec<u16> = double
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "sendmessage")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(tries, [500, 200]);
+    // Sent once: the leader does not tell the office again, nor the outbox send it twice.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(double.sent_to("1007").len(), 1);
+    assert_eq!(smtp.mails_to("comunicazione@regione.example").len(), 1);
+    // The notices are no deliveries of the incident's updates.
+    let incident = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await["incidents"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let deliveries = app
+        .get_json(
+            &format!("/api/v1/incidents/{incident}/deliveries"),
+            VIEWER_TOKEN,
+        )
+        .await
+        .to_string();
+    assert!(
+        !deliveries.contains("1007") && !deliveries.contains("comunicazione@"),
+        "{deliveries}"
+    );
+}
+
+#[tokio::test]
 async fn a_partly_approved_draft_can_still_be_edited_in_the_console() {
     let double = TelegramDouble::start().await;
     double.add_channel("regione_avvisi", -1_009_000);

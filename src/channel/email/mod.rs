@@ -145,8 +145,8 @@ impl EmailChannel {
         let header = |name: &'static str, value: String| {
             HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
         };
-        // A message that is no delivery (a notice of a draft, a sign-up's link) has a negative
-        // id, unique together with its incident's (0 for none).
+        // A message that is no delivery (a sign-up's link, a notice to the operators) has a
+        // negative id, unique together with its incident's (0 for none).
         let id = if msg.delivery_id < 0 {
             format!("notice-{}-{}", msg.incident_id, -msg.delivery_id)
         } else {
@@ -421,6 +421,7 @@ mod tests {
             text: "testo".into(),
             html: Some("<p>testo</p>".into()),
             unsubscribe_url: "https://banditore.example/unsubscribe/abc".into(),
+            buttons: None,
         }
     }
 

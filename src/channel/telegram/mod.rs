@@ -1,6 +1,7 @@
-//! Telegram through teloxide: HTML messages to chats, groups and channels. The bot that lets a
-//! desk bind its chat and choose what it follows is an input and lives in `crate::bot`; it
-//! shares this channel's client construction (`bot`) and pacer.
+//! Telegram through teloxide: HTML messages to chats, groups and channels, with the buttons a
+//! message carries (a draft's notice: Approve, Reject, Open) as an inline keyboard. The bot that
+//! lets a desk bind its chat and choose what it follows is an input and lives in `crate::bot`;
+//! it shares this channel's client construction (`bot`) and pacer.
 //!
 //! Telegram's answers decide the outcome: a 429 holds every chat for `retry_after` and defers
 //! the message without counting an attempt; a chat that blocked the bot, left, or no longer
@@ -16,14 +17,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use teloxide::payloads::SendMessageSetters;
 use teloxide::prelude::Requester;
-use teloxide::types::{ChatId, LinkPreviewOptions, ParseMode, Recipient};
+use teloxide::types::{
+    ChatId, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, ParseMode, Recipient,
+};
 use teloxide::{ApiError, Bot, RequestError};
 
 pub use pace::Pacer;
 
 use super::{Channel, Outgoing, Receipt, SendError};
 use crate::domain::subscriber::{ChannelKind, TelegramChat};
-use crate::render::{Markup, telegram};
+use crate::render::{ButtonAction, Buttons, Markup, telegram};
 use crate::settings::Secret;
 use std::sync::Arc;
 
@@ -87,10 +90,11 @@ impl Channel for TelegramChannel {
             .turn(&chat)
             .await
             .map_err(|after| SendError::Throttled { after })?;
+        let keyboard = msg.buttons.as_ref().map(keyboard);
         let mut to = recipient(&chat);
         let mut moved = false;
         loop {
-            let sent = self
+            let mut request = self
                 .bot
                 .send_message(to.clone(), text.clone())
                 .parse_mode(ParseMode::Html)
@@ -100,8 +104,11 @@ impl Channel for TelegramChannel {
                     prefer_small_media: false,
                     prefer_large_media: false,
                     show_above_text: false,
-                })
-                .await;
+                });
+            if let Some(keyboard) = &keyboard {
+                request = request.reply_markup(keyboard.clone());
+            }
+            let sent = request.await;
             match sent {
                 Ok(message) => {
                     return Ok(Receipt {
@@ -120,6 +127,25 @@ impl Channel for TelegramChannel {
             }
         }
     }
+}
+
+/// A message's buttons as Telegram's inline keyboard. A link Telegram could not open is left
+/// out (the text carries it too).
+fn keyboard(buttons: &Buttons) -> InlineKeyboardMarkup {
+    let rows = buttons.0.iter().map(|row| {
+        row.iter()
+            .filter_map(|b| match &b.action {
+                ButtonAction::Callback(data) => Some(InlineKeyboardButton::callback(
+                    b.label.clone(),
+                    data.clone(),
+                )),
+                ButtonAction::Url(url) => url::Url::parse(url)
+                    .ok()
+                    .map(|u| InlineKeyboardButton::url(b.label.clone(), u)),
+            })
+            .collect::<Vec<_>>()
+    });
+    InlineKeyboardMarkup::new(rows.filter(|row| !row.is_empty()))
 }
 
 impl TelegramChannel {
@@ -190,8 +216,7 @@ fn classify_api(api: ApiError) -> SendError {
     }
 }
 
-/// What the bot and the notices share with the Telegram sender: the client and the pace of
-/// each chat.
+/// What the bot shares with the Telegram sender: the client and the pace of each chat.
 pub struct Shared {
     pub bot: Bot,
     pub pacer: Arc<Pacer>,
