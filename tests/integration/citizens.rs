@@ -304,7 +304,7 @@ async fn the_console_counts_citizens_without_listing_their_contacts() {
     std::fs::create_dir_all(&page_dir).unwrap();
     std::fs::write(
         page_dir.join("incident.html.j2"),
-        "{% for d in deliveries %}[{{ d.recipient }}]{% endfor %}",
+        "{% for d in page.deliveries %}[{{ d.recipient }}]{% endfor %}",
     )
     .unwrap();
     let cfg = format!(
