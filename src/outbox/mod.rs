@@ -266,7 +266,7 @@ impl Dispatcher {
         if let Some(recorder) = recorder {
             let _ = recorder.await;
         }
-        match self.store.release_leases(&self.owner).await {
+        match self.store.release_leases(&self.owner, kind).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(channel = %kind, deliveries = n, "released leases of unsent deliveries");

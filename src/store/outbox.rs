@@ -135,8 +135,10 @@ pub trait OutboxStore: Announce + Send + Sync {
         outcomes: &[Outcome],
         now: Timestamp,
     ) -> Result<()>;
-    /// Gives back deliveries `owner` claimed but did not send (shutdown).
-    async fn release_leases(&self, owner: &str) -> Result<u64>;
+    /// Gives back deliveries on `channel` that `owner` claimed but did not send (shutdown).
+    /// One process is one owner for every channel: each dispatcher gives back only its own, so
+    /// a dispatcher that stops first never hands another's sends in flight to other replicas.
+    async fn release_leases(&self, owner: &str, channel: ChannelKind) -> Result<u64>;
     /// Extends the lease of deliveries `owner` still holds (queued, in flight, or sent with the
     /// outcome not yet written), so that nobody takes them over while this worker lives.
     async fn renew_leases(&self, owner: &str, ids: &[i64], lease_until: Timestamp) -> Result<u64>;

@@ -259,13 +259,14 @@ impl OutboxStore for SqlStore {
         Ok(())
     }
 
-    async fn release_leases(&self, owner: &str) -> Result<u64> {
+    async fn release_leases(&self, owner: &str, channel: ChannelKind) -> Result<u64> {
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE deliveries SET state = 'pending', attempts = {}(attempts - 1, 0), lease_until = NULL, locked_by = NULL
-             WHERE state = 'sending' AND locked_by = $1",
+             WHERE state = 'sending' AND locked_by = $1 AND channel = $2",
             self.dialect.greatest()
         )))
         .bind(owner)
+        .bind(channel.as_str())
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())

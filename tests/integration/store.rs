@@ -372,8 +372,23 @@ pub async fn leases_expire_only_for_stopped_workers_and_outcomes_are_fenced(stor
         .record_outcomes("live", &[done(&a, DeliveryOutcome::Released)], now())
         .await
         .unwrap();
-    // Released at shutdown: the same.
-    assert_eq!(store.release_leases("live").await.unwrap(), 1);
+    // Released at shutdown: the same, by the dispatcher of its own channel only (one process
+    // owns every channel's claims; another channel's dispatcher stopping first gives back none).
+    assert_eq!(
+        store
+            .release_leases("live", ChannelKind::Sms)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(deliveries_in(&store, "sending").await, Some(1));
+    assert_eq!(
+        store
+            .release_leases("live", ChannelKind::Email)
+            .await
+            .unwrap(),
+        1
+    );
     let again = claim(&store, "w", 10).await;
     assert_eq!(again.len(), 2);
     assert_eq!(again.iter().find(|d| d.id == a.id).unwrap().attempts, 2);
