@@ -360,13 +360,13 @@ async fn in_a_real_browser_a_draft_appears_is_edited_approved_and_delivered_as_e
         .unwrap();
     browser.screenshot("login").await;
     browser.click(Locator::Css("button[type=submit]")).await;
-    c.wait().for_element(Locator::Css("h1")).await.unwrap();
-    assert!(
-        browser
-            .text_of("h1")
-            .await
-            .contains("In attesa di approvazione")
-    );
+    // The login page has an h1 too: wait for the drafts page's, not for any.
+    c.wait()
+        .for_element(Locator::XPath(
+            "//h1[contains(., 'In attesa di approvazione')]",
+        ))
+        .await
+        .expect("the drafts page after logging in");
 
     fire_alert(&app, "firing", "cup-backend", "CUP <non> risponde").await;
     // The draft shows up in the queue (the page is reloaded, as the office would).
