@@ -178,6 +178,7 @@ impl Application {
             .map(|d| tokio::spawn(d.run(workers.clone())))
             .collect();
         tracing::info!(%addr, "listening");
+        let manager = tokio::spawn(crate::systemd::run(shutdown.clone()));
         let app = web::router(self.state, self.request_timeout);
         web::serve(self.listener, app, self.limits, shutdown).await;
         tracing::info!("no longer accepting requests; stopping workers");
@@ -202,6 +203,7 @@ impl Application {
             task.abort();
         }
         self.store.close().await;
+        manager.abort();
         tracing::info!("stopped");
         Ok(())
     }

@@ -25,6 +25,7 @@ pub mod retention;
 pub mod route;
 pub mod settings;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 pub mod unsubscribe;
 pub mod users;

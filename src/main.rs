@@ -1,10 +1,11 @@
-//! The `banditore` command: serve, check-config, migrate, user, version.
+//! The `banditore` command: serve, check-config, migrate, user, version, and what operators run
+//! beside the service: backup, healthcheck, completions and man.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use banditore::app::Application;
@@ -14,7 +15,10 @@ use banditore::settings::{self, LogFormat, Problem};
 #[command(
     name = "banditore",
     version,
-    about = "Incident notification broadcaster"
+    about = "Incident notification broadcaster",
+    after_long_help = "Exit status: 0 on success, 2 when the configuration has problems, 1 on any \
+                       other failure. Documentation: the book in docs/ (docs/src/reference/\
+                       command-line.md)."
 )]
 struct Cli {
     /// Deployment configuration, layered over the built-in defaults.
@@ -46,6 +50,25 @@ enum Command {
     User(UserCommand),
     /// Print the version.
     Version,
+    /// Copy the SQLite store to FILE, consistent while the service runs; FILE must not exist.
+    Backup {
+        /// Where to write the copy (a new file).
+        file: PathBuf,
+    },
+    /// Ask the running service's /readyz; exit 0 when it answers 200 (for container health
+    /// checks, where no HTTP client is installed).
+    Healthcheck {
+        /// host:port to ask instead of server.listen (an unspecified address means this host).
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// Print the completion script for a shell.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), as `man -l -` reads it.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -82,6 +105,32 @@ fn print_problems(problems: &[Problem]) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "banditore",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the manual page: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Backup { ref file } => {
+            outside_the_service(cli.config.as_deref(), |settings| backup(settings, file))
+        }
+        Command::Healthcheck { ref address } => {
+            outside_the_service(cli.config.as_deref(), |settings| {
+                healthcheck(settings, address.as_deref())
+            })
+        }
         Command::Version => {
             println!("banditore {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -296,5 +345,93 @@ async fn watch_signals(shutdown: CancellationToken) {
             tracing::warn!("second signal: exiting now");
             std::process::exit(130);
         }
+    }
+}
+
+/// Runs a command that needs only the configuration's types, not its secrets or templates: an
+/// operator's shell lacks the service's environment, and a backup must not depend on it.
+fn outside_the_service(
+    file: Option<&std::path::Path>,
+    command: impl FnOnce(&settings::Settings) -> anyhow::Result<String>,
+) -> ExitCode {
+    let (loaded, problems) = settings::load(file);
+    let Some(loaded) = loaded.filter(|_| problems.is_empty()) else {
+        print_problems(&problems);
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    match command(&loaded) {
+        Ok(said) => {
+            println!("{said}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn backup(settings: &settings::Settings, file: &std::path::Path) -> anyhow::Result<String> {
+    let store = &settings.store;
+    if !store.is_sqlite() {
+        anyhow::bail!(
+            "the store is PostgreSQL ({}): back it up with pg_dump, or the server's base backups \
+             and WAL archive (see the Backups page of the documentation)",
+            settings::redact_url(&store.url)
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(banditore::store::backup_sqlite(&store.url, file))?;
+    Ok(format!(
+        "backup of {} written to {}: {} bytes, {} incident(s), integrity checked",
+        report.source.display(),
+        file.display(),
+        report.bytes,
+        report.incidents
+    ))
+}
+
+/// `GET /readyz` over plain HTTP/1.1 with a deadline, with nothing but the standard library.
+fn healthcheck(settings: &settings::Settings, address: Option<&str>) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+    let mut target: SocketAddr = match address {
+        Some(a) => a
+            .to_socket_addrs()
+            .with_context(|| format!("`{a}` is not host:port"))?
+            .next()
+            .with_context(|| format!("`{a}` resolves to no address"))?,
+        None => settings.server.listen,
+    };
+    if target.ip().is_unspecified() {
+        target.set_ip(match target.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    let mut stream = std::net::TcpStream::connect_timeout(&target, DEADLINE)
+        .with_context(|| format!("cannot connect to {target}"))?;
+    stream.set_read_timeout(Some(DEADLINE))?;
+    stream.set_write_timeout(Some(DEADLINE))?;
+    write!(
+        stream,
+        "GET /readyz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream
+        .take(64 * 1024)
+        .read_to_end(&mut answer)
+        .with_context(|| format!("no answer from {target} within {DEADLINE:?}"))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer.lines().next().unwrap_or_default();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+    if status.split(' ').nth(1) == Some("200") {
+        Ok(format!("ready: http://{target}/readyz answered {status}"))
+    } else {
+        anyhow::bail!("not ready: http://{target}/readyz answered {status:?} {body}")
     }
 }

@@ -8,6 +8,7 @@
 //! engine, the router, manual incident updates). Each trait's SQL sits beside it in `<part>_sql.rs`,
 //! written once for SQLite (the embedded default) and PostgreSQL.
 
+mod backup;
 mod chat;
 mod chat_sql;
 mod citizen;
@@ -34,6 +35,7 @@ mod tx_sql;
 mod user;
 mod user_sql;
 
+pub use backup::{BackupReport, backup_sqlite};
 pub use chat::{ChatBinding, ChatStore, Redeemed};
 pub use citizen::{CitizenPlan, CitizenPrune, CitizenStore, NewSignup, Signup};
 pub use cluster::ClusterStore;

@@ -14,6 +14,7 @@ mod email_tls;
 mod engine;
 mod ingest;
 mod log;
+mod operations;
 mod probes;
 mod replicas;
 mod roles;
