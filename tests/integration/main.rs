@@ -22,4 +22,6 @@ mod sms;
 mod social;
 mod status;
 mod store;
+mod store_subscribers;
+mod subscribers;
 mod telegram;
