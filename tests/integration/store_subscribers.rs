@@ -96,7 +96,7 @@ async fn pages_cover_every_subscriber_once_either_way(store: Arc<dyn Store>) {
     }
     // Backwards from the end, each page before the first row of the one read.
     let mut seen = Vec::new();
-    let mut before = None;
+    let mut before = Some(i64::MAX);
     loop {
         let page = store
             .subscriber_page(&filter(None, None, before, 5))

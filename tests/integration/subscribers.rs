@@ -298,11 +298,10 @@ async fn operators_search_page_and_edit_subscribers_in_the_console() {
     assert!(html.contains("Iscritti: 55."), "{html}");
     assert!(html.contains("Sportello 49") && !html.contains("Sportello 50"));
     assert!(html.contains("rel=\"next\"") && !html.contains("rel=\"prev\""));
-    let next = html
-        .split("href=\"")
-        .find(|s| s.contains("after="))
-        .unwrap();
-    let next = next.split('"').next().unwrap().replace("&amp;", "&");
+    // The link as a browser reads it: the attribute before `rel="next"`, unescaped.
+    let next = html.split(" rel=\"next\"").next().unwrap();
+    let next = next.rsplit("href=\"").next().unwrap().trim_end_matches('"');
+    let next = next.replace("&#x2f;", "/").replace("&amp;", "&");
     let html = op
         .get(app.url(&next))
         .send()
