@@ -270,8 +270,9 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
     let update = json!({"seq": 1, "kind": "opened", "status": "investigating", "body": "In verifica",
         "author": "m.rossi", "created_at": at});
     let subscriber = json!({"id": 1, "name": "CUP Foligno", "audience": "cup-desk", "language": "it",
-        "origin": "api", "addresses": [{"channel": "email", "address": "cup@asl.example", "state": "active"}],
-        "subscriptions": [{"matchers": ["service=~\"cup.*\""], "min_severity": "warning"}]});
+        "origin": "api", "created_at": at,
+        "addresses": [{"channel": "email", "address": "cup@asl.example", "state": "active", "gone_reason": null}],
+        "subscriptions": [{"matchers": ["service=~\"cup.*\""], "min_severity": "warning", "channels": []}]});
     vec![
         (
             "login",
@@ -311,7 +312,31 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
         ("audit", json!({"entries": [entry]})),
         (
             "subscribers",
-            json!({"subscribers": [subscriber], "citizens": 1250}),
+            json!({"subscribers": [subscriber.clone()], "citizens": 1250, "total": 1, "q": "",
+                "next": "/console/subscribers?after=1", "previous": null}),
+        ),
+        (
+            "subscribers",
+            json!({"subscribers": [], "citizens": 0, "total": 0, "q": "cup",
+                "next": null, "previous": "/console/subscribers?q=cup&before=9"}),
+        ),
+        (
+            "subscriber",
+            json!({"subscriber": subscriber.clone(), "channels": ["email", "sms", "telegram"],
+                "addresses": {"email": "cup@asl.example", "sms": "", "telegram": ""},
+                "deliveries": [{"id": 7, "incident_id": 42, "incident_title": "CUP", "update_seq": 1,
+                    "channel": "email", "recipient": "cup@asl.example", "state": "sent",
+                    "created_at": at, "sent_at": at, "last_error": null}]}),
+        ),
+        (
+            "subscriber",
+            json!({"subscriber": {"id": 2, "name": "Ufficio", "audience": "comms", "language": "it",
+                "origin": "config", "created_at": at, "addresses": [{"channel": "email",
+                "address": "u@asl.example", "state": "gone", "gone_reason": "5.1.1"}],
+                "subscriptions": [{"matchers": [], "min_severity": "info", "channels": ["email"]}]},
+                "channels": ["email", "sms", "telegram"],
+                "addresses": {"email": "u@asl.example", "sms": "", "telegram": ""},
+                "deliveries": []}),
         ),
         (
             "me",

@@ -9,7 +9,7 @@ use super::dialect::Dialect;
 use super::rows::{ADDRESS_COLUMNS, address_from_row, ms, ts};
 use super::sql::SqlStore;
 use super::subscriber_sql::{
-    bump_subscribers_version, cancel_address_deliveries, erase_delivered_addresses,
+    Which, bump_subscribers_version, cancel_address_deliveries, erase_delivered_addresses,
     forget_in_drafts, load_services,
 };
 use super::{AddressOrigin, ChatBinding, ChatStore, Redeemed, Result, ServiceMode, StoreError};
@@ -42,8 +42,8 @@ impl SqlStore {
             .await?;
         let Some(row) = row else { return Ok(None) };
         let mut binding = binding_from_row(&row)?;
-        let subscriber = Some(binding.subscriber_id);
-        binding.address.services = load_services(&mut conn, subscriber)
+        let subscriber = Which::One(binding.subscriber_id);
+        binding.address.services = load_services(&mut conn, &subscriber)
             .await?
             .remove(&address_id)
             .unwrap_or_default();

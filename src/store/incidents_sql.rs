@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::rows::{
-    INCIDENT_COLUMNS, alert_from_row, incident_from_row, opt_ts, parse, ts, update_from_row,
+    DELIVERY_COLUMNS, INCIDENT_COLUMNS, alert_from_row, delivery_from_row, incident_from_row,
+    update_from_row,
 };
 use super::sql::SqlStore;
 use super::{
@@ -59,49 +60,16 @@ impl IncidentReads for SqlStore {
     }
 
     async fn incident_deliveries(&self, incident_id: i64) -> Result<Vec<DeliveryRow>> {
-        let rows = sqlx::query(
-            "SELECT d.id, u.seq, d.channel, d.recipient, d.subscriber_name, d.state, d.attempts, d.last_error,
-                    d.provider_id, d.provider, d.segments, d.report_status, d.report_error, d.report_at,
-                    d.created_at, d.sent_at, d.next_attempt_at,
-                    CAST(CASE WHEN s.citizen_services IS NULL THEN 0 ELSE 1 END AS BIGINT) AS citizen
-             FROM deliveries d JOIN incident_updates u ON u.id = d.update_id
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN incident_updates u ON u.id = d.update_id
              LEFT JOIN addresses a ON a.id = d.address_id
              LEFT JOIN subscribers s ON s.id = a.subscriber_id
-             WHERE d.incident_id = $1 AND d.draft_id IS NULL ORDER BY d.id",
-        )
+             WHERE d.incident_id = $1 AND d.draft_id IS NULL ORDER BY d.id"
+        )))
         .bind(incident_id)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let state: String = row.try_get("state")?;
-                let pending = state == "pending";
-                Ok(DeliveryRow {
-                    id: row.try_get("id")?,
-                    update_seq: row.try_get("seq")?,
-                    channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
-                    recipient: row.try_get("recipient")?,
-                    citizen: row.try_get::<i64, _>("citizen")? != 0,
-                    subscriber: row.try_get("subscriber_name")?,
-                    state,
-                    attempts: row.try_get("attempts")?,
-                    last_error: row.try_get("last_error")?,
-                    provider_id: row.try_get("provider_id")?,
-                    provider: row.try_get("provider")?,
-                    segments: row.try_get("segments")?,
-                    report_status: row.try_get("report_status")?,
-                    report_error: row.try_get("report_error")?,
-                    report_at: opt_ts(row.try_get("report_at")?)?,
-                    created_at: ts(row.try_get("created_at")?)?,
-                    sent_at: opt_ts(row.try_get("sent_at")?)?,
-                    next_attempt_at: if pending {
-                        Some(ts(row.try_get("next_attempt_at")?)?)
-                    } else {
-                        None
-                    },
-                })
-            })
-            .collect()
+        rows.iter().map(delivery_from_row).collect()
     }
 
     async fn counts(&self) -> Result<Counts> {

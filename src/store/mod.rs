@@ -29,6 +29,7 @@ mod rows;
 mod sql;
 pub mod sqlite;
 mod subscriber;
+mod subscriber_edit_sql;
 mod subscriber_sql;
 mod tx;
 mod tx_sql;
@@ -53,8 +54,9 @@ pub use outbox::{
 };
 pub use probe::{NewSilence, Observation, ProbeStore, SilenceRow, Verdict};
 pub use subscriber::{
-    AddressOrigin, AddressOwner, AddressRow, DeleteOutcome, ServiceMode, SubscriberOrigin,
-    SubscriberRow, SubscriberStore, SyncReport,
+    AddressOrigin, AddressOwner, AddressRow, DeleteOutcome, EditOutcome, EditReport, MAX_PAGE,
+    MAX_QUERY_CHARS, ServiceMode, SubscriberDelivery, SubscriberEdit, SubscriberFilter,
+    SubscriberKind, SubscriberOrigin, SubscriberPage, SubscriberRow, SubscriberStore, SyncReport,
 };
 pub use tx::{NewDelivery, NewIncident, NewMessage, NewUpdate, StoredSignal, Tx};
 pub use user::{SessionRow, UserRow, UserStore};

@@ -11,7 +11,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{
-    AddressOrigin, AddressRow, AlertRow, IncidentOrigin, IncidentRow, Result, StoreError, UpdateRow,
+    AddressOrigin, AddressRow, AlertRow, DeliveryRow, IncidentOrigin, IncidentRow, Result,
+    StoreError, UpdateRow,
 };
 use crate::domain::subscriber::Language;
 
@@ -121,6 +122,44 @@ pub(super) fn update_from_row(row: &AnyRow) -> Result<UpdateRow> {
         origin_at: ts(row.try_get("origin_at")?)?,
         silent: flag(row, "silent")?,
         routed_at: opt_ts(row.try_get("routed_at")?)?,
+    })
+}
+
+/// The columns [`delivery_from_row`] reads, from `deliveries d` joined with `incident_updates u`,
+/// `addresses a` and `subscribers s` (the last two left joins: a delivery outlives its address).
+pub(super) const DELIVERY_COLUMNS: &str =
+    "d.id, u.seq, d.channel, d.recipient, d.subscriber_name, d.state, d.attempts, d.last_error,
+    d.provider_id, d.provider, d.segments, d.report_status, d.report_error, d.report_at,
+    d.created_at, d.sent_at, d.next_attempt_at,
+    CAST(CASE WHEN s.citizen_services IS NULL THEN 0 ELSE 1 END AS BIGINT) AS citizen";
+
+/// A delivery as the API shows it.
+pub(super) fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
+    let state: String = row.try_get("state")?;
+    let pending = state == "pending";
+    Ok(DeliveryRow {
+        id: row.try_get("id")?,
+        update_seq: row.try_get("seq")?,
+        channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
+        recipient: row.try_get("recipient")?,
+        citizen: row.try_get::<i64, _>("citizen")? != 0,
+        subscriber: row.try_get("subscriber_name")?,
+        state,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        provider_id: row.try_get("provider_id")?,
+        provider: row.try_get("provider")?,
+        segments: row.try_get("segments")?,
+        report_status: row.try_get("report_status")?,
+        report_error: row.try_get("report_error")?,
+        report_at: opt_ts(row.try_get("report_at")?)?,
+        created_at: ts(row.try_get("created_at")?)?,
+        sent_at: opt_ts(row.try_get("sent_at")?)?,
+        next_attempt_at: if pending {
+            Some(ts(row.try_get("next_attempt_at")?)?)
+        } else {
+            None
+        },
     })
 }
 

@@ -116,6 +116,87 @@ pub enum DeleteOutcome {
     ManagedByConfig,
 }
 
+/// Which kind of subscriber a listing keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriberKind {
+    /// Desks, offices and people an administrator or the configuration file added.
+    Desk,
+    /// Citizens who subscribed from the status page.
+    Citizen,
+}
+
+/// The most subscribers one page holds.
+pub const MAX_PAGE: u32 = 500;
+
+/// The longest search text accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 200;
+
+/// A page of subscribers in id order, or the subscribers a count counts (which ignores the
+/// cursors and the limit).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriberFilter {
+    /// Text the name, the audience, an address or a subscription's matchers contains, with ASCII
+    /// letters of either case alike; `%`, `_` and `\` are plain characters.
+    pub q: Option<String>,
+    pub kind: Option<SubscriberKind>,
+    /// Only subscribers after this id (the next page).
+    pub after: Option<i64>,
+    /// Only subscribers before this id, the nearest ones (the previous page).
+    pub before: Option<i64>,
+    /// At most this many, up to [`MAX_PAGE`].
+    pub limit: u32,
+}
+
+/// A page of subscribers in id order, and whether more lie beyond it in the direction read
+/// (after the last row, or before the first when reading before a cursor).
+#[derive(Debug, Clone, Default)]
+pub struct SubscriberPage {
+    pub rows: Vec<SubscriberRow>,
+    pub more: bool,
+}
+
+/// What an edit changes; a field left `None` stays as it is. Every value has passed the checks
+/// a new subscriber passes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscriberEdit {
+    pub name: Option<String>,
+    pub language: Option<Language>,
+    pub audience: Option<String>,
+    /// The whole list of addresses of each channel named; channels not named keep theirs. An
+    /// address kept keeps its row (its delivery history, its unsubscribe or gone mark, a chat's
+    /// language and services); one whose value changed is a new address.
+    pub addresses: BTreeMap<ChannelKind, Vec<String>>,
+    pub subscriptions: Option<Vec<Subscription>>,
+}
+
+/// What an edit did, for the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EditReport {
+    pub added: Vec<ChannelKind>,
+    pub removed: Vec<ChannelKind>,
+    /// Pending deliveries to removed addresses, cancelled.
+    pub cancelled_deliveries: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditOutcome {
+    Edited(EditReport),
+    NotFound,
+    /// Declared in `[[subscribers]]`: the file is applied again at every start.
+    ManagedByConfig,
+    /// A citizen's subscription is theirs, from the status page's preferences.
+    Citizen,
+}
+
+/// A delivery to one of a subscriber's addresses, with the incident it told about.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriberDelivery {
+    pub incident_id: i64,
+    pub incident_title: String,
+    #[serde(flatten)]
+    pub delivery: super::DeliveryRow,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
     pub created: u64,
@@ -127,6 +208,20 @@ pub struct SyncReport {
 pub trait SubscriberStore: Send + Sync {
     async fn subscribers(&self) -> Result<Vec<SubscriberRow>>;
     async fn subscriber(&self, id: i64) -> Result<Option<SubscriberRow>>;
+    /// One page of the subscribers `filter` keeps, in id order; never more than [`MAX_PAGE`].
+    async fn subscriber_page(&self, filter: &SubscriberFilter) -> Result<SubscriberPage>;
+    /// How many subscribers `filter` keeps (its cursors and limit aside), without loading them.
+    async fn count_subscribers(&self, filter: &SubscriberFilter) -> Result<u64>;
+    /// Changes a subscriber made through the API or the console, in one transaction.
+    async fn edit_subscriber(
+        &self,
+        id: i64,
+        edit: &SubscriberEdit,
+        now: Timestamp,
+    ) -> Result<EditOutcome>;
+    /// The latest `limit` deliveries to the subscriber's addresses, newest first (those to an
+    /// address since removed are the incidents' history, no longer the subscriber's).
+    async fn subscriber_deliveries(&self, id: i64, limit: u32) -> Result<Vec<SubscriberDelivery>>;
     async fn create_subscriber(&self, s: &ValidSubscriber, now: Timestamp) -> Result<i64>;
     async fn delete_subscriber(&self, id: i64) -> Result<DeleteOutcome>;
     /// Makes the config-managed subscribers exactly `wanted`, keyed by name. Unsubscribed and

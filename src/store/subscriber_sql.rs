@@ -12,25 +12,57 @@ use super::dialect::Dialect;
 use super::rows::{ADDRESS_COLUMNS, address_from_row, from_json, json, ms, parse, ts};
 use super::sql::SqlStore;
 use super::{
-    AddressOwner, DeleteOutcome, Result, ServiceMode, StoreError, SubscriberOrigin, SubscriberRow,
+    AddressOwner, DeleteOutcome, EditOutcome, Result, ServiceMode, StoreError, SubscriberDelivery,
+    SubscriberEdit, SubscriberFilter, SubscriberOrigin, SubscriberPage, SubscriberRow,
     SubscriberStore, SyncReport,
 };
 use crate::domain::Matcher;
 use crate::domain::subscriber::{ChannelKind, Language, Subscription, ValidSubscriber};
 
-/// The services addresses follow or muted, for the addresses of one subscriber (or all).
+/// Which subscribers a load reads: every one, one, or those of a page.
+pub(super) enum Which<'a> {
+    All,
+    One(i64),
+    Ids(Dialect, &'a [i64]),
+}
+
+impl Which<'_> {
+    /// The condition on `column` (a subscriber id), over at most one parameter, `$1`.
+    fn condition(&self, column: &str) -> String {
+        match self {
+            Which::All => "1 = 1".to_owned(),
+            Which::One(_) => format!("{column} = $1"),
+            Which::Ids(dialect, _) => format!("{column} IN ({})", dialect.ids()),
+        }
+    }
+
+    /// `sql` with this selection's parameter bound.
+    fn query(
+        &self,
+        sql: String,
+    ) -> Result<sqlx::query::Query<'static, Any, sqlx::any::AnyArguments>> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        Ok(match self {
+            Which::All => query,
+            Which::One(id) => query.bind(*id),
+            Which::Ids(_, ids) => query.bind(json(ids)?),
+        })
+    }
+}
+
+/// The services addresses follow or muted, for the addresses of the subscribers selected.
 pub(super) async fn load_services(
     conn: &mut AnyConnection,
-    subscriber: Option<i64>,
+    which: &Which<'_>,
 ) -> Result<BTreeMap<i64, BTreeMap<String, ServiceMode>>> {
-    let rows = sqlx::query(
-        "SELECT s.address_id, s.service, s.mode FROM address_services s
-         JOIN addresses a ON a.id = s.address_id WHERE $1 OR a.subscriber_id = $2",
-    )
-    .bind(subscriber.is_none())
-    .bind(subscriber.unwrap_or(-1))
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = which
+        .query(format!(
+            "SELECT s.address_id, s.service, s.mode FROM address_services s
+             JOIN addresses a ON a.id = s.address_id WHERE {}",
+            which.condition("a.subscriber_id")
+        ))?
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out: BTreeMap<i64, BTreeMap<String, ServiceMode>> = BTreeMap::new();
     for row in rows {
         let mode = match row.try_get::<&str, _>("mode")? {
@@ -49,15 +81,21 @@ pub(super) async fn load_subscribers(
     conn: &mut AnyConnection,
     only: Option<i64>,
 ) -> Result<Vec<SubscriberRow>> {
-    let id = only.unwrap_or(-1);
-    let all = only.is_none();
-    let rows = sqlx::query(
-        "SELECT id, name, language, audience, origin, created_at, citizen_services FROM subscribers WHERE $1 OR id = $2 ORDER BY id",
-    )
-    .bind(all)
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
+    load_which(conn, &only.map_or(Which::All, Which::One)).await
+}
+
+/// Loads the subscribers selected, by id, with their addresses and subscriptions.
+pub(super) async fn load_which(
+    conn: &mut AnyConnection,
+    which: &Which<'_>,
+) -> Result<Vec<SubscriberRow>> {
+    let rows = which
+        .query(format!(
+            "SELECT id, name, language, audience, origin, created_at, citizen_services FROM subscribers WHERE {} ORDER BY id",
+            which.condition("id")
+        ))?
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out: BTreeMap<i64, SubscriberRow> = BTreeMap::new();
     for row in rows {
         let sid: i64 = row.try_get("id")?;
@@ -86,15 +124,15 @@ pub(super) async fn load_subscribers(
             },
         );
     }
+    if out.is_empty() {
+        return Ok(Vec::new());
+    }
     let sql = format!(
-        "SELECT {ADDRESS_COLUMNS} FROM addresses a WHERE $1 OR a.subscriber_id = $2 ORDER BY a.id"
+        "SELECT {ADDRESS_COLUMNS} FROM addresses a WHERE {} ORDER BY a.id",
+        which.condition("a.subscriber_id")
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(all)
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut services = load_services(conn, only).await?;
+    let rows = which.query(sql)?.fetch_all(&mut *conn).await?;
+    let mut services = load_services(conn, which).await?;
     for row in rows {
         let sid: i64 = row.try_get("subscriber_id")?;
         if let Some(s) = out.get_mut(&sid) {
@@ -103,13 +141,13 @@ pub(super) async fn load_subscribers(
             s.addresses.push(address);
         }
     }
-    let rows = sqlx::query(
-        "SELECT subscriber_id, matchers, min_severity, channels FROM subscriptions WHERE $1 OR subscriber_id = $2 ORDER BY subscriber_id, position",
-    )
-    .bind(all)
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = which
+        .query(format!(
+            "SELECT subscriber_id, matchers, min_severity, channels FROM subscriptions WHERE {} ORDER BY subscriber_id, position",
+            which.condition("subscriber_id")
+        ))?
+        .fetch_all(&mut *conn)
+        .await?;
     for row in rows {
         let sid: i64 = row.try_get("subscriber_id")?;
         let matchers: Vec<String> = from_json(row.try_get("matchers")?, "matchers")?;
@@ -334,6 +372,27 @@ impl SubscriberStore for SqlStore {
             .await?
             .into_iter()
             .next())
+    }
+
+    async fn subscriber_page(&self, filter: &SubscriberFilter) -> Result<SubscriberPage> {
+        self.page_of_subscribers(filter).await
+    }
+
+    async fn count_subscribers(&self, filter: &SubscriberFilter) -> Result<u64> {
+        self.count_of_subscribers(filter).await
+    }
+
+    async fn edit_subscriber(
+        &self,
+        id: i64,
+        edit: &SubscriberEdit,
+        now: Timestamp,
+    ) -> Result<EditOutcome> {
+        self.edit(id, edit, now).await
+    }
+
+    async fn subscriber_deliveries(&self, id: i64, limit: u32) -> Result<Vec<SubscriberDelivery>> {
+        self.deliveries_of_subscriber(id, limit).await
     }
 
     async fn create_subscriber(&self, s: &ValidSubscriber, now: Timestamp) -> Result<i64> {

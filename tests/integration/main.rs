@@ -23,4 +23,6 @@ mod sms;
 mod social;
 mod status;
 mod store;
+mod store_subscribers;
+mod subscribers;
 mod telegram;

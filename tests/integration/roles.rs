@@ -49,6 +49,12 @@ async fn every_endpoint_answers_each_kind_of_caller_as_documented() {
         (Method::GET, "/api/v1/subscribers", Needs::Subscribers),
         (Method::POST, "/api/v1/subscribers", Needs::Subscribers),
         (Method::GET, "/api/v1/subscribers/999", Needs::Subscribers),
+        (Method::PATCH, "/api/v1/subscribers/999", Needs::Subscribers),
+        (
+            Method::GET,
+            "/api/v1/subscribers/999/deliveries",
+            Needs::Subscribers,
+        ),
         (
             Method::DELETE,
             "/api/v1/subscribers/999",

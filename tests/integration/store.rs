@@ -19,7 +19,11 @@ fn later(seconds: i64) -> Timestamp {
     now() + SignedDuration::from_secs(seconds)
 }
 
-async fn subscriber(store: &Arc<dyn Store>, name: &str, emails: &[&str]) -> (i64, Vec<i64>) {
+pub(crate) async fn subscriber(
+    store: &Arc<dyn Store>,
+    name: &str,
+    emails: &[&str],
+) -> (i64, Vec<i64>) {
     let spec: SubscriberSpec = serde_json::from_value(serde_json::json!({
         "name": name, "addresses": {"email": emails}, "subscriptions": [{}]
     }))
@@ -33,7 +37,7 @@ async fn subscriber(store: &Arc<dyn Store>, name: &str, emails: &[&str]) -> (i64
 }
 
 /// An incident with `updates` updates, one message each, delivered to every address given.
-async fn seed(
+pub(crate) async fn seed(
     store: &Arc<dyn Store>,
     updates: usize,
     addresses: &[(i64, &str)],

@@ -254,6 +254,35 @@ pub struct SubscriberSpec {
     pub subscriptions: Vec<Subscription>,
 }
 
+/// An edit of a subscriber, as the API's `PATCH` body writes it: a field left out stays as it is.
+/// `addresses` names the channels it changes, each with its whole new list (`null` or `[]`
+/// removes that channel's addresses); channels not named keep theirs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriberPatch {
+    pub name: Option<String>,
+    pub language: Option<Language>,
+    pub audience: Option<String>,
+    pub addresses: Option<BTreeMap<String, Option<OneOrMany>>>,
+    pub subscriptions: Option<Vec<Subscription>>,
+}
+
+impl SubscriberPatch {
+    /// The names of the fields the edit changes, for the audit log.
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            ("name", self.name.is_some()),
+            ("language", self.language.is_some()),
+            ("audience", self.audience.is_some()),
+            ("addresses", self.addresses.is_some()),
+            ("subscriptions", self.subscriptions.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, given)| given.then_some(field))
+        .collect()
+    }
+}
+
 fn default_audience() -> String {
     "internal".to_owned()
 }

@@ -36,7 +36,13 @@ pub fn routes(state: AppState) -> Router<AppState> {
         )
         .route(
             "/api/v1/subscribers/{id}",
-            get(subscribers::get).delete(subscribers::delete),
+            get(subscribers::get)
+                .patch(subscribers::edit)
+                .delete(subscribers::delete),
+        )
+        .route(
+            "/api/v1/subscribers/{id}/deliveries",
+            get(subscribers::deliveries),
         )
         .route(
             "/api/v1/subscribers/{id}/telegram-invite",

@@ -1,20 +1,23 @@
 //! `/api/v1/subscribers`: who is told, where, about what, and the Telegram invites that bind a
-//! chat to a subscriber. Operators and admins.
+//! chat to a subscriber; the list in pages with a search, edits in place, and each subscriber's
+//! recent deliveries. Operators and admins.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::LINK;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::domain::subscriber::{SubscriberSpec, Subscription};
+use crate::domain::subscriber::{SubscriberPatch, SubscriberSpec, Subscription};
+use crate::store::{MAX_PAGE, SubscriberFilter};
 use crate::web::body::{json, read};
 use crate::web::error::ApiError;
-use crate::web::extract::Path;
+use crate::web::extract::{Path, Query};
 use crate::web::service;
 use crate::web::{AppState, require};
 use std::sync::Arc;
@@ -117,14 +120,93 @@ pub async fn create(
     ))
 }
 
+/// How many subscribers a page holds when the query does not say.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// The query of `GET /api/v1/subscribers`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    /// At most this many (default 100, at most 500; more is read as 500).
+    pub limit: Option<u32>,
+    /// Only subscribers whose id is above this one: the `next` of the page before.
+    pub after: Option<i64>,
+    /// Text the name, the audience, an address or a matcher contains (ASCII letters of either
+    /// case alike; `%` and `_` are plain characters); at most 200 characters.
+    pub q: Option<String>,
+}
+
+/// `GET /api/v1/subscribers`: a page in id order, `next` the cursor of the page after (`null` on
+/// the last), also given as a `Link: <…>; rel="next"` header.
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
+    Query(query): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Permission::Subscribers)?;
-    let rows = state.store.subscribers().await?;
-    let list: Vec<SubscriberJson> = rows.into_iter().map(SubscriberJson::from).collect();
-    Ok(Json(serde_json::json!({ "subscribers": list })))
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let filter = SubscriberFilter {
+        q: query.q.clone(),
+        kind: None,
+        after: query.after,
+        before: None,
+        limit,
+    };
+    let page = service::subscribers::page(&state, filter).await?;
+    let list: Vec<SubscriberJson> = page.rows.into_iter().map(SubscriberJson::from).collect();
+    let mut response_headers = HeaderMap::new();
+    if let Some(next) = page.next {
+        let mut link = url::form_urlencoded::Serializer::new(String::new());
+        link.append_pair("limit", &limit.to_string());
+        link.append_pair("after", &next.to_string());
+        if let Some(q) = query.q.as_deref().filter(|q| !q.trim().is_empty()) {
+            link.append_pair("q", q);
+        }
+        let value = format!("</api/v1/subscribers?{}>; rel=\"next\"", link.finish());
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response_headers.insert(LINK, value);
+        }
+    }
+    Ok((
+        response_headers,
+        Json(serde_json::json!({ "subscribers": list, "next": page.next })),
+    ))
+}
+
+/// `PATCH /api/v1/subscribers/{id}`: an edit in place; the fields left out stay as they are.
+pub async fn edit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = require(&state, &headers, Permission::Subscribers)?;
+    let bytes = read(&headers, body, state.max_body_bytes).await?;
+    let patch: SubscriberPatch = json(&headers, &bytes)?;
+    let row = service::subscribers::edit(&state, id, patch, &who.name, Timestamp::now()).await?;
+    Ok(Json(SubscriberJson::from(row)))
+}
+
+/// The query of `GET /api/v1/subscribers/{id}/deliveries`.
+#[derive(Debug, Default, Deserialize)]
+pub struct DeliveriesQuery {
+    /// At most this many, newest first (default 50, at most 500).
+    pub limit: Option<u32>,
+}
+
+/// `GET /api/v1/subscribers/{id}/deliveries`: the latest deliveries to the subscriber's
+/// addresses, newest first.
+pub async fn deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Query(query): Query<DeliveriesQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = require(&state, &headers, Permission::Subscribers)?;
+    let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let (_, rows) = service::subscribers::deliveries(&state, id, limit, &who).await?;
+    Ok(Json(
+        serde_json::json!({ "subscriber": id, "deliveries": rows }),
+    ))
 }
 
 pub async fn get(

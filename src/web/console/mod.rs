@@ -250,6 +250,11 @@ pub fn routes() -> axum::Router<AppState> {
             "/console/subscribers",
             get(subscribers::subscribers).post(subscribers::subscriber_create),
         )
+        .route("/console/subscribers/{id}", get(subscribers::subscriber))
+        .route(
+            "/console/subscribers/{id}/edit",
+            post(subscribers::subscriber_edit),
+        )
         .route(
             "/console/subscribers/{id}/delete",
             post(subscribers::subscriber_delete),

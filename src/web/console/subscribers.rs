@@ -3,43 +3,143 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use jiff::Timestamp;
+use serde::Deserialize;
 
 use super::session::redirect;
 use super::{Form, allowed, error_page, field, json, page, posted};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
+use crate::store::{SubscriberFilter, SubscriberKind, SubscriberOrigin};
 use crate::web::AppState;
 use crate::web::api::subscribers::SubscriberJson;
 use crate::web::client::language;
 use crate::web::error::ApiError;
-use crate::web::extract::Path;
+use crate::web::extract::{Path, query};
 use crate::web::service;
 
-pub async fn subscribers(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// Desks shown on one page of the list.
+const PAGE: u32 = 50;
+
+/// Deliveries shown on a subscriber's page.
+const RECENT_DELIVERIES: u32 = 50;
+
+/// The query of the list: a search and a cursor.
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    q: Option<String>,
+    after: Option<i64>,
+    before: Option<i64>,
+}
+
+/// The list: a page of desks (citizens are counted, not listed: their contacts are theirs to
+/// manage), a search, the count of what the search finds, and the cursors to the pages around.
+pub async fn subscribers(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let lang = language(&state, &headers);
     let v = or_page!(allowed(&state, &headers, &lang, Permission::Subscribers).await);
-    match state.store.subscribers().await {
-        Ok(rows) => {
-            // Citizens are counted, not listed: their contacts are theirs to manage.
-            let (citizens, desks): (Vec<_>, Vec<_>) = rows
-                .into_iter()
-                .partition(|s| s.origin == crate::store::SubscriberOrigin::Citizen);
-            let list: Vec<SubscriberJson> = desks.into_iter().map(SubscriberJson::from).collect();
-            page(
-                &state,
-                &lang,
-                Some(&v),
-                "subscribers",
-                StatusCode::OK,
-                minijinja::context! { subscribers => json(&list), citizens => citizens.len() },
-            )
+    let query: ListQuery = match query(&uri) {
+        Ok(q) => q,
+        Err(e) => return error_page(&state, &lang, Some(&v), e),
+    };
+    let filter = SubscriberFilter {
+        q: query.q.clone(),
+        kind: Some(SubscriberKind::Desk),
+        after: query.after,
+        before: query.before,
+        limit: PAGE,
+    };
+    let page_of = match service::subscribers::page(&state, filter.clone()).await {
+        Ok(p) => p,
+        Err(e) => return error_page(&state, &lang, Some(&v), e.into()),
+    };
+    let citizens = SubscriberFilter {
+        kind: Some(SubscriberKind::Citizen),
+        ..SubscriberFilter::default()
+    };
+    let counts = tokio::try_join!(
+        state.store.count_subscribers(&filter),
+        state.store.count_subscribers(&citizens)
+    );
+    let (total, citizens) = match counts {
+        Ok(n) => n,
+        Err(e) => return error_page(&state, &lang, Some(&v), e.into()),
+    };
+    let list: Vec<SubscriberJson> = page_of.rows.into_iter().map(SubscriberJson::from).collect();
+    let q = query.q.unwrap_or_default();
+    let link = |cursor: &str, id: i64| {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        if !q.trim().is_empty() {
+            query.append_pair("q", &q);
         }
-        Err(e) => error_page(&state, &lang, Some(&v), e.into()),
-    }
+        query.append_pair(cursor, &id.to_string());
+        format!("/console/subscribers?{}", query.finish())
+    };
+    page(
+        &state,
+        &lang,
+        Some(&v),
+        "subscribers",
+        StatusCode::OK,
+        minijinja::context! {
+            subscribers => json(&list),
+            citizens => citizens,
+            total => total,
+            q => &q,
+            next => page_of.next.map(|id| link("after", id)),
+            previous => page_of.previous.map(|id| link("before", id)),
+        },
+    )
 }
+
+/// A subscriber's page: who they are, the form that edits them (for those made here), and
+/// their latest deliveries.
+pub async fn subscriber(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let lang = language(&state, &headers);
+    let v = or_page!(allowed(&state, &headers, &lang, Permission::Subscribers).await);
+    let (row, deliveries) =
+        match service::subscribers::deliveries(&state, id, RECENT_DELIVERIES, &v.principal).await {
+            Ok(found) => found,
+            Err(e) => return error_page(&state, &lang, Some(&v), e.into()),
+        };
+    if row.origin == SubscriberOrigin::Citizen {
+        let e = ApiError::Forbidden(format!(
+            "subscriber {id} is a citizen who subscribed from the status page: their contacts are theirs to manage"
+        ));
+        return error_page(&state, &lang, Some(&v), e);
+    }
+    let mut by_channel = serde_json::Map::new();
+    for channel in EDITABLE {
+        let list: Vec<&str> = row
+            .addresses
+            .iter()
+            .filter(|a| a.channel == channel)
+            .map(|a| a.address.as_str())
+            .collect();
+        by_channel.insert(channel.as_str().to_owned(), list.join("\n").into());
+    }
+    page(
+        &state,
+        &lang,
+        Some(&v),
+        "subscriber",
+        StatusCode::OK,
+        minijinja::context! {
+            subscriber => json(&SubscriberJson::from(row)),
+            addresses => json(&by_channel),
+            channels => EDITABLE.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            deliveries => json(&deliveries),
+        },
+    )
+}
+
+/// The channels whose addresses the console's forms write.
+const EDITABLE: [ChannelKind; 3] = [ChannelKind::Email, ChannelKind::Sms, ChannelKind::Telegram];
 
 /// Addresses typed one per line or separated by commas.
 fn list_field(form: &Form, name: &str) -> Vec<String> {
@@ -98,6 +198,75 @@ pub async fn subscriber_delete(
     let (v, _) = or_page!(posted(&state, &headers, &lang, Permission::Subscribers, body).await);
     match service::subscribers::delete(&state, id, &v.principal.name).await {
         Ok(()) => redirect("/console/subscribers"),
+        Err(e) => error_page(&state, &lang, Some(&v), e.into()),
+    }
+}
+
+/// Matchers typed one per line.
+fn matchers_field(form: &Form, name: &str) -> Vec<String> {
+    field(form, name)
+        .lines()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The subscriptions of the edit form: each one shown (`sub<i>_…`) unless its "remove" box is
+/// ticked, and the new one when it has matchers or its "add" box is ticked.
+fn subscriptions_field(form: &Form) -> Vec<serde_json::Value> {
+    let shown: usize = field(form, "subs").parse().unwrap_or(0);
+    let mut out = Vec::new();
+    let read = |prefix: &str| {
+        let channels: Vec<String> = list_field(form, &format!("{prefix}_channels"));
+        serde_json::json!({
+            "matchers": matchers_field(form, &format!("{prefix}_matchers")),
+            "min_severity": Some(field(form, &format!("{prefix}_min_severity"))).filter(|s| !s.is_empty()).unwrap_or("info"),
+            "channels": channels,
+        })
+    };
+    for i in 0..shown.min(100) {
+        if field(form, &format!("sub{i}_remove")).is_empty() {
+            out.push(read(&format!("sub{i}")));
+        }
+    }
+    if !matchers_field(form, "new_matchers").is_empty() || !field(form, "new_add").is_empty() {
+        out.push(read("new"));
+    }
+    out
+}
+
+/// The edit form: every field it shows is written (the addresses of email, SMS and Telegram
+/// whole), checked as the API's `PATCH` checks them.
+pub async fn subscriber_edit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Response {
+    let lang = language(&state, &headers);
+    let (v, form) = or_page!(posted(&state, &headers, &lang, Permission::Subscribers, body).await);
+    let mut addresses = serde_json::Map::new();
+    for channel in EDITABLE {
+        addresses.insert(
+            channel.as_str().to_owned(),
+            list_field(&form, channel.as_str()).into(),
+        );
+    }
+    let patch = serde_json::json!({
+        "name": field(&form, "name"),
+        // An emptied field keeps what was stored.
+        "audience": Some(field(&form, "audience").trim()).filter(|a| !a.is_empty()),
+        "language": Some(field(&form, "language").trim()).filter(|l| !l.is_empty()),
+        "addresses": addresses,
+        "subscriptions": subscriptions_field(&form),
+    });
+    let patch = match serde_json::from_value(patch) {
+        Ok(p) => p,
+        Err(e) => return error_page(&state, &lang, Some(&v), ApiError::bad(e.to_string())),
+    };
+    match service::subscribers::edit(&state, id, patch, &v.principal.name, Timestamp::now()).await {
+        Ok(_) => redirect(&format!("/console/subscribers/{id}")),
         Err(e) => error_page(&state, &lang, Some(&v), e.into()),
     }
 }
