@@ -431,68 +431,65 @@ async fn health_readiness_and_metrics() {
     }
 }
 
-/// The configuration files shipped in `config/` stay valid: the example deployment (with its
-/// secrets provided) and the tour.
+/// The configuration files shipped in `config/` check out as their headers say, from the
+/// repository's root and with nothing else given: the example deployment with the fake secrets
+/// of `config/example-secrets/` (which `serve` refuses), and the tour with its one token.
 #[test]
 fn shipped_example_configurations_are_valid() {
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
-    for name in [
-        "banditore-alertmanager",
-        "banditore-kuma",
-        "banditore-grafana-hmac",
-        "banditore-smtp",
-        "banditore-secret-key",
-        "banditore-skebby",
-        "banditore-twilio",
-        "banditore-mastodon",
-        "banditore-bluesky",
-        "banditore-x-consumer",
-        "banditore-x-token",
-        "banditore-facebook",
-    ] {
-        std::fs::write(
-            secrets.join(name),
-            format!("{name}-secret-value-0123456789\n"),
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Nothing from the developer's environment may make the file pass.
+    let clean = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_banditore"));
+        cmd.args(args).current_dir(root);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("BANDITORE") || k == "RUST_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("run banditore");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
         )
-        .unwrap();
-    }
-    std::fs::write(
-        secrets.join("banditore-telegram"),
-        "123456789:AAE-banditore-telegram-token\n",
-    )
-    .unwrap();
-    let templates = dir.path().join("templates");
-    std::fs::create_dir_all(&templates).unwrap();
-    let root = env!("CARGO_MANIFEST_DIR");
-    let example = std::fs::read_to_string(format!("{root}/config/example.toml"))
-        .unwrap()
-        .replace("/run/secrets/", &format!("{}/", secrets.display()))
-        .replace("/etc/banditore/templates", &templates.display().to_string())
-        .replace("/var/lib/banditore/", &format!("{}/", dir.path().display()));
-    let config = dir.path().join("example.toml");
-    std::fs::write(&config, example).unwrap();
-    let env = [
-        ("BANDITORE_OPERATOR_TOKEN", "operator-token-0123456789"),
-        ("BANDITORE_ADMIN_TOKEN", "admin-token-0123456789"),
-    ];
-    let (code, out, err) = banditore(
-        dir.path(),
-        &["--config", config.to_str().unwrap(), "check-config"],
-        &env,
+    };
+    let header = std::fs::read_to_string(root.join("config/example.toml")).unwrap();
+    assert!(
+        header.contains("#   banditore check-config --config config/example.toml\n"),
+        "the header no longer gives the command this test runs"
     );
+    let (code, out, err) = clean(&["check-config", "--config", "config/example.toml"], &[]);
     assert_eq!(code, 0, "{out}{err}");
     // Five declared, the public Telegram channel, the four social accounts and the status page.
     assert!(out.contains("11 subscriber(s) from config"), "{out}");
+    assert!(out.contains("4 token(s)"), "{out}");
+    // Every secret of the example is one of the fake files, and each is named as such.
+    let secrets = std::fs::read_dir(root.join("config/example-secrets")).unwrap();
+    for file in secrets {
+        let name = file.unwrap().file_name().into_string().unwrap();
+        assert!(
+            err.contains(&format!(
+                "config/example-secrets/{name} holds an example value"
+            )),
+            "{name} is not warned about:\n{err}"
+        );
+    }
 
-    let tour = format!("{root}/config/tour.toml");
-    let (code, out, err) = banditore(
-        dir.path(),
-        &["--config", &tour, "check-config"],
+    // Started on them, the service would answer to an admin token anyone can read here.
+    let (code, out, err) = clean(&["serve", "--config", "config/example.toml"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("auth.tokens[3].token_file: config/example-secrets/banditore-admin"),
+        "{err}"
+    );
+
+    let (code, out, err) = clean(
+        &["check-config", "--config", "config/tour.toml"],
         &[("BANDITORE_TOKEN", "tour-token-0123456789abcdef")],
     );
     assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 token(s), 1 subscriber(s)"), "{out}");
 }
 
 /// `banditore user …` with `password` on standard input.
