@@ -431,6 +431,66 @@ async fn health_readiness_and_metrics() {
     }
 }
 
+/// The gauges the alerting rules (`monitoring/`) read: with the mail server unreachable, the
+/// outbox's backlog ages while the signal behind it is processed at once, and the only process
+/// on SQLite leads.
+#[tokio::test]
+async fn metrics_tell_the_backlogs_age_and_who_leads() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Retried every second at most, the delivery is not failed for the test's length.
+    let app = TestApp::spawn_on(closed, "", &[("BANDITORE__OUTBOX__MAX_ATTEMPTS", "100")]).await;
+    app.subscribe(serde_json::json!({"name": "x", "addresses": {"email": "x@asl.example"}, "subscriptions": [{}]})).await;
+    let scrape = || async { app.get("/metrics", None).await.text().await.unwrap() };
+    let value = |metrics: &str, series: &str| {
+        metrics.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let idle = scrape().await;
+    assert_eq!(value(&idle, "banditore_leader"), Some(1.0), "{idle}");
+    for channel in ["email", "sms", "telegram"] {
+        let series = format!("banditore_outbox_oldest_unsent_seconds{{channel=\"{channel}\"}}");
+        assert_eq!(value(&idle, &series), Some(0.0), "{idle}");
+    }
+    let body = alertmanager("firing", "CupDown", &[("service", "cup")], "CUP giù");
+    let resp = app
+        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+        .await;
+    assert_eq!(resp.status(), 202);
+    let email = "banditore_outbox_oldest_unsent_seconds{channel=\"email\"}";
+    let stuck = eventually(scrape, |m| value(m, email).is_some_and(|age| age >= 2.0)).await;
+    assert_eq!(
+        value(&stuck, "banditore_signals_oldest_unprocessed_seconds"),
+        Some(0.0),
+        "{stuck}"
+    );
+    assert_eq!(value(&stuck, "banditore_signals_unprocessed"), Some(0.0));
+    let pending = value(
+        &stuck,
+        "banditore_deliveries{channel=\"email\",state=\"pending\"}",
+    );
+    let sending = value(
+        &stuck,
+        "banditore_deliveries{channel=\"email\",state=\"sending\"}",
+    );
+    assert_eq!(
+        pending.unwrap_or(0.0) + sending.unwrap_or(0.0),
+        1.0,
+        "{stuck}"
+    );
+    // The age is the time waited, not a count: it keeps growing while nothing goes out.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let later = scrape().await;
+    assert!(value(&later, email) > value(&stuck, email), "{later}");
+}
+
 /// The configuration files shipped in `config/` check out as their headers say, from the
 /// repository's root and with nothing else given: the example deployment with the fake secrets
 /// of `config/example-secrets/` (which `serve` refuses), and the tour with its one token.
