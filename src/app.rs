@@ -630,6 +630,7 @@ impl Ground<'_> {
         let windows = flow.windows.clone();
         AppState {
             pauses: channels.pauses.clone(),
+            leadership: self.leadership.clone(),
             citizens,
             store: store.clone(),
             auth: Arc::new(Authenticator::new(&v.tokens, &v.hmac)),

@@ -171,6 +171,15 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
+            // The repository's example secrets are public: a service started on them would take
+            // anyone's signals and API calls.
+            if matches!(cli.command, Command::Serve)
+                && !validated.settings.example_secrets.is_empty()
+            {
+                print_problems(&validated.settings.example_secrets);
+                eprintln!("the example secrets are public: give the service secrets of its own");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             let format = match cli.log_format {
                 Some(Format::Json) => LogFormat::Json,
                 Some(Format::Text) => LogFormat::Text,

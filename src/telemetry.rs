@@ -98,6 +98,18 @@ fn describe() {
     );
     describe_gauge!("banditore_deliveries", "Deliveries by channel and state.");
     describe_gauge!(
+        "banditore_outbox_oldest_unsent_seconds",
+        "Age of the channel's oldest delivery not yet sent (pending or sending); 0 when none."
+    );
+    describe_gauge!(
+        "banditore_signals_oldest_unprocessed_seconds",
+        "Age of the oldest signal not yet applied to incidents; 0 when none."
+    );
+    describe_gauge!(
+        "banditore_leader",
+        "1 on the replica holding the leader lease (the pipeline, the probes' verdicts), 0 elsewhere."
+    );
+    describe_gauge!(
         "banditore_store_up",
         "1 when the store answered the last scrape."
     );

@@ -4,8 +4,11 @@
 //! README, the other top-level documents and the book must lead to a file that exists, and to a
 //! heading that exists when it names one. ARCHITECTURE.md's code map must name every file of
 //! `src/`, `tests/` (but fixtures) and `benches/`, and no file that does not exist; its floors
-//! must be those `tests/architecture.rs` enforces. A small test target of its own: it needs
-//! neither the binary nor a database.
+//! must be those `tests/architecture.rs` enforces. The metrics reference
+//! (`docs/src/reference/metrics.md`) must name every metric the code emits and no other, and the
+//! alerting rules and the dashboard of `monitoring/` may use only metrics it names; every alert
+//! has its runbook section in `docs/src/operations/monitoring.md`. A small test target of its
+//! own: it needs neither the binary nor a database.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -437,4 +440,129 @@ fn the_floors_here_are_the_architecture_tests_floors() {
         "ARCHITECTURE.md's floors (numbered from 1 at the bottom) differ from FLOORS in \
          tests/architecture.rs"
     );
+}
+
+/// The metrics the reference documents: the inline code at the start of each row of its tables.
+fn documented_metrics() -> BTreeSet<String> {
+    let row = Regex::new(r"(?m)^\| `(banditore_[a-z0-9_]+)` \|").unwrap();
+    let text = read(&root().join("docs/src/reference/metrics.md"));
+    row.captures_iter(&text).map(|c| c[1].to_owned()).collect()
+}
+
+/// Every `banditore_…` name a file of queries uses, as documented: a histogram's series
+/// (`_bucket`, `_sum`, `_count`) are read as the histogram's name.
+fn metrics_named(text: &str, documented: &BTreeSet<String>) -> BTreeSet<String> {
+    let name = Regex::new(r"banditore_[a-z0-9_]*[a-z0-9]").unwrap();
+    name.find_iter(text)
+        .map(|m| {
+            let n = m.as_str();
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|s| n.strip_suffix(s))
+                .find(|base| documented.contains(*base))
+                .unwrap_or(n)
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn the_metrics_reference_names_every_metric_the_code_emits_and_no_other() {
+    fn walk(dir: &Path, out: &mut String) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push_str(&read(&path));
+            }
+        }
+    }
+    let mut code = String::new();
+    walk(&root().join("src"), &mut code);
+    let emitted =
+        Regex::new(r#"(?:gauge|counter|histogram)!\(\s*"(banditore_[a-z0-9_]+)""#).unwrap();
+    let emitted: BTreeSet<String> = emitted
+        .captures_iter(&code)
+        .map(|c| c[1].to_owned())
+        .collect();
+    let documented = documented_metrics();
+    let undocumented: Vec<_> = emitted.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "metrics the code emits that docs/src/reference/metrics.md does not document: {undocumented:?}"
+    );
+    let gone: Vec<_> = documented.difference(&emitted).collect();
+    assert!(
+        gone.is_empty(),
+        "metrics docs/src/reference/metrics.md documents that no code emits: {gone:?}"
+    );
+}
+
+#[test]
+fn the_alerting_rules_and_the_dashboard_use_documented_metrics_only() {
+    let documented = documented_metrics();
+    for file in [
+        "monitoring/alerts.yml",
+        "monitoring/alerts.test.yml",
+        "monitoring/dashboard.json",
+    ] {
+        let used = metrics_named(&read(&root().join(file)), &documented);
+        let unknown: Vec<_> = used.difference(&documented).collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} uses metrics docs/src/reference/metrics.md does not document: {unknown:?}"
+        );
+    }
+}
+
+#[test]
+fn every_alert_waits_has_a_severity_and_a_runbook_section() {
+    let rules = read(&root().join("monitoring/alerts.yml"));
+    let runbooks = anchors(&read(&root().join("docs/src/operations/monitoring.md")));
+    let alert = Regex::new(r"(?m)^\s*- alert: (\w+)$").unwrap();
+    let starts: Vec<_> = alert.captures_iter(&rules).collect();
+    assert!(starts.len() >= 8, "only {} alerts", starts.len());
+    for (i, c) in starts.iter().enumerate() {
+        let name = &c[1];
+        let from = c.get(0).unwrap().start();
+        let to = starts
+            .get(i + 1)
+            .map_or(rules.len(), |n| n.get(0).unwrap().start());
+        let rule = &rules[from..to];
+        for needed in ["expr:", "for:", "severity:", "summary:", "description:"] {
+            assert!(rule.contains(needed), "{name} has no `{needed}`");
+        }
+        let anchor = name.to_lowercase();
+        let url = format!("runbook_url: \"docs/src/operations/monitoring.md#{anchor}\"");
+        assert!(rule.contains(&url), "{name}'s runbook_url is not `{url}`");
+        assert!(
+            runbooks.contains(&anchor),
+            "docs/src/operations/monitoring.md has no `### {name}` runbook section"
+        );
+    }
+}
+
+#[test]
+fn the_dashboard_asks_for_its_prometheus_at_import() {
+    let text = read(&root().join("monitoring/dashboard.json"));
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    assert_eq!(dashboard["__inputs"][0]["name"], "DS_PROMETHEUS");
+    assert!(dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 39));
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut queries = 0;
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        let title = &panel["title"];
+        assert_eq!(panel["datasource"]["uid"], "${DS_PROMETHEUS}", "{title}");
+        for target in panel["targets"].as_array().expect("targets") {
+            assert_eq!(target["datasource"]["uid"], "${DS_PROMETHEUS}", "{title}");
+            assert!(
+                target["expr"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("banditore_"))
+            );
+            queries += 1;
+        }
+    }
+    assert!(queries >= 20, "{queries} queries");
 }

@@ -89,7 +89,13 @@ pub(crate) fn load_with_env(
             return (None, vec![Problem::new(origin, e.to_string())]);
         }
     };
-    deserialize_collecting(tree, &defaults)
+    let examples = super::secret::example_secret_files(&tree);
+    let (settings, problems) = deserialize_collecting(tree, &defaults);
+    let settings = settings.map(|mut s| {
+        s.example_secrets = examples;
+        s
+    });
+    (settings, problems)
 }
 
 /// Deserializes, and on a type error records it, puts the default (or nothing) in place of the

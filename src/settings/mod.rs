@@ -21,7 +21,7 @@ use crate::domain::Severity;
 use crate::domain::subscriber::{Language, SubscriberSpec};
 
 pub use load::{Problem, load};
-pub use secret::{Secret, SecretSource};
+pub use secret::{EXAMPLE_MARKER, Secret, SecretSource};
 pub use section::ChannelSection;
 pub use validate::{
     ChannelKeys, HmacKey, TokenKey, Validated, load_and_validate, redact_url, validate,
@@ -122,6 +122,10 @@ pub struct Settings {
     pub probes: Vec<ProbeSpec>,
     pub maintenance: Vec<MaintenanceSpec>,
     pub status: StatusSettings,
+    /// Secret files still holding the repository's example values, found at loading:
+    /// `check-config` warns of them and `serve` refuses them.
+    #[serde(skip)]
+    pub example_secrets: Vec<Problem>,
 }
 
 word_enum! {

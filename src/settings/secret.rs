@@ -2,11 +2,23 @@
 //!
 //! A secret can be written inline, read from a file (`*_file`, the usual way with container
 //! secrets) or read from a named environment variable (`*_env`). Exactly one of the three is given.
+//!
+//! The example deployment (`config/example.toml`) reads clearly fake secrets from
+//! `config/example-secrets/`, so that it checks out on a fresh clone. A service started on them
+//! would answer to an admin token anyone can read in the repository: every secret file whose
+//! value still carries [`EXAMPLE_MARKER`] is found at loading ([`example_secret_files`]), warned
+//! about by `check-config`, and refused by `serve`.
 
 use std::fmt;
 use std::path::PathBuf;
 
+use config::{Value, ValueKind};
 use serde::Deserialize;
+
+use super::Problem;
+
+/// What every example secret shipped in `config/example-secrets/` carries.
+pub const EXAMPLE_MARKER: &str = "EXAMPLE-replace-me";
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -76,6 +88,51 @@ impl SecretSource {
     }
 }
 
+/// Every `*_file` key of the loaded configuration whose file holds an example value, as a
+/// problem on that key. A file that cannot be read is left to validation, which names it.
+pub fn example_secret_files(tree: &Value) -> Vec<Problem> {
+    let mut found = Vec::new();
+    walk(tree, String::new(), &mut found);
+    // Tables come in no particular order: the same configuration is reported the same way.
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
+}
+
+fn walk(node: &Value, path: String, found: &mut Vec<Problem>) {
+    match &node.kind {
+        ValueKind::Table(table) => {
+            for (key, value) in table {
+                let at = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                if let (true, ValueKind::String(file)) = (key.ends_with("_file"), &value.kind) {
+                    let example = std::fs::read_to_string(file)
+                        .is_ok_and(|content| content.contains(EXAMPLE_MARKER));
+                    if example {
+                        found.push(Problem::new(
+                            at,
+                            format!(
+                                "{file} holds an example value ({EXAMPLE_MARKER}…), which \
+                                 `serve` refuses"
+                            ),
+                        ));
+                    }
+                } else {
+                    walk(value, at, found);
+                }
+            }
+        }
+        ValueKind::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk(item, format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +194,35 @@ mod tests {
                 .contains("BANDITORE_TEST_SURELY_UNSET")
         );
         assert_eq!(SecretSource::default().resolve("token"), Ok(None));
+    }
+
+    #[test]
+    fn secret_files_with_example_values_are_found_by_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let example = dir.path().join("example");
+        std::fs::write(&example, format!("{EXAMPLE_MARKER}-token-0000\n")).unwrap();
+        let real = dir.path().join("real");
+        std::fs::write(&real, "a-real-token-0123456789\n").unwrap();
+        let toml = format!(
+            "[channels.email]\npassword_file = {:?}\n\n[[auth.tokens]]\nname = \"a\"\n\
+             token_file = {:?}\n\n[[auth.tokens]]\nname = \"b\"\ntoken_file = {:?}\n\
+             [server]\nsecret_key_file = \"/nonexistent/banditore\"\n",
+            example.display(),
+            real.display(),
+            example.display(),
+        );
+        let tree = config::Config::builder()
+            .add_source(config::File::from_str(&toml, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize::<Value>()
+            .unwrap();
+        let found = example_secret_files(&tree);
+        let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["auth.tokens[1].token_file", "channels.email.password_file"]
+        );
+        assert!(found[0].message.contains("`serve` refuses"), "{found:?}");
     }
 }

@@ -91,7 +91,7 @@ pub fn validate(
     channels: &[&dyn ChannelSection],
 ) -> Result<Validated, Vec<Problem>> {
     let mut problems = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings = settings.example_secrets.clone();
     let mut push = |path: &str, msg: String| problems.push(Problem::new(path, msg));
 
     let (time_zone, secret_key) = validate_server(&settings, &mut warnings, &mut push);

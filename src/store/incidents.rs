@@ -181,7 +181,12 @@ pub struct Counts {
     pub open_incidents: i64,
     /// (channel, state) → number of deliveries, drafts' notices included.
     pub deliveries: BTreeMap<(String, String), i64>,
+    /// channel → when its oldest delivery not yet sent (pending or sending) was written;
+    /// channels with none are absent.
+    pub oldest_unsent: BTreeMap<String, Timestamp>,
     pub unprocessed_signals: i64,
+    /// When the oldest signal not yet applied to incidents arrived.
+    pub oldest_unprocessed_signal: Option<Timestamp>,
 }
 
 /// Reads of incidents and what was sent about them.

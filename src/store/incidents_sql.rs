@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use jiff::Timestamp;
 use sqlx::Row;
 
 use super::rows::{
@@ -77,26 +78,37 @@ impl IncidentReads for SqlStore {
             sqlx::query_scalar("SELECT COUNT(*) FROM incidents WHERE resolved_at IS NULL")
                 .fetch_one(&self.reader)
                 .await?;
-        let unprocessed_signals: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM signals WHERE processed_at IS NULL")
-                .fetch_one(&self.reader)
-                .await?;
+        let signals = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM signals \
+             WHERE processed_at IS NULL",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        // One pass over the table gives the counts and, per channel, the oldest delivery still
+        // to send: the outbox's backlog age costs no second scan.
         let rows = sqlx::query(
-            "SELECT channel, state, COUNT(*) AS n FROM deliveries GROUP BY channel, state",
+            "SELECT channel, state, COUNT(*) AS n, \
+             MIN(CASE WHEN state IN ('pending', 'sending') THEN created_at END) AS oldest \
+             FROM deliveries GROUP BY channel, state",
         )
         .fetch_all(&self.reader)
         .await?;
         let mut deliveries = BTreeMap::new();
+        let mut oldest_unsent: BTreeMap<String, Timestamp> = BTreeMap::new();
         for row in rows {
-            deliveries.insert(
-                (row.try_get("channel")?, row.try_get("state")?),
-                row.try_get("n")?,
-            );
+            let channel: String = row.try_get("channel")?;
+            if let Some(oldest) = opt_ts(row.try_get("oldest")?)? {
+                let entry = oldest_unsent.entry(channel.clone()).or_insert(oldest);
+                *entry = (*entry).min(oldest);
+            }
+            deliveries.insert((channel, row.try_get("state")?), row.try_get("n")?);
         }
         Ok(Counts {
             open_incidents,
             deliveries,
-            unprocessed_signals,
+            oldest_unsent,
+            unprocessed_signals: signals.try_get("n")?,
+            oldest_unprocessed_signal: opt_ts(signals.try_get("oldest")?)?,
         })
     }
 }

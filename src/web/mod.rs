@@ -86,6 +86,8 @@ pub struct AppState {
     pub citizens: Arc<crate::citizen::Citizens>,
     /// Channels paused because their credentials were refused.
     pub pauses: crate::outbox::Pauses,
+    /// Whether this replica leads, for `/metrics`.
+    pub leadership: crate::cluster::Leadership,
 }
 
 pub use api::probes::Probes;

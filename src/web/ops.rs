@@ -1,13 +1,14 @@
 //! Operations endpoints: `/healthz` (the process answers), `/readyz` (the store answers; the
 //! body also names every channel paused because its credentials were refused, while the status
 //! stays 200: the replica still takes signals and sends on its other channels), `/metrics`
-//! (Prometheus text format).
+//! (Prometheus text format), whose gauges read from the store are set at each scrape.
 
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use jiff::Timestamp;
 
 use super::AppState;
 
@@ -41,11 +42,24 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 const DELIVERY_STATES: [&str; 6] = ["pending", "sending", "sent", "failed", "gone", "cancelled"];
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Read at each scrape: a lease that ran out without a renewal reads 0 at once.
+    metrics::gauge!("banditore_leader").set(if state.leadership.is_leader() {
+        1.0
+    } else {
+        0.0
+    });
     // Gauges that live in the store are read at scrape time, so they are right after a restart.
     match state.store.counts().await {
         Ok(counts) => {
             metrics::gauge!("banditore_incidents_open").set(counts.open_incidents as f64);
+            let now = Timestamp::now();
+            // Ages in seconds; 0 when nothing waits, so an alert on the age needs no `absent()`.
+            let age = |since: Option<&Timestamp>| {
+                since.map_or(0.0, |t| now.duration_since(*t).as_secs_f64().max(0.0))
+            };
             metrics::gauge!("banditore_signals_unprocessed").set(counts.unprocessed_signals as f64);
+            metrics::gauge!("banditore_signals_oldest_unprocessed_seconds")
+                .set(age(counts.oldest_unprocessed_signal.as_ref()));
             // Every (channel, state) pair is set, zeros included: a state that has emptied must
             // read 0, not the last count it had.
             for channel in crate::domain::subscriber::ChannelKind::ALL {
@@ -55,6 +69,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                     metrics::gauge!("banditore_deliveries", "channel" => channel.as_str(), "state" => delivery_state)
                         .set(n as f64);
                 }
+                metrics::gauge!("banditore_outbox_oldest_unsent_seconds", "channel" => channel.as_str())
+                    .set(age(counts.oldest_unsent.get(channel.as_str())));
             }
             metrics::gauge!("banditore_store_up").set(1.0);
         }

@@ -431,68 +431,125 @@ async fn health_readiness_and_metrics() {
     }
 }
 
-/// The configuration files shipped in `config/` stay valid: the example deployment (with its
-/// secrets provided) and the tour.
+/// The gauges the alerting rules (`monitoring/`) read: with the mail server unreachable, the
+/// outbox's backlog ages while the signal behind it is processed at once, and the only process
+/// on SQLite leads.
+#[tokio::test]
+async fn metrics_tell_the_backlogs_age_and_who_leads() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Retried every second at most, the delivery is not failed for the test's length.
+    let app = TestApp::spawn_on(closed, "", &[("BANDITORE__OUTBOX__MAX_ATTEMPTS", "100")]).await;
+    app.subscribe(serde_json::json!({"name": "x", "addresses": {"email": "x@asl.example"}, "subscriptions": [{}]})).await;
+    let scrape = || async { app.get("/metrics", None).await.text().await.unwrap() };
+    let value = |metrics: &str, series: &str| {
+        metrics.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let idle = scrape().await;
+    assert_eq!(value(&idle, "banditore_leader"), Some(1.0), "{idle}");
+    for channel in ["email", "sms", "telegram"] {
+        let series = format!("banditore_outbox_oldest_unsent_seconds{{channel=\"{channel}\"}}");
+        assert_eq!(value(&idle, &series), Some(0.0), "{idle}");
+    }
+    let body = alertmanager("firing", "CupDown", &[("service", "cup")], "CUP giù");
+    let resp = app
+        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+        .await;
+    assert_eq!(resp.status(), 202);
+    let email = "banditore_outbox_oldest_unsent_seconds{channel=\"email\"}";
+    let stuck = eventually(scrape, |m| value(m, email).is_some_and(|age| age >= 2.0)).await;
+    assert_eq!(
+        value(&stuck, "banditore_signals_oldest_unprocessed_seconds"),
+        Some(0.0),
+        "{stuck}"
+    );
+    assert_eq!(value(&stuck, "banditore_signals_unprocessed"), Some(0.0));
+    let pending = value(
+        &stuck,
+        "banditore_deliveries{channel=\"email\",state=\"pending\"}",
+    );
+    let sending = value(
+        &stuck,
+        "banditore_deliveries{channel=\"email\",state=\"sending\"}",
+    );
+    assert_eq!(
+        pending.unwrap_or(0.0) + sending.unwrap_or(0.0),
+        1.0,
+        "{stuck}"
+    );
+    // The age is the time waited, not a count: it keeps growing while nothing goes out.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let later = scrape().await;
+    assert!(value(&later, email) > value(&stuck, email), "{later}");
+}
+
+/// The configuration files shipped in `config/` check out as their headers say, from the
+/// repository's root and with nothing else given: the example deployment with the fake secrets
+/// of `config/example-secrets/` (which `serve` refuses), and the tour with its one token.
 #[test]
 fn shipped_example_configurations_are_valid() {
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
-    for name in [
-        "banditore-alertmanager",
-        "banditore-kuma",
-        "banditore-grafana-hmac",
-        "banditore-smtp",
-        "banditore-secret-key",
-        "banditore-skebby",
-        "banditore-twilio",
-        "banditore-mastodon",
-        "banditore-bluesky",
-        "banditore-x-consumer",
-        "banditore-x-token",
-        "banditore-facebook",
-    ] {
-        std::fs::write(
-            secrets.join(name),
-            format!("{name}-secret-value-0123456789\n"),
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Nothing from the developer's environment may make the file pass.
+    let clean = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_banditore"));
+        cmd.args(args).current_dir(root);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("BANDITORE") || k == "RUST_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("run banditore");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
         )
-        .unwrap();
-    }
-    std::fs::write(
-        secrets.join("banditore-telegram"),
-        "123456789:AAE-banditore-telegram-token\n",
-    )
-    .unwrap();
-    let templates = dir.path().join("templates");
-    std::fs::create_dir_all(&templates).unwrap();
-    let root = env!("CARGO_MANIFEST_DIR");
-    let example = std::fs::read_to_string(format!("{root}/config/example.toml"))
-        .unwrap()
-        .replace("/run/secrets/", &format!("{}/", secrets.display()))
-        .replace("/etc/banditore/templates", &templates.display().to_string())
-        .replace("/var/lib/banditore/", &format!("{}/", dir.path().display()));
-    let config = dir.path().join("example.toml");
-    std::fs::write(&config, example).unwrap();
-    let env = [
-        ("BANDITORE_OPERATOR_TOKEN", "operator-token-0123456789"),
-        ("BANDITORE_ADMIN_TOKEN", "admin-token-0123456789"),
-    ];
-    let (code, out, err) = banditore(
-        dir.path(),
-        &["--config", config.to_str().unwrap(), "check-config"],
-        &env,
+    };
+    let header = std::fs::read_to_string(root.join("config/example.toml")).unwrap();
+    assert!(
+        header.contains("#   banditore check-config --config config/example.toml\n"),
+        "the header no longer gives the command this test runs"
     );
+    let (code, out, err) = clean(&["check-config", "--config", "config/example.toml"], &[]);
     assert_eq!(code, 0, "{out}{err}");
     // Five declared, the public Telegram channel, the four social accounts and the status page.
     assert!(out.contains("11 subscriber(s) from config"), "{out}");
+    assert!(out.contains("4 token(s)"), "{out}");
+    // Every secret of the example is one of the fake files, and each is named as such.
+    let secrets = std::fs::read_dir(root.join("config/example-secrets")).unwrap();
+    for file in secrets {
+        let name = file.unwrap().file_name().into_string().unwrap();
+        assert!(
+            err.contains(&format!(
+                "config/example-secrets/{name} holds an example value"
+            )),
+            "{name} is not warned about:\n{err}"
+        );
+    }
 
-    let tour = format!("{root}/config/tour.toml");
-    let (code, out, err) = banditore(
-        dir.path(),
-        &["--config", &tour, "check-config"],
+    // Started on them, the service would answer to an admin token anyone can read here.
+    let (code, out, err) = clean(&["serve", "--config", "config/example.toml"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("auth.tokens[3].token_file: config/example-secrets/banditore-admin"),
+        "{err}"
+    );
+
+    let (code, out, err) = clean(
+        &["check-config", "--config", "config/tour.toml"],
         &[("BANDITORE_TOKEN", "tour-token-0123456789abcdef")],
     );
     assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 token(s), 1 subscriber(s)"), "{out}");
 }
 
 /// `banditore user …` with `password` on standard input.

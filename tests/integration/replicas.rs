@@ -81,6 +81,15 @@ async fn sent_by(app: &TestApp) -> u64 {
         .unwrap_or(0.0) as u64
 }
 
+/// What the replica's `banditore_leader` gauge says.
+async fn leads(app: &TestApp) -> Option<bool> {
+    let metrics = app.get("/metrics", None).await.text().await.ok()?;
+    let value = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("banditore_leader "))?;
+    Some(value.trim() == "1")
+}
+
 async fn wait_for_total(smtp: &SmtpServer, total: usize, within: Duration) {
     let deadline = Instant::now() + within;
     while smtp.mails().len() < total {
@@ -184,12 +193,16 @@ async fn leadership_moves_when_the_leader_dies_or_steps_down() {
     .await
     .unwrap();
     let follower = 1 - leader;
+    // `banditore_leader` says the same: the alerting rules count the replicas that lead.
+    assert_eq!(leads(&apps[leader]).await, Some(true));
+    assert_eq!(leads(&apps[follower]).await, Some(false));
     // Killed, the leader's lease (3 s) runs out and the follower takes over.
     apps[leader].kill();
     let killed = Instant::now();
     fire(&apps[follower]).await;
     smtp.wait_for("desk0@asl.example", 1, Duration::from_secs(20));
     let took_over = killed.elapsed();
+    assert_eq!(leads(&apps[follower]).await, Some(true));
     eprintln!("after a kill, the follower led and notified within {took_over:?}");
     assert!(took_over < Duration::from_secs(3 + 3), "{took_over:?}");
     // Stopped cleanly, a leader hands over at once.

@@ -552,8 +552,10 @@ pub async fn old_history_is_pruned_and_open_work_kept(store: Arc<dyn Store>) {
         }
         .normalize(Source::Generic, &Default::default(), now())
     };
+    // The unprocessed one arrived 30 s ago: /metrics reads its age from the store.
+    let waiting_since = Timestamp::from_millisecond(later(-30).as_millisecond()).unwrap();
     let ids = store
-        .insert_signals(&[(now(), signal("a")), (now(), signal("b"))])
+        .insert_signals(&[(now(), signal("a")), (waiting_since, signal("b"))])
         .await
         .unwrap();
     let mut tx = store.begin().await.unwrap();
@@ -561,9 +563,19 @@ pub async fn old_history_is_pruned_and_open_work_kept(store: Arc<dyn Store>) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.oldest_unprocessed_signal, Some(waiting_since));
+    assert!(counts.oldest_unsent.is_empty(), "{counts:?}");
     let (_, addresses) = subscriber(&store, "desk", &["p@asl.example"]).await;
     let (incident, _) = seed(&store, 1, &[(addresses[0], "p@asl.example")]).await;
+    // A delivery waiting to be sent, then being sent, counts in the outbox's backlog age.
+    let written = store.counts().await.unwrap().oldest_unsent["email"];
+    assert!(written > later(-60) && written <= now(), "{written}");
     let claimed = claim(&store, "w", 10).await;
+    assert_eq!(
+        store.counts().await.unwrap().oldest_unsent["email"],
+        written
+    );
     store
         .record_outcomes(
             "w",
@@ -587,7 +599,12 @@ pub async fn old_history_is_pruned_and_open_work_kept(store: Arc<dyn Store>) {
             deliveries: 0
         }
     );
-    assert_eq!(store.counts().await.unwrap().unprocessed_signals, 1);
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.unprocessed_signals, 1);
+    assert!(
+        counts.oldest_unsent.is_empty(),
+        "sent is not waiting: {counts:?}"
+    );
     let mut tx = store.begin().await.unwrap();
     let mut row = tx.incident(incident).await.unwrap().unwrap();
     row.resolved_at = Some(now());
