@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::rows::{
     DELIVERY_COLUMNS, INCIDENT_COLUMNS, alert_from_row, delivery_from_row, incident_from_row,
-    update_from_row,
+    opt_ts, update_from_row,
 };
 use super::sql::SqlStore;
 use super::{
