@@ -26,6 +26,7 @@ pub mod route;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+pub mod tokens;
 pub mod unsubscribe;
 pub mod users;
 pub mod wake;

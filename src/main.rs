@@ -159,7 +159,14 @@ async fn serve(validated: settings::Validated) -> anyhow::Result<()> {
     for w in &validated.warnings {
         tracing::warn!(key = %w.path, "{}", w.message);
     }
-    let app = Application::build(validated).await?;
+    let mut app = Application::build(validated).await?;
+    // Straight to standard output, never to the log, which may be kept (journald) or shipped.
+    if let Some(first_run) = app.take_first_run() {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(first_run.as_bytes());
+        let _ = out.flush();
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     app.run(shutdown).await
