@@ -120,10 +120,9 @@ impl Application {
             .await
             .context("loading the API tokens kept in the store")?;
         let first_run = first_tokens.map(|issued| {
-            let api = listener.local_addr().map_or_else(
-                |_| s.server.public_url.clone(),
-                crate::tokens::local_base,
-            );
+            let api = listener
+                .local_addr()
+                .map_or_else(|_| s.server.public_url.clone(), crate::tokens::local_base);
             crate::tokens::first_run_message(&issued, &api, &s.server.public_url)
         });
         Ok(Application {

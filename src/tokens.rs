@@ -207,10 +207,7 @@ mod tests {
             Ok(vec![Role::Admin, Role::Ingest])
         );
         assert_eq!(parse_roles::<&str>(&[]), Err(TokenError::NoRole));
-        assert_eq!(
-            parse_roles(&["root"]),
-            Err(TokenError::Role("root".into()))
-        );
+        assert_eq!(parse_roles(&["root"]), Err(TokenError::Role("root".into())));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use super::rows::{ms, opt_ts, ts};
 use super::sql::SqlStore;
 use super::{NewToken, Result, TokenRow, TokenStore};
 
-const COLUMNS: &str = "id, name, roles, secret_sha256, created_at, created_by, revoked_at, revoked_by, last_used_at";
+const COLUMNS: &str =
+    "id, name, roles, secret_sha256, created_at, created_by, revoked_at, revoked_by, last_used_at";
 
 fn token_from_row(row: &AnyRow) -> Result<TokenRow> {
     Ok(TokenRow {
@@ -33,11 +34,7 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRow> {
 
 /// Inserts `token` unless a live token has its name (the partial unique index decides, so two
 /// processes inserting at once cannot both succeed); whether it was inserted.
-async fn insert(
-    conn: &mut sqlx::AnyConnection,
-    token: &NewToken,
-    now: Timestamp,
-) -> Result<bool> {
+async fn insert(conn: &mut sqlx::AnyConnection, token: &NewToken, now: Timestamp) -> Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO api_tokens (name, roles, secret_sha256, created_at, created_by)
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -125,7 +122,8 @@ impl TokenStore for SqlStore {
         if ids.is_empty() {
             return Ok(());
         }
-        let list = serde_json::to_string(ids).map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
+        let list =
+            serde_json::to_string(ids).map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.write().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE api_tokens SET last_used_at = $2 WHERE id IN ({})",

@@ -5,9 +5,9 @@ use jiff::Timestamp;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::dialect::Dialect;
 use super::rows::{ms, ts};
 use super::sql::SqlStore;
-use super::dialect::Dialect;
 use super::{Result, SessionRow, UserChange, UserChanged, UserRow, UserStore};
 
 fn roles(text: &str) -> Vec<String> {
