@@ -134,7 +134,7 @@ impl Renderer {
         for lang in ["it", "en"] {
             let user = minijinja::context! {
                 name => "m.rossi", roles => vec!["communicator"], drafts => true,
-                incidents => true, subscribers => true,
+                incidents => true, subscribers => true, admin => true,
             };
             // Every page with the banner of a paused channel.
             let paused = vec![minijinja::context! {

@@ -49,7 +49,7 @@ fn create_folder(path: &Path) -> Result<()> {
 }
 
 async fn open_file(settings: &StoreSettings, path: &Path, lock: Option<File>) -> Result<SqlStore> {
-    let absolute = std::path::absolute(&path)
+    let absolute = std::path::absolute(path)
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
     let file_url = url::Url::from_file_path(&absolute).map_err(|_| {
         StoreError::Unavailable(format!("{} is not a usable path", absolute.display()))

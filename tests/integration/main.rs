@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access;
 mod chats;
 mod citizens;
 mod cli;
@@ -22,4 +23,5 @@ mod sms;
 mod social;
 mod status;
 mod store;
+mod store_access;
 mod telegram;
