@@ -63,6 +63,8 @@ pub struct Application {
     prober: Prober,
     /// Tells the operators when a channel of this replica is paused or resumes.
     notices: crate::outbox::pause::Notices,
+    /// The first start's message, with the tokens it created.
+    first_run: Option<String>,
 }
 
 type TelegramBot = (
@@ -106,6 +108,23 @@ impl Application {
         let listener = TcpListener::bind(s.server.listen)
             .await
             .with_context(|| format!("binding {}", s.server.listen))?;
+        // Made once the address is taken, so that a start that fails does not make tokens
+        // nobody was shown.
+        let first_tokens =
+            crate::tokens::first_start(state.store.as_ref(), v.tokens.len(), Timestamp::now())
+                .await
+                .context("creating the first API tokens")?;
+        state
+            .auth
+            .reload(state.store.as_ref(), Timestamp::now())
+            .await
+            .context("loading the API tokens kept in the store")?;
+        let first_run = first_tokens.map(|issued| {
+            let api = listener
+                .local_addr()
+                .map_or_else(|_| s.server.public_url.clone(), crate::tokens::local_base);
+            crate::tokens::first_run_message(&issued, &api, &s.server.public_url)
+        });
         Ok(Application {
             listener,
             retention: s.store.retention.get(),
@@ -133,7 +152,13 @@ impl Application {
             announcer,
             prober: intake.prober,
             notices,
+            first_run,
         })
+    }
+
+    /// What the first start of a deployment tells its operator (the tokens it created), once.
+    pub fn take_first_run(&mut self) -> Option<String> {
+        self.first_run.take()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -162,6 +187,11 @@ impl Application {
             workers.clone(),
         ));
         let prober = tokio::spawn(self.prober.run(workers.clone()));
+        let tokens = tokio::spawn(web::keep_reloading(
+            self.state.auth.clone(),
+            self.store.clone(),
+            workers.clone(),
+        ));
         let notices = tokio::spawn(self.notices.run(self.state.pauses.clone(), workers.clone()));
         let bot = self.bot.map(|(client, context, webhook)| {
             tokio::spawn(run_bot(
@@ -189,6 +219,7 @@ impl Application {
         let _ = retention.await;
         let _ = approval.await;
         let _ = prober.await;
+        let _ = tokens.await;
         let _ = notices.await;
         if let Some(bot) = bot {
             let _ = bot.await;

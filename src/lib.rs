@@ -27,6 +27,7 @@ pub mod settings;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod tokens;
 pub mod unsubscribe;
 pub mod users;
 pub mod wake;

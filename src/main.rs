@@ -1,5 +1,5 @@
-//! The `banditore` command: serve, check-config, migrate, user, version, and what operators run
-//! beside the service: backup, healthcheck, completions and man.
+//! The `banditore` command: serve, check-config, migrate, user, token, version, and what
+//! operators run beside the service: backup, healthcheck, completions and man.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +48,9 @@ enum Command {
     /// Manage the people who use the web console.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the API tokens kept in the store (those of the configuration are listed too).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print the version.
     Version,
     /// Copy the SQLite store to FILE, consistent while the service runs; FILE must not exist.
@@ -88,9 +91,27 @@ enum UserCommand {
     },
     /// List the users and their roles.
     List,
-    /// Forgive a user's failed console logins so far, on every replica (PostgreSQL: while the
-    /// service runs; SQLite: with it stopped, and a restart forgets them anyway).
+    /// Forgive the failed console logins made so far under a user's name, on every replica at
+    /// once (a client address's own count still runs its course).
     Unlock { username: String },
+}
+
+/// Every user and token command works while the service runs, on SQLite too.
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret, once.
+    Create {
+        /// 1–64 ASCII letters, digits, `.`, `_` or `-`; not a configured token's name.
+        #[arg(long)]
+        name: String,
+        /// ingest, viewer, operator, communicator or admin; repeat or separate with commas.
+        #[arg(long = "role", required = true, value_delimiter = ',')]
+        roles: Vec<String>,
+    },
+    /// List the tokens: name, roles, where from (config or store), created, revoked.
+    List,
+    /// Revoke a stored token: it stops working within 5 seconds on every replica.
+    Revoke { name: String },
 }
 
 const EXIT_CONFIG: u8 = 2;
@@ -160,7 +181,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Serve | Command::Migrate | Command::User(_) => {
+        Command::Serve | Command::Migrate | Command::User(_) | Command::Token(_) => {
             let validated = match settings::load_and_validate(
                 cli.config.as_deref(),
                 &banditore::channel::sections(),
@@ -199,6 +220,7 @@ fn main() -> ExitCode {
             let result = match cli.command {
                 Command::Serve => runtime.block_on(serve(validated)),
                 Command::User(cmd) => runtime.block_on(user(validated, cmd)),
+                Command::Token(cmd) => runtime.block_on(token(validated, cmd)),
                 _ => runtime.block_on(migrate(validated)),
             };
             match result {
@@ -217,7 +239,14 @@ async fn serve(validated: settings::Validated) -> anyhow::Result<()> {
     for w in &validated.warnings {
         tracing::warn!(key = %w.path, "{}", w.message);
     }
-    let app = Application::build(validated).await?;
+    let mut app = Application::build(validated).await?;
+    // Straight to standard output, never to the log, which may be kept (journald) or shipped.
+    if let Some(first_run) = app.take_first_run() {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(first_run.as_bytes());
+        let _ = out.flush();
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     app.run(shutdown).await
@@ -239,11 +268,12 @@ async fn migrate(validated: settings::Validated) -> anyhow::Result<()> {
 
 async fn user(validated: settings::Validated, cmd: UserCommand) -> anyhow::Result<()> {
     use banditore::users::{check_password, check_roles, check_username, hash_password};
-    let store =
-        banditore::store::open(&validated.settings.store, validated.store_password.as_ref())
-            .await
-            .context("opening the store (on SQLite, stop the service first)")?;
-    store.migrate().await.context("migrating")?;
+    let store = banditore::store::open_for_administration(
+        &validated.settings.store,
+        validated.store_password.as_ref(),
+    )
+    .await
+    .context("opening the store")?;
     let parse_roles = |raw: &[String]| -> anyhow::Result<Vec<settings::Role>> {
         let roles = raw
             .iter()
@@ -283,6 +313,12 @@ async fn user(validated: settings::Validated, cmd: UserCommand) -> anyhow::Resul
                 .create_user(&username, &hash, &names, jiff::Timestamp::now())
                 .await?
             {
+                audit(
+                    &*store,
+                    "user.created",
+                    serde_json::json!({"username": username, "roles": names}),
+                )
+                .await;
                 println!("user {username} created ({})", names.join(", "));
                 Ok(())
             } else {
@@ -298,6 +334,12 @@ async fn user(validated: settings::Validated, cmd: UserCommand) -> anyhow::Resul
             let hash = hash_password(&password)?;
             let names: Vec<String> = roles.iter().map(|r| r.as_str().to_owned()).collect();
             if store.update_user(&username, &hash, &names).await? {
+                audit(
+                    &*store,
+                    "user.changed",
+                    serde_json::json!({"username": username, "roles": names, "password": true}),
+                )
+                .await;
                 println!(
                     "user {username} updated ({}); their sessions ended",
                     names.join(", ")
@@ -309,6 +351,12 @@ async fn user(validated: settings::Validated, cmd: UserCommand) -> anyhow::Resul
         }
         UserCommand::Unlock { username } => {
             if store.unlock_user(&username, jiff::Timestamp::now()).await? {
+                audit(
+                    &*store,
+                    "user.unlocked",
+                    serde_json::json!({"username": username}),
+                )
+                .await;
                 println!("user {username} unlocked: earlier failed logins no longer count");
                 Ok(())
             } else {
@@ -321,6 +369,120 @@ async fn user(validated: settings::Validated, cmd: UserCommand) -> anyhow::Resul
                 println!("{}\t{}{state}", u.username, u.roles.join(","));
             }
             Ok(())
+        }
+    };
+    store.close().await;
+    result
+}
+
+/// Writes what an administrator did from the command line in the audit log; a failure is
+/// reported, the action stands.
+async fn audit(
+    store: &dyn banditore::store::Store,
+    action: &'static str,
+    detail: serde_json::Value,
+) {
+    let entry = banditore::store::NewAudit {
+        actor: cli_actor(),
+        action,
+        incident_id: None,
+        draft_id: None,
+        detail,
+        at: jiff::Timestamp::now(),
+    };
+    if let Err(e) = store.record_audit(&entry).await {
+        eprintln!("warning: cannot write the audit log: {e}");
+    }
+}
+
+/// Who acts from the command line, in the store and the audit log.
+fn cli_actor() -> String {
+    let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("command line ({who})")
+}
+
+async fn token(validated: settings::Validated, cmd: TokenCommand) -> anyhow::Result<()> {
+    use banditore::tokens;
+    let store = banditore::store::open_for_administration(
+        &validated.settings.store,
+        validated.store_password.as_ref(),
+    )
+    .await
+    .context("opening the store")?;
+    let configured = |name: &str| validated.tokens.iter().any(|t| t.name == name);
+    let result = match cmd {
+        TokenCommand::Create { name, roles } => {
+            tokens::check_name(&name)?;
+            let roles = tokens::parse_roles(&roles)?;
+            if configured(&name) {
+                anyhow::bail!(tokens::TokenError::ConfigName(name));
+            }
+            let issued = tokens::issue(&name, &roles, &cli_actor());
+            if store
+                .create_token(&issued.token, jiff::Timestamp::now())
+                .await?
+            {
+                audit(
+                    &*store,
+                    "token.created",
+                    serde_json::json!({"name": name, "roles": issued.token.roles}),
+                )
+                .await;
+                eprintln!(
+                    "token {name} created ({}); it works within {} s on every replica. \
+                     Its secret, shown only now:",
+                    issued.token.roles.join(", "),
+                    banditore::web::RELOAD_EVERY.as_secs()
+                );
+                println!("{}", issued.secret);
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "a live token is named {name}: revoke it first, or choose another name"
+                ))
+            }
+        }
+        TokenCommand::List => {
+            println!("NAME\tROLES\tFROM\tCREATED\tBY\tLAST USED\tREVOKED");
+            for t in &validated.tokens {
+                let roles: Vec<&str> = t.roles.iter().map(|r| r.as_str()).collect();
+                println!("{}\t{}\tconfig\t-\t-\t-\t-", t.name, roles.join(","));
+            }
+            let stamp = |t: Option<jiff::Timestamp>| t.map_or("-".to_owned(), |t| t.to_string());
+            for t in store.tokens().await? {
+                let revoked = match (&t.revoked_at, &t.revoked_by) {
+                    (Some(at), by) => format!("{at} by {}", by.as_deref().unwrap_or("?")),
+                    _ => "-".to_owned(),
+                };
+                println!(
+                    "{}\t{}\tstore\t{}\t{}\t{}\t{revoked}",
+                    t.name,
+                    t.roles.join(","),
+                    t.created_at,
+                    t.created_by,
+                    stamp(t.last_used_at),
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { name } => {
+            if configured(&name) {
+                Err(anyhow::anyhow!(
+                    "{name} is a token of the configuration: remove it there and restart"
+                ))
+            } else if store
+                .revoke_token(&name, &cli_actor(), jiff::Timestamp::now())
+                .await?
+            {
+                audit(&*store, "token.revoked", serde_json::json!({"name": name})).await;
+                println!(
+                    "token {name} revoked: refused within {} s on every replica",
+                    banditore::web::RELOAD_EVERY.as_secs()
+                );
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("no live token named {name}"))
+            }
         }
     };
     store.close().await;

@@ -34,7 +34,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     ),
     (
         "the store, and what stands on configuration alone",
-        &["store", "telemetry", "users"],
+        &["store", "telemetry", "tokens", "users"],
     ),
     ("leadership and the channels", &["cluster", "channel"]),
     (

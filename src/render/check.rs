@@ -134,7 +134,7 @@ impl Renderer {
         for lang in ["it", "en"] {
             let user = minijinja::context! {
                 name => "m.rossi", roles => vec!["communicator"], drafts => true,
-                incidents => true, subscribers => true,
+                incidents => true, subscribers => true, admin => true,
             };
             // Every page with the banner of a paused channel.
             let paused = vec![minijinja::context! {
@@ -341,6 +341,24 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
         (
             "me",
             json!({"linked": false, "link": {"url": "https://t.me/b?start=u_1_2_x", "command": "/start u_1_2_x"}}),
+        ),
+        (
+            "users",
+            json!({"users": [{"username": "m.rossi", "roles": ["admin"], "disabled": false, "telegram_linked": true},
+                {"username": "l.bianchi", "roles": ["viewer"], "disabled": true, "telegram_linked": false}],
+                "roles": ["admin", "communicator", "operator", "viewer"]}),
+        ),
+        (
+            "tokens",
+            json!({"tokens": [{"name": "alertmanager", "roles": ["ingest"], "origin": "config",
+                "created_at": null, "created_by": null, "last_used_at": null, "revoked_at": null, "revoked_by": null},
+                {"name": "grafana", "roles": ["ingest"], "origin": "store", "created_at": at,
+                "created_by": "m.rossi", "last_used_at": at, "revoked_at": at, "revoked_by": "m.rossi"}],
+                "roles": ["ingest", "viewer", "operator", "communicator", "admin"], "reload_seconds": 5}),
+        ),
+        (
+            "token_created",
+            json!({"created": {"name": "grafana", "roles": ["ingest"], "token": "bnd_x"}}),
         ),
     ]
 }

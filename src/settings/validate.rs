@@ -386,7 +386,8 @@ fn validate_auth(
     if tokens.is_empty() && hmac.is_empty() {
         warnings.push(Problem::new(
             "auth.tokens",
-            "no tokens configured: every API and webhook request will be refused with 401",
+            "no tokens configured: the first `banditore serve` creates an `admin` and an `ingest` \
+             token in the store and prints them once; `banditore token list` shows them",
         ));
     }
     (tokens, hmac)

@@ -2,8 +2,8 @@
 //!
 //! The store is split by who uses it: each user holds the trait of its part, in domain terms
 //! ([`OutboxStore`] for the dispatchers and channels, [`SubscriberStore`], [`IncidentReads`] for
-//! the API and pages, [`ClusterStore`] for leadership, and the chat, citizen, draft, probe and
-//! user stores), and [`Store`] is their sum plus what only the service as a whole does. [`Tx`] is
+//! the API and pages, [`ClusterStore`] for leadership, and the chat, citizen, draft, probe,
+//! token and user stores), and [`Store`] is their sum plus what only the service as a whole does. [`Tx`] is
 //! the write transaction of the stages that must change several rows at once (the incident
 //! engine, the router, manual incident updates). Each trait's SQL sits beside it in `<part>_sql.rs`,
 //! written once for SQLite (the embedded default) and PostgreSQL.
@@ -31,6 +31,8 @@ pub mod sqlite;
 mod subscriber;
 mod subscriber_edit_sql;
 mod subscriber_sql;
+mod token;
+mod token_sql;
 mod tx;
 mod tx_sql;
 mod user;
@@ -58,8 +60,9 @@ pub use subscriber::{
     MAX_QUERY_CHARS, ServiceMode, SubscriberDelivery, SubscriberEdit, SubscriberFilter,
     SubscriberKind, SubscriberOrigin, SubscriberPage, SubscriberRow, SubscriberStore, SyncReport,
 };
+pub use token::{NewToken, TokenRow, TokenStore};
 pub use tx::{NewDelivery, NewIncident, NewMessage, NewUpdate, StoredSignal, Tx};
-pub use user::{SessionRow, UserRow, UserStore};
+pub use user::{SessionRow, UserChange, UserChanged, UserRow, UserStore};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -174,6 +177,7 @@ pub trait Store:
     + OutboxStore
     + ProbeStore
     + SubscriberStore
+    + TokenStore
     + UserStore
     + Announce
     + Send
@@ -220,6 +224,32 @@ pub async fn open(
         postgres::open(settings, password).await?
     };
     Ok(std::sync::Arc::new(store))
+}
+
+/// Opens the store for an administrator's command (users, tokens) that may run beside the
+/// service. On SQLite, when a service holds the file's lock, the store is opened without it and
+/// nothing is migrated: the schema must already be the one this binary expects, or the command
+/// is refused. Otherwise (no service running, or PostgreSQL, where replicas share the store) the
+/// pending migrations are applied as `migrate` does.
+pub async fn open_for_administration(
+    settings: &crate::settings::StoreSettings,
+    password: Option<&crate::settings::Secret>,
+) -> Result<std::sync::Arc<dyn Store>> {
+    sqlx::any::install_default_drivers();
+    if settings.url.starts_with("sqlite://") {
+        let (store, locked) = sqlite::open_for_administration(settings).await?;
+        if locked {
+            store.migrate().await?;
+        } else if let Err(e) = store.check_schema().await {
+            store.close().await;
+            return Err(e);
+        }
+        Ok(std::sync::Arc::new(store))
+    } else {
+        let store = postgres::open(settings, password).await?;
+        store.migrate().await?;
+        Ok(std::sync::Arc::new(store))
+    }
 }
 
 #[cfg(test)]

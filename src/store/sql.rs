@@ -28,7 +28,7 @@ pub struct SqlStore {
     /// Reads; on PostgreSQL the same pool as writes.
     pub(super) reader: AnyPool,
     /// SQLite's exclusive lock on `<file>.lock`, held for the life of the store.
-    _lock: Option<File>,
+    lock: Option<File>,
 }
 
 impl SqlStore {
@@ -45,8 +45,39 @@ impl SqlStore {
             voice: crate::ids::random_hex(6),
             writer,
             reader,
-            _lock: lock,
+            lock,
         }
+    }
+
+    /// Whether the database has exactly the migrations this binary carries: a command opening
+    /// the store beside a running service may not migrate it, nor work on another schema.
+    pub(super) async fn check_schema(&self) -> Result<()> {
+        let migrator = match self.dialect {
+            Dialect::Sqlite => &super::sqlite::MIGRATOR,
+            Dialect::Postgres => &super::postgres::MIGRATOR,
+        };
+        let expected: Vec<i64> = migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| m.version)
+            .collect();
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .unwrap_or_default();
+        if applied == expected {
+            return Ok(());
+        }
+        let last = |v: &[i64]| v.last().map_or("none".to_owned(), i64::to_string);
+        Err(StoreError::Conflict(format!(
+            "the database is at migration {} and this binary expects {}: the service that holds \
+             it runs another version; use that version's `banditore`, or stop the service and run \
+             `banditore migrate`",
+            last(&applied),
+            last(&expected)
+        )))
     }
 
     pub(super) async fn write(&self) -> Result<Transaction<'static, Any>> {
@@ -87,9 +118,13 @@ impl Store for SqlStore {
 
     async fn close(&self) {
         self.reader.close().await;
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.writer)
-            .await;
+        // Only the process holding the file's lock empties the WAL: a command beside a running
+        // service leaves that to the service.
+        if self.dialect == Dialect::Sqlite && self.lock.is_some() {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.writer)
+                .await;
+        }
         self.writer.close().await;
     }
 

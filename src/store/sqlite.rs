@@ -3,7 +3,10 @@
 //! Writes go through a single connection, so they queue in the pool instead of spinning on
 //! SQLite's busy lock. Reads use a separate pool and run beside the writer. An exclusive lock on
 //! `<file>.lock` keeps a second Banditore process away from the same file, which is what makes
-//! it safe to hand back, at start-up, every delivery the previous process had claimed.
+//! it safe to hand back, at start-up, every delivery the previous process had claimed. The
+//! command line's user and token commands open the file beside a running service without that
+//! lock ([`open_for_administration`]): WAL lets two processes share it, and they never touch the
+//! deliveries.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -21,13 +24,32 @@ pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 pub async fn open(settings: &StoreSettings) -> Result<SqlStore> {
     let path = database_path(&settings.url)?;
+    create_folder(&path)?;
+    let lock = lock_file(&path)?;
+    open_file(settings, &path, Some(lock)).await
+}
+
+/// Opens the file for an administrator's command: with the exclusive lock when no service holds
+/// it (`true`), else beside the service without it (`false`).
+pub async fn open_for_administration(settings: &StoreSettings) -> Result<(SqlStore, bool)> {
+    let path = database_path(&settings.url)?;
+    create_folder(&path)?;
+    let lock = lock_file(&path).ok();
+    let locked = lock.is_some();
+    Ok((open_file(settings, &path, lock).await?, locked))
+}
+
+fn create_folder(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
     }
-    let lock = lock_file(&path)?;
-    let absolute = std::path::absolute(&path)
+    Ok(())
+}
+
+async fn open_file(settings: &StoreSettings, path: &Path, lock: Option<File>) -> Result<SqlStore> {
+    let absolute = std::path::absolute(path)
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
     let file_url = url::Url::from_file_path(&absolute).map_err(|_| {
         StoreError::Unavailable(format!("{} is not a usable path", absolute.display()))
@@ -80,13 +102,7 @@ pub async fn open(settings: &StoreSettings) -> Result<SqlStore> {
         .connect(&format!("{base}?mode=ro"))
         .await
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-    Ok(SqlStore::new(
-        Dialect::Sqlite,
-        writer,
-        reader,
-        Some(lock),
-        None,
-    ))
+    Ok(SqlStore::new(Dialect::Sqlite, writer, reader, lock, None))
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

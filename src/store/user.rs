@@ -18,6 +18,24 @@ pub struct UserRow {
     pub unlocked_at: Option<Timestamp>,
 }
 
+/// What to change about a user; `None` leaves it as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserChange {
+    pub roles: Option<Vec<String>>,
+    pub password_hash: Option<String>,
+    pub disabled: Option<bool>,
+}
+
+/// What [`UserStore::change_user`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserChanged {
+    /// Changed; the user's sessions ended.
+    Changed,
+    NoSuchUser,
+    /// Refused: no enabled user would hold the admin role any more.
+    LastAdmin,
+}
+
 /// A live session and whose it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
@@ -44,6 +62,14 @@ pub trait UserStore {
         password_hash: &str,
         roles: &[String],
     ) -> Result<bool>;
+    /// Changes a user's roles, password or state and ends their sessions, unless that leaves no
+    /// enabled admin where there was one (checked in the same transaction as the change).
+    async fn change_user(
+        &self,
+        username: &str,
+        change: &UserChange,
+        now: Timestamp,
+    ) -> Result<UserChanged>;
     async fn user(&self, username: &str) -> Result<Option<UserRow>>;
     /// Forgives the failed logins of `username` so far; `false` when there is no such user.
     async fn unlock_user(&self, username: &str, now: Timestamp) -> Result<bool>;

@@ -5,9 +5,10 @@ use jiff::Timestamp;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::dialect::Dialect;
 use super::rows::{ms, ts};
 use super::sql::SqlStore;
-use super::{Result, SessionRow, UserRow, UserStore};
+use super::{Result, SessionRow, UserChange, UserChanged, UserRow, UserStore};
 
 fn roles(text: &str) -> Vec<String> {
     text.split(',')
@@ -30,6 +31,17 @@ fn user_from_row(row: &AnyRow) -> Result<UserRow> {
             .map(ts)
             .transpose()?,
     })
+}
+
+/// Enabled users holding the admin role.
+async fn enabled_admins(conn: &mut sqlx::AnyConnection) -> Result<usize> {
+    let rows: Vec<String> = sqlx::query_scalar("SELECT roles FROM users WHERE disabled_at IS NULL")
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows
+        .iter()
+        .filter(|r| roles(r).iter().any(|role| role == "admin"))
+        .count())
 }
 
 #[async_trait]
@@ -81,6 +93,71 @@ impl UserStore for SqlStore {
             .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn change_user(
+        &self,
+        username: &str,
+        change: &UserChange,
+        now: Timestamp,
+    ) -> Result<UserChanged> {
+        let mut tx = self.write().await?;
+        if self.dialect == Dialect::Postgres {
+            // Two admins demoting each other at once must not both pass the check below.
+            sqlx::query("SELECT pg_advisory_xact_lock(7301)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(id) = id else {
+            return Ok(UserChanged::NoSuchUser);
+        };
+        let admins_before = enabled_admins(&mut tx).await?;
+        if let Some(roles) = &change.roles {
+            sqlx::query("UPDATE users SET roles = $2 WHERE id = $1")
+                .bind(id)
+                .bind(roles.join(","))
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(hash) = &change.password_hash {
+            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                .bind(id)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        match change.disabled {
+            Some(true) => {
+                sqlx::query(
+                    "UPDATE users SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL",
+                )
+                .bind(id)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some(false) => {
+                sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {}
+        }
+        if admins_before > 0 && enabled_admins(&mut tx).await? == 0 {
+            tx.rollback().await?;
+            return Ok(UserChanged::LastAdmin);
+        }
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(UserChanged::Changed)
     }
 
     async fn user(&self, username: &str) -> Result<Option<UserRow>> {

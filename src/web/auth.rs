@@ -1,7 +1,15 @@
 //! Who is calling: API tokens (Bearer, or the password of HTTP basic auth) and HMAC body
 //! signatures. Every comparison is constant-time, and every token is compared so that timing does
 //! not reveal which one nearly matched.
+//!
+//! Tokens come from the configuration and from the store. The store's are held in memory, so that
+//! no request reads the database to authenticate, and reloaded every [`RELOAD_EVERY`] (and at
+//! once when this process changes them): a token created or revoked elsewhere (the command line,
+//! another replica) works or stops working within that time. Uses are noted in memory and written
+//! to the store at each reload.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -13,6 +21,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::settings::{HmacKey, Permission, Role, TokenKey};
+use crate::store::{StoreError, TokenRow, TokenStore};
+
+/// How often every replica reloads the store's tokens.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,10 +43,17 @@ struct StoredToken {
     name: String,
     digest: [u8; 32],
     roles: Vec<Role>,
+    /// The store's id, for a token from the store.
+    id: Option<i64>,
+    /// Used since the last reload.
+    used: AtomicBool,
 }
 
 pub struct Authenticator {
+    /// The configuration's tokens.
     tokens: Vec<StoredToken>,
+    /// The store's live tokens, as last loaded.
+    stored: RwLock<Arc<Vec<StoredToken>>>,
     hmac: Vec<HmacKey>,
 }
 
@@ -51,9 +70,90 @@ impl Authenticator {
                     name: t.name.clone(),
                     digest: digest(t.secret.expose().as_bytes()),
                     roles: t.roles.clone(),
+                    id: None,
+                    used: AtomicBool::new(false),
                 })
                 .collect(),
+            stored: RwLock::new(Arc::new(Vec::new())),
             hmac: hmac.to_vec(),
+        }
+    }
+
+    /// Whether the configuration has a token named `name` (the store may not take its name).
+    pub fn is_config_token(&self, name: &str) -> bool {
+        self.tokens.iter().any(|t| t.name == name)
+    }
+
+    /// The configuration's tokens: name and roles.
+    pub fn config_tokens(&self) -> Vec<(String, Vec<Role>)> {
+        self.tokens
+            .iter()
+            .map(|t| (t.name.clone(), t.roles.clone()))
+            .collect()
+    }
+
+    /// Writes down which store tokens were used since the last time, then takes the store's
+    /// live tokens as the ones to accept. Returns how many are accepted.
+    pub async fn reload<S: TokenStore + Sync + ?Sized>(
+        &self,
+        store: &S,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let used: Vec<i64> = self
+            .current()
+            .iter()
+            .filter(|t| t.used.swap(false, Ordering::Relaxed))
+            .filter_map(|t| t.id)
+            .collect();
+        if let Err(e) = store.mark_tokens_used(&used, now).await {
+            // Losing a "last used" time is no reason to stop taking new tokens.
+            tracing::warn!(error = %e, "cannot note when tokens were last used");
+        }
+        let loaded: Vec<StoredToken> = store
+            .live_tokens()
+            .await?
+            .iter()
+            .filter_map(|row| self.accepted(row))
+            .collect();
+        let count = loaded.len();
+        match self.stored.write() {
+            Ok(mut guard) => *guard = Arc::new(loaded),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(loaded),
+        }
+        Ok(count)
+    }
+
+    /// A stored token as one to accept, unless it cannot be (logged).
+    fn accepted(&self, row: &TokenRow) -> Option<StoredToken> {
+        if self.is_config_token(&row.name) {
+            tracing::warn!(
+                token = %row.name,
+                "a stored token has the name of a token in the configuration: it is ignored \
+                 (revoke it, or rename the configured one)"
+            );
+            return None;
+        }
+        let digest: [u8; 32] = hex::decode(&row.secret_sha256)
+            .ok()
+            .and_then(|d| d.try_into().ok())
+            .or_else(|| {
+                tracing::warn!(token = %row.name, "a stored token's digest is corrupt: ignored");
+                None
+            })?;
+        let roles: Vec<Role> = row.roles.iter().filter_map(|r| r.parse().ok()).collect();
+        Some(StoredToken {
+            name: row.name.clone(),
+            digest,
+            roles,
+            id: Some(row.id),
+            used: AtomicBool::new(false),
+        })
+    }
+
+    fn current(&self) -> Arc<Vec<StoredToken>> {
+        match self.stored.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
@@ -82,9 +182,11 @@ impl Authenticator {
 
     fn token(&self, presented: &str) -> Option<Principal> {
         let presented = digest(presented.as_bytes());
+        let stored = self.current();
         let mut found = None;
-        for t in &self.tokens {
+        for t in self.tokens.iter().chain(stored.iter()) {
             if bool::from(t.digest.ct_eq(&presented)) {
+                t.used.store(true, Ordering::Relaxed);
                 found = Some(Principal {
                     name: t.name.clone(),
                     roles: t.roles.clone(),
@@ -110,6 +212,28 @@ impl Authenticator {
                 roles: vec![Role::Ingest],
             })
     }
+}
+
+/// Reloads the store's tokens every [`RELOAD_EVERY`] until `stop`; a failure is logged and the
+/// tokens last loaded stay.
+pub async fn keep_reloading(
+    auth: Arc<Authenticator>,
+    store: Arc<dyn crate::store::Store>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(RELOAD_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = auth.reload(store.as_ref(), Timestamp::now()).await {
+            tracing::warn!(error = %e, "cannot reload the stored API tokens; keeping the last ones");
+        }
+    }
+    // The last uses are written down before the store closes.
+    let _ = auth.reload(store.as_ref(), Timestamp::now()).await;
 }
 
 fn verify(scheme: &HmacKey, headers: &HeaderMap, body: &[u8], now: Timestamp) -> bool {

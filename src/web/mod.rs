@@ -41,7 +41,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use crate::bot::TelegramWeb;
-pub use auth::{Authenticator, Principal};
+pub use auth::{Authenticator, Principal, RELOAD_EVERY, keep_reloading};
 pub use error::ApiError;
 pub use hooks::telegram_webhook::WEBHOOK_PATH;
 pub use serve::{Limits, serve};

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access;
 mod chats;
 mod citizens;
 mod cli;
@@ -23,6 +24,7 @@ mod sms;
 mod social;
 mod status;
 mod store;
+mod store_access;
 mod store_subscribers;
 mod subscribers;
 mod telegram;

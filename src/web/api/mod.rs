@@ -1,8 +1,10 @@
 //! The token API under `/api/v1/`, for scripts and operators: incidents, subscribers, drafts and
-//! the audit log, probes and silences. Anyone without valid credentials is refused before the
-//! path or the query is read; what their roles allow is each handler's business. The handlers
-//! read JSON and answer JSON; what they share with the console is done by `web::service`.
+//! the audit log, probes and silences, and (for admins) API tokens and console users. Anyone
+//! without valid credentials is refused before the path or the query is read; what their roles
+//! allow is each handler's business. The handlers read JSON and answer JSON; what they share with
+//! the console is done by `web::service`.
 
+pub mod access;
 pub mod drafts;
 pub mod incidents;
 pub mod probes;
@@ -10,7 +12,7 @@ pub mod subscribers;
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 
 use super::{AppState, authenticated};
 
@@ -59,5 +61,15 @@ pub fn routes(state: AppState) -> Router<AppState> {
             get(probes::list_silences).post(probes::create_silence),
         )
         .route("/api/v1/silences/{id}", delete(probes::delete_silence))
+        .route(
+            "/api/v1/tokens",
+            get(access::list_tokens).post(access::create_token),
+        )
+        .route("/api/v1/tokens/{name}", delete(access::revoke_token))
+        .route(
+            "/api/v1/users",
+            get(access::list_users).post(access::create_user),
+        )
+        .route("/api/v1/users/{username}", patch(access::change_user))
         .route_layer(middleware::from_fn_with_state(state, authenticated))
 }

@@ -16,6 +16,7 @@ macro_rules! or_page {
     };
 }
 
+mod access;
 mod audit;
 mod drafts;
 mod incidents;
@@ -96,6 +97,7 @@ fn page(
             drafts => v.principal.may(Permission::Drafts),
             incidents => v.principal.may(Permission::Incidents),
             subscribers => v.principal.may(Permission::Subscribers),
+            admin => v.principal.may(Permission::Admin),
         }
     });
     // Every signed-in page says which channels are paused, so nobody misses it.
@@ -220,6 +222,22 @@ fn json<T: serde::Serialize + ?Sized>(value: &T) -> Value {
     Value::from(minijinja::value::Serde(value))
 }
 
+/// The admins' pages: users and tokens.
+fn access_routes() -> axum::Router<AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route(
+            "/console/users",
+            get(access::users).post(access::user_create),
+        )
+        .route("/console/users/{username}", post(access::user_change))
+        .route(
+            "/console/tokens",
+            get(access::tokens).post(access::token_create),
+        )
+        .route("/console/tokens/{name}/revoke", post(access::token_revoke))
+}
+
 /// The console's routes, each answer with the console's headers.
 pub fn routes() -> axum::Router<AppState> {
     use axum::routing::{get, post};
@@ -259,5 +277,6 @@ pub fn routes() -> axum::Router<AppState> {
             "/console/subscribers/{id}/delete",
             post(subscribers::subscriber_delete),
         )
+        .merge(access_routes())
         .route_layer(axum::middleware::map_response(guard))
 }

@@ -1,10 +1,11 @@
 //! What the API and the console both do, done once: open an incident by hand and post its
-//! updates, edit, approve and reject a draft, create and delete a subscriber. Each operation takes
-//! typed input, the actor and the time, runs every check, writes, wakes whoever must know and
-//! writes the audit log; each side only reads its request (JSON or a form) and shows the result
-//! or the [`ServiceError`] its own way. A check added here holds for both, so a console form can
-//! no longer skip what the API refuses.
+//! updates, edit, approve and reject a draft, create and delete a subscriber, manage the API
+//! tokens and the console users. Each operation takes typed input, the actor and the time, runs
+//! every check, writes, wakes whoever must know and writes the audit log; each side only reads
+//! its request (JSON or a form) and shows the result or the [`ServiceError`] its own way. A check
+//! added here holds for both, so a console form can no longer skip what the API refuses.
 
+pub mod access;
 pub mod drafts;
 pub mod incidents;
 pub mod subscribers;

@@ -338,29 +338,14 @@ impl TestApp {
         )
     }
 
-    /// Adds a console user with `banditore user add` (the service stops meanwhile: SQLite has
-    /// one process at a time) and starts it again.
+    /// Adds a console user with `banditore user add`, beside the running service (the command
+    /// opens the SQLite file without the service's lock).
     pub async fn add_user(&mut self, name: &str, password: &str, roles: &str) {
-        // Waits without blocking: a double on this runtime may have to answer the shutdown.
-        if let Some(mut child) = self.child.take() {
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGTERM);
-            }
-            for _ in 0..300 {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
         let (code, out, err) = self.cli(
             &["user", "add", name, "--role", roles],
             &format!("{password}\n"),
         );
         assert_eq!(code, 0, "user add: {out}{err}");
-        self.start().await;
     }
 
     /// Sends SIGTERM and waits for the process to exit.
