@@ -50,7 +50,7 @@ impl AddressOrigin {
 }
 
 /// What a chat said about one service: follow it beyond the subscriptions, or mute it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceMode {
     Follow,

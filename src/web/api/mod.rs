@@ -8,50 +8,29 @@ pub mod incidents;
 pub mod probes;
 pub mod subscribers;
 
-use axum::Router;
-use axum::middleware;
-use axum::routing::{delete, get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{AppState, authenticated};
+use super::AppState;
 
-/// The API's routes, behind the credentials check.
-pub fn routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/incidents",
-            get(incidents::list).post(incidents::open),
-        )
-        .route("/api/v1/incidents/{id}", get(incidents::get))
-        .route(
-            "/api/v1/incidents/{id}/updates",
-            post(incidents::post_update),
-        )
-        .route(
-            "/api/v1/incidents/{id}/deliveries",
-            get(incidents::deliveries),
-        )
-        .route(
-            "/api/v1/subscribers",
-            get(subscribers::list).post(subscribers::create),
-        )
-        .route(
-            "/api/v1/subscribers/{id}",
-            get(subscribers::get).delete(subscribers::delete),
-        )
-        .route(
-            "/api/v1/subscribers/{id}/telegram-invite",
-            post(subscribers::telegram_invite),
-        )
-        .route("/api/v1/drafts", get(drafts::list))
-        .route("/api/v1/drafts/{id}", get(drafts::get).put(drafts::edit))
-        .route("/api/v1/drafts/{id}/approve", post(drafts::approve))
-        .route("/api/v1/drafts/{id}/reject", post(drafts::reject))
-        .route("/api/v1/audit", get(drafts::audit))
-        .route("/api/v1/probes", get(probes::list))
-        .route(
-            "/api/v1/silences",
-            get(probes::list_silences).post(probes::create_silence),
-        )
-        .route("/api/v1/silences/{id}", delete(probes::delete_silence))
-        .route_layer(middleware::from_fn_with_state(state, authenticated))
+/// The API's routes, each with its description; `web::router` puts them behind the credentials
+/// check. A handler gets here through `routes!`, which takes its path and method from its
+/// `#[utoipa::path]`.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(incidents::list, incidents::open))
+        .routes(routes!(incidents::get))
+        .routes(routes!(incidents::post_update))
+        .routes(routes!(incidents::deliveries))
+        .routes(routes!(subscribers::list, subscribers::create))
+        .routes(routes!(subscribers::get, subscribers::delete))
+        .routes(routes!(subscribers::telegram_invite))
+        .routes(routes!(drafts::list))
+        .routes(routes!(drafts::get, drafts::edit))
+        .routes(routes!(drafts::approve))
+        .routes(routes!(drafts::reject))
+        .routes(routes!(drafts::audit))
+        .routes(routes!(probes::list))
+        .routes(routes!(probes::list_silences, probes::create_silence))
+        .routes(routes!(probes::delete_silence))
 }

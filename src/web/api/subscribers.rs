@@ -10,9 +10,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use jiff::Timestamp;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::subscriber::{SubscriberSpec, Subscription};
 use crate::web::body::{json, read};
+use crate::web::contract::{
+    BadRequest, Conflict, Forbidden, NotFound, Unauthorized, UnsupportedMediaType,
+};
 use crate::web::error::ApiError;
 use crate::web::extract::Path;
 use crate::web::service;
@@ -27,14 +31,17 @@ use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
 use crate::store::{ServiceMode, SubscriberRow};
 
-#[derive(Serialize)]
+/// One address of a subscriber.
+#[derive(Serialize, ToSchema)]
 struct AddressJson {
     id: i64,
     channel: &'static str,
     address: String,
     /// active, unsubscribed or gone
     state: &'static str,
+    #[schema(value_type = Option<String>, format = DateTime)]
     unsubscribed_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     gone_at: Option<Timestamp>,
     gone_reason: Option<String>,
     /// `admin` (API or configuration) or `chat` (bound itself with an invite).
@@ -45,13 +52,15 @@ struct AddressJson {
     services: BTreeMap<String, ServiceMode>,
 }
 
-#[derive(Serialize)]
+/// A subscriber: who is told, where, about what.
+#[derive(Serialize, ToSchema)]
 pub struct SubscriberJson {
     id: i64,
     name: String,
     language: String,
     audience: String,
     origin: &'static str,
+    #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
     addresses: Vec<AddressJson>,
     subscriptions: Vec<Subscription>,
@@ -97,6 +106,44 @@ impl From<SubscriberRow> for SubscriberJson {
     }
 }
 
+/// Every subscriber.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriberList {
+    subscribers: Vec<SubscriberJson>,
+}
+
+/// A single-use Telegram invite.
+#[derive(Serialize, ToSchema)]
+pub struct TelegramInvite {
+    subscriber: i64,
+    /// The link that opens a private chat with the bot (absent while Telegram cannot be asked
+    /// for the bot's name).
+    link: Option<String>,
+    /// The same, for adding the bot to a group.
+    group_link: Option<String>,
+    /// What the chat can type instead.
+    start_command: String,
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: Timestamp,
+}
+
+/// Create a subscriber.
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscribers",
+    tag = "subscribers",
+    request_body = SubscriberSpec,
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 201, description = "Created.", body = SubscriberJson,
+            headers(("Location" = String, description = "The subscriber's URL."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 415, response = UnsupportedMediaType),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -117,6 +164,18 @@ pub async fn create(
     ))
 }
 
+/// List every subscriber.
+#[utoipa::path(
+    get,
+    path = "/api/v1/subscribers",
+    tag = "subscribers",
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The subscribers.", body = SubscriberList),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -124,9 +183,24 @@ pub async fn list(
     require(&state, &headers, Permission::Subscribers)?;
     let rows = state.store.subscribers().await?;
     let list: Vec<SubscriberJson> = rows.into_iter().map(SubscriberJson::from).collect();
-    Ok(Json(serde_json::json!({ "subscribers": list })))
+    Ok(Json(SubscriberList { subscribers: list }))
 }
 
+/// Read one subscriber.
+#[utoipa::path(
+    get,
+    path = "/api/v1/subscribers/{id}",
+    tag = "subscribers",
+    params(("id" = i64, Path, description = "The subscriber's id.")),
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The subscriber.", body = SubscriberJson),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -141,6 +215,22 @@ pub async fn get(
     Ok(Json(SubscriberJson::from(row)))
 }
 
+/// Delete a subscriber; its pending deliveries are cancelled.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/subscribers/{id}",
+    tag = "subscribers",
+    params(("id" = i64, Path, description = "The subscriber's id.")),
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -159,6 +249,21 @@ fn telegram_enabled(state: &AppState) -> Result<&Arc<TelegramWeb>, ApiError> {
 
 /// `POST /api/v1/subscribers/{id}/telegram-invite`: a single-use link that binds the chat that
 /// opens it to the subscriber.
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscribers/{id}/telegram-invite",
+    tag = "subscribers",
+    params(("id" = i64, Path, description = "The subscriber's id.")),
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 201, description = "The invite.", body = TelegramInvite),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 pub async fn telegram_invite(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -199,12 +304,12 @@ pub async fn telegram_invite(
     };
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({
-            "subscriber": id,
-            "link": link,
-            "group_link": group_link,
-            "start_command": format!("/start {token}"),
-            "expires_at": expires_at,
-        })),
+        Json(TelegramInvite {
+            subscriber: id,
+            link,
+            group_link,
+            start_command: format!("/start {token}"),
+            expires_at,
+        }),
     ))
 }
