@@ -248,6 +248,7 @@ pub fn json() -> Result<bytes::Bytes, String> {
     get,
     path = "/api/v1/openapi.json",
     tag = "operations",
+    security(()),
     responses(
         (status = 200, description = "The OpenAPI 3.1 document of this API.",
             content_type = "application/json", body = Object),
