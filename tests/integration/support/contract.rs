@@ -274,8 +274,10 @@ impl Forwarder {
                 .expect("forwarder runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let client: Client<HttpConnector, ProxyBody> =
-                    Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+                // One client per caller's address, each connecting from that address: the binary
+                // sees the test's 127.0.0.x as it would without the forwarder (per-address limits).
+                let mut clients: HashMap<std::net::IpAddr, Client<HttpConnector, ProxyBody>> =
+                    HashMap::new();
                 let (done_tx, mut done) = tokio::sync::oneshot::channel::<()>();
                 std::thread::spawn(move || {
                     let _ = stopped.recv();
@@ -286,8 +288,18 @@ impl Forwarder {
                         a = listener.accept() => a,
                         _ = &mut done => break,
                     };
-                    let Ok((stream, _)) = accepted else { continue };
-                    let (client, up, seen) = (client.clone(), up.clone(), seen.clone());
+                    let Ok((stream, peer)) = accepted else {
+                        continue;
+                    };
+                    let client = clients
+                        .entry(peer.ip())
+                        .or_insert_with(|| {
+                            let mut connector = HttpConnector::new();
+                            connector.set_local_address(Some(peer.ip()));
+                            Client::builder(TokioExecutor::new()).build(connector)
+                        })
+                        .clone();
+                    let (up, seen) = (up.clone(), seen.clone());
                     tokio::spawn(async move {
                         let service = service_fn(move |request| {
                             forward(request, client.clone(), up.clone(), seen.clone())
