@@ -44,8 +44,9 @@ fn state_of(severity: Severity, maintenance: bool) -> &'static str {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Board {
+    #[schema(value_type = String, format = DateTime)]
     pub generated_at: Timestamp,
     /// The worst state of any service.
     pub overall: &'static str,
@@ -60,9 +61,11 @@ pub struct Board {
 pub const MAINTENANCE_AHEAD: jiff::SignedDuration = jiff::SignedDuration::from_hours(14 * 24);
 
 /// One time a maintenance window with a public note is open.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Scheduled {
+    #[schema(value_type = String, format = DateTime)]
     pub starts_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub ends_at: Timestamp,
     pub in_progress: bool,
     /// The `[[status.services]]` ids it concerns.
@@ -100,7 +103,7 @@ pub fn scheduled(windows: &[Window], now: Timestamp) -> Vec<Scheduled> {
     out
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ServiceState {
     pub id: String,
     pub name: String,
@@ -112,18 +115,20 @@ pub struct ServiceState {
     pub uptime_days: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Day {
     pub date: String,
     pub state: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PublicIncident {
     pub id: i64,
     pub state: &'static str,
     pub resolved: bool,
+    #[schema(value_type = String, format = DateTime)]
     pub opened_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub resolved_at: Option<Timestamp>,
     pub severity: Severity,
     pub services: Vec<String>,
@@ -131,10 +136,11 @@ pub struct PublicIncident {
     pub statements: Vec<Statement>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Statement {
     /// The approved draft it comes from: one CAP alert per draft.
     pub draft: i64,
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub kind: String,
     pub language: String,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::Severity;
 
 /// Statuspage-style status of an incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IncidentStatus {
     Investigating,

@@ -45,7 +45,7 @@ pub struct Engine {
 }
 
 /// A manual incident, as posted to `POST /api/v1/incidents`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManualIncident {
     pub title: String,
@@ -55,6 +55,7 @@ pub struct ManualIncident {
     pub severity: Severity,
     /// Labels subscriptions match on, such as `service` and `area`.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
     pub labels: Labels,
     pub body: Option<String>,
 }
@@ -68,7 +69,7 @@ fn default_severity() -> Severity {
 }
 
 /// A manual update, as posted to `POST /api/v1/incidents/{id}/updates`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManualUpdate {
     pub status: Option<IncidentStatus>,

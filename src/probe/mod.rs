@@ -40,7 +40,7 @@ use crate::store::{Observation, Store, Verdict};
 use check::{Check, Outcome};
 
 /// How this replica sees one probe now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LocalView {
     pub state: &'static str,
     pub failures_in_a_row: u32,
@@ -48,6 +48,7 @@ pub struct LocalView {
     pub last_detail: String,
     pub last_ok: Option<bool>,
     pub last_duration_ms: Option<u128>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_at: Option<Timestamp>,
     pub cert_days_left: Option<i64>,
 }

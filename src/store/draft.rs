@@ -48,7 +48,7 @@ pub struct Draft {
     pub parts: Vec<DraftPart>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DraftPart {
     pub channel: ChannelKind,
     pub language: String,
@@ -105,14 +105,16 @@ pub struct Decided {
     pub deliveries: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub actor: String,
     pub action: String,
     pub incident_id: Option<i64>,
     pub draft_id: Option<i64>,
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 

@@ -142,7 +142,7 @@ pub struct UpdateRow {
     pub routed_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryRow {
     pub id: i64,
     pub update_seq: i64,
@@ -160,9 +160,13 @@ pub struct DeliveryRow {
     /// The last delivery report: the provider's status, its error code, when it came.
     pub report_status: Option<String>,
     pub report_error: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub report_at: Option<Timestamp>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub sent_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub next_attempt_at: Option<Timestamp>,
 }
 

@@ -8,7 +8,7 @@ use super::Result;
 use crate::domain::Finding;
 
 /// What one replica last saw of one probe.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Observation {
     pub probe: String,
     pub instance: String,
@@ -19,15 +19,17 @@ pub struct Observation {
     /// The same, as data (`None` in rows written before findings were kept).
     pub finding: Option<Finding>,
     pub cert_days_left: Option<i64>,
+    #[schema(value_type = String, format = DateTime)]
     pub observed_at: Timestamp,
 }
 
 /// What the leader declared about a probe (or its certificate: `<probe>#certificate`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Verdict {
     pub subject: String,
     pub state: String,
     pub detail: String,
+    #[schema(value_type = String, format = DateTime)]
     pub changed_at: Timestamp,
 }
 
@@ -41,14 +43,17 @@ pub struct NewSilence {
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SilenceRow {
     pub id: i64,
     pub matchers: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
     pub starts_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub ends_at: Timestamp,
     pub comment: String,
     pub created_by: String,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
 

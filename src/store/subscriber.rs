@@ -50,7 +50,7 @@ impl AddressOrigin {
 }
 
 /// What a chat said about one service: follow it beyond the subscriptions, or mute it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceMode {
     Follow,
@@ -189,7 +189,7 @@ pub enum EditOutcome {
 }
 
 /// A delivery to one of a subscriber's addresses, with the incident it told about.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SubscriberDelivery {
     pub incident_id: i64,
     pub incident_title: String,

@@ -27,11 +27,16 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
+/// The body of every error answer, 4xx and 5xx alike.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "must not be empty", "field": "title"}))]
+pub struct ErrorBody {
+    /// What is wrong, in words meant for the person who sent the request.
+    pub error: String,
+    /// The field at fault (a JSON path such as `parts[0].body`, or a query parameter), when
+    /// one is.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -117,9 +122,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (
             status,
-            Json(Body {
-                error: &message,
-                field,
+            Json(ErrorBody {
+                error: message,
+                field: field.map(str::to_owned),
             }),
         )
             .into_response();

@@ -14,6 +14,7 @@ mod auth;
 mod body;
 mod client;
 mod console;
+mod contract;
 mod error;
 mod extract;
 mod hooks;
@@ -34,11 +35,12 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use hyper::body::Body as HttpBody;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use crate::bot::TelegramWeb;
 pub use auth::{Authenticator, Principal, RELOAD_EVERY, keep_reloading};
@@ -143,15 +145,31 @@ pub fn require(
     }
 }
 
-pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    Router::new()
+/// Every route of the API contract (`contract.rs`), each with its description: those behind the
+/// credentials check, and the others. The router serves them and the document describes them,
+/// both from here.
+fn contract_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let open = OpenApiRouter::new()
         .merge(hooks::routes())
-        .merge(api::routes(state.clone()))
+        .merge(public::documented())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(contract::openapi_json));
+    (api::routes(), open)
+}
+
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let (guarded, open) = contract_routes();
+    let (guarded, _) = guarded
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticated))
+        .split_for_parts();
+    let (open, _) = open.split_for_parts();
+    Router::new()
+        .merge(guarded)
+        .merge(open)
         .merge(console::routes())
         .merge(public::routes())
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .fallback(not_found)
         .with_state(state)
         // Bodies are read with our own limit and a JSON 413; axum's default 2 MiB cap is off.

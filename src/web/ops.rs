@@ -12,10 +12,31 @@ use jiff::Timestamp;
 
 use super::AppState;
 
+/// The process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "`ok`.", content_type = "text/plain", body = String))
+)]
 pub async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, "ok\n")
 }
 
+/// The store answers; the body names every channel paused because its credentials were refused.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "`ready`, then a line per paused channel.",
+            content_type = "text/plain", body = String),
+        (status = 503, description = "The store does not answer.",
+            content_type = "text/plain", body = String),
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => {
@@ -41,6 +62,15 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 const DELIVERY_STATES: [&str; 6] = ["pending", "sending", "sent", "failed", "gone", "cancelled"];
 
+/// The metrics, in Prometheus' text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "Prometheus text format 0.0.4.",
+        content_type = "text/plain; version=0.0.4; charset=utf-8", body = String))
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Read at each scrape: a lease that ran out without a renewal reads 0 at once.
     metrics::gauge!("banditore_leader").set(if state.leadership.is_leader() {

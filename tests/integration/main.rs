@@ -9,6 +9,7 @@ mod citizens;
 mod cli;
 mod compliance;
 mod console;
+mod contract;
 mod drafts;
 mod email;
 mod email_tls;

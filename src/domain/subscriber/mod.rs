@@ -15,7 +15,19 @@ pub use address::TelegramChat;
 use address::parse_phone;
 
 /// A way to reach someone. Each kind has one adapter under `crate::channel`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelKind {
     Email,
@@ -199,10 +211,11 @@ impl fmt::Display for Language {
 
 /// What a subscriber follows: incidents with a signal matching every matcher, at `min_severity`
 /// or worse, on the listed channels (all the subscriber's channels when empty).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subscription {
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub matchers: Vec<Matcher>,
     #[serde(default = "default_min_severity")]
     pub min_severity: Severity,
@@ -221,7 +234,7 @@ impl Subscription {
 }
 
 /// One or several addresses for a channel, as written in JSON or TOML.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
@@ -241,10 +254,11 @@ impl OneOrMany {
 pub const MAX_NAME_CHARS: usize = 200;
 
 /// A subscriber as an administrator writes it, in the API or in `[[subscribers]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriberSpec {
     pub name: String,
+    #[schema(value_type = Option<String>)]
     pub language: Option<Language>,
     #[serde(default = "default_audience")]
     pub audience: String,
@@ -257,12 +271,15 @@ pub struct SubscriberSpec {
 /// An edit of a subscriber, as the API's `PATCH` body writes it: a field left out stays as it is.
 /// `addresses` names the channels it changes, each with its whole new list (`null` or `[]`
 /// removes that channel's addresses); channels not named keep theirs.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriberPatch {
     pub name: Option<String>,
+    #[schema(value_type = Option<String>)]
     pub language: Option<Language>,
     pub audience: Option<String>,
+    /// Channel → an address, a list of addresses, or `null` (removes that channel's).
+    #[schema(value_type = Option<Object>)]
     pub addresses: Option<BTreeMap<String, Option<OneOrMany>>>,
     pub subscriptions: Option<Vec<Subscription>>,
 }

@@ -9,33 +9,76 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use jiff::Timestamp;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::settings::Permission;
 use crate::web::body::{json, read};
+use crate::web::contract::{
+    BadRequest, Conflict, Forbidden, NotFound, Unauthorized, UnsupportedMediaType,
+};
 use crate::web::error::ApiError;
 use crate::web::extract::Path;
-use crate::web::service::access::{self, UserEdit};
+use crate::web::service::access::{self, CreatedToken, TokenView, UserEdit, UserView};
 use crate::web::{AppState, require};
 
-/// `GET /api/v1/tokens`: the configuration's tokens and the store's, revoked ones included.
+/// The tokens.
+#[derive(Serialize, ToSchema)]
+pub struct TokenList {
+    tokens: Vec<TokenView>,
+}
+
+/// The console users.
+#[derive(Serialize, ToSchema)]
+pub struct UserList {
+    users: Vec<UserView>,
+}
+
+/// The configuration's tokens and the store's, revoked ones included; never a secret.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "access",
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The tokens.", body = TokenList),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 pub async fn list_tokens(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Permission::Admin)?;
     let tokens = access::tokens(&state).await?;
-    Ok(Json(serde_json::json!({ "tokens": tokens })))
+    Ok(Json(TokenList { tokens }))
 }
 
-#[derive(Deserialize)]
+/// A token to make: its name (1–64 ASCII letters, digits, `.`, `_`, `-`) and roles.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenRequest {
     name: String,
     roles: Vec<String>,
 }
 
-/// `POST /api/v1/tokens`: `201` with the secret, shown this once.
+/// Make a token: the answer holds its secret, shown this once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "access",
+    request_body = NewTokenRequest,
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 201, description = "Made; `token` is the secret.", body = CreatedToken),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 415, response = UnsupportedMediaType),
+    )
+)]
 pub async fn create_token(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -49,7 +92,21 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// `DELETE /api/v1/tokens/{name}`: revokes a stored token (`409` for the configuration's).
+/// Revoke a stored token (`409` for the configuration's, which are managed there).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{name}",
+    tag = "access",
+    params(("name" = String, Path, description = "The token's name.")),
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -60,17 +117,29 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/v1/users`.
+/// The console users, disabled ones included; never a password's hash.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "access",
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The users.", body = UserList),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 pub async fn list_users(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Permission::Admin)?;
     let users = access::users(&state).await?;
-    Ok(Json(serde_json::json!({ "users": users })))
+    Ok(Json(UserList { users }))
 }
 
-#[derive(Deserialize)]
+/// A console user to make.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
     username: String,
@@ -78,7 +147,22 @@ pub struct NewUserRequest {
     password: String,
 }
 
-/// `POST /api/v1/users`: `201` with the user.
+/// Make a console user.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "access",
+    request_body = NewUserRequest,
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 201, description = "Made.", body = UserView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 415, response = UnsupportedMediaType),
+    )
+)]
 pub async fn create_user(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -99,7 +183,8 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-#[derive(Deserialize)]
+/// What to change about a user; a field left out stays as it is.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserEditRequest {
     roles: Option<Vec<String>>,
@@ -107,7 +192,25 @@ pub struct UserEditRequest {
     disabled: Option<bool>,
 }
 
-/// `PATCH /api/v1/users/{username}`: new roles, password or state; their sessions end.
+/// Change a user's roles, password or state; their sessions end. Leaving no enabled admin is
+/// refused (`409`).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{username}",
+    tag = "access",
+    params(("username" = String, Path, description = "The user's name.")),
+    request_body = UserEditRequest,
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The user as changed.", body = UserView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 415, response = UnsupportedMediaType),
+    )
+)]
 pub async fn change_user(
     State(state): State<AppState>,
     headers: HeaderMap,

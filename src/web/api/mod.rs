@@ -10,66 +10,38 @@ pub mod incidents;
 pub mod probes;
 pub mod subscribers;
 
-use axum::Router;
-use axum::middleware;
-use axum::routing::{delete, get, patch, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{AppState, authenticated};
+use super::AppState;
 
-/// The API's routes, behind the credentials check.
-pub fn routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/incidents",
-            get(incidents::list).post(incidents::open),
-        )
-        .route("/api/v1/incidents/{id}", get(incidents::get))
-        .route(
-            "/api/v1/incidents/{id}/updates",
-            post(incidents::post_update),
-        )
-        .route(
-            "/api/v1/incidents/{id}/deliveries",
-            get(incidents::deliveries),
-        )
-        .route(
-            "/api/v1/subscribers",
-            get(subscribers::list).post(subscribers::create),
-        )
-        .route(
-            "/api/v1/subscribers/{id}",
-            get(subscribers::get)
-                .patch(subscribers::edit)
-                .delete(subscribers::delete),
-        )
-        .route(
-            "/api/v1/subscribers/{id}/deliveries",
-            get(subscribers::deliveries),
-        )
-        .route(
-            "/api/v1/subscribers/{id}/telegram-invite",
-            post(subscribers::telegram_invite),
-        )
-        .route("/api/v1/drafts", get(drafts::list))
-        .route("/api/v1/drafts/{id}", get(drafts::get).put(drafts::edit))
-        .route("/api/v1/drafts/{id}/approve", post(drafts::approve))
-        .route("/api/v1/drafts/{id}/reject", post(drafts::reject))
-        .route("/api/v1/audit", get(drafts::audit))
-        .route("/api/v1/probes", get(probes::list))
-        .route(
-            "/api/v1/silences",
-            get(probes::list_silences).post(probes::create_silence),
-        )
-        .route("/api/v1/silences/{id}", delete(probes::delete_silence))
-        .route(
-            "/api/v1/tokens",
-            get(access::list_tokens).post(access::create_token),
-        )
-        .route("/api/v1/tokens/{name}", delete(access::revoke_token))
-        .route(
-            "/api/v1/users",
-            get(access::list_users).post(access::create_user),
-        )
-        .route("/api/v1/users/{username}", patch(access::change_user))
-        .route_layer(middleware::from_fn_with_state(state, authenticated))
+/// The API's routes, each with its description; `web::router` puts them behind the credentials
+/// check. A handler gets here through `routes!`, which takes its path and method from its
+/// `#[utoipa::path]`.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(incidents::list, incidents::open))
+        .routes(routes!(incidents::get))
+        .routes(routes!(incidents::post_update))
+        .routes(routes!(incidents::deliveries))
+        .routes(routes!(subscribers::list, subscribers::create))
+        .routes(routes!(
+            subscribers::get,
+            subscribers::edit,
+            subscribers::delete
+        ))
+        .routes(routes!(subscribers::deliveries))
+        .routes(routes!(subscribers::telegram_invite))
+        .routes(routes!(drafts::list))
+        .routes(routes!(drafts::get, drafts::edit))
+        .routes(routes!(drafts::approve))
+        .routes(routes!(drafts::reject))
+        .routes(routes!(drafts::audit))
+        .routes(routes!(probes::list))
+        .routes(routes!(probes::list_silences, probes::create_silence))
+        .routes(routes!(probes::delete_silence))
+        .routes(routes!(access::list_tokens, access::create_token))
+        .routes(routes!(access::revoke_token))
+        .routes(routes!(access::list_users, access::create_user))
+        .routes(routes!(access::change_user))
 }

@@ -12,10 +12,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::subscriber::{SubscriberPatch, SubscriberSpec, Subscription};
-use crate::store::{MAX_PAGE, SubscriberFilter};
+use crate::store::{MAX_PAGE, SubscriberDelivery, SubscriberFilter};
 use crate::web::body::{json, read};
+use crate::web::contract::{
+    BadRequest, Conflict, Forbidden, NotFound, Unauthorized, UnsupportedMediaType,
+};
 use crate::web::error::ApiError;
 use crate::web::extract::{Path, Query};
 use crate::web::service;
@@ -30,14 +34,17 @@ use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
 use crate::store::{ServiceMode, SubscriberRow};
 
-#[derive(Serialize)]
+/// One address of a subscriber.
+#[derive(Serialize, ToSchema)]
 struct AddressJson {
     id: i64,
     channel: &'static str,
     address: String,
     /// active, unsubscribed or gone
     state: &'static str,
+    #[schema(value_type = Option<String>, format = DateTime)]
     unsubscribed_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     gone_at: Option<Timestamp>,
     gone_reason: Option<String>,
     /// `admin` (API or configuration) or `chat` (bound itself with an invite).
@@ -48,13 +55,15 @@ struct AddressJson {
     services: BTreeMap<String, ServiceMode>,
 }
 
-#[derive(Serialize)]
+/// A subscriber: who is told, where, about what.
+#[derive(Serialize, ToSchema)]
 pub struct SubscriberJson {
     id: i64,
     name: String,
     language: String,
     audience: String,
     origin: &'static str,
+    #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
     addresses: Vec<AddressJson>,
     subscriptions: Vec<Subscription>,
@@ -100,6 +109,53 @@ impl From<SubscriberRow> for SubscriberJson {
     }
 }
 
+/// A page of subscribers.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriberList {
+    subscribers: Vec<SubscriberJson>,
+    /// The `after` of the next page; `null` on the last.
+    next: Option<i64>,
+}
+
+/// A subscriber's latest deliveries, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriberDeliveries {
+    subscriber: i64,
+    deliveries: Vec<SubscriberDelivery>,
+}
+
+/// A single-use Telegram invite.
+#[derive(Serialize, ToSchema)]
+pub struct TelegramInvite {
+    subscriber: i64,
+    /// The link that opens a private chat with the bot (absent while Telegram cannot be asked
+    /// for the bot's name).
+    link: Option<String>,
+    /// The same, for adding the bot to a group.
+    group_link: Option<String>,
+    /// What the chat can type instead.
+    start_command: String,
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: Timestamp,
+}
+
+/// Create a subscriber.
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscribers",
+    tag = "subscribers",
+    request_body = SubscriberSpec,
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 201, description = "Created.", body = SubscriberJson,
+            headers(("Location" = String, description = "The subscriber's URL."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 415, response = UnsupportedMediaType),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -124,7 +180,8 @@ pub async fn create(
 pub const DEFAULT_PAGE: u32 = 100;
 
 /// The query of `GET /api/v1/subscribers`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// At most this many (default 100, at most 500; more is read as 500).
     pub limit: Option<u32>,
@@ -135,8 +192,22 @@ pub struct ListQuery {
     pub q: Option<String>,
 }
 
-/// `GET /api/v1/subscribers`: a page in id order, `next` the cursor of the page after (`null` on
-/// the last), also given as a `Link: <…>; rel="next"` header.
+/// A page of subscribers in id order; `next` is the cursor of the page after (`null` on the
+/// last), also given as a `Link: <…>; rel="next"` header.
+#[utoipa::path(
+    get,
+    path = "/api/v1/subscribers",
+    tag = "subscribers",
+    params(ListQuery),
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "A page of subscribers.", body = SubscriberList,
+            headers(("Link" = String, description = "The next page, when there is one."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -168,11 +239,32 @@ pub async fn list(
     }
     Ok((
         response_headers,
-        Json(serde_json::json!({ "subscribers": list, "next": page.next })),
+        Json(SubscriberList {
+            subscribers: list,
+            next: page.next,
+        }),
     ))
 }
 
-/// `PATCH /api/v1/subscribers/{id}`: an edit in place; the fields left out stay as they are.
+/// Edit a subscriber in place: the fields left out stay as they are; `addresses` replaces the
+/// lists of the channels it names.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/subscribers/{id}",
+    tag = "subscribers",
+    params(("id" = i64, Path, description = "The subscriber's id.")),
+    request_body = SubscriberPatch,
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The subscriber as edited.", body = SubscriberJson),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 415, response = UnsupportedMediaType),
+    )
+)]
 pub async fn edit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -187,14 +279,29 @@ pub async fn edit(
 }
 
 /// The query of `GET /api/v1/subscribers/{id}/deliveries`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveriesQuery {
     /// At most this many, newest first (default 50, at most 500).
     pub limit: Option<u32>,
 }
 
-/// `GET /api/v1/subscribers/{id}/deliveries`: the latest deliveries to the subscriber's
-/// addresses, newest first.
+/// The latest deliveries to the subscriber's addresses, newest first; a citizen's contact is
+/// masked but for admins (whose read is audited).
+#[utoipa::path(
+    get,
+    path = "/api/v1/subscribers/{id}/deliveries",
+    tag = "subscribers",
+    params(("id" = i64, Path, description = "The subscriber's id."), DeliveriesQuery),
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The deliveries.", body = SubscriberDeliveries),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    )
+)]
 pub async fn deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -204,11 +311,27 @@ pub async fn deliveries(
     let who = require(&state, &headers, Permission::Subscribers)?;
     let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let (_, rows) = service::subscribers::deliveries(&state, id, limit, &who).await?;
-    Ok(Json(
-        serde_json::json!({ "subscriber": id, "deliveries": rows }),
-    ))
+    Ok(Json(SubscriberDeliveries {
+        subscriber: id,
+        deliveries: rows,
+    }))
 }
 
+/// Read one subscriber.
+#[utoipa::path(
+    get,
+    path = "/api/v1/subscribers/{id}",
+    tag = "subscribers",
+    params(("id" = i64, Path, description = "The subscriber's id.")),
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The subscriber.", body = SubscriberJson),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -223,6 +346,22 @@ pub async fn get(
     Ok(Json(SubscriberJson::from(row)))
 }
 
+/// Delete a subscriber; its pending deliveries are cancelled.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/subscribers/{id}",
+    tag = "subscribers",
+    params(("id" = i64, Path, description = "The subscriber's id.")),
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -241,6 +380,21 @@ fn telegram_enabled(state: &AppState) -> Result<&Arc<TelegramWeb>, ApiError> {
 
 /// `POST /api/v1/subscribers/{id}/telegram-invite`: a single-use link that binds the chat that
 /// opens it to the subscriber.
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscribers/{id}/telegram-invite",
+    tag = "subscribers",
+    params(("id" = i64, Path, description = "The subscriber's id.")),
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 201, description = "The invite.", body = TelegramInvite),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 pub async fn telegram_invite(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -281,12 +435,12 @@ pub async fn telegram_invite(
     };
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({
-            "subscriber": id,
-            "link": link,
-            "group_link": group_link,
-            "start_command": format!("/start {token}"),
-            "expires_at": expires_at,
-        })),
+        Json(TelegramInvite {
+            subscriber: id,
+            link,
+            group_link,
+            start_command: format!("/start {token}"),
+            expires_at,
+        }),
     ))
 }

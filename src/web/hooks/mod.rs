@@ -8,30 +8,22 @@ pub mod signals;
 pub mod sms_reports;
 pub mod telegram_webhook;
 
-use axum::Router;
 use axum::routing::post;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use crate::channel::sms::report::REPORT_PATH;
 use telegram_webhook::WEBHOOK_PATH;
 
-/// The hooks' routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        // Ingest authenticates by token or by a signature of the body, so it reads the body first.
-        .route("/api/v1/signals/alertmanager", post(signals::alertmanager))
-        .route(
-            "/api/v1/signals/grafana",
-            post(signals::grafana).put(signals::grafana),
-        )
-        .route(
-            "/api/v1/signals/uptime-kuma",
-            post(signals::uptime_kuma).get(signals::uptime_kuma_get),
-        )
-        .route("/api/v1/signals/generic", post(signals::generic))
+/// The hooks' routes. Ingest authenticates by token or by a signature of the body, so it reads
+/// the body first. The signal receivers and the SMS delivery reports are in the API contract;
+/// Telegram's webhook is not (its body is Telegram's `Update`, and only Telegram calls it).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signals::alertmanager))
+        .routes(routes!(signals::grafana))
+        .routes(routes!(signals::uptime_kuma, signals::uptime_kuma_get))
+        .routes(routes!(signals::generic))
+        .routes(routes!(sms_reports::report))
         .route(WEBHOOK_PATH, post(telegram_webhook::webhook))
-        .route(
-            &format!("{REPORT_PATH}/{{provider}}"),
-            post(sms_reports::report).get(sms_reports::report),
-        )
 }

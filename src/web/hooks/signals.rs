@@ -12,18 +12,25 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::Source;
 use crate::ingest::{self, GenericFraming, Parsed};
 use crate::settings::Permission;
 use crate::web::AppState;
 use crate::web::body::{form_field, is_json_like, media_type, multipart_field, read};
+use crate::web::contract::{BadRequest, Forbidden, Unauthorized, UnsupportedMediaType};
 use crate::web::error::ApiError;
 
-#[derive(Serialize)]
-struct Accepted {
+/// What became of a webhook's body.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    /// `accepted` (202: signals stored) or `ok` (200: nothing to store, e.g. a test
+    /// notification).
     status: &'static str,
+    /// The ids of the signals stored.
     signals: Vec<i64>,
+    /// What was read but not taken, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     notes: Vec<String>,
 }
@@ -43,6 +50,22 @@ fn outcome_label(e: &ApiError) -> &'static str {
     }
 }
 
+/// An Alertmanager webhook (version 4).
+#[utoipa::path(
+    post,
+    path = "/api/v1/signals/alertmanager",
+    tag = "signals",
+    request_body(content = Object, content_type = "application/json", description = "Alertmanager's webhook body."),
+    security(("token" = []), ("basic" = []), ("signature" = [])),
+    responses(
+        (status = 202, description = "Stored as signals; the incidents follow.", body = Accepted),
+        (status = 200, description = "Read, nothing to store (e.g. a test notification).", body = Accepted),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 415, response = UnsupportedMediaType),
+    )
+)]
 pub async fn alertmanager(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -54,6 +77,22 @@ pub async fn alertmanager(
     )
 }
 
+/// A Grafana webhook contact point.
+#[utoipa::path(
+    method(post, put),
+    path = "/api/v1/signals/grafana",
+    tag = "signals",
+    request_body(content = Object, content_type = "application/json", description = "Grafana's webhook body."),
+    security(("token" = []), ("basic" = []), ("signature" = [])),
+    responses(
+        (status = 202, description = "Stored as signals; the incidents follow.", body = Accepted),
+        (status = 200, description = "Read, nothing to store (e.g. a test notification).", body = Accepted),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 415, response = UnsupportedMediaType),
+    )
+)]
 pub async fn grafana(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     respond(
         Source::Grafana,
@@ -61,6 +100,26 @@ pub async fn grafana(State(state): State<AppState>, headers: HeaderMap, body: Bo
     )
 }
 
+/// An Uptime Kuma webhook: JSON, or a form whose `data` field holds the JSON.
+#[utoipa::path(
+    post,
+    path = "/api/v1/signals/uptime-kuma",
+    tag = "signals",
+    request_body(content(
+        (Object = "application/json"),
+        (Object = "multipart/form-data"),
+        (Object = "application/x-www-form-urlencoded"),
+    ), description = "Uptime Kuma's notification."),
+    security(("token" = []), ("basic" = []), ("signature" = [])),
+    responses(
+        (status = 202, description = "Stored as signals; the incidents follow.", body = Accepted),
+        (status = 200, description = "Read, nothing to store (e.g. a test notification).", body = Accepted),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 415, response = UnsupportedMediaType),
+    )
+)]
 pub async fn uptime_kuma(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -72,6 +131,26 @@ pub async fn uptime_kuma(
     )
 }
 
+/// Generic JSON, or CloudEvents (structured or batch).
+#[utoipa::path(
+    post,
+    path = "/api/v1/signals/generic",
+    tag = "signals",
+    request_body(content(
+        (Object = "application/json"),
+        (Object = "application/cloudevents+json"),
+        (Vec<Object> = "application/cloudevents-batch+json"),
+    ), description = "One signal or a list of them, or CloudEvents."),
+    security(("token" = []), ("basic" = []), ("signature" = [])),
+    responses(
+        (status = 202, description = "Stored as signals; the incidents follow.", body = Accepted),
+        (status = 200, description = "Read, nothing to store (e.g. a test notification).", body = Accepted),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 415, response = UnsupportedMediaType),
+    )
+)]
 pub async fn generic(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     respond(
         Source::Generic,
@@ -79,14 +158,33 @@ pub async fn generic(State(state): State<AppState>, headers: HeaderMap, body: Bo
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct KumaQuery {
+    /// The notification's text.
     msg: Option<String>,
+    /// The heartbeat, as JSON.
     heartbeat: Option<String>,
+    /// The monitor, as JSON.
     monitor: Option<String>,
 }
 
 /// Uptime Kuma's GET mode: the notification in query parameters, read once the caller is known.
+#[utoipa::path(
+    get,
+    path = "/api/v1/signals/uptime-kuma",
+    tag = "signals",
+    params(KumaQuery),
+    security(("token" = []), ("basic" = []), ("signature" = [])),
+    responses(
+        (status = 202, description = "Stored as signals; the incidents follow.", body = Accepted),
+        (status = 200, description = "Read, nothing to store (e.g. a test notification).", body = Accepted),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 415, response = UnsupportedMediaType),
+    )
+)]
 pub async fn uptime_kuma_get(
     State(state): State<AppState>,
     headers: HeaderMap,

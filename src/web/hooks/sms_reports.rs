@@ -13,6 +13,7 @@ use crate::channel::sms::report::fields;
 use crate::store::DeliveryReport;
 use crate::web::AppState;
 use crate::web::body::read;
+use crate::web::contract::{BadRequest, NotFound, Unauthorized};
 use crate::web::error::ApiError;
 use crate::web::extract::Path;
 
@@ -43,6 +44,36 @@ fn json_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
         .collect())
 }
 
+/// Whether a delivery report was recorded.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ReportRecorded {
+    /// False for a report about a message not sent from here (or long pruned): answered, so
+    /// that the provider does not retry it.
+    recorded: bool,
+}
+
+/// A delivery report from an SMS provider (Twilio signs it; the others carry the token of the
+/// link Banditore gave them in `token`). The path is `channel::sms::report::REPORT_PATH`.
+#[utoipa::path(
+    method(post, get),
+    path = "/api/v1/callbacks/sms/{provider}",
+    tag = "callbacks",
+    params(
+        ("provider" = String, Path, description = "The gateway's name in `[[channels.sms.gateways]]`."),
+        ("token" = Option<String>, Query, description = "The link's token, for providers that do not sign."),
+    ),
+    request_body(content(
+        (Object = "application/x-www-form-urlencoded"),
+        (Object = "application/json"),
+    ), description = "The provider's report; a GET carries it in the query."),
+    security((), ("twilio_signature" = [])),
+    responses(
+        (status = 200, description = "Read.", body = ReportRecorded),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+    )
+)]
 pub async fn report(
     State(state): State<AppState>,
     Path(provider): Path<String>,
@@ -103,5 +134,5 @@ pub async fn report(
         // Reports for messages not sent from here (or long pruned) are answered, not retried.
         tracing::info!(provider, id = %report.provider_id, "delivery report for an unknown message");
     }
-    Ok(Json(serde_json::json!({ "recorded": recorded })))
+    Ok(Json(ReportRecorded { recorded }))
 }

@@ -42,5 +42,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/status/cap.atom", get(status_page::cap_index))
         .route("/status/cap/{file}", get(status_page::cap_alert))
-        .route("/api/v1/status", get(status_page::api))
+}
+
+/// The public routes in the API contract: the board as JSON.
+pub fn documented() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(status_page::api))
 }

@@ -251,6 +251,24 @@ pub async fn page(
 }
 
 /// `GET /api/v1/status`: the board as JSON, for any site (CORS).
+/// `GET /api/v1/status`: the status board as JSON, for other sites (CORS), with an ETag.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    tag = "public",
+    params(
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of the board the caller has."),
+    ),
+    security(()),
+    responses(
+        (status = 200, description = "The board.", body = Board, headers(
+            ("ETag" = String, description = "Changes when what the board says changes."),
+            ("Last-Modified" = String, description = "The latest statement's time."),
+            ("Access-Control-Allow-Origin" = String, description = "`*`."),
+        )),
+        (status = 304, description = "The board has not changed since the ETag given."),
+    )
+)]
 pub async fn api(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let built = match current(&state).await {
         Ok(b) => b,

@@ -18,21 +18,24 @@ use crate::users::{UserError, check_password, check_roles, check_username, hash_
 use crate::web::{AppState, record_audit};
 
 /// A token as the API and the console show it; never its secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub name: String,
     pub roles: Vec<String>,
     /// `config` (the configuration file; managed there) or `store`.
     pub origin: &'static str,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub created_at: Option<Timestamp>,
     pub created_by: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_used_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<Timestamp>,
     pub revoked_by: Option<String>,
 }
 
 /// A token just made, with its secret: shown once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     pub name: String,
     pub roles: Vec<String>,
@@ -40,7 +43,7 @@ pub struct CreatedToken {
 }
 
 /// A console user as the API and the console show them; never their password's hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub username: String,
     pub roles: Vec<String>,

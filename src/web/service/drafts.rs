@@ -15,32 +15,65 @@ use crate::web::AppState;
 const MAX_BODY_CHARS: usize = 20_000;
 
 /// What a text costs on its channel, and the channel's limit.
-pub fn measure(limits: &Limits, channel: ChannelKind, body: &str) -> serde_json::Value {
+pub fn measure(limits: &Limits, channel: ChannelKind, body: &str) -> Length {
+    let chars = body.chars().count();
+    let mut m = Length {
+        unit: "characters",
+        used: chars,
+        limit: Some(MAX_BODY_CHARS),
+        bytes: None,
+        byte_limit: None,
+        encoding: None,
+        characters: None,
+    };
     if let Some(limit) = limits.limit(channel) {
-        let mut m = serde_json::json!({
-            "unit": Limits::unit(channel), "used": limits.length(channel, body), "limit": limit,
-        });
+        m.unit = Limits::unit(channel);
+        m.used = limits.length(channel, body);
+        m.limit = Some(limit);
         if channel == ChannelKind::Bluesky {
-            m["bytes"] = body.len().into();
-            m["byte_limit"] = social::BLUESKY_MAX_BYTES.into();
+            m.bytes = Some(body.len());
+            m.byte_limit = Some(social::BLUESKY_MAX_BYTES);
         }
         return m;
     }
     match channel {
-        ChannelKind::Telegram => serde_json::json!({
-            "unit": "characters", "used": telegram::visible_len(body), "limit": telegram::MAX_LEN,
-        }),
-        ChannelKind::Sms => {
-            let m = sms::measure(body);
-            serde_json::json!({
-                "unit": "segments", "used": m.segments, "encoding": m.encoding.as_str(),
-                "characters": body.chars().count(),
-            })
+        ChannelKind::Telegram => {
+            m.used = telegram::visible_len(body);
+            m.limit = Some(telegram::MAX_LEN);
         }
-        _ => serde_json::json!({
-            "unit": "characters", "used": body.chars().count(), "limit": MAX_BODY_CHARS,
-        }),
+        ChannelKind::Sms => {
+            let s = sms::measure(body);
+            m.unit = "segments";
+            m.used = s.segments as usize;
+            m.limit = None;
+            m.encoding = Some(s.encoding.as_str());
+            m.characters = Some(chars);
+        }
+        _ => {}
     }
+    m
+}
+
+/// How long a part's text is on its channel, and the most the channel takes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Length {
+    /// `characters`, `weighted characters` (X), `graphemes` (Bluesky) or `segments` (SMS).
+    pub unit: &'static str,
+    /// The text's length in `unit`.
+    pub used: usize,
+    /// The most the channel takes, in `unit`; an SMS has no fixed limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Bluesky: the text's UTF-8 bytes, and the most it takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub byte_limit: Option<usize>,
+    /// SMS: `gsm7` or `ucs2`, and the text's characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub characters: Option<usize>,
 }
 
 /// Why an edit of a part is refused: which of its fields (`subject` or `body`), and what is wrong.

@@ -1,4 +1,7 @@
 //! The real `banditore` binary, started on port 0 with a fresh SQLite file, its JSON log captured.
+//! In the integration tests, requests go through the contract's forwarder (`contract.rs`): every
+//! answer under `/api/v1/` is checked against `docs/openapi.json`, and a test whose answers
+//! contradict it fails when its `TestApp` is dropped. The benchmarks talk to the binary directly.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -10,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::contract::Forwarder;
 use super::smtp::SmtpServer;
 
 pub const INGEST_TOKEN: &str = "ingest-token-for-tests-0001";
@@ -22,13 +26,17 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub env: Vec<(String, String)>,
+    /// The binary's own address (for tests that speak raw TCP to it).
     pub addr: SocketAddr,
+    /// Where requests go: the contract's forwarder in the integration tests, else the binary.
     pub base: String,
     pub http: reqwest::Client,
     /// The process's limit on open files (soft and hard), when a test lowers it.
     pub open_files: Option<u64>,
     child: Option<Child>,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Checks every API answer against the contract (integration tests only: `cfg(test)`).
+    forwarder: Option<Forwarder>,
 }
 
 /// The settings every test starts from; `extra` is appended (it may add `[[subscribers]]` and
@@ -130,6 +138,7 @@ impl TestApp {
             open_files,
             child: None,
             logs: Arc::new(Mutex::new(Vec::new())),
+            forwarder: cfg!(test).then(Forwarder::start),
         };
         app.start().await;
         app
@@ -191,7 +200,13 @@ impl TestApp {
                 .unwrap()
                 .unwrap_or_else(|_| panic!("banditore did not start; log:\n{}", self.logs()));
         self.addr = addr.parse().unwrap();
-        self.base = format!("http://{}", self.addr);
+        self.base = match &self.forwarder {
+            Some(f) => {
+                *f.upstream.lock().unwrap() = self.addr;
+                format!("http://{}", f.addr)
+            }
+            None => format!("http://{}", self.addr),
+        };
         self.child = Some(child);
     }
 
@@ -365,9 +380,28 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// What the API's answers so far contradicted in the contract, and forgets it (for a test
+    /// that provokes a contradiction on purpose).
+    pub fn take_contract_violations(&self) -> Vec<String> {
+        self.forwarder
+            .as_ref()
+            .map(|f| std::mem::take(&mut *f.violations.lock().unwrap()))
+            .unwrap_or_default()
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.kill();
+        let violations = self.take_contract_violations();
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!(
+                "{} answer(s) of the API contradict docs/openapi.json:\n{}",
+                violations.len(),
+                violations.join("\n")
+            );
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod bluesky;
 pub mod browser;
+pub mod contract;
 pub mod double;
 pub mod facebook;
 pub mod mastodon;
