@@ -421,6 +421,13 @@ async fn in_a_real_browser_each_network_part_counts_as_its_network_while_typing(
         .await
         .unwrap();
     browser.click(Locator::Css("button[type=submit]")).await;
+    // Leaving before the login's answer arrives would abandon it: wait for the drafts page.
+    c.wait()
+        .for_element(Locator::XPath(
+            "//h1[contains(., 'In attesa di approvazione')]",
+        ))
+        .await
+        .expect("the drafts page after logging in");
     c.goto(&app.url(&format!("/console/drafts/{id}")))
         .await
         .unwrap();
