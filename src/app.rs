@@ -63,8 +63,8 @@ pub struct Application {
     prober: Prober,
     /// Tells the operators when a channel of this replica is paused or resumes.
     notices: crate::outbox::pause::Notices,
-    /// The first start's message, with the tokens it created.
-    first_run: Option<String>,
+    /// The tokens the first start created, to be shown once.
+    first_run: Option<crate::tokens::FirstRun>,
 }
 
 type TelegramBot = (
@@ -119,11 +119,12 @@ impl Application {
             .reload(state.store.as_ref(), Timestamp::now())
             .await
             .context("loading the API tokens kept in the store")?;
-        let first_run = first_tokens.map(|issued| {
-            let api = listener
+        let first_run = first_tokens.map(|issued| crate::tokens::FirstRun {
+            issued,
+            api: listener
                 .local_addr()
-                .map_or_else(|_| s.server.public_url.clone(), crate::tokens::local_base);
-            crate::tokens::first_run_message(&issued, &api, &s.server.public_url)
+                .map_or_else(|_| s.server.public_url.clone(), crate::tokens::local_base),
+            public: s.server.public_url.clone(),
         });
         Ok(Application {
             listener,
@@ -157,7 +158,7 @@ impl Application {
     }
 
     /// What the first start of a deployment tells its operator (the tokens it created), once.
-    pub fn take_first_run(&mut self) -> Option<String> {
+    pub fn take_first_run(&mut self) -> Option<crate::tokens::FirstRun> {
         self.first_run.take()
     }
 

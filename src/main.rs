@@ -1,7 +1,7 @@
 //! The `banditore` command: serve, check-config, migrate, user, token, version, and what
 //! operators run beside the service: backup, healthcheck, completions and man.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -218,7 +218,7 @@ fn main() -> ExitCode {
                 }
             };
             let result = match cli.command {
-                Command::Serve => runtime.block_on(serve(validated)),
+                Command::Serve => runtime.block_on(serve(validated, cli.config.as_deref())),
                 Command::User(cmd) => runtime.block_on(user(validated, cmd)),
                 Command::Token(cmd) => runtime.block_on(token(validated, cmd)),
                 _ => runtime.block_on(migrate(validated)),
@@ -235,21 +235,80 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(validated: settings::Validated) -> anyhow::Result<()> {
+async fn serve(validated: settings::Validated, config: Option<&Path>) -> anyhow::Result<()> {
     for w in &validated.warnings {
         tracing::warn!(key = %w.path, "{}", w.message);
     }
     let mut app = Application::build(validated).await?;
-    // Straight to standard output, never to the log, which may be kept (journald) or shipped.
     if let Some(first_run) = app.take_first_run() {
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(first_run.as_bytes());
-        let _ = out.flush();
+        show_first_run(&first_run, config);
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     app.run(shutdown).await
+}
+
+/// Shows the first start's tokens once, never through the log (which may be kept or shipped).
+/// On a terminal or a plain pipe they go to standard output. Under systemd, whose standard
+/// output is the journal (`JOURNAL_STREAM`), they go to a file only the service's user can read,
+/// in its state folder (`STATE_DIRECTORY`), and the log says where; without a state folder they
+/// are not shown at all, and the log says how to make a token instead.
+fn show_first_run(first: &banditore::tokens::FirstRun, config: Option<&Path>) {
+    use std::io::Write as _;
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let mut command = String::new();
+    if let Some(user) = std::env::var("USER")
+        .ok()
+        .filter(|u| journal && !u.is_empty() && u != "root")
+    {
+        command.push_str(&format!("sudo -u {user} "));
+    }
+    command.push_str("banditore");
+    if let Some(config) = config {
+        let config = std::path::absolute(config).unwrap_or_else(|_| config.to_owned());
+        command.push_str(&format!(" --config {}", config.display()));
+    }
+    let message = banditore::tokens::first_run_message(first, &command);
+    if !journal {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(message.as_bytes());
+        let _ = out.flush();
+        return;
+    }
+    let folder = std::env::var_os("STATE_DIRECTORY")
+        .and_then(|dirs| std::env::split_paths(&dirs).next())
+        .filter(|d| !d.as_os_str().is_empty());
+    let Some(folder) = folder else {
+        tracing::warn!(
+            "first start: two API tokens were made but are not shown, since standard output is \
+             the journal and there is no state folder to write them to; revoke them with \
+             `{command} token revoke admin` and `… ingest`, and make your own with \
+             `{command} token create --name NAME --role ROLE`"
+        );
+        return;
+    };
+    let path = folder.join("first-start-tokens.txt");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options
+        .open(&path)
+        .and_then(|mut f| f.write_all(message.as_bytes()).and_then(|()| f.sync_all()))
+    {
+        Ok(()) => tracing::warn!(
+            file = %path.display(),
+            "first start: two API tokens were made and written to this file, readable by the \
+             service's user only; read it, keep the tokens safe, then delete it"
+        ),
+        Err(e) => tracing::error!(
+            file = %path.display(),
+            error = %e,
+            "first start: cannot write the two API tokens made; revoke them with \
+             `{command} token revoke admin` and `… ingest`, and make your own with \
+             `{command} token create --name NAME --role ROLE`"
+        ),
+    }
 }
 
 async fn migrate(validated: settings::Validated) -> anyhow::Result<()> {

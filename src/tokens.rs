@@ -103,7 +103,7 @@ pub fn first_tokens() -> Vec<Issued> {
     ]
 }
 
-/// On a first start (no token in the configuration, none live in the store), stores the first
+/// On a first start (no token in the configuration, none ever in the store), stores the first
 /// tokens and returns them to be shown; `None` when there is nothing to do, or when another
 /// replica starting at the same time stored its own first.
 pub async fn first_start<S: TokenStore + Sync + ?Sized>(
@@ -133,10 +133,21 @@ pub fn local_base(addr: std::net::SocketAddr) -> String {
     format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
-/// What the first start prints: the two secrets, a `curl` line for each, where the console is
-/// and how to give it its first user. `api` is where this server answers (the listen address);
-/// `public` is `server.public_url`.
-pub fn first_run_message(issued: &[Issued], api: &str, public: &str) -> String {
+/// The tokens a first start made, and where this server answers, for the message that shows
+/// them.
+pub struct FirstRun {
+    pub issued: Vec<Issued>,
+    /// Where this server answers: its listen address, reachable from this machine.
+    pub api: String,
+    /// `server.public_url`.
+    pub public: String,
+}
+
+/// What the first start shows: the two secrets, a `curl` line for each, where the console is
+/// and how to give it its first user. `command` is how the operator runs `banditore` against
+/// this deployment (with its `--config`, and as the service's user when that matters).
+pub fn first_run_message(first: &FirstRun, command: &str) -> String {
+    let (issued, api, public) = (&first.issued, &first.api, &first.public);
     let secret = |name: &str| {
         issued
             .iter()
@@ -166,10 +177,10 @@ List the incidents with the admin token:
 The console is at {public}/console. Give it its first user (the password is read from
 standard input), while the service runs:
 
-  banditore user add YOUR-NAME --role admin
+  {command} user add YOUR-NAME --role admin
 
-More tokens: `banditore token create --name NAME --role ROLE`; see them with `banditore token
-list`, revoke one with `banditore token revoke NAME`.
+More tokens: `{command} token create --name NAME --role ROLE`; see them with
+`{command} token list`, revoke one with `{command} token revoke NAME`.
 
 ",
         admin = secret("admin"),
@@ -212,15 +223,19 @@ mod tests {
 
     #[test]
     fn the_first_start_names_both_secrets_and_where_to_use_them() {
-        let issued = first_tokens();
-        let text = first_run_message(&issued, "http://127.0.0.1:8080", "https://b.example/");
-        for i in &issued {
+        let first = FirstRun {
+            issued: first_tokens(),
+            api: "http://127.0.0.1:8080".into(),
+            public: "https://b.example/".into(),
+        };
+        let text = first_run_message(&first, "banditore --config /etc/banditore/banditore.toml");
+        for i in &first.issued {
             assert!(text.contains(&i.secret));
         }
         assert!(text.contains("http://127.0.0.1:8080/api/v1/signals/generic"));
         assert!(text.contains("http://127.0.0.1:8080/api/v1/incidents"));
         assert!(text.contains("https://b.example/console"));
-        assert!(text.contains("banditore user add"));
+        assert!(text.contains("banditore --config /etc/banditore/banditore.toml user add"));
     }
 
     #[test]

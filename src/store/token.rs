@@ -37,8 +37,9 @@ pub struct NewToken {
 pub trait TokenStore {
     /// Stores a token; `false` when a live token already has its name.
     async fn create_token(&self, token: &NewToken, now: Timestamp) -> Result<bool>;
-    /// Stores every token of `tokens`, all or none, and only if no live token exists: `false`
-    /// when one does, or when another process stored tokens first (replicas starting together).
+    /// Stores every token of `tokens`, all or none, and only if the store never held a token
+    /// (revoked ones count): `false` otherwise, or when another process stored tokens first
+    /// (replicas starting together).
     async fn create_first_tokens(&self, tokens: &[NewToken], now: Timestamp) -> Result<bool>;
     /// Every token, live and revoked, by name and then newest first.
     async fn tokens(&self) -> Result<Vec<TokenRow>>;

@@ -61,11 +61,12 @@ impl TokenStore for SqlStore {
 
     async fn create_first_tokens(&self, tokens: &[NewToken], now: Timestamp) -> Result<bool> {
         let mut tx = self.write().await?;
-        let live: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL")
-                .fetch_one(&mut *tx)
-                .await?;
-        if live > 0 {
+        // Ever, revoked ones included: revoking every token and restarting must not make and
+        // show new ones.
+        let ever: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
+            .fetch_one(&mut *tx)
+            .await?;
+        if ever > 0 {
             return Ok(false);
         }
         // Every process inserts in the same order, so on PostgreSQL the second one waits on the

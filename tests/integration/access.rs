@@ -22,6 +22,11 @@ struct Bare {
 
 impl Bare {
     fn start(dir: &std::path::Path, smtp_port: u16) -> Bare {
+        Bare::start_with(dir, smtp_port, &[])
+    }
+
+    /// Started with `env` set, as systemd sets it.
+    fn start_with(dir: &std::path::Path, smtp_port: u16, env: &[(&str, &str)]) -> Bare {
         let config = dir.join("bare.toml");
         std::fs::write(
             &config,
@@ -37,6 +42,7 @@ impl Bare {
             .args(["--config", config.to_str().unwrap(), "--log-format", "json"])
             .arg("serve")
             .current_dir(dir)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -126,7 +132,11 @@ async fn the_first_start_prints_two_working_tokens_and_later_starts_none() {
         text.contains("https://banditore.asl.example/console"),
         "{text}"
     );
-    assert!(text.contains("banditore user add"), "{text}");
+    let config = dir.path().join("bare.toml");
+    assert!(
+        text.contains(&format!("banditore --config {} user add", config.display())),
+        "the commands name this deployment's configuration:\n{text}"
+    );
     let http = reqwest::Client::new();
     let posted = http
         .post(format!("{}/api/v1/signals/generic", first.base))
@@ -742,4 +752,46 @@ async fn admins_manage_tokens_and_users_in_the_console() {
     ] {
         assert!(by_console.contains(&action), "{action} in {by_console:?}");
     }
+}
+
+/// Under systemd, standard output is the journal, which is kept: the first start's secrets go
+/// to a file in the state folder that only the service's user can read, never to the journal.
+#[tokio::test]
+async fn under_systemd_the_first_tokens_go_to_a_private_file_not_the_journal() {
+    use std::os::unix::fs::PermissionsExt;
+    let smtp = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let service = Bare::start_with(
+        dir.path(),
+        smtp.addr().port(),
+        &[
+            ("JOURNAL_STREAM", "8:12345"),
+            ("STATE_DIRECTORY", state.to_str().unwrap()),
+            ("USER", "banditore"),
+        ],
+    );
+    let printed = service.printed();
+    assert!(
+        !printed.contains("bnd_"),
+        "secrets on standard output:\n{printed}"
+    );
+    let file = state.join("first-start-tokens.txt");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("sudo -u banditore banditore --config"),
+        "{text}"
+    );
+    let admin = printed_secret(&text, "admin");
+    let listed = reqwest::Client::new()
+        .get(format!("{}/api/v1/incidents", service.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    service.stop();
 }

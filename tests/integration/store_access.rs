@@ -97,6 +97,17 @@ async fn the_first_tokens_are_made_once_whoever_starts_first(store: Arc<dyn Stor
             .await
             .unwrap()
     );
+    // With every token revoked, a start is still not a first one: it shows no new secret.
+    for name in ["admin", "ingest"] {
+        assert!(store.revoke_token(name, "m.rossi", now).await.unwrap());
+    }
+    assert!(store.live_tokens().await.unwrap().is_empty());
+    assert!(
+        !store
+            .create_first_tokens(&first("four"), now)
+            .await
+            .unwrap()
+    );
 }
 
 async fn the_last_enabled_admin_is_kept(store: Arc<dyn Store>) {
