@@ -103,6 +103,16 @@ async fn copy_and_check(source: &Path, partial: &Path) -> Result<i64> {
     let mut conn = SqliteConnection::connect_with(&options)
         .await
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", source.display())))?;
+    // The copy holds what the store holds (contacts, the audit log): made empty first, readable
+    // by its owner only, so that nobody else can open it while it is being written (SQLite
+    // writes into an empty file as into a new one).
+    let mut private = std::fs::OpenOptions::new();
+    private.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut private, 0o600);
+    private.open(partial).map_err(|e| {
+        StoreError::Unavailable(format!("cannot create {}: {e}", partial.display()))
+    })?;
     let copied = sqlx::query("VACUUM INTO ?")
         .bind(target)
         .execute(&mut conn)
@@ -110,8 +120,7 @@ async fn copy_and_check(source: &Path, partial: &Path) -> Result<i64> {
     let _ = conn.close().await;
     copied
         .map_err(|e| StoreError::Unavailable(format!("cannot copy {}: {e}", source.display())))?;
-    // The copy holds what the store holds (contacts, the audit log): it gets the store's own
-    // permissions rather than the process's default ones.
+    // Then it gets the store's own permissions.
     std::fs::metadata(source)
         .and_then(|m| std::fs::set_permissions(partial, m.permissions()))
         .and_then(|()| std::fs::File::open(partial))

@@ -54,6 +54,9 @@ pub struct Authenticator {
     tokens: Vec<StoredToken>,
     /// The store's live tokens, as last loaded.
     stored: RwLock<Arc<Vec<StoredToken>>>,
+    /// Held through a whole reload, so that one started after a revocation is never overwritten
+    /// by an earlier one that read the store before it.
+    reloading: tokio::sync::Mutex<()>,
     hmac: Vec<HmacKey>,
 }
 
@@ -75,6 +78,7 @@ impl Authenticator {
                 })
                 .collect(),
             stored: RwLock::new(Arc::new(Vec::new())),
+            reloading: tokio::sync::Mutex::new(()),
             hmac: hmac.to_vec(),
         }
     }
@@ -99,6 +103,7 @@ impl Authenticator {
         store: &S,
         now: Timestamp,
     ) -> Result<usize, StoreError> {
+        let _one_at_a_time = self.reloading.lock().await;
         let used: Vec<i64> = self
             .current()
             .iter()

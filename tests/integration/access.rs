@@ -313,6 +313,20 @@ async fn admins_manage_tokens_and_users_through_the_api() {
     assert_eq!(status, 201, "{created}");
     let secret = created["token"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("bnd_"));
+    let again = app
+        .http
+        .post(app.url("/api/v1/tokens"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "kuma-2", "roles": ["ingest"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(
+        again.headers()["cache-control"],
+        "no-store",
+        "no cache may keep a secret"
+    );
     // This replica reloads at once after its own change.
     assert!(until_status(&app, &secret, 202).await < Duration::from_secs(1));
     for (body, field) in [

@@ -6,7 +6,8 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -89,7 +90,12 @@ pub async fn create_token(
     let req: NewTokenRequest = json(&headers, &bytes)?;
     let created =
         access::create_token(&state, &req.name, &req.roles, &who.name, Timestamp::now()).await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    // The secret is in this answer only: no cache along the way may keep it.
+    Ok((
+        StatusCode::CREATED,
+        [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(created),
+    ))
 }
 
 /// Revoke a stored token (`409` for the configuration's, which are managed there).
