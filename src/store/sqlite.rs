@@ -33,10 +33,43 @@ pub async fn open(settings: &StoreSettings) -> Result<SqlStore> {
 /// it (`true`), else beside the service without it (`false`).
 pub async fn open_for_administration(settings: &StoreSettings) -> Result<(SqlStore, bool)> {
     let path = database_path(&settings.url)?;
+    owned_by_me(&path)?;
     create_folder(&path)?;
-    let lock = lock_file(&path).ok();
+    let lock = try_lock_file(&path)?;
     let locked = lock.is_some();
     Ok((open_file(settings, &path, lock).await?, locked))
+}
+
+/// Refuses a command run by another user than the store's owner (the file's, else its
+/// folder's): the files it would create (`-wal`, `-shm`, the lock, or the store itself) would be
+/// that user's, and the service could no longer write its own store.
+#[cfg(unix)]
+fn owned_by_me(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some((what, owner)) = [
+        Some(path),
+        path.parent().filter(|d| !d.as_os_str().is_empty()),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|p| std::fs::metadata(p).ok().map(|m| (p, m.uid()))) else {
+        return Ok(());
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if owner == me {
+        return Ok(());
+    }
+    Err(StoreError::Unavailable(format!(
+        "{} belongs to user id {owner}, and this is user id {me}: run the command as the \
+         store's owner (for the Debian package, `runuser -u banditore -- banditore …`)",
+        what.display()
+    )))
+}
+
+#[cfg(not(unix))]
+fn owned_by_me(_: &Path) -> Result<()> {
+    Ok(())
 }
 
 fn create_folder(path: &Path) -> Result<()> {
@@ -122,6 +155,16 @@ pub fn database_path(url: &str) -> Result<PathBuf> {
 }
 
 fn lock_file(db: &Path) -> Result<File> {
+    try_lock_file(db)?.ok_or_else(|| {
+        StoreError::Unavailable(format!(
+            "{} is in use by another Banditore process (SQLite allows one; use PostgreSQL for several)",
+            db.display()
+        ))
+    })
+}
+
+/// The lock, or `None` when another process holds it; an error when it cannot be opened.
+fn try_lock_file(db: &Path) -> Result<Option<File>> {
     let mut name = db.as_os_str().to_owned();
     name.push(".lock");
     let file = File::options()
@@ -135,11 +178,12 @@ fn lock_file(db: &Path) -> Result<File> {
                 Path::new(&name).display()
             ))
         })?;
-    file.try_lock().map_err(|_| {
-        StoreError::Unavailable(format!(
-            "{} is in use by another Banditore process (SQLite allows one; use PostgreSQL for several)",
-            db.display()
-        ))
-    })?;
-    Ok(file)
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
+            "cannot lock {}: {e}",
+            Path::new(&name).display()
+        ))),
+    }
 }

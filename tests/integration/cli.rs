@@ -655,3 +655,35 @@ fn connection_limits_are_checked_and_unstamped_signatures_warn_of_replays() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(!err.contains("replayed"), "{err}");
 }
+
+/// An administrator's command run as another user than the store's owner is refused before it
+/// touches anything: the files it would create (the store, its journal, the lock) would be that
+/// user's, and the service could no longer write its own store.
+#[test]
+fn commands_on_a_store_owned_by_someone_else_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    // Not root: a store in a folder root owns. Root: a folder given to another user.
+    let folder = if me == 0 {
+        let folder = dir.path().join("theirs");
+        std::fs::create_dir(&folder).unwrap();
+        std::os::unix::fs::chown(&folder, Some(65534), Some(65534)).unwrap();
+        folder
+    } else {
+        std::path::PathBuf::from("/")
+    };
+    let db = folder.join("banditore-owner-test.db");
+    let url = format!("sqlite://{}", db.display());
+    let (code, out, err) = banditore(
+        dir.path(),
+        &["token", "list"],
+        &[("BANDITORE__STORE__URL", &url)],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("run the command as the store's owner"),
+        "{err}"
+    );
+    assert!(!db.exists(), "nothing was created");
+}
