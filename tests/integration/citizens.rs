@@ -210,6 +210,27 @@ async fn a_citizen_confirms_by_email_and_hears_the_next_approved_statement() {
         list[0]["subscriptions"][0]["matchers"],
         json!(["service=~\"cup.*\""])
     );
+    // An operator reads the citizen's contact masked, in the list and alone; the admin's read
+    // above is in the audit log.
+    let id = list[0]["id"].as_i64().unwrap();
+    let seen = app.get_json("/api/v1/subscribers", OPERATOR_TOKEN).await;
+    let one = app
+        .get_json(&format!("/api/v1/subscribers/{id}"), OPERATOR_TOKEN)
+        .await;
+    for subscriber in [
+        seen["subscribers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap(),
+        &one,
+    ] {
+        let shown = subscriber["addresses"][0]["address"].as_str().unwrap();
+        assert_eq!(shown, "ma••••••••@example.org", "{subscriber}");
+    }
+    let audit = app.get_json("/api/v1/audit", ADMIN_TOKEN).await;
+    assert!(audit.to_string().contains("personal_data.read"), "{audit}");
     // The link is single-use.
     let (status, _) = post_form(&app, path, &[]).await;
     assert_eq!(status, 410);

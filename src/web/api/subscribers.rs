@@ -23,7 +23,7 @@ use crate::web::contract::{
 use crate::web::error::ApiError;
 use crate::web::extract::{Path, Query};
 use crate::web::service;
-use crate::web::{AppState, require};
+use crate::web::{AppState, record_audit, require};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -32,7 +32,8 @@ use crate::bot::invite_digest;
 use crate::bot::{TelegramWeb, bot_username};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
-use crate::store::{ServiceMode, SubscriberRow};
+use crate::store::{ServiceMode, SubscriberOrigin, SubscriberRow};
+use crate::web::Principal;
 
 /// One address of a subscriber.
 #[derive(Serialize, ToSchema)]
@@ -213,7 +214,7 @@ pub async fn list(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require(&state, &headers, Permission::Subscribers)?;
+    let who = require(&state, &headers, Permission::Subscribers)?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let filter = SubscriberFilter {
         q: query.q.clone(),
@@ -223,7 +224,8 @@ pub async fn list(
         limit,
     };
     let page = service::subscribers::page(&state, filter).await?;
-    let list: Vec<SubscriberJson> = page.rows.into_iter().map(SubscriberJson::from).collect();
+    let rows = as_seen_by(&state, &who, page.rows, "subscribers list").await;
+    let list: Vec<SubscriberJson> = rows.into_iter().map(SubscriberJson::from).collect();
     let mut response_headers = HeaderMap::new();
     if let Some(next) = page.next {
         let mut link = url::form_urlencoded::Serializer::new(String::new());
@@ -337,13 +339,54 @@ pub async fn get(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require(&state, &headers, Permission::Subscribers)?;
+    let who = require(&state, &headers, Permission::Subscribers)?;
     let row = state
         .store
         .subscriber(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("subscriber {id} not found")))?;
-    Ok(Json(SubscriberJson::from(row)))
+    let rows = as_seen_by(&state, &who, vec![row], "subscriber").await;
+    let json = rows.into_iter().map(SubscriberJson::from).next();
+    json.map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("subscriber {id} not found")))
+}
+
+/// Subscribers as `reader` may see them: a citizen's contacts are whole for administrators (and
+/// the read is audited), masked for everyone else, as in the deliveries they read.
+async fn as_seen_by(
+    state: &AppState,
+    reader: &Principal,
+    mut rows: Vec<SubscriberRow>,
+    what: &str,
+) -> Vec<SubscriberRow> {
+    let citizens: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.origin == SubscriberOrigin::Citizen)
+        .map(|r| r.id)
+        .collect();
+    if citizens.is_empty() {
+        return rows;
+    }
+    if reader.may(Permission::Admin) {
+        record_audit(
+            state,
+            &reader.name,
+            "personal_data.read",
+            None,
+            serde_json::json!({ "what": what, "subscribers": citizens }),
+        )
+        .await;
+        return rows;
+    }
+    for row in rows
+        .iter_mut()
+        .filter(|r| r.origin == SubscriberOrigin::Citizen)
+    {
+        for a in &mut row.addresses {
+            a.address = service::incidents::masked(a.channel, &a.address);
+        }
+    }
+    rows
 }
 
 /// Delete a subscriber; its pending deliveries are cancelled.
