@@ -229,6 +229,13 @@ async fn a_citizen_confirms_by_email_and_hears_the_next_approved_statement() {
         let shown = subscriber["addresses"][0]["address"].as_str().unwrap();
         assert_eq!(shown, "ma••••••••@example.org", "{subscriber}");
     }
+    // Nor can an operator find out whether an address is subscribed by searching for it.
+    let search = "/api/v1/subscribers?q=mario.rossi";
+    let found = app.get_json(search, OPERATOR_TOKEN).await;
+    assert_eq!(found["subscribers"], json!([]), "{found}");
+    let found = app.get_json(search, ADMIN_TOKEN).await;
+    let citizen = citizens(&app).await[0]["id"].clone();
+    assert_eq!(found["subscribers"][0]["id"], citizen, "{found}");
     let audit = app.get_json("/api/v1/audit", ADMIN_TOKEN).await;
     assert!(audit.to_string().contains("personal_data.read"), "{audit}");
     // The link is single-use.
@@ -275,6 +282,13 @@ async fn a_citizen_confirms_by_email_and_hears_the_next_approved_statement() {
         whole.to_string().contains("mario.rossi@example.org"),
         "{whole}"
     );
+    // Nor can an operator find out whether an address is subscribed by searching for it.
+    let search = "/api/v1/subscribers?q=mario.rossi";
+    let found = app.get_json(search, OPERATOR_TOKEN).await;
+    assert_eq!(found["subscribers"], json!([]), "{found}");
+    let found = app.get_json(search, ADMIN_TOKEN).await;
+    let citizen = citizens(&app).await[0]["id"].clone();
+    assert_eq!(found["subscribers"][0]["id"], citizen, "{found}");
     let audit = app.get_json("/api/v1/audit", ADMIN_TOKEN).await;
     assert!(audit.to_string().contains("personal_data.read"), "{audit}");
 

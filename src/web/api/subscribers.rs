@@ -32,7 +32,7 @@ use crate::bot::invite_digest;
 use crate::bot::{TelegramWeb, bot_username};
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
-use crate::store::{ServiceMode, SubscriberOrigin, SubscriberRow};
+use crate::store::{ServiceMode, SubscriberKind, SubscriberOrigin, SubscriberRow};
 use crate::web::Principal;
 
 /// One address of a subscriber.
@@ -216,9 +216,11 @@ pub async fn list(
 ) -> Result<impl IntoResponse, ApiError> {
     let who = require(&state, &headers, Permission::Subscribers)?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    // A search matches addresses: only admins may look for a citizen by their contact.
+    let searching = query.q.as_deref().is_some_and(|q| !q.trim().is_empty());
     let filter = SubscriberFilter {
         q: query.q.clone(),
-        kind: None,
+        kind: (searching && !who.may(Permission::Admin)).then_some(SubscriberKind::Desk),
         after: query.after,
         before: None,
         limit,
