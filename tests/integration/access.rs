@@ -22,11 +22,17 @@ struct Bare {
 
 impl Bare {
     fn start(dir: &std::path::Path, smtp_port: u16) -> Bare {
-        Bare::start_with(dir, smtp_port, &[])
+        Bare::start_with(dir, smtp_port, &[], None)
     }
 
-    /// Started with `env` set, as systemd sets it.
-    fn start_with(dir: &std::path::Path, smtp_port: u16, env: &[(&str, &str)]) -> Bare {
+    /// Started with `env` set; with `journal`, standard output goes to that file, named in
+    /// `JOURNAL_STREAM` as systemd names the journal's stream.
+    fn start_with(
+        dir: &std::path::Path,
+        smtp_port: u16,
+        env: &[(&str, &str)],
+        journal: Option<&std::path::Path>,
+    ) -> Bare {
         let config = dir.join("bare.toml");
         std::fs::write(
             &config,
@@ -38,18 +44,31 @@ impl Bare {
             ),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_banditore"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_banditore"));
+        command
             .args(["--config", config.to_str().unwrap(), "--log-format", "json"])
             .arg("serve")
             .current_dir(dir)
+            // Inherited from a shell started under systemd, it would name another stream.
+            .env_remove("JOURNAL_STREAM")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start banditore");
+            .stderr(Stdio::piped());
+        if let Some(journal) = journal {
+            use std::os::unix::fs::MetadataExt;
+            let file = std::fs::File::create(journal).unwrap();
+            let meta = file.metadata().unwrap();
+            command
+                .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+                .stdout(Stdio::from(file));
+        }
+        let mut child = command.spawn().expect("start banditore");
         let stdout = Arc::new(Mutex::new(String::new()));
-        let mut out = child.stdout.take().unwrap();
+        let mut out: Box<dyn Read + Send> = match child.stdout.take() {
+            Some(out) => Box::new(out),
+            None => Box::new(std::io::empty()),
+        };
         let kept = stdout.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -777,16 +796,18 @@ async fn under_systemd_the_first_tokens_go_to_a_private_file_not_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
+    let journal = dir.path().join("journal");
     let service = Bare::start_with(
         dir.path(),
         smtp.addr().port(),
         &[
-            ("JOURNAL_STREAM", "8:12345"),
             ("STATE_DIRECTORY", state.to_str().unwrap()),
             ("USER", "banditore"),
         ],
+        Some(&journal),
     );
-    let printed = service.printed();
+    std::thread::sleep(Duration::from_millis(200));
+    let printed = std::fs::read_to_string(&journal).unwrap();
     assert!(
         !printed.contains("bnd_"),
         "secrets on standard output:\n{printed}"
@@ -800,6 +821,17 @@ async fn under_systemd_the_first_tokens_go_to_a_private_file_not_the_journal() {
         "{text}"
     );
     let admin = printed_secret(&text, "admin");
+    // Inherited from a service that started this one's shell, the variable names another
+    // stream: standard output is then no journal, and the tokens are printed there.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let inherited = Bare::start_with(
+        elsewhere.path(),
+        smtp.addr().port(),
+        &[("JOURNAL_STREAM", "8:12345")],
+        None,
+    );
+    printed_secret(&inherited.printed(), "admin");
+    inherited.stop();
     let listed = reqwest::Client::new()
         .get(format!("{}/api/v1/incidents", service.base))
         .bearer_auth(&admin)

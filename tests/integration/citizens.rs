@@ -1276,3 +1276,40 @@ async fn a_draft_approved_after_a_citizen_left_goes_to_the_others_only() {
     let board = app.get_json("/api/v1/status", VIEWER_TOKEN).await;
     assert_eq!(board["incidents"].as_array().unwrap().len(), 1, "{board}");
 }
+
+/// A provider's reason for a gone address quotes the address: an operator reading the citizen
+/// sees neither, an admin both.
+#[tokio::test]
+async fn a_gone_citizens_reason_is_hidden_from_operators() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, &config(r#""email""#, ""), &[]).await;
+    let who = "mario.rossi@example.org";
+    subscribed_by_email(&app, &smtp, who, &["cup"]).await;
+    smtp.refuse(
+        who,
+        550,
+        "5.1.1 <mario.rossi@example.org>: Recipient address rejected",
+    );
+    approved_statement(&app, "cup-backend", "CUP non raggiungibile").await;
+    let gone = eventually(
+        || citizens(&app),
+        |list| {
+            list.first()
+                .is_some_and(|c| c["addresses"][0]["state"] == "gone")
+        },
+    )
+    .await;
+    let id = gone[0]["id"].as_i64().unwrap();
+    assert!(
+        gone[0]["addresses"][0]["gone_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(who)),
+        "the admin reads the provider's reason whole: {}",
+        gone[0]
+    );
+    let seen = app
+        .get_json(&format!("/api/v1/subscribers/{id}"), OPERATOR_TOKEN)
+        .await;
+    assert!(!seen.to_string().contains("mario.rossi"), "{seen}");
+    assert_eq!(seen["addresses"][0]["state"], "gone", "{seen}");
+}

@@ -386,6 +386,10 @@ async fn as_seen_by(
     {
         for a in &mut row.addresses {
             a.address = service::incidents::masked(a.channel, &a.address);
+            // A provider's reason for a gone address often quotes it, in any case.
+            if a.gone_reason.is_some() {
+                a.gone_reason = Some("(hidden: it may quote the contact)".to_owned());
+            }
         }
     }
     rows
