@@ -249,13 +249,13 @@ async fn serve(validated: settings::Validated, config: Option<&Path>) -> anyhow:
 }
 
 /// Shows the first start's tokens once, never through the log (which may be kept or shipped).
-/// On a terminal or a plain pipe they go to standard output. Under systemd, whose standard
-/// output is the journal ([`stdout_is_journal`]), they go to a file only the service's user can read,
-/// in its state folder (`STATE_DIRECTORY`), and the log says where; without a state folder they
-/// are not shown at all, and the log says how to make a token instead.
+/// On a terminal or a plain pipe they go to standard output. Under systemd, whose output is the
+/// journal ([`output_is_journal`]), they go to a file only the service's user can read, in its
+/// state folder (`STATE_DIRECTORY`), and the log says where; without a state folder they are not
+/// shown at all, and the log says how to make a token instead.
 fn show_first_run(first: &banditore::tokens::FirstRun, config: Option<&Path>) {
     use std::io::Write as _;
-    let journal = stdout_is_journal();
+    let journal = output_is_journal();
     let mut command = String::new();
     if let Some(user) = std::env::var("USER")
         .ok()
@@ -311,29 +311,35 @@ fn show_first_run(first: &banditore::tokens::FirstRun, config: Option<&Path>) {
     }
 }
 
-/// Whether standard output is the journal: systemd names the journal's stream in
-/// `JOURNAL_STREAM` as `device:inode`, and the variable is inherited by everything a service
-/// starts, so it counts only when it names the stream standard output actually is.
+/// Whether this process runs with the journal as its output: systemd names the journal's stream
+/// in `JOURNAL_STREAM` as `device:inode` when standard output or standard error is connected to
+/// it, and the variable is inherited by everything a service starts, so it counts only when it
+/// names one of this process's own streams. Standard output may then be the journal, or a file
+/// or nothing: either way no place to show a secret.
 #[cfg(unix)]
-fn stdout_is_journal() -> bool {
+fn output_is_journal() -> bool {
     let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
         let (dev, ino) = v.split_once(':')?;
         Some((dev.parse::<u64>().ok()?, ino.parse::<u64>().ok()?))
     }) else {
         return false;
     };
-    // SAFETY: fstat writes into the zeroed struct it is given and reads nothing else.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(libc::STDOUT_FILENO, &mut stat) } != 0 {
-        return false;
-    }
-    #[allow(clippy::unnecessary_cast)]
-    let same = stat.st_dev as u64 == dev && stat.st_ino as u64 == ino;
-    same
+    [libc::STDOUT_FILENO, libc::STDERR_FILENO]
+        .into_iter()
+        .any(|fd| {
+            // SAFETY: fstat writes into the zeroed struct it is given and reads nothing else.
+            let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+            if unsafe { libc::fstat(fd, &mut stat) } != 0 {
+                return false;
+            }
+            #[allow(clippy::unnecessary_cast)]
+            let same = stat.st_dev as u64 == dev && stat.st_ino as u64 == ino;
+            same
+        })
 }
 
 #[cfg(not(unix))]
-fn stdout_is_journal() -> bool {
+fn output_is_journal() -> bool {
     false
 }
 
