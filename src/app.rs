@@ -28,7 +28,7 @@ use crate::domain::window::Window;
 use crate::ids::random_hex;
 use crate::incident::Engine;
 use crate::ingest::{IngestQueue, ParseOptions};
-use crate::outbox::{Backoff, Crew, Dispatcher, OutboxConfig, Pauses};
+use crate::outbox::{Backoff, Crew, Dispatcher, Handover, OutboxConfig, Pauses};
 use crate::pipeline::Pipeline;
 use crate::probe::check::{Check, HttpClients};
 use crate::probe::{ProbeStatus, Prober};
@@ -99,7 +99,10 @@ impl Application {
                 .collect(),
         });
 
-        let flow = ground.pipeline(std::mem::take(&mut channels.enabled))?;
+        let flow = ground.pipeline(
+            std::mem::take(&mut channels.enabled),
+            channels.handover.clone(),
+        )?;
         let intake = ground.ingest_and_probes()?;
         let citizens = ground
             .citizens(channels.email.clone(), channels.sms.take())
@@ -344,6 +347,8 @@ struct Channels {
     /// Channels whose credentials the provider refuses; read by /readyz, /metrics, the console.
     pauses: Pauses,
     dispatchers: Vec<Dispatcher>,
+    /// The pipeline's way to the dispatchers.
+    handover: Handover,
     enabled: BTreeSet<ChannelKind>,
     /// The email channel, for citizens' sign-ups.
     email: Option<Arc<dyn Channel>>,
@@ -448,9 +453,12 @@ impl Ground<'_> {
         let telegram = shared
             .remove(&ChannelKind::Telegram)
             .and_then(|parts| parts.downcast::<telegram::Shared>().ok());
+        let doors = dispatchers.iter_mut().map(Dispatcher::door).collect();
+        let handover = Handover::new(&crew, outbox.lease, doors);
         Ok(Channels {
             pauses,
             dispatchers,
+            handover,
             enabled,
             email: email_channel,
             sms: sms_for_citizens,
@@ -534,7 +542,7 @@ impl Ground<'_> {
 
     /// The engine, the maintenance windows, the router to the `enabled` channels, and the
     /// pipeline that steps them.
-    fn pipeline(&self, enabled: BTreeSet<ChannelKind>) -> anyhow::Result<Flow> {
+    fn pipeline(&self, enabled: BTreeSet<ChannelKind>, handover: Handover) -> anyhow::Result<Flow> {
         let (v, store) = (self.v, &self.store);
         let s = &v.settings;
         let timing = Timing {
@@ -566,6 +574,7 @@ impl Ground<'_> {
             poll_interval: s.outbox.poll_interval.get(),
             leadership: self.leadership.clone(),
             store: store.clone(),
+            handover,
         };
         Ok(Flow {
             engine,
@@ -660,7 +669,7 @@ impl Ground<'_> {
         let (v, store, owner) = (self.v, &self.store, &self.owner);
         let s = &v.settings;
         let windows = flow.windows.clone();
-        AppState {
+        AppState::new(crate::web::Parts {
             pauses: channels.pauses.clone(),
             leadership: self.leadership.clone(),
             citizens,
@@ -702,7 +711,8 @@ impl Ground<'_> {
                 windows,
                 time_zone: v.time_zone.clone(),
             }),
-        }
+            store_counts: Default::default(),
+        })
     }
 }
 

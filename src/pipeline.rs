@@ -1,5 +1,11 @@
-//! The pipeline worker: runs the incident engine, then the router, whenever signals arrive or a
-//! timer is due, and wakes the dispatchers when deliveries were written.
+//! The pipeline worker: applies signals to incidents, routes the updates, and claims the first
+//! deliveries for this replica's dispatchers, in one transaction, whenever signals arrive or a
+//! timer is due; then hands those deliveries over in memory and wakes the dispatchers.
+//!
+//! One transaction for the three is what keeps a desk's message to two synced commits before it
+//! leaves (the signal's, at ingest, then this one): what is durable when is in ARCHITECTURE.md.
+//! After a failed step the next one runs the engine and the router in transactions of their own,
+//! so that a fault in one does not hold the other back.
 //!
 //! Only the leading replica runs it (see `cluster`). Wake-ups are in-process [`Notify`]s, and
 //! `NOTIFY` from other replicas on PostgreSQL; the poll interval is only the safety net.
@@ -11,9 +17,10 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Leadership;
-use crate::incident::Engine;
-use crate::route::Router;
-use crate::store::{Store, Topic};
+use crate::incident::{Engine, StepReport};
+use crate::outbox::Handover;
+use crate::route::{RouteReport, Router};
+use crate::store::{Store, StoreError, Topic};
 use crate::wake::Wakers;
 
 /// Under load, a step that found this many signals waits a moment before the next one, so that
@@ -28,6 +35,18 @@ pub struct Pipeline {
     pub poll_interval: Duration,
     pub leadership: Leadership,
     pub store: Arc<dyn Store>,
+    /// Where the deliveries claimed in the step go.
+    pub handover: Handover,
+}
+
+/// What one [`Pipeline::step`] did.
+#[derive(Debug, Default)]
+pub struct Stepped {
+    pub engine: StepReport,
+    /// `None` when the router did not run.
+    pub routed: Option<RouteReport>,
+    /// Deliveries claimed for this replica's dispatchers.
+    pub claimed: usize,
 }
 
 impl Pipeline {
@@ -48,16 +67,21 @@ impl Pipeline {
                 continue;
             }
             let now = Timestamp::now();
+            route |= self.wake.take_route();
+            // The poll interval doubles as a safety net for updates nobody announced.
+            if last_safety_net.elapsed() >= self.poll_interval {
+                route = true;
+                last_safety_net = tokio::time::Instant::now();
+            }
             let mut more = false;
             let mut busy = false;
             let mut next_eval = None;
-            let mut ok = true;
-            match self.engine.step(now).await {
-                Ok(report) => {
+            let ok = match self.step_or_steps(now, route, failures > 0).await {
+                Ok(stepped) => {
+                    let report = &stepped.engine;
                     more |= report.more;
                     busy = report.signals >= BUSY_SIGNALS;
                     next_eval = report.next_eval;
-                    route |= report.updates > 0;
                     if report.signals > 0 || report.updates > 0 {
                         tracing::debug!(
                             signals = report.signals,
@@ -65,39 +89,31 @@ impl Pipeline {
                             "engine step"
                         );
                     }
-                }
-                Err(e) => {
-                    ok = false;
-                    tracing::warn!(error = %e, "incident engine step failed; retrying");
-                }
-            }
-            route |= self.wake.take_route();
-            // The poll interval doubles as a safety net for updates nobody announced.
-            if last_safety_net.elapsed() >= self.poll_interval {
-                route = true;
-                last_safety_net = tokio::time::Instant::now();
-            }
-            if route {
-                match self.router.step(now).await {
-                    Ok(report) => {
-                        route = report.more;
-                        more |= report.more;
-                        if report.deliveries > 0 {
+                    // The router ran whenever the engine wrote an update; a full batch asks
+                    // for another round at once.
+                    route = stepped.routed.as_ref().is_some_and(|r| r.more);
+                    if let Some(routed) = &stepped.routed {
+                        more |= routed.more;
+                        if routed.deliveries > 0 {
                             tracing::debug!(
-                                updates = report.updates,
-                                deliveries = report.deliveries,
+                                updates = routed.updates,
+                                deliveries = routed.deliveries,
+                                claimed = stepped.claimed,
                                 "routed"
                             );
+                            // The rest are claimed by whichever replica is free first.
                             self.wake.dispatch.ring();
                             self.store.announce(Topic::Deliveries).await;
                         }
                     }
-                    Err(e) => {
-                        ok = false;
-                        tracing::warn!(error = %e, "router step failed; retrying");
-                    }
+                    true
                 }
-            }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pipeline step failed; retrying");
+                    route = true;
+                    false
+                }
+            };
             failures = if ok { 0 } else { failures + 1 };
             if more && ok {
                 continue;
@@ -122,5 +138,62 @@ impl Pipeline {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// One step at `now`, in one transaction: the engine applies what signals wait and evaluates
+    /// the incidents that are due; the router routes what is unrouted, when `route` is set or the
+    /// engine wrote an update; and the first deliveries of every channel that got some are
+    /// claimed for this replica's dispatchers. Once committed, those go to the dispatchers.
+    pub async fn step(&self, now: Timestamp, route: bool) -> Result<Stepped, StoreError> {
+        let mut tx = self.store.begin().await?;
+        let engine = self.engine.step_in(tx.as_mut(), now).await?;
+        let routed = if route || engine.updates > 0 {
+            Some(self.router.step_in(tx.as_mut(), now).await?)
+        } else {
+            None
+        };
+        let mut claimed = Vec::new();
+        for channel in routed.iter().flat_map(|r| r.channels.iter().copied()) {
+            if let Some((limit, lease_until)) = self.handover.wants(channel, now) {
+                let owner = self.handover.owner();
+                let deliveries = tx
+                    .claim_deliveries(channel, limit, now, lease_until, owner)
+                    .await?;
+                claimed.push((channel, deliveries));
+            }
+        }
+        tx.commit().await?;
+        engine.count_processed();
+        let count = claimed.iter().map(|(_, d)| d.len()).sum();
+        self.handover.give(claimed, now);
+        Ok(Stepped {
+            engine,
+            routed,
+            claimed: count,
+        })
+    }
+
+    /// [`Pipeline::step`], or after a failure the engine and the router in transactions of their
+    /// own (the dispatchers then claim for themselves).
+    async fn step_or_steps(
+        &self,
+        now: Timestamp,
+        route: bool,
+        apart: bool,
+    ) -> Result<Stepped, StoreError> {
+        if !apart {
+            return self.step(now, route).await;
+        }
+        let engine = self.engine.step(now).await?;
+        let routed = if route || engine.updates > 0 {
+            Some(self.router.step(now).await?)
+        } else {
+            None
+        };
+        Ok(Stepped {
+            engine,
+            routed,
+            claimed: 0,
+        })
     }
 }

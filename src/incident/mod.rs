@@ -35,6 +35,18 @@ pub struct StepReport {
     pub next_eval: Option<Timestamp>,
     /// True when a full batch was taken: there may be more to do right away.
     pub more: bool,
+    /// Signals applied, by source.
+    pub sources: BTreeMap<&'static str, u64>,
+}
+
+impl StepReport {
+    /// Counts the step's signals as processed, once its transaction is committed.
+    pub fn count_processed(&self) {
+        for (source, n) in &self.sources {
+            metrics::counter!("banditore_signals_processed_total", "source" => *source)
+                .increment(*n);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -147,6 +159,15 @@ impl Engine {
 
     pub async fn step(&self, now: Timestamp) -> Result<StepReport, StoreError> {
         let mut tx = self.store.begin().await?;
+        let report = self.step_in(tx.as_mut(), now).await?;
+        tx.commit().await?;
+        report.count_processed();
+        Ok(report)
+    }
+
+    /// [`Engine::step`] inside the caller's transaction (the pipeline routes and claims in the
+    /// same one). The caller commits, then calls [`StepReport::count_processed`].
+    pub async fn step_in(&self, tx: &mut dyn Tx, now: Timestamp) -> Result<StepReport, StoreError> {
         let signals = tx.unprocessed_signals(SIGNAL_BATCH).await?;
         let mut batch = Batch::default();
         if !signals.is_empty() {
@@ -160,9 +181,9 @@ impl Engine {
                 batch.alerts.insert(alert.fingerprint.clone(), alert);
             }
             for signal in &signals {
-                self.apply(tx.as_mut(), &mut batch, signal).await?;
+                self.apply(tx, &mut batch, signal).await?;
             }
-            batch.write(tx.as_mut(), now).await?;
+            batch.write(tx, now).await?;
         }
         let mut due: BTreeSet<i64> = batch.pending.keys().copied().collect();
         due.extend(tx.due_incidents(now, DUE_BATCH).await?);
@@ -170,7 +191,7 @@ impl Engine {
         for id in due {
             let pending = batch.pending.get(&id).copied();
             if self
-                .evaluate_incident(tx.as_mut(), id, now, pending)
+                .evaluate_incident(tx, id, now, pending)
                 .await?
                 .is_some()
             {
@@ -178,15 +199,16 @@ impl Engine {
             }
         }
         let next_eval = tx.next_eval_at().await?;
-        tx.commit().await?;
+        let mut sources: BTreeMap<&'static str, u64> = BTreeMap::new();
         for s in &signals {
-            metrics::counter!("banditore_signals_processed_total", "source" => s.signal.source.as_str()).increment(1);
+            *sources.entry(s.signal.source.as_str()).or_default() += 1;
         }
         Ok(StepReport {
             signals: signals.len(),
             updates,
             next_eval,
             more: signals.len() as u32 == SIGNAL_BATCH,
+            sources,
         })
     }
 

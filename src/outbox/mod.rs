@@ -113,6 +113,68 @@ pub struct Dispatcher {
     /// What sends reported: read by the recorder task while [`Dispatcher::run`] runs, by
     /// [`Dispatcher::finish_sends`] for a caller that steps the dispatcher itself.
     received: Option<mpsc::UnboundedReceiver<Outcome>>,
+    /// Deliveries the pipeline claimed for this worker (see [`Handover`]), with when.
+    inbox: Option<mpsc::UnboundedReceiver<(Vec<ClaimedDelivery>, Timestamp)>>,
+}
+
+/// The way from the pipeline to this replica's dispatchers. The leader's pipeline writes an
+/// update's deliveries and claims the first of them for this replica in the same transaction,
+/// then hands them over in memory: a desk's message leaves without a commit of its own for the
+/// claim, and without the dispatcher's round to the store. The claim is the outbox's own (same
+/// lease, same owner, same rule that an earlier delivery to a recipient goes first), so a crash
+/// after the commit leaves leased deliveries that are taken back as any others.
+#[derive(Clone, Default)]
+pub struct Handover {
+    owner: String,
+    lease: Duration,
+    doors: Arc<HashMap<ChannelKind, Door>>,
+}
+
+/// One dispatcher's way in.
+pub struct Door {
+    kind: ChannelKind,
+    /// How many to claim at most: what the dispatcher starts at once.
+    limit: u32,
+    sender: mpsc::UnboundedSender<(Vec<ClaimedDelivery>, Timestamp)>,
+    bell: Arc<Notify>,
+}
+
+impl Handover {
+    pub fn new(crew: &Crew, lease: Duration, doors: Vec<Door>) -> Handover {
+        Handover {
+            owner: crew.owner.clone(),
+            lease,
+            doors: Arc::new(doors.into_iter().map(|d| (d.kind, d)).collect()),
+        }
+    }
+
+    /// This replica, as leases name it.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// How many deliveries of `kind` to claim at `now` and until when; `None` when no
+    /// dispatcher of this replica sends on that channel.
+    pub fn wants(&self, kind: ChannelKind, now: Timestamp) -> Option<(u32, Timestamp)> {
+        let door = self.doors.get(&kind)?;
+        Some((door.limit, later_by(now, self.lease)))
+    }
+
+    /// Gives each dispatcher what was claimed for it at `claimed_at`, once the claim is
+    /// committed, and wakes it. A dispatcher that has stopped leaves them leased: they are
+    /// taken back when the lease runs out, or at the next start.
+    pub fn give(&self, claimed: Vec<(ChannelKind, Vec<ClaimedDelivery>)>, claimed_at: Timestamp) {
+        for (kind, deliveries) in claimed {
+            if deliveries.is_empty() {
+                continue;
+            }
+            if let Some(door) = self.doors.get(&kind)
+                && door.sender.send((deliveries, claimed_at)).is_ok()
+            {
+                door.bell.notify_one();
+            }
+        }
+    }
 }
 
 /// What one [`Dispatcher::step`] did, and when the next one is due.
@@ -201,6 +263,20 @@ impl Dispatcher {
             leases: Leases::default(),
             results,
             received: Some(received),
+            inbox: None,
+        }
+    }
+
+    /// This dispatcher's way in from the pipeline (one per dispatcher: a second call replaces
+    /// the first).
+    pub fn door(&mut self) -> Door {
+        let (sender, inbox) = mpsc::unbounded_channel();
+        self.inbox = Some(inbox);
+        Door {
+            kind: self.channel.kind(),
+            limit: self.concurrency.min(self.prefetch) as u32,
+            sender,
+            bell: self.wake.clone(),
         }
     }
 
@@ -289,6 +365,14 @@ impl Dispatcher {
         self.leases.start(now);
         while self.in_flight.try_join_next().is_some() {}
         let mut done = Dispatched::default();
+        // What the pipeline claimed for this worker goes first: it was claimed first.
+        if let Some(inbox) = self.inbox.as_mut() {
+            while let Ok((claimed, at)) = inbox.try_recv() {
+                done.claimed += claimed.len();
+                self.held.add(claimed.iter().map(|d| d.id));
+                self.queue.extend(claimed.into_iter().map(|d| (d, at)));
+            }
+        }
         // While the channel is paused, one delivery at a time is claimed, when its probe is
         // due, and nothing else is sent.
         let pause = self.pauses.get(kind);
@@ -312,7 +396,7 @@ impl Dispatcher {
                 .claim_deliveries(kind, want, now, lease_until, &self.owner)
                 .await?;
             maybe_more = !claimed.is_empty();
-            done.claimed = claimed.len();
+            done.claimed += claimed.len();
             self.held.add(claimed.iter().map(|d| d.id));
             self.queue.extend(claimed.into_iter().map(|d| (d, now)));
         }

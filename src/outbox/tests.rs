@@ -435,3 +435,129 @@ async fn shutdown_finishes_the_send_in_flight_and_releases_the_rest() {
     assert_eq!(bench.deliveries("pending").await, 2);
     assert_eq!(bench.deliveries("sending").await, 0);
 }
+
+/// Claims what is due in a transaction of the pipeline's kind, as `owner`, and commits.
+async fn claim_in_a_transaction(
+    bench: &Bench,
+    limit: u32,
+    now: Timestamp,
+    owner: &str,
+) -> Vec<ClaimedDelivery> {
+    let mut tx = bench.store.begin().await.unwrap();
+    let claimed = tx
+        .claim_deliveries(ChannelKind::Email, limit, now, after(now, 60_000), owner)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    claimed
+}
+
+#[tokio::test]
+async fn deliveries_handed_over_by_the_pipeline_go_out_without_a_claim_of_the_dispatchers_own() {
+    let bench = Bench::new().await;
+    let (channel, mut began) = Gated::new(true);
+    let mut d = bench.dispatcher(channel, config(60_000, 4));
+    let door = d.door();
+    let crew_of = |owner: &str| Crew {
+        store: bench.store.clone(),
+        owner: owner.into(),
+        links: UnsubscribeLinks::new(b"key", "https://banditore.example"),
+        pauses: bench.pauses.clone(),
+    };
+    let handover = Handover::new(&crew_of("replica-a"), Duration::from_secs(60), vec![door]);
+    let t = t0();
+    bench
+        .seed(&["a@asl.example", "b@asl.example", "c@asl.example"], t)
+        .await;
+    let (limit, _) = handover.wants(ChannelKind::Email, t).unwrap();
+    assert_eq!(limit, 4, "as many as the dispatcher starts at once");
+    assert_eq!(
+        handover.wants(ChannelKind::Sms, t),
+        None,
+        "no SMS dispatcher here"
+    );
+    // Two of three claimed in the pipeline's transaction, then handed over.
+    let claimed = claim_in_a_transaction(&bench, 2, t, handover.owner()).await;
+    assert_eq!(claimed.len(), 2);
+    handover.give(vec![(ChannelKind::Email, claimed)], t);
+    assert_eq!(bench.deliveries("sending").await, 2);
+    assert_eq!(bench.deliveries("pending").await, 1);
+    // The dispatcher starts the two it was given and claims the third itself.
+    let step = d.step(t).await.unwrap();
+    assert_eq!(step.claimed, 3, "{step:?}");
+    assert_eq!(step.started, 3, "{step:?}");
+    let outcomes = settle(&mut d, t).await;
+    assert_eq!(outcomes.len(), 3);
+    let mut sent: Vec<String> = (0..3).map(|_| began.try_recv().unwrap()).collect();
+    sent.sort();
+    assert_eq!(sent, ["a@asl.example", "b@asl.example", "c@asl.example"]);
+    assert_eq!(bench.deliveries("sent").await, 3);
+}
+
+#[tokio::test]
+async fn a_claim_in_the_pipelines_transaction_keeps_each_recipients_order() {
+    let bench = Bench::new().await;
+    let t = t0();
+    // Two incidents, each with a delivery to the same desk: the second waits for the first.
+    bench.seed(&["sala@asl.example"], t).await;
+    bench.seed(&["sala@asl.example"], t).await;
+    let claimed = claim_in_a_transaction(&bench, 10, t, "replica-a").await;
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert!(
+        claim_in_a_transaction(&bench, 10, t, "replica-a")
+            .await
+            .is_empty(),
+        "the later delivery waits while the earlier one is in flight"
+    );
+}
+
+#[tokio::test]
+async fn deliveries_handed_to_a_stopped_dispatcher_are_taken_back_when_their_lease_runs_out() {
+    // What a replica that dies between the pipeline's commit and the send leaves behind.
+    let bench = Bench::new().await;
+    let (channel, _) = Gated::new(true);
+    let mut gone = bench.dispatcher(channel.clone(), config(1_000, 2));
+    let crew = Crew {
+        store: bench.store.clone(),
+        owner: "replica-a".into(),
+        links: UnsubscribeLinks::new(b"key", "https://banditore.example"),
+        pauses: bench.pauses.clone(),
+    };
+    let handover = Handover::new(&crew, Duration::from_secs(1), vec![gone.door()]);
+    drop(gone);
+    let t = t0();
+    bench.seed(&["a@asl.example"], t).await;
+    let mut tx = bench.store.begin().await.unwrap();
+    let (limit, lease_until) = handover.wants(ChannelKind::Email, t).unwrap();
+    let claimed = tx
+        .claim_deliveries(ChannelKind::Email, limit, t, lease_until, handover.owner())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // Nobody takes them: no panic, and the claim stands until its lease runs out.
+    handover.give(vec![(ChannelKind::Email, claimed)], t);
+    assert_eq!(bench.deliveries("sending").await, 1);
+    // Another replica takes them back once the lease has run out.
+    let other_crew = Crew {
+        owner: "replica-b".into(),
+        ..crew
+    };
+    let mut other = Dispatcher::new(
+        &other_crew,
+        channel,
+        config(1_000, 2),
+        Arc::new(Notify::new()),
+        None,
+    );
+    other.keep_leases(after(t, 500)).await;
+    assert_eq!(
+        bench.deliveries("sending").await,
+        1,
+        "not before the lease ends"
+    );
+    other.keep_leases(after(t, 1_500)).await;
+    let step = other.step(after(t, 1_500)).await.unwrap();
+    assert_eq!(step.started, 1, "{step:?}");
+    settle(&mut other, after(t, 1_500)).await;
+    assert_eq!(bench.deliveries("sent").await, 1);
+}

@@ -20,7 +20,7 @@ use crate::render::{IncidentView, MessageContext, Rendered, Renderer, SignalView
 use crate::settings::{ApprovalPolicy, ApprovalSettings, STATUS_LANGUAGES, StatusService};
 use crate::store::{
     AddressRow, AlertRow, IncidentOrigin, IncidentRow, NewDelivery, NewDraftPart, NewMessage,
-    ServiceMode, Store, StoreError, SubscriberRow, UpdateRow,
+    ServiceMode, Store, StoreError, SubscriberRow, Tx, UpdateRow,
 };
 
 const UPDATE_BATCH: u32 = 16;
@@ -29,6 +29,8 @@ const UPDATE_BATCH: u32 = 16;
 pub struct RouteReport {
     pub updates: usize,
     pub deliveries: u64,
+    /// The channels that got deliveries.
+    pub channels: BTreeSet<ChannelKind>,
     /// Drafts that got new parts, waiting for the communications office.
     pub drafts: Vec<i64>,
     pub more: bool,
@@ -80,6 +82,20 @@ impl Router {
 
     pub async fn step(&self, now: Timestamp) -> Result<RouteReport, StoreError> {
         let mut tx = self.store.begin().await?;
+        let report = self.step_in(tx.as_mut(), now).await?;
+        if report.updates > 0 {
+            tx.commit().await?;
+        }
+        Ok(report)
+    }
+
+    /// [`Router::step`] inside the caller's transaction (the pipeline applies signals and claims
+    /// in the same one); the caller commits.
+    pub async fn step_in(
+        &self,
+        tx: &mut dyn Tx,
+        now: Timestamp,
+    ) -> Result<RouteReport, StoreError> {
         let updates = tx.unrouted_updates(UPDATE_BATCH).await?;
         if updates.is_empty() {
             return Ok(RouteReport::default());
@@ -101,6 +117,7 @@ impl Router {
             }
         };
         let mut deliveries = 0;
+        let mut channels = BTreeSet::new();
         let mut drafts = BTreeSet::new();
         let quiet = self.quiet_windows(now).await?;
         for update in &updates {
@@ -211,15 +228,19 @@ impl Router {
                             created_at: now,
                         })
                         .collect();
-                    deliveries += tx.insert_deliveries(&rows).await?;
+                    let written = tx.insert_deliveries(&rows).await?;
+                    if written > 0 {
+                        channels.insert(channel);
+                    }
+                    deliveries += written;
                 }
             }
             tx.mark_routed(update.id, now).await?;
         }
-        tx.commit().await?;
         Ok(RouteReport {
             updates: updates.len(),
             deliveries,
+            channels,
             drafts: drafts.into_iter().collect(),
             more: updates.len() as u32 == UPDATE_BATCH,
         })

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::Row;
 
+use super::dialect::Dialect;
 use super::rows::{from_json, json, ms, opt_ts, parse, ts};
 use super::sql::SqlStore;
 use super::subscriber_sql::bump_subscribers_version;
@@ -36,47 +37,20 @@ impl OutboxStore for SqlStore {
         owner: &str,
     ) -> Result<Vec<ClaimedDelivery>> {
         let mut tx = self.write().await?;
-        // A delivery waits while an earlier one to the same recipient is pending or in flight.
-        // On PostgreSQL, replicas claim side by side: rows another transaction is claiming are
-        // skipped, not waited for.
-        let skip_locked = self.dialect.pick("", "FOR UPDATE SKIP LOCKED");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = $1, locked_by = $2
-             WHERE id IN (
-                SELECT d.id FROM deliveries d
-                WHERE d.state = 'pending' AND d.channel = $3 AND d.next_attempt_at <= $4
-                  AND {NEXT_FOR_RECIPIENT}
-                ORDER BY d.next_attempt_at, d.id
-                LIMIT $5 {skip_locked})
-             RETURNING id, message_id, incident_id, channel, recipient, address_id, subscriber_name, attempts, origin_at, draft_id"
-        )))
-        .bind(ms(lease_until))
-        .bind(owner)
-        .bind(channel.as_str())
-        .bind(ms(now))
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
+        let claimed = claim(
+            &mut tx,
+            self.dialect,
+            &Claim {
+                channel,
+                limit,
+                now,
+                lease_until,
+                owner,
+            },
+        )
         .await?;
         tx.commit().await?;
-        let mut out = rows
-            .iter()
-            .map(|row| {
-                Ok(ClaimedDelivery {
-                    id: row.try_get("id")?,
-                    message_id: row.try_get("message_id")?,
-                    incident_id: row.try_get("incident_id")?,
-                    channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
-                    recipient: row.try_get("recipient")?,
-                    address_id: row.try_get("address_id")?,
-                    subscriber_name: row.try_get("subscriber_name")?,
-                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-                    origin_at: ts(row.try_get("origin_at")?)?,
-                    draft_id: row.try_get("draft_id")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        out.sort_by_key(|d| d.id);
-        Ok(out)
+        Ok(claimed)
     }
 
     async fn message(&self, id: i64) -> Result<Option<MessageRow>> {
@@ -402,4 +376,63 @@ impl OutboxStore for SqlStore {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// What one claim asks for: up to `limit` due deliveries of `channel`, leased to `owner` until
+/// `lease_until`.
+pub(super) struct Claim<'a> {
+    pub channel: ChannelKind,
+    pub limit: u32,
+    pub now: Timestamp,
+    pub lease_until: Timestamp,
+    pub owner: &'a str,
+}
+
+/// Claims inside the caller's transaction: the outbox's own claim, and the pipeline's, which
+/// claims in the transaction that wrote the deliveries.
+pub(super) async fn claim(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    dialect: Dialect,
+    c: &Claim<'_>,
+) -> Result<Vec<ClaimedDelivery>> {
+    // A delivery waits while an earlier one to the same recipient is pending or in flight.
+    // On PostgreSQL, replicas claim side by side: rows another transaction is claiming are
+    // skipped, not waited for.
+    let skip_locked = dialect.pick("", "FOR UPDATE SKIP LOCKED");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = $1, locked_by = $2
+         WHERE id IN (
+            SELECT d.id FROM deliveries d
+            WHERE d.state = 'pending' AND d.channel = $3 AND d.next_attempt_at <= $4
+              AND {NEXT_FOR_RECIPIENT}
+            ORDER BY d.next_attempt_at, d.id
+            LIMIT $5 {skip_locked})
+         RETURNING id, message_id, incident_id, channel, recipient, address_id, subscriber_name, attempts, origin_at, draft_id"
+    )))
+    .bind(ms(c.lease_until))
+    .bind(c.owner)
+    .bind(c.channel.as_str())
+    .bind(ms(c.now))
+    .bind(c.limit as i64)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut out = rows
+        .iter()
+        .map(|row| {
+            Ok(ClaimedDelivery {
+                id: row.try_get("id")?,
+                message_id: row.try_get("message_id")?,
+                incident_id: row.try_get("incident_id")?,
+                channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
+                recipient: row.try_get("recipient")?,
+                address_id: row.try_get("address_id")?,
+                subscriber_name: row.try_get("subscriber_name")?,
+                attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                origin_at: ts(row.try_get("origin_at")?)?,
+                draft_id: row.try_get("draft_id")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    out.sort_by_key(|d| d.id);
+    Ok(out)
 }

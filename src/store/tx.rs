@@ -124,4 +124,17 @@ pub trait Tx: Send {
     /// Addresses (id, channel) that were sent an earlier update of the incident: they hear every
     /// later update, whatever the signals' labels have become.
     async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>>;
+
+    // Pipeline.
+    /// Claims due deliveries of `channel` for `owner` as the outbox does
+    /// ([`super::OutboxStore::claim_deliveries`]), inside this transaction: the pipeline hands
+    /// the deliveries it just wrote to this replica's dispatcher without a commit of their own.
+    async fn claim_deliveries(
+        &mut self,
+        channel: ChannelKind,
+        limit: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+    ) -> Result<Vec<super::ClaimedDelivery>>;
 }

@@ -48,6 +48,24 @@ pub struct SqlTx {
 
 #[async_trait]
 impl Tx for SqlTx {
+    async fn claim_deliveries(
+        &mut self,
+        channel: ChannelKind,
+        limit: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+    ) -> Result<Vec<super::ClaimedDelivery>> {
+        let c = super::outbox_sql::Claim {
+            channel,
+            limit,
+            now,
+            lease_until,
+            owner,
+        };
+        super::outbox_sql::claim(&mut self.tx, self.dialect, &c).await
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit().await?;
         Ok(())

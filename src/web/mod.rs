@@ -18,7 +18,7 @@ mod contract;
 mod error;
 mod extract;
 mod hooks;
-mod ops;
+pub mod ops;
 mod public;
 mod serve;
 mod service;
@@ -59,8 +59,27 @@ use crate::store::Store;
 use crate::unsubscribe::UnsubscribeLinks;
 use crate::wake::Wakers;
 
+/// What every handler reads. Axum clones the state for each request, so it is a handle: one
+/// `Arc`, whatever the parts weigh (the renderer's templates, the parsing rules…).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Parts>);
+
+impl AppState {
+    pub fn new(parts: Parts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Parts {
     pub store: Arc<dyn Store>,
     pub auth: Arc<Authenticator>,
     pub ingest: IngestQueue,
@@ -90,6 +109,8 @@ pub struct AppState {
     pub pauses: crate::outbox::Pauses,
     /// Whether this replica leads, for `/metrics`.
     pub leadership: crate::cluster::Leadership,
+    /// The store's counts for `/metrics`, read at most once a second (see `ops::metrics`).
+    pub store_counts: ops::CountsCache,
 }
 
 pub use api::probes::Probes;

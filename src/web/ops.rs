@@ -1,9 +1,11 @@
 //! Operations endpoints: `/healthz` (the process answers), `/readyz` (the store answers; the
 //! body also names every channel paused because its credentials were refused, while the status
 //! stays 200: the replica still takes signals and sends on its other channels), `/metrics`
-//! (Prometheus text format), whose gauges read from the store are set at each scrape.
+//! (Prometheus text format), whose gauges read from the store are set at each scrape from counts
+//! at most a second old, so that scrapes in quick succession (several Prometheus servers, a
+//! dashboard polling) cost one count of the store's tables, not one each.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -11,6 +13,28 @@ use axum::response::IntoResponse;
 use jiff::Timestamp;
 
 use super::AppState;
+use crate::store::{Counts, StoreError};
+
+/// How long the store's counts serve scrapes before they are read again.
+const COUNTS_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// The last counts read from the store, and when. Scrapes wait on one another while one reads.
+#[derive(Default)]
+pub struct CountsCache(tokio::sync::Mutex<Option<(Instant, Counts)>>);
+
+impl CountsCache {
+    async fn get(&self, state: &AppState) -> Result<Counts, StoreError> {
+        let mut last = self.0.lock().await;
+        if let Some((at, counts)) = last.as_ref()
+            && at.elapsed() < COUNTS_FRESH_FOR
+        {
+            return Ok(counts.clone());
+        }
+        let counts = state.store.counts().await?;
+        *last = Some((Instant::now(), counts.clone()));
+        Ok(counts)
+    }
+}
 
 /// The process answers.
 #[utoipa::path(
@@ -78,8 +102,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         0.0
     });
-    // Gauges that live in the store are read at scrape time, so they are right after a restart.
-    match state.store.counts().await {
+    // Gauges that live in the store are read at scrape time (or a second before), so they are
+    // right after a restart.
+    match state.store_counts.get(&state).await {
         Ok(counts) => {
             metrics::gauge!("banditore_incidents_open").set(counts.open_incidents as f64);
             let now = Timestamp::now();

@@ -1,0 +1,562 @@
+//! Banditore beside the tools its speed is judged against, in one run on one machine, so that
+//! every figure is a ratio of two measurements taken minutes apart under the same load:
+//! Alertmanager (alert → webhook latency, and `POST /api/v2/alerts` under wrk) and Postfix's
+//! `smtp-source -d` (four kept connections into the same `smtp-sink`) for the email fan-out.
+//!
+//! `benches/compare.sh` finds or installs the tools, builds the release binary and runs this;
+//! `cargo bench --bench compare -- latency|ingest|fanout` picks rows and `-- --quick` runs smaller
+//! sizes. A row whose reference is missing says so and prints Banditore's side alone. The numbers
+//! are printed, never asserted.
+
+#[path = "../tests/integration/support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+use tokio::sync::mpsc;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The first of `names` found on the `PATH` (or the path in the variable `var`, when set).
+fn find_tool(var: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(var) {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin")]) {
+        for name in names {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+fn summary(samples: &mut [Duration]) -> String {
+    samples.sort();
+    format!(
+        "p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(percentile(samples, 0.50)),
+        ms(percentile(samples, 0.90)),
+        ms(percentile(samples, 0.99)),
+        ms(*samples.last().unwrap()),
+    )
+}
+
+/// A process killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Alertmanager on loopback, every alert its own group, sent at once (`group_wait: 0s`) to a
+/// webhook receiver of the benchmark's own, which notes when each alert arrived.
+struct Alertmanager {
+    _process: Running,
+    _dir: tempfile::TempDir,
+    url: String,
+    arrivals: mpsc::UnboundedReceiver<(String, Instant)>,
+    version: String,
+}
+
+impl Alertmanager {
+    async fn start(binary: &PathBuf) -> Alertmanager {
+        let (tx, arrivals) = mpsc::unbounded_channel();
+        let tx = Arc::new(Mutex::new(tx));
+        let hook = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let at = Instant::now();
+                if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                    for a in v["alerts"].as_array().into_iter().flatten() {
+                        let name = a["labels"]["alertname"].as_str().unwrap_or("").to_owned();
+                        let _ = tx.lock().unwrap().send((name, at));
+                    }
+                }
+                "ok"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook_addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, hook).await });
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "route:\n  receiver: hook\n  group_by: ['...']\n  group_wait: 0s\n  group_interval: 1m\n  repeat_interval: 4h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://{hook_addr}/\n        send_resolved: false\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.path().display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("alertmanager starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = http.get(format!("{url}/-/ready")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let version = Command::new(binary)
+            .arg("--version")
+            .output()
+            .map(|o| {
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                text.lines().next().unwrap_or("").to_owned()
+            })
+            .unwrap_or_default();
+        Alertmanager {
+            _process: Running(child),
+            _dir: dir,
+            url,
+            arrivals,
+            version,
+        }
+    }
+}
+
+/// Alert → notification, one incident at a time, alternating blocks of 50 between Banditore
+/// (webhook in, email out at an SMTP server in this process) and Alertmanager (alert in, webhook
+/// out to a receiver in this process), so that both see the same moments of the machine.
+async fn latency(rounds: usize, reference: Option<&PathBuf>) {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    app.subscribe(json!({"name": "Sala operativa", "addresses": {"email": "sala@asl.example"}, "subscriptions": [{}]}))
+        .await;
+    let mut am = match reference {
+        Some(b) => Some(Alertmanager::start(b).await),
+        None => None,
+    };
+    let http = reqwest::Client::new();
+    let mut ours = Vec::with_capacity(rounds);
+    let mut theirs = Vec::with_capacity(rounds);
+    const BLOCK: usize = 50;
+    let mut i = 0;
+    while i < rounds {
+        for j in i..(i + BLOCK).min(rounds) {
+            let body = alertmanager(
+                "firing",
+                &format!("Down{j}"),
+                &[("service", &format!("svc-{j}")), ("severity", "critical")],
+                &format!("bench-{j}"),
+            );
+            let sent = Instant::now();
+            let resp = app
+                .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+                .await;
+            assert_eq!(resp.status(), 202);
+            let mails = smtp.wait_for("sala@asl.example", j + 1, Duration::from_secs(30));
+            ours.push(mails[j].received.duration_since(sent));
+        }
+        if let Some(am) = am.as_mut() {
+            for j in i..(i + BLOCK).min(rounds) {
+                let name = format!("Down{j}");
+                let body = json!([{
+                    "labels": {"alertname": name, "service": format!("svc-{j}"), "severity": "critical"},
+                    "annotations": {"summary": format!("bench-{j}")},
+                    "generatorURL": "http://prometheus.asl.example:9090/graph?g0.expr=up",
+                }]);
+                let sent = Instant::now();
+                let resp = http
+                    .post(format!("{}/api/v2/alerts", am.url))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+                let arrived = loop {
+                    let (n, at) = tokio::time::timeout(Duration::from_secs(30), am.arrivals.recv())
+                        .await
+                        .expect("alertmanager notifies within 30 s")
+                        .unwrap();
+                    if n == name {
+                        break at;
+                    }
+                };
+                theirs.push(arrived.duration_since(sent));
+            }
+        }
+        i += BLOCK;
+    }
+    let our_p99 = {
+        ours.sort();
+        percentile(&ours, 0.99)
+    };
+    println!(
+        "latency, Banditore webhook → email at the SMTP server, {rounds} incidents, group_wait 0s, SQLite synchronous=full: {}",
+        summary(&mut ours)
+    );
+    match am {
+        Some(am) => {
+            theirs.sort();
+            let their_p99 = percentile(&theirs, 0.99);
+            println!(
+                "latency, {} alert → webhook, {rounds} alerts, group_wait 0s: {}",
+                am.version,
+                summary(&mut theirs)
+            );
+            println!(
+                "latency ratio: Banditore p99 / Alertmanager p99 = {:.2} (target ≤ 2.0); p50 ratio {:.2}",
+                ms(our_p99) / ms(their_p99),
+                ms(percentile(&ours, 0.5)) / ms(percentile(&theirs, 0.5)),
+            );
+        }
+        None => println!(
+            "latency: Alertmanager not found, no reference (benches/compare.sh installs it)"
+        ),
+    }
+}
+
+/// wrk's requests per second and the count of answers that were not 2xx or 3xx.
+fn wrk(wrk: &PathBuf, connections: usize, seconds: u64, script: &PathBuf, url: &str) -> (f64, u64) {
+    let out = Command::new(wrk)
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "-s",
+        ])
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("wrk runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned()))
+    };
+    let rate = field("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let bad = field("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (rate, bad)
+}
+
+/// A wrk script posting one alert per request, cycling through 2,000 alerts over 50 services:
+/// after the first 2,000, every request re-sends an alert already firing, as a storm does.
+fn wrk_script(dir: &std::path::Path, name: &str, token: Option<&str>, template: &str) -> PathBuf {
+    let path = dir.join(name);
+    let auth = token
+        .map(|t| format!("wrk.headers[\"Authorization\"] = \"Bearer {t}\"\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        &path,
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n{auth}local n = 0\nrequest = function()\n  n = (n + 1) % 2000\n  return wrk.format(nil, nil, nil, string.format([[{template}]], n % 50, n, n, n))\nend\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Alerts accepted per second at 16, 64 and 128 connections, one alert per request, wrk against
+/// Banditore's Alertmanager webhook (each `202` after the signal is synced to disk) and against
+/// Alertmanager's own `POST /api/v2/alerts` (kept in memory), alternating.
+async fn ingest(seconds: u64, tools: &Tools) {
+    let Some(wrk_bin) = &tools.wrk else {
+        println!("ingest: wrk not found (benches/compare.sh installs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ours_script = wrk_script(
+        dir.path(),
+        "banditore.lua",
+        Some(INGEST_TOKEN),
+        r#"{"version":"4","status":"firing","receiver":"bench","groupLabels":{},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://am","alerts":[{"status":"firing","labels":{"alertname":"Bench","service":"svc-%d","instance":"host-%d","severity":"warning"},"annotations":{"summary":"bench alert %d"},"startsAt":"2026-11-26T09:14:03Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prometheus.example:9090/graph","fingerprint":"%016x"}]}"#,
+    );
+    let their_script = wrk_script(
+        dir.path(),
+        "alertmanager.lua",
+        None,
+        r#"[{"labels":{"alertname":"Bench","service":"svc-%d","instance":"host-%d","severity":"warning"},"annotations":{"summary":"bench alert %d (%d)"},"startsAt":"2026-11-26T09:14:03Z","generatorURL":"http://prometheus.example:9090/graph"}]"#,
+    );
+    for connections in [16, 64, 128] {
+        let smtp = SmtpServer::start();
+        let app = TestApp::spawn(&smtp, "", &[]).await;
+        let (ours, our_bad) = wrk(
+            wrk_bin,
+            connections,
+            seconds,
+            &ours_script,
+            &app.url("/api/v1/signals/alertmanager"),
+        );
+        let rss = app.pid().map(rss_mib).unwrap_or(0.0);
+        drop(app);
+        let mut line = format!(
+            "ingest, {connections} connections, 1 alert per request: Banditore {ours:.0} signals/s ({rss:.1} MiB resident{})",
+            if our_bad > 0 {
+                format!(", {our_bad} answers not 2xx")
+            } else {
+                String::new()
+            }
+        );
+        if let Some(am_bin) = &tools.alertmanager {
+            let am = Alertmanager::start(am_bin).await;
+            let (theirs, their_bad) = wrk(
+                wrk_bin,
+                connections,
+                seconds,
+                &their_script,
+                &format!("{}/api/v2/alerts", am.url),
+            );
+            line.push_str(&format!(
+                "; Alertmanager {theirs:.0} alerts/s{}; ratio {:.2} (target ≥ 1.0 at 64)",
+                if their_bad > 0 {
+                    format!(" ({their_bad} answers not 2xx)")
+                } else {
+                    String::new()
+                },
+                ours / theirs
+            ));
+        }
+        println!("{line}");
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .get("/metrics", None)
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The size of the email a desk gets for the fan-out's incident, as an SMTP server receives it:
+/// the reference sends messages of the same size.
+async fn message_size() -> usize {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(
+        &smtp,
+        "[[subscribers]]\nname = \"Sportello\"\naddresses = { email = \"desk@asl.example\" }\nsubscriptions = [{ matchers = ['service=~\"cup.*\"'] }]\n",
+        &[],
+    )
+    .await;
+    fire_cup_down(&app).await;
+    let mails = smtp.wait_for("desk@asl.example", 1, Duration::from_secs(30));
+    mails[0].raw.len()
+}
+
+async fn fire_cup_down(app: &TestApp) -> Instant {
+    let body = alertmanager(
+        "firing",
+        "CupDown",
+        &[("service", "cup-backend"), ("severity", "critical")],
+        "CUP backend non risponde",
+    );
+    let started = Instant::now();
+    assert_eq!(
+        app.post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+            .await
+            .status(),
+        202
+    );
+    started
+}
+
+/// One incident to `desks` email addresses (subscribers of ten desks each) into Postfix's
+/// `smtp-sink`, then `smtp-source -d -s 4` sending as many messages of the same size into the
+/// same sink over four kept connections.
+async fn fanout(desks: usize, tools: &Tools) {
+    let (Some(sink_bin), Some(source_bin)) = (&tools.smtp_sink, &tools.smtp_source) else {
+        println!(
+            "fanout: Postfix's smtp-sink and smtp-source not found (benches/compare.sh installs them)"
+        );
+        return;
+    };
+    let size = message_size().await;
+    let port = free_port();
+    let _sink = Running(
+        Command::new(sink_bin)
+            .args(["-u", "postfix", &format!("127.0.0.1:{port}"), "1024"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink starts"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = String::with_capacity(desks * 40);
+    for s in 0..desks.div_ceil(10) {
+        let list: Vec<String> = (s * 10..((s + 1) * 10).min(desks))
+            .map(|i| format!("\"desk{i}@asl.example\""))
+            .collect();
+        extra.push_str(&format!(
+            "[[subscribers]]\nname = \"Sportelli {s}\"\naddresses = {{ email = [{}] }}\nsubscriptions = [{{ matchers = ['service=~\"cup.*\"'] }}]\n",
+            list.join(", ")
+        ));
+    }
+    let app = TestApp::spawn_on(
+        port,
+        &extra,
+        &[("BANDITORE__CHANNELS__EMAIL__POOL_SIZE", "16")],
+    )
+    .await;
+    let pid = app.pid().unwrap();
+    let started = fire_cup_down(&app).await;
+    let mut first = None;
+    let mut peak: f64 = 0.0;
+    loop {
+        // The counter is kept in memory: polling it costs the store nothing.
+        let sent = metric(
+            &app,
+            "banditore_deliveries_total{channel=\"email\",outcome=\"sent\"}",
+        )
+        .await as usize;
+        peak = peak.max(rss_mib(pid));
+        if sent > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if sent >= desks {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            println!("fanout: gave up after 600 s with {sent} of {desks} sent");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = started.elapsed();
+    let first = first.unwrap_or_default();
+    let ours = desks as f64 / total.as_secs_f64();
+    drop(app);
+    let began = Instant::now();
+    let out = Command::new(source_bin)
+        .args([
+            "-d",
+            "-s",
+            "4",
+            "-m",
+            &desks.to_string(),
+            "-l",
+            &size.to_string(),
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output()
+        .expect("smtp-source runs");
+    let theirs = desks as f64 / began.elapsed().as_secs_f64();
+    println!(
+        "fanout, 1 incident → {desks} desks by email into smtp-sink, SQLite synchronous=full, pool_size 16: Banditore {ours:.0} messages/s from the webhook (first after {:.0} ms, {:.0}/s after it, peak {peak:.1} MiB resident); smtp-source -d -s 4, {desks} messages of {size} bytes: {theirs:.0} messages/s{}; ratio {:.2} (target ≥ 0.6)",
+        ms(first),
+        desks as f64 / (total - first).as_secs_f64(),
+        if out.status.success() {
+            ""
+        } else {
+            " (smtp-source failed)"
+        },
+        ours / theirs,
+    );
+}
+
+struct Tools {
+    alertmanager: Option<PathBuf>,
+    wrk: Option<PathBuf>,
+    smtp_sink: Option<PathBuf>,
+    smtp_source: Option<PathBuf>,
+}
+
+fn main() {
+    // `cargo test --all-targets` runs bench binaries too, without `--bench`: figures from a debug
+    // build under a test run mean nothing, so only `cargo bench` measures.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "compare benchmark: run it with `cargo bench --bench compare` or benches/compare.sh"
+        );
+        return;
+    }
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--bench"))
+        .collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let wanted: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |name: &str| wanted.is_empty() || wanted.contains(&name);
+    let tools = Tools {
+        alertmanager: find_tool("ALERTMANAGER", &["alertmanager", "prometheus-alertmanager"]),
+        wrk: find_tool("WRK", &["wrk"]),
+        smtp_sink: find_tool("SMTP_SINK", &["smtp-sink"]),
+        smtp_source: find_tool("SMTP_SOURCE", &["smtp-source"]),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if run("latency") {
+            latency(if quick { 200 } else { 1000 }, tools.alertmanager.as_ref()).await;
+        }
+        if run("ingest") {
+            ingest(if quick { 3 } else { 10 }, &tools).await;
+        }
+        if run("fanout") {
+            fanout(if quick { 2_000 } else { 10_000 }, &tools).await;
+            fanout(if quick { 20_000 } else { 100_000 }, &tools).await;
+        }
+    });
+}
