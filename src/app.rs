@@ -27,7 +27,7 @@ use crate::domain::subscriber::ChannelKind;
 use crate::domain::window::Window;
 use crate::ids::random_hex;
 use crate::incident::Engine;
-use crate::ingest::{IngestQueue, ParseOptions};
+use crate::ingest::{Coalescer, IngestQueue, ParseOptions};
 use crate::outbox::{Backoff, Crew, Dispatcher, Handover, OutboxConfig, Pauses};
 use crate::pipeline::Pipeline;
 use crate::probe::check::{Check, HttpClients};
@@ -288,6 +288,9 @@ struct Ground<'v> {
     owner: String,
     wake: Wakers,
     leadership: Leadership,
+    /// Re-sends that change nothing, answered without a write: only where this process both
+    /// ingests every signal and runs the engine (one replica).
+    coalescer: Option<Coalescer>,
 }
 
 /// The campaign to lead and the task forwarding other replicas' wake-ups; stopped at shutdown.
@@ -333,6 +336,7 @@ async fn join_cluster(
         owner,
         wake,
         leadership,
+        coalescer: (s.store.replicas <= 1).then(Coalescer::default),
     };
     let campaign = Campaign {
         task: campaign,
@@ -550,7 +554,8 @@ impl Ground<'_> {
             group_interval: s.routing.group_interval.get(),
             flap_hold_down: s.routing.flap_hold_down.get(),
         };
-        let engine = Engine::new(store.clone(), timing, s.routing.group_by.clone());
+        let engine = Engine::new(store.clone(), timing, s.routing.group_by.clone())
+            .with_coalescer(self.coalescer.clone());
         let windows: Arc<Vec<Window>> = Arc::new(
             s.maintenance
                 .iter()
@@ -586,7 +591,11 @@ impl Ground<'_> {
     /// Starts the ingest writer and builds the probes, which report through the same queue.
     fn ingest_and_probes(&self) -> anyhow::Result<Intake> {
         let (s, store, owner) = (&self.v.settings, &self.store, &self.owner);
-        let (ingest, ingest_writer) = IngestQueue::start(store.clone(), self.wake.pipeline.clone());
+        let (ingest, ingest_writer) = IngestQueue::start(
+            store.clone(),
+            self.wake.pipeline.clone(),
+            self.coalescer.clone(),
+        );
         let probe_status = Arc::new(ProbeStatus::default());
         let clients = HttpClients::new().map_err(anyhow::Error::msg)?;
         let build =

@@ -163,7 +163,7 @@ impl Pipeline {
             }
         }
         tx.commit().await?;
-        engine.count_processed();
+        self.engine.committed(&engine);
         let count = claimed.iter().map(|(_, d)| d.len()).sum();
         self.handover.give(claimed, now);
         Ok(Stepped {

@@ -76,6 +76,10 @@ fn describe() {
         "Webhook requests by source and outcome; accepted counts signals."
     );
     describe_counter!(
+        "banditore_signals_coalesced_total",
+        "Re-sent signals answered without a write: they repeated what the engine last applied."
+    );
+    describe_counter!(
         "banditore_signals_processed_total",
         "Signals applied to incidents by the engine."
     );

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::domain::incident::{AlertState, Announced, Decision, IncidentState, Timing, evaluate};
 use crate::domain::{IncidentStatus, Labels, Severity, SignalStatus, UpdateKind, text};
+use crate::ingest::coalesce::{self, Coalescer};
 use crate::store::{
     AlertRow, IncidentOrigin, IncidentRow, NewIncident, NewUpdate, SignalSnapshot, Store,
     StoreError, StoredSignal, Tx, UpdateRow,
@@ -37,16 +38,9 @@ pub struct StepReport {
     pub more: bool,
     /// Signals applied, by source.
     pub sources: BTreeMap<&'static str, u64>,
-}
-
-impl StepReport {
-    /// Counts the step's signals as processed, once its transaction is committed.
-    pub fn count_processed(&self) {
-        for (source, n) in &self.sources {
-            metrics::counter!("banditore_signals_processed_total", "source" => *source)
-                .increment(*n);
-        }
-    }
+    /// Per fingerprint, the last signal applied and, when its alert is left firing, the digest
+    /// of that signal's content (see [`Coalescer::applied`]).
+    pub applied: Vec<(String, i64, Option<u64>)>,
 }
 
 #[derive(Clone)]
@@ -54,6 +48,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     timing: Timing,
     group_by: Vec<String>,
+    /// Told what each step applied, so that ingest can answer re-sends that change nothing.
+    coalescer: Option<Coalescer>,
 }
 
 /// A manual incident, as posted to `POST /api/v1/incidents`.
@@ -134,8 +130,29 @@ fn check_text(
 }
 
 impl Engine {
+    /// Once a step is committed: counts its signals as processed and tells the coalescer what
+    /// it applied.
+    pub fn committed(&self, report: &StepReport) {
+        for (source, n) in &report.sources {
+            metrics::counter!("banditore_signals_processed_total", "source" => *source)
+                .increment(*n);
+        }
+        if let Some(c) = &self.coalescer {
+            for (fingerprint, through, digest) in &report.applied {
+                c.applied(fingerprint, *through, *digest);
+            }
+        }
+    }
+
+    /// Tells `coalescer` what every step applied.
+    pub fn with_coalescer(mut self, coalescer: Option<Coalescer>) -> Engine {
+        self.coalescer = coalescer;
+        self
+    }
+
     pub fn new(store: Arc<dyn Store>, timing: Timing, group_by: Vec<String>) -> Engine {
         Engine {
+            coalescer: None,
             store,
             timing,
             group_by,
@@ -161,12 +178,12 @@ impl Engine {
         let mut tx = self.store.begin().await?;
         let report = self.step_in(tx.as_mut(), now).await?;
         tx.commit().await?;
-        report.count_processed();
+        self.committed(&report);
         Ok(report)
     }
 
     /// [`Engine::step`] inside the caller's transaction (the pipeline routes and claims in the
-    /// same one). The caller commits, then calls [`StepReport::count_processed`].
+    /// same one). The caller commits, then calls [`Engine::committed`].
     pub async fn step_in(&self, tx: &mut dyn Tx, now: Timestamp) -> Result<StepReport, StoreError> {
         let signals = tx.unprocessed_signals(SIGNAL_BATCH).await?;
         let mut batch = Batch::default();
@@ -203,12 +220,21 @@ impl Engine {
         for s in &signals {
             *sources.entry(s.signal.source.as_str()).or_default() += 1;
         }
+        let applied = batch
+            .last
+            .iter()
+            .map(|(fp, (id, digest))| {
+                let firing = batch.alerts.get(fp).is_some_and(|a| a.firing);
+                (fp.clone(), *id, digest.filter(|_| firing))
+            })
+            .collect();
         Ok(StepReport {
             signals: signals.len(),
             updates,
             next_eval,
             more: signals.len() as u32 == SIGNAL_BATCH,
             sources,
+            applied,
         })
     }
 
@@ -222,6 +248,10 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let s = &stored.signal;
         let at = stored.received_at;
+        let digest = (s.status == SignalStatus::Firing).then(|| coalesce::digest(s));
+        batch
+            .last
+            .insert(s.fingerprint.clone(), (stored.id, digest));
         if let Some(alert) = batch.alerts.get_mut(&s.fingerprint) {
             let changed = match s.status {
                 SignalStatus::Firing => !alert.firing || alert.severity != s.severity,
@@ -559,6 +589,11 @@ impl Engine {
         incident.pending_since = None;
         tx.save_incident(&incident).await?;
         tx.commit().await?;
+        // An operator may have resolved an incident whose alerts still fire: what ingest
+        // knows of them no longer holds.
+        if let Some(c) = &self.coalescer {
+            c.forget_all();
+        }
         Ok((incident, update))
     }
 }
@@ -603,6 +638,8 @@ struct Batch {
     pending: BTreeMap<i64, Timestamp>,
     /// Signal ids by (outcome, incident).
     marks: BTreeMap<(&'static str, Option<i64>), Vec<i64>>,
+    /// Per fingerprint, the last signal applied, with its content's digest when it fired.
+    last: HashMap<String, (i64, Option<u64>)>,
 }
 
 impl Batch {

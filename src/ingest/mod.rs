@@ -6,6 +6,7 @@
 
 mod alertmanager;
 mod cloudevents;
+pub mod coalesce;
 mod generic;
 mod grafana;
 mod json;
@@ -15,6 +16,7 @@ mod uptime_kuma;
 
 use crate::domain::{RawSignal, Source};
 
+pub use coalesce::Coalescer;
 pub use json::Obj;
 pub use queue::IngestQueue;
 pub use time::parse_time;

@@ -194,6 +194,10 @@ pub trait Store:
     /// Stores signals in one transaction and returns their ids in order. Durable on return.
     async fn insert_signals(&self, signals: &[(Timestamp, Signal)]) -> Result<Vec<i64>>;
 
+    /// Moves to `at` the last-seen time of the firing alerts of open incidents with these
+    /// fingerprints (seen again by re-sends that changed nothing else), unless it is later.
+    async fn touch_alerts_seen(&self, fingerprints: &[String], at: Timestamp) -> Result<()>;
+
     async fn begin(&self) -> Result<Box<dyn Tx>>;
 
     /// Deletes processed signals received before `before`, and finished deliveries of resolved

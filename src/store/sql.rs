@@ -145,6 +145,26 @@ impl Store for SqlStore {
         Ok(stored)
     }
 
+    async fn touch_alerts_seen(&self, fingerprints: &[String], at: Timestamp) -> Result<()> {
+        if fingerprints.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE alerts SET last_seen_at = {}(last_seen_at, $2)
+             WHERE firing = 1 AND fingerprint IN ({})
+               AND incident_id IN (SELECT id FROM incidents WHERE resolved_at IS NULL)",
+            self.dialect.greatest(),
+            self.dialect.texts()
+        )))
+        .bind(json(&fingerprints)?)
+        .bind(ms(at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn insert_signals(&self, signals: &[(Timestamp, Signal)]) -> Result<Vec<i64>> {
         let mut tx = self.write().await?;
         let mut ids = Vec::with_capacity(signals.len());

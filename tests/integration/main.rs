@@ -7,6 +7,7 @@ mod access;
 mod chats;
 mod citizens;
 mod cli;
+mod coalesce;
 mod compliance;
 mod console;
 mod contract;

@@ -1,0 +1,274 @@
+//! Re-sends that change nothing cost no write. Monitors repeat every firing alert (Prometheus to
+//! Alertmanager every minute, Alertmanager to its receivers every group interval), and in a storm
+//! most requests say again what the store already holds. A firing signal is *coalesced* when the
+//! engine has applied everything stored for its fingerprint, and the last of it was this same
+//! content (severity, labels, annotations, summary, link, component), with the alert still
+//! firing in an open incident: applying it would only move the alert's last-seen time. It is
+//! answered at once, with the id of the stored signal it repeats; its time is kept in memory and
+//! written for all such alerts together, at most a second later ([`Coalescer::take_seen`]).
+//!
+//! What a `202` promises is unchanged: every change to an alert's state is durable before the
+//! answer. A coalesced signal leaves no row of its own in `signals` (it is counted in
+//! `banditore_signals_coalesced_total`), and a crash can lose up to a second of last-seen times.
+//!
+//! The engine tells the coalescer what it applied ([`Coalescer::applied`]), after its commit;
+//! ingest tells it what it queued and what it stored. Both run in the same process only when one
+//! replica serves the store (SQLite, or `store.replicas = 1`); with several, signals for one
+//! alert may arrive at any of them, and none coalesces. An operator's update or a new incident
+//! by hand forgets everything known ([`Coalescer::forget_all`]).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+
+use crate::domain::{Signal, SignalStatus};
+
+/// What the engine last applied to a firing alert.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    digest: u64,
+    /// The last signal applied for the fingerprint.
+    through: i64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Firing alerts, by fingerprint, as the engine last left them.
+    known: HashMap<String, Known>,
+    /// The last signal stored for each fingerprint, while it may not have been applied yet.
+    stored: HashMap<String, i64>,
+    /// Signals queued and not yet stored, by fingerprint.
+    queued: HashMap<String, u32>,
+    /// Alerts seen again by coalesced signals, and when last.
+    seen: HashMap<String, Timestamp>,
+}
+
+/// See the module's documentation. Cheap to clone: one shared state.
+#[derive(Clone, Default)]
+pub struct Coalescer(Arc<Mutex<State>>);
+
+/// The content of a firing signal that, unchanged, makes a re-send change nothing.
+pub fn digest(s: &Signal) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.source.as_str().hash(&mut h);
+    s.severity.hash(&mut h);
+    s.labels.hash(&mut h);
+    s.annotations.hash(&mut h);
+    s.summary.hash(&mut h);
+    s.url.hash(&mut h);
+    s.component.hash(&mut h);
+    s.service.hash(&mut h);
+    h.finish()
+}
+
+impl Coalescer {
+    /// Splits `signals` (each with when it was received) into those already known, each with the
+    /// id of the stored signal it repeats, and those to store, which are counted as queued until
+    /// [`Coalescer::stored`] or [`Coalescer::not_stored`] is called with them.
+    pub fn sort(&self, signals: &[(Timestamp, Signal)]) -> Vec<Option<i64>> {
+        let Ok(mut state) = self.0.lock() else {
+            return vec![None; signals.len()];
+        };
+        let mut out = Vec::with_capacity(signals.len());
+        for (now, s) in signals {
+            let fp = &s.fingerprint;
+            let repeat = match (s.status, state.known.get(fp)) {
+                (SignalStatus::Firing, Some(known))
+                    if known.digest == digest(s)
+                        && !state.queued.contains_key(fp)
+                        && state.stored.get(fp).is_none_or(|id| *id <= known.through) =>
+                {
+                    Some(known.through)
+                }
+                _ => None,
+            };
+            match repeat {
+                Some(_) => {
+                    let at = state.seen.entry(fp.clone()).or_insert(*now);
+                    *at = (*at).max(*now);
+                }
+                // Whatever follows waits for this one to be stored and applied.
+                None => *state.queued.entry(fp.clone()).or_default() += 1,
+            }
+            out.push(repeat);
+        }
+        out
+    }
+
+    /// The signals [`Coalescer::sort`] queued are stored, with these ids.
+    pub fn stored(&self, signals: &[(Timestamp, Signal)], ids: &[i64]) {
+        let Ok(mut state) = self.0.lock() else {
+            return;
+        };
+        for ((_, s), id) in signals.iter().zip(ids) {
+            let last = state.stored.entry(s.fingerprint.clone()).or_insert(*id);
+            *last = (*last).max(*id);
+            unqueue(&mut state, &s.fingerprint);
+        }
+    }
+
+    /// The signals [`Coalescer::sort`] queued were not stored (the store failed).
+    pub fn not_stored(&self, signals: &[(Timestamp, Signal)]) {
+        if let Ok(mut state) = self.0.lock() {
+            for (_, s) in signals {
+                unqueue(&mut state, &s.fingerprint);
+            }
+        }
+    }
+
+    /// The engine committed a step that applied signals up to `through` for `fingerprint`,
+    /// the last of them firing with `digest` and its alert firing (`Some`), or not (`None`).
+    pub fn applied(&self, fingerprint: &str, through: i64, digest: Option<u64>) {
+        let Ok(mut state) = self.0.lock() else {
+            return;
+        };
+        match digest {
+            Some(digest) => {
+                state
+                    .known
+                    .insert(fingerprint.to_owned(), Known { digest, through });
+            }
+            None => {
+                state.known.remove(fingerprint);
+            }
+        }
+        // Nothing stored after it: the fingerprint needs no entry until the next one.
+        if state
+            .stored
+            .get(fingerprint)
+            .is_some_and(|id| *id <= through)
+        {
+            state.stored.remove(fingerprint);
+        }
+    }
+
+    /// An operator changed incidents by hand: nothing is known any more until the engine
+    /// applies signals again.
+    pub fn forget_all(&self) {
+        if let Ok(mut state) = self.0.lock() {
+            state.known.clear();
+        }
+    }
+
+    /// The alerts seen again since the last call, and the latest time among them.
+    pub fn take_seen(&self) -> Option<(Vec<String>, Timestamp)> {
+        let mut state = self.0.lock().ok()?;
+        let latest = state.seen.values().max().copied()?;
+        let fingerprints = state.seen.drain().map(|(fp, _)| fp).collect();
+        Some((fingerprints, latest))
+    }
+
+    /// Fingerprints known as firing (for tests and figures).
+    pub fn known(&self) -> usize {
+        self.0.lock().map(|s| s.known.len()).unwrap_or(0)
+    }
+}
+
+fn unqueue(state: &mut State, fingerprint: &str) {
+    if let Some(n) = state.queued.get_mut(fingerprint) {
+        *n -= 1;
+        if *n == 0 {
+            state.queued.remove(fingerprint);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::signal::{NormalizeRules, RawSignal, Source};
+    use crate::domain::{Labels, Severity};
+
+    fn signal(name: &str, status: SignalStatus, summary: &str) -> Signal {
+        let mut labels = Labels::new();
+        labels.insert("alertname".into(), name.into());
+        labels.insert("service".into(), "cup".into());
+        RawSignal {
+            status: Some(status),
+            labels,
+            summary: Some(summary.into()),
+            ..RawSignal::default()
+        }
+        .normalize(
+            Source::Alertmanager,
+            &NormalizeRules {
+                default_severity: Severity::Major,
+            },
+            Timestamp::UNIX_EPOCH,
+        )
+    }
+
+    fn at(s: &Signal) -> Vec<(Timestamp, Signal)> {
+        vec![(Timestamp::UNIX_EPOCH, s.clone())]
+    }
+
+    fn store(c: &Coalescer, s: &Signal, id: i64) {
+        assert_eq!(c.sort(&at(s)), [None]);
+        c.stored(&at(s), &[id]);
+    }
+
+    #[test]
+    fn only_a_repeat_of_what_the_engine_applied_last_is_coalesced() {
+        let c = Coalescer::default();
+        let firing = signal("CupDown", SignalStatus::Firing, "giù");
+        // Nothing known: stored.
+        store(&c, &firing, 1);
+        // Stored but not applied: stored again.
+        store(&c, &firing, 2);
+        c.applied(&firing.fingerprint, 2, Some(digest(&firing)));
+        assert_eq!(c.sort(&at(&firing)), [Some(2)]);
+        // Another summary, a resolution: stored.
+        let changed = signal("CupDown", SignalStatus::Firing, "ancora giù");
+        assert_eq!(c.sort(&at(&changed)), [None]);
+        c.not_stored(&at(&changed));
+        let resolved = signal("CupDown", SignalStatus::Resolved, "giù");
+        assert_eq!(resolved.fingerprint, firing.fingerprint);
+        assert_eq!(c.sort(&at(&resolved)), [None]);
+        c.stored(&at(&resolved), &[3]);
+        // The firing re-send that follows the stored resolution is stored too, even before the
+        // engine applies the resolution.
+        assert_eq!(c.sort(&at(&firing)), [None]);
+        c.stored(&at(&firing), &[4]);
+        c.applied(&firing.fingerprint, 3, None);
+        assert_eq!(c.sort(&at(&firing)), [None], "4 is not applied yet");
+        c.stored(&at(&firing), &[5]);
+        c.applied(&firing.fingerprint, 5, Some(digest(&firing)));
+        assert_eq!(c.sort(&at(&firing)), [Some(5)]);
+        c.forget_all();
+        assert_eq!(c.sort(&at(&firing)), [None]);
+    }
+
+    #[test]
+    fn a_repeat_queued_behind_a_change_waits_for_it() {
+        let c = Coalescer::default();
+        let firing = signal("CupDown", SignalStatus::Firing, "giù");
+        store(&c, &firing, 1);
+        c.applied(&firing.fingerprint, 1, Some(digest(&firing)));
+        // A change is queued, not stored yet: the old content that follows is not a repeat.
+        let changed = signal("CupDown", SignalStatus::Firing, "ancora giù");
+        assert_eq!(c.sort(&at(&changed)), [None]);
+        assert_eq!(c.sort(&at(&firing)), [None]);
+        let both = [at(&changed), at(&firing)].concat();
+        c.stored(&both, &[2, 3]);
+        // An engine step that began before them publishes what it applied: still not a repeat.
+        c.applied(&firing.fingerprint, 1, Some(digest(&firing)));
+        assert_eq!(c.sort(&at(&firing)), [None]);
+    }
+
+    #[test]
+    fn seen_times_are_taken_once_with_the_latest() {
+        let c = Coalescer::default();
+        let firing = signal("CupDown", SignalStatus::Firing, "giù");
+        store(&c, &firing, 1);
+        c.applied(&firing.fingerprint, 1, Some(digest(&firing)));
+        let later = Timestamp::from_second(60).unwrap();
+        assert_eq!(c.sort(&[(later, firing.clone())]), [Some(1)]);
+        assert_eq!(c.sort(&at(&firing)), [Some(1)]);
+        let (fps, at) = c.take_seen().unwrap();
+        assert_eq!(fps, vec![firing.fingerprint]);
+        assert_eq!(at, later);
+        assert!(c.take_seen().is_none());
+    }
+}
