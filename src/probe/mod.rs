@@ -18,9 +18,9 @@
 
 pub mod check;
 pub mod dns;
+pub mod schedule;
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,8 +36,10 @@ use crate::domain::signal::{NormalizeRules, RawSignal, SignalStatus, Source};
 use crate::domain::{Finding, Labels, Severity};
 use crate::ingest::IngestQueue;
 use crate::settings::ProbeSpec;
-use crate::store::{Observation, Store, Verdict};
+use crate::store::{Observation, Store, Topic, Verdict};
+use crate::wake::Calls;
 use check::{Check, Outcome};
+use schedule::{Schedule, offset};
 
 /// How this replica sees one probe now.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -141,14 +143,10 @@ pub struct Prober {
     pub ingest: IngestQueue,
     pub leadership: Leadership,
     pub status: Arc<ProbeStatus>,
-}
-
-/// The stable offset of a probe within its interval, so that probes do not all start together.
-fn offset(name: &str, interval: Duration) -> Duration {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    name.hash(&mut h);
-    let ms = interval.as_millis().max(1) as u64;
-    Duration::from_millis(h.finish() % ms)
+    /// `probing.recheck_interval`, and how every probe's own is chosen.
+    pub probing: crate::settings::ProbingSettings,
+    /// Other replicas' calls to look at a probe now (forwarded from the store's wake-ups).
+    pub calls: Calls,
 }
 
 /// How long a replica's view of a probe counts: three intervals and a timeout, at least 5 s.
@@ -167,10 +165,15 @@ impl Prober {
         for check in &self.checks {
             tasks.spawn(probe_loop(
                 check.clone(),
-                permits.clone(),
-                self.status.clone(),
-                observed.clone(),
-                self.instance.clone(),
+                Looking {
+                    permits: permits.clone(),
+                    status: self.status.clone(),
+                    observed: observed.clone(),
+                    instance: self.instance.clone(),
+                    recheck: self.probing.recheck(&check.spec),
+                    calls: self.calls.clone(),
+                    store: self.store.clone(),
+                },
                 shutdown.clone(),
             ));
         }
@@ -219,38 +222,48 @@ impl Prober {
     }
 }
 
-async fn probe_loop(
-    check: Arc<Check>,
+/// What every probe's loop shares, and its own recheck interval.
+struct Looking {
     permits: Arc<Semaphore>,
     status: Arc<ProbeStatus>,
     observed: mpsc::UnboundedSender<Observation>,
     instance: String,
-    shutdown: CancellationToken,
-) {
+    recheck: Duration,
+    calls: Calls,
+    store: Arc<dyn Store>,
+}
+
+async fn probe_loop(check: Arc<Check>, at: Looking, shutdown: CancellationToken) {
     let spec = &check.spec;
     let interval = spec.interval.get();
-    tokio::select! {
-        _ = shutdown.cancelled() => return,
-        _ = tokio::time::sleep(offset(&spec.name, interval)) => {}
-    }
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let bell = at.calls.bell(&spec.name);
+    let mut schedule = Schedule::new(
+        std::time::Instant::now() + offset(&spec.name, &at.instance, interval),
+        interval,
+        at.recheck,
+    );
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(schedule.next().into()) => {}
+            _ = bell.notified() => {
+                schedule.call(std::time::Instant::now());
+                continue;
+            }
         }
-        let Ok(_permit) = permits.acquire().await else {
+        let Ok(permit) = at.permits.acquire().await else {
             return;
         };
+        let started = std::time::Instant::now();
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
             o = check.run() => o,
         };
+        drop(permit);
         metrics::histogram!("banditore_probe_duration_seconds", "probe" => spec.name.clone())
             .record(outcome.took.as_secs_f64());
         let view = {
-            let Ok(mut views) = status.views.lock() else {
+            let Ok(mut views) = at.status.views.lock() else {
                 return;
             };
             let view = views.entry(spec.name.clone()).or_default();
@@ -259,22 +272,28 @@ async fn probe_loop(
             }
             view.clone()
         };
+        // The result disagrees with the state and the thresholds have not decided yet.
+        let in_doubt = outcome.ok != (view.state == "up");
+        schedule.checked(started, in_doubt);
         metrics::gauge!("banditore_probe_up", "probe" => spec.name.clone())
             .set(if view.state == "up" { 1.0 } else { 0.0 });
-        let state = if status.network_ok() {
-            view.state
-        } else {
-            "unknown"
-        };
-        let _ = observed.send(Observation {
+        let network_ok = at.status.network_ok();
+        let state = if network_ok { view.state } else { "unknown" };
+        let _ = at.observed.send(Observation {
             probe: spec.name.clone(),
-            instance: instance.clone(),
+            instance: at.instance.clone(),
             state: state.to_owned(),
             detail: outcome.detail(),
             finding: Some(outcome.finding),
             cert_days_left: outcome.cert_days_left,
             observed_at: Timestamp::now(),
         });
+        // The other replicas look too, at once (a replica that cannot reach the network asks
+        // nobody: its doubt is about itself).
+        if in_doubt && network_ok {
+            tracing::debug!(probe = %spec.name, "check in doubt: looking again shortly, asking the other replicas to look now");
+            at.store.announce(Topic::Probe(spec.name.clone())).await;
+        }
     }
 }
 
@@ -638,7 +657,7 @@ mod tests {
     fn offsets_spread_probes_over_the_interval() {
         let interval = Duration::from_secs(30);
         let offsets: Vec<Duration> = (0..1000)
-            .map(|i| offset(&format!("p{i}"), interval))
+            .map(|i| offset(&format!("p{i}"), "replica-0", interval))
             .collect();
         assert!(offsets.iter().all(|o| *o < interval));
         // Each tenth of the interval gets some probes: no herd at the start.
