@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::Serialize;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Leadership;
@@ -39,7 +39,7 @@ use crate::settings::ProbeSpec;
 use crate::store::{Observation, Store, Topic, Verdict};
 use crate::wake::Calls;
 use check::{Check, Outcome};
-use schedule::{Schedule, offset};
+use schedule::{Schedule, first_at, phase};
 
 /// How this replica sees one probe now.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -162,6 +162,20 @@ impl Prober {
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let (observed, to_store) = mpsc::unbounded_channel::<Observation>();
         let mut tasks = tokio::task::JoinSet::new();
+        let (places, place) = watch::channel(Place { rank: 0, of: 1 });
+        let seen_for = self
+            .checks
+            .iter()
+            .map(|c| freshness(&c.spec))
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        tasks.spawn(find_place(
+            self.store.clone(),
+            self.instance.clone(),
+            seen_for,
+            places,
+            shutdown.clone(),
+        ));
         for check in &self.checks {
             tasks.spawn(probe_loop(
                 check.clone(),
@@ -173,6 +187,7 @@ impl Prober {
                     recheck: self.probing.recheck(&check.spec),
                     calls: self.calls.clone(),
                     store: self.store.clone(),
+                    place: place.clone(),
                 },
                 shutdown.clone(),
             ));
@@ -231,23 +246,96 @@ struct Looking {
     recheck: Duration,
     calls: Calls,
     store: Arc<dyn Store>,
+    place: watch::Receiver<Place>,
 }
 
-async fn probe_loop(check: Arc<Check>, at: Looking, shutdown: CancellationToken) {
-    let spec = &check.spec;
+/// This replica's place among those probing: `rank` in the order of their names, of `of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    rank: u32,
+    of: u32,
+}
+
+/// Where the regular checks of a probe start, for this replica's place, on the wall clock.
+fn first_check(spec: &ProbeSpec, place: Place) -> std::time::Instant {
+    let wall_ms = u64::try_from(Timestamp::now().as_millisecond()).unwrap_or_default();
     let interval = spec.interval.get();
-    let bell = at.calls.bell(&spec.name);
-    let mut schedule = Schedule::new(
-        std::time::Instant::now() + offset(&spec.name, &at.instance, interval),
+    first_at(
+        std::time::Instant::now(),
+        wall_ms,
         interval,
-        at.recheck,
-    );
+        phase(&spec.name, interval, place.rank, place.of),
+    )
+}
+
+/// Keeps this replica's place among the replicas probing (those whose observations are fresher
+/// than `seen_for`), so that each checks a probe at its own share of the interval.
+async fn find_place(
+    store: Arc<dyn Store>,
+    instance: String,
+    seen_for: Duration,
+    places: watch::Sender<Place>,
+    shutdown: CancellationToken,
+) {
+    let seen_for = jiff::SignedDuration::try_from(seen_for).unwrap_or_default();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let since = Timestamp::now().checked_sub(seen_for).unwrap_or_default();
+        let mut names = match store.observers(since).await {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read which replicas probe; keeping this one's place");
+                continue;
+            }
+        };
+        if !names.contains(&instance) {
+            names.push(instance.clone());
+            names.sort();
+        }
+        let rank = names
+            .iter()
+            .position(|n| *n == instance)
+            .unwrap_or_default();
+        let place = Place {
+            rank: u32::try_from(rank).unwrap_or_default(),
+            of: u32::try_from(names.len()).unwrap_or(1),
+        };
+        places.send_if_modified(|p| {
+            let changed = *p != place;
+            if changed {
+                tracing::info!(
+                    rank = place.rank,
+                    of = place.of,
+                    "replicas probing changed: this one takes its share of each interval"
+                );
+            }
+            *p = place;
+            changed
+        });
+    }
+}
+
+async fn probe_loop(check: Arc<Check>, mut at: Looking, shutdown: CancellationToken) {
+    let spec = &check.spec;
+    let bell = at.calls.bell(&spec.name);
+    let place = *at.place.borrow_and_update();
+    let mut schedule = Schedule::new(first_check(spec, place), spec.interval.get(), at.recheck);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(schedule.next().into()) => {}
             _ = bell.notified() => {
                 schedule.call(std::time::Instant::now());
+                continue;
+            }
+            Ok(()) = at.place.changed() => {
+                let place = *at.place.borrow_and_update();
+                schedule.rephase(first_check(spec, place));
                 continue;
             }
         }
@@ -657,7 +745,7 @@ mod tests {
     fn offsets_spread_probes_over_the_interval() {
         let interval = Duration::from_secs(30);
         let offsets: Vec<Duration> = (0..1000)
-            .map(|i| offset(&format!("p{i}"), "replica-0", interval))
+            .map(|i| schedule::offset(&format!("p{i}"), interval))
             .collect();
         assert!(offsets.iter().all(|o| *o < interval));
         // Each tenth of the interval gets some probes: no herd at the start.

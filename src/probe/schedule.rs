@@ -9,15 +9,32 @@
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-/// The stable offset of a probe within its interval on one replica, so that probes do not all
-/// start together, and replicas (each hashing its own name in) look at a target at different
-/// moments: together they see a failure sooner than any one alone.
-pub fn offset(name: &str, instance: &str, interval: Duration) -> Duration {
+/// The stable offset of a probe within its interval, so that probes do not all start together.
+pub fn offset(name: &str, interval: Duration) -> Duration {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     name.hash(&mut h);
-    instance.hash(&mut h);
     let ms = interval.as_millis().max(1) as u64;
     Duration::from_millis(h.finish() % ms)
+}
+
+/// Where replica `rank` of `of` (its place among the replicas' names in order) checks the probe
+/// within its interval: the probe's offset, shifted by an equal share per replica, so that two
+/// replicas together look twice an interval, three thrice.
+pub fn phase(name: &str, interval: Duration, rank: u32, of: u32) -> Duration {
+    let ms = interval.as_millis().max(1) as u64;
+    let share = ms * u64::from(rank) / u64::from(of.max(1));
+    Duration::from_millis((offset(name, interval).as_millis() as u64 + share) % ms)
+}
+
+/// The first check at `phase` within the interval, counted on the wall clock (milliseconds since
+/// the Unix epoch, `wall_ms`, read at `now`), so that replicas started at different times share
+/// the timetable: their clocks agree to within milliseconds.
+pub fn first_at(now: Instant, wall_ms: u64, interval: Duration, phase: Duration) -> Instant {
+    let ms = interval.as_millis().max(1) as u64;
+    let phase = phase.as_millis() as u64 % ms;
+    let into = (wall_ms % ms + ms - phase) % ms;
+    let wait = if into == 0 { 0 } else { ms - into };
+    now + Duration::from_millis(wait)
 }
 
 /// One probe's timetable on this replica.
@@ -29,6 +46,8 @@ pub struct Schedule {
     first: Instant,
     next: Instant,
     last: Option<Instant>,
+    /// The next check is a recheck or a call, not a regular slot.
+    early: bool,
 }
 
 impl Schedule {
@@ -42,6 +61,7 @@ impl Schedule {
             first,
             next: first,
             last: None,
+            early: false,
         }
     }
 
@@ -56,18 +76,34 @@ impl Schedule {
     pub fn checked(&mut self, at: Instant, in_doubt: bool) {
         self.last = Some(at);
         let regular = self.slot_after(at);
-        self.next = if in_doubt {
-            (at + self.recheck).min(regular)
+        self.early = in_doubt && at + self.recheck < regular;
+        self.next = if self.early {
+            at + self.recheck
         } else {
             regular
         };
+    }
+
+    /// The regular slots move to `first + k × interval` (the replicas changed); a recheck or
+    /// a call already due stays.
+    pub fn rephase(&mut self, first: Instant) {
+        self.first = first;
+        if !self.early {
+            self.next = match self.last {
+                Some(last) => self.slot_after(last),
+                None => first,
+            };
+        }
     }
 
     /// Another replica doubts the target: look now, though never sooner than `recheck` after
     /// this replica's last look (replicas calling each other do not make a storm of checks).
     pub fn call(&mut self, now: Instant) {
         let earliest = self.last.map_or(now, |l| (l + self.recheck).max(now));
-        self.next = self.next.min(earliest);
+        if earliest < self.next {
+            self.next = earliest;
+            self.early = true;
+        }
     }
 
     fn slot_after(&self, at: Instant) -> Instant {
@@ -146,12 +182,40 @@ mod tests {
     }
 
     #[test]
-    fn replicas_look_at_one_probe_at_different_moments() {
+    fn replicas_share_the_interval_on_the_wall_clock() {
         let interval = 10 * S;
-        let phases: std::collections::BTreeSet<Duration> = (0..10)
-            .map(|i| offset("cup-portale", &format!("replica-{i}"), interval))
+        let base = offset("cup-portale", interval);
+        assert_eq!(phase("cup-portale", interval, 0, 1), base);
+        let two: Vec<Duration> = (0..2)
+            .map(|k| phase("cup-portale", interval, k, 2))
             .collect();
-        assert!(phases.len() >= 9, "{phases:?}");
-        assert!(phases.iter().all(|o| *o < interval));
+        let apart = two[1].abs_diff(two[0]);
+        assert!(apart == 5 * S, "two replicas 5 s apart: {two:?}");
+        // Two replicas that started at different moments find the same slots.
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let a = first_at(t0, 1_000_000_123_500, interval, 3 * S);
+        let b = first_at(t0 + 2 * S, 1_000_000_125_500, interval, 3 * S);
+        assert_eq!(a, t0 + ms(9500));
+        assert_eq!(b, a);
+        assert_eq!(
+            first_at(t0, 1_000_000_123_000, interval, 3 * S),
+            t0,
+            "on the slot: now"
+        );
+    }
+
+    #[test]
+    fn new_replicas_move_the_regular_slots_but_not_a_recheck() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0, 10 * S, S);
+        s.checked(t0, false);
+        s.rephase(t0 + 5 * S);
+        assert_eq!(s.next(), t0 + 5 * S);
+        s.checked(t0 + 5 * S, true);
+        s.rephase(t0 + 7 * S);
+        assert_eq!(s.next(), t0 + 6 * S, "the recheck stands");
+        s.checked(t0 + 6 * S, false);
+        assert_eq!(s.next(), t0 + 7 * S);
     }
 }
