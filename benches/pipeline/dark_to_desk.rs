@@ -210,6 +210,29 @@ pub async fn dark_to_desk(runs: usize, store: Store) {
             *first = (*first).min(at);
         }
         let unknown = firsts.keys().filter(|(_, s)| *s == "?").count();
+        // The same, channel by channel (a desk's address says its channel).
+        let mut by_channel: Vec<String> = Vec::new();
+        for (channel, is) in [
+            ("email", (|d: &str| d.contains('@')) as fn(&str) -> bool),
+            ("Telegram", |d: &str| {
+                !d.contains('@') && !d.starts_with('+')
+            }),
+            ("SMS", |d: &str| d.starts_with('+')),
+        ] {
+            let mut t: Vec<Duration> = firsts
+                .iter()
+                .filter(|((desk, _), _)| is(desk))
+                .map(|(_, at)| at.duration_since(dark))
+                .collect();
+            t.sort();
+            if let Some(max) = t.last() {
+                by_channel.push(format!(
+                    "{channel} p50 {} s, max {} s",
+                    secs(percentile(&t, 0.5)),
+                    secs(*max)
+                ));
+            }
+        }
         let mut took: Vec<Duration> = firsts.values().map(|at| at.duration_since(dark)).collect();
         took.sort();
         let mut desk_took: Vec<Duration> = desk_firsts
@@ -223,7 +246,7 @@ pub async fn dark_to_desk(runs: usize, store: Store) {
         };
         let p50 = percentile(&took, 0.5);
         println!(
-            "dark-to-desk run {}: first failed check {} s after dark; each desk told of each service: first {} s, p50 {} s, max {} s ({} of {}{}); each desk's first message: p50 {} s, max {} s",
+            "dark-to-desk run {}: first failed check {} s after dark; each desk told of each service: first {} s, p50 {} s, max {} s ({} of {}{}); each desk's first message: p50 {} s, max {} s; {}",
             run + 1,
             first_failure.map_or("-".to_owned(), secs),
             secs(first),
@@ -238,6 +261,7 @@ pub async fn dark_to_desk(runs: usize, store: Store) {
             },
             secs(percentile(&desk_took, 0.5)),
             secs(desk_took.last().copied().unwrap_or_default()),
+            by_channel.join(", "),
         );
         per_run.push((first_failure.unwrap_or_default(), p50, last));
         everyone.extend(took);
