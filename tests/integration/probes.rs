@@ -556,6 +556,14 @@ async fn with_two_replicas_one_seeing_a_failure_makes_the_other_look_at_once() {
     for site in &sites {
         eventually(|| async { site.requests() }, |n| *n >= 1).await;
     }
+    // Each found the other, and takes its half of the interval.
+    for app in &apps {
+        eventually(
+            || async { app.logs() },
+            |l| l.contains("replicas probing changed") && l.contains("\"of\":2"),
+        )
+        .await;
+    }
     for site in &sites {
         site.set(Mode::Failing);
     }
