@@ -1,14 +1,17 @@
 //! End-to-end figures of the release binary, as an operator would see them: webhook-to-SMTP
 //! latency, ingest throughput with memory, email fan-out, idle memory.
 //!
-//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-failover|sms-render|approval|social|probe-latency|probes|status|signups|abuse|restart|takeover-pg|idle`
-//! picks one, and `-- --quick` runs smaller sizes. `fanout-pg` runs one and two replicas on a fresh
+//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-failover|sms-render|approval|social|probe-latency|dark-to-desk|dark-to-desk-pg|probes|status|signups|abuse|restart|takeover-pg|idle`
+//! picks one, and `-- --quick` runs smaller sizes. `fanout-pg` (and `dark-to-desk-pg`) run on a fresh
 //! database of the PostgreSQL server named by `BANDITORE_TEST_POSTGRES`, skipping without one. Postfix's `smtp-sink` is used as the fan-out sink when it is
 //! installed (Debian package `postfix`); otherwise the test suite's SMTP server stands in and the
 //! report says so. The numbers are printed, never asserted.
 
 #[path = "../tests/integration/support/mod.rs"]
 mod support;
+
+#[path = "pipeline/dark_to_desk.rs"]
+mod dark_to_desk;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -1302,6 +1305,13 @@ fn main() {
         }
         if run("probe-latency") {
             probe_latency(if quick { 1 } else { 3 }).await;
+        }
+        if run("dark-to-desk") {
+            dark_to_desk::dark_to_desk(if quick { 2 } else { 5 }, Store::Sqlite).await;
+        }
+        if run("dark-to-desk-pg") {
+            dark_to_desk::dark_to_desk(if quick { 2 } else { 5 }, Store::Postgres { replicas: 2 })
+                .await;
         }
         if run("probes") {
             probes_cost(1000, if quick { 30 } else { 120 }).await;

@@ -622,6 +622,8 @@ impl Ground<'_> {
             ingest: ingest.clone(),
             leadership: self.leadership.clone(),
             status: probe_status.clone(),
+            probing: s.probing.clone(),
+            calls: self.wake.probes.clone(),
         };
         Ok(Intake {
             ingest,
@@ -733,6 +735,7 @@ async fn forward_wakeups(mut rx: crate::store::Wakeups, wake: Wakers) {
             Topic::Signals => wake.updates_written(),
             Topic::Deliveries => wake.dispatch.ring(),
             Topic::Leader => wake.leader.notify_one(),
+            Topic::Probe(name) => wake.probes.ring(&name),
         }
     }
 }

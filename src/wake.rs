@@ -1,5 +1,6 @@
 //! Wake-ups between the stages of one process: new signals wake the pipeline, new deliveries
-//! ring every dispatcher's own bell, a leader stepping down wakes the campaign. A leaf: it knows
+//! ring every dispatcher's own bell, a leader stepping down wakes the campaign, another replica
+//! doubting a probe calls this replica's check of it. A leaf: it knows
 //! nothing of the stages it wakes, so any of them (and the bot, and the web handlers) can hold it.
 
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub struct Wakers {
     pub dispatch: Bells,
     /// The leader stepped down: campaign now.
     pub leader: Arc<Notify>,
+    /// Another replica doubts a probe: look at it now.
+    pub probes: Calls,
 }
 
 impl Wakers {
@@ -57,5 +60,29 @@ impl Wakers {
     /// Takes the flag [`Wakers::updates_written`] set: true once per hand-written batch.
     pub fn take_route(&self) -> bool {
         self.route.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// One bell per named loop (a probe's checks), rung by name.
+#[derive(Clone, Default)]
+pub struct Calls(Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>>);
+
+impl Calls {
+    /// The bell of the loop named `name` (the same one for every caller).
+    pub fn bell(&self, name: &str) -> Arc<Notify> {
+        match self.0.lock() {
+            Ok(mut bells) => bells.entry(name.to_owned()).or_default().clone(),
+            Err(_) => Arc::new(Notify::new()),
+        }
+    }
+
+    /// Wakes the loop named `name`, if there is one; a call made while it is busy is kept for
+    /// its next wait.
+    pub fn ring(&self, name: &str) {
+        if let Ok(bells) = self.0.lock()
+            && let Some(bell) = bells.get(name)
+        {
+            bell.notify_one();
+        }
     }
 }

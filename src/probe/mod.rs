@@ -18,16 +18,16 @@
 
 pub mod check;
 pub mod dns;
+pub mod schedule;
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::Serialize;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Leadership;
@@ -36,8 +36,10 @@ use crate::domain::signal::{NormalizeRules, RawSignal, SignalStatus, Source};
 use crate::domain::{Finding, Labels, Severity};
 use crate::ingest::IngestQueue;
 use crate::settings::ProbeSpec;
-use crate::store::{Observation, Store, Verdict};
+use crate::store::{Observation, Store, Topic, Verdict};
+use crate::wake::Calls;
 use check::{Check, Outcome};
+use schedule::{Schedule, first_at, phase};
 
 /// How this replica sees one probe now.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -141,14 +143,10 @@ pub struct Prober {
     pub ingest: IngestQueue,
     pub leadership: Leadership,
     pub status: Arc<ProbeStatus>,
-}
-
-/// The stable offset of a probe within its interval, so that probes do not all start together.
-fn offset(name: &str, interval: Duration) -> Duration {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    name.hash(&mut h);
-    let ms = interval.as_millis().max(1) as u64;
-    Duration::from_millis(h.finish() % ms)
+    /// `probing.recheck_interval`, and how every probe's own is chosen.
+    pub probing: crate::settings::ProbingSettings,
+    /// Other replicas' calls to look at a probe now (forwarded from the store's wake-ups).
+    pub calls: Calls,
 }
 
 /// How long a replica's view of a probe counts: three intervals and a timeout, at least 5 s.
@@ -164,13 +162,33 @@ impl Prober {
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let (observed, to_store) = mpsc::unbounded_channel::<Observation>();
         let mut tasks = tokio::task::JoinSet::new();
+        let (places, place) = watch::channel(Place { rank: 0, of: 1 });
+        let seen_for = self
+            .checks
+            .iter()
+            .map(|c| freshness(&c.spec))
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        tasks.spawn(find_place(
+            self.store.clone(),
+            self.instance.clone(),
+            seen_for,
+            places,
+            shutdown.clone(),
+        ));
         for check in &self.checks {
             tasks.spawn(probe_loop(
                 check.clone(),
-                permits.clone(),
-                self.status.clone(),
-                observed.clone(),
-                self.instance.clone(),
+                Looking {
+                    permits: permits.clone(),
+                    status: self.status.clone(),
+                    observed: observed.clone(),
+                    instance: self.instance.clone(),
+                    recheck: self.probing.recheck(&check.spec),
+                    calls: self.calls.clone(),
+                    store: self.store.clone(),
+                    place: place.clone(),
+                },
                 shutdown.clone(),
             ));
         }
@@ -219,38 +237,121 @@ impl Prober {
     }
 }
 
-async fn probe_loop(
-    check: Arc<Check>,
+/// What every probe's loop shares, and its own recheck interval.
+struct Looking {
     permits: Arc<Semaphore>,
     status: Arc<ProbeStatus>,
     observed: mpsc::UnboundedSender<Observation>,
     instance: String,
+    recheck: Duration,
+    calls: Calls,
+    store: Arc<dyn Store>,
+    place: watch::Receiver<Place>,
+}
+
+/// This replica's place among those probing: `rank` in the order of their names, of `of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    rank: u32,
+    of: u32,
+}
+
+/// Where the regular checks of a probe start, for this replica's place, on the wall clock.
+fn first_check(spec: &ProbeSpec, place: Place) -> std::time::Instant {
+    let wall_ms = u64::try_from(Timestamp::now().as_millisecond()).unwrap_or_default();
+    let interval = spec.interval.get();
+    first_at(
+        std::time::Instant::now(),
+        wall_ms,
+        interval,
+        phase(&spec.name, interval, place.rank, place.of),
+    )
+}
+
+/// Keeps this replica's place among the replicas probing (those whose observations are fresher
+/// than `seen_for`), so that each checks a probe at its own share of the interval.
+async fn find_place(
+    store: Arc<dyn Store>,
+    instance: String,
+    seen_for: Duration,
+    places: watch::Sender<Place>,
     shutdown: CancellationToken,
 ) {
-    let spec = &check.spec;
-    let interval = spec.interval.get();
-    tokio::select! {
-        _ = shutdown.cancelled() => return,
-        _ = tokio::time::sleep(offset(&spec.name, interval)) => {}
-    }
-    let mut tick = tokio::time::interval(interval);
+    let seen_for = jiff::SignedDuration::try_from(seen_for).unwrap_or_default();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let Ok(_permit) = permits.acquire().await else {
+        let since = Timestamp::now().checked_sub(seen_for).unwrap_or_default();
+        let mut names = match store.observers(since).await {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read which replicas probe; keeping this one's place");
+                continue;
+            }
+        };
+        if !names.contains(&instance) {
+            names.push(instance.clone());
+            names.sort();
+        }
+        let rank = names
+            .iter()
+            .position(|n| *n == instance)
+            .unwrap_or_default();
+        let place = Place {
+            rank: u32::try_from(rank).unwrap_or_default(),
+            of: u32::try_from(names.len()).unwrap_or(1),
+        };
+        places.send_if_modified(|p| {
+            let changed = *p != place;
+            if changed {
+                tracing::info!(
+                    rank = place.rank,
+                    of = place.of,
+                    "replicas probing changed: this one takes its share of each interval"
+                );
+            }
+            *p = place;
+            changed
+        });
+    }
+}
+
+async fn probe_loop(check: Arc<Check>, mut at: Looking, shutdown: CancellationToken) {
+    let spec = &check.spec;
+    let bell = at.calls.bell(&spec.name);
+    let place = *at.place.borrow_and_update();
+    let mut schedule = Schedule::new(first_check(spec, place), spec.interval.get(), at.recheck);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(schedule.next().into()) => {}
+            _ = bell.notified() => {
+                schedule.call(std::time::Instant::now());
+                continue;
+            }
+            Ok(()) = at.place.changed() => {
+                let place = *at.place.borrow_and_update();
+                schedule.rephase(first_check(spec, place));
+                continue;
+            }
+        }
+        let Ok(permit) = at.permits.acquire().await else {
             return;
         };
+        let started = std::time::Instant::now();
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
             o = check.run() => o,
         };
+        drop(permit);
         metrics::histogram!("banditore_probe_duration_seconds", "probe" => spec.name.clone())
             .record(outcome.took.as_secs_f64());
         let view = {
-            let Ok(mut views) = status.views.lock() else {
+            let Ok(mut views) = at.status.views.lock() else {
                 return;
             };
             let view = views.entry(spec.name.clone()).or_default();
@@ -259,22 +360,28 @@ async fn probe_loop(
             }
             view.clone()
         };
+        // The result disagrees with the state and the thresholds have not decided yet.
+        let in_doubt = outcome.ok != (view.state == "up");
+        schedule.checked(started, in_doubt);
         metrics::gauge!("banditore_probe_up", "probe" => spec.name.clone())
             .set(if view.state == "up" { 1.0 } else { 0.0 });
-        let state = if status.network_ok() {
-            view.state
-        } else {
-            "unknown"
-        };
-        let _ = observed.send(Observation {
+        let network_ok = at.status.network_ok();
+        let state = if network_ok { view.state } else { "unknown" };
+        let _ = at.observed.send(Observation {
             probe: spec.name.clone(),
-            instance: instance.clone(),
+            instance: at.instance.clone(),
             state: state.to_owned(),
             detail: outcome.detail(),
             finding: Some(outcome.finding),
             cert_days_left: outcome.cert_days_left,
             observed_at: Timestamp::now(),
         });
+        // The other replicas look too, at once (a replica that cannot reach the network asks
+        // nobody: its doubt is about itself).
+        if in_doubt && network_ok {
+            tracing::debug!(probe = %spec.name, "check in doubt: looking again shortly, asking the other replicas to look now");
+            at.store.announce(Topic::Probe(spec.name.clone())).await;
+        }
     }
 }
 
@@ -638,7 +745,7 @@ mod tests {
     fn offsets_spread_probes_over_the_interval() {
         let interval = Duration::from_secs(30);
         let offsets: Vec<Duration> = (0..1000)
-            .map(|i| offset(&format!("p{i}"), interval))
+            .map(|i| schedule::offset(&format!("p{i}"), interval))
             .collect();
         assert!(offsets.iter().all(|o| *o < interval));
         // Each tenth of the interval gets some probes: no herd at the start.

@@ -44,6 +44,20 @@ pub struct ProbingSettings {
     /// them fail, the problem is Banditore's own network, and outages are not declared.
     pub canaries: Vec<ProbeSpec>,
     pub canary_interval: Dur,
+    /// How soon a check in doubt is repeated (a failure while up, a success while down), for
+    /// probes that give no `recheck_interval` of their own; never later than their `interval`.
+    pub recheck_interval: Dur,
+}
+
+impl ProbingSettings {
+    /// How soon `spec`'s check is repeated when in doubt: its own `recheck_interval`, or this
+    /// default, and at most its interval.
+    pub fn recheck(&self, spec: &ProbeSpec) -> std::time::Duration {
+        spec.recheck_interval
+            .unwrap_or(self.recheck_interval)
+            .get()
+            .min(spec.interval.get())
+    }
 }
 
 /// One check. The fields used depend on `kind`; `check-config` says which are missing.
@@ -67,6 +81,9 @@ pub struct ProbeSpec {
     pub interval: Dur,
     #[serde(default = "default_timeout")]
     pub timeout: Dur,
+    /// How soon a check in doubt is repeated; `None`: `probing.recheck_interval`.
+    #[serde(default)]
+    pub recheck_interval: Option<Dur>,
     #[serde(default = "default_threshold")]
     pub failure_threshold: u32,
     #[serde(default = "default_threshold")]
@@ -358,6 +375,20 @@ pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String))
         {
             push(&at("interval"), "must be from 100ms to 1 day".into());
         }
+        if !named && p.recheck_interval.is_some() {
+            push(
+                &at("recheck_interval"),
+                "a canary is not re-checked: it runs every probing.canary_interval".into(),
+            );
+        } else if let Some(recheck) = p.recheck_interval
+            && (recheck.get() < std::time::Duration::from_millis(100)
+                || recheck.get() > p.interval.get())
+        {
+            push(
+                &at("recheck_interval"),
+                "must be from 100ms to the probe's interval".into(),
+            );
+        }
         if p.timeout.get().is_zero() || p.timeout.get() > longest {
             push(
                 &at("timeout"),
@@ -438,6 +469,15 @@ pub fn validate_probes(settings: &Settings, push: &mut impl FnMut(&str, String))
         push(
             "probing.canary_interval",
             "must be from 100ms to 1 day".into(),
+        );
+    }
+    let recheck = probing.recheck_interval.get();
+    if recheck < std::time::Duration::from_millis(100)
+        || recheck > std::time::Duration::from_secs(3600)
+    {
+        push(
+            "probing.recheck_interval",
+            "must be from 100ms to 1 hour".into(),
         );
     }
     if probing.concurrency == 0 {

@@ -125,7 +125,7 @@ fn unavailable_code(code: &str) -> bool {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A wake-up other replicas hear (PostgreSQL `NOTIFY`); in-process wake-ups need none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Topic {
     /// Signals or manual updates were stored: the leader's pipeline has work.
     Signals,
@@ -133,24 +133,37 @@ pub enum Topic {
     Deliveries,
     /// A leader stepped down: another may take over now.
     Leader,
+    /// A replica's check of this probe is in doubt (a failure while up, a success while down):
+    /// the others look at it now, so that the quorum decides within a recheck.
+    Probe(String),
 }
 
 impl Topic {
-    pub fn as_str(self) -> &'static str {
+    /// The payload of the notification, `<topic>:<voice>` or `probe:<voice>:<name>`, where
+    /// `voice` (hexadecimal) tells a store its own notifications.
+    pub fn payload(&self, voice: &str) -> String {
         match self {
-            Topic::Signals => "signals",
-            Topic::Deliveries => "deliveries",
-            Topic::Leader => "leader",
+            Topic::Signals => format!("signals:{voice}"),
+            Topic::Deliveries => format!("deliveries:{voice}"),
+            Topic::Leader => format!("leader:{voice}"),
+            Topic::Probe(name) => format!("probe:{voice}:{name}"),
         }
     }
 
-    pub fn parse(s: &str) -> Option<Topic> {
-        match s {
-            "signals" => Some(Topic::Signals),
-            "deliveries" => Some(Topic::Deliveries),
-            "leader" => Some(Topic::Leader),
-            _ => None,
-        }
+    /// Reads a payload: the topic and the voice that sent it. Versions that do not know a
+    /// topic ignore it.
+    pub fn parse(payload: &str) -> Option<(Topic, &str)> {
+        let (topic, rest) = payload.split_once(':').unwrap_or((payload, ""));
+        Some(match topic {
+            "signals" => (Topic::Signals, rest),
+            "deliveries" => (Topic::Deliveries, rest),
+            "leader" => (Topic::Leader, rest),
+            "probe" => {
+                let (voice, name) = rest.split_once(':')?;
+                (Topic::Probe(name.to_owned()), voice)
+            }
+            _ => return None,
+        })
     }
 }
 
@@ -258,7 +271,23 @@ pub async fn open_for_administration(
 
 #[cfg(test)]
 mod tests {
-    use super::unavailable_code;
+    use super::{Topic, unavailable_code};
+
+    #[test]
+    fn notification_payloads_read_back_with_their_voice() {
+        for topic in [
+            Topic::Signals,
+            Topic::Deliveries,
+            Topic::Leader,
+            Topic::Probe("cup:portale".into()),
+        ] {
+            let payload = topic.payload("a1b2c3");
+            assert_eq!(Topic::parse(&payload), Some((topic, "a1b2c3")));
+        }
+        // What a newer version may send is ignored, not misread.
+        assert_eq!(Topic::parse("drafts:a1b2c3"), None);
+        assert_eq!(Topic::parse("probe:a1b2c3"), None);
+    }
 
     #[test]
     fn extended_sqlite_codes_and_sqlstates() {

@@ -57,21 +57,17 @@ pub async fn listen(url: &str, own_voice: &str) -> Result<Wakeups> {
     let own_voice = own_voice.to_owned();
     let mut listener = PgListener::connect(url).await?;
     listener.listen("banditore").await?;
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move {
         loop {
             match listener.recv().await {
                 Ok(notification) => {
-                    // Payloads are `<topic>:<voice>`; this store's own are not news to it.
-                    let (topic, voice) = notification
-                        .payload()
-                        .split_once(':')
-                        .unwrap_or((notification.payload(), ""));
-                    if voice == own_voice {
-                        continue;
-                    }
-                    if let Some(topic) = Topic::parse(topic) {
-                        // A full queue already holds wake-ups: dropping this one loses nothing.
+                    // This store's own notifications are not news to it.
+                    if let Some((topic, voice)) = Topic::parse(notification.payload())
+                        && voice != own_voice
+                    {
+                        // A full queue already holds wake-ups: dropping this one loses nothing
+                        // (a probe's call included: the replica still checks at its own time).
                         if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
                             tx.try_send(topic)
                         {

@@ -63,6 +63,8 @@ pub trait ProbeStore {
     async fn record_observations(&self, observations: &[Observation]) -> Result<()>;
     /// Observations made at or after `since` (all of them without it).
     async fn observations(&self, since: Option<Timestamp>) -> Result<Vec<Observation>>;
+    /// The replicas that observed anything at or after `since`, by name.
+    async fn observers(&self, since: Timestamp) -> Result<Vec<String>>;
     async fn verdicts(&self) -> Result<Vec<Verdict>>;
     async fn set_verdict(&self, verdict: &Verdict) -> Result<()>;
     async fn insert_silence(&self, silence: &NewSilence) -> Result<i64>;

@@ -69,6 +69,16 @@ impl ProbeStore for SqlStore {
             .collect()
     }
 
+    async fn observers(&self, since: Timestamp) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT instance FROM probe_observations WHERE observed_at >= $1
+             ORDER BY instance",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
     async fn verdicts(&self) -> Result<Vec<Verdict>> {
         let rows = sqlx::query("SELECT subject, state, detail, changed_at FROM probe_verdicts")
             .fetch_all(&self.reader)

@@ -256,12 +256,12 @@ impl Announce for SqlStore {
             return;
         }
         let sent = sqlx::query("SELECT pg_notify('banditore', $1)")
-            .bind(format!("{}:{}", topic.as_str(), self.voice))
+            .bind(topic.payload(&self.voice))
             .execute(&self.writer)
             .await;
         if let Err(e) = sent {
             // Others still poll: a lost wake-up only costs them a poll interval.
-            tracing::debug!(error = %e, topic = topic.as_str(), "cannot notify other replicas");
+            tracing::debug!(error = %e, topic = ?topic, "cannot notify other replicas");
         }
     }
 }

@@ -110,12 +110,15 @@ link_ttl = "10s"
 
 [probing]
 quorum = 3
+recheck_interval = "2h"
 
 [[probes]]
 name = "cup"
 kind = "http"
 url = "cup.regione.example"
 body_regex = "("
+interval = "10s"
+recheck_interval = "30s"
 
 [[probes]]
 name = "cup"
@@ -171,7 +174,9 @@ subscriptions = [{{ matchers = ['service=~"cup('] }}]
         "channels.sms.providers[1].name",
         "channels.sms.providers[1].message_type",
         "probing.quorum",
+        "probing.recheck_interval",
         "probes[0].service",
+        "probes[0].recheck_interval",
         "probes[0].url",
         "probes[0].body_regex",
         "probes[1].name",

@@ -457,3 +457,142 @@ async fn each_desk_reads_the_probes_verdict_in_its_own_language() {
     }
     assert!(!it.text().contains("expected"), "{}", it.text());
 }
+
+/// A probe checked every 5 s whose first failure is re-checked after 300 ms.
+fn rechecked_probe(site: &HttpTarget) -> String {
+    format!(
+        "{}{}",
+        people(),
+        http_probe(
+            "cup-portale",
+            "cup",
+            &site.url(),
+            "interval = \"5s\"\nrecheck_interval = \"300ms\"\nfailure_threshold = 2"
+        )
+        .replace("interval = \"200ms\"\n", "")
+    )
+}
+
+#[tokio::test]
+async fn a_failed_check_is_repeated_at_once_and_the_desk_is_told_within_seconds() {
+    let smtp = SmtpServer::start();
+    let site = HttpTarget::start().await;
+    let app = TestApp::spawn(&smtp, &rechecked_probe(&site), &[]).await;
+    eventually(|| async { site.requests() }, |n| *n >= 1).await;
+    site.set(Mode::Failing);
+    eventually(|| async { site.failures() }, |n| *n >= 1).await;
+    let first_failure = std::time::Instant::now();
+    let mails = mails_to(&smtp, DESK, 1).await;
+    let took = first_failure.elapsed();
+    // The second failure came a recheck after the first, not an interval (5 s) after it.
+    assert!(
+        took < Duration::from_secs(3),
+        "told {took:?} after the first failure"
+    );
+    assert_eq!(site.failures(), 2, "declared at the second failure");
+    assert!(mails[0].text().contains("HTTP 503"), "{}", mails[0].text());
+    assert_eq!(probe(&app, "cup-portale").await["state"], "down");
+    eprintln!("desk told {took:?} after the first failed check");
+}
+
+#[tokio::test]
+async fn one_lost_check_followed_by_a_good_one_opens_nothing() {
+    let smtp = SmtpServer::start();
+    let site = HttpTarget::start().await;
+    let app = TestApp::spawn(&smtp, &rechecked_probe(&site), &[]).await;
+    eventually(|| async { site.requests() }, |n| *n >= 1).await;
+    site.set(Mode::FailingOnce);
+    eventually(|| async { site.failures() }, |n| *n == 1).await;
+    let lost = std::time::Instant::now();
+    let after = site.requests();
+    // Looked again at once (the recheck, 300 ms), and found the site up.
+    eventually(|| async { site.requests() }, |n| *n > after).await;
+    let looked_again = lost.elapsed();
+    assert!(
+        looked_again < Duration::from_secs(2),
+        "looked again {looked_again:?} after the lost check"
+    );
+    let here = eventually(
+        || probe(&app, "cup-portale"),
+        |p| p["here"]["failures_in_a_row"] == 0 && p["here"]["successes_in_a_row"] == 1,
+    )
+    .await;
+    assert_eq!(here["here"]["state"], "up", "{here}");
+    // Past the recheck, and past the next regular check too: nothing was declared.
+    eventually(|| async { site.requests() }, |n| *n > after + 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(site.failures(), 1);
+    assert!(incidents(&app).await.is_empty());
+    assert!(smtp.mails_to(DESK).is_empty());
+    assert_eq!(probe(&app, "cup-portale").await["state"], "up");
+}
+
+#[tokio::test]
+async fn with_two_replicas_one_seeing_a_failure_makes_the_other_look_at_once() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let smtp = SmtpServer::start();
+    let mut sites = Vec::new();
+    let mut apps = Vec::new();
+    for i in 0..2 {
+        // Each replica watches its own copy of the service: the test sees who looked when.
+        let site = HttpTarget::start().await;
+        let extra = format!(
+            "{}{}\n[probing]\nquorum = 2\nrecheck_interval = \"300ms\"\n",
+            people(),
+            http_probe("cup-portale", "cup", &site.url(), "failure_threshold = 2")
+                .replace("interval = \"200ms\"", "interval = \"8s\"")
+        );
+        let name = format!("replica-{i}");
+        let env = [
+            ("BANDITORE__STORE__URL", db.url.as_str()),
+            ("BANDITORE__STORE__REPLICAS", "2"),
+            ("BANDITORE__CLUSTER__INSTANCE", name.as_str()),
+        ];
+        apps.push(TestApp::spawn(&smtp, &extra, &env).await);
+        sites.push(site);
+    }
+    for site in &sites {
+        eventually(|| async { site.requests() }, |n| *n >= 1).await;
+    }
+    // Each found the other, and takes its half of the interval.
+    for app in &apps {
+        eventually(
+            || async { app.logs() },
+            |l| l.contains("replicas probing changed") && l.contains("\"of\":2"),
+        )
+        .await;
+    }
+    for site in &sites {
+        site.set(Mode::Failing);
+    }
+    let first = eventually(
+        || async { sites.iter().position(|s| s.failures() >= 1) },
+        Option::is_some,
+    )
+    .await
+    .unwrap_or_default();
+    let seen = std::time::Instant::now();
+    let other = &sites[1 - first];
+    // The other replica's own turn may be up to 8 s away: it was called to look now.
+    eventually(|| async { other.failures() }, |n| *n >= 1).await;
+    let confirmed = seen.elapsed();
+    assert!(
+        confirmed < Duration::from_millis(1500),
+        "replica-{} looked {confirmed:?} after replica-{first} saw the failure",
+        1 - first
+    );
+    let mails = mails_to(&smtp, DESK, 1).await;
+    let told = seen.elapsed();
+    assert!(
+        told < Duration::from_secs(4),
+        "quorum of 2 told the desk after {told:?}"
+    );
+    assert!(mails[0].text().contains("HTTP 503"), "{}", mails[0].text());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(smtp.mails_to(DESK).len(), 1, "declared once");
+    eprintln!(
+        "other replica looked {confirmed:?} later; desk told {told:?} after the first failure"
+    );
+}

@@ -756,6 +756,16 @@ pub async fn observations_keep_what_each_check_found_as_data(store: Arc<dyn Stor
         all.into_iter().filter(|o| o.probe == probe).collect()
     };
     assert_eq!(mine(store.observations(None).await.unwrap()), written);
+    // The replicas probing: those that observed since a moment.
+    let observers = store.observers(at).await.unwrap();
+    assert!(
+        ["replica-a", "replica-b"]
+            .iter()
+            .all(|r| observers.iter().any(|o| o == r)),
+        "{observers:?}"
+    );
+    let later = at + SignedDuration::from_hours(1);
+    assert!(store.observers(later).await.unwrap().is_empty());
     // The next observation replaces the replica's row, finding and all.
     let silent = Finding::Timeout { ms: 1000 };
     let next = observe("replica-a", Some(silent.clone()));

@@ -330,6 +330,11 @@ impl SmtpServer {
         self.shared.mails.lock().unwrap().clone()
     }
 
+    /// How many messages were taken so far, without copying them.
+    pub fn count(&self) -> usize {
+        self.shared.mails.lock().unwrap().len()
+    }
+
     pub fn mails_to(&self, recipient: &str) -> Vec<Mail> {
         self.mails()
             .into_iter()

@@ -23,6 +23,8 @@ pub enum Mode {
     Hanging = 2,
     /// Fails every other request.
     Flapping = 3,
+    /// The HTTP site fails the next request, then answers as it should: one lost packet.
+    FailingOnce = 4,
 }
 
 /// An HTTP site whose page says "Prenotazioni aperte" while up.
@@ -51,7 +53,11 @@ impl HttpTarget {
                         tokio::time::sleep(Duration::from_secs(3600)).await;
                         true
                     }
-                    _ => n % 2 == 1,
+                    3 => n % 2 == 1,
+                    // Only the request that finds the mode set fails.
+                    _ => m
+                        .compare_exchange(4, 0, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok(),
                 };
                 if fail {
                     f.fetch_add(1, Ordering::SeqCst);
