@@ -79,7 +79,7 @@ impl Application {
     pub async fn build(v: Validated) -> anyhow::Result<Application> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let s = &v.settings;
-        raise_open_files_limit(s.server.max_connections);
+        crate::process::raise_open_files_limit(s.server.max_connections);
         let metrics = crate::telemetry::metrics();
         let (store, key, deployment_id) = open_store(&v).await?;
         let (ground, campaign) = join_cluster(&v, store, key).await?;
@@ -172,7 +172,7 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then stops everything in order.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         // The settings and subscriber lists used to build everything are gone by now.
-        release_startup_memory();
+        crate::process::release_startup_memory();
         let addr = self.local_addr()?;
         let workers = CancellationToken::new();
         let pipeline = tokio::spawn(self.pipeline.run(workers.clone()));
@@ -737,62 +737,6 @@ async fn forward_wakeups(mut rx: crate::store::Wakeups, wake: Wakers) {
             Topic::Leader => wake.leader.notify_one(),
             Topic::Probe(name) => wake.probes.ring(&name),
         }
-    }
-}
-
-/// Descriptors left for everything but client connections: the store's connections and files,
-/// SMTP and HTTP clients, probes, logs.
-const RESERVED_FILES: u64 = 256;
-
-/// Raises the soft limit on open files to the hard one: the usual soft limit of 1,024 is soon
-/// reached by connections held open. Logged, with a warning when `max_connections` leaves too
-/// few descriptors for the rest.
-fn raise_open_files_limit(max_connections: usize) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct given.
-    let soft = unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open files limit");
-            return;
-        }
-        let before = limit.rlim_cur;
-        if limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the open files limit");
-                limit.rlim_cur = before;
-            }
-        }
-        tracing::info!(before, now = limit.rlim_cur, "open files limit");
-        limit.rlim_cur
-    };
-    if (max_connections as u64).saturating_add(RESERVED_FILES) > soft {
-        tracing::warn!(
-            max_connections,
-            open_files = soft,
-            "server.max_connections leaves fewer than {RESERVED_FILES} open files for the store \
-             and the channels: lower it, or raise the hard limit (LimitNOFILE, ulimit -Hn)"
-        );
-    }
-}
-
-/// Hands memory freed after start-up back to the system. Loading a configuration with thousands
-/// of subscribers builds large temporary trees; glibc keeps the freed pages otherwise.
-///
-/// It also fixes glibc's mmap threshold at 1 MiB. Left dynamic, the threshold climbs after the
-/// first large block is freed, and later ones (argon2 takes 19 MiB per password checked) come
-/// from the heap and stay there: a burst of logins left the process a gigabyte bigger for good.
-/// Blocks of a mebibyte or more are now mapped and unmapped, so their memory goes back at once.
-fn release_startup_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap pages and mallopt only sets a tuning
-    // parameter; neither has preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod outbox;
 pub mod pipeline;
 pub mod probe;
+pub mod process;
 pub mod render;
 pub mod retention;
 pub mod route;

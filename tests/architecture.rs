@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 const FLOORS: &[(&str, &[&str])] = &[
     (
         "leaves: no imports from the crate",
-        &["ids", "wake", "hostile", "systemd"],
+        &["ids", "wake", "hostile", "systemd", "process"],
     ),
     ("the vocabulary, no I/O", &["domain"]),
     (
