@@ -14,6 +14,10 @@ use super::Dispatcher;
 use super::lease::Held;
 use crate::store::{OutboxStore, Outcome, StoreError};
 
+/// A batch of outcomes this small waits a moment for more before it is written.
+const GATHER: usize = 32;
+const GATHER_FOR: Duration = Duration::from_millis(2);
+
 /// What writing outcomes needs, apart from the dispatcher so that it can run as a task of its own.
 #[derive(Clone)]
 pub(super) struct Recorder {
@@ -39,11 +43,21 @@ impl Recorder {
     }
 
     /// Writes outcomes in batches until every sender is gone: whatever finished while the
-    /// previous batch was being written goes into the next one. A failing store is retried until
-    /// it answers, so no outcome is dropped.
+    /// previous batch was being written goes into the next one, and a batch smaller than
+    /// [`GATHER`] waits [`GATHER_FOR`] for more, so that a fan-out writes its outcomes in a few
+    /// large commits rather than many small ones. A failing store is retried until it answers,
+    /// so no outcome is dropped.
     pub(super) async fn run(self, mut received: mpsc::UnboundedReceiver<Outcome>) {
         let mut batch = Vec::with_capacity(256);
         while received.recv_many(&mut batch, 256).await > 0 {
+            if batch.len() < GATHER {
+                tokio::time::sleep(GATHER_FOR).await;
+                while batch.len() < 256
+                    && let Ok(more) = received.try_recv()
+                {
+                    batch.push(more);
+                }
+            }
             let mut delay = Duration::from_millis(100);
             while let Err(e) = self.write(&batch, Timestamp::now()).await {
                 tracing::warn!(error = %e, outcomes = batch.len(), "cannot record delivery outcomes; retrying");

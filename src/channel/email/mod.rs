@@ -137,6 +137,13 @@ impl EmailChannel {
                 reason: format!("`{}` is not a valid address: {e}", msg.recipient),
             })?;
         let name = Some(header::display_name(&msg.recipient_name)).filter(|n| !n.is_empty());
+        // The envelope is given rather than read back from the headers (lettre would parse the
+        // From and To it has just written, for every recipient of a fan-out).
+        let envelope =
+            lettre::address::Envelope::new(Some(self.from.email.clone()), vec![address.clone()])
+                .map_err(|e| SendError::Reject {
+                    reason: format!("cannot address the message: {e}"),
+                })?;
         let to = Mailbox::new(name, address);
         let thread = format!(
             "<{}.incident-{}@{}>",
@@ -153,6 +160,7 @@ impl EmailChannel {
             msg.delivery_id.to_string()
         };
         let mut builder = Message::builder()
+            .envelope(envelope)
             .from(self.from.clone())
             .to(to)
             .raw_header(header::unstructured(
