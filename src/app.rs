@@ -33,6 +33,7 @@ use crate::pipeline::Pipeline;
 use crate::probe::check::{Check, HttpClients};
 use crate::probe::{ProbeStatus, Prober};
 use crate::route::Router;
+use crate::route::citizens::CitizenWriter;
 use crate::settings::{TelegramKeys, TelegramMode, Validated};
 use crate::store::{self, Store, Topic};
 use crate::unsubscribe::UnsubscribeLinks;
@@ -50,6 +51,8 @@ pub struct Application {
     store: Arc<dyn Store>,
     state: AppState,
     pipeline: Pipeline,
+    /// Writes approved statements' deliveries to citizens in batches, on the leader.
+    citizen_writer: CitizenWriter,
     dispatchers: Vec<Dispatcher>,
     ingest_writer: tokio::task::JoinHandle<()>,
     request_timeout: std::time::Duration,
@@ -142,6 +145,7 @@ impl Application {
             store: ground.store,
             state,
             pipeline: flow.pipeline,
+            citizen_writer: flow.citizen_writer,
             dispatchers: channels.dispatchers,
             ingest_writer: intake.writer,
             request_timeout: s.server.request_timeout.get(),
@@ -173,6 +177,7 @@ impl Application {
         let addr = self.local_addr()?;
         let workers = CancellationToken::new();
         let pipeline = tokio::spawn(self.pipeline.run(workers.clone()));
+        let citizen_writer = tokio::spawn(self.citizen_writer.run(workers.clone()));
         let retention = tokio::spawn(crate::retention::run(
             self.store.clone(),
             self.retention,
@@ -217,6 +222,7 @@ impl Application {
         let _ = self.ingest_writer.await;
         workers.cancel();
         let _ = pipeline.await;
+        let _ = citizen_writer.await;
         let _ = retention.await;
         let _ = approval.await;
         let _ = prober.await;
@@ -365,6 +371,7 @@ struct Flow {
     engine: Engine,
     windows: Arc<Vec<Window>>,
     pipeline: Pipeline,
+    citizen_writer: CitizenWriter,
 }
 
 /// What comes in: the ingest queue and its writer, and Banditore's own probes.
@@ -550,15 +557,25 @@ impl Ground<'_> {
                 .collect::<Result<_, _>>()
                 .map_err(|e| anyhow::anyhow!("maintenance.{}: {}", e.0, e.1))?,
         );
-        let router = Router::new(
-            store.clone(),
-            v.renderer.clone(),
-            &s.server.public_url,
-            enabled,
-            s.approval.clone(),
-            windows.clone(),
-            Arc::new(s.status.services.clone()),
-        );
+        let router = || {
+            Router::new(
+                store.clone(),
+                v.renderer.clone(),
+                &s.server.public_url,
+                enabled.clone(),
+                s.approval.clone(),
+                windows.clone(),
+                Arc::new(s.status.services.clone()),
+            )
+        };
+        let citizen_writer = CitizenWriter {
+            router: router(),
+            store: store.clone(),
+            wake: self.wake.clone(),
+            leadership: self.leadership.clone(),
+            poll_interval: s.outbox.poll_interval.get(),
+        };
+        let router = router();
         let pipeline = Pipeline {
             engine: engine.clone(),
             router,
@@ -571,6 +588,7 @@ impl Ground<'_> {
             engine,
             windows,
             pipeline,
+            citizen_writer,
         })
     }
 

@@ -18,6 +18,8 @@ mod cluster_sql;
 mod dialect;
 mod draft;
 mod draft_sql;
+mod fanout;
+mod fanout_sql;
 mod incidents;
 mod incidents_sql;
 mod outbox;
@@ -42,6 +44,7 @@ pub use backup::{BackupReport, backup_sqlite};
 pub use chat::{ChatBinding, ChatStore, Redeemed};
 pub use citizen::{CitizenPlan, CitizenPrune, CitizenStore, NewSignup, Signup};
 pub use cluster::ClusterStore;
+pub use fanout::{CitizenGroup, CitizenPart, FanoutStore};
 pub use draft::{
     AuditEntry, Decided, Decision, Draft, DraftNotice, DraftPart, DraftStore, NewAudit,
     NewDraftPart, PartEdit,
@@ -173,6 +176,7 @@ pub trait Store:
     + CitizenStore
     + ClusterStore
     + DraftStore
+    + FanoutStore
     + IncidentReads
     + OutboxStore
     + ProbeStore

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::{
-    AlertRow, IncidentOrigin, IncidentRow, NewDraftPart, Result, SignalSnapshot, SubscriberRow,
+    AlertRow, CitizenGroup, IncidentOrigin, IncidentRow, NewDraftPart, Result, SignalSnapshot, SubscriberRow,
     UpdateRow,
 };
 use crate::domain::subscriber::ChannelKind;
@@ -110,7 +110,18 @@ pub trait Tx: Send {
     async fn unrouted_updates(&mut self, limit: u32) -> Result<Vec<UpdateRow>>;
     /// A number that changes whenever subscribers, subscriptions or addresses change.
     async fn subscribers_version(&mut self) -> Result<i64>;
+    /// Every subscriber but the citizens (a region's worth: the router never holds them; see
+    /// [`Tx::citizen_groups`] and [`super::FanoutStore`]).
     async fn subscribers(&mut self) -> Result<Vec<SubscriberRow>>;
+    /// The active addresses of citizens following one of `services` (`None`: every citizen),
+    /// counted by channel and wanted language, and the highest citizen id: who may hear a public
+    /// statement, without loading them.
+    async fn citizen_groups(
+        &mut self,
+        services: Option<&[String]>,
+    ) -> Result<(Vec<CitizenGroup>, i64)>;
+    /// Whether an approved statement about the incident went to citizens.
+    async fn citizens_heard(&mut self, incident_id: i64) -> Result<bool>;
     async fn insert_message(&mut self, new: &NewMessage) -> Result<i64>;
     async fn insert_deliveries(&mut self, new: &[NewDelivery]) -> Result<u64>;
     /// Holds a message for the communications office instead of sending it: adds it as a part

@@ -11,9 +11,9 @@ use super::rows::{
     INCIDENT_COLUMNS, alert_from_row, from_json, incident_from_row, json, ms, opt_ms, opt_ts,
     parse, ts, update_from_row,
 };
-use super::subscriber_sql::load_subscribers;
+use super::subscriber_sql::{Which, load_which};
 use super::{
-    AlertRow, IncidentRow, NewDelivery, NewDraftPart, NewIncident, NewMessage, NewUpdate, Result,
+    AlertRow, CitizenGroup, IncidentRow, NewDelivery, NewDraftPart, NewIncident, NewMessage, NewUpdate, Result,
     Signal, StoreError, StoredSignal, SubscriberRow, Tx, UpdateRow,
 };
 use crate::domain::subscriber::ChannelKind;
@@ -294,7 +294,18 @@ impl Tx for SqlTx {
     }
 
     async fn subscribers(&mut self) -> Result<Vec<SubscriberRow>> {
-        load_subscribers(&mut self.tx, None).await
+        load_which(&mut self.tx, &Which::NotCitizens).await
+    }
+
+    async fn citizen_groups(
+        &mut self,
+        services: Option<&[String]>,
+    ) -> Result<(Vec<CitizenGroup>, i64)> {
+        super::fanout_sql::citizen_groups(&mut self.tx, services).await
+    }
+
+    async fn citizens_heard(&mut self, incident_id: i64) -> Result<bool> {
+        super::fanout_sql::citizens_heard(&mut self.tx, incident_id).await
     }
 
     async fn insert_message(&mut self, m: &NewMessage) -> Result<i64> {
