@@ -46,7 +46,10 @@ pub struct CitizenReport {
 }
 
 /// The signals' label sets with their peak severities (and a manual incident's own labels).
-fn label_sets<'a>(incident: &'a IncidentRow, alerts: &'a [AlertRow]) -> Vec<(&'a Labels, Severity)> {
+fn label_sets<'a>(
+    incident: &'a IncidentRow,
+    alerts: &'a [AlertRow],
+) -> Vec<(&'a Labels, Severity)> {
     let mut sets: Vec<(&Labels, Severity)> = alerts
         .iter()
         .map(|a| (&a.labels, a.peak_severity))
@@ -149,8 +152,7 @@ impl Router {
                 .filter(|a| a.channel == part.channel && a.is_active())
                 .map(|a| a.id)
                 .collect();
-            let notified: BTreeSet<(i64, ChannelKind)> = if part.update_kind == UpdateKind::Opened
-            {
+            let notified: BTreeSet<(i64, ChannelKind)> = if part.update_kind == UpdateKind::Opened {
                 BTreeSet::new()
             } else {
                 self.store
@@ -165,7 +167,10 @@ impl Router {
                         continue;
                     }
                     let wanted = address.language.as_ref().unwrap_or(&subscriber.language);
-                    if self.renderer.language_for(address.channel, wanted).as_deref()
+                    if self
+                        .renderer
+                        .language_for(address.channel, wanted)
+                        .as_deref()
                         != Some(part.language.as_str())
                     {
                         continue;

@@ -204,12 +204,13 @@ impl Router {
                                         (r.address_id, r.address.clone(), r.subscriber_name.clone())
                                     })
                                     .collect(),
-                                citizens: held
-                                    .as_ref()
-                                    .filter(|_| audience == "public")
-                                    .and_then(|h| {
-                                        h.groups.get(&(channel, language.clone())).map(|n| (*n, h.through))
-                                    }),
+                                citizens: held.as_ref().filter(|_| audience == "public").and_then(
+                                    |h| {
+                                        h.groups
+                                            .get(&(channel, language.clone()))
+                                            .map(|n| (*n, h.through))
+                                    },
+                                ),
                                 now,
                             })
                             .await?;

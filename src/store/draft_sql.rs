@@ -112,7 +112,10 @@ pub(super) async fn hold(tx: &mut Tx, p: &NewDraftPart) -> Result<i64> {
     .bind(p.channel.as_str())
     .bind(&p.language)
     .bind(serde_json::to_string(&p.recipients).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-    .bind(p.citizens.map_or(0, |(n, _)| i64::try_from(n).unwrap_or(i64::MAX)))
+    .bind(
+        p.citizens
+            .map_or(0, |(n, _)| i64::try_from(n).unwrap_or(i64::MAX)),
+    )
     .bind(p.citizens.map(|(_, through)| through))
     .execute(&mut **tx)
     .await?;

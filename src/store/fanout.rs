@@ -70,4 +70,3 @@ pub trait FanoutStore {
         deliveries: &[NewDelivery],
     ) -> Result<Option<u64>>;
 }
-

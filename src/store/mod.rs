@@ -44,11 +44,11 @@ pub use backup::{BackupReport, backup_sqlite};
 pub use chat::{ChatBinding, ChatStore, Redeemed};
 pub use citizen::{CitizenPlan, CitizenPrune, CitizenStore, NewSignup, Signup};
 pub use cluster::ClusterStore;
-pub use fanout::{CitizenGroup, CitizenPart, FanoutStore};
 pub use draft::{
     AuditEntry, Decided, Decision, Draft, DraftNotice, DraftPart, DraftStore, NewAudit,
     NewDraftPart, PartEdit,
 };
+pub use fanout::{CitizenGroup, CitizenPart, FanoutStore};
 pub use incidents::{
     AlertRow, Counts, DeliveryRow, IncidentFilter, IncidentOrigin, IncidentReads, IncidentRow,
     SignalSnapshot, UpdateRow,

@@ -345,6 +345,20 @@ pub(super) async fn forget_in_drafts(
             .execute(&mut **tx)
             .await?;
     }
+    // Citizens are counted, not listed, in the parts waiting for a decision: one fewer now, in
+    // the parts of its channel and language held since it subscribed.
+    sqlx::query(
+        "UPDATE draft_parts SET citizens = citizens - 1
+         WHERE state = 'pending' AND citizens > 0 AND id IN (
+             SELECT p.id FROM draft_parts p, addresses a JOIN subscribers s ON s.id = a.subscriber_id
+             WHERE a.id = $1 AND s.citizen_services IS NOT NULL
+               AND a.unsubscribed_at IS NULL AND a.gone_at IS NULL
+               AND p.state = 'pending' AND p.citizens_through >= s.id
+               AND p.channel = a.channel AND p.language = COALESCE(a.language, s.language))",
+    )
+    .bind(address_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::{
-    AlertRow, CitizenGroup, IncidentOrigin, IncidentRow, NewDraftPart, Result, SignalSnapshot, SubscriberRow,
-    UpdateRow,
+    AlertRow, CitizenGroup, IncidentOrigin, IncidentRow, NewDraftPart, Result, SignalSnapshot,
+    SubscriberRow, UpdateRow,
 };
 use crate::domain::subscriber::ChannelKind;
 use crate::domain::{IncidentStatus, Labels, Severity, Signal, UpdateKind};

@@ -13,8 +13,8 @@ use super::rows::{
 };
 use super::subscriber_sql::{Which, load_which};
 use super::{
-    AlertRow, CitizenGroup, IncidentRow, NewDelivery, NewDraftPart, NewIncident, NewMessage, NewUpdate, Result,
-    Signal, StoreError, StoredSignal, SubscriberRow, Tx, UpdateRow,
+    AlertRow, CitizenGroup, IncidentRow, NewDelivery, NewDraftPart, NewIncident, NewMessage,
+    NewUpdate, Result, Signal, StoreError, StoredSignal, SubscriberRow, Tx, UpdateRow,
 };
 use crate::domain::subscriber::ChannelKind;
 
