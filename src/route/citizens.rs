@@ -85,9 +85,10 @@ fn citizen_follows(
 
 impl Router {
     /// For a public statement about to be held: the citizens who may hear it. Those following a
-    /// status-page service the incident concerns, and for a later update every citizen if an
-    /// earlier statement about it reached citizens (who heard it hears the rest); none when
-    /// public statements are not held (citizens hear approved statements only).
+    /// status-page service the incident concerns; for a later update of an incident that
+    /// concerns none any more, every citizen if an earlier statement about it reached citizens
+    /// (who heard it hears the rest). None when public statements are not held (citizens hear
+    /// approved statements only).
     pub(super) async fn held_citizens(
         &self,
         tx: &mut dyn Tx,
@@ -104,7 +105,11 @@ impl Router {
             .into_iter()
             .map(|s| s.id.clone())
             .collect();
-        let every = update.kind != UpdateKind::Opened && tx.citizens_heard(incident.id).await?;
+        // The followers of the concerned services are counted; when the incident concerns none
+        // any more, every citizen may have heard it (the writer asks who did, batch by batch).
+        let every = concerned.is_empty()
+            && update.kind != UpdateKind::Opened
+            && tx.citizens_heard(incident.id).await?;
         if concerned.is_empty() && !every {
             return Ok(None);
         }

@@ -115,7 +115,8 @@ impl Router {
             if let Some(window) = silenced_by(&quiet, &incident, &alerts) {
                 // Whoever heard the incident open hears it end, even inside a window.
                 let heard = update.kind == UpdateKind::Resolved
-                    && !tx.notified_addresses(incident.id).await?.is_empty();
+                    && (!tx.notified_addresses(incident.id).await?.is_empty()
+                        || tx.citizens_heard(incident.id).await?);
                 if !heard {
                     tracing::info!(
                         incident = incident.id,

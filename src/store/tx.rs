@@ -132,7 +132,7 @@ pub trait Tx: Send {
     /// Records that a maintenance window or silence kept an update of the incident quiet.
     /// `None` once an update goes out again.
     async fn set_maintenance(&mut self, incident_id: i64, window: Option<&str>) -> Result<()>;
-    /// Addresses (id, channel) that were sent an earlier update of the incident: they hear every
-    /// later update, whatever the signals' labels have become.
+    /// Addresses (id, channel) but citizens' that were sent an earlier update of the incident:
+    /// they hear every later update, whatever the signals' labels have become.
     async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>>;
 }

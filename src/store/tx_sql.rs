@@ -337,9 +337,13 @@ impl Tx for SqlTx {
     }
 
     async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>> {
+        // Citizens are left out: a region's worth would not fit the router's memory, and the
+        // citizen writer asks about each batch (`FanoutStore::notified_among`).
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT DISTINCT address_id, channel FROM deliveries
-             WHERE incident_id = $1 AND address_id IS NOT NULL AND state != 'cancelled'",
+            "SELECT DISTINCT d.address_id, d.channel FROM deliveries d
+             JOIN addresses a ON a.id = d.address_id
+             JOIN subscribers s ON s.id = a.subscriber_id AND s.citizen_services IS NULL
+             WHERE d.incident_id = $1 AND d.state != 'cancelled'",
         )
         .bind(incident_id)
         .fetch_all(&mut *self.tx)
