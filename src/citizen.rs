@@ -34,6 +34,9 @@ use crate::unsubscribe::UnsubscribeLinks;
 /// Citizens read at a time when their subscriptions are brought in step with the services.
 const SYNC_BATCH: u32 = 500;
 
+/// The setting holding [`Citizens::services_digest`] as of the last complete sync.
+const SYNCED_KEY: &str = "citizen_services_synced";
+
 /// How far back the sign-up limits look.
 pub const LIMIT_WINDOW: Duration = Duration::from_secs(3600);
 
@@ -613,8 +616,14 @@ impl Citizens {
 
     /// Rewrites every citizen's subscriptions from the services' current matchers (run at
     /// start: the configuration may have changed them). Services no longer listed are dropped.
-    /// Citizens are read a batch at a time: there may be a region's worth.
+    /// Citizens are read a batch at a time: there may be a region's worth. Skipped when the
+    /// services' ids and matchers are those of the last complete run: every citizen written
+    /// since was written from them.
     pub async fn sync(&self) -> Result<u64, StoreError> {
+        let services = self.services_digest();
+        if self.p.store.setting_or_insert(SYNCED_KEY, "").await? == services {
+            return Ok(0);
+        }
         let mut changed = 0;
         let mut after = 0;
         loop {
@@ -624,6 +633,7 @@ impl Citizens {
                 .citizens_after(after, i64::MAX, SYNC_BATCH)
                 .await?;
             let Some(last) = batch.last() else {
+                self.p.store.set_setting(SYNCED_KEY, &services).await?;
                 return Ok(changed);
             };
             after = last.id;
@@ -631,6 +641,20 @@ impl Citizens {
                 changed += u64::from(self.sync_one(s).await?);
             }
         }
+    }
+
+    /// A digest of what citizens' subscriptions are made from: each service's id and matchers.
+    fn services_digest(&self) -> String {
+        let mut text = String::new();
+        for s in &self.p.services {
+            text.push_str(&s.id);
+            for m in &s.matchers {
+                text.push('\0');
+                text.push_str(&m.to_string());
+            }
+            text.push('\n');
+        }
+        digest(&text)
     }
 
     /// Rewrites one citizen's subscriptions when they differ from the services' matchers.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use crate::{fire_cup_down, free_port, mib, ms, rss_kib};
+use crate::{fire_cup_down, free_port, metric, mib, ms, rss_kib};
 
 /// The sink's running count of messages received, and when the first came.
 struct Counter {
@@ -218,7 +218,21 @@ pub async fn citizens(n: usize, replicas: usize) {
         .unwrap_or_default();
     let on = match replicas {
         0 => "1 replica on SQLite".to_owned(),
-        r => format!("{r} replica(s) on PostgreSQL"),
+        r => {
+            let mut shares = Vec::new();
+            for a in &apps {
+                let sent = metric(
+                    a,
+                    "banditore_deliveries_total{channel=\"email\",outcome=\"sent\"}",
+                )
+                .await;
+                shares.push(format!("{sent:.0}"));
+            }
+            format!(
+                "{r} replicas on PostgreSQL sending {} each",
+                shares.join(" / ")
+            )
+        }
     };
     println!(
         "citizens: 1 approved statement to {n} citizens by email into postfix smtp-sink, {on}: seeded in {:.1} s, start-up {:.1} s per replica; alert to draft {:.0} ms (draft counts {reach}); approval answered in {:.0} ms; first email {:.0} ms after the approval; all received in {:.1} s = {:.0} messages/s overall, {:.0}/s after the first; peak resident memory {:.1} MiB per replica (target: first < 1 s, < 300 MiB)",

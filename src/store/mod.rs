@@ -195,6 +195,9 @@ pub trait Store:
     /// Returns the stored value for `key`, storing `value` first if there is none.
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String>;
 
+    /// Stores `value` for `key`, replacing what was there.
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+
     /// Stores signals in one transaction and returns their ids in order. Durable on return.
     async fn insert_signals(&self, signals: &[(Timestamp, Signal)]) -> Result<Vec<i64>>;
 

@@ -1354,3 +1354,27 @@ async fn a_citizen_who_heard_the_opening_hears_the_resolution_after_it() {
     assert_eq!(smtp.mails_to("bruno@example.org").len(), 1, "only the link");
     assert_eq!(smtp.mails_to("anna@example.org").len(), 3);
 }
+
+/// A service's matchers changed in the configuration: at the next start every citizen's
+/// subscriptions follow the new ones (the start skips this work only while they are unchanged).
+#[tokio::test]
+async fn after_a_restart_with_new_matchers_citizens_follow_them() {
+    let smtp = SmtpServer::start();
+    let mut app = TestApp::spawn(&smtp, &config(r#""email""#, ""), &[]).await;
+    subscribed_by_email(&app, &smtp, "anna@example.org", &["cup"]).await;
+    app.terminate();
+    app.start().await;
+    app.terminate();
+    let text = std::fs::read_to_string(&app.config).unwrap();
+    let moved = text.replace(r#"service=~"cup.*""#, r#"service="prenotazioni""#);
+    assert_ne!(moved, text);
+    std::fs::write(&app.config, moved).unwrap();
+    app.start().await;
+    approved_statement(&app, "prenotazioni", "Prenotazioni non raggiungibili").await;
+    let mails = smtp.wait_for("anna@example.org", 2, Duration::from_secs(10));
+    assert!(
+        mails[1].text().contains("Prenotazioni"),
+        "{}",
+        mails[1].text()
+    );
+}
