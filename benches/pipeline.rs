@@ -1,15 +1,19 @@
 //! End-to-end figures of the release binary, as an operator would see them: webhook-to-SMTP
 //! latency, ingest throughput with memory, email fan-out, idle memory.
 //!
-//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|telegram|sms|sms-failover|sms-render|approval|social|probe-latency|dark-to-desk|dark-to-desk-pg|probes|status|signups|abuse|restart|takeover-pg|idle`
+//! `cargo bench --bench pipeline` runs everything; `-- latency|ingest|fanout|fanout-pg|citizens|citizens-pg|telegram|sms|sms-failover|sms-render|approval|social|probe-latency|dark-to-desk|dark-to-desk-pg|probes|status|signups|abuse|restart|takeover-pg|idle`
 //! picks one, and `-- --quick` runs smaller sizes. `fanout-pg` (and `dark-to-desk-pg`) run on a fresh
-//! database of the PostgreSQL server named by `BANDITORE_TEST_POSTGRES`, skipping without one. Postfix's `smtp-sink` is used as the fan-out sink when it is
+//! database of the PostgreSQL server named by `BANDITORE_TEST_POSTGRES`, skipping without one.
+//! `citizens` sends one approved statement to 1,000,000 citizens seeded into SQLite (100,000
+//! with `--quick`); `citizens-pg` the same with two replicas on PostgreSQL. Postfix's `smtp-sink` is used as the fan-out sink when it is
 //! installed (Debian package `postfix`); otherwise the test suite's SMTP server stands in and the
 //! report says so. The numbers are printed, never asserted.
 
 #[path = "../tests/integration/support/mod.rs"]
 mod support;
 
+#[path = "pipeline/citizens.rs"]
+mod citizens;
 #[path = "pipeline/dark_to_desk.rs"]
 mod dark_to_desk;
 
@@ -1333,6 +1337,12 @@ fn main() {
         }
         if run("sms") {
             sms(if quick { 1_000 } else { 10_000 }, 100).await;
+        }
+        if run("citizens") {
+            citizens::citizens(if quick { 100_000 } else { 1_000_000 }, 0).await;
+        }
+        if run("citizens-pg") {
+            citizens::citizens(if quick { 100_000 } else { 1_000_000 }, 2).await;
         }
         if run("fanout-pg") {
             let n = if quick { 2000 } else { 10_000 };

@@ -33,6 +33,7 @@ use crate::pipeline::Pipeline;
 use crate::probe::check::{Check, HttpClients};
 use crate::probe::{ProbeStatus, Prober};
 use crate::route::Router;
+use crate::route::citizens::CitizenWriter;
 use crate::settings::{TelegramKeys, TelegramMode, Validated};
 use crate::store::{self, Store, Topic};
 use crate::unsubscribe::UnsubscribeLinks;
@@ -50,6 +51,8 @@ pub struct Application {
     store: Arc<dyn Store>,
     state: AppState,
     pipeline: Pipeline,
+    /// Writes approved statements' deliveries to citizens in batches, on the leader.
+    citizen_writer: CitizenWriter,
     dispatchers: Vec<Dispatcher>,
     ingest_writer: tokio::task::JoinHandle<()>,
     request_timeout: std::time::Duration,
@@ -106,7 +109,7 @@ impl Application {
         let intake = ground.ingest_and_probes()?;
         let citizens = ground
             .citizens(channels.email.clone(), channels.sms.take())
-            .await;
+            .await?;
         let state = ground.web_state(metrics, &channels, &telegram, &flow, &intake, citizens);
         let listener = TcpListener::bind(s.server.listen)
             .await
@@ -145,6 +148,7 @@ impl Application {
             store: ground.store,
             state,
             pipeline: flow.pipeline,
+            citizen_writer: flow.citizen_writer,
             dispatchers: channels.dispatchers,
             ingest_writer: intake.writer,
             request_timeout: s.server.request_timeout.get(),
@@ -176,6 +180,7 @@ impl Application {
         let addr = self.local_addr()?;
         let workers = CancellationToken::new();
         let pipeline = tokio::spawn(self.pipeline.run(workers.clone()));
+        let citizen_writer = tokio::spawn(self.citizen_writer.run(workers.clone()));
         let retention = tokio::spawn(crate::retention::run(
             self.store.clone(),
             self.retention,
@@ -220,6 +225,7 @@ impl Application {
         let _ = self.ingest_writer.await;
         workers.cancel();
         let _ = pipeline.await;
+        let _ = citizen_writer.await;
         let _ = retention.await;
         let _ = approval.await;
         let _ = prober.await;
@@ -374,6 +380,7 @@ struct Flow {
     engine: Engine,
     windows: Arc<Vec<Window>>,
     pipeline: Pipeline,
+    citizen_writer: CitizenWriter,
 }
 
 /// What comes in: the ingest queue and its writer, and Banditore's own probes.
@@ -563,15 +570,25 @@ impl Ground<'_> {
                 .collect::<Result<_, _>>()
                 .map_err(|e| anyhow::anyhow!("maintenance.{}: {}", e.0, e.1))?,
         );
-        let router = Router::new(
-            store.clone(),
-            v.renderer.clone(),
-            &s.server.public_url,
-            enabled,
-            s.approval.clone(),
-            windows.clone(),
-            Arc::new(s.status.services.clone()),
-        );
+        let router = || {
+            Router::new(
+                store.clone(),
+                v.renderer.clone(),
+                &s.server.public_url,
+                enabled.clone(),
+                s.approval.clone(),
+                windows.clone(),
+                Arc::new(s.status.services.clone()),
+            )
+        };
+        let citizen_writer = CitizenWriter {
+            router: router(),
+            store: store.clone(),
+            wake: self.wake.clone(),
+            leadership: self.leadership.clone(),
+            poll_interval: s.outbox.poll_interval.get(),
+        };
+        let router = router();
         let pipeline = Pipeline {
             engine: engine.clone(),
             router,
@@ -585,6 +602,7 @@ impl Ground<'_> {
             engine,
             windows,
             pipeline,
+            citizen_writer,
         })
     }
 
@@ -639,9 +657,25 @@ impl Ground<'_> {
         &self,
         email_channel: Option<Arc<dyn Channel>>,
         sms_for_citizens: Option<Arc<dyn Channel>>,
-    ) -> Arc<crate::citizen::Citizens> {
+    ) -> anyhow::Result<Arc<crate::citizen::Citizens>> {
         let (v, store) = (self.v, &self.store);
         let s = &v.settings;
+        // Citizens hear public statements once approved (their deliveries are written in batches
+        // from the approved draft): with `auto` they would hear nothing. Sign-ups on already
+        // refuse `auto`; this catches sign-ups switched off while citizens stay subscribed.
+        if s.approval.policy("public").0 == crate::settings::ApprovalPolicy::Auto {
+            let filter = crate::store::SubscriberFilter {
+                kind: Some(crate::store::SubscriberKind::Citizen),
+                limit: 1,
+                ..Default::default()
+            };
+            let n = store.count_subscribers(&filter).await?;
+            if n > 0 {
+                anyhow::bail!(
+                    "approval.audiences.public: {n} citizens are subscribed and hear public statements only once approved: set its policy to \"approval\" or \"approval_with_timeout\", or erase them"
+                );
+            }
+        }
         let citizens = Arc::new(crate::citizen::Citizens::new(
             crate::citizen::CitizenParts {
                 store: store.clone(),
@@ -664,7 +698,7 @@ impl Ground<'_> {
             ),
             Err(e) => tracing::warn!(error = %e, "cannot bring citizens' subscriptions up to date"),
         }
-        citizens
+        Ok(citizens)
     }
 
     /// What every web handler shares.

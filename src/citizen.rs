@@ -31,6 +31,12 @@ use crate::settings::{StatusService, SubscribeSettings};
 use crate::store::{CitizenPlan, NewSignup, Signup, Store, StoreError, SubscriberRow};
 use crate::unsubscribe::UnsubscribeLinks;
 
+/// Citizens read at a time when their subscriptions are brought in step with the services.
+const SYNC_BATCH: u32 = 500;
+
+/// The setting holding [`Citizens::services_digest`] as of the last complete sync.
+const SYNCED_KEY: &str = "citizen_services_synced";
+
 /// How far back the sign-up limits look.
 pub const LIMIT_WINDOW: Duration = Duration::from_secs(3600);
 
@@ -610,41 +616,79 @@ impl Citizens {
 
     /// Rewrites every citizen's subscriptions from the services' current matchers (run at
     /// start: the configuration may have changed them). Services no longer listed are dropped.
+    /// Citizens are read a batch at a time: there may be a region's worth. Skipped when the
+    /// services' ids and matchers are those of the last complete run: every citizen written
+    /// since was written from them.
     pub async fn sync(&self) -> Result<u64, StoreError> {
+        let services = self.services_digest();
+        if self.p.store.setting_or_insert(SYNCED_KEY, "").await? == services {
+            return Ok(0);
+        }
         let mut changed = 0;
-        for s in self.p.store.subscribers().await? {
-            if s.origin != crate::store::SubscriberOrigin::Citizen {
-                continue;
-            }
-            let channel = s
-                .subscriptions
-                .first()
-                .and_then(|x| x.channels.first().copied())
-                .or_else(|| s.addresses.first().map(|a| a.channel))
-                .unwrap_or(ChannelKind::Telegram);
-            let services: Vec<String> = s
-                .citizen_services
-                .iter()
-                .filter(|id| self.p.services.iter().any(|x| &x.id == *id))
-                .cloned()
-                .collect();
-            let plan = self.plan(&services, channel, s.language.clone());
-            let same = plan.services == s.citizen_services
-                && plan.subscriptions.len() == s.subscriptions.len()
-                && plan
-                    .subscriptions
-                    .iter()
-                    .zip(&s.subscriptions)
-                    .all(|(a, b)| {
-                        matchers_text(&a.matchers) == matchers_text(&b.matchers)
-                            && a.channels == b.channels
-                    });
-            if !same {
-                self.p.store.set_citizen(s.id, &plan).await?;
-                changed += 1;
+        let mut after = 0;
+        loop {
+            let batch = self
+                .p
+                .store
+                .citizens_after(after, i64::MAX, SYNC_BATCH)
+                .await?;
+            let Some(last) = batch.last() else {
+                self.p.store.set_setting(SYNCED_KEY, &services).await?;
+                return Ok(changed);
+            };
+            after = last.id;
+            for s in &batch {
+                changed += u64::from(self.sync_one(s).await?);
             }
         }
-        Ok(changed)
+    }
+
+    /// A digest of what citizens' subscriptions are made from: each service's id and matchers.
+    fn services_digest(&self) -> String {
+        let mut text = String::new();
+        for s in &self.p.services {
+            text.push_str(&s.id);
+            for m in &s.matchers {
+                text.push('\0');
+                text.push_str(&m.to_string());
+            }
+            text.push('\n');
+        }
+        digest(&text)
+    }
+
+    /// Rewrites one citizen's subscriptions when they differ from the services' matchers.
+    async fn sync_one(&self, s: &SubscriberRow) -> Result<bool, StoreError> {
+        if s.origin != crate::store::SubscriberOrigin::Citizen {
+            return Ok(false);
+        }
+        let channel = s
+            .subscriptions
+            .first()
+            .and_then(|x| x.channels.first().copied())
+            .or_else(|| s.addresses.first().map(|a| a.channel))
+            .unwrap_or(ChannelKind::Telegram);
+        let services: Vec<String> = s
+            .citizen_services
+            .iter()
+            .filter(|id| self.p.services.iter().any(|x| &x.id == *id))
+            .cloned()
+            .collect();
+        let plan = self.plan(&services, channel, s.language.clone());
+        let same = plan.services == s.citizen_services
+            && plan.subscriptions.len() == s.subscriptions.len()
+            && plan
+                .subscriptions
+                .iter()
+                .zip(&s.subscriptions)
+                .all(|(a, b)| {
+                    matchers_text(&a.matchers) == matchers_text(&b.matchers)
+                        && a.channels == b.channels
+                });
+        if !same {
+            self.p.store.set_citizen(s.id, &plan).await?;
+        }
+        Ok(!same)
     }
 }
 

@@ -6,6 +6,8 @@
 //! minimum severity or worse. The peak severity of each signal is used, so whoever was told an
 //! incident opened is also told how it ends.
 
+pub mod citizens;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
@@ -43,7 +45,8 @@ pub struct Router {
     enabled: BTreeSet<ChannelKind>,
     /// Which audiences wait for the communications office.
     approval: ApprovalSettings,
-    /// Subscribers as of a version of the subscribers table; reloaded when it changes.
+    /// Subscribers but the citizens, as of a version of the subscribers table; reloaded when it
+    /// changes. Citizens are never loaded whole (see [`citizens`]).
     cache: Mutex<Option<(i64, Arc<Vec<SubscriberRow>>)>>,
     /// Maintenance windows from the configuration (silences come from the store).
     windows: Arc<Vec<Window>>,
@@ -129,7 +132,8 @@ impl Router {
             if let Some(window) = silenced_by(&quiet, &incident, &alerts) {
                 // Whoever heard the incident open hears it end, even inside a window.
                 let heard = update.kind == UpdateKind::Resolved
-                    && !tx.notified_addresses(incident.id).await?.is_empty();
+                    && (!tx.notified_addresses(incident.id).await?.is_empty()
+                        || tx.citizens_heard(incident.id).await?);
                 if !heard {
                     tracing::info!(
                         incident = incident.id,
@@ -155,7 +159,19 @@ impl Router {
                     .into_iter()
                     .collect(),
             };
-            let groups = self.recipients(&incident, &alerts, &subscribers, &notified);
+            let mut groups = self.recipients(&incident, &alerts, &subscribers, &notified);
+            // Citizens hear held public statements: counted now, written in batches once
+            // approved. Each of their groups gets a part, listed desks or not.
+            let held = self
+                .held_citizens(&mut *tx, &incident, &alerts, update)
+                .await?;
+            if let Some(held) = &held {
+                for (channel, language) in held.groups.keys() {
+                    groups
+                        .entry((*channel, language.clone(), "public".to_owned()))
+                        .or_default();
+                }
+            }
             for ((channel, group_language, audience), recipients) in groups {
                 for language in self.languages_of(channel, group_language) {
                     let mut ctx = context(&incident, update, &audience, &self.public_url);
@@ -206,6 +222,13 @@ impl Router {
                                         (r.address_id, r.address.clone(), r.subscriber_name.clone())
                                     })
                                     .collect(),
+                                citizens: held.as_ref().filter(|_| audience == "public").and_then(
+                                    |h| {
+                                        h.groups
+                                            .get(&(channel, language.clone()))
+                                            .map(|n| (*n, h.through))
+                                    },
+                                ),
                                 now,
                             })
                             .await?;

@@ -22,8 +22,11 @@ pub struct NewDraftPart {
     pub message_id: i64,
     pub channel: ChannelKind,
     pub language: String,
-    /// `(address id, address, subscriber name)` of each recipient.
+    /// `(address id, address, subscriber name)` of each recipient but the citizens.
     pub recipients: Vec<(i64, String, String)>,
+    /// The citizens it reaches, not listed: about how many addresses, and the highest citizen id
+    /// now (those who sign up later do not hear it). Written in batches once approved.
+    pub citizens: Option<(u64, i64)>,
     pub now: Timestamp,
 }
 
@@ -103,6 +106,8 @@ pub struct Decided {
     pub parts: usize,
     /// Deliveries written to the outbox.
     pub deliveries: u64,
+    /// About how many citizens the leader now writes deliveries for, batch by batch.
+    pub citizens: u64,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -102,8 +102,9 @@ pub(super) async fn hold(tx: &mut Tx, p: &NewDraftPart) -> Result<i64> {
         }
     };
     sqlx::query(
-        "INSERT INTO draft_parts (draft_id, message_id, channel, language, recipients, state)
-         VALUES ($1, $2, $3, $4, $5, 'pending')
+        "INSERT INTO draft_parts (draft_id, message_id, channel, language, recipients, state,
+                                  citizens, citizens_through)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)
          ON CONFLICT (draft_id, channel, language) DO NOTHING",
     )
     .bind(draft_id)
@@ -111,6 +112,11 @@ pub(super) async fn hold(tx: &mut Tx, p: &NewDraftPart) -> Result<i64> {
     .bind(p.channel.as_str())
     .bind(&p.language)
     .bind(serde_json::to_string(&p.recipients).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+    .bind(
+        p.citizens
+            .map_or(0, |(n, _)| i64::try_from(n).unwrap_or(i64::MAX)),
+    )
+    .bind(p.citizens.map(|(_, through)| through))
     .execute(&mut **tx)
     .await?;
     Ok(draft_id)
@@ -122,7 +128,7 @@ const DRAFT_COLUMNS: &str =
 
 const PART_COLUMNS: &str =
     "p.id, p.draft_id, p.channel, p.language, p.state, p.version, p.recipients,
-    p.message_id, COALESCE(v.subject, m.subject) AS subject, COALESCE(v.body, m.body) AS body";
+    p.message_id, p.citizens, p.citizens_through, COALESCE(v.subject, m.subject) AS subject, COALESCE(v.body, m.body) AS body";
 
 /// Parts with their current text: the latest version, or the rendered message.
 fn parts_sql(filter: &str) -> String {
@@ -138,12 +144,18 @@ struct PartRow {
     message_id: i64,
     part: DraftPart,
     recipients: Vec<(i64, String, String)>,
+    /// About how many citizens, not listed; `None` when it reaches none.
+    citizens: Option<u64>,
 }
 
 fn part_from_row(row: &AnyRow) -> Result<PartRow> {
     let recipients: Vec<(i64, String, String)> =
         serde_json::from_str(row.try_get::<&str, _>("recipients")?)
             .map_err(|e| StoreError::Corrupt(format!("draft recipients: {e}")))?;
+    let citizens = row
+        .try_get::<Option<i64>, _>("citizens_through")?
+        .map(|_| row.try_get::<i64, _>("citizens").map(|n| n.max(0) as u64))
+        .transpose()?;
     Ok(PartRow {
         id: row.try_get("id")?,
         message_id: row.try_get("message_id")?,
@@ -154,9 +166,10 @@ fn part_from_row(row: &AnyRow) -> Result<PartRow> {
             version: row.try_get("version")?,
             subject: row.try_get("subject")?,
             body: row.try_get("body")?,
-            recipients: recipients.len(),
+            recipients: recipients.len() + citizens.map_or(0, |n| n as usize),
         },
         recipients,
+        citizens,
     })
 }
 
@@ -386,6 +399,7 @@ impl DraftStore for SqlStore {
         let mut decided = Decided {
             parts: chosen.len(),
             deliveries: 0,
+            citizens: 0,
         };
         let (action, part_state) = match decision {
             Decision::Reject { .. } => ("draft.rejected", "rejected"),
@@ -444,6 +458,18 @@ impl DraftStore for SqlStore {
                     })
                     .collect();
                 decided.deliveries += insert_deliveries(&mut tx, self.dialect, &rows).await?;
+                // Citizens are written by the leader in batches, starting now: the decision
+                // commits at once and the first messages leave while the rest are written.
+                if let Some(citizens) = part.citizens {
+                    sqlx::query(
+                        "UPDATE draft_parts SET citizens_done = 0, citizens_queued_at = $2 WHERE id = $1",
+                    )
+                    .bind(part.id)
+                    .bind(ms(now))
+                    .execute(&mut *tx)
+                    .await?;
+                    decided.citizens += citizens;
+                }
             }
         }
         for part in &chosen {
@@ -487,7 +513,7 @@ impl DraftStore for SqlStore {
                 draft_id: Some(id),
                 detail: serde_json::json!({
                     "channels": channels, "versions": versions,
-                    "recipients": decided.deliveries, "parts_left": left,
+                    "recipients": decided.deliveries, "citizens": decided.citizens, "parts_left": left,
                     "reason": match decision { Decision::Reject { reason } => Some(reason), _ => None },
                 }),
                 at: now,

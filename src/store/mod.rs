@@ -18,6 +18,8 @@ mod cluster_sql;
 mod dialect;
 mod draft;
 mod draft_sql;
+mod fanout;
+mod fanout_sql;
 mod incidents;
 mod incidents_sql;
 mod outbox;
@@ -46,6 +48,7 @@ pub use draft::{
     AuditEntry, Decided, Decision, Draft, DraftNotice, DraftPart, DraftStore, NewAudit,
     NewDraftPart, PartEdit,
 };
+pub use fanout::{CitizenGroup, CitizenPart, FanoutStore};
 pub use incidents::{
     AlertRow, Counts, DeliveryRow, IncidentFilter, IncidentOrigin, IncidentReads, IncidentRow,
     SignalSnapshot, UpdateRow,
@@ -186,6 +189,7 @@ pub trait Store:
     + CitizenStore
     + ClusterStore
     + DraftStore
+    + FanoutStore
     + IncidentReads
     + OutboxStore
     + ProbeStore
@@ -203,6 +207,9 @@ pub trait Store:
 
     /// Returns the stored value for `key`, storing `value` first if there is none.
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String>;
+
+    /// Stores `value` for `key`, replacing what was there.
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
 
     /// Stores signals in one transaction and returns their ids in order. Durable on return.
     async fn insert_signals(&self, signals: &[(Timestamp, Signal)]) -> Result<Vec<i64>>;

@@ -165,6 +165,20 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn insert_signals(&self, signals: &[(Timestamp, Signal)]) -> Result<Vec<i64>> {
         let mut tx = self.write().await?;
         let mut ids = Vec::with_capacity(signals.len());

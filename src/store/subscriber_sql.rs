@@ -22,6 +22,8 @@ use crate::domain::subscriber::{ChannelKind, Language, Subscription, ValidSubscr
 /// Which subscribers a load reads: every one, one, or those of a page.
 pub(super) enum Which<'a> {
     All,
+    /// Every subscriber but the citizens, who may be a region's worth.
+    NotCitizens,
     One(i64),
     Ids(Dialect, &'a [i64]),
 }
@@ -31,6 +33,9 @@ impl Which<'_> {
     fn condition(&self, column: &str) -> String {
         match self {
             Which::All => "1 = 1".to_owned(),
+            Which::NotCitizens => {
+                format!("{column} IN (SELECT id FROM subscribers WHERE citizen_services IS NULL)")
+            }
             Which::One(_) => format!("{column} = $1"),
             Which::Ids(dialect, _) => format!("{column} IN ({})", dialect.ids()),
         }
@@ -43,7 +48,7 @@ impl Which<'_> {
     ) -> Result<sqlx::query::Query<'static, Any, sqlx::any::AnyArguments>> {
         let query = sqlx::query(sqlx::AssertSqlSafe(sql));
         Ok(match self {
-            Which::All => query,
+            Which::All | Which::NotCitizens => query,
             Which::One(id) => query.bind(*id),
             Which::Ids(_, ids) => query.bind(json(ids)?),
         })
@@ -340,6 +345,20 @@ pub(super) async fn forget_in_drafts(
             .execute(&mut **tx)
             .await?;
     }
+    // Citizens are counted, not listed, in the parts waiting for a decision: one fewer now, in
+    // the parts of its channel and language held since it subscribed.
+    sqlx::query(
+        "UPDATE draft_parts SET citizens = citizens - 1
+         WHERE state = 'pending' AND citizens > 0 AND id IN (
+             SELECT p.id FROM draft_parts p, addresses a JOIN subscribers s ON s.id = a.subscriber_id
+             WHERE a.id = $1 AND s.citizen_services IS NOT NULL
+               AND a.unsubscribed_at IS NULL AND a.gone_at IS NULL
+               AND p.state = 'pending' AND p.citizens_through >= s.id
+               AND p.channel = a.channel AND p.language = COALESCE(a.language, s.language))",
+    )
+    .bind(address_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::{
-    AlertRow, IncidentOrigin, IncidentRow, NewDraftPart, Result, SignalSnapshot, SubscriberRow,
-    UpdateRow,
+    AlertRow, CitizenGroup, IncidentOrigin, IncidentRow, NewDraftPart, Result, SignalSnapshot,
+    SubscriberRow, UpdateRow,
 };
 use crate::domain::subscriber::ChannelKind;
 use crate::domain::{IncidentStatus, Labels, Severity, Signal, UpdateKind};
@@ -110,7 +110,18 @@ pub trait Tx: Send {
     async fn unrouted_updates(&mut self, limit: u32) -> Result<Vec<UpdateRow>>;
     /// A number that changes whenever subscribers, subscriptions or addresses change.
     async fn subscribers_version(&mut self) -> Result<i64>;
+    /// Every subscriber but the citizens (a region's worth: the router never holds them; see
+    /// [`Tx::citizen_groups`] and [`super::FanoutStore`]).
     async fn subscribers(&mut self) -> Result<Vec<SubscriberRow>>;
+    /// The active addresses of citizens following one of `services` (`None`: every citizen),
+    /// counted by channel and wanted language, and the highest citizen id: who may hear a public
+    /// statement, without loading them.
+    async fn citizen_groups(
+        &mut self,
+        services: Option<&[String]>,
+    ) -> Result<(Vec<CitizenGroup>, i64)>;
+    /// Whether an approved statement about the incident went to citizens.
+    async fn citizens_heard(&mut self, incident_id: i64) -> Result<bool>;
     async fn insert_message(&mut self, new: &NewMessage) -> Result<i64>;
     async fn insert_deliveries(&mut self, new: &[NewDelivery]) -> Result<u64>;
     /// Holds a message for the communications office instead of sending it: adds it as a part
@@ -121,8 +132,8 @@ pub trait Tx: Send {
     /// Records that a maintenance window or silence kept an update of the incident quiet.
     /// `None` once an update goes out again.
     async fn set_maintenance(&mut self, incident_id: i64, window: Option<&str>) -> Result<()>;
-    /// Addresses (id, channel) that were sent an earlier update of the incident: they hear every
-    /// later update, whatever the signals' labels have become.
+    /// Addresses (id, channel) but citizens' that were sent an earlier update of the incident:
+    /// they hear every later update, whatever the signals' labels have become.
     async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>>;
 
     // Pipeline.

@@ -11,10 +11,10 @@ use super::rows::{
     INCIDENT_COLUMNS, alert_from_row, from_json, incident_from_row, json, ms, opt_ms, opt_ts,
     parse, ts, update_from_row,
 };
-use super::subscriber_sql::load_subscribers;
+use super::subscriber_sql::{Which, load_which};
 use super::{
-    AlertRow, IncidentRow, NewDelivery, NewDraftPart, NewIncident, NewMessage, NewUpdate, Result,
-    Signal, StoreError, StoredSignal, SubscriberRow, Tx, UpdateRow,
+    AlertRow, CitizenGroup, IncidentRow, NewDelivery, NewDraftPart, NewIncident, NewMessage,
+    NewUpdate, Result, Signal, StoreError, StoredSignal, SubscriberRow, Tx, UpdateRow,
 };
 use crate::domain::subscriber::ChannelKind;
 
@@ -312,7 +312,18 @@ impl Tx for SqlTx {
     }
 
     async fn subscribers(&mut self) -> Result<Vec<SubscriberRow>> {
-        load_subscribers(&mut self.tx, None).await
+        load_which(&mut self.tx, &Which::NotCitizens).await
+    }
+
+    async fn citizen_groups(
+        &mut self,
+        services: Option<&[String]>,
+    ) -> Result<(Vec<CitizenGroup>, i64)> {
+        super::fanout_sql::citizen_groups(&mut self.tx, services).await
+    }
+
+    async fn citizens_heard(&mut self, incident_id: i64) -> Result<bool> {
+        super::fanout_sql::citizens_heard(&mut self.tx, incident_id).await
     }
 
     async fn insert_message(&mut self, m: &NewMessage) -> Result<i64> {
@@ -344,9 +355,13 @@ impl Tx for SqlTx {
     }
 
     async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>> {
+        // Citizens are left out: a region's worth would not fit the router's memory, and the
+        // citizen writer asks about each batch (`FanoutStore::notified_among`).
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT DISTINCT address_id, channel FROM deliveries
-             WHERE incident_id = $1 AND address_id IS NOT NULL AND state != 'cancelled'",
+            "SELECT DISTINCT d.address_id, d.channel FROM deliveries d
+             JOIN addresses a ON a.id = d.address_id
+             JOIN subscribers s ON s.id = a.subscriber_id AND s.citizen_services IS NULL
+             WHERE d.incident_id = $1 AND d.state != 'cancelled'",
         )
         .bind(incident_id)
         .fetch_all(&mut *self.tx)

@@ -1313,3 +1313,89 @@ async fn a_gone_citizens_reason_is_hidden_from_operators() {
     assert!(!seen.to_string().contains("mario.rossi"), "{seen}");
     assert_eq!(seen["addresses"][0]["state"], "gone", "{seen}");
 }
+
+/// Citizens hear an incident end as they heard it open: the resolution is a statement of its own,
+/// written for them in batches once approved, after the opening, and only to those who follow
+/// the service.
+#[tokio::test]
+async fn a_citizen_who_heard_the_opening_hears_the_resolution_after_it() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, &config(r#""email""#, ""), &[]).await;
+    subscribed_by_email(&app, &smtp, "anna@example.org", &["cup"]).await;
+    subscribed_by_email(&app, &smtp, "bruno@example.org", &["referti"]).await;
+    let opened = approved_statement(&app, "cup-backend", "CUP non raggiungibile").await;
+    smtp.wait_for("anna@example.org", 2, Duration::from_secs(10));
+    fire_alert(&app, "resolved", "cup-backend", "CUP non raggiungibile").await;
+    let resolved = eventually(
+        || app.pending_drafts(),
+        |d| d.iter().any(|d| d["id"] != opened["id"]),
+    )
+    .await
+    .into_iter()
+    .find(|d| d["id"] != opened["id"])
+    .unwrap();
+    let citizens_counted: u64 = resolved["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["channel"] == "email")
+        .filter_map(|p| p["recipients"].as_u64())
+        .sum();
+    assert_eq!(citizens_counted, 1, "anna only: {resolved}");
+    app.approve_draft(resolved["id"].as_i64().unwrap()).await;
+    let mails = smtp.wait_for("anna@example.org", 3, Duration::from_secs(10));
+    assert!(
+        !mails[1].text().contains("è risolto"),
+        "{}",
+        mails[1].text()
+    );
+    assert!(mails[2].text().contains("è risolto"), "{}", mails[2].text());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.mails_to("bruno@example.org").len(), 1, "only the link");
+    assert_eq!(smtp.mails_to("anna@example.org").len(), 3);
+}
+
+/// A service's matchers changed in the configuration: at the next start every citizen's
+/// subscriptions follow the new ones (the start skips this work only while they are unchanged).
+#[tokio::test]
+async fn after_a_restart_with_new_matchers_citizens_follow_them() {
+    let smtp = SmtpServer::start();
+    let mut app = TestApp::spawn(&smtp, &config(r#""email""#, ""), &[]).await;
+    subscribed_by_email(&app, &smtp, "anna@example.org", &["cup"]).await;
+    app.terminate();
+    app.start().await;
+    app.terminate();
+    let text = std::fs::read_to_string(&app.config).unwrap();
+    let moved = text.replace(r#"service=~"cup.*""#, r#"service="prenotazioni""#);
+    assert_ne!(moved, text);
+    std::fs::write(&app.config, moved).unwrap();
+    app.start().await;
+    approved_statement(&app, "prenotazioni", "Prenotazioni non raggiungibili").await;
+    let mails = smtp.wait_for("anna@example.org", 2, Duration::from_secs(10));
+    assert!(
+        mails[1].text().contains("Prenotazioni"),
+        "{}",
+        mails[1].text()
+    );
+}
+
+/// Citizens hear public statements once approved: a deployment that switches sign-ups off and
+/// lets public statements out without approval, while citizens stay subscribed, would leave them
+/// without news. It is refused at start, naming the key.
+#[tokio::test]
+async fn public_statements_without_approval_are_refused_while_citizens_are_subscribed() {
+    let smtp = SmtpServer::start();
+    let mut app = TestApp::spawn(&smtp, &config(r#""email""#, ""), &[]).await;
+    subscribed_by_email(&app, &smtp, "cittadina@example.org", &["cup"]).await;
+    app.terminate();
+    let settings = std::fs::read_to_string(&app.config).unwrap();
+    let changed = settings.replace(r#"channels = ["email"]"#, "channels = []")
+        + "\n[approval.audiences.public]\npolicy = \"auto\"\n";
+    std::fs::write(&app.config, changed).unwrap();
+    let (code, _, stderr) = app.cli(&["serve"], "");
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("approval.audiences.public: 1 citizens are subscribed"),
+        "{stderr}"
+    );
+}

@@ -27,6 +27,7 @@ mod social;
 mod status;
 mod store;
 mod store_access;
+mod store_citizens;
 mod store_subscribers;
 mod subscribers;
 mod telegram;

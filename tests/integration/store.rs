@@ -807,6 +807,7 @@ async fn a_drafts_notices_are_queued_once_beside_the_updates_deliveries(store: A
             channel: ChannelKind::Email,
             language: "it".into(),
             recipients: vec![(addresses[0], "ufficio@asl.example".into(), "Ufficio".into())],
+            citizens: None,
             now: now(),
         })
         .await

@@ -85,6 +85,8 @@ pub struct DecidedJson {
     parts: usize,
     /// Deliveries written to the outbox.
     deliveries: u64,
+    /// About how many citizens the leader now writes deliveries for, in batches.
+    citizens: u64,
 }
 
 /// The audit log, newest first.
@@ -342,6 +344,7 @@ fn decided_json(d: &Decided) -> Json<DecidedJson> {
         decision: d.decision,
         parts: d.parts,
         deliveries: d.deliveries,
+        citizens: d.citizens,
     })
 }
 

@@ -186,6 +186,8 @@ pub struct Decided {
     pub parts: usize,
     /// Deliveries written to the outbox.
     pub deliveries: u64,
+    /// About how many citizens the leader now writes deliveries for, batch by batch.
+    pub citizens: u64,
 }
 
 /// Edits the pending parts of a draft, each checked by [`check_part`] first: the first refused
@@ -265,9 +267,12 @@ async fn decide(
         by = actor,
         decision = what,
         deliveries = decided.deliveries,
+        citizens = decided.citizens,
         "draft decided"
     );
-    if decided.deliveries > 0 {
+    // The bell also wakes the leader's writer of citizens' deliveries (other replicas hear it
+    // through the announcement).
+    if decided.deliveries > 0 || decided.citizens > 0 {
         state.wake.dispatch.ring();
         state.store.announce(Topic::Deliveries).await;
     }
@@ -276,6 +281,7 @@ async fn decide(
         decision: what,
         parts: decided.parts,
         deliveries: decided.deliveries,
+        citizens: decided.citizens,
     })
 }
 
