@@ -195,7 +195,10 @@ impl Application {
             self.leadership.clone(),
             workers.clone(),
         ));
-        let prober = tokio::spawn(self.prober.run(workers.clone()));
+        // The probes report through the ingest writer, which ends once every handle is gone:
+        // they stop first.
+        let probing = CancellationToken::new();
+        let prober = tokio::spawn(self.prober.run(probing.clone()));
         let tokens = tokio::spawn(web::keep_reloading(
             self.state.auth.clone(),
             self.store.clone(),
@@ -211,24 +214,28 @@ impl Application {
                 workers.clone(),
             ))
         });
+        // The dispatchers stop after the pipeline, whose last step may hand them deliveries.
+        let sending = CancellationToken::new();
         let dispatchers: Vec<_> = self
             .dispatchers
             .into_iter()
-            .map(|d| tokio::spawn(d.run(workers.clone())))
+            .map(|d| tokio::spawn(d.run(sending.clone())))
             .collect();
         tracing::info!(%addr, "listening");
         let manager = tokio::spawn(crate::systemd::run(shutdown.clone()));
         let app = web::router(self.state, self.request_timeout);
         web::serve(self.listener, app, self.limits, shutdown).await;
         tracing::info!("no longer accepting requests; stopping workers");
-        // Every handle of the ingest writer went with the router: it stores what it holds and ends.
+        // Every other handle of the ingest writer went with the router: it stores what it holds
+        // and ends.
+        probing.cancel();
+        let _ = prober.await;
         let _ = self.ingest_writer.await;
         workers.cancel();
         let _ = pipeline.await;
         let _ = citizen_writer.await;
         let _ = retention.await;
         let _ = approval.await;
-        let _ = prober.await;
         let _ = tokens.await;
         let _ = notices.await;
         if let Some(bot) = bot {
@@ -237,6 +244,7 @@ impl Application {
         // Only now that the pipeline has stopped may another replica lead.
         self.campaign_stop.cancel();
         let _ = self.campaign.await;
+        sending.cancel();
         for d in dispatchers {
             let _ = d.await;
         }

@@ -152,12 +152,14 @@ impl Pipeline {
         } else {
             None
         };
+        // The lease runs from the claim, not from the start of the step.
+        let claimed_at = Timestamp::now();
         let mut claimed = Vec::new();
         for channel in routed.iter().flat_map(|r| r.channels.iter().copied()) {
-            if let Some((limit, lease_until)) = self.handover.wants(channel, now) {
+            if let Some((limit, lease_until)) = self.handover.wants(channel, claimed_at) {
                 let owner = self.handover.owner();
                 let deliveries = tx
-                    .claim_deliveries(channel, limit, now, lease_until, owner)
+                    .claim_deliveries(channel, limit, claimed_at, lease_until, owner)
                     .await?;
                 claimed.push((channel, deliveries));
             }
@@ -165,7 +167,7 @@ impl Pipeline {
         tx.commit().await?;
         self.engine.committed(&engine);
         let count = claimed.iter().map(|(_, d)| d.len()).sum();
-        self.handover.give(claimed, now);
+        self.handover.give(claimed, claimed_at);
         Ok(Stepped {
             engine,
             routed,

@@ -41,6 +41,8 @@ pub struct StepReport {
     /// Per fingerprint, the last signal applied and, when its alert is left firing, the digest
     /// of that signal's content (see [`Coalescer::applied`]).
     pub applied: Vec<(String, i64, Option<u64>)>,
+    /// The coalescer's epoch when the step began.
+    pub epoch: u64,
 }
 
 #[derive(Clone)]
@@ -139,7 +141,7 @@ impl Engine {
         }
         if let Some(c) = &self.coalescer {
             for (fingerprint, through, digest) in &report.applied {
-                c.applied(fingerprint, *through, *digest);
+                c.applied(report.epoch, fingerprint, *through, *digest);
             }
         }
     }
@@ -185,6 +187,7 @@ impl Engine {
     /// [`Engine::step`] inside the caller's transaction (the pipeline routes and claims in the
     /// same one). The caller commits, then calls [`Engine::committed`].
     pub async fn step_in(&self, tx: &mut dyn Tx, now: Timestamp) -> Result<StepReport, StoreError> {
+        let epoch = self.coalescer.as_ref().map_or(0, Coalescer::epoch);
         let signals = tx.unprocessed_signals(SIGNAL_BATCH).await?;
         let mut batch = Batch::default();
         if !signals.is_empty() {
@@ -235,6 +238,7 @@ impl Engine {
             more: signals.len() as u32 == SIGNAL_BATCH,
             sources,
             applied,
+            epoch,
         })
     }
 
@@ -588,9 +592,13 @@ impl Engine {
             .await?;
         incident.pending_since = None;
         tx.save_incident(&incident).await?;
+        // An operator may resolve an incident whose alerts still fire: what ingest knows of
+        // them no longer holds, from before the commit (the request may go while it commits)
+        // to after it (a step begun meanwhile may have read the alerts firing).
+        if let Some(c) = &self.coalescer {
+            c.forget_all();
+        }
         tx.commit().await?;
-        // An operator may have resolved an incident whose alerts still fire: what ingest
-        // knows of them no longer holds.
         if let Some(c) = &self.coalescer {
             c.forget_all();
         }

@@ -14,8 +14,9 @@
 //! The engine tells the coalescer what it applied ([`Coalescer::applied`]), after its commit;
 //! ingest tells it what it queued and what it stored. Both run in the same process only when one
 //! replica serves the store (SQLite, or `store.replicas = 1`); with several, signals for one
-//! alert may arrive at any of them, and none coalesces. An operator's update or a new incident
-//! by hand forgets everything known ([`Coalescer::forget_all`]).
+//! alert may arrive at any of them, and none coalesces. An operator's update forgets everything
+//! known ([`Coalescer::forget_all`]), before and after its commit; an engine step that began
+//! before it cannot make an alert known again.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -43,6 +44,9 @@ struct State {
     queued: HashMap<String, u32>,
     /// Alerts seen again by coalesced signals, and when last.
     seen: HashMap<String, Timestamp>,
+    /// Counts [`Coalescer::forget_all`]: what a step that began before one applied is not
+    /// known as firing.
+    epoch: u64,
 }
 
 /// See the module's documentation. Cheap to clone: one shared state.
@@ -109,22 +113,39 @@ impl Coalescer {
         }
     }
 
-    /// The signals [`Coalescer::sort`] queued were not stored (the store failed).
-    pub fn not_stored(&self, signals: &[(Timestamp, Signal)]) {
+    /// The signals [`Coalescer::sort`] queued, by fingerprint, were not stored (the store
+    /// failed, or the request went before it reached the writer).
+    pub fn not_stored(&self, fingerprints: &[String]) {
         if let Ok(mut state) = self.0.lock() {
-            for (_, s) in signals {
-                unqueue(&mut state, &s.fingerprint);
+            for fp in fingerprints {
+                unqueue(&mut state, fp);
             }
         }
     }
 
-    /// The engine committed a step that applied signals up to `through` for `fingerprint`,
-    /// the last of them firing with `digest` and its alert firing (`Some`), or not (`None`).
-    pub fn applied(&self, fingerprint: &str, through: i64, digest: Option<u64>) {
+    /// Gives back last-seen times that could not be written.
+    pub fn seen_again(&self, fingerprints: Vec<String>, at: Timestamp) {
+        if let Ok(mut state) = self.0.lock() {
+            for fp in fingerprints {
+                let seen = state.seen.entry(fp).or_insert(at);
+                *seen = (*seen).max(at);
+            }
+        }
+    }
+
+    /// What [`Coalescer::applied`] needs to be given by a step that begins now.
+    pub fn epoch(&self) -> u64 {
+        self.0.lock().map(|s| s.epoch).unwrap_or(u64::MAX)
+    }
+
+    /// The engine committed a step, begun at `epoch`, that applied signals up to `through` for
+    /// `fingerprint`, the last of them firing with `digest` and its alert firing (`Some`), or
+    /// not (`None`). A step begun before an operator's update says nothing of what fires.
+    pub fn applied(&self, epoch: u64, fingerprint: &str, through: i64, digest: Option<u64>) {
         let Ok(mut state) = self.0.lock() else {
             return;
         };
-        match digest {
+        match digest.filter(|_| epoch == state.epoch) {
             Some(digest) => {
                 state
                     .known
@@ -149,6 +170,7 @@ impl Coalescer {
     pub fn forget_all(&self) {
         if let Ok(mut state) = self.0.lock() {
             state.known.clear();
+            state.epoch += 1;
         }
     }
 
@@ -217,12 +239,12 @@ mod tests {
         store(&c, &firing, 1);
         // Stored but not applied: stored again.
         store(&c, &firing, 2);
-        c.applied(&firing.fingerprint, 2, Some(digest(&firing)));
+        c.applied(c.epoch(), &firing.fingerprint, 2, Some(digest(&firing)));
         assert_eq!(c.sort(&at(&firing)), [Some(2)]);
         // Another summary, a resolution: stored.
         let changed = signal("CupDown", SignalStatus::Firing, "ancora giù");
         assert_eq!(c.sort(&at(&changed)), [None]);
-        c.not_stored(&at(&changed));
+        c.not_stored(std::slice::from_ref(&changed.fingerprint));
         let resolved = signal("CupDown", SignalStatus::Resolved, "giù");
         assert_eq!(resolved.fingerprint, firing.fingerprint);
         assert_eq!(c.sort(&at(&resolved)), [None]);
@@ -231,12 +253,17 @@ mod tests {
         // engine applies the resolution.
         assert_eq!(c.sort(&at(&firing)), [None]);
         c.stored(&at(&firing), &[4]);
-        c.applied(&firing.fingerprint, 3, None);
+        c.applied(c.epoch(), &firing.fingerprint, 3, None);
         assert_eq!(c.sort(&at(&firing)), [None], "4 is not applied yet");
         c.stored(&at(&firing), &[5]);
-        c.applied(&firing.fingerprint, 5, Some(digest(&firing)));
+        c.applied(c.epoch(), &firing.fingerprint, 5, Some(digest(&firing)));
         assert_eq!(c.sort(&at(&firing)), [Some(5)]);
+        // An operator's update: a step begun before it cannot make the alert known again.
+        let before = c.epoch();
         c.forget_all();
+        assert_eq!(c.sort(&at(&firing)), [None]);
+        c.stored(&at(&firing), &[6]);
+        c.applied(before, &firing.fingerprint, 6, Some(digest(&firing)));
         assert_eq!(c.sort(&at(&firing)), [None]);
     }
 
@@ -245,7 +272,7 @@ mod tests {
         let c = Coalescer::default();
         let firing = signal("CupDown", SignalStatus::Firing, "giù");
         store(&c, &firing, 1);
-        c.applied(&firing.fingerprint, 1, Some(digest(&firing)));
+        c.applied(c.epoch(), &firing.fingerprint, 1, Some(digest(&firing)));
         // A change is queued, not stored yet: the old content that follows is not a repeat.
         let changed = signal("CupDown", SignalStatus::Firing, "ancora giù");
         assert_eq!(c.sort(&at(&changed)), [None]);
@@ -253,7 +280,7 @@ mod tests {
         let both = [at(&changed), at(&firing)].concat();
         c.stored(&both, &[2, 3]);
         // An engine step that began before them publishes what it applied: still not a repeat.
-        c.applied(&firing.fingerprint, 1, Some(digest(&firing)));
+        c.applied(c.epoch(), &firing.fingerprint, 1, Some(digest(&firing)));
         assert_eq!(c.sort(&at(&firing)), [None]);
     }
 
@@ -262,7 +289,7 @@ mod tests {
         let c = Coalescer::default();
         let firing = signal("CupDown", SignalStatus::Firing, "giù");
         store(&c, &firing, 1);
-        c.applied(&firing.fingerprint, 1, Some(digest(&firing)));
+        c.applied(c.epoch(), &firing.fingerprint, 1, Some(digest(&firing)));
         let later = Timestamp::from_second(60).unwrap();
         assert_eq!(c.sort(&[(later, firing.clone())]), [Some(1)]);
         assert_eq!(c.sort(&at(&firing)), [Some(1)]);

@@ -51,86 +51,76 @@ impl IngestQueue {
         };
         let repeats = coalescer.sort(&signals);
         if repeats.iter().all(Option::is_none) {
-            let queued = Queued::new(coalescer, &signals);
-            let ids = self.write(signals.clone()).await?;
-            queued.stored(&ids);
-            return Ok(ids);
+            return self.write(signals).await;
         }
-        for ((_, s), _) in signals.iter().zip(&repeats).filter(|(_, r)| r.is_some()) {
-            metrics::counter!("banditore_signals_coalesced_total", "source" => s.source.as_str())
-                .increment(1);
+        let mut fresh = Vec::new();
+        let mut repeated = Vec::new();
+        for (signal, repeat) in signals.into_iter().zip(&repeats) {
+            match repeat {
+                Some(_) => repeated.push(signal.1.source),
+                None => fresh.push(signal),
+            }
         }
-        let fresh: Vec<(Timestamp, Signal)> = signals
-            .iter()
-            .zip(&repeats)
-            .filter(|(_, r)| r.is_none())
-            .map(|(s, _)| s.clone())
-            .collect();
         let mut ids = if fresh.is_empty() {
             Vec::new()
         } else {
-            let queued = Queued::new(coalescer, &fresh);
-            let ids = self.write(fresh.clone()).await?;
-            queued.stored(&ids);
-            ids
+            self.write(fresh).await?
         }
         .into_iter();
+        for source in repeated {
+            metrics::counter!("banditore_signals_coalesced_total", "source" => source.as_str())
+                .increment(1);
+        }
         Ok(repeats
             .into_iter()
             .map(|r| r.or_else(|| ids.next()).unwrap_or_default())
             .collect())
     }
 
+    /// Hands signals to the writer and waits for their ids. Once handed over they are the
+    /// writer's, for the coalescer too (stored or not, it says so before it answers); a request
+    /// dropped before that un-queues them itself.
     async fn write(&self, signals: Vec<(Timestamp, Signal)>) -> Result<Vec<i64>, StoreError> {
+        let mut unsent = self.coalescer.as_ref().map(|c| Unsent {
+            coalescer: c,
+            fingerprints: signals.iter().map(|(_, s)| s.fingerprint.clone()).collect(),
+        });
         let (reply, answer) = oneshot::channel();
-        self.sender
-            .send((signals, reply))
-            .await
-            .map_err(|_| StoreError::Unavailable("shutting down".into()))?;
+        let sent = self.sender.send((signals, reply)).await;
+        if sent.is_ok()
+            && let Some(u) = unsent.as_mut()
+        {
+            u.fingerprints.clear();
+        }
+        sent.map_err(|_| StoreError::Unavailable("shutting down".into()))?;
         answer
             .await
             .map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
     }
 }
 
-/// Signals a [`Coalescer`] counts as queued: told when they are stored, or that they never
-/// will be (the store failed, or the request was dropped while it waited).
-struct Queued<'a> {
+/// Signals the [`Coalescer`] counts as queued that never reached the writer.
+struct Unsent<'a> {
     coalescer: &'a Coalescer,
-    signals: &'a [(Timestamp, Signal)],
-    done: bool,
+    fingerprints: Vec<String>,
 }
 
-impl<'a> Queued<'a> {
-    fn new(coalescer: &'a Coalescer, signals: &'a [(Timestamp, Signal)]) -> Queued<'a> {
-        Queued {
-            coalescer,
-            signals,
-            done: false,
-        }
-    }
-
-    fn stored(mut self, ids: &[i64]) {
-        self.coalescer.stored(self.signals, ids);
-        self.done = true;
-    }
-}
-
-impl Drop for Queued<'_> {
+impl Drop for Unsent<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            self.coalescer.not_stored(self.signals);
+        if !self.fingerprints.is_empty() {
+            self.coalescer.not_stored(&self.fingerprints);
         }
     }
 }
 
-/// Writes the last-seen times of alerts coalesced re-sends saw; kept for the next round when the
-/// store fails.
+/// Writes the last-seen times of alerts coalesced re-sends saw; given back for the next round
+/// when the store fails.
 async fn write_seen(store: &dyn Store, coalescer: &Coalescer) {
     if let Some((fingerprints, at)) = coalescer.take_seen()
         && let Err(e) = store.touch_alerts_seen(&fingerprints, at).await
     {
-        tracing::warn!(error = %e, alerts = fingerprints.len(), "cannot write when alerts were last seen");
+        tracing::warn!(error = %e, alerts = fingerprints.len(), "cannot write when alerts were last seen; trying again");
+        coalescer.seen_again(fingerprints, at);
     }
 }
 
@@ -141,21 +131,20 @@ async fn write(
     coalescer: Option<Coalescer>,
 ) {
     let mut requests: Vec<Request> = Vec::new();
-    let mut seen = tokio::time::interval(SEEN_EVERY);
-    seen.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let received = tokio::select! {
-            n = receiver.recv_many(&mut requests, 256) => n,
-            _ = seen.tick() => {
-                if let Some(c) = &coalescer {
-                    write_seen(store.as_ref(), c).await;
-                }
-                continue;
+    // Last-seen times go in a task of their own: waiting on rows another transaction holds,
+    // they must not hold back the signals' commits.
+    let flusher = coalescer.clone().map(|c| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut seen = tokio::time::interval(SEEN_EVERY);
+            seen.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                seen.tick().await;
+                write_seen(store.as_ref(), &c).await;
             }
-        };
-        if received == 0 {
-            break;
-        }
+        })
+    });
+    while receiver.recv_many(&mut requests, 256).await > 0 {
         // Take more while they fit: everything that queued during the last commit.
         let mut count: usize = requests.iter().map(|(s, _)| s.len()).sum();
         while count < MAX_BATCH {
@@ -175,7 +164,18 @@ async fn write(
             all.extend(signals);
             replies.push(reply);
         }
-        match store.insert_signals(&all).await {
+        let result = store.insert_signals(&all).await;
+        if let Some(c) = &coalescer {
+            match &result {
+                Ok(ids) => c.stored(&all, ids),
+                Err(_) => c.not_stored(
+                    &all.iter()
+                        .map(|(_, s)| s.fingerprint.clone())
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        match result {
             Ok(ids) => {
                 let mut rest = ids.as_slice();
                 for (size, reply) in sizes.into_iter().zip(replies) {
@@ -199,6 +199,10 @@ async fn write(
                 }
             }
         }
+    }
+    if let Some(flusher) = flusher {
+        flusher.abort();
+        let _ = flusher.await;
     }
     if let Some(c) = &coalescer {
         write_seen(store.as_ref(), c).await;

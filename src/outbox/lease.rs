@@ -70,6 +70,14 @@ impl Leases {
         self.renewed.map_or(claimed_at, |r| r.max(claimed_at))
     }
 
+    /// Deliveries claimed elsewhere at `claimed_at` (by the pipeline) join what this worker
+    /// holds: a renewal made since then did not cover them, so none counts until the next.
+    pub(super) fn joined(&mut self, claimed_at: Timestamp) {
+        if let Some(r) = self.renewed.as_mut() {
+            *r = (*r).min(claimed_at);
+        }
+    }
+
     /// Whether the look last made at `last` is due again at `now`: a quarter of a lease later,
     /// or at once if the clock went back.
     fn due(last: Option<Timestamp>, now: Timestamp, every: Duration) -> bool {
@@ -93,6 +101,8 @@ impl Dispatcher {
     /// tried again at the next call.
     pub async fn keep_leases(&mut self, now: Timestamp) -> LeaseWork {
         let kind = self.channel.kind();
+        // What the pipeline handed over is renewed with the rest.
+        self.take_handed_over();
         let every = Leases::every(self.config.lease);
         let mut work = LeaseWork::default();
         self.leases.start(now);

@@ -36,6 +36,7 @@ mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -115,6 +116,8 @@ pub struct Dispatcher {
     received: Option<mpsc::UnboundedReceiver<Outcome>>,
     /// Deliveries the pipeline claimed for this worker (see [`Handover`]), with when.
     inbox: Option<mpsc::UnboundedReceiver<(Vec<ClaimedDelivery>, Timestamp)>>,
+    /// The queue's length after the last step, for the pipeline to claim no more than fits.
+    queued: Arc<AtomicUsize>,
 }
 
 /// The way from the pipeline to this replica's dispatchers. The leader's pipeline writes an
@@ -123,18 +126,21 @@ pub struct Dispatcher {
 /// claim, and without the dispatcher's round to the store. The claim is the outbox's own (same
 /// lease, same owner, same rule that an earlier delivery to a recipient goes first), so a crash
 /// after the commit leaves leased deliveries that are taken back as any others.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Handover {
     owner: String,
     lease: Duration,
     doors: Arc<HashMap<ChannelKind, Door>>,
+    pauses: Pauses,
 }
 
 /// One dispatcher's way in.
 pub struct Door {
     kind: ChannelKind,
     /// How many to claim at most: what the dispatcher starts at once.
-    limit: u32,
+    limit: usize,
+    /// How many wait in the dispatcher's queue.
+    queued: Arc<AtomicUsize>,
     sender: mpsc::UnboundedSender<(Vec<ClaimedDelivery>, Timestamp)>,
     bell: Arc<Notify>,
 }
@@ -145,6 +151,7 @@ impl Handover {
             owner: crew.owner.clone(),
             lease,
             doors: Arc::new(doors.into_iter().map(|d| (d.kind, d)).collect()),
+            pauses: crew.pauses.clone(),
         }
     }
 
@@ -154,10 +161,17 @@ impl Handover {
     }
 
     /// How many deliveries of `kind` to claim at `now` and until when; `None` when no
-    /// dispatcher of this replica sends on that channel.
+    /// dispatcher of this replica sends on that channel, or the channel is paused (its
+    /// dispatcher tries one delivery at a time, when its probe is due).
     pub fn wants(&self, kind: ChannelKind, now: Timestamp) -> Option<(u32, Timestamp)> {
+        if self.pauses.get(kind).is_some() {
+            return None;
+        }
         let door = self.doors.get(&kind)?;
-        Some((door.limit, later_by(now, self.lease)))
+        let room = door
+            .limit
+            .saturating_sub(door.queued.load(Ordering::Relaxed));
+        (room > 0).then(|| (room as u32, later_by(now, self.lease)))
     }
 
     /// Gives each dispatcher what was claimed for it at `claimed_at`, once the claim is
@@ -264,6 +278,7 @@ impl Dispatcher {
             results,
             received: Some(received),
             inbox: None,
+            queued: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -274,10 +289,24 @@ impl Dispatcher {
         self.inbox = Some(inbox);
         Door {
             kind: self.channel.kind(),
-            limit: self.concurrency.min(self.prefetch) as u32,
+            limit: self.concurrency.min(self.prefetch),
+            queued: self.queued.clone(),
             sender,
             bell: self.wake.clone(),
         }
+    }
+
+    /// Queues what the pipeline handed over, as held since its claim; returns how many.
+    fn take_handed_over(&mut self) -> usize {
+        let mut taken = 0;
+        while let Some(Ok((claimed, at))) = self.inbox.as_mut().map(|i| i.try_recv()) {
+            taken += claimed.len();
+            self.leases.joined(at);
+            self.held.add(claimed.iter().map(|d| d.id));
+            self.queue.extend(claimed.into_iter().map(|d| (d, at)));
+        }
+        self.queued.store(self.queue.len(), Ordering::Relaxed);
+        taken
     }
 
     /// The channel this dispatcher sends through.
@@ -364,15 +393,11 @@ impl Dispatcher {
         let kind = self.channel.kind();
         self.leases.start(now);
         while self.in_flight.try_join_next().is_some() {}
-        let mut done = Dispatched::default();
-        // What the pipeline claimed for this worker goes first: it was claimed first.
-        if let Some(inbox) = self.inbox.as_mut() {
-            while let Ok((claimed, at)) = inbox.try_recv() {
-                done.claimed += claimed.len();
-                self.held.add(claimed.iter().map(|d| d.id));
-                self.queue.extend(claimed.into_iter().map(|d| (d, at)));
-            }
-        }
+        let mut done = Dispatched {
+            // What the pipeline claimed for this worker goes first: it was claimed first.
+            claimed: self.take_handed_over(),
+            ..Dispatched::default()
+        };
         // While the channel is paused, one delivery at a time is claimed, when its probe is
         // due, and nothing else is sent.
         let pause = self.pauses.get(kind);
@@ -436,6 +461,7 @@ impl Dispatcher {
             done.started += 1;
         }
         done.in_flight = self.in_flight.len();
+        self.queued.store(self.queue.len(), Ordering::Relaxed);
         if self.queue.is_empty() && maybe_more && pause.is_none() {
             done.more = true;
             done.next = now;
