@@ -398,6 +398,9 @@ impl Dispatcher {
             claimed: self.take_handed_over(),
             ..Dispatched::default()
         };
+        // Deliveries just handed over start before this worker asks the store for more (the
+        // next step, at once, does): a desk's message does not wait for a claim of its own.
+        let handed_over = done.claimed > 0;
         // While the channel is paused, one delivery at a time is claimed, when its probe is
         // due, and nothing else is sent.
         let pause = self.pauses.get(kind);
@@ -407,7 +410,8 @@ impl Dispatcher {
         // A short claim does not mean the outbox is drained: other replicas may have held some
         // rows for a moment. Only an empty one stops claiming.
         let mut maybe_more = true;
-        if self.queue.len() < self.concurrency.min(self.prefetch)
+        if !handed_over
+            && self.queue.len() < self.concurrency.min(self.prefetch)
             && (pause.is_none() || (self.queue.is_empty() && probe_due))
         {
             let want = if pause.is_some() {

@@ -482,10 +482,13 @@ async fn deliveries_handed_over_by_the_pipeline_go_out_without_a_claim_of_the_di
     handover.give(vec![(ChannelKind::Email, claimed)], t);
     assert_eq!(bench.deliveries("sending").await, 2);
     assert_eq!(bench.deliveries("pending").await, 1);
-    // The dispatcher starts the two it was given and claims the third itself.
+    // The dispatcher starts the two it was given before asking the store for more, then, at
+    // once, claims the third itself.
     let step = d.step(t).await.unwrap();
-    assert_eq!(step.claimed, 3, "{step:?}");
-    assert_eq!(step.started, 3, "{step:?}");
+    assert_eq!((step.claimed, step.started), (2, 2), "{step:?}");
+    assert!(step.more, "{step:?}");
+    let step = d.step(t).await.unwrap();
+    assert_eq!((step.claimed, step.started), (1, 1), "{step:?}");
     let outcomes = settle(&mut d, t).await;
     assert_eq!(outcomes.len(), 3);
     let mut sent: Vec<String> = (0..3).map(|_| began.try_recv().unwrap()).collect();
