@@ -11,31 +11,18 @@
 #[path = "../tests/integration/support/mod.rs"]
 mod support;
 
+#[path = "shared/mod.rs"]
+mod shared;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use shared::*;
 use support::*;
 use tokio::sync::mpsc;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The first of `names` found on the `PATH` (or the path in the variable `var`, when set).
 fn find_tool(var: &str, names: &[&str]) -> Option<PathBuf> {
@@ -329,7 +316,7 @@ async fn ingest(seconds: u64, tools: &Tools) {
             &ours_script,
             &app.url("/api/v1/signals/alertmanager"),
         );
-        let rss = app.pid().map(rss_mib).unwrap_or(0.0);
+        let rss = app.pid().map_or(0.0, |p| mib(rss_kib(p)));
         drop(app);
         let mut line = format!(
             "ingest, {connections} connections, 1 alert per request: Banditore {ours:.0} signals/s ({rss:.1} MiB resident{})",
@@ -362,32 +349,6 @@ async fn ingest(seconds: u64, tools: &Tools) {
     }
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// The size of the email a desk gets for the fan-out's incident, as an SMTP server receives it:
 /// the reference sends messages of the same size.
 async fn message_size() -> usize {
@@ -401,23 +362,6 @@ async fn message_size() -> usize {
     fire_cup_down(&app).await;
     let mails = smtp.wait_for("desk@asl.example", 1, Duration::from_secs(30));
     mails[0].raw.len()
-}
-
-async fn fire_cup_down(app: &TestApp) -> Instant {
-    let body = alertmanager(
-        "firing",
-        "CupDown",
-        &[("service", "cup-backend"), ("severity", "critical")],
-        "CUP backend non risponde",
-    );
-    let started = Instant::now();
-    assert_eq!(
-        app.post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
-            .await
-            .status(),
-        202
-    );
-    started
 }
 
 /// One incident to `desks` email addresses (subscribers of ten desks each) into Postfix's
@@ -468,7 +412,7 @@ async fn fanout(desks: usize, tools: &Tools) {
             "banditore_deliveries_total{channel=\"email\",outcome=\"sent\"}",
         )
         .await as usize;
-        peak = peak.max(rss_mib(pid));
+        peak = peak.max(mib(rss_kib(pid)));
         if sent > 0 && first.is_none() {
             first = Some(started.elapsed());
         }
