@@ -145,13 +145,17 @@ impl Pipeline {
     /// engine wrote an update; and the first deliveries of every channel that got some are
     /// claimed for this replica's dispatchers. Once committed, those go to the dispatchers.
     pub async fn step(&self, now: Timestamp, route: bool) -> Result<Stepped, StoreError> {
+        let started = std::time::Instant::now();
         let mut tx = self.store.begin().await?;
+        let begun = started.elapsed();
         let engine = self.engine.step_in(tx.as_mut(), now).await?;
+        let applied = started.elapsed();
         let routed = if route || engine.updates > 0 {
             Some(self.router.step_in(tx.as_mut(), now).await?)
         } else {
             None
         };
+        let routed_at = started.elapsed();
         // The lease runs from the claim, not from the start of the step.
         let claimed_at = Timestamp::now();
         let mut claimed = Vec::new();
@@ -164,7 +168,18 @@ impl Pipeline {
                 claimed.push((channel, deliveries));
             }
         }
+        let claimed_by = started.elapsed();
         tx.commit().await?;
+        if engine.signals > 0 || routed.is_some() {
+            tracing::trace!(
+                begin_us = begun.as_micros(),
+                engine_us = (applied - begun).as_micros(),
+                route_us = (routed_at - applied).as_micros(),
+                claim_us = (claimed_by - routed_at).as_micros(),
+                commit_us = (started.elapsed() - claimed_by).as_micros(),
+                "pipeline step timed"
+            );
+        }
         self.engine.committed(&engine);
         let count = claimed.iter().map(|(_, d)| d.len()).sum();
         self.handover.give(claimed, claimed_at);
