@@ -598,11 +598,22 @@ impl Engine {
         if let Some(c) = &self.coalescer {
             c.forget_all();
         }
+        let forget = ForgetOnDrop(self.coalescer.as_ref());
         tx.commit().await?;
-        if let Some(c) = &self.coalescer {
+        drop(forget);
+        Ok((incident, update))
+    }
+}
+
+/// Forgets what the coalescer knows when dropped: after an operator's commit, even when the
+/// request is gone before the code after the commit runs.
+struct ForgetOnDrop<'a>(Option<&'a Coalescer>);
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
             c.forget_all();
         }
-        Ok((incident, update))
     }
 }
 

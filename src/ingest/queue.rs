@@ -133,14 +133,19 @@ async fn write(
     let mut requests: Vec<Request> = Vec::new();
     // Last-seen times go in a task of their own: waiting on rows another transaction holds,
     // they must not hold back the signals' commits.
+    let stop_flushing = tokio_util::sync::CancellationToken::new();
     let flusher = coalescer.clone().map(|c| {
         let store = store.clone();
+        let stop = stop_flushing.clone();
         tokio::spawn(async move {
             let mut seen = tokio::time::interval(SEEN_EVERY);
             seen.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                seen.tick().await;
-                write_seen(store.as_ref(), &c).await;
+                // Stopped only between writes, so that none is cut off half done.
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = seen.tick() => write_seen(store.as_ref(), &c).await,
+                }
             }
         })
     });
@@ -201,7 +206,7 @@ async fn write(
         }
     }
     if let Some(flusher) = flusher {
-        flusher.abort();
+        stop_flushing.cancel();
         let _ = flusher.await;
     }
     if let Some(c) = &coalescer {

@@ -101,11 +101,12 @@ impl Dispatcher {
     /// tried again at the next call.
     pub async fn keep_leases(&mut self, now: Timestamp) -> LeaseWork {
         let kind = self.channel.kind();
-        // What the pipeline handed over is renewed with the rest.
-        self.take_handed_over();
         let every = Leases::every(self.config.lease);
         let mut work = LeaseWork::default();
         self.leases.start(now);
+        // What the pipeline handed over is renewed with the rest (the clock started first, so
+        // that their claim pulls it back).
+        self.take_handed_over();
         if Leases::due(self.leases.renewed, now, every) {
             let ids = self.held.ids();
             if ids.is_empty() {

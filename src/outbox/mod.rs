@@ -118,6 +118,10 @@ pub struct Dispatcher {
     inbox: Option<mpsc::UnboundedReceiver<(Vec<ClaimedDelivery>, Timestamp)>>,
     /// The queue's length after the last step, for the pipeline to claim no more than fits.
     queued: Arc<AtomicUsize>,
+    /// Deliveries handed over and still in the inbox (counted by the pipeline as it gives).
+    in_inbox: Arc<AtomicUsize>,
+    /// Handed-over deliveries queued since the last step.
+    handed: usize,
 }
 
 /// The way from the pipeline to this replica's dispatchers. The leader's pipeline writes an
@@ -139,8 +143,9 @@ pub struct Door {
     kind: ChannelKind,
     /// How many to claim at most: what the dispatcher starts at once.
     limit: usize,
-    /// How many wait in the dispatcher's queue.
+    /// How many wait in the dispatcher's queue, and in its inbox.
     queued: Arc<AtomicUsize>,
+    in_inbox: Arc<AtomicUsize>,
     sender: mpsc::UnboundedSender<(Vec<ClaimedDelivery>, Timestamp)>,
     bell: Arc<Notify>,
 }
@@ -168,9 +173,8 @@ impl Handover {
             return None;
         }
         let door = self.doors.get(&kind)?;
-        let room = door
-            .limit
-            .saturating_sub(door.queued.load(Ordering::Relaxed));
+        let waiting = door.queued.load(Ordering::Relaxed) + door.in_inbox.load(Ordering::Relaxed);
+        let room = door.limit.saturating_sub(waiting);
         (room > 0).then(|| (room as u32, later_by(now, self.lease)))
     }
 
@@ -182,10 +186,14 @@ impl Handover {
             if deliveries.is_empty() {
                 continue;
             }
-            if let Some(door) = self.doors.get(&kind)
-                && door.sender.send((deliveries, claimed_at)).is_ok()
-            {
-                door.bell.notify_one();
+            if let Some(door) = self.doors.get(&kind) {
+                let n = deliveries.len();
+                door.in_inbox.fetch_add(n, Ordering::Relaxed);
+                if door.sender.send((deliveries, claimed_at)).is_ok() {
+                    door.bell.notify_one();
+                } else {
+                    door.in_inbox.fetch_sub(n, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -279,6 +287,8 @@ impl Dispatcher {
             received: Some(received),
             inbox: None,
             queued: Arc::new(AtomicUsize::new(0)),
+            in_inbox: Arc::new(AtomicUsize::new(0)),
+            handed: 0,
         }
     }
 
@@ -291,22 +301,23 @@ impl Dispatcher {
             kind: self.channel.kind(),
             limit: self.concurrency.min(self.prefetch),
             queued: self.queued.clone(),
+            in_inbox: self.in_inbox.clone(),
             sender,
             bell: self.wake.clone(),
         }
     }
 
-    /// Queues what the pipeline handed over, as held since its claim; returns how many.
-    fn take_handed_over(&mut self) -> usize {
-        let mut taken = 0;
+    /// Queues what the pipeline handed over, as held since its claim, and counts it for the
+    /// next step (which starts it before claiming anything itself).
+    fn take_handed_over(&mut self) {
         while let Some(Ok((claimed, at))) = self.inbox.as_mut().map(|i| i.try_recv()) {
-            taken += claimed.len();
+            self.in_inbox.fetch_sub(claimed.len(), Ordering::Relaxed);
+            self.handed += claimed.len();
             self.leases.joined(at);
             self.held.add(claimed.iter().map(|d| d.id));
             self.queue.extend(claimed.into_iter().map(|d| (d, at)));
         }
         self.queued.store(self.queue.len(), Ordering::Relaxed);
-        taken
     }
 
     /// The channel this dispatcher sends through.
@@ -393,9 +404,10 @@ impl Dispatcher {
         let kind = self.channel.kind();
         self.leases.start(now);
         while self.in_flight.try_join_next().is_some() {}
+        self.take_handed_over();
         let mut done = Dispatched {
             // What the pipeline claimed for this worker goes first: it was claimed first.
-            claimed: self.take_handed_over(),
+            claimed: std::mem::take(&mut self.handed),
             ..Dispatched::default()
         };
         // Deliveries just handed over start before this worker asks the store for more (the
