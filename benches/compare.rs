@@ -401,32 +401,11 @@ async fn fanout(desks: usize, tools: &Tools) {
         &[("BANDITORE__CHANNELS__EMAIL__POOL_SIZE", "16")],
     )
     .await;
-    let pid = app.pid().unwrap();
     let started = fire_cup_down(&app).await;
-    let mut first = None;
-    let mut peak: f64 = 0.0;
-    loop {
-        // The counter is kept in memory: polling it costs the store nothing.
-        let sent = metric(
-            &app,
-            "banditore_deliveries_total{channel=\"email\",outcome=\"sent\"}",
-        )
-        .await as usize;
-        peak = peak.max(mib(rss_kib(pid)));
-        if sent > 0 && first.is_none() {
-            first = Some(started.elapsed());
-        }
-        if sent >= desks {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            println!("fanout: gave up after 600 s with {sent} of {desks} sent");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let total = started.elapsed();
-    let first = first.unwrap_or_default();
+    let Some(run) = wait_for_emails(&[&app], desks, started, Duration::from_secs(600)).await else {
+        return;
+    };
+    let (first, total, peak) = (run.first, run.total, mib(run.peak_kib));
     let ours = desks as f64 / total.as_secs_f64();
     drop(app);
     let began = Instant::now();

@@ -325,32 +325,13 @@ async fn fanout(subscribers: usize, pool_size: u32, store: Store) {
     // Each replica loads the configured subscribers into the store before it reports ready.
     let startup = starting.elapsed() / replicas as u32;
     let app = &apps[0];
-    let pids: Vec<u32> = apps.iter().filter_map(TestApp::pid).collect();
     let started = fire_cup_down(app).await;
-    let mut first = None;
-    let mut peak = 0;
-    loop {
-        // The gauge counts the store's rows, so one replica sees the whole deployment's work.
-        let sent = metric(
-            app,
-            "banditore_deliveries{channel=\"email\",state=\"sent\"}",
-        )
-        .await as usize;
-        peak = peak.max(pids.iter().map(|&p| rss_kib(p)).max().unwrap_or(0));
-        if sent > 0 && first.is_none() {
-            first = Some(started.elapsed());
-        }
-        if sent >= subscribers {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            println!("fanout: gave up after 300 s with {sent} sent");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let total = started.elapsed();
-    let first = first.unwrap_or_default();
+    let all: Vec<&TestApp> = apps.iter().collect();
+    let Some(run) = wait_for_emails(&all, subscribers, started, Duration::from_secs(300)).await
+    else {
+        return;
+    };
+    let (first, total, peak) = (run.first, run.total, run.peak_kib);
     let on = match store {
         Store::Sqlite => "1 replica on SQLite".to_owned(),
         Store::Postgres { replicas: 1 } => "1 replica on PostgreSQL".to_owned(),

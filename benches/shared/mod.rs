@@ -1,5 +1,5 @@
 //! What both benchmarks share: percentiles, memory read from `/proc`, a free port, a metric read
-//! from `/metrics`, and the alert every fan-out starts from.
+//! from `/metrics`, the alert every fan-out starts from, and the wait for a fan-out to finish.
 
 #![allow(dead_code)]
 
@@ -69,4 +69,55 @@ pub async fn fire_cup_down(app: &TestApp) -> Instant {
         202
     );
     started
+}
+
+/// How a fan-out went, from the alert: when the first message was sent, when the last, and the
+/// largest resident memory of any replica meanwhile (KiB).
+pub struct FanoutRun {
+    pub first: Duration,
+    pub total: Duration,
+    pub peak_kib: u64,
+}
+
+/// Waits until `apps` together have sent `count` emails since `started`, polling every 20 ms.
+/// It reads each replica's in-memory counter, which costs the store nothing (the gauges from the
+/// store are up to a second old). `None`, after saying so, when `limit` runs out first.
+pub async fn wait_for_emails(
+    apps: &[&TestApp],
+    count: usize,
+    started: Instant,
+    limit: Duration,
+) -> Option<FanoutRun> {
+    let pids: Vec<u32> = apps.iter().filter_map(|a| a.pid()).collect();
+    let mut first = None;
+    let mut peak_kib = 0;
+    loop {
+        let mut sent = 0;
+        for app in apps {
+            sent += metric(
+                app,
+                "banditore_deliveries_total{channel=\"email\",outcome=\"sent\"}",
+            )
+            .await as usize;
+        }
+        peak_kib = peak_kib.max(pids.iter().map(|&p| rss_kib(p)).max().unwrap_or(0));
+        if sent > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if sent >= count {
+            return Some(FanoutRun {
+                first: first.unwrap_or_default(),
+                total: started.elapsed(),
+                peak_kib,
+            });
+        }
+        if started.elapsed() > limit {
+            println!(
+                "fanout: gave up after {} s with {sent} of {count} sent",
+                limit.as_secs()
+            );
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
