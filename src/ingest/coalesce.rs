@@ -284,6 +284,32 @@ mod tests {
         assert_eq!(c.sort(&at(&firing)), [None]);
     }
 
+    proptest::proptest! {
+        /// Two firing signals count as repeats only when everything the engine compares is the
+        /// same: whatever a monitor writes in the summary, a label or an annotation.
+        #[test]
+        fn only_identical_content_has_the_same_digest(
+            a in crate::hostile::text(),
+            b in crate::hostile::text(),
+            key in crate::hostile::text(),
+        ) {
+            let with = |summary: &str, label: &str, annotation: &str| {
+                let mut s = signal("CupDown", SignalStatus::Firing, summary);
+                s.labels.insert(key.clone(), label.to_owned());
+                s.annotations.insert("description".into(), annotation.to_owned());
+                s
+            };
+            let base = with(&a, &a, &a);
+            proptest::prop_assert_eq!(digest(&base), digest(&with(&a, &a, &a)));
+            for other in [with(&b, &a, &a), with(&a, &b, &a), with(&a, &a, &b)] {
+                let same = other.summary == base.summary
+                    && other.labels == base.labels
+                    && other.annotations == base.annotations;
+                proptest::prop_assert_eq!(digest(&other) == digest(&base), same);
+            }
+        }
+    }
+
     #[test]
     fn seen_times_are_taken_once_with_the_latest() {
         let c = Coalescer::default();

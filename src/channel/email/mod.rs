@@ -536,7 +536,14 @@ mod tests {
             let _entered = runtime.enter();
             let channel = EmailChannel::new(&settings(), None, "d3ad").unwrap();
             let msg = Outgoing { subject: Some(subject), recipient_name: name, text, html, ..outgoing() };
-            let raw = channel.build(&msg).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?.formatted();
+            let built = channel.build(&msg).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            // The envelope is given, not read back from the headers: it must still say what the
+            // From and To headers say, whatever the display name holds.
+            let envelope = built.envelope();
+            proptest::prop_assert_eq!(envelope.from(), Some(&channel.from.email));
+            proptest::prop_assert_eq!(envelope.to().len(), 1);
+            proptest::prop_assert_eq!(envelope.to()[0].to_string(), msg.recipient.clone());
+            let raw = built.formatted();
             if let Err(problem) = check_wire_format(&raw, &msg) {
                 return Err(proptest::test_runner::TestCaseError::fail(problem));
             }
