@@ -413,7 +413,9 @@ impl Ground<'_> {
         );
         let crew = Crew {
             store: store.clone(),
-            owner: self.owner.clone(),
+            // Leases name this process, not only the replica: restarted under a fixed
+            // `cluster.instance`, it takes back what its previous life held once those leases end.
+            owner: format!("{}/{}", self.owner, random_hex(4)),
             links: self.links.clone(),
             pauses: pauses.clone(),
         };

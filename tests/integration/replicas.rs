@@ -176,6 +176,47 @@ async fn a_replica_killed_mid_fan_out_loses_nothing() {
 }
 
 #[tokio::test]
+async fn a_lone_replica_restarted_under_its_name_takes_back_its_hung_send() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    // The relay's port first holds a listener that accepts and never greets: the one send hangs
+    // with its delivery leased, and the process dies there.
+    let mut smtp = SmtpServer::start();
+    smtp.stop();
+    let silent = std::net::TcpListener::bind(smtp.addr()).expect("the relay's port");
+    let env = [
+        ("BANDITORE__STORE__URL", db.url.as_str()),
+        ("BANDITORE__CLUSTER__INSTANCE", "cup-1"),
+        ("BANDITORE__CHANNELS__EMAIL__TIMEOUT", "60s"),
+    ];
+    let mut app = TestApp::spawn(&smtp, &desks(1), &env).await;
+    fire(&app).await;
+    silent.set_nonblocking(true).expect("a listener");
+    let connected = Instant::now();
+    let _held = loop {
+        match silent.accept() {
+            Ok((stream, _)) => break stream,
+            Err(_) if connected.elapsed() < Duration::from_secs(15) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the send never connected: {e}"),
+        }
+    };
+    app.kill();
+    drop(silent);
+    smtp.restart();
+    // Same name, new process: the dead one's lease (3 s) runs out and the send is made again.
+    app.start().await;
+    let restarted = Instant::now();
+    wait_for_total(&smtp, 1, Duration::from_secs(15)).await;
+    eprintln!("sent {:?} after the restart", restarted.elapsed());
+    eventually(|| sent_by(&app), |n| *n == 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(smtp.mails().len(), 1);
+}
+
+#[tokio::test]
 async fn leadership_moves_when_the_leader_dies_or_steps_down() {
     let Some(db) = fresh_database().await else {
         return;
