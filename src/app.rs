@@ -350,7 +350,7 @@ async fn join_cluster(
         owner,
         wake,
         leadership,
-        coalescer: (s.store.replicas <= 1).then(Coalescer::default),
+        coalescer: s.store.is_sqlite().then(Coalescer::default),
     };
     let campaign = Campaign {
         task: campaign,

@@ -12,9 +12,11 @@
 //! `banditore_signals_coalesced_total`), and a crash can lose up to a second of last-seen times.
 //!
 //! The engine tells the coalescer what it applied ([`Coalescer::applied`]), after its commit;
-//! ingest tells it what it queued and what it stored. Both run in the same process only when one
-//! replica serves the store (SQLite, or `store.replicas = 1`); with several, signals for one
-//! alert may arrive at any of them, and none coalesces. An operator's update forgets everything
+//! ingest tells it what it queued and what it stored. Both are known to run in the same process
+//! only on SQLite, whose lock file admits one process. On PostgreSQL none coalesces, even with
+//! `store.replicas = 1`: during a rolling restart two processes share the store for a while, and
+//! the one that stopped leading would answer re-sends from what it knew before the other
+//! applied a change. An operator's update forgets everything
 //! known ([`Coalescer::forget_all`]), before and after its commit; an engine step that began
 //! before it cannot make an alert known again.
 

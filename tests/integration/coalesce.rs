@@ -161,3 +161,27 @@ async fn a_batch_mixing_repeats_and_news_answers_each_in_its_place() {
     assert!(ids[1] > first[1] && ids[2] > ids[1], "{ids:?}");
     assert_eq!(coalesced(&app).await, 1.0);
 }
+
+#[tokio::test]
+async fn on_postgresql_every_re_send_is_stored_even_with_one_replica() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let smtp = SmtpServer::start();
+    // One replica as configured; a rolling restart would still run two for a while.
+    let app = TestApp::spawn(&smtp, "", &[("BANDITORE__STORE__URL", db.url.as_str())]).await;
+    let firing = alertmanager(
+        "firing",
+        "CupDown",
+        &[("service", "cup"), ("severity", "critical")],
+        "CUP non risponde",
+    );
+    let mut ids = post(&app, &firing).await;
+    eventually(|| open_incidents(&app), |i| i.len() == 1).await;
+    for _ in 0..5 {
+        let again = post(&app, &firing).await;
+        assert!(again[0] > ids[ids.len() - 1], "{again:?} after {ids:?}");
+        ids.extend(again);
+    }
+    assert_eq!(coalesced(&app).await, 0.0);
+}
