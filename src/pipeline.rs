@@ -181,6 +181,9 @@ impl Pipeline {
             );
         }
         self.engine.committed(&engine);
+        if let Some(routed) = &routed {
+            routed.committed();
+        }
         let count = claimed.iter().map(|(_, d)| d.len()).sum();
         self.handover.give(claimed, claimed_at);
         Ok(Stepped {

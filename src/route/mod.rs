@@ -36,6 +36,24 @@ pub struct RouteReport {
     /// Drafts that got new parts, waiting for the communications office.
     pub drafts: Vec<i64>,
     pub more: bool,
+    /// Updates nobody heard because a maintenance window covered them.
+    pub silenced: u64,
+    /// The channels whose template failed, once per message sent as the plain fallback.
+    pub render_failures: Vec<ChannelKind>,
+}
+
+impl RouteReport {
+    /// Once the step is committed: counts what it silenced and the templates that failed, so a
+    /// step rolled back and taken again is not counted twice.
+    pub fn committed(&self) {
+        if self.silenced > 0 {
+            metrics::counter!("banditore_updates_silenced_total").increment(self.silenced);
+        }
+        for channel in &self.render_failures {
+            metrics::counter!("banditore_render_failures_total", "channel" => channel.as_str())
+                .increment(1);
+        }
+    }
 }
 
 pub struct Router {
@@ -88,12 +106,13 @@ impl Router {
         let report = self.step_in(tx.as_mut(), now).await?;
         if report.updates > 0 {
             tx.commit().await?;
+            report.committed();
         }
         Ok(report)
     }
 
     /// [`Router::step`] inside the caller's transaction (the pipeline applies signals and claims
-    /// in the same one); the caller commits.
+    /// in the same one); the caller commits, then calls [`RouteReport::committed`].
     pub async fn step_in(
         &self,
         tx: &mut dyn Tx,
@@ -122,6 +141,7 @@ impl Router {
         let mut deliveries = 0;
         let mut channels = BTreeSet::new();
         let mut drafts = BTreeSet::new();
+        let (mut silenced, mut render_failures) = (0, Vec::new());
         let quiet = self.quiet_windows(now).await?;
         for update in &updates {
             let Some(incident) = tx.incident(update.incident_id).await? else {
@@ -141,7 +161,7 @@ impl Router {
                         window,
                         "in maintenance: nobody is notified"
                     );
-                    metrics::counter!("banditore_updates_silenced_total").increment(1);
+                    silenced += 1;
                     tx.set_maintenance(incident.id, Some(window)).await?;
                     tx.mark_routed(update.id, now).await?;
                     continue;
@@ -183,7 +203,7 @@ impl Router {
                         Err(e) => {
                             tracing::error!(incident = incident.id, update = update.seq, %channel, error = %e,
                                 "template failed; sending the plain fallback text");
-                            metrics::counter!("banditore_render_failures_total", "channel" => channel.as_str()).increment(1);
+                            render_failures.push(channel);
                             fallback(&ctx, &language)
                         }
                     };
@@ -266,6 +286,8 @@ impl Router {
             channels,
             drafts: drafts.into_iter().collect(),
             more: updates.len() as u32 == UPDATE_BATCH,
+            silenced,
+            render_failures,
         })
     }
 

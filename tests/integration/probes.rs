@@ -323,6 +323,13 @@ async fn maintenance_windows_and_silences_keep_everyone_quiet_and_show_on_the_in
         smtp.mails_to(DESK).is_empty(),
         "nobody notified in maintenance"
     );
+    // Both openings were silenced, and counted once their steps were committed.
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let silenced = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("banditore_updates_silenced_total "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(silenced.is_some_and(|n| n >= 2.0), "{silenced:?}");
     let listed = app.get_json("/api/v1/silences", VIEWER_TOKEN).await;
     assert_eq!(listed["silences"][0]["id"], silence);
     assert_eq!(listed["maintenance"][0]["open"], true);
