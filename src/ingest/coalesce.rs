@@ -17,14 +17,34 @@
 //! alert may arrive at any of them, and none coalesces. An operator's update forgets everything
 //! known ([`Coalescer::forget_all`]), before and after its commit; an engine step that began
 //! before it cannot make an alert known again.
+//!
+//! Alerts that expire (Prometheus's, see [`Signal::lease`]) are kept firing by their re-sends:
+//! the store holds how long each lasts after it was last seen, so a re-send that moves its end
+//! time forward by as much as time went by changes nothing but the last-seen time, and is
+//! coalesced like any other. One that asks for a lease other than the stored one ([`same_lease`])
+//! is stored and applied, so that the store's expiry is never earlier than the sender asked.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::domain::{Signal, SignalStatus};
+
+/// How far a re-send's lease may differ from the stored one and still be the same: Prometheus
+/// states its end time from the evaluation, sent a moment before it is received.
+const LEASE_SLACK: SignedDuration = SignedDuration::from_secs(2);
+
+/// Whether a re-send asking for a lease of `sent` changes nothing against a stored `stored`:
+/// both absent, or within [`LEASE_SLACK`] (or a twentieth of the stored lease, if more).
+pub fn same_lease(stored: Option<SignedDuration>, sent: Option<SignedDuration>) -> bool {
+    match (stored, sent) {
+        (None, None) => true,
+        (Some(a), Some(b)) => (a - b).abs() <= LEASE_SLACK.max(a / 20),
+        _ => false,
+    }
+}
 
 /// What the engine last applied to a firing alert.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +52,8 @@ struct Known {
     digest: u64,
     /// The last signal applied for the fingerprint.
     through: i64,
+    /// How long the alert fires after it was last seen, as the store holds it.
+    lease: Option<SignedDuration>,
 }
 
 #[derive(Default)]
@@ -81,6 +103,7 @@ impl Coalescer {
             let repeat = match (s.status, state.known.get(fp)) {
                 (SignalStatus::Firing, Some(known))
                     if known.digest == digest(s)
+                        && same_lease(known.lease, s.lease(*now))
                         && !state.queued.contains_key(fp)
                         && state.stored.get(fp).is_none_or(|id| *id <= known.through) =>
                 {
@@ -140,16 +163,29 @@ impl Coalescer {
 
     /// The engine committed a step, begun at `epoch`, that applied signals up to `through` for
     /// `fingerprint`, the last of them firing with `digest` and its alert firing (`Some`), or
-    /// not (`None`). A step begun before an operator's update says nothing of what fires.
-    pub fn applied(&self, epoch: u64, fingerprint: &str, through: i64, digest: Option<u64>) {
+    /// not (`None`), with `lease` stored for the alert. A step begun before an operator's update
+    /// says nothing of what fires.
+    pub fn applied(
+        &self,
+        epoch: u64,
+        fingerprint: &str,
+        through: i64,
+        digest: Option<u64>,
+        lease: Option<SignedDuration>,
+    ) {
         let Ok(mut state) = self.0.lock() else {
             return;
         };
         match digest.filter(|_| epoch == state.epoch) {
             Some(digest) => {
-                state
-                    .known
-                    .insert(fingerprint.to_owned(), Known { digest, through });
+                state.known.insert(
+                    fingerprint.to_owned(),
+                    Known {
+                        digest,
+                        through,
+                        lease,
+                    },
+                );
             }
             None => {
                 state.known.remove(fingerprint);
@@ -162,6 +198,14 @@ impl Coalescer {
             .is_some_and(|id| *id <= through)
         {
             state.stored.remove(fingerprint);
+        }
+    }
+
+    /// The engine resolved the alert of `fingerprint` because it was not sent again in time:
+    /// the next firing signal for it must be stored and applied.
+    pub fn expired(&self, fingerprint: &str) {
+        if let Ok(mut state) = self.0.lock() {
+            state.known.remove(fingerprint);
         }
     }
 
@@ -239,7 +283,13 @@ mod tests {
         store(&c, &firing, 1);
         // Stored but not applied: stored again.
         store(&c, &firing, 2);
-        c.applied(c.epoch(), &firing.fingerprint, 2, Some(digest(&firing)));
+        c.applied(
+            c.epoch(),
+            &firing.fingerprint,
+            2,
+            Some(digest(&firing)),
+            None,
+        );
         assert_eq!(c.sort(&at(&firing)), [Some(2)]);
         // Another summary, a resolution: stored.
         let changed = signal("CupDown", SignalStatus::Firing, "ancora giù");
@@ -253,17 +303,23 @@ mod tests {
         // engine applies the resolution.
         assert_eq!(c.sort(&at(&firing)), [None]);
         c.stored(&at(&firing), &[4]);
-        c.applied(c.epoch(), &firing.fingerprint, 3, None);
+        c.applied(c.epoch(), &firing.fingerprint, 3, None, None);
         assert_eq!(c.sort(&at(&firing)), [None], "4 is not applied yet");
         c.stored(&at(&firing), &[5]);
-        c.applied(c.epoch(), &firing.fingerprint, 5, Some(digest(&firing)));
+        c.applied(
+            c.epoch(),
+            &firing.fingerprint,
+            5,
+            Some(digest(&firing)),
+            None,
+        );
         assert_eq!(c.sort(&at(&firing)), [Some(5)]);
         // An operator's update: a step begun before it cannot make the alert known again.
         let before = c.epoch();
         c.forget_all();
         assert_eq!(c.sort(&at(&firing)), [None]);
         c.stored(&at(&firing), &[6]);
-        c.applied(before, &firing.fingerprint, 6, Some(digest(&firing)));
+        c.applied(before, &firing.fingerprint, 6, Some(digest(&firing)), None);
         assert_eq!(c.sort(&at(&firing)), [None]);
     }
 
@@ -272,7 +328,13 @@ mod tests {
         let c = Coalescer::default();
         let firing = signal("CupDown", SignalStatus::Firing, "giù");
         store(&c, &firing, 1);
-        c.applied(c.epoch(), &firing.fingerprint, 1, Some(digest(&firing)));
+        c.applied(
+            c.epoch(),
+            &firing.fingerprint,
+            1,
+            Some(digest(&firing)),
+            None,
+        );
         // A change is queued, not stored yet: the old content that follows is not a repeat.
         let changed = signal("CupDown", SignalStatus::Firing, "ancora giù");
         assert_eq!(c.sort(&at(&changed)), [None]);
@@ -280,7 +342,13 @@ mod tests {
         let both = [at(&changed), at(&firing)].concat();
         c.stored(&both, &[2, 3]);
         // An engine step that began before them publishes what it applied: still not a repeat.
-        c.applied(c.epoch(), &firing.fingerprint, 1, Some(digest(&firing)));
+        c.applied(
+            c.epoch(),
+            &firing.fingerprint,
+            1,
+            Some(digest(&firing)),
+            None,
+        );
         assert_eq!(c.sort(&at(&firing)), [None]);
     }
 
@@ -315,7 +383,13 @@ mod tests {
         let c = Coalescer::default();
         let firing = signal("CupDown", SignalStatus::Firing, "giù");
         store(&c, &firing, 1);
-        c.applied(c.epoch(), &firing.fingerprint, 1, Some(digest(&firing)));
+        c.applied(
+            c.epoch(),
+            &firing.fingerprint,
+            1,
+            Some(digest(&firing)),
+            None,
+        );
         let later = Timestamp::from_second(60).unwrap();
         assert_eq!(c.sort(&[(later, firing.clone())]), [Some(1)]);
         assert_eq!(c.sort(&at(&firing)), [Some(1)]);
