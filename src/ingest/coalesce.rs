@@ -276,6 +276,41 @@ mod tests {
     }
 
     #[test]
+    fn a_prometheus_re_send_is_coalesced_while_it_asks_for_the_stored_lease() {
+        let c = Coalescer::default();
+        let mut firing = signal("CupDown", SignalStatus::Firing, "giù");
+        firing.source = Source::Prometheus;
+        let received = |s: i64| Timestamp::from_second(s).unwrap();
+        let ends = |s: i64| Some(Timestamp::from_second(s).unwrap());
+        // Evaluated every 15 s, re-sent every minute: endsAt is 4 minutes ahead.
+        firing.ends_at = ends(240);
+        let lease = firing.lease(received(0));
+        assert_eq!(lease, Some(SignedDuration::from_secs(240)));
+        c.applied(
+            c.epoch(),
+            &firing.fingerprint,
+            1,
+            Some(digest(&firing)),
+            lease,
+        );
+        // A minute later, endsAt moved a minute on (and a moment early): nothing to write.
+        firing.ends_at = ends(299);
+        assert_eq!(c.sort(&[(received(60), firing.clone())]), [Some(1)]);
+        // The evaluation interval grew: the alert must last longer, so it is stored.
+        firing.ends_at = ends(120 + 600);
+        assert_eq!(c.sort(&[(received(120), firing.clone())]), [None]);
+        c.not_stored(std::slice::from_ref(&firing.fingerprint));
+        // Once the engine expired it, nothing is coalesced against it.
+        firing.ends_at = ends(420);
+        assert_eq!(c.sort(&[(received(180), firing.clone())]), [Some(1)]);
+        c.expired(&firing.fingerprint);
+        assert_eq!(c.sort(&[(received(181), firing.clone())]), [None]);
+        assert!(same_lease(None, None));
+        assert!(!same_lease(lease, None));
+        assert!(!same_lease(None, lease));
+    }
+
+    #[test]
     fn only_a_repeat_of_what_the_engine_applied_last_is_coalesced() {
         let c = Coalescer::default();
         let firing = signal("CupDown", SignalStatus::Firing, "giù");
