@@ -271,7 +271,7 @@ async fn a_storm_of_re_sends_keeps_the_alert_firing_without_a_write_each_then_it
     let coalesced: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("banditore_signals_coalesced_total{source=\"prometheus\"}"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert!(
         coalesced >= 9.0,
