@@ -63,7 +63,8 @@ enum Version {
     path = "/v2/enqueue",
     tag = "signals",
     request_body(content = Object, content_type = "application/json",
-        description = "`routing_key` (an ingest token), `event_action` (trigger, acknowledge, resolve), `dedup_key`, `payload` {summary, source, severity, timestamp, component, group, class, custom_details}, `links`, `images`, `client`, `client_url`. An acknowledgement changes nothing: Banditore has no acknowledgement yet."),
+        description = "`routing_key` (an ingest token: the body carries the credentials, so the operation needs no header), `event_action` (trigger, acknowledge, resolve), `dedup_key`, `payload` {summary, source, severity, timestamp, component, group, class, custom_details}, `links`, `images`, `client`, `client_url`. An acknowledgement changes nothing: Banditore has no acknowledgement yet."),
+    security(()),
     responses(
         (status = 202, description = "Stored; the incidents follow.", body = EventProcessed),
         (status = 400, description = "Refused: malformed, invalid, or an unknown routing key.", body = InvalidEvent),
@@ -81,7 +82,8 @@ pub async fn enqueue(State(state): State<AppState>, headers: HeaderMap, body: Bo
     path = "/generic/2010-04-15/create_event.json",
     tag = "signals",
     request_body(content = Object, content_type = "application/json",
-        description = "`service_key` (an ingest token), `event_type` (trigger, acknowledge, resolve), `incident_key`, `description`, `details`, `client`, `client_url`."),
+        description = "`service_key` (an ingest token: the body carries the credentials), `event_type` (trigger, acknowledge, resolve), `incident_key`, `description`, `details`, `client`, `client_url`."),
+    security(()),
     responses(
         (status = 200, description = "Stored; the incidents follow.", body = EventProcessed),
         (status = 400, description = "Refused: malformed, invalid, or an unknown service key.", body = InvalidEvent),
