@@ -239,6 +239,11 @@ impl Engine {
                 alert.resolved_at = Some(at);
                 tx.save_alert(&alert).await?;
                 batch.pend(alert.incident_id, at);
+                // Forgotten before the commit as well as after it: a re-send taken meanwhile is
+                // stored and applied, never answered as a repeat of an alert now resolved.
+                if let Some(c) = &self.coalescer {
+                    c.expired(&alert.fingerprint);
+                }
                 expired.push(alert.fingerprint);
             }
         }
