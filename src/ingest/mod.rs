@@ -367,10 +367,10 @@ mod tests {
             "tags" => vec(text(), 0..4)
                 .prop_map(|t| t.into_iter().map(Value::String).collect())
                 .boxed(),
-            "links" => vec(text(), 0..3)
+            "links" | "contexts" => vec((text(), select(&["link", "image"][..])), 0..3)
                 .prop_map(|t| {
                     t.into_iter()
-                        .map(|href| serde_json::json!({"href": href, "text": "x"}))
+                        .map(|(href, kind)| serde_json::json!({"type": kind, "href": href, "text": "x"}))
                         .collect()
                 })
                 .boxed(),
@@ -456,7 +456,7 @@ mod tests {
 
         #[test]
         fn pagerduty_v1_events_are_taken_clean_or_refused_by_field(
-            event in dropin_object(&["service_key", "event_type", "incident_key", "description", "details", "client", "client_url"])
+            event in dropin_object(&["service_key", "event_type", "incident_key", "description", "details", "client", "client_url", "contexts"])
         ) {
             match pagerduty::parse_v1(&Value::Object(event)) {
                 Ok(event) => {

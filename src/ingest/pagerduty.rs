@@ -1,7 +1,7 @@
 //! PagerDuty's Events API, which every tool with a PagerDuty integration speaks: v2
 //! (`POST /v2/enqueue`, `{routing_key, event_action, dedup_key, payload, links, images, client,
 //! client_url}`) and v1 (`POST /generic/2010-04-15/create_event.json`, `{service_key,
-//! event_type, incident_key, description, details, client, client_url}`).
+//! event_type, incident_key, description, details, client, client_url, contexts}`).
 //!
 //! The dedup key is the alert's identity: `trigger` fires it (one is made up when the sender
 //! gives none, and answered, as PagerDuty does), `resolve` resolves it, and `acknowledge` is
@@ -232,12 +232,22 @@ pub fn parse_v1(value: &Value) -> Result<Event, IngestError> {
                 .filter(|s| !s.trim().is_empty())
                 .cloned()
                 .or(root.str("client")?);
+            // The first link among the contexts, else the client's page.
+            let mut link = None;
+            for (i, context) in root.array("contexts")?.into_iter().flatten().enumerate() {
+                let path = format!("contexts[{i}]");
+                let context = Obj::root(context, &path)?;
+                if context.str("type")?.as_deref() == Some("link") {
+                    link = url(context.str("href")?);
+                    break;
+                }
+            }
             Some(RawSignal {
                 status: Some(SignalStatus::Firing),
                 service,
                 summary: Some(truncated(description, MAX_SUMMARY)),
                 annotations,
-                url: url(root.str("client_url")?),
+                url: link.or(url(root.str("client_url")?)),
                 ..RawSignal::default()
             })
         }
@@ -379,6 +389,7 @@ mod tests {
         );
         assert_eq!(s.annotations["ping time"], "1500ms");
         assert_eq!(s.service.as_deref(), Some("Sample Monitoring Service"));
+        assert_eq!(s.url.as_deref(), Some("http://acme.pagerduty.com"));
         let resolve = parse_v1(&fixture("v1-resolve.json")).unwrap();
         assert_eq!(resolve.action, Action::Resolve);
     }
