@@ -8,6 +8,11 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
+/// The library's strangers' text, shared with its property tests.
+#[path = "../../src/hostile.rs"]
+#[expect(dead_code, reason = "only `text` is used here")]
+mod hostile;
+
 fn fixture(path: &str) -> Value {
     let bytes = std::fs::read(format!(
         "{}/tests/fixtures/ingest/{path}",
@@ -238,6 +243,7 @@ async fn opsgenie_alerts_from_the_documentation_open_and_close_by_alias() {
     assert!(answer["took"].is_f64());
     let id = answer["requestId"].as_str().unwrap();
     assert_eq!(id.len(), 36, "a UUID: {id}");
+    assert_eq!(&id[14..15], "4", "a random UUID: {id}");
     let mails = smtp.wait_for("noc@asl.example", 1, Duration::from_secs(10));
     assert!(
         mails[0].text().contains("An example alert message"),
@@ -391,4 +397,92 @@ async fn hostile_text_in_every_field_is_taken_clean() {
         assert!(!mail.text().chars().any(unprintable), "{:?}", mail.text());
         assert!(mail.text().contains("\u{1F6A8}"), "{}", mail.text());
     }
+}
+
+/// Hostile text in every field of every drop-in receiver, posted to the real binary: taken
+/// (2xx) or refused in the provider's shape naming the field (4xx), never a 5xx, and a refused
+/// request leaves nothing behind.
+#[tokio::test]
+async fn hostile_text_anywhere_is_taken_or_refused_by_field_never_a_server_error() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let texts = hostile::text();
+    let mut next = || texts.new_tree(&mut runner).unwrap().current();
+    let genie = format!("GenieKey {INGEST_TOKEN}");
+    let mut taken = 0;
+    for case in 0..32 {
+        let h: Vec<String> = (0..8).map(|_| next()).collect();
+        // Keys and identifiers have limits (255, 512 characters) that a long word passes.
+        let key: String = h[0].chars().take(200).collect();
+        let (path, headers, body): (String, Vec<(&str, &str)>, Value) = match case % 4 {
+            0 => (
+                "/api/v2/alerts".into(),
+                vec![("Authorization", "")],
+                json!([{"labels": {h[0].as_str(): h[1], "alertname": h[2]}, "annotations": {"summary": h[3], h[4].as_str(): h[5]}, "generatorURL": h[6], "startsAt": "2026-11-26T09:13:03.000Z"}]),
+            ),
+            1 => (
+                "/v2/enqueue".into(),
+                vec![],
+                json!({"routing_key": INGEST_TOKEN, "event_action": "trigger", "dedup_key": key,
+                    "payload": {"summary": h[1], "source": h[2], "severity": "warning", "component": h[3], "group": h[4], "class": h[5], "custom_details": {h[6].as_str(): h[7]}},
+                    "links": [{"href": h[6]}], "client_url": h[7]}),
+            ),
+            2 => (
+                "/v2/alerts".into(),
+                vec![("Authorization", genie.as_str())],
+                json!({"message": h[0], "alias": key, "description": h[2], "tags": [h[3]], "details": {h[4].as_str(): h[5]}, "entity": h[6], "source": h[7]}),
+            ),
+            _ => (
+                format!("/v2/alerts/{}/close?identifierType=alias", url_escape(&key)),
+                vec![("Authorization", genie.as_str())],
+                json!({"note": h[1], "user": h[2], "source": h[3]}),
+            ),
+        };
+        let mut req = app.http.post(app.url(&path)).json(&body);
+        for (k, v) in headers {
+            req = match v {
+                "" => req.bearer_auth(INGEST_TOKEN),
+                v => req.header(k, v),
+            };
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let answer = resp.text().await.unwrap();
+        match status {
+            200 | 202 => taken += 1,
+            400 | 422 => assert!(
+                answer.contains(':') || answer.contains("errors"),
+                "{path}: {status} {answer}"
+            ),
+            // An identifier that is no path segment at all never reaches the receiver.
+            404 if case % 4 == 3 => {}
+            _ => panic!("{path}: {status} {answer} for {body}"),
+        }
+    }
+    assert!(
+        taken >= 16,
+        "most hostile bodies are taken clean: {taken} of 32"
+    );
+    // The service is still answering, and what it keeps is printable.
+    let open = app
+        .get_json("/api/v1/incidents?status=open", VIEWER_TOKEN)
+        .await;
+    for incident in open["incidents"].as_array().unwrap() {
+        let title = incident["title"].as_str().unwrap();
+        assert!(!title.chars().any(char::is_control), "{title:?}");
+    }
+}
+
+/// A path segment holding any text.
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

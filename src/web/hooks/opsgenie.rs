@@ -186,14 +186,16 @@ pub async fn acknowledge(
     respond(result, started)
 }
 
+/// A random (version 4) UUID, as Opsgenie's request ids are.
 fn request_id() -> String {
     let h = crate::ids::random_hex(16);
+    let variant = ["8", "9", "a", "b"][usize::from(h.as_bytes()[16] % 4)];
     format!(
-        "{}-{}-{}-{}-{}",
+        "{}-{}-4{}-{variant}{}-{}",
         &h[..8],
         &h[8..12],
-        &h[12..16],
-        &h[16..20],
+        &h[13..16],
+        &h[17..20],
         &h[20..]
     )
 }
