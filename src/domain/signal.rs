@@ -25,16 +25,26 @@ pub enum Source {
     Cloudevents,
     /// Banditore's own probes.
     Probe,
+    /// Prometheus (or another client of Alertmanager's API) posting to Banditore's
+    /// `POST /api/v2/alerts` as if it were an Alertmanager: its firing alerts expire.
+    Prometheus,
+    /// Senders of PagerDuty's Events API (v2 `/v2/enqueue`, v1 `create_event.json`).
+    Pagerduty,
+    /// Senders of Opsgenie's Alert API (`/v2/alerts`).
+    Opsgenie,
 }
 
 impl Source {
-    pub const ALL: [Source; 6] = [
+    pub const ALL: [Source; 9] = [
         Source::Alertmanager,
         Source::Grafana,
         Source::UptimeKuma,
         Source::Generic,
         Source::Cloudevents,
         Source::Probe,
+        Source::Prometheus,
+        Source::Pagerduty,
+        Source::Opsgenie,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +55,9 @@ impl Source {
             Source::Generic => "generic",
             Source::Cloudevents => "cloudevents",
             Source::Probe => "probe",
+            Source::Prometheus => "prometheus",
+            Source::Pagerduty => "pagerduty",
+            Source::Opsgenie => "opsgenie",
         }
     }
 }
@@ -172,6 +185,29 @@ pub struct Signal {
     pub starts_at: Option<Timestamp>,
     pub ends_at: Option<Timestamp>,
     pub url: Option<String>,
+}
+
+/// How long Alertmanager keeps firing an alert posted without an end time: its default
+/// `resolve_timeout`, which Banditore's Alertmanager API applies the same way.
+pub const RESOLVE_TIMEOUT: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);
+
+impl Signal {
+    /// How long a firing signal keeps its alert firing unless it is sent again, for senders that
+    /// state an end time and re-send while the alert fires (Prometheus, through Alertmanager's
+    /// API): its end time less when it was received, or [`RESOLVE_TIMEOUT`] without one. `None`
+    /// for every other source, whose senders resolve their alerts themselves (an Alertmanager
+    /// webhook's end time is only a guess of the sender's).
+    pub fn lease(&self, received_at: Timestamp) -> Option<jiff::SignedDuration> {
+        if self.source != Source::Prometheus || self.status != SignalStatus::Firing {
+            return None;
+        }
+        Some(
+            self.ends_at
+                .map(|end| end.duration_since(received_at))
+                .filter(|d| d.is_positive())
+                .unwrap_or(RESOLVE_TIMEOUT),
+        )
+    }
 }
 
 /// What a format parser extracted, before the shared normalization rules are applied.

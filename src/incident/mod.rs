@@ -6,6 +6,10 @@
 //! update for each announcement. Updates are picked up by the router. Because the signals are
 //! marked processed in the same transaction, a crash at any point replays cleanly.
 //!
+//! A firing alert that expires (see [`crate::domain::Signal::lease`]) and is not seen again by
+//! then resolves in the first step at or after that moment, as if a resolution had arrived
+//! then; `next_eval` wakes the engine for it.
+//!
 //! Operators' manual incidents and updates go through [`Engine::open_manual`] and
 //! [`Engine::post_update`], in their own transactions.
 
@@ -38,11 +42,22 @@ pub struct StepReport {
     pub more: bool,
     /// Signals applied, by source.
     pub sources: BTreeMap<&'static str, u64>,
-    /// Per fingerprint, the last signal applied and, when its alert is left firing, the digest
-    /// of that signal's content (see [`Coalescer::applied`]).
-    pub applied: Vec<(String, i64, Option<u64>)>,
+    /// Per fingerprint, the last signal applied, when its alert is left firing the digest of
+    /// that signal's content, and the alert's lease (see [`Coalescer::applied`]).
+    pub applied: Vec<Applied>,
+    /// Fingerprints whose alert expired in this step.
+    pub expired: Vec<String>,
     /// The coalescer's epoch when the step began.
     pub epoch: u64,
+}
+
+/// What a step applied to one fingerprint, for [`Coalescer::applied`].
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub fingerprint: String,
+    pub through: i64,
+    pub digest: Option<u64>,
+    pub lease: Option<jiff::SignedDuration>,
 }
 
 #[derive(Clone)]
@@ -139,9 +154,16 @@ impl Engine {
             metrics::counter!("banditore_signals_processed_total", "source" => *source)
                 .increment(*n);
         }
+        if !report.expired.is_empty() {
+            metrics::counter!("banditore_alerts_expired_total")
+                .increment(report.expired.len() as u64);
+        }
         if let Some(c) = &self.coalescer {
-            for (fingerprint, through, digest) in &report.applied {
-                c.applied(report.epoch, fingerprint, *through, *digest);
+            for a in &report.applied {
+                c.applied(report.epoch, &a.fingerprint, a.through, a.digest, a.lease);
+            }
+            for fingerprint in &report.expired {
+                c.expired(fingerprint);
             }
         }
     }
@@ -205,6 +227,26 @@ impl Engine {
             }
             batch.write(tx, now).await?;
         }
+        // While signals wait beyond this batch, one of them may be the re-send that keeps an
+        // alert firing: expire nothing until they are applied.
+        let mut expired = Vec::new();
+        if signals.len() < SIGNAL_BATCH as usize {
+            for mut alert in tx.expired_alerts(now, DUE_BATCH).await? {
+                let Some(at) = alert.expires_at() else {
+                    continue;
+                };
+                alert.firing = false;
+                alert.resolved_at = Some(at);
+                tx.save_alert(&alert).await?;
+                batch.pend(alert.incident_id, at);
+                // Forgotten before the commit as well as after it: a re-send taken meanwhile is
+                // stored and applied, never answered as a repeat of an alert now resolved.
+                if let Some(c) = &self.coalescer {
+                    c.expired(&alert.fingerprint);
+                }
+                expired.push(alert.fingerprint);
+            }
+        }
         let mut due: BTreeSet<i64> = batch.pending.keys().copied().collect();
         due.extend(tx.due_incidents(now, DUE_BATCH).await?);
         let mut updates = 0;
@@ -227,8 +269,14 @@ impl Engine {
             .last
             .iter()
             .map(|(fp, (id, digest))| {
-                let firing = batch.alerts.get(fp).is_some_and(|a| a.firing);
-                (fp.clone(), *id, digest.filter(|_| firing))
+                let alert = batch.alerts.get(fp);
+                let firing = alert.is_some_and(|a| a.firing);
+                Applied {
+                    fingerprint: fp.clone(),
+                    through: *id,
+                    digest: digest.filter(|_| firing),
+                    lease: alert.and_then(|a| a.expires_after),
+                }
             })
             .collect();
         Ok(StepReport {
@@ -238,6 +286,7 @@ impl Engine {
             more: signals.len() as u32 == SIGNAL_BATCH,
             sources,
             applied,
+            expired,
             epoch,
         })
     }
@@ -253,6 +302,7 @@ impl Engine {
         let s = &stored.signal;
         let at = stored.received_at;
         let digest = (s.status == SignalStatus::Firing).then(|| coalesce::digest(s));
+        let lease = s.lease(at);
         batch
             .last
             .insert(s.fingerprint.clone(), (stored.id, digest));
@@ -277,7 +327,8 @@ impl Engine {
                     || alert.annotations != s.annotations
                     || alert.summary != s.summary
                     || (s.url.is_some() && alert.url != s.url)
-                    || (s.component.is_some() && alert.component != s.component));
+                    || (s.component.is_some() && alert.component != s.component)
+                    || !coalesce::same_lease(alert.expires_after, lease));
             alert.firing = firing;
             alert.resolved_at = match s.status {
                 SignalStatus::Resolved if changed => Some(at),
@@ -292,6 +343,9 @@ impl Engine {
                 alert.summary = s.summary.clone();
                 alert.url = s.url.clone().or(alert.url.take());
                 alert.component = s.component.clone().or(alert.component.take());
+                if !coalesce::same_lease(alert.expires_after, lease) {
+                    alert.expires_after = lease;
+                }
             }
             alert.last_seen_at = at;
             let incident = alert.incident_id;
@@ -352,6 +406,7 @@ impl Engine {
                 first_seen_at: at,
                 last_seen_at: at,
                 resolved_at: None,
+                expires_after: lease,
             },
         );
         batch.dirty.insert(s.fingerprint.clone());

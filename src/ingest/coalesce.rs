@@ -19,14 +19,34 @@
 //! applied a change. An operator's update forgets everything
 //! known ([`Coalescer::forget_all`]), before and after its commit; an engine step that began
 //! before it cannot make an alert known again.
+//!
+//! Alerts that expire (Prometheus's, see [`Signal::lease`]) are kept firing by their re-sends:
+//! the store holds how long each lasts after it was last seen, so a re-send that moves its end
+//! time forward by as much as time went by changes nothing but the last-seen time, and is
+//! coalesced like any other. One that asks for a lease other than the stored one ([`same_lease`])
+//! is stored and applied, so that the store's expiry is never earlier than the sender asked.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::domain::{Signal, SignalStatus};
+
+/// How far a re-send's lease may differ from the stored one and still be the same: Prometheus
+/// states its end time from the evaluation, sent a moment before it is received.
+const LEASE_SLACK: SignedDuration = SignedDuration::from_secs(2);
+
+/// Whether a re-send asking for a lease of `sent` changes nothing against a stored `stored`:
+/// both absent, or within [`LEASE_SLACK`] (or a twentieth of the stored lease, if more).
+pub fn same_lease(stored: Option<SignedDuration>, sent: Option<SignedDuration>) -> bool {
+    match (stored, sent) {
+        (None, None) => true,
+        (Some(a), Some(b)) => (a - b).abs() <= LEASE_SLACK.max(a / 20),
+        _ => false,
+    }
+}
 
 /// What the engine last applied to a firing alert.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +54,8 @@ struct Known {
     digest: u64,
     /// The last signal applied for the fingerprint.
     through: i64,
+    /// How long the alert fires after it was last seen, as the store holds it.
+    lease: Option<SignedDuration>,
 }
 
 #[derive(Default)]
@@ -83,6 +105,7 @@ impl Coalescer {
             let repeat = match (s.status, state.known.get(fp)) {
                 (SignalStatus::Firing, Some(known))
                     if known.digest == digest(s)
+                        && same_lease(known.lease, s.lease(*now))
                         && !state.queued.contains_key(fp)
                         && state.stored.get(fp).is_none_or(|id| *id <= known.through) =>
                 {
@@ -142,16 +165,29 @@ impl Coalescer {
 
     /// The engine committed a step, begun at `epoch`, that applied signals up to `through` for
     /// `fingerprint`, the last of them firing with `digest` and its alert firing (`Some`), or
-    /// not (`None`). A step begun before an operator's update says nothing of what fires.
-    pub fn applied(&self, epoch: u64, fingerprint: &str, through: i64, digest: Option<u64>) {
+    /// not (`None`), with `lease` stored for the alert. A step begun before an operator's update
+    /// says nothing of what fires.
+    pub fn applied(
+        &self,
+        epoch: u64,
+        fingerprint: &str,
+        through: i64,
+        digest: Option<u64>,
+        lease: Option<SignedDuration>,
+    ) {
         let Ok(mut state) = self.0.lock() else {
             return;
         };
         match digest.filter(|_| epoch == state.epoch) {
             Some(digest) => {
-                state
-                    .known
-                    .insert(fingerprint.to_owned(), Known { digest, through });
+                state.known.insert(
+                    fingerprint.to_owned(),
+                    Known {
+                        digest,
+                        through,
+                        lease,
+                    },
+                );
             }
             None => {
                 state.known.remove(fingerprint);
@@ -164,6 +200,14 @@ impl Coalescer {
             .is_some_and(|id| *id <= through)
         {
             state.stored.remove(fingerprint);
+        }
+    }
+
+    /// The engine resolved the alert of `fingerprint` because it was not sent again in time:
+    /// the next firing signal for it must be stored and applied.
+    pub fn expired(&self, fingerprint: &str) {
+        if let Ok(mut state) = self.0.lock() {
+            state.known.remove(fingerprint);
         }
     }
 
@@ -234,6 +278,41 @@ mod tests {
     }
 
     #[test]
+    fn a_prometheus_re_send_is_coalesced_while_it_asks_for_the_stored_lease() {
+        let c = Coalescer::default();
+        let mut firing = signal("CupDown", SignalStatus::Firing, "giù");
+        firing.source = Source::Prometheus;
+        let received = |s: i64| Timestamp::from_second(s).unwrap();
+        let ends = |s: i64| Some(Timestamp::from_second(s).unwrap());
+        // Evaluated every 15 s, re-sent every minute: endsAt is 4 minutes ahead.
+        firing.ends_at = ends(240);
+        let lease = firing.lease(received(0));
+        assert_eq!(lease, Some(SignedDuration::from_secs(240)));
+        c.applied(
+            c.epoch(),
+            &firing.fingerprint,
+            1,
+            Some(digest(&firing)),
+            lease,
+        );
+        // A minute later, endsAt moved a minute on (and a moment early): nothing to write.
+        firing.ends_at = ends(299);
+        assert_eq!(c.sort(&[(received(60), firing.clone())]), [Some(1)]);
+        // The evaluation interval grew: the alert must last longer, so it is stored.
+        firing.ends_at = ends(120 + 600);
+        assert_eq!(c.sort(&[(received(120), firing.clone())]), [None]);
+        c.not_stored(std::slice::from_ref(&firing.fingerprint));
+        // Once the engine expired it, nothing is coalesced against it.
+        firing.ends_at = ends(420);
+        assert_eq!(c.sort(&[(received(180), firing.clone())]), [Some(1)]);
+        c.expired(&firing.fingerprint);
+        assert_eq!(c.sort(&[(received(181), firing.clone())]), [None]);
+        assert!(same_lease(None, None));
+        assert!(!same_lease(lease, None));
+        assert!(!same_lease(None, lease));
+    }
+
+    #[test]
     fn only_a_repeat_of_what_the_engine_applied_last_is_coalesced() {
         let c = Coalescer::default();
         let firing = signal("CupDown", SignalStatus::Firing, "giù");
@@ -241,7 +320,13 @@ mod tests {
         store(&c, &firing, 1);
         // Stored but not applied: stored again.
         store(&c, &firing, 2);
-        c.applied(c.epoch(), &firing.fingerprint, 2, Some(digest(&firing)));
+        c.applied(
+            c.epoch(),
+            &firing.fingerprint,
+            2,
+            Some(digest(&firing)),
+            None,
+        );
         assert_eq!(c.sort(&at(&firing)), [Some(2)]);
         // Another summary, a resolution: stored.
         let changed = signal("CupDown", SignalStatus::Firing, "ancora giù");
@@ -255,17 +340,23 @@ mod tests {
         // engine applies the resolution.
         assert_eq!(c.sort(&at(&firing)), [None]);
         c.stored(&at(&firing), &[4]);
-        c.applied(c.epoch(), &firing.fingerprint, 3, None);
+        c.applied(c.epoch(), &firing.fingerprint, 3, None, None);
         assert_eq!(c.sort(&at(&firing)), [None], "4 is not applied yet");
         c.stored(&at(&firing), &[5]);
-        c.applied(c.epoch(), &firing.fingerprint, 5, Some(digest(&firing)));
+        c.applied(
+            c.epoch(),
+            &firing.fingerprint,
+            5,
+            Some(digest(&firing)),
+            None,
+        );
         assert_eq!(c.sort(&at(&firing)), [Some(5)]);
         // An operator's update: a step begun before it cannot make the alert known again.
         let before = c.epoch();
         c.forget_all();
         assert_eq!(c.sort(&at(&firing)), [None]);
         c.stored(&at(&firing), &[6]);
-        c.applied(before, &firing.fingerprint, 6, Some(digest(&firing)));
+        c.applied(before, &firing.fingerprint, 6, Some(digest(&firing)), None);
         assert_eq!(c.sort(&at(&firing)), [None]);
     }
 
@@ -274,7 +365,13 @@ mod tests {
         let c = Coalescer::default();
         let firing = signal("CupDown", SignalStatus::Firing, "giù");
         store(&c, &firing, 1);
-        c.applied(c.epoch(), &firing.fingerprint, 1, Some(digest(&firing)));
+        c.applied(
+            c.epoch(),
+            &firing.fingerprint,
+            1,
+            Some(digest(&firing)),
+            None,
+        );
         // A change is queued, not stored yet: the old content that follows is not a repeat.
         let changed = signal("CupDown", SignalStatus::Firing, "ancora giù");
         assert_eq!(c.sort(&at(&changed)), [None]);
@@ -282,7 +379,13 @@ mod tests {
         let both = [at(&changed), at(&firing)].concat();
         c.stored(&both, &[2, 3]);
         // An engine step that began before them publishes what it applied: still not a repeat.
-        c.applied(c.epoch(), &firing.fingerprint, 1, Some(digest(&firing)));
+        c.applied(
+            c.epoch(),
+            &firing.fingerprint,
+            1,
+            Some(digest(&firing)),
+            None,
+        );
         assert_eq!(c.sort(&at(&firing)), [None]);
     }
 
@@ -317,7 +420,13 @@ mod tests {
         let c = Coalescer::default();
         let firing = signal("CupDown", SignalStatus::Firing, "giù");
         store(&c, &firing, 1);
-        c.applied(c.epoch(), &firing.fingerprint, 1, Some(digest(&firing)));
+        c.applied(
+            c.epoch(),
+            &firing.fingerprint,
+            1,
+            Some(digest(&firing)),
+            None,
+        );
         let later = Timestamp::from_second(60).unwrap();
         assert_eq!(c.sort(&[(later, firing.clone())]), [Some(1)]);
         assert_eq!(c.sort(&at(&firing)), [Some(1)]);

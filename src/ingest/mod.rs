@@ -10,6 +10,9 @@ pub mod coalesce;
 mod generic;
 mod grafana;
 mod json;
+pub mod opsgenie;
+pub mod pagerduty;
+mod prometheus;
 mod queue;
 mod time;
 mod uptime_kuma;
@@ -17,7 +20,7 @@ mod uptime_kuma;
 use crate::domain::{RawSignal, Source};
 
 pub use coalesce::Coalescer;
-pub use json::Obj;
+pub use json::{Obj, decode};
 pub use queue::IngestQueue;
 pub use time::parse_time;
 
@@ -91,6 +94,13 @@ pub fn parse(
         Source::Alertmanager => alertmanager::parse(&value),
         Source::Grafana => grafana::parse(&value),
         Source::UptimeKuma => uptime_kuma::parse(&value, options),
+        Source::Prometheus => prometheus::parse(&value),
+        // The drop-in receivers' answers need more than signals: their handlers call these
+        // modules themselves; here, a v2 event and a create, as posted.
+        Source::Pagerduty => Ok(pagerduty::parse_v2(&value)?
+            .into_parsed(|| crate::ids::random_hex(16))
+            .0),
+        Source::Opsgenie => opsgenie::parse_create(&value),
         // Probe signals are made inside Banditore, never posted: read as the generic format.
         Source::Generic | Source::Cloudevents | Source::Probe => match framing {
             GenericFraming::Json => generic::parse(&value),
@@ -305,12 +315,20 @@ mod tests {
     /// Parses `body` as the generic endpoint would and normalizes what it takes; a refusal must
     /// name the field at fault.
     fn ingest(body: &Value, framing: GenericFraming) -> Result<(), TestCaseError> {
+        ingest_as(Source::Generic, body, framing)
+    }
+
+    fn ingest_as(
+        source: Source,
+        body: &Value,
+        framing: GenericFraming,
+    ) -> Result<(), TestCaseError> {
         let bytes = serde_json::to_vec(body).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        match parse(Source::Generic, &bytes, framing, &ParseOptions::default()) {
+        match parse(source, &bytes, framing, &ParseOptions::default()) {
             Ok(parsed) => {
                 for raw in parsed.signals {
                     let signal = raw.normalize(
-                        Source::Generic,
+                        source,
                         &NormalizeRules::default(),
                         jiff::Timestamp::UNIX_EPOCH,
                     );
@@ -325,6 +343,91 @@ mod tests {
         Ok(())
     }
 
+    /// A value for a field of the drop-in receivers' bodies: mostly what the provider documents
+    /// there, hostile text inside, sometimes anything at all.
+    fn dropin_value(key: &str) -> BoxedStrategy<Value> {
+        let word = |words: &'static [&'static str]| {
+            prop_oneof![
+                4 => select(words).prop_map(Value::from),
+                1 => text().prop_map(Value::String),
+            ]
+            .boxed()
+        };
+        let expected = match key {
+            "labels" | "annotations" | "details" | "custom_details" => text_map().boxed(),
+            "startsAt" | "endsAt" | "timestamp" => prop_oneof![
+                (0i64..4_000_000_000_000).prop_map(Value::from),
+                Just(Value::from("2015-07-17T08:42:58.315+0000")),
+                Just(Value::from("0001-01-01T00:00:00Z")),
+            ]
+            .boxed(),
+            "event_action" => word(&["trigger", "acknowledge", "resolve"]),
+            "severity" => word(&["critical", "error", "warning", "info"]),
+            "priority" => word(&["P1", "P2", "P3", "P4", "P5"]),
+            "tags" => vec(text(), 0..4)
+                .prop_map(|t| t.into_iter().map(Value::String).collect())
+                .boxed(),
+            "links" | "contexts" => vec((text(), select(&["link", "image"][..])), 0..3)
+                .prop_map(|t| {
+                    t.into_iter()
+                        .map(|(href, kind)| serde_json::json!({"type": kind, "href": href, "text": "x"}))
+                        .collect()
+                })
+                .boxed(),
+            "payload" => dropin_object(PAGERDUTY_PAYLOAD)
+                .prop_map(Value::Object)
+                .boxed(),
+            _ => text().prop_map(Value::String).boxed(),
+        };
+        prop_oneof![8 => expected, 1 => field_value()].boxed()
+    }
+
+    /// An object with most of `known` keys, and now and then a stray one.
+    fn dropin_object(known: &'static [&'static str]) -> BoxedStrategy<Map<String, Value>> {
+        let key = prop_oneof![8 => select(known).prop_map(str::to_owned), 1 => text()];
+        let field = key.prop_flat_map(|k| dropin_value(&k).prop_map(move |v| (k.clone(), v)));
+        vec(field, 0..14)
+            .prop_map(|fields| fields.into_iter().collect())
+            .boxed()
+    }
+
+    const POSTABLE_ALERT: &[&str] = &[
+        "labels",
+        "annotations",
+        "startsAt",
+        "endsAt",
+        "generatorURL",
+    ];
+    const PAGERDUTY_EVENT: &[&str] = &[
+        "routing_key",
+        "event_action",
+        "dedup_key",
+        "payload",
+        "links",
+        "client",
+        "client_url",
+    ];
+    const PAGERDUTY_PAYLOAD: &[&str] = &[
+        "summary",
+        "source",
+        "severity",
+        "timestamp",
+        "component",
+        "group",
+        "class",
+        "custom_details",
+    ];
+    const OPSGENIE_CREATE: &[&str] = &[
+        "message",
+        "alias",
+        "description",
+        "priority",
+        "tags",
+        "details",
+        "entity",
+        "source",
+    ];
+
     proptest! {
         #[test]
         fn generic_bodies_are_taken_clean_or_refused_by_field(body in generic_body()) {
@@ -334,6 +437,53 @@ mod tests {
         #[test]
         fn cloud_events_are_taken_clean_or_refused_by_field(event in cloud_event()) {
             ingest(&event, GenericFraming::CloudEvent)?;
+        }
+
+        #[test]
+        fn prometheus_alerts_are_taken_clean_or_refused_by_field(
+            alerts in vec(dropin_object(POSTABLE_ALERT), 0..4)
+        ) {
+            let body = Value::Array(alerts.into_iter().map(Value::Object).collect());
+            ingest_as(Source::Prometheus, &body, GenericFraming::Json)?;
+        }
+
+        #[test]
+        fn pagerduty_events_are_taken_clean_or_refused_by_field(
+            event in dropin_object(PAGERDUTY_EVENT)
+        ) {
+            ingest_as(Source::Pagerduty, &Value::Object(event), GenericFraming::Json)?;
+        }
+
+        #[test]
+        fn pagerduty_v1_events_are_taken_clean_or_refused_by_field(
+            event in dropin_object(&["service_key", "event_type", "incident_key", "description", "details", "client", "client_url", "contexts"])
+        ) {
+            match pagerduty::parse_v1(&Value::Object(event)) {
+                Ok(event) => {
+                    let (parsed, _) = event.into_parsed(|| "made".into());
+                    for raw in parsed.signals {
+                        let signal = raw.normalize(Source::Pagerduty, &NormalizeRules::default(), jiff::Timestamp::UNIX_EPOCH);
+                        assert_printable(&signal)?;
+                    }
+                }
+                Err(e) => prop_assert!(e.field.as_deref().is_some_and(|f| !f.is_empty()), "{e:?}"),
+            }
+        }
+
+        #[test]
+        fn opsgenie_alerts_are_taken_clean_or_refused_by_field(
+            alert in dropin_object(OPSGENIE_CREATE),
+            identifier in text(),
+        ) {
+            ingest_as(Source::Opsgenie, &Value::Object(alert), GenericFraming::Json)?;
+            match opsgenie::closing_alias(&identifier, Some("alias")) {
+                Ok(alias) => {
+                    let parsed = opsgenie::parse_close(alias, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let signal = parsed.signals[0].clone().normalize(Source::Opsgenie, &NormalizeRules::default(), jiff::Timestamp::UNIX_EPOCH);
+                    assert_printable(&signal)?;
+                }
+                Err(e) => prop_assert_eq!(e.field.as_deref(), Some("identifier")),
+            }
         }
     }
 }

@@ -72,6 +72,10 @@ pub struct AlertRow {
     pub first_seen_at: Timestamp,
     pub last_seen_at: Timestamp,
     pub resolved_at: Option<Timestamp>,
+    /// How long after it was last seen a firing alert resolves by itself: set for alerts whose
+    /// sender states an end time and re-sends while they fire (Prometheus), `None` for those
+    /// whose sender resolves them.
+    pub expires_after: Option<jiff::SignedDuration>,
 }
 
 /// A signal as an update described it, frozen with the update.
@@ -92,6 +96,16 @@ pub struct SignalSnapshot {
 }
 
 impl AlertRow {
+    /// When a firing alert resolves unless it is seen again.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        let after = self.expires_after.filter(|_| self.firing)?;
+        Some(
+            self.last_seen_at
+                .checked_add(after)
+                .unwrap_or(Timestamp::MAX),
+        )
+    }
+
     /// What the probe behind this signal found; a monitor's annotations are not read as one.
     pub fn finding(&self) -> Option<Finding> {
         if self.source != Source::Probe {

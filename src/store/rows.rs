@@ -103,6 +103,9 @@ pub(super) fn alert_from_row(row: &AnyRow) -> Result<AlertRow> {
         first_seen_at: ts(row.try_get("first_seen_at")?)?,
         last_seen_at: ts(row.try_get("last_seen_at")?)?,
         resolved_at: opt_ts(row.try_get("resolved_at")?)?,
+        expires_after: row
+            .try_get::<Option<i64>, _>("expires_after_ms")?
+            .map(jiff::SignedDuration::from_millis),
     })
 }
 

@@ -214,13 +214,15 @@ impl Tx for SqlTx {
     async fn save_alert(&mut self, a: &AlertRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO alerts (incident_id, fingerprint, source, firing, severity, peak_severity, service, component,
-                                 labels, annotations, summary, url, starts_at, first_seen_at, last_seen_at, resolved_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                                 labels, annotations, summary, url, starts_at, first_seen_at, last_seen_at, resolved_at,
+                                 expires_after_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
              ON CONFLICT (incident_id, fingerprint) DO UPDATE SET
                 firing = excluded.firing, severity = excluded.severity, peak_severity = excluded.peak_severity,
                 service = excluded.service, component = excluded.component, labels = excluded.labels,
                 annotations = excluded.annotations, summary = excluded.summary, url = excluded.url,
-                starts_at = excluded.starts_at, last_seen_at = excluded.last_seen_at, resolved_at = excluded.resolved_at",
+                starts_at = excluded.starts_at, last_seen_at = excluded.last_seen_at, resolved_at = excluded.resolved_at,
+                expires_after_ms = excluded.expires_after_ms",
         )
         .bind(a.incident_id)
         .bind(&a.fingerprint)
@@ -238,6 +240,7 @@ impl Tx for SqlTx {
         .bind(ms(a.first_seen_at))
         .bind(ms(a.last_seen_at))
         .bind(opt_ms(a.resolved_at))
+        .bind(a.expires_after.map(|d| d.as_millis() as i64))
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -266,7 +269,31 @@ impl Tx for SqlTx {
             sqlx::query_scalar("SELECT MIN(eval_at) FROM incidents WHERE eval_at IS NOT NULL")
                 .fetch_one(&mut *self.tx)
                 .await?;
-        opt_ts(v)
+        let expiry: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(a.last_seen_at + a.expires_after_ms) FROM alerts a
+             JOIN incidents i ON i.id = a.incident_id
+             WHERE a.firing = 1 AND a.expires_after_ms IS NOT NULL AND i.resolved_at IS NULL",
+        )
+        .fetch_one(&mut *self.tx)
+        .await?;
+        opt_ts(match (v, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    async fn expired_alerts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<AlertRow>> {
+        let rows = sqlx::query(
+            "SELECT a.* FROM alerts a JOIN incidents i ON i.id = a.incident_id
+             WHERE a.firing = 1 AND a.expires_after_ms IS NOT NULL
+               AND a.last_seen_at + a.expires_after_ms <= $1 AND i.resolved_at IS NULL
+             ORDER BY a.last_seen_at + a.expires_after_ms, a.id LIMIT $2",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(alert_from_row).collect()
     }
 
     async fn insert_update(&mut self, new: &NewUpdate) -> Result<UpdateRow> {

@@ -185,6 +185,12 @@ impl Authenticator {
         self.token(&token)
     }
 
+    /// The caller presenting `secret` elsewhere than in `Authorization`: PagerDuty's routing
+    /// key in the body, Opsgenie's `GenieKey` scheme.
+    pub fn from_secret(&self, secret: &str) -> Option<Principal> {
+        self.token(secret)
+    }
+
     fn token(&self, presented: &str) -> Option<Principal> {
         let presented = digest(presented.as_bytes());
         let stored = self.current();

@@ -109,6 +109,14 @@ impl Modify for SecuritySchemes {
             ))),
         );
         components.add_security_scheme(
+            "genie_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "Opsgenie's scheme, `Authorization: GenieKey <token>`, whose key is an API \
+                 token with the ingest role.",
+            ))),
+        );
+        components.add_security_scheme(
             "twilio_signature",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-Twilio-Signature",

@@ -94,11 +94,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let (message, field) = match &self {
-            ApiError::BadRequest { message, field } => (message.clone(), field.as_deref()),
+impl ApiError {
+    /// What the answer says: the message meant for the sender, and the field at fault. Senders
+    /// that expect another service's error shape (the drop-in receivers) are answered with these
+    /// words in that shape.
+    pub fn describe(&self) -> (String, Option<String>) {
+        match self {
+            ApiError::BadRequest { message, field } => (message.clone(), field.clone()),
             ApiError::Unauthorized => ("missing or invalid credentials".to_owned(), None),
             ApiError::Forbidden(m)
             | ApiError::NotFound(m)
@@ -119,12 +121,19 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %m, "internal error");
                 ("internal error; see the server log".to_owned(), None)
             }
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (message, field) = self.describe();
         let mut response = (
             status,
             Json(ErrorBody {
                 error: message,
-                field: field.map(str::to_owned),
+                field,
             }),
         )
             .into_response();

@@ -1,5 +1,6 @@
 //! The incident engine against a real SQLite store, with time given explicitly: grouping,
-//! deduplication, the grouping wait, the update interval and the flap hold-down.
+//! deduplication, the grouping wait, the update interval, the flap hold-down, and the expiry of
+//! Prometheus's alerts that are not sent again by their end.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +110,23 @@ impl Bench {
         };
         let signal = raw.normalize(Source::Generic, &NormalizeRules::default(), at(t));
         self.store.insert_signals(&[(at(t), signal)]).await.unwrap();
+    }
+
+    /// Prometheus's alert `CupDown`, received at `t` with `endsAt` at `ends` (seconds).
+    fn prometheus(t: i64, ends: i64) -> banditore::domain::Signal {
+        let raw = RawSignal {
+            labels: [
+                ("alertname", "CupDown"),
+                ("service", "cup"),
+                ("severity", "critical"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            ends_at: Some(at(ends)),
+            ..RawSignal::default()
+        };
+        raw.normalize(Source::Prometheus, &NormalizeRules::default(), at(t))
     }
 
     async fn step(&self, t: i64) {
@@ -363,6 +381,115 @@ async fn resolving_by_hand_before_anyone_was_told_stays_quiet(backend: Backend) 
     );
 }
 
+async fn a_prometheus_alert_not_sent_again_by_its_end_resolves_then_exactly_once(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
+        return;
+    };
+    // Evaluated every 15 s and re-sent every minute: each re-send moves endsAt 4 minutes on.
+    for t in [0, 60, 120] {
+        let signal = Bench::prometheus(t, t + 240);
+        b.store.insert_signals(&[(at(t), signal)]).await.unwrap();
+        b.step(t).await;
+    }
+    let id = b.incidents().await[0];
+    let report = b.engine.step(at(300)).await.unwrap();
+    assert_eq!(report.next_eval, Some(at(360)), "woken at the alert's end");
+    assert!(
+        b.store
+            .incident(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .resolved_at
+            .is_none()
+    );
+    b.step(359).await;
+    assert_eq!(b.kinds(id).await, vec![UpdateKind::Opened]);
+    b.step(365).await;
+    assert_eq!(
+        b.kinds(id).await,
+        vec![UpdateKind::Opened, UpdateKind::Resolved]
+    );
+    let alert = &b.store.incident_alerts(id).await.unwrap()[0];
+    assert!(!alert.firing);
+    assert_eq!(alert.resolved_at, Some(at(360)), "resolved when it ended");
+    assert_eq!(
+        b.store.incident(id).await.unwrap().unwrap().resolved_at,
+        Some(at(365))
+    );
+    let report = b.engine.step(at(400)).await.unwrap();
+    assert!(report.expired.is_empty() && report.next_eval.is_none());
+    assert_eq!(b.updates(id).await.len(), 2, "once");
+    // Prometheus re-sends the resolution for a while: nothing more happens.
+    let resolved = Bench::prometheus(410, 360);
+    assert_eq!(resolved.status, Resolved);
+    b.store
+        .insert_signals(&[(at(410), resolved)])
+        .await
+        .unwrap();
+    b.step(410).await;
+    assert_eq!(b.updates(id).await.len(), 2);
+}
+
+async fn other_senders_alerts_fire_until_resolved_whatever_their_end_says(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
+        return;
+    };
+    let mut webhook = Bench::prometheus(0, 240);
+    webhook.source = Source::Alertmanager;
+    webhook.fingerprint = "alertmanager:cupdown".into();
+    b.store.insert_signals(&[(at(0), webhook)]).await.unwrap();
+    let report = b.engine.step(at(0)).await.unwrap();
+    assert_eq!(report.next_eval, None, "nothing to wake for");
+    b.step(3600).await;
+    let id = b.incidents().await[0];
+    assert_eq!(b.kinds(id).await, vec![UpdateKind::Opened]);
+    assert!(b.store.incident_alerts(id).await.unwrap()[0].firing);
+}
+
+async fn re_sends_answered_without_a_write_keep_the_alert_firing(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
+        return;
+    };
+    let coalescer = banditore::ingest::Coalescer::default();
+    let engine = b.engine.clone().with_coalescer(Some(coalescer.clone()));
+    let first = Bench::prometheus(0, 240);
+    let ids = b
+        .store
+        .insert_signals(&[(at(0), first.clone())])
+        .await
+        .unwrap();
+    engine.step(at(0)).await.unwrap();
+    // A re-send a minute for ten minutes, each as ingest would take it: answered with the
+    // stored signal, its time written with the others' once a second.
+    for t in (60..=600).step_by(60) {
+        let resend = Bench::prometheus(t, t + 240);
+        assert_eq!(coalescer.sort(&[(at(t), resend)]), [Some(ids[0])], "at {t}");
+        let (fingerprints, seen) = coalescer.take_seen().unwrap();
+        b.store
+            .touch_alerts_seen(&fingerprints, seen)
+            .await
+            .unwrap();
+        let report = engine.step(at(t + 1)).await.unwrap();
+        assert_eq!(report.signals, 0, "no signal written at {t}");
+        assert!(report.expired.is_empty(), "still firing at {t}");
+    }
+    let id = b.incidents().await[0];
+    assert_eq!(b.kinds(id).await, vec![UpdateKind::Opened]);
+    // Then Prometheus stops: it resolves 4 minutes after the last re-send.
+    let report = engine.step(at(839)).await.unwrap();
+    assert_eq!(report.next_eval, Some(at(840)));
+    let report = engine.step(at(840)).await.unwrap();
+    assert_eq!(report.expired, vec![first.fingerprint.clone()]);
+    assert_eq!(
+        b.kinds(id).await,
+        vec![UpdateKind::Opened, UpdateKind::Resolved]
+    );
+    // Fired again, it is stored and opens a new incident, not answered from memory.
+    let again = Bench::prometheus(900, 1140);
+    assert_eq!(coalescer.sort(&[(at(900), again)]), [None]);
+}
+
 /// Every case runs on SQLite and on PostgreSQL.
 macro_rules! on_both {
     ($($name:ident),+ $(,)?) => {
@@ -385,4 +512,7 @@ on_both!(
     a_resolution_for_an_unknown_fingerprint_is_ignored,
     an_update_keeps_the_moment_it_was_written,
     resolving_by_hand_before_anyone_was_told_stays_quiet,
+    a_prometheus_alert_not_sent_again_by_its_end_resolves_then_exactly_once,
+    other_senders_alerts_fire_until_resolved_whatever_their_end_says,
+    re_sends_answered_without_a_write_keep_the_alert_firing,
 );

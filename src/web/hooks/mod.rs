@@ -1,9 +1,13 @@
-//! What other systems post to Banditore: monitors' webhooks (`/api/v1/signals/…`), the Telegram
+//! What other systems post to Banditore: monitors' webhooks (`/api/v1/signals/…`), the APIs of
+//! Alertmanager, PagerDuty and Opsgenie that monitors already speak, the Telegram
 //! bot's updates (webhook mode) and SMS providers' delivery reports. Each authenticates its
 //! caller its own way (a token or a signature of the body, Telegram's secret header, the
 //! provider's signature or a token in the URL), so none of them is behind the API's
 //! credentials check.
 
+pub mod alertmanager_api;
+pub mod opsgenie;
+pub mod pagerduty;
 pub mod signals;
 pub mod sms_reports;
 pub mod telegram_webhook;
@@ -24,6 +28,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(signals::grafana))
         .routes(routes!(signals::uptime_kuma, signals::uptime_kuma_get))
         .routes(routes!(signals::generic))
+        .routes(routes!(alertmanager_api::post_alerts))
+        .routes(routes!(pagerduty::enqueue))
+        .routes(routes!(pagerduty::create_event))
+        .routes(routes!(opsgenie::create))
+        .routes(routes!(opsgenie::close))
+        .routes(routes!(opsgenie::acknowledge))
         .routes(routes!(sms_reports::report))
         .route(WEBHOOK_PATH, post(telegram_webhook::webhook))
 }

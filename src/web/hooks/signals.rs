@@ -18,6 +18,7 @@ use crate::domain::Source;
 use crate::ingest::{self, GenericFraming, Parsed};
 use crate::settings::Permission;
 use crate::web::AppState;
+use crate::web::auth::Principal;
 use crate::web::body::{form_field, is_json_like, media_type, multipart_field, read};
 use crate::web::contract::{BadRequest, Forbidden, Unauthorized, UnsupportedMediaType};
 use crate::web::error::ApiError;
@@ -29,17 +30,17 @@ pub struct Accepted {
     /// notification).
     status: &'static str,
     /// The ids of the signals stored.
-    signals: Vec<i64>,
+    pub(super) signals: Vec<i64>,
     /// What was read but not taken, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     notes: Vec<String>,
 }
 
-fn count(source: Source, outcome: &'static str, n: u64) {
+pub(super) fn count(source: Source, outcome: &'static str, n: u64) {
     metrics::counter!("banditore_signals_received_total", "source" => source.as_str(), "outcome" => outcome).increment(n);
 }
 
-fn outcome_label(e: &ApiError) -> &'static str {
+pub(super) fn outcome_label(e: &ApiError) -> &'static str {
     match e {
         ApiError::Unauthorized | ApiError::Forbidden(_) => "unauthorized",
         ApiError::PayloadTooLarge(_) => "too_large",
@@ -229,6 +230,11 @@ fn authenticate(
         Some(p) => Some(p),
         None => body.and_then(|b| state.auth.from_signature(headers, b, Timestamp::now())),
     };
+    may_ingest(principal)
+}
+
+/// The caller, known or not, may post signals.
+pub(super) fn may_ingest(principal: Option<Principal>) -> Result<(), ApiError> {
     match principal {
         None => Err(ApiError::Unauthorized),
         Some(p) if p.may(Permission::Ingest) => Ok(()),
@@ -312,7 +318,7 @@ async fn handle(
     accept(state, source, parsed).await
 }
 
-async fn accept(
+pub(super) async fn accept(
     state: &AppState,
     source: Source,
     parsed: Parsed,
@@ -342,4 +348,15 @@ async fn accept(
             notes: parsed.notes,
         },
     ))
+}
+
+/// `e`'s answer (its status and headers: `Retry-After`, `WWW-Authenticate`) with the error body
+/// another service's clients expect.
+pub(super) fn reshaped(e: ApiError, body: &serde_json::Value) -> Response {
+    let mut response = e.into_response();
+    response
+        .headers_mut()
+        .remove(axum::http::header::CONTENT_LENGTH);
+    *response.body_mut() = Body::from(body.to_string());
+    response
 }

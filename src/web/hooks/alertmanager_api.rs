@@ -1,0 +1,81 @@
+//! Alertmanager's own API, `POST /api/v2/alerts`, so that Prometheus (and every other client of
+//! Alertmanager) can list Banditore in `alerting.alertmanagers` directly. The caller presents an
+//! ingest token as a bearer token or as basic auth's password. Answers are Alertmanager's: 200
+//! with an empty body once the alerts are stored, 400 with the error as a JSON string, and 5xx
+//! only when retrying can help (the store is unavailable).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::signals::{accept, count, may_ingest, outcome_label, reshaped};
+use crate::domain::Source;
+use crate::ingest::{self, GenericFraming};
+use crate::web::AppState;
+use crate::web::body::{is_json_like, media_type, read};
+use crate::web::error::ApiError;
+
+/// Prometheus's alerts, as Alertmanager takes them.
+#[utoipa::path(
+    post,
+    path = "/api/v2/alerts",
+    tag = "signals",
+    request_body(content = Vec<Object>, content_type = "application/json",
+        description = "Postable alerts: `labels` (at least one), `annotations`, `startsAt`, `endsAt`, `generatorURL`. A firing alert resolves when its `endsAt` passes without a re-send."),
+    security(("token" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "Stored; the incidents follow. The body is empty, as Alertmanager's."),
+        (status = 400, description = "The alerts cannot be used; the body is the reason, as a JSON string.", body = String),
+        (status = 401, description = "No ingest token was presented.", body = String),
+        (status = 403, description = "The token may not post signals.", body = String),
+        (status = 413, description = "The body is larger than `server.max_body_bytes`.", body = String),
+        (status = 415, description = "The body is not JSON.", body = String),
+        (status = 503, description = "The store is unavailable; Prometheus sends again.", body = String),
+    )
+)]
+pub async fn post_alerts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        may_ingest(state.auth.from_headers(&headers))?;
+        let bytes = read(&headers, body, state.max_body_bytes).await?;
+        let media = media_type(&headers);
+        if !is_json_like(media.as_deref()) {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "`{}` cannot be read here; send application/json",
+                media.unwrap_or_default()
+            )));
+        }
+        let parsed = ingest::parse(
+            Source::Prometheus,
+            &bytes,
+            GenericFraming::Json,
+            &state.parse_options,
+        )?;
+        accept(&state, Source::Prometheus, parsed).await
+    }
+    .await;
+    match result {
+        Ok((_, accepted)) => {
+            count(
+                Source::Prometheus,
+                "accepted",
+                accepted.signals.len() as u64,
+            );
+            StatusCode::OK.into_response()
+        }
+        Err(e) => {
+            count(Source::Prometheus, outcome_label(&e), 1);
+            tracing::info!(source = %Source::Prometheus, status = e.status().as_u16(), error = ?e, "alerts refused");
+            let (message, field) = e.describe();
+            let text = match field {
+                Some(f) => format!("{f}: {message}"),
+                None => message,
+            };
+            reshaped(e, &serde_json::Value::String(text))
+        }
+    }
+}
