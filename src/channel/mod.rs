@@ -16,6 +16,7 @@ pub mod sms;
 pub mod social;
 pub mod status_page;
 pub mod telegram;
+pub mod webhook;
 pub mod x;
 
 use std::any::Any;
@@ -46,6 +47,7 @@ pub fn registry() -> &'static [&'static dyn ChannelSpec] {
         &facebook::Spec,
         &status_page::Spec,
         &log::Spec,
+        &webhook::Spec,
     ]
 }
 
