@@ -6,6 +6,7 @@
 //! outbox calls [`Channel::send`] for one recipient and acts on the [`SendError`] class (retry
 //! later, give up, or mark the address gone).
 
+pub mod alarm;
 pub mod bluesky;
 pub mod email;
 pub mod facebook;
@@ -88,6 +89,8 @@ pub struct Wiring<'a> {
     pub deployment_id: &'a str,
     /// The deployment's key, for links the sender signs (delivery reports).
     pub key: &'a [u8],
+    /// Where a sender raises what the operators must hear (a webhook receiver disabled).
+    pub alarms: alarm::Alarms,
 }
 
 /// A sender and how the outbox runs it.

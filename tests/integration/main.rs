@@ -31,3 +31,4 @@ mod store_citizens;
 mod store_subscribers;
 mod subscribers;
 mod telegram;
+mod webhook;

@@ -15,7 +15,7 @@
 //! by [`WebhookRules::refusal`] (`Guard`), and the connection goes only to a checked address:
 //! a name that resolved to a public address when saved and to a private one now is refused. A
 //! receiver that has failed every send for `disable_after` is disabled: its address is marked
-//! gone, which the console shows, and an error is logged for the operators.
+//! gone (the console shows it) and the operators are told (`alarm.rs`).
 
 mod preset;
 pub mod settings;
@@ -30,6 +30,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use crate::channel::alarm::{Alarm, Alarms};
 use crate::channel::{
     BuildError, Built, Channel, ChannelSpec, Outgoing, Receipt, SendError, Wiring,
 };
@@ -68,9 +69,8 @@ impl reqwest::dns::Resolve for Guard {
         let rules = self.rules.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             // One refused address refuses the name: a receiver has no reason to resolve into
             // the deployment's own network beside the Internet, and rebinding tricks do.
             if let Some(why) = addrs.iter().find_map(|a| rules.refusal(a.ip())) {
@@ -102,7 +102,12 @@ impl Health {
 
     /// Notes a failure at `now`; answers when the failures began if they have lasted
     /// `disable_after` or longer.
-    pub fn failed(&self, address: &str, now: Timestamp, disable_after: Duration) -> Option<Timestamp> {
+    pub fn failed(
+        &self,
+        address: &str,
+        now: Timestamp,
+        disable_after: Duration,
+    ) -> Option<Timestamp> {
         let mut map = self.lock();
         let since = *map.entry(address.to_owned()).or_insert(now);
         let lasted = now.duration_since(since);
@@ -120,6 +125,7 @@ pub struct WebhookChannel {
     deployment_id: String,
     disable_after: Duration,
     health: Health,
+    alarms: Alarms,
 }
 
 impl WebhookChannel {
@@ -129,6 +135,7 @@ impl WebhookChannel {
         disable_after: Duration,
         key: &[u8],
         deployment_id: &str,
+        alarms: Alarms,
     ) -> Result<WebhookChannel, BuildError> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -151,6 +158,7 @@ impl WebhookChannel {
             deployment_id: deployment_id.to_owned(),
             disable_after,
             health: Health::default(),
+            alarms,
         })
     }
 
@@ -205,6 +213,11 @@ impl WebhookChannel {
             .unwrap_or_default();
         tracing::error!(channel = "webhook", %host, failing_since = %since, last_error = %error, "webhook receiver disabled: it has failed every send for channels.webhook.disable_after; its address is marked gone");
         metrics::counter!("banditore_webhook_disabled_total").increment(1);
+        self.alarms.raise(Alarm::WebhookDisabled {
+            host,
+            since,
+            last_error: error.to_string(),
+        });
         SendError::RecipientGone {
             reason: format!(
                 "disabled: every send has failed since {since} (channels.webhook.disable_after); last: {error}"
@@ -410,6 +423,7 @@ impl ChannelSpec for Spec {
             w.disable_after.get(),
             wiring.key,
             wiring.deployment_id,
+            wiring.alarms.clone(),
         )?;
         Ok(Some(Built {
             channel: Arc::new(channel),
@@ -452,7 +466,10 @@ mod tests {
         assert_eq!(health.failed("a", t0 + day * 5, window), None);
         assert_eq!(health.failed("b", t0, window), None);
         assert_eq!(health.failed("a", t0 + day * 9, window), None);
-        assert_eq!(health.failed("a", t0 + day * 10, window), Some(t0 + day * 5));
+        assert_eq!(
+            health.failed("a", t0 + day * 10, window),
+            Some(t0 + day * 5)
+        );
         assert_eq!(health.failed("b", t0 + day * 5, window), Some(t0));
     }
 }

@@ -86,7 +86,10 @@ pub fn shape(preset: Preset, event: &Value) -> Value {
                 markdown_escape(p.summary)
             );
             if !p.text.is_empty() {
-                text.push_str(&format!("\n> {}", markdown_escape(p.text).replace('\n', "\n> ")));
+                text.push_str(&format!(
+                    "\n> {}",
+                    markdown_escape(p.text).replace('\n', "\n> ")
+                ));
             }
             if !p.link.is_empty() {
                 text.push_str(&format!(
@@ -168,7 +171,10 @@ mod tests {
     fn mattermost_gets_markdown_that_a_title_cannot_turn_into_a_link() {
         let body = shape(Preset::Mattermost, &event("[x](https://evil.example)", ""));
         let text = body["text"].as_str().unwrap();
-        assert!(text.starts_with("**\\[x\\]\\(https://evil\\.example\\)**"), "{text}");
+        assert!(
+            text.starts_with("**\\[x\\]\\(https://evil\\.example\\)**"),
+            "{text}"
+        );
         assert!(text.ends_with("[Apri](https://status.example/status/incidents/4)"));
     }
 
@@ -177,11 +183,17 @@ mod tests {
         let body = shape(Preset::Teams, &event("CUP fermo", ""));
         assert_eq!(body["type"], "message");
         let att = &body["attachments"][0];
-        assert_eq!(att["contentType"], "application/vnd.microsoft.card.adaptive");
+        assert_eq!(
+            att["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
         assert_eq!(att["content"]["type"], "AdaptiveCard");
         assert_eq!(att["content"]["body"][0]["text"], "CUP fermo");
         // A fact without a value is left out.
-        assert_eq!(att["content"]["body"][2]["facts"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            att["content"]["body"][2]["facts"].as_array().unwrap().len(),
+            1
+        );
         assert_eq!(att["content"]["actions"][0]["type"], "Action.OpenUrl");
     }
 

@@ -13,8 +13,8 @@ mod address;
 mod webhook;
 
 pub use address::TelegramChat;
-pub use webhook::{Network, Preset, WebhookAddress, WebhookRules, special_purpose};
 use address::parse_phone;
+pub use webhook::{Network, Preset, WebhookAddress, WebhookRules, special_purpose};
 
 /// A way to reach someone. Each kind has one adapter under `crate::channel`.
 #[derive(

@@ -230,8 +230,8 @@ impl WebhookAddress {
             }
             _ => (Preset::Event, raw),
         };
-        let url = url::Url::parse(rest)
-            .map_err(|e| format!("`{shown}` is not a webhook URL ({e})"))?;
+        let url =
+            url::Url::parse(rest).map_err(|e| format!("`{shown}` is not a webhook URL ({e})"))?;
         match url.scheme() {
             "https" => {}
             "http" if rules.allow_http => {}
@@ -288,7 +288,12 @@ mod tests {
 
     #[test]
     fn public_addresses_pass_and_special_ones_are_named() {
-        for public in ["8.8.8.8", "93.184.216.34", "2a00:1450:4002::200e", "64:ff9b::808:808"] {
+        for public in [
+            "8.8.8.8",
+            "93.184.216.34",
+            "2a00:1450:4002::200e",
+            "64:ff9b::808:808",
+        ] {
             assert_eq!(special_purpose(public.parse().unwrap()), None, "{public}");
         }
         for (ip, why) in [
@@ -303,8 +308,14 @@ mod tests {
             ("255.255.255.255", "reserved (and broadcast)"),
             ("::1", "reserved (loopback, unspecified, IPv4-mapped)"),
             ("::", "reserved (loopback, unspecified, IPv4-mapped)"),
-            ("::ffff:8.8.8.8", "reserved (loopback, unspecified, IPv4-mapped)"),
-            ("::ffff:127.0.0.1", "reserved (loopback, unspecified, IPv4-mapped)"),
+            (
+                "::ffff:8.8.8.8",
+                "reserved (loopback, unspecified, IPv4-mapped)",
+            ),
+            (
+                "::ffff:127.0.0.1",
+                "reserved (loopback, unspecified, IPv4-mapped)",
+            ),
             ("64:ff9b::7f00:1", "loopback"),
             ("fd12:3456::1", "unique local (private)"),
             ("fe80::1", "link-local"),
@@ -338,7 +349,10 @@ mod tests {
         let s = WebhookAddress::parse("Slack+https://hooks.slack.com/services/T/B/X", &rules())
             .unwrap();
         assert_eq!(s.preset, Preset::Slack);
-        assert_eq!(s.to_string(), "slack+https://hooks.slack.com/services/T/B/X");
+        assert_eq!(
+            s.to_string(),
+            "slack+https://hooks.slack.com/services/T/B/X"
+        );
         for bad in [
             "http://cup.example.org/",
             "ftp://cup.example.org/",

@@ -147,6 +147,14 @@ pub fn masked(channel: ChannelKind, address: &str) -> String {
                 "•".repeat(address.chars().count().saturating_sub(3))
             )
         }
+        // A chat tool's webhook URL is its credential: the host alone.
+        ChannelKind::Webhook => {
+            let url = address.split_once('+').map_or(address, |(_, u)| u);
+            match url::Url::parse(url) {
+                Ok(u) => format!("{}://{}/••••••••", u.scheme(), u.host_str().unwrap_or("")),
+                Err(_) => keep(address, 8),
+            }
+        }
         _ => String::from("Telegram"),
     }
 }
@@ -163,5 +171,12 @@ mod tests {
         );
         assert_eq!(masked(ChannelKind::Sms, "+393331234567"), "••••••••••567");
         assert_eq!(masked(ChannelKind::Telegram, "12345"), "Telegram");
+        assert_eq!(
+            masked(
+                ChannelKind::Webhook,
+                "slack+https://hooks.slack.com/services/T0/B0/secret"
+            ),
+            "https://hooks.slack.com/••••••••"
+        );
     }
 }
