@@ -436,7 +436,138 @@ impl ChannelSpec for Spec {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::domain::UpdateKind;
+    use crate::domain::subscriber::{Language, Preset};
+    use crate::render::{MessageContext, Renderer, sample_context};
+
+    fn renderer() -> Renderer {
+        let it = Language::try_from("it".to_owned()).unwrap();
+        let tz = jiff::tz::TimeZone::get("Europe/Rome").unwrap();
+        Renderer::new(Path::new(""), &it, tz, &crate::channel::forms()).unwrap()
+    }
+
+    fn schema() -> jsonschema::Validator {
+        let schema: Value = serde_json::from_str(include_str!(
+            "../../../docs/src/channels/webhook-event.schema.json"
+        ))
+        .unwrap();
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap()
+    }
+
+    fn channel() -> WebhookChannel {
+        let rules = WebhookRules::default();
+        let second = Duration::from_secs(1);
+        WebhookChannel::new(rules, second, second, b"k", "d", Alarms::default()).unwrap()
+    }
+
+    fn outgoing(text: String) -> Outgoing {
+        Outgoing {
+            delivery_id: 1,
+            incident_id: 42,
+            attempt: 1,
+            recipient: "https://r.example/hook".into(),
+            recipient_name: String::new(),
+            subject: None,
+            text,
+            html: None,
+            unsubscribe_url: String::new(),
+            buttons: None,
+        }
+    }
+
+    /// The shipped templates write, in every language and for every kind of update, an event
+    /// that the documented JSON Schema accepts.
+    #[test]
+    fn every_shipped_template_writes_an_event_the_schema_accepts() {
+        let (renderer, schema) = (renderer(), schema());
+        for lang in ["it", "en"] {
+            for kind in [
+                UpdateKind::Opened,
+                UpdateKind::Updated,
+                UpdateKind::Resolved,
+            ] {
+                for audience in ["cup-desk", "public"] {
+                    let mut ctx = sample_context(kind);
+                    ctx.audience = audience.into();
+                    let text = renderer
+                        .render_in(ChannelKind::Webhook, lang, &ctx)
+                        .unwrap()
+                        .text;
+                    let event: Value = serde_json::from_str(&text).unwrap();
+                    let errors: Vec<String> =
+                        schema.iter_errors(&event).map(|e| e.to_string()).collect();
+                    assert!(errors.is_empty(), "{lang} {kind:?}: {errors:?}\n{text}");
+                    assert_eq!(event["type"], format!("incident.{}", kind.as_str()));
+                    assert_eq!(event["data"]["language"], lang);
+                    let link = event["data"]["links"]["incident"].as_str().unwrap();
+                    assert_eq!(link.contains("/status/incidents/"), audience == "public");
+                }
+            }
+        }
+    }
+
+    /// A body over `MAX_BODY` loses signals, counted, until it fits; a text that is not an
+    /// event (an operator's template gone wrong) still goes, inside one.
+    #[test]
+    fn the_body_stays_within_its_bound_and_any_text_goes_as_an_event() {
+        let renderer = renderer();
+        let mut ctx: MessageContext = sample_context(UpdateKind::Opened);
+        let signal = ctx.signals[0].clone();
+        ctx.signals = vec![signal; 2_000];
+        let text = renderer
+            .render_in(ChannelKind::Webhook, "it", &ctx)
+            .unwrap()
+            .text;
+        assert!(text.len() > MAX_BODY);
+        let event = channel().event(&outgoing(text));
+        assert!(serde_json::to_vec(&event).unwrap().len() <= MAX_BODY);
+        let kept = event["data"]["signals"].as_array().unwrap().len();
+        assert_eq!(
+            kept as u64 + event["data"]["signals_omitted"].as_u64().unwrap(),
+            2_000
+        );
+
+        let event = channel().event(&outgoing("Inc. 42: not JSON".into()));
+        assert_eq!(event["type"], "incident.updated");
+        assert_eq!(event["data"]["summary"], "Inc. 42: not JSON");
+        assert_eq!(event["data"]["incident"]["id"], 42);
+    }
+
+    proptest! {
+        /// Whatever monitors and operators write in an incident, its event is JSON that the
+        /// schema accepts, and every preset makes a body of it.
+        #[test]
+        fn any_incident_text_makes_a_valid_event(
+            title in crate::hostile::text(),
+            summary in crate::hostile::text(),
+            body in crate::hostile::text(),
+            service in crate::hostile::text(),
+        ) {
+            let (renderer, schema) = (renderer(), schema());
+            let mut ctx = sample_context(UpdateKind::Updated);
+            ctx.incident.title = title.clone();
+            ctx.incident.services = vec![service];
+            ctx.signals[0].summary = summary.clone();
+            ctx.update.body = Some(body);
+            let text = renderer.render_in(ChannelKind::Webhook, "en", &ctx).unwrap().text;
+            let event: Value = serde_json::from_str(&text).unwrap();
+            prop_assert!(schema.is_valid(&event), "{}", text);
+            prop_assert_eq!(event["data"]["incident"]["title"].as_str(), Some(title.as_str()));
+            prop_assert_eq!(event["data"]["signals"][0]["summary"].as_str(), Some(summary.as_str()));
+            for preset in [Preset::Slack, Preset::Mattermost, Preset::Teams] {
+                prop_assert!(serde_json::to_vec(&preset::shape(preset, &event)).is_ok());
+            }
+        }
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {
