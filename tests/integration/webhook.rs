@@ -275,10 +275,11 @@ async fn presets_shape_the_body_for_slack_mattermost_and_teams() {
         app.subscribe(json!({
             "name": format!("Chat {preset}"),
             "addresses": {"webhook": address},
-            "subscriptions": [{"matchers": ["service=\"hub\""]}],
+            "subscriptions": [{"matchers": [format!("service=\"hub-{preset}\"")]}],
         }))
         .await;
-        fire_alert(&app, "firing", "hub", "Hub fermo").await;
+        let service = format!("hub-{preset}");
+        fire_alert(&app, "firing", &service, "Hub fermo").await;
         let got = receiver.wait_for(before + 1).await;
         let body = got[before].json();
         assert!(body.get(check).is_some(), "{preset}: {body}");
@@ -290,7 +291,7 @@ async fn presets_shape_the_body_for_slack_mattermost_and_teams() {
             );
             assert_eq!(body["attachments"][0]["content"]["type"], "AdaptiveCard");
         }
-        fire_alert(&app, "resolved", "hub", "Hub fermo").await;
+        fire_alert(&app, "resolved", &service, "Hub fermo").await;
         receiver.wait_for(before + 2).await;
     }
 }
@@ -339,4 +340,38 @@ async fn special_purpose_destinations_are_refused_when_saved_and_after_resolutio
         "{history}"
     );
     assert!(receiver.received().is_empty());
+}
+
+#[tokio::test]
+async fn the_public_audience_gets_the_statement_only_once_approved() {
+    let receiver = WebhookReceiver::start().await;
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, ALLOW_LOOPBACK, &[]).await;
+    let address = receiver.url("/intranet-banner");
+    receiver.set_secret(&secret(&app, &address));
+    app.subscribe(json!({
+        "name": "Banner dell'intranet",
+        "audience": "public",
+        "addresses": {"webhook": address},
+        "subscriptions": [{"matchers": ["service=\"cup-backend\""]}],
+    }))
+    .await;
+
+    fire_alert(&app, "firing", "cup-backend", "CUP backend non risponde").await;
+    let draft = app.next_draft().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(receiver.received().is_empty(), "sent before approval");
+    app.approve_draft(draft["id"].as_i64().unwrap()).await;
+
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].verified, Ok(()));
+    let event = got[0].json();
+    assert_eq!(event["type"], "incident.opened", "{event}");
+    assert_eq!(event["data"]["audience"], "public");
+    assert!(
+        event["data"]["links"]["incident"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("https://banditore.asl.example/status/incidents/")),
+        "{event}"
+    );
 }

@@ -139,7 +139,12 @@ pub async fn subscriber(
 }
 
 /// The channels whose addresses the console's forms write.
-const EDITABLE: [ChannelKind; 3] = [ChannelKind::Email, ChannelKind::Sms, ChannelKind::Telegram];
+const EDITABLE: [ChannelKind; 4] = [
+    ChannelKind::Email,
+    ChannelKind::Sms,
+    ChannelKind::Telegram,
+    ChannelKind::Webhook,
+];
 
 /// Addresses typed one per line or separated by commas.
 fn list_field(form: &Form, name: &str) -> Vec<String> {

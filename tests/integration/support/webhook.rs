@@ -40,10 +40,13 @@ impl Received {
     }
 }
 
+/// A scripted answer: its status and headers.
+type Answer = (u16, Vec<(&'static str, String)>);
+
 #[derive(Default)]
 struct Shared {
     secret: Mutex<Option<String>>,
-    script: Mutex<VecDeque<(u16, Vec<(&'static str, String)>)>>,
+    script: Mutex<VecDeque<Answer>>,
     received: Mutex<Vec<Received>>,
 }
 
