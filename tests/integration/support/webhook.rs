@@ -1,8 +1,9 @@
 //! A webhook receiver as the Standard Webhooks specification describes one: every request's
 //! signature verified with the reference library (`standardwebhooks`, which also refuses a
 //! timestamp more than five minutes away), answered `401` when it does not verify, otherwise with
-//! the next scripted answer (`503` with a `Retry-After`, `410`…) or `200`. Everything it
-//! receives is recorded, with the time it arrived, for the assertions.
+//! the next scripted answer (`503` with a `Retry-After`, `410`, an answer held until the sender
+//! gives up…) or `200`. Everything it receives is recorded, with the time it arrived and what it
+//! answered, for the assertions.
 
 #![allow(dead_code)]
 
@@ -32,6 +33,8 @@ pub struct Received {
     /// What the reference library said of the signature.
     pub verified: Result<(), String>,
     pub at: Instant,
+    /// The status answered, or that would have been: a held answer is lost to the sender.
+    pub answered: u16,
 }
 
 impl Received {
@@ -40,8 +43,12 @@ impl Received {
     }
 }
 
-/// A scripted answer: its status and headers.
+/// A scripted answer: its status and headers; status 0 takes the request and holds the answer
+/// for `HOLD`, past the sender's timeout, then answers 200 to nobody.
 type Answer = (u16, Vec<(&'static str, String)>);
+
+/// How long a lost answer is held.
+const HOLD: Duration = Duration::from_secs(3);
 
 #[derive(Default)]
 struct Shared {
@@ -82,6 +89,16 @@ async fn handle(
         None => Err("the receiver has no secret yet".into()),
     };
     let refused = verified.is_err();
+    let next = if refused {
+        None
+    } else {
+        shared.script.lock().unwrap().pop_front()
+    };
+    let answered = match (&next, refused) {
+        (_, true) => 401,
+        (Some((0, _)), _) | (None, _) => 200,
+        (Some((status, _)), _) => *status,
+    };
     shared.received.lock().unwrap().push(Received {
         path: uri.path().to_owned(),
         id: header("webhook-id"),
@@ -93,12 +110,16 @@ async fn handle(
         headers: headers.clone(),
         verified,
         at: Instant::now(),
+        answered,
     });
     if refused {
         return (StatusCode::UNAUTHORIZED, "signature does not verify").into_response();
     }
-    let next = shared.script.lock().unwrap().pop_front();
     match next {
+        Some((0, _)) => {
+            tokio::time::sleep(HOLD).await;
+            (StatusCode::OK, "").into_response()
+        }
         Some((status, extra)) => {
             let mut resp = (StatusCode::from_u16(status).unwrap(), "scripted").into_response();
             for (name, value) in extra {
@@ -149,6 +170,14 @@ impl WebhookReceiver {
                 headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect(),
             ));
         }
+    }
+
+    /// Requests it took: answered with a 2xx, or held until the sender gave up.
+    pub fn taken(&self) -> usize {
+        self.received()
+            .iter()
+            .filter(|r| (200..300).contains(&r.answered))
+            .count()
     }
 
     pub fn received(&self) -> Vec<Received> {
