@@ -508,7 +508,9 @@ fn cli_actor() -> String {
 /// Prints a webhook address's signing secret, under the key the service signs with.
 async fn webhook_secret(validated: settings::Validated, address: &str) -> anyhow::Result<()> {
     let rules = &validated.subscriber_rules.webhook;
-    banditore::channel::webhook::secret_for(b"", address, rules).map_err(anyhow::Error::msg)?;
+    // A mistyped address is told before the store is opened.
+    banditore::domain::subscriber::WebhookAddress::parse(address, rules)
+        .map_err(anyhow::Error::msg)?;
     let store = banditore::store::open_for_administration(
         &validated.settings.store,
         validated.store_password.as_ref(),

@@ -375,3 +375,30 @@ async fn the_public_audience_gets_the_statement_only_once_approved() {
         "{event}"
     );
 }
+
+#[tokio::test]
+async fn a_chat_tools_url_stays_out_of_errors_and_logs() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, ALLOW_LOOPBACK, &[]).await;
+    let address = format!("slack+http://localhost:{port}/services/T0/B0/SEGRETO");
+    let id = subscribe(&app, &address).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP backend non risponde").await;
+    let path = format!("/api/v1/subscribers/{id}/deliveries");
+    let history = eventually(
+        || async { app.get_json(&path, OPERATOR_TOKEN).await },
+        |b| b["deliveries"][0]["last_error"].is_string(),
+    )
+    .await;
+    let error = history["deliveries"][0]["last_error"].as_str().unwrap();
+    assert!(error.contains("cannot connect"), "{error}");
+    assert!(!error.contains("SEGRETO"), "{error}");
+    assert!(!app.logs().contains("SEGRETO"));
+    // Whoever is not an administrator reads the host only.
+    let recipient = &history["deliveries"][0]["recipient"];
+    assert_eq!(recipient, "http://localhost/••••••••", "{history}");
+    let admin = app.get_json(&path, ADMIN_TOKEN).await;
+    assert_eq!(admin["deliveries"][0]["recipient"], json!(address));
+}

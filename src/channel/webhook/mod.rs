@@ -139,6 +139,8 @@ impl WebhookChannel {
     ) -> Result<WebhookChannel, BuildError> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Through a proxy the proxy would resolve the receiver's name, past the checks.
+            .no_proxy()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!(
@@ -334,19 +336,23 @@ impl Channel for WebhookChannel {
             .await;
         let outcome = match sent {
             Ok(resp) => classify(resp).await,
-            Err(e) => match refused_by_guard(&e) {
-                Some(reason) => Err(SendError::Reject { reason }),
-                None => Err(SendError::Retry {
-                    after: None,
-                    reason: if e.is_timeout() {
-                        "the receiver did not answer in time".to_owned()
-                    } else if e.is_connect() {
-                        format!("cannot connect to the receiver: {}", error_chain(&e))
-                    } else {
-                        format!("the request failed: {}", error_chain(&e))
-                    },
-                }),
-            },
+            // A chat tool's URL is its credential: kept out of the error, logged and stored.
+            Err(e) => {
+                let e = e.without_url();
+                match refused_by_guard(&e) {
+                    Some(reason) => Err(SendError::Reject { reason }),
+                    None => Err(SendError::Retry {
+                        after: None,
+                        reason: if e.is_timeout() {
+                            "the receiver did not answer in time".to_owned()
+                        } else if e.is_connect() {
+                            format!("cannot connect to the receiver: {}", error_chain(&e))
+                        } else {
+                            format!("the request failed: {}", error_chain(&e))
+                        },
+                    }),
+                }
+            }
         };
         match outcome {
             Ok(()) => {

@@ -104,9 +104,13 @@ pub async fn deliveries(
     Ok(rows)
 }
 
-/// Citizens' addresses in `rows` masked, in the errors that quote them too.
+/// Citizens' addresses in `rows` masked, in the errors that quote them too; and webhooks' URLs,
+/// which for a chat tool are its credential.
 pub fn mask_citizens(rows: &mut [DeliveryRow]) {
-    for d in rows.iter_mut().filter(|d| d.citizen) {
+    for d in rows
+        .iter_mut()
+        .filter(|d| d.citizen || d.channel == ChannelKind::Webhook)
+    {
         let masked = masked(d.channel, &d.recipient);
         for text in [&mut d.last_error, &mut d.report_error]
             .into_iter()
