@@ -402,3 +402,38 @@ async fn a_chat_tools_url_stays_out_of_errors_and_logs() {
     let admin = app.get_json(&path, ADMIN_TOKEN).await;
     assert_eq!(admin["deliveries"][0]["recipient"], json!(address));
 }
+
+#[test]
+fn check_config_names_a_bad_network_and_a_refused_webhook_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("webhook.toml");
+    std::fs::write(
+        &config,
+        r#"
+[channels.webhook]
+enabled = true
+allow_networks = ["10.20.1.0/16", "intranet"]
+disable_after = "0s"
+
+[[subscribers]]
+name = "Metadati"
+addresses = { webhook = "https://169.254.169.254/latest/meta-data" }
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_banditore"))
+        .args(["--config", config.to_str().unwrap(), "check-config"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for words in [
+        "channels.webhook.allow_networks: `10.20.1.0/16` has host bits set",
+        "`intranet` is not a network",
+        "channels.webhook.disable_after",
+        "169.254.169.254 is a link-local (cloud metadata) address",
+    ] {
+        assert!(err.contains(words), "{words}: {err}");
+    }
+}
