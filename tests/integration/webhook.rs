@@ -437,3 +437,119 @@ addresses = { webhook = "https://169.254.169.254/latest/meta-data" }
         assert!(err.contains(words), "{words}: {err}");
     }
 }
+
+/// A chat tool's URL is its credential: whoever is not an administrator reads the host alone in
+/// the subscribers API and console, as in the deliveries, and cannot find it by searching; the
+/// console's edit form leaves their webhooks alone instead of saving the mask.
+#[tokio::test]
+async fn a_chat_tools_url_is_read_whole_by_administrators_alone() {
+    const PASSWORD: &str = "una password lunga abbastanza";
+    let smtp = SmtpServer::start();
+    let mut app = TestApp::spawn(&smtp, "", &[]).await;
+    app.add_user("l.bianchi", PASSWORD, "operator").await;
+    let url = "slack+https://hooks.slack.com/services/T0/B0/SEGRETO";
+    let spec = json!({
+        "name": "Canale Slack", "audience": "internal",
+        "addresses": {"webhook": url, "email": "sala@asl.example"},
+        "subscriptions": [{"matchers": ["service=\"cup-backend\""]}],
+    });
+    let created = app
+        .post_json("/api/v1/subscribers", Some(OPERATOR_TOKEN), &spec)
+        .await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert!(!created.to_string().contains("SEGRETO"), "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let masked = "https://hooks.slack.com/••••••••";
+    let webhook_of = |s: &Value| {
+        s["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["channel"] == "webhook")
+            .map(|a| a["address"].clone())
+            .unwrap()
+    };
+    assert_eq!(webhook_of(&created), masked);
+    let one = format!("/api/v1/subscribers/{id}");
+    let token = OPERATOR_TOKEN;
+    assert_eq!(webhook_of(&app.get_json(&one, token).await), masked);
+    let list = app.get_json("/api/v1/subscribers", token).await;
+    assert!(!list.to_string().contains("SEGRETO"), "{list}");
+    assert_eq!(webhook_of(&list["subscribers"][0]), masked);
+    // Found by name, never by a piece of the URL.
+    let by_url = app.get_json("/api/v1/subscribers?q=B0/SEG", token).await;
+    assert_eq!(by_url["subscribers"], json!([]), "{by_url}");
+    let by_name = app.get_json("/api/v1/subscribers?q=slack", token).await;
+    assert_eq!(by_name["subscribers"][0]["id"], id);
+    let edited = app
+        .http
+        .patch(app.url(&one))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&json!({"name": "Canale Slack CUP"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), 200);
+    let edited: Value = edited.json().await.unwrap();
+    assert_eq!(webhook_of(&edited), masked);
+    // An administrator reads it whole and finds it by any piece of it.
+    assert_eq!(webhook_of(&app.get_json(&one, ADMIN_TOKEN).await), url);
+    let found = app
+        .get_json("/api/v1/subscribers?q=B0/SEG", ADMIN_TOKEN)
+        .await;
+    assert_eq!(found["subscribers"][0]["id"], id);
+
+    // The console: masked on the list and the subscriber's page, and not in the edit form, so
+    // that saving the form keeps the webhook as it is.
+    let op = console_browser();
+    assert_eq!(
+        console_login(&app, &op, "l.bianchi", PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    for path in [
+        "/console/subscribers".to_owned(),
+        "/console/subscribers?q=B0%2FSEG".to_owned(),
+        format!("/console/subscribers/{id}"),
+    ] {
+        let html = op
+            .get(app.url(&path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!html.contains("SEGRETO"), "{path}: {html}");
+    }
+    let page = op
+        .get(app.url(&format!("/console/subscribers/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("webhook: https:&#x2f;&#x2f;hooks.slack.com&#x2f;••••••••"),
+        "{page}"
+    );
+    assert!(!page.contains("name=\"webhook\""), "{page}");
+    let csrf = hidden_field(&page, "csrf");
+    let saved = op
+        .post(app.url(&format!("/console/subscribers/{id}/edit")))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "Canale Slack CUP"),
+            ("email", "sala@asl.example"),
+            ("subs", "1"),
+            ("sub0_matchers", "service=\"cup-backend\""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 303);
+    assert_eq!(webhook_of(&app.get_json(&one, ADMIN_TOKEN).await), url);
+}

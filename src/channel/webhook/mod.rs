@@ -34,7 +34,7 @@ use crate::channel::alarm::{Alarm, Alarms};
 use crate::channel::{
     BuildError, Built, Channel, ChannelSpec, Outgoing, Receipt, SendError, Wiring,
 };
-use crate::domain::subscriber::{ChannelKind, WebhookAddress, WebhookRules};
+use crate::domain::subscriber::{ChannelKind, WebhookAddress, WebhookRules, masked_webhook};
 
 pub use sign::{SigningSecret, message_id};
 
@@ -313,9 +313,14 @@ impl Channel for WebhookChannel {
     }
 
     async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
-        // The rules may have narrowed since the address was saved.
-        let address = WebhookAddress::parse(&msg.recipient, &self.rules)
-            .map_err(|reason| SendError::Reject { reason })?;
+        // The rules may have narrowed since the address was saved. The refusal quotes the
+        // address, a chat tool's credential, which goes on to the delivery's error and the log.
+        let address = WebhookAddress::parse(&msg.recipient, &self.rules).map_err(|reason| {
+            let quoted: String = msg.recipient.trim().chars().take(200).collect();
+            SendError::Reject {
+                reason: reason.replace(&quoted, &masked_webhook(&msg.recipient)),
+            }
+        })?;
         let body = preset::shape(address.preset, &self.event(msg));
         let body = serde_json::to_vec(&body).map_err(|e| SendError::Reject {
             reason: format!("the event is not JSON: {e}"),
@@ -572,6 +577,21 @@ mod tests {
             for preset in [Preset::Slack, Preset::Mattermost, Preset::Teams] {
                 prop_assert!(serde_json::to_vec(&preset::shape(preset, &event)).is_ok());
             }
+        }
+    }
+
+    /// An address the rules refuse at send time (`allow_http` turned off since it was saved)
+    /// is given up on with a reason that does not quote the chat tool's URL.
+    #[tokio::test]
+    async fn a_refused_address_is_not_quoted_in_the_error() {
+        let mut msg = outgoing("{}".into());
+        msg.recipient = "slack+http://hooks.example/services/T0/B0/SEGRETO".into();
+        match channel().send(&msg).await {
+            Err(SendError::Reject { reason }) => {
+                assert!(!reason.contains("SEGRETO"), "{reason}");
+                assert!(reason.contains("http://hooks.example/••••••••"), "{reason}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -14,6 +14,8 @@ mod webhook;
 
 pub use address::TelegramChat;
 use address::parse_phone;
+/// A webhook address with all but its scheme and host hidden.
+pub use webhook::masked as masked_webhook;
 pub use webhook::{Network, Preset, WebhookAddress, WebhookRules, special_purpose};
 
 /// A way to reach someone. Each kind has one adapter under `crate::channel`.

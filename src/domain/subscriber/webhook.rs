@@ -267,6 +267,22 @@ impl WebhookAddress {
     }
 }
 
+/// A webhook address as whoever is not an administrator reads it: the scheme and the host, the
+/// rest hidden. A chat tool's URL is its credential (Slack's path is the token), so the path,
+/// the query, the port and the preset are left out, in the API, the console and every error
+/// that quotes the address.
+pub fn masked(raw: &str) -> String {
+    let raw = raw.trim();
+    let url = match raw.split_once('+') {
+        Some((name, rest)) if !name.contains([':', '/']) => rest,
+        _ => raw,
+    };
+    match url::Url::parse(url) {
+        Ok(u) => format!("{}://{}/••••••••", u.scheme(), u.host_str().unwrap_or("")),
+        Err(_) => "••••••••".to_owned(),
+    }
+}
+
 impl fmt::Display for WebhookAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.preset {
@@ -323,6 +339,27 @@ mod tests {
             ("2001:db8::1", "documentation"),
         ] {
             assert_eq!(special_purpose(ip.parse().unwrap()), Some(why), "{ip}");
+        }
+    }
+
+    #[test]
+    fn a_masked_address_keeps_the_scheme_and_host_alone() {
+        for (raw, shown) in [
+            (
+                "slack+https://hooks.slack.com/services/T0/B0/SEGRETO",
+                "https://hooks.slack.com/••••••••",
+            ),
+            (
+                "https://cup.example:8443/a+b?k=SEGRETO",
+                "https://cup.example/••••••••",
+            ),
+            (
+                "teams+https://x.example/SEGRETO#f",
+                "https://x.example/••••••••",
+            ),
+            ("not a url SEGRETO", "••••••••"),
+        ] {
+            assert_eq!(masked(raw), shown, "{raw}");
         }
     }
 

@@ -152,13 +152,7 @@ pub fn masked(channel: ChannelKind, address: &str) -> String {
             )
         }
         // A chat tool's webhook URL is its credential: the host alone.
-        ChannelKind::Webhook => {
-            let url = address.split_once('+').map_or(address, |(_, u)| u);
-            match url::Url::parse(url) {
-                Ok(u) => format!("{}://{}/••••••••", u.scheme(), u.host_str().unwrap_or("")),
-                Err(_) => keep(address, 8),
-            }
-        }
+        ChannelKind::Webhook => crate::domain::subscriber::masked_webhook(address),
         _ => String::from("Telegram"),
     }
 }
