@@ -82,15 +82,21 @@ impl reqwest::dns::Resolve for Guard {
     }
 }
 
-/// When each receiver's failures began, since its last success; kept in memory, so a restart
+/// Failures further apart than this are not one outage: a receiver that failed one send, got
+/// nothing for days (no incident) and failed the next is not disabled on the spot. Svix starts
+/// its clock only after several failures within a day, too.
+pub const FAILURES_APART: Duration = Duration::from_secs(24 * 3600);
+
+/// When each receiver's failures began (since its last success, with no more than
+/// [`FAILURES_APART`] between two of them) and when it last failed; kept in memory, so a restart
 /// starts the count again (a receiver is disabled later, never sooner).
 #[derive(Default)]
 pub struct Health {
-    failing_since: Mutex<HashMap<String, Timestamp>>,
+    failing_since: Mutex<HashMap<String, (Timestamp, Timestamp)>>,
 }
 
 impl Health {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Timestamp>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Timestamp, Timestamp)>> {
         self.failing_since
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -109,7 +115,12 @@ impl Health {
         disable_after: Duration,
     ) -> Option<Timestamp> {
         let mut map = self.lock();
-        let since = *map.entry(address.to_owned()).or_insert(now);
+        let (since, last) = map.entry(address.to_owned()).or_insert((now, now));
+        if now.duration_since(*last).as_secs_f64() > FAILURES_APART.as_secs_f64() {
+            *since = now;
+        }
+        *last = now;
+        let since = *since;
         let lasted = now.duration_since(since);
         (lasted.as_secs_f64() >= disable_after.as_secs_f64()).then(|| {
             map.remove(address);
@@ -615,18 +626,31 @@ mod tests {
         let health = Health::default();
         let t0: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
         let window = Duration::from_secs(5 * 86_400);
+        let hours = |h: i64| t0 + jiff::SignedDuration::from_hours(h);
+        for h in (0..=108).step_by(12) {
+            assert_eq!(health.failed("a", hours(h), window), None, "a at {h}");
+            assert_eq!(health.failed("b", hours(h), window), None, "b at {h}");
+        }
+        assert_eq!(health.failed("a", hours(120), window), Some(t0));
+        // A success starts the count again.
+        health.succeeded("b");
+        for h in (120..=228).step_by(12) {
+            assert_eq!(health.failed("b", hours(h), window), None, "b at {h}");
+        }
+        assert_eq!(health.failed("b", hours(240), window), Some(hours(120)));
+    }
+
+    /// Two failures days apart, with nothing sent between them (no incident), are not an
+    /// outage of days: the count starts again after a day without a failure.
+    #[test]
+    fn failures_days_apart_do_not_disable_a_receiver() {
+        let health = Health::default();
+        let t0: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let window = Duration::from_secs(5 * 86_400);
         let day = jiff::SignedDuration::from_hours(24);
         assert_eq!(health.failed("a", t0, window), None);
-        assert_eq!(health.failed("a", t0 + day * 4, window), None);
-        // A success starts the count again.
-        health.succeeded("a");
-        assert_eq!(health.failed("a", t0 + day * 5, window), None);
-        assert_eq!(health.failed("b", t0, window), None);
-        assert_eq!(health.failed("a", t0 + day * 9, window), None);
-        assert_eq!(
-            health.failed("a", t0 + day * 10, window),
-            Some(t0 + day * 5)
-        );
-        assert_eq!(health.failed("b", t0 + day * 5, window), Some(t0));
+        assert_eq!(health.failed("a", t0 + day * 6, window), None);
+        assert_eq!(health.failed("a", t0 + day * 7, window), None);
+        assert_eq!(health.failed("a", t0 + day * 11, window), None);
     }
 }

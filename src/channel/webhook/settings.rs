@@ -20,8 +20,8 @@ pub struct WebhookSettings {
     pub allow_networks: Vec<String>,
     /// Whether `http://` URLs are accepted (for receivers inside `allow_networks`).
     pub allow_http: bool,
-    /// A receiver that has answered nothing but failures for this long is disabled (its
-    /// address marked gone) and the operators are told.
+    /// A receiver that has answered nothing but failures for this long, its failures less than
+    /// a day apart, is disabled (its address marked gone) and the operators are told.
     pub disable_after: Dur,
 }
 
