@@ -493,6 +493,18 @@ async fn a_chat_tools_url_is_read_whole_by_administrators_alone() {
     assert_eq!(edited.status(), 200);
     let edited: Value = edited.json().await.unwrap();
     assert_eq!(webhook_of(&edited), masked);
+    // What was read, written back whole, cannot replace the URL with its mask.
+    let written_back = app
+        .http
+        .patch(app.url(&one))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&json!({"addresses": {"webhook": masked, "email": "sala@asl.example"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written_back.status(), 400);
+    let refusal = written_back.text().await.unwrap();
+    assert!(refusal.contains("masked"), "{refusal}");
     // An administrator reads it whole and finds it by any piece of it.
     assert_eq!(webhook_of(&app.get_json(&one, ADMIN_TOKEN).await), url);
     let found = app

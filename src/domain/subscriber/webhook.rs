@@ -230,6 +230,13 @@ impl WebhookAddress {
             }
             _ => (Preset::Event, raw),
         };
+        // What someone who may not read the URL was shown, sent back as it was read (a
+        // subscriber read, changed and written whole): saved, it would replace the real URL.
+        if rest.contains('•') {
+            return Err(format!(
+                "`{shown}` is a webhook address as shown masked, not the URL: write the whole URL (administrators read it), or leave the webhook out of the edit to keep it"
+            ));
+        }
         let url =
             url::Url::parse(rest).map_err(|e| format!("`{shown}` is not a webhook URL ({e})"))?;
         match url.scheme() {
@@ -400,6 +407,7 @@ mod tests {
             "https://169.254.169.254/latest/meta-data",
             "https://[::ffff:10.0.0.1]/",
             "discord+https://discord.com/api/webhooks/1",
+            "https://hooks.slack.com/••••••••",
             "not a url",
             "",
         ] {
