@@ -440,6 +440,7 @@ impl Ground<'_> {
             store: store.clone(),
             deployment_id,
             key: self.key.as_bytes(),
+            alarms: pauses.alarms(),
         };
         let mut shared = BTreeMap::new();
         let mut senders = BTreeMap::new();

@@ -51,6 +51,12 @@ enum Command {
     /// Manage the API tokens kept in the store (those of the configuration are listed too).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print the signing secret (`whsec_…`) a webhook address's receiver verifies signatures
+    /// with. It is derived from the deployment's key, never stored; showing it is audited.
+    WebhookSecret {
+        /// The address as saved: `https://…`, or with its preset, `slack+https://…`.
+        address: String,
+    },
     /// Print the version.
     Version,
     /// Copy the SQLite store to FILE, consistent while the service runs; FILE must not exist.
@@ -181,7 +187,11 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Serve | Command::Migrate | Command::User(_) | Command::Token(_) => {
+        Command::Serve
+        | Command::Migrate
+        | Command::User(_)
+        | Command::Token(_)
+        | Command::WebhookSecret { .. } => {
             let validated = match settings::load_and_validate(
                 cli.config.as_deref(),
                 &banditore::channel::sections(),
@@ -221,6 +231,9 @@ fn main() -> ExitCode {
                 Command::Serve => runtime.block_on(serve(validated, cli.config.as_deref())),
                 Command::User(cmd) => runtime.block_on(user(validated, cmd)),
                 Command::Token(cmd) => runtime.block_on(token(validated, cmd)),
+                Command::WebhookSecret { address } => {
+                    runtime.block_on(webhook_secret(validated, &address))
+                }
                 _ => runtime.block_on(migrate(validated)),
             };
             match result {
@@ -490,6 +503,42 @@ async fn audit(
 fn cli_actor() -> String {
     let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     format!("command line ({who})")
+}
+
+/// Prints a webhook address's signing secret, under the key the service signs with.
+async fn webhook_secret(validated: settings::Validated, address: &str) -> anyhow::Result<()> {
+    let rules = &validated.subscriber_rules.webhook;
+    // A mistyped address is told before the store is opened.
+    banditore::domain::subscriber::WebhookAddress::parse(address, rules)
+        .map_err(anyhow::Error::msg)?;
+    let store = banditore::store::open_for_administration(
+        &validated.settings.store,
+        validated.store_password.as_ref(),
+    )
+    .await
+    .context("opening the store")?;
+    let key = match &validated.secret_key {
+        Some(configured) => configured.expose().to_owned(),
+        None => {
+            store
+                .setting_or_insert("unsubscribe_key", &banditore::ids::random_hex(32))
+                .await?
+        }
+    };
+    let secret = banditore::channel::webhook::secret_for(key.as_bytes(), address, rules)
+        .map_err(anyhow::Error::msg)?;
+    let host = url::Url::parse(address.split_once('+').map_or(address, |(_, u)| u))
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned));
+    audit(
+        &*store,
+        "webhook.secret_shown",
+        serde_json::json!({ "host": host }),
+    )
+    .await;
+    store.close().await;
+    println!("{secret}");
+    Ok(())
 }
 
 async fn token(validated: settings::Validated, cmd: TokenCommand) -> anyhow::Result<()> {

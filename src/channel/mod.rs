@@ -6,6 +6,7 @@
 //! outbox calls [`Channel::send`] for one recipient and acts on the [`SendError`] class (retry
 //! later, give up, or mark the address gone).
 
+pub mod alarm;
 pub mod bluesky;
 pub mod email;
 pub mod facebook;
@@ -16,6 +17,7 @@ pub mod sms;
 pub mod social;
 pub mod status_page;
 pub mod telegram;
+pub mod webhook;
 pub mod x;
 
 use std::any::Any;
@@ -46,6 +48,7 @@ pub fn registry() -> &'static [&'static dyn ChannelSpec] {
         &facebook::Spec,
         &status_page::Spec,
         &log::Spec,
+        &webhook::Spec,
     ]
 }
 
@@ -86,6 +89,8 @@ pub struct Wiring<'a> {
     pub deployment_id: &'a str,
     /// The deployment's key, for links the sender signs (delivery reports).
     pub key: &'a [u8],
+    /// Where a sender raises what the operators must hear (a webhook receiver disabled).
+    pub alarms: alarm::Alarms,
 }
 
 /// A sender and how the outbox runs it.

@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::channel::alarm::{Alarm, Alarms};
 use crate::channel::{Channel, Outgoing};
 use crate::domain::subscriber::{ChannelKind, Language};
 use crate::render::Renderer;
@@ -40,6 +41,8 @@ pub struct Pauses {
     changes: Arc<watch::Sender<u64>>,
     first_probe: Duration,
     longest_wait: Duration,
+    /// What the channels raise for the operators, told by the same notices.
+    alarms: Alarms,
 }
 
 /// What a change was, for the operators' notices.
@@ -47,6 +50,8 @@ pub struct Pauses {
 pub enum Change {
     Paused(ChannelKind, Pause),
     Resumed(ChannelKind),
+    /// Not a pause: what a channel raised for the operators.
+    Alarm(Alarm),
 }
 
 impl Pauses {
@@ -58,7 +63,13 @@ impl Pauses {
             changes: Arc::new(watch::channel(0).0),
             first_probe,
             longest_wait: longest_wait.max(first_probe),
+            alarms: Alarms::default(),
         }
+    }
+
+    /// Where the channels raise what the operators must hear.
+    pub fn alarms(&self) -> Alarms {
+        self.alarms.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ChannelKind, Pause>> {
@@ -143,13 +154,18 @@ pub struct Notices {
 impl Notices {
     pub async fn run(self, pauses: Pauses, shutdown: CancellationToken) {
         let mut changes = pauses.watch();
+        let alarms = pauses.alarms();
         let mut known: BTreeMap<ChannelKind, Pause> = BTreeMap::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 changed = changes.changed() => if changed.is_err() { return },
+                _ = alarms.raised() => {}
             }
             let now = pauses.all();
+            for alarm in alarms.take() {
+                self.tell(Change::Alarm(alarm), &now).await;
+            }
             for (channel, pause) in &now {
                 if !known.contains_key(channel) {
                     self.tell(Change::Paused(*channel, pause.clone()), &now)
@@ -182,6 +198,19 @@ impl Notices {
             Change::Resumed(channel) => (
                 "channel_resumed",
                 vec![minijinja::Value::from(channel.title()), replica],
+            ),
+            Change::Alarm(Alarm::WebhookDisabled {
+                host,
+                since,
+                last_error,
+            }) => (
+                "webhook_disabled",
+                vec![
+                    minijinja::Value::from(host.clone()),
+                    minijinja::Value::from(since.to_string()),
+                    minijinja::Value::from(last_error.clone()),
+                    replica,
+                ],
             ),
         };
         let text = match self.renderer.bot_text(&self.language, macro_name, &args) {

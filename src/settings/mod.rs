@@ -98,6 +98,7 @@ pub use crate::channel::sms::settings::{
     BodyFormat, SmsProviderKeys, SmsProviderKind, SmsProviderSettings, SmsSettings,
 };
 pub use crate::channel::telegram::settings::{TelegramKeys, TelegramMode, TelegramSettings};
+pub use crate::channel::webhook::settings::WebhookSettings;
 pub use crate::channel::x::settings::XSettings;
 pub use status_page::{
     LANGUAGES as STATUS_LANGUAGES, StatusService, StatusSettings, SubscribeSettings,
@@ -404,6 +405,7 @@ pub struct ChannelSettings {
     pub x: XSettings,
     pub facebook: FacebookSettings,
     pub log: LogChannelSettings,
+    pub webhook: WebhookSettings,
 }
 
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {

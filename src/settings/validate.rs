@@ -108,6 +108,7 @@ pub fn validate(
     let subscriber_rules = SubscriberRules {
         default_language: settings.routing.default_language.clone(),
         phone_region: phone_region(&settings, &mut push),
+        webhook: crate::channel::webhook::settings::rules(&settings, &mut push),
     };
     let subscribers = validate_subscribers(&settings, sections, &subscriber_rules, &mut push);
     let renderer = validate_templates(&settings, sections, &time_zone, &mut push);

@@ -139,6 +139,9 @@ pub struct SubscriberFilter {
     /// letters of either case alike; `%`, `_` and `\` are plain characters.
     pub q: Option<String>,
     pub kind: Option<SubscriberKind>,
+    /// Whether the search leaves webhook addresses out: a chat tool's URL is its credential,
+    /// and whoever may not read it must not find it out a character at a time.
+    pub hide_webhooks: bool,
     /// Only subscribers after this id (the next page).
     pub after: Option<i64>,
     /// Only subscribers before this id, the nearest ones (the previous page).

@@ -61,9 +61,15 @@ fn conditions(dialect: Dialect, filter: &SubscriberFilter) -> String {
             Dialect::Sqlite => format!("LOWER({column})"),
             Dialect::Postgres => format!("LOWER({column} COLLATE \"C\")"),
         };
+        // Whoever may not read a webhook's URL does not search it either.
+        let hidden = if filter.hide_webhooks {
+            " AND a.channel <> 'webhook'"
+        } else {
+            ""
+        };
         out.push_str(&format!(
             " AND ({name} LIKE $3 ESCAPE '\\' OR {audience} LIKE $3 ESCAPE '\\'
-                  OR EXISTS (SELECT 1 FROM addresses a WHERE a.subscriber_id = s.id AND {address} LIKE $3 ESCAPE '\\')
+                  OR EXISTS (SELECT 1 FROM addresses a WHERE a.subscriber_id = s.id{hidden} AND {address} LIKE $3 ESCAPE '\\')
                   OR EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id AND {matchers} LIKE $4 ESCAPE '\\'))",
             name = fold("s.name"),
             audience = fold("s.audience"),

@@ -33,3 +33,4 @@ mod store_citizens;
 mod store_subscribers;
 mod subscribers;
 mod telegram;
+mod webhook;

@@ -33,6 +33,7 @@ fn filter(
     SubscriberFilter {
         q: q.map(str::to_owned),
         kind: None,
+        hide_webhooks: false,
         after,
         before,
         limit,
@@ -195,6 +196,29 @@ async fn search_takes_wildcards_quotes_and_unicode_as_text(store: Arc<dyn Store>
     assert_eq!(names(&store, "\"sud\"").await, set(&["Ufficio axb"]));
     assert_eq!(names(&store, "CUP-DESK").await.len(), 7, "the audience");
     assert_eq!(names(&store, "nobody").await, set(&[]));
+    // A webhook's URL is found by whoever may read it, and by no one else.
+    desk(
+        &store,
+        serde_json::json!({
+            "name": "Canale Slack", "audience": "cup-desk",
+            "addresses": {"webhook": "slack+https://hooks.slack.com/services/T0/B0/SEGRETO"},
+            "subscriptions": [{"matchers": []}],
+        }),
+    )
+    .await;
+    assert_eq!(names(&store, "/b0/seg").await, set(&["Canale Slack"]));
+    let hidden = SubscriberFilter {
+        hide_webhooks: true,
+        ..filter(Some("/b0/seg"), None, None, MAX_PAGE)
+    };
+    let page = store.subscriber_page(&hidden).await.unwrap();
+    assert!(page.rows.is_empty(), "{:?}", page.rows);
+    assert_eq!(store.count_subscribers(&hidden).await.unwrap(), 0);
+    let by_name = SubscriberFilter {
+        q: Some("canale".into()),
+        ..hidden
+    };
+    assert_eq!(store.count_subscribers(&by_name).await.unwrap(), 1);
 }
 
 /// Whether `q` is in the subscriber as the search reads it: ASCII letters folded.

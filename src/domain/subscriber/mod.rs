@@ -10,9 +10,13 @@ use super::text;
 use super::{Matcher, Severity};
 
 mod address;
+mod webhook;
 
 pub use address::TelegramChat;
 use address::parse_phone;
+/// A webhook address with all but its scheme and host hidden.
+pub use webhook::masked as masked_webhook;
+pub use webhook::{Network, Preset, WebhookAddress, WebhookRules, special_purpose};
 
 /// A way to reach someone. Each kind has one adapter under `crate::channel`.
 #[derive(
@@ -41,10 +45,13 @@ pub enum ChannelKind {
     Status,
     /// Banditore's own log: each delivery one structured line, for a SIEM to collect.
     Log,
+    /// An HTTP endpoint of another system, sent a signed JSON event (Standard Webhooks) or a
+    /// chat tool's incoming-webhook body.
+    Webhook,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 9] = [
+    pub const ALL: [ChannelKind; 10] = [
         ChannelKind::Email,
         ChannelKind::Telegram,
         ChannelKind::Sms,
@@ -54,6 +61,7 @@ impl ChannelKind {
         ChannelKind::Facebook,
         ChannelKind::Status,
         ChannelKind::Log,
+        ChannelKind::Webhook,
     ];
 
     /// The social networks: one account each, set in `channels.<network>`, posting public
@@ -77,6 +85,7 @@ impl ChannelKind {
             ChannelKind::Facebook => "Facebook",
             ChannelKind::Status => "Status page",
             ChannelKind::Log => "Log",
+            ChannelKind::Webhook => "Webhook",
         }
     }
 
@@ -95,6 +104,7 @@ impl ChannelKind {
             ChannelKind::Facebook => "facebook",
             ChannelKind::Status => "status",
             ChannelKind::Log => "log",
+            ChannelKind::Webhook => "webhook",
         }
     }
 
@@ -120,6 +130,9 @@ impl ChannelKind {
             ChannelKind::Log => Err(
                 "log is not a subscriber address: the process log is set in channels.log, with the audience it writes down".into(),
             ),
+            ChannelKind::Webhook => {
+                WebhookAddress::parse(trimmed, &rules.webhook).map(|a| a.to_string())
+            }
         }
     }
 }
@@ -130,6 +143,8 @@ pub struct SubscriberRules {
     pub default_language: Language,
     /// Where a phone number written without `+` and a country code is from.
     pub phone_region: phonenumber::country::Id,
+    /// Which webhook URLs may be saved (`channels.webhook`).
+    pub webhook: WebhookRules,
 }
 
 impl SubscriberRules {
@@ -137,6 +152,7 @@ impl SubscriberRules {
         SubscriberRules {
             default_language,
             phone_region: phonenumber::country::Id::IT,
+            webhook: WebhookRules::default(),
         }
     }
 }

@@ -68,9 +68,11 @@ impl Limits {
             ChannelKind::X => Some(X_MAX_WEIGHT),
             ChannelKind::Facebook => Some(FACEBOOK_MAX_CHARS),
             ChannelKind::Status => Some(STATUS_MAX_CHARS),
-            ChannelKind::Email | ChannelKind::Telegram | ChannelKind::Sms | ChannelKind::Log => {
-                None
-            }
+            ChannelKind::Email
+            | ChannelKind::Telegram
+            | ChannelKind::Sms
+            | ChannelKind::Log
+            | ChannelKind::Webhook => None,
         }
     }
 

@@ -166,10 +166,11 @@ pub async fn create(
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let spec: SubscriberSpec = json(&headers, &bytes)?;
     let id = service::subscribers::create(&state, spec, &who.name, Timestamp::now()).await?;
-    let row =
+    let mut row =
         state.store.subscriber(id).await?.ok_or_else(|| {
             ApiError::Internal(format!("subscriber {id} vanished after creation"))
         })?;
+    service::subscribers::mask_webhooks(&who, std::slice::from_mut(&mut row));
     Ok((
         StatusCode::CREATED,
         [("location", format!("/api/v1/subscribers/{id}"))],
@@ -221,6 +222,7 @@ pub async fn list(
     let filter = SubscriberFilter {
         q: query.q.clone(),
         kind: (searching && !who.may(Permission::Admin)).then_some(SubscriberKind::Desk),
+        hide_webhooks: !who.may(Permission::Admin),
         after: query.after,
         before: None,
         limit,
@@ -278,7 +280,9 @@ pub async fn edit(
     let who = require(&state, &headers, Permission::Subscribers)?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let patch: SubscriberPatch = json(&headers, &bytes)?;
-    let row = service::subscribers::edit(&state, id, patch, &who.name, Timestamp::now()).await?;
+    let mut row =
+        service::subscribers::edit(&state, id, patch, &who.name, Timestamp::now()).await?;
+    service::subscribers::mask_webhooks(&who, std::slice::from_mut(&mut row));
     Ok(Json(SubscriberJson::from(row)))
 }
 
@@ -353,14 +357,16 @@ pub async fn get(
         .ok_or_else(|| ApiError::NotFound(format!("subscriber {id} not found")))
 }
 
-/// Subscribers as `reader` may see them: a citizen's contacts are whole for administrators (and
-/// the read is audited), masked for everyone else, as in the deliveries they read.
+/// Subscribers as `reader` may see them: a citizen's contacts and a webhook's URL are whole for
+/// administrators (and the read of a citizen's is audited), masked for everyone else, as in the
+/// deliveries they read.
 async fn as_seen_by(
     state: &AppState,
     reader: &Principal,
     mut rows: Vec<SubscriberRow>,
     what: &str,
 ) -> Vec<SubscriberRow> {
+    service::subscribers::mask_webhooks(reader, &mut rows);
     let citizens: Vec<i64> = rows
         .iter()
         .filter(|r| r.origin == SubscriberOrigin::Citizen)

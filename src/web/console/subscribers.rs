@@ -46,11 +46,12 @@ pub async fn subscribers(State(state): State<AppState>, headers: HeaderMap, uri:
     let filter = SubscriberFilter {
         q: query.q.clone(),
         kind: Some(SubscriberKind::Desk),
+        hide_webhooks: !v.principal.may(Permission::Admin),
         after: query.after,
         before: query.before,
         limit: PAGE,
     };
-    let page_of = match service::subscribers::page(&state, filter.clone()).await {
+    let mut page_of = match service::subscribers::page(&state, filter.clone()).await {
         Ok(p) => p,
         Err(e) => return error_page(&state, &lang, Some(&v), e.into()),
     };
@@ -66,6 +67,7 @@ pub async fn subscribers(State(state): State<AppState>, headers: HeaderMap, uri:
         Ok(n) => n,
         Err(e) => return error_page(&state, &lang, Some(&v), e.into()),
     };
+    service::subscribers::mask_webhooks(&v.principal, &mut page_of.rows);
     let list: Vec<SubscriberJson> = page_of.rows.into_iter().map(SubscriberJson::from).collect();
     let q = query.q.unwrap_or_default();
     let link = |cursor: &str, id: i64| {
@@ -102,7 +104,7 @@ pub async fn subscriber(
 ) -> Response {
     let lang = language(&state, &headers);
     let v = or_page!(allowed(&state, &headers, &lang, Permission::Subscribers).await);
-    let (row, deliveries) =
+    let (mut row, deliveries) =
         match service::subscribers::deliveries(&state, id, RECENT_DELIVERIES, &v.principal).await {
             Ok(found) => found,
             Err(e) => return error_page(&state, &lang, Some(&v), e.into()),
@@ -113,8 +115,10 @@ pub async fn subscriber(
         ));
         return error_page(&state, &lang, Some(&v), e);
     }
+    service::subscribers::mask_webhooks(&v.principal, std::slice::from_mut(&mut row));
+    let editable = editable(&v.principal);
     let mut by_channel = serde_json::Map::new();
-    for channel in EDITABLE {
+    for &channel in &editable {
         let list: Vec<&str> = row
             .addresses
             .iter()
@@ -132,14 +136,29 @@ pub async fn subscriber(
         minijinja::context! {
             subscriber => json(&SubscriberJson::from(row)),
             addresses => json(&by_channel),
-            channels => EDITABLE.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            channels => editable.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
             deliveries => json(&deliveries),
         },
     )
 }
 
 /// The channels whose addresses the console's forms write.
-const EDITABLE: [ChannelKind; 3] = [ChannelKind::Email, ChannelKind::Sms, ChannelKind::Telegram];
+const EDITABLE: [ChannelKind; 4] = [
+    ChannelKind::Email,
+    ChannelKind::Sms,
+    ChannelKind::Telegram,
+    ChannelKind::Webhook,
+];
+
+/// The channels whose addresses `who`'s edit form shows and writes: webhooks only for
+/// administrators, who alone read their URLs (a form showing them masked would save the mask,
+/// and one leaving them empty would remove them).
+fn editable(who: &crate::web::Principal) -> Vec<ChannelKind> {
+    EDITABLE
+        .into_iter()
+        .filter(|c| *c != ChannelKind::Webhook || who.may(Permission::Admin))
+        .collect()
+}
 
 /// Addresses typed one per line or separated by commas.
 fn list_field(form: &Form, name: &str) -> Vec<String> {
@@ -247,7 +266,7 @@ pub async fn subscriber_edit(
     let lang = language(&state, &headers);
     let (v, form) = or_page!(posted(&state, &headers, &lang, Permission::Subscribers, body).await);
     let mut addresses = serde_json::Map::new();
-    for channel in EDITABLE {
+    for channel in editable(&v.principal) {
         addresses.insert(
             channel.as_str().to_owned(),
             list_field(&form, channel.as_str()).into(),

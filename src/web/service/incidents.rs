@@ -104,9 +104,13 @@ pub async fn deliveries(
     Ok(rows)
 }
 
-/// Citizens' addresses in `rows` masked, in the errors that quote them too.
+/// Citizens' addresses in `rows` masked, in the errors that quote them too; and webhooks' URLs,
+/// which for a chat tool are its credential.
 pub fn mask_citizens(rows: &mut [DeliveryRow]) {
-    for d in rows.iter_mut().filter(|d| d.citizen) {
+    for d in rows
+        .iter_mut()
+        .filter(|d| d.citizen || d.channel == ChannelKind::Webhook)
+    {
         let masked = masked(d.channel, &d.recipient);
         for text in [&mut d.last_error, &mut d.report_error]
             .into_iter()
@@ -147,6 +151,8 @@ pub fn masked(channel: ChannelKind, address: &str) -> String {
                 "•".repeat(address.chars().count().saturating_sub(3))
             )
         }
+        // A chat tool's webhook URL is its credential: the host alone.
+        ChannelKind::Webhook => crate::domain::subscriber::masked_webhook(address),
         _ => String::from("Telegram"),
     }
 }
@@ -163,5 +169,12 @@ mod tests {
         );
         assert_eq!(masked(ChannelKind::Sms, "+393331234567"), "••••••••••567");
         assert_eq!(masked(ChannelKind::Telegram, "12345"), "Telegram");
+        assert_eq!(
+            masked(
+                ChannelKind::Webhook,
+                "slack+https://hooks.slack.com/services/T0/B0/secret"
+            ),
+            "https://hooks.slack.com/••••••••"
+        );
     }
 }

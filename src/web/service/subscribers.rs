@@ -257,3 +257,23 @@ pub async fn deliveries(
     }
     Ok((subscriber, rows))
 }
+
+/// The webhook addresses of `rows` as `reader` may see them: whole for administrators, the
+/// scheme and host alone for everyone else (a chat tool's URL is its credential), also in a
+/// reason that quotes one; as the deliveries they read show them.
+pub fn mask_webhooks(reader: &Principal, rows: &mut [SubscriberRow]) {
+    if reader.may(Permission::Admin) {
+        return;
+    }
+    for a in rows
+        .iter_mut()
+        .flat_map(|r| r.addresses.iter_mut())
+        .filter(|a| a.channel == ChannelKind::Webhook)
+    {
+        let masked = crate::domain::subscriber::masked_webhook(&a.address);
+        if let Some(reason) = &mut a.gone_reason {
+            *reason = reason.replace(&a.address, &masked);
+        }
+        a.address = masked;
+    }
+}

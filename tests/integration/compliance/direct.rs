@@ -20,7 +20,7 @@ const SMTP_USER: &str = "banditore";
 const SMTP_PASSWORD: &str = "smtp-password-for-the-suite";
 
 /// Fires an alert about a service of its own (so a new incident) and returns that incident.
-async fn fire_new(app: &TestApp, count: &Cell<u32>) -> i64 {
+pub(super) async fn fire_new(app: &TestApp, count: &Cell<u32>) -> i64 {
     count.set(count.get() + 1);
     let service = format!("cup-{}", count.get());
     fire_alert(app, "firing", &service, "CUP non risponde").await;
@@ -33,7 +33,7 @@ async fn fire_new(app: &TestApp, count: &Cell<u32>) -> i64 {
 }
 
 /// Subscribes one recipient of `channel` to every incident; returns the subscriber.
-async fn recipient(app: &TestApp, channel: &str, address: &str) -> i64 {
+pub(super) async fn recipient(app: &TestApp, channel: &str, address: &str) -> i64 {
     app.subscribe(json!({
         "name": "Sala operativa",
         "language": "it",

@@ -26,6 +26,7 @@
 
 mod direct;
 mod edges;
+mod hook;
 mod social;
 
 use std::time::{Duration, Instant};
@@ -303,6 +304,11 @@ compliance! {
         a_lost_reply_is_sent_again_only_where_nothing_tells,
         refused_credentials_pause_the_channel_until_they_work,
         the_longest_text_goes_whole_and_one_unit_more_as_documented,
+    ];
+    webhook: hook::Webhook => [
+        a_temporary_failure_is_retried_and_arrives_once,
+        a_gone_recipient_is_marked_and_not_retried,
+        a_lost_reply_is_sent_again_only_where_nothing_tells,
     ];
     facebook: social::Facebook => [
         a_throttle_of_minutes_defers_the_post_that_long_uncounted,
