@@ -25,16 +25,19 @@ pub enum Source {
     Cloudevents,
     /// Banditore's own probes.
     Probe,
+    /// A heartbeat that fell silent or reported a failure (`[[heartbeats]]`).
+    Heartbeat,
 }
 
 impl Source {
-    pub const ALL: [Source; 6] = [
+    pub const ALL: [Source; 7] = [
         Source::Alertmanager,
         Source::Grafana,
         Source::UptimeKuma,
         Source::Generic,
         Source::Cloudevents,
         Source::Probe,
+        Source::Heartbeat,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl Source {
             Source::Generic => "generic",
             Source::Cloudevents => "cloudevents",
             Source::Probe => "probe",
+            Source::Heartbeat => "heartbeat",
         }
     }
 }

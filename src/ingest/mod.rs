@@ -91,12 +91,15 @@ pub fn parse(
         Source::Alertmanager => alertmanager::parse(&value),
         Source::Grafana => grafana::parse(&value),
         Source::UptimeKuma => uptime_kuma::parse(&value, options),
-        // Probe signals are made inside Banditore, never posted: read as the generic format.
-        Source::Generic | Source::Cloudevents | Source::Probe => match framing {
-            GenericFraming::Json => generic::parse(&value),
-            GenericFraming::CloudEvent => cloudevents::parse_one(&value, ""),
-            GenericFraming::CloudEventBatch => cloudevents::parse_batch(&value),
-        },
+        // Probe and heartbeat signals are made inside Banditore, never posted: read as the
+        // generic format.
+        Source::Generic | Source::Cloudevents | Source::Probe | Source::Heartbeat => {
+            match framing {
+                GenericFraming::Json => generic::parse(&value),
+                GenericFraming::CloudEvent => cloudevents::parse_one(&value, ""),
+                GenericFraming::CloudEventBatch => cloudevents::parse_batch(&value),
+            }
+        }
     }
 }
 
