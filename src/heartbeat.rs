@@ -345,3 +345,235 @@ pub fn alarm(
     }
     .normalize(Source::Heartbeat, &NormalizeRules::default(), now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{Dur, SqliteSynchronous, StoreSettings};
+
+    struct Bench {
+        _dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+    }
+
+    async fn bench() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = StoreSettings {
+            url: format!("sqlite://{}", dir.path().join("beats.db").display()),
+            sqlite_synchronous: SqliteSynchronous::Normal,
+            max_connections: 4,
+            replicas: 1,
+            retention: Dur(Duration::ZERO),
+            password: None,
+            password_file: None,
+            password_env: None,
+        };
+        let store = crate::store::open(&settings, None).await.unwrap();
+        store.migrate().await.unwrap();
+        Bench { _dir: dir, store }
+    }
+
+    fn spec(name: &str, period: u64, grace: u64) -> HeartbeatSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "service": "cup", "labels": {"area": "umbria"},
+            "period": format!("{period}s"), "grace": format!("{grace}s"), "severity": "major",
+            "watchdog": ["alertname=\"Watchdog\"", "cluster=\"umbria\""],
+        }))
+        .unwrap()
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn beats(b: &Bench, specs: &[HeartbeatSpec]) -> Arc<Heartbeats> {
+        Heartbeats::new(specs, &b.store, &Wakers::default())
+    }
+
+    /// The signals stored and not yet applied, oldest first.
+    async fn signals(store: &Arc<dyn Store>) -> Vec<Signal> {
+        let mut tx = store.begin().await.unwrap();
+        let stored = tx.unprocessed_signals(100).await.unwrap();
+        tx.commit().await.unwrap();
+        stored.into_iter().map(|s| s.signal).collect()
+    }
+
+    async fn state(store: &Arc<dyn Store>, name: &str) -> String {
+        let rows = store.heartbeats().await.unwrap();
+        rows.into_iter().find(|r| r.name == name).unwrap().state
+    }
+
+    #[tokio::test]
+    async fn late_exactly_at_period_plus_grace_and_declared_once() {
+        let b = bench().await;
+        let hb = beats(&b, &[spec("backup", 60, 30)]);
+        hb.sync(at(0)).await.unwrap();
+        hb.ping("backup", at(10)).await.unwrap();
+        assert!(hb.check(at(99)).await.unwrap().is_empty());
+        assert!(
+            hb.check(Timestamp::from_millisecond(at(100).as_millisecond() - 1).unwrap())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(signals(&b.store).await.is_empty());
+        assert_eq!(hb.check(at(100)).await.unwrap(), vec!["backup".to_owned()]);
+        assert!(hb.check(at(101)).await.unwrap().is_empty());
+        assert_eq!(state(&b.store, "backup").await, "late");
+        let stored = signals(&b.store).await;
+        assert_eq!(stored.len(), 1);
+        let alarm = &stored[0];
+        assert_eq!(alarm.source, Source::Heartbeat);
+        assert_eq!(alarm.fingerprint, "heartbeat:backup");
+        assert_eq!(alarm.status, SignalStatus::Firing);
+        assert_eq!(alarm.service, "cup");
+        assert_eq!(alarm.severity.as_str(), "major");
+        assert_eq!(alarm.labels["heartbeat"], "backup");
+        assert_eq!(alarm.labels["area"], "umbria");
+        assert_eq!(alarm.summary, "Monitor backup has fallen silent");
+        assert!(
+            alarm.annotations["description"].contains("No ping since 2027-01-15T08:00:10Z"),
+            "{:?}",
+            alarm.annotations
+        );
+    }
+
+    #[tokio::test]
+    async fn the_next_ping_resolves_and_restarts_the_clock() {
+        let b = bench().await;
+        let hb = beats(&b, &[spec("backup", 60, 30)]);
+        hb.sync(at(0)).await.unwrap();
+        assert_eq!(hb.check(at(90)).await.unwrap(), vec!["backup".to_owned()]);
+        let pinged = hb.ping("backup", at(200)).await.unwrap();
+        assert_eq!(pinged.was, "late");
+        assert!(pinged.signal.is_some());
+        let stored = signals(&b.store).await;
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[1].status, SignalStatus::Resolved);
+        assert_eq!(stored[1].fingerprint, stored[0].fingerprint);
+        // Up again: a second ping resolves nothing more.
+        let again = hb.ping("backup", at(201)).await.unwrap();
+        assert_eq!((again.was.as_str(), again.signal), ("up", None));
+        assert!(hb.check(at(290)).await.unwrap().is_empty());
+        assert_eq!(hb.check(at(291)).await.unwrap(), vec!["backup".to_owned()]);
+        assert_eq!(signals(&b.store).await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failure_report_raises_at_once_and_once() {
+        let b = bench().await;
+        let hb = beats(&b, &[spec("backup", 60, 30)]);
+        hb.sync(at(0)).await.unwrap();
+        let failed = hb
+            .fail("backup", "disk full\r\n\0 at /var", at(5))
+            .await
+            .unwrap();
+        assert_eq!(failed.was, "new");
+        assert!(failed.signal.is_some());
+        assert_eq!(state(&b.store, "backup").await, "failed");
+        let second = hb.fail("backup", "still full", at(6)).await.unwrap();
+        assert_eq!((second.was.as_str(), second.signal), ("failed", None));
+        // A failed heartbeat is not also declared late.
+        assert!(hb.check(at(1000)).await.unwrap().is_empty());
+        let stored = signals(&b.store).await;
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].status, SignalStatus::Firing);
+        assert_eq!(stored[0].summary, "Monitor backup reported a failure");
+        assert_eq!(
+            stored[0].annotations["description"],
+            "The monitor reported a failure: disk full at /var"
+        );
+        let rows = b.store.heartbeats().await.unwrap();
+        assert_eq!(rows[0].detail, "still full");
+        let back = hb.ping("backup", at(1001)).await.unwrap();
+        assert_eq!(back.was, "failed");
+        assert_eq!(signals(&b.store).await[1].status, SignalStatus::Resolved);
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_never_pinged_starts_its_clock_when_first_known_and_a_restart_gives_it_time()
+     {
+        let b = bench().await;
+        let hb = beats(&b, &[spec("backup", 60, 30)]);
+        hb.sync(at(0)).await.unwrap();
+        assert!(hb.check(at(89)).await.unwrap().is_empty());
+        // Banditore was stopped from 89 s to an hour: pings sent meanwhile were lost, so the
+        // clock starts again at the restart instead of raising an alarm at once.
+        hb.sync(at(3600)).await.unwrap();
+        assert!(hb.check(at(3689)).await.unwrap().is_empty());
+        assert_eq!(hb.check(at(3690)).await.unwrap(), vec!["backup".to_owned()]);
+        let stored = signals(&b.store).await;
+        assert!(
+            stored[0].annotations["description"]
+                .starts_with("Never pinged since 2027-01-15T08:00:00Z"),
+            "{:?}",
+            stored[0].annotations
+        );
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_removed_from_the_configuration_resolves_its_alarm() {
+        let b = bench().await;
+        let hb = beats(&b, &[spec("backup", 60, 30), spec("kept", 60, 30)]);
+        hb.sync(at(0)).await.unwrap();
+        assert_eq!(hb.check(at(90)).await.unwrap().len(), 2);
+        let fewer = beats(&b, &[spec("kept", 60, 30)]);
+        fewer.sync(at(100)).await.unwrap();
+        let names: Vec<String> = b
+            .store
+            .heartbeats()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, vec!["kept".to_owned()]);
+        let stored = signals(&b.store).await;
+        let last = stored.last().unwrap();
+        assert_eq!(
+            (last.fingerprint.as_str(), last.status),
+            ("heartbeat:backup", SignalStatus::Resolved)
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_names_are_refused_and_watchdogs_match_the_labels_sent() {
+        let b = bench().await;
+        let hb = beats(&b, &[spec("prometheus", 60, 30)]);
+        hb.sync(at(0)).await.unwrap();
+        let err = hb.ping("nope", at(1)).await.unwrap_err();
+        assert_eq!(err.to_string(), "no heartbeat is named `nope`");
+        assert!(hb.fail("nope", "", at(1)).await.is_err());
+        let labels = |pairs: &[(&str, &str)]| -> Labels {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let watchdog = labels(&[
+            ("alertname", "Watchdog"),
+            ("cluster", "umbria"),
+            ("severity", "none"),
+        ]);
+        assert_eq!(hb.watchdog_of(&watchdog), Some("prometheus"));
+        assert_eq!(
+            hb.watchdog_of(&labels(&[("alertname", "Watchdog"), ("cluster", "marche")])),
+            None
+        );
+        assert_eq!(hb.watchdog_of(&labels(&[("alertname", "CupDown")])), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+        /// Whatever a monitor writes in a failure report, the alarm carries one clean line of at
+        /// most DETAIL_MAX characters, and nothing panics.
+        #[test]
+        fn any_failure_text_is_kept_as_one_clean_line(said in crate::hostile::text()) {
+            let kept = clean(&said);
+            proptest::prop_assert!(kept.chars().count() <= DETAIL_MAX);
+            proptest::prop_assert!(!kept.chars().any(char::is_control));
+            let signal = alarm(&spec("x", 60, 30), SignalStatus::Firing, true, at(0), kept);
+            proptest::prop_assert_eq!(signal.fingerprint, "heartbeat:x");
+        }
+    }
+}
