@@ -28,6 +28,7 @@ mod status;
 mod store;
 mod store_access;
 mod store_citizens;
+mod store_heartbeats;
 mod store_subscribers;
 mod subscribers;
 mod telegram;
