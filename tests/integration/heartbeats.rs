@@ -111,7 +111,7 @@ async fn a_silent_heartbeat_opens_an_incident_within_its_grace_and_the_next_ping
 async fn a_failure_report_raises_the_alarm_at_once_with_what_the_monitor_said() {
     let smtp = SmtpServer::start();
     let slow = BACKUP.replace("period = \"1s\"", "period = \"1h\"");
-    let app = TestApp::spawn(&smtp, &config(&slow), &[]).await;
+    let mut app = TestApp::spawn(&smtp, &config(&slow), &[]).await;
     let resp = app
         .post(
             "/api/v1/heartbeats/backup-cup/fail",
@@ -139,6 +139,23 @@ async fn a_failure_report_raises_the_alarm_at_once_with_what_the_monitor_said() 
     assert_eq!(
         state["detail"],
         "pg_dump: error: connection to server failed"
+    );
+    // The console shows it, in its reader's language, to anyone who may read.
+    app.add_user("v.verdi", "una password lunga abbastanza", "viewer")
+        .await;
+    let b = console_browser();
+    let login = console_login(&app, &b, "v.verdi", "una password lunga abbastanza").await;
+    assert_eq!(login.status(), 303);
+    let page = b.get(app.url("/console/heartbeats")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("backup-cup") && html.contains("in errore"),
+        "{html}"
+    );
+    assert!(
+        html.contains("pg_dump: error: connection to server failed"),
+        "{html}"
     );
     // Push-style: `?status=up` brings it back.
     let up = app

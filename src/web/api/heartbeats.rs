@@ -150,14 +150,20 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Permission::Read)?;
-    let heartbeats = state
+    Ok(Json(HeartbeatsJson {
+        heartbeats: views(&state).await?,
+    }))
+}
+
+/// Every heartbeat as the API and the console show it.
+pub async fn views(state: &AppState) -> Result<Vec<HeartbeatJson>, ApiError> {
+    Ok(state
         .heartbeats
         .states()
         .await?
         .into_iter()
         .map(|(spec, row)| view(spec, row))
-        .collect();
-    Ok(Json(HeartbeatsJson { heartbeats }))
+        .collect())
 }
 
 /// One heartbeat's state (reading it is not a ping).
