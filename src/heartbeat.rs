@@ -95,10 +95,13 @@ impl Heartbeats {
             }
             .normalize(Source::Heartbeat, &NormalizeRules::default(), now)
         };
-        self.store
+        let resolved = self
+            .store
             .sync_heartbeats(&configured, now, &farewell)
             .await?;
-        self.signals_stored().await;
+        if resolved > 0 {
+            self.signals_stored().await;
+        }
         Ok(())
     }
 

@@ -45,13 +45,13 @@ pub trait HeartbeatStore {
     /// from its last ping (or the start of its clock), and, if that time is past (pings lost
     /// while no replica ran), moved to `now` plus its allowance. A heartbeat no longer
     /// configured is forgotten, and if it was late or failed, `farewell(name)` is stored to
-    /// resolve its alarm, in the same transaction.
+    /// resolve its alarm, in the same transaction. Returns how many such signals it stored.
     async fn sync_heartbeats(
         &self,
         configured: &[(String, Duration)],
         now: Timestamp,
         farewell: &(dyn for<'n> Fn(&'n str) -> Signal + Send + Sync),
-    ) -> Result<()>;
+    ) -> Result<usize>;
 
     /// A ping: the heartbeat is up and due again at `due_at`; if it was late or failed,
     /// `resolved` is stored in the same transaction. Exactly one of two racing pings resolves.

@@ -73,7 +73,7 @@ impl HeartbeatStore for SqlStore {
         configured: &[(String, Duration)],
         now: Timestamp,
         farewell: &(dyn for<'n> Fn(&'n str) -> Signal + Send + Sync),
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let mut tx = self.write().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM heartbeats"
@@ -113,9 +113,11 @@ impl HeartbeatStore for SqlStore {
                 Some(_) => {}
             }
         }
+        let mut resolved = 0;
         for (name, h) in stored {
             if h.state == "late" || h.state == "failed" {
                 insert_signal(&mut tx, now, &farewell(&name)).await?;
+                resolved += 1;
             }
             sqlx::query("DELETE FROM heartbeats WHERE name = $1")
                 .bind(&name)
@@ -123,7 +125,7 @@ impl HeartbeatStore for SqlStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(resolved)
     }
 
     async fn record_ping(

@@ -345,3 +345,69 @@ async fn strangers_wrong_roles_unknown_and_hostile_names_get_a_4xx_that_says_why
     }
     assert!(smtp.mails_to(DESK).is_empty());
 }
+
+/// The `banditore_heartbeat_alarms_total` this replica counted for `name`.
+async fn alarms_counted(app: &TestApp, name: &str) -> u64 {
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let labels = [
+        format!("heartbeat=\"{name}\""),
+        "cause=\"silent\"".to_owned(),
+    ];
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("banditore_heartbeat_alarms_total{")
+                && labels.iter().all(|label| l.contains(label.as_str()))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map_or(0, |n| n as u64)
+}
+
+#[tokio::test]
+async fn two_replicas_checking_the_same_heartbeat_raise_one_alarm() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let smtp = SmtpServer::start();
+    let mut apps = Vec::new();
+    for i in 0..2 {
+        let name = format!("replica-{i}");
+        let env: Vec<(&str, &str)> = vec![
+            ("BANDITORE__STORE__URL", &db.url),
+            ("BANDITORE__STORE__REPLICAS", "2"),
+            ("BANDITORE__CLUSTER__INSTANCE", &name),
+            ("BANDITORE__CLUSTER__LEADER_LEASE", "3s"),
+        ];
+        apps.push(TestApp::spawn(&smtp, &config(BACKUP), &env).await);
+    }
+    // Pinged through one replica, read through the other: they share the clock.
+    assert_eq!(ping(&apps[0], "backup-cup").await.status(), 200);
+    assert_eq!(heartbeat(&apps[1], "backup-cup").await["state"], "up");
+    let mails = mails_to(&smtp, 1).await;
+    assert!(
+        mails[0].text().contains("Backup notturno CUP"),
+        "{}",
+        mails[0].text()
+    );
+    // Both replicas looked every second; one of them declared.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let counted =
+        alarms_counted(&apps[0], "backup-cup").await + alarms_counted(&apps[1], "backup-cup").await;
+    assert_eq!(counted, 1, "one alarm over both replicas");
+    assert_eq!(smtp.mails_to(DESK).len(), 1);
+    let incidents = apps[1].get_json("/api/v1/incidents", VIEWER_TOKEN).await;
+    assert_eq!(
+        incidents["incidents"].as_array().unwrap().len(),
+        1,
+        "{incidents}"
+    );
+    // The ping through the other replica resolves it.
+    let back: Value = ping(&apps[1], "backup-cup").await.json().await.unwrap();
+    assert_eq!(back["was"], "late");
+    let mails = mails_to(&smtp, 2).await;
+    assert!(
+        mails[1].subject().contains("risolto"),
+        "{}",
+        mails[1].subject()
+    );
+}

@@ -214,10 +214,11 @@ async fn the_configuration_decides_which_heartbeats_are_kept(store: Arc<dyn Stor
         .record_ping("b", at(10), at(100), &farewell("b"))
         .await
         .unwrap();
-    store
+    let resolved = store
         .sync_heartbeats(&[("b".to_owned(), ALLOWANCE * 2)], at(500), &farewell)
         .await
         .unwrap();
+    assert_eq!(resolved, 1);
     assert_eq!(states(&store).await, vec![("b".into(), "up".into())]);
     let row = &store.heartbeats().await.unwrap()[0];
     assert_eq!(row.due_at, at(680));
