@@ -20,6 +20,8 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::Finding;
+use crate::domain::finding::FINDING_ANNOTATION;
 use crate::domain::matcher::all_match;
 use crate::domain::signal::NormalizeRules;
 use crate::domain::{Labels, RawSignal, Signal, SignalStatus, Source};
@@ -128,7 +130,7 @@ impl Heartbeats {
     pub async fn ping(&self, name: &str, now: Timestamp) -> Result<Pinged, HeartbeatError> {
         let spec = self.spec(name)?;
         let due = after(now, spec.allowance());
-        let resolved = alarm(spec, SignalStatus::Resolved, false, now, String::new());
+        let resolved = alarm(spec, SignalStatus::Resolved, None, now);
         let beat = self.store.record_ping(name, now, due, &resolved).await?;
         metrics::counter!("banditore_heartbeat_pings_total", "heartbeat" => spec.name.clone())
             .increment(1);
@@ -148,12 +150,10 @@ impl Heartbeats {
     ) -> Result<Pinged, HeartbeatError> {
         let spec = self.spec(name)?;
         let detail = clean(detail);
-        let description = if detail.is_empty() {
-            "The monitor reported a failure.".to_owned()
-        } else {
-            format!("The monitor reported a failure: {detail}")
+        let finding = Finding::ReportedFailure {
+            cause: detail.clone(),
         };
-        let firing = alarm(spec, SignalStatus::Firing, true, now, description);
+        let firing = alarm(spec, SignalStatus::Firing, Some(finding), now);
         let beat = self
             .store
             .record_failure(name, now, &detail, &firing)
@@ -220,20 +220,12 @@ impl Heartbeats {
                     now,
                 );
             };
-            let description = match last {
-                Some(at) => format!(
-                    "No ping since {at:.0}; expected every {}, with {} of grace.",
-                    humantime::format_duration(spec.period.map_or(Duration::ZERO, |p| p.get())),
-                    humantime::format_duration(spec.grace.get()),
-                ),
-                None => format!(
-                    "Never pinged since {:.0}; expected every {}, with {} of grace.",
-                    started.get(name).copied().unwrap_or(now),
-                    humantime::format_duration(spec.period.map_or(Duration::ZERO, |p| p.get())),
-                    humantime::format_duration(spec.grace.get()),
-                ),
+            let since = last.or_else(|| started.get(name).copied()).unwrap_or(now);
+            let finding = Finding::Silent {
+                seconds: now.duration_since(since).as_secs().max(0),
+                never: last.is_none(),
             };
-            alarm(spec, SignalStatus::Firing, false, now, description)
+            alarm(spec, SignalStatus::Firing, Some(finding), now)
         };
         let declared = self.store.declare_silent(&names, now, &make).await?;
         if declared.is_empty() {
@@ -322,29 +314,26 @@ fn clean(text: &str) -> String {
     line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The heartbeat's alarm (firing) or its end (resolved): fingerprint `heartbeat:<name>`, the
-/// heartbeat's service and labels plus `heartbeat=<name>`, at its severity.
-/// The title says "fallen silent", or "reported a failure" when `failed`, unless the
-/// heartbeat's `summary` says otherwise.
+/// The heartbeat's alarm (firing, with what was found: silence or a failure report) or its end
+/// (resolved): fingerprint `heartbeat:<name>`, the heartbeat's service and labels plus
+/// `heartbeat=<name>`, at its severity, titled by its `summary` or "Monitor <name>"; the finding
+/// says the rest in each reader's language.
 pub fn alarm(
     spec: &HeartbeatSpec,
     status: SignalStatus,
-    failed: bool,
+    finding: Option<Finding>,
     now: Timestamp,
-    description: String,
 ) -> Signal {
     let mut labels = spec.labels.clone();
     labels.insert("heartbeat".into(), spec.name.clone());
     let mut annotations = Labels::new();
-    if !description.is_empty() {
-        annotations.insert("description".into(), description);
+    if let Some(finding) = finding {
+        annotations.insert(FINDING_ANNOTATION.into(), finding.to_annotation());
     }
-    let summary = if !spec.summary.trim().is_empty() {
-        spec.summary.clone()
-    } else if failed {
-        format!("Monitor {} reported a failure", spec.name)
+    let summary = if spec.summary.trim().is_empty() {
+        format!("Monitor {}", spec.name)
     } else {
-        format!("Monitor {} has fallen silent", spec.name)
+        spec.summary.clone()
     };
     RawSignal {
         fingerprint: Some(spec.name.clone()),
@@ -411,6 +400,11 @@ mod tests {
         stored.into_iter().map(|s| s.signal).collect()
     }
 
+    /// The finding an alarm carries, as templates read it.
+    fn finding(signal: &Signal) -> Option<Finding> {
+        Finding::from_annotation(signal.annotations.get(FINDING_ANNOTATION)?)
+    }
+
     async fn state(store: &Arc<dyn Store>, name: &str) -> String {
         let rows = store.heartbeats().await.unwrap();
         rows.into_iter().find(|r| r.name == name).unwrap().state
@@ -443,11 +437,13 @@ mod tests {
         assert_eq!(alarm.severity.as_str(), "major");
         assert_eq!(alarm.labels["heartbeat"], "backup");
         assert_eq!(alarm.labels["area"], "umbria");
-        assert_eq!(alarm.summary, "Monitor backup has fallen silent");
-        assert!(
-            alarm.annotations["description"].contains("No ping since 2027-01-15T08:00:10Z"),
-            "{:?}",
-            alarm.annotations
+        assert_eq!(alarm.summary, "Monitor backup");
+        assert_eq!(
+            finding(alarm),
+            Some(Finding::Silent {
+                seconds: 90,
+                never: false
+            })
         );
     }
 
@@ -491,10 +487,11 @@ mod tests {
         let stored = signals(&b.store).await;
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].status, SignalStatus::Firing);
-        assert_eq!(stored[0].summary, "Monitor backup reported a failure");
         assert_eq!(
-            stored[0].annotations["description"],
-            "The monitor reported a failure: disk full at /var"
+            finding(&stored[0]),
+            Some(Finding::ReportedFailure {
+                cause: "disk full at /var".into()
+            })
         );
         let rows = b.store.heartbeats().await.unwrap();
         assert_eq!(rows[0].detail, "still full");
@@ -516,11 +513,13 @@ mod tests {
         assert!(hb.check(at(3689)).await.unwrap().is_empty());
         assert_eq!(hb.check(at(3690)).await.unwrap(), vec!["backup".to_owned()]);
         let stored = signals(&b.store).await;
-        assert!(
-            stored[0].annotations["description"]
-                .starts_with("Never pinged since 2027-01-15T08:00:00Z"),
-            "{:?}",
-            stored[0].annotations
+        // Never pinged since its clock started, an hour and a half before.
+        assert_eq!(
+            finding(&stored[0]),
+            Some(Finding::Silent {
+                seconds: 3690,
+                never: true
+            })
         );
     }
 
@@ -586,8 +585,10 @@ mod tests {
             proptest::prop_assert!(kept.chars().count() <= DETAIL_MAX);
             let overrides = kept.chars().any(|c| c.is_control() || c == '\u{202e}');
             proptest::prop_assert!(!overrides);
-            let signal = alarm(&spec("x", 60, 30), SignalStatus::Firing, true, at(0), kept);
-            proptest::prop_assert_eq!(signal.fingerprint, "heartbeat:x");
+            let said = Finding::ReportedFailure { cause: kept };
+            let signal = alarm(&spec("x", 60, 30), SignalStatus::Firing, Some(said.clone()), at(0));
+            proptest::prop_assert_eq!(&signal.fingerprint, "heartbeat:x");
+            proptest::prop_assert_eq!(finding(&signal), Some(said));
         }
     }
 }

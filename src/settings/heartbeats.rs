@@ -40,7 +40,8 @@ pub struct HeartbeatSpec {
     pub grace: Dur,
     #[serde(default = "default_severity")]
     pub severity: Severity,
-    /// The alarm's title; empty: "Monitor `<name>` has fallen silent".
+    /// The alarm's title; empty: "Monitor <name>" (what was found follows it in each message,
+    /// in the reader's language).
     #[serde(default)]
     pub summary: String,
     /// Label matchers (Alertmanager's syntax): a firing signal from any receiver that matches

@@ -77,8 +77,11 @@ async fn a_silent_heartbeat_opens_an_incident_within_its_grace_and_the_next_ping
         waited >= Duration::from_secs(2) && waited < Duration::from_secs(5),
         "declared {waited:?} after the last ping"
     );
+    // The title, then what was found, in the desk's language.
     assert!(
-        mails[0].text().contains("Backup notturno CUP"),
+        mails[0]
+            .text()
+            .contains("Backup notturno CUP: nessun segnale da "),
         "{}",
         mails[0].text()
     );
@@ -128,9 +131,9 @@ async fn a_failure_report_raises_the_alarm_at_once_with_what_the_monitor_said() 
     );
     let mails = mails_to(&smtp, 1).await;
     assert!(
-        mails[0]
-            .text()
-            .contains("pg_dump: error: connection to server failed"),
+        mails[0].text().contains(
+            "il monitor ha segnalato un errore: pg_dump: error: connection to server failed"
+        ),
         "{}",
         mails[0].text()
     );

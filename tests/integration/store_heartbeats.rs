@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use banditore::domain::{Signal, SignalStatus};
+use banditore::domain::{Finding, Signal, SignalStatus};
 use banditore::heartbeat::alarm;
 use banditore::settings::HeartbeatSpec;
 use banditore::store::*;
@@ -27,23 +27,15 @@ fn at(seconds: i64) -> Timestamp {
 const ALLOWANCE: Duration = Duration::from_secs(90);
 
 fn farewell(name: &str) -> Signal {
-    alarm(
-        &spec(name),
-        SignalStatus::Resolved,
-        false,
-        at(0),
-        String::new(),
-    )
+    alarm(&spec(name), SignalStatus::Resolved, None, at(0))
 }
 
 fn silent(name: &str, _last: Option<Timestamp>) -> Signal {
-    alarm(
-        &spec(name),
-        SignalStatus::Firing,
-        false,
-        at(0),
-        "silent".into(),
-    )
+    let found = Finding::Silent {
+        seconds: 90,
+        never: true,
+    };
+    alarm(&spec(name), SignalStatus::Firing, Some(found), at(0))
 }
 
 /// The signals stored and not yet applied, oldest first.
@@ -163,13 +155,10 @@ async fn racing_failure_reports_raise_the_alarm_once(store: Arc<dyn Store>) {
         .sync_heartbeats(&[("import".into(), ALLOWANCE)], at(0), &farewell)
         .await
         .unwrap();
-    let firing = alarm(
-        &spec("import"),
-        SignalStatus::Firing,
-        true,
-        at(0),
-        "failed".into(),
-    );
+    let said = Finding::ReportedFailure {
+        cause: "exit 1".into(),
+    };
+    let firing = alarm(&spec("import"), SignalStatus::Firing, Some(said), at(0));
     let mut reports = Vec::new();
     for i in 0..6 {
         let (store, firing) = (store.clone(), firing.clone());
