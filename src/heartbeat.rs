@@ -524,6 +524,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_restart_while_late_keeps_the_alarm_without_raising_or_resolving_it_again() {
+        let b = bench().await;
+        let hb = beats(&b, &[spec("backup", 60, 30)]);
+        hb.sync(at(0)).await.unwrap();
+        assert_eq!(hb.check(at(90)).await.unwrap(), vec!["backup".to_owned()]);
+        // Stopped at 95 s, started again an hour later with the same configuration.
+        let again = beats(&b, &[spec("backup", 60, 30)]);
+        again.sync(at(3600)).await.unwrap();
+        assert_eq!(state(&b.store, "backup").await, "late");
+        assert!(again.check(at(3601)).await.unwrap().is_empty());
+        assert!(again.check(at(7200)).await.unwrap().is_empty());
+        assert_eq!(
+            signals(&b.store).await.len(),
+            1,
+            "still the one alarm, firing"
+        );
+        let back = again.ping("backup", at(7300)).await.unwrap();
+        assert_eq!(back.was, "late");
+        let stored = signals(&b.store).await;
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[1].status, SignalStatus::Resolved);
+    }
+
+    #[tokio::test]
     async fn a_heartbeat_removed_from_the_configuration_resolves_its_alarm() {
         let b = bench().await;
         let hb = beats(&b, &[spec("backup", 60, 30), spec("kept", 60, 30)]);

@@ -349,6 +349,36 @@ async fn strangers_wrong_roles_unknown_and_hostile_names_get_a_4xx_that_says_why
     assert!(smtp.mails_to(DESK).is_empty());
 }
 
+#[tokio::test]
+async fn a_head_request_counts_as_a_ping_as_for_healthchecks() {
+    // Healthchecks.io counts HEAD, GET and POST to a ping URL (`wget --spider` pings with a
+    // HEAD), and the docs say so; only with a token allowed to ingest.
+    let smtp = SmtpServer::start();
+    let slow = BACKUP.replace("period = \"1s\"", "period = \"1h\"");
+    let app = TestApp::spawn(&smtp, &config(&slow), &[]).await;
+    // Straight to the server: the contract's forwarder knows the documented methods only.
+    let url = format!("http://{}/api/v1/heartbeats/backup-cup", app.addr);
+    let head = |token: Option<&'static str>| {
+        let mut req = app.http.head(&url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(head(None).await.unwrap().status(), 401);
+    assert_eq!(head(Some(VIEWER_TOKEN)).await.unwrap().status(), 403);
+    assert_eq!(heartbeat(&app, "backup-cup").await["pings"], 0);
+    let pinged = head(Some(INGEST_TOKEN)).await.unwrap();
+    assert_eq!(pinged.status(), 200);
+    assert_eq!(pinged.bytes().await.unwrap().len(), 0, "a HEAD has no body");
+    let state = heartbeat(&app, "backup-cup").await;
+    assert_eq!(
+        (state["state"].as_str(), state["pings"].as_i64()),
+        (Some("up"), Some(1)),
+        "{state}"
+    );
+}
+
 /// The `banditore_heartbeat_alarms_total` this replica counted for `name`.
 async fn alarms_counted(app: &TestApp, name: &str) -> u64 {
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
