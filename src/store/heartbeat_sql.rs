@@ -100,15 +100,24 @@ impl HeartbeatStore for SqlStore {
                     .await?;
                 }
                 Some(h) if h.state == "new" || h.state == "up" => {
-                    let mut due = after(h.last_ping_at.unwrap_or(h.created_at), *allowance)?;
-                    if due < now {
-                        due = after(now, *allowance)?;
-                    }
-                    sqlx::query("UPDATE heartbeats SET due_at = $1 WHERE name = $2")
-                        .bind(ms(due))
-                        .bind(name)
-                        .execute(&mut *tx)
-                        .await?;
+                    // Computed from the row as the UPDATE finds it, not as read above: a ping
+                    // another replica commits meanwhile is counted from, not overwritten with
+                    // a due time from the ping before it.
+                    let allowance_ms = i64::try_from(allowance.as_millis()).map_err(|_| {
+                        StoreError::Corrupt(format!("{allowance:?} is out of range"))
+                    })?;
+                    sqlx::query(
+                        "UPDATE heartbeats SET due_at = CASE
+                             WHEN COALESCE(last_ping_at, created_at) + $1 < $2 THEN $3
+                             ELSE COALESCE(last_ping_at, created_at) + $1 END
+                         WHERE name = $4 AND state IN ('new', 'up')",
+                    )
+                    .bind(allowance_ms)
+                    .bind(ms(now))
+                    .bind(ms(after(now, *allowance)?))
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 Some(_) => {}
             }

@@ -221,6 +221,61 @@ async fn the_configuration_decides_which_heartbeats_are_kept(store: Arc<dyn Stor
     );
 }
 
+/// A replica starting while another one's ping is being written: the start reads the row before
+/// the ping commits and writes the due time after it. It must count from the ping it did not
+/// see, not from the one before (which would declare a monitor that just pinged late, one
+/// grace after its ping, on every start). PostgreSQL only: SQLite has one writer.
+#[tokio::test]
+async fn a_start_counts_from_a_ping_another_replica_commits_meanwhile() {
+    use sqlx::{Connection, PgConnection};
+    let Some(db) = crate::support::fresh_database().await else {
+        return;
+    };
+    let store = crate::engine::store_at(db.url.clone()).await;
+    let configured = [("job".to_owned(), ALLOWANCE)];
+    store
+        .sync_heartbeats(&configured, at(0), &farewell)
+        .await
+        .unwrap();
+    store
+        .record_ping("job", at(10), at(100), &farewell("job"))
+        .await
+        .unwrap();
+    // Another replica's ping at 60 s, written and not yet committed, holds the row.
+    let mut other = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query(
+        "UPDATE heartbeats SET last_ping_at = $1, due_at = $2, pings = pings + 1 WHERE name = 'job'",
+    )
+    .bind(at(60).as_millisecond())
+    .bind(at(150).as_millisecond())
+    .execute(&mut other)
+    .await
+    .unwrap();
+    let starting = tokio::spawn({
+        let store = store.clone();
+        async move { store.sync_heartbeats(&configured, at(61), &farewell).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+    starting.await.unwrap().unwrap();
+    let row = &store.heartbeats().await.unwrap()[0];
+    assert_eq!(row.last_ping_at, Some(at(60)));
+    assert_eq!(
+        row.due_at,
+        at(150),
+        "due a period and a grace after the last ping"
+    );
+    let declared = store
+        .declare_silent(&["job".to_owned()], at(101), &silent)
+        .await
+        .unwrap();
+    assert!(
+        declared.is_empty(),
+        "a monitor that pinged at 60 s is not late at 101 s"
+    );
+}
+
 suite!(
     replicas_declaring_at_once_store_one_alarm_each,
     racing_pings_resolve_a_late_heartbeat_once,
