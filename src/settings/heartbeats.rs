@@ -125,16 +125,17 @@ pub fn validate_heartbeats(settings: &Settings, push: &mut impl FnMut(&str, Stri
         if h.grace.get() > LONGEST {
             push(&at("grace"), "must be at most 31 days".into());
         }
-        // A watchdog that matched any signal would swallow real alerts: it must name one.
+        // A watchdog that matched more than one alert would swallow real ones (`team="ops"`
+        // would make every alert of the team a ping): it must name its alert.
         if !h.watchdog.is_empty()
             && !h
                 .watchdog
                 .iter()
-                .any(|m| m.op == MatchOp::Equal && !m.value.is_empty())
+                .any(|m| m.name == "alertname" && m.op == MatchOp::Equal && !m.value.is_empty())
         {
             push(
                 &at("watchdog"),
-                "include at least one equality matcher with a value, such as alertname=\"Watchdog\": signals it matches are not alerts"
+                "name the alert with an equality matcher on alertname, such as alertname=\"Watchdog\": signals it matches are pings, not alerts"
                     .into(),
             );
         }
@@ -177,6 +178,9 @@ mod tests {
             {"name": "a b", "service": "", "grace": "40d", "labels": {"heartbeat": "x"}},
             {"name": "ok", "service": "cup", "period": "500ms", "watchdog": ["alertname=~\".*\""]},
             {"name": "ok", "service": "cup\nx", "period": "1m"},
+            // Every firing alert of the team would be a ping, none an incident.
+            {"name": "team", "service": "cup", "period": "1m", "watchdog": ["team=\"ops\""]},
+            {"name": "empty", "service": "cup", "period": "1m", "watchdog": ["alertname=\"\"", "team=\"ops\""]},
         ]));
         let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(
@@ -191,6 +195,8 @@ mod tests {
                 "heartbeats[1].watchdog",
                 "heartbeats[2].name",
                 "heartbeats[2].service",
+                "heartbeats[3].watchdog",
+                "heartbeats[4].watchdog",
             ]
         );
     }
