@@ -199,6 +199,7 @@ impl Application {
         // they stop first.
         let probing = CancellationToken::new();
         let prober = tokio::spawn(self.prober.run(probing.clone()));
+        let heartbeats = self.state.heartbeats.clone().spawn(workers.clone());
         let tokens = tokio::spawn(web::keep_reloading(
             self.state.auth.clone(),
             self.store.clone(),
@@ -232,7 +233,7 @@ impl Application {
         let _ = prober.await;
         let _ = self.ingest_writer.await;
         workers.cancel();
-        let _ = pipeline.await;
+        let _ = (pipeline.await, heartbeats.await);
         let _ = citizen_writer.await;
         let _ = retention.await;
         let _ = approval.await;
@@ -413,8 +414,7 @@ impl Ground<'_> {
         );
         let crew = Crew {
             store: store.clone(),
-            // Leases name this process, not only the replica: restarted under a fixed
-            // `cluster.instance`, it takes back what its previous life held once those leases end.
+            // Leases name the process: restarted under its name, it takes back its old leases.
             owner: format!("{}/{}", self.owner, random_hex(4)),
             links: self.links.clone(),
             pauses: pauses.clone(),
@@ -759,6 +759,7 @@ impl Ground<'_> {
                 &s.server.public_url,
                 windows.clone(),
             )),
+            heartbeats: crate::heartbeat::Heartbeats::new(&s.heartbeats, store, &self.wake),
             probes: Arc::new(web::Probes {
                 specs: s.probes.clone(),
                 status: intake.probe_status.clone(),

@@ -12,6 +12,7 @@ pub mod citizen;
 pub mod cluster;
 pub mod domain;
 pub mod feeds;
+pub mod heartbeat;
 #[cfg(test)]
 pub mod hostile;
 pub mod ids;

@@ -40,7 +40,15 @@ const FLOORS: &[(&str, &[&str])] = &[
     (
         "the stages and what they build",
         &[
-            "ingest", "incident", "route", "outbox", "pipeline", "probe", "board", "feeds",
+            "ingest",
+            "incident",
+            "route",
+            "outbox",
+            "pipeline",
+            "probe",
+            "heartbeat",
+            "board",
+            "feeds",
         ],
     ),
     (

@@ -1,4 +1,4 @@
-//! What a probe found, as data: the kind of finding and its facts (a status code, the statuses
+//! What a probe (or a heartbeat) found, as data: the kind of finding and its facts (a status code, the statuses
 //! expected, a record, days left), never a sentence. Messages put it into words in the reader's
 //! language (the `finding` macro of `templates/common/<lang>.j2`); [`Finding`]'s `Display` is
 //! the operators' English, for logs and the probes API.
@@ -117,6 +117,16 @@ pub enum Finding {
     },
     /// Anything else: a probe that cannot run as configured.
     Failed {
+        cause: String,
+    },
+    /// A heartbeat's monitor sent nothing for `seconds`: since its last ping, or, `never`
+    /// pinged, since the heartbeat's clock started.
+    Silent {
+        seconds: i64,
+        never: bool,
+    },
+    /// A heartbeat's monitor reported a failure, saying `cause` (empty when it said nothing).
+    ReportedFailure {
         cause: String,
     },
 }
@@ -239,6 +249,14 @@ impl fmt::Display for Finding {
                 write!(f, "the certificate of {target} expires in {days} days")
             }
             Finding::Failed { cause } => f.write_str(cause),
+            Finding::Silent {
+                seconds,
+                never: true,
+            } => write!(f, "never pinged in {seconds} s"),
+            Finding::Silent { seconds, .. } => write!(f, "no ping for {seconds} s"),
+            Finding::ReportedFailure { cause } => {
+                with_cause(f, "the monitor reported a failure", cause)
+            }
         }
     }
 }
@@ -327,6 +345,17 @@ impl Finding {
             },
             Finding::Failed {
                 cause: s("`GET X` is not an HTTP method"),
+            },
+            Finding::Silent {
+                seconds: 7260,
+                never: false,
+            },
+            Finding::Silent {
+                seconds: 90,
+                never: true,
+            },
+            Finding::ReportedFailure {
+                cause: s("pg_dump: error: connection to server failed"),
             },
         ]
     }

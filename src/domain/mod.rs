@@ -13,6 +13,6 @@ pub mod window;
 
 pub use finding::Finding;
 pub use incident::{IncidentStatus, UpdateKind};
-pub use matcher::Matcher;
+pub use matcher::{MatchOp, Matcher};
 pub use severity::Severity;
 pub use signal::{Labels, RawSignal, Signal, SignalStatus, Source};

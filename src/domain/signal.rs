@@ -32,10 +32,12 @@ pub enum Source {
     Pagerduty,
     /// Senders of Opsgenie's Alert API (`/v2/alerts`).
     Opsgenie,
+    /// A heartbeat that fell silent or reported a failure (`[[heartbeats]]`).
+    Heartbeat,
 }
 
 impl Source {
-    pub const ALL: [Source; 9] = [
+    pub const ALL: [Source; 10] = [
         Source::Alertmanager,
         Source::Grafana,
         Source::UptimeKuma,
@@ -45,6 +47,7 @@ impl Source {
         Source::Prometheus,
         Source::Pagerduty,
         Source::Opsgenie,
+        Source::Heartbeat,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Source {
             Source::Prometheus => "prometheus",
             Source::Pagerduty => "pagerduty",
             Source::Opsgenie => "opsgenie",
+            Source::Heartbeat => "heartbeat",
         }
     }
 }

@@ -101,12 +101,15 @@ pub fn parse(
             .into_parsed(|| crate::ids::random_hex(16))
             .0),
         Source::Opsgenie => opsgenie::parse_create(&value),
-        // Probe signals are made inside Banditore, never posted: read as the generic format.
-        Source::Generic | Source::Cloudevents | Source::Probe => match framing {
-            GenericFraming::Json => generic::parse(&value),
-            GenericFraming::CloudEvent => cloudevents::parse_one(&value, ""),
-            GenericFraming::CloudEventBatch => cloudevents::parse_batch(&value),
-        },
+        // Probe and heartbeat signals are made inside Banditore, never posted: read as the
+        // generic format.
+        Source::Generic | Source::Cloudevents | Source::Probe | Source::Heartbeat => {
+            match framing {
+                GenericFraming::Json => generic::parse(&value),
+                GenericFraming::CloudEvent => cloudevents::parse_one(&value, ""),
+                GenericFraming::CloudEventBatch => cloudevents::parse_batch(&value),
+            }
+        }
     }
 }
 

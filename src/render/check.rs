@@ -311,6 +311,17 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
         ),
         ("audit", json!({"entries": [entry]})),
         (
+            "heartbeats",
+            json!({"heartbeats": [
+                {"name": "backup-cup", "service": "cup", "state": "late", "since": at,
+                 "last_ping_at": at, "late_at": null, "pings": 3, "severity": "critical",
+                 "detail": ""},
+                {"name": "cron", "service": "cup", "state": "new", "since": at,
+                 "last_ping_at": null, "late_at": at, "pings": 0, "severity": "warning",
+                 "detail": "exit 1"}]}),
+        ),
+        ("heartbeats", json!({"heartbeats": []})),
+        (
             "subscribers",
             json!({"subscribers": [subscriber.clone()], "citizens": 1250, "total": 1, "q": "",
                 "next": "/console/subscribers?after=1", "previous": null}),

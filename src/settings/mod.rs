@@ -82,8 +82,10 @@ pub(crate) use secret_source;
 
 // After `word_enum!`, which they use.
 pub(crate) mod check;
+mod heartbeats;
 mod probes;
 mod status_page;
+pub use heartbeats::{HeartbeatSpec, valid_name as valid_heartbeat_name};
 pub use probes::{
     MaintenanceSpec, ProbeKind, ProbeSpec, ProbingSettings, PublicMaintenance, Recurrence,
     StatusSet,
@@ -122,6 +124,7 @@ pub struct Settings {
     pub probing: ProbingSettings,
     pub probes: Vec<ProbeSpec>,
     pub maintenance: Vec<MaintenanceSpec>,
+    pub heartbeats: Vec<HeartbeatSpec>,
     pub status: StatusSettings,
     /// Secret files still holding the repository's example values, found at loading:
     /// `check-config` warns of them and `serve` refuses them.

@@ -104,6 +104,7 @@ pub fn validate(
     let sections = channels;
     let channels = validate_channels(&settings, sections, &mut push);
     super::probes::validate_probes(&settings, &mut push);
+    super::heartbeats::validate_heartbeats(&settings, &mut push);
     super::status_page::validate_status(&settings, &mut push);
     let subscriber_rules = SubscriberRules {
         default_language: settings.routing.default_language.clone(),

@@ -89,8 +89,8 @@ pub struct SignalSnapshot {
     pub severity: Severity,
     pub starts_at: Option<Timestamp>,
     pub url: Option<String>,
-    /// A probe's finding, which templates put into words (absent from other signals, and from
-    /// updates written before findings were kept).
+    /// A probe's or a heartbeat's finding, which templates put into words (absent from other
+    /// signals, and from updates written before findings were kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finding: Option<Finding>,
 }
@@ -106,9 +106,10 @@ impl AlertRow {
         )
     }
 
-    /// What the probe behind this signal found; a monitor's annotations are not read as one.
+    /// What the probe or the heartbeat behind this signal found; a monitor's annotations are
+    /// not read as one.
     pub fn finding(&self) -> Option<Finding> {
-        if self.source != Source::Probe {
+        if !matches!(self.source, Source::Probe | Source::Heartbeat) {
             return None;
         }
         self.annotations

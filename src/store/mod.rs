@@ -20,6 +20,8 @@ mod draft;
 mod draft_sql;
 mod fanout;
 mod fanout_sql;
+mod heartbeat;
+mod heartbeat_sql;
 mod incidents;
 mod incidents_sql;
 mod outbox;
@@ -49,6 +51,7 @@ pub use draft::{
     NewDraftPart, PartEdit,
 };
 pub use fanout::{CitizenGroup, CitizenPart, FanoutStore};
+pub use heartbeat::{Beat, HeartbeatRow, HeartbeatStore};
 pub use incidents::{
     AlertRow, Counts, DeliveryRow, IncidentFilter, IncidentOrigin, IncidentReads, IncidentRow,
     SignalSnapshot, UpdateRow,
@@ -190,6 +193,7 @@ pub trait Store:
     + ClusterStore
     + DraftStore
     + FanoutStore
+    + HeartbeatStore
     + IncidentReads
     + OutboxStore
     + ProbeStore

@@ -61,6 +61,7 @@ use super::error::ErrorBody;
         (name = "subscribers", description = "Who is told, where, about what"),
         (name = "drafts", description = "Public statements held for the communications office, and the audit log"),
         (name = "probes", description = "Probes, silences and maintenance windows"),
+        (name = "heartbeats", description = "Monitors' pings and failure reports, and each heartbeat's state"),
         (name = "access", description = "API tokens and console users, for admins"),
         (name = "public", description = "What anyone may read, without credentials"),
         (name = "callbacks", description = "What providers post back about messages sent"),

@@ -101,6 +101,8 @@ pub struct Parts {
     pub approval_links: crate::approval::ApprovalLinks,
     /// The probes as configured and this replica's view of them.
     pub probes: Arc<Probes>,
+    /// The heartbeats: pings, failure reports, Watchdog signals, states.
+    pub heartbeats: Arc<crate::heartbeat::Heartbeats>,
     /// The public status board, built at most every two seconds.
     pub status: Arc<StatusPage>,
     /// Citizens' sign-ups and preferences.

@@ -75,6 +75,11 @@ async fn every_endpoint_answers_each_kind_of_caller_as_documented() {
         (Method::GET, "/api/v1/silences", Needs::Read),
         (Method::POST, "/api/v1/silences", Needs::Incidents),
         (Method::DELETE, "/api/v1/silences/999", Needs::Incidents),
+        (Method::GET, "/api/v1/heartbeats", Needs::Read),
+        (Method::GET, "/api/v1/heartbeats/nope/state", Needs::Read),
+        (Method::GET, "/api/v1/heartbeats/nope", Needs::Ingest),
+        (Method::POST, "/api/v1/heartbeats/nope", Needs::Ingest),
+        (Method::POST, "/api/v1/heartbeats/nope/fail", Needs::Ingest),
     ];
     let callers: &[(&str, Option<&str>)] = &[
         ("stranger", None),

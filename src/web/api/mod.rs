@@ -1,11 +1,12 @@
 //! The token API under `/api/v1/`, for scripts and operators: incidents, subscribers, drafts and
-//! the audit log, probes and silences, and (for admins) API tokens and console users. Anyone
-//! without valid credentials is refused before the path or the query is read; what their roles
-//! allow is each handler's business. The handlers read JSON and answer JSON; what they share with
+//! the audit log, probes and silences, heartbeats (and their pings), and (for admins) API tokens
+//! and console users. Anyone without valid credentials is refused before the path or the query is
+//! read; what their roles allow is each handler's business. The handlers read JSON and answer JSON; what they share with
 //! the console is done by `web::service`.
 
 pub mod access;
 pub mod drafts;
+pub mod heartbeats;
 pub mod incidents;
 pub mod probes;
 pub mod subscribers;
@@ -40,6 +41,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(probes::list))
         .routes(routes!(probes::list_silences, probes::create_silence))
         .routes(routes!(probes::delete_silence))
+        .routes(routes!(heartbeats::list))
+        .routes(routes!(heartbeats::get))
+        .routes(routes!(heartbeats::ping))
+        .routes(routes!(heartbeats::fail))
         .routes(routes!(access::list_tokens, access::create_token))
         .routes(routes!(access::revoke_token))
         .routes(routes!(access::list_users, access::create_user))

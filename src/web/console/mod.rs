@@ -19,6 +19,7 @@ macro_rules! or_page {
 mod access;
 mod audit;
 mod drafts;
+mod heartbeats;
 mod incidents;
 mod login;
 pub mod login_limit;
@@ -263,6 +264,7 @@ pub fn routes() -> axum::Router<AppState> {
             post(incidents::incident_update),
         )
         .route("/console/audit", get(audit::audit_page))
+        .route("/console/heartbeats", get(heartbeats::heartbeats_page))
         .route("/console/me", get(me::me))
         .route(
             "/console/subscribers",

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::Source;
+use crate::domain::{SignalStatus, Source};
 use crate::ingest::{self, GenericFraming, Parsed};
 use crate::settings::Permission;
 use crate::web::AppState;
@@ -27,7 +27,7 @@ use crate::web::error::ApiError;
 #[derive(Serialize, ToSchema)]
 pub struct Accepted {
     /// `accepted` (202: signals stored) or `ok` (200: nothing to store, e.g. a test
-    /// notification).
+    /// notification, or only heartbeats' watchdog signals, counted as their pings).
     status: &'static str,
     /// The ids of the signals stored.
     pub(super) signals: Vec<i64>,
@@ -318,24 +318,43 @@ async fn handle(
     accept(state, source, parsed).await
 }
 
+/// Normalizes and stores the signals. A firing signal whose labels (as the monitor sent them)
+/// match a heartbeat's `watchdog` matchers is that heartbeat's ping instead, and one that
+/// resolves is dropped: neither becomes an incident. Matchers are in memory; a ping is one small
+/// write, durable before the answer like the signals.
 pub(super) async fn accept(
     state: &AppState,
     source: Source,
     parsed: Parsed,
 ) -> Result<(StatusCode, Accepted), ApiError> {
     let now = Timestamp::now();
-    let signals: Vec<_> = parsed
-        .signals
-        .into_iter()
-        .map(|raw| (now, raw.normalize(source, &state.normalize, now)))
-        .collect();
+    let mut notes = parsed.notes;
+    let mut watchdogs = std::collections::BTreeSet::new();
+    let mut signals = Vec::with_capacity(parsed.signals.len());
+    for raw in parsed.signals {
+        let watchdog = state.heartbeats.watchdog_of(&raw.labels).map(str::to_owned);
+        let signal = raw.normalize(source, &state.normalize, now);
+        match watchdog {
+            Some(name) if signal.status == SignalStatus::Firing => {
+                watchdogs.insert(name);
+            }
+            Some(name) => notes.push(format!(
+                "a resolved signal of heartbeat `{name}`'s watchdog is not a ping: ignored"
+            )),
+            None => signals.push((now, signal)),
+        }
+    }
+    for name in watchdogs {
+        state.heartbeats.ping(&name, now).await?;
+        notes.push(format!("heartbeat `{name}` pinged by its watchdog signal"));
+    }
     if signals.is_empty() {
         return Ok((
             StatusCode::OK,
             Accepted {
                 status: "ok",
                 signals: Vec::new(),
-                notes: parsed.notes,
+                notes,
             },
         ));
     }
@@ -345,7 +364,7 @@ pub(super) async fn accept(
         Accepted {
             status: "accepted",
             signals: ids,
-            notes: parsed.notes,
+            notes,
         },
     ))
 }
