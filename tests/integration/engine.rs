@@ -534,6 +534,30 @@ async fn a_re_send_answered_from_memory_just_before_the_end_keeps_the_alert_firi
     );
 }
 
+async fn two_replicas_that_both_believe_they_lead_expire_an_alert_once(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
+        return;
+    };
+    let first = Bench::prometheus(0, 240);
+    b.store.insert_signals(&[(at(0), first)]).await.unwrap();
+    b.step(0).await;
+    let id = b.incidents().await[0];
+    // The old leader's step expires the alert and has not committed when the new one's begins.
+    let mut tx = b.store.begin().await.unwrap();
+    let old = b.engine.step_in(tx.as_mut(), at(300)).await.unwrap();
+    assert_eq!(old.expired.len(), 1);
+    let engine = b.engine.clone();
+    let new = tokio::spawn(async move { engine.step(at(300)).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.commit().await.unwrap();
+    let new = new.await.unwrap();
+    assert!(new.expired.is_empty(), "expired by the old leader");
+    assert_eq!(
+        b.kinds(id).await,
+        vec![UpdateKind::Opened, UpdateKind::Resolved]
+    );
+}
+
 /// Every case runs on SQLite and on PostgreSQL.
 macro_rules! on_both {
     ($($name:ident),+ $(,)?) => {
@@ -560,4 +584,5 @@ on_both!(
     other_senders_alerts_fire_until_resolved_whatever_their_end_says,
     re_sends_answered_without_a_write_keep_the_alert_firing,
     a_re_send_answered_from_memory_just_before_the_end_keeps_the_alert_firing,
+    two_replicas_that_both_believe_they_lead_expire_an_alert_once,
 );
