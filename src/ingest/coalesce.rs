@@ -22,10 +22,10 @@
 //! Alerts that expire (Prometheus's, see [`Signal::lease`]) are kept firing by their re-sends:
 //! the store holds how long each lasts after it was last seen, so a re-send that moves its end
 //! time forward by as much as time went by changes nothing but the last-seen time, and is
-//! coalesced like any other. One that asks for a lease other than the stored one ([`same_lease`])
-//! is stored and applied. Before the engine expires an alert it asks [`Coalescer::expire`]
-//! whether a re-send saw it after the store's last-seen time, not written yet: then the alert
-//! lives on from that time.
+//! coalesced like any other; within [`same_lease`]'s slack, the store's end may be a little
+//! earlier than a re-send asked. One that asks for a lease beyond it is stored and applied.
+//! Before the engine expires an alert it asks [`Coalescer::expire`] whether a re-send saw it
+//! after the store's last-seen time, not written yet: then the alert lives on from that time.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
