@@ -232,6 +232,22 @@ impl Engine {
         let mut expired = Vec::new();
         if signals.len() < SIGNAL_BATCH as usize {
             for mut alert in tx.expired_alerts(now, DUE_BATCH).await? {
+                // Forgotten before the commit as well as after it: a re-send taken meanwhile is
+                // stored and applied, never answered as a repeat of an alert now resolved. One
+                // answered before, whose time is not written yet, keeps it firing from then.
+                let coalescer = self.coalescer.as_ref();
+                if let Some(seen) =
+                    coalescer.and_then(|c| c.expire(&alert.fingerprint, alert.last_seen_at))
+                {
+                    alert.last_seen_at = seen;
+                    if alert.expires_at().is_some_and(|end| end > now) {
+                        tx.touch_alerts(&[alert.id], seen).await?;
+                        continue;
+                    }
+                    if let Some(c) = coalescer {
+                        c.expired(&alert.fingerprint);
+                    }
+                }
                 let Some(at) = alert.expires_at() else {
                     continue;
                 };
@@ -239,11 +255,6 @@ impl Engine {
                 alert.resolved_at = Some(at);
                 tx.save_alert(&alert).await?;
                 batch.pend(alert.incident_id, at);
-                // Forgotten before the commit as well as after it: a re-send taken meanwhile is
-                // stored and applied, never answered as a repeat of an alert now resolved.
-                if let Some(c) = &self.coalescer {
-                    c.expired(&alert.fingerprint);
-                }
                 expired.push(alert.fingerprint);
             }
         }

@@ -5,7 +5,8 @@
 //! content (severity, labels, annotations, summary, link, component), with the alert still
 //! firing in an open incident: applying it would only move the alert's last-seen time. It is
 //! answered at once, with the id of the stored signal it repeats; its time is kept in memory and
-//! written for all such alerts together, at most a second later ([`Coalescer::take_seen`]).
+//! written for all such alerts together, at most a second later ([`Coalescer::take_seen`]), and
+//! stays in memory until the write is done ([`Coalescer::written`]).
 //!
 //! What a `202` promises is unchanged: every change to an alert's state is durable before the
 //! answer. A coalesced signal leaves no row of its own in `signals` (it is counted in
@@ -23,8 +24,10 @@
 //! Alerts that expire (Prometheus's, see [`Signal::lease`]) are kept firing by their re-sends:
 //! the store holds how long each lasts after it was last seen, so a re-send that moves its end
 //! time forward by as much as time went by changes nothing but the last-seen time, and is
-//! coalesced like any other. One that asks for a lease other than the stored one ([`same_lease`])
-//! is stored and applied, so that the store's expiry is never earlier than the sender asked.
+//! coalesced like any other; within [`same_lease`]'s slack, the store's end may be a little
+//! earlier than a re-send asked. One that asks for a lease beyond it is stored and applied.
+//! Before the engine expires an alert it asks [`Coalescer::expire`] whether a re-send saw it
+//! after the store's last-seen time, not written yet: then the alert lives on from that time.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -148,12 +151,14 @@ impl Coalescer {
         }
     }
 
-    /// Gives back last-seen times that could not be written.
-    pub fn seen_again(&self, fingerprints: Vec<String>, at: Timestamp) {
+    /// The last-seen times [`Coalescer::take_seen`] gave are written, as `at`: those no later
+    /// than it are done with. Until then they stay, for [`Coalescer::expire`] to see.
+    pub fn written(&self, fingerprints: &[String], at: Timestamp) {
         if let Ok(mut state) = self.0.lock() {
             for fp in fingerprints {
-                let seen = state.seen.entry(fp).or_insert(at);
-                *seen = (*seen).max(at);
+                if state.seen.get(fp).is_some_and(|seen| *seen <= at) {
+                    state.seen.remove(fp);
+                }
             }
         }
     }
@@ -203,6 +208,22 @@ impl Coalescer {
         }
     }
 
+    /// The engine is about to resolve the alert of `fingerprint`, last seen at `stored` as the
+    /// store holds it, because it was not sent again in time. A coalesced re-send saw it later,
+    /// its time not written yet: that time is returned and the alert stays known. Otherwise it
+    /// is forgotten, so that a re-send from now on is stored and applied. One lock for both,
+    /// so that no re-send falls between the look and the forgetting.
+    pub fn expire(&self, fingerprint: &str, stored: Timestamp) -> Option<Timestamp> {
+        let mut state = self.0.lock().ok()?;
+        match state.seen.get(fingerprint) {
+            Some(seen) if *seen > stored => Some(*seen),
+            _ => {
+                state.known.remove(fingerprint);
+                None
+            }
+        }
+    }
+
     /// The engine resolved the alert of `fingerprint` because it was not sent again in time:
     /// the next firing signal for it must be stored and applied.
     pub fn expired(&self, fingerprint: &str) {
@@ -220,11 +241,12 @@ impl Coalescer {
         }
     }
 
-    /// The alerts seen again since the last call, and the latest time among them.
+    /// The alerts seen again and not yet written, and the latest time among them; they stay
+    /// until [`Coalescer::written`] says they are in the store.
     pub fn take_seen(&self) -> Option<(Vec<String>, Timestamp)> {
-        let mut state = self.0.lock().ok()?;
+        let state = self.0.lock().ok()?;
         let latest = state.seen.values().max().copied()?;
-        let fingerprints = state.seen.drain().map(|(fp, _)| fp).collect();
+        let fingerprints = state.seen.keys().cloned().collect();
         Some((fingerprints, latest))
     }
 
@@ -431,8 +453,40 @@ mod tests {
         assert_eq!(c.sort(&[(later, firing.clone())]), [Some(1)]);
         assert_eq!(c.sort(&at(&firing)), [Some(1)]);
         let (fps, at) = c.take_seen().unwrap();
-        assert_eq!(fps, vec![firing.fingerprint]);
+        assert_eq!(fps, vec![firing.fingerprint.clone()]);
         assert_eq!(at, later);
+        // Not written yet: still there, for the engine's expiry and the next round.
+        assert_eq!(c.take_seen(), Some((fps.clone(), at)));
+        c.written(&fps, at);
         assert!(c.take_seen().is_none());
+    }
+
+    #[test]
+    fn an_alert_seen_by_a_re_send_not_yet_written_is_not_forgotten_by_its_expiry() {
+        let c = Coalescer::default();
+        let firing = signal("CupDown", SignalStatus::Firing, "giù");
+        store(&c, &firing, 1);
+        let known = |c: &Coalescer| {
+            c.applied(
+                c.epoch(),
+                &firing.fingerprint,
+                1,
+                Some(digest(&firing)),
+                None,
+            )
+        };
+        known(&c);
+        let stored = Timestamp::UNIX_EPOCH;
+        let later = Timestamp::from_second(60).unwrap();
+        assert_eq!(c.sort(&[(later, firing.clone())]), [Some(1)]);
+        // Taken for writing, not yet written: the engine still sees it.
+        let (fps, taken) = c.take_seen().unwrap();
+        assert_eq!(c.expire(&firing.fingerprint, stored), Some(later));
+        assert_eq!(c.known(), 1);
+        c.written(&fps, taken);
+        // Written: the store's time is the re-send's, and the alert is forgotten.
+        assert_eq!(c.expire(&firing.fingerprint, later), None);
+        assert_eq!(c.known(), 0);
+        assert_eq!(c.sort(&at(&firing)), [None]);
     }
 }

@@ -12,7 +12,7 @@ mod grafana;
 mod json;
 pub mod opsgenie;
 pub mod pagerduty;
-mod prometheus;
+pub mod prometheus;
 mod queue;
 mod time;
 mod uptime_kuma;

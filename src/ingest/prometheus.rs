@@ -12,7 +12,21 @@ use super::alertmanager::parse_alert;
 use super::json::{Obj, kind};
 use super::{IngestError, Parsed};
 
+/// The body's alerts, all of them valid, or the first refusal.
 pub fn parse(value: &Value) -> Result<Parsed, IngestError> {
+    let (parsed, refused) = parse_valid(value)?;
+    match refused.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(parsed),
+    }
+}
+
+/// The body's valid alerts, and why each invalid one is refused. As Alertmanager, which makes
+/// "a best effort to insert all alerts that are valid" and then answers 400: an alert that
+/// fails its validation (no label, an end before its start) costs only itself. A body that is
+/// not an array of alerts, or whose fields have the wrong types, is refused whole, as
+/// Alertmanager refuses a body its schema does not read.
+pub fn parse_valid(value: &Value) -> Result<(Parsed, Vec<IngestError>), IngestError> {
     let Value::Array(alerts) = value else {
         return Err(IngestError::body(format!(
             "expected a JSON array of alerts, found {}",
@@ -20,28 +34,31 @@ pub fn parse(value: &Value) -> Result<Parsed, IngestError> {
         )));
     };
     let mut parsed = Parsed::default();
+    let mut refused = Vec::new();
     for (i, alert) in alerts.iter().enumerate() {
         let path = format!("[{i}]");
         let obj = Obj::root(alert, &path)?;
         let signal = parse_alert(obj)?;
         // As Alertmanager's validation: an alert is its label set.
         if signal.labels.is_empty() {
-            return Err(IngestError::field(
+            refused.push(IngestError::field(
                 obj.field("labels"),
                 "at least one label pair required",
             ));
+            continue;
         }
         if let (Some(start), Some(end)) = (signal.starts_at, signal.ends_at)
             && end < start
         {
-            return Err(IngestError::field(
+            refused.push(IngestError::field(
                 obj.field("endsAt"),
                 "start time must be before end time",
             ));
+            continue;
         }
         parsed.signals.push(signal);
     }
-    Ok(parsed)
+    Ok((parsed, refused))
 }
 
 #[cfg(test)]
@@ -124,6 +141,15 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("[1].endsAt"));
+        let (parsed, refused) = parse_valid(&serde_json::json!([
+            {"labels": {}},
+            {"labels": {"alertname": "B"}},
+            {"labels": {"alertname": "C"}, "startsAt": "2026-11-26T10:00:00Z", "endsAt": "2026-11-26T09:00:00Z"}
+        ]))
+        .unwrap();
+        assert_eq!(parsed.signals.len(), 1, "the valid alert is taken");
+        let refused: Vec<_> = refused.iter().map(|e| e.field.as_deref()).collect();
+        assert_eq!(refused, [Some("[0].labels"), Some("[2].endsAt")]);
         let err = parse(&serde_json::json!([{"labels": {"a": {"b": 1}}}])).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("[0].labels.a"));
         assert!(parse(&serde_json::json!([])).unwrap().signals.is_empty());

@@ -113,14 +113,16 @@ impl Drop for Unsent<'_> {
     }
 }
 
-/// Writes the last-seen times of alerts coalesced re-sends saw; given back for the next round
-/// when the store fails.
+/// Writes the last-seen times of alerts coalesced re-sends saw; they stay in memory until
+/// written (the engine's expiry reads them there meanwhile), so a failed write is tried again.
 async fn write_seen(store: &dyn Store, coalescer: &Coalescer) {
-    if let Some((fingerprints, at)) = coalescer.take_seen()
-        && let Err(e) = store.touch_alerts_seen(&fingerprints, at).await
-    {
-        tracing::warn!(error = %e, alerts = fingerprints.len(), "cannot write when alerts were last seen; trying again");
-        coalescer.seen_again(fingerprints, at);
+    if let Some((fingerprints, at)) = coalescer.take_seen() {
+        match store.touch_alerts_seen(&fingerprints, at).await {
+            Ok(()) => coalescer.written(&fingerprints, at),
+            Err(e) => {
+                tracing::warn!(error = %e, alerts = fingerprints.len(), "cannot write when alerts were last seen; trying again");
+            }
+        }
     }
 }
 

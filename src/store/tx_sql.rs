@@ -283,16 +283,20 @@ impl Tx for SqlTx {
     }
 
     async fn expired_alerts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<AlertRow>> {
-        let rows = sqlx::query(
+        // Locked on PostgreSQL, as the signals are: should two replicas ever both believe they
+        // lead, the second waits, then finds the alert resolved instead of expiring it again.
+        let sql = format!(
             "SELECT a.* FROM alerts a JOIN incidents i ON i.id = a.incident_id
              WHERE a.firing = 1 AND a.expires_after_ms IS NOT NULL
                AND a.last_seen_at + a.expires_after_ms <= $1 AND i.resolved_at IS NULL
-             ORDER BY a.last_seen_at + a.expires_after_ms, a.id LIMIT $2",
-        )
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await?;
+             ORDER BY a.last_seen_at + a.expires_after_ms, a.id LIMIT $2 {}",
+            self.dialect.pick("", "FOR UPDATE OF a")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.tx)
+            .await?;
         rows.iter().map(alert_from_row).collect()
     }
 

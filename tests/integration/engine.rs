@@ -490,6 +490,74 @@ async fn re_sends_answered_without_a_write_keep_the_alert_firing(backend: Backen
     assert_eq!(coalescer.sort(&[(at(900), again)]), [None]);
 }
 
+async fn a_re_send_answered_from_memory_just_before_the_end_keeps_the_alert_firing(
+    backend: Backend,
+) {
+    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
+        return;
+    };
+    let coalescer = banditore::ingest::Coalescer::default();
+    let engine = b.engine.clone().with_coalescer(Some(coalescer.clone()));
+    let first = Bench::prometheus(0, 240);
+    let ids = b
+        .store
+        .insert_signals(&[(at(0), first.clone())])
+        .await
+        .unwrap();
+    engine.step(at(0)).await.unwrap();
+    // Prometheus was late; its re-send comes a moment before the end and is answered at once.
+    let resend = Bench::prometheus(239, 479);
+    assert_eq!(coalescer.sort(&[(at(239), resend)]), [Some(ids[0])]);
+    // The flusher has taken its time and not written it yet when the engine wakes at the end.
+    let (fingerprints, seen) = coalescer.take_seen().unwrap();
+    let report = engine.step(at(240)).await.unwrap();
+    assert!(report.expired.is_empty(), "re-sent in time");
+    assert_eq!(report.next_eval, Some(at(479)), "lives on from the re-send");
+    b.store
+        .touch_alerts_seen(&fingerprints, seen)
+        .await
+        .unwrap();
+    coalescer.written(&fingerprints, seen);
+    let id = b.incidents().await[0];
+    assert_eq!(b.kinds(id).await, vec![UpdateKind::Opened]);
+    assert!(b.store.incident_alerts(id).await.unwrap()[0].firing);
+    // Not sent again: it ends four minutes after the re-send, once.
+    let report = engine.step(at(479)).await.unwrap();
+    assert_eq!(report.expired, vec![first.fingerprint.clone()]);
+    assert_eq!(
+        b.store.incident_alerts(id).await.unwrap()[0].resolved_at,
+        Some(at(479))
+    );
+    assert_eq!(
+        b.kinds(id).await,
+        vec![UpdateKind::Opened, UpdateKind::Resolved]
+    );
+}
+
+async fn two_replicas_that_both_believe_they_lead_expire_an_alert_once(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
+        return;
+    };
+    let first = Bench::prometheus(0, 240);
+    b.store.insert_signals(&[(at(0), first)]).await.unwrap();
+    b.step(0).await;
+    let id = b.incidents().await[0];
+    // The old leader's step expires the alert and has not committed when the new one's begins.
+    let mut tx = b.store.begin().await.unwrap();
+    let old = b.engine.step_in(tx.as_mut(), at(300)).await.unwrap();
+    assert_eq!(old.expired.len(), 1);
+    let engine = b.engine.clone();
+    let new = tokio::spawn(async move { engine.step(at(300)).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.commit().await.unwrap();
+    let new = new.await.unwrap();
+    assert!(new.expired.is_empty(), "expired by the old leader");
+    assert_eq!(
+        b.kinds(id).await,
+        vec![UpdateKind::Opened, UpdateKind::Resolved]
+    );
+}
+
 /// Every case runs on SQLite and on PostgreSQL.
 macro_rules! on_both {
     ($($name:ident),+ $(,)?) => {
@@ -515,4 +583,6 @@ on_both!(
     a_prometheus_alert_not_sent_again_by_its_end_resolves_then_exactly_once,
     other_senders_alerts_fire_until_resolved_whatever_their_end_says,
     re_sends_answered_without_a_write_keep_the_alert_firing,
+    a_re_send_answered_from_memory_just_before_the_end_keeps_the_alert_firing,
+    two_replicas_that_both_believe_they_lead_expire_an_alert_once,
 );

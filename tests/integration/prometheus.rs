@@ -219,6 +219,17 @@ async fn alertmanagers_answers_and_refusals() {
         (status, text.as_str()),
         (400, "[0].labels: at least one label pair required")
     );
+    // As Alertmanager, an alert that fails validation costs only itself: the valid one beside
+    // it is stored, and the answer is still 400, naming the invalid one.
+    let (status, text) = refused(
+        Some(INGEST_TOKEN),
+        r#"[{"labels": {}}, {"labels": {"alertname": "PrenotazioniLente", "service": "prenotazioni"}, "annotations": {"summary": "Prenotazioni lente"}}]"#,
+    )
+    .await;
+    assert_eq!(
+        (status, text.as_str()),
+        (400, "[0].labels: at least one label pair required")
+    );
     let (status, text) = refused(
         Some(INGEST_TOKEN),
         "[{\"labels\": {\"a\": \"b\"}, \"endsAt\": 7}, {\"labels\": 1}]",
@@ -248,11 +259,11 @@ async fn alertmanagers_answers_and_refusals() {
         )
         .await;
     assert_eq!(resp.status(), 415);
-    // The alerts taken opened two incidents (cup-backend, and referti's alert without an end);
-    // nothing refused left a trace.
+    // The alerts taken opened three incidents (cup-backend, referti's alert without an end, and
+    // the valid alert posted beside an invalid one); nothing refused left a trace.
     let open = eventually(
         || app.get_json("/api/v1/incidents?status=open", VIEWER_TOKEN),
-        |v| v["incidents"].as_array().is_some_and(|i| i.len() == 2),
+        |v| v["incidents"].as_array().is_some_and(|i| i.len() == 3),
     )
     .await;
     let mut titles: Vec<&str> = open["incidents"]
@@ -262,7 +273,14 @@ async fn alertmanagers_answers_and_refusals() {
         .map(|i| i["title"].as_str().unwrap())
         .collect();
     titles.sort();
-    assert_eq!(titles, ["Il CUP non risponde", "Referti: disk almost full"]);
+    assert_eq!(
+        titles,
+        [
+            "Il CUP non risponde",
+            "Prenotazioni lente",
+            "Referti: disk almost full"
+        ]
+    );
 }
 
 #[tokio::test]

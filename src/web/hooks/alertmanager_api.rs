@@ -1,8 +1,9 @@
 //! Alertmanager's own API, `POST /api/v2/alerts`, so that Prometheus (and every other client of
 //! Alertmanager) can list Banditore in `alerting.alertmanagers` directly. The caller presents an
 //! ingest token as a bearer token or as basic auth's password. Answers are Alertmanager's: 200
-//! with an empty body once the alerts are stored, 400 with the error as a JSON string, and 5xx
-//! only when retrying can help (the store is unavailable).
+//! with an empty body once the alerts are stored, 400 with the error as a JSON string (after
+//! storing the valid alerts, when only some fail their validation), and 5xx only when retrying
+//! can help (the store is unavailable).
 
 use axum::body::Body;
 use axum::extract::State;
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::signals::{accept, count, may_ingest, outcome_label, reshaped};
 use crate::domain::Source;
-use crate::ingest::{self, GenericFraming};
+use crate::ingest::{self, prometheus};
 use crate::web::AppState;
 use crate::web::body::{is_json_like, media_type, read};
 use crate::web::error::ApiError;
@@ -26,7 +27,7 @@ use crate::web::error::ApiError;
     security(("token" = []), ("basic" = [])),
     responses(
         (status = 200, description = "Stored; the incidents follow. The body is empty, as Alertmanager's."),
-        (status = 400, description = "The alerts cannot be used; the body is the reason, as a JSON string.", body = String),
+        (status = 400, description = "Alerts cannot be used; the body is the reason, as a JSON string. When only some alerts fail their validation (no label, an end before the start), the others are stored, as Alertmanager does.", body = String),
         (status = 401, description = "No ingest token was presented.", body = String),
         (status = 403, description = "The token may not post signals.", body = String),
         (status = 413, description = "The body is larger than `server.max_body_bytes`.", body = String),
@@ -49,23 +50,28 @@ pub async fn post_alerts(
                 media.unwrap_or_default()
             )));
         }
-        let parsed = ingest::parse(
-            Source::Prometheus,
-            &bytes,
-            GenericFraming::Json,
-            &state.parse_options,
-        )?;
-        accept(&state, Source::Prometheus, parsed).await
+        let (parsed, refused) = prometheus::parse_valid(&ingest::decode(&bytes)?)?;
+        let (_, accepted) = accept(&state, Source::Prometheus, parsed).await?;
+        Ok((accepted, refused))
     }
     .await;
     match result {
-        Ok((_, accepted)) => {
+        Ok((accepted, refused)) => {
             count(
                 Source::Prometheus,
                 "accepted",
                 accepted.signals.len() as u64,
             );
-            StatusCode::OK.into_response()
+            if refused.is_empty() {
+                return StatusCode::OK.into_response();
+            }
+            // The valid alerts are stored; the others are refused as Alertmanager refuses
+            // them, their reasons joined.
+            count(Source::Prometheus, "invalid", refused.len() as u64);
+            let text: Vec<String> = refused.iter().map(ToString::to_string).collect();
+            tracing::info!(source = %Source::Prometheus, refused = %text.join("; "), "alerts refused");
+            let e = ApiError::bad(text.join("; "));
+            reshaped(e, &serde_json::Value::String(text.join("; ")))
         }
         Err(e) => {
             count(Source::Prometheus, outcome_label(&e), 1);

@@ -67,8 +67,7 @@ enum Version {
     security(()),
     responses(
         (status = 202, description = "Stored; the incidents follow.", body = EventProcessed),
-        (status = 400, description = "Refused: malformed, invalid, or an unknown routing key.", body = InvalidEvent),
-        (status = 413, description = "The body is larger than `server.max_body_bytes`.", body = InvalidEvent),
+        (status = 400, description = "Refused: malformed, invalid, an unknown routing key, a token without the ingest role, or a body larger than `server.max_body_bytes` (PagerDuty's senders know 400, 429 and 5xx only).", body = InvalidEvent),
         (status = 503, description = "The store is unavailable; send again.", body = InvalidEvent),
     )
 )]
@@ -86,8 +85,7 @@ pub async fn enqueue(State(state): State<AppState>, headers: HeaderMap, body: Bo
     security(()),
     responses(
         (status = 200, description = "Stored; the incidents follow.", body = EventProcessed),
-        (status = 400, description = "Refused: malformed, invalid, or an unknown service key.", body = InvalidEvent),
-        (status = 413, description = "The body is larger than `server.max_body_bytes`.", body = InvalidEvent),
+        (status = 400, description = "Refused: malformed, invalid, an unknown service key, a token without the ingest role, or a body larger than `server.max_body_bytes`.", body = InvalidEvent),
         (status = 503, description = "The store is unavailable; send again.", body = InvalidEvent),
     )
 )]
