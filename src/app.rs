@@ -21,7 +21,6 @@ use crate::channel::rate::RateLimiter;
 use crate::channel::sms::report::ReportLinks;
 use crate::channel::telegram;
 use crate::cluster::{self, Leadership};
-use crate::domain::incident::Timing;
 use crate::domain::signal::NormalizeRules;
 use crate::domain::subscriber::ChannelKind;
 use crate::domain::window::Window;
@@ -567,13 +566,13 @@ impl Ground<'_> {
     fn pipeline(&self, enabled: BTreeSet<ChannelKind>, handover: Handover) -> anyhow::Result<Flow> {
         let (v, store) = (self.v, &self.store);
         let s = &v.settings;
-        let timing = Timing {
-            group_wait: s.routing.group_wait.get(),
-            group_interval: s.routing.group_interval.get(),
-            flap_hold_down: s.routing.flap_hold_down.get(),
-        };
-        let engine = Engine::new(store.clone(), timing, s.routing.group_by.clone())
-            .with_coalescer(self.coalescer.clone());
+        let engine = Engine::new(
+            store.clone(),
+            s.routing.timing(),
+            s.routing.group_by.clone(),
+        )
+        .with_coalescer(self.coalescer.clone())
+        .awake_since(Timestamp::now());
         let windows: Arc<Vec<Window>> = Arc::new(
             s.maintenance
                 .iter()

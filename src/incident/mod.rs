@@ -67,6 +67,9 @@ pub struct Engine {
     group_by: Vec<String>,
     /// Told what each step applied, so that ingest can answer re-sends that change nothing.
     coalescer: Option<Coalescer>,
+    /// Since when this process has been up: no alert expires sooner than one lease after it,
+    /// since re-sends that fell while it was down were refused, not missing.
+    awake_since: Timestamp,
 }
 
 /// A manual incident, as posted to `POST /api/v1/incidents`.
@@ -174,9 +177,16 @@ impl Engine {
         self
     }
 
+    /// Counts alerts' leases from `started` at the earliest (see `awake_since`).
+    pub fn awake_since(mut self, started: Timestamp) -> Engine {
+        self.awake_since = started;
+        self
+    }
+
     pub fn new(store: Arc<dyn Store>, timing: Timing, group_by: Vec<String>) -> Engine {
         Engine {
             coalescer: None,
+            awake_since: Timestamp::UNIX_EPOCH,
             store,
             timing,
             group_by,
@@ -231,7 +241,7 @@ impl Engine {
         // alert firing: expire nothing until they are applied.
         let mut expired = Vec::new();
         if signals.len() < SIGNAL_BATCH as usize {
-            for mut alert in tx.expired_alerts(now, DUE_BATCH).await? {
+            for mut alert in tx.expired_alerts(now, self.awake_since, DUE_BATCH).await? {
                 // Forgotten before the commit as well as after it: a re-send taken meanwhile is
                 // stored and applied, never answered as a repeat of an alert now resolved. One
                 // answered before, whose time is not written yet, keeps it firing from then.
@@ -240,7 +250,10 @@ impl Engine {
                     coalescer.and_then(|c| c.expire(&alert.fingerprint, alert.last_seen_at))
                 {
                     alert.last_seen_at = seen;
-                    if alert.expires_at().is_some_and(|end| end > now) {
+                    if alert
+                        .ends_after(self.awake_since)
+                        .is_some_and(|end| end > now)
+                    {
                         tx.touch_alerts(&[alert.id], seen).await?;
                         continue;
                     }
@@ -271,7 +284,7 @@ impl Engine {
                 updates += 1;
             }
         }
-        let next_eval = tx.next_eval_at().await?;
+        let next_eval = tx.next_eval_at(self.awake_since).await?;
         let mut sources: BTreeMap<&'static str, u64> = BTreeMap::new();
         for s in &signals {
             *sources.entry(s.signal.source.as_str()).or_default() += 1;

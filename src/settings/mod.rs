@@ -379,6 +379,17 @@ pub struct RoutingSettings {
     pub default_language: Language,
 }
 
+impl RoutingSettings {
+    /// The engine's timers.
+    pub fn timing(&self) -> crate::domain::incident::Timing {
+        crate::domain::incident::Timing {
+            group_wait: self.group_wait.get(),
+            group_interval: self.group_interval.get(),
+            flap_hold_down: self.flap_hold_down.get(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct TemplateSettings {
     pub dir: PathBuf,

@@ -96,7 +96,15 @@ pub struct SignalSnapshot {
 }
 
 impl AlertRow {
-    /// When a firing alert resolves unless it is seen again.
+    /// When a firing alert's lease runs out, counted from `since` at the earliest: the engine
+    /// expires it then unless it is seen again.
+    pub fn ends_after(&self, since: Timestamp) -> Option<Timestamp> {
+        let end = self.expires_at()?;
+        let after = self.expires_after?;
+        Some(end.max(since.checked_add(after).unwrap_or(Timestamp::MAX)))
+    }
+
+    /// When a firing alert resolves unless it is seen again: the end its sender asked for.
     pub fn expires_at(&self) -> Option<Timestamp> {
         let after = self.expires_after.filter(|_| self.firing)?;
         Some(

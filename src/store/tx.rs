@@ -103,11 +103,17 @@ pub trait Tx: Send {
     async fn save_alert(&mut self, alert: &AlertRow) -> Result<()>;
     async fn alerts(&mut self, incident_id: i64) -> Result<Vec<AlertRow>>;
     async fn due_incidents(&mut self, now: Timestamp, limit: u32) -> Result<Vec<i64>>;
-    /// When the engine must next run: the earliest incident timer or alert expiry.
-    async fn next_eval_at(&mut self) -> Result<Option<Timestamp>>;
-    /// Firing alerts of open incidents whose expiry ([`AlertRow::expires_at`]) is at or before
-    /// `now`, earliest first.
-    async fn expired_alerts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<AlertRow>>;
+    /// When the engine must next run: the earliest incident timer or alert expiry, leases
+    /// counted from `since` at the earliest ([`AlertRow::ends_after`]).
+    async fn next_eval_at(&mut self, since: Timestamp) -> Result<Option<Timestamp>>;
+    /// Firing alerts of open incidents whose lease, counted from `since` at the earliest
+    /// ([`AlertRow::ends_after`]), ended at or before `now`, earliest first.
+    async fn expired_alerts(
+        &mut self,
+        now: Timestamp,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<AlertRow>>;
     async fn insert_update(&mut self, new: &NewUpdate) -> Result<UpdateRow>;
 
     // Router.

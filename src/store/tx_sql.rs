@@ -264,16 +264,18 @@ impl Tx for SqlTx {
         .await?)
     }
 
-    async fn next_eval_at(&mut self) -> Result<Option<Timestamp>> {
+    async fn next_eval_at(&mut self, since: Timestamp) -> Result<Option<Timestamp>> {
         let v: Option<i64> =
             sqlx::query_scalar("SELECT MIN(eval_at) FROM incidents WHERE eval_at IS NOT NULL")
                 .fetch_one(&mut *self.tx)
                 .await?;
-        let expiry: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(a.last_seen_at + a.expires_after_ms) FROM alerts a
+        let expiry: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT MIN({}(a.last_seen_at, $1) + a.expires_after_ms) FROM alerts a
              JOIN incidents i ON i.id = a.incident_id
              WHERE a.firing = 1 AND a.expires_after_ms IS NOT NULL AND i.resolved_at IS NULL",
-        )
+            self.dialect.pick("MAX", "GREATEST")
+        )))
+        .bind(ms(since))
         .fetch_one(&mut *self.tx)
         .await?;
         opt_ts(match (v, expiry) {
@@ -282,19 +284,29 @@ impl Tx for SqlTx {
         })
     }
 
-    async fn expired_alerts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<AlertRow>> {
+    async fn expired_alerts(
+        &mut self,
+        now: Timestamp,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<AlertRow>> {
         // Locked on PostgreSQL, as the signals are: should two replicas ever both believe they
         // lead, the second waits, then finds the alert resolved instead of expiring it again.
+        let end = format!(
+            "{}(a.last_seen_at, $3) + a.expires_after_ms",
+            self.dialect.pick("MAX", "GREATEST")
+        );
         let sql = format!(
             "SELECT a.* FROM alerts a JOIN incidents i ON i.id = a.incident_id
              WHERE a.firing = 1 AND a.expires_after_ms IS NOT NULL
-               AND a.last_seen_at + a.expires_after_ms <= $1 AND i.resolved_at IS NULL
-             ORDER BY a.last_seen_at + a.expires_after_ms, a.id LIMIT $2 {}",
+               AND {end} <= $1 AND i.resolved_at IS NULL
+             ORDER BY {end}, a.id LIMIT $2 {}",
             self.dialect.pick("", "FOR UPDATE OF a")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(ms(now))
             .bind(i64::from(limit))
+            .bind(ms(since))
             .fetch_all(&mut *self.tx)
             .await?;
         rows.iter().map(alert_from_row).collect()

@@ -431,6 +431,38 @@ async fn a_prometheus_alert_not_sent_again_by_its_end_resolves_then_exactly_once
     assert_eq!(b.updates(id).await.len(), 2);
 }
 
+async fn after_a_restart_an_alert_has_a_whole_lease_to_be_sent_again(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
+        return;
+    };
+    b.store
+        .insert_signals(&[(at(0), Bench::prometheus(0, 240))])
+        .await
+        .unwrap();
+    b.step(0).await;
+    let id = b.incidents().await[0];
+    // Down from 30 s to 600 s: Prometheus's re-sends were refused, not missing. Its alert ended
+    // at 240 s as far as the store knows, but Prometheus gets a whole lease to send it again.
+    let restarted = b.engine.clone().awake_since(at(600));
+    let report = restarted.step(at(601)).await.unwrap();
+    assert!(report.expired.is_empty(), "no resolution at the restart");
+    assert_eq!(
+        report.next_eval,
+        Some(at(840)),
+        "woken a lease after the restart"
+    );
+    restarted.step(at(839)).await.unwrap();
+    assert_eq!(b.kinds(id).await, vec![UpdateKind::Opened]);
+    let report = restarted.step(at(840)).await.unwrap();
+    assert_eq!(report.expired.len(), 1, "not sent again: it ends");
+    assert_eq!(
+        b.kinds(id).await,
+        vec![UpdateKind::Opened, UpdateKind::Resolved]
+    );
+    let alert = &b.store.incident_alerts(id).await.unwrap()[0];
+    assert_eq!(alert.resolved_at, Some(at(240)), "at the end it asked for");
+}
+
 async fn other_senders_alerts_fire_until_resolved_whatever_their_end_says(backend: Backend) {
     let Some(b) = Bench::new(backend, 0, 0, 0).await else {
         return;
@@ -585,4 +617,5 @@ on_both!(
     re_sends_answered_without_a_write_keep_the_alert_firing,
     a_re_send_answered_from_memory_just_before_the_end_keeps_the_alert_firing,
     two_replicas_that_both_believe_they_lead_expire_an_alert_once,
+    after_a_restart_an_alert_has_a_whole_lease_to_be_sent_again,
 );
