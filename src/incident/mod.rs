@@ -8,7 +8,8 @@
 //!
 //! A firing alert that expires (see [`crate::domain::Signal::lease`]) and is not seen again by
 //! then resolves in the first step at or after that moment, as if a resolution had arrived
-//! then; `next_eval` wakes the engine for it.
+//! then; `next_eval` wakes the engine for it. A lease counts from the engine's start at the
+//! earliest ([`Engine::awake_since`]): re-sends refused while the process was down are not missing.
 //!
 //! Operators' manual incidents and updates go through [`Engine::open_manual`] and
 //! [`Engine::post_update`], in their own transactions.
