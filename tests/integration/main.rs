@@ -29,6 +29,7 @@ mod status;
 mod store;
 mod store_access;
 mod store_citizens;
+mod store_heartbeat_defs;
 mod store_heartbeats;
 mod store_subscribers;
 mod subscribers;
