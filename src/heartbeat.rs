@@ -583,7 +583,7 @@ mod tests {
             ("cluster", "umbria"),
             ("severity", "none"),
         ]);
-        assert_eq!(hb.watchdog_of(&watchdog), Some("prometheus"));
+        assert_eq!(hb.watchdog_of(&watchdog).as_deref(), Some("prometheus"));
         assert_eq!(
             hb.watchdog_of(&labels(&[("alertname", "Watchdog"), ("cluster", "marche")])),
             None

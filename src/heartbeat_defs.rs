@@ -358,3 +358,237 @@ impl Heartbeats {
 fn canonical(body: &Value) -> Result<String, DefineError> {
     serde_json::to_string(body).map_err(|e| DefineError::Store(StoreError::Corrupt(e.to_string())))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::Labels;
+    use crate::settings::{Dur, SqliteSynchronous, StoreSettings};
+    use crate::store::Store;
+    use crate::wake::Wakers;
+
+    async fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        let settings = StoreSettings {
+            url: format!("sqlite://{}", dir.path().join("defs.db").display()),
+            sqlite_synchronous: SqliteSynchronous::Normal,
+            max_connections: 4,
+            replicas: 1,
+            retention: Dur(Duration::ZERO),
+            password: None,
+            password_file: None,
+            password_env: None,
+        };
+        let store = crate::store::open(&settings, None).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn field_of(body: Value) -> (Option<String>, String) {
+        match parse(&body) {
+            Err(DefineError::Invalid { field, message }) => (field, message),
+            other => panic!("{body} was not refused: {other:?}"),
+        }
+    }
+
+    fn good() -> Value {
+        json!({"name": "backup-cup", "service": "cup", "period": "1d", "grace": "30m",
+               "labels": {"area": "umbria"}, "severity": "major",
+               "watchdog": ["alertname=\"Watchdog\"", "cluster=\"umbria\""]})
+    }
+
+    #[test]
+    fn a_definition_is_checked_as_the_configurations_and_a_refusal_names_the_field() {
+        let spec = parse(&good()).unwrap();
+        assert_eq!(spec.allowance(), Duration::from_secs(86400 + 1800));
+        let with = |k: &str, v: Value| {
+            let mut b = good();
+            b[k] = v;
+            b
+        };
+        let cases = [
+            (with("name", json!("two words")), Some("name")),
+            (with("name", json!(7)), Some("name")),
+            (with("service", json!("")), Some("service")),
+            (with("service", json!("cup\nforged")), Some("service")),
+            (with("period", json!("500ms")), Some("period")),
+            (with("period", json!("soon")), Some("period")),
+            (with("grace", json!("40d")), Some("grace")),
+            (with("severity", json!("apocalyptic")), Some("severity")),
+            (
+                with("labels", json!({"heartbeat": "x"})),
+                Some("labels.heartbeat"),
+            ),
+            (
+                with("watchdog", json!(["alertname=~\".*\""])),
+                Some("watchdog"),
+            ),
+            (
+                with("watchdog", json!(["not a matcher"])),
+                Some("watchdog[0]"),
+            ),
+            (
+                with("summary", json!("x".repeat(TEXT_MAX + 1))),
+                Some("summary"),
+            ),
+            (json!([1, 2]), None),
+        ];
+        for (body, field) in cases {
+            assert_eq!(field_of(body.clone()).0.as_deref(), field, "{body}");
+        }
+        let mut unknown = good();
+        unknown["perod"] = json!("1m");
+        assert!(field_of(unknown).1.contains("perod"));
+        let mut missing = good();
+        missing.as_object_mut().unwrap().remove("period");
+        assert_eq!(field_of(missing).0.as_deref(), Some("period"));
+        let labels: serde_json::Map<String, Value> = (0..=MAX_LABELS)
+            .map(|i| (format!("l{i}"), json!("v")))
+            .collect();
+        assert_eq!(
+            field_of(with("labels", Value::Object(labels))).0.as_deref(),
+            Some("labels")
+        );
+    }
+
+    #[test]
+    fn a_patch_changes_the_fields_it_names_and_null_takes_one_back_to_its_default() {
+        let merged = merge(&good(), &json!({"grace": "5m", "labels": null})).unwrap();
+        assert_eq!(merged["grace"], "5m");
+        assert_eq!(merged["period"], "1d");
+        assert!(merged.get("labels").is_none());
+        assert!(merge(&good(), &json!("x")).is_err());
+    }
+
+    #[tokio::test]
+    async fn defined_changed_and_deleted_through_the_api_while_the_configuration_stays_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let configured: HeartbeatSpec = serde_json::from_value(json!({
+            "name": "cfg", "service": "cup", "period": "1h"
+        }))
+        .unwrap();
+        let one = Heartbeats::new(&[configured.clone()], &store, &Wakers::default());
+        // Another replica, with the same configuration.
+        let two = Heartbeats::new(&[configured], &store, &Wakers::default());
+        one.sync(at(0)).await.unwrap();
+        let body = json!({"name": "api-job", "service": "cup", "period": "60s", "grace": "30s",
+                          "watchdog": ["alertname=\"Watchdog\"", "cluster=\"marche\""]});
+        one.define(&body, "m.rossi", at(0)).await.unwrap();
+        assert!(matches!(
+            one.define(&body, "m.rossi", at(1)).await,
+            Err(DefineError::Taken(_))
+        ));
+        let cfg = json!({"name": "cfg", "service": "cup", "period": "1m"});
+        for refused in [
+            one.define(&cfg, "m.rossi", at(1)).await.err(),
+            one.redefine("cfg", &cfg, false, "m.rossi", at(1))
+                .await
+                .err(),
+            one.forget("cfg", at(1)).await.err(),
+        ] {
+            let e = refused.unwrap();
+            assert!(matches!(e, DefineError::Configured(_)), "{e:?}");
+            assert!(e.to_string().contains("defined in the configuration"));
+        }
+        // The other replica learns of it at its next check: its Watchdog too.
+        let dog: Labels = [("alertname", "Watchdog"), ("cluster", "marche")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(two.watchdog_of(&dog), None);
+        assert!(two.check(at(10)).await.unwrap().is_empty());
+        assert_eq!(two.watchdog_of(&dog).as_deref(), Some("api-job"));
+        assert_eq!(two.ping("api-job", at(20)).await.unwrap().was, "new");
+        // Late 90 s after the ping, declared by either replica, once.
+        assert_eq!(
+            two.check(at(110)).await.unwrap(),
+            vec!["api-job".to_owned()]
+        );
+        assert!(one.check(at(111)).await.unwrap().is_empty());
+        // A change moves nothing while late; renaming is refused.
+        let renamed = one
+            .redefine(
+                "api-job",
+                &json!({"name": "other"}),
+                true,
+                "l.bianchi",
+                at(112),
+            )
+            .await;
+        assert!(matches!(renamed, Err(DefineError::Invalid { field: Some(f), .. }) if f == "name"));
+        let changed = one
+            .redefine(
+                "api-job",
+                &json!({"summary": "Backup Marche"}),
+                true,
+                "l.bianchi",
+                at(112),
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed.summary, "Backup Marche");
+        assert_eq!(changed.watchdog.len(), 2, "a patch keeps the other fields");
+        // Deleted while late: its alarm is resolved, and both replicas forget it.
+        let (_, resolved) = one.forget("api-job", at(113)).await.unwrap();
+        assert!(resolved);
+        assert!(two.check(at(114)).await.unwrap().is_empty());
+        assert_eq!(two.watchdog_of(&dog), None);
+        assert!(matches!(
+            two.ping("api-job", at(115)).await,
+            Err(crate::heartbeat::HeartbeatError::Unknown(_))
+        ));
+        let mut tx = store.begin().await.unwrap();
+        let stored = tx.unprocessed_signals(100).await.unwrap();
+        tx.commit().await.unwrap();
+        let statuses: Vec<_> = stored
+            .iter()
+            .map(|s| (s.signal.fingerprint.as_str(), s.signal.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![
+                ("heartbeat:api-job", SignalStatus::Firing),
+                ("heartbeat:api-job", SignalStatus::Resolved)
+            ]
+        );
+        assert_eq!(stored[1].signal.summary, "Backup Marche");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever a caller sends in any field, a definition is accepted or refused naming a
+        /// field, never a panic, and an accepted name is one a URL path segment carries.
+        #[test]
+        fn any_definition_is_checked_without_panicking(
+            name in crate::hostile::text(),
+            service in crate::hostile::text(),
+            summary in crate::hostile::text(),
+            key in crate::hostile::text(),
+            value in crate::hostile::text(),
+            matcher in crate::hostile::text(),
+        ) {
+            let body = json!({"name": name, "service": service, "summary": summary,
+                              "labels": {key: value}, "period": "1m",
+                              "watchdog": [matcher, "alertname=\"Watchdog\""]});
+            match parse(&body) {
+                Ok(spec) => {
+                    proptest::prop_assert!(valid_heartbeat_name(&spec.name));
+                    proptest::prop_assert!(!spec.service.contains('\n'));
+                }
+                Err(DefineError::Invalid { field, message }) => {
+                    proptest::prop_assert!(!message.is_empty());
+                    proptest::prop_assert!(field.is_some());
+                }
+                Err(other) => proptest::prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+}
