@@ -15,6 +15,7 @@ mod drafts;
 mod email;
 mod email_tls;
 mod engine;
+mod heartbeat_api;
 mod heartbeats;
 mod ingest;
 mod log;
