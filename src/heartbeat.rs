@@ -7,11 +7,13 @@
 //! incident.
 //!
 //! The configuration says what each heartbeat is, or the API does
-//! ([`crate::heartbeat_defs`]); the store keeps its clock (last ping, when it
+//! ([`crate::heartbeat::defs`]); the store keeps its clock (last ping, when it
 //! is due) and state, so every replica reads the same. Raising and resolving are conditional
 //! updates in the transaction that stores the alarm's signal: replicas checking at once declare a
 //! silence once. Time is a parameter ([`Heartbeats::check`], [`Heartbeats::ping`]);
 //! [`Heartbeats::spawn`] only adds the once-a-second loop.
+
+pub mod defs;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -26,10 +28,10 @@ use crate::domain::finding::FINDING_ANNOTATION;
 use crate::domain::matcher::all_match;
 use crate::domain::signal::NormalizeRules;
 use crate::domain::{Labels, RawSignal, Signal, SignalStatus, Source};
-use crate::heartbeat_defs::{Catalog, Origin};
 use crate::settings::HeartbeatSpec;
 use crate::store::{Beat, HeartbeatRow, Store, StoreError, Topic};
 use crate::wake::Wakers;
+use defs::{Catalog, Origin};
 
 /// How often every replica looks for heartbeats past due.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);

@@ -13,7 +13,6 @@ pub mod cluster;
 pub mod domain;
 pub mod feeds;
 pub mod heartbeat;
-pub mod heartbeat_defs;
 #[cfg(test)]
 pub mod hostile;
 pub mod ids;

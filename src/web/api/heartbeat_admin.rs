@@ -19,7 +19,7 @@ use serde_json::{Value, json as object};
 use utoipa::ToSchema;
 
 use super::heartbeats::{HeartbeatJson, view};
-use crate::heartbeat_defs::DefineError;
+use crate::heartbeat::defs::DefineError;
 use crate::settings::{HeartbeatSpec, Permission};
 use crate::web::body::{json, read};
 use crate::web::contract::{

@@ -15,8 +15,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::heartbeat::defs::Origin;
 use crate::heartbeat::{HeartbeatError, Pinged};
-use crate::heartbeat_defs::Origin;
 use crate::settings::{HeartbeatSpec, Permission};
 use crate::store::HeartbeatRow;
 use crate::web::body::read;

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
+use super::{Heartbeats, alarm};
 use crate::domain::SignalStatus;
-use crate::heartbeat::{Heartbeats, alarm};
 use crate::settings::{HEARTBEAT_NAME_MAX, HeartbeatSpec, check_heartbeat, valid_heartbeat_name};
 use crate::store::{Defined, Forgotten, HeartbeatRow, StoreError};
 
@@ -475,7 +475,11 @@ mod tests {
             "name": "cfg", "service": "cup", "period": "1h"
         }))
         .unwrap();
-        let one = Heartbeats::new(&[configured.clone()], &store, &Wakers::default());
+        let one = Heartbeats::new(
+            std::slice::from_ref(&configured),
+            &store,
+            &Wakers::default(),
+        );
         // Another replica, with the same configuration.
         let two = Heartbeats::new(&[configured], &store, &Wakers::default());
         one.sync(at(0)).await.unwrap();
