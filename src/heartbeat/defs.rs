@@ -215,6 +215,13 @@ impl Heartbeats {
         if current.defined == defined {
             return current;
         }
+        // A heartbeat deleted (by this replica or another) is no longer late here either: its
+        // gauge would otherwise stay at its last value until the process ends.
+        for gone in current.defined.keys().filter(|n| !defined.contains_key(*n)) {
+            if current.origin(gone) == Some(Origin::Api) {
+                metrics::gauge!("banditore_heartbeat_late", "heartbeat" => gone.clone()).set(0.0);
+            }
+        }
         let specs: Vec<HeartbeatSpec> = defined
             .iter()
             .filter_map(|(name, json)| match serde_json::from_str::<HeartbeatSpec>(json) {

@@ -156,6 +156,21 @@ async fn a_heartbeat_defined_by_an_admin_alarms_when_silent_and_deleting_it_reso
         (patched["grace_ms"].as_u64(), patched["severity"].as_str()),
         (Some(7_200_000), Some("major"))
     );
+    // The console tells the API's heartbeats from the configuration's.
+    app.add_user("v.verdi", "una password lunga abbastanza", "viewer")
+        .await;
+    let b = console_browser();
+    let login = console_login(&app, &b, "v.verdi", "una password lunga abbastanza").await;
+    assert_eq!(login.status(), 303);
+    let page = b.get(app.url("/console/heartbeats")).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("nightly") && html.contains("(API)"), "{html}");
+    // A deleted late heartbeat is no longer counted late.
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("banditore_heartbeat_late{heartbeat=\"backup-api\"} 0"),
+        "{metrics}"
+    );
     app.terminate();
     app.start().await;
     assert_eq!(names(&app).await, vec![("nightly".into(), "api".into())]);
