@@ -263,9 +263,10 @@ impl Heartbeats {
             return Err(DefineError::Configured(spec.name));
         }
         let json = canonical(body)?;
+        let configured: Vec<String> = self.configured.iter().map(|c| c.name.clone()).collect();
         match self
             .store
-            .define_heartbeat(&spec.name, &json, by, spec.allowance(), now)
+            .define_heartbeat(&spec.name, &json, by, spec.allowance(), now, &configured)
             .await?
         {
             Defined::Done => {}

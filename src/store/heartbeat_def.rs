@@ -36,7 +36,9 @@ pub trait HeartbeatDefinitions {
     /// Stores a new heartbeat defined through the API (`definition` is its JSON), its clock
     /// started at `now` and due `allowance` later. `Missing` means the name is taken (by a
     /// heartbeat of either origin): the check and the insert are one statement, so of two
-    /// replicas creating the same name one wins.
+    /// replicas creating the same name one wins. A row of the configuration's origin whose name
+    /// is not among `configured` (left by a ping that raced a deletion on another replica, or
+    /// by a configuration since changed) is taken over instead, its clock going on.
     async fn define_heartbeat(
         &self,
         name: &str,
@@ -44,6 +46,7 @@ pub trait HeartbeatDefinitions {
         by: &str,
         allowance: Duration,
         now: Timestamp,
+        configured: &[String],
     ) -> Result<Defined>;
 
     /// Replaces the definition of a heartbeat defined through the API; while it waits for a

@@ -28,8 +28,26 @@ impl HeartbeatDefinitions for SqlStore {
         by: &str,
         allowance: Duration,
         now: Timestamp,
+        configured: &[String],
     ) -> Result<Defined> {
         let mut tx = self.write().await?;
+        if !configured.iter().any(|c| c == name) {
+            // An orphan of the configuration's origin: conditional, so one replica takes it.
+            let taken = sqlx::query(
+                "UPDATE heartbeats SET origin = 'api', definition = $1, defined_by = $2
+                 WHERE name = $3 AND origin = 'config'",
+            )
+            .bind(definition)
+            .bind(by)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if taken == 1 {
+                tx.commit().await?;
+                return Ok(Defined::Done);
+            }
+        }
         let made = sqlx::query(
             "INSERT INTO heartbeats (name, state, created_at, due_at, changed_at, origin, definition, defined_by)
              VALUES ($1, 'new', $2, $3, $2, 'api', $4, $5) ON CONFLICT (name) DO NOTHING",

@@ -65,7 +65,7 @@ async fn a_start_keeps_the_apis_heartbeats_and_the_configuration_takes_over_a_na
         .await
         .unwrap();
     let made = store
-        .define_heartbeat("api-job", DEFINITION, "m.rossi", ALLOWANCE, at(1))
+        .define_heartbeat("api-job", DEFINITION, "m.rossi", ALLOWANCE, at(1), &[])
         .await
         .unwrap();
     assert_eq!(made, Defined::Done);
@@ -128,6 +128,7 @@ async fn replicas_defining_the_same_name_at_once_make_one(store: Arc<dyn Store>)
                     &format!("admin-{i}"),
                     ALLOWANCE,
                     at(0),
+                    &[],
                 )
                 .await
                 .unwrap()
@@ -146,18 +147,45 @@ async fn replicas_defining_the_same_name_at_once_make_one(store: Arc<dyn Store>)
         .sync_heartbeats(&[("cfg".to_owned(), ALLOWANCE)], at(0), &farewell)
         .await
         .unwrap();
+    let cfg = ["cfg".to_owned()];
     let taken = store
-        .define_heartbeat("cfg", DEFINITION, "m.rossi", ALLOWANCE, at(1))
+        .define_heartbeat("cfg", DEFINITION, "m.rossi", ALLOWANCE, at(1), &cfg)
         .await
         .unwrap();
     assert_eq!(taken, Defined::Missing);
     assert_eq!(row(&store, "cfg").await.unwrap().origin, "config");
+    // A row of the configuration's origin that no configuration names (a ping raced a deletion
+    // on another replica): racing definitions take it over once, its clock going on.
+    store
+        .record_ping("orphan", at(5), at(95), &farewell("orphan"))
+        .await
+        .unwrap();
+    let mut racers = Vec::new();
+    for _ in 0..4 {
+        let (store, cfg) = (store.clone(), cfg.clone());
+        racers.push(tokio::spawn(async move {
+            store
+                .define_heartbeat("orphan", DEFINITION, "m.rossi", ALLOWANCE, at(6), &cfg)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut done = 0;
+    for r in racers {
+        done += usize::from(r.await.unwrap() == Defined::Done);
+    }
+    assert_eq!(done, 1);
+    let r = row(&store, "orphan").await.unwrap();
+    assert_eq!(
+        (r.origin.as_str(), r.state.as_str(), r.pings),
+        ("api", "up", 1)
+    );
 }
 
 async fn a_new_definition_moves_a_waiting_clock_and_leaves_a_late_one(store: Arc<dyn Store>) {
     for name in ["waiting", "late"] {
         store
-            .define_heartbeat(name, DEFINITION, "m.rossi", ALLOWANCE, at(0))
+            .define_heartbeat(name, DEFINITION, "m.rossi", ALLOWANCE, at(0), &[])
             .await
             .unwrap();
     }
@@ -211,7 +239,7 @@ async fn a_new_definition_moves_a_waiting_clock_and_leaves_a_late_one(store: Arc
 async fn deleting_a_late_heartbeat_resolves_its_alarm_once(store: Arc<dyn Store>) {
     for name in ["late", "quiet"] {
         store
-            .define_heartbeat(name, DEFINITION, "m.rossi", ALLOWANCE, at(0))
+            .define_heartbeat(name, DEFINITION, "m.rossi", ALLOWANCE, at(0), &[])
             .await
             .unwrap();
     }
