@@ -6,14 +6,17 @@
 //! as a ping when its labels match a heartbeat's `watchdog` matchers, instead of becoming an
 //! incident.
 //!
-//! The configuration says what each heartbeat is; the store keeps its clock (last ping, when it
+//! The configuration says what each heartbeat is, or the API does
+//! ([`crate::heartbeat::defs`]); the store keeps its clock (last ping, when it
 //! is due) and state, so every replica reads the same. Raising and resolving are conditional
 //! updates in the transaction that stores the alarm's signal: replicas checking at once declare a
 //! silence once. Time is a parameter ([`Heartbeats::check`], [`Heartbeats::ping`]);
 //! [`Heartbeats::spawn`] only adds the once-a-second loop.
 
+pub mod defs;
+
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -28,6 +31,7 @@ use crate::domain::{Labels, RawSignal, Signal, SignalStatus, Source};
 use crate::settings::HeartbeatSpec;
 use crate::store::{Beat, HeartbeatRow, Store, StoreError, Topic};
 use crate::wake::Wakers;
+use defs::{Catalog, Origin};
 
 /// How often every replica looks for heartbeats past due.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -43,11 +47,15 @@ pub enum HeartbeatError {
     Store(#[from] StoreError),
 }
 
-/// The configured heartbeats and what they need to ping, fail and be checked.
+/// The heartbeats, configured and defined through the API, and what they need to ping, fail and
+/// be checked.
 pub struct Heartbeats {
-    specs: Vec<HeartbeatSpec>,
-    by_name: HashMap<String, usize>,
-    store: Arc<dyn Store>,
+    /// `[[heartbeats]]`.
+    pub(crate) configured: Vec<HeartbeatSpec>,
+    /// Every heartbeat known now: the configuration's and the API's, as last read from the
+    /// store (every check does).
+    pub(crate) catalog: RwLock<Arc<Catalog>>,
+    pub(crate) store: Arc<dyn Store>,
     /// New signals: run the pipeline.
     wake: Arc<Notify>,
 }
@@ -68,12 +76,8 @@ impl Heartbeats {
     /// step with it first.
     pub fn new(specs: &[HeartbeatSpec], store: &Arc<dyn Store>, wake: &Wakers) -> Arc<Self> {
         Arc::new(Heartbeats {
-            by_name: specs
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.name.clone(), i))
-                .collect(),
-            specs: specs.to_vec(),
+            catalog: RwLock::new(Arc::new(Catalog::new(specs, &[]))),
+            configured: specs.to_vec(),
             store: store.clone(),
             wake: wake.pipeline.clone(),
         })
@@ -84,7 +88,7 @@ impl Heartbeats {
     /// those no longer configured are forgotten, their alarms resolved.
     pub async fn sync(&self, now: Timestamp) -> Result<(), StoreError> {
         let configured: Vec<(String, Duration)> = self
-            .specs
+            .configured
             .iter()
             .map(|s| (s.name.clone(), s.allowance()))
             .collect();
@@ -104,6 +108,13 @@ impl Heartbeats {
         if resolved > 0 {
             self.signals_stored().await;
         }
+        let cat = self.refresh().await?;
+        let defined: Vec<(String, Duration)> = cat
+            .entries()
+            .filter(|(_, origin)| *origin == Origin::Api)
+            .map(|(s, _)| (s.name.clone(), s.allowance()))
+            .collect();
+        self.store.restart_defined_clocks(&defined, now).await?;
         Ok(())
     }
 
@@ -114,21 +125,31 @@ impl Heartbeats {
         tokio::spawn(run(self, shutdown))
     }
 
-    pub fn specs(&self) -> &[HeartbeatSpec] {
-        &self.specs
+    /// Every heartbeat known now, configured or defined through the API.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        match self.catalog.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
-    fn spec(&self, name: &str) -> Result<&HeartbeatSpec, HeartbeatError> {
-        self.by_name
+    /// The heartbeat named `name`; one this replica does not know yet may have been defined
+    /// through another replica's API a moment ago, so the store is read again before refusing.
+    pub async fn spec(&self, name: &str) -> Result<HeartbeatSpec, HeartbeatError> {
+        if let Some(spec) = self.catalog().get(name) {
+            return Ok(spec.clone());
+        }
+        self.refresh()
+            .await?
             .get(name)
-            .map(|&i| &self.specs[i])
+            .cloned()
             .ok_or_else(|| HeartbeatError::Unknown(name.chars().take(100).collect()))
     }
 
     /// A ping at `now`: the heartbeat is up, due again a period and a grace later, and its
     /// alarm, if any, resolved. Durable on return.
     pub async fn ping(&self, name: &str, now: Timestamp) -> Result<Pinged, HeartbeatError> {
-        let spec = self.spec(name)?;
+        let spec = &self.spec(name).await?;
         let due = after(now, spec.allowance());
         let resolved = alarm(spec, SignalStatus::Resolved, None, now);
         let beat = self.store.record_ping(name, now, due, &resolved).await?;
@@ -148,7 +169,7 @@ impl Heartbeats {
         detail: &str,
         now: Timestamp,
     ) -> Result<Pinged, HeartbeatError> {
-        let spec = self.spec(name)?;
+        let spec = &self.spec(name).await?;
         let detail = clean(detail);
         let finding = Finding::ReportedFailure {
             cause: detail.clone(),
@@ -175,25 +196,27 @@ impl Heartbeats {
         }
     }
 
-    async fn signals_stored(&self) {
+    pub(crate) async fn signals_stored(&self) {
         self.wake.notify_one();
         self.store.announce(Topic::Signals).await;
     }
 
     /// The heartbeat whose Watchdog these labels (as the monitor sent them) are, if any.
-    pub fn watchdog_of(&self, labels: &Labels) -> Option<&str> {
-        self.specs
-            .iter()
+    pub fn watchdog_of(&self, labels: &Labels) -> Option<String> {
+        self.catalog()
+            .entries()
+            .map(|(s, _)| s)
             .find(|s| !s.watchdog.is_empty() && all_match(&s.watchdog, labels))
-            .map(|s| s.name.as_str())
+            .map(|s| s.name.clone())
     }
 
     /// Declares late, at `now`, every heartbeat past its period and grace, each with its alarm;
     /// returns their names. Reads the rows first, so that nothing is written while none is due.
     pub async fn check(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
         let rows = self.store.heartbeats().await?;
+        let cat = self.adopt(&rows);
         for row in &rows {
-            if self.by_name.contains_key(&row.name) {
+            if cat.get(&row.name).is_some() {
                 let down = matches!(row.state.as_str(), "late" | "failed");
                 metrics::gauge!("banditore_heartbeat_late", "heartbeat" => row.name.clone())
                     .set(if down { 1.0 } else { 0.0 });
@@ -202,18 +225,18 @@ impl Heartbeats {
         let due = rows.iter().any(|r| {
             matches!(r.state.as_str(), "new" | "up")
                 && r.due_at <= now
-                && self.by_name.contains_key(&r.name)
+                && cat.get(&r.name).is_some()
         });
         if !due {
             return Ok(Vec::new());
         }
-        let names: Vec<String> = self.specs.iter().map(|s| s.name.clone()).collect();
+        let names: Vec<String> = cat.entries().map(|(s, _)| s.name.clone()).collect();
         let started: HashMap<&str, Timestamp> = rows
             .iter()
             .map(|r| (r.name.as_str(), r.created_at))
             .collect();
         let make = |name: &str, last: Option<Timestamp>| {
-            let Ok(spec) = self.spec(name) else {
+            let Some(spec) = cat.get(name) else {
                 return RawSignal::default().normalize(
                     Source::Heartbeat,
                     &NormalizeRules::default(),
@@ -241,20 +264,18 @@ impl Heartbeats {
         Ok(declared.into_iter().map(|(name, _)| name).collect())
     }
 
-    /// Every configured heartbeat with its stored row (absent only before the first start
-    /// wrote it).
-    pub async fn states(&self) -> Result<Vec<(&HeartbeatSpec, Option<HeartbeatRow>)>, StoreError> {
-        let mut rows: HashMap<String, HeartbeatRow> = self
-            .store
-            .heartbeats()
-            .await?
-            .into_iter()
-            .map(|r| (r.name.clone(), r))
-            .collect();
-        Ok(self
-            .specs
-            .iter()
-            .map(|s| (s, rows.remove(&s.name)))
+    /// Every heartbeat, configured or defined through the API, with where it comes from and its
+    /// stored row (absent only before the first start wrote it).
+    pub async fn states(
+        &self,
+    ) -> Result<Vec<(HeartbeatSpec, Origin, Option<HeartbeatRow>)>, StoreError> {
+        let rows = self.store.heartbeats().await?;
+        let cat = self.adopt(&rows);
+        let mut rows: HashMap<String, HeartbeatRow> =
+            rows.into_iter().map(|r| (r.name.clone(), r)).collect();
+        Ok(cat
+            .entries()
+            .map(|(s, origin)| (s.clone(), origin, rows.remove(&s.name)))
             .collect())
     }
 }
@@ -277,9 +298,6 @@ async fn run(beats: Arc<Heartbeats>, shutdown: CancellationToken) {
                     continue;
                 }
             }
-        }
-        if beats.specs.is_empty() {
-            return;
         }
         if let Err(e) = beats.check(now).await {
             tracing::warn!(error = %e, "cannot check the heartbeats; trying again");
@@ -591,7 +609,7 @@ mod tests {
             ("cluster", "umbria"),
             ("severity", "none"),
         ]);
-        assert_eq!(hb.watchdog_of(&watchdog), Some("prometheus"));
+        assert_eq!(hb.watchdog_of(&watchdog).as_deref(), Some("prometheus"));
         assert_eq!(
             hb.watchdog_of(&labels(&[("alertname", "Watchdog"), ("cluster", "marche")])),
             None

@@ -313,10 +313,10 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
         (
             "heartbeats",
             json!({"heartbeats": [
-                {"name": "backup-cup", "service": "cup", "state": "late", "since": at,
+                {"name": "backup-cup", "origin": "config", "service": "cup", "state": "late", "since": at,
                  "last_ping_at": at, "late_at": null, "pings": 3, "severity": "critical",
                  "detail": ""},
-                {"name": "cron", "service": "cup", "state": "new", "since": at,
+                {"name": "cron", "origin": "api", "defined_by": "m.rossi", "service": "cup", "state": "new", "since": at,
                  "last_ping_at": null, "late_at": at, "pings": 0, "severity": "warning",
                  "detail": "exit 1"}]}),
         ),

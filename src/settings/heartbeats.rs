@@ -91,54 +91,63 @@ pub fn validate_heartbeats(settings: &Settings, push: &mut impl FnMut(&str, Stri
         } else if !names.insert(h.name.clone()) {
             push(&at("name"), format!("`{}` is declared twice", h.name));
         }
-        if h.service.trim().is_empty() {
-            push(
-                &at("service"),
-                "name the service the monitor watches (its alarm joins that service's incident)"
-                    .into(),
-            );
+        check_spec(h, &at, push);
+    }
+}
+
+/// Checks one heartbeat's fields but its name (the configuration's `[[heartbeats]]` and the
+/// API's definitions alike), naming each problem by `at(field)`.
+pub fn check_spec(
+    h: &HeartbeatSpec,
+    at: &dyn Fn(&str) -> String,
+    push: &mut impl FnMut(&str, String),
+) {
+    if h.service.trim().is_empty() {
+        push(
+            &at("service"),
+            "name the service the monitor watches (its alarm joins that service's incident)".into(),
+        );
+    }
+    check_one_line(&at("service"), &h.service, push);
+    check_one_line(&at("summary"), &h.summary, push);
+    for (key, value) in &h.labels {
+        if key.trim().is_empty() {
+            push(&at("labels"), "a label name is empty".into());
         }
-        check_one_line(&at("service"), &h.service, push);
-        check_one_line(&at("summary"), &h.summary, push);
-        for (key, value) in &h.labels {
-            if key.trim().is_empty() {
-                push(&at("labels"), "a label name is empty".into());
-            }
-            check_one_line(&at(&format!("labels.{key}")), value, push);
+        check_one_line(&at(&format!("labels.{key}")), value, push);
+    }
+    if h.labels.contains_key("heartbeat") {
+        push(
+            &at("labels.heartbeat"),
+            "the `heartbeat` label is set by Banditore to the heartbeat's name".into(),
+        );
+    }
+    match h.period.map(Dur::get) {
+        None => push(
+            &at("period"),
+            "say how often the monitor pings, e.g. \"5m\"".into(),
+        ),
+        Some(p) if p < Duration::from_secs(1) || p > LONGEST => {
+            push(&at("period"), "must be from 1s to 31 days".into());
         }
-        if h.labels.contains_key("heartbeat") {
-            push(
-                &at("labels.heartbeat"),
-                "the `heartbeat` label is set by Banditore to the heartbeat's name".into(),
-            );
-        }
-        match h.period.map(Dur::get) {
-            None => push(
-                &at("period"),
-                "say how often the monitor pings, e.g. \"5m\"".into(),
-            ),
-            Some(p) if p < Duration::from_secs(1) || p > LONGEST => {
-                push(&at("period"), "must be from 1s to 31 days".into());
-            }
-            Some(_) => {}
-        }
-        if h.grace.get() > LONGEST {
-            push(&at("grace"), "must be at most 31 days".into());
-        }
-        // A watchdog that matched more than one alert would swallow real ones (`team="ops"`
-        // would make every alert of the team a ping): it must name its alert.
-        if !h.watchdog.is_empty()
-            && !h
-                .watchdog
-                .iter()
-                .any(|m| m.name == "alertname" && m.op == MatchOp::Equal && !m.value.is_empty())
-        {
-            push(
-                &at("watchdog"),
-                "name the alert with an equality matcher on alertname, such as alertname=\"Watchdog\": signals it matches are pings, not alerts"
-                    .into(),
-            );
-        }
+        Some(_) => {}
+    }
+    if h.grace.get() > LONGEST {
+        push(&at("grace"), "must be at most 31 days".into());
+    }
+    // A watchdog that matched more than one alert would swallow real ones (`team="ops"` would
+    // make every alert of the team a ping): it must name its alert.
+    if !h.watchdog.is_empty()
+        && !h
+            .watchdog
+            .iter()
+            .any(|m| m.name == "alertname" && m.op == MatchOp::Equal && !m.value.is_empty())
+    {
+        push(
+            &at("watchdog"),
+            "name the alert with an equality matcher on alertname, such as alertname=\"Watchdog\": signals it matches are pings, not alerts"
+                .into(),
+        );
     }
 }
 

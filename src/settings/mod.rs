@@ -85,7 +85,10 @@ pub(crate) mod check;
 mod heartbeats;
 mod probes;
 mod status_page;
-pub use heartbeats::{HeartbeatSpec, valid_name as valid_heartbeat_name};
+pub use heartbeats::{
+    HeartbeatSpec, NAME_MAX as HEARTBEAT_NAME_MAX, check_spec as check_heartbeat,
+    valid_name as valid_heartbeat_name,
+};
 pub use probes::{
     MaintenanceSpec, ProbeKind, ProbeSpec, ProbingSettings, PublicMaintenance, Recurrence,
     StatusSet,

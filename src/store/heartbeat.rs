@@ -26,6 +26,12 @@ pub struct HeartbeatRow {
     pub pings: i64,
     /// What its monitor said with the last failure report.
     pub detail: String,
+    /// `config` (`[[heartbeats]]`) or `api` (defined through the API).
+    pub origin: String,
+    /// The JSON the API accepted, for a heartbeat defined through it.
+    pub definition: Option<String>,
+    /// Who last defined it through the API.
+    pub defined_by: Option<String>,
 }
 
 /// What a ping or a failure report changed.
@@ -41,6 +47,8 @@ pub struct Beat {
 #[async_trait]
 pub trait HeartbeatStore {
     /// Brings the table in step with the configuration, given as (name, period plus grace):
+    /// a heartbeat defined through the API is left alone, unless the configuration now names it
+    /// too, which makes it the configuration's (its clock goes on);
     /// a new heartbeat starts its clock at `now`; one not late has its due time computed anew
     /// from its last ping (or the start of its clock), and, if that time is past (pings lost
     /// while no replica ran), moved to `now` plus its allowance. A heartbeat no longer

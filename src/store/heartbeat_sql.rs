@@ -15,7 +15,7 @@ use super::sql::SqlStore;
 use super::{Beat, HeartbeatRow, HeartbeatStore, Result, StoreError};
 use crate::domain::Signal;
 
-const COLUMNS: &str = "name, state, created_at, last_ping_at, due_at, changed_at, pings, detail";
+const COLUMNS: &str = "name, state, created_at, last_ping_at, due_at, changed_at, pings, detail, origin, definition, defined_by";
 
 fn heartbeat_from_row(row: &AnyRow) -> Result<HeartbeatRow> {
     Ok(HeartbeatRow {
@@ -27,6 +27,9 @@ fn heartbeat_from_row(row: &AnyRow) -> Result<HeartbeatRow> {
         changed_at: ts(row.try_get("changed_at")?)?,
         pings: row.try_get("pings")?,
         detail: row.try_get("detail")?,
+        origin: row.try_get("origin")?,
+        definition: row.try_get("definition")?,
+        defined_by: row.try_get("defined_by")?,
     })
 }
 
@@ -38,7 +41,7 @@ fn after(t: Timestamp, d: Duration) -> Result<Timestamp> {
 }
 
 /// Stores one signal inside `tx`, as the signals' intake does, and returns its id.
-async fn insert_signal(
+pub(super) async fn insert_signal(
     tx: &mut Transaction<'static, Any>,
     at: Timestamp,
     s: &Signal,
@@ -86,7 +89,19 @@ impl HeartbeatStore for SqlStore {
             stored.insert(h.name.clone(), h);
         }
         for (name, allowance) in configured {
-            match stored.remove(name) {
+            let stored = stored.remove(name);
+            if stored.as_ref().is_some_and(|h| h.origin != "config") {
+                // Defined through the API, now in the configuration too: the configuration's
+                // definition holds from now on, and the clock goes on.
+                sqlx::query(
+                    "UPDATE heartbeats SET origin = 'config', definition = NULL, defined_by = NULL
+                     WHERE name = $1",
+                )
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            }
+            match stored {
                 None => {
                     // Another replica starting at the same moment may have written it.
                     sqlx::query(
@@ -123,6 +138,8 @@ impl HeartbeatStore for SqlStore {
             }
         }
         let mut resolved = 0;
+        // Heartbeats defined through the API are not the configuration's to forget.
+        stored.retain(|_, h| h.origin == "config");
         for (name, h) in stored {
             if h.state == "late" || h.state == "failed" {
                 insert_signal(&mut tx, now, &farewell(&name)).await?;

@@ -21,6 +21,8 @@ mod draft_sql;
 mod fanout;
 mod fanout_sql;
 mod heartbeat;
+mod heartbeat_def;
+mod heartbeat_def_sql;
 mod heartbeat_sql;
 mod incidents;
 mod incidents_sql;
@@ -52,6 +54,7 @@ pub use draft::{
 };
 pub use fanout::{CitizenGroup, CitizenPart, FanoutStore};
 pub use heartbeat::{Beat, HeartbeatRow, HeartbeatStore};
+pub use heartbeat_def::{Defined, Forgotten, HeartbeatDefinitions};
 pub use incidents::{
     AlertRow, Counts, DeliveryRow, IncidentFilter, IncidentOrigin, IncidentReads, IncidentRow,
     SignalSnapshot, UpdateRow,
@@ -194,6 +197,7 @@ pub trait Store:
     + DraftStore
     + FanoutStore
     + HeartbeatStore
+    + HeartbeatDefinitions
     + IncidentReads
     + OutboxStore
     + ProbeStore

@@ -15,6 +15,7 @@ enum Needs {
     Incidents,
     Subscribers,
     Drafts,
+    Admin,
 }
 
 /// The roles that may call an endpoint needing `needs`, as the HTTP API reference's table says.
@@ -25,6 +26,7 @@ fn allowed(needs: Needs) -> &'static [&'static str] {
         Needs::Incidents => &["operator", "communicator", "admin"],
         Needs::Subscribers => &["operator", "admin"],
         Needs::Drafts => &["communicator", "admin"],
+        Needs::Admin => &["admin"],
     }
 }
 
@@ -80,6 +82,10 @@ async fn every_endpoint_answers_each_kind_of_caller_as_documented() {
         (Method::GET, "/api/v1/heartbeats/nope", Needs::Ingest),
         (Method::POST, "/api/v1/heartbeats/nope", Needs::Ingest),
         (Method::POST, "/api/v1/heartbeats/nope/fail", Needs::Ingest),
+        (Method::POST, "/api/v1/heartbeats", Needs::Admin),
+        (Method::PUT, "/api/v1/heartbeats/nope", Needs::Admin),
+        (Method::PATCH, "/api/v1/heartbeats/nope", Needs::Admin),
+        (Method::DELETE, "/api/v1/heartbeats/nope", Needs::Admin),
     ];
     let callers: &[(&str, Option<&str>)] = &[
         ("stranger", None),

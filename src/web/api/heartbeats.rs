@@ -15,6 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::heartbeat::defs::Origin;
 use crate::heartbeat::{HeartbeatError, Pinged};
 use crate::settings::{HeartbeatSpec, Permission};
 use crate::store::HeartbeatRow;
@@ -24,10 +25,16 @@ use crate::web::error::ApiError;
 use crate::web::extract::{Path, query};
 use crate::web::{AppState, require};
 
-/// One heartbeat: what the configuration says and what was last heard.
+/// One heartbeat: what the configuration (or the API) says and what was last heard.
 #[derive(Serialize, ToSchema)]
 pub struct HeartbeatJson {
     name: String,
+    /// `config` (`[[heartbeats]]`: read-only here) or `api` (defined through
+    /// `POST /api/v1/heartbeats`).
+    origin: &'static str,
+    /// Who last defined it through the API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    defined_by: Option<String>,
     service: String,
     labels: BTreeMap<String, String>,
     severity: &'static str,
@@ -57,7 +64,7 @@ pub struct HeartbeatJson {
     watchdog: Vec<String>,
 }
 
-/// Every configured heartbeat.
+/// Every heartbeat, configured or defined through the API.
 #[derive(Serialize, ToSchema)]
 pub struct HeartbeatsJson {
     heartbeats: Vec<HeartbeatJson>,
@@ -87,7 +94,12 @@ pub struct PingQuery {
     msg: Option<String>,
 }
 
-fn view(spec: &HeartbeatSpec, row: Option<HeartbeatRow>) -> HeartbeatJson {
+pub(super) fn view(
+    spec: &HeartbeatSpec,
+    origin: Origin,
+    row: Option<HeartbeatRow>,
+) -> HeartbeatJson {
+    let defined_by = row.as_ref().and_then(|r| r.defined_by.clone());
     let grace = SignedDuration::try_from(spec.grace.get()).unwrap_or_default();
     let (state, since, last_ping_at, late_at, pings, detail) = match row {
         Some(r) => {
@@ -117,6 +129,8 @@ fn view(spec: &HeartbeatSpec, row: Option<HeartbeatRow>) -> HeartbeatJson {
     };
     HeartbeatJson {
         name: spec.name.clone(),
+        origin: origin.as_str(),
+        defined_by: defined_by.filter(|_| origin == Origin::Api),
         service: spec.service.clone(),
         labels: spec.labels.clone(),
         severity: spec.severity.as_str(),
@@ -162,7 +176,7 @@ pub async fn views(state: &AppState) -> Result<Vec<HeartbeatJson>, ApiError> {
         .states()
         .await?
         .into_iter()
-        .map(|(spec, row)| view(spec, row))
+        .map(|(spec, origin, row)| view(&spec, origin, row))
         .collect())
 }
 
@@ -192,8 +206,8 @@ pub async fn get(
         .states()
         .await?
         .into_iter()
-        .find(|(spec, _)| spec.name == name)
-        .map(|(spec, row)| Json(view(spec, row)))
+        .find(|(spec, _, _)| spec.name == name)
+        .map(|(spec, origin, row)| Json(view(&spec, origin, row)))
         .ok_or_else(|| unknown(&name))
 }
 
@@ -204,9 +218,9 @@ fn unknown(name: &str) -> ApiError {
 impl From<HeartbeatError> for ApiError {
     fn from(e: HeartbeatError) -> Self {
         match e {
-            HeartbeatError::Unknown(_) => {
-                ApiError::NotFound(format!("{e}: the configuration's [[heartbeats]] name them"))
-            }
+            HeartbeatError::Unknown(_) => ApiError::NotFound(format!(
+                "{e}: the configuration's [[heartbeats]] and POST /api/v1/heartbeats define them"
+            )),
             HeartbeatError::Store(e) => e.into(),
         }
     }
@@ -291,9 +305,7 @@ pub async fn fail(
     require(&state, &headers, Permission::Ingest)?;
     let q: PingQuery = query(&uri)?;
     // Unknown names are refused before the body is read.
-    if !state.heartbeats.specs().iter().any(|s| s.name == name) {
-        return Err(unknown(&name));
-    }
+    state.heartbeats.spec(&name).await?;
     let bytes = read(&headers, body, state.max_body_bytes).await?;
     let said = if bytes.is_empty() {
         q.msg.unwrap_or_default()

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod drafts;
+pub mod heartbeat_admin;
 pub mod heartbeats;
 pub mod incidents;
 pub mod probes;
@@ -41,9 +42,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(probes::list))
         .routes(routes!(probes::list_silences, probes::create_silence))
         .routes(routes!(probes::delete_silence))
-        .routes(routes!(heartbeats::list))
+        .routes(routes!(heartbeats::list, heartbeat_admin::create))
         .routes(routes!(heartbeats::get))
-        .routes(routes!(heartbeats::ping))
+        .routes(routes!(
+            heartbeats::ping,
+            heartbeat_admin::replace,
+            heartbeat_admin::patch,
+            heartbeat_admin::delete
+        ))
         .routes(routes!(heartbeats::fail))
         .routes(routes!(access::list_tokens, access::create_token))
         .routes(routes!(access::revoke_token))

@@ -332,7 +332,7 @@ pub(super) async fn accept(
     let mut watchdogs = std::collections::BTreeSet::new();
     let mut signals = Vec::with_capacity(parsed.signals.len());
     for raw in parsed.signals {
-        let watchdog = state.heartbeats.watchdog_of(&raw.labels).map(str::to_owned);
+        let watchdog = state.heartbeats.watchdog_of(&raw.labels);
         let signal = raw.normalize(source, &state.normalize, now);
         match watchdog {
             Some(name) if signal.status == SignalStatus::Firing => {
