@@ -152,7 +152,13 @@ impl Heartbeats {
         let spec = &self.spec(name).await?;
         let due = after(now, spec.allowance());
         let resolved = alarm(spec, SignalStatus::Resolved, None, now);
-        let beat = self.store.record_ping(name, now, due, &resolved).await?;
+        let beat = self
+            .store
+            .record_ping(name, now, due, &resolved, self.is_configured(name))
+            .await?;
+        if beat.was == Beat::GONE {
+            return Err(self.gone(name).await);
+        }
         metrics::counter!("banditore_heartbeat_pings_total", "heartbeat" => spec.name.clone())
             .increment(1);
         if beat.signal.is_some() {
@@ -177,12 +183,28 @@ impl Heartbeats {
         let firing = alarm(spec, SignalStatus::Firing, Some(finding), now);
         let beat = self
             .store
-            .record_failure(name, now, &detail, &firing)
+            .record_failure(name, now, &detail, &firing, self.is_configured(name))
             .await?;
+        if beat.was == Beat::GONE {
+            return Err(self.gone(name).await);
+        }
         metrics::counter!("banditore_heartbeat_alarms_total", "heartbeat" => spec.name.clone(), "cause" => "failed")
             .increment(u64::from(beat.signal.is_some()));
         tracing::info!(heartbeat = %spec.name, was = %beat.was, "heartbeat reported a failure");
         Ok(self.done(spec, beat).await)
+    }
+
+    fn is_configured(&self, name: &str) -> bool {
+        self.configured.iter().any(|s| s.name == name)
+    }
+
+    /// A heartbeat of the API deleted while it was pinged: refused as unknown, and forgotten
+    /// here at once rather than at the next check.
+    async fn gone(&self, name: &str) -> HeartbeatError {
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(error = %e, "cannot read the heartbeats again");
+        }
+        HeartbeatError::Unknown(name.chars().take(100).collect())
     }
 
     async fn done(&self, spec: &HeartbeatSpec, beat: Beat) -> Pinged {

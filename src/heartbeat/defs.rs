@@ -551,6 +551,22 @@ mod tests {
         // Deleted while late: its alarm is resolved, and both replicas forget it.
         let (_, resolved) = one.forget("api-job", at(113)).await.unwrap();
         assert!(resolved);
+        // The other replica, before its next check, still has it: a ping or a failure report
+        // (its Watchdog's too) is refused and writes nothing, no row, no alarm left raised.
+        assert_eq!(two.watchdog_of(&dog).as_deref(), Some("api-job"));
+        assert!(matches!(
+            two.fail("api-job", "exit 1", at(113)).await,
+            Err(crate::heartbeat::HeartbeatError::Unknown(_))
+        ));
+        assert!(
+            store
+                .heartbeats()
+                .await
+                .unwrap()
+                .iter()
+                .all(|r| r.name != "api-job")
+        );
+        assert_eq!(two.watchdog_of(&dog), None, "forgotten at once");
         assert!(two.check(at(114)).await.unwrap().is_empty());
         assert_eq!(two.watchdog_of(&dog), None);
         assert!(matches!(

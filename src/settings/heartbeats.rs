@@ -66,10 +66,13 @@ fn default_severity() -> Severity {
 }
 
 /// Whether `name` may name a heartbeat: 1 to [`NAME_MAX`] bytes of ASCII letters, digits, `.`,
-/// `_` and `-`, so that it reads the same in a URL, a label and a log line.
+/// `_` and `-`, so that it reads the same in a URL, a label and a log line; not `.` or `..`,
+/// which clients take for the path itself or its parent (`…/heartbeats/..` is sent as `/api/v1/`).
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= NAME_MAX
+        && name != "."
+        && name != ".."
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -208,6 +211,17 @@ mod tests {
                 "heartbeats[4].watchdog",
             ]
         );
+    }
+
+    #[test]
+    fn dot_segments_are_not_names() {
+        for bad in [".", "..", "", "a/b", "a%2e", "é"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+        for good in ["...", ".backup", "a..b", "backup-cup_1.0"] {
+            assert!(valid_name(good), "{good}");
+        }
+        assert!(valid_name(&"a".repeat(NAME_MAX)) && !valid_name(&"a".repeat(NAME_MAX + 1)));
     }
 
     proptest! {

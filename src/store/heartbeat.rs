@@ -37,11 +37,18 @@ pub struct HeartbeatRow {
 /// What a ping or a failure report changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Beat {
-    /// The state before it.
+    /// The state before it; [`Beat::GONE`] when the heartbeat has no row and was not to be
+    /// given one (nothing was stored).
     pub was: String,
     /// The signal stored with it: the alarm's end for a ping of a late or failed heartbeat,
     /// the alarm for a failure report of one that was not failed already.
     pub signal: Option<i64>,
+}
+
+impl Beat {
+    /// [`Beat::was`] of a ping or failure report of a heartbeat defined through the API whose row
+    /// is gone: deleted meanwhile, through another replica perhaps.
+    pub const GONE: &'static str = "gone";
 }
 
 #[async_trait]
@@ -63,22 +70,27 @@ pub trait HeartbeatStore {
 
     /// A ping: the heartbeat is up and due again at `due_at`; if it was late or failed,
     /// `resolved` is stored in the same transaction. Exactly one of two racing pings resolves.
+    /// A heartbeat without a row gets one when `configured` (a replica with another
+    /// configuration started); one defined through the API does not, since its row is gone only
+    /// when it was deleted: the answer is then [`Beat::GONE`].
     async fn record_ping(
         &self,
         name: &str,
         now: Timestamp,
         due_at: Timestamp,
         resolved: &Signal,
+        configured: bool,
     ) -> Result<Beat>;
 
     /// A failure report: the heartbeat is failed (`detail` kept); unless it already was,
-    /// `firing` is stored in the same transaction.
+    /// `firing` is stored in the same transaction. Without a row, as [`Self::record_ping`].
     async fn record_failure(
         &self,
         name: &str,
         now: Timestamp,
         detail: &str,
         firing: &Signal,
+        configured: bool,
     ) -> Result<Beat>;
 
     /// Declares late every heartbeat among `names` that is `new` or `up` and due at or before

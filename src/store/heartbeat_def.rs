@@ -37,8 +37,8 @@ pub trait HeartbeatDefinitions {
     /// started at `now` and due `allowance` later. `Missing` means the name is taken (by a
     /// heartbeat of either origin): the check and the insert are one statement, so of two
     /// replicas creating the same name one wins. A row of the configuration's origin whose name
-    /// is not among `configured` (left by a ping that raced a deletion on another replica, or
-    /// by a configuration since changed) is taken over instead, its clock going on.
+    /// is not among `configured` (left by a replica with another configuration) is taken over
+    /// instead, its clock going on by `allowance` as [`Self::redefine_heartbeat`]'s does.
     async fn define_heartbeat(
         &self,
         name: &str,

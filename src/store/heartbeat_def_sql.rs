@@ -19,6 +19,18 @@ fn after(t: Timestamp, d: Duration) -> Result<Timestamp> {
         .ok_or_else(|| StoreError::Corrupt(format!("{t} plus {d:?} is out of range")))
 }
 
+fn millis(d: Duration) -> Result<i64> {
+    i64::try_from(d.as_millis()).map_err(|_| StoreError::Corrupt(format!("{d:?} is out of range")))
+}
+
+/// A heartbeat waiting for a ping (`new` or `up`) is due `$3` (an allowance, in milliseconds)
+/// after its last ping or the start of its clock, or at `$5` (`$4`, now, plus it) when that is
+/// past; a late or failed one keeps its due time until its next ping.
+const DUE_AGAIN: &str = "due_at = CASE WHEN state IN ('new', 'up') THEN
+        CASE WHEN COALESCE(last_ping_at, created_at) + $3 < $4 THEN $5
+             ELSE COALESCE(last_ping_at, created_at) + $3 END
+        ELSE due_at END";
+
 #[async_trait]
 impl HeartbeatDefinitions for SqlStore {
     async fn define_heartbeat(
@@ -33,12 +45,17 @@ impl HeartbeatDefinitions for SqlStore {
         let mut tx = self.write().await?;
         if !configured.iter().any(|c| c == name) {
             // An orphan of the configuration's origin: conditional, so one replica takes it.
-            let taken = sqlx::query(
-                "UPDATE heartbeats SET origin = 'api', definition = $1, defined_by = $2
-                 WHERE name = $3 AND origin = 'config'",
-            )
+            // Its clock goes on, but by this definition's allowance, not the one it was
+            // pinged with.
+            let taken = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE heartbeats SET origin = 'api', definition = $1, defined_by = $2, {DUE_AGAIN}
+                 WHERE name = $6 AND origin = 'config'"
+            )))
             .bind(definition)
             .bind(by)
+            .bind(millis(allowance)?)
+            .bind(ms(now))
+            .bind(ms(after(now, allowance)?))
             .bind(name)
             .execute(&mut *tx)
             .await?
@@ -77,33 +94,27 @@ impl HeartbeatDefinitions for SqlStore {
         now: Timestamp,
     ) -> Result<Defined> {
         let mut tx = self.write().await?;
-        let row: Option<(String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT origin, state, created_at, last_ping_at FROM heartbeats WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((origin, state, created_at, last_ping_at)) = row else {
-            return Ok(Defined::Missing);
-        };
-        if origin != "api" {
-            return Ok(Defined::Configured);
+        let origin: Option<String> =
+            sqlx::query_scalar("SELECT origin FROM heartbeats WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match origin.as_deref() {
+            None => return Ok(Defined::Missing),
+            Some("api") => {}
+            Some(_) => return Ok(Defined::Configured),
         }
-        let start = super::rows::ts(last_ping_at.unwrap_or(created_at))?;
-        let mut due = after(start, allowance)?;
-        if due < now {
-            due = after(now, allowance)?;
-        }
-        let waiting = state == "new" || state == "up";
-        sqlx::query(
-            "UPDATE heartbeats SET definition = $1, defined_by = $2,
-                    due_at = CASE WHEN $3 = 1 THEN $4 ELSE due_at END
-             WHERE name = $5 AND origin = 'api'",
-        )
+        // The due time is computed from the row as the UPDATE finds it: a ping another replica
+        // commits meanwhile is counted from, not overwritten with a due time from the one before.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE heartbeats SET definition = $1, defined_by = $2, {DUE_AGAIN}
+             WHERE name = $6 AND origin = 'api'"
+        )))
         .bind(definition)
         .bind(by)
-        .bind(i64::from(waiting))
-        .bind(ms(due))
+        .bind(millis(allowance)?)
+        .bind(ms(now))
+        .bind(ms(after(now, allowance)?))
         .bind(name)
         .execute(&mut *tx)
         .await?;

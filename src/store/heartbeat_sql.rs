@@ -160,6 +160,7 @@ impl HeartbeatStore for SqlStore {
         now: Timestamp,
         due_at: Timestamp,
         resolved: &Signal,
+        configured: bool,
     ) -> Result<Beat> {
         let mut tx = self.write().await?;
         // The usual case, one statement: it was up (or never pinged).
@@ -222,6 +223,13 @@ impl HeartbeatStore for SqlStore {
                 was: "up".into(),
                 signal: None,
             }
+        } else if !configured {
+            // Defined through the API and deleted meanwhile: a row written here would outlive
+            // the deletion, of the configuration's origin and in no replica's catalog.
+            Beat {
+                was: Beat::GONE.into(),
+                signal: None,
+            }
         } else {
             // Configured, but its row is gone (a replica with another configuration started).
             sqlx::query(
@@ -248,6 +256,7 @@ impl HeartbeatStore for SqlStore {
         now: Timestamp,
         detail: &str,
         firing: &Signal,
+        configured: bool,
     ) -> Result<Beat> {
         let mut tx = self.write().await?;
         let was: Option<String> =
@@ -256,6 +265,14 @@ impl HeartbeatStore for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let Some(was) = was else {
+            if !configured {
+                // Deleted through the API meanwhile: no alarm that nothing would ever resolve.
+                tx.commit().await?;
+                return Ok(Beat {
+                    was: Beat::GONE.into(),
+                    signal: None,
+                });
+            }
             sqlx::query(
                 "INSERT INTO heartbeats (name, state, created_at, due_at, changed_at, detail)
                  VALUES ($1, 'failed', $2, $2, $2, $3) ON CONFLICT (name) DO NOTHING",

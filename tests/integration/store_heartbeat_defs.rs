@@ -154,10 +154,11 @@ async fn replicas_defining_the_same_name_at_once_make_one(store: Arc<dyn Store>)
         .unwrap();
     assert_eq!(taken, Defined::Missing);
     assert_eq!(row(&store, "cfg").await.unwrap().origin, "config");
-    // A row of the configuration's origin that no configuration names (a ping raced a deletion
-    // on another replica): racing definitions take it over once, its clock going on.
+    // A row of the configuration's origin that this configuration does not name (written by a
+    // replica whose configuration does): racing definitions take it over once, its clock going
+    // on, by the new definition's allowance (a day by the other configuration's).
     store
-        .record_ping("orphan", at(5), at(95), &farewell("orphan"))
+        .record_ping("orphan", at(5), at(86_405), &farewell("orphan"), true)
         .await
         .unwrap();
     let mut racers = Vec::new();
@@ -177,8 +178,8 @@ async fn replicas_defining_the_same_name_at_once_make_one(store: Arc<dyn Store>)
     assert_eq!(done, 1);
     let r = row(&store, "orphan").await.unwrap();
     assert_eq!(
-        (r.origin.as_str(), r.state.as_str(), r.pings),
-        ("api", "up", 1)
+        (r.origin.as_str(), r.state.as_str(), r.pings, r.due_at),
+        ("api", "up", 1, at(95))
     );
 }
 
@@ -190,7 +191,7 @@ async fn a_new_definition_moves_a_waiting_clock_and_leaves_a_late_one(store: Arc
             .unwrap();
     }
     store
-        .record_ping("waiting", at(10), at(100), &farewell("waiting"))
+        .record_ping("waiting", at(10), at(100), &farewell("waiting"), false)
         .await
         .unwrap();
     store
@@ -286,6 +287,26 @@ async fn deleting_a_late_heartbeat_resolves_its_alarm_once(store: Arc<dyn Store>
         ("heartbeat:late", SignalStatus::Resolved)
     );
     assert!(store.heartbeats().await.unwrap().is_empty());
+    // A ping or a failure report that read the catalog before the deletion (another replica's,
+    // up to a second old) writes nothing: no row outliving the deletion, no alarm that nothing
+    // would resolve.
+    let said = Finding::ReportedFailure {
+        cause: "exit 1".into(),
+    };
+    let firing = alarm(&spec("late"), SignalStatus::Firing, Some(said), at(97));
+    let failed = store
+        .record_failure("late", at(97), "exit 1", &firing, false)
+        .await
+        .unwrap();
+    let pinged = store
+        .record_ping("quiet", at(97), at(187), &farewell("quiet"), false)
+        .await
+        .unwrap();
+    for beat in [failed, pinged] {
+        assert_eq!((beat.was.as_str(), beat.signal), (Beat::GONE, None));
+    }
+    assert!(store.heartbeats().await.unwrap().is_empty());
+    assert_eq!(signals(&store).await.len(), before + 1);
 }
 
 suite!(

@@ -121,6 +121,7 @@ async fn racing_pings_resolve_a_late_heartbeat_once(store: Arc<dyn Store>) {
                     now,
                     now + SignedDuration::from_secs(90),
                     &resolved,
+                    true,
                 )
                 .await
                 .unwrap()
@@ -164,7 +165,7 @@ async fn racing_failure_reports_raise_the_alarm_once(store: Arc<dyn Store>) {
         let (store, firing) = (store.clone(), firing.clone());
         reports.push(tokio::spawn(async move {
             store
-                .record_failure("import", at(10 + i), &format!("exit {i}"), &firing)
+                .record_failure("import", at(10 + i), &format!("exit {i}"), &firing, true)
                 .await
                 .unwrap()
         }));
@@ -200,7 +201,7 @@ async fn the_configuration_decides_which_heartbeats_are_kept(store: Arc<dyn Stor
         .unwrap();
     // Pinged long ago, then a restart with a longer allowance: due from the restart.
     store
-        .record_ping("b", at(10), at(100), &farewell("b"))
+        .record_ping("b", at(10), at(100), &farewell("b"), true)
         .await
         .unwrap();
     let resolved = store
@@ -238,7 +239,7 @@ async fn a_start_counts_from_a_ping_another_replica_commits_meanwhile() {
         .await
         .unwrap();
     store
-        .record_ping("job", at(10), at(100), &farewell("job"))
+        .record_ping("job", at(10), at(100), &farewell("job"), true)
         .await
         .unwrap();
     // Another replica's ping at 60 s, written and not yet committed, holds the row.

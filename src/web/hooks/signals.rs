@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{SignalStatus, Source};
+use crate::heartbeat::HeartbeatError;
 use crate::ingest::{self, GenericFraming, Parsed};
 use crate::settings::Permission;
 use crate::web::AppState;
@@ -345,8 +346,15 @@ pub(super) async fn accept(
         }
     }
     for name in watchdogs {
-        state.heartbeats.ping(&name, now).await?;
-        notes.push(format!("heartbeat `{name}` pinged by its watchdog signal"));
+        // Deleted through the API since its matchers were read here: the watchdog's signal is
+        // no ping and no alert either, and the batch's other signals are still taken.
+        match state.heartbeats.ping(&name, now).await {
+            Ok(_) => notes.push(format!("heartbeat `{name}` pinged by its watchdog signal")),
+            Err(HeartbeatError::Unknown(_)) => notes.push(format!(
+                "heartbeat `{name}` was deleted meanwhile: its watchdog signal is ignored"
+            )),
+            Err(e) => return Err(e.into()),
+        }
     }
     if signals.is_empty() {
         return Ok((
