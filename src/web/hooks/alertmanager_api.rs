@@ -27,12 +27,12 @@ use crate::web::error::ApiError;
     security(("token" = []), ("basic" = [])),
     responses(
         (status = 200, description = "Stored; the incidents follow. The body is empty, as Alertmanager's."),
-        (status = 400, description = "Alerts cannot be used; the body is the reason, as a JSON string. When only some alerts fail their validation (no label, an end before the start), the others are stored, as Alertmanager does.", body = String),
-        (status = 401, description = "No ingest token was presented.", body = String),
-        (status = 403, description = "The token may not post signals.", body = String),
-        (status = 413, description = "The body is larger than `server.max_body_bytes`.", body = String),
-        (status = 415, description = "The body is not JSON.", body = String),
-        (status = 503, description = "The store is unavailable; Prometheus sends again.", body = String),
+        (status = 400, description = "Alerts cannot be used; the body is the reason, as a JSON string. When only some alerts fail their validation (no label, an end before the start), the others are stored, as Alertmanager does.", body = String, content_type = "application/json"),
+        (status = 401, description = "No ingest token was presented.", body = String, content_type = "application/json"),
+        (status = 403, description = "The token may not post signals.", body = String, content_type = "application/json"),
+        (status = 413, description = "The body is larger than `server.max_body_bytes`.", body = String, content_type = "application/json"),
+        (status = 415, description = "The body is not JSON.", body = String, content_type = "application/json"),
+        (status = 503, description = "The store is unavailable; Prometheus sends again.", body = String, content_type = "application/json"),
     )
 )]
 pub async fn post_alerts(
