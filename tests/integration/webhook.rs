@@ -201,6 +201,20 @@ async fn a_410_marks_the_address_gone_and_a_400_gives_up_without_retrying() {
 }
 
 #[tokio::test]
+async fn slacks_404_for_a_channel_that_no_longer_exists_marks_the_address_gone() {
+    let receiver = WebhookReceiver::start().await;
+    receiver.script(&[(404, &[])]);
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, ALLOW_LOOPBACK, &[]).await;
+    receiver.set_secret(&secret(&app, &receiver.url("/chat")));
+    let id = subscribe(&app, &format!("slack+{}", receiver.url("/chat"))).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP backend non risponde").await;
+    let history = settled(&app, id).await;
+    assert_eq!(history["deliveries"][0]["state"], "gone", "{history}");
+    assert_eq!(history["deliveries"][0]["attempts"], 1, "{history}");
+}
+
+#[tokio::test]
 async fn a_receiver_failing_for_disable_after_is_disabled_and_the_operators_are_told() {
     let receiver = WebhookReceiver::start().await;
     let none: &[(&str, &str)] = &[];

@@ -34,7 +34,9 @@ use crate::channel::alarm::{Alarm, Alarms};
 use crate::channel::{
     BuildError, Built, Channel, ChannelSpec, Outgoing, Receipt, SendError, Wiring,
 };
-use crate::domain::subscriber::{ChannelKind, WebhookAddress, WebhookRules, masked_webhook};
+use crate::domain::subscriber::{
+    ChannelKind, Preset, WebhookAddress, WebhookRules, masked_webhook,
+};
 
 pub use sign::{SigningSecret, message_id};
 
@@ -275,8 +277,9 @@ async fn excerpt(mut resp: reqwest::Response) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// What an answer means for the delivery.
-async fn classify(resp: reqwest::Response) -> Result<(), SendError> {
+/// What an answer means for the delivery. Slack answers a webhook whose channel no longer exists
+/// `404 channel_not_found`: for its preset, that address is gone, as for a `410`.
+async fn classify(resp: reqwest::Response, preset: Preset) -> Result<(), SendError> {
     let status = resp.status();
     if status.is_success() {
         return Ok(());
@@ -294,6 +297,7 @@ async fn classify(resp: reqwest::Response) -> Result<(), SendError> {
     let reason = refusal(status, &excerpt(resp).await);
     match status.as_u16() {
         410 => Err(SendError::RecipientGone { reason }),
+        404 if preset == Preset::Slack => Err(SendError::RecipientGone { reason }),
         408 | 409 | 425 | 429 | 500..=599 => Err(SendError::Retry { after, reason }),
         300..=399 => Err(SendError::Reject {
             reason: format!(
@@ -351,7 +355,7 @@ impl Channel for WebhookChannel {
             .send()
             .await;
         let outcome = match sent {
-            Ok(resp) => classify(resp).await,
+            Ok(resp) => classify(resp, address.preset).await,
             // A chat tool's URL is its credential: kept out of the error, logged and stored.
             Err(e) => {
                 let e = e.without_url();
@@ -464,7 +468,7 @@ mod tests {
 
     use super::*;
     use crate::domain::UpdateKind;
-    use crate::domain::subscriber::{Language, Preset};
+    use crate::domain::subscriber::Language;
     use crate::render::{MessageContext, Renderer, sample_context};
 
     fn renderer() -> Renderer {
