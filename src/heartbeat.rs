@@ -139,6 +139,10 @@ impl Heartbeats {
         if let Some(spec) = self.catalog().get(name) {
             return Ok(spec.clone());
         }
+        // A name no heartbeat can have is not worth reading the store for.
+        if !crate::settings::valid_heartbeat_name(name) {
+            return Err(HeartbeatError::Unknown(name.chars().take(100).collect()));
+        }
         self.refresh()
             .await?
             .get(name)
