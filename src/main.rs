@@ -511,6 +511,15 @@ async fn webhook_secret(validated: settings::Validated, address: &str) -> anyhow
     // A mistyped address is told before the store is opened.
     banditore::domain::subscriber::WebhookAddress::parse(address, rules)
         .map_err(anyhow::Error::msg)?;
+    // A secret from another store's key, or from one made up now, verifies nothing: this command
+    // never makes a store or a key, as the service does at its first start.
+    let elsewhere = "run this command with the configuration the service runs with (--config)";
+    let url = &validated.settings.store.url;
+    if let Some(path) = url.strip_prefix("sqlite://")
+        && !banditore::store::sqlite::database_path(url)?.exists()
+    {
+        anyhow::bail!("there is no store at {path}: {elsewhere}");
+    }
     let store = banditore::store::open_for_administration(
         &validated.settings.store,
         validated.store_password.as_ref(),
@@ -519,11 +528,15 @@ async fn webhook_secret(validated: settings::Validated, address: &str) -> anyhow
     .context("opening the store")?;
     let key = match &validated.secret_key {
         Some(configured) => configured.expose().to_owned(),
-        None => {
-            store
-                .setting_or_insert("unsubscribe_key", &banditore::ids::random_hex(32))
-                .await?
-        }
+        None => match store.setting("unsubscribe_key").await? {
+            Some(key) => key,
+            None => {
+                store.close().await;
+                anyhow::bail!(
+                    "the store has no key yet (the service makes it at its first start): {elsewhere}"
+                );
+            }
+        },
     };
     let secret = banditore::channel::webhook::secret_for(key.as_bytes(), address, rules)
         .map_err(anyhow::Error::msg)?;

@@ -215,6 +215,8 @@ pub trait Store:
 
     /// Returns the stored value for `key`, storing `value` first if there is none.
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String>;
+    /// The setting `key`, if it was ever stored.
+    async fn setting(&self, key: &str) -> Result<Option<String>>;
 
     /// Stores `value` for `key`, replacing what was there.
     async fn set_setting(&self, key: &str, value: &str) -> Result<()>;

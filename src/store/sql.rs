@@ -128,6 +128,15 @@ impl Store for SqlStore {
         self.writer.close().await;
     }
 
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
         let mut tx = self.write().await?;
         sqlx::query(

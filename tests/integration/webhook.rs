@@ -54,6 +54,48 @@ async fn settled(app: &TestApp, id: i64) -> Value {
 }
 
 #[tokio::test]
+async fn webhook_secret_makes_no_store_and_no_key_of_its_own() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    let address = "https://cup.asl.example/banditore/events";
+    // Pointed at a store that is not there, as when run without the service's configuration.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("data").join("banditore.db");
+    let url = format!("sqlite://{}", missing.display());
+    let run = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_banditore"))
+            .args(["webhook-secret", address])
+            .current_dir(dir.path())
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&[("BANDITORE__STORE__URL", &url)]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(!out.contains("whsec_"), "{out}");
+    assert!(err.contains("--config"), "{err}");
+    assert!(!missing.exists(), "no store made");
+    // A store another command made, which the service never started on, has no key yet.
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_banditore"))
+        .args(["token", "list"])
+        .current_dir(dir.path())
+        .env("BANDITORE__STORE__URL", &url)
+        .output()
+        .unwrap();
+    assert!(made.status.success() && missing.exists());
+    let (code, out, err) = run(&[("BANDITORE__STORE__URL", &url)]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(err.contains("no key yet"), "{err}");
+    // The service's own configuration gives the secret its receivers verify with.
+    assert!(secret(&app, address).starts_with("whsec_"));
+}
+
+#[tokio::test]
 async fn an_incident_arrives_as_a_signed_event_that_the_reference_library_verifies() {
     let receiver = WebhookReceiver::start().await;
     let smtp = SmtpServer::start();
