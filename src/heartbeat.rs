@@ -395,7 +395,6 @@ pub fn alarm(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::{Dur, SqliteSynchronous, StoreSettings};
 
     struct Bench {
         _dir: tempfile::TempDir,
@@ -404,18 +403,7 @@ mod tests {
 
     async fn bench() -> Bench {
         let dir = tempfile::tempdir().unwrap();
-        let settings = StoreSettings {
-            url: format!("sqlite://{}", dir.path().join("beats.db").display()),
-            sqlite_synchronous: SqliteSynchronous::Normal,
-            max_connections: 4,
-            replicas: 1,
-            retention: Dur(Duration::ZERO),
-            password: None,
-            password_file: None,
-            password_env: None,
-        };
-        let store = crate::store::open(&settings, None).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = crate::store::scratch(&dir).await;
         Bench { _dir: dir, store }
     }
 

@@ -375,24 +375,11 @@ mod tests {
 
     use super::*;
     use crate::domain::Labels;
-    use crate::settings::{Dur, SqliteSynchronous, StoreSettings};
     use crate::store::Store;
     use crate::wake::Wakers;
 
     async fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
-        let settings = StoreSettings {
-            url: format!("sqlite://{}", dir.path().join("defs.db").display()),
-            sqlite_synchronous: SqliteSynchronous::Normal,
-            max_connections: 4,
-            replicas: 1,
-            retention: Dur(Duration::ZERO),
-            password: None,
-            password_file: None,
-            password_env: None,
-        };
-        let store = crate::store::open(&settings, None).await.unwrap();
-        store.migrate().await.unwrap();
-        store
+        crate::store::scratch(dir).await
     }
 
     fn at(seconds: i64) -> Timestamp {

@@ -12,7 +12,6 @@ use super::*;
 use crate::channel::{Outgoing, Receipt, SendError};
 use crate::domain::subscriber::{SubscriberRules, SubscriberSpec};
 use crate::domain::{IncidentStatus, Labels, Severity, UpdateKind};
-use crate::settings::{Dur, SqliteSynchronous, StoreSettings};
 use crate::store::{IncidentOrigin, NewDelivery, NewIncident, NewMessage, NewUpdate, Store};
 
 /// An email channel whose sends wait for a permit (none until the test gives some, unless it
@@ -100,18 +99,7 @@ struct Bench {
 impl Bench {
     async fn new() -> Bench {
         let dir = tempfile::tempdir().unwrap();
-        let settings = StoreSettings {
-            url: format!("sqlite://{}", dir.path().join("outbox.db").display()),
-            sqlite_synchronous: SqliteSynchronous::Normal,
-            max_connections: 4,
-            replicas: 1,
-            retention: Dur(Duration::ZERO),
-            password: None,
-            password_file: None,
-            password_env: None,
-        };
-        let store = crate::store::open(&settings, None).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = crate::store::scratch(&dir).await;
         Bench {
             _dir: dir,
             store,

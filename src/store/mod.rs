@@ -286,6 +286,25 @@ pub async fn open_for_administration(
     }
 }
 
+/// A migrated SQLite store in `dir`, for the unit tests of the store's users.
+#[cfg(test)]
+pub async fn scratch(dir: &tempfile::TempDir) -> std::sync::Arc<dyn Store> {
+    use crate::settings::{Dur, SqliteSynchronous, StoreSettings};
+    let settings = StoreSettings {
+        url: format!("sqlite://{}", dir.path().join("scratch.db").display()),
+        sqlite_synchronous: SqliteSynchronous::Normal,
+        max_connections: 4,
+        replicas: 1,
+        retention: Dur(std::time::Duration::ZERO),
+        password: None,
+        password_file: None,
+        password_env: None,
+    };
+    let store = open(&settings, None).await.expect("a scratch store");
+    store.migrate().await.expect("a migrated scratch store");
+    store
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Topic, unavailable_code};
