@@ -10,22 +10,8 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use serde_json::{Value, json};
 
+use crate::heartbeats::{DESK, config, mails_to};
 use crate::support::*;
-
-const DESK: &str = "cup.foligno@asl.example";
-
-fn config(heartbeats: &str) -> String {
-    format!(
-        r#"
-[[subscribers]]
-name = "CUP Foligno"
-addresses = {{ email = "{DESK}" }}
-subscriptions = [{{ matchers = ['service="cup"'] }}]
-
-{heartbeats}
-"#
-    )
-}
 
 const CONFIGURED: &str = r#"
 [[heartbeats]]
@@ -48,10 +34,6 @@ async fn send(
         req = req.json(body);
     }
     req.send().await.unwrap()
-}
-
-async fn mails_to(smtp: &SmtpServer, n: usize) -> Vec<Mail> {
-    eventually(|| async { smtp.mails_to(DESK) }, |m| m.len() >= n).await
 }
 
 async fn names(app: &TestApp) -> Vec<(String, String)> {

@@ -11,9 +11,11 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const DESK: &str = "cup.foligno@asl.example";
+/// The desk following CUP, to which every heartbeat test's alarms go.
+pub(crate) const DESK: &str = "cup.foligno@asl.example";
 
-fn config(heartbeat: &str) -> String {
+/// The desk, then `heartbeat` (`[[heartbeats]]` tables, or nothing).
+pub(crate) fn config(heartbeat: &str) -> String {
     format!(
         r#"
 [[subscribers]]
@@ -46,7 +48,7 @@ async fn ping(app: &TestApp, name: &str) -> reqwest::Response {
         .await
 }
 
-async fn mails_to(smtp: &SmtpServer, n: usize) -> Vec<Mail> {
+pub(crate) async fn mails_to(smtp: &SmtpServer, n: usize) -> Vec<Mail> {
     eventually(|| async { smtp.mails_to(DESK) }, |m| m.len() >= n).await
 }
 

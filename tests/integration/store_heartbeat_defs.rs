@@ -6,46 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use banditore::domain::{Finding, Signal, SignalStatus};
+use banditore::domain::{Finding, SignalStatus};
 use banditore::heartbeat::alarm;
-use banditore::settings::HeartbeatSpec;
 use banditore::store::*;
-use jiff::Timestamp;
 
+use crate::store_heartbeats::{ALLOWANCE, at, farewell, signals, silent, spec};
 use crate::support::suite;
 
-fn spec(name: &str) -> HeartbeatSpec {
-    serde_json::from_value(serde_json::json!({
-        "name": name, "service": "cup", "period": "60s", "grace": "30s"
-    }))
-    .unwrap()
-}
-
-fn at(seconds: i64) -> Timestamp {
-    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
-}
-
-const ALLOWANCE: Duration = Duration::from_secs(90);
 const DEFINITION: &str = r#"{"name":"api-job","service":"cup","period":"60s","grace":"30s"}"#;
-
-fn farewell(name: &str) -> Signal {
-    alarm(&spec(name), SignalStatus::Resolved, None, at(0))
-}
-
-fn silent(name: &str, _last: Option<Timestamp>) -> Signal {
-    let found = Finding::Silent {
-        seconds: 90,
-        never: true,
-    };
-    alarm(&spec(name), SignalStatus::Firing, Some(found), at(0))
-}
-
-async fn signals(store: &Arc<dyn Store>) -> Vec<Signal> {
-    let mut tx = store.begin().await.unwrap();
-    let stored = tx.unprocessed_signals(1000).await.unwrap();
-    tx.commit().await.unwrap();
-    stored.into_iter().map(|s| s.signal).collect()
-}
 
 async fn row(store: &Arc<dyn Store>, name: &str) -> Option<HeartbeatRow> {
     store

@@ -13,24 +13,24 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::support::suite;
 
-fn spec(name: &str) -> HeartbeatSpec {
+pub(crate) fn spec(name: &str) -> HeartbeatSpec {
     serde_json::from_value(serde_json::json!({
         "name": name, "service": "cup", "period": "60s", "grace": "30s"
     }))
     .unwrap()
 }
 
-fn at(seconds: i64) -> Timestamp {
+pub(crate) fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + seconds).unwrap()
 }
 
-const ALLOWANCE: Duration = Duration::from_secs(90);
+pub(crate) const ALLOWANCE: Duration = Duration::from_secs(90);
 
-fn farewell(name: &str) -> Signal {
+pub(crate) fn farewell(name: &str) -> Signal {
     alarm(&spec(name), SignalStatus::Resolved, None, at(0))
 }
 
-fn silent(name: &str, _last: Option<Timestamp>) -> Signal {
+pub(crate) fn silent(name: &str, _last: Option<Timestamp>) -> Signal {
     let found = Finding::Silent {
         seconds: 90,
         never: true,
@@ -39,7 +39,7 @@ fn silent(name: &str, _last: Option<Timestamp>) -> Signal {
 }
 
 /// The signals stored and not yet applied, oldest first.
-async fn signals(store: &Arc<dyn Store>) -> Vec<Signal> {
+pub(crate) async fn signals(store: &Arc<dyn Store>) -> Vec<Signal> {
     let mut tx = store.begin().await.unwrap();
     let stored = tx.unprocessed_signals(1000).await.unwrap();
     tx.commit().await.unwrap();
