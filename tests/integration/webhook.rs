@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::webhook::WebhookReceiver;
+use crate::support::webhook::{BODY, WebhookReceiver};
 use crate::support::*;
 
 /// The channel on, the test's receiver reachable on loopback by name and by number.
@@ -243,17 +243,40 @@ async fn a_410_marks_the_address_gone_and_a_400_gives_up_without_retrying() {
 }
 
 #[tokio::test]
-async fn slacks_404_for_a_channel_that_no_longer_exists_marks_the_address_gone() {
+async fn slacks_404_channel_not_found_marks_the_address_gone_and_another_404_does_not() {
     let receiver = WebhookReceiver::start().await;
-    receiver.script(&[(404, &[])]);
+    // Any other 404 (a wrong path, a gateway in front) is refused once, the address kept.
+    receiver.script(&[(404, &[]), (404, &[(BODY, "channel_not_found")])]);
     let smtp = SmtpServer::start();
     let app = TestApp::spawn(&smtp, ALLOW_LOOPBACK, &[]).await;
     receiver.set_secret(&secret(&app, &receiver.url("/chat")));
     let id = subscribe(&app, &format!("slack+{}", receiver.url("/chat"))).await;
     fire_alert(&app, "firing", "cup-backend", "CUP backend non risponde").await;
     let history = settled(&app, id).await;
-    assert_eq!(history["deliveries"][0]["state"], "gone", "{history}");
-    assert_eq!(history["deliveries"][0]["attempts"], 1, "{history}");
+    assert_eq!(history["deliveries"][0]["state"], "failed", "{history}");
+    // Slack's own word for a channel that no longer exists: the address is gone.
+    fire_alert(&app, "resolved", "cup-backend", "CUP backend non risponde").await;
+    let path = format!("/api/v1/subscribers/{id}/deliveries");
+    let history = eventually(
+        || async { app.get_json(&path, OPERATOR_TOKEN).await },
+        |b| {
+            b["deliveries"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d["state"] == "gone"))
+        },
+    )
+    .await;
+    let states: Vec<&str> = history["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["state"].as_str())
+        .collect();
+    assert_eq!(states.len(), 2, "{history}");
+    assert!(
+        states.contains(&"failed") && states.contains(&"gone"),
+        "{history}"
+    );
 }
 
 #[tokio::test]

@@ -277,8 +277,10 @@ async fn excerpt(mut resp: reqwest::Response) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// What an answer means for the delivery. Slack answers a webhook whose channel no longer exists
-/// `404 channel_not_found`: for its preset, that address is gone, as for a `410`.
+/// What an answer means for the delivery. Slack answers `404` with `channel_not_found` (the
+/// channel no longer exists) or `no_service` (the webhook was removed) in its body: for its
+/// preset, that address is gone, as for a `410`. Any other `404` may come from a wrong path or a
+/// gateway in front, and fails the delivery only.
 async fn classify(resp: reqwest::Response, preset: Preset) -> Result<(), SendError> {
     let status = resp.status();
     if status.is_success() {
@@ -294,10 +296,13 @@ async fn classify(resp: reqwest::Response, preset: Preset) -> Result<(), SendErr
         .get(reqwest::header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(|l| l.chars().take(200).collect::<String>());
-    let reason = refusal(status, &excerpt(resp).await);
+    let said = excerpt(resp).await;
+    let slack_gone =
+        preset == Preset::Slack && ["channel_not_found", "no_service"].contains(&said.trim());
+    let reason = refusal(status, &said);
     match status.as_u16() {
         410 => Err(SendError::RecipientGone { reason }),
-        404 if preset == Preset::Slack => Err(SendError::RecipientGone { reason }),
+        404 if slack_gone => Err(SendError::RecipientGone { reason }),
         408 | 409 | 425 | 429 | 500..=599 => Err(SendError::Retry { after, reason }),
         300..=399 => Err(SendError::Reject {
             reason: format!(

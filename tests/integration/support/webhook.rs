@@ -47,6 +47,9 @@ impl Received {
 /// for `HOLD`, past the sender's timeout, then answers 200 to nobody.
 type Answer = (u16, Vec<(&'static str, String)>);
 
+/// The name, among a scripted answer's headers, of its body instead.
+pub const BODY: &str = "body";
+
 /// How long a lost answer is held.
 const HOLD: Duration = Duration::from_secs(3);
 
@@ -121,8 +124,14 @@ async fn handle(
             (StatusCode::OK, "").into_response()
         }
         Some((status, extra)) => {
-            let mut resp = (StatusCode::from_u16(status).unwrap(), "scripted").into_response();
-            for (name, value) in extra {
+            // A `body` entry is the answer's body, as Slack writes its error codes; the rest
+            // are headers.
+            let body = extra
+                .iter()
+                .find(|(name, _)| *name == BODY)
+                .map_or_else(|| "scripted".to_owned(), |(_, v)| v.clone());
+            let mut resp = (StatusCode::from_u16(status).unwrap(), body).into_response();
+            for (name, value) in extra.into_iter().filter(|(name, _)| *name != BODY) {
                 resp.headers_mut().insert(name, value.parse().unwrap());
             }
             resp
