@@ -442,6 +442,7 @@ impl Citizens {
             html: None,
             unsubscribe_url: String::new(),
             buttons: None,
+            ack: None,
         };
         match sender.send(&outgoing).await {
             Ok(_) => {
