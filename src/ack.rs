@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::store::{Acknowledged, Store, StoreError};
+use crate::store::{Acknowledged, EscalationState, Store, StoreError};
 use crate::unsubscribe::UnsubscribeLinks;
 
 /// Takes acknowledgements from every channel's way back.
@@ -84,6 +84,24 @@ impl Acknowledgements {
                 let took = ack.acked_at.duration_since(sent).as_secs_f64().max(0.0);
                 metrics::histogram!("banditore_time_to_acknowledge_seconds", "channel" => channel)
                     .record(took);
+            }
+            // The store stopped the desk's escalation ladder with the record: count its steps.
+            // A failed read loses a count, never the acknowledgement.
+            let stopped = self
+                .store
+                .escalations(ack.incident_id)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter(|e| {
+                    Some(e.subscriber_id) == ack.subscriber_id
+                        && e.state == EscalationState::Acknowledged
+                        && e.changed_at == ack.acked_at
+                })
+                .count();
+            if stopped > 0 {
+                metrics::counter!("banditore_escalations_total", "outcome" => "acknowledged")
+                    .increment(stopped as u64);
             }
             tracing::info!(
                 incident = ack.incident_id,

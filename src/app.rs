@@ -31,8 +31,7 @@ use crate::outbox::{Backoff, Crew, Dispatcher, Handover, OutboxConfig, Pauses};
 use crate::pipeline::Pipeline;
 use crate::probe::check::{Check, HttpClients};
 use crate::probe::{ProbeStatus, Prober};
-use crate::route::Router;
-use crate::route::citizens::CitizenWriter;
+use crate::route::{Router, citizens::CitizenWriter};
 use crate::settings::{TelegramKeys, TelegramMode, Validated};
 use crate::store::{self, Store, Topic};
 use crate::unsubscribe::UnsubscribeLinks;
@@ -590,6 +589,7 @@ impl Ground<'_> {
                 windows.clone(),
                 Arc::new(s.status.services.clone()),
             )
+            .with_escalation(Arc::new(v.escalation.clone()))
         };
         let citizen_writer = CitizenWriter {
             router: router(),

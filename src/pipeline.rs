@@ -1,6 +1,7 @@
 //! The pipeline worker: applies signals to incidents, routes the updates, and claims the first
 //! deliveries for this replica's dispatchers, in one transaction, whenever signals arrive or a
-//! timer is due; then hands those deliveries over in memory and wakes the dispatchers.
+//! timer is due (the incidents' own, or a desk's escalation step: `route::escalation`); then
+//! hands those deliveries over in memory and wakes the dispatchers.
 //!
 //! One transaction for the three is what keeps a desk's message to two synced commits before it
 //! leaves (the signal's, at ingest, then this one): what is durable when is in ARCHITECTURE.md.
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::Leadership;
 use crate::incident::{Engine, StepReport};
 use crate::outbox::Handover;
+use crate::route::escalation::EscalationReport;
 use crate::route::{RouteReport, Router};
 use crate::store::{Store, StoreError, Topic};
 use crate::wake::Wakers;
@@ -45,6 +47,8 @@ pub struct Stepped {
     pub engine: StepReport,
     /// `None` when the router did not run.
     pub routed: Option<RouteReport>,
+    /// The escalation steps that were due.
+    pub escalated: EscalationReport,
     /// Deliveries claimed for this replica's dispatchers.
     pub claimed: usize,
 }
@@ -81,7 +85,16 @@ impl Pipeline {
                     let report = &stepped.engine;
                     more |= report.more;
                     busy = report.signals >= BUSY_SIGNALS;
-                    next_eval = report.next_eval;
+                    // An escalation step due sooner than the engine's timers wakes the step.
+                    next_eval = match (report.next_eval, stepped.escalated.next_due) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    more |= stepped.escalated.more;
+                    if stepped.escalated.deliveries > 0 {
+                        self.wake.dispatch.ring();
+                        self.store.announce(Topic::Deliveries).await;
+                    }
                     if report.signals > 0 || report.updates > 0 {
                         tracing::debug!(
                             signals = report.signals,
@@ -155,11 +168,17 @@ impl Pipeline {
         } else {
             None
         };
+        let escalated = self.router.escalate_in(tx.as_mut(), now).await?;
         let routed_at = started.elapsed();
         // The lease runs from the claim, not from the start of the step.
         let claimed_at = Timestamp::now();
         let mut claimed = Vec::new();
-        for channel in routed.iter().flat_map(|r| r.channels.iter().copied()) {
+        let channels: std::collections::BTreeSet<_> = routed
+            .iter()
+            .flat_map(|r| r.channels.iter().copied())
+            .chain(escalated.channels.iter().copied())
+            .collect();
+        for channel in channels {
             if let Some((limit, lease_until)) = self.handover.wants(channel, claimed_at) {
                 let owner = self.handover.owner();
                 let deliveries = tx
@@ -184,11 +203,13 @@ impl Pipeline {
         if let Some(routed) = &routed {
             routed.committed();
         }
+        escalated.committed();
         let count = claimed.iter().map(|(_, d)| d.len()).sum();
         self.handover.give(claimed, claimed_at);
         Ok(Stepped {
             engine,
             routed,
+            escalated,
             claimed: count,
         })
     }
@@ -210,9 +231,11 @@ impl Pipeline {
         } else {
             None
         };
+        let escalated = self.router.escalate(now).await?;
         Ok(Stepped {
             engine,
             routed,
+            escalated,
             claimed: 0,
         })
     }

@@ -4,9 +4,12 @@
 //! A subscriber follows an incident when one of the incident's signals (or, for a manual incident,
 //! its own labels) matches every matcher of one of their subscriptions at the subscription's
 //! minimum severity or worse. The peak severity of each signal is used, so whoever was told an
-//! incident opened is also told how it ends.
+//! incident opened is also told how it ends. A desk with an escalation policy is told at first on
+//! the channels its policy sends at once; the later steps are stored as its ladder
+//! ([`escalation`]).
 
 pub mod citizens;
+pub mod escalation;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -14,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 
 use crate::domain::Matcher;
+use crate::domain::escalation::EscalationPolicy;
 use crate::domain::matcher::all_match;
 use crate::domain::subscriber::ChannelKind;
 use crate::domain::window::Window;
@@ -40,6 +44,8 @@ pub struct RouteReport {
     pub silenced: u64,
     /// The channels whose template failed, once per message sent as the plain fallback.
     pub render_failures: Vec<ChannelKind>,
+    /// Waiting escalation steps that a resolution ended.
+    pub escalations_ended: u64,
 }
 
 impl RouteReport {
@@ -53,6 +59,7 @@ impl RouteReport {
             metrics::counter!("banditore_render_failures_total", "channel" => channel.as_str())
                 .increment(1);
         }
+        escalation::count("resolved", self.escalations_ended);
     }
 }
 
@@ -70,6 +77,8 @@ pub struct Router {
     windows: Arc<Vec<Window>>,
     /// The status page's services: the public reads their names, not the monitors' labels.
     status_services: Arc<Vec<StatusService>>,
+    /// Each audience's escalation policy; a subscriber's own replaces it.
+    escalation: Arc<BTreeMap<String, EscalationPolicy>>,
 }
 
 /// One recipient of a message.
@@ -98,7 +107,63 @@ impl Router {
             enabled,
             approval,
             cache: Mutex::new(None),
+            escalation: Arc::default(),
         }
+    }
+
+    /// Subscribers but the citizens, from the cache while the subscribers' version holds.
+    async fn desks(&self, tx: &mut dyn Tx) -> Result<Arc<Vec<SubscriberRow>>, StoreError> {
+        let version = tx.subscribers_version().await?;
+        let cached = self.cache.lock().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|(v, _)| *v == version)
+                .map(|(_, s)| s.clone())
+        });
+        Ok(match cached {
+            Some(s) => s,
+            None => {
+                let loaded = Arc::new(tx.subscribers().await?);
+                if let Ok(mut c) = self.cache.lock() {
+                    *c = Some((version, loaded.clone()));
+                }
+                loaded
+            }
+        })
+    }
+
+    /// An update rendered for one group, or the plain fallback text when the template fails
+    /// (the channel is then noted in `failures`).
+    #[expect(clippy::too_many_arguments, reason = "one group's whole description")]
+    fn render_group(
+        &self,
+        incident: &IncidentRow,
+        alerts: &[AlertRow],
+        update: &UpdateRow,
+        channel: ChannelKind,
+        language: &str,
+        audience: &str,
+        failures: &mut Vec<ChannelKind>,
+    ) -> Rendered {
+        let mut ctx = context(incident, update, audience, &self.public_url);
+        if audience == "public" {
+            self.name_services_for_the_public(&mut ctx, incident, alerts, language);
+        }
+        match self.renderer.render_in(channel, language, &ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(incident = incident.id, update = update.seq, %channel, error = %e,
+                    "template failed; sending the plain fallback text");
+                failures.push(channel);
+                fallback(&ctx, language)
+            }
+        }
+    }
+
+    /// The template language an address is written to in: its own (a chat's), or its
+    /// subscriber's, as the channel has it. `None` when the channel has none that fits.
+    fn language_of(&self, subscriber: &SubscriberRow, address: &AddressRow) -> Option<String> {
+        let wanted = address.language.as_ref().unwrap_or(&subscriber.language);
+        self.renderer.language_for(address.channel, wanted)
     }
 
     pub async fn step(&self, now: Timestamp) -> Result<RouteReport, StoreError> {
@@ -122,23 +187,9 @@ impl Router {
         if updates.is_empty() {
             return Ok(RouteReport::default());
         }
-        let version = tx.subscribers_version().await?;
-        let cached = self.cache.lock().ok().and_then(|c| {
-            c.as_ref()
-                .filter(|(v, _)| *v == version)
-                .map(|(_, s)| s.clone())
-        });
-        let subscribers = match cached {
-            Some(s) => s,
-            None => {
-                let loaded = Arc::new(tx.subscribers().await?);
-                if let Ok(mut c) = self.cache.lock() {
-                    *c = Some((version, loaded.clone()));
-                }
-                loaded
-            }
-        };
+        let subscribers = self.desks(&mut *tx).await?;
         let mut deliveries = 0;
+        let mut escalations_ended = 0;
         let mut channels = BTreeSet::new();
         let mut drafts = BTreeSet::new();
         let (mut silenced, mut render_failures) = (0, Vec::new());
@@ -179,7 +230,14 @@ impl Router {
                     .into_iter()
                     .collect(),
             };
-            let mut groups = self.recipients(&incident, &alerts, &subscribers, &notified);
+            let (mut groups, ladders) =
+                self.recipients(&incident, &alerts, &subscribers, &notified);
+            if update.kind == UpdateKind::Resolved {
+                escalations_ended += tx.end_escalations(incident.id, now).await?;
+            } else {
+                self.start_ladders(&mut *tx, incident.id, &ladders, &subscribers, now)
+                    .await?;
+            }
             // Citizens hear held public statements: counted now, written in batches once
             // approved. Each of their groups gets a part, listed desks or not.
             let held = self
@@ -194,19 +252,15 @@ impl Router {
             }
             for ((channel, group_language, audience), recipients) in groups {
                 for language in self.languages_of(channel, group_language) {
-                    let mut ctx = context(&incident, update, &audience, &self.public_url);
-                    if audience == "public" {
-                        self.name_services_for_the_public(&mut ctx, &incident, &alerts, &language);
-                    }
-                    let rendered = match self.renderer.render_in(channel, &language, &ctx) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!(incident = incident.id, update = update.seq, %channel, error = %e,
-                                "template failed; sending the plain fallback text");
-                            render_failures.push(channel);
-                            fallback(&ctx, &language)
-                        }
-                    };
+                    let rendered = self.render_group(
+                        &incident,
+                        &alerts,
+                        update,
+                        channel,
+                        &language,
+                        &audience,
+                        &mut render_failures,
+                    );
                     let message_id = tx
                         .insert_message(&NewMessage {
                             update_id: update.id,
@@ -257,20 +311,7 @@ impl Router {
                     }
                     // Each language of the status page goes to the one page: the first written
                     // is its delivery, the others are kept as messages.
-                    let rows: Vec<NewDelivery> = recipients
-                        .iter()
-                        .map(|r| NewDelivery {
-                            message_id,
-                            update_id: update.id,
-                            incident_id: incident.id,
-                            address_id: r.address_id,
-                            subscriber_name: r.subscriber_name.clone(),
-                            channel,
-                            recipient: r.address.clone(),
-                            origin_at: update.origin_at,
-                            created_at: now,
-                        })
-                        .collect();
+                    let rows = delivery_rows(message_id, update, channel, &recipients, now);
                     let written = tx.insert_deliveries(&rows).await?;
                     if written > 0 {
                         channels.insert(channel);
@@ -288,6 +329,7 @@ impl Router {
             more: updates.len() as u32 == UPDATE_BATCH,
             silenced,
             render_failures,
+            escalations_ended,
         })
     }
 
@@ -355,14 +397,17 @@ impl Router {
     }
 
     /// Who hears about this incident, grouped by what they will receive:
-    /// (channel, template language, audience) → recipients, each address once per channel.
+    /// (channel, template language, audience) → recipients, each address once per channel; and
+    /// the desks with an escalation policy that follow it. Such a desk's addresses on a channel
+    /// its policy holds back are left to their step, unless they heard an earlier update.
     fn recipients(
         &self,
         incident: &IncidentRow,
         alerts: &[AlertRow],
         subscribers: &[SubscriberRow],
         notified: &BTreeSet<(i64, ChannelKind)>,
-    ) -> BTreeMap<(ChannelKind, String, String), Vec<Recipient>> {
+    ) -> (Groups, BTreeSet<i64>) {
+        let mut ladders = BTreeSet::new();
         let mut label_sets: Vec<(&Labels, Severity)> = alerts
             .iter()
             .map(|a| (&a.labels, a.peak_severity))
@@ -370,7 +415,7 @@ impl Router {
         if incident.origin == IncidentOrigin::Manual {
             label_sets.push((&incident.labels, incident.severity));
         }
-        let mut groups: BTreeMap<(ChannelKind, String, String), Vec<Recipient>> = BTreeMap::new();
+        let mut groups: Groups = BTreeMap::new();
         let mut seen: BTreeSet<(ChannelKind, &str)> = BTreeSet::new();
         for subscriber in subscribers {
             let wanted: BTreeSet<ChannelKind> = subscriber
@@ -397,12 +442,18 @@ impl Router {
                 if !follows || !self.enabled.contains(&address.channel) {
                     continue;
                 }
+                if let Some(policy) = self.policy_of(subscriber) {
+                    ladders.insert(subscriber.id);
+                    if policy.holds_back(address.channel)
+                        && !notified.contains(&(address.id, address.channel))
+                    {
+                        continue;
+                    }
+                }
                 if !seen.insert((address.channel, address.address.as_str())) {
                     continue;
                 }
-                let wanted_language = address.language.as_ref().unwrap_or(&subscriber.language);
-                let Some(language) = self.renderer.language_for(address.channel, wanted_language)
-                else {
+                let Some(language) = self.language_of(subscriber, address) else {
                     continue;
                 };
                 groups
@@ -415,8 +466,35 @@ impl Router {
                     });
             }
         }
-        groups
+        (groups, ladders)
     }
+}
+
+/// Recipients grouped by (channel, template language, audience).
+type Groups = BTreeMap<(ChannelKind, String, String), Vec<Recipient>>;
+
+/// One delivery of a message per recipient, pending from `now`.
+fn delivery_rows(
+    message_id: i64,
+    update: &UpdateRow,
+    channel: ChannelKind,
+    recipients: &[Recipient],
+    now: Timestamp,
+) -> Vec<NewDelivery> {
+    recipients
+        .iter()
+        .map(|r| NewDelivery {
+            message_id,
+            update_id: update.id,
+            incident_id: update.incident_id,
+            address_id: r.address_id,
+            subscriber_name: r.subscriber_name.clone(),
+            channel,
+            recipient: r.address.clone(),
+            origin_at: update.origin_at,
+            created_at: now,
+        })
+        .collect()
 }
 
 /// The window or silence that covers every signal of the incident (and its own labels, for one

@@ -96,5 +96,6 @@ pub fn public_account(
             min_severity,
             channels: vec![channel],
         }],
+        escalation: None,
     }]
 }

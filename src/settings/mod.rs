@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::domain::Severity;
+use crate::domain::escalation::EscalationStepSpec;
 use crate::domain::subscriber::{Language, SubscriberSpec};
 
 pub use load::{Problem, load};
@@ -123,6 +124,7 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     pub channels: ChannelSettings,
     pub approval: ApprovalSettings,
+    pub escalation: EscalationSettings,
     pub subscribers: Vec<SubscriberSpec>,
     pub probing: ProbingSettings,
     pub probes: Vec<ProbeSpec>,
@@ -144,6 +146,13 @@ word_enum! {
         /// Drafted, and sent by itself after `timeout` if nobody decided.
         ApprovalWithTimeout => "approval_with_timeout",
     }
+}
+
+/// Each audience's escalation policy, which a subscriber's own replaces: audiences not listed
+/// (and subscribers without one) are told on every channel at once.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EscalationSettings {
+    pub audiences: BTreeMap<String, Vec<EscalationStepSpec>>,
 }
 
 /// What happens to each audience's messages: audiences not listed are sent at once.

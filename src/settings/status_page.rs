@@ -35,6 +35,7 @@ pub fn status_subscriber(settings: &Settings) -> Option<ValidSubscriber> {
                 channels: vec![ChannelKind::Status],
             })
             .collect(),
+        escalation: None,
     })
 }
 

@@ -11,7 +11,8 @@ use jiff::tz::TimeZone;
 use super::check::is_loopback_name;
 use super::{ChannelSection, Problem, Role, Secret, Settings};
 use crate::channel::sms::settings::phone_region;
-use crate::domain::subscriber::{ChannelKind, SubscriberRules, ValidSubscriber};
+use crate::domain::escalation::EscalationPolicy;
+use crate::domain::subscriber::{ChannelKind, PUBLIC, SubscriberRules, ValidSubscriber};
 use crate::domain::text;
 use crate::render::Renderer;
 
@@ -57,6 +58,8 @@ pub struct Validated {
     /// How subscribers from the API are checked (language, phone region).
     pub subscriber_rules: SubscriberRules,
     pub subscribers: Vec<ValidSubscriber>,
+    /// Each audience's escalation policy (`[escalation.audiences]`).
+    pub escalation: BTreeMap<String, EscalationPolicy>,
     pub time_zone: TimeZone,
     pub renderer: Renderer,
     /// Things worth knowing that do not stop the service.
@@ -112,6 +115,7 @@ pub fn validate(
         webhook: crate::channel::webhook::settings::rules(&settings, &mut push),
     };
     let subscribers = validate_subscribers(&settings, sections, &subscriber_rules, &mut push);
+    let escalation = validate_escalation(&settings, &mut push);
     let renderer = validate_templates(&settings, sections, &time_zone, &mut push);
 
     match renderer {
@@ -124,6 +128,7 @@ pub fn validate(
             channels,
             subscriber_rules,
             subscribers,
+            escalation,
             time_zone,
             renderer,
             warnings,
@@ -489,6 +494,37 @@ fn validate_subscribers(
         subscribers.extend(section.subscribers(settings));
     }
     subscribers
+}
+
+/// `[escalation.audiences]`: each audience's policy, checked as a subscriber's is; the public
+/// audience never escalates.
+fn validate_escalation(
+    settings: &Settings,
+    push: &mut impl FnMut(&str, String),
+) -> BTreeMap<String, EscalationPolicy> {
+    let mut policies = BTreeMap::new();
+    for (audience, specs) in &settings.escalation.audiences {
+        let field = format!("escalation.audiences.{audience}");
+        if audience == PUBLIC {
+            push(
+                &field,
+                "the public audience never escalates: citizens and the public channels are told once"
+                    .into(),
+            );
+            continue;
+        }
+        match EscalationPolicy::parse(specs, &field) {
+            Ok(policy) => {
+                policies.insert(audience.clone(), policy);
+            }
+            Err(errors) => {
+                for e in errors {
+                    push(&e.field, e.message);
+                }
+            }
+        }
+    }
+    policies
 }
 
 /// `[templates]`: loads them with every channel's form and renders each against samples.

@@ -79,7 +79,11 @@ impl AckStore for SqlStore {
         .fetch_optional(&mut *tx)
         .await?;
         let outcome = match inserted {
-            Some(row) => Acknowledged::Recorded(ack_from_row(&row)?),
+            Some(row) => {
+                // The desk knows: its ladder stops here, whichever step it had reached.
+                super::escalation_sql::stop(&mut tx, incident_id, subscriber_id, at).await?;
+                Acknowledged::Recorded(ack_from_row(&row)?)
+            }
             None => {
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {COLUMNS} FROM acknowledgements

@@ -87,6 +87,7 @@ async fn insert_citizen(
         audience: "public".to_owned(),
         addresses,
         subscriptions: plan.subscriptions.clone(),
+        escalation: None,
     };
     let id = insert_subscriber(tx, &valid, "api", now).await?;
     sqlx::query("UPDATE subscribers SET citizen_services = $2 WHERE id = $1")

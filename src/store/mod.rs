@@ -20,6 +20,8 @@ mod cluster_sql;
 mod dialect;
 mod draft;
 mod draft_sql;
+mod escalation;
+mod escalation_sql;
 mod fanout;
 mod fanout_sql;
 mod heartbeat;
@@ -54,6 +56,9 @@ pub use cluster::ClusterStore;
 pub use draft::{
     AuditEntry, Decided, Decision, Draft, DraftNotice, DraftPart, DraftStore, NewAudit,
     NewDraftPart, PartEdit,
+};
+pub use escalation::{
+    EscalationRow, EscalationState, EscalationStore, NewEscalationStep, NextEscalation,
 };
 pub use fanout::{CitizenGroup, CitizenPart, FanoutStore};
 pub use heartbeat::{Beat, HeartbeatRow, HeartbeatStore};
@@ -196,6 +201,7 @@ pub struct PruneReport {
 pub trait Store:
     AckStore
     + ChatStore
+    + EscalationStore
     + CitizenStore
     + ClusterStore
     + DraftStore

@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::Result;
+use crate::domain::escalation::EscalationPolicy;
 use crate::domain::subscriber::{ChannelKind, Language, Subscription, ValidSubscriber};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,6 +108,8 @@ pub struct SubscriberRow {
     pub subscriptions: Vec<Subscription>,
     /// For citizens: the ids of the status-page services they follow.
     pub citizen_services: Vec<String>,
+    /// Its own escalation policy; `None`: its audience's, if any.
+    pub escalation: Option<EscalationPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +173,8 @@ pub struct SubscriberEdit {
     /// language and services); one whose value changed is a new address.
     pub addresses: BTreeMap<ChannelKind, Vec<String>>,
     pub subscriptions: Option<Vec<Subscription>>,
+    /// The desk's own escalation policy: `Some(None)` leaves it to its audience's.
+    pub escalation: Option<Option<EscalationPolicy>>,
 }
 
 /// What an edit did, for the audit log.

@@ -11,7 +11,7 @@ use super::rows::{DELIVERY_COLUMNS, delivery_from_row, ms};
 use super::sql::SqlStore;
 use super::subscriber_sql::{
     Which, bump_subscribers_version, cancel_address_deliveries, forget_in_drafts, load_which,
-    write_subscriptions,
+    write_escalation, write_subscriptions,
 };
 use super::{
     EditOutcome, EditReport, MAX_PAGE, Result, SubscriberDelivery, SubscriberEdit,
@@ -209,6 +209,9 @@ impl SqlStore {
         }
         if let Some(subscriptions) = &edit.subscriptions {
             write_subscriptions(&mut tx, id, subscriptions).await?;
+        }
+        if let Some(policy) = &edit.escalation {
+            write_escalation(&mut tx, id, policy.as_ref()).await?;
         }
         bump_subscribers_version(&mut tx).await?;
         tx.commit().await?;

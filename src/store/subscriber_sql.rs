@@ -17,6 +17,7 @@ use super::{
     SubscriberStore, SyncReport,
 };
 use crate::domain::Matcher;
+use crate::domain::escalation::{EscalationPolicy, EscalationStepSpec};
 use crate::domain::subscriber::{ChannelKind, Language, Subscription, ValidSubscriber};
 
 /// Which subscribers a load reads: every one, one, or those of a page.
@@ -96,7 +97,7 @@ pub(super) async fn load_which(
 ) -> Result<Vec<SubscriberRow>> {
     let rows = which
         .query(format!(
-            "SELECT id, name, language, audience, origin, created_at, citizen_services FROM subscribers WHERE {} ORDER BY id",
+            "SELECT id, name, language, audience, origin, created_at, citizen_services, escalation FROM subscribers WHERE {} ORDER BY id",
             which.condition("id")
         ))?
         .fetch_all(&mut *conn)
@@ -114,6 +115,8 @@ pub(super) async fn load_which(
             _ => SubscriberOrigin::Api,
         };
         let language: String = row.try_get("language")?;
+        let escalation: Option<String> = row.try_get("escalation")?;
+        let escalation = escalation.map(|e| read_escalation(&e)).transpose()?;
         out.insert(
             sid,
             SubscriberRow {
@@ -126,6 +129,7 @@ pub(super) async fn load_which(
                 addresses: Vec::new(),
                 subscriptions: Vec::new(),
                 citizen_services: citizen_services.unwrap_or_default(),
+                escalation,
             },
         );
     }
@@ -207,6 +211,45 @@ pub(super) async fn insert_subscriber(
     Ok(id)
 }
 
+/// A stored escalation policy, checked again as it is read.
+fn read_escalation(text: &str) -> Result<EscalationPolicy> {
+    let specs: Vec<EscalationStepSpec> = from_json(text, "escalation")?;
+    EscalationPolicy::parse(&specs, "escalation").map_err(|errors| {
+        StoreError::Corrupt(format!(
+            "escalation `{text}`: {}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })
+}
+
+/// Stores a subscriber's own escalation policy, unless it is the one already stored; true when
+/// it changed.
+pub(super) async fn write_escalation(
+    tx: &mut Transaction<'static, Any>,
+    id: i64,
+    policy: Option<&EscalationPolicy>,
+) -> Result<bool> {
+    let wanted = policy.map(|p| json(&p.specs())).transpose()?;
+    let stored: Option<Option<String>> =
+        sqlx::query_scalar("SELECT escalation FROM subscribers WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if stored.flatten() == wanted {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE subscribers SET escalation = $2 WHERE id = $1")
+        .bind(id)
+        .bind(wanted)
+        .execute(&mut **tx)
+        .await?;
+    Ok(true)
+}
+
 /// Writes a subscriber's addresses and subscriptions; true when that changed any.
 async fn insert_subscriber_parts(
     tx: &mut Transaction<'static, Any>,
@@ -256,6 +299,7 @@ async fn insert_subscriber_parts(
         .rows_affected();
         changed |= added > 0;
     }
+    changed |= write_escalation(tx, id, s.escalation.as_ref()).await?;
     Ok(write_subscriptions(tx, id, &s.subscriptions).await? || changed)
 }
 

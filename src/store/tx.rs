@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::{
-    AlertRow, CitizenGroup, IncidentOrigin, IncidentRow, NewDraftPart, Result, SignalSnapshot,
-    SubscriberRow, UpdateRow,
+    AlertRow, CitizenGroup, EscalationRow, EscalationState, IncidentOrigin, IncidentRow,
+    NewDraftPart, NewEscalationStep, Result, SignalSnapshot, SubscriberRow, UpdateRow,
 };
 use crate::domain::subscriber::ChannelKind;
 use crate::domain::{IncidentStatus, Labels, Severity, Signal, UpdateKind};
@@ -145,6 +145,37 @@ pub trait Tx: Send {
     /// Addresses (id, channel) but citizens' that were sent an earlier update of the incident:
     /// they hear every later update, whatever the signals' labels have become.
     async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>>;
+
+    // Escalation (`crate::route::escalation`).
+    /// Writes a desk's ladder for the incident; steps already written (by this replica or a
+    /// racing one) stay as they are. Returns how many were written.
+    async fn start_escalation(
+        &mut self,
+        incident_id: i64,
+        subscriber_id: i64,
+        steps: &[NewEscalationStep],
+        now: Timestamp,
+    ) -> Result<u64>;
+    /// The desks that have a ladder for the incident.
+    async fn escalated_desks(&mut self, incident_id: i64) -> Result<Vec<i64>>;
+    /// Marks the incident's waiting steps resolved (its resolution was routed); how many.
+    async fn end_escalations(&mut self, incident_id: i64, now: Timestamp) -> Result<u64>;
+    /// Waiting steps due at `now`, earliest first.
+    async fn due_escalations(&mut self, now: Timestamp, limit: u32) -> Result<Vec<EscalationRow>>;
+    /// Moves a step out of `waiting` to `state`; false when it had already left it (another
+    /// would-be leader, or an acknowledgement, came first).
+    async fn settle_escalation(
+        &mut self,
+        id: i64,
+        state: EscalationState,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// When the earliest waiting step is due.
+    async fn next_escalation_at(&mut self) -> Result<Option<Timestamp>>;
+    /// Whether the desk has acknowledged the incident.
+    async fn desk_acknowledged(&mut self, incident_id: i64, subscriber_id: i64) -> Result<bool>;
+    /// The incident's latest routed update (silent ones aside): what a step sends.
+    async fn latest_routed_update(&mut self, incident_id: i64) -> Result<Option<UpdateRow>>;
 
     // Pipeline.
     /// Claims due deliveries of `channel` for `owner` as the outbox does

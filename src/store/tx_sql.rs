@@ -7,14 +7,16 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::dialect::{Dialect, values};
+use super::escalation_sql as ladder;
 use super::rows::{
     INCIDENT_COLUMNS, alert_from_row, from_json, incident_from_row, json, ms, opt_ms, opt_ts,
     parse, ts, update_from_row,
 };
 use super::subscriber_sql::{Which, load_which};
 use super::{
-    AlertRow, CitizenGroup, IncidentRow, NewDelivery, NewDraftPart, NewIncident, NewMessage,
-    NewUpdate, Result, Signal, StoreError, StoredSignal, SubscriberRow, Tx, UpdateRow,
+    AlertRow, CitizenGroup, EscalationRow, EscalationState, IncidentRow, NewDelivery, NewDraftPart,
+    NewEscalationStep, NewIncident, NewMessage, NewUpdate, Result, Signal, StoreError,
+    StoredSignal, SubscriberRow, Tx, UpdateRow,
 };
 use crate::domain::subscriber::ChannelKind;
 
@@ -64,6 +66,49 @@ impl Tx for SqlTx {
             owner,
         };
         super::outbox_sql::claim(&mut self.tx, self.dialect, &c).await
+    }
+
+    async fn start_escalation(
+        &mut self,
+        incident_id: i64,
+        subscriber_id: i64,
+        steps: &[NewEscalationStep],
+        now: Timestamp,
+    ) -> Result<u64> {
+        ladder::start(&mut self.tx, incident_id, subscriber_id, steps, now).await
+    }
+
+    async fn escalated_desks(&mut self, incident_id: i64) -> Result<Vec<i64>> {
+        ladder::desks(&mut self.tx, incident_id).await
+    }
+
+    async fn end_escalations(&mut self, incident_id: i64, now: Timestamp) -> Result<u64> {
+        ladder::end(&mut self.tx, incident_id, now).await
+    }
+
+    async fn due_escalations(&mut self, now: Timestamp, limit: u32) -> Result<Vec<EscalationRow>> {
+        ladder::due(&mut self.tx, self.dialect, now, limit).await
+    }
+
+    async fn settle_escalation(
+        &mut self,
+        id: i64,
+        state: EscalationState,
+        now: Timestamp,
+    ) -> Result<bool> {
+        ladder::settle(&mut self.tx, id, state, now).await
+    }
+
+    async fn next_escalation_at(&mut self) -> Result<Option<Timestamp>> {
+        ladder::next_due(&mut self.tx).await
+    }
+
+    async fn desk_acknowledged(&mut self, incident_id: i64, subscriber_id: i64) -> Result<bool> {
+        ladder::acknowledged(&mut self.tx, incident_id, subscriber_id).await
+    }
+
+    async fn latest_routed_update(&mut self, incident_id: i64) -> Result<Option<UpdateRow>> {
+        ladder::latest_routed(&mut self.tx, incident_id).await
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {

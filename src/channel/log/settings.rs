@@ -55,5 +55,6 @@ pub fn subscribers(settings: &Settings) -> Vec<ValidSubscriber> {
             min_severity: l.min_severity,
             channels: vec![ChannelKind::Log],
         }],
+        escalation: None,
     }]
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::escalation::{EscalationPolicy, EscalationStepSpec};
 use super::text;
 use super::{Matcher, Severity};
 
@@ -282,6 +283,10 @@ pub struct SubscriberSpec {
     pub addresses: BTreeMap<String, OneOrMany>,
     #[serde(default)]
     pub subscriptions: Vec<Subscription>,
+    /// The desk's own escalation policy, over its audience's (`[escalation.audiences]`); empty:
+    /// its audience's, if any.
+    #[serde(default)]
+    pub escalation: Vec<EscalationStepSpec>,
 }
 
 /// An edit of a subscriber, as the API's `PATCH` body writes it: a field left out stays as it is.
@@ -298,6 +303,8 @@ pub struct SubscriberPatch {
     #[schema(value_type = Option<Object>)]
     pub addresses: Option<BTreeMap<String, Option<OneOrMany>>>,
     pub subscriptions: Option<Vec<Subscription>>,
+    /// The desk's own escalation policy, whole; `[]` leaves it to its audience's.
+    pub escalation: Option<Vec<EscalationStepSpec>>,
 }
 
 impl SubscriberPatch {
@@ -309,6 +316,7 @@ impl SubscriberPatch {
             ("audience", self.audience.is_some()),
             ("addresses", self.addresses.is_some()),
             ("subscriptions", self.subscriptions.is_some()),
+            ("escalation", self.escalation.is_some()),
         ]
         .into_iter()
         .filter_map(|(field, given)| given.then_some(field))
@@ -320,6 +328,9 @@ fn default_audience() -> String {
     "internal".to_owned()
 }
 
+/// The audience of citizens and the public channels, which never escalates.
+pub const PUBLIC: &str = "public";
+
 /// A subscriber spec that passed validation: addresses canonical, per channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidSubscriber {
@@ -328,6 +339,8 @@ pub struct ValidSubscriber {
     pub audience: String,
     pub addresses: Vec<(ChannelKind, String)>,
     pub subscriptions: Vec<Subscription>,
+    /// Its own escalation policy; `None`: its audience's, if any.
+    pub escalation: Option<EscalationPolicy>,
 }
 
 /// A validation problem with the path of the offending field.
@@ -402,6 +415,19 @@ impl SubscriberSpec {
                 }
             }
         }
+        let escalation = if self.escalation.is_empty() {
+            None
+        } else if audience == PUBLIC {
+            errors.push(FieldError {
+                field: "escalation".into(),
+                message: "the public audience never escalates: citizens and the public channels are told once".into(),
+            });
+            None
+        } else {
+            EscalationPolicy::parse(&self.escalation, "escalation")
+                .map_err(|e| errors.extend(e))
+                .ok()
+        };
         if errors.is_empty() {
             Ok(ValidSubscriber {
                 name,
@@ -411,6 +437,7 @@ impl SubscriberSpec {
                 audience,
                 addresses,
                 subscriptions: self.subscriptions,
+                escalation,
             })
         } else {
             Err(errors)
@@ -444,6 +471,7 @@ mod tests {
                 audience: default_audience(),
                 addresses: BTreeMap::new(),
                 subscriptions: Vec::new(),
+                escalation: Vec::new(),
             };
             match spec.validate(&rules()) {
                 Ok(valid) => prop_assert!(
@@ -466,6 +494,7 @@ mod tests {
             audience: default_audience(),
             addresses: BTreeMap::new(),
             subscriptions: Vec::new(),
+            escalation: Vec::new(),
         };
         for (name, said) in [
             ("Evil\r\nBcc: x@y", "U+000D"),

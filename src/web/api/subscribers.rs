@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::domain::escalation::EscalationStepSpec;
 use crate::domain::subscriber::{SubscriberPatch, SubscriberSpec, Subscription};
 use crate::store::{MAX_PAGE, SubscriberDelivery, SubscriberFilter};
 use crate::web::body::{json, read};
@@ -68,6 +69,9 @@ pub struct SubscriberJson {
     created_at: Timestamp,
     addresses: Vec<AddressJson>,
     subscriptions: Vec<Subscription>,
+    /// The desk's own escalation policy (empty: its audience's, `[escalation.audiences]`, if
+    /// any).
+    escalation: Vec<EscalationStepSpec>,
     /// A citizen's status-page services, which its subscriptions are written from.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     services: Vec<String>,
@@ -105,6 +109,7 @@ impl From<SubscriberRow> for SubscriberJson {
                 })
                 .collect(),
             subscriptions: s.subscriptions,
+            escalation: s.escalation.map(|p| p.specs()).unwrap_or_default(),
             services: s.citizen_services,
         }
     }

@@ -173,6 +173,13 @@ pub async fn edit(
             .map(|(channel, list)| (channel, list.unwrap_or(OneOrMany::Many(Vec::new()))))
             .collect(),
         subscriptions: patch.subscriptions.clone().unwrap_or(current.subscriptions),
+        escalation: patch.escalation.clone().unwrap_or_else(|| {
+            current
+                .escalation
+                .as_ref()
+                .map(|p| p.specs())
+                .unwrap_or_default()
+        }),
     };
     let valid = validated(state, spec)?;
     let mut addresses: BTreeMap<ChannelKind, Vec<String>> = BTreeMap::new();
@@ -196,6 +203,7 @@ pub async fn edit(
         audience: patch.audience.map(|_| valid.audience.clone()),
         addresses,
         subscriptions: patch.subscriptions.map(|_| valid.subscriptions.clone()),
+        escalation: patch.escalation.map(|_| valid.escalation.clone()),
     };
     let report = match state.store.edit_subscriber(id, &edit, now).await? {
         EditOutcome::Edited(report) => report,
