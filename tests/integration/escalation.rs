@@ -1,0 +1,631 @@
+//! Escalation with simulated time, on SQLite and PostgreSQL: a real store, the engine opening and
+//! updating incidents by hand, and the router routing them and climbing the desks' ladders
+//! (`Router::escalate`) at explicit moments. A desk with email at once and SMS after five minutes
+//! is texted at 5:00 and not at 4:59, never once it acknowledged or the incident ended, hears a
+//! second update by email only, and hears the resolution on every channel that carried a message;
+//! a router built anew in the middle (a restart, another leader) changes nothing. Then the real
+//! binary: a desk's policy through the API (its refusals naming the field) and an outage emailed
+//! at once and texted two seconds later.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use banditore::domain::escalation::{EscalationPolicy, EscalationStepSpec};
+use banditore::domain::incident::Timing;
+use banditore::domain::subscriber::{ChannelKind, Language, SubscriberRules, SubscriberSpec};
+use banditore::domain::{IncidentStatus, Labels};
+use banditore::incident::{Engine, ManualIncident, ManualUpdate};
+use banditore::render::Renderer;
+use banditore::route::Router;
+use banditore::settings::ApprovalSettings;
+use banditore::store::{Acknowledged, EscalationState, NextEscalation, Store};
+use jiff::Timestamp;
+use serde_json::json;
+
+use crate::support::*;
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+fn it() -> Language {
+    Language::try_from("it".to_owned()).unwrap()
+}
+
+/// The CUP desks' policy, shortened to what the tests need: email and Telegram at once, a text
+/// after five minutes, the webhook after ten.
+fn cup_policy() -> serde_json::Value {
+    serde_json::json!([
+        {"after": "0s", "channels": ["email", "telegram"]},
+        {"after": "5m", "channels": ["sms"]},
+        {"after": "10m", "channels": ["webhook"]},
+    ])
+}
+
+struct Desk {
+    id: i64,
+    /// Address ids by channel.
+    addresses: BTreeMap<ChannelKind, i64>,
+}
+
+/// The engine and a router over one store, as the leader's pipeline steps them.
+struct Ladder {
+    store: Arc<dyn Store>,
+    engine: Engine,
+    router: Router,
+    audiences: Arc<BTreeMap<String, EscalationPolicy>>,
+}
+
+impl Ladder {
+    fn new(store: Arc<dyn Store>) -> Ladder {
+        Ladder::with_audiences(store, BTreeMap::new())
+    }
+
+    fn with_audiences(
+        store: Arc<dyn Store>,
+        audiences: BTreeMap<String, EscalationPolicy>,
+    ) -> Ladder {
+        let timing = Timing {
+            group_wait: Duration::from_secs(0),
+            group_interval: Duration::from_secs(60),
+            flap_hold_down: Duration::from_secs(0),
+        };
+        let engine = Engine::new(store.clone(), timing, vec!["service".into()]);
+        let audiences = Arc::new(audiences);
+        let router = Ladder::router(&store, &audiences);
+        Ladder {
+            store,
+            engine,
+            router,
+            audiences,
+        }
+    }
+
+    fn router(
+        store: &Arc<dyn Store>,
+        audiences: &Arc<BTreeMap<String, EscalationPolicy>>,
+    ) -> Router {
+        let renderer = Renderer::new(
+            Path::new(""),
+            &it(),
+            jiff::tz::TimeZone::UTC,
+            &banditore::channel::forms(),
+        )
+        .unwrap();
+        Router::new(
+            store.clone(),
+            renderer,
+            "https://banditore.example",
+            [
+                ChannelKind::Email,
+                ChannelKind::Telegram,
+                ChannelKind::Sms,
+                ChannelKind::Webhook,
+            ]
+            .into_iter()
+            .collect(),
+            ApprovalSettings {
+                audiences: BTreeMap::new(),
+                notify_audience: String::new(),
+            },
+            Arc::new(Vec::new()),
+            Arc::new(Vec::new()),
+        )
+        .with_escalation(audiences.clone())
+    }
+
+    /// A restart, or another replica taking the lead: a router with nothing in memory.
+    fn restart(&mut self) {
+        self.router = Ladder::router(&self.store, &self.audiences);
+    }
+
+    /// A desk of `audience` with one address on each of the CUP desks' four channels.
+    async fn desk(&self, name: &str, audience: &str, escalation: serde_json::Value) -> Desk {
+        let spec: SubscriberSpec = serde_json::from_value(serde_json::json!({
+            "name": name,
+            "audience": audience,
+            "addresses": {
+                "email": format!("{name}@asl.example"),
+                "telegram": "123456789",
+                "sms": "+393331234567",
+                "webhook": format!("https://hooks.asl.example/{name}"),
+            },
+            "subscriptions": [{}],
+            "escalation": escalation,
+        }))
+        .unwrap();
+        let valid = spec.validate(&SubscriberRules::new(it())).unwrap();
+        let id = self.store.create_subscriber(&valid, at(0)).await.unwrap();
+        let row = self.store.subscriber(id).await.unwrap().unwrap();
+        Desk {
+            id,
+            addresses: row.addresses.iter().map(|a| (a.channel, a.id)).collect(),
+        }
+    }
+
+    /// One pipeline step at `t` seconds: route what waits, then climb what is due.
+    async fn step(&self, t: i64) {
+        self.engine.step(at(t)).await.unwrap();
+        self.router.step(at(t)).await.unwrap();
+        self.router.escalate(at(t)).await.unwrap();
+    }
+
+    async fn open(&self, t: i64) -> i64 {
+        let (incident, _) = self
+            .engine
+            .open_manual(
+                ManualIncident {
+                    title: "CUP non raggiungibile".into(),
+                    status: IncidentStatus::Investigating,
+                    severity: banditore::domain::Severity::Major,
+                    labels: Labels::from([("service".to_owned(), "cup".to_owned())]),
+                    body: None,
+                },
+                "sala operativa",
+                at(t),
+            )
+            .await
+            .unwrap();
+        self.step(t).await;
+        incident.id
+    }
+
+    async fn update(&self, incident: i64, t: i64, status: Option<IncidentStatus>) {
+        self.engine
+            .post_update(
+                incident,
+                ManualUpdate {
+                    status,
+                    severity: None,
+                    body: Some(format!("a {t} secondi")),
+                },
+                "sala operativa",
+                at(t),
+            )
+            .await
+            .unwrap();
+        self.step(t).await;
+    }
+
+    /// The channels each update of the incident went on, in update order: (update, channel).
+    async fn sent(&self, incident: i64) -> Vec<(i64, ChannelKind)> {
+        let mut sent: Vec<(i64, ChannelKind)> = self
+            .store
+            .incident_deliveries(incident)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| (d.update_seq, d.channel))
+            .collect();
+        sent.sort();
+        sent
+    }
+
+    async fn states(&self, incident: i64) -> Vec<(i64, EscalationState)> {
+        self.store
+            .escalations(incident)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| (e.step, e.state))
+            .collect()
+    }
+}
+
+use ChannelKind::{Email, Sms, Telegram, Webhook};
+
+async fn without_an_acknowledgement_each_step_fires_on_time_and_the_resolution_follows_it(
+    store: Arc<dyn Store>,
+) {
+    let ladder = Ladder::new(store);
+    let desk = ladder.desk("cup-foligno", "cup", cup_policy()).await;
+    assert_eq!(desk.addresses.len(), 4);
+    let id = ladder.open(0).await;
+    assert_eq!(ladder.sent(id).await, vec![(1, Email), (1, Telegram)]);
+    assert_eq!(
+        ladder.store.next_escalations(id).await.unwrap(),
+        vec![NextEscalation {
+            subscriber_id: desk.id,
+            step: 1,
+            channels: vec![Sms],
+            due_at: at(300),
+        }]
+    );
+
+    ladder.step(299).await;
+    assert_eq!(
+        ladder.sent(id).await,
+        vec![(1, Email), (1, Telegram)],
+        "4:59"
+    );
+    ladder.step(300).await;
+    assert_eq!(
+        ladder.sent(id).await,
+        vec![(1, Email), (1, Telegram), (1, Sms)],
+        "5:00: the text"
+    );
+    assert_eq!(
+        ladder.states(id).await,
+        vec![(1, EscalationState::Fired), (2, EscalationState::Waiting)]
+    );
+    ladder.step(301).await;
+    ladder.step(599).await;
+    assert_eq!(
+        ladder.sent(id).await.len(),
+        3,
+        "one text, however often it steps"
+    );
+    ladder.step(600).await;
+    assert_eq!(
+        ladder.sent(id).await,
+        vec![(1, Email), (1, Telegram), (1, Sms), (1, Webhook)]
+    );
+    assert!(ladder.store.next_escalations(id).await.unwrap().is_empty());
+
+    // The resolution goes to every channel that carried a message.
+    ladder.update(id, 700, Some(IncidentStatus::Resolved)).await;
+    assert_eq!(
+        ladder.sent(id).await,
+        vec![
+            (1, Email),
+            (1, Telegram),
+            (1, Sms),
+            (1, Webhook),
+            (2, Email),
+            (2, Telegram),
+            (2, Sms),
+            (2, Webhook)
+        ]
+    );
+}
+
+async fn an_acknowledgement_at_three_minutes_means_no_text_ever(store: Arc<dyn Store>) {
+    let ladder = Ladder::new(store);
+    let desk = ladder.desk("cup-terni", "cup", cup_policy()).await;
+    let id = ladder.open(0).await;
+    let acked = ladder
+        .store
+        .acknowledge(id, desk.addresses[&Telegram], at(180))
+        .await
+        .unwrap();
+    assert!(matches!(acked, Acknowledged::Recorded(_)), "{acked:?}");
+    assert_eq!(
+        ladder.states(id).await,
+        vec![
+            (1, EscalationState::Acknowledged),
+            (2, EscalationState::Acknowledged)
+        ],
+        "stopped by the acknowledgement itself"
+    );
+    assert!(ladder.store.next_escalations(id).await.unwrap().is_empty());
+    for t in [299, 300, 600, 3600] {
+        ladder.step(t).await;
+    }
+    assert_eq!(ladder.sent(id).await, vec![(1, Email), (1, Telegram)]);
+    // The resolution goes where the opening went, and nowhere else.
+    ladder
+        .update(id, 4000, Some(IncidentStatus::Resolved))
+        .await;
+    assert_eq!(
+        ladder.sent(id).await,
+        vec![(1, Email), (1, Telegram), (2, Email), (2, Telegram)]
+    );
+}
+
+async fn a_resolution_at_three_minutes_cancels_the_text_and_goes_where_the_opening_went(
+    store: Arc<dyn Store>,
+) {
+    let ladder = Ladder::new(store);
+    ladder.desk("cup-spoleto", "cup", cup_policy()).await;
+    let id = ladder.open(0).await;
+    ladder.update(id, 180, Some(IncidentStatus::Resolved)).await;
+    assert_eq!(
+        ladder.states(id).await,
+        vec![
+            (1, EscalationState::Resolved),
+            (2, EscalationState::Resolved)
+        ]
+    );
+    for t in [300, 600] {
+        ladder.step(t).await;
+    }
+    assert_eq!(
+        ladder.sent(id).await,
+        vec![(1, Email), (1, Telegram), (2, Email), (2, Telegram)]
+    );
+}
+
+async fn a_second_update_goes_only_where_the_first_went_and_the_text_tells_the_latest(
+    store: Arc<dyn Store>,
+) {
+    let ladder = Ladder::new(store);
+    ladder.desk("cup-orvieto", "cup", cup_policy()).await;
+    let id = ladder.open(0).await;
+    ladder.update(id, 120, None).await;
+    assert_eq!(
+        ladder.sent(id).await,
+        vec![(1, Email), (1, Telegram), (2, Email), (2, Telegram)]
+    );
+    ladder.step(300).await;
+    assert_eq!(
+        ladder.sent(id).await,
+        vec![
+            (1, Email),
+            (1, Telegram),
+            (2, Email),
+            (2, Telegram),
+            (2, Sms)
+        ],
+        "the text tells the incident as it stands: the latest update"
+    );
+    // The due time stays the first message's: a later update does not push the ladder back.
+    ladder.update(id, 400, None).await;
+    assert!(ladder.sent(id).await.contains(&(3, Sms)));
+    assert!(!ladder.sent(id).await.contains(&(3, Webhook)));
+    ladder.step(600).await;
+    assert!(ladder.sent(id).await.contains(&(3, Webhook)));
+}
+
+async fn a_restart_in_the_middle_changes_nothing(store: Arc<dyn Store>) {
+    let mut ladder = Ladder::new(store);
+    ladder.desk("cup-narni", "cup", cup_policy()).await;
+    let id = ladder.open(0).await;
+    ladder.restart();
+    ladder.step(299).await;
+    assert_eq!(ladder.sent(id).await, vec![(1, Email), (1, Telegram)]);
+    ladder.restart();
+    ladder.step(300).await;
+    ladder.restart();
+    ladder.step(300).await;
+    ladder.step(301).await;
+    assert_eq!(
+        ladder.sent(id).await,
+        vec![(1, Email), (1, Telegram), (1, Sms)],
+        "one text across restarts"
+    );
+    ladder.restart();
+    ladder.update(id, 320, Some(IncidentStatus::Resolved)).await;
+    ladder.restart();
+    ladder.step(600).await;
+    assert_eq!(
+        ladder.sent(id).await,
+        vec![
+            (1, Email),
+            (1, Telegram),
+            (1, Sms),
+            (2, Email),
+            (2, Telegram),
+            (2, Sms)
+        ]
+    );
+}
+
+async fn an_audiences_policy_holds_unless_the_desk_has_its_own(store: Arc<dyn Store>) {
+    let steps: Vec<EscalationStepSpec> = serde_json::from_value(serde_json::json!([
+        {"after": "0s", "channels": ["email"]},
+        {"after": "1m", "channels": ["sms", "telegram"]},
+    ]))
+    .unwrap();
+    let audiences = BTreeMap::from([(
+        "cup".to_owned(),
+        EscalationPolicy::parse(&steps, "escalation").unwrap(),
+    )]);
+    let ladder = Ladder::with_audiences(store, audiences);
+    let by_audience = ladder.desk("cup-a", "cup", serde_json::json!([])).await;
+    let own = ladder
+        .desk(
+            "cup-b",
+            "cup",
+            serde_json::json!([{"after": "2m", "channels": ["webhook"]}]),
+        )
+        .await;
+    ladder
+        .desk("ps", "pronto-soccorso", serde_json::json!([]))
+        .await;
+    let id = ladder.open(0).await;
+    let deliveries = ladder.store.incident_deliveries(id).await.unwrap();
+    let channels_of = |name: &str| {
+        let mut c: Vec<ChannelKind> = deliveries
+            .iter()
+            .filter(|d| d.subscriber == name)
+            .map(|d| d.channel)
+            .collect();
+        c.sort();
+        c
+    };
+    // The three desks share the Telegram chat and the number: each address once per message.
+    assert_eq!(channels_of("cup-a"), vec![Email, Webhook], "the audience's");
+    assert_eq!(channels_of("cup-b"), vec![Email, Telegram, Sms], "its own");
+    assert_eq!(
+        channels_of("ps"),
+        vec![Email, Webhook],
+        "no policy: at once (the chat and the number heard it from cup-b)"
+    );
+    let next = ladder.store.next_escalations(id).await.unwrap();
+    assert_eq!(
+        next.iter()
+            .map(|n| (n.subscriber_id, n.due_at))
+            .collect::<Vec<_>>(),
+        vec![(by_audience.id, at(60)), (own.id, at(120))]
+    );
+}
+
+suite!(
+    without_an_acknowledgement_each_step_fires_on_time_and_the_resolution_follows_it,
+    an_acknowledgement_at_three_minutes_means_no_text_ever,
+    a_resolution_at_three_minutes_cancels_the_text_and_goes_where_the_opening_went,
+    a_second_update_goes_only_where_the_first_went_and_the_text_tells_the_latest,
+    a_restart_in_the_middle_changes_nothing,
+    an_audiences_policy_holds_unless_the_desk_has_its_own,
+);
+
+/// The real binary: a desk with email at once and a text after two seconds; a monitor's outage
+/// is emailed, then texted about two seconds later, and the step is counted.
+#[tokio::test]
+async fn an_outage_is_emailed_at_once_and_texted_when_the_step_comes() {
+    let smtp = SmtpServer::start();
+    let double = SmsDouble::start().await;
+    let app = TestApp::spawn(
+        &smtp,
+        &crate::sms::providers(&double, &[SmsProvider::Twilio]),
+        &[("BANDITORE__CHANNELS__SMS__ENABLED", "true")],
+    )
+    .await;
+    let desk = "cup.foligno@asl.example";
+    let id = app
+        .subscribe(json!({
+            "name": "CUP Foligno", "audience": "cup",
+            "addresses": {"email": desk, "sms": "333 123 4567"},
+            "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
+            "escalation": [
+                {"after": "0s", "channels": ["email"]},
+                {"after": "2s", "channels": ["sms"]},
+            ],
+        }))
+        .await;
+    let shown = app
+        .get_json(&format!("/api/v1/subscribers/{id}"), OPERATOR_TOKEN)
+        .await;
+    assert_eq!(
+        shown["escalation"],
+        json!([{"after": "0s", "channels": ["email"]}, {"after": "2s", "channels": ["sms"]}])
+    );
+
+    let fired = std::time::Instant::now();
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    smtp.wait_for(desk, 1, Duration::from_secs(10));
+    let emailed = fired.elapsed();
+    assert!(double.sent().is_empty(), "no text before its step");
+    let texts = double.wait_for(1, Duration::from_secs(10)).await;
+    let texted = texts[0].at.duration_since(fired);
+    assert_eq!(texts[0].to, "+393331234567");
+    assert!(
+        texts[0].text.contains("CUP non risponde"),
+        "{}",
+        texts[0].text
+    );
+    assert!(
+        texted >= Duration::from_secs(2) && texted < Duration::from_secs(5),
+        "emailed after {emailed:?}, texted after {texted:?}"
+    );
+    eprintln!("emailed after {emailed:?}, texted after {texted:?}");
+    let metrics = eventually(
+        || async { app.get("/metrics", None).await.text().await.unwrap() },
+        |m: &String| m.contains("banditore_escalations_total{outcome=\"fired\"} 1"),
+    )
+    .await;
+    assert!(!metrics.contains("outcome=\"acknowledged\""));
+
+    // The resolution goes to both: the text carried a message too.
+    fire_alert(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    smtp.wait_for(desk, 2, Duration::from_secs(10));
+    let texts = double.wait_for(2, Duration::from_secs(10)).await;
+    assert!(texts[1].text.contains("RISOLTO"), "{}", texts[1].text);
+}
+
+/// A policy the API refuses names its field, and nothing is stored.
+#[tokio::test]
+async fn a_policy_the_api_refuses_names_its_field() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    let desk = |escalation: serde_json::Value, audience: &str| {
+        json!({
+            "name": "CUP", "audience": audience,
+            "addresses": {"email": "cup@asl.example"}, "escalation": escalation,
+        })
+    };
+    for (body, field, said) in [
+        (
+            desk(
+                json!([{"after": "5m", "channels": ["sms"]}, {"after": "1m", "channels": ["email"]}]),
+                "cup",
+            ),
+            "escalation[1].after",
+            "later than",
+        ),
+        (
+            desk(json!([{"after": "0s", "channels": ["fax"]}]), "cup"),
+            "escalation[0].channels[0]",
+            "unknown channel",
+        ),
+        (
+            desk(
+                json!([{"after": "0s", "channels": ["sms"]}, {"after": "1m", "channels": ["sms"]}]),
+                "cup",
+            ),
+            "escalation[1].channels[0]",
+            "one step only",
+        ),
+        (
+            desk(json!([{"after": "0s", "channels": []}]), "cup"),
+            "escalation[0].channels",
+            "at least one channel",
+        ),
+        (
+            desk(json!([{"after": "domani", "channels": ["sms"]}]), "cup"),
+            "escalation[0].after",
+            "not a duration",
+        ),
+        (
+            desk(json!([{"after": "1m", "channels": ["sms"]}]), "public"),
+            "escalation",
+            "never escalates",
+        ),
+    ] {
+        let resp = app
+            .post_json("/api/v1/subscribers", Some(ADMIN_TOKEN), &body)
+            .await;
+        assert_eq!(resp.status(), 400, "{body}");
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(answer["field"], field, "{answer}");
+        assert!(answer.to_string().contains(said), "{answer}");
+    }
+    for body in [
+        desk(
+            json!([{"after": "1m", "channels": ["sms"], "repeat": true}]),
+            "cup",
+        ),
+        desk(json!([{"after": 60, "channels": ["sms"]}]), "cup"),
+        desk(json!({"after": "1m"}), "cup"),
+    ] {
+        let resp = app
+            .post_json("/api/v1/subscribers", Some(ADMIN_TOKEN), &body)
+            .await;
+        assert_eq!(resp.status(), 400, "{body}");
+    }
+    let list = app.get_json("/api/v1/subscribers", OPERATOR_TOKEN).await;
+    assert!(
+        !list["subscribers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "CUP"),
+        "nothing stored: {list}"
+    );
+
+    // An edit: set, shown, refused on the public audience, removed.
+    let id = app.subscribe(desk(json!([]), "cup")).await;
+    let path = format!("/api/v1/subscribers/{id}");
+    let patch = |body: serde_json::Value| {
+        app.http
+            .patch(app.url(&path))
+            .bearer_auth(OPERATOR_TOKEN)
+            .json(&body)
+            .send()
+    };
+    let set = patch(json!({"escalation": [{"after": "5m", "channels": ["sms"]}]}))
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let shown: serde_json::Value = set.json().await.unwrap();
+    assert_eq!(shown["escalation"][0]["after"], "5m");
+    let public = patch(json!({"audience": "public"})).await.unwrap();
+    assert_eq!(public.status(), 400);
+    let answer: serde_json::Value = public.json().await.unwrap();
+    assert_eq!(answer["field"], "escalation", "{answer}");
+    let removed = patch(json!({"escalation": []})).await.unwrap();
+    let shown: serde_json::Value = removed.json().await.unwrap();
+    assert_eq!(shown["escalation"], json!([]));
+}
