@@ -4,7 +4,11 @@ use std::process::Command;
 
 use crate::support::*;
 
-fn banditore(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+pub(crate) fn banditore(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_banditore"));
     cmd.args(args).current_dir(dir);
     for (k, v) in env {

@@ -629,3 +629,56 @@ async fn a_policy_the_api_refuses_names_its_field() {
     let shown: serde_json::Value = removed.json().await.unwrap();
     assert_eq!(shown["escalation"], json!([]));
 }
+
+/// `check-config` names every problem of the configuration's policies with its key path, and
+/// takes the CUP desks' example as written.
+#[test]
+fn check_config_names_each_policys_problems_by_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let write = |text: &str| std::fs::write(&config, text).unwrap();
+    let check = || {
+        crate::cli::banditore(
+            dir.path(),
+            &["--config", config.to_str().unwrap(), "check-config"],
+            &[],
+        )
+    };
+    write(
+        r#"
+[escalation.audiences]
+cup-desk = [{ after = "0s", channels = ["email", "telegram"] }, { after = "5m", channels = ["sms"] }]
+public = [{ after = "1m", channels = ["sms"] }]
+pronto-soccorso = [{ after = "5m", channels = ["sms"] }, { after = "2m", channels = ["fax", "sms"] }]
+
+[[subscribers]]
+name = "CUP Foligno"
+audience = "cup-desk"
+addresses = { email = "cup.foligno@asl.example" }
+escalation = [{ after = "0s", channels = ["email"] }, { after = "presto", channels = [] }]
+"#,
+    );
+    let (code, out, err) = check();
+    assert_eq!(code, 2, "{out}{err}");
+    for problem in [
+        "escalation.audiences.public: the public audience never escalates",
+        "escalation.audiences.pronto-soccorso[1].after: `2m` must be later than the step before it (5m)",
+        "escalation.audiences.pronto-soccorso[1].channels[0]: unknown channel `fax`",
+        "escalation.audiences.pronto-soccorso[1].channels[1]: `sms` is already in step 0",
+        "subscribers[0].escalation[1].after: `presto` is not a duration",
+        "subscribers[0].escalation[1].channels: a step needs at least one channel",
+    ] {
+        assert!(err.contains(problem), "missing `{problem}` in:\n{err}");
+    }
+    assert!(err.contains("6 problem(s)"), "{err}");
+    assert!(!err.contains("cup-desk"), "the good policy passes:\n{err}");
+
+    write(
+        r#"
+[escalation.audiences]
+cup-desk = [{ after = "0s", channels = ["email", "telegram"] }, { after = "5m", channels = ["sms"] }, { after = "10m", channels = ["webhook"] }]
+"#,
+    );
+    let (code, out, err) = check();
+    assert_eq!(code, 0, "{out}{err}");
+}
