@@ -507,7 +507,7 @@ async fn an_outage_is_emailed_at_once_and_texted_when_the_step_comes() {
         texts[0].text
     );
     assert!(
-        texted >= Duration::from_secs(2) && texted < Duration::from_secs(5),
+        texted >= Duration::from_secs(2) && texted < Duration::from_secs(8),
         "emailed after {emailed:?}, texted after {texted:?}"
     );
     eprintln!("emailed after {emailed:?}, texted after {texted:?}");
