@@ -402,6 +402,31 @@ async fn a_restart_in_the_middle_changes_nothing(store: Arc<dyn Store>) {
     );
 }
 
+async fn two_would_be_leaders_stepping_at_once_send_one_text(store: Arc<dyn Store>) {
+    let ladder = Ladder::new(store);
+    for i in 0..4 {
+        ladder.desk(&format!("cup-{i}"), "cup", cup_policy()).await;
+    }
+    let id = ladder.open(0).await;
+    let other = Ladder::router(&ladder.store, &ladder.audiences);
+    let (mine, theirs) = tokio::join!(ladder.router.escalate(at(300)), other.escalate(at(300)));
+    let (mine, theirs) = (mine.unwrap(), theirs.unwrap());
+    assert_eq!(mine.fired + theirs.fired, 4, "each desk's step fired once");
+    assert_eq!(
+        mine.deliveries + theirs.deliveries,
+        1,
+        "the four desks share one number"
+    );
+    let texts = ladder
+        .sent(id)
+        .await
+        .into_iter()
+        .filter(|(_, c)| *c == Sms)
+        .count();
+    assert_eq!(texts, 1);
+    assert_eq!(mine.next_due.or(theirs.next_due), Some(at(600)));
+}
+
 async fn an_audiences_policy_holds_unless_the_desk_has_its_own(store: Arc<dyn Store>) {
     let steps: Vec<EscalationStepSpec> = serde_json::from_value(serde_json::json!([
         {"after": "0s", "channels": ["email"]},
@@ -458,11 +483,13 @@ suite!(
     a_resolution_at_three_minutes_cancels_the_text_and_goes_where_the_opening_went,
     a_second_update_goes_only_where_the_first_went_and_the_text_tells_the_latest,
     a_restart_in_the_middle_changes_nothing,
+    two_would_be_leaders_stepping_at_once_send_one_text,
     an_audiences_policy_holds_unless_the_desk_has_its_own,
 );
 
 /// The real binary: a desk with email at once and a text after two seconds; a monitor's outage
-/// is emailed, then texted about two seconds later, and the step is counted.
+/// is emailed, then texted about two seconds later, and the step is counted. The safety-net poll
+/// is set far beyond the step, so the text comes on time only if the pipeline wakes for it.
 #[tokio::test]
 async fn an_outage_is_emailed_at_once_and_texted_when_the_step_comes() {
     let smtp = SmtpServer::start();
@@ -470,7 +497,10 @@ async fn an_outage_is_emailed_at_once_and_texted_when_the_step_comes() {
     let app = TestApp::spawn(
         &smtp,
         &crate::sms::providers(&double, &[SmsProvider::Twilio]),
-        &[("BANDITORE__CHANNELS__SMS__ENABLED", "true")],
+        &[
+            ("BANDITORE__CHANNELS__SMS__ENABLED", "true"),
+            ("BANDITORE__OUTBOX__POLL_INTERVAL", "30s"),
+        ],
     )
     .await;
     let desk = "cup.foligno@asl.example";
