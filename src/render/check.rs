@@ -272,7 +272,8 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
     let subscriber = json!({"id": 1, "name": "CUP Foligno", "audience": "cup-desk", "language": "it",
         "origin": "api", "created_at": at,
         "addresses": [{"channel": "email", "address": "cup@asl.example", "state": "active", "gone_reason": null}],
-        "subscriptions": [{"matchers": ["service=~\"cup.*\""], "min_severity": "warning", "channels": []}]});
+        "subscriptions": [{"matchers": ["service=~\"cup.*\""], "min_severity": "warning", "channels": []}],
+        "escalation": [{"after": "0s", "channels": ["email", "telegram"]}, {"after": "5m", "channels": ["sms"]}]});
     vec![
         (
             "login",
@@ -344,7 +345,8 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
             json!({"subscriber": {"id": 2, "name": "Ufficio", "audience": "comms", "language": "it",
                 "origin": "config", "created_at": at, "addresses": [{"channel": "email",
                 "address": "u@asl.example", "state": "gone", "gone_reason": "5.1.1"}],
-                "subscriptions": [{"matchers": [], "min_severity": "info", "channels": ["email"]}]},
+                "subscriptions": [{"matchers": [], "min_severity": "info", "channels": ["email"]}],
+                "escalation": []},
                 "channels": ["email", "sms", "telegram"],
                 "addresses": {"email": "u@asl.example", "sms": "", "telegram": ""},
                 "deliveries": []}),

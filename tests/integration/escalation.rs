@@ -555,11 +555,14 @@ async fn an_outage_is_emailed_at_once_and_texted_when_the_step_comes() {
     assert!(texts[1].text.contains("RISOLTO"), "{}", texts[1].text);
 }
 
-/// A policy the API refuses names its field, and nothing is stored.
+/// A policy the API refuses names its field, and nothing is stored; one it takes is shown by the
+/// API and the console, and given back to the audience's with `[]`.
 #[tokio::test]
 async fn a_policy_the_api_refuses_names_its_field() {
     let smtp = SmtpServer::start();
-    let app = TestApp::spawn(&smtp, "", &[]).await;
+    let mut app = TestApp::spawn(&smtp, "", &[]).await;
+    app.add_user("l.bianchi", "una password abbastanza lunga", "operator")
+        .await;
     let desk = |escalation: serde_json::Value, audience: &str| {
         json!({
             "name": "CUP", "audience": audience,
@@ -651,6 +654,20 @@ async fn a_policy_the_api_refuses_names_its_field() {
     assert_eq!(set.status(), 200);
     let shown: serde_json::Value = set.json().await.unwrap();
     assert_eq!(shown["escalation"][0]["after"], "5m");
+    let browser = console_browser();
+    console_login(&app, &browser, "l.bianchi", "una password abbastanza lunga").await;
+    let html = browser
+        .get(app.url(&format!("/console/subscribers/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<p id=\"escalation\">Escalation finché qualcuno conferma: 5m sms</p>"),
+        "{html}"
+    );
     let public = patch(json!({"audience": "public"})).await.unwrap();
     assert_eq!(public.status(), 400);
     let answer: serde_json::Value = public.json().await.unwrap();
