@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{Recipient, Router, delivery_rows};
+use super::{Recipient, Router, delivery_rows, follows, severities, wanted_channels};
 use crate::domain::IncidentStatus;
 use crate::domain::escalation::EscalationPolicy;
 use crate::domain::subscriber::{ChannelKind, PUBLIC};
@@ -202,9 +202,17 @@ impl Router {
             return Ok(());
         };
         let alerts = tx.alerts(incident.id).await?;
+        // The router's rule: only where the desk follows the incident (a subscription limited to
+        // email sends no text; a chat that muted the service hears nothing).
+        let label_sets = severities(incident, &alerts);
+        let wanted = wanted_channels(desk, &label_sets);
+        let none = BTreeSet::new();
         let mut groups: BTreeMap<(ChannelKind, String), Vec<Recipient>> = BTreeMap::new();
         for address in desk.addresses.iter().filter(|a| {
-            a.is_active() && step.channels.contains(&a.channel) && self.enabled.contains(&a.channel)
+            a.is_active()
+                && step.channels.contains(&a.channel)
+                && self.enabled.contains(&a.channel)
+                && follows(desk, a, &wanted, &label_sets, &none)
         }) {
             let Some(language) = self.language_of(desk, address) else {
                 continue;

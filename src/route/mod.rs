@@ -408,37 +408,13 @@ impl Router {
         notified: &BTreeSet<(i64, ChannelKind)>,
     ) -> (Groups, BTreeSet<i64>) {
         let mut ladders = BTreeSet::new();
-        let mut label_sets: Vec<(&Labels, Severity)> = alerts
-            .iter()
-            .map(|a| (&a.labels, a.peak_severity))
-            .collect();
-        if incident.origin == IncidentOrigin::Manual {
-            label_sets.push((&incident.labels, incident.severity));
-        }
+        let label_sets = severities(incident, alerts);
         let mut groups: Groups = BTreeMap::new();
         let mut seen: BTreeSet<(ChannelKind, &str)> = BTreeSet::new();
         for subscriber in subscribers {
-            let wanted: BTreeSet<ChannelKind> = subscriber
-                .subscriptions
-                .iter()
-                .filter(|sub| {
-                    label_sets.iter().any(|(labels, severity)| {
-                        *severity >= sub.min_severity && all_match(&sub.matchers, labels)
-                    })
-                })
-                .flat_map(|sub| {
-                    ChannelKind::ALL
-                        .into_iter()
-                        .filter(move |c| sub.wants_channel(*c))
-                })
-                .collect();
+            let wanted = wanted_channels(subscriber, &label_sets);
             for address in subscriber.addresses.iter().filter(|a| a.is_active()) {
-                let follows = if address.services.is_empty() {
-                    wanted.contains(&address.channel)
-                        || notified.contains(&(address.id, address.channel))
-                } else {
-                    follows_with_choices(subscriber, address, &label_sets, notified)
-                };
+                let follows = follows(subscriber, address, &wanted, &label_sets, notified);
                 if !follows || !self.enabled.contains(&address.channel) {
                     continue;
                 }
@@ -467,6 +443,59 @@ impl Router {
             }
         }
         (groups, ladders)
+    }
+}
+
+/// The label sets the incident's subscribers are matched against, each with its severity: every
+/// alert's at its peak, and a manual incident's own labels.
+fn severities<'a>(
+    incident: &'a IncidentRow,
+    alerts: &'a [AlertRow],
+) -> Vec<(&'a Labels, Severity)> {
+    let mut label_sets: Vec<(&Labels, Severity)> = alerts
+        .iter()
+        .map(|a| (&a.labels, a.peak_severity))
+        .collect();
+    if incident.origin == IncidentOrigin::Manual {
+        label_sets.push((&incident.labels, incident.severity));
+    }
+    label_sets
+}
+
+/// The channels on which a subscriber's subscriptions follow an incident.
+fn wanted_channels(
+    subscriber: &SubscriberRow,
+    label_sets: &[(&Labels, Severity)],
+) -> BTreeSet<ChannelKind> {
+    subscriber
+        .subscriptions
+        .iter()
+        .filter(|sub| {
+            label_sets.iter().any(|(labels, severity)| {
+                *severity >= sub.min_severity && all_match(&sub.matchers, labels)
+            })
+        })
+        .flat_map(|sub| {
+            ChannelKind::ALL
+                .into_iter()
+                .filter(move |c| sub.wants_channel(*c))
+        })
+        .collect()
+}
+
+/// Whether an address hears about the incident: its subscriber follows it on the address's
+/// channel (or the address chose services itself), or it heard an earlier update.
+fn follows(
+    subscriber: &SubscriberRow,
+    address: &AddressRow,
+    wanted: &BTreeSet<ChannelKind>,
+    label_sets: &[(&Labels, Severity)],
+    notified: &BTreeSet<(i64, ChannelKind)>,
+) -> bool {
+    if address.services.is_empty() {
+        wanted.contains(&address.channel) || notified.contains(&(address.id, address.channel))
+    } else {
+        follows_with_choices(subscriber, address, label_sets, notified)
     }
 }
 

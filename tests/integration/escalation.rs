@@ -427,6 +427,31 @@ async fn two_would_be_leaders_stepping_at_once_send_one_text(store: Arc<dyn Stor
     assert_eq!(mine.next_due.or(theirs.next_due), Some(at(600)));
 }
 
+async fn a_step_sends_only_on_channels_the_desk_follows_the_incident_on(store: Arc<dyn Store>) {
+    let ladder = Ladder::new(store);
+    let spec: SubscriberSpec = serde_json::from_value(serde_json::json!({
+        "name": "cup-email-only", "audience": "cup",
+        "addresses": {"email": "cup@asl.example", "sms": "+393331234567"},
+        "subscriptions": [{"channels": ["email"]}],
+        "escalation": [{"after": "5m", "channels": ["sms"]}],
+    }))
+    .unwrap();
+    let valid = spec.validate(&SubscriberRules::new(it())).unwrap();
+    ladder.store.create_subscriber(&valid, at(0)).await.unwrap();
+    let id = ladder.open(0).await;
+    ladder.step(300).await;
+    assert_eq!(
+        ladder.states(id).await,
+        vec![(0, EscalationState::Fired)],
+        "the step fires"
+    );
+    assert_eq!(
+        ladder.sent(id).await,
+        vec![(1, Email)],
+        "but sends no text to a desk that follows by email only"
+    );
+}
+
 async fn an_audiences_policy_holds_unless_the_desk_has_its_own(store: Arc<dyn Store>) {
     let steps: Vec<EscalationStepSpec> = serde_json::from_value(serde_json::json!([
         {"after": "0s", "channels": ["email"]},
@@ -484,6 +509,7 @@ suite!(
     a_second_update_goes_only_where_the_first_went_and_the_text_tells_the_latest,
     a_restart_in_the_middle_changes_nothing,
     two_would_be_leaders_stepping_at_once_send_one_text,
+    a_step_sends_only_on_channels_the_desk_follows_the_incident_on,
     an_audiences_policy_holds_unless_the_desk_has_its_own,
 );
 
