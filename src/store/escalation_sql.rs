@@ -9,7 +9,6 @@ use jiff::Timestamp;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::dialect::Dialect;
 use super::rows::{from_json, json, ms, parse, ts, update_from_row};
 use super::sql::SqlStore;
 use super::{
@@ -103,18 +102,19 @@ pub(super) async fn stop(
     .rows_affected())
 }
 
-/// Waiting steps due at `now`, earliest first. On PostgreSQL those another would-be leader is
-/// deciding are skipped; the conditional update of [`settle`] is what makes a step fire once.
+/// Waiting steps due at `now`, earliest first. Read without a lock: the leader then locks each
+/// step's incident before its step (`Tx::incident`), the order in which an acknowledgement (the
+/// incident's key, then the desk's steps) and the routing of a resolution take them, so none of
+/// them deadlocks with it; the conditional update of [`settle`] is what makes a step fire once
+/// when two would-be leaders read the same steps.
 pub(super) async fn due(
     conn: &mut AnyConnection,
-    dialect: Dialect,
     now: Timestamp,
     limit: u32,
 ) -> Result<Vec<EscalationRow>> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM escalations WHERE state = 'waiting' AND due_at <= $1
-         ORDER BY due_at, id LIMIT $2 {}",
-        dialect.pick("", "FOR UPDATE SKIP LOCKED")
+         ORDER BY due_at, id LIMIT $2"
     )))
     .bind(ms(now))
     .bind(i64::from(limit))

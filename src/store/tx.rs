@@ -160,7 +160,9 @@ pub trait Tx: Send {
     async fn escalated_desks(&mut self, incident_id: i64) -> Result<Vec<i64>>;
     /// Marks the incident's waiting steps resolved (its resolution was routed); how many.
     async fn end_escalations(&mut self, incident_id: i64, now: Timestamp) -> Result<u64>;
-    /// Waiting steps due at `now`, earliest first.
+    /// Waiting steps due at `now`, earliest first, read without a lock: lock each step's
+    /// incident ([`Tx::incident`]) before settling the step, as acknowledgements and resolutions
+    /// take them in that order.
     async fn due_escalations(&mut self, now: Timestamp, limit: u32) -> Result<Vec<EscalationRow>>;
     /// Moves a step out of `waiting` to `state`; false when it had already left it (another
     /// would-be leader, or an acknowledgement, came first).

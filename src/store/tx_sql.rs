@@ -87,7 +87,7 @@ impl Tx for SqlTx {
     }
 
     async fn due_escalations(&mut self, now: Timestamp, limit: u32) -> Result<Vec<EscalationRow>> {
-        ladder::due(&mut self.tx, self.dialect, now, limit).await
+        ladder::due(&mut self.tx, now, limit).await
     }
 
     async fn settle_escalation(

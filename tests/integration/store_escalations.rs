@@ -378,10 +378,63 @@ async fn a_resolution_ends_the_incidents_waiting_steps(store: Arc<dyn Store>) {
     assert!(store.next_escalations(id).await.unwrap().is_empty());
 }
 
+/// A desk says "seen" just as the leader decides its step, in the order `Router::escalate_in`
+/// takes things: the due steps, then the incident (locked on PostgreSQL). The acknowledgement,
+/// which takes the incident's key lock then the desk's steps, must not deadlock with it: both
+/// finish, and the step fires only if the acknowledgement came after it.
+async fn an_acknowledgement_while_the_leader_decides_the_step_does_not_deadlock(
+    store: Arc<dyn Store>,
+) {
+    let (desk_id, address) = desk(&store, "cup-now").await;
+    let id = incident(&store, &[(address, "cup-now@asl.example".into())]).await;
+    start(&store, id, desk_id, at(0)).await;
+    let mut tx = store.begin().await.unwrap();
+    let due = tx.due_escalations(at(300), 64).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let acking = {
+        let store = store.clone();
+        tokio::spawn(async move { store.acknowledge(id, address, at(300)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let decided = async {
+        tx.incident(id).await?;
+        let acked = tx.desk_acknowledged(id, desk_id).await?;
+        let state = if acked {
+            EscalationState::Acknowledged
+        } else {
+            EscalationState::Fired
+        };
+        let moved = tx.settle_escalation(due[0].id, state, at(300)).await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>((state, moved))
+    }
+    .await;
+    let acked = acking.await.unwrap();
+    let (state, moved) = decided.expect("the leader's step finishes");
+    assert!(
+        matches!(acked, Ok(Acknowledged::Recorded(_))),
+        "the acknowledgement is recorded: {acked:?}"
+    );
+    let rows = store.escalations(id).await.unwrap();
+    if moved && state == EscalationState::Fired {
+        assert_eq!(
+            states(&rows, desk_id),
+            vec![EscalationState::Fired, EscalationState::Acknowledged]
+        );
+    } else {
+        assert_eq!(
+            states(&rows, desk_id),
+            vec![EscalationState::Acknowledged, EscalationState::Acknowledged],
+            "the acknowledgement came first: the step sends nothing"
+        );
+    }
+}
+
 suite!(
     a_desks_own_policy_is_stored_edited_and_kept_in_step_with_the_file,
     racing_replicas_write_a_desks_ladder_once,
     a_due_step_is_decided_once_when_two_leaders_step_at_once,
     an_acknowledgement_stops_only_its_desks_waiting_steps,
     a_resolution_ends_the_incidents_waiting_steps,
+    an_acknowledgement_while_the_leader_decides_the_step_does_not_deadlock,
 );
