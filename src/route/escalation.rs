@@ -249,7 +249,13 @@ impl Router {
                     created_at: now,
                 })
                 .await?;
-            let rows = delivery_rows(message_id, &update, channel, &recipients, now);
+            // Its latency counts from the step, not from the signal: a text held back five
+            // minutes by the policy is not a text five minutes late
+            // (`banditore_signal_to_sent_seconds`).
+            let mut rows = delivery_rows(message_id, &update, channel, &recipients, now);
+            for row in &mut rows {
+                row.origin_at = step.due_at;
+            }
             let n = tx.insert_deliveries(&rows).await?;
             if n > 0 {
                 report.channels.insert(channel);

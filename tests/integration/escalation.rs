@@ -502,6 +502,22 @@ async fn an_audiences_policy_holds_unless_the_desk_has_its_own(store: Arc<dyn St
     );
 }
 
+/// A text held back five minutes by the policy is not a text five minutes late: its latency
+/// (`banditore_signal_to_sent_seconds`) counts from the step.
+async fn a_steps_delivery_counts_its_latency_from_the_step(store: Arc<dyn Store>) {
+    let ladder = Ladder::new(store);
+    ladder.desk("cup-orvieto", "cup", cup_policy()).await;
+    ladder.open(0).await;
+    ladder.step(300).await;
+    let claimed = ladder
+        .store
+        .claim_deliveries(Sms, 10, at(301), at(400), "test")
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].origin_at, at(300));
+}
+
 suite!(
     without_an_acknowledgement_each_step_fires_on_time_and_the_resolution_follows_it,
     an_acknowledgement_at_three_minutes_means_no_text_ever,
@@ -511,6 +527,7 @@ suite!(
     two_would_be_leaders_stepping_at_once_send_one_text,
     a_step_sends_only_on_channels_the_desk_follows_the_incident_on,
     an_audiences_policy_holds_unless_the_desk_has_its_own,
+    a_steps_delivery_counts_its_latency_from_the_step,
 );
 
 /// The real binary: a desk with email at once and a text after two seconds; a monitor's outage
