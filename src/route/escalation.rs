@@ -80,13 +80,18 @@ impl Router {
     /// (citizens and the public channels are told once) and for an audience whose messages wait
     /// for approval (a step never sends what nobody approved).
     pub(super) fn policy_of<'a>(&'a self, desk: &'a SubscriberRow) -> Option<&'a EscalationPolicy> {
-        if desk.audience == PUBLIC || self.approval.policy(&desk.audience).0 != ApprovalPolicy::Auto
-        {
+        if !self.escalates(&desk.audience) {
             return None;
         }
         desk.escalation
             .as_ref()
             .or_else(|| self.escalation.get(&desk.audience))
+    }
+
+    /// Whether an audience's desks may climb a ladder: not the public, nor an audience whose
+    /// messages wait for approval.
+    fn escalates(&self, audience: &str) -> bool {
+        audience != PUBLIC && self.approval.policy(audience).0 == ApprovalPolicy::Auto
     }
 
     /// Writes the ladder of each desk in `desks` that has none yet for the incident: its steps
@@ -198,6 +203,13 @@ impl Router {
         let Some(desk) = subscribers.iter().find(|s| s.id == step.subscriber_id) else {
             return Ok(());
         };
+        if !self.escalates(&desk.audience) {
+            // The desk was moved to such an audience after its ladder started: what it is sent
+            // now waits for approval, which a step never bypasses.
+            tracing::info!(desk = %desk.name, incident = incident.id, step = step.step,
+                audience = %desk.audience, "escalation step sends nothing: the desk's audience no longer escalates");
+            return Ok(());
+        }
         let Some(update) = tx.latest_routed_update(incident.id).await? else {
             return Ok(());
         };

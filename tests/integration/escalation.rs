@@ -20,7 +20,7 @@ use banditore::incident::{Engine, ManualIncident, ManualUpdate};
 use banditore::render::Renderer;
 use banditore::route::Router;
 use banditore::settings::ApprovalSettings;
-use banditore::store::{Acknowledged, EscalationState, NextEscalation, Store};
+use banditore::store::{Acknowledged, EscalationState, NextEscalation, Store, SubscriberEdit};
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -106,10 +106,11 @@ impl Ladder {
             ]
             .into_iter()
             .collect(),
-            ApprovalSettings {
-                audiences: BTreeMap::new(),
-                notify_audience: String::new(),
-            },
+            // The management's desks hear nothing the office has not approved.
+            serde_json::from_value::<ApprovalSettings>(json!({
+                "audiences": {"direzione": {"policy": "approval"}}, "notify_audience": ""
+            }))
+            .unwrap(),
             Arc::new(Vec::new()),
             Arc::new(Vec::new()),
         )
@@ -518,6 +519,25 @@ async fn a_steps_delivery_counts_its_latency_from_the_step(store: Arc<dyn Store>
     assert_eq!(claimed[0].origin_at, at(300));
 }
 
+/// A desk moved to an audience whose messages wait for approval after its ladder started: its
+/// step sends nothing, as the router would hold what it sent.
+async fn a_step_never_bypasses_the_approval_of_the_desks_new_audience(store: Arc<dyn Store>) {
+    let ladder = Ladder::new(store);
+    let desk = ladder.desk("cup-todi", "cup", cup_policy()).await;
+    let id = ladder.open(0).await;
+    let edit = SubscriberEdit {
+        audience: Some("direzione".into()),
+        ..SubscriberEdit::default()
+    };
+    ladder
+        .store
+        .edit_subscriber(desk.id, &edit, at(60))
+        .await
+        .unwrap();
+    ladder.step(300).await;
+    assert_eq!(ladder.sent(id).await, vec![(1, Email), (1, Telegram)]);
+}
+
 suite!(
     without_an_acknowledgement_each_step_fires_on_time_and_the_resolution_follows_it,
     an_acknowledgement_at_three_minutes_means_no_text_ever,
@@ -528,6 +548,7 @@ suite!(
     a_step_sends_only_on_channels_the_desk_follows_the_incident_on,
     an_audiences_policy_holds_unless_the_desk_has_its_own,
     a_steps_delivery_counts_its_latency_from_the_step,
+    a_step_never_bypasses_the_approval_of_the_desks_new_audience,
 );
 
 /// The real binary: a desk with email at once and a text after two seconds; a monitor's outage
