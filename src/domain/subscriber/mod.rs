@@ -48,10 +48,12 @@ pub enum ChannelKind {
     /// An HTTP endpoint of another system, sent a signed JSON event (Standard Webhooks) or a
     /// chat tool's incoming-webhook body.
     Webhook,
+    /// A phone call that says the incident's short text and asks for a key to confirm.
+    Voice,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 10] = [
+    pub const ALL: [ChannelKind; 11] = [
         ChannelKind::Email,
         ChannelKind::Telegram,
         ChannelKind::Sms,
@@ -62,6 +64,7 @@ impl ChannelKind {
         ChannelKind::Status,
         ChannelKind::Log,
         ChannelKind::Webhook,
+        ChannelKind::Voice,
     ];
 
     /// The social networks: one account each, set in `channels.<network>`, posting public
@@ -86,6 +89,7 @@ impl ChannelKind {
             ChannelKind::Status => "Status page",
             ChannelKind::Log => "Log",
             ChannelKind::Webhook => "Webhook",
+            ChannelKind::Voice => "Voice call",
         }
     }
 
@@ -105,6 +109,7 @@ impl ChannelKind {
             ChannelKind::Status => "status",
             ChannelKind::Log => "log",
             ChannelKind::Webhook => "webhook",
+            ChannelKind::Voice => "voice",
         }
     }
 
@@ -117,7 +122,8 @@ impl ChannelKind {
                 .map(|a| a.to_string())
                 .map_err(|e| format!("`{trimmed}` is not a valid email address ({e})")),
             ChannelKind::Telegram => TelegramChat::parse(trimmed).map(|c| c.to_string()),
-            ChannelKind::Sms => parse_phone(trimmed, rules.phone_region),
+            // A phone that is called is written and read as one that is texted.
+            ChannelKind::Sms | ChannelKind::Voice => parse_phone(trimmed, rules.phone_region),
             ChannelKind::Status => Err(
                 "status is not a subscriber address: the status page shows what the `public` audience is approved to hear, for the services in [[status.services]]".into(),
             ),
