@@ -233,7 +233,13 @@ impl Channel for SmsChannel {
         let mut partial = false;
         let mut reasons = Vec::new();
         let partly_sent = self.partly_sent(msg);
-        if !partly_sent.is_empty() && self.providers.members().iter().all(|p| partly_sent.contains(&p.name)) {
+        if !partly_sent.is_empty()
+            && self
+                .providers
+                .members()
+                .iter()
+                .all(|p| partly_sent.contains(&p.name))
+        {
             return Err(self.cut_short(msg, "".into()));
         }
         for (provider, _slot) in self.providers.order(&partly_sent).await {
@@ -308,7 +314,12 @@ impl Channel for SmsChannel {
         if partial {
             // Never Throttled, which would send it again without counting an attempt.
             let partly_sent = self.partly_sent(msg);
-            if self.providers.members().iter().all(|p| partly_sent.contains(&p.name)) {
+            if self
+                .providers
+                .members()
+                .iter()
+                .all(|p| partly_sent.contains(&p.name))
+            {
                 return Err(self.cut_short(msg, reason));
             }
             return Err(SendError::Retry {

@@ -142,7 +142,10 @@ pub fn validate_voice(
         );
     }
     if voice.put_aside_after == 0 {
-        push("channels.voice.put_aside_after", "must be at least 1".into());
+        push(
+            "channels.voice.put_aside_after",
+            "must be at least 1".into(),
+        );
     }
     let ring = voice.ring_for.get().as_secs();
     if !(5..=600).contains(&ring) {

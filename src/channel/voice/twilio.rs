@@ -125,7 +125,11 @@ pub fn twiml(call: &Call<'_>) -> String {
 pub fn after_key(language: &str, confirmed: bool) -> String {
     let w = words(language);
     let thanks = if confirmed {
-        format!(r#"<Say language="{}">{}</Say>"#, w.locale, xml_escape(w.thanks))
+        format!(
+            r#"<Say language="{}">{}</Say>"#,
+            w.locale,
+            xml_escape(w.thanks)
+        )
     } else {
         String::new()
     };
@@ -133,7 +137,12 @@ pub fn after_key(language: &str, confirmed: bool) -> String {
 }
 
 /// What Twilio said to a call it would not place.
-fn classify(status: u16, code: Option<u32>, retry_after: Option<std::time::Duration>, reason: String) -> GatewayError {
+fn classify(
+    status: u16,
+    code: Option<u32>,
+    retry_after: Option<std::time::Duration>,
+    reason: String,
+) -> GatewayError {
     match (status, code) {
         // 20429: too many requests at once, never processed; a 429 is over the account's
         // calls per second.
@@ -236,7 +245,9 @@ mod tests {
                 Event::End(e) if e.name().as_ref() == b"Say" => in_say = false,
                 Event::Text(t) if in_say => {
                     let text = t.decode().expect("UTF-8");
-                    says.last_mut().unwrap().push_str(&quick_xml::escape::unescape(&text).expect("entities"));
+                    says.last_mut()
+                        .unwrap()
+                        .push_str(&quick_xml::escape::unescape(&text).expect("entities"));
                 }
                 Event::GeneralRef(r) if in_say => {
                     let name = r.decode().expect("UTF-8");
@@ -256,7 +267,9 @@ mod tests {
                             let a = a.expect("attribute");
                             (
                                 String::from_utf8(a.key.as_ref().to_vec()).unwrap(),
-                                a.unescape_value().expect("value").into_owned(),
+                                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                    .expect("value")
+                                    .into_owned(),
                             )
                         })
                         .collect(),
@@ -278,7 +291,10 @@ mod tests {
         assert!(xml.contains(r#"<Say language="it-IT">"#));
         let (says, gathers) = read(&xml);
         assert_eq!(says[0], "Guasto al CUP <regionale> & prenotazioni");
-        assert_eq!(says[1], "Premi 1 per confermare di aver ricevuto il messaggio.");
+        assert_eq!(
+            says[1],
+            "Premi 1 per confermare di aver ricevuto il messaggio."
+        );
         assert_eq!(says[2], says[0]);
         assert_eq!(gathers.len(), 2);
         for (g, url) in gathers.iter().zip(&urls) {
@@ -290,7 +306,10 @@ mod tests {
 
     #[test]
     fn a_long_text_is_said_once_and_shortened_within_twilios_limit() {
-        let urls = ["https://b.example/1".to_owned(), "https://b.example/2".to_owned()];
+        let urls = [
+            "https://b.example/1".to_owned(),
+            "https://b.example/2".to_owned(),
+        ];
         let text = "&".repeat(3000);
         let xml = twiml(&call(&text, &urls));
         assert!(xml.chars().count() <= MAX_TWIML);
@@ -302,13 +321,34 @@ mod tests {
     #[test]
     fn answers_are_classified_as_twilio_documents_them() {
         let r = || "r".to_owned();
-        assert!(matches!(classify(429, None, None, r()), GatewayError::Throttled { .. }));
-        assert!(matches!(classify(400, Some(20429), None, r()), GatewayError::Throttled { .. }));
-        assert!(matches!(classify(400, Some(21211), None, r()), GatewayError::NumberGone(_)));
-        assert!(matches!(classify(400, Some(21214), None, r()), GatewayError::Refused(_)));
-        assert!(matches!(classify(400, Some(21215), None, r()), GatewayError::Refused(_)));
-        assert!(matches!(classify(401, Some(20003), None, r()), GatewayError::Credentials(_)));
-        assert!(matches!(classify(503, None, None, r()), GatewayError::Unavailable(_)));
+        assert!(matches!(
+            classify(429, None, None, r()),
+            GatewayError::Throttled { .. }
+        ));
+        assert!(matches!(
+            classify(400, Some(20429), None, r()),
+            GatewayError::Throttled { .. }
+        ));
+        assert!(matches!(
+            classify(400, Some(21211), None, r()),
+            GatewayError::NumberGone(_)
+        ));
+        assert!(matches!(
+            classify(400, Some(21214), None, r()),
+            GatewayError::Refused(_)
+        ));
+        assert!(matches!(
+            classify(400, Some(21215), None, r()),
+            GatewayError::Refused(_)
+        ));
+        assert!(matches!(
+            classify(401, Some(20003), None, r()),
+            GatewayError::Credentials(_)
+        ));
+        assert!(matches!(
+            classify(503, None, None, r()),
+            GatewayError::Unavailable(_)
+        ));
     }
 
     proptest! {

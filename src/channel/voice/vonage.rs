@@ -81,7 +81,8 @@ impl Vonage {
 /// the invitation to press 1, and one DTMF digit awaited.
 pub fn ncco(call: &Call<'_>, text: &str, round: usize) -> Value {
     let w = words(call.language);
-    let talk = |t: &str| json!({"action": "talk", "text": t, "language": w.locale, "bargeIn": true});
+    let talk =
+        |t: &str| json!({"action": "talk", "text": t, "language": w.locale, "bargeIn": true});
     let mut actions = Vec::new();
     if !text.is_empty() {
         actions.push(talk(text));
@@ -197,11 +198,23 @@ mod tests {
     #[test]
     fn answers_are_classified_as_vonage_documents_them() {
         let r = || "r".to_owned();
-        assert!(matches!(classify(429, None, r()), GatewayError::Throttled { .. }));
-        assert!(matches!(classify(401, None, r()), GatewayError::Credentials(_)));
+        assert!(matches!(
+            classify(429, None, r()),
+            GatewayError::Throttled { .. }
+        ));
+        assert!(matches!(
+            classify(401, None, r()),
+            GatewayError::Credentials(_)
+        ));
         assert!(matches!(classify(400, None, r()), GatewayError::Refused(_)));
-        assert!(matches!(classify(402, None, r()), GatewayError::Unavailable(_)));
-        assert!(matches!(classify(500, None, r()), GatewayError::Unavailable(_)));
+        assert!(matches!(
+            classify(402, None, r()),
+            GatewayError::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify(500, None, r()),
+            GatewayError::Unavailable(_)
+        ));
     }
 
     #[test]
@@ -220,7 +233,10 @@ mod tests {
         assert_eq!(n[0]["action"], "talk");
         assert_eq!(n[0]["text"], "Guasto");
         assert_eq!(n[0]["language"], "en-GB");
-        assert_eq!(n[1]["text"], "Press 1 to confirm you have received this message.");
+        assert_eq!(
+            n[1]["text"],
+            "Press 1 to confirm you have received this message."
+        );
         assert_eq!(n[2]["action"], "input");
         assert_eq!(n[2]["dtmf"]["maxDigits"], 1);
         assert_eq!(n[2]["eventUrl"][0], "https://b/2");

@@ -13,7 +13,7 @@ mod address;
 mod webhook;
 
 pub use address::TelegramChat;
-use address::parse_phone;
+use address::{parse_callable, parse_phone};
 /// A webhook address with all but its scheme and host hidden.
 pub use webhook::masked as masked_webhook;
 pub use webhook::{Network, Preset, WebhookAddress, WebhookRules, special_purpose};
@@ -122,8 +122,9 @@ impl ChannelKind {
                 .map(|a| a.to_string())
                 .map_err(|e| format!("`{trimmed}` is not a valid email address ({e})")),
             ChannelKind::Telegram => TelegramChat::parse(trimmed).map(|c| c.to_string()),
-            // A phone that is called is written and read as one that is texted.
-            ChannelKind::Sms | ChannelKind::Voice => parse_phone(trimmed, rules.phone_region),
+            ChannelKind::Sms => parse_phone(trimmed, rules.phone_region),
+            // Written and read as a number that is texted, a landline too.
+            ChannelKind::Voice => parse_callable(trimmed, rules.phone_region),
             ChannelKind::Status => Err(
                 "status is not a subscriber address: the status page shows what the `public` audience is approved to hear, for the services in [[status.services]]".into(),
             ),

@@ -82,6 +82,7 @@ pub async fn report(
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let links = state
+        .callbacks
         .sms_reports
         .as_ref()
         .ok_or_else(|| ApiError::NotFound("SMS is not enabled".into()))?;
