@@ -443,6 +443,7 @@ impl Citizens {
             html: None,
             unsubscribe_url: String::new(),
             buttons: None,
+            ack: None,
         };
         match sender.send(&outgoing).await {
             Ok(_) => {

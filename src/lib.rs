@@ -3,6 +3,7 @@
 //! Signals from monitors become incidents; incident updates become messages to every subscribed
 //! desk, through a durable outbox. See ARCHITECTURE.md for the map of this crate.
 
+pub mod ack;
 pub mod app;
 pub mod approval;
 pub mod board;

@@ -40,6 +40,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     (
         "the stages and what they build",
         &[
+            "ack",
             "ingest",
             "incident",
             "route",

@@ -152,6 +152,18 @@ pub struct Outgoing {
     pub unsubscribe_url: String,
     /// Shown under the text by channels that can (Telegram); the others leave them out.
     pub buttons: Option<Buttons>,
+    /// How this recipient says it has seen the incident, for a message to a desk (any audience
+    /// but `public`): the page's link, which the templates write where they choose, and the
+    /// token, for a channel that offers its own way (a Telegram button, a key pressed in a call).
+    pub ack: Option<AckLink>,
+}
+
+/// A desk's way to acknowledge one incident, signed for its address (see `crate::unsubscribe`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckLink {
+    pub url: String,
+    /// `<incident id>.<address id>.<signature>`, the last part of `url`.
+    pub token: String,
 }
 
 pub use crate::store::Receipt;

@@ -255,6 +255,7 @@ impl Notices {
                 html: None,
                 unsubscribe_url: String::new(),
                 buttons: None,
+                ack: None,
             };
             if let Err(e) = channel.send(&outgoing).await {
                 tracing::warn!(channel = %kind, error = %e, "cannot tell an operator about a paused channel");

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::{OutboxConfig, Pauses, later_by, outcome_of, pause};
 use crate::channel::rate::RateLimiter;
-use crate::channel::{Channel, Outgoing, SendError};
+use crate::channel::{AckLink, Channel, Outgoing, SendError};
 use crate::render::Placeholders;
 use crate::store::{ClaimedDelivery, DeliveryOutcome, MessageRow, Outcome};
 use crate::unsubscribe::UnsubscribeLinks;
@@ -124,7 +124,7 @@ impl Send {
     }
 
     /// The message for this delivery's recipient. A message to a subscriber gets its name and its
-    /// unsubscribe and preferences links filled in; a draft's notice to the communications
+    /// unsubscribe and preferences links filled in (and, to a desk, its acknowledgement link); a draft's notice to the communications
     /// office goes as it was written, with no list to leave.
     fn outgoing(
         &self,
@@ -143,6 +143,7 @@ impl Send {
             html: message.html.clone(),
             unsubscribe_url: String::new(),
             buttons: message.buttons.clone(),
+            ack: None,
         };
         if delivery.draft_id.is_some() {
             return Ok(outgoing);
@@ -156,15 +157,30 @@ impl Send {
         let manage_url = self
             .links
             .manage_url(address_id, delivery.channel, &delivery.recipient);
+        // A desk is asked to say it has seen the incident; the public is not.
+        let ack = (message.audience != "public").then(|| {
+            let token = self.links.ack_token(
+                delivery.incident_id,
+                address_id,
+                delivery.channel,
+                &delivery.recipient,
+            );
+            AckLink {
+                url: self.links.ack_url_of(&token),
+                token,
+            }
+        });
         let fill = Placeholders {
             recipient_name: &delivery.subscriber_name,
             unsubscribe_url: &unsubscribe_url,
             manage_url: &manage_url,
+            ack_url: ack.as_ref().map_or("", |a| a.url.as_str()),
         };
         outgoing.subject = message.subject.as_deref().map(|s| fill.fill(s));
         outgoing.text = fill.fill_as(&message.body, self.channel.body_markup());
         outgoing.html = message.html.as_deref().map(|h| fill.fill_html(h));
         outgoing.unsubscribe_url = unsubscribe_url;
+        outgoing.ack = ack;
         Ok(outgoing)
     }
 

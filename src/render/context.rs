@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{MANAGE_URL, RECIPIENT_NAME, UNSUBSCRIBE_URL};
+use super::{ACK_URL, MANAGE_URL, RECIPIENT_NAME, UNSUBSCRIBE_URL};
 use crate::domain::{Finding, UpdateKind};
 
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +27,9 @@ pub struct MessageContext {
     /// Placeholder, filled per recipient at send time: the recipient's preferences page (a
     /// citizen's services, channel and language; for others, leaving).
     pub manage_url: &'static str,
+    /// Placeholder, filled per recipient at send time: the page where a desk says it has seen
+    /// the incident. Null for the `public` audience, which is asked for no acknowledgement.
+    pub ack_url: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -91,6 +94,7 @@ impl MessageContext {
             recipient_name: RECIPIENT_NAME,
             unsubscribe_url: UNSUBSCRIBE_URL,
             manage_url: MANAGE_URL,
+            ack_url: (audience != "public").then_some(ACK_URL),
         }
     }
 }

@@ -361,6 +361,7 @@ mod tests {
             recipient_name: "CUP <Foligno>",
             unsubscribe_url: "https://x/u?a&b",
             manage_url: "https://x/manage/1.s",
+            ack_url: "",
         };
         assert_eq!(
             p.fill_as(

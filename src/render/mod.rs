@@ -35,7 +35,9 @@ pub use buttons::{Button, ButtonAction, Buttons};
 pub use context::{IncidentView, MessageContext, SignalView, UpdateView, sample_context};
 pub use env::{Form, template_name};
 pub use messages::{Post, Rendered, SMS_DEFAULT_MAX_SEGMENTS, SmsText};
-pub use placeholders::{MANAGE_URL, Markup, Placeholders, RECIPIENT_NAME, UNSUBSCRIBE_URL};
+pub use placeholders::{
+    ACK_URL, MANAGE_URL, Markup, Placeholders, RECIPIENT_NAME, UNSUBSCRIBE_URL,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {

@@ -1,5 +1,5 @@
-//! Placeholders: the few per-recipient parts of a message (the name, the unsubscribe and
-//! preferences links) that rendering leaves as markers and sending fills in, escaped as the
+//! Placeholders: the few per-recipient parts of a message (the name, the unsubscribe,
+//! preferences and acknowledgement links) that rendering leaves as markers and sending fills in, escaped as the
 //! channel's markup needs, so that one render serves every recipient.
 
 use super::telegram;
@@ -9,11 +9,14 @@ pub struct Placeholders<'a> {
     pub recipient_name: &'a str,
     pub unsubscribe_url: &'a str,
     pub manage_url: &'a str,
+    /// Empty where the message asks for no acknowledgement.
+    pub ack_url: &'a str,
 }
 
 pub const RECIPIENT_NAME: &str = "@@BANDITORE_RECIPIENT_NAME@@";
 pub const UNSUBSCRIBE_URL: &str = "@@BANDITORE_UNSUBSCRIBE_URL@@";
 pub const MANAGE_URL: &str = "@@BANDITORE_MANAGE_URL@@";
+pub const ACK_URL: &str = "@@BANDITORE_ACK_URL@@";
 
 /// The longest a preferences link gets beyond `server.public_url`: `/manage/`, an address id and
 /// a 22-character signature. Texts with a length limit keep room for it.
@@ -30,6 +33,7 @@ impl Placeholders<'_> {
         text.replace(RECIPIENT_NAME, self.recipient_name)
             .replace(UNSUBSCRIBE_URL, self.unsubscribe_url)
             .replace(MANAGE_URL, self.manage_url)
+            .replace(ACK_URL, self.ack_url)
     }
 
     /// Fills HTML, escaping the values.
@@ -37,9 +41,11 @@ impl Placeholders<'_> {
         let name = minijinja::HtmlEscape(self.recipient_name).to_string();
         let url = minijinja::HtmlEscape(self.unsubscribe_url).to_string();
         let manage = minijinja::HtmlEscape(self.manage_url).to_string();
+        let ack = minijinja::HtmlEscape(self.ack_url).to_string();
         html.replace(RECIPIENT_NAME, &name)
             .replace(UNSUBSCRIBE_URL, &url)
             .replace(MANAGE_URL, &manage)
+            .replace(ACK_URL, &ack)
     }
 
     /// Fills a message body written in `markup`.
@@ -50,7 +56,8 @@ impl Placeholders<'_> {
             Markup::TelegramHtml => body
                 .replace(RECIPIENT_NAME, &telegram::escape(self.recipient_name))
                 .replace(UNSUBSCRIBE_URL, &telegram::escape(self.unsubscribe_url))
-                .replace(MANAGE_URL, &telegram::escape(self.manage_url)),
+                .replace(MANAGE_URL, &telegram::escape(self.manage_url))
+                .replace(ACK_URL, &telegram::escape(self.ack_url)),
         }
     }
 }
@@ -74,12 +81,13 @@ mod tests {
             recipient_name: "CUP <Foligno>",
             unsubscribe_url: "https://x/u/a?b&c",
             manage_url: "https://x/manage/1.s",
+            ack_url: "https://x/ack/3.1.s",
         };
         assert_eq!(
             p.fill(&format!(
-                "Ciao {RECIPIENT_NAME} {UNSUBSCRIBE_URL} {MANAGE_URL}"
+                "Ciao {RECIPIENT_NAME} {UNSUBSCRIBE_URL} {MANAGE_URL} {ACK_URL}"
             )),
-            "Ciao CUP <Foligno> https://x/u/a?b&c https://x/manage/1.s"
+            "Ciao CUP <Foligno> https://x/u/a?b&c https://x/manage/1.s https://x/ack/3.1.s"
         );
         let html = p.fill_html(&format!(
             "<a href=\"{UNSUBSCRIBE_URL}\">{RECIPIENT_NAME}</a>"

@@ -2,12 +2,14 @@
 //!
 //! The store is split by who uses it: each user holds the trait of its part, in domain terms
 //! ([`OutboxStore`] for the dispatchers and channels, [`SubscriberStore`], [`IncidentReads`] for
-//! the API and pages, [`ClusterStore`] for leadership, and the chat, citizen, draft, probe,
-//! token and user stores), and [`Store`] is their sum plus what only the service as a whole does. [`Tx`] is
+//! the API and pages, [`ClusterStore`] for leadership, [`AckStore`] for the desks'
+//! acknowledgements, and the chat, citizen, draft, probe, token and user stores), and [`Store`] is their sum plus what only the service as a whole does. [`Tx`] is
 //! the write transaction of the stages that must change several rows at once (the incident
 //! engine, the router, manual incident updates). Each trait's SQL sits beside it in `<part>_sql.rs`,
 //! written once for SQLite (the embedded default) and PostgreSQL.
 
+mod ack;
+mod ack_sql;
 mod backup;
 mod chat;
 mod chat_sql;
@@ -44,6 +46,7 @@ mod tx_sql;
 mod user;
 mod user_sql;
 
+pub use ack::{AckRow, AckStore, Acknowledged};
 pub use backup::{BackupReport, backup_sqlite};
 pub use chat::{ChatBinding, ChatStore, Redeemed};
 pub use citizen::{CitizenPlan, CitizenPrune, CitizenStore, NewSignup, Signup};
@@ -191,7 +194,8 @@ pub struct PruneReport {
 /// pruning, wake-ups between replicas). Callers that need only a part hold that part's trait.
 #[async_trait]
 pub trait Store:
-    ChatStore
+    AckStore
+    + ChatStore
     + CitizenStore
     + ClusterStore
     + DraftStore

@@ -16,6 +16,8 @@ pub struct MessageRow {
     pub update_id: i64,
     pub channel: ChannelKind,
     pub language: String,
+    /// Whom it speaks to: `public`, an internal audience (a desk's), or `approval:<draft>`.
+    pub audience: String,
     pub subject: Option<String>,
     pub body: String,
     pub html: Option<String>,

@@ -54,7 +54,7 @@ impl OutboxStore for SqlStore {
     }
 
     async fn message(&self, id: i64) -> Result<Option<MessageRow>> {
-        let row = sqlx::query("SELECT id, update_id, channel, language, subject, body, html, buttons FROM messages WHERE id = $1")
+        let row = sqlx::query("SELECT id, update_id, channel, language, audience, subject, body, html, buttons FROM messages WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
@@ -64,6 +64,7 @@ impl OutboxStore for SqlStore {
                 update_id: row.try_get("update_id")?,
                 channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
                 language: row.try_get("language")?,
+                audience: row.try_get("audience")?,
                 subject: row.try_get("subject")?,
                 body: row.try_get("body")?,
                 html: row.try_get("html")?,

@@ -431,6 +431,7 @@ mod tests {
             html: Some("<p>testo</p>".into()),
             unsubscribe_url: "https://banditore.example/unsubscribe/abc".into(),
             buttons: None,
+            ack: None,
         }
     }
 

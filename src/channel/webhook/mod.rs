@@ -513,6 +513,7 @@ mod tests {
             html: None,
             unsubscribe_url: String::new(),
             buttons: None,
+            ack: None,
         }
     }
 
