@@ -114,18 +114,28 @@ impl CallLinks {
     }
 
     /// Where the provider posts the key pressed after the message was said the `round`th time,
-    /// in `language` (for the words said back).
-    pub fn key_url(&self, call: CallRef<'_>, language: &str, round: u8) -> String {
+    /// in `language` (for the words said back), with the desk's acknowledgement token (`ack`)
+    /// that a 1 brings back.
+    pub fn key_url(
+        &self,
+        call: CallRef<'_>,
+        language: &str,
+        round: u8,
+        ack: Option<&str>,
+    ) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("token", &self.token(call));
+        if let Some(ack) = ack {
+            query.append_pair("ack", ack);
+        }
         let language: String = language
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .take(16)
             .collect();
-        format!(
-            "{}?token={}&lang={language}&round={round}",
-            self.path(call, Callback::Key),
-            self.token(call)
-        )
+        query.append_pair("lang", &language);
+        query.append_pair("round", &round.to_string());
+        format!("{}?{}", self.path(call, Callback::Key), query.finish())
     }
 
     /// Whether the URL's token is this delivery's (compared in constant time, whatever its
@@ -269,7 +279,7 @@ mod tests {
             incident: 7,
             delivery: 70,
         };
-        let url = l.key_url(call, "it", 1);
+        let url = l.key_url(call, "it", 1, Some("7.70.sig"));
         let (_, query) = url.split_once('?').unwrap();
         let params = vec![
             ("CallSid".to_owned(), "CA1".to_owned()),

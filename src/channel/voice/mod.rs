@@ -208,9 +208,11 @@ impl Channel for VoiceChannel {
                 delivery: msg.delivery_id,
             };
             let status_url = self.links.status_url(call_ref);
+            // A 1 pressed brings back the desk's acknowledgement token.
+            let ack = msg.ack.as_ref().map(|a| a.token.as_str());
             let key_urls = [
-                self.links.key_url(call_ref, &msg.language, 1),
-                self.links.key_url(call_ref, &msg.language, 2),
+                self.links.key_url(call_ref, &msg.language, 1, ack),
+                self.links.key_url(call_ref, &msg.language, 2, ack),
             ];
             let call = Call {
                 to: &msg.recipient,

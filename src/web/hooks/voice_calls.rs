@@ -15,11 +15,11 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 
+use crate::ack::Acknowledgements;
 use crate::channel::voice::links::{CallLinks, CallRef, Callback};
 use crate::channel::voice::settings::VoiceProviderKind;
 use crate::channel::voice::{twilio, vonage};
-use crate::domain::subscriber::ChannelKind;
-use crate::store::DeliveryReport;
+use crate::store::{Acknowledged, DeliveryReport};
 use crate::web::AppState;
 use crate::web::body::read;
 use crate::web::contract::{BadRequest, NotFound, Unauthorized};
@@ -232,8 +232,10 @@ pub async fn status(
 }
 
 /// The key pressed during a call (Twilio's `<Gather>` action with `Digits`, Vonage's `input`
-/// event with `dtmf.digits`), or none. A 1 acknowledges the incident for the desk called; the
-/// answer is what the provider says next: TwiML for Twilio, an NCCO for Vonage.
+/// event with `dtmf.digits`), or none. A 1 acknowledges the incident for the desk called, by
+/// the acknowledgement token the URL carries (once per desk; an incident resolved since is
+/// acknowledged all the same and stays resolved); the answer is what the provider says next:
+/// TwiML for Twilio, an NCCO for Vonage.
 #[utoipa::path(
     post,
     path = "/api/v1/callbacks/voice/{provider}/{incident}/{delivery}/key",
@@ -243,6 +245,7 @@ pub async fn status(
         ("incident" = i64, Path, description = "The incident the call is about."),
         ("delivery" = i64, Path, description = "The delivery the call is."),
         ("token" = String, Query, description = "The token Banditore signed for this delivery."),
+        ("ack" = Option<String>, Query, description = "The desk's acknowledgement token, which a 1 brings back."),
         ("lang" = Option<String>, Query, description = "The call's language."),
         ("round" = Option<u8>, Query, description = "Which time the message was said (1 or 2)."),
     ),
@@ -291,7 +294,33 @@ pub async fn key(
     }
     .map(|d| d.trim().to_owned())
     .unwrap_or_default();
-    let confirmed = digits == "1" && acknowledge(&state, call).await?;
+    // The desk's acknowledgement token must be one of ours, for this call's incident, whatever
+    // key was pressed: a forged, tampered or other incident's token answers as a wrong URL does.
+    let acks = Acknowledgements::new(state.store.clone(), state.links.clone());
+    let ack = param("ack").map(str::to_owned);
+    if let Some(token) = &ack {
+        match acks.check(token).await? {
+            Some(target) if target.incident_id == incident => {}
+            _ => {
+                tracing::warn!(
+                    provider,
+                    incident,
+                    delivery,
+                    "key pressed with a wrong acknowledgement token"
+                );
+                metrics::counter!("banditore_voice_callbacks_refused_total", "reason" => "token")
+                    .increment(1);
+                return Err(ApiError::NotFound("no such call".into()));
+            }
+        }
+    }
+    let confirmed = match (&ack, digits.as_str()) {
+        (Some(token), "1") => matches!(
+            acks.by_token(token, Timestamp::now()).await?,
+            Acknowledged::Recorded(_) | Acknowledged::Already(_)
+        ),
+        _ => false,
+    };
     metrics::counter!("banditore_voice_keys_total", "provider" => provider.clone(), "confirmed" => confirmed.to_string())
         .increment(1);
     Ok(match checked.kind {
@@ -301,8 +330,8 @@ pub async fn key(
         )
             .into_response(),
         VoiceProviderKind::Vonage => {
-            let again =
-                (digits.is_empty() && round < 2).then(|| checked.links.key_url(call, &language, 2));
+            let again = (digits.is_empty() && round < 2)
+                .then(|| checked.links.key_url(call, &language, 2, ack.as_deref()));
             Json(vonage::after_key(
                 &language,
                 confirmed,
@@ -312,27 +341,4 @@ pub async fn key(
             .into_response()
         }
     })
-}
-
-/// Records that the desk called for `call` pressed 1: the acknowledgement of the incident by
-/// the delivery's address. `false` when the delivery is not a call of that incident.
-async fn acknowledge(state: &AppState, call: CallRef<'_>) -> Result<bool, ApiError> {
-    let deliveries = state.store.incident_deliveries(call.incident).await?;
-    let Some(delivery) = deliveries
-        .iter()
-        .find(|d| d.id == call.delivery && d.channel == ChannelKind::Voice)
-    else {
-        tracing::info!(
-            incident = call.incident,
-            delivery = call.delivery,
-            "key pressed on a call that is not a delivery of its incident"
-        );
-        return Ok(false);
-    };
-    tracing::info!(
-        incident = call.incident,
-        delivery = delivery.id,
-        "desk confirmed the incident by a key pressed during the call"
-    );
-    Ok(true)
 }
