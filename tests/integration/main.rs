@@ -38,4 +38,5 @@ mod store_heartbeats;
 mod store_subscribers;
 mod subscribers;
 mod telegram;
+mod voice;
 mod webhook;
