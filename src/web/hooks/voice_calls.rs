@@ -36,6 +36,14 @@ pub struct CallReport {
     recorded: bool,
 }
 
+/// One action of the NCCO answered to Vonage (`talk`, `input`).
+#[derive(utoipa::ToSchema)]
+pub struct NccoAction {
+    /// `talk`, `input`…
+    #[allow(dead_code)]
+    action: String,
+}
+
 /// A request that passed every check: the provider's kind and the fields it posted.
 struct Checked<'a> {
     links: &'a CallLinks,
@@ -257,7 +265,7 @@ pub async fn status(
     responses(
         (status = 200, description = "What the call does next: TwiML (Twilio) or an NCCO (Vonage).", content(
             (String = "application/xml"),
-            (Object = "application/json"),
+            (Vec<NccoAction> = "application/json"),
         )),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),

@@ -416,12 +416,8 @@ fn twilio_create(shared: &Arc<Shared>, headers: &HeaderMap, body: &[u8]) -> Resp
         answer(401);
         return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
     }
-    if let Some(status) = shared
-        .lock()
-        .fail_next
-        .get_mut(&Voice::Twilio)
-        .and_then(VecDeque::pop_front)
-    {
+    let scripted = (shared.lock().fail_next.get_mut(&Voice::Twilio)).and_then(VecDeque::pop_front);
+    if let Some(status) = scripted {
         answer(status);
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return twilio_error(status, 20500, "Internal Server Error");
