@@ -27,6 +27,7 @@ mod replicas;
 mod roles;
 mod server;
 mod sms;
+mod sms_replies;
 mod social;
 mod status;
 mod store;

@@ -440,7 +440,19 @@ impl super::ChannelSpec for Spec {
             .channels
             .get::<Vec<SmsProviderKeys>>(ChannelKind::Sms)
             .map_or(&[], Vec::as_slice);
-        let reports = ReportLinks::new(wiring.key, &v.settings.server.public_url, providers);
+        let mut reports = ReportLinks::new(wiring.key, &v.settings.server.public_url, providers);
+        if s.replies {
+            let token = s
+                .reply_token()
+                .resolve("reply_token")
+                .map_err(super::BuildError)?;
+            reports = reports.with_replies(report::Replies::new(
+                &s.reply_words,
+                token,
+                &s.reply_sender_field,
+                &s.reply_text_field,
+            ));
+        }
         let channel =
             sms_channel(s, providers, wiring.store.clone(), &reports).map_err(super::BuildError)?;
         Ok(Some(super::Built {

@@ -1,7 +1,7 @@
 //! What other systems post to Banditore: monitors' webhooks (`/api/v1/signals/…`), the APIs of
 //! Alertmanager, PagerDuty and Opsgenie that monitors already speak, the Telegram
-//! bot's updates (webhook mode), SMS providers' delivery reports and voice calls' progress and
-//! keys pressed. Each authenticates its
+//! bot's updates (webhook mode), SMS providers' delivery reports and desks' replies, and voice calls'
+//! progress and keys pressed. Each authenticates its
 //! caller its own way (a token or a signature of the body, Telegram's secret header, the
 //! provider's signature or a token in the URL), so none of them is behind the API's
 //! credentials check.
@@ -10,6 +10,7 @@ pub mod alertmanager_api;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod signals;
+pub mod sms_replies;
 pub mod sms_reports;
 pub mod telegram_webhook;
 pub mod voice_calls;
@@ -66,6 +67,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(opsgenie::close))
         .routes(routes!(opsgenie::acknowledge))
         .routes(routes!(sms_reports::report))
+        .routes(routes!(sms_replies::inbound))
         .routes(routes!(voice_calls::status))
         .routes(routes!(voice_calls::key))
         .route(WEBHOOK_PATH, post(telegram_webhook::webhook))

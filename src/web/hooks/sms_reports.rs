@@ -19,12 +19,12 @@ use crate::web::extract::Path;
 
 const TWILIO_SIGNATURE: &str = "x-twilio-signature";
 
-fn pairs(bytes: &[u8]) -> Vec<(String, String)> {
+pub(super) fn pairs(bytes: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(bytes).into_owned().collect()
 }
 
 /// A JSON object's fields as text (numbers written as they are).
-fn json_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) fn json_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest {
             message: format!("the report is not JSON: {e}"),
