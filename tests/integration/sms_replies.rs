@@ -98,7 +98,12 @@ async fn desks_texted_about_two_incidents(app: &TestApp, double: &SmsDouble) -> 
     }))
     .await;
     fire_alert(app, "firing", "cup-backend", "CUP non risponde").await;
-    double.wait_for(1, Duration::from_secs(10)).await;
+    let sent = double.wait_for(1, Duration::from_secs(10)).await;
+    assert!(
+        sent[0].text.contains("Rispondi OK per confermare."),
+        "the desk's text invites the reply: {}",
+        sent[0].text
+    );
     fire_alert(app, "firing", "cup-portale", "Portale lento").await;
     double.wait_for(2, Duration::from_secs(10)).await;
     let texted = eventually(|| incidents(app), |i: &Vec<i64>| i.len() == 2).await;
