@@ -3,7 +3,7 @@
 //!   and auth token) → `201` with the call's `sid`; errors as Twilio's JSON (`code`, `message`,
 //!   `more_info`, `status`): 20003 for credentials, 21211 for an invalid 'To', 21213 for a
 //!   missing 'From', 21205 for neither `Url` nor `Twiml`, 12100 for TwiML that does not parse,
-//!   21214 for a number scripted unreachable. Over the account's calls per second Twilio queues
+//!   21211 or 21214 for a number scripted so, 429 or 5xx when scripted. Over the account's calls per second Twilio queues
 //!   (it does not refuse): the double records when each call was created.
 //! - Vonage `POST /v1/calls` (JSON, `Authorization: Bearer` a JWT signed RS256 by the
 //!   application's private key, with `application_id`, `iat`, `exp`, `jti`) → `201` with the
@@ -113,7 +113,9 @@ struct State {
     callbacks_via: Option<String>,
     pickups: HashMap<String, Pickup>,
     fail_next: HashMap<Voice, VecDeque<u16>>,
-    unreachable: HashSet<String>,
+    /// Numbers Twilio refuses, with its error code (21211 invalid, 21214 unreachable).
+    refused_numbers: HashMap<String, u32>,
+    credentials_refused: HashSet<Voice>,
     vonage_window: VecDeque<Instant>,
     calls: Vec<PlacedCall>,
     /// Every create request: provider, status answered, when.
@@ -177,9 +179,21 @@ impl VoiceDouble {
         queue.extend(std::iter::repeat_n(status, n));
     }
 
-    /// Twilio answers 21214 ('To' cannot be reached) for this number.
-    pub fn unreachable(&self, number: &str) {
-        self.state().unreachable.insert(digits(number));
+    /// Twilio refuses calls to this number with `code`: 21211 (an invalid 'To'), 21214 ('To'
+    /// cannot be reached).
+    pub fn twilio_refuse_number(&self, number: &str, code: u32) {
+        self.state().refused_numbers.insert(digits(number), code);
+    }
+
+    /// While `refused`, the provider refuses the account's credentials (Twilio 401 with code
+    /// 20003; Vonage 401).
+    pub fn refuse_credentials(&self, provider: Voice, refused: bool) {
+        let mut state = self.state();
+        if refused {
+            state.credentials_refused.insert(provider);
+        } else {
+            state.credentials_refused.remove(&provider);
+        }
     }
 
     /// Vonage's callbacks carry a JWT signed with the signature secret.
@@ -412,7 +426,8 @@ fn twilio_create(shared: &Arc<Shared>, headers: &HeaderMap, body: &[u8]) -> Resp
     let answer = |status: u16| {
         shared.lock().requests.push((Voice::Twilio, status, now));
     };
-    if !basic_auth_is(headers, TWILIO_SID, TWILIO_TOKEN) {
+    let refused = shared.lock().credentials_refused.contains(&Voice::Twilio);
+    if refused || !basic_auth_is(headers, TWILIO_SID, TWILIO_TOKEN) {
         answer(401);
         return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
     }
@@ -420,7 +435,10 @@ fn twilio_create(shared: &Arc<Shared>, headers: &HeaderMap, body: &[u8]) -> Resp
     if let Some(status) = scripted {
         answer(status);
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return twilio_error(status, 20500, "Internal Server Error");
+        return match status.as_u16() {
+            429 => twilio_error(status, 20429, "Too Many Requests"),
+            _ => twilio_error(status, 20500, "Internal Server Error"),
+        };
     }
     let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -496,13 +514,14 @@ fn twilio_create(shared: &Arc<Shared>, headers: &HeaderMap, body: &[u8]) -> Resp
             "Invalid StatusCallback or StatusCallbackEvent",
         );
     }
-    if shared.lock().unreachable.contains(&digits(&to)) {
+    let refused_number = shared.lock().refused_numbers.get(&digits(&to)).copied();
+    if let Some(code) = refused_number {
         answer(400);
-        return twilio_error(
-            StatusCode::BAD_REQUEST,
-            21214,
-            "'To' phone number cannot be reached",
-        );
+        let message = match code {
+            21211 => format!("Invalid 'To' Phone Number: {to}"),
+            _ => "'To' phone number cannot be reached".to_owned(),
+        };
+        return twilio_error(StatusCode::BAD_REQUEST, code, &message);
     }
     let sid = format!("CA{:032x}", rand::random::<u128>());
     let call = PlacedCall {
@@ -759,7 +778,8 @@ fn vonage_create(shared: &Arc<Shared>, headers: &HeaderMap, body: &[u8]) -> Resp
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if !bearer.is_some_and(|jwt| vonage_jwt_is_valid(&shared.vonage_public_key, jwt)) {
+    let refused = shared.lock().credentials_refused.contains(&Voice::Vonage);
+    if refused || !bearer.is_some_and(|jwt| vonage_jwt_is_valid(&shared.vonage_public_key, jwt)) {
         answer(401);
         return vonage_error(
             StatusCode::UNAUTHORIZED,
