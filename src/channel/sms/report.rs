@@ -346,4 +346,26 @@ mod tests {
         );
         assert_eq!(fields(&p(&[("status", "delivered")])), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_reply_is_read_without_a_panic_and_only_the_words_say_seen(
+            text in crate::hostile::text(),
+            from in crate::hostile::text(),
+        ) {
+            let replies = Replies::new(&["OK".into()], None, "from", "text");
+            let params = vec![
+                ("From".to_owned(), from.clone()),
+                ("Body".to_owned(), text.clone()),
+                ("msisdn".to_owned(), from.clone()),
+                ("text".to_owned(), text.clone()),
+                ("from".to_owned(), from),
+            ];
+            for kind in [SmsProviderKind::Twilio, SmsProviderKind::Vonage, SmsProviderKind::Generic] {
+                let _ = replies.read(kind, &params);
+            }
+            let seen = replies.says_seen(&text);
+            proptest::prop_assert_eq!(seen, super::super::settings::reply_word(&text) == "OK");
+        }
+    }
 }

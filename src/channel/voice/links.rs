@@ -324,4 +324,19 @@ mod tests {
         assert!(l.signature_is_valid(call, Callback::Status, "", None, Some(&good), &[]));
         assert!(!l.signature_is_valid(call, Callback::Status, "", None, None, &[]));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn hostile_tokens_and_jwts_are_refused_without_a_panic(text in crate::hostile::text()) {
+            let l = links();
+            let call = CallRef {
+                provider: "vo",
+                incident: 1,
+                delivery: 2,
+            };
+            proptest::prop_assert!(!l.token_is_valid(call, &text));
+            proptest::prop_assert!(!hs256_is_valid("sig-secret", &text));
+            proptest::prop_assert!(!l.signature_is_valid(call, Callback::Key, &text, Some(&text), Some(&text), &[]));
+        }
+    }
 }

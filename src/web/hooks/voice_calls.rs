@@ -350,3 +350,44 @@ pub async fn key(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn json() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h
+    }
+
+    #[test]
+    fn vonages_nested_fields_are_read_under_their_path() {
+        let body = br#"{"uuid":"u1","dtmf":{"digits":"1","timed_out":false},"n":3,"list":[1]}"#;
+        let f: BTreeMap<_, _> = fields(&json(), body).unwrap().into_iter().collect();
+        assert_eq!(f["dtmf.digits"], "1");
+        assert_eq!(f["dtmf.timed_out"], "false");
+        assert_eq!(f["n"], "3");
+        assert!(!f.contains_key("list"));
+        assert!(fields(&json(), b"[1]").is_err());
+        assert!(fields(&json(), b"{").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_body_is_read_or_refused_without_a_panic(
+            text in crate::hostile::text(),
+            bytes in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let _ = fields(&HeaderMap::new(), text.as_bytes());
+            let _ = fields(&HeaderMap::new(), &bytes);
+            let _ = fields(&json(), &bytes);
+            let body = serde_json::json!({"uuid": text, "dtmf": {"digits": text}}).to_string();
+            let f: BTreeMap<_, _> = fields(&json(), body.as_bytes()).unwrap().into_iter().collect();
+            prop_assert_eq!(&f["dtmf.digits"], &text);
+        }
+    }
+}
