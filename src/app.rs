@@ -18,7 +18,6 @@ use crate::approval::{Announcer, ApprovalLinks};
 use crate::bot::{BotApprovals, BotContext, POLL_TIMEOUT, UpdateReceiver, run_bot};
 use crate::channel::Channel;
 use crate::channel::rate::RateLimiter;
-use crate::channel::sms::report::ReportLinks;
 use crate::channel::telegram;
 use crate::cluster::{self, Leadership};
 use crate::domain::signal::NormalizeRules;
@@ -371,7 +370,7 @@ struct Channels {
     email: Option<Arc<dyn Channel>>,
     /// The SMS channel, for citizens.
     sms: Option<Arc<dyn Channel>>,
-    sms_reports: Option<Arc<ReportLinks>>,
+    callbacks: crate::web::Callbacks,
     /// Telegram's client and pacer, for the bot.
     telegram: Option<Arc<telegram::Shared>>,
 }
@@ -467,9 +466,7 @@ impl Ground<'_> {
         }
         let email_channel = senders.get(&ChannelKind::Email).cloned();
         let sms_for_citizens = senders.get(&ChannelKind::Sms).cloned();
-        let sms_reports = shared
-            .remove(&ChannelKind::Sms)
-            .and_then(|parts| parts.downcast::<ReportLinks>().ok());
+        let callbacks = crate::web::Callbacks::take(&mut shared);
         let telegram = shared
             .remove(&ChannelKind::Telegram)
             .and_then(|parts| parts.downcast::<telegram::Shared>().ok());
@@ -482,7 +479,7 @@ impl Ground<'_> {
             enabled,
             email: email_channel,
             sms: sms_for_citizens,
-            sms_reports,
+            callbacks,
             telegram,
         })
     }
@@ -738,7 +735,7 @@ impl Ground<'_> {
             metrics,
             default_language: s.routing.default_language.clone(),
             subscriber_rules: v.subscriber_rules.clone(),
-            sms_reports: channels.sms_reports.clone(),
+            callbacks: channels.callbacks.clone(),
             console: Arc::new(crate::web::Console::new(
                 &s.server.public_url,
                 self.key.as_bytes(),

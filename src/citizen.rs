@@ -437,6 +437,7 @@ impl Citizens {
             attempt: 1,
             recipient: address,
             recipient_name: String::new(),
+            language: language.primary().to_owned(),
             subject,
             text,
             html: None,

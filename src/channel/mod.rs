@@ -10,6 +10,7 @@ pub mod alarm;
 pub mod bluesky;
 pub mod email;
 pub mod facebook;
+pub mod failover;
 pub mod log;
 pub mod mastodon;
 pub mod rate;
@@ -17,6 +18,7 @@ pub mod sms;
 pub mod social;
 pub mod status_page;
 pub mod telegram;
+pub mod voice;
 pub mod webhook;
 pub mod x;
 
@@ -49,6 +51,7 @@ pub fn registry() -> &'static [&'static dyn ChannelSpec] {
         &status_page::Spec,
         &log::Spec,
         &webhook::Spec,
+        &voice::Spec,
     ]
 }
 
@@ -140,6 +143,8 @@ pub struct Outgoing {
     pub attempt: u32,
     pub recipient: String,
     pub recipient_name: String,
+    /// The language the message was rendered in (its template folder's: `it`, `en`…).
+    pub language: String,
     pub subject: Option<String>,
     pub text: String,
     pub html: Option<String>,

@@ -246,6 +246,7 @@ impl Notices {
                 attempt: 1,
                 recipient: address.clone(),
                 recipient_name: name,
+                language: self.language.primary().to_owned(),
                 subject: crate::render::telegram::plain(&text)
                     .lines()
                     .next()

@@ -137,6 +137,7 @@ impl Send {
             attempt: delivery.attempts,
             recipient: delivery.recipient.clone(),
             recipient_name: delivery.subscriber_name.clone(),
+            language: message.language.clone(),
             subject: message.subject.clone(),
             text: message.body.clone(),
             html: message.html.clone(),

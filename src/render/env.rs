@@ -151,6 +151,9 @@ impl Renderer {
                 .collect();
             languages.insert(channel, complete);
         }
+        // Templates are strict about undefined names: the reply word is always defined, none
+        // unless `with_sms_reply_word` says otherwise.
+        env.add_global("sms_reply_word", minijinja::Value::from(()));
         Ok(Renderer {
             env: Arc::new(env),
             forms,
@@ -164,6 +167,15 @@ impl Renderer {
     /// Whether SMS text is folded to GSM-7 where it can be (on unless turned off).
     pub fn with_sms_fold(mut self, fold: bool) -> Renderer {
         self.sms_fold = fold;
+        self
+    }
+
+    /// The word a desk replies to a text to say it has seen it (`channels.sms.replies`), for
+    /// the SMS templates' invitation (`sms_reply_word`); none when replies are off.
+    pub fn with_sms_reply_word(mut self, word: Option<String>) -> Renderer {
+        if let Some(env) = Arc::get_mut(&mut self.env) {
+            env.add_global("sms_reply_word", minijinja::Value::from(word));
+        }
         self
     }
 

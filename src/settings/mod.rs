@@ -104,6 +104,9 @@ pub use crate::channel::sms::settings::{
     BodyFormat, SmsProviderKeys, SmsProviderKind, SmsProviderSettings, SmsSettings,
 };
 pub use crate::channel::telegram::settings::{TelegramKeys, TelegramMode, TelegramSettings};
+pub use crate::channel::voice::settings::{
+    VoiceProviderKeys, VoiceProviderKind, VoiceProviderSettings, VoiceSettings,
+};
 pub use crate::channel::webhook::settings::WebhookSettings;
 pub use crate::channel::x::settings::XSettings;
 pub use status_page::{
@@ -432,6 +435,7 @@ pub struct ChannelSettings {
     pub facebook: FacebookSettings,
     pub log: LogChannelSettings,
     pub webhook: WebhookSettings,
+    pub voice: VoiceSettings,
 }
 
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {

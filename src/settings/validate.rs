@@ -546,6 +546,12 @@ fn validate_templates(
             let m = &settings.channels.mastodon;
             let r = r
                 .with_sms_fold(settings.channels.sms.fold_to_gsm7)
+                .with_sms_reply_word({
+                    let sms = &settings.channels.sms;
+                    (sms.enabled && sms.replies)
+                        .then(|| sms.reply_words.first().cloned())
+                        .flatten()
+                })
                 .with_social_limits(crate::render::social::Limits {
                     mastodon_max: m.max_characters,
                     mastodon_url: m.characters_reserved_per_url,

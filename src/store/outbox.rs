@@ -162,7 +162,8 @@ pub trait OutboxStore: Announce + Send + Sync {
         now: Timestamp,
     ) -> Result<Tokens>;
     /// Records a provider's delivery report on the delivery it is about; `false` when no
-    /// delivery has that provider and id. A final word (delivered, undelivered, failed, …) is
-    /// not overwritten by a late intermediate one (sent, queued).
+    /// delivery has that provider and id. A final word (delivered, undelivered, failed, …; for
+    /// a call completed, busy, no-answer, machine, …) is not overwritten by a late intermediate
+    /// one (sent, queued, ringing).
     async fn record_report(&self, report: &DeliveryReport) -> Result<bool>;
 }

@@ -366,7 +366,8 @@ impl OutboxStore for SqlStore {
         sqlx::query(
             "UPDATE deliveries SET report_status = $2, report_error = $3, report_at = $4
              WHERE id = $1 AND (report_status IS NULL
-               OR report_status NOT IN ('delivered', 'undelivered', 'failed', 'expired', 'rejected', 'read'))",
+               OR report_status NOT IN ('delivered', 'undelivered', 'failed', 'expired', 'rejected', 'read',
+                 'completed', 'busy', 'no-answer', 'canceled', 'cancelled', 'unanswered', 'timeout', 'machine'))",
         )
         .bind(id)
         .bind(&report.status)

@@ -45,10 +45,10 @@ use utoipa_axum::routes;
 pub use crate::bot::TelegramWeb;
 pub use auth::{Authenticator, Principal, RELOAD_EVERY, keep_reloading};
 pub use error::ApiError;
+pub use hooks::Callbacks;
 pub use hooks::telegram_webhook::WEBHOOK_PATH;
 pub use serve::{Limits, serve};
 
-use crate::channel::sms::report::ReportLinks;
 use crate::domain::signal::NormalizeRules;
 use crate::domain::subscriber::{Language, SubscriberRules};
 use crate::incident::Engine;
@@ -90,8 +90,8 @@ pub struct Parts {
     pub metrics: PrometheusHandle,
     pub default_language: Language,
     pub subscriber_rules: SubscriberRules,
-    /// SMS delivery reports, when SMS is enabled.
-    pub sms_reports: Option<Arc<ReportLinks>>,
+    /// SMS delivery reports' and voice calls' links, for the channels enabled.
+    pub callbacks: hooks::Callbacks,
     pub parse_options: ParseOptions,
     pub normalize: NormalizeRules,
     pub max_body_bytes: usize,

@@ -898,7 +898,54 @@ async fn a_drafts_notices_are_queued_once_beside_the_updates_deliveries(store: A
     assert_eq!(message.buttons, Some(buttons));
 }
 
+/// A call's progress is kept as its provider reports it, and a final word (no-answer, busy,
+/// machine, completed…) is never overwritten by a late one, as for SMS reports.
+pub async fn a_calls_final_report_is_not_overwritten_by_a_late_one(store: Arc<dyn Store>) {
+    let (_, addresses) = subscriber(&store, "call", &["call@asl.example"]).await;
+    let (incident, _) = seed(&store, 1, &[(addresses[0], "call@asl.example")]).await;
+    let d = claim(&store, "w", 1).await.remove(0);
+    let receipt = Receipt {
+        provider_id: Some("CA1".into()),
+        provider: Some("twilio".into()),
+        segments: None,
+    };
+    let sent = done(&d, DeliveryOutcome::Sent(receipt));
+    store.record_outcomes("w", &[sent], now()).await.unwrap();
+    let report = |id: &str, status: &str| DeliveryReport {
+        provider: "twilio".into(),
+        provider_id: id.into(),
+        status: status.into(),
+        error: (status == "machine").then(|| "answered by machine_start".into()),
+        at: now(),
+    };
+    for (status, kept) in [
+        ("ringing", "ringing"),
+        ("machine", "machine"),
+        ("completed", "machine"),
+        ("ringing", "machine"),
+    ] {
+        assert!(store.record_report(&report("CA1", status)).await.unwrap());
+        let rows = store.incident_deliveries(incident).await.unwrap();
+        assert_eq!(
+            rows[0].report_status.as_deref(),
+            Some(kept),
+            "after {status}"
+        );
+        assert_eq!(
+            rows[0].report_error.as_deref(),
+            Some("answered by machine_start").filter(|_| kept == "machine")
+        );
+    }
+    assert!(
+        !store
+            .record_report(&report("CA2", "completed"))
+            .await
+            .unwrap()
+    );
+}
+
 suite!(
+    a_calls_final_report_is_not_overwritten_by_a_late_one,
     observations_keep_what_each_check_found_as_data,
     concurrent_claims_are_disjoint_and_sent_rows_stay_sent,
     a_later_update_waits_for_the_earlier_one_to_the_same_recipient,

@@ -425,6 +425,7 @@ mod tests {
             attempt: 1,
             recipient: "cup.foligno@asl.example".into(),
             recipient_name: "CUP Foligno".into(),
+            language: "it".into(),
             subject: Some("[Disservizio in corso] CUP giù".into()),
             text: "testo".into(),
             html: Some("<p>testo</p>".into()),

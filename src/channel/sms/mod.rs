@@ -1,13 +1,7 @@
 //! SMS through HTTP gateways, tried in priority order: when one throttles, fails or refuses a
-//! message, the next sends it. Each gateway is one file; they share a [`Gateway`] trait and this
-//! file's failover.
-//!
-//! A provider that throttles is put aside for its `Retry-After` (or a back-off doubling from a
-//! second), and one that fails `put_aside_after` times in a row for `put_aside_for`, so that
-//! traffic flows to the next at that one's own pace instead of waiting on the first. A provider
-//! not known to work (at start, after a failure, once back from aside) takes only as many sends
-//! at once as it has failures left before being put aside: a dead provider costs that many
-//! tries, however many sends are in flight, and one back from aside is tried by one send first.
+//! message, the next sends it. Each gateway is one file; they share a [`Gateway`] trait, and
+//! the failover that puts a throttling or failing provider aside is the channels' own
+//! (`channel::failover`, shared with voice calls).
 //!
 //! A provider that does not answer within `channels.sms.timeout` is treated as failed and the
 //! next one is tried: the first may still deliver, so a timeout can cost a duplicate text. For
@@ -33,9 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::time::Instant;
 
 use self::report::ReportLinks;
+use super::failover::{Member, Roster};
 use super::{Channel, Outgoing, Receipt, SendError};
 use crate::channel::rate::RateLimiter;
 use crate::domain::subscriber::ChannelKind;
@@ -141,73 +135,19 @@ pub fn unreachable(provider: &str, e: &reqwest::Error) -> GatewayError {
     GatewayError::Unavailable(format!("{provider} {what}: {e}"))
 }
 
-/// How long a send waits for providers on trial to give their verdict before trying one anyway.
-const VERDICT_WAIT: Duration = Duration::from_secs(2);
-
 /// Deliveries remembered as partly sent, at most; past it they are forgotten (a retry elsewhere
 /// forgets them anyway), so that deliveries given up by the outbox cannot pile up.
 const PARTLY_SENT_MAX: usize = 4_096;
 
-struct Provider {
-    name: String,
+/// What one SMS provider sends with.
+struct SmsGateway {
     gateway: Box<dyn Gateway>,
-    limiter: Option<RateLimiter>,
     report_url: Option<String>,
-    health: Mutex<Health>,
-}
-
-#[derive(Default)]
-struct Health {
-    /// Failures in a row since the provider last took a message.
-    failures: u32,
-    /// Throttles in a row, for the back-off when the provider gives no `Retry-After`.
-    throttles: u32,
-    /// Whether the provider took a message since its last failure (or since the start).
-    proven: bool,
-    /// Sends being tried on it now.
-    in_flight: u32,
-    aside_until: Option<Instant>,
-}
-
-/// A send admitted to a provider; counted in flight until dropped.
-struct Slot<'a>(&'a Provider);
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        let mut health = self.0.health();
-        health.in_flight = health.in_flight.saturating_sub(1);
-    }
-}
-
-impl Provider {
-    /// A slot on this provider, unless it is aside or, not known to work, already has as many
-    /// sends in flight as it has failures left (one, once back from aside).
-    fn admit(&self, now: Instant, failures_allowed: u32) -> Option<Slot<'_>> {
-        let mut health = self.health();
-        if health.aside_until.is_some_and(|until| until > now) {
-            return None;
-        }
-        if !health.proven {
-            let left = failures_allowed.saturating_sub(health.failures).max(1);
-            if health.in_flight >= left {
-                return None;
-            }
-        }
-        health.in_flight += 1;
-        Some(Slot(self))
-    }
-
-    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
-        // Counters only: a panic elsewhere cannot leave them inconsistent.
-        self.health.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 pub struct SmsChannel {
-    providers: Vec<Provider>,
+    providers: Roster<SmsGateway>,
     fold: bool,
-    put_aside_after: u32,
-    put_aside_for: Duration,
     /// Per delivery and recipient (notices that are not deliveries share an id), the providers
     /// that took part of its message (see the module's comment).
     partly_sent: Mutex<HashMap<(i64, String), Vec<String>>>,
@@ -237,10 +177,15 @@ pub fn sms_channel(
             SmsProviderKind::Skebby => Box::new(skebby::Skebby::new(keys, http.clone())),
             SmsProviderKind::Generic => Box::new(generic::Generic::new(keys, http.clone())?),
         };
-        built.push(Provider {
-            name: p.name.clone(),
-            gateway,
-            limiter: (p.rate_per_second > 0).then(|| {
+        built.push(Member::new(
+            p.name.clone(),
+            SmsGateway {
+                gateway,
+                report_url: settings
+                    .delivery_reports
+                    .then(|| reports.url(&p.name, p.kind)),
+            },
+            (p.rate_per_second > 0).then(|| {
                 RateLimiter::new(
                     store.clone(),
                     format!("sms:{}", p.name),
@@ -248,17 +193,16 @@ pub fn sms_channel(
                     1,
                 )
             }),
-            report_url: settings
-                .delivery_reports
-                .then(|| reports.url(&p.name, p.kind)),
-            health: Mutex::new(Health::default()),
-        });
+        ));
     }
     Ok(SmsChannel {
-        providers: built,
+        providers: Roster::new(
+            ChannelKind::Sms,
+            built,
+            settings.put_aside_after,
+            settings.put_aside_for.get(),
+        ),
         fold: settings.fold_to_gsm7,
-        put_aside_after: settings.put_aside_after.max(1),
-        put_aside_for: settings.put_aside_for.get(),
         partly_sent: Mutex::default(),
     })
 }
@@ -289,10 +233,16 @@ impl Channel for SmsChannel {
         let mut partial = false;
         let mut reasons = Vec::new();
         let partly_sent = self.partly_sent(msg);
-        if !partly_sent.is_empty() && self.providers.iter().all(|p| partly_sent.contains(&p.name)) {
+        if !partly_sent.is_empty()
+            && self
+                .providers
+                .members()
+                .iter()
+                .all(|p| partly_sent.contains(&p.name))
+        {
             return Err(self.cut_short(msg, "".into()));
         }
-        for (provider, _slot) in self.order(&partly_sent).await {
+        for (provider, _slot) in self.providers.order(&partly_sent).await {
             if let Some(limiter) = &provider.limiter {
                 limiter.acquire().await;
             }
@@ -300,14 +250,14 @@ impl Channel for SmsChannel {
                 to: &msg.recipient,
                 text: &body,
                 measure,
-                report_url: provider.report_url.as_deref(),
+                report_url: provider.inner.report_url.as_deref(),
                 reference: msg.delivery_id,
             };
             let name = provider.name.as_str();
-            match provider.gateway.send(&sms).await {
+            match provider.inner.gateway.send(&sms).await {
                 Ok(accepted) => {
                     self.forget_partly_sent(msg);
-                    self.succeeded(provider);
+                    self.providers.succeeded(provider);
                     let segments = accepted.segments.unwrap_or(measure.segments);
                     metrics::counter!("banditore_sms_sent_total", "provider" => name.to_owned())
                         .increment(1);
@@ -332,17 +282,17 @@ impl Channel for SmsChannel {
                         }
                         GatewayError::Throttled { after, reason } => {
                             throttled.push(after);
-                            self.throttled(provider, after);
+                            self.providers.throttled(provider, after);
                             ("throttled", reason)
                         }
                         GatewayError::Unavailable(reason) => {
                             unavailable = true;
-                            self.failed(provider);
+                            self.providers.failed(provider);
                             ("unavailable", reason)
                         }
                         GatewayError::Credentials(reason) => {
                             refused_credentials += 1;
-                            self.failed(provider);
+                            self.providers.failed(provider);
                             tracing::error!(provider = name, %reason, "SMS provider refuses its credentials: check channels.sms.providers");
                             ("credentials", reason)
                         }
@@ -364,7 +314,12 @@ impl Channel for SmsChannel {
         if partial {
             // Never Throttled, which would send it again without counting an attempt.
             let partly_sent = self.partly_sent(msg);
-            if self.providers.iter().all(|p| partly_sent.contains(&p.name)) {
+            if self
+                .providers
+                .members()
+                .iter()
+                .all(|p| partly_sent.contains(&p.name))
+            {
                 return Err(self.cut_short(msg, reason));
             }
             return Err(SendError::Retry {
@@ -376,7 +331,7 @@ impl Channel for SmsChannel {
         // trial) may still send, and pausing the channel would hold it back too.
         if refused_credentials > 0
             && refused_credentials == reasons.len()
-            && reasons.len() == self.providers.len()
+            && reasons.len() == self.providers.members().len()
         {
             return Err(SendError::Credentials { reason });
         }
@@ -387,7 +342,7 @@ impl Channel for SmsChannel {
                 .map(|a| a.unwrap_or(Duration::from_secs(1)))
                 .min()
                 .unwrap_or(Duration::from_secs(1))
-                .min(self.put_aside_for.max(Duration::from_secs(1)));
+                .min(self.providers.put_aside_for().max(Duration::from_secs(1)));
             return Err(SendError::Throttled { after });
         }
         if unavailable || refused_credentials > 0 || !throttled.is_empty() {
@@ -442,75 +397,6 @@ impl SmsChannel {
         );
         SendError::Reject { reason }
     }
-
-    /// The providers to try for one message, in priority order, each with its slot: those put
-    /// aside are skipped. One not known to work and already trying as many sends as it has
-    /// failures left is skipped too, or, when no provider has room, waited for a moment: its
-    /// verdict comes with its answers. When every provider is aside, the one whose time aside
-    /// ends first is tried all the same (better a refusal than no try at all).
-    /// Providers named in `skip` are left out.
-    async fn order(&self, skip: &[String]) -> Vec<(&Provider, Option<Slot<'_>>)> {
-        let waiting_since = Instant::now();
-        let providers = || self.providers.iter().filter(|p| !skip.contains(&p.name));
-        loop {
-            let now = Instant::now();
-            let admitted: Vec<_> = providers()
-                .filter_map(|p| {
-                    p.admit(now, self.put_aside_after)
-                        .map(|slot| (p, Some(slot)))
-                })
-                .collect();
-            if !admitted.is_empty() {
-                return admitted;
-            }
-            let all_aside =
-                providers().all(|p| p.health().aside_until.is_some_and(|until| until > now));
-            if all_aside || now.duration_since(waiting_since) >= VERDICT_WAIT {
-                let soonest = providers().min_by_key(|p| p.health().aside_until.unwrap_or(now));
-                return soonest.map(|p| (p, None)).into_iter().collect();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn succeeded(&self, provider: &Provider) {
-        let mut health = provider.health();
-        health.failures = 0;
-        health.throttles = 0;
-        health.proven = true;
-        health.aside_until = None;
-    }
-
-    /// Over the provider's rate: aside for as long as it asked, or a second doubling with each
-    /// throttle in a row up to `put_aside_for`.
-    fn throttled(&self, provider: &Provider, after: Option<Duration>) {
-        let mut health = provider.health();
-        health.throttles = health.throttles.saturating_add(1);
-        let backoff = Duration::from_secs(1)
-            .saturating_mul(1 << (health.throttles - 1).min(16))
-            .min(self.put_aside_for.max(Duration::from_secs(1)));
-        // A provider's Retry-After is believed up to `put_aside_for`, however large it says.
-        let until = Instant::now()
-            + after
-                .map(|a| a.min(self.put_aside_for.max(Duration::from_secs(1))))
-                .unwrap_or(backoff);
-        health.aside_until = Some(health.aside_until.map_or(until, |u| u.max(until)));
-        metrics::counter!("banditore_sms_put_aside_total", "provider" => provider.name.clone())
-            .increment(1);
-    }
-
-    /// One more failure in a row; enough of them put the provider aside.
-    fn failed(&self, provider: &Provider) {
-        let mut health = provider.health();
-        health.failures = health.failures.saturating_add(1);
-        health.proven = false;
-        if health.failures >= self.put_aside_after {
-            health.aside_until = Some(Instant::now() + self.put_aside_for);
-            tracing::warn!(provider = %provider.name, for_ = ?self.put_aside_for, "SMS provider put aside after repeated failures");
-            metrics::counter!("banditore_sms_put_aside_total", "provider" => provider.name.clone())
-                .increment(1);
-        }
-    }
 }
 
 /// SMS in the registry: text fitted to segments, through the gateways in priority order.
@@ -554,7 +440,19 @@ impl super::ChannelSpec for Spec {
             .channels
             .get::<Vec<SmsProviderKeys>>(ChannelKind::Sms)
             .map_or(&[], Vec::as_slice);
-        let reports = ReportLinks::new(wiring.key, &v.settings.server.public_url, providers);
+        let mut reports = ReportLinks::new(wiring.key, &v.settings.server.public_url, providers);
+        if s.replies {
+            let token = s
+                .reply_token()
+                .resolve("reply_token")
+                .map_err(super::BuildError)?;
+            reports = reports.with_replies(report::Replies::new(
+                &s.reply_words,
+                token,
+                &s.reply_sender_field,
+                &s.reply_text_field,
+            ));
+        }
         let channel =
             sms_channel(s, providers, wiring.store.clone(), &reports).map_err(super::BuildError)?;
         Ok(Some(super::Built {

@@ -22,7 +22,30 @@ pub struct SmsSettings {
     pub put_aside_for: Dur,
     /// Ask providers to post delivery reports to `<public_url>/api/v1/callbacks/sms/<name>`.
     pub delivery_reports: bool,
+    /// A desk's reply to a text (one of `reply_words`) acknowledges the latest incident texted
+    /// to its number, through `<public_url>/api/v1/callbacks/sms/<name>/inbound`.
+    pub replies: bool,
+    /// The words read as "seen", whatever their case and the spaces and punctuation around them.
+    pub reply_words: Vec<String>,
+    /// What a provider that does not sign its requests (all but Twilio) carries in the inbound
+    /// URL's `token`.
+    pub reply_token: Option<Secret>,
+    pub reply_token_file: Option<PathBuf>,
+    pub reply_token_env: Option<String>,
+    /// A generic provider's inbound fields: the sender's number and the text.
+    pub reply_sender_field: String,
+    pub reply_text_field: String,
     pub providers: Vec<SmsProviderSettings>,
+}
+
+impl SmsSettings {
+    pub fn reply_token(&self) -> SecretSource {
+        SecretSource {
+            value: self.reply_token.clone(),
+            file: self.reply_token_file.clone(),
+            env: self.reply_token_env.clone(),
+        }
+    }
 }
 
 word_enum! {
@@ -193,6 +216,9 @@ pub fn validate_sms(
     if sms.put_aside_after == 0 {
         push("channels.sms.put_aside_after", "must be at least 1".into());
     }
+    if sms.replies {
+        validate_replies(sms, push);
+    }
     let mut names = BTreeSet::new();
     let mut keys = Vec::new();
     for (i, p) in sms.providers.iter().enumerate() {
@@ -319,4 +345,47 @@ fn login_hint(kind: SmsProviderKind) -> &'static str {
         SmsProviderKind::Vonage => "Vonage needs the API key as `username`",
         _ => "needs the account's login as `username`",
     }
+}
+
+/// Replies need words, and a token for the providers that do not sign.
+fn validate_replies(sms: &SmsSettings, push: &mut impl FnMut(&str, String)) {
+    if sms.reply_words.iter().all(|w| reply_word(w).is_empty()) {
+        push(
+            "channels.sms.reply_words",
+            "replies are on but no word is read as \"seen\" (such as \"OK\")".into(),
+        );
+    }
+    let unsigned = sms
+        .providers
+        .iter()
+        .any(|p| p.kind != SmsProviderKind::Twilio);
+    match sms.reply_token().resolve("reply_token") {
+        Ok(Some(token)) if token.expose().len() < 16 => push(
+            "channels.sms.reply_token",
+            "must be at least 16 characters: it is all that authenticates a reply".into(),
+        ),
+        Ok(None) if unsigned => push(
+            "channels.sms.reply_token",
+            "replies through providers other than Twilio need a token for their inbound URL (`reply_token`, `reply_token_file` or `reply_token_env`)".into(),
+        ),
+        Err(e) => push("channels.sms.reply_token", e),
+        _ => {}
+    }
+    for (key, field) in [
+        ("reply_sender_field", &sms.reply_sender_field),
+        ("reply_text_field", &sms.reply_text_field),
+    ] {
+        if field.trim().is_empty() {
+            push(&format!("channels.sms.{key}"), "must name a field".into());
+        }
+    }
+}
+
+/// A reply as it is compared with the words: surrounding white space and punctuation left
+/// out, upper case.
+pub fn reply_word(text: &str) -> String {
+    text.trim_matches(|c: char| {
+        c.is_whitespace() || c.is_ascii_punctuation() || "¡¿«»“”‘’…".contains(c)
+    })
+    .to_uppercase()
 }

@@ -507,6 +507,7 @@ mod tests {
             attempt: 1,
             recipient: "https://r.example/hook".into(),
             recipient_name: String::new(),
+            language: "it".into(),
             subject: None,
             text,
             html: None,

@@ -1,5 +1,5 @@
 //! Where a subscriber is reached, read from what people write: a phone number that can receive
-//! SMS, stored in E.164, and a Telegram chat (an id or a public channel's `@username`). Email
+//! SMS, or be called (a landline too), stored in E.164, and a Telegram chat (an id or a public channel's `@username`). Email
 //! addresses are read by lettre; `ChannelKind::parse_address` chooses among them.
 
 use std::fmt;
@@ -8,10 +8,45 @@ use phonenumber::metadata::{Descriptor, Descriptors};
 
 use crate::domain::text::Described;
 
+/// What kind of line a valid number is.
+enum Line {
+    Mobile,
+    Landline,
+    /// Toll-free, premium-rate, shared-cost or another service.
+    Service,
+}
+
 /// A phone number that can receive SMS, in E.164 (`+393331234567`): `+` or the international
 /// prefix (`00`) and a country code, or a national number of `region`; its digits grouped by
 /// spaces, dots, dashes, slashes or parentheses.
 pub(super) fn parse_phone(raw: &str, region: phonenumber::country::Id) -> Result<String, String> {
+    match read_phone(raw, region)? {
+        (e164, Line::Mobile) => Ok(e164),
+        (e164, Line::Landline) => Err(format!(
+            "`{raw}` is a landline ({e164}): SMS cannot reach it"
+        )),
+        (e164, Line::Service) => Err(format!(
+            "`{raw}` is not a mobile number ({e164}: toll-free, premium-rate or another service): SMS cannot reach it"
+        )),
+    }
+}
+
+/// A phone number that can be called, read as [`parse_phone`] reads it: a mobile or a
+/// landline (a desk's phone).
+pub(super) fn parse_callable(
+    raw: &str,
+    region: phonenumber::country::Id,
+) -> Result<String, String> {
+    match read_phone(raw, region)? {
+        (e164, Line::Mobile | Line::Landline) => Ok(e164),
+        (e164, Line::Service) => Err(format!(
+            "`{raw}` is neither a mobile nor a landline ({e164}: toll-free, premium-rate or another service): calls are not placed to it"
+        )),
+    }
+}
+
+/// A valid number in E.164, and its kind of line.
+fn read_phone(raw: &str, region: phonenumber::country::Id) -> Result<(String, Line), String> {
     if let Some(c) = raw
         .chars()
         .find(|c| !c.is_ascii_digit() && !" .-/()+".contains(*c))
@@ -76,17 +111,14 @@ pub(super) fn parse_phone(raw: &str, region: phonenumber::country::Id) -> Result
             .iter()
             .any(|m| kind(m.descriptors()).is_some_and(|d| d.is_match(&national)))
     };
-    if is(Descriptors::mobile) {
-        Ok(e164)
+    let line = if is(Descriptors::mobile) {
+        Line::Mobile
     } else if is(Descriptors::fixed_line) {
-        Err(format!(
-            "`{raw}` is a landline ({e164}): SMS cannot reach it"
-        ))
+        Line::Landline
     } else {
-        Err(format!(
-            "`{raw}` is not a mobile number ({e164}: toll-free, premium-rate or another service): SMS cannot reach it"
-        ))
-    }
+        Line::Service
+    };
+    Ok((e164, line))
 }
 
 /// Where a Telegram message goes: a chat id (a person's is positive, a group's negative,
@@ -256,7 +288,18 @@ mod tests {
                 refused.contains("landline") && refused.contains(e164),
                 "{written}: {refused}"
             );
+            // A desk's landline can be called.
+            assert_eq!(
+                ChannelKind::Voice.parse_address(written, &rules()),
+                Ok(e164.to_owned())
+            );
         }
+        assert_eq!(
+            ChannelKind::Voice.parse_address("333 123 4567", &rules()),
+            Ok("+393331234567".to_owned())
+        );
+        let toll_free = ChannelKind::Voice.parse_address("800 123456", &rules());
+        assert!(toll_free.is_err(), "{toll_free:?}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod address;
 mod webhook;
 
 pub use address::TelegramChat;
-use address::parse_phone;
+use address::{parse_callable, parse_phone};
 /// A webhook address with all but its scheme and host hidden.
 pub use webhook::masked as masked_webhook;
 pub use webhook::{Network, Preset, WebhookAddress, WebhookRules, special_purpose};
@@ -49,10 +49,12 @@ pub enum ChannelKind {
     /// An HTTP endpoint of another system, sent a signed JSON event (Standard Webhooks) or a
     /// chat tool's incoming-webhook body.
     Webhook,
+    /// A phone call that says the incident's short text and asks for a key to confirm.
+    Voice,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 10] = [
+    pub const ALL: [ChannelKind; 11] = [
         ChannelKind::Email,
         ChannelKind::Telegram,
         ChannelKind::Sms,
@@ -63,6 +65,7 @@ impl ChannelKind {
         ChannelKind::Status,
         ChannelKind::Log,
         ChannelKind::Webhook,
+        ChannelKind::Voice,
     ];
 
     /// The social networks: one account each, set in `channels.<network>`, posting public
@@ -87,6 +90,7 @@ impl ChannelKind {
             ChannelKind::Status => "Status page",
             ChannelKind::Log => "Log",
             ChannelKind::Webhook => "Webhook",
+            ChannelKind::Voice => "Voice call",
         }
     }
 
@@ -106,6 +110,7 @@ impl ChannelKind {
             ChannelKind::Status => "status",
             ChannelKind::Log => "log",
             ChannelKind::Webhook => "webhook",
+            ChannelKind::Voice => "voice",
         }
     }
 
@@ -119,6 +124,8 @@ impl ChannelKind {
                 .map_err(|e| format!("`{trimmed}` is not a valid email address ({e})")),
             ChannelKind::Telegram => TelegramChat::parse(trimmed).map(|c| c.to_string()),
             ChannelKind::Sms => parse_phone(trimmed, rules.phone_region),
+            // Written and read as a number that is texted, a landline too.
+            ChannelKind::Voice => parse_callable(trimmed, rules.phone_region),
             ChannelKind::Status => Err(
                 "status is not a subscriber address: the status page shows what the `public` audience is approved to hear, for the services in [[status.services]]".into(),
             ),

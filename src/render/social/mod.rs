@@ -72,7 +72,8 @@ impl Limits {
             | ChannelKind::Telegram
             | ChannelKind::Sms
             | ChannelKind::Log
-            | ChannelKind::Webhook => None,
+            | ChannelKind::Webhook
+            | ChannelKind::Voice => None,
         }
     }
 

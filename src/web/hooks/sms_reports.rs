@@ -19,12 +19,12 @@ use crate::web::extract::Path;
 
 const TWILIO_SIGNATURE: &str = "x-twilio-signature";
 
-fn pairs(bytes: &[u8]) -> Vec<(String, String)> {
+pub(super) fn pairs(bytes: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(bytes).into_owned().collect()
 }
 
 /// A JSON object's fields as text (numbers written as they are).
-fn json_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) fn json_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest {
             message: format!("the report is not JSON: {e}"),
@@ -82,6 +82,7 @@ pub async fn report(
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let links = state
+        .callbacks
         .sms_reports
         .as_ref()
         .ok_or_else(|| ApiError::NotFound("SMS is not enabled".into()))?;

@@ -19,7 +19,9 @@
 //! here: SMTP has no throttling answer that names a wait (a 421 or 451 is a temporary failure);
 //! the social networks post on the account itself, so a recipient cannot be gone (a deleted or
 //! suspended account refuses the credentials); Skebby's and a generic gateway's answers name no
-//! number that is gone. Facebook's throttle names its wait in whole minutes, so its case checks
+//! number that is gone; Vonage's Voice API names no gone number either, a call's "lost reply"
+//! cannot be scripted, and a call has no length's edge (its text is said within 600 characters,
+//! `channel::voice::spoken`). Facebook's throttle names its wait in whole minutes, so its case checks
 //! that the post is deferred that long, uncounted, without waiting for it. "A panic in a send
 //! fails that one delivery" is checked by the outbox's unit tests: nothing in the real binary
 //! panics on command, and no panic hook is put into production code for a test.
@@ -28,6 +30,7 @@ mod direct;
 mod edges;
 mod hook;
 mod social;
+mod voice;
 
 use std::time::{Duration, Instant};
 
@@ -283,6 +286,17 @@ compliance! {
         a_lost_reply_is_sent_again_only_where_nothing_tells,
         refused_credentials_pause_the_channel_until_they_work,
         the_longest_text_goes_whole_and_one_unit_more_as_documented,
+    ];
+    voice_twilio: voice::Call<voice::Twilio> => [
+        a_throttle_is_waited_out_without_an_attempt,
+        a_temporary_failure_is_retried_and_arrives_once,
+        a_gone_recipient_is_marked_and_not_retried,
+        refused_credentials_pause_the_channel_until_they_work,
+    ];
+    voice_vonage: voice::Call<voice::Vonage> => [
+        a_throttle_is_waited_out_without_an_attempt,
+        a_temporary_failure_is_retried_and_arrives_once,
+        refused_credentials_pause_the_channel_until_they_work,
     ];
     mastodon: social::Mastodon => [
         a_throttle_is_waited_out_without_an_attempt,

@@ -17,6 +17,7 @@ pub mod smtp;
 pub mod targets;
 pub mod telegram;
 pub mod twitter_text;
+pub mod voice;
 pub mod webhook;
 pub mod x;
 

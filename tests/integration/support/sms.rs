@@ -514,7 +514,7 @@ impl Shared {
 }
 
 /// Base64(HMAC-SHA1(token, url + key1 + value1 + key2 + value2 …)), params sorted by key.
-fn twilio_signature(token: &str, url: &str, sorted: &[(String, String)]) -> String {
+pub fn twilio_signature(token: &str, url: &str, sorted: &[(String, String)]) -> String {
     let mut data = url.to_owned();
     for (key, value) in sorted {
         data.push_str(key);
