@@ -5,7 +5,8 @@
 //!
 //! The dedup key is the alert's identity: `trigger` fires it (one is made up when the sender
 //! gives none, and answered, as PagerDuty does), `resolve` resolves it, and `acknowledge` is
-//! taken without changing anything, because Banditore has no acknowledgement yet.
+//! taken without changing anything: a responder acknowledging the alert in a monitor is not a
+//! desk saying it has seen the incident (the desks acknowledge through their messages).
 //!
 //! What maps to what, from what Grafana, Zabbix and Datadog put in the payload: `summary` is the
 //! summary; `severity` folds as usual (`error` reads as major); the service is
@@ -55,7 +56,7 @@ impl Event {
                 parsed.signals.push(signal);
             }
             None => parsed.notes.push(
-                "acknowledge: taken; Banditore has no acknowledgement yet, the incident is unchanged"
+                "acknowledge: taken; the incident is unchanged (desks acknowledge it through their messages)"
                     .into(),
             ),
         }

@@ -4,8 +4,8 @@
 //! stop in April 2027; its users point their tools here by changing the API URL.
 //!
 //! Answers are Opsgenie's: 202 `{"result":"Request will be processed","took":…,"requestId":…}`
-//! once the request is stored (an acknowledgement changes nothing: Banditore has no
-//! acknowledgement yet); 400 for a body that is not JSON, 401 for an unknown key, 403 for a
+//! once the request is stored (an acknowledgement changes nothing: the desks acknowledge an
+//! incident through their messages, not a monitor); 400 for a body that is not JSON, 401 for an unknown key, 403 for a
 //! token without the ingest role and 422 for a body Opsgenie would refuse, each as
 //! `{"message":…,"took":…,"requestId":…}` (422 with `errors` by field).
 
@@ -152,8 +152,8 @@ pub async fn close(
     respond(result, started)
 }
 
-/// Acknowledges an alert: taken, and nothing changes, because Banditore has no acknowledgement
-/// yet.
+/// Acknowledges an alert: taken, and nothing changes, because the desks acknowledge an incident
+/// through their messages, not a monitor.
 #[utoipa::path(
     post,
     path = "/v2/alerts/{identifier}/acknowledge",

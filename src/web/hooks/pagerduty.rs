@@ -63,7 +63,7 @@ enum Version {
     path = "/v2/enqueue",
     tag = "signals",
     request_body(content = Object, content_type = "application/json",
-        description = "`routing_key` (an ingest token: the body carries the credentials, so the operation needs no header), `event_action` (trigger, acknowledge, resolve), `dedup_key`, `payload` {summary, source, severity, timestamp, component, group, class, custom_details}, `links`, `images`, `client`, `client_url`. An acknowledgement changes nothing: Banditore has no acknowledgement yet."),
+        description = "`routing_key` (an ingest token: the body carries the credentials, so the operation needs no header), `event_action` (trigger, acknowledge, resolve), `dedup_key`, `payload` {summary, source, severity, timestamp, component, group, class, custom_details}, `links`, `images`, `client`, `client_url`. An acknowledgement changes nothing: the desks acknowledge an incident through their messages, not a monitor."),
     security(()),
     responses(
         (status = 202, description = "Stored; the incidents follow.", body = EventProcessed),
