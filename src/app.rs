@@ -734,6 +734,7 @@ impl Ground<'_> {
             engine: flow.engine.clone(),
             wake: self.wake.clone(),
             links: self.links.clone(),
+            acks: crate::ack::Acknowledgements::new(store.clone(), self.links.clone()),
             renderer: v.renderer.clone(),
             metrics,
             default_language: s.routing.default_language.clone(),

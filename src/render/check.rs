@@ -163,6 +163,27 @@ impl Renderer {
                     problems.push(e.to_string());
                 }
             }
+            // The page a desk's acknowledgement link opens: asking, recorded, already, invalid.
+            let ask = serde_json::json!({"found": true, "incident_id": 42, "desk": "CUP Foligno",
+                "title": "CUP non raggiungibile", "opened_at": "2023-07-19T09:14:00Z",
+                "acked": null, "already": false});
+            let acked = serde_json::json!({"at": "2023-07-19T09:16:00Z", "by": "cu•@asl.example",
+                "channel": "email"});
+            for (done, already) in [(false, false), (true, false), (true, true)] {
+                let mut page = ask.clone();
+                page["already"] = already.into();
+                if done {
+                    page["acked"] = acked.clone();
+                }
+                if let Err(e) = self.page("ack", lang, &page) {
+                    problems.push(e.to_string());
+                }
+            }
+            let mut invalid = ask.clone();
+            invalid["found"] = false.into();
+            if let Err(e) = self.page("ack", lang, &invalid) {
+                problems.push(e.to_string());
+            }
             let language = Language::try_from(lang.to_owned()).unwrap_or(self.fallback.clone());
             for (name, args) in [
                 (

@@ -86,6 +86,8 @@ pub struct Parts {
     pub engine: Engine,
     pub wake: Wakers,
     pub links: UnsubscribeLinks,
+    /// Desks' acknowledgements, by the token of a link or a button.
+    pub acks: crate::ack::Acknowledgements,
     pub renderer: Renderer,
     pub metrics: PrometheusHandle,
     pub default_language: Language,

@@ -31,6 +31,7 @@ mod social;
 mod status;
 mod store;
 mod store_access;
+mod store_ack_board;
 mod store_acks;
 mod store_citizens;
 mod store_heartbeat_defs;

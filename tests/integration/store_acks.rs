@@ -17,7 +17,11 @@ fn at(seconds: i64) -> Timestamp {
 }
 
 /// A desk with these addresses (`{"email": [...], "sms": [...]}`): its id and its address ids.
-async fn desk(store: &Arc<dyn Store>, name: &str, addresses: serde_json::Value) -> (i64, Vec<i64>) {
+pub(crate) async fn desk(
+    store: &Arc<dyn Store>,
+    name: &str,
+    addresses: serde_json::Value,
+) -> (i64, Vec<i64>) {
     let spec: SubscriberSpec = serde_json::from_value(serde_json::json!({
         "name": name, "addresses": addresses, "subscriptions": [{}]
     }))
@@ -103,7 +107,7 @@ async fn incident(
 }
 
 /// Sends every pending delivery on `channel`, as a dispatcher would at `now`.
-async fn send_all(store: &Arc<dyn Store>, channel: ChannelKind, now: Timestamp) {
+pub(crate) async fn send_all(store: &Arc<dyn Store>, channel: ChannelKind, now: Timestamp) {
     let claimed = store
         .claim_deliveries(channel, 1000, now, now + SignedDuration::from_secs(60), "w")
         .await
