@@ -18,12 +18,11 @@ fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + seconds).unwrap()
 }
 
-/// An incident whose opening went as one message per `(channel, audience)` group, one delivery
-/// per `(address id, recipient)` of the group.
-async fn incident(
-    store: &Arc<dyn Store>,
-    groups: &[(ChannelKind, &str, Vec<(i64, String)>)],
-) -> i64 {
+/// One message of an opening: its channel, its audience, and its recipients (address id, address).
+type Group<'a> = (ChannelKind, &'a str, Vec<(i64, String)>);
+
+/// An incident whose opening went as one message per group, one delivery per recipient.
+async fn incident(store: &Arc<dyn Store>, groups: &[Group<'_>]) -> i64 {
     let mut tx = store.begin().await.unwrap();
     let incident = tx
         .insert_incident(&NewIncident {
