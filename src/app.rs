@@ -528,6 +528,7 @@ impl Ground<'_> {
             renderer: v.renderer.clone(),
             default_language: s.routing.default_language.clone(),
             pacer,
+            acks: crate::ack::Acknowledgements::new(store.clone(), self.links.clone()),
             approvals: Some(BotApprovals {
                 links: self.approval_links.clone(),
                 wake: self.wake.dispatch.clone(),
@@ -734,7 +735,6 @@ impl Ground<'_> {
             engine: flow.engine.clone(),
             wake: self.wake.clone(),
             links: self.links.clone(),
-            acks: crate::ack::Acknowledgements::new(store.clone(), self.links.clone()),
             renderer: v.renderer.clone(),
             metrics,
             default_language: s.routing.default_language.clone(),

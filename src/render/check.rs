@@ -404,7 +404,13 @@ fn bot_samples() -> Vec<(&'static str, Vec<minijinja::Value>)> {
         id => 42, title => "CUP backend non raggiungibile", status => "investigating",
         severity => "critical", opened_at => "2023-07-19T09:14:00Z", services => vec!["cup-backend"],
     };
+    let at = || Value::from("2023-07-19T09:16:00Z");
     vec![
+        ("ack_recorded", vec![]),
+        ("ack_already", vec![Value::from("email"), at()]),
+        ("ack_not_valid", vec![]),
+        ("ack_seen", vec![name(), at()]),
+        ("ack_seen_before", vec![Value::from("sms"), at()]),
         (
             "channel_paused",
             vec![

@@ -78,6 +78,13 @@ impl std::ops::Deref for AppState {
     }
 }
 
+impl Parts {
+    /// Desks' acknowledgements, by the token of a link (over the store and the links' key).
+    pub fn acks(&self) -> crate::ack::Acknowledgements {
+        crate::ack::Acknowledgements::new(self.store.clone(), self.links.clone())
+    }
+}
+
 /// The parts of [`AppState`].
 pub struct Parts {
     pub store: Arc<dyn Store>,
@@ -86,8 +93,6 @@ pub struct Parts {
     pub engine: Engine,
     pub wake: Wakers,
     pub links: UnsubscribeLinks,
-    /// Desks' acknowledgements, by the token of a link or a button.
-    pub acks: crate::ack::Acknowledgements,
     pub renderer: Renderer,
     pub metrics: PrometheusHandle,
     pub default_language: Language,

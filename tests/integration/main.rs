@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod acks;
 mod chats;
 mod citizens;
 mod cli;

@@ -139,7 +139,7 @@ fn respond(
 
 pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let outcome = answer(
-        &state.acks,
+        &state.acks(),
         state.store.as_ref(),
         &state.default_language,
         &token,
@@ -160,7 +160,7 @@ pub async fn confirm(
         return (StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
     }
     let outcome = answer(
-        &state.acks,
+        &state.acks(),
         state.store.as_ref(),
         &state.default_language,
         &token,
