@@ -330,6 +330,25 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
             json!({"incident": incident, "updates": [update], "signals": [signal, probed],
             "summary": {"email": {"sent": 3}}, "deliveries": []}),
         ),
+        (
+            "acks",
+            json!({"title": "CUP non raggiungibile", "board": {"incident_id": 42,
+                "desks_total": 2, "desks_acknowledged": 1, "desks": [
+                {"subscriber_id": 1, "name": "CUP <Foligno>", "acknowledged": null,
+                 "next_escalation": null, "messages": [{"delivery_id": 1, "update_seq": 1,
+                 "channel": "sms", "recipient": "+393331234567", "state": "sent",
+                 "delivered": false, "report_status": "undelivered", "sent_at": at}]},
+                {"subscriber_id": 2, "name": "CUP Terni", "next_escalation": null,
+                 "acknowledged": {"at": at, "channel": "email", "recipient": "cup@asl.example"},
+                 "messages": [{"delivery_id": 2, "update_seq": 1, "channel": "email",
+                 "recipient": "cup@asl.example", "state": "sent", "delivered": null,
+                 "report_status": null, "sent_at": null}]}]}}),
+        ),
+        (
+            "acks",
+            json!({"title": "CUP", "board": {"incident_id": 42, "desks_total": 0,
+            "desks_acknowledged": 0, "desks": []}}),
+        ),
         ("audit", json!({"entries": [entry]})),
         (
             "heartbeats",

@@ -275,7 +275,9 @@ async fn telegram_button(env: &[(&str, &str)]) {
 #[tokio::test]
 async fn the_board_and_the_ledger_answer_readers_as_json_and_csv() {
     let smtp = SmtpServer::start();
-    let app = TestApp::spawn(&smtp, "", &[]).await;
+    let mut app = TestApp::spawn(&smtp, "", &[]).await;
+    app.add_user("m.rossi", "una password lunga abbastanza", "viewer")
+        .await;
     desk(
         &app,
         "=Alfa, \"sportello\"",
@@ -311,6 +313,40 @@ async fn the_board_and_the_ledger_answer_readers_as_json_and_csv() {
         ["=Alfa, \"sportello\"", "Beta"],
         "still to see first"
     );
+
+    // The console's page: the count, the desks still to see first, a reload every 10 s.
+    let b = console_browser();
+    let login = console_login(&app, &b, "m.rossi", "una password lunga abbastanza").await;
+    assert_eq!(login.status(), 303);
+    let incident_page = b
+        .get(app.url(&format!("/console/incidents/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(incident_page.contains(&format!("/console/incidents/{id}/acknowledgements")));
+    let page = b
+        .get(app.url(&format!("/console/incidents/{id}/acknowledgements")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("1 di 2 sportelli hanno visto"), "{html}");
+    assert!(html.contains("<meta http-equiv=\"refresh\" content=\"10\">"));
+    let alfa = html.find("=Alfa, &quot;sportello&quot;").expect("escaped");
+    let beta = html.find("<td>Beta</td>").unwrap();
+    assert!(alfa < beta, "the desk still to see comes first");
+    assert!(html.contains("non ancora"));
+    let missing = b
+        .get(app.url("/console/incidents/999999/acknowledgements"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
     let ledger_path = format!("/api/v1/incidents/{id}/ledger");
     for (token, status) in [(INGEST_TOKEN, 403), ("not-a-token", 401)] {
         for what in ["acknowledgements", "ledger"] {
