@@ -118,3 +118,43 @@ pub(super) async fn on_press(bot: Bot, q: CallbackQuery, ctx: Arc<BotContext>) -
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::render::Renderer;
+
+    fn renderer() -> Renderer {
+        let it = Language::try_from("it".to_owned()).unwrap();
+        Renderer::new(
+            std::path::Path::new(""),
+            &it,
+            jiff::tz::TimeZone::UTC,
+            &crate::channel::forms(),
+        )
+        .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// A first name is the presser's to choose: the button's label (plain text) shows it
+        /// as written, whatever it holds.
+        #[test]
+        fn any_first_name_is_shown_as_written(name in crate::hostile::text()) {
+            let r = renderer();
+            for lang in ["it", "en"] {
+                let language = Language::try_from(lang.to_owned()).unwrap();
+                let args = [
+                    Value::from(name.clone()),
+                    Value::from("2026-12-05T09:42:00Z"),
+                ];
+                let label = plain(&r.bot_text(&language, "ack_seen", &args).unwrap());
+                prop_assert!(label.contains(&name), "{label:?}");
+                prop_assert!(label.ends_with("09:42"), "{label:?}");
+            }
+        }
+    }
+}

@@ -122,6 +122,15 @@ async fn the_email_link_shows_a_button_and_only_its_post_acknowledges() {
             .await;
         assert_eq!(post.status(), 404, "{bad}");
     }
+    let huge = app
+        .post(
+            &path,
+            None,
+            "application/x-www-form-urlencoded",
+            "a=".to_owned() + &"b".repeat(100 * 1024),
+        )
+        .await;
+    assert_eq!(huge.status(), 413, "a body past 64 KiB records nothing");
     assert_eq!(board(&app, id).await["desks_acknowledged"], 0);
     let put = app.http.put(app.url(&path)).send().await.unwrap();
     assert_eq!(put.status(), 405);
