@@ -23,7 +23,7 @@ use crate::store::{LEDGER_PAGE, LedgerRow, Store};
 use crate::web::contract::{BadRequest, Forbidden, NotFound, Unauthorized};
 use crate::web::error::ApiError;
 use crate::web::extract::{Path, Query};
-use crate::web::service::acks::{Board, delivered, shown};
+use crate::web::service::acks::{AckBoard, delivered, shown};
 use crate::web::service::incidents::masked;
 use crate::web::{AppState, record_audit, require};
 
@@ -36,7 +36,7 @@ use crate::web::{AppState, record_audit, require};
     params(("id" = i64, Path, description = "The incident's id.")),
     security(("token" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "The desks and their acknowledgements.", body = Board),
+        (status = 200, description = "The desks and their acknowledgements.", body = AckBoard),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
@@ -47,7 +47,7 @@ pub async fn board(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-) -> Result<Json<Board>, ApiError> {
+) -> Result<Json<AckBoard>, ApiError> {
     let reader = require(&state, &headers, Permission::Read)?;
     Ok(Json(
         crate::web::service::acks::board(&state, id, &reader).await?,
@@ -64,15 +64,15 @@ pub struct LedgerQuery {
 
 /// An incident's ledger, as JSON.
 #[derive(Serialize, ToSchema)]
-pub struct Ledger {
+pub struct LedgerJson {
     incident_id: i64,
-    rows: Vec<LedgerLine>,
+    rows: Vec<LedgerRowJson>,
 }
 
 /// One message to one recipient, from its writing to the provider's report and the desk's
 /// acknowledgement. Drafts' notices to the communications office are not in the ledger.
 #[derive(Serialize, ToSchema)]
-pub struct LedgerLine {
+pub struct LedgerRowJson {
     delivery_id: i64,
     update_seq: i64,
     /// `public`, or the desks' audience.
@@ -109,8 +109,8 @@ const CSV_HEADER: &str = "delivery_id,update_seq,audience,channel,recipient,citi
 state,attempts,last_error,provider,provider_message_id,created_at,sent_at,report_status,\
 delivered,report_error,report_at,acknowledged_at\r\n";
 
-impl LedgerLine {
-    fn new(row: LedgerRow, whole: bool) -> LedgerLine {
+impl LedgerRowJson {
+    fn new(row: LedgerRow, whole: bool) -> LedgerRowJson {
         let mut recipient = shown(row.channel, &row.recipient, whole);
         let mut last_error = row.last_error;
         let mut report_error = row.report_error;
@@ -123,7 +123,7 @@ impl LedgerLine {
                 *text = text.replace(&row.recipient, &recipient);
             }
         }
-        LedgerLine {
+        LedgerRowJson {
             delivery_id: row.delivery_id,
             update_seq: row.update_seq,
             audience: row.audience,
@@ -217,7 +217,7 @@ pub fn csv_cell(cell: &str, out: &mut String) {
     security(("token" = []), ("basic" = [])),
     responses(
         (status = 200, description = "The ledger.", content(
-            (Ledger = "application/json"),
+            (LedgerJson = "application/json"),
             (String = "text/csv"),
         )),
         (status = 400, response = BadRequest),
@@ -334,7 +334,7 @@ fn pages(
             };
             let mut chunk = String::new();
             for (i, row) in rows.into_iter().enumerate() {
-                let line = LedgerLine::new(row, whole);
+                let line = LedgerRowJson::new(row, whole);
                 if csv {
                     line.csv(&mut chunk);
                 } else {

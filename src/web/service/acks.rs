@@ -18,23 +18,23 @@ use crate::web::{AppState, Principal};
 
 /// The desks sent a message about an incident, those who have not acknowledged it first.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Board {
+pub struct AckBoard {
     pub incident_id: i64,
     /// Desks sent at least one message about the incident.
     pub desks_total: usize,
     /// Of those, desks that have acknowledged it.
     pub desks_acknowledged: usize,
-    pub desks: Vec<DeskJson>,
+    pub desks: Vec<AckDesk>,
 }
 
 /// One desk: its acknowledgement, if any, and every message it was sent about the incident.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DeskJson {
+pub struct AckDesk {
     pub subscriber_id: i64,
     pub name: String,
     /// `null` until someone at the desk says they have seen it.
-    pub acknowledged: Option<AckJson>,
-    pub messages: Vec<MessageJson>,
+    pub acknowledged: Option<DeskAck>,
+    pub messages: Vec<AckMessage>,
     /// The next step of the desk's escalation policy, when escalation is configured. Always
     /// `null` in this version: escalation is not built yet.
     #[schema(value_type = Option<Object>)]
@@ -43,7 +43,7 @@ pub struct DeskJson {
 
 /// A desk's acknowledgement: when, through which channel, from which address.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AckJson {
+pub struct DeskAck {
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub channel: ChannelKind,
@@ -53,7 +53,7 @@ pub struct AckJson {
 
 /// One message to one of the desk's addresses.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MessageJson {
+pub struct AckMessage {
     pub delivery_id: i64,
     /// The incident's update it carried.
     pub update_seq: i64,
@@ -93,7 +93,11 @@ pub fn shown(channel: ChannelKind, recipient: &str, whole: bool) -> String {
 }
 
 /// The board of incident `id` as `reader` may see it; `NotFound` for no such incident.
-pub async fn board(state: &AppState, id: i64, reader: &Principal) -> Result<Board, ServiceError> {
+pub async fn board(
+    state: &AppState,
+    id: i64,
+    reader: &Principal,
+) -> Result<AckBoard, ServiceError> {
     if state.store.incident(id).await?.is_none() {
         return Err(ServiceError::NotFound(format!("incident {id} not found")));
     }
@@ -104,21 +108,26 @@ pub async fn board(state: &AppState, id: i64, reader: &Principal) -> Result<Boar
 
 /// Groups the messages (ordered by desk) into desks, adds their acknowledgements and puts the
 /// desks still to acknowledge first, then by name.
-pub fn build(incident_id: i64, messages: Vec<DeskMessage>, acks: &[AckRow], whole: bool) -> Board {
+pub fn build(
+    incident_id: i64,
+    messages: Vec<DeskMessage>,
+    acks: &[AckRow],
+    whole: bool,
+) -> AckBoard {
     let acked: BTreeMap<i64, &AckRow> = acks
         .iter()
         .filter_map(|a| a.subscriber_id.map(|s| (s, a)))
         .collect();
-    let mut desks: Vec<DeskJson> = Vec::new();
+    let mut desks: Vec<AckDesk> = Vec::new();
     for m in messages {
         if desks
             .last()
             .is_none_or(|d| d.subscriber_id != m.subscriber_id)
         {
-            desks.push(DeskJson {
+            desks.push(AckDesk {
                 subscriber_id: m.subscriber_id,
                 name: m.subscriber_name.clone(),
-                acknowledged: acked.get(&m.subscriber_id).map(|a| AckJson {
+                acknowledged: acked.get(&m.subscriber_id).map(|a| DeskAck {
                     at: a.acked_at,
                     channel: a.channel,
                     recipient: shown(a.channel, &a.recipient, whole),
@@ -128,7 +137,7 @@ pub fn build(incident_id: i64, messages: Vec<DeskMessage>, acks: &[AckRow], whol
             });
         }
         if let Some(desk) = desks.last_mut() {
-            desk.messages.push(MessageJson {
+            desk.messages.push(AckMessage {
                 delivery_id: m.delivery_id,
                 update_seq: m.update_seq,
                 channel: m.channel,
@@ -147,7 +156,7 @@ pub fn build(incident_id: i64, messages: Vec<DeskMessage>, acks: &[AckRow], whol
             b.subscriber_id,
         ))
     });
-    Board {
+    AckBoard {
         incident_id,
         desks_total: desks.len(),
         desks_acknowledged: desks.iter().filter(|d| d.acknowledged.is_some()).count(),
