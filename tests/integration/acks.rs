@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::*;
+use fantoccini::Locator;
 
 const DESK: &str = "cup.foligno@asl.example";
 const PUBLIC_URL: &str = "https://banditore.asl.example";
@@ -428,4 +429,74 @@ async fn the_board_and_the_ledger_answer_readers_as_json_and_csv() {
         .filter(|e| e["action"] == "ledger.read")
         .count();
     assert_eq!(reads, 3, "every read of the ledger is audited");
+}
+
+#[tokio::test]
+async fn in_a_real_browser_the_board_refreshes_itself_and_the_link_page_works_without_scripts() {
+    let Some(mut browser) = Browser::start("acknowledgements").await else {
+        return;
+    };
+    let smtp = SmtpServer::start();
+    let mut app = TestApp::spawn(&smtp, "", &[]).await;
+    let password = "una password lunga abbastanza";
+    app.add_user("m.rossi", password, "viewer").await;
+    desk(&app, "CUP Foligno", json!({"email": [DESK]})).await;
+    fire_alert(&app, "firing", "cup-backend", "CUP backend non risponde").await;
+    let mail = smtp.wait_for(DESK, 1, Duration::from_secs(10)).remove(0);
+    let path = ack_path(&mail.text());
+    let id = incident_id(&app).await;
+
+    let c = browser.client.clone();
+    c.goto(&app.url("/console/login")).await.unwrap();
+    for (field, value) in [("username", "m.rossi"), ("password", password)] {
+        c.find(Locator::Id(field))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    browser.click(Locator::Css("button[type=submit]")).await;
+    c.wait()
+        .for_element(Locator::Css("a[href='/console/me']"))
+        .await
+        .expect("signed in");
+    c.goto(&app.url(&format!("/console/incidents/{id}")))
+        .await
+        .unwrap();
+    browser
+        .click(Locator::Css(&format!(
+            "a[href='/console/incidents/{id}/acknowledgements']"
+        )))
+        .await;
+    let count = c.wait().for_element(Locator::Css("p.count")).await.unwrap();
+    assert_eq!(count.text().await.unwrap(), "0 di 1 sportelli hanno visto");
+    browser.screenshot("nobody-yet").await;
+
+    // The desk confirms elsewhere: the open page shows it within its 10 s, with no reload asked.
+    let post = app
+        .post(&path, None, "application/x-www-form-urlencoded", "")
+        .await;
+    assert_eq!(post.status(), 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = browser.text_of("p.count").await;
+        if text == "1 di 1 sportelli hanno visto" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {text:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    browser.screenshot("seen").await;
+
+    // The link's page in the browser: no script, the record that stands.
+    c.goto(&app.url(&path)).await.unwrap();
+    let said = browser.text_of("p.ok").await;
+    assert!(said.starts_with("Ricezione già confermata da cu"), "{said}");
+    assert!(
+        c.find(Locator::Css("form")).await.is_err(),
+        "no button once done"
+    );
+    browser.screenshot("link-page").await;
+    browser.close().await;
 }

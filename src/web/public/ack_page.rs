@@ -1,7 +1,7 @@
 //! `/ack/{token}`: the link in a desk's email, where the desk says it has seen the incident.
 //!
-//! `GET` shows the incident (its number, title and when it opened), the desk and one button;
-//! it records nothing, because mail scanners and link previews follow links. `POST` (the button)
+//! `GET` shows the incident (its number, title and when it opened), the desk and one button
+//! (or who at the desk already confirmed, and when); it records nothing, because mail scanners and link previews follow links. `POST` (the button)
 //! records the desk's acknowledgement through [`Acknowledgements::by_token`] and says when, or,
 //! when someone at the desk had already said so, who, through what and when. The token is the
 //! only credential: signed for one address and one incident, so a forged, tampered or
@@ -94,6 +94,15 @@ pub(crate) async fn answer(
         already: false,
     };
     let Some(now) = act else {
+        // Someone at the desk may have confirmed already: the page says so, and asks nothing.
+        let stands = store.acknowledgements(incident.id).await?;
+        if let Some(a) = stands
+            .iter()
+            .find(|a| a.subscriber_id == Some(owner.subscriber_id))
+        {
+            page.acked = Some(Acked::from(a));
+            page.already = true;
+        }
         return Ok((StatusCode::OK, page, language));
     };
     match acks.by_token(token, now).await? {
@@ -292,6 +301,15 @@ mod tests {
         assert!(!first.already);
         assert_eq!(acked.at, at(60).to_string());
         assert_eq!(acked.by, "cu•@asl.example");
+        let (status, seen, _) = answer(&acks, store.as_ref(), &it(), &token, None)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            seen.already,
+            "a GET after tells who confirmed, and records nothing"
+        );
+        assert_eq!(seen.acked.as_ref().unwrap().at, at(60).to_string());
         let (_, second, _) = answer(&acks, store.as_ref(), &it(), &token, Some(at(90)))
             .await
             .unwrap();
