@@ -107,7 +107,7 @@ async fn incident(
 }
 
 /// Sends every pending delivery on `channel`, as a dispatcher would at `now`.
-pub(crate) async fn send_all(store: &Arc<dyn Store>, channel: ChannelKind, now: Timestamp) {
+async fn send_all(store: &Arc<dyn Store>, channel: ChannelKind, now: Timestamp) {
     let claimed = store
         .claim_deliveries(channel, 1000, now, now + SignedDuration::from_secs(60), "w")
         .await
