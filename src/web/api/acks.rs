@@ -180,12 +180,18 @@ impl LedgerRowJson {
     }
 }
 
-/// A CSV cell: a spreadsheet would run a cell starting with `=`, `+`, `-`, `@`, a tab or a
-/// carriage return as a formula, so such a cell gets a leading `'`; a cell holding a comma, a
-/// quote or a line break is quoted, its quotes doubled (RFC 4180).
+/// What a spreadsheet may take for the start of a formula (OWASP's list, with ASVS's NUL).
+const FORMULA_STARTS: [char; 7] = ['=', '+', '-', '@', '\t', '\r', '\0'];
+
+/// A CSV cell: a spreadsheet would run a cell starting with `=`, `+`, `-`, `@`, a tab, a
+/// carriage return or a NUL as a formula, so such a cell gets a leading `'`; a cell holding a
+/// comma, a semicolon, a quote or a line break is quoted, its quotes doubled (RFC 4180). The
+/// semicolon is quoted too because a spreadsheet set for Italian (and most of Europe) splits a
+/// CSV file on `;`: unquoted, `x;=HYPERLINK(…)` in a provider's error would become a cell of its
+/// own that starts with `=`.
 pub fn csv_cell(cell: &str, out: &mut String) {
-    let formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    let quote = cell.contains([',', '"', '\r', '\n']);
+    let formula = cell.starts_with(FORMULA_STARTS);
+    let quote = cell.contains([',', ';', '"', '\r', '\n']);
     if quote {
         out.push('"');
     }
@@ -382,7 +388,25 @@ mod tests {
         assert_eq!(cell("\tx"), "'\tx");
         assert_eq!(cell("\rx"), "\"'\rx\"");
         assert_eq!(cell("line\nbreak"), "\"line\nbreak\"");
+        assert_eq!(cell("\0=1+1"), "'\0=1+1");
         assert_eq!(cell(""), "");
+    }
+
+    /// A spreadsheet set for Italian splits a CSV file on `;` as well as reading it by RFC
+    /// 4180: no cell, split that way, may start a formula.
+    #[test]
+    fn a_semicolon_cannot_start_a_cell_in_a_spreadsheet_that_splits_on_it() {
+        let error = "550 rejected;=SUM(A1:A9)";
+        let out = cell(error);
+        assert!(out.starts_with('"') && out.ends_with('"'), "{out}");
+        // Outside quotes, nothing is split: the cell is one.
+        let mut quoted = false;
+        for c in out.chars() {
+            if c == '"' {
+                quoted = !quoted;
+            }
+            assert!(quoted || c != ';', "{out}");
+        }
     }
 
     /// Reads one CSV record back as RFC 4180 says, for the property below.
@@ -418,8 +442,8 @@ mod tests {
             let cells = read_back(&record);
             prop_assert_eq!(cells.len(), 2);
             for (cell, original) in cells.iter().zip([&a, &b]) {
-                prop_assert!(!cell.starts_with(['=', '+', '-', '@', '\t', '\r']));
-                let expected = if original.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                prop_assert!(!cell.starts_with(FORMULA_STARTS));
+                let expected = if original.starts_with(FORMULA_STARTS) {
                     format!("'{original}")
                 } else {
                     original.to_string()

@@ -1,16 +1,17 @@
 //! `/ack/{token}`: the link in a desk's email, where the desk says it has seen the incident.
 //!
 //! `GET` shows the incident (its number, title and when it opened), the desk and one button
-//! (or who at the desk already confirmed, and when); it records nothing, because mail scanners and link previews follow links. `POST` (the button)
-//! records the desk's acknowledgement through [`Acknowledgements::by_token`] and says when, or,
-//! when someone at the desk had already said so, who, through what and when. The token is the
+//! (or who at the desk already confirmed, and when); it records nothing, because mail scanners
+//! and link previews follow links. `POST` (the button) records the desk's acknowledgement
+//! through [`Acknowledgements::by_token`] and says when, or, when someone at the desk had
+//! already said so, who, through what and when. The token is the
 //! only credential: signed for one address and one incident, so a forged, tampered or
 //! other-incident token answers `404` on both methods and records nothing.
 //!
 //! The `POST` needs no cookie and no form token. A cross-site form can only post a token its
 //! author already holds, and the holder of a desk's token may acknowledge for that desk anyway:
-//! cross-site request forgery gains nothing here. The token is never logged (the request's URI
-//! is logged by the trace layer at `debug` only, as for the unsubscribe link).
+//! cross-site request forgery gains nothing here. The token is never logged: the trace layer
+//! (`web/mod.rs`) names the route, `/ack/{token}`, never the path.
 
 use axum::body::Body;
 use axum::extract::State;
