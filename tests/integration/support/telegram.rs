@@ -10,7 +10,7 @@
 //! to a supergroup (400 with `parameters.migrate_to_chat_id`), can be scripted to fail, flood or
 //! send a message and lose the answer, and delivers user messages through `getUpdates` long
 //! polling or a webhook. A user's press on an inline button is a `callback_query` update, whose
-//! id `answerCallbackQuery` answers once; `editMessageReplyMarkup` changes a sent message's
+//! id `answerCallbackQuery` answers once (with at most 200 characters of text); `editMessageReplyMarkup` changes a sent message's
 //! buttons, refusing an edit that changes nothing as Telegram does.
 //! Everything it receives and sends is recorded for the assertions.
 
@@ -53,8 +53,10 @@ const NOT_MODIFIED: &str = "Bad Request: message is not modified: specified new 
 const EDIT_NOT_FOUND: &str = "Bad Request: message to edit not found";
 /// An inline button's `callback_data` outside 1 to 64 bytes.
 const BUTTON_DATA_INVALID: &str = "Bad Request: BUTTON_DATA_INVALID";
-/// The answer's text that Telegram shows: 0 to 200 characters (tests check `answers()`).
+/// The answer's text that Telegram shows: 0 to 200 characters; a longer one is refused.
 pub const MAX_ANSWER_CHARS: usize = 200;
+/// Telegram's answer to an `answerCallbackQuery` whose text is too long.
+const ANSWER_TOO_LONG: &str = "Bad Request: MESSAGE_TOO_LONG";
 
 const WEBHOOK_CONFLICT: &str = "Conflict: can't use getUpdates method while webhook is active; \
                                 use deleteWebhook to delete the webhook first";
@@ -759,6 +761,12 @@ fn answer_callback_query(shared: &Shared, params: &Value) -> Reply {
     let mut state = shared.state.lock().unwrap();
     let id = str_param(params, "callback_query_id").unwrap_or_default();
     let text = str_param(params, "text");
+    if text
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > MAX_ANSWER_CHARS)
+    {
+        return error(400, ANSWER_TOO_LONG);
+    }
     if !state.open_queries.remove(&id) {
         return error(400, QUERY_INVALID);
     }
