@@ -409,6 +409,54 @@ mod tests {
         }
     }
 
+    fn row(channel: ChannelKind, recipient: &str, citizen: bool) -> LedgerRow {
+        LedgerRow {
+            delivery_id: 1,
+            update_seq: 1,
+            audience: if citizen { "public" } else { "internal" }.into(),
+            channel,
+            recipient: recipient.into(),
+            citizen,
+            subscriber_name: "CUP Foligno".into(),
+            state: "failed".into(),
+            attempts: 3,
+            last_error: Some(format!("550 no such user {recipient}")),
+            provider: Some("smtp".into()),
+            provider_id: None,
+            created_at: Timestamp::UNIX_EPOCH,
+            sent_at: None,
+            report_status: Some("undelivered".into()),
+            report_error: Some(format!("{recipient} unreachable")),
+            report_at: None,
+            acked_at: None,
+        }
+    }
+
+    /// Who sees whole addresses in the ledger: administrators; everyone else sees desks'
+    /// addresses whole and citizens' contacts and webhooks' URLs masked, in the errors too.
+    #[test]
+    fn the_ledger_masks_citizens_and_webhooks_for_all_but_administrators() {
+        let citizen = "mario.rossi@example.org";
+        let hook = "https://hooks.example/services/T0/B0/secret";
+        let desk = "+393331234567";
+        for (channel, to, is_citizen, hidden) in [
+            (ChannelKind::Email, citizen, true, true),
+            (ChannelKind::Webhook, hook, false, true),
+            (ChannelKind::Sms, desk, false, false),
+        ] {
+            let viewer = LedgerRowJson::new(row(channel, to, is_citizen), false);
+            let mut csv = String::new();
+            viewer.csv(&mut csv);
+            let json = serde_json::to_string(&viewer).unwrap();
+            for text in [&json, &csv] {
+                assert_eq!(text.contains(to), !hidden, "{text}");
+            }
+            let admin = LedgerRowJson::new(row(channel, to, is_citizen), true);
+            assert_eq!(admin.recipient, to);
+            assert!(admin.last_error.unwrap().contains(to));
+        }
+    }
+
     /// Reads one CSV record back as RFC 4180 says, for the property below.
     fn read_back(record: &str) -> Vec<String> {
         let mut cells = vec![String::new()];
