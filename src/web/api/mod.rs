@@ -1,8 +1,9 @@
 //! The token API under `/api/v1/`, for scripts and operators: incidents (with who knows and the
 //! ledger), subscribers, drafts and the audit log, probes and silences, heartbeats (and their
-//! pings), and (for admins) API tokens and console users. Anyone without valid credentials is refused before the path or the query is
-//! read; what their roles allow is each handler's business. The handlers read JSON and answer JSON; what they share with
-//! the console is done by `web::service`.
+//! pings), and (for admins) API tokens and console users. Anyone without valid credentials is
+//! refused before the path or the query is read; what their roles allow is each handler's
+//! business. The handlers read JSON and answer JSON; what they share with the console is done by
+//! `web::service`.
 
 pub mod access;
 pub mod acks;

@@ -1,6 +1,7 @@
 //! The incidents' pages: the list, one incident with its timeline, signals and deliveries, who
-//! has seen it (the board of `service::acks`, as the API answers it), and the forms that open an incident by hand and post an update to it (the service layer's
-//! operations, shared with the API).
+//! has seen it (the board of `service::acks`, as the API answers it), and the forms that open an
+//! incident by hand and post an update to it (the service layer's operations, shared with the
+//! API).
 
 use std::collections::BTreeMap;
 

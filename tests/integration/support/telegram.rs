@@ -10,8 +10,9 @@
 //! to a supergroup (400 with `parameters.migrate_to_chat_id`), can be scripted to fail, flood or
 //! send a message and lose the answer, and delivers user messages through `getUpdates` long
 //! polling or a webhook. A user's press on an inline button is a `callback_query` update, whose
-//! id `answerCallbackQuery` answers once (with at most 200 characters of text); `editMessageReplyMarkup` changes a sent message's
-//! buttons, refusing an edit that changes nothing as Telegram does.
+//! id `answerCallbackQuery` answers once (with at most 200 characters of text);
+//! `editMessageReplyMarkup` changes a sent message's buttons, refusing an edit that changes
+//! nothing as Telegram does.
 //! Everything it receives and sends is recorded for the assertions.
 
 // Shared by the integration tests and a benchmark (`#[path]`), which each use part of it.
