@@ -524,6 +524,7 @@ impl Ground<'_> {
             renderer: v.renderer.clone(),
             default_language: s.routing.default_language.clone(),
             pacer,
+            acks: crate::ack::Acknowledgements::new(store.clone(), self.links.clone()),
             approvals: Some(BotApprovals {
                 links: self.approval_links.clone(),
                 wake: self.wake.dispatch.clone(),

@@ -167,7 +167,7 @@ impl UnsubscribeLinks {
             address_id,
             signature,
         } = Self::parse(rest)?;
-        let incident_id = incident.parse().ok()?;
+        let incident_id = id(incident)?;
         Some(AckToken {
             incident_id,
             address_id,
@@ -187,7 +187,7 @@ impl UnsubscribeLinks {
     /// Takes a token apart; `None` when it is not of our shape.
     pub fn parse(token: &str) -> Option<Token> {
         let (id, signature) = token.split_once('.')?;
-        let address_id = id.parse().ok()?;
+        let address_id = self::id(id)?;
         let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
         (signature.len() == SIGNATURE_BYTES).then_some(Token {
             address_id,
@@ -207,6 +207,16 @@ impl UnsubscribeLinks {
             .verify_truncated_left(&token.signature)
             .is_ok()
     }
+}
+
+/// An id as the tokens write it: decimal digits, no sign, no leading zero. `str::parse` would
+/// also take `+12` and `012`, so one character added to a token would still name the same
+/// address and incident.
+fn id(text: &str) -> Option<i64> {
+    let canonical = text.bytes().all(|b| b.is_ascii_digit())
+        && !text.is_empty()
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
 }
 
 #[cfg(test)]
@@ -299,6 +309,20 @@ mod tests {
         ] {
             assert!(UnsubscribeLinks::parse_ack(bad).is_none(), "{bad}");
         }
+        // One character added to an id: another token, which names nothing.
+        let (incident, rest) = token.split_once('.').unwrap();
+        for edited in [
+            format!("+{token}"),
+            format!("0{token}"),
+            format!("{incident}.+{rest}"),
+            format!("{incident}.0{rest}"),
+        ] {
+            assert!(UnsubscribeLinks::parse_ack(&edited).is_none(), "{edited}");
+        }
+        for edited in [format!("+{rest}"), format!("0{rest}")] {
+            assert!(UnsubscribeLinks::parse(&edited).is_none(), "{edited}");
+        }
+        assert!(UnsubscribeLinks::parse(rest).is_some());
     }
 
     #[test]

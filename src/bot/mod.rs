@@ -9,8 +9,10 @@
 //!
 //! The bot is an input, like `web/`: it sends only answers to the chat that wrote, and takes
 //! from the Telegram channel its client construction and pacer. `commands.rs` answers the
-//! commands, `drafts.rs` the draft notices' buttons, `run.rs` runs the dispatcher.
+//! commands, `drafts.rs` the draft notices' buttons, `acks.rs` the "seen" button under a desk's
+//! message, `run.rs` runs the dispatcher.
 
+mod acks;
 mod commands;
 mod drafts;
 mod run;
@@ -45,6 +47,8 @@ pub struct BotContext {
     pub default_language: Language,
     /// Shared with the channel: answers and alerts to one chat take turns.
     pub pacer: Arc<Pacer>,
+    /// Desks' acknowledgements, from the "seen" button under their messages.
+    pub acks: crate::ack::Acknowledgements,
     /// The Approve buttons of draft notices, when the communications office has an audience.
     pub approvals: Option<BotApprovals>,
 }
@@ -69,7 +73,11 @@ fn schema() -> UpdateHandler<RequestError> {
                 )
                 .branch(dptree::endpoint(on_message)),
         )
-        .branch(Update::filter_callback_query().endpoint(on_button))
+        .branch(
+            Update::filter_callback_query()
+                .branch(dptree::filter(acks::is_ack).endpoint(acks::on_press))
+                .branch(dptree::endpoint(on_button)),
+        )
 }
 
 impl BotContext {

@@ -180,6 +180,18 @@ impl Send {
         outgoing.text = fill.fill_as(&message.body, self.channel.body_markup());
         outgoing.html = message.html.as_deref().map(|h| fill.fill_html(h));
         outgoing.unsubscribe_url = unsubscribe_url;
+        // A channel that shows buttons (Telegram) offers "seen" above the message's own; a
+        // resolution asks for no acknowledgement.
+        if let Some(a) = &ack
+            && message.update_kind != crate::domain::UpdateKind::Resolved
+        {
+            let seen = crate::render::ack_button(&message.language, &a.token, &a.url);
+            outgoing
+                .buttons
+                .get_or_insert_default()
+                .0
+                .insert(0, vec![seen]);
+        }
         outgoing.ack = ack;
         Ok(outgoing)
     }

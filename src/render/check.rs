@@ -163,6 +163,27 @@ impl Renderer {
                     problems.push(e.to_string());
                 }
             }
+            // The page a desk's acknowledgement link opens: asking, recorded, already, invalid.
+            let ask = serde_json::json!({"found": true, "incident_id": 42, "desk": "CUP Foligno",
+                "title": "CUP non raggiungibile", "opened_at": "2023-07-19T09:14:00Z",
+                "acked": null, "already": false});
+            let acked = serde_json::json!({"at": "2023-07-19T09:16:00Z", "by": "cu•@asl.example",
+                "channel": "email"});
+            for (done, already) in [(false, false), (true, false), (true, true)] {
+                let mut page = ask.clone();
+                page["already"] = already.into();
+                if done {
+                    page["acked"] = acked.clone();
+                }
+                if let Err(e) = self.page("ack", lang, &page) {
+                    problems.push(e.to_string());
+                }
+            }
+            let mut invalid = ask.clone();
+            invalid["found"] = false.into();
+            if let Err(e) = self.page("ack", lang, &invalid) {
+                problems.push(e.to_string());
+            }
             let language = Language::try_from(lang.to_owned()).unwrap_or(self.fallback.clone());
             for (name, args) in [
                 (
@@ -310,6 +331,25 @@ fn console_samples() -> Vec<(&'static str, serde_json::Value)> {
             json!({"incident": incident, "updates": [update], "signals": [signal, probed],
             "summary": {"email": {"sent": 3}}, "deliveries": []}),
         ),
+        (
+            "acks",
+            json!({"title": "CUP non raggiungibile", "board": {"incident_id": 42,
+                "desks_total": 2, "desks_acknowledged": 1, "desks": [
+                {"subscriber_id": 1, "name": "CUP <Foligno>", "acknowledged": null,
+                 "next_escalation": null, "messages": [{"delivery_id": 1, "update_seq": 1,
+                 "channel": "sms", "recipient": "+393331234567", "state": "sent",
+                 "delivered": false, "report_status": "undelivered", "sent_at": at}]},
+                {"subscriber_id": 2, "name": "CUP Terni", "next_escalation": null,
+                 "acknowledged": {"at": at, "channel": "email", "recipient": "cup@asl.example"},
+                 "messages": [{"delivery_id": 2, "update_seq": 1, "channel": "email",
+                 "recipient": "cup@asl.example", "state": "sent", "delivered": null,
+                 "report_status": null, "sent_at": null}]}]}}),
+        ),
+        (
+            "acks",
+            json!({"title": "CUP", "board": {"incident_id": 42, "desks_total": 0,
+            "desks_acknowledged": 0, "desks": []}}),
+        ),
         ("audit", json!({"entries": [entry]})),
         (
             "heartbeats",
@@ -385,7 +425,13 @@ fn bot_samples() -> Vec<(&'static str, Vec<minijinja::Value>)> {
         id => 42, title => "CUP backend non raggiungibile", status => "investigating",
         severity => "critical", opened_at => "2023-07-19T09:14:00Z", services => vec!["cup-backend"],
     };
+    let at = || Value::from("2023-07-19T09:16:00Z");
     vec![
+        ("ack_recorded", vec![]),
+        ("ack_already", vec![Value::from("email"), at()]),
+        ("ack_not_valid", vec![]),
+        ("ack_seen", vec![name(), at()]),
+        ("ack_seen_before", vec![Value::from("sms"), at()]),
         (
             "channel_paused",
             vec![

@@ -31,7 +31,9 @@ use minijinja::Environment;
 
 use crate::domain::subscriber::{ChannelKind, Language};
 
-pub use buttons::{Button, ButtonAction, Buttons};
+pub use buttons::{
+    ACK_DATA, ACK_LABELS, Button, ButtonAction, Buttons, MAX_CALLBACK_BYTES, ack_button, ack_token,
+};
 pub use context::{IncidentView, MessageContext, SignalView, UpdateView, sample_context};
 pub use env::{Form, template_name};
 pub use messages::{Post, Rendered, SMS_DEFAULT_MAX_SEGMENTS, SmsText};

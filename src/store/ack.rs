@@ -30,6 +30,57 @@ pub struct AckRow {
     pub acked_at: Timestamp,
 }
 
+/// One message of an incident to a desk, for the board of who knows: where it went and how far
+/// it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeskMessage {
+    pub subscriber_id: i64,
+    /// The desk's name now (the subscriber's).
+    pub subscriber_name: String,
+    pub delivery_id: i64,
+    pub update_seq: i64,
+    pub channel: ChannelKind,
+    pub recipient: String,
+    /// pending, sending, sent, failed, gone or cancelled.
+    pub state: String,
+    /// The provider's last delivery report (`delivered`, `undelivered`…), where it sends them.
+    pub report_status: Option<String>,
+    pub report_at: Option<Timestamp>,
+    /// When it was handed to the provider.
+    pub sent_at: Option<Timestamp>,
+}
+
+/// One line of an incident's delivery ledger: a message to one recipient, from its writing to
+/// the provider's report and the desk's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub delivery_id: i64,
+    pub update_seq: i64,
+    /// `public`, or the desk's audience.
+    pub audience: String,
+    pub channel: ChannelKind,
+    pub recipient: String,
+    /// A citizen signed up on the status page (personal data).
+    pub citizen: bool,
+    /// The subscriber's name when the message was written.
+    pub subscriber_name: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub provider: Option<String>,
+    pub provider_id: Option<String>,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+    pub report_status: Option<String>,
+    pub report_error: Option<String>,
+    pub report_at: Option<Timestamp>,
+    /// When the recipient's desk acknowledged the incident, through any of its addresses.
+    pub acked_at: Option<Timestamp>,
+}
+
+/// The most ledger rows one read returns.
+pub const LEDGER_PAGE: u32 = 1000;
+
 /// What an acknowledgement did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acknowledged {
@@ -62,4 +113,14 @@ pub trait AckStore {
 
     /// The acknowledgements of an incident, in the order they came.
     async fn acknowledgements(&self, incident_id: i64) -> Result<Vec<AckRow>>;
+
+    /// Every message of the incident to a desk (a subscriber that is no citizen, any audience
+    /// but `public`, drafts' notices left out) whose address still exists, by desk then by
+    /// delivery: the board of who knows, read in one query.
+    async fn desk_messages(&self, incident_id: i64) -> Result<Vec<DeskMessage>>;
+
+    /// The incident's ledger after delivery `after`, at most `limit` (up to [`LEDGER_PAGE`])
+    /// rows in delivery order: every message to a subscriber or citizen, drafts' notices to the
+    /// communications office left out, each with its desk's acknowledgement.
+    async fn ledger(&self, incident_id: i64, after: i64, limit: u32) -> Result<Vec<LedgerRow>>;
 }

@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use super::rows::{ms, opt_ts, parse, ts};
 use super::sql::SqlStore;
 use super::{AckRow, AckStore, Acknowledged, Result};
+use super::{DeskMessage, LEDGER_PAGE, LedgerRow};
 use crate::domain::subscriber::ChannelKind;
 
 const COLUMNS: &str = "id, incident_id, subscriber_id, subscriber_name, address_id, channel, \
@@ -133,6 +134,92 @@ impl AckStore for SqlStore {
         .await?
         .iter()
         .map(ack_from_row)
+        .collect()
+    }
+
+    async fn desk_messages(&self, incident_id: i64) -> Result<Vec<DeskMessage>> {
+        // `deliveries_incident` (incident, id) finds the incident's rows; the joins are by
+        // primary key. Citizens and the public audience are no desks; drafts' notices go to
+        // the communications office, not to a desk.
+        sqlx::query(
+            "SELECT a.subscriber_id, s.name, d.id, u.seq, d.channel, d.recipient, d.state,
+                    d.report_status, d.report_at, d.sent_at
+             FROM deliveries d
+             JOIN messages m ON m.id = d.message_id
+             JOIN incident_updates u ON u.id = d.update_id
+             JOIN addresses a ON a.id = d.address_id
+             JOIN subscribers s ON s.id = a.subscriber_id
+             WHERE d.incident_id = $1 AND d.draft_id IS NULL AND m.audience != 'public'
+               AND s.citizen_services IS NULL
+             ORDER BY a.subscriber_id, d.id",
+        )
+        .bind(incident_id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(DeskMessage {
+                subscriber_id: row.try_get("subscriber_id")?,
+                subscriber_name: row.try_get("name")?,
+                delivery_id: row.try_get("id")?,
+                update_seq: row.try_get("seq")?,
+                channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
+                recipient: row.try_get("recipient")?,
+                state: row.try_get("state")?,
+                report_status: row.try_get("report_status")?,
+                report_at: opt_ts(row.try_get("report_at")?)?,
+                sent_at: opt_ts(row.try_get("sent_at")?)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn ledger(&self, incident_id: i64, after: i64, limit: u32) -> Result<Vec<LedgerRow>> {
+        // Keyset pages over `deliveries_incident` (incident, id): each page costs its own rows.
+        sqlx::query(
+            "SELECT d.id, u.seq, m.audience, d.channel, d.recipient, d.subscriber_name, d.state,
+                    d.attempts, d.last_error, d.provider, d.provider_id, d.created_at, d.sent_at,
+                    d.report_status, d.report_error, d.report_at, k.acked_at,
+                    CAST(CASE WHEN s.citizen_services IS NULL THEN 0 ELSE 1 END AS BIGINT)
+                      AS citizen
+             FROM deliveries d
+             JOIN messages m ON m.id = d.message_id
+             JOIN incident_updates u ON u.id = d.update_id
+             LEFT JOIN addresses a ON a.id = d.address_id
+             LEFT JOIN subscribers s ON s.id = a.subscriber_id
+             LEFT JOIN acknowledgements k
+               ON k.incident_id = d.incident_id AND k.subscriber_id = a.subscriber_id
+             WHERE d.incident_id = $1 AND d.draft_id IS NULL AND d.id > $2
+             ORDER BY d.id LIMIT $3",
+        )
+        .bind(incident_id)
+        .bind(after)
+        .bind(i64::from(limit.clamp(1, LEDGER_PAGE)))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(LedgerRow {
+                delivery_id: row.try_get("id")?,
+                update_seq: row.try_get("seq")?,
+                audience: row.try_get("audience")?,
+                channel: parse(row.try_get::<&str, _>("channel")?, "channel")?,
+                recipient: row.try_get("recipient")?,
+                citizen: row.try_get::<i64, _>("citizen")? != 0,
+                subscriber_name: row.try_get("subscriber_name")?,
+                state: row.try_get("state")?,
+                attempts: row.try_get("attempts")?,
+                last_error: row.try_get("last_error")?,
+                provider: row.try_get("provider")?,
+                provider_id: row.try_get("provider_id")?,
+                created_at: ts(row.try_get("created_at")?)?,
+                sent_at: opt_ts(row.try_get("sent_at")?)?,
+                report_status: row.try_get("report_status")?,
+                report_error: row.try_get("report_error")?,
+                report_at: opt_ts(row.try_get("report_at")?)?,
+                acked_at: opt_ts(row.try_get("acked_at")?)?,
+            })
+        })
         .collect()
     }
 }

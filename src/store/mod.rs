@@ -48,7 +48,7 @@ mod tx_sql;
 mod user;
 mod user_sql;
 
-pub use ack::{AckRow, AckStore, Acknowledged};
+pub use ack::{AckRow, AckStore, Acknowledged, DeskMessage, LEDGER_PAGE, LedgerRow};
 pub use backup::{BackupReport, backup_sqlite};
 pub use chat::{ChatBinding, ChatStore, Redeemed};
 pub use citizen::{CitizenPlan, CitizenPrune, CitizenStore, NewSignup, Signup};

@@ -23,6 +23,8 @@ pub struct MessageRow {
     pub html: Option<String>,
     /// Shown under the text where the channel can (a draft's notice in Telegram).
     pub buttons: Option<Buttons>,
+    /// What the update it carries does: a resolution asks no desk to acknowledge it.
+    pub update_kind: crate::domain::UpdateKind,
 }
 
 /// A delivery claimed by a worker, with the lease it holds.

@@ -54,10 +54,14 @@ impl OutboxStore for SqlStore {
     }
 
     async fn message(&self, id: i64) -> Result<Option<MessageRow>> {
-        let row = sqlx::query("SELECT id, update_id, channel, language, audience, subject, body, html, buttons FROM messages WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
+        let row = sqlx::query(
+            "SELECT m.id, m.update_id, m.channel, m.language, m.audience, m.subject, m.body,
+                    m.html, m.buttons, u.kind
+             FROM messages m JOIN incident_updates u ON u.id = m.update_id WHERE m.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
         row.map(|row| {
             Ok(MessageRow {
                 id: row.try_get("id")?,
@@ -72,6 +76,7 @@ impl OutboxStore for SqlStore {
                     .try_get::<Option<&str>, _>("buttons")?
                     .map(|b| from_json(b, "buttons"))
                     .transpose()?,
+                update_kind: parse(row.try_get::<&str, _>("kind")?, "update kind")?,
             })
         })
         .transpose()

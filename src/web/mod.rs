@@ -6,7 +6,8 @@
 //!
 //! Around every handler: a deadline (`408` while the body is still arriving, `503` after),
 //! `X-Content-Type-Options: nosniff` on every answer, credentials checked before the API reads a
-//! path or a query, and the console's framing, caching and script policy. This file holds the
+//! path or a query, the console's framing, caching and script policy, and a trace of each
+//! request that names its route, never its path (a link's token is in it). This file holds the
 //! router that merges the folders' routes, the state every handler gets, and those layers.
 
 mod api;
@@ -31,14 +32,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Body as HttpBody;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{HttpMakeClassifier, TraceLayer};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -75,6 +76,13 @@ impl std::ops::Deref for AppState {
 
     fn deref(&self) -> &Parts {
         &self.0
+    }
+}
+
+impl Parts {
+    /// Desks' acknowledgements, by the token of a link (over the store and the links' key).
+    pub fn acks(&self) -> crate::ack::Acknowledgements {
+        crate::ack::Acknowledgements::new(self.store.clone(), self.links.clone())
     }
 }
 
@@ -199,8 +207,29 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(request_timeout, deadline))
         .layer(CatchPanicLayer::new())
-        .layer(TraceLayer::new_for_http())
+        .layer(traced())
         .layer(middleware::map_response(nosniff))
+}
+
+/// The trace layer: each request's span names its method and the route it took, never its
+/// path or its query, which may carry a link's token (a desk's acknowledgement, an unsubscribe,
+/// a sign-up's confirmation). tower-http's default span writes the whole URI to the log at
+/// `debug`.
+fn traced() -> TraceLayer<HttpMakeClassifier, fn(&Request) -> tracing::Span> {
+    TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> tracing::Span)
+}
+
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(none)", MatchedPath::as_str);
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        route,
+        version = ?request.version()
+    )
 }
 
 /// Refuses a caller without valid credentials (`401`); what their roles allow is each handler's
@@ -280,4 +309,65 @@ impl HttpBody for Watched {
 
 async fn not_found() -> impl IntoResponse {
     ApiError::NotFound("no such endpoint".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// What the log received.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_link_token_in_the_path_never_reaches_the_log_even_at_trace() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let app: Router = Router::new()
+            .route(
+                "/ack/{token}",
+                get(|| async { "ok" }).post(|| async { "ok" }),
+            )
+            .layer(traced());
+        let token = "12.42.c2VjcmV0LXRva2VuLXNpZ24";
+        for (method, uri) in [
+            ("GET", format!("/ack/{token}")),
+            ("POST", format!("/ack/{token}?t={token}")),
+            ("GET", format!("/nowhere/{token}")),
+        ] {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap();
+            app.clone().oneshot(request).await.unwrap();
+        }
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("/ack/{token}"), "{text}");
+        assert!(text.contains("(none)"), "{text}");
+        assert!(!text.contains("c2VjcmV0"), "{text}");
+    }
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod acks;
 mod chats;
 mod citizens;
 mod cli;
@@ -33,6 +34,7 @@ mod social;
 mod status;
 mod store;
 mod store_access;
+mod store_ack_board;
 mod store_acks;
 mod store_citizens;
 mod store_escalations;

@@ -42,6 +42,12 @@ async fn every_endpoint_answers_each_kind_of_caller_as_documented() {
         (Method::GET, "/api/v1/incidents", Needs::Read),
         (Method::GET, "/api/v1/incidents/999", Needs::Read),
         (Method::GET, "/api/v1/incidents/999/deliveries", Needs::Read),
+        (
+            Method::GET,
+            "/api/v1/incidents/999/acknowledgements",
+            Needs::Read,
+        ),
+        (Method::GET, "/api/v1/incidents/999/ledger", Needs::Read),
         (Method::POST, "/api/v1/incidents", Needs::Incidents),
         (
             Method::POST,

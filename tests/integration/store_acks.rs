@@ -17,7 +17,11 @@ fn at(seconds: i64) -> Timestamp {
 }
 
 /// A desk with these addresses (`{"email": [...], "sms": [...]}`): its id and its address ids.
-async fn desk(store: &Arc<dyn Store>, name: &str, addresses: serde_json::Value) -> (i64, Vec<i64>) {
+pub(crate) async fn desk(
+    store: &Arc<dyn Store>,
+    name: &str,
+    addresses: serde_json::Value,
+) -> (i64, Vec<i64>) {
     let spec: SubscriberSpec = serde_json::from_value(serde_json::json!({
         "name": name, "addresses": addresses, "subscriptions": [{}]
     }))

@@ -28,7 +28,7 @@ fn plan() -> CitizenPlan {
 }
 
 /// `n` citizens following `cup` by email, as a confirmed sign-up makes them: their address ids.
-async fn citizens(store: &Arc<dyn Store>, n: usize) -> Vec<i64> {
+pub(crate) async fn citizens(store: &Arc<dyn Store>, n: usize) -> Vec<i64> {
     let now = Timestamp::now();
     let mut addresses = Vec::new();
     for i in 0..n {

@@ -1,10 +1,12 @@
-//! The token API under `/api/v1/`, for scripts and operators: incidents, subscribers, drafts and
-//! the audit log, probes and silences, heartbeats (and their pings), and (for admins) API tokens
-//! and console users. Anyone without valid credentials is refused before the path or the query is
-//! read; what their roles allow is each handler's business. The handlers read JSON and answer JSON; what they share with
-//! the console is done by `web::service`.
+//! The token API under `/api/v1/`, for scripts and operators: incidents (with who knows and the
+//! ledger), subscribers, drafts and the audit log, probes and silences, heartbeats (and their
+//! pings), and (for admins) API tokens and console users. Anyone without valid credentials is
+//! refused before the path or the query is read; what their roles allow is each handler's
+//! business. The handlers read JSON and answer JSON; what they share with the console is done by
+//! `web::service`.
 
 pub mod access;
+pub mod acks;
 pub mod drafts;
 pub mod heartbeat_admin;
 pub mod heartbeats;
@@ -26,6 +28,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(incidents::get))
         .routes(routes!(incidents::post_update))
         .routes(routes!(incidents::deliveries))
+        .routes(routes!(acks::board))
+        .routes(routes!(acks::ledger))
         .routes(routes!(subscribers::list, subscribers::create))
         .routes(routes!(
             subscribers::get,

@@ -1,6 +1,7 @@
-//! The incidents' pages: the list, one incident with its timeline, signals and deliveries, and
-//! the forms that open an incident by hand and post an update to it (the service layer's
-//! operations, shared with the API).
+//! The incidents' pages: the list, one incident with its timeline, signals and deliveries, who
+//! has seen it (the board of `service::acks`, as the API answers it), and the forms that open an
+//! incident by hand and post an update to it (the service layer's operations, shared with the
+//! API).
 
 use std::collections::BTreeMap;
 
@@ -92,6 +93,32 @@ pub async fn incident(
             summary => json(&summary),
             deliveries => json(&deliveries),
         },
+    )
+}
+
+/// Who has seen the incident: the desks, those still to acknowledge first, and the count.
+pub async fn acknowledgements(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let lang = language(&state, &headers);
+    let v = or_page!(allowed(&state, &headers, &lang, Permission::Read).await);
+    let board = match service::acks::board(&state, id, &v.principal).await {
+        Ok(board) => board,
+        Err(e) => return error_page(&state, &lang, Some(&v), e.into()),
+    };
+    let title = match state.store.incident(id).await {
+        Ok(found) => found.map(|i| i.title).unwrap_or_default(),
+        Err(e) => return error_page(&state, &lang, Some(&v), e.into()),
+    };
+    page(
+        &state,
+        &lang,
+        Some(&v),
+        "acks",
+        StatusCode::OK,
+        minijinja::context! { board => json(&board), title => title },
     )
 }
 

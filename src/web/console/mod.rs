@@ -260,6 +260,10 @@ pub fn routes() -> axum::Router<AppState> {
         )
         .route("/console/incidents/{id}", get(incidents::incident))
         .route(
+            "/console/incidents/{id}/acknowledgements",
+            get(incidents::acknowledgements),
+        )
+        .route(
             "/console/incidents/{id}/updates",
             post(incidents::incident_update),
         )

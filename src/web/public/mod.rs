@@ -1,8 +1,10 @@
 //! The pages anyone may open, without an account: the status page, its incidents and feeds (and
 //! the same board as JSON at `/api/v1/status`), citizens' sign-up, confirmation and preferences,
-//! and the unsubscribe link in every message. Only approved text and a person's own data appear
-//! here; the tokens in the links are the only credentials.
+//! the unsubscribe link in every message, and the page where a desk says it has seen an
+//! incident. Only approved text and a person's own data appear here; the tokens in the links
+//! are the only credentials.
 
+pub mod ack_page;
 pub mod preferences;
 pub mod signup;
 pub mod status_page;
@@ -20,6 +22,7 @@ pub fn routes() -> Router<AppState> {
             "/unsubscribe/{token}",
             get(unsubscribe_page::show).post(unsubscribe_page::confirm),
         )
+        .route("/ack/{token}", get(ack_page::show).post(ack_page::confirm))
         .route("/status", get(status_page::page))
         .route("/status/subscribe", get(signup::form).post(signup::submit))
         .route(

@@ -6,6 +6,7 @@
 //! added here holds for both, so a console form can no longer skip what the API refuses.
 
 pub mod access;
+pub mod acks;
 pub mod drafts;
 pub mod incidents;
 pub mod subscribers;

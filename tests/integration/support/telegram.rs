@@ -9,7 +9,10 @@
 //! (blocked, deactivated, never started, bot kicked or demoted, group deactivated), moves a group
 //! to a supergroup (400 with `parameters.migrate_to_chat_id`), can be scripted to fail, flood or
 //! send a message and lose the answer, and delivers user messages through `getUpdates` long
-//! polling or a webhook.
+//! polling or a webhook. A user's press on an inline button is a `callback_query` update, whose
+//! id `answerCallbackQuery` answers once (with at most 200 characters of text);
+//! `editMessageReplyMarkup` changes a sent message's buttons, refusing an edit that changes
+//! nothing as Telegram does.
 //! Everything it receives and sends is recorded for the assertions.
 
 // Shared by the integration tests and a benchmark (`#[path]`), which each use part of it.
@@ -40,6 +43,21 @@ const WEBHOOK_ATTEMPTS: u32 = 4;
 const MAX_TEXT_UTF16: usize = 4096;
 const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
+
+/// Telegram's answers to an `answerCallbackQuery` for an id it does not know, or knows as
+/// answered or expired, and to an edit that changes nothing or finds no message.
+const QUERY_INVALID: &str =
+    "Bad Request: query is too old and response timeout expired or query ID is invalid";
+const NOT_MODIFIED: &str = "Bad Request: message is not modified: specified new message content \
+                            and reply markup are exactly the same as a current content and reply \
+                            markup of the message";
+const EDIT_NOT_FOUND: &str = "Bad Request: message to edit not found";
+/// An inline button's `callback_data` outside 1 to 64 bytes.
+const BUTTON_DATA_INVALID: &str = "Bad Request: BUTTON_DATA_INVALID";
+/// The answer's text that Telegram shows: 0 to 200 characters; a longer one is refused.
+pub const MAX_ANSWER_CHARS: usize = 200;
+/// Telegram's answer to an `answerCallbackQuery` whose text is too long.
+const ANSWER_TOO_LONG: &str = "Bad Request: MESSAGE_TOO_LONG";
 
 const WEBHOOK_CONFLICT: &str = "Conflict: can't use getUpdates method while webhook is active; \
                                 use deleteWebhook to delete the webhook first";
@@ -108,6 +126,14 @@ pub struct SentMessage {
     pub body: serde_json::Value,
 }
 
+/// The bot's answer to a press (`answerCallbackQuery`), as accepted.
+#[derive(Clone, Debug)]
+pub struct CallbackAnswer {
+    pub query_id: String,
+    pub text: Option<String>,
+    pub show_alert: bool,
+}
+
 /// One request as received: method lower-cased (`"sendmessage"`), parameters, the HTTP status
 /// answered (0 while it is still in flight, e.g. a long poll, or if the client went away).
 #[derive(Clone, Debug)]
@@ -161,6 +187,9 @@ struct State {
     requests: Vec<Recorded>,
     throttled: Vec<Instant>,
     deliveries: Vec<(i64, u16)>,
+    /// Callback query ids given out by presses and not answered yet.
+    open_queries: HashSet<String>,
+    answers: Vec<CallbackAnswer>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -437,12 +466,23 @@ impl TelegramDouble {
             let Some(chat) = state.chats.get(&chat_id).cloned() else {
                 panic!("press_button: chat {chat_id} is not registered with the Telegram double");
             };
-            let from = json!({"id": from_user_id, "is_bot": false,
-                              "first_name": format!("User {from_user_id}")});
+            let first_name = match state.chats.get(&from_user_id).map(|c| &c.kind) {
+                Some(ChatKind::Private { first_name, .. }) => first_name.clone(),
+                _ => format!("User {from_user_id}"),
+            };
+            let from = json!({"id": from_user_id, "is_bot": false, "first_name": first_name});
             state.last_update_id += 1;
-            let message = message_json(message_id, &chat, bot_user(), "…");
+            let pressed = state.sent.iter().find(|m| m.message_id == message_id);
+            let text = pressed.map_or_else(|| "…".to_owned(), |m| m.visible.clone());
+            let markup = pressed.and_then(|m| m.body.get("reply_markup").cloned());
+            let mut message = message_json(message_id, &chat, bot_user(), &text);
+            if let Some(markup) = markup {
+                message["reply_markup"] = markup;
+            }
+            let id = format!("cb{}", state.last_update_id);
+            state.open_queries.insert(id.clone());
             let update = json!({"update_id": state.last_update_id, "callback_query": {
-                "id": format!("cb{}", state.last_update_id), "from": from, "message": message,
+                "id": id, "from": from, "message": message,
                 "chat_instance": format!("ci{chat_id}"), "data": data,
             }});
             state.pending.push_back(update.clone());
@@ -500,6 +540,42 @@ impl TelegramDouble {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The bot's answers to presses, in order.
+    pub fn answers(&self) -> Vec<CallbackAnswer> {
+        self.state().answers.clone()
+    }
+
+    /// The buttons a sent message shows now (after any `editMessageReplyMarkup`): rows of
+    /// `(text, callback_data or url)`.
+    pub fn buttons(&self, message_id: i64) -> Vec<Vec<(String, String)>> {
+        let state = self.state();
+        let Some(message) = state.sent.iter().find(|m| m.message_id == message_id) else {
+            return Vec::new();
+        };
+        let rows = message.body["reply_markup"]["inline_keyboard"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        rows.iter()
+            .map(|row| {
+                row.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|b| {
+                        let action = b.get("callback_data").or_else(|| b.get("url"));
+                        (
+                            b["text"].as_str().unwrap_or_default().to_owned(),
+                            action
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Every request received, in order of arrival.
@@ -672,11 +748,100 @@ async fn call(shared: &Arc<Shared>, method: &str, params: &Value) -> Reply {
             ok(json!({"url": url, "has_custom_certificate": false,
                       "pending_update_count": state.pending.len()}))
         }
-        "setmycommands" | "deletemycommands" | "answercallbackquery" | "sendchataction" => {
-            ok(json!(true))
+        "answercallbackquery" => answer_callback_query(shared, params),
+        "editmessagereplymarkup" => {
+            edit_message_reply_markup(shared, params).unwrap_or_else(|reply| reply)
         }
+        "setmycommands" | "deletemycommands" | "sendchataction" => ok(json!(true)),
         _ => error(404, "Not Found"),
     }
+}
+
+/// answerCallbackQuery: once per press, recorded with its text.
+fn answer_callback_query(shared: &Shared, params: &Value) -> Reply {
+    let mut state = shared.state.lock().unwrap();
+    let id = str_param(params, "callback_query_id").unwrap_or_default();
+    let text = str_param(params, "text");
+    if text
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > MAX_ANSWER_CHARS)
+    {
+        return error(400, ANSWER_TOO_LONG);
+    }
+    if !state.open_queries.remove(&id) {
+        return error(400, QUERY_INVALID);
+    }
+    state.answers.push(CallbackAnswer {
+        query_id: id,
+        text,
+        show_alert: bool_param(params, "show_alert"),
+    });
+    ok(json!(true))
+}
+
+/// An inline keyboard's buttons: each `callback_data` 1 to 64 bytes.
+fn check_keyboard(markup: Option<&Value>) -> Result<(), Reply> {
+    let rows = markup
+        .and_then(|m| m.get("inline_keyboard"))
+        .and_then(Value::as_array);
+    for button in rows
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+        .flatten()
+    {
+        if let Some(data) = button.get("callback_data").and_then(Value::as_str)
+            && !(1..=64).contains(&data.len())
+        {
+            return Err(error(400, BUTTON_DATA_INVALID));
+        }
+    }
+    Ok(())
+}
+
+/// A `reply_markup` parameter: JSON, or JSON in a string (form bodies).
+fn markup_param(params: &Value) -> Option<Value> {
+    match params.get("reply_markup")? {
+        Value::String(s) => serde_json::from_str(s).ok(),
+        other => Some(other.clone()),
+    }
+}
+
+/// editMessageReplyMarkup: the sent message's buttons replaced (removed without `reply_markup`);
+/// answers the edited message.
+fn edit_message_reply_markup(shared: &Shared, params: &Value) -> Result<Reply, Reply> {
+    let mut state = shared.state.lock().unwrap();
+    let chat_id = str_param(params, "chat_id").unwrap_or_default();
+    let chat = state.find_chat(&chat_id)?;
+    let message_id = int_param(params, "message_id").unwrap_or_default();
+    let markup = markup_param(params);
+    check_keyboard(markup.as_ref())?;
+    let Some(message) = state
+        .sent
+        .iter_mut()
+        .find(|m| m.message_id == message_id && m.chat_id == chat.id.to_string())
+    else {
+        return Err(error(400, EDIT_NOT_FOUND));
+    };
+    let empty = json!({"inline_keyboard": []});
+    let now = message
+        .body
+        .get("reply_markup")
+        .cloned()
+        .map_or(empty.clone(), |m| {
+            m.as_str()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or(m)
+        });
+    let new = markup.unwrap_or(empty);
+    if now == new {
+        return Err(error(400, NOT_MODIFIED));
+    }
+    message.body["reply_markup"] = new.clone();
+    let mut answer = message_json(message_id, &chat, bot_user(), &message.visible);
+    answer["edit_date"] = json!(unix_now());
+    answer["reply_markup"] = new;
+    Ok(ok(answer))
 }
 
 /// sendMessage: the reply for a valid, admitted message, or the error reply.
@@ -691,6 +856,7 @@ fn send_message(shared: &Shared, params: &Value) -> Result<Reply, Reply> {
     let text = str_param(params, "text").unwrap_or_default();
     let parse_mode = str_param(params, "parse_mode");
     let visible = visible_text(&text, parse_mode.as_deref())?;
+    check_keyboard(markup_param(params).as_ref())?;
     let now = Instant::now();
     if let Some((until, retry_after)) = state.flood
         && now < until

@@ -1,0 +1,264 @@
+//! Who knows and the ledger against the `Store` trait, so that SQLite and PostgreSQL run the same
+//! cases: the board reads every desk's messages about an incident (no citizen, no public
+//! statement) in one query, and the ledger pages through every message of the incident with
+//! its provider's report and its desk's acknowledgement.
+
+use std::sync::Arc;
+
+use banditore::domain::subscriber::ChannelKind;
+use banditore::domain::{IncidentStatus, Labels, Severity, UpdateKind};
+use banditore::store::*;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::store_acks::desk;
+use crate::store_citizens::citizens;
+use crate::support::suite;
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+/// One message of an opening: its channel, its audience, and its recipients (address id, address).
+type Group<'a> = (ChannelKind, &'a str, Vec<(i64, String)>);
+
+/// An incident whose opening went as one message per group, one delivery per recipient.
+async fn incident(store: &Arc<dyn Store>, groups: &[Group<'_>]) -> i64 {
+    let mut tx = store.begin().await.unwrap();
+    let incident = tx
+        .insert_incident(&NewIncident {
+            group_key: format!("service=board-{}", banditore::ids::random_hex(4)),
+            title: "CUP non raggiungibile".into(),
+            status: IncidentStatus::Investigating,
+            severity: Severity::Major,
+            origin: IncidentOrigin::Manual,
+            labels: Labels::new(),
+            opened_at: at(0),
+            eval_at: None,
+            pending_since: None,
+        })
+        .await
+        .unwrap();
+    let update = tx
+        .insert_update(&NewUpdate {
+            incident_id: incident.id,
+            seq: 1,
+            title: "CUP non raggiungibile".into(),
+            signals: Vec::new(),
+            kind: UpdateKind::Opened,
+            status: IncidentStatus::Investigating,
+            severity: Severity::Major,
+            body: None,
+            author: None,
+            created_at: at(0),
+            origin_at: at(0),
+            silent: false,
+        })
+        .await
+        .unwrap();
+    for (channel, audience, to) in groups {
+        let message = tx
+            .insert_message(&NewMessage {
+                update_id: update.id,
+                channel: *channel,
+                language: "it".into(),
+                audience: (*audience).into(),
+                subject: None,
+                body: "CUP non raggiungibile".into(),
+                html: None,
+                created_at: at(0),
+            })
+            .await
+            .unwrap();
+        let rows: Vec<NewDelivery> = to
+            .iter()
+            .map(|(address_id, recipient)| NewDelivery {
+                message_id: message,
+                update_id: update.id,
+                incident_id: incident.id,
+                address_id: *address_id,
+                subscriber_name: format!("at {recipient}"),
+                channel: *channel,
+                recipient: recipient.clone(),
+                origin_at: at(0),
+                created_at: at(0),
+            })
+            .collect();
+        tx.insert_deliveries(&rows).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    incident.id
+}
+
+/// Hands every pending delivery of `channel` to `provider` at `now`, its id `<provider>-<id>`.
+async fn send(store: &Arc<dyn Store>, channel: ChannelKind, provider: &str, now: Timestamp) {
+    let claimed = store
+        .claim_deliveries(channel, 1000, now, now + SignedDuration::from_secs(60), "w")
+        .await
+        .unwrap();
+    let outcomes: Vec<Outcome> = claimed
+        .iter()
+        .map(|d| Outcome {
+            delivery: d.id,
+            attempts: d.attempts,
+            outcome: DeliveryOutcome::Sent(Receipt {
+                provider_id: Some(format!("{provider}-{}", d.id)),
+                provider: Some(provider.into()),
+                segments: None,
+            }),
+        })
+        .collect();
+    store.record_outcomes("w", &outcomes, now).await.unwrap();
+}
+
+async fn the_board_and_the_ledger_tell_each_message_and_who_acknowledged(store: Arc<dyn Store>) {
+    let (alfa, alfa_at) = desk(
+        &store,
+        "Alfa",
+        serde_json::json!({"email": ["alfa@asl.example"], "sms": ["+393331234567"]}),
+    )
+    .await;
+    let (beta, beta_at) = desk(
+        &store,
+        "Beta",
+        serde_json::json!({"email": ["beta@asl.example"]}),
+    )
+    .await;
+    let citizen = citizens(&store, 1).await[0];
+    let id = incident(
+        &store,
+        &[
+            (
+                ChannelKind::Email,
+                "internal",
+                vec![
+                    (alfa_at[0], "alfa@asl.example".into()),
+                    (beta_at[0], "beta@asl.example".into()),
+                ],
+            ),
+            (
+                ChannelKind::Sms,
+                "internal",
+                vec![(alfa_at[1], "+393331234567".into())],
+            ),
+            (
+                ChannelKind::Email,
+                "public",
+                vec![(citizen, "cittadino0@example.org".into())],
+            ),
+        ],
+    )
+    .await;
+    let other = incident(
+        &store,
+        &[(
+            ChannelKind::Email,
+            "internal",
+            vec![(beta_at[0], "beta@asl.example".into())],
+        )],
+    )
+    .await;
+    send(&store, ChannelKind::Email, "smtp", at(2)).await;
+    send(&store, ChannelKind::Sms, "twilio", at(3)).await;
+    let sms_delivery = store.ledger(id, 0, 1000).await.unwrap()[2].delivery_id;
+    assert!(
+        store
+            .record_report(&DeliveryReport {
+                provider: "twilio".into(),
+                provider_id: format!("twilio-{sms_delivery}"),
+                status: "delivered".into(),
+                error: None,
+                at: at(4),
+            })
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store.acknowledge(id, beta_at[0], at(30)).await.unwrap(),
+        Acknowledged::Recorded(_)
+    ));
+
+    // The board: desks only, ordered by desk, then by delivery.
+    let board = store.desk_messages(id).await.unwrap();
+    let seen: Vec<(i64, &str, ChannelKind, &str)> = board
+        .iter()
+        .map(|m| {
+            (
+                m.subscriber_id,
+                m.subscriber_name.as_str(),
+                m.channel,
+                m.recipient.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (alfa, "Alfa", ChannelKind::Email, "alfa@asl.example"),
+            (alfa, "Alfa", ChannelKind::Sms, "+393331234567"),
+            (beta, "Beta", ChannelKind::Email, "beta@asl.example"),
+        ]
+    );
+    let sms = &board[1];
+    assert_eq!(sms.state, "sent");
+    assert_eq!(sms.sent_at, Some(at(3)));
+    assert_eq!(sms.report_status.as_deref(), Some("delivered"));
+    assert_eq!(sms.report_at, Some(at(4)));
+    assert_eq!(sms.update_seq, 1);
+    assert!(store.desk_messages(i64::MAX).await.unwrap().is_empty());
+
+    // The ledger: every message, the citizen's too, each with its desk's acknowledgement.
+    let ledger = store.ledger(id, 0, 1000).await.unwrap();
+    assert_eq!(ledger.len(), 4);
+    assert!(
+        ledger
+            .windows(2)
+            .all(|w| w[0].delivery_id < w[1].delivery_id)
+    );
+    let beta_row = ledger
+        .iter()
+        .find(|r| r.recipient == "beta@asl.example")
+        .unwrap();
+    assert_eq!(beta_row.acked_at, Some(at(30)));
+    assert_eq!(beta_row.audience, "internal");
+    assert_eq!(beta_row.provider.as_deref(), Some("smtp"));
+    assert_eq!(
+        beta_row.provider_id,
+        Some(format!("smtp-{}", beta_row.delivery_id))
+    );
+    assert_eq!(beta_row.sent_at, Some(at(2)));
+    assert_eq!(beta_row.attempts, 1);
+    assert!(!beta_row.citizen);
+    assert!(
+        ledger
+            .iter()
+            .filter(|r| r.recipient != "beta@asl.example")
+            .all(|r| r.acked_at.is_none())
+    );
+    let citizen_row = ledger.iter().find(|r| r.citizen).unwrap();
+    assert_eq!(citizen_row.audience, "public");
+    assert_eq!(citizen_row.recipient, "cittadino0@example.org");
+    assert_eq!(ledger[2].report_status.as_deref(), Some("delivered"));
+    assert_eq!(ledger[2].created_at, at(0));
+
+    // Pages by delivery id: the same rows, none twice.
+    let first = store.ledger(id, 0, 3).await.unwrap();
+    let rest = store
+        .ledger(id, first.last().unwrap().delivery_id, 3)
+        .await
+        .unwrap();
+    assert_eq!((first.len(), rest.len()), (3, 1));
+    assert_eq!([first, rest].concat(), ledger);
+    assert!(
+        store
+            .ledger(id, ledger[3].delivery_id, 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another incident's ledger holds its own message only, unacknowledged there.
+    let theirs = store.ledger(other, 0, 1000).await.unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].acked_at, None);
+}
+
+suite!(the_board_and_the_ledger_tell_each_message_and_who_acknowledged);
