@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod ack_drill;
 mod acks;
 mod chats;
 mod citizens;

@@ -1,7 +1,7 @@
 //! Who knows: for every desk sent a message about an incident, what was sent where, how far it
 //! got and whether (and how) someone at the desk said they saw it. The API answers it as JSON
-//! and the console shows it as a table; both read it from here, in two queries whatever the
-//! number of desks (their messages, then the incident's acknowledgements).
+//! and the console shows it as a table; both read it from here, in three queries whatever the
+//! number of desks (their messages, the incident's acknowledgements, the ladders' next steps).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,7 @@ use super::ServiceError;
 use super::incidents::masked;
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
-use crate::store::{AckRow, DeskMessage};
+use crate::store::{AckRow, DeskMessage, NextEscalation};
 use crate::web::{AppState, Principal};
 
 /// The desks sent a message about an incident, those who have not acknowledged it first.
@@ -35,10 +35,19 @@ pub struct AckDesk {
     /// `null` until someone at the desk says they have seen it.
     pub acknowledged: Option<DeskAck>,
     pub messages: Vec<AckMessage>,
-    /// The next step of the desk's escalation policy, when escalation is configured. Always
-    /// `null` in this version: escalation is not built yet.
-    #[schema(value_type = Option<Object>)]
-    pub next_escalation: Option<serde_json::Value>,
+    /// The desk's next escalation step, while one waits: `null` when the desk has no policy,
+    /// has acknowledged, has climbed its whole ladder, or the incident has ended.
+    pub next_escalation: Option<NextStep>,
+}
+
+/// The next step of a desk's escalation ladder: which step, the channels it adds, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct NextStep {
+    /// The step's place in the policy, from 0.
+    pub step: i64,
+    pub channels: Vec<ChannelKind>,
+    #[schema(value_type = String, format = DateTime)]
+    pub due_at: Timestamp,
 }
 
 /// A desk's acknowledgement: when, through which channel, from which address.
@@ -103,7 +112,22 @@ pub async fn board(
     }
     let messages = state.store.desk_messages(id).await?;
     let acks = state.store.acknowledgements(id).await?;
-    Ok(build(id, messages, &acks, reader.may(Permission::Admin)))
+    let mut board = build(id, messages, &acks, reader.may(Permission::Admin));
+    let next: BTreeMap<i64, NextEscalation> = state
+        .store
+        .next_escalations(id)
+        .await?
+        .into_iter()
+        .map(|n| (n.subscriber_id, n))
+        .collect();
+    for desk in &mut board.desks {
+        desk.next_escalation = next.get(&desk.subscriber_id).map(|n| NextStep {
+            step: n.step,
+            channels: n.channels.clone(),
+            due_at: n.due_at,
+        });
+    }
+    Ok(board)
 }
 
 /// Groups the messages (ordered by desk) into desks, adds their acknowledgements and puts the
