@@ -168,4 +168,11 @@ pub trait OutboxStore: Announce + Send + Sync {
     /// a call completed, busy, no-answer, machine, …) is not overwritten by a late intermediate
     /// one (sent, queued, ringing).
     async fn record_report(&self, report: &DeliveryReport) -> Result<bool>;
+    /// Records a call's progress on the delivery its callback URL names (`delivery_id`, which
+    /// the URL's signed token vouches for): when that delivery was marked sent with this
+    /// provider and call id, or is still being placed and its outcome not written yet (the
+    /// provider's first callbacks can come before it, or the process stopped in between).
+    /// `false` otherwise (another call of the same delivery, or no such delivery). A final word
+    /// is kept as in [`OutboxStore::record_report`].
+    async fn record_call_report(&self, delivery_id: i64, report: &DeliveryReport) -> Result<bool>;
 }

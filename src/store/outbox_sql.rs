@@ -368,12 +368,10 @@ impl OutboxStore for SqlStore {
         let Some(id) = found else {
             return Ok(false);
         };
-        sqlx::query(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE deliveries SET report_status = $2, report_error = $3, report_at = $4
-             WHERE id = $1 AND (report_status IS NULL
-               OR report_status NOT IN ('delivered', 'undelivered', 'failed', 'expired', 'rejected', 'read',
-                 'completed', 'busy', 'no-answer', 'canceled', 'cancelled', 'unanswered', 'timeout', 'machine'))",
-        )
+             WHERE id = $1 AND {NOT_FINAL}"
+        )))
         .bind(id)
         .bind(&report.status)
         .bind(&report.error)
@@ -383,7 +381,45 @@ impl OutboxStore for SqlStore {
         tx.commit().await?;
         Ok(true)
     }
+
+    async fn record_call_report(&self, delivery_id: i64, report: &DeliveryReport) -> Result<bool> {
+        let mut tx = self.write().await?;
+        // The call's own delivery: already marked sent by this provider with this call's id, or
+        // still being placed (its outcome not written yet, or the process stopped before it).
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM deliveries WHERE id = $1
+               AND ((provider = $2 AND provider_id = $3)
+                 OR (state = 'sending' AND provider_id IS NULL))",
+        )
+        .bind(delivery_id)
+        .bind(&report.provider)
+        .bind(&report.provider_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if found.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries SET report_status = $2, report_error = $3, report_at = $4
+             WHERE id = $1 AND {NOT_FINAL}"
+        )))
+        .bind(delivery_id)
+        .bind(&report.status)
+        .bind(&report.error)
+        .bind(ms(report.at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 }
+
+/// A delivery whose report is not a provider's final word (delivered, undelivered, failed, …;
+/// for a call completed, busy, no-answer, machine, …), which a late intermediate one (sent,
+/// queued, ringing) would otherwise overwrite.
+const NOT_FINAL: &str = "(report_status IS NULL
+    OR report_status NOT IN ('delivered', 'undelivered', 'failed', 'expired', 'rejected', 'read',
+      'completed', 'busy', 'no-answer', 'canceled', 'cancelled', 'unanswered', 'timeout', 'machine'))";
 
 /// What one claim asks for: up to `limit` due deliveries of `channel`, leased to `owner` until
 /// `lease_until`.

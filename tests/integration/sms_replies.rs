@@ -215,3 +215,50 @@ async fn an_ok_through_vonage_acknowledges_with_the_token_and_nothing_without_it
         "once per desk"
     );
 }
+
+#[tokio::test]
+async fn an_ok_through_another_provider_is_read_from_the_configured_fields_with_the_token() {
+    let double = SmsDouble::start().await;
+    let app = app_with(&double, &[SmsProvider::Skebby]).await;
+    let (latest, earlier) = desks_texted_about_two_incidents(&app, &double).await;
+    let reply = |token: &str, fields: &[(&str, &str)]| {
+        let url = app.url(&format!("{}?token={token}", inbound("skebby")));
+        let form: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let http = app.http.clone();
+        async move {
+            http.post(url)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // `reply_sender_field` and `reply_text_field` are `from` and `text` by default.
+    assert_eq!(
+        reply("guess", &[("from", "+393331234567"), ("text", "OK")]).await,
+        401
+    );
+    assert_eq!(
+        reply(REPLY_TOKEN, &[("sender", "+393331234567"), ("text", "OK")]).await,
+        400
+    );
+    assert_eq!(
+        reply(REPLY_TOKEN, &[("from", "+393331234567"), ("text", "forse")]).await,
+        204
+    );
+    assert!(acknowledgements(&app, latest).await.is_empty());
+    // The number as the provider writes it, national here: read as the desk's addresses are.
+    assert_eq!(
+        reply(REPLY_TOKEN, &[("from", "333 123 4567"), ("text", "ok")]).await,
+        204
+    );
+    let acks = acknowledgements(&app, latest).await;
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0].channel, ChannelKind::Sms);
+    assert!(acknowledgements(&app, earlier).await.is_empty());
+}

@@ -944,7 +944,74 @@ pub async fn a_calls_final_report_is_not_overwritten_by_a_late_one(store: Arc<dy
     );
 }
 
+/// A call's progress lands on the delivery its URL names even when it comes before the
+/// delivery's outcome is written (the provider calls back at once; the process may stop before
+/// the outcome), and only there: not on another delivery, not once another call carried it.
+pub async fn a_calls_progress_lands_on_its_delivery_before_its_outcome_is_written(
+    store: Arc<dyn Store>,
+) {
+    let (_, addresses) = subscriber(&store, "desk", &["desk@asl.example"]).await;
+    let (incident, _) = seed(&store, 1, &[(addresses[0], "desk@asl.example")]).await;
+    let d = claim(&store, "w", 1).await.remove(0);
+    let report = |provider: &str, id: &str, status: &str| DeliveryReport {
+        provider: provider.into(),
+        provider_id: id.into(),
+        status: status.into(),
+        error: None,
+        at: now(),
+    };
+    // Still being placed: the provider's first words are kept, its final one too.
+    assert!(
+        store
+            .record_call_report(d.id, &report("twilio", "CA1", "ringing"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_call_report(d.id, &report("twilio", "CA1", "busy"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_call_report(d.id + 1000, &report("twilio", "CA1", "busy"))
+            .await
+            .unwrap()
+    );
+    let receipt = Receipt {
+        provider_id: Some("CA1".into()),
+        provider: Some("twilio".into()),
+        segments: None,
+    };
+    let sent = done(&d, DeliveryOutcome::Sent(receipt));
+    store.record_outcomes("w", &[sent], now()).await.unwrap();
+    let rows = store.incident_deliveries(incident).await.unwrap();
+    assert_eq!(rows[0].state, "sent");
+    assert_eq!(rows[0].report_status.as_deref(), Some("busy"));
+    // Once sent, only that provider's call speaks for it.
+    assert!(
+        store
+            .record_call_report(d.id, &report("twilio", "CA1", "completed"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_call_report(d.id, &report("twilio", "CA2", "completed"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_call_report(d.id, &report("vonage", "CA1", "completed"))
+            .await
+            .unwrap()
+    );
+}
+
 suite!(
+    a_calls_progress_lands_on_its_delivery_before_its_outcome_is_written,
     a_calls_final_report_is_not_overwritten_by_a_late_one,
     observations_keep_what_each_check_found_as_data,
     concurrent_claims_are_disjoint_and_sent_rows_stay_sent,

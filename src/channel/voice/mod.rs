@@ -61,6 +61,10 @@ pub trait Caller: Send + Sync {
 pub struct Words {
     /// The voice's language tag, for Twilio's `<Say language>` and Vonage's `talk`.
     pub locale: &'static str,
+    /// Twilio's `<Say voice>` for that language. Without one Twilio uses the account's default
+    /// voice (`man` on a new account, which speaks only en, en-gb, es, fr and de), and a voice
+    /// that does not speak the language may fail the `<Say>`: the desk would hear nothing.
+    pub twilio_voice: &'static str,
     pub press: &'static str,
     pub thanks: &'static str,
     pub goodbye: &'static str,
@@ -71,6 +75,7 @@ pub fn words(language: &str) -> Words {
     if language.starts_with("it") {
         Words {
             locale: "it-IT",
+            twilio_voice: "Polly.Bianca",
             press: "Premi 1 per confermare di aver ricevuto il messaggio.",
             thanks: "Grazie, la conferma è registrata. Arrivederci.",
             goodbye: "Nessuna conferma ricevuta. Arrivederci.",
@@ -78,6 +83,7 @@ pub fn words(language: &str) -> Words {
     } else {
         Words {
             locale: "en-GB",
+            twilio_voice: "Polly.Amy",
             press: "Press 1 to confirm you have received this message.",
             thanks: "Thank you, your confirmation is recorded. Goodbye.",
             goodbye: "No confirmation received. Goodbye.",

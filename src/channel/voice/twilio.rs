@@ -85,7 +85,14 @@ pub fn xml_escape(text: &str) -> String {
 pub fn twiml(call: &Call<'_>) -> String {
     let w = words(call.language);
     let gather = |url: &str, text: &str| {
-        let say = |t: &str| format!(r#"<Say language="{}">{}</Say>"#, w.locale, xml_escape(t));
+        let say = |t: &str| {
+            format!(
+                r#"<Say language="{}" voice="{}">{}</Say>"#,
+                w.locale,
+                w.twilio_voice,
+                xml_escape(t)
+            )
+        };
         format!(
             r#"<Gather input="dtmf" numDigits="1" timeout="{}" action="{}" method="POST">{}{}</Gather>"#,
             call.wait_for_key.as_secs().max(1),
@@ -100,10 +107,11 @@ pub fn twiml(call: &Call<'_>) -> String {
     };
     let build = |text: &str, again: bool| {
         format!(
-            r#"<?xml version="1.0" encoding="UTF-8"?><Response>{}{}<Say language="{}">{}</Say></Response>"#,
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response>{}{}<Say language="{}" voice="{}">{}</Say></Response>"#,
             gather(&call.key_urls[0], text),
             gather(&call.key_urls[1], if again { text } else { "" }),
             w.locale,
+            w.twilio_voice,
             xml_escape(w.goodbye)
         )
     };
@@ -126,8 +134,9 @@ pub fn after_key(language: &str, confirmed: bool) -> String {
     let w = words(language);
     let thanks = if confirmed {
         format!(
-            r#"<Say language="{}">{}</Say>"#,
+            r#"<Say language="{}" voice="{}">{}</Say>"#,
             w.locale,
+            w.twilio_voice,
             xml_escape(w.thanks)
         )
     } else {
@@ -288,7 +297,11 @@ mod tests {
             "https://b.example/k?token=a&lang=it&round=2".to_owned(),
         ];
         let xml = twiml(&call("Guasto al CUP <regionale> & prenotazioni", &urls));
-        assert!(xml.contains(r#"<Say language="it-IT">"#));
+        // Twilio's default voice (`man`) does not speak Italian: the voice is named.
+        assert!(xml.contains(r#"<Say language="it-IT" voice="Polly.Bianca">"#));
+        assert!(!xml.contains(r#"<Say language="it-IT">"#));
+        assert!(after_key("it", true).contains(r#"voice="Polly.Bianca""#));
+        assert!(after_key("en", true).contains(r#"<Say language="en-GB" voice="Polly.Amy">"#));
         let (says, gathers) = read(&xml);
         assert_eq!(says[0], "Guasto al CUP <regionale> & prenotazioni");
         assert_eq!(

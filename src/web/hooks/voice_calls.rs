@@ -226,14 +226,16 @@ pub async fn status(
         status,
         at: Timestamp::now(),
     };
-    let recorded = state.store.record_report(&report).await?;
+    // On the delivery the URL names (its token vouches for it): the first callbacks can come
+    // before the delivery's outcome (the call's id) is written.
+    let recorded = state.store.record_call_report(delivery, &report).await?;
     metrics::counter!("banditore_voice_reports_total", "provider" => provider.clone(), "status" => report.status.clone())
         .increment(1);
     if !recorded {
         tracing::info!(
             provider,
             delivery,
-            "call progress for a call not placed from here"
+            "call progress for a call this delivery is not (or no longer) about"
         );
     }
     Ok(Json(CallReport { recorded }))

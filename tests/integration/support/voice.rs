@@ -383,9 +383,17 @@ fn read_twiml(xml: &str) -> Result<Twiml, String> {
                 }
             }
             Event::Start(e) if e.name().as_ref() == b"Say" => {
-                in_say = true;
-                let language = attrs(&e)?.remove("language").unwrap_or_default();
-                says.push((String::new(), language));
+                let mut a = attrs(&e)?;
+                let language = a.remove("language").unwrap_or_default();
+                let voice = a.remove("voice").unwrap_or_else(|| "man".into());
+                in_say = voice_speaks(&voice, &language);
+                // A voice that does not speak the language: the `<Say>` fails, nothing is heard.
+                let said = if in_say {
+                    String::new()
+                } else {
+                    format!("[not said: {voice} does not speak {language}]")
+                };
+                says.push((said, language));
             }
             Event::End(e) if e.name().as_ref() == b"Say" => in_say = false,
             Event::Text(t) if in_say => {
@@ -419,6 +427,28 @@ fn read_twiml(xml: &str) -> Result<Twiml, String> {
         return Err("no <Response>".into());
     }
     Ok((says, gathers))
+}
+
+/// Whether Twilio's `<Say voice>` speaks `language`, from its `<Say>` and text-to-speech pages:
+/// without a `voice` the account's default is used, `man` on a new account, which (like `woman`)
+/// speaks only en, en-gb, es, fr and de; Amazon Polly's voices each speak their own locale.
+/// An invalid combination may fail the `<Say>`.
+fn voice_speaks(voice: &str, language: &str) -> bool {
+    let language = language.to_ascii_lowercase();
+    let locale = match voice {
+        "man" | "woman" => {
+            return ["", "en", "en-gb", "es", "fr", "de"].contains(&language.as_str());
+        }
+        "Polly.Bianca"
+        | "Polly.Carla"
+        | "Polly.Giorgio"
+        | "Polly.Bianca-Neural"
+        | "Polly.Adriano-Neural" => "it-it",
+        "Polly.Amy" | "Polly.Emma" | "Polly.Brian" | "Polly.Amy-Neural" | "Polly.Emma-Neural"
+        | "Polly.Brian-Neural" => "en-gb",
+        _ => return false,
+    };
+    language == locale
 }
 
 fn twilio_create(shared: &Arc<Shared>, headers: &HeaderMap, body: &[u8]) -> Response {
