@@ -85,7 +85,7 @@ fn acknowledged_by(board: &Value, channel: &str) -> usize {
         .count()
 }
 
-fn desk<'a>(board: &'a Value, i: usize) -> &'a Value {
+fn desk(board: &Value, i: usize) -> &Value {
     let name = format!("CUP {i:02}");
     board["desks"]
         .as_array()
@@ -127,13 +127,13 @@ async fn fifty_desks_say_seen_by_link_button_reply_and_key_and_the_ladder_stops_
         voice.pickup(&mobile(i), pickup);
     }
     let api = telegram.api_url();
+    let calls = format!(
+        "[[channels.voice.providers]]\nname = \"twilio\"\nkind = \"twilio\"\nbase_url = \"{}\"\nusername = \"{TWILIO_SID}\"\npassword = \"{TWILIO_TOKEN}\"\ncaller = \"+390612345678\"\npriority = 0\n",
+        voice.base_url()
+    );
     let extra = format!(
         "{sms}\n{calls}\n[escalation.audiences]\ncup-desk = [\n  {{ after = \"0s\", channels = [\"email\", \"telegram\"] }},\n  {{ after = \"{SMS_AFTER}s\", channels = [\"sms\"] }},\n  {{ after = \"{CALL_AFTER}s\", channels = [\"voice\"] }},\n]\n",
         sms = crate::sms::providers(&sms, &[SmsProvider::Twilio]),
-        calls = format!(
-            "[[channels.voice.providers]]\nname = \"twilio\"\nkind = \"twilio\"\nbase_url = \"{}\"\nusername = \"{TWILIO_SID}\"\npassword = \"{TWILIO_TOKEN}\"\ncaller = \"+390612345678\"\npriority = 0\n",
-            voice.base_url()
-        ),
     );
     let mut app = TestApp::spawn(
         &smtp,
