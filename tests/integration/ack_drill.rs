@@ -223,7 +223,16 @@ async fn fifty_desks_say_seen_by_link_button_reply_and_key_and_the_ladder_stops_
     voice.deliver_callbacks_to(&app.base);
     let after = board(&app, incident).await;
     assert_eq!(after["desks_acknowledged"], 40);
-    assert_eq!(after["desks"], seen["desks"], "the restart changed nothing");
+    // Sends still pending may have gone since; who saw it and what waits for whom has not moved.
+    let story = |board: &Value| -> Vec<Value> {
+        board["desks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| json!([d["name"], d["acknowledged"], d["next_escalation"]]))
+            .collect()
+    };
+    assert_eq!(story(&after), story(&seen), "the restart changed nothing");
 
     // The ten still silent are texted at the first step, and nobody else.
     let texts = sms.wait_for(10, Duration::from_secs(SMS_AFTER + 20)).await;
