@@ -15,6 +15,29 @@ pub fn check_url(path: &str, raw: &str, push: &mut impl FnMut(&str, String)) {
     }
 }
 
+/// What is wrong with a provider's `name`, which is part of the URLs its callbacks come to
+/// (`used_in`): not a word of lower-case letters, digits, `-` or `_`, or already taken by another
+/// provider of the section (`names` gathers them).
+pub fn provider_name_problem(
+    name: &str,
+    names: &mut std::collections::BTreeSet<String>,
+    used_in: &str,
+) -> Option<String> {
+    let word = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !word {
+        Some(format!(
+            "`{name}` must be a word of lower-case letters, digits, `-` or `_` (it is part of {used_in})"
+        ))
+    } else if !names.insert(name.to_owned()) {
+        Some(format!("`{name}` is used by two providers"))
+    } else {
+        None
+    }
+}
+
 /// Reads a secret that must be given, reporting at `path` when it is not.
 pub fn secret(
     path: &str,
@@ -98,4 +121,34 @@ pub fn public_account(
         }],
         escalation: None,
     }]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::provider_name_problem;
+
+    #[test]
+    fn a_provider_name_is_a_url_word_used_once() {
+        let mut names = BTreeSet::new();
+        let used_in = "the callback URL";
+        assert_eq!(
+            provider_name_problem("twilio-it_2", &mut names, used_in),
+            None
+        );
+        assert_eq!(
+            provider_name_problem("twilio-it_2", &mut names, used_in).as_deref(),
+            Some("`twilio-it_2` is used by two providers")
+        );
+        for bad in ["", "Twilio", "a/b", "a b", "è", "x..", "%2e"] {
+            let problem = provider_name_problem(bad, &mut names, used_in)
+                .unwrap_or_else(|| panic!("{bad:?} is no URL word"));
+            assert!(
+                problem.ends_with("(it is part of the callback URL)"),
+                "{problem}"
+            );
+        }
+        assert_eq!(names.len(), 1, "refused names are not taken");
+    }
 }

@@ -6,88 +6,14 @@
 use std::sync::Arc;
 
 use banditore::domain::subscriber::ChannelKind;
-use banditore::domain::{IncidentStatus, Labels, Severity, UpdateKind};
 use banditore::store::*;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::store_acks::desk;
+use crate::store_acks::{desk, opening};
 use crate::store_citizens::citizens;
 use crate::support::suite;
 
-fn at(seconds: i64) -> Timestamp {
-    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
-}
-
-/// One message of an opening: its channel, its audience, and its recipients (address id, address).
-type Group<'a> = (ChannelKind, &'a str, Vec<(i64, String)>);
-
-/// An incident whose opening went as one message per group, one delivery per recipient.
-async fn incident(store: &Arc<dyn Store>, groups: &[Group<'_>]) -> i64 {
-    let mut tx = store.begin().await.unwrap();
-    let incident = tx
-        .insert_incident(&NewIncident {
-            group_key: format!("service=board-{}", banditore::ids::random_hex(4)),
-            title: "CUP non raggiungibile".into(),
-            status: IncidentStatus::Investigating,
-            severity: Severity::Major,
-            origin: IncidentOrigin::Manual,
-            labels: Labels::new(),
-            opened_at: at(0),
-            eval_at: None,
-            pending_since: None,
-        })
-        .await
-        .unwrap();
-    let update = tx
-        .insert_update(&NewUpdate {
-            incident_id: incident.id,
-            seq: 1,
-            title: "CUP non raggiungibile".into(),
-            signals: Vec::new(),
-            kind: UpdateKind::Opened,
-            status: IncidentStatus::Investigating,
-            severity: Severity::Major,
-            body: None,
-            author: None,
-            created_at: at(0),
-            origin_at: at(0),
-            silent: false,
-        })
-        .await
-        .unwrap();
-    for (channel, audience, to) in groups {
-        let message = tx
-            .insert_message(&NewMessage {
-                update_id: update.id,
-                channel: *channel,
-                language: "it".into(),
-                audience: (*audience).into(),
-                subject: None,
-                body: "CUP non raggiungibile".into(),
-                html: None,
-                created_at: at(0),
-            })
-            .await
-            .unwrap();
-        let rows: Vec<NewDelivery> = to
-            .iter()
-            .map(|(address_id, recipient)| NewDelivery {
-                message_id: message,
-                update_id: update.id,
-                incident_id: incident.id,
-                address_id: *address_id,
-                subscriber_name: format!("at {recipient}"),
-                channel: *channel,
-                recipient: recipient.clone(),
-                origin_at: at(0),
-                created_at: at(0),
-            })
-            .collect();
-        tx.insert_deliveries(&rows).await.unwrap();
-    }
-    tx.commit().await.unwrap();
-    incident.id
-}
+use crate::store_acks::at;
 
 /// Hands every pending delivery of `channel` to `provider` at `now`, its id `<provider>-<id>`.
 async fn send(store: &Arc<dyn Store>, channel: ChannelKind, provider: &str, now: Timestamp) {
@@ -124,7 +50,7 @@ async fn the_board_and_the_ledger_tell_each_message_and_who_acknowledged(store: 
     )
     .await;
     let citizen = citizens(&store, 1).await[0];
-    let id = incident(
+    let id = opening(
         &store,
         &[
             (
@@ -148,7 +74,7 @@ async fn the_board_and_the_ledger_tell_each_message_and_who_acknowledged(store: 
         ],
     )
     .await;
-    let other = incident(
+    let other = opening(
         &store,
         &[(
             ChannelKind::Email,

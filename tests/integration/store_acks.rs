@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::support::suite;
 
-fn at(seconds: i64) -> Timestamp {
+pub(crate) fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + seconds).unwrap()
 }
 
@@ -34,14 +34,13 @@ pub(crate) async fn desk(
     (id, row.addresses.iter().map(|a| a.id).collect())
 }
 
-/// An incident whose opening went on `channel` to `audience`, one delivery per address, left
-/// pending.
-async fn incident(
-    store: &Arc<dyn Store>,
-    channel: ChannelKind,
-    audience: &str,
-    to: &[(i64, &str)],
-) -> i64 {
+/// One message of an opening: its channel, its audience, and its recipients (address id, address).
+pub(crate) type Group<'a> = (ChannelKind, &'a str, Vec<(i64, String)>);
+
+/// An incident whose opening (routed) went as one message per group, one delivery per
+/// recipient, left pending; the store suites of acknowledgements, the board and escalation
+/// share it.
+pub(crate) async fn opening(store: &Arc<dyn Store>, groups: &[Group<'_>]) -> i64 {
     let mut tx = store.begin().await.unwrap();
     let incident = tx
         .insert_incident(&NewIncident {
@@ -74,36 +73,50 @@ async fn incident(
         })
         .await
         .unwrap();
-    let message = tx
-        .insert_message(&NewMessage {
-            update_id: update.id,
-            channel,
-            language: "it".into(),
-            audience: audience.into(),
-            subject: None,
-            body: "CUP non raggiungibile".into(),
-            html: None,
-            created_at: at(0),
-        })
-        .await
-        .unwrap();
-    let rows: Vec<NewDelivery> = to
-        .iter()
-        .map(|(address_id, recipient)| NewDelivery {
-            message_id: message,
-            update_id: update.id,
-            incident_id: incident.id,
-            address_id: *address_id,
-            subscriber_name: "desk".into(),
-            channel,
-            recipient: (*recipient).into(),
-            origin_at: at(0),
-            created_at: at(0),
-        })
-        .collect();
-    tx.insert_deliveries(&rows).await.unwrap();
+    for (channel, audience, to) in groups {
+        let message = tx
+            .insert_message(&NewMessage {
+                update_id: update.id,
+                channel: *channel,
+                language: "it".into(),
+                audience: (*audience).into(),
+                subject: None,
+                body: "CUP non raggiungibile".into(),
+                html: None,
+                created_at: at(0),
+            })
+            .await
+            .unwrap();
+        let rows: Vec<NewDelivery> = to
+            .iter()
+            .map(|(address_id, recipient)| NewDelivery {
+                message_id: message,
+                update_id: update.id,
+                incident_id: incident.id,
+                address_id: *address_id,
+                subscriber_name: format!("at {recipient}"),
+                channel: *channel,
+                recipient: recipient.clone(),
+                origin_at: at(0),
+                created_at: at(0),
+            })
+            .collect();
+        tx.insert_deliveries(&rows).await.unwrap();
+    }
+    tx.mark_routed(update.id, at(0)).await.unwrap();
     tx.commit().await.unwrap();
     incident.id
+}
+
+/// An incident whose opening went on `channel` to `audience`, one delivery per address.
+async fn incident(
+    store: &Arc<dyn Store>,
+    channel: ChannelKind,
+    audience: &str,
+    to: &[(i64, &str)],
+) -> i64 {
+    let to = to.iter().map(|(a, r)| (*a, (*r).to_owned())).collect();
+    opening(store, &[(channel, audience, to)]).await
 }
 
 /// Sends every pending delivery on `channel`, as a dispatcher would at `now`.

@@ -9,10 +9,10 @@ use banditore::domain::escalation::EscalationPolicy;
 use banditore::domain::subscriber::{
     ChannelKind, SubscriberRules, SubscriberSpec, ValidSubscriber,
 };
-use banditore::domain::{IncidentStatus, Labels, Severity, UpdateKind};
 use banditore::store::*;
 use jiff::Timestamp;
 
+use crate::store_acks::opening;
 use crate::support::suite;
 
 fn at(seconds: i64) -> Timestamp {
@@ -44,71 +44,10 @@ async fn desk(store: &Arc<dyn Store>, name: &str) -> (i64, i64) {
     (id, row.addresses[0].id)
 }
 
-/// An incident with its opening sent to these (address id, email) pairs.
+/// An incident with its opening sent by email to the `cup` audience at these (address id,
+/// email) pairs.
 async fn incident(store: &Arc<dyn Store>, to: &[(i64, String)]) -> i64 {
-    let mut tx = store.begin().await.unwrap();
-    let incident = tx
-        .insert_incident(&NewIncident {
-            group_key: format!("service=esc-{}", banditore::ids::random_hex(4)),
-            title: "CUP non raggiungibile".into(),
-            status: IncidentStatus::Investigating,
-            severity: Severity::Major,
-            origin: IncidentOrigin::Manual,
-            labels: Labels::new(),
-            opened_at: at(0),
-            eval_at: None,
-            pending_since: None,
-        })
-        .await
-        .unwrap();
-    let update = tx
-        .insert_update(&NewUpdate {
-            incident_id: incident.id,
-            seq: 1,
-            title: "CUP non raggiungibile".into(),
-            signals: Vec::new(),
-            kind: UpdateKind::Opened,
-            status: IncidentStatus::Investigating,
-            severity: Severity::Major,
-            body: None,
-            author: None,
-            created_at: at(0),
-            origin_at: at(0),
-            silent: false,
-        })
-        .await
-        .unwrap();
-    let message = tx
-        .insert_message(&NewMessage {
-            update_id: update.id,
-            channel: ChannelKind::Email,
-            language: "it".into(),
-            audience: "cup".into(),
-            subject: None,
-            body: "CUP non raggiungibile".into(),
-            html: None,
-            created_at: at(0),
-        })
-        .await
-        .unwrap();
-    let rows: Vec<NewDelivery> = to
-        .iter()
-        .map(|(address_id, recipient)| NewDelivery {
-            message_id: message,
-            update_id: update.id,
-            incident_id: incident.id,
-            address_id: *address_id,
-            subscriber_name: "desk".into(),
-            channel: ChannelKind::Email,
-            recipient: recipient.clone(),
-            origin_at: at(0),
-            created_at: at(0),
-        })
-        .collect();
-    tx.insert_deliveries(&rows).await.unwrap();
-    tx.mark_routed(update.id, at(0)).await.unwrap();
-    tx.commit().await.unwrap();
-    incident.id
+    opening(store, &[(ChannelKind::Email, "cup", to.to_vec())]).await
 }
 
 /// Text after five minutes, the webhook after ten.

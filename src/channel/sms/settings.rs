@@ -228,21 +228,12 @@ pub fn validate_sms(
             ok = false;
             push(&at(key), msg);
         };
-        if p.name.is_empty()
-            || !p
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        {
-            fail(
-                "name",
-                format!(
-                    "`{}` must be a word of lower-case letters, digits, `-` or `_` (it is part of the delivery-report URL)",
-                    p.name
-                ),
-            );
-        } else if !names.insert(p.name.clone()) {
-            fail("name", format!("`{}` is used by two providers", p.name));
+        if let Some(problem) = crate::settings::check::provider_name_problem(
+            &p.name,
+            &mut names,
+            "the delivery-report URL",
+        ) {
+            fail("name", problem);
         }
         let needs_login = p.kind != SmsProviderKind::Generic;
         if needs_login && p.username.trim().is_empty() {

@@ -169,21 +169,10 @@ pub fn validate_voice(
             ok = false;
             push(&at(key), msg);
         };
-        if p.name.is_empty()
-            || !p
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        if let Some(problem) =
+            crate::settings::check::provider_name_problem(&p.name, &mut names, "the callback URL")
         {
-            fail(
-                "name",
-                format!(
-                    "`{}` must be a word of lower-case letters, digits, `-` or `_` (it is part of the callback URL)",
-                    p.name
-                ),
-            );
-        } else if !names.insert(p.name.clone()) {
-            fail("name", format!("`{}` is used by two providers", p.name));
+            fail("name", problem);
         }
         if p.username.trim().is_empty() {
             fail(
