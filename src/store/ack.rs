@@ -41,7 +41,7 @@ pub struct DeskMessage {
     pub update_seq: i64,
     pub channel: ChannelKind,
     pub recipient: String,
-    /// pending, sending, sent, failed, gone or cancelled.
+    /// pending, sending, sent, failed or gone (cancelled ones are left out).
     pub state: String,
     /// The provider's last delivery report (`delivered`, `undelivered`…), where it sends them.
     pub report_status: Option<String>,
@@ -115,8 +115,8 @@ pub trait AckStore {
     async fn acknowledgements(&self, incident_id: i64) -> Result<Vec<AckRow>>;
 
     /// Every message of the incident to a desk (a subscriber that is no citizen, any audience
-    /// but `public`, drafts' notices left out) whose address still exists, by desk then by
-    /// delivery: the board of who knows, read in one query.
+    /// but `public`, drafts' notices and cancelled deliveries left out) whose address still
+    /// exists, by desk then by delivery: the board of who knows, read in one query.
     async fn desk_messages(&self, incident_id: i64) -> Result<Vec<DeskMessage>>;
 
     /// The incident's ledger after delivery `after`, at most `limit` (up to [`LEDGER_PAGE`])

@@ -81,8 +81,21 @@ impl AckStore for SqlStore {
         .await?;
         let outcome = match inserted {
             Some(row) => {
-                // The desk knows: its ladder stops here, whichever step it had reached.
+                // The desk knows: its ladder stops here, whichever step it had reached, and a
+                // call of the incident still waiting to be placed (paced, or retried) is not
+                // placed. A call is only ever a way to be heard; texts and emails still carry news.
                 super::escalation_sql::stop(&mut tx, incident_id, subscriber_id, at).await?;
+                sqlx::query(
+                    "UPDATE deliveries SET state = 'cancelled',
+                            last_error = 'the desk acknowledged the incident'
+                     WHERE incident_id = $1 AND channel = 'voice' AND state = 'pending'
+                       AND draft_id IS NULL
+                       AND address_id IN (SELECT id FROM addresses WHERE subscriber_id = $2)",
+                )
+                .bind(incident_id)
+                .bind(subscriber_id)
+                .execute(&mut *tx)
+                .await?;
                 Acknowledged::Recorded(ack_from_row(&row)?)
             }
             None => {
@@ -112,13 +125,18 @@ impl AckStore for SqlStore {
     }
 
     async fn latest_texted(&self, number: &str) -> Result<Option<(i64, i64)>> {
-        // The partial index `deliveries_texted` holds the sent texts by number.
+        // The partial index `deliveries_texted` holds the sent texts by number. A text that
+        // told a resolution, or about an incident since resolved, asks for nothing: a reply
+        // after it is for the open incident texted last (by when it left, not when written).
         Ok(sqlx::query_as(
             "SELECT d.incident_id, d.address_id FROM deliveries d
              JOIN messages m ON m.id = d.message_id
+             JOIN incident_updates u ON u.id = d.update_id
+             JOIN incidents i ON i.id = d.incident_id
              WHERE d.channel = 'sms' AND d.state = 'sent' AND d.recipient = $1
                AND d.draft_id IS NULL AND d.address_id IS NOT NULL AND m.audience != 'public'
-             ORDER BY d.id DESC LIMIT 1",
+               AND u.kind != 'resolved' AND i.status != 'resolved'
+             ORDER BY d.sent_at DESC, d.id DESC LIMIT 1",
         )
         .bind(number)
         .fetch_optional(&self.reader)
@@ -150,7 +168,7 @@ impl AckStore for SqlStore {
              JOIN addresses a ON a.id = d.address_id
              JOIN subscribers s ON s.id = a.subscriber_id
              WHERE d.incident_id = $1 AND d.draft_id IS NULL AND m.audience != 'public'
-               AND s.citizen_services IS NULL
+               AND s.citizen_services IS NULL AND d.state != 'cancelled'
              ORDER BY a.subscriber_id, d.id",
         )
         .bind(incident_id)

@@ -308,6 +308,77 @@ async fn a_reply_finds_the_latest_incident_texted_to_its_number(store: Arc<dyn S
     );
     assert_eq!(store.latest_texted("+393330000000").await.unwrap(), None);
     assert!(first < second);
+
+    // Once the second incident is resolved, its text asks for nothing: the reply is for the
+    // first, still open, even though its text left earlier.
+    let mut tx = store.begin().await.unwrap();
+    let mut resolved = tx.incident(second).await.unwrap().unwrap();
+    resolved.status = IncidentStatus::Resolved;
+    resolved.resolved_at = Some(at(4));
+    tx.save_incident(&resolved).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.latest_texted(number).await.unwrap(),
+        Some((first, sms[0]))
+    );
+}
+
+async fn an_acknowledgement_cancels_the_desks_calls_still_waiting(store: Arc<dyn Store>) {
+    let number = "+393331234568";
+    let (_, addresses) = desk(
+        &store,
+        "CUP Orvieto",
+        serde_json::json!({"email": ["orvieto@asl.example"], "voice": [number]}),
+    )
+    .await;
+    let (_, other) = desk(
+        &store,
+        "CUP Narni",
+        serde_json::json!({ "voice": ["+393331234569"] }),
+    )
+    .await;
+    let id = opening(
+        &store,
+        &[
+            (
+                ChannelKind::Email,
+                "cup",
+                vec![(addresses[0], "orvieto@asl.example".into())],
+            ),
+            (
+                ChannelKind::Voice,
+                "cup",
+                vec![
+                    (addresses[1], number.into()),
+                    (other[0], "+393331234569".into()),
+                ],
+            ),
+        ],
+    )
+    .await;
+    send_all(&store, ChannelKind::Email, at(1)).await;
+    // The calls wait (paced, or retried); the desk says seen by the email's link.
+    assert!(matches!(
+        store.acknowledge(id, addresses[0], at(5)).await.unwrap(),
+        Acknowledged::Recorded(_)
+    ));
+    let calls = store
+        .claim_deliveries(ChannelKind::Voice, 10, at(6), at(60), "w")
+        .await
+        .unwrap();
+    let called: Vec<&str> = calls.iter().map(|c| c.recipient.as_str()).collect();
+    assert_eq!(
+        called,
+        ["+393331234569"],
+        "only the desk that has not said seen is called"
+    );
+    // The board leaves the cancelled call out: the desk was emailed, and saw it.
+    let board = store.desk_messages(id).await.unwrap();
+    assert!(
+        board
+            .iter()
+            .all(|m| m.channel != ChannelKind::Voice || m.recipient != number)
+    );
 }
 
 suite!(
@@ -315,4 +386,5 @@ suite!(
     only_an_address_sent_a_desks_message_acknowledges,
     replicas_taking_acknowledgements_at_once_record_one,
     a_reply_finds_the_latest_incident_texted_to_its_number,
+    an_acknowledgement_cancels_the_desks_calls_still_waiting,
 );

@@ -69,10 +69,11 @@ pub struct AckMessage {
     pub channel: ChannelKind,
     /// Masked for readers who are not administrators when it is a webhook's URL.
     pub recipient: String,
-    /// pending, sending, sent, failed, gone or cancelled.
+    /// pending, sending, sent, failed or gone.
     pub state: String,
-    /// What the provider reported: `true` delivered (or read), `false` not delivered; `null`
-    /// where the provider sends no report (email, Telegram, webhooks) or none came yet.
+    /// What the provider reported: `true` delivered (or read, or a call answered), `false` not
+    /// delivered (or a call unanswered, busy, or taken by a machine); `null` where the provider
+    /// sends no report (email, Telegram, webhooks) or none came yet.
     pub delivered: Option<bool>,
     /// The provider's last report as it named it (`delivered`, `undelivered`…).
     pub report_status: Option<String>,
@@ -84,8 +85,10 @@ pub struct AckMessage {
 /// Whether a provider's report says the message reached the phone: `None` when it says neither.
 pub fn delivered(report_status: Option<&str>) -> Option<bool> {
     match report_status? {
-        "delivered" | "read" => Some(true),
-        "undelivered" | "failed" | "expired" | "rejected" => Some(false),
+        // Texts' and messages' reports, and calls': a call answered and ended reached someone.
+        "delivered" | "read" | "completed" => Some(true),
+        "undelivered" | "failed" | "expired" | "rejected" | "no-answer" | "unanswered" | "busy"
+        | "timeout" | "machine" | "canceled" | "cancelled" => Some(false),
         _ => None,
     }
 }
@@ -264,6 +267,9 @@ mod tests {
         assert_eq!(delivered(Some("delivered")), Some(true));
         assert_eq!(delivered(Some("undelivered")), Some(false));
         assert_eq!(delivered(Some("accepted")), None);
+        assert_eq!(delivered(Some("completed")), Some(true));
+        assert_eq!(delivered(Some("no-answer")), Some(false));
+        assert_eq!(delivered(Some("machine")), Some(false));
         assert_eq!(delivered(None), None);
     }
 }
