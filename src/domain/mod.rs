@@ -4,6 +4,7 @@
 
 pub mod escalation;
 pub mod finding;
+pub mod fiscal_code;
 pub mod incident;
 pub mod matcher;
 pub mod severity;
