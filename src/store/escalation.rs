@@ -76,6 +76,8 @@ pub struct NewEscalationStep {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct NextEscalation {
     pub subscriber_id: i64,
+    /// The desk's name now (the subscriber's), for a board that has no message of it yet.
+    pub subscriber_name: String,
     pub step: i64,
     pub channels: Vec<ChannelKind>,
     #[schema(value_type = String, format = DateTime)]

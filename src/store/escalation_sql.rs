@@ -190,7 +190,8 @@ pub(super) async fn latest_routed(
 impl EscalationStore for SqlStore {
     async fn next_escalations(&self, incident_id: i64) -> Result<Vec<NextEscalation>> {
         sqlx::query(
-            "SELECT e.subscriber_id, e.step, e.channels, e.due_at FROM escalations e
+            "SELECT e.subscriber_id, s.name, e.step, e.channels, e.due_at FROM escalations e
+             JOIN subscribers s ON s.id = e.subscriber_id
              WHERE e.incident_id = $1 AND e.state = 'waiting'
                AND e.step = (SELECT MIN(w.step) FROM escalations w
                              WHERE w.incident_id = e.incident_id
@@ -204,6 +205,7 @@ impl EscalationStore for SqlStore {
         .map(|row| {
             Ok(NextEscalation {
                 subscriber_id: row.try_get("subscriber_id")?,
+                subscriber_name: row.try_get("name")?,
                 step: row.try_get("step")?,
                 channels: from_json(row.try_get("channels")?, "channels")?,
                 due_at: ts(row.try_get("due_at")?)?,

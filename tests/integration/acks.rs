@@ -103,7 +103,12 @@ async fn the_email_link_shows_a_button_and_only_its_post_acknowledges() {
     }
     let head = app.http.head(app.url(&path)).send().await.unwrap();
     assert_eq!(head.status(), 200);
-    let before = board(&app, id).await;
+    // The mail server has the message; its outcome is written a moment after.
+    let before = eventually(
+        || board(&app, id),
+        |b: &Value| b["desks"][0]["messages"][0]["state"] == "sent",
+    )
+    .await;
     assert_eq!(before["desks_total"], 1);
     assert_eq!(before["desks_acknowledged"], 0);
     assert_eq!(before["desks"][0]["acknowledged"], Value::Null);

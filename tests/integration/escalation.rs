@@ -229,6 +229,7 @@ async fn without_an_acknowledgement_each_step_fires_on_time_and_the_resolution_f
         ladder.store.next_escalations(id).await.unwrap(),
         vec![NextEscalation {
             subscriber_id: desk.id,
+            subscriber_name: "cup-foligno".into(),
             step: 1,
             channels: vec![Sms],
             due_at: at(300),

@@ -268,6 +268,12 @@ async fn an_acknowledgement_stops_only_its_desks_waiting_steps(store: Arc<dyn St
         store.next_escalations(id).await.unwrap(),
         vec![NextEscalation {
             subscriber_id: still,
+            subscriber_name: if still == told {
+                "cup-told"
+            } else {
+                "cup-other"
+            }
+            .into(),
             step: 1,
             channels: vec![ChannelKind::Sms],
             due_at: at(300),

@@ -115,22 +115,58 @@ pub async fn board(
     }
     let messages = state.store.desk_messages(id).await?;
     let acks = state.store.acknowledgements(id).await?;
-    let mut board = build(id, messages, &acks, reader.may(Permission::Admin));
-    let next: BTreeMap<i64, NextEscalation> = state
-        .store
-        .next_escalations(id)
-        .await?
-        .into_iter()
-        .map(|n| (n.subscriber_id, n))
-        .collect();
+    let next = state.store.next_escalations(id).await?;
+    Ok(with_next_steps(
+        build(id, messages, &acks, reader.may(Permission::Admin)),
+        next,
+    ))
+}
+
+/// Adds each desk's next escalation step, and the desks whose ladder waits with no message sent
+/// yet (a first step after a while, an address another desk shares): they know nothing so far.
+pub fn with_next_steps(mut board: AckBoard, next: Vec<NextEscalation>) -> AckBoard {
+    let mut next: BTreeMap<i64, NextEscalation> =
+        next.into_iter().map(|n| (n.subscriber_id, n)).collect();
     for desk in &mut board.desks {
-        desk.next_escalation = next.get(&desk.subscriber_id).map(|n| NextStep {
-            step: n.step,
-            channels: n.channels.clone(),
-            due_at: n.due_at,
-        });
+        desk.next_escalation = next.remove(&desk.subscriber_id).map(NextStep::from);
     }
-    Ok(board)
+    let waiting: Vec<AckDesk> = next
+        .into_values()
+        .map(|n| AckDesk {
+            subscriber_id: n.subscriber_id,
+            name: n.subscriber_name.clone(),
+            acknowledged: None,
+            messages: Vec::new(),
+            next_escalation: Some(NextStep::from(n)),
+        })
+        .collect();
+    if !waiting.is_empty() {
+        board.desks.extend(waiting);
+        sort(&mut board.desks);
+        board.desks_total = board.desks.len();
+    }
+    board
+}
+
+impl From<NextEscalation> for NextStep {
+    fn from(n: NextEscalation) -> NextStep {
+        NextStep {
+            step: n.step,
+            channels: n.channels,
+            due_at: n.due_at,
+        }
+    }
+}
+
+/// Desks still to acknowledge first, then by name.
+fn sort(desks: &mut [AckDesk]) {
+    desks.sort_by(|a, b| {
+        (a.acknowledged.is_some(), &a.name, a.subscriber_id).cmp(&(
+            b.acknowledged.is_some(),
+            &b.name,
+            b.subscriber_id,
+        ))
+    });
 }
 
 /// Groups the messages (ordered by desk) into desks, adds their acknowledgements and puts the
@@ -176,13 +212,7 @@ pub fn build(
             });
         }
     }
-    desks.sort_by(|a, b| {
-        (a.acknowledged.is_some(), &a.name, a.subscriber_id).cmp(&(
-            b.acknowledged.is_some(),
-            &b.name,
-            b.subscriber_id,
-        ))
-    });
+    sort(&mut desks);
     AckBoard {
         incident_id,
         desks_total: desks.len(),
@@ -260,6 +290,30 @@ mod tests {
         assert!(!board.desks[0].messages[0].recipient.contains("secret"));
         let whole = build(9, messages, &[ack], true);
         assert!(whole.desks[0].messages[0].recipient.contains("secret"));
+    }
+
+    #[test]
+    fn a_desk_whose_ladder_waits_is_on_the_board_before_its_first_message() {
+        let messages = vec![message(1, "Alfa", 1, ChannelKind::Email, "a@asl.example")];
+        let next = |desk: i64, name: &str, due: i64| NextEscalation {
+            subscriber_id: desk,
+            subscriber_name: name.into(),
+            step: 1,
+            channels: vec![ChannelKind::Sms],
+            due_at: at(due),
+        };
+        let board = with_next_steps(
+            build(9, messages, &[], false),
+            vec![next(2, "Beta", 300), next(1, "Alfa", 300)],
+        );
+        assert_eq!((board.desks_total, board.desks_acknowledged), (2, 0));
+        let beta = &board.desks[1];
+        assert_eq!((beta.name.as_str(), beta.messages.len()), ("Beta", 0));
+        assert_eq!(
+            beta.next_escalation.as_ref().map(|n| n.due_at),
+            Some(at(300))
+        );
+        assert!(board.desks[0].next_escalation.is_some());
     }
 
     #[test]
