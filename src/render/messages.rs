@@ -88,6 +88,12 @@ impl Renderer {
                 html: None,
                 language,
             },
+            Form::AppIo => Rendered {
+                subject: Some(super::appio::fit_subject(&render("subject")?, &language)),
+                text: super::appio::fit_markdown(&render("markdown")?, &language),
+                html: None,
+                language,
+            },
         };
         Ok(rendered)
     }
