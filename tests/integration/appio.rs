@@ -83,12 +83,14 @@ async fn appio_deliveries(app: &TestApp, incident: i64) -> Vec<Value> {
 }
 
 fn settled(ds: &[Value], n: usize) -> bool {
-    ds.len() == n && ds.iter().all(|d| d["state"] == "sent" || d["state"] == "failed")
+    ds.len() == n
+        && ds
+            .iter()
+            .all(|d| d["state"] == "sent" || d["state"] == "failed")
 }
 
 #[tokio::test]
-async fn a_statement_reaches_citizens_on_io_after_the_profile_check_and_its_status_is_read_back()
-{
+async fn a_statement_reaches_citizens_on_io_after_the_profile_check_and_its_status_is_read_back() {
     let io = AppIoDouble::start(AppIoOptions {
         accepted_reads: 1,
         ..AppIoOptions::default()
@@ -108,7 +110,10 @@ async fn a_statement_reaches_citizens_on_io_after_the_profile_check_and_its_stat
         .await;
     assert_eq!(resp.status(), 400);
     let body = resp.text().await.unwrap();
-    assert!(body.contains("addresses.appio[0]") && body.contains("check character"), "{body}");
+    assert!(
+        body.contains("addresses.appio[0]") && body.contains("check character"),
+        "{body}"
+    );
     let resp = app
         .post_json(
             "/api/v1/subscribers",
@@ -121,7 +126,12 @@ async fn a_statement_reaches_citizens_on_io_after_the_profile_check_and_its_stat
     assert!(body.contains("public statements only"), "{body}");
     assert!(!body.contains(&allowed()), "{body}");
 
-    citizen(&app, "Mario Rossi", &format!(" {} ", allowed().to_lowercase())).await;
+    citizen(
+        &app,
+        "Mario Rossi",
+        &format!(" {} ", allowed().to_lowercase()),
+    )
+    .await;
     citizen(&app, "Giuseppe Verdi", &blocked()).await;
     citizen(&app, "Clara Bianchi", &unknown()).await;
     let incident = announce(&app, "CUP *giù* [qui](x)", "Prenotazioni sospese.").await;
@@ -132,15 +142,26 @@ async fn a_statement_reaches_citizens_on_io_after_the_profile_check_and_its_stat
     let m = &messages[0];
     assert_eq!(m.fiscal_code, allowed());
     assert_eq!(content_problem(&m.subject, &m.markdown), None);
-    assert!(m.subject.starts_with("Disservizio in corso"), "{}", m.subject);
-    assert!(m.markdown.contains("Prenotazioni sospese"), "{}", m.markdown);
+    assert!(
+        m.subject.starts_with("Disservizio in corso"),
+        "{}",
+        m.subject
+    );
+    assert!(
+        m.markdown.contains("Prenotazioni sospese"),
+        "{}",
+        m.markdown
+    );
     let sent: Vec<&Value> = ds.iter().filter(|d| d["state"] == "sent").collect();
     assert_eq!(sent.len(), 1, "{ds:?}");
     assert_eq!(sent[0]["provider_id"], m.id.as_str());
     for d in ds.iter().filter(|d| d["state"] == "failed") {
         assert_eq!(d["attempts"], 1, "{d}");
         let error = d["last_error"].as_str().unwrap();
-        assert!(error.contains("not on App IO or has turned this service off"), "{error}");
+        assert!(
+            error.contains("not on App IO or has turned this service off"),
+            "{error}"
+        );
     }
     // The status is read back until it is final.
     let ds = eventually(
@@ -149,15 +170,12 @@ async fn a_statement_reaches_citizens_on_io_after_the_profile_check_and_its_stat
     )
     .await;
     assert_eq!(
-        ds.iter().filter(|d| d["report_status"] == "processed").count(),
+        ds.iter()
+            .filter(|d| d["report_status"] == "processed")
+            .count(),
         1
     );
-    let reads = |io: &AppIoDouble| {
-        io.requests()
-            .iter()
-            .filter(|r| r.method == "GET")
-            .count()
-    };
+    let reads = |io: &AppIoDouble| io.requests().iter().filter(|r| r.method == "GET").count();
     let after_final = reads(&io);
     assert!(after_final >= 2, "ACCEPTED, then PROCESSED");
     // Not tried again: neither the refused citizens nor a final status.
@@ -179,14 +197,25 @@ async fn a_statement_reaches_citizens_on_io_after_the_profile_check_and_its_stat
     assert_eq!(order, ["/api/v1/profiles", "/api/v1/messages"]);
 
     // No whole code in the database file, the log or the API.
-    let subscribers = app.get(&"/api/v1/subscribers", Some(ADMIN_TOKEN)).await.text().await.unwrap();
-    let ledger = app
-        .get(&format!("/api/v1/incidents/{incident}/deliveries"), Some(ADMIN_TOKEN))
+    let subscribers = app
+        .get("/api/v1/subscribers", Some(ADMIN_TOKEN))
         .await
         .text()
         .await
         .unwrap();
-    assert!(ledger.contains("cf1."), "the recipient is the sealed code: {ledger}");
+    let ledger = app
+        .get(
+            &format!("/api/v1/incidents/{incident}/deliveries"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        ledger.contains("cf1."),
+        "the recipient is the sealed code: {ledger}"
+    );
     let mut files = Vec::new();
     for entry in std::fs::read_dir(app.dir.path()).unwrap() {
         let path = entry.unwrap().path();
@@ -197,7 +226,11 @@ async fn a_statement_reaches_citizens_on_io_after_the_profile_check_and_its_stat
     assert!(!files.is_empty());
     let logs = app.logs();
     for code in [allowed(), blocked(), unknown()] {
-        for (what, text) in [("log", &logs), ("subscribers", &subscribers), ("ledger", &ledger)] {
+        for (what, text) in [
+            ("log", &logs),
+            ("subscribers", &subscribers),
+            ("ledger", &ledger),
+        ] {
             assert!(!text.contains(&code), "{code} in the {what}");
         }
         for bytes in &files {
@@ -217,10 +250,15 @@ async fn throttled_messages_wait_and_go_once_each() {
         ..AppIoOptions::default()
     })
     .await;
-    let codes: Vec<String> = ["RSSMRA85T10A56", "VRDGPP80A01H50", "BNCLRA90M41F20", "FRRLCU75C12D61"]
-        .iter()
-        .map(|p| with_check(&format!("{p}1")))
-        .collect();
+    let codes: Vec<String> = [
+        "RSSMRA85T10A56",
+        "VRDGPP80A01H50",
+        "BNCLRA90M41F20",
+        "FRRLCU75C12D61",
+    ]
+    .iter()
+    .map(|p| with_check(&format!("{p}1")))
+    .collect();
     for code in &codes {
         io.add_profile(code, true);
     }
@@ -282,14 +320,24 @@ async fn the_double_holds_app_io_s_lengths_at_their_edges() {
         let (status, body) = post("s".repeat(n), md.clone(), APPIO_KEY).await;
         assert_eq!(status, if ok { 201 } else { 400 }, "subject of {n}: {body}");
         if !ok {
-            assert!(body["detail"].as_str().unwrap().contains("subject"), "{body}");
+            assert!(
+                body["detail"].as_str().unwrap().contains("subject"),
+                "{body}"
+            );
         }
     }
     for (n, ok) in [(79, false), (80, true), (10_000, true), (10_001, false)] {
         let (status, body) = post("s".repeat(10), "m".repeat(n), APPIO_KEY).await;
-        assert_eq!(status, if ok { 201 } else { 400 }, "markdown of {n}: {body}");
+        assert_eq!(
+            status,
+            if ok { 201 } else { 400 },
+            "markdown of {n}: {body}"
+        );
         if !ok {
-            assert!(body["detail"].as_str().unwrap().contains("markdown"), "{body}");
+            assert!(
+                body["detail"].as_str().unwrap().contains("markdown"),
+                "{body}"
+            );
         }
     }
     let (status, _) = post("s".repeat(10), md.clone(), "wrong-key").await;

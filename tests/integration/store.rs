@@ -1044,7 +1044,12 @@ pub async fn app_io_messages_are_asked_about_until_their_status_is_final(store: 
     let ids = |rows: Vec<Unsettled>| rows.into_iter().map(|u| u.provider_id).collect::<Vec<_>>();
     let asked = |since: i64, before: i64| {
         let store = store.clone();
-        async move { ids(store.unsettled("appio", at(since), at(before), 10).await.unwrap()) }
+        async move {
+            ids(store
+                .unsettled("appio", at(since), at(before), 10)
+                .await
+                .unwrap())
+        }
     };
     assert_eq!(asked(-60, 0).await, ["M1", "M2"]);
     assert!(asked(-60, -1).await.is_empty(), "sent after asked_before");
@@ -1060,14 +1065,41 @@ pub async fn app_io_messages_are_asked_about_until_their_status_is_final(store: 
         error: None,
         at: at(s),
     };
-    assert!(store.record_report(&report("M1", "accepted", 5)).await.unwrap());
+    assert!(
+        store
+            .record_report(&report("M1", "accepted", 5))
+            .await
+            .unwrap()
+    );
     assert_eq!(asked(-60, 1).await, ["M2"], "M1 was asked at 5 s");
-    assert_eq!(asked(-60, 10).await, ["M2", "M1"], "the longest unasked first");
-    assert!(store.record_report(&report("M1", "processed", 6)).await.unwrap());
-    assert!(store.record_report(&report("M2", "rejected", 6)).await.unwrap());
+    assert_eq!(
+        asked(-60, 10).await,
+        ["M2", "M1"],
+        "the longest unasked first"
+    );
+    assert!(
+        store
+            .record_report(&report("M1", "processed", 6))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_report(&report("M2", "rejected", 6))
+            .await
+            .unwrap()
+    );
     assert!(asked(-60, 100).await.is_empty(), "final statuses end it");
-    assert!(store.record_report(&report("M1", "accepted", 7)).await.unwrap());
-    let rows = store.incident_deliveries(claimed[0].incident_id).await.unwrap();
+    assert!(
+        store
+            .record_report(&report("M1", "accepted", 7))
+            .await
+            .unwrap()
+    );
+    let rows = store
+        .incident_deliveries(claimed[0].incident_id)
+        .await
+        .unwrap();
     let m1 = rows.iter().find(|r| r.id == claimed[0].id).unwrap();
     assert_eq!(m1.report_status.as_deref(), Some("processed"));
 }

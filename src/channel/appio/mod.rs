@@ -333,9 +333,8 @@ impl StatusReader {
     /// Reads and records one message's status; `Some(wait)` when App IO asks to slow down or
     /// refuses the key, which ends the round.
     async fn read_one(&self, sent: &Unsettled) -> Option<Duration> {
-        let Some(code) = FiscalCode::unseal(&sent.recipient, &self.seal) else {
-            return None;
-        };
+        // A code sealed under another key cannot be asked about; its delivery says why.
+        let code = FiscalCode::unseal(&sent.recipient, &self.seal)?;
         let api = &self.api;
         let path = format!(
             "/messages/{}/{}",

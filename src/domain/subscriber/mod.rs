@@ -384,10 +384,11 @@ impl ValidSubscriber {
     /// from the configuration); addresses already sealed stay as they are.
     pub fn sealed(mut self, key: &[u8]) -> ValidSubscriber {
         for (channel, address) in &mut self.addresses {
-            if *channel == ChannelKind::AppIo && !FiscalCode::is_sealed(address) {
-                if let Ok(code) = FiscalCode::parse(address) {
-                    *address = code.seal(key);
-                }
+            if *channel == ChannelKind::AppIo
+                && !FiscalCode::is_sealed(address)
+                && let Ok(code) = FiscalCode::parse(address)
+            {
+                *address = code.seal(key);
             }
         }
         self

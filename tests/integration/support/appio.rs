@@ -119,7 +119,9 @@ impl AppIoDouble {
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("App IO double server");
+            axum::serve(listener, app)
+                .await
+                .expect("App IO double server");
         });
         AppIoDouble {
             shared,
@@ -220,6 +222,11 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
     let text = String::from_utf8_lossy(&body).into_owned();
     let mut state = shared.lock();
     let (status, answer) = answer(&shared.options, &mut state, &method, &path, &headers, &text);
+    // `Location`: the created message's URL, which `getMessage` answers.
+    let location = (status == 201)
+        .then(|| state.messages.last())
+        .flatten()
+        .map(|m| format!("/api/v1/messages/{}/{}", m.fiscal_code, m.id));
     state.requests.push(IoRequest {
         method,
         path: path.clone(),
@@ -233,18 +240,14 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
         answer.to_string(),
     )
         .into_response();
-    if status == 429 {
-        if let Some(secs) = shared.options.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, secs.to_string().parse().expect("number"));
-        }
+    if status == 429
+        && let Some(secs) = shared.options.retry_after
+        && let Ok(value) = secs.to_string().parse()
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, value);
     }
-    if status == 201 {
-        if let Some(id) = answer["id"].as_str() {
-            if let Ok(location) = format!("/api/v1/messages/_/{id}").parse() {
-                resp.headers_mut().insert(header::LOCATION, location);
-            }
-        }
+    if let Some(value) = location.and_then(|l| l.parse().ok()) {
+        resp.headers_mut().insert(header::LOCATION, value);
     }
     resp
 }
@@ -363,7 +366,10 @@ fn submit(state: &mut State, body: &str) -> (u16, Value) {
     }
     if let Some(status) = state.scripted.pop_front() {
         return match status {
-            429 => (429, json!({"statusCode": 429, "message": "Rate limit is exceeded."})),
+            429 => (
+                429,
+                json!({"statusCode": 429, "message": "Rate limit is exceeded."}),
+            ),
             s => problem(s, "Scripted failure", "The message cannot be delivered."),
         };
     }
@@ -432,7 +438,11 @@ pub fn with_check(first: &str) -> String {
         .bytes()
         .enumerate()
         .map(|(i, b)| {
-            let index = if b.is_ascii_digit() { b - b'0' } else { b - b'A' } as usize;
+            let index = if b.is_ascii_digit() {
+                b - b'0'
+            } else {
+                b - b'A'
+            } as usize;
             if i % 2 == 0 { ODD[index] } else { index as u32 }
         })
         .sum();
