@@ -378,3 +378,95 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn check_config_names_every_problem_of_the_section_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("banditore.toml");
+    std::fs::write(
+        &config,
+        r#"
+[approval.audiences.public]
+policy = "auto"
+
+[channels.appio]
+enabled = true
+base_url = "api.io.pagopa.it"
+rate_per_second = 0
+burst = 0
+concurrency = 0
+timeout = "0s"
+status_every = "0s"
+status_for = "8d"
+
+[[subscribers]]
+name = "Errore di battitura"
+audience = "public"
+addresses = { appio = "RSSMRA85T10A562A" }
+
+[[subscribers]]
+name = "Sportello"
+audience = "cup-desk"
+addresses = { appio = "RSSMRA85T10A562S" }
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = crate::cli::banditore(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "check-config"],
+        &[],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    let said = format!("{out}{err}");
+    for path in [
+        "channels.appio.enabled",
+        "channels.appio.base_url",
+        "channels.appio.api_key",
+        "channels.appio.rate_per_second",
+        "channels.appio.burst",
+        "channels.appio.concurrency",
+        "channels.appio.timeout",
+        "channels.appio.status_every",
+        "channels.appio.status_for",
+        "subscribers[0].addresses.appio[0]",
+        "subscribers[1].addresses.appio",
+    ] {
+        assert!(said.contains(path), "{path} not named:\n{said}");
+    }
+    assert!(!said.contains("RSSMRA85T10A562"), "a code repeated:\n{said}");
+}
+
+#[tokio::test]
+async fn refusals_are_told_apart_retried_failed_or_paused() {
+    let io = AppIoDouble::start(AppIoOptions::default()).await;
+    io.add_profile(&allowed(), true);
+    let smtp = SmtpServer::start();
+    let app = app_for(&io, &smtp).await;
+    citizen(&app, "Mario Rossi", &allowed()).await;
+    // A 503, then a 400 naming the problem: tried again, then failed with PagoPA's words.
+    io.script(&[503, 400]);
+    let first = announce(&app, "CUP lento", "Attese lunghe.").await;
+    let ds = eventually(|| appio_deliveries(&app, first), |ds| settled(ds, 1)).await;
+    assert_eq!(ds[0]["state"], "failed", "{ds:?}");
+    assert_eq!(ds[0]["attempts"], 2, "{ds:?}");
+    let error = ds[0]["last_error"].as_str().unwrap();
+    assert!(error.contains("400") && error.contains("Scripted failure"), "{error}");
+    assert!(io.messages().is_empty());
+    // The key refused: the channel waits, and sends once the key works again.
+    io.revoke(true);
+    let second = announce(&app, "CUP fermo", "Servizio sospeso.").await;
+    let ds = eventually(
+        || appio_deliveries(&app, second),
+        |ds| {
+            ds.first()
+                .and_then(|d| d["last_error"].as_str())
+                .is_some_and(|e| e.contains("channels.appio.api_key"))
+        },
+    )
+    .await;
+    assert_eq!(ds[0]["state"], "pending", "{ds:?}");
+    io.revoke(false);
+    let ds = eventually(|| appio_deliveries(&app, second), |ds| settled(ds, 1)).await;
+    assert_eq!(ds[0]["state"], "sent", "{ds:?}");
+    assert_eq!(io.messages().len(), 1);
+}
