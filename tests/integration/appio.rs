@@ -433,7 +433,10 @@ addresses = { appio = "RSSMRA85T10A562S" }
     ] {
         assert!(said.contains(path), "{path} not named:\n{said}");
     }
-    assert!(!said.contains("RSSMRA85T10A562"), "a code repeated:\n{said}");
+    assert!(
+        !said.contains("RSSMRA85T10A562"),
+        "a code repeated:\n{said}"
+    );
 }
 
 #[tokio::test]
@@ -450,7 +453,10 @@ async fn refusals_are_told_apart_retried_failed_or_paused() {
     assert_eq!(ds[0]["state"], "failed", "{ds:?}");
     assert_eq!(ds[0]["attempts"], 2, "{ds:?}");
     let error = ds[0]["last_error"].as_str().unwrap();
-    assert!(error.contains("400") && error.contains("Scripted failure"), "{error}");
+    assert!(
+        error.contains("400") && error.contains("Scripted failure"),
+        "{error}"
+    );
     assert!(io.messages().is_empty());
     // The key refused: the channel waits, and sends once the key works again.
     io.revoke(true);
