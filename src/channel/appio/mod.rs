@@ -301,11 +301,14 @@ struct StatusReader {
 }
 
 /// Reads back, round after round, the status of the messages sent within `window` whose status
-/// is not final, each at most every `every`.
+/// is not final, each at most every `every`. A full batch is followed at once by the next (the
+/// shared bucket paces them); otherwise the reader looks again after `every`, or 5 s at most.
 async fn read_statuses(reader: StatusReader) {
-    let pause = reader.every.min(Duration::from_secs(1));
+    let pause = reader.every.min(Duration::from_secs(5));
+    let mut wait = pause;
     loop {
-        tokio::time::sleep(pause).await;
+        tokio::time::sleep(wait).await;
+        wait = pause;
         let now = Timestamp::now();
         let since = now - SignedDuration::try_from(reader.window).unwrap_or(SignedDuration::MAX);
         let asked_before = now - SignedDuration::try_from(reader.every).unwrap_or_default();
@@ -320,21 +323,33 @@ async fn read_statuses(reader: StatusReader) {
                 continue;
             }
         };
+        let full = due.len() == STATUS_BATCH as usize;
+        let mut recorded = 0;
         for sent in due {
-            if let Some(wait) = reader.read_one(&sent).await {
-                tokio::time::sleep(wait).await;
-                break;
+            match reader.read_one(&sent).await {
+                Ok(true) => recorded += 1,
+                Ok(false) => {}
+                Err(slow_down) => {
+                    wait = slow_down;
+                    break;
+                }
             }
+        }
+        // Only a batch wholly read and recorded (each moved to the back) is followed at once.
+        if full && recorded == STATUS_BATCH {
+            wait = Duration::ZERO;
         }
     }
 }
 
 impl StatusReader {
-    /// Reads and records one message's status; `Some(wait)` when App IO asks to slow down or
-    /// refuses the key, which ends the round.
-    async fn read_one(&self, sent: &Unsettled) -> Option<Duration> {
-        // A code sealed under another key cannot be asked about; its delivery says why.
-        let code = FiscalCode::unseal(&sent.recipient, &self.seal)?;
+    /// Reads and records one message's status: whether it was recorded, or `Err(wait)` when App
+    /// IO asks to slow down or refuses the key, which ends the round.
+    async fn read_one(&self, sent: &Unsettled) -> Result<bool, Duration> {
+        // A code sealed under another key cannot be asked about.
+        let Some(code) = FiscalCode::unseal(&sent.recipient, &self.seal) else {
+            return Ok(false);
+        };
         let api = &self.api;
         let path = format!(
             "/messages/{}/{}",
@@ -345,7 +360,7 @@ impl StatusReader {
             Ok(answer) => answer,
             Err(reason) => {
                 tracing::debug!(delivery = sent.id, %reason, "App IO: status not read");
-                return None;
+                return Ok(false);
             }
         };
         let (status, error) = match answer.status {
@@ -365,21 +380,21 @@ impl StatusReader {
                 }
                 // Not processed yet: no status to write.
                 Ok(MessageStatus { status: None }) => ("accepted".to_owned(), None),
-                Err(_) => return None,
+                Err(_) => return Ok(false),
             },
             404 => (
                 "unknown".to_owned(),
                 Some("App IO knows no message with this id yet".to_owned()),
             ),
-            429 => return Some(answer.retry_after.unwrap_or(THROTTLE_WAIT)),
+            429 => return Err(answer.retry_after.unwrap_or(THROTTLE_WAIT)),
             401 | 403 => {
                 tracing::warn!(
                     status = answer.status,
                     "App IO refused the key while reading a status back; the channel's sends will say more"
                 );
-                return Some(self.every);
+                return Err(self.every);
             }
-            _ => return None,
+            _ => return Ok(false),
         };
         let report = DeliveryReport {
             provider: PROVIDER.into(),
@@ -388,10 +403,13 @@ impl StatusReader {
             error,
             at: Timestamp::now(),
         };
-        if let Err(e) = self.store.record_report(&report).await {
-            tracing::warn!(error = %e, delivery = sent.id, "App IO: cannot record a status");
+        match self.store.record_report(&report).await {
+            Ok(found) => Ok(found),
+            Err(e) => {
+                tracing::warn!(error = %e, delivery = sent.id, "App IO: cannot record a status");
+                Ok(false)
+            }
         }
-        None
     }
 }
 
