@@ -37,6 +37,13 @@ pub async fn page(state: &AppState, mut filter: SubscriberFilter) -> Result<Page
             format!("is longer than {MAX_QUERY_CHARS} characters"),
         ));
     }
+    // A whole codice fiscale is looked for as the store holds it: sealed.
+    if let Some(q) = &mut filter.q
+        && let Ok(code) = crate::domain::fiscal_code::FiscalCode::parse(q)
+        && let Some(key) = &state.subscriber_rules.seal_key
+    {
+        *q = code.seal(key.bytes());
+    }
     let backwards = filter.before.is_some() && filter.after.is_none();
     let page = state.store.subscriber_page(&filter).await?;
     let first = page.rows.first().map(|s| s.id);
