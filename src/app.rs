@@ -21,7 +21,7 @@ use crate::channel::rate::RateLimiter;
 use crate::channel::telegram;
 use crate::cluster::{self, Leadership};
 use crate::domain::signal::NormalizeRules;
-use crate::domain::subscriber::ChannelKind;
+use crate::domain::subscriber::{ChannelKind, ValidSubscriber};
 use crate::domain::window::Window;
 use crate::ids::random_hex;
 use crate::incident::Engine;
@@ -276,8 +276,10 @@ async fn open_store(v: &Validated) -> anyhow::Result<(Arc<dyn Store>, String, St
     let deployment_id = store
         .setting_or_insert("deployment_id", &random_hex(6))
         .await?;
+    // App IO addresses read from the configuration are sealed now that the key is known.
+    let subscribers = ValidSubscriber::seal_all(&v.subscribers, key.as_bytes());
     let report = store
-        .sync_config_subscribers(&v.subscribers, Timestamp::now())
+        .sync_config_subscribers(&subscribers, Timestamp::now())
         .await?;
     tracing::info!(
         created = report.created,
@@ -689,7 +691,7 @@ impl Ground<'_> {
                 store: store.clone(),
                 settings: s.status.subscribe.clone(),
                 services: s.status.services.clone(),
-                rules: v.subscriber_rules.clone(),
+                rules: v.subscriber_rules.sealing(self.key.as_bytes()),
                 links: self.links.clone(),
                 key: self.key.as_bytes().to_vec(),
                 public_url: s.server.public_url.clone(),
@@ -735,7 +737,7 @@ impl Ground<'_> {
             renderer: v.renderer.clone(),
             metrics,
             default_language: s.routing.default_language.clone(),
-            subscriber_rules: v.subscriber_rules.clone(),
+            subscriber_rules: v.subscriber_rules.sealing(self.key.as_bytes()),
             callbacks: channels.callbacks.clone(),
             console: Arc::new(crate::web::Console::new(
                 &s.server.public_url,

@@ -7,6 +7,7 @@
 //! later, give up, or mark the address gone).
 
 pub mod alarm;
+pub mod appio;
 pub mod bluesky;
 pub mod email;
 pub mod facebook;
@@ -52,6 +53,7 @@ pub fn registry() -> &'static [&'static dyn ChannelSpec] {
         &log::Spec,
         &webhook::Spec,
         &voice::Spec,
+        &appio::Spec,
     ]
 }
 

@@ -124,6 +124,27 @@ impl FiscalCode {
     }
 }
 
+/// The deployment's key as the subscriber rules carry it, to seal codes as they are read; never
+/// shown.
+#[derive(Clone)]
+pub struct SealKey(std::sync::Arc<[u8]>);
+
+impl SealKey {
+    pub fn new(key: &[u8]) -> SealKey {
+        SealKey(key.into())
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealKey(…)")
+    }
+}
+
 /// What a sealed code starts with: the scheme's name and version.
 const SEALED: &str = "cf1.";
 

@@ -122,6 +122,22 @@ impl Renderer {
                         }
                     }
                 }
+                if form == Form::AppIo {
+                    // App IO's subject shows in notifications: no personal data in it.
+                    let ctx = sample_context(UpdateKind::Opened);
+                    if let Ok(out) = self.render(channel, &language, &ctx)
+                        && out.subject.as_deref().is_some_and(|s| {
+                            s.contains(super::placeholders::RECIPIENT_NAME)
+                                || s.contains(super::placeholders::MANAGE_URL)
+                                || s.contains(super::placeholders::UNSUBSCRIBE_URL)
+                        })
+                    {
+                        problems.push(format!(
+                            "{}: App IO's subject must carry no personal data: leave recipient_name and the links out of it",
+                            template_name(channel, &lang, "subject")
+                        ));
+                    }
+                }
                 if form == Form::Telegram {
                     for (name, args) in bot_samples() {
                         if let Err(e) = self.bot_text(&language, name, &args) {
@@ -555,6 +571,26 @@ mod tests {
             .unwrap();
         assert_eq!(sms::measure(&out.text).segments, 1);
         assert!(!out.fits_without_cutting);
+    }
+
+    #[test]
+    fn check_reports_an_app_io_subject_naming_the_recipient() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("appio/it")).unwrap();
+        std::fs::write(
+            dir.path().join("appio/it/subject.j2"),
+            "Avviso per {{ recipient_name }}",
+        )
+        .unwrap();
+        let it = Language::try_from("it".to_owned()).unwrap();
+        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
+        let problems = r.check();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("appio/it/subject.j2") && p.contains("no personal data")),
+            "{problems:#?}"
+        );
     }
 
     #[test]

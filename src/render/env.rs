@@ -40,6 +40,8 @@ pub enum Form {
     Statement,
     /// One plain text, whole.
     Text,
+    /// App IO: a subject and a Markdown body, each fitted to App IO's lengths.
+    AppIo,
 }
 
 impl Form {
@@ -51,6 +53,7 @@ impl Form {
             Form::Sms | Form::Text => &["text"],
             Form::Post => &["post"],
             Form::Statement => &["post", "title"],
+            Form::AppIo => &["subject", "markdown"],
         }
     }
 }
@@ -104,6 +107,8 @@ impl Renderer {
             }
             _ => minijinja::escape_formatter(out, state, value),
         });
+        // A monitor's or an operator's words in App IO's Markdown, read as words only.
+        env.add_filter("markdown", |value: String| super::appio::escape(&value));
         env.add_filter("localtime", move |value: String, format: Option<String>| {
             local_time(&value, format.as_deref(), &tz)
         });

@@ -88,6 +88,12 @@ impl Renderer {
                 html: None,
                 language,
             },
+            Form::AppIo => Rendered {
+                subject: Some(super::appio::fit_subject(&render("subject")?, &language)),
+                text: super::appio::fit_markdown(&render("markdown")?, &language),
+                html: None,
+                language,
+            },
         };
         Ok(rendered)
     }
@@ -640,6 +646,34 @@ mod tests {
                 prop_assert!(!text.contains(|c| social::refused(c) || c == '\r'), "{text:?}");
                 let last = text.lines().last().unwrap_or_default();
                 prop_assert!(last.ends_with(&format!(" {}", ctx.incident_url)), "{channel}: {text:?}");
+            }
+        }
+
+        #[test]
+        fn app_io_messages_fit_app_io_whatever_monitors_and_operators_write(
+            title in crate::hostile::text(),
+            body in crate::hostile::text(),
+            services in proptest::collection::vec(crate::hostile::word(), 0..40),
+            kind in proptest::sample::select(vec![UpdateKind::Opened, UpdateKind::Updated, UpdateKind::Resolved]),
+        ) {
+            static RENDERER: LazyLock<Renderer> = LazyLock::new(renderer);
+            let r = &*RENDERER;
+            let mut ctx = sample_context(kind);
+            ctx.incident.title = title;
+            ctx.incident.services = services;
+            ctx.update.body = Some(body);
+            for language in ["it", "en"] {
+                let out = r.render_in(ChannelKind::AppIo, language, &ctx).unwrap_or_else(|e| panic!("{e}"));
+                let subject = out.subject.unwrap_or_default();
+                prop_assert!(
+                    crate::render::appio::within(&subject, crate::render::appio::SUBJECT_MIN, crate::render::appio::SUBJECT_MAX),
+                    "{subject:?}"
+                );
+                prop_assert!(
+                    crate::render::appio::within(&out.text, crate::render::appio::MARKDOWN_MIN, crate::render::appio::MARKDOWN_MAX),
+                    "{} characters", out.text.chars().count()
+                );
+                prop_assert!(!subject.contains('\n'));
             }
         }
     }

@@ -11,8 +11,10 @@
 //! `check.rs` renders everything against samples for `check-config`; `placeholders.rs` fills the
 //! per-recipient parts; `buttons.rs` is the buttons a message may carry under its text.
 //! `context.rs` is what a template sees; `sms.rs`, `telegram.rs` and `social/` measure and cut
-//! text as each network counts it (`social/links.rs` finds the links, mentions and hashtags).
+//! text as each network counts it (`social/links.rs` finds the links, mentions and hashtags);
+//! `appio.rs` fits App IO's subject and Markdown body to its lengths.
 
+pub mod appio;
 mod buttons;
 mod check;
 mod context;

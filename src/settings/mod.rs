@@ -95,6 +95,7 @@ pub use probes::{
     StatusSet,
 };
 // Each channel's section is declared in the channel's folder.
+pub use crate::channel::appio::settings::AppIoSettings;
 pub use crate::channel::bluesky::settings::BlueskySettings;
 pub use crate::channel::email::settings::{EmailSettings, EmailTls};
 pub use crate::channel::facebook::settings::{FacebookSettings, FacebookUpdates};
@@ -436,6 +437,7 @@ pub struct ChannelSettings {
     pub log: LogChannelSettings,
     pub webhook: WebhookSettings,
     pub voice: VoiceSettings,
+    pub appio: AppIoSettings,
 }
 
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {

@@ -113,6 +113,8 @@ pub fn validate(
         default_language: settings.routing.default_language.clone(),
         phone_region: phone_region(&settings, &mut push),
         webhook: crate::channel::webhook::settings::rules(&settings, &mut push),
+        // The key may still be in the store: the application seals with it once open.
+        seal_key: None,
     };
     let subscribers = validate_subscribers(&settings, sections, &subscriber_rules, &mut push);
     let escalation = validate_escalation(&settings, &mut push);

@@ -69,7 +69,7 @@ pub use incidents::{
 };
 pub use outbox::{
     ClaimedDelivery, DeliveryOutcome, DeliveryReport, MessageRow, OutboxStore, Outcome, Receipt,
-    Tokens,
+    Tokens, Unsettled,
 };
 pub use probe::{NewSilence, Observation, ProbeStore, SilenceRow, Verdict};
 pub use subscriber::{

@@ -95,6 +95,16 @@ pub struct DeliveryReport {
     pub at: Timestamp,
 }
 
+/// A delivery a provider took whose report is not a final word yet: what a channel that reads
+/// statuses back (App IO) asks the provider about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsettled {
+    pub id: i64,
+    pub recipient: String,
+    pub provider_id: String,
+    pub sent_at: Timestamp,
+}
+
 /// What happened to one claimed delivery. `attempts` is the value its claim gave it: an
 /// outcome from an older claim of the same row is ignored.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,4 +185,15 @@ pub trait OutboxStore: Announce + Send + Sync {
     /// `false` otherwise (another call of the same delivery, or no such delivery). A final word
     /// is kept as in [`OutboxStore::record_report`].
     async fn record_call_report(&self, delivery_id: i64, report: &DeliveryReport) -> Result<bool>;
+    /// Deliveries `provider` took at or after `since` whose report is not a final word and was
+    /// last written (or, without one, the delivery sent) at or before `asked_before`; the
+    /// longest unasked first, at most `limit`. Recording each answer with
+    /// [`OutboxStore::record_report`] moves it to the back.
+    async fn unsettled(
+        &self,
+        provider: &str,
+        since: Timestamp,
+        asked_before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Unsettled>>;
 }

@@ -11,7 +11,7 @@ use super::sql::SqlStore;
 use super::subscriber_sql::bump_subscribers_version;
 use super::{
     ClaimedDelivery, DeliveryOutcome, DeliveryReport, MessageRow, OutboxStore, Outcome, Result,
-    Tokens,
+    Tokens, Unsettled,
 };
 use crate::domain::subscriber::ChannelKind;
 
@@ -412,13 +412,49 @@ impl OutboxStore for SqlStore {
         tx.commit().await?;
         Ok(true)
     }
+
+    async fn unsettled(
+        &self,
+        provider: &str,
+        since: Timestamp,
+        asked_before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Unsettled>> {
+        // `deliveries_sent_by_provider (provider, sent_at) WHERE state = 'sent'` keeps this to
+        // the provider's sends of the window.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, recipient, provider_id, sent_at FROM deliveries
+             WHERE provider = $1 AND state = 'sent' AND sent_at >= $2
+               AND provider_id IS NOT NULL AND COALESCE(report_at, sent_at) <= $3
+               AND {NOT_FINAL}
+             ORDER BY COALESCE(report_at, sent_at), id LIMIT $4"
+        )))
+        .bind(provider)
+        .bind(ms(since))
+        .bind(ms(asked_before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Unsettled {
+                    id: row.try_get("id")?,
+                    recipient: row.try_get("recipient")?,
+                    provider_id: row.try_get("provider_id")?,
+                    sent_at: ts(row.try_get("sent_at")?)?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// A delivery whose report is not a provider's final word (delivered, undelivered, failed, …;
-/// for a call completed, busy, no-answer, machine, …), which a late intermediate one (sent,
-/// queued, ringing) would otherwise overwrite.
+/// for a call completed, busy, no-answer, machine, …; App IO's processed), which a late
+/// intermediate one (sent, queued, ringing; App IO's accepted, throttled) would otherwise
+/// overwrite.
 const NOT_FINAL: &str = "(report_status IS NULL
     OR report_status NOT IN ('delivered', 'undelivered', 'failed', 'expired', 'rejected', 'read',
+      'processed',
       'completed', 'busy', 'no-answer', 'canceled', 'cancelled', 'unanswered', 'timeout', 'machine'))";
 
 /// What one claim asks for: up to `limit` due deliveries of `channel`, leased to `owner` until

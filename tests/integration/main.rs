@@ -6,6 +6,7 @@ mod support;
 mod access;
 mod ack_drill;
 mod acks;
+mod appio;
 mod chats;
 mod citizens;
 mod cli;

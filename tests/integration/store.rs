@@ -1010,7 +1010,102 @@ pub async fn a_calls_progress_lands_on_its_delivery_before_its_outcome_is_writte
     );
 }
 
+/// App IO's statuses are read back for the messages sent within the window whose status is not
+/// final, the longest unasked first; a final status (processed, rejected) ends it and is not
+/// overwritten by a late intermediate one.
+pub async fn app_io_messages_are_asked_about_until_their_status_is_final(store: Arc<dyn Store>) {
+    let emails = ["a@asl.example", "b@asl.example"];
+    let (_, addresses) = subscriber(&store, "io", &emails).await;
+    seed(
+        &store,
+        1,
+        &[(addresses[0], emails[0]), (addresses[1], emails[1])],
+    )
+    .await;
+    let claimed = claim(&store, "w", 2).await;
+    assert_eq!(claimed.len(), 2);
+    let t0 = now();
+    let at = |s: i64| t0 + SignedDuration::from_secs(s);
+    let sent: Vec<Outcome> = claimed
+        .iter()
+        .zip(["M1", "M2"])
+        .map(|(d, id)| {
+            done(
+                d,
+                DeliveryOutcome::Sent(Receipt {
+                    provider_id: Some(id.into()),
+                    provider: Some("appio".into()),
+                    segments: None,
+                }),
+            )
+        })
+        .collect();
+    store.record_outcomes("w", &sent, t0).await.unwrap();
+    let ids = |rows: Vec<Unsettled>| rows.into_iter().map(|u| u.provider_id).collect::<Vec<_>>();
+    let asked = |since: i64, before: i64| {
+        let store = store.clone();
+        async move {
+            ids(store
+                .unsettled("appio", at(since), at(before), 10)
+                .await
+                .unwrap())
+        }
+    };
+    assert_eq!(asked(-60, 0).await, ["M1", "M2"]);
+    assert!(asked(-60, -1).await.is_empty(), "sent after asked_before");
+    assert!(asked(1, 0).await.is_empty(), "sent before the window");
+    assert!(
+        ids(store.unsettled("twilio", at(-60), at(0), 10).await.unwrap()).is_empty(),
+        "another provider's"
+    );
+    let report = |id: &str, status: &str, s: i64| DeliveryReport {
+        provider: "appio".into(),
+        provider_id: id.into(),
+        status: status.into(),
+        error: None,
+        at: at(s),
+    };
+    assert!(
+        store
+            .record_report(&report("M1", "accepted", 5))
+            .await
+            .unwrap()
+    );
+    assert_eq!(asked(-60, 1).await, ["M2"], "M1 was asked at 5 s");
+    assert_eq!(
+        asked(-60, 10).await,
+        ["M2", "M1"],
+        "the longest unasked first"
+    );
+    assert!(
+        store
+            .record_report(&report("M1", "processed", 6))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_report(&report("M2", "rejected", 6))
+            .await
+            .unwrap()
+    );
+    assert!(asked(-60, 100).await.is_empty(), "final statuses end it");
+    assert!(
+        store
+            .record_report(&report("M1", "accepted", 7))
+            .await
+            .unwrap()
+    );
+    let rows = store
+        .incident_deliveries(claimed[0].incident_id)
+        .await
+        .unwrap();
+    let m1 = rows.iter().find(|r| r.id == claimed[0].id).unwrap();
+    assert_eq!(m1.report_status.as_deref(), Some("processed"));
+}
+
 suite!(
+    app_io_messages_are_asked_about_until_their_status_is_final,
     a_calls_progress_lands_on_its_delivery_before_its_outcome_is_written,
     a_calls_final_report_is_not_overwritten_by_a_late_one,
     observations_keep_what_each_check_found_as_data,

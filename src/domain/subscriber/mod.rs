@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::escalation::{EscalationPolicy, EscalationStepSpec};
+use super::fiscal_code::{FiscalCode, SealKey};
 use super::text;
 use super::{Matcher, Severity};
 
@@ -51,10 +52,13 @@ pub enum ChannelKind {
     Webhook,
     /// A phone call that says the incident's short text and asks for a key to confirm.
     Voice,
+    /// App IO, where Italian citizens receive messages from public administrations: an address
+    /// is a codice fiscale, kept sealed under the deployment's key.
+    AppIo,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 11] = [
+    pub const ALL: [ChannelKind; 12] = [
         ChannelKind::Email,
         ChannelKind::Telegram,
         ChannelKind::Sms,
@@ -66,6 +70,7 @@ impl ChannelKind {
         ChannelKind::Log,
         ChannelKind::Webhook,
         ChannelKind::Voice,
+        ChannelKind::AppIo,
     ];
 
     /// The social networks: one account each, set in `channels.<network>`, posting public
@@ -91,6 +96,7 @@ impl ChannelKind {
             ChannelKind::Log => "Log",
             ChannelKind::Webhook => "Webhook",
             ChannelKind::Voice => "Voice call",
+            ChannelKind::AppIo => "App IO",
         }
     }
 
@@ -111,6 +117,7 @@ impl ChannelKind {
             ChannelKind::Log => "log",
             ChannelKind::Webhook => "webhook",
             ChannelKind::Voice => "voice",
+            ChannelKind::AppIo => "appio",
         }
     }
 
@@ -141,6 +148,16 @@ impl ChannelKind {
             ChannelKind::Webhook => {
                 WebhookAddress::parse(trimmed, &rules.webhook).map(|a| a.to_string())
             }
+            // Sealed where it is read, so that the whole code is never written anywhere; without
+            // the key (configuration being checked, before the store gives it) it stays in memory
+            // in clear until `ValidSubscriber::sealed` seals it.
+            ChannelKind::AppIo => {
+                let code = FiscalCode::parse(trimmed).map_err(|e| e.to_string())?;
+                Ok(match &rules.seal_key {
+                    Some(key) => code.seal(key.bytes()),
+                    None => code.as_str().to_owned(),
+                })
+            }
         }
     }
 }
@@ -153,6 +170,9 @@ pub struct SubscriberRules {
     pub phone_region: phonenumber::country::Id,
     /// Which webhook URLs may be saved (`channels.webhook`).
     pub webhook: WebhookRules,
+    /// The deployment's key, which seals App IO addresses (codici fiscali) as they are read;
+    /// `None` only while the configuration is checked, before the store is open.
+    pub seal_key: Option<SealKey>,
 }
 
 impl SubscriberRules {
@@ -161,6 +181,15 @@ impl SubscriberRules {
             default_language,
             phone_region: phonenumber::country::Id::IT,
             webhook: WebhookRules::default(),
+            seal_key: None,
+        }
+    }
+
+    /// The same rules, sealing App IO addresses under `key`.
+    pub fn sealing(&self, key: &[u8]) -> SubscriberRules {
+        SubscriberRules {
+            seal_key: Some(SealKey::new(key)),
+            ..self.clone()
         }
     }
 }
@@ -350,6 +379,27 @@ pub struct ValidSubscriber {
     pub escalation: Option<EscalationPolicy>,
 }
 
+impl ValidSubscriber {
+    /// The subscriber with every App IO address sealed under `key` (those read without the key,
+    /// from the configuration); addresses already sealed stay as they are.
+    pub fn sealed(mut self, key: &[u8]) -> ValidSubscriber {
+        for (channel, address) in &mut self.addresses {
+            if *channel == ChannelKind::AppIo
+                && !FiscalCode::is_sealed(address)
+                && let Ok(code) = FiscalCode::parse(address)
+            {
+                *address = code.seal(key);
+            }
+        }
+        self
+    }
+
+    /// [`ValidSubscriber::sealed`] for each one.
+    pub fn seal_all(subscribers: &[ValidSubscriber], key: &[u8]) -> Vec<ValidSubscriber> {
+        subscribers.iter().map(|s| s.clone().sealed(key)).collect()
+    }
+}
+
 /// A validation problem with the path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -421,6 +471,14 @@ impl SubscriberSpec {
                     }),
                 }
             }
+        }
+        if audience != PUBLIC && addresses.iter().any(|(c, _)| *c == ChannelKind::AppIo) {
+            errors.push(FieldError {
+                field: "addresses.appio".into(),
+                message: format!(
+                    "App IO carries public statements only, after approval: give this subscriber the `{PUBLIC}` audience or no appio address"
+                ),
+            });
         }
         let escalation = if self.escalation.is_empty() {
             None

@@ -86,7 +86,8 @@ pub struct AckMessage {
 pub fn delivered(report_status: Option<&str>) -> Option<bool> {
     match report_status? {
         // Texts' and messages' reports, and calls': a call answered and ended reached someone.
-        "delivered" | "read" | "completed" => Some(true),
+        // App IO's `processed`: in the citizen's inbox.
+        "delivered" | "read" | "completed" | "processed" => Some(true),
         "undelivered" | "failed" | "expired" | "rejected" | "no-answer" | "unanswered" | "busy"
         | "timeout" | "machine" | "canceled" | "cancelled" => Some(false),
         _ => None,

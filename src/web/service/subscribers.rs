@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use super::ServiceError;
 use super::incidents::mask_citizens;
 use crate::domain::subscriber::{
-    ChannelKind, OneOrMany, SubscriberPatch, SubscriberSpec, ValidSubscriber,
+    ChannelKind, OneOrMany, PUBLIC, SubscriberPatch, SubscriberSpec, ValidSubscriber,
 };
 use crate::settings::Permission;
 use crate::store::{
@@ -36,6 +36,13 @@ pub async fn page(state: &AppState, mut filter: SubscriberFilter) -> Result<Page
             "q",
             format!("is longer than {MAX_QUERY_CHARS} characters"),
         ));
+    }
+    // A whole codice fiscale is looked for as the store holds it: sealed.
+    if let Some(q) = &mut filter.q
+        && let Ok(code) = crate::domain::fiscal_code::FiscalCode::parse(q)
+        && let Some(key) = &state.subscriber_rules.seal_key
+    {
+        *q = code.seal(key.bytes());
     }
     let backwards = filter.before.is_some() && filter.after.is_none();
     let page = state.store.subscriber_page(&filter).await?;
@@ -162,6 +169,14 @@ pub async fn edit(
         .as_ref()
         .map(|a| a.keys().cloned().collect())
         .unwrap_or_default();
+    // App IO addresses the edit leaves alone stay: the audience must stay public for them.
+    let keeps_appio = !changed_channels
+        .iter()
+        .any(|c| c == ChannelKind::AppIo.as_str())
+        && current
+            .addresses
+            .iter()
+            .any(|a| a.channel == ChannelKind::AppIo && a.is_active());
     let spec = SubscriberSpec {
         name: patch.name.clone().unwrap_or(current.name),
         language: Some(patch.language.clone().unwrap_or(current.language)),
@@ -182,6 +197,14 @@ pub async fn edit(
         }),
     };
     let valid = validated(state, spec)?;
+    if keeps_appio && valid.audience != PUBLIC {
+        return Err(ServiceError::invalid(
+            "audience",
+            format!(
+                "audience: the subscriber has App IO addresses, which carry public statements only: keep the `{PUBLIC}` audience, or remove them in the same edit (\"addresses\": {{\"appio\": null}})"
+            ),
+        ));
+    }
     let mut addresses: BTreeMap<ChannelKind, Vec<String>> = BTreeMap::new();
     for name in &changed_channels {
         // Validation has parsed every channel named.

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod app;
+pub mod appio;
 pub mod bluesky;
 pub mod browser;
 pub mod contract;
