@@ -4,7 +4,7 @@
 //! answers with and citizens receive when they sign up.
 
 use super::env::{Form, describe, template_name};
-use super::placeholders::{MANAGE_URL, RECIPIENT_NAME, manage_url_sample};
+use super::placeholders::{DETAIL, MANAGE_URL, RECIPIENT_NAME, manage_url_sample};
 use super::{MessageContext, RenderError, Renderer, sms, social, telegram};
 use crate::domain::subscriber::{ChannelKind, Language, MAX_NAME_CHARS};
 
@@ -155,9 +155,10 @@ impl Renderer {
         };
         let (first, max_segments) = render(ctx)?;
         // A last line with the preferences link is measured as long as the longest link, and
-        // kept whole when the rest is cut.
+        // kept whole when the rest is cut; an affected list's detail as long as the longest.
         let sample = manage_url_sample(&ctx.public_url);
-        let as_sent = |text: &str| text.replace(MANAGE_URL, &sample);
+        let detail = "d".repeat(crate::domain::affected::MAX_DETAIL_CHARS);
+        let as_sent = |text: &str| text.replace(MANAGE_URL, &sample).replace(DETAIL, &detail);
         let text = with_fewer_signals(
             ctx,
             first,

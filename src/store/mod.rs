@@ -10,6 +10,8 @@
 
 mod ack;
 mod ack_sql;
+mod affected;
+mod affected_sql;
 mod backup;
 mod chat;
 mod chat_sql;
@@ -48,6 +50,9 @@ mod tx_sql;
 mod user;
 mod user_sql;
 
+pub use affected::{
+    AffectedCounts, AffectedRow, AffectedStore, AffectedWork, NewAffected, Stored,
+};
 pub use ack::{AckRow, AckStore, Acknowledged, DeskMessage, LEDGER_PAGE, LedgerRow};
 pub use backup::{BackupReport, backup_sqlite};
 pub use chat::{ChatBinding, ChatStore, Redeemed};
@@ -200,6 +205,7 @@ pub struct PruneReport {
 #[async_trait]
 pub trait Store:
     AckStore
+    + AffectedStore
     + ChatStore
     + EscalationStore
     + CitizenStore
