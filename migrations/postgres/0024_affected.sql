@@ -36,3 +36,24 @@ CREATE UNIQUE INDEX deliveries_once ON deliveries (update_id, channel, recipient
     WHERE draft_id IS NULL AND affected_id IS NULL;
 CREATE UNIQUE INDEX deliveries_affected_once ON deliveries (affected_id, update_id)
     WHERE affected_id IS NOT NULL;
+
+-- An upload is checked row by row as it arrives and staged here in batches; only once the whole
+-- body has been read and found well formed is it merged into the list, in one transaction, so a
+-- malformed upload writes nothing. Rows staged by an upload that never finished are deleted by
+-- retention.
+CREATE TABLE affected_staging (
+    upload      TEXT    NOT NULL,
+    seq         BIGINT  NOT NULL,
+    digest      TEXT    NOT NULL,
+    fiscal_code TEXT,
+    mobile      TEXT,
+    email       TEXT,
+    language    TEXT    NOT NULL,
+    detail      TEXT    NOT NULL,
+    channel     TEXT    NOT NULL,
+    recipient   TEXT    NOT NULL,
+    created_at  BIGINT  NOT NULL,
+    PRIMARY KEY (upload, seq)
+);
+CREATE INDEX affected_staging_digest ON affected_staging (upload, digest, seq);
+CREATE INDEX affected_staging_age ON affected_staging (created_at);

@@ -28,16 +28,17 @@ pub struct NewAffected {
     pub recipient: String,
 }
 
-/// What storing one row did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stored {
-    /// A new row: it hears the latest published statement and every later one.
-    New,
-    /// The same person again: their detail or language changed, and the messages still to
-    /// send carry the new detail.
-    Updated,
-    /// The same person with the same detail: nothing changed.
-    Duplicate,
+/// What merging an upload did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// Rows new to the list: each hears the latest published statement and every later one.
+    pub new: u64,
+    /// People already listed whose detail or language changed: the messages still to send
+    /// carry the new detail.
+    pub updated: u64,
+    /// People already listed, or listed twice in the upload, with nothing changed (the last
+    /// of an upload's repeats is the one kept).
+    pub duplicates: u64,
 }
 
 /// A stored row with how its messages stand.
@@ -83,17 +84,27 @@ pub struct AffectedWork {
 
 #[async_trait]
 pub trait AffectedStore {
-    /// Stores one batch of an upload to an open incident, in one transaction; each row's
-    /// outcome in order. A row new to the list hears public statements from the latest
-    /// published (`public_auto`: every routed update is published) on. `None` when the
-    /// incident does not exist; `Conflict` when it is resolved.
-    async fn store_affected(
+    /// Stages one batch of the upload `upload`, `(seq, row)` in the order read, in one
+    /// transaction. Nothing is in the list until [`AffectedStore::merge_affected`].
+    async fn stage_affected(
         &self,
+        upload: &str,
+        rows: &[(i64, NewAffected)],
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Merges a staged upload into an open incident's list in one transaction, and forgets the
+    /// staging. A row new to the list hears public statements from the latest published
+    /// (`public_auto`: every routed update is published) on. `None` when the incident does not
+    /// exist; `Conflict` when it is resolved (the staging is forgotten either way).
+    async fn merge_affected(
+        &self,
+        upload: &str,
         incident_id: i64,
-        rows: &[NewAffected],
         public_auto: bool,
         now: Timestamp,
-    ) -> Result<Option<Vec<Stored>>>;
+    ) -> Result<Option<Merged>>;
+    /// Forgets a staged upload (it was refused).
+    async fn drop_staged(&self, upload: &str) -> Result<()>;
     async fn affected_counts(&self, incident_id: i64) -> Result<AffectedCounts>;
     /// The rows with an id above `after`, the lowest `limit` of them.
     async fn affected_rows(
@@ -104,8 +115,13 @@ pub trait AffectedStore {
     ) -> Result<Vec<AffectedRow>>;
     /// Deletes an incident's list, and its deliveries with it. The rows deleted.
     async fn delete_affected(&self, incident_id: i64) -> Result<u64>;
-    /// Deletes the lists of incidents resolved before `resolved_before`, with their deliveries.
-    async fn prune_affected(&self, resolved_before: Timestamp) -> Result<u64>;
+    /// Deletes the lists of incidents resolved before `resolved_before`, with their deliveries,
+    /// and uploads staged before `staged_before` that never finished.
+    async fn prune_affected(
+        &self,
+        resolved_before: Timestamp,
+        staged_before: Timestamp,
+    ) -> Result<u64>;
     /// A fingerprint of what the writer reads (lists, published statements): while it holds,
     /// a writer that found nothing to do has nothing to do.
     async fn affected_fingerprint(&self, public_auto: bool) -> Result<String>;

@@ -1,17 +1,15 @@
 //! [`AffectedStore`] over the SQL store.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::Row;
 
-use super::dialect::{Dialect, values};
-use super::rows::{json, ms, parse, ts};
+use super::dialect::values;
+use super::rows::{ms, parse, ts};
 use super::sql::SqlStore;
 use super::{
-    AffectedCounts, AffectedRow, AffectedStore, AffectedWork, NewAffected, Result, StoreError,
-    Stored,
+    AffectedCounts, AffectedRow, AffectedStore, AffectedWork, Merged, NewAffected, Result,
+    StoreError,
 };
 
 /// The statements published to the public, as `(incident_id, update_id)`: the approved public
@@ -25,68 +23,76 @@ fn published(public_auto: bool) -> &'static str {
     }
 }
 
-/// New rows per statement: 12 columns each, well within both engines' parameter limits.
+/// Staged rows per statement: 11 columns each, well within both engines' parameter limits.
 const INSERT_CHUNK: usize = 80;
-
-async fn insert_rows(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    dialect: Dialect,
-    incident_id: i64,
-    since: i64,
-    rows: &[&NewAffected],
-    now: Timestamp,
-) -> Result<()> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let sql = format!(
-            "INSERT INTO affected (incident_id, digest, fiscal_code, mobile, email, language, detail,
-                                   channel, recipient, since_update, created_at, updated_at)
-             VALUES {}",
-            values(dialect, chunk.len(), 12)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for r in chunk {
-            query = query
-                .bind(incident_id)
-                .bind(r.digest.clone())
-                .bind(r.fiscal_code.clone())
-                .bind(r.mobile.clone())
-                .bind(r.email.clone())
-                .bind(r.language.clone())
-                .bind(r.detail.clone())
-                .bind(r.channel.as_str())
-                .bind(r.recipient.clone())
-                .bind(since)
-                .bind(ms(now))
-                .bind(ms(now));
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
-}
 
 #[async_trait]
 impl AffectedStore for SqlStore {
-    async fn store_affected(
+    async fn stage_affected(
         &self,
+        upload: &str,
+        rows: &[(i64, NewAffected)],
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "INSERT INTO affected_staging (upload, seq, digest, fiscal_code, mobile, email,
+                                               language, detail, channel, recipient, created_at)
+                 VALUES {}",
+                values(self.dialect, chunk.len(), 11)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (seq, r) in chunk {
+                query = query
+                    .bind(upload.to_owned())
+                    .bind(*seq)
+                    .bind(r.digest.clone())
+                    .bind(r.fiscal_code.clone())
+                    .bind(r.mobile.clone())
+                    .bind(r.email.clone())
+                    .bind(r.language.clone())
+                    .bind(r.detail.clone())
+                    .bind(r.channel.as_str())
+                    .bind(r.recipient.clone())
+                    .bind(ms(now));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn merge_affected(
+        &self,
+        upload: &str,
         incident_id: i64,
-        rows: &[NewAffected],
         public_auto: bool,
         now: Timestamp,
-    ) -> Result<Option<Vec<Stored>>> {
+    ) -> Result<Option<Merged>> {
         let mut tx = self.write().await?;
         let resolved: Option<Option<i64>> =
             sqlx::query_scalar("SELECT resolved_at FROM incidents WHERE id = $1")
                 .bind(incident_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        match resolved {
-            None => return Ok(None),
-            Some(Some(_)) => {
-                return Err(StoreError::Conflict(format!(
-                    "incident {incident_id} is resolved: its affected list can no longer grow"
-                )));
-            }
-            Some(None) => {}
+        let refusal = match resolved {
+            None => Some(None),
+            Some(Some(_)) => Some(Some(StoreError::Conflict(format!(
+                "incident {incident_id} is resolved: its affected list can no longer grow"
+            )))),
+            Some(None) => None,
+        };
+        if let Some(refusal) = refusal {
+            sqlx::query("DELETE FROM affected_staging WHERE upload = $1")
+                .bind(upload)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return match refusal {
+                None => Ok(None),
+                Some(e) => Err(e),
+            };
         }
         let since: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COALESCE(MAX(p.update_id), 0) FROM ({}) p WHERE p.incident_id = $1",
@@ -95,84 +101,96 @@ impl AffectedStore for SqlStore {
         .bind(incident_id)
         .fetch_one(&mut *tx)
         .await?;
-        let digests: Vec<&str> = rows.iter().map(|r| r.digest.as_str()).collect();
-        // What the list holds of these people: (id, detail, language) by digest.
-        let mut known: HashMap<String, (Option<i64>, String, String)> = HashMap::new();
-        for row in sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id, digest, detail, language FROM affected
-             WHERE digest IN ({}) AND incident_id = $2",
-            self.dialect.texts()
-        )))
-        .bind(json(&digests)?)
-        .bind(incident_id)
-        .fetch_all(&mut *tx)
+        // One person listed twice in the upload: the last row read is kept.
+        let mut duplicates = sqlx::query(
+            "DELETE FROM affected_staging WHERE upload = $1 AND seq < (
+                SELECT MAX(t.seq) FROM affected_staging t
+                WHERE t.upload = $1 AND t.digest = affected_staging.digest)",
+        )
+        .bind(upload)
+        .execute(&mut *tx)
         .await?
-        {
-            known.insert(
-                row.try_get("digest")?,
-                (
-                    Some(row.try_get("id")?),
-                    row.try_get("detail")?,
-                    row.try_get("language")?,
-                ),
-            );
+        .rows_affected();
+        let unchanged: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM affected_staging s
+             JOIN affected a ON a.incident_id = $2 AND a.digest = s.digest
+             WHERE s.upload = $1 AND a.detail = s.detail AND a.language = s.language",
+        )
+        .bind(upload)
+        .bind(incident_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        duplicates += u64::try_from(unchanged).unwrap_or(0);
+        let changed = "SELECT 1 FROM affected_staging s WHERE s.upload = $1
+                       AND s.digest = affected.digest
+                       AND (s.detail != affected.detail OR s.language != affected.language)";
+        let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE affected SET
+                detail = (SELECT s.detail FROM affected_staging s
+                          WHERE s.upload = $1 AND s.digest = affected.digest),
+                language = (SELECT s.language FROM affected_staging s
+                            WHERE s.upload = $1 AND s.digest = affected.digest),
+                updated_at = $3
+             WHERE incident_id = $2 AND EXISTS ({changed})"
+        )))
+        .bind(upload)
+        .bind(incident_id)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated > 0 {
+            // What is still to send carries the new detail.
+            sqlx::query(
+                "UPDATE deliveries SET detail = (SELECT a.detail FROM affected a
+                                                 WHERE a.id = deliveries.affected_id)
+                 WHERE state = 'pending' AND affected_id IN (
+                    SELECT a.id FROM affected a JOIN affected_staging s
+                      ON s.upload = $1 AND s.digest = a.digest
+                    WHERE a.incident_id = $2 AND a.updated_at = $3)",
+            )
+            .bind(upload)
+            .bind(incident_id)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
         }
-        let mut outcomes = Vec::with_capacity(rows.len());
-        // Rows new to the list, by digest, the last detail given winning.
-        let mut fresh: Vec<NewAffected> = Vec::new();
-        let mut fresh_at: HashMap<String, usize> = HashMap::new();
-        for r in rows {
-            match known.get_mut(&r.digest) {
-                Some((_, detail, language)) if *detail == r.detail && *language == r.language => {
-                    outcomes.push(Stored::Duplicate);
-                }
-                Some((id, detail, language)) => {
-                    detail.clone_from(&r.detail);
-                    language.clone_from(&r.language);
-                    match id {
-                        Some(id) => {
-                            sqlx::query(
-                                "UPDATE affected SET detail = $2, language = $3, updated_at = $4
-                                 WHERE id = $1",
-                            )
-                            .bind(*id)
-                            .bind(&r.detail)
-                            .bind(&r.language)
-                            .bind(ms(now))
-                            .execute(&mut *tx)
-                            .await?;
-                            sqlx::query(
-                                "UPDATE deliveries SET detail = $2
-                                 WHERE affected_id = $1 AND state = 'pending'",
-                            )
-                            .bind(*id)
-                            .bind(&r.detail)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        None => {
-                            if let Some(at) = fresh_at.get(&r.digest) {
-                                fresh[*at] = r.clone();
-                            }
-                        }
-                    }
-                    outcomes.push(Stored::Updated);
-                }
-                None => {
-                    known.insert(
-                        r.digest.clone(),
-                        (None, r.detail.clone(), r.language.clone()),
-                    );
-                    fresh_at.insert(r.digest.clone(), fresh.len());
-                    fresh.push(r.clone());
-                    outcomes.push(Stored::New);
-                }
-            }
-        }
-        let fresh: Vec<&NewAffected> = fresh.iter().collect();
-        insert_rows(&mut tx, self.dialect, incident_id, since, &fresh, now).await?;
+        let new = sqlx::query(
+            "INSERT INTO affected (incident_id, digest, fiscal_code, mobile, email, language,
+                                   detail, channel, recipient, since_update, created_at,
+                                   updated_at)
+             SELECT $2, s.digest, s.fiscal_code, s.mobile, s.email, s.language, s.detail,
+                    s.channel, s.recipient, $3, $4, $4
+             FROM affected_staging s
+             WHERE s.upload = $1 AND NOT EXISTS (
+                SELECT 1 FROM affected a WHERE a.incident_id = $2 AND a.digest = s.digest)
+             ORDER BY s.seq",
+        )
+        .bind(upload)
+        .bind(incident_id)
+        .bind(since)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM affected_staging WHERE upload = $1")
+            .bind(upload)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(Some(outcomes))
+        Ok(Some(Merged {
+            new,
+            updated,
+            duplicates,
+        }))
+    }
+
+    async fn drop_staged(&self, upload: &str) -> Result<()> {
+        sqlx::query("DELETE FROM affected_staging WHERE upload = $1")
+            .bind(upload)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn affected_counts(&self, incident_id: i64) -> Result<AffectedCounts> {
@@ -266,7 +284,15 @@ impl AffectedStore for SqlStore {
         }
     }
 
-    async fn prune_affected(&self, resolved_before: Timestamp) -> Result<u64> {
+    async fn prune_affected(
+        &self,
+        resolved_before: Timestamp,
+        staged_before: Timestamp,
+    ) -> Result<u64> {
+        sqlx::query("DELETE FROM affected_staging WHERE created_at < $1")
+            .bind(ms(staged_before))
+            .execute(&self.writer)
+            .await?;
         let incidents: Vec<i64> = sqlx::query_scalar(
             "SELECT DISTINCT a.incident_id FROM affected a JOIN incidents i ON i.id = a.incident_id
              WHERE i.resolved_at IS NOT NULL AND i.resolved_at < $1",

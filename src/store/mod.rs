@@ -51,7 +51,7 @@ mod user;
 mod user_sql;
 
 pub use affected::{
-    AffectedCounts, AffectedRow, AffectedStore, AffectedWork, NewAffected, Stored,
+    AffectedCounts, AffectedRow, AffectedStore, AffectedWork, Merged, NewAffected,
 };
 pub use ack::{AckRow, AckStore, Acknowledged, DeskMessage, LEDGER_PAGE, LedgerRow};
 pub use backup::{BackupReport, backup_sqlite};
