@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod affected;
 mod ack_drill;
 mod acks;
 mod chats;
