@@ -36,6 +36,7 @@ mod social;
 mod status;
 mod store;
 mod store_access;
+mod store_affected;
 mod store_ack_board;
 mod store_acks;
 mod store_citizens;
