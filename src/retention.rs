@@ -40,7 +40,10 @@ async fn prune_affected(store: &dyn Store, c: Citizens) {
     };
     match store.prune_affected(resolved, staged).await {
         Ok(0) => {}
-        Ok(n) => tracing::info!(rows = n, "deleted the affected lists of incidents long over"),
+        Ok(n) => tracing::info!(
+            rows = n,
+            "deleted the affected lists of incidents long over"
+        ),
         Err(e) => tracing::warn!(error = %e, "cannot delete old affected lists; will try again"),
     }
 }

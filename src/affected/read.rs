@@ -207,7 +207,10 @@ impl Reader for CsvReader {
                 None => {
                     head.extend_from_slice(chunk);
                     if head.len() > MAX_ROW_BYTES {
-                        return Err(malformed(1, "no header line: the first line names the columns"));
+                        return Err(malformed(
+                            1,
+                            "no header line: the first line names the columns",
+                        ));
                     }
                     return Ok(());
                 }
@@ -230,7 +233,10 @@ impl Reader for CsvReader {
         }
         match self.state {
             Csv::Quoted => {
-                return Err(malformed(self.record_line, "a quoted field is never closed"));
+                return Err(malformed(
+                    self.record_line,
+                    "a quoted field is never closed",
+                ));
             }
             _ if self.started => {
                 self.byte(b'\n', out)?;
@@ -238,7 +244,10 @@ impl Reader for CsvReader {
             _ => {}
         }
         if self.columns.is_none() {
-            return Err(malformed(1, "no header line: the first line names the columns"));
+            return Err(malformed(
+                1,
+                "no header line: the first line names the columns",
+            ));
         }
         Ok(())
     }
@@ -337,9 +346,15 @@ impl JsonReader {
                 }
             }
         }
-        let empty = [&row.fiscal_code, &row.mobile, &row.email, &row.language, &row.detail]
-            .iter()
-            .all(|f| f.as_deref().is_none_or(|v| v.trim().is_empty()));
+        let empty = [
+            &row.fiscal_code,
+            &row.mobile,
+            &row.email,
+            &row.language,
+            &row.detail,
+        ]
+        .iter()
+        .all(|f| f.as_deref().is_none_or(|v| v.trim().is_empty()));
         out.push((line, (!empty).then_some(row)));
         Ok(())
     }
@@ -436,7 +451,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn read_all(reader: &mut dyn Reader, body: &[u8], chunk: usize) -> Result<Vec<ReadRow>, Malformed> {
+    fn read_all(
+        reader: &mut dyn Reader,
+        body: &[u8],
+        chunk: usize,
+    ) -> Result<Vec<ReadRow>, Malformed> {
         let mut out = Vec::new();
         for part in body.chunks(chunk.max(1)) {
             reader.feed(part, &mut out)?;
@@ -477,14 +496,20 @@ mod tests {
             );
             assert_eq!(rows[3], (6, None));
             assert_eq!(rows[4].0, 7);
-            assert_eq!(rows[4].1.as_ref().unwrap().detail.as_deref(), Some("ultima"));
+            assert_eq!(
+                rows[4].1.as_ref().unwrap().detail.as_deref(),
+                Some("ultima")
+            );
         }
     }
 
     #[test]
     fn semicolons_as_spreadsheets_set_for_italian_write_them() {
         let rows = csv("email;detail\na@b.it;ore 9, Spoleto\n", 4).unwrap();
-        assert_eq!(rows[0].1.as_ref().unwrap().detail.as_deref(), Some("ore 9, Spoleto"));
+        assert_eq!(
+            rows[0].1.as_ref().unwrap().detail.as_deref(),
+            Some("ore 9, Spoleto")
+        );
     }
 
     #[test]
@@ -533,7 +558,11 @@ mod tests {
             ("[\n{\"telefono\": \"347\"}]", 2, "unknown member"),
             ("[\n\n{\"mobile\": 3471234567}]", 3, "a string or null"),
             ("[{\"email\": \"a@b.it\"} {}]", 1, "`,` or `]`"),
-            ("[{\"email\": \"a@b.it\"},\n{\"email\"", 2, "ends inside a row"),
+            (
+                "[{\"email\": \"a@b.it\"},\n{\"email\"",
+                2,
+                "ends inside a row",
+            ),
             ("[{\"email\" \"a@b.it\"}]", 1, "not a JSON object"),
             ("[{\"email\": \"a\"}] x", 1, "after the array"),
             ("[1]", 1, "JSON object"),

@@ -321,9 +321,18 @@ mod tests {
 
     #[test]
     fn the_identity_is_keyed_and_ignores_how_it_was_written() {
-        let a = check(&raw(CF, "347 123 4567", "M.Rossi@Example.org", "a"), &rules()).unwrap();
+        let a = check(
+            &raw(CF, "347 123 4567", "M.Rossi@Example.org", "a"),
+            &rules(),
+        )
+        .unwrap();
         let b = check(
-            &raw(&CF.to_lowercase(), "+39 347-1234567", "m.rossi@example.org", "b"),
+            &raw(
+                &CF.to_lowercase(),
+                "+39 347-1234567",
+                "m.rossi@example.org",
+                "b",
+            ),
             &rules(),
         )
         .unwrap();

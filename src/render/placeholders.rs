@@ -127,13 +127,17 @@ mod tests {
             fill_detail(&text, "ore 11:30 <Foligno> & C.", Markup::Plain),
             "Disservizio.\nIl suo appuntamento: ore 11:30 <Foligno> & C..\nFine.\n"
         );
-        assert!(
-            fill_detail(&text, "<b>", Markup::Html).contains("appuntamento: &lt;b&gt;.")
-        );
+        assert!(fill_detail(&text, "<b>", Markup::Html).contains("appuntamento: &lt;b&gt;."));
         assert!(
             fill_detail(&text, "<b>", Markup::TelegramHtml).contains("appuntamento: &lt;b&gt;.")
         );
-        assert_eq!(fill_detail(&text, "", Markup::Plain), "Disservizio.\nFine.\n");
-        assert_eq!(fill_detail("nothing to fill", "x", Markup::Plain), "nothing to fill");
+        assert_eq!(
+            fill_detail(&text, "", Markup::Plain),
+            "Disservizio.\nFine.\n"
+        );
+        assert_eq!(
+            fill_detail("nothing to fill", "x", Markup::Plain),
+            "nothing to fill"
+        );
     }
 }

@@ -50,10 +50,8 @@ mod tx_sql;
 mod user;
 mod user_sql;
 
-pub use affected::{
-    AffectedCounts, AffectedRow, AffectedStore, AffectedWork, Merged, NewAffected,
-};
 pub use ack::{AckRow, AckStore, Acknowledged, DeskMessage, LEDGER_PAGE, LedgerRow};
+pub use affected::{AffectedCounts, AffectedRow, AffectedStore, AffectedWork, Merged, NewAffected};
 pub use backup::{BackupReport, backup_sqlite};
 pub use chat::{ChatBinding, ChatStore, Redeemed};
 pub use citizen::{CitizenPlan, CitizenPrune, CitizenStore, NewSignup, Signup};

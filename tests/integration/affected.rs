@@ -83,7 +83,12 @@ async fn open_incident(app: &TestApp) -> i64 {
 
 async fn upload(app: &TestApp, id: i64, token: &str, media: &str, body: String) -> (u16, Value) {
     let resp = app
-        .post(&format!("/api/v1/incidents/{id}/affected"), Some(token), media, body)
+        .post(
+            &format!("/api/v1/incidents/{id}/affected"),
+            Some(token),
+            media,
+            body,
+        )
         .await;
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
@@ -109,7 +114,11 @@ fn email(i: usize) -> String {
 }
 
 fn detail(i: usize) -> String {
-    format!("ore {:02}:{:02}, Foligno, prenotazione {i}", 8 + i % 10, i % 60)
+    format!(
+        "ore {:02}:{:02}, Foligno, prenotazione {i}",
+        8 + i % 10,
+        i % 60
+    )
 }
 
 /// The messages each patient received: SMS by number, email by address.
@@ -225,7 +234,12 @@ async fn a_20000_row_list_reaches_every_row_once_through_its_channel_with_its_de
         );
     }
     let state = list(&app, id, ADMIN_TOKEN).await;
-    assert_eq!(state["deliveries"]["sent"], 2 * ROWS, "{}", state["deliveries"]);
+    assert_eq!(
+        state["deliveries"]["sent"],
+        2 * ROWS,
+        "{}",
+        state["deliveries"]
+    );
     eprintln!(
         "affected list of {ROWS} rows: upload {:.2} s; opening handed over to all {:.2} s after approval; resolution {:.2} s after its approval",
         upload_time.as_secs_f64(),
@@ -256,7 +270,12 @@ async fn bad_rows_are_refused_by_line_and_a_malformed_upload_writes_nothing() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["line"].as_u64().unwrap(), r["problem"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["problem"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let lines: Vec<u64> = refusals.iter().map(|r| r.0).collect();
     assert_eq!(lines, [2, 3, 4, 5, 6]);
@@ -264,7 +283,10 @@ async fn bad_rows_are_refused_by_line_and_a_malformed_upload_writes_nothing() {
     assert!(refusals[1].1.contains("mobile"), "{refusals:?}");
     assert!(refusals[2].1.contains("email"), "{refusals:?}");
     assert!(refusals[3].1.contains("empty"), "{refusals:?}");
-    assert!(refusals[4].1.contains("App IO is not enabled"), "{refusals:?}");
+    assert!(
+        refusals[4].1.contains("App IO is not enabled"),
+        "{refusals:?}"
+    );
     let answer = report.to_string();
     for private in ["RSSMRA", "0742", "339011", "not-an-address", "paziente"] {
         assert!(!answer.contains(private), "{answer}");
@@ -272,17 +294,36 @@ async fn bad_rows_are_refused_by_line_and_a_malformed_upload_writes_nothing() {
 
     // Malformed: refused whole, naming the line; nothing is added.
     for (media, body, line) in [
-        ("text/csv", "email,detail\npaziente3@example.org,ore 9\npaziente4@example.org,ore \"9\"\n", 3),
+        (
+            "text/csv",
+            "email,detail\npaziente3@example.org,ore 9\npaziente4@example.org,ore \"9\"\n",
+            3,
+        ),
         ("text/csv", "email,telefono\npaziente3@example.org,1\n", 1),
         ("text/csv", "paziente3@example.org\n", 1),
-        ("text/csv", "email,detail\npaziente3@example.org,\"ore 9\n", 2),
-        ("application/json", "[{\"email\": \"paziente3@example.org\"},\n{\"telefono\": \"1\"}]", 2),
-        ("application/json", "[{\"email\": \"paziente3@example.org\"},\n{\"email\": ", 2),
+        (
+            "text/csv",
+            "email,detail\npaziente3@example.org,\"ore 9\n",
+            2,
+        ),
+        (
+            "application/json",
+            "[{\"email\": \"paziente3@example.org\"},\n{\"telefono\": \"1\"}]",
+            2,
+        ),
+        (
+            "application/json",
+            "[{\"email\": \"paziente3@example.org\"},\n{\"email\": ",
+            2,
+        ),
     ] {
         let (status, err) = upload(&app, id, BOOKING_TOKEN, media, body.into()).await;
         assert_eq!(status, 400, "{body:?}: {err}");
         let message = err["error"].as_str().unwrap();
-        assert!(message.contains(&format!("line {line}:")), "{body:?}: {message}");
+        assert!(
+            message.contains(&format!("line {line}:")),
+            "{body:?}: {message}"
+        );
         assert!(message.contains("nothing was stored"), "{message}");
         assert!(!message.contains("paziente3"), "{message}");
     }
@@ -300,17 +341,31 @@ async fn bad_rows_are_refused_by_line_and_a_malformed_upload_writes_nothing() {
     )
     .await;
     assert_eq!(status, 200, "{report}");
-    assert_eq!((report["accepted"].as_u64(), report["duplicates"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (report["accepted"].as_u64(), report["duplicates"].as_u64()),
+        (Some(0), Some(1))
+    );
     assert_eq!(report["refusals"][0]["line"], 1);
     let (status, _) = upload(&app, 999, BOOKING_TOKEN, "text/csv", "email\n".into()).await;
     assert_eq!(status, 404);
     fire_alert(&app, "resolved", "cup-backend", "CUP non risponde").await;
     let (status, err) = eventually(
-        || upload(&app, id, BOOKING_TOKEN, "text/csv", "email\npaziente5@example.org\n".into()),
+        || {
+            upload(
+                &app,
+                id,
+                BOOKING_TOKEN,
+                "text/csv",
+                "email\npaziente5@example.org\n".into(),
+            )
+        },
         |(s, _)| *s == 409,
     )
     .await;
-    assert!(err["error"].as_str().unwrap().contains("resolved"), "{err} {status}");
+    assert!(
+        err["error"].as_str().unwrap().contains("resolved"),
+        "{err} {status}"
+    );
 }
 
 #[tokio::test]
@@ -329,7 +384,11 @@ async fn a_repeated_upload_sends_nobody_twice_and_later_rows_hear_the_latest_sta
     let (status, second) = upload(&app, id, BOOKING_TOKEN, "text/csv", again.into()).await;
     assert_eq!(status, 200, "{second}");
     assert_eq!(
-        (second["accepted"].as_u64(), second["updated"].as_u64(), second["duplicates"].as_u64()),
+        (
+            second["accepted"].as_u64(),
+            second["updated"].as_u64(),
+            second["duplicates"].as_u64()
+        ),
         (Some(1), Some(1), Some(1))
     );
     // The new person hears the statement already published at once; nobody hears it twice.
@@ -344,7 +403,11 @@ async fn a_repeated_upload_sends_nobody_twice_and_later_rows_hear_the_latest_sta
     double.wait_for(6, Duration::from_secs(20)).await;
     let moved = double.sent_to("+393470000002");
     assert_eq!(moved.len(), 2);
-    assert!(moved[1].text.contains("Il suo appuntamento: ore 11."), "{}", moved[1].text);
+    assert!(
+        moved[1].text.contains("Il suo appuntamento: ore 11."),
+        "{}",
+        moved[1].text
+    );
     let state = list(&app, id, ADMIN_TOKEN).await;
     assert_eq!(state["deliveries"]["sent"], 6, "{state}");
     // A deleted list is gone with its messages.
@@ -358,7 +421,13 @@ async fn a_repeated_upload_sends_nobody_twice_and_later_rows_hear_the_latest_sta
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["deleted"], 3);
     let state = list(&app, id, ADMIN_TOKEN).await;
-    assert_eq!((state["rows"].as_i64(), state["items"].as_array().map(Vec::len)), (Some(0), Some(0)));
+    assert_eq!(
+        (
+            state["rows"].as_i64(),
+            state["items"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
 }
 
 #[tokio::test]
@@ -369,11 +438,22 @@ async fn only_booking_and_administrators_touch_lists_and_every_read_is_audited()
     let id = open_incident(&app).await;
     let path = format!("/api/v1/incidents/{id}/affected");
     let body = format!("fiscal_code,email,detail\n{CF},paziente1@example.org,ore 9\n");
-    for token in [VIEWER_TOKEN, OPERATOR_TOKEN, COMMUNICATOR_TOKEN, INGEST_TOKEN] {
+    for token in [
+        VIEWER_TOKEN,
+        OPERATOR_TOKEN,
+        COMMUNICATOR_TOKEN,
+        INGEST_TOKEN,
+    ] {
         let (status, _) = upload(&app, id, token, "text/csv", body.clone()).await;
         assert_eq!(status, 403, "{token}");
         assert_eq!(app.get(&path, Some(token)).await.status(), 403, "{token}");
-        let resp = app.http.delete(app.url(&path)).bearer_auth(token).send().await.unwrap();
+        let resp = app
+            .http
+            .delete(app.url(&path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 403, "{token}");
     }
     assert_eq!(app.get(&path, None).await.status(), 401);
@@ -384,14 +464,22 @@ async fn only_booking_and_administrators_touch_lists_and_every_read_is_audited()
     let item = &masked["items"][0];
     assert_eq!(masked["whole_contacts"], false);
     assert_eq!(item["fiscal_code"], "RSS***********2S");
-    assert!(!item["email"].as_str().unwrap().contains("paziente1"), "{item}");
+    assert!(
+        !item["email"].as_str().unwrap().contains("paziente1"),
+        "{item}"
+    );
     assert_eq!(item["channel"], "email");
     assert_eq!(item["detail"], "ore 9");
     let whole = list(&app, id, ADMIN_TOKEN).await;
     assert_eq!(whole["items"][0]["fiscal_code"], CF);
     assert_eq!(whole["items"][0]["recipient"], "paziente1@example.org");
     // Booking reads nothing else.
-    assert_eq!(app.get("/api/v1/incidents", Some(BOOKING_TOKEN)).await.status(), 403);
+    assert_eq!(
+        app.get("/api/v1/incidents", Some(BOOKING_TOKEN))
+            .await
+            .status(),
+        403
+    );
     let log = app.get_json("/api/v1/audit", ADMIN_TOKEN).await;
     let reads: Vec<&Value> = log["entries"]
         .as_array()
@@ -401,9 +489,15 @@ async fn only_booking_and_administrators_touch_lists_and_every_read_is_audited()
         .collect();
     assert_eq!(reads.len(), 2, "{log}");
     let actors: Vec<&str> = reads.iter().map(|e| e["actor"].as_str().unwrap()).collect();
-    assert!(actors.contains(&"cup-prenotazioni") && actors.contains(&"admin"), "{actors:?}");
+    assert!(
+        actors.contains(&"cup-prenotazioni") && actors.contains(&"admin"),
+        "{actors:?}"
+    );
     assert!(log.to_string().contains("affected.upload"));
-    assert!(!log.to_string().contains("paziente1"), "the audit log holds no contact");
+    assert!(
+        !log.to_string().contains("paziente1"),
+        "the audit log holds no contact"
+    );
 }
 
 #[tokio::test]
@@ -436,11 +530,14 @@ async fn nothing_of_a_list_reaches_the_status_page_the_feeds_the_log_or_the_metr
         public.push_str(&app.get(path, None).await.text().await.unwrap());
     }
     public.push_str(
-        &app.get(&format!("/api/v1/incidents/{id}/deliveries"), Some(ADMIN_TOKEN))
-            .await
-            .text()
-            .await
-            .unwrap(),
+        &app.get(
+            &format!("/api/v1/incidents/{id}/deliveries"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .text()
+        .await
+        .unwrap(),
     );
     public.push_str(
         &app.get(&format!("/api/v1/incidents/{id}/ledger"), Some(ADMIN_TOKEN))
@@ -450,7 +547,10 @@ async fn nothing_of_a_list_reaches_the_status_page_the_feeds_the_log_or_the_metr
             .unwrap(),
     );
     let logs = app.logs();
-    assert!(logs.contains("TRACE") || logs.contains("\"trace\""), "the log is at trace");
+    assert!(
+        logs.contains("TRACE") || logs.contains("\"trace\""),
+        "the log is at trace"
+    );
     for secret in [
         "Dettaglio-Riservato",
         "segreto.paziente",
@@ -458,7 +558,10 @@ async fn nothing_of_a_list_reaches_the_status_page_the_feeds_the_log_or_the_metr
         "RSSMRA",
         "cf1.",
     ] {
-        assert!(!public.contains(secret), "{secret} on a public page, a feed, the metrics or the deliveries");
+        assert!(
+            !public.contains(secret),
+            "{secret} on a public page, a feed, the metrics or the deliveries"
+        );
         assert!(!logs.contains(secret), "{secret} in the log");
     }
 }
@@ -495,7 +598,10 @@ async fn hostile_text_in_any_field_is_taken_or_refused_by_line_never_a_server_er
             .collect();
         let body = Value::Array(rows.clone()).to_string();
         let (status, report) = upload(&app, id, BOOKING_TOKEN, "application/json", body).await;
-        assert!(status == 200 || status == 400 || status == 413, "{status}: {report}");
+        assert!(
+            status == 200 || status == 400 || status == 413,
+            "{status}: {report}"
+        );
         if status == 200 {
             let accounted = report["accepted"].as_u64().unwrap()
                 + report["updated"].as_u64().unwrap()
@@ -517,5 +623,13 @@ async fn hostile_text_in_any_field_is_taken_or_refused_by_line_never_a_server_er
             }
         }
     }
-    assert!(app.get(&format!("/api/v1/incidents/{id}/affected"), Some(ADMIN_TOKEN)).await.status().is_success());
+    assert!(
+        app.get(
+            &format!("/api/v1/incidents/{id}/affected"),
+            Some(ADMIN_TOKEN)
+        )
+        .await
+        .status()
+        .is_success()
+    );
 }

@@ -4,9 +4,9 @@
 mod support;
 
 mod access;
-mod affected;
 mod ack_drill;
 mod acks;
+mod affected;
 mod chats;
 mod citizens;
 mod cli;
@@ -36,9 +36,9 @@ mod social;
 mod status;
 mod store;
 mod store_access;
-mod store_affected;
 mod store_ack_board;
 mod store_acks;
+mod store_affected;
 mod store_citizens;
 mod store_escalations;
 mod store_heartbeat_defs;

@@ -69,7 +69,13 @@ async fn write_all(store: &Arc<dyn Store>, auto: bool) -> u64 {
 
 async fn claim(store: &Arc<dyn Store>, channel: ChannelKind) -> Vec<ClaimedDelivery> {
     store
-        .claim_deliveries(channel, 100, at(2), at(2) + SignedDuration::from_secs(60), "w")
+        .claim_deliveries(
+            channel,
+            100,
+            at(2),
+            at(2) + SignedDuration::from_secs(60),
+            "w",
+        )
         .await
         .unwrap()
 }
@@ -94,7 +100,13 @@ pub async fn an_upload_is_merged_once_and_a_repeat_changes_only_details(store: A
         )
         .await
         .unwrap();
-    assert!(store.affected_rows(incident, 0, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .affected_rows(incident, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let merged = store
         .merge_affected("u1", incident, true, at(1))
         .await
@@ -143,7 +155,11 @@ pub async fn an_upload_is_merged_once_and_a_repeat_changes_only_details(store: A
             duplicates: 1
         }
     );
-    assert_eq!(write_all(&store, true).await, 0, "nobody is sent anything twice");
+    assert_eq!(
+        write_all(&store, true).await,
+        0,
+        "nobody is sent anything twice"
+    );
     let claimed = claim(&store, sms).await;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].detail.as_deref(), Some("ore 11"));
@@ -161,7 +177,10 @@ pub async fn an_upload_is_merged_once_and_a_repeat_changes_only_details(store: A
         .await
         .unwrap();
     assert_eq!(
-        store.merge_affected("u3", 999_999, true, at(3)).await.unwrap(),
+        store
+            .merge_affected("u3", 999_999, true, at(3))
+            .await
+            .unwrap(),
         None
     );
 }
@@ -222,11 +241,7 @@ pub async fn a_list_goes_with_its_deliveries_once_its_incident_is_over_for_the_r
     tx.commit().await.unwrap();
     // A resolved incident's list no longer grows.
     store
-        .stage_affected(
-            "u3",
-            &[(1, row_c())],
-            at(150),
-        )
+        .stage_affected("u3", &[(1, row_c())], at(150))
         .await
         .unwrap();
     assert!(matches!(
@@ -240,7 +255,13 @@ pub async fn a_list_goes_with_its_deliveries_once_its_incident_is_over_for_the_r
         .unwrap();
     assert_eq!(store.prune_affected(at(50), at(0)).await.unwrap(), 0);
     assert_eq!(store.prune_affected(at(200), at(10)).await.unwrap(), 2);
-    assert!(store.affected_rows(incident, 0, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .affected_rows(incident, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         store
             .affected_counts(incident)
@@ -251,7 +272,10 @@ pub async fn a_list_goes_with_its_deliveries_once_its_incident_is_over_for_the_r
     );
     assert_eq!(store.affected_rows(kept, 0, 10).await.unwrap().len(), 2);
     // What the deliveries held of the list went with it: only the open incident's are claimed.
-    let claimed = [claim(&store, ChannelKind::Sms).await, claim(&store, ChannelKind::Email).await];
+    let claimed = [
+        claim(&store, ChannelKind::Sms).await,
+        claim(&store, ChannelKind::Email).await,
+    ];
     assert!(claimed.iter().flatten().all(|d| d.incident_id == kept));
     assert_eq!(claimed.iter().flatten().count(), 2);
     // The staging went too: merging it now adds nobody.

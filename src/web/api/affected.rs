@@ -20,8 +20,7 @@ use crate::settings::Permission;
 use crate::store::AffectedRow;
 use crate::web::body::{media_type, within};
 use crate::web::contract::{
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized,
-    UnsupportedMediaType,
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType,
 };
 use crate::web::error::ApiError;
 use crate::web::extract::{Path, Query};
@@ -177,17 +176,16 @@ pub struct AffectedItem {
 }
 
 fn item(row: AffectedRow, whole: bool, key: &[u8]) -> AffectedItem {
-    let fiscal_code = row
-        .fiscal_code
-        .as_deref()
-        .map(|sealed| match FiscalCode::unseal(sealed, key) {
-            Some(cf) if whole => cf.as_str().to_owned(),
-            Some(cf) => cf.masked(),
-            None => "(sealed under another key)".to_owned(),
-        });
-    let show = |channel, value: Option<String>| {
-        value.map(|v| if whole { v } else { masked(channel, &v) })
-    };
+    let fiscal_code =
+        row.fiscal_code
+            .as_deref()
+            .map(|sealed| match FiscalCode::unseal(sealed, key) {
+                Some(cf) if whole => cf.as_str().to_owned(),
+                Some(cf) => cf.masked(),
+                None => "(sealed under another key)".to_owned(),
+            });
+    let show =
+        |channel, value: Option<String>| value.map(|v| if whole { v } else { masked(channel, &v) });
     AffectedItem {
         id: row.id,
         fiscal_code,

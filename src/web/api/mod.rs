@@ -6,8 +6,8 @@
 //! `web::service`.
 
 pub mod access;
-pub mod affected;
 pub mod acks;
+pub mod affected;
 pub mod drafts;
 pub mod heartbeat_admin;
 pub mod heartbeats;
