@@ -14,10 +14,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-/// The library's strangers' text, shared with its property tests.
-#[path = "../../src/hostile.rs"]
-#[expect(dead_code, reason = "only `text` is used here")]
-mod hostile;
 
 const BOOKING_TOKEN: &str = "booking-token-for-tests-0006";
 /// A codice fiscale whose check character is right (the Agenzia delle Entrate's example).
@@ -576,7 +572,7 @@ async fn hostile_text_in_any_field_is_taken_or_refused_by_line_never_a_server_er
     let app = app_with(&smtp, &double, &[]).await;
     let id = open_incident(&app).await;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
-    let texts = hostile::text();
+    let texts = crate::dropin::hostile::text();
     let mut next = || texts.new_tree(&mut runner).unwrap().current();
     for case in 0..24 {
         let rows: Vec<Value> = (0..8)
