@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-
 const BOOKING_TOKEN: &str = "booking-token-for-tests-0006";
 /// A codice fiscale whose check character is right (the Agenzia delle Entrate's example).
 const CF: &str = "RSSMRA85T10A562S";
@@ -229,13 +228,11 @@ async fn a_20000_row_list_reaches_every_row_once_through_its_channel_with_its_de
             "{to}: {texts:?}"
         );
     }
-    let state = list(&app, id, ADMIN_TOKEN).await;
-    assert_eq!(
-        state["deliveries"]["sent"],
-        2 * ROWS,
-        "{}",
-        state["deliveries"]
-    );
+    eventually(
+        || list(&app, id, ADMIN_TOKEN),
+        |state| state["deliveries"]["sent"] == 2 * ROWS,
+    )
+    .await;
     eprintln!(
         "affected list of {ROWS} rows: upload {:.2} s; opening handed over to all {:.2} s after approval; resolution {:.2} s after its approval",
         upload_time.as_secs_f64(),
@@ -404,8 +401,12 @@ async fn a_repeated_upload_sends_nobody_twice_and_later_rows_hear_the_latest_sta
         "{}",
         moved[1].text
     );
-    let state = list(&app, id, ADMIN_TOKEN).await;
-    assert_eq!(state["deliveries"]["sent"], 6, "{state}");
+    // Each outcome is recorded just after its send.
+    eventually(
+        || list(&app, id, ADMIN_TOKEN),
+        |state| state["deliveries"]["sent"] == 6,
+    )
+    .await;
     // A deleted list is gone with its messages.
     let resp = app
         .http
