@@ -248,9 +248,4 @@ impl AffectedLists {
             recipient: reach.address,
         })
     }
-
-    /// The channels a list's rows may be reached on.
-    pub fn channels(&self) -> Vec<ChannelKind> {
-        self.vias.iter().filter_map(|v| v.channel()).collect()
-    }
 }
