@@ -174,6 +174,21 @@ impl Renderer {
                 let (body, tail) = text.split_at(at);
                 sms::truncate_before(body, &as_sent(tail), tail, max_segments)
             }
+            // An affected list's text is cut as sent with the longest detail, so that a real
+            // one never makes it longer and the placeholder is never cut in half; when even
+            // the detail's line would be cut, the line goes.
+            _ if !fits_without_cutting && text.contains(DETAIL) => {
+                let cut = sms::truncate(&text.replace(DETAIL, &detail), max_segments);
+                if cut.contains(&detail) {
+                    cut.replacen(&detail, DETAIL, 1)
+                } else {
+                    let without: String = text
+                        .split_inclusive('\n')
+                        .filter(|line| !line.contains(DETAIL))
+                        .collect();
+                    sms::truncate(&without, max_segments)
+                }
+            }
             _ => sms::truncate(&text, max_segments),
         };
         Ok(SmsText {
@@ -565,6 +580,38 @@ mod tests {
         // Desks' SMS have no such line.
         ctx.audience = "cup-desk".into();
         assert!(!r.render_sms("it", &ctx).unwrap().text.contains(MANAGE_URL));
+    }
+
+    #[test]
+    fn an_affected_lists_sms_is_cut_as_sent_with_the_longest_detail() {
+        let r = renderer();
+        let mut ctx = with_signals(0, |i| format!("{i}"));
+        ctx.audience = super::super::AFFECTED.into();
+        ctx.ack_url = None;
+        ctx.detail = Some(DETAIL);
+        let whole = r.render_sms("it", &ctx).unwrap();
+        assert!(whole.fits_without_cutting);
+        assert!(
+            whole
+                .text
+                .contains(&format!("Il suo appuntamento: {DETAIL}."))
+        );
+        let longest = "d".repeat(crate::domain::affected::MAX_DETAIL_CHARS);
+        for title in [150, 400] {
+            ctx.incident.title = "x".repeat(title);
+            let out = r.render_sms("it", &ctx).unwrap();
+            assert!(!out.fits_without_cutting);
+            let sent = out.text.replace(DETAIL, &longest);
+            assert!(sms::measure(&sent).segments <= 2, "{sent}");
+            // The placeholder is whole, or its line is gone: never half of it.
+            let half = &DETAIL[..DETAIL.len() / 2];
+            assert_eq!(
+                out.text.contains(half),
+                out.text.contains(DETAIL),
+                "{}",
+                out.text
+            );
+        }
     }
 
     #[test]

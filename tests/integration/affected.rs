@@ -505,7 +505,7 @@ async fn nothing_of_a_list_reaches_the_status_page_the_feeds_the_log_or_the_metr
     let id = open_incident(&app).await;
     let body = format!(
         "fiscal_code,mobile,email,detail\n\
-         {CF},,segreto.paziente@example.org,Dettaglio-Riservato-1\n\
+         {CF},,segreto.paziente@example.org,Dettaglio-Riservato-1 <b>&\n\
          ,3479876543,,Dettaglio-Riservato-2\n\
          ,,,\n"
     );
@@ -513,7 +513,21 @@ async fn nothing_of_a_list_reaches_the_status_page_the_feeds_the_log_or_the_metr
     assert_eq!(status, 200);
     approve_next(&app).await;
     double.wait_for(1, Duration::from_secs(20)).await;
-    smtp.wait_for("segreto.paziente@example.org", 1, Duration::from_secs(20));
+    let mail = smtp.wait_for("segreto.paziente@example.org", 1, Duration::from_secs(20));
+    // The detail is escaped for each part's markup.
+    assert!(
+        mail[0]
+            .text()
+            .contains("Il suo appuntamento: Dettaglio-Riservato-1 <b>&.")
+    );
+    assert!(
+        mail[0]
+            .html()
+            .contains("Il suo appuntamento: Dettaglio-Riservato-1 &lt;b&gt;&amp;."),
+        "{}",
+        mail[0].html()
+    );
+    assert!(!mail[0].text().contains("@@BANDITORE"));
     let mut public = String::new();
     for path in [
         "/status",
