@@ -99,10 +99,7 @@ impl Application {
                 .collect(),
         });
 
-        let flow = ground.pipeline(
-            std::mem::take(&mut channels.enabled),
-            channels.handover.clone(),
-        )?;
+        let flow = ground.pipeline(channels.enabled.clone(), channels.handover.clone())?;
         let intake = ground.ingest_and_probes()?;
         let citizens = ground
             .citizens(channels.email.clone(), channels.sms.take())
@@ -133,6 +130,7 @@ impl Application {
             listener,
             retention: s.store.retention.get(),
             citizens_retention: crate::retention::Citizens {
+                affected_for: s.affected.retention.get(),
                 erase_after: s.status.subscribe.erase_after.get(),
                 // The invite lasts `code_ttl`; an hour more for a slow start.
                 unbound_for: s.status.subscribe.code_ttl.get()
@@ -728,6 +726,7 @@ impl Ground<'_> {
             pauses: channels.pauses.clone(),
             leadership: self.leadership.clone(),
             citizens,
+            affected: crate::affected::AffectedLists::new(store, &self.key, v, &channels.enabled),
             store: store.clone(),
             auth: Arc::new(Authenticator::new(&v.tokens, &v.hmac)),
             ingest: intake.ingest.clone(),

@@ -4,6 +4,7 @@
 //! desk, through a durable outbox. See ARCHITECTURE.md for the map of this crate.
 
 pub mod ack;
+pub mod affected;
 pub mod app;
 pub mod approval;
 pub mod board;

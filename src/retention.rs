@@ -2,7 +2,8 @@
 //! soon after start and then every hour, in its own task so that the pipeline never waits for
 //! it. Incidents, their updates and the messages sent are kept. Citizens' personal data goes on
 //! its own clock: expired sign-ups, addresses unsubscribed for longer than
-//! `status.subscribe.erase_after`, and Telegram sign-ups never bound.
+//! `status.subscribe.erase_after`, and Telegram sign-ups never bound; incidents' affected lists
+//! `affected.retention` after their incident ends, with their deliveries.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,8 @@ use crate::store::Store;
 /// How long citizens' data is kept: see [`crate::settings::SubscribeSettings`].
 #[derive(Debug, Clone, Copy)]
 pub struct Citizens {
+    /// After an incident with an affected list is resolved (`affected.retention`).
+    pub affected_for: Duration,
     /// After an address is unsubscribed.
     pub erase_after: Duration,
     /// A citizen subscriber with no address (a Telegram link never opened).
@@ -26,6 +29,23 @@ fn ago(d: Duration) -> Option<Timestamp> {
     jiff::SignedDuration::try_from(d)
         .ok()
         .and_then(|d| Timestamp::now().checked_sub(d).ok())
+}
+
+/// Deletes the affected lists of incidents resolved longer ago than `affected.retention`, with
+/// their deliveries, and uploads staged a day ago that never finished.
+async fn prune_affected(store: &dyn Store, c: Citizens) {
+    let (Some(resolved), Some(staged)) = (ago(c.affected_for), ago(Duration::from_secs(86_400)))
+    else {
+        return;
+    };
+    match store.prune_affected(resolved, staged).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            rows = n,
+            "deleted the affected lists of incidents long over"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot delete old affected lists; will try again"),
+    }
 }
 
 async fn prune_citizens(store: &dyn Store, c: Citizens) {
@@ -72,6 +92,7 @@ pub async fn run(
             continue;
         }
         prune_citizens(store.as_ref(), citizens).await;
+        prune_affected(store.as_ref(), citizens).await;
         if keep.is_zero() {
             continue;
         }

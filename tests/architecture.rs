@@ -54,7 +54,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     ),
     (
         "people's flows and the leader's chores",
-        &["approval", "citizen", "bot", "retention"],
+        &["affected", "approval", "citizen", "bot", "retention"],
     ),
     ("HTTP handlers and the console", &["web"]),
     ("wiring", &["app"]),

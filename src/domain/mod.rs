@@ -2,6 +2,7 @@
 //! probes find, and what people may write in them.
 //! Pure types and rules; no I/O.
 
+pub mod affected;
 pub mod escalation;
 pub mod finding;
 pub mod fiscal_code;

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::{OutboxConfig, Pauses, later_by, outcome_of, pause};
 use crate::channel::rate::RateLimiter;
 use crate::channel::{AckLink, Channel, Outgoing, SendError};
-use crate::render::Placeholders;
+use crate::render::{Markup, Placeholders, fill_detail};
 use crate::store::{ClaimedDelivery, DeliveryOutcome, MessageRow, Outcome};
 use crate::unsubscribe::UnsubscribeLinks;
 
@@ -146,6 +146,29 @@ impl Send {
             ack: None,
         };
         if delivery.draft_id.is_some() {
+            return Ok(outgoing);
+        }
+        // A row of an affected list subscribed to nothing: no list to leave, nobody asked to
+        // acknowledge; its own detail, or no detail line at all.
+        if delivery.affected_id.is_some() {
+            let fill = Placeholders {
+                recipient_name: "",
+                unsubscribe_url: "",
+                manage_url: "",
+                ack_url: "",
+            };
+            let detail = delivery.detail.as_deref().unwrap_or_default();
+            let markup = self.channel.body_markup();
+            outgoing.subject = message
+                .subject
+                .as_deref()
+                .map(|s| fill.fill(&fill_detail(s, detail, Markup::Plain)));
+            outgoing.text = fill.fill_as(&fill_detail(&message.body, detail, markup), markup);
+            outgoing.html = message
+                .html
+                .as_deref()
+                .map(|h| fill.fill_html(&fill_detail(h, detail, Markup::Html)));
+            outgoing.recipient_name = String::new();
             return Ok(outgoing);
         }
         let Some(address_id) = delivery.address_id else {

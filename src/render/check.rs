@@ -79,17 +79,24 @@ impl Renderer {
                     ));
                 }
                 if form == Form::Sms {
-                    // The public audience's text also carries the preferences link.
-                    for (kind, public) in [
-                        (UpdateKind::Opened, false),
-                        (UpdateKind::Resolved, false),
-                        (UpdateKind::Opened, true),
-                        (UpdateKind::Resolved, true),
+                    // The public audience's text also carries the preferences link, an affected
+                    // list's its longest detail.
+                    for (kind, audience) in [
+                        (UpdateKind::Opened, None),
+                        (UpdateKind::Resolved, None),
+                        (UpdateKind::Opened, Some("public")),
+                        (UpdateKind::Resolved, Some("public")),
+                        (UpdateKind::Opened, Some(super::AFFECTED)),
+                        (UpdateKind::Resolved, Some(super::AFFECTED)),
                     ] {
                         let mut ctx = sample_context(kind);
                         ctx.signals.clear();
-                        if public {
-                            ctx.audience = "public".into();
+                        if let Some(audience) = audience {
+                            ctx.audience = audience.into();
+                            ctx.ack_url = None;
+                        }
+                        if audience == Some(super::AFFECTED) {
+                            ctx.detail = Some(super::DETAIL);
                         }
                         if let Ok(sms) = self.render_sms(&lang, &ctx)
                             && !sms.fits_without_cutting

@@ -3,8 +3,12 @@
 
 use serde::Serialize;
 
-use super::{ACK_URL, MANAGE_URL, RECIPIENT_NAME, UNSUBSCRIBE_URL};
+use super::{ACK_URL, DETAIL, MANAGE_URL, RECIPIENT_NAME, UNSUBSCRIBE_URL};
 use crate::domain::{Finding, UpdateKind};
+
+/// The audience of the messages written for incidents' affected lists: the public statement,
+/// with each person's own detail.
+pub const AFFECTED: &str = "affected";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageContext {
@@ -30,6 +34,10 @@ pub struct MessageContext {
     /// Placeholder, filled per recipient at send time: the page where a desk says it has seen
     /// the incident. Null for the `public` audience, which is asked for no acknowledgement.
     pub ack_url: Option<&'static str>,
+    /// Placeholder, filled per recipient at send time: the appointment of a person on an
+    /// incident's affected list (audience `affected`), on a line of its own, which is left out
+    /// for a row without one. Null for every other audience.
+    pub detail: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,7 +102,8 @@ impl MessageContext {
             recipient_name: RECIPIENT_NAME,
             unsubscribe_url: UNSUBSCRIBE_URL,
             manage_url: MANAGE_URL,
-            ack_url: (audience != "public").then_some(ACK_URL),
+            ack_url: (audience != "public" && audience != AFFECTED).then_some(ACK_URL),
+            detail: (audience == AFFECTED).then_some(DETAIL),
         }
     }
 }

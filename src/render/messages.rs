@@ -4,7 +4,7 @@
 //! answers with and citizens receive when they sign up.
 
 use super::env::{Form, describe, template_name};
-use super::placeholders::{MANAGE_URL, RECIPIENT_NAME, manage_url_sample};
+use super::placeholders::{DETAIL, MANAGE_URL, RECIPIENT_NAME, manage_url_sample};
 use super::{MessageContext, RenderError, Renderer, sms, social, telegram};
 use crate::domain::subscriber::{ChannelKind, Language, MAX_NAME_CHARS};
 
@@ -161,9 +161,10 @@ impl Renderer {
         };
         let (first, max_segments) = render(ctx)?;
         // A last line with the preferences link is measured as long as the longest link, and
-        // kept whole when the rest is cut.
+        // kept whole when the rest is cut; an affected list's detail as long as the longest.
         let sample = manage_url_sample(&ctx.public_url);
-        let as_sent = |text: &str| text.replace(MANAGE_URL, &sample);
+        let detail = "d".repeat(crate::domain::affected::MAX_DETAIL_CHARS);
+        let as_sent = |text: &str| text.replace(MANAGE_URL, &sample).replace(DETAIL, &detail);
         let text = with_fewer_signals(
             ctx,
             first,
@@ -178,6 +179,21 @@ impl Renderer {
             Some(at) if !fits_without_cutting => {
                 let (body, tail) = text.split_at(at);
                 sms::truncate_before(body, &as_sent(tail), tail, max_segments)
+            }
+            // An affected list's text is cut as sent with the longest detail, so that a real
+            // one never makes it longer and the placeholder is never cut in half; when even
+            // the detail's line would be cut, the line goes.
+            _ if !fits_without_cutting && text.contains(DETAIL) => {
+                let cut = sms::truncate(&text.replace(DETAIL, &detail), max_segments);
+                if cut.contains(&detail) {
+                    cut.replacen(&detail, DETAIL, 1)
+                } else {
+                    let without: String = text
+                        .split_inclusive('\n')
+                        .filter(|line| !line.contains(DETAIL))
+                        .collect();
+                    sms::truncate(&without, max_segments)
+                }
             }
             _ => sms::truncate(&text, max_segments),
         };
@@ -570,6 +586,38 @@ mod tests {
         // Desks' SMS have no such line.
         ctx.audience = "cup-desk".into();
         assert!(!r.render_sms("it", &ctx).unwrap().text.contains(MANAGE_URL));
+    }
+
+    #[test]
+    fn an_affected_lists_sms_is_cut_as_sent_with_the_longest_detail() {
+        let r = renderer();
+        let mut ctx = with_signals(0, |i| format!("{i}"));
+        ctx.audience = super::super::AFFECTED.into();
+        ctx.ack_url = None;
+        ctx.detail = Some(DETAIL);
+        let whole = r.render_sms("it", &ctx).unwrap();
+        assert!(whole.fits_without_cutting);
+        assert!(
+            whole
+                .text
+                .contains(&format!("Il suo appuntamento: {DETAIL}."))
+        );
+        let longest = "d".repeat(crate::domain::affected::MAX_DETAIL_CHARS);
+        for title in [150, 400] {
+            ctx.incident.title = "x".repeat(title);
+            let out = r.render_sms("it", &ctx).unwrap();
+            assert!(!out.fits_without_cutting);
+            let sent = out.text.replace(DETAIL, &longest);
+            assert!(sms::measure(&sent).segments <= 2, "{sent}");
+            // The placeholder is whole, or its line is gone: never half of it.
+            let half = &DETAIL[..DETAIL.len() / 2];
+            assert_eq!(
+                out.text.contains(half),
+                out.text.contains(DETAIL),
+                "{}",
+                out.text
+            );
+        }
     }
 
     #[test]

@@ -36,11 +36,11 @@ use crate::domain::subscriber::{ChannelKind, Language};
 pub use buttons::{
     ACK_DATA, ACK_LABELS, Button, ButtonAction, Buttons, MAX_CALLBACK_BYTES, ack_button, ack_token,
 };
-pub use context::{IncidentView, MessageContext, SignalView, UpdateView, sample_context};
+pub use context::{AFFECTED, IncidentView, MessageContext, SignalView, UpdateView, sample_context};
 pub use env::{Form, template_name};
 pub use messages::{Post, Rendered, SMS_DEFAULT_MAX_SEGMENTS, SmsText};
 pub use placeholders::{
-    ACK_URL, MANAGE_URL, Markup, Placeholders, RECIPIENT_NAME, UNSUBSCRIBE_URL,
+    ACK_URL, DETAIL, MANAGE_URL, Markup, Placeholders, RECIPIENT_NAME, UNSUBSCRIBE_URL, fill_detail,
 };
 
 #[derive(Debug, thiserror::Error)]

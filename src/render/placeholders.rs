@@ -17,6 +17,30 @@ pub const RECIPIENT_NAME: &str = "@@BANDITORE_RECIPIENT_NAME@@";
 pub const UNSUBSCRIBE_URL: &str = "@@BANDITORE_UNSUBSCRIBE_URL@@";
 pub const MANAGE_URL: &str = "@@BANDITORE_MANAGE_URL@@";
 pub const ACK_URL: &str = "@@BANDITORE_ACK_URL@@";
+/// The detail of a row of an affected list (its appointment), in the messages written for
+/// those lists only.
+pub const DETAIL: &str = "@@BANDITORE_DETAIL@@";
+
+/// Fills a row's `detail` into a message written for affected lists, escaped for `markup`. A
+/// row without a detail gets no detail line: every line holding the placeholder is left out
+/// (templates write the detail's sentence on a line of its own).
+pub fn fill_detail(text: &str, detail: &str, markup: Markup) -> String {
+    if !text.contains(DETAIL) {
+        return text.to_owned();
+    }
+    if detail.is_empty() {
+        return text
+            .split_inclusive('\n')
+            .filter(|line| !line.contains(DETAIL))
+            .collect();
+    }
+    let escaped = match markup {
+        Markup::Plain => detail.to_owned(),
+        Markup::Html => minijinja::HtmlEscape(detail).to_string(),
+        Markup::TelegramHtml => telegram::escape(detail),
+    };
+    text.replace(DETAIL, &escaped)
+}
 
 /// The longest a preferences link gets beyond `server.public_url`: `/manage/`, an address id and
 /// a 22-character signature. Texts with a length limit keep room for it.
@@ -94,5 +118,26 @@ mod tests {
         ));
         assert!(html.contains("CUP &lt;Foligno&gt;"));
         assert!(html.contains("a?b&amp;c"));
+    }
+
+    #[test]
+    fn a_detail_is_escaped_for_its_markup_and_its_line_left_out_when_empty() {
+        let text = format!("Disservizio.\nIl suo appuntamento: {DETAIL}.\nFine.\n");
+        assert_eq!(
+            fill_detail(&text, "ore 11:30 <Foligno> & C.", Markup::Plain),
+            "Disservizio.\nIl suo appuntamento: ore 11:30 <Foligno> & C..\nFine.\n"
+        );
+        assert!(fill_detail(&text, "<b>", Markup::Html).contains("appuntamento: &lt;b&gt;."));
+        assert!(
+            fill_detail(&text, "<b>", Markup::TelegramHtml).contains("appuntamento: &lt;b&gt;.")
+        );
+        assert_eq!(
+            fill_detail(&text, "", Markup::Plain),
+            "Disservizio.\nFine.\n"
+        );
+        assert_eq!(
+            fill_detail("nothing to fill", "x", Markup::Plain),
+            "nothing to fill"
+        );
     }
 }

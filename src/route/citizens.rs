@@ -219,7 +219,8 @@ impl Router {
     }
 }
 
-/// The leader's citizen writer: writes batches while approved parts have citizens left, woken
+/// The leader's citizen writer: writes batches while approved parts have citizens left, and
+/// then the deliveries of published statements to incidents' affected lists, woken
 /// by the dispatchers' bell (rung at every approval, here or on another replica), and checking
 /// every `poll_interval` in any case.
 pub struct CitizenWriter {
@@ -246,7 +247,14 @@ impl CitizenWriter {
             if shutdown.is_cancelled() {
                 break;
             }
-            match self.router.write_citizens(Timestamp::now()).await {
+            let step = async {
+                let mut report = self.router.write_citizens(Timestamp::now()).await?;
+                if !report.more {
+                    report.deliveries += self.router.write_affected(Timestamp::now()).await?;
+                }
+                Ok::<_, StoreError>(report)
+            };
+            match step.await {
                 Ok(report) => {
                     failures = 0;
                     if report.deliveries > 0 {

@@ -8,6 +8,7 @@
 //! the channels its policy sends at once; the later steps are stored as its ladder
 //! ([`escalation`]).
 
+pub mod affected;
 pub mod citizens;
 pub mod escalation;
 
@@ -79,6 +80,9 @@ pub struct Router {
     status_services: Arc<Vec<StatusService>>,
     /// Each audience's escalation policy; a subscriber's own replaces it.
     escalation: Arc<BTreeMap<String, EscalationPolicy>>,
+    /// What the affected lists' writer last scanned and found nothing to do (see
+    /// [`affected`]).
+    affected_idle: Mutex<Option<String>>,
 }
 
 /// One recipient of a message.
@@ -108,6 +112,7 @@ impl Router {
             approval,
             cache: Mutex::new(None),
             escalation: Arc::default(),
+            affected_idle: Mutex::new(None),
         }
     }
 

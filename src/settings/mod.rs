@@ -129,6 +129,7 @@ pub struct Settings {
     pub channels: ChannelSettings,
     pub approval: ApprovalSettings,
     pub escalation: EscalationSettings,
+    pub affected: AffectedSettings,
     pub subscribers: Vec<SubscriberSpec>,
     pub probing: ProbingSettings,
     pub probes: Vec<ProbeSpec>,
@@ -219,6 +220,15 @@ word_enum! {
     }
 }
 
+/// Incidents' affected lists (`POST /api/v1/incidents/{id}/affected`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AffectedSettings {
+    /// How long a list is kept after its incident is resolved.
+    pub retention: Dur,
+    /// The largest upload, read as a stream (never held whole).
+    pub max_upload_bytes: usize,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct StoreSettings {
     pub url: String,
@@ -275,6 +285,9 @@ word_enum! {
         Operator => "operator",
         /// Viewer, and may open and update incidents and decide on public drafts.
         Communicator => "communicator",
+        /// May upload, read and delete incidents' affected lists, nothing else: a booking
+        /// system's token.
+        Booking => "booking",
         /// Everything, including subscribers.
         Admin => "admin",
     }
@@ -288,6 +301,8 @@ pub enum Permission {
     Incidents,
     Subscribers,
     Drafts,
+    /// Incidents' affected lists: personal data of people with appointments.
+    Affected,
     Admin,
 }
 
@@ -299,6 +314,7 @@ impl Permission {
             Permission::Incidents => "writing incidents",
             Permission::Subscribers => "managing subscribers",
             Permission::Drafts => "deciding on public drafts",
+            Permission::Affected => "uploading and reading affected lists",
             Permission::Admin => "administration",
         }
     }
@@ -314,6 +330,7 @@ impl Role {
             Role::Operator => matches!(needed, P::Read | P::Incidents | P::Subscribers),
             Role::Viewer => needed == P::Read,
             Role::Ingest => needed == P::Ingest,
+            Role::Booking => needed == P::Affected,
         }
     }
 }
@@ -501,6 +518,8 @@ mod tests {
         assert!(Role::Communicator.allows(P::Drafts) && Role::Communicator.allows(P::Incidents));
         assert!(!Role::Communicator.allows(P::Subscribers));
         assert!(!Role::Ingest.allows(P::Read));
+        assert!(Role::Booking.allows(P::Affected) && Role::Admin.allows(P::Affected));
+        assert!(!Role::Booking.allows(P::Read) && !Role::Operator.allows(P::Affected));
         assert!(!Role::Viewer.allows(P::Incidents));
     }
 

@@ -163,6 +163,9 @@ fn validate_server(
     if settings.server.max_body_bytes < 1024 {
         push("server.max_body_bytes", "must be at least 1024".into());
     }
+    if settings.affected.max_upload_bytes < 1024 {
+        push("affected.max_upload_bytes", "must be at least 1024".into());
+    }
     let header_read = settings.server.header_read_timeout.get();
     if header_read < Duration::from_secs(1) || header_read > Duration::from_secs(300) {
         push(

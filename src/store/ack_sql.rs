@@ -207,7 +207,7 @@ impl AckStore for SqlStore {
              LEFT JOIN subscribers s ON s.id = a.subscriber_id
              LEFT JOIN acknowledgements k
                ON k.incident_id = d.incident_id AND k.subscriber_id = a.subscriber_id
-             WHERE d.incident_id = $1 AND d.draft_id IS NULL AND d.id > $2
+             WHERE d.incident_id = $1 AND d.draft_id IS NULL AND d.affected_id IS NULL AND d.id > $2
              ORDER BY d.id LIMIT $3",
         )
         .bind(incident_id)

@@ -65,7 +65,7 @@ impl IncidentReads for SqlStore {
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN incident_updates u ON u.id = d.update_id
              LEFT JOIN addresses a ON a.id = d.address_id
              LEFT JOIN subscribers s ON s.id = a.subscriber_id
-             WHERE d.incident_id = $1 AND d.draft_id IS NULL ORDER BY d.id"
+             WHERE d.incident_id = $1 AND d.draft_id IS NULL AND d.affected_id IS NULL ORDER BY d.id"
         )))
         .bind(incident_id)
         .fetch_all(&self.reader)

@@ -10,6 +10,8 @@
 
 mod ack;
 mod ack_sql;
+mod affected;
+mod affected_sql;
 mod backup;
 mod chat;
 mod chat_sql;
@@ -49,6 +51,7 @@ mod user;
 mod user_sql;
 
 pub use ack::{AckRow, AckStore, Acknowledged, DeskMessage, LEDGER_PAGE, LedgerRow};
+pub use affected::{AffectedCounts, AffectedRow, AffectedStore, AffectedWork, Merged, NewAffected};
 pub use backup::{BackupReport, backup_sqlite};
 pub use chat::{ChatBinding, ChatStore, Redeemed};
 pub use citizen::{CitizenPlan, CitizenPrune, CitizenStore, NewSignup, Signup};
@@ -200,6 +203,7 @@ pub struct PruneReport {
 #[async_trait]
 pub trait Store:
     AckStore
+    + AffectedStore
     + ChatStore
     + EscalationStore
     + CitizenStore

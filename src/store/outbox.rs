@@ -43,6 +43,10 @@ pub struct ClaimedDelivery {
     /// The draft this delivery tells the communications office about: a notice, not a message
     /// to a subscriber, so it has no address row and no unsubscribe or preferences link.
     pub draft_id: Option<i64>,
+    /// The row of an incident's affected list this delivery tells: no subscriber, no links to
+    /// leave, and its own `detail` filled into the message.
+    pub affected_id: Option<i64>,
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

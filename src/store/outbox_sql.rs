@@ -486,7 +486,7 @@ pub(super) async fn claim(
               AND {NEXT_FOR_RECIPIENT}
             ORDER BY d.next_attempt_at, d.id
             LIMIT $5 {skip_locked})
-         RETURNING id, message_id, incident_id, channel, recipient, address_id, subscriber_name, attempts, origin_at, draft_id"
+         RETURNING id, message_id, incident_id, channel, recipient, address_id, subscriber_name, attempts, origin_at, draft_id, affected_id, detail"
     )))
     .bind(ms(c.lease_until))
     .bind(c.owner)
@@ -509,6 +509,8 @@ pub(super) async fn claim(
                 attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
                 origin_at: ts(row.try_get("origin_at")?)?,
                 draft_id: row.try_get("draft_id")?,
+                affected_id: row.try_get("affected_id")?,
+                detail: row.try_get("detail")?,
             })
         })
         .collect::<Result<Vec<_>>>()?;

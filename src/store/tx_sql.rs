@@ -479,8 +479,8 @@ impl Tx for SqlTx {
 }
 
 /// Adds deliveries, pending now; those already there (same update, channel, recipient) stay.
-/// A draft's notices to the same recipients are no such delivery (`deliveries_once` leaves
-/// them out).
+/// A draft's notices to the same recipients, and messages to the rows of affected lists, are no
+/// such delivery (`deliveries_once` leaves them out).
 pub(super) async fn insert_deliveries(
     tx: &mut Transaction<'static, Any>,
     dialect: Dialect,
@@ -491,7 +491,7 @@ pub(super) async fn insert_deliveries(
         let sql = format!(
             "INSERT INTO deliveries (message_id, update_id, incident_id, address_id, subscriber_name, channel,
                                      recipient, state, next_attempt_at, origin_at, created_at)
-             VALUES {} ON CONFLICT (update_id, channel, recipient) WHERE draft_id IS NULL DO NOTHING",
+             VALUES {} ON CONFLICT (update_id, channel, recipient) WHERE draft_id IS NULL AND affected_id IS NULL DO NOTHING",
             values(dialect, chunk.len(), 11)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));

@@ -18,8 +18,10 @@ async fn drain(mut body: Body) {
     while let Some(Ok(_)) = body.frame().await {}
 }
 
-/// Reads the whole body, refusing more than `limit` bytes.
-pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// The body, unless it declares more than `limit` bytes (it is then drained when small enough,
+/// and refused): what a handler that reads its body as a stream checks first, counting the
+/// bytes as they come for a body that declares no length.
+pub async fn within(headers: &HeaderMap, body: Body, limit: usize) -> Result<Body, ApiError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -32,6 +34,12 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
         }
         return Err(ApiError::PayloadTooLarge(limit));
     }
+    Ok(body)
+}
+
+/// Reads the whole body, refusing more than `limit` bytes.
+pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let body = within(headers, body, limit).await?;
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())

@@ -115,6 +115,8 @@ pub struct Parts {
     pub status: Arc<StatusPage>,
     /// Citizens' sign-ups and preferences.
     pub citizens: Arc<crate::citizen::Citizens>,
+    /// Incidents' affected lists, as they are uploaded.
+    pub affected: Arc<crate::affected::AffectedLists>,
     /// Channels paused because their credentials were refused.
     pub pauses: crate::outbox::Pauses,
     /// Whether this replica leads, for `/metrics`.

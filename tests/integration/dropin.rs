@@ -11,7 +11,7 @@ use crate::support::*;
 /// The library's strangers' text, shared with its property tests.
 #[path = "../../src/hostile.rs"]
 #[expect(dead_code, reason = "only `text` is used here")]
-mod hostile;
+pub(crate) mod hostile;
 
 fn fixture(path: &str) -> Value {
     let bytes = std::fs::read(format!(

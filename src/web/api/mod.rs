@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod acks;
+pub mod affected;
 pub mod drafts;
 pub mod heartbeat_admin;
 pub mod heartbeats;
@@ -30,6 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(incidents::deliveries))
         .routes(routes!(acks::board))
         .routes(routes!(acks::ledger))
+        .routes(routes!(affected::upload, affected::list, affected::delete))
         .routes(routes!(subscribers::list, subscribers::create))
         .routes(routes!(
             subscribers::get,
