@@ -237,15 +237,22 @@ impl AffectedLists {
             .renderer
             .language_for(channel, &row.language)
             .ok_or(Problem::NoChannel("no template language fits"))?;
+        let fiscal_code = row.fiscal_code.as_ref().map(|cf| cf.seal(&self.key));
+        // App IO's recipient is the sealed code, as every fiscal code at rest; its channel
+        // opens it to send.
+        let recipient = match (reach.via, &fiscal_code) {
+            (Via::AppIo, Some(sealed)) => sealed.clone(),
+            _ => reach.address,
+        };
         Ok(NewAffected {
             digest: identity(&row, &self.key),
-            fiscal_code: row.fiscal_code.as_ref().map(|cf| cf.seal(&self.key)),
+            fiscal_code,
             mobile: row.mobile.clone(),
             email: row.email.clone(),
             language,
             detail: row.detail.clone(),
             channel,
-            recipient: reach.address,
+            recipient,
         })
     }
 }

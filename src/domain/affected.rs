@@ -162,7 +162,7 @@ impl Via {
     /// by it is refused at upload.
     pub fn channel(self) -> Option<ChannelKind> {
         match self {
-            Via::AppIo => None,
+            Via::AppIo => Some(ChannelKind::AppIo),
             Via::Sms => Some(ChannelKind::Sms),
             Via::Email => Some(ChannelKind::Email),
         }

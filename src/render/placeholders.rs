@@ -38,6 +38,7 @@ pub fn fill_detail(text: &str, detail: &str, markup: Markup) -> String {
         Markup::Plain => detail.to_owned(),
         Markup::Html => minijinja::HtmlEscape(detail).to_string(),
         Markup::TelegramHtml => telegram::escape(detail),
+        Markup::Markdown => super::appio::escape(detail),
     };
     text.replace(DETAIL, &escaped)
 }
@@ -82,6 +83,12 @@ impl Placeholders<'_> {
                 .replace(UNSUBSCRIBE_URL, &telegram::escape(self.unsubscribe_url))
                 .replace(MANAGE_URL, &telegram::escape(self.manage_url))
                 .replace(ACK_URL, &telegram::escape(self.ack_url)),
+            // Links and names are words in Markdown: what would format them is escaped.
+            Markup::Markdown => body
+                .replace(RECIPIENT_NAME, &super::appio::escape(self.recipient_name))
+                .replace(UNSUBSCRIBE_URL, self.unsubscribe_url)
+                .replace(MANAGE_URL, self.manage_url)
+                .replace(ACK_URL, self.ack_url),
         }
     }
 }
@@ -92,6 +99,8 @@ pub enum Markup {
     Plain,
     Html,
     TelegramHtml,
+    /// App IO's messages.
+    Markdown,
 }
 
 #[cfg(test)]
@@ -128,6 +137,10 @@ mod tests {
             "Disservizio.\nIl suo appuntamento: ore 11:30 <Foligno> & C..\nFine.\n"
         );
         assert!(fill_detail(&text, "<b>", Markup::Html).contains("appuntamento: &lt;b&gt;."));
+        assert!(
+            fill_detail(&text, "**ore** [11]", Markup::Markdown)
+                .contains(r"appuntamento: \*\*ore\*\* \[11\].")
+        );
         assert!(
             fill_detail(&text, "<b>", Markup::TelegramHtml).contains("appuntamento: &lt;b&gt;.")
         );

@@ -232,6 +232,12 @@ impl Channel for AppIoChannel {
         KIND
     }
 
+    /// The markdown's per-recipient parts (an affected person's appointment) are escaped as
+    /// Markdown words.
+    fn body_markup(&self) -> crate::render::Markup {
+        crate::render::Markup::Markdown
+    }
+
     async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
         let code = self.open(&msg.recipient)?;
         let api = &self.api;
