@@ -40,6 +40,9 @@ pub enum Form {
     Statement,
     /// One plain text, whole.
     Text,
+    /// Named one-line fields (a WhatsApp template's parameters), written one a line as
+    /// `name: value`.
+    Fields,
 }
 
 impl Form {
@@ -51,6 +54,7 @@ impl Form {
             Form::Sms | Form::Text => &["text"],
             Form::Post => &["post"],
             Form::Statement => &["post", "title"],
+            Form::Fields => &["title", "services", "text"],
         }
     }
 }

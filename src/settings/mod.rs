@@ -108,6 +108,7 @@ pub use crate::channel::voice::settings::{
     VoiceProviderKeys, VoiceProviderKind, VoiceProviderSettings, VoiceSettings,
 };
 pub use crate::channel::webhook::settings::WebhookSettings;
+pub use crate::channel::whatsapp::settings::{WhatsAppSettings, WhatsAppTemplate};
 pub use crate::channel::x::settings::XSettings;
 pub use status_page::{
     LANGUAGES as STATUS_LANGUAGES, StatusService, StatusSettings, SubscribeSettings,
@@ -436,6 +437,7 @@ pub struct ChannelSettings {
     pub log: LogChannelSettings,
     pub webhook: WebhookSettings,
     pub voice: VoiceSettings,
+    pub whatsapp: WhatsAppSettings,
 }
 
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {

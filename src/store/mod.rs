@@ -68,8 +68,8 @@ pub use incidents::{
     SignalSnapshot, UpdateRow,
 };
 pub use outbox::{
-    ClaimedDelivery, DeliveryOutcome, DeliveryReport, MessageRow, OutboxStore, Outcome, Receipt,
-    Tokens,
+    ClaimedDelivery, DeliveryOutcome, DeliveryReport, MessageRow, OutboxStore, Outcome, Reached,
+    Receipt, Tokens,
 };
 pub use probe::{NewSilence, Observation, ProbeStore, SilenceRow, Verdict};
 pub use subscriber::{

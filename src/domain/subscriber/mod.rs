@@ -51,10 +51,12 @@ pub enum ChannelKind {
     Webhook,
     /// A phone call that says the incident's short text and asks for a key to confirm.
     Voice,
+    /// A WhatsApp message through Meta's Cloud API: an approved template, its parameters filled.
+    WhatsApp,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 11] = [
+    pub const ALL: [ChannelKind; 12] = [
         ChannelKind::Email,
         ChannelKind::Telegram,
         ChannelKind::Sms,
@@ -66,6 +68,7 @@ impl ChannelKind {
         ChannelKind::Log,
         ChannelKind::Webhook,
         ChannelKind::Voice,
+        ChannelKind::WhatsApp,
     ];
 
     /// The social networks: one account each, set in `channels.<network>`, posting public
@@ -91,6 +94,7 @@ impl ChannelKind {
             ChannelKind::Log => "Log",
             ChannelKind::Webhook => "Webhook",
             ChannelKind::Voice => "Voice call",
+            ChannelKind::WhatsApp => "WhatsApp",
         }
     }
 
@@ -111,6 +115,7 @@ impl ChannelKind {
             ChannelKind::Log => "log",
             ChannelKind::Webhook => "webhook",
             ChannelKind::Voice => "voice",
+            ChannelKind::WhatsApp => "whatsapp",
         }
     }
 
@@ -126,6 +131,9 @@ impl ChannelKind {
             ChannelKind::Sms => parse_phone(trimmed, rules.phone_region),
             // Written and read as a number that is texted, a landline too.
             ChannelKind::Voice => parse_callable(trimmed, rules.phone_region),
+            // A mobile number, read as SMS reads it: WhatsApp accounts are mobile numbers.
+            ChannelKind::WhatsApp => parse_phone(trimmed, rules.phone_region)
+                .map_err(|e| e.replace("SMS cannot", "WhatsApp cannot")),
             ChannelKind::Status => Err(
                 "status is not a subscriber address: the status page shows what the `public` audience is approved to hear, for the services in [[status.services]]".into(),
             ),

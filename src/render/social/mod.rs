@@ -73,7 +73,8 @@ impl Limits {
             | ChannelKind::Sms
             | ChannelKind::Log
             | ChannelKind::Webhook
-            | ChannelKind::Voice => None,
+            | ChannelKind::Voice
+            | ChannelKind::WhatsApp => None,
         }
     }
 
