@@ -178,7 +178,7 @@ pub trait OutboxStore: Announce + Send + Sync {
     /// one (sent, queued, ringing).
     async fn record_report(&self, report: &DeliveryReport) -> Result<bool>;
     /// The people `channel` has reached since `since` (each counted once, the deliveries sent
-    /// and the ones being sent besides `delivery_id`), whether `recipient` is one of them, and
+    /// and the ones being sent that were made before `delivery_id`), whether `recipient` is one of them, and
     /// when the first of them leaves that window: a messaging limit per rolling day.
     async fn recipients_reached(
         &self,

@@ -390,12 +390,14 @@ impl OutboxStore for SqlStore {
         delivery_id: i64,
         since: Timestamp,
     ) -> Result<Reached> {
-        // A delivery being sent counts as of now: two replicas sending at once both count it.
+        // A delivery being sent counts as of now when it was claimed before this one (a lower
+        // id): of two replicas sending at once, the later gives way, and the earlier never
+        // waits for it.
         let now = ms(Timestamp::now());
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT recipient, MAX(COALESCE(sent_at, $4)) FROM deliveries
              WHERE channel = $1
-               AND ((state = 'sent' AND sent_at >= $2) OR (state = 'sending' AND id <> $3))
+               AND ((state = 'sent' AND sent_at >= $2) OR (state = 'sending' AND id < $3))
              GROUP BY recipient",
         )
         .bind(channel.as_str())

@@ -46,3 +46,4 @@ mod subscribers;
 mod telegram;
 mod voice;
 mod webhook;
+mod whatsapp;

@@ -92,6 +92,7 @@ impl Channel for WhatsAppChannel {
         let button = template
             .ack_button
             .then(|| msg.ack.as_ref().map_or(params::EMPTY, |a| a.token.as_str()));
+        let turn = self.pace.turn().await;
         let sent = self
             .api
             .send(&TemplateMessage {
@@ -102,6 +103,7 @@ impl Channel for WhatsAppChannel {
                 button,
             })
             .await;
+        drop(turn);
         match sent {
             Ok(id) => {
                 metrics::counter!("banditore_whatsapp_sent_total").increment(1);
@@ -193,6 +195,7 @@ impl super::ChannelSpec for Spec {
             api: Api::new(http, keys.messages_url.clone(), keys.token.clone()),
             templates: s.templates.clone(),
             pace: Pace::new(
+                s.messages_per_second,
                 s.pair_interval.get(),
                 s.daily_recipients,
                 wiring.store.clone(),
