@@ -436,3 +436,82 @@ async fn past_the_daily_limit_of_people_the_rest_waits_and_the_operators_are_tol
     );
     assert!(double.violations().is_empty(), "{:?}", double.violations());
 }
+
+#[tokio::test]
+async fn a_citizen_signs_up_by_whatsapp_with_a_code_sent_as_the_authentication_template() {
+    let template = incident_template("it", false);
+    // Meta's authentication templates: the code in the body and in the copy-code button.
+    let code_template = Approved {
+        name: "banditore_codice".into(),
+        language: "it".into(),
+        body: "*{{1}}* è il tuo codice di verifica.".into(),
+        url_button: true,
+    };
+    let double = WhatsAppDouble::start(options(vec![template.clone(), code_template])).await;
+    let extra = format!(
+        r#"code_template = "banditore_codice"
+
+[[status.services]]
+id = "cup"
+name = "Prenotazioni (CUP)"
+matchers = ['service=~"cup.*"']
+
+[status.subscribe]
+channels = ["whatsapp"]
+"#
+    );
+    // The status sections go after the channel's; its templates table stays last.
+    let config = config(&double, &template, "").replace(
+        "\n[channels.whatsapp.templates.it]",
+        &format!("{extra}\n[channels.whatsapp.templates.it]"),
+    );
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, &config, &[]).await;
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("channel", "whatsapp"),
+            ("phone", "333 765 4321"),
+            ("services", "cup"),
+            ("lang", "it"),
+        ])
+        .finish();
+    let resp = app
+        .post(
+            "/status/subscribe",
+            None,
+            "application/x-www-form-urlencoded",
+            body,
+        )
+        .await;
+    let status = resp.status().as_u16();
+    let page = resp.text().await.unwrap();
+    assert_eq!(status, 202, "{page}");
+    let sent = double.wait_for(1, Duration::from_secs(10)).await.remove(0);
+    assert_eq!(sent.template, "banditore_codice");
+    assert_eq!(sent.to, "393337654321");
+    let code = sent.parameters[0].clone();
+    assert!(
+        code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()),
+        "{code}"
+    );
+    assert_eq!(sent.button.as_deref(), Some(code.as_str()));
+    let at = page.find("/status/subscribe/code/").expect("the code form");
+    let action = page[at..at + page[at..].find('"').unwrap()].to_owned();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("code", code.as_str()), ("lang", "it")])
+        .finish();
+    let resp = app
+        .post(&action, None, "application/x-www-form-urlencoded", body)
+        .await;
+    assert_eq!(resp.status(), 200);
+    let all = app.get_json("/api/v1/subscribers", ADMIN_TOKEN).await;
+    let citizen = all["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["origin"] == "citizen")
+        .cloned()
+        .expect("the citizen");
+    assert_eq!(citizen["addresses"][0]["channel"], "whatsapp", "{citizen}");
+    assert_eq!(citizen["addresses"][0]["address"], "+393337654321");
+}

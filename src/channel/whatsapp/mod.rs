@@ -31,10 +31,17 @@ use crate::domain::subscriber::ChannelKind;
 /// The provider's name on the deliveries it sent, which status webhooks are matched by.
 pub const PROVIDER: &str = "whatsapp";
 
+/// The subject of an [`Outgoing`] whose text is a citizen's sign-up code: it goes out as
+/// `channels.whatsapp.code_template`, an authentication template whose body's one parameter and
+/// copy-code button both carry the code.
+pub const SIGNUP_CODE: &str = "banditore:whatsapp-signup-code";
+
 pub struct WhatsAppChannel {
     api: Api,
     /// Per template language.
     templates: BTreeMap<String, WhatsAppTemplate>,
+    /// The authentication template for sign-up codes; empty for none.
+    code_template: String,
     pace: Pace,
 }
 
@@ -68,6 +75,9 @@ impl Channel for WhatsAppChannel {
         if let Err(wait) = self.pace.pair_turn(&msg.recipient) {
             return Err(SendError::Throttled { after: wait });
         }
+        if msg.subject.as_deref() == Some(SIGNUP_CODE) {
+            return self.send_code(msg, template).await;
+        }
         let parts = params::Parts::read(&msg.text, msg.subject.as_deref());
         let ack_url = msg.ack.as_ref().map_or("", |a| a.url.as_str());
         let values: Vec<(&str, &str)> = template
@@ -92,17 +102,56 @@ impl Channel for WhatsAppChannel {
         let button = template
             .ack_button
             .then(|| msg.ack.as_ref().map_or(params::EMPTY, |a| a.token.as_str()));
-        let turn = self.pace.turn().await;
-        let sent = self
-            .api
-            .send(&TemplateMessage {
+        self.deliver(
+            msg,
+            &TemplateMessage {
                 to: &msg.recipient,
                 template: &template.name,
                 language: &template.language,
                 body: &body,
                 button,
-            })
-            .await;
+            },
+        )
+        .await
+    }
+}
+
+impl WhatsAppChannel {
+    /// A citizen's sign-up code, as the authentication template (in the language of the
+    /// message template chosen for the citizen's language).
+    async fn send_code(
+        &self,
+        msg: &Outgoing,
+        template: &WhatsAppTemplate,
+    ) -> Result<Receipt, SendError> {
+        if self.code_template.is_empty() {
+            return Err(SendError::Reject {
+                reason: "no channels.whatsapp.code_template to send a sign-up code with".into(),
+            });
+        }
+        // Meta: an authentication template's code is at most 15 characters.
+        let code: String = params::one_line(&msg.text).chars().take(15).collect();
+        let body = [code.clone()];
+        self.deliver(
+            msg,
+            &TemplateMessage {
+                to: &msg.recipient,
+                template: &self.code_template,
+                language: &template.language,
+                body: &body,
+                button: Some(&code),
+            },
+        )
+        .await
+    }
+
+    async fn deliver(
+        &self,
+        msg: &Outgoing,
+        message: &TemplateMessage<'_>,
+    ) -> Result<Receipt, SendError> {
+        let turn = self.pace.turn().await;
+        let sent = self.api.send(message).await;
         drop(turn);
         match sent {
             Ok(id) => {
@@ -194,6 +243,7 @@ impl super::ChannelSpec for Spec {
         let channel = WhatsAppChannel {
             api: Api::new(http, keys.messages_url.clone(), keys.token.clone()),
             templates: s.templates.clone(),
+            code_template: s.code_template.clone(),
             pace: Pace::new(
                 s.messages_per_second,
                 s.pair_interval.get(),
