@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use banditore::channel::whatsapp::api::TemplateMessage;
+use banditore::channel::whatsapp::params::{Parts, fit};
+use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use crate::support::whatsapp::*;
@@ -514,4 +517,76 @@ channels = ["whatsapp"]
         .expect("the citizen");
     assert_eq!(citizen["addresses"][0]["channel"], "whatsapp", "{citizen}");
     assert_eq!(citizen["addresses"][0]["address"], "+393337654321");
+}
+
+/// Any text at all: any character (controls, line and paragraph separators, non-characters),
+/// runs of white space, huge words, nothing.
+fn hostile() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            any::<char>().prop_map(String::from),
+            "[ \t\n\r\u{a0}\u{2028}\u{3000}]{1,12}",
+            "[a-zà-ÿ]{1,12}",
+            "[a-z]{900,3000}",
+            Just(String::new()),
+        ],
+        0..30,
+    )
+    .prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever a monitor, an operator or a citizen wrote — any Unicode, control characters,
+    /// huge words, nothing at all — the body the channel builds is one the double, holding
+    /// Meta's rules, accepts.
+    #[test]
+    fn every_message_the_channel_builds_passes_the_cloud_apis_rules(
+        title in hostile(),
+        services in hostile(),
+        text in hostile(),
+        name in hostile(),
+        notice in any::<bool>(),
+        button in any::<bool>(),
+    ) {
+        let approved = incident_template("it", button);
+        let options = options(vec![approved.clone()]);
+        // As rendered (one field a line), or an operators' notice written freely.
+        let rendered = if notice {
+            text.clone()
+        } else {
+            let line = |v: &str| v.split(|c: char| c.is_whitespace() || c.is_control())
+                .filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
+            format!("title: {}\nservices: {}\ntext: {}", line(&title), line(&services), line(&text))
+        };
+        let parts = Parts::read(&rendered, notice.then_some(title.as_str()));
+        let values = [
+            ("title", parts.title.as_str()),
+            ("services", parts.services.as_str()),
+            ("text", parts.text.as_str()),
+            ("name", name.as_str()),
+        ];
+        let body = fit(&values, MAX_BODY - approved.own_chars());
+        let message = TemplateMessage {
+            to: "+393331234567",
+            template: &approved.name,
+            language: &approved.language,
+            body: &body,
+            button: button.then_some("42.7.Qz0MawFYytr4k7oAZNN9WA"),
+        };
+        let bytes = serde_json::to_vec(&message.json()).unwrap();
+        let mut inner = Default::default();
+        let (response, code, accepted) = answer(
+            &options,
+            &mut inner,
+            &format!("/{WA_VERSION}/{WA_PHONE_NUMBER_ID}/messages"),
+            Some(format!("Bearer {WA_TOKEN}")),
+            &bytes,
+            std::time::Instant::now(),
+        );
+        prop_assert_eq!(response.status().as_u16(), 200, "{:?} {:?}", code, body);
+        let accepted = accepted.unwrap();
+        prop_assert!(accepted.body.chars().count() <= MAX_BODY);
+    }
 }

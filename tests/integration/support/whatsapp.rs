@@ -111,7 +111,7 @@ pub struct Options {
 }
 
 #[derive(Default)]
-struct Inner {
+pub struct Inner {
     accepted: Vec<Accepted>,
     answered: Vec<Answered>,
     /// Codes to answer with next (HTTP status, Graph code), in order.
@@ -255,7 +255,9 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     response
 }
 
-fn answer(
+/// The double's answer to one request, as the server gives it (also for property tests that
+/// ask it directly).
+pub fn answer(
     options: &Options,
     inner: &mut Inner,
     path: &str,
