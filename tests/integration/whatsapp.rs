@@ -451,8 +451,7 @@ async fn a_citizen_signs_up_by_whatsapp_with_a_code_sent_as_the_authentication_t
         url_button: true,
     };
     let double = WhatsAppDouble::start(options(vec![template.clone(), code_template])).await;
-    let extra = format!(
-        r#"code_template = "banditore_codice"
+    let extra = r#"code_template = "banditore_codice"
 
 [[status.services]]
 id = "cup"
@@ -461,8 +460,7 @@ matchers = ['service=~"cup.*"']
 
 [status.subscribe]
 channels = ["whatsapp"]
-"#
-    );
+"#;
     // The status sections go after the channel's; its templates table stays last.
     let config = config(&double, &template, "").replace(
         "\n[channels.whatsapp.templates.it]",
