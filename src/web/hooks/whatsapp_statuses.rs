@@ -55,6 +55,7 @@ fn keys(state: &AppState) -> Result<&WhatsAppKeys, ApiError> {
         ("hub.verify_token" = String, Query, description = "`channels.whatsapp.verify_token`."),
         ("hub.challenge" = String, Query, description = "Answered back."),
     ),
+    security(()),
     responses(
         (status = 200, description = "The challenge.", body = String, content_type = "text/plain"),
         (status = 400, response = BadRequest),
@@ -164,9 +165,7 @@ fn report(status: &serde_json::Value) -> Option<DeliveryReport> {
     tag = "callbacks",
     request_body(content = Object, content_type = "application/json",
         description = "Meta's webhook: `object`, `entry[].changes[].value.statuses[]`."),
-    params(
-        ("X-Hub-Signature-256" = String, Header, description = "`sha256=` and the hex HMAC-SHA256 of the body with the app secret."),
-    ),
+    security(("hub_signature" = [])),
     responses(
         (status = 200, description = "Read.", body = StatusesRecorded),
         (status = 400, response = BadRequest),
