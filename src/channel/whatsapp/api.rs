@@ -101,6 +101,9 @@ impl Api {
     }
 }
 
+/// How long a 131056 (one person messaged too often) is waited out: Meta's pair rate.
+pub const PAIR_RATE_WAIT: Duration = Duration::from_secs(6);
+
 fn excerpt(body: &str) -> String {
     body.chars().take(200).collect()
 }
@@ -129,7 +132,9 @@ pub fn classify(status: u16, body: &str, template: &str) -> SendError {
         // pair rate (131056: one person messaged too often), spam rate (131048).
         Some(130429) => throttled(1),
         Some(4 | 80007) => throttled(60),
-        Some(131056) => throttled(6),
+        Some(131056) => SendError::Throttled {
+            after: PAIR_RATE_WAIT,
+        },
         Some(131048) => throttled(600),
         // Template problems: the message as configured cannot go.
         Some(132000 | 132001 | 132005 | 132007 | 132012 | 132015 | 132016) => SendError::Reject {

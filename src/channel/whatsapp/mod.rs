@@ -165,7 +165,7 @@ impl WhatsAppChannel {
             Err(e) => {
                 let kind = match &e {
                     SendError::Throttled { after } => {
-                        if *after == Duration::from_secs(6) {
+                        if *after == api::PAIR_RATE_WAIT {
                             self.pace.pair_refused(&msg.recipient);
                         }
                         "throttled"
