@@ -102,7 +102,7 @@ impl Application {
         let flow = ground.pipeline(channels.enabled.clone(), channels.handover.clone())?;
         let intake = ground.ingest_and_probes()?;
         let citizens = ground
-            .citizens(channels.email.clone(), channels.sms.take())
+            .citizens(channels.email.clone(), channels.sms.clone())
             .await?;
         let state = ground.web_state(metrics, &channels, &telegram, &flow, &intake, citizens);
         let listener = TcpListener::bind(s.server.listen)
@@ -368,8 +368,8 @@ struct Channels {
     enabled: BTreeSet<ChannelKind>,
     /// The email channel, for citizens' sign-ups.
     email: Option<Arc<dyn Channel>>,
-    /// The SMS channel, for citizens.
-    sms: Option<Arc<dyn Channel>>,
+    /// The channels that carry citizens' sign-up codes (SMS, WhatsApp).
+    sms: crate::citizen::CodeSenders,
     callbacks: crate::web::Callbacks,
     /// Telegram's client and pacer, for the bot.
     telegram: Option<Arc<telegram::Shared>>,
@@ -465,7 +465,7 @@ impl Ground<'_> {
             ));
         }
         let email_channel = senders.get(&ChannelKind::Email).cloned();
-        let sms_for_citizens = senders.get(&ChannelKind::Sms).cloned();
+        let sms_for_citizens = crate::citizen::code_senders(&senders);
         let callbacks = crate::web::Callbacks::take(&mut shared);
         let telegram = shared
             .remove(&ChannelKind::Telegram)
@@ -664,7 +664,7 @@ impl Ground<'_> {
     async fn citizens(
         &self,
         email_channel: Option<Arc<dyn Channel>>,
-        sms_for_citizens: Option<Arc<dyn Channel>>,
+        sms_for_citizens: crate::citizen::CodeSenders,
     ) -> anyhow::Result<Arc<crate::citizen::Citizens>> {
         let (v, store) = (self.v, &self.store);
         let s = &v.settings;
@@ -695,7 +695,7 @@ impl Ground<'_> {
                 public_url: s.server.public_url.clone(),
                 renderer: v.renderer.clone(),
                 email: email_channel,
-                sms: sms_for_citizens,
+                codes: sms_for_citizens,
             },
         ));
         match citizens.sync().await {

@@ -3,6 +3,7 @@
 //! - **Email**: double opt-in. The address gets a link that confirms it, good for
 //!   `status.subscribe.link_ttl` and once.
 //! - **SMS**: the number gets a six-digit code, good for `code_ttl` and `code_attempts` tries.
+//! - **WhatsApp**: as SMS, the code sent as `channels.whatsapp.code_template`.
 //! - **Telegram**: a citizen subscriber is made without an address, with a one-time invite; the
 //!   chat that opens the bot with its deep link binds itself (the bot's `/start`).
 //!
@@ -114,7 +115,22 @@ pub struct CitizenParts {
     pub public_url: String,
     pub renderer: Renderer,
     pub email: Option<Arc<dyn Channel>>,
-    pub sms: Option<Arc<dyn Channel>>,
+    /// The channels a code goes out by (SMS, WhatsApp), the ones enabled.
+    pub codes: CodeSenders,
+}
+
+/// The senders of sign-up codes, by channel.
+pub type CodeSenders = std::collections::BTreeMap<ChannelKind, Arc<dyn Channel>>;
+
+/// The enabled senders that can carry a sign-up code.
+pub fn code_senders(
+    senders: &std::collections::BTreeMap<ChannelKind, Arc<dyn Channel>>,
+) -> CodeSenders {
+    senders
+        .iter()
+        .filter(|(kind, _)| matches!(kind, ChannelKind::Sms | ChannelKind::WhatsApp))
+        .map(|(kind, sender)| (*kind, sender.clone()))
+        .collect()
 }
 
 /// A sign-up token: 32 random bytes, with a `c` before them so that a Telegram `/start` payload
@@ -242,7 +258,7 @@ impl Citizens {
         let address = channel.parse_address(raw, &self.p.rules).map_err(invalid)?;
         match channel {
             ChannelKind::Email => Ok(address.to_lowercase()),
-            ChannelKind::Sms
+            ChannelKind::Sms | ChannelKind::WhatsApp
                 if !self
                     .p
                     .settings
@@ -330,6 +346,7 @@ impl Citizens {
         let channel = match form.channel.as_str() {
             "email" => ChannelKind::Email,
             "sms" => ChannelKind::Sms,
+            "whatsapp" => ChannelKind::WhatsApp,
             "telegram" => ChannelKind::Telegram,
             other => {
                 return Err(SignupError::Invalid {
@@ -356,7 +373,7 @@ impl Citizens {
         let now = Timestamp::now();
         let key = self.address_key(channel, &address);
         let token = random_token();
-        let code = (channel == ChannelKind::Sms)
+        let code = matches!(channel, ChannelKind::Sms | ChannelKind::WhatsApp)
             .then(|| format!("{:06}", rand::random_range(0..1_000_000u32)));
         let ttl = if code.is_some() {
             self.p.settings.code_ttl.get()
@@ -397,7 +414,7 @@ impl Citizens {
             Some(code) => (
                 "code_sms",
                 vec![minijinja::Value::from(code.as_str())],
-                &self.p.sms,
+                self.p.codes.get(&channel).cloned(),
             ),
             None => (
                 "confirm_email",
@@ -410,7 +427,7 @@ impl Citizens {
                     minijinja::Value::from(self.service_names(&services, &language)),
                     minijinja::Value::from(ttl.as_secs() / 3600),
                 ],
-                &self.p.email,
+                self.p.email.clone(),
             ),
         };
         let Some(sender) = sender else {
@@ -424,10 +441,15 @@ impl Citizens {
             .renderer
             .citizen_text(&language, name, &args)
             .map_err(|e| SignupError::Unavailable(e.to_string()))?;
-        let (subject, text) = match text.split_once('\n') {
-            Some((subject, body)) if channel == ChannelKind::Email => {
+        let (subject, text) = match (text.split_once('\n'), &code) {
+            (Some((subject, body)), _) if channel == ChannelKind::Email => {
                 (Some(subject.trim().to_owned()), body.trim().to_owned())
             }
+            // WhatsApp sends the code alone, in its authentication template.
+            (_, Some(code)) if channel == ChannelKind::WhatsApp => (
+                Some(crate::channel::whatsapp::SIGNUP_CODE.to_owned()),
+                code.clone(),
+            ),
             _ => (None, text.trim().to_owned()),
         };
         let outgoing = Outgoing {

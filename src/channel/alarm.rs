@@ -1,5 +1,6 @@
 //! What a channel has to tell the operators by itself, beside a delivery's outcome: a webhook
-//! receiver disabled after failing for `channels.webhook.disable_after`. A channel raises an
+//! receiver disabled after failing for `channels.webhook.disable_after`, WhatsApp's daily
+//! limit of people reached. A channel raises an
 //! [`Alarm`]; the outbox's operators' notices (`outbox::pause::Notices`) take it and tell
 //! `outbox.notify_audience` through the channels that reach people, as for a paused channel.
 
@@ -19,6 +20,8 @@ pub enum Alarm {
         since: Timestamp,
         last_error: String,
     },
+    /// WhatsApp reached the number's messaging limit: the rest waits until `until`.
+    WhatsAppLimit { limit: u32, until: Timestamp },
 }
 
 /// The alarms of this process not yet told, shared by the channels and the notices.

@@ -21,6 +21,7 @@ pub mod status_page;
 pub mod telegram;
 pub mod voice;
 pub mod webhook;
+pub mod whatsapp;
 pub mod x;
 
 use std::any::Any;
@@ -39,7 +40,7 @@ use crate::store::Store;
 /// then names every match to complete), its field in `settings::ChannelSettings`, its section in
 /// `config/default.toml` and its templates. The store keeps a channel as a word and needs no
 /// migration, except for a channel citizens may sign up by: `signups.channel` is checked to be
-/// `email` or `sms`, the channels that can carry a confirmation code.
+/// `email`, `sms` or `whatsapp`, the channels that can carry a confirmation code.
 pub fn registry() -> &'static [&'static dyn ChannelSpec] {
     &[
         &email::Spec,
@@ -54,6 +55,7 @@ pub fn registry() -> &'static [&'static dyn ChannelSpec] {
         &webhook::Spec,
         &voice::Spec,
         &appio::Spec,
+        &whatsapp::Spec,
     ]
 }
 

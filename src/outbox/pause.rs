@@ -212,6 +212,14 @@ impl Notices {
                     replica,
                 ],
             ),
+            Change::Alarm(Alarm::WhatsAppLimit { limit, until }) => (
+                "whatsapp_limit",
+                vec![
+                    minijinja::Value::from(*limit),
+                    minijinja::Value::from(until.to_string()),
+                    replica,
+                ],
+            ),
         };
         let text = match self.renderer.bot_text(&self.language, macro_name, &args) {
             Ok(text) => text,

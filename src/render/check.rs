@@ -467,6 +467,10 @@ fn bot_samples() -> Vec<(&'static str, Vec<minijinja::Value>)> {
             "channel_resumed",
             vec![Value::from("Telegram"), Value::from("banditore-1")],
         ),
+        (
+            "whatsapp_limit",
+            vec![Value::from(250), at(), Value::from("banditore-1")],
+        ),
         ("help", vec![]),
         ("not_registered", vec![]),
         ("bound", vec![name()]),

@@ -42,6 +42,9 @@ pub enum Form {
     Text,
     /// App IO: a subject and a Markdown body, each fitted to App IO's lengths.
     AppIo,
+    /// Named one-line fields (a WhatsApp template's parameters), written one a line as
+    /// `name: value`.
+    Fields,
 }
 
 impl Form {
@@ -54,6 +57,7 @@ impl Form {
             Form::Post => &["post"],
             Form::Statement => &["post", "title"],
             Form::AppIo => &["subject", "markdown"],
+            Form::Fields => &["title", "services", "text"],
         }
     }
 }

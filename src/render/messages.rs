@@ -17,6 +17,14 @@ pub struct Rendered {
     pub html: Option<String>,
 }
 
+/// A field on one line: every run of white space and control characters one space, trimmed.
+fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// What an SMS template costs at most, when it does not say (`{% set max_segments = N %}`).
 pub const SMS_DEFAULT_MAX_SEGMENTS: u32 = 2;
 
@@ -94,6 +102,19 @@ impl Renderer {
                 html: None,
                 language,
             },
+            Form::Fields => {
+                let mut text = String::new();
+                for part in form.parts() {
+                    let value = one_line(&render(part)?);
+                    text.push_str(&format!("{part}: {value}\n"));
+                }
+                Rendered {
+                    subject: None,
+                    text: text.trim_end().to_owned(),
+                    html: None,
+                    language,
+                }
+            }
         };
         Ok(rendered)
     }

@@ -109,6 +109,7 @@ pub use crate::channel::voice::settings::{
     VoiceProviderKeys, VoiceProviderKind, VoiceProviderSettings, VoiceSettings,
 };
 pub use crate::channel::webhook::settings::WebhookSettings;
+pub use crate::channel::whatsapp::settings::{WhatsAppSettings, WhatsAppTemplate};
 pub use crate::channel::x::settings::XSettings;
 pub use status_page::{
     LANGUAGES as STATUS_LANGUAGES, StatusService, StatusSettings, SubscribeSettings,
@@ -455,6 +456,7 @@ pub struct ChannelSettings {
     pub webhook: WebhookSettings,
     pub voice: VoiceSettings,
     pub appio: AppIoSettings,
+    pub whatsapp: WhatsAppSettings,
 }
 
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {

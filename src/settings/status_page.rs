@@ -56,7 +56,7 @@ pub struct StatusSettings {
 /// `[status.subscribe]`: citizens subscribing themselves from the status page.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SubscribeSettings {
-    /// The channels offered (`email`, `sms`, `telegram`); empty: no sign-up form.
+    /// The channels offered (`email`, `sms`, `whatsapp`, `telegram`); empty: no sign-up form.
     pub channels: Vec<ChannelKind>,
     /// How long the confirmation link sent by email stays good.
     pub link_ttl: Dur,
@@ -163,10 +163,21 @@ fn validate_subscribe(settings: &Settings, push: &mut impl FnMut(&str, String)) 
             ChannelKind::Email => channels.email.enabled,
             ChannelKind::Sms => channels.sms.enabled,
             ChannelKind::Telegram => channels.telegram.enabled,
+            ChannelKind::WhatsApp => {
+                if channels.whatsapp.code_template.is_empty() {
+                    push(
+                        "channels.whatsapp.code_template",
+                        "citizens sign up by WhatsApp with a code: name the approved authentication template that carries it".into(),
+                    );
+                }
+                channels.whatsapp.enabled
+            }
             _ => {
                 push(
                     &format!("status.subscribe.channels[{i}]"),
-                    format!("citizens subscribe by email, sms or telegram, not {channel}"),
+                    format!(
+                        "citizens subscribe by email, sms, whatsapp or telegram, not {channel}"
+                    ),
                 );
                 continue;
             }
@@ -188,6 +199,12 @@ fn validate_subscribe(settings: &Settings, push: &mut impl FnMut(&str, String)) 
         push(
             "status.subscribe.sms_country_codes",
             "say which countries' numbers may sign up by SMS, e.g. [39]".into(),
+        );
+    }
+    if sub.channels.contains(&ChannelKind::WhatsApp) && sub.sms_country_codes.is_empty() {
+        push(
+            "status.subscribe.sms_country_codes",
+            "say which countries' numbers may sign up by WhatsApp, e.g. [39]".into(),
         );
     }
     let (policy, _) = settings.approval.policy("public");

@@ -71,8 +71,8 @@ pub use incidents::{
     SignalSnapshot, UpdateRow,
 };
 pub use outbox::{
-    ClaimedDelivery, DeliveryOutcome, DeliveryReport, MessageRow, OutboxStore, Outcome, Receipt,
-    Tokens, Unsettled,
+    ClaimedDelivery, DeliveryOutcome, DeliveryReport, MessageRow, OutboxStore, Outcome, Reached,
+    Receipt, Tokens, Unsettled,
 };
 pub use probe::{NewSilence, Observation, ProbeStore, SilenceRow, Verdict};
 pub use subscriber::{

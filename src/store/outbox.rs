@@ -88,6 +88,15 @@ pub struct Receipt {
     pub segments: Option<u32>,
 }
 
+/// What [`OutboxStore::recipients_reached`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reached {
+    pub people: u64,
+    pub includes_recipient: bool,
+    /// The earliest of each person's latest send in the window.
+    pub earliest: Option<Timestamp>,
+}
+
 /// A delivery report from a provider, about a message it accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryReport {
@@ -182,6 +191,16 @@ pub trait OutboxStore: Announce + Send + Sync {
     /// a call completed, busy, no-answer, machine, …) is not overwritten by a late intermediate
     /// one (sent, queued, ringing).
     async fn record_report(&self, report: &DeliveryReport) -> Result<bool>;
+    /// The people `channel` has reached since `since` (each counted once, the deliveries sent
+    /// and the ones being sent that were made before `delivery_id`), whether `recipient` is one of them, and
+    /// when the first of them leaves that window: a messaging limit per rolling day.
+    async fn recipients_reached(
+        &self,
+        channel: ChannelKind,
+        recipient: &str,
+        delivery_id: i64,
+        since: Timestamp,
+    ) -> Result<Reached>;
     /// Records a call's progress on the delivery its callback URL names (`delivery_id`, which
     /// the URL's signed token vouches for): when that delivery was marked sent with this
     /// provider and call id, or is still being placed and its outcome not written yet (the

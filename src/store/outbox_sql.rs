@@ -10,8 +10,8 @@ use super::rows::{from_json, json, ms, opt_ts, parse, ts};
 use super::sql::SqlStore;
 use super::subscriber_sql::bump_subscribers_version;
 use super::{
-    ClaimedDelivery, DeliveryOutcome, DeliveryReport, MessageRow, OutboxStore, Outcome, Result,
-    Tokens, Unsettled,
+    ClaimedDelivery, DeliveryOutcome, DeliveryReport, MessageRow, OutboxStore, Outcome, Reached,
+    Result, Tokens, Unsettled,
 };
 use crate::domain::subscriber::ChannelKind;
 
@@ -368,9 +368,10 @@ impl OutboxStore for SqlStore {
         let Some(id) = found else {
             return Ok(false);
         };
+        // A message read was delivered first: `read` is the one final word that follows another.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE deliveries SET report_status = $2, report_error = $3, report_at = $4
-             WHERE id = $1 AND {NOT_FINAL}"
+             WHERE id = $1 AND ({NOT_FINAL} OR (report_status = 'delivered' AND $2 = 'read'))"
         )))
         .bind(id)
         .bind(&report.status)
@@ -380,6 +381,40 @@ impl OutboxStore for SqlStore {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn recipients_reached(
+        &self,
+        channel: ChannelKind,
+        recipient: &str,
+        delivery_id: i64,
+        since: Timestamp,
+    ) -> Result<Reached> {
+        // A delivery being sent counts as of now when it was claimed before this one (a lower
+        // id): of two replicas sending at once, the later gives way, and the earlier never
+        // waits for it.
+        let now = ms(Timestamp::now());
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT recipient, MAX(COALESCE(sent_at, $4)) FROM deliveries
+             WHERE channel = $1
+               AND ((state = 'sent' AND sent_at >= $2) OR (state = 'sending' AND id < $3))
+             GROUP BY recipient",
+        )
+        .bind(channel.as_str())
+        .bind(ms(since))
+        .bind(delivery_id)
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await?;
+        let earliest = match rows.iter().map(|(_, at)| *at).min() {
+            Some(at) => Some(ts(at)?),
+            None => None,
+        };
+        Ok(Reached {
+            people: rows.len() as u64,
+            includes_recipient: rows.iter().any(|(r, _)| r == recipient),
+            earliest,
+        })
     }
 
     async fn record_call_report(&self, delivery_id: i64, report: &DeliveryReport) -> Result<bool> {

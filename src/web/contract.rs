@@ -118,6 +118,14 @@ impl Modify for SecuritySchemes {
             ))),
         );
         components.add_security_scheme(
+            "hub_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Hub-Signature-256",
+                "Meta's signature of a webhook: `sha256=` and the hex HMAC-SHA256 of the raw body \
+                 with the app's secret (`channels.whatsapp.app_secret`).",
+            ))),
+        );
+        components.add_security_scheme(
             "twilio_signature",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-Twilio-Signature",

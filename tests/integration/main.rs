@@ -49,3 +49,4 @@ mod subscribers;
 mod telegram;
 mod voice;
 mod webhook;
+mod whatsapp;

@@ -1104,8 +1104,84 @@ pub async fn app_io_messages_are_asked_about_until_their_status_is_final(store: 
     assert_eq!(m1.report_status.as_deref(), Some("processed"));
 }
 
+/// The people a channel reached in a rolling day, for WhatsApp's messaging limit: each person
+/// once, a delivery being sent counted by the ones claimed after it (never by the earlier, so
+/// two senders at once never both wait); and a message read after it was delivered says so,
+/// while a late word changes neither.
+pub async fn the_people_reached_today_are_counted_once_and_read_follows_delivered(
+    store: Arc<dyn Store>,
+) {
+    let (_, addresses) = subscriber(&store, "desks", &["a@asl.example", "b@asl.example"]).await;
+    let (incident, _) = seed(
+        &store,
+        1,
+        &[
+            (addresses[0], "a@asl.example"),
+            (addresses[1], "b@asl.example"),
+        ],
+    )
+    .await;
+    let mut claimed = claim(&store, "w", 10).await;
+    claimed.sort_by_key(|d| d.id);
+    assert_eq!(claimed.len(), 2);
+    let (first, second) = (&claimed[0], &claimed[1]);
+    let day_ago = now() - SignedDuration::from_hours(24);
+    let reached = |recipient: &str, delivery: i64, since: Timestamp| {
+        let store = store.clone();
+        let recipient = recipient.to_owned();
+        async move {
+            store
+                .recipients_reached(ChannelKind::Email, &recipient, delivery, since)
+                .await
+                .unwrap()
+        }
+    };
+    let r = reached(&first.recipient, first.id, day_ago).await;
+    assert_eq!((r.people, r.includes_recipient), (0, false), "{r:?}");
+    let r = reached(&second.recipient, second.id, day_ago).await;
+    assert_eq!((r.people, r.includes_recipient), (1, false), "{r:?}");
+    let receipt = Receipt {
+        provider_id: Some("wamid.1".into()),
+        provider: Some("whatsapp".into()),
+        segments: None,
+    };
+    store
+        .record_outcomes("w", &[done(first, DeliveryOutcome::Sent(receipt))], now())
+        .await
+        .unwrap();
+    let r = reached(&second.recipient, second.id, day_ago).await;
+    assert_eq!((r.people, r.includes_recipient), (1, false), "{r:?}");
+    assert!(r.earliest.is_some_and(|t| t > day_ago), "{r:?}");
+    let r = reached(&first.recipient, i64::MAX, day_ago).await;
+    assert_eq!((r.people, r.includes_recipient), (2, true), "{r:?}");
+    // Sends older than the window are not counted.
+    let r = reached(&second.recipient, 0, later(60)).await;
+    assert_eq!(r.people, 0, "{r:?}");
+
+    let report = |status: &str| DeliveryReport {
+        provider: "whatsapp".into(),
+        provider_id: "wamid.1".into(),
+        status: status.into(),
+        error: None,
+        at: now(),
+    };
+    for (status, kept) in [
+        ("sent", "sent"),
+        ("delivered", "delivered"),
+        ("read", "read"),
+        ("delivered", "read"),
+        ("failed", "read"),
+    ] {
+        assert!(store.record_report(&report(status)).await.unwrap());
+        let rows = store.incident_deliveries(incident).await.unwrap();
+        let row = rows.iter().find(|r| r.id == first.id).unwrap();
+        assert_eq!(row.report_status.as_deref(), Some(kept), "after {status}");
+    }
+}
+
 suite!(
     app_io_messages_are_asked_about_until_their_status_is_final,
+    the_people_reached_today_are_counted_once_and_read_follows_delivered,
     a_calls_progress_lands_on_its_delivery_before_its_outcome_is_written,
     a_calls_final_report_is_not_overwritten_by_a_late_one,
     observations_keep_what_each_check_found_as_data,

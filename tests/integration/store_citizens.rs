@@ -306,8 +306,36 @@ async fn a_later_statement_waits_until_the_earlier_one_is_written(store: Arc<dyn
     assert_eq!(recipients(&store, second).await.len(), 6);
 }
 
+/// A citizen may sign up by WhatsApp (migration 0023 widened `signups.channel`), and the
+/// sign-up's rows, ids and limits are kept by the rebuild.
+async fn a_citizen_signs_up_by_whatsapp(store: Arc<dyn Store>) {
+    let existing = citizens(&store, 1).await;
+    let now = Timestamp::now();
+    let new = NewSignup {
+        token_sha256: format!("token-wa-{}", banditore::ids::random_hex(4)),
+        channel: ChannelKind::WhatsApp,
+        address: "+393331234567".into(),
+        address_key: "key:+393331234567".into(),
+        language: "it".to_owned().try_into().unwrap(),
+        services: vec!["cup".into()],
+        code_sha256: Some("code".into()),
+        replaces: None,
+        created_at: now,
+        expires_at: now + SignedDuration::from_mins(10),
+    };
+    let since = now - SignedDuration::from_hours(1);
+    let id = store.create_signup(&new, since, 3).await.unwrap().unwrap();
+    let address = store
+        .confirm_signup(id, &plan(), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(address, existing[0]);
+}
+
 suite!(
     a_stopped_writer_resumes_at_its_cursor_and_writes_nobody_twice,
     writers_on_two_replicas_write_each_citizen_once,
     a_later_statement_waits_until_the_earlier_one_is_written,
+    a_citizen_signs_up_by_whatsapp,
 );

@@ -55,10 +55,12 @@ pub enum ChannelKind {
     /// App IO, where Italian citizens receive messages from public administrations: an address
     /// is a codice fiscale, kept sealed under the deployment's key.
     AppIo,
+    /// A WhatsApp message through Meta's Cloud API: an approved template, its parameters filled.
+    WhatsApp,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 12] = [
+    pub const ALL: [ChannelKind; 13] = [
         ChannelKind::Email,
         ChannelKind::Telegram,
         ChannelKind::Sms,
@@ -71,6 +73,7 @@ impl ChannelKind {
         ChannelKind::Webhook,
         ChannelKind::Voice,
         ChannelKind::AppIo,
+        ChannelKind::WhatsApp,
     ];
 
     /// The social networks: one account each, set in `channels.<network>`, posting public
@@ -97,6 +100,7 @@ impl ChannelKind {
             ChannelKind::Webhook => "Webhook",
             ChannelKind::Voice => "Voice call",
             ChannelKind::AppIo => "App IO",
+            ChannelKind::WhatsApp => "WhatsApp",
         }
     }
 
@@ -118,6 +122,7 @@ impl ChannelKind {
             ChannelKind::Webhook => "webhook",
             ChannelKind::Voice => "voice",
             ChannelKind::AppIo => "appio",
+            ChannelKind::WhatsApp => "whatsapp",
         }
     }
 
@@ -133,6 +138,9 @@ impl ChannelKind {
             ChannelKind::Sms => parse_phone(trimmed, rules.phone_region),
             // Written and read as a number that is texted, a landline too.
             ChannelKind::Voice => parse_callable(trimmed, rules.phone_region),
+            // A mobile number, read as SMS reads it: WhatsApp accounts are mobile numbers.
+            ChannelKind::WhatsApp => parse_phone(trimmed, rules.phone_region)
+                .map_err(|e| e.replace("SMS cannot", "WhatsApp cannot")),
             ChannelKind::Status => Err(
                 "status is not a subscriber address: the status page shows what the `public` audience is approved to hear, for the services in [[status.services]]".into(),
             ),

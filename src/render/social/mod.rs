@@ -74,7 +74,8 @@ impl Limits {
             | ChannelKind::Log
             | ChannelKind::Webhook
             | ChannelKind::Voice
-            | ChannelKind::AppIo => None,
+            | ChannelKind::AppIo
+            | ChannelKind::WhatsApp => None,
         }
     }
 

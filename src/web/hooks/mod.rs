@@ -1,7 +1,7 @@
 //! What other systems post to Banditore: monitors' webhooks (`/api/v1/signals/…`), the APIs of
 //! Alertmanager, PagerDuty and Opsgenie that monitors already speak, the Telegram
-//! bot's updates (webhook mode), SMS providers' delivery reports and desks' replies, and voice calls'
-//! progress and keys pressed. Each authenticates its
+//! bot's updates (webhook mode), SMS providers' delivery reports and desks' replies, voice calls'
+//! progress and keys pressed, and WhatsApp's message statuses. Each authenticates its
 //! caller its own way (a token or a signature of the body, Telegram's secret header, the
 //! provider's signature or a token in the URL), so none of them is behind the API's
 //! credentials check.
@@ -14,6 +14,7 @@ pub mod sms_replies;
 pub mod sms_reports;
 pub mod telegram_webhook;
 pub mod voice_calls;
+pub mod whatsapp_statuses;
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use crate::channel::sms::report::ReportLinks;
 use crate::channel::voice::links::CallLinks;
+use crate::channel::whatsapp::settings::WhatsAppKeys;
 use crate::domain::subscriber::ChannelKind;
 use telegram_webhook::WEBHOOK_PATH;
 
@@ -35,6 +37,8 @@ use telegram_webhook::WEBHOOK_PATH;
 pub struct Callbacks {
     pub sms_reports: Option<Arc<ReportLinks>>,
     pub voice_calls: Option<Arc<CallLinks>>,
+    /// WhatsApp's app secret and verify token, for its webhook.
+    pub whatsapp: Option<Arc<WhatsAppKeys>>,
 }
 
 impl Callbacks {
@@ -47,6 +51,9 @@ impl Callbacks {
             voice_calls: shared
                 .remove(&ChannelKind::Voice)
                 .and_then(|parts| parts.downcast::<CallLinks>().ok()),
+            whatsapp: shared
+                .remove(&ChannelKind::WhatsApp)
+                .and_then(|parts| parts.downcast::<WhatsAppKeys>().ok()),
         }
     }
 }
@@ -70,5 +77,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sms_replies::inbound))
         .routes(routes!(voice_calls::status))
         .routes(routes!(voice_calls::key))
+        .routes(routes!(
+            whatsapp_statuses::subscribe,
+            whatsapp_statuses::statuses
+        ))
         .route(WEBHOOK_PATH, post(telegram_webhook::webhook))
 }

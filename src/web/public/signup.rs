@@ -196,7 +196,7 @@ pub async fn submit(
         // The form has a field per channel; a client may also send `address`.
         address: [
             match field(&f, "channel") {
-                "sms" => "phone",
+                "sms" | "whatsapp" => "phone",
                 _ => "email",
             },
             "address",

@@ -137,7 +137,7 @@ pub fn masked(channel: ChannelKind, address: &str) -> String {
             Some((local, domain)) => format!("{}@{domain}", keep(local, 2)),
             None => keep(address, 2),
         },
-        ChannelKind::Sms | ChannelKind::Voice => {
+        ChannelKind::Sms | ChannelKind::Voice | ChannelKind::WhatsApp => {
             let tail: String = address
                 .chars()
                 .rev()

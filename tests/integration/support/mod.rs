@@ -20,6 +20,7 @@ pub mod telegram;
 pub mod twitter_text;
 pub mod voice;
 pub mod webhook;
+pub mod whatsapp;
 pub mod x;
 
 pub use app::*;

@@ -1,0 +1,179 @@
+//! WhatsApp's pace. The number's messages a second are the outbox's bucket, shared by every
+//! replica; but a bucket of one lets a window of a second hold the rate and one, and a process
+//! slowed by a busy CPU sends late and then catches up, so the sends of this process also keep
+//! to a window, as Telegram's pacer does: one goes only while fewer than `per_second` were
+//! answered within the last second or are still in flight. Beyond it, one person gets at most one message every `pair_interval` (Meta's pair rate, about 6 s, error
+//! 131056), and the number reaches at most `daily_recipients` different people in a rolling 24
+//! hours (its messaging limit). The pair rate is kept per process, as Telegram's per-chat pace
+//! is; a 131056 from another replica's send is waited out the same way. The daily count is the
+//! store's, shared by every replica: the people the deliveries sent (or being sent) in the last
+//! day went to. When it is reached, the next person waits, without an attempt counted, until
+//! the first of the day leaves the window, and the operators are told once.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tokio::time::Instant;
+
+use super::super::SendError;
+use super::super::alarm::{Alarm, Alarms};
+use crate::domain::subscriber::ChannelKind;
+use crate::store::OutboxStore;
+
+const SECOND: Duration = Duration::from_secs(1);
+const DAY: SignedDuration = SignedDuration::from_hours(24);
+/// Past this many people remembered, the ones whose wait is over are forgotten.
+const FORGET_AFTER: usize = 10_000;
+
+pub struct Pace {
+    per_second: usize,
+    /// When each send of the last second was answered, and the sends not answered yet.
+    window: Mutex<(VecDeque<Instant>, usize)>,
+    pair_interval: Duration,
+    daily_recipients: u32,
+    store: Arc<dyn OutboxStore>,
+    alarms: Alarms,
+    /// Per number: the earliest its next message may go.
+    next: Mutex<HashMap<String, Instant>>,
+    /// The end of the wait the operators were last told about.
+    told_until: Mutex<Option<Timestamp>>,
+}
+
+/// The right to send one message now (see [`Pace::turn`]).
+#[must_use = "the send must happen while the turn is held"]
+pub struct Turn<'a>(&'a Pace);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut window = self.0.window();
+        window.1 = window.1.saturating_sub(1);
+        window.0.push_back(Instant::now());
+    }
+}
+
+impl Pace {
+    pub fn new(
+        per_second: u32,
+        pair_interval: Duration,
+        daily_recipients: u32,
+        store: Arc<dyn OutboxStore>,
+        alarms: Alarms,
+    ) -> Pace {
+        Pace {
+            per_second: usize::try_from(per_second).unwrap_or(usize::MAX).max(1),
+            window: Mutex::default(),
+            pair_interval,
+            daily_recipients,
+            store,
+            alarms,
+            next: Mutex::default(),
+            told_until: Mutex::default(),
+        }
+    }
+
+    fn window(&self) -> std::sync::MutexGuard<'_, (VecDeque<Instant>, usize)> {
+        self.window.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for room in the window of a second; hold the turn until WhatsApp has answered.
+    pub async fn turn(&self) -> Turn<'_> {
+        loop {
+            let wait = {
+                let now = Instant::now();
+                let mut window = self.window();
+                let (answered, in_flight) = &mut *window;
+                while answered
+                    .front()
+                    .is_some_and(|at| now.duration_since(*at) >= SECOND)
+                {
+                    answered.pop_front();
+                }
+                if answered.len() + *in_flight < self.per_second {
+                    *in_flight += 1;
+                    return Turn(self);
+                }
+                answered.front().map_or(Duration::from_millis(10), |at| {
+                    SECOND - now.duration_since(*at)
+                })
+            };
+            tokio::time::sleep(wait.clamp(Duration::from_millis(1), Duration::from_millis(50)))
+                .await;
+        }
+    }
+
+    fn next(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.next.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The turn of `recipient`: taken now, or how long to wait for it.
+    pub fn pair_turn(&self, recipient: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut next = self.next();
+        if let Some(at) = next.get(recipient)
+            && *at > now
+        {
+            return Err(*at - now);
+        }
+        if next.len() >= FORGET_AFTER {
+            next.retain(|_, at| *at > now);
+        }
+        next.insert(recipient.to_owned(), now + self.pair_interval);
+        Ok(())
+    }
+
+    /// WhatsApp said `recipient` was messaged too often (131056): nothing more for a while.
+    pub fn pair_refused(&self, recipient: &str) {
+        self.next()
+            .insert(recipient.to_owned(), Instant::now() + self.pair_interval);
+    }
+
+    /// Whether the number may reach `recipient` today; otherwise the wait, as a throttle.
+    pub async fn daily_room(&self, recipient: &str, delivery_id: i64) -> Result<(), SendError> {
+        if self.daily_recipients == 0 {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let since = now.checked_sub(DAY).unwrap_or(now);
+        let reached = self
+            .store
+            .recipients_reached(ChannelKind::WhatsApp, recipient, delivery_id, since)
+            .await
+            .map_err(|e| SendError::Retry {
+                after: None,
+                reason: format!("cannot count the people reached today: {e}"),
+            })?;
+        if reached.includes_recipient || reached.people < u64::from(self.daily_recipients) {
+            return Ok(());
+        }
+        let until = reached
+            .earliest
+            .and_then(|t| t.checked_add(DAY).ok())
+            .filter(|t| *t > now)
+            .unwrap_or_else(|| now.checked_add(SignedDuration::from_mins(1)).unwrap_or(now));
+        self.tell(until, now);
+        metrics::counter!("banditore_whatsapp_daily_limit_waits_total").increment(1);
+        let wait = Duration::try_from(until.duration_since(now)).unwrap_or(Duration::ZERO);
+        // Checked again a minute at most later: a person of the window may come back sooner
+        // (a message to someone already counted needs no room).
+        Err(SendError::Throttled {
+            after: wait.clamp(Duration::from_secs(1), Duration::from_secs(60)),
+        })
+    }
+
+    /// Tells the operators once per wait.
+    fn tell(&self, until: Timestamp, now: Timestamp) {
+        let mut told = self.told_until.lock().unwrap_or_else(|e| e.into_inner());
+        if told.is_some_and(|t| t > now) {
+            return;
+        }
+        *told = Some(until);
+        drop(told);
+        tracing::warn!(limit = self.daily_recipients, %until, "WhatsApp reached the number's daily limit of people; the rest waits");
+        self.alarms.raise(Alarm::WhatsAppLimit {
+            limit: self.daily_recipients,
+            until,
+        });
+    }
+}
