@@ -535,17 +535,21 @@ mod tests {
         assert_eq!(renderer().check(), Vec::<String>::new());
     }
 
-    #[test]
-    fn broken_template_is_reported_with_its_name_and_line() {
+    /// A renderer over a folder holding only `template` (a path under the templates' folder)
+    /// written as `text`; the folder lives as long as the renderer is used.
+    fn with_only(template: &str, text: &str) -> (tempfile::TempDir, Renderer) {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("email/en")).unwrap();
-        std::fs::write(
-            dir.path().join("email/en/text.j2"),
-            "line one\n{{ incident.nosuchfield }}\n",
-        )
-        .unwrap();
+        let path = dir.path().join(template);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
         let it = Language::try_from("it".to_owned()).unwrap();
         let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
+        (dir, r)
+    }
+
+    #[test]
+    fn broken_template_is_reported_with_its_name_and_line() {
+        let (_dir, r) = with_only("email/en/text.j2", "line one\n{{ incident.nosuchfield }}\n");
         let problems = r.check();
         assert!(
             problems
@@ -557,18 +561,13 @@ mod tests {
 
     #[test]
     fn check_reports_an_sms_template_that_cannot_fit() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("sms/it")).unwrap();
-        std::fs::write(
-            dir.path().join("sms/it/text.j2"),
-            format!(
+        let (_dir, r) = with_only(
+            "sms/it/text.j2",
+            &format!(
                 "{{% set max_segments = 1 %}}{{{{ incident.title }}}} {}",
                 "x".repeat(200)
             ),
-        )
-        .unwrap();
-        let it = Language::try_from("it".to_owned()).unwrap();
-        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
+        );
         let problems = r.check();
         assert!(
             problems
@@ -586,15 +585,7 @@ mod tests {
 
     #[test]
     fn check_reports_an_app_io_subject_naming_the_recipient() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("appio/it")).unwrap();
-        std::fs::write(
-            dir.path().join("appio/it/subject.j2"),
-            "Avviso per {{ recipient_name }}",
-        )
-        .unwrap();
-        let it = Language::try_from("it".to_owned()).unwrap();
-        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
+        let (_dir, r) = with_only("appio/it/subject.j2", "Avviso per {{ recipient_name }}");
         let problems = r.check();
         assert!(
             problems
@@ -607,15 +598,10 @@ mod tests {
     #[test]
     fn check_renders_every_console_page_and_reports_a_broken_one() {
         assert!(renderer().check().is_empty(), "{:#?}", renderer().check());
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("web/console")).unwrap();
-        std::fs::write(
-            dir.path().join("web/console/drafts.html.j2"),
+        let (_dir, r) = with_only(
+            "web/console/drafts.html.j2",
             "{{ page.pending[0].no_such_field.x }}",
-        )
-        .unwrap();
-        let it = Language::try_from("it".to_owned()).unwrap();
-        let r = Renderer::new(dir.path(), &it, TimeZone::UTC, &crate::channel::forms()).unwrap();
+        );
         let problems = r.check();
         assert!(
             problems
