@@ -291,6 +291,62 @@ pub async fn a_list_goes_with_its_deliveries_once_its_incident_is_over_for_the_r
     assert!(claim(&store, ChannelKind::Sms).await.is_empty());
 }
 
+/// The general prune (`store.retention`) leaves a list's deliveries to the list's retention:
+/// whether a row already had a statement is read from them, so pruning them would send it again.
+pub async fn the_general_prune_leaves_a_lists_deliveries_to_the_list(store: Arc<dyn Store>) {
+    let incident = opening(&store, &[]).await;
+    store
+        .stage_affected(
+            "u1",
+            &[(1, row("a", ChannelKind::Sms, "+393470000001", "ore 9"))],
+            at(1),
+        )
+        .await
+        .unwrap();
+    store
+        .merge_affected("u1", incident, true, at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(write_all(&store, true).await, 1);
+    let claimed = claim(&store, ChannelKind::Sms).await;
+    let outcomes: Vec<Outcome> = claimed
+        .iter()
+        .map(|d| Outcome {
+            delivery: d.id,
+            attempts: d.attempts,
+            outcome: DeliveryOutcome::Sent(Receipt {
+                provider_id: None,
+                provider: None,
+                segments: None,
+            }),
+        })
+        .collect();
+    store.record_outcomes("w", &outcomes, at(2)).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let mut resolved = tx.incident(incident).await.unwrap().unwrap();
+    resolved.resolved_at = Some(at(100));
+    resolved.status = IncidentStatus::Resolved;
+    tx.save_incident(&resolved).await.unwrap();
+    tx.commit().await.unwrap();
+    store.prune(at(10_000)).await.unwrap();
+    assert_eq!(
+        store.affected_counts(incident).await.unwrap().deliveries,
+        vec![("sent".to_owned(), 1)]
+    );
+    assert_eq!(write_all(&store, true).await, 0, "nobody hears it twice");
+    // The list's own retention takes them, with the list.
+    assert_eq!(store.prune_affected(at(10_000), at(0)).await.unwrap(), 1);
+    assert!(
+        store
+            .affected_counts(incident)
+            .await
+            .unwrap()
+            .deliveries
+            .is_empty()
+    );
+}
+
 fn row_c() -> NewAffected {
     row("c", ChannelKind::Email, "c@example.org", "ore 12")
 }
@@ -299,4 +355,5 @@ suite!(
     an_upload_is_merged_once_and_a_repeat_changes_only_details,
     nothing_is_written_before_a_statement_is_published,
     a_list_goes_with_its_deliveries_once_its_incident_is_over_for_the_retention,
+    the_general_prune_leaves_a_lists_deliveries_to_the_list,
 );
