@@ -36,12 +36,10 @@ impl Router {
         if idle {
             return Ok(0);
         }
-        let work = self.store.affected_work(auto).await?;
+        let enabled: Vec<ChannelKind> = self.enabled.iter().copied().collect();
+        let work = self.store.affected_work(auto, &enabled).await?;
         let mut written = 0;
         for w in &work {
-            if !self.enabled.contains(&w.channel) {
-                continue;
-            }
             let message_id = match self.store.affected_message(w).await? {
                 Some(id) => id,
                 None => self.render_affected(w, now).await?,
@@ -60,7 +58,7 @@ impl Router {
         if written > 0 {
             metrics::counter!("banditore_affected_deliveries_written_total").increment(written);
         }
-        if work.iter().all(|w| !self.enabled.contains(&w.channel))
+        if work.is_empty()
             && let Ok(mut seen) = self.affected_idle.lock()
         {
             *seen = Some(fingerprint);

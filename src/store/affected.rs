@@ -125,8 +125,14 @@ pub trait AffectedStore {
     /// A fingerprint of what the writer reads (lists, published statements): while it holds,
     /// a writer that found nothing to do has nothing to do.
     async fn affected_fingerprint(&self, public_auto: bool) -> Result<String>;
-    /// The published statements with rows of a list still to write, oldest first.
-    async fn affected_work(&self, public_auto: bool) -> Result<Vec<AffectedWork>>;
+    /// The published statements with rows of a list still to write on one of `channels` (the
+    /// enabled ones: rows on a channel turned off since their upload wait, and take no room
+    /// from the others' work), oldest first.
+    async fn affected_work(
+        &self,
+        public_auto: bool,
+        channels: &[ChannelKind],
+    ) -> Result<Vec<AffectedWork>>;
     /// The message of `work` for the lists, if rendered already.
     async fn affected_message(&self, work: &AffectedWork) -> Result<Option<i64>>;
     /// Writes up to `limit` deliveries of `message_id` to the rows of `work` that do not have

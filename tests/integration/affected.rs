@@ -165,7 +165,7 @@ async fn a_20000_row_list_reaches_every_row_once_through_its_channel_with_its_de
     let app = app_with(&smtp, &double, &[]).await;
     let id = open_incident(&app).await;
     // Even rows have a mobile (SMS); odd rows an email, some with a fiscal code too (App IO is
-    // not enabled in this build: email).
+    // not enabled in this test: email).
     let mut csv = String::from("fiscal_code,mobile,email,language,detail\r\n");
     for i in 0..ROWS {
         let (cf, m, e) = match i % 4 {
