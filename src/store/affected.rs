@@ -122,6 +122,12 @@ pub trait AffectedStore {
         resolved_before: Timestamp,
         staged_before: Timestamp,
     ) -> Result<u64>;
+    /// Moves the rows App IO refused (a list delivery on `appio` that failed: the person is
+    /// not on IO or has turned the service off) to their next way: SMS when the row has a
+    /// mobile and `sms` is on, else email when it has an email and `email` is on. The statement
+    /// refused is then written there (a row has had a statement when it has a delivery of it on
+    /// its channel, or one not failed), and the later ones go there directly. The rows moved.
+    async fn reroute_refused(&self, sms: bool, email: bool, now: Timestamp) -> Result<u64>;
     /// A fingerprint of what the writer reads (lists, published statements): while it holds,
     /// a writer that found nothing to do has nothing to do.
     async fn affected_fingerprint(&self, public_auto: bool) -> Result<String>;

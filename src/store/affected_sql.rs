@@ -314,6 +314,26 @@ impl AffectedStore for SqlStore {
         Ok(total)
     }
 
+    async fn reroute_refused(&self, sms: bool, email: bool, now: Timestamp) -> Result<u64> {
+        let (sms, email) = (i64::from(sms), i64::from(email));
+        Ok(sqlx::query(
+            "UPDATE affected SET
+                channel = CASE WHEN mobile IS NOT NULL AND $1 = 1 THEN 'sms' ELSE 'email' END,
+                recipient = CASE WHEN mobile IS NOT NULL AND $1 = 1 THEN mobile ELSE email END,
+                updated_at = $3
+             WHERE channel = 'appio'
+               AND ((mobile IS NOT NULL AND $1 = 1) OR (email IS NOT NULL AND $2 = 1))
+               AND EXISTS (SELECT 1 FROM deliveries d WHERE d.affected_id = affected.id
+                           AND d.channel = 'appio' AND d.state = 'failed')",
+        )
+        .bind(sms)
+        .bind(email)
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await?
+        .rows_affected())
+    }
+
     async fn affected_fingerprint(&self, public_auto: bool) -> Result<String> {
         let (rows, changed, top): (i64, i64, i64) = sqlx::query_as(
             "SELECT COUNT(*), COALESCE(MAX(updated_at), 0), COALESCE(MAX(id), 0) FROM affected",
@@ -352,7 +372,8 @@ impl AffectedStore for SqlStore {
              JOIN ({}) p ON p.incident_id = a.incident_id AND p.update_id >= a.since_update
              JOIN incident_updates u ON u.id = p.update_id
              WHERE a.channel IN ({enabled}) AND NOT EXISTS (SELECT 1 FROM deliveries d
-                               WHERE d.affected_id = a.id AND d.update_id = p.update_id)
+                               WHERE d.affected_id = a.id AND d.update_id = p.update_id
+                                 AND (d.channel = a.channel OR d.state != 'failed'))
              GROUP BY a.incident_id, p.update_id, u.kind, u.origin_at, a.channel, a.language
              ORDER BY p.update_id, a.channel, a.language LIMIT 100",
             published(public_auto)
@@ -403,7 +424,8 @@ impl AffectedStore for SqlStore {
              WHERE a.incident_id = $5 AND a.channel = $6 AND a.language = $7
                AND a.since_update <= $2
                AND NOT EXISTS (SELECT 1 FROM deliveries d
-                               WHERE d.affected_id = a.id AND d.update_id = $2)
+                               WHERE d.affected_id = a.id AND d.update_id = $2
+                                 AND (d.channel = a.channel OR d.state != 'failed'))
              ORDER BY a.id LIMIT $8
              ON CONFLICT DO NOTHING",
         )
