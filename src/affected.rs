@@ -232,7 +232,7 @@ impl AffectedLists {
         let raw = raw.ok_or(Problem::Empty)?;
         let row = check(raw, &self.rules)?;
         let reach = choose(&row, &self.vias)?;
-        let channel = reach.via.channel().ok_or(Problem::AppIoNotEnabled)?;
+        let channel = reach.via.channel();
         let language = self
             .renderer
             .language_for(channel, &row.language)

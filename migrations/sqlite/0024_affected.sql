@@ -27,14 +27,16 @@ CREATE UNIQUE INDEX affected_once ON affected (incident_id, digest);
 CREATE INDEX affected_writing ON affected (incident_id, channel, language, id);
 
 -- A delivery to a row of a list carries the row and its detail (filled into the message when it
--- is sent). Each row hears each statement once, whoever else shares its address: the unique
--- rule of other deliveries (update, channel, recipient) leaves them out.
+-- is sent). Each row hears each statement once per channel, whoever else shares its address: the
+-- unique rule of other deliveries (update, channel, recipient) leaves them out. A second channel
+-- only when App IO refused the row (not on IO, or the service turned off): the row moves to its
+-- next way and hears the statement there.
 ALTER TABLE deliveries ADD COLUMN affected_id INTEGER REFERENCES affected (id) ON DELETE CASCADE;
 ALTER TABLE deliveries ADD COLUMN detail TEXT;
 DROP INDEX deliveries_once;
 CREATE UNIQUE INDEX deliveries_once ON deliveries (update_id, channel, recipient)
     WHERE draft_id IS NULL AND affected_id IS NULL;
-CREATE UNIQUE INDEX deliveries_affected_once ON deliveries (affected_id, update_id)
+CREATE UNIQUE INDEX deliveries_affected_once ON deliveries (affected_id, update_id, channel)
     WHERE affected_id IS NOT NULL;
 
 -- An upload is checked row by row as it arrives and staged here in batches; only once the whole

@@ -157,14 +157,14 @@ pub enum Via {
 }
 
 impl Via {
-    /// The channel that carries it. The one place a `Via` becomes a channel: App IO has no
-    /// channel in this build, so it is never enabled ([`Via::enabled`]) and a row reached only
-    /// by it is refused at upload.
-    pub fn channel(self) -> Option<ChannelKind> {
+    /// The channel that carries it. The one place a `Via` becomes a channel; a way whose
+    /// channel is off is not among [`Via::enabled`], and a row reached only by it is refused at
+    /// upload ([`Problem::AppIoNotEnabled`] for a row with only a fiscal code).
+    pub fn channel(self) -> ChannelKind {
         match self {
-            Via::AppIo => Some(ChannelKind::AppIo),
-            Via::Sms => Some(ChannelKind::Sms),
-            Via::Email => Some(ChannelKind::Email),
+            Via::AppIo => ChannelKind::AppIo,
+            Via::Sms => ChannelKind::Sms,
+            Via::Email => ChannelKind::Email,
         }
     }
 
@@ -172,7 +172,7 @@ impl Via {
     pub fn enabled(channels: &std::collections::BTreeSet<ChannelKind>) -> Vec<Via> {
         [Via::AppIo, Via::Sms, Via::Email]
             .into_iter()
-            .filter(|v| v.channel().is_some_and(|c| channels.contains(&c)))
+            .filter(|v| channels.contains(&v.channel()))
             .collect()
     }
 }
@@ -312,11 +312,17 @@ mod tests {
             Problem::AppIoNotEnabled
         );
         assert_eq!(choose(&only_cf, &all).unwrap().address, CF);
-        // App IO has no channel in this build: it is never among the enabled ways.
-        let channels = [ChannelKind::Sms, ChannelKind::Email, ChannelKind::Telegram]
-            .into_iter()
-            .collect();
+        // App IO turned off: not among the enabled ways; turned on, the first of them.
+        let mut channels: std::collections::BTreeSet<ChannelKind> =
+            [ChannelKind::Sms, ChannelKind::Email, ChannelKind::Telegram]
+                .into_iter()
+                .collect();
         assert_eq!(Via::enabled(&channels), vec![Via::Sms, Via::Email]);
+        channels.insert(ChannelKind::AppIo);
+        assert_eq!(
+            Via::enabled(&channels),
+            vec![Via::AppIo, Via::Sms, Via::Email]
+        );
     }
 
     #[test]

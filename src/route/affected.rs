@@ -5,7 +5,9 @@
 //! channel and language for the audience `affected` (the public statement's words, under the
 //! public title approved with it, and a detail line filled per recipient at send time); the
 //! leader's citizen writer then writes the rows' deliveries a batch at a time, each batch in its
-//! own transaction, and a row never gets the same statement twice (`deliveries_affected_once`).
+//! own transaction, and a row never gets the same statement twice on a channel
+//! (`deliveries_affected_once`). A row App IO refuses (not on IO, or the service turned off)
+//! moves to its next way, SMS or email, and hears the refused statement there.
 
 use jiff::Timestamp;
 
@@ -28,6 +30,23 @@ impl Router {
     /// nothing it reads changed since a scan that found nothing.
     pub async fn write_affected(&self, now: Timestamp) -> Result<u64, StoreError> {
         let auto = self.public_auto();
+        // Whom App IO refused move to their next way first (their `updated_at` moves the
+        // fingerprint on).
+        let moved = self
+            .store
+            .reroute_refused(
+                self.enabled.contains(&ChannelKind::Sms),
+                self.enabled.contains(&ChannelKind::Email),
+                now,
+            )
+            .await?;
+        if moved > 0 {
+            metrics::counter!("banditore_affected_rerouted_total").increment(moved);
+            tracing::info!(
+                rows = moved,
+                "affected rows App IO refused moved to their next way"
+            );
+        }
         let fingerprint = self.store.affected_fingerprint(auto).await?;
         let idle = self
             .affected_idle
@@ -36,12 +55,10 @@ impl Router {
         if idle {
             return Ok(0);
         }
-        let work = self.store.affected_work(auto).await?;
+        let enabled: Vec<ChannelKind> = self.enabled.iter().copied().collect();
+        let work = self.store.affected_work(auto, &enabled).await?;
         let mut written = 0;
         for w in &work {
-            if !self.enabled.contains(&w.channel) {
-                continue;
-            }
             let message_id = match self.store.affected_message(w).await? {
                 Some(id) => id,
                 None => self.render_affected(w, now).await?,
@@ -60,7 +77,7 @@ impl Router {
         if written > 0 {
             metrics::counter!("banditore_affected_deliveries_written_total").increment(written);
         }
-        if work.iter().all(|w| !self.enabled.contains(&w.channel))
+        if work.is_empty()
             && let Ok(mut seen) = self.affected_idle.lock()
         {
             *seen = Some(fingerprint);

@@ -693,11 +693,32 @@ fn fallback(ctx: &MessageContext, language: &str) -> Rendered {
     if let Some(body) = &ctx.update.body {
         text.push_str(&format!("\n{body}\n"));
     }
+    // An affected list's row: its appointment on a line of its own (left out without one).
+    if let Some(detail) = ctx.detail {
+        text.push_str(&format!("\n{detail}\n"));
+    }
     text.push_str(&format!("\n--\n{}\n", ctx.unsubscribe_url));
     Rendered {
         language: language.to_owned(),
         subject: Some(subject),
         text,
         html: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::UpdateKind;
+    use crate::render::{DETAIL, Markup, fill_detail, sample_context};
+
+    #[test]
+    fn the_fallback_text_carries_an_affected_rows_detail() {
+        let mut ctx = sample_context(UpdateKind::Opened);
+        assert!(!fallback(&ctx, "it").text.contains(DETAIL));
+        ctx.detail = Some(DETAIL);
+        let text = fallback(&ctx, "it").text;
+        assert!(fill_detail(&text, "ore 9, Foligno", Markup::Plain).contains("\nore 9, Foligno\n"));
+        assert!(!fill_detail(&text, "", Markup::Plain).contains(DETAIL));
     }
 }

@@ -122,11 +122,23 @@ pub trait AffectedStore {
         resolved_before: Timestamp,
         staged_before: Timestamp,
     ) -> Result<u64>;
+    /// Moves the rows App IO refused (a list delivery on `appio` that failed: the person is
+    /// not on IO or has turned the service off) to their next way: SMS when the row has a
+    /// mobile and `sms` is on, else email when it has an email and `email` is on. The statement
+    /// refused is then written there (a row has had a statement when it has a delivery of it on
+    /// its channel, or one not failed), and the later ones go there directly. The rows moved.
+    async fn reroute_refused(&self, sms: bool, email: bool, now: Timestamp) -> Result<u64>;
     /// A fingerprint of what the writer reads (lists, published statements): while it holds,
     /// a writer that found nothing to do has nothing to do.
     async fn affected_fingerprint(&self, public_auto: bool) -> Result<String>;
-    /// The published statements with rows of a list still to write, oldest first.
-    async fn affected_work(&self, public_auto: bool) -> Result<Vec<AffectedWork>>;
+    /// The published statements with rows of a list still to write on one of `channels` (the
+    /// enabled ones: rows on a channel turned off since their upload wait, and take no room
+    /// from the others' work), oldest first.
+    async fn affected_work(
+        &self,
+        public_auto: bool,
+        channels: &[ChannelKind],
+    ) -> Result<Vec<AffectedWork>>;
     /// The message of `work` for the lists, if rendered already.
     async fn affected_message(&self, work: &AffectedWork) -> Result<Option<i64>>;
     /// Writes up to `limit` deliveries of `message_id` to the rows of `work` that do not have

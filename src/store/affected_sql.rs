@@ -11,6 +11,7 @@ use super::{
     AffectedCounts, AffectedRow, AffectedStore, AffectedWork, Merged, NewAffected, Result,
     StoreError,
 };
+use crate::domain::subscriber::ChannelKind;
 
 /// The statements published to the public, as `(incident_id, update_id)`: the approved public
 /// drafts, and with `public_auto` every update routed (nothing is held then).
@@ -71,11 +72,17 @@ impl AffectedStore for SqlStore {
         now: Timestamp,
     ) -> Result<Option<Merged>> {
         let mut tx = self.write().await?;
-        let resolved: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT resolved_at FROM incidents WHERE id = $1")
-                .bind(incident_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        // Merges into one list take turns (SQLite's writer is one already): two uploads at
+        // once would otherwise both find a new person absent and the second fail on
+        // `affected_once`. The incident's row is the turn; `NO KEY` leaves deliveries that
+        // name it alone.
+        let lock = self.dialect.pick("", "FOR NO KEY UPDATE");
+        let resolved: Option<Option<i64>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT resolved_at FROM incidents WHERE id = $1 {lock}"
+        )))
+        .bind(incident_id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let refusal = match resolved {
             None => Some(None),
             Some(Some(_)) => Some(Some(StoreError::Conflict(format!(
@@ -307,6 +314,26 @@ impl AffectedStore for SqlStore {
         Ok(total)
     }
 
+    async fn reroute_refused(&self, sms: bool, email: bool, now: Timestamp) -> Result<u64> {
+        let (sms, email) = (i64::from(sms), i64::from(email));
+        Ok(sqlx::query(
+            "UPDATE affected SET
+                channel = CASE WHEN mobile IS NOT NULL AND $1 = 1 THEN 'sms' ELSE 'email' END,
+                recipient = CASE WHEN mobile IS NOT NULL AND $1 = 1 THEN mobile ELSE email END,
+                updated_at = $3
+             WHERE channel = 'appio'
+               AND ((mobile IS NOT NULL AND $1 = 1) OR (email IS NOT NULL AND $2 = 1))
+               AND EXISTS (SELECT 1 FROM deliveries d WHERE d.affected_id = affected.id
+                           AND d.channel = 'appio' AND d.state = 'failed')",
+        )
+        .bind(sms)
+        .bind(email)
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await?
+        .rows_affected())
+    }
+
     async fn affected_fingerprint(&self, public_auto: bool) -> Result<String> {
         let (rows, changed, top): (i64, i64, i64) = sqlx::query_as(
             "SELECT COUNT(*), COALESCE(MAX(updated_at), 0), COALESCE(MAX(id), 0) FROM affected",
@@ -325,14 +352,28 @@ impl AffectedStore for SqlStore {
         Ok(format!("{rows}:{changed}:{top}:{statements}:{last}"))
     }
 
-    async fn affected_work(&self, public_auto: bool) -> Result<Vec<AffectedWork>> {
+    async fn affected_work(
+        &self,
+        public_auto: bool,
+        channels: &[ChannelKind],
+    ) -> Result<Vec<AffectedWork>> {
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The channels' names are the registry's own words, never input.
+        let enabled = channels
+            .iter()
+            .map(|c| format!("'{}'", c.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT a.incident_id, p.update_id, u.kind, u.origin_at, a.channel, a.language
              FROM affected a
              JOIN ({}) p ON p.incident_id = a.incident_id AND p.update_id >= a.since_update
              JOIN incident_updates u ON u.id = p.update_id
-             WHERE NOT EXISTS (SELECT 1 FROM deliveries d
-                               WHERE d.affected_id = a.id AND d.update_id = p.update_id)
+             WHERE a.channel IN ({enabled}) AND NOT EXISTS (SELECT 1 FROM deliveries d
+                               WHERE d.affected_id = a.id AND d.update_id = p.update_id
+                                 AND (d.channel = a.channel OR d.state != 'failed'))
              GROUP BY a.incident_id, p.update_id, u.kind, u.origin_at, a.channel, a.language
              ORDER BY p.update_id, a.channel, a.language LIMIT 100",
             published(public_auto)
@@ -383,7 +424,8 @@ impl AffectedStore for SqlStore {
              WHERE a.incident_id = $5 AND a.channel = $6 AND a.language = $7
                AND a.since_update <= $2
                AND NOT EXISTS (SELECT 1 FROM deliveries d
-                               WHERE d.affected_id = a.id AND d.update_id = $2)
+                               WHERE d.affected_id = a.id AND d.update_id = $2
+                                 AND (d.channel = a.channel OR d.state != 'failed'))
              ORDER BY a.id LIMIT $8
              ON CONFLICT DO NOTHING",
         )

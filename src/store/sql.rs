@@ -257,7 +257,7 @@ impl Store for SqlStore {
                 "DELETE FROM deliveries WHERE id IN (
                     SELECT d.id FROM deliveries d JOIN incidents i ON i.id = d.incident_id
                     WHERE d.state IN ('sent', 'failed', 'gone', 'cancelled') AND d.created_at < $1
-                      AND i.resolved_at IS NOT NULL
+                      AND i.resolved_at IS NOT NULL AND d.affected_id IS NULL
                     LIMIT 5000)",
             )
             .await?,

@@ -165,7 +165,7 @@ async fn a_20000_row_list_reaches_every_row_once_through_its_channel_with_its_de
     let app = app_with(&smtp, &double, &[]).await;
     let id = open_incident(&app).await;
     // Even rows have a mobile (SMS); odd rows an email, some with a fiscal code too (App IO is
-    // not enabled in this build: email).
+    // not enabled in this test: email).
     let mut csv = String::from("fiscal_code,mobile,email,language,detail\r\n");
     for i in 0..ROWS {
         let (cf, m, e) = match i % 4 {
@@ -425,6 +425,68 @@ async fn a_repeated_upload_sends_nobody_twice_and_later_rows_hear_the_latest_sta
         ),
         (Some(0), Some(0))
     );
+}
+
+#[tokio::test]
+async fn a_person_app_io_refuses_hears_the_statement_by_email_once_with_the_detail() {
+    use crate::support::appio::{APPIO_KEY, AppIoDouble, AppIoOptions};
+    let smtp = SmtpServer::start();
+    let double = SmsDouble::start().await;
+    let io = AppIoDouble::start(AppIoOptions::default()).await;
+    // On IO, with this service turned off: PagoPA's profile check says `sender_allowed: false`.
+    io.add_profile(CF, false);
+    let extra = format!(
+        r#"
+[channels.appio]
+enabled = true
+base_url = "{}"
+api_key = "{APPIO_KEY}"
+rate_per_second = 100
+burst = 10
+"#,
+        io.api()
+    );
+    let app = TestApp::spawn(
+        &smtp,
+        &config(&double, &extra),
+        &[("BANDITORE__CHANNELS__EMAIL__POOL_SIZE", "4")],
+    )
+    .await;
+    app.subscribe(json!({
+        "name": "Lista pubblica", "audience": "public",
+        "addresses": {"email": "cittadini@lista.asl.example"},
+        "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
+    }))
+    .await;
+    let id = open_incident(&app).await;
+    let rows = format!("fiscal_code,email,detail\n{CF},paziente1@example.org,ore 9 a Foligno\n");
+    let (status, report) = upload(&app, id, BOOKING_TOKEN, "text/csv", rows).await;
+    assert_eq!(
+        (status, report["accepted"].as_u64()),
+        (200, Some(1)),
+        "{report}"
+    );
+    let state = list(&app, id, ADMIN_TOKEN).await;
+    assert_eq!(state["items"][0]["channel"], "appio", "{state}");
+    approve_next(&app).await;
+    wait_reached(&smtp, &double, 1, Duration::from_secs(30)).await;
+    // The next statements go to the email directly; none reaches App IO.
+    fire_alert(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    approve_next(&app).await;
+    wait_reached(&smtp, &double, 2, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = received(&smtp, &double);
+    let mails = &got["paziente1@example.org"];
+    assert_eq!(mails.len(), 2, "each statement once: {got:?}");
+    assert!(
+        mails.iter().all(|m| m.contains("ore 9 a Foligno")),
+        "{mails:?}"
+    );
+    assert!(io.messages().is_empty(), "App IO took nothing");
+    let state = list(&app, id, ADMIN_TOKEN).await;
+    assert_eq!(state["items"][0]["channel"], "email", "{state}");
+    assert_eq!(state["deliveries"]["failed"], 1, "{state}");
+    assert_eq!(state["deliveries"]["sent"], 2, "{state}");
 }
 
 #[tokio::test]

@@ -31,7 +31,11 @@ fn row(digest: &str, channel: ChannelKind, recipient: &str, detail: &str) -> New
 /// Writes every due batch of every published statement, as the writer does.
 async fn write_all(store: &Arc<dyn Store>, auto: bool) -> u64 {
     let mut written = 0;
-    for work in store.affected_work(auto).await.unwrap() {
+    for work in store
+        .affected_work(auto, &[ChannelKind::Sms, ChannelKind::Email])
+        .await
+        .unwrap()
+    {
         let message = match store.affected_message(&work).await.unwrap() {
             Some(id) => id,
             None => {
@@ -129,7 +133,13 @@ pub async fn an_upload_is_merged_once_and_a_repeat_changes_only_details(store: A
     // The opening is published (`auto`): each row gets it once, however often the writer runs.
     assert_eq!(write_all(&store, true).await, 2);
     assert_eq!(write_all(&store, true).await, 0);
-    assert!(store.affected_work(true).await.unwrap().is_empty());
+    assert!(
+        store
+            .affected_work(true, &[ChannelKind::Sms, ChannelKind::Email])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The same people again: one detail changed, which what is still to send carries.
     store
         .stage_affected(
@@ -201,7 +211,13 @@ pub async fn nothing_is_written_before_a_statement_is_published(store: Arc<dyn S
         .unwrap()
         .unwrap();
     // Held for approval, and none approved: nothing to write.
-    assert!(store.affected_work(false).await.unwrap().is_empty());
+    assert!(
+        store
+            .affected_work(false, &[ChannelKind::Sms, ChannelKind::Email])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(write_all(&store, false).await, 0);
     let before = store.affected_fingerprint(false).await.unwrap();
     assert_eq!(before, store.affected_fingerprint(false).await.unwrap());
@@ -291,6 +307,129 @@ pub async fn a_list_goes_with_its_deliveries_once_its_incident_is_over_for_the_r
     assert!(claim(&store, ChannelKind::Sms).await.is_empty());
 }
 
+/// The general prune (`store.retention`) leaves a list's deliveries to the list's retention:
+/// whether a row already had a statement is read from them, so pruning them would send it again.
+pub async fn the_general_prune_leaves_a_lists_deliveries_to_the_list(store: Arc<dyn Store>) {
+    let incident = opening(&store, &[]).await;
+    store
+        .stage_affected(
+            "u1",
+            &[(1, row("a", ChannelKind::Sms, "+393470000001", "ore 9"))],
+            at(1),
+        )
+        .await
+        .unwrap();
+    store
+        .merge_affected("u1", incident, true, at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(write_all(&store, true).await, 1);
+    let claimed = claim(&store, ChannelKind::Sms).await;
+    let outcomes: Vec<Outcome> = claimed
+        .iter()
+        .map(|d| Outcome {
+            delivery: d.id,
+            attempts: d.attempts,
+            outcome: DeliveryOutcome::Sent(Receipt {
+                provider_id: None,
+                provider: None,
+                segments: None,
+            }),
+        })
+        .collect();
+    store.record_outcomes("w", &outcomes, at(2)).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let mut resolved = tx.incident(incident).await.unwrap().unwrap();
+    resolved.resolved_at = Some(at(100));
+    resolved.status = IncidentStatus::Resolved;
+    tx.save_incident(&resolved).await.unwrap();
+    tx.commit().await.unwrap();
+    store.prune(at(10_000)).await.unwrap();
+    assert_eq!(
+        store.affected_counts(incident).await.unwrap().deliveries,
+        vec![("sent".to_owned(), 1)]
+    );
+    assert_eq!(write_all(&store, true).await, 0, "nobody hears it twice");
+    // The list's own retention takes them, with the list.
+    assert_eq!(store.prune_affected(at(10_000), at(0)).await.unwrap(), 1);
+    assert!(
+        store
+            .affected_counts(incident)
+            .await
+            .unwrap()
+            .deliveries
+            .is_empty()
+    );
+}
+
+/// Two uploads to one list at once: both land, each person once (on PostgreSQL the second
+/// merge would otherwise find a new person absent too and fail on the list's unique rule).
+pub async fn two_uploads_at_once_both_land(store: Arc<dyn Store>) {
+    let incident = opening(&store, &[]).await;
+    for upload in ["u1", "u2"] {
+        let rows: Vec<(i64, NewAffected)> = (0..200)
+            .map(|i| {
+                let r = row(
+                    &format!("p{i}"),
+                    ChannelKind::Email,
+                    &format!("p{i}@example.org"),
+                    upload,
+                );
+                (i + 1, r)
+            })
+            .collect();
+        store.stage_affected(upload, &rows, at(1)).await.unwrap();
+    }
+    let (a, b) = tokio::join!(
+        store.merge_affected("u1", incident, true, at(1)),
+        store.merge_affected("u2", incident, true, at(1)),
+    );
+    let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+    assert_eq!(a.new + b.new, 200);
+    assert_eq!(
+        a.updated + b.updated,
+        200,
+        "the later upload's detail replaces"
+    );
+    assert_eq!(store.affected_counts(incident).await.unwrap().rows, 200);
+}
+
+/// Rows on a channel turned off since their upload wait without taking the writer's page.
+pub async fn rows_on_a_channel_turned_off_take_no_room_from_the_others(store: Arc<dyn Store>) {
+    let incident = opening(&store, &[]).await;
+    let rows: Vec<(i64, NewAffected)> = (0..150)
+        .map(|i| {
+            let mut r = row(&format!("s{i}"), ChannelKind::Sms, "+393470000001", "x");
+            // Each its own language: one piece of work each, more than the writer's page.
+            r.language = format!("l{i}");
+            (i + 1, r)
+        })
+        .chain([(151, row_c())])
+        .collect();
+    store.stage_affected("u1", &rows, at(1)).await.unwrap();
+    store
+        .merge_affected("u1", incident, true, at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let work = store
+        .affected_work(true, &[ChannelKind::Email])
+        .await
+        .unwrap();
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].channel, ChannelKind::Email);
+    assert!(store.affected_work(true, &[]).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .affected_work(true, &[ChannelKind::Sms])
+            .await
+            .unwrap()
+            .len(),
+        100
+    );
+}
+
 fn row_c() -> NewAffected {
     row("c", ChannelKind::Email, "c@example.org", "ore 12")
 }
@@ -299,4 +438,7 @@ suite!(
     an_upload_is_merged_once_and_a_repeat_changes_only_details,
     nothing_is_written_before_a_statement_is_published,
     a_list_goes_with_its_deliveries_once_its_incident_is_over_for_the_retention,
+    the_general_prune_leaves_a_lists_deliveries_to_the_list,
+    two_uploads_at_once_both_land,
+    rows_on_a_channel_turned_off_take_no_room_from_the_others,
 );
