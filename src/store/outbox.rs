@@ -91,6 +91,7 @@ pub struct Receipt {
 /// What [`OutboxStore::recipients_reached`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reached {
+    /// Counted only when `recipient` is not among them (0 when it is: it needs no room).
     pub people: u64,
     pub includes_recipient: bool,
     /// The earliest of each person's latest send in the window: read only when the limit is
@@ -196,7 +197,7 @@ pub trait OutboxStore: Announce + Send + Sync {
     /// and the ones being sent that were made before `delivery_id`), whether `recipient` is one
     /// of them, and, when they are `limit` or more without `recipient`, when the first of them
     /// leaves that window: a messaging limit per rolling day. Answered with aggregates in the
-    /// database, never a row per person.
+    /// database, never a row per person; the people are not counted when `recipient` is one.
     async fn recipients_reached(
         &self,
         channel: ChannelKind,

@@ -397,15 +397,9 @@ impl OutboxStore for SqlStore {
         // Answered by the database, from the partial indexes `deliveries_sent` (channel,
         // sent_at, recipient: the people of the window) and `deliveries_reached` (channel,
         // recipient, sent_at: this person), plus the few deliveries being sent.
-        let row = sqlx::query(
-            "SELECT
-               (SELECT COUNT(DISTINCT r.recipient) FROM (
-                  SELECT recipient FROM deliveries
-                   WHERE channel = $1 AND state = 'sent' AND sent_at >= $2
-                  UNION ALL
-                  SELECT recipient FROM deliveries
-                   WHERE channel = $1 AND state = 'sending' AND id < $3) AS r),
-               CAST(CASE WHEN EXISTS (
+        // This person first: one index lookup, and a person already reached needs no room.
+        let includes: i64 = sqlx::query_scalar(
+            "SELECT CAST(CASE WHEN EXISTS (
                   SELECT 1 FROM deliveries
                    WHERE channel = $1 AND recipient = $4 AND state = 'sent' AND sent_at >= $2)
                  OR EXISTS (
@@ -419,8 +413,27 @@ impl OutboxStore for SqlStore {
         .bind(recipient)
         .fetch_one(&self.reader)
         .await?;
-        let people: i64 = row.try_get(0)?;
-        let includes_recipient = row.try_get::<i64, _>(1)? != 0;
+        if includes != 0 {
+            return Ok(Reached {
+                people: 0,
+                includes_recipient: true,
+                earliest: None,
+            });
+        }
+        let people: i64 = sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT r.recipient) FROM (
+               SELECT recipient FROM deliveries
+                WHERE channel = $1 AND state = 'sent' AND sent_at >= $2
+               UNION ALL
+               SELECT recipient FROM deliveries
+                WHERE channel = $1 AND state = 'sending' AND id < $3) AS r",
+        )
+        .bind(channel.as_str())
+        .bind(ms(since))
+        .bind(delivery_id)
+        .fetch_one(&self.reader)
+        .await?;
+        let includes_recipient = false;
         let people = u64::try_from(people).unwrap_or(0);
         if includes_recipient || people < limit {
             return Ok(Reached {

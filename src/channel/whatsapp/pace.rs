@@ -184,9 +184,12 @@ impl Pace {
                 after: None,
                 reason: format!("cannot count the people reached today: {e}"),
             })?;
+        if reached.includes_recipient {
+            return Ok(());
+        }
         *self.counted.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), reached.people));
-        if reached.includes_recipient || reached.people < limit {
+        if reached.people < limit {
             return Ok(());
         }
         let until = reached
