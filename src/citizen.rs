@@ -55,6 +55,11 @@ pub enum SignupError {
     /// The confirmation could not be sent, or the store is unavailable: nothing was subscribed.
     #[error("{0}")]
     Unavailable(String),
+    /// The channel's pace holds the code back for a moment (WhatsApp's throughput, its pair
+    /// rate, its daily limit): nothing was subscribed, and the citizen may try again after
+    /// the wait.
+    #[error("the code cannot be sent right now; try again in {} seconds", .0.as_secs().max(1))]
+    Busy(Duration),
 }
 
 impl From<StoreError> for SignupError {
@@ -476,6 +481,12 @@ impl Citizens {
                     Some(_) => Started::CodeSent { token },
                     None => Started::EmailSent,
                 })
+            }
+            Err(SendError::Throttled { after }) => {
+                tracing::info!(signup = id, channel = %channel, wait = ?after, "sign-up confirmation held back by the channel's pace");
+                metrics::counter!("banditore_signups_refused_total", "why" => "throttled")
+                    .increment(1);
+                Err(SignupError::Busy(after))
             }
             Err(e) => {
                 // The provider's words may quote the address: only their kind is logged.

@@ -6,5 +6,7 @@ ALTER TABLE signups DROP CONSTRAINT signups_channel_check;
 ALTER TABLE signups ADD CONSTRAINT signups_channel_check
     CHECK (channel IN ('email', 'sms', 'whatsapp'));
 
--- The people a channel reached in the last day.
-CREATE INDEX deliveries_sent ON deliveries (channel, sent_at) WHERE state = 'sent';
+-- The people a channel reached in the last day (counted from the window's entries alone), and
+-- whether one person is among them.
+CREATE INDEX deliveries_sent ON deliveries (channel, sent_at, recipient) WHERE state = 'sent';
+CREATE INDEX deliveries_reached ON deliveries (channel, recipient, sent_at) WHERE state = 'sent';

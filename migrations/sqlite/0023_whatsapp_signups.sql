@@ -33,5 +33,7 @@ ALTER TABLE signups_new RENAME TO signups;
 CREATE INDEX signups_address ON signups (address_key, created_at);
 CREATE INDEX signups_expires ON signups (expires_at);
 
--- The people a channel reached in the last day.
-CREATE INDEX deliveries_sent ON deliveries (channel, sent_at) WHERE state = 'sent';
+-- The people a channel reached in the last day (counted from the window's entries alone), and
+-- whether one person is among them.
+CREATE INDEX deliveries_sent ON deliveries (channel, sent_at, recipient) WHERE state = 'sent';
+CREATE INDEX deliveries_reached ON deliveries (channel, recipient, sent_at) WHERE state = 'sent';

@@ -91,9 +91,11 @@ pub struct Receipt {
 /// What [`OutboxStore::recipients_reached`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reached {
+    /// Counted only when `recipient` is not among them (0 when it is: it needs no room).
     pub people: u64,
     pub includes_recipient: bool,
-    /// The earliest of each person's latest send in the window.
+    /// The earliest of each person's latest send in the window: read only when the limit is
+    /// reached (`people >= limit` and `recipient` not among them), `None` otherwise.
     pub earliest: Option<Timestamp>,
 }
 
@@ -192,14 +194,17 @@ pub trait OutboxStore: Announce + Send + Sync {
     /// one (sent, queued, ringing).
     async fn record_report(&self, report: &DeliveryReport) -> Result<bool>;
     /// The people `channel` has reached since `since` (each counted once, the deliveries sent
-    /// and the ones being sent that were made before `delivery_id`), whether `recipient` is one of them, and
-    /// when the first of them leaves that window: a messaging limit per rolling day.
+    /// and the ones being sent that were made before `delivery_id`), whether `recipient` is one
+    /// of them, and, when they are `limit` or more without `recipient`, when the first of them
+    /// leaves that window: a messaging limit per rolling day. Answered with aggregates in the
+    /// database, never a row per person; the people are not counted when `recipient` is one.
     async fn recipients_reached(
         &self,
         channel: ChannelKind,
         recipient: &str,
         delivery_id: i64,
         since: Timestamp,
+        limit: u64,
     ) -> Result<Reached>;
     /// Records a call's progress on the delivery its callback URL names (`delivery_id`, which
     /// the URL's signed token vouches for): when that delivery was marked sent with this

@@ -389,31 +389,81 @@ impl OutboxStore for SqlStore {
         recipient: &str,
         delivery_id: i64,
         since: Timestamp,
+        limit: u64,
     ) -> Result<Reached> {
         // A delivery being sent counts as of now when it was claimed before this one (a lower
-        // id): of two replicas sending at once, the later gives way, and the earlier never
-        // waits for it.
-        let now = ms(Timestamp::now());
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT recipient, MAX(COALESCE(sent_at, $4)) FROM deliveries
-             WHERE channel = $1
-               AND ((state = 'sent' AND sent_at >= $2) OR (state = 'sending' AND id < $3))
-             GROUP BY recipient",
+        // id): of two sends at once, the one claimed later sees the earlier, never the other
+        // way round (see `Pace::daily_room` for what that guarantees).
+        // Answered by the database, from the partial indexes `deliveries_sent` (channel,
+        // sent_at, recipient: the people of the window) and `deliveries_reached` (channel,
+        // recipient, sent_at: this person), plus the few deliveries being sent.
+        // This person first: one index lookup, and a person already reached needs no room.
+        let includes: i64 = sqlx::query_scalar(
+            "SELECT CAST(CASE WHEN EXISTS (
+                  SELECT 1 FROM deliveries
+                   WHERE channel = $1 AND recipient = $4 AND state = 'sent' AND sent_at >= $2)
+                 OR EXISTS (
+                  SELECT 1 FROM deliveries
+                   WHERE channel = $1 AND recipient = $4 AND state = 'sending' AND id < $3)
+               THEN 1 ELSE 0 END AS BIGINT)",
         )
         .bind(channel.as_str())
         .bind(ms(since))
         .bind(delivery_id)
-        .bind(now)
-        .fetch_all(&self.reader)
+        .bind(recipient)
+        .fetch_one(&self.reader)
         .await?;
-        let earliest = match rows.iter().map(|(_, at)| *at).min() {
-            Some(at) => Some(ts(at)?),
-            None => None,
-        };
+        if includes != 0 {
+            return Ok(Reached {
+                people: 0,
+                includes_recipient: true,
+                earliest: None,
+            });
+        }
+        let people: i64 = sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT r.recipient) FROM (
+               SELECT recipient FROM deliveries
+                WHERE channel = $1 AND state = 'sent' AND sent_at >= $2
+               UNION ALL
+               SELECT recipient FROM deliveries
+                WHERE channel = $1 AND state = 'sending' AND id < $3) AS r",
+        )
+        .bind(channel.as_str())
+        .bind(ms(since))
+        .bind(delivery_id)
+        .fetch_one(&self.reader)
+        .await?;
+        let includes_recipient = false;
+        let people = u64::try_from(people).unwrap_or(0);
+        if includes_recipient || people < limit {
+            return Ok(Reached {
+                people,
+                includes_recipient,
+                earliest: None,
+            });
+        }
+        // Full: when the first person leaves the window (the earliest of each person's latest
+        // send), read only then.
+        let earliest: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(g.last) FROM (
+               SELECT MAX(r.at) AS last FROM (
+                 SELECT recipient, sent_at AS at FROM deliveries
+                  WHERE channel = $1 AND state = 'sent' AND sent_at >= $2
+                 UNION ALL
+                 SELECT recipient, CAST($4 AS BIGINT) AS at FROM deliveries
+                  WHERE channel = $1 AND state = 'sending' AND id < $3) AS r
+               GROUP BY r.recipient) AS g",
+        )
+        .bind(channel.as_str())
+        .bind(ms(since))
+        .bind(delivery_id)
+        .bind(ms(Timestamp::now()))
+        .fetch_one(&self.reader)
+        .await?;
         Ok(Reached {
-            people: rows.len() as u64,
-            includes_recipient: rows.iter().any(|(r, _)| r == recipient),
-            earliest,
+            people,
+            includes_recipient,
+            earliest: earliest.map(ts).transpose()?,
         })
     }
 

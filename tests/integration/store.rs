@@ -1126,15 +1126,18 @@ pub async fn the_people_reached_today_are_counted_once_and_read_follows_delivere
     assert_eq!(claimed.len(), 2);
     let (first, second) = (&claimed[0], &claimed[1]);
     let day_ago = now() - SignedDuration::from_hours(24);
-    let reached = |recipient: &str, delivery: i64, since: Timestamp| {
+    let reached_under = |recipient: &str, delivery: i64, since: Timestamp, limit: u64| {
         let store = store.clone();
         let recipient = recipient.to_owned();
         async move {
             store
-                .recipients_reached(ChannelKind::Email, &recipient, delivery, since)
+                .recipients_reached(ChannelKind::Email, &recipient, delivery, since, limit)
                 .await
                 .unwrap()
         }
+    };
+    let reached = |recipient: &str, delivery: i64, since: Timestamp| {
+        reached_under(recipient, delivery, since, 1)
     };
     let r = reached(&first.recipient, first.id, day_ago).await;
     assert_eq!((r.people, r.includes_recipient), (0, false), "{r:?}");
@@ -1152,8 +1155,15 @@ pub async fn the_people_reached_today_are_counted_once_and_read_follows_delivere
     let r = reached(&second.recipient, second.id, day_ago).await;
     assert_eq!((r.people, r.includes_recipient), (1, false), "{r:?}");
     assert!(r.earliest.is_some_and(|t| t > day_ago), "{r:?}");
+    // Below the limit, or for a person already reached, when the window frees is not read.
+    let r = reached_under(&second.recipient, second.id, day_ago, 2).await;
+    assert_eq!((r.people, r.earliest), (1, None), "{r:?}");
     let r = reached(&first.recipient, i64::MAX, day_ago).await;
-    assert_eq!((r.people, r.includes_recipient), (2, true), "{r:?}");
+    assert_eq!(r.earliest, None, "{r:?}");
+    let r = reached(&first.recipient, i64::MAX, day_ago).await;
+    assert!(r.includes_recipient, "{r:?}");
+    let r = reached("someone-else", i64::MAX, day_ago).await;
+    assert_eq!((r.people, r.includes_recipient), (2, false), "{r:?}");
     // Sends older than the window are not counted.
     let r = reached(&second.recipient, 0, later(60)).await;
     assert_eq!(r.people, 0, "{r:?}");

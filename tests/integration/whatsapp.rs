@@ -185,6 +185,21 @@ async fn a_desk_gets_the_approved_template_and_its_signed_statuses_are_recorded(
     let resp = post_status(&app, &other, Some(&hub_signature(WA_APP_SECRET, &other))).await;
     let answer: Value = resp.json().await.unwrap();
     assert_eq!(answer["unknown"], 1, "{answer}");
+    // Told just now, it may be a send whose answer is not written yet: refused, so that Meta
+    // posts it again (it does so for a webhook not answered 200), and nothing recorded.
+    let just_now = jiff::Timestamp::now().as_second().to_string();
+    let early = other.replace("1733400000", &just_now);
+    assert_ne!(early, other);
+    let resp = post_status(&app, &early, Some(&hub_signature(WA_APP_SECRET, &early))).await;
+    assert_eq!(resp.status(), 503);
+    let d = deliveries(&app).await;
+    assert_eq!(d[0]["report_status"], "read");
+    // Posted again once the wamid is known, it is recorded.
+    let again = status_webhook(&sent.id, &sent.to, "read", None).replace("1733400000", &just_now);
+    let resp = post_status(&app, &again, Some(&hub_signature(WA_APP_SECRET, &again))).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["recorded"], 1, "{answer}");
 
     // The subscription handshake.
     let challenge = "1158201444";
@@ -298,6 +313,34 @@ async fn refusals_are_read_by_metas_codes() {
     .await;
     let sent = d.iter().find(|d| d["state"] == "sent").unwrap();
     assert_eq!(sent["attempts"], 1, "{sent}");
+
+    // The account refused as a whole (a payment problem): the channel pauses and says so,
+    // the message stays pending rather than failing.
+    double.script(&[(400, 131042)]);
+    fire_alert(&app, "firing", "cup-db", "CUP database lento").await;
+    let d = eventually(
+        || deliveries(&app),
+        |d| {
+            d.iter().any(|d| {
+                d["state"] == "pending"
+                    && d["last_error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("131042"))
+            })
+        },
+    )
+    .await;
+    assert!(
+        d.iter().all(|d| d["state"] != "failed"
+            || d["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("131026"))),
+        "{d:?}"
+    );
+    assert!(
+        app.logs().contains("channel paused"),
+        "the operators are told"
+    );
 }
 
 #[tokio::test]
@@ -515,6 +558,35 @@ channels = ["whatsapp"]
         .expect("the citizen");
     assert_eq!(citizen["addresses"][0]["channel"], "whatsapp", "{citizen}");
     assert_eq!(citizen["addresses"][0]["address"], "+393337654321");
+
+    // Another code to the same number within Meta's pair rate: held back, and the form says
+    // to try again in a moment rather than a generic failure.
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("channel", "whatsapp"),
+            ("phone", "333 765 4321"),
+            ("services", "cup"),
+            ("lang", "it"),
+        ])
+        .finish();
+    let resp = app
+        .post(
+            "/status/subscribe",
+            None,
+            "application/x-www-form-urlencoded",
+            body,
+        )
+        .await;
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().get("retry-after").cloned();
+    let page = resp.text().await.unwrap();
+    assert_eq!(status, 503, "{page}");
+    assert!(page.contains("Riprova tra qualche secondo"), "{page}");
+    let wait: u64 = retry_after
+        .and_then(|v| v.to_str().ok().and_then(|v| v.parse().ok()))
+        .expect("Retry-After");
+    assert!((1..=6).contains(&wait), "{wait}");
+    assert_eq!(double.accepted().len(), 1, "nothing more sent");
 }
 
 /// Any text at all: any character (controls, line and paragraph separators, non-characters),

@@ -128,6 +128,12 @@ pub fn classify(status: u16, body: &str, template: &str) -> SendError {
     match code {
         // Authorization: an expired or revoked token (190), no permission (10, 200-299).
         Some(0 | 190 | 10 | 200..=299) => SendError::Credentials { reason: said },
+        // The account refused as a whole, whoever the message is for: a payment problem
+        // (131042), the account locked (131031), blocked for policy violations (368), the
+        // number not registered on the platform (133010). Every message would fail alike: the
+        // channel pauses and the operators are told, as for a refused token (Meta's "WhatsApp
+        // error codes").
+        Some(131042 | 131031 | 368 | 133010) => SendError::Credentials { reason: said },
         // Throughput (130429), the account's rate (80007), too many API calls (4), the
         // pair rate (131056: one person messaged too often), spam rate (131048).
         Some(130429) => throttled(1),
@@ -166,6 +172,19 @@ mod tests {
         json!({"error": {"message": "(#x) words", "type": "OAuthException", "code": code,
             "error_data": {"messaging_product": "whatsapp", "details": "why"}, "fbtrace_id": "A"}})
         .to_string()
+    }
+
+    #[test]
+    fn an_account_refused_as_a_whole_pauses_the_channel() {
+        for code in [131042, 131031, 368, 133010] {
+            assert!(
+                matches!(
+                    classify(400, &error(code), "t"),
+                    SendError::Credentials { .. }
+                ),
+                "{code}"
+            );
+        }
     }
 
     #[test]

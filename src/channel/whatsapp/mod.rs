@@ -72,9 +72,6 @@ impl Channel for WhatsAppChannel {
         self.pace
             .daily_room(&msg.recipient, msg.delivery_id)
             .await?;
-        if let Err(wait) = self.pace.pair_turn(&msg.recipient) {
-            return Err(SendError::Throttled { after: wait });
-        }
         if msg.subject.as_deref() == Some(SIGNUP_CODE) {
             return self.send_code(msg, template).await;
         }
@@ -150,9 +147,16 @@ impl WhatsAppChannel {
         msg: &Outgoing,
         message: &TemplateMessage<'_>,
     ) -> Result<Receipt, SendError> {
+        let pair = self
+            .pace
+            .pair_turn(&msg.recipient)
+            .map_err(|wait| SendError::Throttled { after: wait })?;
         let turn = self.pace.turn().await;
         let sent = self.api.send(message).await;
         drop(turn);
+        // The person's next message goes an interval after this answer, whatever it said
+        // (a 131056 included).
+        drop(pair);
         match sent {
             Ok(id) => {
                 metrics::counter!("banditore_whatsapp_sent_total").increment(1);
@@ -164,17 +168,12 @@ impl WhatsAppChannel {
             }
             Err(e) => {
                 let kind = match &e {
-                    SendError::Throttled { after } => {
-                        if *after == api::PAIR_RATE_WAIT {
-                            self.pace.pair_refused(&msg.recipient);
-                        }
-                        "throttled"
-                    }
+                    SendError::Throttled { .. } => "throttled",
                     SendError::Retry { .. } => "unavailable",
                     SendError::Reject { .. } => "refused",
                     SendError::RecipientGone { .. } => "gone",
                     SendError::Credentials { reason } => {
-                        tracing::error!(%reason, "WhatsApp refuses the token: check channels.whatsapp.token");
+                        tracing::error!(%reason, "WhatsApp refuses the token or the account: check channels.whatsapp.token and the account in Meta's WhatsApp Manager");
                         "credentials"
                     }
                 };

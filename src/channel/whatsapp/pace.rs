@@ -5,7 +5,9 @@
 //! answered within the last second or are still in flight. Beyond it, one person gets at most one message every `pair_interval` (Meta's pair rate, about 6 s, error
 //! 131056), and the number reaches at most `daily_recipients` different people in a rolling 24
 //! hours (its messaging limit). The pair rate is kept per process, as Telegram's per-chat pace
-//! is; a 131056 from another replica's send is waited out the same way. The daily count is the
+//! is: a person's turn is checked before the send, held while it is in flight (so two sends at
+//! once cannot both pass) and the interval counted from WhatsApp's answer; a 131056 from
+//! another replica's send is waited out the same way. The daily count is the
 //! store's, shared by every replica: the people the deliveries sent (or being sent) in the last
 //! day went to. When it is reached, the next person waits, without an attempt counted, until
 //! the first of the day leaves the window, and the operators are told once.
@@ -35,8 +37,10 @@ pub struct Pace {
     daily_recipients: u32,
     store: Arc<dyn OutboxStore>,
     alarms: Alarms,
-    /// Per number: the earliest its next message may go.
-    next: Mutex<HashMap<String, Instant>>,
+    /// Per number: the earliest its next message may go, `None` while one is being sent.
+    next: Mutex<HashMap<String, Option<Instant>>>,
+    /// The people last counted today, and when.
+    counted: Mutex<Option<(Instant, u64)>>,
     /// The end of the wait the operators were last told about.
     told_until: Mutex<Option<Timestamp>>,
 }
@@ -50,6 +54,22 @@ impl Drop for Turn<'_> {
         let mut window = self.0.window();
         window.1 = window.1.saturating_sub(1);
         window.0.push_back(Instant::now());
+    }
+}
+
+/// One person's turn (see [`Pace::pair_turn`]).
+#[must_use = "the send must happen while the turn is held"]
+pub struct PairTurn<'a> {
+    pace: &'a Pace,
+    recipient: String,
+}
+
+impl Drop for PairTurn<'_> {
+    fn drop(&mut self) {
+        let at = Instant::now() + self.pace.pair_interval;
+        self.pace
+            .next()
+            .insert(std::mem::take(&mut self.recipient), Some(at));
     }
 }
 
@@ -69,6 +89,7 @@ impl Pace {
             store,
             alarms,
             next: Mutex::default(),
+            counted: Mutex::default(),
             told_until: Mutex::default(),
         }
     }
@@ -103,48 +124,72 @@ impl Pace {
         }
     }
 
-    fn next(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+    fn next(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Instant>>> {
         self.next.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The turn of `recipient`: taken now, or how long to wait for it.
-    pub fn pair_turn(&self, recipient: &str) -> Result<(), Duration> {
+    /// The turn of `recipient`: taken now, or how long to wait for it. While it is held no
+    /// other message to that person goes; when it is dropped (WhatsApp's answer came back,
+    /// whatever it said), the next may go `pair_interval` later. Meta counts the pair rate
+    /// from the messages it received, so the interval runs from the answer, never from before
+    /// the wait for the window of a second and the request.
+    pub fn pair_turn(&self, recipient: &str) -> Result<PairTurn<'_>, Duration> {
         let now = Instant::now();
         let mut next = self.next();
-        if let Some(at) = next.get(recipient)
-            && *at > now
-        {
-            return Err(*at - now);
+        match next.get(recipient) {
+            Some(Some(at)) if *at > now => return Err(*at - now),
+            // Being sent by another task: at least an interval once it is answered.
+            Some(None) => return Err(self.pair_interval),
+            _ => {}
         }
         if next.len() >= FORGET_AFTER {
-            next.retain(|_, at| *at > now);
+            next.retain(|_, at| at.is_none_or(|at| at > now));
         }
-        next.insert(recipient.to_owned(), now + self.pair_interval);
-        Ok(())
-    }
-
-    /// WhatsApp said `recipient` was messaged too often (131056): nothing more for a while.
-    pub fn pair_refused(&self, recipient: &str) {
-        self.next()
-            .insert(recipient.to_owned(), Instant::now() + self.pair_interval);
+        next.insert(recipient.to_owned(), None);
+        Ok(PairTurn {
+            pace: self,
+            recipient: recipient.to_owned(),
+        })
     }
 
     /// Whether the number may reach `recipient` today; otherwise the wait, as a throttle.
+    ///
+    /// A delivery being sent counts for the ones made after it (a higher id), not for the ones
+    /// made before: of two sends at once, never both wait for each other. That is all: when the
+    /// one made earlier looks after the later one did (it was deferred, or claimed in a later
+    /// batch), neither sees the other, and both may take the last place. The limit may thus be
+    /// passed by the messages in flight at once (`concurrency` per replica), never more.
     pub async fn daily_room(&self, recipient: &str, delivery_id: i64) -> Result<(), SendError> {
         if self.daily_recipients == 0 {
+            return Ok(());
+        }
+        let limit = u64::from(self.daily_recipients);
+        // Every replica together sends at most the bucket's rate a second (and one burst), so
+        // a count read less than a second ago that far from the limit still leaves room: no
+        // need to ask the store again.
+        let margin = 2 * self.per_second as u64;
+        if self
+            .counted()
+            .is_some_and(|(at, people)| at.elapsed() < SECOND && people + margin < limit)
+        {
             return Ok(());
         }
         let now = Timestamp::now();
         let since = now.checked_sub(DAY).unwrap_or(now);
         let reached = self
             .store
-            .recipients_reached(ChannelKind::WhatsApp, recipient, delivery_id, since)
+            .recipients_reached(ChannelKind::WhatsApp, recipient, delivery_id, since, limit)
             .await
             .map_err(|e| SendError::Retry {
                 after: None,
                 reason: format!("cannot count the people reached today: {e}"),
             })?;
-        if reached.includes_recipient || reached.people < u64::from(self.daily_recipients) {
+        if reached.includes_recipient {
+            return Ok(());
+        }
+        *self.counted.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), reached.people));
+        if reached.people < limit {
             return Ok(());
         }
         let until = reached
@@ -162,7 +207,12 @@ impl Pace {
         })
     }
 
-    /// Tells the operators once per wait.
+    fn counted(&self) -> Option<(Instant, u64)> {
+        *self.counted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells the operators once per wait, from this replica: each replica that reaches the
+    /// limit tells them too.
     fn tell(&self, until: Timestamp, now: Timestamp) {
         let mut told = self.told_until.lock().unwrap_or_else(|e| e.into_inner());
         if told.is_some_and(|t| t > now) {

@@ -49,8 +49,9 @@ pub struct WhatsAppSettings {
     pub verify_token_env: Option<String>,
     /// The number's throughput: 80 by default, 1,000 once Meta upgrades it.
     pub messages_per_second: u32,
-    /// The number's messaging limit: unique people messaged in a rolling 24 hours (250, 1000,
-    /// 2000, 10000, 100000); 0 for unlimited.
+    /// The messaging limit: unique people messaged in a rolling 24 hours (250, 1000, 2000,
+    /// 10000, 100000); 0 for unlimited. Meta sets it per business portfolio, shared by all its
+    /// numbers: this deployment's share of it.
     pub daily_recipients: u32,
     /// The least time between two messages to one person (Meta's pair rate: about 6 s).
     pub pair_interval: Dur,

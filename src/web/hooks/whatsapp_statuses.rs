@@ -5,7 +5,10 @@
 //! secret>`; a missing or wrong signature is refused (`401`) and logged, and nothing is read.
 //! Their `entry[].changes[].value.statuses[]` (`sent`, `delivered`, `read`, `failed` with its
 //! `errors`) are recorded on the deliveries by the message's `wamid`; the rest (people's
-//! messages, account updates) is answered and left aside.
+//! messages, account updates) is answered and left aside. A status of a message not known here,
+//! told less than ten minutes ago, is refused with `503`: Meta posts it within milliseconds of
+//! the send, sometimes before the wamid is written, and posts again a webhook not answered
+//! `200`. Older, it is answered as unknown (another sender on the number, or pruned).
 
 use axum::Json;
 use axum::body::Body;
@@ -22,7 +25,7 @@ use crate::channel::whatsapp::settings::WhatsAppKeys;
 use crate::store::DeliveryReport;
 use crate::web::AppState;
 use crate::web::body::read;
-use crate::web::contract::{BadRequest, NotFound, Unauthorized};
+use crate::web::contract::{BadRequest, NotFound, Unauthorized, Unavailable};
 use crate::web::error::ApiError;
 
 const SIGNATURE: &str = "x-hub-signature-256";
@@ -32,8 +35,8 @@ const SIGNATURE: &str = "x-hub-signature-256";
 pub struct StatusesRecorded {
     /// Statuses recorded on a delivery sent from here.
     recorded: usize,
-    /// Statuses about messages not sent from here (or long pruned), answered all the same so
-    /// that Meta does not send them again.
+    /// Statuses about messages not sent from here (or long pruned), told more than ten
+    /// minutes ago, answered all the same so that Meta does not send them again.
     unknown: usize,
 }
 
@@ -158,6 +161,21 @@ fn report(status: &serde_json::Value) -> Option<DeliveryReport> {
     })
 }
 
+/// How long after Meta's `timestamp` a status of a message not known here is refused (`503`, so
+/// that Meta posts it again) rather than answered as unknown: the send that made it may not
+/// have written its wamid yet. Past it, the message is taken as not sent from here.
+const EARLY: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
+
+/// When Meta says the status happened: `timestamp`, Unix seconds as a string.
+fn told_at(status: &serde_json::Value) -> Option<Timestamp> {
+    let t = &status["timestamp"];
+    let secs = t
+        .as_str()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .or_else(|| t.as_i64())?;
+    Timestamp::from_second(secs).ok()
+}
+
 /// Statuses of the messages the WhatsApp channel sent: signed by Meta with the app secret.
 #[utoipa::path(
     post,
@@ -171,6 +189,7 @@ fn report(status: &serde_json::Value) -> Option<DeliveryReport> {
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn statuses(
@@ -200,22 +219,39 @@ pub async fn statuses(
     for entry in value["entry"].as_array().into_iter().flatten() {
         for change in entry["changes"].as_array().into_iter().flatten() {
             for status in change["value"]["statuses"].as_array().into_iter().flatten() {
-                reports.push(report(status).ok_or_else(|| ApiError::BadRequest {
+                let said = report(status).ok_or_else(|| ApiError::BadRequest {
                     message: "a status needs its message `id` and its `status`".into(),
                     field: Some("entry[].changes[].value.statuses[]".into()),
-                })?);
+                })?;
+                reports.push((said, told_at(status)));
             }
         }
     }
-    let (mut recorded, mut unknown) = (0, 0);
-    for report in &reports {
+    let (mut recorded, mut unknown, mut early) = (0, 0, 0);
+    let now = Timestamp::now();
+    for (report, at) in &reports {
         if state.store.record_report(report).await? {
             recorded += 1;
+            metrics::counter!("banditore_whatsapp_statuses_total", "status" => report.status.clone())
+                .increment(1);
+        } else if at.is_some_and(|at| now.duration_since(at) < EARLY) {
+            // Meta tells `sent` and `delivered` within milliseconds, sometimes before the send's
+            // answer (its wamid) is written: refused, so that Meta posts it again later.
+            early += 1;
         } else {
             unknown += 1;
         }
-        metrics::counter!("banditore_whatsapp_statuses_total", "status" => report.status.clone())
-            .increment(1);
+    }
+    if early > 0 {
+        metrics::counter!("banditore_whatsapp_statuses_early_total").increment(early as u64);
+        tracing::debug!(
+            early,
+            recorded,
+            "WhatsApp statuses of messages not recorded yet; Meta will post them again"
+        );
+        return Err(ApiError::Unavailable(format!(
+            "{early} statuses are about messages whose sending is not recorded yet; post them again"
+        )));
     }
     Ok(Json(StatusesRecorded { recorded, unknown }))
 }

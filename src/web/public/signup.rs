@@ -257,6 +257,20 @@ pub async fn submit(
             &given,
             Some(("unavailable", message)),
         ),
+        Err(e @ SignupError::Busy(wait)) => {
+            let mut r = form_page(
+                &state,
+                c,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &lang,
+                &given,
+                Some(("busy", e.to_string())),
+            );
+            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
     }
 }
 
