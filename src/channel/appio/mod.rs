@@ -3,25 +3,30 @@
 //!
 //! A recipient is a codice fiscale, stored sealed under the deployment's key
 //! (`domain::fiscal_code`); the channel opens it only to put it in the requests. Sending follows
-//! PagoPA's three steps: `POST /profiles` with the code, and when the citizen is not on IO (`404`)
-//! or has turned the service off (`sender_allowed: false`) the delivery fails with that reason
-//! and is not tried again (the address is kept: the citizen may turn the service on later);
-//! then `POST /messages` with the subject and the Markdown body fitted to App IO's lengths
-//! (`render::appio`), whose `201` names the message; then, in the background, `GET
-//! /messages/{fiscal_code}/{id}` reads its status back (ACCEPTED, THROTTLED, then PROCESSED,
-//! FAILED or REJECTED), recorded where SMS delivery reports are.
+//! PagoPA's three steps: `POST /profiles` with the code, and when the citizen is not on IO (`404`
+//! "Profile not found") or has turned the service off (`sender_allowed: false`) the delivery
+//! fails with that reason and is not tried again (the address is kept: the citizen may turn the
+//! service on later); then `POST /messages` with the subject and the Markdown body fitted to App
+//! IO's lengths (`render::appio`), whose `201` makes the delivery sent, named by its body or its
+//! `Location` (or not at all); then, in the background, `GET /messages/{fiscal_code}/{id}` reads
+//! its status back (ACCEPTED, THROTTLED, then PROCESSED, FAILED or REJECTED), recorded where SMS
+//! delivery reports are.
 //!
 //! Every request carries the service's key in `Ocp-Apim-Subscription-Key` and takes a token
-//! from the deployment's shared bucket (`channels.appio.rate_per_second`). PagoPA's guide asks
-//! clients to slow down on `429`: the send is deferred without counting an attempt, after
-//! `Retry-After` when the answer has one (the specification does not promise it) or a second.
-//! `401` and `403` pause the channel (the key), `400` fails the message naming PagoPA's problem,
-//! `5xx` and no answer are tried again. The API takes no idempotency key: a message whose `201`
-//! was lost is sent again, and the citizen may read it twice.
+//! from the deployment's shared bucket (`channels.appio.rate_per_second`); no redirect is
+//! followed. PagoPA's guide asks clients to slow down on `429`: the send is deferred without
+//! counting an attempt, after `Retry-After` (at most five minutes) or a second. What pauses the
+//! channel is PagoPA's refusal of the key: `401`, a `403` other than "Recipient forbidden", and
+//! the gateway's own `404` for a path it does not know (a wrong `base_url`) or a redirect. A
+//! `403` "Recipient forbidden" (a sandbox key's non-authorised recipient) and a `400` fail that
+//! message, naming PagoPA's problem without the values it quotes; `5xx` and no answer are tried
+//! again. The API takes no idempotency key: a message whose `201` was lost is sent again, and the
+//! citizen may read it twice.
 //!
 //! The status reader runs on every replica beside the dispatcher, a batch at a time through the
-//! same bucket, each message every `status_every` until its status is final or `status_for`
-//! has passed since it was sent; a replica's duplicate reads only rewrite the same status.
+//! same bucket, giving way while the replica sends, each message every `status_every` (a read
+//! that fails counts as asked) until its status is final or `status_for` has passed since it
+//! was sent; a replica's duplicate reads only rewrite the same status.
 
 pub mod settings;
 

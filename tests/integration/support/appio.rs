@@ -19,8 +19,14 @@
 //! io-functions-commons' validation middleware does (`title` "Invalid NewMessage", `detail`
 //! naming the value's path). `429` when more requests than the configured rate arrive within a
 //! second (PagoPA's guide, "Inviare un messaggio": every API may answer 429, the client must
-//! retry more slowly; no `Retry-After` is promised, so none is sent unless asked). Scripted
-//! answers (a status for the next message calls) and a revoked key stand in for outages. A bad
+//! retry more slowly; no `Retry-After` is promised, so none is sent unless asked). A path the
+//! API does not have is answered by the gateway, not as a ProblemJson (PagoPA's guide, "Errori":
+//! `404` `{"statusCode": 404, "message": "Resource not found"}`). `403` comes in the two kinds
+//! io-functions-services answers: "Recipient forbidden" for a code the service may not write to
+//! (`canWriteMessage` for a sandbox key, `utils/profile.ts` for an incomplete service), and "User
+//! has no valid scopes" for a key without scopes (io-functions-commons' `azure_api_auth`). Scripted
+//! answers (a status for the next message calls), a revoked key and a `201` with an empty body
+//! stand in for outages. A bad
 //! request never panics it.
 
 #![allow(dead_code)]
