@@ -167,6 +167,15 @@ async fn a_statement_reaches_citizens_on_io_after_the_profile_check_and_its_stat
             "{error}"
         );
     }
+    // The citizens' own choice is no fault: logged at info as declined, not as a failure.
+    let logs = app.logs();
+    assert_eq!(
+        logs.matches("the recipient does not take messages on this channel")
+            .count(),
+        2,
+        "{logs}"
+    );
+    assert!(!logs.contains("delivery failed for good"), "{logs}");
     // The status is read back until it is final.
     let ds = eventually(
         || appio_deliveries(&app, incident),

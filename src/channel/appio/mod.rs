@@ -356,13 +356,13 @@ impl Channel for AppIoChannel {
                         ))
                     })?;
                 if !allowed.sender_allowed {
-                    return Err(SendError::Reject {
+                    return Err(SendError::Declined {
                         reason: NOT_ALLOWED.into(),
                     });
                 }
             }
             404 if profile.titled(PROFILE_NOT_FOUND) => {
-                return Err(SendError::Reject {
+                return Err(SendError::Declined {
                     reason: NOT_ALLOWED.into(),
                 });
             }

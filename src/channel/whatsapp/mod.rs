@@ -171,7 +171,7 @@ impl WhatsAppChannel {
                         "throttled"
                     }
                     SendError::Retry { .. } => "unavailable",
-                    SendError::Reject { .. } => "refused",
+                    SendError::Reject { .. } | SendError::Declined { .. } => "refused",
                     SendError::RecipientGone { .. } => "gone",
                     SendError::Credentials { reason } => {
                         tracing::error!(%reason, "WhatsApp refuses the token: check channels.whatsapp.token");

@@ -26,8 +26,7 @@
 //! (`canWriteMessage` for a sandbox key, `utils/profile.ts` for an incomplete service), and "User
 //! has no valid scopes" for a key without scopes (io-functions-commons' `azure_api_auth`). Scripted
 //! answers (a status for the next message calls), a revoked key and a `201` with an empty body
-//! stand in for outages. A bad
-//! request never panics it.
+//! stand in for outages. A bad request never panics it.
 
 #![allow(dead_code)]
 
