@@ -492,7 +492,7 @@ impl Citizens {
                 // The provider's words may quote the address: only their kind is logged.
                 let kind = match e {
                     SendError::Retry { .. } => "temporary failure",
-                    SendError::Reject { .. } => "refused",
+                    SendError::Reject { .. } | SendError::Declined { .. } => "refused",
                     SendError::RecipientGone { .. } => "recipient unknown",
                     SendError::Throttled { .. } => "throttled",
                     SendError::Credentials { .. } => "credentials refused",

@@ -183,6 +183,11 @@ pub enum SendError {
     /// Trying again will not help: the message itself was refused.
     #[error("rejected: {reason}")]
     Reject { reason: String },
+    /// The recipient does not take messages on this channel, by their own choice (not on App
+    /// IO, or the service turned off there): failed and not tried again, as expected rather than
+    /// as a fault (logged at info, counted as `declined`). The address is kept.
+    #[error("declined by the recipient: {reason}")]
+    Declined { reason: String },
     /// The address no longer exists (unknown mailbox, blocked bot, dead number).
     #[error("recipient gone: {reason}")]
     RecipientGone { reason: String },

@@ -31,18 +31,27 @@ pub(super) struct Send {
 impl Send {
     pub(super) async fn run(self, delivery: ClaimedDelivery, message: Option<Arc<MessageRow>>) {
         let kind = self.channel.kind();
-        let outcome = match message {
+        let (outcome, declined) = match message {
             // The message row cannot be read: retry later rather than drop.
-            None => self.retry_or_fail(&delivery, None, "message could not be loaded".into()),
+            None => (
+                self.retry_or_fail(&delivery, None, "message could not be loaded".into()),
+                false,
+            ),
             // A panic in a channel (or in filling the message) fails this delivery only.
             Some(message) => AssertUnwindSafe(self.send(&delivery, &message))
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|panic| DeliveryOutcome::Failed {
-                    error: format!("the {kind} channel failed: {}", panic_message(&*panic)),
+                .unwrap_or_else(|panic| {
+                    let error = format!("the {kind} channel failed: {}", panic_message(&*panic));
+                    (DeliveryOutcome::Failed { error }, false)
                 }),
         };
         let label = match &outcome {
+            // The recipient's own choice: expected, not a fault of the channel.
+            DeliveryOutcome::Failed { error } if declined => {
+                tracing::info!(delivery = delivery.id, channel = %kind, %error, "the recipient does not take messages on this channel; not tried again");
+                "declined"
+            }
             // A draft's notice does not follow from a signal: it stays out of that latency.
             DeliveryOutcome::Sent { .. } if delivery.draft_id.is_some() => "sent",
             DeliveryOutcome::Sent { .. } => {
@@ -77,17 +86,24 @@ impl Send {
         let _ = self.results.send(outcome_of(&delivery, outcome));
     }
 
-    async fn send(&self, delivery: &ClaimedDelivery, message: &MessageRow) -> DeliveryOutcome {
+    /// The outcome, and whether the recipient declined the channel ([`SendError::Declined`]).
+    async fn send(
+        &self,
+        delivery: &ClaimedDelivery,
+        message: &MessageRow,
+    ) -> (DeliveryOutcome, bool) {
         let outgoing = match self.outgoing(delivery, message) {
             Ok(outgoing) => outgoing,
-            Err(error) => return DeliveryOutcome::Failed { error },
+            Err(error) => return (DeliveryOutcome::Failed { error }, false),
         };
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
         }
         // The lease is renewed while the send runs; this bounds a send that never ends.
         let budget = self.config.send_timeout;
-        match tokio::time::timeout(budget, self.channel.send(&outgoing)).await {
+        let result = tokio::time::timeout(budget, self.channel.send(&outgoing)).await;
+        let declined = matches!(result, Ok(Err(SendError::Declined { .. })));
+        let outcome = match result {
             Ok(Ok(receipt)) => {
                 self.resumed();
                 DeliveryOutcome::Sent(receipt)
@@ -96,6 +112,11 @@ impl Send {
                 self.retry_or_fail(delivery, after, reason)
             }
             Ok(Err(SendError::Reject { reason })) => DeliveryOutcome::Failed { error: reason },
+            Ok(Err(SendError::Declined { reason })) => {
+                // The provider looked the recipient up: it took the credentials.
+                self.resumed();
+                DeliveryOutcome::Failed { error: reason }
+            }
             Ok(Err(SendError::RecipientGone { reason })) => {
                 // The provider looked the recipient up: it took the credentials.
                 self.resumed();
@@ -120,7 +141,8 @@ impl Send {
                 }
             }
             Err(_) => self.retry_or_fail(delivery, None, format!("no answer within {budget:?}")),
-        }
+        };
+        (outcome, declined)
     }
 
     /// The message for this delivery's recipient. A message to a subscriber gets its name and its

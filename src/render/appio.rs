@@ -60,7 +60,9 @@ pub fn fit_subject(subject: &str, language: &str) -> String {
 }
 
 /// A Markdown body App IO takes: without control characters but line breaks, at least 80
-/// characters (completed with [`closing`]), at most 10,000 UTF-16 units (cut at a word).
+/// characters (completed with [`closing`]), at most 10,000 UTF-16 units. A body too long keeps
+/// its last line whole (the templates' footer, with the link to the status page) and is cut at
+/// a word before it, never inside a `**…**` nor after a lone `\`.
 pub fn fit_markdown(text: &str, language: &str) -> String {
     let clean: String = text
         .replace("\r\n", "\n")
@@ -78,7 +80,61 @@ pub fn fit_markdown(text: &str, language: &str) -> String {
     } else {
         clean
     };
-    cut(&body, MARKDOWN_MAX)
+    if body.encode_utf16().count() <= MARKDOWN_MAX {
+        return body;
+    }
+    match footer(&body) {
+        Some((head, foot)) => {
+            let room = MARKDOWN_MAX - foot.encode_utf16().count() - 2;
+            format!("{}\n\n{foot}", cut_markdown(head, room))
+        }
+        None => cut_markdown(&body, MARKDOWN_MAX),
+    }
+}
+
+/// The longest last line kept whole as a footer.
+const FOOTER_MAX: usize = 1_000;
+
+/// The body before its last line, and that line, when it is a footer worth keeping: not empty,
+/// at most [`FOOTER_MAX`] UTF-16 units, with a body before it.
+fn footer(body: &str) -> Option<(&str, &str)> {
+    let at = body.rfind('\n')?;
+    let (head, foot) = (body[..at].trim_end(), body[at + 1..].trim());
+    (!head.is_empty() && !foot.is_empty() && foot.encode_utf16().count() <= FOOTER_MAX)
+        .then_some((head, foot))
+}
+
+/// [`cut`] for Markdown: the cut never ends on a `\` (which would escape the ellipsis) nor on
+/// a stray `*`, and a `**` it leaves open is closed after the ellipsis. A text made of little
+/// but those is cut as plain text.
+fn cut_markdown(text: &str, max: usize) -> String {
+    if text.encode_utf16().count() <= max {
+        return text.to_owned();
+    }
+    let open = |head: &str| head.matches("**").count() % 2 == 1;
+    // Room for the ellipsis, and for a closing `**` when one is needed.
+    let mut head = markdown_head(text, max - 1);
+    if open(head) {
+        head = markdown_head(text, max - 3);
+    }
+    let close = if open(head) { "**" } else { "" };
+    let fitted = format!("{head}…{close}");
+    if fitted.chars().count() < MARKDOWN_MIN {
+        return cut(text, max);
+    }
+    fitted
+}
+
+/// [`cut_head`] without what would end it badly before an ellipsis: a `\` or a `*`.
+fn markdown_head(text: &str, room: usize) -> &str {
+    let mut head = cut_head(text, room);
+    loop {
+        let trimmed = head.trim_end().trim_end_matches(['\\', '*']);
+        if trimmed.len() == head.len() {
+            return head;
+        }
+        head = trimmed;
+    }
 }
 
 /// `text` within `max` UTF-16 units: whole when it fits, else cut at the last space (or line
@@ -88,7 +144,12 @@ fn cut(text: &str, max: usize) -> String {
         return text.to_owned();
     }
     // Room for the ellipsis, one unit.
-    let room = max - 1;
+    format!("{}…", cut_head(text, max - 1).trim_end())
+}
+
+/// The start of `text` within `room` UTF-16 units, ending at the last space (or line break) in
+/// its second half, or inside a word when it has none there.
+fn cut_head(text: &str, room: usize) -> &str {
     let mut end = 0;
     let mut units = 0;
     for (i, c) in text.char_indices() {
@@ -99,11 +160,9 @@ fn cut(text: &str, max: usize) -> String {
         end = i + c.len_utf8();
     }
     let head = &text[..end];
-    let at_word = head
-        .rfind(char::is_whitespace)
+    head.rfind(char::is_whitespace)
         .filter(|&at| head[..at].encode_utf16().count() >= room / 2)
-        .map_or(head, |at| &head[..at]);
-    format!("{}…", at_word.trim_end())
+        .map_or(head, |at| &head[..at])
 }
 
 /// Escapes what Markdown would read as formatting in a monitor's or an operator's words, for the
@@ -176,7 +235,49 @@ mod tests {
         assert_eq!(escape("# [x](y) *z*"), "\\# \\[x\\](y) \\*z\\*");
     }
 
+    #[test]
+    fn a_cut_leaves_no_bold_open_nor_a_lone_backslash() {
+        let bold = format!("{} **{}**", "a ".repeat(4990), "b ".repeat(30));
+        let fitted = fit_markdown(&bold, "it");
+        assert!(fitted.ends_with("b…**"), "{}", &fitted[9_900..]);
+        assert_eq!(fitted.encode_utf16().count(), MARKDOWN_MAX - 1);
+        let slashes = format!("{}\\\\\\{}", "c".repeat(9_998), "d".repeat(10));
+        let fitted = fit_markdown(&slashes, "it");
+        assert!(!fitted.trim_end_matches('…').ends_with('\\'), "{fitted}");
+    }
+
     proptest! {
+        /// Whatever comes before it, the footer with the status page's link survives the cut,
+        /// and the cut leaves no `**` open nor a `\` before the ellipsis.
+        #[test]
+        fn the_link_survives_any_long_body(
+            body in prop_oneof!["(\\PC{1,30}|\\*\\*|\\\\| |\n){0,3000}", ".{9000,12000}"],
+            word in "\\PC{0,300}",
+            lang in "(it|en)",
+        ) {
+            let link = "Aggiornamenti sulla pagina di stato: https://stato.asl.example/incidents/42";
+            let text = format!("## Disservizio\n\n{body}{word}\n\n{link}\n");
+            let fitted = fit_markdown(&text, &lang);
+            prop_assert!(within(&fitted, MARKDOWN_MIN, MARKDOWN_MAX));
+            let tail: String = fitted.chars().rev().take(200).collect::<Vec<_>>().into_iter().rev().collect();
+            prop_assert!(fitted.ends_with(link), "{:?}", tail);
+            // Longer than App IO takes once control characters are dropped (the final line
+            // break is trimmed): it was cut.
+            let clean: usize = text
+                .chars()
+                .filter(|&c| c == '\n' || c == '\t' || !c.is_control())
+                .map(char::len_utf16)
+                .sum();
+            if clean > MARKDOWN_MAX + 1 {
+                let head = fitted[..fitted.len() - link.len()].trim_end();
+                let head = head.strip_suffix("**").unwrap_or(head);
+                prop_assert!(head.ends_with('…'), "{:?}", head);
+                let before = head.trim_end_matches('…');
+                prop_assert!(!before.ends_with('\\') && !before.ends_with('*'));
+                prop_assert_eq!(fitted[..fitted.len() - link.len()].matches("**").count() % 2, 0);
+            }
+        }
+
         #[test]
         fn every_text_fits(text in any::<String>(), words in "( |\\PC{1,30}|\n){0,600}", lang in "(it|en|xx)") {
             for input in [text.as_str(), words.as_str()] {

@@ -224,4 +224,8 @@ pub trait OutboxStore: Announce + Send + Sync {
         asked_before: Timestamp,
         limit: u32,
     ) -> Result<Vec<Unsettled>>;
+    /// Notes that `provider` was asked about a delivery at `at` and said nothing that could be
+    /// recorded (no answer, an error): it moves to the back of [`OutboxStore::unsettled`], its
+    /// status unchanged. `false` when no unsettled delivery has this id.
+    async fn report_asked(&self, provider: &str, provider_id: &str, at: Timestamp) -> Result<bool>;
 }

@@ -531,6 +531,21 @@ impl OutboxStore for SqlStore {
             })
             .collect()
     }
+
+    async fn report_asked(&self, provider: &str, provider_id: &str, at: Timestamp) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries SET report_at = $3
+             WHERE provider = $1 AND provider_id = $2 AND state = 'sent' AND {NOT_FINAL}"
+        )))
+        .bind(provider)
+        .bind(provider_id)
+        .bind(ms(at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 /// A delivery whose report is not a provider's final word (delivered, undelivered, failed, …;

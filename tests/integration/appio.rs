@@ -27,6 +27,10 @@ fn unknown() -> String {
 }
 
 async fn app_for(io: &AppIoDouble, smtp: &SmtpServer) -> TestApp {
+    app_at(&io.api(), smtp).await
+}
+
+async fn app_at(api: &str, smtp: &SmtpServer) -> TestApp {
     let extra = format!(
         r#"
 [channels.appio]
@@ -35,10 +39,10 @@ base_url = "{}"
 api_key = "{APPIO_KEY}"
 rate_per_second = 100
 burst = 10
-status_every = "300ms"
+status_every = "1s"
 status_for = "1h"
 "#,
-        io.api()
+        api
     );
     TestApp::spawn(smtp, &extra, &[]).await
 }
@@ -163,6 +167,15 @@ async fn a_statement_reaches_citizens_on_io_after_the_profile_check_and_its_stat
             "{error}"
         );
     }
+    // The citizens' own choice is no fault: logged at info as declined, not as a failure.
+    let logs = app.logs();
+    assert_eq!(
+        logs.matches("the recipient does not take messages on this channel")
+            .count(),
+        2,
+        "{logs}"
+    );
+    assert!(!logs.contains("delivery failed for good"), "{logs}");
     // The status is read back until it is final.
     let ds = eventually(
         || appio_deliveries(&app, incident),
@@ -289,7 +302,14 @@ async fn throttled_messages_wait_and_go_once_each() {
     assert_eq!((messages.len(), to.len()), (4, 4), "once each");
     for m in &messages {
         assert_eq!(content_problem(&m.subject, &m.markdown), None);
-        assert!(m.markdown.ends_with('…'), "cut at a word");
+        // Cut at a word before the footer, whose link to the status page stays whole.
+        let (head, footer) = m.markdown.rsplit_once("\n\n").unwrap();
+        assert!(head.ends_with('…'), "cut at a word");
+        assert!(
+            footer.starts_with("Aggiornamenti sulla pagina di stato: http")
+                && footer.contains(&format!("/incidents/{incident}")),
+            "{footer}"
+        );
     }
 }
 
@@ -475,4 +495,79 @@ async fn refusals_are_told_apart_retried_failed_or_paused() {
     let ds = eventually(|| appio_deliveries(&app, second), |ds| settled(ds, 1)).await;
     assert_eq!(ds[0]["state"], "sent", "{ds:?}");
     assert_eq!(io.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn a_taken_message_is_final_a_forbidden_recipient_fails_and_a_wrong_address_pauses() {
+    let io = AppIoDouble::start(AppIoOptions::default()).await;
+    io.add_profile(&allowed(), true);
+    io.add_profile(&blocked(), true);
+    io.forbid(&blocked());
+    let smtp = SmtpServer::start();
+    let app = app_for(&io, &smtp).await;
+    citizen(&app, "Mario Rossi", &allowed()).await;
+    citizen(&app, "Giuseppe Verdi", &blocked()).await;
+    // A 201 whose body names nothing: the message is sent, once, named by its `Location`; the
+    // recipient a sandbox key may not write to fails alone, and the channel goes on.
+    io.bare_created(1);
+    let first = announce(&app, "CUP lento", "Attese lunghe.").await;
+    let ds = eventually(|| appio_deliveries(&app, first), |ds| settled(ds, 2)).await;
+    let messages = io.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let sent: Vec<&Value> = ds.iter().filter(|d| d["state"] == "sent").collect();
+    assert_eq!(sent.len(), 1, "{ds:?}");
+    assert_eq!(sent[0]["attempts"], 1, "{ds:?}");
+    assert_eq!(sent[0]["provider_id"], messages[0].id.as_str());
+    let failed: Vec<&Value> = ds.iter().filter(|d| d["state"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{ds:?}");
+    assert_eq!(failed[0]["attempts"], 1);
+    let error = failed[0]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("403") && error.contains("Recipient forbidden"),
+        "{error}"
+    );
+    // A key without scopes: a 403 about the key pauses the channel until it works again.
+    io.unscope(true);
+    let second = announce(&app, "CUP fermo", "Servizio sospeso.").await;
+    let ds = eventually(
+        || appio_deliveries(&app, second),
+        |ds| {
+            ds.iter().any(|d| {
+                d["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("User has no valid scopes"))
+            })
+        },
+    )
+    .await;
+    assert!(ds.iter().all(|d| d["state"] == "pending"), "{ds:?}");
+    io.unscope(false);
+    let ds = eventually(|| appio_deliveries(&app, second), |ds| settled(ds, 2)).await;
+    assert_eq!(
+        ds.iter().filter(|d| d["state"] == "sent").count(),
+        1,
+        "{ds:?}"
+    );
+    assert_eq!(io.messages().len(), 2);
+
+    // A wrong `base_url`: the gateway's 404 is no citizen's absence; the channel pauses, and
+    // nobody is failed for good.
+    let wrong = AppIoDouble::start(AppIoOptions::default()).await;
+    wrong.add_profile(&allowed(), true);
+    let lost = app_at(&format!("{}/io/v1", wrong.base), &smtp).await;
+    citizen(&lost, "Mario Rossi", &allowed()).await;
+    let third = announce(&lost, "CUP lento", "Attese lunghe.").await;
+    let ds = eventually(
+        || appio_deliveries(&lost, third),
+        |ds| {
+            ds.first()
+                .and_then(|d| d["last_error"].as_str())
+                .is_some_and(|e| e.contains("channels.appio.base_url"))
+        },
+    )
+    .await;
+    assert_eq!(ds[0]["state"], "pending", "{ds:?}");
+    let error = ds[0]["last_error"].as_str().unwrap();
+    assert!(error.contains("Resource not found"), "{error}");
+    assert!(wrong.messages().is_empty());
 }

@@ -1077,6 +1077,12 @@ pub async fn app_io_messages_are_asked_about_until_their_status_is_final(store: 
         ["M2", "M1"],
         "the longest unasked first"
     );
+    // A read that got nothing still counts as asked: M2 goes to the back, its status unchanged,
+    // so that messages whose reads fail do not hold the others back.
+    assert!(store.report_asked("appio", "M2", at(8)).await.unwrap());
+    assert_eq!(asked(-60, 10).await, ["M1", "M2"], "M2 asked at 8 s");
+    assert_eq!(asked(-60, 7).await, ["M1"], "M2 not due before 8 s");
+    assert!(!store.report_asked("appio", "M9", at(8)).await.unwrap());
     assert!(
         store
             .record_report(&report("M1", "processed", 6))
@@ -1090,6 +1096,10 @@ pub async fn app_io_messages_are_asked_about_until_their_status_is_final(store: 
             .unwrap()
     );
     assert!(asked(-60, 100).await.is_empty(), "final statuses end it");
+    assert!(
+        !store.report_asked("appio", "M1", at(9)).await.unwrap(),
+        "a final status is not touched"
+    );
     assert!(
         store
             .record_report(&report("M1", "accepted", 7))

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::domain::subscriber::ChannelKind;
-use crate::settings::check::{check_timeout, check_url, require_approval, secret};
+use crate::settings::check::{
+    check_timeout, check_url, is_loopback_name, require_approval, secret,
+};
 use crate::settings::{Dur, Secret, Settings, secret_source};
 
 /// PagoPA's production API for public administrations' services, with its base path.
@@ -50,6 +52,18 @@ pub fn validate(settings: &Settings, push: &mut impl FnMut(&str, String)) -> Opt
         return None;
     }
     check_url("channels.appio.base_url", &a.base_url, push);
+    // The key and citizens' fiscal codes travel in every request.
+    if let Ok(u) = url::Url::parse(&a.base_url)
+        && u.scheme() == "http"
+        && !u
+            .host_str()
+            .is_some_and(|h| is_loopback_name(h.trim_start_matches('[').trim_end_matches(']')))
+    {
+        push(
+            "channels.appio.base_url",
+            "must be https (plain http only on this machine's loopback)".into(),
+        );
+    }
     let key = secret("channels.appio.api_key", a.api_key(), "api_key", push);
     if a.rate_per_second == 0 {
         push(
@@ -64,10 +78,16 @@ pub fn validate(settings: &Settings, push: &mut impl FnMut(&str, String)) -> Opt
         push("channels.appio.concurrency", "must be from 1 to 64".into());
     }
     check_timeout("channels.appio.timeout", a.timeout, settings, push);
-    if a.status_every.get().is_zero() {
+    if a.timeout.get() > settings.outbox.send_timeout.get() / 2 {
+        push(
+            "channels.appio.timeout",
+            "times two must stay within outbox.send_timeout (a send asks for the profile, then sends the message)".into(),
+        );
+    }
+    if a.status_every.get() < std::time::Duration::from_secs(1) {
         push(
             "channels.appio.status_every",
-            "must be more than 0 (set status_for = \"0s\" to read no status back)".into(),
+            "must be at least 1s (set status_for = \"0s\" to read no status back)".into(),
         );
     }
     if a.status_for.get() > LONGEST_STATUS_WATCH {

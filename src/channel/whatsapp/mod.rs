@@ -170,7 +170,7 @@ impl WhatsAppChannel {
                 let kind = match &e {
                     SendError::Throttled { .. } => "throttled",
                     SendError::Retry { .. } => "unavailable",
-                    SendError::Reject { .. } => "refused",
+                    SendError::Reject { .. } | SendError::Declined { .. } => "refused",
                     SendError::RecipientGone { .. } => "gone",
                     SendError::Credentials { reason } => {
                         tracing::error!(%reason, "WhatsApp refuses the token or the account: check channels.whatsapp.token and the account in Meta's WhatsApp Manager");

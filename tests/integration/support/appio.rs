@@ -19,9 +19,14 @@
 //! io-functions-commons' validation middleware does (`title` "Invalid NewMessage", `detail`
 //! naming the value's path). `429` when more requests than the configured rate arrive within a
 //! second (PagoPA's guide, "Inviare un messaggio": every API may answer 429, the client must
-//! retry more slowly; no `Retry-After` is promised, so none is sent unless asked). Scripted
-//! answers (a status for the next message calls) and a revoked key stand in for outages. A bad
-//! request never panics it.
+//! retry more slowly; no `Retry-After` is promised, so none is sent unless asked). A path the
+//! API does not have is answered by the gateway, not as a ProblemJson (PagoPA's guide, "Errori":
+//! `404` `{"statusCode": 404, "message": "Resource not found"}`). `403` comes in the two kinds
+//! io-functions-services answers: "Recipient forbidden" for a code the service may not write to
+//! (`canWriteMessage` for a sandbox key, `utils/profile.ts` for an incomplete service), and "User
+//! has no valid scopes" for a key without scopes (io-functions-commons' `azure_api_auth`). Scripted
+//! answers (a status for the next message calls), a revoked key and a `201` with an empty body
+//! stand in for outages. A bad request never panics it.
 
 #![allow(dead_code)]
 
@@ -81,6 +86,12 @@ struct State {
     window: Option<(Instant, usize)>,
     throttled: usize,
     revoked: bool,
+    /// Codes this service may not write to (a sandbox key's non-authorised recipients).
+    forbidden: std::collections::BTreeSet<String>,
+    /// The key has no scope left (`User has no valid scopes`).
+    unscoped: bool,
+    /// The next `201`s come with an empty body (only `Location` names the message).
+    bare_created: usize,
 }
 
 struct Shared {
@@ -145,6 +156,22 @@ impl AppIoDouble {
 
     pub fn script(&self, statuses: &[u16]) {
         self.shared.lock().scripted.extend(statuses);
+    }
+
+    /// A code this service may not write to: `403` Recipient forbidden on the profile and the
+    /// message, as `canWriteMessage` answers a sandbox key for a non-authorised recipient.
+    pub fn forbid(&self, fiscal_code: &str) {
+        self.shared.lock().forbidden.insert(fiscal_code.to_owned());
+    }
+
+    /// The key loses (or gets back) its scopes: `403` User has no valid scopes on every call.
+    pub fn unscope(&self, unscoped: bool) {
+        self.shared.lock().unscoped = unscoped;
+    }
+
+    /// The next `n` messages taken are answered `201` with an empty body.
+    pub fn bare_created(&self, n: usize) {
+        self.shared.lock().bare_created = n;
     }
 
     pub fn revoke(&self, revoked: bool) {
@@ -237,7 +264,11 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
     let mut resp = (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         [(header::CONTENT_TYPE, "application/json")],
-        answer.to_string(),
+        if answer.is_null() {
+            String::new()
+        } else {
+            answer.to_string()
+        },
     )
         .into_response();
     if status == 429
@@ -288,15 +319,32 @@ fn answer(
         }
         state.window = Some((start, count + 1));
     }
-    let Some(rest) = path.strip_prefix("/api/v1/") else {
-        return problem(404, "Not Found", "no such operation");
+    // API Management answers a path it does not know itself, not as a ProblemJson (PagoPA's
+    // guide, "Errori": `{"statusCode": 404, "message": "Resource not found"}` for a wrong path).
+    let unknown = || {
+        (
+            404,
+            json!({"statusCode": 404, "message": "Resource not found"}),
+        )
     };
+    let Some(rest) = path.strip_prefix("/api/v1/") else {
+        return unknown();
+    };
+    // `ForbiddenError`s of the functions' authorisation (io-functions-commons
+    // `azure_api_auth`): a key with no scope is refused on every operation.
+    if state.unscoped {
+        return problem(
+            403,
+            "User has no valid scopes",
+            "You are not part of any valid scope, you should ask the administrator to give you the required permissions.",
+        );
+    }
     let segments: Vec<&str> = rest.split('/').collect();
     match (method, segments.as_slice()) {
         ("POST", ["profiles"]) => profile(state, body),
         ("POST", ["messages"]) => submit(state, body),
         ("GET", ["messages", code, id]) => read(options, state, code, id),
-        _ => problem(404, "Not Found", "no such operation"),
+        _ => unknown(),
     }
 }
 
@@ -317,6 +365,15 @@ fn profile(state: &mut State, body: &str) -> (u16, Value) {
             400,
             "Invalid FiscalCodePayload",
             "value at [root.0.fiscal_code] is not a valid [FiscalCode]",
+        );
+    }
+    // `canWriteMessage` (and the check of an incomplete service) before anything else:
+    // `ResponseErrorForbiddenNotAuthorizedForRecipient` of `@pagopa/ts-commons`.
+    if state.forbidden.contains(code) {
+        return problem(
+            403,
+            "Recipient forbidden",
+            "You are not allowed to issue requests for the recipient.",
         );
     }
     match state.profiles.get(code) {
@@ -351,6 +408,15 @@ fn submit(state: &mut State, body: &str) -> (u16, Value) {
             "value at [root.0.fiscal_code] is not a valid [FiscalCode]",
         );
     }
+    // `canWriteMessage` (and the check of an incomplete service) before anything else:
+    // `ResponseErrorForbiddenNotAuthorizedForRecipient` of `@pagopa/ts-commons`.
+    if state.forbidden.contains(code) {
+        return problem(
+            403,
+            "Recipient forbidden",
+            "You are not allowed to issue requests for the recipient.",
+        );
+    }
     let (Some(subject), Some(markdown)) = (
         message["content"]["subject"].as_str(),
         message["content"]["markdown"].as_str(),
@@ -383,6 +449,10 @@ fn submit(state: &mut State, body: &str) -> (u16, Value) {
         rejected,
         reads: 0,
     });
+    if state.bare_created > 0 {
+        state.bare_created -= 1;
+        return (201, Value::Null);
+    }
     (201, json!({"id": id}))
 }
 
