@@ -15,7 +15,7 @@ use super::{Router, context};
 use crate::domain::subscriber::ChannelKind;
 use crate::render::{AFFECTED, DETAIL};
 use crate::settings::ApprovalPolicy;
-use crate::store::{AffectedWork, NewMessage, StoreError};
+use crate::store::{AffectedWork, DraftPart, NewMessage, StoreError};
 
 /// Rows written per transaction.
 pub const AFFECTED_BATCH: u32 = 2000;
@@ -59,9 +59,12 @@ impl Router {
         let work = self.store.affected_work(auto, &enabled).await?;
         let mut written = 0;
         for w in &work {
+            let Some(words) = self.office_approved(w).await? else {
+                continue;
+            };
             let message_id = match self.store.affected_message(w).await? {
                 Some(id) => id,
-                None => self.render_affected(w, now).await?,
+                None => self.render_affected(w, words, now).await?,
             };
             loop {
                 let n = self
@@ -77,7 +80,7 @@ impl Router {
         if written > 0 {
             metrics::counter!("banditore_affected_deliveries_written_total").increment(written);
         }
-        if work.is_empty()
+        if written == 0
             && let Ok(mut seen) = self.affected_idle.lock()
         {
             *seen = Some(fingerprint);
@@ -85,8 +88,53 @@ impl Router {
         Ok(written)
     }
 
-    /// The statement of `work`'s update for affected lists, rendered and stored; its id.
-    async fn render_affected(&self, w: &AffectedWork, now: Timestamp) -> Result<i64, StoreError> {
+    /// Whether the communications office approved the statement of `w` on its channel and in
+    /// its language (a draft is published once every part is decided): the part for that
+    /// channel and language decides when the draft has one, else the status page's part in that
+    /// language; a statement published with no draft (the `auto` policy) is approved as
+    /// written. `Some` with the words approved for the status page, as the office last edited
+    /// them, when there are some: the statement the list hears; `None` when it was rejected.
+    async fn office_approved(
+        &self,
+        w: &AffectedWork,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        let updates = self.store.incident_updates(w.incident_id).await?;
+        let Some(seq) = updates.iter().find(|u| u.id == w.update_id).map(|u| u.seq) else {
+            return Ok(None);
+        };
+        let drafts = self.store.published_drafts(w.incident_id, "public").await?;
+        let parts: Vec<&DraftPart> = drafts
+            .iter()
+            .filter(|d| d.update_seq == seq)
+            .flat_map(|d| &d.parts)
+            .collect();
+        let part = |channel: ChannelKind| {
+            parts
+                .iter()
+                .copied()
+                .find(|p| p.channel == channel && p.language == w.language)
+        };
+        let status = part(ChannelKind::Status);
+        let deciding = part(w.channel).or(status);
+        if deciding.is_some_and(|p| p.state != "approved") {
+            return Ok(None);
+        }
+        Ok(Some(
+            status
+                .filter(|p| p.state == "approved" && !p.body.trim().is_empty())
+                .map(|p| p.body.clone()),
+        ))
+    }
+
+    /// The statement of `work`'s update for affected lists, rendered and stored; its id. The
+    /// office's approved `words` for the status page, when there are some, stand for the
+    /// update's text.
+    async fn render_affected(
+        &self,
+        w: &AffectedWork,
+        words: Option<String>,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
         let Some(incident) = self.store.incident(w.incident_id).await? else {
             return Err(StoreError::Corrupt(format!(
                 "an affected list names incident {}, which is gone",
@@ -107,6 +155,10 @@ impl Router {
         ctx.audience = AFFECTED.to_owned();
         ctx.ack_url = None;
         ctx.detail = Some(DETAIL);
+        if let Some(words) = words {
+            ctx.update.body = Some(words);
+            ctx.update.author = None;
+        }
         // The public title the communications office approved with this statement, if any.
         if let Some(title) = self
             .store

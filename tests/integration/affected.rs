@@ -489,6 +489,107 @@ burst = 10
     assert_eq!(state["deliveries"]["sent"], 2, "{state}");
 }
 
+/// The office's decision holds for the lists: nothing before the draft is decided, then a
+/// channel's part decides for that channel (the status page's part where the draft has none for
+/// it), a rejected one keeps its rows from hearing it there, and the words the office approved
+/// for the status page are the statement the list hears.
+#[tokio::test]
+async fn a_list_hears_only_what_the_office_approved_in_the_words_it_approved() {
+    let smtp = SmtpServer::start();
+    let double = SmsDouble::start().await;
+    let app = app_with(&smtp, &double, &[]).await;
+    // A public subscriber by SMS too, so that the draft has an SMS part of its own.
+    app.subscribe(json!({
+        "name": "Cittadino", "audience": "public",
+        "addresses": {"sms": "+393330000999"},
+        "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
+    }))
+    .await;
+    let id = open_incident(&app).await;
+    let rows = format!(
+        "mobile,email,detail\n{},,ore 9\n,{},ore 10\n",
+        mobile(1),
+        email(2)
+    );
+    let (status, report) = upload(&app, id, BOOKING_TOKEN, "text/csv", rows).await;
+    assert_eq!(
+        (status, report["accepted"].as_u64()),
+        (200, Some(2)),
+        "{report}"
+    );
+    let draft = app.next_draft().await;
+    let draft_id = draft["id"].as_i64().unwrap();
+    let words = "Le visite già prenotate sono confermate: presentatevi all'orario previsto.";
+    let resp = app
+        .put_json(
+            &format!("/api/v1/drafts/{draft_id}"),
+            COMMUNICATOR_TOKEN,
+            &json!({"parts": [{"channel": "status", "language": "it",
+                               "subject": "Prenotazioni sospese", "body": words}]}),
+        )
+        .await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    // The status page's and the email's parts approved: while the SMS part waits, the draft
+    // is not published and the list hears nothing.
+    let resp = app
+        .post_json(
+            &format!("/api/v1/drafts/{draft_id}/approve"),
+            Some(COMMUNICATOR_TOKEN),
+            &json!({"channels": ["status", "email"]}),
+        )
+        .await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        patients_reached(&smtp, &double),
+        0,
+        "nothing before the draft is decided"
+    );
+    // The SMS part rejected: the email row hears the approved words, the SMS row nothing.
+    let resp = app
+        .post_json(
+            &format!("/api/v1/drafts/{draft_id}/reject"),
+            Some(COMMUNICATOR_TOKEN),
+            &json!({"reason": "troppo lungo per un SMS"}),
+        )
+        .await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let mail = eventually(
+        || async { received(&smtp, &double) },
+        |got: &BTreeMap<String, Vec<String>>| got.contains_key(&email(2)),
+    )
+    .await;
+    let text = &mail[&email(2)][0];
+    assert!(text.contains(words), "the approved words: {text}");
+    assert!(text.contains("Il suo appuntamento: ore 10."), "{text}");
+    assert!(
+        !text.contains("CUP non risponde"),
+        "no monitor's words: {text}"
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(double.sent_to(&mobile(1)).is_empty(), "rejected for SMS");
+    assert_eq!(
+        received(&smtp, &double)[&email(2)].len(),
+        1,
+        "the email once"
+    );
+}
+
 #[tokio::test]
 async fn only_booking_and_administrators_touch_lists_and_every_read_is_audited() {
     let smtp = SmtpServer::start();
