@@ -489,6 +489,72 @@ burst = 10
     assert_eq!(state["deliveries"]["sent"], 2, "{state}");
 }
 
+/// A row with a fiscal code, on IO with the service allowed, hears the statement in App IO with
+/// its appointment in the body (never in the subject, which IO shows in notifications), and its
+/// resolution too; its email stays unused.
+#[tokio::test]
+async fn a_person_on_app_io_hears_the_statement_there_with_the_appointment() {
+    use crate::support::appio::{APPIO_KEY, AppIoDouble, AppIoOptions};
+    let smtp = SmtpServer::start();
+    let double = SmsDouble::start().await;
+    let io = AppIoDouble::start(AppIoOptions::default()).await;
+    io.add_profile(CF, true);
+    let extra = format!(
+        r#"
+[channels.appio]
+enabled = true
+base_url = "{}"
+api_key = "{APPIO_KEY}"
+rate_per_second = 100
+burst = 10
+"#,
+        io.api()
+    );
+    let app = TestApp::spawn(&smtp, &config(&double, &extra), &[]).await;
+    app.subscribe(json!({
+        "name": "Lista pubblica", "audience": "public",
+        "addresses": {"email": "cittadini@lista.asl.example"},
+        "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
+    }))
+    .await;
+    let id = open_incident(&app).await;
+    let rows = format!(
+        "fiscal_code,email,detail\n{CF},paziente1@example.org,\"ore 11:30, Foligno [sportello 3]\"\n"
+    );
+    let (status, report) = upload(&app, id, BOOKING_TOKEN, "text/csv", rows).await;
+    assert_eq!(
+        (status, report["accepted"].as_u64()),
+        (200, Some(1)),
+        "{report}"
+    );
+    approve_next(&app).await;
+    let opened = eventually(|| async { io.messages() }, |m| m.len() == 1).await;
+    assert_eq!(opened[0].fiscal_code, CF);
+    assert!(
+        opened[0]
+            .markdown
+            .contains(r"Il suo appuntamento: ore 11:30, Foligno \[sportello 3\]."),
+        "the detail, escaped as Markdown words: {}",
+        opened[0].markdown
+    );
+    assert!(
+        !opened[0].subject.contains("11:30"),
+        "{}",
+        opened[0].subject
+    );
+    fire_alert(&app, "resolved", "cup-backend", "CUP non risponde").await;
+    approve_next(&app).await;
+    let both = eventually(|| async { io.messages() }, |m| m.len() == 2).await;
+    assert!(
+        both[1].markdown.contains("Il suo appuntamento"),
+        "{}",
+        both[1].markdown
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(io.messages().len(), 2, "each statement once");
+    assert!(!received(&smtp, &double).contains_key("paziente1@example.org"));
+}
+
 /// The office's decision holds for the lists: nothing before the draft is decided, then a
 /// channel's part decides for that channel (the status page's part where the draft has none for
 /// it), a rejected one keeps its rows from hearing it there, and the words the office approved
