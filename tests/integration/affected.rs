@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::appio::{APPIO_KEY, AppIoDouble, AppIoOptions};
 use crate::support::*;
 
 const BOOKING_TOKEN: &str = "booking-token-for-tests-0006";
@@ -53,9 +54,19 @@ rate_per_second = 5000
 }
 
 async fn app_with(smtp: &SmtpServer, double: &SmsDouble, env: &[(&str, &str)]) -> TestApp {
+    app_configured(smtp, double, "", env).await
+}
+
+/// The app with `extra` configuration and the public audience's one subscriber.
+async fn app_configured(
+    smtp: &SmtpServer,
+    double: &SmsDouble,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> TestApp {
     let mut all = vec![("BANDITORE__CHANNELS__EMAIL__POOL_SIZE", "16")];
     all.extend_from_slice(env);
-    let app = TestApp::spawn(smtp, &config(double, ""), &all).await;
+    let app = TestApp::spawn(smtp, &config(double, extra), &all).await;
     app.subscribe(json!({
         "name": "Lista pubblica", "audience": "public",
         "addresses": {"email": "cittadini@lista.asl.example"},
@@ -92,6 +103,22 @@ async fn upload(app: &TestApp, id: i64, token: &str, media: &str, body: String) 
 async fn list(app: &TestApp, id: i64, token: &str) -> Value {
     app.get_json(&format!("/api/v1/incidents/{id}/affected"), token)
         .await
+}
+
+/// The app with App IO enabled against the double `io`.
+async fn app_with_io(smtp: &SmtpServer, double: &SmsDouble, io: &AppIoDouble) -> TestApp {
+    let extra = format!(
+        r#"
+[channels.appio]
+enabled = true
+base_url = "{}"
+api_key = "{APPIO_KEY}"
+rate_per_second = 100
+burst = 10
+"#,
+        io.api()
+    );
+    app_configured(smtp, double, &extra, &[]).await
 }
 
 /// Approves the newest pending draft.
@@ -429,35 +456,12 @@ async fn a_repeated_upload_sends_nobody_twice_and_later_rows_hear_the_latest_sta
 
 #[tokio::test]
 async fn a_person_app_io_refuses_hears_the_statement_by_email_once_with_the_detail() {
-    use crate::support::appio::{APPIO_KEY, AppIoDouble, AppIoOptions};
     let smtp = SmtpServer::start();
     let double = SmsDouble::start().await;
     let io = AppIoDouble::start(AppIoOptions::default()).await;
     // On IO, with this service turned off: PagoPA's profile check says `sender_allowed: false`.
     io.add_profile(CF, false);
-    let extra = format!(
-        r#"
-[channels.appio]
-enabled = true
-base_url = "{}"
-api_key = "{APPIO_KEY}"
-rate_per_second = 100
-burst = 10
-"#,
-        io.api()
-    );
-    let app = TestApp::spawn(
-        &smtp,
-        &config(&double, &extra),
-        &[("BANDITORE__CHANNELS__EMAIL__POOL_SIZE", "4")],
-    )
-    .await;
-    app.subscribe(json!({
-        "name": "Lista pubblica", "audience": "public",
-        "addresses": {"email": "cittadini@lista.asl.example"},
-        "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
-    }))
-    .await;
+    let app = app_with_io(&smtp, &double, &io).await;
     let id = open_incident(&app).await;
     let rows = format!("fiscal_code,email,detail\n{CF},paziente1@example.org,ore 9 a Foligno\n");
     let (status, report) = upload(&app, id, BOOKING_TOKEN, "text/csv", rows).await;
@@ -494,29 +498,11 @@ burst = 10
 /// resolution too; its email stays unused.
 #[tokio::test]
 async fn a_person_on_app_io_hears_the_statement_there_with_the_appointment() {
-    use crate::support::appio::{APPIO_KEY, AppIoDouble, AppIoOptions};
     let smtp = SmtpServer::start();
     let double = SmsDouble::start().await;
     let io = AppIoDouble::start(AppIoOptions::default()).await;
     io.add_profile(CF, true);
-    let extra = format!(
-        r#"
-[channels.appio]
-enabled = true
-base_url = "{}"
-api_key = "{APPIO_KEY}"
-rate_per_second = 100
-burst = 10
-"#,
-        io.api()
-    );
-    let app = TestApp::spawn(&smtp, &config(&double, &extra), &[]).await;
-    app.subscribe(json!({
-        "name": "Lista pubblica", "audience": "public",
-        "addresses": {"email": "cittadini@lista.asl.example"},
-        "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
-    }))
-    .await;
+    let app = app_with_io(&smtp, &double, &io).await;
     let id = open_incident(&app).await;
     let rows = format!(
         "fiscal_code,email,detail\n{CF},paziente1@example.org,\"ore 11:30, Foligno [sportello 3]\"\n"
