@@ -13,7 +13,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 
-use super::sms_reports::{json_pairs, pairs};
+use super::sms_reports::{body_pairs, pairs, query_token};
 use crate::ack::Acknowledgements;
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::SmsProviderKind;
@@ -76,20 +76,9 @@ pub async fn inbound(
         .ok_or_else(|| ApiError::NotFound(format!("no SMS provider `{provider}`")))?;
     let raw_query = query.unwrap_or_default();
     let query = pairs(raw_query.as_bytes());
-    let token = query
-        .iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.as_str());
+    let token = query_token(&query);
     let bytes = read(&headers, body, state.max_body_bytes).await?;
-    let is_json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/json"));
-    let params = if is_json {
-        json_pairs(&bytes)?
-    } else {
-        pairs(&bytes)
-    };
+    let params = body_pairs(&headers, &bytes)?;
     let signature = headers.get(TWILIO_SIGNATURE).and_then(|v| v.to_str().ok());
     if !links.verify_reply(&provider, &raw_query, token, signature, &params) {
         tracing::warn!(provider, "SMS reply with a wrong signature or token");

@@ -23,15 +23,39 @@ pub(super) fn pairs(bytes: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(bytes).into_owned().collect()
 }
 
+/// The `token` a provider that does not sign carries in the query.
+pub(super) fn query_token(query: &[(String, String)]) -> Option<&str> {
+    query
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.as_str())
+}
+
+/// A provider's body as fields: a JSON object's, or a form's.
+pub(super) fn body_pairs(
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if is_json {
+        json_pairs(bytes)
+    } else {
+        Ok(pairs(bytes))
+    }
+}
+
 /// A JSON object's fields as text (numbers written as they are).
-pub(super) fn json_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+fn json_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest {
-            message: format!("the report is not JSON: {e}"),
+            message: format!("the body is not JSON: {e}"),
             field: None,
         })?;
     let object = value.as_object().ok_or_else(|| ApiError::BadRequest {
-        message: "the report is not a JSON object".into(),
+        message: "the body is not a JSON object".into(),
         field: None,
     })?;
     Ok(object
@@ -90,20 +114,9 @@ pub async fn report(
         return Err(ApiError::NotFound(format!("no SMS provider `{provider}`")));
     }
     let query = pairs(query.unwrap_or_default().as_bytes());
-    let token = query
-        .iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.as_str());
+    let token = query_token(&query);
     let bytes = read(&headers, body, state.max_body_bytes).await?;
-    let is_json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let params = if is_json {
-        json_pairs(&bytes)?
-    } else {
-        pairs(&bytes)
-    };
+    let params = body_pairs(&headers, &bytes)?;
     let signature = headers.get(TWILIO_SIGNATURE).and_then(|v| v.to_str().ok());
     if !links.verify(&provider, token, signature, &params) {
         tracing::warn!(
