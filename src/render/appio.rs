@@ -172,7 +172,7 @@ pub fn escape(text: &str) -> String {
     for c in text.chars() {
         if matches!(
             c,
-            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '|' | '<' | '>' | '~'
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '!' | '#' | '|' | '<' | '>' | '~'
         ) {
             out.push('\\');
         }
@@ -232,7 +232,10 @@ mod tests {
 
     #[test]
     fn escaped_words_are_no_markdown() {
-        assert_eq!(escape("# [x](y) *z*"), "\\# \\[x\\](y) \\*z\\*");
+        assert_eq!(
+            escape("# [x](y) *z* ![i](u)"),
+            "\\# \\[x\\]\\(y\\) \\*z\\* \\!\\[i\\]\\(u\\)"
+        );
     }
 
     #[test]

@@ -20,6 +20,9 @@ use crate::store::{AffectedWork, DraftPart, NewMessage, StoreError};
 /// Rows written per transaction.
 pub const AFFECTED_BATCH: u32 = 2000;
 
+/// Why a list's delivery was written cancelled.
+const REJECTED: &str = "the communications office rejected this statement on this channel";
+
 impl Router {
     fn public_auto(&self) -> bool {
         self.approval.policy("public").0 == ApprovalPolicy::Auto
@@ -59,8 +62,11 @@ impl Router {
         let work = self.store.affected_work(auto, &enabled).await?;
         let mut written = 0;
         for w in &work {
-            let Some(words) = self.office_approved(w).await? else {
-                continue;
+            // A statement rejected on this channel is written cancelled, so that its rows are
+            // done with it and it takes no room from the work behind it.
+            let (words, refused) = match self.office_approved(w).await? {
+                Some(words) => (words, None),
+                None => (None, Some(REJECTED)),
             };
             let message_id = match self.store.affected_message(w).await? {
                 Some(id) => id,
@@ -69,9 +75,11 @@ impl Router {
             loop {
                 let n = self
                     .store
-                    .write_affected_batch(w, message_id, AFFECTED_BATCH, now)
+                    .write_affected_batch(w, message_id, AFFECTED_BATCH, refused, now)
                     .await?;
-                written += n;
+                if refused.is_none() {
+                    written += n;
+                }
                 if n < u64::from(AFFECTED_BATCH) {
                     break;
                 }
@@ -80,7 +88,7 @@ impl Router {
         if written > 0 {
             metrics::counter!("banditore_affected_deliveries_written_total").increment(written);
         }
-        if written == 0
+        if work.is_empty()
             && let Ok(mut seen) = self.affected_idle.lock()
         {
             *seen = Some(fingerprint);
@@ -100,7 +108,8 @@ impl Router {
     ) -> Result<Option<Option<String>>, StoreError> {
         let updates = self.store.incident_updates(w.incident_id).await?;
         let Some(seq) = updates.iter().find(|u| u.id == w.update_id).map(|u| u.seq) else {
-            return Ok(None);
+            // Rendering names the missing update.
+            return Ok(Some(None));
         };
         let drafts = self.store.published_drafts(w.incident_id, "public").await?;
         let parts: Vec<&DraftPart> = drafts
@@ -167,7 +176,11 @@ impl Router {
             .iter()
             .filter(|d| d.update_seq == update.seq)
             .flat_map(|d| &d.parts)
-            .find(|p| p.channel == ChannelKind::Status && p.language == w.language)
+            .find(|p| {
+                p.channel == ChannelKind::Status
+                    && p.language == w.language
+                    && p.state == "approved"
+            })
             .and_then(|p| p.subject.clone())
             .filter(|t| !t.trim().is_empty())
         {

@@ -142,12 +142,14 @@ pub trait AffectedStore {
     /// The message of `work` for the lists, if rendered already.
     async fn affected_message(&self, work: &AffectedWork) -> Result<Option<i64>>;
     /// Writes up to `limit` deliveries of `message_id` to the rows of `work` that do not have
-    /// one yet, in one transaction; how many.
+    /// one yet, in one transaction; how many. With `refused` (why), they are written cancelled:
+    /// the office rejected the statement on that channel, and the rows are done with it.
     async fn write_affected_batch(
         &self,
         work: &AffectedWork,
         message_id: i64,
         limit: u32,
+        refused: Option<&str>,
         now: Timestamp,
     ) -> Result<u64>;
 }

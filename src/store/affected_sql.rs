@@ -411,15 +411,17 @@ impl AffectedStore for SqlStore {
         work: &AffectedWork,
         message_id: i64,
         limit: u32,
+        refused: Option<&str>,
         now: Timestamp,
     ) -> Result<u64> {
         let mut tx = self.write().await?;
         let written = sqlx::query(
             "INSERT INTO deliveries (message_id, update_id, incident_id, address_id, subscriber_name,
                                      channel, recipient, state, next_attempt_at, origin_at,
-                                     created_at, affected_id, detail)
-             SELECT $1, $2, a.incident_id, NULL, '', a.channel, a.recipient, 'pending', $3, $4, $3,
-                    a.id, a.detail
+                                     created_at, affected_id, detail, last_error)
+             SELECT $1, $2, a.incident_id, NULL, '', a.channel, a.recipient,
+                    CASE WHEN $9 IS NULL THEN 'pending' ELSE 'cancelled' END, $3, $4, $3,
+                    a.id, a.detail, $9
              FROM affected a
              WHERE a.incident_id = $5 AND a.channel = $6 AND a.language = $7
                AND a.since_update <= $2
@@ -437,6 +439,7 @@ impl AffectedStore for SqlStore {
         .bind(work.channel.as_str())
         .bind(&work.language)
         .bind(i64::from(limit.max(1)))
+        .bind(refused)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -285,7 +285,9 @@ async fn throttled_messages_wait_and_go_once_each() {
     let body = format!("{} {}", "parola ".repeat(1400).trim_end(), "x".repeat(190));
     assert_eq!(body.chars().count(), 9_990);
     let incident = announce(&app, "CUP non raggiungibile", &body).await;
-    let ds = eventually(
+    // Each 429 defers a send by its back-off: with the cores shared, four can take over 10 s.
+    let ds = eventually_within(
+        Duration::from_secs(30),
         || async {
             tokio::time::sleep(Duration::from_millis(200)).await;
             appio_deliveries(&app, incident).await

@@ -59,7 +59,7 @@ async fn write_all(store: &Arc<dyn Store>, auto: bool) -> u64 {
         };
         loop {
             let n = store
-                .write_affected_batch(&work, message, 1, at(1))
+                .write_affected_batch(&work, message, 1, None, at(1))
                 .await
                 .unwrap();
             written += n;

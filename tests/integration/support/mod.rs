@@ -48,19 +48,32 @@ pub async fn fire_alert(app: &TestApp, status: &str, service: &str, summary: &st
 }
 
 /// Polls `probe` until `done` holds for its value (10 s at most), and returns that value.
-pub async fn eventually<T: std::fmt::Debug, F, Fut>(mut probe: F, done: impl Fn(&T) -> bool) -> T
+pub async fn eventually<T: std::fmt::Debug, F, Fut>(probe: F, done: impl Fn(&T) -> bool) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = T>,
 {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    eventually_within(Duration::from_secs(10), probe, done).await
+}
+
+/// [`eventually`] with its own limit, for what waits on a provider's back-off.
+pub async fn eventually_within<T: std::fmt::Debug, F, Fut>(
+    within: Duration,
+    mut probe: F,
+    done: impl Fn(&T) -> bool,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let deadline = Instant::now() + within;
     loop {
         let value = probe().await;
         if done(&value) {
             return value;
         }
         if Instant::now() > deadline {
-            panic!("condition not met within 10s; last value: {value:?}");
+            panic!("condition not met within {within:?}; last value: {value:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
