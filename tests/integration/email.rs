@@ -349,8 +349,25 @@ async fn killed_with_a_delivery_pending_delivers_exactly_once_after_restart() {
 
 #[tokio::test]
 async fn smtp_replies_decide_retry_give_up_or_gone() {
-    let smtp = SmtpServer::start();
+    replies_decide(SmtpServer::start(), false).await;
+}
+
+/// The same replies to commands sent in one write: a refused recipient ends its transaction
+/// without losing the next message on the connection, and no message is taken twice.
+#[tokio::test]
+async fn pipelined_commands_meet_the_same_replies() {
+    let smtp = SmtpServer::start_with(SmtpOptions {
+        pipelining: true,
+        ..SmtpOptions::default()
+    });
+    replies_decide(smtp, true).await;
+}
+
+async fn replies_decide(smtp: SmtpServer, pipelining: bool) {
     let app = TestApp::spawn(&smtp, "", &[]).await;
+    let desks: Vec<String> = (0..12).map(|i| format!("desk{i}@asl.example")).collect();
+    app.subscribe(json!({"name": "Sportelli", "addresses": {"email": desks}, "subscriptions": [{"matchers": []}]}))
+        .await;
     let gone = app
         .subscribe(
             json!({"name": "Vecchio sportello", "addresses": {"email": "old@asl.example"},
@@ -385,6 +402,23 @@ async fn smtp_replies_decide_retry_give_up_or_gone() {
     eventually(|| async { app.logs() }, |l| l.contains("451")).await;
     smtp.accept_again("busy@asl.example");
     smtp.wait_for("busy@asl.example", 1, Duration::from_secs(10));
+    // The desks sent beside the refusals each got their message once, whole.
+    for d in &desks {
+        let mails = smtp.wait_for(d, 1, Duration::from_secs(10));
+        assert_eq!(mails.len(), 1, "{d}");
+        assert_eq!(mails[0].to, vec![d.clone()]);
+        assert!(mails[0].subject().contains("cup"), "{}", mails[0].subject());
+    }
+    assert!(smtp.mails_to("old@asl.example").is_empty());
+    assert!(smtp.mails_to("policy@asl.example").is_empty());
+    assert_eq!(smtp.mails_to("busy@asl.example").len(), 1);
+    assert_eq!(smtp.count(), desks.len() + 1);
+    // Pipelined where the server offers it, and only there.
+    if pipelining {
+        assert!(smtp.pipelined() >= desks.len(), "{}", smtp.pipelined());
+    } else {
+        assert_eq!(smtp.pipelined(), 0);
+    }
     // The gone address is marked, so the operator sees it and later incidents skip it.
     let s = app
         .get_json(&format!("/api/v1/subscribers/{gone}"), ADMIN_TOKEN)

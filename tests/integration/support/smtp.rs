@@ -79,6 +79,8 @@ struct Shared {
     logins_refused: AtomicBool,
     /// Messages still to be taken (recorded) with the reply to their DATA never sent.
     lose_replies: Mutex<usize>,
+    /// MAIL commands that arrived with more commands behind them, before their reply.
+    pipelined: std::sync::atomic::AtomicUsize,
     connections: Mutex<Vec<TcpStream>>,
 }
 
@@ -93,6 +95,9 @@ pub struct SmtpOptions {
     pub auth: Option<(String, String)>,
     /// Time taken to accept each message, as a slow relay would.
     pub delay: Option<Duration>,
+    /// List PIPELINING (RFC 2920) in the EHLO reply, as Postfix and most relays do. Commands
+    /// are then read as they come, several in one packet, and answered one by one in order.
+    pub pipelining: bool,
 }
 
 /// A test certificate authority and a certificate for `localhost` signed by it.
@@ -322,6 +327,11 @@ impl SmtpServer {
         *self.shared.lose_replies.lock().unwrap() = n;
     }
 
+    /// How many MAIL commands came pipelined: with the client's next commands already sent.
+    pub fn pipelined(&self) -> usize {
+        self.shared.pipelined.load(Ordering::SeqCst)
+    }
+
     pub fn accept_again(&self, recipient: &str) {
         self.shared.refusals.lock().unwrap().remove(recipient);
     }
@@ -391,6 +401,12 @@ fn serve_session(
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let lose_reply = Arc::new(AtomicBool::new(false));
+    let talk = Talk {
+        shared: shared.clone(),
+        running,
+        lose_reply: lose_reply.clone(),
+        pipelining: options.pipelining,
+    };
     let recorder = Recorder {
         shared,
         lose_reply: lose_reply.clone(),
@@ -415,7 +431,7 @@ fn serve_session(
         session.tls_active();
         let mut io = BufReader::new(StreamOwned::new(conn, stream));
         if reply(io.get_mut(), &session.greeting()) {
-            converse(&mut session, &mut io, &running, &lose_reply);
+            converse(&mut session, &mut io, &talk);
         }
         return;
     }
@@ -423,7 +439,7 @@ fn serve_session(
     if !reply(io.get_mut(), &session.greeting()) {
         return;
     }
-    if converse(&mut session, &mut io, &running, &lose_reply) {
+    if converse(&mut session, &mut io, &talk) {
         // STARTTLS accepted: the same session goes on over TLS.
         let Some(config) = options.starttls else {
             return;
@@ -433,7 +449,7 @@ fn serve_session(
         };
         session.tls_active();
         let mut tls = BufReader::new(StreamOwned::new(conn, io.into_inner()));
-        converse(&mut session, &mut tls, &running, &lose_reply);
+        converse(&mut session, &mut tls, &talk);
     }
 }
 
@@ -445,12 +461,19 @@ fn reply<W: Write>(writer: &mut W, response: &Response) -> bool {
         .is_ok()
 }
 
+/// What a session's conversation needs besides the session.
+struct Talk {
+    shared: Arc<Shared>,
+    running: Arc<AtomicBool>,
+    lose_reply: Arc<AtomicBool>,
+    pipelining: bool,
+}
+
 /// Runs the session until the client leaves (false) or asks for TLS (true).
 fn converse<S: Read + Write>(
     session: &mut Session<Recorder>,
     io: &mut BufReader<S>,
-    running: &AtomicBool,
-    lose_reply: &AtomicBool,
+    talk: &Talk,
 ) -> bool {
     let mut line = Vec::new();
     loop {
@@ -459,11 +482,17 @@ fn converse<S: Read + Write>(
             Ok(0) | Err(_) => return false,
             Ok(_) => {}
         }
-        if !running.load(Ordering::SeqCst) {
+        if !talk.running.load(Ordering::SeqCst) {
             return false;
         }
+        let command =
+            |name: &[u8]| line.len() >= name.len() && line[..name.len()].eq_ignore_ascii_case(name);
+        if command(b"MAIL FROM") && !io.buffer().is_empty() {
+            talk.shared.pipelined.fetch_add(1, Ordering::SeqCst);
+        }
+        let ehlo = talk.pipelining && command(b"EHLO");
         let response = session.process(&line);
-        if lose_reply.swap(false, Ordering::SeqCst) {
+        if talk.lose_reply.swap(false, Ordering::SeqCst) {
             return false;
         }
         match response.action {
@@ -473,6 +502,14 @@ fn converse<S: Read + Write>(
                 return false;
             }
             Action::UpgradeTls => return reply(io.get_mut(), &response),
+            Action::Reply if ehlo => {
+                let Ok(bytes) = response.buffer() else {
+                    return false;
+                };
+                if io.get_mut().write_all(&with_pipelining(&bytes)).is_err() {
+                    return false;
+                }
+            }
             Action::Reply => {
                 if !reply(io.get_mut(), &response) {
                     return false;
@@ -480,4 +517,18 @@ fn converse<S: Read + Write>(
             }
         }
     }
+}
+
+/// An EHLO reply with PIPELINING listed after its first line.
+fn with_pipelining(reply: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(reply);
+    let mut lines: Vec<String> = text.split_terminator("\r\n").map(str::to_owned).collect();
+    let last = lines.len();
+    lines.insert(1, "250 PIPELINING".to_owned());
+    for line in &mut lines[..last] {
+        line.replace_range(3..4, "-");
+    }
+    let mut out = lines.join("\r\n");
+    out.push_str("\r\n");
+    out.into_bytes()
 }
