@@ -55,10 +55,15 @@ pub(super) fn manage_url_sample(public_url: &str) -> String {
 impl Placeholders<'_> {
     /// Fills plain text.
     pub fn fill(&self, text: &str) -> String {
-        text.replace(RECIPIENT_NAME, self.recipient_name)
-            .replace(UNSUBSCRIBE_URL, self.unsubscribe_url)
-            .replace(MANAGE_URL, self.manage_url)
-            .replace(ACK_URL, self.ack_url)
+        fill_all(
+            text,
+            [
+                self.recipient_name,
+                self.unsubscribe_url,
+                self.manage_url,
+                self.ack_url,
+            ],
+        )
     }
 
     /// Fills HTML, escaping the values.
@@ -67,10 +72,7 @@ impl Placeholders<'_> {
         let url = minijinja::HtmlEscape(self.unsubscribe_url).to_string();
         let manage = minijinja::HtmlEscape(self.manage_url).to_string();
         let ack = minijinja::HtmlEscape(self.ack_url).to_string();
-        html.replace(RECIPIENT_NAME, &name)
-            .replace(UNSUBSCRIBE_URL, &url)
-            .replace(MANAGE_URL, &manage)
-            .replace(ACK_URL, &ack)
+        fill_all(html, [&name, &url, &manage, &ack])
     }
 
     /// Fills a message body written in `markup`.
@@ -78,19 +80,52 @@ impl Placeholders<'_> {
         match markup {
             Markup::Plain => self.fill(body),
             Markup::Html => self.fill_html(body),
-            Markup::TelegramHtml => body
-                .replace(RECIPIENT_NAME, &telegram::escape(self.recipient_name))
-                .replace(UNSUBSCRIBE_URL, &telegram::escape(self.unsubscribe_url))
-                .replace(MANAGE_URL, &telegram::escape(self.manage_url))
-                .replace(ACK_URL, &telegram::escape(self.ack_url)),
+            Markup::TelegramHtml => fill_all(
+                body,
+                [
+                    &telegram::escape(self.recipient_name),
+                    &telegram::escape(self.unsubscribe_url),
+                    &telegram::escape(self.manage_url),
+                    &telegram::escape(self.ack_url),
+                ],
+            ),
             // Links and names are words in Markdown: what would format them is escaped.
-            Markup::Markdown => body
-                .replace(RECIPIENT_NAME, &super::appio::escape(self.recipient_name))
-                .replace(UNSUBSCRIBE_URL, self.unsubscribe_url)
-                .replace(MANAGE_URL, self.manage_url)
-                .replace(ACK_URL, self.ack_url),
+            Markup::Markdown => fill_all(
+                body,
+                [
+                    &super::appio::escape(self.recipient_name),
+                    self.unsubscribe_url,
+                    self.manage_url,
+                    self.ack_url,
+                ],
+            ),
         }
     }
+}
+
+/// What every placeholder's name starts with.
+const PLACEHOLDER_START: &str = "@@BANDITORE_";
+
+/// `text` with the name, unsubscribe, manage and acknowledgement placeholders replaced by
+/// `values` (in that order), in one pass: a fan-out fills every recipient's copy, and what is
+/// put in is never read again (a name spelling a placeholder stays that name). Other
+/// placeholders (`DETAIL`) are left as they are.
+fn fill_all(text: &str, values: [&str; 4]) -> String {
+    const NAMES: [&str; 4] = [RECIPIENT_NAME, UNSUBSCRIBE_URL, MANAGE_URL, ACK_URL];
+    let mut out = String::with_capacity(text.len() + values.iter().map(|v| v.len()).sum::<usize>());
+    let mut rest = text;
+    while let Some(at) = rest.find(PLACEHOLDER_START) {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let (put, skip) = match NAMES.iter().position(|n| from.starts_with(n)) {
+            Some(i) => (values[i], NAMES[i].len()),
+            None => (PLACEHOLDER_START, PLACEHOLDER_START.len()),
+        };
+        out.push_str(put);
+        rest = &from[skip..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// How a channel's message body is written, for filling placeholders into it.
@@ -107,6 +142,54 @@ pub enum Markup {
 mod tests {
 
     use super::*;
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        /// One pass gives what replacing each placeholder in turn gives, whenever the values
+        /// spell no placeholder themselves; a value that does is kept as written.
+        #[test]
+        fn one_pass_fills_as_replacing_each_in_turn(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<String>(),
+                    proptest::sample::select(vec![
+                        RECIPIENT_NAME, UNSUBSCRIBE_URL, MANAGE_URL, ACK_URL, DETAIL,
+                        "@@BANDITORE_", "@@BANDITORE_RECIPIENT", "@@",
+                    ]).prop_map(str::to_owned),
+                ],
+                0..12,
+            ),
+            values in proptest::array::uniform4(proptest::prelude::any::<String>()),
+        ) {
+            let text = parts.concat();
+            let [name, unsubscribe, manage, ack] = values.clone();
+            let p = Placeholders {
+                recipient_name: &name,
+                unsubscribe_url: &unsubscribe,
+                manage_url: &manage,
+                ack_url: &ack,
+            };
+            if !values.iter().any(|v| v.contains('@')) {
+                let in_turn = text
+                    .replace(RECIPIENT_NAME, &name)
+                    .replace(UNSUBSCRIBE_URL, &unsubscribe)
+                    .replace(MANAGE_URL, &manage)
+                    .replace(ACK_URL, &ack);
+                proptest::prop_assert_eq!(p.fill(&text), in_turn);
+            }
+            let spelled = Placeholders {
+                recipient_name: ACK_URL,
+                unsubscribe_url: "u",
+                manage_url: "m",
+                ack_url: "a",
+            };
+            proptest::prop_assert_eq!(
+                spelled.fill(&format!("{text}{RECIPIENT_NAME}")),
+                format!("{}{ACK_URL}", spelled.fill(&text))
+            );
+        }
+    }
 
     #[test]
     fn placeholders_fill_per_part() {
