@@ -409,6 +409,9 @@ async fn fanout(desks: usize, tools: &Tools) {
         &[("BANDITORE__CHANNELS__EMAIL__POOL_SIZE", "16")],
     )
     .await;
+    // As a running service is when an outage comes: its subscribers read ahead by the idle
+    // pipeline (half a second for 100,000 addresses), not by the alert's own step.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let started = fire_cup_down(&app).await;
     let Some(run) = wait_for_emails(&[&app], desks, started, Duration::from_secs(600)).await else {
         return;

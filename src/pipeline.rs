@@ -131,6 +131,11 @@ impl Pipeline {
             if more && ok {
                 continue;
             }
+            // Idle: subscribers changed since the router last read them are read now, beside the
+            // pipeline, rather than by the next alert's step while it holds the writer.
+            if ok {
+                self.router.keep_desks_warm();
+            }
             let wait = if !ok {
                 Duration::from_millis(100 * u64::from(failures.min(50)))
             } else {

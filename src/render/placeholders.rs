@@ -146,8 +146,10 @@ mod tests {
     use proptest::strategy::Strategy;
 
     proptest::proptest! {
-        /// One pass gives what replacing each placeholder in turn gives, whenever the values
-        /// spell no placeholder themselves; a value that does is kept as written.
+        /// One pass gives what replacing each placeholder in turn gives when no value holds an
+        /// `@` (in arbitrary text: a value completing a placeholder with the text around it, or
+        /// two placeholders sharing their `@@`, are rare enough not to be drawn); a value
+        /// spelling a placeholder is kept as written.
         #[test]
         fn one_pass_fills_as_replacing_each_in_turn(
             parts in proptest::collection::vec(

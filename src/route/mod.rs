@@ -64,6 +64,28 @@ impl RouteReport {
     }
 }
 
+/// How often the idle pipeline may start reading the subscribers ahead.
+const WARM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Subscribers but the citizens, as of a version of the subscribers table.
+type DeskCache = Mutex<Option<(i64, Arc<Vec<SubscriberRow>>)>>;
+
+/// Reads the subscribers into `cache` if their version moved since it was filled.
+async fn warm(store: &dyn Store, cache: &DeskCache) -> Result<(), StoreError> {
+    let cached = cache.lock().ok().and_then(|c| c.as_ref().map(|(v, _)| *v));
+    if cached == Some(store.subscribers_version().await?) {
+        return Ok(());
+    }
+    let (version, loaded) = store.desks().await?;
+    if let Ok(mut c) = cache.lock()
+        && c.as_ref().is_none_or(|(v, _)| *v < version)
+    {
+        // A step may have read a newer version meanwhile: the newest stays.
+        *c = Some((version, Arc::new(loaded)));
+    }
+    Ok(())
+}
+
 pub struct Router {
     store: Arc<dyn Store>,
     renderer: Renderer,
@@ -73,7 +95,9 @@ pub struct Router {
     approval: ApprovalSettings,
     /// Subscribers but the citizens, as of a version of the subscribers table; reloaded when it
     /// changes. Citizens are never loaded whole (see [`citizens`]).
-    cache: Mutex<Option<(i64, Arc<Vec<SubscriberRow>>)>>,
+    cache: Arc<DeskCache>,
+    /// When [`Router::keep_desks_warm`] last started a read ahead, and whether one runs.
+    warming: Arc<Mutex<(Option<std::time::Instant>, bool)>>,
     /// Maintenance windows from the configuration (silences come from the store).
     windows: Arc<Vec<Window>>,
     /// The status page's services: the public reads their names, not the monitors' labels.
@@ -110,10 +134,39 @@ impl Router {
             public_url: public_url.trim_end_matches('/').to_owned(),
             enabled,
             approval,
-            cache: Mutex::new(None),
+            cache: Arc::default(),
+            warming: Arc::default(),
             escalation: Arc::default(),
             affected_idle: Mutex::new(None),
         }
+    }
+
+    /// Starts reading the subscribers (but the citizens) into the cache in the background, from
+    /// a reader, when their version moved, so that the next alert's step does not read them
+    /// while holding the writer: a hundred thousand addresses take half a second. At most one
+    /// read runs, and one starts at most every [`WARM_EVERY`]; the step still reads them itself
+    /// whenever the cache is behind. The pipeline calls it when idle.
+    pub fn keep_desks_warm(&self) {
+        {
+            let Ok(mut warming) = self.warming.lock() else {
+                return;
+            };
+            let (last, running) = *warming;
+            if running || last.is_some_and(|at| at.elapsed() < WARM_EVERY) {
+                return;
+            }
+            *warming = (Some(std::time::Instant::now()), true);
+        }
+        let (store, cache, warming) =
+            (self.store.clone(), self.cache.clone(), self.warming.clone());
+        tokio::spawn(async move {
+            if let Err(e) = warm(&*store, &cache).await {
+                tracing::debug!(error = %e, "cannot read the subscribers ahead; the next step will");
+            }
+            if let Ok(mut w) = warming.lock() {
+                w.1 = false;
+            }
+        });
     }
 
     /// Subscribers but the citizens, from the cache while the subscribers' version holds.

@@ -215,6 +215,12 @@ pub struct SyncReport {
 #[async_trait]
 pub trait SubscriberStore: Send + Sync {
     async fn subscribers(&self) -> Result<Vec<SubscriberRow>>;
+    /// The subscribers' version: a number that grows with every change to a subscriber, an
+    /// address or a subscription.
+    async fn subscribers_version(&self) -> Result<i64>;
+    /// Every subscriber but the citizens, as the router reads them, with the subscribers'
+    /// version read first: the rows are never older than the version they come with.
+    async fn desks(&self) -> Result<(i64, Vec<SubscriberRow>)>;
     async fn subscriber(&self, id: i64) -> Result<Option<SubscriberRow>>;
     /// One page of the subscribers `filter` keeps, in id order; never more than [`MAX_PAGE`].
     async fn subscriber_page(&self, filter: &SubscriberFilter) -> Result<SubscriberPage>;

@@ -429,6 +429,20 @@ impl SubscriberStore for SqlStore {
         load_subscribers(&mut conn, None).await
     }
 
+    async fn subscribers_version(&self) -> Result<i64> {
+        let version: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'subscribers_version'")
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(version.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    async fn desks(&self) -> Result<(i64, Vec<SubscriberRow>)> {
+        let version = self.subscribers_version().await?;
+        let mut conn = self.reader.acquire().await?;
+        Ok((version, load_which(&mut conn, &Which::NotCitizens).await?))
+    }
+
     async fn subscriber(&self, id: i64) -> Result<Option<SubscriberRow>> {
         let mut conn = self.reader.acquire().await?;
         Ok(load_subscribers(&mut conn, Some(id))

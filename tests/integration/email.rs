@@ -352,8 +352,8 @@ async fn smtp_replies_decide_retry_give_up_or_gone() {
     replies_decide(SmtpServer::start(), false).await;
 }
 
-/// The same replies to commands sent in one write: a refused recipient ends its transaction
-/// without losing the next message on the connection, and no message is taken twice.
+/// The same replies to commands sent in one write: each refusal decides its delivery as it did,
+/// the other desks' messages (sent on fresh connections after a refusal) arrive once each.
 #[tokio::test]
 async fn pipelined_commands_meet_the_same_replies() {
     let smtp = SmtpServer::start_with(SmtpOptions {
@@ -361,6 +361,30 @@ async fn pipelined_commands_meet_the_same_replies() {
         ..SmtpOptions::default()
     });
     replies_decide(smtp, true).await;
+}
+
+/// A server that answers DATA with 354 after refusing the only recipient is in data mode: the
+/// refusal still decides (gone, failed, retried) at once, not after a wait for a reply to QUIT.
+#[tokio::test]
+async fn a_354_after_a_refused_recipient_does_not_hold_the_refusal() {
+    let smtp = SmtpServer::start_with(SmtpOptions {
+        pipelining: true,
+        data_despite_refusals: true,
+        ..SmtpOptions::default()
+    });
+    replies_decide(smtp, true).await;
+}
+
+/// A relay that refuses the second EHLO asked to learn of PIPELINING still gets every message,
+/// one command at a time.
+#[tokio::test]
+async fn a_refused_second_ehlo_means_no_pipelining() {
+    let smtp = SmtpServer::start_with(SmtpOptions {
+        pipelining: true,
+        refuse_second_ehlo: true,
+        ..SmtpOptions::default()
+    });
+    replies_decide(smtp, false).await;
 }
 
 async fn replies_decide(smtp: SmtpServer, pipelining: bool) {

@@ -444,7 +444,41 @@ async fn an_edit_keeps_what_stays_and_stops_what_goes(store: Arc<dyn Store>) {
     );
 }
 
+/// What the idle router reads ahead: every subscriber but the citizens, and a version that grows
+/// with every change (a citizen's sign-up included), never older than the rows it comes with.
+async fn desks_are_read_with_their_version(store: Arc<dyn Store>) {
+    let v0 = store.subscribers_version().await.unwrap();
+    let a = desk(
+        &store,
+        serde_json::json!({"name": "CUP Foligno", "addresses": {"email": "cup@asl.example"}, "subscriptions": [{}]}),
+    )
+    .await;
+    let v1 = store.subscribers_version().await.unwrap();
+    assert!(v1 > v0, "{v0} → {v1}");
+    crate::store_citizens::citizens(&store, 2).await;
+    let v2 = store.subscribers_version().await.unwrap();
+    assert!(v2 > v1, "a citizen's sign-up moves it too: {v1} → {v2}");
+    let b = desk(
+        &store,
+        serde_json::json!({"name": "Farmacia", "addresses": {"email": ["f1@asl.example", "f2@asl.example"]}, "subscriptions": [{}]}),
+    )
+    .await;
+    let (version, desks) = store.desks().await.unwrap();
+    assert_eq!(version, store.subscribers_version().await.unwrap());
+    assert_eq!(
+        desks.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![a, b],
+        "citizens are left out"
+    );
+    assert_eq!(desks[1].addresses.len(), 2);
+    store.delete_subscriber(a).await.unwrap();
+    let (later, desks) = store.desks().await.unwrap();
+    assert!(later > version);
+    assert_eq!(desks.iter().map(|d| d.id).collect::<Vec<_>>(), vec![b]);
+}
+
 suite!(
+    desks_are_read_with_their_version,
     pages_cover_every_subscriber_once_either_way,
     search_takes_wildcards_quotes_and_unicode_as_text,
     any_search_text_finds_exactly_the_subscribers_containing_it,

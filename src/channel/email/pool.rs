@@ -10,7 +10,8 @@
 //! message. A server that lists PIPELINING in its EHLO reply gets the three commands in one
 //! write and answers them together, so a message costs two round trips; the body is sent only
 //! once all three replies are positive, and a connection on which any of them was negative is
-//! closed (as lettre does), so no reply is ever read for the wrong command.
+//! given up (as lettre does), so no reply is ever read for the wrong command. A server that
+//! refuses the second EHLO this asks is taken as one that does not pipeline.
 //!
 //! Connections are reused while they work; one idle for more than a few seconds is checked with
 //! NOOP before use, one idle for longer than a minute is dropped. A connection that saw an error
@@ -213,19 +214,21 @@ impl SmtpPool {
                 .map_err(|e| SmtpFailure::Tls(e.to_string()))?;
         }
         // lettre keeps no record of PIPELINING: ask again (before AUTH, which a second EHLO
-        // could reset on some servers) and read the keywords ourselves.
+        // could reset on some servers) and read the keywords ourselves. A server that refuses a
+        // second EHLO (503) is simply taken as one that does not pipeline.
         let pipelining =
-            tokio::time::timeout(self.timeout, conn.command(Ehlo::new(self.hello.clone())))
+            match tokio::time::timeout(self.timeout, conn.command(Ehlo::new(self.hello.clone())))
                 .await
                 .map_err(|_| SmtpFailure::Timeout)?
-                .map_err(SmtpFailure::Smtp)?
-                .message()
-                .skip(1)
-                .any(|line| {
+            {
+                Ok(reply) => reply.message().skip(1).any(|line| {
                     line.split_whitespace()
                         .next()
                         .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
-                });
+                }),
+                Err(e) if is_reply(&e) => false,
+                Err(e) => return Err(SmtpFailure::Connect(e.to_string())),
+            };
         if let Some(credentials) = &self.credentials {
             tokio::time::timeout(
                 self.timeout,
@@ -270,19 +273,30 @@ impl Connection {
         }
         commands.push_str(&Data.to_string());
         // `command` writes the whole group and reads MAIL's reply; then one reply per RCPT and
-        // DATA's 354. Every reply is read before the first error is returned, and the
-        // connection is then closed: a half-read group must never meet the next message.
+        // DATA's. Every reply is read before the first error is returned, and the connection is
+        // then given up: a half-read group must never meet the next message.
         let mut first_error = self.smtp.command(commands).await.err();
-        for _ in 0..=envelope.to().len() {
+        let mut data_open = false;
+        let replies = envelope.to().len() + 1;
+        for i in 1..=replies {
             if first_error.as_ref().is_some_and(|e| !is_reply(e)) {
                 break;
             }
-            if let Err(e) = self.smtp.read_response().await {
-                first_error.get_or_insert(e);
+            match self.smtp.read_response().await {
+                Ok(_) => data_open = i == replies,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         if let Some(e) = first_error {
-            self.smtp.abort().await;
+            // A server may answer DATA with 354 although it refused every recipient (RFC 2920,
+            // 3.1): it now takes whatever comes as the message, QUIT included. The connection is
+            // dropped without a word, and the server discards what it holds. Otherwise every
+            // reply was read: a polite QUIT.
+            if !data_open && is_reply(&e) {
+                self.smtp.abort().await;
+            }
             return Err(e);
         }
         let sent = self.smtp.message(message).await;

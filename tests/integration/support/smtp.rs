@@ -98,6 +98,11 @@ pub struct SmtpOptions {
     /// List PIPELINING (RFC 2920) in the EHLO reply, as Postfix and most relays do. Commands
     /// are then read as they come, several in one packet, and answered one by one in order.
     pub pipelining: bool,
+    /// Answer DATA with 354 even when no recipient was accepted (RFC 5321 allows it; RFC 2920,
+    /// 3.1 tells a pipelining client what to do), take the text, then refuse it with 554.
+    pub data_despite_refusals: bool,
+    /// Answer an EHLO after the first on a connection with 503, as some small relays do.
+    pub refuse_second_ehlo: bool,
 }
 
 /// A test certificate authority and a certificate for `localhost` signed by it.
@@ -406,6 +411,8 @@ fn serve_session(
         running,
         lose_reply: lose_reply.clone(),
         pipelining: options.pipelining,
+        data_despite_refusals: options.data_despite_refusals,
+        refuse_second_ehlo: options.refuse_second_ehlo,
     };
     let recorder = Recorder {
         shared,
@@ -467,6 +474,8 @@ struct Talk {
     running: Arc<AtomicBool>,
     lose_reply: Arc<AtomicBool>,
     pipelining: bool,
+    data_despite_refusals: bool,
+    refuse_second_ehlo: bool,
 }
 
 /// Runs the session until the client leaves (false) or asks for TLS (true).
@@ -476,6 +485,7 @@ fn converse<S: Read + Write>(
     talk: &Talk,
 ) -> bool {
     let mut line = Vec::new();
+    let mut ehlos = 0;
     loop {
         line.clear();
         match io.read_until(b'\n', &mut line) {
@@ -490,7 +500,21 @@ fn converse<S: Read + Write>(
         if command(b"MAIL FROM") && !io.buffer().is_empty() {
             talk.shared.pipelined.fetch_add(1, Ordering::SeqCst);
         }
+        if command(b"EHLO") {
+            ehlos += 1;
+            if talk.refuse_second_ehlo && ehlos > 1 {
+                if io
+                    .get_mut()
+                    .write_all(b"503 5.5.1 Error: duplicate HELO/EHLO\r\n")
+                    .is_err()
+                {
+                    return false;
+                }
+                continue;
+            }
+        }
         let ehlo = talk.pipelining && command(b"EHLO");
+        let data = command(b"DATA");
         let response = session.process(&line);
         if talk.lose_reply.swap(false, Ordering::SeqCst) {
             return false;
@@ -502,6 +526,35 @@ fn converse<S: Read + Write>(
                 return false;
             }
             Action::UpgradeTls => return reply(io.get_mut(), &response),
+            Action::Reply
+                if data
+                    && talk.data_despite_refusals
+                    && response.buffer().is_ok_and(|b| b.starts_with(b"5")) =>
+            {
+                // 354 all the same; the text that follows is read to its end and refused.
+                if io
+                    .get_mut()
+                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    .is_err()
+                {
+                    return false;
+                }
+                loop {
+                    line.clear();
+                    match io.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => return false,
+                        Ok(_) if line == b".\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                if io
+                    .get_mut()
+                    .write_all(b"554 5.5.1 Error: no valid recipients\r\n")
+                    .is_err()
+                {
+                    return false;
+                }
+            }
             Action::Reply if ehlo => {
                 let Ok(bytes) = response.buffer() else {
                     return false;
