@@ -25,16 +25,10 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 fn main() -> ExitCode {
     // Arenas committed on demand, and memory given back as soon as it is free: with mimalloc's
     // defaults the memory touched while starting up stays resident (an idle service at 55 MiB
-    // instead of 41–44). Defaults only: an operator's MIMALLOC_* variables still win.
-    // (mimalloc may have read its options before `main`, so they are set, not defaulted.)
-    for (option, variable) in [
-        (MI_OPTION_ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT"),
-        (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY"),
-    ] {
-        if std::env::var_os(variable).is_none() {
-            // SAFETY: sets a process-wide option before any thread is started; a plain value.
-            unsafe { libmimalloc_sys::mi_option_set(option, 0) };
-        }
+    // instead of 41–46). Defaults only: an operator's MIMALLOC_* variables still win.
+    for option in [MI_OPTION_ARENA_EAGER_COMMIT, MI_OPTION_PURGE_DELAY] {
+        // SAFETY: sets a process-wide default before any thread is started; a plain value.
+        unsafe { libmimalloc_sys::mi_option_set_default(option, 0) };
     }
     run()
 }

@@ -67,6 +67,17 @@ impl RouteReport {
 /// How often the idle pipeline may start reading the subscribers ahead.
 const WARM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Says, when dropped, that no read ahead runs any more.
+struct Warmed(Arc<Mutex<(Option<std::time::Instant>, bool)>>);
+
+impl Drop for Warmed {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.0.lock() {
+            w.1 = false;
+        }
+    }
+}
+
 /// Subscribers but the citizens, as of a version of the subscribers table.
 type DeskCache = Mutex<Option<(i64, Arc<Vec<SubscriberRow>>)>>;
 
@@ -160,11 +171,10 @@ impl Router {
         let (store, cache, warming) =
             (self.store.clone(), self.cache.clone(), self.warming.clone());
         tokio::spawn(async move {
+            // Cleared however the task ends: done, failed, panicked or cancelled.
+            let _done = Warmed(warming);
             if let Err(e) = warm(&*store, &cache).await {
                 tracing::debug!(error = %e, "cannot read the subscribers ahead; the next step will");
-            }
-            if let Ok(mut w) = warming.lock() {
-                w.1 = false;
             }
         });
     }
@@ -181,7 +191,9 @@ impl Router {
             Some(s) => s,
             None => {
                 let loaded = Arc::new(tx.subscribers().await?);
-                if let Ok(mut c) = self.cache.lock() {
+                if let Ok(mut c) = self.cache.lock()
+                    && c.as_ref().is_none_or(|(v, _)| *v < version)
+                {
                     *c = Some((version, loaded.clone()));
                 }
                 loaded

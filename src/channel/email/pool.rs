@@ -15,7 +15,7 @@
 //!
 //! Connections are reused while they work; one idle for more than a few seconds is checked with
 //! NOOP before use, one idle for longer than a minute is dropped. A connection that saw an error
-//! is never reused (lettre aborts it).
+//! is never reused: it is closed, after a QUIT when every reply sent was read.
 
 use std::fmt;
 use std::io;
@@ -215,7 +215,7 @@ impl SmtpPool {
         }
         // lettre keeps no record of PIPELINING: ask again (before AUTH, which a second EHLO
         // could reset on some servers) and read the keywords ourselves. A server that refuses a
-        // second EHLO (503) is simply taken as one that does not pipeline.
+        // second EHLO for good (503) is simply taken as one that does not pipeline.
         let pipelining =
             match tokio::time::timeout(self.timeout, conn.command(Ehlo::new(self.hello.clone())))
                 .await
@@ -226,8 +226,8 @@ impl SmtpPool {
                         .next()
                         .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
                 }),
-                Err(e) if is_reply(&e) => false,
-                Err(e) => return Err(SmtpFailure::Connect(e.to_string())),
+                Err(e) if e.is_permanent() => false,
+                Err(e) => return Err(SmtpFailure::Smtp(e)),
             };
         if let Some(credentials) = &self.credentials {
             tokio::time::timeout(
@@ -273,28 +273,33 @@ impl Connection {
         }
         commands.push_str(&Data.to_string());
         // `command` writes the whole group and reads MAIL's reply; then one reply per RCPT and
-        // DATA's. Every reply is read before the first error is returned, and the connection is
-        // then given up: a half-read group must never meet the next message.
+        // DATA's. After a refusal the other replies are still read, so that the first error is
+        // the one returned; the connection is then given up: a half-read group must never meet
+        // the next message.
         let mut first_error = self.smtp.command(commands).await.err();
+        // Whether every reply so far was a reply (no broken or unreadable stream).
+        let mut in_step = first_error.as_ref().is_none_or(is_reply);
         let mut data_open = false;
         let replies = envelope.to().len() + 1;
         for i in 1..=replies {
-            if first_error.as_ref().is_some_and(|e| !is_reply(e)) {
+            if !in_step {
                 break;
             }
             match self.smtp.read_response().await {
                 Ok(_) => data_open = i == replies,
                 Err(e) => {
+                    in_step = is_reply(&e);
                     first_error.get_or_insert(e);
                 }
             }
         }
         if let Some(e) = first_error {
-            // A server may answer DATA with 354 although it refused every recipient (RFC 2920,
-            // 3.1): it now takes whatever comes as the message, QUIT included. The connection is
-            // dropped without a word, and the server discards what it holds. Otherwise every
-            // reply was read: a polite QUIT.
-            if !data_open && is_reply(&e) {
+            // A server may answer DATA with 354 although it refused every recipient: it now
+            // takes whatever comes as the message, QUIT included. RFC 2920 (3.1) would have the
+            // client end it with a lone "."; the connection is dropped instead, and the server
+            // discards what it holds. A stream still in step gets a polite QUIT; a broken one is
+            // only closed.
+            if in_step && !data_open {
                 self.smtp.abort().await;
             }
             return Err(e);

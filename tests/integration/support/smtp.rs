@@ -486,6 +486,8 @@ fn converse<S: Read + Write>(
 ) -> bool {
     let mut line = Vec::new();
     let mut ehlos = 0;
+    // Between a 354 and the message's final dot: lines are the message, not commands.
+    let mut in_data = false;
     loop {
         line.clear();
         match io.read_until(b'\n', &mut line) {
@@ -497,10 +499,10 @@ fn converse<S: Read + Write>(
         }
         let command =
             |name: &[u8]| line.len() >= name.len() && line[..name.len()].eq_ignore_ascii_case(name);
-        if command(b"MAIL FROM") && !io.buffer().is_empty() {
+        if !in_data && command(b"MAIL FROM") && !io.buffer().is_empty() {
             talk.shared.pipelined.fetch_add(1, Ordering::SeqCst);
         }
-        if command(b"EHLO") {
+        if !in_data && command(b"EHLO") {
             ehlos += 1;
             if talk.refuse_second_ehlo && ehlos > 1 {
                 if io
@@ -513,9 +515,15 @@ fn converse<S: Read + Write>(
                 continue;
             }
         }
-        let ehlo = talk.pipelining && command(b"EHLO");
-        let data = command(b"DATA");
+        let ehlo = !in_data && talk.pipelining && command(b"EHLO");
+        let data = !in_data && command(b"DATA");
+        if in_data && line == b".\r\n" {
+            in_data = false;
+        }
         let response = session.process(&line);
+        if data && response.buffer().is_ok_and(|b| b.starts_with(b"354")) {
+            in_data = true;
+        }
         if talk.lose_reply.swap(false, Ordering::SeqCst) {
             return false;
         }
