@@ -11,7 +11,7 @@
 //! write and answers them together, so a message costs two round trips; the body is sent only
 //! once all three replies are positive, and a connection on which any of them was negative is
 //! given up (as lettre does), so no reply is ever read for the wrong command. A server that
-//! refuses the second EHLO this asks is taken as one that does not pipeline.
+//! refuses for good the second EHLO this asks is taken as one that does not pipeline.
 //!
 //! Connections are reused while they work; one idle for more than a few seconds is checked with
 //! NOOP before use, one idle for longer than a minute is dropped. A connection that saw an error
