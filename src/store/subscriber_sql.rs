@@ -179,6 +179,15 @@ pub(super) async fn load_which(
     Ok(out.into_values().collect())
 }
 
+/// The subscribers' version (0 before the first change).
+pub(super) async fn subscribers_version(conn: &mut AnyConnection) -> Result<i64> {
+    let version: Option<String> =
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'subscribers_version'")
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(version.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
 pub(super) async fn bump_subscribers_version(tx: &mut Transaction<'static, Any>) -> Result<()> {
     sqlx::query(
         "INSERT INTO settings (key, value) VALUES ('subscribers_version', '1')
@@ -430,16 +439,12 @@ impl SubscriberStore for SqlStore {
     }
 
     async fn subscribers_version(&self) -> Result<i64> {
-        let version: Option<String> =
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'subscribers_version'")
-                .fetch_optional(&self.reader)
-                .await?;
-        Ok(version.and_then(|v| v.parse().ok()).unwrap_or(0))
+        subscribers_version(&mut *self.reader.acquire().await?).await
     }
 
     async fn desks(&self) -> Result<(i64, Vec<SubscriberRow>)> {
-        let version = self.subscribers_version().await?;
         let mut conn = self.reader.acquire().await?;
+        let version = subscribers_version(&mut conn).await?;
         Ok((version, load_which(&mut conn, &Which::NotCitizens).await?))
     }
 

@@ -392,11 +392,7 @@ impl Tx for SqlTx {
     }
 
     async fn subscribers_version(&mut self) -> Result<i64> {
-        let v: Option<String> =
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'subscribers_version'")
-                .fetch_optional(&mut *self.tx)
-                .await?;
-        Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+        super::subscriber_sql::subscribers_version(&mut self.tx).await
     }
 
     async fn subscribers(&mut self) -> Result<Vec<SubscriberRow>> {

@@ -7,34 +7,12 @@ use std::sync::Arc;
 
 use banditore::domain::subscriber::ChannelKind;
 use banditore::store::*;
-use jiff::{SignedDuration, Timestamp};
 
-use crate::store_acks::{desk, opening};
+use crate::store_acks::{desk, opening, send_through};
 use crate::store_citizens::citizens;
 use crate::support::suite;
 
 use crate::store_acks::at;
-
-/// Hands every pending delivery of `channel` to `provider` at `now`, its id `<provider>-<id>`.
-async fn send(store: &Arc<dyn Store>, channel: ChannelKind, provider: &str, now: Timestamp) {
-    let claimed = store
-        .claim_deliveries(channel, 1000, now, now + SignedDuration::from_secs(60), "w")
-        .await
-        .unwrap();
-    let outcomes: Vec<Outcome> = claimed
-        .iter()
-        .map(|d| Outcome {
-            delivery: d.id,
-            attempts: d.attempts,
-            outcome: DeliveryOutcome::Sent(Receipt {
-                provider_id: Some(format!("{provider}-{}", d.id)),
-                provider: Some(provider.into()),
-                segments: None,
-            }),
-        })
-        .collect();
-    store.record_outcomes("w", &outcomes, now).await.unwrap();
-}
 
 async fn the_board_and_the_ledger_tell_each_message_and_who_acknowledged(store: Arc<dyn Store>) {
     let (alfa, alfa_at) = desk(
@@ -83,8 +61,8 @@ async fn the_board_and_the_ledger_tell_each_message_and_who_acknowledged(store: 
         )],
     )
     .await;
-    send(&store, ChannelKind::Email, "smtp", at(2)).await;
-    send(&store, ChannelKind::Sms, "twilio", at(3)).await;
+    send_through(&store, ChannelKind::Email, Some("smtp"), at(2)).await;
+    send_through(&store, ChannelKind::Sms, Some("twilio"), at(3)).await;
     let sms_delivery = store.ledger(id, 0, 1000).await.unwrap()[2].delivery_id;
     assert!(
         store

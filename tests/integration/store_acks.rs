@@ -120,7 +120,17 @@ async fn incident(
 }
 
 /// Sends every pending delivery on `channel`, as a dispatcher would at `now`.
-async fn send_all(store: &Arc<dyn Store>, channel: ChannelKind, now: Timestamp) {
+pub(crate) async fn send_all(store: &Arc<dyn Store>, channel: ChannelKind, now: Timestamp) {
+    send_through(store, channel, None, now).await;
+}
+
+/// [`send_all`], the provider (when given) answering each with the id `<provider>-<id>`.
+pub(crate) async fn send_through(
+    store: &Arc<dyn Store>,
+    channel: ChannelKind,
+    provider: Option<&str>,
+    now: Timestamp,
+) {
     let claimed = store
         .claim_deliveries(channel, 1000, now, now + SignedDuration::from_secs(60), "w")
         .await
@@ -131,8 +141,8 @@ async fn send_all(store: &Arc<dyn Store>, channel: ChannelKind, now: Timestamp) 
             delivery: d.id,
             attempts: d.attempts,
             outcome: DeliveryOutcome::Sent(Receipt {
-                provider_id: None,
-                provider: None,
+                provider_id: provider.map(|p| format!("{p}-{}", d.id)),
+                provider: provider.map(str::to_owned),
                 segments: None,
             }),
         })

@@ -325,20 +325,7 @@ pub async fn the_general_prune_leaves_a_lists_deliveries_to_the_list(store: Arc<
         .unwrap()
         .unwrap();
     assert_eq!(write_all(&store, true).await, 1);
-    let claimed = claim(&store, ChannelKind::Sms).await;
-    let outcomes: Vec<Outcome> = claimed
-        .iter()
-        .map(|d| Outcome {
-            delivery: d.id,
-            attempts: d.attempts,
-            outcome: DeliveryOutcome::Sent(Receipt {
-                provider_id: None,
-                provider: None,
-                segments: None,
-            }),
-        })
-        .collect();
-    store.record_outcomes("w", &outcomes, at(2)).await.unwrap();
+    crate::store_acks::send_all(&store, ChannelKind::Sms, at(2)).await;
     let mut tx = store.begin().await.unwrap();
     let mut resolved = tx.incident(incident).await.unwrap().unwrap();
     resolved.resolved_at = Some(at(100));
