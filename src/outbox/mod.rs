@@ -39,9 +39,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
@@ -122,7 +123,14 @@ pub struct Dispatcher {
     in_inbox: Arc<AtomicUsize>,
     /// Handed-over deliveries queued since the last step.
     handed: usize,
+    /// A claim running beside the sends ([`Dispatcher::claim_ahead`]), with its moment.
+    ahead: Option<(ClaimAhead, Timestamp)>,
+    /// After a claim ahead failed, none is tried again before this moment.
+    ahead_after: Option<Timestamp>,
 }
+
+/// A claim running beside the sends: what it claimed, once it has finished.
+type ClaimAhead = JoinHandle<Result<Vec<ClaimedDelivery>, StoreError>>;
 
 /// The way from the pipeline to this replica's dispatchers. The leader's pipeline writes an
 /// update's deliveries and claims the first of them for this replica in the same transaction,
@@ -289,6 +297,8 @@ impl Dispatcher {
             queued: Arc::new(AtomicUsize::new(0)),
             in_inbox: Arc::new(AtomicUsize::new(0)),
             handed: 0,
+            ahead: None,
+            ahead_after: None,
         }
     }
 
@@ -351,6 +361,7 @@ impl Dispatcher {
             if step.more {
                 continue;
             }
+            self.claim_ahead(now);
             // Until the step's next moment, by its clock or by the wall clock if sooner (never
             // longer if the clock went back meanwhile).
             let wait = until(now, step.next).min(until(Timestamp::now(), step.next));
@@ -361,6 +372,11 @@ impl Dispatcher {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
+        }
+        // A claim ahead still running is let finish, so that what it claims is handed back
+        // below rather than left leased.
+        if let Some((claim, _)) = self.ahead.take() {
+            let _ = claim.await;
         }
         if !self.queue.is_empty() {
             tracing::info!(channel = %kind, unsent = self.queue.len(), "handing back claimed deliveries not yet started");
@@ -405,9 +421,10 @@ impl Dispatcher {
         self.leases.start(now);
         while self.in_flight.try_join_next().is_some() {}
         self.take_handed_over();
+        let ahead = self.take_claimed_ahead(now);
         let mut done = Dispatched {
             // What the pipeline claimed for this worker goes first: it was claimed first.
-            claimed: std::mem::take(&mut self.handed),
+            claimed: std::mem::take(&mut self.handed) + ahead,
             ..Dispatched::default()
         };
         // Deliveries just handed over start before this worker asks the store for more (the
@@ -421,8 +438,10 @@ impl Dispatcher {
             .is_none_or(|p| self.in_flight.is_empty() && now >= p.next_probe);
         // A short claim does not mean the outbox is drained: other replicas may have held some
         // rows for a moment. Only an empty one stops claiming.
-        let mut maybe_more = true;
+        // A claim ahead still running will wake this worker when it is done.
+        let mut maybe_more = self.ahead.is_none();
         if !handed_over
+            && self.ahead.is_none()
             && self.queue.len() < self.concurrency.min(self.prefetch)
             && (pause.is_none() || (self.queue.is_empty() && probe_due))
         {
@@ -497,6 +516,71 @@ impl Dispatcher {
         .min(every);
         done.next = later_by(now, wait);
         Ok(done)
+    }
+
+    /// Claims the next deliveries in the background while the queue still feeds the sends, so
+    /// that a fan-out's sends do not stop for each claim (a claim of hundreds of rows takes
+    /// milliseconds): when the queue, not empty, has fallen under half of what is claimed at
+    /// once, and no claim ahead is running, the channel is not paused and no failed claim ahead
+    /// is too recent. What it claims joins the queue at the next step, as held since `now`,
+    /// and the worker is woken. [`Dispatcher::run`] calls it after every step; a caller that
+    /// steps the dispatcher itself decides.
+    pub fn claim_ahead(&mut self, now: Timestamp) -> bool {
+        let kind = self.channel.kind();
+        if self.ahead.is_some()
+            || self.queue.is_empty()
+            || self.queue.len() >= self.prefetch / 2
+            || self.pauses.get(kind).is_some()
+            || self.ahead_after.is_some_and(|after| now < after)
+        {
+            return false;
+        }
+        let store = self.store.clone();
+        let owner = self.owner.clone();
+        let wake = self.wake.clone();
+        let want = (self.prefetch - self.queue.len()) as u32;
+        let lease_until = later_by(now, self.config.lease);
+        let claim = tokio::spawn(async move {
+            let claimed = store
+                .claim_deliveries(kind, want, now, lease_until, &owner)
+                .await;
+            wake.notify_one();
+            claimed
+        });
+        self.ahead = Some((claim, now));
+        true
+    }
+
+    /// Queues what a finished claim ahead claimed, as held since its moment; returns how many.
+    fn take_claimed_ahead(&mut self, now: Timestamp) -> usize {
+        let Some((claim, at)) = self.ahead.as_mut() else {
+            return 0;
+        };
+        if !claim.is_finished() {
+            return 0;
+        }
+        let at = *at;
+        let finished = claim.now_or_never();
+        self.ahead = None;
+        match finished {
+            Some(Ok(Ok(claimed))) => {
+                let n = claimed.len();
+                self.leases.joined(at);
+                self.held.add(claimed.iter().map(|d| d.id));
+                self.queue.extend(claimed.into_iter().map(|d| (d, at)));
+                n
+            }
+            failed => {
+                let error = match failed {
+                    Some(Ok(Err(e))) => e.to_string(),
+                    Some(Err(e)) => e.to_string(),
+                    _ => "the claim did not finish".into(),
+                };
+                tracing::warn!(channel = %self.channel.kind(), %error, "cannot claim deliveries ahead; claiming when the queue is empty");
+                self.ahead_after = Some(later_by(now, Duration::from_millis(500)));
+                0
+            }
+        }
     }
 
     /// How long to wait with nothing in flight: until the next retry is due, at most the poll

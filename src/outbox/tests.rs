@@ -552,3 +552,72 @@ async fn deliveries_handed_to_a_stopped_dispatcher_are_taken_back_when_their_lea
     settle(&mut other, after(t, 1_500)).await;
     assert_eq!(bench.deliveries("sent").await, 1);
 }
+
+#[tokio::test]
+async fn the_next_claim_is_made_while_the_queue_still_feeds_the_sends() {
+    let bench = Bench::new().await;
+    let (channel, _) = Gated::new(true);
+    // Four slots; ten claimed at once.
+    let mut d = bench.dispatcher(channel, config(60_000, 4));
+    let t = t0();
+    let recipients: Vec<String> = (0..16).map(|i| format!("desk{i}@asl.example")).collect();
+    let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    bench.seed(&recipients, t).await;
+    let step = d.step(t).await.unwrap();
+    assert_eq!((step.claimed, step.started), (10, 4));
+    assert!(!d.claim_ahead(t), "six queued: more than half a claim");
+    settle(&mut d, t).await;
+    let step = d.step(t).await.unwrap();
+    assert_eq!(
+        (step.claimed, step.started),
+        (0, 4),
+        "the queue feeds the slots"
+    );
+    // Two queued: the rest is claimed beside the sends, once.
+    assert!(d.claim_ahead(t));
+    assert!(!d.claim_ahead(t), "one claim ahead at a time");
+    for _ in 0..500 {
+        if d.ahead
+            .as_ref()
+            .is_some_and(|(claim, _)| claim.is_finished())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    settle(&mut d, t).await;
+    let step = d.step(t).await.unwrap();
+    assert_eq!(
+        (step.claimed, step.started),
+        (6, 4),
+        "what was claimed ahead joins the queue, after the two already there"
+    );
+    assert_eq!(bench.deliveries("pending").await, 0);
+    settle(&mut d, t).await;
+    let step = d.step(t).await.unwrap();
+    assert_eq!((step.claimed, step.started), (0, 4));
+    settle(&mut d, t).await;
+    assert_eq!(bench.deliveries("sent").await, 16);
+    assert!(
+        !d.claim_ahead(t),
+        "an empty queue is claimed for by the step itself"
+    );
+}
+
+#[tokio::test]
+async fn no_claim_ahead_for_a_paused_channel() {
+    let bench = Bench::new().await;
+    let (channel, _) = Gated::new(true);
+    let mut d = bench.dispatcher(channel, config(60_000, 4));
+    let t = t0();
+    let recipients: Vec<String> = (0..12).map(|i| format!("desk{i}@asl.example")).collect();
+    let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    bench.seed(&recipients, t).await;
+    d.step(t).await.unwrap();
+    settle(&mut d, t).await;
+    d.step(t).await.unwrap();
+    bench
+        .pauses
+        .refused(ChannelKind::Email, "535 authentication failed", t);
+    assert!(!d.claim_ahead(t));
+}

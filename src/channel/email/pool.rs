@@ -304,11 +304,45 @@ impl Connection {
             }
             return Err(e);
         }
-        let sent = self.smtp.message(message).await;
+        // The body and its end in one write, dot-stuffed a line at a time rather than a byte
+        // at a time; a body that is not text (lettre's are: every part is encoded) goes as
+        // lettre sends it.
+        let sent = match std::str::from_utf8(message) {
+            Ok(text) => self.smtp.command(Verbatim(&data_section(text))).await,
+            Err(_) => self.smtp.message(message).await,
+        };
         if sent.is_err() {
             self.smtp.abort().await;
         }
         sent
+    }
+}
+
+/// A message as the DATA section carries it (RFC 5321, 4.5.2): a line that begins with a dot
+/// gets one more, and the line with a lone dot that ends the data follows. Lines end with CR
+/// LF, as lettre writes them; a dot after a lone line feed is left as lettre leaves it.
+fn data_section(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + message.len() / 32 + 8);
+    let mut rest = message;
+    if rest.starts_with('.') {
+        out.push('.');
+    }
+    while let Some(at) = rest.find("\r\n.") {
+        out.push_str(&rest[..at + 3]);
+        out.push('.');
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    out.push_str("\r\n.\r\n");
+    out
+}
+
+/// Text written to the server as it is (lettre's `command` writes whatever displays).
+struct Verbatim<'a>(&'a str);
+
+impl fmt::Display for Verbatim<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
     }
 }
 
@@ -370,5 +404,47 @@ impl AsyncWrite for ImplicitTls {
 impl AsyncTokioStream for ImplicitTls {
     fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.0.get_ref().0.peer_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::data_section;
+
+    /// What a server reads from a DATA section (RFC 5321, 4.5.2): lines up to the first lone
+    /// dot, each with one leading dot taken off; `None` when no line ends the data.
+    fn read_back(section: &str) -> Option<String> {
+        let mut lines = Vec::new();
+        let mut rest = section;
+        while let Some(at) = rest.find("\r\n") {
+            let line = &rest[..at];
+            if line == "." {
+                return Some(lines.join("\r\n"));
+            }
+            lines.push(line.strip_prefix('.').unwrap_or(line));
+            rest = &rest[at + 2..];
+        }
+        None
+    }
+
+    proptest! {
+        /// Whatever the message (dots, lone CRs and LFs, dotted lines that would end the data,
+        /// any Unicode), the server reads back exactly the message, and only the last line
+        /// ends it.
+        #[test]
+        fn the_server_reads_back_the_message(message in "([.\r\n]|\r\n\\.|\\.\r\n|[a-zé ]|\\PC){0,60}") {
+            let section = data_section(&message);
+            prop_assert!(section.ends_with("\r\n.\r\n"));
+            prop_assert_eq!(read_back(&section), Some(message.clone()));
+            prop_assert_eq!(section.find("\r\n.\r\n"), Some(section.len() - 5));
+        }
+    }
+
+    #[test]
+    fn a_leading_dot_is_doubled_on_every_line() {
+        assert_eq!(data_section(".a\r\n.\r\nb"), "..a\r\n..\r\nb\r\n.\r\n");
+        assert_eq!(data_section(""), "\r\n.\r\n");
     }
 }
