@@ -39,10 +39,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use jiff::Timestamp;
-use tokio::sync::{Notify, mpsc};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
@@ -123,14 +122,17 @@ pub struct Dispatcher {
     in_inbox: Arc<AtomicUsize>,
     /// Handed-over deliveries queued since the last step.
     handed: usize,
-    /// A claim running beside the sends ([`Dispatcher::claim_ahead`]), with its moment.
-    ahead: Option<(ClaimAhead, Timestamp)>,
-    /// After a claim ahead failed, none is tried again before this moment.
+    /// A claim running beside the sends ([`Dispatcher::claim_ahead`]), with its moment and
+    /// how many it asked for.
+    ahead: Option<(ClaimAhead, Timestamp, usize)>,
+    /// After a claim ahead found less than it asked for, or failed, none is made before this
+    /// moment (the step's own claim, when the queue is empty, goes on as usual).
     ahead_after: Option<Timestamp>,
 }
 
-/// A claim running beside the sends: what it claimed, once it has finished.
-type ClaimAhead = JoinHandle<Result<Vec<ClaimedDelivery>, StoreError>>;
+/// A claim running beside the sends: what it claimed, sent once it has finished (a channel
+/// rather than the task's handle, which may not say so at once).
+type ClaimAhead = oneshot::Receiver<Result<Vec<ClaimedDelivery>, StoreError>>;
 
 /// The way from the pipeline to this replica's dispatchers. The leader's pipeline writes an
 /// update's deliveries and claims the first of them for this replica in the same transaction,
@@ -375,8 +377,8 @@ impl Dispatcher {
         }
         // A claim ahead still running is let finish, so that what it claims is handed back
         // below rather than left leased.
-        if let Some((claim, _)) = self.ahead.take() {
-            let _ = claim.await;
+        if let Some((claimed, _, _)) = self.ahead.take() {
+            let _ = claimed.await;
         }
         if !self.queue.is_empty() {
             tracing::info!(channel = %kind, unsent = self.queue.len(), "handing back claimed deliveries not yet started");
@@ -521,10 +523,11 @@ impl Dispatcher {
     /// Claims the next deliveries in the background while the queue still feeds the sends, so
     /// that a fan-out's sends do not stop for each claim (a claim of hundreds of rows takes
     /// milliseconds): when the queue, not empty, has fallen under half of what is claimed at
-    /// once, and no claim ahead is running, the channel is not paused and no failed claim ahead
-    /// is too recent. What it claims joins the queue at the next step, as held since `now`,
-    /// and the worker is woken. [`Dispatcher::run`] calls it after every step; a caller that
-    /// steps the dispatcher itself decides.
+    /// once, no claim ahead is running, the channel is not paused, and the last claim ahead
+    /// found all it asked for (else not before a poll interval). What it claims joins the queue
+    /// at the next step, as held since `now`, and the worker is woken; a pause that began
+    /// meanwhile hands it back untried, as it does the rest of the queue. [`Dispatcher::run`]
+    /// calls it after every step; a caller that steps the dispatcher itself decides.
     pub fn claim_ahead(&mut self, now: Timestamp) -> bool {
         let kind = self.channel.kind();
         if self.ahead.is_some()
@@ -540,44 +543,51 @@ impl Dispatcher {
         let wake = self.wake.clone();
         let want = (self.prefetch - self.queue.len()) as u32;
         let lease_until = later_by(now, self.config.lease);
-        let claim = tokio::spawn(async move {
-            let claimed = store
-                .claim_deliveries(kind, want, now, lease_until, &owner)
-                .await;
+        let (claimed, result) = oneshot::channel();
+        tokio::spawn(async move {
+            let _ = claimed.send(
+                store
+                    .claim_deliveries(kind, want, now, lease_until, &owner)
+                    .await,
+            );
             wake.notify_one();
-            claimed
         });
-        self.ahead = Some((claim, now));
+        self.ahead = Some((result, now, want as usize));
+        self.ahead_after = None;
         true
     }
 
     /// Queues what a finished claim ahead claimed, as held since its moment; returns how many.
     fn take_claimed_ahead(&mut self, now: Timestamp) -> usize {
-        let Some((claim, at)) = self.ahead.as_mut() else {
+        let Some((result, at, want)) = self.ahead.as_mut() else {
             return 0;
         };
-        if !claim.is_finished() {
-            return 0;
-        }
-        let at = *at;
-        let finished = claim.now_or_never();
+        let (at, want) = (*at, *want);
+        let claimed = match result.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => return 0,
+            Ok(claimed) => claimed,
+            // The task ended without a word: only a panic does that.
+            Err(oneshot::error::TryRecvError::Closed) => Err(StoreError::Unavailable(
+                "the claim ahead stopped before it answered".into(),
+            )),
+        };
         self.ahead = None;
-        match finished {
-            Some(Ok(Ok(claimed))) => {
+        let poll_later = later_by(now, self.config.poll_interval);
+        match claimed {
+            Ok(claimed) => {
                 let n = claimed.len();
+                if n < want {
+                    // Nothing more is due for now: no claim ahead for a while.
+                    self.ahead_after = Some(poll_later);
+                }
                 self.leases.joined(at);
                 self.held.add(claimed.iter().map(|d| d.id));
                 self.queue.extend(claimed.into_iter().map(|d| (d, at)));
                 n
             }
-            failed => {
-                let error = match failed {
-                    Some(Ok(Err(e))) => e.to_string(),
-                    Some(Err(e)) => e.to_string(),
-                    _ => "the claim did not finish".into(),
-                };
-                tracing::warn!(channel = %self.channel.kind(), %error, "cannot claim deliveries ahead; claiming when the queue is empty");
-                self.ahead_after = Some(later_by(now, Duration::from_millis(500)));
+            Err(e) => {
+                tracing::warn!(channel = %self.channel.kind(), error = %e, "cannot claim deliveries ahead; claiming when the queue is empty");
+                self.ahead_after = Some(poll_later);
                 0
             }
         }

@@ -553,11 +553,21 @@ async fn deliveries_handed_to_a_stopped_dispatcher_are_taken_back_when_their_lea
     assert_eq!(bench.deliveries("sent").await, 1);
 }
 
-#[tokio::test]
-async fn the_next_claim_is_made_while_the_queue_still_feeds_the_sends() {
-    let bench = Bench::new().await;
+/// Waits until no delivery is pending any more (a claim ahead has taken them); fails after 5 s.
+async fn until_none_pending(bench: &Bench) {
+    for _ in 0..500 {
+        if bench.deliveries("pending").await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("deliveries still pending after 5 s");
+}
+
+/// Sixteen desks, four slots, ten claimed at once: after two steps, two are queued and four
+/// are pending.
+async fn two_queued_four_pending(bench: &Bench) -> (Dispatcher, Timestamp) {
     let (channel, _) = Gated::new(true);
-    // Four slots; ten claimed at once.
     let mut d = bench.dispatcher(channel, config(60_000, 4));
     let t = t0();
     let recipients: Vec<String> = (0..16).map(|i| format!("desk{i}@asl.example")).collect();
@@ -573,18 +583,18 @@ async fn the_next_claim_is_made_while_the_queue_still_feeds_the_sends() {
         (0, 4),
         "the queue feeds the slots"
     );
-    // Two queued: the rest is claimed beside the sends, once.
+    assert_eq!(bench.deliveries("pending").await, 6);
+    (d, t)
+}
+
+#[tokio::test]
+async fn the_next_claim_is_made_while_the_queue_still_feeds_the_sends() {
+    let bench = Bench::new().await;
+    let (mut d, t) = two_queued_four_pending(&bench).await;
+    // Two queued: the rest is claimed beside the sends, once, with no step.
     assert!(d.claim_ahead(t));
     assert!(!d.claim_ahead(t), "one claim ahead at a time");
-    for _ in 0..500 {
-        if d.ahead
-            .as_ref()
-            .is_some_and(|(claim, _)| claim.is_finished())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_none_pending(&bench).await;
     settle(&mut d, t).await;
     let step = d.step(t).await.unwrap();
     assert_eq!(
@@ -592,7 +602,6 @@ async fn the_next_claim_is_made_while_the_queue_still_feeds_the_sends() {
         (6, 4),
         "what was claimed ahead joins the queue, after the two already there"
     );
-    assert_eq!(bench.deliveries("pending").await, 0);
     settle(&mut d, t).await;
     let step = d.step(t).await.unwrap();
     assert_eq!((step.claimed, step.started), (0, 4));
@@ -605,19 +614,27 @@ async fn the_next_claim_is_made_while_the_queue_still_feeds_the_sends() {
 }
 
 #[tokio::test]
+async fn a_claim_ahead_that_finds_less_than_it_asked_waits_a_poll_interval() {
+    let bench = Bench::new().await;
+    let (mut d, t) = two_queued_four_pending(&bench).await;
+    // Eight asked for, six found.
+    assert!(d.claim_ahead(t));
+    until_none_pending(&bench).await;
+    settle(&mut d, t).await;
+    let step = d.step(t).await.unwrap();
+    assert_eq!((step.claimed, step.started), (6, 4));
+    // Four queued, under half a claim: not before a poll interval (60 s here).
+    assert!(!d.claim_ahead(after(t, 59_999)));
+    assert!(d.claim_ahead(after(t, 60_000)));
+}
+
+#[tokio::test]
 async fn no_claim_ahead_for_a_paused_channel() {
     let bench = Bench::new().await;
-    let (channel, _) = Gated::new(true);
-    let mut d = bench.dispatcher(channel, config(60_000, 4));
-    let t = t0();
-    let recipients: Vec<String> = (0..12).map(|i| format!("desk{i}@asl.example")).collect();
-    let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
-    bench.seed(&recipients, t).await;
-    d.step(t).await.unwrap();
-    settle(&mut d, t).await;
-    d.step(t).await.unwrap();
+    let (mut d, t) = two_queued_four_pending(&bench).await;
     bench
         .pauses
         .refused(ChannelKind::Email, "535 authentication failed", t);
     assert!(!d.claim_ahead(t));
+    assert_eq!(bench.deliveries("pending").await, 6);
 }
