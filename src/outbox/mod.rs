@@ -22,7 +22,8 @@
 //!
 //! Like the engine and the router, the work is a step with time as a parameter:
 //! [`Dispatcher::step`] claims and starts what is due at `now` and says when the next thing is
-//! due, [`Dispatcher::keep_leases`] renews and reclaims leases (`lease.rs`), and
+//! due, [`Dispatcher::claim_ahead`] makes the next claim beside the sends while the queue still
+//! feeds them, [`Dispatcher::keep_leases`] renews and reclaims leases (`lease.rs`), and
 //! [`Dispatcher::record`] writes outcomes (`record.rs`); one send is `send.rs`.
 //! [`Dispatcher::run`] is only the loop around them: wake-ups, sleeps and shutdown.
 
@@ -329,7 +330,7 @@ impl Dispatcher {
             self.held.add(claimed.iter().map(|d| d.id));
             self.queue.extend(claimed.into_iter().map(|d| (d, at)));
         }
-        self.queued.store(self.queue.len(), Ordering::Relaxed);
+        self.publish_queued();
     }
 
     /// The channel this dispatcher sends through.
@@ -378,7 +379,8 @@ impl Dispatcher {
         // A claim ahead still running is let finish, so that what it claims is handed back
         // below rather than left leased.
         if let Some((claimed, _, _)) = self.ahead.take() {
-            let _ = claimed.await;
+            // Within the shutdown time: otherwise its leases run out on their own.
+            let _ = tokio::time::timeout(self.config.shutdown_timeout, claimed).await;
         }
         if !self.queue.is_empty() {
             tracing::info!(channel = %kind, unsent = self.queue.len(), "handing back claimed deliveries not yet started");
@@ -458,6 +460,10 @@ impl Dispatcher {
                 .claim_deliveries(kind, want, now, lease_until, &self.owner)
                 .await?;
             maybe_more = !claimed.is_empty();
+            if claimed.len() < want as usize {
+                // Nothing more is due for now: no claim ahead for a while either.
+                self.ahead_after = Some(later_by(now, self.config.poll_interval));
+            }
             done.claimed += claimed.len();
             self.held.add(claimed.iter().map(|d| d.id));
             self.queue.extend(claimed.into_iter().map(|d| (d, now)));
@@ -498,7 +504,7 @@ impl Dispatcher {
             done.started += 1;
         }
         done.in_flight = self.in_flight.len();
-        self.queued.store(self.queue.len(), Ordering::Relaxed);
+        self.publish_queued();
         if self.queue.is_empty() && maybe_more && pause.is_none() {
             done.more = true;
             done.next = now;
@@ -541,7 +547,12 @@ impl Dispatcher {
         let store = self.store.clone();
         let owner = self.owner.clone();
         let wake = self.wake.clone();
-        let want = (self.prefetch - self.queue.len()) as u32;
+        // What the pipeline has handed over and this worker has not taken yet counts as queued.
+        let waiting = self.queue.len() + self.in_inbox.load(Ordering::Relaxed);
+        let want = self.prefetch.saturating_sub(waiting) as u32;
+        if want == 0 {
+            return false;
+        }
         let lease_until = later_by(now, self.config.lease);
         let (claimed, result) = oneshot::channel();
         tokio::spawn(async move {
@@ -554,7 +565,16 @@ impl Dispatcher {
         });
         self.ahead = Some((result, now, want as usize));
         self.ahead_after = None;
+        self.publish_queued();
         true
+    }
+
+    /// Tells the pipeline how many deliveries wait here: the queue, and what a claim ahead
+    /// still running asked for, so that what it hands over keeps the queue within a claim.
+    fn publish_queued(&self) {
+        let ahead = self.ahead.as_ref().map_or(0, |(_, _, want)| *want);
+        self.queued
+            .store(self.queue.len() + ahead, Ordering::Relaxed);
     }
 
     /// Queues what a finished claim ahead claimed, as held since its moment; returns how many.

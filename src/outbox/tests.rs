@@ -553,19 +553,22 @@ async fn deliveries_handed_to_a_stopped_dispatcher_are_taken_back_when_their_lea
     assert_eq!(bench.deliveries("sent").await, 1);
 }
 
-/// Waits until no delivery is pending any more (a claim ahead has taken them); fails after 5 s.
-async fn until_none_pending(bench: &Bench) {
+/// Waits until the claim ahead has answered; fails after 5 s.
+async fn until_claimed_ahead(d: &Dispatcher) {
     for _ in 0..500 {
-        if bench.deliveries("pending").await == 0 {
+        if d.ahead
+            .as_ref()
+            .is_none_or(|(answer, _, _)| !answer.is_empty())
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("deliveries still pending after 5 s");
+    panic!("the claim ahead did not answer within 5 s");
 }
 
-/// Sixteen desks, four slots, ten claimed at once: after two steps, two are queued and four
-/// are pending.
+/// Sixteen desks, four slots, ten claimed at once: after two steps, four are in flight, two
+/// queued and six pending.
 async fn two_queued_four_pending(bench: &Bench) -> (Dispatcher, Timestamp) {
     let (channel, _) = Gated::new(true);
     let mut d = bench.dispatcher(channel, config(60_000, 4));
@@ -594,7 +597,8 @@ async fn the_next_claim_is_made_while_the_queue_still_feeds_the_sends() {
     // Two queued: the rest is claimed beside the sends, once, with no step.
     assert!(d.claim_ahead(t));
     assert!(!d.claim_ahead(t), "one claim ahead at a time");
-    until_none_pending(&bench).await;
+    until_claimed_ahead(&d).await;
+    assert_eq!(bench.deliveries("pending").await, 0, "claimed with no step");
     settle(&mut d, t).await;
     let step = d.step(t).await.unwrap();
     assert_eq!(
@@ -619,7 +623,7 @@ async fn a_claim_ahead_that_finds_less_than_it_asked_waits_a_poll_interval() {
     let (mut d, t) = two_queued_four_pending(&bench).await;
     // Eight asked for, six found.
     assert!(d.claim_ahead(t));
-    until_none_pending(&bench).await;
+    until_claimed_ahead(&d).await;
     settle(&mut d, t).await;
     let step = d.step(t).await.unwrap();
     assert_eq!((step.claimed, step.started), (6, 4));
@@ -637,4 +641,25 @@ async fn no_claim_ahead_for_a_paused_channel() {
         .refused(ChannelKind::Email, "535 authentication failed", t);
     assert!(!d.claim_ahead(t));
     assert_eq!(bench.deliveries("pending").await, 6);
+}
+
+#[tokio::test]
+async fn a_pause_during_a_claim_ahead_hands_its_deliveries_back_uncounted() {
+    let bench = Bench::new().await;
+    let (mut d, t) = two_queued_four_pending(&bench).await;
+    assert!(d.claim_ahead(t));
+    until_claimed_ahead(&d).await;
+    settle(&mut d, t).await;
+    bench
+        .pauses
+        .refused(ChannelKind::Email, "535 authentication failed", t);
+    let step = d.step(t).await.unwrap();
+    assert_eq!(
+        (step.claimed, step.started, step.handed_back),
+        (6, 0, 8),
+        "the two queued and the six claimed ahead"
+    );
+    settle(&mut d, t).await;
+    assert_eq!(bench.deliveries("pending").await, 8);
+    assert_eq!(bench.deliveries("sent").await, 8);
 }

@@ -5,6 +5,8 @@
 //! TCP_NODELAY the second waits for the server's delayed ACK (about 40 ms on Linux) on every
 //! message, which caps a connection at roughly 25 messages per second. lettre's own pooled
 //! transport opens its sockets internally, so this pool opens them itself and hands them over.
+//! On the pipelined path the body is dot-stuffed here, a line at a time (lettre's codec goes a
+//! byte at a time), and goes with its end in one write.
 //!
 //! lettre sends MAIL, RCPT and DATA one at a time, waiting for each reply: four round trips a
 //! message. A server that lists PIPELINING in its EHLO reply gets the three commands in one
