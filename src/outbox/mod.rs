@@ -461,7 +461,8 @@ impl Dispatcher {
                 .await?;
             maybe_more = !claimed.is_empty();
             if claimed.len() < want as usize {
-                // Nothing more is due for now: no claim ahead for a while either.
+                // Fewer were due (or free) than asked for: the next claims wait for the queue to
+                // empty, as they did before claims ahead, for a poll interval.
                 self.ahead_after = Some(later_by(now, self.config.poll_interval));
             }
             done.claimed += claimed.len();
@@ -529,8 +530,8 @@ impl Dispatcher {
     /// Claims the next deliveries in the background while the queue still feeds the sends, so
     /// that a fan-out's sends do not stop for each claim (a claim of hundreds of rows takes
     /// milliseconds): when the queue, not empty, has fallen under half of what is claimed at
-    /// once, no claim ahead is running, the channel is not paused, and the last claim ahead
-    /// found all it asked for (else not before a poll interval). What it claims joins the queue
+    /// once, no claim ahead is running, the channel is not paused, and the last claim (ahead
+    /// or the step's own) found all it asked for (else not before a poll interval). What it claims joins the queue
     /// at the next step, as held since `now`, and the worker is woken; a pause that began
     /// meanwhile hands it back untried, as it does the rest of the queue. [`Dispatcher::run`]
     /// calls it after every step; a caller that steps the dispatcher itself decides.
@@ -597,7 +598,7 @@ impl Dispatcher {
             Ok(claimed) => {
                 let n = claimed.len();
                 if n < want {
-                    // Nothing more is due for now: no claim ahead for a while.
+                    // Fewer were due (or free) than asked for: no claim ahead for a while.
                     self.ahead_after = Some(poll_later);
                 }
                 self.leases.joined(at);

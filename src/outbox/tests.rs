@@ -569,7 +569,7 @@ async fn until_claimed_ahead(d: &Dispatcher) {
 
 /// Sixteen desks, four slots, ten claimed at once: after two steps, four are in flight, two
 /// queued and six pending.
-async fn two_queued_four_pending(bench: &Bench) -> (Dispatcher, Timestamp) {
+async fn two_queued_six_pending(bench: &Bench) -> (Dispatcher, Timestamp) {
     let (channel, _) = Gated::new(true);
     let mut d = bench.dispatcher(channel, config(60_000, 4));
     let t = t0();
@@ -593,7 +593,7 @@ async fn two_queued_four_pending(bench: &Bench) -> (Dispatcher, Timestamp) {
 #[tokio::test]
 async fn the_next_claim_is_made_while_the_queue_still_feeds_the_sends() {
     let bench = Bench::new().await;
-    let (mut d, t) = two_queued_four_pending(&bench).await;
+    let (mut d, t) = two_queued_six_pending(&bench).await;
     // Two queued: the rest is claimed beside the sends, once, with no step.
     assert!(d.claim_ahead(t));
     assert!(!d.claim_ahead(t), "one claim ahead at a time");
@@ -620,7 +620,7 @@ async fn the_next_claim_is_made_while_the_queue_still_feeds_the_sends() {
 #[tokio::test]
 async fn a_claim_ahead_that_finds_less_than_it_asked_waits_a_poll_interval() {
     let bench = Bench::new().await;
-    let (mut d, t) = two_queued_four_pending(&bench).await;
+    let (mut d, t) = two_queued_six_pending(&bench).await;
     // Eight asked for, six found.
     assert!(d.claim_ahead(t));
     until_claimed_ahead(&d).await;
@@ -635,7 +635,7 @@ async fn a_claim_ahead_that_finds_less_than_it_asked_waits_a_poll_interval() {
 #[tokio::test]
 async fn no_claim_ahead_for_a_paused_channel() {
     let bench = Bench::new().await;
-    let (mut d, t) = two_queued_four_pending(&bench).await;
+    let (mut d, t) = two_queued_six_pending(&bench).await;
     bench
         .pauses
         .refused(ChannelKind::Email, "535 authentication failed", t);
@@ -646,7 +646,7 @@ async fn no_claim_ahead_for_a_paused_channel() {
 #[tokio::test]
 async fn a_pause_during_a_claim_ahead_hands_its_deliveries_back_uncounted() {
     let bench = Bench::new().await;
-    let (mut d, t) = two_queued_four_pending(&bench).await;
+    let (mut d, t) = two_queued_six_pending(&bench).await;
     assert!(d.claim_ahead(t));
     until_claimed_ahead(&d).await;
     settle(&mut d, t).await;
