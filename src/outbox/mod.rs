@@ -545,15 +545,15 @@ impl Dispatcher {
         {
             return false;
         }
-        let store = self.store.clone();
-        let owner = self.owner.clone();
-        let wake = self.wake.clone();
         // What the pipeline has handed over and this worker has not taken yet counts as queued.
         let waiting = self.queue.len() + self.in_inbox.load(Ordering::Relaxed);
         let want = self.prefetch.saturating_sub(waiting) as u32;
         if want == 0 {
             return false;
         }
+        let store = self.store.clone();
+        let owner = self.owner.clone();
+        let wake = self.wake.clone();
         let lease_until = later_by(now, self.config.lease);
         let (claimed, result) = oneshot::channel();
         tokio::spawn(async move {

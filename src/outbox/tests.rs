@@ -662,4 +662,12 @@ async fn a_pause_during_a_claim_ahead_hands_its_deliveries_back_uncounted() {
     settle(&mut d, t).await;
     assert_eq!(bench.deliveries("pending").await, 8);
     assert_eq!(bench.deliveries("sent").await, 8);
+    // Claimed again, each is at its first attempt: the one handed back was not counted.
+    let again = bench
+        .store
+        .claim_deliveries(ChannelKind::Email, 10, t, after(t, 60_000), "replica-b")
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 8);
+    assert!(again.iter().all(|c| c.attempts == 1), "{again:?}");
 }

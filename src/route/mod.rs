@@ -88,13 +88,18 @@ async fn warm(store: &dyn Store, cache: &DeskCache) -> Result<(), StoreError> {
         return Ok(());
     }
     let (version, loaded) = store.desks().await?;
+    keep_newest(cache, version, Arc::new(loaded));
+    Ok(())
+}
+
+/// Puts subscribers read at `version` in `cache`, unless it holds a newer version already (a
+/// step and a read ahead may each have read them meanwhile: the newest stays).
+fn keep_newest(cache: &DeskCache, version: i64, desks: Arc<Vec<SubscriberRow>>) {
     if let Ok(mut c) = cache.lock()
         && c.as_ref().is_none_or(|(v, _)| *v < version)
     {
-        // A step may have read a newer version meanwhile: the newest stays.
-        *c = Some((version, Arc::new(loaded)));
+        *c = Some((version, desks));
     }
-    Ok(())
 }
 
 pub struct Router {
@@ -191,11 +196,7 @@ impl Router {
             Some(s) => s,
             None => {
                 let loaded = Arc::new(tx.subscribers().await?);
-                if let Ok(mut c) = self.cache.lock()
-                    && c.as_ref().is_none_or(|(v, _)| *v < version)
-                {
-                    *c = Some((version, loaded.clone()));
-                }
+                keep_newest(&self.cache, version, loaded.clone());
                 loaded
             }
         })
