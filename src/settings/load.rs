@@ -120,7 +120,16 @@ fn deserialize_collecting(mut tree: Value, defaults: &Value) -> (Option<Settings
             Err(error) => {
                 let segments = track.path().iter().cloned().collect::<Vec<_>>();
                 let path = path_string(&segments);
-                problems.push(Problem::new(path, clean_message(&error.to_string())));
+                let message = error.to_string();
+                problems.push(match missing_field(&message) {
+                    Some(field) if segments.is_empty() => {
+                        Problem::new(field, "required, and not given")
+                    }
+                    Some(field) => {
+                        Problem::new(format!("{path}.{field}"), "required, and not given")
+                    }
+                    None => Problem::new(path, clean_message(&message)),
+                });
                 if segments.is_empty() || !replace(&mut tree, defaults, &segments) {
                     return (None, problems);
                 }
@@ -128,6 +137,16 @@ fn deserialize_collecting(mut tree: Value, defaults: &Value) -> (Option<Settings
         }
     }
     (None, problems)
+}
+
+/// The field a "missing configuration field" error names, without the path the config crate puts
+/// before it (and runs into the field's name after a list's index: `subscribers[0]name`).
+fn missing_field(message: &str) -> Option<&str> {
+    let key = message
+        .strip_prefix("missing configuration field \"")?
+        .strip_suffix('"')?;
+    let field = key.rsplit(['.', ']']).next().unwrap_or(key);
+    Some(field).filter(|f| !f.is_empty())
 }
 
 /// The config crate appends `for key ...` to its messages; the path is already printed first.
@@ -280,6 +299,15 @@ mod tests {
         assert!(paths.contains(&"routing.group_wait"), "{problems:?}");
         // Every bad value was replaced by its default, so the rest is still usable.
         assert!(s.is_some());
+    }
+
+    #[test]
+    fn a_missing_field_is_named_by_its_whole_path() {
+        let (_, problems) =
+            with_file("[[subscribers]]\naddresses = { email = \"cup@asl.example\" }\n");
+        let first = problems.first().expect("a problem");
+        assert_eq!(first.path, "subscribers[0].name", "{problems:?}");
+        assert_eq!(first.message, "required, and not given", "{problems:?}");
     }
 
     #[test]
