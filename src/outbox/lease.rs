@@ -36,6 +36,17 @@ impl Held {
         }
     }
 
+    /// Whether these outcomes are all this worker holds: no other send is in flight or queued,
+    /// so no other outcome is on its way.
+    pub(super) fn only(&self, outcomes: &[Outcome]) -> bool {
+        self.0.lock().is_ok_and(|held| {
+            held.len() <= outcomes.len()
+                && held
+                    .iter()
+                    .all(|id| outcomes.iter().any(|o| o.delivery == *id))
+        })
+    }
+
     pub(super) fn ids(&self) -> Vec<i64> {
         self.0
             .lock()

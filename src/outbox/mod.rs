@@ -444,10 +444,13 @@ impl Dispatcher {
         // rows for a moment. Only an empty one stops claiming.
         // A claim ahead still running will wake this worker when it is done.
         let mut maybe_more = self.ahead.is_none();
+        // When the next delivery is due, as a reader saw it before this step's claim.
+        let mut peeked = None;
         if !handed_over
             && self.ahead.is_none()
             && self.queue.len() < self.concurrency.min(self.prefetch)
             && (pause.is_none() || (self.queue.is_empty() && probe_due))
+            && self.due(kind, now, &mut peeked).await
         {
             let want = if pause.is_some() {
                 1
@@ -468,6 +471,9 @@ impl Dispatcher {
             done.claimed += claimed.len();
             self.held.add(claimed.iter().map(|d| d.id));
             self.queue.extend(claimed.into_iter().map(|d| (d, now)));
+        } else if peeked.is_some() {
+            // Nothing due: the claim was not made.
+            maybe_more = false;
         }
         while self.in_flight.len() < self.concurrency {
             let Some((delivery, claimed_at)) = self.queue.pop_front() else {
@@ -517,7 +523,10 @@ impl Dispatcher {
             // send: a paused channel must not poll the store in a loop.
             until(now, p.next_probe).max(every)
         } else if self.in_flight.is_empty() && self.queue.is_empty() {
-            self.idle_wait(kind, now).await
+            match peeked {
+                Some(next) => self.wait_for(next, now),
+                None => self.idle_wait(kind, now).await,
+            }
         } else {
             self.config.poll_interval
         }
@@ -618,10 +627,35 @@ impl Dispatcher {
     /// interval.
     async fn idle_wait(&self, kind: ChannelKind, now: Timestamp) -> Duration {
         match self.store.next_attempt_at(kind).await {
-            Ok(Some(at)) => {
-                until(now, at).clamp(Duration::from_millis(5), self.config.poll_interval)
+            Ok(next) => self.wait_for(next, now),
+            Err(_) => self.config.poll_interval,
+        }
+    }
+
+    /// How long an idle worker waits for the next delivery, due at `next`.
+    fn wait_for(&self, next: Option<Timestamp>, now: Timestamp) -> Duration {
+        next.map_or(self.config.poll_interval, |at| {
+            until(now, at).clamp(Duration::from_millis(5), self.config.poll_interval)
+        })
+    }
+
+    /// Whether a delivery is due, as a reader sees it (the next one's time goes in `peeked`):
+    /// a claim takes the writer, which on SQLite is the one connection the pipeline and the
+    /// outcomes also write through, even when it finds nothing. What makes a delivery due
+    /// after this look rings the worker's bell, or is its own time, which the wait keeps. A
+    /// reader that fails says yes: the claim will tell.
+    async fn due(
+        &self,
+        kind: ChannelKind,
+        now: Timestamp,
+        peeked: &mut Option<Option<Timestamp>>,
+    ) -> bool {
+        match self.store.next_attempt_at(kind).await {
+            Ok(next) => {
+                *peeked = Some(next);
+                next.is_some_and(|at| at <= now)
             }
-            _ => self.config.poll_interval,
+            Err(_) => true,
         }
     }
 

@@ -45,12 +45,14 @@ impl Recorder {
     /// Writes outcomes in batches until every sender is gone: whatever finished while the
     /// previous batch was being written goes into the next one, and a batch smaller than
     /// [`GATHER`] waits [`GATHER_FOR`] for more, so that a fan-out writes its outcomes in a few
-    /// large commits rather than many small ones. A failing store is retried until it answers,
-    /// so no outcome is dropped.
+    /// large commits rather than many small ones. A batch that holds every delivery this worker
+    /// holds is written at once: nothing else is coming, and the recipient's next message (the
+    /// next incident to the same desk) waits for this outcome before it can be claimed. A
+    /// failing store is retried until it answers, so no outcome is dropped.
     pub(super) async fn run(self, mut received: mpsc::UnboundedReceiver<Outcome>) {
         let mut batch = Vec::with_capacity(256);
         while received.recv_many(&mut batch, 256).await > 0 {
-            if batch.len() < GATHER {
+            if batch.len() < GATHER && !self.held.only(&batch) {
                 tokio::time::sleep(GATHER_FOR).await;
                 while batch.len() < 256
                     && let Ok(more) = received.try_recv()

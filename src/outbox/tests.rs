@@ -243,6 +243,35 @@ async fn a_step_with_nothing_due_says_when_the_next_delivery_is_due() {
 }
 
 #[tokio::test]
+async fn a_step_with_nothing_due_leaves_the_writer_to_the_other_stages() {
+    let bench = Bench::new().await;
+    let (channel, _) = Gated::new(true);
+    let mut d = bench.dispatcher(channel, config(60_000, 1));
+    let t = t0();
+    bench.seed(&["cup@asl.example"], after(t, 10_000)).await;
+    // The pipeline holds the writer (on SQLite the one connection that writes): a step that
+    // has nothing to claim does not queue behind it.
+    let pipeline = bench.store.begin().await.unwrap();
+    let step = tokio::time::timeout(Duration::from_secs(10), d.step(t))
+        .await
+        .expect("the step does not wait for the writer")
+        .unwrap();
+    let waiting = Dispatched {
+        next: after(t, 10_000),
+        ..Dispatched::default()
+    };
+    assert_eq!(
+        step, waiting,
+        "the delivery's own time, read beside the writer"
+    );
+    drop(pipeline);
+    let step = d.step(after(t, 10_000)).await.unwrap();
+    assert_eq!((step.claimed, step.started), (1, 1), "{step:?}");
+    settle(&mut d, after(t, 10_000)).await;
+    assert_eq!(bench.deliveries("sent").await, 1);
+}
+
+#[tokio::test]
 async fn a_claim_not_renewed_is_reclaimable_once_its_lease_has_run_out() {
     let bench = Bench::new().await;
     let (channel, _) = Gated::new(false);
@@ -670,4 +699,24 @@ async fn a_pause_during_a_claim_ahead_hands_its_deliveries_back_uncounted() {
         .unwrap();
     assert_eq!(again.len(), 8);
     assert!(again.iter().all(|c| c.attempts == 1), "{again:?}");
+}
+
+#[test]
+fn outcomes_are_gathered_only_while_other_deliveries_are_held() {
+    let sent = |delivery| Outcome {
+        delivery,
+        attempts: 1,
+        outcome: DeliveryOutcome::Sent(Receipt::default()),
+    };
+    let held = lease::Held::default();
+    assert!(held.only(&[]), "nothing held, nothing to wait for");
+    held.add([1, 2]);
+    // A fan-out's first outcome: the second send is still out, so the batch waits for it.
+    assert!(!held.only(&[sent(1)]));
+    assert!(held.only(&[sent(1), sent(2)]));
+    assert!(held.only(&[sent(2), sent(1), sent(3)]));
+    held.remove(&[sent(2)]);
+    // A desk's message alone: written at once, so that its next message can be claimed.
+    assert!(held.only(&[sent(1)]));
+    assert!(!held.only(&[sent(4)]));
 }

@@ -103,9 +103,13 @@ async fn open_file(settings: &StoreSettings, path: &Path, lock: Option<File>) ->
         )
     };
     let writer_pragmas = pragmas(8000);
+    // A connection to a file cannot drop the way a network one does, so neither pool pings it
+    // before handing it out: that would be one more trip to the connection's thread for each
+    // transaction and each read.
     let writer = AnyPoolOptions::new()
         .max_connections(1)
         .min_connections(1)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(30))
         .after_connect(move |conn, _| {
             let sql = writer_pragmas.clone();
@@ -124,6 +128,7 @@ async fn open_file(settings: &StoreSettings, path: &Path, lock: Option<File>) ->
     );
     let reader = AnyPoolOptions::new()
         .max_connections(settings.max_connections.max(1))
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(30))
         .after_connect(move |conn, _| {
             let sql = reader_pragmas.clone();

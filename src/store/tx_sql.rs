@@ -310,14 +310,13 @@ impl Tx for SqlTx {
     }
 
     async fn next_eval_at(&mut self, since: Timestamp) -> Result<Option<Timestamp>> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(eval_at) FROM incidents WHERE eval_at IS NOT NULL")
-                .fetch_one(&mut *self.tx)
-                .await?;
-        let expiry: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT MIN({}(a.last_seen_at, $1) + a.expires_after_ms) FROM alerts a
-             JOIN incidents i ON i.id = a.incident_id
-             WHERE a.firing = 1 AND a.expires_after_ms IS NOT NULL AND i.resolved_at IS NULL",
+        // Both times in one statement: the step runs it each time, on the writer.
+        let (v, expiry): (Option<i64>, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT (SELECT MIN(eval_at) FROM incidents WHERE eval_at IS NOT NULL),
+                    (SELECT MIN({}(a.last_seen_at, $1) + a.expires_after_ms) FROM alerts a
+                     JOIN incidents i ON i.id = a.incident_id
+                     WHERE a.firing = 1 AND a.expires_after_ms IS NOT NULL
+                       AND i.resolved_at IS NULL)",
             self.dialect.pick("MAX", "GREATEST")
         )))
         .bind(ms(since))

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use mailin::{Action, AuthMechanism, Handler, Response, Session, SessionBuilder};
@@ -69,6 +69,8 @@ impl Mail {
 #[derive(Default)]
 struct Shared {
     mails: Mutex<Vec<Mail>>,
+    /// Told each time a message is taken, so that a waiting test wakes at once.
+    arrived: Condvar,
     /// Recipient → (code, text) to answer RCPT TO with.
     refusals: Mutex<HashMap<String, (u16, String)>>,
     /// Recipient → (code, text) to answer the next RCPT TO with, once.
@@ -224,6 +226,7 @@ impl Handler for Recorder {
         }
         let mut mails = self.shared.mails.lock().unwrap();
         mails.push(mail);
+        self.shared.arrived.notify_all();
         Response::custom(250, format!("2.0.0 Ok: queued as TEST{}", mails.len()))
     }
 }
@@ -357,22 +360,34 @@ impl SmtpServer {
             .collect()
     }
 
-    /// Waits until `count` messages reached `recipient`, or panics after `timeout`.
+    /// Waits until `count` messages reached `recipient`, or panics after `timeout`; wakes as
+    /// each message is taken.
     pub fn wait_for(&self, recipient: &str, count: usize, timeout: Duration) -> Vec<Mail> {
         let deadline = Instant::now() + timeout;
+        let mut mails = self.shared.mails.lock().unwrap();
         loop {
-            let mails = self.mails_to(recipient);
-            if mails.len() >= count {
-                return mails;
+            let theirs: Vec<Mail> = mails
+                .iter()
+                .filter(|m| m.to.iter().any(|t| t == recipient))
+                .cloned()
+                .collect();
+            let now = Instant::now();
+            if theirs.len() >= count {
+                return theirs;
             }
-            if Instant::now() > deadline {
+            if now > deadline {
                 panic!(
                     "expected {count} mail(s) to {recipient} within {timeout:?}, got {}: {:?}",
-                    mails.len(),
-                    mails.iter().map(Mail::subject).collect::<Vec<_>>()
+                    theirs.len(),
+                    theirs.iter().map(Mail::subject).collect::<Vec<_>>()
                 );
             }
-            std::thread::sleep(Duration::from_millis(10));
+            mails = self
+                .shared
+                .arrived
+                .wait_timeout(mails, deadline - now)
+                .unwrap()
+                .0;
         }
     }
 }
