@@ -148,6 +148,14 @@ impl Router {
         tx: &mut dyn Tx,
         now: Timestamp,
     ) -> Result<EscalationReport, StoreError> {
+        // Most steps find none due: the earliest step's time says so in one statement.
+        let next_due = tx.next_escalation_at().await?;
+        if next_due.is_none_or(|at| at > now) {
+            return Ok(EscalationReport {
+                next_due,
+                ..EscalationReport::default()
+            });
+        }
         let due = tx.due_escalations(now, STEP_BATCH).await?;
         let mut report = EscalationReport {
             more: due.len() == STEP_BATCH as usize,
