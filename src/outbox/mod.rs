@@ -463,6 +463,8 @@ impl Dispatcher {
                 .claim_deliveries(kind, want, now, lease_until, &self.owner)
                 .await?;
             maybe_more = !claimed.is_empty();
+            // The look said something was due; what the claim found says the rest.
+            peeked = None;
             if claimed.len() < want as usize {
                 // Fewer were due (or free) than asked for: the next claims wait for the queue to
                 // empty, as they did before claims ahead, for a poll interval.
@@ -472,8 +474,10 @@ impl Dispatcher {
             self.held.add(claimed.iter().map(|d| d.id));
             self.queue.extend(claimed.into_iter().map(|d| (d, now)));
         } else if peeked.is_some() {
-            // Nothing due: the claim was not made.
+            // Nothing due: the claim was not made, and no claim ahead is made for a poll
+            // interval, as after a claim that found less than it asked for.
             maybe_more = false;
+            self.ahead_after = Some(later_by(now, self.config.poll_interval));
         }
         while self.in_flight.len() < self.concurrency {
             let Some((delivery, claimed_at)) = self.queue.pop_front() else {

@@ -122,7 +122,7 @@ fn deserialize_collecting(mut tree: Value, defaults: &Value) -> (Option<Settings
                 let path = path_string(&segments);
                 let message = error.to_string();
                 problems.push(match missing_field(&message) {
-                    Some(field) if segments.is_empty() => {
+                    Some(field) if path == "(root)" => {
                         Problem::new(field, "required, and not given")
                     }
                     Some(field) => {

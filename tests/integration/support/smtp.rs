@@ -376,6 +376,8 @@ impl SmtpServer {
                 return theirs;
             }
             if now > deadline {
+                // Let go of the lock first: the server's sessions still take messages.
+                drop(mails);
                 panic!(
                     "expected {count} mail(s) to {recipient} within {timeout:?}, got {}: {:?}",
                     theirs.len(),
