@@ -469,6 +469,10 @@ impl Dispatcher {
                 // Fewer were due (or free) than asked for: the next claims wait for the queue to
                 // empty, as they did before claims ahead, for a poll interval.
                 self.ahead_after = Some(later_by(now, self.config.poll_interval));
+            } else {
+                // All it asked for: more may be due, so claims ahead may begin at once, even
+                // within a poll interval of an idle spell's look or empty claim.
+                self.ahead_after = None;
             }
             done.claimed += claimed.len();
             self.held.add(claimed.iter().map(|d| d.id));
@@ -543,9 +547,10 @@ impl Dispatcher {
     /// Claims the next deliveries in the background while the queue still feeds the sends, so
     /// that a fan-out's sends do not stop for each claim (a claim of hundreds of rows takes
     /// milliseconds): when the queue, not empty, has fallen under half of what is claimed at
-    /// once, no claim ahead is running, the channel is not paused, and the last claim (ahead
-    /// or the step's own) found all it asked for (else not before a poll interval). What it claims joins the queue
-    /// at the next step, as held since `now`, and the worker is woken; a pause that began
+    /// once, no claim ahead is running, the channel is not paused, and neither a short claim
+    /// (ahead or the step's own) nor a look that found nothing due came since the last full
+    /// claim (else not before a poll interval). What it claims joins the queue at the next
+    /// step, as held since `now`, and the worker is woken; a pause that began
     /// meanwhile hands it back untried, as it does the rest of the queue. [`Dispatcher::run`]
     /// calls it after every step; a caller that steps the dispatcher itself decides.
     pub fn claim_ahead(&mut self, now: Timestamp) -> bool {

@@ -720,3 +720,34 @@ fn outcomes_are_gathered_only_while_other_deliveries_are_held() {
     assert!(held.only(&[sent(1)]));
     assert!(!held.only(&[sent(4)]));
 }
+
+#[tokio::test]
+async fn a_full_claim_after_an_idle_look_lets_claims_ahead_begin_at_once() {
+    let bench = Bench::new().await;
+    let (channel, _) = Gated::new(true);
+    let mut d = bench.dispatcher(channel, config(60_000, 4));
+    let t = t0();
+    // Idle: the look finds nothing due, which holds claims ahead back for a poll interval.
+    let step = d.step(t).await.unwrap();
+    assert_eq!((step.claimed, step.more), (0, false), "{step:?}");
+    // A fan-out: the step's own claim finds all ten it asks for...
+    let recipients: Vec<String> = (0..16).map(|i| format!("desk{i}@asl.example")).collect();
+    let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    bench.seed(&recipients, t).await;
+    let step = d.step(t).await.unwrap();
+    assert_eq!((step.claimed, step.started), (10, 4));
+    settle(&mut d, t).await;
+    let step = d.step(t).await.unwrap();
+    assert_eq!((step.claimed, step.started), (0, 4), "two left queued");
+    // ...so the rest is claimed beside the sends now, not a poll interval after the idle look.
+    assert!(d.claim_ahead(t));
+    until_claimed_ahead(&d).await;
+    assert_eq!(bench.deliveries("pending").await, 0);
+    settle(&mut d, t).await;
+    let step = d.step(t).await.unwrap();
+    assert_eq!((step.claimed, step.started), (6, 4));
+    settle(&mut d, t).await;
+    d.step(t).await.unwrap();
+    settle(&mut d, t).await;
+    assert_eq!(bench.deliveries("sent").await, 16);
+}
