@@ -310,6 +310,33 @@ mod tests {
         assert_eq!(first.message, "required, and not given", "{problems:?}");
     }
 
+    proptest::proptest! {
+        /// Whatever the path before it, and wherever a list's index runs into the next name (as
+        /// the config crate writes its keys), the field reported is the key's last name.
+        #[test]
+        fn a_missing_fields_name_is_the_last_of_its_key(
+            path in proptest::collection::vec(
+                ("[a-z_][a-z0-9_]{0,12}", proptest::option::of(0usize..100)),
+                0..4,
+            ),
+            field in "[a-z_][a-z0-9_]{0,12}",
+        ) {
+            let mut key = String::new();
+            for (name, index) in &path {
+                key.push_str(name);
+                match index {
+                    Some(i) => key.push_str(&format!("[{i}]")),
+                    None => key.push('.'),
+                }
+            }
+            key.push_str(&field);
+            let message = format!("missing configuration field {key:?}");
+            proptest::prop_assert_eq!(missing_field(&message), Some(field.as_str()));
+            let other = format!("invalid type for {key:?}");
+            proptest::prop_assert_eq!(missing_field(&other), None);
+        }
+    }
+
     #[test]
     fn unknown_keys_are_reported() {
         let (_, problems) = with_file(
