@@ -547,9 +547,9 @@ impl Dispatcher {
     /// Claims the next deliveries in the background while the queue still feeds the sends, so
     /// that a fan-out's sends do not stop for each claim (a claim of hundreds of rows takes
     /// milliseconds): when the queue, not empty, has fallen under half of what is claimed at
-    /// once, no claim ahead is running, the channel is not paused, and neither a short claim
-    /// (ahead or the step's own) nor a look that found nothing due came since the last full
-    /// claim (else not before a poll interval). What it claims joins the queue at the next
+    /// once, no claim ahead is running, the channel is not paused, and neither a short or
+    /// failed claim (ahead or the step's own) nor a look that found nothing due came since the
+    /// last full claim (else not before a poll interval). What it claims joins the queue at the next
     /// step, as held since `now`, and the worker is woken; a pause that began
     /// meanwhile hands it back untried, as it does the rest of the queue. [`Dispatcher::run`]
     /// calls it after every step; a caller that steps the dispatcher itself decides.

@@ -730,6 +730,7 @@ async fn a_full_claim_after_an_idle_look_lets_claims_ahead_begin_at_once() {
     // Idle: the look finds nothing due, which holds claims ahead back for a poll interval.
     let step = d.step(t).await.unwrap();
     assert_eq!((step.claimed, step.more), (0, false), "{step:?}");
+    assert!(d.ahead_after.is_some_and(|after| after > t));
     // A fan-out: the step's own claim finds all ten it asks for...
     let recipients: Vec<String> = (0..16).map(|i| format!("desk{i}@asl.example")).collect();
     let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
@@ -746,6 +747,11 @@ async fn a_full_claim_after_an_idle_look_lets_claims_ahead_begin_at_once() {
     settle(&mut d, t).await;
     let step = d.step(t).await.unwrap();
     assert_eq!((step.claimed, step.started), (6, 4));
+    // Six of the eight it asked for: the hold is back, and no empty claim ahead follows.
+    assert!(
+        !d.claim_ahead(t),
+        "after a short claim ahead, none for a poll interval"
+    );
     settle(&mut d, t).await;
     d.step(t).await.unwrap();
     settle(&mut d, t).await;
