@@ -166,10 +166,11 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let mut tx = self.store.begin().await?;
         let begun = started.elapsed();
-        let engine = self.engine.step_in(tx.as_mut(), now).await?;
+        let mut engine = self.engine.step_in(tx.as_mut(), now).await?;
         let applied = started.elapsed();
+        let written = std::mem::take(&mut engine.written);
         let routed = if route || engine.updates > 0 {
-            Some(self.router.step_in(tx.as_mut(), now).await?)
+            Some(self.router.step_in(tx.as_mut(), now, written).await?)
         } else {
             None
         };
@@ -210,7 +211,8 @@ impl Pipeline {
         }
         escalated.committed();
         let count = claimed.iter().map(|(_, d)| d.len()).sum();
-        self.handover.give(claimed, claimed_at);
+        let messages = routed.as_ref().map_or(&[][..], |r| &r.messages[..]);
+        self.handover.give(claimed, claimed_at, messages);
         Ok(Stepped {
             engine,
             routed,

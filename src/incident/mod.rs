@@ -25,7 +25,7 @@ use crate::domain::{IncidentStatus, Labels, Severity, SignalStatus, UpdateKind, 
 use crate::ingest::coalesce::{self, Coalescer};
 use crate::store::{
     AlertRow, IncidentOrigin, IncidentRow, NewIncident, NewUpdate, SignalSnapshot, Store,
-    StoreError, StoredSignal, Tx, UpdateRow,
+    StoreError, StoredSignal, Tx, UpdateRow, Written,
 };
 
 /// How many signals one step takes at most.
@@ -50,6 +50,9 @@ pub struct StepReport {
     pub expired: Vec<String>,
     /// The coalescer's epoch when the step began.
     pub epoch: u64,
+    /// Each incident the step wrote an update for, as it left it, by id: the router of the same
+    /// transaction reads it from here.
+    pub written: BTreeMap<i64, Written>,
 }
 
 /// What a step applied to one fingerprint, for [`Coalescer::applied`].
@@ -274,17 +277,14 @@ impl Engine {
         }
         let mut due: BTreeSet<i64> = batch.pending.keys().copied().collect();
         due.extend(tx.due_incidents(now, DUE_BATCH).await?);
-        let mut updates = 0;
+        let mut written = BTreeMap::new();
         for id in due {
             let pending = batch.pending.get(&id).copied();
-            if self
-                .evaluate_incident(tx, id, now, pending)
-                .await?
-                .is_some()
-            {
-                updates += 1;
+            if let Some(w) = self.evaluate_incident(tx, id, now, pending).await? {
+                written.insert(id, w);
             }
         }
+        let updates = written.len();
         let next_eval = tx.next_eval_at(self.awake_since).await?;
         let mut sources: BTreeMap<&'static str, u64> = BTreeMap::new();
         for s in &signals {
@@ -313,6 +313,7 @@ impl Engine {
             applied,
             expired,
             epoch,
+            written,
         })
     }
 
@@ -440,15 +441,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Evaluates one incident opened by signals and persists the decision. Returns the update
-    /// written, if any.
+    /// Evaluates one incident opened by signals and persists the decision. When it wrote an
+    /// update, returns the incident and its alerts as they now are in the store.
     async fn evaluate_incident(
         &self,
         tx: &mut dyn Tx,
         id: i64,
         now: Timestamp,
         pending: Option<Timestamp>,
-    ) -> Result<Option<UpdateRow>, StoreError> {
+    ) -> Result<Option<Written>, StoreError> {
         let Some(mut incident) = tx.incident(id).await? else {
             return Ok(None);
         };
@@ -477,7 +478,7 @@ impl Engine {
             announced: incident.announced.clone(),
             last_announced_at: incident.last_announced_at,
         };
-        let mut written = None;
+        let mut wrote = false;
         match evaluate(&state, &states, now, &self.timing) {
             Decision::WaitUntil(at) => incident.eval_at = Some(at),
             Decision::Idle => {
@@ -491,16 +492,15 @@ impl Engine {
                 incident.pending_since = None;
                 incident.last_seq += 1;
                 // Recorded for the history, never routed: nobody had been told it opened.
-                let update = self
-                    .write_update(
-                        tx,
-                        &incident,
-                        &alerts,
-                        Note::automatic(UpdateKind::Resolved).silent(),
-                        now,
-                    )
-                    .await?;
-                written = Some(update);
+                self.write_update(
+                    tx,
+                    &incident,
+                    &alerts,
+                    Note::automatic(UpdateKind::Resolved).silent(),
+                    now,
+                )
+                .await?;
+                wrote = true;
             }
             Decision::Announce { kind, announced } => {
                 if let Some(severity) = announced.severity {
@@ -515,15 +515,17 @@ impl Engine {
                 incident.last_announced_at = Some(now);
                 incident.eval_at = None;
                 incident.last_seq += 1;
-                let update = self
-                    .write_update(tx, &incident, &alerts, Note::automatic(kind), now)
+                self.write_update(tx, &incident, &alerts, Note::automatic(kind), now)
                     .await?;
                 incident.pending_since = None;
-                written = Some(update);
+                wrote = true;
             }
         }
         tx.save_incident(&incident).await?;
-        Ok(written)
+        Ok(wrote.then(|| Written {
+            incident: incident.as_stored(),
+            alerts,
+        }))
     }
 
     /// Writes the incident's next update (`incident.last_seq`), with the signals as they are

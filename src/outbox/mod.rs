@@ -116,7 +116,7 @@ pub struct Dispatcher {
     /// [`Dispatcher::finish_sends`] for a caller that steps the dispatcher itself.
     received: Option<mpsc::UnboundedReceiver<Outcome>>,
     /// Deliveries the pipeline claimed for this worker (see [`Handover`]), with when.
-    inbox: Option<mpsc::UnboundedReceiver<(Vec<ClaimedDelivery>, Timestamp)>>,
+    inbox: Option<mpsc::UnboundedReceiver<Handed>>,
     /// The queue's length after the last step, for the pipeline to claim no more than fits.
     queued: Arc<AtomicUsize>,
     /// Deliveries handed over and still in the inbox (counted by the pipeline as it gives).
@@ -149,6 +149,13 @@ pub struct Handover {
     pauses: Pauses,
 }
 
+/// Deliveries claimed for a dispatcher, when, and those of their messages the pipeline wrote.
+struct Handed {
+    claimed: Vec<ClaimedDelivery>,
+    at: Timestamp,
+    messages: Vec<Arc<MessageRow>>,
+}
+
 /// One dispatcher's way in.
 pub struct Door {
     kind: ChannelKind,
@@ -157,7 +164,7 @@ pub struct Door {
     /// How many wait in the dispatcher's queue, and in its inbox.
     queued: Arc<AtomicUsize>,
     in_inbox: Arc<AtomicUsize>,
-    sender: mpsc::UnboundedSender<(Vec<ClaimedDelivery>, Timestamp)>,
+    sender: mpsc::UnboundedSender<Handed>,
     bell: Arc<Notify>,
 }
 
@@ -190,17 +197,33 @@ impl Handover {
     }
 
     /// Gives each dispatcher what was claimed for it at `claimed_at`, once the claim is
-    /// committed, and wakes it. A dispatcher that has stopped leaves them leased: they are
-    /// taken back when the lease runs out, or at the next start.
-    pub fn give(&self, claimed: Vec<(ChannelKind, Vec<ClaimedDelivery>)>, claimed_at: Timestamp) {
+    /// committed, with those of `messages` its deliveries carry, and wakes it. A dispatcher
+    /// that has stopped leaves them leased: they are taken back when the lease runs out, or at
+    /// the next start.
+    pub fn give(
+        &self,
+        claimed: Vec<(ChannelKind, Vec<ClaimedDelivery>)>,
+        claimed_at: Timestamp,
+        messages: &[Arc<MessageRow>],
+    ) {
         for (kind, deliveries) in claimed {
             if deliveries.is_empty() {
                 continue;
             }
             if let Some(door) = self.doors.get(&kind) {
                 let n = deliveries.len();
+                let messages = messages
+                    .iter()
+                    .filter(|m| deliveries.iter().any(|d| d.message_id == m.id))
+                    .cloned()
+                    .collect();
                 door.in_inbox.fetch_add(n, Ordering::Relaxed);
-                if door.sender.send((deliveries, claimed_at)).is_ok() {
+                let handed = Handed {
+                    claimed: deliveries,
+                    at: claimed_at,
+                    messages,
+                };
+                if door.sender.send(handed).is_ok() {
                     door.bell.notify_one();
                 } else {
                     door.in_inbox.fetch_sub(n, Ordering::Relaxed);
@@ -323,7 +346,15 @@ impl Dispatcher {
     /// Queues what the pipeline handed over, as held since its claim, and counts it for the
     /// next step (which starts it before claiming anything itself).
     fn take_handed_over(&mut self) {
-        while let Some(Ok((claimed, at))) = self.inbox.as_mut().map(|i| i.try_recv()) {
+        while let Some(Ok(Handed {
+            claimed,
+            at,
+            messages,
+        })) = self.inbox.as_mut().map(|i| i.try_recv())
+        {
+            for m in messages {
+                self.remember(m);
+            }
             self.in_inbox.fetch_sub(claimed.len(), Ordering::Relaxed);
             self.handed += claimed.len();
             self.leases.joined(at);
@@ -668,17 +699,21 @@ impl Dispatcher {
         }
     }
 
+    fn remember(&mut self, m: Arc<MessageRow>) {
+        if self.messages.len() >= 256 {
+            self.messages.clear();
+        }
+        self.messages.insert(m.id, m);
+    }
+
     async fn message(&mut self, id: i64) -> Option<Arc<MessageRow>> {
         if let Some(m) = self.messages.get(&id) {
             return Some(m.clone());
         }
         match self.store.message(id).await {
             Ok(Some(m)) => {
-                if self.messages.len() >= 256 {
-                    self.messages.clear();
-                }
                 let m = Arc::new(m);
-                self.messages.insert(id, m.clone());
+                self.remember(m.clone());
                 Some(m)
             }
             Ok(None) => None,

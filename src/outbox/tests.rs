@@ -496,7 +496,7 @@ async fn deliveries_handed_over_by_the_pipeline_go_out_without_a_claim_of_the_di
     // Two of three claimed in the pipeline's transaction, then handed over.
     let claimed = claim_in_a_transaction(&bench, 2, t, handover.owner()).await;
     assert_eq!(claimed.len(), 2);
-    handover.give(vec![(ChannelKind::Email, claimed)], t);
+    handover.give(vec![(ChannelKind::Email, claimed)], t, &[]);
     assert_eq!(bench.deliveries("sending").await, 2);
     assert_eq!(bench.deliveries("pending").await, 1);
     // The dispatcher starts the two it was given before asking the store for more, then, at
@@ -555,7 +555,7 @@ async fn deliveries_handed_to_a_stopped_dispatcher_are_taken_back_when_their_lea
         .unwrap();
     tx.commit().await.unwrap();
     // Nobody takes them: no panic, and the claim stands until its lease runs out.
-    handover.give(vec![(ChannelKind::Email, claimed)], t);
+    handover.give(vec![(ChannelKind::Email, claimed)], t, &[]);
     assert_eq!(bench.deliveries("sending").await, 1);
     // Another replica takes them back once the lease has run out.
     let other_crew = Crew {

@@ -26,8 +26,8 @@ use crate::domain::{Labels, Severity, UpdateKind};
 use crate::render::{IncidentView, MessageContext, Rendered, Renderer, SignalView, UpdateView};
 use crate::settings::{ApprovalPolicy, ApprovalSettings, STATUS_LANGUAGES, StatusService};
 use crate::store::{
-    AddressRow, AlertRow, IncidentOrigin, IncidentRow, NewDelivery, NewDraftPart, NewMessage,
-    ServiceMode, Store, StoreError, SubscriberRow, Tx, UpdateRow,
+    AddressRow, AlertRow, IncidentOrigin, IncidentRow, MessageRow, NewDelivery, NewDraftPart,
+    NewMessage, ServiceMode, Store, StoreError, SubscriberRow, Tx, UpdateRow, Written,
 };
 
 const UPDATE_BATCH: u32 = 16;
@@ -47,6 +47,8 @@ pub struct RouteReport {
     pub render_failures: Vec<ChannelKind>,
     /// Waiting escalation steps that a resolution ended.
     pub escalations_ended: u64,
+    /// The messages of those deliveries, as written: their dispatchers need not read them.
+    pub messages: Vec<Arc<MessageRow>>,
 }
 
 impl RouteReport {
@@ -239,7 +241,7 @@ impl Router {
 
     pub async fn step(&self, now: Timestamp) -> Result<RouteReport, StoreError> {
         let mut tx = self.store.begin().await?;
-        let report = self.step_in(tx.as_mut(), now).await?;
+        let report = self.step_in(tx.as_mut(), now, BTreeMap::new()).await?;
         if report.updates > 0 {
             tx.commit().await?;
             report.committed();
@@ -248,11 +250,14 @@ impl Router {
     }
 
     /// [`Router::step`] inside the caller's transaction (the pipeline applies signals and claims
-    /// in the same one); the caller commits, then calls [`RouteReport::committed`].
+    /// in the same one); the caller commits, then calls [`RouteReport::committed`]. `written`
+    /// holds incidents as an earlier stage of the transaction left them (the engine's), which
+    /// are then not read again; each serves one update, since routing may change its incident.
     pub async fn step_in(
         &self,
         tx: &mut dyn Tx,
         now: Timestamp,
+        mut written: BTreeMap<i64, Written>,
     ) -> Result<RouteReport, StoreError> {
         let updates = tx.unrouted_updates(UPDATE_BATCH).await?;
         if updates.is_empty() {
@@ -262,15 +267,22 @@ impl Router {
         let mut deliveries = 0;
         let mut escalations_ended = 0;
         let mut channels = BTreeSet::new();
+        let mut messages = BTreeMap::new();
         let mut drafts = BTreeSet::new();
         let (mut silenced, mut render_failures) = (0, Vec::new());
         let quiet = self.quiet_windows(now).await?;
         for update in &updates {
-            let Some(incident) = tx.incident(update.incident_id).await? else {
-                tx.mark_routed(update.id, now).await?;
-                continue;
+            let (incident, alerts) = match written.remove(&update.incident_id) {
+                Some(w) => (w.incident, w.alerts),
+                None => {
+                    let Some(incident) = tx.incident(update.incident_id).await? else {
+                        tx.mark_routed(update.id, now).await?;
+                        continue;
+                    };
+                    let alerts = tx.alerts(incident.id).await?;
+                    (incident, alerts)
+                }
             };
-            let alerts = tx.alerts(incident.id).await?;
             if let Some(window) = silenced_by(&quiet, &incident, &alerts) {
                 // Whoever heard the incident open hears it end, even inside a window.
                 let heard = update.kind == UpdateKind::Resolved
@@ -332,18 +344,17 @@ impl Router {
                         &audience,
                         &mut render_failures,
                     );
-                    let message_id = tx
-                        .insert_message(&NewMessage {
-                            update_id: update.id,
-                            channel,
-                            language: rendered.language.clone(),
-                            audience: audience.clone(),
-                            subject: rendered.subject,
-                            body: rendered.text,
-                            html: rendered.html,
-                            created_at: now,
-                        })
-                        .await?;
+                    let new = NewMessage {
+                        update_id: update.id,
+                        channel,
+                        language: rendered.language.clone(),
+                        audience: audience.clone(),
+                        subject: rendered.subject,
+                        body: rendered.text,
+                        html: rendered.html,
+                        created_at: now,
+                    };
+                    let message_id = tx.insert_message(&new).await?;
                     let (policy, timeout) = self.approval.policy(&audience);
                     if policy != ApprovalPolicy::Auto {
                         let draft = tx
@@ -386,6 +397,20 @@ impl Router {
                     let written = tx.insert_deliveries(&rows).await?;
                     if written > 0 {
                         channels.insert(channel);
+                        // An unrouted update has no message but those this loop writes, and
+                        // of two written under one key the store keeps the first.
+                        messages.entry(message_id).or_insert_with(|| MessageRow {
+                            id: message_id,
+                            update_id: update.id,
+                            channel,
+                            language: new.language,
+                            audience: new.audience,
+                            subject: new.subject,
+                            body: new.body,
+                            html: new.html,
+                            buttons: None,
+                            update_kind: update.kind,
+                        });
                     }
                     deliveries += written;
                 }
@@ -401,6 +426,7 @@ impl Router {
             silenced,
             render_failures,
             escalations_ended,
+            messages: messages.into_values().map(Arc::new).collect(),
         })
     }
 

@@ -51,6 +51,33 @@ pub struct IncidentRow {
     pub maintenance: Option<String>,
 }
 
+impl IncidentRow {
+    /// The row as the store gives it back: times to the millisecond, as they are kept.
+    pub fn as_stored(mut self) -> IncidentRow {
+        fn ms(t: Timestamp) -> Timestamp {
+            Timestamp::from_millisecond(t.as_millisecond()).unwrap_or(t)
+        }
+        self.opened_at = ms(self.opened_at);
+        for t in [
+            &mut self.resolved_at,
+            &mut self.last_announced_at,
+            &mut self.eval_at,
+            &mut self.pending_since,
+        ] {
+            *t = t.map(ms);
+        }
+        self
+    }
+}
+
+/// An incident and its alerts as a transaction has just written and read them, handed to a
+/// later stage of the same transaction (the engine's to the router's) instead of read again.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub incident: IncidentRow,
+    pub alerts: Vec<AlertRow>,
+}
+
 /// The state of one fingerprint within one incident.
 #[derive(Debug, Clone)]
 pub struct AlertRow {

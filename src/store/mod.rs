@@ -68,7 +68,7 @@ pub use heartbeat::{Beat, HeartbeatRow, HeartbeatStore};
 pub use heartbeat_def::{Defined, Forgotten, HeartbeatDefinitions};
 pub use incidents::{
     AlertRow, Counts, DeliveryRow, IncidentFilter, IncidentOrigin, IncidentReads, IncidentRow,
-    SignalSnapshot, UpdateRow,
+    SignalSnapshot, UpdateRow, Written,
 };
 pub use outbox::{
     ClaimedDelivery, DeliveryOutcome, DeliveryReport, MessageRow, OutboxStore, Outcome, Reached,

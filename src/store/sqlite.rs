@@ -140,7 +140,25 @@ async fn open_file(settings: &StoreSettings, path: &Path, lock: Option<File>) ->
         .connect(&format!("{base}?mode=ro"))
         .await
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    if !planner_is_stable(&writer).await? {
+        tracing::warn!(
+            "this build's SQLite lacks SQLITE_ENABLE_QPSG (set by the repository's \
+             .cargo/config.toml): statements are compiled again at every run, and the store is \
+             slower"
+        );
+    }
     Ok(SqlStore::new(Dialect::Sqlite, writer, reader, lock, None))
+}
+
+/// Whether the SQLite linked in keeps a statement's plan whatever values are bound to it
+/// (`SQLITE_ENABLE_QPSG`), so that a prepared statement is not compiled again at each run.
+async fn planner_is_stable(pool: &sqlx::AnyPool) -> Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM pragma_compile_options WHERE compile_options = 'ENABLE_QPSG'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.is_some())
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -190,5 +208,24 @@ fn try_lock_file(db: &Path) -> Result<Option<File>> {
             "cannot lock {}: {e}",
             Path::new(&name).display()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::planner_is_stable;
+
+    #[tokio::test]
+    async fn the_sqlite_built_in_keeps_its_plans_whatever_is_bound() {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("an in-memory database");
+        assert!(
+            planner_is_stable(&pool).await.expect("compile options"),
+            "SQLite built without SQLITE_ENABLE_QPSG: is .cargo/config.toml in place?"
+        );
     }
 }

@@ -590,6 +590,43 @@ async fn two_replicas_that_both_believe_they_lead_expire_an_alert_once(backend: 
     );
 }
 
+async fn what_a_step_hands_the_router_is_what_the_store_holds(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
+        return;
+    };
+    // Each step's clock falls between two milliseconds, as the service's does.
+    let between = |t: i64| {
+        at(t)
+            .checked_add(jiff::SignedDuration::from_nanos(123_456_789))
+            .unwrap()
+    };
+    let steps = [
+        (0, vec![("a", Firing, "major"), ("b", Firing, "minor")]),
+        (10, vec![("a", Firing, "critical")]),
+        (20, vec![("a", Resolved, "critical")]),
+        (30, vec![("b", Resolved, "minor")]),
+    ];
+    let mut handed = 0;
+    for (t, signals) in steps {
+        for (fp, status, severity) in signals {
+            b.signal(t, fp, "cup", status, severity).await;
+        }
+        let mut tx = b.store.begin().await.unwrap();
+        let report = b.engine.step_in(tx.as_mut(), between(t)).await.unwrap();
+        assert_eq!(report.written.len(), report.updates, "at {t} s");
+        for (id, written) in &report.written {
+            let incident = tx.incident(*id).await.unwrap().unwrap();
+            let alerts = tx.alerts(*id).await.unwrap();
+            assert_eq!(format!("{:?}", written.incident), format!("{incident:?}"));
+            assert_eq!(format!("{:?}", written.alerts), format!("{alerts:?}"));
+            handed += 1;
+        }
+        tx.commit().await.unwrap();
+    }
+    // Opened, raised to critical, one of its two alerts resolved, and resolved.
+    assert_eq!(handed, 4);
+}
+
 /// Every case runs on SQLite and on PostgreSQL.
 macro_rules! on_both {
     ($($name:ident),+ $(,)?) => {
@@ -618,4 +655,5 @@ on_both!(
     a_re_send_answered_from_memory_just_before_the_end_keeps_the_alert_firing,
     two_replicas_that_both_believe_they_lead_expire_an_alert_once,
     after_a_restart_an_alert_has_a_whole_lease_to_be_sent_again,
+    what_a_step_hands_the_router_is_what_the_store_holds,
 );

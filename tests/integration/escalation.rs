@@ -539,7 +539,48 @@ async fn a_step_never_bypasses_the_approval_of_the_desks_new_audience(store: Arc
     assert_eq!(ladder.sent(id).await, vec![(1, Email), (1, Telegram)]);
 }
 
+/// The messages a routing step hands to the dispatchers (which then do not read them) are the
+/// rows it stored, to the byte; a message held for the office is not handed over.
+async fn the_messages_a_step_hands_over_are_those_it_stored(store: Arc<dyn Store>) {
+    let ladder = Ladder::new(store);
+    ladder.desk("cup-gubbio", "cup", cup_policy()).await;
+    ladder.desk("direzione", "direzione", cup_policy()).await;
+    let (incident, _) = ladder
+        .engine
+        .open_manual(
+            ManualIncident {
+                title: "CUP non raggiungibile: «prenotazioni» \u{1F6A8} <b>&</b>".into(),
+                status: IncidentStatus::Investigating,
+                severity: banditore::domain::Severity::Major,
+                labels: Labels::from([("service".to_owned(), "cup".to_owned())]),
+                body: Some("Riga uno\r\n\r\nRiga due con è, ß e 😀 <i>&amp;</i>".into()),
+            },
+            "sala operativa",
+            at(0),
+        )
+        .await
+        .unwrap();
+    let report = ladder.router.step(at(0)).await.unwrap();
+    let mut channels: Vec<ChannelKind> = report.messages.iter().map(|m| m.channel).collect();
+    channels.sort();
+    assert_eq!(
+        channels,
+        vec![Email, Telegram],
+        "the desk's first step only"
+    );
+    for handed in &report.messages {
+        let stored = ladder.store.message(handed.id).await.unwrap().unwrap();
+        assert_eq!(format!("{handed:?}"), format!("{stored:?}"));
+        assert_eq!(handed.audience, "cup");
+    }
+    assert_eq!(
+        ladder.sent(incident.id).await,
+        vec![(1, Email), (1, Telegram)]
+    );
+}
+
 suite!(
+    the_messages_a_step_hands_over_are_those_it_stored,
     without_an_acknowledgement_each_step_fires_on_time_and_the_resolution_follows_it,
     an_acknowledgement_at_three_minutes_means_no_text_ever,
     a_resolution_at_three_minutes_cancels_the_text_and_goes_where_the_opening_went,
