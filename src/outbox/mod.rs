@@ -212,9 +212,11 @@ impl Handover {
             }
             if let Some(door) = self.doors.get(&kind) {
                 let n = deliveries.len();
+                let carried: std::collections::HashSet<i64> =
+                    deliveries.iter().map(|d| d.message_id).collect();
                 let messages = messages
                     .iter()
-                    .filter(|m| deliveries.iter().any(|d| d.message_id == m.id))
+                    .filter(|m| carried.contains(&m.id))
                     .cloned()
                     .collect();
                 door.in_inbox.fetch_add(n, Ordering::Relaxed);

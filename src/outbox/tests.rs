@@ -19,6 +19,8 @@ use crate::store::{IncidentOrigin, NewDelivery, NewIncident, NewMessage, NewUpda
 struct Gated {
     permits: Semaphore,
     began: mpsc::UnboundedSender<String>,
+    /// Each send's recipient and text, in the order they began.
+    texts: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 impl Gated {
@@ -28,6 +30,7 @@ impl Gated {
         let gated = Gated {
             permits: Semaphore::new(permits),
             began,
+            texts: std::sync::Mutex::new(Vec::new()),
         };
         (Arc::new(gated), receiver)
     }
@@ -41,6 +44,9 @@ impl Channel for Gated {
 
     async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
         let _ = self.began.send(msg.recipient.clone());
+        if let Ok(mut texts) = self.texts.lock() {
+            texts.push((msg.recipient.clone(), msg.text.clone()));
+        }
         if let Ok(permit) = self.permits.acquire().await {
             permit.forget();
         }
@@ -512,6 +518,66 @@ async fn deliveries_handed_over_by_the_pipeline_go_out_without_a_claim_of_the_di
     sent.sort();
     assert_eq!(sent, ["a@asl.example", "b@asl.example", "c@asl.example"]);
     assert_eq!(bench.deliveries("sent").await, 3);
+}
+
+#[tokio::test]
+async fn a_handed_over_message_is_sent_as_handed_and_the_others_are_read() {
+    let bench = Bench::new().await;
+    let (channel, _began) = Gated::new(true);
+    let mut d = bench.dispatcher(channel.clone(), config(60_000, 4));
+    let crew = Crew {
+        store: bench.store.clone(),
+        owner: "replica-a".into(),
+        links: UnsubscribeLinks::new(b"key", "https://banditore.example"),
+        pauses: bench.pauses.clone(),
+    };
+    let handover = Handover::new(&crew, Duration::from_secs(60), vec![d.door()]);
+    let t = t0();
+    // Two incidents, a message each: the pipeline claims and hands over the first only.
+    bench.seed(&["a@asl.example"], t).await;
+    bench.seed(&["b@asl.example"], t).await;
+    let claimed = claim_in_a_transaction(&bench, 1, t, handover.owner()).await;
+    assert_eq!(claimed.len(), 1);
+    let stored = bench
+        .store
+        .message(claimed[0].message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    // Marked, so that what was sent tells which row it came from.
+    let handed = MessageRow {
+        body: format!("{} (handed over)", stored.body),
+        ..stored.clone()
+    };
+    let unrelated = MessageRow {
+        id: stored.id + 1_000,
+        ..stored.clone()
+    };
+    handover.give(
+        vec![(ChannelKind::Email, claimed)],
+        t,
+        &[Arc::new(unrelated), Arc::new(handed)],
+    );
+    let step = d.step(t).await.unwrap();
+    assert_eq!((step.claimed, step.started), (1, 1), "{step:?}");
+    let step = d.step(t).await.unwrap();
+    assert_eq!((step.claimed, step.started), (1, 1), "{step:?}");
+    assert_eq!(settle(&mut d, t).await.len(), 2);
+    let texts = channel.texts.lock().unwrap().clone();
+    assert_eq!(
+        texts,
+        vec![
+            (
+                "a@asl.example".to_owned(),
+                format!("{} (handed over)", stored.body)
+            ),
+            ("b@asl.example".to_owned(), stored.body.clone()),
+        ]
+    );
+    assert!(
+        !d.messages.contains_key(&(stored.id + 1_000)),
+        "not its delivery's"
+    );
 }
 
 #[tokio::test]

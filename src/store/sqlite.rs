@@ -140,12 +140,15 @@ async fn open_file(settings: &StoreSettings, path: &Path, lock: Option<File>) ->
         .connect(&format!("{base}?mode=ro"))
         .await
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-    if !planner_is_stable(&writer).await? {
-        tracing::warn!(
+    // Only a warning: the store works either way.
+    match planner_is_stable(&writer).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
             "this build's SQLite lacks SQLITE_ENABLE_QPSG (set by the repository's \
              .cargo/config.toml): statements are compiled again at every run, and the store is \
              slower"
-        );
+        ),
+        Err(e) => tracing::debug!(error = %e, "cannot read SQLite's compile options"),
     }
     Ok(SqlStore::new(Dialect::Sqlite, writer, reader, lock, None))
 }
