@@ -113,13 +113,18 @@ impl Bench {
         }
     }
 
-    fn dispatcher(&self, channel: Arc<dyn Channel>, config: OutboxConfig) -> Dispatcher {
-        let crew = Crew {
+    /// The workers of the replica `owner` over this store.
+    fn crew(&self, owner: &str) -> Crew {
+        Crew {
             store: self.store.clone(),
-            owner: "replica-a".into(),
+            owner: owner.into(),
             links: UnsubscribeLinks::new(b"key", "https://banditore.example"),
             pauses: self.pauses.clone(),
-        };
+        }
+    }
+
+    fn dispatcher(&self, channel: Arc<dyn Channel>, config: OutboxConfig) -> Dispatcher {
+        let crew = self.crew("replica-a");
         Dispatcher::new(&crew, channel, config, Arc::new(Notify::new()), None)
     }
 
@@ -481,13 +486,11 @@ async fn deliveries_handed_over_by_the_pipeline_go_out_without_a_claim_of_the_di
     let (channel, mut began) = Gated::new(true);
     let mut d = bench.dispatcher(channel, config(60_000, 4));
     let door = d.door();
-    let crew_of = |owner: &str| Crew {
-        store: bench.store.clone(),
-        owner: owner.into(),
-        links: UnsubscribeLinks::new(b"key", "https://banditore.example"),
-        pauses: bench.pauses.clone(),
-    };
-    let handover = Handover::new(&crew_of("replica-a"), Duration::from_secs(60), vec![door]);
+    let handover = Handover::new(
+        &bench.crew("replica-a"),
+        Duration::from_secs(60),
+        vec![door],
+    );
     let t = t0();
     bench
         .seed(&["a@asl.example", "b@asl.example", "c@asl.example"], t)
@@ -525,13 +528,11 @@ async fn a_handed_over_message_is_sent_as_handed_and_the_others_are_read() {
     let bench = Bench::new().await;
     let (channel, _began) = Gated::new(true);
     let mut d = bench.dispatcher(channel.clone(), config(60_000, 4));
-    let crew = Crew {
-        store: bench.store.clone(),
-        owner: "replica-a".into(),
-        links: UnsubscribeLinks::new(b"key", "https://banditore.example"),
-        pauses: bench.pauses.clone(),
-    };
-    let handover = Handover::new(&crew, Duration::from_secs(60), vec![d.door()]);
+    let handover = Handover::new(
+        &bench.crew("replica-a"),
+        Duration::from_secs(60),
+        vec![d.door()],
+    );
     let t = t0();
     // Two incidents, a message each: the pipeline claims and hands over the first only.
     bench.seed(&["a@asl.example"], t).await;
@@ -603,13 +604,11 @@ async fn deliveries_handed_to_a_stopped_dispatcher_are_taken_back_when_their_lea
     let bench = Bench::new().await;
     let (channel, _) = Gated::new(true);
     let mut gone = bench.dispatcher(channel.clone(), config(1_000, 2));
-    let crew = Crew {
-        store: bench.store.clone(),
-        owner: "replica-a".into(),
-        links: UnsubscribeLinks::new(b"key", "https://banditore.example"),
-        pauses: bench.pauses.clone(),
-    };
-    let handover = Handover::new(&crew, Duration::from_secs(1), vec![gone.door()]);
+    let handover = Handover::new(
+        &bench.crew("replica-a"),
+        Duration::from_secs(1),
+        vec![gone.door()],
+    );
     drop(gone);
     let t = t0();
     bench.seed(&["a@asl.example"], t).await;
@@ -624,10 +623,7 @@ async fn deliveries_handed_to_a_stopped_dispatcher_are_taken_back_when_their_lea
     handover.give(vec![(ChannelKind::Email, claimed)], t, &[]);
     assert_eq!(bench.deliveries("sending").await, 1);
     // Another replica takes them back once the lease has run out.
-    let other_crew = Crew {
-        owner: "replica-b".into(),
-        ..crew
-    };
+    let other_crew = bench.crew("replica-b");
     let mut other = Dispatcher::new(
         &other_crew,
         channel,
