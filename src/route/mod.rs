@@ -250,14 +250,14 @@ impl Router {
     }
 
     /// [`Router::step`] inside the caller's transaction (the pipeline applies signals and claims
-    /// in the same one); the caller commits, then calls [`RouteReport::committed`]. `written`
+    /// in the same one); the caller commits, then calls [`RouteReport::committed`]. `known`
     /// holds incidents as an earlier stage of the transaction left them (the engine's), which
     /// are then not read again; each serves one update, since routing may change its incident.
     pub async fn step_in(
         &self,
         tx: &mut dyn Tx,
         now: Timestamp,
-        mut written: BTreeMap<i64, Written>,
+        mut known: BTreeMap<i64, Written>,
     ) -> Result<RouteReport, StoreError> {
         let updates = tx.unrouted_updates(UPDATE_BATCH).await?;
         if updates.is_empty() {
@@ -272,7 +272,7 @@ impl Router {
         let (mut silenced, mut render_failures) = (0, Vec::new());
         let quiet = self.quiet_windows(now).await?;
         for update in &updates {
-            let (incident, alerts) = match written.remove(&update.incident_id) {
+            let (incident, alerts) = match known.remove(&update.incident_id) {
                 Some(w) => (w.incident, w.alerts),
                 None => {
                     let Some(incident) = tx.incident(update.incident_id).await? else {

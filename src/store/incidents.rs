@@ -54,17 +54,17 @@ pub struct IncidentRow {
 impl IncidentRow {
     /// The row as the store gives it back: times to the millisecond, as they are kept.
     pub fn as_stored(mut self) -> IncidentRow {
-        fn ms(t: Timestamp) -> Timestamp {
-            Timestamp::from_millisecond(t.as_millisecond()).unwrap_or(t)
+        fn kept(t: Timestamp) -> Timestamp {
+            super::rows::ts(super::rows::ms(t)).unwrap_or(t)
         }
-        self.opened_at = ms(self.opened_at);
+        self.opened_at = kept(self.opened_at);
         for t in [
             &mut self.resolved_at,
             &mut self.last_announced_at,
             &mut self.eval_at,
             &mut self.pending_since,
         ] {
-            *t = t.map(ms);
+            *t = t.map(kept);
         }
         self
     }

@@ -354,10 +354,7 @@ impl SmtpServer {
     }
 
     pub fn mails_to(&self, recipient: &str) -> Vec<Mail> {
-        self.mails()
-            .into_iter()
-            .filter(|m| m.to.iter().any(|t| t == recipient))
-            .collect()
+        addressed_to(&self.mails(), recipient)
     }
 
     /// Waits until `count` messages reached `recipient`, or panics after `timeout`; wakes as
@@ -366,11 +363,7 @@ impl SmtpServer {
         let deadline = Instant::now() + timeout;
         let mut mails = self.shared.mails.lock().unwrap();
         loop {
-            let theirs: Vec<Mail> = mails
-                .iter()
-                .filter(|m| m.to.iter().any(|t| t == recipient))
-                .cloned()
-                .collect();
+            let theirs = addressed_to(&mails, recipient);
             let now = Instant::now();
             if theirs.len() >= count {
                 return theirs;
@@ -609,4 +602,13 @@ fn with_pipelining(reply: &[u8]) -> Vec<u8> {
     let mut out = lines.join("\r\n");
     out.push_str("\r\n");
     out.into_bytes()
+}
+
+/// The messages of `mails` sent to `recipient`.
+fn addressed_to(mails: &[Mail], recipient: &str) -> Vec<Mail> {
+    mails
+        .iter()
+        .filter(|m| m.to.iter().any(|t| t == recipient))
+        .cloned()
+        .collect()
 }
