@@ -66,8 +66,9 @@ impl Pipeline {
                     _ = shutdown.cancelled() => break,
                     _ = leadership.wait() => {}
                 }
-                // A new leader starts from whatever the last one left.
+                // A new leader starts from whatever the last one left, timers included.
                 route = true;
+                self.engine.forget_timers();
                 continue;
             }
             let now = Timestamp::now();
@@ -75,6 +76,7 @@ impl Pipeline {
             // The poll interval doubles as a safety net for updates nobody announced.
             if last_safety_net.elapsed() >= self.poll_interval {
                 route = true;
+                self.engine.forget_timers();
                 last_safety_net = tokio::time::Instant::now();
             }
             let mut more = false;

@@ -41,7 +41,9 @@ impl ClusterStore for SqlStore {
             Dialect::Postgres => query.bind(ms(now)),
             Dialect::Sqlite => query,
         };
-        let row = query.fetch_optional(&self.writer).await?;
+        let row = query
+            .fetch_optional(&mut *self.writer.acquire().await?)
+            .await?;
         Ok(row.is_some())
     }
 
@@ -49,7 +51,7 @@ impl ClusterStore for SqlStore {
         sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(duty)
             .bind(holder)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.acquire().await?)
             .await?;
         Ok(())
     }

@@ -5,19 +5,20 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::any::{Any, AnyRow};
-use sqlx::{Row, Transaction};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::rows::{json, ms, opt_ts, parse, ts};
 use super::sql::SqlStore;
 use super::tx_sql::insert_deliveries;
+use super::writer::WriteTx;
 use super::{
     AuditEntry, Decided, Decision, Draft, DraftNotice, DraftPart, DraftStore, NewAudit,
     NewDelivery, NewDraftPart, PartEdit, Result, StoreError,
 };
 use crate::domain::subscriber::ChannelKind;
 
-type Tx = Transaction<'static, Any>;
+type Tx = WriteTx;
 
 async fn audit(tx: &mut Tx, e: &NewAudit) -> Result<()> {
     sqlx::query(

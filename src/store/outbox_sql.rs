@@ -9,6 +9,7 @@ use super::dialect::Dialect;
 use super::rows::{from_json, json, ms, opt_ts, parse, ts};
 use super::sql::SqlStore;
 use super::subscriber_sql::bump_subscribers_version;
+use super::writer::WriteTx;
 use super::{
     ClaimedDelivery, DeliveryOutcome, DeliveryReport, MessageRow, OutboxStore, Outcome, Reached,
     Result, Tokens, Unsettled,
@@ -247,7 +248,7 @@ impl OutboxStore for SqlStore {
         )))
         .bind(owner)
         .bind(channel.as_str())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -264,7 +265,7 @@ impl OutboxStore for SqlStore {
         .bind(json(&ids)?)
         .bind(owner)
         .bind(ms(lease_until))
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -278,7 +279,7 @@ impl OutboxStore for SqlStore {
         )))
         .bind(ms(now))
         .bind(live_owner)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -570,7 +571,7 @@ pub(super) struct Claim<'a> {
 /// Claims inside the caller's transaction: the outbox's own claim, and the pipeline's, which
 /// claims in the transaction that wrote the deliveries.
 pub(super) async fn claim(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut WriteTx,
     dialect: Dialect,
     c: &Claim<'_>,
 ) -> Result<Vec<ClaimedDelivery>> {

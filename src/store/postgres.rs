@@ -11,6 +11,7 @@ use sqlx::postgres::PgListener;
 
 use super::dialect::Dialect;
 use super::sql::SqlStore;
+use super::writer::Writer;
 use super::{Result, StoreError, Topic, Wakeups};
 use crate::settings::{Secret, StoreSettings, redact_url};
 
@@ -43,7 +44,7 @@ pub async fn open(settings: &StoreSettings, password: Option<&Secret>) -> Result
         })?;
     Ok(SqlStore::new(
         Dialect::Postgres,
-        pool.clone(),
+        Writer::Pool(pool.clone()),
         pool,
         None,
         Some(url),

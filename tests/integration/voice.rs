@@ -285,7 +285,15 @@ async fn forged_key_presses_change_nothing_and_a_genuine_one_after_them_acknowle
     );
     // Each forgery below is signed as Twilio would sign it: the URL's tokens refuse it.
     let forged = [
-        with(&token, &format!("{}A", &token[..token.len() - 1])),
+        // The last character changed (a token may end with either letter).
+        with(
+            &token,
+            &format!(
+                "{}{}",
+                &token[..token.len() - 1],
+                if token.ends_with('A') { 'B' } else { 'A' }
+            ),
+        ),
         with(&token, ""),
         with(&format!("/{incident}/"), &format!("/{}/", incident + 1)),
         with(
