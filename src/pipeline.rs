@@ -66,9 +66,8 @@ impl Pipeline {
                     _ = shutdown.cancelled() => break,
                     _ = leadership.wait() => {}
                 }
-                // A new leader starts from whatever the last one left, timers included.
+                // A new leader starts from whatever the last one left.
                 route = true;
-                self.engine.forget_timers();
                 continue;
             }
             let now = Timestamp::now();
@@ -76,7 +75,6 @@ impl Pipeline {
             // The poll interval doubles as a safety net for updates nobody announced.
             if last_safety_net.elapsed() >= self.poll_interval {
                 route = true;
-                self.engine.forget_timers();
                 last_safety_net = tokio::time::Instant::now();
             }
             let mut more = false;

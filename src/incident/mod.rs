@@ -13,13 +13,6 @@
 //!
 //! Operators' manual incidents and updates go through [`Engine::open_manual`] and
 //! [`Engine::post_update`], in their own transactions.
-//!
-//! A step looks for due timers and expired leases only when one may have come due: each
-//! committed step leaves the earliest of them, as the store then held them, for the next
-//! ([`Engine::forget_timers`] drops it). Nothing but a step sets a timer or shortens a lease (an
-//! operator's update only clears a timer, a re-send only moves a lease on), so until that moment
-//! the two reads would find nothing, unless the step's own signals gave an alert a lease that
-//! already ended, which it checks in memory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -81,9 +74,6 @@ pub struct Engine {
     /// Since when this process has been up: no alert expires sooner than one lease after it,
     /// since re-sends that fell while it was down were refused, not missing.
     awake_since: Timestamp,
-    /// The earliest timer or lease end the last committed step found (`Some(None)`: none), or
-    /// `None` when not known: at start, after a step that did not commit, once forgotten.
-    timers: Arc<std::sync::Mutex<Option<Option<Timestamp>>>>,
 }
 
 /// A manual incident, as posted to `POST /api/v1/incidents`.
@@ -167,9 +157,6 @@ impl Engine {
     /// Once a step is committed: counts its signals as processed and tells the coalescer what
     /// it applied.
     pub fn committed(&self, report: &StepReport) {
-        if let Ok(mut timers) = self.timers.lock() {
-            *timers = Some(report.next_eval);
-        }
         for (source, n) in &report.sources {
             metrics::counter!("banditore_signals_processed_total", "source" => *source)
                 .increment(*n);
@@ -188,14 +175,6 @@ impl Engine {
         }
     }
 
-    /// Makes the next step look for due timers and expired leases whatever the last one found:
-    /// for when another writer may have set one (another replica that led meanwhile).
-    pub fn forget_timers(&self) {
-        if let Ok(mut timers) = self.timers.lock() {
-            *timers = None;
-        }
-    }
-
     /// Tells `coalescer` what every step applied.
     pub fn with_coalescer(mut self, coalescer: Option<Coalescer>) -> Engine {
         self.coalescer = coalescer;
@@ -205,8 +184,6 @@ impl Engine {
     /// Counts alerts' leases from `started` at the earliest (see `awake_since`).
     pub fn awake_since(mut self, started: Timestamp) -> Engine {
         self.awake_since = started;
-        // What the timers were, counted from another start, is not this engine's.
-        self.timers = Arc::default();
         self
     }
 
@@ -214,7 +191,6 @@ impl Engine {
         Engine {
             coalescer: None,
             awake_since: Timestamp::UNIX_EPOCH,
-            timers: Arc::default(),
             store,
             timing,
             group_by,
@@ -248,8 +224,6 @@ impl Engine {
     /// same one). The caller commits, then calls [`Engine::committed`].
     pub async fn step_in(&self, tx: &mut dyn Tx, now: Timestamp) -> Result<StepReport, StoreError> {
         let epoch = self.coalescer.as_ref().map_or(0, Coalescer::epoch);
-        // Taken, not read: known again only once this step commits.
-        let timers = self.timers.lock().ok().and_then(|mut t| t.take());
         let signals = tx.unprocessed_signals(SIGNAL_BATCH).await?;
         let mut batch = Batch::default();
         if !signals.is_empty() {
@@ -267,15 +241,10 @@ impl Engine {
             }
             batch.write(tx, now).await?;
         }
-        let quiet = timers.is_some_and(|next| next.is_none_or(|at| now < at))
-            && batch
-                .alerts
-                .values()
-                .all(|a| a.ends_after(self.awake_since).is_none_or(|end| end > now));
         // While signals wait beyond this batch, one of them may be the re-send that keeps an
         // alert firing: expire nothing until they are applied.
         let mut expired = Vec::new();
-        if signals.len() < SIGNAL_BATCH as usize && !quiet {
+        if signals.len() < SIGNAL_BATCH as usize {
             for mut alert in tx.expired_alerts(now, self.awake_since, DUE_BATCH).await? {
                 // Forgotten before the commit as well as after it: a re-send taken meanwhile is
                 // stored and applied, never answered as a repeat of an alert now resolved. One
@@ -307,9 +276,7 @@ impl Engine {
             }
         }
         let mut due: BTreeSet<i64> = batch.pending.keys().copied().collect();
-        if !quiet {
-            due.extend(tx.due_incidents(now, DUE_BATCH).await?);
-        }
+        due.extend(tx.due_incidents(now, DUE_BATCH).await?);
         let mut written = BTreeMap::new();
         for id in due {
             let pending = batch.pending.get(&id).copied();

@@ -259,14 +259,10 @@ impl Router {
         now: Timestamp,
         mut known: BTreeMap<i64, Written>,
     ) -> Result<RouteReport, StoreError> {
-        // The windows and silences come from a reader, beside the transaction's first read.
-        let (updates, quiet) =
-            tokio::join!(tx.unrouted_updates(UPDATE_BATCH), self.quiet_windows(now));
-        let updates = updates?;
+        let updates = tx.unrouted_updates(UPDATE_BATCH).await?;
         if updates.is_empty() {
             return Ok(RouteReport::default());
         }
-        let quiet = quiet?;
         let subscribers = self.desks(&mut *tx).await?;
         let mut deliveries = 0;
         let mut escalations_ended = 0;
@@ -274,6 +270,7 @@ impl Router {
         let mut messages = BTreeMap::new();
         let mut drafts = BTreeSet::new();
         let (mut silenced, mut render_failures) = (0, Vec::new());
+        let quiet = self.quiet_windows(now).await?;
         for update in &updates {
             let (incident, alerts) = match known.remove(&update.incident_id) {
                 Some(w) => (w.incident, w.alerts),

@@ -195,7 +195,7 @@ impl AffectedStore for SqlStore {
     async fn drop_staged(&self, upload: &str) -> Result<()> {
         sqlx::query("DELETE FROM affected_staging WHERE upload = $1")
             .bind(upload)
-            .execute(&mut *self.writer.acquire().await?)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -298,7 +298,7 @@ impl AffectedStore for SqlStore {
     ) -> Result<u64> {
         sqlx::query("DELETE FROM affected_staging WHERE created_at < $1")
             .bind(ms(staged_before))
-            .execute(&mut *self.writer.acquire().await?)
+            .execute(&self.writer)
             .await?;
         let incidents: Vec<i64> = sqlx::query_scalar(
             "SELECT DISTINCT a.incident_id FROM affected a JOIN incidents i ON i.id = a.incident_id
@@ -329,7 +329,7 @@ impl AffectedStore for SqlStore {
         .bind(sms)
         .bind(email)
         .bind(ms(now))
-        .execute(&mut *self.writer.acquire().await?)
+        .execute(&self.writer)
         .await?
         .rows_affected())
     }

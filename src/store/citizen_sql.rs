@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use super::citizen::{CitizenPlan, CitizenPrune, CitizenStore, NewSignup, Signup};
 use super::dialect::Dialect;
@@ -12,7 +12,6 @@ use super::subscriber_sql::{
     bump_subscribers_version, cancel_address_deliveries, erase_delivered_addresses,
     forget_in_drafts, insert_subscriber, write_subscriptions,
 };
-use super::writer::WriteTx;
 use super::{Result, StoreError};
 use crate::domain::subscriber::{ChannelKind, Language, ValidSubscriber};
 
@@ -21,7 +20,7 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String> {
 }
 
 /// Erases one address in `tx` (see [`CitizenStore::erase_address`]).
-pub(super) async fn erase(tx: &mut WriteTx, address_id: i64) -> Result<bool> {
+pub(super) async fn erase(tx: &mut Transaction<'static, Any>, address_id: i64) -> Result<bool> {
     let owner: Option<(i64, Option<String>)> = sqlx::query_as(
         "SELECT s.id, s.citizen_services FROM addresses a JOIN subscribers s ON s.id = a.subscriber_id
          WHERE a.id = $1",
@@ -52,7 +51,11 @@ pub(super) async fn erase(tx: &mut WriteTx, address_id: i64) -> Result<bool> {
     Ok(true)
 }
 
-async fn write_citizen(tx: &mut WriteTx, subscriber_id: i64, plan: &CitizenPlan) -> Result<bool> {
+async fn write_citizen(
+    tx: &mut Transaction<'static, Any>,
+    subscriber_id: i64,
+    plan: &CitizenPlan,
+) -> Result<bool> {
     let found = sqlx::query(
         "UPDATE subscribers SET name = $2, language = $3, citizen_services = $4
          WHERE id = $1 AND citizen_services IS NOT NULL",
@@ -73,7 +76,7 @@ async fn write_citizen(tx: &mut WriteTx, subscriber_id: i64, plan: &CitizenPlan)
 }
 
 async fn insert_citizen(
-    tx: &mut WriteTx,
+    tx: &mut Transaction<'static, Any>,
     plan: &CitizenPlan,
     addresses: Vec<(ChannelKind, String)>,
     now: Timestamp,

@@ -41,9 +41,7 @@ impl ClusterStore for SqlStore {
             Dialect::Postgres => query.bind(ms(now)),
             Dialect::Sqlite => query,
         };
-        let row = query
-            .fetch_optional(&mut *self.writer.acquire().await?)
-            .await?;
+        let row = query.fetch_optional(&self.writer).await?;
         Ok(row.is_some())
     }
 
@@ -51,7 +49,7 @@ impl ClusterStore for SqlStore {
         sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(duty)
             .bind(holder)
-            .execute(&mut *self.writer.acquire().await?)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

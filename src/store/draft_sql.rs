@@ -5,20 +5,19 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::any::{Any, AnyRow};
+use sqlx::{Row, Transaction};
 
 use super::rows::{json, ms, opt_ts, parse, ts};
 use super::sql::SqlStore;
 use super::tx_sql::insert_deliveries;
-use super::writer::WriteTx;
 use super::{
     AuditEntry, Decided, Decision, Draft, DraftNotice, DraftPart, DraftStore, NewAudit,
     NewDelivery, NewDraftPart, PartEdit, Result, StoreError,
 };
 use crate::domain::subscriber::ChannelKind;
 
-type Tx = WriteTx;
+type Tx = Transaction<'static, Any>;
 
 async fn audit(tx: &mut Tx, e: &NewAudit) -> Result<()> {
     sqlx::query(

@@ -2,14 +2,13 @@
 //! public statement (who may hear it, counted in SQL rather than loaded).
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use super::fanout::{CitizenGroup, CitizenPart, FanoutStore};
 use super::rows::{json, parse, ts};
 use super::sql::SqlStore;
 use super::subscriber_sql::{Which, load_which};
 use super::tx_sql::insert_deliveries;
-use super::writer::WriteTx;
 use super::{NewDelivery, Result, SubscriberRow};
 use crate::domain::subscriber::ChannelKind;
 
@@ -27,7 +26,7 @@ fn follows_pattern(service: &str) -> Result<String> {
 /// The active addresses of citizens following one of `services` (`None`: of every citizen), by
 /// channel and wanted language, and the highest citizen id.
 pub(super) async fn citizen_groups(
-    tx: &mut WriteTx,
+    tx: &mut Transaction<'static, Any>,
     services: Option<&[String]>,
 ) -> Result<(Vec<CitizenGroup>, i64)> {
     let through: Option<i64> =
@@ -74,7 +73,10 @@ pub(super) async fn citizen_groups(
 
 /// Whether citizens were approved a statement about the incident before (they hear its later
 /// updates whatever its labels have become).
-pub(super) async fn citizens_heard(tx: &mut WriteTx, incident_id: i64) -> Result<bool> {
+pub(super) async fn citizens_heard(
+    tx: &mut Transaction<'static, Any>,
+    incident_id: i64,
+) -> Result<bool> {
     let found: Option<i64> = sqlx::query_scalar(
         "SELECT p.id FROM draft_parts p JOIN drafts d ON d.id = p.draft_id
          WHERE d.incident_id = $1 AND p.citizens_done IS NOT NULL LIMIT 1",

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use super::rows::{json, ms, opt_ms, opt_ts, ts};
 use super::sql::SqlStore;
-use super::writer::WriteTx;
 use super::{Beat, HeartbeatRow, HeartbeatStore, Result, StoreError};
 use crate::domain::Signal;
 
@@ -42,7 +41,11 @@ fn after(t: Timestamp, d: Duration) -> Result<Timestamp> {
 }
 
 /// Stores one signal inside `tx`, as the signals' intake does, and returns its id.
-pub(super) async fn insert_signal(tx: &mut WriteTx, at: Timestamp, s: &Signal) -> Result<i64> {
+pub(super) async fn insert_signal(
+    tx: &mut Transaction<'static, Any>,
+    at: Timestamp,
+    s: &Signal,
+) -> Result<i64> {
     let row = sqlx::query(
         "INSERT INTO signals (received_at, source, fingerprint, status, severity, service, component,
                               labels, annotations, summary, starts_at, ends_at, url)

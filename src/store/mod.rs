@@ -49,7 +49,6 @@ mod tx;
 mod tx_sql;
 mod user;
 mod user_sql;
-mod writer;
 
 pub use ack::{AckRow, AckStore, Acknowledged, DeskMessage, LEDGER_PAGE, LedgerRow};
 pub use affected::{AffectedCounts, AffectedRow, AffectedStore, AffectedWork, Merged, NewAffected};

@@ -9,7 +9,6 @@ use super::dialect::Dialect;
 use super::rows::{from_json, json, ms, opt_ts, parse, ts};
 use super::sql::SqlStore;
 use super::subscriber_sql::bump_subscribers_version;
-use super::writer::WriteTx;
 use super::{
     ClaimedDelivery, DeliveryOutcome, DeliveryReport, MessageRow, OutboxStore, Outcome, Reached,
     Result, Tokens, Unsettled,
@@ -248,7 +247,7 @@ impl OutboxStore for SqlStore {
         )))
         .bind(owner)
         .bind(channel.as_str())
-        .execute(&mut *self.writer.acquire().await?)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -265,7 +264,7 @@ impl OutboxStore for SqlStore {
         .bind(json(&ids)?)
         .bind(owner)
         .bind(ms(lease_until))
-        .execute(&mut *self.writer.acquire().await?)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -279,7 +278,7 @@ impl OutboxStore for SqlStore {
         )))
         .bind(ms(now))
         .bind(live_owner)
-        .execute(&mut *self.writer.acquire().await?)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -571,7 +570,7 @@ pub(super) struct Claim<'a> {
 /// Claims inside the caller's transaction: the outbox's own claim, and the pipeline's, which
 /// claims in the transaction that wrote the deliveries.
 pub(super) async fn claim(
-    tx: &mut WriteTx,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     dialect: Dialect,
     c: &Claim<'_>,
 ) -> Result<Vec<ClaimedDelivery>> {

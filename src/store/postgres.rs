@@ -11,7 +11,6 @@ use sqlx::postgres::PgListener;
 
 use super::dialect::Dialect;
 use super::sql::SqlStore;
-use super::writer::Writer;
 use super::{Result, StoreError, Topic, Wakeups};
 use crate::settings::{Secret, StoreSettings, redact_url};
 
@@ -44,7 +43,7 @@ pub async fn open(settings: &StoreSettings, password: Option<&Secret>) -> Result
         })?;
     Ok(SqlStore::new(
         Dialect::Postgres,
-        Writer::Pool(pool.clone()),
+        pool.clone(),
         pool,
         None,
         Some(url),

@@ -1,8 +1,8 @@
 //! The SQL store: one implementation for SQLite and PostgreSQL, through sqlx's `Any` driver.
 //!
-//! [`SqlStore`] holds the writer (`writer.rs`) and the read pool and implements every part of
-//! the store; this file has what is store-level (migrations, the signals' intake, opening a write
-//! transaction, pruning, wake-ups between replicas). Each part's statements are in its `<part>_sql.rs`, the dialects'
+//! [`SqlStore`] holds the pools and implements every part of the store; this file has what is
+//! pool-level (migrations, the signals' intake, opening a write transaction, pruning, wake-ups
+//! between replicas). Each part's statements are in its `<part>_sql.rs`, the dialects'
 //! differences in `dialect.rs`, shared column conversions in `rows.rs`. Opening a store (files,
 //! pools, pragmas, listeners) is in `sqlite.rs` and `postgres.rs`.
 
@@ -10,12 +10,11 @@ use std::fs::File;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::{AnyPool, Row};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::dialect::{Dialect, values};
 use super::rows::{json, ms, opt_ms};
 use super::tx_sql::SqlTx;
-use super::writer::{WriteTx, Writer};
 use super::{Announce, PruneReport, Result, Signal, Store, StoreError, Topic, Tx, Wakeups};
 
 pub struct SqlStore {
@@ -24,8 +23,8 @@ pub struct SqlStore {
     listen_url: Option<String>,
     /// Signs this store's announcements, so that it does not wake itself with them.
     voice: String,
-    /// Write transactions: on SQLite a single connection, so writers queue instead of spinning.
-    pub(super) writer: Writer,
+    /// Write transactions. On SQLite a single connection, so writers queue instead of spinning.
+    pub(super) writer: AnyPool,
     /// Reads; on PostgreSQL the same pool as writes.
     pub(super) reader: AnyPool,
     /// SQLite's exclusive lock on `<file>.lock`, held for the life of the store.
@@ -35,7 +34,7 @@ pub struct SqlStore {
 impl SqlStore {
     pub(super) fn new(
         dialect: Dialect,
-        writer: Writer,
+        writer: AnyPool,
         reader: AnyPool,
         lock: Option<File>,
         listen_url: Option<String>,
@@ -81,37 +80,33 @@ impl SqlStore {
         )))
     }
 
-    pub(super) async fn write(&self) -> Result<WriteTx> {
-        Ok(self.writer.begin().await?)
+    pub(super) async fn write(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.dialect {
+            // IMMEDIATE takes the write lock at once: a deferred transaction that reads first
+            // would fail its lock upgrade with SQLITE_BUSY instead of waiting.
+            Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.writer.begin().await?,
+        })
     }
 }
 
 #[async_trait]
 impl Store for SqlStore {
     async fn migrate(&self) -> Result<()> {
-        let mut conn = self.writer.acquire().await?;
-        // `run_direct` is `run` on a connection already held: `run` asks for a `for<'a>
-        // Acquire<'a>` that a borrowed connection inside an async trait method cannot prove.
         match self.dialect {
             Dialect::Sqlite => {
-                super::sqlite::MIGRATOR
-                    .run_direct(None, &mut *conn, false)
-                    .await?;
+                super::sqlite::MIGRATOR.run(&self.writer).await?;
                 // The file lock guarantees no other process is alive: whatever the last one had
                 // claimed is orphaned and can be sent again.
                 sqlx::query(
                     "UPDATE deliveries SET state = 'pending', lease_until = NULL, locked_by = NULL WHERE state = 'sending'",
                 )
-                .execute(&mut *conn)
+                .execute(&self.writer)
                 .await?;
             }
             // Other replicas may be alive: their deliveries come back when their leases end.
             // sqlx takes an advisory lock around migrations, so replicas may migrate at once.
-            Dialect::Postgres => {
-                super::postgres::MIGRATOR
-                    .run_direct(None, &mut *conn, false)
-                    .await?
-            }
+            Dialect::Postgres => super::postgres::MIGRATOR.run(&self.writer).await?,
         }
         Ok(())
     }
@@ -125,12 +120,9 @@ impl Store for SqlStore {
         self.reader.close().await;
         // Only the process holding the file's lock empties the WAL: a command beside a running
         // service leaves that to the service.
-        if self.dialect == Dialect::Sqlite
-            && self.lock.is_some()
-            && let Ok(mut conn) = self.writer.acquire().await
-        {
+        if self.dialect == Dialect::Sqlite && self.lock.is_some() {
             let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&mut *conn)
+                .execute(&self.writer)
                 .await;
         }
         self.writer.close().await;
@@ -246,7 +238,7 @@ impl Store for SqlStore {
             loop {
                 let done = sqlx::query(sql)
                     .bind(ms(before))
-                    .execute(&mut *self.writer.acquire().await?)
+                    .execute(&self.writer)
                     .await?
                     .rows_affected();
                 total += done;
@@ -286,10 +278,9 @@ impl Announce for SqlStore {
         if self.dialect != Dialect::Postgres {
             return;
         }
-        // The reader pool is the writer's on PostgreSQL.
         let sent = sqlx::query("SELECT pg_notify('banditore', $1)")
             .bind(topic.payload(&self.voice))
-            .execute(&self.reader)
+            .execute(&self.writer)
             .await;
         if let Err(e) = sent {
             // Others still poll: a lost wake-up only costs them a poll interval.

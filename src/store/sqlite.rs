@@ -1,7 +1,7 @@
 //! Opening the embedded store: one SQLite file in WAL mode.
 //!
-//! Writes go through a single connection (`writer`), so they queue in the process instead of
-//! spinning on SQLite's busy lock. Reads use a separate pool and run beside the writer. An exclusive lock on
+//! Writes go through a single connection, so they queue in the pool instead of spinning on
+//! SQLite's busy lock. Reads use a separate pool and run beside the writer. An exclusive lock on
 //! `<file>.lock` keeps a second Banditore process away from the same file, which is what makes
 //! it safe to hand back, at start-up, every delivery the previous process had claimed. The
 //! command line's user and token commands open the file beside a running service without that
@@ -12,12 +12,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sqlx::Executor;
 use sqlx::any::AnyPoolOptions;
-use sqlx::{Connection, Executor};
 
 use super::dialect::Dialect;
 use super::sql::SqlStore;
-use super::writer::Writer;
 use super::{Result, StoreError};
 use crate::settings::{SqliteSynchronous, StoreSettings};
 
@@ -103,24 +102,30 @@ async fn open_file(settings: &StoreSettings, path: &Path, lock: Option<File>) ->
             BUSY_TIMEOUT.as_millis()
         )
     };
-    // One connection, held for the store's life (see `writer`): a pool would test it at each
-    // return, and the next transaction would wait for that.
-    let cannot_open =
-        |e: sqlx::Error| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()));
-    let mut writer = sqlx::AnyConnection::connect(&format!("{base}?mode=rwc"))
+    let writer_pragmas = pragmas(8000);
+    // A connection to a file cannot drop the way a network one does, so neither pool pings it
+    // before handing it out: that would be one more trip to the connection's thread for each
+    // transaction and each read.
+    let writer = AnyPoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _| {
+            let sql = writer_pragmas.clone();
+            Box::pin(async move {
+                conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+                Ok(())
+            })
+        })
+        .connect(&format!("{base}?mode=rwc"))
         .await
-        .map_err(cannot_open)?;
-    writer
-        .execute(sqlx::AssertSqlSafe(pragmas(8000)))
-        .await
-        .map_err(cannot_open)?;
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     // Readers never take a write lock, so they need no journal_mode change of their own.
     let reader_pragmas = format!(
         "PRAGMA cache_size = -2000; PRAGMA busy_timeout = {};",
         BUSY_TIMEOUT.as_millis()
     );
-    // A connection to a file cannot drop the way a network one does: the pool does not ping
-    // one before lending it (a trip to the connection's thread for each read).
     let reader = AnyPoolOptions::new()
         .max_connections(settings.max_connections.max(1))
         .test_before_acquire(false)
@@ -136,7 +141,7 @@ async fn open_file(settings: &StoreSettings, path: &Path, lock: Option<File>) ->
         .await
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     // Only a warning: the store works either way.
-    match planner_is_stable(&reader).await {
+    match planner_is_stable(&writer).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
             "this build's SQLite lacks SQLITE_ENABLE_QPSG (set by the repository's \
@@ -145,13 +150,7 @@ async fn open_file(settings: &StoreSettings, path: &Path, lock: Option<File>) ->
         ),
         Err(e) => tracing::debug!(error = %e, "cannot read SQLite's compile options"),
     }
-    Ok(SqlStore::new(
-        Dialect::Sqlite,
-        Writer::lone(writer),
-        reader,
-        lock,
-        None,
-    ))
+    Ok(SqlStore::new(Dialect::Sqlite, writer, reader, lock, None))
 }
 
 /// Whether the SQLite linked in keeps a statement's plan whatever values are bound to it

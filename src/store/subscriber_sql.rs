@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::{Any, AnyConnection, Row};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use super::dialect::Dialect;
 use super::rows::{ADDRESS_COLUMNS, address_from_row, from_json, json, ms, parse, ts};
 use super::sql::SqlStore;
-use super::writer::WriteTx;
 use super::{
     AddressOwner, DeleteOutcome, EditOutcome, Result, ServiceMode, StoreError, SubscriberDelivery,
     SubscriberEdit, SubscriberFilter, SubscriberOrigin, SubscriberPage, SubscriberRow,
@@ -189,7 +188,7 @@ pub(super) async fn subscribers_version(conn: &mut AnyConnection) -> Result<i64>
     Ok(version.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
-pub(super) async fn bump_subscribers_version(tx: &mut WriteTx) -> Result<()> {
+pub(super) async fn bump_subscribers_version(tx: &mut Transaction<'static, Any>) -> Result<()> {
     sqlx::query(
         "INSERT INTO settings (key, value) VALUES ('subscribers_version', '1')
          ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)",
@@ -201,7 +200,7 @@ pub(super) async fn bump_subscribers_version(tx: &mut WriteTx) -> Result<()> {
 
 /// A new subscriber with its addresses and subscriptions; `origin` is `api` or `config`.
 pub(super) async fn insert_subscriber(
-    tx: &mut WriteTx,
+    tx: &mut Transaction<'static, Any>,
     s: &ValidSubscriber,
     origin: &str,
     now: Timestamp,
@@ -239,7 +238,7 @@ fn read_escalation(text: &str) -> Result<EscalationPolicy> {
 /// Stores a subscriber's own escalation policy, unless it is the one already stored; true when
 /// it changed.
 pub(super) async fn write_escalation(
-    tx: &mut WriteTx,
+    tx: &mut Transaction<'static, Any>,
     id: i64,
     policy: Option<&EscalationPolicy>,
 ) -> Result<bool> {
@@ -262,7 +261,7 @@ pub(super) async fn write_escalation(
 
 /// Writes a subscriber's addresses and subscriptions; true when that changed any.
 async fn insert_subscriber_parts(
-    tx: &mut WriteTx,
+    tx: &mut Transaction<'static, Any>,
     id: i64,
     s: &ValidSubscriber,
     keep_addresses: bool,
@@ -316,7 +315,7 @@ async fn insert_subscriber_parts(
 /// Replaces a subscriber's subscriptions, unless they are those already stored; true when it
 /// replaced them.
 pub(super) async fn write_subscriptions(
-    tx: &mut WriteTx,
+    tx: &mut Transaction<'static, Any>,
     id: i64,
     subscriptions: &[Subscription],
 ) -> Result<bool> {
@@ -363,7 +362,7 @@ pub(super) async fn write_subscriptions(
 /// addresses `addresses` selects (a query of one `$1` parameter), so that erasing an address
 /// leaves no copy of it in the delivery history.
 pub(super) async fn erase_delivered_addresses(
-    tx: &mut WriteTx,
+    tx: &mut Transaction<'static, Any>,
     addresses: &str,
     param: i64,
 ) -> Result<u64> {
@@ -381,7 +380,10 @@ pub(super) async fn erase_delivered_addresses(
 
 /// Takes an address out of the recipients drafts were frozen with, so that no copy of it stays
 /// there once it is erased.
-pub(super) async fn forget_in_drafts(tx: &mut WriteTx, address_id: i64) -> Result<()> {
+pub(super) async fn forget_in_drafts(
+    tx: &mut Transaction<'static, Any>,
+    address_id: i64,
+) -> Result<()> {
     let parts: Vec<(i64, String)> =
         sqlx::query_as("SELECT id, recipients FROM draft_parts WHERE recipients LIKE $1")
             .bind(format!("%[{address_id},%"))
@@ -414,7 +416,7 @@ pub(super) async fn forget_in_drafts(tx: &mut WriteTx, address_id: i64) -> Resul
 }
 
 pub(super) async fn cancel_address_deliveries(
-    tx: &mut WriteTx,
+    tx: &mut Transaction<'static, Any>,
     address_id: i64,
     reason: &str,
 ) -> Result<u64> {

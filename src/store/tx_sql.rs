@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use super::dialect::{Dialect, values};
 use super::escalation_sql as ladder;
@@ -13,7 +13,6 @@ use super::rows::{
     parse, ts, update_from_row,
 };
 use super::subscriber_sql::{Which, load_which};
-use super::writer::WriteTx;
 use super::{
     AlertRow, CitizenGroup, EscalationRow, EscalationState, IncidentRow, NewDelivery, NewDraftPart,
     NewEscalationStep, NewIncident, NewMessage, NewUpdate, Result, Signal, StoreError,
@@ -45,7 +44,7 @@ fn signal_from_row(row: &AnyRow) -> Result<StoredSignal> {
 }
 
 pub struct SqlTx {
-    pub(super) tx: WriteTx,
+    pub(super) tx: Transaction<'static, Any>,
     pub(super) dialect: Dialect,
 }
 
@@ -482,7 +481,7 @@ const INSERT_ROWS: usize = 500;
 /// A draft's notices to the same recipients, and messages to the rows of affected lists, are no
 /// such delivery (`deliveries_once` leaves them out).
 pub(super) async fn insert_deliveries(
-    tx: &mut WriteTx,
+    tx: &mut Transaction<'static, Any>,
     dialect: Dialect,
     new: &[NewDelivery],
 ) -> Result<u64> {

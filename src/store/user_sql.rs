@@ -176,7 +176,7 @@ impl UserStore for SqlStore {
         let changed = sqlx::query("UPDATE users SET unlocked_at = $2 WHERE username = $1")
             .bind(username)
             .bind(ms(now))
-            .execute(&mut *self.writer.acquire().await?)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         Ok(changed == 1)

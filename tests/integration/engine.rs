@@ -626,68 +626,6 @@ async fn what_a_step_hands_the_router_is_what_the_store_holds(backend: Backend) 
     assert_eq!(handed, 4);
 }
 
-async fn a_signal_whose_lease_ended_while_it_waited_expires_in_its_own_step(backend: Backend) {
-    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
-        return;
-    };
-    // The last step left no timer: the next looks for none unless its own signals bring one.
-    b.signal(0, "a", "cup", Firing, "major").await;
-    b.step(0).await;
-    // Received at 100 with an end at 200, applied only at 300.
-    b.store
-        .insert_signals(&[(at(100), Bench::prometheus(100, 200))])
-        .await
-        .unwrap();
-    let report = b.engine.step(at(300)).await.unwrap();
-    assert_eq!(report.expired.len(), 1);
-}
-
-async fn a_leader_looks_for_timers_others_set_once_it_forgets_its_own(backend: Backend) {
-    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
-        return;
-    };
-    // This replica's last step left no timer and no lease.
-    b.signal(0, "a", "cup", Firing, "major").await;
-    b.step(0).await;
-    // Another replica led meanwhile and stored an alert whose lease ends at 240 s.
-    let other = Engine::new(
-        b.store.clone(),
-        Timing {
-            group_wait: Duration::ZERO,
-            group_interval: Duration::ZERO,
-            flap_hold_down: Duration::ZERO,
-        },
-        vec!["service".into()],
-    );
-    let alert = Bench::prometheus(10, 240);
-    b.store.insert_signals(&[(at(10), alert)]).await.unwrap();
-    other.step(at(10)).await.unwrap();
-    // Knowing of no timer, this replica does not look for one: the lease it never saw passes.
-    let trusted = b.engine.step(at(300)).await.unwrap();
-    assert!(trusted.expired.is_empty());
-    assert_eq!(
-        trusted.next_eval,
-        Some(at(240)),
-        "but it reads the next one"
-    );
-    // It now knows the lease: the next step expires the alert.
-    let next = b.engine.step(at(301)).await.unwrap();
-    assert_eq!(next.expired.len(), 1);
-    // Forgotten, a timer set by another is found at once.
-    b.store
-        .insert_signals(&[(at(400), Bench::prometheus(400, 500))])
-        .await
-        .unwrap();
-    other.step(at(400)).await.unwrap();
-    b.engine.forget_timers();
-    let found = b.engine.step(at(600)).await.unwrap();
-    assert_eq!(
-        found.expired.len(),
-        1,
-        "expired once the timers were forgotten"
-    );
-}
-
 /// Every case runs on SQLite and on PostgreSQL.
 macro_rules! on_both {
     ($($name:ident),+ $(,)?) => {
@@ -717,6 +655,4 @@ on_both!(
     two_replicas_that_both_believe_they_lead_expire_an_alert_once,
     after_a_restart_an_alert_has_a_whole_lease_to_be_sent_again,
     what_a_step_hands_the_router_is_what_the_store_holds,
-    a_leader_looks_for_timers_others_set_once_it_forgets_its_own,
-    a_signal_whose_lease_ended_while_it_waited_expires_in_its_own_step,
 );
