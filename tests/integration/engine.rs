@@ -626,6 +626,21 @@ async fn what_a_step_hands_the_router_is_what_the_store_holds(backend: Backend) 
     assert_eq!(handed, 4);
 }
 
+async fn a_signal_whose_lease_ended_while_it_waited_expires_in_its_own_step(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 0, 0).await else {
+        return;
+    };
+    b.signal(0, "a", "cup", Firing, "major").await;
+    b.step(0).await;
+    // Received at 100 with an end at 200, applied only at 300.
+    b.store
+        .insert_signals(&[(at(100), Bench::prometheus(100, 200))])
+        .await
+        .unwrap();
+    let report = b.engine.step(at(300)).await.unwrap();
+    assert_eq!(report.expired.len(), 1);
+}
+
 /// Every case runs on SQLite and on PostgreSQL.
 macro_rules! on_both {
     ($($name:ident),+ $(,)?) => {
@@ -655,4 +670,5 @@ on_both!(
     two_replicas_that_both_believe_they_lead_expire_an_alert_once,
     after_a_restart_an_alert_has_a_whole_lease_to_be_sent_again,
     what_a_step_hands_the_router_is_what_the_store_holds,
+    a_signal_whose_lease_ended_while_it_waited_expires_in_its_own_step,
 );
