@@ -285,7 +285,7 @@ async fn forged_key_presses_change_nothing_and_a_genuine_one_after_them_acknowle
     );
     // Each forgery below is signed as Twilio would sign it: the URL's tokens refuse it.
     let forged = [
-        // The last character changed (a token may end with either letter).
+        // The last character changed: to `B` when the token already ends with `A`.
         with(
             &token,
             &format!(
