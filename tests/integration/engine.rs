@@ -639,6 +639,11 @@ async fn a_signal_whose_lease_ended_while_it_waited_expires_in_its_own_step(back
         .unwrap();
     let report = b.engine.step(at(300)).await.unwrap();
     assert_eq!(report.expired.len(), 1);
+    // Resolved as of its end, not of the step that found it (it joined the `cup` incident).
+    let id = b.incidents().await[0];
+    let alerts = b.store.incident_alerts(id).await.unwrap();
+    let expired = alerts.iter().find(|a| a.expires_after.is_some()).unwrap();
+    assert_eq!(expired.resolved_at, Some(at(200)));
 }
 
 /// Every case runs on SQLite and on PostgreSQL.
