@@ -5,6 +5,9 @@
 //!
 //! One transaction for the three is what keeps a desk's message to two synced commits before it
 //! leaves (the signal's, at ingest, then this one): what is durable when is in ARCHITECTURE.md.
+//! An update for more than `route::PART` addresses on one channel leaves that many per channel
+//! in this transaction and the rest in the steps right after, a part each, so that the first
+//! messages leave while the rest is written and no step holds the writer long.
 //! After a failed step the next one runs the engine and the router in transactions of their own,
 //! so that a fault in one does not hold the other back.
 //!
@@ -62,6 +65,8 @@ impl Pipeline {
         let mut leadership = self.leadership.clone();
         loop {
             if !leadership.is_leader() {
+                // Whoever leads meanwhile may route what this replica had in parts.
+                self.router.forget_parts();
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = leadership.wait() => {}
@@ -102,8 +107,8 @@ impl Pipeline {
                             "engine step"
                         );
                     }
-                    // The router ran whenever the engine wrote an update; a full batch asks
-                    // for another round at once.
+                    // The router ran whenever the engine wrote an update; a full batch, or an
+                    // update left in parts, asks for another round at once.
                     route = stepped.routed.as_ref().is_some_and(|r| r.more);
                     if let Some(routed) = &stepped.routed {
                         more |= routed.more;
@@ -159,9 +164,10 @@ impl Pipeline {
     }
 
     /// One step at `now`, in one transaction: the engine applies what signals wait and evaluates
-    /// the incidents that are due; the router routes what is unrouted, when `route` is set or the
-    /// engine wrote an update; and the first deliveries of every channel that got some are
-    /// claimed for this replica's dispatchers. Once committed, those go to the dispatchers.
+    /// the incidents that are due; the router routes what is unrouted (a large update, a part),
+    /// when `route` is set or the engine wrote an update; and the first deliveries of every
+    /// channel that got some are claimed for this replica's dispatchers. Once committed, those go
+    /// to the dispatchers.
     pub async fn step(&self, now: Timestamp, route: bool) -> Result<Stepped, StoreError> {
         let started = std::time::Instant::now();
         let mut tx = self.store.begin().await?;
@@ -169,7 +175,7 @@ impl Pipeline {
         let mut engine = self.engine.step_in(tx.as_mut(), now).await?;
         let applied = started.elapsed();
         let written = std::mem::take(&mut engine.written);
-        let routed = if route || engine.updates > 0 {
+        let mut routed = if route || engine.updates > 0 {
             Some(self.router.step_in(tx.as_mut(), now, written).await?)
         } else {
             None
@@ -206,8 +212,8 @@ impl Pipeline {
             );
         }
         self.engine.committed(&engine);
-        if let Some(routed) = &routed {
-            routed.committed();
+        if let Some(routed) = &mut routed {
+            self.router.committed(routed);
         }
         escalated.committed();
         let count = claimed.iter().map(|(_, d)| d.len()).sum();

@@ -136,7 +136,8 @@ pub struct Dispatcher {
 type ClaimAhead = oneshot::Receiver<Result<Vec<ClaimedDelivery>, StoreError>>;
 
 /// The way from the pipeline to this replica's dispatchers. The leader's pipeline writes an
-/// update's deliveries and claims the first of them for this replica in the same transaction,
+/// update's deliveries (a large one's, a part) and claims the first of them for this replica in
+/// the same transaction,
 /// then hands them over in memory: a desk's message leaves without a commit of its own for the
 /// claim, and without the dispatcher's round to the store. The claim is the outbox's own (same
 /// lease, same owner, same rule that an earlier delivery to a recipient goes first), so a crash

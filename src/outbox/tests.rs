@@ -183,7 +183,8 @@ impl Bench {
                 created_at: due,
             })
             .await
-            .unwrap();
+            .unwrap()
+            .id;
         let deliveries: Vec<NewDelivery> = row
             .addresses
             .iter()

@@ -212,7 +212,8 @@ impl Router {
                 html: rendered.html,
                 created_at: now,
             })
-            .await?;
+            .await?
+            .id;
         tx.commit().await?;
         Ok(id)
     }

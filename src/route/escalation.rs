@@ -162,7 +162,7 @@ impl Router {
             ..EscalationReport::default()
         };
         if !due.is_empty() {
-            let subscribers = self.desks(&mut *tx).await?;
+            let (_, subscribers) = self.desks(&mut *tx).await?;
             for step in &due {
                 let incident = tx.incident(step.incident_id).await?;
                 let outcome = match &incident {
@@ -242,8 +242,8 @@ impl Router {
                 .or_default()
                 .push(Recipient {
                     address_id: address.id,
-                    address: address.address.clone(),
-                    subscriber_name: desk.name.clone(),
+                    address: &address.address,
+                    subscriber_name: &desk.name,
                 });
         }
         let mut written = 0;
@@ -268,7 +268,8 @@ impl Router {
                     html: rendered.html,
                     created_at: now,
                 })
-                .await?;
+                .await?
+                .id;
             // Its latency counts from the step, not from the signal: a text held back five
             // minutes by the policy is not a text five minutes late
             // (`banditore_signal_to_sent_seconds`).

@@ -1,5 +1,6 @@
 //! The router: incident updates × subscriptions → frozen messages and one delivery per
-//! recipient, written in one transaction.
+//! recipient, written in one transaction; for more than [`PART`] recipients on one channel, in
+//! one transaction per part, the update marked routed with the last.
 //!
 //! A subscriber follows an incident when one of the incident's signals (or, for a manual incident,
 //! its own labels) matches every matcher of one of their subscriptions at the subscription's
@@ -12,8 +13,8 @@ pub mod affected;
 pub mod citizens;
 pub mod escalation;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use jiff::Timestamp;
 
@@ -32,7 +33,41 @@ use crate::store::{
 
 const UPDATE_BATCH: u32 = 16;
 
-#[derive(Debug, Clone, Default)]
+/// The most deliveries of one update a step writes on each channel. An update with more is
+/// routed in parts, each in a commit of its own: the first carries this many on each channel,
+/// which the pipeline claims in the same commit so that they leave at once; the next steps write
+/// the rest, this many at a time. Ten thousand rows in one step held the writer for about 100 ms
+/// on a small machine, a hundred thousand for 800 ms, while no message could leave.
+pub const PART: usize = 1_000;
+
+/// What is left to write of an update routed in parts, as its first part found its recipients.
+/// Held in memory only. When it is lost (a failed step, a restart, a change of leader) or the
+/// subscribers changed since (an address unsubscribed or deleted in between must not be
+/// written), the update, still unrouted, is routed again from the start, and what was written
+/// stays written once.
+struct Parted {
+    update_id: i64,
+    incident_id: i64,
+    /// The subscribers' version the recipients were found at.
+    version: i64,
+    rest: std::vec::IntoIter<NewDelivery>,
+    /// The messages of the rest, for the dispatchers.
+    messages: Vec<Arc<MessageRow>>,
+    /// The desks whose escalation ladders start with the last part: a step due meanwhile would
+    /// find the update not yet routed.
+    ladders: BTreeSet<i64>,
+}
+
+impl std::fmt::Debug for Parted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parted")
+            .field("update_id", &self.update_id)
+            .field("rest", &self.rest.len())
+            .finish()
+    }
+}
+
+#[derive(Debug, Default)]
 pub struct RouteReport {
     pub updates: usize,
     pub deliveries: u64,
@@ -47,14 +82,17 @@ pub struct RouteReport {
     pub render_failures: Vec<ChannelKind>,
     /// Waiting escalation steps that a resolution ended.
     pub escalations_ended: u64,
-    /// The messages of those deliveries, as written: their dispatchers need not read them.
+    /// The messages of those deliveries, as the store holds them: their dispatchers need not
+    /// read them.
     pub messages: Vec<Arc<MessageRow>>,
+    /// The update left to finish in the next steps, once this one is committed.
+    parted: Option<Parted>,
 }
 
 impl RouteReport {
     /// Once the step is committed: counts what it silenced and the templates that failed, so a
     /// step rolled back and taken again is not counted twice.
-    pub fn committed(&self) {
+    fn committed(&self) {
         if self.silenced > 0 {
             metrics::counter!("banditore_updates_silenced_total").increment(self.silenced);
         }
@@ -125,13 +163,15 @@ pub struct Router {
     /// What the affected lists' writer last scanned and found nothing to do (see
     /// [`affected`]).
     affected_idle: Mutex<Option<String>>,
+    /// The update being routed in parts, between two steps.
+    parted: Mutex<Option<Parted>>,
 }
 
-/// One recipient of a message.
-struct Recipient {
+/// One recipient of a message, borrowed from the subscribers it was found among.
+struct Recipient<'a> {
     address_id: i64,
-    address: String,
-    subscriber_name: String,
+    address: &'a str,
+    subscriber_name: &'a str,
 }
 
 impl Router {
@@ -156,6 +196,7 @@ impl Router {
             warming: Arc::default(),
             escalation: Arc::default(),
             affected_idle: Mutex::new(None),
+            parted: Mutex::default(),
         }
     }
 
@@ -186,22 +227,24 @@ impl Router {
         });
     }
 
-    /// Subscribers but the citizens, from the cache while the subscribers' version holds.
-    async fn desks(&self, tx: &mut dyn Tx) -> Result<Arc<Vec<SubscriberRow>>, StoreError> {
+    /// Subscribers but the citizens, from the cache while the subscribers' version holds, with
+    /// that version.
+    async fn desks(&self, tx: &mut dyn Tx) -> Result<(i64, Arc<Vec<SubscriberRow>>), StoreError> {
         let version = tx.subscribers_version().await?;
         let cached = self.cache.lock().ok().and_then(|c| {
             c.as_ref()
                 .filter(|(v, _)| *v == version)
                 .map(|(_, s)| s.clone())
         });
-        Ok(match cached {
+        let desks = match cached {
             Some(s) => s,
             None => {
                 let loaded = Arc::new(tx.subscribers().await?);
                 keep_newest(&self.cache, version, loaded.clone());
                 loaded
             }
-        })
+        };
+        Ok((version, desks))
     }
 
     /// An update rendered for one group, or the plain fallback text when the template fails
@@ -241,16 +284,32 @@ impl Router {
 
     pub async fn step(&self, now: Timestamp) -> Result<RouteReport, StoreError> {
         let mut tx = self.store.begin().await?;
-        let report = self.step_in(tx.as_mut(), now, BTreeMap::new()).await?;
+        let mut report = self.step_in(tx.as_mut(), now, BTreeMap::new()).await?;
         if report.updates > 0 {
             tx.commit().await?;
-            report.committed();
+            self.committed(&mut report);
         }
         Ok(report)
     }
 
+    /// Once the caller committed a step: counts what it did, and keeps what is left of an update
+    /// routed in parts for the next step.
+    pub fn committed(&self, report: &mut RouteReport) {
+        report.committed();
+        *self.parted.lock().unwrap_or_else(PoisonError::into_inner) = report.parted.take();
+    }
+
+    /// Forgets an update being routed in parts: leadership was lost, and whoever leads next
+    /// starts from the store.
+    pub fn forget_parts(&self) {
+        self.parted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
     /// [`Router::step`] inside the caller's transaction (the pipeline applies signals and claims
-    /// in the same one); the caller commits, then calls [`RouteReport::committed`]. `known`
+    /// in the same one); the caller commits, then calls [`Router::committed`]. `known`
     /// holds incidents as an earlier stage of the transaction left them (the engine's), which
     /// are then not read again; each serves one update, since routing may change its incident.
     pub async fn step_in(
@@ -259,11 +318,17 @@ impl Router {
         now: Timestamp,
         mut known: BTreeMap<i64, Written>,
     ) -> Result<RouteReport, StoreError> {
+        // Taken out: a step that fails or is not committed loses it (see [`Parted`]).
+        let mut parted = self
+            .parted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let updates = tx.unrouted_updates(UPDATE_BATCH).await?;
         if updates.is_empty() {
             return Ok(RouteReport::default());
         }
-        let subscribers = self.desks(&mut *tx).await?;
+        let (version, subscribers) = self.desks(&mut *tx).await?;
         let mut deliveries = 0;
         let mut escalations_ended = 0;
         let mut channels = BTreeSet::new();
@@ -271,7 +336,39 @@ impl Router {
         let mut drafts = BTreeSet::new();
         let (mut silenced, mut render_failures) = (0, Vec::new());
         let quiet = self.quiet_windows(now).await?;
+        let (mut seen, mut left) = (0, None);
         for update in &updates {
+            seen += 1;
+            if let Some(mut part) =
+                parted.take_if(|p| p.update_id == update.id && p.version == version)
+            {
+                // A part is what is newly written: after a restart the first rows are there.
+                let mut written = 0;
+                while written < PART as u64 && part.rest.len() > 0 {
+                    let rows: Vec<NewDelivery> = part.rest.by_ref().take(PART).collect();
+                    let new = tx.insert_deliveries(&rows).await?;
+                    if new > 0 {
+                        channels.extend(rows.iter().map(|d| d.channel));
+                    }
+                    written += new;
+                }
+                deliveries += written;
+                if written > 0 {
+                    for m in &part.messages {
+                        messages.entry(m.id).or_insert_with(|| m.clone());
+                    }
+                }
+                if part.rest.len() > 0 {
+                    left = Some(part);
+                    break;
+                }
+                self.start_ladders(&mut *tx, part.incident_id, &part.ladders, &subscribers, now)
+                    .await?;
+                tx.mark_routed(update.id, now).await?;
+                continue;
+            }
+            let mut on_channel: BTreeMap<ChannelKind, usize> = BTreeMap::new();
+            let (mut rest, mut rest_messages) = (Vec::new(), Vec::new());
             let (incident, alerts) = match known.remove(&update.incident_id) {
                 Some(w) => (w.incident, w.alerts),
                 None => {
@@ -317,9 +414,6 @@ impl Router {
                 self.recipients(&incident, &alerts, &subscribers, &notified);
             if update.kind == UpdateKind::Resolved {
                 escalations_ended += tx.end_escalations(incident.id, now).await?;
-            } else {
-                self.start_ladders(&mut *tx, incident.id, &ladders, &subscribers, now)
-                    .await?;
             }
             // Citizens hear held public statements: counted now, written in batches once
             // approved. Each of their groups gets a part, listed desks or not.
@@ -354,7 +448,10 @@ impl Router {
                         html: rendered.html,
                         created_at: now,
                     };
-                    let message_id = tx.insert_message(&new).await?;
+                    // Of two written under one key the store keeps the first (an update routed
+                    // again after its parts were cut short finds its messages written).
+                    let stored = tx.insert_message(&new).await?;
+                    let message_id = stored.id;
                     let (policy, timeout) = self.approval.policy(&audience);
                     if policy != ApprovalPolicy::Auto {
                         let draft = tx
@@ -375,7 +472,11 @@ impl Router {
                                 recipients: recipients
                                     .iter()
                                     .map(|r| {
-                                        (r.address_id, r.address.clone(), r.subscriber_name.clone())
+                                        (
+                                            r.address_id,
+                                            r.address.to_owned(),
+                                            r.subscriber_name.to_owned(),
+                                        )
                                     })
                                     .collect(),
                                 citizens: held.as_ref().filter(|_| audience == "public").and_then(
@@ -393,40 +494,71 @@ impl Router {
                     }
                     // Each language of the status page goes to the one page: the first written
                     // is its delivery, the others are kept as messages.
-                    let rows = delivery_rows(message_id, update, channel, &recipients, now);
+                    let taken = on_channel.entry(channel).or_default();
+                    let (now_part, later) =
+                        recipients.split_at(PART.saturating_sub(*taken).min(recipients.len()));
+                    *taken += now_part.len();
+                    let rows = delivery_rows(message_id, update, channel, now_part, now);
                     let written = tx.insert_deliveries(&rows).await?;
+                    let message = Arc::new(MessageRow {
+                        id: message_id,
+                        update_id: update.id,
+                        channel,
+                        language: new.language,
+                        audience: new.audience,
+                        subject: stored.subject,
+                        body: stored.body,
+                        html: stored.html,
+                        buttons: None,
+                        update_kind: update.kind,
+                    });
                     if written > 0 {
                         channels.insert(channel);
-                        // An unrouted update has no message but those this loop writes, and
-                        // of two written under one key the store keeps the first.
-                        messages.entry(message_id).or_insert_with(|| MessageRow {
-                            id: message_id,
-                            update_id: update.id,
-                            channel,
-                            language: new.language,
-                            audience: new.audience,
-                            subject: new.subject,
-                            body: new.body,
-                            html: new.html,
-                            buttons: None,
-                            update_kind: update.kind,
-                        });
+                        messages
+                            .entry(message_id)
+                            .or_insert_with(|| message.clone());
+                    }
+                    if !later.is_empty() {
+                        rest.extend(delivery_rows(message_id, update, channel, later, now));
+                        rest_messages.push(message);
                     }
                     deliveries += written;
                 }
             }
+            if !rest.is_empty() {
+                // The rest in the next steps, before any later update, so that each recipient
+                // still hears an incident's updates in order.
+                left = Some(Parted {
+                    update_id: update.id,
+                    incident_id: incident.id,
+                    version,
+                    rest: rest.into_iter(),
+                    messages: rest_messages,
+                    ladders: if update.kind == UpdateKind::Resolved {
+                        BTreeSet::new()
+                    } else {
+                        ladders
+                    },
+                });
+                break;
+            }
+            if update.kind != UpdateKind::Resolved {
+                self.start_ladders(&mut *tx, incident.id, &ladders, &subscribers, now)
+                    .await?;
+            }
             tx.mark_routed(update.id, now).await?;
         }
         Ok(RouteReport {
-            updates: updates.len(),
+            updates: seen,
             deliveries,
             channels,
             drafts: drafts.into_iter().collect(),
-            more: updates.len() as u32 == UPDATE_BATCH,
+            more: left.is_some() || updates.len() as u32 == UPDATE_BATCH,
             silenced,
             render_failures,
             escalations_ended,
-            messages: messages.into_values().map(Arc::new).collect(),
+            messages: messages.into_values().collect(),
+            parted: left,
         })
     }
 
@@ -497,17 +629,20 @@ impl Router {
     /// (channel, template language, audience) → recipients, each address once per channel; and
     /// the desks with an escalation policy that follow it. Such a desk's addresses on a channel
     /// its policy holds back are left to their step, unless they heard an earlier update.
-    fn recipients(
+    fn recipients<'a>(
         &self,
         incident: &IncidentRow,
         alerts: &[AlertRow],
-        subscribers: &[SubscriberRow],
+        subscribers: &'a [SubscriberRow],
         notified: &BTreeSet<(i64, ChannelKind)>,
-    ) -> (Groups, BTreeSet<i64>) {
+    ) -> (Groups<'a>, BTreeSet<i64>) {
         let mut ladders = BTreeSet::new();
         let label_sets = severities(incident, alerts);
-        let mut groups: Groups = BTreeMap::new();
-        let mut seen: BTreeSet<(ChannelKind, &str)> = BTreeSet::new();
+        // Groups are few and addresses many: a group is found along a short list rather than
+        // by a key built for each address, and a language asked for is looked up once.
+        let mut found: Vec<(GroupKey, Vec<Recipient<'a>>)> = Vec::new();
+        let mut languages: HashMap<(ChannelKind, &'a str), Option<String>> = HashMap::new();
+        let mut seen: HashSet<(ChannelKind, &'a str)> = HashSet::new();
         for subscriber in subscribers {
             let wanted = wanted_channels(subscriber, &label_sets);
             for address in subscriber.addresses.iter().filter(|a| a.is_active()) {
@@ -526,20 +661,33 @@ impl Router {
                 if !seen.insert((address.channel, address.address.as_str())) {
                     continue;
                 }
-                let Some(language) = self.language_of(subscriber, address) else {
+                let asked = address.language.as_ref().unwrap_or(&subscriber.language);
+                let Some(language) = languages
+                    .entry((address.channel, asked.as_str()))
+                    .or_insert_with(|| self.renderer.language_for(address.channel, asked))
+                    .as_deref()
+                else {
                     continue;
                 };
-                groups
-                    .entry((address.channel, language, subscriber.audience.clone()))
-                    .or_default()
-                    .push(Recipient {
-                        address_id: address.id,
-                        address: address.address.clone(),
-                        subscriber_name: subscriber.name.clone(),
-                    });
+                let (channel, audience) = (address.channel, subscriber.audience.as_str());
+                let recipient = Recipient {
+                    address_id: address.id,
+                    address: &address.address,
+                    subscriber_name: &subscriber.name,
+                };
+                match found
+                    .iter_mut()
+                    .find(|((c, l, a), _)| *c == channel && l == language && a == audience)
+                {
+                    Some((_, list)) => list.push(recipient),
+                    None => found.push((
+                        (channel, language.to_owned(), audience.to_owned()),
+                        vec![recipient],
+                    )),
+                }
             }
         }
-        (groups, ladders)
+        (found.into_iter().collect(), ladders)
     }
 }
 
@@ -596,8 +744,11 @@ fn follows(
     }
 }
 
-/// Recipients grouped by (channel, template language, audience).
-type Groups = BTreeMap<(ChannelKind, String, String), Vec<Recipient>>;
+/// What a group's recipients receive alike: (channel, template language, audience).
+type GroupKey = (ChannelKind, String, String);
+
+/// Recipients grouped by what they receive.
+type Groups<'a> = BTreeMap<GroupKey, Vec<Recipient<'a>>>;
 
 /// One delivery of a message per recipient, pending from `now`.
 fn delivery_rows(
@@ -614,9 +765,9 @@ fn delivery_rows(
             update_id: update.id,
             incident_id: update.incident_id,
             address_id: r.address_id,
-            subscriber_name: r.subscriber_name.clone(),
+            subscriber_name: r.subscriber_name.to_owned(),
             channel,
-            recipient: r.address.clone(),
+            recipient: r.address.to_owned(),
             origin_at: update.origin_at,
             created_at: now,
         })

@@ -63,6 +63,15 @@ pub struct NewMessage {
     pub created_at: Timestamp,
 }
 
+/// A message as the store holds it after [`Tx::insert_message`].
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub subject: Option<String>,
+    pub body: String,
+    pub html: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
     pub message_id: i64,
@@ -132,7 +141,9 @@ pub trait Tx: Send {
     ) -> Result<(Vec<CitizenGroup>, i64)>;
     /// Whether an approved statement about the incident went to citizens.
     async fn citizens_heard(&mut self, incident_id: i64) -> Result<bool>;
-    async fn insert_message(&mut self, new: &NewMessage) -> Result<i64>;
+    /// Writes a message, or finds the one already written under its key (update, channel,
+    /// language, audience), which keeps its text.
+    async fn insert_message(&mut self, new: &NewMessage) -> Result<StoredMessage>;
     async fn insert_deliveries(&mut self, new: &[NewDelivery]) -> Result<u64>;
     /// Holds a message for the communications office instead of sending it: adds it as a part
     /// of the draft for its update and audience (created with the first part, which also

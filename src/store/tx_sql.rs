@@ -16,7 +16,7 @@ use super::subscriber_sql::{Which, load_which};
 use super::{
     AlertRow, CitizenGroup, EscalationRow, EscalationState, IncidentRow, NewDelivery, NewDraftPart,
     NewEscalationStep, NewIncident, NewMessage, NewUpdate, Result, Signal, StoreError,
-    StoredSignal, SubscriberRow, Tx, UpdateRow,
+    StoredMessage, StoredSignal, SubscriberRow, Tx, UpdateRow,
 };
 use crate::domain::subscriber::ChannelKind;
 
@@ -409,12 +409,12 @@ impl Tx for SqlTx {
         super::fanout_sql::citizens_heard(&mut self.tx, incident_id).await
     }
 
-    async fn insert_message(&mut self, m: &NewMessage) -> Result<i64> {
-        let id: i64 = sqlx::query_scalar(
+    async fn insert_message(&mut self, m: &NewMessage) -> Result<StoredMessage> {
+        let (id, subject, body, html) = sqlx::query_as(
             "INSERT INTO messages (update_id, channel, language, audience, subject, body, html, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (update_id, channel, language, audience) DO UPDATE SET update_id = excluded.update_id
-             RETURNING id",
+             RETURNING id, subject, body, html",
         )
         .bind(m.update_id)
         .bind(m.channel.as_str())
@@ -426,7 +426,12 @@ impl Tx for SqlTx {
         .bind(ms(m.created_at))
         .fetch_one(&mut *self.tx)
         .await?;
-        Ok(id)
+        Ok(StoredMessage {
+            id,
+            subject,
+            body,
+            html,
+        })
     }
 
     async fn insert_deliveries(&mut self, new: &[NewDelivery]) -> Result<u64> {

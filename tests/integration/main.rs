@@ -30,6 +30,7 @@ mod probes;
 mod prometheus;
 mod replicas;
 mod roles;
+mod route_parts;
 mod server;
 mod sms;
 mod sms_replies;

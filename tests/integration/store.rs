@@ -92,7 +92,8 @@ pub(crate) async fn seed(
                 created_at: now(),
             })
             .await
-            .unwrap();
+            .unwrap()
+            .id;
         let deliveries: Vec<NewDelivery> = addresses
             .iter()
             .map(|(address_id, recipient)| NewDelivery {
@@ -795,7 +796,8 @@ async fn a_drafts_notices_are_queued_once_beside_the_updates_deliveries(store: A
             created_at: now(),
         })
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     let draft = tx
         .hold_for_approval(&NewDraftPart {
             incident_id: incident,

@@ -86,7 +86,8 @@ pub(crate) async fn opening(store: &Arc<dyn Store>, groups: &[Group<'_>]) -> i64
                 created_at: at(0),
             })
             .await
-            .unwrap();
+            .unwrap()
+            .id;
         let rows: Vec<NewDelivery> = to
             .iter()
             .map(|(address_id, recipient)| NewDelivery {

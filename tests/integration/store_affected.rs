@@ -52,7 +52,8 @@ async fn write_all(store: &Arc<dyn Store>, auto: bool) -> u64 {
                         created_at: at(1),
                     })
                     .await
-                    .unwrap();
+                    .unwrap()
+                    .id;
                 tx.commit().await.unwrap();
                 id
             }

@@ -85,7 +85,8 @@ async fn approved_statement(store: &Arc<dyn Store>, desk: (i64, &str)) -> (i64, 
             created_at: Timestamp::now(),
         })
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     let draft = tx
         .hold_for_approval(&NewDraftPart {
             incident_id: incident,

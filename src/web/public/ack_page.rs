@@ -255,7 +255,8 @@ mod tests {
                 created_at: at(0),
             })
             .await
-            .unwrap();
+            .unwrap()
+            .id;
         tx.insert_deliveries(&[NewDelivery {
             message_id: message,
             update_id: update.id,
