@@ -5,74 +5,12 @@
 //! statement is approved, and Postfix's `smtp-sink`, counting every message it receives, tells
 //! when the first email arrived and when the last did.
 
-use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use crate::{fire_cup_down, free_port, metric, mib, ms, rss_kib};
-
-/// The sink's running count of messages received, and when the first came.
-struct Counter {
-    received: Arc<AtomicU64>,
-    first: Arc<std::sync::Mutex<Option<Instant>>>,
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Counter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `smtp-sink -c` prints `sess=… quit=… mesg=N` after every message, flushed at once.
-fn counting_sink() -> Option<Counter> {
-    let port = free_port();
-    let mut child = Command::new("smtp-sink")
-        .args(["-c", "-u", "postfix", &format!("127.0.0.1:{port}"), "1024"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut out = child.stdout.take()?;
-    let received = Arc::new(AtomicU64::new(0));
-    let first = Arc::new(std::sync::Mutex::new(None));
-    let (count, when) = (received.clone(), first.clone());
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        let mut tail = String::new();
-        while let Ok(n) = out.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            tail.push_str(&String::from_utf8_lossy(&buf[..n]));
-            if let Some(i) = tail.rfind("mesg=") {
-                let digits: String = tail[i + 5..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
-                if let Ok(v) = digits.parse::<u64>() {
-                    if v > 0 && count.load(Ordering::Relaxed) == 0 {
-                        *when.lock().unwrap() = Some(Instant::now());
-                    }
-                    count.store(v, Ordering::Relaxed);
-                }
-                tail = tail[i..].to_owned();
-            }
-        }
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    Some(Counter {
-        received,
-        first,
-        child,
-        port,
-    })
-}
+use crate::{counting_sink, fire_cup_down, metric, mib, ms, rss_kib};
 
 const SERVICES: &str = r#"
 [[status.services]]
@@ -147,7 +85,7 @@ pub async fn citizens(n: usize, replicas: usize) {
             }
         }
     };
-    let Some(sink) = counting_sink() else {
+    let Some(sink) = counting_sink(std::path::Path::new("smtp-sink")) else {
         println!("citizens: skipped, Postfix's smtp-sink is not installed");
         return;
     };

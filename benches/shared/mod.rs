@@ -1,8 +1,14 @@
 //! What both benchmarks share: percentiles, memory read from `/proc`, a free port, a metric read
-//! from `/metrics`, the alert every fan-out starts from, and the wait for a fan-out to finish.
+//! from `/metrics`, the alert every fan-out starts from, the wait for a fan-out to finish, and
+//! Postfix's `smtp-sink` counting what it receives.
 
 #![allow(dead_code)]
 
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -51,6 +57,74 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The sink's running count of messages received, and when the first and the latest came.
+pub struct Counter {
+    pub received: Arc<AtomicU64>,
+    pub first: Arc<Mutex<Option<Instant>>>,
+    pub latest: Arc<Mutex<Option<Instant>>>,
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Postfix's `smtp-sink` at `bin` on a free port; `-c` prints `sess=… quit=… mesg=N` after every
+/// message, flushed at once, which a thread reads as it comes. `None` when it cannot start.
+pub fn counting_sink(bin: &Path) -> Option<Counter> {
+    let port = free_port();
+    let mut child = Command::new(bin)
+        .args(["-c", "-u", "postfix", &format!("127.0.0.1:{port}"), "1024"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut out = child.stdout.take()?;
+    let received = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(Mutex::new(None));
+    let latest = Arc::new(Mutex::new(None));
+    let (count, when_first, when_latest) = (received.clone(), first.clone(), latest.clone());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut tail = String::new();
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let now = Instant::now();
+            tail.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if let Some(i) = tail.rfind("mesg=") {
+                let digits: String = tail[i + 5..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if let Ok(v) = digits.parse::<u64>() {
+                    if v > 0 && count.load(Ordering::Relaxed) == 0 {
+                        *when_first.lock().unwrap() = Some(now);
+                    }
+                    if v > count.load(Ordering::Relaxed) {
+                        *when_latest.lock().unwrap() = Some(now);
+                    }
+                    count.store(v, Ordering::Relaxed);
+                }
+                tail = tail[i..].to_owned();
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    Some(Counter {
+        received,
+        first,
+        latest,
+        child,
+        port,
+    })
 }
 
 /// Posts the alert every fan-out scenario starts from; returns when it was posted.
