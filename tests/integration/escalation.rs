@@ -44,6 +44,44 @@ fn cup_policy() -> serde_json::Value {
     ])
 }
 
+/// The engine as these tests step it: an incident announced at once, updates a minute apart, no
+/// hold-down.
+pub fn engine(store: &Arc<dyn Store>) -> Engine {
+    let timing = Timing {
+        group_wait: Duration::from_secs(0),
+        group_interval: Duration::from_secs(60),
+        flap_hold_down: Duration::from_secs(0),
+    };
+    Engine::new(store.clone(), timing, vec!["service".into()])
+}
+
+/// A router over `store` with nothing in memory, sending on `channels`, holding what `approval`
+/// (the `[approval]` table, as JSON) says, and escalating by the audiences' `policies`.
+pub fn router(
+    store: &Arc<dyn Store>,
+    channels: &[ChannelKind],
+    approval: serde_json::Value,
+    policies: &Arc<BTreeMap<String, EscalationPolicy>>,
+) -> Router {
+    let renderer = Renderer::new(
+        Path::new(""),
+        &it(),
+        jiff::tz::TimeZone::UTC,
+        &banditore::channel::forms(),
+    )
+    .unwrap();
+    Router::new(
+        store.clone(),
+        renderer,
+        "https://banditore.example",
+        channels.iter().copied().collect(),
+        serde_json::from_value::<ApprovalSettings>(approval).unwrap(),
+        Arc::new(Vec::new()),
+        Arc::new(Vec::new()),
+    )
+    .with_escalation(policies.clone())
+}
+
 struct Desk {
     id: i64,
     /// Address ids by channel.
@@ -67,12 +105,7 @@ impl Ladder {
         store: Arc<dyn Store>,
         audiences: BTreeMap<String, EscalationPolicy>,
     ) -> Ladder {
-        let timing = Timing {
-            group_wait: Duration::from_secs(0),
-            group_interval: Duration::from_secs(60),
-            flap_hold_down: Duration::from_secs(0),
-        };
-        let engine = Engine::new(store.clone(), timing, vec!["service".into()]);
+        let engine = engine(&store);
         let audiences = Arc::new(audiences);
         let router = Ladder::router(&store, &audiences);
         Ladder {
@@ -87,34 +120,13 @@ impl Ladder {
         store: &Arc<dyn Store>,
         audiences: &Arc<BTreeMap<String, EscalationPolicy>>,
     ) -> Router {
-        let renderer = Renderer::new(
-            Path::new(""),
-            &it(),
-            jiff::tz::TimeZone::UTC,
-            &banditore::channel::forms(),
-        )
-        .unwrap();
-        Router::new(
-            store.clone(),
-            renderer,
-            "https://banditore.example",
-            [
-                ChannelKind::Email,
-                ChannelKind::Telegram,
-                ChannelKind::Sms,
-                ChannelKind::Webhook,
-            ]
-            .into_iter()
-            .collect(),
+        router(
+            store,
+            &[Email, Telegram, Sms, Webhook],
             // The management's desks hear nothing the office has not approved.
-            serde_json::from_value::<ApprovalSettings>(json!({
-                "audiences": {"direzione": {"policy": "approval"}}, "notify_audience": ""
-            }))
-            .unwrap(),
-            Arc::new(Vec::new()),
-            Arc::new(Vec::new()),
+            json!({"audiences": {"direzione": {"policy": "approval"}}, "notify_audience": ""}),
+            audiences,
         )
-        .with_escalation(audiences.clone())
     }
 
     /// A restart, or another replica taking the lead: a router with nothing in memory.

@@ -9,23 +9,19 @@
 //! last part, so no step falls due before the update it escalates is routed.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use banditore::domain::escalation::{EscalationPolicy, EscalationStepSpec};
-use banditore::domain::incident::Timing;
 use banditore::domain::subscriber::{
     ChannelKind, Language, SubscriberRules, SubscriberSpec, ValidSubscriber,
 };
 use banditore::domain::{IncidentStatus, Labels, Severity};
 use banditore::incident::{Engine, ManualIncident, ManualUpdate};
-use banditore::render::Renderer;
 use banditore::route::{PART, RouteReport, Router};
-use banditore::settings::ApprovalSettings;
 use banditore::store::{DeliveryRow, Store};
 use jiff::Timestamp;
 
+use crate::escalation::{engine, router};
 use crate::support::*;
 
 fn at(seconds: i64) -> Timestamp {
@@ -86,12 +82,7 @@ impl Desks {
         }
         store.sync_config_subscribers(&desks, at(0)).await.unwrap();
         let listed = desks;
-        let timing = Timing {
-            group_wait: Duration::from_secs(0),
-            group_interval: Duration::from_secs(60),
-            flap_hold_down: Duration::from_secs(0),
-        };
-        let engine = Engine::new(store.clone(), timing, vec!["service".into()]);
+        let engine = engine(&store);
         let policies = Arc::new(policies);
         let router = Desks::router(&store, &policies);
         Desks {
@@ -107,26 +98,12 @@ impl Desks {
         store: &Arc<dyn Store>,
         policies: &Arc<BTreeMap<String, EscalationPolicy>>,
     ) -> Router {
-        let renderer = Renderer::new(
-            Path::new(""),
-            &it(),
-            jiff::tz::TimeZone::UTC,
-            &banditore::channel::forms(),
+        router(
+            store,
+            &[ChannelKind::Email, ChannelKind::Sms],
+            serde_json::json!({"audiences": {}, "notify_audience": ""}),
+            policies,
         )
-        .unwrap();
-        Router::new(
-            store.clone(),
-            renderer,
-            "https://banditore.example",
-            [ChannelKind::Email, ChannelKind::Sms].into_iter().collect(),
-            serde_json::from_value::<ApprovalSettings>(serde_json::json!({
-                "audiences": {}, "notify_audience": ""
-            }))
-            .unwrap(),
-            Arc::new(Vec::new()),
-            Arc::new(Vec::new()),
-        )
-        .with_escalation(policies.clone())
     }
 
     /// A restart, or another replica taking the lead: a router with nothing in memory.
@@ -202,6 +179,19 @@ impl Desks {
     }
 }
 
+/// Asserts that update 1 of `incident` reached every address once.
+async fn assert_each_once(desks: &Desks, incident: i64) {
+    let (counts, twice) = tally(&desks.deliveries(incident).await);
+    assert!(!twice);
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            ((1, ChannelKind::Email), EMAILS),
+            ((1, ChannelKind::Sms), TEXTS)
+        ])
+    );
+}
+
 /// (update, channel) → how many deliveries, and whether any recipient got one twice.
 fn tally(rows: &[DeliveryRow]) -> (BTreeMap<(i64, ChannelKind), usize>, bool) {
     let mut counts = BTreeMap::new();
@@ -232,15 +222,7 @@ async fn a_large_update_is_written_a_part_at_a_time_each_recipient_once(store: A
     let rest = desks.route_all(1).await;
     let written: Vec<u64> = rest.iter().map(|r| r.deliveries).collect();
     assert_eq!(written, vec![PART as u64, (EMAILS - 2 * PART) as u64]);
-    let (counts, twice) = tally(&desks.deliveries(id).await);
-    assert!(!twice);
-    assert_eq!(
-        counts,
-        BTreeMap::from([
-            ((1, ChannelKind::Email), EMAILS),
-            ((1, ChannelKind::Sms), TEXTS)
-        ])
-    );
+    assert_each_once(&desks, id).await;
     // Routed: another step finds nothing.
     let after = desks.router.step(at(2)).await.unwrap();
     assert_eq!((after.updates, after.deliveries, after.more), (0, 0, false));
@@ -339,15 +321,7 @@ async fn a_router_that_lost_its_parts_routes_again_and_writes_nothing_twice(stor
         2,
         "the first part again, then all that is missing at once"
     );
-    let (counts, twice) = tally(&desks.deliveries(id).await);
-    assert!(!twice);
-    assert_eq!(
-        counts,
-        BTreeMap::from([
-            ((1, ChannelKind::Email), EMAILS),
-            ((1, ChannelKind::Sms), TEXTS)
-        ])
-    );
+    assert_each_once(&desks, id).await;
     // The message written before the restart is the one the rest carries.
     let ids: Vec<i64> = reports
         .iter()
@@ -424,15 +398,7 @@ async fn the_ladders_start_with_the_last_part(store: Arc<dyn Store>) {
     assert!(waiting.iter().all(|e| e.due_at == at(6)));
     let fired = desks.router.escalate(at(6)).await.unwrap();
     assert_eq!(fired.deliveries, TEXTS as u64);
-    let (counts, twice) = tally(&desks.deliveries(id).await);
-    assert!(!twice);
-    assert_eq!(
-        counts,
-        BTreeMap::from([
-            ((1, ChannelKind::Email), EMAILS),
-            ((1, ChannelKind::Sms), TEXTS)
-        ])
-    );
+    assert_each_once(&desks, id).await;
 }
 
 suite!(
