@@ -6,7 +6,7 @@
 //! One transaction for the three is what keeps a desk's message to two synced commits before it
 //! leaves (the signal's, at ingest, then this one): what is durable when is in ARCHITECTURE.md.
 //! An update for more than `route::PART` addresses on one channel leaves that many per channel
-//! in this transaction and the rest in the steps right after, a part each, so that the first
+//! in this transaction and the rest in the steps right after, that many each, so that the first
 //! messages leave while the rest is written and no step holds the writer long.
 //! After a failed step the next one runs the engine and the router in transactions of their own,
 //! so that a fault in one does not hold the other back.

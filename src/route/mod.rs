@@ -33,18 +33,18 @@ use crate::store::{
 
 const UPDATE_BATCH: u32 = 16;
 
-/// The most deliveries of one update a step writes on each channel. An update with more is
-/// routed in parts, each in a commit of its own: the first carries this many on each channel,
-/// which the pipeline claims in the same commit so that they leave at once; the next steps write
-/// the rest, this many at a time. Ten thousand rows in one step held the writer for about 100 ms
-/// on a small machine, a hundred thousand for 800 ms, while no message could leave.
+/// How many deliveries of one update a step writes. An update with more than this on one channel
+/// is routed in parts, each in a commit of its own: the first carries this many on each channel,
+/// which the pipeline claims in the same commit so that they leave at once; each next step
+/// writes this many more of the rest. Ten thousand rows in one step held the writer for about
+/// 100 ms on a small machine, a hundred thousand for 800 ms, while no message could leave.
 pub const PART: usize = 1_000;
 
-/// What is left to write of an update routed in parts, as its first part found its recipients.
-/// Held in memory only. When it is lost (a failed step, a restart, a change of leader) or the
-/// subscribers changed since (an address unsubscribed or deleted in between must not be
-/// written), the update, still unrouted, is routed again from the start, and what was written
-/// stays written once.
+/// What is left to write of an update routed in parts, as its first part found its recipients
+/// (the update routed at that moment); when the subscribers change meanwhile, the addresses no
+/// longer active are left out of it. Held in memory only: when it is lost (a failed step, a
+/// restart, a change of leader) the update, still unrouted, is routed again from the start, and
+/// what was written stays written once.
 struct Parted {
     update_id: i64,
     incident_id: i64,
@@ -339,13 +339,27 @@ impl Router {
         let (mut seen, mut left) = (0, None);
         for update in &updates {
             seen += 1;
-            if let Some(mut part) =
-                parted.take_if(|p| p.update_id == update.id && p.version == version)
-            {
-                // A part is what is newly written: after a restart the first rows are there.
+            if let Some(mut part) = parted.take_if(|p| p.update_id == update.id) {
+                if part.version != version {
+                    // An address unsubscribed, stopped or deleted since is not written (a
+                    // deleted one could not be).
+                    let active: HashSet<i64> = subscribers
+                        .iter()
+                        .flat_map(|s| s.addresses.iter().filter(|a| a.is_active()))
+                        .map(|a| a.id)
+                        .collect();
+                    let rest: Vec<NewDelivery> = part
+                        .rest
+                        .filter(|d| active.contains(&d.address_id))
+                        .collect();
+                    (part.rest, part.version) = (rest.into_iter(), version);
+                }
+                // A part is what is newly written: routed again from the start, an update finds
+                // its first rows written.
                 let mut written = 0;
                 while written < PART as u64 && part.rest.len() > 0 {
-                    let rows: Vec<NewDelivery> = part.rest.by_ref().take(PART).collect();
+                    let wanted = PART - written as usize;
+                    let rows: Vec<NewDelivery> = part.rest.by_ref().take(wanted).collect();
                     let new = tx.insert_deliveries(&rows).await?;
                     if new > 0 {
                         channels.extend(rows.iter().map(|d| d.channel));
