@@ -73,8 +73,15 @@ struct Alertmanager {
     version: String,
 }
 
+/// Every alert its own group, notified at once: the latency row's route.
+const AT_ONCE: &str = "group_by: ['...']\n  group_wait: 0s\n  group_interval: 1m";
+
+/// Grouped by service with Banditore's default waits, as Banditore groups the same alerts.
+const BY_SERVICE: &str = "group_by: ['service']\n  group_wait: 500ms\n  group_interval: 1m";
+
 impl Alertmanager {
-    async fn start(binary: &PathBuf) -> Alertmanager {
+    /// Alertmanager notifying the benchmark's hook, its route grouped by `grouping`.
+    async fn start(binary: &PathBuf, grouping: &str) -> Alertmanager {
         let (tx, arrivals) = mpsc::unbounded_channel();
         let tx = Arc::new(Mutex::new(tx));
         let hook = axum::Router::new().fallback(move |body: axum::body::Bytes| {
@@ -99,7 +106,7 @@ impl Alertmanager {
         std::fs::write(
             &config,
             format!(
-                "route:\n  receiver: hook\n  group_by: ['...']\n  group_wait: 0s\n  group_interval: 1m\n  repeat_interval: 4h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://{hook_addr}/\n        send_resolved: false\n"
+                "route:\n  receiver: hook\n  {grouping}\n  repeat_interval: 4h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://{hook_addr}/\n        send_resolved: false\n"
             ),
         )
         .unwrap();
@@ -156,7 +163,7 @@ async fn latency(rounds: usize, reference: Option<&PathBuf>) {
     app.subscribe(json!({"name": "Sala operativa", "addresses": {"email": "sala@asl.example"}, "subscriptions": [{}]}))
         .await;
     let mut am = match reference {
-        Some(b) => Some(Alertmanager::start(b).await),
+        Some(b) => Some(Alertmanager::start(b, AT_ONCE).await),
         None => None,
     };
     let http = reqwest::Client::new();
@@ -269,27 +276,55 @@ fn wrk(wrk: &PathBuf, connections: usize, seconds: u64, script: &PathBuf, url: &
     (rate, bad)
 }
 
-/// A wrk script posting one alert per request, cycling through 2,000 alerts over 50 services:
-/// after the first 2,000, every request re-sends an alert already firing, as a storm does.
-fn wrk_script(dir: &std::path::Path, name: &str, token: Option<&str>, template: &str) -> PathBuf {
+/// Which alerts a wrk script posts, one per request, over 50 services.
+#[derive(Clone, Copy)]
+enum Storm {
+    /// Cycling through 2,000 alerts: after the first 2,000, every request re-sends an alert
+    /// already firing, as a storm of re-sends does.
+    Resends,
+    /// A new alert every request, never sent before by either of wrk's two threads (`-t2`:
+    /// each counts by two from its own start): a data centre going dark, every host's alert at
+    /// once.
+    New,
+}
+
+fn wrk_script(
+    dir: &std::path::Path,
+    name: &str,
+    token: Option<&str>,
+    storm: Storm,
+    template: &str,
+) -> PathBuf {
     let path = dir.join(name);
     let auth = token
         .map(|t| format!("wrk.headers[\"Authorization\"] = \"Bearer {t}\"\n"))
         .unwrap_or_default();
+    // wrk sets `thread_id` in each thread before it sends: the two threads count apart.
+    let next = match storm {
+        Storm::Resends => "n = (n + 1) % 2000",
+        Storm::New => "n = n + 2",
+    };
     std::fs::write(
         &path,
         format!(
-            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n{auth}local n = 0\nrequest = function()\n  n = (n + 1) % 2000\n  return wrk.format(nil, nil, nil, string.format([==[{template}]==], n % 50, n, n, n))\nend\n"
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n{auth}local threads = 0\nsetup = function(thread)\n  thread:set(\"thread_id\", threads)\n  threads = threads + 1\nend\nlocal n = nil\nrequest = function()\n  n = n or thread_id\n  {next}\n  return wrk.format(nil, nil, nil, string.format([==[{template}]==], n % 50, n, n, n))\nend\n"
         ),
     )
     .unwrap();
     path
 }
 
+/// Alertmanager's webhook body with one alert: service, instance, summary and fingerprint.
+const WEBHOOK: &str = r#"{"version":"4","status":"firing","receiver":"bench","groupLabels":{},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://am","alerts":[{"status":"firing","labels":{"alertname":"Bench","service":"svc-%d","instance":"host-%d","severity":"warning"},"annotations":{"summary":"bench alert %d"},"startsAt":"2026-11-26T09:14:03Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prometheus.example:9090/graph","fingerprint":"%016x"}]}"#;
+
+/// Alertmanager's own `POST /api/v2/alerts` body, as Prometheus posts it.
+const POSTABLE: &str = r#"[{"labels":{"alertname":"Bench","service":"svc-%d","instance":"host-%d","severity":"warning"},"annotations":{"summary":"bench alert %d (%d)"},"startsAt":"2026-11-26T09:14:03Z","generatorURL":"http://prometheus.example:9090/graph"}]"#;
+
 /// Alerts accepted per second at 16, 64 and 128 connections, one alert per request, wrk against
 /// Banditore's Alertmanager webhook (each `202` after the signal is synced to disk), against
 /// Banditore's `POST /api/v2/alerts` with Alertmanager's own body (as Prometheus posts it), and
-/// against Alertmanager's `POST /api/v2/alerts` (kept in memory), in turn.
+/// against Alertmanager's `POST /api/v2/alerts` (kept in memory), in turn, re-sends of 2,000
+/// alerts; then every alert new, at 64 connections, Banditore's webhook against Alertmanager.
 async fn ingest(seconds: u64, tools: &Tools) {
     let Some(wrk_bin) = &tools.wrk else {
         println!("ingest: wrk not found (benches/compare.sh installs it)");
@@ -300,11 +335,30 @@ async fn ingest(seconds: u64, tools: &Tools) {
         dir.path(),
         "banditore.lua",
         Some(INGEST_TOKEN),
-        r#"{"version":"4","status":"firing","receiver":"bench","groupLabels":{},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://am","alerts":[{"status":"firing","labels":{"alertname":"Bench","service":"svc-%d","instance":"host-%d","severity":"warning"},"annotations":{"summary":"bench alert %d"},"startsAt":"2026-11-26T09:14:03Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prometheus.example:9090/graph","fingerprint":"%016x"}]}"#,
+        Storm::Resends,
+        WEBHOOK,
     );
-    let postable = r#"[{"labels":{"alertname":"Bench","service":"svc-%d","instance":"host-%d","severity":"warning"},"annotations":{"summary":"bench alert %d (%d)"},"startsAt":"2026-11-26T09:14:03Z","generatorURL":"http://prometheus.example:9090/graph"}]"#;
-    let their_script = wrk_script(dir.path(), "alertmanager.lua", None, postable);
-    let our_v2_script = wrk_script(dir.path(), "banditore-v2.lua", Some(INGEST_TOKEN), postable);
+    let their_script = wrk_script(
+        dir.path(),
+        "alertmanager.lua",
+        None,
+        Storm::Resends,
+        POSTABLE,
+    );
+    let our_v2_script = wrk_script(
+        dir.path(),
+        "banditore-v2.lua",
+        Some(INGEST_TOKEN),
+        Storm::Resends,
+        POSTABLE,
+    );
+    let bad = |n: u64| {
+        if n > 0 {
+            format!(", {n} answers not 2xx")
+        } else {
+            String::new()
+        }
+    };
     for connections in [16, 64, 128] {
         let smtp = SmtpServer::start();
         let app = TestApp::spawn(&smtp, "", &[]).await;
@@ -326,20 +380,13 @@ async fn ingest(seconds: u64, tools: &Tools) {
             &app.url("/api/v2/alerts"),
         );
         drop(app);
-        let bad = |n: u64| {
-            if n > 0 {
-                format!(", {n} answers not 2xx")
-            } else {
-                String::new()
-            }
-        };
         let mut line = format!(
             "ingest, {connections} connections, 1 alert per request: Banditore {ours:.0} signals/s by its webhook ({rss:.1} MiB resident{}), {ours_v2:.0}/s by /api/v2/alerts{}",
             bad(our_bad),
             bad(our_v2_bad),
         );
         if let Some(am_bin) = &tools.alertmanager {
-            let am = Alertmanager::start(am_bin).await;
+            let am = Alertmanager::start(am_bin, AT_ONCE).await;
             let (theirs, their_bad) = wrk(
                 wrk_bin,
                 connections,
@@ -356,6 +403,50 @@ async fn ingest(seconds: u64, tools: &Tools) {
         }
         println!("{line}");
     }
+    // The storm no coalescing helps: each alert new, each to be stored and applied, with the
+    // grouping waits a service runs with (the tests' settings announce every change at once).
+    let defaults = [
+        ("BANDITORE__ROUTING__GROUP_WAIT", "500ms"),
+        ("BANDITORE__ROUTING__GROUP_INTERVAL", "1m"),
+    ];
+    let ours_new = wrk_script(
+        dir.path(),
+        "new.lua",
+        Some(INGEST_TOKEN),
+        Storm::New,
+        WEBHOOK,
+    );
+    let their_new = wrk_script(dir.path(), "am-new.lua", None, Storm::New, POSTABLE);
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &defaults).await;
+    let (ours, our_bad) = wrk(
+        wrk_bin,
+        64,
+        seconds,
+        &ours_new,
+        &app.url("/api/v1/signals/alertmanager"),
+    );
+    drop(app);
+    let mut line = format!(
+        "ingest, 64 connections, every alert new: Banditore {ours:.0} signals/s by its webhook{}",
+        bad(our_bad)
+    );
+    if let Some(am_bin) = &tools.alertmanager {
+        let am = Alertmanager::start(am_bin, BY_SERVICE).await;
+        let (theirs, their_bad) = wrk(
+            wrk_bin,
+            64,
+            seconds,
+            &their_new,
+            &format!("{}/api/v2/alerts", am.url),
+        );
+        line.push_str(&format!(
+            "; Alertmanager {theirs:.0} alerts/s{}; ratio {:.2}",
+            bad(their_bad),
+            ours / theirs
+        ));
+    }
+    println!("{line}");
 }
 
 /// The size of the email a desk gets for the fan-out's incident, as an SMTP server receives it:

@@ -14,18 +14,20 @@
 //! Operators' manual incidents and updates go through [`Engine::open_manual`] and
 //! [`Engine::post_update`], in their own transactions.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use crate::domain::incident::{AlertState, Announced, Decision, IncidentState, Timing, evaluate};
+use crate::domain::incident::{
+    Announced, Decision, IncidentState, Timing, evaluate, must_wait, wait_ends,
+};
 use crate::domain::{IncidentStatus, Labels, Severity, SignalStatus, UpdateKind, text};
 use crate::ingest::coalesce::{self, Coalescer};
 use crate::store::{
-    AlertRow, IncidentOrigin, IncidentRow, NewIncident, NewUpdate, SignalSnapshot, Store,
-    StoreError, StoredSignal, Tx, UpdateRow, Written,
+    AlertRow, IncidentOrigin, IncidentRow, NewIncident, NewUpdate, SignalMark, SignalSnapshot,
+    Store, StoreError, StoredSignal, Tx, UpdateRow, Written,
 };
 
 /// How many signals one step takes at most.
@@ -245,6 +247,7 @@ impl Engine {
         // alert firing: expire nothing until they are applied.
         let mut expired = Vec::new();
         if signals.len() < SIGNAL_BATCH as usize {
+            let mut ended = Vec::new();
             for mut alert in tx.expired_alerts(now, self.awake_since, DUE_BATCH).await? {
                 // Forgotten before the commit as well as after it: a re-send taken meanwhile is
                 // stored and applied, never answered as a repeat of an alert now resolved. One
@@ -270,17 +273,30 @@ impl Engine {
                 };
                 alert.firing = false;
                 alert.resolved_at = Some(at);
-                tx.save_alert(&alert).await?;
                 batch.pend(alert.incident_id, at);
-                expired.push(alert.fingerprint);
+                ended.push(alert);
             }
+            tx.save_alerts(&ended.iter().collect::<Vec<_>>()).await?;
+            expired.extend(ended.into_iter().map(|a| a.fingerprint));
         }
         let mut due: BTreeSet<i64> = batch.pending.keys().copied().collect();
         due.extend(tx.due_incidents(now, DUE_BATCH).await?);
+        // The alerts this step left firing, by incident.
+        let gone: HashSet<&str> = expired.iter().map(String::as_str).collect();
+        let mut firing: HashMap<i64, Vec<&str>> = HashMap::new();
+        for alert in batch.alerts.values() {
+            if alert.firing && !gone.contains(alert.fingerprint.as_str()) {
+                firing
+                    .entry(alert.incident_id)
+                    .or_default()
+                    .push(&alert.fingerprint);
+            }
+        }
         let mut written = BTreeMap::new();
         for id in due {
             let pending = batch.pending.get(&id).copied();
-            if let Some(w) = self.evaluate_incident(tx, id, now, pending).await? {
+            let firing = firing.get(&id).map_or(&[][..], Vec::as_slice);
+            if let Some(w) = self.evaluate_incident(tx, id, now, pending, firing).await? {
                 written.insert(id, w);
             }
         }
@@ -449,10 +465,12 @@ impl Engine {
         id: i64,
         now: Timestamp,
         pending: Option<Timestamp>,
+        firing: &[&str],
     ) -> Result<Option<Written>, StoreError> {
         let Some(mut incident) = tx.incident(id).await? else {
             return Ok(None);
         };
+        let pending_before = incident.pending_since;
         if let Some(at) = pending {
             incident.pending_since = Some(incident.pending_since.map_or(at, |p| p.min(at)));
         }
@@ -463,20 +481,36 @@ impl Engine {
             }
             return Ok(None);
         }
-        let alerts = tx.alerts(id).await?;
-        let states: Vec<AlertState> = alerts
-            .iter()
-            .map(|a| AlertState {
-                fingerprint: a.fingerprint.clone(),
-                firing: a.firing,
-                severity: a.severity,
-                resolved_at: a.resolved_at,
-            })
-            .collect();
         let state = IncidentState {
             opened_at: incident.opened_at,
             announced: incident.announced.clone(),
             last_announced_at: incident.last_announced_at,
+        };
+        // A storm of new alerts joining an incident inside its wait decides nothing but the wait,
+        // whatever its other alerts are: they are not read.
+        let unannounced_firing = firing.iter().any(|fp| {
+            state
+                .announced
+                .as_ref()
+                .is_none_or(|a| !a.firing.contains(*fp))
+        });
+        if let Some(due) = must_wait(&state, unannounced_firing, now, &self.timing) {
+            // Each step of the storm finds it so: nothing to write again.
+            if incident.eval_at != Some(due) || incident.pending_since != pending_before {
+                incident.eval_at = Some(due);
+                tx.save_incident(&incident).await?;
+            }
+            return Ok(None);
+        }
+        // Past its wait, an update is likely, which needs the alerts' whole rows: those are read
+        // at once. Inside it, the decision needs four columns, not their labels and annotations.
+        let wait_over = now >= wait_ends(&state, &self.timing);
+        let mut alerts = Vec::new();
+        let states = if wait_over {
+            alerts = tx.alerts(id).await?;
+            alerts.iter().map(AlertRow::state).collect()
+        } else {
+            tx.alert_states(id).await?
         };
         let mut wrote = false;
         match evaluate(&state, &states, now, &self.timing) {
@@ -486,6 +520,9 @@ impl Engine {
                 incident.pending_since = None;
             }
             Decision::CloseSilently => {
+                if !wait_over {
+                    alerts = tx.alerts(id).await?;
+                }
                 incident.status = IncidentStatus::Resolved;
                 incident.resolved_at = Some(now);
                 incident.eval_at = None;
@@ -503,6 +540,9 @@ impl Engine {
                 wrote = true;
             }
             Decision::Announce { kind, announced } => {
+                if !wait_over {
+                    alerts = tx.alerts(id).await?;
+                }
                 if let Some(severity) = announced.severity {
                     incident.severity = severity;
                 }
@@ -737,8 +777,8 @@ struct Batch {
     incidents_by_key: HashMap<String, i64>,
     /// Incidents with news, and the arrival of the earliest signal behind it.
     pending: BTreeMap<i64, Timestamp>,
-    /// Signal ids by (outcome, incident).
-    marks: BTreeMap<(&'static str, Option<i64>), Vec<i64>>,
+    /// What became of each signal.
+    marks: Vec<SignalMark<'static>>,
     /// Per fingerprint, the last signal applied, with its content's digest when it fired.
     last: HashMap<String, (i64, Option<u64>)>,
 }
@@ -750,18 +790,20 @@ impl Batch {
     }
 
     fn mark(&mut self, signal: i64, outcome: &'static str, incident: Option<i64>) {
-        self.marks
-            .entry((outcome, incident))
-            .or_default()
-            .push(signal);
+        self.marks.push(SignalMark {
+            signal,
+            outcome,
+            incident,
+        });
     }
 
     async fn write(&self, tx: &mut dyn Tx, now: Timestamp) -> Result<(), StoreError> {
-        for fingerprint in &self.dirty {
-            if let Some(alert) = self.alerts.get(fingerprint) {
-                tx.save_alert(alert).await?;
-            }
-        }
+        let dirty: Vec<&AlertRow> = self
+            .dirty
+            .iter()
+            .filter_map(|fp| self.alerts.get(fp))
+            .collect();
+        tx.save_alerts(&dirty).await?;
         let seen: Vec<i64> = self
             .seen
             .iter()
@@ -778,9 +820,7 @@ impl Batch {
         {
             tx.touch_alerts(&seen, latest).await?;
         }
-        for ((outcome, incident), ids) in &self.marks {
-            tx.mark_signals(ids, now, outcome, *incident).await?;
-        }
+        tx.mark_signals(&self.marks, now).await?;
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::Result;
 use crate::domain::finding::FINDING_ANNOTATION;
-use crate::domain::incident::Announced;
+use crate::domain::incident::{AlertState, Announced};
 use crate::domain::subscriber::ChannelKind;
 use crate::domain::{Finding, IncidentStatus, Labels, Severity, Source, UpdateKind};
 
@@ -123,6 +123,17 @@ pub struct SignalSnapshot {
 }
 
 impl AlertRow {
+    /// What the engine decides on ([`Tx::alert_states`](super::Tx::alert_states) reads only
+    /// this).
+    pub fn state(&self) -> AlertState {
+        AlertState {
+            fingerprint: self.fingerprint.clone(),
+            firing: self.firing,
+            severity: self.severity,
+            resolved_at: self.resolved_at,
+        }
+    }
+
     /// When a firing alert's lease runs out, counted from `since` at the earliest: the engine
     /// expires it then unless it is seen again.
     pub fn ends_after(&self, since: Timestamp) -> Option<Timestamp> {

@@ -81,7 +81,9 @@ pub use subscriber::{
     SubscriberKind, SubscriberOrigin, SubscriberPage, SubscriberRow, SubscriberStore, SyncReport,
 };
 pub use token::{NewToken, TokenRow, TokenStore};
-pub use tx::{NewDelivery, NewIncident, NewMessage, NewUpdate, StoredMessage, StoredSignal, Tx};
+pub use tx::{
+    NewDelivery, NewIncident, NewMessage, NewUpdate, SignalMark, StoredMessage, StoredSignal, Tx,
+};
 pub use user::{SessionRow, UserChange, UserChanged, UserRow, UserStore};
 
 use async_trait::async_trait;

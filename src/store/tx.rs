@@ -10,8 +10,17 @@ use super::{
     AlertRow, CitizenGroup, EscalationRow, EscalationState, IncidentOrigin, IncidentRow,
     NewDraftPart, NewEscalationStep, Result, SignalSnapshot, SubscriberRow, UpdateRow,
 };
+use crate::domain::incident::AlertState;
 use crate::domain::subscriber::ChannelKind;
 use crate::domain::{IncidentStatus, Labels, Severity, Signal, UpdateKind};
+
+/// What the engine did with one signal: its outcome (`joined`, `refreshed`…) and incident.
+#[derive(Debug, Clone, Copy)]
+pub struct SignalMark<'a> {
+    pub signal: i64,
+    pub outcome: &'a str,
+    pub incident: Option<i64>,
+}
 
 /// A signal as stored, with its arrival time.
 #[derive(Debug, Clone)]
@@ -92,14 +101,8 @@ pub trait Tx: Send {
 
     // Incident engine.
     async fn unprocessed_signals(&mut self, limit: u32) -> Result<Vec<StoredSignal>>;
-    /// Marks signals processed, all with the same outcome and incident.
-    async fn mark_signals(
-        &mut self,
-        ids: &[i64],
-        now: Timestamp,
-        outcome: &str,
-        incident_id: Option<i64>,
-    ) -> Result<()>;
+    /// Marks signals processed, each with its outcome and incident, in one statement.
+    async fn mark_signals(&mut self, marks: &[SignalMark<'_>], now: Timestamp) -> Result<()>;
     /// The alerts of these fingerprints that belong to open incidents.
     async fn active_alerts(&mut self, fingerprints: &[String]) -> Result<Vec<AlertRow>>;
     /// Moves the last-seen time of alerts that were seen again unchanged.
@@ -108,9 +111,13 @@ pub trait Tx: Send {
     async fn incident(&mut self, id: i64) -> Result<Option<IncidentRow>>;
     async fn insert_incident(&mut self, new: &NewIncident) -> Result<IncidentRow>;
     async fn save_incident(&mut self, incident: &IncidentRow) -> Result<()>;
-    /// Inserts or replaces the alert of (incident, fingerprint).
-    async fn save_alert(&mut self, alert: &AlertRow) -> Result<()>;
+    /// Inserts or replaces the alerts of (incident, fingerprint), in this order, several per
+    /// statement. Each (incident, fingerprint) may appear once.
+    async fn save_alerts(&mut self, alerts: &[&AlertRow]) -> Result<()>;
     async fn alerts(&mut self, incident_id: i64) -> Result<Vec<AlertRow>>;
+    /// What the engine decides on for each alert of the incident, in the order of [`Tx::alerts`]:
+    /// four columns, where the whole rows' labels and annotations would be parsed for nothing.
+    async fn alert_states(&mut self, incident_id: i64) -> Result<Vec<AlertState>>;
     async fn due_incidents(&mut self, now: Timestamp, limit: u32) -> Result<Vec<i64>>;
     /// When the engine must next run: the earliest incident timer or alert expiry, leases
     /// counted from `since` at the earliest ([`AlertRow::ends_after`]).

@@ -9,15 +9,16 @@ use sqlx::{Any, Row, Transaction};
 use super::dialect::{Dialect, values};
 use super::escalation_sql as ladder;
 use super::rows::{
-    INCIDENT_COLUMNS, alert_from_row, from_json, incident_from_row, json, ms, opt_ms, opt_ts,
+    INCIDENT_COLUMNS, alert_from_row, flag, from_json, incident_from_row, json, ms, opt_ms, opt_ts,
     parse, ts, update_from_row,
 };
 use super::subscriber_sql::{Which, load_which};
 use super::{
     AlertRow, CitizenGroup, EscalationRow, EscalationState, IncidentRow, NewDelivery, NewDraftPart,
-    NewEscalationStep, NewIncident, NewMessage, NewUpdate, Result, Signal, StoreError,
+    NewEscalationStep, NewIncident, NewMessage, NewUpdate, Result, Signal, SignalMark, StoreError,
     StoredMessage, StoredSignal, SubscriberRow, Tx, UpdateRow,
 };
+use crate::domain::incident::AlertState;
 use crate::domain::subscriber::ChannelKind;
 
 const SIGNAL_COLUMNS: &str = "id, received_at, source, fingerprint, status, severity, service, component, labels, annotations, summary, starts_at, ends_at, url";
@@ -130,21 +131,28 @@ impl Tx for SqlTx {
         rows.iter().map(signal_from_row).collect()
     }
 
-    async fn mark_signals(
-        &mut self,
-        ids: &[i64],
-        now: Timestamp,
-        outcome: &str,
-        incident_id: Option<i64>,
-    ) -> Result<()> {
+    async fn mark_signals(&mut self, marks: &[SignalMark<'_>], now: Timestamp) -> Result<()> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        // `$1` is a JSON array of [id, outcome, incident id or null].
+        let marks_sql = self.dialect.pick(
+            "SELECT value ->> 0 AS id, value ->> 1 AS outcome, value ->> 2 AS incident_id
+             FROM json_each($1)",
+            "SELECT (value ->> 0)::bigint AS id, value ->> 1 AS outcome,
+                    (value ->> 2)::bigint AS incident_id
+             FROM jsonb_array_elements($1::jsonb) AS t(value)",
+        );
+        let rows: Vec<(i64, &str, Option<i64>)> = marks
+            .iter()
+            .map(|m| (m.signal, m.outcome, m.incident))
+            .collect();
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE signals SET processed_at = $2, outcome = $3, incident_id = $4 WHERE id IN ({})",
-            self.dialect.ids()
+            "UPDATE signals SET processed_at = $2, outcome = j.outcome, incident_id = j.incident_id
+             FROM ({marks_sql}) AS j WHERE signals.id = j.id"
         )))
-        .bind(json(&ids)?)
+        .bind(json(&rows)?)
         .bind(ms(now))
-        .bind(outcome)
-        .bind(incident_id)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -256,38 +264,53 @@ impl Tx for SqlTx {
         Ok(())
     }
 
-    async fn save_alert(&mut self, a: &AlertRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO alerts (incident_id, fingerprint, source, firing, severity, peak_severity, service, component,
-                                 labels, annotations, summary, url, starts_at, first_seen_at, last_seen_at, resolved_at,
-                                 expires_after_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-             ON CONFLICT (incident_id, fingerprint) DO UPDATE SET
-                firing = excluded.firing, severity = excluded.severity, peak_severity = excluded.peak_severity,
-                service = excluded.service, component = excluded.component, labels = excluded.labels,
-                annotations = excluded.annotations, summary = excluded.summary, url = excluded.url,
-                starts_at = excluded.starts_at, last_seen_at = excluded.last_seen_at, resolved_at = excluded.resolved_at,
-                expires_after_ms = excluded.expires_after_ms",
-        )
-        .bind(a.incident_id)
-        .bind(&a.fingerprint)
-        .bind(a.source.as_str())
-        .bind(i64::from(a.firing))
-        .bind(a.severity.as_str())
-        .bind(a.peak_severity.as_str())
-        .bind(&a.service)
-        .bind(&a.component)
-        .bind(json(&a.labels)?)
-        .bind(json(&a.annotations)?)
-        .bind(&a.summary)
-        .bind(&a.url)
-        .bind(opt_ms(a.starts_at))
-        .bind(ms(a.first_seen_at))
-        .bind(ms(a.last_seen_at))
-        .bind(opt_ms(a.resolved_at))
-        .bind(a.expires_after.map(|d| d.as_millis() as i64))
-        .execute(&mut *self.tx)
-        .await?;
+    async fn save_alerts(&mut self, alerts: &[&AlertRow]) -> Result<()> {
+        debug_assert!(
+            alerts
+                .iter()
+                .map(|a| (a.incident_id, a.fingerprint.as_str()))
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+                == alerts.len(),
+            "an (incident, fingerprint) twice in one upsert"
+        );
+        for chunk in alerts.chunks(ALERT_ROWS) {
+            let sql = format!(
+                "INSERT INTO alerts (incident_id, fingerprint, source, firing, severity, peak_severity, service, component,
+                                     labels, annotations, summary, url, starts_at, first_seen_at, last_seen_at, resolved_at,
+                                     expires_after_ms)
+                 VALUES {}
+                 ON CONFLICT (incident_id, fingerprint) DO UPDATE SET
+                    firing = excluded.firing, severity = excluded.severity, peak_severity = excluded.peak_severity,
+                    service = excluded.service, component = excluded.component, labels = excluded.labels,
+                    annotations = excluded.annotations, summary = excluded.summary, url = excluded.url,
+                    starts_at = excluded.starts_at, last_seen_at = excluded.last_seen_at, resolved_at = excluded.resolved_at,
+                    expires_after_ms = excluded.expires_after_ms",
+                values(self.dialect, chunk.len(), 17)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for a in chunk {
+                query = query
+                    .bind(a.incident_id)
+                    .bind(a.fingerprint.clone())
+                    .bind(a.source.as_str())
+                    .bind(i64::from(a.firing))
+                    .bind(a.severity.as_str())
+                    .bind(a.peak_severity.as_str())
+                    .bind(a.service.clone())
+                    .bind(a.component.clone())
+                    .bind(json(&a.labels)?)
+                    .bind(json(&a.annotations)?)
+                    .bind(a.summary.clone())
+                    .bind(a.url.clone())
+                    .bind(opt_ms(a.starts_at))
+                    .bind(ms(a.first_seen_at))
+                    .bind(ms(a.last_seen_at))
+                    .bind(opt_ms(a.resolved_at))
+                    .bind(a.expires_after.map(|d| d.as_millis() as i64));
+            }
+            query.execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
@@ -297,6 +320,26 @@ impl Tx for SqlTx {
             .fetch_all(&mut *self.tx)
             .await?;
         rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn alert_states(&mut self, incident_id: i64) -> Result<Vec<AlertState>> {
+        let rows = sqlx::query(
+            "SELECT fingerprint, firing, severity, resolved_at FROM alerts
+             WHERE incident_id = $1 ORDER BY id",
+        )
+        .bind(incident_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AlertState {
+                    fingerprint: row.try_get("fingerprint")?,
+                    firing: flag(row, "firing")?,
+                    severity: parse(row.try_get::<&str, _>("severity")?, "severity")?,
+                    resolved_at: opt_ts(row.try_get("resolved_at")?)?,
+                })
+            })
+            .collect()
     }
 
     async fn due_incidents(&mut self, now: Timestamp, limit: u32) -> Result<Vec<i64>> {
@@ -477,6 +520,10 @@ impl Tx for SqlTx {
         Ok(())
     }
 }
+
+/// Alert rows per upsert: 17 parameters each, 8,500 in all, within SQLite's 32,766 and
+/// PostgreSQL's 65,535.
+const ALERT_ROWS: usize = 500;
 
 /// Delivery rows per INSERT: 11 parameters each, 5,500 in all, within SQLite's 32,766 and
 /// PostgreSQL's 65,535; a hundred thousand deliveries are 200 statements.

@@ -646,6 +646,111 @@ async fn a_signal_whose_lease_ended_while_it_waited_expires_in_its_own_step(back
     assert_eq!(expired.resolved_at, Some(at(200)));
 }
 
+/// A storm of new alerts, many to a step, joins an incident inside its grouping wait and then
+/// inside its update interval: nothing is said until each wait ends, and then one update lists
+/// every alert, those that came in the step that ends it too. Re-sends as told say nothing.
+async fn a_storm_of_new_alerts_is_told_once_each_wait_ends(backend: Backend) {
+    let Some(b) = Bench::new(backend, 30, 60, 0).await else {
+        return;
+    };
+    let storm = |t: i64, from: usize, to: usize, severity: &'static str| {
+        let signals: Vec<_> = (from..to)
+            .map(|i| {
+                let raw = RawSignal {
+                    fingerprint: Some(format!("host-{i}")),
+                    status: Some(Firing),
+                    severity: Some(severity.into()),
+                    service: Some("cup".into()),
+                    summary: Some(format!("host {i} down")),
+                    ..RawSignal::default()
+                };
+                (
+                    at(t),
+                    raw.normalize(Source::Generic, &NormalizeRules::default(), at(t)),
+                )
+            })
+            .collect();
+        let store = b.store.clone();
+        async move { store.insert_signals(&signals).await.unwrap() }
+    };
+    // Three steps inside the grouping wait, the last with a resolution among the new ones.
+    storm(0, 0, 200, "warning").await;
+    b.step(0).await;
+    storm(5, 200, 400, "warning").await;
+    b.step(5).await;
+    storm(10, 400, 600, "critical").await;
+    b.signal(10, "host-7", "cup", Resolved, "warning").await;
+    b.step(10).await;
+    let id = b.incidents().await[0];
+    assert_eq!(b.incidents().await.len(), 1);
+    assert_eq!(
+        b.store.incident(id).await.unwrap().unwrap().eval_at,
+        Some(at(30)),
+        "the wait is the incident's timer"
+    );
+    b.step(29).await;
+    assert!(b.kinds(id).await.is_empty(), "told before the wait ended");
+    // New ones in the step the wait ends are in the notice.
+    storm(30, 600, 650, "warning").await;
+    b.step(30).await;
+    let updates = b.updates(id).await;
+    assert_eq!(b.kinds(id).await, vec![UpdateKind::Opened]);
+    let firing = updates[0].signals.iter().filter(|s| s.firing).count();
+    assert_eq!((updates[0].signals.len(), firing), (650, 649));
+    assert_eq!(updates[0].severity.as_str(), "critical");
+    assert_eq!(updates[0].origin_at, at(0));
+
+    // More new alerts inside the update interval, with re-sends of told ones (host-7, told
+    // resolved, fires again).
+    storm(40, 650, 900, "warning").await;
+    storm(40, 0, 100, "warning").await;
+    b.step(40).await;
+    storm(50, 900, 950, "warning").await;
+    b.step(50).await;
+    b.step(89).await;
+    assert_eq!(b.kinds(id).await.len(), 1, "told inside the interval");
+    storm(90, 950, 1000, "warning").await;
+    b.step(90).await;
+    let updates = b.updates(id).await;
+    assert_eq!(
+        b.kinds(id).await,
+        vec![UpdateKind::Opened, UpdateKind::Updated]
+    );
+    let firing = updates[1].signals.iter().filter(|s| s.firing).count();
+    assert_eq!((updates[1].signals.len(), firing), (1000, 1000));
+    assert_eq!(updates[1].origin_at, at(40));
+
+    // Only re-sends of alerts as told (each with its severity): nothing more to say.
+    storm(100, 0, 400, "warning").await;
+    storm(100, 400, 600, "critical").await;
+    storm(100, 600, 1000, "warning").await;
+    b.step(100).await;
+    b.step(200).await;
+    assert_eq!(b.kinds(id).await.len(), 2);
+}
+
+/// An alert not yet told that expires in the step that applies it is no reason to wait: the
+/// incident's decision is taken on what its alerts are after the step.
+async fn a_new_alert_expired_in_its_own_step_leaves_the_incident_idle(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 600, 0).await else {
+        return;
+    };
+    b.signal(0, "a", "cup", Firing, "major").await;
+    b.step(0).await;
+    let id = b.incidents().await[0];
+    assert_eq!(b.kinds(id).await, vec![UpdateKind::Opened]);
+    // Received at 100 with an end at 200, applied only at 300: inside the interval, and gone.
+    b.store
+        .insert_signals(&[(at(100), Bench::prometheus(100, 200))])
+        .await
+        .unwrap();
+    let report = b.engine.step(at(300)).await.unwrap();
+    assert_eq!(report.expired.len(), 1);
+    let incident = b.store.incident(id).await.unwrap().unwrap();
+    assert_eq!(incident.eval_at, None, "nothing to wait for: as told");
+    assert_eq!(b.kinds(id).await, vec![UpdateKind::Opened]);
+}
+
 /// Every case runs on SQLite and on PostgreSQL.
 macro_rules! on_both {
     ($($name:ident),+ $(,)?) => {
@@ -676,4 +781,6 @@ on_both!(
     after_a_restart_an_alert_has_a_whole_lease_to_be_sent_again,
     what_a_step_hands_the_router_is_what_the_store_holds,
     a_signal_whose_lease_ended_while_it_waited_expires_in_its_own_step,
+    a_storm_of_new_alerts_is_told_once_each_wait_ends,
+    a_new_alert_expired_in_its_own_step_leaves_the_incident_idle,
 );

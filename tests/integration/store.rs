@@ -560,9 +560,12 @@ pub async fn old_history_is_pruned_and_open_work_kept(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let mut tx = store.begin().await.unwrap();
-    tx.mark_signals(&ids[..1], now(), "test", None)
-        .await
-        .unwrap();
+    let mark = SignalMark {
+        signal: ids[0],
+        outcome: "test",
+        incident: None,
+    };
+    tx.mark_signals(&[mark], now()).await.unwrap();
     tx.commit().await.unwrap();
     let counts = store.counts().await.unwrap();
     assert_eq!(counts.oldest_unprocessed_signal, Some(waiting_since));
@@ -1201,7 +1204,160 @@ pub async fn the_people_reached_today_are_counted_once_and_read_follows_delivere
     }
 }
 
+/// The engine writes a step's alerts, and what became of its signals, several rows to a
+/// statement: each row lands as if written alone, in the order given.
+pub async fn the_engines_rows_are_written_many_to_a_statement(store: Arc<dyn Store>) {
+    use banditore::domain::{RawSignal, Source};
+    let signal = |fp: &str| {
+        RawSignal {
+            fingerprint: Some(fp.into()),
+            service: Some("cup".into()),
+            ..RawSignal::default()
+        }
+        .normalize(Source::Generic, &Default::default(), now())
+    };
+    let ids = store
+        .insert_signals(&[
+            (now(), signal("a")),
+            (now(), signal("b")),
+            (now(), signal("c")),
+        ])
+        .await
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let incident = tx
+        .insert_incident(&NewIncident {
+            group_key: format!("service=cup-{}", rand_suffix()),
+            title: "cup".into(),
+            status: IncidentStatus::Investigating,
+            severity: Severity::Major,
+            origin: IncidentOrigin::Signals,
+            labels: Labels::new(),
+            opened_at: now(),
+            eval_at: None,
+            pending_since: None,
+        })
+        .await
+        .unwrap();
+    tx.mark_signals(&[], now()).await.unwrap();
+    tx.mark_signals(
+        &[
+            SignalMark {
+                signal: ids[2],
+                outcome: "joined",
+                incident: Some(incident.id),
+            },
+            SignalMark {
+                signal: ids[0],
+                outcome: "ignored-unknown-resolved",
+                incident: None,
+            },
+        ],
+        now(),
+    )
+    .await
+    .unwrap();
+    let left: Vec<i64> = tx
+        .unprocessed_signals(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left, [ids[1]]);
+
+    // Whole milliseconds, as the store keeps them.
+    let at = Timestamp::from_millisecond(now().as_millisecond()).unwrap();
+    let alert = |fp: &str, firing: bool| AlertRow {
+        id: 0,
+        incident_id: incident.id,
+        fingerprint: fp.into(),
+        source: Source::Generic,
+        firing,
+        severity: Severity::Warning,
+        peak_severity: Severity::Major,
+        service: "cup".into(),
+        component: (fp == "z").then(|| "sportello".into()),
+        labels: [("host".to_owned(), format!("h-{fp}"))]
+            .into_iter()
+            .collect(),
+        annotations: Labels::new(),
+        summary: format!("{fp} down"),
+        url: None,
+        starts_at: None,
+        first_seen_at: at,
+        last_seen_at: at,
+        resolved_at: (!firing).then_some(at),
+        expires_after: (fp == "m").then(|| SignedDuration::from_mins(5)),
+    };
+    tx.save_alerts(&[]).await.unwrap();
+    // Written in the order given, not the fingerprints'.
+    let (z, m, a) = (alert("z", true), alert("m", true), alert("a", true));
+    tx.save_alerts(&[&z, &m, &a]).await.unwrap();
+    let first = tx.alerts(incident.id).await.unwrap();
+    let fingerprints: Vec<&str> = first.iter().map(|a| a.fingerprint.as_str()).collect();
+    assert_eq!(fingerprints, ["z", "m", "a"]);
+    for (read, written) in first.iter().zip([&z, &m, &a]) {
+        assert_eq!(
+            (
+                &read.labels,
+                &read.component,
+                read.expires_after,
+                &read.summary
+            ),
+            (
+                &written.labels,
+                &written.component,
+                written.expires_after,
+                &written.summary
+            )
+        );
+    }
+    // The same keys again replace their rows, beside a new one.
+    let (m2, b) = (alert("m", false), alert("b", true));
+    tx.save_alerts(&[&m2, &b]).await.unwrap();
+    let second = tx.alerts(incident.id).await.unwrap();
+    let rows: Vec<(i64, &str, bool)> = second
+        .iter()
+        .map(|a| (a.id, a.fingerprint.as_str(), a.firing))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (first[0].id, "z", true),
+            (first[1].id, "m", false),
+            (first[2].id, "a", true),
+            (rows[3].0, "b", true),
+        ]
+    );
+    assert_eq!(second[1].resolved_at, Some(at));
+    // More than one statement's worth, in order.
+    let many: Vec<AlertRow> = (0..1200)
+        .map(|i| alert(&format!("n{i:04}"), i % 3 > 0))
+        .collect();
+    tx.save_alerts(&many.iter().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let second: Vec<AlertRow> = tx.alerts(incident.id).await.unwrap();
+    assert_eq!(second.len(), 1204);
+    let tail: Vec<(&str, bool)> = second[4..]
+        .iter()
+        .map(|a| (a.fingerprint.as_str(), a.firing))
+        .collect();
+    let written: Vec<(&str, bool)> = many
+        .iter()
+        .map(|a| (a.fingerprint.as_str(), a.firing))
+        .collect();
+    assert_eq!(tail, written);
+    // The engine's four columns, read alone, say what the whole rows say.
+    let states = tx.alert_states(incident.id).await.unwrap();
+    let expected: Vec<_> = second.iter().map(AlertRow::state).collect();
+    assert_eq!(format!("{states:?}"), format!("{expected:?}"));
+    tx.commit().await.unwrap();
+}
+
 suite!(
+    the_engines_rows_are_written_many_to_a_statement,
     app_io_messages_are_asked_about_until_their_status_is_final,
     the_people_reached_today_are_counted_once_and_read_follows_delivered,
     a_calls_progress_lands_on_its_delivery_before_its_outcome_is_written,
