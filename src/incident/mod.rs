@@ -238,6 +238,19 @@ impl Engine {
             for alert in tx.active_alerts(&fingerprints).await? {
                 batch.alerts.insert(alert.fingerprint.clone(), alert);
             }
+            // The open incidents that the new alerts' firing signals may join, in one read.
+            let keys: BTreeSet<String> = signals
+                .iter()
+                .map(|s| &s.signal)
+                .filter(|s| {
+                    s.status == SignalStatus::Firing && !batch.alerts.contains_key(&s.fingerprint)
+                })
+                .map(|s| self.group_key(&s.labels, &s.fingerprint))
+                .collect();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            batch
+                .incidents_by_key
+                .extend(tx.open_incidents_by_keys(&keys).await?);
             for signal in &signals {
                 self.apply(tx, &mut batch, signal).await?;
             }
@@ -293,10 +306,15 @@ impl Engine {
             }
         }
         let mut written = BTreeMap::new();
-        for id in due {
+        let due: Vec<i64> = due.into_iter().collect();
+        for incident in tx.incidents_to_change(&due).await? {
+            let id = incident.id;
             let pending = batch.pending.get(&id).copied();
             let firing = firing.get(&id).map_or(&[][..], Vec::as_slice);
-            if let Some(w) = self.evaluate_incident(tx, id, now, pending, firing).await? {
+            if let Some(w) = self
+                .evaluate_incident(tx, incident, now, pending, firing)
+                .await?
+            {
                 written.insert(id, w);
             }
         }
@@ -406,26 +424,25 @@ impl Engine {
             batch.mark(stored.id, "ignored-unknown-resolved", None);
             return Ok(());
         }
+        // The open incidents of the batch's new alerts were read before it was applied
+        // (`step_in`): a key not among them has none.
         let key = self.group_key(&s.labels, &s.fingerprint);
         let (incident_id, outcome) = match batch.incidents_by_key.get(&key) {
             Some(id) => (*id, "joined"),
-            None => match tx.open_incident_by_key(&key).await? {
-                Some(incident) => (incident.id, "joined"),
-                None => {
-                    let new = NewIncident {
-                        group_key: key.clone(),
-                        title: s.summary.clone(),
-                        status: IncidentStatus::Investigating,
-                        severity: s.severity,
-                        origin: IncidentOrigin::Signals,
-                        labels: Labels::new(),
-                        opened_at: at,
-                        eval_at: Some(add(at, self.timing.group_wait)),
-                        pending_since: Some(at),
-                    };
-                    (tx.insert_incident(&new).await?.id, "opened")
-                }
-            },
+            None => {
+                let new = NewIncident {
+                    group_key: key.clone(),
+                    title: s.summary.clone(),
+                    status: IncidentStatus::Investigating,
+                    severity: s.severity,
+                    origin: IncidentOrigin::Signals,
+                    labels: Labels::new(),
+                    opened_at: at,
+                    eval_at: Some(add(at, self.timing.group_wait)),
+                    pending_since: Some(at),
+                };
+                (tx.insert_incident(&new).await?.id, "opened")
+            }
         };
         batch.incidents_by_key.insert(key, incident_id);
         batch.alerts.insert(
@@ -462,14 +479,12 @@ impl Engine {
     async fn evaluate_incident(
         &self,
         tx: &mut dyn Tx,
-        id: i64,
+        mut incident: IncidentRow,
         now: Timestamp,
         pending: Option<Timestamp>,
         firing: &[&str],
     ) -> Result<Option<Written>, StoreError> {
-        let Some(mut incident) = tx.incident(id).await? else {
-            return Ok(None);
-        };
+        let id = incident.id;
         let pending_before = incident.pending_since;
         if let Some(at) = pending {
             incident.pending_since = Some(incident.pending_since.map_or(at, |p| p.min(at)));

@@ -107,7 +107,12 @@ pub trait Tx: Send {
     async fn active_alerts(&mut self, fingerprints: &[String]) -> Result<Vec<AlertRow>>;
     /// Moves the last-seen time of alerts that were seen again unchanged.
     async fn touch_alerts(&mut self, ids: &[i64], at: Timestamp) -> Result<()>;
-    async fn open_incident_by_key(&mut self, key: &str) -> Result<Option<IncidentRow>>;
+    /// The open incidents of these group keys, as (key, id); on PostgreSQL locked for the
+    /// transaction, in the order of their ids.
+    async fn open_incidents_by_keys(&mut self, keys: &[&str]) -> Result<Vec<(String, i64)>>;
+    /// These incidents, in the order of their ids; on PostgreSQL locked for the transaction, in
+    /// that order.
+    async fn incidents_to_change(&mut self, ids: &[i64]) -> Result<Vec<IncidentRow>>;
     async fn incident(&mut self, id: i64) -> Result<Option<IncidentRow>>;
     async fn insert_incident(&mut self, new: &NewIncident) -> Result<IncidentRow>;
     async fn save_incident(&mut self, incident: &IncidentRow) -> Result<()>;

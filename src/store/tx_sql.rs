@@ -187,16 +187,41 @@ impl Tx for SqlTx {
         Ok(())
     }
 
-    async fn open_incident_by_key(&mut self, key: &str) -> Result<Option<IncidentRow>> {
+    async fn open_incidents_by_keys(&mut self, keys: &[&str]) -> Result<Vec<(String, i64)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let sql = format!(
-            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE group_key = $1 AND resolved_at IS NULL {}",
+            "SELECT group_key, id FROM incidents
+             WHERE group_key IN ({}) AND resolved_at IS NULL ORDER BY id {}",
+            self.dialect.texts(),
             self.dialect.pick("", "FOR UPDATE")
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(key)
-            .fetch_optional(&mut *self.tx)
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(json(&keys)?)
+            .fetch_all(&mut *self.tx)
             .await?;
-        row.as_ref().map(incident_from_row).transpose()
+        rows.iter()
+            .map(|row| Ok((row.try_get("group_key")?, row.try_get("id")?)))
+            .collect()
+    }
+
+    async fn incidents_to_change(&mut self, ids: &[i64]) -> Result<Vec<IncidentRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // About to change: on PostgreSQL, locked so that an operator's update and the engine
+        // never interleave on one.
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id IN ({}) ORDER BY id {}",
+            self.dialect.ids(),
+            self.dialect.pick("", "FOR UPDATE")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(json(&ids)?)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(incident_from_row).collect()
     }
 
     async fn incident(&mut self, id: i64) -> Result<Option<IncidentRow>> {

@@ -1353,6 +1353,25 @@ pub async fn the_engines_rows_are_written_many_to_a_statement(store: Arc<dyn Sto
     let states = tx.alert_states(incident.id).await.unwrap();
     let expected: Vec<_> = second.iter().map(AlertRow::state).collect();
     assert_eq!(format!("{states:?}"), format!("{expected:?}"));
+
+    // The incidents a step joins and changes, read a query each.
+    let key = incident.group_key.as_str();
+    assert_eq!(
+        tx.open_incidents_by_keys(&[key, "service=none"])
+            .await
+            .unwrap(),
+        [(key.to_owned(), incident.id)]
+    );
+    assert!(tx.open_incidents_by_keys(&[]).await.unwrap().is_empty());
+    let read = tx
+        .incidents_to_change(&[424242, incident.id])
+        .await
+        .unwrap();
+    assert_eq!(read.iter().map(|i| i.id).collect::<Vec<_>>(), [incident.id]);
+    let mut resolved = read[0].clone();
+    resolved.resolved_at = Some(at);
+    tx.save_incident(&resolved).await.unwrap();
+    assert!(tx.open_incidents_by_keys(&[key]).await.unwrap().is_empty());
     tx.commit().await.unwrap();
 }
 
