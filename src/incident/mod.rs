@@ -782,7 +782,9 @@ impl Note {
 /// What one engine step learned from its signals, written back in a few statements.
 #[derive(Default)]
 struct Batch {
-    /// Active alerts of the batch's fingerprints, loaded once, changed in memory.
+    /// Active alerts of the batch's fingerprints, loaded once, changed in memory. Entries are
+    /// only ever added during a step: `step_in` reads the open incidents of the new alerts'
+    /// keys before applying, and relies on it.
     alerts: HashMap<String, AlertRow>,
     /// Fingerprints whose alert changed and must be saved.
     dirty: BTreeSet<String>,

@@ -1368,10 +1368,43 @@ pub async fn the_engines_rows_are_written_many_to_a_statement(store: Arc<dyn Sto
         .await
         .unwrap();
     assert_eq!(read.iter().map(|i| i.id).collect::<Vec<_>>(), [incident.id]);
+    let other = tx
+        .insert_incident(&NewIncident {
+            group_key: format!("service=referti-{}", rand_suffix()),
+            title: "referti".into(),
+            status: IncidentStatus::Investigating,
+            severity: Severity::Major,
+            origin: IncidentOrigin::Signals,
+            labels: Labels::new(),
+            opened_at: now(),
+            eval_at: None,
+            pending_since: None,
+        })
+        .await
+        .unwrap();
+    // In the order of their ids, whatever the order asked.
+    assert_eq!(
+        tx.open_incidents_by_keys(&[other.group_key.as_str(), key])
+            .await
+            .unwrap(),
+        [
+            (key.to_owned(), incident.id),
+            (other.group_key.clone(), other.id)
+        ]
+    );
     let mut resolved = read[0].clone();
     resolved.resolved_at = Some(at);
     tx.save_incident(&resolved).await.unwrap();
     assert!(tx.open_incidents_by_keys(&[key]).await.unwrap().is_empty());
+    // A resolved incident is still read to change (its timer cleared).
+    let read = tx
+        .incidents_to_change(&[other.id, incident.id])
+        .await
+        .unwrap();
+    assert_eq!(
+        read.iter().map(|i| i.id).collect::<Vec<_>>(),
+        [incident.id, other.id]
+    );
     tx.commit().await.unwrap();
 }
 
