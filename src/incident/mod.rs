@@ -241,12 +241,16 @@ impl Engine {
             for alert in tx.active_alerts(&fingerprints).await? {
                 batch.alerts.insert(alert.fingerprint.clone(), alert);
             }
-            // The open incidents that the new alerts' firing signals may join, in one read.
+            // The open incidents that the new alerts may join, in one read: each new alert's
+            // first firing signal is the one that opens or joins one.
+            let mut new_alerts = HashSet::new();
             let keys: BTreeSet<String> = signals
                 .iter()
                 .map(|s| &s.signal)
                 .filter(|s| {
-                    s.status == SignalStatus::Firing && !batch.alerts.contains_key(&s.fingerprint)
+                    s.status == SignalStatus::Firing
+                        && !batch.alerts.contains_key(&s.fingerprint)
+                        && new_alerts.insert(s.fingerprint.as_str())
                 })
                 .map(|s| self.group_key(&s.labels, &s.fingerprint))
                 .collect();
