@@ -1204,6 +1204,21 @@ pub async fn the_people_reached_today_are_counted_once_and_read_follows_delivere
     }
 }
 
+/// An incident opened by signals about `service`, under a group key of its own.
+fn by_signals(service: &str) -> NewIncident {
+    NewIncident {
+        group_key: format!("service={service}-{}", rand_suffix()),
+        title: service.into(),
+        status: IncidentStatus::Investigating,
+        severity: Severity::Major,
+        origin: IncidentOrigin::Signals,
+        labels: Labels::new(),
+        opened_at: now(),
+        eval_at: None,
+        pending_since: None,
+    }
+}
+
 /// The engine writes a step's alerts, and what became of its signals, several rows to a
 /// statement: each row lands as if written alone, in the order given.
 pub async fn the_engines_rows_are_written_many_to_a_statement(store: Arc<dyn Store>) {
@@ -1225,20 +1240,7 @@ pub async fn the_engines_rows_are_written_many_to_a_statement(store: Arc<dyn Sto
         .await
         .unwrap();
     let mut tx = store.begin().await.unwrap();
-    let incident = tx
-        .insert_incident(&NewIncident {
-            group_key: format!("service=cup-{}", rand_suffix()),
-            title: "cup".into(),
-            status: IncidentStatus::Investigating,
-            severity: Severity::Major,
-            origin: IncidentOrigin::Signals,
-            labels: Labels::new(),
-            opened_at: now(),
-            eval_at: None,
-            pending_since: None,
-        })
-        .await
-        .unwrap();
+    let incident = tx.insert_incident(&by_signals("cup")).await.unwrap();
     tx.mark_signals(&[], now()).await.unwrap();
     tx.mark_signals(
         &[
@@ -1368,20 +1370,7 @@ pub async fn the_engines_rows_are_written_many_to_a_statement(store: Arc<dyn Sto
         .await
         .unwrap();
     assert_eq!(read.iter().map(|i| i.id).collect::<Vec<_>>(), [incident.id]);
-    let other = tx
-        .insert_incident(&NewIncident {
-            group_key: format!("service=referti-{}", rand_suffix()),
-            title: "referti".into(),
-            status: IncidentStatus::Investigating,
-            severity: Severity::Major,
-            origin: IncidentOrigin::Signals,
-            labels: Labels::new(),
-            opened_at: now(),
-            eval_at: None,
-            pending_since: None,
-        })
-        .await
-        .unwrap();
+    let other = tx.insert_incident(&by_signals("referti")).await.unwrap();
     // In the order of their ids, whatever the order asked.
     assert_eq!(
         tx.open_incidents_by_keys(&[other.group_key.as_str(), key])
