@@ -299,7 +299,7 @@ fn wrk_script(
     let auth = token
         .map(|t| format!("wrk.headers[\"Authorization\"] = \"Bearer {t}\"\n"))
         .unwrap_or_default();
-    // wrk sets `thread_id` in each thread before it sends: the two threads count apart.
+    // `setup` gives each of wrk's threads its `thread_id` before it sends: they count apart.
     let next = match storm {
         Storm::Resends => "n = (n + 1) % 2000",
         Storm::New => "n = n + 2",
