@@ -106,10 +106,12 @@ async fn answer(
 ) -> Result<String, crate::store::StoreError> {
     let say = |name: &str, args: &[Value]| ctx.say(language, name, args);
     let now = Timestamp::now();
-    // A console user links this Telegram account, with the link the console gave them.
+    // A console user links this Telegram account, with the link the console gave them
+    // (`u_<user>_<expiry>_<tag>`). Invites are never minted with that prefix; one handed out
+    // before that rule is an invite unless its next part is a number too.
     if let Command::Start(token) = cmd
         && let Some(approvals) = &ctx.approvals
-        && token.trim().starts_with("u_")
+        && crate::approval::ApprovalLinks::link_user(token.trim()).is_some()
     {
         // The payload signs the user's link as it was: once used, it verifies no more.
         let linked = match crate::approval::ApprovalLinks::link_user(token.trim()) {

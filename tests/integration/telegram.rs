@@ -730,7 +730,12 @@ async fn on_postgresql_one_replica_polls_and_another_takes_over() {
     double
         .user_says(1001, 1001, &format!("/start {token}"))
         .await;
-    double.wait_for("1001", 1, Duration::from_secs(10)).await;
+    let bound = double.wait_for("1001", 1, Duration::from_secs(10)).await;
+    assert!(
+        bound[0].visible.contains("collegata a CUP Foligno"),
+        "invite {token}: {}",
+        bound[0].visible
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let conflicts = |double: &TelegramDouble| {
         double

@@ -438,6 +438,17 @@ fn telegram_enabled(state: &AppState) -> Result<&Arc<TelegramWeb>, ApiError> {
     })
 }
 
+/// A new invite token: 24 random bytes (`draw`), URL-safe base64. Drawn again when it would
+/// begin like a console user's link (`u_`, 1 in 4,096), which the bot reads as one.
+fn invite_token(mut draw: impl FnMut() -> [u8; 24]) -> String {
+    loop {
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(draw());
+        if !token.starts_with("u_") {
+            return token;
+        }
+    }
+}
+
 /// `POST /api/v1/subscribers/{id}/telegram-invite`: a single-use link that binds the chat that
 /// opens it to the subscriber.
 #[utoipa::path(
@@ -462,9 +473,11 @@ pub async fn telegram_invite(
 ) -> Result<impl IntoResponse, ApiError> {
     let who = require(&state, &headers, Permission::Subscribers)?;
     let telegram = telegram_enabled(&state)?;
-    let mut raw = [0u8; 24];
-    rand::fill(&mut raw);
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let token = invite_token(|| {
+        let mut raw = [0u8; 24];
+        rand::fill(&mut raw);
+        raw
+    });
     let now = Timestamp::now();
     let expires_at = jiff::SignedDuration::try_from(telegram.invite_ttl)
         .ok()
@@ -503,4 +516,27 @@ pub async fn telegram_invite(
             expires_at,
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invite_never_begins_like_a_users_link() {
+        // 0xBB 0xF0 encode as "u_A": that draw is refused, the next kept.
+        let mut draws = [
+            [
+                0xBBu8, 0xF0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+            [7u8; 24],
+        ]
+        .into_iter();
+        let token = invite_token(|| draws.next().unwrap_or([9u8; 24]));
+        assert_eq!(
+            token,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 24])
+        );
+        assert_eq!(draws.len(), 0, "the first draw was refused");
+    }
 }
