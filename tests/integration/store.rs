@@ -543,16 +543,18 @@ pub async fn config_subscribers_stay_in_step_and_keep_opt_outs(store: Arc<dyn St
     );
 }
 
-pub async fn old_history_is_pruned_and_open_work_kept(store: Arc<dyn Store>) {
+/// A generic monitor's firing signal about `cup`, received now.
+fn signal(fingerprint: &str) -> banditore::domain::Signal {
     use banditore::domain::{RawSignal, Source};
-    let signal = |fp: &str| {
-        RawSignal {
-            fingerprint: Some(fp.into()),
-            service: Some("cup".into()),
-            ..RawSignal::default()
-        }
-        .normalize(Source::Generic, &Default::default(), now())
-    };
+    RawSignal {
+        fingerprint: Some(fingerprint.into()),
+        service: Some("cup".into()),
+        ..RawSignal::default()
+    }
+    .normalize(Source::Generic, &Default::default(), now())
+}
+
+pub async fn old_history_is_pruned_and_open_work_kept(store: Arc<dyn Store>) {
     // The unprocessed one arrived 30 s ago: /metrics reads its age from the store.
     let waiting_since = Timestamp::from_millisecond(later(-30).as_millisecond()).unwrap();
     let ids = store
@@ -1222,15 +1224,6 @@ fn by_signals(service: &str) -> NewIncident {
 /// The engine writes a step's alerts, and what became of its signals, several rows to a
 /// statement: each row lands as if written alone, in the order given.
 pub async fn the_engines_rows_are_written_many_to_a_statement(store: Arc<dyn Store>) {
-    use banditore::domain::{RawSignal, Source};
-    let signal = |fp: &str| {
-        RawSignal {
-            fingerprint: Some(fp.into()),
-            service: Some("cup".into()),
-            ..RawSignal::default()
-        }
-        .normalize(Source::Generic, &Default::default(), now())
-    };
     let ids = store
         .insert_signals(&[
             (now(), signal("a")),
@@ -1274,7 +1267,7 @@ pub async fn the_engines_rows_are_written_many_to_a_statement(store: Arc<dyn Sto
         id: 0,
         incident_id: incident.id,
         fingerprint: fp.into(),
-        source: Source::Generic,
+        source: banditore::domain::Source::Generic,
         firing,
         severity: Severity::Warning,
         peak_severity: Severity::Major,
