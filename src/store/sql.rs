@@ -90,6 +90,40 @@ impl SqlStore {
     }
 }
 
+/// Signals stored per statement at most (13 parameters each).
+const SIGNAL_ROWS: usize = 64;
+
+/// The statement that stores `rows`, at most [`SIGNAL_ROWS`] of them, and returns their ids.
+fn signal_rows<'q>(
+    dialect: Dialect,
+    rows: &[(Timestamp, Signal)],
+) -> Result<sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>> {
+    let sql = format!(
+        "INSERT INTO signals (received_at, source, fingerprint, status, severity, service, component, labels,
+                              annotations, summary, starts_at, ends_at, url)
+         VALUES {} RETURNING id",
+        values(dialect, rows.len(), 13)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (at, s) in rows {
+        query = query
+            .bind(ms(*at))
+            .bind(s.source.as_str())
+            .bind(s.fingerprint.clone())
+            .bind(s.status.as_str())
+            .bind(s.severity.as_str())
+            .bind(s.service.clone())
+            .bind(s.component.clone())
+            .bind(json(&s.labels)?)
+            .bind(json(&s.annotations)?)
+            .bind(s.summary.clone())
+            .bind(opt_ms(s.starts_at))
+            .bind(opt_ms(s.ends_at))
+            .bind(s.url.clone());
+    }
+    Ok(query)
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn migrate(&self) -> Result<()> {
@@ -189,33 +223,29 @@ impl Store for SqlStore {
     }
 
     async fn insert_signals(&self, signals: &[(Timestamp, Signal)]) -> Result<Vec<i64>> {
+        if signals.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement is atomic on its own: a batch that fits in one is stored without BEGIN
+        // and COMMIT, two round trips to the connection fewer before the 202.
+        if signals.len() <= SIGNAL_ROWS {
+            let mut ids = Vec::with_capacity(signals.len());
+            for row in signal_rows(self.dialect, signals)?
+                .fetch_all(&self.writer)
+                .await?
+            {
+                ids.push(row.try_get::<i64, _>(0)?);
+            }
+            ids.sort_unstable();
+            return Ok(ids);
+        }
         let mut tx = self.write().await?;
         let mut ids = Vec::with_capacity(signals.len());
-        for chunk in signals.chunks(64) {
-            let sql = format!(
-                "INSERT INTO signals (received_at, source, fingerprint, status, severity, service, component, labels,
-                                      annotations, summary, starts_at, ends_at, url)
-                 VALUES {} RETURNING id",
-                values(self.dialect, chunk.len(), 13)
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (at, s) in chunk {
-                query = query
-                    .bind(ms(*at))
-                    .bind(s.source.as_str())
-                    .bind(s.fingerprint.clone())
-                    .bind(s.status.as_str())
-                    .bind(s.severity.as_str())
-                    .bind(s.service.clone())
-                    .bind(s.component.clone())
-                    .bind(json(&s.labels)?)
-                    .bind(json(&s.annotations)?)
-                    .bind(s.summary.clone())
-                    .bind(opt_ms(s.starts_at))
-                    .bind(opt_ms(s.ends_at))
-                    .bind(s.url.clone());
-            }
-            for row in query.fetch_all(&mut *tx).await? {
+        for chunk in signals.chunks(SIGNAL_ROWS) {
+            for row in signal_rows(self.dialect, chunk)?
+                .fetch_all(&mut *tx)
+                .await?
+            {
                 ids.push(row.try_get::<i64, _>(0)?);
             }
         }

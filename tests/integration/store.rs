@@ -1390,7 +1390,46 @@ pub async fn the_engines_rows_are_written_many_to_a_statement(store: Arc<dyn Sto
     tx.commit().await.unwrap();
 }
 
+/// Ingest stores a batch of signals in one statement when it fits, else in a transaction of
+/// several: either way each signal gets its own id, in the order given, and none is lost.
+pub async fn signals_are_stored_whole_in_one_statement_or_several(store: Arc<dyn Store>) {
+    assert!(store.insert_signals(&[]).await.unwrap().is_empty());
+    let mut stored: Vec<(i64, String)> = Vec::new();
+    // Around the 64 rows a statement holds: one, one full, one over, several.
+    for (batch, size) in [1usize, 64, 65, 200].into_iter().enumerate() {
+        let signals: Vec<_> = (0..size)
+            .map(|i| (now(), signal(&format!("batch{batch}-{i}"))))
+            .collect();
+        let ids = store.insert_signals(&signals).await.unwrap();
+        assert_eq!(ids.len(), size, "batch of {size}");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "batch of {size}: {ids:?}"
+        );
+        assert!(
+            stored.last().is_none_or(|(last, _)| ids[0] > *last),
+            "batch of {size}"
+        );
+        stored.extend(
+            ids.iter()
+                .copied()
+                .zip(signals.into_iter().map(|(_, s)| s.fingerprint)),
+        );
+    }
+    let mut tx = store.begin().await.unwrap();
+    let read: Vec<(i64, String)> = tx
+        .unprocessed_signals(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.id, s.signal.fingerprint))
+        .collect();
+    tx.commit().await.unwrap();
+    assert_eq!(read, stored);
+}
+
 suite!(
+    signals_are_stored_whole_in_one_statement_or_several,
     the_engines_rows_are_written_many_to_a_statement,
     app_io_messages_are_asked_about_until_their_status_is_final,
     the_people_reached_today_are_counted_once_and_read_follows_delivered,
