@@ -1,5 +1,6 @@
 //! Group commit for ingest: concurrent requests hand their signals to one writer, which stores
-//! everything waiting in one transaction and answers each request once its rows are durable.
+//! everything waiting at once (one statement, or one transaction beyond 64 signals) and answers
+//! each request once its rows are durable.
 //! Under load this turns thousands of small commits into a few large ones. With a
 //! [`Coalescer`], re-sends that change nothing are answered without a write, and the writer
 //! moves those alerts' last-seen times once a second.
@@ -17,7 +18,7 @@ use crate::store::{Store, StoreError, Topic};
 /// How often coalesced re-sends' last-seen times are written.
 const SEEN_EVERY: Duration = Duration::from_secs(1);
 
-/// Signals stored per transaction at most.
+/// Signals stored per commit at most.
 const MAX_BATCH: usize = 2000;
 
 type Request = (

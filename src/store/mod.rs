@@ -237,7 +237,8 @@ pub trait Store:
     /// Stores `value` for `key`, replacing what was there.
     async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
 
-    /// Stores signals in one transaction and returns their ids in order. Durable on return.
+    /// Stores signals, all or none (one statement up to 64, one transaction beyond), and returns
+    /// their ids in order. Durable on return.
     async fn insert_signals(&self, signals: &[(Timestamp, Signal)]) -> Result<Vec<i64>>;
 
     /// Moves to `at` the last-seen time of the firing alerts of open incidents with these

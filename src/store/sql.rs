@@ -23,7 +23,8 @@ pub struct SqlStore {
     listen_url: Option<String>,
     /// Signs this store's announcements, so that it does not wake itself with them.
     voice: String,
-    /// Write transactions. On SQLite a single connection, so writers queue instead of spinning.
+    /// Writes: transactions, and single statements that need none. On SQLite a single
+    /// connection, so writers queue instead of spinning.
     pub(super) writer: AnyPool,
     /// Reads; on PostgreSQL the same pool as writes.
     pub(super) reader: AnyPool,
