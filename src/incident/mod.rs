@@ -476,6 +476,7 @@ impl Engine {
             },
         );
         batch.dirty.insert(s.fingerprint.clone());
+        batch.new.push(s.fingerprint.clone());
         batch.pend(incident_id, at);
         batch.mark(stored.id, outcome, Some(incident_id));
         Ok(())
@@ -795,6 +796,9 @@ struct Batch {
     alerts: HashMap<String, AlertRow>,
     /// Fingerprints whose alert changed and must be saved.
     dirty: BTreeSet<String>,
+    /// Fingerprints of the alerts new in this step, in the order of their first signals: their
+    /// ids follow it, and an incident's first alert names it ([`title_for`]).
+    new: Vec<String>,
     /// Fingerprints seen again unchanged: only their last-seen time moves.
     seen: BTreeSet<String>,
     /// Open incidents found or created in this step, by group key.
@@ -822,10 +826,13 @@ impl Batch {
     }
 
     async fn write(&self, tx: &mut dyn Tx, now: Timestamp) -> Result<(), StoreError> {
+        // The alerts already stored, then the new ones in the order they came.
         let dirty: Vec<&AlertRow> = self
             .dirty
             .iter()
             .filter_map(|fp| self.alerts.get(fp))
+            .filter(|a| a.id != 0)
+            .chain(self.new.iter().filter_map(|fp| self.alerts.get(fp)))
             .collect();
         tx.save_alerts(&dirty).await?;
         let seen: Vec<i64> = self

@@ -167,6 +167,44 @@ impl Bench {
 
 use SignalStatus::{Firing, Resolved};
 
+/// An incident is named by its first signal's summary, also when others joined it in the same
+/// step, whatever their fingerprints; its alerts are listed in the order they came.
+async fn an_incident_is_named_by_its_first_signal_among_those_of_its_step(backend: Backend) {
+    let Some(b) = Bench::new(backend, 0, 60, 0).await else {
+        return;
+    };
+    // Fingerprints in the reverse of their arrival.
+    for fp in ["zz-first", "mm-second", "aa-third"] {
+        b.signal(0, fp, "cup", Firing, "warning").await;
+    }
+    b.step(0).await;
+    let ids = b.incidents().await;
+    assert_eq!(ids.len(), 1);
+    assert_eq!(b.kinds(ids[0]).await, vec![UpdateKind::Opened]);
+    let cup = b.store.incident(ids[0]).await.unwrap().unwrap();
+    assert_eq!(cup.title, "cup zz-first");
+    let summaries: Vec<String> = b
+        .store
+        .incident_alerts(ids[0])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.summary)
+        .collect();
+    assert_eq!(summaries, ["cup zz-first", "cup mm-second", "cup aa-third"]);
+    // A later signal, first in fingerprint order, does not rename it.
+    b.signal(100, "aaa-later", "cup", Firing, "critical").await;
+    b.step(100).await;
+    let cup = b.store.incident(ids[0]).await.unwrap().unwrap();
+    assert_eq!(cup.title, "cup zz-first");
+    assert_eq!(
+        b.kinds(ids[0]).await.len(),
+        2,
+        "{:?}",
+        b.kinds(ids[0]).await
+    );
+}
+
 async fn signals_of_one_service_gather_into_one_incident_during_the_group_wait(backend: Backend) {
     let Some(b) = Bench::new(backend, 5, 60, 0).await else {
         return;
@@ -764,6 +802,7 @@ macro_rules! on_both {
 }
 
 on_both!(
+    an_incident_is_named_by_its_first_signal_among_those_of_its_step,
     signals_of_one_service_gather_into_one_incident_during_the_group_wait,
     a_repeated_firing_signal_refreshes_and_does_not_duplicate,
     an_incident_resolves_when_all_its_signals_resolve,
