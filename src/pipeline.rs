@@ -97,7 +97,7 @@ impl Pipeline {
                     };
                     more |= stepped.escalated.more;
                     if stepped.escalated.deliveries > 0 {
-                        self.wake.dispatch.ring();
+                        self.wake.dispatch.ring_desks();
                         self.store.announce(Topic::Deliveries).await;
                     }
                     if report.signals > 0 || report.updates > 0 {
@@ -119,8 +119,14 @@ impl Pipeline {
                                 claimed = stepped.claimed,
                                 "routed"
                             );
-                            // The rest are claimed by whichever replica is free first.
+                        }
+                        if routed.published {
                             self.wake.dispatch.ring();
+                        } else if routed.deliveries > 0 {
+                            self.wake.dispatch.ring_desks();
+                        }
+                        if routed.deliveries > 0 || routed.published {
+                            // The rest are claimed by whichever replica is free first.
                             self.store.announce(Topic::Deliveries).await;
                         }
                     }

@@ -32,24 +32,52 @@ impl Wakers {
 }
 
 /// One wake-up per dispatcher (one per channel): each keeps its own, so a dispatcher busy
-/// when the bell rings still finds it when it next waits.
+/// when the bell rings still finds it when it next waits. The leader's writer of citizens'
+/// deliveries keeps one too: a statement's approval rings it with the dispatchers, a desk's
+/// message does not ([`Bells::ring_desks`]).
 #[derive(Clone, Default)]
-pub struct Bells(Arc<std::sync::Mutex<Vec<Arc<Notify>>>>);
+pub struct Bells(Arc<std::sync::Mutex<Rung>>);
+
+#[derive(Default)]
+struct Rung {
+    dispatchers: Vec<Arc<Notify>>,
+    statements: Vec<Arc<Notify>>,
+}
 
 impl Bells {
     /// A new dispatcher's own bell.
     pub fn bell(&self) -> Arc<Notify> {
         let bell = Arc::new(Notify::new());
-        if let Ok(mut bells) = self.0.lock() {
-            bells.push(bell.clone());
+        if let Ok(mut rung) = self.0.lock() {
+            rung.dispatchers.push(bell.clone());
         }
         bell
     }
 
-    /// Wakes every dispatcher.
+    /// The bell of a loop that writes the deliveries of public statements: rung by
+    /// [`Bells::ring`], not by [`Bells::ring_desks`].
+    pub fn statements_bell(&self) -> Arc<Notify> {
+        let bell = Arc::new(Notify::new());
+        if let Ok(mut rung) = self.0.lock() {
+            rung.statements.push(bell.clone());
+        }
+        bell
+    }
+
+    /// Wakes every dispatcher, and the writers of public statements' deliveries.
     pub fn ring(&self) {
-        if let Ok(bells) = self.0.lock() {
-            for bell in bells.iter() {
+        if let Ok(rung) = self.0.lock() {
+            for bell in rung.dispatchers.iter().chain(&rung.statements) {
+                bell.notify_one();
+            }
+        }
+    }
+
+    /// Wakes the dispatchers only: what was written goes to desks, and no public statement
+    /// was published. A writer woken for nothing would read the store beside the first sends.
+    pub fn ring_desks(&self) {
+        if let Ok(rung) = self.0.lock() {
+            for bell in &rung.dispatchers {
                 bell.notify_one();
             }
         }
@@ -84,5 +112,33 @@ impl Calls {
         {
             bell.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::Bells;
+
+    /// Whether the bell was rung since it was last heard.
+    fn rung(bell: &tokio::sync::Notify) -> bool {
+        bell.notified().now_or_never().is_some()
+    }
+
+    #[test]
+    fn a_desks_message_wakes_the_dispatchers_and_not_the_statements_writer() {
+        let bells = Bells::default();
+        let (email, sms) = (bells.bell(), bells.bell());
+        let statements = bells.statements_bell();
+        bells.ring_desks();
+        assert!(rung(&email) && rung(&sms));
+        assert!(!rung(&statements));
+        bells.ring();
+        assert!(rung(&email) && rung(&sms) && rung(&statements));
+        assert!(
+            !rung(&email) && !rung(&statements),
+            "each ring is heard once"
+        );
     }
 }

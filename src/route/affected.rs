@@ -24,7 +24,7 @@ pub const AFFECTED_BATCH: u32 = 2000;
 const REJECTED: &str = "the communications office rejected this statement on this channel";
 
 impl Router {
-    fn public_auto(&self) -> bool {
+    pub(super) fn public_auto(&self) -> bool {
         self.approval.policy("public").0 == ApprovalPolicy::Auto
     }
 

@@ -220,9 +220,10 @@ impl Router {
 }
 
 /// The leader's citizen writer: writes batches while approved parts have citizens left, and
-/// then the deliveries of published statements to incidents' affected lists, woken
-/// by the dispatchers' bell (rung at every approval, here or on another replica), and checking
-/// every `poll_interval` in any case.
+/// then the deliveries of published statements to incidents' affected lists. Woken by its bell
+/// beside the dispatchers' (rung at every approval, here or on another replica, and after a
+/// step that routed updates while the public audience publishes without approval; not for a
+/// desk's message), and every `poll_interval` in any case.
 pub struct CitizenWriter {
     pub router: Router,
     pub store: Arc<dyn Store>,
@@ -233,7 +234,7 @@ pub struct CitizenWriter {
 
 impl CitizenWriter {
     pub async fn run(self, shutdown: CancellationToken) {
-        let bell = self.wake.dispatch.bell();
+        let bell = self.wake.dispatch.statements_bell();
         let mut leadership = self.leadership.clone();
         let mut failures: u32 = 0;
         loop {

@@ -75,6 +75,10 @@ pub struct RouteReport {
     pub channels: BTreeSet<ChannelKind>,
     /// Drafts that got new parts, waiting for the communications office.
     pub drafts: Vec<i64>,
+    /// Updates were routed while the public audience publishes without approval: incidents'
+    /// affected lists may have a statement to hear ([`Bells::ring`](crate::wake::Bells::ring)
+    /// wakes their writer; otherwise a public statement waits for its approval, which does).
+    pub published: bool,
     pub more: bool,
     /// Updates nobody heard because a maintenance window covered them.
     pub silenced: u64,
@@ -567,6 +571,7 @@ impl Router {
             deliveries,
             channels,
             drafts: drafts.into_iter().collect(),
+            published: seen > 0 && self.public_auto(),
             more: left.is_some() || updates.len() as u32 == UPDATE_BATCH,
             silenced,
             render_failures,
