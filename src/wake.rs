@@ -33,7 +33,7 @@ impl Wakers {
 
 /// One wake-up per dispatcher (one per channel): each keeps its own, so a dispatcher busy
 /// when the bell rings still finds it when it next waits. The leader's writer of citizens'
-/// deliveries keeps one too: a statement's approval rings it with the dispatchers, a desk's
+/// deliveries keeps one too: a decision on a draft rings it with the dispatchers, a desk's
 /// message does not ([`Bells::ring_desks`]).
 #[derive(Clone, Default)]
 pub struct Bells(Arc<std::sync::Mutex<Rung>>);
@@ -137,7 +137,7 @@ mod tests {
         bells.ring();
         assert!(rung(&email) && rung(&sms) && rung(&statements));
         assert!(
-            !rung(&email) && !rung(&statements),
+            !rung(&email) && !rung(&sms) && !rung(&statements),
             "each ring is heard once"
         );
     }

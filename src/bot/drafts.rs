@@ -65,10 +65,10 @@ pub(super) async fn decide_from_chat(
             let what = if rejected { "rejected" } else { "approved" };
             tracing::info!(draft = id, by = %actor, decision = what, deliveries = decided.deliveries, "draft decided from Telegram");
             metrics::counter!("banditore_drafts_decided_total", "decision" => what).increment(1);
-            if decided.deliveries > 0 || decided.citizens > 0 {
-                approvals.wake.ring();
-                ctx.store.announce(Topic::Deliveries).await;
-            }
+            // As from the console: the bell wakes the dispatchers and the citizen writer,
+            // which writes what the affected lists hear even when nothing else was written.
+            approvals.wake.ring();
+            ctx.store.announce(Topic::Deliveries).await;
             let name = if rejected {
                 "draft_rejected"
             } else {

@@ -221,9 +221,10 @@ impl Router {
 
 /// The leader's citizen writer: writes batches while approved parts have citizens left, and
 /// then the deliveries of published statements to incidents' affected lists. Woken by its bell
-/// beside the dispatchers' (rung at every approval, here or on another replica, and after a
-/// step that routed updates while the public audience publishes without approval; not for a
-/// desk's message), and every `poll_interval` in any case.
+/// beside the dispatchers' (rung by every decision on a draft and every upload to an affected
+/// list, here or on another replica, and after a step that routed updates while the public
+/// audience publishes without approval; not for a desk's message), and every `poll_interval`
+/// in any case (App IO's refusals wait for it).
 pub struct CitizenWriter {
     pub router: Router,
     pub store: Arc<dyn Store>,

@@ -77,7 +77,7 @@ pub struct RouteReport {
     pub drafts: Vec<i64>,
     /// Updates were routed while the public audience publishes without approval: incidents'
     /// affected lists may have a statement to hear ([`Bells::ring`](crate::wake::Bells::ring)
-    /// wakes their writer; otherwise a public statement waits for its approval, which does).
+    /// wakes their writer; otherwise a public statement waits for a decision, which does).
     pub published: bool,
     pub more: bool,
     /// Updates nobody heard because a maintenance window covered them.

@@ -454,6 +454,43 @@ async fn a_repeated_upload_sends_nobody_twice_and_later_rows_hear_the_latest_sta
     );
 }
 
+/// Nothing waits for the safety-net poll (30 s here): the approval wakes the writer of the
+/// list's deliveries, and so does an upload after the statement was published.
+#[tokio::test]
+async fn an_approval_and_a_later_upload_are_heard_at_once_not_at_the_next_poll() {
+    let smtp = SmtpServer::start();
+    let double = SmsDouble::start().await;
+    let app = app_with(
+        &smtp,
+        &double,
+        &[("BANDITORE__OUTBOX__POLL_INTERVAL", "30s")],
+    )
+    .await;
+    let id = open_incident(&app).await;
+    let (_, first) = upload(
+        &app,
+        id,
+        BOOKING_TOKEN,
+        "text/csv",
+        "mobile,detail\n3470000001,ore 9\n".into(),
+    )
+    .await;
+    assert_eq!(first["accepted"], 1);
+    approve_next(&app).await;
+    double.wait_for(1, Duration::from_secs(5)).await;
+    let (_, later) = upload(
+        &app,
+        id,
+        BOOKING_TOKEN,
+        "text/csv",
+        "mobile,detail\n3470000002,ore 10\n".into(),
+    )
+    .await;
+    assert_eq!(later["accepted"], 1);
+    double.wait_for(2, Duration::from_secs(5)).await;
+    assert!(double.sent_to("+393470000002")[0].text.contains("ore 10"));
+}
+
 #[tokio::test]
 async fn a_person_app_io_refuses_hears_the_statement_by_email_once_with_the_detail() {
     let smtp = SmtpServer::start();

@@ -17,7 +17,7 @@ use crate::affected::{Format, UploadError, UploadReport};
 use crate::domain::fiscal_code::FiscalCode;
 use crate::domain::subscriber::ChannelKind;
 use crate::settings::Permission;
-use crate::store::AffectedRow;
+use crate::store::{AffectedRow, Topic};
 use crate::web::body::{media_type, within};
 use crate::web::contract::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType,
@@ -98,6 +98,12 @@ pub async fn upload(
     let report = lists
         .upload(id, format, body.into_data_stream(), Timestamp::now())
         .await?;
+    if report.accepted + report.updated > 0 {
+        // The new rows hear the latest statement published: the leader's citizen writer
+        // writes it (other replicas hear the announcement).
+        state.wake.dispatch.ring();
+        state.store.announce(Topic::Deliveries).await;
+    }
     record_audit(
         &state,
         &who.name,

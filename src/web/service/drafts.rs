@@ -271,11 +271,10 @@ async fn decide(
         "draft decided"
     );
     // The bell also wakes the leader's writer of citizens' deliveries (other replicas hear it
-    // through the announcement).
-    if decided.deliveries > 0 || decided.citizens > 0 {
-        state.wake.dispatch.ring();
-        state.store.announce(Topic::Deliveries).await;
-    }
+    // through the announcement): a statement published with nothing written yet still goes
+    // to the incident's affected lists.
+    state.wake.dispatch.ring();
+    state.store.announce(Topic::Deliveries).await;
     Ok(Decided {
         draft: id,
         decision: what,
