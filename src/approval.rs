@@ -267,7 +267,8 @@ impl Announcer {
                 "communications office's notices of a draft queued"
             );
             if queued > 0 {
-                wake.dispatch.ring();
+                // The office's desks: nothing for the citizen writer until a decision.
+                wake.dispatch.ring_desks();
                 store.announce(Topic::Deliveries).await;
             }
         }
