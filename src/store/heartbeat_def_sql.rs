@@ -149,7 +149,7 @@ impl HeartbeatDefinitions for SqlStore {
             });
         };
         let signal = if state == "late" || state == "failed" {
-            Some(insert_signal(&mut tx, now, farewell).await?)
+            Some(insert_signal(&mut tx, self.dialect, now, farewell).await?)
         } else {
             None
         };

@@ -10,8 +10,9 @@ use jiff::{SignedDuration, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::rows::{json, ms, opt_ms, opt_ts, ts};
-use super::sql::SqlStore;
+use super::dialect::Dialect;
+use super::rows::{json, ms, opt_ts, ts};
+use super::sql::{SqlStore, signal_rows};
 use super::{Beat, HeartbeatRow, HeartbeatStore, Result, StoreError};
 use crate::domain::Signal;
 
@@ -43,29 +44,13 @@ fn after(t: Timestamp, d: Duration) -> Result<Timestamp> {
 /// Stores one signal inside `tx`, as the signals' intake does, and returns its id.
 pub(super) async fn insert_signal(
     tx: &mut Transaction<'static, Any>,
+    dialect: Dialect,
     at: Timestamp,
     s: &Signal,
 ) -> Result<i64> {
-    let row = sqlx::query(
-        "INSERT INTO signals (received_at, source, fingerprint, status, severity, service, component,
-                              labels, annotations, summary, starts_at, ends_at, url)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-    )
-    .bind(ms(at))
-    .bind(s.source.as_str())
-    .bind(s.fingerprint.clone())
-    .bind(s.status.as_str())
-    .bind(s.severity.as_str())
-    .bind(s.service.clone())
-    .bind(s.component.clone())
-    .bind(json(&s.labels)?)
-    .bind(json(&s.annotations)?)
-    .bind(s.summary.clone())
-    .bind(opt_ms(s.starts_at))
-    .bind(opt_ms(s.ends_at))
-    .bind(s.url.clone())
-    .fetch_one(&mut **tx)
-    .await?;
+    let row = signal_rows(dialect, std::iter::once((at, s)))?
+        .fetch_one(&mut **tx)
+        .await?;
     Ok(row.try_get::<i64, _>(0)?)
 }
 
@@ -142,7 +127,7 @@ impl HeartbeatStore for SqlStore {
         stored.retain(|_, h| h.origin == "config");
         for (name, h) in stored {
             if h.state == "late" || h.state == "failed" {
-                insert_signal(&mut tx, now, &farewell(&name)).await?;
+                insert_signal(&mut tx, self.dialect, now, &farewell(&name)).await?;
                 resolved += 1;
             }
             sqlx::query("DELETE FROM heartbeats WHERE name = $1")
@@ -206,7 +191,7 @@ impl HeartbeatStore for SqlStore {
         let beat = if back == 1 {
             Beat {
                 was: before.unwrap_or_else(|| "late".into()),
-                signal: Some(insert_signal(&mut tx, now, resolved).await?),
+                signal: Some(insert_signal(&mut tx, self.dialect, now, resolved).await?),
             }
         } else if before.is_some() {
             // Another ping brought it back first.
@@ -282,7 +267,7 @@ impl HeartbeatStore for SqlStore {
             .bind(detail)
             .execute(&mut *tx)
             .await?;
-            let signal = insert_signal(&mut tx, now, firing).await?;
+            let signal = insert_signal(&mut tx, self.dialect, now, firing).await?;
             tx.commit().await?;
             return Ok(Beat {
                 was: "new".into(),
@@ -301,7 +286,7 @@ impl HeartbeatStore for SqlStore {
         .await?
         .rows_affected();
         let signal = if moved == 1 {
-            Some(insert_signal(&mut tx, now, firing).await?)
+            Some(insert_signal(&mut tx, self.dialect, now, firing).await?)
         } else {
             sqlx::query("UPDATE heartbeats SET detail = $1 WHERE name = $2")
                 .bind(detail)
@@ -347,7 +332,7 @@ impl HeartbeatStore for SqlStore {
         late.sort();
         let mut declared = Vec::with_capacity(late.len());
         for (name, last) in late {
-            let id = insert_signal(&mut tx, now, &alarm(&name, last)).await?;
+            let id = insert_signal(&mut tx, self.dialect, now, &alarm(&name, last)).await?;
             declared.push((name, id));
         }
         tx.commit().await?;

@@ -94,10 +94,11 @@ impl SqlStore {
 /// Signals stored per statement at most (13 parameters each).
 const SIGNAL_ROWS: usize = 64;
 
-/// The statement that stores `rows`, at most [`SIGNAL_ROWS`] of them, and returns their ids.
-fn signal_rows<'q>(
+/// The statement that stores `rows` (each with when it was received), at most [`SIGNAL_ROWS`]
+/// of them, and returns their ids.
+pub(super) fn signal_rows<'q, 'a>(
     dialect: Dialect,
-    rows: &[(Timestamp, Signal)],
+    rows: impl ExactSizeIterator<Item = (Timestamp, &'a Signal)>,
 ) -> Result<sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>> {
     let sql = format!(
         "INSERT INTO signals (received_at, source, fingerprint, status, severity, service, component, labels,
@@ -108,7 +109,7 @@ fn signal_rows<'q>(
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (at, s) in rows {
         query = query
-            .bind(ms(*at))
+            .bind(ms(at))
             .bind(s.source.as_str())
             .bind(s.fingerprint.clone())
             .bind(s.status.as_str())
@@ -231,7 +232,7 @@ impl Store for SqlStore {
         // and COMMIT, two round trips to the connection fewer before the 202.
         if signals.len() <= SIGNAL_ROWS {
             let mut ids = Vec::with_capacity(signals.len());
-            for row in signal_rows(self.dialect, signals)?
+            for row in signal_rows(self.dialect, signals.iter().map(|(at, s)| (*at, s)))?
                 .fetch_all(&self.writer)
                 .await?
             {
@@ -243,7 +244,7 @@ impl Store for SqlStore {
         let mut tx = self.write().await?;
         let mut ids = Vec::with_capacity(signals.len());
         for chunk in signals.chunks(SIGNAL_ROWS) {
-            for row in signal_rows(self.dialect, chunk)?
+            for row in signal_rows(self.dialect, chunk.iter().map(|(at, s)| (*at, s)))?
                 .fetch_all(&mut *tx)
                 .await?
             {
