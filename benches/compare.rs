@@ -154,24 +154,6 @@ impl Alertmanager {
     }
 }
 
-/// One alert, the `j`th (from 0), to Banditore's webhook: how long until its email is at the
-/// SMTP server.
-async fn ours_once(app: &TestApp, smtp: &SmtpServer, j: usize) -> Duration {
-    let body = alertmanager(
-        "firing",
-        &format!("Down{j}"),
-        &[("service", &format!("svc-{j}")), ("severity", "critical")],
-        &format!("bench-{j}"),
-    );
-    let sent = Instant::now();
-    let resp = app
-        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
-        .await;
-    assert_eq!(resp.status(), 202);
-    let mails = smtp.wait_for("sala@asl.example", j + 1, Duration::from_secs(30));
-    mails[j].received.duration_since(sent)
-}
-
 /// One alert, the `j`th, to Alertmanager: how long until its webhook arrives.
 async fn theirs_once(am: &mut Alertmanager, http: &reqwest::Client, j: usize) -> Duration {
     let name = format!("Down{j}");
@@ -263,7 +245,7 @@ async fn latency(rounds: usize, quiet: usize, reference: Option<&PathBuf>) {
     let mut i = 0;
     while i < rounds {
         for j in i..(i + BLOCK).min(rounds) {
-            ours.push(ours_once(&app, &smtp, j).await);
+            ours.push(webhook_to_email(&app, &smtp, j).await);
         }
         if let Some(am) = am.as_mut() {
             for j in i..(i + BLOCK).min(rounds) {
@@ -277,7 +259,7 @@ async fn latency(rounds: usize, quiet: usize, reference: Option<&PathBuf>) {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for j in rounds..rounds + quiet {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        ours.push(ours_once(&app, &smtp, j).await);
+        ours.push(webhook_to_email(&app, &smtp, j).await);
         if let Some(am) = am.as_mut() {
             tokio::time::sleep(Duration::from_secs(1)).await;
             theirs.push(theirs_once(am, &http, j).await);

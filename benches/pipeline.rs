@@ -47,19 +47,7 @@ async fn latency(incidents: usize) {
         .await;
     let mut samples = Vec::with_capacity(incidents);
     for i in 0..incidents {
-        let body = alertmanager(
-            "firing",
-            &format!("Down{i}"),
-            &[("service", &format!("svc-{i}")), ("severity", "critical")],
-            &format!("bench-{i}"),
-        );
-        let sent = Instant::now();
-        let resp = app
-            .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
-            .await;
-        assert_eq!(resp.status(), 202);
-        let mails = smtp.wait_for("sala@asl.example", i + 1, Duration::from_secs(30));
-        samples.push(mails[i].received.duration_since(sent));
+        samples.push(webhook_to_email(&app, &smtp, i).await);
     }
     samples.sort();
     println!(

@@ -1,6 +1,7 @@
 //! What both benchmarks share: percentiles, memory read from `/proc`, a free port, a metric read
-//! from `/metrics`, the alert every fan-out starts from, the wait for a fan-out to finish, and
-//! Postfix's `smtp-sink` counting what it receives.
+//! from `/metrics`, one alert timed from the webhook to its email, the alert every fan-out
+//! starts from, the wait for a fan-out to finish, and Postfix's `smtp-sink` counting what it
+//! receives.
 
 #![allow(dead_code)]
 
@@ -194,4 +195,22 @@ pub async fn wait_for_emails(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// One alert, the `j`th (from 0), to Banditore's Alertmanager webhook: how long until its
+/// email to `sala@asl.example` (the only desk) is at the SMTP server.
+pub async fn webhook_to_email(app: &TestApp, smtp: &SmtpServer, j: usize) -> Duration {
+    let body = alertmanager(
+        "firing",
+        &format!("Down{j}"),
+        &[("service", &format!("svc-{j}")), ("severity", "critical")],
+        &format!("bench-{j}"),
+    );
+    let sent = Instant::now();
+    let resp = app
+        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+        .await;
+    assert_eq!(resp.status(), 202);
+    let mails = smtp.wait_for("sala@asl.example", j + 1, Duration::from_secs(30));
+    mails[j].received.duration_since(sent)
 }
