@@ -5,7 +5,8 @@
 //! status (no such mailbox or domain) marks the address gone. A message refused for good for
 //! another reason may have been refused for what our rendering made of it (its size, its HTML, a
 //! server's own rules): it is sent once more at once in a plain, shortened form, and fails only
-//! if that is refused too. Header text is cleaned and encoded by `header.rs`, so no value a
+//! if that is refused too. A `530` (authentication or STARTTLS required first) refuses the
+//! channel's configuration, not the message: it pauses the channel. Header text is cleaned and encoded by `header.rs`, so no value a
 //! monitor or an operator writes can break a line or inject a header.
 
 mod header;
@@ -313,6 +314,13 @@ fn rustls_pem_certs(
 /// Maps an SMTP error to what the outbox should do.
 fn classify(e: &lettre::transport::smtp::Error) -> SendError {
     let reason = e.to_string();
+    // RFC 4954 §6 and RFC 3207 §4: 530 answers a command that the server's policy wants
+    // authenticated, or sent over TLS, first. The relay refuses the channel as configured (no
+    // login, no STARTTLS, an address no longer on its allow-list), not this message: pause the
+    // channel and keep every delivery, as for a refused login.
+    if e.status().map(u16::from) == Some(530) {
+        return SendError::Credentials { reason };
+    }
     if e.is_permanent() {
         // RFC 3463: X.1.1 bad mailbox, X.1.2 bad system, X.1.10 null MX all say "this address
         // will never work". Only the enhanced status code at the start of the reply counts, not

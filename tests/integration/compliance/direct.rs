@@ -184,6 +184,47 @@ impl Harness for Email {
     }
 }
 
+/// Email through a relay that takes mail from this host without a login (no `username`, no
+/// TLS), as many intranet relays do, until its policy changes and it wants a login first.
+pub(crate) struct EmailRelay {
+    smtp: SmtpServer,
+    app: TestApp,
+    fired: Cell<u32>,
+}
+
+impl Harness for EmailRelay {
+    const CHANNEL: &'static str = "email";
+    const IDEMPOTENT: bool = false;
+
+    async fn start() -> EmailRelay {
+        let smtp = SmtpServer::start();
+        let app = TestApp::spawn(&smtp, "", &[("BANDITORE__CHANNELS__EMAIL__TIMEOUT", "2s")]).await;
+        recipient(&app, "email", MAILBOX).await;
+        EmailRelay {
+            smtp,
+            app,
+            fired: Cell::new(0),
+        }
+    }
+
+    fn app(&self) -> &TestApp {
+        &self.app
+    }
+
+    async fn send(&self) -> i64 {
+        fire_new(&self.app, &self.fired).await
+    }
+
+    fn arrived(&self) -> usize {
+        self.smtp.mails_to(MAILBOX).len()
+    }
+
+    /// The relay answers MAIL with `530 5.7.0 Authentication required`.
+    fn refuse_credentials(&self, refused: bool) {
+        self.smtp.demand_login(refused);
+    }
+}
+
 pub(crate) struct Telegram {
     double: TelegramDouble,
     app: TestApp,

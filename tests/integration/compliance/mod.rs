@@ -249,6 +249,7 @@ compliance! {
         refused_credentials_pause_the_channel_until_they_work,
         the_longest_text_goes_whole_and_one_unit_more_as_documented,
     ];
+    email_relay: direct::EmailRelay => [refused_credentials_pause_the_channel_until_they_work];
     telegram: direct::Telegram => [
         a_throttle_is_waited_out_without_an_attempt,
         a_temporary_failure_is_retried_and_arrives_once,

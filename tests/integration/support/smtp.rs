@@ -79,6 +79,8 @@ struct Shared {
     rcpt_tries: Mutex<HashMap<String, usize>>,
     /// AUTH is answered 535 whatever the password, as after a password change.
     logins_refused: AtomicBool,
+    /// MAIL is answered 530, as by a relay that wants a login first (RFC 4954 §6).
+    login_demanded: AtomicBool,
     /// Messages still to be taken (recorded) with the reply to their DATA never sent.
     lose_replies: Mutex<usize>,
     /// MAIL commands that arrived with more commands behind them, before their reply.
@@ -162,6 +164,9 @@ struct Recorder {
 
 impl Handler for Recorder {
     fn mail(&mut self, _ip: IpAddr, _domain: &str, from: &str) -> Response {
+        if self.shared.login_demanded.load(Ordering::SeqCst) {
+            return Response::custom(530, "5.7.0 Authentication required".to_owned());
+        }
         self.from = from.to_owned();
         self.to.clear();
         self.data.clear();
@@ -326,6 +331,13 @@ impl SmtpServer {
     /// refusal), whatever the password.
     pub fn refuse_logins(&self, refused: bool) {
         self.shared.logins_refused.store(refused, Ordering::SeqCst);
+    }
+
+    /// While `demanded`, MAIL is answered `530 5.7.0 Authentication required`, which RFC 4954
+    /// §6 gives to any command but AUTH, EHLO, HELO, NOOP, RSET or QUIT when the server's
+    /// policy wants a login first (a relay whose allow-list no longer holds the sender's host).
+    pub fn demand_login(&self, demanded: bool) {
+        self.shared.login_demanded.store(demanded, Ordering::SeqCst);
     }
 
     /// The next `n` messages are taken (and recorded) at the end of DATA, but the server closes
