@@ -6,10 +6,11 @@
 //! The body is the message the router rendered from `templates/webhook/<lang>/text.j2`, a
 //! versioned event (docs: channels/webhook.md). `webhook-id` is derived from the delivery, so it
 //! is the same at every retry; `webhook-timestamp` is the attempt's. Answers are classified as
-//! the specification suggests: 2xx sent; 408, 409, 425, 429 and 5xx (and no answer) retried by
-//! the outbox, `Retry-After` honoured, in seconds or as an HTTP date; 410 gone; a redirect or any
-//! other status given up, since sending again will not change it. Redirects are not followed: a
-//! redirect could lead a signed event anywhere, past the address checks.
+//! the specification says: 2xx sent; 410 gone; any other answer (and no answer) a failure the
+//! outbox retries, `Retry-After` honoured, in seconds or as an HTTP date. A chat tool's preset
+//! retries only 408, 409, 425, 429 and 5xx: its other refusals are the payload's or the hook's.
+//! Redirects are not followed: a redirect could lead a signed event anywhere, past the address
+//! checks.
 //!
 //! An administrator types the URL, so every address a name resolves to is checked at each send
 //! by [`WebhookRules::refusal`] (`Guard`), and the connection goes only to a checked address:
@@ -300,16 +301,23 @@ async fn classify(resp: reqwest::Response, preset: Preset) -> Result<(), SendErr
     let slack_gone =
         preset == Preset::Slack && ["channel_not_found", "no_service"].contains(&said.trim());
     let reason = refusal(status, &said);
+    let reason = match location {
+        Some(to) if status.is_redirection() => format!(
+            "{reason}; redirected to {to}: webhooks follow no redirect, so write the new URL in the address if it moved"
+        ),
+        _ => reason,
+    };
     match status.as_u16() {
         410 => Err(SendError::RecipientGone { reason }),
         404 if slack_gone => Err(SendError::RecipientGone { reason }),
         408 | 409 | 425 | 429 | 500..=599 => Err(SendError::Retry { after, reason }),
-        300..=399 => Err(SendError::Reject {
-            reason: format!(
-                "{reason}; redirected to {}: webhooks follow no redirect, so write the new URL in the address",
-                location.unwrap_or_default()
-            ),
-        }),
+        // Standard Webhooks counts every other answer as a failure to retry on its schedule:
+        // a receiver redeploying behind its gateway answers 404, 401 or a redirect to a
+        // maintenance page for a while, and the event must still arrive. `max_attempts` and
+        // `disable_after` bound a receiver that never recovers.
+        _ if preset == Preset::Event => Err(SendError::Retry { after, reason }),
+        // A chat tool's incoming webhook documents its other refusals as the payload's or the
+        // hook's (Slack's `invalid_payload`, `action_prohibited`): sending again changes nothing.
         _ => Err(SendError::Reject { reason }),
     }
 }
