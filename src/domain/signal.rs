@@ -261,7 +261,9 @@ impl RawSignal {
             .or_else(|| non_empty(self.labels.get("service").cloned()))
             .or_else(|| non_empty(self.labels.get("alertname").cloned()))
             .unwrap_or_else(|| "unknown".to_owned());
-        let component = non_empty(self.component.take())
+        let given_component = non_empty(self.component.clone());
+        let component = given_component
+            .clone()
             .or_else(|| non_empty(self.labels.get("component").cloned()))
             .or_else(|| non_empty(self.labels.get("instance").cloned()));
         let severity = self
@@ -281,7 +283,25 @@ impl RawSignal {
             None if self.labels.is_empty() && given_service.is_none() => self
                 .content_fingerprint()
                 .unwrap_or_else(|| label_fingerprint(&self.labels, &service)),
-            None => label_fingerprint(&self.labels, &service),
+            None => {
+                // A service or component named beside the labels tells apart two signals whose
+                // labels are the same (two services tagged `area:umbria,env:prod`, two
+                // components of one service); one the labels already hold changes nothing, nor
+                // does a service standing in for no labels at all.
+                let labels = &self.labels;
+                let named: Vec<(&str, &str)> = [
+                    ("service", given_service.as_deref(), !labels.is_empty()),
+                    ("component", given_component.as_deref(), true),
+                ]
+                .into_iter()
+                .filter_map(|(key, given, counts)| {
+                    let given = given?;
+                    let said = labels.get(key).map(String::as_str);
+                    (counts && said != Some(given)).then_some((key, given))
+                })
+                .collect();
+                label_fingerprint_beside(labels, &service, &named)
+            }
         };
         let mut labels: Labels = self
             .labels
@@ -417,6 +437,11 @@ fn free_text(text: &str) -> String {
 /// A stable fingerprint of a label set, for senders that do not send their own: the same labels
 /// in any order give the same fingerprint. With no labels at all, the service stands in.
 pub fn label_fingerprint(labels: &Labels, service: &str) -> String {
+    label_fingerprint_beside(labels, service, &[])
+}
+
+/// [`label_fingerprint`], with fields the sender named beside the labels, as (key, value).
+fn label_fingerprint_beside(labels: &Labels, service: &str, named: &[(&str, &str)]) -> String {
     let mut hasher = Sha256::new();
     if labels.is_empty() {
         hasher.update(b"service\xff");
@@ -425,6 +450,14 @@ pub fn label_fingerprint(labels: &Labels, service: &str) -> String {
     // BTreeMap iterates in key order; separators that cannot appear in UTF-8 keep
     // `a=bc` and `ab=c` apart.
     for (key, value) in labels {
+        hasher.update(key.as_bytes());
+        hasher.update([0xff]);
+        hasher.update(value.as_bytes());
+        hasher.update([0xfe]);
+    }
+    // 0xfd, never in UTF-8, keeps a named field apart from a label of the same key and value.
+    for (key, value) in named {
+        hasher.update([0xfd]);
         hasher.update(key.as_bytes());
         hasher.update([0xff]);
         hasher.update(value.as_bytes());
@@ -558,7 +591,8 @@ mod tests {
             with_service
                 .normalize(Source::Generic, &rules, Timestamp::UNIX_EPOCH)
                 .fingerprint,
-            "generic:3b3d969799e6127e"
+            // Changed once, when a service named beside the labels began to count (upgrades.md).
+            "generic:734364e4ba901a3e"
         );
         let service_only = RawSignal {
             service: Some("cup-backend".into()),
@@ -570,6 +604,51 @@ mod tests {
                 .normalize(Source::Generic, &rules, Timestamp::UNIX_EPOCH)
                 .fingerprint,
             "generic:67a183f696e19ed5"
+        );
+    }
+
+    /// Two generic senders tagging different services (or components) alike, with no
+    /// fingerprint of their own: two problems, never one alert refreshed by the other.
+    #[test]
+    fn a_service_or_component_named_beside_the_labels_tells_signals_apart() {
+        let rules = NormalizeRules::default();
+        let fingerprint =
+            |service: Option<&str>, component: Option<&str>, tags: &[(&str, &str)]| {
+                RawSignal {
+                    service: service.map(Into::into),
+                    component: component.map(Into::into),
+                    labels: labels(tags),
+                    summary: Some("Giù".into()),
+                    ..RawSignal::default()
+                }
+                .normalize(Source::Generic, &rules, Timestamp::UNIX_EPOCH)
+                .fingerprint
+            };
+        let tags = [("area", "umbria"), ("env", "prod")];
+        let cup = fingerprint(Some("cup-backend"), Some("db"), &tags);
+        assert_ne!(cup, fingerprint(Some("referti"), Some("db"), &tags));
+        assert_ne!(cup, fingerprint(Some("cup-backend"), Some("queue"), &tags));
+        assert_ne!(cup, fingerprint(Some("cup-backend"), None, &tags));
+        assert_eq!(cup, fingerprint(Some("cup-backend"), Some("db"), &tags));
+        // With no labels the service already counts; the component now does too.
+        assert_ne!(
+            fingerprint(Some("cup-backend"), Some("db"), &[]),
+            fingerprint(Some("cup-backend"), Some("queue"), &[])
+        );
+        // A field the labels already hold, with the same value, changes nothing.
+        let held = [("area", "umbria"), ("service", "cup-backend")];
+        assert_eq!(
+            fingerprint(Some("cup-backend"), None, &held),
+            fingerprint(None, None, &held)
+        );
+        // A field is not a label: `service` named beside differs from a label `service`.
+        assert_ne!(
+            fingerprint(Some("cup-backend"), None, &[("area", "umbria")]),
+            fingerprint(
+                None,
+                None,
+                &[("area", "umbria"), ("service", "cup-backend")]
+            )
         );
     }
 
