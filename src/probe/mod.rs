@@ -4,13 +4,13 @@
 //! - Every replica runs every probe, spread over its interval (a stable offset per probe, so
 //!   that a thousand probes do not fire together), at most `probing.concurrency` at once.
 //! - Each replica keeps a probe's state: down after `failure_threshold` failures in a row, up
-//!   after `success_threshold` successes. Its latest view goes to the store
-//!   (`probe_observations`), in batches.
+//!   after `success_threshold` successes; until one of them has decided since the start, its
+//!   view is `unknown`. Its latest view goes to the store (`probe_observations`), in batches.
 //! - The canaries (targets outside every watched service) tell whether this replica can reach
 //!   the network at all. When all of them fail, the replica raises one signal about itself and its
 //!   views count as `unknown`: it declares nothing until they recover.
 //! - The leader reads every replica's fresh views and declares a service down when `quorum` of
-//!   them see it down, up when fewer do. A change becomes a signal (`probe:<name>`, firing or
+//!   them see it down, up when fewer do; with fewer views than `quorum` it declares nothing. A change becomes a signal (`probe:<name>`, firing or
 //!   resolved) through the same queue as webhooks, so grouping, subscriptions, templates and
 //!   approval apply unchanged. A certificate close to expiry is a warning of its own.
 //! - What a check found is data ([`Finding`]: a status code, the statuses expected…), carried
@@ -53,6 +53,11 @@ pub struct LocalView {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_at: Option<Timestamp>,
     pub cert_days_left: Option<i64>,
+    /// Whether a threshold has decided the state since this replica started: until then its
+    /// view counts for nothing. A replica restarting during an outage must not report the
+    /// service up because its first failure is still under `failure_threshold`.
+    #[serde(skip)]
+    pub decided: bool,
 }
 
 impl Default for LocalView {
@@ -67,6 +72,7 @@ impl Default for LocalView {
             last_duration_ms: None,
             last_at: None,
             cert_days_left: None,
+            decided: false,
         }
     }
 }
@@ -97,6 +103,8 @@ impl LocalView {
         } else if self.state == "down" && self.successes_in_a_row >= success_threshold {
             self.state = "up";
         }
+        self.decided |= self.failures_in_a_row >= failure_threshold
+            || self.successes_in_a_row >= success_threshold;
         before != self.state
     }
 }
@@ -366,7 +374,11 @@ async fn probe_loop(check: Arc<Check>, mut at: Looking, shutdown: CancellationTo
         metrics::gauge!("banditore_probe_up", "probe" => spec.name.clone())
             .set(if view.state == "up" { 1.0 } else { 0.0 });
         let network_ok = at.status.network_ok();
-        let state = if network_ok { view.state } else { "unknown" };
+        let state = if network_ok && view.decided {
+            view.state
+        } else {
+            "unknown"
+        };
         let _ = at.observed.send(Observation {
             probe: spec.name.clone(),
             instance: at.instance.clone(),
@@ -576,8 +588,10 @@ impl Judge {
                 .filter(|o| o.state != "unknown")
                 .filter(|o| now.duration_since(o.observed_at) <= fresh)
                 .collect();
-            // Nobody able to see the target: nothing is declared either way.
-            if known.is_empty() {
+            // Fewer replicas able to see the target than the quorum (the others gone, cut off
+            // or just started): nothing is declared either way, and the verdict stands. Taking
+            // too few views for "up" would tell the desks an outage is over while it is not.
+            if known.is_empty() || (known.len() as u32) < self.quorum {
                 continue;
             }
             let down: Vec<&&Observation> = known.iter().filter(|o| o.state == "down").collect();
@@ -739,6 +753,28 @@ mod tests {
             );
         }
         assert_eq!(v.state, "up");
+    }
+
+    /// A view counts only once a threshold has spoken: the first failures after a start are
+    /// not "up", nor is the first success.
+    #[test]
+    fn a_view_is_decided_only_by_a_threshold() {
+        let mut failing = LocalView::default();
+        failing.observe(&outcome(false), 2, 3);
+        assert!(!failing.decided, "one failure of two");
+        failing.observe(&outcome(false), 2, 3);
+        assert!(failing.decided && failing.state == "down");
+        let mut answering = LocalView::default();
+        answering.observe(&outcome(true), 2, 3);
+        answering.observe(&outcome(true), 2, 3);
+        assert!(!answering.decided, "two successes of three");
+        answering.observe(&outcome(false), 2, 3);
+        answering.observe(&outcome(true), 2, 3);
+        assert!(!answering.decided, "the count starts again");
+        for _ in 0..3 {
+            answering.observe(&outcome(true), 2, 3);
+        }
+        assert!(answering.decided && answering.state == "up");
     }
 
     #[test]

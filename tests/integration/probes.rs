@@ -381,7 +381,8 @@ async fn a_certificate_close_to_expiry_raises_a_warning() {
 }
 
 #[tokio::test]
-async fn with_three_replicas_and_quorum_two_one_replica_seeing_an_outage_declares_nothing() {
+async fn with_three_replicas_and_quorum_two_one_replica_seeing_an_outage_declares_nothing_nor_its_end()
+ {
     let Some(db) = fresh_database().await else {
         return;
     };
@@ -432,6 +433,50 @@ async fn with_three_replicas_and_quorum_two_one_replica_seeing_an_outage_declare
     assert_eq!(incidents(&apps[2]).await.len(), 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(smtp.mails_to(DESK).len(), 1, "declared once, by the leader");
+
+    // Two replicas go (the same outage may cut them off). The one left still sees the service
+    // down, one view of the two needed: the verdict stands, and nobody is told it is over.
+    apps.truncate(1);
+    let stale = Duration::from_secs(5) + Duration::from_secs(3);
+    tokio::time::sleep(stale + Duration::from_secs(2)).await;
+    assert_eq!(
+        smtp.mails_to(DESK).len(),
+        1,
+        "{:?}",
+        smtp.mails_to(DESK)
+            .iter()
+            .map(Mail::subject)
+            .collect::<Vec<_>>()
+    );
+    let open = incidents(&apps[0]).await;
+    assert_ne!(open[0]["status"], "resolved", "{open:?}");
+}
+
+/// A restart during an outage: the first failures after it, still under `failure_threshold`,
+/// are no view at all, so the stored verdict stands and nobody hears "resolved" then "opened".
+#[tokio::test]
+async fn a_restart_during_an_outage_tells_nobody_it_is_over() {
+    let smtp = SmtpServer::start();
+    let site = HttpTarget::start().await;
+    let extra = format!(
+        "{}{}",
+        people(),
+        http_probe("cup-portale", "cup", &site.url(), "failure_threshold = 3")
+    );
+    let mut app = TestApp::spawn(&smtp, &extra, &[]).await;
+    site.set(Mode::Failing);
+    mails_to(&smtp, DESK, 1).await;
+    app.kill();
+    // Down long enough (a reboot) for the previous process's view to be stale (5 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let before = site.failures();
+    app.start().await;
+    // Past the threshold again, and long enough for any message the judgement made to arrive.
+    eventually(|| async { site.failures() }, |n| *n >= before + 6).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let subjects: Vec<String> = smtp.mails_to(DESK).iter().map(Mail::subject).collect();
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    assert_ne!(incidents(&app).await[0]["status"], "resolved");
 }
 
 #[tokio::test]
