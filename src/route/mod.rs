@@ -647,7 +647,10 @@ impl Router {
     /// Who hears about this incident, grouped by what they will receive:
     /// (channel, template language, audience) → recipients, each address once per channel; and
     /// the desks with an escalation policy that follow it. Such a desk's addresses on a channel
-    /// its policy holds back are left to their step, unless they heard an earlier update.
+    /// its policy holds back are left to their step, unless they heard an earlier update. An
+    /// address two subscribers share goes with one whose audience is told at once, if any:
+    /// a desk sharing its mailbox with a list held for approval hears at once, not once the
+    /// office approves (or never, if it rejects).
     fn recipients<'a>(
         &self,
         incident: &IncidentRow,
@@ -662,7 +665,11 @@ impl Router {
         let mut found: Vec<(GroupKey, Vec<Recipient<'a>>)> = Vec::new();
         let mut languages: HashMap<(ChannelKind, &'a str), Option<String>> = HashMap::new();
         let mut seen: HashSet<(ChannelKind, &'a str)> = HashSet::new();
-        for subscriber in subscribers {
+        let at_once =
+            |s: &&SubscriberRow| self.approval.policy(&s.audience).0 == ApprovalPolicy::Auto;
+        let (told_at_once, held): (Vec<&SubscriberRow>, Vec<&SubscriberRow>) =
+            subscribers.iter().partition(at_once);
+        for subscriber in told_at_once.into_iter().chain(held) {
             let wanted = wanted_channels(subscriber, &label_sets);
             for address in subscriber.addresses.iter().filter(|a| a.is_active()) {
                 let follows = follows(subscriber, address, &wanted, &label_sets, notified);

@@ -165,6 +165,41 @@ async fn a_public_statement_is_drafted_edited_approved_and_sent_as_approved() {
     assert_eq!(approved["detail"]["recipients"], 1);
 }
 
+/// A mailbox on the public list (held for approval, created first) and on a desk (told at
+/// once): the desk's copy goes at once, and a rejected statement takes nothing from it.
+#[tokio::test]
+async fn a_mailbox_a_desk_shares_with_the_public_list_hears_at_once() {
+    const SHARED: &str = "urp@asl.example";
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn(&smtp, "", &[]).await;
+    for (name, audience, emails) in [
+        ("Lista pubblica", "public", vec![PUBLIC, SHARED]),
+        ("URP", "cup-desk", vec![SHARED]),
+    ] {
+        app.subscribe(json!({
+            "name": name, "audience": audience, "addresses": {"email": emails},
+            "subscriptions": [{"matchers": ["service=~\"cup.*\""]}],
+        }))
+        .await;
+    }
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    smtp.wait_for(SHARED, 1, Duration::from_secs(10));
+    let drafts = eventually(|| pending(&app), |d| !d.is_empty()).await;
+    assert_eq!(drafts[0]["parts"][0]["recipients"], 1, "{drafts:?}");
+    let id = drafts[0]["id"].as_i64().unwrap();
+    let (status, _) = post(
+        &app,
+        &format!("/api/v1/drafts/{id}/reject"),
+        COMMUNICATOR_TOKEN,
+        json!({"reason": "Non per il pubblico"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(smtp.mails_to(SHARED).len(), 1);
+    assert!(smtp.mails_to(PUBLIC).is_empty());
+}
+
 #[tokio::test]
 async fn a_rejected_draft_sends_nothing_and_needs_a_reason() {
     let smtp = SmtpServer::start();
