@@ -840,6 +840,48 @@ async fn the_public_channel_gets_what_the_communications_office_approves() {
     );
 }
 
+/// `server.public_url` on an intranet name without a dot: Telegram would refuse the whole notice
+/// for its "open in the console" button, so the button is left out and the notice goes, with
+/// Approve and Reject.
+#[tokio::test]
+async fn a_draft_notice_goes_without_a_link_button_telegram_would_refuse() {
+    let double = TelegramDouble::start().await;
+    double.add_private_chat(1005, "Ufficio", None);
+    let smtp = SmtpServer::start();
+    let app = app_with(
+        &double,
+        &smtp,
+        &[("BANDITORE__SERVER__PUBLIC_URL", "http://banditore:8080")],
+    )
+    .await;
+    // The office follows nothing itself: its one message is the draft's notice.
+    for (name, audience, addresses, service) in [
+        (
+            "Ufficio stampa",
+            "comms",
+            json!({"telegram": "1005"}),
+            "stampa",
+        ),
+        (
+            "Lista pubblica",
+            "public",
+            json!({"email": "lista@asl.example"}),
+            "cup.*",
+        ),
+    ] {
+        app.subscribe(json!({
+            "name": name, "audience": audience, "addresses": addresses,
+            "subscriptions": [{"matchers": [format!("service=~\"{service}\"")]}],
+        }))
+        .await;
+    }
+    fire_alert(&app, "firing", "cup-backend", "CUP non risponde").await;
+    let notice = double.wait_for("1005", 1, Duration::from_secs(10)).await;
+    let buttons = notice[0].body["reply_markup"]["inline_keyboard"].to_string();
+    assert!(buttons.contains("callback_data"), "{buttons}");
+    assert!(!buttons.contains("\"url\""), "{buttons}");
+}
+
 #[tokio::test]
 async fn the_office_is_told_of_a_draft_and_approves_it_with_the_telegram_button() {
     let double = TelegramDouble::start().await;

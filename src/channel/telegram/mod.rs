@@ -129,8 +129,19 @@ impl Channel for TelegramChannel {
     }
 }
 
-/// A message's buttons as Telegram's inline keyboard. A link Telegram could not open is left
-/// out (the text carries it too).
+/// Whether Telegram takes `url` for a button: the Bot API asks for an "HTTP or tg:// URL", and
+/// its servers refuse the whole message for a web host without a dot (`http://localhost`, an
+/// intranet name as `server.public_url`), as bot authors have long reported.
+fn telegram_opens(url: &url::Url) -> bool {
+    match url.scheme() {
+        "http" | "https" => url.host_str().is_some_and(|h| h.contains('.')),
+        "tg" => true,
+        _ => false,
+    }
+}
+
+/// A message's buttons as Telegram's inline keyboard. A link Telegram would refuse is left out
+/// (the text carries it too), so that the message still goes.
 fn keyboard(buttons: &Buttons) -> InlineKeyboardMarkup {
     let rows = buttons.0.iter().map(|row| {
         row.iter()
@@ -141,6 +152,7 @@ fn keyboard(buttons: &Buttons) -> InlineKeyboardMarkup {
                 )),
                 ButtonAction::Url(url) => url::Url::parse(url)
                     .ok()
+                    .filter(telegram_opens)
                     .map(|u| InlineKeyboardButton::url(b.label.clone(), u)),
             })
             .collect::<Vec<_>>()
@@ -287,6 +299,18 @@ impl super::ChannelSpec for Spec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_button_goes_only_where_telegram_opens_it() {
+        let opens = |u: &str| telegram_opens(&url::Url::parse(u).unwrap());
+        assert!(opens("https://banditore.asl.example/console/drafts/1"));
+        assert!(opens("http://10.0.0.5:8080/console"));
+        assert!(opens("tg://resolve?domain=regione_avvisi"));
+        assert!(!opens("http://localhost:8080/console/drafts/1"));
+        assert!(!opens("https://banditore/console"));
+        assert!(!opens("ftp://files.asl.example/"));
+        assert!(!opens("mailto:urp@asl.example"));
+    }
 
     #[test]
     fn telegram_errors_are_classified() {

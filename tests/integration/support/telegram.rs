@@ -54,6 +54,7 @@ const NOT_MODIFIED: &str = "Bad Request: message is not modified: specified new 
 const EDIT_NOT_FOUND: &str = "Bad Request: message to edit not found";
 /// An inline button's `callback_data` outside 1 to 64 bytes.
 const BUTTON_DATA_INVALID: &str = "Bad Request: BUTTON_DATA_INVALID";
+const BUTTON_URL_INVALID: &str = "Bad Request: BUTTON_URL_INVALID";
 /// The answer's text that Telegram shows: 0 to 200 characters; a longer one is refused.
 pub const MAX_ANSWER_CHARS: usize = 200;
 /// Telegram's answer to an `answerCallbackQuery` whose text is too long.
@@ -779,7 +780,10 @@ fn answer_callback_query(shared: &Shared, params: &Value) -> Reply {
     ok(json!(true))
 }
 
-/// An inline keyboard's buttons: each `callback_data` 1 to 64 bytes.
+/// An inline keyboard's buttons: each `callback_data` 1 to 64 bytes; each `url` an "HTTP or
+/// tg:// URL" (the Bot API's words) that Telegram can open. The servers refuse the whole message
+/// for a host without a dot (`localhost`, an intranet name): observed and reported by bot
+/// authors (rubenlagus/TelegramBots#302), not written in the documentation.
 fn check_keyboard(markup: Option<&Value>) -> Result<(), Reply> {
     let rows = markup
         .and_then(|m| m.get("inline_keyboard"))
@@ -794,6 +798,16 @@ fn check_keyboard(markup: Option<&Value>) -> Result<(), Reply> {
             && !(1..=64).contains(&data.len())
         {
             return Err(error(400, BUTTON_DATA_INVALID));
+        }
+        if let Some(url) = button.get("url").and_then(Value::as_str) {
+            let opens = url::Url::parse(url).is_ok_and(|u| match u.scheme() {
+                "http" | "https" => u.host_str().is_some_and(|h| h.contains('.')),
+                "tg" => true,
+                _ => false,
+            });
+            if !opens {
+                return Err(error(400, BUTTON_URL_INVALID));
+            }
         }
     }
     Ok(())
