@@ -4,7 +4,9 @@
 //! shape. The attributes fill what it leaves out: `type` ending in a status word (`….firing`,
 //! `….resolved`) gives the status, `subject` names the service, `time` the start, `subject` and
 //! `type` the summary. A string `data` is taken as the summary and never re-parsed as JSON, as the
-//! specification requires. Extension attributes become labels, so data need not name a service.
+//! specification requires. Extension attributes become labels, so data need not name a service;
+//! those that differ from one event to the next about the same thing (tracing, arrival and
+//! recording times, sequence numbers) become annotations, kept out of the fingerprint.
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -25,6 +27,19 @@ const CONTEXT_ATTRIBUTES: [&str; 10] = [
     "dataschema",
     "data",
     "data_base64",
+];
+
+/// Extension attributes each event carries anew about the same thing: the documented
+/// extensions for distributed tracing (`traceparent`, `tracestate`), recorded time, sequence
+/// and data reference, and Knative's `knativearrivaltime`. As labels they would give each event
+/// a fingerprint of its own, so that no recovery ever found its firing event.
+const PER_EVENT_EXTENSIONS: [&str; 6] = [
+    "traceparent",
+    "tracestate",
+    "recordedtime",
+    "sequence",
+    "dataref",
+    "knativearrivaltime",
 ];
 
 pub fn parse_batch(value: &Value) -> Result<Parsed, IngestError> {
@@ -119,13 +134,19 @@ pub fn parse_one(value: &Value, path: &str) -> Result<Parsed, IngestError> {
             ..RawSignal::default()
         },
     };
-    // Extension attributes are labels, unless the data already set that label.
+    // Extension attributes are labels, unless the data already set that label; those of one
+    // event only are annotations.
     for (key, v) in event.map {
         if CONTEXT_ATTRIBUTES.contains(&key.as_str()) || v.is_null() {
             continue;
         }
         if let Some(text) = scalar(v) {
-            signal.labels.entry(key.clone()).or_insert(text);
+            let kept = if PER_EVENT_EXTENSIONS.contains(&key.as_str()) {
+                &mut signal.annotations
+            } else {
+                &mut signal.labels
+            };
+            kept.entry(key.clone()).or_insert(text);
         }
     }
     if signal.status.is_none() && signal.ends_at.is_none() {
@@ -229,6 +250,46 @@ mod tests {
             ),
             Err(e) => assert_eq!(e.field.as_deref(), Some("type")),
         }
+    }
+
+    /// A firing event and its recovery, each with its own trace context and arrival time: one
+    /// problem, one fingerprint, the per-event attributes kept as annotations.
+    #[test]
+    fn per_event_extensions_leave_the_fingerprint_alone() {
+        use crate::domain::signal::{NormalizeRules, Source};
+        let event = |kind: &str, trace: &str, arrived: &str| {
+            let p = parse_one(
+                &serde_json::json!({"specversion": "1.0", "id": trace, "source": "/mon",
+                    "type": format!("it.asl.cup.{kind}"), "traceparent": trace,
+                    "tracestate": format!("asl={trace}"), "knativearrivaltime": arrived,
+                    "sequence": trace, "area": "umbria", "data": {"service": "cup"}}),
+                "",
+            )
+            .unwrap();
+            let raw = p.signals.into_iter().next().unwrap();
+            raw.normalize(
+                Source::Generic,
+                &NormalizeRules::default(),
+                jiff::Timestamp::UNIX_EPOCH,
+            )
+        };
+        let firing = event(
+            "firing",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "2026-12-06T10:00:00Z",
+        );
+        let resolved = event(
+            "resolved",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "2026-12-06T10:05:00Z",
+        );
+        assert_eq!(firing.fingerprint, resolved.fingerprint);
+        assert_eq!(
+            firing.labels.get("area").map(String::as_str),
+            Some("umbria")
+        );
+        assert!(!firing.labels.contains_key("traceparent"));
+        assert!(firing.annotations["traceparent"].starts_with("00-0af7"));
     }
 
     #[test]
