@@ -7,7 +7,7 @@
 //! good: claimed, or every lease it holds renewed, less than half a lease ago. Time is a
 //! parameter: [`Dispatcher::keep_leases`] is called with `now` by the loop and by tests alike.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,21 +17,31 @@ use super::{Dispatcher, elapsed, later_by};
 use crate::store::{Outcome, Topic};
 
 /// Deliveries this worker holds a lease on and has not yet recorded an outcome for (queued, in
-/// flight, or sent with the outcome not yet written).
+/// flight, or sent with the outcome not yet written), each with the number of its claims not yet
+/// recorded. A delivery handed back (`Released`, due again at once) may be claimed again between
+/// the commit of that outcome and its removal here: the new claim must stay held, or its lease
+/// would go unrenewed and another replica would take it over and send it a second time.
 #[derive(Clone, Default)]
-pub(super) struct Held(Arc<Mutex<HashSet<i64>>>);
+pub(super) struct Held(Arc<Mutex<HashMap<i64, u32>>>);
 
 impl Held {
     pub(super) fn add(&self, ids: impl IntoIterator<Item = i64>) {
         if let Ok(mut held) = self.0.lock() {
-            held.extend(ids);
+            for id in ids {
+                *held.entry(id).or_default() += 1;
+            }
         }
     }
 
     pub(super) fn remove(&self, outcomes: &[Outcome]) {
         if let Ok(mut held) = self.0.lock() {
             for o in outcomes {
-                held.remove(&o.delivery);
+                if let Some(claims) = held.get_mut(&o.delivery) {
+                    *claims -= 1;
+                    if *claims == 0 {
+                        held.remove(&o.delivery);
+                    }
+                }
             }
         }
     }
@@ -42,7 +52,7 @@ impl Held {
         self.0.lock().is_ok_and(|held| {
             held.len() <= outcomes.len()
                 && held
-                    .iter()
+                    .keys()
                     .all(|id| outcomes.iter().any(|o| o.delivery == *id))
         })
     }
@@ -50,7 +60,7 @@ impl Held {
     pub(super) fn ids(&self) -> Vec<i64> {
         self.0
             .lock()
-            .map(|held| held.iter().copied().collect())
+            .map(|held| held.keys().copied().collect())
             .unwrap_or_default()
     }
 }

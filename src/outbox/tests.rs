@@ -784,6 +784,29 @@ fn outcomes_are_gathered_only_while_other_deliveries_are_held() {
     assert!(!held.only(&[sent(4)]));
 }
 
+/// A delivery handed back and claimed again before the first claim's outcome left the hold:
+/// the second claim stays held (and so renewed) until its own outcome.
+#[test]
+fn a_delivery_claimed_again_stays_held_until_its_own_outcome() {
+    let released = |delivery| Outcome {
+        delivery,
+        attempts: 0,
+        outcome: DeliveryOutcome::Released,
+    };
+    let held = lease::Held::default();
+    held.add([7]);
+    held.add([7]);
+    held.remove(&[released(7)]);
+    assert_eq!(held.ids(), vec![7], "the second claim is still out");
+    held.remove(&[released(7)]);
+    assert!(held.ids().is_empty());
+    held.remove(&[released(7)]);
+    assert!(
+        held.ids().is_empty(),
+        "an outcome of nothing held changes nothing"
+    );
+}
+
 #[tokio::test]
 async fn a_full_claim_after_an_idle_look_lets_claims_ahead_begin_at_once() {
     let bench = Bench::new().await;
