@@ -644,6 +644,10 @@ impl Ground<'_> {
             concurrency: s.probing.concurrency as usize,
             quorum: s.probing.quorum,
             instance: owner.clone(),
+            host: match s.cluster.instance.as_str() {
+                "" => hostname(),
+                name => name.to_owned(),
+            },
             store: store.clone(),
             ingest: ingest.clone(),
             leadership: self.leadership.clone(),

@@ -20,7 +20,7 @@ pub mod check;
 pub mod dns;
 pub mod schedule;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -147,6 +147,9 @@ pub struct Prober {
     pub concurrency: usize,
     pub quorum: u32,
     pub instance: String,
+    /// Where this replica runs, the same across its restarts (`cluster.instance`, else the host
+    /// name): what its network alarm is about, so that a restarted replica ends its own alarm.
+    pub host: String,
     pub store: Arc<dyn Store>,
     pub ingest: IngestQueue,
     pub leadership: Leadership,
@@ -165,6 +168,8 @@ pub fn freshness(spec: &ProbeSpec) -> Duration {
 impl Prober {
     pub async fn run(self, shutdown: CancellationToken) {
         if self.checks.is_empty() {
+            // No probe left to run; an outage a removed one declared must still end.
+            self.resolve_removed_when_leading(shutdown).await;
             return;
         }
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
@@ -206,21 +211,13 @@ impl Prober {
                 self.canary_interval,
                 self.status.clone(),
                 self.ingest.clone(),
-                self.instance.clone(),
+                self.host.clone(),
                 shutdown.clone(),
             ));
         }
         drop(observed);
         tasks.spawn(store_observations(self.store.clone(), to_store));
-        let mut judge = Judge {
-            checks: self.checks.clone(),
-            quorum: self.quorum,
-            store: self.store.clone(),
-            ingest: self.ingest.clone(),
-            seen: HashMap::new(),
-            read_until: None,
-            verdicts: None,
-        };
+        let mut judge = self.judge();
         let mut leadership = self.leadership.clone();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -242,6 +239,46 @@ impl Prober {
             }
         }
         tasks.shutdown().await;
+    }
+}
+
+impl Prober {
+    fn judge(&self) -> Judge {
+        Judge {
+            checks: self.checks.clone(),
+            quorum: self.quorum,
+            store: self.store.clone(),
+            ingest: self.ingest.clone(),
+            seen: HashMap::new(),
+            read_until: None,
+            verdicts: None,
+        }
+    }
+
+    /// With no probe configured: once this replica leads, one judgement, which resolves what
+    /// removed probes left declared down ([`Judge::resolve_removed`]).
+    async fn resolve_removed_when_leading(&self, shutdown: CancellationToken) {
+        let mut judge = self.judge();
+        let mut leadership = self.leadership.clone();
+        loop {
+            if leadership.is_leader() {
+                match judge.step(Timestamp::now()).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot resolve the verdicts of removed probes; trying again shortly")
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            } else {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = leadership.wait() => {}
+                }
+            }
+        }
     }
 }
 
@@ -423,11 +460,14 @@ async fn canary_loop(
     interval: Duration,
     status: Arc<ProbeStatus>,
     ingest: IngestQueue,
-    instance: String,
+    host: String,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first round says where the network stands whatever it was: an alarm this replica
+    // raised before a restart ends when its first round finds the network again.
+    let mut first = true;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -449,29 +489,33 @@ async fn canary_loop(
         }
         let was_down = status.network_down.swap(all_failed, Ordering::Relaxed);
         metrics::gauge!("banditore_network_ok").set(if all_failed { 0.0 } else { 1.0 });
-        if was_down == all_failed {
+        let changed = was_down != all_failed;
+        if !changed && !first {
             continue;
         }
+        first = false;
         let status_now = if all_failed {
-            tracing::error!(instance = %instance, canaries = ?findings, "every canary fails: this replica cannot reach the network; holding outage declarations");
+            tracing::error!(host = %host, canaries = ?findings, "every canary fails: this replica cannot reach the network; holding outage declarations");
             SignalStatus::Firing
         } else {
-            tracing::info!(instance = %instance, "a canary answers again: probing resumes");
+            if changed {
+                tracing::info!(host = %host, "a canary answers again: probing resumes");
+            }
             SignalStatus::Resolved
         };
         let mut labels = Labels::new();
         labels.insert("service".into(), "banditore".into());
         labels.insert("component".into(), "network".into());
-        labels.insert("instance".into(), instance.clone());
+        labels.insert("instance".into(), host.clone());
         let raw = RawSignal {
-            fingerprint: Some(format!("network:{instance}")),
+            fingerprint: Some(format!("network:{host}")),
             status: Some(status_now),
             severity: Some(Severity::Critical.as_str().into()),
             service: Some("banditore".into()),
             component: Some("network".into()),
             labels,
             summary: Some(format!(
-                "Banditore cannot reach the network from {instance}: {}",
+                "Banditore cannot reach the network from {host}: {}",
                 findings.join("; ")
             )),
             starts_at: Some(Timestamp::now()),
@@ -570,7 +614,9 @@ impl Judge {
         self.read_until = Some(now);
         if self.verdicts.is_none() {
             let stored = self.store.verdicts().await?;
-            self.verdicts = Some(stored.into_iter().map(|v| (v.subject.clone(), v)).collect());
+            let mut verdicts = stored.into_iter().map(|v| (v.subject.clone(), v)).collect();
+            self.resolve_removed(&mut verdicts, now).await?;
+            self.verdicts = Some(verdicts);
         }
         let mut by_probe: HashMap<&str, Vec<&Observation>> = HashMap::new();
         for o in self.seen.values() {
@@ -645,6 +691,41 @@ impl Judge {
                     v.insert(subject, verdict);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Ends what a probe no longer configured (removed or renamed) declared down: its resolution
+    /// is signalled and its verdict set up, as a heartbeat no longer configured says farewell.
+    /// Nothing else would ever end that outage: the probe is no longer checked, and a probe's
+    /// alert has no lease to run out.
+    async fn resolve_removed(
+        &self,
+        verdicts: &mut HashMap<String, Verdict>,
+        now: Timestamp,
+    ) -> Result<(), crate::store::StoreError> {
+        let configured: HashSet<&str> = self.checks.iter().map(|c| c.spec.name.as_str()).collect();
+        for verdict in verdicts.values_mut() {
+            let probe = verdict.subject.split('#').next().unwrap_or_default();
+            if verdict.state != "down" || configured.contains(probe) {
+                continue;
+            }
+            tracing::info!(probe, subject = %verdict.subject, "a probe no longer configured had declared an outage: resolving it");
+            let raw = RawSignal {
+                fingerprint: Some(verdict.subject.clone()),
+                status: Some(SignalStatus::Resolved),
+                summary: Some(format!("Probe {probe} is no longer configured")),
+                starts_at: Some(now),
+                ..RawSignal::default()
+            };
+            emit(&self.ingest, raw, 3).await?;
+            *verdict = Verdict {
+                subject: verdict.subject.clone(),
+                state: "up".into(),
+                detail: "no longer configured".into(),
+                changed_at: now,
+            };
+            self.store.set_verdict(verdict).await?;
         }
         Ok(())
     }

@@ -239,6 +239,28 @@ async fn when_the_canaries_fail_operators_hear_once_and_no_outage_is_declared() 
     assert!(ops[1].subject().contains("risolto"), "{}", ops[1].subject());
 }
 
+/// The network alarm a replica raised before a restart ends once the restarted replica reaches
+/// the network: its first round of canaries says so whatever it was before.
+#[tokio::test]
+async fn a_network_alarm_raised_before_a_restart_ends_when_the_network_is_back() {
+    let smtp = SmtpServer::start();
+    let mut canary = TcpTarget::start().await;
+    canary.close();
+    let extra = format!(
+        "{}\n[probing]\ncanary_interval = \"200ms\"\ncanaries = [{{ kind = \"tcp\", target = \"{}\", timeout = \"300ms\" }}]\n[[probes]]\nname = \"cup-portale\"\nservice = \"cup\"\nkind = \"tcp\"\ntarget = \"{}\"\n",
+        people(),
+        canary.addr,
+        canary.addr,
+    );
+    let mut app = TestApp::spawn(&smtp, &extra, &[]).await;
+    mails_to(&smtp, OPS, 1).await;
+    app.kill();
+    canary.open().await;
+    app.start().await;
+    let ops = mails_to(&smtp, OPS, 2).await;
+    assert!(ops[1].subject().contains("risolto"), "{}", ops[1].subject());
+}
+
 #[tokio::test]
 async fn maintenance_windows_and_silences_keep_everyone_quiet_and_show_on_the_incident() {
     let smtp = SmtpServer::start();
@@ -450,6 +472,31 @@ async fn with_three_replicas_and_quorum_two_one_replica_seeing_an_outage_declare
     );
     let open = incidents(&apps[0]).await;
     assert_ne!(open[0]["status"], "resolved", "{open:?}");
+}
+
+/// A probe removed from the configuration during its outage: the next start ends the outage,
+/// which nothing else would (the probe is no longer checked).
+#[tokio::test]
+async fn a_probe_removed_during_its_outage_has_the_outage_ended_at_the_next_start() {
+    let store = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", store.path().join("b.db").display());
+    let env = [("BANDITORE__STORE__URL", url.as_str())];
+    let smtp = SmtpServer::start();
+    let site = HttpTarget::start().await;
+    let extra = format!(
+        "{}{}",
+        people(),
+        http_probe("cup-portale", "cup", &site.url(), "")
+    );
+    let mut app = TestApp::spawn(&smtp, &extra, &env).await;
+    site.set(Mode::Failing);
+    mails_to(&smtp, DESK, 1).await;
+    app.kill();
+    let app = TestApp::spawn(&smtp, &people(), &env).await;
+    let resolved = |m: &Vec<Mail>| m.iter().any(|m| m.subject().contains("risolto"));
+    eventually(|| async { smtp.mails_to(DESK) }, resolved).await;
+    let all = incidents(&app).await;
+    assert_eq!(all[0]["status"], "resolved", "{all:?}");
 }
 
 /// A restart during an outage: the first failures after it, still under `failure_threshold`,
