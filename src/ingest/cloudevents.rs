@@ -31,11 +31,13 @@ const CONTEXT_ATTRIBUTES: [&str; 10] = [
 
 /// Extension attributes each event carries anew about the same thing: the documented
 /// extensions for distributed tracing (`traceparent`, `tracestate`), recorded time, sequence
-/// and data reference, and Knative's `knativearrivaltime`. As labels they would give each event
+/// and data reference, Dapr's `traceid` and Knative's `knativearrivaltime`. As labels they would give each event
 /// a fingerprint of its own, so that no recovery ever found its firing event.
-const PER_EVENT_EXTENSIONS: [&str; 6] = [
+const PER_EVENT_EXTENSIONS: [&str; 7] = [
     "traceparent",
     "tracestate",
+    // Dapr's copy of the trace id.
+    "traceid",
     "recordedtime",
     "sequence",
     "dataref",
@@ -163,7 +165,8 @@ pub fn parse_one(value: &Value, path: &str) -> Result<Parsed, IngestError> {
     if signal.starts_at.is_none() && signal.status == Some(SignalStatus::Firing) {
         signal.starts_at = event.time("time")?;
     }
-    if signal.summary.is_none() {
+    let summary_from_type = signal.summary.is_none();
+    if summary_from_type {
         signal.summary = Some(match &subject {
             Some(subject) => format!("{subject}: {event_type}"),
             None => event_type.clone(),
@@ -174,9 +177,25 @@ pub fn parse_one(value: &Value, path: &str) -> Result<Parsed, IngestError> {
         // for an event about nothing named, source and what it says.
         signal.fingerprint = match &subject {
             Some(s) => Some(format!("{source}#{s}")),
-            None if signal.labels.is_empty() && signal.service.is_none() => signal
-                .content_fingerprint()
-                .map(|content| format!("{source}#{content}")),
+            None if signal.labels.is_empty() && signal.service.is_none() => {
+                // A summary taken from the type is measured without the type's status word: a
+                // recovery's type differs from its firing's only there.
+                let about = match typed {
+                    Some(_) => event_type
+                        .rsplit_once(['.', ':', '/'])
+                        .map(|(head, _)| head),
+                    None => None,
+                };
+                let shown = match about {
+                    Some(about) if summary_from_type => signal.summary.replace(about.to_owned()),
+                    _ => None,
+                };
+                let content = signal.content_fingerprint();
+                if shown.is_some() {
+                    signal.summary = shown;
+                }
+                content.map(|content| format!("{source}#{content}"))
+            }
             None => None,
         };
     }
@@ -284,6 +303,25 @@ mod tests {
             "2026-12-06T10:05:00Z",
         );
         assert_eq!(firing.fingerprint, resolved.fingerprint);
+        // With nothing but per-event extensions, the type without its status word says what
+        // the event is about.
+        let bare = |kind: &str, trace: &str| {
+            let p = parse_one(
+                &serde_json::json!({"specversion": "1.0", "id": trace, "source": "/mon",
+                    "type": format!("it.asl.cup.{kind}"), "traceparent": trace, "traceid": trace}),
+                "",
+            )
+            .unwrap();
+            let raw = p.signals.into_iter().next().unwrap();
+            raw.normalize(
+                Source::Generic,
+                &NormalizeRules::default(),
+                jiff::Timestamp::UNIX_EPOCH,
+            )
+        };
+        let (up, down) = (bare("firing", "a1"), bare("resolved", "b2"));
+        assert_eq!(up.fingerprint, down.fingerprint);
+        assert_eq!(up.summary, "it.asl.cup.firing");
         assert_eq!(
             firing.labels.get("area").map(String::as_str),
             Some("umbria")
