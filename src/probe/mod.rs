@@ -706,7 +706,8 @@ impl Judge {
     ) -> Result<(), crate::store::StoreError> {
         let configured: HashSet<&str> = self.checks.iter().map(|c| c.spec.name.as_str()).collect();
         for verdict in verdicts.values_mut() {
-            let probe = verdict.subject.split('#').next().unwrap_or_default();
+            // A probe's own verdict, or its certificate's (a probe's name may hold a `#`).
+            let probe = (verdict.subject.strip_suffix("#certificate")).unwrap_or(&verdict.subject);
             if verdict.state != "down" || configured.contains(probe) {
                 continue;
             }

@@ -12,7 +12,8 @@ use crate::domain::Finding;
 pub struct Observation {
     pub probe: String,
     pub instance: String,
-    /// `up`, `down`, or `unknown` (the replica cannot reach the network: not counted).
+    /// `up`, `down`, or `unknown` (not counted: the replica cannot reach the network, or has
+    /// just started and its thresholds have not decided yet).
     pub state: String,
     /// What the check found, in the operators' English.
     pub detail: String,
