@@ -304,7 +304,6 @@ mod tests {
     fn a_link_button_goes_only_where_telegram_opens_it() {
         let opens = |u: &str| telegram_opens(&url::Url::parse(u).unwrap());
         assert!(opens("https://banditore.asl.example/console/drafts/1"));
-        assert!(opens("http://10.0.0.5:8080/console"));
         assert!(opens("tg://resolve?domain=regione_avvisi"));
         assert!(!opens("http://localhost:8080/console/drafts/1"));
         assert!(!opens("https://banditore/console"));

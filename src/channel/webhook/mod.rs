@@ -280,8 +280,8 @@ async fn excerpt(mut resp: reqwest::Response) -> String {
 
 /// What an answer means for the delivery. Slack answers `404` with `channel_not_found` (the
 /// channel no longer exists) or `no_service` (the webhook was removed) in its body: for its
-/// preset, that address is gone, as for a `410`. Any other `404` may come from a wrong path or a
-/// gateway in front, and fails the delivery only.
+/// preset, that address is gone, as for a `410`. Any other `404` to a chat tool fails the
+/// delivery only; to an event it is retried, as every answer but a 2xx or a 410.
 async fn classify(resp: reqwest::Response, preset: Preset) -> Result<(), SendError> {
     let status = resp.status();
     if status.is_success() {
