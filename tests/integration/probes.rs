@@ -257,8 +257,10 @@ async fn a_network_alarm_raised_before_a_restart_ends_when_the_network_is_back()
     app.kill();
     canary.open().await;
     app.start().await;
-    let ops = mails_to(&smtp, OPS, 2).await;
-    assert!(ops[1].subject().contains("risolto"), "{}", ops[1].subject());
+    // (The alarm's opening may come twice: killed before its outcome was written, it is sent
+    // again under its Message-ID.)
+    let resolved = |m: &Vec<Mail>| m.iter().any(|m| m.subject().contains("risolto"));
+    eventually(|| async { smtp.mails_to(OPS) }, resolved).await;
 }
 
 #[tokio::test]
@@ -469,14 +471,10 @@ async fn with_three_replicas_and_quorum_two_one_replica_seeing_an_outage_declare
     apps.truncate(1);
     let stale = Duration::from_secs(5) + Duration::from_secs(3);
     tokio::time::sleep(stale + Duration::from_secs(2)).await;
-    assert_eq!(
-        smtp.mails_to(DESK).len(),
-        1,
-        "{:?}",
-        smtp.mails_to(DESK)
-            .iter()
-            .map(Mail::subject)
-            .collect::<Vec<_>>()
+    let subjects: Vec<String> = smtp.mails_to(DESK).iter().map(Mail::subject).collect();
+    assert!(
+        !subjects.iter().any(|s| s.contains("risolto")),
+        "{subjects:?}"
     );
     let open = incidents(&apps[0]).await;
     assert_ne!(open[0]["status"], "resolved", "{open:?}");
