@@ -7,7 +7,7 @@
 //! good: claimed, or every lease it holds renewed, less than half a lease ago. Time is a
 //! parameter: [`Dispatcher::keep_leases`] is called with `now` by the loop and by tests alike.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -106,6 +106,19 @@ impl Leases {
     }
 }
 
+/// Whether a renewal of the leases `asked` for kept every one this worker still holds
+/// (`held_now`, read after it): a delivery whose outcome was recorded while the renewal ran
+/// (a fan-out records outcomes all the time) has left the hold and needs no lease. Counting it
+/// as lost made every renewal look short during a fan-out, so that the dispatcher renewed on
+/// every turn and handed its queue back.
+pub(super) fn all_held_renewed(asked: &[i64], renewed: &[i64], held_now: &[i64]) -> bool {
+    let renewed: HashSet<i64> = renewed.iter().copied().collect();
+    let held: HashSet<i64> = held_now.iter().copied().collect();
+    asked
+        .iter()
+        .all(|id| renewed.contains(id) || !held.contains(id))
+}
+
 /// What [`Dispatcher::keep_leases`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LeaseWork {
@@ -138,14 +151,15 @@ impl Dispatcher {
                     .renew_leases(&self.owner, &ids, later_by(now, self.config.lease))
                     .await
                 {
-                    // Every lease still ours: the queue may go on starting. One missing (taken
-                    // over while this worker stalled, or just recorded) and queued deliveries
-                    // start only within half a lease of their own claim.
-                    Ok(n) if n as usize >= ids.len() => {
-                        self.leases.renewed = Some(now);
-                        work.renewed = n;
+                    // Every lease still held renewed: the queue may go on starting. One held
+                    // and not renewed (taken over while this worker stalled) and queued
+                    // deliveries start only within half a lease of their own claim.
+                    Ok(renewed) => {
+                        work.renewed = renewed.len() as u64;
+                        if all_held_renewed(&ids, &renewed, &self.held.ids()) {
+                            self.leases.renewed = Some(now);
+                        }
                     }
-                    Ok(n) => work.renewed = n,
                     Err(e) => {
                         tracing::warn!(channel = %kind, error = %e, held = ids.len(), "cannot renew leases")
                     }

@@ -784,6 +784,30 @@ fn outcomes_are_gathered_only_while_other_deliveries_are_held() {
     assert!(!held.only(&[sent(4)]));
 }
 
+/// A renewal that missed a delivery recorded meanwhile (gone from the hold) kept every lease;
+/// one that missed a delivery still held lost it.
+#[test]
+fn a_renewal_is_short_only_of_what_is_still_held() {
+    assert!(lease::all_held_renewed(&[1, 2, 3], &[1, 2, 3], &[1, 2, 3]));
+    assert!(
+        lease::all_held_renewed(&[1, 2, 3], &[2, 3], &[2, 3]),
+        "1 recorded meanwhile"
+    );
+    assert!(
+        !lease::all_held_renewed(&[1, 2, 3], &[2, 3], &[1, 2, 3]),
+        "1 taken over"
+    );
+    assert!(
+        !lease::all_held_renewed(&[1, 2, 3], &[3], &[2, 3, 4]),
+        "2 taken over, 1 recorded"
+    );
+    assert!(
+        lease::all_held_renewed(&[1], &[], &[5]),
+        "claimed since: renewed next time"
+    );
+    assert!(lease::all_held_renewed(&[], &[], &[]));
+}
+
 /// A delivery handed back and claimed again before the first claim's outcome left the hold:
 /// the second claim stays held (and so renewed) until its own outcome.
 #[test]

@@ -169,8 +169,14 @@ pub trait OutboxStore: Announce + Send + Sync {
     /// a dispatcher that stops first never hands another's sends in flight to other replicas.
     async fn release_leases(&self, owner: &str, channel: ChannelKind) -> Result<u64>;
     /// Extends the lease of deliveries `owner` still holds (queued, in flight, or sent with the
-    /// outcome not yet written), so that nobody takes them over while this worker lives.
-    async fn renew_leases(&self, owner: &str, ids: &[i64], lease_until: Timestamp) -> Result<u64>;
+    /// outcome not yet written), so that nobody takes them over while this worker lives; returns
+    /// the ids renewed.
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        lease_until: Timestamp,
+    ) -> Result<Vec<i64>>;
     /// Makes deliveries whose lease expired claimable again, except those of `live_owner`
     /// (the caller, who knows its own are not abandoned).
     async fn reclaim_expired_leases(&self, now: Timestamp, live_owner: &str) -> Result<u64>;

@@ -252,21 +252,27 @@ impl OutboxStore for SqlStore {
         Ok(done.rows_affected())
     }
 
-    async fn renew_leases(&self, owner: &str, ids: &[i64], lease_until: Timestamp) -> Result<u64> {
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        lease_until: Timestamp,
+    ) -> Result<Vec<i64>> {
         if ids.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let renewed = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "UPDATE deliveries SET lease_until = $3
-             WHERE id IN ({}) AND locked_by = $2 AND state = 'sending'",
+             WHERE id IN ({}) AND locked_by = $2 AND state = 'sending'
+             RETURNING id",
             self.dialect.ids()
         )))
         .bind(json(&ids)?)
         .bind(owner)
         .bind(ms(lease_until))
-        .execute(&self.writer)
+        .fetch_all(&self.writer)
         .await?;
-        Ok(done.rows_affected())
+        Ok(renewed)
     }
 
     async fn reclaim_expired_leases(&self, now: Timestamp, live_owner: &str) -> Result<u64> {
