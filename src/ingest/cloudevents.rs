@@ -31,8 +31,9 @@ const CONTEXT_ATTRIBUTES: [&str; 10] = [
 
 /// Extension attributes each event carries anew about the same thing: the documented
 /// extensions for distributed tracing (`traceparent`, `tracestate`), recorded time, sequence
-/// and data reference, Dapr's `traceid` and Knative's `knativearrivaltime`. As labels they would give each event
-/// a fingerprint of its own, so that no recovery ever found its firing event.
+/// and data reference, Dapr's `traceid` and Knative's `knativearrivaltime`. As labels they
+/// would give each event a fingerprint of its own, so that no recovery ever found its firing
+/// event.
 const PER_EVENT_EXTENSIONS: [&str; 7] = [
     "traceparent",
     "tracestate",

@@ -110,7 +110,9 @@ impl Leases {
 /// (`held_now`, read after it): a delivery whose outcome was recorded while the renewal ran
 /// (a fan-out records outcomes all the time) has left the hold and needs no lease. Counting it
 /// as lost made every renewal look short during a fan-out, so that the dispatcher renewed on
-/// every turn and handed its queue back.
+/// every turn and handed its queue back. Nothing joins the hold while a renewal runs (claims
+/// are added by the dispatcher itself, which is the one waiting on the renewal), so every
+/// delivery that may start is among those asked for.
 pub(super) fn all_held_renewed(asked: &[i64], renewed: &[i64], held_now: &[i64]) -> bool {
     let renewed: HashSet<i64> = renewed.iter().copied().collect();
     let held: HashSet<i64> = held_now.iter().copied().collect();
@@ -122,7 +124,7 @@ pub(super) fn all_held_renewed(asked: &[i64], renewed: &[i64], held_now: &[i64])
 /// What [`Dispatcher::keep_leases`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LeaseWork {
-    /// Leases renewed (every delivery held, when the renewal succeeded).
+    /// Leases renewed (every delivery still held, when the renewal succeeded).
     pub renewed: u64,
     /// Other workers' expired deliveries made claimable again.
     pub reclaimed: u64,
@@ -152,8 +154,9 @@ impl Dispatcher {
                     .await
                 {
                     // Every lease still held renewed: the queue may go on starting. One held
-                    // and not renewed (taken over while this worker stalled) and queued
-                    // deliveries start only within half a lease of their own claim.
+                    // and not renewed (taken over while this worker stalled, or, rarely, an
+                    // outcome committed whose removal from the hold is still to come) and
+                    // queued deliveries start only within half a lease of their own claim.
                     Ok(renewed) => {
                         work.renewed = renewed.len() as u64;
                         if all_held_renewed(&ids, &renewed, &self.held.ids()) {

@@ -10,9 +10,9 @@
 //!   the network at all. When all of them fail, the replica raises one signal about itself and its
 //!   views count as `unknown`: it declares nothing until they recover.
 //! - The leader reads every replica's fresh views and declares a service down when `quorum` of
-//!   them see it down, up when fewer do; with fewer views than `quorum` it declares nothing. A change becomes a signal (`probe:<name>`, firing or
-//!   resolved) through the same queue as webhooks, so grouping, subscriptions, templates and
-//!   approval apply unchanged. A certificate close to expiry is a warning of its own.
+//!   them see it down, up when fewer do; with fewer views than `quorum` it declares nothing. A
+//!   change becomes a signal (`probe:<name>`, firing or resolved) through the same queue as
+//!   webhooks, so grouping, subscriptions, templates and approval apply unchanged. A certificate close to expiry is a warning of its own.
 //! - What a check found is data ([`Finding`]: a status code, the statuses expected…), carried
 //!   by the signal to the templates, which say it in each reader's language.
 

@@ -6,8 +6,9 @@
 //! another reason may have been refused for what our rendering made of it (its size, its HTML, a
 //! server's own rules): it is sent once more at once in a plain, shortened form, and fails only
 //! if that is refused too. A `530` (authentication or STARTTLS required first) refuses the
-//! channel's configuration, not the message: it pauses the channel. Header text is cleaned and encoded by `header.rs`, so no value a
-//! monitor or an operator writes can break a line or inject a header.
+//! channel's configuration, not the message: it pauses the channel. Header text is cleaned and
+//! encoded by `header.rs`, so no value a monitor or an operator writes can break a line or
+//! inject a header.
 
 mod header;
 mod pool;
