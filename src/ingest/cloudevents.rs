@@ -277,20 +277,21 @@ mod tests {
     #[test]
     fn per_event_extensions_leave_the_fingerprint_alone() {
         use crate::domain::signal::{NormalizeRules, Source};
-        let event = |kind: &str, trace: &str, arrived: &str| {
-            let p = parse_one(
-                &serde_json::json!({"specversion": "1.0", "id": trace, "source": "/mon",
-                    "type": format!("it.asl.cup.{kind}"), "traceparent": trace,
-                    "tracestate": format!("asl={trace}"), "knativearrivaltime": arrived,
-                    "sequence": trace, "area": "umbria", "data": {"service": "cup"}}),
-                "",
-            )
-            .unwrap();
+        let normalized = |event: serde_json::Value| {
+            let p = parse_one(&event, "").unwrap();
             let raw = p.signals.into_iter().next().unwrap();
             raw.normalize(
                 Source::Generic,
                 &NormalizeRules::default(),
                 jiff::Timestamp::UNIX_EPOCH,
+            )
+        };
+        let event = |kind: &str, trace: &str, arrived: &str| {
+            normalized(
+                serde_json::json!({"specversion": "1.0", "id": trace, "source": "/mon",
+                "type": format!("it.asl.cup.{kind}"), "traceparent": trace,
+                "tracestate": format!("asl={trace}"), "knativearrivaltime": arrived,
+                "sequence": trace, "area": "umbria", "data": {"service": "cup"}}),
             )
         };
         let firing = event(
@@ -307,17 +308,9 @@ mod tests {
         // With nothing but per-event extensions, the type without its status word says what
         // the event is about.
         let bare = |kind: &str, trace: &str| {
-            let p = parse_one(
-                &serde_json::json!({"specversion": "1.0", "id": trace, "source": "/mon",
-                    "type": format!("it.asl.cup.{kind}"), "traceparent": trace, "traceid": trace}),
-                "",
-            )
-            .unwrap();
-            let raw = p.signals.into_iter().next().unwrap();
-            raw.normalize(
-                Source::Generic,
-                &NormalizeRules::default(),
-                jiff::Timestamp::UNIX_EPOCH,
+            normalized(
+                serde_json::json!({"specversion": "1.0", "id": trace, "source": "/mon",
+                "type": format!("it.asl.cup.{kind}"), "traceparent": trace, "traceid": trace}),
             )
         };
         let (up, down) = (bare("firing", "a1"), bare("resolved", "b2"));
