@@ -652,6 +652,40 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Over any labels and any text a sender puts in `service`, `component` and the summary:
+        /// a recovery naming the same fields finds its firing signal, and two services (as
+        /// they read once cleaned) are two problems.
+        #[test]
+        fn a_derived_fingerprint_follows_the_named_fields_and_nothing_else(
+            tags in proptest::collection::btree_map("\\PC{0,8}", "\\PC{0,8}", 0..4),
+            one in "[a-z]\\PC{0,11}",
+            other in "[a-z]\\PC{0,11}",
+            component in proptest::option::of("\\PC{0,8}"),
+            summary in "\\PC{0,20}",
+        ) {
+            let rules = NormalizeRules::default();
+            let signal = |service: &str, status: SignalStatus, summary: &str| {
+                RawSignal {
+                    service: Some(service.to_owned()),
+                    component: component.clone(),
+                    labels: tags.clone(),
+                    status: Some(status),
+                    summary: Some(summary.to_owned()),
+                    ..RawSignal::default()
+                }
+                .normalize(Source::Generic, &rules, Timestamp::UNIX_EPOCH)
+            };
+            let firing = signal(&one, SignalStatus::Firing, &summary);
+            let resolved = signal(&one, SignalStatus::Resolved, "Risolto");
+            proptest::prop_assert_eq!(&firing.fingerprint, &resolved.fingerprint);
+            let elsewhere = signal(&other, SignalStatus::Firing, &summary);
+            if elsewhere.service != firing.service {
+                proptest::prop_assert_ne!(&firing.fingerprint, &elsewhere.fingerprint);
+            }
+        }
+    }
+
     #[test]
     fn signals_without_service_or_labels_are_told_apart_by_what_they_say() {
         let rules = NormalizeRules::default();
