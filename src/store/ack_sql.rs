@@ -84,7 +84,13 @@ impl AckStore for SqlStore {
                 // The desk knows: its ladder stops here, whichever step it had reached, and a
                 // call of the incident still waiting to be placed (paced, or retried) is not
                 // placed. A call is only ever a way to be heard; texts and emails still carry news.
-                super::escalation_sql::stop(&mut tx, incident_id, subscriber_id, at).await?;
+                super::escalation_sql::stop(
+                    &mut super::db::Db::tx(&mut tx),
+                    incident_id,
+                    subscriber_id,
+                    at,
+                )
+                .await?;
                 sqlx::query(
                     "UPDATE deliveries SET state = 'cancelled',
                             last_error = 'the desk acknowledged the incident'

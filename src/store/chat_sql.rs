@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::db::Db;
 use super::dialect::Dialect;
 use super::rows::{ADDRESS_COLUMNS, address_from_row, ms, ts};
 use super::sql::SqlStore;
@@ -43,7 +44,7 @@ impl SqlStore {
         let Some(row) = row else { return Ok(None) };
         let mut binding = binding_from_row(&row)?;
         let subscriber = Which::One(binding.subscriber_id);
-        binding.address.services = load_services(&mut conn, &subscriber)
+        binding.address.services = load_services(&mut Db::Sqlx(&mut conn), &subscriber)
             .await?
             .remove(&address_id)
             .unwrap_or_default();

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use sqlx::any::{Any, AnyRow};
 use sqlx::{Row, Transaction};
 
+use super::db::{self, Db};
 use super::rows::{json, ms, opt_ts, parse, ts};
 use super::sql::SqlStore;
 use super::tx_sql::insert_deliveries;
@@ -19,8 +20,8 @@ use crate::domain::subscriber::ChannelKind;
 
 type Tx = Transaction<'static, Any>;
 
-async fn audit(tx: &mut Tx, e: &NewAudit) -> Result<()> {
-    sqlx::query(
+async fn audit(db: &mut Db<'_>, e: &NewAudit) -> Result<()> {
+    db::query(
         "INSERT INTO audit_log (at, actor, action, incident_id, draft_id, detail)
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -30,47 +31,45 @@ async fn audit(tx: &mut Tx, e: &NewAudit) -> Result<()> {
     .bind(e.incident_id)
     .bind(e.draft_id)
     .bind(e.detail.to_string())
-    .execute(&mut **tx)
+    .execute(db)
     .await?;
     Ok(())
 }
 
 /// Router side: see [`super::Tx::hold_for_approval`].
-pub(super) async fn hold(tx: &mut Tx, p: &NewDraftPart) -> Result<i64> {
+pub(super) async fn hold(db: &mut Db<'_>, p: &NewDraftPart) -> Result<i64> {
     let existing: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM drafts WHERE update_id = $1 AND audience = $2")
+        db::query_scalar("SELECT id FROM drafts WHERE update_id = $1 AND audience = $2")
             .bind(p.update_id)
             .bind(&p.audience)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(db)
             .await?;
     let draft_id = match existing {
         Some(id) => id,
         None => {
             // Earlier drafts of the incident nobody decided are replaced by this one.
-            let superseded: Vec<i64> = sqlx::query_scalar(
+            let superseded: Vec<i64> = db::query_scalar(
                 "SELECT id FROM drafts WHERE incident_id = $1 AND audience = $2 AND state = 'pending'
                  ORDER BY id",
             )
             .bind(p.incident_id)
             .bind(&p.audience)
-            .fetch_all(&mut **tx)
+            .fetch_all(db)
             .await?;
             for id in &superseded {
-                sqlx::query(
-                    "UPDATE drafts SET state = 'superseded', decided_at = $2 WHERE id = $1",
-                )
-                .bind(id)
-                .bind(ms(p.now))
-                .execute(&mut **tx)
-                .await?;
-                sqlx::query(
+                db::query("UPDATE drafts SET state = 'superseded', decided_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(ms(p.now))
+                    .execute(db)
+                    .await?;
+                db::query(
                     "UPDATE draft_parts SET state = 'rejected' WHERE draft_id = $1 AND state = 'pending'",
                 )
                 .bind(id)
-                .execute(&mut **tx)
+                .execute(db)
                 .await?;
             }
-            let id: i64 = sqlx::query_scalar(
+            let id: i64 = db::query_scalar(
                 "INSERT INTO drafts (incident_id, update_id, audience, policy, state, publish_at, combined, created_at)
                  VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) RETURNING id",
             )
@@ -81,10 +80,10 @@ pub(super) async fn hold(tx: &mut Tx, p: &NewDraftPart) -> Result<i64> {
             .bind(p.publish_at.map(ms))
             .bind(i64::from(!superseded.is_empty()))
             .bind(ms(p.now))
-            .fetch_one(&mut **tx)
+            .fetch_one(db)
             .await?;
             audit(
-                tx,
+                db,
                 &NewAudit {
                     actor: "banditore".into(),
                     action: "draft.created",
@@ -101,7 +100,7 @@ pub(super) async fn hold(tx: &mut Tx, p: &NewDraftPart) -> Result<i64> {
             id
         }
     };
-    sqlx::query(
+    db::query(
         "INSERT INTO draft_parts (draft_id, message_id, channel, language, recipients, state,
                                   citizens, citizens_through)
          VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)
@@ -117,7 +116,7 @@ pub(super) async fn hold(tx: &mut Tx, p: &NewDraftPart) -> Result<i64> {
             .map_or(0, |(n, _)| i64::try_from(n).unwrap_or(i64::MAX)),
     )
     .bind(p.citizens.map(|(_, through)| through))
-    .execute(&mut **tx)
+    .execute(db)
     .await?;
     Ok(draft_id)
 }
@@ -334,7 +333,7 @@ impl DraftStore for SqlStore {
                 .execute(&mut *tx)
                 .await?;
             audit(
-                &mut tx,
+                &mut Db::tx(&mut tx),
                 &NewAudit {
                     actor: actor.to_owned(),
                     action: "draft.edited",
@@ -457,7 +456,8 @@ impl DraftStore for SqlStore {
                         created_at: now,
                     })
                     .collect();
-                decided.deliveries += insert_deliveries(&mut tx, self.dialect, &rows).await?;
+                decided.deliveries +=
+                    insert_deliveries(&mut Db::tx(&mut tx), self.dialect, &rows).await?;
                 // Citizens are written by the leader in batches, starting now: the decision
                 // commits at once and the first messages leave while the rest are written.
                 if let Some(citizens) = part.citizens {
@@ -505,7 +505,7 @@ impl DraftStore for SqlStore {
         let channels: Vec<ChannelKind> = chosen.iter().map(|p| p.part.channel).collect();
         let versions: Vec<i64> = chosen.iter().map(|p| p.part.version).collect();
         audit(
-            &mut tx,
+            &mut Db::tx(&mut tx),
             &NewAudit {
                 actor: actor.to_owned(),
                 action,
@@ -616,7 +616,7 @@ impl DraftStore for SqlStore {
 
     async fn record_audit(&self, entry: &NewAudit) -> Result<()> {
         let mut tx = self.write().await?;
-        audit(&mut tx, entry).await?;
+        audit(&mut Db::tx(&mut tx), entry).await?;
         tx.commit().await?;
         Ok(())
     }

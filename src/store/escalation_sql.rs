@@ -6,9 +6,9 @@
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
+use super::db::{self, Db};
 use super::rows::{from_json, json, ms, parse, ts, update_from_row};
 use super::sql::SqlStore;
 use super::{
@@ -18,7 +18,7 @@ use super::{
 
 const COLUMNS: &str = "id, incident_id, subscriber_id, step, channels, due_at, state, changed_at";
 
-fn escalation_from_row(row: &AnyRow) -> Result<EscalationRow> {
+fn escalation_from_row(row: &impl db::Cols) -> Result<EscalationRow> {
     Ok(EscalationRow {
         id: row.try_get("id")?,
         incident_id: row.try_get("incident_id")?,
@@ -34,7 +34,7 @@ fn escalation_from_row(row: &AnyRow) -> Result<EscalationRow> {
 /// Writes a desk's ladder for an incident; steps already written stay as they are. Returns how
 /// many were written.
 pub(super) async fn start(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     incident_id: i64,
     subscriber_id: i64,
     steps: &[NewEscalationStep],
@@ -42,7 +42,7 @@ pub(super) async fn start(
 ) -> Result<u64> {
     let mut written = 0;
     for s in steps {
-        written += sqlx::query(
+        written += db::query(
             "INSERT INTO escalations (incident_id, subscriber_id, step, channels, due_at, state, changed_at)
              VALUES ($1, $2, $3, $4, $5, 'waiting', $6)
              ON CONFLICT (incident_id, subscriber_id, step) DO NOTHING",
@@ -53,7 +53,7 @@ pub(super) async fn start(
         .bind(json(&s.channels)?)
         .bind(ms(s.due_at))
         .bind(ms(now))
-        .execute(&mut *conn)
+        .execute(conn)
         .await?
         .rows_affected();
     }
@@ -61,43 +61,41 @@ pub(super) async fn start(
 }
 
 /// The desks of the incident with a ladder, whatever its steps became.
-pub(super) async fn desks(conn: &mut AnyConnection, incident_id: i64) -> Result<Vec<i64>> {
-    Ok(
-        sqlx::query_scalar("SELECT DISTINCT subscriber_id FROM escalations WHERE incident_id = $1")
-            .bind(incident_id)
-            .fetch_all(&mut *conn)
-            .await?,
-    )
+pub(super) async fn desks(conn: &mut Db<'_>, incident_id: i64) -> Result<Vec<i64>> {
+    db::query_scalar("SELECT DISTINCT subscriber_id FROM escalations WHERE incident_id = $1")
+        .bind(incident_id)
+        .fetch_all(conn)
+        .await
 }
 
 /// Marks the incident's waiting steps resolved; how many.
-pub(super) async fn end(conn: &mut AnyConnection, incident_id: i64, now: Timestamp) -> Result<u64> {
-    Ok(sqlx::query(
+pub(super) async fn end(conn: &mut Db<'_>, incident_id: i64, now: Timestamp) -> Result<u64> {
+    Ok(db::query(
         "UPDATE escalations SET state = 'resolved', changed_at = $2
          WHERE incident_id = $1 AND state = 'waiting'",
     )
     .bind(incident_id)
     .bind(ms(now))
-    .execute(&mut *conn)
+    .execute(conn)
     .await?
     .rows_affected())
 }
 
 /// Marks a desk's waiting steps for the incident acknowledged; how many.
 pub(super) async fn stop(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     incident_id: i64,
     subscriber_id: i64,
     now: Timestamp,
 ) -> Result<u64> {
-    Ok(sqlx::query(
+    Ok(db::query(
         "UPDATE escalations SET state = 'acknowledged', changed_at = $3
          WHERE incident_id = $1 AND subscriber_id = $2 AND state = 'waiting'",
     )
     .bind(incident_id)
     .bind(subscriber_id)
     .bind(ms(now))
-    .execute(&mut *conn)
+    .execute(conn)
     .await?
     .rows_affected())
 }
@@ -108,17 +106,17 @@ pub(super) async fn stop(
 /// them deadlocks with it; the conditional update of [`settle`] is what makes a step fire once
 /// when two would-be leaders read the same steps.
 pub(super) async fn due(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     now: Timestamp,
     limit: u32,
 ) -> Result<Vec<EscalationRow>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    db::query(format!(
         "SELECT {COLUMNS} FROM escalations WHERE state = 'waiting' AND due_at <= $1
          ORDER BY due_at, id LIMIT $2"
-    )))
+    ))
     .bind(ms(now))
     .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
+    .fetch_all(conn)
     .await?
     .iter()
     .map(escalation_from_row)
@@ -127,59 +125,59 @@ pub(super) async fn due(
 
 /// Moves a step out of `waiting`; false when it had already left it.
 pub(super) async fn settle(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     id: i64,
     state: EscalationState,
     now: Timestamp,
 ) -> Result<bool> {
-    let moved = sqlx::query(
+    let moved = db::query(
         "UPDATE escalations SET state = $2, changed_at = $3 WHERE id = $1 AND state = 'waiting'",
     )
     .bind(id)
     .bind(state.as_str())
     .bind(ms(now))
-    .execute(&mut *conn)
+    .execute(conn)
     .await?
     .rows_affected();
     Ok(moved == 1)
 }
 
 /// When the earliest waiting step is due.
-pub(super) async fn next_due(conn: &mut AnyConnection) -> Result<Option<Timestamp>> {
+pub(super) async fn next_due(conn: &mut Db<'_>) -> Result<Option<Timestamp>> {
     let at: Option<i64> =
-        sqlx::query_scalar("SELECT MIN(due_at) FROM escalations WHERE state = 'waiting'")
-            .fetch_one(&mut *conn)
+        db::query_scalar("SELECT MIN(due_at) FROM escalations WHERE state = 'waiting'")
+            .fetch_one(conn)
             .await?;
     at.map(ts).transpose()
 }
 
 /// Whether the desk has acknowledged the incident.
 pub(super) async fn acknowledged(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     incident_id: i64,
     subscriber_id: i64,
 ) -> Result<bool> {
-    let found: Option<i64> = sqlx::query_scalar(
+    let found: Option<i64> = db::query_scalar(
         "SELECT id FROM acknowledgements WHERE incident_id = $1 AND subscriber_id = $2",
     )
     .bind(incident_id)
     .bind(subscriber_id)
-    .fetch_optional(&mut *conn)
+    .fetch_optional(conn)
     .await?;
     Ok(found.is_some())
 }
 
 /// The incident's latest update that was routed: what a step sends.
 pub(super) async fn latest_routed(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     incident_id: i64,
 ) -> Result<Option<UpdateRow>> {
-    sqlx::query(
+    db::query(
         "SELECT * FROM incident_updates WHERE incident_id = $1 AND routed_at IS NOT NULL AND silent = 0
          ORDER BY seq DESC LIMIT 1",
     )
     .bind(incident_id)
-    .fetch_optional(&mut *conn)
+    .fetch_optional(conn)
     .await?
     .as_ref()
     .map(update_from_row)

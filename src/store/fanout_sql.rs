@@ -2,8 +2,9 @@
 //! public statement (who may hear it, counted in SQL rather than loaded).
 
 use async_trait::async_trait;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
+use super::db::{self, Db};
 use super::fanout::{CitizenGroup, CitizenPart, FanoutStore};
 use super::rows::{json, parse, ts};
 use super::sql::SqlStore;
@@ -26,12 +27,12 @@ fn follows_pattern(service: &str) -> Result<String> {
 /// The active addresses of citizens following one of `services` (`None`: of every citizen), by
 /// channel and wanted language, and the highest citizen id.
 pub(super) async fn citizen_groups(
-    tx: &mut Transaction<'static, Any>,
+    db: &mut Db<'_>,
     services: Option<&[String]>,
 ) -> Result<(Vec<CitizenGroup>, i64)> {
     let through: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(id) FROM subscribers WHERE citizen_services IS NOT NULL")
-            .fetch_one(&mut **tx)
+        db::query_scalar("SELECT MAX(id) FROM subscribers WHERE citizen_services IS NOT NULL")
+            .fetch_one(db)
             .await?;
     let Some(through) = through else {
         return Ok((Vec::new(), 0));
@@ -52,12 +53,12 @@ pub(super) async fn citizen_groups(
          WHERE s.citizen_services IS NOT NULL AND a.unsubscribed_at IS NULL AND a.gone_at IS NULL{filter}
          GROUP BY a.channel, COALESCE(a.language, s.language)"
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut query = db::query(sql);
     for service in services.unwrap_or_default() {
         query = query.bind(follows_pattern(service)?);
     }
     let groups = query
-        .fetch_all(&mut **tx)
+        .fetch_all(db)
         .await?
         .iter()
         .map(|row| {
@@ -73,16 +74,13 @@ pub(super) async fn citizen_groups(
 
 /// Whether citizens were approved a statement about the incident before (they hear its later
 /// updates whatever its labels have become).
-pub(super) async fn citizens_heard(
-    tx: &mut Transaction<'static, Any>,
-    incident_id: i64,
-) -> Result<bool> {
-    let found: Option<i64> = sqlx::query_scalar(
+pub(super) async fn citizens_heard(db: &mut Db<'_>, incident_id: i64) -> Result<bool> {
+    let found: Option<i64> = db::query_scalar(
         "SELECT p.id FROM draft_parts p JOIN drafts d ON d.id = p.draft_id
          WHERE d.incident_id = $1 AND p.citizens_done IS NOT NULL LIMIT 1",
     )
     .bind(incident_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(db)
     .await?;
     Ok(found.is_some())
 }
@@ -135,7 +133,7 @@ impl FanoutStore for SqlStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        load_which(&mut conn, &Which::Ids(self.dialect, &ids)).await
+        load_which(&mut Db::Sqlx(&mut conn), &Which::Ids(self.dialect, &ids)).await
     }
 
     async fn notified_among(
@@ -200,7 +198,7 @@ impl FanoutStore for SqlStore {
             .filter(|d| live.contains(&d.address_id))
             .cloned()
             .collect();
-        let written = insert_deliveries(&mut tx, self.dialect, &rows).await?;
+        let written = insert_deliveries(&mut Db::tx(&mut tx), self.dialect, &rows).await?;
         tx.commit().await?;
         Ok(Some(written))
     }

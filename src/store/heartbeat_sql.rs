@@ -10,6 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::db::Db;
 use super::dialect::Dialect;
 use super::rows::{json, ms, opt_ts, ts};
 use super::sql::{SqlStore, signal_rows};
@@ -48,10 +49,10 @@ pub(super) async fn insert_signal(
     at: Timestamp,
     s: &Signal,
 ) -> Result<i64> {
-    let row = signal_rows(dialect, std::iter::once((at, s)))?
-        .fetch_one(&mut **tx)
-        .await?;
-    Ok(row.try_get::<i64, _>(0)?)
+    signal_rows(dialect, std::iter::once((at, s)))?
+        .fetch_one(&mut Db::tx(tx))
+        .await?
+        .try_get::<i64, _>(0)
 }
 
 #[async_trait]

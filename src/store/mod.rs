@@ -19,6 +19,7 @@ mod citizen;
 mod citizen_sql;
 mod cluster;
 mod cluster_sql;
+mod db;
 mod dialect;
 mod draft;
 mod draft_sql;
@@ -32,6 +33,7 @@ mod heartbeat_def_sql;
 mod heartbeat_sql;
 mod incidents;
 mod incidents_sql;
+mod lite;
 mod outbox;
 mod outbox_sql;
 pub mod postgres;
@@ -97,6 +99,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From a statement run in place on SQLite's connection (`db.rs`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
@@ -124,6 +129,26 @@ impl StoreError {
                     .and_then(|d| d.code())
                     .is_some_and(|c| unavailable_code(&c))
             }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                unavailable_code(&e.extended_code.to_string())
+            }
+            _ => false,
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether a unique index refused the write.
+    fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(e) => e
+                .as_database_error()
+                .is_some_and(sqlx::error::DatabaseError::is_unique_violation),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ),
             _ => false,
         }
     }

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::Row;
 
+use super::db::{self, Db};
 use super::dialect::Dialect;
 use super::rows::{from_json, json, ms, opt_ts, parse, ts};
 use super::sql::SqlStore;
@@ -38,7 +39,7 @@ impl OutboxStore for SqlStore {
     ) -> Result<Vec<ClaimedDelivery>> {
         let mut tx = self.write().await?;
         let claimed = claim(
-            &mut tx,
+            &mut Db::tx(&mut tx),
             self.dialect,
             &Claim {
                 channel,
@@ -576,7 +577,7 @@ pub(super) struct Claim<'a> {
 /// Claims inside the caller's transaction: the outbox's own claim, and the pipeline's, which
 /// claims in the transaction that wrote the deliveries.
 pub(super) async fn claim(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    db: &mut Db<'_>,
     dialect: Dialect,
     c: &Claim<'_>,
 ) -> Result<Vec<ClaimedDelivery>> {
@@ -584,7 +585,7 @@ pub(super) async fn claim(
     // On PostgreSQL, replicas claim side by side: rows another transaction is claiming are
     // skipped, not waited for.
     let skip_locked = dialect.pick("", "FOR UPDATE SKIP LOCKED");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let rows = db::query(format!(
         "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = $1, locked_by = $2
          WHERE id IN (
             SELECT d.id FROM deliveries d
@@ -593,13 +594,13 @@ pub(super) async fn claim(
             ORDER BY d.next_attempt_at, d.id
             LIMIT $5 {skip_locked})
          RETURNING id, message_id, incident_id, channel, recipient, address_id, subscriber_name, attempts, origin_at, draft_id, affected_id, detail"
-    )))
+    ))
     .bind(ms(c.lease_until))
     .bind(c.owner)
     .bind(c.channel.as_str())
     .bind(ms(c.now))
     .bind(c.limit as i64)
-    .fetch_all(&mut **tx)
+    .fetch_all(db)
     .await?;
     let mut out = rows
         .iter()

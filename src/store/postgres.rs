@@ -47,6 +47,7 @@ pub async fn open(settings: &StoreSettings, password: Option<&Secret>) -> Result
         pool,
         None,
         Some(url),
+        None,
     ))
 }
 

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use jiff::Timestamp;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
+use super::db::Cols;
 use super::{
     AddressOrigin, AddressRow, AlertRow, DeliveryRow, IncidentOrigin, IncidentRow, Result,
     StoreError, UpdateRow,
@@ -17,7 +16,7 @@ use super::{
 use crate::domain::subscriber::Language;
 
 /// A 0/1 flag column.
-pub(super) fn flag(row: &AnyRow, column: &str) -> Result<bool> {
+pub(super) fn flag(row: &impl Cols, column: &str) -> Result<bool> {
     Ok(row.try_get::<i64, _>(column)? != 0)
 }
 
@@ -56,7 +55,7 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(value: &str, what: &str)
 
 pub(super) const INCIDENT_COLUMNS: &str = "id, group_key, title, status, severity, origin, labels, opened_at, resolved_at, announced, last_announced_at, eval_at, pending_since, last_seq, maintenance";
 
-pub(super) fn incident_from_row(row: &AnyRow) -> Result<IncidentRow> {
+pub(super) fn incident_from_row(row: &impl Cols) -> Result<IncidentRow> {
     let origin = match row.try_get::<&str, _>("origin")? {
         "manual" => IncidentOrigin::Manual,
         _ => IncidentOrigin::Signals,
@@ -84,7 +83,7 @@ pub(super) fn incident_from_row(row: &AnyRow) -> Result<IncidentRow> {
     })
 }
 
-pub(super) fn alert_from_row(row: &AnyRow) -> Result<AlertRow> {
+pub(super) fn alert_from_row(row: &impl Cols) -> Result<AlertRow> {
     Ok(AlertRow {
         id: row.try_get("id")?,
         incident_id: row.try_get("incident_id")?,
@@ -109,7 +108,7 @@ pub(super) fn alert_from_row(row: &AnyRow) -> Result<AlertRow> {
     })
 }
 
-pub(super) fn update_from_row(row: &AnyRow) -> Result<UpdateRow> {
+pub(super) fn update_from_row(row: &impl Cols) -> Result<UpdateRow> {
     Ok(UpdateRow {
         id: row.try_get("id")?,
         incident_id: row.try_get("incident_id")?,
@@ -137,7 +136,7 @@ pub(super) const DELIVERY_COLUMNS: &str =
     CAST(CASE WHEN s.citizen_services IS NULL THEN 0 ELSE 1 END AS BIGINT) AS citizen";
 
 /// A delivery as the API shows it.
-pub(super) fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
+pub(super) fn delivery_from_row(row: &impl Cols) -> Result<DeliveryRow> {
     let state: String = row.try_get("state")?;
     let pending = state == "pending";
     Ok(DeliveryRow {
@@ -170,7 +169,7 @@ pub(super) fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
 pub(super) const ADDRESS_COLUMNS: &str = "a.id, a.subscriber_id, a.channel, a.address, a.unsubscribed_at, a.gone_at, a.gone_reason, a.origin, a.language AS address_language";
 
 /// An address without its services (see [`load_services`]).
-pub(super) fn address_from_row(row: &AnyRow) -> Result<AddressRow> {
+pub(super) fn address_from_row(row: &impl Cols) -> Result<AddressRow> {
     let language: Option<String> = row.try_get("address_language")?;
     Ok(AddressRow {
         id: row.try_get("id")?,

@@ -10,11 +10,13 @@ use std::fs::File;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 
+use super::db::{self, Db};
 use super::dialect::{Dialect, values};
+use super::lite::{self, LiteTx};
 use super::rows::{json, ms, opt_ms};
-use super::tx_sql::SqlTx;
+use super::tx_sql::{SqlTx, TxConn};
 use super::{Announce, PruneReport, Result, Signal, Store, StoreError, Topic, Tx, Wakeups};
 
 pub struct SqlStore {
@@ -30,6 +32,9 @@ pub struct SqlStore {
     pub(super) reader: AnyPool,
     /// SQLite's exclusive lock on `<file>.lock`, held for the life of the store.
     lock: Option<File>,
+    /// SQLite's connection for write transactions run in place (`lite.rs`); `None` on
+    /// PostgreSQL.
+    pub(super) lite: Option<lite::Shared>,
 }
 
 impl SqlStore {
@@ -39,6 +44,7 @@ impl SqlStore {
         reader: AnyPool,
         lock: Option<File>,
         listen_url: Option<String>,
+        lite: Option<lite::Shared>,
     ) -> SqlStore {
         SqlStore {
             dialect,
@@ -47,6 +53,7 @@ impl SqlStore {
             writer,
             reader,
             lock,
+            lite,
         }
     }
 
@@ -91,22 +98,37 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// A write transaction whose statements run in place on SQLite ([`super::lite`]), through
+    /// sqlx on PostgreSQL.
+    pub(super) async fn transaction(&self) -> Result<SqlTx> {
+        let conn = match &self.lite {
+            Some(lite) => TxConn::Lite(LiteTx::begin(lite, &self.writer).await?),
+            None => TxConn::Sqlx(self.write().await?),
+        };
+        Ok(SqlTx {
+            conn,
+            dialect: self.dialect,
+        })
+    }
+}
+
 /// Signals stored per statement at most (13 parameters each).
 const SIGNAL_ROWS: usize = 64;
 
 /// The statement that stores `rows` (each with when it was received), at most [`SIGNAL_ROWS`]
 /// of them, and returns their ids.
-pub(super) fn signal_rows<'q, 'a>(
+pub(super) fn signal_rows<'a>(
     dialect: Dialect,
     rows: impl ExactSizeIterator<Item = (Timestamp, &'a Signal)>,
-) -> Result<sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>> {
+) -> Result<db::Query> {
     let sql = format!(
         "INSERT INTO signals (received_at, source, fingerprint, status, severity, service, component, labels,
                               annotations, summary, starts_at, ends_at, url)
          VALUES {} RETURNING id",
         values(dialect, rows.len(), 13)
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut query = db::query(sql);
     for (at, s) in rows {
         query = query
             .bind(ms(at))
@@ -153,6 +175,9 @@ impl Store for SqlStore {
     }
 
     async fn close(&self) {
+        if let Some(lite) = &self.lite {
+            lite.lock().await.take();
+        }
         self.reader.close().await;
         // Only the process holding the file's lock empties the WAL: a command beside a running
         // service leaves that to the service.
@@ -228,39 +253,36 @@ impl Store for SqlStore {
         if signals.is_empty() {
             return Ok(Vec::new());
         }
-        // One statement is atomic on its own: a batch that fits in one is stored without BEGIN
-        // and COMMIT, two round trips to the connection fewer before the 202.
-        if signals.len() <= SIGNAL_ROWS {
-            let mut ids = Vec::with_capacity(signals.len());
-            for row in signal_rows(self.dialect, signals.iter().map(|(at, s)| (*at, s)))?
-                .fetch_all(&self.writer)
-                .await?
-            {
-                ids.push(row.try_get::<i64, _>(0)?);
-            }
-            ids.sort_unstable();
-            return Ok(ids);
-        }
-        let mut tx = self.write().await?;
+        // On SQLite the transaction runs in place: BEGIN and COMMIT cost no round trip. On
+        // PostgreSQL a batch that fits in one statement, atomic on its own, is stored without
+        // them.
+        let mut tx = match (&self.lite, signals.len() <= SIGNAL_ROWS) {
+            (None, true) => None,
+            _ => Some(self.transaction().await?),
+        };
         let mut ids = Vec::with_capacity(signals.len());
         for chunk in signals.chunks(SIGNAL_ROWS) {
-            for row in signal_rows(self.dialect, chunk.iter().map(|(at, s)| (*at, s)))?
-                .fetch_all(&mut *tx)
-                .await?
-            {
+            let query = signal_rows(self.dialect, chunk.iter().map(|(at, s)| (*at, s)))?;
+            let rows = match &mut tx {
+                Some(tx) => query.fetch_all(&mut tx.db()?).await?,
+                None => {
+                    let mut conn = self.writer.acquire().await?;
+                    query.fetch_all(&mut Db::Sqlx(&mut conn)).await?
+                }
+            };
+            for row in rows {
                 ids.push(row.try_get::<i64, _>(0)?);
             }
         }
-        tx.commit().await?;
+        if let Some(tx) = tx {
+            tx.finish().await?;
+        }
         ids.sort_unstable();
         Ok(ids)
     }
 
     async fn begin(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(SqlTx {
-            tx: self.write().await?,
-            dialect: self.dialect,
-        }))
+        Ok(Box::new(self.transaction().await?))
     }
 
     async fn prune(&self, before: Timestamp) -> Result<PruneReport> {

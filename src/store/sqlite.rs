@@ -150,7 +150,15 @@ async fn open_file(settings: &StoreSettings, path: &Path, lock: Option<File>) ->
         ),
         Err(e) => tracing::debug!(error = %e, "cannot read SQLite's compile options"),
     }
-    Ok(SqlStore::new(Dialect::Sqlite, writer, reader, lock, None))
+    let lite = super::lite::open(path, &pragmas(8000))?;
+    Ok(SqlStore::new(
+        Dialect::Sqlite,
+        writer,
+        reader,
+        lock,
+        None,
+        Some(lite),
+    ))
 }
 
 /// Whether the SQLite linked in keeps a statement's plan whatever values are bound to it

@@ -6,6 +6,7 @@
 use jiff::Timestamp;
 use sqlx::Row;
 
+use super::db::Db;
 use super::dialect::Dialect;
 use super::rows::{DELIVERY_COLUMNS, delivery_from_row, ms};
 use super::sql::SqlStore;
@@ -112,7 +113,7 @@ impl SqlStore {
         if ids.is_empty() {
             return Ok(SubscriberPage::default());
         }
-        let rows = load_which(&mut conn, &Which::Ids(self.dialect, &ids)).await?;
+        let rows = load_which(&mut Db::Sqlx(&mut conn), &Which::Ids(self.dialect, &ids)).await?;
         Ok(SubscriberPage { rows, more })
     }
 

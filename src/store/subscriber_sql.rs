@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{Any, Row, Transaction};
 
+use super::db::{self, Db};
 use super::dialect::Dialect;
 use super::rows::{ADDRESS_COLUMNS, address_from_row, from_json, json, ms, parse, ts};
 use super::sql::SqlStore;
@@ -43,11 +44,8 @@ impl Which<'_> {
     }
 
     /// `sql` with this selection's parameter bound.
-    fn query(
-        &self,
-        sql: String,
-    ) -> Result<sqlx::query::Query<'static, Any, sqlx::any::AnyArguments>> {
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    fn query(&self, sql: String) -> Result<db::Query> {
+        let query = db::query(sql);
         Ok(match self {
             Which::All | Which::NotCitizens => query,
             Which::One(id) => query.bind(*id),
@@ -58,7 +56,7 @@ impl Which<'_> {
 
 /// The services addresses follow or muted, for the addresses of the subscribers selected.
 pub(super) async fn load_services(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     which: &Which<'_>,
 ) -> Result<BTreeMap<i64, BTreeMap<String, ServiceMode>>> {
     let rows = which
@@ -67,7 +65,7 @@ pub(super) async fn load_services(
              JOIN addresses a ON a.id = s.address_id WHERE {}",
             which.condition("a.subscriber_id")
         ))?
-        .fetch_all(&mut *conn)
+        .fetch_all(conn)
         .await?;
     let mut out: BTreeMap<i64, BTreeMap<String, ServiceMode>> = BTreeMap::new();
     for row in rows {
@@ -84,23 +82,20 @@ pub(super) async fn load_services(
 
 /// Loads subscribers with their addresses and subscriptions, from any executor.
 pub(super) async fn load_subscribers(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     only: Option<i64>,
 ) -> Result<Vec<SubscriberRow>> {
     load_which(conn, &only.map_or(Which::All, Which::One)).await
 }
 
 /// Loads the subscribers selected, by id, with their addresses and subscriptions.
-pub(super) async fn load_which(
-    conn: &mut AnyConnection,
-    which: &Which<'_>,
-) -> Result<Vec<SubscriberRow>> {
+pub(super) async fn load_which(conn: &mut Db<'_>, which: &Which<'_>) -> Result<Vec<SubscriberRow>> {
     let rows = which
         .query(format!(
             "SELECT id, name, language, audience, origin, created_at, citizen_services, escalation FROM subscribers WHERE {} ORDER BY id",
             which.condition("id")
         ))?
-        .fetch_all(&mut *conn)
+        .fetch_all(conn)
         .await?;
     let mut out: BTreeMap<i64, SubscriberRow> = BTreeMap::new();
     for row in rows {
@@ -140,7 +135,7 @@ pub(super) async fn load_which(
         "SELECT {ADDRESS_COLUMNS} FROM addresses a WHERE {} ORDER BY a.id",
         which.condition("a.subscriber_id")
     );
-    let rows = which.query(sql)?.fetch_all(&mut *conn).await?;
+    let rows = which.query(sql)?.fetch_all(conn).await?;
     let mut services = load_services(conn, which).await?;
     for row in rows {
         let sid: i64 = row.try_get("subscriber_id")?;
@@ -155,7 +150,7 @@ pub(super) async fn load_which(
             "SELECT subscriber_id, matchers, min_severity, channels FROM subscriptions WHERE {} ORDER BY subscriber_id, position",
             which.condition("subscriber_id")
         ))?
-        .fetch_all(&mut *conn)
+        .fetch_all(conn)
         .await?;
     for row in rows {
         let sid: i64 = row.try_get("subscriber_id")?;
@@ -180,10 +175,10 @@ pub(super) async fn load_which(
 }
 
 /// The subscribers' version (0 before the first change).
-pub(super) async fn subscribers_version(conn: &mut AnyConnection) -> Result<i64> {
+pub(super) async fn subscribers_version(conn: &mut Db<'_>) -> Result<i64> {
     let version: Option<String> =
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'subscribers_version'")
-            .fetch_optional(&mut *conn)
+        db::query_scalar("SELECT value FROM settings WHERE key = 'subscribers_version'")
+            .fetch_optional(conn)
             .await?;
     Ok(version.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
@@ -435,22 +430,25 @@ pub(super) async fn cancel_address_deliveries(
 impl SubscriberStore for SqlStore {
     async fn subscribers(&self) -> Result<Vec<SubscriberRow>> {
         let mut conn = self.reader.acquire().await?;
-        load_subscribers(&mut conn, None).await
+        load_subscribers(&mut Db::Sqlx(&mut conn), None).await
     }
 
     async fn subscribers_version(&self) -> Result<i64> {
-        subscribers_version(&mut *self.reader.acquire().await?).await
+        subscribers_version(&mut Db::Sqlx(&mut *self.reader.acquire().await?)).await
     }
 
     async fn desks(&self) -> Result<(i64, Vec<SubscriberRow>)> {
         let mut conn = self.reader.acquire().await?;
-        let version = subscribers_version(&mut conn).await?;
-        Ok((version, load_which(&mut conn, &Which::NotCitizens).await?))
+        let version = subscribers_version(&mut Db::Sqlx(&mut conn)).await?;
+        Ok((
+            version,
+            load_which(&mut Db::Sqlx(&mut conn), &Which::NotCitizens).await?,
+        ))
     }
 
     async fn subscriber(&self, id: i64) -> Result<Option<SubscriberRow>> {
         let mut conn = self.reader.acquire().await?;
-        Ok(load_subscribers(&mut conn, Some(id))
+        Ok(load_subscribers(&mut Db::Sqlx(&mut conn), Some(id))
             .await?
             .into_iter()
             .next())

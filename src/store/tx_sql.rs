@@ -3,11 +3,12 @@
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
+use super::db::{self, Db, Row};
 use super::dialect::{Dialect, values};
 use super::escalation_sql as ladder;
+use super::lite::LiteTx;
 use super::rows::{
     INCIDENT_COLUMNS, alert_from_row, flag, from_json, incident_from_row, json, ms, opt_ms, opt_ts,
     parse, ts, update_from_row,
@@ -23,7 +24,7 @@ use crate::domain::subscriber::ChannelKind;
 
 const SIGNAL_COLUMNS: &str = "id, received_at, source, fingerprint, status, severity, service, component, labels, annotations, summary, starts_at, ends_at, url";
 
-fn signal_from_row(row: &AnyRow) -> Result<StoredSignal> {
+fn signal_from_row(row: &Row) -> Result<StoredSignal> {
     Ok(StoredSignal {
         id: row.try_get("id")?,
         received_at: ts(row.try_get("received_at")?)?,
@@ -45,8 +46,32 @@ fn signal_from_row(row: &AnyRow) -> Result<StoredSignal> {
 }
 
 pub struct SqlTx {
-    pub(super) tx: Transaction<'static, Any>,
+    pub(super) conn: TxConn,
     pub(super) dialect: Dialect,
+}
+
+/// Where the transaction runs: through sqlx (PostgreSQL), or in place on SQLite's connection.
+pub(super) enum TxConn {
+    Sqlx(Transaction<'static, Any>),
+    Lite(LiteTx),
+}
+
+impl SqlTx {
+    /// Commits; [`Tx::commit`] for the store's own writes.
+    pub(super) async fn finish(self) -> Result<()> {
+        match self.conn {
+            TxConn::Sqlx(tx) => tx.commit().await?,
+            TxConn::Lite(tx) => tx.commit()?,
+        }
+        Ok(())
+    }
+
+    pub(super) fn db(&mut self) -> Result<Db<'_>> {
+        Ok(match &mut self.conn {
+            TxConn::Sqlx(tx) => Db::Sqlx(tx),
+            TxConn::Lite(tx) => Db::Lite(tx.conn()?),
+        })
+    }
 }
 
 #[async_trait]
@@ -66,7 +91,8 @@ impl Tx for SqlTx {
             lease_until,
             owner,
         };
-        super::outbox_sql::claim(&mut self.tx, self.dialect, &c).await
+        let dialect = self.dialect;
+        super::outbox_sql::claim(&mut self.db()?, dialect, &c).await
     }
 
     async fn start_escalation(
@@ -76,19 +102,19 @@ impl Tx for SqlTx {
         steps: &[NewEscalationStep],
         now: Timestamp,
     ) -> Result<u64> {
-        ladder::start(&mut self.tx, incident_id, subscriber_id, steps, now).await
+        ladder::start(&mut self.db()?, incident_id, subscriber_id, steps, now).await
     }
 
     async fn escalated_desks(&mut self, incident_id: i64) -> Result<Vec<i64>> {
-        ladder::desks(&mut self.tx, incident_id).await
+        ladder::desks(&mut self.db()?, incident_id).await
     }
 
     async fn end_escalations(&mut self, incident_id: i64, now: Timestamp) -> Result<u64> {
-        ladder::end(&mut self.tx, incident_id, now).await
+        ladder::end(&mut self.db()?, incident_id, now).await
     }
 
     async fn due_escalations(&mut self, now: Timestamp, limit: u32) -> Result<Vec<EscalationRow>> {
-        ladder::due(&mut self.tx, now, limit).await
+        ladder::due(&mut self.db()?, now, limit).await
     }
 
     async fn settle_escalation(
@@ -97,24 +123,23 @@ impl Tx for SqlTx {
         state: EscalationState,
         now: Timestamp,
     ) -> Result<bool> {
-        ladder::settle(&mut self.tx, id, state, now).await
+        ladder::settle(&mut self.db()?, id, state, now).await
     }
 
     async fn next_escalation_at(&mut self) -> Result<Option<Timestamp>> {
-        ladder::next_due(&mut self.tx).await
+        ladder::next_due(&mut self.db()?).await
     }
 
     async fn desk_acknowledged(&mut self, incident_id: i64, subscriber_id: i64) -> Result<bool> {
-        ladder::acknowledged(&mut self.tx, incident_id, subscriber_id).await
+        ladder::acknowledged(&mut self.db()?, incident_id, subscriber_id).await
     }
 
     async fn latest_routed_update(&mut self, incident_id: i64) -> Result<Option<UpdateRow>> {
-        ladder::latest_routed(&mut self.tx, incident_id).await
+        ladder::latest_routed(&mut self.db()?, incident_id).await
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
-        self.tx.commit().await?;
-        Ok(())
+        self.finish().await
     }
 
     async fn unprocessed_signals(&mut self, limit: u32) -> Result<Vec<StoredSignal>> {
@@ -124,9 +149,9 @@ impl Tx for SqlTx {
             "SELECT {SIGNAL_COLUMNS} FROM signals WHERE processed_at IS NULL ORDER BY id LIMIT $1 {}",
             self.dialect.pick("", "FOR UPDATE")
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = db::query(sql)
             .bind(i64::from(limit))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(&mut self.db()?)
             .await?;
         rows.iter().map(signal_from_row).collect()
     }
@@ -147,26 +172,26 @@ impl Tx for SqlTx {
             .iter()
             .map(|m| (m.signal, m.outcome, m.incident))
             .collect();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        db::query(format!(
             "UPDATE signals SET processed_at = $2, outcome = j.outcome, incident_id = j.incident_id
              FROM ({marks_sql}) AS j WHERE signals.id = j.id"
-        )))
+        ))
         .bind(json(&rows)?)
         .bind(ms(now))
-        .execute(&mut *self.tx)
+        .execute(&mut self.db()?)
         .await?;
         Ok(())
     }
 
     async fn active_alerts(&mut self, fingerprints: &[String]) -> Result<Vec<AlertRow>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = db::query(format!(
             "SELECT a.* FROM alerts a JOIN incidents i ON i.id = a.incident_id
              WHERE a.fingerprint IN ({}) AND i.resolved_at IS NULL
              ORDER BY a.id",
             self.dialect.texts()
-        )))
+        ))
         .bind(json(&fingerprints)?)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut self.db()?)
         .await?;
         rows.iter().map(alert_from_row).collect()
     }
@@ -175,14 +200,14 @@ impl Tx for SqlTx {
         if ids.is_empty() {
             return Ok(());
         }
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        db::query(format!(
             "UPDATE alerts SET last_seen_at = {}(last_seen_at, $2) WHERE id IN ({})",
             self.dialect.greatest(),
             self.dialect.ids()
-        )))
+        ))
         .bind(json(&ids)?)
         .bind(ms(at))
-        .execute(&mut *self.tx)
+        .execute(&mut self.db()?)
         .await?;
         Ok(())
     }
@@ -197,9 +222,9 @@ impl Tx for SqlTx {
             self.dialect.texts(),
             self.dialect.pick("", "FOR UPDATE")
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = db::query(sql)
             .bind(json(&keys)?)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(&mut self.db()?)
             .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("group_key")?, row.try_get("id")?)))
@@ -217,9 +242,9 @@ impl Tx for SqlTx {
             self.dialect.ids(),
             self.dialect.pick("", "FOR UPDATE")
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = db::query(sql)
             .bind(json(&ids)?)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(&mut self.db()?)
             .await?;
         rows.iter().map(incident_from_row).collect()
     }
@@ -231,9 +256,9 @@ impl Tx for SqlTx {
             "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1 {}",
             self.dialect.pick("", "FOR UPDATE")
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = db::query(sql)
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut self.db()?)
             .await?;
         row.as_ref().map(incident_from_row).transpose()
     }
@@ -243,7 +268,7 @@ impl Tx for SqlTx {
             "INSERT INTO incidents (group_key, title, status, severity, origin, labels, opened_at, eval_at, pending_since)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {INCIDENT_COLUMNS}"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = db::query(sql)
             .bind(&new.group_key)
             .bind(&new.title)
             .bind(new.status.as_str())
@@ -253,23 +278,24 @@ impl Tx for SqlTx {
             .bind(ms(new.opened_at))
             .bind(opt_ms(new.eval_at))
             .bind(opt_ms(new.pending_since))
-            .fetch_one(&mut *self.tx)
+            .fetch_one(&mut self.db()?)
             .await
-            .map_err(
-                |e| match e.as_database_error().map(|d| d.is_unique_violation()) {
-                    Some(true) => StoreError::Conflict(format!(
+            .map_err(|e| {
+                if e.is_unique_violation() {
+                    StoreError::Conflict(format!(
                         "an incident with key `{}` is already open",
                         new.group_key
-                    )),
-                    _ => StoreError::Database(e),
-                },
-            )?;
+                    ))
+                } else {
+                    e
+                }
+            })?;
         incident_from_row(&row)
     }
 
     async fn save_incident(&mut self, i: &IncidentRow) -> Result<()> {
         let announced = i.announced.as_ref().map(json).transpose()?;
-        sqlx::query(
+        db::query(
             "UPDATE incidents SET title = $2, status = $3, severity = $4, labels = $5, resolved_at = $6, announced = $7,
              last_announced_at = $8, eval_at = $9, pending_since = $10, last_seq = $11 WHERE id = $1",
         )
@@ -284,7 +310,7 @@ impl Tx for SqlTx {
         .bind(opt_ms(i.eval_at))
         .bind(opt_ms(i.pending_since))
         .bind(i.last_seq)
-        .execute(&mut *self.tx)
+        .execute(&mut self.db()?)
         .await?;
         Ok(())
     }
@@ -313,7 +339,7 @@ impl Tx for SqlTx {
                     expires_after_ms = excluded.expires_after_ms",
                 values(self.dialect, chunk.len(), 17)
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut query = db::query(sql);
             for a in chunk {
                 query = query
                     .bind(a.incident_id)
@@ -334,26 +360,26 @@ impl Tx for SqlTx {
                     .bind(opt_ms(a.resolved_at))
                     .bind(a.expires_after.map(|d| d.as_millis() as i64));
             }
-            query.execute(&mut *self.tx).await?;
+            query.execute(&mut self.db()?).await?;
         }
         Ok(())
     }
 
     async fn alerts(&mut self, incident_id: i64) -> Result<Vec<AlertRow>> {
-        let rows = sqlx::query("SELECT * FROM alerts WHERE incident_id = $1 ORDER BY id")
+        let rows = db::query("SELECT * FROM alerts WHERE incident_id = $1 ORDER BY id")
             .bind(incident_id)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(&mut self.db()?)
             .await?;
         rows.iter().map(alert_from_row).collect()
     }
 
     async fn alert_states(&mut self, incident_id: i64) -> Result<Vec<AlertState>> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT fingerprint, firing, severity, resolved_at FROM alerts
              WHERE incident_id = $1 ORDER BY id",
         )
         .bind(incident_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut self.db()?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -368,28 +394,29 @@ impl Tx for SqlTx {
     }
 
     async fn due_incidents(&mut self, now: Timestamp, limit: u32) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
+        Ok(db::query_scalar(
             "SELECT id FROM incidents WHERE eval_at <= $1 ORDER BY eval_at LIMIT $2",
         )
         .bind(ms(now))
         .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut self.db()?)
         .await?)
     }
 
     async fn next_eval_at(&mut self, since: Timestamp) -> Result<Option<Timestamp>> {
         // Both times in one statement: the step runs it each time, on the writer.
-        let (v, expiry): (Option<i64>, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let row = db::query(format!(
             "SELECT (SELECT MIN(eval_at) FROM incidents WHERE eval_at IS NOT NULL),
                     (SELECT MIN({}(a.last_seen_at, $1) + a.expires_after_ms) FROM alerts a
                      JOIN incidents i ON i.id = a.incident_id
                      WHERE a.firing = 1 AND a.expires_after_ms IS NOT NULL
                        AND i.resolved_at IS NULL)",
             self.dialect.pick("MAX", "GREATEST")
-        )))
+        ))
         .bind(ms(since))
-        .fetch_one(&mut *self.tx)
+        .fetch_one(&mut self.db()?)
         .await?;
+        let (v, expiry): (Option<i64>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
         opt_ts(match (v, expiry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -415,17 +442,17 @@ impl Tx for SqlTx {
              ORDER BY {end}, a.id LIMIT $2 {}",
             self.dialect.pick("", "FOR UPDATE OF a")
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = db::query(sql)
             .bind(ms(now))
             .bind(i64::from(limit))
             .bind(ms(since))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(&mut self.db()?)
             .await?;
         rows.iter().map(alert_from_row).collect()
     }
 
     async fn insert_update(&mut self, new: &NewUpdate) -> Result<UpdateRow> {
-        let row = sqlx::query(
+        let row = db::query(
             "INSERT INTO incident_updates (incident_id, seq, kind, status, severity, body, author, created_at, origin_at, silent, routed_at, title, signals)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *",
         )
@@ -442,43 +469,43 @@ impl Tx for SqlTx {
         .bind(new.silent.then(|| ms(new.created_at)))
         .bind(&new.title)
         .bind(json(&new.signals)?)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(&mut self.db()?)
         .await?;
         update_from_row(&row)
     }
 
     async fn unrouted_updates(&mut self, limit: u32) -> Result<Vec<UpdateRow>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = db::query(format!(
             "SELECT * FROM incident_updates WHERE routed_at IS NULL ORDER BY id LIMIT $1 {}",
             self.dialect.pick("", "FOR UPDATE")
-        )))
+        ))
         .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut self.db()?)
         .await?;
         rows.iter().map(update_from_row).collect()
     }
 
     async fn subscribers_version(&mut self) -> Result<i64> {
-        super::subscriber_sql::subscribers_version(&mut self.tx).await
+        super::subscriber_sql::subscribers_version(&mut self.db()?).await
     }
 
     async fn subscribers(&mut self) -> Result<Vec<SubscriberRow>> {
-        load_which(&mut self.tx, &Which::NotCitizens).await
+        load_which(&mut self.db()?, &Which::NotCitizens).await
     }
 
     async fn citizen_groups(
         &mut self,
         services: Option<&[String]>,
     ) -> Result<(Vec<CitizenGroup>, i64)> {
-        super::fanout_sql::citizen_groups(&mut self.tx, services).await
+        super::fanout_sql::citizen_groups(&mut self.db()?, services).await
     }
 
     async fn citizens_heard(&mut self, incident_id: i64) -> Result<bool> {
-        super::fanout_sql::citizens_heard(&mut self.tx, incident_id).await
+        super::fanout_sql::citizens_heard(&mut self.db()?, incident_id).await
     }
 
     async fn insert_message(&mut self, m: &NewMessage) -> Result<StoredMessage> {
-        let (id, subject, body, html) = sqlx::query_as(
+        let row = db::query(
             "INSERT INTO messages (update_id, channel, language, audience, subject, body, html, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (update_id, channel, language, audience) DO UPDATE SET update_id = excluded.update_id
@@ -492,55 +519,59 @@ impl Tx for SqlTx {
         .bind(&m.body)
         .bind(&m.html)
         .bind(ms(m.created_at))
-        .fetch_one(&mut *self.tx)
+        .fetch_one(&mut self.db()?)
         .await?;
         Ok(StoredMessage {
-            id,
-            subject,
-            body,
-            html,
+            id: row.try_get("id")?,
+            subject: row.try_get("subject")?,
+            body: row.try_get("body")?,
+            html: row.try_get("html")?,
         })
     }
 
     async fn insert_deliveries(&mut self, new: &[NewDelivery]) -> Result<u64> {
-        insert_deliveries(&mut self.tx, self.dialect, new).await
+        let dialect = self.dialect;
+        insert_deliveries(&mut self.db()?, dialect, new).await
     }
 
     async fn hold_for_approval(&mut self, part: &NewDraftPart) -> Result<i64> {
-        super::draft_sql::hold(&mut self.tx, part).await
+        super::draft_sql::hold(&mut self.db()?, part).await
     }
 
     async fn notified_addresses(&mut self, incident_id: i64) -> Result<Vec<(i64, ChannelKind)>> {
         // Citizens are left out: a region's worth would not fit the router's memory, and the
         // citizen writer asks about each batch (`FanoutStore::notified_among`).
-        let rows: Vec<(i64, String)> = sqlx::query_as(
+        let rows = db::query(
             "SELECT DISTINCT d.address_id, d.channel FROM deliveries d
              JOIN addresses a ON a.id = d.address_id
              JOIN subscribers s ON s.id = a.subscriber_id AND s.citizen_services IS NULL
              WHERE d.incident_id = $1 AND d.state != 'cancelled'",
         )
         .bind(incident_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut self.db()?)
         .await?;
-        rows.into_iter()
-            .map(|(id, channel)| Ok((id, parse(&channel, "channel")?)))
+        rows.iter()
+            .map(|row| {
+                let channel: &str = row.try_get("channel")?;
+                Ok((row.try_get("address_id")?, parse(channel, "channel")?))
+            })
             .collect()
     }
 
     async fn set_maintenance(&mut self, incident_id: i64, window: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE incidents SET maintenance = $2 WHERE id = $1")
+        db::query("UPDATE incidents SET maintenance = $2 WHERE id = $1")
             .bind(incident_id)
             .bind(window)
-            .execute(&mut *self.tx)
+            .execute(&mut self.db()?)
             .await?;
         Ok(())
     }
 
     async fn mark_routed(&mut self, update_id: i64, now: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE incident_updates SET routed_at = $2 WHERE id = $1")
+        db::query("UPDATE incident_updates SET routed_at = $2 WHERE id = $1")
             .bind(update_id)
             .bind(ms(now))
-            .execute(&mut *self.tx)
+            .execute(&mut self.db()?)
             .await?;
         Ok(())
     }
@@ -558,7 +589,7 @@ const INSERT_ROWS: usize = 500;
 /// A draft's notices to the same recipients, and messages to the rows of affected lists, are no
 /// such delivery (`deliveries_once` leaves them out).
 pub(super) async fn insert_deliveries(
-    tx: &mut Transaction<'static, Any>,
+    db: &mut Db<'_>,
     dialect: Dialect,
     new: &[NewDelivery],
 ) -> Result<u64> {
@@ -570,7 +601,7 @@ pub(super) async fn insert_deliveries(
              VALUES {} ON CONFLICT (update_id, channel, recipient) WHERE draft_id IS NULL AND affected_id IS NULL DO NOTHING",
             values(dialect, chunk.len(), 11)
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query = db::query(sql);
         for d in chunk {
             query = query
                 .bind(d.message_id)
@@ -585,7 +616,7 @@ pub(super) async fn insert_deliveries(
                 .bind(ms(d.origin_at))
                 .bind(ms(d.created_at));
         }
-        inserted += query.execute(&mut **tx).await?.rows_affected();
+        inserted += query.execute(db).await?.rows_affected();
     }
     Ok(inserted)
 }

@@ -1429,7 +1429,62 @@ pub async fn signals_are_stored_whole_in_one_statement_or_several(store: Arc<dyn
     assert_eq!(read, stored);
 }
 
+/// A write transaction dropped uncommitted, or open in a task that panics, leaves nothing
+/// behind, and the store's next transaction begins as usual.
+pub async fn a_transaction_dropped_or_cut_by_a_panic_leaves_nothing(store: Arc<dyn Store>) {
+    let mut tx = store.begin().await.unwrap();
+    let dropped = tx.insert_incident(&by_signals("dropped")).await.unwrap();
+    drop(tx);
+    let panicked = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            let written = tx.insert_incident(&by_signals("panicked")).await.unwrap();
+            assert!(written.id > 0);
+            panic!("a fault in the middle of a step");
+        })
+    };
+    assert!(panicked.await.unwrap_err().is_panic());
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.incident(dropped.id).await.unwrap().is_none());
+    assert!(tx.incident(dropped.id + 1).await.unwrap().is_none());
+    let kept = tx.insert_incident(&by_signals("kept")).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.incident(kept.id).await.unwrap().map(|i| i.title),
+        Some("kept".into())
+    );
+}
+
+/// On SQLite a write transaction runs in place on a connection of its own: every other write
+/// waits for it to end instead of failing on SQLite's busy lock, and goes through after.
+#[tokio::test]
+async fn on_sqlite_other_writes_wait_for_an_open_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::engine::sqlite_store(&dir).await;
+    let mut tx = store.begin().await.unwrap();
+    let incident = tx.insert_incident(&by_signals("open")).await.unwrap();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move { store.insert_signals(&[(now(), signal("meanwhile"))]).await })
+    };
+    let setting = {
+        let store = store.clone();
+        tokio::spawn(async move { store.set_setting("probe", "meanwhile").await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!writer.is_finished() && !setting.is_finished());
+    tx.commit().await.unwrap();
+    assert_eq!(writer.await.unwrap().unwrap().len(), 1);
+    setting.await.unwrap().unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.incident(incident.id).await.unwrap().is_some());
+    assert_eq!(tx.unprocessed_signals(10).await.unwrap().len(), 1);
+}
+
 suite!(
+    a_transaction_dropped_or_cut_by_a_panic_leaves_nothing,
     signals_are_stored_whole_in_one_statement_or_several,
     the_engines_rows_are_written_many_to_a_statement,
     app_io_messages_are_asked_about_until_their_status_is_final,
