@@ -1,13 +1,14 @@
-//! One statement, two ways to run it. The write transaction's statements ([`super::Tx`]) are
-//! written once and run either through sqlx (PostgreSQL) or in place on the SQLite connection the
-//! transaction holds ([`super::lite`]). sqlx hands every statement to the thread that owns its
-//! SQLite connection and waits for the answer: two thread wake-ups per statement, which on a
-//! two-core machine cost more than SQLite's own work, and the pipeline's step runs about twenty.
-//! In place, a step costs none.
+//! One statement, two ways to run it. The write transactions' statements ([`super::Tx`], the
+//! signals' intake) are written once and run either through sqlx (PostgreSQL) or in place on the
+//! SQLite connection the transaction holds ([`super::lite`]). sqlx hands every statement to the
+//! thread that owns its SQLite connection and waits for the answer: two thread wake-ups per
+//! statement, which on a two-core machine cost more than SQLite's own work, and the pipeline's
+//! step runs about twenty. In place, the statements of a step cost no hand-off.
 //!
 //! The builder copies the part of sqlx's interface the store uses (`query`, `query_scalar`,
 //! `bind`, `execute`, `fetch_*`), and binds parameters as sqlx's SQLite driver does: `$n` and
-//! `?n` by number, `?` in order, parameters beyond the values given left NULL.
+//! `?n` by number, `?` in order, and from the first parameter without a value on, the rest left
+//! NULL.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -206,7 +207,7 @@ impl Query {
                 })
             }
             Db::Lite(conn) => Ok(Done {
-                rows: lite_run(conn, &self, false)?.1,
+                rows: lite_run(conn, &self, Rows::None)?.1,
             }),
         }
     }
@@ -220,14 +221,14 @@ impl Query {
                 .into_iter()
                 .map(Row::Any)
                 .collect()),
-            Db::Lite(conn) => Ok(lite_run(conn, &self, true)?.0),
+            Db::Lite(conn) => Ok(lite_run(conn, &self, Rows::All)?.0),
         }
     }
 
     pub(super) async fn fetch_optional(self, db: &mut Db<'_>) -> Result<Option<Row>> {
         match db {
             Db::Sqlx(conn) => Ok(self.sqlx().fetch_optional(&mut **conn).await?.map(Row::Any)),
-            Db::Lite(conn) => Ok(lite_run(conn, &self, true)?.0.into_iter().next()),
+            Db::Lite(conn) => Ok(lite_run(conn, &self, Rows::First)?.0.pop()),
         }
     }
 
@@ -289,10 +290,32 @@ impl<T: for<'r> Get<'r>> Scalar<T> {
     }
 }
 
-/// Runs the statement on SQLite's connection, here and now: its rows (when `rows`) and how many
-/// rows it changed.
-fn lite_run(conn: &rusqlite::Connection, q: &Query, rows: bool) -> Result<(Vec<Row>, u64)> {
-    let mut stmt = conn.prepare_cached(q.sql.as_str())?;
+/// Which rows of its answer a statement's caller reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    None,
+    First,
+    All,
+}
+
+/// Statement texts longer than this (the multi-row inserts of more than a few rows) are compiled
+/// at each run instead of kept: there is one per row count, each holding thousands of
+/// parameters, and kept they would push the short, frequent statements out of the cache.
+const CACHED_TEXT: usize = 2048;
+
+/// Runs the statement on SQLite's connection, here and now, to its end: the rows asked for, and
+/// how many rows it changed.
+fn lite_run(conn: &rusqlite::Connection, q: &Query, rows: Rows) -> Result<(Vec<Row>, u64)> {
+    let sql = q.sql.as_str();
+    let mut uncached;
+    let mut cached;
+    let stmt: &mut rusqlite::Statement<'_> = if sql.len() <= CACHED_TEXT {
+        cached = conn.prepare_cached(sql)?;
+        &mut cached
+    } else {
+        uncached = conn.prepare(sql)?;
+        &mut uncached
+    };
     let mut anonymous = 0;
     for i in 1..=stmt.parameter_count() {
         let n = match stmt.parameter_name(i) {
@@ -317,7 +340,7 @@ fn lite_run(conn: &rusqlite::Connection, q: &Query, rows: bool) -> Result<(Vec<R
             Arg::Null(_) => stmt.raw_bind_parameter(i, rusqlite::types::Null)?,
         }
     }
-    let columns: Arc<[String]> = if rows {
+    let columns: Arc<[String]> = if rows != Rows::None {
         stmt.column_names().into_iter().map(str::to_owned).collect()
     } else {
         Arc::from([])
@@ -326,7 +349,7 @@ fn lite_run(conn: &rusqlite::Connection, q: &Query, rows: bool) -> Result<(Vec<R
     let mut out = Vec::new();
     let mut cursor = stmt.raw_query();
     while let Some(row) = cursor.next()? {
-        if rows {
+        if rows == Rows::All || (rows == Rows::First && out.is_empty()) {
             let values = (0..width)
                 .map(|i| row.get::<_, Value>(i))
                 .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -1,12 +1,15 @@
 //! The SQLite store's write transactions, run in place ([`super::db`]): a second connection to the
-//! file, used only by [`super::Tx`], and only while its holder also holds the sqlx writer pool's
-//! one connection. So writes still queue one at a time, as they did through the pool alone, and
-//! SQLite's busy lock never comes into play between the two. Its statements run on the task that
-//! holds the transaction: a step blocks its thread for as long as SQLite works and syncs, and
-//! hands off to no other thread.
+//! file, used only by [`super::Tx`] and the signals' intake, and only while its holder also holds
+//! the sqlx writer pool's one connection. So this process's writes still queue one at a time, as
+//! they did through the pool alone, and never meet SQLite's busy lock among themselves. Its
+//! statements run on the task that holds the transaction, on whichever Tokio worker runs it: a
+//! step keeps that thread for as long as SQLite works and syncs, and hands off to no other. Another
+//! process holding the write lock (an administrator's command, a `sqlite3` shell) is waited for
+//! by sleeping between attempts to begin, not inside SQLite, so the worker stays free meanwhile.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::Any;
 use sqlx::pool::PoolConnection;
@@ -27,9 +30,13 @@ pub(super) fn open(path: &Path, pragmas: &str) -> Result<Shared> {
     .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     conn.execute_batch(pragmas)
         .map_err(|e| StoreError::Unavailable(format!("cannot set up {}: {e}", path.display())))?;
-    // Every statement the transactions run, compiled once: a few dozen texts, and the multi-row
-    // inserts' one per row count.
-    conn.set_prepared_statement_cache_capacity(256);
+    // Waiting for another process's write lock is `LiteTx::begin`'s, between attempts; inside
+    // SQLite it would put the Tokio worker to sleep.
+    conn.busy_timeout(Duration::ZERO)
+        .map_err(|e| StoreError::Unavailable(format!("cannot set up {}: {e}", path.display())))?;
+    // The transactions' statements, compiled once: a few dozen texts, and the multi-row inserts'
+    // short ones (`db.rs` compiles long ones at each run rather than keep them).
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(Arc::new(Mutex::new(Some(conn))))
 }
 
@@ -45,7 +52,11 @@ pub(super) struct LiteTx {
 impl LiteTx {
     /// Takes the writer pool's connection (queueing with every other writer), then this one, and
     /// begins. IMMEDIATE takes SQLite's write lock at once, as the sqlx transactions do.
-    pub(super) async fn begin(shared: &Shared, writer: &sqlx::AnyPool) -> Result<LiteTx> {
+    pub(super) async fn begin(
+        shared: &Shared,
+        writer: &sqlx::AnyPool,
+        patience: Duration,
+    ) -> Result<LiteTx> {
         let writer = writer.acquire().await?;
         let conn = Arc::clone(shared).lock_owned().await;
         let mut tx = LiteTx {
@@ -53,7 +64,25 @@ impl LiteTx {
             open: false,
             _writer: writer,
         };
-        tx.conn()?.execute_batch("BEGIN IMMEDIATE")?;
+        let conn = tx.conn()?;
+        // A transaction a failed rollback left open would make every later BEGIN fail.
+        if !conn.is_autocommit() {
+            conn.execute_batch("ROLLBACK").map_err(|e| {
+                StoreError::Unavailable(format!("a transaction could not be rolled back: {e}"))
+            })?;
+        }
+        let since = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match tx.conn()?.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => break,
+                Err(e) if busy(&e) && since.elapsed() < patience => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         tx.open = true;
         Ok(tx)
     }
@@ -80,4 +109,9 @@ impl Drop for LiteTx {
             tracing::warn!(error = %e, "rolling back a store transaction failed");
         }
     }
+}
+
+/// Whether another connection holds the lock SQLite needed.
+fn busy(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
 }

@@ -103,7 +103,9 @@ impl SqlStore {
     /// sqlx on PostgreSQL.
     pub(super) async fn transaction(&self) -> Result<SqlTx> {
         let conn = match &self.lite {
-            Some(lite) => TxConn::Lite(LiteTx::begin(lite, &self.writer).await?),
+            Some(lite) => {
+                TxConn::Lite(LiteTx::begin(lite, &self.writer, super::sqlite::BUSY_TIMEOUT).await?)
+            }
             None => TxConn::Sqlx(self.write().await?),
         };
         Ok(SqlTx {
@@ -253,9 +255,9 @@ impl Store for SqlStore {
         if signals.is_empty() {
             return Ok(Vec::new());
         }
-        // On SQLite the transaction runs in place: BEGIN and COMMIT cost no round trip. On
-        // PostgreSQL a batch that fits in one statement, atomic on its own, is stored without
-        // them.
+        // On SQLite the transaction runs in place, where BEGIN and COMMIT cost no hand-off to
+        // another thread. On PostgreSQL a batch that fits in one statement, atomic on its own,
+        // is stored without them.
         let mut tx = match (&self.lite, signals.len() <= SIGNAL_ROWS) {
             (None, true) => None,
             _ => Some(self.transaction().await?),

@@ -1,7 +1,8 @@
 //! Opening the embedded store: one SQLite file in WAL mode.
 //!
-//! Writes go through a single connection, so they queue in the pool instead of spinning on
-//! SQLite's busy lock. Reads use a separate pool and run beside the writer. An exclusive lock on
+//! Writes go through one connection at a time, so they queue instead of spinning on SQLite's
+//! busy lock: the sqlx writer pool's single connection, and the write transactions' own
+//! connection (`lite.rs`), taken only with the first one held. Reads use a separate pool and run beside the writer. An exclusive lock on
 //! `<file>.lock` keeps a second Banditore process away from the same file, which is what makes
 //! it safe to hand back, at start-up, every delivery the previous process had claimed. The
 //! command line's user and token commands open the file beside a running service without that
@@ -172,7 +173,7 @@ async fn planner_is_stable(pool: &sqlx::AnyPool) -> Result<bool> {
     Ok(found.is_some())
 }
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The file named by a `sqlite://path` URL (query parameters are not used).
 pub fn database_path(url: &str) -> Result<PathBuf> {

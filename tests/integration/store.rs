@@ -1483,6 +1483,32 @@ async fn on_sqlite_other_writes_wait_for_an_open_transaction() {
     assert_eq!(tx.unprocessed_signals(10).await.unwrap().len(), 1);
 }
 
+/// Another process holding SQLite's write lock (an administrator's shell) is waited for, with
+/// the runtime's thread free meanwhile, and the transaction begins once the lock is let go.
+#[tokio::test]
+async fn on_sqlite_another_processs_write_lock_is_waited_for_without_blocking_the_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::engine::sqlite_store(&dir).await;
+    let shell = rusqlite::Connection::open(dir.path().join("engine.db")).unwrap();
+    shell.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let begin = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await?;
+            tx.insert_incident(&by_signals("after the shell")).await?;
+            tx.commit().await
+        })
+    };
+    // This test's runtime has one thread: were the wait inside SQLite, this sleep would last as
+    // long as the wait.
+    let asleep = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(asleep.elapsed() < std::time::Duration::from_millis(900));
+    assert!(!begin.is_finished());
+    shell.execute_batch("COMMIT").unwrap();
+    begin.await.unwrap().unwrap();
+}
+
 suite!(
     a_transaction_dropped_or_cut_by_a_panic_leaves_nothing,
     signals_are_stored_whole_in_one_statement_or_several,
