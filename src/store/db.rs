@@ -644,7 +644,10 @@ mod tests {
                 .expect("rows");
             let read: Vec<(Option<String>, i64, Option<i64>)> = read
                 .iter()
-                .map(|r| (r.try_get("name").expect("name"), r.try_get("n").expect("n"), r.try_get("at").expect("at")))
+                .map(|r| {
+                    let name = r.try_get("name").expect("name");
+                    (name, r.try_get("n").expect("n"), r.try_get("at").expect("at"))
+                })
                 .collect();
             prop_assert_eq!(read, rows);
         }

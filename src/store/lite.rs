@@ -30,13 +30,24 @@ pub(super) fn open(path: &Path, pragmas: &str) -> Result<Shared> {
     .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     conn.execute_batch(pragmas)
         .map_err(|e| StoreError::Unavailable(format!("cannot set up {}: {e}", path.display())))?;
+    // Outside WAL, a commit would need every reader gone, and with no busy timeout would fail at
+    // once when one is not.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", path.display())))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "{} is in journal mode `{mode}`, not WAL",
+            path.display()
+        )));
+    }
     // Waiting for another process's write lock is `LiteTx::begin`'s, between attempts; inside
     // SQLite it would put the Tokio worker to sleep.
     conn.busy_timeout(Duration::ZERO)
         .map_err(|e| StoreError::Unavailable(format!("cannot set up {}: {e}", path.display())))?;
     // The transactions' statements, compiled once: a few dozen texts, and the multi-row inserts'
     // short ones (`db.rs` compiles long ones at each run rather than keep them).
-    conn.set_prepared_statement_cache_capacity(128);
+    conn.set_prepared_statement_cache_capacity(256);
     Ok(Arc::new(Mutex::new(Some(conn))))
 }
 
@@ -114,4 +125,53 @@ impl Drop for LiteTx {
 /// Whether another connection holds the lock SQLite needed.
 fn busy(e: &rusqlite::Error) -> bool {
     e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{LiteTx, open};
+
+    const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;";
+
+    #[tokio::test]
+    async fn another_process_lock_is_waited_for_as_long_as_patience_allows_then_unavailable() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().expect("a folder");
+        let path = dir.path().join("lite.db");
+        let shell = rusqlite::Connection::open(&path).expect("a database");
+        shell.execute_batch(PRAGMAS).expect("WAL");
+        let shared = open(&path, PRAGMAS).expect("the second connection");
+        let writer = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("a pool");
+        shell
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("the shell's lock");
+        let refused = LiteTx::begin(&shared, &writer, Duration::from_millis(100))
+            .await
+            .err()
+            .expect("no transaction while the shell holds the lock");
+        assert!(refused.is_unavailable(), "{refused}");
+        shell.execute_batch("COMMIT").expect("the shell lets go");
+        // Neither the pool's connection nor this one stayed taken.
+        let tx = LiteTx::begin(&shared, &writer, Duration::from_millis(100))
+            .await
+            .expect("a transaction once the lock is free");
+        tx.commit().expect("a commit");
+    }
+
+    #[test]
+    fn a_file_outside_wal_is_refused() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let path = dir.path().join("journal.db");
+        rusqlite::Connection::open(&path)
+            .and_then(|c| c.execute_batch("PRAGMA journal_mode = DELETE; CREATE TABLE t (x)"))
+            .expect("a database in rollback-journal mode");
+        let refused = open(&path, "PRAGMA synchronous = FULL;").expect_err("refused");
+        assert!(refused.to_string().contains("not WAL"), "{refused}");
+    }
 }

@@ -2,9 +2,10 @@
 //!
 //! Writes go through one connection at a time, so they queue instead of spinning on SQLite's
 //! busy lock: the sqlx writer pool's single connection, and the write transactions' own
-//! connection (`lite.rs`), taken only with the first one held. Reads use a separate pool and run beside the writer. An exclusive lock on
-//! `<file>.lock` keeps a second Banditore process away from the same file, which is what makes
-//! it safe to hand back, at start-up, every delivery the previous process had claimed. The
+//! connection (`lite.rs`), taken only with the first one held. Reads use a separate pool and run
+//! beside the writers. An exclusive lock on `<file>.lock` keeps a second Banditore process away
+//! from the same file, which is what makes it safe to hand back, at start-up, every delivery the
+//! previous process had claimed. The
 //! command line's user and token commands open the file beside a running service without that
 //! lock ([`open_for_administration`]): WAL lets two processes share it, and they never touch the
 //! deliveries.
