@@ -57,53 +57,28 @@ pub(super) trait Bind {
     fn arg(self) -> Arg;
 }
 
-impl Bind for i64 {
-    const KIND: Kind = Kind::Int;
-    fn arg(self) -> Arg {
-        Arg::Int(self)
-    }
+/// `Bind` for a type: the kind of its null, and its value from `self`.
+macro_rules! bind {
+    ($($t:ty => $kind:ident, |$v:ident| $arg:expr;)+) => {$(
+        impl Bind for $t {
+            const KIND: Kind = Kind::$kind;
+            fn arg(self) -> Arg {
+                let $v = self;
+                $arg
+            }
+        }
+    )+};
 }
 
-impl Bind for i32 {
-    const KIND: Kind = Kind::Int;
-    fn arg(self) -> Arg {
-        Arg::Int(i64::from(self))
-    }
-}
-
-impl Bind for f64 {
-    const KIND: Kind = Kind::Real;
-    fn arg(self) -> Arg {
-        Arg::Real(self)
-    }
-}
-
-impl Bind for bool {
-    const KIND: Kind = Kind::Bool;
-    fn arg(self) -> Arg {
-        Arg::Bool(self)
-    }
-}
-
-impl Bind for String {
-    const KIND: Kind = Kind::Text;
-    fn arg(self) -> Arg {
-        Arg::Text(self)
-    }
-}
-
-impl Bind for &String {
-    const KIND: Kind = Kind::Text;
-    fn arg(self) -> Arg {
-        Arg::Text(self.clone())
-    }
-}
-
-impl Bind for &str {
-    const KIND: Kind = Kind::Text;
-    fn arg(self) -> Arg {
-        Arg::Text(self.to_owned())
-    }
+bind! {
+    i64 => Int, |v| Arg::Int(v);
+    &i64 => Int, |v| Arg::Int(*v);
+    i32 => Int, |v| Arg::Int(i64::from(v));
+    f64 => Real, |v| Arg::Real(v);
+    bool => Bool, |v| Arg::Bool(v);
+    String => Text, |v| Arg::Text(v);
+    &String => Text, |v| Arg::Text(v.clone());
+    &str => Text, |v| Arg::Text(v.to_owned());
 }
 
 impl<'a, T> Bind for &'a Option<T>
@@ -113,13 +88,6 @@ where
     const KIND: Kind = <&'a T>::KIND;
     fn arg(self) -> Arg {
         self.as_ref().map_or(Arg::Null(Self::KIND), Bind::arg)
-    }
-}
-
-impl Bind for &i64 {
-    const KIND: Kind = Kind::Int;
-    fn arg(self) -> Arg {
-        Arg::Int(*self)
     }
 }
 
