@@ -104,7 +104,7 @@ pub(super) struct Query {
     args: Vec<Arg>,
 }
 
-enum Sql {
+pub(super) enum Sql {
     Static(&'static str),
     Owned(String),
 }
@@ -132,7 +132,6 @@ impl From<String> for Sql {
 
 /// A statement, as `sqlx::query`. The text is the store's own (never a user's); values go in
 /// parameters.
-#[allow(private_bounds)]
 pub(super) fn query(sql: impl Into<Sql>) -> Query {
     Query {
         sql: sql.into(),
@@ -141,7 +140,6 @@ pub(super) fn query(sql: impl Into<Sql>) -> Query {
 }
 
 /// A statement whose rows are read by their first column, as `sqlx::query_scalar`.
-#[allow(private_bounds)]
 pub(super) fn query_scalar<T>(sql: impl Into<Sql>) -> Scalar<T> {
     Scalar {
         query: query(sql),

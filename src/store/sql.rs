@@ -96,9 +96,7 @@ impl SqlStore {
             Dialect::Postgres => self.writer.begin().await?,
         })
     }
-}
 
-impl SqlStore {
     /// A write transaction whose statements run in place on SQLite ([`super::lite`]), through
     /// sqlx on PostgreSQL.
     pub(super) async fn transaction(&self) -> Result<SqlTx> {
