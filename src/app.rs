@@ -99,8 +99,11 @@ impl Application {
                 .collect(),
         });
 
-        let flow = ground.pipeline(channels.enabled.clone(), channels.handover.clone())?;
-        let intake = ground.ingest_and_probes()?;
+        // The ingest writer hands small batches to the pipeline, which stores and applies them
+        // in one commit.
+        let (to_pipeline, handed) = tokio::sync::mpsc::channel(1);
+        let flow = ground.pipeline(channels.enabled.clone(), channels.handover.clone(), handed)?;
+        let intake = ground.ingest_and_probes(to_pipeline)?;
         let citizens = ground
             .citizens(channels.email.clone(), channels.sms.clone())
             .await?;
@@ -560,7 +563,12 @@ impl Ground<'_> {
 
     /// The engine, the maintenance windows, the router to the `enabled` channels, and the
     /// pipeline that steps them.
-    fn pipeline(&self, enabled: BTreeSet<ChannelKind>, handover: Handover) -> anyhow::Result<Flow> {
+    fn pipeline(
+        &self,
+        enabled: BTreeSet<ChannelKind>,
+        handover: Handover,
+        intake: tokio::sync::mpsc::Receiver<crate::ingest::Batch>,
+    ) -> anyhow::Result<Flow> {
         let (v, store) = (self.v, &self.store);
         let s = &v.settings;
         let engine = Engine::new(
@@ -605,6 +613,7 @@ impl Ground<'_> {
             leadership: self.leadership.clone(),
             store: store.clone(),
             handover,
+            intake: Some(intake),
         };
         Ok(Flow {
             engine,
@@ -615,12 +624,16 @@ impl Ground<'_> {
     }
 
     /// Starts the ingest writer and builds the probes, which report through the same queue.
-    fn ingest_and_probes(&self) -> anyhow::Result<Intake> {
+    fn ingest_and_probes(
+        &self,
+        pipeline: tokio::sync::mpsc::Sender<crate::ingest::Batch>,
+    ) -> anyhow::Result<Intake> {
         let (s, store, owner) = (&self.v.settings, &self.store, &self.owner);
         let (ingest, ingest_writer) = IngestQueue::start(
             store.clone(),
             self.wake.pipeline.clone(),
             self.coalescer.clone(),
+            Some(pipeline),
         );
         let probe_status = Arc::new(ProbeStatus::default());
         let clients = HttpClients::new().map_err(anyhow::Error::msg)?;

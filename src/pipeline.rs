@@ -4,7 +4,9 @@
 //! hands those deliveries over in memory and wakes the dispatchers.
 //!
 //! One transaction for the three is what keeps a desk's message to two synced commits before it
-//! leaves (the signal's, at ingest, then this one): what is durable when is in ARCHITECTURE.md.
+//! leaves (the signal's, at ingest, then this one); to one, when the ingest writer hands the
+//! signals over ([`Batch`]) and the step stores them first. What is durable when is in
+//! ARCHITECTURE.md.
 //! An update for more than `route::PART` addresses on one channel leaves that many per channel
 //! in this transaction and the rest in the steps right after, that many each, so that the first
 //! messages leave while the rest is written and no step holds the writer long.
@@ -18,10 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Leadership;
 use crate::incident::{Engine, StepReport};
+use crate::ingest::Batch;
 use crate::outbox::Handover;
 use crate::route::escalation::EscalationReport;
 use crate::route::{RouteReport, Router};
@@ -42,6 +46,8 @@ pub struct Pipeline {
     pub store: Arc<dyn Store>,
     /// Where the deliveries claimed in the step go.
     pub handover: Handover,
+    /// Signals the ingest writer hands over, to be stored in the step that applies them.
+    pub intake: Option<mpsc::Receiver<Batch>>,
 }
 
 /// What one [`Pipeline::step`] did.
@@ -57,7 +63,11 @@ pub struct Stepped {
 }
 
 impl Pipeline {
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut intake = self.intake.take();
+        // Signals handed over and not yet stepped; dropped unanswered, they go back to the
+        // writer, which stores them itself.
+        let mut batch: Option<Batch> = None;
         let mut failures: u32 = 0;
         // Route once at start: updates written just before a crash are still waiting.
         let mut route = true;
@@ -67,13 +77,27 @@ impl Pipeline {
             if !leadership.is_leader() {
                 // Whoever leads meanwhile may route what this replica had in parts.
                 self.router.forget_parts();
+                drop(batch.take());
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = leadership.wait() => {}
+                    handed = next_batch(&mut intake) => {
+                        // Not leading: the writer stores it.
+                        if handed.is_none() {
+                            intake = None;
+                        }
+                        continue;
+                    }
                 }
                 // A new leader starts from whatever the last one left.
                 route = true;
                 continue;
+            }
+            // A batch handed over while the last step ran goes in this one.
+            if batch.is_none()
+                && let Some(waiting) = intake.as_mut()
+            {
+                batch = waiting.try_recv().ok();
             }
             let now = Timestamp::now();
             route |= self.wake.take_route();
@@ -85,7 +109,10 @@ impl Pipeline {
             let mut more = false;
             let mut busy = false;
             let mut next_eval = None;
-            let ok = match self.step_or_steps(now, route, failures > 0).await {
+            let ok = match self
+                .step_or_steps(now, route, failures > 0, batch.take())
+                .await
+            {
                 Ok(stepped) => {
                     let report = &stepped.engine;
                     more |= report.more;
@@ -159,6 +186,10 @@ impl Pipeline {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                handed = next_batch(&mut intake) => match handed {
+                    Some(handed) => batch = Some(handed),
+                    None => intake = None,
+                },
                 _ = self.wake.pipeline.notified() => {
                     if busy {
                         tokio::time::sleep(BUSY_PAUSE).await;
@@ -169,15 +200,45 @@ impl Pipeline {
         }
     }
 
-    /// One step at `now`, in one transaction: the engine applies what signals wait and evaluates
-    /// the incidents that are due; the router routes what is unrouted (a large update, a part),
-    /// when `route` is set or the engine wrote an update; and the first deliveries of every
-    /// channel that got some are claimed for this replica's dispatchers. Once committed, those go
-    /// to the dispatchers.
-    pub async fn step(&self, now: Timestamp, route: bool) -> Result<Stepped, StoreError> {
+    /// One step at `now`, in one transaction: the signals handed over in `batch` are stored; the
+    /// engine applies what signals wait and evaluates the incidents that are due; the router
+    /// routes what is unrouted (a large update, a part), when `route` is set or the engine wrote
+    /// an update; and the first deliveries of every channel that got some are claimed for this
+    /// replica's dispatchers. Once committed, the batch is answered with its signals' ids and
+    /// those deliveries go to the dispatchers. A step that fails answers the batch with the
+    /// store's unavailability, so that the writer does not wait for it a second time, or else
+    /// drops it unanswered for the writer to store.
+    pub async fn step(
+        &self,
+        now: Timestamp,
+        route: bool,
+        batch: Option<Batch>,
+    ) -> Result<Stepped, StoreError> {
+        let mut batch = batch;
+        let stepped = self.step_storing(now, route, &mut batch).await;
+        if let (Err(e), Some(batch)) = (&stepped, batch)
+            && e.is_unavailable()
+        {
+            batch.unavailable(e.to_string());
+        }
+        stepped
+    }
+
+    /// [`Pipeline::step`], storing the batch's signals first and answering it once committed.
+    async fn step_storing(
+        &self,
+        now: Timestamp,
+        route: bool,
+        batch: &mut Option<Batch>,
+    ) -> Result<Stepped, StoreError> {
         let started = std::time::Instant::now();
         let mut tx = self.store.begin().await?;
         let begun = started.elapsed();
+        let stored = match batch {
+            Some(batch) => tx.insert_signals(batch.signals()).await?,
+            None => Vec::new(),
+        };
+        let stored_by = started.elapsed();
         let mut engine = self.engine.step_in(tx.as_mut(), now).await?;
         let applied = started.elapsed();
         let written = std::mem::take(&mut engine.written);
@@ -207,10 +268,15 @@ impl Pipeline {
         }
         let claimed_by = started.elapsed();
         tx.commit().await?;
+        // Answered first: once committed, the signals must not be stored again.
+        if let Some(batch) = batch.take() {
+            batch.stored(stored);
+        }
         if engine.signals > 0 || routed.is_some() {
             tracing::trace!(
                 begin_us = begun.as_micros(),
-                engine_us = (applied - begun).as_micros(),
+                store_us = (stored_by - begun).as_micros(),
+                engine_us = (applied - stored_by).as_micros(),
                 route_us = (routed_at - applied).as_micros(),
                 claim_us = (claimed_by - routed_at).as_micros(),
                 commit_us = (started.elapsed() - claimed_by).as_micros(),
@@ -234,16 +300,18 @@ impl Pipeline {
     }
 
     /// [`Pipeline::step`], or after a failure the engine and the router in transactions of their
-    /// own (the dispatchers then claim for themselves).
+    /// own (the dispatchers then claim for themselves), the batch left to the writer.
     async fn step_or_steps(
         &self,
         now: Timestamp,
         route: bool,
         apart: bool,
+        batch: Option<Batch>,
     ) -> Result<Stepped, StoreError> {
         if !apart {
-            return self.step(now, route).await;
+            return self.step(now, route, batch).await;
         }
+        drop(batch);
         let engine = self.engine.step(now).await?;
         let routed = if route || engine.updates > 0 {
             Some(self.router.step(now).await?)
@@ -257,5 +325,14 @@ impl Pipeline {
             escalated,
             claimed: 0,
         })
+    }
+}
+
+/// The next batch the ingest writer hands over; `None` once it has stopped for good. Without a
+/// writer, never.
+async fn next_batch(intake: &mut Option<mpsc::Receiver<Batch>>) -> Option<Batch> {
+    match intake {
+        Some(intake) => intake.recv().await,
+        None => std::future::pending().await,
     }
 }

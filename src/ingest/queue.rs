@@ -4,6 +4,11 @@
 //! Under load this turns thousands of small commits into a few large ones. With a
 //! [`Coalescer`], re-sends that change nothing are answered without a write, and the writer
 //! moves those alerts' last-seen times once a second.
+//!
+//! While this replica leads, a batch of up to [`APPLY_AT_MOST`] signals goes to the pipeline
+//! instead ([`Batch`]), which stores it in the transaction that applies and routes it: one
+//! synced commit between an alert and its desks' first messages instead of two. A larger batch
+//! (a storm) is stored here and applied after, so that intake keeps its own pace.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +26,40 @@ const SEEN_EVERY: Duration = Duration::from_secs(1);
 /// Signals stored per commit at most.
 const MAX_BATCH: usize = 2000;
 
+/// Signals handed to the pipeline in one batch at most.
+pub const APPLY_AT_MOST: usize = 64;
+
+/// Signals the writer hands to the pipeline, which stores them in its step's transaction and
+/// answers ([`Batch::stored`]) once that is committed, or tells the store is unavailable
+/// ([`Batch::unavailable`]; the requests get that, as they would have from the writer). A batch
+/// dropped unanswered (the replica does not lead, the step failed otherwise, the pipeline is
+/// stopping) was not stored: the writer stores it itself.
+pub struct Batch {
+    signals: Arc<Vec<(Timestamp, Signal)>>,
+    answer: oneshot::Sender<Result<Vec<i64>, StoreError>>,
+    coalescer: Option<Coalescer>,
+}
+
+impl Batch {
+    pub fn signals(&self) -> &[(Timestamp, Signal)] {
+        &self.signals
+    }
+
+    /// The signals are committed under these ids. The [`Coalescer`] hears it here, before the
+    /// engine tells it what it applied of them.
+    pub fn stored(self, ids: Vec<i64>) {
+        if let Some(c) = &self.coalescer {
+            c.stored(&self.signals, &ids);
+        }
+        let _ = self.answer.send(Ok(ids));
+    }
+
+    /// Nothing is stored, and the store is unavailable: the writer need not try again.
+    pub fn unavailable(self, why: String) {
+        let _ = self.answer.send(Err(StoreError::Unavailable(why)));
+    }
+}
+
 type Request = (
     Vec<(Timestamp, Signal)>,
     oneshot::Sender<Result<Vec<i64>, StoreError>>,
@@ -34,13 +73,21 @@ pub struct IngestQueue {
 
 impl IngestQueue {
     /// Starts the writer. It stops when every handle is dropped, after storing what it holds.
+    /// With `pipeline`, small batches go there to be stored and applied at once.
     pub fn start(
         store: Arc<dyn Store>,
         wake: Arc<Notify>,
         coalescer: Option<Coalescer>,
+        pipeline: Option<mpsc::Sender<Batch>>,
     ) -> (IngestQueue, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel::<Request>(4096);
-        let task = tokio::spawn(write(store, wake, receiver, coalescer.clone()));
+        let writer = Writer {
+            store,
+            wake,
+            coalescer: coalescer.clone(),
+            pipeline,
+        };
+        let task = tokio::spawn(writer.run(receiver));
         (IngestQueue { sender, coalescer }, task)
     }
 
@@ -127,92 +174,300 @@ async fn write_seen(store: &dyn Store, coalescer: &Coalescer) {
     }
 }
 
-async fn write(
+/// The one task that stores signals.
+struct Writer {
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
-    mut receiver: mpsc::Receiver<Request>,
     coalescer: Option<Coalescer>,
-) {
-    let mut requests: Vec<Request> = Vec::new();
-    // Last-seen times go in a task of their own: waiting on rows another transaction holds,
-    // they must not hold back the signals' commits.
-    let stop_flushing = tokio_util::sync::CancellationToken::new();
-    let flusher = coalescer.clone().map(|c| {
-        let store = store.clone();
-        let stop = stop_flushing.clone();
-        tokio::spawn(async move {
-            let mut seen = tokio::time::interval(SEEN_EVERY);
-            seen.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                // Stopped only between writes, so that none is cut off half done.
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = seen.tick() => write_seen(store.as_ref(), &c).await,
-                }
-            }
-        })
-    });
-    while receiver.recv_many(&mut requests, 256).await > 0 {
-        // Take more while they fit: everything that queued during the last commit.
-        let mut count: usize = requests.iter().map(|(s, _)| s.len()).sum();
-        while count < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(r) => {
-                    count += r.0.len();
-                    requests.push(r);
-                }
-                Err(_) => break,
+    pipeline: Option<mpsc::Sender<Batch>>,
+}
+
+impl Writer {
+    /// Stores `signals`, through the pipeline when it takes them: their ids, and whether they
+    /// were applied too.
+    async fn store(
+        &self,
+        signals: &Arc<Vec<(Timestamp, Signal)>>,
+    ) -> Result<(Vec<i64>, bool), StoreError> {
+        if let Some(pipeline) = &self.pipeline
+            && signals.len() <= APPLY_AT_MOST
+        {
+            let (sender, answer) = oneshot::channel();
+            let batch = Batch {
+                signals: signals.clone(),
+                answer: sender,
+                coalescer: self.coalescer.clone(),
+            };
+            if pipeline.send(batch).await.is_ok()
+                && let Ok(answer) = answer.await
+            {
+                return answer.map(|ids| (ids, true));
             }
         }
-        let mut all = Vec::with_capacity(count);
-        let mut sizes = Vec::with_capacity(requests.len());
-        let mut replies = Vec::with_capacity(requests.len());
-        for (signals, reply) in requests.drain(..) {
-            sizes.push(signals.len());
-            all.extend(signals);
-            replies.push(reply);
+        Ok((self.store.insert_signals(signals).await?, false))
+    }
+
+    async fn run(self, mut receiver: mpsc::Receiver<Request>) {
+        let Writer {
+            store, coalescer, ..
+        } = &self;
+        let mut requests: Vec<Request> = Vec::new();
+        // Last-seen times go in a task of their own: waiting on rows another transaction holds,
+        // they must not hold back the signals' commits.
+        let stop_flushing = tokio_util::sync::CancellationToken::new();
+        let flusher = coalescer.clone().map(|c| {
+            let store = store.clone();
+            let stop = stop_flushing.clone();
+            tokio::spawn(async move {
+                let mut seen = tokio::time::interval(SEEN_EVERY);
+                seen.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    // Stopped only between writes, so that none is cut off half done.
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = seen.tick() => write_seen(store.as_ref(), &c).await,
+                    }
+                }
+            })
+        });
+        while receiver.recv_many(&mut requests, 256).await > 0 {
+            // Take more while they fit: everything that queued during the last commit.
+            let mut count: usize = requests.iter().map(|(s, _)| s.len()).sum();
+            while count < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(r) => {
+                        count += r.0.len();
+                        requests.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let mut all = Vec::with_capacity(count);
+            let mut sizes = Vec::with_capacity(requests.len());
+            let mut replies = Vec::with_capacity(requests.len());
+            for (signals, reply) in requests.drain(..) {
+                sizes.push(signals.len());
+                all.extend(signals);
+                replies.push(reply);
+            }
+            let all = Arc::new(all);
+            let result = self.store(&all).await;
+            if let Some(c) = &coalescer {
+                match &result {
+                    // What the pipeline stored, it told the coalescer of.
+                    Ok((_, true)) => {}
+                    Ok((ids, false)) => c.stored(&all, ids),
+                    Err(_) => c.not_stored(
+                        &all.iter()
+                            .map(|(_, s)| s.fingerprint.clone())
+                            .collect::<Vec<_>>(),
+                    ),
+                }
+            }
+            match result {
+                Ok((ids, applied)) => {
+                    let mut rest = ids.as_slice();
+                    for (size, reply) in sizes.into_iter().zip(replies) {
+                        let (mine, tail) = rest.split_at(size.min(rest.len()));
+                        rest = tail;
+                        let _ = reply.send(Ok(mine.to_vec()));
+                    }
+                    // Applied signals need no step after them, here or on the leader.
+                    if !applied {
+                        self.wake.notify_one();
+                        store.announce(Topic::Signals).await;
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    let unavailable = e.is_unavailable();
+                    for reply in replies {
+                        let err = if unavailable {
+                            StoreError::Unavailable(message.clone())
+                        } else {
+                            StoreError::Corrupt(message.clone())
+                        };
+                        let _ = reply.send(Err(err));
+                    }
+                }
+            }
         }
-        let result = store.insert_signals(&all).await;
+        if let Some(flusher) = flusher {
+            stop_flushing.cancel();
+            let _ = flusher.await;
+        }
         if let Some(c) = &coalescer {
-            match &result {
-                Ok(ids) => c.stored(&all, ids),
-                Err(_) => c.not_stored(
-                    &all.iter()
-                        .map(|(_, s)| s.fingerprint.clone())
-                        .collect::<Vec<_>>(),
-                ),
-            }
+            write_seen(store.as_ref(), c).await;
         }
-        match result {
-            Ok(ids) => {
-                let mut rest = ids.as_slice();
-                for (size, reply) in sizes.into_iter().zip(replies) {
-                    let (mine, tail) = rest.split_at(size.min(rest.len()));
-                    rest = tail;
-                    let _ = reply.send(Ok(mine.to_vec()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, VecDeque};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::signal::{NormalizeRules, RawSignal, Source};
+    use crate::domain::{Labels, Severity, SignalStatus};
+
+    /// What the stand-in pipeline does with the batch it is handed.
+    #[derive(Debug, Clone, Copy)]
+    enum Answer {
+        /// Stores it in a transaction of its own and answers with the ids, as a step does.
+        Apply,
+        /// Drops it unanswered, as a replica that does not lead or a failed step does.
+        Drop,
+        /// Answers that the store is unavailable.
+        Unavailable,
+        /// Stops taking batches, as a pipeline that has stopped.
+        Stop,
+    }
+
+    fn signal(n: usize) -> (Timestamp, Signal) {
+        let mut labels = Labels::new();
+        labels.insert("alertname".into(), format!("a{n}"));
+        labels.insert("service".into(), "cup".into());
+        let signal = RawSignal {
+            status: Some(SignalStatus::Firing),
+            labels,
+            ..RawSignal::default()
+        }
+        .normalize(
+            Source::Alertmanager,
+            &NormalizeRules {
+                default_severity: Severity::Major,
+            },
+            Timestamp::UNIX_EPOCH,
+        );
+        (Timestamp::UNIX_EPOCH, signal)
+    }
+
+    /// Takes batches as the pipeline does, each answered as `plan` says (then applied).
+    async fn pipeline(store: Arc<dyn Store>, mut handed: mpsc::Receiver<Batch>, plan: Vec<Answer>) {
+        let mut plan = VecDeque::from(plan);
+        while let Some(batch) = handed.recv().await {
+            match plan.pop_front().unwrap_or(Answer::Apply) {
+                Answer::Apply => {
+                    let mut tx = store.begin().await.expect("begin");
+                    let ids = tx.insert_signals(batch.signals()).await.expect("insert");
+                    tx.commit().await.expect("commit");
+                    batch.stored(ids);
                 }
-                wake.notify_one();
-                store.announce(Topic::Signals).await;
-            }
-            Err(e) => {
-                let message = e.to_string();
-                let unavailable = e.is_unavailable();
-                for reply in replies {
-                    let err = if unavailable {
-                        StoreError::Unavailable(message.clone())
-                    } else {
-                        StoreError::Corrupt(message.clone())
-                    };
-                    let _ = reply.send(Err(err));
-                }
+                Answer::Drop => drop(batch),
+                Answer::Unavailable => batch.unavailable("busy".into()),
+                Answer::Stop => return,
             }
         }
     }
-    if let Some(flusher) = flusher {
-        stop_flushing.cancel();
-        let _ = flusher.await;
+
+    /// Every stored signal's alert name, with how many times it is stored.
+    async fn stored(store: &Arc<dyn Store>) -> BTreeMap<String, usize> {
+        let mut tx = store.begin().await.expect("begin");
+        let signals = tx.unprocessed_signals(100_000).await.expect("signals");
+        tx.commit().await.expect("commit");
+        let mut names = BTreeMap::new();
+        for s in signals {
+            *names
+                .entry(s.signal.labels["alertname"].clone())
+                .or_default() += 1;
+        }
+        names
     }
-    if let Some(c) = &coalescer {
-        write_seen(store.as_ref(), c).await;
+
+    /// Sends `requests` (each a number of signals) at once, with the pipeline answering as
+    /// `plan` says; returns each request's outcome and what the store holds after.
+    async fn run(
+        requests: &[usize],
+        plan: Vec<Answer>,
+    ) -> (Vec<Result<Vec<i64>, StoreError>>, BTreeMap<String, usize>) {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = crate::store::scratch(&dir).await;
+        let (to_pipeline, handed) = mpsc::channel(1);
+        let stand_in = tokio::spawn(pipeline(store.clone(), handed, plan));
+        let (queue, writer) = IngestQueue::start(
+            store.clone(),
+            Arc::new(Notify::new()),
+            None,
+            Some(to_pipeline),
+        );
+        let mut next = 0;
+        let sends: Vec<_> = requests
+            .iter()
+            .map(|&size| {
+                let signals: Vec<_> = (next..next + size).map(signal).collect();
+                next += size;
+                let queue = queue.clone();
+                tokio::spawn(async move { queue.store(signals).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for send in sends {
+            outcomes.push(send.await.expect("a request"));
+        }
+        drop(queue);
+        writer.await.expect("the writer");
+        stand_in.abort();
+        (outcomes, stored(&store).await)
+    }
+
+    fn answer() -> impl Strategy<Value = Answer> {
+        prop_oneof![
+            4 => Just(Answer::Apply),
+            2 => Just(Answer::Drop),
+            1 => Just(Answer::Unavailable),
+            1 => Just(Answer::Stop),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Whatever the pipeline does with what it is handed, a request answered with ids has
+        /// each of its signals stored exactly once under those ids, and a request answered with
+        /// an error has none stored.
+        #[test]
+        fn every_signal_answered_is_stored_once_and_no_refused_one_is(
+            requests in prop::collection::vec(1usize..100, 1..12),
+            plan in prop::collection::vec(answer(), 0..12),
+        ) {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let (outcomes, names) = runtime.block_on(run(&requests, plan));
+            let mut next = 0;
+            let mut expected = BTreeMap::new();
+            for (size, outcome) in requests.iter().zip(&outcomes) {
+                match outcome {
+                    Ok(ids) => {
+                        prop_assert_eq!(ids.len(), *size);
+                        for n in next..next + size {
+                            expected.insert(format!("a{n}"), 1);
+                        }
+                    }
+                    Err(e) => prop_assert!(e.is_unavailable(), "{e}"),
+                }
+                next += size;
+            }
+            prop_assert_eq!(names, expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_storm_is_stored_by_the_writer_and_a_small_batch_by_the_pipeline() {
+        // The stand-in would refuse anything it is handed: only what it is handed fails.
+        let (outcomes, names) = run(&[APPLY_AT_MOST + 1], vec![Answer::Unavailable]).await;
+        assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+        assert_eq!(names.len(), APPLY_AT_MOST + 1);
+        let (outcomes, names) = run(&[APPLY_AT_MOST], vec![Answer::Unavailable]).await;
+        assert!(
+            outcomes[0].as_ref().is_err_and(StoreError::is_unavailable),
+            "{:?}",
+            outcomes[0]
+        );
+        assert!(names.is_empty(), "{names:?}");
     }
 }

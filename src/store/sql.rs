@@ -116,6 +116,23 @@ impl SqlStore {
 /// Signals stored per statement at most (13 parameters each).
 const SIGNAL_ROWS: usize = 64;
 
+/// Stores signals, [`SIGNAL_ROWS`] per statement; returns their ids in ascending order.
+pub(super) async fn store_signals(
+    db: &mut Db<'_>,
+    dialect: Dialect,
+    signals: &[(Timestamp, Signal)],
+) -> Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(signals.len());
+    for chunk in signals.chunks(SIGNAL_ROWS) {
+        let query = signal_rows(dialect, chunk.iter().map(|(at, s)| (*at, s)))?;
+        for row in query.fetch_all(db).await? {
+            ids.push(row.try_get::<i64, _>(0)?);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 /// The statement that stores `rows` (each with when it was received), at most [`SIGNAL_ROWS`]
 /// of them, and returns their ids.
 pub(super) fn signal_rows<'a>(
@@ -256,28 +273,13 @@ impl Store for SqlStore {
         // On SQLite the transaction runs in place, where BEGIN and COMMIT cost no hand-off to
         // another thread. On PostgreSQL a batch that fits in one statement, atomic on its own,
         // is stored without them.
-        let mut tx = match (&self.lite, signals.len() <= SIGNAL_ROWS) {
-            (None, true) => None,
-            _ => Some(self.transaction().await?),
-        };
-        let mut ids = Vec::with_capacity(signals.len());
-        for chunk in signals.chunks(SIGNAL_ROWS) {
-            let query = signal_rows(self.dialect, chunk.iter().map(|(at, s)| (*at, s)))?;
-            let rows = match &mut tx {
-                Some(tx) => query.fetch_all(&mut tx.db()?).await?,
-                None => {
-                    let mut conn = self.writer.acquire().await?;
-                    query.fetch_all(&mut Db::Sqlx(&mut conn)).await?
-                }
-            };
-            for row in rows {
-                ids.push(row.try_get::<i64, _>(0)?);
-            }
+        if self.lite.is_none() && signals.len() <= SIGNAL_ROWS {
+            let mut conn = self.writer.acquire().await?;
+            return store_signals(&mut Db::Sqlx(&mut conn), self.dialect, signals).await;
         }
-        if let Some(tx) = tx {
-            tx.finish().await?;
-        }
-        ids.sort_unstable();
+        let mut tx = self.transaction().await?;
+        let ids = store_signals(&mut tx.db()?, self.dialect, signals).await?;
+        tx.finish().await?;
         Ok(ids)
     }
 

@@ -99,6 +99,10 @@ pub struct NewDelivery {
 pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> Result<()>;
 
+    /// Stores signals as [`super::Store::insert_signals`] does, in this transaction: the
+    /// pipeline's step stores what the intake hands it and applies it in one commit.
+    async fn insert_signals(&mut self, signals: &[(Timestamp, Signal)]) -> Result<Vec<i64>>;
+
     // Incident engine.
     async fn unprocessed_signals(&mut self, limit: u32) -> Result<Vec<StoredSignal>>;
     /// Marks signals processed, each with its outcome and incident, in one statement.

@@ -76,6 +76,11 @@ impl SqlTx {
 
 #[async_trait]
 impl Tx for SqlTx {
+    async fn insert_signals(&mut self, signals: &[(Timestamp, Signal)]) -> Result<Vec<i64>> {
+        let dialect = self.dialect;
+        super::sql::store_signals(&mut self.db()?, dialect, signals).await
+    }
+
     async fn claim_deliveries(
         &mut self,
         channel: ChannelKind,

@@ -442,6 +442,29 @@ async fn cloudevents_and_generic_bodies() {
     assert!(signals.contains(&"generic|cup".to_owned()), "{signals:?}");
 }
 
+/// A lone replica leads: it stores an alert in the step that applies it, so the incident is
+/// open by the time the `202` comes back.
+#[tokio::test]
+async fn the_incident_is_open_when_the_202_comes_back() {
+    let (_smtp, app) = app().await;
+    let resp = app
+        .post(
+            "/api/v1/signals/alertmanager",
+            Some(INGEST_TOKEN),
+            "application/json",
+            fixture("alertmanager/firing.json"),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let incidents = app.get_json("/api/v1/incidents", VIEWER_TOKEN).await;
+    assert!(
+        incidents["incidents"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty()),
+        "{incidents}"
+    );
+}
+
 #[tokio::test]
 async fn a_store_that_cannot_write_gets_503_and_nothing_is_lost() {
     use sqlx::Connection;

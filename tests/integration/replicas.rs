@@ -216,6 +216,57 @@ async fn a_lone_replica_restarted_under_its_name_takes_back_its_hung_send() {
     assert_eq!(smtp.mails().len(), 1);
 }
 
+/// The leader stores a monitor's alert in the step that applies it: the incident is open by the
+/// time the `202` comes back. A follower stores its alert alone, and the leader applies it
+/// after. Each desk is told of each once.
+#[tokio::test]
+async fn the_leader_applies_an_alert_before_its_202_and_a_followers_alert_after() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let smtp = SmtpServer::start();
+    let apps = replicas(2, &db, &smtp, &desks(3), &[]).await;
+    let leader = eventually(
+        || async {
+            apps.iter()
+                .position(|a| a.logs().contains("leading: running the incident engine"))
+        },
+        Option::is_some,
+    )
+    .await
+    .unwrap();
+    let follower = 1 - leader;
+    fire(&apps[leader]).await;
+    let incidents = apps[leader]
+        .get_json("/api/v1/incidents", VIEWER_TOKEN)
+        .await;
+    assert_eq!(
+        incidents["incidents"].as_array().map(Vec::len),
+        Some(1),
+        "open when the 202 came: {incidents}"
+    );
+    let body = alertmanager(
+        "firing",
+        "FrontendDown",
+        &[("service", "cup-frontend"), ("severity", "critical")],
+        "CUP frontend non risponde",
+    );
+    let resp = apps[follower]
+        .post_json("/api/v1/signals/alertmanager", Some(INGEST_TOKEN), &body)
+        .await;
+    assert_eq!(resp.status(), 202);
+    eventually(
+        || apps[follower].get_json("/api/v1/incidents", VIEWER_TOKEN),
+        |v| v["incidents"].as_array().is_some_and(|l| l.len() == 2),
+    )
+    .await;
+    wait_for_total(&smtp, 6, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts = tally(&smtp);
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|&c| c == 2), "{counts:?}");
+}
+
 #[tokio::test]
 async fn leadership_moves_when_the_leader_dies_or_steps_down() {
     let Some(db) = fresh_database().await else {
