@@ -101,7 +101,7 @@ impl Application {
 
         // The ingest writer hands small batches to the pipeline, which stores and applies them
         // in one commit.
-        let (to_pipeline, handed) = tokio::sync::mpsc::channel(1);
+        let (to_pipeline, handed) = crate::ingest::handoff();
         let flow = ground.pipeline(channels.enabled.clone(), channels.handover.clone(), handed)?;
         let intake = ground.ingest_and_probes(to_pipeline)?;
         let citizens = ground
@@ -567,7 +567,7 @@ impl Ground<'_> {
         &self,
         enabled: BTreeSet<ChannelKind>,
         handover: Handover,
-        intake: tokio::sync::mpsc::Receiver<crate::ingest::Batch>,
+        intake: crate::ingest::FromIntake,
     ) -> anyhow::Result<Flow> {
         let (v, store) = (self.v, &self.store);
         let s = &v.settings;
@@ -624,10 +624,7 @@ impl Ground<'_> {
     }
 
     /// Starts the ingest writer and builds the probes, which report through the same queue.
-    fn ingest_and_probes(
-        &self,
-        pipeline: tokio::sync::mpsc::Sender<crate::ingest::Batch>,
-    ) -> anyhow::Result<Intake> {
+    fn ingest_and_probes(&self, pipeline: crate::ingest::ToPipeline) -> anyhow::Result<Intake> {
         let (s, store, owner) = (&self.v.settings, &self.store, &self.owner);
         let (ingest, ingest_writer) = IngestQueue::start(
             store.clone(),

@@ -20,12 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Leadership;
 use crate::incident::{Engine, StepReport};
-use crate::ingest::Batch;
+use crate::ingest::{Batch, FromIntake};
 use crate::outbox::Handover;
 use crate::route::escalation::EscalationReport;
 use crate::route::{RouteReport, Router};
@@ -47,7 +46,7 @@ pub struct Pipeline {
     /// Where the deliveries claimed in the step go.
     pub handover: Handover,
     /// Signals the ingest writer hands over, to be stored in the step that applies them.
-    pub intake: Option<mpsc::Receiver<Batch>>,
+    pub intake: Option<FromIntake>,
 }
 
 /// What one [`Pipeline::step`] did.
@@ -78,6 +77,9 @@ impl Pipeline {
                 // Whoever leads meanwhile may route what this replica had in parts.
                 self.router.forget_parts();
                 drop(batch.take());
+                if let Some(intake) = &intake {
+                    intake.waiting(false);
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = leadership.wait() => {}
@@ -97,7 +99,7 @@ impl Pipeline {
             if batch.is_none()
                 && let Some(waiting) = intake.as_mut()
             {
-                batch = waiting.try_recv().ok();
+                batch = waiting.try_next();
             }
             let now = Timestamp::now();
             route |= self.wake.take_route();
@@ -184,6 +186,11 @@ impl Pipeline {
                     None => self.poll_interval,
                 }
             };
+            // Waiting for work: the writer may hand a batch over now (after a failure, the next
+            // steps run apart and would hand it back).
+            if let Some(intake) = &intake {
+                intake.waiting(ok);
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 handed = next_batch(&mut intake) => match handed {
@@ -192,10 +199,16 @@ impl Pipeline {
                 },
                 _ = self.wake.pipeline.notified() => {
                     if busy {
+                        if let Some(intake) = &intake {
+                            intake.waiting(false);
+                        }
                         tokio::time::sleep(BUSY_PAUSE).await;
                     }
                 }
                 _ = tokio::time::sleep(wait) => {}
+            }
+            if let Some(intake) = &intake {
+                intake.waiting(false);
             }
         }
     }
@@ -267,7 +280,13 @@ impl Pipeline {
             }
         }
         let claimed_by = started.elapsed();
-        tx.commit().await?;
+        if let Err(e) = tx.commit().await {
+            // The commit may have happened all the same: the writer must not store them again.
+            if let Some(batch) = batch.take() {
+                batch.unavailable(e.to_string());
+            }
+            return Err(e);
+        }
         // Answered first: once committed, the signals must not be stored again.
         if let Some(batch) = batch.take() {
             batch.stored(stored);
@@ -330,9 +349,9 @@ impl Pipeline {
 
 /// The next batch the ingest writer hands over; `None` once it has stopped for good. Without a
 /// writer, never.
-async fn next_batch(intake: &mut Option<mpsc::Receiver<Batch>>) -> Option<Batch> {
+async fn next_batch(intake: &mut Option<FromIntake>) -> Option<Batch> {
     match intake {
-        Some(intake) => intake.recv().await,
+        Some(intake) => intake.next().await,
         None => std::future::pending().await,
     }
 }

@@ -21,7 +21,7 @@ use crate::domain::{RawSignal, Source};
 
 pub use coalesce::Coalescer;
 pub use json::{Obj, decode};
-pub use queue::{APPLY_AT_MOST, Batch, IngestQueue};
+pub use queue::{APPLY_AT_MOST, Batch, FromIntake, IngestQueue, ToPipeline, handoff};
 pub use time::parse_time;
 
 /// What a payload yielded.

@@ -5,12 +5,14 @@
 //! [`Coalescer`], re-sends that change nothing are answered without a write, and the writer
 //! moves those alerts' last-seen times once a second.
 //!
-//! While this replica leads, a batch of up to [`APPLY_AT_MOST`] signals goes to the pipeline
-//! instead ([`Batch`]), which stores it in the transaction that applies and routes it: one
-//! synced commit between an alert and its desks' first messages instead of two. A larger batch
-//! (a storm) is stored here and applied after, so that intake keeps its own pace.
+//! While this replica leads and its pipeline waits for work, a batch of up to [`APPLY_AT_MOST`]
+//! signals goes to the pipeline instead ([`Batch`]), which stores it in the transaction that
+//! applies and routes it: one synced commit between an alert and its desks' first messages
+//! instead of two. A larger batch, or one that comes while the pipeline is busy (a storm), is
+//! stored here and applied after, so that intake keeps its own pace.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -28,6 +30,52 @@ const MAX_BATCH: usize = 2000;
 
 /// Signals handed to the pipeline in one batch at most.
 pub const APPLY_AT_MOST: usize = 64;
+
+/// The writer's way to this replica's pipeline ([`handoff`]).
+pub struct ToPipeline {
+    batches: mpsc::Sender<Batch>,
+    idle: Arc<AtomicBool>,
+}
+
+/// The pipeline's end of [`handoff`]: batches come here, and the pipeline says when it waits for
+/// work, the only time the writer hands it any.
+pub struct FromIntake {
+    batches: mpsc::Receiver<Batch>,
+    idle: Arc<AtomicBool>,
+}
+
+/// A way for the writer to hand batches to the pipeline.
+pub fn handoff() -> (ToPipeline, FromIntake) {
+    let (sender, receiver) = mpsc::channel(1);
+    let idle = Arc::new(AtomicBool::new(false));
+    (
+        ToPipeline {
+            batches: sender,
+            idle: idle.clone(),
+        },
+        FromIntake {
+            batches: receiver,
+            idle,
+        },
+    )
+}
+
+impl FromIntake {
+    /// Whether the pipeline is waiting for work: a leader between steps.
+    pub fn waiting(&self, idle: bool) {
+        self.idle.store(idle, Ordering::Release);
+    }
+
+    /// The next batch; `None` once the writer has stopped.
+    pub async fn next(&mut self) -> Option<Batch> {
+        self.batches.recv().await
+    }
+
+    /// A batch handed over already, if any.
+    pub fn try_next(&mut self) -> Option<Batch> {
+        self.batches.try_recv().ok()
+    }
+}
 
 /// Signals the writer hands to the pipeline, which stores them in its step's transaction and
 /// answers ([`Batch::stored`]) once that is committed, or tells the store is unavailable
@@ -78,7 +126,7 @@ impl IngestQueue {
         store: Arc<dyn Store>,
         wake: Arc<Notify>,
         coalescer: Option<Coalescer>,
-        pipeline: Option<mpsc::Sender<Batch>>,
+        pipeline: Option<ToPipeline>,
     ) -> (IngestQueue, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel::<Request>(4096);
         let writer = Writer {
@@ -179,18 +227,19 @@ struct Writer {
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
     coalescer: Option<Coalescer>,
-    pipeline: Option<mpsc::Sender<Batch>>,
+    pipeline: Option<ToPipeline>,
 }
 
 impl Writer {
-    /// Stores `signals`, through the pipeline when it takes them: their ids, and whether they
-    /// were applied too.
+    /// Stores `signals`, through the pipeline when it takes them: their ids, and whether the
+    /// pipeline's step stored them (and so applied them, or will in the steps right after).
     async fn store(
         &self,
         signals: &Arc<Vec<(Timestamp, Signal)>>,
     ) -> Result<(Vec<i64>, bool), StoreError> {
         if let Some(pipeline) = &self.pipeline
             && signals.len() <= APPLY_AT_MOST
+            && pipeline.idle.load(Ordering::Acquire)
         {
             let (sender, answer) = oneshot::channel();
             let batch = Batch {
@@ -198,13 +247,20 @@ impl Writer {
                 answer: sender,
                 coalescer: self.coalescer.clone(),
             };
-            if pipeline.send(batch).await.is_ok()
+            if pipeline.batches.send(batch).await.is_ok()
                 && let Ok(answer) = answer.await
             {
-                return answer.map(|ids| (ids, true));
+                let stored = answer.map(|ids| (ids, true));
+                if stored.is_ok() {
+                    metrics::counter!("banditore_signal_batches_total", "stored_by" => "pipeline")
+                        .increment(1);
+                }
+                return stored;
             }
         }
-        Ok((self.store.insert_signals(signals).await?, false))
+        let ids = self.store.insert_signals(signals).await?;
+        metrics::counter!("banditore_signal_batches_total", "stored_by" => "writer").increment(1);
+        Ok((ids, false))
     }
 
     async fn run(self, mut receiver: mpsc::Receiver<Request>) {
@@ -265,18 +321,19 @@ impl Writer {
                 }
             }
             match result {
-                Ok((ids, applied)) => {
+                Ok((ids, stepped)) => {
                     let mut rest = ids.as_slice();
                     for (size, reply) in sizes.into_iter().zip(replies) {
                         let (mine, tail) = rest.split_at(size.min(rest.len()));
                         rest = tail;
                         let _ = reply.send(Ok(mine.to_vec()));
                     }
-                    // Applied signals need no step after them, here or on the leader.
-                    if !applied {
+                    // What the step stored needs no other step to wake here. The announcement
+                    // stays: should another replica lead, it hears of them at once.
+                    if !stepped {
                         self.wake.notify_one();
-                        store.announce(Topic::Signals).await;
                     }
+                    store.announce(Topic::Signals).await;
                 }
                 Err(e) => {
                     let message = e.to_string();
@@ -345,9 +402,10 @@ mod tests {
     }
 
     /// Takes batches as the pipeline does, each answered as `plan` says (then applied).
-    async fn pipeline(store: Arc<dyn Store>, mut handed: mpsc::Receiver<Batch>, plan: Vec<Answer>) {
+    async fn pipeline(store: Arc<dyn Store>, mut handed: FromIntake, plan: Vec<Answer>) {
         let mut plan = VecDeque::from(plan);
-        while let Some(batch) = handed.recv().await {
+        handed.waiting(true);
+        while let Some(batch) = handed.next().await {
             match plan.pop_front().unwrap_or(Answer::Apply) {
                 Answer::Apply => {
                     let mut tx = store.begin().await.expect("begin");
@@ -362,18 +420,15 @@ mod tests {
         }
     }
 
-    /// Every stored signal's alert name, with how many times it is stored.
-    async fn stored(store: &Arc<dyn Store>) -> BTreeMap<String, usize> {
+    /// What the store holds: the alert name of every stored signal by its id.
+    async fn stored(store: &Arc<dyn Store>) -> BTreeMap<i64, String> {
         let mut tx = store.begin().await.expect("begin");
         let signals = tx.unprocessed_signals(100_000).await.expect("signals");
         tx.commit().await.expect("commit");
-        let mut names = BTreeMap::new();
-        for s in signals {
-            *names
-                .entry(s.signal.labels["alertname"].clone())
-                .or_default() += 1;
-        }
-        names
+        signals
+            .into_iter()
+            .map(|s| (s.id, s.signal.labels["alertname"].clone()))
+            .collect()
     }
 
     /// Sends `requests` (each a number of signals) at once, with the pipeline answering as
@@ -381,10 +436,10 @@ mod tests {
     async fn run(
         requests: &[usize],
         plan: Vec<Answer>,
-    ) -> (Vec<Result<Vec<i64>, StoreError>>, BTreeMap<String, usize>) {
+    ) -> (Vec<Result<Vec<i64>, StoreError>>, BTreeMap<i64, String>) {
         let dir = tempfile::tempdir().expect("dir");
         let store = crate::store::scratch(&dir).await;
-        let (to_pipeline, handed) = mpsc::channel(1);
+        let (to_pipeline, handed) = handoff();
         let stand_in = tokio::spawn(pipeline(store.clone(), handed, plan));
         let (queue, writer) = IngestQueue::start(
             store.clone(),
@@ -425,8 +480,8 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
         /// Whatever the pipeline does with what it is handed, a request answered with ids has
-        /// each of its signals stored exactly once under those ids, and a request answered with
-        /// an error has none stored.
+        /// each of its signals stored exactly once, under those ids in its order, and a request
+        /// answered with an error has none stored.
         #[test]
         fn every_signal_answered_is_stored_once_and_no_refused_one_is(
             requests in prop::collection::vec(1usize..100, 1..12),
@@ -444,8 +499,8 @@ mod tests {
                 match outcome {
                     Ok(ids) => {
                         prop_assert_eq!(ids.len(), *size);
-                        for n in next..next + size {
-                            expected.insert(format!("a{n}"), 1);
+                        for (n, id) in (next..next + size).zip(ids) {
+                            expected.insert(*id, format!("a{n}"));
                         }
                     }
                     Err(e) => prop_assert!(e.is_unavailable(), "{e}"),
