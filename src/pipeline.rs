@@ -88,7 +88,6 @@ impl Pipeline {
                         if handed.is_none() {
                             intake = None;
                         }
-                        continue;
                     }
                 }
                 // A new leader starts from whatever the last one left.
