@@ -78,10 +78,11 @@ impl FromIntake {
 }
 
 /// Signals the writer hands to the pipeline, which stores them in its step's transaction and
-/// answers ([`Batch::stored`]) once that is committed, or tells the store is unavailable
-/// ([`Batch::unavailable`]; the requests get that, as they would have from the writer). A batch
-/// dropped unanswered (the replica does not lead, the step failed otherwise, the pipeline is
-/// stopping) was not stored: the writer stores it itself.
+/// answers ([`Batch::stored`]) once that is committed, or tells the store is unavailable or its
+/// commit in doubt ([`Batch::unavailable`]; the requests get that, as they would have from the
+/// writer). A batch dropped unanswered (the replica does not lead, the step failed otherwise or
+/// ran apart after a failure, the pipeline is stopping) was not stored: the writer stores it
+/// itself.
 pub struct Batch {
     signals: Arc<Vec<(Timestamp, Signal)>>,
     answer: oneshot::Sender<Result<Vec<i64>, StoreError>>,
@@ -102,7 +103,8 @@ impl Batch {
         let _ = self.answer.send(Ok(ids));
     }
 
-    /// Nothing is stored, and the store is unavailable: the writer need not try again.
+    /// The store is unavailable, or the step's commit failed and may have happened all the same:
+    /// the writer must not store the signals again, and the requests are refused.
     pub fn unavailable(self, why: String) {
         let _ = self.answer.send(Err(StoreError::Unavailable(why)));
     }
