@@ -442,16 +442,6 @@ async fn cloudevents_and_generic_bodies() {
     assert!(signals.contains(&"generic|cup".to_owned()), "{signals:?}");
 }
 
-/// Batches of signals committed so far by `by` (`pipeline` or `writer`), by `/metrics`.
-async fn batches_stored_by(app: &TestApp, by: &str) -> u64 {
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
-    let prefix = format!("banditore_signal_batches_total{{stored_by=\"{by}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
-}
-
 /// A lone replica leads. While its pipeline waits for work, it stores an alert in the step that
 /// applies it, so the incident is open by the time the `202` comes back.
 #[tokio::test]

@@ -228,15 +228,7 @@ async fn the_leader_applies_an_alert_before_its_202_and_a_followers_alert_after(
     };
     let smtp = SmtpServer::start();
     let apps = replicas(2, &db, &smtp, &desks(3), &[]).await;
-    let leader = eventually(
-        || async {
-            apps.iter()
-                .position(|a| a.logs().contains("leading: running the incident engine"))
-        },
-        Option::is_some,
-    )
-    .await
-    .unwrap();
+    let leader = leader(&apps).await;
     let follower = 1 - leader;
     tokio::time::sleep(Duration::from_millis(500)).await;
     fire(&apps[leader]).await;
@@ -284,20 +276,17 @@ async fn the_leader_applies_an_alert_before_its_202_and_a_followers_alert_after(
     assert_eq!(signals, 2, "each alert stored once");
 }
 
-/// Batches of signals committed so far by `by` (`pipeline` or `writer`), by `/metrics`.
-async fn batches_stored_by(app: &TestApp, by: &str) -> u64 {
-    let metrics = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .unwrap_or_default();
-    let prefix = format!("banditore_signal_batches_total{{stored_by=\"{by}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+/// Which of `apps` leads, once one says so in its log.
+async fn leader(apps: &[TestApp]) -> usize {
+    eventually(
+        || async {
+            apps.iter()
+                .position(|a| a.logs().contains("leading: running the incident engine"))
+        },
+        Option::is_some,
+    )
+    .await
+    .expect("a replica leads")
 }
 
 #[tokio::test]
@@ -308,15 +297,7 @@ async fn leadership_moves_when_the_leader_dies_or_steps_down() {
     let smtp = SmtpServer::start();
     let mut apps = replicas(2, &db, &smtp, &desks(1), &[]).await;
     // The first started leads; the other follows.
-    let leader = eventually(
-        || async {
-            apps.iter()
-                .position(|a| a.logs().contains("leading: running the incident engine"))
-        },
-        Option::is_some,
-    )
-    .await
-    .unwrap();
+    let leader = leader(&apps).await;
     let follower = 1 - leader;
     // `banditore_leader` says the same: the alerting rules count the replicas that lead.
     assert_eq!(leads(&apps[leader]).await, Some(true));

@@ -413,6 +413,23 @@ impl Drop for TestApp {
 }
 
 /// An Alertmanager webhook body for one alert.
+/// Batches of signals `app` has committed so far by `by` (`pipeline` or `writer`), from
+/// `banditore_signal_batches_total` on its `/metrics`.
+pub async fn batches_stored_by(app: &TestApp, by: &str) -> u64 {
+    let metrics = app
+        .get("/metrics", None)
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    let prefix = format!("banditore_signal_batches_total{{stored_by=\"{by}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 pub fn alertmanager(
     status: &str,
     alertname: &str,
