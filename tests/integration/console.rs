@@ -109,14 +109,6 @@ fn browser_from(ip: [u8; 4]) -> reqwest::Client {
         .unwrap()
 }
 
-async fn metric(app: &TestApp, line_start: &str) -> f64 {
-    let text = app.get("/metrics", None).await.text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(line_start))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn logins_sent_at_once_check_no_more_passwords_than_the_limit() {
     let smtp = SmtpServer::start();

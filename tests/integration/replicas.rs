@@ -70,17 +70,11 @@ fn tally(smtp: &SmtpServer) -> BTreeMap<String, usize> {
 }
 
 async fn sent_by(app: &TestApp) -> u64 {
-    let metrics = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .unwrap_or_default();
-    metrics
-        .lines()
-        .find(|l| l.starts_with("banditore_deliveries_total{channel=\"email\",outcome=\"sent\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
+    metric(
+        app,
+        "banditore_deliveries_total{channel=\"email\",outcome=\"sent\"} ",
+    )
+    .await as u64
 }
 
 /// What the replica's `banditore_leader` gauge says.

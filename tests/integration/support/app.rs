@@ -412,24 +412,28 @@ impl Drop for TestApp {
     }
 }
 
-/// An Alertmanager webhook body for one alert.
-/// Batches of signals `app` has committed so far by `by` (`pipeline` or `writer`), from
-/// `banditore_signal_batches_total` on its `/metrics`.
-pub async fn batches_stored_by(app: &TestApp, by: &str) -> u64 {
-    let metrics = app
+/// The sum of the samples on `app`'s `/metrics` whose lines start with `line_start` (a metric's
+/// name, with its labels to pick one series); 0 when there are none, or no answer.
+pub async fn metric(app: &TestApp, line_start: &str) -> f64 {
+    let text = app
         .get("/metrics", None)
         .await
         .text()
         .await
         .unwrap_or_default();
-    let prefix = format!("banditore_signal_batches_total{{stored_by=\"{by}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    text.lines()
+        .filter(|l| l.starts_with(line_start))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
+/// Batches of signals `app` has committed so far by `by` (`pipeline` or `writer`).
+pub async fn batches_stored_by(app: &TestApp, by: &str) -> u64 {
+    let series = format!("banditore_signal_batches_total{{stored_by=\"{by}\"}} ");
+    metric(app, &series).await as u64
+}
+
+/// An Alertmanager webhook body for one alert.
 pub fn alertmanager(
     status: &str,
     alertname: &str,
