@@ -141,7 +141,7 @@ impl ChatStore for SqlStore {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
-                        bump_subscribers_version(&mut tx).await?;
+                        bump_subscribers_version(&mut Db::tx(&mut tx)).await?;
                     }
                     tx.commit().await?;
                     Ok(self
@@ -216,7 +216,7 @@ impl ChatStore for SqlStore {
         if let Some(old) = replaces.filter(|old| *old != address_id) {
             super::citizen_sql::erase(&mut tx, old).await?;
         }
-        bump_subscribers_version(&mut tx).await?;
+        bump_subscribers_version(&mut Db::tx(&mut tx)).await?;
         tx.commit().await?;
         let binding = self.binding(address_id).await?.ok_or_else(|| {
             StoreError::Corrupt(format!("address {address_id} vanished after binding"))
@@ -263,7 +263,7 @@ impl ChatStore for SqlStore {
             .execute(&mut *tx)
             .await?;
         }
-        bump_subscribers_version(&mut tx).await?;
+        bump_subscribers_version(&mut Db::tx(&mut tx)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -279,7 +279,7 @@ impl ChatStore for SqlStore {
             .bind(language.map(Language::as_str))
             .execute(&mut *tx)
             .await?;
-        bump_subscribers_version(&mut tx).await?;
+        bump_subscribers_version(&mut Db::tx(&mut tx)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -311,7 +311,7 @@ impl ChatStore for SqlStore {
                 .await?;
             }
         }
-        bump_subscribers_version(&mut tx).await?;
+        bump_subscribers_version(&mut Db::tx(&mut tx)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -336,7 +336,7 @@ impl ChatStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         if moved > 0 {
-            bump_subscribers_version(&mut tx).await?;
+            bump_subscribers_version(&mut Db::tx(&mut tx)).await?;
         }
         tx.commit().await?;
         Ok(moved)

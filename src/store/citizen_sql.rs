@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use sqlx::{Any, Row, Transaction};
 
 use super::citizen::{CitizenPlan, CitizenPrune, CitizenStore, NewSignup, Signup};
+use super::db::Db;
 use super::dialect::Dialect;
 use super::rows::{ms, opt_ts, parse, ts};
 use super::sql::SqlStore;
@@ -47,7 +48,7 @@ pub(super) async fn erase(tx: &mut Transaction<'static, Any>, address_id: i64) -
         .execute(&mut **tx)
         .await?;
     }
-    bump_subscribers_version(tx).await?;
+    bump_subscribers_version(&mut Db::tx(tx)).await?;
     Ok(true)
 }
 
@@ -70,7 +71,7 @@ async fn write_citizen(
         > 0;
     if found {
         write_subscriptions(tx, subscriber_id, &plan.subscriptions).await?;
-        bump_subscribers_version(tx).await?;
+        bump_subscribers_version(&mut Db::tx(tx)).await?;
     }
     Ok(found)
 }
@@ -95,7 +96,7 @@ async fn insert_citizen(
         .bind(json(&plan.services)?)
         .execute(&mut **tx)
         .await?;
-    bump_subscribers_version(tx).await?;
+    bump_subscribers_version(&mut Db::tx(tx)).await?;
     Ok(id)
 }
 
@@ -339,7 +340,7 @@ impl CitizenStore for SqlStore {
         .await?
         .rows_affected();
         if subscribers > 0 {
-            bump_subscribers_version(&mut tx).await?;
+            bump_subscribers_version(&mut Db::tx(&mut tx)).await?;
         }
         tx.commit().await?;
         Ok(CitizenPrune {

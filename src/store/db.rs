@@ -1,5 +1,5 @@
 //! One statement, two ways to run it. The write transactions' statements ([`super::Tx`], the
-//! signals' intake) are written once and run either through sqlx (PostgreSQL) or in place on the
+//! signals' intake, the deliveries' outcomes) are written once and run either through sqlx (PostgreSQL) or in place on the
 //! SQLite connection the transaction holds ([`super::lite`]). sqlx hands every statement to the
 //! thread that owns its SQLite connection and waits for the answer: two thread wake-ups per
 //! statement, which on a two-core machine cost more than SQLite's own work, and the pipeline's

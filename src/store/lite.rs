@@ -1,11 +1,12 @@
 //! The SQLite store's write transactions, run in place ([`super::db`]): a second connection to the
-//! file, used only by [`super::Tx`] and the signals' intake, and only while its holder also holds
-//! the sqlx writer pool's one connection. So this process's writes still queue one at a time, as
-//! they did through the pool alone, and never meet SQLite's busy lock among themselves. Its
-//! statements run on the task that holds the transaction, on whichever Tokio worker runs it: a
-//! step keeps that thread for as long as SQLite works and syncs, and hands off to no other. Another
-//! process holding the write lock (an administrator's command, a `sqlite3` shell) is waited for
-//! by sleeping between attempts to begin, not inside SQLite, so the worker stays free meanwhile.
+//! file, used only by [`super::Tx`], the signals' intake and the deliveries' outcomes, and only
+//! while its holder also holds the sqlx writer pool's one connection. So this process's writes
+//! still queue one at a time, as they did through the pool alone, and never meet SQLite's busy
+//! lock among themselves. Its statements run on the task that holds the transaction, on whichever
+//! Tokio worker runs it: a step keeps that thread for as long as SQLite works and syncs, and hands
+//! off to no other. Another process holding the write lock (an administrator's command, a
+//! `sqlite3` shell) is waited for by sleeping between attempts to begin, not inside SQLite, so the
+//! worker stays free meanwhile.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -115,7 +115,10 @@ impl OutboxStore for SqlStore {
         // Every statement is fenced on (owner, attempts): an outcome only lands on the claim it
         // belongs to, never on a later claim of the same row.
         const HELD: &str = "id = $1 AND locked_by = $2 AND attempts = $3 AND state = 'sending'";
-        let mut tx = self.write().await?;
+        // In place on SQLite: a lone outcome is on the way of the recipient's next message.
+        let mut tx = self.transaction().await?;
+        let dialect = tx.dialect;
+        let mut db = tx.db()?;
         let mut gone_addresses = false;
         let mut sent = Vec::new();
         for o in outcomes {
@@ -130,28 +133,28 @@ impl OutboxStore for SqlStore {
                     r.segments
                 ])),
                 DeliveryOutcome::Retry { at, error } => {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                    db::query(format!(
                         "UPDATE deliveries SET state = 'pending', next_attempt_at = $4, last_error = $5,
                          lease_until = NULL, locked_by = NULL WHERE {HELD}"
-                    )))
+                    ))
                     .bind(id)
                     .bind(owner)
                     .bind(attempts)
                     .bind(ms(*at))
                     .bind(error)
-                    .execute(&mut *tx)
+                    .execute(&mut db)
                     .await?;
                 }
                 DeliveryOutcome::Failed { error } => {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                    db::query(format!(
                         "UPDATE deliveries SET state = 'failed', last_error = $4,
                          lease_until = NULL, locked_by = NULL WHERE {HELD}"
-                    )))
+                    ))
                     .bind(id)
                     .bind(owner)
                     .bind(attempts)
                     .bind(error)
-                    .execute(&mut *tx)
+                    .execute(&mut db)
                     .await?;
                 }
                 DeliveryOutcome::Released
@@ -164,46 +167,45 @@ impl OutboxStore for SqlStore {
                         DeliveryOutcome::Paused { error } => (None, Some(error.as_str())),
                         _ => (None, None),
                     };
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                    db::query(format!(
                         "UPDATE deliveries SET state = 'pending', attempts = {}(attempts - 1, 0),
                          next_attempt_at = COALESCE($4, next_attempt_at),
                          last_error = COALESCE($5, last_error),
                          lease_until = NULL, locked_by = NULL WHERE {HELD}",
-                        self.dialect.greatest()
-                    )))
+                        dialect.greatest()
+                    ))
                     .bind(id)
                     .bind(owner)
                     .bind(attempts)
                     .bind(at)
                     .bind(error)
-                    .execute(&mut *tx)
+                    .execute(&mut db)
                     .await?;
                 }
                 DeliveryOutcome::Gone { error } => {
-                    let address_id: Option<Option<i64>> =
-                        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                            "UPDATE deliveries SET state = 'gone', last_error = $4,
+                    let address_id: Option<Option<i64>> = db::query_scalar(format!(
+                        "UPDATE deliveries SET state = 'gone', last_error = $4,
                          lease_until = NULL, locked_by = NULL WHERE {HELD} RETURNING address_id"
-                        )))
-                        .bind(id)
-                        .bind(owner)
-                        .bind(attempts)
-                        .bind(error)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                    ))
+                    .bind(id)
+                    .bind(owner)
+                    .bind(attempts)
+                    .bind(error)
+                    .fetch_optional(&mut db)
+                    .await?;
                     if let Some(Some(address_id)) = address_id {
-                        sqlx::query("UPDATE addresses SET gone_at = $2, gone_reason = $3 WHERE id = $1 AND gone_at IS NULL")
+                        db::query("UPDATE addresses SET gone_at = $2, gone_reason = $3 WHERE id = $1 AND gone_at IS NULL")
                             .bind(address_id)
                             .bind(ms(now))
                             .bind(error)
-                            .execute(&mut *tx)
+                            .execute(&mut db)
                             .await?;
-                        sqlx::query(
+                        db::query(
                             "UPDATE deliveries SET state = 'gone', last_error = $2 WHERE address_id = $1 AND state = 'pending'",
                         )
                         .bind(address_id)
                         .bind(format!("address gone: {error}"))
-                        .execute(&mut *tx)
+                        .execute(&mut db)
                         .await?;
                         gone_addresses = true;
                     }
@@ -212,32 +214,31 @@ impl OutboxStore for SqlStore {
         }
         if !sent.is_empty() {
             // `$1` is a JSON array of [id, attempts, provider id, provider, segments].
-            let outcomes = self.dialect.pick(
+            let outcomes = dialect.pick(
                 "SELECT value ->> 0 AS id, value ->> 1 AS attempts, value ->> 2 AS provider_id,
                         value ->> 3 AS provider, value ->> 4 AS segments FROM json_each($1)",
                 "SELECT (value ->> 0)::bigint AS id, (value ->> 1)::bigint AS attempts, value ->> 2 AS provider_id,
                         value ->> 3 AS provider, (value ->> 4)::integer AS segments
                  FROM jsonb_array_elements($1::jsonb) AS t(value)",
             );
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            db::query(format!(
                 "UPDATE deliveries SET state = 'sent', sent_at = $3, provider_id = j.provider_id,
                  provider = j.provider, segments = j.segments, last_error = NULL,
                  lease_until = NULL, locked_by = NULL
                  FROM ({outcomes}) AS j
                  WHERE deliveries.id = j.id AND deliveries.attempts = j.attempts
                    AND deliveries.locked_by = $2 AND deliveries.state = 'sending'"
-            )))
+            ))
             .bind(json(&sent)?)
             .bind(owner)
             .bind(ms(now))
-            .execute(&mut *tx)
+            .execute(&mut db)
             .await?;
         }
         if gone_addresses {
-            bump_subscribers_version(&mut tx).await?;
+            bump_subscribers_version(&mut db).await?;
         }
-        tx.commit().await?;
-        Ok(())
+        tx.finish().await
     }
 
     async fn release_leases(&self, owner: &str, channel: ChannelKind) -> Result<u64> {

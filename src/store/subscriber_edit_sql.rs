@@ -214,7 +214,7 @@ impl SqlStore {
         if let Some(policy) = &edit.escalation {
             write_escalation(&mut tx, id, policy.as_ref()).await?;
         }
-        bump_subscribers_version(&mut tx).await?;
+        bump_subscribers_version(&mut Db::tx(&mut tx)).await?;
         tx.commit().await?;
         Ok(EditOutcome::Edited(report))
     }

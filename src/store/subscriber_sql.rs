@@ -183,12 +183,12 @@ pub(super) async fn subscribers_version(conn: &mut Db<'_>) -> Result<i64> {
     Ok(version.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
-pub(super) async fn bump_subscribers_version(tx: &mut Transaction<'static, Any>) -> Result<()> {
-    sqlx::query(
+pub(super) async fn bump_subscribers_version(db: &mut Db<'_>) -> Result<()> {
+    db::query(
         "INSERT INTO settings (key, value) VALUES ('subscribers_version', '1')
          ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)",
     )
-    .execute(&mut **tx)
+    .execute(db)
     .await?;
     Ok(())
 }
@@ -478,7 +478,7 @@ impl SubscriberStore for SqlStore {
     async fn create_subscriber(&self, s: &ValidSubscriber, now: Timestamp) -> Result<i64> {
         let mut tx = self.write().await?;
         let id = insert_subscriber(&mut tx, s, "api", now).await?;
-        bump_subscribers_version(&mut tx).await?;
+        bump_subscribers_version(&mut Db::tx(&mut tx)).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -521,7 +521,7 @@ impl SubscriberStore for SqlStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        bump_subscribers_version(&mut tx).await?;
+        bump_subscribers_version(&mut Db::tx(&mut tx)).await?;
         tx.commit().await?;
         Ok(DeleteOutcome::Deleted {
             cancelled_deliveries: cancelled,
@@ -593,7 +593,7 @@ impl SubscriberStore for SqlStore {
                 report.removed += 1;
             }
         }
-        bump_subscribers_version(&mut tx).await?;
+        bump_subscribers_version(&mut Db::tx(&mut tx)).await?;
         tx.commit().await?;
         Ok(report)
     }
@@ -632,7 +632,7 @@ impl SubscriberStore for SqlStore {
             > 0;
         if found {
             cancel_address_deliveries(&mut tx, id, "recipient unsubscribed").await?;
-            bump_subscribers_version(&mut tx).await?;
+            bump_subscribers_version(&mut Db::tx(&mut tx)).await?;
         }
         tx.commit().await?;
         Ok(found)
