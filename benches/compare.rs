@@ -223,15 +223,17 @@ fn latency_row(
     }
 }
 
-/// The floor under Banditore's side of the latency row: SQLite commits of 16 pages (eight
-/// tables, each with an index), WAL and `synchronous = full` as the store runs them, on a file
-/// beside the binary's. A step that opens an incident and claims its first delivery writes about
-/// as many (15 WAL frames at the median, counted with `strace`); its email leaves only after
-/// that commit is synced.
+/// The floor under Banditore's side of the latency row: SQLite commits of one row in each of
+/// eight tables with an index (16 pages at the median), WAL and `synchronous = full` as the store
+/// runs them, SQLite's automatic checkpoint inside the commit that reaches 1,000 pages, as in the
+/// store, on a file beside the binary's. A step that opens an incident and claims its first
+/// delivery writes about as many (15 WAL frames at the median, counted with `strace`); its email
+/// leaves only after that commit is synced.
 struct Floor {
-    _dir: tempfile::TempDir,
     conn: rusqlite::Connection,
     n: u64,
+    /// Declared last: removed once the connection is closed.
+    _dir: tempfile::TempDir,
 }
 
 impl Floor {
@@ -246,9 +248,9 @@ impl Floor {
         }
         conn.execute_batch(&schema).unwrap();
         Floor {
-            _dir: dir,
             conn,
             n: 0,
+            _dir: dir,
         }
     }
 
@@ -311,7 +313,7 @@ async fn latency(rounds: usize, quiet: usize, reference: Option<&PathBuf>) {
     let version = am.as_ref().map(|a| a.version.clone());
     latency_row("latency", &mut ours, &mut theirs, version.as_deref(), false);
     println!(
-        "latency floor, one SQLite commit of 16 pages synced (WAL, synchronous=full), same rounds: {}",
+        "latency floor, one SQLite commit of a step's size synced (WAL, synchronous=full, checkpoints included), same rounds: {}",
         summary(&mut commits)
     );
     if version.is_some() {

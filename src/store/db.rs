@@ -1,9 +1,10 @@
 //! One statement, two ways to run it. The write transactions' statements ([`super::Tx`], the
-//! signals' intake, the deliveries' outcomes) are written once and run either through sqlx (PostgreSQL) or in place on the
-//! SQLite connection the transaction holds ([`super::lite`]). sqlx hands every statement to the
-//! thread that owns its SQLite connection and waits for the answer: two thread wake-ups per
-//! statement, which on a two-core machine cost more than SQLite's own work, and the pipeline's
-//! step runs about twenty. In place, the statements of a step cost no hand-off.
+//! signals' intake, the deliveries' outcomes) are written once and run either through sqlx
+//! (PostgreSQL) or in place on the SQLite connection the transaction holds ([`super::lite`]).
+//! sqlx hands every statement to the thread that owns its SQLite connection and waits for the
+//! answer: two thread wake-ups per statement, which on a two-core machine cost more than SQLite's
+//! own work, and the pipeline's step runs about twenty. In place, the statements of a step cost
+//! no hand-off.
 //!
 //! The builder copies the part of sqlx's interface the store uses (`query`, `query_scalar`,
 //! `bind`, `execute`, `fetch_*`), and binds parameters as sqlx's SQLite driver does: `$n` and
